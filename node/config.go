@@ -1,0 +1,236 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Config is everything a centre needs to start.
+//
+// The mapstructure tags are the keys a user writes in a YAML configuration
+// file; FieldError names fields by them. A field tagged config:"path" holds a
+// file-system path, which a loader may resolve against the directory of the
+// file it was read from.
+type Config struct {
+	Centre     CentreConfig     `mapstructure:"centre"`
+	Federation FederationConfig `mapstructure:"federation"`
+	Data       DataConfig       `mapstructure:"data"`
+	P2P        P2PConfig        `mapstructure:"p2p"`
+	API        APIConfig        `mapstructure:"api"`
+	Ledger     LedgerConfig     `mapstructure:"ledger"`
+	Log        LogConfig        `mapstructure:"log"`
+}
+
+// CentreConfig identifies this centre within its federation.
+type CentreConfig struct {
+	// Name is required and must be a valid name (see Validate): it becomes
+	// part of the origin line of the ledger's checkpoints, so it cannot hold
+	// spaces or upper case.
+	Name string `mapstructure:"name"`
+}
+
+// FederationConfig names the federation the centre belongs to.
+type FederationConfig struct {
+	// ID is required and follows the same rule as CentreConfig.Name; every
+	// member of a federation uses the same ID.
+	ID string `mapstructure:"id"`
+}
+
+// DataConfig says where the centre keeps its state.
+type DataConfig struct {
+	// Dir is required: the directory holding the ledger, the off-ledger
+	// records and the centre's keys.
+	Dir string `mapstructure:"dir" config:"path"`
+}
+
+// P2PConfig configures the centre's libp2p host.
+type P2PConfig struct {
+	// Listen holds at least one multiaddr of the form
+	// /ip4|ip6/<addr>/tcp/<port> or /ip4|ip6/<addr>/udp/<port>/quic-v1.
+	Listen []string `mapstructure:"listen"`
+	// PSKFile optionally names a pre-shared key file that makes the
+	// federation a libp2p private network. QUIC cannot run in a private
+	// network, so with a PSK every listen address must be TCP.
+	PSKFile string `mapstructure:"psk-file" config:"path"`
+}
+
+// APIConfig configures the HTTP API for staff and patients.
+type APIConfig struct {
+	// Listen is a host:port; port 0 picks a free port.
+	Listen string `mapstructure:"listen"`
+}
+
+// LedgerConfig tunes the centre's ledger.
+type LedgerConfig struct {
+	// MaxBatch caps how many entries share one group commit, 1 to 65536.
+	MaxBatch int `mapstructure:"max-batch"`
+}
+
+// LogConfig sets what the centre logs and how.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn or error
+	Format string `mapstructure:"format"` // text or json
+}
+
+// maxLedgerBatch bounds LedgerConfig.MaxBatch: a bigger group commit holds
+// the SQLite write lock for too long.
+const maxLedgerBatch = 65536
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+
+	// nameRE matches centre names and federation IDs. Both end up in
+	// checkpoint origins and protocol strings, so they stay plain.
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+)
+
+// DefaultConfig returns a configuration that is valid once the centre's name,
+// its federation ID and its data directory are set. It listens on 127.0.0.1
+// only: exposing a centre is a deliberate choice.
+func DefaultConfig() Config {
+	return Config{
+		P2P:    P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		API:    APIConfig{Listen: "127.0.0.1:8080"},
+		Ledger: LedgerConfig{MaxBatch: 4096},
+		Log:    LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// FieldError is one problem with one field of a Config.
+type FieldError struct {
+	// Field is the key as a user writes it in YAML: "centre.name",
+	// "ledger.max-batch", "p2p.listen[1]".
+	Field   string
+	Problem string
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// ConfigErrors is every problem found in a configuration, in the order of
+// the fields in Config.
+type ConfigErrors []FieldError
+
+func (e ConfigErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, fe := range e {
+		msgs[i] = fe.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Validate checks every field and reports every problem, not just the first:
+// it returns nil or a ConfigErrors.
+func (c Config) Validate() error {
+	var errs ConfigErrors
+	add := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+
+	checkName := func(field, name string) {
+		switch {
+		case name == "":
+			add(field, "required")
+		case !nameRE.MatchString(name):
+			add(field, "%q is not a valid name: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit", name)
+		}
+	}
+	checkName("centre.name", c.Centre.Name)
+	checkName("federation.id", c.Federation.ID)
+
+	if c.Data.Dir == "" {
+		add("data.dir", "required")
+	}
+
+	if len(c.P2P.Listen) == 0 {
+		add("p2p.listen", "at least one address is required")
+	}
+	for i, s := range c.P2P.Listen {
+		field := fmt.Sprintf("p2p.listen[%d]", i)
+		quic, err := parseListenAddr(s)
+		switch {
+		case err != nil:
+			add(field, "%v", err)
+		case quic && c.P2P.PSKFile != "":
+			add(field, "%q is QUIC, which cannot run in a private network: with p2p.psk-file set, listen on TCP only", s)
+		}
+	}
+
+	if err := checkHostPort(c.API.Listen); err != nil {
+		add("api.listen", "%v", err)
+	}
+
+	if c.Ledger.MaxBatch < 1 || c.Ledger.MaxBatch > maxLedgerBatch {
+		add("ledger.max-batch", "must be between 1 and %d, got %d", maxLedgerBatch, c.Ledger.MaxBatch)
+	}
+
+	checkOneOf := func(field, value string, allowed []string) {
+		for _, a := range allowed {
+			if value == a {
+				return
+			}
+		}
+		add(field, "%q is not one of %s", value, strings.Join(allowed, ", "))
+	}
+	checkOneOf("log.level", c.Log.Level, logLevels)
+	checkOneOf("log.format", c.Log.Format, logFormats)
+
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// parseListenAddr accepts the two transports a centre listens on, TCP and
+// QUIC v1, over a literal IPv4 or IPv6 address, and reports which one s is.
+// DNS names are refused: a listen address is a local interface.
+func parseListenAddr(s string) (quic bool, err error) {
+	const want = "use /ip4|ip6/<addr>/tcp/<port> or /ip4|ip6/<addr>/udp/<port>/quic-v1"
+	if s == "" {
+		return false, fmt.Errorf("empty address: %s", want)
+	}
+	addr, err := ma.NewMultiaddr(s)
+	if err != nil {
+		reason := strings.TrimPrefix(err.Error(), fmt.Sprintf("failed to parse multiaddr %q: ", s))
+		if host, port, err := net.SplitHostPort(s); err == nil && net.ParseIP(host) != nil {
+			// The commonest mistake: an address written the way api.listen is.
+			proto := "ip4"
+			if strings.Contains(host, ":") {
+				proto = "ip6"
+			}
+			reason += fmt.Sprintf(" (did you mean /%s/%s/tcp/%s?)", proto, host, port)
+		}
+		return false, fmt.Errorf("%q is not a valid multiaddr: %s", s, reason)
+	}
+	codes := make([]int, len(addr))
+	for i := range addr {
+		codes[i] = addr[i].Code()
+	}
+	ip := len(codes) > 0 && (codes[0] == ma.P_IP4 || codes[0] == ma.P_IP6)
+	switch {
+	case ip && len(codes) == 2 && codes[1] == ma.P_TCP:
+		return false, nil
+	case ip && len(codes) == 3 && codes[1] == ma.P_UDP && codes[2] == ma.P_QUIC_V1:
+		return true, nil
+	}
+	return false, fmt.Errorf("%q is not supported: %s", s, want)
+}
+
+func checkHostPort(s string) error {
+	if s == "" {
+		return fmt.Errorf("required")
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", s)
+	}
+	return nil
+}

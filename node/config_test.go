@@ -1,0 +1,269 @@
+package node_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/medfed/medfed/node"
+)
+
+// validConfig is the default configuration with the three fields that have
+// no default filled in.
+func validConfig() node.Config {
+	c := node.DefaultConfig()
+	c.Centre.Name = "centre-a"
+	c.Federation.ID = "medfed-demo"
+	c.Data.Dir = "/var/lib/medfed/centre-a"
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(c *node.Config)
+		fields []string // exactly the fields that must be reported, in order
+		want   string   // a word the first problem must contain
+	}{
+		{name: "defaults with required fields", edit: func(*node.Config) {}},
+		{
+			name: "every listen form",
+			edit: func(c *node.Config) {
+				c.P2P.Listen = []string{
+					"/ip4/0.0.0.0/tcp/4001",
+					"/ip6/::1/tcp/4001",
+					"/ip4/127.0.0.1/udp/4001/quic-v1",
+					"/ip6/::/udp/0/quic-v1",
+				}
+				c.API.Listen = ":0"
+				c.Ledger.MaxBatch = 65536
+				c.Log = node.LogConfig{Level: "debug", Format: "json"}
+			},
+		},
+		{
+			name: "psk with TCP only",
+			edit: func(c *node.Config) { c.P2P.PSKFile = "/etc/medfed/psk" },
+		},
+		{
+			name: "name of 63 characters",
+			edit: func(c *node.Config) { c.Centre.Name = "0" + strings.Repeat("a-", 31) },
+		},
+		{
+			name:   "defaults alone",
+			edit:   func(c *node.Config) { *c = node.DefaultConfig() },
+			fields: []string{"centre.name", "federation.id", "data.dir"},
+			want:   "required",
+		},
+		{
+			name:   "centre name missing",
+			edit:   func(c *node.Config) { c.Centre.Name = "" },
+			fields: []string{"centre.name"},
+			want:   "required",
+		},
+		{
+			name:   "federation id missing",
+			edit:   func(c *node.Config) { c.Federation.ID = "" },
+			fields: []string{"federation.id"},
+			want:   "required",
+		},
+		{
+			name:   "data dir missing",
+			edit:   func(c *node.Config) { c.Data.Dir = "" },
+			fields: []string{"data.dir"},
+			want:   "required",
+		},
+		{
+			name:   "centre name upper case",
+			edit:   func(c *node.Config) { c.Centre.Name = "Centre-A" },
+			fields: []string{"centre.name"},
+			want:   "not a valid name",
+		},
+		{
+			name:   "centre name too long",
+			edit:   func(c *node.Config) { c.Centre.Name = strings.Repeat("a", 64) },
+			fields: []string{"centre.name"},
+			want:   "not a valid name",
+		},
+		{
+			name:   "centre name leading dash",
+			edit:   func(c *node.Config) { c.Centre.Name = "-centre" },
+			fields: []string{"centre.name"},
+			want:   "not a valid name",
+		},
+		{
+			name:   "federation id with a space",
+			edit:   func(c *node.Config) { c.Federation.ID = "medfed demo" },
+			fields: []string{"federation.id"},
+			want:   "not a valid name",
+		},
+		{
+			name:   "no listen address",
+			edit:   func(c *node.Config) { c.P2P.Listen = nil },
+			fields: []string{"p2p.listen"},
+			want:   "at least one",
+		},
+		{
+			name:   "port not a number",
+			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/abc"} },
+			fields: []string{"p2p.listen[1]"},
+			want:   "not a valid multiaddr",
+		},
+		{
+			name:   "host:port instead of a multiaddr",
+			edit:   func(c *node.Config) { c.P2P.Listen = []string{"127.0.0.1:4001"} },
+			fields: []string{"p2p.listen[0]"},
+			want:   "/ip4/127.0.0.1/tcp/4001",
+		},
+		{
+			name:   "dns name",
+			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/dns4/x/tcp/1"} },
+			fields: []string{"p2p.listen[0]"},
+			want:   "not supported",
+		},
+		{
+			name:   "bare ip",
+			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1"} },
+			fields: []string{"p2p.listen[0]"},
+			want:   "not supported",
+		},
+		{
+			name:   "udp without quic",
+			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1/udp/4001"} },
+			fields: []string{"p2p.listen[0]"},
+			want:   "not supported",
+		},
+		{
+			name:   "empty listen address",
+			edit:   func(c *node.Config) { c.P2P.Listen = []string{""} },
+			fields: []string{"p2p.listen[0]"},
+			want:   "empty",
+		},
+		{
+			name: "psk with quic",
+			edit: func(c *node.Config) {
+				c.P2P.PSKFile = "/etc/medfed/psk"
+				c.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"}
+			},
+			fields: []string{"p2p.listen[1]"},
+			want:   "private network",
+		},
+		{
+			name:   "api without port",
+			edit:   func(c *node.Config) { c.API.Listen = "127.0.0.1" },
+			fields: []string{"api.listen"},
+			want:   "host:port",
+		},
+		{
+			name:   "api port out of range",
+			edit:   func(c *node.Config) { c.API.Listen = "127.0.0.1:65536" },
+			fields: []string{"api.listen"},
+			want:   "65535",
+		},
+		{
+			name:   "api listen empty",
+			edit:   func(c *node.Config) { c.API.Listen = "" },
+			fields: []string{"api.listen"},
+			want:   "required",
+		},
+		{
+			name:   "max batch zero",
+			edit:   func(c *node.Config) { c.Ledger.MaxBatch = 0 },
+			fields: []string{"ledger.max-batch"},
+			want:   "between 1 and 65536",
+		},
+		{
+			name:   "max batch too big",
+			edit:   func(c *node.Config) { c.Ledger.MaxBatch = 70000 },
+			fields: []string{"ledger.max-batch"},
+			want:   "got 70000",
+		},
+		{
+			name:   "log level",
+			edit:   func(c *node.Config) { c.Log.Level = "verbose" },
+			fields: []string{"log.level"},
+			want:   "debug, info, warn, error",
+		},
+		{
+			name:   "log format",
+			edit:   func(c *node.Config) { c.Log.Format = "yaml" },
+			fields: []string{"log.format"},
+			want:   "text, json",
+		},
+		{
+			name: "three problems",
+			edit: func(c *node.Config) {
+				c.Log.Format = "xml"
+				c.Centre.Name = ""
+				c.P2P.Listen = append(c.P2P.Listen, "/ip4/127.0.0.1/tcp/abc")
+			},
+			fields: []string{"centre.name", "p2p.listen[1]", "log.format"},
+			want:   "required",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.edit(&c)
+			err := c.Validate()
+			if len(tt.fields) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			var problems node.ConfigErrors
+			if !errors.As(err, &problems) {
+				t.Fatalf("Validate() = %v, want ConfigErrors", err)
+			}
+			var fields []string
+			for _, p := range problems {
+				fields = append(fields, p.Field)
+			}
+			if !slices.Equal(fields, tt.fields) {
+				t.Errorf("fields = %q, want %q (error: %v)", fields, tt.fields, err)
+			}
+			if !strings.Contains(problems[0].Problem, tt.want) {
+				t.Errorf("problem %q does not mention %q", problems[0].Problem, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigErrorsError(t *testing.T) {
+	err := node.ConfigErrors{
+		{Field: "centre.name", Problem: "required"},
+		{Field: "ledger.max-batch", Problem: "too big"},
+	}
+	want := "centre.name: required; ledger.max-batch: too big"
+	if got := err.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestDefaultConfigIsFresh(t *testing.T) {
+	a := node.DefaultConfig()
+	a.P2P.Listen[0] = "/ip4/10.0.0.1/tcp/1"
+	if b := node.DefaultConfig(); b.P2P.Listen[0] != "/ip4/127.0.0.1/tcp/0" {
+		t.Errorf("DefaultConfig shares its listen slice: got %q", b.P2P.Listen[0])
+	}
+}
+
+func ExampleConfig_Validate() {
+	cfg := node.DefaultConfig()
+	cfg.Centre.Name = "St Mary's"
+	cfg.Federation.ID = "medfed-demo"
+	cfg.Ledger.MaxBatch = 0
+
+	var problems node.ConfigErrors
+	if errors.As(cfg.Validate(), &problems) {
+		for _, p := range problems {
+			fmt.Println(p)
+		}
+	}
+	// Output:
+	// centre.name: "St Mary's" is not a valid name: use 1 to 63 lower-case letters, digits and '-', starting with a letter or digit
+	// data.dir: required
+	// ledger.max-batch: must be between 1 and 65536, got 0
+}

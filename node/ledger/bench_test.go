@@ -1,0 +1,71 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+func benchEntry(b testing.TB, i int) ledger.Entry {
+	var p ledger.Pseudonym
+	rand.Read(p[:])
+	r := ledger.Record{Occurred: time.Unix(1_700_000_000+int64(i), 0), DataClass: "lab-result", Location: "ward 7/haematology"}
+	rand.Read(r.Author[:])
+	rand.Read(r.Payload[:])
+	rand.Read(r.Commitment[:])
+	e, err := ledger.NewRecord(p, r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func appendConcurrently(b testing.TB, l *ledger.Ledger, total, writers int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) {
+				if _, err := l.Append(context.Background(), benchEntry(b, 1)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func openBench(b testing.TB, dir string, maxBatch int) *ledger.Ledger {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	l, err := ledger.Open(context.Background(), filepath.Join(dir, "ledger.db"), ledger.Options{Origin: "medfed/bench/a", Key: key, MaxBatch: maxBatch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+func BenchmarkAppend64(b *testing.B) {
+	l := openBench(b, b.TempDir(), 0)
+	defer l.Close()
+	b.ResetTimer()
+	appendConcurrently(b, l, b.N, 64)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+func BenchmarkAppend64Baseline(b *testing.B) {
+	l := openBench(b, b.TempDir(), 1)
+	defer l.Close()
+	b.ResetTimer()
+	appendConcurrently(b, l, b.N, 64)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}

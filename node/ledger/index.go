@@ -1,0 +1,322 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// The pseudonym index maps a patient's pseudonym to the entries about them.
+//
+// Pseudonyms are random, so a plain B-tree index dirties one page per entry
+// wherever it lands; inside the commit that halved append throughput, and
+// behind it the page writes still competed with the ledger for the disk. So
+// the index is kept like a log: entries are grouped into buckets of
+// indexBucket consecutive indexes. The postings of the bucket being filled
+// are held in memory; once a bucket is full its postings are written, sorted,
+// in one transaction to their own region of the index file, with the
+// watermark that says which buckets are on disk. A lookup probes each
+// bucket on disk (one seek each) and the memory.
+//
+// The index is derived data: its file is synchronous=NORMAL, and Open
+// rebuilds whatever is not on disk from the entries. Verify checks it.
+
+const indexBucket = 1 << 16
+
+var indexMigrations = []string{
+	`CREATE TABLE postings (
+		bucket    INTEGER NOT NULL, -- idx / indexBucket
+		pseudonym BLOB NOT NULL,    -- the entry's subject
+		idx       INTEGER NOT NULL, -- the entry's index
+		PRIMARY KEY (bucket, pseudonym, idx)
+	) STRICT, WITHOUT ROWID;
+	CREATE TABLE watermark (
+		id   INTEGER PRIMARY KEY CHECK (id = 0),
+		size INTEGER NOT NULL       -- entries below this are on disk; a multiple of the bucket size
+	) STRICT;
+	INSERT INTO watermark (id, size) VALUES (0, 0);`,
+}
+
+// indexApplicationID marks the index file ("mfIX").
+const indexApplicationID = 0x6d664958
+
+// IndexPath returns where the pseudonym index of the ledger at path lives:
+// beside it, "ledger.db" -> "ledger-index.db".
+func IndexPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-index" + ext
+}
+
+type posting struct {
+	idx     int64
+	subject Pseudonym
+}
+
+type pseudonymIndex struct {
+	w, r *sql.DB
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	watermark int64                 // entries below are on disk
+	mem       map[Pseudonym][]int64 // postings at or above the watermark
+	upTo      int64                 // entries below are on disk or in mem
+
+	kick chan struct{}
+	quit chan struct{}
+	done chan struct{}
+}
+
+func openIndex(ctx context.Context, path string, log *slog.Logger) (*pseudonymIndex, error) {
+	x := &pseudonymIndex{
+		log:  log,
+		mem:  map[Pseudonym][]int64{},
+		kick: make(chan struct{}, 1),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	if _, err := checkApp(path, indexApplicationID); err != nil {
+		return nil, fmt.Errorf("pseudonym index: %w", err)
+	}
+	var err error
+	if x.w, err = openDB(path, writeDerived); err != nil {
+		return nil, err
+	}
+	if x.r, err = openDB(path, readShared); err != nil {
+		x.close()
+		return nil, err
+	}
+	if err := migrateDB(ctx, x.w, indexMigrations, indexApplicationID); err != nil {
+		x.close()
+		return nil, fmt.Errorf("pseudonym index: %w", err)
+	}
+	if err := x.w.QueryRowContext(ctx, "SELECT size FROM watermark").Scan(&x.watermark); err != nil {
+		x.close()
+		return nil, fmt.Errorf("pseudonym index: %w", err)
+	}
+	return x, nil
+}
+
+// catchUp puts the postings of entries [watermark, size) in memory, reading
+// them from the ledger; it first drops an index that claims more entries
+// than the ledger has.
+func (x *pseudonymIndex) catchUp(ctx context.Context, entries *sql.DB, size int64) error {
+	if x.watermark > size || x.watermark%indexBucket != 0 {
+		x.log.Warn("pseudonym index does not match the ledger; rebuilding it", "index", x.watermark, "ledger", size)
+		if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; UPDATE watermark SET size = 0"); err != nil {
+			return fmt.Errorf("pseudonym index: %w", err)
+		}
+		x.watermark = 0
+	}
+	x.upTo = x.watermark
+	rows, err := entries.QueryContext(ctx, "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", x.watermark, size)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var ps []posting
+	for rows.Next() {
+		var n int64
+		var data sql.RawBytes
+		if err := rows.Scan(&n, &data); err != nil {
+			return err
+		}
+		if p, ok := subjectOf(data); ok {
+			ps = append(ps, posting{n, p})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	x.add(ps, size)
+	x.flush(ctx) // a restart after a long run leaves whole buckets in memory
+	return nil
+}
+
+// subjectOf reads the subject of an encoded entry without decoding the rest.
+func subjectOf(data []byte) (Pseudonym, bool) {
+	var p Pseudonym
+	if len(data) < headerLen+32 || data[offFlags]&flagSubject == 0 {
+		return p, false
+	}
+	copy(p[:], data[headerLen:])
+	return p, true
+}
+
+// add records the postings of a commit that made the ledger size entries long.
+func (x *pseudonymIndex) add(ps []posting, size int64) {
+	x.mu.Lock()
+	for _, p := range ps {
+		x.mem[p.subject] = append(x.mem[p.subject], p.idx)
+	}
+	x.upTo = size
+	full := size-x.watermark >= indexBucket
+	x.mu.Unlock()
+	if full {
+		select {
+		case x.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (x *pseudonymIndex) start() { go x.run() }
+
+func (x *pseudonymIndex) run() {
+	defer close(x.done)
+	for {
+		select {
+		case <-x.kick:
+			x.flush(context.Background())
+		case <-x.quit:
+			return
+		}
+	}
+}
+
+// flush writes every full bucket held in memory to disk.
+func (x *pseudonymIndex) flush(ctx context.Context) {
+	for {
+		x.mu.Lock()
+		from := x.watermark
+		if x.upTo-from < indexBucket {
+			x.mu.Unlock()
+			return
+		}
+		to := from + indexBucket
+		var ps []posting
+		for p, idxs := range x.mem {
+			for _, n := range idxs {
+				if n < to {
+					ps = append(ps, posting{n, p})
+				}
+			}
+		}
+		x.mu.Unlock()
+
+		// Entries of a bucket are final once appended, so the bucket can be
+		// written without holding the lock.
+		if err := x.write(ctx, from, to, ps); err != nil {
+			// Lookups stay complete from memory; Open retries.
+			x.log.Error("pseudonym index write failed; keeping postings in memory", "bucket", from/indexBucket, "err", err)
+			return
+		}
+		x.mu.Lock()
+		for p, idxs := range x.mem {
+			i := 0
+			for i < len(idxs) && idxs[i] < to {
+				i++
+			}
+			if i == len(idxs) {
+				delete(x.mem, p)
+			} else if i > 0 {
+				x.mem[p] = slices.Clone(idxs[i:])
+			}
+		}
+		x.watermark = to
+		x.mu.Unlock()
+	}
+}
+
+func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting) error {
+	slices.SortFunc(ps, func(a, b posting) int {
+		if c := bytes.Compare(a.subject[:], b.subject[:]); c != 0 {
+			return c
+		}
+		return int(a.idx - b.idx)
+	})
+	tx, err := x.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO postings (bucket, pseudonym, idx) VALUES (?, ?, ?)")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	bucket := from / indexBucket
+	for _, p := range ps {
+		if _, err := stmt.ExecContext(ctx, bucket, p.subject[:], p.idx); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE watermark SET size = ?", to); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// lookup returns the indexes of the entries about p below size, in order.
+func (x *pseudonymIndex) lookup(ctx context.Context, p Pseudonym, size int64) ([]int64, error) {
+	x.mu.Lock()
+	wm := x.watermark
+	var out []int64
+	for _, n := range x.mem[p] {
+		if n < size {
+			out = append(out, n)
+		}
+	}
+	x.mu.Unlock()
+	var disk []int64
+	// The read transaction sees the buckets below wm at least: the
+	// watermark moves only after its bucket committed.
+	tx, err := x.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, "SELECT idx FROM postings WHERE bucket = ? AND pseudonym = ? ORDER BY idx")
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	for b := int64(0); b < wm/indexBucket; b++ {
+		rows, err := stmt.QueryContext(ctx, b, p[:])
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var n int64
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			disk = append(disk, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	// mem may still hold postings that were written to disk after we
+	// read the watermark; keep each index once.
+	out = append(disk, out...)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// stop ends the indexer, then closes the index. Postings in memory are not
+// written: Open rebuilds them from the entries faster than a partial bucket
+// could be merged later.
+func (x *pseudonymIndex) stop() error {
+	close(x.quit)
+	<-x.done
+	return x.close()
+}
+
+func (x *pseudonymIndex) close() error {
+	var errs []error
+	for _, db := range []*sql.DB{x.r, x.w} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,473 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Errors a Ledger returns.
+var (
+	ErrClosed       = errors.New("ledger closed")
+	ErrNotFound     = errors.New("no such entry")
+	ErrInconsistent = errors.New("refusing to sign a checkpoint inconsistent with an earlier one")
+)
+
+// DefaultMaxBatch is the default number of entries in one group commit.
+const DefaultMaxBatch = 4096
+
+// Options configure a Ledger. Origin and Key are required.
+type Options struct {
+	// Origin names the log in its checkpoints: "medfed/<federation>/<centre>"
+	// (see Origin). It is fixed when the ledger is created.
+	Origin string
+	// Key is the centre's Ed25519 key. It signs checkpoints; its public half
+	// is all another centre needs to verify them.
+	Key ed25519.PrivateKey
+	// MaxBatch bounds the entries committed in one SQLite transaction.
+	// Default DefaultMaxBatch. 1 commits every Append on its own.
+	MaxBatch int
+	// Now is the clock that stamps entries. Default time.Now.
+	Now func() time.Time
+	// Logger receives operational events. Default: discard.
+	Logger *slog.Logger
+}
+
+// LogValue keeps the key out of logs.
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("origin", o.Origin), slog.Int("max_batch", o.MaxBatch))
+}
+
+// Ledger is a centre's append-only transparency log. It is safe for
+// concurrent use. At most one Ledger may have a file open: the caller holds
+// the data directory's lock (package node does).
+type Ledger struct {
+	origin   string
+	signer   *ed25519Signer
+	verifier note.Verifier
+	maxBatch int
+	now      func() time.Time
+	log      *slog.Logger
+
+	w      *sql.DB // the single writer connection
+	r      *sql.DB // readers
+	insert *sql.Stmt
+	index  *pseudonymIndex
+
+	reqs chan *appendReq
+	quit chan struct{}
+	done chan struct{}
+
+	mu    sync.RWMutex // guards the committed state below
+	size  int64
+	root  tlog.Hash
+	front frontier
+	upper upperCache
+
+	signMu sync.Mutex // serialises Sign
+	latest SignedCheckpoint
+
+	closeOnce sync.Once
+}
+
+type appendReq struct {
+	encs     [][]byte
+	subjects []Pseudonym
+	first    int64
+	err      error
+	done     chan struct{}
+}
+
+// Open opens the ledger stored at path, creating it on first use.
+func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("ledger open: %w", err)
+	}
+	if _, err := checkFile(path); err != nil {
+		return nil, fmt.Errorf("ledger open: %w", err)
+	}
+	signer, err := newSigner(opts.Origin, opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("ledger open: %w", err)
+	}
+	l := &Ledger{
+		origin:   opts.Origin,
+		signer:   signer,
+		maxBatch: opts.MaxBatch,
+		now:      opts.Now,
+		log:      opts.Logger,
+		reqs:     make(chan *appendReq),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		front:    frontier{},
+	}
+	if l.verifier, err = NewVerifier(opts.Origin, opts.Key.Public().(ed25519.PublicKey)); err != nil {
+		return nil, fmt.Errorf("ledger open: %w", err)
+	}
+	if err := l.open(ctx, path, opts.Key.Public().(ed25519.PublicKey)); err != nil {
+		if l.index != nil {
+			l.index.close() // never started
+		}
+		l.closeDBs()
+		return nil, fmt.Errorf("ledger open %s: %w", path, err)
+	}
+	l.index.start()
+	go l.commitLoop()
+	l.log.Info("ledger opened", "origin", l.origin, "size", l.size)
+	return l, nil
+}
+
+func (o *Options) validate() error {
+	if !validOrigin(o.Origin) {
+		return errors.New("invalid origin")
+	}
+	if len(o.Key) != ed25519.PrivateKeySize {
+		return errors.New("an Ed25519 private key is required")
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MaxBatch < 0 {
+		return errors.New("negative MaxBatch")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func (l *Ledger) open(ctx context.Context, path string, pub ed25519.PublicKey) error {
+	var err error
+	if l.w, err = openDB(path, write); err != nil {
+		return err
+	}
+	if err := migrate(ctx, l.w); err != nil {
+		return err
+	}
+	if err := l.claimMeta(ctx, pub); err != nil {
+		return err
+	}
+	if l.r, err = openDB(path, readShared); err != nil {
+		return err
+	}
+	if l.insert, err = l.w.PrepareContext(ctx, "INSERT INTO entries (idx, data, hashes) VALUES (?, ?, ?)"); err != nil {
+		return err
+	}
+	if err := l.loadState(ctx); err != nil {
+		return err
+	}
+	if err := l.loadLatest(ctx); err != nil {
+		return err
+	}
+	if l.index, err = openIndex(ctx, IndexPath(path), l.log); err != nil {
+		return err
+	}
+	return l.index.catchUp(ctx, l.r, l.size)
+}
+
+// claimMeta records origin and key on creation and refuses a ledger that
+// belongs to another origin or key afterwards.
+func (l *Ledger) claimMeta(ctx context.Context, pub ed25519.PublicKey) error {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, kv := range []struct {
+		key  string
+		want []byte
+	}{{"origin", []byte(l.origin)}, {"public_key", pub}} {
+		var have []byte
+		err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", kv.key).Scan(&have)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES (?, ?)", kv.key, kv.want); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case !bytes.Equal(have, kv.want):
+			if kv.key == "origin" {
+				return fmt.Errorf("ledger belongs to %q, not %q", have, kv.want)
+			}
+			return errors.New("ledger was created with another centre key")
+		}
+	}
+	return tx.Commit()
+}
+
+// loadState rebuilds the in-memory frontier and hash cache from disk.
+func (l *Ledger) loadState(ctx context.Context) error {
+	var size sql.NullInt64
+	if err := l.r.QueryRowContext(ctx, "SELECT MAX(idx) + 1 FROM entries").Scan(&size); err != nil {
+		return err
+	}
+	l.size = size.Int64
+	// The cache holds the upper hashes of leaves 2^cacheLevel-1, 2·2^cacheLevel-1, …
+	step := int64(1) << cacheLevel
+	rows, err := l.r.QueryContext(ctx, "SELECT idx, hashes FROM entries WHERE idx % ? = ? ORDER BY idx", step, step-1)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		var blob []byte
+		if err := rows.Scan(&n, &blob); err != nil {
+			return err
+		}
+		hs, err := splitHashes(blob)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", n, err)
+		}
+		if len(hs) <= cacheLevel {
+			return fmt.Errorf("entry %d: %d stored hashes, want more than %d", n, len(hs), cacheLevel)
+		}
+		l.upper.add(n, hs)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// The frontier is what TreeHash reads for the current size.
+	if l.size == 0 {
+		l.root, _ = tlog.TreeHash(0, nil)
+		return nil
+	}
+	rec := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		hs, err := l.readStored(ctx, indexes)
+		if err != nil {
+			return nil, err
+		}
+		for i, x := range indexes {
+			l.front[x] = hs[i]
+		}
+		return hs, nil
+	})
+	l.root, err = tlog.TreeHash(l.size, rec)
+	return err
+}
+
+func (l *Ledger) loadLatest(ctx context.Context) error {
+	var msg []byte
+	err := l.r.QueryRowContext(ctx, "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").Scan(&msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sc, err := l.openNote(msg)
+	if err != nil {
+		return fmt.Errorf("latest stored checkpoint: %w", err)
+	}
+	l.latest = sc
+	return nil
+}
+
+func (l *Ledger) openNote(msg []byte) (SignedCheckpoint, error) {
+	n, err := note.Open(msg, note.VerifierList(l.verifier))
+	if err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+	}
+	c, err := ParseCheckpoint(n.Text)
+	if err != nil {
+		return SignedCheckpoint{}, err
+	}
+	if c.Origin != l.origin {
+		return SignedCheckpoint{}, fmt.Errorf("%w: origin %q", ErrBadCheckpoint, c.Origin)
+	}
+	return SignedCheckpoint{Checkpoint: c, Note: msg}, nil
+}
+
+// Close stops accepting appends, waits for the commit in progress and
+// closes the database. Appends that were acknowledged are durable.
+func (l *Ledger) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.quit)
+		<-l.done
+		err = errors.Join(l.index.stop(), l.closeDBs())
+	})
+	return err
+}
+
+func (l *Ledger) closeDBs() error {
+	var errs []error
+
+	if l.insert != nil {
+		errs = append(errs, l.insert.Close())
+	}
+	for _, db := range []*sql.DB{l.r, l.w} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Origin returns the ledger's checkpoint origin.
+func (l *Ledger) Origin() string { return l.origin }
+
+// PublicKey returns the key that verifies the ledger's checkpoints.
+func (l *Ledger) PublicKey() ed25519.PublicKey {
+	return l.signer.key.Public().(ed25519.PublicKey)
+}
+
+// Size returns the number of durable entries.
+func (l *Ledger) Size() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.size
+}
+
+// Head returns the current size and root hash (not necessarily signed).
+func (l *Ledger) Head() Checkpoint {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return Checkpoint{Origin: l.origin, Size: l.size, Root: l.root}
+}
+
+// Append adds entries to the ledger, in order and atomically, and returns
+// the index of the first. It returns only once they are durable. Concurrent
+// appends share SQLite transactions (group commit), so the cost of a commit
+// is spread over every entry waiting for it.
+//
+// ctx bounds the wait for a place in a commit; once an append is part of a
+// commit it runs to completion, so an acknowledged index is never lost and
+// an unacknowledged one is never reported as failed when it succeeded.
+func (l *Ledger) Append(ctx context.Context, entries ...Entry) (int64, error) {
+	if len(entries) == 0 {
+		return 0, errors.New("ledger append: no entries")
+	}
+	req := &appendReq{
+		encs:     make([][]byte, len(entries)),
+		subjects: make([]Pseudonym, len(entries)),
+		done:     make(chan struct{}),
+	}
+	for i, e := range entries {
+		e.Index, e.Time = 0, time.Time{}
+		enc, err := e.Encode()
+		if err != nil {
+			return 0, fmt.Errorf("ledger append: entry %d of %d: %w", i+1, len(entries), err)
+		}
+		req.encs[i], req.subjects[i] = enc, e.Subject
+	}
+	select {
+	case l.reqs <- req:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("ledger append: %w", ctx.Err())
+	case <-l.quit:
+		return 0, fmt.Errorf("ledger append: %w", ErrClosed)
+	}
+	<-req.done
+	if req.err != nil {
+		return 0, fmt.Errorf("ledger append: %w", req.err)
+	}
+	return req.first, nil
+}
+
+// commitLoop is the single writer. It takes every append waiting at that
+// moment (up to maxBatch entries) into one transaction.
+func (l *Ledger) commitLoop() {
+	defer close(l.done)
+	var batch []*appendReq
+	for {
+		select {
+		case req := <-l.reqs:
+			batch = append(batch[:0], req)
+		case <-l.quit:
+			return
+		}
+		n := len(batch[0].encs)
+	gather:
+		for n < l.maxBatch {
+			select {
+			case req := <-l.reqs:
+				batch = append(batch, req)
+				n += len(req.encs)
+			default:
+				break gather
+			}
+		}
+		err := l.commit(batch)
+		if err != nil {
+			l.log.Error("ledger commit failed", "entries", n, "err", err)
+		}
+		for _, req := range batch {
+			req.err = err
+			close(req.done)
+		}
+	}
+}
+
+func (l *Ledger) commit(batch []*appendReq) error {
+	l.mu.RLock()
+	n, front := l.size, l.front.clone()
+	l.mu.RUnlock()
+	now := l.now().UTC()
+	if now.UnixNano() < 0 {
+		return errors.New("clock before 1970")
+	}
+
+	ctx := context.Background() // the commit serves many callers; none may cancel it
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt := tx.StmtContext(ctx, l.insert)
+	type leafHashes struct {
+		n  int64
+		hs []tlog.Hash
+	}
+	var upper []leafHashes // leaves that complete a cached subtree
+	var postings []posting
+	for _, req := range batch {
+		req.first = n
+		for i, enc := range req.encs {
+			stamp(enc, n, now)
+			hs, err := front.appendLeaf(n, enc)
+			if err != nil {
+				return err
+			}
+			if !req.subjects[i].IsZero() {
+				postings = append(postings, posting{n, req.subjects[i]})
+			}
+			if _, err := stmt.ExecContext(ctx, n, enc, hashesBlob(hs)); err != nil {
+				return err
+			}
+			if len(hs) > cacheLevel {
+				upper = append(upper, leafHashes{n, hs})
+			}
+			n++
+		}
+	}
+	root, err := tlog.TreeHash(n, front)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+
+	l.mu.Lock()
+	for _, u := range upper {
+		l.upper.add(u.n, u.hs)
+	}
+	l.size, l.root, l.front = n, root, front
+	l.mu.Unlock()
+	l.index.add(postings, n)
+	return nil
+}

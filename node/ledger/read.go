@@ -1,0 +1,222 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Entry returns the entry at index.
+func (l *Ledger) Entry(ctx context.Context, index int64) (Entry, error) {
+	if index < 0 || index >= l.Size() {
+		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, ErrNotFound)
+	}
+	var data []byte
+	if err := l.r.QueryRowContext(ctx, "SELECT data FROM entries WHERE idx = ?", index).Scan(&data); err != nil {
+		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, err)
+	}
+	e, err := Decode(data)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, err)
+	}
+	return e, nil
+}
+
+// Entries returns the entries with index in [from, to), in order.
+func (l *Ledger) Entries(ctx context.Context, from, to int64) ([]Entry, error) {
+	if size := l.Size(); from < 0 || to > size || from > to {
+		return nil, fmt.Errorf("ledger entries [%d, %d) of %d: %w", from, to, size, ErrNotFound)
+	}
+	rows, err := l.r.QueryContext(ctx, "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", from, to)
+	if err != nil {
+		return nil, fmt.Errorf("ledger entries: %w", err)
+	}
+	return scanEntries(rows, int(to-from))
+}
+
+// EntriesFor returns every entry about patient p, in ledger order.
+func (l *Ledger) EntriesFor(ctx context.Context, p Pseudonym) ([]Entry, error) {
+	idxs, err := l.index.lookup(ctx, p, l.Size())
+	if err != nil {
+		return nil, fmt.Errorf("ledger entries for %s: %w", p, err)
+	}
+	out := make([]Entry, 0, len(idxs))
+	for _, n := range idxs {
+		e, err := l.Entry(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if e.Subject != p {
+			return nil, fmt.Errorf("ledger entries for %s: pseudonym index names entry %d about another patient", p, n)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func scanEntries(rows *sql.Rows, capacity int) ([]Entry, error) {
+	defer rows.Close()
+	out := make([]Entry, 0, capacity)
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		e, err := Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("stored entry: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// readStored reads stored hashes by index: upper levels from memory, the
+// rest from the entry rows that hold them.
+func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	l.mu.RLock()
+	var missing []int
+	for i, x := range indexes {
+		level, n := tlog.SplitStoredHashIndex(x)
+		if h, ok := l.upper.get(level, n); ok {
+			out[i] = h
+			continue
+		}
+		missing = append(missing, i)
+	}
+	l.mu.RUnlock()
+	for _, i := range missing {
+		level, n := tlog.SplitStoredHashIndex(indexes[i])
+		leaf := leafOf(level, n)
+		var blob []byte
+		err := l.r.QueryRowContext(ctx, "SELECT hashes FROM entries WHERE idx = ?", leaf).Scan(&blob)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("hash (%d, %d): entry %d: %w", level, n, leaf, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(blob) < (level+1)*tlog.HashSize || len(blob)%tlog.HashSize != 0 {
+			return nil, fmt.Errorf("entry %d: stored hashes of %d bytes, want hash %d", leaf, len(blob), level)
+		}
+		copy(out[i][:], blob[level*tlog.HashSize:])
+	}
+	return out, nil
+}
+
+func splitHashes(blob []byte) ([]tlog.Hash, error) {
+	if len(blob) == 0 || len(blob)%tlog.HashSize != 0 {
+		return nil, fmt.Errorf("stored hashes of %d bytes", len(blob))
+	}
+	hs := make([]tlog.Hash, len(blob)/tlog.HashSize)
+	for i := range hs {
+		copy(hs[i][:], blob[i*tlog.HashSize:])
+	}
+	return hs, nil
+}
+
+func (l *Ledger) hashReader(ctx context.Context) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		return l.readStored(ctx, indexes)
+	})
+}
+
+// ProveInclusion returns the proof that the entry at index is in the tree of
+// the given size (size at most Size()).
+func (l *Ledger) ProveInclusion(ctx context.Context, index, size int64) (tlog.RecordProof, error) {
+	if size > l.Size() || index < 0 || index >= size {
+		return nil, fmt.Errorf("ledger prove inclusion of %d in %d: %w", index, size, ErrNotFound)
+	}
+	p, err := tlog.ProveRecord(size, index, l.hashReader(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("ledger prove inclusion of %d in %d: %w", index, size, err)
+	}
+	return p, nil
+}
+
+// ProveConsistency returns the proof that the tree of size newer extends the
+// tree of size older.
+func (l *Ledger) ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error) {
+	if newer > l.Size() || older < 0 || older > newer {
+		return nil, fmt.Errorf("ledger prove consistency %d to %d: %w", older, newer, ErrNotFound)
+	}
+	if older == 0 || older == newer {
+		return tlog.TreeProof{}, nil
+	}
+	p, err := tlog.ProveTree(newer, older, l.hashReader(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("ledger prove consistency %d to %d: %w", older, newer, err)
+	}
+	return p, nil
+}
+
+// Sign signs a checkpoint of every entry appended so far and stores it. It
+// refuses, with ErrInconsistent, to sign a tree that does not extend the last
+// checkpoint it signed: the centre never signs two conflicting histories,
+// even if its database was altered underneath it. Signing an unchanged tree
+// returns the existing checkpoint.
+func (l *Ledger) Sign(ctx context.Context) (SignedCheckpoint, error) {
+	l.signMu.Lock()
+	defer l.signMu.Unlock()
+	head := l.Head()
+	prev := l.latest
+	if prev.Note != nil {
+		switch {
+		case head.Size < prev.Size:
+			return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w: size %d is below the signed %d", ErrInconsistent, head.Size, prev.Size)
+		case head.Size == prev.Size && head.Root == prev.Root:
+			return prev, nil
+		}
+		proof, err := l.ProveConsistency(ctx, prev.Size, head.Size)
+		if err != nil {
+			return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
+		}
+		if err := VerifyConsistency(prev.Checkpoint, head, proof); err != nil {
+			return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w: %v", ErrInconsistent, err)
+		}
+	}
+	msg, err := note.Sign(&note.Note{Text: head.Text()}, l.signer)
+	if err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
+	}
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)", head.Size, head.Root[:], msg); err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
+	}
+	l.latest = SignedCheckpoint{Checkpoint: head, Note: msg}
+	l.log.Debug("checkpoint signed", "size", head.Size)
+	return l.latest, nil
+}
+
+// LatestCheckpoint returns the last checkpoint the centre signed, and false
+// if it has signed none.
+func (l *Ledger) LatestCheckpoint() (SignedCheckpoint, bool) {
+	l.signMu.Lock()
+	defer l.signMu.Unlock()
+	return l.latest, l.latest.Note != nil
+}
+
+// Checkpoint returns the stored checkpoint of the given size.
+func (l *Ledger) Checkpoint(ctx context.Context, size int64) (SignedCheckpoint, error) {
+	var msg []byte
+	err := l.r.QueryRowContext(ctx, "SELECT note FROM checkpoints WHERE size = ?", size).Scan(&msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return SignedCheckpoint{}, fmt.Errorf("ledger checkpoint %d: %w", size, ErrNotFound)
+	}
+	if err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("ledger checkpoint %d: %w", size, err)
+	}
+	return l.openNote(msg)
+}

@@ -1,0 +1,168 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+)
+
+// applicationID marks a SQLite file as a medfed ledger ("mfLG").
+const applicationID = 0x6d664c47
+
+// ErrNotLedger is returned when a file exists but is not a medfed ledger.
+var ErrNotLedger = errors.New("not a medfed ledger")
+
+// migrations are applied in order, each in its own transaction; the
+// database's user_version counts how many have run.
+var migrations = []string{
+	// 1: entries with their stored tree hashes, and every checkpoint the
+	// centre ever signed. The pseudonym index is a file of its own (index.go).
+	`CREATE TABLE meta (
+		key   TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	) STRICT;
+	CREATE TABLE entries (
+		idx       INTEGER PRIMARY KEY, -- leaf index, 0 to size-1
+		data      BLOB NOT NULL,       -- canonical entry encoding (the leaf)
+		hashes    BLOB NOT NULL        -- tlog.StoredHashes for this leaf, 32 bytes each
+	) STRICT;
+	CREATE TABLE checkpoints (
+		size INTEGER PRIMARY KEY,
+		root BLOB NOT NULL,
+		note BLOB NOT NULL
+	) STRICT;`,
+}
+
+// access says how a connection may use the database file.
+type access int
+
+const (
+	write        access = iota // the single writer
+	writeDerived               // the writer of a file rebuilt from the ledger
+	readShared                 // readers beside the writer, in this process
+	readFile                   // read-only, opening nothing for writing (verify, checks)
+)
+
+// dsn builds a go-sqlite3 connection string. Every connection gets WAL,
+// synchronous=FULL (a commit is on disk when it returns: group commit makes
+// the fsync cheap per entry, so we take the durable setting), foreign keys
+// and a busy timeout.
+func dsn(path string, a access) string {
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
+	q := url.Values{}
+	switch a {
+	case readFile:
+		q.Set("mode", "ro")
+		q.Set("_query_only", "true")
+	case readShared:
+		q.Set("_query_only", "true")
+	case write, writeDerived:
+		q.Set("_journal_mode", "WAL")
+		q.Set("_synchronous", "FULL")
+		if a == writeDerived {
+			q.Set("_synchronous", "NORMAL")
+		}
+		q.Set("_txlock", "immediate")
+	}
+	q.Set("_foreign_keys", "on")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_cache_size", "-65536") // 64 MiB of page cache per connection
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// checkFile refuses a file that exists but is not a medfed ledger, reading
+// it without writing a byte (a read-write open would already switch its
+// journal mode).
+func checkFile(path string) (exists bool, err error) {
+	return checkApp(path, applicationID)
+}
+
+func checkApp(path string, app int64) (exists bool, err error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("%s: %w (not a regular file)", path, ErrNotLedger)
+	}
+	db, err := sql.Open("sqlite3", dsn(path, readFile))
+	if err != nil {
+		return false, err
+	}
+	defer db.Close()
+	var id int64
+	if err := db.QueryRow("PRAGMA application_id").Scan(&id); err != nil {
+		return false, fmt.Errorf("%s: %w: %v", path, ErrNotLedger, err)
+	}
+	if id == 0 && fi.Size() == 0 {
+		return false, nil // an empty file: SQLite makes it a new database
+	}
+	if id != app {
+		return false, fmt.Errorf("%s: %w (application id %#x)", path, ErrNotLedger, id)
+	}
+	return true, nil
+}
+
+// migrate brings the schema up to date, one transaction per migration.
+func migrate(ctx context.Context, db *sql.DB) error {
+	return migrateDB(ctx, db, migrations, applicationID)
+}
+
+func migrateDB(ctx context.Context, db *sql.DB, migrations []string, app int64) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this medfed (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if i == 0 {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", app)); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func openDB(path string, a access) (*sql.DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite3", dsn(abs, a))
+	if err != nil {
+		return nil, err
+	}
+	if a == write || a == writeDerived {
+		db.SetMaxOpenConns(1) // one writer; group commit serialises anyway
+	}
+	db.SetConnMaxLifetime(0)
+	db.SetMaxIdleConns(4)
+	return db, nil
+}

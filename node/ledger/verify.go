@@ -1,0 +1,342 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Report is the result of a clean verification.
+type Report struct {
+	Origin      string
+	Size        int64
+	Root        tlog.Hash
+	Checkpoints int // signed checkpoints checked
+}
+
+// TamperError says where verification first failed. Index is the first
+// entry that does not check out, or -1 when the fault is in a checkpoint of
+// size Checkpoint.
+type TamperError struct {
+	Index      int64
+	Checkpoint int64
+	Reason     string
+}
+
+func (e *TamperError) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("entry %d: %s", e.Index, e.Reason)
+	}
+	return fmt.Sprintf("checkpoint of size %d: %s", e.Checkpoint, e.Reason)
+}
+
+func badEntry(i int64, format string, args ...any) error {
+	return &TamperError{Index: i, Checkpoint: -1, Reason: fmt.Sprintf(format, args...)}
+}
+
+func badCheckpoint(size int64, format string, args ...any) error {
+	return &TamperError{Index: -1, Checkpoint: size, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Verify checks the ledger file at path offline, writing nothing: it
+// recomputes every leaf hash and every stored tree hash from the entries, and
+// checks every stored checkpoint's signature with pub (the centre's public
+// key, the trust anchor: a key read from the file itself would prove
+// nothing) and its root against the entries. It returns a *TamperError
+// naming the first bad entry or checkpoint.
+func Verify(ctx context.Context, path string, pub ed25519.PublicKey) (Report, error) {
+	if _, err := os.Stat(path); err != nil {
+		return Report{}, fmt.Errorf("ledger verify: %w", err)
+	}
+	if _, err := checkFile(path); err != nil {
+		return Report{}, fmt.Errorf("ledger verify: %w", err)
+	}
+	db, err := openDB(path, readFile)
+	if err != nil {
+		return Report{}, fmt.Errorf("ledger verify: %w", err)
+	}
+	defer db.Close()
+	// One read transaction: a live node may append while we read.
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return Report{}, fmt.Errorf("ledger verify: %w", err)
+	}
+	defer tx.Rollback()
+	rep, err := verifyTx(ctx, tx, pub, IndexPath(path))
+	if err != nil {
+		var te *TamperError
+		if errors.As(err, &te) {
+			return rep, err
+		}
+		return rep, fmt.Errorf("ledger verify: %w", err)
+	}
+	return rep, nil
+}
+
+type storedCheckpoint struct {
+	size int64
+	root []byte
+	note []byte
+}
+
+func verifyTx(ctx context.Context, tx *sql.Tx, pub ed25519.PublicKey, indexPath string) (Report, error) {
+	var rep Report
+	var origin, key []byte
+	if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'origin'").Scan(&origin); err != nil {
+		return rep, fmt.Errorf("reading origin: %w", err)
+	}
+	rep.Origin = string(origin)
+	if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'public_key'").Scan(&key); err != nil {
+		return rep, fmt.Errorf("reading public key: %w", err)
+	}
+	if !bytes.Equal(key, pub) {
+		return rep, fmt.Errorf("the ledger names another public key than the centre's")
+	}
+	verifier, err := NewVerifier(rep.Origin, pub)
+	if err != nil {
+		return rep, err
+	}
+	cps, err := readCheckpoints(ctx, tx, rep.Origin, verifier)
+	if err != nil {
+		return rep, err
+	}
+	rep.Checkpoints = len(cps)
+
+	postings, err := openPostings(ctx, indexPath)
+	if err != nil {
+		return rep, err
+	}
+	defer postings.close()
+
+	rows, err := tx.QueryContext(ctx, "SELECT idx, data, hashes FROM entries ORDER BY idx")
+	if err != nil {
+		return rep, err
+	}
+	defer rows.Close()
+	front := frontier{}
+	var n int64
+	var data, blob sql.RawBytes
+	for rows.Next() {
+		var idx int64
+		if err := rows.Scan(&idx, &data, &blob); err != nil {
+			return rep, err
+		}
+		if idx != n {
+			return rep, badEntry(n, "missing (next stored entry is %d)", idx)
+		}
+		e, err := checkLeaf(n, data, blob, front)
+		if err != nil {
+			return rep, err
+		}
+		if err := postings.check(ctx, n, e.Subject); err != nil {
+			return rep, err
+		}
+		n++
+		for len(cps) > 0 && cps[0].Size == n {
+			if root, _ := tlog.TreeHash(n, front); root != cps[0].Root {
+				return rep, badCheckpoint(n, "signed root does not match entries 0 to %d", n-1)
+			}
+			cps = cps[1:]
+		}
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return rep, err
+	}
+	if len(cps) > 0 {
+		return rep, badEntry(n, "missing: a checkpoint of size %d was signed", cps[0].Size)
+	}
+	if err := postings.finish(ctx, n); err != nil {
+		return rep, err
+	}
+	rep.Size = n
+	rep.Root, err = tlog.TreeHash(n, front)
+	return rep, err
+}
+
+// checkLeaf verifies one stored entry row against its recomputed hashes.
+func checkLeaf(n int64, data, blob []byte, front frontier) (Entry, error) {
+	e, err := Decode(data)
+	if err != nil {
+		return e, badEntry(n, "%v", err)
+	}
+	if e.Index != n {
+		return e, badEntry(n, "holds the entry of index %d", e.Index)
+	}
+	hs, err := front.appendLeaf(n, data)
+	if err != nil {
+		return e, badEntry(n, "%v", err)
+	}
+	if !bytes.Equal(blob, hashesBlob(hs)) {
+		return e, badEntry(n, "stored tree hashes do not match the entries")
+	}
+	return e, nil
+}
+
+// readCheckpoints returns every stored checkpoint, opened and checked, by
+// increasing size.
+func readCheckpoints(ctx context.Context, tx *sql.Tx, origin string, v note.Verifier) ([]Checkpoint, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT size, root, note FROM checkpoints ORDER BY size")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var stored []storedCheckpoint
+	for rows.Next() {
+		var s storedCheckpoint
+		if err := rows.Scan(&s.size, &s.root, &s.note); err != nil {
+			return nil, err
+		}
+		stored = append(stored, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var cps []Checkpoint
+	for _, s := range stored {
+		n, err := note.Open(s.note, note.VerifierList(v))
+		if err != nil {
+			return nil, badCheckpoint(s.size, "signature does not verify with the centre's key")
+		}
+		c, err := ParseCheckpoint(n.Text)
+		if err != nil {
+			return nil, badCheckpoint(s.size, "%v", err)
+		}
+		switch {
+		case c.Origin != origin:
+			return nil, badCheckpoint(s.size, "signed for origin %q", c.Origin)
+		case c.Size != s.size:
+			return nil, badCheckpoint(s.size, "signed for size %d", c.Size)
+		case !bytes.Equal(c.Root[:], s.root):
+			return nil, badCheckpoint(s.size, "stored root differs from the signed one")
+		}
+		cps = append(cps, c)
+	}
+	return cps, nil
+}
+
+// postingCheck compares the pseudonym index with the entries, one bucket
+// at a time: below the index's watermark, every entry with a subject has
+// exactly its posting. An absent index is fine (Open rebuilds it); a wrong
+// one would hide entries from a patient's view, so it is reported against
+// the entry it misstates.
+type postingCheck struct {
+	db        *sql.DB
+	tx        *sql.Tx
+	watermark int64
+	bucket    int64               // the bucket loaded in want
+	want      map[int64]Pseudonym // postings of that bucket not yet matched
+}
+
+func openPostings(ctx context.Context, path string) (*postingCheck, error) {
+	pc := &postingCheck{bucket: -1}
+	exists, err := checkApp(path, indexApplicationID)
+	if err != nil || !exists {
+		if err != nil {
+			err = fmt.Errorf("pseudonym index: %w", err)
+		}
+		return pc, err
+	}
+	if pc.db, err = openDB(path, readFile); err != nil {
+		return nil, err
+	}
+	if pc.tx, err = pc.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err != nil {
+		pc.close()
+		return nil, err
+	}
+	if err := pc.tx.QueryRowContext(ctx, "SELECT size FROM watermark").Scan(&pc.watermark); err != nil {
+		pc.close()
+		return nil, fmt.Errorf("pseudonym index: %w", err)
+	}
+	return pc, nil
+}
+
+func (pc *postingCheck) load(ctx context.Context, bucket int64) error {
+	if len(pc.want) > 0 {
+		for n := range pc.want {
+			return badEntry(n, "pseudonym index lists an entry that names no patient")
+		}
+	}
+	rows, err := pc.tx.QueryContext(ctx, "SELECT idx, pseudonym FROM postings WHERE bucket = ?", bucket)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	pc.bucket, pc.want = bucket, map[int64]Pseudonym{}
+	for rows.Next() {
+		var n int64
+		var p []byte
+		if err := rows.Scan(&n, &p); err != nil {
+			return err
+		}
+		if n/indexBucket != bucket || len(p) != len(Pseudonym{}) {
+			return badEntry(n, "pseudonym index holds a malformed posting")
+		}
+		pc.want[n] = Pseudonym(p)
+	}
+	return rows.Err()
+}
+
+func (pc *postingCheck) check(ctx context.Context, n int64, subject Pseudonym) error {
+	if pc.tx == nil || n >= pc.watermark {
+		return nil
+	}
+	if b := n / indexBucket; b != pc.bucket {
+		if err := pc.load(ctx, b); err != nil {
+			return err
+		}
+	}
+	got, indexed := pc.want[n]
+	delete(pc.want, n)
+	switch {
+	case subject.IsZero() && indexed:
+		return badEntry(n, "pseudonym index lists an entry that names no patient")
+	case subject.IsZero():
+		return nil
+	case !indexed:
+		return badEntry(n, "missing from the pseudonym index")
+	case got != subject:
+		return badEntry(n, "pseudonym index names another patient")
+	}
+	return nil
+}
+
+func (pc *postingCheck) finish(ctx context.Context, size int64) error {
+	if pc.tx == nil {
+		return nil
+	}
+	if pc.watermark > size {
+		return badEntry(size, "missing: the pseudonym index covers %d entries", pc.watermark)
+	}
+	for n := range pc.want {
+		return badEntry(n, "pseudonym index lists an entry that names no patient")
+	}
+	var stray sql.NullInt64
+	if err := pc.tx.QueryRowContext(ctx, "SELECT MIN(idx) FROM postings WHERE idx >= ?", pc.watermark).Scan(&stray); err != nil {
+		return err
+	}
+	if stray.Valid {
+		return badEntry(stray.Int64, "pseudonym index lists an entry beyond its watermark")
+	}
+	return nil
+}
+
+func (pc *postingCheck) close() {
+	if pc.tx != nil {
+		pc.tx.Rollback()
+	}
+	if pc.db != nil {
+		pc.db.Close()
+	}
+}

@@ -68,6 +68,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newConfigCmd(),
+		newLedgerCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -69,3 +69,19 @@ func BenchmarkAppend64Baseline(b *testing.B) {
 	appendConcurrently(b, l, b.N, 64)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
+
+func BenchmarkVerify(b *testing.B) {
+	dir := b.TempDir()
+	l := openBench(b, dir, 0)
+	const n = 50_000
+	appendConcurrently(b, l, n, 64)
+	pub := l.PublicKey()
+	l.Close()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := ledger.Verify(context.Background(), filepath.Join(dir, "ledger.db"), pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "entries/s")
+}

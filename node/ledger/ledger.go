@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,10 +59,11 @@ type Ledger struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	w      *sql.DB // the single writer connection
-	r      *sql.DB // readers
-	insert *sql.Stmt
-	index  *pseudonymIndex
+	w         *sql.DB // the single writer connection
+	r         *sql.DB // readers
+	insert    *sql.Stmt
+	hashQuery *sql.Stmt // hashQueryWidth rows' stored hashes, by index
+	index     *pseudonymIndex
 
 	reqs chan *appendReq
 	quit chan struct{}
@@ -163,6 +165,10 @@ func (l *Ledger) open(ctx context.Context, path string, pub ed25519.PublicKey) e
 		return err
 	}
 	if l.insert, err = l.w.PrepareContext(ctx, "INSERT INTO entries (idx, data, hashes) VALUES (?, ?, ?)"); err != nil {
+		return err
+	}
+	q := "SELECT idx, hashes FROM entries WHERE idx IN (?" + strings.Repeat(", ?", hashQueryWidth-1) + ")"
+	if l.hashQuery, err = l.r.PrepareContext(ctx, q); err != nil {
 		return err
 	}
 	if err := l.loadState(ctx); err != nil {
@@ -306,8 +312,10 @@ func (l *Ledger) Close() error {
 func (l *Ledger) closeDBs() error {
 	var errs []error
 
-	if l.insert != nil {
-		errs = append(errs, l.insert.Close())
+	for _, st := range []*sql.Stmt{l.insert, l.hashQuery} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
 	}
 	for _, db := range []*sql.DB{l.r, l.w} {
 		if db != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -90,23 +91,69 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 		missing = append(missing, i)
 	}
 	l.mu.RUnlock()
-	for _, i := range missing {
-		level, n := tlog.SplitStoredHashIndex(indexes[i])
-		leaf := leafOf(level, n)
-		var blob []byte
-		err := l.r.QueryRowContext(ctx, "SELECT hashes FROM entries WHERE idx = ?", leaf).Scan(&blob)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("hash (%d, %d): entry %d: %w", level, n, leaf, ErrNotFound)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	// Each missing hash is in the row of the leaf that completed its
+	// subtree; fetch those rows a few at a time with one prepared query.
+	type want struct {
+		pos, level int
+		leaf       int64
+	}
+	wants := make([]want, len(missing))
+	var leaves []int64
+	for i, pos := range missing {
+		level, n := tlog.SplitStoredHashIndex(indexes[pos])
+		wants[i] = want{pos, level, leafOf(level, n)}
+		leaves = append(leaves, wants[i].leaf)
+	}
+	slices.Sort(leaves)
+	leaves = slices.Compact(leaves)
+	rows := make(map[int64][]byte, len(leaves))
+	for len(leaves) > 0 {
+		chunk := leaves[:min(len(leaves), hashQueryWidth)]
+		leaves = leaves[len(chunk):]
+		args := make([]any, hashQueryWidth)
+		for i := range args {
+			args[i] = chunk[min(i, len(chunk)-1)] // pad with a repeat
 		}
-		if err != nil {
+		if err := l.queryHashRows(ctx, args, rows); err != nil {
 			return nil, err
 		}
-		if len(blob) < (level+1)*tlog.HashSize || len(blob)%tlog.HashSize != 0 {
-			return nil, fmt.Errorf("entry %d: stored hashes of %d bytes, want hash %d", leaf, len(blob), level)
+	}
+	for _, w := range wants {
+		blob, ok := rows[w.leaf]
+		if !ok {
+			return nil, fmt.Errorf("hash at level %d: entry %d: %w", w.level, w.leaf, ErrNotFound)
 		}
-		copy(out[i][:], blob[level*tlog.HashSize:])
+		if len(blob) < (w.level+1)*tlog.HashSize || len(blob)%tlog.HashSize != 0 {
+			return nil, fmt.Errorf("entry %d: stored hashes of %d bytes, want hash %d", w.leaf, len(blob), w.level)
+		}
+		copy(out[w.pos][:], blob[w.level*tlog.HashSize:])
 	}
 	return out, nil
+}
+
+// hashQueryWidth is how many rows one hash query asks for: an inclusion
+// proof needs at most cacheLevel rows below the cache, plus a few for the
+// right edge of the tree.
+const hashQueryWidth = 8
+
+func (l *Ledger) queryHashRows(ctx context.Context, args []any, into map[int64][]byte) error {
+	rows, err := l.hashQuery.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		var blob []byte
+		if err := rows.Scan(&n, &blob); err != nil {
+			return err
+		}
+		into[n] = blob
+	}
+	return rows.Err()
 }
 
 func splitHashes(blob []byte) ([]tlog.Hash, error) {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// A benchSuite measures one part of medfed. It returns metric -> number;
+// every metric that has a baseline is measured beside it in the same run,
+// because the machine is shared and its speed varies from run to run.
+type benchSuite struct {
+	name  string
+	about string
+	run   func(ctx context.Context, env benchEnv) (map[string]float64, error)
+}
+
+type benchEnv struct {
+	quick    bool      // smaller sizes: all suites together in under two minutes
+	dir      string    // scratch space, removed afterwards
+	progress io.Writer // what is happening, for a human watching
+}
+
+func (e benchEnv) logf(format string, args ...any) {
+	fmt.Fprintf(e.progress, "bench: "+format+"\n", args...)
+}
+
+// pick returns full or quick by the run's size.
+func (e benchEnv) pick(full, quick int) int {
+	if e.quick {
+		return quick
+	}
+	return full
+}
+
+// benchSuites lists every suite; later capabilities add theirs here.
+var benchSuites = []benchSuite{
+	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", benchLedger},
+}
+
+func newBenchCmd() *cobra.Command {
+	var asJSON, quick bool
+	names := make([]string, len(benchSuites))
+	for i, s := range benchSuites {
+		names[i] = s.name
+	}
+	cmd := &cobra.Command{
+		Use:   "bench [--json] [--quick] [SUITE...]",
+		Short: "Measure medfed's speed against its baselines",
+		Long: "bench runs benchmark suites on this machine, each metric beside its baseline\n" +
+			"in the same run. Suites: " + strings.Join(names, ", ") + " (default: all).",
+		ValidArgs: names,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			suites, err := selectSuites(args)
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp("", "medfed-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			env := benchEnv{quick: quick, dir: dir, progress: cmd.ErrOrStderr()}
+			results := map[string]float64{"cores": float64(runtime.NumCPU())}
+			for _, s := range suites {
+				env.logf("suite %s: %s", s.name, s.about)
+				m, err := s.run(cmd.Context(), env)
+				if err != nil {
+					return fmt.Errorf("bench %s: %w", s.name, err)
+				}
+				for k, v := range m {
+					results[k] = v
+				}
+			}
+			return printBench(cmd.OutOrStdout(), results, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object of metric -> number")
+	cmd.Flags().BoolVar(&quick, "quick", false, "smaller sizes, for a quick look")
+	return cmd
+}
+
+func selectSuites(args []string) ([]benchSuite, error) {
+	if len(args) == 0 {
+		return benchSuites, nil
+	}
+	var out []benchSuite
+	for _, a := range args {
+		i := slices.IndexFunc(benchSuites, func(s benchSuite) bool { return s.name == a })
+		if i < 0 {
+			return nil, usagef("bench: no suite %q", a)
+		}
+		out = append(out, benchSuites[i])
+	}
+	return out, nil
+}
+
+func printBench(w io.Writer, results map[string]float64, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(results)
+	}
+	keys := make([]string, 0, len(results))
+	for k := range results {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if _, err := fmt.Fprintf(w, "%-32s %14.1f\n", k, results[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

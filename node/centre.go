@@ -1,0 +1,197 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/records"
+)
+
+// Errors of record access.
+var (
+	ErrErased     = records.ErrErased
+	ErrNotARecord = errors.New("entry is not a record")
+	ErrMismatch   = errors.New("payload does not match the ledger's commitment")
+)
+
+// Centre is one open medfed centre: its key, ledger and record store, under
+// the data directory's lock.
+type Centre struct {
+	Name    string
+	Ledger  *ledger.Ledger
+	Records *records.Store
+
+	lock *dirLock
+	log  *slog.Logger
+}
+
+// Open opens the centre described by cfg, creating its data directory,
+// key, ledger and record store on first use. Only one process may have a
+// data directory open: a second gets ErrInUse.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "node", "centre", cfg.Centre.Name)
+	dir := cfg.Data.Dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Centre{Name: cfg.Centre.Name, lock: lock, log: log}
+	if err := c.open(ctx, cfg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	log.Info("centre open", "origin", c.Ledger.Origin(), "entries", c.Ledger.Size())
+	return c, nil
+}
+
+func (c *Centre) open(ctx context.Context, cfg Config) error {
+	dir := cfg.Data.Dir
+	key, err := loadOrCreateKey(dir)
+	if err != nil {
+		return err
+	}
+	c.Ledger, err = ledger.Open(ctx, filepath.Join(dir, LedgerFile), ledger.Options{
+		Origin:   ledger.Origin(cfg.Federation.ID, cfg.Centre.Name),
+		Key:      key,
+		MaxBatch: cfg.Ledger.MaxBatch,
+		Logger:   c.log.With("component", "ledger"),
+	})
+	if err != nil {
+		return err
+	}
+	c.Records, err = records.Open(dir, records.Options{})
+	return err
+}
+
+// Close closes everything the centre opened and releases the data
+// directory.
+func (c *Centre) Close() error {
+	var errs []error
+	if c.Records != nil {
+		errs = append(errs, c.Records.Close())
+	}
+	if c.Ledger != nil {
+		errs = append(errs, c.Ledger.Close())
+	}
+	if c.lock != nil {
+		errs = append(errs, c.lock.unlock())
+	}
+	return errors.Join(errs...)
+}
+
+// AddRecord stores payload off the ledger and appends the record entry
+// that commits to it, with the metadata in meta (its payload fields are
+// filled here). It returns the entry's index once it is durable.
+func (c *Centre) AddRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.Record, payload []byte) (int64, error) {
+	id, _, commitment, err := c.Records.Put(ctx, payload)
+	if err != nil {
+		return 0, fmt.Errorf("add record: %w", err)
+	}
+	meta.Payload, meta.Commitment = id, [32]byte(commitment)
+	e, err := ledger.NewRecord(p, meta)
+	if err != nil {
+		return 0, fmt.Errorf("add record: %w", err)
+	}
+	// A crash between Put and Append leaves an encrypted payload that no
+	// entry points to: harmless, and never an entry without its payload.
+	n, err := c.Ledger.Append(ctx, e)
+	if err != nil {
+		return 0, fmt.Errorf("add record: %w", err)
+	}
+	c.log.Debug("record added", "index", n, "pseudonym", p, "class", meta.DataClass)
+	return n, nil
+}
+
+// Payload returns the payload of the record entry at index, after checking
+// it against the commitment on the ledger.
+func (c *Centre) Payload(ctx context.Context, index int64) ([]byte, error) {
+	_, r, err := c.recordAt(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	payload, opening, err := c.Records.Get(ctx, records.ID(r.Payload))
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", index, err)
+	}
+	if !records.Commitment(r.Commitment).Verify(opening, payload) {
+		return nil, fmt.Errorf("record %d: %w", index, ErrMismatch)
+	}
+	return payload, nil
+}
+
+func (c *Centre) recordAt(ctx context.Context, index int64) (ledger.Entry, ledger.Record, error) {
+	e, err := c.Ledger.Entry(ctx, index)
+	if err != nil {
+		return e, ledger.Record{}, err
+	}
+	r, err := e.Record()
+	if err != nil {
+		return e, r, fmt.Errorf("entry %d: %w", index, ErrNotARecord)
+	}
+	return e, r, nil
+}
+
+// Erase crypto-shreds the payload of the record at index and appends an
+// erasure entry, returning its index. The record entry stays, so every
+// proof stays valid. Erasing again returns the first erasure's index, so a
+// caller may retry after any failure.
+func (c *Centre) Erase(ctx context.Context, index int64) (int64, error) {
+	e, r, err := c.recordAt(ctx, index)
+	if err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	// The payload goes first: if the append then fails, the retry finds
+	// it gone and appends; the ledger never claims an erasure that did not
+	// happen.
+	if err := c.Records.Erase(ctx, records.ID(r.Payload)); err != nil {
+		return 0, fmt.Errorf("erase record %d: %w", index, err)
+	}
+	about, err := c.Ledger.EntriesFor(ctx, e.Subject)
+	if err != nil {
+		return 0, fmt.Errorf("erase record %d: %w", index, err)
+	}
+	for _, a := range about {
+		if x, err := a.Erasure(); err == nil && x.Target == index {
+			return a.Index, nil
+		}
+	}
+	x, err := ledger.NewErasure(e.Subject, ledger.Erasure{Target: index, Payload: r.Payload})
+	if err != nil {
+		return 0, fmt.Errorf("erase record %d: %w", index, err)
+	}
+	n, err := c.Ledger.Append(ctx, x)
+	if err != nil {
+		return 0, fmt.Errorf("erase record %d: %w", index, err)
+	}
+	c.log.Info("record erased", "index", index, "erasure", n, "pseudonym", e.Subject)
+	return n, nil
+}
+
+// Verify checks the ledger in data directory dir offline against the
+// centre's own public key, opening nothing for writing; it works on the
+// directory of a running centre too.
+func Verify(ctx context.Context, dir string) (ledger.Report, error) {
+	pub, err := PublicKey(dir)
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	path := filepath.Join(dir, LedgerFile)
+	if _, err := os.Stat(path); err != nil {
+		return ledger.Report{}, fmt.Errorf("%s: %w (no %s)", dir, ErrNotDataDir, LedgerFile)
+	}
+	return ledger.Verify(ctx, path, pub)
+}

@@ -1,0 +1,153 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+func testConfig(t testing.TB, dir string) node.Config {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Centre.Name = "centre-a"
+	cfg.Federation.ID = "test-federation"
+	cfg.Data.Dir = dir
+	return cfg
+}
+
+func openCentre(t testing.TB, dir string) *node.Centre {
+	t.Helper()
+	c, err := node.Open(context.Background(), testConfig(t, dir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func meta(class string) ledger.Record {
+	return ledger.Record{Occurred: time.Date(2026, 5, 4, 10, 30, 0, 0, time.UTC), DataClass: class, Location: "cardiology"}
+}
+
+var patient = ledger.Pseudonym(sha256.Sum256([]byte("a patient")))
+
+func TestRecordsAreStoredOffLedgerAndErasedByCryptoShredding(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := openCentre(t, dir)
+	payload := []byte("ECG: sinus rhythm, 72 bpm")
+	n, err := c.AddRecord(ctx, patient, meta("ecg"), payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Payload(ctx, n)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("Payload = %q, %v", got, err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, node.LedgerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, payload) || bytes.Contains(raw, []byte("sinus")) {
+		t.Fatal("the clinical payload is in the ledger file")
+	}
+
+	x, err := c.Erase(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Payload(ctx, n); !errors.Is(err, node.ErrErased) {
+		t.Fatalf("Payload after erasure: %v, want ErrErased", err)
+	}
+	again, err := c.Erase(ctx, n)
+	if err != nil || again != x {
+		t.Fatalf("second Erase = %d, %v; want the first erasure %d", again, err, x)
+	}
+	e, err := c.Ledger.Entry(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if er, err := e.Erasure(); err != nil || er.Target != n || e.Subject != patient {
+		t.Fatalf("erasure entry %+v, %v", er, err)
+	}
+	if _, err := c.Ledger.Sign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	rep, err := node.Verify(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Size != 2 {
+		t.Fatalf("verified %d entries, want the record and its erasure", rep.Size)
+	}
+}
+
+func TestEraseRefusesAnEntryThatIsNotARecord(t *testing.T) {
+	ctx := context.Background()
+	c := openCentre(t, t.TempDir())
+	n, err := c.AddRecord(ctx, patient, meta("note"), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := c.Erase(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Erase(ctx, x); !errors.Is(err, node.ErrNotARecord) {
+		t.Fatalf("erasing an erasure: %v", err)
+	}
+	if _, err := c.Erase(ctx, 99); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("erasing a missing entry: %v", err)
+	}
+}
+
+func TestADataDirectoryIsOpenedByOneProcessOnly(t *testing.T) {
+	dir := t.TempDir()
+	c := openCentre(t, dir)
+	if _, err := node.Open(context.Background(), testConfig(t, dir), nil); !errors.Is(err, node.ErrInUse) {
+		t.Fatalf("second open: %v, want ErrInUse", err)
+	}
+	c.Close()
+	openCentre(t, dir) // released on close
+}
+
+func TestOpenRefusesAnUnsafeOrMissingKey(t *testing.T) {
+	t.Run("key readable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		openCentre(t, dir).Close()
+		if err := os.Chmod(filepath.Join(dir, node.KeyFile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node.Open(context.Background(), testConfig(t, dir), nil); err == nil {
+			t.Fatal("opened with a world-readable key")
+		}
+	})
+	t.Run("key lost but ledger present", func(t *testing.T) {
+		dir := t.TempDir()
+		openCentre(t, dir).Close()
+		if err := os.Remove(filepath.Join(dir, node.KeyFile)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node.Open(context.Background(), testConfig(t, dir), nil); err == nil {
+			t.Fatal("opened a ledger with a new key")
+		}
+		if _, err := os.Stat(filepath.Join(dir, node.KeyFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatal("a new key was written")
+		}
+	})
+}
+
+func TestVerifyRefusesADirectoryThatIsNotACentre(t *testing.T) {
+	if _, err := node.Verify(context.Background(), t.TempDir()); !errors.Is(err, node.ErrNotDataDir) {
+		t.Fatalf("Verify(empty dir): %v, want ErrNotDataDir", err)
+	}
+}

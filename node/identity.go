@@ -1,0 +1,135 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// The files of a centre's data directory.
+const (
+	KeyFile     = "centre.key" // the centre's Ed25519 identity, PEM PKCS#8, mode 0600
+	LedgerFile  = "ledger.db"  // the centre's ledger (package ledger)
+	LockFile    = "medfed.lock"
+	keyPEMBlock = "PRIVATE KEY"
+)
+
+// ErrNotDataDir is returned for a directory that holds no centre.
+var ErrNotDataDir = errors.New("not a medfed data directory")
+
+// loadOrCreateKey returns the centre's key, creating it on first use. The
+// key is the centre's identity: it signs the ledger's checkpoints and, as a
+// libp2p key, names the centre on the network.
+func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, KeyFile)
+	key, err := readKey(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, LedgerFile)); err == nil {
+		// A new key would orphan the ledger: every checkpoint is signed
+		// with the old one.
+		return nil, fmt.Errorf("%s is missing but %s exists: restore the centre key from backup", path, LedgerFile)
+	}
+	_, key, err = ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeNewFile(path, pem.EncodeToMemory(&pem.Block{Type: keyPEMBlock, Bytes: der})); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return readKey(path) // another process created it first
+		}
+		return nil, fmt.Errorf("creating centre key: %w", err)
+	}
+	return key, nil
+}
+
+func readKey(path string) (ed25519.PrivateKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("centre key %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return nil, fmt.Errorf("reading centre key %s: %w", path, err)
+	}
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != keyPEMBlock || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("centre key %s: not a PEM %q block", path, keyPEMBlock)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("centre key %s: %w", path, err)
+	}
+	key, ok := parsed.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("centre key %s: not an Ed25519 key", path)
+	}
+	return key, nil
+}
+
+// PublicKey reads a centre's public key from its data directory, opening
+// nothing else: what offline verification trusts.
+func PublicKey(dir string) (ed25519.PublicKey, error) {
+	key, err := readKey(filepath.Join(dir, KeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (no %s)", dir, ErrNotDataDir, KeyFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return key.Public().(ed25519.PublicKey), nil
+}
+
+// writeNewFile writes data to a new file at path, mode 0600, so that path
+// either does not exist or holds all of data: it is written and synced
+// under a temporary name, then linked into place, which fails if path
+// exists, and the directory is synced.
+func writeNewFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

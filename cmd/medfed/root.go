@@ -70,6 +70,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(),
 		newLedgerCmd(),
 		newBenchCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

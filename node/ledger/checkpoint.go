@@ -62,8 +62,10 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: invalid size", ErrBadCheckpoint)
 	}
 	rootText := strings.TrimSuffix(lines[2], "\n")
+	// Go's decoder skips '\r' even when strict: compare the re-encoding so
+	// that a checkpoint has exactly one spelling.
 	root, err := base64.StdEncoding.Strict().DecodeString(rootText)
-	if err != nil || len(root) != tlog.HashSize {
+	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != rootText {
 		return Checkpoint{}, fmt.Errorf("%w: invalid root hash", ErrBadCheckpoint)
 	}
 	c := Checkpoint{Origin: origin, Size: size}

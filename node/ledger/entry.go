@@ -100,7 +100,17 @@ const (
 	maxBodyLen   = 64 << 10
 	maxEntryLen  = headerLen + 32 + 4 + maxBodyLen
 	minTimeNanos = 0
+	maxIndex     = 1 << 62
 )
+
+// Times are Unix nanoseconds in an int64: 1970 to April 2262. Checking the
+// year before converting keeps a far-future time from wrapping around.
+var (
+	minTime = time.Unix(0, 0).UTC()
+	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func validTime(t time.Time) bool { return !t.Before(minTime) && t.Before(maxTime) }
 
 // MaxEntrySize is the largest encoded entry the ledger accepts.
 const MaxEntrySize = maxEntryLen
@@ -134,8 +144,8 @@ func (e Entry) check() error {
 	if !e.Kind.valid() {
 		return malformed("unknown kind %d", uint8(e.Kind))
 	}
-	if e.Index < 0 {
-		return malformed("negative index")
+	if e.Index < 0 || e.Index > maxIndex {
+		return malformed("index out of range")
 	}
 	if e.Kind.needsSubject() && e.Subject.IsZero() {
 		return malformed("a %s entry must name a pseudonym", e.Kind)
@@ -146,8 +156,8 @@ func (e Entry) check() error {
 	if len(e.Body) > maxBodyLen {
 		return malformed("body of %d bytes exceeds %d", len(e.Body), maxBodyLen)
 	}
-	if !e.Time.IsZero() && e.Time.UnixNano() < minTimeNanos {
-		return malformed("time before 1970")
+	if !e.Time.IsZero() && !validTime(e.Time) {
+		return malformed("time outside 1970 to 2261")
 	}
 	return checkBody(e.Kind, e.Body)
 }
@@ -192,13 +202,13 @@ func Decode(b []byte) (Entry, error) {
 	}
 	e := Entry{Kind: Kind(b[1])}
 	idx := binary.BigEndian.Uint64(b[offIndex:])
-	if idx > 1<<62 {
+	if idx > maxIndex {
 		return Entry{}, malformed("index out of range")
 	}
 	e.Index = int64(idx)
 	t := int64(binary.BigEndian.Uint64(b[offTime:]))
-	if t < minTimeNanos {
-		return Entry{}, malformed("time before 1970")
+	if t < minTimeNanos || t >= maxTime.UnixNano() {
+		return Entry{}, malformed("time outside 1970 to 2261")
 	}
 	if t != 0 {
 		e.Time = time.Unix(0, t).UTC()

@@ -133,7 +133,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode accepted %x, but Encode refuses the entry: %v", data, err)
 		}
 		if !bytes.Equal(enc, data) {
-			t.Fatalf("Decode accepted a non-canonical encoding:\n got %x\nwant %x", data, enc)
+			t.Fatalf("Decode accepted a non-canonical encoding:\n    input %x\ncanonical %x", data, enc)
 		}
 		// The body must be canonical too: decoding it and building the
 		// entry again gives back the same bytes.
@@ -164,7 +164,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		if !bytes.Equal(rebuilt.Body, e.Body) {
-			t.Fatalf("%s body is not canonical:\n got %x\nwant %x", e.Kind, e.Body, rebuilt.Body)
+			t.Fatalf("%s body is not canonical:\n    input %x\ncanonical %x", e.Kind, e.Body, rebuilt.Body)
 		}
 	})
 }
@@ -184,6 +184,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 		fuzzOrigin + "\n007\n" + b64 + "\n",
 		strings.TrimSuffix(valid, "\n"),
 		valid + "extension line\n",
+		strings.ReplaceAll(valid, "\n", "\r\n"),
 		fuzzOrigin + "\n7\n" + nonCanonical + "\n",
 		fuzzOrigin + "\n7\n" + strings.TrimSuffix(b64, "=") + "\n",
 		fuzzOrigin + "\n+7\n" + b64 + "\n",
@@ -207,7 +208,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 			t.Fatalf("ParseCheckpoint accepted size %d", c.Size)
 		}
 		if got := c.Text(); got != text {
-			t.Fatalf("ParseCheckpoint accepted a second spelling of a checkpoint:\n got %q\nwant %q", text, got)
+			t.Fatalf("ParseCheckpoint accepted a second spelling of a checkpoint:\n    input %q\ncanonical %q", text, got)
 		}
 	})
 }

@@ -60,8 +60,9 @@ type posting struct {
 }
 
 type pseudonymIndex struct {
-	w, r *sql.DB
-	log  *slog.Logger
+	w, r   *sql.DB
+	insert *rowInserter
+	log    *slog.Logger
 
 	mu        sync.Mutex
 	watermark int64                 // entries below are on disk
@@ -97,6 +98,10 @@ func openIndex(ctx context.Context, path string, log *slog.Logger) (*pseudonymIn
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
 	if err := x.w.QueryRowContext(ctx, "SELECT size FROM watermark").Scan(&x.watermark); err != nil {
+		x.close()
+		return nil, fmt.Errorf("pseudonym index: %w", err)
+	}
+	if x.insert, err = prepareInserter(ctx, x.w, "postings", []string{"bucket", "pseudonym", "idx"}, 128); err != nil {
 		x.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
@@ -236,16 +241,13 @@ func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, "INSERT INTO postings (bucket, pseudonym, idx) VALUES (?, ?, ?)")
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	bucket := from / indexBucket
+	args := make([]any, 0, 3*len(ps))
 	for _, p := range ps {
-		if _, err := stmt.ExecContext(ctx, bucket, p.subject[:], p.idx); err != nil {
-			return err
-		}
+		args = append(args, bucket, p.subject[:], p.idx)
+	}
+	if err := x.insert.insert(ctx, tx, args); err != nil {
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE watermark SET size = ?", to); err != nil {
 		return err
@@ -312,7 +314,7 @@ func (x *pseudonymIndex) stop() error {
 }
 
 func (x *pseudonymIndex) close() error {
-	var errs []error
+	errs := []error{x.insert.Close()}
 	for _, db := range []*sql.DB{x.r, x.w} {
 		if db != nil {
 			errs = append(errs, db.Close())

@@ -61,7 +61,7 @@ type Ledger struct {
 
 	w         *sql.DB // the single writer connection
 	r         *sql.DB // readers
-	insert    *sql.Stmt
+	insert    *rowInserter
 	hashQuery *sql.Stmt // hashQueryWidth rows' stored hashes, by index
 	index     *pseudonymIndex
 
@@ -164,7 +164,7 @@ func (l *Ledger) open(ctx context.Context, path string, pub ed25519.PublicKey) e
 	if l.r, err = openDB(path, readShared); err != nil {
 		return err
 	}
-	if l.insert, err = l.w.PrepareContext(ctx, "INSERT INTO entries (idx, data, hashes) VALUES (?, ?, ?)"); err != nil {
+	if l.insert, err = prepareInserter(ctx, l.w, "entries", []string{"idx", "data", "hashes"}, 16); err != nil {
 		return err
 	}
 	q := "SELECT idx, hashes FROM entries WHERE idx IN (?" + strings.Repeat(", ?", hashQueryWidth-1) + ")"
@@ -312,10 +312,9 @@ func (l *Ledger) Close() error {
 func (l *Ledger) closeDBs() error {
 	var errs []error
 
-	for _, st := range []*sql.Stmt{l.insert, l.hashQuery} {
-		if st != nil {
-			errs = append(errs, st.Close())
-		}
+	errs = append(errs, l.insert.Close())
+	if l.hashQuery != nil {
+		errs = append(errs, l.hashQuery.Close())
 	}
 	for _, db := range []*sql.DB{l.r, l.w} {
 		if db != nil {
@@ -435,7 +434,7 @@ func (l *Ledger) commit(batch []*appendReq) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt := tx.StmtContext(ctx, l.insert)
+	var rows []any // idx, data, hashes of each new entry
 	type leafHashes struct {
 		n  int64
 		hs []tlog.Hash
@@ -453,14 +452,15 @@ func (l *Ledger) commit(batch []*appendReq) error {
 			if !req.subjects[i].IsZero() {
 				postings = append(postings, posting{n, req.subjects[i]})
 			}
-			if _, err := stmt.ExecContext(ctx, n, enc, hashesBlob(hs)); err != nil {
-				return err
-			}
+			rows = append(rows, n, enc, hashesBlob(hs))
 			if len(hs) > cacheLevel {
 				upper = append(upper, leafHashes{n, hs})
 			}
 			n++
 		}
+	}
+	if err := l.insert.insert(ctx, tx, rows); err != nil {
+		return err
 	}
 	root, err := tlog.TreeHash(n, front)
 	if err != nil {

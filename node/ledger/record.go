@@ -84,8 +84,8 @@ func decodeRecord(k Kind, b []byte) (Record, error) {
 		return r, malformed("record body of %d bytes is too short", len(b))
 	}
 	occurred := int64(binary.BigEndian.Uint64(b))
-	if occurred <= 0 {
-		return r, malformed("record time before 1970")
+	if occurred <= 0 || occurred >= maxTime.UnixNano() {
+		return r, malformed("record time outside 1970 to 2261")
 	}
 	r.Occurred = time.Unix(0, occurred).UTC()
 	b = b[8:]
@@ -112,7 +112,7 @@ func decodeRecord(k Kind, b []byte) (Record, error) {
 			return r, malformed("truncated amendment")
 		}
 		rep := binary.BigEndian.Uint64(b)
-		if rep > 1<<62 {
+		if rep > maxIndex {
 			return r, malformed("replaced index out of range")
 		}
 		r.Replaces = int64(rep)
@@ -128,8 +128,8 @@ func decodeRecord(k Kind, b []byte) (Record, error) {
 }
 
 func (r Record) validate() error {
-	if r.Occurred.UnixNano() <= 0 {
-		return malformed("record time before 1970")
+	if !validTime(r.Occurred) || r.Occurred.Equal(minTime) {
+		return malformed("record time outside 1970 to 2261")
 	}
 	if !validDataClass(r.DataClass) {
 		return malformed("data class must be 1 to %d characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit", maxTokenLen)
@@ -214,7 +214,7 @@ func decodeErasure(b []byte) (Erasure, error) {
 		return Erasure{}, malformed("erasure body of %d bytes, want 24", len(b))
 	}
 	t := binary.BigEndian.Uint64(b)
-	if t > 1<<62 {
+	if t > maxIndex {
 		return Erasure{}, malformed("erased index out of range")
 	}
 	x := Erasure{Target: int64(t)}

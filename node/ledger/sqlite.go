@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 )
@@ -165,4 +166,57 @@ func openDB(path string, a access) (*sql.DB, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetMaxIdleConns(4)
 	return db, nil
+}
+
+// rowInserter inserts many rows with few statement executions: each
+// execution of a prepared statement crosses database/sql and cgo, which
+// cost as much as SQLite's own work for a small row.
+type rowInserter struct {
+	wide   *sql.Stmt // inserts width rows at once
+	narrow *sql.Stmt // inserts one row
+	width  int
+	cols   int
+}
+
+// prepareInserter prepares "INSERT INTO table (cols) VALUES (...)" for
+// width rows and for one row.
+func prepareInserter(ctx context.Context, db *sql.DB, table string, cols []string, width int) (*rowInserter, error) {
+	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
+	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	r := &rowInserter{width: width, cols: len(cols)}
+	var err error
+	if r.wide, err = db.PrepareContext(ctx, head+row+strings.Repeat(", "+row, width-1)); err != nil {
+		return nil, err
+	}
+	if r.narrow, err = db.PrepareContext(ctx, head+row); err != nil {
+		r.wide.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// insert inserts rows (each len(cols) values, flattened into args) in tx.
+func (r *rowInserter) insert(ctx context.Context, tx *sql.Tx, args []any) error {
+	wide, narrow := tx.StmtContext(ctx, r.wide), tx.StmtContext(ctx, r.narrow)
+	chunk := r.width * r.cols
+	for len(args) >= chunk {
+		if _, err := wide.ExecContext(ctx, args[:chunk]...); err != nil {
+			return err
+		}
+		args = args[chunk:]
+	}
+	for len(args) > 0 {
+		if _, err := narrow.ExecContext(ctx, args[:r.cols]...); err != nil {
+			return err
+		}
+		args = args[r.cols:]
+	}
+	return nil
+}
+
+func (r *rowInserter) Close() error {
+	if r == nil {
+		return nil
+	}
+	return errors.Join(r.wide.Close(), r.narrow.Close())
 }

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestDemoNarratesTheLedgerChapterAndLeavesNothingBehind(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	code, out, errOut := runCLI(t, "demo")
+	if code != exitOK {
+		t.Fatalf("demo exited %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"Chapter 1: a centre's own tamper-evident ledger",
+		"inclusion proof of",
+		"Verified.",
+		"payload erased",
+		"consistency proof",
+		"TAMPERED, entry 3:",
+		"the original:  ok, 7 entries, 2 signed checkpoints",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("demo left %d files in its temporary directory", len(left))
+	}
+}
+
+func TestDemoKeepLeavesVerifiableDataDirectories(t *testing.T) {
+	keep := filepath.Join(t.TempDir(), "kept")
+	if code, _, errOut := runCLI(t, "demo", "--keep", keep); code != exitOK {
+		t.Fatalf("demo --keep exited %d: %s", code, errOut)
+	}
+	code, out, errOut := runCLI(t, "ledger", "verify", "--data", filepath.Join(keep, "centre-a"))
+	if code != exitOK || !strings.Contains(out, "entries      7") {
+		t.Fatalf("verify of the kept centre exited %d: %s %s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "demo", "--keep", keep); code != exitUsage || !strings.Contains(errOut, "not empty") {
+		t.Fatalf("demo --keep into a used directory exited %d: %s", code, errOut)
+	}
+}
+
+func TestLedgerVerifyExitCodes(t *testing.T) {
+	keep := t.TempDir()
+	if code, _, errOut := runCLI(t, "demo", "--keep", keep); code != exitOK {
+		t.Fatalf("demo exited %d: %s", code, errOut)
+	}
+	dir := filepath.Join(keep, "centre-a")
+	db := filepath.Join(dir, "ledger.db")
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		output string
+	}{
+		{"intact", []string{"--data", dir}, exitOK, "ok"},
+		{"no --data", nil, exitUsage, "--data DIR is required"},
+		{"not a data directory", []string{"--data", t.TempDir()}, exitUsage, "not a medfed data directory"},
+		{"missing directory", []string{"--data", filepath.Join(keep, "nope")}, exitUsage, "not a medfed data directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, append([]string{"ledger", "verify"}, tt.args...)...)
+			if code != tt.code || !strings.Contains(out+errOut, tt.output) {
+				t.Fatalf("exit %d, output %q %q; want %d with %q", code, out, errOut, tt.code, tt.output)
+			}
+		})
+	}
+	t.Run("tampered", func(t *testing.T) {
+		// Overwrite the signed root of the last checkpoint in place.
+		i := bytes.LastIndex(b, []byte("\n7\n"))
+		if i < 0 {
+			t.Fatal("checkpoint text not found in the ledger file")
+		}
+		tampered := bytes.Clone(b)
+		tampered[i+3] ^= 0x01
+		if err := os.WriteFile(db, tampered, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := runCLI(t, "ledger", "verify", "--data", dir)
+		if code != exitFailure || !strings.Contains(errOut, "checkpoint of size 7") {
+			t.Fatalf("exit %d, %q; want 1 naming the checkpoint of size 7", code, errOut)
+		}
+	})
+}
+
+func TestBenchPrintsTheLedgerMetricsAsJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the quick ledger benchmark")
+	}
+	code, out, errOut := runCLI(t, "bench", "--json", "--quick", "ledger")
+	if code != exitOK {
+		t.Fatalf("bench exited %d: %s", code, errOut)
+	}
+	var m map[string]float64
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	for _, k := range []string{"ledger_append_per_s", "ledger_append_baseline_per_s", "ledger_verify_per_s", "ledger_proof_us"} {
+		if m[k] <= 0 {
+			t.Errorf("metric %s = %v, want a positive measurement", k, m[k])
+		}
+	}
+	if code, _, _ := runCLI(t, "bench", "nosuch"); code != exitUsage {
+		t.Errorf("bench with an unknown suite exited %d, want %d", code, exitUsage)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != exitOK || !strings.HasPrefix(out, "medfed ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}

@@ -48,6 +48,9 @@ func newRecordEntry(k Kind, p Pseudonym, r Record) (Entry, error) {
 	if k == KindRecord && r.Replaces != 0 {
 		return Entry{}, malformed("a record replaces nothing; use an amendment")
 	}
+	if err := r.validate(); err != nil { // before encoding: UnixNano would wrap
+		return Entry{}, err
+	}
 	e := Entry{Kind: k, Subject: p, Body: r.appendEncoding(nil, k)}
 	if err := e.check(); err != nil {
 		return Entry{}, err

@@ -42,6 +42,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	}
 	log = log.With("component", "node", "centre", cfg.Centre.Name)
 	dir := cfg.Data.Dir
+	if err := checkDataDir(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -56,6 +59,27 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	}
 	log.Info("centre open", "origin", c.Ledger.Origin(), "entries", c.Ledger.Size())
 	return c, nil
+}
+
+// checkDataDir refuses a directory that holds files but no centre: a
+// mistyped data.dir must not turn someone's home directory into a centre.
+func checkDataDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	for _, name := range []string{KeyFile, LedgerFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w: it holds other files; give a new or empty directory", dir, ErrNotDataDir)
 }
 
 func (c *Centre) open(ctx context.Context, cfg Config) error {

@@ -151,3 +151,17 @@ func TestVerifyRefusesADirectoryThatIsNotACentre(t *testing.T) {
 		t.Fatalf("Verify(empty dir): %v, want ErrNotDataDir", err)
 	}
 }
+
+func TestOpenRefusesADirectoryHoldingSomethingElse(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "thesis.tex"), []byte("\\documentclass{article}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Open(context.Background(), testConfig(t, dir), nil); !errors.Is(err, node.ErrNotDataDir) {
+		t.Fatalf("Open of a foreign directory: %v, want ErrNotDataDir", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("Open wrote %d files into a foreign directory", len(entries)-1)
+	}
+}

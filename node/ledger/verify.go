@@ -115,43 +115,39 @@ func verifyTx(ctx context.Context, tx *sql.Tx, pub ed25519.PublicKey, indexPath 
 	}
 	defer postings.close()
 
-	rows, err := tx.QueryContext(ctx, "SELECT idx, data, hashes FROM entries ORDER BY idx")
-	if err != nil {
-		return rep, err
-	}
-	defer rows.Close()
+	// Reading rows (cgo) and hashing them run on separate cores.
+	ctx, cancel := context.WithCancel(ctx)
+	batches, readErr := streamEntries(ctx, tx)
+	defer func() { // on an early return, let the reader finish with tx first
+		cancel()
+		for range batches {
+		}
+	}()
 	front := frontier{}
 	var n int64
-	var data, blob sql.RawBytes
-	for rows.Next() {
-		var idx int64
-		if err := rows.Scan(&idx, &data, &blob); err != nil {
-			return rep, err
-		}
-		if idx != n {
-			return rep, badEntry(n, "missing (next stored entry is %d)", idx)
-		}
-		e, err := checkLeaf(n, data, blob, front)
-		if err != nil {
-			return rep, err
-		}
-		if err := postings.check(ctx, n, e.Subject); err != nil {
-			return rep, err
-		}
-		n++
-		for len(cps) > 0 && cps[0].Size == n {
-			if root, _ := tlog.TreeHash(n, front); root != cps[0].Root {
-				return rep, badCheckpoint(n, "signed root does not match entries 0 to %d", n-1)
+	for batch := range batches {
+		for _, r := range batch.rows {
+			data, blob := batch.buf[r.data:r.hashes], batch.buf[r.hashes:r.end]
+			if r.idx != n {
+				return rep, badEntry(n, "missing (next stored entry is %d)", r.idx)
 			}
-			cps = cps[1:]
-		}
-		if n%4096 == 0 {
-			if err := ctx.Err(); err != nil {
+			e, err := checkLeaf(n, data, blob, front)
+			if err != nil {
 				return rep, err
+			}
+			if err := postings.check(ctx, n, e.Subject); err != nil {
+				return rep, err
+			}
+			n++
+			for len(cps) > 0 && cps[0].Size == n {
+				if root, _ := tlog.TreeHash(n, front); root != cps[0].Root {
+					return rep, badCheckpoint(n, "signed root does not match entries 0 to %d", n-1)
+				}
+				cps = cps[1:]
 			}
 		}
 	}
-	if err := rows.Err(); err != nil {
+	if err := <-readErr; err != nil {
 		return rep, err
 	}
 	if len(cps) > 0 {
@@ -163,6 +159,69 @@ func verifyTx(ctx context.Context, tx *sql.Tx, pub ed25519.PublicKey, indexPath 
 	rep.Size = n
 	rep.Root, err = tlog.TreeHash(n, front)
 	return rep, err
+}
+
+// entryBatch holds consecutive entry rows, their bytes in one buffer.
+type entryBatch struct {
+	buf  []byte
+	rows []entryRow
+}
+
+type entryRow struct {
+	idx               int64
+	data, hashes, end int // offsets in buf
+}
+
+// streamEntries reads every entry row in index order into batches. The
+// error channel yields the read's outcome once the batches are done.
+func streamEntries(ctx context.Context, tx *sql.Tx) (<-chan entryBatch, <-chan error) {
+	const batchRows = 1024
+	batches := make(chan entryBatch, 4)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		errc <- func() error {
+			rows, err := tx.QueryContext(ctx, "SELECT idx, data, hashes FROM entries ORDER BY idx")
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			b := entryBatch{}
+			send := func() bool {
+				select {
+				case batches <- b:
+					b = entryBatch{buf: make([]byte, 0, len(b.buf)), rows: make([]entryRow, 0, batchRows)}
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			}
+			var data, blob sql.RawBytes
+			for rows.Next() {
+				r := entryRow{}
+				if err := rows.Scan(&r.idx, &data, &blob); err != nil {
+					return err
+				}
+				r.data = len(b.buf)
+				b.buf = append(b.buf, data...)
+				r.hashes = len(b.buf)
+				b.buf = append(b.buf, blob...)
+				r.end = len(b.buf)
+				b.rows = append(b.rows, r)
+				if len(b.rows) == batchRows && !send() {
+					return ctx.Err()
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(b.rows) > 0 && !send() {
+				return ctx.Err()
+			}
+			return nil
+		}()
+	}()
+	return batches, errc
 }
 
 // checkLeaf verifies one stored entry row against its recomputed hashes.
@@ -237,6 +296,13 @@ type postingCheck struct {
 	watermark int64
 	bucket    int64               // the bucket loaded in want
 	want      map[int64]Pseudonym // postings of that bucket not yet matched
+	next      chan bucketLoad     // the next bucket, read ahead
+}
+
+type bucketLoad struct {
+	bucket int64
+	want   map[int64]Pseudonym
+	err    error
 }
 
 func openPostings(ctx context.Context, path string) (*postingCheck, error) {
@@ -263,29 +329,53 @@ func openPostings(ctx context.Context, path string) (*postingCheck, error) {
 }
 
 func (pc *postingCheck) load(ctx context.Context, bucket int64) error {
-	if len(pc.want) > 0 {
-		for n := range pc.want {
-			return badEntry(n, "pseudonym index lists an entry that names no patient")
-		}
+	for n := range pc.want {
+		return badEntry(n, "pseudonym index lists an entry that names no patient")
 	}
+	var got bucketLoad
+	if pc.next != nil {
+		got = <-pc.next
+		pc.next = nil
+	}
+	if got.want == nil || got.bucket != bucket {
+		got = pc.read(ctx, bucket)
+	}
+	if got.err != nil {
+		return got.err
+	}
+	pc.bucket, pc.want = bucket, got.want
+	if (bucket+1)*indexBucket < pc.watermark {
+		next := make(chan bucketLoad, 1)
+		pc.next = next
+		go func() { next <- pc.read(ctx, bucket+1) }()
+	}
+	return nil
+}
+
+// read returns the postings of one bucket by entry index.
+func (pc *postingCheck) read(ctx context.Context, bucket int64) bucketLoad {
+	res := bucketLoad{bucket: bucket}
 	rows, err := pc.tx.QueryContext(ctx, "SELECT idx, pseudonym FROM postings WHERE bucket = ?", bucket)
 	if err != nil {
-		return err
+		res.err = err
+		return res
 	}
 	defer rows.Close()
-	pc.bucket, pc.want = bucket, map[int64]Pseudonym{}
+	want := make(map[int64]Pseudonym, indexBucket)
 	for rows.Next() {
 		var n int64
 		var p []byte
-		if err := rows.Scan(&n, &p); err != nil {
-			return err
+		if res.err = rows.Scan(&n, &p); res.err != nil {
+			return res
 		}
 		if n/indexBucket != bucket || len(p) != len(Pseudonym{}) {
-			return badEntry(n, "pseudonym index holds a malformed posting")
+			res.err = badEntry(n, "pseudonym index holds a malformed posting")
+			return res
 		}
-		pc.want[n] = Pseudonym(p)
+		want[n] = Pseudonym(p)
 	}
-	return rows.Err()
+	res.want, res.err = want, rows.Err()
+	return res
 }
 
 func (pc *postingCheck) check(ctx context.Context, n int64, subject Pseudonym) error {
@@ -333,6 +423,9 @@ func (pc *postingCheck) finish(ctx context.Context, size int64) error {
 }
 
 func (pc *postingCheck) close() {
+	if pc.next != nil {
+		<-pc.next // the read ahead uses tx
+	}
 	if pc.tx != nil {
 		pc.tx.Rollback()
 	}

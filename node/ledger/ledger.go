@@ -470,12 +470,14 @@ func (l *Ledger) commit(batch []*appendReq) error {
 		return err
 	}
 
+	// Index before publishing the size: a reader that sees size n finds
+	// every entry below n by pseudonym.
+	l.index.add(postings, n)
 	l.mu.Lock()
 	for _, u := range upper {
 		l.upper.add(u.n, u.hs)
 	}
 	l.size, l.root, l.front = n, root, front
 	l.mu.Unlock()
-	l.index.add(postings, n)
 	return nil
 }

@@ -2,11 +2,14 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
@@ -26,8 +29,12 @@ type Centre struct {
 	Ledger  *ledger.Ledger
 	Records *records.Store
 
-	lock *dirLock
-	log  *slog.Logger
+	federation string
+	key        ed25519.PrivateKey
+	id         peer.ID
+	dir        string
+	lock       *dirLock
+	log        *slog.Logger
 }
 
 // Open opens the centre described by cfg, creating its data directory,
@@ -52,7 +59,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Centre{Name: cfg.Centre.Name, lock: lock, log: log}
+	c := &Centre{Name: cfg.Centre.Name, federation: cfg.Federation.ID, dir: dir, lock: lock, log: log}
 	if err := c.open(ctx, cfg); err != nil {
 		c.Close()
 		return nil, err
@@ -88,6 +95,10 @@ func (c *Centre) open(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if c.id, err = PeerID(key); err != nil {
+		return err
+	}
+	c.key = key
 	c.Ledger, err = ledger.Open(ctx, filepath.Join(dir, LedgerFile), ledger.Options{
 		Origin:   ledger.Origin(cfg.Federation.ID, cfg.Centre.Name),
 		Key:      key,
@@ -100,6 +111,12 @@ func (c *Centre) open(ctx context.Context, cfg Config) error {
 	c.Records, err = records.Open(dir, records.Options{})
 	return err
 }
+
+// ID returns the centre's ID: the libp2p peer ID of its key.
+func (c *Centre) ID() peer.ID { return c.id }
+
+// Key returns the centre's private key.
+func (c *Centre) Key() ed25519.PrivateKey { return c.key }
 
 // Close closes everything the centre opened and releases the data
 // directory.

@@ -71,6 +71,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newLedgerCmd(),
 		newBenchCmd(),
 		newDemoCmd(),
+		newNodeCmd(),
+		newFederationCmd(),
 	)
 	return root
 }

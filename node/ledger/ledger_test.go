@@ -396,3 +396,26 @@ func TestAppendAfterCloseFails(t *testing.T) {
 		t.Fatalf("append after close: %v", err)
 	}
 }
+
+func TestEntriesOfKind(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.appendN(t, 0, 5)
+	charter := ledger.Entry{Kind: ledger.KindCharter, Body: []byte("a charter note")}
+	n, err := f.l.Append(ctx, charter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.appendN(t, 6, 3)
+	got, err := f.l.EntriesOfKind(ctx, ledger.KindCharter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Index != n || string(got[0].Body) != "a charter note" {
+		t.Fatalf("charter entries: %+v", got)
+	}
+	records, err := f.l.EntriesOfKind(ctx, ledger.KindRecord)
+	if err != nil || len(records) != 8 {
+		t.Fatalf("%d record entries, %v; want 8", len(records), err)
+	}
+}

@@ -39,6 +39,17 @@ func (l *Ledger) Entries(ctx context.Context, from, to int64) ([]Entry, error) {
 	return scanEntries(rows, int(to-from))
 }
 
+// EntriesOfKind returns every entry of kind k, in ledger order. It scans
+// the ledger (in SQLite, reading one byte of each entry), so it is for rare
+// kinds read at start, like charter entries.
+func (l *Ledger) EntriesOfKind(ctx context.Context, k Kind) ([]Entry, error) {
+	rows, err := l.r.QueryContext(ctx, "SELECT data FROM entries WHERE substr(data, 2, 1) = ? AND idx < ? ORDER BY idx", []byte{byte(k)}, l.Size())
+	if err != nil {
+		return nil, fmt.Errorf("ledger entries of kind %s: %w", k, err)
+	}
+	return scanEntries(rows, 0)
+}
+
 // EntriesFor returns every entry about patient p, in ledger order.
 func (l *Ledger) EntriesFor(ctx context.Context, p Pseudonym) ([]Entry, error) {
 	idxs, err := l.index.lookup(ctx, p, l.Size())

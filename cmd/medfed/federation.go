@@ -1,0 +1,411 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+)
+
+// withConfig adds --config to cmd and returns a loader for it.
+func withConfig(cmd *cobra.Command) func() (node.Config, error) {
+	var path string
+	cmd.Flags().StringVar(&path, "config", "", "the centre's YAML configuration `file`")
+	return func() (node.Config, error) { return loadConfig(cmd, path) }
+}
+
+func newNodeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node --config FILE",
+		Short: "Run a centre until interrupted (SIGINT or SIGTERM)",
+		Args:  cobra.NoArgs,
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		log := newLogger(cmd, cfg.Log)
+		n, err := node.Start(cmd.Context(), cfg, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs())
+		return n.Run(cmd.Context())
+	}
+	return cmd
+}
+
+func newLogger(cmd *cobra.Command, cfg node.LogConfig) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		level = slog.LevelInfo // Validate has refused anything else
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts))
+	}
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts))
+}
+
+func newFederationCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "federation",
+		Short: "Found, join and change a federation",
+		Long: `A federation is founded with files exchanged out of band:
+
+  every founder:     medfed federation request --config FILE --out NAME-request.txt
+  the first founder: medfed federation init --config FILE --member B-request.txt ... --out charter.txt
+  each other one:    medfed federation sign charter.txt --config FILE
+  every founder:     medfed federation install charter.txt --config FILE
+
+A centre joins a running federation by sending its request to the members,
+who each run "medfed federation approve REQUEST" against their running node;
+once a quorum approved, it runs "medfed federation join --peer ADDR".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newFedRequestCmd(), newFedInitCmd(), newFedSignCmd(), newFedInstallCmd(),
+		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedStatusCmd(), newFedPSKCmd())
+	return cmd
+}
+
+// withCentre opens the centre offline (its node must not be running), for
+// commands that need its key.
+func withCentre(ctx context.Context, cfg node.Config, f func(*node.Centre) error) error {
+	c, err := node.Open(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f(c), c.Close())
+}
+
+// writeOut writes b to path (refusing to overwrite unless allowed), or to
+// stdout when path is "-".
+func writeOut(cmd *cobra.Command, path string, b []byte, overwrite bool) error {
+	if path == "-" {
+		_, err := cmd.OutOrStdout().Write(b)
+		return err
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if overwrite {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readIn(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if fi.Size() > 1<<20 {
+		return nil, usagef("%s: %d bytes is too large for a charter or request", path, fi.Size())
+	}
+	return os.ReadFile(path)
+}
+
+func newFedRequestCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "request --config FILE [--out FILE]",
+		Short: "Write this centre's signed join request (who it is, where it listens)",
+		Args:  cobra.NoArgs,
+	}
+	load := withConfig(cmd)
+	cmd.Flags().StringVar(&out, "out", "-", "where to write the request (- for stdout)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+			req, err := c.JoinRequest(cfg.P2P.Listen)
+			if err != nil {
+				return err
+			}
+			return writeOut(cmd, out, req, false)
+		})
+	}
+	return cmd
+}
+
+func newFedInitCmd() *cobra.Command {
+	var (
+		out     string
+		members []string
+		policy  = federation.Policy{ConsentDefault: "opt-in", EmergencyAccess: "allowed", TokenMaxLifetime: 24 * time.Hour}
+	)
+	cmd := &cobra.Command{
+		Use:   "init --config FILE --member REQUEST... --out FILE",
+		Short: "Draft and sign version 1 of a charter (the first founder)",
+		Long: `init drafts version 1 of the federation's charter, listing this centre and
+the founders whose join requests are given, and signs it. Quorums default to
+a majority of the founders.`,
+		Args: cobra.NoArgs,
+	}
+	load := withConfig(cmd)
+	cmd.Flags().StringVar(&out, "out", "-", "where to write the draft charter (- for stdout)")
+	cmd.Flags().StringArrayVar(&members, "member", nil, "another founder's join request `file` (repeat)")
+	cmd.Flags().IntVar(&policy.AdmissionQuorum, "admission-quorum", 0, "approvals needed to change the charter (default: a majority)")
+	cmd.Flags().IntVar(&policy.WitnessQuorum, "witness-quorum", 0, "cosignatures that make a checkpoint final (default: a majority)")
+	cmd.Flags().IntVar(&policy.OPRFThreshold, "oprf-threshold", 0, "centres needed to compute a pseudonym (default: a majority)")
+	cmd.Flags().StringVar(&policy.ConsentDefault, "consent-default", policy.ConsentDefault, "policy for patients without a consent contract: opt-in or opt-out")
+	cmd.Flags().StringVar(&policy.EmergencyAccess, "emergency-access", policy.EmergencyAccess, "break-glass access: allowed or forbidden")
+	cmd.Flags().DurationVar(&policy.TokenMaxLifetime, "token-max-lifetime", policy.TokenMaxLifetime, "longest consent token a patient may issue")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		var reqs [][]byte
+		for _, path := range members {
+			b, err := readIn(path)
+			if err != nil {
+				return err
+			}
+			reqs = append(reqs, b)
+		}
+		def := federation.DefaultPolicy(len(reqs) + 1)
+		for _, q := range []*int{&policy.AdmissionQuorum, &policy.WitnessQuorum, &policy.OPRFThreshold} {
+			if *q == 0 {
+				*q = def.AdmissionQuorum
+			}
+		}
+		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+			draft, err := c.Found(cfg.P2P.Listen, reqs, policy)
+			if err != nil {
+				return usageError{err}
+			}
+			return writeOut(cmd, out, draft, false)
+		})
+	}
+	return cmd
+}
+
+func newFedSignCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sign CHARTER --config FILE",
+		Short: "Add this centre's signature to a draft version 1 (a founder)",
+		Args:  cobra.ExactArgs(1),
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		draft, err := readIn(args[0])
+		if err != nil {
+			return err
+		}
+		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+			signed, err := c.SignCharter(draft)
+			if err != nil {
+				return usageError{err}
+			}
+			return writeOut(cmd, args[0], signed, true)
+		})
+	}
+	return cmd
+}
+
+func newFedInstallCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "install CHARTER --config FILE",
+		Short: "Adopt version 1 of a charter that every founder signed",
+		Args:  cobra.ExactArgs(1),
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		note, err := readIn(args[0])
+		if err != nil {
+			return err
+		}
+		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+			s, err := c.InstallCharter(cmd.Context(), [][]byte{note})
+			if err != nil {
+				return usageError{err}
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "installed charter version %d of federation %s: %d members\n", s.Version, s.Federation, len(s.Members))
+			return err
+		})
+	}
+	return cmd
+}
+
+func newFedJoinCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "join --config FILE --peer MULTIADDR",
+		Short: "Fetch and install the charter from a member, once the federation admitted this centre",
+		Args:  cobra.NoArgs,
+	}
+	load := withConfig(cmd)
+	cmd.Flags().StringVar(&addr, "peer", "", "a member's address, ending in /p2p/<its peer ID>")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		if addr == "" {
+			return usagef("federation join: --peer is required")
+		}
+		s, err := node.Join(cmd.Context(), cfg, addr)
+		if err != nil {
+			return err
+		}
+		h := s.Hash()
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "joined federation %s: charter version %d, %d members (charter hash %x)\n", s.Federation, s.Version, len(s.Members), h[:8])
+		return err
+	}
+	return cmd
+}
+
+func printProgress(cmd *cobra.Command, what string, p federation.Progress) error {
+	state := fmt.Sprintf("%d of %d approvals so far", p.Approvals, p.Quorum)
+	if p.Adopted {
+		state = fmt.Sprintf("adopted with %d approvals (quorum %d)", p.Approvals, p.Quorum)
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s: charter version %d %s\n", what, p.Version, state)
+	return err
+}
+
+func newFedApproveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "approve REQUEST --config FILE",
+		Short: "Approve a centre's join request on this centre's running node",
+		Args:  cobra.ExactArgs(1),
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		req, err := readIn(args[0])
+		if err != nil {
+			return err
+		}
+		p, err := node.Admin(cfg.Data.Dir).Approve(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		return printProgress(cmd, "approved", p)
+	}
+	return cmd
+}
+
+func newFedRemoveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remove CENTRE --config FILE",
+		Short: "Approve removing a centre, on this centre's running node",
+		Args:  cobra.ExactArgs(1),
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		p, err := node.Admin(cfg.Data.Dir).Remove(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		return printProgress(cmd, "removal approved", p)
+	}
+	return cmd
+}
+
+func newFedStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status --config FILE",
+		Short: "Show the charter version, the members and who is connected",
+		Args:  cobra.NoArgs,
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		role := "member"
+		if !st.Member {
+			role = "not a member"
+		}
+		fmt.Fprintf(out, "federation %s, charter version %d; this centre (%s) is %s\n", st.Federation, st.Version, st.Self, role)
+		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CENTRE\tPEER ID\tCONNECTED")
+		for _, m := range st.Members {
+			conn := "no"
+			switch {
+			case m.ID == st.Self:
+				conn = "(this centre)"
+			case m.Connected:
+				conn = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, m.ID, conn)
+		}
+		for _, p := range st.Pending {
+			fmt.Fprintf(tw, "pending version %d\t%d of %d approvals\t\n", p.Version, p.Approvals, p.Quorum)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+func newFedPSKCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "psk --out FILE",
+		Short: "Write a new pre-shared key for a private federation (p2p.psk-file)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" || out == "-" || strings.TrimSpace(out) == "" {
+				return usagef("federation psk: --out FILE is required (the key is a secret)")
+			}
+			k, err := node.NewPSK()
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(k); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "where to write the key (mode 0600)")
+	return cmd
+}

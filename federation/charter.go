@@ -1,0 +1,1052 @@
+package federation
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Every error this package returns wraps exactly one of these, so that the
+// API and the CLI map them to a status in one place each.
+var (
+	// ErrMalformed: a charter, join request or note does not parse, is not
+	// in its one canonical spelling, is too large, or has a field out of
+	// range; also a draft (WithMember, WithoutMember, WithPolicy) that would
+	// be such a charter.
+	ErrMalformed = errors.New("malformed")
+	// ErrSignatures: a signature does not verify, is by someone who may not
+	// sign (a non-member, or a key other than the requester's), or too few
+	// members signed.
+	ErrSignatures = errors.New("signatures not accepted")
+	// ErrChain: the charter is not the expected next version: another
+	// federation, a version other than the next one, a previous hash that is
+	// not the hash of the previous version; for Sign and Merge, a note whose
+	// text is another draft.
+	ErrChain = errors.New("not the expected charter version")
+)
+
+// Values of Policy.ConsentDefault and Policy.EmergencyAccess.
+const (
+	ConsentOptIn       = "opt-in"
+	ConsentOptOut      = "opt-out"
+	EmergencyAllowed   = "allowed"
+	EmergencyForbidden = "forbidden"
+)
+
+// Size limits. A reader of a charter note from the network stops at
+// MaxCharterNote bytes; larger notes are refused before they are parsed.
+const (
+	MaxCharterText = 64 << 10
+	MaxCharterNote = 128 << 10
+	MaxMembers     = 256
+	MaxAddrs       = 8
+
+	minTokenLifetime = time.Minute
+	maxTokenLifetime = 720 * time.Hour
+
+	// maxTokenText bounds a peer ID or multiaddr token before it is
+	// decoded: base58 decoding is quadratic, and real tokens are under 70
+	// characters.
+	maxTokenText = 128
+	// maxSigs bounds the signature lines of a note: a valid charter note
+	// carries at most one signature per member.
+	maxSigs = MaxMembers
+
+	charterHeader = "medfed charter v1"
+)
+
+// Policy is the part of a charter that members vote on besides membership.
+type Policy struct {
+	AdmissionQuorum  int           // signatures of the current version's members needed to adopt the next version
+	WitnessQuorum    int           // cosignatures that make a checkpoint final
+	OPRFThreshold    int           // t of the t-of-n pseudonym key
+	ConsentDefault   string        // ConsentOptIn or ConsentOptOut
+	EmergencyAccess  string        // EmergencyAllowed or EmergencyForbidden
+	TokenMaxLifetime time.Duration // longest consent token a patient may issue, 1m..720h
+}
+
+// DefaultPolicy is the policy of a federation of the given number of
+// members: a majority for both quorums and the OPRF threshold, opt-in
+// consent, emergency access allowed, consent tokens of at most a day.
+// Adding or removing members later leaves the policy as it is; a change of
+// quorum is a version of its own (Charter.WithPolicy).
+func DefaultPolicy(members int) Policy {
+	q := max(members/2+1, 1)
+	return Policy{
+		AdmissionQuorum:  q,
+		WitnessQuorum:    q,
+		OPRFThreshold:    q,
+		ConsentDefault:   ConsentOptIn,
+		EmergencyAccess:  EmergencyAllowed,
+		TokenMaxLifetime: 24 * time.Hour,
+	}
+}
+
+// quorums returns the policy's member counts with their keys in the text.
+func (p Policy) quorums() []struct {
+	key string
+	n   int
+} {
+	return []struct {
+		key string
+		n   int
+	}{
+		{"admission-quorum", p.AdmissionQuorum},
+		{"witness-quorum", p.WitnessQuorum},
+		{"oprf-threshold", p.OPRFThreshold},
+	}
+}
+
+func (p Policy) check(members int) error {
+	for _, q := range p.quorums() {
+		if q.n < 1 || q.n > members {
+			return fmt.Errorf("%s %d: want 1 to %d, the number of members", q.key, q.n, members)
+		}
+	}
+	if p.ConsentDefault != ConsentOptIn && p.ConsentDefault != ConsentOptOut {
+		return fmt.Errorf("consent-default: want %s or %s", ConsentOptIn, ConsentOptOut)
+	}
+	if p.EmergencyAccess != EmergencyAllowed && p.EmergencyAccess != EmergencyForbidden {
+		return fmt.Errorf("emergency-access: want %s or %s", EmergencyAllowed, EmergencyForbidden)
+	}
+	if p.TokenMaxLifetime < minTokenLifetime || p.TokenMaxLifetime > maxTokenLifetime {
+		return fmt.Errorf("token-max-lifetime %v: want %v to %v", p.TokenMaxLifetime, minTokenLifetime, maxTokenLifetime)
+	}
+	return nil
+}
+
+// Member is a centre of the federation.
+type Member struct {
+	Name  string                // centre name: ^[a-z0-9][a-z0-9-]{0,62}$
+	ID    peer.ID               // Ed25519 identity-multihash peer ID: the key is in the ID
+	Addrs []multiaddr.Multiaddr // 1..8 addresses others dial: /ip4|ip6/<addr>/tcp/<port> or /ip4|ip6/<addr>/udp/<port>/quic-v1
+}
+
+// PublicKey returns the Ed25519 key embedded in the member's peer ID.
+func (m Member) PublicKey() (ed25519.PublicKey, error) {
+	pub, err := publicKey(m.ID)
+	if err != nil {
+		return nil, fmt.Errorf("member public key: %w: peer ID: %v", ErrMalformed, err)
+	}
+	return pub, nil
+}
+
+func (m Member) check() error {
+	if !validName(m.Name) {
+		return errors.New("name: want 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
+	}
+	if _, err := publicKey(m.ID); err != nil {
+		return fmt.Errorf("%s: peer ID: %v", m.Name, err)
+	}
+	if len(m.Addrs) == 0 || len(m.Addrs) > MaxAddrs {
+		return fmt.Errorf("%s: %d addresses, want 1 to %d", m.Name, len(m.Addrs), MaxAddrs)
+	}
+	for i, a := range m.Addrs {
+		if err := checkAddr(a); err != nil {
+			return fmt.Errorf("%s: address %d: %v", m.Name, i+1, err)
+		}
+		for _, b := range m.Addrs[:i] {
+			if a.Equal(b) {
+				return fmt.Errorf("%s: address %d: listed twice", m.Name, i+1)
+			}
+		}
+	}
+	return nil
+}
+
+// writeLine writes "<name> <peer ID> <addr>..." without a newline.
+func (m Member) writeLine(b *strings.Builder) {
+	b.WriteString(m.Name)
+	b.WriteByte(' ')
+	b.WriteString(m.ID.String())
+	for _, a := range m.Addrs {
+		b.WriteByte(' ')
+		b.WriteString(a.String())
+	}
+}
+
+// parseMember parses the fields of a member line: name, peer ID, addresses.
+// Member.check does the rest.
+func parseMember(fields []string) (Member, error) {
+	if len(fields) < 3 {
+		return Member{}, errors.New("want a name, a peer ID and at least one address")
+	}
+	if len(fields) > 2+MaxAddrs {
+		return Member{}, fmt.Errorf("%d addresses, want at most %d", len(fields)-2, MaxAddrs)
+	}
+	id, err := decodePeerID(fields[1])
+	if err != nil {
+		return Member{}, fmt.Errorf("peer ID: %v", err)
+	}
+	m := Member{Name: fields[0], ID: id}
+	for i, s := range fields[2:] {
+		if len(s) > maxTokenText {
+			return Member{}, fmt.Errorf("address %d: too long", i+1)
+		}
+		a, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return Member{}, fmt.Errorf("address %d: %v", i+1, err)
+		}
+		m.Addrs = append(m.Addrs, a)
+	}
+	return m, nil
+}
+
+// checkAddr accepts the addresses a centre can be dialled at, in the one
+// spelling String gives them.
+func checkAddr(a multiaddr.Multiaddr) error {
+	const want = "want /ip4 or /ip6, then /tcp/<port> or /udp/<port>/quic-v1"
+	switch {
+	case len(a) == 2 && a[1].Code() == multiaddr.P_TCP:
+	case len(a) == 3 && a[1].Code() == multiaddr.P_UDP && a[2].Code() == multiaddr.P_QUIC_V1:
+	default:
+		return errors.New(want)
+	}
+	ip := net.IP(a[0].RawValue())
+	switch a[0].Code() {
+	case multiaddr.P_IP4:
+		if len(ip) != net.IPv4len {
+			return errors.New("bad ip4 address")
+		}
+	case multiaddr.P_IP6:
+		if len(ip) != net.IPv6len {
+			return errors.New("bad ip6 address")
+		}
+		if ip.To4() != nil {
+			return errors.New("IPv4 address in /ip6: use /ip4")
+		}
+	default:
+		return errors.New(want)
+	}
+	if ip.IsUnspecified() {
+		return errors.New("unspecified IP address: list an address others can dial")
+	}
+	port := a[1].RawValue()
+	if len(port) != 2 || binary.BigEndian.Uint16(port) == 0 {
+		return errors.New("port 0: list the port the centre listens on")
+	}
+	if b, err := multiaddr.NewMultiaddr(a.String()); err != nil || !b.Equal(a) {
+		return errors.New("does not survive a round trip through its text form")
+	}
+	return nil
+}
+
+// Charter is one version of a federation's charter.
+type Charter struct {
+	Federation string   // ^[a-z0-9][a-z0-9-]{0,62}$
+	Version    uint64   // 1, 2, ...
+	Previous   [32]byte // SHA-256 of the previous version's Text(); zero for version 1
+	Policy     Policy
+	Members    []Member // sorted by Name; names and IDs unique; 1..256 members
+}
+
+// Text returns the charter's canonical text, the text members sign. A
+// charter that passes Validate has exactly one text, and ParseCharter
+// accepts nothing else.
+func (c Charter) Text() string {
+	var b strings.Builder
+	b.WriteString(charterHeader + "\n")
+	b.WriteString("federation " + c.Federation + "\n")
+	b.WriteString("version " + strconv.FormatUint(c.Version, 10) + "\n")
+	if c.Previous == ([32]byte{}) {
+		b.WriteString("previous -\n")
+	} else {
+		b.WriteString("previous " + base64.StdEncoding.EncodeToString(c.Previous[:]) + "\n")
+	}
+	for _, q := range c.Policy.quorums() {
+		b.WriteString(q.key + " " + strconv.Itoa(q.n) + "\n")
+	}
+	b.WriteString("consent-default " + c.Policy.ConsentDefault + "\n")
+	b.WriteString("emergency-access " + c.Policy.EmergencyAccess + "\n")
+	b.WriteString("token-max-lifetime " + c.Policy.TokenMaxLifetime.String() + "\n")
+	for _, m := range c.Members {
+		b.WriteString("member ")
+		m.writeLine(&b)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Hash returns the SHA-256 of the charter's text: the Previous of the next
+// version.
+func (c Charter) Hash() [32]byte {
+	return sha256.Sum256([]byte(c.Text()))
+}
+
+// ParseCharter parses a charter's text. It accepts only the text that Text
+// gives for the result, so that a charter has one spelling and one hash,
+// and only charters that pass Validate.
+func ParseCharter(text string) (Charter, error) {
+	c, err := parseCharter(text)
+	if err != nil {
+		return Charter{}, fmt.Errorf("parse charter: %w: %v", ErrMalformed, err)
+	}
+	return c, nil
+}
+
+func parseCharter(text string) (Charter, error) {
+	if len(text) > MaxCharterText {
+		return Charter{}, fmt.Errorf("text is %d bytes, more than %d", len(text), MaxCharterText)
+	}
+	lines, err := splitLines(text)
+	if err != nil {
+		return Charter{}, err
+	}
+	if lines[0] != charterHeader {
+		return Charter{}, fmt.Errorf("line 1: want %q", charterHeader)
+	}
+	r := lineReader{lines: lines, n: 1}
+	var c Charter
+	c.Federation, err = r.field("federation")
+	if err != nil {
+		return Charter{}, err
+	}
+	v, err := r.field("version")
+	if err != nil {
+		return Charter{}, err
+	}
+	if c.Version, err = strconv.ParseUint(v, 10, 64); err != nil {
+		return Charter{}, fmt.Errorf("line %d: version: not a number", r.n)
+	}
+	prev, err := r.field("previous")
+	if err != nil {
+		return Charter{}, err
+	}
+	if prev != "-" {
+		h, err := base64.StdEncoding.Strict().DecodeString(prev)
+		if err != nil || len(h) != len(c.Previous) {
+			return Charter{}, fmt.Errorf("line %d: previous: want - or the base64 of a SHA-256 hash", r.n)
+		}
+		copy(c.Previous[:], h)
+	}
+	for _, q := range []struct {
+		key string
+		n   *int
+	}{
+		{"admission-quorum", &c.Policy.AdmissionQuorum},
+		{"witness-quorum", &c.Policy.WitnessQuorum},
+		{"oprf-threshold", &c.Policy.OPRFThreshold},
+	} {
+		s, err := r.field(q.key)
+		if err != nil {
+			return Charter{}, err
+		}
+		if *q.n, err = strconv.Atoi(s); err != nil {
+			return Charter{}, fmt.Errorf("line %d: %s: not a number", r.n, q.key)
+		}
+	}
+	if c.Policy.ConsentDefault, err = r.field("consent-default"); err != nil {
+		return Charter{}, err
+	}
+	if c.Policy.EmergencyAccess, err = r.field("emergency-access"); err != nil {
+		return Charter{}, err
+	}
+	d, err := r.field("token-max-lifetime")
+	if err != nil {
+		return Charter{}, err
+	}
+	if c.Policy.TokenMaxLifetime, err = time.ParseDuration(d); err != nil {
+		return Charter{}, fmt.Errorf("line %d: token-max-lifetime: not a duration", r.n)
+	}
+	if r.n == len(lines) {
+		return Charter{}, fmt.Errorf("line %d: want at least one member", r.n+1)
+	}
+	for r.n < len(lines) {
+		s, err := r.field("member")
+		if err != nil {
+			return Charter{}, err
+		}
+		m, err := parseMember(strings.Split(s, " "))
+		if err != nil {
+			return Charter{}, fmt.Errorf("line %d: member: %v", r.n, err)
+		}
+		c.Members = append(c.Members, m)
+	}
+	if err := c.check(); err != nil {
+		return Charter{}, err
+	}
+	if err := sameText(c.Text(), text); err != nil {
+		return Charter{}, err
+	}
+	return c, nil
+}
+
+// splitLines splits a text of newline-terminated lines.
+func splitLines(text string) ([]string, error) {
+	if !strings.HasSuffix(text, "\n") {
+		return nil, errors.New("text does not end with a newline")
+	}
+	return strings.Split(text[:len(text)-1], "\n"), nil
+}
+
+// sameText compares a re-encoding with the text it was parsed from and
+// names the first line that is not in canonical form.
+func sameText(canonical, text string) error {
+	if canonical == text {
+		return nil
+	}
+	a, b := strings.SplitAfter(canonical, "\n"), strings.SplitAfter(text, "\n")
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Errorf("line %d: not in canonical form", i+1)
+		}
+	}
+	return errors.New("not in canonical form")
+}
+
+type lineReader struct {
+	lines []string
+	n     int // lines read
+}
+
+// field reads the next line, which must be "<key> <value>", and returns the
+// value.
+func (r *lineReader) field(key string) (string, error) {
+	if r.n == len(r.lines) {
+		return "", fmt.Errorf("line %d: missing %s", r.n+1, key)
+	}
+	v, ok := strings.CutPrefix(r.lines[r.n], key+" ")
+	r.n++
+	if !ok {
+		return "", fmt.Errorf("line %d: want %s", r.n, key)
+	}
+	return v, nil
+}
+
+// Validate checks every field and names the first bad one by its key in the
+// charter text (version, admission-quorum, member ...).
+func (c Charter) Validate() error {
+	if err := c.check(); err != nil {
+		return fmt.Errorf("validate charter: %w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+func (c Charter) check() error {
+	if !validName(c.Federation) {
+		return errors.New("federation: want 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
+	}
+	if c.Version == 0 {
+		return errors.New("version: want 1 or more")
+	}
+	zero := c.Previous == [32]byte{}
+	if c.Version == 1 && !zero {
+		return errors.New("previous: version 1 has no previous version")
+	}
+	if c.Version > 1 && zero {
+		return fmt.Errorf("previous: missing for version %d", c.Version)
+	}
+	if len(c.Members) == 0 || len(c.Members) > MaxMembers {
+		return fmt.Errorf("member: %d members, want 1 to %d", len(c.Members), MaxMembers)
+	}
+	ids := make(map[peer.ID]string, len(c.Members))
+	for i, m := range c.Members {
+		if err := m.check(); err != nil {
+			return fmt.Errorf("member %d: %v", i+1, err)
+		}
+		if i > 0 {
+			switch prev := c.Members[i-1].Name; {
+			case prev == m.Name:
+				return fmt.Errorf("member %d: %s: name listed twice", i+1, m.Name)
+			case prev > m.Name:
+				return fmt.Errorf("member %d: %s after %s: members must be sorted by name", i+1, m.Name, prev)
+			}
+		}
+		if other, dup := ids[m.ID]; dup {
+			return fmt.Errorf("member %d: %s has the peer ID of %s", i+1, m.Name, other)
+		}
+		ids[m.ID] = m.Name
+	}
+	if err := c.Policy.check(len(c.Members)); err != nil {
+		return err
+	}
+	if n := len(c.Text()); n > MaxCharterText {
+		return fmt.Errorf("member: text of %d bytes, more than %d", n, MaxCharterText)
+	}
+	return nil
+}
+
+// Member returns the member with peer ID id.
+func (c Charter) Member(id peer.ID) (Member, bool) {
+	for _, m := range c.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// MemberByName returns the member called name.
+func (c Charter) MemberByName(name string) (Member, bool) {
+	i, ok := c.index(name)
+	if !ok {
+		return Member{}, false
+	}
+	return c.Members[i], true
+}
+
+// index finds name in the sorted member list, or where it would go.
+func (c Charter) index(name string) (int, bool) {
+	return slices.BinarySearchFunc(c.Members, name, func(m Member, name string) int {
+		return strings.Compare(m.Name, name)
+	})
+}
+
+// next drafts the version after c with a copy of its members. The draft
+// depends on c alone, so members who make the same change to the same
+// version produce the same text.
+func (c Charter) next() Charter {
+	n := c
+	n.Version++
+	n.Previous = c.Hash()
+	n.Members = slices.Clone(c.Members)
+	return n
+}
+
+// WithMember drafts the next version with m added in name order. The policy
+// is unchanged: quorums do not grow by themselves.
+func (c Charter) WithMember(m Member) (Charter, error) {
+	const op = "add member"
+	if err := c.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
+	}
+	if err := m.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: member: %v", op, ErrMalformed, err)
+	}
+	i, found := c.index(m.Name)
+	if found {
+		return Charter{}, fmt.Errorf("%s: %w: member: %s is already in version %d", op, ErrMalformed, m.Name, c.Version)
+	}
+	if other, ok := c.Member(m.ID); ok {
+		return Charter{}, fmt.Errorf("%s: %w: member: the peer ID of %s is already %s's in version %d", op, ErrMalformed, m.Name, other.Name, c.Version)
+	}
+	n := c.next()
+	m.Addrs = slices.Clone(m.Addrs)
+	n.Members = slices.Insert(n.Members, i, m)
+	if err := n.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
+	}
+	return n, nil
+}
+
+// WithoutMember drafts the next version without the member called name. It
+// refuses to leave fewer members than a quorum or the OPRF threshold needs,
+// rather than lower the policy silently: lower it first with WithPolicy,
+// which the members then approve as a version of its own.
+func (c Charter) WithoutMember(name string) (Charter, error) {
+	const op = "remove member"
+	if err := c.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
+	}
+	i, ok := c.index(name)
+	if !ok {
+		return Charter{}, fmt.Errorf("%s: %w: member: no member %q in version %d", op, ErrMalformed, name, c.Version)
+	}
+	left := len(c.Members) - 1
+	for _, q := range c.Policy.quorums() {
+		if q.n > left {
+			return Charter{}, fmt.Errorf("%s: %w: %s %d: removing %s would leave %d members; lower %s first", op, ErrMalformed, q.key, q.n, name, left, q.key)
+		}
+	}
+	n := c.next()
+	n.Members = slices.Delete(n.Members, i, i+1)
+	if err := n.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
+	}
+	return n, nil
+}
+
+// WithPolicy drafts the next version with policy p and the same members.
+func (c Charter) WithPolicy(p Policy) (Charter, error) {
+	const op = "change policy"
+	if err := c.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
+	}
+	n := c.next()
+	n.Policy = p
+	if err := n.check(); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
+	}
+	return n, nil
+}
+
+// Signed is a charter with its signed note.
+type Signed struct {
+	Charter
+	Note    []byte    // the note, with every signature
+	Signers []peer.ID // members whose signature verified, sorted
+}
+
+// Sign adds key's signature to note, a signed note of c, or signs c's text
+// afresh when note is empty. Signatures already on the note are checked and
+// kept. The result lists one signature per key, sorted by key name, so a
+// set of signatures has one encoding and signing twice changes nothing.
+func Sign(c Charter, note []byte, key ed25519.PrivateKey) ([]byte, error) {
+	const op = "sign charter"
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
+	}
+	text := c.Text()
+	var sigs []sigLine
+	if len(note) > 0 {
+		t, ss, err := splitNote(note, MaxCharterNote)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: note: %v", op, ErrMalformed, err)
+		}
+		if t != text {
+			return nil, fmt.Errorf("%s: %w: the note is not of version %d as drafted", op, ErrChain, c.Version)
+		}
+		if _, err := verifySigs(t, ss, anyone); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		sigs = ss
+	}
+	mine, err := signText(text, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	out, err := encodeNote(text, append(sigs, mine), MaxCharterNote)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return out, nil
+}
+
+// Merge returns a note of the same charter text with the signatures of both
+// a and b, each once. Both notes' signatures must verify.
+func Merge(a, b []byte) ([]byte, error) {
+	const op = "merge charter notes"
+	ta, sa, err := splitNote(a, MaxCharterNote)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: first note: %v", op, ErrMalformed, err)
+	}
+	tb, sb, err := splitNote(b, MaxCharterNote)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: second note: %v", op, ErrMalformed, err)
+	}
+	if ta != tb {
+		return nil, fmt.Errorf("%s: %w: the notes are of different texts", op, ErrChain)
+	}
+	if _, err := parseCharter(ta); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", op, ErrMalformed, err)
+	}
+	for _, ss := range [][]sigLine{sa, sb} {
+		if _, err := verifySigs(ta, ss, anyone); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	out, err := encodeNote(ta, append(sa, sb...), MaxCharterNote)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return out, nil
+}
+
+// VerifyFounding checks the signed note of a federation's version 1: a
+// valid charter of version 1, signed by every member it lists and by no one
+// else.
+func VerifyFounding(note []byte) (Signed, error) {
+	s, err := verifyFounding(note)
+	if err != nil {
+		return Signed{}, fmt.Errorf("verify charter version 1: %w", err)
+	}
+	return s, nil
+}
+
+func verifyFounding(msg []byte) (Signed, error) {
+	text, sigs, err := splitNote(msg, MaxCharterNote)
+	if err != nil {
+		return Signed{}, fmt.Errorf("%w: note: %v", ErrMalformed, err)
+	}
+	c, err := parseCharter(text)
+	if err != nil {
+		return Signed{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if c.Version != 1 {
+		return Signed{}, fmt.Errorf("%w: version %d, want 1", ErrChain, c.Version)
+	}
+	signers, err := verifySigs(text, sigs, func(id peer.ID) error {
+		if _, ok := c.Member(id); !ok {
+			return errors.New("not a founder")
+		}
+		return nil
+	})
+	if err != nil {
+		return Signed{}, err
+	}
+	if len(signers) != len(c.Members) {
+		var missing []string
+		for _, m := range c.Members {
+			if _, ok := slices.BinarySearch(signers, m.ID); !ok {
+				missing = append(missing, m.Name)
+			}
+		}
+		return Signed{}, fmt.Errorf("%w: founders that did not sign: %s", ErrSignatures, strings.Join(missing, ", "))
+	}
+	return Signed{Charter: c, Note: bytes.Clone(msg), Signers: signers}, nil
+}
+
+// VerifyNext checks that note is the signed successor of prev: same
+// federation, the next version, prev's hash as Previous, a valid charter,
+// signed by at least prev.Policy.AdmissionQuorum of prev's members and by
+// no one else. A signature by anyone else is an error, not ignored: it
+// means the note was put together wrongly or by someone who should not have
+// it, and a centre should not store and pass on such a note.
+func VerifyNext(prev Charter, note []byte) (Signed, error) {
+	s, err := successor(prev, note)
+	if err == nil && len(s.Signers) < prev.Policy.AdmissionQuorum {
+		err = fmt.Errorf("%w: signed by %d members of version %d; admission-quorum is %d",
+			ErrSignatures, len(s.Signers), prev.Version, prev.Policy.AdmissionQuorum)
+	}
+	if err != nil {
+		return Signed{}, fmt.Errorf("verify charter version %d: %w", prev.Version+1, err)
+	}
+	return s, nil
+}
+
+// Approvals returns which of prev's members have validly signed note, a
+// draft of the version after prev, whether or not they are a quorum yet. It
+// makes every other check VerifyNext makes.
+func Approvals(prev Charter, note []byte) (Signed, error) {
+	s, err := successor(prev, note)
+	if err != nil {
+		return Signed{}, fmt.Errorf("approvals of charter version %d: %w", prev.Version+1, err)
+	}
+	return s, nil
+}
+
+func successor(prev Charter, msg []byte) (Signed, error) {
+	if err := prev.check(); err != nil {
+		return Signed{}, fmt.Errorf("%w: version %d: %v", ErrMalformed, prev.Version, err)
+	}
+	text, sigs, err := splitNote(msg, MaxCharterNote)
+	if err != nil {
+		return Signed{}, fmt.Errorf("%w: note: %v", ErrMalformed, err)
+	}
+	c, err := parseCharter(text)
+	if err != nil {
+		return Signed{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	switch {
+	case c.Federation != prev.Federation:
+		return Signed{}, fmt.Errorf("%w: federation %s, want %s", ErrChain, c.Federation, prev.Federation)
+	case c.Version != prev.Version+1:
+		return Signed{}, fmt.Errorf("%w: version %d does not follow version %d", ErrChain, c.Version, prev.Version)
+	case c.Previous != prev.Hash():
+		return Signed{}, fmt.Errorf("%w: previous: not the hash of version %d", ErrChain, prev.Version)
+	}
+	signers, err := verifySigs(text, sigs, func(id peer.ID) error {
+		if _, ok := prev.Member(id); !ok {
+			return fmt.Errorf("not a member of version %d", prev.Version)
+		}
+		return nil
+	})
+	if err != nil {
+		return Signed{}, err
+	}
+	return Signed{Charter: c, Note: bytes.Clone(msg), Signers: signers}, nil
+}
+
+// VerifyChain checks a federation's charter notes from version 1 on and
+// returns the last version. An error names the first version that fails.
+func VerifyChain(notes [][]byte) (Signed, error) {
+	if len(notes) == 0 {
+		return Signed{}, fmt.Errorf("verify charter chain: version 1: %w: no notes", ErrChain)
+	}
+	s, err := VerifyFounding(notes[0])
+	if err != nil {
+		return Signed{}, fmt.Errorf("verify charter chain: %w", err)
+	}
+	for _, n := range notes[1:] {
+		if s, err = VerifyNext(s.Charter, n); err != nil {
+			return Signed{}, fmt.Errorf("verify charter chain: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// PeerIDFromKey returns the peer ID of an Ed25519 key: the name under which
+// the key signs charters and join requests.
+func PeerIDFromKey(key ed25519.PrivateKey) (peer.ID, error) {
+	if len(key) != ed25519.PrivateKeySize || !bytes.Equal(ed25519.NewKeyFromSeed(key.Seed()), key) {
+		return "", fmt.Errorf("peer ID from key: %w: not an Ed25519 private key", ErrMalformed)
+	}
+	sk, err := crypto.UnmarshalEd25519PrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("peer ID from key: %w: %v", ErrMalformed, err)
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		return "", fmt.Errorf("peer ID from key: %w: %v", ErrMalformed, err)
+	}
+	return id, nil
+}
+
+// publicKey returns the Ed25519 key embedded in id. It accepts only the ID
+// that libp2p derives from that key, so that one key has one ID and one
+// note key name, and cannot sign twice under two spellings.
+func publicKey(id peer.ID) (ed25519.PublicKey, error) {
+	if id == "" {
+		return nil, errors.New("empty")
+	}
+	pk, err := id.ExtractPublicKey()
+	if errors.Is(err, peer.ErrNoPublicKey) {
+		return nil, errors.New("hashed peer ID: want an Ed25519 ID, which embeds its key")
+	}
+	if err != nil {
+		return nil, errors.New("not a peer ID")
+	}
+	if pk.Type() != crypto.Ed25519 {
+		return nil, fmt.Errorf("%v key: want Ed25519", pk.Type())
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, errors.New("bad Ed25519 key")
+	}
+	if canon, err := peer.IDFromPublicKey(pk); err != nil || canon != id {
+		return nil, errors.New("not the canonical ID of its key")
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// decodePeerID parses a peer ID in the one spelling peer.ID.String gives.
+func decodePeerID(s string) (peer.ID, error) {
+	if len(s) > maxTokenText {
+		return "", errors.New("too long")
+	}
+	id, err := peer.Decode(s)
+	if err != nil || id.String() != s {
+		return "", errors.New("not a base58 peer ID")
+	}
+	return id, nil
+}
+
+// validName reports whether s is a federation or centre name.
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', '0' <= b && b <= '9':
+		case b == '-' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// sigLine is one signature line of a note.
+type sigLine struct {
+	note.Signature
+	sig []byte // the Ed25519 signature, without the key hash
+}
+
+// splitNote splits a signed note into its text and signature lines, by the
+// rules of note.Open: UTF-8 without control characters but newline, the
+// text, a blank line, then lines "— <key name> <base64 of key hash and
+// signature>". It does not use note.Open because that stops at 100
+// signatures and a founding charter carries one per member, up to 256.
+// Identical lines count once, as in note.Open.
+func splitNote(msg []byte, maxLen int) (string, []sigLine, error) {
+	if len(msg) > maxLen {
+		return "", nil, fmt.Errorf("%d bytes, more than %d", len(msg), maxLen)
+	}
+	for i := 0; i < len(msg); {
+		r, size := utf8.DecodeRune(msg[i:])
+		if r < 0x20 && r != '\n' || r == utf8.RuneError && size == 1 {
+			return "", nil, errors.New("control character or invalid UTF-8")
+		}
+		i += size
+	}
+	split := bytes.LastIndex(msg, []byte("\n\n"))
+	if split < 0 {
+		return "", nil, errors.New("no signatures")
+	}
+	text, block := msg[:split+1], msg[split+2:]
+	if len(block) == 0 || block[len(block)-1] != '\n' {
+		return "", nil, errors.New("signature block does not end with a newline")
+	}
+	var sigs []sigLine
+	seen := make(map[string]bool)
+	for len(block) > 0 {
+		i := bytes.IndexByte(block, '\n')
+		line := block[:i]
+		block = block[i+1:]
+		rest, ok := bytes.CutPrefix(line, []byte("— "))
+		if !ok {
+			return "", nil, errors.New("signature line does not start with an em dash")
+		}
+		name, b64, _ := strings.Cut(string(rest), " ")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || !validKeyName(name) || len(raw) < 5 {
+			return "", nil, errors.New("malformed signature line")
+		}
+		if seen[string(line)] {
+			continue
+		}
+		seen[string(line)] = true
+		if len(sigs) == maxSigs {
+			return "", nil, fmt.Errorf("more than %d signatures", maxSigs)
+		}
+		sigs = append(sigs, sigLine{
+			Signature: note.Signature{Name: name, Hash: binary.BigEndian.Uint32(raw), Base64: b64},
+			sig:       raw[4:],
+		})
+	}
+	return string(text), sigs, nil
+}
+
+// validKeyName is note's rule for key names.
+func validKeyName(name string) bool {
+	return name != "" && utf8.ValidString(name) && strings.IndexFunc(name, unicode.IsSpace) < 0 && !strings.Contains(name, "+")
+}
+
+// anyone lets every Ed25519 peer ID sign.
+func anyone(peer.ID) error { return nil }
+
+// verifySigs checks every signature of text: its key name must be an
+// Ed25519 peer ID that may sign, its key hash that of the key in the ID,
+// and the signature must verify. It returns the signers, sorted, once each.
+// Unlike note.Open it fails on any signature it cannot verify, rather than
+// set it aside.
+func verifySigs(text string, sigs []sigLine, may func(peer.ID) error) ([]peer.ID, error) {
+	var signers []peer.ID
+	for _, s := range sigs {
+		id, err := decodePeerID(s.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: signature by %q: key name is not a peer ID", ErrSignatures, short(s.Name))
+		}
+		pub, err := publicKey(id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: signature by %s: %v", ErrSignatures, id, err)
+		}
+		if err := may(id); err != nil {
+			return nil, fmt.Errorf("%w: signature by %s: %v", ErrSignatures, id, err)
+		}
+		v, err := newVerifier(id, pub)
+		if err != nil {
+			return nil, fmt.Errorf("%w: signature by %s: %v", ErrSignatures, id, err)
+		}
+		if v.KeyHash() != s.Hash {
+			return nil, fmt.Errorf("%w: signature by %s: made with another key", ErrSignatures, id)
+		}
+		if !v.Verify([]byte(text), s.sig) {
+			return nil, fmt.Errorf("%w: signature by %s does not verify", ErrSignatures, id)
+		}
+		signers = append(signers, id)
+	}
+	slices.Sort(signers)
+	return slices.Compact(signers), nil
+}
+
+func short(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "..."
+}
+
+// newVerifier returns the note verifier for the key of id, named by id.
+func newVerifier(id peer.ID, pub ed25519.PublicKey) (note.Verifier, error) {
+	vkey, err := note.NewEd25519VerifierKey(id.String(), pub)
+	if err != nil {
+		return nil, err
+	}
+	return note.NewVerifier(vkey)
+}
+
+// signText signs text with key under the key's peer ID.
+func signText(text string, key ed25519.PrivateKey) (sigLine, error) {
+	s, err := newSigner(key)
+	if err != nil {
+		return sigLine{}, err
+	}
+	msg, err := note.Sign(&note.Note{Text: text}, s)
+	if err != nil {
+		return sigLine{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	_, sigs, err := splitNote(msg, len(msg))
+	if err != nil || len(sigs) != 1 {
+		return sigLine{}, fmt.Errorf("%w: cannot read back the signature: %v", ErrMalformed, err)
+	}
+	return sigs[0], nil
+}
+
+// encodeNote encodes text with sigs, one per key, sorted by key name and
+// hash.
+func encodeNote(text string, sigs []sigLine, maxLen int) ([]byte, error) {
+	list := make([]note.Signature, 0, len(sigs))
+	for _, s := range sigs {
+		list = append(list, s.Signature)
+	}
+	slices.SortFunc(list, func(a, b note.Signature) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Hash, b.Hash))
+	})
+	list = slices.CompactFunc(list, func(a, b note.Signature) bool {
+		return a.Name == b.Name && a.Hash == b.Hash
+	})
+	if len(list) > maxSigs {
+		return nil, fmt.Errorf("%w: more than %d signatures", ErrSignatures, maxSigs)
+	}
+	out, err := note.Sign(&note.Note{Text: text, Sigs: list})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(out) > maxLen {
+		return nil, fmt.Errorf("%w: note of %d bytes, more than %d", ErrMalformed, len(out), maxLen)
+	}
+	return out, nil
+}
+
+// signer signs notes with an Ed25519 key under the key's peer ID.
+type signer struct {
+	name string
+	hash uint32
+	key  ed25519.PrivateKey
+}
+
+func newSigner(key ed25519.PrivateKey) (*signer, error) {
+	id, err := PeerIDFromKey(key)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(id, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return &signer{name: id.String(), hash: v.KeyHash(), key: key}, nil
+}
+
+func (s *signer) Name() string    { return s.name }
+func (s *signer) KeyHash() uint32 { return s.hash }
+func (s *signer) Sign(msg []byte) ([]byte, error) {
+	return ed25519.Sign(s.key, msg), nil
+}
+
+// LogValue keeps the key out of logs.
+func (s *signer) LogValue() slog.Value { return slog.StringValue(s.name) }
+
+var (
+	_ note.Signer    = (*signer)(nil)
+	_ slog.LogValuer = (*signer)(nil)
+)

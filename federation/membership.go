@@ -1,0 +1,511 @@
+package federation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Store keeps what membership must not forget across a restart: every
+// adopted version, and which draft of each version this centre approved (a
+// centre approves one draft per version, so two conflicting versions
+// cannot both reach a majority quorum). Both are written before anyone is
+// told.
+type Store interface {
+	Adopt(ctx context.Context, note []byte) error
+	Approve(ctx context.Context, version uint64, draft [32]byte) error
+}
+
+// State is what a centre remembers of its federation when it starts.
+type State struct {
+	Chain     [][]byte            // adopted notes, version 1 first
+	Approvals map[uint64][32]byte // the draft this centre approved, by version
+}
+
+// Options configure a Membership. Key, Store and Gater are required.
+type Options struct {
+	Key          ed25519.PrivateKey // the centre's key: signs approvals
+	Store        Store
+	Gater        *Gater        // kept in step with the adopted charter
+	Logger       *slog.Logger  // default: discard
+	SyncInterval time.Duration // how often to reconnect and compare charters; default 2s
+}
+
+// ErrNotMember is returned when a centre that the charter does not list
+// tries to act as a member.
+var ErrNotMember = errors.New("not a member of the federation")
+
+// Membership runs a centre's side of the charter protocol: it keeps the
+// adopted chain, gathers approvals for the next version, adopts it once a
+// quorum approved, and keeps the connection gater and the connections to
+// the members in step with it.
+type Membership struct {
+	host  host.Host
+	self  peer.ID
+	key   ed25519.PrivateKey
+	store Store
+	gater *Gater
+	log   *slog.Logger
+	every time.Duration
+
+	mu        sync.Mutex
+	chain     [][]byte
+	current   Signed
+	approvals map[uint64][32]byte
+	pending   map[[32]byte][]byte // drafts of the next version with the approvals seen
+}
+
+// NewMembership verifies the stored chain, sets the gater to its members
+// and starts answering the charter protocol on h.
+func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
+	if opts.Store == nil || opts.Gater == nil || len(opts.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("membership: Key, Store and Gater are required")
+	}
+	if len(st.Chain) == 0 {
+		return nil, errors.New("membership: no charter installed")
+	}
+	current, err := VerifyChain(st.Chain)
+	if err != nil {
+		return nil, fmt.Errorf("membership: stored charter chain: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 2 * time.Second
+	}
+	m := &Membership{
+		host:      h,
+		self:      h.ID(),
+		key:       opts.Key,
+		store:     opts.Store,
+		gater:     opts.Gater,
+		log:       opts.Logger.With("component", "membership"),
+		every:     opts.SyncInterval,
+		chain:     slices.Clone(st.Chain),
+		current:   current,
+		approvals: map[uint64][32]byte{},
+		pending:   map[[32]byte][]byte{},
+	}
+	for v, h := range st.Approvals {
+		m.approvals[v] = h
+	}
+	m.follow(current)
+	h.SetStreamHandler(ProtocolID, m.handle)
+	return m, nil
+}
+
+// follow points the gater and the peerstore at the members of c and drops
+// connections to anyone else.
+func (m *Membership) follow(c Signed) {
+	ids := make([]peer.ID, 0, len(c.Members))
+	for _, mem := range c.Members {
+		ids = append(ids, mem.ID)
+		if mem.ID != m.self {
+			m.host.Peerstore().AddAddrs(mem.ID, mem.Addrs, peerstore.PermanentAddrTTL)
+		}
+	}
+	m.gater.Allow(ids...)
+	for _, conn := range m.host.Network().Conns() {
+		if p := conn.RemotePeer(); !m.gater.Allowed(p) {
+			m.log.Info("disconnecting a centre the charter no longer lists", "peer", p)
+			if err := conn.Close(); err != nil {
+				m.log.Warn("closing connection", "peer", p, "err", err)
+			}
+		}
+	}
+}
+
+// Current returns the adopted charter.
+func (m *Membership) Current() Signed {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.current
+}
+
+// Chain returns every adopted version's note, version 1 first.
+func (m *Membership) Chain() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.chain)
+}
+
+// Progress says where a proposed version stands.
+type Progress struct {
+	Version   uint64
+	Approvals int
+	Quorum    int
+	Adopted   bool
+}
+
+// Approve approves the join request req: this centre signs the next
+// version with the requester added, and offers it to every member. The
+// version is adopted once a quorum of members approved the same draft.
+func (m *Membership) Approve(ctx context.Context, req []byte) (Progress, error) {
+	r, err := OpenRequest(req)
+	if err != nil {
+		return Progress{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.Federation != m.current.Federation {
+		return Progress{}, fmt.Errorf("%w: the request is for federation %q", ErrChain, r.Federation)
+	}
+	draft, err := m.current.WithMember(r.Member)
+	if err != nil {
+		return Progress{}, err
+	}
+	return m.approveLocked(ctx, draft)
+}
+
+// Remove approves the next version without the named centre.
+func (m *Membership) Remove(ctx context.Context, name string) (Progress, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	draft, err := m.current.WithoutMember(name)
+	if err != nil {
+		return Progress{}, err
+	}
+	return m.approveLocked(ctx, draft)
+}
+
+func (m *Membership) approveLocked(ctx context.Context, draft Charter) (Progress, error) {
+	if _, ok := m.current.Member(m.self); !ok {
+		return Progress{}, ErrNotMember
+	}
+	h := draft.Hash()
+	if prev, ok := m.approvals[draft.Version]; ok && prev != h {
+		return Progress{}, fmt.Errorf("%w: this centre already approved another draft of version %d", ErrSignatures, draft.Version)
+	} else if !ok {
+		if err := m.store.Approve(ctx, draft.Version, h); err != nil {
+			return Progress{}, fmt.Errorf("recording approval: %w", err)
+		}
+		m.approvals[draft.Version] = h
+	}
+	note, err := Sign(draft, m.pending[h], m.key)
+	if err != nil {
+		return Progress{}, err
+	}
+	return m.offerLocked(ctx, note, true)
+}
+
+// offerLocked records a draft with its approvals, adopts it at quorum, and
+// otherwise (when announce is set) offers it to the other members.
+func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool) (Progress, error) {
+	s, err := Approvals(m.current.Charter, note)
+	if err != nil {
+		return Progress{}, err
+	}
+	if s.Version != m.current.Version+1 {
+		return Progress{}, fmt.Errorf("%w: a draft of version %d, the adopted version is %d", ErrChain, s.Version, m.current.Version)
+	}
+	h := s.Hash()
+	if have, ok := m.pending[h]; ok {
+		if note, err = Merge(have, note); err != nil {
+			return Progress{}, err
+		}
+		if s, err = Approvals(m.current.Charter, note); err != nil {
+			return Progress{}, err
+		}
+	}
+	m.pending[h] = note
+	p := Progress{Version: s.Version, Approvals: len(s.Signers), Quorum: m.current.Policy.AdmissionQuorum}
+	if p.Approvals >= p.Quorum {
+		if err := m.adoptLocked(ctx, note); err != nil {
+			return p, err
+		}
+		p.Adopted = true
+		return p, nil
+	}
+	if announce {
+		go m.broadcast(opPropose, note, m.current.Members)
+	}
+	return p, nil
+}
+
+// adoptLocked makes note, the next version, the adopted one: on disk
+// first, then in memory, the gater and the connections, then it tells
+// every member of the new version.
+func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
+	s, err := VerifyNext(m.current.Charter, note)
+	if err != nil {
+		return err
+	}
+	if err := m.store.Adopt(ctx, s.Note); err != nil {
+		return fmt.Errorf("adopting charter version %d: %w", s.Version, err)
+	}
+	m.chain = append(m.chain, s.Note)
+	m.current = s
+	clear(m.pending)
+	m.follow(s)
+	m.log.Info("charter version adopted", "version", s.Version, "members", len(s.Members), "approvals", len(s.Signers))
+	go m.broadcast(opAdopt, s.Note, s.Members)
+	return nil
+}
+
+// broadcast sends a note to every member but this centre, in parallel.
+func (m *Membership) broadcast(op byte, note []byte, to []Member) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, mem := range to {
+		if mem.ID == m.self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.ask(ctx, mem.ID, op, note); err != nil {
+				m.log.Debug("charter message not delivered", "to", mem.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// ask sends one request to p and returns the answer's payload.
+func (m *Membership) ask(ctx context.Context, p peer.ID, op byte, payload []byte) ([]byte, error) {
+	return Ask(ctx, m.host, p, op, payload)
+}
+
+// Ask sends one charter-protocol request on a new stream to p.
+func Ask(ctx context.Context, h host.Host, p peer.ID, op byte, payload []byte) ([]byte, error) {
+	s, err := h.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := s.SetDeadline(dl); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeFrame(s, op, payload); err != nil {
+		return nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return nil, err
+	}
+	status, answer, err := readFrame(s, maxFrameLen)
+	if err != nil {
+		return nil, err
+	}
+	if status != statusOK {
+		if len(answer) > maxReasonLen {
+			answer = answer[:maxReasonLen]
+		}
+		return nil, fmt.Errorf("%s refused: %s", p, answer)
+	}
+	return answer, nil
+}
+
+// FetchChain asks member p for the whole adopted chain.
+func FetchChain(ctx context.Context, h host.Host, p peer.ID) ([][]byte, error) {
+	b, err := Ask(ctx, h, p, opChain, encodeVersion(1))
+	if err != nil {
+		return nil, err
+	}
+	return decodeNotes(b)
+}
+
+func (m *Membership) handle(s network.Stream) {
+	defer s.Close()
+	if err := s.SetDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		s.Reset()
+		return
+	}
+	from := s.Conn().RemotePeer()
+	op, payload, err := readFrame(s, maxNoteLen)
+	if err != nil {
+		m.log.Debug("bad charter request", "from", from, "err", err)
+		s.Reset()
+		return
+	}
+	answer, err := m.serve(from, op, payload)
+	if err != nil {
+		m.log.Info("charter request refused", "from", from, "op", op, "err", err)
+		reason := []byte(err.Error())
+		if len(reason) > maxReasonLen {
+			reason = reason[:maxReasonLen]
+		}
+		writeFrame(s, statusRefused, reason)
+		return
+	}
+	if err := writeFrame(s, statusOK, answer); err != nil {
+		m.log.Debug("charter answer not delivered", "to", from, "err", err)
+	}
+}
+
+func (m *Membership) serve(from peer.ID, op byte, payload []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch op {
+	case opChain:
+		v, err := decodeVersion(payload)
+		if err != nil {
+			return nil, err
+		}
+		chain := m.Chain()
+		if v < 1 || v > uint64(len(chain))+1 {
+			return nil, fmt.Errorf("%w: no version %d", ErrWire, v)
+		}
+		return encodeNotes(chain[v-1:]), nil
+	case opPropose:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		_, err := m.offerLocked(ctx, payload, false)
+		return nil, err
+	case opAdopt:
+		return nil, m.receiveAdopted(ctx, from, payload)
+	}
+	return nil, fmt.Errorf("%w: unknown operation %d", ErrWire, op)
+}
+
+// receiveAdopted takes a version another member adopted. A centre that is
+// further behind fetches the versions it missed from the sender.
+func (m *Membership) receiveAdopted(ctx context.Context, from peer.ID, note []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := PeekCharter(note)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Version <= m.current.Version:
+		return nil // already adopted
+	case c.Version == m.current.Version+1:
+		return m.adoptLocked(ctx, note)
+	}
+	go m.syncFrom(from)
+	return nil
+}
+
+// syncFrom adopts, in order, every version p has that this centre lacks.
+func (m *Membership) syncFrom(p peer.ID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	from := m.Current().Version + 1
+	b, err := m.ask(ctx, p, opChain, encodeVersion(from))
+	if err != nil {
+		m.log.Debug("charter sync", "from", p, "err", err)
+		return
+	}
+	notes, err := decodeNotes(b)
+	if err != nil {
+		m.log.Warn("charter sync: bad answer", "from", p, "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, note := range notes {
+		c, err := PeekCharter(note)
+		if err != nil || c.Version <= m.current.Version {
+			continue
+		}
+		if err := m.adoptLocked(ctx, note); err != nil {
+			m.log.Warn("charter sync: version refused", "from", p, "version", c.Version, "err", err)
+			return
+		}
+	}
+}
+
+// PeekCharter reads the charter of a note without checking signatures,
+// to learn which version it claims to be.
+func PeekCharter(msg []byte) (Charter, error) {
+	if len(msg) > maxNoteLen {
+		return Charter{}, fmt.Errorf("%w: note of %d bytes", ErrMalformed, len(msg))
+	}
+	_, err := note.Open(msg, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	if !errors.As(err, &unverified) {
+		return Charter{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return ParseCharter(unverified.Note.Text)
+}
+
+// Run keeps this centre connected to every member and its charter in step
+// with theirs, until ctx ends.
+func (m *Membership) Run(ctx context.Context) {
+	t := time.NewTicker(m.every)
+	defer t.Stop()
+	for {
+		m.tick(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Membership) tick(ctx context.Context) {
+	cur := m.Current()
+	var wg sync.WaitGroup
+	for _, mem := range cur.Members {
+		if mem.ID == m.self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.host.Network().Connectedness(mem.ID) != network.Connected {
+				dctx, cancel := context.WithTimeout(ctx, m.every)
+				defer cancel()
+				if err := m.host.Connect(dctx, peer.AddrInfo{ID: mem.ID, Addrs: mem.Addrs}); err != nil {
+					return
+				}
+			}
+			m.syncFrom(mem.ID)
+		}()
+	}
+	wg.Wait()
+}
+
+// Status is a snapshot of membership for operators.
+type Status struct {
+	Federation string
+	Version    uint64
+	Self       peer.ID
+	Member     bool
+	Members    []MemberStatus
+	Pending    []Progress
+}
+
+// MemberStatus is one member as this centre sees it.
+type MemberStatus struct {
+	Name      string
+	ID        peer.ID
+	Connected bool
+}
+
+// Status returns who the members are and which are connected.
+func (m *Membership) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := Status{Federation: m.current.Federation, Version: m.current.Version, Self: m.self}
+	_, st.Member = m.current.Member(m.self)
+	for _, mem := range m.current.Members {
+		st.Members = append(st.Members, MemberStatus{
+			Name:      mem.Name,
+			ID:        mem.ID,
+			Connected: mem.ID == m.self || m.host.Network().Connectedness(mem.ID) == network.Connected,
+		})
+	}
+	for _, note := range m.pending {
+		if s, err := Approvals(m.current.Charter, note); err == nil {
+			st.Pending = append(st.Pending, Progress{Version: s.Version, Approvals: len(s.Signers), Quorum: m.current.Policy.AdmissionQuorum})
+		}
+	}
+	return st
+}

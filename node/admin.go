@@ -1,0 +1,175 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/medfed/medfed/federation"
+)
+
+// The admin socket is how an operator's medfed commands reach the centre's
+// running node: a unix socket in the data directory, mode 0600, so only the
+// account that runs the centre can use it.
+const AdminSocket = "medfed.sock"
+
+const maxAdminBody = 256 << 10
+
+type adminServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
+	path := filepath.Join(dir, AdminSocket)
+	// A socket left by a crashed node: we hold the directory's lock, so
+	// nobody else is listening on it.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/federation", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.Membership.Status())
+	})
+	mux.HandleFunc("POST /v1/federation/approve", func(w http.ResponseWriter, r *http.Request) {
+		req, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		p, err := n.Membership.Approve(r.Context(), req)
+		respond(w, p, err)
+	})
+	mux.HandleFunc("POST /v1/federation/remove", func(w http.ResponseWriter, r *http.Request) {
+		p, err := n.Membership.Remove(r.Context(), r.URL.Query().Get("centre"))
+		respond(w, p, err)
+	})
+	s := &adminServer{ln: ln, srv: &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin socket stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+func (s *adminServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
+
+func respond(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain):
+		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember):
+		writeError(w, http.StatusConflict, err)
+	default:
+		writeError(w, http.StatusInternalServerError, err)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// ErrNotRunning is returned when no node is serving a data directory.
+var ErrNotRunning = errors.New("the centre's node is not running")
+
+// AdminClient talks to the node running on a data directory.
+type AdminClient struct {
+	dir string
+	c   *http.Client
+}
+
+// Admin returns a client for the node running on data directory dir.
+func Admin(dir string) *AdminClient {
+	path := filepath.Join(dir, AdminSocket)
+	return &AdminClient{dir: dir, c: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+func (a *AdminClient) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://medfed"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return fmt.Errorf("%w on %s: start it with medfed node", ErrNotRunning, a.dir)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminBody))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("node answered %s", resp.Status)
+	}
+	return json.Unmarshal(b, out)
+}
+
+// Status returns the running node's view of its federation.
+func (a *AdminClient) Status(ctx context.Context) (federation.Status, error) {
+	var st federation.Status
+	err := a.do(ctx, http.MethodGet, "/v1/federation", nil, &st)
+	return st, err
+}
+
+// Approve has the running node approve a join request.
+func (a *AdminClient) Approve(ctx context.Context, request []byte) (federation.Progress, error) {
+	var p federation.Progress
+	err := a.do(ctx, http.MethodPost, "/v1/federation/approve", bytes.NewReader(request), &p)
+	return p, err
+}
+
+// Remove has the running node approve removing a centre.
+func (a *AdminClient) Remove(ctx context.Context, centre string) (federation.Progress, error) {
+	var p federation.Progress
+	err := a.do(ctx, http.MethodPost, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil, &p)
+	return p, err
+}

@@ -1,0 +1,90 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/medfed/medfed/federation"
+)
+
+// Node is a running centre: its data, its libp2p host and the federation
+// services on it.
+type Node struct {
+	Centre     *Centre
+	Host       host.Host
+	Membership *federation.Membership
+
+	admin *adminServer
+	log   *slog.Logger
+}
+
+// Start opens the centre described by cfg and starts its services. The
+// centre must have a charter installed.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := Open(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Centre: c, log: log.With("component", "node", "centre", c.Name)}
+	if err := n.start(ctx, cfg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.log.Info("node started", "peer", c.ID(), "addrs", n.Host.Addrs(), "charter_version", n.Membership.Current().Version)
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context, cfg Config) error {
+	st, err := n.Centre.federationState(ctx)
+	if err != nil {
+		return err
+	}
+	if len(st.Chain) == 0 {
+		return fmt.Errorf("%w: found a federation with medfed federation init/sign/install, or join one with medfed federation join", ErrNoCharter)
+	}
+	gater := federation.NewGater()
+	if n.Host, err = newHost(cfg.P2P, n.Centre.key, gater); err != nil {
+		return err
+	}
+	n.Membership, err = federation.NewMembership(n.Host, st, federation.Options{
+		Key:    n.Centre.key,
+		Store:  ledgerStore{n.Centre.Ledger},
+		Gater:  gater,
+		Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
+	return err
+}
+
+// Run serves until ctx ends, then closes everything.
+func (n *Node) Run(ctx context.Context) error {
+	n.Membership.Run(ctx)
+	return n.Close()
+}
+
+// Close stops the services and closes the centre.
+func (n *Node) Close() error {
+	var errs []error
+	if n.admin != nil {
+		errs = append(errs, n.admin.close())
+	}
+	if n.Host != nil {
+		errs = append(errs, n.Host.Close())
+	}
+	if n.Centre != nil {
+		errs = append(errs, n.Centre.Close())
+	}
+	err := errors.Join(errs...)
+	n.log.Info("node stopped", "err", err)
+	return err
+}

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// A charter entry on the ledger holds either an adopted charter version or
+// this centre's approval of a draft; its first byte says which.
+const (
+	charterAdopted  byte = 1 // then the signed note
+	charterApproval byte = 2 // then u64 version, 32-byte draft hash
+)
+
+// ErrNoCharter is returned when a centre has no charter installed yet.
+var ErrNoCharter = errors.New("no charter installed")
+
+// federationState reads the charter chain and this centre's approvals from
+// the ledger.
+func (c *Centre) federationState(ctx context.Context) (federation.State, error) {
+	entries, err := c.Ledger.EntriesOfKind(ctx, ledger.KindCharter)
+	if err != nil {
+		return federation.State{}, err
+	}
+	st := federation.State{Approvals: map[uint64][32]byte{}}
+	for _, e := range entries {
+		body := e.Body
+		switch {
+		case len(body) > 1 && body[0] == charterAdopted:
+			st.Chain = append(st.Chain, body[1:])
+		case len(body) == 1+8+32 && body[0] == charterApproval:
+			st.Approvals[binary.BigEndian.Uint64(body[1:])] = [32]byte(body[9:])
+		default:
+			return st, fmt.Errorf("ledger entry %d: malformed charter entry", e.Index)
+		}
+	}
+	return st, nil
+}
+
+// ledgerStore keeps membership's state on the centre's ledger.
+type ledgerStore struct{ l *ledger.Ledger }
+
+func (s ledgerStore) Adopt(ctx context.Context, note []byte) error {
+	_, err := s.l.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: append([]byte{charterAdopted}, note...)})
+	return err
+}
+
+func (s ledgerStore) Approve(ctx context.Context, version uint64, draft [32]byte) error {
+	body := binary.BigEndian.AppendUint64([]byte{charterApproval}, version)
+	_, err := s.l.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: append(body, draft[:]...)})
+	return err
+}
+
+// Charter returns the centre's adopted charter, verified from version 1.
+func (c *Centre) Charter(ctx context.Context) (federation.Signed, error) {
+	st, err := c.federationState(ctx)
+	if err != nil {
+		return federation.Signed{}, err
+	}
+	if len(st.Chain) == 0 {
+		return federation.Signed{}, ErrNoCharter
+	}
+	return federation.VerifyChain(st.Chain)
+}
+
+// InstallCharter adopts chain (version 1 first), which must list this
+// centre and extend whatever the centre already adopted; it appends the
+// versions that are new. Founders install version 1; a centre that was
+// admitted installs the chain it fetched from a member.
+func (c *Centre) InstallCharter(ctx context.Context, chain [][]byte) (federation.Signed, error) {
+	s, err := federation.VerifyChain(chain)
+	if err != nil {
+		return s, err
+	}
+	if s.Federation != c.federation {
+		return s, fmt.Errorf("%w: the charter is for federation %q, this centre is configured for %q", federation.ErrChain, s.Federation, c.federation)
+	}
+	if m, ok := s.Member(c.id); !ok || m.Name != c.Name {
+		return s, fmt.Errorf("%w: the charter does not list this centre as %s (%s)", federation.ErrNotMember, c.Name, c.id)
+	}
+	st, err := c.federationState(ctx)
+	if err != nil {
+		return s, err
+	}
+	if len(st.Chain) > len(chain) {
+		return s, fmt.Errorf("%w: this centre has adopted version %d already", federation.ErrChain, len(st.Chain))
+	}
+	for i, note := range st.Chain {
+		if !bytes.Equal(note, chain[i]) {
+			return s, fmt.Errorf("%w: version %d differs from the one this centre adopted", federation.ErrChain, i+1)
+		}
+	}
+	store := ledgerStore{c.Ledger}
+	for _, note := range chain[len(st.Chain):] {
+		if err := store.Adopt(ctx, note); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,196 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+)
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func centreConfig(t *testing.T, root, name string) node.Config {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Centre.Name, cfg.Federation.ID = name, "test-federation"
+	cfg.Data.Dir = filepath.Join(root, name)
+	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
+	return cfg
+}
+
+func offline(t *testing.T, cfg node.Config, f func(*node.Centre)) {
+	t.Helper()
+	c, err := node.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(c)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func request(t *testing.T, cfg node.Config) []byte {
+	t.Helper()
+	var req []byte
+	offline(t, cfg, func(c *node.Centre) {
+		var err error
+		if req, err = c.JoinRequest(cfg.P2P.Listen); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return req
+}
+
+// found has the first config's centre found a federation with the others.
+func found(t *testing.T, cfgs ...node.Config) {
+	t.Helper()
+	var reqs [][]byte
+	for _, cfg := range cfgs[1:] {
+		reqs = append(reqs, request(t, cfg))
+	}
+	var draft []byte
+	offline(t, cfgs[0], func(c *node.Centre) {
+		var err error
+		if draft, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, cfg := range cfgs[1:] {
+		offline(t, cfg, func(c *node.Centre) {
+			var err error
+			if draft, err = c.SignCharter(draft); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, cfg := range cfgs {
+		offline(t, cfg, func(c *node.Centre) {
+			if _, err := c.InstallCharter(context.Background(), [][]byte{draft}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func start(t *testing.T, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stopping %s: %v", cfg.Centre.Name, err)
+		}
+	})
+	return n
+}
+
+func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func connected(a, b *node.Node) bool {
+	return a.Host.Network().Connectedness(b.Centre.ID()) == network.Connected
+}
+
+func TestFoundJoinAndRemove(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	ca, cb, cc := centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")
+	found(t, ca, cb, cc)
+	a, b, c := start(t, ca), start(t, cb), start(t, cc)
+	all := []*node.Node{a, b, c}
+	eventually(t, 10*time.Second, "the founders connect", func() bool {
+		return connected(a, b) && connected(b, c) && connected(a, c)
+	})
+
+	// centre-d asks to join; one approval is not a quorum of 2.
+	cd := centreConfig(t, root, "centre-d")
+	req := request(t, cd)
+	p, err := a.Membership.Approve(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Adopted || p.Approvals != 1 || p.Quorum != 2 {
+		t.Fatalf("after one approval: %+v", p)
+	}
+	if _, err := node.Join(ctx, cd, addrOf(a)); err == nil {
+		t.Fatal("centre-d fetched the charter before it was admitted")
+	}
+	// Approvals meet wherever they arrive: b sees a's (offered to every
+	// member) either before or after its own.
+	if _, err := b.Membership.Approve(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range all {
+		eventually(t, 5*time.Second, n.Centre.Name+" adopts version 2", func() bool { return n.Membership.Current().Version == 2 })
+	}
+	s, err := node.Join(ctx, cd, addrOf(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Version != 2 || len(s.Members) != 4 {
+		t.Fatalf("joined charter version %d with %d members", s.Version, len(s.Members))
+	}
+	d := start(t, cd)
+	eventually(t, 10*time.Second, "centre-d reaches every other centre", func() bool {
+		return connected(d, a) && connected(d, b) && connected(d, c)
+	})
+
+	// centre-c is removed: disconnected within 5 s, refused afterwards.
+	if _, err := a.Membership.Remove(ctx, "centre-c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Membership.Remove(ctx, "centre-c"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*node.Node{a, b, d} {
+		eventually(t, 5*time.Second, n.Centre.Name+" adopts version 3", func() bool { return n.Membership.Current().Version == 3 })
+	}
+	eventually(t, 5*time.Second, "centre-c is disconnected from every member", func() bool {
+		return !connected(a, c) && !connected(b, c) && !connected(d, c)
+	})
+	if err := c.Host.Connect(ctx, peer.AddrInfo{ID: a.Centre.ID(), Addrs: a.Host.Addrs()}); err == nil && connected(a, c) {
+		t.Fatal("a removed centre reconnected")
+	}
+	time.Sleep(3 * time.Second) // centre-c's node keeps trying
+	for _, n := range []*node.Node{a, b, d} {
+		if connected(n, c) {
+			t.Fatalf("%s let the removed centre back in", n.Centre.Name)
+		}
+	}
+}
+
+func addrOf(n *node.Node) string {
+	return fmt.Sprintf("%s/p2p/%s", n.Host.Addrs()[0], n.Centre.ID())
+}

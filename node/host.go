@@ -1,0 +1,134 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// PeerID returns the libp2p peer ID of a centre key: the centre's ID in
+// the federation.
+func PeerID(key ed25519.PrivateKey) (peer.ID, error) {
+	sk, err := crypto.UnmarshalEd25519PrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPrivateKey(sk)
+}
+
+// hostLimits are the resource manager's limits: a federation has tens of
+// members, not thousands of strangers, so a centre needs few connections;
+// everything not named here keeps libp2p's scaled default.
+var hostLimits = rcmgr.PartialLimitConfig{
+	System: rcmgr.ResourceLimits{
+		Conns:           512,
+		ConnsInbound:    256,
+		ConnsOutbound:   256,
+		Streams:         8192,
+		StreamsInbound:  4096,
+		StreamsOutbound: 4096,
+		FD:              1024,
+		Memory:          1 << 30,
+	},
+	Transient: rcmgr.ResourceLimits{
+		Conns:   64,
+		Streams: 256,
+		Memory:  64 << 20,
+	},
+}
+
+// newHost starts the centre's libp2p host: its identity is the centre key,
+// it listens where the config says, admits only whom gater admits, and
+// runs no relay. With a pre-shared key it is a private network, which
+// works over TCP only (QUIC cannot), so the config must list only TCP.
+func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGater) (host.Host, error) {
+	sk, err := crypto.UnmarshalEd25519PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	limiter := rcmgr.NewFixedLimiter(hostLimits.Build(rcmgr.DefaultLimits.AutoScale()))
+	rm, err := rcmgr.NewResourceManager(limiter)
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := cmgr.NewConnManager(64, 192, cmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(sk),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.ConnectionGater(gater),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.Transport(tcp.NewTCPTransport),
+	}
+	if cfg.PSKFile != "" {
+		psk, err := readPSK(cfg.PSKFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	} else if listensQUIC(cfg.Listen) {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+func listensQUIC(addrs []string) bool {
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			continue // Validate has refused it already
+		}
+		if _, err := m.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// readPSK reads a pre-shared key in libp2p's swarm key format.
+func readPSK(path string) (pnet.PSK, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("p2p.psk-file: %w", err)
+	}
+	defer f.Close()
+	psk, err := pnet.DecodeV1PSK(f)
+	if err != nil {
+		return nil, fmt.Errorf("p2p.psk-file %s: %w", path, err)
+	}
+	return psk, nil
+}
+
+// NewPSK returns a new pre-shared key in libp2p's swarm key format, for
+// p2p.psk-file. Every member of a private federation uses the same one.
+func NewPSK() ([]byte, error) {
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return nil, err
+	}
+	return []byte("/key/swarm/psk/1.0.0/\n/base16/\n" + hex.EncodeToString(k[:]) + "\n"), nil
+}

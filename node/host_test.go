@@ -1,0 +1,140 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/medfed/medfed/federation"
+)
+
+const echoProtocol = protocol.ID("/medfed/test-echo/1")
+
+func seedKey(seed string) ed25519.PrivateKey {
+	s := sha256.Sum256([]byte(seed))
+	return ed25519.NewKeyFromSeed(s[:])
+}
+
+func startMember(t *testing.T, key ed25519.PrivateKey, psk string, gater *federation.Gater) host.Host {
+	t.Helper()
+	h, err := newHost(P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk}, key, gater)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	h.SetStreamHandler(echoProtocol, func(s network.Stream) {
+		defer s.Close()
+		io.Copy(s, s)
+	})
+	return h
+}
+
+// echo opens a stream from h to p and checks a round trip.
+func echo(ctx context.Context, h host.Host, p peer.AddrInfo) error {
+	if err := h.Connect(ctx, p); err != nil {
+		return err
+	}
+	s, err := h.NewStream(ctx, p.ID, echoProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte("ping")); err != nil {
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return err
+	}
+	got, err := io.ReadAll(s)
+	if err != nil {
+		return err
+	}
+	if string(got) != "ping" {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+
+func writePSK(t *testing.T) string {
+	t.Helper()
+	b, err := NewPSK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "swarm.key")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A host that the charter does not list cannot open a stream to a member,
+// whether or not it has the federation's pre-shared key; members can.
+func TestOnlyCharterMembersCanOpenStreams(t *testing.T) {
+	psk := writePSK(t)
+	tests := []struct {
+		name        string
+		memberPSK   string
+		outsiderPSK string
+	}{
+		{"open network", "", ""},
+		{"private network, outsider without the key", psk, ""},
+		{"private network, outsider with the key", psk, psk},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			ka, kb := seedKey("a"), seedKey("b")
+			ida, _ := PeerID(ka)
+			idb, _ := PeerID(kb)
+			a := startMember(t, ka, tt.memberPSK, federation.NewGater(ida, idb))
+			b := startMember(t, kb, tt.memberPSK, federation.NewGater(ida, idb))
+
+			if err := echo(ctx, b, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+				t.Fatalf("member b to member a: %v", err)
+			}
+
+			// The outsider is a plain libp2p host that lets anyone in.
+			opts := []libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay()}
+			if tt.outsiderPSK != "" {
+				key, err := readPSK(tt.outsiderPSK)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts = append(opts, libp2p.PrivateNetwork(key))
+			}
+			o, err := libp2p.New(opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			for _, m := range []host.Host{a, b} {
+				octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+				err := echo(octx, o, peer.AddrInfo{ID: m.ID(), Addrs: m.Addrs()})
+				ocancel()
+				if err == nil {
+					t.Fatalf("outsider opened a stream to member %s", m.ID())
+				}
+				if len(m.Network().ConnsToPeer(o.ID())) != 0 {
+					t.Fatalf("member %s kept a connection from the outsider", m.ID())
+				}
+			}
+			// Nor can a member be made to dial the outsider.
+			if err := a.Connect(ctx, peer.AddrInfo{ID: o.ID(), Addrs: o.Addrs()}); err == nil {
+				t.Fatal("member dialled a non-member")
+			}
+		})
+	}
+}

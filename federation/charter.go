@@ -713,7 +713,7 @@ func verifyFounding(msg []byte) (Signed, error) {
 func VerifyNext(prev Charter, note []byte) (Signed, error) {
 	s, err := successor(prev, note)
 	if err == nil && len(s.Signers) < prev.Policy.AdmissionQuorum {
-		err = fmt.Errorf("%w: signed by %d members of version %d; admission-quorum is %d",
+		err = fmt.Errorf("%w: %d of version %d's members signed; admission-quorum is %d",
 			ErrSignatures, len(s.Signers), prev.Version, prev.Policy.AdmissionQuorum)
 	}
 	if err != nil {

@@ -389,6 +389,30 @@ func TestMemberLookup(t *testing.T) {
 	}
 }
 
+func TestPublicKeyRefusesOtherKeyTypes(t *testing.T) {
+	rsa, err := peer.Decode(rsaPeerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		id   peer.ID
+	}{
+		{"empty", ""},
+		{"RSA", rsa},
+		{"secp256k1", secp256k1PeerID(t)},
+		{"not a multihash", peer.ID("centre-a")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub, err := federation.Member{Name: "centre-a", ID: tt.id}.PublicKey()
+			if !errors.Is(err, federation.ErrMalformed) || pub != nil {
+				t.Errorf("PublicKey() = %x, %v; want ErrMalformed", pub, err)
+			}
+		})
+	}
+}
+
 func TestPeerIDFromKey(t *testing.T) {
 	key := testKey("centre-a")
 	id, err := federation.PeerIDFromKey(key)

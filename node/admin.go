@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/medfed/medfed/federation"
@@ -30,8 +33,41 @@ type adminServer struct {
 	ln  net.Listener
 }
 
+// maxSocketPath is what a unix socket address holds (108 bytes with its NUL).
+const maxSocketPath = 100
+
+// adminSocketPath is where the admin socket of data directory dir lives:
+// in the directory, or, when that path is too long for a socket address,
+// in a private directory of the user's under $XDG_RUNTIME_DIR or /tmp,
+// named after the data directory's absolute path.
+func adminSocketPath(dir string) (path, private string, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", "", err
+	}
+	path = filepath.Join(abs, AdminSocket)
+	if len(path) <= maxSocketPath {
+		return path, "", nil
+	}
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if base == "" {
+		base = "/tmp"
+	}
+	private = filepath.Join(base, fmt.Sprintf("medfed-%d", os.Getuid()))
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(private, hex.EncodeToString(sum[:8])+".sock"), private, nil
+}
+
 func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
-	path := filepath.Join(dir, AdminSocket)
+	path, private, err := adminSocketPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if private != "" {
+		if err := ownPrivateDir(private); err != nil {
+			return nil, fmt.Errorf("admin socket: %w", err)
+		}
+	}
 	// A socket left by a crashed node: we hold the directory's lock, so
 	// nobody else is listening on it.
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -104,6 +140,22 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
 
+// ownPrivateDir makes sure dir exists, is ours and no one else's.
+func ownPrivateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s must be a directory of this user's with mode 0700", dir)
+	}
+	return nil
+}
+
 // ErrNotRunning is returned when no node is serving a data directory.
 var ErrNotRunning = errors.New("the centre's node is not running")
 
@@ -115,7 +167,10 @@ type AdminClient struct {
 
 // Admin returns a client for the node running on data directory dir.
 func Admin(dir string) *AdminClient {
-	path := filepath.Join(dir, AdminSocket)
+	path, _, err := adminSocketPath(dir)
+	if err != nil {
+		path = filepath.Join(dir, AdminSocket)
+	}
 	return &AdminClient{dir: dir, c: &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

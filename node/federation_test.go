@@ -2,6 +2,8 @@ package node_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -193,4 +195,41 @@ func TestFoundJoinAndRemove(t *testing.T) {
 
 func addrOf(n *node.Node) string {
 	return fmt.Sprintf("%s/p2p/%s", n.Host.Addrs()[0], n.Centre.ID())
+}
+
+// The admin socket lives in the data directory, or somewhere short when the
+// directory's path is too long for a socket address; the client finds it
+// either way, and bad requests are refused.
+func TestAdminSocketOnShortAndLongPaths(t *testing.T) {
+	for _, tt := range []struct{ name, sub string }{
+		{"short path", "d"},
+		{"long path", strings.Repeat("long-directory-name-", 6)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := centreConfig(t, filepath.Join(t.TempDir(), tt.sub), "centre-a")
+			found(t, cfg)
+			start(t, cfg)
+			admin := node.Admin(cfg.Data.Dir)
+			st, err := admin.Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Version != 1 || !st.Member || len(st.Members) != 1 {
+				t.Fatalf("status %+v", st)
+			}
+			if _, err := admin.Approve(ctx, []byte("not a join request")); err == nil {
+				t.Fatal("a malformed join request was approved")
+			}
+			if _, err := admin.Remove(ctx, "centre-z"); err == nil {
+				t.Fatal("removing a centre that is not a member succeeded")
+			}
+			if st, err := admin.Status(ctx); err != nil || st.Version != 1 {
+				t.Fatalf("bad requests changed the charter: %+v, %v", st, err)
+			}
+		})
+	}
+	if _, err := node.Admin(t.TempDir()).Status(context.Background()); !errors.Is(err, node.ErrNotRunning) {
+		t.Fatalf("status of a directory with no node: %v, want ErrNotRunning", err)
+	}
 }

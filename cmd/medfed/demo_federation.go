@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+)
+
+// demoConfig is a demo centre on a free loopback port; root is where its
+// data directory goes.
+func demoConfig(root, name string) (node.Config, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return node.Config{}, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return node.Config{}, err
+	}
+	cfg := node.DefaultConfig()
+	cfg.Centre.Name, cfg.Federation.ID = name, demoFederation
+	cfg.Data.Dir = filepath.Join(root, name)
+	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	return cfg, nil
+}
+
+// offline runs f on a centre that is not running.
+func offline(ctx context.Context, cfg node.Config, f func(*node.Centre) error) error {
+	c, err := node.Open(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f(c), c.Close())
+}
+
+// running is a demo node serving in the background.
+type running struct {
+	*node.Node
+	stop func() error
+}
+
+func startNode(ctx context.Context, cfg node.Config) (*running, error) {
+	n, err := node.Start(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	return &running{Node: n, stop: func() error { cancel(); return <-done }}, nil
+}
+
+// waitUntil polls ok for up to ten seconds.
+func waitUntil(what string, ok func() bool) error {
+	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: timed out waiting until %s", what)
+		}
+	}
+	return nil
+}
+
+func linked(a, b *running) bool {
+	return a.Host.Network().Connectedness(b.Centre.ID()) == network.Connected
+}
+
+func (d *demo) federationChapter(ctx context.Context) (err error) {
+	d.chapter(2, "founding a federation, and Centre 3 joining it")
+	cfgs := map[string]node.Config{}
+	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
+		if cfgs[name], err = demoConfig(d.root, name); err != nil {
+			return err
+		}
+	}
+	ca, cb, cc := cfgs["centre-a"], cfgs["centre-b"], cfgs["centre-c"]
+
+	var reqB, draft []byte
+	if err := offline(ctx, cb, func(c *node.Centre) error {
+		reqB, err = c.JoinRequest(cb.P2P.Listen)
+		return err
+	}); err != nil {
+		return err
+	}
+	d.say("centre-b describes itself in a join request, signed with its key: its name, its")
+	d.say("peer ID and where it listens. centre-a drafts version 1 of the charter from it")
+	d.say("and signs; centre-b checks the draft and signs too; both install it.")
+	if err := offline(ctx, ca, func(c *node.Centre) error {
+		draft, err = c.Found(ca.P2P.Listen, [][]byte{reqB}, federation.DefaultPolicy(2))
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := offline(ctx, cb, func(c *node.Centre) error {
+		draft, err = c.SignCharter(draft)
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, cfg := range []node.Config{ca, cb} {
+		if err := offline(ctx, cfg, func(c *node.Centre) error {
+			_, err := c.InstallCharter(ctx, [][]byte{draft})
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	v1, err := federation.VerifyFounding(draft)
+	if err != nil {
+		return err
+	}
+	d.say("\n%s", indent(string(draft)))
+	d.say("Changing it takes %d approvals of its members (the admission quorum).", v1.Policy.AdmissionQuorum)
+
+	a, err := startNode(ctx, ca)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, a.stop()) }()
+	b, err := startNode(ctx, cb)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, b.stop()) }()
+	if err := waitUntil("the founders connect", func() bool { return linked(a, b) }); err != nil {
+		return err
+	}
+	d.say("\nBoth nodes start; each admits only the peers the charter lists. They connect.")
+
+	var reqC []byte
+	if err := offline(ctx, cc, func(c *node.Centre) error {
+		reqC, err = c.JoinRequest(cc.P2P.Listen)
+		return err
+	}); err != nil {
+		return err
+	}
+	d.say("\ncentre-c, a new hospital, sends its join request to the members.")
+	p, err := a.Membership.Approve(ctx, reqC)
+	if err != nil {
+		return err
+	}
+	d.say("centre-a approves: version %d has %d of %d approvals.", p.Version, p.Approvals, p.Quorum)
+	if _, err := node.Join(ctx, cc, demoAddr(a)); err == nil {
+		return errors.New("demo: centre-c got in before a quorum approved")
+	}
+	d.say("centre-c tries to fetch the charter now: centre-a still refuses its connection.")
+	if _, err := b.Membership.Approve(ctx, reqC); err != nil {
+		return err
+	}
+	if err := waitUntil("both founders adopt version 2", func() bool {
+		return a.Membership.Current().Version == 2 && b.Membership.Current().Version == 2
+	}); err != nil {
+		return err
+	}
+	d.say("centre-b approves: quorum. Both adopt version 2 and write it to their ledgers.")
+	v2, err := node.Join(ctx, cc, demoAddr(a))
+	if err != nil {
+		return err
+	}
+	c, err := startNode(ctx, cc)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, c.stop()) }()
+	if err := waitUntil("centre-c reaches both founders", func() bool { return linked(c, a) && linked(c, b) }); err != nil {
+		return err
+	}
+	d.say("centre-c fetches the chain of charters from centre-a, checks every signature")
+	d.say("from version 1, installs version %d (%d members) and connects to both founders.", v2.Version, len(v2.Members))
+
+	outsider, err := demoConfig(d.scratch, "centre-x")
+	if err != nil {
+		return err
+	}
+	outsider.Federation.ID = demoFederation
+	if _, err := node.Join(ctx, outsider, demoAddr(a)); err == nil {
+		return errors.New("demo: an outsider got in")
+	}
+	for _, p := range a.Host.Network().Peers() {
+		if p != b.Centre.ID() && p != c.Centre.ID() {
+			return fmt.Errorf("demo: centre-a is connected to %s, which is not a member", p)
+		}
+	}
+	d.say("\ncentre-x, which no charter lists, tries to connect to centre-a: the connection")
+	d.say("is dropped as soon as centre-x proves who it is. Refused.")
+	return nil
+}
+
+func demoAddr(n *running) string {
+	return fmt.Sprintf("%s/p2p/%s", n.Host.Addrs()[0], n.Centre.ID())
+}

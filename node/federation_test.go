@@ -3,10 +3,10 @@ package node_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 

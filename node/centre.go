@@ -47,7 +47,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "node", "centre", cfg.Centre.Name)
+	log = log.With("centre", cfg.Centre.Name) // components scope it further
 	dir := cfg.Data.Dir
 	if err := checkDataDir(dir); err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 		c.Close()
 		return nil, err
 	}
-	log.Info("centre open", "origin", c.Ledger.Origin(), "entries", c.Ledger.Size())
+	log.Info("centre open", "component", "node", "origin", c.Ledger.Origin(), "entries", c.Ledger.Size())
 	return c, nil
 }
 
@@ -153,7 +153,7 @@ func (c *Centre) AddRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.
 	if err != nil {
 		return 0, fmt.Errorf("add record: %w", err)
 	}
-	c.log.Debug("record added", "index", n, "pseudonym", p, "class", meta.DataClass)
+	c.log.Debug("record added", "component", "node", "index", n, "pseudonym", p, "class", meta.DataClass)
 	return n, nil
 }
 
@@ -218,7 +218,7 @@ func (c *Centre) Erase(ctx context.Context, index int64) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("erase record %d: %w", index, err)
 	}
-	c.log.Info("record erased", "index", index, "erasure", n, "pseudonym", e.Subject)
+	c.log.Info("record erased", "component", "node", "index", index, "erasure", n, "pseudonym", e.Subject)
 	return n, nil
 }
 

@@ -19,6 +19,7 @@ type Node struct {
 	Membership *federation.Membership
 
 	admin *adminServer
+	base  *slog.Logger // scoped to the centre; components add their name
 	log   *slog.Logger
 }
 
@@ -32,7 +33,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Centre: c, log: log.With("component", "node", "centre", c.Name)}
+	n := &Node{Centre: c, base: log.With("centre", c.Name)}
+	n.log = n.base.With("component", "node")
 	if err := n.start(ctx, cfg); err != nil {
 		n.Close()
 		return nil, err
@@ -57,7 +59,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		Key:    n.Centre.key,
 		Store:  ledgerStore{n.Centre.Ledger},
 		Gater:  gater,
-		Logger: n.log,
+		Logger: n.base,
 	})
 	if err != nil {
 		return err

@@ -285,9 +285,9 @@ func newFedJoinCmd() *cobra.Command {
 }
 
 func printProgress(cmd *cobra.Command, what string, p federation.Progress) error {
-	state := fmt.Sprintf("%d of %d approvals so far", p.Approvals, p.Quorum)
+	state := fmt.Sprintf("has %d of %d approvals so far", p.Approvals, p.Quorum)
 	if p.Adopted {
-		state = fmt.Sprintf("adopted with %d approvals (quorum %d)", p.Approvals, p.Quorum)
+		state = fmt.Sprintf("is adopted, with %d approvals (quorum %d)", p.Approvals, p.Quorum)
 	}
 	_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s: charter version %d %s\n", what, p.Version, state)
 	return err

@@ -201,59 +201,50 @@ a majority of the founders.`,
 	return cmd
 }
 
-func newFedSignCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "sign CHARTER --config FILE",
-		Short: "Add this centre's signature to a draft version 1 (a founder)",
-		Args:  cobra.ExactArgs(1),
-	}
+// fileCmd is a command over the centre's configuration and one file
+// argument (a charter or a join request), read with a size limit.
+func fileCmd(use, short string, run func(cmd *cobra.Command, cfg node.Config, path string, data []byte) error) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
 	load := withConfig(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := load()
 		if err != nil {
 			return err
 		}
-		draft, err := readIn(args[0])
+		data, err := readIn(args[0])
 		if err != nil {
 			return err
 		}
-		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
-			signed, err := c.SignCharter(draft)
-			if err != nil {
-				return usageError{err}
-			}
-			return writeOut(cmd, args[0], signed, true)
-		})
+		return run(cmd, cfg, args[0], data)
 	}
 	return cmd
 }
 
-func newFedInstallCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "install CHARTER --config FILE",
-		Short: "Adopt version 1 of a charter that every founder signed",
-		Args:  cobra.ExactArgs(1),
-	}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
-		note, err := readIn(args[0])
-		if err != nil {
-			return err
-		}
-		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
-			s, err := c.InstallCharter(cmd.Context(), [][]byte{note})
-			if err != nil {
-				return usageError{err}
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "installed charter version %d of federation %s: %d members\n", s.Version, s.Federation, len(s.Members))
-			return err
+func newFedSignCmd() *cobra.Command {
+	return fileCmd("sign CHARTER --config FILE", "Add this centre's signature to a draft version 1 (a founder)",
+		func(cmd *cobra.Command, cfg node.Config, path string, draft []byte) error {
+			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+				signed, err := c.SignCharter(draft)
+				if err != nil {
+					return usageError{err}
+				}
+				return writeOut(cmd, path, signed, true)
+			})
 		})
-	}
-	return cmd
+}
+
+func newFedInstallCmd() *cobra.Command {
+	return fileCmd("install CHARTER --config FILE", "Adopt version 1 of a charter that every founder signed",
+		func(cmd *cobra.Command, cfg node.Config, _ string, note []byte) error {
+			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+				s, err := c.InstallCharter(cmd.Context(), [][]byte{note})
+				if err != nil {
+					return usageError{err}
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "installed charter version %d of federation %s: %d members\n", s.Version, s.Federation, len(s.Members))
+				return err
+			})
+		})
 }
 
 func newFedJoinCmd() *cobra.Command {
@@ -294,28 +285,14 @@ func printProgress(cmd *cobra.Command, what string, p federation.Progress) error
 }
 
 func newFedApproveCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "approve REQUEST --config FILE",
-		Short: "Approve a centre's join request on this centre's running node",
-		Args:  cobra.ExactArgs(1),
-	}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
-		req, err := readIn(args[0])
-		if err != nil {
-			return err
-		}
-		p, err := node.Admin(cfg.Data.Dir).Approve(cmd.Context(), req)
-		if err != nil {
-			return err
-		}
-		return printProgress(cmd, "approved", p)
-	}
-	return cmd
+	return fileCmd("approve REQUEST --config FILE", "Approve a centre's join request on this centre's running node",
+		func(cmd *cobra.Command, cfg node.Config, _ string, req []byte) error {
+			p, err := node.Admin(cfg.Data.Dir).Approve(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return printProgress(cmd, "approved", p)
+		})
 }
 
 func newFedRemoveCmd() *cobra.Command {

@@ -146,4 +146,3 @@ func FuzzParseAddRequest(f *testing.F) {
 		}
 	})
 }
-

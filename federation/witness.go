@@ -75,14 +75,6 @@ func ParseAddRequest(b []byte) (AddRequest, error) {
 	return r, nil
 }
 
-// Witnessed is what a witness holds for one log: the last checkpoint it
-// cosigned.
-type Witnessed struct {
-	Size int64
-	Root tlog.Hash
-	Note []byte
-}
-
 // Refusals of a witness, after C2SP tlog-witness's status codes.
 var (
 	ErrUnknownLog     = errors.New("unknown log")                                    // 404
@@ -113,7 +105,7 @@ func (e *EquivocationError) Error() string {
 
 // checkAdd decides whether a witness holding prev (found false: nothing
 // yet) for a log cosigns checkpoint c, offered with request r.
-func checkAdd(prev Witnessed, found bool, r AddRequest, c ledger.Checkpoint) error {
+func checkAdd(prev ledger.Witnessed, found bool, r AddRequest, c ledger.Checkpoint) error {
 	var held int64
 	if found {
 		held = prev.Size

@@ -56,8 +56,8 @@ func (g *testLog) request(from int64, sc ledger.SignedCheckpoint) AddRequest {
 	return AddRequest{OldSize: from, Proof: p, Note: sc.Note}
 }
 
-func held(sc ledger.SignedCheckpoint) Witnessed {
-	return Witnessed{Size: sc.Size, Root: sc.Root, Note: sc.Note}
+func held(sc ledger.SignedCheckpoint) ledger.Witnessed {
+	return ledger.Witnessed{Size: sc.Size, Root: sc.Root, Note: sc.Note}
 }
 
 func TestWitnessCosignsOnlyConsistentGrowth(t *testing.T) {
@@ -74,17 +74,17 @@ func TestWitnessCosignsOnlyConsistentGrowth(t *testing.T) {
 
 	tests := []struct {
 		name  string
-		prev  Witnessed
+		prev  ledger.Witnessed
 		found bool
 		req   AddRequest
 		cp    ledger.Checkpoint
 		want  error // nil, a sentinel, or a typed error to match with errors.As
 	}{
-		{"first checkpoint of a log", Witnessed{}, false, AddRequest{Note: cp5.Note}, cp5.Checkpoint, nil},
+		{"first checkpoint of a log", ledger.Witnessed{}, false, AddRequest{Note: cp5.Note}, cp5.Checkpoint, nil},
 		{"consistent growth", held(cp5), true, honest.request(5, cp9), cp9.Checkpoint, nil},
 		{"same checkpoint again", held(cp9), true, AddRequest{OldSize: 9, Note: cp9.Note}, cp9.Checkpoint, nil},
 		{"old size not the one held", held(cp5), true, honest.request(0, cp9), cp9.Checkpoint, &OldSizeError{}},
-		{"first checkpoint claiming an old size", Witnessed{}, false, honest.request(5, cp9), cp9.Checkpoint, &OldSizeError{}},
+		{"first checkpoint claiming an old size", ledger.Witnessed{}, false, honest.request(5, cp9), cp9.Checkpoint, &OldSizeError{}},
 		{"same size, another root", held(cp5), true, AddRequest{OldSize: 5, Note: rw5.Note}, rw5.Checkpoint, &EquivocationError{}},
 		{"rewritten history, larger size", held(cp9), true, rewriter.request(5, rw12), rw12.Checkpoint, &OldSizeError{}},
 		{"rewritten history with a proof from the held size", held(cp9), true, AddRequest{OldSize: 9, Proof: rewriter.request(9, rw12).Proof, Note: rw12.Note}, rw12.Checkpoint, &EquivocationError{}},

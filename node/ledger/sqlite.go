@@ -38,6 +38,23 @@ var migrations = []string{
 		root BLOB NOT NULL,
 		note BLOB NOT NULL
 	) STRICT;`,
+	// 2: this centre as a witness of other centres' logs: the checkpoint it
+	// last cosigned of each, and evidence of any that signed two histories.
+	`CREATE TABLE witnessed (
+		origin  TEXT PRIMARY KEY,
+		size    INTEGER NOT NULL,
+		root    BLOB NOT NULL,
+		note    BLOB NOT NULL,
+		blocked INTEGER NOT NULL DEFAULT 0 -- 1 after equivocation: cosign no more
+	) STRICT;
+	CREATE TABLE evidence (
+		id      INTEGER PRIMARY KEY,
+		origin  TEXT NOT NULL,
+		held    BLOB NOT NULL,
+		offered BLOB NOT NULL,
+		reason  TEXT NOT NULL,
+		seen    INTEGER NOT NULL -- Unix nanoseconds
+	) STRICT;`,
 }
 
 // access says how a connection may use the database file.

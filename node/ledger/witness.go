@@ -1,0 +1,113 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Witnessed is the checkpoint of another centre's log that this centre, as
+// its witness, last cosigned.
+type Witnessed struct {
+	Size int64
+	Root tlog.Hash
+	Note []byte
+}
+
+// Evidence is a pair of checkpoints one log signed that cannot both be
+// true.
+type Evidence struct {
+	Origin        string
+	Held, Offered []byte // the signed notes
+	Reason        string
+	Seen          time.Time
+}
+
+// ErrBlocked is returned for a log this centre stopped witnessing because
+// it signed two histories.
+var ErrBlocked = errors.New("log blocked after equivocation")
+
+// Witness runs check on what this centre last cosigned of origin (found is
+// false before the first time) and stores what check returns, in one
+// transaction: a crash cannot separate the check from the state it allowed,
+// so a witness never cosigns two histories however it is restarted. When
+// check fails nothing changes. A blocked log is refused before check runs.
+func (l *Ledger) Witness(ctx context.Context, origin string, check func(prev Witnessed, found bool) (Witnessed, error)) error {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("witness %s: %w", origin, err)
+	}
+	defer tx.Rollback()
+	var prev Witnessed
+	var root []byte
+	var blocked bool
+	err = tx.QueryRowContext(ctx, "SELECT size, root, note, blocked FROM witnessed WHERE origin = ?", origin).Scan(&prev.Size, &root, &prev.Note, &blocked)
+	found := err == nil
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("witness %s: %w", origin, err)
+	case blocked:
+		return fmt.Errorf("witness %s: %w", origin, ErrBlocked)
+	case len(root) != tlog.HashSize:
+		return fmt.Errorf("witness %s: stored root of %d bytes", origin, len(root))
+	default:
+		prev.Root = tlog.Hash(root)
+	}
+	next, err := check(prev, found)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO witnessed (origin, size, root, note) VALUES (?, ?, ?, ?)
+		ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note`,
+		origin, next.Size, next.Root[:], next.Note); err != nil {
+		return fmt.Errorf("witness %s: %w", origin, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("witness %s: %w", origin, err)
+	}
+	return nil
+}
+
+// RecordEvidence keeps a pair of conflicting checkpoints of origin and
+// blocks the log: this centre cosigns none of its checkpoints until an
+// operator acts.
+func (l *Ledger) RecordEvidence(ctx context.Context, e Evidence) error {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO evidence (origin, held, offered, reason, seen) VALUES (?, ?, ?, ?, ?)",
+		e.Origin, e.Held, e.Offered, e.Reason, l.now().UnixNano()); err != nil {
+		return fmt.Errorf("recording evidence: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE witnessed SET blocked = 1 WHERE origin = ?", e.Origin); err != nil {
+		return fmt.Errorf("recording evidence: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Evidence returns every pair of conflicting checkpoints seen, oldest first.
+func (l *Ledger) Evidence(ctx context.Context) ([]Evidence, error) {
+	rows, err := l.r.QueryContext(ctx, "SELECT origin, held, offered, reason, seen FROM evidence ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Evidence
+	for rows.Next() {
+		var e Evidence
+		var seen int64
+		if err := rows.Scan(&e.Origin, &e.Held, &e.Offered, &e.Reason, &seen); err != nil {
+			return nil, err
+		}
+		e.Seen = time.Unix(0, seen).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

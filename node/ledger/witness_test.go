@@ -1,0 +1,85 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+func TestWitnessStateIsCheckedAndStoredTogether(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const log = "medfed/test-federation/centre-b"
+	grow := func(to int64) func(ledger.Witnessed, bool) (ledger.Witnessed, error) {
+		return func(prev ledger.Witnessed, _ bool) (ledger.Witnessed, error) {
+			return ledger.Witnessed{Size: to, Root: [32]byte{byte(to)}, Note: []byte("note")}, nil
+		}
+	}
+	var sawFound bool
+	if err := f.l.Witness(ctx, log, func(prev ledger.Witnessed, found bool) (ledger.Witnessed, error) {
+		sawFound = found
+		return grow(5)(prev, found)
+	}); err != nil || sawFound {
+		t.Fatalf("first witness: found=%v, %v", sawFound, err)
+	}
+	refused := errors.New("refused")
+	if err := f.l.Witness(ctx, log, func(ledger.Witnessed, bool) (ledger.Witnessed, error) {
+		return ledger.Witnessed{Size: 99}, refused
+	}); !errors.Is(err, refused) {
+		t.Fatalf("a failing check: %v", err)
+	}
+
+	f.reopen(t) // the state outlives the process
+	var prev ledger.Witnessed
+	if err := f.l.Witness(ctx, log, func(p ledger.Witnessed, found bool) (ledger.Witnessed, error) {
+		prev = p
+		if !found {
+			return p, errors.New("state lost")
+		}
+		return p, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if prev.Size != 5 || prev.Root != ([32]byte{5}) {
+		t.Fatalf("held %+v, want size 5 (the refused check stored nothing)", prev)
+	}
+
+	// Concurrent updates serialise: none is lost.
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.l.Witness(ctx, log, func(p ledger.Witnessed, _ bool) (ledger.Witnessed, error) {
+				return grow(p.Size + 1)(p, true)
+			}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	f.l.Witness(ctx, log, func(p ledger.Witnessed, _ bool) (ledger.Witnessed, error) { prev = p; return p, nil })
+	if prev.Size != 5+16 {
+		t.Fatalf("after 16 concurrent updates the size is %d, want 21", prev.Size)
+	}
+
+	if err := f.l.RecordEvidence(ctx, ledger.Evidence{Origin: log, Held: []byte("a"), Offered: []byte("b"), Reason: "two roots for size 21"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.l.Witness(ctx, log, grow(30)); !errors.Is(err, ledger.ErrBlocked) {
+		t.Fatalf("witnessing a blocked log: %v", err)
+	}
+	ev, err := f.l.Evidence(ctx)
+	if err != nil || len(ev) != 1 || ev[0].Origin != log || string(ev[0].Offered) != "b" {
+		t.Fatalf("evidence %+v, %v", ev, err)
+	}
+	f.l.Close()
+	if _, err := ledger.Verify(ctx, f.path, f.key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("witness state broke the ledger's verification: %v", err)
+	}
+	f.l = openAt(t, f.path, f.key)
+}

@@ -55,7 +55,7 @@ func TestWitnessStateIsCheckedAndStoredTogether(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if err := f.l.Witness(ctx, log, func(p ledger.Witnessed, _ bool) (ledger.Witnessed, error) {
-				return grow(p.Size + 1)(p, true)
+				return grow(p.Size+1)(p, true)
 			}); err != nil {
 				t.Error(err)
 			}

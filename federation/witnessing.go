@@ -1,0 +1,221 @@
+package federation
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// WitnessProtocolID is the witness protocol: one add-checkpoint request per
+// stream (a frame of op 1 holding AddRequest.Encode()), answered by a frame
+// whose status is 0 and payload the cosigned note, or a refusal code below
+// with a reason (for an old-size refusal, the size the witness holds).
+const WitnessProtocolID = "/medfed/witness/1"
+
+const opAddCheckpoint byte = 1
+
+// Refusal codes on the wire, after C2SP tlog-witness's HTTP statuses.
+const (
+	refuseMalformed    byte = 1 // 400
+	refuseUnknownLog   byte = 2 // 404
+	refuseSignature    byte = 3 // 403
+	refuseOldSize      byte = 4 // 409 with the held size
+	refuseConsistency  byte = 5 // 422
+	refuseEquivocation byte = 6 // 409, conflicting checkpoints
+	refuseBlocked      byte = 7 // the log is blocked
+)
+
+// WitnessState is what a witness needs of its ledger.
+type WitnessState interface {
+	Witness(ctx context.Context, origin string, check func(prev ledger.Witnessed, found bool) (ledger.Witnessed, error)) error
+	RecordEvidence(ctx context.Context, e ledger.Evidence) error
+}
+
+// Witness cosigns the members' checkpoints.
+type Witness struct {
+	host     host.Host
+	cosigner *Cosigner
+	state    WitnessState
+	charter  func() Charter
+	log      *slog.Logger
+}
+
+// NewWitness starts witnessing on h for the members of the charter that
+// charter returns at each request.
+func NewWitness(h host.Host, key ed25519.PrivateKey, state WitnessState, charter func() Charter, log *slog.Logger) (*Witness, error) {
+	c, err := NewCosigner(key, nil)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Witness{host: h, cosigner: c, state: state, charter: charter, log: log.With("component", "witness")}
+	h.SetStreamHandler(WitnessProtocolID, w.handle)
+	return w, nil
+}
+
+// Add handles one add-checkpoint request from peer from and returns the
+// cosigned note. A centre submits only its own log's checkpoints.
+func (w *Witness) Add(ctx context.Context, from peer.ID, body []byte) ([]byte, error) {
+	r, err := ParseAddRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	c := w.charter()
+	m, ok := c.Member(from)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a member", ErrUnknownLog, from)
+	}
+	origin := ledger.Origin(c.Federation, m.Name)
+	pub, err := m.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	cp, err := ledger.OpenCheckpoint(r.Note, origin, pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrLogSignature, err)
+	}
+	v, err := ledger.NewVerifier(origin, pub)
+	if err != nil {
+		return nil, err
+	}
+	var cosigned []byte
+	err = w.state.Witness(ctx, origin, func(prev ledger.Witnessed, found bool) (ledger.Witnessed, error) {
+		if err := checkAdd(prev, found, r, cp.Checkpoint); err != nil {
+			return prev, err
+		}
+		n, err := note.Open(r.Note, note.VerifierList(v))
+		if err != nil {
+			return prev, fmt.Errorf("%w: %v", ErrLogSignature, err)
+		}
+		// Cosign over the log's own signature only; the answer carries it and ours.
+		n.Sigs, n.UnverifiedSigs = n.Sigs[:1], nil
+		if cosigned, err = note.Sign(n, w.cosigner); err != nil {
+			return prev, err
+		}
+		return ledger.Witnessed{Size: cp.Size, Root: cp.Root, Note: r.Note}, nil
+	})
+	var eq *EquivocationError
+	if errors.As(err, &eq) {
+		w.log.Error("a member signed conflicting checkpoints; no longer witnessing its log", "log", origin, "reason", eq.Reason)
+		if rerr := w.state.RecordEvidence(ctx, ledger.Evidence{Origin: origin, Held: eq.Held, Offered: eq.Offered, Reason: eq.Reason}); rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cosigned, nil
+}
+
+func (w *Witness) handle(s network.Stream) {
+	defer s.Close()
+	if err := s.SetDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		s.Reset()
+		return
+	}
+	op, body, err := readFrame(s, maxNoteLen)
+	if err != nil || op != opAddCheckpoint {
+		s.Reset()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	from := s.Conn().RemotePeer()
+	cosigned, err := w.Add(ctx, from, body)
+	if err != nil {
+		code, reason := refusal(err)
+		w.log.Info("checkpoint not cosigned", "from", from, "err", err)
+		writeFrame(s, code, reason)
+		return
+	}
+	if err := writeFrame(s, statusOK, cosigned); err != nil {
+		w.log.Debug("cosignature not delivered", "to", from, "err", err)
+	}
+}
+
+func refusal(err error) (byte, []byte) {
+	var old *OldSizeError
+	var eq *EquivocationError
+	switch {
+	case errors.As(err, &old):
+		return refuseOldSize, []byte(strconv.FormatInt(old.Held, 10))
+	case errors.As(err, &eq):
+		return refuseEquivocation, []byte(eq.Reason)
+	case errors.Is(err, ledger.ErrBlocked):
+		return refuseBlocked, nil
+	case errors.Is(err, ErrUnknownLog):
+		return refuseUnknownLog, nil
+	case errors.Is(err, ErrLogSignature):
+		return refuseSignature, nil
+	case errors.Is(err, ErrBadConsistency):
+		return refuseConsistency, nil
+	case errors.Is(err, ErrMalformed):
+		return refuseMalformed, nil
+	}
+	return refuseMalformed, []byte("internal error")
+}
+
+// ErrRefused wraps every refusal a witness answers with.
+var ErrRefused = errors.New("witness refused")
+
+// RequestCosignature asks witness p to cosign the checkpoint in r and
+// returns the note with the witness's cosignature. Refusals come back as
+// the witness's typed errors: *OldSizeError (retry from its Held size),
+// ErrLogBlocked, ErrBadConsistency, ...
+func RequestCosignature(ctx context.Context, h host.Host, p peer.ID, r AddRequest) ([]byte, error) {
+	s, err := h.NewStream(ctx, p, WitnessProtocolID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := s.SetDeadline(dl); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeFrame(s, opAddCheckpoint, r.Encode()); err != nil {
+		return nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return nil, err
+	}
+	status, payload, err := readFrame(s, maxNoteLen)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case statusOK:
+		return payload, nil
+	case refuseOldSize:
+		held, err := strconv.ParseInt(string(payload), 10, 64)
+		if err != nil || held < 0 {
+			return nil, fmt.Errorf("%w: malformed old-size refusal", ErrWire)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrRefused, &OldSizeError{Held: held})
+	case refuseBlocked:
+		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrLogBlocked)
+	case refuseEquivocation:
+		return nil, fmt.Errorf("%w: %w (%s)", ErrRefused, ErrLogBlocked, bytes.ToValidUTF8(payload[:min(len(payload), maxReasonLen)], nil))
+	case refuseConsistency:
+		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrBadConsistency)
+	case refuseSignature:
+		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrLogSignature)
+	case refuseUnknownLog:
+		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrUnknownLog)
+	}
+	return nil, fmt.Errorf("%w: status %d", ErrRefused, status)
+}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -69,6 +70,9 @@ type APIConfig struct {
 type LedgerConfig struct {
 	// MaxBatch caps how many entries share one group commit, 1 to 65536.
 	MaxBatch int `mapstructure:"max-batch"`
+	// CheckpointInterval is how often the centre signs a checkpoint, when
+	// its ledger grew, and asks the other members to cosign it; 10ms to 1h.
+	CheckpointInterval time.Duration `mapstructure:"checkpoint-interval"`
 }
 
 // LogConfig sets what the centre logs and how.
@@ -97,7 +101,7 @@ func DefaultConfig() Config {
 	return Config{
 		P2P:    P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
 		API:    APIConfig{Listen: "127.0.0.1:8080"},
-		Ledger: LedgerConfig{MaxBatch: 4096},
+		Ledger: LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second},
 		Log:    LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -167,6 +171,9 @@ func (c Config) Validate() error {
 
 	if c.Ledger.MaxBatch < 1 || c.Ledger.MaxBatch > maxLedgerBatch {
 		add("ledger.max-batch", "must be between 1 and %d, got %d", maxLedgerBatch, c.Ledger.MaxBatch)
+	}
+	if iv := c.Ledger.CheckpointInterval; iv < 10*time.Millisecond || iv > time.Hour {
+		add("ledger.checkpoint-interval", "must be between 10ms and 1h, got %s", iv)
 	}
 
 	checkOneOf := func(field, value string, allowed []string) {

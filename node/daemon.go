@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 
@@ -17,10 +19,13 @@ type Node struct {
 	Centre     *Centre
 	Host       host.Host
 	Membership *federation.Membership
+	Witness    *federation.Witness
+	Publisher  *federation.Publisher
 
-	admin *adminServer
-	base  *slog.Logger // scoped to the centre; components add their name
-	log   *slog.Logger
+	interval time.Duration
+	admin    *adminServer
+	base     *slog.Logger // scoped to the centre; components add their name
+	log      *slog.Logger
 }
 
 // Start opens the centre described by cfg and starts its services. The
@@ -64,13 +69,23 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	charter := func() federation.Charter { return n.Membership.Current().Charter }
+	if n.Witness, err = federation.NewWitness(n.Host, n.Centre.key, n.Centre.Ledger, charter, n.base); err != nil {
+		return err
+	}
+	n.Publisher = federation.NewPublisher(n.Host, n.Centre.Ledger, charter, n.base)
+	n.interval = cfg.Ledger.CheckpointInterval
 	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
 	return err
 }
 
 // Run serves until ctx ends, then closes everything.
 func (n *Node) Run(ctx context.Context) error {
-	n.Membership.Run(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
+	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval) }()
+	wg.Wait()
 	return n.Close()
 }
 

@@ -13,8 +13,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -231,5 +234,56 @@ func TestAdminSocketOnShortAndLongPaths(t *testing.T) {
 	}
 	if _, err := node.Admin(t.TempDir()).Status(context.Background()); !errors.Is(err, node.ErrNotRunning) {
 		t.Fatalf("status of a directory with no node: %v, want ErrNotRunning", err)
+	}
+}
+
+// A centre's checkpoints become final: cosigned by the other members'
+// witnesses, up to the charter's witness quorum.
+func TestCheckpointsBecomeFinal(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	var cfgs []node.Config
+	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
+		cfg := centreConfig(t, root, name)
+		cfg.Ledger.CheckpointInterval = 50 * time.Millisecond
+		cfgs = append(cfgs, cfg)
+	}
+	found(t, cfgs...)
+	a, b, c := start(t, cfgs[0]), start(t, cfgs[1]), start(t, cfgs[2])
+	eventually(t, 10*time.Second, "the centres connect", func() bool { return connected(a, b) && connected(a, c) })
+	for i := range 5 {
+		if _, err := a.Centre.AddRecord(ctx, patient, meta("lab-result"), fmt.Appendf(nil, "result %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := a.Centre.Ledger.Size()
+	var final ledger.SignedCheckpoint
+	eventually(t, 10*time.Second, "centre-a's checkpoint becomes final", func() bool {
+		var ok bool
+		final, ok = a.Centre.Ledger.LatestFinal()
+		return ok && final.Size == size
+	})
+	ch := a.Membership.Current()
+	var verifiers []note.Verifier
+	for _, m := range ch.Members {
+		if m.ID == a.Centre.ID() {
+			continue
+		}
+		v, err := federation.NewCosignatureVerifier(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	logV, err := ledger.NewVerifier(a.Centre.Ledger.Origin(), a.Centre.Ledger.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := note.Open(final.Note, note.VerifierList(append(verifiers, logV)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Sigs) < ch.Policy.WitnessQuorum {
+		t.Fatalf("final checkpoint carries %d valid signatures, quorum is %d", len(n.Sigs), ch.Policy.WitnessQuorum)
 	}
 }

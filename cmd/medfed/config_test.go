@@ -542,7 +542,7 @@ func TestConfigKeys(t *testing.T) {
 		names = append(names, k.name)
 		envs = append(envs, k.env)
 	}
-	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "ledger.max-batch", "log.level", "log.format"}
+	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "ledger.max-batch", "ledger.checkpoint-interval", "log.level", "log.format"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("keys = %q, want %q", names, wantNames)
 	}

@@ -75,8 +75,9 @@ type Ledger struct {
 	front frontier
 	upper upperCache
 
-	signMu sync.Mutex // serialises Sign
+	signMu sync.Mutex // serialises Sign; guards latest and final
 	latest SignedCheckpoint
+	final  SignedCheckpoint
 
 	closeOnce sync.Once
 }
@@ -266,8 +267,19 @@ func (l *Ledger) loadState(ctx context.Context) error {
 }
 
 func (l *Ledger) loadLatest(ctx context.Context) error {
+	var cosigned []byte
+	err := l.r.QueryRowContext(ctx, "SELECT cosigned FROM checkpoints WHERE cosigned IS NOT NULL ORDER BY size DESC LIMIT 1").Scan(&cosigned)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		if l.final, err = l.openNote(cosigned); err != nil {
+			return fmt.Errorf("latest final checkpoint: %w", err)
+		}
+	}
 	var msg []byte
-	err := l.r.QueryRowContext(ctx, "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").Scan(&msg)
+	err = l.r.QueryRowContext(ctx, "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").Scan(&msg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}

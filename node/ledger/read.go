@@ -278,3 +278,43 @@ func (l *Ledger) Checkpoint(ctx context.Context, size int64) (SignedCheckpoint, 
 	}
 	return l.openNote(msg)
 }
+
+// MarkFinal stores the cosigned note of the checkpoint of the given size,
+// which the caller has checked carries the witness quorum. Its text must be
+// the checkpoint this centre signed.
+func (l *Ledger) MarkFinal(ctx context.Context, size int64, cosigned []byte) error {
+	sc, err := l.Checkpoint(ctx, size)
+	if err != nil {
+		return err
+	}
+	final, err := l.openNote(cosigned)
+	if err != nil || final.Checkpoint != sc.Checkpoint {
+		return fmt.Errorf("ledger mark final %d: the cosigned note is not this checkpoint", size)
+	}
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "UPDATE checkpoints SET cosigned = ? WHERE size = ?", cosigned, size); err != nil {
+		return fmt.Errorf("ledger mark final %d: %w", size, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger mark final %d: %w", size, err)
+	}
+	l.signMu.Lock()
+	if size >= l.final.Size {
+		l.final = SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}
+	}
+	l.signMu.Unlock()
+	return nil
+}
+
+// LatestFinal returns the latest checkpoint the witness quorum cosigned,
+// with their cosignatures, and false if none is final yet. Later proofs are
+// made against it.
+func (l *Ledger) LatestFinal() (SignedCheckpoint, bool) {
+	l.signMu.Lock()
+	defer l.signMu.Unlock()
+	return l.final, l.final.Note != nil
+}

@@ -55,6 +55,9 @@ var migrations = []string{
 		reason  TEXT NOT NULL,
 		seen    INTEGER NOT NULL -- Unix nanoseconds
 	) STRICT;`,
+	// 3: a checkpoint is final once the witness quorum cosigned it; the
+	// note with those cosignatures is kept beside the centre's own.
+	`ALTER TABLE checkpoints ADD COLUMN cosigned BLOB;`,
 }
 
 // access says how a connection may use the database file.

@@ -1,0 +1,203 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// Log is what publishing needs of the centre's own ledger.
+type Log interface {
+	Size() int64
+	Sign(ctx context.Context) (ledger.SignedCheckpoint, error)
+	ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error)
+	MarkFinal(ctx context.Context, size int64, cosigned []byte) error
+	LatestFinal() (ledger.SignedCheckpoint, bool)
+}
+
+// Publisher gets the centre's checkpoints cosigned by the other members.
+// A checkpoint is final once the charter's witness quorum of members stand
+// behind it: the centre's own signature counts as one, each valid
+// cosignature as another, so rewriting a final checkpoint takes the centre
+// and quorum-1 witnesses colluding.
+type Publisher struct {
+	host    host.Host
+	log     Log
+	charter func() Charter
+	logger  *slog.Logger
+
+	mu   sync.Mutex
+	held map[peer.ID]int64 // the size each witness last cosigned, as far as we know
+}
+
+// NewPublisher returns a publisher of log to the members of the charter
+// that charter returns.
+func NewPublisher(h host.Host, log Log, charter func() Charter, logger *slog.Logger) *Publisher {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{host: h, log: log, charter: charter, logger: logger.With("component", "publisher"), held: map[peer.ID]int64{}}
+}
+
+// Run publishes every interval while the ledger has grown, until ctx ends.
+func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
+			p.logger.Warn("checkpoint not final yet", "err", err)
+		}
+	}
+}
+
+// Publish signs a checkpoint of the ledger if it grew, gathers cosignatures
+// from every other member in parallel and, at the witness quorum, marks it
+// final. It returns the latest final checkpoint.
+func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error) {
+	final, ok := p.log.LatestFinal()
+	if ok && p.log.Size() == final.Size {
+		return final, nil
+	}
+	sc, err := p.log.Sign(ctx)
+	if err != nil {
+		return final, err
+	}
+	c := p.charter()
+	origin := sc.Origin
+	self, ok := c.MemberByName(originCentre(c, origin))
+	if !ok {
+		return final, fmt.Errorf("publish: %s is not a member of the charter", origin)
+	}
+	pub, err := self.PublicKey()
+	if err != nil {
+		return final, err
+	}
+	logVerifier, err := ledger.NewVerifier(origin, pub)
+	if err != nil {
+		return final, err
+	}
+	signed, err := note.Open(sc.Note, note.VerifierList(logVerifier))
+	if err != nil {
+		return final, err
+	}
+	own := signed.Sigs[0]
+
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	type answer struct {
+		m    Member
+		note []byte
+		err  error
+	}
+	answers := make(chan answer)
+	asked := 0
+	for _, m := range c.Members {
+		if m.ID == self.ID {
+			continue
+		}
+		asked++
+		go func() {
+			n, err := p.cosign(ctx, m.ID, sc)
+			answers <- answer{m, n, err}
+		}()
+	}
+	sigs := map[string]note.Signature{}
+	var failures []error
+	for range asked {
+		a := <-answers
+		if a.err != nil {
+			failures = append(failures, fmt.Errorf("%s: %w", a.m.Name, a.err))
+			continue
+		}
+		cv, err := NewCosignatureVerifier(a.m)
+		if err != nil {
+			failures = append(failures, err)
+			continue
+		}
+		n, err := note.Open(a.note, note.VerifierList(logVerifier, cv))
+		if err != nil || n.Text != sc.Text() {
+			failures = append(failures, fmt.Errorf("%s: answered with an invalid cosignature", a.m.Name))
+			continue
+		}
+		for _, s := range n.Sigs {
+			if s.Name == a.m.ID.String() {
+				sigs[s.Name] = s
+			}
+		}
+	}
+	if 1+len(sigs) < c.Policy.WitnessQuorum {
+		return final, fmt.Errorf("checkpoint %d has %d of %d: %w", sc.Size, 1+len(sigs), c.Policy.WitnessQuorum, errors.Join(failures...))
+	}
+	n := &note.Note{Text: sc.Text(), Sigs: []note.Signature{own}}
+	for _, m := range c.Members {
+		if s, ok := sigs[m.ID.String()]; ok {
+			n.Sigs = append(n.Sigs, s)
+		}
+	}
+	cosigned, err := note.Sign(n)
+	if err != nil {
+		return final, err
+	}
+	if err := p.log.MarkFinal(ctx, sc.Size, cosigned); err != nil {
+		return final, err
+	}
+	p.logger.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
+	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil
+}
+
+// originCentre returns the centre name of a log origin of charter c.
+func originCentre(c Charter, origin string) string {
+	for _, m := range c.Members {
+		if ledger.Origin(c.Federation, m.Name) == origin {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// cosign asks witness w to cosign sc, proving consistency from the size it
+// holds; a witness that holds another size than we thought says so, and we
+// prove from there.
+func (p *Publisher) cosign(ctx context.Context, w peer.ID, sc ledger.SignedCheckpoint) ([]byte, error) {
+	p.mu.Lock()
+	old := p.held[w]
+	p.mu.Unlock()
+	for range 2 {
+		if old > sc.Size {
+			return nil, fmt.Errorf("the witness holds size %d, beyond this ledger's %d", old, sc.Size)
+		}
+		proof, err := p.log.ProveConsistency(ctx, old, sc.Size)
+		if err != nil {
+			return nil, err
+		}
+		cosigned, err := RequestCosignature(ctx, p.host, w, AddRequest{OldSize: old, Proof: proof, Note: sc.Note})
+		var stale *OldSizeError
+		if errors.As(err, &stale) {
+			old = stale.Held
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.held[w] = sc.Size
+		p.mu.Unlock()
+		return cosigned, nil
+	}
+	return nil, errors.New("the witness's held size keeps changing")
+}

@@ -43,6 +43,7 @@ func (e benchEnv) pick(full, quick int) int {
 // benchSuites lists every suite; later capabilities add theirs here.
 var benchSuites = []benchSuite{
 	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", benchLedger},
+	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", benchWitness},
 }
 
 func newBenchCmd() *cobra.Command {

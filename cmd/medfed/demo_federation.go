@@ -41,6 +41,47 @@ func offline(ctx context.Context, cfg node.Config, f func(*node.Centre) error) e
 	return errors.Join(f(c), c.Close())
 }
 
+// foundFederation has the centres of cfgs found a federation the way
+// operators do: each but the first writes a join request, the first drafts
+// and signs version 1, the others sign it, all install it. It returns the
+// signed charter.
+func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.Policy) ([]byte, error) {
+	var reqs [][]byte
+	for _, cfg := range cfgs[1:] {
+		if err := offline(ctx, cfg, func(c *node.Centre) error {
+			req, err := c.JoinRequest(cfg.P2P.Listen)
+			reqs = append(reqs, req)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	var draft []byte
+	err := offline(ctx, cfgs[0], func(c *node.Centre) (err error) {
+		draft, err = c.Found(cfgs[0].P2P.Listen, reqs, policy)
+		return err
+	})
+	for _, cfg := range cfgs[1:] {
+		if err != nil {
+			return nil, err
+		}
+		err = offline(ctx, cfg, func(c *node.Centre) (err error) {
+			draft, err = c.SignCharter(draft)
+			return err
+		})
+	}
+	for _, cfg := range cfgs {
+		if err != nil {
+			return nil, err
+		}
+		err = offline(ctx, cfg, func(c *node.Centre) error {
+			_, err := c.InstallCharter(ctx, [][]byte{draft})
+			return err
+		})
+	}
+	return draft, err
+}
+
 // running is a demo node serving in the background.
 type running struct {
 	*node.Node
@@ -82,35 +123,12 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 	}
 	ca, cb, cc := cfgs["centre-a"], cfgs["centre-b"], cfgs["centre-c"]
 
-	var reqB, draft []byte
-	if err := offline(ctx, cb, func(c *node.Centre) error {
-		reqB, err = c.JoinRequest(cb.P2P.Listen)
-		return err
-	}); err != nil {
-		return err
-	}
 	d.say("centre-b describes itself in a join request, signed with its key: its name, its")
 	d.say("peer ID and where it listens. centre-a drafts version 1 of the charter from it")
 	d.say("and signs; centre-b checks the draft and signs too; both install it.")
-	if err := offline(ctx, ca, func(c *node.Centre) error {
-		draft, err = c.Found(ca.P2P.Listen, [][]byte{reqB}, federation.DefaultPolicy(2))
+	draft, err := foundFederation(ctx, []node.Config{ca, cb}, federation.DefaultPolicy(2))
+	if err != nil {
 		return err
-	}); err != nil {
-		return err
-	}
-	if err := offline(ctx, cb, func(c *node.Centre) error {
-		draft, err = c.SignCharter(draft)
-		return err
-	}); err != nil {
-		return err
-	}
-	for _, cfg := range []node.Config{ca, cb} {
-		if err := offline(ctx, cfg, func(c *node.Centre) error {
-			_, err := c.InstallCharter(ctx, [][]byte{draft})
-			return err
-		}); err != nil {
-			return err
-		}
 	}
 	v1, err := federation.VerifyFounding(draft)
 	if err != nil {

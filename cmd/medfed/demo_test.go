@@ -115,7 +115,7 @@ func TestLedgerVerifyExitCodes(t *testing.T) {
 	})
 }
 
-func TestBenchPrintsTheLedgerMetricsAsJSON(t *testing.T) {
+func TestBenchPrintsItsMetricsAsJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the quick ledger benchmark")
 	}
@@ -131,6 +131,17 @@ func TestBenchPrintsTheLedgerMetricsAsJSON(t *testing.T) {
 		if m[k] <= 0 {
 			t.Errorf("metric %s = %v, want a positive measurement", k, m[k])
 		}
+	}
+	code, out, errOut = runCLI(t, "bench", "--json", "--quick", "witness")
+	if code != exitOK {
+		t.Fatalf("bench witness exited %d: %s", code, errOut)
+	}
+	m = nil
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	if m["finality_p50_ms"] <= 0 || m["finality_p99_ms"] < m["finality_p50_ms"] {
+		t.Errorf("finality p50 %v, p99 %v", m["finality_p50_ms"], m["finality_p99_ms"])
 	}
 	if code, _, _ := runCLI(t, "bench", "nosuch"); code != exitUsage {
 		t.Errorf("bench with an unknown suite exited %d, want %d", code, exitUsage)

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// benchWitness measures finality: the time from a durable append to a
+// final checkpoint (cosigned by the witness quorum) that covers it, in a
+// federation of five centres on 127.0.0.1. finality_p50_ms and
+// finality_p99_ms are at the default checkpoint interval (1 s); the full run
+// also reports shorter intervals.
+func benchWitness(ctx context.Context, env benchEnv) (map[string]float64, error) {
+	type run struct {
+		interval time.Duration
+		prefix   string
+	}
+	runs := []run{{time.Second, "finality"}}
+	if !env.quick {
+		runs = append(runs, run{250 * time.Millisecond, "finality_250ms"}, run{50 * time.Millisecond, "finality_50ms"})
+	}
+	rounds := env.pick(40, 6)
+	m := map[string]float64{}
+	for i, r := range runs {
+		lat, err := finality(ctx, filepath.Join(env.dir, fmt.Sprintf("witness-%d", i)), r.interval, rounds)
+		if err != nil {
+			return nil, err
+		}
+		slices.Sort(lat)
+		p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
+		m[r.prefix+"_p50_ms"], m[r.prefix+"_p99_ms"] = ms(p50), ms(p99)
+		env.logf("witness: interval %v, %d appends: finality p50 %.0f ms, p99 %.0f ms", r.interval, len(lat), ms(p50), ms(p99))
+	}
+	return m, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+// finality runs five centres checkpointing every interval; in each round,
+// every centre appends one record at a random moment within an interval
+// (as clinical traffic arrives) and waits until a final checkpoint covers
+// it.
+func finality(ctx context.Context, root string, interval time.Duration, rounds int) ([]time.Duration, error) {
+	var cfgs []node.Config
+	for i := range 5 {
+		cfg, err := demoConfig(root, fmt.Sprintf("centre-%c", 'a'+i))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Ledger.CheckpointInterval = interval
+		cfgs = append(cfgs, cfg)
+	}
+	if _, err := foundFederation(ctx, cfgs, federation.DefaultPolicy(len(cfgs))); err != nil {
+		return nil, err
+	}
+	var nodes []*running
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	for _, cfg := range cfgs {
+		n, err := startNode(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := waitUntil("the centres connect", func() bool {
+		for _, n := range nodes {
+			if len(n.Host.Network().Peers()) < len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	var (
+		mu  sync.Mutex
+		lat []time.Duration
+	)
+	for round := range rounds {
+		errs := make(chan error, len(nodes))
+		for _, n := range nodes {
+			go func() {
+				time.Sleep(rand.N(interval))
+				d, err := timeToFinal(ctx, n, round)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+				errs <- err
+			}()
+		}
+		var err error
+		for range nodes {
+			err = errors.Join(err, <-errs)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return lat, nil
+}
+
+func timeToFinal(ctx context.Context, n *running, round int) (time.Duration, error) {
+	meta := ledger.Record{Occurred: time.Now(), DataClass: "bench", Location: "witness"}
+	idx, err := n.Centre.AddRecord(ctx, demoPatient(round), meta, []byte("witness bench"))
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for deadline := start.Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if f, ok := n.Centre.Ledger.LatestFinal(); ok && f.Size > idx {
+			return time.Since(start), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: entry %d not final after 30 s", n.Centre.Name, idx)
+}

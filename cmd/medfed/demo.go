@@ -47,6 +47,7 @@ type demo struct {
 	root    string // where the centres' data directories are
 	scratch string // work space removed at the end, kept or not
 	kept    bool
+	cfgs    map[string]node.Config // the federation's centres, from chapter 2 on
 }
 
 func runDemo(ctx context.Context, w io.Writer, keep string) error {
@@ -65,7 +66,7 @@ func runDemo(ctx context.Context, w io.Writer, keep string) error {
 	d.say("medfed demo: independent healthcare centres, each with its own tamper-evident")
 	d.say("ledger, finding a patient's records across each other without learning who the")
 	d.say("patient is. Every name below is synthetic; patients appear only as pseudonyms.")
-	for _, chapter := range []func(context.Context) error{d.ledgerChapter, d.federationChapter} {
+	for _, chapter := range []func(context.Context) error{d.ledgerChapter, d.federationChapter, d.witnessChapter} {
 		if err := chapter(ctx); err != nil {
 			return err
 		}

@@ -122,6 +122,7 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 		}
 	}
 	ca, cb, cc := cfgs["centre-a"], cfgs["centre-b"], cfgs["centre-c"]
+	d.cfgs = cfgs
 
 	d.say("centre-b describes itself in a join request, signed with its key: its name, its")
 	d.say("peer ID and where it listens. centre-a drafts version 1 of the charter from it")

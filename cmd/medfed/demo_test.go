@@ -37,6 +37,10 @@ func TestDemoNarratesTheLedgerChapterAndLeavesNothingBehind(t *testing.T) {
 		"centre-a still refuses its connection",
 		"installs version 2 (3 members) and connects to both founders",
 		"is dropped as soon as centre-x proves who it is. Refused.",
+		"Chapter 3: witnessed ledgers: nobody rewrites history alone",
+		"final, cosigned by centre-b and centre-c",
+		"centre-b refuses: two roots for size",
+		"centre-c refuses: two roots for size",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)

@@ -175,6 +175,11 @@ func TestFoundJoinAndRemoveWithRealNodes(t *testing.T) {
 	d.start()
 	waitFor(t, 15*time.Second, "centre-d reaches every other centre", connectedTo(d, "centre-a", "centre-b", "centre-c"))
 
+	waitFor(t, 10*time.Second, "centre-a's checkpoints are cosigned", func() bool {
+		code, out, _ := a.try("ledger", "status")
+		return code == 0 && regexp.MustCompile(`final checkpoint   size \d+, cosigned by centre-`).MatchString(out)
+	})
+
 	a.run("federation", "remove", "centre-c")
 	d.run("federation", "remove", "centre-c")
 	waitFor(t, 10*time.Second, "every member adopts the removal", func() bool {
@@ -197,5 +202,9 @@ func TestFoundJoinAndRemoveWithRealNodes(t *testing.T) {
 	}
 	for _, x := range []*centre{a, b, c, d} {
 		x.stop()
+	}
+	// With the node stopped, status reads the data directory itself.
+	if out := a.run("ledger", "status"); !strings.Contains(out, "final checkpoint   size") || strings.Contains(out, "EVIDENCE") {
+		t.Fatalf("offline ledger status: %q", out)
 	}
 }

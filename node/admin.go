@@ -83,7 +83,12 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/federation", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.Membership.Status())
+		ls, err := n.Centre.LedgerStatus(r.Context())
+		respond(w, FederationStatus{Status: n.Membership.Status(), Evidence: ls.Evidence}, err)
+	})
+	mux.HandleFunc("GET /v1/ledger", func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.Centre.LedgerStatus(r.Context())
+		respond(w, st, err)
 	})
 	mux.HandleFunc("POST /v1/federation/approve", func(w http.ResponseWriter, r *http.Request) {
 		req, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
@@ -209,9 +214,16 @@ func (a *AdminClient) do(ctx context.Context, method, path string, body io.Reade
 }
 
 // Status returns the running node's view of its federation.
-func (a *AdminClient) Status(ctx context.Context) (federation.Status, error) {
-	var st federation.Status
+func (a *AdminClient) Status(ctx context.Context) (FederationStatus, error) {
+	var st FederationStatus
 	err := a.do(ctx, http.MethodGet, "/v1/federation", nil, &st)
+	return st, err
+}
+
+// LedgerStatus returns the running node's ledger status.
+func (a *AdminClient) LedgerStatus(ctx context.Context) (LedgerStatus, error) {
+	var st LedgerStatus
+	err := a.do(ctx, http.MethodGet, "/v1/ledger", nil, &st)
 	return st, err
 }
 

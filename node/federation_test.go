@@ -286,4 +286,11 @@ func TestCheckpointsBecomeFinal(t *testing.T) {
 	if len(n.Sigs) < ch.Policy.WitnessQuorum {
 		t.Fatalf("final checkpoint carries %d valid signatures, quorum is %d", len(n.Sigs), ch.Policy.WitnessQuorum)
 	}
+	st, err := node.Admin(cfgs[0].Data.Dir).LedgerStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Final == nil || st.Final.Size < size || len(st.Final.Cosigners) < ch.Policy.WitnessQuorum-1 || len(st.Evidence) != 0 {
+		t.Fatalf("ledger status %+v", st)
+	}
 }

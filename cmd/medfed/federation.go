@@ -353,7 +353,10 @@ func newFedStatusCmd() *cobra.Command {
 		for _, p := range st.Pending {
 			fmt.Fprintf(tw, "pending version %d\t%d of %d approvals\t\n", p.Version, p.Approvals, p.Quorum)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return printEvidence(cmd, st.Evidence)
 	}
 	return cmd
 }
@@ -385,4 +388,15 @@ func newFedPSKCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "", "where to write the key (mode 0600)")
 	return cmd
+}
+
+// printEvidence warns about every member caught signing two histories.
+func printEvidence(cmd *cobra.Command, ev []node.EvidenceStatus) error {
+	for _, e := range ev {
+		if _, err := fmt.Fprintf(cmd.OutOrStdout(), "EVIDENCE: %s signed conflicting checkpoints (%s), seen %s; this centre no longer witnesses it\n",
+			e.Origin, e.Reason, e.Seen.Format(time.RFC3339)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

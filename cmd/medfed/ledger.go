@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,7 @@ func newLedgerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newLedgerVerifyCmd(), newLedgerSoakCmd())
+	cmd.AddCommand(newLedgerVerifyCmd(), newLedgerStatusCmd(), newLedgerSoakCmd())
 	return cmd
 }
 
@@ -65,6 +66,45 @@ entry or checkpoint is named), 2 when DIR is not a centre's data directory.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data", "", "the centre's data `directory`")
+	return cmd
+}
+
+func newLedgerStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status --config FILE",
+		Short: "Show the latest checkpoint, the latest final one and its cosigners, and any evidence",
+		Args:  cobra.NoArgs,
+	}
+	load := withConfig(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		st, err := node.Admin(cfg.Data.Dir).LedgerStatus(cmd.Context())
+		if errors.Is(err, node.ErrNotRunning) { // read the data directory itself
+			err = withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+				st, err = c.LedgerStatus(cmd.Context())
+				return err
+			})
+		}
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "ledger %s: %d entries\n", st.Origin, st.Size)
+		if st.Latest != nil {
+			fmt.Fprintf(out, "  latest checkpoint  size %d, root %s\n", st.Latest.Size, st.Latest.Root)
+		} else {
+			fmt.Fprintln(out, "  latest checkpoint  none signed yet")
+		}
+		if st.Final != nil {
+			fmt.Fprintf(out, "  final checkpoint   size %d, cosigned by %s\n", st.Final.Size, strings.Join(st.Final.Cosigners, ", "))
+		} else {
+			fmt.Fprintln(out, "  final checkpoint   none yet")
+		}
+		return printEvidence(cmd, st.Evidence)
+	}
 	return cmd
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -281,7 +282,13 @@ func (m *Membership) ask(ctx context.Context, p peer.ID, op byte, payload []byte
 
 // Ask sends one charter-protocol request on a new stream to p.
 func Ask(ctx context.Context, h host.Host, p peer.ID, op byte, payload []byte) ([]byte, error) {
-	s, err := h.NewStream(ctx, p, ProtocolID)
+	return askOn(ctx, h, ProtocolID, p, op, payload)
+}
+
+// askOn sends one request of protocol proto on a new stream to p and
+// returns the answer's payload; any status but OK is an error.
+func askOn(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte) ([]byte, error) {
+	s, err := h.NewStream(ctx, p, proto)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,12 @@ type testLog struct {
 
 func newTestLog(t *testing.T, key ed25519.PrivateKey) *testLog {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"), ledger.Options{Origin: witnessTestOrigin, Key: key})
+	return newTestLogAt(t, key, witnessTestOrigin)
+}
+
+func newTestLogAt(t *testing.T, key ed25519.PrivateKey, origin string) *testLog {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"), ledger.Options{Origin: origin, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}

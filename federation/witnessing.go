@@ -26,6 +26,10 @@ const WitnessProtocolID = "/medfed/witness/1"
 
 const opAddCheckpoint byte = 1
 
+// maxWitnessFrame bounds a witness request: an add-checkpoint request, or
+// views of up to MaxMembers checkpoints.
+const maxWitnessFrame = 1 << 20
+
 // Refusal codes on the wire, after C2SP tlog-witness's HTTP statuses.
 const (
 	refuseMalformed    byte = 1 // 400
@@ -41,6 +45,7 @@ const (
 type WitnessState interface {
 	Witness(ctx context.Context, origin string, check func(prev ledger.Witnessed, found bool) (ledger.Witnessed, error)) error
 	RecordEvidence(ctx context.Context, e ledger.Evidence) error
+	Views
 }
 
 // Witness cosigns the members' checkpoints.
@@ -48,6 +53,7 @@ type Witness struct {
 	host     host.Host
 	cosigner *Cosigner
 	state    WitnessState
+	views    Views
 	charter  func() Charter
 	log      *slog.Logger
 }
@@ -62,7 +68,7 @@ func NewWitness(h host.Host, key ed25519.PrivateKey, state WitnessState, charter
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Witness{host: h, cosigner: c, state: state, charter: charter, log: log.With("component", "witness")}
+	w := &Witness{host: h, cosigner: c, state: state, views: state, charter: charter, log: log.With("component", "witness")}
 	h.SetStreamHandler(WitnessProtocolID, w.handle)
 	return w, nil
 }
@@ -127,24 +133,43 @@ func (w *Witness) handle(s network.Stream) {
 		s.Reset()
 		return
 	}
-	op, body, err := readFrame(s, maxNoteLen)
-	if err != nil || op != opAddCheckpoint {
+	op, body, err := readFrame(s, maxWitnessFrame)
+	if err != nil {
 		s.Reset()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	from := s.Conn().RemotePeer()
-	cosigned, err := w.Add(ctx, from, body)
+	var answer []byte
+	switch op {
+	case opAddCheckpoint:
+		answer, err = w.Add(ctx, from, body)
+	case opViews:
+		if _, member := w.charter().Member(from); !member {
+			err = fmt.Errorf("%w: %s is not a member", ErrUnknownLog, from)
+		} else {
+			err = w.serveViews(ctx, body)
+		}
+	case opProve:
+		answer, err = w.serveProve(ctx, body)
+	default:
+		err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+	}
 	if err != nil {
 		code, reason := refusal(err)
-		w.log.Info("checkpoint not cosigned", "from", from, "err", err)
+		w.log.Info("witness request refused", "from", from, "op", op, "err", err)
 		writeFrame(s, code, reason)
 		return
 	}
-	if err := writeFrame(s, statusOK, cosigned); err != nil {
-		w.log.Debug("cosignature not delivered", "to", from, "err", err)
+	if err := writeFrame(s, statusOK, answer); err != nil {
+		w.log.Debug("witness answer not delivered", "to", from, "err", err)
 	}
+}
+
+// ask sends one request of the witness protocol to p.
+func (w *Witness) ask(ctx context.Context, p peer.ID, op byte, payload []byte) ([]byte, error) {
+	return askOn(ctx, w.host, WitnessProtocolID, p, op, payload)
 }
 
 func refusal(err error) (byte, []byte) {

@@ -82,12 +82,18 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 // Run serves until ctx ends, then closes everything.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
 	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval) }()
+	go func() { defer wg.Done(); n.Witness.RunViews(ctx, viewsInterval) }()
 	wg.Wait()
 	return n.Close()
 }
+
+// viewsInterval is how often a centre tells the other members which
+// checkpoint of each log it last cosigned, so that a log showing different
+// histories to different witnesses is caught.
+const viewsInterval = 5 * time.Second
 
 // Close stops the services and closes the centre.
 func (n *Node) Close() error {

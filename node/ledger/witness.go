@@ -13,9 +13,10 @@ import (
 // Witnessed is the checkpoint of another centre's log that this centre, as
 // its witness, last cosigned.
 type Witnessed struct {
-	Size int64
-	Root tlog.Hash
-	Note []byte
+	Size    int64
+	Root    tlog.Hash
+	Note    []byte
+	Blocked bool // set after equivocation: this centre cosigns it no more
 }
 
 // Evidence is a pair of checkpoints one log signed that cannot both be
@@ -108,6 +109,31 @@ func (l *Ledger) Evidence(ctx context.Context) ([]Evidence, error) {
 		}
 		e.Seen = time.Unix(0, seen).UTC()
 		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// WitnessedLogs returns, by origin, the checkpoint this centre last
+// cosigned of every log it witnesses, blocked ones included.
+func (l *Ledger) WitnessedLogs(ctx context.Context) (map[string]Witnessed, error) {
+	rows, err := l.r.QueryContext(ctx, "SELECT origin, size, root, note, blocked FROM witnessed")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]Witnessed{}
+	for rows.Next() {
+		var origin string
+		var w Witnessed
+		var root []byte
+		if err := rows.Scan(&origin, &w.Size, &root, &w.Note, &w.Blocked); err != nil {
+			return nil, err
+		}
+		if len(root) != tlog.HashSize {
+			return nil, fmt.Errorf("witnessed %s: stored root of %d bytes", origin, len(root))
+		}
+		w.Root = tlog.Hash(root)
+		out[origin] = w
 	}
 	return out, rows.Err()
 }

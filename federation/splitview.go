@@ -1,0 +1,213 @@
+package federation
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// A log could show one history to some witnesses and another to the rest;
+// no single witness would notice. So members also compare notes: every so
+// often each sends every other member the latest checkpoint it cosigned of
+// each log (opViews), and the receiver checks each against its own, asking
+// the log for a consistency proof (opProve) when the sizes differ. Two
+// checkpoints of one log that no valid proof links are evidence, kept and
+// raised like any other equivocation.
+
+const (
+	opViews byte = 2 // payload: notes (encodeNotes); answer: nothing
+	opProve byte = 3 // payload: u64 older, u64 newer; answer: the proof's hashes
+)
+
+// Views is what the split-view check needs of a witness's ledger.
+type Views interface {
+	WitnessedLogs(ctx context.Context) (map[string]ledger.Witnessed, error)
+	ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error)
+}
+
+// compareView checks a checkpoint another member cosigned of some log
+// against the one this witness holds, and records evidence if they conflict.
+func (w *Witness) compareView(ctx context.Context, theirs []byte) error {
+	c := w.charter()
+	origin, logMember, err := w.logOf(c, theirs)
+	if err != nil || logMember.ID == w.host.ID() {
+		return err // this centre's own log is checked against its ledger, not by view
+	}
+	pub, err := logMember.PublicKey()
+	if err != nil {
+		return err
+	}
+	x, err := ledger.OpenCheckpoint(theirs, origin, pub)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrLogSignature, err)
+	}
+	held, err := w.views.WitnessedLogs(ctx)
+	if err != nil {
+		return err
+	}
+	y, ok := held[origin]
+	if !ok || y.Blocked {
+		return nil // not witnessed here yet, or caught already
+	}
+	mine := ledger.Checkpoint{Origin: origin, Size: y.Size, Root: y.Root}
+	conflict := func(reason string) error {
+		w.log.Error("a member showed two histories to different witnesses", "log", origin, "reason", reason)
+		return w.state.RecordEvidence(ctx, ledger.Evidence{Origin: origin, Held: y.Note, Offered: theirs, Reason: reason})
+	}
+	if x.Size == y.Size {
+		if x.Root != y.Root {
+			return conflict(fmt.Sprintf("split view: two roots for size %d", x.Size))
+		}
+		return nil
+	}
+	older, newer := mine, x.Checkpoint
+	if x.Size < y.Size {
+		older, newer = x.Checkpoint, mine
+	}
+	proof, err := askProof(ctx, w, logMember.ID, older.Size, newer.Size)
+	if err != nil {
+		return nil // the log is unreachable now; the next exchange tries again
+	}
+	if err := ledger.VerifyConsistency(older, newer, proof); err != nil {
+		return conflict(fmt.Sprintf("split view: size %d does not extend size %d", newer.Size, older.Size))
+	}
+	return nil
+}
+
+// logOf finds the member whose log a checkpoint note claims to be.
+func (w *Witness) logOf(c Charter, msg []byte) (string, Member, error) {
+	body, _, ok := cutNote(msg)
+	if !ok {
+		return "", Member{}, fmt.Errorf("%w: not a signed note", ErrMalformed)
+	}
+	cp, err := ledger.ParseCheckpoint(body)
+	if err != nil {
+		return "", Member{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	for _, m := range c.Members {
+		if ledger.Origin(c.Federation, m.Name) == cp.Origin {
+			return cp.Origin, m, nil
+		}
+	}
+	return "", Member{}, fmt.Errorf("%w: %s", ErrUnknownLog, cp.Origin)
+}
+
+// cutNote splits a signed note into its text and signature block.
+func cutNote(msg []byte) (text string, sigs []byte, ok bool) {
+	for i := 0; i+1 < len(msg); i++ {
+		if msg[i] == '\n' && msg[i+1] == '\n' {
+			return string(msg[:i+1]), msg[i+2:], true
+		}
+	}
+	return "", nil, false
+}
+
+func askProof(ctx context.Context, w *Witness, log peer.ID, older, newer int64) (tlog.TreeProof, error) {
+	payload := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(older)), uint64(newer))
+	b, err := w.ask(ctx, log, opProve, payload)
+	if err != nil {
+		return nil, err
+	}
+	if len(b)%tlog.HashSize != 0 || len(b)/tlog.HashSize > maxProofHashes {
+		return nil, fmt.Errorf("%w: proof of %d bytes", ErrWire, len(b))
+	}
+	proof := make(tlog.TreeProof, len(b)/tlog.HashSize)
+	for i := range proof {
+		copy(proof[i][:], b[i*tlog.HashSize:])
+	}
+	return proof, nil
+}
+
+// serveProve answers a consistency-proof request about this centre's log.
+func (w *Witness) serveProve(ctx context.Context, payload []byte) ([]byte, error) {
+	if len(payload) != 16 {
+		return nil, fmt.Errorf("%w: prove request of %d bytes", ErrWire, len(payload))
+	}
+	older, newer := int64(binary.BigEndian.Uint64(payload)), int64(binary.BigEndian.Uint64(payload[8:]))
+	if older < 0 || newer < older {
+		return nil, fmt.Errorf("%w: prove %d to %d", ErrWire, older, newer)
+	}
+	proof, err := w.views.ProveConsistency(ctx, older, newer)
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	for _, h := range proof {
+		b = append(b, h[:]...)
+	}
+	return b, nil
+}
+
+// ExchangeViews sends every other member the latest checkpoint this
+// centre cosigned of each log.
+func (w *Witness) ExchangeViews(ctx context.Context) error {
+	held, err := w.views.WitnessedLogs(ctx)
+	if err != nil {
+		return err
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	notes := make([][]byte, 0, len(held))
+	for _, h := range held {
+		notes = append(notes, h.Note)
+	}
+	payload := encodeNotes(notes)
+	var wg sync.WaitGroup
+	for _, m := range w.charter().Members {
+		if m.ID == w.host.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := w.ask(ctx, m.ID, opViews, payload); err != nil {
+				w.log.Debug("views not delivered", "to", m.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// RunViews exchanges views every interval until ctx ends.
+func (w *Witness) RunViews(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.ExchangeViews(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("exchanging views", "err", err)
+		}
+	}
+}
+
+// serveViews checks every checkpoint in a views message.
+func (w *Witness) serveViews(ctx context.Context, payload []byte) error {
+	notes, err := decodeNotes(payload)
+	if err != nil {
+		return err
+	}
+	if len(notes) > MaxMembers {
+		return fmt.Errorf("%w: %d views", ErrWire, len(notes))
+	}
+	var errs []error
+	for _, n := range notes {
+		if err := w.compareView(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

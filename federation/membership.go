@@ -288,23 +288,7 @@ func Ask(ctx context.Context, h host.Host, p peer.ID, op byte, payload []byte) (
 // askOn sends one request of protocol proto on a new stream to p and
 // returns the answer's payload; any status but OK is an error.
 func askOn(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte) ([]byte, error) {
-	s, err := h.NewStream(ctx, p, proto)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		if err := s.SetDeadline(dl); err != nil {
-			return nil, err
-		}
-	}
-	if err := writeFrame(s, op, payload); err != nil {
-		return nil, err
-	}
-	if err := s.CloseWrite(); err != nil {
-		return nil, err
-	}
-	status, answer, err := readFrame(s, maxFrameLen)
+	status, answer, err := exchange(ctx, h, proto, p, op, payload)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +299,42 @@ func askOn(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op by
 		return nil, fmt.Errorf("%s refused: %s", p, answer)
 	}
 	return answer, nil
+}
+
+// exchange sends one request frame on a new stream to p and returns the
+// answer frame's status and payload.
+func exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte) (byte, []byte, error) {
+	s, err := h.NewStream(ctx, p, proto)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := s.SetDeadline(dl); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := writeFrame(s, op, payload); err != nil {
+		return 0, nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return 0, nil, err
+	}
+	return readFrame(s, maxFrameLen)
+}
+
+// every runs f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
+	}
 }
 
 // FetchChain asks member p for the whole adopted chain.
@@ -444,16 +464,8 @@ func PeekCharter(msg []byte) (Charter, error) {
 // Run keeps this centre connected to every member and its charter in step
 // with theirs, until ctx ends.
 func (m *Membership) Run(ctx context.Context) {
-	t := time.NewTicker(m.every)
-	defer t.Stop()
-	for {
-		m.tick(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	m.tick(ctx)
+	every(ctx, m.every, func() { m.tick(ctx) })
 }
 
 func (m *Membership) tick(ctx context.Context) {

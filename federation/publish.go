@@ -51,18 +51,11 @@ func NewPublisher(h host.Host, log Log, charter func() Charter, logger *slog.Log
 
 // Run publishes every interval while the ledger has grown, until ctx ends.
 func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
 			p.logger.Warn("checkpoint not final yet", "err", err)
 		}
-	}
+	})
 }
 
 // Publish signs a checkpoint of the ledger if it grew, gathers cosignatures

@@ -179,19 +179,12 @@ func (w *Witness) ExchangeViews(ctx context.Context) error {
 }
 
 // RunViews exchanges views every interval until ctx ends.
-func (w *Witness) RunViews(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+func (w *Witness) RunViews(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
 		if err := w.ExchangeViews(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("exchanging views", "err", err)
 		}
-	}
+	})
 }
 
 // serveViews checks every checkpoint in a views message.

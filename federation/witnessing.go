@@ -202,23 +202,7 @@ var ErrRefused = errors.New("witness refused")
 // the witness's typed errors: *OldSizeError (retry from its Held size),
 // ErrLogBlocked, ErrBadConsistency, ...
 func RequestCosignature(ctx context.Context, h host.Host, p peer.ID, r AddRequest) ([]byte, error) {
-	s, err := h.NewStream(ctx, p, WitnessProtocolID)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		if err := s.SetDeadline(dl); err != nil {
-			return nil, err
-		}
-	}
-	if err := writeFrame(s, opAddCheckpoint, r.Encode()); err != nil {
-		return nil, err
-	}
-	if err := s.CloseWrite(); err != nil {
-		return nil, err
-	}
-	status, payload, err := readFrame(s, maxNoteLen)
+	status, payload, err := exchange(ctx, h, WitnessProtocolID, p, opAddCheckpoint, r.Encode())
 	if err != nil {
 		return nil, err
 	}

@@ -521,30 +521,40 @@ func (c Charter) next() Charter {
 	return n
 }
 
-// WithMember drafts the next version with m added in name order. The policy
-// is unchanged: quorums do not grow by themselves.
-func (c Charter) WithMember(m Member) (Charter, error) {
-	const op = "add member"
+// draft returns the next version after c, changed by change; both c and
+// the result must be valid charters. op names the change in errors.
+func (c Charter) draft(op string, change func(n *Charter) error) (Charter, error) {
 	if err := c.check(); err != nil {
 		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
 	}
-	if err := m.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: member: %v", op, ErrMalformed, err)
-	}
-	i, found := c.index(m.Name)
-	if found {
-		return Charter{}, fmt.Errorf("%s: %w: member: %s is already in version %d", op, ErrMalformed, m.Name, c.Version)
-	}
-	if other, ok := c.Member(m.ID); ok {
-		return Charter{}, fmt.Errorf("%s: %w: member: the peer ID of %s is already %s's in version %d", op, ErrMalformed, m.Name, other.Name, c.Version)
-	}
 	n := c.next()
-	m.Addrs = slices.Clone(m.Addrs)
-	n.Members = slices.Insert(n.Members, i, m)
+	if err := change(&n); err != nil {
+		return Charter{}, fmt.Errorf("%s: %w: %v", op, ErrMalformed, err)
+	}
 	if err := n.check(); err != nil {
 		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
 	}
 	return n, nil
+}
+
+// WithMember drafts the next version with m added in name order. The policy
+// is unchanged: quorums do not grow by themselves.
+func (c Charter) WithMember(m Member) (Charter, error) {
+	return c.draft("add member", func(n *Charter) error {
+		if err := m.check(); err != nil {
+			return fmt.Errorf("member: %v", err)
+		}
+		i, found := c.index(m.Name)
+		if found {
+			return fmt.Errorf("member: %s is already in version %d", m.Name, c.Version)
+		}
+		if other, ok := c.Member(m.ID); ok {
+			return fmt.Errorf("member: the peer ID of %s is already %s's in version %d", m.Name, other.Name, c.Version)
+		}
+		m.Addrs = slices.Clone(m.Addrs)
+		n.Members = slices.Insert(n.Members, i, m)
+		return nil
+	})
 }
 
 // WithoutMember drafts the next version without the member called name. It
@@ -552,40 +562,28 @@ func (c Charter) WithMember(m Member) (Charter, error) {
 // rather than lower the policy silently: lower it first with WithPolicy,
 // which the members then approve as a version of its own.
 func (c Charter) WithoutMember(name string) (Charter, error) {
-	const op = "remove member"
-	if err := c.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
-	}
-	i, ok := c.index(name)
-	if !ok {
-		return Charter{}, fmt.Errorf("%s: %w: member: no member %q in version %d", op, ErrMalformed, name, c.Version)
-	}
-	left := len(c.Members) - 1
-	for _, q := range c.Policy.quorums() {
-		if q.n > left {
-			return Charter{}, fmt.Errorf("%s: %w: %s %d: removing %s would leave %d members; lower %s first", op, ErrMalformed, q.key, q.n, name, left, q.key)
+	return c.draft("remove member", func(n *Charter) error {
+		i, ok := c.index(name)
+		if !ok {
+			return fmt.Errorf("member: no member %q in version %d", name, c.Version)
 		}
-	}
-	n := c.next()
-	n.Members = slices.Delete(n.Members, i, i+1)
-	if err := n.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
-	}
-	return n, nil
+		left := len(c.Members) - 1
+		for _, q := range c.Policy.quorums() {
+			if q.n > left {
+				return fmt.Errorf("%s %d: removing %s would leave %d members; lower %s first", q.key, q.n, name, left, q.key)
+			}
+		}
+		n.Members = slices.Delete(n.Members, i, i+1)
+		return nil
+	})
 }
 
 // WithPolicy drafts the next version with policy p and the same members.
 func (c Charter) WithPolicy(p Policy) (Charter, error) {
-	const op = "change policy"
-	if err := c.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
-	}
-	n := c.next()
-	n.Policy = p
-	if err := n.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
-	}
-	return n, nil
+	return c.draft("change policy", func(n *Charter) error {
+		n.Policy = p
+		return nil
+	})
 }
 
 // Signed is a charter with its signed note.

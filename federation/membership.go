@@ -366,7 +366,9 @@ func (m *Membership) handle(s network.Stream) {
 		if len(reason) > maxReasonLen {
 			reason = reason[:maxReasonLen]
 		}
-		writeFrame(s, statusRefused, reason)
+		if err := writeFrame(s, statusRefused, reason); err != nil {
+			m.log.Debug("charter refusal not delivered", "to", from, "err", err)
+		}
 		return
 	}
 	if err := writeFrame(s, statusOK, answer); err != nil {

@@ -159,7 +159,9 @@ func (w *Witness) handle(s network.Stream) {
 	if err != nil {
 		code, reason := refusal(err)
 		w.log.Info("witness request refused", "from", from, "op", op, "err", err)
-		writeFrame(s, code, reason)
+		if err := writeFrame(s, code, reason); err != nil {
+			w.log.Debug("witness refusal not delivered", "to", from, "err", err)
+		}
 		return
 	}
 	if err := writeFrame(s, statusOK, answer); err != nil {

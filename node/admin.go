@@ -135,10 +135,17 @@ func respond(w http.ResponseWriter, v any, err error) {
 	}
 }
 
+// writeJSON encodes v before it writes anything, so an encoding failure is
+// a 500, not half a body; a failed write means the client has gone.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encoding the answer: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	w.Write(append(b, '\n'))
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -45,8 +46,7 @@ func benchLedger(ctx context.Context, env benchEnv) (map[string]float64, error) 
 		return nil, err
 	}
 	rate, err := appendRate(ctx, base, baselineSize, appenders)
-	base.Close()
-	if err != nil {
+	if err = errors.Join(err, base.Close()); err != nil {
 		return nil, err
 	}
 	m["ledger_append_baseline_per_s"] = rate

@@ -16,11 +16,19 @@ import (
 	"github.com/medfed/medfed/node"
 )
 
-// withConfig adds --config to cmd and returns a loader for it.
-func withConfig(cmd *cobra.Command) func() (node.Config, error) {
+// configCmd gives cmd a --config flag and runs run with the centre's
+// configuration loaded from it (and the environment and flags).
+func configCmd(cmd *cobra.Command, run func(cmd *cobra.Command, cfg node.Config, args []string) error) *cobra.Command {
 	var path string
 	cmd.Flags().StringVar(&path, "config", "", "the centre's YAML configuration `file`")
-	return func() (node.Config, error) { return loadConfig(cmd, path) }
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig(cmd, path)
+		if err != nil {
+			return err
+		}
+		return run(cmd, cfg, args)
+	}
+	return cmd
 }
 
 func newNodeCmd() *cobra.Command {
@@ -29,12 +37,7 @@ func newNodeCmd() *cobra.Command {
 		Short: "Run a centre until interrupted (SIGINT or SIGTERM)",
 		Args:  cobra.NoArgs,
 	}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
 		log := newLogger(cmd, cfg.Log)
 		n, err := node.Start(cmd.Context(), cfg, log)
 		if err != nil {
@@ -42,8 +45,7 @@ func newNodeCmd() *cobra.Command {
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs())
 		return n.Run(cmd.Context())
-	}
-	return cmd
+	})
 }
 
 func newLogger(cmd *cobra.Command, cfg node.LogConfig) *slog.Logger {
@@ -130,13 +132,8 @@ func newFedRequestCmd() *cobra.Command {
 		Short: "Write this centre's signed join request (who it is, where it listens)",
 		Args:  cobra.NoArgs,
 	}
-	load := withConfig(cmd)
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the request (- for stdout)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
 		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
 			req, err := c.JoinRequest(cfg.P2P.Listen)
 			if err != nil {
@@ -144,8 +141,7 @@ func newFedRequestCmd() *cobra.Command {
 			}
 			return writeOut(cmd, out, req, false)
 		})
-	}
-	return cmd
+	})
 }
 
 func newFedInitCmd() *cobra.Command {
@@ -162,7 +158,6 @@ the founders whose join requests are given, and signs it. Quorums default to
 a majority of the founders.`,
 		Args: cobra.NoArgs,
 	}
-	load := withConfig(cmd)
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the draft charter (- for stdout)")
 	cmd.Flags().StringArrayVar(&members, "member", nil, "another founder's join request `file` (repeat)")
 	cmd.Flags().IntVar(&policy.AdmissionQuorum, "admission-quorum", 0, "approvals needed to change the charter (default: a majority)")
@@ -171,11 +166,7 @@ a majority of the founders.`,
 	cmd.Flags().StringVar(&policy.ConsentDefault, "consent-default", policy.ConsentDefault, "policy for patients without a consent contract: opt-in or opt-out")
 	cmd.Flags().StringVar(&policy.EmergencyAccess, "emergency-access", policy.EmergencyAccess, "break-glass access: allowed or forbidden")
 	cmd.Flags().DurationVar(&policy.TokenMaxLifetime, "token-max-lifetime", policy.TokenMaxLifetime, "longest consent token a patient may issue")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
 		var reqs [][]byte
 		for _, path := range members {
 			b, err := readIn(path)
@@ -197,27 +188,20 @@ a majority of the founders.`,
 			}
 			return writeOut(cmd, out, draft, false)
 		})
-	}
-	return cmd
+	})
 }
 
 // fileCmd is a command over the centre's configuration and one file
 // argument (a charter or a join request), read with a size limit.
 func fileCmd(use, short string, run func(cmd *cobra.Command, cfg node.Config, path string, data []byte) error) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, args []string) error {
 		data, err := readIn(args[0])
 		if err != nil {
 			return err
 		}
 		return run(cmd, cfg, args[0], data)
-	}
-	return cmd
+	})
 }
 
 func newFedSignCmd() *cobra.Command {
@@ -254,13 +238,8 @@ func newFedJoinCmd() *cobra.Command {
 		Short: "Fetch and install the charter from a member, once the federation admitted this centre",
 		Args:  cobra.NoArgs,
 	}
-	load := withConfig(cmd)
 	cmd.Flags().StringVar(&addr, "peer", "", "a member's address, ending in /p2p/<its peer ID>")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
 		if addr == "" {
 			return usagef("federation join: --peer is required")
 		}
@@ -271,8 +250,7 @@ func newFedJoinCmd() *cobra.Command {
 		h := s.Hash()
 		_, err = fmt.Fprintf(cmd.OutOrStdout(), "joined federation %s: charter version %d, %d members (charter hash %x)\n", s.Federation, s.Version, len(s.Members), h[:8])
 		return err
-	}
-	return cmd
+	})
 }
 
 func printProgress(cmd *cobra.Command, what string, p federation.Progress) error {
@@ -301,19 +279,13 @@ func newFedRemoveCmd() *cobra.Command {
 		Short: "Approve removing a centre, on this centre's running node",
 		Args:  cobra.ExactArgs(1),
 	}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, args []string) error {
 		p, err := node.Admin(cfg.Data.Dir).Remove(cmd.Context(), args[0])
 		if err != nil {
 			return err
 		}
 		return printProgress(cmd, "removal approved", p)
-	}
-	return cmd
+	})
 }
 
 func newFedStatusCmd() *cobra.Command {
@@ -322,17 +294,12 @@ func newFedStatusCmd() *cobra.Command {
 		Short: "Show the charter version, the members and who is connected",
 		Args:  cobra.NoArgs,
 	}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
 		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
-		out := cmd.OutOrStdout()
+		out := &stickyWriter{w: cmd.OutOrStdout()}
 		role := "member"
 		if !st.Member {
 			role = "not a member"
@@ -356,9 +323,11 @@ func newFedStatusCmd() *cobra.Command {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		if out.err != nil {
+			return out.err
+		}
 		return printEvidence(cmd, st.Evidence)
-	}
-	return cmd
+	})
 }
 
 func newFedPSKCmd() *cobra.Command {

@@ -57,12 +57,12 @@ entry or checkpoint is named), 2 when DIR is not a centre's data directory.`,
 			if err != nil {
 				return fmt.Errorf("ledger verify: %w", err)
 			}
-			out := cmd.OutOrStdout()
+			out := &stickyWriter{w: cmd.OutOrStdout()}
 			fmt.Fprintf(out, "ledger %s: ok\n", rep.Origin)
 			fmt.Fprintf(out, "  entries      %d\n", rep.Size)
 			fmt.Fprintf(out, "  root         %s\n", base64.StdEncoding.EncodeToString(rep.Root[:]))
-			_, err = fmt.Fprintf(out, "  checkpoints  %d, every signature valid\n", rep.Checkpoints)
-			return err
+			fmt.Fprintf(out, "  checkpoints  %d, every signature valid\n", rep.Checkpoints)
+			return out.err
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data", "", "the centre's data `directory`")
@@ -75,12 +75,7 @@ func newLedgerStatusCmd() *cobra.Command {
 		Short: "Show the latest checkpoint, the latest final one and its cosigners, and any evidence",
 		Args:  cobra.NoArgs,
 	}
-	load := withConfig(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := load()
-		if err != nil {
-			return err
-		}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
 		st, err := node.Admin(cfg.Data.Dir).LedgerStatus(cmd.Context())
 		if errors.Is(err, node.ErrNotRunning) { // read the data directory itself
 			err = withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
@@ -91,7 +86,7 @@ func newLedgerStatusCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		out := cmd.OutOrStdout()
+		out := &stickyWriter{w: cmd.OutOrStdout()}
 		fmt.Fprintf(out, "ledger %s: %d entries\n", st.Origin, st.Size)
 		if st.Latest != nil {
 			fmt.Fprintf(out, "  latest checkpoint  size %d, root %s\n", st.Latest.Size, st.Latest.Root)
@@ -103,9 +98,11 @@ func newLedgerStatusCmd() *cobra.Command {
 		} else {
 			fmt.Fprintln(out, "  final checkpoint   none yet")
 		}
+		if out.err != nil {
+			return out.err
+		}
 		return printEvidence(cmd, st.Evidence)
-	}
-	return cmd
+	})
 }
 
 // soak writes scratch ledgers of their own origin: a real centre's data

@@ -91,16 +91,15 @@ type Entry struct {
 // The encoding is canonical: Decode accepts only bytes that Encode would
 // produce, so the leaf hash of an entry is a function of its meaning.
 const (
-	encodingV1   = 1
-	offIndex     = 2
-	offTime      = 10
-	offFlags     = 18
-	headerLen    = 19
-	flagSubject  = 1
-	maxBodyLen   = 64 << 10
-	maxEntryLen  = headerLen + 32 + 4 + maxBodyLen
-	minTimeNanos = 0
-	maxIndex     = 1 << 62
+	encodingV1  = 1
+	offIndex    = 2
+	offTime     = 10
+	offFlags    = 18
+	headerLen   = 19
+	flagSubject = 1
+	maxBodyLen  = 64 << 10
+	maxEntryLen = headerLen + 32 + 4 + maxBodyLen
+	maxIndex    = 1 << 62
 )
 
 // Times are Unix nanoseconds in an int64: 1970 to April 2262. Checking the
@@ -207,7 +206,7 @@ func Decode(b []byte) (Entry, error) {
 	}
 	e.Index = int64(idx)
 	t := int64(binary.BigEndian.Uint64(b[offTime:]))
-	if t < minTimeNanos || t >= maxTime.UnixNano() {
+	if t < 0 || t >= maxTime.UnixNano() {
 		return Entry{}, malformed("time outside 1970 to 2261")
 	}
 	if t != 0 {

@@ -170,9 +170,6 @@ func validDataClass(s string) bool {
 	return true
 }
 
-// ValidDataClass reports whether s is a well-formed data class.
-func ValidDataClass(s string) bool { return validDataClass(s) }
-
 func validLocation(s string) bool {
 	if len(s) > maxTokenLen {
 		return false

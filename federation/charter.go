@@ -54,8 +54,8 @@ const (
 // Size limits. A reader of a charter note from the network stops at
 // MaxCharterNote bytes; larger notes are refused before they are parsed.
 const (
-	MaxCharterText = 64 << 10
-	MaxCharterNote = 128 << 10
+	MaxCharterText = 96 << 10 // 256 members with their OPRF shares
+	MaxCharterNote = 160 << 10
 	MaxMembers     = 256
 	MaxAddrs       = 8
 
@@ -255,7 +255,140 @@ type Charter struct {
 	Version    uint64   // 1, 2, ...
 	Previous   [32]byte // SHA-256 of the previous version's Text(); zero for version 1
 	Policy     Policy
+	OPRF       OPRFKey  // dealt at founding; absent (zero) in a charter without pseudonyms
 	Members    []Member // sorted by Name; names and IDs unique; 1..256 members
+}
+
+// OPRFKey is the public part of the federation's pseudonym key (package
+// pseudonym): the key k·G and each holder's public share k_i·G. Version 1
+// lists one share per founder; later versions keep the list as it was, so
+// a holder that left is still listed (and no longer asked).
+type OPRFKey struct {
+	Key    [32]byte
+	Shares []OPRFShare // by index
+}
+
+// OPRFShare is one holder's public share.
+type OPRFShare struct {
+	Index  int      // 1..MaxMembers
+	Holder peer.ID  // the centre that holds the share
+	Public [32]byte // its public share
+}
+
+// Dealt reports whether the charter lists a pseudonym key.
+func (k OPRFKey) Dealt() bool { return len(k.Shares) > 0 }
+
+// Holder returns the share held by id.
+func (k OPRFKey) Holder(id peer.ID) (OPRFShare, bool) {
+	for _, s := range k.Shares {
+		if s.Holder == id {
+			return s, true
+		}
+	}
+	return OPRFShare{}, false
+}
+
+func (k OPRFKey) writeLines(b *strings.Builder) {
+	if !k.Dealt() {
+		return
+	}
+	b.WriteString("oprf-key " + base64.StdEncoding.EncodeToString(k.Key[:]) + "\n")
+	for _, s := range k.Shares {
+		fmt.Fprintf(b, "oprf-share %d %s %s\n", s.Index, s.Holder, base64.StdEncoding.EncodeToString(s.Public[:]))
+	}
+}
+
+// check checks the key's shape against the charter it is in. Whether the
+// points decode and lie on one polynomial is package pseudonym's check.
+func (k OPRFKey) check(c Charter) error {
+	if !k.Dealt() {
+		if k.Key != ([32]byte{}) {
+			return errors.New("oprf-key: a key without shares")
+		}
+		return nil
+	}
+	if len(k.Shares) > MaxMembers || len(k.Shares) < c.Policy.OPRFThreshold {
+		return fmt.Errorf("oprf-share: %d shares for threshold %d, want threshold to %d", len(k.Shares), c.Policy.OPRFThreshold, MaxMembers)
+	}
+	holders := map[peer.ID]bool{}
+	for i, s := range k.Shares {
+		if s.Index < 1 || s.Index > MaxMembers || (i > 0 && s.Index <= k.Shares[i-1].Index) {
+			return fmt.Errorf("oprf-share %d: index %d: want increasing indices from 1 to %d", i+1, s.Index, MaxMembers)
+		}
+		if holders[s.Holder] {
+			return fmt.Errorf("oprf-share %d: %s holds two shares", i+1, s.Holder)
+		}
+		holders[s.Holder] = true
+		if _, err := publicKey(s.Holder); err != nil {
+			return fmt.Errorf("oprf-share %d: holder: %v", i+1, err)
+		}
+		if c.Version == 1 {
+			if _, ok := c.Member(s.Holder); !ok {
+				return fmt.Errorf("oprf-share %d: holder %s is not a founder", i+1, s.Holder)
+			}
+		}
+	}
+	return nil
+}
+
+// heldByMembers counts the shares that members hold.
+func (k OPRFKey) heldByMembers(members []Member) int {
+	n := 0
+	for _, m := range members {
+		if _, ok := k.Holder(m.ID); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// parseOPRF reads the optional oprf-key and oprf-share lines.
+func parseOPRF(r *lineReader) (OPRFKey, error) {
+	var k OPRFKey
+	if r.n >= len(r.lines) || !strings.HasPrefix(r.lines[r.n], "oprf-key ") {
+		return k, nil
+	}
+	v, err := r.field("oprf-key")
+	if err != nil {
+		return k, err
+	}
+	if err := decode32(v, &k.Key); err != nil {
+		return k, fmt.Errorf("line %d: oprf-key: %v", r.n, err)
+	}
+	for r.n < len(r.lines) && strings.HasPrefix(r.lines[r.n], "oprf-share ") {
+		v, err := r.field("oprf-share")
+		if err != nil {
+			return k, err
+		}
+		f := strings.Split(v, " ")
+		if len(f) != 3 || len(k.Shares) >= MaxMembers {
+			return k, fmt.Errorf("line %d: oprf-share: want <index> <peer ID> <base64 public share>", r.n)
+		}
+		var s OPRFShare
+		if s.Index, err = strconv.Atoi(f[0]); err != nil {
+			return k, fmt.Errorf("line %d: oprf-share: index: not a number", r.n)
+		}
+		if s.Holder, err = decodePeerID(f[1]); err != nil {
+			return k, fmt.Errorf("line %d: oprf-share: holder: %v", r.n, err)
+		}
+		if err := decode32(f[2], &s.Public); err != nil {
+			return k, fmt.Errorf("line %d: oprf-share: %v", r.n, err)
+		}
+		k.Shares = append(k.Shares, s)
+	}
+	if len(k.Shares) == 0 {
+		return k, fmt.Errorf("line %d: want oprf-share lines after oprf-key", r.n+1)
+	}
+	return k, nil
+}
+
+func decode32(s string, out *[32]byte) error {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != len(out) {
+		return errors.New("want the base64 of 32 bytes")
+	}
+	copy(out[:], b)
+	return nil
 }
 
 // Text returns the charter's canonical text, the text members sign. A
@@ -277,6 +410,7 @@ func (c Charter) Text() string {
 	b.WriteString("consent-default " + c.Policy.ConsentDefault + "\n")
 	b.WriteString("emergency-access " + c.Policy.EmergencyAccess + "\n")
 	b.WriteString("token-max-lifetime " + c.Policy.TokenMaxLifetime.String() + "\n")
+	c.OPRF.writeLines(&b)
 	for _, m := range c.Members {
 		b.WriteString("member ")
 		m.writeLine(&b)
@@ -365,6 +499,9 @@ func parseCharter(text string) (Charter, error) {
 	}
 	if c.Policy.TokenMaxLifetime, err = time.ParseDuration(d); err != nil {
 		return Charter{}, fmt.Errorf("line %d: token-max-lifetime: not a duration", r.n)
+	}
+	if c.OPRF, err = parseOPRF(&r); err != nil {
+		return Charter{}, err
 	}
 	if r.n == len(lines) {
 		return Charter{}, fmt.Errorf("line %d: want at least one member", r.n+1)
@@ -478,6 +615,9 @@ func (c Charter) check() error {
 	if err := c.Policy.check(len(c.Members)); err != nil {
 		return err
 	}
+	if err := c.OPRF.check(c); err != nil {
+		return err
+	}
 	if n := len(c.Text()); n > MaxCharterText {
 		return fmt.Errorf("member: text of %d bytes, more than %d", n, MaxCharterText)
 	}
@@ -518,6 +658,7 @@ func (c Charter) next() Charter {
 	n.Version++
 	n.Previous = c.Hash()
 	n.Members = slices.Clone(c.Members)
+	n.OPRF.Shares = slices.Clone(c.OPRF.Shares)
 	return n
 }
 
@@ -574,6 +715,11 @@ func (c Charter) WithoutMember(name string) (Charter, error) {
 			}
 		}
 		n.Members = slices.Delete(n.Members, i, i+1)
+		if c.OPRF.Dealt() {
+			if held := c.OPRF.heldByMembers(n.Members); held < c.Policy.OPRFThreshold {
+				return fmt.Errorf("oprf-threshold %d: removing %s would leave %d members holding shares of the pseudonym key, and no pseudonym could be computed", c.Policy.OPRFThreshold, name, held)
+			}
+		}
 		return nil
 	})
 }
@@ -581,6 +727,9 @@ func (c Charter) WithoutMember(name string) (Charter, error) {
 // WithPolicy drafts the next version with policy p and the same members.
 func (c Charter) WithPolicy(p Policy) (Charter, error) {
 	return c.draft("change policy", func(n *Charter) error {
+		if c.OPRF.Dealt() && p.OPRFThreshold != c.Policy.OPRFThreshold {
+			return fmt.Errorf("oprf-threshold: the pseudonym key was dealt %d-of-%d; a new threshold needs a new key", c.Policy.OPRFThreshold, len(c.OPRF.Shares))
+		}
 		n.Policy = p
 		return nil
 	})

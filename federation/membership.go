@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/medfed/medfed/node/wire"
 )
 
 // Store keeps what membership must not forget across a restart: every
@@ -304,23 +306,11 @@ func askOn(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op by
 // exchange sends one request frame on a new stream to p and returns the
 // answer frame's status and payload.
 func exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte) (byte, []byte, error) {
-	s, err := h.NewStream(ctx, p, proto)
-	if err != nil {
-		return 0, nil, err
+	status, answer, err := wire.Exchange(ctx, h, proto, p, op, payload, maxFrameLen)
+	if errors.Is(err, wire.ErrFrame) {
+		err = fmt.Errorf("%w: %v", ErrWire, err)
 	}
-	defer s.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		if err := s.SetDeadline(dl); err != nil {
-			return 0, nil, err
-		}
-	}
-	if err := writeFrame(s, op, payload); err != nil {
-		return 0, nil, err
-	}
-	if err := s.CloseWrite(); err != nil {
-		return 0, nil, err
-	}
-	return readFrame(s, maxFrameLen)
+	return status, answer, err
 }
 
 // every runs f every interval until ctx ends.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/medfed/medfed/node/wire"
 )
 
 // ProtocolID is the charter protocol: one request and one answer per stream.
@@ -38,28 +40,16 @@ func writeFrame(w io.Writer, kind byte, payload []byte) error {
 	if len(payload) > maxFrameLen {
 		return fmt.Errorf("%w: frame of %d bytes", ErrWire, len(payload))
 	}
-	hdr := make([]byte, 5, 5+len(payload))
-	hdr[0] = kind
-	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
-	_, err := w.Write(append(hdr, payload...))
-	return err
+	return wire.Write(w, kind, payload)
 }
 
 // readFrame reads one frame of at most limit payload bytes.
 func readFrame(r io.Reader, limit int) (byte, []byte, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	kind, payload, err := wire.Read(r, limit)
+	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %v", ErrWire, err)
 	}
-	n := binary.BigEndian.Uint32(hdr[1:])
-	if uint64(n) > uint64(limit) {
-		return 0, nil, fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrWire, n, limit)
-	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", ErrWire, err)
-	}
-	return hdr[0], payload, nil
+	return kind, payload, nil
 }
 
 func encodeNotes(notes [][]byte) []byte {

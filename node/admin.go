@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/pseudonym"
 )
 
 // The admin socket is how an operator's medfed commands reach the centre's
@@ -26,7 +27,10 @@ import (
 // account that runs the centre can use it.
 const AdminSocket = "medfed.sock"
 
-const maxAdminBody = 256 << 10
+const (
+	maxAdminBody     = 256 << 10
+	maxPseudonymBody = 4 << 20 // MaxPseudonymRequest identifiers of up to 512 bytes and more
+)
 
 type adminServer struct {
 	srv *http.Server
@@ -99,6 +103,15 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 		p, err := n.Membership.Approve(r.Context(), req)
 		respond(w, p, err)
 	})
+	mux.HandleFunc("POST /v1/pseudonyms", func(w http.ResponseWriter, r *http.Request) {
+		var req PseudonymRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPseudonymBody)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, errors.New("pseudonyms: the body is not a JSON object of identifiers"))
+			return
+		}
+		ps, err := n.pseudonymsOf(r.Context(), req.Identifiers)
+		respond(w, PseudonymResponse{Pseudonyms: ps}, err)
+	})
 	mux.HandleFunc("POST /v1/federation/remove", func(w http.ResponseWriter, r *http.Request) {
 		p, err := n.Membership.Remove(r.Context(), r.URL.Query().Get("centre"))
 		respond(w, p, err)
@@ -126,10 +139,12 @@ func respond(w http.ResponseWriter, v any, err error) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
-	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain):
+	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember):
 		writeError(w, http.StatusConflict, err)
+	case errors.Is(err, pseudonym.ErrUnavailable), errors.Is(err, ErrNoPseudonymKey):
+		writeError(w, http.StatusServiceUnavailable, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)
 	}
@@ -206,7 +221,7 @@ func (a *AdminClient) do(ctx context.Context, method, path string, body io.Reade
 		return err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPseudonymBody))
 	if err != nil {
 		return err
 	}
@@ -246,4 +261,26 @@ func (a *AdminClient) Remove(ctx context.Context, centre string) (federation.Pro
 	var p federation.Progress
 	err := a.do(ctx, http.MethodPost, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil, &p)
 	return p, err
+}
+
+// PseudonymRequest asks a running node for pseudonyms: identifiers as
+// "system|value", the system a configured name (e.g. "nhs") or URI.
+type PseudonymRequest struct {
+	Identifiers []string
+}
+
+// PseudonymResponse holds the pseudonyms in hex, in request order.
+type PseudonymResponse struct {
+	Pseudonyms []string
+}
+
+// Pseudonyms has the running node derive the pseudonyms of identifiers.
+func (a *AdminClient) Pseudonyms(ctx context.Context, identifiers []string) ([]string, error) {
+	body, err := json.Marshal(PseudonymRequest{Identifiers: identifiers})
+	if err != nil {
+		return nil, err
+	}
+	var resp PseudonymResponse
+	err = a.do(ctx, http.MethodPost, "/v1/pseudonyms", bytes.NewReader(body), &resp)
+	return resp.Pseudonyms, err
 }

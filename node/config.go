@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/medfed/medfed/pseudonym"
 )
 
 // Config is everything a centre needs to start.
@@ -24,6 +27,7 @@ type Config struct {
 	P2P        P2PConfig        `mapstructure:"p2p"`
 	API        APIConfig        `mapstructure:"api"`
 	Ledger     LedgerConfig     `mapstructure:"ledger"`
+	Pseudonym  PseudonymConfig  `mapstructure:"pseudonym"`
 	Log        LogConfig        `mapstructure:"log"`
 }
 
@@ -75,6 +79,27 @@ type LedgerConfig struct {
 	CheckpointInterval time.Duration `mapstructure:"checkpoint-interval"`
 }
 
+// PseudonymConfig configures patient identifiers and this centre's part in
+// computing pseudonyms.
+type PseudonymConfig struct {
+	// RateLimit is how many pseudonym evaluations this centre performs for
+	// any one other centre per RateWindow; 1 to 1e9. It bounds how fast a
+	// compromised member can turn guessed identifiers into pseudonyms.
+	RateLimit int `mapstructure:"rate-limit"`
+	// RateWindow is the period RateLimit applies to; 1s to 720h.
+	RateWindow time.Duration `mapstructure:"rate-window"`
+	// Systems are identifier systems besides the built-in NHS number. Every
+	// centre of a federation must configure a system identically, or one
+	// patient gets two pseudonyms.
+	Systems []pseudonym.System `mapstructure:"systems"`
+}
+
+// Rules returns the identifier rules for the configured systems and the
+// NHS number. Its error, if any, is a pseudonym.SystemErrors.
+func (c PseudonymConfig) Rules() (*pseudonym.Rules, error) {
+	return pseudonym.NewRules(c.Systems)
+}
+
 // LogConfig sets what the centre logs and how.
 type LogConfig struct {
 	Level  string `mapstructure:"level"`  // debug, info, warn or error
@@ -84,6 +109,13 @@ type LogConfig struct {
 // maxLedgerBatch bounds LedgerConfig.MaxBatch: a bigger group commit holds
 // the SQLite write lock for too long.
 const maxLedgerBatch = 65536
+
+// Bounds of PseudonymConfig.RateLimit and RateWindow.
+const (
+	maxPseudonymRate   = 1_000_000_000
+	minPseudonymWindow = time.Second
+	maxPseudonymWindow = 720 * time.Hour
+)
 
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}
@@ -99,17 +131,18 @@ var (
 // only: exposing a centre is a deliberate choice.
 func DefaultConfig() Config {
 	return Config{
-		P2P:    P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-		API:    APIConfig{Listen: "127.0.0.1:8080"},
-		Ledger: LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second},
-		Log:    LogConfig{Level: "info", Format: "text"},
+		P2P:       P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		API:       APIConfig{Listen: "127.0.0.1:8080"},
+		Ledger:    LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second},
+		Pseudonym: PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
+		Log:       LogConfig{Level: "info", Format: "text"},
 	}
 }
 
 // FieldError is one problem with one field of a Config.
 type FieldError struct {
 	// Field is the key as a user writes it in YAML: "centre.name",
-	// "ledger.max-batch", "p2p.listen[1]".
+	// "ledger.max-batch", "p2p.listen[1]", "pseudonym.systems[0].pattern".
 	Field   string
 	Problem string
 }
@@ -174,6 +207,22 @@ func (c Config) Validate() error {
 	}
 	if iv := c.Ledger.CheckpointInterval; iv < 10*time.Millisecond || iv > time.Hour {
 		add("ledger.checkpoint-interval", "must be between 10ms and 1h, got %s", iv)
+	}
+
+	if n := c.Pseudonym.RateLimit; n < 1 || n > maxPseudonymRate {
+		add("pseudonym.rate-limit", "must be between 1 and %d, got %d", maxPseudonymRate, n)
+	}
+	if w := c.Pseudonym.RateWindow; w < minPseudonymWindow || w > maxPseudonymWindow {
+		add("pseudonym.rate-window", "must be between 1s and 720h, got %s", w)
+	}
+	if _, err := c.Pseudonym.Rules(); err != nil {
+		var problems pseudonym.SystemErrors
+		if !errors.As(err, &problems) {
+			add("pseudonym.systems", "%v", err)
+		}
+		for _, p := range problems {
+			add(fmt.Sprintf("pseudonym.systems[%d].%s", p.Index, p.Field), "%s", p.Problem)
+		}
 	}
 
 	checkOneOf := func(field, value string, allowed []string) {

@@ -6,9 +6,20 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/pseudonym"
 )
+
+// mrnX is a custom identifier system.
+var mrnX = pseudonym.System{
+	Name:    "mrn-x",
+	URI:     "https://hospital.example/Id/mrn-x",
+	Strip:   " ",
+	Case:    "upper",
+	Pattern: `[A-Z]{2}[0-9]{6}`,
+}
 
 // validConfig is the default configuration with the three fields that have
 // no default filled in.
@@ -192,6 +203,64 @@ func TestConfigValidate(t *testing.T) {
 			want:   "text, json",
 		},
 		{
+			name: "pseudonym bounds",
+			edit: func(c *node.Config) {
+				c.Pseudonym.RateLimit = 1_000_000_000
+				c.Pseudonym.RateWindow = 720 * time.Hour
+			},
+		},
+		{
+			name:   "rate limit zero",
+			edit:   func(c *node.Config) { c.Pseudonym.RateLimit = 0 },
+			fields: []string{"pseudonym.rate-limit"},
+			want:   "between 1 and 1000000000, got 0",
+		},
+		{
+			name:   "rate limit too big",
+			edit:   func(c *node.Config) { c.Pseudonym.RateLimit = 1_000_000_001 },
+			fields: []string{"pseudonym.rate-limit"},
+			want:   "got 1000000001",
+		},
+		{
+			name:   "rate window too short",
+			edit:   func(c *node.Config) { c.Pseudonym.RateWindow = 999 * time.Millisecond },
+			fields: []string{"pseudonym.rate-window"},
+			want:   "between 1s and 720h, got 999ms",
+		},
+		{
+			name:   "rate window too long",
+			edit:   func(c *node.Config) { c.Pseudonym.RateWindow = 721 * time.Hour },
+			fields: []string{"pseudonym.rate-window"},
+			want:   "between 1s and 720h",
+		},
+		{
+			name: "identifier systems",
+			edit: func(c *node.Config) {
+				c.Pseudonym.Systems = []pseudonym.System{mrnX, {Name: "luhn-id", URI: "urn:example:luhn", Pattern: "[0-9]+", Check: "luhn"}}
+			},
+		},
+		{
+			name: "bad identifier systems",
+			edit: func(c *node.Config) {
+				bad := mrnX
+				bad.Pattern = "[A-Z"
+				bad.Case = "title"
+				c.Pseudonym.Systems = []pseudonym.System{mrnX, bad}
+			},
+			fields: []string{"pseudonym.systems[1].name", "pseudonym.systems[1].uri", "pseudonym.systems[1].case", "pseudonym.systems[1].pattern"},
+			want:   `"mrn-x" is already the name of identifier system 0`,
+		},
+		{
+			name: "identifier system named nhs",
+			edit: func(c *node.Config) {
+				nhs := mrnX
+				nhs.Name = "nhs"
+				c.Pseudonym.Systems = []pseudonym.System{nhs}
+			},
+			fields: []string{"pseudonym.systems[0].name"},
+			want:   "built-in NHS",
+		},
+		{
 			name: "three problems",
 			edit: func(c *node.Config) {
 				c.Log.Format = "xml"
@@ -228,6 +297,28 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("problem %q does not mention %q", problems[0].Problem, tt.want)
 			}
 		})
+	}
+}
+
+func TestPseudonymConfigRules(t *testing.T) {
+	c := validConfig()
+	if c.Pseudonym.RateLimit != 1_000_000 || c.Pseudonym.RateWindow != 24*time.Hour || c.Pseudonym.Systems != nil {
+		t.Errorf("default pseudonym config = %+v, want 1000000 per 24h and no systems", c.Pseudonym)
+	}
+	c.Pseudonym.Systems = []pseudonym.System{mrnX}
+	rules, err := c.Pseudonym.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"mrn-x|ab 123456", "nhs|943 476 5919"} {
+		if _, err := rules.Parse(in); err != nil {
+			t.Errorf("Parse(%q): %v", in, err)
+		}
+	}
+	c.Pseudonym.Systems[0].Check = "crc32"
+	var problems pseudonym.SystemErrors
+	if _, err := c.Pseudonym.Rules(); !errors.As(err, &problems) || len(problems) != 1 || problems[0].Field != "check" {
+		t.Errorf("Rules() with a bad check = %v, want one SystemError on check", err)
 	}
 }
 

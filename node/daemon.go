@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/pseudonym"
 )
 
 // Node is a running centre: its data, its libp2p host and the federation
@@ -21,6 +22,10 @@ type Node struct {
 	Membership *federation.Membership
 	Witness    *federation.Witness
 	Publisher  *federation.Publisher
+
+	evaluator  *pseudonym.Evaluator // when this centre holds a key share
+	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
+	rules      *pseudonym.Rules
 
 	interval time.Duration
 	admin    *adminServer
@@ -74,6 +79,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	n.Publisher = federation.NewPublisher(n.Host, n.Centre.Ledger, charter, n.base)
+	if err := n.startPseudonyms(ctx, cfg); err != nil {
+		return err
+	}
 	n.interval = cfg.Ledger.CheckpointInterval
 	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
 	return err
@@ -100,6 +108,9 @@ func (n *Node) Close() error {
 	var errs []error
 	if n.admin != nil {
 		errs = append(errs, n.admin.close())
+	}
+	if n.evaluator != nil {
+		n.evaluator.Close()
 	}
 	if n.Host != nil {
 		errs = append(errs, n.Host.Close())

@@ -71,10 +71,10 @@ func found(t *testing.T, cfgs ...node.Config) {
 	for _, cfg := range cfgs[1:] {
 		reqs = append(reqs, request(t, cfg))
 	}
-	var draft []byte
+	var draft, shares []byte
 	offline(t, cfgs[0], func(c *node.Centre) {
 		var err error
-		if draft, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
+		if draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -88,7 +88,7 @@ func found(t *testing.T, cfgs ...node.Config) {
 	}
 	for _, cfg := range cfgs {
 		offline(t, cfg, func(c *node.Centre) {
-			if _, err := c.InstallCharter(context.Background(), [][]byte{draft}); err != nil {
+			if _, err := c.InstallFounding(context.Background(), draft, shares); err != nil {
 				t.Fatal(err)
 			}
 		})

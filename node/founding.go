@@ -48,20 +48,22 @@ func (c *Centre) JoinRequest(listen []string) ([]byte, error) {
 }
 
 // Found drafts version 1 of a charter listing this centre and the centres
-// of the given join requests, under policy, and signs it.
-func (c *Centre) Found(listen []string, requests [][]byte, policy federation.Policy) ([]byte, error) {
+// of the given join requests, under policy, and signs it. It deals the
+// federation's pseudonym key (policy.OPRFThreshold of the founders) and
+// returns the shares sealed to each founder, to travel with the draft.
+func (c *Centre) Found(listen []string, requests [][]byte, policy federation.Policy) (draft, shares []byte, err error) {
 	self, err := c.member(listen)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	members := []federation.Member{self}
 	for i, b := range requests {
 		r, err := federation.OpenRequest(b)
 		if err != nil {
-			return nil, fmt.Errorf("request %d: %w", i+1, err)
+			return nil, nil, fmt.Errorf("request %d: %w", i+1, err)
 		}
 		if r.Federation != c.federation {
-			return nil, fmt.Errorf("request %d is for federation %q, not %q", i+1, r.Federation, c.federation)
+			return nil, nil, fmt.Errorf("request %d is for federation %q, not %q", i+1, r.Federation, c.federation)
 		}
 		members = append(members, r.Member)
 	}
@@ -76,9 +78,16 @@ func (c *Centre) Found(listen []string, requests [][]byte, policy federation.Pol
 	})
 	ch := federation.Charter{Federation: c.federation, Version: 1, Policy: policy, Members: members}
 	if err := ch.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return federation.Sign(ch, nil, c.key)
+	if shares, err = deal(&ch); err != nil {
+		return nil, nil, err
+	}
+	if err := ch.Validate(); err != nil {
+		return nil, nil, err
+	}
+	draft, err = federation.Sign(ch, nil, c.key)
+	return draft, shares, err
 }
 
 // SignCharter adds this centre's signature to a draft of version 1 that
@@ -94,7 +103,37 @@ func (c *Centre) SignCharter(note []byte) ([]byte, error) {
 	if m, ok := ch.Member(c.id); !ok || m.Name != c.Name {
 		return nil, fmt.Errorf("%w: the draft does not list this centre as %s (%s)", federation.ErrNotMember, c.Name, c.id)
 	}
+	if _, err := pseudonymKeys(ch); err != nil { // a founder signs only a key any t founders can use
+		return nil, err
+	}
 	return federation.Sign(ch, note, c.key)
+}
+
+// InstallFounding adopts version 1 of a charter every founder signed. When
+// the charter lists this centre as a holder of the pseudonym key, shares
+// must be the sealed shares file the first founder's Found wrote: this
+// centre's share is opened, checked against the charter and kept in
+// ShareFile before the charter is adopted.
+func (c *Centre) InstallFounding(ctx context.Context, note, shares []byte) (federation.Signed, error) {
+	s, err := federation.VerifyFounding(note)
+	if err != nil {
+		return s, err
+	}
+	keys, err := pseudonymKeys(s.Charter)
+	if err != nil {
+		return s, err
+	}
+	if keys != nil {
+		if _, holder := keys.Holder(c.id); holder {
+			if shares == nil {
+				return s, fmt.Errorf("this centre holds a share of the federation's pseudonym key: give the shares file that federation init wrote with the charter")
+			}
+			if err := c.installShare(keys, shares); err != nil {
+				return s, err
+			}
+		}
+	}
+	return c.InstallCharter(ctx, [][]byte{note})
 }
 
 // Join fetches the charter chain from a member at addr (a multiaddr ending

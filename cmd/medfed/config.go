@@ -15,6 +15,12 @@ package main
 // node.Config, found by reflection, so a new field there is a new key, a new
 // variable and a new line in error messages without a change here.
 //
+// A list of mappings, such as pseudonym.systems, can be written only in the
+// file: a comma-separated variable or a flag has no spelling for it that a
+// user would get right, so setting its variable is an error and bindFlag
+// refuses it. Its entries are as strict as the rest: an unknown key in one
+// is reported as pseudonym.systems[1].nmae.
+//
 // Every layer is strict. An unknown key is an error, not a typo silently
 // ignored; a value of the wrong type is an error, not converted (a bool is
 // not an integer, a YAML number is not a string, a scalar is not a one-item
@@ -59,8 +65,10 @@ YAML file given with --config, MEDFED_* environment variables and flags.
 Each key has a variable: MEDFED_ followed by the key in upper case with "."
 and "-" replaced by "_", e.g. data.dir is MEDFED_DATA_DIR and
 ledger.max-batch is MEDFED_LEDGER_MAX_BATCH; lists such as p2p.listen are
-comma-separated. A relative path in the file is relative to the file's
-directory; from the environment or a flag, to the working directory.`
+comma-separated. Lists of mappings, such as pseudonym.systems (identifier
+systems besides the NHS number), can be set in the file only. A relative
+path in the file is relative to the file's directory; from the environment
+or a flag, to the working directory.`
 
 func newConfigCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -96,8 +104,16 @@ func newConfigCheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (centre %s, federation %s, data %s)\n",
-				configSource(path), cfg.Centre.Name, cfg.Federation.ID, cfg.Data.Dir)
+			rules, err := cfg.Pseudonym.Rules()
+			if err != nil { // Validate has accepted the systems
+				return err
+			}
+			var systems []string
+			for _, s := range rules.Systems() {
+				systems = append(systems, s.Name+" "+s.URI)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (centre %s, federation %s, data %s)\nidentifier systems: %s\n",
+				configSource(path), cfg.Centre.Name, cfg.Federation.ID, cfg.Data.Dir, strings.Join(systems, ", "))
 			return err
 		},
 	}
@@ -112,10 +128,15 @@ const configFlagKey = "medfed/config-key"
 // bindFlag marks flag name of cmd as setting config key (e.g.
 // bindFlag(cmd, "data", "data.dir")). The flag overrides the file and the
 // environment only when it is given on the command line. It panics if the
-// flag or the key does not exist: that is a programming error.
+// flag or the key does not exist, or if the key can be set in the file only:
+// that is a programming error.
 func bindFlag(cmd *cobra.Command, flag, key string) {
-	if configKeys().leaf[key] == nil {
+	k := configKeys().leaf[key]
+	if k == nil {
 		panic(fmt.Sprintf("bindFlag: %q is not a config key", key))
+	}
+	if k.fileOnly {
+		panic(fmt.Sprintf("bindFlag: %q can be set in the configuration file only", key))
 	}
 	if err := cmd.Flags().SetAnnotation(flag, configFlagKey, []string{key}); err != nil {
 		panic(fmt.Sprintf("bindFlag: %v", err))
@@ -149,6 +170,10 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 	for _, k := range schema.keys {
 		s, ok := os.LookupEnv(k.env)
 		if !ok {
+			continue
+		}
+		if k.fileOnly {
+			problems = append(problems, node.FieldError{Field: k.name, Problem: k.env + ": cannot be set from the environment: write it in the configuration file"})
 			continue
 		}
 		v, err := parseEnvValue(s, k.typ)
@@ -204,13 +229,15 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 			return node.Config{}, usageError{fmt.Errorf("%s: %w", configSource(path), err)}
 		}
 		// A key, or a section, that did not load kept its default; do not
-		// blame the default as well.
+		// blame the default as well. Only what loading found counts: Validate
+		// may report several items of one list.
+		loaded := len(problems)
 		for _, fe := range invalid {
 			reported := func(p node.FieldError) bool {
 				b := configBaseKey(p.Field)
 				return b == configBaseKey(fe.Field) || strings.HasPrefix(fe.Field, b+".")
 			}
-			if !slices.ContainsFunc(problems, reported) {
+			if !slices.ContainsFunc(problems[:loaded], reported) {
 				problems = append(problems, fe)
 			}
 		}
@@ -290,6 +317,9 @@ type configKey struct {
 	index []int  // of the field within node.Config
 	typ   reflect.Type
 	path  bool // tagged config:"path": resolve when relative
+	// fileOnly is set for a list of mappings (a slice of structs), which
+	// only the file can hold.
+	fileOnly bool
 }
 
 // configSchema is every key of node.Config, in declaration order, and the
@@ -338,15 +368,17 @@ func (s *configSchema) add(t reflect.Type, section string, index []int) {
 			s.add(f.Type, name, idx)
 			continue
 		}
-		if !configSettable(f.Type) {
+		fileOnly := configMappingList(f.Type)
+		if !fileOnly && !configSettable(f.Type) {
 			panic(fmt.Sprintf("config key %s: type %s cannot be set from a file or the environment", name, f.Type))
 		}
 		s.keys = append(s.keys, configKey{
-			name:  name,
-			env:   "MEDFED_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(name)),
-			index: idx,
-			typ:   f.Type,
-			path:  f.Tag.Get("config") == "path",
+			name:     name,
+			env:      "MEDFED_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(name)),
+			index:    idx,
+			typ:      f.Type,
+			path:     f.Tag.Get("config") == "path",
+			fileOnly: fileOnly,
 		})
 	}
 }
@@ -364,6 +396,86 @@ func configSettable(t reflect.Type) bool {
 		return true
 	}
 	return false
+}
+
+// configMappingList reports whether t is a list of mappings that the file
+// can hold: a slice of structs whose every key is a scalar or a list of
+// scalars. Its keys are the structs' mapstructure tags.
+func configMappingList(t reflect.Type) bool {
+	if t.Kind() != reflect.Slice || t.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.Elem().NumField() {
+		f := t.Elem().Field(i)
+		if f.IsExported() && !configSettable(f.Type) {
+			return false
+		}
+	}
+	return true
+}
+
+// configStructKeys returns the keys of a mapping that decodes into struct
+// type t, as mapstructure matches them.
+func configStructKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		switch tag {
+		case "-":
+			continue
+		case "":
+			tag = strings.ToLower(f.Name)
+		}
+		keys = append(keys, tag)
+	}
+	return keys
+}
+
+// decodeMappingList decodes raw, from the file, into k's list of structs one
+// entry at a time, so that each entry's unknown keys are reported after its
+// known ones, as name[i].key.
+func (k *configKey) decodeMappingList(raw any) (reflect.Value, []node.FieldError) {
+	items, ok := raw.([]any)
+	if !ok {
+		return decodeStrict(k.name, raw, k.typ) // not a list: the error says so
+	}
+	known := configStructKeys(k.typ.Elem())
+	out := reflect.MakeSlice(k.typ, len(items), len(items))
+	var problems []node.FieldError
+	for i, item := range items {
+		field := fmt.Sprintf("%s[%d]", k.name, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			_, errs := decodeStrict(field, item, k.typ.Elem())
+			problems = append(problems, errs...)
+			continue
+		}
+		entry := make(map[string]any, len(m))
+		var unknown []string
+		for key, v := range m {
+			if slices.Contains(known, key) {
+				entry[key] = v
+			} else {
+				unknown = append(unknown, key)
+			}
+		}
+		v, errs := decodeStrict(field, entry, k.typ.Elem())
+		problems = append(problems, errs...)
+		for _, key := range slices.Sorted(slices.Values(unknown)) {
+			problems = append(problems, node.FieldError{Field: field + "." + key, Problem: "unknown key"})
+		}
+		if errs == nil {
+			out.Index(i).Set(v)
+		}
+	}
+	if problems != nil {
+		return reflect.Value{}, problems
+	}
+	return out, nil
 }
 
 // decodeFile decodes the file's settings under section into values,
@@ -391,7 +503,13 @@ func (s *configSchema) decodeFile(m map[string]any, section, dir string, values 
 			problems = s.decodeFile(sub, name, dir, values, problems)
 			continue
 		}
-		v, errs := decodeStrict(name, raw, k.typ)
+		var v reflect.Value
+		var errs []node.FieldError
+		if k.fileOnly {
+			v, errs = k.decodeMappingList(raw)
+		} else {
+			v, errs = decodeStrict(name, raw, k.typ)
+		}
 		problems = append(problems, errs...)
 		if errs != nil {
 			continue
@@ -499,7 +617,7 @@ func decodeStrict(key string, raw any, t reflect.Type) (reflect.Value, []node.Fi
 			return
 		}
 		if de, ok := err.(*mapstructure.DecodeError); ok {
-			problems = append(problems, node.FieldError{Field: key + de.Name(), Problem: de.Unwrap().Error()})
+			problems = append(problems, node.FieldError{Field: configField(key, de.Name()), Problem: de.Unwrap().Error()})
 			return
 		}
 		if inner := errors.Unwrap(err); inner != nil { // "decoding failed due to the following error(s)"
@@ -690,6 +808,15 @@ func parseEnvScalar(s string, t reflect.Type) (reflect.Value, error) {
 		return v, fmt.Errorf("cannot be set from the environment (type %s)", t)
 	}
 	return v, nil
+}
+
+// configField joins key and the name mapstructure gives a part of its value:
+// "[1]" for an item of a list, "pattern" for a key of a mapping.
+func configField(key, name string) string {
+	if name == "" || strings.HasPrefix(name, "[") {
+		return key + name
+	}
+	return key + "." + name
 }
 
 // configBaseKey is the key a field name belongs to: "p2p.listen" for

@@ -15,7 +15,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/pseudonym"
 )
+
+// mrnSystem is a pseudonym section with one custom identifier system, to
+// follow required; more entries or keys of the last entry may follow it.
+const mrnSystem = `
+pseudonym:
+  systems:
+  - name: mrn-x
+    uri: https://hospital.example/Id/mrn-x
+    strip: " "
+    case: upper
+    pattern: '[A-Z]{2}[0-9]{6}'
+`
 
 // required holds the three keys without a default, valid.
 const required = `
@@ -98,7 +111,8 @@ func TestConfigCheckExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := file + ": ok (centre " + centre + ", federation medfed-demo, data " + data + ")\n"
+			want := file + ": ok (centre " + centre + ", federation medfed-demo, data " + data + ")\n" +
+				"identifier systems: nhs https://fhir.nhs.uk/Id/nhs-number\n"
 			if stdout != want {
 				t.Errorf("stdout = %q, want %q", stdout, want)
 			}
@@ -251,6 +265,90 @@ func TestConfigCheck(t *testing.T) {
 			want:   "did you mean /ip4/127.0.0.1/tcp/4102?",
 		},
 		{
+			name: "custom identifier system",
+			yaml: required + mrnSystem,
+			want: "identifier systems: mrn-x https://hospital.example/Id/mrn-x, nhs https://fhir.nhs.uk/Id/nhs-number\n",
+		},
+		{
+			name: "NHS number only by default",
+			yaml: required,
+			want: "\nidentifier systems: nhs https://fhir.nhs.uk/Id/nhs-number\n",
+		},
+		{
+			name:   "unknown key in an identifier system",
+			yaml:   required + mrnSystem + "    chek: luhn\n",
+			fields: []string{"pseudonym.systems[0].chek"},
+			want:   "pseudonym.systems[0].chek: unknown key",
+		},
+		{
+			name:   "bad pattern",
+			yaml:   required + strings.Replace(mrnSystem, "'[A-Z]{2}[0-9]{6}'", "'[A-Z'", 1),
+			fields: []string{"pseudonym.systems[0].pattern"},
+			want:   "pseudonym.systems[0].pattern: not a valid RE2 regular expression",
+		},
+		{
+			name:   "problems of the second system after those of the first",
+			yaml:   required + mrnSystem + "  - name: mrn-x\n    uri: urn:a|b\n    pattern: 1\n    extra: true\n",
+			fields: []string{"pseudonym.systems[1].pattern", "pseudonym.systems[1].extra"},
+			want:   "pseudonym.systems[1].pattern: expected a string, got integer",
+		},
+		{
+			name:   "identifier systems validated together",
+			yaml:   required + mrnSystem + "  - name: mrn-x\n    uri: urn:a|b\n    pattern: x\n",
+			fields: []string{"pseudonym.systems[1].name", "pseudonym.systems[1].uri"},
+			want:   "already the name of identifier system 0",
+		},
+		{
+			name:   "one system instead of a list",
+			yaml:   required + "pseudonym:\n  systems:\n    name: mrn-x\n",
+			fields: []string{"pseudonym.systems"},
+			want:   "pseudonym.systems: expected a list, got mapping",
+		},
+		{
+			name:   "a string for a system",
+			yaml:   required + "pseudonym:\n  systems: [mrn-x]\n",
+			fields: []string{"pseudonym.systems[0]"},
+			want:   "pseudonym.systems[0]: expected a mapping, got string",
+		},
+		{
+			name:   "rate limit zero",
+			yaml:   required + "pseudonym:\n  rate-limit: 0\n",
+			fields: []string{"pseudonym.rate-limit"},
+			want:   "pseudonym.rate-limit: must be between 1 and 1000000000, got 0",
+		},
+		{
+			name:   "rate window without a unit",
+			yaml:   required + "pseudonym:\n  rate-window: 86400\n",
+			fields: []string{"pseudonym.rate-window"},
+			want:   `expected a duration such as "1s", got integer`,
+		},
+		{
+			name: "rate limit and window from env",
+			yaml: required + "pseudonym:\n  rate-limit: 0\n  rate-window: 1ms\n",
+			env:  map[string]string{"MEDFED_PSEUDONYM_RATE_LIMIT": "5000", "MEDFED_PSEUDONYM_RATE_WINDOW": "1h"},
+			want: ": ok (",
+		},
+		{
+			name:   "rate window from env out of range",
+			yaml:   required,
+			env:    map[string]string{"MEDFED_PSEUDONYM_RATE_WINDOW": "721h"},
+			fields: []string{"pseudonym.rate-window"},
+			want:   "between 1s and 720h",
+		},
+		{
+			name:   "identifier systems from env refused",
+			yaml:   required,
+			env:    map[string]string{"MEDFED_PSEUDONYM_SYSTEMS": "mrn-x"},
+			fields: []string{"pseudonym.systems"},
+			want:   "pseudonym.systems: MEDFED_PSEUDONYM_SYSTEMS: cannot be set from the environment",
+		},
+		{
+			name:   "every bad item of a list",
+			yaml:   required + "p2p:\n  listen: [/ip4/127.0.0.1/tcp/1, /dns4/x/tcp/2, 127.0.0.1:3]\n",
+			fields: []string{"p2p.listen[1]", "p2p.listen[2]"},
+			want:   "not supported",
+		},
+		{
 			name:   "psk file from env refuses quic from the file",
 			yaml:   required + "p2p:\n  listen: [/ip4/127.0.0.1/udp/4101/quic-v1]\n",
 			env:    map[string]string{"MEDFED_P2P_PSK_FILE": "/etc/medfed/psk"},
@@ -285,6 +383,35 @@ func TestConfigCheck(t *testing.T) {
 				t.Errorf("stderr does not contain %q:\n%s", tt.want, stderr)
 			}
 		})
+	}
+}
+
+func TestLoadConfigIdentifierSystems(t *testing.T) {
+	clearConfigEnv(t)
+	path := writeConfig(t, required+mrnSystem+"  rate-limit: 500\n  rate-window: 1h\n")
+	cfg, err := loadConfig(nil, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pseudonym.System{{
+		Name:    "mrn-x",
+		URI:     "https://hospital.example/Id/mrn-x",
+		Strip:   " ",
+		Case:    "upper",
+		Pattern: "[A-Z]{2}[0-9]{6}",
+	}}
+	if !slices.Equal(cfg.Pseudonym.Systems, want) {
+		t.Errorf("pseudonym.systems = %+v, want %+v", cfg.Pseudonym.Systems, want)
+	}
+	if cfg.Pseudonym.RateLimit != 500 || cfg.Pseudonym.RateWindow != time.Hour {
+		t.Errorf("rate = %d per %s, want 500 per 1h", cfg.Pseudonym.RateLimit, cfg.Pseudonym.RateWindow)
+	}
+	rules, err := cfg.Pseudonym.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := rules.Parse("mrn-x|ab 123456"); err != nil || id.Value != "AB123456" {
+		t.Errorf("Parse(mrn-x|ab 123456) = %q, %v; want AB123456", id.Value, err)
 	}
 }
 
@@ -536,13 +663,24 @@ func TestBindFlagUnknownKey(t *testing.T) {
 	bindFlag(cmd, "data", "data.directory")
 }
 
+func TestBindFlagFileOnlyKey(t *testing.T) {
+	cmd := &cobra.Command{Use: "x"}
+	cmd.Flags().StringSlice("system", nil, "")
+	defer func() {
+		if recover() == nil {
+			t.Error("bindFlag with a list of mappings did not panic")
+		}
+	}()
+	bindFlag(cmd, "system", "pseudonym.systems")
+}
+
 func TestConfigKeys(t *testing.T) {
 	var names, envs []string
 	for _, k := range configKeys().keys {
 		names = append(names, k.name)
 		envs = append(envs, k.env)
 	}
-	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "ledger.max-batch", "ledger.checkpoint-interval", "log.level", "log.format"}
+	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "ledger.max-batch", "ledger.checkpoint-interval", "pseudonym.rate-limit", "pseudonym.rate-window", "pseudonym.systems", "log.level", "log.format"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("keys = %q, want %q", names, wantNames)
 	}

@@ -43,8 +43,8 @@ func offline(ctx context.Context, cfg node.Config, f func(*node.Centre) error) e
 
 // foundFederation has the centres of cfgs found a federation the way
 // operators do: each but the first writes a join request, the first drafts
-// and signs version 1, the others sign it, all install it. It returns the
-// signed charter.
+// and signs version 1 and deals the pseudonym key, the others sign it, all
+// install it with their share. It returns the signed charter.
 func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.Policy) ([]byte, error) {
 	var reqs [][]byte
 	for _, cfg := range cfgs[1:] {
@@ -56,9 +56,9 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 			return nil, err
 		}
 	}
-	var draft []byte
+	var draft, shares []byte
 	err := offline(ctx, cfgs[0], func(c *node.Centre) (err error) {
-		draft, err = c.Found(cfgs[0].P2P.Listen, reqs, policy)
+		draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, policy)
 		return err
 	})
 	for _, cfg := range cfgs[1:] {
@@ -75,7 +75,7 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 			return nil, err
 		}
 		err = offline(ctx, cfg, func(c *node.Centre) error {
-			_, err := c.InstallCharter(ctx, [][]byte{draft})
+			_, err := c.InstallFounding(ctx, draft, shares)
 			return err
 		})
 	}

@@ -68,8 +68,10 @@ func newFederationCmd() *cobra.Command {
 
   every founder:     medfed federation request --config FILE --out NAME-request.txt
   the first founder: medfed federation init --config FILE --member B-request.txt ... --out charter.txt
+                     (also writes charter.txt.shares: each founder's share of the
+                     pseudonym key, sealed to that founder's centre key)
   each other one:    medfed federation sign charter.txt --config FILE
-  every founder:     medfed federation install charter.txt --config FILE
+  every founder:     medfed federation install charter.txt --shares charter.txt.shares --config FILE
 
 A centre joins a running federation by sending its request to the members,
 who each run "medfed federation approve REQUEST" against their running node;
@@ -146,19 +148,26 @@ func newFedRequestCmd() *cobra.Command {
 
 func newFedInitCmd() *cobra.Command {
 	var (
-		out     string
-		members []string
-		policy  = federation.Policy{ConsentDefault: "opt-in", EmergencyAccess: "allowed", TokenMaxLifetime: 24 * time.Hour}
+		out, sharesOut string
+		members        []string
+		policy         = federation.Policy{ConsentDefault: "opt-in", EmergencyAccess: "allowed", TokenMaxLifetime: 24 * time.Hour}
 	)
 	cmd := &cobra.Command{
 		Use:   "init --config FILE --member REQUEST... --out FILE",
 		Short: "Draft and sign version 1 of a charter (the first founder)",
 		Long: `init drafts version 1 of the federation's charter, listing this centre and
 the founders whose join requests are given, and signs it. Quorums default to
-a majority of the founders.`,
+a majority of the founders.
+
+init also deals the federation's pseudonym key: it draws the key, splits it
+into one share per founder (any oprf-threshold of them can compute a
+pseudonym, fewer cannot), lists the public shares in the charter and writes
+each share sealed to its founder's centre key to the shares file. The key
+and the plain shares never touch the disk.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the draft charter (- for stdout)")
+	cmd.Flags().StringVar(&sharesOut, "shares", "", "where to write the sealed key shares (default: the --out file with .shares appended)")
 	cmd.Flags().StringArrayVar(&members, "member", nil, "another founder's join request `file` (repeat)")
 	cmd.Flags().IntVar(&policy.AdmissionQuorum, "admission-quorum", 0, "approvals needed to change the charter (default: a majority)")
 	cmd.Flags().IntVar(&policy.WitnessQuorum, "witness-quorum", 0, "cosignatures that make a checkpoint final (default: a majority)")
@@ -181,10 +190,19 @@ a majority of the founders.`,
 				*q = def.AdmissionQuorum
 			}
 		}
+		if sharesOut == "" && out != "-" {
+			sharesOut = out + ".shares"
+		}
+		if sharesOut == "" || sharesOut == "-" {
+			return usagef("federation init: --shares FILE is required when the charter goes to stdout")
+		}
 		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
-			draft, err := c.Found(cfg.P2P.Listen, reqs, policy)
+			draft, shares, err := c.Found(cfg.P2P.Listen, reqs, policy)
 			if err != nil {
 				return usageError{err}
+			}
+			if err := writeOut(cmd, sharesOut, shares, false); err != nil {
+				return err
 			}
 			return writeOut(cmd, out, draft, false)
 		})
@@ -218,10 +236,18 @@ func newFedSignCmd() *cobra.Command {
 }
 
 func newFedInstallCmd() *cobra.Command {
-	return fileCmd("install CHARTER --config FILE", "Adopt version 1 of a charter that every founder signed",
+	var sharesPath string
+	cmd := fileCmd("install CHARTER --shares FILE --config FILE", "Adopt version 1 of a charter that every founder signed",
 		func(cmd *cobra.Command, cfg node.Config, _ string, note []byte) error {
+			var shares []byte
+			if sharesPath != "" {
+				var err error
+				if shares, err = readIn(sharesPath); err != nil {
+					return err
+				}
+			}
 			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
-				s, err := c.InstallCharter(cmd.Context(), [][]byte{note})
+				s, err := c.InstallFounding(cmd.Context(), note, shares)
 				if err != nil {
 					return usageError{err}
 				}
@@ -229,6 +255,8 @@ func newFedInstallCmd() *cobra.Command {
 				return err
 			})
 		})
+	cmd.Flags().StringVar(&sharesPath, "shares", "", "the sealed key shares `file` federation init wrote with the charter")
+	return cmd
 }
 
 func newFedJoinCmd() *cobra.Command {

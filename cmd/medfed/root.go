@@ -73,6 +73,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(),
 		newNodeCmd(),
 		newFederationCmd(),
+		newPatientCmd(),
 	)
 	return root
 }

@@ -22,6 +22,7 @@ const (
 	KindErasure    Kind = 6 // a record's payload was crypto-shredded
 	KindCharter    Kind = 7 // a federation charter version was adopted
 	KindTransfer   Kind = 8 // records were copied to or from another centre
+	KindEvaluation Kind = 9 // this centre evaluated pseudonyms for a centre: a count, never the elements
 )
 
 var kindNames = [...]string{
@@ -33,6 +34,7 @@ var kindNames = [...]string{
 	KindErasure:    "erasure",
 	KindCharter:    "charter",
 	KindTransfer:   "transfer",
+	KindEvaluation: "evaluation",
 }
 
 func (k Kind) String() string {
@@ -42,7 +44,7 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-func (k Kind) valid() bool { return k >= KindRecord && k <= KindTransfer }
+func (k Kind) valid() bool { return k >= KindRecord && k <= KindEvaluation }
 
 // needsSubject reports whether entries of this kind must name a patient.
 func (k Kind) needsSubject() bool {

@@ -68,7 +68,11 @@ func fuzzEntries(tb testing.TB) []ledger.Entry {
 		tb.Fatal(err)
 	}
 	charter := ledger.Entry{Kind: ledger.KindCharter, Body: []byte("charter v2: sha256 of the text")}
-	return []ledger.Entry{rec, amend, erasure, charter}
+	eval, err := ledger.NewEvaluation(ledger.Evaluation{Requester: []byte("a peer ID of some bytes"), Count: 4096})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return []ledger.Entry{rec, amend, erasure, charter, eval}
 }
 
 // openFuzzLedger opens a ledger with a fixed key and clock in a directory
@@ -159,6 +163,14 @@ func FuzzDecode(f *testing.F) {
 			}
 			if rebuilt, err = ledger.NewErasure(e.Subject, x); err != nil {
 				t.Fatalf("a decoded erasure does not build again: %v", err)
+			}
+		case ledger.KindEvaluation:
+			v, err := e.Evaluation()
+			if err != nil {
+				t.Fatalf("Decode accepted an evaluation entry whose body does not decode: %v", err)
+			}
+			if rebuilt, err = ledger.NewEvaluation(v); err != nil {
+				t.Fatalf("a decoded evaluation does not build again: %v", err)
 			}
 		default:
 			return

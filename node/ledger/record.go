@@ -235,6 +235,8 @@ func checkBody(k Kind, body []byte) error {
 		_, err = decodeRecord(k, body)
 	case KindErasure:
 		_, err = decodeErasure(body)
+	case KindEvaluation:
+		_, err = Entry{Kind: k, Body: body}.Evaluation()
 	default:
 		if len(body) == 0 {
 			err = malformed("empty %s body", k)

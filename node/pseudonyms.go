@@ -1,0 +1,232 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/pseudonym"
+)
+
+// ShareFile holds this centre's share of the federation's pseudonym key,
+// mode 0600. Only founders hold one.
+const ShareFile = "oprf.share"
+
+// ErrNoPseudonymKey is returned when the federation's charter lists no
+// pseudonym key.
+var ErrNoPseudonymKey = errors.New("the federation has no pseudonym key")
+
+// pseudonymKeys returns the checked pseudonym key parameters the charter
+// lists, or nil when it lists none.
+func pseudonymKeys(c federation.Charter) (*pseudonym.Keys, error) {
+	if !c.OPRF.Dealt() {
+		return nil, nil
+	}
+	pub := pseudonym.Public{Key: c.OPRF.Key}
+	for _, s := range c.OPRF.Shares {
+		pub.Holders = append(pub.Holders, pseudonym.Holder{Index: s.Index, ID: s.Holder, Public: s.Public})
+	}
+	keys, err := pseudonym.NewKeys(c.Federation, c.Policy.OPRFThreshold, pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", federation.ErrMalformed, err)
+	}
+	return keys, nil
+}
+
+// deal draws the pseudonym key for a charter being founded, one share per
+// member in member order, and lists its public part in c. It returns the
+// sealed shares file.
+func deal(c *federation.Charter) ([]byte, error) {
+	to := make([]pseudonym.Recipient, len(c.Members))
+	for i, m := range c.Members {
+		to[i] = pseudonym.Recipient{ID: m.ID}
+	}
+	pub, sealed, err := pseudonym.Deal(c.Federation, c.Policy.OPRFThreshold, to)
+	if err != nil {
+		return nil, err
+	}
+	c.OPRF.Key = pub.Key
+	for _, h := range pub.Holders {
+		c.OPRF.Shares = append(c.OPRF.Shares, federation.OPRFShare{Index: h.Index, Holder: h.ID, Public: h.Public})
+	}
+	return pseudonym.EncodeSealed(c.Federation, sealed), nil
+}
+
+// installShare opens this centre's share from the sealed shares file of
+// the founding and keeps it in ShareFile. Installing the same share again
+// changes nothing.
+func (c *Centre) installShare(keys *pseudonym.Keys, sealedFile []byte) error {
+	fed, sealed, err := pseudonym.ParseSealed(sealedFile)
+	if err != nil {
+		return err
+	}
+	if fed != c.federation {
+		return fmt.Errorf("the shares file is for federation %q, this centre is configured for %q", fed, c.federation)
+	}
+	share, err := pseudonym.Open(keys, sealed, c.key)
+	if err != nil {
+		return err
+	}
+	data := pseudonym.EncodeShare(share)
+	path := filepath.Join(c.dir, ShareFile)
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil && bytes.Equal(old, data):
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s holds another share already", path)
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	return writeNewFile(path, data)
+}
+
+// loadShare reads this centre's share when the charter lists it as a
+// holder; a holder whose share file is missing cannot start.
+func (c *Centre) loadShare(keys *pseudonym.Keys) (*pseudonym.Share, error) {
+	if _, holder := keys.Holder(c.id); !holder {
+		return nil, nil
+	}
+	path := filepath.Join(c.dir, ShareFile)
+	if err := checkPrivate(path); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("this centre holds a share of the pseudonym key but %s is missing: restore it from backup, or install the charter again with its shares file", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pseudonym.ParseShare(data, keys)
+}
+
+// checkPrivate refuses a secret file others can read.
+func checkPrivate(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // the read reports it
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+	}
+	return nil
+}
+
+// ledgerAudit records each batch a holder evaluates on the ledger.
+type ledgerAudit struct{ l *ledger.Ledger }
+
+func (a ledgerAudit) Evaluated(ctx context.Context, requester peer.ID, n int) error {
+	e, err := ledger.NewEvaluation(ledger.Evaluation{Requester: []byte(requester), Count: uint32(n)})
+	if err != nil {
+		return err
+	}
+	_, err = a.l.Append(ctx, e)
+	return err
+}
+
+// startPseudonyms starts the pseudonym client, and the evaluator when
+// this centre holds a share, with the rate limiter primed from the
+// evaluations the ledger recorded within the window.
+func (n *Node) startPseudonyms(ctx context.Context, cfg Config) error {
+	keys, err := pseudonymKeys(n.Membership.Current().Charter)
+	if err != nil || keys == nil {
+		return err
+	}
+	if n.rules, err = cfg.Pseudonym.Rules(); err != nil {
+		return err
+	}
+	share, err := n.Centre.loadShare(keys)
+	if err != nil {
+		return err
+	}
+	member := func(id peer.ID) (string, bool) {
+		m, ok := n.Membership.Current().Member(id)
+		return m.Name, ok
+	}
+	if share != nil {
+		n.evaluator, err = pseudonym.NewEvaluator(n.Host, keys, share, pseudonym.EvaluatorOptions{
+			Member: member, Audit: ledgerAudit{n.Centre.Ledger},
+			Limit: cfg.Pseudonym.RateLimit, Window: cfg.Pseudonym.RateWindow, Logger: n.base,
+		})
+		if err != nil {
+			return err
+		}
+		if err := n.primeLimiter(ctx, cfg.Pseudonym.RateWindow); err != nil {
+			return err
+		}
+	}
+	n.pseudonyms, err = pseudonym.NewClient(n.Host, keys, share, pseudonym.ClientOptions{Member: member, Logger: n.base})
+	return err
+}
+
+func (n *Node) primeLimiter(ctx context.Context, window time.Duration) error {
+	entries, err := n.Centre.Ledger.EntriesOfKind(ctx, ledger.KindEvaluation)
+	if err != nil {
+		return err
+	}
+	since := time.Now().Add(-window)
+	for _, e := range entries {
+		if e.Time.Before(since) {
+			continue
+		}
+		v, err := e.Evaluation()
+		if err != nil {
+			return fmt.Errorf("ledger entry %d: %w", e.Index, err)
+		}
+		id, err := peer.IDFromBytes(v.Requester)
+		if err != nil {
+			return fmt.Errorf("ledger entry %d: requester: %w", e.Index, err)
+		}
+		n.evaluator.Spent(id, int(v.Count), e.Time)
+	}
+	return nil
+}
+
+// Pseudonyms derives the federation pseudonyms of ids.
+func (n *Node) Pseudonyms(ctx context.Context, ids []pseudonym.Identifier) ([]pseudonym.Pseudonym, error) {
+	if n.pseudonyms == nil {
+		return nil, ErrNoPseudonymKey
+	}
+	return n.pseudonyms.Pseudonyms(ctx, ids)
+}
+
+// MaxPseudonymRequest bounds the identifiers of one admin request.
+const MaxPseudonymRequest = 4096
+
+// pseudonymsOf parses "system|value" identifiers with the configured rules
+// and derives their pseudonyms, in hex. An error names an identifier by
+// its position, never its value.
+func (n *Node) pseudonymsOf(ctx context.Context, raw []string) ([]string, error) {
+	if n.pseudonyms == nil {
+		return nil, ErrNoPseudonymKey
+	}
+	if len(raw) == 0 || len(raw) > MaxPseudonymRequest {
+		return nil, fmt.Errorf("%w: %d identifiers, want 1 to %d", pseudonym.ErrInvalidIdentifier, len(raw), MaxPseudonymRequest)
+	}
+	ids := make([]pseudonym.Identifier, len(raw))
+	for i, s := range raw {
+		id, err := n.rules.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("identifier %d: %w", i+1, err)
+		}
+		ids[i] = id
+	}
+	ps, err := n.Pseudonyms(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out, nil
+}

@@ -1,0 +1,76 @@
+// Package wire frames the messages of medfed's libp2p protocols. A frame
+// is one byte (an operation in a request, a status in an answer), a
+// big-endian u32 length and that many bytes of payload. Every protocol
+// opens one stream per request: the requester writes one frame and closes
+// its side, the other side answers with one frame.
+package wire
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// MaxFrame bounds every frame's payload.
+const MaxFrame = 16 << 20
+
+// ErrFrame is returned for bytes that are not a frame within the limit.
+var ErrFrame = errors.New("malformed frame")
+
+// Write writes one frame.
+func Write(w io.Writer, kind byte, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("%w: %d bytes", ErrFrame, len(payload))
+	}
+	b := make([]byte, 5, 5+len(payload))
+	b[0] = kind
+	binary.BigEndian.PutUint32(b[1:], uint32(len(payload)))
+	_, err := w.Write(append(b, payload...))
+	return err
+}
+
+// Read reads one frame of at most limit payload bytes.
+func Read(r io.Reader, limit int) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if uint64(n) > uint64(min(limit, MaxFrame)) {
+		return 0, nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrFrame, n, limit)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	return hdr[0], payload, nil
+}
+
+// Exchange sends one request frame to p on a new stream of protocol proto
+// and returns the answer frame, of at most limit bytes. The context's
+// deadline, if any, bounds the whole exchange.
+func Exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte, limit int) (byte, []byte, error) {
+	s, err := h.NewStream(ctx, p, proto)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := s.SetDeadline(dl); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := Write(s, op, payload); err != nil {
+		return 0, nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return 0, nil, err
+	}
+	return Read(s, limit)
+}

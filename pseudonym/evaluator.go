@@ -1,0 +1,222 @@
+package pseudonym
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gtank/ristretto255"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node/wire"
+)
+
+// Audit records the evaluations a holder performs: one call per batch,
+// before the answer leaves, with the requester and the count only.
+type Audit interface {
+	Evaluated(ctx context.Context, requester peer.ID, n int) error
+}
+
+// EvaluatorOptions configure an Evaluator.
+type EvaluatorOptions struct {
+	// Member reports whether a peer is a current member of the federation,
+	// and its name for messages. Required.
+	Member func(peer.ID) (name string, ok bool)
+	// Audit is told of every batch before it is answered. Required.
+	Audit Audit
+	// Limit evaluations per requester per Window. Required.
+	Limit  int
+	Window time.Duration
+	// Now is the clock; default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Evaluator answers /medfed/oprf/1 with this centre's share.
+type Evaluator struct {
+	h     host.Host
+	keys  *Keys
+	share *Share
+	opts  EvaluatorOptions
+	limit *limiter
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	folded map[string]foldedKey // by evaluating set
+}
+
+// foldedKey is the share with one set's Lagrange coefficient folded in,
+// and its public counterpart's encoding.
+type foldedKey struct {
+	k     *ristretto255.Scalar
+	pkEnc []byte
+}
+
+// NewEvaluator serves share on h until Close.
+func NewEvaluator(h host.Host, keys *Keys, share *Share, opts EvaluatorOptions) (*Evaluator, error) {
+	if opts.Member == nil || opts.Audit == nil {
+		return nil, errors.New("pseudonym evaluator: Member and Audit are required")
+	}
+	if opts.Limit < 1 || opts.Window <= 0 {
+		return nil, fmt.Errorf("pseudonym evaluator: rate limit %d per %v", opts.Limit, opts.Window)
+	}
+	if err := share.matches(keys); err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Evaluator{
+		h: h, keys: keys, share: share, opts: opts,
+		limit:  newLimiter(opts.Limit, opts.Window),
+		log:    opts.Logger.With("component", "pseudonym"),
+		folded: map[string]foldedKey{},
+	}
+	h.SetStreamHandler(ProtocolID, e.handle)
+	return e, nil
+}
+
+// Close stops answering.
+func (e *Evaluator) Close() { e.h.RemoveStreamHandler(ProtocolID) }
+
+// Spent tells the rate limiter of n evaluations performed for requester at
+// a past time, as the ledger recorded them; call it in time order before
+// serving, after a restart.
+func (e *Evaluator) Spent(requester peer.ID, n int, at time.Time) {
+	e.limit.spent(requester, n, at)
+}
+
+func (e *Evaluator) handle(s network.Stream) {
+	defer s.Close()
+	if err := s.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		s.Reset()
+		return
+	}
+	from := s.Conn().RemotePeer()
+	op, payload, err := wire.Read(s, maxRequest)
+	if err != nil {
+		e.log.Debug("bad pseudonym request", "from", from, "err", err)
+		s.Reset()
+		return
+	}
+	answer, err := e.serve(from, op, payload)
+	if err != nil {
+		var r *Refusal
+		if !errors.As(err, &r) {
+			r = &Refusal{Code: refusedInternal, Reason: "internal error"}
+		}
+		e.log.Info("pseudonym request refused", "from", from, "code", r.Code, "err", err)
+		reason := r.Reason
+		if len(reason) > maxReasonLen {
+			reason = reason[:maxReasonLen]
+		}
+		if err := wire.Write(s, r.Code, []byte(reason)); err != nil {
+			e.log.Debug("refusal not delivered", "to", from, "err", err)
+		}
+		return
+	}
+	if err := wire.Write(s, statusOK, answer); err != nil {
+		e.log.Debug("answer not delivered", "to", from, "err", err)
+	}
+}
+
+func refuse(code byte, format string, args ...any) error {
+	return &Refusal{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+// serve checks and evaluates one request. The order matters: nothing is
+// counted for a request that does not parse, and the count is on the
+// ledger before anything is computed.
+func (e *Evaluator) serve(from peer.ID, op byte, payload []byte) ([]byte, error) {
+	name, ok := e.opts.Member(from)
+	if !ok {
+		return nil, refuse(refusedDenied, "%s is not a member of federation %s", from, e.keys.Federation)
+	}
+	if op != opEvaluate {
+		return nil, refuse(refusedMalformed, "unknown operation %d", op)
+	}
+	req, err := decodeRequest(payload)
+	if err != nil {
+		return nil, refuse(refusedMalformed, "%v", err)
+	}
+	if err := e.keys.checkSet(req.set); err != nil {
+		return nil, refuse(refusedMalformed, "%v", err)
+	}
+	fk, ok := e.foldedFor(req.set)
+	if !ok {
+		return nil, refuse(refusedNoShare, "this centre holds share %d, which is not in the evaluating set", e.share.Index)
+	}
+	b := batch{blindedEnc: req.elements, blinded: make([]*ristretto255.Element, len(req.elements))}
+	for i, enc := range req.elements {
+		if b.blinded[i], err = decodeElement(enc); err != nil {
+			return nil, refuse(refusedMalformed, "element %d: %v", i, err)
+		}
+	}
+	n := len(b.blinded)
+	now := e.opts.Now()
+	ok, avail, wait := e.limit.take(from, n, now)
+	if !ok {
+		return nil, e.limitRefusal(name, n, avail, wait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.opts.Audit.Evaluated(ctx, from, n); err != nil {
+		e.limit.give(from, n, now)
+		return nil, fmt.Errorf("recording the evaluation: %w", err)
+	}
+	b.evaluated = make([]*ristretto255.Element, n)
+	b.evaluatedEnc = make([][]byte, n)
+	out := make([]byte, 0, n*elementLen+proofLen)
+	for i, p := range b.blinded {
+		b.evaluated[i] = ristretto255.NewIdentityElement().ScalarMult(fk.k, p)
+		out = b.evaluated[i].Encode(out)
+		b.evaluatedEnc[i] = out[len(out)-elementLen:]
+	}
+	out = append(out, voprf.prove(fk.k, fk.pkEnc, b, randomScalar())...)
+	e.log.Debug("evaluated", "for", name, "n", n)
+	return out, nil
+}
+
+func (e *Evaluator) limitRefusal(name string, n, avail int, wait time.Duration) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rate limit: %s may have %d pseudonym evaluations per %v from %s; this batch of %d would exceed it (%d available now",
+		name, e.opts.Limit, e.opts.Window, e.h.ID(), n, avail)
+	if wait >= 0 {
+		fmt.Fprintf(&b, ", enough in %v)", wait.Round(time.Second))
+	} else {
+		b.WriteString("; the batch is larger than the limit)")
+	}
+	return refuse(refusedLimit, "%s", b.String())
+}
+
+// foldedFor returns the share folded for set, if set includes this holder.
+func (e *Evaluator) foldedFor(set []int) (foldedKey, bool) {
+	key := fmt.Sprint(set)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if fk, ok := e.folded[key]; ok {
+		return fk, true
+	}
+	in := false
+	for _, i := range set {
+		in = in || i == e.share.Index
+	}
+	if !in {
+		return foldedKey{}, false
+	}
+	fk := foldedKey{k: e.share.folded(set), pkEnc: e.keys.foldedPublic(set, e.share.Index).Bytes()}
+	if len(e.folded) > 1024 { // sets are few; bound the cache anyway
+		clear(e.folded)
+	}
+	e.folded[key] = fk
+	return fk, true
+}

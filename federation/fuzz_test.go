@@ -22,6 +22,7 @@ func FuzzParseCharter(f *testing.F) {
 	for _, c := range ch.versions {
 		f.Add(c.Text())
 	}
+	f.Add(withOPRF(f, "centre-a", "centre-b", "centre-c").Text())
 	v1 := ch.versions[0]
 	for _, m := range malformedTexts(f) {
 		if m.name != "oversized" {

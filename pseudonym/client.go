@@ -232,7 +232,7 @@ func (c *Client) pickSet(r *run, seq int) (set []int, remote []Holder, err error
 func (c *Client) unavailable(r *run, need, have int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	errs := []error{fmt.Errorf("%w: %d more holders of the %d needed are required, %d are available", ErrUnavailable, need, c.keys.Threshold, have)}
+	errs := []error{fmt.Errorf("%w: a pseudonym takes %d key holders; %d more must answer and %d can be asked", ErrUnavailable, c.keys.Threshold, need, have)}
 	for id, err := range r.failed {
 		errs = append(errs, fmt.Errorf("%s: %w", c.name(id), err))
 	}

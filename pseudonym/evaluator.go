@@ -188,8 +188,8 @@ func (e *Evaluator) serve(from peer.ID, op byte, payload []byte) ([]byte, error)
 
 func (e *Evaluator) limitRefusal(name string, n, avail int, wait time.Duration) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "rate limit: %s may have %d pseudonym evaluations per %v from %s; this batch of %d would exceed it (%d available now",
-		name, e.opts.Limit, e.opts.Window, e.h.ID(), n, avail)
+	fmt.Fprintf(&b, "rate limit: %s may ask this centre for %d pseudonym evaluations per %v; a batch of %d more would exceed it (%d available now",
+		name, e.opts.Limit, e.opts.Window, n, max(avail, 0))
 	if wait >= 0 {
 		fmt.Fprintf(&b, ", enough in %v)", wait.Round(time.Second))
 	} else {

@@ -44,6 +44,7 @@ func (e benchEnv) pick(full, quick int) int {
 var benchSuites = []benchSuite{
 	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", benchLedger},
 	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", benchWitness},
+	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", benchPseudonym},
 }
 
 func newBenchCmd() *cobra.Command {

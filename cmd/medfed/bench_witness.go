@@ -83,14 +83,7 @@ func finality(ctx context.Context, root string, interval time.Duration, rounds i
 		}
 		nodes = append(nodes, n)
 	}
-	if err := waitUntil("the centres connect", func() bool {
-		for _, n := range nodes {
-			if len(n.Host.Network().Peers()) < len(nodes)-1 {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
+	if err := allConnected(nodes); err != nil {
 		return nil, err
 	}
 	var (

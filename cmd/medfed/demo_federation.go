@@ -109,6 +109,18 @@ func waitUntil(what string, ok func() bool) error {
 	return nil
 }
 
+// allConnected waits until every node is connected to every other.
+func allConnected(nodes []*running) error {
+	return waitUntil("the centres connect", func() bool {
+		for _, n := range nodes {
+			if len(n.Host.Network().Peers()) < len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func linked(a, b *running) bool {
 	return a.Host.Network().Connectedness(b.Centre.ID()) == network.Connected
 }
@@ -214,4 +226,39 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 
 func demoAddr(n *running) string {
 	return fmt.Sprintf("%s/p2p/%s", n.Host.Addrs()[0], n.Centre.ID())
+}
+
+// admitCentre has members approve cfg's centre, which then joins through
+// the first of them and starts.
+func admitCentre(ctx context.Context, cfg node.Config, members ...*running) (*running, error) {
+	var req []byte
+	if err := offline(ctx, cfg, func(c *node.Centre) (err error) {
+		req, err = c.JoinRequest(cfg.P2P.Listen)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	want := members[0].Membership.Current().Version + 1
+	for _, m := range members {
+		if m.Membership.Current().Version == want {
+			break
+		}
+		if _, err := m.Membership.Approve(ctx, req); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitUntil("the members adopt the version that admits "+cfg.Centre.Name, func() bool {
+		for _, m := range members {
+			if m.Membership.Current().Version != want {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := node.Join(ctx, cfg, demoAddr(members[0])); err != nil {
+		return nil, err
+	}
+	return startNode(ctx, cfg)
 }

@@ -41,6 +41,10 @@ func TestDemoNarratesTheLedgerChapterAndLeavesNothingBehind(t *testing.T) {
 		"final, cosigned by centre-b and centre-c",
 		"centre-b refuses: two roots for size",
 		"centre-c refuses: two roots for size",
+		"Chapter 4: pseudonyms: the same patient everywhere, reversible by nobody alone",
+		"centre-c, holding no share, asks centre-a and centre-b, and gets the same one",
+		"check digit does not match",
+		"centre-a alone now cannot compute any pseudonym",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)

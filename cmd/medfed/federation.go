@@ -238,8 +238,13 @@ func newFedSignCmd() *cobra.Command {
 func newFedInstallCmd() *cobra.Command {
 	var sharesPath string
 	cmd := fileCmd("install CHARTER --shares FILE --config FILE", "Adopt version 1 of a charter that every founder signed",
-		func(cmd *cobra.Command, cfg node.Config, _ string, note []byte) error {
+		func(cmd *cobra.Command, cfg node.Config, path string, note []byte) error {
 			var shares []byte
+			if sharesPath == "" {
+				if _, err := os.Stat(path + ".shares"); err == nil {
+					sharesPath = path + ".shares"
+				}
+			}
 			if sharesPath != "" {
 				var err error
 				if shares, err = readIn(sharesPath); err != nil {
@@ -255,7 +260,7 @@ func newFedInstallCmd() *cobra.Command {
 				return err
 			})
 		})
-	cmd.Flags().StringVar(&sharesPath, "shares", "", "the sealed key shares `file` federation init wrote with the charter")
+	cmd.Flags().StringVar(&sharesPath, "shares", "", "the sealed key shares `file` federation init wrote with the charter (default: CHARTER.shares, if it exists)")
 	return cmd
 }
 

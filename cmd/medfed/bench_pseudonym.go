@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/cloudflare/circl/oprf"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/pseudonym"
+)
+
+// benchPseudonym measures pseudonyms per second for one batch in a
+// federation of three centres on 127.0.0.1 whose key is shared 2 of 3:
+// asked by a founder, which holds a share (itself and one other holder
+// evaluate), and by a centre that joined later and holds none (two
+// others evaluate). Every evaluation is blinded, proven and checked, and
+// counted on the evaluator's ledger. The baseline is circl's RFC 9497
+// VOPRF with one whole key in one process on the same batch: what the
+// threshold, the proofs per holder and the network cost.
+func benchPseudonym(ctx context.Context, env benchEnv) (map[string]float64, error) {
+	n := env.pick(100_000, 10_000)
+	ids := benchIdentifiers(n)
+	root := filepath.Join(env.dir, "pseudonym")
+	var cfgs []node.Config
+	for _, name := range []string{"centre-a", "centre-b", "centre-c", "centre-d"} {
+		cfg, err := demoConfig(root, name)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Pseudonym.RateLimit = 1_000_000_000
+		cfgs = append(cfgs, cfg)
+	}
+	if _, err := foundFederation(ctx, cfgs[:3], federation.DefaultPolicy(3)); err != nil {
+		return nil, err
+	}
+	var nodes []*running
+	defer func() {
+		for _, r := range nodes {
+			r.stop()
+		}
+	}()
+	for _, cfg := range cfgs[:3] {
+		r, err := startNode(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, r)
+	}
+	d, err := admitCentre(ctx, cfgs[3], nodes...)
+	if err != nil {
+		return nil, err
+	}
+	nodes = append(nodes, d)
+	if err := allConnected(nodes); err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for _, run := range []struct {
+		metric string
+		r      *running
+	}{{"pseudonyms_per_s", nodes[0]}, {"pseudonyms_nonholder_per_s", nodes[3]}} {
+		if _, err := run.r.Pseudonyms(ctx, ids[:1000]); err != nil { // warm up the connections
+			return nil, err
+		}
+		start := time.Now()
+		if _, err := run.r.Pseudonyms(ctx, ids); err != nil {
+			return nil, err
+		}
+		m[run.metric] = float64(n) / time.Since(start).Seconds()
+		env.logf("pseudonym: %s derived %d pseudonyms: %.0f per second", run.r.Centre.Name, n, m[run.metric])
+	}
+	base, err := singleKeyVOPRF(ids)
+	if err != nil {
+		return nil, err
+	}
+	m["pseudonyms_baseline_per_s"] = base
+	env.logf("pseudonym: baseline, circl's VOPRF with the whole key in one process: %.0f per second", base)
+	return m, nil
+}
+
+func benchIdentifiers(n int) []pseudonym.Identifier {
+	ids := make([]pseudonym.Identifier, 0, n)
+	for v := 4_000_000_000; len(ids) < n; v++ {
+		if id, err := pseudonym.ParseNHS(fmt.Sprint(v)); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// singleKeyVOPRF runs circl's VOPRF client and server on ids in chunks of
+// 1024, on every core, and returns evaluations per second.
+func singleKeyVOPRF(ids []pseudonym.Identifier) (float64, error) {
+	suite := oprf.SuiteRistretto255
+	key, err := oprf.GenerateKey(suite, rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	server := oprf.NewVerifiableServer(suite, key)
+	client := oprf.NewVerifiableClient(suite, key.Public())
+	chunks := make(chan [][]byte)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		firstEr error
+	)
+	start := time.Now()
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			for in := range chunks {
+				fin, req, err := client.Blind(in)
+				if err == nil {
+					var ev *oprf.Evaluation
+					if ev, err = server.Evaluate(req); err == nil {
+						_, err = client.Finalize(fin, ev)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					firstEr = errors.Join(firstEr, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := 0; i < len(ids); i += 1024 {
+		var in [][]byte
+		for _, id := range ids[i:min(i+1024, len(ids))] {
+			in = append(in, id.Input())
+		}
+		chunks <- in
+	}
+	close(chunks)
+	wg.Wait()
+	return float64(len(ids)) / time.Since(start).Seconds(), firstEr
+}

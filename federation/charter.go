@@ -278,6 +278,10 @@ type OPRFShare struct {
 // Dealt reports whether the charter lists a pseudonym key.
 func (k OPRFKey) Dealt() bool { return len(k.Shares) > 0 }
 
+func (k OPRFKey) equal(o OPRFKey) bool {
+	return k.Key == o.Key && slices.Equal(k.Shares, o.Shares)
+}
+
 // Holder returns the share held by id.
 func (k OPRFKey) Holder(id peer.ID) (OPRFShare, bool) {
 	for _, s := range k.Shares {
@@ -306,6 +310,9 @@ func (k OPRFKey) check(c Charter) error {
 			return errors.New("oprf-key: a key without shares")
 		}
 		return nil
+	}
+	if c.Policy.OPRFThreshold < 2 {
+		return errors.New("oprf-threshold: a dealt key needs a threshold of at least 2, or every holder could compute pseudonyms alone")
 	}
 	if len(k.Shares) > MaxMembers || len(k.Shares) < c.Policy.OPRFThreshold {
 		return fmt.Errorf("oprf-share: %d shares for threshold %d, want threshold to %d", len(k.Shares), c.Policy.OPRFThreshold, MaxMembers)
@@ -899,6 +906,10 @@ func successor(prev Charter, msg []byte) (Signed, error) {
 		return Signed{}, fmt.Errorf("%w: version %d does not follow version %d", ErrChain, c.Version, prev.Version)
 	case c.Previous != prev.Hash():
 		return Signed{}, fmt.Errorf("%w: previous: not the hash of version %d", ErrChain, prev.Version)
+	case !c.OPRF.equal(prev.OPRF):
+		return Signed{}, fmt.Errorf("%w: version %d changes the pseudonym key, which is dealt once, at founding", ErrChain, c.Version)
+	case c.OPRF.Dealt() && c.Policy.OPRFThreshold != prev.Policy.OPRFThreshold:
+		return Signed{}, fmt.Errorf("%w: version %d changes oprf-threshold, which the dealt key fixes", ErrChain, c.Version)
 	}
 	signers, err := verifySigs(text, sigs, func(id peer.ID) error {
 		if _, ok := prev.Member(id); !ok {

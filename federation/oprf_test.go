@@ -107,3 +107,39 @@ func TestCharterOPRFKeepsThreshold(t *testing.T) {
 		t.Fatalf("removing a second holder, leaving one of threshold 2: %v", err)
 	}
 }
+
+// A later version may not change the dealt key or its threshold, even
+// with a quorum's signatures: the key is dealt once, at founding.
+func TestCharterOPRFIsFixedAfterFounding(t *testing.T) {
+	v1 := withOPRF(t, "centre-a", "centre-b", "centre-c")
+	v2, err := v1.WithMember(testMember(t, "centre-d", 4104))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(c federation.Charter) []byte {
+		return rawSign(t, c.Text(), "centre-a", "centre-b", "centre-c")
+	}
+	if _, err := federation.VerifyNext(v1, signed(v2)); err != nil {
+		t.Fatalf("an honest next version: %v", err)
+	}
+	redealt := v2
+	redealt.OPRF.Shares = append([]federation.OPRFShare(nil), v2.OPRF.Shares[:2]...)
+	redealt.OPRF.Shares[1].Public[0] ^= 1
+	if err := redealt.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := federation.VerifyNext(v1, signed(redealt)); !errors.Is(err, federation.ErrChain) {
+		t.Fatalf("a version with other shares: %v, want ErrChain", err)
+	}
+	lower := v2
+	lower.Policy.OPRFThreshold = 3
+	if _, err := federation.VerifyNext(v1, signed(lower)); !errors.Is(err, federation.ErrChain) {
+		t.Fatalf("a version with another threshold: %v, want ErrChain", err)
+	}
+	one := founding(t, "centre-a", "centre-b")
+	one.Policy.OPRFThreshold = 1
+	one.OPRF = withOPRF(t, "centre-a", "centre-b").OPRF
+	if err := one.Validate(); !errors.Is(err, federation.ErrMalformed) {
+		t.Fatalf("a key dealt 1-of-2: %v, want ErrMalformed", err)
+	}
+}

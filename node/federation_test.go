@@ -81,7 +81,7 @@ func found(t *testing.T, cfgs ...node.Config) {
 	for _, cfg := range cfgs[1:] {
 		offline(t, cfg, func(c *node.Centre) {
 			var err error
-			if draft, err = c.SignCharter(draft); err != nil {
+			if draft, err = c.SignCharter(draft, shares); err != nil {
 				t.Fatal(err)
 			}
 		})

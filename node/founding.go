@@ -49,8 +49,9 @@ func (c *Centre) JoinRequest(listen []string) ([]byte, error) {
 
 // Found drafts version 1 of a charter listing this centre and the centres
 // of the given join requests, under policy, and signs it. It deals the
-// federation's pseudonym key (policy.OPRFThreshold of the founders) and
-// returns the shares sealed to each founder, to travel with the draft.
+// federation's pseudonym key (policy.OPRFThreshold of the founders, at
+// least 2) and returns the shares sealed to each founder, to travel with
+// the draft. A federation founded by one centre has no pseudonym key.
 func (c *Centre) Found(listen []string, requests [][]byte, policy federation.Policy) (draft, shares []byte, err error) {
 	self, err := c.member(listen)
 	if err != nil {
@@ -80,8 +81,10 @@ func (c *Centre) Found(listen []string, requests [][]byte, policy federation.Pol
 	if err := ch.Validate(); err != nil {
 		return nil, nil, err
 	}
-	if shares, err = deal(&ch); err != nil {
-		return nil, nil, err
+	if len(members) > 1 { // alone, a founder would hold the whole key: no pseudonyms
+		if shares, err = deal(&ch); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := ch.Validate(); err != nil {
 		return nil, nil, err
@@ -91,8 +94,11 @@ func (c *Centre) Found(listen []string, requests [][]byte, policy federation.Pol
 }
 
 // SignCharter adds this centre's signature to a draft of version 1 that
-// lists it.
-func (c *Centre) SignCharter(note []byte) ([]byte, error) {
+// lists it. When the draft deals this centre a share of the pseudonym key,
+// shares must be the sealed shares file: the share is opened and checked
+// before signing (and kept only by InstallFounding), so a founder never
+// signs a key it cannot use.
+func (c *Centre) SignCharter(note, shares []byte) ([]byte, error) {
 	ch, err := federation.PeekCharter(note)
 	if err != nil {
 		return nil, err
@@ -103,8 +109,16 @@ func (c *Centre) SignCharter(note []byte) ([]byte, error) {
 	if m, ok := ch.Member(c.id); !ok || m.Name != c.Name {
 		return nil, fmt.Errorf("%w: the draft does not list this centre as %s (%s)", federation.ErrNotMember, c.Name, c.id)
 	}
-	if _, err := pseudonymKeys(ch); err != nil { // a founder signs only a key any t founders can use
+	keys, err := pseudonymKeys(ch) // a founder signs only a key any t founders can use
+	if err != nil {
 		return nil, err
+	}
+	if keys != nil {
+		if _, holder := keys.Holder(c.id); holder {
+			if _, err := c.openShare(keys, shares); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return federation.Sign(ch, note, c.key)
 }
@@ -125,9 +139,6 @@ func (c *Centre) InstallFounding(ctx context.Context, note, shares []byte) (fede
 	}
 	if keys != nil {
 		if _, holder := keys.Holder(c.id); holder {
-			if shares == nil {
-				return s, fmt.Errorf("this centre holds a share of the federation's pseudonym key: give the shares file that federation init wrote with the charter")
-			}
 			if err := c.installShare(keys, shares); err != nil {
 				return s, err
 			}

@@ -64,14 +64,7 @@ func deal(c *federation.Charter) ([]byte, error) {
 // the founding and keeps it in ShareFile. Installing the same share again
 // changes nothing.
 func (c *Centre) installShare(keys *pseudonym.Keys, sealedFile []byte) error {
-	fed, sealed, err := pseudonym.ParseSealed(sealedFile)
-	if err != nil {
-		return err
-	}
-	if fed != c.federation {
-		return fmt.Errorf("the shares file is for federation %q, this centre is configured for %q", fed, c.federation)
-	}
-	share, err := pseudonym.Open(keys, sealed, c.key)
+	share, err := c.openShare(keys, sealedFile)
 	if err != nil {
 		return err
 	}
@@ -87,6 +80,21 @@ func (c *Centre) installShare(keys *pseudonym.Keys, sealedFile []byte) error {
 		return err
 	}
 	return writeNewFile(path, data)
+}
+
+// openShare opens and checks this centre's share in a sealed shares file.
+func (c *Centre) openShare(keys *pseudonym.Keys, sealedFile []byte) (*pseudonym.Share, error) {
+	if sealedFile == nil {
+		return nil, errors.New("this centre holds a share of the federation's pseudonym key: give the shares file that federation init wrote with the charter")
+	}
+	fed, sealed, err := pseudonym.ParseSealed(sealedFile)
+	if err != nil {
+		return nil, err
+	}
+	if fed != c.federation {
+		return nil, fmt.Errorf("the shares file is for federation %q, this centre is configured for %q", fed, c.federation)
+	}
+	return pseudonym.Open(keys, sealed, c.key)
 }
 
 // loadShare reads this centre's share when the charter lists it as a
@@ -106,7 +114,14 @@ func (c *Centre) loadShare(keys *pseudonym.Keys) (*pseudonym.Share, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pseudonym.ParseShare(data, keys)
+	share, err := pseudonym.ParseShare(data, keys)
+	if err != nil {
+		return nil, err
+	}
+	if h, _ := keys.Holder(c.id); share.Index != h.Index {
+		return nil, fmt.Errorf("%s holds share %d, but the charter gives this centre share %d: it is another centre's file", path, share.Index, h.Index)
+	}
+	return share, nil
 }
 
 // checkPrivate refuses a secret file others can read.
@@ -123,6 +138,8 @@ func checkPrivate(path string) error {
 
 // ledgerAudit records each batch a holder evaluates on the ledger.
 type ledgerAudit struct{ l *ledger.Ledger }
+
+var _ pseudonym.Audit = ledgerAudit{}
 
 func (a ledgerAudit) Evaluated(ctx context.Context, requester peer.ID, n int) error {
 	e, err := ledger.NewEvaluation(ledger.Evaluation{Requester: []byte(requester), Count: uint32(n)})
@@ -153,14 +170,15 @@ func (n *Node) startPseudonyms(ctx context.Context, cfg Config) error {
 		return m.Name, ok
 	}
 	if share != nil {
-		n.evaluator, err = pseudonym.NewEvaluator(n.Host, keys, share, pseudonym.EvaluatorOptions{
-			Member: member, Audit: ledgerAudit{n.Centre.Ledger},
-			Limit: cfg.Pseudonym.RateLimit, Window: cfg.Pseudonym.RateWindow, Logger: n.base,
-		})
+		spent, err := n.Centre.spentWithin(ctx, cfg.Pseudonym.RateWindow)
 		if err != nil {
 			return err
 		}
-		if err := n.primeLimiter(ctx, cfg.Pseudonym.RateWindow); err != nil {
+		n.evaluator, err = pseudonym.NewEvaluator(n.Host, keys, share, pseudonym.EvaluatorOptions{
+			Member: member, Audit: ledgerAudit{n.Centre.Ledger}, Spent: spent,
+			Limit: cfg.Pseudonym.RateLimit, Window: cfg.Pseudonym.RateWindow, Logger: n.base,
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -168,27 +186,30 @@ func (n *Node) startPseudonyms(ctx context.Context, cfg Config) error {
 	return err
 }
 
-func (n *Node) primeLimiter(ctx context.Context, window time.Duration) error {
-	entries, err := n.Centre.Ledger.EntriesOfKind(ctx, ledger.KindEvaluation)
+// spentWithin returns the evaluations the ledger recorded within the last
+// window, oldest first, for the rate limiter of a restarted evaluator.
+func (c *Centre) spentWithin(ctx context.Context, window time.Duration) ([]pseudonym.Spend, error) {
+	entries, err := c.Ledger.EntriesOfKind(ctx, ledger.KindEvaluation)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	since := time.Now().Add(-window)
+	var spent []pseudonym.Spend
 	for _, e := range entries {
 		if e.Time.Before(since) {
 			continue
 		}
 		v, err := e.Evaluation()
 		if err != nil {
-			return fmt.Errorf("ledger entry %d: %w", e.Index, err)
+			return nil, fmt.Errorf("ledger entry %d: %w", e.Index, err)
 		}
 		id, err := peer.IDFromBytes(v.Requester)
 		if err != nil {
-			return fmt.Errorf("ledger entry %d: requester: %w", e.Index, err)
+			return nil, fmt.Errorf("ledger entry %d: requester: %w", e.Index, err)
 		}
-		n.evaluator.Spent(id, int(v.Count), e.Time)
+		spent = append(spent, pseudonym.Spend{Requester: id, Count: int(v.Count), At: e.Time})
 	}
-	return nil
+	return spent, nil
 }
 
 // Pseudonyms derives the federation pseudonyms of ids.

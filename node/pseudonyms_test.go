@@ -147,8 +147,11 @@ func TestHolderNeedsItsShare(t *testing.T) {
 		}
 	})
 	offline(t, b, func(c *node.Centre) {
+		if _, err := c.SignCharter(draft, nil); err == nil || !strings.Contains(err.Error(), "shares file") {
+			t.Fatalf("sign without checking the share: %v", err)
+		}
 		var err error
-		if draft, err = c.SignCharter(draft); err != nil {
+		if draft, err = c.SignCharter(draft, shares); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.InstallFounding(context.Background(), draft, nil); err == nil || !strings.Contains(err.Error(), "shares file") {

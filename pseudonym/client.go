@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gtank/ristretto255"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -165,7 +167,7 @@ func (s suite) blindAdd(inputs [][]byte) (blinded, error) {
 		if err != nil {
 			return b, fmt.Errorf("identifier %d: %w", i, err)
 		}
-		r := ristretto255.NewScalar().FromUniformBytes(rnd[64*i : 64*(i+1)])
+		r := uniformScalar(rnd[64*i : 64*(i+1)])
 		e := ristretto255.NewIdentityElement().ScalarBaseMult(r)
 		e.Add(e, p)
 		b.points[i], b.blinds[i], b.elems[i] = p, r, e
@@ -275,7 +277,7 @@ func (c *Client) askOne(ctx context.Context, h Holder, set []int, req []byte, b 
 		return nil, err
 	}
 	if status != statusOK {
-		return nil, &Refusal{Code: status, Reason: string(answer[:min(len(answer), maxReasonLen)])}
+		return nil, &Refusal{Code: status, Reason: printable(answer[:min(len(answer), maxReasonLen)])}
 	}
 	encs, proof, err := decodeAnswer(answer, len(b.elems))
 	if err != nil {
@@ -321,4 +323,15 @@ func (c *Client) combine(set []int, remote []Holder, b blinded, answers [][]*ris
 		outs[i] = output(inputs[i], y)
 		b.blinds[i].Zero()
 	}
+}
+
+// printable keeps a remote reason from carrying control characters into
+// logs and terminals.
+func printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, string(b))
 }

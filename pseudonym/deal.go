@@ -42,11 +42,11 @@ type Sealed struct {
 
 // Deal draws a fresh key for federation, shares it threshold-of-len(to),
 // share i+1 to to[i], and returns the public parameters and the sealed
-// shares.
+// shares. The threshold is at least 2.
 func Deal(federation string, threshold int, to []Recipient) (Public, []Sealed, error) {
 	n := len(to)
-	if threshold < 1 || threshold > n || n > MaxHolders {
-		return Public{}, nil, fmt.Errorf("%w: threshold %d of %d holders", ErrKeys, threshold, n)
+	if threshold < 2 || threshold > n || n > MaxHolders {
+		return Public{}, nil, fmt.Errorf("%w: threshold %d of %d holders: want 2 to %d (with 1, every holder could compute pseudonyms alone)", ErrKeys, threshold, n, n)
 	}
 	poly := make([]*ristretto255.Scalar, threshold)
 	for i := range poly {
@@ -110,7 +110,9 @@ func seal(federation string, key [32]byte, h Holder, share *ristretto255.Scalar)
 	if err != nil {
 		return nil, err
 	}
-	return hpke.Seal(hpk, sealKDF, sealAEAD, sealInfo(federation, key, h), share.Bytes())
+	plain := share.Bytes()
+	defer clear(plain)
+	return hpke.Seal(hpk, sealKDF, sealAEAD, sealInfo(federation, key, h), plain)
 }
 
 // x25519Public maps the Ed25519 key in an Ed25519 peer ID to its X25519

@@ -77,6 +77,19 @@ func TestDealAndOpen(t *testing.T) {
 	if _, err := NewKeys("test-fed", 3, bad); !errors.Is(err, ErrKeys) {
 		t.Fatalf("a key the shares do not interpolate to: %v", err)
 	}
+	// A dealer whose polynomial has too low a degree: every public share is
+	// the key, so one holder alone could compute pseudonyms.
+	flat := Public{Key: pub.Key}
+	for _, h := range pub.Holders {
+		h.Public = pub.Key
+		flat.Holders = append(flat.Holders, h)
+	}
+	if _, err := NewKeys("test-fed", 3, flat); !errors.Is(err, ErrKeys) {
+		t.Fatalf("a key of degree 0 for threshold 3: %v", err)
+	}
+	if _, _, err := Deal("test-fed", 1, []Recipient{{ID: parsed[0].Holder}, {ID: parsed[1].Holder}}); !errors.Is(err, ErrKeys) {
+		t.Fatalf("dealing 1-of-2: %v", err)
+	}
 	if _, err := NewKeys("test-fed", 5, pub); !errors.Is(err, ErrKeys) {
 		t.Fatalf("a threshold above the number of holders: %v", err)
 	}

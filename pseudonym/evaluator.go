@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,9 +34,20 @@ type EvaluatorOptions struct {
 	// Limit evaluations per requester per Window. Required.
 	Limit  int
 	Window time.Duration
+	// Spent are the evaluations performed before this evaluator started,
+	// as the ledger recorded them, oldest first; the rate limit counts them
+	// before the first request is served.
+	Spent []Spend
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+}
+
+// Spend is one recorded batch of evaluations for a requester.
+type Spend struct {
+	Requester peer.ID
+	Count     int
+	At        time.Time
 }
 
 // Evaluator answers /medfed/oprf/1 with this centre's share.
@@ -81,19 +93,15 @@ func NewEvaluator(h host.Host, keys *Keys, share *Share, opts EvaluatorOptions) 
 		log:    opts.Logger.With("component", "pseudonym"),
 		folded: map[string]foldedKey{},
 	}
+	for _, sp := range opts.Spent {
+		e.limit.spent(sp.Requester, sp.Count, sp.At)
+	}
 	h.SetStreamHandler(ProtocolID, e.handle)
 	return e, nil
 }
 
 // Close stops answering.
 func (e *Evaluator) Close() { e.h.RemoveStreamHandler(ProtocolID) }
-
-// Spent tells the rate limiter of n evaluations performed for requester at
-// a past time, as the ledger recorded them; call it in time order before
-// serving, after a restart.
-func (e *Evaluator) Spent(requester peer.ID, n int, at time.Time) {
-	e.limit.spent(requester, n, at)
-}
 
 func (e *Evaluator) handle(s network.Stream) {
 	defer s.Close()
@@ -151,22 +159,24 @@ func (e *Evaluator) serve(from peer.ID, op byte, payload []byte) ([]byte, error)
 	if err := e.keys.checkSet(req.set); err != nil {
 		return nil, refuse(refusedMalformed, "%v", err)
 	}
-	fk, ok := e.foldedFor(req.set)
-	if !ok {
+	if !slices.Contains(req.set, e.share.Index) {
 		return nil, refuse(refusedNoShare, "this centre holds share %d, which is not in the evaluating set", e.share.Index)
 	}
-	b := batch{blindedEnc: req.elements, blinded: make([]*ristretto255.Element, len(req.elements))}
-	for i, enc := range req.elements {
-		if b.blinded[i], err = decodeElement(enc); err != nil {
-			return nil, refuse(refusedMalformed, "element %d: %v", i, err)
-		}
-	}
-	n := len(b.blinded)
+	// Charge before the work: decoding costs a square root per element,
+	// and a malformed batch is not refunded.
+	n := len(req.elements)
 	now := e.opts.Now()
 	ok, avail, wait := e.limit.take(from, n, now)
 	if !ok {
 		return nil, e.limitRefusal(name, n, avail, wait)
 	}
+	b := batch{blindedEnc: req.elements, blinded: make([]*ristretto255.Element, n)}
+	for i, enc := range req.elements {
+		if b.blinded[i], err = decodeElement(enc); err != nil {
+			return nil, refuse(refusedMalformed, "element %d: %v", i, err)
+		}
+	}
+	fk := e.foldedFor(req.set)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := e.opts.Audit.Evaluated(ctx, from, n); err != nil {
@@ -198,25 +208,21 @@ func (e *Evaluator) limitRefusal(name string, n, avail int, wait time.Duration) 
 	return refuse(refusedLimit, "%s", b.String())
 }
 
-// foldedFor returns the share folded for set, if set includes this holder.
-func (e *Evaluator) foldedFor(set []int) (foldedKey, bool) {
+// foldedFor returns the share folded for set, which includes this holder.
+func (e *Evaluator) foldedFor(set []int) foldedKey {
 	key := fmt.Sprint(set)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if fk, ok := e.folded[key]; ok {
-		return fk, true
-	}
-	in := false
-	for _, i := range set {
-		in = in || i == e.share.Index
-	}
-	if !in {
-		return foldedKey{}, false
+		return fk
 	}
 	fk := foldedKey{k: e.share.folded(set), pkEnc: e.keys.foldedPublic(set, e.share.Index).Bytes()}
 	if len(e.folded) > 1024 { // sets are few; bound the cache anyway
+		for _, old := range e.folded {
+			old.k.Zero()
+		}
 		clear(e.folded)
 	}
 	e.folded[key] = fk
-	return fk, true
+	return fk
 }

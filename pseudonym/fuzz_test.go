@@ -17,8 +17,8 @@ import (
 func FuzzDecodeRequest(f *testing.F) {
 	el := ristretto255.NewIdentityElement().ScalarBaseMult(scalarOf(7)).Bytes()
 	f.Add(request{set: []int{1, 2}, elements: [][]byte{el, el}}.encode())
-	f.Add([]byte{1, 0, 1, 0, 0, 0, 0})
-	f.Add([]byte{0})
+	f.Add([]byte{0, 1, 0, 1, 0, 0, 0, 0})
+	f.Add([]byte{0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRequest(b)
 		if err != nil {

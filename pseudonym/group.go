@@ -76,13 +76,17 @@ func expandXMD(msg, dst []byte) [hashLen]byte {
 // hashToGroup is RFC 9497's HashToGroup: hash_to_ristretto255 of RFC 9380.
 func (s suite) hashToGroup(input []byte) *ristretto255.Element {
 	u := expandXMD(input, s.hashToGroupDST)
-	return ristretto255.NewIdentityElement().FromUniformBytes(u[:])
+	e, err := ristretto255.NewIdentityElement().SetUniformBytes(u[:])
+	if err != nil {
+		panic(err) // u is always 64 bytes
+	}
+	return e
 }
 
 // hashToScalar is RFC 9497's HashToScalar with the suite's default tag.
 func (s suite) hashToScalarOf(msg []byte) *ristretto255.Scalar {
 	u := expandXMD(msg, s.hashToScalar)
-	return ristretto255.NewScalar().FromUniformBytes(u[:])
+	return uniformScalar(u[:])
 }
 
 // appendPrefixed appends I2OSP(len(b), 2) || b.
@@ -131,11 +135,20 @@ func randomScalar() *ristretto255.Scalar {
 		if _, err := rand.Read(b[:]); err != nil {
 			panic(err) // crypto/rand never fails on supported platforms
 		}
-		s := ristretto255.NewScalar().FromUniformBytes(b[:])
+		s := uniformScalar(b[:])
 		if s.Equal(zero) == 0 {
 			return s
 		}
 	}
+}
+
+// uniformScalar reduces 64 uniform bytes to a scalar.
+func uniformScalar(b []byte) *ristretto255.Scalar {
+	s, err := ristretto255.NewScalar().SetUniformBytes(b)
+	if err != nil {
+		panic(err) // callers pass 64 bytes
+	}
+	return s
 }
 
 // scalarOf returns the scalar n.

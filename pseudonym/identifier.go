@@ -112,9 +112,6 @@ const (
 
 var (
 	systemNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	// systemURIish is what an unknown system must look like before an error
-	// quotes it: a value passed where the system belongs is not echoed.
-	systemURIish = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:[!-{}~]*$`)
 
 	systemCases = []string{"upper", "lower"}
 )
@@ -478,14 +475,16 @@ func (r *Rules) lookup(system string) (*idSystem, error) {
 			return s, nil
 		}
 	}
-	switch {
-	case system == "":
+	if system == "" {
 		return nil, fmt.Errorf("%w: no system given", ErrInvalidIdentifier)
-	case systemNameRE.MatchString(system) || systemURIish.MatchString(system):
-		return nil, fmt.Errorf("%w: unknown system %s", ErrInvalidIdentifier, quoteEcho(system))
 	}
-	// Not even the shape of a system: perhaps a value given in its place.
-	return nil, fmt.Errorf("%w: unknown system (not a lower-case name or an absolute URI)", ErrInvalidIdentifier)
+	// The unknown system is not quoted: it may be a value given in its
+	// place (an MRN typed before the bar).
+	var names []string
+	for _, sys := range r.Systems() {
+		names = append(names, sys.Name)
+	}
+	return nil, fmt.Errorf("%w: unknown system; this centre knows %s", ErrInvalidIdentifier, strings.Join(names, ", "))
 }
 
 // Normalise returns value, an identifier of system, in its canonical

@@ -9,7 +9,7 @@ import (
 // ProtocolID is the pseudonym protocol: one evaluation request and one
 // answer per stream, each one frame (package node/wire).
 //
-//	request:  op 1, payload: u8 s, s × u16 evaluating set (increasing),
+//	request:  op 1, payload: u16 s, s × u16 evaluating set (increasing),
 //	          u32 n, n × 32-byte blinded elements
 //	answer:   status 0, payload: n × 32-byte evaluated elements, 64-byte proof
 //	refusal:  status (refusal code), payload: the reason, at most 1 KiB
@@ -35,7 +35,7 @@ const (
 	// is split.
 	MaxBatch     = 4096
 	maxReasonLen = 1 << 10
-	maxRequest   = 1 + 2*MaxHolders + 4 + MaxBatch*elementLen
+	maxRequest   = 2 + 2*MaxHolders + 4 + MaxBatch*elementLen
 	maxAnswer    = MaxBatch*elementLen + proofLen
 )
 
@@ -49,8 +49,8 @@ type request struct {
 }
 
 func (r request) encode() []byte {
-	b := make([]byte, 0, 1+2*len(r.set)+4+len(r.elements)*elementLen)
-	b = append(b, byte(len(r.set)))
+	b := make([]byte, 0, 2+2*len(r.set)+4+len(r.elements)*elementLen)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(r.set)))
 	for _, i := range r.set {
 		b = binary.BigEndian.AppendUint16(b, uint16(i))
 	}
@@ -64,12 +64,12 @@ func (r request) encode() []byte {
 // decodeRequest parses a request; it checks the shape, not the elements.
 func decodeRequest(b []byte) (request, error) {
 	var r request
-	if len(b) < 1 {
+	if len(b) < 2 {
 		return r, fmt.Errorf("%w: empty request", ErrProtocol)
 	}
-	s := int(b[0])
-	b = b[1:]
-	if s == 0 || len(b) < 2*s+4 {
+	s := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if s == 0 || s > MaxHolders || len(b) < 2*s+4 {
 		return r, fmt.Errorf("%w: evaluating set of %d", ErrProtocol, s)
 	}
 	r.set = make([]int, s)

@@ -59,8 +59,8 @@ func NewKeys(federation string, threshold int, pub Public) (*Keys, error) {
 
 func (k *Keys) check() error {
 	n := len(k.Holders)
-	if k.Threshold < 1 || n < k.Threshold || n > MaxHolders {
-		return fmt.Errorf("threshold %d with %d holders: want 1 <= threshold <= holders <= %d", k.Threshold, n, MaxHolders)
+	if k.Threshold < 2 || n < k.Threshold || n > MaxHolders {
+		return fmt.Errorf("threshold %d with %d holders: want 2 <= threshold <= holders <= %d", k.Threshold, n, MaxHolders)
 	}
 	var err error
 	if k.key, err = decodeElement(k.Key[:]); err != nil {
@@ -93,6 +93,12 @@ func (k *Keys) check() error {
 	}
 	if at(0).Equal(k.key) != 1 {
 		return errors.New("the key is not the one the public shares interpolate to")
+	}
+	// And no fewer than t: a dealer who drew a polynomial of lower degree
+	// would let t-1 holders compute pseudonyms.
+	fewer := ristretto255.NewIdentityElement().VarTimeMultiScalarMult(lagrangeAt(base[:k.Threshold-1], 0), points[:k.Threshold-1])
+	if fewer.Equal(k.key) == 1 {
+		return fmt.Errorf("%d public shares already determine the key: the polynomial's degree is below the threshold", k.Threshold-1)
 	}
 	for _, h := range k.Holders[k.Threshold:] {
 		if at(h.Index).Equal(k.shares[h.Index]) != 1 {
@@ -173,10 +179,14 @@ type Share struct {
 	k          *ristretto255.Scalar
 }
 
+// String names the share without its value.
+func (s *Share) String() string { return fmt.Sprintf("OPRF share %d of %s", s.Index, s.Federation) }
+
+// Format prints String for every verb, so no verb prints the scalar.
+func (s *Share) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
+
 // LogValue keeps the share itself out of logs.
-func (s *Share) LogValue() slog.Value {
-	return slog.StringValue(fmt.Sprintf("OPRF share %d of %s", s.Index, s.Federation))
-}
+func (s *Share) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // matches reports whether s is the share keys list for index s.Index.
 func (s *Share) matches(keys *Keys) error {

@@ -66,7 +66,7 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 			return nil, err
 		}
 		err = offline(ctx, cfg, func(c *node.Centre) (err error) {
-			draft, err = c.SignCharter(draft)
+			draft, err = c.SignCharter(draft, shares)
 			return err
 		})
 	}

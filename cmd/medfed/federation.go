@@ -70,7 +70,7 @@ func newFederationCmd() *cobra.Command {
   the first founder: medfed federation init --config FILE --member B-request.txt ... --out charter.txt
                      (also writes charter.txt.shares: each founder's share of the
                      pseudonym key, sealed to that founder's centre key)
-  each other one:    medfed federation sign charter.txt --config FILE
+  each other one:    medfed federation sign charter.txt --config FILE   (checks its share first)
   every founder:     medfed federation install charter.txt --shares charter.txt.shares --config FILE
 
 A centre joins a running federation by sending its request to the members,
@@ -201,8 +201,10 @@ and the plain shares never touch the disk.`,
 			if err != nil {
 				return usageError{err}
 			}
-			if err := writeOut(cmd, sharesOut, shares, false); err != nil {
-				return err
+			if shares != nil { // nil for a federation of one founder: no pseudonym key
+				if err := writeOut(cmd, sharesOut, shares, false); err != nil {
+					return err
+				}
 			}
 			return writeOut(cmd, out, draft, false)
 		})
@@ -223,33 +225,44 @@ func fileCmd(use, short string, run func(cmd *cobra.Command, cfg node.Config, pa
 }
 
 func newFedSignCmd() *cobra.Command {
-	return fileCmd("sign CHARTER --config FILE", "Add this centre's signature to a draft version 1 (a founder)",
+	var sharesPath string
+	cmd := fileCmd("sign CHARTER --config FILE", "Add this centre's signature to a draft version 1 (a founder)",
 		func(cmd *cobra.Command, cfg node.Config, path string, draft []byte) error {
+			shares, err := readShares(path, sharesPath)
+			if err != nil {
+				return err
+			}
 			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
-				signed, err := c.SignCharter(draft)
+				signed, err := c.SignCharter(draft, shares)
 				if err != nil {
 					return usageError{err}
 				}
 				return writeOut(cmd, path, signed, true)
 			})
 		})
+	cmd.Flags().StringVar(&sharesPath, "shares", "", "the sealed key shares `file` federation init wrote with the charter, to check this centre's share before signing (default: CHARTER.shares, if it exists)")
+	return cmd
+}
+
+// readShares reads the sealed key shares file given, or CHARTER.shares if
+// none was given and it exists; nil if neither.
+func readShares(charterPath, given string) ([]byte, error) {
+	if given == "" {
+		if _, err := os.Stat(charterPath + ".shares"); err != nil {
+			return nil, nil
+		}
+		given = charterPath + ".shares"
+	}
+	return readIn(given)
 }
 
 func newFedInstallCmd() *cobra.Command {
 	var sharesPath string
 	cmd := fileCmd("install CHARTER --shares FILE --config FILE", "Adopt version 1 of a charter that every founder signed",
 		func(cmd *cobra.Command, cfg node.Config, path string, note []byte) error {
-			var shares []byte
-			if sharesPath == "" {
-				if _, err := os.Stat(path + ".shares"); err == nil {
-					sharesPath = path + ".shares"
-				}
-			}
-			if sharesPath != "" {
-				var err error
-				if shares, err = readIn(sharesPath); err != nil {
-					return err
-				}
+			shares, err := readShares(path, sharesPath)
+			if err != nil {
+				return err
 			}
 			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
 				s, err := c.InstallFounding(cmd.Context(), note, shares)

@@ -44,25 +44,20 @@ func (c *centre) run(args ...string) string {
 
 func (c *centre) try(args ...string) (int, string, string) {
 	c.t.Helper()
+	return runCmd(c.t, c.command(args...))
+}
+
+// command is medfed with args for centre c, not yet started.
+func (c *centre) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(medfed, append(args, "--config", c.config())...)
 	cmd.Env = c.env()
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if exit, ok := err.(*exec.ExitError); ok {
-		return exit.ExitCode(), out.String(), errOut.String()
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return 0, out.String(), errOut.String()
+	return cmd
 }
 
 // start runs "medfed node" in the background; stop ends it with SIGTERM.
 func (c *centre) start() {
 	c.t.Helper()
-	c.node = exec.Command(medfed, "node", "--config", c.config())
-	c.node.Env = c.env()
+	c.node = c.command("node")
 	c.logs = &bytes.Buffer{}
 	c.node.Stdout, c.node.Stderr = c.logs, c.logs
 	if err := c.node.Start(); err != nil {

@@ -37,7 +37,12 @@ func TestMain(m *testing.M) {
 // medfedCmd runs medfed to completion and returns its exit code and output.
 func medfedCmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(medfed, args...)
+	return runCmd(t, exec.Command(medfed, args...))
+}
+
+// runCmd runs cmd to completion and returns its exit code and output.
+func runCmd(t *testing.T, cmd *exec.Cmd) (int, string, string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -48,7 +53,7 @@ func medfedCmd(t *testing.T, args ...string) (int, string, string) {
 	case errors.As(err, &exit):
 		return exit.ExitCode(), out.String(), errOut.String()
 	default:
-		t.Fatalf("running medfed %v: %v", args, err)
+		t.Fatalf("running %v: %v", cmd.Args, err)
 		return -1, "", ""
 	}
 }

@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -30,22 +28,9 @@ var pseudonymLine = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // input.
 func tryStdin(c *centre, stdin string, args ...string) (int, string, string) {
 	c.t.Helper()
-	cmd := exec.Command(medfed, append(args, "--config", c.config())...)
-	cmd.Env = c.env()
+	cmd := c.command(args...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, out.String(), errOut.String()
-	case errors.As(err, &exit):
-		return exit.ExitCode(), out.String(), errOut.String()
-	default:
-		c.t.Fatal(err)
-		return -1, "", ""
-	}
+	return runCmd(c.t, cmd)
 }
 
 // pseudonymsOf runs "patient pseudonym" with args at centre c and returns

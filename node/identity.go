@@ -56,7 +56,9 @@ func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-func readKey(path string) (ed25519.PrivateKey, error) {
+// readPrivate reads a secret file of at most limit bytes, refusing one
+// that group or others may access. what names it in errors.
+func readPrivate(path, what string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -67,11 +69,19 @@ func readKey(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("centre key %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+		return nil, fmt.Errorf("%s %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", what, path, perm, path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	b, err := io.ReadAll(io.LimitReader(f, limit))
 	if err != nil {
-		return nil, fmt.Errorf("reading centre key %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s %s: %w", what, path, err)
+	}
+	return b, nil
+}
+
+func readKey(path string) (ed25519.PrivateKey, error) {
+	b, err := readPrivate(path, "centre key", 4096)
+	if err != nil {
+		return nil, err
 	}
 	block, rest := pem.Decode(b)
 	if block == nil || block.Type != keyPEMBlock || len(bytes.TrimSpace(rest)) != 0 {

@@ -100,14 +100,12 @@ func (c *Centre) openShare(keys *pseudonym.Keys, sealedFile []byte) (*pseudonym.
 // loadShare reads this centre's share when the charter lists it as a
 // holder; a holder whose share file is missing cannot start.
 func (c *Centre) loadShare(keys *pseudonym.Keys) (*pseudonym.Share, error) {
-	if _, holder := keys.Holder(c.id); !holder {
+	h, holder := keys.Holder(c.id)
+	if !holder {
 		return nil, nil
 	}
 	path := filepath.Join(c.dir, ShareFile)
-	if err := checkPrivate(path); err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(path)
+	data, err := readPrivate(path, "key share", 4096)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("this centre holds a share of the pseudonym key but %s is missing: restore it from backup, or install the charter again with its shares file", path)
 	}
@@ -118,22 +116,10 @@ func (c *Centre) loadShare(keys *pseudonym.Keys) (*pseudonym.Share, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h, _ := keys.Holder(c.id); share.Index != h.Index {
+	if share.Index != h.Index {
 		return nil, fmt.Errorf("%s holds share %d, but the charter gives this centre share %d: it is another centre's file", path, share.Index, h.Index)
 	}
 	return share, nil
-}
-
-// checkPrivate refuses a secret file others can read.
-func checkPrivate(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil // the read reports it
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
-	}
-	return nil
 }
 
 // ledgerAudit records each batch a holder evaluates on the ledger.

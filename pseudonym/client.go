@@ -171,7 +171,7 @@ func (s suite) blindAdd(inputs [][]byte) (blinded, error) {
 		e := ristretto255.NewIdentityElement().ScalarBaseMult(r)
 		e.Add(e, p)
 		b.points[i], b.blinds[i], b.elems[i] = p, r, e
-		encs = e.Encode(encs)
+		encs = append(encs, e.Bytes()...)
 		b.enc[i] = encs[len(encs)-elementLen:]
 	}
 	return b, nil

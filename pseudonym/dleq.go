@@ -55,8 +55,7 @@ func (s suite) prove(k *ristretto255.Scalar, pkEnc []byte, b batch, r *ristretto
 	c := s.challenge(pkEnc, m, z, t2, t3)
 	sc := ristretto255.NewScalar().Multiply(c, k)
 	sc.Subtract(r, sc)
-	out := c.Encode(make([]byte, 0, proofLen))
-	return sc.Encode(out)
+	return append(c.Bytes(), sc.Bytes()...)
 }
 
 // verify is RFC 9497's VerifyProof of proof for a batch and public key pk.

@@ -188,7 +188,7 @@ func (e *Evaluator) serve(from peer.ID, op byte, payload []byte) ([]byte, error)
 	out := make([]byte, 0, n*elementLen+proofLen)
 	for i, p := range b.blinded {
 		b.evaluated[i] = ristretto255.NewIdentityElement().ScalarMult(fk.k, p)
-		out = b.evaluated[i].Encode(out)
+		out = append(out, b.evaluated[i].Bytes()...)
 		b.evaluatedEnc[i] = out[len(out)-elementLen:]
 	}
 	out = append(out, voprf.prove(fk.k, fk.pkEnc, b, randomScalar())...)

@@ -16,7 +16,6 @@ const (
 	elementLen  = 32
 	scalarLen   = 32
 	proofLen    = 2 * scalarLen
-	modeOPRF    = 0x00
 	modeVOPRF   = 0x01 // every evaluation in medfed is verifiable
 	maxDSTLen   = 255
 	hashLen     = sha512.Size
@@ -102,11 +101,8 @@ var errElement = errors.New("not a valid group element")
 // decodeElement decodes a canonical ristretto255 encoding and refuses the
 // identity, which RFC 9497 never sends.
 func decodeElement(b []byte) (*ristretto255.Element, error) {
-	e := ristretto255.NewIdentityElement()
-	if len(b) != elementLen {
-		return nil, errElement
-	}
-	if err := e.Decode(b); err != nil {
+	e, err := ristretto255.NewIdentityElement().SetCanonicalBytes(b)
+	if err != nil {
 		return nil, errElement
 	}
 	if e.Equal(ristretto255.NewIdentityElement()) == 1 {
@@ -117,11 +113,11 @@ func decodeElement(b []byte) (*ristretto255.Element, error) {
 
 // decodeScalar decodes a canonical 32-byte little-endian scalar.
 func decodeScalar(b []byte) (*ristretto255.Scalar, error) {
-	s := ristretto255.NewScalar()
 	if len(b) != scalarLen {
 		return nil, fmt.Errorf("scalar of %d bytes", len(b))
 	}
-	if err := s.Decode(b); err != nil {
+	s, err := ristretto255.NewScalar().SetCanonicalBytes(b)
+	if err != nil {
 		return nil, errors.New("not a canonical scalar")
 	}
 	return s, nil
@@ -155,11 +151,9 @@ func uniformScalar(b []byte) *ristretto255.Scalar {
 func scalarOf(n uint64) *ristretto255.Scalar {
 	var b [scalarLen]byte
 	binary.LittleEndian.PutUint64(b[:], n)
-	s := ristretto255.NewScalar()
-	if err := s.Decode(b[:]); err != nil {
+	s, err := ristretto255.NewScalar().SetCanonicalBytes(b[:])
+	if err != nil {
 		panic(err) // small values are canonical
 	}
 	return s
 }
-
-var generator = ristretto255.NewGeneratorElement()

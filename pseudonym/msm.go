@@ -52,8 +52,9 @@ func pippenger(scalars []*ristretto255.Scalar, points []*ristretto255.Element) *
 				addTo(&buckets[-d-1], &used[-d-1], p, true)
 			}
 		}
-		sum.Zero()
-		acc.Zero()
+		identity := ristretto255.NewIdentityElement()
+		sum.Set(identity)
+		acc.Set(identity)
 		for j := half - 1; j >= 0; j-- {
 			if used[j] {
 				sum.Add(&sum, &buckets[j])

@@ -3,6 +3,7 @@ package pseudonym
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -217,7 +218,7 @@ func TestAgainstCircl(t *testing.T) {
 		}
 	}
 	// A wrong evaluation with a proof for the right ones is caught.
-	b.evaluated[7] = ristretto255.NewIdentityElement().Add(b.evaluated[7], generator)
+	b.evaluated[7] = ristretto255.NewIdentityElement().Add(b.evaluated[7], ristretto255.NewGeneratorElement())
 	b.evaluatedEnc[7] = b.evaluated[7].Bytes()
 	if voprf.verify(pk, pk.Bytes(), b, ours) {
 		t.Fatal("a batch with one wrong element verifies")
@@ -255,7 +256,7 @@ func BenchmarkMSM(b *testing.B) {
 			if _, err := rand.Read(u[:]); err != nil {
 				b.Fatal(err)
 			}
-			points[i] = ristretto255.NewIdentityElement().FromUniformBytes(u[:])
+			points[i] = voprf.hashToGroup(u[:])
 		}
 		b.Run(fmt.Sprintf("straus/%d", n), func(b *testing.B) {
 			for b.Loop() {
@@ -268,4 +269,31 @@ func BenchmarkMSM(b *testing.B) {
 			}
 		})
 	}
+}
+
+// blindMul is RFC 9497's Blind with a given blind: r·H(input).
+func (s suite) blindMul(input []byte, r *ristretto255.Scalar) (*ristretto255.Element, error) {
+	p, err := s.inputPoint(input)
+	if err != nil {
+		return nil, err
+	}
+	return ristretto255.NewIdentityElement().ScalarMult(r, p), nil
+}
+
+// finalizeMul is RFC 9497's Finalize for a multiplicative blind.
+func finalizeMul(input []byte, r *ristretto255.Scalar, evaluated *ristretto255.Element) [sha512.Size]byte {
+	inv := ristretto255.NewScalar().Invert(r)
+	return output(input, ristretto255.NewIdentityElement().ScalarMult(inv, evaluated))
+}
+
+// evaluateDirect returns the OPRF output of input under key k without
+// blinding: what one party holding the whole key computes (RFC 9497's
+// FullEvaluate). medfed never holds the whole key; it is the tests'
+// reference.
+func (s suite) evaluateDirect(k *ristretto255.Scalar, input []byte) ([sha512.Size]byte, error) {
+	p, err := s.inputPoint(input)
+	if err != nil {
+		return [sha512.Size]byte{}, err
+	}
+	return output(input, ristretto255.NewIdentityElement().ScalarMult(k, p)), nil
 }

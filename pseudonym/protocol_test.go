@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,10 +182,10 @@ func TestThresholdPseudonyms(t *testing.T) {
 	centres, keys := testFederation(t, 4, 3, 2, 1_000_000)
 	ids := testIdentifiers(t, 150)
 	want := reference(t, keys, []*Share{centres[0].share, centres[2].share}, ids)
-	if again := reference(t, keys, []*Share{centres[1].share, centres[2].share}, ids); !equalPseudonyms(again, want) {
+	if again := reference(t, keys, []*Share{centres[1].share, centres[2].share}, ids); !slices.Equal(again, want) {
 		t.Fatal("two evaluating sets reconstruct different keys")
 	}
-	if few := reference(t, keys, []*Share{centres[1].share}, ids); equalPseudonyms(few[:1], want[:1]) {
+	if few := reference(t, keys, []*Share{centres[1].share}, ids); slices.Equal(few[:1], want[:1]) {
 		t.Fatal("t-1 shares compute the pseudonyms")
 	}
 	for _, c := range centres { // centre-d holds no share and asks two holders
@@ -192,7 +193,7 @@ func TestThresholdPseudonyms(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if !equalPseudonyms(got, want) {
+		if !slices.Equal(got, want) {
 			t.Fatalf("%s derives other pseudonyms than the reconstructed key", c.name)
 		}
 	}
@@ -211,18 +212,6 @@ func TestThresholdPseudonyms(t *testing.T) {
 			t.Errorf("the holders counted %d evaluations for %s, want %d", n, r.name, want)
 		}
 	}
-}
-
-func equalPseudonyms(a, b []Pseudonym) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // A holder that answers with the wrong share is caught by its proof, named,
@@ -246,7 +235,7 @@ func TestWrongAnswerIsDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equalPseudonyms(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatal("wrong pseudonyms despite the proof check")
 	}
 	if !strings.Contains(logs.String(), "centre-b") || !strings.Contains(logs.String(), "proof does not verify") {

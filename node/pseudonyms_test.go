@@ -69,6 +69,9 @@ func TestPseudonymsAgreeAcrossCentres(t *testing.T) {
 	for _, cfg := range cfgs {
 		nodes = append(nodes, start(t, cfg))
 	}
+	eventually(t, 10*time.Second, "the centres connect", func() bool {
+		return connected(nodes[0], nodes[1]) && connected(nodes[0], nodes[2]) && connected(nodes[1], nodes[2])
+	})
 	ids := nhsNumbers(t, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -115,6 +118,7 @@ func TestRateLimitSurvivesRestart(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- nb.Run(runCtx) }()
+	eventually(t, 10*time.Second, "centre-a connects to centre-b", func() bool { return connected(na, nb) })
 	if _, err := na.Pseudonyms(ctx, nhsNumbers(t, 80)); err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,14 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 		ps, err := n.pseudonymsOf(r.Context(), req.Identifiers)
 		respond(w, PseudonymResponse{Pseudonyms: ps}, err)
 	})
+	mux.HandleFunc("GET /v1/directory", func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.Directory.Status(r.Context())
+		respond(w, st, err)
+	})
+	mux.HandleFunc("GET /v1/directory/lookup", func(w http.ResponseWriter, r *http.Request) {
+		res, err := n.LookupPseudonym(r.Context(), r.URL.Query().Get("pseudonym"))
+		respond(w, res, err)
+	})
 	mux.HandleFunc("POST /v1/federation/remove", func(w http.ResponseWriter, r *http.Request) {
 		p, err := n.Membership.Remove(r.Context(), r.URL.Query().Get("centre"))
 		respond(w, p, err)
@@ -139,7 +147,8 @@ func respond(w http.ResponseWriter, v any, err error) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
-	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier):
+	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier),
+		errors.Is(err, ErrBadPseudonym):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember):
 		writeError(w, http.StatusConflict, err)
@@ -261,6 +270,21 @@ func (a *AdminClient) Remove(ctx context.Context, centre string) (federation.Pro
 	var p federation.Progress
 	err := a.do(ctx, http.MethodPost, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil, &p)
 	return p, err
+}
+
+// DirectoryStatus returns the running node's directory status.
+func (a *AdminClient) DirectoryStatus(ctx context.Context) (DirectoryStatus, error) {
+	var st DirectoryStatus
+	err := a.do(ctx, http.MethodGet, "/v1/directory", nil, &st)
+	return st, err
+}
+
+// Lookup has the running node find every centre holding records of a
+// pseudonym given in hex.
+func (a *AdminClient) Lookup(ctx context.Context, pseudonym string) (DirectoryLookup, error) {
+	var res DirectoryLookup
+	err := a.do(ctx, http.MethodGet, "/v1/directory/lookup?pseudonym="+url.QueryEscape(pseudonym), nil, &res)
+	return res, err
 }
 
 // PseudonymRequest asks a running node for pseudonyms: identifiers as

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 
+	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -22,6 +23,7 @@ type Node struct {
 	Membership *federation.Membership
 	Witness    *federation.Witness
 	Publisher  *federation.Publisher
+	Directory  *directory.Directory
 
 	evaluator  *pseudonym.Evaluator // when this centre holds a key share
 	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
@@ -79,6 +81,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	n.Publisher = federation.NewPublisher(n.Host, n.Centre.Ledger, charter, n.base)
+	if err := n.startDirectory(); err != nil {
+		return err
+	}
 	if err := n.startPseudonyms(ctx, cfg); err != nil {
 		return err
 	}
@@ -90,8 +95,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 // Run serves until ctx ends, then closes everything.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
+	go func() { defer wg.Done(); n.announceAtStart(ctx) }()
 	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval) }()
 	go func() { defer wg.Done(); n.Witness.RunViews(ctx, viewsInterval) }()
 	wg.Wait()
@@ -111,6 +117,9 @@ func (n *Node) Close() error {
 	}
 	if n.evaluator != nil {
 		n.evaluator.Close()
+	}
+	if n.Directory != nil {
+		errs = append(errs, n.Directory.Close())
 	}
 	if n.Host != nil {
 		errs = append(errs, n.Host.Close())

@@ -45,6 +45,7 @@ var benchSuites = []benchSuite{
 	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", benchLedger},
 	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", benchWitness},
 	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", benchPseudonym},
+	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", benchDirectory},
 }
 
 func newBenchCmd() *cobra.Command {

@@ -74,6 +74,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newNodeCmd(),
 		newFederationCmd(),
 		newPatientCmd(),
+		newDirectoryCmd(),
 	)
 	return root
 }

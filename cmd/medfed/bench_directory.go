@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/directory"
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// announceLimit bounds every wait for announcements to reach their
+// replicas.
+const announceLimit = 10 * time.Minute
+
+// benchDirectory measures the Patient Directory on 127.0.0.1. Announce:
+// a centre joining a federation of nine announces its patients with the
+// sweep provider, timed until every announcement is stored at its
+// replicas; the baseline is classic Kademlia, one provide (a walk, then
+// the records) per key, from the same centre in the same federation.
+// Lookup: in a federation of twenty, the one-hop lookup of a patient held
+// at one to five centres, beside kad-dht's iterative walk. Every lookup
+// must return exactly the centres that hold the patient.
+func benchDirectory(ctx context.Context, env benchEnv) (map[string]float64, error) {
+	m := map[string]float64{}
+	if err := benchAnnounce(ctx, env, m); err != nil {
+		return nil, err
+	}
+	if err := benchLookup(ctx, env, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// benchAnnounce measures announcements from the tenth centre of a
+// federation, the one that joined.
+func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) error {
+	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-announce"), 9, 10)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	joiner, others := nodes[9], nodes[:9]
+	id := joiner.Centre.ID()
+	st, err := joiner.Directory.Status(ctx)
+	if err != nil {
+		return err
+	}
+	replication := st.Replication
+
+	n := env.pick(100_000, 10_000)
+	ps := randomPseudonyms(n)
+	env.logf("directory: the joining centre announces %d patients to 9 others (replication %d)", n, replication)
+	start := time.Now()
+	if err := joiner.Directory.Announce(ctx, ps...); err != nil {
+		return err
+	}
+	took, err := waitStored(ctx, env, others, id, n*replication, start)
+	if err != nil {
+		return err
+	}
+	m["directory_announce_per_s"] = float64(n) / took.Seconds()
+	env.logf("directory: %d announcements stored at their replicas in %v: %.0f per second", n, took.Round(time.Millisecond), m["directory_announce_per_s"])
+
+	for range 200 {
+		p := ps[mrand.IntN(len(ps))]
+		res, err := nodes[mrand.IntN(len(nodes))].Directory.Lookup(ctx, p)
+		if err != nil {
+			return fmt.Errorf("looking up an announced patient: %w", err)
+		}
+		if !slices.Contains(res.Holders, id) {
+			return fmt.Errorf("an announced patient is not found at the joining centre (holders %v)", res.Holders)
+		}
+	}
+	env.logf("directory: 200 announced patients looked up from random centres: all found")
+
+	mb := env.pick(2_000, 500)
+	base := randomPseudonyms(mb)
+	start = time.Now()
+	if err := joiner.Directory.AnnounceEach(ctx, base...); err != nil {
+		return err
+	}
+	m["directory_announce_baseline_per_s"] = float64(mb) / time.Since(start).Seconds()
+	env.logf("directory: baseline, one Kademlia provide per key: %d in %v: %.0f per second; the sweep provider is %.1f times as fast",
+		mb, time.Since(start).Round(time.Millisecond), m["directory_announce_baseline_per_s"],
+		m["directory_announce_per_s"]/m["directory_announce_baseline_per_s"])
+
+	if env.quick {
+		return nil
+	}
+	const big = 1_000_000
+	before, err := storedAt(others, id)
+	if err != nil {
+		return err
+	}
+	more := randomPseudonyms(big)
+	env.logf("directory: the joining centre announces %d more patients", big)
+	start = time.Now()
+	if err := joiner.Directory.Announce(ctx, more...); err != nil {
+		return err
+	}
+	env.logf("directory: Announce of %d returned after %v", big, time.Since(start).Round(time.Millisecond))
+	if took, err = waitStored(ctx, env, others, id, before+big*replication, start); err != nil {
+		return err
+	}
+	m["directory_announce_1m_s"] = took.Seconds()
+	env.logf("directory: %d announcements stored at their replicas in %v", big, took.Round(time.Millisecond))
+	return nil
+}
+
+// benchLookup measures lookups in a federation of twenty centres.
+func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) error {
+	// All twenty found the federation: version 1 lists them all, so no
+	// admission rounds are needed.
+	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-lookup"), 20, 20)
+	defer stop()
+	if err != nil {
+		return err
+	}
+	np := env.pick(2_000, 500)
+	patients := randomPseudonyms(np)
+	holders := make([][]peer.ID, np)
+	byCentre := make([][]ledger.Pseudonym, len(nodes))
+	for i, p := range patients {
+		for _, c := range mrand.Perm(len(nodes))[:1+i%5] {
+			holders[i] = append(holders[i], nodes[c].Centre.ID())
+			byCentre[c] = append(byCentre[c], p)
+		}
+		slices.Sort(holders[i])
+	}
+	env.logf("directory: %d patients, each held at 1 to 5 of 20 centres, announced by their holders", np)
+	for c, ps := range byCentre {
+		if err := nodes[c].Directory.Announce(ctx, ps...); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	pending := make([]int, np)
+	for i := range pending {
+		pending[i] = i
+	}
+	for len(pending) > 0 {
+		if time.Since(start) > announceLimit {
+			return fmt.Errorf("after %v, %d of %d patients are not found at exactly their holders", announceLimit, len(pending), np)
+		}
+		var still []int
+		for _, i := range pending {
+			res, err := nodes[mrand.IntN(len(nodes))].Directory.Lookup(ctx, patients[i])
+			if err != nil || !slices.Equal(res.Holders, holders[i]) {
+				still = append(still, i)
+			}
+		}
+		if pending = still; len(pending) > 0 {
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	env.logf("directory: every patient found at exactly its holders after %v", time.Since(start).Round(time.Millisecond))
+
+	for _, run := range []struct {
+		name   string
+		count  int
+		lookup func(*directory.Directory, context.Context, ledger.Pseudonym) (directory.Result, error)
+	}{
+		{"lookup", env.pick(5_000, 1_000), (*directory.Directory).Lookup},
+		{"lookup_walk", env.pick(5_000, 1_000) / 5, (*directory.Directory).LookupWalk},
+	} {
+		took := make([]time.Duration, run.count)
+		for k := range took {
+			i := mrand.IntN(np)
+			d := nodes[mrand.IntN(len(nodes))].Directory
+			t := time.Now()
+			res, err := run.lookup(d, ctx, patients[i])
+			took[k] = time.Since(t)
+			if err != nil {
+				return fmt.Errorf("%s: %w", run.name, err)
+			}
+			if !slices.Equal(res.Holders, holders[i]) {
+				return fmt.Errorf("%s: found %d holders, not the %d that announced", run.name, len(res.Holders), len(holders[i]))
+			}
+		}
+		p50, p99 := percentileMillis(took, 0.50), percentileMillis(took, 0.99)
+		m["directory_"+run.name+"_p50_ms"] = p50
+		m["directory_"+run.name+"_p99_ms"] = p99
+		env.logf("directory: %d %ss from random centres: p50 %.3f ms, p99 %.3f ms", run.count, run.name, p50, p99)
+	}
+	return nil
+}
+
+// benchFederation founds a federation of the first founders of size
+// centres under root, admits the rest one by one, and waits until every
+// centre connects to every other and holds them all in its routing table.
+// stop stops the nodes started, also when err is not nil.
+func benchFederation(ctx context.Context, root string, founders, size int) (nodes []*running, stop func(), err error) {
+	stop = func() {
+		for _, r := range nodes {
+			r.stop()
+		}
+	}
+	cfgs := make([]node.Config, size)
+	for i := range cfgs {
+		if cfgs[i], err = demoConfig(root, fmt.Sprintf("centre-%02d", i)); err != nil {
+			return nil, stop, err
+		}
+		// Quiet: no checkpoints and cosignatures during the timings.
+		cfgs[i].Ledger.CheckpointInterval = time.Hour
+	}
+	if _, err := foundFederation(ctx, cfgs[:founders], federation.DefaultPolicy(founders)); err != nil {
+		return nil, stop, err
+	}
+	for _, cfg := range cfgs[:founders] {
+		r, err := startNode(ctx, cfg)
+		if err != nil {
+			return nodes, stop, err
+		}
+		nodes = append(nodes, r)
+	}
+	for _, cfg := range cfgs[founders:] {
+		r, err := admitCentre(ctx, cfg, nodes...)
+		if err != nil {
+			return nodes, stop, err
+		}
+		nodes = append(nodes, r)
+	}
+	if err := allConnected(nodes); err != nil {
+		return nodes, stop, err
+	}
+	full := func() bool {
+		for _, r := range nodes {
+			if r.Directory.RoutingTableSize() != size-1 {
+				return false
+			}
+		}
+		return true
+	}
+	if err := waitUntil("every routing table holds every other member", full); err != nil {
+		return nodes, stop, err
+	}
+	return nodes, stop, nil
+}
+
+// waitStored polls every 250 ms until the nodes store want announcements
+// by holder in all, and returns the time from start to the poll that saw
+// them.
+func waitStored(ctx context.Context, env benchEnv, nodes []*running, holder peer.ID, want int, start time.Time) (time.Duration, error) {
+	lastLog := time.Now()
+	for {
+		got, err := storedAt(nodes, holder)
+		if err != nil {
+			return 0, err
+		}
+		took := time.Since(start)
+		if got >= want {
+			if got > want {
+				env.logf("directory: %d announcements stored, %d more than the replication factor asks", got, got-want)
+			}
+			return took, nil
+		}
+		if took > announceLimit {
+			return 0, fmt.Errorf("after %v, %d of %d announcements are stored at their replicas", announceLimit, got, want)
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			env.logf("directory: %v: %d of %d announcements stored", took.Round(time.Second), got, want)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// storedAt returns how many announcements by holder the nodes store in
+// all, asking them at once.
+func storedAt(nodes []*running, holder peer.ID) (int, error) {
+	counts := make([]int, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, r := range nodes {
+		wg.Go(func() { counts[i], errs[i] = r.Directory.Stored(holder) })
+	}
+	wg.Wait()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	return total, errors.Join(errs...)
+}
+
+func randomPseudonyms(n int) []ledger.Pseudonym {
+	ps := make([]ledger.Pseudonym, n)
+	for i := range ps {
+		rand.Read(ps[i][:])
+	}
+	return ps
+}
+
+// percentileMillis returns the q quantile of ds (nearest rank) in
+// milliseconds.
+func percentileMillis(ds []time.Duration, q float64) float64 {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := min(max(int(math.Ceil(float64(len(s))*q))-1, 0), len(s)-1)
+	return float64(s[i]) / float64(time.Millisecond)
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medfed/medfed/node"
+)
+
+func newDirectoryCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "directory",
+		Short: "The Patient Directory: which centres hold a patient's records",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newDirectoryLookupCmd(), newDirectoryStatusCmd())
+	return cmd
+}
+
+func newDirectoryLookupCmd() *cobra.Command {
+	var pseudonym string
+	cmd := &cobra.Command{
+		Use:   "lookup --config FILE --pseudonym P",
+		Short: "List every centre holding records of a patient (the node must be running)",
+		Long: `lookup asks the running node which members announced records of the
+patient with pseudonym P (64 hex digits, as printed by medfed patient
+pseudonym). It prints one holder per line, name then peer ID. A lookup
+that could not reach enough members says so and exits 1, after listing
+the holders it found.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if _, err := node.ParsePseudonym(pseudonym); err != nil {
+			return usagef("directory lookup: --pseudonym: %v", err)
+		}
+		res, err := node.Admin(cfg.Data.Dir).Lookup(cmd.Context(), pseudonym)
+		if err != nil {
+			return err
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		printLookup(out, res)
+		if out.err != nil {
+			return out.err
+		}
+		if !res.Complete {
+			return fmt.Errorf("directory lookup: %s", res.Problem)
+		}
+		return nil
+	})
+}
+
+func printLookup(w io.Writer, res node.DirectoryLookup) {
+	for _, h := range res.Holders {
+		fmt.Fprintf(w, "%s\t%s\n", h.Name, h.ID)
+	}
+	fmt.Fprintf(w, "# %d holding centres; %d members answered in %.1f ms\n", len(res.Holders), res.Answered, res.Millis)
+	if len(res.Failed) > 0 {
+		fmt.Fprintf(w, "# did not answer: %s\n", strings.Join(res.Failed, ", "))
+	}
+}
+
+func newDirectoryStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status --config FILE",
+		Short: "Show what this centre announces and stores in the directory (the node must be running)",
+		Args:  cobra.NoArgs,
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		st, err := node.Admin(cfg.Data.Dir).DirectoryStatus(cmd.Context())
+		if err != nil {
+			return err
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		fmt.Fprintf(out, "keys announced:    %d (%d waiting to be sent, %d sent since start)\n", st.Announced, st.Pending, st.Provided)
+		fmt.Fprintf(out, "last reprovide:    %s\n", when(st.LastReprovide))
+		fmt.Fprintf(out, "next reprovide:    %s\n", when(st.NextReprovide))
+		fmt.Fprintf(out, "stored for others: %d announcements\n", st.Stored)
+		fmt.Fprintf(out, "routing table:     %d members\n", st.RoutingTable)
+		fmt.Fprintf(out, "connectivity:      %s\n", st.Connectivity)
+		fmt.Fprintf(out, "replication:       %d members per key, lookups read %d\n", st.Replication, st.LookupWidth)
+		return out.err
+	})
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "none yet"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -1,0 +1,402 @@
+package directory
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p-kad-dht/provider"
+	"github.com/libp2p/go-libp2p-kad-dht/provider/keystore"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-base32"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// ProtocolPrefix is the prefix of the directory's Kademlia protocol:
+// /medfed/kad/1.0.0.
+const ProtocolPrefix = "/medfed"
+
+// domain separates directory keys from every other use of a pseudonym.
+const domain = "medfed/directory/v1"
+
+// Key returns the directory key of a pseudonym in a federation:
+// CIDv1(raw, sha2-256("medfed/directory/v1" || u16 len || federation ||
+// pseudonym)). The length prefix keeps federation IDs from running into
+// the pseudonym.
+func Key(federation string, p ledger.Pseudonym) cid.Cid {
+	return cid.NewCidV1(cid.Raw, multihash(digest(federation, p)))
+}
+
+func digest(federation string, p ledger.Pseudonym) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(domain))
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(federation))))
+	h.Write([]byte(federation))
+	h.Write(p[:])
+	return [32]byte(h.Sum(nil))
+}
+
+// multihash wraps a SHA-256 digest as a multihash.
+func multihash(d [32]byte) mh.Multihash {
+	m, err := mh.Encode(d[:], mh.SHA2_256)
+	if err != nil {
+		panic(err) // SHA2_256 with 32 bytes always encodes
+	}
+	return m
+}
+
+// recordsNS is where the store keeps the DHT's provider records.
+var recordsNS = ds.NewKey("/records")
+
+// memberRecords is the provider-record datastore: it refuses a record
+// naming a provider that is not a member, so an outsider that reaches the
+// DHT (the node's connection gater keeps them out; this is the second
+// wall) cannot make a centre store its announcements.
+type memberRecords struct {
+	ds.Batching
+	isMember func(peer.ID) bool
+}
+
+// ErrNotMember is returned when a provider record names a non-member.
+var ErrNotMember = errors.New("provider is not a member")
+
+func (m memberRecords) Put(ctx context.Context, k ds.Key, v []byte) error {
+	if err := m.check(k); err != nil {
+		return err
+	}
+	return m.Batching.Put(ctx, k, v)
+}
+
+func (m memberRecords) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := m.Batching.Batch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return memberBatch{b, m}, nil
+}
+
+// check refuses a provider record, /providers/<key>/<provider>, whose
+// provider is not a member.
+func (m memberRecords) check(k ds.Key) error {
+	list := k.List()
+	if len(list) != 3 || "/"+list[0]+"/" != records.ProvidersKeyPrefix {
+		return nil
+	}
+	id, err := base32.RawStdEncoding.DecodeString(list[2])
+	if err != nil {
+		return fmt.Errorf("provider record key: %w", err)
+	}
+	if !m.isMember(peer.ID(id)) {
+		return ErrNotMember
+	}
+	return nil
+}
+
+type memberBatch struct {
+	ds.Batch
+	m memberRecords
+}
+
+func (b memberBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
+	if err := b.m.check(k); err != nil {
+		return err
+	}
+	return b.Batch.Put(ctx, k, v)
+}
+
+// Options configure a Directory.
+type Options struct {
+	// Federation is the charter's federation ID; it is part of every key.
+	Federation string
+	// Path is the SQLite file holding the provider records this centre
+	// stores for others and the keys it announces. Required.
+	Path string
+	// Members returns the charter's current members with their addresses,
+	// this centre included. Only members are bootstrapped from, queried,
+	// kept in the routing table and returned by lookups. Required.
+	Members func() []peer.AddrInfo
+	// LookupTimeout bounds a lookup; 5 s when zero.
+	LookupTimeout time.Duration
+	// Replication is how many of the members closest to a key store each
+	// announcement; 5 when zero. Kademlia's default of 20 is sized for the
+	// churn of a public network; a federation's members are servers that
+	// stay up, and every replica costs each announcement a message and a
+	// row at another centre.
+	Replication int
+	// LookupWidth is how many of the members closest to a key a lookup
+	// reads the announcements of (Kademlia's resiliency); 3 when zero, at
+	// most Replication.
+	LookupWidth int
+	// ReprovideInterval is how often every announcement is sent again, well
+	// within provider records' 48 h validity; 22 h when zero.
+	ReprovideInterval time.Duration
+	// Logger receives the directory's logs; nothing when nil.
+	Logger *slog.Logger
+}
+
+// Directory is this centre's part of the Patient Directory: a server of
+// the federation's DHT and the announcer of this centre's patients.
+type Directory struct {
+	host        host.Host
+	fed         string
+	members     func() []peer.AddrInfo
+	timeout     time.Duration
+	width       int
+	replication int
+	log         *slog.Logger
+
+	store     *store
+	dht       *dht.IpfsDHT
+	messenger *pb.ProtocolMessenger
+	keys      keystore.Keystore
+	prov      *provider.SweepingProvider
+	sweep     ds.Batching // the sweep provider's state, read by Status
+	recs      ds.Batching // the DHT's provider records, edited by withdrawals
+
+	unsentMu sync.Mutex
+	unsent   []mh.Multihash // announced while offline: sent once online
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// New starts the directory on h. Close stops it; it does not close h.
+func New(h host.Host, opts Options) (*Directory, error) {
+	switch {
+	case opts.Federation == "":
+		return nil, errors.New("directory: no federation")
+	case opts.Path == "":
+		return nil, errors.New("directory: no database path")
+	case opts.Members == nil:
+		return nil, errors.New("directory: no member list")
+	}
+	d := &Directory{
+		host:    h,
+		fed:     opts.Federation,
+		members: opts.Members,
+		timeout: opts.LookupTimeout,
+		width:   opts.LookupWidth,
+		log:     opts.Logger,
+	}
+	if d.timeout <= 0 {
+		d.timeout = 5 * time.Second
+	}
+	d.replication = opts.Replication
+	if d.replication <= 0 {
+		d.replication = 5
+	}
+	if d.width <= 0 {
+		d.width = 3
+	}
+	if d.width > d.replication {
+		return nil, fmt.Errorf("directory: lookup width %d exceeds replication %d", d.width, d.replication)
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	reprovide := opts.ReprovideInterval
+	if reprovide <= 0 {
+		reprovide = 22 * time.Hour
+	}
+	var err error
+	if d.store, err = openStore(opts.Path); err != nil {
+		return nil, err
+	}
+	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember}
+	d.sweep = namespace.Wrap(d.store, ds.NewKey("/sweep"))
+	memberFilter := func(_ any, p peer.ID) bool { return d.isMember(p) }
+	d.dht, err = dht.New(h,
+		dht.Mode(dht.ModeServer),
+		dht.ProtocolPrefix(ProtocolPrefix),
+		dht.BootstrapPeersFunc(d.others),
+		dht.DisableValues(),
+		dht.ProviderDatastore(d.recs),
+		// Every read goes to the store: a withdrawal must take effect at
+		// once, and a cached provider set would outlive it.
+		dht.ProviderManagerOpts(records.Cache(uncached{})),
+		dht.RoutingTableFilter(memberFilter),
+		dht.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return d.isMember(ai.ID) }),
+	)
+	if err != nil {
+		d.store.Close()
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	if d.messenger, err = pb.NewProtocolMessenger(d.dht.MessageSender()); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	if d.keys, err = keystore.NewKeystore(namespace.Wrap(d.store, ds.NewKey("/keys"))); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	d.prov, err = provider.New(
+		provider.WithHost(h),
+		provider.WithRouter(d.dht),
+		provider.WithMessageSender(d.dht.MessageSender()),
+		provider.WithSelfAddrs(d.dht.FilteredAddrs),
+		provider.WithReplicationFactor(d.replication),
+		provider.WithAddLocalRecord(func(k mh.Multihash) error {
+			return d.dht.Provide(context.Background(), cid.NewCidV1(cid.Raw, k), false)
+		}),
+		provider.WithKeystore(d.keys),
+		provider.WithDatastore(d.sweep),
+		provider.WithReprovideInterval(reprovide),
+	)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	h.SetStreamHandler(WithdrawProtocolID, d.handleWithdraw)
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	go d.sendUnsent()
+	return d, nil
+}
+
+// sendUnsent provides the keys announced while the provider was offline,
+// once it is online again.
+func (d *Directory) sendUnsent() {
+	defer close(d.done)
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		d.unsentMu.Lock()
+		n := len(d.unsent)
+		d.unsentMu.Unlock()
+		if n == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := d.prov.Stats(ctx)
+		cancel()
+		if err != nil || st.Connectivity.Status != "online" {
+			continue
+		}
+		d.unsentMu.Lock()
+		keys := d.unsent
+		d.unsent = nil
+		d.unsentMu.Unlock()
+		if err := d.prov.ProvideOnce(keys...); err != nil {
+			d.log.Warn("sending announcements made while offline", "keys", len(keys), "err", err)
+			continue
+		}
+		d.log.Info("sent announcements made while offline", "keys", len(keys))
+	}
+}
+
+// isMember reports whether p is a current member.
+func (d *Directory) isMember(p peer.ID) bool {
+	return slices.ContainsFunc(d.members(), func(m peer.AddrInfo) bool { return m.ID == p })
+}
+
+// others returns the members other than this centre: the DHT's bootstrap
+// peers.
+func (d *Directory) others() []peer.AddrInfo {
+	return slices.DeleteFunc(d.members(), func(m peer.AddrInfo) bool { return m.ID == d.host.ID() })
+}
+
+// Refresh refills the routing table from the connected members. Call it
+// after connecting to members; lookups fail on an empty table.
+func (d *Directory) Refresh(ctx context.Context) error {
+	select {
+	case err := <-d.dht.RefreshRoutingTable():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// RoutingTableSize returns how many members the routing table holds.
+func (d *Directory) RoutingTableSize() int { return d.dht.RoutingTable().Size() }
+
+// Announce makes this centre discoverable as a holder of every pseudonym
+// given. The keys are on disk when Announce returns, so an announcement
+// survives a restart; the sweep provider sends them to the members
+// closest to each key in the background, grouped by keyspace region (one
+// exploration of a region instead of one lookup per key), and reprovides
+// them before they expire. Pseudonyms announced before are left to the
+// reprovide schedule.
+func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	keys := make([]mh.Multihash, len(ps))
+	for i, p := range ps {
+		keys[i] = multihash(digest(d.fed, p))
+	}
+	// StartProviding would put the keys in the keystore too, but it only
+	// logs an error there; so: the keystore, then what StartProviding does
+	// after it, for the keys new to it.
+	fresh, err := d.keys.Put(ctx, keys...)
+	if err != nil {
+		return fmt.Errorf("directory announce: %w", err)
+	}
+	if err := d.prov.AddToSchedule(fresh...); err != nil {
+		return fmt.Errorf("directory announce: %w", err)
+	}
+	if err := d.prov.ProvideOnce(fresh...); err != nil {
+		return fmt.Errorf("directory announce: %w", err)
+	}
+	if st, err := d.prov.Stats(ctx); err != nil || st.Connectivity.Status == "offline" {
+		// The sweep provider drops a provide while it is offline (no member
+		// reachable); it sends the keystore's keys when it first comes
+		// online, but after a later outage only on their region's schedule.
+		d.unsentMu.Lock()
+		d.unsent = append(d.unsent, fresh...)
+		d.unsentMu.Unlock()
+	}
+	d.log.Info("announced", "keys", len(fresh), "already_announced", len(keys)-len(fresh))
+	return nil
+}
+
+// AnnounceEach announces pseudonyms the classic Kademlia way, one
+// provide per key: a walk to the key's closest members, then a record to
+// each. Unlike Announce it keeps nothing for reprovides; it is here to
+// compare Announce with.
+func (d *Directory) AnnounceEach(ctx context.Context, ps ...ledger.Pseudonym) error {
+	for _, p := range ps {
+		if err := d.dht.Provide(ctx, Key(d.fed, p), true); err != nil {
+			return fmt.Errorf("directory provide: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close stops the directory and closes its database.
+func (d *Directory) Close() error {
+	d.host.RemoveStreamHandler(WithdrawProtocolID)
+	if d.stop != nil {
+		close(d.stop)
+		<-d.done
+	}
+	var errs []error
+	if d.prov != nil {
+		errs = append(errs, d.prov.Close())
+	}
+	if d.keys != nil {
+		errs = append(errs, d.keys.Close())
+	}
+	if d.dht != nil {
+		errs = append(errs, d.dht.Close())
+	}
+	errs = append(errs, d.store.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,337 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// holdings announces each pseudonym from the centres given for it.
+type holdings map[ledger.Pseudonym][]int
+
+func (f *testFed) announce(h holdings) {
+	f.tb.Helper()
+	by := map[int][]ledger.Pseudonym{}
+	for p, centres := range h {
+		for _, c := range centres {
+			by[c] = append(by[c], p)
+		}
+	}
+	for c, ps := range by {
+		if err := f.dirs[c].Announce(context.Background(), ps...); err != nil {
+			f.tb.Fatalf("centre %d announce: %v", c, err)
+		}
+	}
+}
+
+// expect waits until a lookup of every pseudonym from every running centre
+// returns exactly its holders, complete; it fails the test with the last
+// discrepancy after a minute.
+func (f *testFed) expect(h holdings) {
+	f.tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		problem := ""
+	check:
+		for p, centres := range h {
+			want := make([]peer.ID, len(centres))
+			for i, c := range centres {
+				want[i] = f.ids[c]
+			}
+			slices.Sort(want)
+			for i, d := range f.dirs {
+				if d == nil {
+					continue
+				}
+				res, err := d.Lookup(ctx, p)
+				if err != nil || !slices.Equal(res.Holders, want) {
+					problem = fmt.Sprintf("lookup of %s from centre %d: holders %v, err %v; want %v", p, i, res.Holders, err, want)
+					break check
+				}
+			}
+		}
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.tb.Fatal(problem)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func centres(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func TestLookupFindsEveryHolder(t *testing.T) {
+	f := newTestFed(t, 10)
+	ps := pseudonyms(30)
+	h := holdings{}
+	for i, p := range ps {
+		switch i % 3 {
+		case 0:
+			h[p] = []int{i % 10}
+		case 1:
+			h[p] = []int{i % 10, (i + 4) % 10, (i + 7) % 10}
+		default:
+			h[p] = centres(10)
+		}
+	}
+	f.announce(h)
+	f.expect(h)
+
+	// Kademlia's walk finds the same holders.
+	for p, cs := range h {
+		res, err := f.dirs[rand.IntN(10)].LookupWalk(context.Background(), p)
+		if err != nil || len(res.Holders) != len(cs) {
+			t.Errorf("walk: holders %v, err %v; want %d", res.Holders, err, len(cs))
+		}
+	}
+
+	// A patient no one announced has no holders, and the lookup is complete.
+	res, err := f.dirs[0].Lookup(context.Background(), pseudonyms(1)[0])
+	if err != nil || len(res.Holders) != 0 || res.Answered != 3 {
+		t.Errorf("unknown patient: %+v, %v", res, err)
+	}
+}
+
+func TestAnnouncingTwiceSendsNothingNew(t *testing.T) {
+	f := newTestFed(t, 10)
+	ps := pseudonyms(50)
+	f.announce(holdings{ps[0]: {0}})
+	ctx := context.Background()
+	for _, batch := range [][]ledger.Pseudonym{ps, ps} {
+		if err := f.dirs[0].Announce(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := f.dirs[0].Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Announced != len(ps) {
+		t.Errorf("announced %d keys, want %d", st.Announced, len(ps))
+	}
+}
+
+// TestNonMemberIsNeverReturned runs an eleventh centre that is not in the
+// charter (the node's gater would keep it out; here it reaches the DHT) and
+// announces a patient the members hold too.
+func TestNonMemberIsNeverReturned(t *testing.T) {
+	f := newTestFed(t, 10)
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(sk), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	outsiderMembers := func() []peer.AddrInfo { // it believes itself a member
+		return append(f.memberList(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	}
+	out, err := New(h, Options{Federation: "test-fed", Path: filepath.Join(t.TempDir(), "outsider.db"), Members: outsiderMembers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx := context.Background()
+	for _, m := range f.memberList() {
+		f.dial(ctx, -1, h, m)
+	}
+	if err := out.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ps := pseudonyms(20)
+	hold := holdings{}
+	for _, p := range ps {
+		hold[p] = []int{3}
+	}
+	f.announce(hold)
+	if err := out.Announce(ctx, ps...); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.AnnounceEach(ctx, ps[:5]...); err != nil {
+		t.Fatal(err)
+	}
+	f.expect(hold)
+	// The outsider's records reached the members and were refused: no
+	// member stores one.
+	for i, d := range f.dirs {
+		n, err := d.Stored(h.ID())
+		if err != nil || n != 0 {
+			t.Errorf("centre %d stores %d announcements by the outsider (%v)", i, n, err)
+		}
+	}
+	// It holds its own record, and even a lookup from it finds only members.
+	n, err := out.Stored(h.ID())
+	if err != nil || n == 0 {
+		t.Fatalf("the outsider stores %d of its own announcements (%v)", n, err)
+	}
+	for _, p := range ps {
+		res, err := f.dirs[rand.IntN(10)].LookupWalk(ctx, p)
+		if err != nil || slices.Contains(res.Holders, h.ID()) {
+			t.Errorf("walk returned %v, %v", res.Holders, err)
+		}
+	}
+}
+
+func TestWithdrawRemovesCentre(t *testing.T) {
+	f := newTestFed(t, 10)
+	ps := pseudonyms(20)
+	h := holdings{}
+	for _, p := range ps {
+		h[p] = []int{1, 4, 8}
+	}
+	f.announce(h)
+	f.expect(h)
+	if err := f.dirs[4].Withdraw(context.Background(), ps[:10]...); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps[:10] {
+		h[p] = []int{1, 8}
+	}
+	f.expect(h)
+	st, err := f.dirs[4].Status(context.Background())
+	if err != nil || st.Announced != 10 {
+		t.Errorf("centre 4 announces %d keys (%v), want the 10 it kept", st.Announced, err)
+	}
+}
+
+func TestWithdrawalFromNonMemberIsRefused(t *testing.T) {
+	f := newTestFed(t, 10)
+	f.mu.Lock()
+	f.members = f.members[:9] // centre 9 is removed from the charter
+	f.mu.Unlock()
+	_, err := f.dirs[0].serveWithdraw(f.ids[9], opWithdraw, make([]byte, 32))
+	if err == nil {
+		t.Fatal("a withdrawal from a non-member was served")
+	}
+	if _, err := f.dirs[0].serveWithdraw(f.ids[1], 7, make([]byte, 32)); err == nil {
+		t.Fatal("an unknown operation was served")
+	}
+}
+
+func TestEveryCentreRestarts(t *testing.T) {
+	f := newTestFed(t, 10)
+	ps := pseudonyms(30)
+	h := holdings{}
+	for i, p := range ps {
+		h[p] = []int{i % 10, (i + 5) % 10}
+	}
+	f.announce(h)
+	f.expect(h)
+	for i := range f.dirs {
+		f.stop(i)
+	}
+	for i := range f.dirs {
+		f.start(i)
+	}
+	f.connect()
+	f.expect(h)
+	for i, d := range f.dirs {
+		st, err := d.Status(context.Background())
+		if err != nil || st.Announced != 6 {
+			t.Errorf("centre %d announces %d keys after restarting (%v), want 6", i, st.Announced, err)
+		}
+	}
+}
+
+func TestLookupWithHolderDown(t *testing.T) {
+	f := newTestFed(t, 10)
+	ps := pseudonyms(30)
+	h := holdings{}
+	for _, p := range ps {
+		h[p] = []int{2, 5, 7}
+	}
+	f.announce(h)
+	f.expect(h)
+	f.stop(5)
+	f.stop(6) // and a member that holds nothing but may be among the closest
+	// The stopped holder's announcements stay with the members storing
+	// them (the query phase finds it down); the others are all returned,
+	// and a closest member that is down is replaced by the next.
+	f.expect(h)
+	failed := 0
+	for _, p := range ps {
+		res, err := f.dirs[0].Lookup(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed += len(res.Failed)
+	}
+	if failed == 0 {
+		t.Error("no lookup asked a stopped member: the test proves nothing")
+	}
+}
+
+func TestLookupIncompleteWhenAlone(t *testing.T) {
+	f := newTestFed(t, 10)
+	p := pseudonyms(1)[0]
+	f.announce(holdings{p: {0}})
+	for i := 1; i < 10; i++ {
+		f.stop(i)
+	}
+	res, err := f.dirs[0].Lookup(context.Background(), p)
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("lookup with every other member down: %v, want ErrIncomplete", err)
+	}
+	// Every member was tried in turn, this centre's own store answering:
+	// the partial result holds what it knows.
+	if !slices.Equal(res.Holders, []peer.ID{f.ids[0]}) || res.Answered != 1 || len(res.Failed) != 9 {
+		t.Errorf("partial result %+v", res)
+	}
+}
+
+func TestKey(t *testing.T) {
+	var p ledger.Pseudonym
+	a, b := Key("fed-a", p), Key("fed-b", p)
+	if a.Equals(b) {
+		t.Fatal("two federations share a key")
+	}
+	if a.Prefix().Version != 1 || a.Type() != 0x55 || len(a.Hash()) != 34 {
+		t.Fatalf("key %s is not CIDv1 raw sha2-256", a)
+	}
+	p[0] = 1
+	if Key("fed-a", p).Equals(a) {
+		t.Fatal("two pseudonyms share a key")
+	}
+}
+
+func FuzzParseWithdraw(f *testing.F) {
+	f.Add(make([]byte, 32))
+	f.Add(make([]byte, 64))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, req []byte) {
+		keys, err := parseWithdraw(req)
+		if err != nil {
+			return
+		}
+		if len(keys)*32 != len(req) {
+			t.Fatalf("%d keys from %d bytes", len(keys), len(req))
+		}
+		for i, k := range keys {
+			if string(k[2:]) != string(req[32*i:32*i+32]) {
+				t.Fatalf("key %d does not carry its digest", i)
+			}
+		}
+	})
+}

@@ -1,0 +1,477 @@
+package directory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+)
+
+// store is a go-datastore on one SQLite file: the DHT's provider records,
+// the sweep provider's keystore and its reprovide history all live in it.
+//
+// Writes are grouped. Put and Delete land in an in-memory overlay that
+// every read sees at once, and a background flusher commits the overlay in
+// one transaction every flushEvery or flushAt writes; Sync and a batch's
+// Commit flush before they return, as go-datastore's contract asks (a Put
+// is durable once a later Sync returns). Provider records arrive one
+// ADD_PROVIDER message at a time, tens of thousands a second while a
+// centre joins; one transaction per record would hold the directory to
+// SQLite's commit rate (about 8,000 a second here), grouping takes it past
+// 300,000. A provider record lost in a crash before its flush is sent again
+// by its provider's next reprovide; the keystore, whose loss would be
+// silent, is always written through a batch and so always synced.
+type store struct {
+	db    *sql.DB
+	get   *sql.Stmt
+	scan  *sql.Stmt
+	every time.Duration
+
+	mu       sync.Mutex
+	pending  map[string]write // newest writes, not yet being flushed
+	flushing map[string]write // writes the running flush is committing
+	failed   error            // a background flush failed: refuse writes
+
+	flushMu sync.Mutex // one flush at a time
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	close   sync.Once
+}
+
+// write is one overlaid write: a value, or a deletion.
+type write struct {
+	val []byte
+	del bool
+}
+
+const (
+	flushEvery = time.Second
+	flushAt    = 65536  // writes that trigger a flush at once
+	maxPending = 262144 // writes a Put waits behind, so memory stays bounded
+)
+
+var _ ds.Batching = (*store)(nil)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS kv (
+	k TEXT PRIMARY KEY,
+	v BLOB NOT NULL
+) WITHOUT ROWID;
+PRAGMA application_id = 0x6d646472; -- "mddr"
+`
+
+// openStore opens (creating if need be) the directory database at path.
+func openStore(path string) (*store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: abs}).EscapedPath()}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_cache_size", "-65536") // 64 MiB: the provider records' B-tree stays in memory
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxLifetime(0)
+	var app int64
+	if err := db.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory database %s: %w", path, err)
+	}
+	if app != 0 && app != 0x6d646472 {
+		db.Close()
+		return nil, fmt.Errorf("directory database %s: not a medfed directory (application id %#x)", path, app)
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory database %s: %w", path, err)
+	}
+	s := &store{
+		db:      db,
+		every:   flushEvery,
+		pending: map[string]write{},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if s.get, err = db.Prepare("SELECT v FROM kv WHERE k = ?"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.scan, err = db.Prepare("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.flusher()
+	return s, nil
+}
+
+func (s *store) flusher() {
+	defer close(s.done)
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		if err := s.flush(); err != nil {
+			s.mu.Lock()
+			s.failed = err
+			s.mu.Unlock()
+		}
+	}
+}
+
+// flush commits every overlaid write in one transaction.
+func (s *store) flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	if len(s.pending) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	batch := s.pending
+	s.flushing, s.pending = batch, make(map[string]write, len(batch))
+	s.mu.Unlock()
+
+	err := s.commit(batch)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		for k, w := range s.pending { // newer writes win
+			batch[k] = w
+		}
+		s.pending = batch
+	}
+	s.flushing = nil
+	return err
+}
+
+// commit writes batch in one transaction, in key order (each page of the
+// B-tree is then visited once) and many rows per statement (each
+// statement crosses cgo once).
+func (s *store) commit(batch map[string]write) error {
+	keys := make([]string, 0, len(batch))
+	for k := range batch {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	defer tx.Rollback()
+	var puts, dels []any
+	run := func(stmt string, args []any, per int) error {
+		if len(args) == 0 {
+			return nil
+		}
+		q := stmt + strings.Repeat(","+rowOf(per), len(args)/per-1)
+		if per == 1 {
+			q += ")"
+		}
+		_, err := tx.Exec(q, args...)
+		return err
+	}
+	for _, k := range keys {
+		if w := batch[k]; w.del {
+			dels = append(dels, k)
+		} else {
+			puts = append(puts, k, w.val)
+		}
+		if len(puts) == 2*rowsPerStatement {
+			if err := run(insertRows, puts, 2); err != nil {
+				return fmt.Errorf("directory store: %w", err)
+			}
+			puts = puts[:0]
+		}
+		if len(dels) == rowsPerStatement {
+			if err := run(deleteRows, dels, 1); err != nil {
+				return fmt.Errorf("directory store: %w", err)
+			}
+			dels = dels[:0]
+		}
+	}
+	if err := run(insertRows, puts, 2); err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	if err := run(deleteRows, dels, 1); err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("directory store: %w", err)
+	}
+	return nil
+}
+
+const (
+	rowsPerStatement = 100
+	insertRows       = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+	deleteRows       = "DELETE FROM kv WHERE k IN (?"
+)
+
+func rowOf(per int) string {
+	if per == 2 {
+		return "(?, ?)"
+	}
+	return "?"
+}
+
+// overlaid returns the newest overlaid write of k.
+func (s *store) overlaid(k string) (write, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.pending[k]; ok {
+		return w, true
+	}
+	w, ok := s.flushing[k]
+	return w, ok
+}
+
+func (s *store) apply(ws map[string]write) error {
+	s.mu.Lock()
+	if s.failed != nil {
+		err := s.failed
+		s.mu.Unlock()
+		return err
+	}
+	for k, w := range ws {
+		s.pending[k] = w
+	}
+	n := len(s.pending)
+	s.mu.Unlock()
+	switch {
+	case n >= maxPending:
+		return s.flush()
+	case n >= flushAt:
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (s *store) Put(ctx context.Context, key ds.Key, value []byte) error {
+	return s.apply(map[string]write{key.String(): {val: slices.Clone(value)}})
+}
+
+func (s *store) Delete(ctx context.Context, key ds.Key) error {
+	return s.apply(map[string]write{key.String(): {del: true}})
+}
+
+func (s *store) Get(ctx context.Context, key ds.Key) ([]byte, error) {
+	if w, ok := s.overlaid(key.String()); ok {
+		if w.del {
+			return nil, ds.ErrNotFound
+		}
+		return slices.Clone(w.val), nil
+	}
+	var v []byte
+	err := s.get.QueryRow(key.String()).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ds.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	return v, nil
+}
+
+func (s *store) Has(ctx context.Context, key ds.Key) (bool, error) {
+	_, err := s.Get(ctx, key)
+	if errors.Is(err, ds.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// count returns how many keys under prefix end in suffix. It flushes
+// first, so it counts in the table alone.
+func (s *store) count(prefix, suffix string) (int, error) {
+	if err := s.flush(); err != nil {
+		return 0, err
+	}
+	lo, hi := prefixRange(prefix)
+	var n int
+	var err error
+	if suffix == "" {
+		err = s.db.QueryRow("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", lo, hi).Scan(&n)
+	} else {
+		err = s.db.QueryRow("SELECT count(*) FROM kv WHERE k >= ? AND k < ? AND substr(k, -?) = ?",
+			lo, hi, len(suffix), suffix).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("directory store: %w", err)
+	}
+	return n, nil
+}
+
+func (s *store) GetSize(ctx context.Context, key ds.Key) (int, error) {
+	v, err := s.Get(ctx, key)
+	if err != nil {
+		return -1, err
+	}
+	return len(v), nil
+}
+
+// Query streams the keys under q.Prefix in key order, the overlay merged
+// over the table, then applies q's filters, orders, offset and limit.
+//
+// Reads ignore their context, as go-ds-leveldb's do: each is one short
+// statement, and the sweep provider persists its queue on Close with a
+// context it has already cancelled.
+func (s *store) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
+	lo, hi := prefixRange(q.Prefix)
+	inRange := map[string]write{} // overlaid writes in range, newest
+	s.mu.Lock()
+	for _, m := range []map[string]write{s.flushing, s.pending} {
+		for k, w := range m {
+			if k >= lo && (hi == "" || k < hi) {
+				inRange[k] = w
+			}
+		}
+	}
+	s.mu.Unlock()
+	var over []dsq.Entry // the overlaid values in range, sorted
+	for k, w := range inRange {
+		if !w.del {
+			over = append(over, dsq.Entry{Key: k, Value: slices.Clone(w.val), Size: len(w.val)})
+		}
+	}
+	slices.SortFunc(over, func(a, b dsq.Entry) int { return strings.Compare(a.Key, b.Key) })
+
+	if hi == "" {
+		hi = "\xff"
+	}
+	rows, err := s.scan.Query(lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	var row *dsq.Entry // the table's next row, read ahead
+	advance := func() error {
+		row = nil
+		for rows.Next() {
+			var e dsq.Entry
+			if err := rows.Scan(&e.Key, &e.Value); err != nil {
+				return err
+			}
+			if _, overlaid := inRange[e.Key]; overlaid {
+				continue
+			}
+			e.Size = len(e.Value)
+			row = &e
+			return nil
+		}
+		return rows.Err()
+	}
+	if err := advance(); err != nil {
+		rows.Close()
+		return nil, fmt.Errorf("directory store: %w", err)
+	}
+	res := dsq.ResultsFromIterator(q, dsq.Iterator{
+		Next: func() (dsq.Result, bool) {
+			var e dsq.Entry
+			switch {
+			case row == nil && len(over) == 0:
+				return dsq.Result{}, false
+			case row == nil || (len(over) > 0 && over[0].Key < row.Key):
+				e, over = over[0], over[1:]
+			default:
+				e = *row
+				if err := advance(); err != nil {
+					return dsq.Result{Error: fmt.Errorf("directory store: %w", err)}, true
+				}
+			}
+			if q.KeysOnly {
+				e.Value = nil
+			}
+			return dsq.Result{Entry: e}, true
+		},
+		Close: rows.Close,
+	})
+	q.Prefix = "" // the range has applied it
+	return dsq.NaiveQueryApply(q, res), nil
+}
+
+// prefixRange returns the key range [lo, hi) of the strict children of
+// prefix; hi is empty for no upper bound.
+func prefixRange(prefix string) (lo, hi string) {
+	p := ds.NewKey(prefix).String()
+	if p == "/" {
+		return "/", ""
+	}
+	return p + "/", p + "0" // '0' follows '/'
+}
+
+func (s *store) Sync(ctx context.Context, prefix ds.Key) error {
+	s.mu.Lock()
+	err := s.failed
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+func (s *store) Batch(ctx context.Context) (ds.Batch, error) {
+	return &batch{s: s, ws: map[string]write{}}, nil
+}
+
+// Close flushes and closes the database.
+func (s *store) Close() error {
+	var err error
+	s.close.Do(func() {
+		close(s.stop)
+		<-s.done
+		err = errors.Join(s.flush(), s.get.Close(), s.scan.Close(), s.db.Close())
+	})
+	return err
+}
+
+// batch collects writes and applies them at once, durably.
+type batch struct {
+	s  *store
+	ws map[string]write
+}
+
+func (b *batch) Put(ctx context.Context, key ds.Key, value []byte) error {
+	b.ws[key.String()] = write{val: slices.Clone(value)}
+	return nil
+}
+
+func (b *batch) Delete(ctx context.Context, key ds.Key) error {
+	b.ws[key.String()] = write{del: true}
+	return nil
+}
+
+func (b *batch) Commit(ctx context.Context) error {
+	if err := b.s.apply(b.ws); err != nil {
+		return err
+	}
+	return b.s.flush()
+}

@@ -1,0 +1,225 @@
+package directory
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p-kad-dht/records"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-base32"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// WithdrawProtocolID is the withdrawal protocol. Kademlia has no way to
+// take a provider record back before it expires, so a centre that stops
+// holding a patient's records tells the members storing its announcement
+// to drop it: one request of key digests, answered with how many records
+// were dropped. A member drops only records that name the sender.
+const WithdrawProtocolID = "/medfed/directory/withdraw/1"
+
+const (
+	opWithdraw     byte = 1
+	statusOK       byte = 0
+	statusRefused  byte = 1
+	maxWithdraw         = 65536 // digests per request: 2 MiB
+	maxReason           = 256
+	withdrawTimout      = 30 * time.Second
+)
+
+// ErrWithdrawRefused is returned when a member refuses a withdrawal.
+var ErrWithdrawRefused = errors.New("withdrawal refused")
+
+// Withdraw stops announcing every pseudonym given: the keys leave the
+// keystore (no more reprovides), this centre's own provider record goes,
+// and every member that stores the announcement is asked to drop it.
+// Members that could not be reached keep their copy until it expires
+// (at most 48 h after the last reprovide); the error names them.
+func (d *Directory) Withdraw(ctx context.Context, ps ...ledger.Pseudonym) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	keys := make([]mh.Multihash, len(ps))
+	for i, p := range ps {
+		keys[i] = multihash(digest(d.fed, p))
+	}
+	if err := d.prov.StopProviding(keys...); err != nil {
+		return fmt.Errorf("directory withdraw: %w", err)
+	}
+	if _, err := d.drop(ctx, d.host.ID(), keys); err != nil {
+		return fmt.Errorf("directory withdraw: %w", err)
+	}
+	// The members storing a key are the replication factor's closest to
+	// it, or further ones if some of those were down when it was sent:
+	// ask the bucket's worth.
+	var others []peer.ID
+	for _, m := range d.others() {
+		others = append(others, m.ID)
+	}
+	to := map[peer.ID][]mh.Multihash{}
+	for _, k := range keys {
+		closest := kb.SortClosestPeers(slices.Clone(others), kb.ConvertKey(string(k)))
+		for _, p := range closest[:min(len(closest), d.dht.BucketSize())] {
+			to[p] = append(to[p], k)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		failed []string
+		wg     sync.WaitGroup
+	)
+	for p, keys := range to {
+		wg.Go(func() {
+			if err := d.sendWithdraw(ctx, p, keys); err != nil {
+				mu.Lock()
+				failed = append(failed, fmt.Sprintf("%s: %v", p, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	d.log.Info("withdrew", "keys", len(keys), "members", len(to), "failed", len(failed))
+	if len(failed) > 0 {
+		slices.Sort(failed)
+		return fmt.Errorf("directory withdraw: not withdrawn at %d of %d members, whose copies expire on their own: %s",
+			len(failed), len(to), strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func (d *Directory) sendWithdraw(ctx context.Context, p peer.ID, keys []mh.Multihash) error {
+	for chunk := range slices.Chunk(keys, maxWithdraw) {
+		req := make([]byte, 0, 32*len(chunk))
+		for _, k := range chunk {
+			req = append(req, k[2:]...) // the digest: every key is sha2-256
+		}
+		cctx, cancel := context.WithTimeout(ctx, withdrawTimout)
+		status, answer, err := wire.Exchange(cctx, d.host, WithdrawProtocolID, p, opWithdraw, req, maxReason)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if status != statusOK {
+			return fmt.Errorf("%w: %s", ErrWithdrawRefused, printable(answer))
+		}
+		if len(answer) != 4 {
+			return fmt.Errorf("%w: answer of %d bytes", wire.ErrFrame, len(answer))
+		}
+	}
+	return nil
+}
+
+func (d *Directory) handleWithdraw(s network.Stream) {
+	defer s.Close()
+	if err := s.SetDeadline(time.Now().Add(withdrawTimout)); err != nil {
+		s.Reset()
+		return
+	}
+	from := s.Conn().RemotePeer()
+	op, req, err := wire.Read(s, 32*maxWithdraw)
+	if err != nil {
+		d.log.Debug("bad withdrawal", "from", from, "err", err)
+		s.Reset()
+		return
+	}
+	status, answer := statusOK, []byte(nil)
+	n, err := d.serveWithdraw(from, op, req)
+	if err != nil {
+		d.log.Info("withdrawal refused", "from", from, "err", err)
+		status, answer = statusRefused, []byte(err.Error())
+		if len(answer) > maxReason {
+			answer = answer[:maxReason]
+		}
+	} else {
+		answer = binary.BigEndian.AppendUint32(nil, uint32(n))
+		d.log.Debug("withdrawal", "from", from, "records", n)
+	}
+	if err := wire.Write(s, status, answer); err != nil {
+		d.log.Debug("withdrawal answer not delivered", "to", from, "err", err)
+	}
+}
+
+// serveWithdraw drops the records naming from for the digests in req.
+func (d *Directory) serveWithdraw(from peer.ID, op byte, req []byte) (int, error) {
+	switch {
+	case !d.isMember(from):
+		return 0, errors.New("not a member")
+	case op != opWithdraw:
+		return 0, fmt.Errorf("unknown operation %d", op)
+	}
+	keys, err := parseWithdraw(req)
+	if err != nil {
+		return 0, err
+	}
+	return d.drop(context.Background(), from, keys)
+}
+
+// parseWithdraw decodes a withdrawal: 1 to maxWithdraw SHA-256 digests.
+func parseWithdraw(req []byte) ([]mh.Multihash, error) {
+	if len(req) == 0 || len(req)%32 != 0 || len(req)/32 > maxWithdraw {
+		return nil, fmt.Errorf("request of %d bytes is not a list of 1 to %d 32-byte digests", len(req), maxWithdraw)
+	}
+	keys := make([]mh.Multihash, 0, len(req)/32)
+	for c := range slices.Chunk(req, 32) {
+		keys = append(keys, multihash([32]byte(c)))
+	}
+	return keys, nil
+}
+
+// drop deletes the provider records of keys that name p, durably, and
+// returns how many there were.
+func (d *Directory) drop(ctx context.Context, p peer.ID, keys []mh.Multihash) (int, error) {
+	b, err := d.recs.Batch(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		rk := recordKey(k, p)
+		ok, err := d.recs.Has(ctx, rk)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			n++
+			if err := b.Delete(ctx, rk); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, b.Commit(ctx)
+}
+
+// Stored returns how many announcements by holder this centre stores
+// for the directory.
+func (d *Directory) Stored(holder peer.ID) (int, error) {
+	return d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "/"+base32.RawStdEncoding.EncodeToString([]byte(holder)))
+}
+
+// recordKey is where the DHT's provider manager keeps the record of p
+// providing k.
+func recordKey(k mh.Multihash, p peer.ID) ds.Key {
+	return ds.NewKey(records.ProvidersKeyPrefix + base32.RawStdEncoding.EncodeToString(k) +
+		"/" + base32.RawStdEncoding.EncodeToString([]byte(p)))
+}
+
+// printable keeps the printable ASCII of a peer's reason.
+func printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, string(b))
+}

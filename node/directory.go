@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/directory"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// DirectoryFile is the SQLite file of this centre's part of the Patient
+// Directory: the announcements it stores for the federation and the keys
+// it announces itself.
+const DirectoryFile = "directory.db"
+
+// ErrBadPseudonym is returned for a pseudonym that is not 64 hex digits.
+var ErrBadPseudonym = errors.New("a pseudonym is 64 hex digits")
+
+func (n *Node) startDirectory() error {
+	d, err := directory.New(n.Host, directory.Options{
+		Federation: n.Membership.Current().Federation,
+		Path:       filepath.Join(n.Centre.dir, DirectoryFile),
+		Members:    n.memberAddrs,
+		Logger:     n.base.With("component", "directory"),
+	})
+	if err != nil {
+		return err
+	}
+	n.Directory = d
+	return nil
+}
+
+// memberAddrs lists the charter's current members and their addresses.
+func (n *Node) memberAddrs() []peer.AddrInfo {
+	c := n.Membership.Current().Charter
+	out := make([]peer.AddrInfo, len(c.Members))
+	for i, m := range c.Members {
+		out[i] = peer.AddrInfo{ID: m.ID, Addrs: m.Addrs}
+	}
+	return out
+}
+
+// AnnounceHeld announces in the directory every patient this centre's
+// ledger holds records of, and returns how many there are. Patients
+// announced before are not sent again (the directory reprovides them on
+// its schedule), so a centre calls it at every start: a centre joining
+// with its existing patients announces them all at once.
+func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
+	held, err := n.held(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := n.Directory.Announce(ctx, held...); err != nil {
+		return 0, err
+	}
+	return len(held), nil
+}
+
+// held returns the patients the ledger holds records of.
+func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {
+	seen := map[ledger.Pseudonym]bool{}
+	var out []ledger.Pseudonym
+	for _, k := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
+		es, err := n.Centre.Ledger.EntriesOfKind(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			if !seen[e.Subject] {
+				seen[e.Subject] = true
+				out = append(out, e.Subject)
+			}
+		}
+	}
+	return out, nil
+}
+
+// announceAtStart announces the held patients once the directory has a
+// member to send them to, and logs the outcome.
+func (n *Node) announceAtStart(ctx context.Context) {
+	for n.Directory.RoutingTableSize() == 0 && len(n.Membership.Current().Members) > 1 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	count, err := n.AnnounceHeld(ctx)
+	if err != nil {
+		n.log.Error("announcing held patients", "err", err)
+		return
+	}
+	n.log.Info("held patients announced", "patients", count)
+}
+
+// DirectoryLookup is a lookup's answer for operators: the holders by
+// name.
+type DirectoryLookup struct {
+	Pseudonym string
+	Holders   []DirectoryHolder
+	Complete  bool
+	Problem   string `json:",omitempty"` // why the lookup is incomplete
+	Answered  int
+	Failed    []string `json:",omitempty"` // members asked that did not answer
+	Millis    float64
+}
+
+// DirectoryHolder is one centre holding records.
+type DirectoryHolder struct {
+	Name string
+	ID   peer.ID
+}
+
+// LookupPseudonym finds every member holding records of the pseudonym
+// given in hex.
+func (n *Node) LookupPseudonym(ctx context.Context, hexPseudonym string) (DirectoryLookup, error) {
+	p, err := ParsePseudonym(hexPseudonym)
+	if err != nil {
+		return DirectoryLookup{}, err
+	}
+	start := time.Now()
+	res, err := n.Directory.Lookup(ctx, p)
+	out := DirectoryLookup{
+		Pseudonym: p.String(),
+		Complete:  err == nil,
+		Answered:  res.Answered,
+		Millis:    float64(time.Since(start).Microseconds()) / 1000,
+	}
+	if err != nil {
+		if !errors.Is(err, directory.ErrIncomplete) {
+			return DirectoryLookup{}, err
+		}
+		out.Problem = err.Error()
+	}
+	c := n.Membership.Current().Charter
+	for _, id := range res.Holders {
+		m, _ := c.Member(id)
+		out.Holders = append(out.Holders, DirectoryHolder{Name: m.Name, ID: id})
+	}
+	slices.SortFunc(out.Holders, func(a, b DirectoryHolder) int { return strings.Compare(a.Name, b.Name) })
+	for _, id := range res.Failed {
+		m, _ := c.Member(id)
+		out.Failed = append(out.Failed, m.Name)
+	}
+	return out, nil
+}
+
+// ParsePseudonym parses a pseudonym written as 64 hex digits.
+func ParsePseudonym(s string) (ledger.Pseudonym, error) {
+	var p ledger.Pseudonym
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(p) {
+		return p, fmt.Errorf("%w", ErrBadPseudonym)
+	}
+	return ledger.Pseudonym(b), nil
+}
+
+// DirectoryStatus is the directory as this centre sees it.
+type DirectoryStatus = directory.Status

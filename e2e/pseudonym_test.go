@@ -121,6 +121,19 @@ func TestPatientPseudonymAcrossCentres(t *testing.T) {
 		t.Fatalf("repeated --nhs gave %q, want %q", got, []string{other, p, third})
 	}
 
+	// The directory answers for the pseudonym: no centre holds records of
+	// the patient yet, and every member it asked answered.
+	out := b.run("directory", "lookup", "--pseudonym", p)
+	if !strings.Contains(out, "# 0 holding centres; 3 members answered") {
+		t.Fatalf("centre-b: directory lookup printed %q", out)
+	}
+	if code, _, errOut := b.try("directory", "lookup", "--pseudonym", "not-hex"); code != 2 || !strings.Contains(errOut, "64 hex digits") {
+		t.Fatalf("centre-b: directory lookup of a bad pseudonym exited %d: %s", code, errOut)
+	}
+	if out := c.run("directory", "status"); !strings.Contains(out, "routing table:     2 members") {
+		t.Fatalf("centre-c: directory status printed %q", out)
+	}
+
 	// Standard input: bare numbers, system|value, blank lines, in order.
 	stdin := nhsNumber + "\n" +
 		"nhs|401 023 2137\n" +

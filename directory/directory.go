@@ -130,6 +130,10 @@ type Options struct {
 	// this centre included. Only members are bootstrapped from, queried,
 	// kept in the routing table and returned by lookups. Required.
 	Members func() []peer.AddrInfo
+	// IsMember reports whether a peer is a current member; checked for
+	// every provider record stored, so it should not allocate. Derived
+	// from Members when nil.
+	IsMember func(peer.ID) bool
 	// LookupTimeout bounds a lookup; 5 s when zero.
 	LookupTimeout time.Duration
 	// Replication is how many of the members closest to a key store each
@@ -155,6 +159,7 @@ type Directory struct {
 	host        host.Host
 	fed         string
 	members     func() []peer.AddrInfo
+	memberCheck func(peer.ID) bool
 	timeout     time.Duration
 	width       int
 	replication int
@@ -185,12 +190,13 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		return nil, errors.New("directory: no member list")
 	}
 	d := &Directory{
-		host:    h,
-		fed:     opts.Federation,
-		members: opts.Members,
-		timeout: opts.LookupTimeout,
-		width:   opts.LookupWidth,
-		log:     opts.Logger,
+		host:        h,
+		fed:         opts.Federation,
+		members:     opts.Members,
+		memberCheck: opts.IsMember,
+		timeout:     opts.LookupTimeout,
+		width:       opts.LookupWidth,
+		log:         opts.Logger,
 	}
 	if d.timeout <= 0 {
 		d.timeout = 5 * time.Second
@@ -304,6 +310,9 @@ func (d *Directory) sendUnsent() {
 
 // isMember reports whether p is a current member.
 func (d *Directory) isMember(p peer.ID) bool {
+	if d.memberCheck != nil {
+		return d.memberCheck(p)
+	}
 	return slices.ContainsFunc(d.members(), func(m peer.AddrInfo) bool { return m.ID == p })
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -334,4 +335,44 @@ func FuzzParseWithdraw(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAnnouncementsAreStoredAtTheClosestMembers checks what the one-hop
+// lookup relies on: an announcement is stored at the Replication members
+// closest to its key (the announcer aside).
+func TestAnnouncementsAreStoredAtTheClosestMembers(t *testing.T) {
+	f := newTestFed(t, 10)
+	ps := pseudonyms(50)
+	h := holdings{}
+	for _, p := range ps {
+		h[p] = []int{0}
+	}
+	f.announce(h)
+	f.expect(h)
+	index := map[peer.ID]int{}
+	for i, id := range f.ids {
+		index[id] = i
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Minute)
+	for _, p := range ps {
+		key := multihash(digest("test-fed", p))
+		order := kb.SortClosestPeers(slices.Clone(f.ids[1:]), kb.ConvertKey(string(key)))
+		for rank, id := range order {
+			d := f.dirs[index[id]]
+			for {
+				has, err := d.recs.Has(ctx, recordKey(key, f.ids[0]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if has == (rank < 5) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("member ranked %d by distance stores the announcement: %v", rank+1, has)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
 }

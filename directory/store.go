@@ -40,7 +40,7 @@ type store struct {
 	mu       sync.Mutex
 	pending  map[string]write // newest writes, not yet being flushed
 	flushing map[string]write // writes the running flush is committing
-	failed   error            // a background flush failed: refuse writes
+	failed   error            // the last flush failed: refuse writes until one succeeds
 
 	flushMu sync.Mutex // one flush at a time
 	kick    chan struct{}
@@ -136,11 +136,7 @@ func (s *store) flusher() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		if err := s.flush(); err != nil {
-			s.mu.Lock()
-			s.failed = err
-			s.mu.Unlock()
-		}
+		s.flush() // a failure refuses writes until a flush succeeds
 	}
 }
 
@@ -168,6 +164,7 @@ func (s *store) flush() error {
 		s.pending = batch
 	}
 	s.flushing = nil
+	s.failed = err
 	return err
 }
 
@@ -429,12 +426,6 @@ func prefixRange(prefix string) (lo, hi string) {
 }
 
 func (s *store) Sync(ctx context.Context, prefix ds.Key) error {
-	s.mu.Lock()
-	err := s.failed
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	return s.flush()
 }
 

@@ -29,7 +29,11 @@ func (n *Node) startDirectory() error {
 		Federation: n.Membership.Current().Federation,
 		Path:       filepath.Join(n.Centre.dir, DirectoryFile),
 		Members:    n.memberAddrs,
-		Logger:     n.base.With("component", "directory"),
+		IsMember: func(id peer.ID) bool {
+			_, ok := n.Membership.Current().Member(id)
+			return ok
+		},
+		Logger: n.base.With("component", "directory"),
 	})
 	if err != nil {
 		return err

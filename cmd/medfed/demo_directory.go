@@ -17,23 +17,12 @@ const demoJoiningPatients = 2000
 
 func (d *demo) directoryChapter(ctx context.Context) (err error) {
 	d.chapter(5, "the Patient Directory: every centre holding a patient's records")
-	var nodes []*running
-	defer func() {
-		for _, n := range nodes {
-			err = errors.Join(err, n.stop())
-		}
-	}()
-	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
-		n, err := startNode(ctx, d.cfgs[name])
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, n)
-	}
-	a, b, c := nodes[0], nodes[1], nodes[2]
-	if err := allConnected(nodes); err != nil {
+	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, stop()) }()
+	a, b, c := nodes[0], nodes[1], nodes[2]
 	if err := waitUntil("the directory's routing tables fill", func() bool {
 		return a.Directory.RoutingTableSize() == 2 && b.Directory.RoutingTableSize() == 2 && c.Directory.RoutingTableSize() == 2
 	}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -96,7 +97,30 @@ func startNode(ctx context.Context, cfg node.Config) (*running, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	return &running{Node: n, stop: func() error { cancel(); return <-done }}, nil
+	return &running{Node: n, stop: sync.OnceValue(func() error { cancel(); return <-done })}, nil
+}
+
+// startAll starts the nodes of cfgs and waits until they are connected to
+// each other; stop stops them all (a node stopped before is left alone).
+func startAll(ctx context.Context, cfgs ...node.Config) (nodes []*running, stop func() error, err error) {
+	stop = func() error {
+		var errs []error
+		for _, n := range nodes {
+			errs = append(errs, n.stop())
+		}
+		return errors.Join(errs...)
+	}
+	for _, cfg := range cfgs {
+		n, err := startNode(ctx, cfg)
+		if err != nil {
+			return nil, nil, errors.Join(err, stop())
+		}
+		nodes = append(nodes, n)
+	}
+	if err := allConnected(nodes); err != nil {
+		return nil, nil, errors.Join(err, stop())
+	}
+	return nodes, stop, nil
 }
 
 // waitUntil polls ok for up to ten seconds.

@@ -11,25 +11,12 @@ import (
 
 func (d *demo) pseudonymChapter(ctx context.Context) (err error) {
 	d.chapter(4, "pseudonyms: the same patient everywhere, reversible by nobody alone")
-	var nodes []*running
-	defer func() {
-		for _, n := range nodes {
-			if n != nil {
-				err = errors.Join(err, n.stop())
-			}
-		}
-	}()
-	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
-		n, err := startNode(ctx, d.cfgs[name])
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, n)
-	}
-	a, b, c := nodes[0], nodes[1], nodes[2]
-	if err := waitUntil("the centres connect", func() bool { return linked(a, b) && linked(a, c) && linked(b, c) }); err != nil {
+	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, stop()) }()
+	a, b, c := nodes[0], nodes[1], nodes[2]
 	ch := a.Membership.Current()
 	d.say("When centre-a founded the federation it also dealt the pseudonym key: it drew")
 	d.say("a key k, split it into one share per founder (any %d of the %d can compute a", ch.Policy.OPRFThreshold, len(ch.OPRF.Shares))
@@ -89,7 +76,6 @@ func (d *demo) pseudonymChapter(ctx context.Context) (err error) {
 	if err := b.stop(); err != nil {
 		return err
 	}
-	nodes[1] = nil
 	if _, err := a.Pseudonyms(ctx, []pseudonym.Identifier{id}); !errors.Is(err, pseudonym.ErrUnavailable) {
 		return fmt.Errorf("demo: with centre-b down, centre-a still computed a pseudonym (%v)", err)
 	}

@@ -12,30 +12,24 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
 func (d *demo) witnessChapter(ctx context.Context) (err error) {
 	d.chapter(3, "witnessed ledgers: nobody rewrites history alone")
-	var nodes []*running
-	defer func() {
-		for _, n := range nodes {
-			err = errors.Join(err, n.stop())
-		}
-	}()
+	var cfgs []node.Config
 	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
 		cfg := d.cfgs[name]
 		cfg.Ledger.CheckpointInterval = 100 * time.Millisecond
-		n, err := startNode(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, n)
+		cfgs = append(cfgs, cfg)
 	}
-	a, b, c := nodes[0], nodes[1], nodes[2]
-	if err := waitUntil("the centres connect", func() bool { return linked(a, b) && linked(a, c) }); err != nil {
+	nodes, stop, err := startAll(ctx, cfgs...)
+	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, stop()) }()
+	a, b, c := nodes[0], nodes[1], nodes[2]
 	quorum := a.Membership.Current().Policy.WitnessQuorum
 	d.say("Every member witnesses the others' ledgers. centre-a checkpoints its ledger")
 	d.say("whenever it grew (every 100 ms in this demo, 1 s by default) and asks centre-b")

@@ -137,10 +137,11 @@ type Options struct {
 	// LookupTimeout bounds a lookup; 5 s when zero.
 	LookupTimeout time.Duration
 	// Replication is how many of the members closest to a key store each
-	// announcement; 5 when zero. Kademlia's default of 20 is sized for the
-	// churn of a public network; a federation's members are servers that
-	// stay up, and every replica costs each announcement a message and a
-	// row at another centre.
+	// announcement. When zero: 5, or more than half the other members if
+	// that is more (see exactPlacement). Kademlia's default of 20 is sized
+	// for the churn of a public network; a federation's members are
+	// servers that stay up, and every replica costs each announcement a
+	// message and a row at another centre.
 	Replication int
 	// LookupWidth is how many of the members closest to a key a lookup
 	// reads the announcements of (Kademlia's resiliency); 3 when zero, at
@@ -203,7 +204,7 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	}
 	d.replication = opts.Replication
 	if d.replication <= 0 {
-		d.replication = 5
+		d.replication = max(5, (len(opts.Members())-1)/2+1)
 	}
 	if d.width <= 0 {
 		d.width = 3
@@ -306,6 +307,23 @@ func (d *Directory) sendUnsent() {
 		}
 		d.log.Info("sent announcements made while offline", "keys", len(keys))
 	}
+}
+
+// exactPlacement reports whether the sweep provider stores every
+// announcement at the Replication members closest to its key, given n
+// members.
+//
+// kad-dht v0.42.1's sweep provider splits the keyspace into regions of at
+// least Replication peers each, and when it does, allocates a region's
+// keys to its peers comparing bits at the wrong depth (the keys' trie is
+// rooted at depth 0, the region's peers' trie at the region's prefix), so
+// records land at members of the right region but not the closest ones.
+// It only splits when both halves of the keyspace hold at least
+// Replication of the other members; with more than half of them as
+// replicas it never does. When membership has grown past that, lookups
+// ask every member instead of the closest.
+func (d *Directory) exactPlacement(n int) bool {
+	return d.replication > (n-1)/2
 }
 
 // isMember reports whether p is a current member.

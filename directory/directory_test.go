@@ -341,7 +341,13 @@ func FuzzParseWithdraw(f *testing.F) {
 // lookup relies on: an announcement is stored at the Replication members
 // closest to its key (the announcer aside).
 func TestAnnouncementsAreStoredAtTheClosestMembers(t *testing.T) {
-	f := newTestFed(t, 10)
+	for _, n := range []int{10, 20} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { testPlacement(t, n) })
+	}
+}
+
+func testPlacement(t *testing.T, n int) {
+	f := newTestFed(t, n)
 	ps := pseudonyms(50)
 	h := holdings{}
 	for _, p := range ps {
@@ -358,6 +364,9 @@ func TestAnnouncementsAreStoredAtTheClosestMembers(t *testing.T) {
 	for _, p := range ps {
 		key := multihash(digest("test-fed", p))
 		order := kb.SortClosestPeers(slices.Clone(f.ids[1:]), kb.ConvertKey(string(key)))
+		if r := f.dirs[0].replication; !f.dirs[0].exactPlacement(n) || r != max(5, (n-1)/2+1) {
+			t.Fatalf("replication %d with %d members", r, n)
+		}
 		for rank, id := range order {
 			d := f.dirs[index[id]]
 			for {
@@ -365,7 +374,7 @@ func TestAnnouncementsAreStoredAtTheClosestMembers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if has == (rank < 5) {
+				if has == (rank < f.dirs[0].replication) {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -375,4 +384,21 @@ func TestAnnouncementsAreStoredAtTheClosestMembers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLookupAfterMembershipOutgrewPlacement runs 20 centres whose
+// replication (5) lets the sweep provider place announcements away from the
+// closest members: lookups ask every member and stay exact.
+func TestLookupAfterMembershipOutgrewPlacement(t *testing.T) {
+	f := newTestFedWith(t, 20, 5)
+	if f.dirs[0].exactPlacement(20) {
+		t.Fatal("replication 5 of 20 is taken as exact")
+	}
+	ps := pseudonyms(60)
+	h := holdings{}
+	for i, p := range ps {
+		h[p] = []int{i % 20, (i + 7) % 20}
+	}
+	f.announce(h)
+	f.expect(h)
 }

@@ -28,13 +28,22 @@ type testFed struct {
 	hosts []host.Host
 	dirs  []*Directory
 
+	replication int
+
 	mu      sync.Mutex
 	members []peer.ID // the charter
 }
 
 func newTestFed(tb testing.TB, n int) *testFed {
 	tb.Helper()
-	f := &testFed{tb: tb, dir: tb.TempDir(), hosts: make([]host.Host, n), dirs: make([]*Directory, n)}
+	return newTestFedWith(tb, n, 0)
+}
+
+// newTestFedWith starts n centres with the given replication (0: the
+// default).
+func newTestFedWith(tb testing.TB, n, replication int) *testFed {
+	tb.Helper()
+	f := &testFed{tb: tb, dir: tb.TempDir(), hosts: make([]host.Host, n), dirs: make([]*Directory, n), replication: replication}
 	for range n {
 		sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
 		if err != nil {
@@ -90,9 +99,10 @@ func (f *testFed) start(i int) {
 		f.tb.Fatal(err)
 	}
 	d, err := New(h, Options{
-		Federation: "test-fed",
-		Path:       filepath.Join(f.dir, fmt.Sprintf("centre-%d.db", i)),
-		Members:    f.memberList,
+		Federation:  "test-fed",
+		Path:        filepath.Join(f.dir, fmt.Sprintf("centre-%d.db", i)),
+		Members:     f.memberList,
+		Replication: f.replication,
 	})
 	if err != nil {
 		h.Close()

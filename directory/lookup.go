@@ -48,6 +48,11 @@ type Result struct {
 // When fewer than Width members (or all members, if fewer) answered
 // within the lookup timeout, the error wraps ErrIncomplete and the result
 // holds what was found.
+//
+// When membership has outgrown the sweep provider's exact placement (see
+// exactPlacement), the lookup asks every member at once, and is complete
+// unless Replication of them failed: every announcement is stored at
+// that many members.
 func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
@@ -59,6 +64,10 @@ func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, err
 	}
 	order := kb.SortClosestPeers(ids, kb.ConvertKey(string(key)))
 	want := min(d.width, len(order))
+	exact := d.exactPlacement(len(order))
+	if !exact {
+		want = len(order)
+	}
 
 	type answer struct {
 		from  peer.ID
@@ -105,7 +114,7 @@ func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, err
 	}
 	slices.Sort(res.Holders)
 	slices.Sort(res.Failed)
-	if res.Answered < want {
+	if (exact && res.Answered < want) || (!exact && len(res.Failed) >= d.replication) {
 		reason := fmt.Sprintf("%d of the %d closest members answered", res.Answered, want)
 		if ctx.Err() != nil {
 			reason += fmt.Sprintf(" within %v", d.timeout)

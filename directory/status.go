@@ -80,3 +80,17 @@ func (d *Directory) lastReprovide(ctx context.Context) (time.Time, error) {
 	}
 	return time.Unix(last, 0).UTC(), nil
 }
+
+// Backlog returns how many announced keys the sweep provider has yet to
+// send or is sending: zero once every announcement has left this centre.
+// Unlike Status it reads no table, so it can be asked often.
+func (d *Directory) Backlog(ctx context.Context) (int64, error) {
+	ps, err := d.prov.Stats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("directory backlog: %w", err)
+	}
+	d.unsentMu.Lock()
+	unsent := len(d.unsent)
+	d.unsentMu.Unlock()
+	return ps.Queues.PendingKeyProvides + int64(ps.Operations.Ongoing.KeyProvides) + int64(unsent), nil
+}

@@ -111,7 +111,7 @@ func (d *Directory) sendWithdraw(ctx context.Context, p peer.ID, keys []mh.Multi
 			return err
 		}
 		if status != statusOK {
-			return fmt.Errorf("%w: %s", ErrWithdrawRefused, printable(answer))
+			return fmt.Errorf("%w: %s", ErrWithdrawRefused, wire.Printable(answer))
 		}
 		if len(answer) != 4 {
 			return fmt.Errorf("%w: answer of %d bytes", wire.ErrFrame, len(answer))
@@ -212,14 +212,4 @@ func (d *Directory) Stored(holder peer.ID) (int, error) {
 func recordKey(k mh.Multihash, p peer.ID) ds.Key {
 	return ds.NewKey(records.ProvidersKeyPrefix + base32.RawStdEncoding.EncodeToString(k) +
 		"/" + base32.RawStdEncoding.EncodeToString([]byte(p)))
-}
-
-// printable keeps the printable ASCII of a peer's reason.
-func printable(b []byte) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e {
-			return -1
-		}
-		return r
-	}, string(b))
 }

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gtank/ristretto255"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -277,7 +275,7 @@ func (c *Client) askOne(ctx context.Context, h Holder, set []int, req []byte, b 
 		return nil, err
 	}
 	if status != statusOK {
-		return nil, &Refusal{Code: status, Reason: printable(answer[:min(len(answer), maxReasonLen)])}
+		return nil, &Refusal{Code: status, Reason: wire.Printable(answer[:min(len(answer), maxReasonLen)])}
 	}
 	encs, proof, err := decodeAnswer(answer, len(b.elems))
 	if err != nil {
@@ -323,15 +321,4 @@ func (c *Client) combine(set []int, remote []Holder, b blinded, answers [][]*ris
 		outs[i] = output(inputs[i], y)
 		b.blinds[i].Zero()
 	}
-}
-
-// printable keeps a remote reason from carrying control characters into
-// logs and terminals.
-func printable(b []byte) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return '?'
-		}
-		return r
-	}, string(b))
 }

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -73,4 +75,15 @@ func Exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op
 		return 0, nil, err
 	}
 	return Read(s, limit)
+}
+
+// Printable makes a peer's reason text safe to print and log: control
+// characters and invalid UTF-8 become '?'.
+func Printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, string(b))
 }

@@ -54,3 +54,16 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"rate limit reached":    "rate limit reached",
+		"bell\a and\nnewline":   "bell? and?newline",
+		"del\x7f bad\xff utf-8": "del? bad? utf-8",
+		"café":                  "café",
+	} {
+		if got := wire.Printable([]byte(in)); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -825,14 +825,24 @@ func VerifyFounding(note []byte) (Signed, error) {
 	return s, nil
 }
 
-func verifyFounding(msg []byte) (Signed, error) {
+// openCharterNote splits a charter note and parses its charter, checking
+// no signature yet.
+func openCharterNote(msg []byte) (Charter, string, []sigLine, error) {
 	text, sigs, err := splitNote(msg, MaxCharterNote)
 	if err != nil {
-		return Signed{}, fmt.Errorf("%w: note: %v", ErrMalformed, err)
+		return Charter{}, "", nil, fmt.Errorf("%w: note: %v", ErrMalformed, err)
 	}
 	c, err := parseCharter(text)
 	if err != nil {
-		return Signed{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Charter{}, "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return c, text, sigs, nil
+}
+
+func verifyFounding(msg []byte) (Signed, error) {
+	c, text, sigs, err := openCharterNote(msg)
+	if err != nil {
+		return Signed{}, err
 	}
 	if c.Version != 1 {
 		return Signed{}, fmt.Errorf("%w: version %d, want 1", ErrChain, c.Version)
@@ -891,13 +901,9 @@ func successor(prev Charter, msg []byte) (Signed, error) {
 	if err := prev.check(); err != nil {
 		return Signed{}, fmt.Errorf("%w: version %d: %v", ErrMalformed, prev.Version, err)
 	}
-	text, sigs, err := splitNote(msg, MaxCharterNote)
+	c, text, sigs, err := openCharterNote(msg)
 	if err != nil {
-		return Signed{}, fmt.Errorf("%w: note: %v", ErrMalformed, err)
-	}
-	c, err := parseCharter(text)
-	if err != nil {
-		return Signed{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Signed{}, err
 	}
 	switch {
 	case c.Federation != prev.Federation:

@@ -42,6 +42,21 @@ func exampleRecord(patient string, n byte) ledger.Entry {
 	return e
 }
 
+// openExampleLedger opens a new ledger in a temporary directory, as
+// ExampleOpen shows; remove deletes the directory.
+func openExampleLedger(ctx context.Context) (l *ledger.Ledger, path string, remove func()) {
+	dir, err := os.MkdirTemp("", "ledger-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	path = filepath.Join(dir, "ledger.db")
+	l, err = ledger.Open(ctx, path, ledger.Options{Origin: exampleOrigin, Key: exampleKey, Now: exampleClock})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return l, path, func() { os.RemoveAll(dir) }
+}
+
 func ExampleOpen() {
 	dir, err := os.MkdirTemp("", "ledger-example")
 	if err != nil {
@@ -78,21 +93,9 @@ func ExampleOpen() {
 }
 
 func ExampleLedger_Sign() {
-	dir, err := os.MkdirTemp("", "ledger-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
 	ctx := context.Background()
-
-	l, err := ledger.Open(ctx, filepath.Join(dir, "ledger.db"), ledger.Options{
-		Origin: exampleOrigin,
-		Key:    exampleKey,
-		Now:    exampleClock,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	l, _, remove := openExampleLedger(ctx)
+	defer remove()
 	defer l.Close()
 	if _, err := l.Append(ctx, exampleRecord("patient 1", 1), exampleRecord("patient 2", 2)); err != nil {
 		log.Fatal(err)
@@ -119,21 +122,9 @@ func ExampleLedger_Sign() {
 }
 
 func ExampleVerifyInclusion() {
-	dir, err := os.MkdirTemp("", "ledger-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
 	ctx := context.Background()
-
-	l, err := ledger.Open(ctx, filepath.Join(dir, "ledger.db"), ledger.Options{
-		Origin: exampleOrigin,
-		Key:    exampleKey,
-		Now:    exampleClock,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	l, _, remove := openExampleLedger(ctx)
+	defer remove()
 	defer l.Close()
 	for i := range 5 {
 		if _, err := l.Append(ctx, exampleRecord(fmt.Sprint("patient ", i%2), byte(i+1))); err != nil {
@@ -177,22 +168,9 @@ func ExampleVerifyInclusion() {
 }
 
 func ExampleVerify() {
-	dir, err := os.MkdirTemp("", "ledger-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	path := filepath.Join(dir, "ledger.db")
-
-	l, err := ledger.Open(ctx, path, ledger.Options{
-		Origin: exampleOrigin,
-		Key:    exampleKey,
-		Now:    exampleClock,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	l, path, remove := openExampleLedger(ctx)
+	defer remove()
 	for i := range 3 {
 		if _, err := l.Append(ctx, exampleRecord("patient 1", byte(i+1))); err != nil {
 			log.Fatal(err)

@@ -73,6 +73,15 @@ func (f *testFed) expect(h holdings) {
 	}
 }
 
+// heldAt has every pseudonym of ps held at the same centres.
+func heldAt(ps []ledger.Pseudonym, centres ...int) holdings {
+	h := holdings{}
+	for _, p := range ps {
+		h[p] = centres
+	}
+	return h
+}
+
 func centres(n int) []int {
 	out := make([]int, n)
 	for i := range out {
@@ -118,17 +127,36 @@ func TestAnnouncingTwiceSendsNothingNew(t *testing.T) {
 	ps := pseudonyms(50)
 	f.announce(holdings{ps[0]: {0}})
 	ctx := context.Background()
+	d := f.dirs[0]
 	for _, batch := range [][]ledger.Pseudonym{ps, ps} {
-		if err := f.dirs[0].Announce(ctx, batch...); err != nil {
+		if err := d.Announce(ctx, batch...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := f.dirs[0].Status(ctx)
+	f.expect(heldAt(ps, 0))
+	before, err := d.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Announced != len(ps) {
-		t.Errorf("announced %d keys, want %d", st.Announced, len(ps))
+	if before.Announced != len(ps) {
+		t.Errorf("announced %d keys, want %d", before.Announced, len(ps))
+	}
+	// Once everything is out, announcing the same patients queues nothing.
+	if err := d.Announce(ctx, ps...); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.Backlog(ctx); err != nil || n != 0 {
+		t.Errorf("announcing known patients again queued %d keys (%v)", n, err)
+	}
+	// Whatever was queued has gone out once the backlog is empty.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, err := d.Backlog(ctx); err == nil && n == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	after, err := d.Status(ctx)
+	if err != nil || after.Provided != before.Provided || after.Announced != len(ps) {
+		t.Errorf("after announcing again: %d sent (was %d), %d announced (%v)", after.Provided, before.Provided, after.Announced, err)
 	}
 }
 
@@ -162,10 +190,7 @@ func TestNonMemberIsNeverReturned(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := pseudonyms(20)
-	hold := holdings{}
-	for _, p := range ps {
-		hold[p] = []int{3}
-	}
+	hold := heldAt(ps, 3)
 	f.announce(hold)
 	if err := out.Announce(ctx, ps...); err != nil {
 		t.Fatal(err)
@@ -198,10 +223,7 @@ func TestNonMemberIsNeverReturned(t *testing.T) {
 func TestWithdrawRemovesCentre(t *testing.T) {
 	f := newTestFed(t, 10)
 	ps := pseudonyms(20)
-	h := holdings{}
-	for _, p := range ps {
-		h[p] = []int{1, 4, 8}
-	}
+	h := heldAt(ps, 1, 4, 8)
 	f.announce(h)
 	f.expect(h)
 	if err := f.dirs[4].Withdraw(context.Background(), ps[:10]...); err != nil {
@@ -259,10 +281,7 @@ func TestEveryCentreRestarts(t *testing.T) {
 func TestLookupWithHolderDown(t *testing.T) {
 	f := newTestFed(t, 10)
 	ps := pseudonyms(30)
-	h := holdings{}
-	for _, p := range ps {
-		h[p] = []int{2, 5, 7}
-	}
+	h := heldAt(ps, 2, 5, 7)
 	f.announce(h)
 	f.expect(h)
 	f.stop(5)
@@ -349,10 +368,7 @@ func TestAnnouncementsAreStoredAtTheClosestMembers(t *testing.T) {
 func testPlacement(t *testing.T, n int) {
 	f := newTestFed(t, n)
 	ps := pseudonyms(50)
-	h := holdings{}
-	for _, p := range ps {
-		h[p] = []int{0}
-	}
+	h := heldAt(ps, 0)
 	f.announce(h)
 	f.expect(h)
 	index := map[peer.ID]int{}

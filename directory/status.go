@@ -9,6 +9,8 @@ import (
 
 	dsq "github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-base32"
 )
 
 // Status is a snapshot of this centre's part of the directory.
@@ -52,6 +54,12 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("directory status: %w", err)
 	}
 	return st, nil
+}
+
+// Stored returns how many announcements by holder this centre stores
+// for the directory.
+func (d *Directory) Stored(holder peer.ID) (int, error) {
+	return d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "/"+base32.RawStdEncoding.EncodeToString([]byte(holder)))
 }
 
 // lastReprovide reads the sweep provider's reprovide history, whose keys

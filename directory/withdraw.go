@@ -201,12 +201,6 @@ func (d *Directory) drop(ctx context.Context, p peer.ID, keys []mh.Multihash) (i
 	return n, b.Commit(ctx)
 }
 
-// Stored returns how many announcements by holder this centre stores
-// for the directory.
-func (d *Directory) Stored(holder peer.ID) (int, error) {
-	return d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "/"+base32.RawStdEncoding.EncodeToString([]byte(holder)))
-}
-
 // recordKey is where the DHT's provider manager keeps the record of p
 // providing k.
 func recordKey(k mh.Multihash, p peer.ID) ds.Key {

@@ -256,7 +256,7 @@ func benchFederation(ctx context.Context, root string, founders, size int) (node
 		}
 		return true
 	}
-	if err := waitLonger("the centres connect", connected); err != nil {
+	if err := waitFor("the centres connect", time.Minute, connected); err != nil {
 		return nodes, stop, err
 	}
 	full := func() bool {
@@ -267,7 +267,7 @@ func benchFederation(ctx context.Context, root string, founders, size int) (node
 		}
 		return true
 	}
-	if err := waitLonger("every routing table holds every other member", full); err != nil {
+	if err := waitFor("every routing table holds every other member", time.Minute, full); err != nil {
 		return nodes, stop, err
 	}
 	return nodes, stop, nil
@@ -371,14 +371,4 @@ func percentileMillis(ds []time.Duration, q float64) float64 {
 	slices.Sort(s)
 	i := min(max(int(math.Ceil(float64(len(s))*q))-1, 0), len(s)-1)
 	return float64(s[i]) / float64(time.Millisecond)
-}
-
-// waitLonger polls ok for up to a minute.
-func waitLonger(what string, ok func() bool) error {
-	for deadline := time.Now().Add(time.Minute); !ok(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: timed out waiting until %s", what)
-		}
-	}
-	return nil
 }

@@ -125,7 +125,12 @@ func startAll(ctx context.Context, cfgs ...node.Config) (nodes []*running, stop 
 
 // waitUntil polls ok for up to ten seconds.
 func waitUntil(what string, ok func() bool) error {
-	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+	return waitFor(what, 10*time.Second, ok)
+}
+
+// waitFor polls ok for up to limit.
+func waitFor(what string, limit time.Duration, ok func() bool) error {
+	for deadline := time.Now().Add(limit); !ok(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("demo: timed out waiting until %s", what)
 		}

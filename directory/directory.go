@@ -382,7 +382,11 @@ func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error 
 	if err := d.prov.ProvideOnce(fresh...); err != nil {
 		return fmt.Errorf("directory announce: %w", err)
 	}
-	if st, err := d.prov.Stats(ctx); err != nil || st.Connectivity.Status == "offline" {
+	st, err := d.prov.Stats(ctx)
+	if err != nil {
+		d.log.Warn("reading the provider's state; the keys will be sent again once it is online", "err", err)
+	}
+	if err != nil || st.Connectivity.Status == "offline" {
 		// The sweep provider drops a provide while it is offline (no member
 		// reachable); it sends the keystore's keys when it first comes
 		// online, but after a later outage only on their region's schedule.

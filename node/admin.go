@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -120,6 +121,35 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 		res, err := n.LookupPseudonym(r.Context(), r.URL.Query().Get("pseudonym"))
 		respond(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/consent", func(w http.ResponseWriter, r *http.Request) {
+		doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, consent.MaxDocument))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("consent: the body is not a signed document of at most %d bytes", consent.MaxDocument))
+			return
+		}
+		d, err := n.SubmitConsent(r.Context(), doc)
+		respond(w, d, err)
+	})
+	mux.HandleFunc("POST /v1/consent/attest", func(w http.ResponseWriter, r *http.Request) {
+		var req AttestRequest
+		if !decodeJSON(w, r, &req) {
+			return
+		}
+		d, err := n.Attest(r.Context(), req)
+		respond(w, d, err)
+	})
+	mux.HandleFunc("GET /v1/consent", func(w http.ResponseWriter, r *http.Request) {
+		v, err := n.ShowConsent(r.Context(), r.URL.Query().Get("pseudonym"))
+		respond(w, v, err)
+	})
+	mux.HandleFunc("POST /v1/consent/decide", func(w http.ResponseWriter, r *http.Request) {
+		var req DecideRequest
+		if !decodeJSON(w, r, &req) {
+			return
+		}
+		d, err := n.Decide(r.Context(), req)
+		respond(w, d, err)
+	})
 	mux.HandleFunc("POST /v1/federation/remove", func(w http.ResponseWriter, r *http.Request) {
 		p, err := n.Membership.Remove(r.Context(), r.URL.Query().Get("centre"))
 		respond(w, p, err)
@@ -148,15 +178,29 @@ func respond(w http.ResponseWriter, v any, err error) {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
 	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier),
-		errors.Is(err, ErrBadPseudonym):
+		errors.Is(err, ErrBadPseudonym), errors.Is(err, consent.ErrMalformed):
 		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, consent.ErrSignature):
+		writeError(w, http.StatusForbidden, err)
 	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember):
 		writeError(w, http.StatusConflict, err)
-	case errors.Is(err, pseudonym.ErrUnavailable), errors.Is(err, ErrNoPseudonymKey):
+	case errors.Is(err, pseudonym.ErrUnavailable), errors.Is(err, ErrNoPseudonymKey), errors.Is(err, consent.ErrStale):
 		writeError(w, http.StatusServiceUnavailable, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)
 	}
+}
+
+// decodeJSON reads one JSON object of at most maxAdminBody bytes into v,
+// refusing unknown fields; it answers 400 itself when it cannot.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("the body is not the JSON object expected: %v", err))
+		return false
+	}
+	return true
 }
 
 // writeJSON encodes v before it writes anything, so an encoding failure is
@@ -307,4 +351,41 @@ func (a *AdminClient) Pseudonyms(ctx context.Context, identifiers []string) ([]s
 	var resp PseudonymResponse
 	err = a.do(ctx, http.MethodPost, "/v1/pseudonyms", bytes.NewReader(body), &resp)
 	return resp.Pseudonyms, err
+}
+
+// SubmitConsent has the running node accept a signed consent document and
+// deliver it to the patient's holders.
+func (a *AdminClient) SubmitConsent(ctx context.Context, doc []byte) (ConsentDelivery, error) {
+	var d ConsentDelivery
+	err := a.do(ctx, http.MethodPost, "/v1/consent", bytes.NewReader(doc), &d)
+	return d, err
+}
+
+// Attest has the running node attest a patient's key.
+func (a *AdminClient) Attest(ctx context.Context, r AttestRequest) (ConsentDelivery, error) {
+	var d ConsentDelivery
+	err := a.postJSON(ctx, "/v1/consent/attest", r, &d)
+	return d, err
+}
+
+// Consent returns a patient's consent as the running node holds it.
+func (a *AdminClient) Consent(ctx context.Context, pseudonym string) (ConsentView, error) {
+	var v ConsentView
+	err := a.do(ctx, http.MethodGet, "/v1/consent?pseudonym="+url.QueryEscape(pseudonym), nil, &v)
+	return v, err
+}
+
+// Decide asks the running node what it would decide for a request.
+func (a *AdminClient) Decide(ctx context.Context, r DecideRequest) (DecideResponse, error) {
+	var d DecideResponse
+	err := a.postJSON(ctx, "/v1/consent/decide", r, &d)
+	return d, err
+}
+
+func (a *AdminClient) postJSON(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return a.do(ctx, http.MethodPost, path, bytes.NewReader(body), out)
 }

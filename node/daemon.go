@@ -12,6 +12,7 @@ import (
 
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -24,6 +25,7 @@ type Node struct {
 	Witness    *federation.Witness
 	Publisher  *federation.Publisher
 	Directory  *directory.Directory
+	Consent    *consent.Service
 
 	evaluator  *pseudonym.Evaluator // when this centre holds a key share
 	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
@@ -87,6 +89,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startPseudonyms(ctx, cfg); err != nil {
 		return err
 	}
+	if err := n.startConsent(ctx); err != nil {
+		return err
+	}
 	n.interval = cfg.Ledger.CheckpointInterval
 	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
 	return err
@@ -117,6 +122,9 @@ func (n *Node) Close() error {
 	}
 	if n.evaluator != nil {
 		n.evaluator.Close()
+	}
+	if n.Consent != nil {
+		n.Consent.Close()
 	}
 	if n.Directory != nil {
 		errs = append(errs, n.Directory.Close())

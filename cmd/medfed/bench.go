@@ -46,6 +46,7 @@ var benchSuites = []benchSuite{
 	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", benchWitness},
 	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", benchPseudonym},
 	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", benchDirectory},
+	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", benchConsent},
 }
 
 func newBenchCmd() *cobra.Command {

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -16,11 +19,11 @@ import (
 func newPatientCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "patient",
-		Short: "Patient identifiers and pseudonyms",
+		Short: "Patient identifiers, pseudonyms and keys",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newPatientPseudonymCmd())
+	cmd.AddCommand(newPatientPseudonymCmd(), newPatientKeygenCmd(), newPatientAttestCmd())
 	return cmd
 }
 
@@ -131,4 +134,80 @@ func readIdentifiers(r io.Reader, rules *pseudonym.Rules, add func(string, pseud
 		return err
 	}
 	return nil
+}
+
+func newPatientKeygenCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Make a patient's signing key",
+		Long: `keygen writes a new Ed25519 key to FILE (PKCS #8 PEM, mode 0600; it
+refuses to overwrite a file) and prints its public key, 64 hex digits,
+for a registrar to attest with medfed patient attest. The patient signs
+their consent with it (medfed consent grant); keep it as safe as a
+house key: whoever holds it can change the patient's consent until a
+registrar attests a new key as replacing a compromised one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usagef("patient keygen: --out: give the file to write the key to")
+			}
+			k, file, err := consent.GenerateKey()
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("patient keygen: %w", err)
+			}
+			if _, err := f.Write(file); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", consent.FormatPublicKey(k.Public().(ed25519.PublicKey)))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "the key `file` to create")
+	return cmd
+}
+
+func newPatientAttestCmd() *cobra.Command {
+	var req node.AttestRequest
+	cmd := &cobra.Command{
+		Use:   "attest --config FILE --pseudonym P --public-key KEY [--compromised]",
+		Short: "Attest that a key is a patient's (registrar use, after checking identity in person)",
+		Long: `attest has this centre sign that KEY (64 hex digits, printed by medfed
+patient keygen) belongs to the patient with pseudonym P, and delivers the
+attestation to every centre holding the patient's records. Check the
+patient's identity in person first: the key will speak for the patient.
+
+A new attestation supersedes the patient's earlier keys: what they signed
+before it still counts, what they sign after does not. With
+--compromised (a lost or stolen key), nothing the earlier keys signed
+counts any more, and the patient's consent stands withdrawn until they
+sign a contract with the new key.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&req.Pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().StringVar(&req.Key, "public-key", "", "the patient's public key, 64 hex digits")
+	cmd.Flags().BoolVar(&req.Compromised, "compromised", false, "the keys it replaces are lost or stolen")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+			return usagef("patient attest: --pseudonym: %v", err)
+		}
+		if _, err := consent.ParsePublicKey(req.Key); err != nil {
+			return usagef("patient attest: --public-key: %v", err)
+		}
+		d, err := node.Admin(cfg.Data.Dir).Attest(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		printDelivery(out, "attestation", d)
+		return out.err
+	})
 }

@@ -75,6 +75,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newFederationCmd(),
 		newPatientCmd(),
 		newDirectoryCmd(),
+		newConsentCmd(),
 	)
 	return root
 }

@@ -154,6 +154,10 @@ func readToken(b []byte, what string) (string, []byte, error) {
 	return string(b[1 : 1+n]), b[1+n:], nil
 }
 
+// ValidDataClass reports whether s is a well-formed data class: 1 to 64
+// characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit.
+func ValidDataClass(s string) bool { return validDataClass(s) }
+
 func validDataClass(s string) bool {
 	if len(s) == 0 || len(s) > maxTokenLen {
 		return false

@@ -1,0 +1,447 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+func newConsentCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "consent",
+		Short: "Patients' consent contracts: grant, revoke, token, show, check",
+		Long: `consent signs a patient's consent documents with the patient's key file
+(made by medfed patient keygen and attested by a registrar with medfed
+patient attest) and hands them to a running node, which delivers them to
+every centre holding the patient's records. The key never leaves this
+machine: only signed documents are sent.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newConsentGrantCmd(), newConsentRevokeCmd(), newConsentTokenCmd(), newConsentShowCmd(), newConsentCheckCmd())
+	return cmd
+}
+
+// patientFlags are the flags of the commands that sign for a patient.
+type patientFlags struct {
+	keyFile, pseudonym string
+}
+
+func (f *patientFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.keyFile, "key", "", "the patient's key `file` (medfed patient keygen)")
+	cmd.Flags().StringVar(&f.pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+}
+
+// load reads the key and the patient's consent as the node holds it, and
+// checks that the key is the one attested.
+func (f *patientFlags) load(cmd *cobra.Command, cfg node.Config) (ed25519.PrivateKey, ledger.Pseudonym, node.ConsentView, error) {
+	var v node.ConsentView
+	p, err := node.ParsePseudonym(f.pseudonym)
+	if err != nil {
+		return nil, p, v, usagef("%s: --pseudonym: %v", cmd.Name(), err)
+	}
+	if f.keyFile == "" {
+		return nil, p, v, usagef("%s: --key: give the patient's key file", cmd.Name())
+	}
+	b, err := os.ReadFile(f.keyFile)
+	if err != nil {
+		return nil, p, v, err
+	}
+	k, err := consent.ParseKey(b)
+	if err != nil {
+		return nil, p, v, fmt.Errorf("%s: %w", f.keyFile, err)
+	}
+	if v, err = node.Admin(cfg.Data.Dir).Consent(cmd.Context(), p.String()); err != nil {
+		return nil, p, v, err
+	}
+	if pub := consent.FormatPublicKey(k.Public().(ed25519.PublicKey)); v.Key != pub {
+		return nil, p, v, fmt.Errorf("%s is not the key attested for this patient: a registrar attests it with medfed patient attest --public-key %s", f.keyFile, pub)
+	}
+	return k, p, v, nil
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+func newConsentGrantCmd() *cobra.Command {
+	var (
+		pf    patientFlags
+		terms string
+	)
+	cmd := &cobra.Command{
+		Use:   "grant --config FILE --key FILE --pseudonym P --terms FILE",
+		Short: "Sign and submit a patient's consent contract",
+		Long: `grant signs a contract with the terms in FILE (JSON; "-" reads standard
+input) and submits it. The terms follow FHIR Consent:
+
+  {"base": "opt-in",
+   "provision": [{"type": "deny", "purpose": ["research"],
+     "provision": [{"type": "permit",
+                    "actor": [{"centre": "centre-c", "role": "researcher"}],
+                    "class": ["lab-result"]}]}]}
+
+base is opt-in (permit unless a provision denies) or opt-out (deny unless
+a provision permits). A provision has a type (permit or deny) and any of:
+actor (centre name, role, staff ID), action (access, copy), purpose
+(treatment, research, emergency), class (data classes), period and
+dataPeriod ({"start": ..., "end": ...}, RFC 3339 or dates), and nested
+provisions, its exceptions. A deny naming the emergency purpose opts the
+patient out of emergency access.
+
+The new contract replaces the one in force, as its next version.`,
+		Args: cobra.NoArgs,
+	}
+	pf.add(cmd)
+	cmd.Flags().StringVar(&terms, "terms", "", "the contract's terms, a JSON `file` (- for standard input)")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if terms == "" {
+			return usagef("consent grant: --terms: give the contract's terms")
+		}
+		var b []byte
+		var err error
+		if terms == "-" {
+			b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), consent.MaxDocument))
+		} else {
+			b, err = os.ReadFile(terms)
+		}
+		if err != nil {
+			return err
+		}
+		spec, err := consent.ParseSpec(b)
+		if err != nil {
+			return usagef("consent grant: %s: %v", terms, err)
+		}
+		k, p, v, err := pf.load(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
+		if err != nil {
+			return err
+		}
+		base, provisions, err := spec.Terms(func(name string) (peer.ID, error) {
+			for _, m := range st.Members {
+				if m.Name == name {
+					return m.ID, nil
+				}
+			}
+			return "", fmt.Errorf("%w: %q is not a member centre", consent.ErrMalformed, name)
+		})
+		if err != nil {
+			return usagef("consent grant: %s: %v", terms, err)
+		}
+		c := consent.Contract{ID: consent.NewID(), Version: 1, Federation: v.Federation, Subject: p, Issued: now(), Base: base, Provisions: provisions}
+		if v.Standing == "in force" {
+			// The next version of the contract in force; a withdrawn one's
+			// ID stays revoked, so a new contract gets a new ID.
+			if c.ID, err = consent.ParseID(v.Contract.ID); err != nil {
+				return err
+			}
+			c.Version = v.Contract.Version + 1
+		}
+		doc, err := consent.SignContract(k, c)
+		if err != nil {
+			return usagef("consent grant: %v", err)
+		}
+		return submit(cmd, cfg, doc, fmt.Sprintf("contract %s version %d", c.ID, c.Version))
+	})
+}
+
+// submit hands a signed document to the node and prints where it went.
+func submit(cmd *cobra.Command, cfg node.Config, doc []byte, what string) error {
+	d, err := node.Admin(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
+	if err != nil {
+		return err
+	}
+	out := &stickyWriter{w: cmd.OutOrStdout()}
+	printDelivery(out, what, d)
+	return out.err
+}
+
+func printDelivery(w io.Writer, what string, d node.ConsentDelivery) {
+	fmt.Fprintf(w, "%s accepted\n", what)
+	fmt.Fprintf(w, "holders:      %s\n", list(d.Holders))
+	fmt.Fprintf(w, "delivered to: %s\n", list(d.Delivered))
+	for _, f := range d.Failed {
+		fmt.Fprintf(w, "not reached:  %s (%s); it syncs before it decides again\n", f.Centre, f.Error)
+	}
+	if d.Lookup != "" {
+		fmt.Fprintf(w, "warning: the directory lookup was incomplete (%s); holders may be missing\n", d.Lookup)
+	}
+}
+
+func list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func newConsentRevokeCmd() *cobra.Command {
+	var pf pfRevoke
+	cmd := &cobra.Command{
+		Use:   "revoke --config FILE --key FILE --pseudonym P [--id ID]",
+		Short: "Revoke the patient's contract in force, or a token",
+		Long: `revoke signs a revocation of the contract in force (or of the contract or
+token with --id) and submits it. Every holder it reaches denies access
+from then on, but for emergency access and unrevoked tokens; a holder it
+could not reach syncs before it decides again.`,
+		Args: cobra.NoArgs,
+	}
+	pf.add(cmd)
+	cmd.Flags().StringVar(&pf.id, "id", "", "the contract or token `ID` to revoke (default: the contract in force)")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		k, p, v, err := pf.load(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		var target consent.ID
+		switch {
+		case pf.id != "":
+			if target, err = consent.ParseID(pf.id); err != nil {
+				return usagef("consent revoke: --id: %v", err)
+			}
+		case v.Standing == "in force":
+			if target, err = consent.ParseID(v.Contract.ID); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("consent revoke: no contract is in force for this patient (standing: %s); give --id to revoke a token", v.Standing)
+		}
+		doc, err := consent.SignRevocation(k, consent.Revocation{Federation: v.Federation, Subject: p, Target: target, Issued: now()})
+		if err != nil {
+			return usagef("consent revoke: %v", err)
+		}
+		return submit(cmd, cfg, doc, "revocation of "+target.String())
+	})
+}
+
+type pfRevoke struct {
+	patientFlags
+	id string
+}
+
+func newConsentTokenCmd() *cobra.Command {
+	var (
+		pf               patientFlags
+		grantee          string
+		purposes, acts   []string
+		classes          []string
+		expires          time.Duration
+		uses             uint16
+		dataFrom, dataTo string
+		out              string
+	)
+	cmd := &cobra.Command{
+		Use:   "token --config FILE --key FILE --pseudonym P --grantee CENTRE[/STAFF] [flags]",
+		Short: "Sign a temporary access token for one grantee",
+		Long: `token signs a token that lets one grantee (a centre, or a staff member at
+one: CENTRE/STAFF-ID) access the patient's records within a scope
+(purposes, actions, data classes, data period) until it expires, for a
+number of uses (one use is one answer from one holder). It prints the
+token in base64 (or writes it to --out) for the grantee to present; each
+holder records every use on its ledger before it answers, and refuses a
+spent or expired token. The expiry may be at most the charter's
+token-max-lifetime away.`,
+		Args: cobra.NoArgs,
+	}
+	pf.add(cmd)
+	cmd.Flags().StringVar(&grantee, "grantee", "", "the grantee: a centre name, or CENTRE/STAFF-ID")
+	cmd.Flags().StringArrayVar(&purposes, "purpose", nil, "a purpose: treatment or research (repeat; default any)")
+	cmd.Flags().StringArrayVar(&acts, "action", nil, "an action: access or copy (repeat; default any)")
+	cmd.Flags().StringArrayVar(&classes, "class", nil, "a data class (repeat; default any)")
+	cmd.Flags().DurationVar(&expires, "expires", time.Hour, "how long the token runs")
+	cmd.Flags().Uint16Var(&uses, "uses", 1, "how many uses it allows (1 to 1000)")
+	cmd.Flags().StringVar(&dataFrom, "data-from", "", "only records made from this time (RFC 3339 or a date)")
+	cmd.Flags().StringVar(&dataTo, "data-to", "", "only records made before this time")
+	cmd.Flags().StringVar(&out, "out", "", "write the token to this `file` (mode 0600) instead of printing it")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		k, p, v, err := pf.load(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		if expires <= 0 || expires > v.TokenMaxLifetime {
+			return usagef("consent token: --expires %v: the charter allows up to %v", expires, v.TokenMaxLifetime)
+		}
+		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
+		if err != nil {
+			return err
+		}
+		centreName, staff, _ := strings.Cut(grantee, "/")
+		t := consent.Token{ID: consent.NewID(), Federation: v.Federation, Subject: p, Classes: classes, Issued: now(), Uses: uses}
+		t.Expires = t.Issued.Add(expires.Truncate(time.Second))
+		for _, m := range st.Members {
+			if m.Name == centreName {
+				t.Grantee.Centre = m.ID
+			}
+		}
+		if t.Grantee.Centre == "" {
+			return usagef("consent token: --grantee: %q is not a member centre", centreName)
+		}
+		if staff != "" {
+			if t.Grantee.Staff, err = consent.ParseStaffID(staff); err != nil {
+				return usagef("consent token: --grantee: %v", err)
+			}
+		}
+		for _, s := range purposes {
+			pu, err := consent.ParsePurpose(s)
+			if err != nil {
+				return usagef("consent token: --purpose: %v", err)
+			}
+			t.Purposes |= pu
+		}
+		for _, s := range acts {
+			a, err := consent.ParseAction(s)
+			if err != nil {
+				return usagef("consent token: --action: %v", err)
+			}
+			t.Actions |= a
+		}
+		if t.DataPeriod.Start, err = consent.ParseTime(dataFrom); err != nil {
+			return usagef("consent token: --data-from: %v", err)
+		}
+		if t.DataPeriod.End, err = consent.ParseTime(dataTo); err != nil {
+			return usagef("consent token: --data-to: %v", err)
+		}
+		doc, err := consent.SignToken(k, t)
+		if err != nil {
+			return usagef("consent token: %v", err)
+		}
+		text := base64.StdEncoding.EncodeToString(doc) + "\n"
+		if out != "" {
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := f.WriteString(text); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "token %s for %s, %d use(s), expires %s, written to %s\n", t.ID, grantee, t.Uses, t.Expires.Format(time.RFC3339), out)
+			return err
+		}
+		_, err = fmt.Fprint(cmd.OutOrStdout(), text)
+		return err
+	})
+}
+
+func newConsentShowCmd() *cobra.Command {
+	var pseudonym string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show --config FILE --pseudonym P",
+		Short: "Show a patient's consent as the centre holds it",
+		Args:  cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if _, err := node.ParsePseudonym(pseudonym); err != nil {
+			return usagef("consent show: --pseudonym: %v", err)
+		}
+		v, err := node.Admin(cfg.Data.Dir).Consent(cmd.Context(), pseudonym)
+		if err != nil {
+			return err
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return errors.Join(enc.Encode(v), out.err)
+		}
+		printConsent(out, v)
+		return out.err
+	})
+}
+
+func printConsent(w io.Writer, v node.ConsentView) {
+	fmt.Fprintf(w, "patient:   %s\n", v.Pseudonym)
+	key := "none attested (the charter's default policy applies)"
+	if v.Attested {
+		key = v.Key
+	}
+	fmt.Fprintf(w, "key:       %s\n", key)
+	fmt.Fprintf(w, "standing:  %s\n", v.Standing)
+	if c := v.Contract; c != nil {
+		fmt.Fprintf(w, "contract:  %s version %d, issued %s\n", c.ID, c.Version, c.Issued.Format(time.RFC3339))
+		terms, _ := json.MarshalIndent(c.Terms, "           ", "  ") // a Spec always encodes
+		fmt.Fprintf(w, "terms:     %s\n", terms)
+	}
+	fmt.Fprintf(w, "documents: %d\n", len(v.Documents))
+	for _, d := range v.Documents {
+		fmt.Fprintf(w, "  %-12s %s  by %s\n", d.Kind, d.Issued.Format(time.RFC3339), d.Signer)
+	}
+	for id, n := range v.TokenUses {
+		fmt.Fprintf(w, "token %s: %d use(s) here\n", id, n)
+	}
+}
+
+func newConsentCheckCmd() *cobra.Command {
+	var (
+		req      node.DecideRequest
+		recorded string
+	)
+	cmd := &cobra.Command{
+		Use:   "check --config FILE --pseudonym P --centre NAME --role ROLE --purpose PURPOSE --class CLASS",
+		Short: "Print what this centre decides for a request, and why",
+		Long: `check evaluates a request (who, what, why, which record) against the
+patient's consent as this centre holds it, syncing with the other members
+first when it may have missed a document. It prints permit or deny with
+the reason and the deciding provision, and exits 1 on deny.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&req.Pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().StringVar(&req.Centre, "centre", "", "the requesting centre's name")
+	cmd.Flags().StringVar(&req.Role, "role", "clinician", "the requester's role")
+	cmd.Flags().StringVar(&req.Staff, "staff", "", "the requester's staff ID, 32 hex digits")
+	cmd.Flags().StringVar(&req.Action, "action", "access", "access or copy")
+	cmd.Flags().StringVar(&req.Purpose, "purpose", "treatment", "treatment, research or emergency")
+	cmd.Flags().StringVar(&req.Class, "class", "", "the record's data class")
+	cmd.Flags().StringVar(&recorded, "recorded", "", "when the record was made (RFC 3339 or a date; default now)")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "the emergency reason: unconscious, life-threatening, urgent-treatment or public-health")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+			return usagef("consent check: --pseudonym: %v", err)
+		}
+		t, err := consent.ParseTime(recorded)
+		if err != nil {
+			return usagef("consent check: --recorded: %v", err)
+		}
+		if t.IsZero() {
+			t = now()
+		}
+		req.Recorded = t
+		d, err := node.Admin(cfg.Data.Dir).Decide(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		verdict := "deny"
+		if d.Permit {
+			verdict = "permit"
+		}
+		if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%s (%s): %s\n", verdict, d.Basis, d.Reason); err != nil {
+			return err
+		}
+		if !d.Permit {
+			return errDenied
+		}
+		return nil
+	})
+}
+
+var errDenied = errors.New("consent check: denied")

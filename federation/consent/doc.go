@@ -1,0 +1,82 @@
+// Package consent holds patients' consent: the documents they sign, the
+// attestations that bind their keys to their pseudonyms, a deterministic
+// evaluator that every holding centre applies the same way, and the
+// service that moves documents between centres over /medfed/consent/1.
+//
+// # Documents
+//
+// Four kinds of signed document, each a canonical binary encoding (see
+// Parse) signed with Ed25519 under the context "medfed/consent/v1":
+//
+//   - an Attestation, signed by a member centre after checking the
+//     patient's identity in person: this key is this pseudonym's;
+//   - a Contract, signed by the patient, with FHIR Consent semantics: a
+//     base policy (opt-in: permit unless a provision denies; opt-out: deny
+//     unless a provision permits) and provisions that permit or deny, each
+//     scoped by actor (centre, staff role, staff ID), action, purpose
+//     (treatment, research, emergency), data class, validity period and
+//     data period, with nested provisions as exceptions;
+//   - a Revocation, signed by the patient, of a contract or a token;
+//   - a Token, signed by the patient, for one grantee (a centre, or a staff
+//     member at one), a scope and an expiry no later than the charter's
+//     token-max-lifetime after issue, for 1 to 1000 uses.
+//
+// None holds a name, an identifier or clinical data: patients are named by
+// pseudonym, staff by their centre's pseudonymous staff ID.
+//
+// # Keys, rotation and loss
+//
+// A patient's key counts once a member attests it. A newer attestation
+// (by issue time) of another key supersedes it: documents the old key
+// signed before the new attestation still count, later ones do not. When
+// the key is lost or stolen, the registrar attests the new key as
+// compromised-superseding: then nothing the old keys signed counts, and
+// the patient's consent stands withdrawn until they sign a contract with
+// the new key (a thief cannot widen access, and the patient loses nothing
+// they cannot restore at the same visit).
+//
+// # Deciding
+//
+// Decide is a pure function of the patient's standing (the newest valid
+// contract, and whether it was revoked), the charter's policy and the
+// request; every holder holding the same documents decides alike. Among
+// the provisions that apply at one level a deny overrides a permit, and an
+// applying nested provision overrides its parent; when none applies, the
+// base policy decides. A patient with no contract falls under the
+// charter's default: opt-in permits treatment and denies research (which
+// always needs the patient's own consent); opt-out denies both. A revoked
+// contract leaves everything denied. Emergency access is allowed when the
+// charter allows it, unless a deny provision naming the emergency purpose
+// applies; it needs a coded reason (free text would carry names and
+// clinical details onto ledgers), is recorded at start and stop, and is
+// notified to the patient and the holder's privacy officer through a feed
+// (Service.Notifications). A token permits what is in its scope for its
+// grantee whatever the contract says (the patient chose so); each use is
+// one answer by one holder and is recorded on that holder's ledger before
+// the permit is returned, so a single-use token lets its grantee query
+// once at each holder.
+//
+// # Propagation and freshness
+//
+// A document submitted at any member is checked, appended to that
+// member's ledger and pushed, with the attestations of the patient's keys,
+// to every centre the directory lists as holding the patient's records;
+// each verifies it and appends it to its own ledger before it answers.
+// Submit returns once every holder has answered, so a revocation is in
+// effect at every holder it names as delivered when it returns.
+//
+// A holder that was unreachable missed the push. The freshness rule: a
+// centre decides for a patient only when it has synced that patient's
+// documents since it last lost contact with any member. It counts epochs:
+// one at start, one more each time its last connection to a member
+// closes. A patient synced in an older epoch is synced again before the
+// next decision: the centre asks every other member for the documents it
+// holds about the patient, merges them (each verified, new ones appended
+// to the ledger), and counts itself current only when a majority of the
+// federation, itself included, took part. Otherwise it answers ErrStale,
+// naming the members that did not answer, and decides nothing. A holder
+// that was down during a revocation therefore refuses to answer until it
+// has learnt of it; one cut off from most members refuses for the patients
+// it has not synced since. What every reachable member has not seen, no
+// rule can know: Submit names the holders it could not reach.
+package consent

@@ -1,0 +1,688 @@
+package consent
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// Errors of documents and decisions.
+var (
+	// ErrMalformed: bytes or fields that do not form a valid document.
+	ErrMalformed = errors.New("malformed consent document")
+	// ErrSignature: a signature that does not verify, or a signer who may
+	// not sign the document.
+	ErrSignature = errors.New("consent signature")
+)
+
+// Kind says what a signed document is. The numbers are part of the
+// encoding.
+type Kind uint8
+
+const (
+	KindAttestation Kind = 1 // a member binds a patient key to a pseudonym
+	KindContract    Kind = 2 // the patient's consent
+	KindRevocation  Kind = 3 // the patient withdraws a contract or a token
+	KindToken       Kind = 4 // the patient grants one grantee temporary access
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindAttestation:
+		return "attestation"
+	case KindContract:
+		return "contract"
+	case KindRevocation:
+		return "revocation"
+	case KindToken:
+		return "token"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Limits that keep a document small enough for a ledger entry and an
+// evaluation bounded.
+const (
+	MaxProvisions = 64 // in a whole contract, nested ones included
+	MaxDepth      = 4  // provisions nested in provisions
+	maxList       = 16 // actors or classes in one provision or token
+	maxFederation = 64
+	maxUses       = 1000
+	// MaxDocument bounds a signed document's encoding.
+	MaxDocument = 32 << 10
+)
+
+// Provision permits or denies what matches all of its scopes; an empty
+// scope matches anything. Nested provisions are exceptions to it.
+type Provision struct {
+	Type       Type
+	Actors     []Actor  // any of them
+	Actions    Action   // any of them; zero: any action
+	Purposes   Purpose  // any of them; zero: any purpose
+	Classes    []string // any of these data classes; empty: any
+	Period     Period   // when the provision is in force
+	DataPeriod Period   // which records, by when they were recorded
+	Provisions []Provision
+}
+
+// Contract is a patient's consent, after FHIR Consent: a base policy and
+// provisions. A newer contract (by Issued, then Version) replaces every
+// older one of the patient; Version orders the versions of one ID.
+type Contract struct {
+	ID         ID
+	Version    uint32
+	Federation string
+	Subject    ledger.Pseudonym
+	Issued     time.Time
+	Base       Base
+	Provisions []Provision
+}
+
+// Attestation is a member centre's statement, after checking the
+// patient's identity in person, that Key is the patient's key. A newer
+// attestation supersedes older ones; Compromised says the keys it
+// supersedes may be in other hands, so nothing they signed counts any
+// more.
+type Attestation struct {
+	Federation  string
+	Subject     ledger.Pseudonym
+	Key         ed25519.PublicKey
+	Issued      time.Time
+	Compromised bool
+}
+
+// Revocation withdraws the contract or token Target. Revoking the
+// contract in force leaves the patient with no consent: everything is
+// denied but emergency access (as the charter and the patient's last
+// contract allow) and unrevoked tokens.
+type Revocation struct {
+	Federation string
+	Subject    ledger.Pseudonym
+	Target     ID
+	Issued     time.Time
+}
+
+// Token grants one grantee temporary access within a scope: a staff
+// member (Grantee.Staff with Grantee.Centre) or a whole centre. Each use
+// is one answer from one holder, recorded on that holder's ledger first.
+type Token struct {
+	ID         ID
+	Federation string
+	Subject    ledger.Pseudonym
+	Grantee    Actor
+	Actions    Action
+	Purposes   Purpose
+	Classes    []string
+	DataPeriod Period
+	Issued     time.Time
+	Expires    time.Time
+	Uses       uint16 // 1 for single use, at most 1000
+}
+
+// body is a document before signing.
+type body interface {
+	kind() Kind
+	write(w *writer)
+	check() error
+}
+
+func (*Contract) kind() Kind    { return KindContract }
+func (*Attestation) kind() Kind { return KindAttestation }
+func (*Revocation) kind() Kind  { return KindRevocation }
+func (*Token) kind() Kind       { return KindToken }
+
+// Document is a parsed signed document whose signature verified: exactly
+// one of the pointers is set.
+type Document struct {
+	Kind        Kind
+	Signer      ed25519.PublicKey
+	Raw         []byte // the signed encoding
+	Attestation *Attestation
+	Contract    *Contract
+	Revocation  *Revocation
+	Token       *Token
+}
+
+// Hash identifies the document's exact bytes.
+func (d Document) Hash() [32]byte { return sha256.Sum256(d.Raw) }
+
+// Subject returns the patient the document is about.
+func (d Document) Subject() ledger.Pseudonym {
+	switch d.Kind {
+	case KindAttestation:
+		return d.Attestation.Subject
+	case KindContract:
+		return d.Contract.Subject
+	case KindRevocation:
+		return d.Revocation.Subject
+	}
+	return d.Token.Subject
+}
+
+// Federation returns the federation the document is for.
+func (d Document) Federation() string {
+	switch d.Kind {
+	case KindAttestation:
+		return d.Attestation.Federation
+	case KindContract:
+		return d.Contract.Federation
+	case KindRevocation:
+		return d.Revocation.Federation
+	}
+	return d.Token.Federation
+}
+
+// Issued returns when the signer says the document was made.
+func (d Document) Issued() time.Time {
+	switch d.Kind {
+	case KindAttestation:
+		return d.Attestation.Issued
+	case KindContract:
+		return d.Contract.Issued
+	case KindRevocation:
+		return d.Revocation.Issued
+	}
+	return d.Token.Issued
+}
+
+// The signed encoding:
+//
+//	u8   version (1)
+//	u8   kind
+//	u32  body length, body
+//	[32] signer's Ed25519 public key
+//	[64] signature over signingContext || 0x00 || the bytes above
+const docVersion = 1
+
+var signingContext = []byte("medfed/consent/v1")
+
+func signedMessage(unsigned []byte) []byte {
+	m := make([]byte, 0, len(signingContext)+1+len(unsigned))
+	m = append(m, signingContext...)
+	m = append(m, 0)
+	return append(m, unsigned...)
+}
+
+func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: not an Ed25519 private key", ErrSignature)
+	}
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	var bw writer
+	b.write(&bw)
+	w := writer{b: []byte{docVersion, byte(b.kind())}}
+	w.u32(uint32(len(bw.b)))
+	w.bytes(bw.b)
+	if len(w.b)+32+64 > MaxDocument {
+		return nil, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(w.b)+96, MaxDocument)
+	}
+	sig := ed25519.Sign(key, signedMessage(w.b))
+	w.bytes(key.Public().(ed25519.PublicKey))
+	w.bytes(sig)
+	return w.b, nil
+}
+
+// SignContract returns c signed with the patient's key.
+func SignContract(key ed25519.PrivateKey, c Contract) ([]byte, error) { return sign(key, &c) }
+
+// SignRevocation returns r signed with the patient's key.
+func SignRevocation(key ed25519.PrivateKey, r Revocation) ([]byte, error) { return sign(key, &r) }
+
+// SignToken returns t signed with the patient's key.
+func SignToken(key ed25519.PrivateKey, t Token) ([]byte, error) { return sign(key, &t) }
+
+// SignAttestation returns a signed by a member centre's key.
+func SignAttestation(key ed25519.PrivateKey, a Attestation) ([]byte, error) { return sign(key, &a) }
+
+// Parse decodes a signed document and verifies its signature. Whether the
+// signer may sign it (an attested patient key, a member centre) is for
+// the caller's state to decide.
+func Parse(b []byte) (Document, error) {
+	var d Document
+	if len(b) > MaxDocument {
+		return d, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(b), MaxDocument)
+	}
+	r := reader{b: b}
+	if v := r.u8("version"); r.err == nil && v != docVersion {
+		return d, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	}
+	d.Kind = Kind(r.u8("kind"))
+	n := r.u32("body length")
+	if r.err == nil && int64(n) > int64(len(r.b)) {
+		return d, fmt.Errorf("%w: body of %d bytes in %d", ErrMalformed, n, len(r.b))
+	}
+	raw := r.take(int(n), "body")
+	unsigned := b[:len(b)-len(r.b)]
+	signer := r.take(ed25519.PublicKeySize, "signer")
+	sig := r.take(ed25519.SignatureSize, "signature")
+	r.end("document")
+	if r.err != nil {
+		return d, r.err
+	}
+	var err error
+	switch d.Kind {
+	case KindAttestation:
+		d.Attestation, err = decodeAttestation(raw)
+	case KindContract:
+		d.Contract, err = DecodeContract(raw)
+	case KindRevocation:
+		d.Revocation, err = decodeRevocation(raw)
+	case KindToken:
+		d.Token, err = DecodeToken(raw)
+	default:
+		err = fmt.Errorf("%w: unknown kind %d", ErrMalformed, uint8(d.Kind))
+	}
+	if err != nil {
+		return Document{}, err
+	}
+	if !ed25519.Verify(ed25519.PublicKey(signer), signedMessage(unsigned), sig) {
+		return Document{}, fmt.Errorf("%w: the %s's signature does not verify", ErrSignature, d.Kind)
+	}
+	d.Signer = bytes.Clone(signer)
+	d.Raw = bytes.Clone(b)
+	return d, nil
+}
+
+// checkHead checks the fields every document about a patient has.
+func checkHead(fed string, subject ledger.Pseudonym, issued time.Time) error {
+	switch {
+	case fed == "" || len(fed) > maxFederation:
+		return fmt.Errorf("%w: federation of %d bytes", ErrMalformed, len(fed))
+	case subject.IsZero():
+		return fmt.Errorf("%w: no subject pseudonym", ErrMalformed)
+	case issued.IsZero() || !whole(issued) || issued.Unix() >= maxUnix:
+		return fmt.Errorf("%w: issue time must be a whole second from 1970 to 2261", ErrMalformed)
+	}
+	return nil
+}
+
+// whole reports whether t is a whole second in UTC: what the encoding
+// keeps, so that a decoded document equals the one signed.
+func whole(t time.Time) bool {
+	return t.IsZero() || (t.Nanosecond() == 0 && t.Location() == time.UTC && t.Unix() > 0)
+}
+
+func checkPeriod(p Period, what string) error {
+	if !whole(p.Start) || !whole(p.End) || p.Start.Unix() >= maxUnix || p.End.Unix() >= maxUnix {
+		return fmt.Errorf("%w: %s bounds must be whole seconds in UTC from 1970 to 2261", ErrMalformed, what)
+	}
+	if !p.Start.IsZero() && !p.End.IsZero() && !p.Start.Before(p.End) {
+		return fmt.Errorf("%w: %s ends before it starts", ErrMalformed, what)
+	}
+	return nil
+}
+
+func checkClasses(cs []string) error {
+	if len(cs) > maxList {
+		return fmt.Errorf("%w: %d data classes, at most %d", ErrMalformed, len(cs), maxList)
+	}
+	for _, c := range cs {
+		if !ledger.ValidDataClass(c) {
+			return fmt.Errorf("%w: data class %q", ErrMalformed, c)
+		}
+	}
+	return nil
+}
+
+func checkActor(a Actor) error {
+	if a.Centre != "" {
+		if _, err := peer.IDFromBytes([]byte(a.Centre)); err != nil || len(a.Centre) > 64 {
+			return fmt.Errorf("%w: actor centre is not a peer ID", ErrMalformed)
+		}
+	}
+	if a.Role != 0 && !a.Role.valid() {
+		return fmt.Errorf("%w: unknown role %d", ErrMalformed, uint8(a.Role))
+	}
+	if a.Staff != (ledger.StaffID{}) && a.Centre == "" {
+		return fmt.Errorf("%w: a staff ID names someone only at a centre; give the centre", ErrMalformed)
+	}
+	return nil
+}
+
+func writeActor(w *writer, a Actor) {
+	w.str(string(a.Centre))
+	w.u8(uint8(a.Role))
+	w.bytes(a.Staff[:])
+}
+
+func readActor(r *reader) Actor {
+	var a Actor
+	if c := r.str("actor centre"); c != "" {
+		a.Centre = peer.ID(c)
+	}
+	a.Role = Role(r.u8("actor role"))
+	r.fixed(a.Staff[:], "actor staff")
+	return a
+}
+
+func writeClasses(w *writer, cs []string) {
+	w.u8(uint8(len(cs)))
+	for _, c := range cs {
+		w.str(c)
+	}
+}
+
+func readClasses(r *reader) []string {
+	n := int(r.u8("classes"))
+	if n > maxList {
+		r.fail("%d data classes", n)
+		return nil
+	}
+	var cs []string
+	for range n {
+		cs = append(cs, r.str("data class"))
+	}
+	return cs
+}
+
+func writePeriod(w *writer, p Period) { w.time(p.Start); w.time(p.End) }
+
+func readPeriod(r *reader, what string) Period {
+	return Period{Start: r.time(what), End: r.time(what)}
+}
+
+// Contract body:
+//
+//	[16] id, u32 version, str federation, [32] subject, time issued,
+//	u8 base, u8 count, provisions
+//
+// Provision: u8 type, u8 actions, u8 purposes, u8 count, actors (str
+// centre, u8 role, [16] staff), classes (u8 count, str each), period,
+// data period, u8 count, nested provisions.
+func (c *Contract) write(w *writer) {
+	w.bytes(c.ID[:])
+	w.u32(c.Version)
+	w.str(c.Federation)
+	w.bytes(c.Subject[:])
+	w.time(c.Issued)
+	w.u8(uint8(c.Base))
+	writeProvisions(w, c.Provisions)
+}
+
+func writeProvisions(w *writer, ps []Provision) {
+	w.u8(uint8(len(ps)))
+	for _, p := range ps {
+		w.u8(uint8(p.Type))
+		w.u8(uint8(p.Actions))
+		w.u8(uint8(p.Purposes))
+		w.u8(uint8(len(p.Actors)))
+		for _, a := range p.Actors {
+			writeActor(w, a)
+		}
+		writeClasses(w, p.Classes)
+		writePeriod(w, p.Period)
+		writePeriod(w, p.DataPeriod)
+		writeProvisions(w, p.Provisions)
+	}
+}
+
+func (c *Contract) check() error {
+	if err := checkHead(c.Federation, c.Subject, c.Issued); err != nil {
+		return err
+	}
+	if c.ID.IsZero() {
+		return fmt.Errorf("%w: contract without an ID", ErrMalformed)
+	}
+	if c.Base != OptIn && c.Base != OptOut {
+		return fmt.Errorf("%w: base policy %d", ErrMalformed, uint8(c.Base))
+	}
+	n := 0
+	return checkProvisions(c.Provisions, 1, &n)
+}
+
+func checkProvisions(ps []Provision, depth int, n *int) error {
+	if len(ps) > 0 && depth > MaxDepth {
+		return fmt.Errorf("%w: provisions nested deeper than %d", ErrMalformed, MaxDepth)
+	}
+	for _, p := range ps {
+		if *n++; *n > MaxProvisions {
+			return fmt.Errorf("%w: more than %d provisions", ErrMalformed, MaxProvisions)
+		}
+		if p.Type != Permit && p.Type != Deny {
+			return fmt.Errorf("%w: provision type %d", ErrMalformed, uint8(p.Type))
+		}
+		if !actions.valid(p.Actions) || !purposes.valid(p.Purposes) {
+			return fmt.Errorf("%w: unknown action or purpose", ErrMalformed)
+		}
+		if len(p.Actors) > maxList {
+			return fmt.Errorf("%w: %d actors, at most %d", ErrMalformed, len(p.Actors), maxList)
+		}
+		for _, a := range p.Actors {
+			if err := checkActor(a); err != nil {
+				return err
+			}
+		}
+		if err := checkClasses(p.Classes); err != nil {
+			return err
+		}
+		if err := checkPeriod(p.Period, "period"); err != nil {
+			return err
+		}
+		if err := checkPeriod(p.DataPeriod, "data period"); err != nil {
+			return err
+		}
+		if err := checkProvisions(p.Provisions, depth+1, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodeContract decodes a contract body; it accepts only what signing
+// writes. It does not verify anything but the encoding: use Parse for a
+// signed document.
+func DecodeContract(b []byte) (*Contract, error) {
+	r := reader{b: b}
+	c := &Contract{}
+	r.fixed(c.ID[:], "id")
+	c.Version = r.u32("version")
+	c.Federation = r.str("federation")
+	r.fixed(c.Subject[:], "subject")
+	c.Issued = r.time("issue time")
+	c.Base = Base(r.u8("base"))
+	n := 0
+	c.Provisions = readProvisions(&r, 1, &n)
+	r.end("contract")
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func readProvisions(r *reader, depth int, n *int) []Provision {
+	count := int(r.u8("provisions"))
+	if r.err != nil || count == 0 {
+		return nil
+	}
+	if depth > MaxDepth || *n+count > MaxProvisions {
+		r.fail("more than %d provisions or deeper than %d", MaxProvisions, MaxDepth)
+		return nil
+	}
+	*n += count
+	ps := make([]Provision, count)
+	for i := range ps {
+		p := &ps[i]
+		p.Type = Type(r.u8("provision type"))
+		p.Actions = Action(r.u8("actions"))
+		p.Purposes = Purpose(r.u8("purposes"))
+		actors := int(r.u8("actors"))
+		if actors > maxList {
+			r.fail("%d actors", actors)
+			return nil
+		}
+		for range actors {
+			p.Actors = append(p.Actors, readActor(r))
+		}
+		p.Classes = readClasses(r)
+		p.Period = readPeriod(r, "period")
+		p.DataPeriod = readPeriod(r, "data period")
+		p.Provisions = readProvisions(r, depth+1, n)
+		if r.err != nil {
+			return nil
+		}
+	}
+	return ps
+}
+
+// Attestation body: str federation, [32] subject, [32] key, time issued,
+// u8 compromised (0 or 1).
+func (a *Attestation) write(w *writer) {
+	w.str(a.Federation)
+	w.bytes(a.Subject[:])
+	w.bytes(a.Key)
+	w.time(a.Issued)
+	if a.Compromised {
+		w.u8(1)
+	} else {
+		w.u8(0)
+	}
+}
+
+func (a *Attestation) check() error {
+	if err := checkHead(a.Federation, a.Subject, a.Issued); err != nil {
+		return err
+	}
+	if len(a.Key) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: patient key of %d bytes", ErrMalformed, len(a.Key))
+	}
+	return nil
+}
+
+func decodeAttestation(b []byte) (*Attestation, error) {
+	r := reader{b: b}
+	a := &Attestation{Federation: r.str("federation")}
+	r.fixed(a.Subject[:], "subject")
+	a.Key = ed25519.PublicKey(bytes.Clone(r.take(ed25519.PublicKeySize, "key")))
+	a.Issued = r.time("issue time")
+	switch r.u8("compromised") {
+	case 0:
+	case 1:
+		a.Compromised = true
+	default:
+		r.fail("compromised flag")
+	}
+	r.end("attestation")
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := a.check(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Revocation body: str federation, [32] subject, [16] target, time issued.
+func (v *Revocation) write(w *writer) {
+	w.str(v.Federation)
+	w.bytes(v.Subject[:])
+	w.bytes(v.Target[:])
+	w.time(v.Issued)
+}
+
+func (v *Revocation) check() error {
+	if err := checkHead(v.Federation, v.Subject, v.Issued); err != nil {
+		return err
+	}
+	if v.Target.IsZero() {
+		return fmt.Errorf("%w: revocation of nothing", ErrMalformed)
+	}
+	return nil
+}
+
+func decodeRevocation(b []byte) (*Revocation, error) {
+	r := reader{b: b}
+	v := &Revocation{Federation: r.str("federation")}
+	r.fixed(v.Subject[:], "subject")
+	r.fixed(v.Target[:], "target")
+	v.Issued = r.time("issue time")
+	r.end("revocation")
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Token body: [16] id, str federation, [32] subject, grantee actor, u8
+// actions, u8 purposes, classes, data period, time issued, time expires,
+// u16 uses.
+func (t *Token) write(w *writer) {
+	w.bytes(t.ID[:])
+	w.str(t.Federation)
+	w.bytes(t.Subject[:])
+	writeActor(w, t.Grantee)
+	w.u8(uint8(t.Actions))
+	w.u8(uint8(t.Purposes))
+	writeClasses(w, t.Classes)
+	writePeriod(w, t.DataPeriod)
+	w.time(t.Issued)
+	w.time(t.Expires)
+	w.u16(t.Uses)
+}
+
+func (t *Token) check() error {
+	if err := checkHead(t.Federation, t.Subject, t.Issued); err != nil {
+		return err
+	}
+	switch {
+	case t.ID.IsZero():
+		return fmt.Errorf("%w: token without an ID", ErrMalformed)
+	case t.Grantee.Centre == "":
+		return fmt.Errorf("%w: a token's grantee is a centre, or a staff member at one", ErrMalformed)
+	case !actions.valid(t.Actions) || !purposes.valid(t.Purposes):
+		return fmt.Errorf("%w: unknown action or purpose", ErrMalformed)
+	case t.Purposes&Emergency != 0:
+		return fmt.Errorf("%w: emergency access needs no token", ErrMalformed)
+	case t.Uses == 0 || t.Uses > maxUses:
+		return fmt.Errorf("%w: %d uses, want 1 to %d", ErrMalformed, t.Uses, maxUses)
+	case t.Expires.IsZero() || !whole(t.Expires) || !t.Issued.Before(t.Expires) || t.Expires.Unix() >= maxUnix:
+		return fmt.Errorf("%w: a token expires, after it is issued", ErrMalformed)
+	}
+	if err := checkActor(t.Grantee); err != nil {
+		return err
+	}
+	if err := checkClasses(t.Classes); err != nil {
+		return err
+	}
+	return checkPeriod(t.DataPeriod, "data period")
+}
+
+// DecodeToken decodes a token body; it accepts only what signing writes.
+// Use Parse for a signed token.
+func DecodeToken(b []byte) (*Token, error) {
+	r := reader{b: b}
+	t := &Token{}
+	r.fixed(t.ID[:], "id")
+	t.Federation = r.str("federation")
+	r.fixed(t.Subject[:], "subject")
+	t.Grantee = readActor(&r)
+	t.Actions = Action(r.u8("actions"))
+	t.Purposes = Purpose(r.u8("purposes"))
+	t.Classes = readClasses(&r)
+	t.DataPeriod = readPeriod(&r, "data period")
+	t.Issued = r.time("issue time")
+	t.Expires = r.time("expiry")
+	t.Uses = r.u16("uses")
+	r.end("token")
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}

@@ -1,0 +1,419 @@
+package consent
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The fuzz targets check the decoders of bytes that reach a centre from
+// other centres and from patients' devices: contract and token bodies,
+// signed documents, access entries and the protocol's document lists.
+// Each decoder promises to accept only what its writer produces, so every
+// target checks that an accepted input re-encodes to exactly itself. The
+// seeds are real encodings, so the fuzzer starts past the first length
+// checks.
+
+// fuzzKey is deterministic so that every fuzz worker builds the same seeds.
+func fuzzKey(seed string) ed25519.PrivateKey {
+	s := sha256.Sum256([]byte(seed))
+	return ed25519.NewKeyFromSeed(s[:])
+}
+
+// fuzzCentre returns the peer ID of a centre whose Ed25519 key derives
+// from name.
+func fuzzCentre(tb testing.TB, name string) peer.ID {
+	tb.Helper()
+	pub, err := crypto.UnmarshalEd25519PublicKey(fuzzKey("centre " + name).Public().(ed25519.PublicKey))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func fuzzPseudonym(i int) ledger.Pseudonym {
+	return ledger.Pseudonym(sha256.Sum256(fmt.Appendf(nil, "fuzz patient %d", i)))
+}
+
+func fuzzStaff(i int) ledger.StaffID {
+	h := sha256.Sum256(fmt.Appendf(nil, "fuzz staff %d", i))
+	return ledger.StaffID(h[:16])
+}
+
+func fuzzID(name string) ID {
+	h := sha256.Sum256([]byte("fuzz id " + name))
+	return ID(h[:16])
+}
+
+// day returns midnight UTC of a date: a whole second, as the encoding keeps.
+func day(year int, month time.Month, d int) time.Time {
+	return time.Unix(time.Date(year, month, d, 0, 0, 0, 0, time.UTC).Unix(), 0).UTC()
+}
+
+// sampleContract returns a realistic opt-in contract of patient 1: ten
+// provisions nested up to three levels, with actors at three centres,
+// roles, staff IDs, data classes, periods and data periods. Empty slices
+// are nil, as decoding yields them.
+func sampleContract(t testing.TB) Contract {
+	t.Helper()
+	north, south, west := fuzzCentre(t, "north"), fuzzCentre(t, "south"), fuzzCentre(t, "west")
+	return Contract{
+		ID:         fuzzID("contract"),
+		Version:    3,
+		Federation: "medfed-nordic",
+		Subject:    fuzzPseudonym(1),
+		Issued:     day(2026, time.January, 15),
+		Base:       OptIn,
+		Provisions: []Provision{
+			{
+				// No research on genomics or mental health ...
+				Type:     Deny,
+				Purposes: Research,
+				Classes:  []string{"genomics", "mental-health"},
+				Provisions: []Provision{
+					{
+						// ... but for the south's researchers on genomics, in 2026 ...
+						Type:     Permit,
+						Actors:   []Actor{{Centre: south, Role: Researcher}},
+						Purposes: Research,
+						Classes:  []string{"genomics"},
+						Period:   Period{Start: day(2026, time.January, 1), End: day(2027, time.January, 1)},
+						Provisions: []Provision{
+							// ... except one of them.
+							{Type: Deny, Actors: []Actor{{Centre: south, Staff: fuzzStaff(7)}}},
+						},
+					},
+					{
+						// ... and privacy officers who read them.
+						Type:    Permit,
+						Actors:  []Actor{{Role: PrivacyOfficer}},
+						Actions: Access,
+					},
+				},
+			},
+			{
+				// The west may not copy records ...
+				Type:    Deny,
+				Actions: Copy,
+				Actors:  []Actor{{Centre: west}},
+				Provisions: []Provision{
+					// ... but for lab results of 2020 to 2024, for treatment.
+					{
+						Type:       Permit,
+						Purposes:   Treatment,
+						Classes:    []string{"lab-result"},
+						DataPeriod: Period{Start: day(2020, time.January, 1), End: day(2025, time.January, 1)},
+					},
+				},
+			},
+			{
+				// Sexual health stays at home ...
+				Type:     Deny,
+				Purposes: Treatment | Research,
+				Classes:  []string{"sexual-health"},
+				Provisions: []Provision{
+					{
+						// ... but for the patient's own clinician in the north,
+						Type:   Permit,
+						Actors: []Actor{{Centre: north, Role: Clinician, Staff: fuzzStaff(1)}, {Centre: north, Role: Registrar}},
+						Period: Period{Start: day(2026, time.February, 1)},
+						Provisions: []Provision{
+							// who reads but does not copy.
+							{Type: Deny, Actions: Copy},
+						},
+					},
+				},
+			},
+			{
+				// Emergency access to everything but in the opt-in base.
+				Type:       Permit,
+				Purposes:   Emergency,
+				Actions:    Access | Copy,
+				DataPeriod: Period{End: day(2026, time.June, 1)},
+			},
+		},
+	}
+}
+
+// sampleToken returns a realistic token of patient 1 for one researcher
+// at the south centre, valid for thirty days and five uses.
+func sampleToken(t testing.TB) Token {
+	t.Helper()
+	issued := day(2026, time.March, 2)
+	return Token{
+		ID:         fuzzID("token"),
+		Federation: "medfed-nordic",
+		Subject:    fuzzPseudonym(1),
+		Grantee:    Actor{Centre: fuzzCentre(t, "south"), Role: Researcher, Staff: fuzzStaff(3)},
+		Actions:    Access,
+		Purposes:   Research,
+		Classes:    []string{"lab-result", "imaging"},
+		DataPeriod: Period{Start: day(2018, time.January, 1), End: day(2026, time.January, 1)},
+		Issued:     issued,
+		Expires:    issued.Add(30 * 24 * time.Hour),
+		Uses:       5,
+	}
+}
+
+// encode returns the body encoding of b.
+func encode(b body) []byte {
+	var w writer
+	b.write(&w)
+	return w.b
+}
+
+// truncations returns prefixes of b and b with a trailing byte: inputs a
+// decoder must refuse.
+func truncations(b []byte) [][]byte {
+	return [][]byte{b[:len(b)-1], b[:len(b)/2], b[:1], append(bytes.Clone(b), 0)}
+}
+
+func FuzzDecodeContract(f *testing.F) {
+	full := sampleContract(f)
+	minimal := Contract{ID: fuzzID("minimal"), Version: 1, Federation: "f", Subject: fuzzPseudonym(2), Issued: day(2025, time.May, 5), Base: OptOut}
+	one := minimal
+	one.Provisions = []Provision{{Type: Permit, Actors: []Actor{{Centre: fuzzCentre(f, "east")}}, Purposes: Treatment}}
+	for _, c := range []Contract{full, minimal, one} {
+		if err := c.check(); err != nil {
+			f.Fatalf("seed contract: %v", err)
+		}
+		b := encode(&c)
+		f.Add(b)
+		for _, t := range truncations(b) {
+			f.Add(t)
+		}
+	}
+	f.Add([]byte{})
+	f.Add(bytes.Repeat([]byte{0xff}, 200))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeContract(b)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("DecodeContract returned a contract with error %v", err)
+			}
+			return
+		}
+		if err := c.check(); err != nil {
+			t.Fatalf("decoded contract fails its check: %v", err)
+		}
+		if got := encode(c); !bytes.Equal(got, b) {
+			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", b, got)
+		}
+	})
+}
+
+func FuzzDecodeToken(f *testing.F) {
+	full := sampleToken(f)
+	centre := full
+	centre.ID = fuzzID("centre token")
+	centre.Grantee = Actor{Centre: fuzzCentre(f, "west")}
+	centre.Classes = nil
+	centre.DataPeriod = Period{}
+	centre.Uses = 1
+	for _, tok := range []Token{full, centre} {
+		if err := tok.check(); err != nil {
+			f.Fatalf("seed token: %v", err)
+		}
+		b := encode(&tok)
+		f.Add(b)
+		for _, t := range truncations(b) {
+			f.Add(t)
+		}
+	}
+	f.Add([]byte{})
+	f.Add(bytes.Repeat([]byte{0x01}, 120))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok, err := DecodeToken(b)
+		if err != nil {
+			return
+		}
+		if err := tok.check(); err != nil {
+			t.Fatalf("decoded token fails its check: %v", err)
+		}
+		if got := encode(tok); !bytes.Equal(got, b) {
+			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", b, got)
+		}
+	})
+}
+
+// signedSamples returns one signed document of each kind, all about
+// patient 1.
+func signedSamples(tb testing.TB) [][]byte {
+	tb.Helper()
+	patient := fuzzKey("patient 1")
+	contract, err := SignContract(patient, sampleContract(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	token, err := SignToken(patient, sampleToken(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	revocation, err := SignRevocation(patient, Revocation{
+		Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Target: fuzzID("token"), Issued: day(2026, time.March, 9),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	attestation, err := SignAttestation(fuzzKey("centre north"), Attestation{
+		Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Key: patient.Public().(ed25519.PublicKey),
+		Issued: day(2026, time.January, 10), Compromised: true,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{attestation, contract, revocation, token}
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x01
+	return c
+}
+
+func FuzzParse(f *testing.F) {
+	for _, b := range signedSamples(f) {
+		f.Add(b)
+		f.Add(flip(b, 0))          // version
+		f.Add(flip(b, 1))          // kind
+		f.Add(flip(b, 5))          // body length
+		f.Add(flip(b, 40))         // in the body
+		f.Add(flip(b, len(b)-1))   // signature
+		f.Add(flip(b, len(b)-100)) // signer
+		f.Add(b[:len(b)-1])
+		f.Add(append(bytes.Clone(b), 0))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{docVersion, byte(KindContract), 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(d.Raw, b) {
+			t.Fatalf("Raw %x differs from the input %x", d.Raw, b)
+		}
+		if len(b) < 6+96 {
+			t.Fatalf("accepted a document of %d bytes", len(b))
+		}
+		if !bytes.Equal(d.Signer, b[len(b)-96:len(b)-64]) {
+			t.Fatalf("Signer %x is not the document's key", d.Signer)
+		}
+		var bd body
+		set := 0
+		if d.Attestation != nil {
+			bd, set = d.Attestation, set+1
+		}
+		if d.Contract != nil {
+			bd, set = d.Contract, set+1
+		}
+		if d.Revocation != nil {
+			bd, set = d.Revocation, set+1
+		}
+		if d.Token != nil {
+			bd, set = d.Token, set+1
+		}
+		if set != 1 || bd.kind() != d.Kind {
+			t.Fatalf("a %s document with %d bodies set", d.Kind, set)
+		}
+		if err := bd.check(); err != nil {
+			t.Fatalf("parsed %s fails its check: %v", d.Kind, err)
+		}
+		if got, want := encode(bd), b[6:len(b)-96]; !bytes.Equal(got, want) {
+			t.Fatalf("accepted a non-canonical %s body:\n in  %x\n out %x", d.Kind, want, got)
+		}
+		if _, err := Parse(d.Raw); err != nil {
+			t.Fatalf("Parse(Raw) again: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeAccess(f *testing.F) {
+	centre := fuzzCentre(f, "south")
+	for _, a := range []AccessEntry{
+		{Event: EventAccess, Requester: centre, Staff: fuzzStaff(3), Role: Researcher, Action: Access, Purpose: Research, Permitted: true, Basis: BasisToken, Ref: fuzzID("token"), Use: 2},
+		{Event: EventAccess, Requester: centre, Role: Clinician, Action: Copy, Purpose: Treatment, Basis: BasisContract, Ref: fuzzID("contract")},
+		{Event: EventEmergencyStart, Requester: centre, Staff: fuzzStaff(9), Role: Clinician, Action: Access, Purpose: Emergency, Permitted: true, Basis: BasisEmergency, Ref: fuzzID("session"), Reason: Unconscious},
+		{Event: EventEmergencyStop, Requester: centre, Basis: BasisEmergency, Ref: fuzzID("session")},
+	} {
+		e, err := NewAccess(fuzzPseudonym(1), a)
+		if err != nil {
+			f.Fatalf("seed access entry: %v", err)
+		}
+		f.Add(e.Body)
+		for _, t := range truncations(e.Body) {
+			f.Add(t)
+		}
+		f.Add(flip(e.Body, 0))
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := DecodeAccess(ledger.Entry{Kind: ledger.KindAccess, Body: b})
+		if err != nil {
+			return
+		}
+		e, err := NewAccess(fuzzPseudonym(1), a)
+		if err != nil {
+			t.Fatalf("NewAccess refuses what DecodeAccess accepted: %v", err)
+		}
+		if !bytes.Equal(e.Body, b) {
+			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", b, e.Body)
+		}
+	})
+}
+
+func FuzzDecodeDocs(f *testing.F) {
+	samples := signedSamples(f)
+	var docs []Document
+	for _, b := range samples {
+		d, err := Parse(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		docs = append(docs, d)
+	}
+	list := encodeDocs(docs)
+	f.Add(list)
+	f.Add(encodeDocs(docs[:1]))
+	f.Add(list[:len(list)-1])
+	f.Add(list[:3])
+	f.Add(append(bytes.Clone(list), 0, 0, 0, 0))
+	// A document about another patient.
+	other, err := SignRevocation(fuzzKey("patient 2"), Revocation{
+		Federation: "medfed-nordic", Subject: fuzzPseudonym(2), Target: fuzzID("contract"), Issued: day(2026, time.April, 1),
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(bytes.Clone(list), binary.BigEndian.AppendUint32(nil, uint32(len(other)))...))
+	f.Add(append(binary.BigEndian.AppendUint32(bytes.Clone(list), uint32(len(other))), other...))
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		docs, err := decodeDocs(b)
+		if err != nil {
+			return
+		}
+		if got := encodeDocs(docs); !bytes.Equal(got, b) {
+			t.Fatalf("a list of %d documents re-encodes differently:\n in  %x\n out %x", len(docs), b, got)
+		}
+		for _, d := range docs {
+			if d.Subject() != docs[0].Subject() {
+				t.Fatal("accepted a list about two patients")
+			}
+		}
+	})
+}

@@ -1,0 +1,224 @@
+package consent
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// Patient is one patient's consent documents as a centre holds them, and
+// what follows from them. It is a function of the set of documents, not
+// of the order they arrived in, so every centre holding the same
+// documents reaches the same standing.
+//
+// Keys: a document signed by a patient key counts when an attestation
+// names that key and no attestation of another key issued after the
+// key's latest one supersedes it before the document was issued. A
+// superseding attestation marked compromised voids everything the old
+// keys signed; the patient then signs again with the new key (until then
+// their consent stands withdrawn).
+//
+// Contracts: the newest valid contract (by issue time, then version, then
+// hash) is in force, and replaces every older one. If a valid revocation
+// names it, the patient's consent stands withdrawn.
+type Patient struct {
+	Subject ledger.Pseudonym
+
+	seen         map[[32]byte]bool
+	docs         []Document // in arrival order: what a sync sends
+	attestations []Document
+	contracts    []Document
+	revocations  []Document
+	uses         map[ID]int
+
+	standing Standing
+}
+
+// NewPatient returns the empty state of patient p.
+func NewPatient(p ledger.Pseudonym) *Patient {
+	return &Patient{Subject: p, seen: map[[32]byte]bool{}, uses: map[ID]int{}}
+}
+
+// Add adds a verified document about the patient and reports whether it
+// was new. Attestations are the caller's to check against the charter
+// (signed by a member); the patient's documents are weighed against the
+// attestations whenever they change.
+func (p *Patient) Add(d Document) (bool, error) {
+	if d.Subject() != p.Subject {
+		return false, fmt.Errorf("%w: document about another patient", ErrMalformed)
+	}
+	h := d.Hash()
+	if p.seen[h] {
+		return false, nil
+	}
+	switch d.Kind {
+	case KindAttestation:
+		p.attestations = append(p.attestations, d)
+	case KindContract:
+		p.contracts = append(p.contracts, d)
+	case KindRevocation:
+		p.revocations = append(p.revocations, d)
+	default:
+		return false, fmt.Errorf("%w: a %s is presented, not kept", ErrMalformed, d.Kind)
+	}
+	p.seen[h] = true
+	p.docs = append(p.docs, d)
+	p.standing = p.compute()
+	return true, nil
+}
+
+// clone returns a copy that can change without changing p.
+func (p *Patient) clone() *Patient {
+	c := *p
+	c.seen = maps.Clone(p.seen)
+	c.docs = slices.Clone(p.docs)
+	c.attestations = slices.Clone(p.attestations)
+	c.contracts = slices.Clone(p.contracts)
+	c.revocations = slices.Clone(p.revocations)
+	c.uses = maps.Clone(p.uses)
+	return &c
+}
+
+// Documents returns the patient's documents in the order they arrived.
+func (p *Patient) Documents() []Document { return slices.Clone(p.docs) }
+
+// Standing returns where the patient's consent stands.
+func (p *Patient) Standing() Standing { return p.standing }
+
+// Attested reports whether any member attested a key for the patient.
+func (p *Patient) Attested() bool { return len(p.attestations) > 0 }
+
+// CurrentKey returns the patient's current key: that of the newest
+// attestation, or nil.
+func (p *Patient) CurrentKey() ed25519.PublicKey {
+	if a := p.current(); a != nil {
+		return a.Key
+	}
+	return nil
+}
+
+func (p *Patient) current() *Attestation {
+	var cur *Attestation
+	for _, d := range p.attestations {
+		if a := d.Attestation; cur == nil || newerAttestation(a, cur) {
+			cur = a
+		}
+	}
+	return cur
+}
+
+func newerAttestation(a, b *Attestation) bool {
+	if !a.Issued.Equal(b.Issued) {
+		return a.Issued.After(b.Issued)
+	}
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c > 0
+	}
+	return a.Compromised && !b.Compromised
+}
+
+// keyValid reports whether a document signed by key and issued at t
+// counts, and whether key was compromised.
+func (p *Patient) keyValid(key ed25519.PublicKey, t time.Time) (valid, compromised bool) {
+	var latest *Attestation
+	for _, d := range p.attestations {
+		if a := d.Attestation; a.Key.Equal(key) && (latest == nil || a.Issued.After(latest.Issued)) {
+			latest = a
+		}
+	}
+	if latest == nil {
+		return false, false
+	}
+	valid = true
+	for _, d := range p.attestations {
+		a := d.Attestation
+		if a.Key.Equal(key) || !a.Issued.After(latest.Issued) {
+			continue
+		}
+		if a.Compromised {
+			return false, true
+		}
+		if !t.Before(a.Issued) {
+			valid = false
+		}
+	}
+	return valid, false
+}
+
+func (p *Patient) compute() Standing {
+	var (
+		s      Standing
+		best   *Document
+		voided bool
+	)
+	for i := range p.contracts {
+		d := &p.contracts[i]
+		ok, comp := p.keyValid(d.Signer, d.Contract.Issued)
+		voided = voided || comp
+		if ok && (best == nil || newerContract(d, best)) {
+			best = d
+		}
+	}
+	if best == nil {
+		// A compromised key voided what the patient had signed: nothing
+		// stands until they sign again.
+		s.Compromised = voided
+		s.Withdrawn = voided
+		return s
+	}
+	s.Contract = best.Contract
+	s.Withdrawn = p.revoked(best.Contract.ID)
+	return s
+}
+
+func newerContract(a, b *Document) bool {
+	ca, cb := a.Contract, b.Contract
+	switch {
+	case !ca.Issued.Equal(cb.Issued):
+		return ca.Issued.After(cb.Issued)
+	case ca.Version != cb.Version:
+		return ca.Version > cb.Version
+	}
+	ha, hb := a.Hash(), b.Hash()
+	return bytes.Compare(ha[:], hb[:]) > 0
+}
+
+// revoked reports whether a valid revocation names id.
+func (p *Patient) revoked(id ID) bool {
+	for _, d := range p.revocations {
+		if d.Revocation.Target == id {
+			if ok, _ := p.keyValid(d.Signer, d.Revocation.Issued); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Token checks a token presented for the patient: that the patient's
+// attested key signed it and it is not revoked. It returns the token with
+// its uses spent at this centre, or a refusal.
+func (p *Patient) Token(d Document) (*Token, int, Decision, bool) {
+	t := d.Token
+	switch {
+	case d.Kind != KindToken:
+		return nil, 0, refused(fmt.Errorf("%w: a %s is not a token", ErrMalformed, d.Kind)), false
+	case t.Subject != p.Subject:
+		return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenOther}, false
+	}
+	if ok, _ := p.keyValid(d.Signer, t.Issued); !ok {
+		return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenKey}, false
+	}
+	if p.revoked(t.ID) {
+		return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenRevoked}, false
+	}
+	return t, p.uses[t.ID], Decision{}, true
+}
+
+// Used records one use of token id.
+func (p *Patient) Used(id ID) { p.uses[id]++ }

@@ -1,0 +1,167 @@
+package consent
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// ProtocolID is the consent protocol: one request frame per stream,
+// answered by one frame whose status is 0 (ok) or 1 (refused, with the
+// reason as text).
+//
+//	opPush: documents about one patient (a list, below): a contract or
+//	        revocation with the attestations of the patient's keys, or an
+//	        attestation. The holder verifies them, appends the new ones to
+//	        its ledger, and answers with nothing.
+//	opSync: a 32-byte pseudonym; the answer is the list of the documents
+//	        the member holds about that patient.
+//
+// A list is, per document, a u32 length and the signed document.
+const ProtocolID = "/medfed/consent/1"
+
+const (
+	opPush byte = 1
+	opSync byte = 2
+
+	statusOK      byte = 0
+	statusRefused byte = 1
+
+	// maxDocs bounds a list; a patient's documents beyond it are not
+	// synced (each version of a contract is a document).
+	maxDocs     = 256
+	maxListLen  = maxDocs * (4 + MaxDocument)
+	maxReason   = 512
+	handleLimit = 10 * time.Second
+)
+
+// RefusedError is a peer's refusal, with its reason.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "refused: " + e.Reason }
+
+func encodeDocs(docs []Document) []byte {
+	var b []byte
+	for _, d := range docs {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(d.Raw)))
+		b = append(b, d.Raw...)
+	}
+	return b
+}
+
+// decodeDocs parses and verifies a list of documents, all about one
+// patient.
+func decodeDocs(b []byte) ([]Document, error) {
+	var docs []Document
+	for len(b) > 0 {
+		if len(docs) == maxDocs {
+			return nil, fmt.Errorf("%w: more than %d documents", ErrMalformed, maxDocs)
+		}
+		if len(b) < 4 {
+			return nil, fmt.Errorf("%w: truncated document length", ErrMalformed)
+		}
+		n := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if n == 0 || n > MaxDocument || uint64(n) > uint64(len(b)) {
+			return nil, fmt.Errorf("%w: document of %d bytes", ErrMalformed, n)
+		}
+		d, err := Parse(b[:n])
+		if err != nil {
+			return nil, err
+		}
+		if len(docs) > 0 && d.Subject() != docs[0].Subject() {
+			return nil, fmt.Errorf("%w: documents about two patients", ErrMalformed)
+		}
+		docs = append(docs, d)
+		b = b[n:]
+	}
+	return docs, nil
+}
+
+func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	status, answer, err := wire.Exchange(ctx, s.host, ProtocolID, to, op, payload, maxListLen)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case statusOK:
+		return answer, nil
+	case statusRefused:
+		return nil, &RefusedError{Reason: wire.Printable(answer[:min(len(answer), maxReason)])}
+	}
+	return nil, fmt.Errorf("%w: status %d", wire.ErrFrame, status)
+}
+
+func (s *Service) handle(st network.Stream) {
+	defer st.Close()
+	if err := st.SetDeadline(time.Now().Add(handleLimit)); err != nil {
+		st.Reset()
+		return
+	}
+	from := st.Conn().RemotePeer()
+	op, payload, err := wire.Read(st, maxListLen)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handleLimit)
+	defer cancel()
+	answer, err := s.serve(ctx, from, op, payload)
+	if err != nil {
+		s.log.Info("consent request refused", "from", from, "op", op, "err", err)
+		reason := err.Error()
+		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxReason)])); err != nil {
+			s.log.Debug("consent refusal not delivered", "to", from, "err", err)
+		}
+		return
+	}
+	if err := wire.Write(st, statusOK, answer); err != nil {
+		s.log.Debug("consent answer not delivered", "to", from, "err", err)
+	}
+}
+
+var errNotMember = errors.New("not a member")
+
+func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []byte) ([]byte, error) {
+	if _, member := s.opts.Charter().Member(from); !member {
+		return nil, errNotMember
+	}
+	switch op {
+	case opPush:
+		docs, err := decodeDocs(payload)
+		if err != nil {
+			return nil, err
+		}
+		if len(docs) == 0 {
+			return nil, fmt.Errorf("%w: nothing pushed", ErrMalformed)
+		}
+		_, err = s.accept(ctx, s.entry(docs[0].Subject()), docs, false)
+		return nil, err
+	case opSync:
+		if len(payload) != len(ledger.Pseudonym{}) {
+			return nil, fmt.Errorf("%w: sync of %d bytes", ErrMalformed, len(payload))
+		}
+		p := ledger.Pseudonym(payload)
+		s.mu.Lock()
+		e := s.patients[p]
+		s.mu.Unlock()
+		if e == nil {
+			return nil, nil
+		}
+		e.mu.Lock()
+		docs := e.p.Documents()
+		e.mu.Unlock()
+		return encodeDocs(docs[:min(len(docs), maxDocs)]), nil
+	}
+	return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+}

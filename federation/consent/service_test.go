@@ -1,0 +1,352 @@
+package consent_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// member is one centre of a test federation: a real libp2p host on
+// 127.0.0.1 and a real ledger file.
+type member struct {
+	name   string
+	host   host.Host
+	ledger *ledger.Ledger
+	svc    *consent.Service
+	dir    string
+}
+
+type testFed struct {
+	t       *testing.T
+	charter federation.Charter
+	members []*member
+	holders []peer.ID
+}
+
+// newTestFed starts centres named centre-a, centre-b, …; the patient's
+// records are held at those listed in holders (by index).
+func newTestFed(t *testing.T, n int, holders ...int) *testFed {
+	t.Helper()
+	f := &testFed{t: t, charter: federation.Charter{Federation: fed, Version: 1, Policy: federation.DefaultPolicy(n)}}
+	dirs := t.TempDir()
+	for i := range n {
+		name := "centre-" + string(rune('a'+i))
+		f.charter.Members = append(f.charter.Members, federation.Member{Name: name, ID: centre(t, name)})
+		f.members = append(f.members, &member{name: name, dir: filepath.Join(dirs, name)})
+	}
+	for _, i := range holders {
+		f.holders = append(f.holders, f.members[i].id(t))
+	}
+	for _, m := range f.members {
+		f.start(m)
+	}
+	f.connect()
+	return f
+}
+
+func (m *member) id(t testing.TB) peer.ID { return centre(t, m.name) }
+
+// start opens m's ledger, host and consent service, loading the state from
+// the ledger as a restarted node does.
+func (f *testFed) start(m *member) {
+	t := f.t
+	t.Helper()
+	ctx := context.Background()
+	l, err := ledger.Open(ctx, m.dir+".db", ledger.Options{Origin: ledger.Origin(fed, m.name), Key: key(m.name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := crypto.UnmarshalEd25519PrivateKey(key(m.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.Identity(sk), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.host, m.ledger = h, l
+	m.svc, err = consent.New(h, consent.Options{
+		Key:     key(m.name),
+		Ledger:  l,
+		Charter: func() federation.Charter { return f.charter },
+		Holders: func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
+		Holds:   func(context.Context, ledger.Pseudonym) (bool, error) { return slices.Contains(f.holders, h.ID()), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []ledger.Entry
+	for _, k := range []ledger.Kind{ledger.KindConsent, ledger.KindRevocation, ledger.KindAccess} {
+		es, err := l.EntriesOfKind(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, es...)
+	}
+	slices.SortFunc(entries, func(a, b ledger.Entry) int { return int(a.Index - b.Index) })
+	if err := m.svc.Load(entries); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.stop(m) })
+}
+
+func (f *testFed) stop(m *member) {
+	if m.host == nil {
+		return
+	}
+	m.svc.Close()
+	if err := m.host.Close(); err != nil {
+		f.t.Error(err)
+	}
+	if err := m.ledger.Close(); err != nil {
+		f.t.Error(err)
+	}
+	m.host = nil
+}
+
+// connect tells every running member the others' addresses and connects
+// them.
+func (f *testFed) connect() {
+	f.t.Helper()
+	for _, a := range f.members {
+		for _, b := range f.members {
+			if a == b || a.host == nil || b.host == nil {
+				continue
+			}
+			a.host.Peerstore().AddAddrs(b.host.ID(), b.host.Addrs(), peerstore.PermanentAddrTTL)
+			if err := a.host.Connect(context.Background(), peer.AddrInfo{ID: b.host.ID(), Addrs: b.host.Addrs()}); err != nil {
+				f.t.Fatal(err)
+			}
+		}
+	}
+}
+
+func (f *testFed) sign(raw []byte, err error) []byte {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return raw
+}
+
+func ids(t testing.TB, ms ...*member) []peer.ID {
+	var out []peer.ID
+	for _, m := range ms {
+		out = append(out, m.id(t))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func treatment(t testing.TB, at time.Time) consent.Request {
+	return consent.Request{
+		Centre: centre(t, "centre-a"), Role: consent.Clinician, Staff: staff, Action: consent.Access,
+		Purpose: consent.Treatment, Class: "lab-result", Recorded: at.Add(-day), Time: at,
+	}
+}
+
+// TestRevocationReachesEveryHolder: a contract and its revocation issued
+// at centre-a take effect at the holders centre-b and centre-c as soon as
+// Submit returns; centre-d, down during the revocation, refuses to decide
+// until it has synced, and then denies too.
+func TestRevocationReachesEveryHolder(t *testing.T) {
+	f := newTestFed(t, 4, 1, 2, 3)
+	a, b, c, d := f.members[0], f.members[1], f.members[2], f.members[3]
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+
+	del, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := del.Delivered, ids(t, b, c, d); !slices.Equal(got, want) {
+		t.Fatalf("attestation delivered to %v, want %v (failed: %v)", got, want, del.Failed)
+	}
+	grant := f.sign(consent.SignContract(key("patient"), consent.Contract{
+		ID: consent.ID{1}, Version: 1, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
+	}))
+	if del, err = a.svc.Submit(ctx, grant); err != nil || len(del.Delivered) != 3 {
+		t.Fatalf("grant: %+v, %v", del, err)
+	}
+	for _, m := range []*member{b, c, d} {
+		if dec, err := m.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !dec.Permit {
+			t.Fatalf("%s before the revocation: %v, %v", m.name, dec, err)
+		}
+	}
+
+	f.stop(d)
+	revoke := f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now}))
+	start := time.Now()
+	del, err = a.svc.Submit(ctx, revoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*member{b, c} {
+		dec, err := m.svc.Decide(ctx, patient, treatment(t, time.Now()))
+		if err != nil || dec.Permit || dec.Basis != consent.BasisWithdrawn {
+			t.Fatalf("%s after the revocation: %v, %v", m.name, dec, err)
+		}
+	}
+	t.Logf("revocation in effect at both reachable holders %v after it was submitted", time.Since(start))
+	if got, want := del.Delivered, ids(t, b, c); !slices.Equal(got, want) || len(del.Failed) != 1 || del.Failed[0].Centre != d.id(t) {
+		t.Fatalf("revocation delivered to %v, failed %v; want %v and centre-d failed", got, del.Failed, want)
+	}
+
+	// centre-d restarts cut off from the others: it may not decide.
+	f.start(d)
+	_, err = d.svc.Decide(ctx, patient, treatment(t, time.Now()))
+	if !errors.Is(err, consent.ErrStale) {
+		t.Fatalf("centre-d decided before syncing: %v", err)
+	}
+	// Back in contact: it syncs, learns of the revocation and denies.
+	f.connect()
+	dec, err := d.svc.Decide(ctx, patient, treatment(t, time.Now()))
+	if err != nil || dec.Permit || dec.Basis != consent.BasisWithdrawn {
+		t.Fatalf("centre-d after syncing: %v, %v", dec, err)
+	}
+	revs, err := d.ledger.EntriesOfKind(ctx, ledger.KindRevocation)
+	if err != nil || len(revs) != 1 {
+		t.Fatalf("centre-d's ledger holds %d revocations (%v), want 1", len(revs), err)
+	}
+}
+
+// TestSubmitRefusesWrongKey: a contract signed by a key no member
+// attested for the patient is refused and changes nothing.
+func TestSubmitRefusesWrongKey(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a := f.members[0]
+	ctx := context.Background()
+	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	size := a.ledger.Size()
+	forged := f.sign(consent.SignContract(key("mallory"), consent.Contract{
+		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn,
+	}))
+	if _, err := a.svc.Submit(ctx, forged); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("forged contract: %v, want ErrSignature", err)
+	}
+	if a.ledger.Size() != size {
+		t.Fatal("a refused contract reached the ledger")
+	}
+	// An attestation signed by a centre outside the charter is refused too.
+	outsider := f.sign(consent.SignAttestation(key("centre-x"), consent.Attestation{
+		Federation: fed, Subject: patient, Key: key("mallory").Public().(ed25519.PublicKey), Issued: time.Now().UTC().Truncate(time.Second),
+	}))
+	if _, err := a.svc.Submit(ctx, outsider); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("outsider's attestation: %v, want ErrSignature", err)
+	}
+}
+
+// TestTokenUsesAreRecordedFirst: a single-use token permits once at a
+// holder, the use is on the holder's ledger, and it stays spent across a
+// restart.
+func TestTokenUsesAreRecordedFirst(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a, b := f.members[0], f.members[1]
+	ctx := context.Background()
+	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	tok := f.sign(consent.SignToken(key("patient"), consent.Token{
+		ID: consent.ID{4}, Federation: fed, Subject: patient, Grantee: consent.Actor{Centre: a.id(t)},
+		Purposes: consent.Research, Issued: now, Expires: now.Add(time.Hour), Uses: 1,
+	}))
+	q := treatment(t, time.Now())
+	q.Purpose, q.Role = consent.Research, consent.Researcher
+	if d, err := b.svc.Decide(ctx, patient, q); err != nil || d.Permit {
+		t.Fatalf("research without the token: %v, %v", d, err)
+	}
+	size := b.ledger.Size()
+	d, err := b.svc.UseToken(ctx, patient, tok, q)
+	if err != nil || !d.Permit {
+		t.Fatalf("first use: %v, %v", d, err)
+	}
+	if b.ledger.Size() != size+1 {
+		t.Fatal("the use is not on the ledger")
+	}
+	e, err := b.ledger.Entry(ctx, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc, err := consent.DecodeAccess(e); err != nil || acc.Use != 1 || acc.Ref != (consent.ID{4}) || !acc.Permitted {
+		t.Fatalf("access entry %+v, %v", acc, err)
+	}
+	if d, err := b.svc.UseToken(ctx, patient, tok, q); err != nil || d.Permit {
+		t.Fatalf("second use: %v, %v", d, err)
+	}
+	f.stop(b)
+	f.start(b)
+	f.connect()
+	if d, err := b.svc.UseToken(ctx, patient, tok, q); err != nil || d.Permit {
+		t.Fatalf("use after a restart: %v, %v", d, err)
+	}
+}
+
+// TestEmergencyIsAuditedAndNotified: emergency access opens a session
+// recorded on the ledger, notified; stopping it is too. A patient who
+// opted out is refused, and the refusal is notified as well.
+func TestEmergencyIsAuditedAndNotified(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a, b := f.members[0], f.members[1]
+	ctx := context.Background()
+	q := treatment(t, time.Now())
+	q.Purpose, q.Reason = consent.Emergency, consent.Unconscious
+
+	sess, d, err := b.svc.EmergencyStart(ctx, patient, q)
+	if err != nil || !d.Permit {
+		t.Fatalf("emergency start: %v, %v", d, err)
+	}
+	if err := b.svc.EmergencyStop(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.svc.Session(sess.ID); ok {
+		t.Fatal("session open after stop")
+	}
+	notes := b.svc.Notifications(-1)
+	if len(notes) != 2 || notes[0].Event != consent.EventEmergencyStart || notes[1].Event != consent.EventEmergencyStop || notes[0].Reason != consent.Unconscious {
+		t.Fatalf("notifications %+v", notes)
+	}
+	if got := b.svc.Notifications(notes[0].Index); len(got) != 1 {
+		t.Fatalf("feed after the first: %d notifications", len(got))
+	}
+
+	// Opted out.
+	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	noEmergency := f.sign(consent.SignContract(key("patient"), consent.Contract{
+		ID: consent.ID{2}, Federation: fed, Subject: patient, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn,
+		Provisions: []consent.Provision{{Type: consent.Deny, Purposes: consent.Emergency}},
+	}))
+	if _, err := a.svc.Submit(ctx, noEmergency); err != nil {
+		t.Fatal(err)
+	}
+	if _, d, err := b.svc.EmergencyStart(ctx, patient, q); err != nil || d.Permit {
+		t.Fatalf("emergency after opting out: %v, %v", d, err)
+	}
+	if notes := b.svc.Notifications(-1); len(notes) != 3 || notes[2].Permitted {
+		t.Fatalf("refused emergency not notified: %+v", notes)
+	}
+	// Restarted, the centre still has the feed.
+	f.stop(b)
+	f.start(b)
+	if notes := b.svc.Notifications(-1); len(notes) != 3 {
+		t.Fatalf("after a restart: %d notifications", len(notes))
+	}
+}

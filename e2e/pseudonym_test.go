@@ -55,18 +55,14 @@ func checkPseudonyms(c *centre, want int, out string) []string {
 	return lines
 }
 
-// Three centres found a federation with the default 2-of-3 pseudonym key,
-// as operators do; each derives the same pseudonym for a patient's NHS
-// number however it is written, from arguments or standard input; an
-// invalid number is refused without being repeated; with one centre down
-// the other two still agree, with two down none can be had; and the number
-// is nowhere in the centres' files or logs.
-func TestPatientPseudonymAcrossCentres(t *testing.T) {
-	root := t.TempDir()
+// foundThree founds a federation of centre-a, centre-b and centre-c from
+// configs/ as operators do (requests, init, sign, install; charter.txt in
+// root), starts their nodes and waits until they are connected.
+func foundThree(t *testing.T, root string) []*centre {
+	t.Helper()
 	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
 	all := []*centre{a, b, c}
 	file := func(name string) string { return filepath.Join(root, name) }
-
 	for _, x := range all {
 		x.run("federation", "request", "--out", file(x.name+"-request.txt"))
 	}
@@ -76,7 +72,29 @@ func TestPatientPseudonymAcrossCentres(t *testing.T) {
 	}
 	b.run("federation", "sign", file("charter.txt"))
 	c.run("federation", "sign", file("charter.txt"))
-	charter, err := os.ReadFile(file("charter.txt"))
+	for _, x := range all {
+		if out := x.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
+			t.Fatalf("%s: install said %q", x.name, out)
+		}
+		x.start()
+	}
+	waitFor(t, 15*time.Second, "the founders connect", func() bool {
+		return connectedTo(a, "centre-b", "centre-c")() && connectedTo(b, "centre-a", "centre-c")() && connectedTo(c, "centre-a", "centre-b")()
+	})
+	return all
+}
+
+// Three centres found a federation with the default 2-of-3 pseudonym key,
+// as operators do; each derives the same pseudonym for a patient's NHS
+// number however it is written, from arguments or standard input; an
+// invalid number is refused without being repeated; with one centre down
+// the other two still agree, with two down none can be had; and the number
+// is nowhere in the centres' files or logs.
+func TestPatientPseudonymAcrossCentres(t *testing.T) {
+	root := t.TempDir()
+	all := foundThree(t, root)
+	a, b, c := all[0], all[1], all[2]
+	charter, err := os.ReadFile(filepath.Join(root, "charter.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,9 +102,6 @@ func TestPatientPseudonymAcrossCentres(t *testing.T) {
 		t.Fatalf("the charter does not deal a 2-of-3 pseudonym key:\n%s", charter)
 	}
 	for _, x := range all {
-		if out := x.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
-			t.Fatalf("%s: install said %q", x.name, out)
-		}
 		fi, err := os.Stat(filepath.Join(x.dir, node.ShareFile))
 		if err != nil {
 			t.Fatalf("%s: install did not pick up charter.txt.shares: %v", x.name, err)
@@ -94,11 +109,7 @@ func TestPatientPseudonymAcrossCentres(t *testing.T) {
 		if perm := fi.Mode().Perm(); perm != 0o600 {
 			t.Fatalf("%s: %s has mode %#o, want 0600", x.name, node.ShareFile, perm)
 		}
-		x.start()
 	}
-	waitFor(t, 15*time.Second, "the founders connect", func() bool {
-		return connectedTo(a, "centre-b", "centre-c")() && connectedTo(b, "centre-a", "centre-c")() && connectedTo(c, "centre-a", "centre-b")()
-	})
 
 	// Every centre derives one and the same pseudonym.
 	p := pseudonymsOf(a, 1, "--nhs", "943 476 5919")[0]

@@ -45,6 +45,14 @@ func TestDemoNarratesTheLedgerChapterAndLeavesNothingBehind(t *testing.T) {
 		"centre-c, holding no share, asks centre-a and centre-b, and gets the same one",
 		"check digit does not match",
 		"centre-a alone now cannot compute any pseudonym",
+		"Chapter 5: the Patient Directory",
+		"A patient seen only at centre-c is found at centre-c alone",
+		"Chapter 6: consent",
+		"a researcher at centre-a, for research:  deny: provision 1 of the contract applies",
+		"a researcher at centre-c, for research:  permit: provision 1.1 of the contract applies",
+		"presented again: deny: the token's uses are spent",
+		"answers: deny: the patient revoked their consent. centre-b was not reached.",
+		"revocation, puts it on its ledger, and answers: deny: the patient revoked their consent.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)

@@ -408,11 +408,15 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	return out
 }
 
-// push delivers a bundle to one holder, trying again twice on a
-// transport failure (a refusal is final).
+// push delivers a bundle to one holder, trying again twice when a stream
+// fails on a live connection; a refusal, or a holder that cannot be
+// dialled, is final (it syncs when it is back).
 func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) error {
 	var err error
 	for attempt := range 3 {
+		if attempt > 0 && s.host.Network().Connectedness(to) != network.Connected {
+			return err
+		}
 		if attempt > 0 {
 			select {
 			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):

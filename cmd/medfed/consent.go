@@ -321,15 +321,7 @@ token-max-lifetime away.`,
 		}
 		text := base64.StdEncoding.EncodeToString(doc) + "\n"
 		if out != "" {
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := f.WriteString(text); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
+			if err := writeSecret(out, []byte(text)); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "token %s for %s, %d use(s), expires %s, written to %s\n", t.ID, grantee, t.Uses, t.Expires.Format(time.RFC3339), out)

@@ -17,17 +17,12 @@ import (
 
 func (d *demo) consentChapter(ctx context.Context) (err error) {
 	d.chapter(6, "consent: the patient decides who sees what, for which purpose, until when")
-	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+	nodes, stop, err := d.startThree(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	if err := waitUntil("the directory's routing tables fill", func() bool {
-		return a.Directory.RoutingTableSize() == 2 && b.Directory.RoutingTableSize() == 2 && c.Directory.RoutingTableSize() == 2
-	}); err != nil {
-		return err
-	}
 	id, err := pseudonym.ParseNHS("943 476 5919")
 	if err != nil {
 		return err

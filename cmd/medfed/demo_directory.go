@@ -17,17 +17,12 @@ const demoJoiningPatients = 2000
 
 func (d *demo) directoryChapter(ctx context.Context) (err error) {
 	d.chapter(5, "the Patient Directory: every centre holding a patient's records")
-	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+	nodes, stop, err := d.startThree(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	if err := waitUntil("the directory's routing tables fill", func() bool {
-		return a.Directory.RoutingTableSize() == 2 && b.Directory.RoutingTableSize() == 2 && c.Directory.RoutingTableSize() == 2
-	}); err != nil {
-		return err
-	}
 	d.say("Each centre serves the federation's private Kademlia DHT (/medfed/kad/1.0.0).")
 	d.say("A centre that holds records about a patient announces itself under the")
 	d.say("patient's directory key, a hash of the federation and the pseudonym; the")
@@ -138,4 +133,24 @@ func demoVisit(ctx context.Context, n *running, p ledger.Pseudonym, i int) error
 	}
 	_, err := n.Centre.AddRecord(ctx, p, meta, []byte("Seen in clinic; plan agreed."))
 	return err
+}
+
+// startThree starts the federation's three centres and waits until their
+// directories know each other.
+func (d *demo) startThree(ctx context.Context) ([]*running, func() error, error) {
+	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := waitUntil("the directory's routing tables fill", func() bool {
+		for _, n := range nodes {
+			if n.Directory.RoutingTableSize() != len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, nil, errors.Join(err, stop())
+	}
+	return nodes, stop, nil
 }

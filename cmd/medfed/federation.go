@@ -390,15 +390,7 @@ func newFedPSKCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := f.Write(k); err != nil {
-				f.Close()
-				return err
-			}
-			return f.Close()
+			return writeSecret(out, k)
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "where to write the key (mode 0600)")
@@ -414,4 +406,18 @@ func printEvidence(cmd *cobra.Command, ev []node.EvidenceStatus) error {
 		}
 	}
 	return nil
+}
+
+// writeSecret writes data to a new file of mode 0600; it never overwrites
+// one.
+func writeSecret(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -156,16 +155,8 @@ registrar attests a new key as replacing a compromised one.`,
 			if err != nil {
 				return err
 			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
+			if err := writeSecret(out, file); err != nil {
 				return fmt.Errorf("patient keygen: %w", err)
-			}
-			if _, err := f.Write(file); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", consent.FormatPublicKey(k.Public().(ed25519.PublicKey)))
 			return err

@@ -84,10 +84,11 @@ type Service struct {
 }
 
 type entry struct {
-	sync   sync.Mutex // one sync at a time
-	mu     sync.Mutex // the patient's state, and token uses: check, record, count
-	p      *Patient
-	synced uint64
+	subject ledger.Pseudonym
+	sync    sync.Mutex // one sync at a time
+	mu      sync.Mutex // guards p (replaced whole on a change) and synced; held across a token's check, record and count
+	p       *Patient
+	synced  uint64
 }
 
 // Session is an emergency access in progress.
@@ -178,14 +179,15 @@ func (s *Service) entry(p ledger.Pseudonym) *entry {
 	defer s.mu.Unlock()
 	e := s.patients[p]
 	if e == nil {
-		e = &entry{p: NewPatient(p)}
+		e = &entry{subject: p, p: NewPatient(p)}
 		s.patients[p] = e
 	}
 	return e
 }
 
 // Load rebuilds the state from the ledger's consent, revocation and
-// access entries, in ledger order.
+// access entries, in ledger order. Documents pushed meanwhile are merged
+// (a document is kept once, whichever way it came).
 func (s *Service) Load(entries []ledger.Entry) error {
 	for _, le := range entries {
 		switch le.Kind {
@@ -195,7 +197,10 @@ func (s *Service) Load(entries []ledger.Entry) error {
 				return fmt.Errorf("consent: ledger entry %d: %w", le.Index, err)
 			}
 			e := s.entry(d.Subject())
-			if _, err := e.p.Add(d); err != nil {
+			e.mu.Lock()
+			_, err = e.p.Add(d)
+			e.mu.Unlock()
+			if err != nil {
 				return fmt.Errorf("consent: ledger entry %d: %w", le.Index, err)
 			}
 		case ledger.KindAccess:
@@ -213,7 +218,10 @@ func (s *Service) Load(entries []ledger.Entry) error {
 func (s *Service) replay(le ledger.Entry, a AccessEntry) {
 	switch {
 	case a.Event == EventAccess && a.Basis == BasisToken && a.Permitted:
-		s.entry(le.Subject).p.Used(a.Ref)
+		e := s.entry(le.Subject)
+		e.mu.Lock()
+		e.p.Used(a.Ref)
+		e.mu.Unlock()
 	case a.Event == EventEmergencyStart || a.Event == EventEmergencyStop:
 		s.emergencyEvent(le.Index, le.Time, le.Subject, a)
 	}
@@ -280,7 +288,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, strict 
 		if d.Kind == KindRevocation {
 			kind = ledger.KindRevocation
 		}
-		entries = append(entries, ledger.Entry{Kind: kind, Subject: e.p.Subject, Body: d.Raw})
+		entries = append(entries, ledger.Entry{Kind: kind, Subject: e.subject, Body: d.Raw})
 		fresh = append(fresh, d)
 	}
 	if len(entries) == 0 {
@@ -291,7 +299,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, strict 
 	}
 	e.p = trial
 	for _, d := range fresh {
-		s.log.Info("consent document accepted", "kind", d.Kind.String(), "pseudonym", e.p.Subject)
+		s.log.Info("consent document accepted", "kind", d.Kind.String(), "pseudonym", e.subject)
 	}
 	return len(fresh), nil
 }
@@ -371,7 +379,7 @@ func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.Pu
 // deliver pushes d with the patient's attestations to every holder.
 func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	var out Delivery
-	holders, err := s.opts.Holders(ctx, e.p.Subject)
+	holders, err := s.opts.Holders(ctx, e.subject)
 	out.Holders, out.Lookup = holders, err
 	bundle := []Document{d}
 	e.mu.Lock()
@@ -395,7 +403,7 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				s.log.Warn("consent document not delivered", "kind", d.Kind.String(), "pseudonym", e.p.Subject, "to", h, "err", err)
+				s.log.Warn("consent document not delivered", "kind", d.Kind.String(), "pseudonym", e.subject, "to", h, "err", err)
 				out.Failed = append(out.Failed, Failure{Centre: h, Err: err})
 				return
 			}
@@ -467,7 +475,7 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 	answers := make(chan answer, len(others))
 	for _, m := range others {
 		go func() {
-			docs, err := s.fetch(ctx, m, e.p.Subject)
+			docs, err := s.fetch(ctx, m, e.subject)
 			if err == nil && len(docs) > 0 {
 				_, err = s.accept(ctx, e, docs, false)
 			}
@@ -485,13 +493,13 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 		answered++
 	}
 	if answered < need {
-		return fmt.Errorf("%w for %s: %d of %d other members answered, %d needed: %w", ErrStale, e.p.Subject, answered, len(others), need, errors.Join(failed...))
+		return fmt.Errorf("%w for %s: %d of %d other members answered, %d needed: %w", ErrStale, e.subject, answered, len(others), need, errors.Join(failed...))
 	}
 	if len(failed) > 0 {
-		s.log.Info("synced consent without every member", "pseudonym", e.p.Subject, "answered", answered, "failed", len(failed))
+		s.log.Info("synced consent without every member", "pseudonym", e.subject, "answered", answered, "failed", len(failed))
 	}
 	if s.opts.Holds != nil {
-		holds, err := s.opts.Holds(ctx, e.p.Subject)
+		holds, err := s.opts.Holds(ctx, e.subject)
 		if err != nil {
 			return fmt.Errorf("consent: %w", err)
 		}

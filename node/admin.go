@@ -182,7 +182,9 @@ func respond(w http.ResponseWriter, v any, err error) {
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, consent.ErrSignature):
 		writeError(w, http.StatusForbidden, err)
-	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember):
+	case errors.Is(err, consent.ErrNoSession):
+		writeError(w, http.StatusNotFound, err)
+	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember), errors.Is(err, consent.ErrConflict):
 		writeError(w, http.StatusConflict, err)
 	case errors.Is(err, pseudonym.ErrUnavailable), errors.Is(err, ErrNoPseudonymKey), errors.Is(err, consent.ErrStale):
 		writeError(w, http.StatusServiceUnavailable, err)

@@ -15,6 +15,8 @@ import (
 	"github.com/medfed/medfed/node/ledger"
 )
 
+var _ consent.Ledger = (*ledger.Ledger)(nil)
+
 func (n *Node) startConsent(ctx context.Context) error {
 	svc, err := consent.New(n.Host, consent.Options{
 		Key:     n.Centre.key,
@@ -47,15 +49,14 @@ func (n *Node) startConsent(ctx context.Context) error {
 	return nil
 }
 
-// holds reports whether the ledger holds records of p.
+// holds reports whether the ledger holds records of p: the patients this
+// centre announces in the directory.
 func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
 	es, err := n.Centre.Ledger.EntriesFor(ctx, p)
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(es, func(e ledger.Entry) bool {
-		return e.Kind == ledger.KindRecord || e.Kind == ledger.KindAmendment || e.Kind == ledger.KindTransfer
-	}), nil
+	return slices.ContainsFunc(es, holdsRecord), nil
 }
 
 // ConsentDelivery says where a submitted consent document went, by
@@ -65,6 +66,9 @@ type ConsentDelivery struct {
 	Delivered []string
 	Failed    []ConsentFailure `json:",omitempty"`
 	Lookup    string           `json:",omitempty"` // why the holders may be incomplete
+	// Confirmed: a majority of the federation has it, so every centre
+	// finds it when it syncs.
+	Confirmed bool
 }
 
 // ConsentFailure is a holder the document did not reach.
@@ -74,7 +78,7 @@ type ConsentFailure struct {
 }
 
 func (n *Node) delivery(d consent.Delivery) ConsentDelivery {
-	out := ConsentDelivery{Holders: []string{}, Delivered: []string{}}
+	out := ConsentDelivery{Holders: []string{}, Delivered: []string{}, Confirmed: d.Confirmed}
 	for _, id := range d.Holders {
 		out.Holders = append(out.Holders, n.memberName(id))
 	}

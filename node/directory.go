@@ -68,11 +68,18 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 	return len(held), nil
 }
 
+// heldKinds are the entries that make a centre a holder of a patient's
+// records.
+var heldKinds = []ledger.Kind{ledger.KindRecord, ledger.KindAmendment}
+
+// holdsRecord reports whether e makes this centre a holder of its subject.
+func holdsRecord(e ledger.Entry) bool { return slices.Contains(heldKinds, e.Kind) }
+
 // held returns the patients the ledger holds records of.
 func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {
 	seen := map[ledger.Pseudonym]bool{}
 	var out []ledger.Pseudonym
-	for _, k := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
+	for _, k := range heldKinds {
 		es, err := n.Centre.Ledger.EntriesOfKind(ctx, k)
 		if err != nil {
 			return nil, err

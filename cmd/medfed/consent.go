@@ -165,8 +165,17 @@ func submit(cmd *cobra.Command, cfg node.Config, doc []byte, what string) error 
 	if err != nil {
 		return err
 	}
+	return reportDelivery(cmd, what, d)
+}
+
+// reportDelivery prints where a document went, and fails unless a
+// majority of the federation has it.
+func reportDelivery(cmd *cobra.Command, what string, d node.ConsentDelivery) error {
 	out := &stickyWriter{w: cmd.OutOrStdout()}
 	printDelivery(out, what, d)
+	if out.err == nil && !d.Confirmed {
+		return fmt.Errorf("%s: %w", what, errUnconfirmed)
+	}
 	return out.err
 }
 
@@ -181,6 +190,10 @@ func printDelivery(w io.Writer, what string, d node.ConsentDelivery) {
 		fmt.Fprintf(w, "warning: the directory lookup was incomplete (%s); holders may be missing\n", d.Lookup)
 	}
 }
+
+// errUnconfirmed: a document that did not reach a majority of the
+// federation may be missed by a centre that syncs.
+var errUnconfirmed = errors.New("not confirmed: fewer than a majority of the federation hold it; submit it again when more centres are reachable (a second submission changes nothing else)")
 
 func list(names []string) string {
 	if len(names) == 0 {

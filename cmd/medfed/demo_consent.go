@@ -135,7 +135,9 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 	d.say("stop are on centre-c's ledger, and %d notifications wait for the patient and", len(notes))
 	d.say("centre-c's privacy officer.")
 
-	b.stop()
+	if err := b.stop(); err != nil {
+		return err
+	}
 	revoke, err := consent.SignRevocation(key, consent.Revocation{Federation: fed, Subject: patient, Target: contract.ID, Issued: now()})
 	if err != nil {
 		return err

@@ -415,9 +415,13 @@ func writeSecret(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync() // durable before anyone is told it exists
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		os.Remove(path) // never leave half a secret behind
 		return err
 	}
-	return f.Close()
+	return nil
 }

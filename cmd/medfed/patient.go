@@ -197,8 +197,6 @@ sign a contract with the new key.`,
 		if err != nil {
 			return err
 		}
-		out := &stickyWriter{w: cmd.OutOrStdout()}
-		printDelivery(out, "attestation", d)
-		return out.err
+		return reportDelivery(cmd, "attestation", d)
 	})
 }

@@ -289,8 +289,9 @@ func decideCharter(pol Policy, q *Request) Decision {
 
 // decideEmergency applies the emergency rule: allowed by the charter
 // unless the patient's contract (in force or withdrawn) has a deny
-// provision naming the emergency purpose that applies to the request.
-// Other denials do not stop emergency access: that is what it is for.
+// provision naming the emergency purpose that applies to the request, and
+// no exception of it permits. Other denials do not stop emergency access:
+// that is what it is for.
 func decideEmergency(s Standing, pol Policy, q *Request) Decision {
 	d := Decision{Basis: BasisEmergency}
 	switch {
@@ -302,7 +303,7 @@ func decideEmergency(s Standing, pol Policy, q *Request) Decision {
 		return d
 	}
 	if c := s.Contract; c != nil && !s.Compromised {
-		if h, ok := find(c.Provisions, q, hit{}); ok && h.t == Deny && at(c.Provisions, h).Purposes&Emergency != 0 {
+		if h, ok := optedOut(c.Provisions, q, hit{}); ok {
 			d.Ref, d.Version, d.why, d.depth, d.path = c.ID, c.Version, whyEmergencyOptOut, h.depth, h.path
 			return d
 		}
@@ -326,6 +327,9 @@ func find(ps []Provision, q *Request, prefix hit) (hit, bool) {
 		best  hit
 		found bool
 	)
+	if int(prefix.depth) >= MaxDepth {
+		return best, false // a contract built by hand, deeper than any signed one
+	}
 	for i := range ps {
 		p := &ps[i]
 		if !p.applies(q) {
@@ -344,14 +348,30 @@ func find(ps []Provision, q *Request, prefix hit) (hit, bool) {
 	return best, found
 }
 
-// at returns the provision at h's path.
-func at(ps []Provision, h hit) *Provision {
-	var p *Provision
-	for i := range h.depth {
-		p = &ps[h.path[i]-1]
-		ps = p.Provisions
+// optedOut finds, in document order, an applying deny provision that
+// names the emergency purpose and whose own exceptions do not permit.
+func optedOut(ps []Provision, q *Request, prefix hit) (hit, bool) {
+	if int(prefix.depth) >= MaxDepth {
+		return hit{}, false
 	}
-	return p
+	for i := range ps {
+		p := &ps[i]
+		if !p.applies(q) {
+			continue
+		}
+		h := prefix
+		h.t, h.path[h.depth] = p.Type, uint8(i+1)
+		h.depth++
+		if p.Type == Deny && p.Purposes&Emergency != 0 {
+			if inner, ok := find(p.Provisions, q, h); !ok || inner.t == Deny {
+				return h, true
+			}
+		}
+		if inner, ok := optedOut(p.Provisions, q, h); ok {
+			return inner, true
+		}
+	}
+	return hit{}, false
 }
 
 func (p *Provision) applies(q *Request) bool {

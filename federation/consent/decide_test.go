@@ -149,6 +149,18 @@ func TestDecide(t *testing.T) {
 	noEmergency := contract(t, "patient", consent.Contract{Base: consent.OptIn, Provisions: []consent.Provision{{
 		Type: consent.Deny, Purposes: consent.Emergency,
 	}}})
+	// The same opt-out of emergency access, before and after an unrelated
+	// deny that also applies: the order of provisions does not matter.
+	optOutFirst := contract(t, "patient", consent.Contract{Base: consent.OptIn, Provisions: []consent.Provision{
+		{Type: consent.Deny, Purposes: consent.Emergency}, {Type: consent.Deny, Classes: []string{"lab-result"}},
+	}})
+	optOutSecond := contract(t, "patient", consent.Contract{Base: consent.OptIn, Provisions: []consent.Provision{
+		{Type: consent.Deny, Classes: []string{"lab-result"}}, {Type: consent.Deny, Purposes: consent.Emergency},
+	}})
+	// Opted out of emergency access, except at centre-b.
+	optOutExcept := contract(t, "patient", consent.Contract{Base: consent.OptIn, Provisions: []consent.Provision{
+		{Type: consent.Deny, Purposes: consent.Emergency, Provisions: []consent.Provision{{Type: consent.Permit, Actors: []consent.Actor{{Centre: centre(t, "centre-b")}}}}},
+	}})
 	// Permits treatment only during June 2026, and only records from 2025.
 	periods := contract(t, "patient", consent.Contract{Base: consent.OptOut, Provisions: []consent.Provision{{
 		Type: consent.Permit, Purposes: consent.Treatment,
@@ -180,6 +192,10 @@ func TestDecide(t *testing.T) {
 		{name: "emergency allowed under opt-out", docs: []consent.Document{attested, optOut}, req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.Unconscious}, permit: true, basis: consent.BasisEmergency},
 		{name: "emergency without a reason", docs: []consent.Document{attested, optOut}, req: req{centre: "centre-c", purpose: consent.Emergency}, basis: consent.BasisEmergency},
 		{name: "emergency when the patient opted out", docs: []consent.Document{attested, noEmergency}, req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.LifeThreatening}, basis: consent.BasisEmergency, provision: []int{1}},
+		{name: "emergency opt-out listed first", docs: []consent.Document{attested, optOutFirst}, req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.Unconscious}, basis: consent.BasisEmergency, provision: []int{1}},
+		{name: "emergency opt-out listed second", docs: []consent.Document{attested, optOutSecond}, req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.Unconscious}, basis: consent.BasisEmergency, provision: []int{2}},
+		{name: "emergency opt-out with an exception", docs: []consent.Document{attested, optOutExcept}, req: req{centre: "centre-b", purpose: consent.Emergency, reason: consent.Unconscious}, permit: true, basis: consent.BasisEmergency},
+		{name: "emergency opt-out outside its exception", docs: []consent.Document{attested, optOutExcept}, req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.Unconscious}, basis: consent.BasisEmergency, provision: []int{1}},
 		{name: "emergency when the charter forbids it", docs: []consent.Document{attested, optIn}, policy: consent.Policy{Default: consent.OptIn}, req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.Unconscious}, basis: consent.BasisEmergency},
 		{name: "emergency without a contract", req: req{centre: "centre-c", purpose: consent.Emergency, reason: consent.UrgentTreatment}, permit: true, basis: consent.BasisEmergency},
 		{name: "within period and data period", docs: []consent.Document{attested, periods}, req: req{centre: "centre-b", recorded: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)}, permit: true, basis: consent.BasisContract, provision: []int{1}},
@@ -298,16 +314,17 @@ func TestDecideToken(t *testing.T) {
 		used   int
 		req    req
 		permit bool
+		reason string
 	}{
-		{name: "first use", doc: sign("patient", tok), req: use, permit: true},
-		{name: "single use spent", doc: sign("patient", tok), used: 1, req: use},
-		{name: "expired", doc: sign("patient", tok), req: req{centre: "centre-c", at: t0.Add(2 * time.Hour)}},
-		{name: "longer than the charter allows", doc: sign("patient", long), req: use},
-		{name: "another grantee", doc: sign("patient", tok), req: req{centre: "centre-b", at: t0.Add(time.Hour)}},
-		{name: "outside its classes", doc: sign("patient", tok), req: req{centre: "centre-c", class: "imaging", at: t0.Add(time.Hour)}},
-		{name: "outside its purposes", doc: sign("patient", tok), req: req{centre: "centre-c", purpose: consent.Research, at: t0.Add(time.Hour)}},
-		{name: "signed by the wrong key", doc: sign("mallory", tok), req: use},
-		{name: "revoked", doc: sign("patient", tok), docs: []consent.Document{revocation(t, "patient", tok.ID, t0.Add(time.Minute))}, req: use},
+		{name: "first use", doc: sign("patient", tok), req: use, permit: true, reason: "a token the patient issued permits it"},
+		{name: "single use spent", doc: sign("patient", tok), used: 1, req: use, reason: "the token's uses are spent"},
+		{name: "expired", doc: sign("patient", tok), req: req{centre: "centre-c", at: t0.Add(2 * time.Hour)}, reason: "the token has expired"},
+		{name: "longer than the charter allows", doc: sign("patient", long), req: use, reason: "the token runs longer than the charter allows"},
+		{name: "another grantee", doc: sign("patient", tok), req: req{centre: "centre-b", at: t0.Add(time.Hour)}, reason: "the token was issued to someone else"},
+		{name: "outside its classes", doc: sign("patient", tok), req: req{centre: "centre-c", class: "imaging", at: t0.Add(time.Hour)}, reason: "the request is outside the token's scope"},
+		{name: "outside its purposes", doc: sign("patient", tok), req: req{centre: "centre-c", purpose: consent.Research, at: t0.Add(time.Hour)}, reason: "the request is outside the token's scope"},
+		{name: "signed by the wrong key", doc: sign("mallory", tok), req: use, reason: "the token is not signed by the patient's attested key"},
+		{name: "revoked", doc: sign("patient", tok), docs: []consent.Document{revocation(t, "patient", tok.ID, t0.Add(time.Minute))}, req: use, reason: "the token was revoked"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,8 +341,8 @@ func TestDecideToken(t *testing.T) {
 			if ok {
 				d = consent.DecideToken(tk, used, policy, tt.req.request(t))
 			}
-			if d.Permit != tt.permit || d.Basis != consent.BasisToken {
-				t.Fatalf("got %v (basis %v), want permit %v", d, d.Basis, tt.permit)
+			if d.Permit != tt.permit || d.Basis != consent.BasisToken || d.Reason() != tt.reason {
+				t.Fatalf("got %v (basis %v), want permit %v: %s", d, d.Basis, tt.permit, tt.reason)
 			}
 		})
 	}

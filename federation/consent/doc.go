@@ -30,10 +30,13 @@
 // (by issue time) of another key supersedes it: documents the old key
 // signed before the new attestation still count, later ones do not. When
 // the key is lost or stolen, the registrar attests the new key as
-// compromised-superseding: then nothing the old keys signed counts, and
-// the patient's consent stands withdrawn until they sign a contract with
-// the new key (a thief cannot widen access, and the patient loses nothing
-// they cannot restore at the same visit).
+// compromised-superseding: then nothing the old keys signed counts, ever
+// (attesting an old key again does not revive it), and the patient's
+// consent stands withdrawn until they sign a contract with the new key (a
+// thief cannot widen access, and the patient loses nothing they cannot
+// restore at the same visit). A plain rotation trusts the old key's
+// documents dated before it: whoever may hold the old key, rotate it as
+// compromised.
 //
 // # Deciding
 //
@@ -59,24 +62,29 @@
 // # Propagation and freshness
 //
 // A document submitted at any member is checked, appended to that
-// member's ledger and pushed, with the attestations of the patient's keys,
-// to every centre the directory lists as holding the patient's records;
-// each verifies it and appends it to its own ledger before it answers.
-// Submit returns once every holder has answered, so a revocation is in
-// effect at every holder it names as delivered when it returns.
+// member's ledger and pushed, with the attestations it rests on, to every
+// centre the directory lists as holding the patient's records, and to as
+// many other members (in an order that depends on the patient alone) as
+// make a majority of the federation, those that fail replaced by the next.
+// Each verifies it and appends it to its own ledger before it answers.
+// Submit returns once they have answered; the document is then in effect
+// at every centre in Delivered, and Confirmed says whether a majority
+// holds it.
 //
 // A holder that was unreachable missed the push. The freshness rule: a
-// centre decides for a patient only when it has synced that patient's
-// documents since it last lost contact with any member. It counts epochs:
-// one at start, one more each time its last connection to a member
-// closes. A patient synced in an older epoch is synced again before the
-// next decision: the centre asks every other member for the documents it
-// holds about the patient, merges them (each verified, new ones appended
-// to the ledger), and counts itself current only when a majority of the
-// federation, itself included, took part. Otherwise it answers ErrStale,
-// naming the members that did not answer, and decides nothing. A holder
-// that was down during a revocation therefore refuses to answer until it
-// has learnt of it; one cut off from most members refuses for the patients
-// it has not synced since. What every reachable member has not seen, no
-// rule can know: Submit names the holders it could not reach.
+// centre decides for a patient only on documents it has synced since it
+// last lost contact with any member, and only while it is connected to
+// every member and holds the patient's records (holders are always pushed
+// to); otherwise it syncs first. It counts epochs: one at start, one more
+// each time its last connection to a member closes; a push it refused
+// also voids the patient's sync. To sync, it asks the other members for
+// the documents they hold about the patient, merges them (each verified,
+// new ones appended to its ledger) and goes on once a majority of the
+// federation, itself included, has answered: every confirmed document is
+// held by a majority, and two majorities meet. With fewer answers it
+// returns ErrStale, naming the members that failed, and decides nothing.
+// A holder that was down during a revocation therefore refuses to answer
+// until it has learnt of it, and one cut off from most members refuses.
+// A document that reached no majority (Confirmed false) may be missed: the
+// CLI says so, and submitting it again is harmless.
 package consent

@@ -20,6 +20,9 @@ var (
 	// ErrSignature: a signature that does not verify, or a signer who may
 	// not sign the document.
 	ErrSignature = errors.New("consent signature")
+	// ErrConflict: a submitted document that would not take effect, such
+	// as a contract older than the one in force.
+	ErrConflict = errors.New("consent conflict")
 )
 
 // Kind says what a signed document is. The numbers are part of the

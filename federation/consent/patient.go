@@ -23,9 +23,10 @@ import (
 // keys signed; the patient then signs again with the new key (until then
 // their consent stands withdrawn).
 //
-// Contracts: the newest valid contract (by issue time, then version, then
-// hash) is in force, and replaces every older one. If a valid revocation
-// names it, the patient's consent stands withdrawn.
+// Contracts: of each contract ID the highest valid version counts; of
+// those, the newest (by issue time, then hash) is in force and replaces
+// every older one. If a valid revocation names it, the patient's consent
+// stands withdrawn.
 type Patient struct {
 	Subject ledger.Pseudonym
 
@@ -87,6 +88,20 @@ func (p *Patient) clone() *Patient {
 // Documents returns the patient's documents in the order they arrived.
 func (p *Patient) Documents() []Document { return slices.Clone(p.docs) }
 
+// syncable returns at most n of the patient's documents for a sync: every
+// attestation (accept keeps them few), then the newest of the others.
+func (p *Patient) syncable(n int) []Document {
+	out := slices.Clone(p.attestations)
+	var rest []Document
+	for _, d := range p.docs {
+		if d.Kind != KindAttestation {
+			rest = append(rest, d)
+		}
+	}
+	out = out[:min(len(out), n)]
+	return append(out, rest[max(0, len(rest)-(n-len(out))):]...)
+}
+
 // Standing returns where the patient's consent stands.
 func (p *Patient) Standing() Standing { return p.standing }
 
@@ -122,12 +137,26 @@ func newerAttestation(a, b *Attestation) bool {
 	return a.Compromised && !b.Compromised
 }
 
+// attested reports whether a member ever attested key for the patient.
+func (p *Patient) attested(key ed25519.PublicKey) bool {
+	return slices.ContainsFunc(p.attestations, func(d Document) bool { return d.Attestation.Key.Equal(key) })
+}
+
 // keyValid reports whether a document signed by key and issued at t
-// counts, and whether key was compromised.
+// counts, and whether key was compromised. A compromise is for good: an
+// attestation marked compromised, of another key, issued after key was
+// first attested, voids key whatever comes later.
 func (p *Patient) keyValid(key ed25519.PublicKey, t time.Time) (valid, compromised bool) {
-	var latest *Attestation
+	var first, latest *Attestation
 	for _, d := range p.attestations {
-		if a := d.Attestation; a.Key.Equal(key) && (latest == nil || a.Issued.After(latest.Issued)) {
+		a := d.Attestation
+		if !a.Key.Equal(key) {
+			continue
+		}
+		if first == nil || a.Issued.Before(first.Issued) {
+			first = a
+		}
+		if latest == nil || a.Issued.After(latest.Issued) {
 			latest = a
 		}
 	}
@@ -137,13 +166,13 @@ func (p *Patient) keyValid(key ed25519.PublicKey, t time.Time) (valid, compromis
 	valid = true
 	for _, d := range p.attestations {
 		a := d.Attestation
-		if a.Key.Equal(key) || !a.Issued.After(latest.Issued) {
+		if a.Key.Equal(key) {
 			continue
 		}
-		if a.Compromised {
+		if a.Compromised && a.Issued.After(first.Issued) {
 			return false, true
 		}
-		if !t.Before(a.Issued) {
+		if a.Issued.After(latest.Issued) && !t.Before(a.Issued) {
 			valid = false
 		}
 	}
@@ -153,14 +182,24 @@ func (p *Patient) keyValid(key ed25519.PublicKey, t time.Time) (valid, compromis
 func (p *Patient) compute() Standing {
 	var (
 		s      Standing
-		best   *Document
 		voided bool
 	)
+	// The newest version of each contract ID, then the newest contract.
+	latest := map[ID]*Document{}
 	for i := range p.contracts {
 		d := &p.contracts[i]
 		ok, comp := p.keyValid(d.Signer, d.Contract.Issued)
 		voided = voided || comp
-		if ok && (best == nil || newerContract(d, best)) {
+		if !ok {
+			continue
+		}
+		if cur := latest[d.Contract.ID]; cur == nil || newerVersion(d, cur) {
+			latest[d.Contract.ID] = d
+		}
+	}
+	var best *Document
+	for _, d := range latest {
+		if best == nil || newerContract(d, best) {
 			best = d
 		}
 	}
@@ -176,13 +215,26 @@ func (p *Patient) compute() Standing {
 	return s
 }
 
-func newerContract(a, b *Document) bool {
+// newerVersion orders the versions of one contract: by version, then
+// issue time, then hash.
+func newerVersion(a, b *Document) bool {
 	ca, cb := a.Contract, b.Contract
 	switch {
-	case !ca.Issued.Equal(cb.Issued):
-		return ca.Issued.After(cb.Issued)
 	case ca.Version != cb.Version:
 		return ca.Version > cb.Version
+	case !ca.Issued.Equal(cb.Issued):
+		return ca.Issued.After(cb.Issued)
+	}
+	ha, hb := a.Hash(), b.Hash()
+	return bytes.Compare(ha[:], hb[:]) > 0
+}
+
+// newerContract orders contracts of different IDs: by issue time, then
+// hash.
+func newerContract(a, b *Document) bool {
+	ca, cb := a.Contract, b.Contract
+	if !ca.Issued.Equal(cb.Issued) {
+		return ca.Issued.After(cb.Issued)
 	}
 	ha, hb := a.Hash(), b.Hash()
 	return bytes.Compare(ha[:], hb[:]) > 0

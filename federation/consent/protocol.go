@@ -3,13 +3,13 @@ package consent
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -105,20 +105,30 @@ func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []b
 func (s *Service) handle(st network.Stream) {
 	defer st.Close()
 	if err := st.SetDeadline(time.Now().Add(handleLimit)); err != nil {
+		s.log.Debug("consent stream without a deadline", "err", err)
 		st.Reset()
 		return
 	}
 	from := st.Conn().RemotePeer()
-	op, payload, err := wire.Read(st, maxListLen)
-	if err != nil {
-		st.Reset()
-		return
+	var answer []byte
+	err := errNotMember
+	if _, member := s.opts.Charter().Member(from); member {
+		// Read only a member's request: a list's limit is megabytes.
+		var (
+			op      byte
+			payload []byte
+		)
+		if op, payload, err = wire.Read(st, maxListLen); err != nil {
+			s.log.Debug("consent request unreadable", "from", from, "err", err)
+			st.Reset()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), handleLimit)
+		defer cancel()
+		answer, err = s.serve(ctx, op, payload)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), handleLimit)
-	defer cancel()
-	answer, err := s.serve(ctx, from, op, payload)
 	if err != nil {
-		s.log.Info("consent request refused", "from", from, "op", op, "err", err)
+		s.log.Info("consent request refused", "from", from, "err", err)
 		reason := err.Error()
 		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxReason)])); err != nil {
 			s.log.Debug("consent refusal not delivered", "to", from, "err", err)
@@ -130,12 +140,9 @@ func (s *Service) handle(st network.Stream) {
 	}
 }
 
-var errNotMember = errors.New("not a member")
+var errNotMember = fmt.Errorf("consent: %w", federation.ErrNotMember)
 
-func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []byte) ([]byte, error) {
-	if _, member := s.opts.Charter().Member(from); !member {
-		return nil, errNotMember
-	}
+func (s *Service) serve(ctx context.Context, op byte, payload []byte) ([]byte, error) {
 	switch op {
 	case opPush:
 		docs, err := decodeDocs(payload)
@@ -145,7 +152,15 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 		if len(docs) == 0 {
 			return nil, fmt.Errorf("%w: nothing pushed", ErrMalformed)
 		}
-		_, err = s.accept(ctx, s.entry(docs[0].Subject()), docs, false)
+		e := s.entry(docs[0].Subject())
+		h := docs[0].Hash()
+		if _, err = s.accept(ctx, e, docs, &h); err != nil {
+			// The pusher counts this centre as not reached: it must not
+			// decide for the patient before it syncs.
+			e.mu.Lock()
+			e.synced = 0
+			e.mu.Unlock()
+		}
 		return nil, err
 	case opSync:
 		if len(payload) != len(ledger.Pseudonym{}) {
@@ -159,9 +174,9 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 			return nil, nil
 		}
 		e.mu.Lock()
-		docs := e.p.Documents()
+		docs := e.p.syncable(maxDocs)
 		e.mu.Unlock()
-		return encodeDocs(docs[:min(len(docs), maxDocs)]), nil
+		return encodeDocs(docs), nil
 	}
 	return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
 }

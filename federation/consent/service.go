@@ -1,13 +1,16 @@
 package consent
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +32,7 @@ var ErrStale = errors.New("consent state not confirmed")
 // Ledger is what the service needs of the centre's ledger.
 type Ledger interface {
 	Append(ctx context.Context, entries ...ledger.Entry) (int64, error)
+	Entry(ctx context.Context, index int64) (ledger.Entry, error)
 }
 
 // Options configure a Service.
@@ -75,7 +79,12 @@ type Service struct {
 
 	// epoch counts this centre's losses of contact with members; a
 	// patient synced in an older epoch may have missed a document.
-	epoch atomic.Uint64
+	epoch    atomic.Uint64
+	notifiee *network.NotifyBundle
+
+	// audit serialises emergency entries, so that the notification feed
+	// grows in ledger order and a reader's cursor never skips one.
+	audit sync.Mutex
 
 	mu       sync.Mutex
 	patients map[ledger.Pseudonym]*entry
@@ -119,11 +128,33 @@ type Notification struct {
 	Permitted bool
 }
 
-// New starts the consent service on h. Call Load with the ledger's
-// consent, revocation and access entries before serving requests.
+func (o Options) validate() error {
+	var missing []string
+	if len(o.Key) != ed25519.PrivateKeySize {
+		missing = append(missing, "Key (an Ed25519 private key)")
+	}
+	if o.Ledger == nil {
+		missing = append(missing, "Ledger")
+	}
+	if o.Charter == nil {
+		missing = append(missing, "Charter")
+	}
+	if o.Holders == nil {
+		missing = append(missing, "Holders")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("consent options: missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// New returns the consent service of the centre on h. Load the ledger's
+// consent, revocation and access entries with Load, which then starts
+// serving /medfed/consent/1: a centre answers others' syncs only with its
+// whole state.
 func New(h host.Host, opts Options) (*Service, error) {
-	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Charter == nil || opts.Holders == nil {
-		return nil, errors.New("consent: key, ledger, charter and holders are required")
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	s := &Service{
 		host:     h,
@@ -145,8 +176,8 @@ func New(h host.Host, opts Options) (*Service, error) {
 		s.now = time.Now
 	}
 	s.epoch.Store(1) // nothing is synced at start
-	h.Network().Notify(&network.NotifyBundle{DisconnectedF: s.disconnected})
-	h.SetStreamHandler(ProtocolID, s.handle)
+	s.notifiee = &network.NotifyBundle{DisconnectedF: s.disconnected}
+	h.Network().Notify(s.notifiee)
 	return s, nil
 }
 
@@ -161,7 +192,10 @@ func (s *Service) disconnected(n network.Network, c network.Conn) {
 }
 
 // Close stops serving the consent protocol.
-func (s *Service) Close() { s.host.RemoveStreamHandler(ProtocolID) }
+func (s *Service) Close() {
+	s.host.RemoveStreamHandler(ProtocolID)
+	s.host.Network().StopNotify(s.notifiee)
+}
 
 func (s *Service) federation() string { return s.opts.Charter().Federation }
 
@@ -186,8 +220,7 @@ func (s *Service) entry(p ledger.Pseudonym) *entry {
 }
 
 // Load rebuilds the state from the ledger's consent, revocation and
-// access entries, in ledger order. Documents pushed meanwhile are merged
-// (a document is kept once, whichever way it came).
+// access entries, in ledger order, then serves the consent protocol.
 func (s *Service) Load(entries []ledger.Entry) error {
 	for _, le := range entries {
 		switch le.Kind {
@@ -211,6 +244,7 @@ func (s *Service) Load(entries []ledger.Entry) error {
 			s.replay(le, a)
 		}
 	}
+	s.host.SetStreamHandler(ProtocolID, s.handle)
 	return nil
 }
 
@@ -240,22 +274,49 @@ func (s *Service) emergencyEvent(index int64, at time.Time, p ledger.Pseudonym, 
 }
 
 // accept checks documents about patient e and appends the new ones to
-// the ledger, then to the state; attestations first, so a patient's
-// document can travel with the attestation of its key. A malformed
-// document, or an attestation by a non-member, refuses the whole batch.
-// A patient's document whose key does not count (not attested, or
-// compromised since) is refused when strict (a submission), and skipped
-// otherwise (a push or a sync carries what the other member holds).
-func (s *Service) accept(ctx context.Context, e *entry, docs []Document, strict bool) (added int, err error) {
+// the ledger, then to the state. A document for another federation or
+// from the future refuses the whole batch. Otherwise documents that do
+// not count are skipped: an attestation by a non-member (a centre since
+// removed speaks for no one), an attestation older than the patient's
+// newest unless a document in hand is signed by its key (so a member
+// cannot fill ledgers with backdated attestations), a patient's document
+// signed by a key never attested. Which documents count is Patient's to
+// decide, so every centre keeps the same set. The document whose hash is
+// primary (a submission, or what a push is for) must be accepted, and as
+// a submission must also take effect (a contract older than the one in
+// force, or signed by a key no longer valid, is refused).
+func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary *[32]byte) (added int, err error) {
 	fed := s.federation()
-	slices.SortStableFunc(docs, func(a, b Document) int { return int(a.Kind) - int(b.Kind) })
+	// Attestations first, oldest first: each is weighed against those
+	// before it, and the patient's documents against all of them.
+	slices.SortStableFunc(docs, func(a, b Document) int {
+		if c := cmp.Compare(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		return a.Issued().Compare(b.Issued())
+	})
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// Check on a copy: nothing changes unless everything is appended.
 	trial := e.p.clone()
-	var entries []ledger.Entry
-	var fresh []Document
+	signers := map[string]bool{}
+	for _, d := range append(docs, trial.docs...) {
+		if d.Kind != KindAttestation {
+			signers[string(d.Signer)] = true
+		}
+	}
+	var (
+		entries []ledger.Entry
+		fresh   []Document
+	)
 	for _, d := range docs {
+		isPrimary := primary != nil && d.Hash() == *primary
+		skip := func(format string, args ...any) error {
+			if isPrimary {
+				return fmt.Errorf(format, args...)
+			}
+			return nil
+		}
 		if d.Federation() != fed {
 			return 0, fmt.Errorf("%w: a %s for federation %q", ErrMalformed, d.Kind, d.Federation())
 		}
@@ -264,15 +325,25 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, strict 
 		}
 		switch d.Kind {
 		case KindAttestation:
-			if !s.memberKey(d.Signer) {
-				return 0, fmt.Errorf("%w: an attestation not signed by a member centre", ErrSignature)
+			newest := trial.current()
+			switch {
+			case !s.memberKey(d.Signer):
+				if err := skip("%w: an attestation not signed by a member centre", ErrSignature); err != nil {
+					return 0, err
+				}
+				continue
+			case newest != nil && !d.Attestation.Issued.After(newest.Issued) && !signers[string(d.Attestation.Key)]:
+				if err := skip("%w: an attestation older than the patient's current one", ErrMalformed); err != nil {
+					return 0, err
+				}
+				continue
 			}
 		case KindContract, KindRevocation:
-			if ok, _ := trial.keyValid(d.Signer, d.Issued()); !ok {
-				if !strict {
-					continue
+			if !trial.attested(d.Signer) {
+				if err := skip("%w: a %s not signed by a key a member attested for the patient", ErrSignature, d.Kind); err != nil {
+					return 0, err
 				}
-				return 0, fmt.Errorf("%w: a %s not signed by a key a member attested for the patient", ErrSignature, d.Kind)
+				continue
 			}
 		default:
 			return 0, fmt.Errorf("%w: a %s is given to its grantee, not submitted", ErrMalformed, d.Kind)
@@ -294,6 +365,11 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, strict 
 	if len(entries) == 0 {
 		return 0, nil
 	}
+	if primary != nil && len(docs) == 1 {
+		if err := takesEffect(trial, docs[0]); err != nil {
+			return 0, err
+		}
+	}
 	if _, err := s.opts.Ledger.Append(ctx, entries...); err != nil {
 		return 0, fmt.Errorf("consent: %w", err)
 	}
@@ -302,6 +378,23 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, strict 
 		s.log.Info("consent document accepted", "kind", d.Kind.String(), "pseudonym", e.subject)
 	}
 	return len(fresh), nil
+}
+
+// takesEffect refuses a submitted document that would change nothing: a
+// contract that is not the one in force once added (older, or signed by a
+// superseded key), or a revocation by a key that no longer counts.
+func takesEffect(p *Patient, d Document) error {
+	switch d.Kind {
+	case KindContract:
+		if c := p.Standing().Contract; c == nil || c.ID != d.Contract.ID || c.Version != d.Contract.Version {
+			return fmt.Errorf("%w: the contract would not be in force: a newer one is, or the patient's key was superseded before it was issued", ErrConflict)
+		}
+	case KindRevocation:
+		if ok, _ := p.keyValid(d.Signer, d.Issued()); !ok {
+			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
+		}
+	}
+	return nil
 }
 
 func (s *Service) memberKey(k ed25519.PublicKey) bool {
@@ -317,14 +410,18 @@ func (s *Service) memberKey(k ed25519.PublicKey) bool {
 type Delivery struct {
 	// Holders are the centres the directory lists for the patient.
 	Holders []peer.ID
-	// Delivered are the holders that accepted it (this centre included
-	// when it is one).
+	// Delivered are the centres that accepted it: holders (this centre
+	// included when it is one) and the others that make a majority.
 	Delivered []peer.ID
-	// Failed are the holders that did not, each with its reason.
+	// Failed are those that did not, each with its reason.
 	Failed []Failure
 	// Lookup is set when the directory lookup did not complete: holders
 	// may be missing from the list.
 	Lookup error
+	// Confirmed: a majority of the federation, this centre included, has
+	// it, so every centre that syncs finds it. When false, submit it again
+	// once more members are reachable (submitting twice changes nothing).
+	Confirmed bool
 }
 
 // Failure is a centre that could not be reached or refused.
@@ -334,24 +431,29 @@ type Failure struct {
 }
 
 // Submit accepts a signed contract, revocation or attestation at this
-// centre, appends it to the ledger, and delivers it, with the
-// attestations of the patient's keys, to every centre holding the
-// patient's records. It returns once every holder has answered or timed
-// out; the revocation is then in effect at every holder in Delivered.
+// centre, appends it to the ledger, and delivers it with the attestations
+// it rests on: to every centre holding the patient's records, and to as
+// many others as make a majority of the federation (see the package
+// comment). It returns once each has answered or timed out; the document
+// is then in effect at every centre in Delivered.
 func (s *Service) Submit(ctx context.Context, raw []byte) (Delivery, error) {
 	d, err := Parse(raw)
 	if err != nil {
 		return Delivery{}, err
 	}
-	p := d.Subject()
-	e := s.entry(p)
-	if d.Kind != KindAttestation {
-		// The patient's key is only known once the members are asked.
+	e := s.entry(d.Subject())
+	// The patient's keys are only known once the members are asked; a
+	// revocation by a key known here goes out at once (it only restricts).
+	e.mu.Lock()
+	known := d.Kind == KindRevocation && e.p.attested(d.Signer)
+	e.mu.Unlock()
+	if d.Kind != KindAttestation && !known {
 		if err := s.fresh(ctx, e); err != nil {
 			return Delivery{}, err
 		}
 	}
-	if _, err := s.accept(ctx, e, []Document{d}, true); err != nil {
+	h := d.Hash()
+	if _, err := s.accept(ctx, e, []Document{d}, &h); err != nil {
 		return Delivery{}, err
 	}
 	return s.deliver(ctx, e, d), nil
@@ -376,7 +478,36 @@ func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.Pu
 	return s.Submit(ctx, raw)
 }
 
-// deliver pushes d with the patient's attestations to every holder.
+// majority is how many members make a majority of the federation.
+func majority(c federation.Charter) int { return len(c.Members)/2 + 1 }
+
+// targets returns where a document about p goes: the holders (members
+// only), and the other members in an order only p decides (rendezvous
+// hashing), from which deliver takes as many as make a majority of the
+// federation with this centre and the holders that accept it. Any
+// majority a centre syncs from then holds at least one of them.
+func (s *Service) targets(p ledger.Pseudonym, holders []peer.ID) (hs, others []peer.ID) {
+	c := s.opts.Charter()
+	in := map[peer.ID]bool{s.host.ID(): true}
+	for _, h := range holders {
+		if _, member := c.Member(h); member && !in[h] {
+			in[h] = true
+			hs = append(hs, h)
+		}
+	}
+	rank := func(id peer.ID) [32]byte { return sha256.Sum256(append(p[:], id...)) }
+	for _, m := range c.Members {
+		if !in[m.ID] {
+			others = append(others, m.ID)
+		}
+	}
+	slices.SortFunc(others, func(a, b peer.ID) int { ra, rb := rank(a), rank(b); return bytes.Compare(ra[:], rb[:]) })
+	return hs, others
+}
+
+// deliver pushes d, with the attestations of its signer's key and of the
+// patient's current key, to the holders and to enough other members for a
+// majority, replacing those that fail with the next in order.
 func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	var out Delivery
 	holders, err := s.opts.Holders(ctx, e.subject)
@@ -384,40 +515,60 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	bundle := []Document{d}
 	e.mu.Lock()
 	if d.Kind != KindAttestation {
-		bundle = append(bundle, e.p.attestations...)
+		cur := e.p.CurrentKey()
+		for _, a := range e.p.attestations {
+			if k := a.Attestation.Key; k.Equal(d.Signer) || k.Equal(cur) {
+				bundle = append(bundle, a)
+			}
+		}
 	}
 	e.mu.Unlock()
 	payload := encodeDocs(bundle)
 	self := s.host.ID()
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-	)
-	for _, h := range holders {
-		if h == self {
-			out.Delivered = append(out.Delivered, h)
-			continue
-		}
-		wg.Go(func() {
-			err := s.push(ctx, h, payload)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				s.log.Warn("consent document not delivered", "kind", d.Kind.String(), "pseudonym", e.subject, "to", h, "err", err)
-				out.Failed = append(out.Failed, Failure{Centre: h, Err: err})
-				return
-			}
-			out.Delivered = append(out.Delivered, h)
-		})
+	if slices.Contains(holders, self) {
+		out.Delivered = append(out.Delivered, self)
 	}
-	wg.Wait()
+	need := majority(s.opts.Charter())
+	acks := func() int { // this centre has it on its ledger, holder or not
+		if slices.Contains(out.Delivered, self) {
+			return len(out.Delivered)
+		}
+		return len(out.Delivered) + 1
+	}
+	var mu sync.Mutex
+	send := func(to []peer.ID) {
+		var wg sync.WaitGroup
+		for _, t := range to {
+			wg.Go(func() {
+				err := s.push(ctx, t, payload)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					s.log.Warn("consent document not delivered", "kind", d.Kind.String(), "pseudonym", e.subject, "to", t, "err", err)
+					out.Failed = append(out.Failed, Failure{Centre: t, Err: err})
+					return
+				}
+				out.Delivered = append(out.Delivered, t)
+			})
+		}
+		wg.Wait()
+	}
+	hs, others := s.targets(e.subject, holders)
+	first := min(len(others), max(0, need-acks()-len(hs)))
+	send(append(hs, others[:first]...))
+	for next := first; acks() < need && next < len(others); {
+		n := min(len(others)-next, need-acks())
+		send(others[next : next+n])
+		next += n
+	}
+	out.Confirmed = acks() >= need
 	slices.Sort(out.Delivered)
 	slices.SortFunc(out.Failed, func(a, b Failure) int { return cmp.Compare(a.Centre, b.Centre) })
 	return out
 }
 
-// push delivers a bundle to one holder, trying again twice when a stream
-// fails on a live connection; a refusal, or a holder that cannot be
+// push delivers a bundle to one centre, trying again twice when a stream
+// fails on a live connection; a refusal, or a centre that cannot be
 // dialled, is final (it syncs when it is back).
 func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) error {
 	var err error
@@ -440,24 +591,32 @@ func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) error {
 	return err
 }
 
-// fresh syncs patient e from the other members unless it was synced
-// since this centre last lost contact with one: see the package comment.
+// connectedToAll reports whether this centre has a connection to every
+// other member: only then can no push have failed to reach it unnoticed.
+func (s *Service) connectedToAll() bool {
+	self := s.host.ID()
+	for _, m := range s.opts.Charter().Members {
+		if m.ID != self && s.host.Network().Connectedness(m.ID) != network.Connected {
+			return false
+		}
+	}
+	return true
+}
+
+// fresh makes sure this centre holds patient e's current documents before
+// it decides: see the package comment. A patient synced in this epoch
+// needs nothing more while this centre is connected to every member and
+// holds the patient's records (holders are always pushed to).
 func (s *Service) fresh(ctx context.Context, e *entry) error {
 	epoch := s.epoch.Load()
 	e.mu.Lock()
 	done := e.synced == epoch
 	e.mu.Unlock()
-	if done {
+	if done && s.connectedToAll() {
 		return nil
 	}
 	e.sync.Lock()
 	defer e.sync.Unlock()
-	e.mu.Lock()
-	done = e.synced >= epoch
-	e.mu.Unlock()
-	if done {
-		return nil
-	}
 	c := s.opts.Charter()
 	var others []peer.ID
 	for _, m := range c.Members {
@@ -465,26 +624,33 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 			others = append(others, m.ID)
 		}
 	}
-	// A majority of the federation, this centre included: a centre cut
-	// off from most members cannot pass off what it has as current.
-	need := (len(c.Members))/2 + 1 - 1
+	// A majority of the federation, this centre included: documents are
+	// delivered to a majority, so any majority holds each of them.
+	need := majority(c) - 1
 	type answer struct {
 		from peer.ID
 		err  error
 	}
 	answers := make(chan answer, len(others))
+	// The fetches outlive an early return: late answers are merged too.
+	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	var wg sync.WaitGroup
 	for _, m := range others {
-		go func() {
-			docs, err := s.fetch(ctx, m, e.subject)
+		wg.Go(func() {
+			docs, err := s.fetch(fetchCtx, m, e.subject)
 			if err == nil && len(docs) > 0 {
-				_, err = s.accept(ctx, e, docs, false)
+				_, err = s.accept(fetchCtx, e, docs, nil)
 			}
 			answers <- answer{m, err}
-		}()
+		})
 	}
+	go func() { wg.Wait(); cancel() }()
 	answered := 0
 	var failed []error
 	for range others {
+		if answered >= need {
+			break
+		}
 		a := <-answers
 		if a.err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", a.from, a.err))
@@ -495,16 +661,13 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 	if answered < need {
 		return fmt.Errorf("%w for %s: %d of %d other members answered, %d needed: %w", ErrStale, e.subject, answered, len(others), need, errors.Join(failed...))
 	}
-	if len(failed) > 0 {
-		s.log.Info("synced consent without every member", "pseudonym", e.subject, "answered", answered, "failed", len(failed))
-	}
 	if s.opts.Holds != nil {
 		holds, err := s.opts.Holds(ctx, e.subject)
 		if err != nil {
 			return fmt.Errorf("consent: %w", err)
 		}
 		if !holds {
-			return nil // synced for this decision only: no pushes come here
+			return nil // synced for this decision only: holders alone are always pushed to
 		}
 	}
 	e.mu.Lock()
@@ -634,11 +797,10 @@ func (s *Service) EmergencyStart(ctx context.Context, p ledger.Pseudonym, q Requ
 	if dec.Permit {
 		a.Ref = NewID()
 	}
-	n, at, err := s.audit(ctx, p, a)
+	n, err := s.recordEmergency(ctx, p, a)
 	if err != nil {
 		return Session{}, Decision{}, err
 	}
-	s.emergencyEvent(n, at, p, a)
 	s.log.Warn("emergency access", "pseudonym", p, "requester", q.Centre, "staff", q.Staff, "reason", q.Reason.String(), "permitted", dec.Permit, "index", n)
 	if !dec.Permit {
 		return Session{}, dec, nil
@@ -647,33 +809,52 @@ func (s *Service) EmergencyStart(ctx context.Context, p ledger.Pseudonym, q Requ
 	return sess, dec, nil
 }
 
+// ErrNoSession is returned for an emergency session that is not open:
+// never started, stopped, or expired (a session not stopped ends
+// EmergencyDuration after its start entry, which says so).
+var ErrNoSession = errors.New("no open emergency session")
+
 // EmergencyStop ends an emergency session, recorded on the ledger.
 func (s *Service) EmergencyStop(ctx context.Context, id ID) error {
-	sess, ok := s.Session(id)
-	if !ok {
-		return fmt.Errorf("consent: no open emergency session %s", id)
+	s.mu.Lock()
+	sess, ok := s.sessions[id]
+	open := ok && s.now().Before(sess.Expires)
+	delete(s.sessions, id) // claimed: a second stop finds nothing
+	s.mu.Unlock()
+	if !open {
+		return fmt.Errorf("consent: %w: %s", ErrNoSession, id)
 	}
 	a := AccessEntry{Event: EventEmergencyStop, Requester: sess.Requester, Staff: sess.Staff, Role: sess.Role, Purpose: Emergency, Permitted: true, Basis: BasisEmergency, Ref: id, Reason: sess.Reason}
-	n, at, err := s.audit(ctx, sess.Subject, a)
+	n, err := s.recordEmergency(ctx, sess.Subject, a)
 	if err != nil {
+		s.mu.Lock()
+		s.sessions[id] = sess // still open: the stop is not on the ledger
+		s.mu.Unlock()
 		return err
 	}
-	s.emergencyEvent(n, at, sess.Subject, a)
 	s.log.Info("emergency access stopped", "pseudonym", sess.Subject, "session", id.String(), "index", n)
 	return nil
 }
 
-func (s *Service) audit(ctx context.Context, p ledger.Pseudonym, a AccessEntry) (int64, time.Time, error) {
+// recordEmergency appends an emergency entry, then brings the sessions
+// and the notification feed up to it, with the ledger's time.
+func (s *Service) recordEmergency(ctx context.Context, p ledger.Pseudonym, a AccessEntry) (int64, error) {
 	le, err := NewAccess(p, a)
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, err
 	}
-	at := s.now().UTC()
+	s.audit.Lock()
+	defer s.audit.Unlock()
 	n, err := s.opts.Ledger.Append(ctx, le)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("consent: recording emergency access: %w", err)
+		return 0, fmt.Errorf("consent: recording emergency access: %w", err)
 	}
-	return n, at, nil
+	stored, err := s.opts.Ledger.Entry(ctx, n)
+	if err != nil {
+		return 0, fmt.Errorf("consent: reading back emergency access: %w", err)
+	}
+	s.emergencyEvent(n, stored.Time, p, a)
+	return n, nil
 }
 
 // Session returns the open emergency session id, if it has not expired.

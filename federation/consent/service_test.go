@@ -350,3 +350,152 @@ func TestEmergencyIsAuditedAndNotified(t *testing.T) {
 		t.Fatalf("after a restart: %d notifications", len(notes))
 	}
 }
+
+// TestRevocationOutlivesItsSubmitter: with three centres and the records
+// at centre-b and centre-c, a revocation submitted at centre-b while
+// centre-c is down also goes to centre-a (a majority of the federation),
+// so centre-c, restarted when centre-b is down in turn, still learns of it.
+func TestRevocationOutlivesItsSubmitter(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a, b, c := f.members[0], f.members[1], f.members[2]
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	if _, err := b.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
+		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
+	}))); err != nil {
+		t.Fatal(err)
+	}
+	f.stop(c)
+	del, err := b.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
+	if err != nil || !del.Confirmed || !slices.Contains(del.Delivered, a.id(t)) {
+		t.Fatalf("revocation with centre-c down: %+v, %v; want it confirmed through centre-a", del, err)
+	}
+	f.stop(b)
+	f.start(c)
+	f.connect()
+	d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now()))
+	if err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
+		t.Fatalf("centre-c after the submitter went down: %v, %v", d, err)
+	}
+}
+
+// TestHolderCutOffWhileRunning: a holder that loses its connections
+// while it runs misses a revocation; it refuses to decide while it cannot
+// sync, and denies once it has.
+func TestHolderCutOffWhileRunning(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a, b, c := f.members[0], f.members[1], f.members[2]
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
+		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
+	}))); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
+		t.Fatalf("centre-c before: %v, %v", d, err)
+	}
+	// Cut centre-c off: no connection, and nobody knows its address.
+	cut := func() {
+		for _, m := range []*member{a, b} {
+			m.host.Peerstore().ClearAddrs(c.host.ID())
+			c.host.Peerstore().ClearAddrs(m.host.ID())
+			if err := m.host.Network().ClosePeer(c.host.ID()); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.host.Network().ClosePeer(m.host.ID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cut()
+	if _, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now}))); err != nil {
+		t.Fatal(err)
+	}
+	// Back in contact, connected to every member again: it lost contact
+	// since it synced, so it syncs first, and denies.
+	f.connect()
+	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
+		t.Fatalf("centre-c back in contact: %v, %v", d, err)
+	}
+	// Cut off again, it cannot confirm what it holds, and refuses.
+	cut()
+	if _, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); !errors.Is(err, consent.ErrStale) {
+		t.Fatalf("centre-c cut off decided: %v", err)
+	}
+}
+
+// failing is a ledger whose appends fail while fail is set.
+type failing struct {
+	*ledger.Ledger
+	fail bool
+}
+
+func (l *failing) Append(ctx context.Context, es ...ledger.Entry) (int64, error) {
+	if l.fail {
+		return 0, errors.New("disk full")
+	}
+	return l.Ledger.Append(ctx, es...)
+}
+
+// TestTokenUseNeedsTheLedger: when the use cannot be recorded, nothing is
+// permitted, and the use is not counted.
+func TestTokenUseNeedsTheLedger(t *testing.T) {
+	f := newTestFed(t, 1, 0)
+	m := f.members[0]
+	ctx := context.Background()
+	l := &failing{Ledger: m.ledger}
+	svc, err := consent.New(m.host, consent.Options{
+		Key: key(m.name), Ledger: l, Charter: func() federation.Charter { return f.charter },
+		Holders: func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Load(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	tok := f.sign(consent.SignToken(key("patient"), consent.Token{
+		ID: consent.ID{4}, Federation: fed, Subject: patient, Grantee: consent.Actor{Centre: centre(t, "centre-a")},
+		Issued: now, Expires: now.Add(time.Hour), Uses: 1,
+	}))
+	l.fail = true
+	if d, err := svc.UseToken(ctx, patient, tok, treatment(t, time.Now())); err == nil || d.Permit {
+		t.Fatalf("use without a ledger: %v, %v", d, err)
+	}
+	l.fail = false
+	if d, err := svc.UseToken(ctx, patient, tok, treatment(t, time.Now())); err != nil || !d.Permit {
+		t.Fatalf("first recorded use: %v, %v", d, err)
+	}
+}
+
+// TestBackdatedAttestationIsRefused: a member cannot slip in an
+// attestation older than the patient's current one.
+func TestBackdatedAttestationIsRefused(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a := f.members[0]
+	ctx := context.Background()
+	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	size := a.ledger.Size()
+	old := f.sign(consent.SignAttestation(key("centre-b"), consent.Attestation{
+		Federation: fed, Subject: patient, Key: key("mallory").Public().(ed25519.PublicKey), Issued: time.Unix(86400, 0).UTC(),
+	}))
+	if _, err := a.svc.Submit(ctx, old); !errors.Is(err, consent.ErrMalformed) {
+		t.Fatalf("backdated attestation: %v", err)
+	}
+	if a.ledger.Size() != size {
+		t.Fatal("a refused attestation reached the ledger")
+	}
+}

@@ -143,6 +143,21 @@ func (f *testFed) sign(raw []byte, err error) []byte {
 	return raw
 }
 
+// grantAt has m attest the patient's key and submits an opt-in contract
+// with ID id issued at now.
+func (f *testFed) grantAt(m *member, id consent.ID, now time.Time) {
+	f.t.Helper()
+	ctx := context.Background()
+	if _, err := m.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := m.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
+		ID: id, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
+	}))); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 func ids(t testing.TB, ms ...*member) []peer.ID {
 	var out []peer.ID
 	for _, m := range ms {
@@ -360,14 +375,7 @@ func TestRevocationOutlivesItsSubmitter(t *testing.T) {
 	a, b, c := f.members[0], f.members[1], f.members[2]
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	if _, err := b.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
-		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
-	}))); err != nil {
-		t.Fatal(err)
-	}
+	f.grantAt(b, consent.ID{1}, now)
 	f.stop(c)
 	del, err := b.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
 	if err != nil || !del.Confirmed || !slices.Contains(del.Delivered, a.id(t)) {
@@ -390,14 +398,7 @@ func TestHolderCutOffWhileRunning(t *testing.T) {
 	a, b, c := f.members[0], f.members[1], f.members[2]
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
-		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
-	}))); err != nil {
-		t.Fatal(err)
-	}
+	f.grantAt(a, consent.ID{1}, now)
 	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
 		t.Fatalf("centre-c before: %v, %v", d, err)
 	}

@@ -19,6 +19,9 @@ import (
 //     goroutine) against a realistic contract of 10 provisions nested
 //     three deep, for requests from varied centres, roles, purposes, data
 //     classes and record dates;
+//   - consent_service_decisions_per_s: decisions through a holder's
+//     service (its lock and the freshness check, every member still
+//     connected, around the evaluation of a plain opt-in contract);
 //   - consent_revocation_p50_ms, _p99_ms: from submitting a revocation at
 //     one centre of four until it is in effect at the three holders
 //     (delivered, verified, on their ledgers), real nodes on 127.0.0.1.
@@ -170,6 +173,27 @@ func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) e
 			}
 		}
 	}
+	// The same decisions through a holder's service: its lock, the
+	// freshness check (every member still connected) and the evaluation.
+	grant := consent.Contract{ID: consent.NewID(), Version: 1, Federation: fed, Subject: patients[0], Issued: now(), Base: consent.OptIn}
+	signed, err := consent.SignContract(key, grant)
+	if err != nil {
+		return err
+	}
+	if _, err := submitter.Submit(ctx, signed); err != nil {
+		return err
+	}
+	q := consent.Request{Centre: nodes[0].Centre.ID(), Role: consent.Clinician, Action: consent.Access, Purpose: consent.Treatment,
+		Class: "clinic-letter", Recorded: time.Now().Add(-time.Hour), Time: time.Now()}
+	n := env.pick(1_000_000, 100_000)
+	start := time.Now()
+	for range n {
+		if d, err := holders[0].Consent.Decide(ctx, patients[0], q); err != nil || !d.Permit {
+			return fmt.Errorf("a holder's decision: %v, %v", d, err)
+		}
+	}
+	m["consent_service_decisions_per_s"] = float64(n) / time.Since(start).Seconds()
+	env.logf("consent: %d decisions through a holder's service: %.0f/s", n, m["consent_service_decisions_per_s"])
 	m["consent_revocation_p50_ms"] = percentileMillis(durations, 0.5)
 	m["consent_revocation_p99_ms"] = percentileMillis(durations, 0.99)
 	env.logf("consent: %d revocations, in effect at 3 holders: p50 %.1f ms, p99 %.1f ms", len(durations), m["consent_revocation_p50_ms"], m["consent_revocation_p99_ms"])

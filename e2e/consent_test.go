@@ -12,7 +12,8 @@ import (
 )
 
 // A patient's consent through real medfed processes, as a registrar and a
-// patient use the CLI: a key made and attested; a contract granted at
+// patient use the CLI: records registered at two centres; a key made and
+// attested; a contract granted at
 // centre-a that the other centres enforce (permit treatment, deny research
 // but at centre-c); the contract revoked while centre-c is down, which
 // centre-c learns before it answers again; a token; a key that is not the
@@ -38,13 +39,30 @@ func TestConsentAcrossCentres(t *testing.T) {
 	if code, _, errOut := medfedCmd(t, "patient", "keygen", "--out", file("patient.key")); code == 0 {
 		t.Fatalf("keygen overwrote a key file: %s", errOut)
 	}
+	// The patient's records are at centre-b and centre-c.
+	const payload = "synthetic lab result: potassium 4.1 mmol/L"
+	if err := os.WriteFile(file("result.txt"), []byte(payload), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []*centre{b, c} {
+		if out := x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file("result.txt"), "--occurred", "2025-05-01"); !strings.HasSuffix(out, " for "+p+"\n") {
+			t.Fatalf("%s: record add printed %q", x.name, out)
+		}
+	}
+	if code, _, errOut := b.try("record", "add", "--pseudonym", p, "--nhs", nhsNumber, "--class", "lab-result", "--file", file("result.txt")); code != 2 {
+		t.Fatalf("record add naming the patient twice: exited %d: %s", code, errOut)
+	}
+	waitFor(t, 15*time.Second, "the directory lists both holders", func() bool {
+		code, out, _ := a.try("directory", "lookup", "--pseudonym", p)
+		return code == 0 && strings.Contains(out, "centre-b") && strings.Contains(out, "centre-c")
+	})
 	a.run("patient", "attest", "--pseudonym", p, "--public-key", pub)
 
 	// The example terms in configs/: opt-in, no research but by centre-c's
 	// researchers on lab results.
 	terms := filepath.Join("..", "configs", "consent-example.json")
 	out = a.run("consent", "grant", "--key", file("patient.key"), "--pseudonym", p, "--terms", terms)
-	if !strings.Contains(out, "version 1 accepted") {
+	if !strings.Contains(out, "version 1 accepted") || !strings.Contains(out, "holders:      centre-b, centre-c\n") || !strings.Contains(out, "delivered to: centre-b, centre-c\n") {
 		t.Fatalf("grant printed %q", out)
 	}
 	out = b.run("consent", "show", "--pseudonym", p)
@@ -110,8 +128,8 @@ func TestConsentAcrossCentres(t *testing.T) {
 
 	for _, x := range all {
 		x.stop()
-		if bytes.Contains(x.logs.Bytes(), []byte(nhsNumber)) {
-			t.Errorf("%s's node logged the NHS number", x.name)
+		if bytes.Contains(x.logs.Bytes(), []byte(nhsNumber)) || bytes.Contains(x.logs.Bytes(), []byte("potassium")) {
+			t.Errorf("%s's node logged the NHS number or the payload", x.name)
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 const AdminSocket = "medfed.sock"
 
 const (
+	maxRecordBody    = 24 << 20 // a 16 MiB payload in base64, and the fields around it
 	maxAdminBody     = 256 << 10
 	maxPseudonymBody = 4 << 20 // MaxPseudonymRequest identifiers of up to 512 bytes and more
 )
@@ -121,6 +122,14 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 		res, err := n.LookupPseudonym(r.Context(), r.URL.Query().Get("pseudonym"))
 		respond(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/records", func(w http.ResponseWriter, r *http.Request) {
+		var req RecordRequest
+		if !decodeJSONUpTo(w, r, &req, maxRecordBody) {
+			return
+		}
+		res, err := n.AddRecord(r.Context(), req)
+		respond(w, res, err)
+	})
 	mux.HandleFunc("POST /v1/consent", func(w http.ResponseWriter, r *http.Request) {
 		doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, consent.MaxDocument))
 		if err != nil {
@@ -178,7 +187,7 @@ func respond(w http.ResponseWriter, v any, err error) {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
 	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier),
-		errors.Is(err, ErrBadPseudonym), errors.Is(err, consent.ErrMalformed):
+		errors.Is(err, ErrBadPseudonym), errors.Is(err, consent.ErrMalformed), errors.Is(err, ErrBadRecord):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, consent.ErrSignature):
 		writeError(w, http.StatusForbidden, err)
@@ -196,7 +205,12 @@ func respond(w http.ResponseWriter, v any, err error) {
 // decodeJSON reads one JSON object of at most maxAdminBody bytes into v,
 // refusing unknown fields; it answers 400 itself when it cannot.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	return decodeJSONUpTo(w, r, v, maxAdminBody)
+}
+
+// decodeJSONUpTo is decodeJSON with a size limit of its own.
+func decodeJSONUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("the body is not the JSON object expected: %v", err))
@@ -390,4 +404,11 @@ func (a *AdminClient) postJSON(ctx context.Context, path string, in, out any) er
 		return err
 	}
 	return a.do(ctx, http.MethodPost, path, bytes.NewReader(body), out)
+}
+
+// AddRecord has the running node register a record.
+func (a *AdminClient) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, error) {
+	var res RecordResponse
+	err := a.postJSON(ctx, "/v1/records", r, &res)
+	return res, err
 }

@@ -20,6 +20,8 @@ var (
 	ErrErased     = records.ErrErased
 	ErrNotARecord = errors.New("entry is not a record")
 	ErrMismatch   = errors.New("payload does not match the ledger's commitment")
+	// ErrOtherPatient: an amendment of a record about another patient.
+	ErrOtherPatient = errors.New("the record is about another patient")
 )
 
 // Centre is one open medfed centre: its key, ledger and record store, under
@@ -136,14 +138,26 @@ func (c *Centre) Close() error {
 
 // AddRecord stores payload off the ledger and appends the record entry
 // that commits to it, with the metadata in meta (its payload fields are
-// filled here). It returns the entry's index once it is durable.
+// filled here); with meta.Replaces set, an amendment of that record of the
+// same patient. It returns the entry's index once it is durable.
 func (c *Centre) AddRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.Record, payload []byte) (int64, error) {
+	newEntry := ledger.NewRecord
+	if meta.Replaces != 0 {
+		old, _, err := c.recordAt(ctx, meta.Replaces)
+		if err != nil {
+			return 0, fmt.Errorf("amend record %d: %w", meta.Replaces, err)
+		}
+		if old.Subject != p {
+			return 0, fmt.Errorf("amend record %d: %w", meta.Replaces, ErrOtherPatient)
+		}
+		newEntry = ledger.NewAmendment
+	}
 	id, _, commitment, err := c.Records.Put(ctx, payload)
 	if err != nil {
 		return 0, fmt.Errorf("add record: %w", err)
 	}
 	meta.Payload, meta.Commitment = id, [32]byte(commitment)
-	e, err := ledger.NewRecord(p, meta)
+	e, err := newEntry(p, meta)
 	if err != nil {
 		return 0, fmt.Errorf("add record: %w", err)
 	}

@@ -76,6 +76,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newPatientCmd(),
 		newDirectoryCmd(),
 		newConsentCmd(),
+		newRecordCmd(),
 	)
 	return root
 }

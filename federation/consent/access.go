@@ -47,11 +47,16 @@ type AccessEntry struct {
 	Ref       ID     // the contract, token or emergency session
 	Use       uint16 // which use of a token this is, from 1; 0 otherwise
 	Reason    Reason // for emergency access
+	// Nonce is the request's nonce, for a query: kept so that a replay is
+	// refused even after a restart.
+	Nonce [16]byte
+	// Released counts the records the answer released.
+	Released uint32
 }
 
 // Access entry body, version 1: u8 version, u8 event, str requester, [16]
 // staff, u8 role, u8 action, u8 purpose, u8 permitted (0 or 1), u8
-// basis, [16] ref, u16 use, u8 reason.
+// basis, [16] ref, u16 use, u8 reason, [16] nonce, u32 released.
 const accessVersion = 1
 
 // NewAccess returns the ledger entry recording a about patient p.
@@ -59,22 +64,24 @@ func NewAccess(p ledger.Pseudonym, a AccessEntry) (ledger.Entry, error) {
 	if err := a.check(); err != nil {
 		return ledger.Entry{}, err
 	}
-	w := writer{b: []byte{accessVersion, byte(a.Event)}}
-	w.str(string(a.Requester))
-	w.bytes(a.Staff[:])
-	w.u8(uint8(a.Role))
-	w.u8(uint8(a.Action))
-	w.u8(uint8(a.Purpose))
+	w := writer{B: []byte{accessVersion, byte(a.Event)}}
+	w.Str(string(a.Requester))
+	w.Bytes(a.Staff[:])
+	w.U8(uint8(a.Role))
+	w.U8(uint8(a.Action))
+	w.U8(uint8(a.Purpose))
 	if a.Permitted {
-		w.u8(1)
+		w.U8(1)
 	} else {
-		w.u8(0)
+		w.U8(0)
 	}
-	w.u8(uint8(a.Basis))
-	w.bytes(a.Ref[:])
-	w.u16(a.Use)
-	w.u8(uint8(a.Reason))
-	return ledger.Entry{Kind: ledger.KindAccess, Subject: p, Body: w.b}, nil
+	w.U8(uint8(a.Basis))
+	w.Bytes(a.Ref[:])
+	w.U16(a.Use)
+	w.U8(uint8(a.Reason))
+	w.Bytes(a.Nonce[:])
+	w.U32(a.Released)
+	return ledger.Entry{Kind: ledger.KindAccess, Subject: p, Body: w.B}, nil
 }
 
 func (a AccessEntry) check() error {
@@ -100,30 +107,32 @@ func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 	if e.Kind != ledger.KindAccess {
 		return a, fmt.Errorf("%w: a %s entry is not an access", ErrMalformed, e.Kind)
 	}
-	r := reader{b: e.Body}
-	if v := r.u8("version"); r.err == nil && v != accessVersion {
+	r := newReader(e.Body)
+	if v := r.U8("version"); r.Err() == nil && v != accessVersion {
 		return a, fmt.Errorf("%w: access entry version %d", ErrMalformed, v)
 	}
-	a.Event = Event(r.u8("event"))
-	a.Requester = peer.ID(r.str("requester"))
-	r.fixed(a.Staff[:], "staff")
-	a.Role = Role(r.u8("role"))
-	a.Action = Action(r.u8("action"))
-	a.Purpose = Purpose(r.u8("purpose"))
-	switch r.u8("permitted") {
+	a.Event = Event(r.U8("event"))
+	a.Requester = peer.ID(r.Str("requester"))
+	r.Fixed(a.Staff[:], "staff")
+	a.Role = Role(r.U8("role"))
+	a.Action = Action(r.U8("action"))
+	a.Purpose = Purpose(r.U8("purpose"))
+	switch r.U8("permitted") {
 	case 0:
 	case 1:
 		a.Permitted = true
 	default:
-		r.fail("permitted flag")
+		r.Fail("permitted flag")
 	}
-	a.Basis = Basis(r.u8("basis"))
-	r.fixed(a.Ref[:], "ref")
-	a.Use = r.u16("use")
-	a.Reason = Reason(r.u8("reason"))
-	r.end("access entry")
-	if r.err != nil {
-		return a, r.err
+	a.Basis = Basis(r.U8("basis"))
+	r.Fixed(a.Ref[:], "ref")
+	a.Use = r.U16("use")
+	a.Reason = Reason(r.U8("reason"))
+	r.Fixed(a.Nonce[:], "nonce")
+	a.Released = r.U32("released")
+	r.End("access entry")
+	if r.Err() != nil {
+		return a, r.Err()
 	}
 	return a, a.check()
 }

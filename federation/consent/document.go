@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
 )
 
 // Errors of documents and decisions.
@@ -222,16 +223,16 @@ func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
 	}
 	var bw writer
 	b.write(&bw)
-	w := writer{b: []byte{docVersion, byte(b.kind())}}
-	w.u32(uint32(len(bw.b)))
-	w.bytes(bw.b)
-	if len(w.b)+32+64 > MaxDocument {
-		return nil, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(w.b)+96, MaxDocument)
+	w := writer{B: []byte{docVersion, byte(b.kind())}}
+	w.U32(uint32(len(bw.B)))
+	w.Bytes(bw.B)
+	if len(w.B)+32+64 > MaxDocument {
+		return nil, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(w.B)+96, MaxDocument)
 	}
-	sig := ed25519.Sign(key, signedMessage(w.b))
-	w.bytes(key.Public().(ed25519.PublicKey))
-	w.bytes(sig)
-	return w.b, nil
+	sig := ed25519.Sign(key, signedMessage(w.B))
+	w.Bytes(key.Public().(ed25519.PublicKey))
+	w.Bytes(sig)
+	return w.B, nil
 }
 
 // SignContract returns c signed with the patient's key.
@@ -254,22 +255,22 @@ func Parse(b []byte) (Document, error) {
 	if len(b) > MaxDocument {
 		return d, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(b), MaxDocument)
 	}
-	r := reader{b: b}
-	if v := r.u8("version"); r.err == nil && v != docVersion {
+	r := newReader(b)
+	if v := r.U8("version"); r.Err() == nil && v != docVersion {
 		return d, fmt.Errorf("%w: version %d", ErrMalformed, v)
 	}
-	d.Kind = Kind(r.u8("kind"))
-	n := r.u32("body length")
-	if r.err == nil && int64(n) > int64(len(r.b)) {
-		return d, fmt.Errorf("%w: body of %d bytes in %d", ErrMalformed, n, len(r.b))
+	d.Kind = Kind(r.U8("kind"))
+	n := r.U32("body length")
+	if r.Err() == nil && int64(n) > int64(r.Len()) {
+		return d, fmt.Errorf("%w: body of %d bytes in %d", ErrMalformed, n, r.Len())
 	}
-	raw := r.take(int(n), "body")
-	unsigned := b[:len(b)-len(r.b)]
-	signer := r.take(ed25519.PublicKeySize, "signer")
-	sig := r.take(ed25519.SignatureSize, "signature")
-	r.end("document")
-	if r.err != nil {
-		return d, r.err
+	raw := r.Take(int(n), "body")
+	unsigned := b[:len(b)-r.Len()]
+	signer := r.Take(ed25519.PublicKeySize, "signer")
+	sig := r.Take(ed25519.SignatureSize, "signature")
+	r.End("document")
+	if r.Err() != nil {
+		return d, r.Err()
 	}
 	var err error
 	switch d.Kind {
@@ -352,45 +353,45 @@ func checkActor(a Actor) error {
 }
 
 func writeActor(w *writer, a Actor) {
-	w.str(string(a.Centre))
-	w.u8(uint8(a.Role))
-	w.bytes(a.Staff[:])
+	w.Str(string(a.Centre))
+	w.U8(uint8(a.Role))
+	w.Bytes(a.Staff[:])
 }
 
-func readActor(r *reader) Actor {
+func readActor(r *wire.Reader) Actor {
 	var a Actor
-	if c := r.str("actor centre"); c != "" {
+	if c := r.Str("actor centre"); c != "" {
 		a.Centre = peer.ID(c)
 	}
-	a.Role = Role(r.u8("actor role"))
-	r.fixed(a.Staff[:], "actor staff")
+	a.Role = Role(r.U8("actor role"))
+	r.Fixed(a.Staff[:], "actor staff")
 	return a
 }
 
 func writeClasses(w *writer, cs []string) {
-	w.u8(uint8(len(cs)))
+	w.U8(uint8(len(cs)))
 	for _, c := range cs {
-		w.str(c)
+		w.Str(c)
 	}
 }
 
-func readClasses(r *reader) []string {
-	n := int(r.u8("classes"))
+func readClasses(r *wire.Reader) []string {
+	n := int(r.U8("classes"))
 	if n > maxList {
-		r.fail("%d data classes", n)
+		r.Fail("%d data classes", n)
 		return nil
 	}
 	var cs []string
 	for range n {
-		cs = append(cs, r.str("data class"))
+		cs = append(cs, r.Str("data class"))
 	}
 	return cs
 }
 
-func writePeriod(w *writer, p Period) { w.time(p.Start); w.time(p.End) }
+func writePeriod(w *writer, p Period) { w.Time(p.Start); w.Time(p.End) }
 
-func readPeriod(r *reader, what string) Period {
-	return Period{Start: r.time(what), End: r.time(what)}
+func readPeriod(r *wire.Reader, what string) Period {
+	return Period{Start: r.Time(what), End: r.Time(what)}
 }
 
 // Contract body:
@@ -402,22 +403,22 @@ func readPeriod(r *reader, what string) Period {
 // centre, u8 role, [16] staff), classes (u8 count, str each), period,
 // data period, u8 count, nested provisions.
 func (c *Contract) write(w *writer) {
-	w.bytes(c.ID[:])
-	w.u32(c.Version)
-	w.str(c.Federation)
-	w.bytes(c.Subject[:])
-	w.time(c.Issued)
-	w.u8(uint8(c.Base))
+	w.Bytes(c.ID[:])
+	w.U32(c.Version)
+	w.Str(c.Federation)
+	w.Bytes(c.Subject[:])
+	w.Time(c.Issued)
+	w.U8(uint8(c.Base))
 	writeProvisions(w, c.Provisions)
 }
 
 func writeProvisions(w *writer, ps []Provision) {
-	w.u8(uint8(len(ps)))
+	w.U8(uint8(len(ps)))
 	for _, p := range ps {
-		w.u8(uint8(p.Type))
-		w.u8(uint8(p.Actions))
-		w.u8(uint8(p.Purposes))
-		w.u8(uint8(len(p.Actors)))
+		w.U8(uint8(p.Type))
+		w.U8(uint8(p.Actions))
+		w.U8(uint8(p.Purposes))
+		w.U8(uint8(len(p.Actors)))
 		for _, a := range p.Actors {
 			writeActor(w, a)
 		}
@@ -484,19 +485,19 @@ func checkProvisions(ps []Provision, depth int, n *int) error {
 // writes. It does not verify anything but the encoding: use Parse for a
 // signed document.
 func DecodeContract(b []byte) (*Contract, error) {
-	r := reader{b: b}
+	r := newReader(b)
 	c := &Contract{}
-	r.fixed(c.ID[:], "id")
-	c.Version = r.u32("version")
-	c.Federation = r.str("federation")
-	r.fixed(c.Subject[:], "subject")
-	c.Issued = r.time("issue time")
-	c.Base = Base(r.u8("base"))
+	r.Fixed(c.ID[:], "id")
+	c.Version = r.U32("version")
+	c.Federation = r.Str("federation")
+	r.Fixed(c.Subject[:], "subject")
+	c.Issued = r.Time("issue time")
+	c.Base = Base(r.U8("base"))
 	n := 0
-	c.Provisions = readProvisions(&r, 1, &n)
-	r.end("contract")
-	if r.err != nil {
-		return nil, r.err
+	c.Provisions = readProvisions(r, 1, &n)
+	r.End("contract")
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if err := c.check(); err != nil {
 		return nil, err
@@ -504,25 +505,25 @@ func DecodeContract(b []byte) (*Contract, error) {
 	return c, nil
 }
 
-func readProvisions(r *reader, depth int, n *int) []Provision {
-	count := int(r.u8("provisions"))
-	if r.err != nil || count == 0 {
+func readProvisions(r *wire.Reader, depth int, n *int) []Provision {
+	count := int(r.U8("provisions"))
+	if r.Err() != nil || count == 0 {
 		return nil
 	}
 	if depth > MaxDepth || *n+count > MaxProvisions {
-		r.fail("more than %d provisions or deeper than %d", MaxProvisions, MaxDepth)
+		r.Fail("more than %d provisions or deeper than %d", MaxProvisions, MaxDepth)
 		return nil
 	}
 	*n += count
 	ps := make([]Provision, count)
 	for i := range ps {
 		p := &ps[i]
-		p.Type = Type(r.u8("provision type"))
-		p.Actions = Action(r.u8("actions"))
-		p.Purposes = Purpose(r.u8("purposes"))
-		actors := int(r.u8("actors"))
+		p.Type = Type(r.U8("provision type"))
+		p.Actions = Action(r.U8("actions"))
+		p.Purposes = Purpose(r.U8("purposes"))
+		actors := int(r.U8("actors"))
 		if actors > maxList {
-			r.fail("%d actors", actors)
+			r.Fail("%d actors", actors)
 			return nil
 		}
 		for range actors {
@@ -532,7 +533,7 @@ func readProvisions(r *reader, depth int, n *int) []Provision {
 		p.Period = readPeriod(r, "period")
 		p.DataPeriod = readPeriod(r, "data period")
 		p.Provisions = readProvisions(r, depth+1, n)
-		if r.err != nil {
+		if r.Err() != nil {
 			return nil
 		}
 	}
@@ -542,14 +543,14 @@ func readProvisions(r *reader, depth int, n *int) []Provision {
 // Attestation body: str federation, [32] subject, [32] key, time issued,
 // u8 compromised (0 or 1).
 func (a *Attestation) write(w *writer) {
-	w.str(a.Federation)
-	w.bytes(a.Subject[:])
-	w.bytes(a.Key)
-	w.time(a.Issued)
+	w.Str(a.Federation)
+	w.Bytes(a.Subject[:])
+	w.Bytes(a.Key)
+	w.Time(a.Issued)
 	if a.Compromised {
-		w.u8(1)
+		w.U8(1)
 	} else {
-		w.u8(0)
+		w.U8(0)
 	}
 }
 
@@ -564,21 +565,21 @@ func (a *Attestation) check() error {
 }
 
 func decodeAttestation(b []byte) (*Attestation, error) {
-	r := reader{b: b}
-	a := &Attestation{Federation: r.str("federation")}
-	r.fixed(a.Subject[:], "subject")
-	a.Key = ed25519.PublicKey(bytes.Clone(r.take(ed25519.PublicKeySize, "key")))
-	a.Issued = r.time("issue time")
-	switch r.u8("compromised") {
+	r := newReader(b)
+	a := &Attestation{Federation: r.Str("federation")}
+	r.Fixed(a.Subject[:], "subject")
+	a.Key = ed25519.PublicKey(bytes.Clone(r.Take(ed25519.PublicKeySize, "key")))
+	a.Issued = r.Time("issue time")
+	switch r.U8("compromised") {
 	case 0:
 	case 1:
 		a.Compromised = true
 	default:
-		r.fail("compromised flag")
+		r.Fail("compromised flag")
 	}
-	r.end("attestation")
-	if r.err != nil {
-		return nil, r.err
+	r.End("attestation")
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if err := a.check(); err != nil {
 		return nil, err
@@ -588,10 +589,10 @@ func decodeAttestation(b []byte) (*Attestation, error) {
 
 // Revocation body: str federation, [32] subject, [16] target, time issued.
 func (v *Revocation) write(w *writer) {
-	w.str(v.Federation)
-	w.bytes(v.Subject[:])
-	w.bytes(v.Target[:])
-	w.time(v.Issued)
+	w.Str(v.Federation)
+	w.Bytes(v.Subject[:])
+	w.Bytes(v.Target[:])
+	w.Time(v.Issued)
 }
 
 func (v *Revocation) check() error {
@@ -605,14 +606,14 @@ func (v *Revocation) check() error {
 }
 
 func decodeRevocation(b []byte) (*Revocation, error) {
-	r := reader{b: b}
-	v := &Revocation{Federation: r.str("federation")}
-	r.fixed(v.Subject[:], "subject")
-	r.fixed(v.Target[:], "target")
-	v.Issued = r.time("issue time")
-	r.end("revocation")
-	if r.err != nil {
-		return nil, r.err
+	r := newReader(b)
+	v := &Revocation{Federation: r.Str("federation")}
+	r.Fixed(v.Subject[:], "subject")
+	r.Fixed(v.Target[:], "target")
+	v.Issued = r.Time("issue time")
+	r.End("revocation")
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if err := v.check(); err != nil {
 		return nil, err
@@ -624,17 +625,17 @@ func decodeRevocation(b []byte) (*Revocation, error) {
 // actions, u8 purposes, classes, data period, time issued, time expires,
 // u16 uses.
 func (t *Token) write(w *writer) {
-	w.bytes(t.ID[:])
-	w.str(t.Federation)
-	w.bytes(t.Subject[:])
+	w.Bytes(t.ID[:])
+	w.Str(t.Federation)
+	w.Bytes(t.Subject[:])
 	writeActor(w, t.Grantee)
-	w.u8(uint8(t.Actions))
-	w.u8(uint8(t.Purposes))
+	w.U8(uint8(t.Actions))
+	w.U8(uint8(t.Purposes))
 	writeClasses(w, t.Classes)
 	writePeriod(w, t.DataPeriod)
-	w.time(t.Issued)
-	w.time(t.Expires)
-	w.u16(t.Uses)
+	w.Time(t.Issued)
+	w.Time(t.Expires)
+	w.U16(t.Uses)
 }
 
 func (t *Token) check() error {
@@ -667,22 +668,22 @@ func (t *Token) check() error {
 // DecodeToken decodes a token body; it accepts only what signing writes.
 // Use Parse for a signed token.
 func DecodeToken(b []byte) (*Token, error) {
-	r := reader{b: b}
+	r := newReader(b)
 	t := &Token{}
-	r.fixed(t.ID[:], "id")
-	t.Federation = r.str("federation")
-	r.fixed(t.Subject[:], "subject")
-	t.Grantee = readActor(&r)
-	t.Actions = Action(r.u8("actions"))
-	t.Purposes = Purpose(r.u8("purposes"))
-	t.Classes = readClasses(&r)
-	t.DataPeriod = readPeriod(&r, "data period")
-	t.Issued = r.time("issue time")
-	t.Expires = r.time("expiry")
-	t.Uses = r.u16("uses")
-	r.end("token")
-	if r.err != nil {
-		return nil, r.err
+	r.Fixed(t.ID[:], "id")
+	t.Federation = r.Str("federation")
+	r.Fixed(t.Subject[:], "subject")
+	t.Grantee = readActor(r)
+	t.Actions = Action(r.U8("actions"))
+	t.Purposes = Purpose(r.U8("purposes"))
+	t.Classes = readClasses(r)
+	t.DataPeriod = readPeriod(r, "data period")
+	t.Issued = r.Time("issue time")
+	t.Expires = r.Time("expiry")
+	t.Uses = r.U16("uses")
+	r.End("token")
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if err := t.check(); err != nil {
 		return nil, err

@@ -172,7 +172,7 @@ func sampleToken(t testing.TB) Token {
 func encode(b body) []byte {
 	var w writer
 	b.write(&w)
-	return w.b
+	return w.B
 }
 
 // truncations returns prefixes of b and b with a trailing byte: inputs a

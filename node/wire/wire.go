@@ -1,8 +1,10 @@
-// Package wire frames the messages of medfed's libp2p protocols. A frame
-// is one byte (an operation in a request, a status in an answer), a
-// big-endian u32 length and that many bytes of payload. Every protocol
-// opens one stream per request: the requester writes one frame and closes
-// its side, the other side answers with one frame.
+// Package wire frames the messages of medfed's libp2p protocols, and
+// encodes the fields inside them. A frame is one byte (an operation in a
+// request, a status in an answer), a big-endian u32 length and that many
+// bytes of payload. Every protocol opens one stream per request: the
+// requester writes one frame and closes its side, the other side answers
+// with one frame. Writer and Reader (codec.go) build and parse canonical
+// binary messages.
 package wire
 
 import (

@@ -1,0 +1,178 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Messages and documents are built from a few fields, all big-endian:
+// fixed-size byte strings, u8/u16/u32/u64 integers, times as i64 Unix
+// seconds or milliseconds (zero: unset), short strings as u8 length and
+// bytes, and blobs as u32 length and bytes. A Reader accepts only what a
+// Writer produces, so a signature over the bytes covers their meaning and
+// nothing else.
+
+// Writer appends fields to B.
+type Writer struct{ B []byte }
+
+func (w *Writer) U8(v uint8)     { w.B = append(w.B, v) }
+func (w *Writer) U16(v uint16)   { w.B = binary.BigEndian.AppendUint16(w.B, v) }
+func (w *Writer) U32(v uint32)   { w.B = binary.BigEndian.AppendUint32(w.B, v) }
+func (w *Writer) U64(v uint64)   { w.B = binary.BigEndian.AppendUint64(w.B, v) }
+func (w *Writer) Bytes(v []byte) { w.B = append(w.B, v...) }
+
+// Bool writes 1 or 0.
+func (w *Writer) Bool(v bool) {
+	if v {
+		w.U8(1)
+	} else {
+		w.U8(0)
+	}
+}
+
+// Str writes a string of at most 255 bytes with its length.
+func (w *Writer) Str(v string) { w.U8(uint8(len(v))); w.B = append(w.B, v...) }
+
+// Blob writes bytes with a u32 length.
+func (w *Writer) Blob(v []byte) { w.U32(uint32(len(v))); w.B = append(w.B, v...) }
+
+// Time writes t as Unix seconds; the zero time as 0.
+func (w *Writer) Time(t time.Time) {
+	var s int64
+	if !t.IsZero() {
+		s = t.Unix()
+	}
+	w.U64(uint64(s))
+}
+
+// Reader consumes fields; the first failure sticks (wrapping the error
+// given to NewReader), so a decoder checks Err once at the end, and
+// before using a count.
+type Reader struct {
+	b         []byte
+	err       error
+	malformed error
+}
+
+// NewReader reads b, failing with errors that wrap malformed.
+func NewReader(b []byte, malformed error) *Reader { return &Reader{b: b, malformed: malformed} }
+
+// Err returns the first failure.
+func (r *Reader) Err() error { return r.err }
+
+// Len returns how many bytes are left.
+func (r *Reader) Len() int { return len(r.b) }
+
+// Fail records a failure unless one is recorded already.
+func (r *Reader) Fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", r.malformed, fmt.Sprintf(format, args...))
+	}
+}
+
+// Take returns the next n bytes (sharing the buffer), or nil on failure.
+func (r *Reader) Take(n int, what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b) < n {
+		r.Fail("truncated %s", what)
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *Reader) U8(what string) uint8 {
+	if b := r.Take(1, what); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *Reader) U16(what string) uint16 {
+	if b := r.Take(2, what); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *Reader) U32(what string) uint32 {
+	if b := r.Take(4, what); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *Reader) U64(what string) uint64 {
+	if b := r.Take(8, what); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// Bool reads 0 or 1; anything else fails.
+func (r *Reader) Bool(what string) bool {
+	switch r.U8(what) {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	r.Fail("%s is not 0 or 1", what)
+	return false
+}
+
+// Fixed fills dst.
+func (r *Reader) Fixed(dst []byte, what string) {
+	if b := r.Take(len(dst), what); b != nil {
+		copy(dst, b)
+	}
+}
+
+// Str reads what Writer.Str wrote.
+func (r *Reader) Str(what string) string {
+	n := int(r.U8(what))
+	return string(r.Take(n, what))
+}
+
+// Blob reads what Writer.Blob wrote, of at most limit bytes, as a copy.
+func (r *Reader) Blob(what string, limit int) []byte {
+	n := r.U32(what)
+	if r.err == nil && uint64(n) > uint64(limit) {
+		r.Fail("%s of %d bytes, at most %d", what, n, limit)
+		return nil
+	}
+	b := r.Take(int(n), what)
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
+
+// MaxUnix is 2262-01-01 in Unix seconds: times beyond do not fit a
+// nanosecond clock, and are refused.
+var MaxUnix = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+
+// Time reads a time written by Writer.Time: zero stays the zero time, and
+// anything outside 1970 to 2261 fails.
+func (r *Reader) Time(what string) time.Time {
+	s := int64(r.U64(what))
+	if r.err != nil || s == 0 {
+		return time.Time{}
+	}
+	if s < 0 || s >= MaxUnix {
+		r.Fail("%s out of range", what)
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
+
+// End fails unless every byte was read.
+func (r *Reader) End(what string) {
+	if r.err == nil && len(r.b) != 0 {
+		r.Fail("%d trailing bytes after %s", len(r.b), what)
+	}
+}

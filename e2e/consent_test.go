@@ -65,6 +65,12 @@ func TestConsentAcrossCentres(t *testing.T) {
 	if !strings.Contains(out, "version 1 accepted") || !strings.Contains(out, "holders:      centre-b, centre-c\n") || !strings.Contains(out, "delivered to: centre-b, centre-c\n") {
 		t.Fatalf("grant printed %q", out)
 	}
+	// A clinician at centre-a queries: both holders answer with the
+	// record, proven and checked (once it is in a final checkpoint).
+	waitFor(t, 15*time.Second, "both holders release the record", func() bool {
+		code, out, _ := a.try("query", "--pseudonym", p, "--purpose", "treatment")
+		return code == 0 && strings.Count(out, "1 record(s), proven in final checkpoint") == 2 && strings.Count(out, "potassium 4.1") == 2
+	})
 	out = b.run("consent", "show", "--pseudonym", p)
 	if !strings.Contains(out, "standing:  in force") || !strings.Contains(out, `"centre": "centre-c"`) || !strings.Contains(out, pub) {
 		t.Fatalf("centre-b shows %q", out)
@@ -102,6 +108,11 @@ func TestConsentAcrossCentres(t *testing.T) {
 		t.Fatalf("revoke printed %q", out)
 	}
 	check(a, 1, "deny (withdrawn): the patient revoked their consent", "--centre", "centre-b")
+	// The query names the holder that is down, and the one that denies.
+	code, out, _ = a.try("query", "--pseudonym", p, "--purpose", "treatment")
+	if code != 1 || !strings.Contains(out, "centre-b: denied (withdrawn): the patient revoked their consent") || !strings.Contains(out, "centre-c: failed:") {
+		t.Fatalf("query with centre-c down: exited %d, printed %q", code, out)
+	}
 	c.start()
 	waitFor(t, 15*time.Second, "centre-c reconnects", connectedTo(c, "centre-a", "centre-b"))
 	check(c, 1, "deny (withdrawn): the patient revoked their consent", "--centre", "centre-a")

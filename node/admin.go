@@ -29,7 +29,8 @@ import (
 const AdminSocket = "medfed.sock"
 
 const (
-	maxRecordBody    = 24 << 20 // a 16 MiB payload in base64, and the fields around it
+	maxAdminAnswer   = 256 << 20 // a query's records, payloads in base64
+	maxRecordBody    = 24 << 20  // a 16 MiB payload in base64, and the fields around it
 	maxAdminBody     = 256 << 10
 	maxPseudonymBody = 4 << 20 // MaxPseudonymRequest identifiers of up to 512 bytes and more
 )
@@ -128,6 +129,14 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 			return
 		}
 		res, err := n.AddRecord(r.Context(), req)
+		respond(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/query", func(w http.ResponseWriter, r *http.Request) {
+		var req QueryRequest
+		if !decodeJSON(w, r, &req) {
+			return
+		}
+		res, err := n.QueryRecords(r.Context(), req)
 		respond(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/consent", func(w http.ResponseWriter, r *http.Request) {
@@ -290,7 +299,7 @@ func (a *AdminClient) do(ctx context.Context, method, path string, body io.Reade
 		return err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPseudonymBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminAnswer))
 	if err != nil {
 		return err
 	}
@@ -410,5 +419,12 @@ func (a *AdminClient) postJSON(ctx context.Context, path string, in, out any) er
 func (a *AdminClient) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, error) {
 	var res RecordResponse
 	err := a.postJSON(ctx, "/v1/records", r, &res)
+	return res, err
+}
+
+// QueryRecords has the running node query every holder of a patient.
+func (a *AdminClient) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, error) {
+	var res QueryResult
+	err := a.postJSON(ctx, "/v1/query", r, &res)
 	return res, err
 }

@@ -22,12 +22,9 @@ func (n *Node) startConsent(ctx context.Context) error {
 		Key:     n.Centre.key,
 		Ledger:  n.Centre.Ledger,
 		Charter: func() federation.Charter { return n.Membership.Current().Charter },
-		Holders: func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
-			res, err := n.Directory.Lookup(ctx, p)
-			return res.Holders, err
-		},
-		Holds:  n.holds,
-		Logger: n.base,
+		Holders: n.holders,
+		Holds:   n.holds,
+		Logger:  n.base,
 	})
 	if err != nil {
 		return err
@@ -47,6 +44,13 @@ func (n *Node) startConsent(ctx context.Context) error {
 	}
 	n.Consent = svc
 	return nil
+}
+
+// holders returns the members the directory lists as holding p's
+// records; with an error, those it found.
+func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
+	res, err := n.Directory.Lookup(ctx, p)
+	return res.Holders, err
 }
 
 // holds reports whether the ledger holds records of p: the patients this

@@ -13,6 +13,7 @@ import (
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -26,7 +27,9 @@ type Node struct {
 	Publisher  *federation.Publisher
 	Directory  *directory.Directory
 	Consent    *consent.Service
+	Query      *query.Client
 
+	holder     *query.Holder
 	evaluator  *pseudonym.Evaluator // when this centre holds a key share
 	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
 	rules      *pseudonym.Rules
@@ -92,6 +95,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startConsent(ctx); err != nil {
 		return err
 	}
+	if err := n.startQuery(ctx); err != nil {
+		return err
+	}
 	n.interval = cfg.Ledger.CheckpointInterval
 	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
 	return err
@@ -122,6 +128,9 @@ func (n *Node) Close() error {
 	}
 	if n.evaluator != nil {
 		n.evaluator.Close()
+	}
+	if n.holder != nil {
+		n.holder.Close()
 	}
 	if n.Consent != nil {
 		n.Consent.Close()

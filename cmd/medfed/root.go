@@ -77,6 +77,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDirectoryCmd(),
 		newConsentCmd(),
 		newRecordCmd(),
+		newQueryCmd(),
 	)
 	return root
 }

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medfed/medfed/node"
+)
+
+// errIncomplete: some holder did not answer, or its answer was rejected.
+var errIncomplete = errors.New("query: not every holder answered")
+
+func newQueryCmd() *cobra.Command {
+	var (
+		req       node.QueryRequest
+		tokenFile string
+		out       string
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "query --config FILE --pseudonym P --purpose PURPOSE [flags]",
+		Short: "Ask every centre holding a patient's records for what consent allows (the node must be running)",
+		Long: `query looks the patient up in the directory and asks every holding centre
+at once, with a request this centre signs. Each holder checks it, decides
+by the patient's consent, writes the access to its ledger, then answers
+with the records permitted, each proven in its final (witnessed)
+checkpoint and its payload sealed to this query. Every proof and payload is
+checked here; an answer that does not verify is rejected whole.
+
+It prints each holder's answer: its records (with the payloads, or written
+to --out DIR), a denial and why, or why it failed (down, too slow, refused,
+rejected). It exits 1 when a holder failed.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&req.Pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().StringVar(&req.Purpose, "purpose", "", "treatment, research or emergency")
+	cmd.Flags().StringVar(&req.Role, "role", "clinician", "the requester's role")
+	cmd.Flags().StringVar(&req.Staff, "staff", "", "the requester's staff ID, 32 hex digits")
+	cmd.Flags().StringArrayVar(&req.Classes, "class", nil, "a data class to ask for (repeat; default all)")
+	cmd.Flags().StringVar(&tokenFile, "token", "", "a `file` holding the patient's token (medfed consent token)")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "the emergency reason: unconscious, life-threatening, urgent-treatment or public-health")
+	cmd.Flags().StringVar(&out, "out", "", "write the payloads to this `directory` instead of printing them")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+			return usagef("query: --pseudonym: %v", err)
+		}
+		if req.Purpose == "" {
+			return usagef("query: --purpose: give treatment, research or emergency")
+		}
+		if tokenFile != "" {
+			b, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return err
+			}
+			req.Token = strings.TrimSpace(string(b))
+		}
+		res, err := node.Admin(cfg.Data.Dir).QueryRecords(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		w := &stickyWriter{w: cmd.OutOrStdout()}
+		if asJSON {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(res); err != nil {
+				return err
+			}
+		} else if err := printQuery(w, res, out); err != nil {
+			return err
+		}
+		if w.err != nil {
+			return w.err
+		}
+		for _, h := range res.Holders {
+			if h.Status == "failed" {
+				return errIncomplete
+			}
+		}
+		if res.Lookup != "" {
+			return fmt.Errorf("query: the directory lookup was incomplete: %s", res.Lookup)
+		}
+		return nil
+	})
+}
+
+func printQuery(w io.Writer, res node.QueryResult, out string) error {
+	fmt.Fprintf(w, "# %s: %d holding centres, %.1f ms\n", res.Pseudonym, len(res.Holders), res.Millis)
+	for _, h := range res.Holders {
+		switch h.Status {
+		case "failed":
+			fmt.Fprintf(w, "%s: failed: %s\n", h.Name, h.Error)
+			continue
+		case "denied":
+			fmt.Fprintf(w, "%s: denied (%s): %s (access entry %d)\n", h.Name, h.Basis, h.Reason, h.Access)
+		default:
+			fmt.Fprintf(w, "%s: %d record(s), proven in final checkpoint %d (access entry %d)\n", h.Name, len(h.Records), h.Checkpoint, h.Access)
+		}
+		if h.Denied > 0 && h.Status != "denied" {
+			fmt.Fprintf(w, "  %d record(s) withheld by consent\n", h.Denied)
+		}
+		if h.Pending > 0 {
+			fmt.Fprintf(w, "  %d record(s) newer than its final checkpoint: ask again in a moment\n", h.Pending)
+		}
+		for _, r := range h.Records {
+			fmt.Fprintf(w, "  %s %d  %s  %s", r.Kind, r.Index, r.Class, r.Occurred.Format(time.RFC3339))
+			if r.Location != "" {
+				fmt.Fprintf(w, "  %s", r.Location)
+			}
+			switch {
+			case r.Erased:
+				fmt.Fprintf(w, "  (payload erased)\n")
+			case out != "":
+				path := filepath.Join(out, fmt.Sprintf("%s-%d", h.Name, r.Index))
+				if err := writeSecret(path, r.Payload); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "  -> %s\n", path)
+			case utf8.Valid(r.Payload) && !strings.ContainsAny(string(r.Payload), "\x00\x1b"):
+				fmt.Fprintf(w, "\n    %s\n", strings.ReplaceAll(strings.TrimRight(string(r.Payload), "\n"), "\n", "\n    "))
+			default:
+				fmt.Fprintf(w, "  (%d bytes, not text: use --out)\n", len(r.Payload))
+			}
+		}
+	}
+	return nil
+}

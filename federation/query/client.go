@@ -1,0 +1,243 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/records"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// ErrRejected is returned for an answer that does not verify: a record
+// whose entry, proof, checkpoint or payload is not what the holder's
+// witnessed ledger says. The whole answer is rejected.
+var ErrRejected = errors.New("answer rejected")
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	Key     ed25519.PrivateKey // the centre's key: signs requests
+	Charter func() federation.Charter
+	// Holders returns the centres holding a patient's records (the
+	// directory); with an error, those it found.
+	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
+	// Timeout bounds each holder's answer; 5 s when zero.
+	Timeout time.Duration
+}
+
+// Client asks the federation for a patient's records.
+type Client struct {
+	host host.Host
+	opts ClientOptions
+}
+
+// NewClient returns a client sending from h.
+func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
+	if len(opts.Key) != ed25519.PrivateKeySize || opts.Charter == nil || opts.Holders == nil {
+		return nil, errors.New("query client: key, charter and holders are required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	return &Client{host: h, opts: opts}, nil
+}
+
+// Spec is what a clinician asks for.
+type Spec struct {
+	Subject ledger.Pseudonym
+	Staff   ledger.StaffID
+	Role    consent.Role
+	Purpose consent.Purpose
+	Action  consent.Action // Access when zero
+	Reason  consent.Reason // for the emergency purpose
+	Classes []string       // empty: all
+	Token   []byte         // a patient's token, if the query rests on one
+}
+
+// Result is a query's outcome at every holder.
+type Result struct {
+	Holders []Answer
+	// Lookup is set when the directory lookup did not complete: holders
+	// may be missing.
+	Lookup error
+}
+
+// Answer is one holder's part: its records, or why there are none.
+type Answer struct {
+	Holder  peer.ID
+	Err     error // unreachable, too slow, refused, or rejected
+	Permit  bool
+	Basis   consent.Basis
+	Reason  string
+	Access  int64 // the access entry on the holder's ledger
+	Session consent.ID
+	Denied  int
+	Pending int
+	Size    int64 // the final checkpoint the records are proven in
+	Records []Record
+}
+
+// Record is a released record, proven and checked.
+type Record struct {
+	Index   int64
+	Record  ledger.Record
+	Kind    ledger.Kind
+	Payload []byte // nil when the holder erased it
+	Erased  bool
+}
+
+// Query asks every holder of spec.Subject in parallel and verifies every
+// answer. A holder that is down, too slow, refuses, or answers with
+// anything that does not verify is in the result with its error, never
+// left out.
+func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
+	var res Result
+	holders, err := c.opts.Holders(ctx, spec.Subject)
+	res.Lookup = err
+	if len(holders) == 0 && err != nil {
+		return res, err
+	}
+	if spec.Action == 0 {
+		spec.Action = consent.Access
+	}
+	res.Holders = make([]Answer, len(holders))
+	var wg sync.WaitGroup
+	for i, h := range holders {
+		wg.Go(func() { res.Holders[i] = c.ask(ctx, h, spec) })
+	}
+	wg.Wait()
+	return res, nil
+}
+
+// Ask sends a request to one holder and verifies its answer.
+func (c *Client) ask(ctx context.Context, holder peer.ID, spec Spec) Answer {
+	out := Answer{Holder: holder}
+	key, err := NewSealingKey()
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	q := Request{
+		Federation: c.opts.Charter().Federation, Requester: c.host.ID(), Staff: spec.Staff, Role: spec.Role,
+		Action: spec.Action, Purpose: spec.Purpose, Reason: spec.Reason, Classes: spec.Classes,
+		Subject: spec.Subject, Time: time.Now().UTC(), Key: key.Public(), Token: spec.Token,
+	}
+	rand.Read(q.Nonce[:])
+	raw, err := q.Sign(c.opts.Key)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	status, answer, err := wire.Exchange(ctx, c.host, ProtocolID, holder, opQuery, raw, maxResponse)
+	switch {
+	case err != nil:
+		out.Err = err
+		return out
+	case status == statusRefused:
+		out.Err = fmt.Errorf("refused: %s", wire.Printable(answer[:min(len(answer), maxReason)]))
+		return out
+	case status != statusOK:
+		out.Err = fmt.Errorf("%w: status %d", wire.ErrFrame, status)
+		return out
+	}
+	out, err = c.Verify(holder, q, key, answer)
+	if err != nil {
+		out = Answer{Holder: holder, Err: err}
+	}
+	return out
+}
+
+// Verify checks holder's answer raw to request q, sealed to key, and
+// returns what it released; an answer that does not verify in every part
+// is rejected whole (ErrRejected).
+func (c *Client) Verify(holder peer.ID, q Request, key *SealingKey, raw []byte) (Answer, error) {
+	out := Answer{Holder: holder}
+	err := c.verify(&out, q, key, raw)
+	return out, err
+}
+
+// verify checks a holder's answer to q and fills out.
+func (c *Client) verify(out *Answer, q Request, key *SealingKey, raw []byte) error {
+	a, err := ParseResponse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	switch {
+	case a.Holder != out.Holder:
+		return fmt.Errorf("%w: signed by another centre", ErrRejected)
+	case a.Subject != q.Subject || a.Nonce != q.Nonce:
+		return fmt.Errorf("%w: an answer to another request", ErrRejected)
+	case a.Permit != (len(a.Items) > 0):
+		return fmt.Errorf("%w: a permit without records, or records without a permit", ErrRejected)
+	}
+	out.Permit, out.Basis, out.Reason = a.Permit, a.Basis, wire.Printable([]byte(a.Reason))
+	out.Access, out.Session, out.Denied, out.Pending = a.Access, a.Session, int(a.Denied), int(a.Pending)
+	if len(a.Items) == 0 {
+		return nil
+	}
+	ch := c.opts.Charter()
+	m, ok := ch.Member(a.Holder)
+	if !ok {
+		return fmt.Errorf("%w: the holder is not a member", ErrRejected)
+	}
+	cp, err := federation.OpenFinal(ch, m, a.Checkpoint)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	out.Size = cp.Size
+	op, err := key.opener(a.Enc, a.Holder, q.Nonce)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	seen := map[int64]bool{}
+	for _, it := range a.Items {
+		e, err := ledger.Decode(it.Entry)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %w", ErrRejected, it.Index, err)
+		}
+		r, err := e.Record()
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: entry %d is not a record", ErrRejected, it.Index)
+		case e.Index != it.Index || seen[e.Index]:
+			return fmt.Errorf("%w: entry %d is listed as %d", ErrRejected, e.Index, it.Index)
+		case e.Subject != q.Subject:
+			return fmt.Errorf("%w: entry %d is about another patient", ErrRejected, e.Index)
+		case len(q.Classes) > 0 && !slices.Contains(q.Classes, r.DataClass):
+			return fmt.Errorf("%w: entry %d is of a class not asked for", ErrRejected, e.Index)
+		}
+		seen[e.Index] = true
+		if err := ledger.VerifyInclusion(cp, e.Index, it.Entry, it.Proof); err != nil {
+			return fmt.Errorf("%w: entry %d is not in the holder's final checkpoint: %w", ErrRejected, e.Index, err)
+		}
+		rec := Record{Index: e.Index, Record: r, Kind: e.Kind}
+		if it.Sealed == nil {
+			rec.Erased = true
+		} else {
+			opening, payload, err := op.open(e.Index, it.Sealed)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrRejected, err)
+			}
+			if len(opening) != len(records.Opening{}) || !records.Commitment(r.Commitment).Verify(records.Opening(opening), payload) {
+				return fmt.Errorf("%w: the payload of entry %d does not match its commitment", ErrRejected, e.Index)
+			}
+			rec.Payload = bytes.Clone(payload)
+		}
+		out.Records = append(out.Records, rec)
+	}
+	return nil
+}

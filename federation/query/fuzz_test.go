@@ -1,0 +1,182 @@
+package query
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+func testKey(tb testing.TB, name string) (ed25519.PrivateKey, peer.ID) {
+	tb.Helper()
+	seed := sha256.Sum256([]byte(name))
+	k := ed25519.NewKeyFromSeed(seed[:])
+	pub, err := crypto.UnmarshalEd25519PublicKey(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k, id
+}
+
+func sampleRequest(tb testing.TB) (Request, ed25519.PrivateKey) {
+	k, id := testKey(tb, "centre-a")
+	q := Request{
+		Federation: "medfed-fuzz", Requester: id, Staff: ledger.StaffID{7}, Role: consent.Clinician, Action: consent.Access,
+		Purpose: consent.Treatment, Classes: []string{"lab-result", "imaging"}, Subject: ledger.Pseudonym{1, 2},
+		Nonce: [16]byte{9}, Time: time.UnixMilli(1_780_000_000_123).UTC(), Key: bytes.Repeat([]byte{5}, keyLen), Token: []byte("a token"),
+	}
+	return q, k
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	q, k := sampleRequest(t)
+	raw, err := q.Sign(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseRequest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := got.Sign(k)
+	if err != nil || !bytes.Equal(again, raw) {
+		t.Fatalf("re-signing the parsed request: %v", err)
+	}
+	for i := range raw {
+		bad := bytes.Clone(raw)
+		bad[i] ^= 0x40
+		if _, err := ParseRequest(bad); err == nil {
+			t.Fatalf("a request with byte %d flipped parses", i)
+		}
+	}
+}
+
+func sampleResponse(tb testing.TB) (Response, ed25519.PrivateKey) {
+	k, id := testKey(tb, "centre-b")
+	return Response{
+		Holder: id, Subject: ledger.Pseudonym{1, 2}, Nonce: [16]byte{9}, Permit: true, Basis: consent.BasisContract,
+		Reason: "provision 1 of the contract applies", Access: 41, Session: consent.ID{3}, Denied: 1, Pending: 2,
+		Checkpoint: []byte("medfed-fuzz/centre-b\n40\nroot\n\n— sig\n"), Enc: bytes.Repeat([]byte{1}, 32),
+		Items: []Item{{Index: 12, Entry: []byte("entry bytes"), Proof: tlog.RecordProof{{1}, {2}}, Sealed: []byte("sealed")}, {Index: 13, Entry: []byte("erased")}},
+	}, k
+}
+
+func FuzzParseRequest(f *testing.F) {
+	q, k := sampleRequest(f)
+	raw, err := q.Sign(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)/2])
+	q.Token, q.Classes = nil, nil
+	if raw, err = q.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		q, err := ParseRequest(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(append(q.body(), b[len(b)-ed25519.SignatureSize:]...), b) {
+			t.Fatal("accepted a non-canonical request")
+		}
+	})
+}
+
+func FuzzParseResponse(f *testing.F) {
+	a, k := sampleResponse(f)
+	raw, err := a.Sign(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)-1])
+	a.Items, a.Checkpoint, a.Enc, a.Permit = nil, nil, nil, false
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseResponse(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(append(a.body(), b[len(b)-ed25519.SignatureSize:]...), b) {
+			t.Fatal("accepted a non-canonical response")
+		}
+	})
+}
+
+// A response parses back to what was signed.
+func TestResponseRoundTrip(t *testing.T) {
+	a, k := sampleResponse(t)
+	raw, err := a.Sign(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseResponse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := got.Sign(k); err != nil || !bytes.Equal(again, raw) {
+		t.Fatalf("re-signing the parsed response: %v", err)
+	}
+	raw[len(raw)-1] ^= 1
+	if _, err := ParseResponse(raw); err == nil {
+		t.Fatal("a response with a bad signature parses")
+	}
+}
+
+// Sealed payloads open with the query's key, in order, bound to their
+// index, holder and nonce.
+func TestSeal(t *testing.T) {
+	key, err := NewSealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, holder := testKey(t, "centre-b")
+	nonce := [16]byte{1}
+	s, err := newSealer(key.Public(), holder, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := s.seal(5, []byte("opening-5"), []byte("payload five"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := s.seal(6, []byte("opening-6"), []byte("payload six"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := key.opener(s.enc, holder, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op, p, err := o.open(5, one); err != nil || string(op) != "opening-5" || string(p) != "payload five" {
+		t.Fatalf("open 5: %q %q %v", op, p, err)
+	}
+	if _, _, err := o.open(7, two); err == nil {
+		t.Fatal("a payload opened under another index")
+	}
+	other, err := key.opener(s.enc, holder, [16]byte{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.open(5, one); err == nil {
+		t.Fatal("a payload opened for another request")
+	}
+}

@@ -1,0 +1,342 @@
+package query
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/records"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// ProtocolID is the query protocol: one signed request per stream (a
+// frame of op 1), answered by a frame of status 0 and a signed Response,
+// or of status 1 and the reason of a refusal (a request that is not a
+// valid, fresh, first-seen request of a member: nothing was decided, so
+// nothing is audited). A denial by consent is an answer, not a refusal.
+const ProtocolID = "/medfed/query/1"
+
+const (
+	opQuery       byte = 1
+	statusOK      byte = 0
+	statusRefused byte = 1
+)
+
+// MaxSkew is how far a request's time may be from the holder's clock.
+const MaxSkew = 30 * time.Second
+
+// Ledger is what a holder needs of its ledger.
+type Ledger interface {
+	EntriesFor(ctx context.Context, p ledger.Pseudonym) ([]ledger.Entry, error)
+	Entries(ctx context.Context, from, to int64) ([]ledger.Entry, error)
+	LatestFinal() (ledger.SignedCheckpoint, bool)
+	ProveInclusion(ctx context.Context, index, size int64) (tlog.RecordProof, error)
+	Size() int64
+}
+
+// Authorizer decides a query and records the access before anything is
+// released (consent.Service).
+type Authorizer interface {
+	Authorize(ctx context.Context, p ledger.Pseudonym, q consent.Request, records []consent.Record, token []byte, nonce [16]byte) (consent.Authorization, error)
+}
+
+// Payloads returns a record's payload and the opening of its commitment;
+// records.ErrErased when it was crypto-shredded.
+type Payloads func(ctx context.Context, r ledger.Record) ([]byte, records.Opening, error)
+
+// HolderOptions configure a Holder.
+type HolderOptions struct {
+	Key      ed25519.PrivateKey // the centre's key: signs answers
+	Ledger   Ledger
+	Consent  Authorizer
+	Payloads Payloads
+	Charter  func() federation.Charter
+	Now      func() time.Time // time.Now when nil
+	Logger   *slog.Logger
+}
+
+// Holder answers queries about the patients whose records this centre
+// holds.
+type Holder struct {
+	host host.Host
+	opts HolderOptions
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	nonces map[nonceKey]time.Time // seen until
+}
+
+type nonceKey struct {
+	from  peer.ID
+	nonce [16]byte
+}
+
+// NewHolder answers /medfed/query/1 on h. The nonces of the access
+// entries of the last 2×MaxSkew are read back from the ledger, so a
+// request replayed across a restart is refused too.
+func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, error) {
+	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Payloads == nil || opts.Charter == nil {
+		return nil, errors.New("query holder: key, ledger, consent, payloads and charter are required")
+	}
+	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "query")
+	if err := s.loadNonces(ctx); err != nil {
+		return nil, err
+	}
+	h.SetStreamHandler(ProtocolID, s.handle)
+	return s, nil
+}
+
+// Close stops answering.
+func (s *Holder) Close() { s.host.RemoveStreamHandler(ProtocolID) }
+
+// loadNonces reads the ledger back from its end for access entries
+// younger than the replay window.
+func (s *Holder) loadNonces(ctx context.Context) error {
+	since := s.now().Add(-2 * MaxSkew)
+	const chunk = 256
+	for to := s.opts.Ledger.Size(); to > 0; to -= chunk {
+		from := max(0, to-chunk)
+		es, err := s.opts.Ledger.Entries(ctx, from, to)
+		if err != nil {
+			return fmt.Errorf("query: reading recent accesses: %w", err)
+		}
+		for i := len(es) - 1; i >= 0; i-- {
+			e := es[i]
+			if e.Time.Before(since) {
+				return nil
+			}
+			if e.Kind != ledger.KindAccess {
+				continue
+			}
+			a, err := consent.DecodeAccess(e)
+			if err != nil || a.Nonce == ([16]byte{}) {
+				continue // not a query's access (an emergency start, a token use)
+			}
+			s.nonces[nonceKey{a.Requester, a.Nonce}] = e.Time.Add(2 * MaxSkew)
+		}
+	}
+	return nil
+}
+
+// firstSeen records a nonce and reports whether it is new. Nonces are
+// kept until well after any request bearing them would be too old.
+func (s *Holder) firstSeen(from peer.ID, nonce [16]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if len(s.nonces) > 4096 {
+		for k, until := range s.nonces {
+			if now.After(until) {
+				delete(s.nonces, k)
+			}
+		}
+	}
+	k := nonceKey{from, nonce}
+	if until, seen := s.nonces[k]; seen && now.Before(until) {
+		return false
+	}
+	s.nonces[k] = now.Add(2 * MaxSkew)
+	return true
+}
+
+func (s *Holder) handle(st network.Stream) {
+	defer st.Close()
+	if err := st.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		s.log.Debug("query stream without a deadline", "err", err)
+		st.Reset()
+		return
+	}
+	from := st.Conn().RemotePeer()
+	var (
+		answer []byte
+		err    error
+	)
+	if _, member := s.opts.Charter().Member(from); !member {
+		err = fmt.Errorf("query: %w", federation.ErrNotMember)
+	} else {
+		var (
+			op  byte
+			req []byte
+		)
+		if op, req, err = wire.Read(st, maxRequest); err != nil {
+			s.log.Debug("query request unreadable", "from", from, "err", err)
+			st.Reset()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if op != opQuery {
+			err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+		} else {
+			answer, err = s.Answer(ctx, from, req)
+		}
+	}
+	if err != nil {
+		s.log.Info("query refused", "from", from, "err", err)
+		reason := err.Error()
+		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxReason)])); err != nil {
+			s.log.Debug("query refusal not delivered", "to", from, "err", err)
+		}
+		return
+	}
+	if err := wire.Write(st, statusOK, answer); err != nil {
+		s.log.Info("query answer not delivered (its access is on the ledger)", "to", from, "err", err)
+	}
+}
+
+// Answer checks a request from member from and answers it: the access is
+// on the ledger before the answer exists.
+func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
+	q, err := ParseRequest(raw)
+	if err != nil {
+		return nil, err
+	}
+	c := s.opts.Charter()
+	switch {
+	case q.Requester != from:
+		return nil, fmt.Errorf("%w: a request signed by another centre than the one sending it", ErrSignature)
+	case q.Federation != c.Federation:
+		return nil, fmt.Errorf("%w: a request for federation %q", ErrMalformed, q.Federation)
+	}
+	if d := s.now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
+		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
+	}
+	if !s.firstSeen(from, q.Nonce) {
+		return nil, ErrReplay
+	}
+	final, _ := s.opts.Ledger.LatestFinal()
+	held, pending, err := s.records(ctx, q, final.Size)
+	if err != nil {
+		return nil, err
+	}
+	asked := make([]consent.Record, len(held))
+	for i, h := range held {
+		asked[i] = consent.Record{Class: h.rec.DataClass, Recorded: h.rec.Occurred}
+	}
+	cq := q.consent()
+	cq.Time = s.now()
+	auth, err := s.opts.Consent.Authorize(ctx, q.Subject, cq, asked, q.Token, q.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Access: auth.Access, Session: auth.Session, Pending: uint32(pending)}
+	if auth.Released > 0 {
+		if resp.Items, resp.Enc, err = s.release(ctx, q, held, auth.Decisions, final); err != nil {
+			return nil, err
+		}
+		resp.Checkpoint = final.Note
+	}
+	resp.Permit = auth.Released > 0
+	resp.Denied = uint32(len(held) - auth.Released)
+	if len(auth.Decisions) > 0 {
+		i := slices.IndexFunc(auth.Decisions, func(d consent.Decision) bool { return d.Permit })
+		i = max(i, 0)
+		resp.Basis, resp.Reason = auth.Decisions[i].Basis, auth.Decisions[i].Reason()
+	} else {
+		resp.Reason = "no records of this patient that the request covers"
+	}
+	s.log.Info("query answered", "from", from, "pseudonym", q.Subject, "purpose", q.Purpose.String(), "released", auth.Released, "denied", resp.Denied, "pending", pending, "access", auth.Access)
+	return resp.Sign(s.opts.Key)
+}
+
+// heldRecord is a record entry the request covers.
+type heldRecord struct {
+	entry ledger.Entry
+	rec   ledger.Record
+}
+
+// records returns the current versions of the patient's records in the
+// classes asked for, up to the final checkpoint, and how many are newer.
+func (s *Holder) records(ctx context.Context, q Request, final int64) ([]heldRecord, int, error) {
+	es, err := s.opts.Ledger.EntriesFor(ctx, q.Subject)
+	if err != nil {
+		return nil, 0, err
+	}
+	replaced := map[int64]bool{}
+	var recs []heldRecord
+	for _, e := range es {
+		if e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment {
+			continue
+		}
+		r, err := e.Record()
+		if err != nil {
+			return nil, 0, err
+		}
+		if e.Kind == ledger.KindAmendment {
+			replaced[r.Replaces] = true
+		}
+		if len(q.Classes) == 0 || slices.Contains(q.Classes, r.DataClass) {
+			recs = append(recs, heldRecord{e, r})
+		}
+	}
+	var out []heldRecord
+	pending := 0
+	for _, h := range recs {
+		switch {
+		case replaced[h.entry.Index]:
+		case h.entry.Index >= final:
+			pending++
+		default:
+			out = append(out, h)
+		}
+	}
+	return out, pending, nil
+}
+
+// release proves and seals the permitted records against the final
+// checkpoint.
+func (s *Holder) release(ctx context.Context, q Request, held []heldRecord, decisions []consent.Decision, final ledger.SignedCheckpoint) ([]Item, []byte, error) {
+	sl, err := newSealer(q.Key, s.host.ID(), q.Nonce)
+	if err != nil {
+		return nil, nil, err
+	}
+	var items []Item
+	for i, h := range held {
+		if i >= len(decisions) || !decisions[i].Permit {
+			continue
+		}
+		enc, err := h.entry.Encode()
+		if err != nil {
+			return nil, nil, err
+		}
+		proof, err := s.opts.Ledger.ProveInclusion(ctx, h.entry.Index, final.Size)
+		if err != nil {
+			return nil, nil, err
+		}
+		it := Item{Index: h.entry.Index, Entry: enc, Proof: proof}
+		payload, opening, err := s.opts.Payloads(ctx, h.rec)
+		switch {
+		case errors.Is(err, records.ErrErased):
+			// The entry is proven; its payload is gone for good.
+		case err != nil:
+			return nil, nil, err
+		default:
+			if it.Sealed, err = sl.seal(h.entry.Index, opening[:], payload); err != nil {
+				return nil, nil, err
+			}
+		}
+		items = append(items, it)
+	}
+	return items, sl.enc, nil
+}

@@ -1,0 +1,192 @@
+package query
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// Errors of the query protocol.
+var (
+	// ErrMalformed: bytes that are not a valid request or response.
+	ErrMalformed = errors.New("malformed query message")
+	// ErrSignature: a signature that does not verify, or a signer who is
+	// not the member it claims to be.
+	ErrSignature = errors.New("query signature")
+	// ErrStale: a request outside the clock skew the holder allows.
+	ErrStale = errors.New("query request out of time")
+	// ErrReplay: a request whose nonce was seen before.
+	ErrReplay = errors.New("query request replayed")
+)
+
+// Limits of a request.
+const (
+	maxClasses  = 16
+	maxRequest  = 64 << 10
+	keyLen      = 32 // an X25519 public key
+	requestV1   = 1
+	signatureV1 = "medfed/query/v1 request"
+)
+
+// Request is a centre's signed query about one patient, on behalf of one
+// of its staff.
+type Request struct {
+	Federation string
+	Requester  peer.ID
+	Staff      ledger.StaffID
+	Role       consent.Role
+	Action     consent.Action  // Access for a query, Copy for a transfer
+	Purpose    consent.Purpose // exactly one
+	Reason     consent.Reason  // for the emergency purpose
+	Classes    []string        // the data classes asked for; empty: all
+	Subject    ledger.Pseudonym
+	Nonce      [16]byte
+	Time       time.Time // to the millisecond
+	// Key is the requester's X25519 public key for this query alone: the
+	// holder seals the payloads to it (see Seal).
+	Key []byte
+	// Token is a patient-signed consent token, when the request rests on
+	// one.
+	Token []byte
+}
+
+// Encoding, version 1: u8 version, str federation, str requester, [16]
+// staff, u8 role, u8 action, u8 purpose, u8 reason, u8 count and str
+// classes, [32] subject, [16] nonce, u64 Unix milliseconds, [32] key,
+// blob token; then [64] the requester's Ed25519 signature over
+// "medfed/query/v1 request" || 0x00 || the bytes before it.
+func (q *Request) body() []byte {
+	w := wire.Writer{B: []byte{requestV1}}
+	w.Str(q.Federation)
+	w.Str(string(q.Requester))
+	w.Bytes(q.Staff[:])
+	w.U8(uint8(q.Role))
+	w.U8(uint8(q.Action))
+	w.U8(uint8(q.Purpose))
+	w.U8(uint8(q.Reason))
+	w.U8(uint8(len(q.Classes)))
+	for _, c := range q.Classes {
+		w.Str(c)
+	}
+	w.Bytes(q.Subject[:])
+	w.Bytes(q.Nonce[:])
+	w.U64(uint64(q.Time.UnixMilli()))
+	w.Bytes(q.Key)
+	w.Blob(q.Token)
+	return w.B
+}
+
+func (q *Request) check() error {
+	switch {
+	case q.Federation == "" || len(q.Federation) > 64:
+		return fmt.Errorf("%w: federation", ErrMalformed)
+	case q.Requester == "" || len(q.Requester) > 64:
+		return fmt.Errorf("%w: requester", ErrMalformed)
+	case q.Subject.IsZero():
+		return fmt.Errorf("%w: no patient", ErrMalformed)
+	case len(q.Classes) > maxClasses:
+		return fmt.Errorf("%w: %d classes, at most %d", ErrMalformed, len(q.Classes), maxClasses)
+	case len(q.Key) != keyLen:
+		return fmt.Errorf("%w: a sealing key of %d bytes", ErrMalformed, len(q.Key))
+	case len(q.Token) > consent.MaxDocument:
+		return fmt.Errorf("%w: token of %d bytes", ErrMalformed, len(q.Token))
+	case q.Time.UnixMilli() <= 0 || q.Time.Unix() >= wire.MaxUnix:
+		return fmt.Errorf("%w: time", ErrMalformed)
+	case q.Nonce == [16]byte{}:
+		return fmt.Errorf("%w: no nonce", ErrMalformed)
+	}
+	for _, c := range q.Classes {
+		if !ledger.ValidDataClass(c) {
+			return fmt.Errorf("%w: data class %q", ErrMalformed, c)
+		}
+	}
+	// Role, action, purpose and reason are the consent evaluator's to
+	// check, with the rest of the decision.
+	return nil
+}
+
+func signed(context string, body []byte) []byte {
+	m := make([]byte, 0, len(context)+1+len(body))
+	m = append(m, context...)
+	m = append(m, 0)
+	return append(m, body...)
+}
+
+// Sign returns the request signed with the requesting centre's key.
+func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
+	if err := q.check(); err != nil {
+		return nil, err
+	}
+	b := q.body()
+	return append(b, ed25519.Sign(key, signed(signatureV1, b))...), nil
+}
+
+// ParseRequest decodes a signed request; it accepts only what Sign
+// writes. The signature is checked against the key in the requester's
+// peer ID: whether the requester is a member is the holder's to check.
+func ParseRequest(b []byte) (Request, error) {
+	var q Request
+	if len(b) > maxRequest || len(b) < ed25519.SignatureSize {
+		return q, fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(b))
+	}
+	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
+	r := wire.NewReader(body, ErrMalformed)
+	if v := r.U8("version"); r.Err() == nil && v != requestV1 {
+		return q, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	}
+	q.Federation = r.Str("federation")
+	q.Requester = peer.ID(r.Str("requester"))
+	r.Fixed(q.Staff[:], "staff")
+	q.Role = consent.Role(r.U8("role"))
+	q.Action = consent.Action(r.U8("action"))
+	q.Purpose = consent.Purpose(r.U8("purpose"))
+	q.Reason = consent.Reason(r.U8("reason"))
+	n := int(r.U8("classes"))
+	if n > maxClasses {
+		return q, fmt.Errorf("%w: %d classes", ErrMalformed, n)
+	}
+	for range n {
+		q.Classes = append(q.Classes, r.Str("class"))
+	}
+	r.Fixed(q.Subject[:], "subject")
+	r.Fixed(q.Nonce[:], "nonce")
+	ms := int64(r.U64("time"))
+	q.Key = bytes.Clone(r.Take(keyLen, "key"))
+	q.Token = r.Blob("token", consent.MaxDocument)
+	r.End("request")
+	if r.Err() != nil {
+		return Request{}, r.Err()
+	}
+	if ms <= 0 || ms/1000 >= wire.MaxUnix {
+		return Request{}, fmt.Errorf("%w: time", ErrMalformed)
+	}
+	q.Time = time.UnixMilli(ms).UTC()
+	if len(q.Token) == 0 {
+		q.Token = nil
+	}
+	if err := q.check(); err != nil {
+		return Request{}, err
+	}
+	pub, err := q.Requester.ExtractPublicKey()
+	if err != nil {
+		return Request{}, fmt.Errorf("%w: requester is not a key's peer ID", ErrSignature)
+	}
+	raw, err := pub.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize || !ed25519.Verify(raw, signed(signatureV1, body), sig) {
+		return Request{}, fmt.Errorf("%w: the request's signature does not verify", ErrSignature)
+	}
+	return q, nil
+}
+
+// consent returns the consent request this query makes about records.
+func (q Request) consent() consent.Request {
+	return consent.Request{Centre: q.Requester, Role: q.Role, Staff: q.Staff, Action: q.Action, Purpose: q.Purpose, Reason: q.Reason}
+}

@@ -56,11 +56,11 @@ func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, erro
 // holds reports whether the ledger holds records of p: the patients this
 // centre announces in the directory.
 func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
-	es, err := n.Centre.Ledger.EntriesFor(ctx, p)
+	es, err := n.Centre.Ledger.EntriesForKinds(ctx, p, heldKinds...)
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(es, holdsRecord), nil
+	return len(es) > 0, nil
 }
 
 // ConsentDelivery says where a submitted consent document went, by

@@ -72,9 +72,6 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 // records.
 var heldKinds = []ledger.Kind{ledger.KindRecord, ledger.KindAmendment}
 
-// holdsRecord reports whether e makes this centre a holder of its subject.
-func holdsRecord(e ledger.Entry) bool { return slices.Contains(heldKinds, e.Kind) }
-
 // held returns the patients the ledger holds records of.
 func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {
 	seen := map[ledger.Pseudonym]bool{}

@@ -32,7 +32,7 @@ func (n *Node) startQuery(ctx context.Context) error {
 		return err
 	}
 	n.holder = h
-	n.Query, err = query.NewClient(n.Host, query.ClientOptions{Key: n.Centre.key, Charter: charter, Holders: n.holders})
+	n.Query, err = query.NewClient(n.Host, query.ClientOptions{Key: n.Centre.key, Charter: charter, Holders: n.holders, Local: h.Answer})
 	return err
 }
 

@@ -47,6 +47,7 @@ var benchSuites = []benchSuite{
 	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", benchPseudonym},
 	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", benchDirectory},
 	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", benchConsent},
+	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight", benchQuery},
 }
 
 func newBenchCmd() *cobra.Command {

@@ -120,7 +120,7 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 }
 
 func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) error {
-	nodes, stop, err := benchFederation(ctx, env.dir+"/consent", 3, 4)
+	nodes, stop, err := benchFederation(ctx, env.dir+"/consent", 3, 4, time.Hour)
 	defer stop()
 	if err != nil {
 		return err

@@ -51,7 +51,7 @@ func benchDirectory(ctx context.Context, env benchEnv) (map[string]float64, erro
 // benchAnnounce measures announcements from the tenth centre of a
 // federation, the one that joined.
 func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) error {
-	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-announce"), 9, 10)
+	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-announce"), 9, 10, time.Hour)
 	defer stop()
 	if err != nil {
 		return err
@@ -129,7 +129,7 @@ func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) erro
 func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) error {
 	// All twenty found the federation: version 1 lists them all, so no
 	// admission rounds are needed.
-	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-lookup"), 20, 20)
+	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-lookup"), 20, 20, time.Hour)
 	defer stop()
 	if err != nil {
 		return err
@@ -215,7 +215,7 @@ func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) error 
 // centres under root, admits the rest one by one, and waits until every
 // centre connects to every other and holds them all in its routing table.
 // stop stops the nodes started, also when err is not nil.
-func benchFederation(ctx context.Context, root string, founders, size int) (nodes []*running, stop func(), err error) {
+func benchFederation(ctx context.Context, root string, founders, size int, checkpoints time.Duration) (nodes []*running, stop func(), err error) {
 	stop = func() {
 		for _, r := range nodes {
 			r.stop()
@@ -226,8 +226,9 @@ func benchFederation(ctx context.Context, root string, founders, size int) (node
 		if cfgs[i], err = demoConfig(root, fmt.Sprintf("centre-%02d", i)); err != nil {
 			return nil, stop, err
 		}
-		// Quiet: no checkpoints and cosignatures during the timings.
-		cfgs[i].Ledger.CheckpointInterval = time.Hour
+		// An hour keeps checkpoints and cosignatures out of the timings of
+		// a suite that does not need them final.
+		cfgs[i].Ledger.CheckpointInterval = checkpoints
 	}
 	if _, err := foundFederation(ctx, cfgs[:founders], federation.DefaultPolicy(founders)); err != nil {
 		return nil, stop, err

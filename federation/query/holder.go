@@ -40,7 +40,7 @@ const MaxSkew = 30 * time.Second
 
 // Ledger is what a holder needs of its ledger.
 type Ledger interface {
-	EntriesFor(ctx context.Context, p ledger.Pseudonym) ([]ledger.Entry, error)
+	EntriesForKinds(ctx context.Context, p ledger.Pseudonym, kinds ...ledger.Kind) ([]ledger.Entry, error)
 	Entries(ctx context.Context, from, to int64) ([]ledger.Entry, error)
 	LatestFinal() (ledger.SignedCheckpoint, bool)
 	ProveInclusion(ctx context.Context, index, size int64) (tlog.RecordProof, error)
@@ -269,7 +269,7 @@ type heldRecord struct {
 // records returns the current versions of the patient's records in the
 // classes asked for, up to the final checkpoint, and how many are newer.
 func (s *Holder) records(ctx context.Context, q Request, final int64) ([]heldRecord, int, error) {
-	es, err := s.opts.Ledger.EntriesFor(ctx, q.Subject)
+	es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindRecord, ledger.KindAmendment)
 	if err != nil {
 		return nil, 0, err
 	}

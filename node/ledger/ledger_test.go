@@ -304,6 +304,30 @@ func TestEntriesForFindsEveryEntryAboutAPatient(t *testing.T) {
 	check("after reopen")
 }
 
+// EntriesForKinds returns only the kinds asked for, in ledger order.
+func TestEntriesForKinds(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.appendN(t, 0, 14) // records: patient 3 at 3 and 10
+	p := pseudonym(3)
+	for i := range 3 {
+		if _, err := f.l.Append(ctx, ledger.Entry{Kind: ledger.KindAccess, Subject: p, Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	records, err := f.l.EntriesForKinds(ctx, p, ledger.KindRecord)
+	if err != nil || len(records) != 2 || records[0].Index != 3 || records[1].Index != 10 {
+		t.Fatalf("records: %v, %v", records, err)
+	}
+	access, err := f.l.EntriesForKinds(ctx, p, ledger.KindAccess, ledger.KindErasure)
+	if err != nil || len(access) != 3 || access[0].Index != 14 {
+		t.Fatalf("accesses: %v, %v", access, err)
+	}
+	if all, err := f.l.EntriesForKinds(ctx, p); err != nil || len(all) != 5 {
+		t.Fatalf("all: %d, %v", len(all), err)
+	}
+}
+
 // The pseudonym index writes full buckets of 65,536 entries to disk; this
 // crosses that boundary, reopens, and verifies the index against the entries.
 func TestPseudonymIndexAcrossBuckets(t *testing.T) {

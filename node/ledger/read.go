@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -52,20 +53,48 @@ func (l *Ledger) EntriesOfKind(ctx context.Context, k Kind) ([]Entry, error) {
 
 // EntriesFor returns every entry about patient p, in ledger order.
 func (l *Ledger) EntriesFor(ctx context.Context, p Pseudonym) ([]Entry, error) {
+	return l.EntriesForKinds(ctx, p)
+}
+
+// EntriesForKinds returns the entries about patient p of the kinds given
+// (all when none), in ledger order. The kinds are filtered in SQLite, so a
+// patient's many access entries cost nothing to a reader of records.
+func (l *Ledger) EntriesForKinds(ctx context.Context, p Pseudonym, kinds ...Kind) ([]Entry, error) {
 	idxs, err := l.index.lookup(ctx, p, l.Size())
 	if err != nil {
 		return nil, fmt.Errorf("ledger entries for %s: %w", p, err)
 	}
+	kindFilter := ""
+	var kindArgs []any
+	if len(kinds) > 0 {
+		kindFilter = " AND substr(data, 2, 1) IN (?" + strings.Repeat(",?", len(kinds)-1) + ")"
+		for _, k := range kinds {
+			kindArgs = append(kindArgs, []byte{byte(k)})
+		}
+	}
+	const chunk = 500
 	out := make([]Entry, 0, len(idxs))
-	for _, n := range idxs {
-		e, err := l.Entry(ctx, n)
+	for len(idxs) > 0 {
+		n := min(len(idxs), chunk)
+		args := make([]any, 0, n+len(kindArgs))
+		for _, i := range idxs[:n] {
+			args = append(args, i)
+		}
+		rows, err := l.r.QueryContext(ctx, "SELECT data FROM entries WHERE idx IN (?"+strings.Repeat(",?", n-1)+")"+kindFilter+" ORDER BY idx", append(args, kindArgs...)...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ledger entries for %s: %w", p, err)
 		}
-		if e.Subject != p {
-			return nil, fmt.Errorf("ledger entries for %s: pseudonym index names entry %d about another patient", p, n)
+		es, err := scanEntries(rows, n)
+		if err != nil {
+			return nil, fmt.Errorf("ledger entries for %s: %w", p, err)
 		}
-		out = append(out, e)
+		for _, e := range es {
+			if e.Subject != p {
+				return nil, fmt.Errorf("ledger entries for %s: pseudonym index names entry %d about another patient", p, e.Index)
+			}
+		}
+		out = append(out, es...)
+		idxs = idxs[n:]
 	}
 	return out, nil
 }

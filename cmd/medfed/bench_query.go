@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/query"
+)
+
+// benchQuery measures the cross-centre query on ten `medfed node`s in one
+// process over 127.0.0.1 TCP, each patient's records at three of them and
+// a signed contract of 10 nested provisions for each: from a random
+// centre, the whole query (directory lookup, three requests in parallel,
+// each holder's checks, consent decision, durable access entry, proofs
+// and sealing; the requester's verification and decryption of every
+// answer).
+//   - query_p50_ms, query_p99_ms: one query at a time;
+//   - query_per_s: queries per second with 32 in flight.
+func benchQuery(ctx context.Context, env benchEnv) (map[string]float64, error) {
+	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
+	defer stop()
+	if err != nil {
+		return nil, err
+	}
+	patients := randomPseudonyms(env.pick(300, 60))
+	rng := rand.New(rand.NewPCG(3, 3))
+	holders := make([][]int, len(patients))
+	for i, p := range patients {
+		holders[i] = rng.Perm(len(nodes))[:3]
+		for _, h := range holders[i] {
+			if err := demoVisit(ctx, nodes[h], p, i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, n := range nodes {
+		if _, err := n.AnnounceHeld(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ids := make([]peer.ID, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.Centre.ID()
+	}
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	fed := nodes[0].Membership.Current().Federation
+	for i, p := range patients {
+		registrar := nodes[holders[i][0]].Consent
+		if _, err := registrar.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
+			return nil, err
+		}
+		c := benchContract(ids, p)
+		c.Federation, c.Issued = fed, now()
+		signed, err := consent.SignContract(key, c)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := registrar.Submit(ctx, signed); err != nil {
+			return nil, err
+		}
+	}
+	env.logf("query: %d patients at 3 of %d centres, each with a signed contract", len(patients), len(nodes))
+	if err := waitFor("every record is in a final checkpoint and every holder in the directory", 2*time.Minute, func() bool {
+		for _, n := range nodes {
+			f, ok := n.Centre.Ledger.LatestFinal()
+			if !ok || f.Size < n.Centre.Ledger.Size()-int64(len(patients)) {
+				return false
+			}
+		}
+		for i, p := range patients {
+			res, err := nodes[0].Directory.Lookup(ctx, p)
+			if err != nil || len(res.Holders) != len(holders[i]) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	one := func(rng *rand.Rand) (time.Duration, error) {
+		i := rng.IntN(len(patients))
+		from := nodes[rng.IntN(len(nodes))]
+		start := time.Now()
+		res, err := from.Query.Query(ctx, query.Spec{Subject: patients[i], Role: consent.Clinician, Purpose: consent.Treatment})
+		el := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if len(res.Holders) != 3 {
+			return 0, fmt.Errorf("a query found %d holders, want 3", len(res.Holders))
+		}
+		for _, a := range res.Holders {
+			if a.Err != nil {
+				return 0, fmt.Errorf("a holder failed: %w", a.Err)
+			}
+			if a.Permit && (len(a.Records) != 1 || a.Records[0].Payload == nil) {
+				return 0, fmt.Errorf("a holder released %d records", len(a.Records))
+			}
+		}
+		return el, nil
+	}
+	var durations []time.Duration
+	for range env.pick(2000, 200) {
+		d, err := one(rng)
+		if err != nil {
+			return nil, err
+		}
+		durations = append(durations, d)
+	}
+	m := map[string]float64{
+		"query_p50_ms": percentileMillis(durations, 0.5),
+		"query_p99_ms": percentileMillis(durations, 0.99),
+	}
+	env.logf("query: %d queries one at a time: p50 %.1f ms, p99 %.1f ms", len(durations), m["query_p50_ms"], m["query_p99_ms"])
+
+	const inFlight = 32
+	total := env.pick(10_000, 1_000)
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		first error
+		mu    sync.Mutex
+	)
+	start := time.Now()
+	for w := range inFlight {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for next.Add(1) <= int64(total) {
+				if _, err := one(rng); err != nil {
+					mu.Lock()
+					first = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	m["query_per_s"] = float64(total) / time.Since(start).Seconds()
+	env.logf("query: %d queries, %d in flight: %.0f/s", total, inFlight, m["query_per_s"])
+	return m, nil
+}

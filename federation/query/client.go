@@ -52,8 +52,13 @@ type Client struct {
 	// changes about once a second, its cosignatures cost a dozen
 	// signature checks.
 	mu     sync.Mutex
-	finals map[peer.ID]verifiedFinal
+	finals map[peer.ID][]verifiedFinal // the latest few, newest last
 }
+
+// keptFinals is how many verified checkpoints of each holder are kept:
+// answers given concurrently may be proven in the latest or the one
+// before.
+const keptFinals = 4
 
 type verifiedFinal struct {
 	hash    [32]byte
@@ -66,17 +71,20 @@ type verifiedFinal struct {
 func (c *Client) openFinal(ch federation.Charter, m federation.Member, note []byte) (ledger.Checkpoint, error) {
 	h := sha256.Sum256(note)
 	c.mu.Lock()
-	v, ok := c.finals[m.ID]
-	c.mu.Unlock()
-	if ok && v.hash == h && v.version == ch.Version {
-		return v.cp, nil
+	for _, v := range c.finals[m.ID] {
+		if v.hash == h && v.version == ch.Version {
+			c.mu.Unlock()
+			return v.cp, nil
+		}
 	}
+	c.mu.Unlock()
 	cp, err := federation.OpenFinal(ch, m, note)
 	if err != nil {
 		return cp, err
 	}
 	c.mu.Lock()
-	c.finals[m.ID] = verifiedFinal{hash: h, version: ch.Version, cp: cp}
+	kept := append(c.finals[m.ID], verifiedFinal{hash: h, version: ch.Version, cp: cp})
+	c.finals[m.ID] = kept[max(0, len(kept)-keptFinals):]
 	c.mu.Unlock()
 	return cp, nil
 }
@@ -89,7 +97,7 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	return &Client{host: h, opts: opts, finals: map[peer.ID]verifiedFinal{}}, nil
+	return &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}}, nil
 }
 
 // Spec is what a clinician asks for.
@@ -150,22 +158,11 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 	if spec.Action == 0 {
 		spec.Action = consent.Access
 	}
-	res.Holders = make([]Answer, len(holders))
-	var wg sync.WaitGroup
-	for i, h := range holders {
-		wg.Go(func() { res.Holders[i] = c.ask(ctx, h, spec) })
-	}
-	wg.Wait()
-	return res, nil
-}
-
-// Ask sends a request to one holder and verifies its answer.
-func (c *Client) ask(ctx context.Context, holder peer.ID, spec Spec) Answer {
-	out := Answer{Holder: holder}
+	// One request for every holder: each keeps its nonce, and each seals
+	// to the same key under its own name (see Seal).
 	key, err := NewSealingKey()
 	if err != nil {
-		out.Err = err
-		return out
+		return res, err
 	}
 	q := Request{
 		Federation: c.opts.Charter().Federation, Requester: c.host.ID(), Staff: spec.Staff, Role: spec.Role,
@@ -175,9 +172,21 @@ func (c *Client) ask(ctx context.Context, holder peer.ID, spec Spec) Answer {
 	rand.Read(q.Nonce[:])
 	raw, err := q.Sign(c.opts.Key)
 	if err != nil {
-		out.Err = err
-		return out
+		return res, err
 	}
+	res.Holders = make([]Answer, len(holders))
+	var wg sync.WaitGroup
+	for i, h := range holders {
+		wg.Go(func() { res.Holders[i] = c.ask(ctx, h, q, key, raw) })
+	}
+	wg.Wait()
+	return res, nil
+}
+
+// ask sends the signed request raw to one holder and verifies its answer.
+func (c *Client) ask(ctx context.Context, holder peer.ID, q Request, key *SealingKey, raw []byte) Answer {
+	out := Answer{Holder: holder}
+	var err error
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	var (

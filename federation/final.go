@@ -47,11 +47,9 @@ func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 		if signers >= c.Policy.WitnessQuorum {
 			break
 		}
-		if counted[sig.Name] {
-			continue
-		}
 		id, err := peer.Decode(sig.Name)
-		if err != nil || id == m.ID {
+		// One spelling per member (a peer ID has several), counted once.
+		if err != nil || id.String() != sig.Name || id == m.ID || counted[sig.Name] {
 			continue
 		}
 		w, ok := c.Member(id)

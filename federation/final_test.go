@@ -4,8 +4,11 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -60,6 +63,7 @@ func TestOpenFinal(t *testing.T) {
 		{"a non-member's cosignature", cosigned("centre-b", "centre-x"), false},
 		{"the log cosigning itself", cosigned("centre-b", "centre-a"), false},
 		{"the log's signature alone", sc.Note, false},
+		{"one cosignature under two spellings of its peer ID", respelled(t, cosigned("centre-b"), c.Members[1].ID), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cp, err := OpenFinal(c, c.Members[0], tt.msg)
@@ -84,4 +88,19 @@ func mustVerifier(t *testing.T, origin string, k ed25519.PrivateKey) note.Verifi
 		t.Fatal(err)
 	}
 	return v
+}
+
+// respelled adds to msg a copy of id's cosignature under another spelling
+// of id (a CIDv1 instead of base58).
+func respelled(t *testing.T, msg []byte, id peer.ID) []byte {
+	t.Helper()
+	lines := strings.Split(string(msg), "\n")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "— "+id.String()+" ") {
+			other := strings.Replace(l, id.String(), peer.ToCid(id).String(), 1)
+			return []byte(strings.TrimSuffix(string(msg), "\n") + "\n" + other + "\n")
+		}
+	}
+	t.Fatal("no cosignature line")
+	return nil
 }

@@ -36,8 +36,11 @@ type Node struct {
 
 	interval time.Duration
 	admin    *adminServer
-	base     *slog.Logger // scoped to the centre; components add their name
-	log      *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+	base      *slog.Logger // scoped to the centre; components add their name
+	log       *slog.Logger
 }
 
 // Start opens the centre described by cfg and starts its services. The
@@ -120,8 +123,14 @@ func (n *Node) Run(ctx context.Context) error {
 // histories to different witnesses is caught.
 const viewsInterval = 5 * time.Second
 
-// Close stops the services and closes the centre.
+// Close stops the services and closes the centre; closing again returns
+// the first close's error.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	var errs []error
 	if n.admin != nil {
 		errs = append(errs, n.admin.close())

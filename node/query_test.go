@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node"
@@ -94,7 +96,7 @@ func TestQueryAcrossHolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range res.Holders {
-		if h.Status != "denied" || len(h.Records) != 0 || !strings.Contains(h.Reason, "research needs the patient's own consent") {
+		if h.Status != "denied" || len(h.Records) != 0 || h.Denied != 0 || !strings.Contains(h.Reason, "research needs the patient's own consent") {
 			t.Fatalf("%s answered research with %+v", h.Name, h)
 		}
 	}
@@ -212,5 +214,48 @@ func TestQueryRefusesBadRequestsAndRejectsBadAnswers(t *testing.T) {
 		if _, err := a.Query.Verify(b.Centre.ID(), q, key, resigned); !errors.Is(err, query.ErrRejected) || !strings.Contains(err.Error(), change.want) {
 			t.Fatalf("%s changed: %v, want rejected: %s", change.name, err, change.want)
 		}
+	}
+}
+
+// A request answered before the holder restarted is still refused as a
+// replay after it: the nonce is read back from the access entry.
+func TestQueryReplayAcrossRestart(t *testing.T) {
+	cfgs, nodes, p := queryFed(t)
+	a, b := nodes[0], nodes[1]
+	ctx := context.Background()
+	key, err := query.NewSealingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := query.Request{Federation: "test-federation", Requester: a.Centre.ID(), Role: consent.Clinician, Action: consent.Access,
+		Purpose: consent.Treatment, Subject: p, Time: time.Now(), Key: key.Public()}
+	rand.Read(q.Nonce[:])
+	raw, err := q.Sign(a.Centre.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func() (byte, []byte) {
+		status, answer, err := wire.Exchange(ctx, a.Host, query.ProtocolID, b.Centre.ID(), 1, raw, wire.MaxFrame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return status, answer
+	}
+	if status, answer := send(); status != 0 {
+		t.Fatalf("refused: %s", answer)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := node.Start(ctx, cfgs[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Close() })
+	eventually(t, 15*time.Second, "centre-b is back", func() bool {
+		return a.Host.Connect(ctx, peer.AddrInfo{ID: restarted.Centre.ID(), Addrs: restarted.Host.Addrs()}) == nil
+	})
+	if status, answer := send(); status != 1 || !strings.Contains(string(answer), "replayed") {
+		t.Fatalf("replayed after a restart: status %d, %s", status, answer)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -125,7 +126,7 @@ func printQuery(w io.Writer, res node.QueryResult, out string) error {
 					return err
 				}
 				fmt.Fprintf(w, "  -> %s\n", path)
-			case utf8.Valid(r.Payload) && !strings.ContainsAny(string(r.Payload), "\x00\x1b"):
+			case printableText(r.Payload):
 				fmt.Fprintf(w, "\n    %s\n", strings.ReplaceAll(strings.TrimRight(string(r.Payload), "\n"), "\n", "\n    "))
 			default:
 				fmt.Fprintf(w, "  (%d bytes, not text: use --out)\n", len(r.Payload))
@@ -133,4 +134,19 @@ func printQuery(w io.Writer, res node.QueryResult, out string) error {
 		}
 	}
 	return nil
+}
+
+// printableText reports whether a payload is text that is safe to print
+// to a terminal: valid UTF-8 of printable characters, newlines and tabs
+// (no control sequences, no direction overrides).
+func printableText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if r != '\n' && r != '\t' && (!unicode.IsPrint(r) || unicode.Is(unicode.Bidi_Control, r)) {
+			return false
+		}
+	}
+	return true
 }

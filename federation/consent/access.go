@@ -54,10 +54,16 @@ type AccessEntry struct {
 	Released uint32
 }
 
-// Access entry body, version 1: u8 version, u8 event, str requester, [16]
+// Access entry body, version 2: u8 version, u8 event, str requester, [16]
 // staff, u8 role, u8 action, u8 purpose, u8 permitted (0 or 1), u8
-// basis, [16] ref, u16 use, u8 reason, [16] nonce, u32 released.
-const accessVersion = 1
+// basis, [16] ref, u16 use, u8 reason, [16] nonce, u32 released. Version
+// 1, written before queries existed, ends after the reason; it is still
+// read (with no nonce and nothing counted as released), since ledgers
+// keep their entries for good.
+const (
+	accessVersion   = 2
+	accessVersionV1 = 1
+)
 
 // NewAccess returns the ledger entry recording a about patient p.
 func NewAccess(p ledger.Pseudonym, a AccessEntry) (ledger.Entry, error) {
@@ -108,7 +114,8 @@ func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 		return a, fmt.Errorf("%w: a %s entry is not an access", ErrMalformed, e.Kind)
 	}
 	r := newReader(e.Body)
-	if v := r.U8("version"); r.Err() == nil && v != accessVersion {
+	v := r.U8("version")
+	if r.Err() == nil && v != accessVersion && v != accessVersionV1 {
 		return a, fmt.Errorf("%w: access entry version %d", ErrMalformed, v)
 	}
 	a.Event = Event(r.U8("event"))
@@ -128,8 +135,10 @@ func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 	r.Fixed(a.Ref[:], "ref")
 	a.Use = r.U16("use")
 	a.Reason = Reason(r.U8("reason"))
-	r.Fixed(a.Nonce[:], "nonce")
-	a.Released = r.U32("released")
+	if v == accessVersion {
+		r.Fixed(a.Nonce[:], "nonce")
+		a.Released = r.U32("released")
+	}
 	r.End("access entry")
 	if r.Err() != nil {
 		return a, r.Err()

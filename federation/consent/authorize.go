@@ -23,6 +23,10 @@ type Authorization struct {
 	Released  int        // how many are permitted
 	Access    int64      // the access entry's ledger index
 	Session   ID         // the emergency session the access belongs to
+	// Query is the decision about the query itself, before any record's
+	// class or date: what a holder may tell a requester it releases
+	// nothing to, without saying what it holds.
+	Query Decision
 }
 
 // Authorize decides a query by q's requester about patient p's records,
@@ -56,10 +60,16 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 		return Authorization{}, err
 	}
 	var out Authorization
-	if q.Purpose == Emergency {
-		sess, err := s.emergencySession(ctx, p, q)
+	if q.Purpose == Emergency && tokDoc == nil {
+		sess, refusal, err := s.emergencySession(ctx, p, q)
 		if err != nil {
 			return Authorization{}, err
+		}
+		if sess.IsZero() {
+			// The emergency start was refused (and audited, notified):
+			// nothing is released, whatever a record's date.
+			records = nil
+			out.Query = refusal
 		}
 		out.Session = sess
 	}
@@ -106,6 +116,15 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 	}
 	if tokDoc == nil {
 		a.Basis, a.Ref = s.basisOf(st, out, pol, q)
+		if out.Query == (Decision{}) {
+			probe := q
+			probe.Class, probe.Recorded = "none", q.Time
+			out.Query = Decide(st, pol, probe)
+		}
+	} else if len(out.Decisions) > 0 {
+		out.Query = out.Decisions[0]
+	} else {
+		out.Query = Decision{Basis: BasisToken, Ref: tokDoc.Token.ID, why: whyTokenScope}
 	}
 	if q.Purpose == Emergency {
 		a.Ref = out.Session
@@ -144,21 +163,21 @@ func (s *Service) basisOf(st Standing, out Authorization, pol Policy, q Request)
 // emergencySession returns the open emergency session of q's requester,
 // staff member and patient p, or opens one (audited and notified) if the
 // emergency rule allows it; when it does not, the refusal is audited and
-// notified and the query decides nothing more than that.
-func (s *Service) emergencySession(ctx context.Context, p ledger.Pseudonym, q Request) (ID, error) {
+// notified, and returned with a zero session: the query releases nothing.
+func (s *Service) emergencySession(ctx context.Context, p ledger.Pseudonym, q Request) (ID, Decision, error) {
 	s.mu.Lock()
 	for id, sess := range s.sessions {
 		if sess.Subject == p && sess.Requester == q.Centre && sess.Staff == q.Staff && s.now().Before(sess.Expires) {
 			s.mu.Unlock()
-			return id, nil
+			return id, Decision{}, nil
 		}
 	}
 	s.mu.Unlock()
 	start := q
 	start.Class, start.Recorded = "none", q.Time
-	sess, _, err := s.EmergencyStart(ctx, p, start)
+	sess, d, err := s.EmergencyStart(ctx, p, start)
 	if err != nil {
-		return ID{}, err
+		return ID{}, Decision{}, err
 	}
-	return sess.ID, nil // zero when refused: the records' decisions say why
+	return sess.ID, d, nil
 }

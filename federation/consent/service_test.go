@@ -500,3 +500,51 @@ func TestBackdatedAttestationIsRefused(t *testing.T) {
 		t.Fatal("a refused attestation reached the ledger")
 	}
 }
+
+// TestAuthorize: a query's records are decided one by one and the access
+// is on the ledger when Authorize returns; an emergency start the patient
+// opted out of releases nothing, even records older than the opt-out's
+// data period.
+func TestAuthorize(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a, b := f.members[0], f.members[1]
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	optedOut := consent.Period{Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := a.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
+		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
+		Provisions: []consent.Provision{
+			{Type: consent.Deny, Classes: []string{"mental-health"}},
+			{Type: consent.Deny, Purposes: consent.Emergency, DataPeriod: optedOut},
+		},
+	}))); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
+	recs := []consent.Record{{Class: "lab-result", Recorded: old}, {Class: "mental-health", Recorded: old}}
+	q := treatment(t, time.Now())
+	size := b.ledger.Size()
+	auth, err := b.svc.Authorize(ctx, patient, q, recs, nil, [16]byte{1})
+	if err != nil || auth.Released != 1 || !auth.Decisions[0].Permit || auth.Decisions[1].Permit {
+		t.Fatalf("treatment: %+v, %v", auth, err)
+	}
+	e, err := b.ledger.Entry(ctx, auth.Access)
+	if err != nil || b.ledger.Size() != size+1 {
+		t.Fatalf("access entry: %v (ledger grew by %d)", err, b.ledger.Size()-size)
+	}
+	if acc, err := consent.DecodeAccess(e); err != nil || acc.Released != 1 || acc.Nonce != ([16]byte{1}) || !acc.Permitted {
+		t.Fatalf("access entry %+v, %v", acc, err)
+	}
+
+	q.Purpose, q.Reason = consent.Emergency, consent.Unconscious
+	auth, err = b.svc.Authorize(ctx, patient, q, recs, nil, [16]byte{2})
+	if err != nil || auth.Released != 0 || auth.Query.Permit || auth.Query.Basis != consent.BasisEmergency || !auth.Session.IsZero() {
+		t.Fatalf("emergency after opting out: %+v, %v", auth, err)
+	}
+	if notes := b.svc.Notifications(-1); len(notes) != 1 || notes[0].Permitted {
+		t.Fatalf("the refused emergency start is not notified: %+v", notes)
+	}
+}

@@ -78,6 +78,7 @@ type Holder struct {
 
 	mu     sync.Mutex
 	nonces map[nonceKey]time.Time // seen until
+	order  []nonceKey             // in the order seen: expiries only grow
 }
 
 type nonceKey struct {
@@ -124,18 +125,25 @@ func (s *Holder) loadNonces(ctx context.Context) error {
 		for i := len(es) - 1; i >= 0; i-- {
 			e := es[i]
 			if e.Time.Before(since) {
+				slices.Reverse(s.order) // read newest first
 				return nil
 			}
 			if e.Kind != ledger.KindAccess {
 				continue
 			}
 			a, err := consent.DecodeAccess(e)
-			if err != nil || a.Nonce == ([16]byte{}) {
+			if err != nil {
+				return fmt.Errorf("query: reading recent accesses: entry %d: %w", e.Index, err)
+			}
+			if a.Nonce == ([16]byte{}) {
 				continue // not a query's access (an emergency start, a token use)
 			}
-			s.nonces[nonceKey{a.Requester, a.Nonce}] = e.Time.Add(2 * MaxSkew)
+			k := nonceKey{a.Requester, a.Nonce}
+			s.nonces[k] = e.Time.Add(2 * MaxSkew)
+			s.order = append(s.order, k)
 		}
 	}
+	slices.Reverse(s.order) // read newest first
 	return nil
 }
 
@@ -145,18 +153,22 @@ func (s *Holder) firstSeen(from peer.ID, nonce [16]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if len(s.nonces) > 4096 {
-		for k, until := range s.nonces {
-			if now.After(until) {
-				delete(s.nonces, k)
-			}
+	// Expiries grow with the order nonces were seen in: drop from the
+	// front.
+	for len(s.order) > 0 {
+		oldest := s.order[0]
+		if until, ok := s.nonces[oldest]; ok && now.Before(until) {
+			break
 		}
+		delete(s.nonces, oldest)
+		s.order = s.order[1:]
 	}
 	k := nonceKey{from, nonce}
-	if until, seen := s.nonces[k]; seen && now.Before(until) {
+	if _, seen := s.nonces[k]; seen {
 		return false
 	}
 	s.nonces[k] = now.Add(2 * MaxSkew)
+	s.order = append(s.order, k)
 	return true
 }
 
@@ -194,7 +206,7 @@ func (s *Holder) handle(st network.Stream) {
 	}
 	if err != nil {
 		s.log.Info("query refused", "from", from, "err", err)
-		reason := err.Error()
+		reason := peerReason(err)
 		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxReason)])); err != nil {
 			s.log.Debug("query refusal not delivered", "to", from, "err", err)
 		}
@@ -203,6 +215,18 @@ func (s *Holder) handle(st network.Stream) {
 	if err := wire.Write(st, statusOK, answer); err != nil {
 		s.log.Info("query answer not delivered (its access is on the ledger)", "to", from, "err", err)
 	}
+}
+
+// peerReason is what a requester is told of a refusal: the protocol's own
+// refusals in full, anything else (storage, internals) as a fixed text;
+// the detail stays in this centre's log.
+func peerReason(err error) string {
+	for _, known := range []error{ErrMalformed, ErrSignature, ErrStale, ErrReplay, federation.ErrNotMember, consent.ErrMalformed, consent.ErrSignature, consent.ErrStale} {
+		if errors.Is(err, known) {
+			return err.Error()
+		}
+	}
+	return "the holder could not answer (an internal error, logged there)"
 }
 
 // Answer checks a request from member from and answers it: the access is
@@ -225,6 +249,12 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	if !s.firstSeen(from, q.Nonce) {
 		return nil, ErrReplay
 	}
+	// Everything that can refuse the request comes before the decision:
+	// after it, the access is on the ledger and the answer must follow.
+	sl, err := newSealer(q.Key, s.host.ID(), q.Nonce)
+	if err != nil {
+		return nil, err
+	}
 	final, _ := s.opts.Ledger.LatestFinal()
 	held, pending, err := s.records(ctx, q, final.Size)
 	if err != nil {
@@ -240,22 +270,25 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Access: auth.Access, Session: auth.Session, Pending: uint32(pending)}
+	resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Access: auth.Access, Session: auth.Session}
 	if auth.Released > 0 {
-		if resp.Items, resp.Enc, err = s.release(ctx, q, held, auth.Decisions, final); err != nil {
+		if resp.Items, err = s.release(ctx, sl, held, auth.Decisions, final); err != nil {
 			return nil, err
 		}
-		resp.Checkpoint = final.Note
-	}
-	resp.Permit = auth.Released > 0
-	resp.Denied = uint32(len(held) - auth.Released)
-	if len(auth.Decisions) > 0 {
-		i := slices.IndexFunc(auth.Decisions, func(d consent.Decision) bool { return d.Permit })
-		i = max(i, 0)
-		resp.Basis, resp.Reason = auth.Decisions[i].Basis, auth.Decisions[i].Reason()
+		resp.Checkpoint, resp.Enc = final.Note, sl.enc
+		resp.Permit = true
+		resp.Denied, resp.Pending = uint32(len(held)-auth.Released), uint32(pending)
+		d := auth.Decisions[slices.IndexFunc(auth.Decisions, func(d consent.Decision) bool { return d.Permit })]
+		resp.Basis, resp.Reason = d.Basis, d.Reason()
 	} else {
-		resp.Reason = "no records of this patient that the request covers"
+		// Nothing released: say why the query itself is denied, never
+		// whether this centre holds records of a class or a time.
+		resp.Basis, resp.Reason = auth.Query.Basis, auth.Query.Reason()
+		if auth.Query.Permit {
+			resp.Reason = "nothing this request may see at this centre"
+		}
 	}
+	resp.Reason = resp.Reason[:min(len(resp.Reason), maxReason)]
 	s.log.Info("query answered", "from", from, "pseudonym", q.Subject, "purpose", q.Purpose.String(), "released", auth.Released, "denied", resp.Denied, "pending", pending, "access", auth.Access)
 	return resp.Sign(s.opts.Key)
 }
@@ -306,11 +339,7 @@ func (s *Holder) records(ctx context.Context, q Request, final int64) ([]heldRec
 
 // release proves and seals the permitted records against the final
 // checkpoint.
-func (s *Holder) release(ctx context.Context, q Request, held []heldRecord, decisions []consent.Decision, final ledger.SignedCheckpoint) ([]Item, []byte, error) {
-	sl, err := newSealer(q.Key, s.host.ID(), q.Nonce)
-	if err != nil {
-		return nil, nil, err
-	}
+func (s *Holder) release(ctx context.Context, sl *sealer, held []heldRecord, decisions []consent.Decision, final ledger.SignedCheckpoint) ([]Item, error) {
 	var items []Item
 	for i, h := range held {
 		if i >= len(decisions) || !decisions[i].Permit {
@@ -318,11 +347,11 @@ func (s *Holder) release(ctx context.Context, q Request, held []heldRecord, deci
 		}
 		enc, err := h.entry.Encode()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		proof, err := s.opts.Ledger.ProveInclusion(ctx, h.entry.Index, final.Size)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		it := Item{Index: h.entry.Index, Entry: enc, Proof: proof}
 		payload, opening, err := s.opts.Payloads(ctx, h.rec)
@@ -330,13 +359,13 @@ func (s *Holder) release(ctx context.Context, q Request, held []heldRecord, deci
 		case errors.Is(err, records.ErrErased):
 			// The entry is proven; its payload is gone for good.
 		case err != nil:
-			return nil, nil, err
+			return nil, err
 		default:
 			if it.Sealed, err = sl.seal(h.entry.Index, opening[:], payload); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		items = append(items, it)
 	}
-	return items, sl.enc, nil
+	return items, nil
 }

@@ -18,7 +18,7 @@ const (
 	maxItems           = 4096
 	maxProof           = 64 // hashes in an inclusion proof: one per tree level
 	maxResponse        = wire.MaxFrame
-	maxReason          = 512
+	maxReason          = 255 // a short string on the wire
 	maxCheckpointBytes = 64 << 10
 )
 

@@ -31,7 +31,8 @@ func (w *Writer) Bool(v bool) {
 	}
 }
 
-// Str writes a string of at most 255 bytes with its length.
+// Str writes a string with a u8 length: callers check that it is at most
+// 255 bytes (the decoders' limits are all below).
 func (w *Writer) Str(v string) { w.U8(uint8(len(v))); w.B = append(w.B, v...) }
 
 // Blob writes bytes with a u32 length.

@@ -26,12 +26,8 @@ func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 	if err != nil {
 		return ledger.Checkpoint{}, err
 	}
-	sc, err := ledger.OpenCheckpoint(msg, origin, pub)
-	if err != nil {
-		return ledger.Checkpoint{}, fmt.Errorf("%w: %v", ErrNotFinal, err)
-	}
-	// The log's own signature (OpenCheckpoint checked it); the others are
-	// left unverified by note.Open, and checked here only until the quorum
+	// The log's own signature is checked by note.Open; the cosignatures
+	// are left unverified by it, and checked here only until the quorum
 	// is reached: a dozen cosignatures cost a dozen signature checks.
 	logVerifier, err := ledger.NewVerifier(origin, pub)
 	if err != nil {
@@ -40,6 +36,10 @@ func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 	n, err := note.Open(msg, note.VerifierList(logVerifier))
 	if err != nil {
 		return ledger.Checkpoint{}, fmt.Errorf("%w: %v", ErrNotFinal, err)
+	}
+	cp, err := ledger.ParseCheckpoint(n.Text)
+	if err != nil || cp.Origin != origin {
+		return ledger.Checkpoint{}, fmt.Errorf("%w: not a checkpoint of %s's log", ErrNotFinal, m.Name)
 	}
 	signers := 1
 	counted := map[string]bool{}
@@ -70,5 +70,5 @@ func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 	if signers < c.Policy.WitnessQuorum {
 		return ledger.Checkpoint{}, fmt.Errorf("%w: %d valid signatures of the %d the charter wants", ErrNotFinal, signers, c.Policy.WitnessQuorum)
 	}
-	return sc.Checkpoint, nil
+	return cp, nil
 }

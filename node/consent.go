@@ -267,30 +267,14 @@ func (n *Node) Decide(ctx context.Context, r DecideRequest) (DecideResponse, err
 	if err != nil {
 		return DecideResponse{}, err
 	}
-	q := consent.Request{Class: r.Class, Recorded: r.Recorded.UTC(), Time: time.Now().UTC()}
 	var errs []error
-	add := func(err error) { errs = append(errs, err) }
+	a := parseAsker(r.Role, r.Staff, r.Purpose, r.Reason, &errs)
+	q := consent.Request{Role: a.role, Staff: a.staff, Purpose: a.purpose, Reason: a.reason, Class: r.Class, Recorded: r.Recorded.UTC(), Time: time.Now().UTC()}
 	if q.Centre, err = n.memberID(r.Centre); err != nil {
-		add(err)
-	}
-	if q.Role, err = consent.ParseRole(r.Role); err != nil {
-		add(err)
-	}
-	if r.Staff != "" {
-		if q.Staff, err = consent.ParseStaffID(r.Staff); err != nil {
-			add(err)
-		}
+		errs = append(errs, err)
 	}
 	if q.Action, err = consent.ParseAction(r.Action); err != nil {
-		add(err)
-	}
-	if q.Purpose, err = consent.ParsePurpose(r.Purpose); err != nil {
-		add(err)
-	}
-	if r.Reason != "" {
-		if q.Reason, err = consent.ParseReason(r.Reason); err != nil {
-			add(err)
-		}
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return DecideResponse{}, err
@@ -304,4 +288,37 @@ func (n *Node) Decide(ctx context.Context, r DecideRequest) (DecideResponse, err
 		out.Contract = d.Ref.String()
 	}
 	return out, nil
+}
+
+// asker is who asks and why, as a request to the admin socket names them.
+type asker struct {
+	role    consent.Role
+	staff   ledger.StaffID
+	purpose consent.Purpose
+	reason  consent.Reason
+}
+
+// parseAsker parses the fields of a decision or query request that say
+// who asks and why, adding what is wrong to errs; staff and reason are
+// optional.
+func parseAsker(role, staff, purpose, reason string, errs *[]error) asker {
+	var a asker
+	var err error
+	if a.role, err = consent.ParseRole(role); err != nil {
+		*errs = append(*errs, err)
+	}
+	if staff != "" {
+		if a.staff, err = consent.ParseStaffID(staff); err != nil {
+			*errs = append(*errs, err)
+		}
+	}
+	if a.purpose, err = consent.ParsePurpose(purpose); err != nil {
+		*errs = append(*errs, err)
+	}
+	if reason != "" {
+		if a.reason, err = consent.ParseReason(reason); err != nil {
+			*errs = append(*errs, err)
+		}
+	}
+	return a
 }

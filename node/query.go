@@ -92,24 +92,9 @@ func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, e
 	if err != nil {
 		return QueryResult{}, err
 	}
-	spec := query.Spec{Subject: p, Classes: r.Classes}
 	var errs []error
-	if spec.Purpose, err = consent.ParsePurpose(r.Purpose); err != nil {
-		errs = append(errs, err)
-	}
-	if spec.Role, err = consent.ParseRole(r.Role); err != nil {
-		errs = append(errs, err)
-	}
-	if r.Staff != "" {
-		if spec.Staff, err = consent.ParseStaffID(r.Staff); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if r.Reason != "" {
-		if spec.Reason, err = consent.ParseReason(r.Reason); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	a := parseAsker(r.Role, r.Staff, r.Purpose, r.Reason, &errs)
+	spec := query.Spec{Subject: p, Classes: r.Classes, Role: a.role, Staff: a.staff, Purpose: a.purpose, Reason: a.reason}
 	if r.Token != "" {
 		if spec.Token, err = base64.StdEncoding.DecodeString(strings.TrimSpace(r.Token)); err != nil {
 			errs = append(errs, fmt.Errorf("%w: the token is not base64", consent.ErrMalformed))

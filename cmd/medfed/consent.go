@@ -365,9 +365,7 @@ func newConsentShowCmd() *cobra.Command {
 		}
 		out := &stickyWriter{w: cmd.OutOrStdout()}
 		if asJSON {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return errors.Join(enc.Encode(v), out.err)
+			return printJSON(out, v)
 		}
 		printConsent(out, v)
 		return out.err
@@ -450,3 +448,10 @@ the reason and the deciding provision, and exits 1 on deny.`,
 }
 
 var errDenied = errors.New("consent check: denied")
+
+// printJSON prints v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

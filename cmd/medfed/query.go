@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,9 +70,7 @@ rejected). It exits 1 when a holder failed.`,
 		}
 		w := &stickyWriter{w: cmd.OutOrStdout()}
 		if asJSON {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(res); err != nil {
+			if err := printJSON(w, res); err != nil {
 				return err
 			}
 		} else if err := printQuery(w, res, out); err != nil {

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -24,11 +24,7 @@ func key(name string) ed25519.PrivateKey {
 // centre returns the peer ID of the centre key(name).
 func centre(t testing.TB, name string) peer.ID {
 	t.Helper()
-	pub, err := crypto.UnmarshalEd25519PublicKey(key(name).Public().(ed25519.PublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
+	id, err := federation.PeerIDFromKey(key(name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,10 +152,11 @@ type Document struct {
 	Contract    *Contract
 	Revocation  *Revocation
 	Token       *Token
+	hash        [32]byte
 }
 
 // Hash identifies the document's exact bytes.
-func (d Document) Hash() [32]byte { return sha256.Sum256(d.Raw) }
+func (d Document) Hash() [32]byte { return d.hash }
 
 // Subject returns the patient the document is about.
 func (d Document) Subject() ledger.Pseudonym {
@@ -293,6 +294,7 @@ func Parse(b []byte) (Document, error) {
 	}
 	d.Signer = bytes.Clone(signer)
 	d.Raw = bytes.Clone(b)
+	d.hash = sha256.Sum256(d.Raw)
 	return d, nil
 }
 

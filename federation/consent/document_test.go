@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -33,11 +33,7 @@ func docKey(name string) ed25519.PrivateKey {
 
 func docCentre(t testing.TB, name string) peer.ID {
 	t.Helper()
-	pub, err := crypto.UnmarshalEd25519PublicKey(docKey("centre " + name).Public().(ed25519.PublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
+	id, err := federation.PeerIDFromKey(docKey("centre " + name))
 	if err != nil {
 		t.Fatal(err)
 	}

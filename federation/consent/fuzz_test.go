@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -33,11 +33,7 @@ func fuzzKey(seed string) ed25519.PrivateKey {
 // from name.
 func fuzzCentre(tb testing.TB, name string) peer.ID {
 	tb.Helper()
-	pub, err := crypto.UnmarshalEd25519PublicKey(fuzzKey("centre " + name).Public().(ed25519.PublicKey))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
+	id, err := federation.PeerIDFromKey(fuzzKey("centre " + name))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package consent
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -49,31 +48,27 @@ type RefusedError struct{ Reason string }
 func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 
 func encodeDocs(docs []Document) []byte {
-	var b []byte
+	var w wire.Writer
 	for _, d := range docs {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(d.Raw)))
-		b = append(b, d.Raw...)
+		w.Blob(d.Raw)
 	}
-	return b
+	return w.B
 }
 
 // decodeDocs parses and verifies a list of documents, all about one
 // patient.
 func decodeDocs(b []byte) ([]Document, error) {
 	var docs []Document
-	for len(b) > 0 {
+	r := wire.NewReader(b, ErrMalformed)
+	for r.Len() > 0 {
 		if len(docs) == maxDocs {
 			return nil, fmt.Errorf("%w: more than %d documents", ErrMalformed, maxDocs)
 		}
-		if len(b) < 4 {
-			return nil, fmt.Errorf("%w: truncated document length", ErrMalformed)
+		raw := r.Blob("document", MaxDocument)
+		if r.Err() != nil {
+			return nil, r.Err()
 		}
-		n := binary.BigEndian.Uint32(b)
-		b = b[4:]
-		if n == 0 || n > MaxDocument || uint64(n) > uint64(len(b)) {
-			return nil, fmt.Errorf("%w: document of %d bytes", ErrMalformed, n)
-		}
-		d, err := Parse(b[:n])
+		d, err := Parse(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +76,6 @@ func decodeDocs(b []byte) ([]Document, error) {
 			return nil, fmt.Errorf("%w: documents about two patients", ErrMalformed)
 		}
 		docs = append(docs, d)
-		b = b[n:]
 	}
 	return docs, nil
 }

@@ -737,48 +737,21 @@ func (s *Service) Decide(ctx context.Context, p ledger.Pseudonym, q Request) (De
 	return Decide(st, s.policy(), q), nil
 }
 
-// UseToken answers q about patient p under the signed token raw, and
-// records the use (or the refusal) on the ledger before it returns a
-// permit: a spent, expired, revoked or foreign token is refused.
+// UseToken answers q about one record of patient p under the signed
+// token raw: Authorize for a single record, whose access entry (the use,
+// or the refusal) is on the ledger before a permit is returned.
 func (s *Service) UseToken(ctx context.Context, p ledger.Pseudonym, raw []byte, q Request) (Decision, error) {
 	if err := q.check(); err != nil {
 		return Decision{}, err
 	}
-	d, err := Parse(raw)
+	if raw == nil {
+		return Decision{}, fmt.Errorf("%w: no token", ErrMalformed)
+	}
+	auth, err := s.Authorize(ctx, p, q, []Record{{Class: q.Class, Recorded: q.Recorded}}, raw, [16]byte{})
 	if err != nil {
 		return Decision{}, err
 	}
-	if d.Kind != KindToken {
-		return Decision{}, fmt.Errorf("%w: a %s is not a token", ErrMalformed, d.Kind)
-	}
-	e := s.entry(p)
-	if err := s.fresh(ctx, e); err != nil {
-		return Decision{}, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, used, dec, ok := e.p.Token(d)
-	if ok && t.Federation != s.federation() {
-		dec, ok = Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenOther}, false
-	}
-	if ok {
-		dec = DecideToken(t, used, s.policy(), q)
-	}
-	a := AccessEntry{Event: EventAccess, Requester: q.Centre, Staff: q.Staff, Role: q.Role, Action: q.Action, Purpose: q.Purpose, Permitted: dec.Permit, Basis: BasisToken, Ref: d.Token.ID}
-	if dec.Permit {
-		a.Use = uint16(used + 1)
-	}
-	le, err := NewAccess(p, a)
-	if err != nil {
-		return Decision{}, err
-	}
-	if _, err := s.opts.Ledger.Append(ctx, le); err != nil {
-		return Decision{}, fmt.Errorf("consent: recording a token use: %w", err)
-	}
-	if dec.Permit {
-		e.p.Used(t.ID)
-	}
-	return dec, nil
+	return auth.Decisions[0], nil
 }
 
 // EmergencyStart decides an emergency access q (purpose Emergency, with a

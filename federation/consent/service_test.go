@@ -143,14 +143,20 @@ func (f *testFed) sign(raw []byte, err error) []byte {
 	return raw
 }
 
+// attest has m attest the patient's key.
+func (f *testFed) attest(m *member) {
+	f.t.Helper()
+	if _, err := m.svc.Attest(context.Background(), patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // grantAt has m attest the patient's key and submits an opt-in contract
 // with ID id issued at now.
 func (f *testFed) grantAt(m *member, id consent.ID, now time.Time) {
 	f.t.Helper()
 	ctx := context.Background()
-	if _, err := m.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		f.t.Fatal(err)
-	}
+	f.attest(m)
 	if _, err := m.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
 		ID: id, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,
 	}))); err != nil {
@@ -245,9 +251,7 @@ func TestSubmitRefusesWrongKey(t *testing.T) {
 	f := newTestFed(t, 3, 1, 2)
 	a := f.members[0]
 	ctx := context.Background()
-	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
+	f.attest(a)
 	size := a.ledger.Size()
 	forged := f.sign(consent.SignContract(key("mallory"), consent.Contract{
 		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn,
@@ -274,9 +278,7 @@ func TestTokenUsesAreRecordedFirst(t *testing.T) {
 	f := newTestFed(t, 3, 1, 2)
 	a, b := f.members[0], f.members[1]
 	ctx := context.Background()
-	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
+	f.attest(a)
 	now := time.Now().UTC().Truncate(time.Second)
 	tok := f.sign(consent.SignToken(key("patient"), consent.Token{
 		ID: consent.ID{4}, Federation: fed, Subject: patient, Grantee: consent.Actor{Centre: a.id(t)},
@@ -342,9 +344,7 @@ func TestEmergencyIsAuditedAndNotified(t *testing.T) {
 	}
 
 	// Opted out.
-	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
+	f.attest(a)
 	noEmergency := f.sign(consent.SignContract(key("patient"), consent.Contract{
 		ID: consent.ID{2}, Federation: fed, Subject: patient, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn,
 		Provisions: []consent.Provision{{Type: consent.Deny, Purposes: consent.Emergency}},
@@ -486,9 +486,7 @@ func TestBackdatedAttestationIsRefused(t *testing.T) {
 	f := newTestFed(t, 3, 1, 2)
 	a := f.members[0]
 	ctx := context.Background()
-	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
+	f.attest(a)
 	size := a.ledger.Size()
 	old := f.sign(consent.SignAttestation(key("centre-b"), consent.Attestation{
 		Federation: fed, Subject: patient, Key: key("mallory").Public().(ed25519.PublicKey), Issued: time.Unix(86400, 0).UTC(),
@@ -510,9 +508,7 @@ func TestAuthorize(t *testing.T) {
 	a, b := f.members[0], f.members[1]
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	if _, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
-		t.Fatal(err)
-	}
+	f.attest(a)
 	optedOut := consent.Period{Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	if _, err := a.svc.Submit(ctx, f.sign(consent.SignContract(key("patient"), consent.Contract{
 		ID: consent.ID{1}, Federation: fed, Subject: patient, Issued: now, Base: consent.OptIn,

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -19,11 +19,7 @@ func testKey(tb testing.TB, name string) (ed25519.PrivateKey, peer.ID) {
 	tb.Helper()
 	seed := sha256.Sum256([]byte(name))
 	k := ed25519.NewKeyFromSeed(seed[:])
-	pub, err := crypto.UnmarshalEd25519PublicKey(k.Public().(ed25519.PublicKey))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
+	id, err := federation.PeerIDFromKey(k)
 	if err != nil {
 		tb.Fatal(err)
 	}

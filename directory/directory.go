@@ -376,6 +376,9 @@ func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error 
 	if err != nil {
 		return fmt.Errorf("directory announce: %w", err)
 	}
+	if len(fresh) == 0 {
+		return nil // all announced before: the reprovide schedule has them
+	}
 	if err := d.prov.AddToSchedule(fresh...); err != nil {
 		return fmt.Errorf("directory announce: %w", err)
 	}

@@ -32,10 +32,9 @@ import (
 // by its provider's next reprovide; the keystore, whose loss would be
 // silent, is always written through a batch and so always synced.
 type store struct {
-	db    *sql.DB
-	get   *sql.Stmt
-	scan  *sql.Stmt
-	every time.Duration
+	db   *sql.DB
+	get  *sql.Stmt
+	scan *sql.Stmt
 
 	mu       sync.Mutex
 	pending  map[string]write // newest writes, not yet being flushed
@@ -107,7 +106,6 @@ func openStore(path string) (*store, error) {
 	}
 	s := &store{
 		db:      db,
-		every:   flushEvery,
 		pending: map[string]write{},
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -127,7 +125,7 @@ func openStore(path string) (*store, error) {
 
 func (s *store) flusher() {
 	defer close(s.done)
-	t := time.NewTicker(s.every)
+	t := time.NewTicker(flushEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -426,7 +424,25 @@ func prefixRange(prefix string) (lo, hi string) {
 }
 
 func (s *store) Sync(ctx context.Context, prefix ds.Key) error {
-	return s.flush()
+	if !s.unflushedUnder(prefix.String()) {
+		return nil // nothing under prefix waits: a flush would commit others' writes early
+	}
+	return s.flush() // waits for a flush in flight, then commits what is pending
+}
+
+// unflushedUnder reports whether a write under prefix is pending or being
+// flushed.
+func (s *store) unflushedUnder(prefix string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range []map[string]write{s.pending, s.flushing} {
+		for k := range m {
+			if strings.HasPrefix(k, prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *store) Batch(ctx context.Context) (ds.Batch, error) {
@@ -461,6 +477,9 @@ func (b *batch) Delete(ctx context.Context, key ds.Key) error {
 }
 
 func (b *batch) Commit(ctx context.Context) error {
+	if len(b.ws) == 0 {
+		return nil // nothing to make durable
+	}
 	if err := b.s.apply(b.ws); err != nil {
 		return err
 	}

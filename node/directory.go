@@ -69,8 +69,9 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 }
 
 // heldKinds are the entries that make a centre a holder of a patient's
-// records.
-var heldKinds = []ledger.Kind{ledger.KindRecord, ledger.KindAmendment}
+// records. Amendments are left out: an amendment replaces a record of the
+// same patient (Centre.AddRecord checks), so its subject is a record's.
+var heldKinds = []ledger.Kind{ledger.KindRecord}
 
 // held returns the patients the ledger holds records of.
 func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -119,9 +120,9 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 	return nil
 }
 
-func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) error {
+func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) (err error) {
 	nodes, stop, err := benchFederation(ctx, env.dir+"/consent", 3, 4, time.Hour)
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	if err != nil {
 		return err
 	}

@@ -50,9 +50,9 @@ func benchDirectory(ctx context.Context, env benchEnv) (map[string]float64, erro
 
 // benchAnnounce measures announcements from the tenth centre of a
 // federation, the one that joined.
-func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) error {
+func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) (err error) {
 	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-announce"), 9, 10, time.Hour)
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	if err != nil {
 		return err
 	}
@@ -126,11 +126,11 @@ func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) erro
 }
 
 // benchLookup measures lookups in a federation of twenty centres.
-func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) error {
+func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) (err error) {
 	// All twenty found the federation: version 1 lists them all, so no
 	// admission rounds are needed.
 	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-lookup"), 20, 20, time.Hour)
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	if err != nil {
 		return err
 	}
@@ -215,11 +215,13 @@ func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) error 
 // centres under root, admits the rest one by one, and waits until every
 // centre connects to every other and holds them all in its routing table.
 // stop stops the nodes started, also when err is not nil.
-func benchFederation(ctx context.Context, root string, founders, size int, checkpoints time.Duration) (nodes []*running, stop func(), err error) {
-	stop = func() {
+func benchFederation(ctx context.Context, root string, founders, size int, checkpoints time.Duration) (nodes []*running, stop func() error, err error) {
+	stop = func() error {
+		var errs []error
 		for _, r := range nodes {
-			r.stop()
+			errs = append(errs, r.stop())
 		}
+		return errors.Join(errs...)
 	}
 	cfgs := make([]node.Config, size)
 	for i := range cfgs {
@@ -249,15 +251,7 @@ func benchFederation(ctx context.Context, root string, founders, size int, check
 	}
 	// Twenty centres starting at once on two cores take a while to dial
 	// each other.
-	connected := func() bool {
-		for _, n := range nodes {
-			if len(n.Host.Network().Peers()) < len(nodes)-1 {
-				return false
-			}
-		}
-		return true
-	}
-	if err := waitFor("the centres connect", time.Minute, connected); err != nil {
+	if err := allConnectedWithin(nodes, time.Minute); err != nil {
 		return nodes, stop, err
 	}
 	full := func() bool {
@@ -368,6 +362,9 @@ func randomPseudonyms(n int) []ledger.Pseudonym {
 // percentileMillis returns the q quantile of ds (nearest rank) in
 // milliseconds.
 func percentileMillis(ds []time.Duration, q float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	i := min(max(int(math.Ceil(float64(len(s))*q))-1, 0), len(s)-1)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -25,9 +26,9 @@ import (
 // answer).
 //   - query_p50_ms, query_p99_ms: one query at a time;
 //   - query_per_s: queries per second with 32 in flight.
-func benchQuery(ctx context.Context, env benchEnv) (map[string]float64, error) {
+func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err error) {
 	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	if err != nil {
 		return nil, err
 	}

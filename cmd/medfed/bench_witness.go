@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -36,21 +35,11 @@ func benchWitness(ctx context.Context, env benchEnv) (map[string]float64, error)
 		if err != nil {
 			return nil, err
 		}
-		slices.Sort(lat)
-		p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
-		m[r.prefix+"_p50_ms"], m[r.prefix+"_p99_ms"] = ms(p50), ms(p99)
-		env.logf("witness: interval %v, %d appends: finality p50 %.0f ms, p99 %.0f ms", r.interval, len(lat), ms(p50), ms(p99))
+		p50, p99 := percentileMillis(lat, 0.50), percentileMillis(lat, 0.99)
+		m[r.prefix+"_p50_ms"], m[r.prefix+"_p99_ms"] = p50, p99
+		env.logf("witness: interval %v, %d appends: finality p50 %.0f ms, p99 %.0f ms", r.interval, len(lat), p50, p99)
 	}
 	return m, nil
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 // finality runs five centres checkpointing every interval; in each round,

@@ -139,8 +139,11 @@ func waitFor(what string, limit time.Duration, ok func() bool) error {
 }
 
 // allConnected waits until every node is connected to every other.
-func allConnected(nodes []*running) error {
-	return waitUntil("the centres connect", func() bool {
+func allConnected(nodes []*running) error { return allConnectedWithin(nodes, 10*time.Second) }
+
+// allConnectedWithin is allConnected with a limit of its own.
+func allConnectedWithin(nodes []*running, limit time.Duration) error {
+	return waitFor("the centres connect", limit, func() bool {
 		for _, n := range nodes {
 			if len(n.Host.Network().Peers()) < len(nodes)-1 {
 				return false

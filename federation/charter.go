@@ -964,6 +964,19 @@ func PeerIDFromKey(key ed25519.PrivateKey) (peer.ID, error) {
 	return id, nil
 }
 
+// VerifyPeer checks sig, an Ed25519 signature over msg, against the key
+// embedded in peer ID id (which must be its key's canonical ID).
+func VerifyPeer(id peer.ID, msg, sig []byte) error {
+	pub, err := publicKey(id)
+	if err != nil {
+		return fmt.Errorf("signer %q: %v", id, err)
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return errors.New("the signature does not verify")
+	}
+	return nil
+}
+
 // publicKey returns the Ed25519 key embedded in id. It accepts only the ID
 // that libp2p derives from that key, so that one key has one ID and one
 // note key name, and cannot sign twice under two spellings.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -33,6 +34,7 @@ const (
 	maxRecordBody    = 24 << 20  // a 16 MiB payload in base64, and the fields around it
 	maxAdminBody     = 256 << 10
 	maxPseudonymBody = 4 << 20 // MaxPseudonymRequest identifiers of up to 512 bytes and more
+	maxPatientBody   = 1 << 10 // a patient's signed request
 )
 
 type adminServer struct {
@@ -139,6 +141,23 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 		res, err := n.QueryRecords(r.Context(), req)
 		respond(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/transfer", func(w http.ResponseWriter, r *http.Request) {
+		var req TransferRequest
+		if !decodeJSON(w, r, &req) {
+			return
+		}
+		res, err := n.Transfer(r.Context(), req)
+		respond(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/patient", func(w http.ResponseWriter, r *http.Request) {
+		req, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPatientBody))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("patient: the body is not a signed request of at most %d bytes", maxPatientBody))
+			return
+		}
+		res, err := n.PatientRelay(r.Context(), req)
+		respond(w, res, err)
+	})
 	mux.HandleFunc("POST /v1/consent", func(w http.ResponseWriter, r *http.Request) {
 		doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, consent.MaxDocument))
 		if err != nil {
@@ -196,9 +215,10 @@ func respond(w http.ResponseWriter, v any, err error) {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
 	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier),
-		errors.Is(err, ErrBadPseudonym), errors.Is(err, consent.ErrMalformed), errors.Is(err, ErrBadRecord):
+		errors.Is(err, ErrBadPseudonym), errors.Is(err, consent.ErrMalformed), errors.Is(err, ErrBadRecord),
+		errors.Is(err, patient.ErrMalformed), errors.Is(err, patient.ErrStale):
 		writeError(w, http.StatusBadRequest, err)
-	case errors.Is(err, consent.ErrSignature):
+	case errors.Is(err, consent.ErrSignature), errors.Is(err, patient.ErrSignature):
 		writeError(w, http.StatusForbidden, err)
 	case errors.Is(err, consent.ErrNoSession):
 		writeError(w, http.StatusNotFound, err)
@@ -426,5 +446,20 @@ func (a *AdminClient) AddRecord(ctx context.Context, r RecordRequest) (RecordRes
 func (a *AdminClient) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, error) {
 	var res QueryResult
 	err := a.postJSON(ctx, "/v1/query", r, &res)
+	return res, err
+}
+
+// Transfer has the running node copy a patient's records from the
+// centres holding them.
+func (a *AdminClient) Transfer(ctx context.Context, r TransferRequest) (TransferResult, error) {
+	var res TransferResult
+	err := a.postJSON(ctx, "/v1/transfer", r, &res)
+	return res, err
+}
+
+// Patient has the running node relay a patient's signed request.
+func (a *AdminClient) Patient(ctx context.Context, request []byte) (PatientResult, error) {
+	var res PatientResult
+	err := a.do(ctx, http.MethodPost, "/v1/patient", bytes.NewReader(request), &res)
 	return res, err
 }

@@ -171,6 +171,29 @@ func (c *Centre) AddRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.
 	return n, nil
 }
 
+// CopyRecord stores payload, copied from another centre, off the ledger
+// and appends its record entry (metadata in meta) and, right after it in
+// the same atomic append, provenance: the transfer entry saying where it
+// came from. It returns the record entry's index once both are durable.
+func (c *Centre) CopyRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.Record, payload []byte, provenance ledger.Entry) (int64, error) {
+	meta.Replaces = 0 // the copy is this centre's first version of it
+	id, _, commitment, err := c.Records.Put(ctx, payload)
+	if err != nil {
+		return 0, fmt.Errorf("copy record: %w", err)
+	}
+	meta.Payload, meta.Commitment = id, [32]byte(commitment)
+	e, err := ledger.NewRecord(p, meta)
+	if err != nil {
+		return 0, fmt.Errorf("copy record: %w", err)
+	}
+	n, err := c.Ledger.Append(ctx, e, provenance)
+	if err != nil {
+		return 0, fmt.Errorf("copy record: %w", err)
+	}
+	c.log.Debug("record copied", "component", "node", "index", n, "pseudonym", p, "class", meta.DataClass)
+	return n, nil
+}
+
 // Payload returns the payload of the record entry at index, after checking
 // it against the commitment on the ledger.
 func (c *Centre) Payload(ctx context.Context, index int64) ([]byte, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -28,6 +29,7 @@ type Node struct {
 	Directory  *directory.Directory
 	Consent    *consent.Service
 	Query      *query.Client
+	Patient    *patient.Service
 
 	holder     *query.Holder
 	evaluator  *pseudonym.Evaluator // when this centre holds a key share
@@ -101,6 +103,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startQuery(ctx); err != nil {
 		return err
 	}
+	if err := n.startPatient(); err != nil {
+		return err
+	}
 	n.interval = cfg.Ledger.CheckpointInterval
 	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
 	return err
@@ -137,6 +142,9 @@ func (n *Node) close() error {
 	}
 	if n.evaluator != nil {
 		n.evaluator.Close()
+	}
+	if n.Patient != nil {
+		n.Patient.Close()
 	}
 	if n.holder != nil {
 		n.holder.Close()

@@ -2,15 +2,11 @@ package node
 
 import (
 	"context"
-	"encoding/base64"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
@@ -92,20 +88,8 @@ func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, e
 	if err != nil {
 		return QueryResult{}, err
 	}
-	var errs []error
-	a := parseAsker(r.Role, r.Staff, r.Purpose, r.Reason, &errs)
-	spec := query.Spec{Subject: p, Classes: r.Classes, Role: a.role, Staff: a.staff, Purpose: a.purpose, Reason: a.reason}
-	if r.Token != "" {
-		if spec.Token, err = base64.StdEncoding.DecodeString(strings.TrimSpace(r.Token)); err != nil {
-			errs = append(errs, fmt.Errorf("%w: the token is not base64", consent.ErrMalformed))
-		}
-	}
-	for _, c := range r.Classes {
-		if !ledger.ValidDataClass(c) {
-			errs = append(errs, fmt.Errorf("%w: data class %q", consent.ErrMalformed, c))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	spec, err := querySpec(p, r.Role, r.Staff, r.Purpose, r.Reason, r.Token, r.Classes)
+	if err != nil {
 		return QueryResult{}, err
 	}
 	start := time.Now()

@@ -850,3 +850,31 @@ func (s *Service) Notifications(after int64) []Notification {
 	i, _ := slices.BinarySearchFunc(s.notes, after+1, func(n Notification, idx int64) int { return cmp.Compare(n.Index, idx) })
 	return slices.Clone(s.notes[i:])
 }
+
+// Authenticate checks that sig, over msg and made at issued, is the
+// patient's own: made with a key a member attested for patient p, neither
+// superseded at issued nor ever compromised. It makes sure it knows the
+// patient's current keys first, as Decide does, and fails with ErrStale
+// when it cannot. The caller bounds issued (a patient's request is fresh
+// or refused).
+func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, issued time.Time) error {
+	if len(key) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: a patient key of %d bytes", ErrMalformed, len(key))
+	}
+	e := s.entry(p)
+	if err := s.fresh(ctx, e); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	valid, compromised := e.p.keyValid(key, issued)
+	e.mu.Unlock()
+	switch {
+	case compromised:
+		return fmt.Errorf("%w: the key was reported lost or stolen", ErrSignature)
+	case !valid:
+		return fmt.Errorf("%w: not a key that speaks for the patient (never attested, or superseded)", ErrSignature)
+	case !ed25519.Verify(key, msg, sig):
+		return fmt.Errorf("%w: the patient's signature does not verify", ErrSignature)
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
@@ -114,6 +115,7 @@ type Spec struct {
 
 // Result is a query's outcome at every holder.
 type Result struct {
+	Nonce   [16]byte // the request's (one request for every holder)
 	Holders []Answer
 	// Lookup is set when the directory lookup did not complete: holders
 	// may be missing.
@@ -131,7 +133,8 @@ type Answer struct {
 	Session consent.ID
 	Denied  int
 	Pending int
-	Size    int64 // the final checkpoint the records are proven in
+	Size    int64     // the final checkpoint the records are proven in
+	Root    tlog.Hash // and its root
 	Records []Record
 }
 
@@ -142,6 +145,8 @@ type Record struct {
 	Kind    ledger.Kind
 	Payload []byte // nil when the holder erased it
 	Erased  bool
+	Entry   []byte           // the entry as the holder's ledger holds it
+	Proof   tlog.RecordProof // its inclusion in the final checkpoint
 }
 
 // Query asks every holder of spec.Subject in parallel and verifies every
@@ -170,6 +175,7 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 		Subject: spec.Subject, Time: time.Now().UTC(), Key: key.Public(), Token: spec.Token,
 	}
 	rand.Read(q.Nonce[:])
+	res.Nonce = q.Nonce
 	raw, err := q.Sign(c.opts.Key)
 	if err != nil {
 		return res, err
@@ -257,7 +263,7 @@ func (c *Client) verify(out *Answer, q Request, key *SealingKey, raw []byte) err
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
-	out.Size = cp.Size
+	out.Size, out.Root = cp.Size, cp.Root
 	op, err := key.opener(a.Enc, a.Holder, q.Nonce)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
@@ -283,7 +289,7 @@ func (c *Client) verify(out *Answer, q Request, key *SealingKey, raw []byte) err
 		if err := ledger.VerifyInclusion(cp, e.Index, it.Entry, it.Proof); err != nil {
 			return fmt.Errorf("%w: entry %d is not in the holder's final checkpoint: %w", ErrRejected, e.Index, err)
 		}
-		rec := Record{Index: e.Index, Record: r, Kind: e.Kind}
+		rec := Record{Index: e.Index, Record: r, Kind: e.Kind, Entry: it.Entry, Proof: it.Proof}
 		if it.Sealed == nil {
 			rec.Erased = true
 		} else {

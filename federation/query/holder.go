@@ -31,6 +31,7 @@ const ProtocolID = "/medfed/query/1"
 
 const (
 	opQuery       byte = 1
+	opReceipt     byte = 2 // a transfer's receipt (see Acknowledge): answered by status 0 and nothing
 	statusOK      byte = 0
 	statusRefused byte = 1
 )
@@ -42,6 +43,8 @@ const MaxSkew = 30 * time.Second
 type Ledger interface {
 	EntriesForKinds(ctx context.Context, p ledger.Pseudonym, kinds ...ledger.Kind) ([]ledger.Entry, error)
 	Entries(ctx context.Context, from, to int64) ([]ledger.Entry, error)
+	Entry(ctx context.Context, index int64) (ledger.Entry, error)
+	Append(ctx context.Context, entries ...ledger.Entry) (int64, error)
 	LatestFinal() (ledger.SignedCheckpoint, bool)
 	ProveInclusion(ctx context.Context, index, size int64) (tlog.RecordProof, error)
 	Size() int64
@@ -191,17 +194,20 @@ func (s *Holder) handle(st network.Stream) {
 			op  byte
 			req []byte
 		)
-		if op, req, err = wire.Read(st, maxRequest); err != nil {
+		if op, req, err = wire.Read(st, maxReceipt); err != nil {
 			s.log.Debug("query request unreadable", "from", from, "err", err)
 			st.Reset()
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if op != opQuery {
-			err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
-		} else {
+		switch op {
+		case opQuery:
 			answer, err = s.Answer(ctx, from, req)
+		case opReceipt:
+			err = s.Acknowledge(ctx, from, req)
+		default:
+			err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
 		}
 	}
 	if err != nil {

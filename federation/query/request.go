@@ -175,13 +175,8 @@ func ParseRequest(b []byte) (Request, error) {
 	if err := q.check(); err != nil {
 		return Request{}, err
 	}
-	pub, err := q.Requester.ExtractPublicKey()
-	if err != nil {
-		return Request{}, fmt.Errorf("%w: requester is not a key's peer ID", ErrSignature)
-	}
-	raw, err := pub.Raw()
-	if err != nil || len(raw) != ed25519.PublicKeySize || !ed25519.Verify(raw, signed(signatureV1, body), sig) {
-		return Request{}, fmt.Errorf("%w: the request's signature does not verify", ErrSignature)
+	if err := verifyPeer(q.Requester, signed(signatureV1, body), sig); err != nil {
+		return Request{}, fmt.Errorf("request: %w", err)
 	}
 	return q, nil
 }

@@ -179,13 +179,8 @@ func ParseResponse(b []byte) (Response, error) {
 	if err := a.check(); err != nil {
 		return Response{}, err
 	}
-	pub, err := a.Holder.ExtractPublicKey()
-	if err != nil {
-		return Response{}, fmt.Errorf("%w: holder is not a key's peer ID", ErrSignature)
-	}
-	raw, err := pub.Raw()
-	if err != nil || len(raw) != ed25519.PublicKeySize || !ed25519.Verify(raw, signed(responseSignature, body), sig) {
-		return Response{}, fmt.Errorf("%w: the response's signature does not verify", ErrSignature)
+	if err := verifyPeer(a.Holder, signed(responseSignature, body), sig); err != nil {
+		return Response{}, fmt.Errorf("response: %w", err)
 	}
 	return a, nil
 }

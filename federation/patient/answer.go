@@ -1,0 +1,126 @@
+package patient
+
+import (
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+const (
+	answerV1        = 1
+	answerSignature = "medfed/patient/v1 answer"
+	maxEntries      = 1 << 16
+	maxProblem      = 255 // a short string on the wire
+)
+
+// Answer is a holder's signed answer to a patient's request.
+type Answer struct {
+	Op      Op
+	Holder  peer.ID
+	Subject ledger.Pseudonym
+	Nonce   [16]byte // the request's
+	Size    int64    // the holder's ledger size when it answered
+	// Entries: for View, the holder's ledger entries about the patient;
+	// for Erase, its erasure entries for them.
+	Entries [][]byte
+	// Withdrawn (Erase): the holder's directory announcement is
+	// withdrawn; Problem says why not, when not.
+	Withdrawn bool
+	Problem   string
+}
+
+// Encoding, version 1: u8 version, u8 op, str holder, [32] subject, [16]
+// nonce, u64 size, u32 count and blob entries, u8 withdrawn, str problem;
+// then [64] the holder's Ed25519 signature over "medfed/patient/v1
+// answer" || 0x00 || the bytes before it.
+func (a *Answer) body() []byte {
+	w := wire.Writer{B: []byte{answerV1, byte(a.Op)}}
+	w.Str(string(a.Holder))
+	w.Bytes(a.Subject[:])
+	w.Bytes(a.Nonce[:])
+	w.U64(uint64(a.Size))
+	w.U32(uint32(len(a.Entries)))
+	for _, e := range a.Entries {
+		w.Blob(e)
+	}
+	w.Bool(a.Withdrawn)
+	w.Str(a.Problem)
+	return w.B
+}
+
+func (a *Answer) check() error {
+	switch {
+	case a.Op != View && a.Op != Erase:
+		return fmt.Errorf("%w: operation %d", ErrMalformed, uint8(a.Op))
+	case a.Holder == "" || len(a.Holder) > 64:
+		return fmt.Errorf("%w: holder", ErrMalformed)
+	case a.Size < 0:
+		return fmt.Errorf("%w: size", ErrMalformed)
+	case len(a.Entries) > maxEntries:
+		return fmt.Errorf("%w: %d entries", ErrMalformed, len(a.Entries))
+	case len(a.Problem) > maxProblem:
+		return fmt.Errorf("%w: problem of %d bytes", ErrMalformed, len(a.Problem))
+	}
+	for _, e := range a.Entries {
+		if len(e) > ledger.MaxEntrySize {
+			return fmt.Errorf("%w: entry of %d bytes", ErrMalformed, len(e))
+		}
+	}
+	return nil
+}
+
+// Sign returns the answer signed with the holder's key.
+func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
+	if err := a.check(); err != nil {
+		return nil, err
+	}
+	b := a.body()
+	return append(b, ed25519.Sign(key, signed(answerSignature, b))...), nil
+}
+
+// ParseAnswer decodes a signed answer; it accepts only what Sign writes,
+// and checks the signature against the key in the holder's peer ID.
+func ParseAnswer(b []byte) (Answer, error) {
+	var a Answer
+	if len(b) > wire.MaxFrame || len(b) < ed25519.SignatureSize {
+		return a, fmt.Errorf("%w: answer of %d bytes", ErrMalformed, len(b))
+	}
+	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
+	r := wire.NewReader(body, ErrMalformed)
+	if v := r.U8("version"); r.Err() == nil && v != answerV1 {
+		return a, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	}
+	a.Op = Op(r.U8("op"))
+	a.Holder = peer.ID(r.Str("holder"))
+	r.Fixed(a.Subject[:], "subject")
+	r.Fixed(a.Nonce[:], "nonce")
+	a.Size = int64(r.U64("size"))
+	n := r.U32("entries")
+	if n > maxEntries {
+		return Answer{}, fmt.Errorf("%w: %d entries", ErrMalformed, n)
+	}
+	for range n {
+		if r.Err() != nil {
+			break
+		}
+		a.Entries = append(a.Entries, r.Blob("entry", ledger.MaxEntrySize))
+	}
+	a.Withdrawn = r.Bool("withdrawn")
+	a.Problem = r.Str("problem")
+	r.End("answer")
+	if r.Err() != nil {
+		return Answer{}, r.Err()
+	}
+	if err := a.check(); err != nil {
+		return Answer{}, err
+	}
+	if err := federation.VerifyPeer(a.Holder, signed(answerSignature, body), sig); err != nil {
+		return Answer{}, fmt.Errorf("%w: answer: %v", ErrSignature, err)
+	}
+	return a, nil
+}

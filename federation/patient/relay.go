@@ -1,0 +1,126 @@
+package patient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// ErrRejected: a holder's answer that does not verify.
+var ErrRejected = errors.New("patient answer rejected")
+
+// Result is a patient request's outcome at every holder.
+type Result struct {
+	Op      Op
+	Subject ledger.Pseudonym
+	Holders []HolderAnswer
+	// Lookup is set when the directory lookup did not complete: holders
+	// may be missing.
+	Lookup error
+}
+
+// HolderAnswer is one holder's part, or why it has none.
+type HolderAnswer struct {
+	Holder    peer.ID
+	Err       error // unreachable, too slow, refused, or rejected
+	Size      int64 // the holder's ledger size when it answered
+	Entries   []ledger.Entry
+	Withdrawn bool
+	Problem   string
+}
+
+// Relay authenticates the patient's request raw, which must name this
+// centre as its relay, and asks every holder of the patient at once. A
+// holder that is down, too slow, refuses, or answers with anything that
+// does not verify is in the result with its error.
+func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
+	q, err := s.check(ctx, raw)
+	if err != nil {
+		return Result{}, err
+	}
+	if q.Relay != s.host.ID() {
+		return Result{}, fmt.Errorf("%w: the request names another centre as its relay", ErrMalformed)
+	}
+	res := Result{Op: q.Op, Subject: q.Subject}
+	holders, err := s.opts.Holders(ctx, q.Subject)
+	res.Lookup = err
+	if len(holders) == 0 && err != nil {
+		return res, err
+	}
+	res.Holders = make([]HolderAnswer, len(holders))
+	var wg sync.WaitGroup
+	for i, h := range holders {
+		wg.Go(func() { res.Holders[i] = s.ask(ctx, h, q, raw) })
+	}
+	wg.Wait()
+	return res, nil
+}
+
+func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte) HolderAnswer {
+	out := HolderAnswer{Holder: holder}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	var (
+		status byte
+		answer []byte
+		err    error
+	)
+	if holder == s.host.ID() {
+		if answer, err = s.Answer(ctx, holder, raw); err != nil {
+			out.Err = err
+			return out
+		}
+	} else if status, answer, err = wire.Exchange(ctx, s.host, ProtocolID, holder, opRequest, raw, wire.MaxFrame); err != nil {
+		out.Err = err
+		return out
+	}
+	switch status {
+	case statusOK:
+	case statusRefused:
+		out.Err = fmt.Errorf("refused: %s", wire.Printable(answer[:min(len(answer), maxProblem)]))
+		return out
+	default:
+		out.Err = fmt.Errorf("%w: status %d", wire.ErrFrame, status)
+		return out
+	}
+	if err := verify(&out, q, answer); err != nil {
+		return HolderAnswer{Holder: holder, Err: err}
+	}
+	return out
+}
+
+// verify checks a holder's answer to q and fills out.
+func verify(out *HolderAnswer, q Request, raw []byte) error {
+	a, err := ParseAnswer(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	switch {
+	case a.Holder != out.Holder:
+		return fmt.Errorf("%w: signed by another centre", ErrRejected)
+	case a.Op != q.Op || a.Subject != q.Subject || a.Nonce != q.Nonce:
+		return fmt.Errorf("%w: an answer to another request", ErrRejected)
+	}
+	out.Size, out.Withdrawn, out.Problem = a.Size, a.Withdrawn, wire.Printable([]byte(a.Problem))
+	for _, b := range a.Entries {
+		e, err := ledger.Decode(b)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrRejected, err)
+		case e.Subject != q.Subject:
+			return fmt.Errorf("%w: entry %d is about another patient", ErrRejected, e.Index)
+		case e.Index >= a.Size:
+			return fmt.Errorf("%w: entry %d is beyond the ledger's size %d", ErrRejected, e.Index, a.Size)
+		case q.Op == Erase && e.Kind != ledger.KindErasure:
+			return fmt.Errorf("%w: entry %d is not an erasure", ErrRejected, e.Index)
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	return nil
+}

@@ -50,6 +50,17 @@ func (n *Node) startConsent(ctx context.Context) error {
 // records; with an error, those it found.
 func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
 	res, err := n.Directory.Lookup(ctx, p)
+	if self := n.Host.ID(); !slices.Contains(res.Holders, self) {
+		// This centre knows whether it holds records without asking
+		// anyone: its announcement may not have reached the others yet.
+		held, herr := n.holds(ctx, p)
+		if herr != nil {
+			return res.Holders, errors.Join(err, herr)
+		}
+		if held {
+			res.Holders = append(res.Holders, self)
+		}
+	}
 	return res.Holders, err
 }
 
@@ -60,7 +71,8 @@ func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return len(es) > 0, nil
+	held, err := stillHeld(es)
+	return len(held) > 0, err
 }
 
 // ConsentDelivery says where a submitted consent document went, by

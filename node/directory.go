@@ -68,25 +68,43 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 	return len(held), nil
 }
 
-// heldKinds are the entries that make a centre a holder of a patient's
-// records. Amendments are left out: an amendment replaces a record of the
-// same patient (Centre.AddRecord checks), so its subject is a record's.
-var heldKinds = []ledger.Kind{ledger.KindRecord}
+// heldKinds are the entries that say whether a centre holds a patient's
+// records: it does while one of its records or amendments is not erased.
+var heldKinds = []ledger.Kind{ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure}
 
 // held returns the patients the ledger holds records of.
 func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {
-	seen := map[ledger.Pseudonym]bool{}
-	var out []ledger.Pseudonym
+	var all []ledger.Entry
 	for _, k := range heldKinds {
 		es, err := n.Centre.Ledger.EntriesOfKind(ctx, k)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range es {
-			if !seen[e.Subject] {
-				seen[e.Subject] = true
-				out = append(out, e.Subject)
+		all = append(all, es...)
+	}
+	return stillHeld(all)
+}
+
+// stillHeld returns the patients of es (record, amendment and erasure
+// entries) with a record whose payload is not erased, in order of first
+// appearance.
+func stillHeld(es []ledger.Entry) ([]ledger.Pseudonym, error) {
+	erased := map[int64]bool{}
+	for _, e := range es {
+		if e.Kind == ledger.KindErasure {
+			x, err := e.Erasure()
+			if err != nil {
+				return nil, fmt.Errorf("erasure entry %d: %w", e.Index, err)
 			}
+			erased[x.Target] = true
+		}
+	}
+	seen := map[ledger.Pseudonym]bool{}
+	var out []ledger.Pseudonym
+	for _, e := range es {
+		if e.Kind != ledger.KindErasure && !erased[e.Index] && !seen[e.Subject] {
+			seen[e.Subject] = true
+			out = append(out, e.Subject)
 		}
 	}
 	return out, nil

@@ -18,11 +18,11 @@ import (
 func newPatientCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "patient",
-		Short: "Patient identifiers, pseudonyms and keys",
+		Short: "Patient identifiers, pseudonyms and keys; a patient's own view and erasure",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newPatientPseudonymCmd(), newPatientKeygenCmd(), newPatientAttestCmd())
+	cmd.AddCommand(newPatientPseudonymCmd(), newPatientKeygenCmd(), newPatientAttestCmd(), newPatientViewCmd(), newPatientEraseCmd())
 	return cmd
 }
 

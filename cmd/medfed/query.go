@@ -57,12 +57,9 @@ rejected). It exits 1 when a holder failed.`,
 		if req.Purpose == "" {
 			return usagef("query: --purpose: give treatment, research or emergency")
 		}
-		if tokenFile != "" {
-			b, err := os.ReadFile(tokenFile)
-			if err != nil {
-				return err
-			}
-			req.Token = strings.TrimSpace(string(b))
+		var err error
+		if req.Token, err = readToken(tokenFile); err != nil {
+			return err
 		}
 		res, err := node.Admin(cfg.Data.Dir).QueryRecords(cmd.Context(), req)
 		if err != nil {
@@ -146,4 +143,17 @@ func printableText(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// readToken reads a token file written by medfed consent token; no file,
+// no token.
+func readToken(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }

@@ -78,6 +78,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newConsentCmd(),
 		newRecordCmd(),
 		newQueryCmd(),
+		newTransferCmd(),
 	)
 	return root
 }

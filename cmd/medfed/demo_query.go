@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/pseudonym"
+)
+
+// queryChapter is the whole story of the federation's Fig. 3: records at
+// centres 1 and 2, centre 3 (joined in chapter 5) queries with consent and
+// gets proven records, the patient revokes and the next query is refused,
+// an emergency access with its reason, the patient's own view of all of
+// it; then the patient switches to centre 3 and has the old copies erased.
+func (d *demo) queryChapter(ctx context.Context) (err error) {
+	d.chapter(7, "the cross-centre query and the patient's journeys")
+	nodes, stop, err := d.startThree(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stop()) }()
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	id, err := pseudonym.ParseNHS("401 023 2137")
+	if err != nil {
+		return err
+	}
+	ps, err := a.Pseudonyms(ctx, []pseudonym.Identifier{id})
+	if err != nil {
+		return err
+	}
+	p := ledger.Pseudonym(ps[0])
+	fed := a.Membership.Current().Federation
+	records := []struct {
+		at    *running
+		class string
+		text  string
+	}{
+		{b, "lab-result", "HbA1c 48 mmol/mol"},
+		{c, "clinic-letter", "Reviewed in diabetes clinic; metformin continued."},
+		{c, "imaging", "Chest X-ray: no acute findings."},
+	}
+	for i, r := range records {
+		res, err := r.at.AddRecord(ctx, node.RecordRequest{
+			Pseudonym: p.String(), Class: r.class, Occurred: time.Date(2025, 4, 1+i, 10, 0, 0, 0, time.UTC), Payload: []byte(r.text),
+		})
+		if err != nil {
+			return err
+		}
+		if err := waitFor("the record is in a final checkpoint", 20*time.Second, func() bool {
+			f, ok := r.at.Centre.Ledger.LatestFinal()
+			return ok && f.Size > res.Index
+		}); err != nil {
+			return err
+		}
+	}
+	d.say("Fig. 3 of the design, end to end. (centre-a's witnesses still refuse it since")
+	d.say("chapter 3, so centre-b and centre-c play Centres 1 and 2.) A new patient (%s)", short(p))
+	d.say("has a lab result at centre-b, and a clinic letter and an X-ray at centre-c")
+	d.say("(medfed record add): payloads encrypted at rest, record entries on each")
+	d.say("ledger, each centre announced in the directory, the entries witnessed.")
+
+	dnode, err := d.admit(ctx, "centre-d", b, c)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, dnode.stop()) }()
+	d.say("\ncentre-d, a new hospital (Centre 3), joins: centre-b and centre-c approve its")
+	d.say("join request, it installs charter version %d and connects.", dnode.Membership.Current().Version)
+
+	key, _, err := consent.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if _, err := b.Consent.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
+		return err
+	}
+	contract := consent.Contract{
+		ID: consent.NewID(), Version: 1, Federation: fed, Subject: p, Issued: now(), Base: consent.OptOut,
+		Provisions: []consent.Provision{{Type: consent.Permit, Purposes: consent.Treatment, Actors: []consent.Actor{{Role: consent.Clinician}}}},
+	}
+	signed, err := consent.SignContract(key, contract)
+	if err != nil {
+		return err
+	}
+	if _, err := b.Consent.Submit(ctx, signed); err != nil {
+		return err
+	}
+	d.say("The patient's key is attested at centre-b; they sign a contract: opt-out, but")
+	d.say("clinicians may see everything for treatment.")
+
+	staff := "5eed5eed5eed5eed5eed5eed5eed5eed"
+	ask := func(purpose, reason string) (node.QueryResult, error) {
+		return dnode.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: purpose, Reason: reason, Role: "clinician", Staff: staff})
+	}
+	res, err := ask("treatment", "")
+	if err != nil {
+		return err
+	}
+	d.say("\nA clinician at centre-d queries for treatment (medfed query): %.1f ms.", res.Millis)
+	if err := d.showQuery(res, 3); err != nil {
+		return err
+	}
+
+	revoke, err := consent.SignRevocation(key, consent.Revocation{Federation: fed, Subject: p, Target: contract.ID, Issued: now()})
+	if err != nil {
+		return err
+	}
+	if _, err := b.Consent.Submit(ctx, revoke); err != nil {
+		return err
+	}
+	if res, err = ask("treatment", ""); err != nil {
+		return err
+	}
+	d.say("\nThe patient revokes the contract (medfed consent revoke). The same query again:")
+	for _, h := range res.Holders {
+		if h.Status != "denied" {
+			return fmt.Errorf("demo: after the revocation %s answered %s", h.Name, h.Status)
+		}
+		d.say("  %s: denied (%s), audited as access entry %d", h.Name, h.Reason, h.Access)
+	}
+
+	if res, err = ask("emergency", "unconscious"); err != nil {
+		return err
+	}
+	d.say("\nThe patient is brought in unconscious to centre-d. Emergency access, with its")
+	d.say("reason, is allowed by the charter (the patient never opted out of it): %.1f ms.", res.Millis)
+	if err := d.showQuery(res, 3); err != nil {
+		return err
+	}
+	d.say("  (each holder notified the patient and its privacy officer)")
+
+	view, err := node.PatientRequest(d.cfgs["centre-b"], patient.View, p.String(), key)
+	if err != nil {
+		return err
+	}
+	seen, err := b.PatientRelay(ctx, view)
+	if err != nil {
+		return err
+	}
+	d.say("\nThe patient's own view (medfed patient view, signed with their key, relayed by")
+	d.say("centre-b to every holder; each checks the key was attested for the patient):")
+	for _, h := range seen.Holders {
+		if h.Status != "answered" {
+			return fmt.Errorf("demo: %s did not answer the patient: %s", h.Name, h.Error)
+		}
+		d.say("  %s holds %d record(s); accesses:", h.Name, len(h.Records))
+		for _, x := range h.Accesses {
+			verdict := "denied"
+			if x.Permitted {
+				verdict = "permitted"
+			}
+			line := fmt.Sprintf("    %s %s by %s (%s %.8s…) for %s: %s", x.Time.Format(time.TimeOnly), x.Event, x.Centre, x.Role, x.Staff, x.Purpose, verdict)
+			if x.Emergency {
+				line += ", EMERGENCY (" + x.Reason + ")"
+			}
+			if x.Released > 0 {
+				line += fmt.Sprintf(", %d record(s) released", x.Released)
+			}
+			d.say("%s", line)
+		}
+	}
+
+	tok, err := consent.SignToken(key, consent.Token{
+		ID: consent.NewID(), Federation: fed, Subject: p, Grantee: consent.Actor{Centre: dnode.Centre.ID()},
+		Purposes: consent.Treatment, Actions: consent.Copy, Issued: now(), Expires: now().Add(time.Hour), Uses: 1,
+	})
+	if err != nil {
+		return err
+	}
+	moved, err := dnode.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician", Staff: staff, Token: base64.StdEncoding.EncodeToString(tok)})
+	if err != nil {
+		return err
+	}
+	d.say("\nThe patient moves to centre-d and gives it a token to copy their records")
+	d.say("(medfed transfer): each copy goes on centre-d's ledger with its provenance,")
+	d.say("the source's entry and its proof; each source records the transfer.")
+	for _, s := range moved.Sources {
+		if s.Status != "copied" || !s.Recorded {
+			return fmt.Errorf("demo: the transfer from %s: %+v", s.Name, s)
+		}
+		d.say("  from %s: %d record(s) copied, the transfer on both ledgers", s.Name, len(s.Copies))
+	}
+
+	erase, err := node.PatientRequest(d.cfgs["centre-d"], patient.Erase, p.String(), key)
+	if err != nil {
+		return err
+	}
+	erased, err := dnode.PatientRelay(ctx, erase)
+	if err != nil {
+		return err
+	}
+	d.say("\nLater they ask for everything to be erased (medfed patient erase):")
+	for _, h := range erased.Holders {
+		if h.Status != "answered" || !h.Withdrawn {
+			return fmt.Errorf("demo: %s did not erase: %+v", h.Name, h)
+		}
+		d.say("  %s: %d payload(s) crypto-shredded, erasure entries appended, withdrawn", h.Name, len(h.Erasures))
+	}
+	for _, r := range []*running{a, b, c, dnode} {
+		if _, err := node.Verify(ctx, d.cfgs[r.Centre.Name].Data.Dir); err != nil {
+			return err
+		}
+	}
+	d.say("Every ledger still verifies: the record entries stay; only the payloads are gone.")
+	return nil
+}
+
+// showQuery prints a query's answers, which must release want records in
+// all.
+func (d *demo) showQuery(res node.QueryResult, want int) error {
+	got := 0
+	for _, h := range res.Holders {
+		if h.Status != "answered" {
+			return fmt.Errorf("demo: %s answered %s: %s%s", h.Name, h.Status, h.Reason, h.Error)
+		}
+		d.say("  %s (%s; access entry %d, then the answer), proven in final checkpoint %d:", h.Name, h.Basis, h.Access, h.Checkpoint)
+		for _, r := range h.Records {
+			d.say("    %s %d: %s", r.Class, r.Index, r.Payload)
+			got++
+		}
+	}
+	if got != want {
+		return fmt.Errorf("demo: %d records released, want %d", got, want)
+	}
+	return nil
+}
+
+// admit has the members approvers approve the centre name's join request
+// until the federation adopts it, then joins and starts it.
+func (d *demo) admit(ctx context.Context, name string, approvers ...*running) (*running, error) {
+	cfg, err := demoConfig(d.root, name)
+	if err != nil {
+		return nil, err
+	}
+	var req []byte
+	if err := offline(ctx, cfg, func(c *node.Centre) (err error) {
+		req, err = c.JoinRequest(cfg.P2P.Listen)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	version := approvers[0].Membership.Current().Version
+	for _, m := range approvers {
+		if _, err := m.Membership.Approve(ctx, req); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitUntil("the approvers adopt the new charter", func() bool {
+		for _, m := range approvers {
+			if m.Membership.Current().Version == version {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := node.Join(ctx, cfg, demoAddr(approvers[0])); err != nil {
+		return nil, err
+	}
+	d.cfgs[name] = cfg
+	n, err := startNode(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitUntil(name+" joins the directory", func() bool {
+		return n.Directory.RoutingTableSize() == len(n.Membership.Current().Members)-1
+	}); err != nil {
+		return nil, errors.Join(err, n.stop())
+	}
+	return n, nil
+}

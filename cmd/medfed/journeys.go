@@ -1,0 +1,230 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/node"
+)
+
+func newPatientViewCmd() *cobra.Command {
+	return newPatientRequestCmd(patient.View, "view",
+		"Show which centres hold a patient's records and every access to them (signed with the patient's key)",
+		`view asks, through this centre, every centre holding the patient's records
+for what its ledger says about them: the records (never their payloads),
+every access (which centre, staff member and role, when, for what purpose,
+permitted or not, emergency or not), transfers and erasures. The request is
+signed with the patient's key file on this machine; each holder checks
+that a member attested that key for the patient. It exits 1 when a holder
+failed to answer.`)
+}
+
+func newPatientEraseCmd() *cobra.Command {
+	return newPatientRequestCmd(patient.Erase, "erase",
+		"Have every centre holding a patient's records erase them (signed with the patient's key)",
+		`erase asks, through this centre, every centre holding the patient's records
+to erase them: each crypto-shreds every payload it holds for the patient
+(the ledger entries stay, so every proof stays valid), appends an erasure
+entry for each, and withdraws from the directory. The request is signed
+with the patient's key file on this machine. It exits 1 when a holder
+failed; run it again for the rest (erasing again changes nothing).`)
+}
+
+func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command {
+	var (
+		f      patientFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   use + " --config FILE --key FILE --pseudonym P",
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		k, p, _, err := f.load(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		req, err := node.PatientRequest(cfg, op, p.String(), k)
+		if err != nil {
+			return err
+		}
+		res, err := node.Admin(cfg.Data.Dir).Patient(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		w := &stickyWriter{w: cmd.OutOrStdout()}
+		if asJSON {
+			err = printJSON(w, res)
+		} else {
+			printPatient(w, res)
+		}
+		if err := errors.Join(err, w.err); err != nil {
+			return err
+		}
+		for _, h := range res.Holders {
+			if h.Status == "failed" {
+				return fmt.Errorf("patient %s: not every holder answered", use)
+			}
+		}
+		if res.Lookup != "" {
+			return fmt.Errorf("patient %s: the directory lookup was incomplete: %s", use, res.Lookup)
+		}
+		return nil
+	})
+}
+
+func printPatient(w io.Writer, res node.PatientResult) {
+	fmt.Fprintf(w, "# %s: %d holding centre(s)\n", res.Pseudonym, len(res.Holders))
+	for _, h := range res.Holders {
+		if h.Status == "failed" {
+			fmt.Fprintf(w, "%s: failed: %s\n", h.Name, h.Error)
+			continue
+		}
+		if res.Op == patient.Erase.String() {
+			fmt.Fprintf(w, "%s: %d record(s) erased", h.Name, len(h.Erasures))
+			if h.Withdrawn {
+				fmt.Fprintf(w, ", withdrawn from the directory\n")
+			} else {
+				fmt.Fprintf(w, "; %s\n", h.Problem)
+			}
+			continue
+		}
+		fmt.Fprintf(w, "%s: %d record(s), %d access(es)\n", h.Name, len(h.Records), len(h.Accesses))
+		for _, r := range h.Records {
+			fmt.Fprintf(w, "  %s %d  %s  %s", r.Kind, r.Index, r.Class, r.Occurred.Format(time.DateOnly))
+			if r.Erased {
+				fmt.Fprint(w, "  (erased)")
+			}
+			fmt.Fprintln(w)
+		}
+		for _, a := range h.Accesses {
+			verdict := "denied"
+			if a.Permitted {
+				verdict = "permitted"
+			}
+			fmt.Fprintf(w, "  %s  %s by %s", a.Time.Format(time.RFC3339), a.Event, a.Centre)
+			if a.Role != "" {
+				fmt.Fprintf(w, " (%s", a.Role)
+				if a.Staff != "" {
+					fmt.Fprintf(w, " %s", a.Staff)
+				}
+				fmt.Fprint(w, ")")
+			}
+			fmt.Fprintf(w, ": %s for %s, %s (%s)", a.Action, a.Purpose, verdict, a.Basis)
+			if a.Emergency {
+				fmt.Fprintf(w, ", EMERGENCY: %s", a.Reason)
+			}
+			if a.Released > 0 {
+				fmt.Fprintf(w, ", %d record(s) released", a.Released)
+			}
+			fmt.Fprintln(w)
+		}
+		for _, t := range h.Transfers {
+			fmt.Fprintf(w, "  %s  transfer %s, %s: record %d -> %d\n", t.Time.Format(time.RFC3339), t.Direction, t.Centre, t.Source, t.Copy)
+		}
+		for _, x := range h.Erasures {
+			fmt.Fprintf(w, "  %s  record %d erased\n", x.Time.Format(time.RFC3339), x.Record)
+		}
+	}
+}
+
+func newTransferCmd() *cobra.Command {
+	var (
+		req       node.TransferRequest
+		tokenFile string
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "transfer --config FILE --pseudonym P [flags]",
+		Short: "Copy a patient's records from the centres holding them, when the patient switches to this centre",
+		Long: `transfer asks every centre holding the patient's records for those consent
+lets this centre copy (action copy, purpose treatment) and stores each here
+with its provenance on this ledger: the source centre, the record's index
+there, and its entry with the inclusion proof against the source's final
+checkpoint. Each source records the transfer on its own ledger, and this
+centre announces itself in the directory. Records copied before are not
+copied again. A source may then withdraw its announcement; that is its
+choice.
+
+It exits 1 when a source failed.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&req.Pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().StringVar(&req.Role, "role", "clinician", "the requester's role")
+	cmd.Flags().StringVar(&req.Staff, "staff", "", "the requester's staff ID, 32 hex digits")
+	cmd.Flags().StringArrayVar(&req.Classes, "class", nil, "a data class to copy (repeat; default all)")
+	cmd.Flags().StringVar(&tokenFile, "token", "", "a `file` holding the patient's token for copying")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+			return usagef("transfer: --pseudonym: %v", err)
+		}
+		var err error
+		if req.Token, err = readToken(tokenFile); err != nil {
+			return err
+		}
+		res, err := node.Admin(cfg.Data.Dir).Transfer(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		w := &stickyWriter{w: cmd.OutOrStdout()}
+		if asJSON {
+			err = printJSON(w, res)
+		} else {
+			printTransfer(w, res)
+		}
+		if err := errors.Join(err, w.err); err != nil {
+			return err
+		}
+		for _, s := range res.Sources {
+			if s.Status == "failed" || s.RecordError != "" {
+				return fmt.Errorf("transfer: not every source completed: run it again")
+			}
+		}
+		return nil
+	})
+}
+
+func printTransfer(w io.Writer, res node.TransferResult) {
+	fmt.Fprintf(w, "# %s: %d source(s)\n", res.Pseudonym, len(res.Sources))
+	for _, s := range res.Sources {
+		switch s.Status {
+		case "failed":
+			fmt.Fprintf(w, "%s: failed: %s\n", s.Name, s.Error)
+			if len(s.Copies) == 0 {
+				continue
+			}
+		case "denied":
+			fmt.Fprintf(w, "%s: denied: %s (access entry %d there)\n", s.Name, s.Reason, s.Access)
+			continue
+		default:
+			fmt.Fprintf(w, "%s: %d record(s) copied (%d before), access entry %d there\n", s.Name, len(s.Copies), s.Before, s.Access)
+		}
+		for _, c := range s.Copies {
+			fmt.Fprintf(w, "  record %d there -> record %d here\n", c.Source, c.Copy)
+		}
+		if s.Erased > 0 {
+			fmt.Fprintf(w, "  %d record(s) erased there: nothing to copy\n", s.Erased)
+		}
+		if s.Recorded {
+			fmt.Fprintf(w, "  the transfer is on %s's ledger\n", s.Name)
+		} else if s.RecordError != "" {
+			fmt.Fprintf(w, "  not recorded on %s's ledger: %s\n", s.Name, s.RecordError)
+		}
+	}
+	switch {
+	case res.Announced:
+		fmt.Fprintln(w, "this centre is announced in the directory as a holder")
+	case res.AnnounceError != "":
+		fmt.Fprintf(w, "announcing failed (the node announces again at its next start): %s\n", res.AnnounceError)
+	}
+}

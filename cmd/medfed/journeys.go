@@ -121,7 +121,10 @@ func printPatient(w io.Writer, res node.PatientResult) {
 			}
 			fmt.Fprintf(w, ": %s for %s, %s (%s)", a.Action, a.Purpose, verdict, a.Basis)
 			if a.Emergency {
-				fmt.Fprintf(w, ", EMERGENCY: %s", a.Reason)
+				fmt.Fprint(w, ", EMERGENCY")
+				if a.Reason != "" {
+					fmt.Fprintf(w, ": %s", a.Reason)
+				}
 			}
 			if a.Released > 0 {
 				fmt.Fprintf(w, ", %d record(s) released", a.Released)

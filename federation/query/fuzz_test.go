@@ -176,3 +176,85 @@ func TestSeal(t *testing.T) {
 		t.Fatal("a payload opened for another request")
 	}
 }
+
+func FuzzParseReceipt(f *testing.F) {
+	k, requester := testKey(f, "centre-a")
+	_, holder := testKey(f, "centre-b")
+	r := Receipt{
+		Federation: "medfed-fuzz", Requester: requester, Holder: holder, Subject: ledger.Pseudonym{1, 2},
+		Nonce: [16]byte{9}, Access: 41, Copies: []Copied{{Source: 12, Copy: 3}, {Source: 13, Copy: 4}},
+	}
+	raw, err := r.Sign(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := ParseReceipt(raw); err != nil {
+		f.Fatal(err) // else the target would test nothing
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)-1])
+	f.Add(raw[:len(raw)/2])
+	r.Copies = r.Copies[:1]
+	if raw, err = r.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseReceipt(b)
+		if err != nil {
+			return
+		}
+		if err := r.check(); err != nil {
+			t.Fatalf("accepted a receipt that fails its checks: %v", err)
+		}
+		if !bytes.Equal(append(r.body(), b[len(b)-ed25519.SignatureSize:]...), b) {
+			t.Fatal("accepted a non-canonical receipt")
+		}
+	})
+}
+
+func FuzzDecodeTransfer(f *testing.F) {
+	p := ledger.Pseudonym{1, 2}
+	_, source := testKey(f, "centre-b")
+	rec, err := ledger.NewRecord(p, ledger.Record{
+		Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{4}, Commitment: [32]byte{5},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	rec.Index, rec.Time = 12, time.Date(2026, 3, 1, 9, 1, 0, 0, time.UTC)
+	entry, err := rec.Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, t := range []Transfer{
+		{Direction: In, Centre: source, Source: 12, Access: 41, Entry: entry, Size: 42, Root: tlog.Hash{7}, Proof: tlog.RecordProof{{1}, {2}, {3}}},
+		{Direction: Out, Centre: source, Source: 12, Access: 41, Copy: 3},
+	} {
+		e, err := NewTransfer(p, t)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if _, err := DecodeTransfer(e); err != nil {
+			f.Fatal(err) // else the target would test nothing
+		}
+		f.Add(e.Body)
+		f.Add(e.Body[:len(e.Body)-1])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := DecodeTransfer(ledger.Entry{Kind: ledger.KindTransfer, Subject: p, Body: b})
+		if err != nil {
+			return
+		}
+		e, err := NewTransfer(p, x)
+		if err != nil {
+			t.Fatalf("accepted a transfer NewTransfer refuses: %v", err)
+		}
+		if e.Kind != ledger.KindTransfer || e.Subject != p || !bytes.Equal(e.Body, b) {
+			t.Fatal("accepted a non-canonical transfer")
+		}
+		if _, err := e.Encode(); err != nil {
+			t.Fatalf("accepted a transfer the ledger refuses: %v", err)
+		}
+	})
+}

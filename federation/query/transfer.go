@@ -87,6 +87,10 @@ func (t Transfer) check() error {
 		return fmt.Errorf("%w: transfer index", ErrMalformed)
 	case len(t.Proof) > maxProof || len(t.Entry) > ledger.MaxEntrySize/2:
 		return fmt.Errorf("%w: transfer provenance", ErrMalformed)
+	case t.Direction == In && (t.Copy != 0 || len(t.Entry) == 0 || t.Size <= t.Source):
+		return fmt.Errorf("%w: a transfer in without its provenance", ErrMalformed)
+	case t.Direction == Out && (len(t.Entry) != 0 || len(t.Proof) != 0 || t.Size != 0 || t.Root != tlog.Hash{}):
+		return fmt.Errorf("%w: a transfer out with provenance", ErrMalformed)
 	}
 	return nil
 }
@@ -222,6 +226,9 @@ func ParseReceipt(b []byte) (Receipt, error) {
 		return Receipt{}, fmt.Errorf("%w: %d copies", ErrMalformed, n)
 	}
 	for range n {
+		if r.Err() != nil {
+			break
+		}
 		t.Copies = append(t.Copies, Copied{Source: int64(r.U64("source")), Copy: int64(r.U64("copy"))})
 	}
 	r.End("receipt")

@@ -1,0 +1,149 @@
+package patient
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The fuzz targets check the decoders of the bytes a centre gets from a
+// patient's device or from another centre: requests and answers. Their
+// seeds are real signed encodings, so the fuzzer starts past the first
+// length check; whatever a decoder accepts must be what Sign wrote.
+
+// fuzzKey is deterministic so that every fuzz worker builds the same seeds.
+func fuzzKey(tb testing.TB, name string) (ed25519.PrivateKey, peer.ID) {
+	tb.Helper()
+	seed := sha256.Sum256([]byte(name))
+	k := ed25519.NewKeyFromSeed(seed[:])
+	id, err := federation.PeerIDFromKey(k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k, id
+}
+
+func fuzzRequest(tb testing.TB) (Request, ed25519.PrivateKey) {
+	k, _ := fuzzKey(tb, "patient")
+	_, relay := fuzzKey(tb, "centre-a")
+	return Request{
+		Op: View, Federation: "fuzz-fed", Relay: relay, Subject: ledger.Pseudonym{1, 2},
+		Nonce: [16]byte{9}, Time: time.UnixMilli(1_780_000_000_123).UTC(),
+	}, k
+}
+
+func FuzzParseRequest(f *testing.F) {
+	q, k := fuzzRequest(f)
+	raw, err := q.Sign(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := ParseRequest(raw); err != nil {
+		f.Fatal(err) // else the target would test nothing
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)/2])
+	bad := bytes.Clone(raw)
+	bad[len(bad)-ed25519.SignatureSize-1] ^= 1 // the time: the signature no longer verifies
+	f.Add(bad)
+	q.Op, q.Nonce = Erase, [16]byte{1, 2, 3}
+	if raw, err = q.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		q, err := ParseRequest(b)
+		if err != nil {
+			return
+		}
+		if err := q.check(); err != nil {
+			t.Fatalf("accepted a request that fails its checks: %v", err)
+		}
+		sig := b[len(b)-ed25519.SignatureSize:]
+		if !bytes.Equal(append(q.body(), sig...), b) {
+			t.Fatal("accepted a non-canonical request")
+		}
+		if !ed25519.Verify(q.Key, signed(requestSignature, q.body()), sig) {
+			t.Fatal("accepted a request whose re-encoding the signature does not cover")
+		}
+	})
+}
+
+func fuzzAnswer(tb testing.TB) (Answer, ed25519.PrivateKey) {
+	tb.Helper()
+	k, holder := fuzzKey(tb, "centre-b")
+	p := ledger.Pseudonym{1, 2}
+	r := ledger.Record{
+		Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Location: "ward 7",
+		Payload: [16]byte{4}, Commitment: [32]byte{5},
+	}
+	rec, err := ledger.NewRecord(p, r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec.Index, rec.Time = 12, time.Date(2026, 3, 1, 9, 1, 0, 0, time.UTC)
+	x, err := ledger.NewErasure(p, ledger.Erasure{Target: 12, Payload: [16]byte{4}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	x.Index, x.Time = 13, time.Date(2026, 3, 2, 9, 1, 0, 0, time.UTC)
+	var entries [][]byte
+	for _, e := range []ledger.Entry{rec, x} {
+		b, err := e.Encode()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		entries = append(entries, b)
+	}
+	return Answer{
+		Op: View, Holder: holder, Subject: p, Nonce: [16]byte{9}, Size: 41, Entries: entries,
+	}, k
+}
+
+func FuzzParseAnswer(f *testing.F) {
+	a, k := fuzzAnswer(f)
+	raw, err := a.Sign(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := ParseAnswer(raw); err != nil {
+		f.Fatal(err) // else the target would test nothing
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)-1])
+	f.Add(raw[:len(raw)/2])
+	a.Op, a.Entries, a.Withdrawn, a.Problem = Erase, a.Entries[1:], true, ""
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	a.Entries, a.Withdrawn, a.Problem = nil, false, "the directory did not answer"
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseAnswer(b)
+		if err != nil {
+			return
+		}
+		if err := a.check(); err != nil {
+			t.Fatalf("accepted an answer that fails its checks: %v", err)
+		}
+		sig := b[len(b)-ed25519.SignatureSize:]
+		if !bytes.Equal(append(a.body(), sig...), b) {
+			t.Fatal("accepted a non-canonical answer")
+		}
+		if err := federation.VerifyPeer(a.Holder, signed(answerSignature, a.body()), sig); err != nil {
+			t.Fatalf("accepted an answer whose re-encoding the holder did not sign: %v", err)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -37,6 +38,7 @@ type Centre struct {
 	dir        string
 	lock       *dirLock
 	log        *slog.Logger
+	eraseMu    sync.Mutex // an erasure's check and append, one at a time
 }
 
 // Open opens the centre described by cfg, creating its data directory,
@@ -172,17 +174,29 @@ func (c *Centre) AddRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.
 }
 
 // CopyRecord stores payload, copied from another centre, off the ledger
-// and appends its record entry (metadata in meta) and, right after it in
-// the same atomic append, provenance: the transfer entry saying where it
-// came from. It returns the record entry's index once both are durable.
+// and appends its record entry (metadata in meta; with meta.Replaces set,
+// an amendment of this centre's copy of the record it replaces) and,
+// right after it in the same atomic append, provenance: the transfer entry
+// saying where it came from. It returns the record entry's index once
+// both are durable.
 func (c *Centre) CopyRecord(ctx context.Context, p ledger.Pseudonym, meta ledger.Record, payload []byte, provenance ledger.Entry) (int64, error) {
-	meta.Replaces = 0 // the copy is this centre's first version of it
+	newEntry := ledger.NewRecord
+	if meta.Replaces != 0 {
+		old, _, err := c.recordAt(ctx, meta.Replaces)
+		if err != nil {
+			return 0, fmt.Errorf("copy an amendment of record %d: %w", meta.Replaces, err)
+		}
+		if old.Subject != p {
+			return 0, fmt.Errorf("copy an amendment of record %d: %w", meta.Replaces, ErrOtherPatient)
+		}
+		newEntry = ledger.NewAmendment
+	}
 	id, _, commitment, err := c.Records.Put(ctx, payload)
 	if err != nil {
 		return 0, fmt.Errorf("copy record: %w", err)
 	}
 	meta.Payload, meta.Commitment = id, [32]byte(commitment)
-	e, err := ledger.NewRecord(p, meta)
+	e, err := newEntry(p, meta)
 	if err != nil {
 		return 0, fmt.Errorf("copy record: %w", err)
 	}
@@ -228,6 +242,8 @@ func (c *Centre) recordAt(ctx context.Context, index int64) (ledger.Entry, ledge
 // proof stays valid. Erasing again returns the first erasure's index, so a
 // caller may retry after any failure.
 func (c *Centre) Erase(ctx context.Context, index int64) (int64, error) {
+	c.eraseMu.Lock()
+	defer c.eraseMu.Unlock()
 	e, r, err := c.recordAt(ctx, index)
 	if err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
@@ -257,6 +273,52 @@ func (c *Centre) Erase(ctx context.Context, index int64) (int64, error) {
 	}
 	c.log.Info("record erased", "component", "node", "index", index, "erasure", n, "pseudonym", e.Subject)
 	return n, nil
+}
+
+// EraseAll crypto-shreds the payload of every record and amendment of
+// patient p and appends, in one atomic append, an erasure entry for each
+// not erased before; it returns how many it appended. As with Erase, the
+// payloads go first, so a retry after any failure completes the rest.
+func (c *Centre) EraseAll(ctx context.Context, p ledger.Pseudonym) (int, error) {
+	c.eraseMu.Lock()
+	defer c.eraseMu.Unlock()
+	es, err := c.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure)
+	if err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	erased := map[int64]bool{}
+	for _, e := range es {
+		if x, err := e.Erasure(); err == nil {
+			erased[x.Target] = true
+		}
+	}
+	var out []ledger.Entry
+	for _, e := range es {
+		if e.Kind == ledger.KindErasure || erased[e.Index] {
+			continue
+		}
+		r, err := e.Record()
+		if err != nil {
+			return 0, fmt.Errorf("erase: entry %d: %w", e.Index, err)
+		}
+		if err := c.Records.Erase(ctx, records.ID(r.Payload)); err != nil {
+			return 0, fmt.Errorf("erase record %d: %w", e.Index, err)
+		}
+		x, err := ledger.NewErasure(p, ledger.Erasure{Target: e.Index, Payload: r.Payload})
+		if err != nil {
+			return 0, fmt.Errorf("erase record %d: %w", e.Index, err)
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		return 0, nil
+	}
+	first, err := c.Ledger.Append(ctx, out...)
+	if err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	c.log.Info("patient's records erased", "component", "node", "pseudonym", p, "erasures", len(out), "first", first)
+	return len(out), nil
 }
 
 // Verify checks the ledger in data directory dir offline against the

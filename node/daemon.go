@@ -36,8 +36,9 @@ type Node struct {
 	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
 	rules      *pseudonym.Rules
 
-	interval time.Duration
-	admin    *adminServer
+	interval   time.Duration
+	admin      *adminServer
+	transferMu sync.Mutex
 
 	closeOnce sync.Once
 	closeErr  error

@@ -30,7 +30,7 @@ func (n *Node) startPatient() error {
 		Key:      n.Centre.key,
 		Ledger:   n.Centre.Ledger,
 		Consent:  n.Consent,
-		Erase:    n.Centre.Erase,
+		Erase:    n.Centre.EraseAll,
 		Withdraw: func(ctx context.Context, p ledger.Pseudonym) error { return n.Directory.Withdraw(ctx, p) },
 		Holders:  n.holders,
 		Charter:  func() federation.Charter { return n.Membership.Current().Charter },
@@ -122,7 +122,9 @@ func (n *Node) Transfer(ctx context.Context, r TransferRequest) (TransferResult,
 	if err != nil {
 		return TransferResult{}, err
 	}
-	spec.Action = consent.Copy
+	spec.Action, spec.OthersOnly = consent.Copy, true
+	n.transferMu.Lock() // one transfer at a time: each record copied once
+	defer n.transferMu.Unlock()
 	before, err := n.copiedBefore(ctx, p)
 	if err != nil {
 		return TransferResult{}, err
@@ -137,9 +139,6 @@ func (n *Node) Transfer(ctx context.Context, r TransferRequest) (TransferResult,
 	}
 	copied := 0
 	for _, a := range res.Holders {
-		if a.Holder == n.Host.ID() {
-			continue // this centre's own records need no copy
-		}
 		src := n.copyFrom(ctx, p, a, res.Nonce, before)
 		copied += len(src.Copies)
 		out.Sources = append(out.Sources, src)
@@ -181,8 +180,13 @@ func (n *Node) copyFrom(ctx context.Context, p ledger.Pseudonym, a query.Answer,
 				Direction: query.In, Centre: a.Holder, Source: rec.Index, Access: a.Access,
 				Entry: rec.Entry, Size: a.Size, Root: a.Root, Proof: rec.Proof,
 			})
+			meta := rec.Record
+			meta.Replaces = 0
+			if prev, ok := before[copyKey{a.Holder, rec.Record.Replaces}]; ok && rec.Kind == ledger.KindAmendment {
+				meta.Replaces = prev // an amendment of a record copied before
+			}
 			if err == nil {
-				i, err = n.Centre.CopyRecord(ctx, p, rec.Record, rec.Payload, prov)
+				i, err = n.Centre.CopyRecord(ctx, p, meta, rec.Payload, prov)
 			}
 			if err != nil {
 				src.Status, src.Error = "failed", fmt.Sprintf("copying record %d: %v", rec.Index, err)
@@ -241,10 +245,11 @@ type PatientHolder struct {
 	LedgerSize int64  `json:",omitempty"`
 	Records    []PatientRecord
 	Accesses   []PatientAccess
-	Transfers  []PatientTransfer `json:",omitempty"`
-	Erasures   []PatientErasure  `json:",omitempty"`
-	Withdrawn  bool              `json:",omitempty"` // Erase: out of the directory
-	Problem    string            `json:",omitempty"`
+	Transfers  []PatientTransfer    `json:",omitempty"`
+	Erasures   []PatientErasure     `json:",omitempty"`
+	Requests   []PatientRequestSeen `json:",omitempty"` // the patient's own views and erasures
+	Withdrawn  bool                 `json:",omitempty"` // Erase: out of the directory
+	Problem    string               `json:",omitempty"`
 }
 
 // PatientRecord is a record a holder keeps about the patient (never its
@@ -285,6 +290,15 @@ type PatientTransfer struct {
 	Centre    string
 	Source    int64 // the record's index at the source
 	Copy      int64 // its copy's index at the destination
+}
+
+// PatientRequestSeen is one of the patient's own requests, as the holder
+// recorded it: which, when, and through which centre.
+type PatientRequestSeen struct {
+	Index  int64
+	Time   time.Time
+	Event  string // patient-view or patient-erase
+	Centre string // the relay
 }
 
 // PatientErasure is a record whose payload was erased.
@@ -335,6 +349,10 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 			x, err := consent.DecodeAccess(e)
 			if err != nil {
 				return err
+			}
+			if x.Event == consent.EventPatientView || x.Event == consent.EventPatientErase {
+				h.Requests = append(h.Requests, PatientRequestSeen{Index: e.Index, Time: e.Time, Event: x.Event.String(), Centre: n.memberName(x.Requester)})
+				continue
 			}
 			pa := PatientAccess{
 				Index: e.Index, Time: e.Time, Event: x.Event.String(), Centre: n.memberName(x.Requester),

@@ -81,27 +81,65 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		return err == nil && len(l.Holders) == 3
 	})
 
-	// Again: nothing is copied twice, nothing recorded twice; centre-a,
-	// a holder now, records its own holder's access.
+	// centre-b amends its record: the next transfer copies the amendment
+	// as an amendment of centre-a's copy, not as a second record.
+	b := nodes[1]
+	var fromB int64 = -1
+	for _, s := range res.Sources {
+		if s.Name == "centre-b" {
+			fromB = s.Copies[0].Copy
+		}
+	}
+	first := entriesOf(t, b, p, ledger.KindRecord)[0]
+	amended, err := b.AddRecord(ctx, node.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Replaces: first.Index, Payload: []byte("corrected result from centre-b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the amendment is in a final checkpoint", func() bool {
+		f, ok := b.Centre.Ledger.LatestFinal()
+		return ok && f.Size > amended.Index
+	})
+	if res, err = admin.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Sources {
+		if s.Name != "centre-b" {
+			continue
+		}
+		if s.Status != "copied" || len(s.Copies) != 1 || s.Before != 0 || s.Copies[0].Source != amended.Index {
+			t.Fatalf("the amendment from centre-b: %+v", s)
+		}
+		e, err := a.Centre.Ledger.Entry(ctx, s.Copies[0].Copy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := e.Record(); err != nil || e.Kind != ledger.KindAmendment || r.Replaces != fromB {
+			t.Fatalf("the copy of the amendment: %v %+v, %v; want an amendment of %d", e.Kind, r, err, fromB)
+		}
+	}
+
+	// Again: nothing is copied twice, nothing recorded twice; centre-a
+	// does not ask itself.
 	size := a.Centre.Ledger.Size()
 	res, err = admin.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range res.Sources {
-		if s.Status != "copied" || s.Before != 1 || !s.Recorded {
+		if s.Status != "copied" || s.Before != 1 || len(s.Copies) != 1 || !s.Recorded {
 			t.Fatalf("again from %s: %+v", s.Name, s)
 		}
 	}
-	if got := a.Centre.Ledger.Size(); got != size+1 {
-		t.Fatalf("a second transfer appended %d entries at centre-a, want its access entry alone", got-size)
-	}
-	if e, err := a.Centre.Ledger.Entry(ctx, size); err != nil || e.Kind != ledger.KindAccess {
-		t.Fatalf("entry %d: %v, %v", size, e.Kind, err)
+	if got := a.Centre.Ledger.Size(); got != size {
+		t.Fatalf("a second transfer appended %d entries at centre-a", got-size)
 	}
 	for _, n := range nodes[1:] {
-		if got := len(entriesOf(t, n, p, ledger.KindTransfer)); got != 1 {
-			t.Fatalf("%s has %d transfer entries after a second transfer", n.Centre.Name, got)
+		want := 1
+		if n == b {
+			want = 2 // the record, then its amendment
+		}
+		if got := len(entriesOf(t, n, p, ledger.KindTransfer)); got != want {
+			t.Fatalf("%s has %d transfer entries after a third transfer, want %d", n.Centre.Name, got, want)
 		}
 	}
 	for _, cfg := range cfgs {
@@ -111,32 +149,60 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 	}
 }
 
-// A forged receipt records nothing: one for an access that released
-// nothing to copy, and one naming a record of another patient.
+// A receipt records a transfer only for records its access entry released
+// to the sender for copying: not for a read, not for a record the copy
+// left out; and each copy once.
 func TestTransferReceiptsAreChecked(t *testing.T) {
 	_, nodes, p := queryFed(t)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	res, err := a.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	imaging, err := b.AddRecord(ctx, node.RecordRequest{Pseudonym: p.String(), Class: "imaging", Occurred: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("an X-ray report")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var access, record int64 = -1, -1
-	for _, h := range res.Holders {
-		if h.Name == "centre-b" && len(h.Records) == 1 {
-			access, record = h.Access, h.Records[0].Index
+	eventually(t, 15*time.Second, "the X-ray is in a final checkpoint", func() bool {
+		f, ok := b.Centre.Ledger.LatestFinal()
+		return ok && f.Size > imaging.Index
+	})
+	ask := func(action consent.Action) (query.Result, query.Answer) {
+		res, err := a.Query.Query(ctx, query.Spec{Subject: p, Role: consent.Clinician, Purpose: consent.Treatment, Action: action, Classes: []string{"lab-result"}})
+		if err != nil {
+			t.Fatal(err)
 		}
+		for _, h := range res.Holders {
+			if h.Holder == b.Centre.ID() && h.Err == nil && len(h.Records) == 1 {
+				return res, h
+			}
+		}
+		t.Fatalf("no lab result from centre-b: %+v", res)
+		return res, query.Answer{}
 	}
-	if access < 0 {
-		t.Fatalf("no answer from centre-b: %+v", res)
+	receipt := func(res query.Result, h query.Answer, source int64) error {
+		return a.Query.Acknowledge(ctx, query.Receipt{Holder: b.Centre.ID(), Subject: p, Nonce: res.Nonce, Access: h.Access, Copies: []query.Copied{{Source: source, Copy: 1}}})
 	}
-	// The query's access was for reading, not copying.
-	err = a.Query.Acknowledge(ctx, query.Receipt{Holder: b.Centre.ID(), Subject: p, Access: access, Copies: []query.Copied{{Source: record, Copy: 1}}})
-	if err == nil || !strings.Contains(err.Error(), "for copying") {
-		t.Fatalf("a receipt for a read access: %v", err)
+	read, h := ask(consent.Access)
+	if err := receipt(read, h, h.Records[0].Index); err == nil || !strings.Contains(err.Error(), "for copying") {
+		t.Fatalf("a receipt for a read: %v", err)
+	}
+	copied, h := ask(consent.Copy)
+	if err := receipt(copied, h, imaging.Index); err == nil || !strings.Contains(err.Error(), "did not release record") {
+		t.Fatalf("a receipt naming a record the copy left out: %v", err)
+	}
+	other := copied
+	other.Nonce[0] ^= 1
+	if err := receipt(other, h, h.Records[0].Index); err == nil {
+		t.Fatal("a receipt naming another request was taken")
 	}
 	if got := len(entriesOf(t, b, p, ledger.KindTransfer)); got != 0 {
 		t.Fatalf("centre-b recorded %d transfers", got)
+	}
+	for range 2 {
+		if err := receipt(copied, h, h.Records[0].Index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(entriesOf(t, b, p, ledger.KindTransfer)); got != 1 {
+		t.Fatalf("centre-b recorded %d transfers, want 1", got)
 	}
 }
 
@@ -184,6 +250,22 @@ func TestPatientViewAndErase(t *testing.T) {
 		}
 	}
 
+	// Each holder recorded the view, and takes the same request only once.
+	for _, n := range nodes[1:] {
+		views := 0
+		for _, e := range entriesOf(t, n, p, ledger.KindAccess) {
+			if x, err := consent.DecodeAccess(e); err == nil && x.Event == consent.EventPatientView && x.Requester == a.Centre.ID() {
+				views++
+			}
+		}
+		if views != 1 {
+			t.Fatalf("%s recorded %d views", n.Centre.Name, views)
+		}
+	}
+	if _, err := b.Patient.Answer(ctx, a.Centre.ID(), view); !errors.Is(err, patientproto.ErrStale) {
+		t.Fatalf("a replayed view: %v", err)
+	}
+
 	other, _, err := consent.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +311,18 @@ func TestPatientViewAndErase(t *testing.T) {
 		if h.Status != "answered" || len(h.Erasures) != 1 || !h.Withdrawn {
 			t.Fatalf("%s: %+v", h.Name, h)
 		}
+	}
+	// Erasing again erases nothing more: one more entry, the request's.
+	size := b.Centre.Ledger.Size()
+	again, err := node.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Patient.Answer(ctx, a.Centre.ID(), again); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Centre.Ledger.Size(); got != size+1 || len(entriesOf(t, b, p, ledger.KindErasure)) != 1 {
+		t.Fatalf("a second erasure appended %d entries", got-size)
 	}
 	for _, n := range nodes[1:] {
 		rec := entriesOf(t, n, p, ledger.KindRecord)[0]

@@ -193,6 +193,12 @@ It exits 1 when a source failed.`,
 				return fmt.Errorf("transfer: not every source completed: run it again")
 			}
 		}
+		if res.AnnounceError != "" {
+			return fmt.Errorf("transfer: this centre is not announced as a holder yet: run it again")
+		}
+		if res.Lookup != "" {
+			return fmt.Errorf("transfer: the directory lookup was incomplete (sources may be missing): %s", res.Lookup)
+		}
 		return nil
 	})
 }

@@ -18,6 +18,11 @@ const (
 	EventEmergencyStart Event = 2
 	// EventEmergencyStop: emergency access ended.
 	EventEmergencyStop Event = 3
+	// EventPatientView: the patient viewed this centre's entries about
+	// them (federation/patient), through the requester.
+	EventPatientView Event = 4
+	// EventPatientErase: the patient had this centre erase their records.
+	EventPatientErase Event = 5
 )
 
 func (e Event) String() string {
@@ -28,6 +33,10 @@ func (e Event) String() string {
 		return "emergency-start"
 	case EventEmergencyStop:
 		return "emergency-stop"
+	case EventPatientView:
+		return "patient-view"
+	case EventPatientErase:
+		return "patient-erase"
 	}
 	return fmt.Sprintf("event(%d)", uint8(e))
 }
@@ -52,17 +61,25 @@ type AccessEntry struct {
 	Nonce [16]byte
 	// Released counts the records the answer released.
 	Released uint32
+	// Records are the ledger indexes of the records released, when the
+	// caller named them (a query does; a single token use does not).
+	Records []int64
 }
 
-// Access entry body, version 2: u8 version, u8 event, str requester, [16]
+// Access entry body, version 3: u8 version, u8 event, str requester, [16]
 // staff, u8 role, u8 action, u8 purpose, u8 permitted (0 or 1), u8
-// basis, [16] ref, u16 use, u8 reason, [16] nonce, u32 released. Version
-// 1, written before queries existed, ends after the reason; it is still
-// read (with no nonce and nothing counted as released), since ledgers
-// keep their entries for good.
+// basis, [16] ref, u16 use, u8 reason, [16] nonce, u32 released, u32
+// count and u64 record indexes. Version 2 ends after released; version 1,
+// written before queries existed, after the reason. Both are still read
+// (with no indexes; version 1 with no nonce and nothing counted as
+// released), since ledgers keep their entries for good.
 const (
-	accessVersion   = 2
+	accessVersion   = 3
+	accessVersionV2 = 2
 	accessVersionV1 = 1
+	// maxAccessRecords bounds the indexes one access entry lists (a
+	// query's answer holds at most 4,096 records).
+	maxAccessRecords = 4096
 )
 
 // NewAccess returns the ledger entry recording a about patient p.
@@ -87,12 +104,16 @@ func NewAccess(p ledger.Pseudonym, a AccessEntry) (ledger.Entry, error) {
 	w.U8(uint8(a.Reason))
 	w.Bytes(a.Nonce[:])
 	w.U32(a.Released)
+	w.U32(uint32(len(a.Records)))
+	for _, i := range a.Records {
+		w.U64(uint64(i))
+	}
 	return ledger.Entry{Kind: ledger.KindAccess, Subject: p, Body: w.B}, nil
 }
 
 func (a AccessEntry) check() error {
 	switch {
-	case a.Event < EventAccess || a.Event > EventEmergencyStop:
+	case a.Event < EventAccess || a.Event > EventPatientErase:
 		return fmt.Errorf("%w: access event %d", ErrMalformed, uint8(a.Event))
 	case a.Requester == "" || len(a.Requester) > 64:
 		return fmt.Errorf("%w: access without a requester", ErrMalformed)
@@ -102,6 +123,13 @@ func (a AccessEntry) check() error {
 		return fmt.Errorf("%w: access action, purpose or basis", ErrMalformed)
 	case a.Reason != 0 && !a.Reason.valid():
 		return fmt.Errorf("%w: emergency reason %d", ErrMalformed, uint8(a.Reason))
+	case len(a.Records) != 0 && len(a.Records) != int(a.Released), len(a.Records) > maxAccessRecords:
+		return fmt.Errorf("%w: %d record indexes for %d records released", ErrMalformed, len(a.Records), a.Released)
+	}
+	for _, i := range a.Records {
+		if i < 0 {
+			return fmt.Errorf("%w: record index %d", ErrMalformed, i)
+		}
 	}
 	return nil
 }
@@ -115,7 +143,7 @@ func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 	}
 	r := newReader(e.Body)
 	v := r.U8("version")
-	if r.Err() == nil && v != accessVersion && v != accessVersionV1 {
+	if r.Err() == nil && v != accessVersion && v != accessVersionV2 && v != accessVersionV1 {
 		return a, fmt.Errorf("%w: access entry version %d", ErrMalformed, v)
 	}
 	a.Event = Event(r.U8("event"))
@@ -135,9 +163,21 @@ func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 	r.Fixed(a.Ref[:], "ref")
 	a.Use = r.U16("use")
 	a.Reason = Reason(r.U8("reason"))
-	if v == accessVersion {
+	if v >= accessVersionV2 {
 		r.Fixed(a.Nonce[:], "nonce")
 		a.Released = r.U32("released")
+	}
+	if v == accessVersion {
+		n := r.U32("records")
+		if n > maxAccessRecords {
+			return a, fmt.Errorf("%w: %d record indexes", ErrMalformed, n)
+		}
+		for range n {
+			if r.Err() != nil {
+				break
+			}
+			a.Records = append(a.Records, int64(r.U64("record")))
+		}
 	}
 	r.End("access entry")
 	if r.Err() != nil {

@@ -9,10 +9,12 @@ import (
 )
 
 // Record is what a decision about one record rests on: its data class and
-// when it was recorded.
+// when it was recorded; and its ledger index, which the access entry lists
+// when the record is released (negative: not known).
 type Record struct {
 	Class    string
 	Recorded time.Time
+	Index    int64
 }
 
 // Authorization is a holder's answer to a query before anything is sent:
@@ -112,7 +114,13 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 		out.Decisions = append(out.Decisions, d)
 		if d.Permit {
 			out.Released++
+			if r.Index >= 0 {
+				a.Records = append(a.Records, r.Index)
+			}
 		}
+	}
+	if len(a.Records) != out.Released {
+		a.Records = nil // some indexes not known: the count alone
 	}
 	if tokDoc == nil {
 		a.Basis, a.Ref = s.basisOf(st, out, pol, q)

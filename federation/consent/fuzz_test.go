@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -342,6 +343,7 @@ func FuzzDecodeAccess(f *testing.F) {
 	for _, a := range []AccessEntry{
 		{Event: EventAccess, Requester: centre, Staff: fuzzStaff(3), Role: Researcher, Action: Access, Purpose: Research, Permitted: true, Basis: BasisToken, Ref: fuzzID("token"), Use: 2},
 		{Event: EventAccess, Requester: centre, Role: Clinician, Action: Copy, Purpose: Treatment, Basis: BasisContract, Ref: fuzzID("contract")},
+		{Event: EventAccess, Requester: centre, Role: Clinician, Action: Copy, Purpose: Treatment, Permitted: true, Basis: BasisContract, Ref: fuzzID("contract"), Released: 2, Records: []int64{7, 12}},
 		{Event: EventEmergencyStart, Requester: centre, Staff: fuzzStaff(9), Role: Clinician, Action: Access, Purpose: Emergency, Permitted: true, Basis: BasisEmergency, Ref: fuzzID("session"), Reason: Unconscious},
 		{Event: EventEmergencyStop, Requester: centre, Basis: BasisEmergency, Ref: fuzzID("session")},
 	} {
@@ -354,7 +356,10 @@ func FuzzDecodeAccess(f *testing.F) {
 			f.Add(t)
 		}
 		f.Add(flip(e.Body, 0))
-		f.Add(asV1(e.Body))
+		if a.Records == nil {
+			f.Add(asV1(e.Body))
+			f.Add(asV2(e.Body))
+		}
 	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -367,8 +372,11 @@ func FuzzDecodeAccess(f *testing.F) {
 			t.Fatalf("NewAccess refuses what DecodeAccess accepted: %v", err)
 		}
 		want := e.Body
-		if b[0] == accessVersionV1 {
+		switch b[0] {
+		case accessVersionV1:
 			want = asV1(want)
+		case accessVersionV2:
+			want = asV2(want)
 		}
 		if !bytes.Equal(want, b) {
 			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", b, want)
@@ -376,15 +384,24 @@ func FuzzDecodeAccess(f *testing.F) {
 	})
 }
 
-// asV1 turns a version 2 access body into the version 1 layout: no nonce,
-// no count.
-func asV1(v2 []byte) []byte {
-	v1 := bytes.Clone(v2[:len(v2)-16-4])
+// asV1 turns an access body listing no records into the version 1
+// layout: no nonce, no count.
+func asV1(v3 []byte) []byte {
+	v1 := bytes.Clone(v3[:len(v3)-4-16-4])
 	v1[0] = accessVersionV1
 	return v1
 }
 
-// Access entries written before queries existed (version 1) still decode.
+// asV2 turns an access body listing no records into the version 2 layout:
+// no list.
+func asV2(v3 []byte) []byte {
+	v2 := bytes.Clone(v3[:len(v3)-4])
+	v2[0] = accessVersionV2
+	return v2
+}
+
+// Access entries written before queries existed (version 1), and before
+// they listed the records released (version 2), still decode.
 func TestDecodeAccessV1(t *testing.T) {
 	a := AccessEntry{Event: EventAccess, Requester: fuzzCentre(t, "south"), Role: Clinician, Action: Access, Purpose: Research, Permitted: true, Basis: BasisToken, Ref: fuzzID("token"), Use: 1}
 	e, err := NewAccess(fuzzPseudonym(1), a)
@@ -392,8 +409,16 @@ func TestDecodeAccessV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := DecodeAccess(ledger.Entry{Kind: ledger.KindAccess, Body: asV1(e.Body)})
-	if err != nil || got != a {
+	if err != nil || !reflect.DeepEqual(got, a) {
 		t.Fatalf("version 1: %+v, %v; want %+v", got, err, a)
+	}
+	a.Nonce, a.Released = [16]byte{7}, 1
+	if e, err = NewAccess(fuzzPseudonym(1), a); err != nil {
+		t.Fatal(err)
+	}
+	got, err = DecodeAccess(ledger.Entry{Kind: ledger.KindAccess, Body: asV2(e.Body)})
+	if err != nil || !reflect.DeepEqual(got, a) {
+		t.Fatalf("version 2: %+v, %v; want %+v", got, err, a)
 	}
 }
 

@@ -747,7 +747,7 @@ func (s *Service) UseToken(ctx context.Context, p ledger.Pseudonym, raw []byte, 
 	if raw == nil {
 		return Decision{}, fmt.Errorf("%w: no token", ErrMalformed)
 	}
-	auth, err := s.Authorize(ctx, p, q, []Record{{Class: q.Class, Recorded: q.Recorded}}, raw, [16]byte{})
+	auth, err := s.Authorize(ctx, p, q, []Record{{Class: q.Class, Recorded: q.Recorded, Index: -1}}, raw, [16]byte{})
 	if err != nil {
 		return Decision{}, err
 	}
@@ -865,8 +865,10 @@ func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25
 	if err := s.fresh(ctx, e); err != nil {
 		return err
 	}
+	// A key superseded since the patient dated the request is superseded:
+	// the date is the signer's to choose.
 	e.mu.Lock()
-	valid, compromised := e.p.keyValid(key, issued)
+	valid, compromised := e.p.keyValid(key, later(issued, s.now()))
 	e.mu.Unlock()
 	switch {
 	case compromised:
@@ -877,4 +879,11 @@ func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25
 		return fmt.Errorf("%w: the patient's signature does not verify", ErrSignature)
 	}
 	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -40,12 +41,12 @@ type HolderAnswer struct {
 // holder that is down, too slow, refuses, or answers with anything that
 // does not verify is in the result with its error.
 func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
-	q, err := s.check(ctx, raw)
+	if q, err := ParseRequest(raw); err == nil && q.Relay != s.host.ID() {
+		return Result{}, fmt.Errorf("%w: the request names another centre as its relay", ErrMalformed)
+	}
+	q, err := s.check(ctx, raw, s.host.ID())
 	if err != nil {
 		return Result{}, err
-	}
-	if q.Relay != s.host.ID() {
-		return Result{}, fmt.Errorf("%w: the request names another centre as its relay", ErrMalformed)
 	}
 	res := Result{Op: q.Op, Subject: q.Subject}
 	holders, err := s.opts.Holders(ctx, q.Subject)
@@ -64,7 +65,11 @@ func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 
 func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte) HolderAnswer {
 	out := HolderAnswer{Holder: holder}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	timeout := s.opts.Timeout
+	if q.Op == Erase {
+		timeout = max(timeout, 45*time.Second) // every payload, one by one
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var (
 		status byte

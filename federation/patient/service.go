@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -32,6 +33,8 @@ const (
 // Ledger is what a holder needs of its ledger.
 type Ledger interface {
 	EntriesFor(ctx context.Context, p ledger.Pseudonym) ([]ledger.Entry, error)
+	EntriesForKinds(ctx context.Context, p ledger.Pseudonym, kinds ...ledger.Kind) ([]ledger.Entry, error)
+	Append(ctx context.Context, entries ...ledger.Entry) (int64, error)
 	Size() int64
 }
 
@@ -46,15 +49,15 @@ type Options struct {
 	Key     ed25519.PrivateKey // the centre's key: signs answers
 	Ledger  Ledger
 	Consent Authenticator
-	// Erase crypto-shreds the payload of the record at index and returns
-	// its erasure entry's index; erasing again returns the same index.
-	Erase func(ctx context.Context, index int64) (int64, error)
+	// Erase crypto-shreds the payloads of every record of p and appends
+	// their erasure entries; erasing again appends nothing.
+	Erase func(ctx context.Context, p ledger.Pseudonym) (int, error)
 	// Withdraw takes this centre out of the directory for p.
 	Withdraw func(ctx context.Context, p ledger.Pseudonym) error
 	// Holders finds the centres holding p's records (the directory).
 	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
 	Charter func() federation.Charter
-	Timeout time.Duration    // per holder, as relay; 10 s when zero
+	Timeout time.Duration    // per holder, as relay; 10 s when zero (an erasure gets 45 s)
 	Now     func() time.Time // time.Now when nil
 	Logger  *slog.Logger
 }
@@ -65,6 +68,14 @@ type Service struct {
 	host host.Host
 	opts Options
 	log  *slog.Logger
+
+	mu     sync.Mutex
+	nonces map[seen]time.Time // requests answered, until they are too old to replay
+}
+
+type seen struct {
+	relay peer.ID
+	nonce [16]byte
 }
 
 // New answers /medfed/patient/1 on h.
@@ -83,7 +94,7 @@ func New(h host.Host, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{host: h, opts: opts, log: log.With("component", "patient")}
+	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}}
 	h.SetStreamHandler(ProtocolID, s.handle)
 	return s, nil
 }
@@ -148,25 +159,46 @@ func peerReason(err error) string {
 }
 
 // Answer checks a request relayed by member from and answers it as a
-// holder.
+// holder, after recording it on the ledger (who relayed it, which
+// request): the patient's view shows their own requests too.
 func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
-	q, err := s.check(ctx, raw)
+	q, err := s.check(ctx, raw, from)
 	if err != nil {
 		return nil, err
 	}
-	if q.Relay != from {
-		return nil, fmt.Errorf("%w: a request for another relay", ErrSignature)
-	}
-	es, err := s.opts.Ledger.EntriesFor(ctx, q.Subject)
-	if err != nil {
-		return nil, err
+	if !s.firstSeen(from, q.Nonce) {
+		return nil, fmt.Errorf("%w: a request answered before", ErrStale)
 	}
 	a := Answer{Op: q.Op, Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce}
+	audit := consent.AccessEntry{Event: consent.EventPatientView, Requester: from, Permitted: true, Nonce: q.Nonce}
+	if q.Op == Erase {
+		// The payloads first: the entries about the patient then show it.
+		n, err := s.opts.Erase(ctx, q.Subject)
+		if err != nil {
+			return nil, err
+		}
+		audit.Event, audit.Released = consent.EventPatientErase, uint32(n)
+	}
+	le, err := consent.NewAccess(q.Subject, audit)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.opts.Ledger.Append(ctx, le); err != nil {
+		return nil, err
+	}
 	switch q.Op {
 	case View:
+		es, err := s.opts.Ledger.EntriesFor(ctx, q.Subject)
+		if err != nil {
+			return nil, err
+		}
 		for _, e := range es {
 			if e.Kind == ledger.KindConsent || e.Kind == ledger.KindRevocation {
 				continue // the patient's own documents: consent show has them
+			}
+			if len(a.Entries) == maxEntries {
+				a.Problem = fmt.Sprintf("the first %d entries only", maxEntries)
+				break
 			}
 			b, err := e.Encode()
 			if err != nil {
@@ -175,8 +207,16 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 			a.Entries = append(a.Entries, b)
 		}
 	case Erase:
-		if a.Entries, err = s.erase(ctx, q.Subject, es); err != nil {
+		es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindErasure)
+		if err != nil {
 			return nil, err
+		}
+		for _, e := range es {
+			b, err := e.Encode()
+			if err != nil {
+				return nil, err
+			}
+			a.Entries = append(a.Entries, b)
 		}
 		if err := s.opts.Withdraw(ctx, q.Subject); err != nil {
 			// The payloads are gone: say so, and why the announcement
@@ -192,13 +232,17 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 	return a.Sign(s.opts.Key)
 }
 
-// check parses a request and authenticates the patient.
-func (s *Service) check(ctx context.Context, raw []byte) (Request, error) {
+// check parses a request relayed by from and authenticates the patient;
+// the cheap checks come first.
+func (s *Service) check(ctx context.Context, raw []byte, from peer.ID) (Request, error) {
 	q, err := ParseRequest(raw)
 	if err != nil {
 		return q, err
 	}
-	if fed := s.opts.Charter().Federation; q.Federation != fed {
+	switch {
+	case q.Relay != from:
+		return q, fmt.Errorf("%w: a request for another relay", ErrSignature)
+	case q.Federation != s.opts.Charter().Federation:
 		return q, fmt.Errorf("%w: a request for federation %q", ErrMalformed, q.Federation)
 	}
 	if d := s.opts.Now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
@@ -210,35 +254,25 @@ func (s *Service) check(ctx context.Context, raw []byte) (Request, error) {
 	return q, nil
 }
 
-// erase crypto-shreds every payload of patient p's record entries es
-// and returns p's erasure entries, as the ledger holds them.
-func (s *Service) erase(ctx context.Context, p ledger.Pseudonym, es []ledger.Entry) ([][]byte, error) {
-	erased := 0
-	for _, e := range es {
-		if e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment {
-			continue
-		}
-		if _, err := s.opts.Erase(ctx, e.Index); err != nil {
-			return nil, err
-		}
-		erased++
-	}
-	if erased == 0 {
-		return nil, nil
-	}
-	after, err := s.opts.Ledger.EntriesFor(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	var out [][]byte
-	for _, e := range after {
-		if e.Kind == ledger.KindErasure {
-			b, err := e.Encode()
-			if err != nil {
-				return nil, err
+// firstSeen records a request's nonce and reports whether it is new.
+// Nonces are kept until a request bearing them is too old anyway (in
+// memory: after a restart a replay within the window is answered again,
+// to the relay that already had the answer, and an erasure is idempotent).
+func (s *Service) firstSeen(relay peer.ID, nonce [16]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	if len(s.nonces) >= 1024 {
+		for k, until := range s.nonces {
+			if now.After(until) {
+				delete(s.nonces, k)
 			}
-			out = append(out, b)
 		}
 	}
-	return out, nil
+	k := seen{relay, nonce}
+	if until, ok := s.nonces[k]; ok && now.Before(until) {
+		return false
+	}
+	s.nonces[k] = now.Add(2 * MaxSkew)
+	return true
 }

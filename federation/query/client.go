@@ -111,6 +111,9 @@ type Spec struct {
 	Reason  consent.Reason // for the emergency purpose
 	Classes []string       // empty: all
 	Token   []byte         // a patient's token, if the query rests on one
+	// OthersOnly leaves this centre out, when it holds records too (a
+	// transfer copies from the others).
+	OthersOnly bool
 }
 
 // Result is a query's outcome at every holder.
@@ -157,6 +160,9 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 	var res Result
 	holders, err := c.opts.Holders(ctx, spec.Subject)
 	res.Lookup = err
+	if spec.OthersOnly {
+		holders = slices.DeleteFunc(holders, func(h peer.ID) bool { return h == c.host.ID() })
+	}
 	if len(holders) == 0 && err != nil {
 		return res, err
 	}

@@ -79,6 +79,8 @@ type Holder struct {
 	now  func() time.Time
 	log  *slog.Logger
 
+	ackMu sync.Mutex // one receipt recorded at a time: each copy once
+
 	mu     sync.Mutex
 	nonces map[nonceKey]time.Time // seen until
 	order  []nonceKey             // in the order seen: expiries only grow
@@ -138,8 +140,8 @@ func (s *Holder) loadNonces(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("query: reading recent accesses: entry %d: %w", e.Index, err)
 			}
-			if a.Nonce == ([16]byte{}) {
-				continue // not a query's access (an emergency start, a token use)
+			if a.Event != consent.EventAccess || a.Nonce == ([16]byte{}) {
+				continue // not a query's access (an emergency start, a token use, a patient's request)
 			}
 			k := nonceKey{a.Requester, a.Nonce}
 			s.nonces[k] = e.Time.Add(2 * MaxSkew)
@@ -268,7 +270,7 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	}
 	asked := make([]consent.Record, len(held))
 	for i, h := range held {
-		asked[i] = consent.Record{Class: h.rec.DataClass, Recorded: h.rec.Occurred}
+		asked[i] = consent.Record{Class: h.rec.DataClass, Recorded: h.rec.Occurred, Index: h.entry.Index}
 	}
 	cq := q.consent()
 	cq.Time = s.now()

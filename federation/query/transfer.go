@@ -3,7 +3,9 @@ package query
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/mod/sumdb/tlog"
@@ -253,9 +255,9 @@ func verifyPeer(id peer.ID, msg, sig []byte) error {
 }
 
 // Acknowledge checks a receipt from member from and records the transfer
-// on this (the source's) ledger: one Out entry per record copied, for
-// records its access entry released to that member for copying. A
-// receipt recorded before records nothing more.
+// on this (the source's) ledger: one Out entry per record copied, each
+// listed as released to that member, for copying, by the access entry the
+// receipt names. A copy recorded before is not recorded again.
 func (s *Holder) Acknowledge(ctx context.Context, from peer.ID, raw []byte) error {
 	t, err := ParseReceipt(raw)
 	if err != nil {
@@ -268,8 +270,11 @@ func (s *Holder) Acknowledge(ctx context.Context, from peer.ID, raw []byte) erro
 		return fmt.Errorf("%w: a receipt for another centre or federation", ErrMalformed)
 	}
 	ae, err := s.opts.Ledger.Entry(ctx, t.Access)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("%w: no access entry %d", ErrMalformed, t.Access)
+	}
 	if err != nil {
-		return fmt.Errorf("%w: access entry %d: %v", ErrMalformed, t.Access, err)
+		return err
 	}
 	a, err := consent.DecodeAccess(ae)
 	switch {
@@ -277,9 +282,14 @@ func (s *Holder) Acknowledge(ctx context.Context, from peer.ID, raw []byte) erro
 		return fmt.Errorf("%w: entry %d is not an access to this patient", ErrMalformed, t.Access)
 	case a.Requester != from || a.Nonce != t.Nonce || a.Action != consent.Copy || !a.Permitted:
 		return fmt.Errorf("%w: access %d did not release records to this centre for copying", ErrMalformed, t.Access)
-	case uint32(len(t.Copies)) > a.Released:
-		return fmt.Errorf("%w: %d copies of %d records released", ErrMalformed, len(t.Copies), a.Released)
 	}
+	for _, c := range t.Copies {
+		if !slices.Contains(a.Records, c.Source) {
+			return fmt.Errorf("%w: access %d did not release record %d", ErrMalformed, t.Access, c.Source)
+		}
+	}
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	known, err := s.opts.Ledger.EntriesForKinds(ctx, t.Subject, ledger.KindTransfer)
 	if err != nil {
 		return err
@@ -294,10 +304,6 @@ func (s *Holder) Acknowledge(ctx context.Context, from peer.ID, raw []byte) erro
 	for _, c := range t.Copies {
 		if recorded[c.Source] {
 			continue
-		}
-		e, err := s.opts.Ledger.Entry(ctx, c.Source)
-		if err != nil || e.Subject != t.Subject || (e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment) || c.Source >= t.Access {
-			return fmt.Errorf("%w: entry %d is not a record of this patient released by access %d", ErrMalformed, c.Source, t.Access)
 		}
 		x, err := NewTransfer(t.Subject, Transfer{Direction: Out, Centre: from, Source: c.Source, Access: t.Access, Copy: c.Copy})
 		if err != nil {

@@ -206,14 +206,9 @@ func (d Document) Issued() time.Time {
 //	[64] signature over signingContext || 0x00 || the bytes above
 const docVersion = 1
 
-var signingContext = []byte("medfed/consent/v1")
+const signingContext = "medfed/consent/v1"
 
-func signedMessage(unsigned []byte) []byte {
-	m := make([]byte, 0, len(signingContext)+1+len(unsigned))
-	m = append(m, signingContext...)
-	m = append(m, 0)
-	return append(m, unsigned...)
-}
+func signedMessage(unsigned []byte) []byte { return wire.Signed(signingContext, unsigned) }
 
 func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {

@@ -80,7 +80,7 @@ func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	b := a.body()
-	return append(b, ed25519.Sign(key, signed(answerSignature, b))...), nil
+	return append(b, ed25519.Sign(key, wire.Signed(answerSignature, b))...), nil
 }
 
 // ParseAnswer decodes a signed answer; it accepts only what Sign writes,
@@ -119,7 +119,7 @@ func ParseAnswer(b []byte) (Answer, error) {
 	if err := a.check(); err != nil {
 		return Answer{}, err
 	}
-	if err := federation.VerifyPeer(a.Holder, signed(answerSignature, body), sig); err != nil {
+	if err := federation.VerifyPeer(a.Holder, wire.Signed(answerSignature, body), sig); err != nil {
 		return Answer{}, fmt.Errorf("%w: answer: %v", ErrSignature, err)
 	}
 	return a, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
 )
 
 // The fuzz targets check the decoders of the bytes a centre gets from a
@@ -71,7 +72,7 @@ func FuzzParseRequest(f *testing.F) {
 		if !bytes.Equal(append(q.body(), sig...), b) {
 			t.Fatal("accepted a non-canonical request")
 		}
-		if !ed25519.Verify(q.Key, signed(requestSignature, q.body()), sig) {
+		if !ed25519.Verify(q.Key, wire.Signed(requestSignature, q.body()), sig) {
 			t.Fatal("accepted a request whose re-encoding the signature does not cover")
 		}
 	})
@@ -142,7 +143,7 @@ func FuzzParseAnswer(f *testing.F) {
 		if !bytes.Equal(append(a.body(), sig...), b) {
 			t.Fatal("accepted a non-canonical answer")
 		}
-		if err := federation.VerifyPeer(a.Holder, signed(answerSignature, a.body()), sig); err != nil {
+		if err := federation.VerifyPeer(a.Holder, wire.Signed(answerSignature, a.body()), sig); err != nil {
 			t.Fatalf("accepted an answer whose re-encoding the holder did not sign: %v", err)
 		}
 	})

@@ -102,13 +102,6 @@ func (q *Request) check() error {
 	return nil
 }
 
-func signed(context string, body []byte) []byte {
-	m := make([]byte, 0, len(context)+1+len(body))
-	m = append(m, context...)
-	m = append(m, 0)
-	return append(m, body...)
-}
-
 // Sign returns the request signed with the patient's key; Key is set
 // from it.
 func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
@@ -120,7 +113,7 @@ func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	b := q.body()
-	return append(b, ed25519.Sign(key, signed(requestSignature, b))...), nil
+	return append(b, ed25519.Sign(key, wire.Signed(requestSignature, b))...), nil
 }
 
 // ParseRequest decodes a signed request; it accepts only what Sign
@@ -155,7 +148,7 @@ func ParseRequest(b []byte) (Request, error) {
 	if err := q.check(); err != nil {
 		return Request{}, err
 	}
-	q.msg, q.sig = signed(requestSignature, body), bytes.Clone(sig)
+	q.msg, q.sig = wire.Signed(requestSignature, body), bytes.Clone(sig)
 	if !ed25519.Verify(q.Key, q.msg, q.sig) {
 		return Request{}, fmt.Errorf("%w: the patient's signature does not verify", ErrSignature)
 	}

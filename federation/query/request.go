@@ -113,20 +113,13 @@ func (q *Request) check() error {
 	return nil
 }
 
-func signed(context string, body []byte) []byte {
-	m := make([]byte, 0, len(context)+1+len(body))
-	m = append(m, context...)
-	m = append(m, 0)
-	return append(m, body...)
-}
-
 // Sign returns the request signed with the requesting centre's key.
 func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if err := q.check(); err != nil {
 		return nil, err
 	}
 	b := q.body()
-	return append(b, ed25519.Sign(key, signed(signatureV1, b))...), nil
+	return append(b, ed25519.Sign(key, wire.Signed(signatureV1, b))...), nil
 }
 
 // ParseRequest decodes a signed request; it accepts only what Sign
@@ -175,7 +168,7 @@ func ParseRequest(b []byte) (Request, error) {
 	if err := q.check(); err != nil {
 		return Request{}, err
 	}
-	if err := verifyPeer(q.Requester, signed(signatureV1, body), sig); err != nil {
+	if err := verifyPeer(q.Requester, wire.Signed(signatureV1, body), sig); err != nil {
 		return Request{}, fmt.Errorf("request: %w", err)
 	}
 	return q, nil

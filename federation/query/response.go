@@ -113,7 +113,7 @@ func (a Response) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if len(b)+ed25519.SignatureSize > maxResponse {
 		return nil, fmt.Errorf("%w: response of %d bytes", ErrMalformed, len(b))
 	}
-	return append(b, ed25519.Sign(key, signed(responseSignature, b))...), nil
+	return append(b, ed25519.Sign(key, wire.Signed(responseSignature, b))...), nil
 }
 
 // ParseResponse decodes a signed response and checks its signature
@@ -179,7 +179,7 @@ func ParseResponse(b []byte) (Response, error) {
 	if err := a.check(); err != nil {
 		return Response{}, err
 	}
-	if err := verifyPeer(a.Holder, signed(responseSignature, body), sig); err != nil {
+	if err := verifyPeer(a.Holder, wire.Signed(responseSignature, body), sig); err != nil {
 		return Response{}, fmt.Errorf("response: %w", err)
 	}
 	return a, nil

@@ -202,7 +202,7 @@ func (t Receipt) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	b := t.body()
-	return append(b, ed25519.Sign(key, signed(receiptSignature, b))...), nil
+	return append(b, ed25519.Sign(key, wire.Signed(receiptSignature, b))...), nil
 }
 
 // ParseReceipt decodes a signed receipt; it accepts only what Sign writes
@@ -240,7 +240,7 @@ func ParseReceipt(b []byte) (Receipt, error) {
 	if err := t.check(); err != nil {
 		return Receipt{}, err
 	}
-	if err := verifyPeer(t.Requester, signed(receiptSignature, body), sig); err != nil {
+	if err := verifyPeer(t.Requester, wire.Signed(receiptSignature, body), sig); err != nil {
 		return Receipt{}, err
 	}
 	return t, nil

@@ -177,3 +177,13 @@ func (r *Reader) End(what string) {
 		r.Fail("%d trailing bytes after %s", len(r.b), what)
 	}
 }
+
+// Signed is what a medfed signature covers: a context naming the message
+// type and version, a zero byte, then the encoded message, so that a
+// signature over one kind of message never verifies as another.
+func Signed(context string, body []byte) []byte {
+	m := make([]byte, 0, len(context)+1+len(body))
+	m = append(m, context...)
+	m = append(m, 0)
+	return append(m, body...)
+}

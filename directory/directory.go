@@ -267,7 +267,7 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		d.Close()
 		return nil, fmt.Errorf("directory: %w", err)
 	}
-	h.SetStreamHandler(WithdrawProtocolID, d.handleWithdraw)
+	h.SetStreamHandler(WithdrawProtocolID, d.withdrawServer().Handle)
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
 	go d.sendUnsent()
 	return d, nil

@@ -14,6 +14,7 @@ import (
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -244,11 +245,11 @@ func TestWithdrawalFromNonMemberIsRefused(t *testing.T) {
 	f.mu.Lock()
 	f.members = f.members[:9] // centre 9 is removed from the charter
 	f.mu.Unlock()
-	_, err := f.dirs[0].serveWithdraw(f.ids[9], opWithdraw, make([]byte, 32))
-	if err == nil {
-		t.Fatal("a withdrawal from a non-member was served")
+	err := f.dirs[9].sendWithdraw(context.Background(), f.ids[0], []mh.Multihash{multihash([32]byte{1})})
+	if !errors.Is(err, ErrWithdrawRefused) {
+		t.Fatalf("a withdrawal from a non-member was served: %v", err)
 	}
-	if _, err := f.dirs[0].serveWithdraw(f.ids[1], 7, make([]byte, 32)); err == nil {
+	if _, err := f.dirs[0].serveWithdraw(context.Background(), f.ids[1], 7, make([]byte, 32)); err == nil {
 		t.Fatal("an unknown operation was served")
 	}
 }

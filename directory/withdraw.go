@@ -13,7 +13,6 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	kb "github.com/libp2p/go-libp2p-kbucket"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-base32"
 	mh "github.com/multiformats/go-multihash"
@@ -120,49 +119,38 @@ func (d *Directory) sendWithdraw(ctx context.Context, p peer.ID, keys []mh.Multi
 	return nil
 }
 
-func (d *Directory) handleWithdraw(s network.Stream) {
-	defer s.Close()
-	if err := s.SetDeadline(time.Now().Add(withdrawTimout)); err != nil {
-		s.Reset()
-		return
-	}
-	from := s.Conn().RemotePeer()
-	op, req, err := wire.Read(s, 32*maxWithdraw)
-	if err != nil {
-		d.log.Debug("bad withdrawal", "from", from, "err", err)
-		s.Reset()
-		return
-	}
-	status, answer := statusOK, []byte(nil)
-	n, err := d.serveWithdraw(from, op, req)
-	if err != nil {
-		d.log.Info("withdrawal refused", "from", from, "err", err)
-		status, answer = statusRefused, []byte(err.Error())
-		if len(answer) > maxReason {
-			answer = answer[:maxReason]
-		}
-	} else {
-		answer = binary.BigEndian.AppendUint32(nil, uint32(n))
-		d.log.Debug("withdrawal", "from", from, "records", n)
-	}
-	if err := wire.Write(s, status, answer); err != nil {
-		d.log.Debug("withdrawal answer not delivered", "to", from, "err", err)
+// withdrawServer answers /medfed/directory/withdraw/1: members only.
+func (d *Directory) withdrawServer() *wire.Server {
+	return &wire.Server{
+		Name: "withdrawal", Limit: 32 * maxWithdraw, Timeout: withdrawTimout, Work: withdrawTimout, MaxReason: maxReason,
+		Admit: func(from peer.ID) error {
+			if !d.isMember(from) {
+				return errors.New("not a member")
+			}
+			return nil
+		},
+		Serve: func(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error) {
+			n, err := d.serveWithdraw(ctx, from, op, req)
+			if err != nil {
+				return nil, err
+			}
+			d.log.Debug("withdrawal", "from", from, "records", n)
+			return binary.BigEndian.AppendUint32(nil, uint32(n)), nil
+		},
+		Log: d.log,
 	}
 }
 
 // serveWithdraw drops the records naming from for the digests in req.
-func (d *Directory) serveWithdraw(from peer.ID, op byte, req []byte) (int, error) {
-	switch {
-	case !d.isMember(from):
-		return 0, errors.New("not a member")
-	case op != opWithdraw:
+func (d *Directory) serveWithdraw(ctx context.Context, from peer.ID, op byte, req []byte) (int, error) {
+	if op != opWithdraw {
 		return 0, fmt.Errorf("unknown operation %d", op)
 	}
 	keys, err := parseWithdraw(req)
 	if err != nil {
 		return 0, err
 	}
-	return d.drop(context.Background(), from, keys)
+	return d.drop(ctx, from, keys)
 }
 
 // parseWithdraw decodes a withdrawal: 1 to maxWithdraw SHA-256 digests.

@@ -641,6 +641,17 @@ func (c Charter) Member(id peer.ID) (Member, bool) {
 	return Member{}, false
 }
 
+// MembersOnly admits the members of the charter current when asked, and
+// refuses anyone else with ErrNotMember (a protocol server's Admit).
+func MembersOnly(charter func() Charter, protocol string) func(peer.ID) error {
+	return func(id peer.ID) error {
+		if _, ok := charter().Member(id); !ok {
+			return fmt.Errorf("%s: %w", protocol, ErrNotMember)
+		}
+		return nil
+	}
+}
+
 // MemberByName returns the member called name.
 func (c Charter) MemberByName(name string) (Member, bool) {
 	i, ok := c.index(name)

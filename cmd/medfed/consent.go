@@ -363,16 +363,11 @@ func newConsentShowCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		out := &stickyWriter{w: cmd.OutOrStdout()}
-		if asJSON {
-			return printJSON(out, v)
-		}
-		printConsent(out, v)
-		return out.err
+		return printResult(cmd, asJSON, v, func(w io.Writer) error { return printConsent(w, v) })
 	})
 }
 
-func printConsent(w io.Writer, v node.ConsentView) {
+func printConsent(w io.Writer, v node.ConsentView) error {
 	fmt.Fprintf(w, "patient:   %s\n", v.Pseudonym)
 	key := "none attested (the charter's default policy applies)"
 	if v.Attested {
@@ -382,7 +377,10 @@ func printConsent(w io.Writer, v node.ConsentView) {
 	fmt.Fprintf(w, "standing:  %s\n", v.Standing)
 	if c := v.Contract; c != nil {
 		fmt.Fprintf(w, "contract:  %s version %d, issued %s\n", c.ID, c.Version, c.Issued.Format(time.RFC3339))
-		terms, _ := json.MarshalIndent(c.Terms, "           ", "  ") // a Spec always encodes
+		terms, err := json.MarshalIndent(c.Terms, "           ", "  ")
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(w, "terms:     %s\n", terms)
 	}
 	fmt.Fprintf(w, "documents: %d\n", len(v.Documents))
@@ -392,6 +390,7 @@ func printConsent(w io.Writer, v node.ConsentView) {
 	for id, n := range v.TokenUses {
 		fmt.Fprintf(w, "token %s: %d use(s) here\n", id, n)
 	}
+	return nil
 }
 
 func newConsentCheckCmd() *cobra.Command {
@@ -450,6 +449,21 @@ the reason and the deciding provision, and exits 1 on deny.`,
 var errDenied = errors.New("consent check: denied")
 
 // printJSON prints v as indented JSON.
+// printResult writes v to cmd's output: as JSON, or as text by print.
+func printResult(cmd *cobra.Command, asJSON bool, v any, print func(io.Writer) error) error {
+	out := &stickyWriter{w: cmd.OutOrStdout()}
+	var err error
+	if asJSON {
+		err = printJSON(out, v)
+	} else {
+		err = print(out)
+	}
+	if err == nil {
+		err = out.err
+	}
+	return err
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -61,13 +60,7 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		if err != nil {
 			return err
 		}
-		w := &stickyWriter{w: cmd.OutOrStdout()}
-		if asJSON {
-			err = printJSON(w, res)
-		} else {
-			printPatient(w, res)
-		}
-		if err := errors.Join(err, w.err); err != nil {
+		if err := printResult(cmd, asJSON, res, func(w io.Writer) error { printPatient(w, res); return nil }); err != nil {
 			return err
 		}
 		for _, h := range res.Holders {
@@ -179,13 +172,7 @@ It exits 1 when a source failed.`,
 		if err != nil {
 			return err
 		}
-		w := &stickyWriter{w: cmd.OutOrStdout()}
-		if asJSON {
-			err = printJSON(w, res)
-		} else {
-			printTransfer(w, res)
-		}
-		if err := errors.Join(err, w.err); err != nil {
+		if err := printResult(cmd, asJSON, res, func(w io.Writer) error { printTransfer(w, res); return nil }); err != nil {
 			return err
 		}
 		for _, s := range res.Sources {

@@ -65,16 +65,8 @@ rejected). It exits 1 when a holder failed.`,
 		if err != nil {
 			return err
 		}
-		w := &stickyWriter{w: cmd.OutOrStdout()}
-		if asJSON {
-			if err := printJSON(w, res); err != nil {
-				return err
-			}
-		} else if err := printQuery(w, res, out); err != nil {
+		if err := printResult(cmd, asJSON, res, func(w io.Writer) error { return printQuery(w, res, out) }); err != nil {
 			return err
-		}
-		if w.err != nil {
-			return w.err
 		}
 		for _, h := range res.Holders {
 			if h.Status == "failed" {

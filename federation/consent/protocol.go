@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -96,47 +94,9 @@ func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []b
 	return nil, fmt.Errorf("%w: status %d", wire.ErrFrame, status)
 }
 
-func (s *Service) handle(st network.Stream) {
-	defer st.Close()
-	if err := st.SetDeadline(time.Now().Add(handleLimit)); err != nil {
-		s.log.Debug("consent stream without a deadline", "err", err)
-		st.Reset()
-		return
-	}
-	from := st.Conn().RemotePeer()
-	var answer []byte
-	err := errNotMember
-	if _, member := s.opts.Charter().Member(from); member {
-		// Read only a member's request: a list's limit is megabytes.
-		var (
-			op      byte
-			payload []byte
-		)
-		if op, payload, err = wire.Read(st, maxListLen); err != nil {
-			s.log.Debug("consent request unreadable", "from", from, "err", err)
-			st.Reset()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), handleLimit)
-		defer cancel()
-		answer, err = s.serve(ctx, op, payload)
-	}
-	if err != nil {
-		s.log.Info("consent request refused", "from", from, "err", err)
-		reason := err.Error()
-		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxReason)])); err != nil {
-			s.log.Debug("consent refusal not delivered", "to", from, "err", err)
-		}
-		return
-	}
-	if err := wire.Write(st, statusOK, answer); err != nil {
-		s.log.Debug("consent answer not delivered", "to", from, "err", err)
-	}
-}
 
-var errNotMember = fmt.Errorf("consent: %w", federation.ErrNotMember)
 
-func (s *Service) serve(ctx context.Context, op byte, payload []byte) ([]byte, error) {
+func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte) ([]byte, error) {
 	switch op {
 	case opPush:
 		docs, err := decodeDocs(payload)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
 )
 
 // ErrStale is returned instead of a decision when this centre cannot
@@ -244,7 +245,11 @@ func (s *Service) Load(entries []ledger.Entry) error {
 			s.replay(le, a)
 		}
 	}
-	s.host.SetStreamHandler(ProtocolID, s.handle)
+	srv := &wire.Server{
+		Name: "consent", Limit: maxListLen, Timeout: handleLimit, Work: handleLimit, MaxReason: maxReason,
+		Admit: federation.MembersOnly(s.opts.Charter, "consent"), Serve: s.serve, Log: s.log,
+	}
+	s.host.SetStreamHandler(ProtocolID, srv.Handle)
 	return nil
 }
 

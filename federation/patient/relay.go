@@ -41,10 +41,7 @@ type HolderAnswer struct {
 // holder that is down, too slow, refuses, or answers with anything that
 // does not verify is in the result with its error.
 func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
-	if q, err := ParseRequest(raw); err == nil && q.Relay != s.host.ID() {
-		return Result{}, fmt.Errorf("%w: the request names another centre as its relay", ErrMalformed)
-	}
-	q, err := s.check(ctx, raw, s.host.ID())
+	q, err := s.check(ctx, raw, s.host.ID(), ErrMalformed)
 	if err != nil {
 		return Result{}, err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation"
@@ -95,56 +94,25 @@ func New(h host.Host, opts Options) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}}
-	h.SetStreamHandler(ProtocolID, s.handle)
+	srv := &wire.Server{
+		Name: "patient", Limit: maxRequest, Timeout: 60 * time.Second, Work: 50 * time.Second, MaxReason: maxProblem,
+		Admit: federation.MembersOnly(opts.Charter, "patient"), Serve: s.serve, Reason: peerReason, Log: s.log,
+	}
+	h.SetStreamHandler(ProtocolID, srv.Handle)
 	return s, nil
 }
 
 // Close stops answering.
 func (s *Service) Close() { s.host.RemoveStreamHandler(ProtocolID) }
 
-func (s *Service) handle(st network.Stream) {
-	defer st.Close()
-	if err := st.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
-		st.Reset()
-		return
+// serve answers one request relayed by member from.
+func (s *Service) serve(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error) {
+	if op != opRequest {
+		return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
 	}
-	from := st.Conn().RemotePeer()
-	var (
-		answer []byte
-		err    error
-	)
-	if _, member := s.opts.Charter().Member(from); !member {
-		err = fmt.Errorf("patient: %w", federation.ErrNotMember)
-	} else {
-		var (
-			op  byte
-			req []byte
-		)
-		if op, req, err = wire.Read(st, maxRequest); err != nil {
-			s.log.Debug("patient request unreadable", "from", from, "err", err)
-			st.Reset()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-		defer cancel()
-		if op != opRequest {
-			err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
-		} else {
-			answer, err = s.Answer(ctx, from, req)
-		}
-	}
-	if err != nil {
-		s.log.Info("patient request refused", "from", from, "err", err)
-		reason := peerReason(err)
-		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxProblem)])); err != nil {
-			s.log.Debug("patient refusal not delivered", "to", from, "err", err)
-		}
-		return
-	}
-	if err := wire.Write(st, statusOK, answer); err != nil {
-		s.log.Info("patient answer not delivered", "to", from, "err", err)
-	}
+	return s.Answer(ctx, from, req)
 }
+
 
 // peerReason is what a relay is told of a refusal: the protocol's own
 // refusals in full, anything else as a fixed text (the detail stays in
@@ -162,7 +130,7 @@ func peerReason(err error) string {
 // holder, after recording it on the ledger (who relayed it, which
 // request): the patient's view shows their own requests too.
 func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
-	q, err := s.check(ctx, raw, from)
+	q, err := s.check(ctx, raw, from, ErrSignature)
 	if err != nil {
 		return nil, err
 	}
@@ -233,15 +201,17 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 }
 
 // check parses a request relayed by from and authenticates the patient;
-// the cheap checks come first.
-func (s *Service) check(ctx context.Context, raw []byte, from peer.ID) (Request, error) {
+// the cheap checks come first. A request naming another relay fails with
+// wrongRelay: a holder's refusal of a forwarded request (ErrSignature), or
+// a relay's of a request meant for another (ErrMalformed).
+func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRelay error) (Request, error) {
 	q, err := ParseRequest(raw)
 	if err != nil {
 		return q, err
 	}
 	switch {
 	case q.Relay != from:
-		return q, fmt.Errorf("%w: a request for another relay", ErrSignature)
+		return q, fmt.Errorf("%w: the request names another centre as its relay", wrongRelay)
 	case q.Federation != s.opts.Charter().Federation:
 		return q, fmt.Errorf("%w: a request for federation %q", ErrMalformed, q.Federation)
 	}

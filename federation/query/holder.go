@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -109,7 +108,11 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	if err := s.loadNonces(ctx); err != nil {
 		return nil, err
 	}
-	h.SetStreamHandler(ProtocolID, s.handle)
+	srv := &wire.Server{
+		Name: "query", Limit: maxReceipt, Timeout: 30 * time.Second, Work: 20 * time.Second, MaxReason: maxReason,
+		Admit: federation.MembersOnly(opts.Charter, "query"), Serve: s.serve, Reason: peerReason, Log: s.log,
+	}
+	h.SetStreamHandler(ProtocolID, srv.Handle)
 	return s, nil
 }
 
@@ -177,53 +180,17 @@ func (s *Holder) firstSeen(from peer.ID, nonce [16]byte) bool {
 	return true
 }
 
-func (s *Holder) handle(st network.Stream) {
-	defer st.Close()
-	if err := st.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		s.log.Debug("query stream without a deadline", "err", err)
-		st.Reset()
-		return
+// serve answers one request of member from.
+func (s *Holder) serve(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error) {
+	switch op {
+	case opQuery:
+		return s.Answer(ctx, from, req)
+	case opReceipt:
+		return nil, s.Acknowledge(ctx, from, req)
 	}
-	from := st.Conn().RemotePeer()
-	var (
-		answer []byte
-		err    error
-	)
-	if _, member := s.opts.Charter().Member(from); !member {
-		err = fmt.Errorf("query: %w", federation.ErrNotMember)
-	} else {
-		var (
-			op  byte
-			req []byte
-		)
-		if op, req, err = wire.Read(st, maxReceipt); err != nil {
-			s.log.Debug("query request unreadable", "from", from, "err", err)
-			st.Reset()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		switch op {
-		case opQuery:
-			answer, err = s.Answer(ctx, from, req)
-		case opReceipt:
-			err = s.Acknowledge(ctx, from, req)
-		default:
-			err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
-		}
-	}
-	if err != nil {
-		s.log.Info("query refused", "from", from, "err", err)
-		reason := peerReason(err)
-		if err := wire.Write(st, statusRefused, []byte(reason[:min(len(reason), maxReason)])); err != nil {
-			s.log.Debug("query refusal not delivered", "to", from, "err", err)
-		}
-		return
-	}
-	if err := wire.Write(st, statusOK, answer); err != nil {
-		s.log.Info("query answer not delivered (its access is on the ledger)", "to", from, "err", err)
-	}
+	return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
 }
+
 
 // peerReason is what a requester is told of a refusal: the protocol's own
 // refusals in full, anything else (storage, internals) as a fixed text;

@@ -3,8 +3,8 @@
 // request, a status in an answer), a big-endian u32 length and that many
 // bytes of payload. Every protocol opens one stream per request: the
 // requester writes one frame and closes its side, the other side answers
-// with one frame. Writer and Reader (codec.go) build and parse canonical
-// binary messages.
+// with one frame; Server (serve.go) is that other side. Writer and Reader
+// (codec.go) build and parse canonical binary messages.
 package wire
 
 import (

@@ -94,8 +94,6 @@ func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []b
 	return nil, fmt.Errorf("%w: status %d", wire.ErrFrame, status)
 }
 
-
-
 func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte) ([]byte, error) {
 	switch op {
 	case opPush:

@@ -113,7 +113,6 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, req []byte) 
 	return s.Answer(ctx, from, req)
 }
 
-
 // peerReason is what a relay is told of a refusal: the protocol's own
 // refusals in full, anything else as a fixed text (the detail stays in
 // this centre's log).

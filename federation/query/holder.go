@@ -191,7 +191,6 @@ func (s *Holder) serve(ctx context.Context, from peer.ID, op byte, req []byte) (
 	return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
 }
 
-
 // peerReason is what a requester is told of a refusal: the protocol's own
 // refusals in full, anything else (storage, internals) as a fixed text;
 // the detail stays in this centre's log.

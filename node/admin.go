@@ -114,7 +114,7 @@ func startAdmin(dir string, n *Node, log *slog.Logger) (*adminServer, error) {
 			writeError(w, http.StatusBadRequest, errors.New("pseudonyms: the body is not a JSON object of identifiers"))
 			return
 		}
-		ps, err := n.pseudonymsOf(r.Context(), req.Identifiers)
+		ps, err := n.PseudonymsOf(r.Context(), req.Identifiers)
 		respond(w, PseudonymResponse{Pseudonyms: ps}, err)
 	})
 	mux.HandleFunc("GET /v1/directory", func(w http.ResponseWriter, r *http.Request) {
@@ -211,23 +211,37 @@ func (s *adminServer) close() error {
 }
 
 func respond(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeError(w, HTTPStatus(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// HTTPStatus is the HTTP status for an error of this package or of the
+// services below it: the one place the admin socket and the API map
+// errors to statuses.
+func HTTPStatus(err error) int {
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, v)
+		return http.StatusOK
 	case errors.Is(err, federation.ErrMalformed), errors.Is(err, federation.ErrChain), errors.Is(err, pseudonym.ErrInvalidIdentifier),
 		errors.Is(err, ErrBadPseudonym), errors.Is(err, consent.ErrMalformed), errors.Is(err, ErrBadRecord),
 		errors.Is(err, patient.ErrMalformed), errors.Is(err, patient.ErrStale):
-		writeError(w, http.StatusBadRequest, err)
+		return http.StatusBadRequest
 	case errors.Is(err, consent.ErrSignature), errors.Is(err, patient.ErrSignature):
-		writeError(w, http.StatusForbidden, err)
-	case errors.Is(err, consent.ErrNoSession):
-		writeError(w, http.StatusNotFound, err)
+		return http.StatusForbidden
+	case errors.Is(err, consent.ErrNoSession), errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
 	case errors.Is(err, federation.ErrSignatures), errors.Is(err, federation.ErrNotMember), errors.Is(err, consent.ErrConflict):
-		writeError(w, http.StatusConflict, err)
-	case errors.Is(err, pseudonym.ErrUnavailable), errors.Is(err, ErrNoPseudonymKey), errors.Is(err, consent.ErrStale):
-		writeError(w, http.StatusServiceUnavailable, err)
+		return http.StatusConflict
+	case errors.Is(err, pseudonym.ErrUnavailable), errors.Is(err, ErrNoPseudonymKey), errors.Is(err, consent.ErrStale),
+		errors.Is(err, ErrNotReady):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
 	default:
-		writeError(w, http.StatusInternalServerError, err)
+		return http.StatusInternalServerError
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,110 +17,27 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest"
 )
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return nodetest.FreePort(t) }
 
 func centreConfig(t *testing.T, root, name string) node.Config {
-	t.Helper()
-	cfg := node.DefaultConfig()
-	cfg.Centre.Name, cfg.Federation.ID = name, "test-federation"
-	cfg.Data.Dir = filepath.Join(root, name)
-	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
-	return cfg
+	return nodetest.Config(t, root, name)
 }
 
-func offline(t *testing.T, cfg node.Config, f func(*node.Centre)) {
-	t.Helper()
-	c, err := node.Open(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f(c)
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
+func offline(t *testing.T, cfg node.Config, f func(*node.Centre)) { nodetest.Offline(t, cfg, f) }
 
-func request(t *testing.T, cfg node.Config) []byte {
-	t.Helper()
-	var req []byte
-	offline(t, cfg, func(c *node.Centre) {
-		var err error
-		if req, err = c.JoinRequest(cfg.P2P.Listen); err != nil {
-			t.Fatal(err)
-		}
-	})
-	return req
-}
+func request(t *testing.T, cfg node.Config) []byte { return nodetest.Request(t, cfg) }
 
 // found has the first config's centre found a federation with the others.
-func found(t *testing.T, cfgs ...node.Config) {
-	t.Helper()
-	var reqs [][]byte
-	for _, cfg := range cfgs[1:] {
-		reqs = append(reqs, request(t, cfg))
-	}
-	var draft, shares []byte
-	offline(t, cfgs[0], func(c *node.Centre) {
-		var err error
-		if draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
-			t.Fatal(err)
-		}
-	})
-	for _, cfg := range cfgs[1:] {
-		offline(t, cfg, func(c *node.Centre) {
-			var err error
-			if draft, err = c.SignCharter(draft, shares); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	for _, cfg := range cfgs {
-		offline(t, cfg, func(c *node.Centre) {
-			if _, err := c.InstallFounding(context.Background(), draft, shares); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
+func found(t *testing.T, cfgs ...node.Config) { nodetest.Found(t, cfgs...) }
 
-func start(t *testing.T, cfg node.Config) *node.Node {
-	t.Helper()
-	n, err := node.Start(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stopping %s: %v", cfg.Centre.Name, err)
-		}
-	})
-	return n
-}
+func start(t *testing.T, cfg node.Config) *node.Node { return nodetest.Start(t, cfg) }
 
 func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	nodetest.Eventually(t, within, what, ok)
 }
 
 func connected(a, b *node.Node) bool {

@@ -209,10 +209,10 @@ func (n *Node) Pseudonyms(ctx context.Context, ids []pseudonym.Identifier) ([]ps
 // MaxPseudonymRequest bounds the identifiers of one admin request.
 const MaxPseudonymRequest = 4096
 
-// pseudonymsOf parses "system|value" identifiers with the configured rules
+// PseudonymsOf parses "system|value" identifiers with the configured rules
 // and derives their pseudonyms, in hex. An error names an identifier by
 // its position, never its value.
-func (n *Node) pseudonymsOf(ctx context.Context, raw []string) ([]string, error) {
+func (n *Node) PseudonymsOf(ctx context.Context, raw []string) ([]string, error) {
 	if n.pseudonyms == nil {
 		return nil, ErrNoPseudonymKey
 	}

@@ -41,6 +41,8 @@ type QueryRequest struct {
 	Classes   []string `json:",omitempty"`
 	Token     string   `json:",omitempty"` // a patient's token, base64
 	Reason    string   `json:",omitempty"` // the emergency reason
+	// Local asks this centre alone (its own records), without a lookup.
+	Local bool `json:",omitempty"`
 }
 
 // QueryResult is a query's outcome, holder by holder, by name.
@@ -92,6 +94,7 @@ func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, e
 	if err != nil {
 		return QueryResult{}, err
 	}
+	spec.LocalOnly = r.Local
 	start := time.Now()
 	res, err := n.Query.Query(ctx, spec)
 	if err != nil {

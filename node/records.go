@@ -56,7 +56,7 @@ func (n *Node) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, 
 	}
 	hexP := r.Pseudonym
 	if r.Identifier != "" {
-		ps, err := n.pseudonymsOf(ctx, []string{r.Identifier})
+		ps, err := n.PseudonymsOf(ctx, []string{r.Identifier})
 		if err != nil {
 			return RecordResponse{}, err
 		}

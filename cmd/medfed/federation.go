@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
 )
 
 // configCmd gives cmd a --config flag and runs run with the centre's
@@ -35,17 +39,54 @@ func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node --config FILE",
 		Short: "Run a centre until interrupted (SIGINT or SIGTERM)",
-		Args:  cobra.NoArgs,
+		Long: `node runs every service of the centre: its libp2p host (membership,
+witnessing, the directory, pseudonyms, consent, queries, patients'
+requests), the admin socket the medfed commands use, and the HTTP API on
+api.listen (/healthz, /readyz, /openapi.json and the /v1 routes). Logs are
+structured (log.format text or json) on standard error. SIGINT or SIGTERM
+stops it gracefully: the API finishes the requests under way (up to 10 s),
+then the node closes its services and its ledger.`,
+		Args: cobra.NoArgs,
 	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		log := newLogger(cmd, cfg.Log)
-		n, err := node.Start(cmd.Context(), cfg, log)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs())
-		return n.Run(cmd.Context())
+		return runNode(cmd, cfg)
 	})
+}
+
+// runNode runs the centre's node and its API until the command's context
+// ends (a signal): the API stops first, so that no request finds the node
+// closed under it.
+func runNode(cmd *cobra.Command, cfg node.Config) error {
+	log := newLogger(cmd, cfg.Log)
+	// The API's port first: a port in use is the commonest start-up
+	// failure, and it is better found before the node opens anything.
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %s: %w (is another node or program using it?)", cfg.API.Listen, err)
+	}
+	defer ln.Close()
+	staff, err := api.OpenStaff(cfg.Data.Dir)
+	if err != nil {
+		return err
+	}
+	defer staff.Close()
+	n, err := node.Start(cmd.Context(), cfg, log)
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Options{Node: n, Staff: staff, Logger: log.With("centre", cfg.Centre.Name)})
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(cmd.Context()))
+	defer stopNode()
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(nodeCtx) }()
+	log.Info("api listening", "centre", cfg.Centre.Name, "addr", "http://"+ln.Addr().String())
+	fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v; API on http://%s\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs(), ln.Addr())
+	serveErr := srv.Serve(cmd.Context(), ln)
+	stopNode()
+	return errors.Join(serveErr, <-ran)
 }
 
 func newLogger(cmd *cobra.Command, cfg node.LogConfig) *slog.Logger {
@@ -336,11 +377,37 @@ func newFedRemoveCmd() *cobra.Command {
 
 func newFedStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "status --config FILE",
+		Use:   "status --config FILE [--address]",
 		Short: "Show the charter version, the members and who is connected",
-		Args:  cobra.NoArgs,
+		Long: `status asks the running node for the charter version, the members and
+who is connected. With --address it prints only this centre's libp2p
+addresses with its peer ID, one per line (the node need not run): what a
+joining centre passes to medfed federation join --peer.`,
+		Args: cobra.NoArgs,
 	}
+	var address bool
+	cmd.Flags().BoolVar(&address, "address", false, "print only this centre's addresses, /p2p/ID included")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if address {
+			pub, err := node.PublicKey(cfg.Data.Dir)
+			if err != nil {
+				return err
+			}
+			pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+			if err != nil {
+				return err
+			}
+			id, err := peer.IDFromPublicKey(pk)
+			if err != nil {
+				return err
+			}
+			for _, a := range cfg.P2P.Listen {
+				if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%s/p2p/%s\n", a, id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err

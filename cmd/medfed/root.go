@@ -79,6 +79,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRecordCmd(),
 		newQueryCmd(),
 		newTransferCmd(),
+		newStaffCmd(),
 	)
 	return root
 }

@@ -114,6 +114,10 @@ type Spec struct {
 	// OthersOnly leaves this centre out, when it holds records too (a
 	// transfer copies from the others).
 	OthersOnly bool
+	// LocalOnly asks this centre alone, without a directory lookup: a
+	// clinician reading a record of this centre's goes through the same
+	// consent decision and access entry as anyone.
+	LocalOnly bool
 }
 
 // Result is a query's outcome at every holder.
@@ -158,8 +162,17 @@ type Record struct {
 // left out.
 func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 	var res Result
-	holders, err := c.opts.Holders(ctx, spec.Subject)
-	res.Lookup = err
+	var holders []peer.ID
+	var err error
+	if spec.LocalOnly {
+		if c.opts.Local == nil {
+			return res, errors.New("query: this centre answers no queries itself")
+		}
+		holders = []peer.ID{c.host.ID()}
+	} else {
+		holders, err = c.opts.Holders(ctx, spec.Subject)
+		res.Lookup = err
+	}
 	if spec.OthersOnly {
 		holders = slices.DeleteFunc(holders, func(h peer.ID) bool { return h == c.host.ID() })
 	}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
+)
+
+func newStaffCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "staff",
+		Short: "Issue and revoke staff credentials for the centre's HTTP API",
+		Long: `Staff reach the centre's HTTP API with a bearer token of one role:
+` + strings.Join(api.Roles, ", ") + `. Each staff member has a stable
+pseudonymous staff ID, the one the ledgers record; the token itself is
+printed once and only its SHA-256 is kept (staff.db in the data directory).
+The node need not be stopped: a new or revoked credential counts at once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newStaffAddCmd(), newStaffListCmd(), newStaffRevokeCmd())
+	return cmd
+}
+
+// openStaff opens the staff store of a centre that exists.
+func openStaff(cfg node.Config) (*api.StaffStore, error) {
+	if _, err := node.PublicKey(cfg.Data.Dir); err != nil {
+		return nil, fmt.Errorf("%s is not a centre's data directory (medfed federation request or init creates one): %w", cfg.Data.Dir, err)
+	}
+	return api.OpenStaff(cfg.Data.Dir)
+}
+
+func newStaffAddCmd() *cobra.Command {
+	var role, label string
+	cmd := &cobra.Command{
+		Use:   "add --config FILE --role ROLE [--label TEXT]",
+		Short: "Add a staff member and print their bearer token (once)",
+		Long: `add issues a credential and prints its bearer token alone on standard
+output (so that TOKEN=$(medfed staff add ...) keeps it), and the staff ID
+on standard error. Keep the token secret: whoever holds it acts as this
+staff member.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&role, "role", "", "the role: "+strings.Join(api.Roles, ", "))
+	cmd.Flags().StringVar(&label, "label", "", "a note for this centre's administrators (never on a ledger)")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		if !api.ValidRole(role) {
+			return usagef("staff add: --role: give one of %s", strings.Join(api.Roles, ", "))
+		}
+		st, err := openStaff(cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		token, s, err := st.Add(cmd.Context(), role, label)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "staff %s (%s) added at %s; the token below is shown only now\n", s.ID, s.Role, cfg.Centre.Name)
+		_, err = fmt.Fprintln(cmd.OutOrStdout(), token)
+		return err
+	})
+}
+
+func newStaffListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list --config FILE",
+		Short: "List the centre's staff credentials",
+		Args:  cobra.NoArgs,
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+		st, err := openStaff(cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		list, err := st.List(cmd.Context())
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "STAFF ID\tROLE\tADDED\tREVOKED\tLABEL")
+		for _, s := range list {
+			revoked := "-"
+			if !s.Revoked.IsZero() {
+				revoked = s.Revoked.Format(time.DateTime)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Role, s.Created.Format(time.DateTime), revoked, s.Label)
+		}
+		return w.Flush()
+	})
+}
+
+func newStaffRevokeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revoke --config FILE STAFF-ID",
+		Short: "Revoke a staff member's credential at once",
+		Args:  cobra.ExactArgs(1),
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, args []string) error {
+		st, err := openStaff(cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := st.Revoke(cmd.Context(), args[0]); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "staff %s revoked\n", args[0])
+		return err
+	})
+}

@@ -1,0 +1,338 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/medfed/medfed/node"
+)
+
+// Limits of the API. A request body above its route's limit is refused
+// with 413 before it is parsed; the server's timeouts keep a slow client
+// from holding a connection.
+const (
+	maxBody       = 64 << 10 // most routes: a few fields
+	maxRecordBody = 24 << 20 // a 16 MiB payload in base64, and the fields around it
+	maxHeader     = 16 << 10
+
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second // the whole request, a record's payload included
+	writeTimeout      = 90 * time.Second // an erasure waits up to 45 s for its holders
+	idleTimeout       = 2 * time.Minute
+	routeTimeout      = 60 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	Node   *node.Node
+	Staff  *StaffStore
+	Logger *slog.Logger
+}
+
+// Server is a centre's HTTP API.
+type Server struct {
+	node   *node.Node
+	staff  *StaffStore
+	log    *slog.Logger
+	routes []route
+	mux    *http.ServeMux
+	doc    []byte // /openapi.json
+}
+
+// auth says how a route's caller proves who they are.
+type auth int
+
+const (
+	authPublic  auth = iota // anyone who reaches the port: health, readiness, the OpenAPI document
+	authStaff               // a bearer token of one of the route's roles
+	authPatient             // the patient's signature inside the body
+)
+
+// route is one operation: the table both the server and /openapi.json are
+// built from.
+type route struct {
+	method, pattern string
+	auth            auth
+	roles           []string
+	summary         string
+	body            any   // the request body's type (a zero value), nil when there is none
+	limit           int64 // the body's size limit; maxBody when zero
+	status          int   // the success status
+	answer          string
+	params          []param
+	handle          func(ctx context.Context, c *call) (any, error)
+}
+
+// param is a path or query parameter, for the OpenAPI document.
+type param struct {
+	name, in, about string
+}
+
+// call is one request as a handler sees it.
+type call struct {
+	r     *http.Request
+	w     http.ResponseWriter
+	staff Staff // zero on public and patient routes
+	route *route
+}
+
+// New returns the API of a running node.
+func New(o Options) (*Server, error) {
+	if o.Node == nil || o.Staff == nil {
+		return nil, errors.New("api: a node and a staff store are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{node: o.Node, staff: o.Staff, log: o.Logger.With("component", "api"), mux: http.NewServeMux()}
+	s.routes = s.table()
+	byPath := map[string][]*route{}
+	var order []string
+	for i := range s.routes {
+		rt := &s.routes[i]
+		if _, ok := byPath[rt.pattern]; !ok {
+			order = append(order, rt.pattern)
+		}
+		byPath[rt.pattern] = append(byPath[rt.pattern], rt)
+	}
+	// One handler per path, which dispatches on the method itself, so that
+	// a wrong method gets an OperationOutcome like every other error.
+	for _, p := range order {
+		rts := byPath[p]
+		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			for _, rt := range rts {
+				if rt.method == r.Method || (rt.method == http.MethodGet && r.Method == http.MethodHead) {
+					s.serve(w, r, rt)
+					return
+				}
+			}
+			var allowed []string
+			for _, rt := range rts {
+				allowed = append(allowed, rt.method)
+			}
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			s.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("%s is not allowed on %s; use %s", r.Method, p, strings.Join(allowed, " or ")))
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, http.StatusNotFound, errors.New("no such route; see /openapi.json"))
+	})
+	doc, err := s.openAPI()
+	if err != nil {
+		return nil, err
+	}
+	s.doc = doc
+	return s, nil
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve answers on ln until ctx ends, then shuts down gracefully: requests
+// under way get up to 10 s to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeader,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("api: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shut)
+	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// serve authenticates, runs and answers one request, and logs it by its
+// route's pattern: never the path's values, the query or the body.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
+	start := time.Now()
+	rec := &statusWriter{ResponseWriter: w}
+	c := &call{r: r, w: rec, route: rt}
+	defer func() {
+		attrs := []any{"method", r.Method, "route", rt.pattern, "status", rec.status, "ms", float64(time.Since(start).Microseconds()) / 1000}
+		if c.staff.ID != "" {
+			attrs = append(attrs, "staff", c.staff.ID, "role", c.staff.Role)
+		}
+		s.log.Info("request", attrs...)
+	}()
+	if rt.auth == authStaff {
+		st, status, err := s.authenticate(r, rt)
+		if err != nil {
+			if status == http.StatusUnauthorized {
+				rec.Header().Set("WWW-Authenticate", `Bearer realm="medfed"`)
+			}
+			s.fail(rec, r, status, err)
+			return
+		}
+		c.staff = st
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), routeTimeout)
+	defer cancel()
+	v, err := rt.handle(ctx, c)
+	if err != nil {
+		s.fail(rec, r, statusOf(err), err)
+		return
+	}
+	if v == nil {
+		return // the handler answered itself
+	}
+	status := rt.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	writeJSON(rec, status, v)
+}
+
+func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || token == "" {
+		return Staff{}, http.StatusUnauthorized, errors.New("this route needs a staff bearer token (Authorization: Bearer …; medfed staff add issues one)")
+	}
+	st, err := s.staff.Authenticate(r.Context(), strings.TrimSpace(token))
+	if errors.Is(err, ErrUnknownStaff) {
+		return Staff{}, http.StatusUnauthorized, err
+	}
+	if err != nil {
+		return Staff{}, http.StatusServiceUnavailable, fmt.Errorf("checking the token: %w", err)
+	}
+	if !slices.Contains(rt.roles, st.Role) {
+		return st, http.StatusForbidden, fmt.Errorf("the %s role may not %s (roles: %s)", st.Role, strings.ToLower(rt.summary[:1])+rt.summary[1:], strings.Join(rt.roles, ", "))
+	}
+	return st, 0, nil
+}
+
+// errBadRequest marks a request the API itself refuses before the node
+// sees it.
+var errBadRequest = errors.New("bad request")
+
+// errTooLarge marks a body over its route's limit.
+var errTooLarge = errors.New("request body too large")
+
+// errStatus carries a status of its own (410 for an erased payload, 403
+// for a query's denial).
+type errStatus struct {
+	status int
+	err    error
+}
+
+func (e errStatus) Error() string { return e.err.Error() }
+func (e errStatus) Unwrap() error { return e.err }
+
+func statusOf(err error) int {
+	var es errStatus
+	switch {
+	case errors.As(err, &es):
+		return es.status
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBadRequest):
+		return http.StatusBadRequest
+	}
+	return node.HTTPStatus(err)
+}
+
+// decode reads the request's JSON body into v: one object, no unknown
+// fields, nothing after it, within the route's limit.
+func (c *call) decode(v any) error {
+	limit := c.route.limit
+	if limit == 0 {
+		limit = maxBody
+	}
+	if ct := c.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/fhir+json") &&
+		!strings.HasPrefix(ct, "application/x-www-form-urlencoded") { // curl -d's default
+		return fmt.Errorf("%w: the body must be JSON, not %s", errBadRequest, ct)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(c.w, c.r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("%w: at most %d bytes", errTooLarge, limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: the body is empty; it must be a JSON object", errBadRequest)
+		}
+		return fmt.Errorf("%w: the body is not the JSON object expected: %v", errBadRequest, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("%w: at most %d bytes", errTooLarge, limit)
+		}
+		return fmt.Errorf("%w: the body holds more than one JSON value", errBadRequest)
+	}
+	return nil
+}
+
+// statusWriter remembers the status written, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// writeJSON encodes v before it writes anything, so that an encoding
+// failure is a clean 500; a failed write means the client has gone.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(outcome(http.StatusInternalServerError, "encoding the answer: "+err.Error()))
+		status = http.StatusInternalServerError
+	}
+	ct := "application/json"
+	if isResource(b) {
+		ct = "application/fhir+json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// fail answers with an OperationOutcome. Errors from the node never carry
+// an identifier or a payload, so their text is safe to return; a 500's
+// is logged too.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	if status >= 500 {
+		s.log.Warn("request failed", "method", r.Method, "route", r.Pattern, "status", status, "err", err)
+	}
+	writeJSON(w, status, outcome(status, err.Error()))
+}

@@ -1,0 +1,453 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/node"
+)
+
+// The bodies the routes take. Binary fields ([]byte) are base64, as FHIR
+// writes an attachment's data.
+
+// IdentifierBody is a patient identifier: a configured system's name
+// ("nhs") or URI, and its value.
+type IdentifierBody struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+// RegisterBody registers a patient: their pseudonym is derived from the
+// identifier (through the federation's OPRF) and the identifier forgotten.
+type RegisterBody struct {
+	Identifier IdentifierBody `json:"identifier"`
+}
+
+// KeyBody attests a patient's public key.
+type KeyBody struct {
+	PublicKey   string `json:"publicKey"`             // 64 hex digits (medfed patient keygen)
+	Compromised bool   `json:"compromised,omitempty"` // the keys it supersedes were lost or stolen
+}
+
+// RecordBody adds a record, or an amendment of one.
+type RecordBody struct {
+	Patient    string          `json:"patient,omitempty"`    // the pseudonym, 64 hex digits
+	Identifier *IdentifierBody `json:"identifier,omitempty"` // or an identifier, pseudonymised and forgotten
+	Class      string          `json:"class"`                // the data class, e.g. lab-result
+	Occurred   string          `json:"occurred,omitempty"`   // RFC 3339 or a date; default now
+	Location   string          `json:"location,omitempty"`
+	Data       []byte          `json:"data"` // the payload, base64
+}
+
+// QueryBody asks every holder of a patient for their records.
+type QueryBody struct {
+	Patient string   `json:"patient"`
+	Purpose string   `json:"purpose"`           // treatment or research
+	Classes []string `json:"classes,omitempty"` // default all
+	Token   []byte   `json:"token,omitempty"`   // a patient's token, base64
+}
+
+// EmergencyBody asks for emergency access (break-glass).
+type EmergencyBody struct {
+	Patient string   `json:"patient"`
+	Reason  string   `json:"reason"` // unconscious, life-threatening, urgent-treatment or public-health
+	Classes []string `json:"classes,omitempty"`
+}
+
+// TransferBody copies a patient's records to this centre.
+type TransferBody struct {
+	Patient string   `json:"patient"`
+	Token   []byte   `json:"token,omitempty"`
+	Classes []string `json:"classes,omitempty"`
+}
+
+// DocumentBody is a consent document signed with the patient's key: a
+// contract or a revocation (medfed consent grant/revoke --out writes one).
+type DocumentBody struct {
+	Document []byte `json:"document"`
+}
+
+// TokenBody is a patient's token, to check before using it.
+type TokenBody struct {
+	Token []byte `json:"token"`
+}
+
+// PatientRequestBody is a patient's own request, signed with their key
+// (medfed patient view/erase --out writes one).
+type PatientRequestBody struct {
+	Request []byte `json:"request"`
+}
+
+var (
+	clinical = []string{"clinician"}
+	intake   = []string{"clinician", "registrar"}
+	audit    = []string{"admin", "privacy-officer"}
+)
+
+func (s *Server) table() []route {
+	pseudonymParam := param{"pseudonym", "path", "the patient's pseudonym, 64 hex digits"}
+	indexParam := param{"index", "path", "the record's index on this centre's ledger"}
+	return []route{
+		{method: "GET", pattern: "/healthz", auth: authPublic, summary: "Say whether the process is alive", answer: "Health", handle: s.healthz},
+		{method: "GET", pattern: "/readyz", auth: authPublic, summary: "Say whether the node can serve the federation", answer: "Readiness", handle: s.readyz},
+		{method: "GET", pattern: "/openapi.json", auth: authPublic, summary: "Describe this API", answer: "OpenAPI", handle: s.openapi},
+
+		{method: "POST", pattern: "/v1/patients", auth: authStaff, roles: []string{"registrar"}, summary: "Register a patient: derive their pseudonym from an identifier",
+			body: RegisterBody{}, answer: "Patient", handle: s.register},
+		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar"}, summary: "Attest a patient's public key, having checked who they are",
+			body: KeyBody{}, answer: "ConsentDelivery", params: []param{pseudonymParam}, handle: s.attest},
+
+		{method: "POST", pattern: "/v1/records", auth: authStaff, roles: intake, summary: "Add a record",
+			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: "DocumentReference", handle: s.addRecord},
+		{method: "POST", pattern: "/v1/records/{index}/amendments", auth: authStaff, roles: intake, summary: "Amend a record: a new version that replaces it",
+			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: "DocumentReference", params: []param{indexParam}, handle: s.amendRecord},
+		{method: "GET", pattern: "/v1/records/{index}", auth: authStaff, roles: clinical, summary: "Fetch a record of this centre with its payload, as consent allows (audited)",
+			answer: "DocumentReference", params: []param{indexParam}, handle: s.getRecord},
+
+		{method: "POST", pattern: "/v1/query", auth: authStaff, roles: []string{"clinician", "researcher"}, summary: "Query every centre holding a patient's records",
+			body: QueryBody{}, answer: "Bundle", handle: s.query},
+		{method: "POST", pattern: "/v1/emergency", auth: authStaff, roles: clinical, summary: "Emergency access to a patient's records (break-glass, audited and notified)",
+			body: EmergencyBody{}, answer: "Bundle", handle: s.emergency},
+		{method: "POST", pattern: "/v1/transfer", auth: authStaff, roles: intake, summary: "Copy a patient's records to this centre (switching provider)",
+			body: TransferBody{}, answer: "TransferResult", handle: s.transfer},
+
+		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent contract or revocation signed with the patient's key",
+			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: "ConsentDelivery", handle: s.submitConsent},
+		{method: "GET", pattern: "/v1/consent/{pseudonym}", auth: authStaff, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "Show a patient's consent contract",
+			answer: "Consent", params: []param{pseudonymParam}, handle: s.showConsent},
+		{method: "POST", pattern: "/v1/consent/tokens/check", auth: authStaff, roles: []string{"clinician", "registrar", "researcher"}, summary: "Check a patient's token before using it",
+			body: TokenBody{}, limit: 2 * consent.MaxDocument, answer: "TokenCheck", handle: s.checkToken},
+
+		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view: every holder's records and accesses (signed by the patient)",
+			body: PatientRequestBody{}, answer: "Bundle", handle: s.patientView},
+		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every holder (signed by the patient)",
+			body: PatientRequestBody{}, answer: "PatientResult", handle: s.patientErase},
+
+		{method: "GET", pattern: "/v1/notifications", auth: authStaff, roles: []string{"privacy-officer"}, summary: "List emergency access notifications",
+			answer: "Bundle", params: []param{{"after", "query", "the ledger index of the last notification seen (default -1: all)"}}, handle: s.notifications},
+		{method: "GET", pattern: "/v1/ledger", auth: authStaff, roles: audit, summary: "Show the ledger's checkpoints and cosigners",
+			answer: "LedgerStatus", handle: s.ledger},
+		{method: "GET", pattern: "/v1/ledger/entries/{index}/proof", auth: authStaff, roles: append(slices.Clone(audit), "clinician"),
+			summary: "Prove an entry in the latest final checkpoint", answer: "EntryProof", params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
+		{method: "GET", pattern: "/v1/federation", auth: authStaff, roles: audit, summary: "Show the federation's members and who is connected",
+			answer: "FederationStatus", handle: s.federation},
+		{method: "GET", pattern: "/v1/federation/evidence", auth: authStaff, roles: audit, summary: "List evidence of members signing two histories",
+			answer: "Evidence", handle: s.evidence},
+	}
+}
+
+func (s *Server) healthz(context.Context, *call) (any, error) {
+	return map[string]string{"status": "ok"}, nil
+}
+
+func (s *Server) readyz(context.Context, *call) (any, error) {
+	r, err := s.node.Ready()
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Server) openapi(_ context.Context, c *call) (any, error) {
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(http.StatusOK)
+	c.w.Write(s.doc)
+	return nil, nil
+}
+
+func (s *Server) register(ctx context.Context, c *call) (any, error) {
+	var b RegisterBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	id, err := identifier(b.Identifier)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.node.PseudonymsOf(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	return patientResource(s.node.Membership.Current().Federation, ps[0]), nil
+}
+
+func identifier(b IdentifierBody) (string, error) {
+	if b.System == "" || b.Value == "" || strings.Contains(b.System, "|") {
+		return "", fmt.Errorf("%w: an identifier needs a system (e.g. nhs) and a value", errBadRequest)
+	}
+	return b.System + "|" + b.Value, nil
+}
+
+func (s *Server) attest(ctx context.Context, c *call) (any, error) {
+	var b KeyBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	return s.node.Attest(ctx, node.AttestRequest{Pseudonym: c.r.PathValue("pseudonym"), Key: b.PublicKey, Compromised: b.Compromised})
+}
+
+func (s *Server) addRecord(ctx context.Context, c *call) (any, error) {
+	return s.record(ctx, c, 0)
+}
+
+func (s *Server) amendRecord(ctx context.Context, c *call) (any, error) {
+	index, err := pathIndex(c.r)
+	if err != nil {
+		return nil, err
+	}
+	if index == 0 {
+		return nil, fmt.Errorf("%w: entry 0 is the charter, not a record", node.ErrNotFound)
+	}
+	return s.record(ctx, c, index)
+}
+
+func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, error) {
+	var b RecordBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	req := node.RecordRequest{Pseudonym: b.Patient, Class: b.Class, Location: b.Location, Author: c.staff.ID, Replaces: replaces, Payload: b.Data}
+	if b.Identifier != nil {
+		id, err := identifier(*b.Identifier)
+		if err != nil {
+			return nil, err
+		}
+		req.Identifier = id
+	}
+	req.Occurred = time.Now().UTC().Truncate(time.Second)
+	if b.Occurred != "" {
+		t, err := consent.ParseTime(b.Occurred)
+		if err != nil {
+			return nil, fmt.Errorf("%w: occurred: %v", errBadRequest, err)
+		}
+		req.Occurred = t
+	}
+	res, err := s.node.AddRecord(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := s.node.RecordAt(ctx, res.Index)
+	if err != nil {
+		return nil, err
+	}
+	c.w.Header().Set("Location", "/v1/records/"+strconv.FormatInt(res.Index, 10))
+	return documentReference(s.node.Centre.Name, meta, nil, false), nil
+}
+
+func pathIndex(r *http.Request) (int64, error) {
+	i, err := strconv.ParseInt(r.PathValue("index"), 10, 64)
+	if err != nil || i < 0 {
+		return 0, fmt.Errorf("%w: the index must be a ledger index, a whole number", errBadRequest)
+	}
+	return i, nil
+}
+
+// getRecord reads a record of this centre's through the query path with
+// this centre as the only holder: the same consent decision and access
+// entry as a query from any other centre. The access entry covers every
+// record of the patient in the record's class that consent releases.
+func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
+	index, err := pathIndex(c.r)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := s.node.RecordAt(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.node.QueryRecords(ctx, node.QueryRequest{Pseudonym: meta.Pseudonym, Purpose: "treatment", Role: c.staff.Role, Staff: c.staff.ID,
+		Classes: []string{meta.Class}, Local: true})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Holders) != 1 {
+		return nil, fmt.Errorf("this centre did not answer its own query")
+	}
+	h := res.Holders[0]
+	switch h.Status {
+	case "failed":
+		return nil, fmt.Errorf("reading the record: %s", h.Error)
+	case "denied":
+		return nil, errStatus{http.StatusForbidden, fmt.Errorf("denied by consent: %s (%s); access entry %d", h.Reason, h.Basis, h.Access)}
+	}
+	for _, r := range h.Records {
+		if r.Index == index {
+			if r.Erased {
+				return nil, errStatus{http.StatusGone, fmt.Errorf("record %d was erased at the patient's request", index)}
+			}
+			return documentReference(s.node.Centre.Name, meta, r.Payload, true), nil
+		}
+	}
+	if h.Pending > 0 {
+		c.w.Header().Set("Retry-After", "2")
+		return nil, fmt.Errorf("%w: record %d is not in a final checkpoint yet; ask again in a few seconds", node.ErrNotReady, index)
+	}
+	return nil, errStatus{http.StatusForbidden, fmt.Errorf("record %d was not released: an amendment replaced it, or consent does not allow it (access entry %d)", index, h.Access)}
+}
+
+func (s *Server) query(ctx context.Context, c *call) (any, error) {
+	var b QueryBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	if b.Purpose == "emergency" {
+		return nil, fmt.Errorf("%w: emergency access is POST /v1/emergency, with a reason", errBadRequest)
+	}
+	return s.runQuery(ctx, c, node.QueryRequest{Pseudonym: b.Patient, Purpose: b.Purpose, Classes: b.Classes, Token: encodeToken(b.Token)})
+}
+
+func (s *Server) emergency(ctx context.Context, c *call) (any, error) {
+	var b EmergencyBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	if b.Reason == "" {
+		return nil, fmt.Errorf("%w: emergency access needs a reason: unconscious, life-threatening, urgent-treatment or public-health", errBadRequest)
+	}
+	return s.runQuery(ctx, c, node.QueryRequest{Pseudonym: b.Patient, Purpose: "emergency", Reason: b.Reason, Classes: b.Classes})
+}
+
+func (s *Server) runQuery(ctx context.Context, c *call, q node.QueryRequest) (any, error) {
+	q.Role, q.Staff = c.staff.Role, c.staff.ID
+	res, err := s.node.QueryRecords(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return queryBundle(res), nil
+}
+
+func (s *Server) transfer(ctx context.Context, c *call) (any, error) {
+	var b TransferBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	return s.node.Transfer(ctx, node.TransferRequest{Pseudonym: b.Patient, Token: encodeToken(b.Token), Classes: b.Classes,
+		Role: c.staff.Role, Staff: c.staff.ID})
+}
+
+func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
+	var b DocumentBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	d, err := consent.Parse(b.Document)
+	if err != nil {
+		return nil, err
+	}
+	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation {
+		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts and revocations are; attestations are POST /v1/patients/{pseudonym}/keys)", errBadRequest, d.Kind)
+	}
+	return s.node.SubmitConsent(ctx, b.Document)
+}
+
+func (s *Server) showConsent(ctx context.Context, c *call) (any, error) {
+	v, err := s.node.ShowConsent(ctx, c.r.PathValue("pseudonym"))
+	if err != nil {
+		return nil, err
+	}
+	if v.Contract == nil {
+		return nil, errStatus{http.StatusNotFound, fmt.Errorf("no consent contract for this patient (key attested: %t); the charter's default policy applies", v.Attested)}
+	}
+	return consentResource(v), nil
+}
+
+func (s *Server) checkToken(ctx context.Context, c *call) (any, error) {
+	var b TokenBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	return s.node.CheckToken(ctx, b.Token)
+}
+
+func (s *Server) patientRequest(ctx context.Context, c *call, op patient.Op) (node.PatientResult, error) {
+	var b PatientRequestBody
+	if err := c.decode(&b); err != nil {
+		return node.PatientResult{}, err
+	}
+	q, err := patient.ParseRequest(b.Request)
+	if err != nil {
+		return node.PatientResult{}, err
+	}
+	if q.Op != op {
+		return node.PatientResult{}, fmt.Errorf("%w: this route takes a signed %s request, not %s", errBadRequest, op, q.Op)
+	}
+	return s.node.PatientRelay(ctx, b.Request)
+}
+
+func (s *Server) patientView(ctx context.Context, c *call) (any, error) {
+	res, err := s.patientRequest(ctx, c, patient.View)
+	if err != nil {
+		return nil, err
+	}
+	return viewBundle(res), nil
+}
+
+func (s *Server) patientErase(ctx context.Context, c *call) (any, error) {
+	res, err := s.patientRequest(ctx, c, patient.Erase)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Server) notifications(_ context.Context, c *call) (any, error) {
+	after := int64(-1)
+	if v := c.r.URL.Query().Get("after"); v != "" {
+		var err error
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < -1 {
+			return nil, fmt.Errorf("%w: after must be a ledger index or -1", errBadRequest)
+		}
+	}
+	return noticeBundle(s.node.Centre.Name, s.node.Notices(after)), nil
+}
+
+func (s *Server) ledger(ctx context.Context, _ *call) (any, error) {
+	st, err := s.node.Centre.LedgerStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (s *Server) proof(ctx context.Context, c *call) (any, error) {
+	index, err := pathIndex(c.r)
+	if err != nil {
+		return nil, err
+	}
+	return s.node.Prove(ctx, index)
+}
+
+func (s *Server) federation(ctx context.Context, _ *call) (any, error) {
+	st, err := s.node.Centre.LedgerStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return node.FederationStatus{Status: s.node.Membership.Status(), Evidence: st.Evidence}, nil
+}
+
+func (s *Server) evidence(ctx context.Context, _ *call) (any, error) {
+	st, err := s.node.Centre.LedgerStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ev := st.Evidence
+	if ev == nil {
+		ev = []node.EvidenceStatus{}
+	}
+	return map[string]any{"evidence": ev}, nil
+}
+
+func encodeToken(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}

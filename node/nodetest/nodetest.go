@@ -1,0 +1,127 @@
+// Package nodetest starts real medfed centres for tests: configurations
+// on free 127.0.0.1 ports, a federation founded offline, and running
+// nodes stopped when the test ends.
+package nodetest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Config is the configuration of centre name under root, of the
+// federation "test-federation", listening on a free port.
+func Config(t testing.TB, root, name string) node.Config {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Centre.Name, cfg.Federation.ID = name, "test-federation"
+	cfg.Data.Dir = filepath.Join(root, name)
+	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t))}
+	return cfg
+}
+
+// Offline runs f on the centre of cfg opened without its node.
+func Offline(t testing.TB, cfg node.Config, f func(*node.Centre)) {
+	t.Helper()
+	c, err := node.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(c)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Request is the join request of the centre of cfg.
+func Request(t testing.TB, cfg node.Config) []byte {
+	t.Helper()
+	var req []byte
+	Offline(t, cfg, func(c *node.Centre) {
+		var err error
+		if req, err = c.JoinRequest(cfg.P2P.Listen); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return req
+}
+
+// Found has the first config's centre found a federation with the others,
+// with the default policy, and installs the charter at every founder.
+func Found(t testing.TB, cfgs ...node.Config) {
+	t.Helper()
+	var reqs [][]byte
+	for _, cfg := range cfgs[1:] {
+		reqs = append(reqs, Request(t, cfg))
+	}
+	var draft, shares []byte
+	Offline(t, cfgs[0], func(c *node.Centre) {
+		var err error
+		if draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, cfg := range cfgs[1:] {
+		Offline(t, cfg, func(c *node.Centre) {
+			var err error
+			if draft, err = c.SignCharter(draft, shares); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, cfg := range cfgs {
+		Offline(t, cfg, func(c *node.Centre) {
+			if _, err := c.InstallFounding(context.Background(), draft, shares); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Start starts the node of cfg and stops it when the test ends.
+func Start(t testing.TB, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stopping %s: %v", cfg.Centre.Name, err)
+		}
+	})
+	return n
+}
+
+// Eventually fails the test unless ok holds within the time given.
+func Eventually(t testing.TB, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

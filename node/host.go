@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -78,7 +79,9 @@ func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGate
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without SO_REUSEPORT: with it, a second centre configured on a
+		// port in use would share it (and dial itself) instead of failing.
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 	}
 	if cfg.PSKFile != "" {
 		psk, err := readPSK(cfg.PSKFile)
@@ -91,7 +94,7 @@ func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGate
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("libp2p host: %w", err)
+		return nil, fmt.Errorf("p2p.listen %s: %w (is another node or program using the port?)", strings.Join(cfg.Listen, ", "), err)
 	}
 	return h, nil
 }

@@ -66,7 +66,7 @@ func runDemo(ctx context.Context, w io.Writer, keep string) error {
 	d.say("medfed demo: independent healthcare centres, each with its own tamper-evident")
 	d.say("ledger, finding a patient's records across each other without learning who the")
 	d.say("patient is. Every name below is synthetic; patients appear only as pseudonyms.")
-	for _, chapter := range []func(context.Context) error{d.ledgerChapter, d.federationChapter, d.witnessChapter, d.pseudonymChapter, d.directoryChapter, d.consentChapter, d.queryChapter} {
+	for _, chapter := range []func(context.Context) error{d.ledgerChapter, d.federationChapter, d.witnessChapter, d.pseudonymChapter, d.directoryChapter, d.consentChapter, d.queryChapter, d.apiChapter} {
 		if err := chapter(ctx); err != nil {
 			return err
 		}

@@ -221,7 +221,7 @@ func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
 		return Staff{}, http.StatusServiceUnavailable, fmt.Errorf("checking the token: %w", err)
 	}
 	if !slices.Contains(rt.roles, st.Role) {
-		return st, http.StatusForbidden, fmt.Errorf("the %s role may not %s (roles: %s)", st.Role, strings.ToLower(rt.summary[:1])+rt.summary[1:], strings.Join(rt.roles, ", "))
+		return st, http.StatusForbidden, fmt.Errorf("%s %s is for the roles %s; this token is a %s's", rt.method, rt.pattern, strings.Join(rt.roles, ", "), st.Role)
 	}
 	return st, 0, nil
 }

@@ -193,7 +193,9 @@ func call(ctx context.Context, method, url, token string, body any, want int, ou
 		return err
 	}
 	if resp.StatusCode != want {
-		var oo struct{ Issue []struct{ Diagnostics string } }
+		var oo struct {
+			Issue []struct{ Diagnostics string }
+		}
 		json.Unmarshal(raw, &oo)
 		var msgs []string
 		for _, i := range oo.Issue {

@@ -28,6 +28,10 @@ type RecordRequest struct {
 type RecordResponse struct {
 	Pseudonym string
 	Index     int64 // the record entry's ledger index
+	// AnnounceError says why the directory announcement failed: the
+	// record is stored all the same (a retry would store it twice), and
+	// the node announces it again at its next start.
+	AnnounceError string `json:",omitempty"`
 }
 
 // ErrBadRecord is returned for a record request that is not valid.
@@ -75,8 +79,9 @@ func (n *Node) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, 
 	}
 	// Announcing a patient announced before sends nothing; a failure here
 	// leaves the record durable, and the next start announces it.
+	res := RecordResponse{Pseudonym: p.String(), Index: i}
 	if err := n.Directory.Announce(ctx, p); err != nil {
-		return RecordResponse{Pseudonym: p.String(), Index: i}, fmt.Errorf("record %d is stored, but announcing it failed (the node announces it again at its next start): %w", i, err)
+		res.AnnounceError = err.Error()
 	}
-	return RecordResponse{Pseudonym: p.String(), Index: i}, nil
+	return res, nil
 }

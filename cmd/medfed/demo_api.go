@@ -196,7 +196,9 @@ func call(ctx context.Context, method, url, token string, body any, want int, ou
 		var oo struct {
 			Issue []struct{ Diagnostics string }
 		}
-		json.Unmarshal(raw, &oo)
+		if err := json.Unmarshal(raw, &oo); err != nil {
+			return apiRefusal{resp.StatusCode, "not an OperationOutcome: " + string(raw)}
+		}
 		var msgs []string
 		for _, i := range oo.Issue {
 			msgs = append(msgs, i.Diagnostics)

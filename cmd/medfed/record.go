@@ -112,7 +112,12 @@ the new entry's index.`,
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "record %d for %s\n", res.Index, res.Pseudonym)
-		return err
+		if _, err := fmt.Fprintf(cmd.OutOrStdout(), "record %d for %s\n", res.Index, res.Pseudonym); err != nil {
+			return err
+		}
+		if res.AnnounceError != "" {
+			return fmt.Errorf("record %d is stored, but announcing it in the directory failed (the node announces it again at its next start; do not add it again): %s", res.Index, res.AnnounceError)
+		}
+		return nil
 	})
 }

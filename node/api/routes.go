@@ -234,6 +234,11 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	if err != nil {
 		return nil, err
 	}
+	if res.AnnounceError != "" {
+		// Stored all the same: a retry would store it twice.
+		c.w.Header().Set("Warning", `199 medfed "stored, but not yet announced in the directory; the node announces it again at its next start"`)
+		s.log.Warn("announcing a record failed", "index", res.Index, "err", res.AnnounceError)
+	}
 	meta, err := s.node.RecordAt(ctx, res.Index)
 	if err != nil {
 		return nil, err

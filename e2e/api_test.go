@@ -1,0 +1,520 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
+)
+
+// httpAnswer is one answer of a centre's HTTP API.
+type httpAnswer struct {
+	status int
+	header http.Header
+	raw    []byte
+}
+
+// api calls the HTTP APIs of the centres, as an EHR would.
+type api struct {
+	client *http.Client
+	url    map[string]string // by centre name, from api.listen in configs/
+}
+
+// do sends one request; a transport error (a node down, a connection
+// reset by a kill) is returned, not a test failure, so that callers that
+// expect them can carry on.
+func (x *api) do(method, centre, path, token string, body any) (httpAnswer, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return httpAnswer{}, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, x.url[centre]+path, rd)
+	if err != nil {
+		return httpAnswer{}, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := x.client.Do(req)
+	if err != nil {
+		return httpAnswer{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return httpAnswer{}, err
+	}
+	return httpAnswer{status: resp.StatusCode, header: resp.Header, raw: raw}, nil
+}
+
+// must sends one request that must be answered with want, and decodes the
+// answer into out (unless nil).
+func (x *api) must(t *testing.T, want int, method, centre, path, token string, body, out any) httpAnswer {
+	t.Helper()
+	a, err := x.do(method, centre, path, token, body)
+	if err != nil {
+		t.Fatalf("%s %s at %s: %v", method, path, centre, err)
+	}
+	if a.status != want {
+		t.Fatalf("%s %s at %s: status %d, want %d: %s", method, path, centre, a.status, want, a.raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(a.raw, out); err != nil {
+			t.Fatalf("%s %s at %s: %v in %s", method, path, centre, err, a.raw)
+		}
+	}
+	return a
+}
+
+// apiURL reads api.listen from a centre's configuration file.
+func apiURL(t *testing.T, c *centre) string {
+	t.Helper()
+	raw, err := os.ReadFile(c.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^api:\s*\n\s+listen:\s*(\S+)`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("%s has no api.listen", c.config())
+	}
+	return "http://" + string(m[1])
+}
+
+// searchset is the part of a query's FHIR Bundle the test reads.
+type searchset struct {
+	ResourceType string `json:"resourceType"`
+	Type         string `json:"type"`
+	Entry        []struct {
+		Resource struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+			Content      []struct {
+				Attachment struct {
+					Data string `json:"data"`
+				} `json:"attachment"`
+			} `json:"content"`
+			Issue []struct {
+				Diagnostics string `json:"diagnostics"`
+			} `json:"issue"`
+		} `json:"resource"`
+	} `json:"entry"`
+}
+
+// diagnostics joins what the Bundle's OperationOutcome says about each
+// holder.
+func (s searchset) diagnostics() string {
+	var out []string
+	for _, e := range s.Entry {
+		if e.Resource.ResourceType == "OperationOutcome" {
+			for _, i := range e.Resource.Issue {
+				out = append(out, i.Diagnostics)
+			}
+		}
+	}
+	return strings.Join(out, " | ")
+}
+
+// acked is one record the API acknowledged with 201.
+type acked struct {
+	holder  string
+	index   int64
+	payload string
+	at      time.Time
+}
+
+// released returns the Bundle's records as "holder index payload" lines
+// (a DocumentReference's id is holder-index).
+func (s searchset) released(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, e := range s.Entry {
+		r := e.Resource
+		if r.ResourceType != "DocumentReference" {
+			continue
+		}
+		cut := strings.LastIndex(r.ID, "-")
+		if cut < 0 || len(r.Content) != 1 {
+			t.Fatalf("a released record with id %q and %d contents", r.ID, len(r.Content))
+		}
+		payload, err := base64.StdEncoding.DecodeString(r.Content[0].Attachment.Data)
+		if err != nil {
+			t.Fatalf("record %s: %v", r.ID, err)
+		}
+		line := r.ID[:cut] + " " + r.ID[cut+1:] + " " + string(payload)
+		if out[line] {
+			t.Fatalf("record %s released twice", line)
+		}
+		out[line] = true
+	}
+	return out
+}
+
+func (a acked) line() string { return fmt.Sprintf("%s %d %s", a.holder, a.index, a.payload) }
+
+// Four centres, each a real "medfed node" from configs/, found the
+// federation together and serve the HTTP API. A patient is registered,
+// attests a key and opts in; three holders take records continuously
+// while a clinician at centre-a queries; centre-c's node is killed with
+// SIGKILL mid-run and restarted. Afterwards every record the API
+// acknowledged is proven in a final checkpoint at its holder and released
+// by a query, every ledger verifies, the witness quorum cosigned every
+// ledger and no centre holds evidence of two histories.
+func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
+	began := time.Now()
+	root := t.TempDir()
+	a, b, c, d := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c"), newCentre(t, root, "centre-d")
+	all := []*centre{a, b, c, d}
+	holders := []*centre{b, c, d}
+	file := func(name string) string { return filepath.Join(root, name) }
+	var killedLogs []byte // centre-c's node's logs before the kill
+	// Registered before any node starts, so it runs after the helpers'
+	// cleanups have ended the nodes and their logs are complete.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if killedLogs != nil {
+			t.Logf("centre-c before SIGKILL:\n%s", killedLogs)
+		}
+		for _, x := range all {
+			if x.logs != nil {
+				t.Logf("%s:\n%s", x.name, x.logs)
+			}
+		}
+	})
+
+	// All four found the federation in one go.
+	for _, x := range []*centre{b, c, d} {
+		x.run("federation", "request", "--out", file(x.name+"-request.txt"))
+	}
+	a.run("federation", "init", "--member", file("centre-b-request.txt"), "--member", file("centre-c-request.txt"),
+		"--member", file("centre-d-request.txt"), "--out", file("charter.txt"))
+	for _, x := range []*centre{b, c, d} {
+		x.run("federation", "sign", file("charter.txt"))
+	}
+	x := &api{client: &http.Client{Timeout: 10 * time.Second}, url: map[string]string{}}
+	for _, y := range all {
+		if out := y.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
+			t.Fatalf("%s: install said %q", y.name, out)
+		}
+		x.url[y.name] = apiURL(t, y)
+		y.start()
+	}
+	// /readyz is 200 once one other member is connected; wait for all
+	// three, so that the pseudonym (3 of 4) and the witnesses are there.
+	ready := func(y *centre, connected int) func() bool {
+		return func() bool {
+			ans, err := x.do("GET", y.name, "/readyz", "", nil)
+			var r node.Readiness
+			return err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &r) == nil && r.Connected >= connected
+		}
+	}
+	for _, y := range all {
+		waitFor(t, 20*time.Second, y.name+" is ready and reaches the three others", ready(y, 3))
+	}
+	t.Logf("founded and ready after %v", time.Since(began).Round(time.Millisecond))
+
+	// Staff tokens, issued while the nodes run.
+	token := func(y *centre, role string) string {
+		t.Helper()
+		tok := strings.TrimSpace(y.run("staff", "add", "--role", role))
+		if tok == "" || strings.ContainsAny(tok, " \n") {
+			t.Fatalf("%s: staff add printed %q, not a token", y.name, tok)
+		}
+		return tok
+	}
+	registrar := token(a, "registrar")
+	clinician, admin := map[string]string{}, map[string]string{}
+	for _, y := range all {
+		clinician[y.name], admin[y.name] = token(y, "clinician"), token(y, "admin")
+	}
+
+	// The patient: registered at centre-a, a key attested, opted in.
+	var patient struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+	}
+	reg := x.must(t, 200, "POST", a.name, "/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5919"}}, &patient)
+	if patient.ResourceType != "Patient" || !pseudonymLine.MatchString(patient.ID) || bytes.Contains(reg.raw, []byte(nhsNumber)) {
+		t.Fatalf("register: %s", reg.raw)
+	}
+	p := patient.ID
+	subject, err := node.ParsePseudonym(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.must(t, 200, "POST", a.name, "/v1/patients/"+p+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, nil)
+	doc, err := consent.SignContract(key, consent.Contract{ID: consent.NewID(), Version: 1, Federation: "medfed-demo",
+		Subject: subject, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivery node.ConsentDelivery
+	if grant := x.must(t, 200, "POST", a.name, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
+		t.Fatalf("the contract was not confirmed by a majority: %s", grant.raw)
+	}
+
+	// Continuous intake at the three holders, and queries from centre-a,
+	// for 20 s; centre-c is killed 5 s in and restarted 3 s later.
+	// Transport errors and non-201 answers are expected while centre-c
+	// is down: only a 201 acknowledges a record.
+	ctx, stopIntake := context.WithTimeout(context.Background(), 20*time.Second)
+	var (
+		mu       sync.Mutex
+		acks     []acked
+		sent     = map[string]bool{} // every payload sent, acknowledged or not
+		refused  = map[string]int{}  // non-201 answers and transport errors, by holder
+		outcomes []string            // what each query during the run said
+		wg       sync.WaitGroup
+	)
+	// On an early failure, the callers stop before the nodes do.
+	defer func() {
+		stopIntake()
+		wg.Wait()
+	}()
+	location := regexp.MustCompile(`^/v1/records/(\d+)$`)
+	for _, h := range holders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				payload := fmt.Sprintf("synthetic result %s-%d", strings.TrimPrefix(h.name, "centre-"), i)
+				mu.Lock()
+				sent[h.name+" "+payload] = true
+				mu.Unlock()
+				ans, err := x.do("POST", h.name, "/v1/records", clinician[h.name], map[string]any{"patient": p, "class": "lab-result",
+					"data": []byte(payload), "occurred": "2026-11-01"})
+				mu.Lock()
+				if m := location.FindStringSubmatch(ans.header.Get("Location")); err == nil && ans.status == 201 && m != nil {
+					index, _ := strconv.ParseInt(m[1], 10, 64)
+					acks = append(acks, acked{h.name, index, payload, time.Now()})
+				} else {
+					if err == nil && ans.status == 201 {
+						t.Errorf("%s acknowledged a record without a Location: %q", h.name, ans.header.Get("Location"))
+					}
+					refused[h.name]++
+				}
+				mu.Unlock()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			ans, err := x.do("POST", a.name, "/v1/query", clinician[a.name], map[string]any{"patient": p, "purpose": "treatment"})
+			var s searchset
+			said := ""
+			switch {
+			case err != nil:
+				said = "error: " + err.Error()
+			case ans.status != 200 || json.Unmarshal(ans.raw, &s) != nil:
+				said = fmt.Sprintf("status %d: %s", ans.status, ans.raw)
+			default:
+				said = s.diagnostics()
+			}
+			mu.Lock()
+			outcomes = append(outcomes, said)
+			mu.Unlock()
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+
+	time.Sleep(5 * time.Second)
+	if err := c.node.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	var exit *exec.ExitError
+	if err := c.node.Wait(); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("centre-c's node ended with %v, not by SIGKILL", err)
+	}
+	killedLogs = bytes.Clone(c.logs.Bytes())
+	time.Sleep(3 * time.Second)
+	// A fresh start on the same data directory: the killed process's lock
+	// and admin socket must not stand in its way.
+	c.start()
+	restartedAt := time.Now()
+	waitFor(t, 15*time.Second, "centre-c is ready again after SIGKILL", ready(c, 1))
+	t.Logf("centre-c ready %v after its restart", time.Since(restartedAt).Round(time.Millisecond))
+	<-ctx.Done()
+	wg.Wait()
+
+	mu.Lock()
+	byHolder := map[string][]acked{}
+	for _, k := range acks {
+		byHolder[k.holder] = append(byHolder[k.holder], k)
+	}
+	afterRestart := 0
+	for _, k := range byHolder[c.name] {
+		if k.at.After(restartedAt) {
+			afterRestart++
+		}
+	}
+	for _, h := range holders {
+		t.Logf("%s: %d record(s) acknowledged, %d refused or failed", h.name, len(byHolder[h.name]), refused[h.name])
+		if len(byHolder[h.name]) == 0 {
+			t.Fatalf("%s acknowledged no record", h.name)
+		}
+	}
+	if afterRestart == 0 {
+		t.Fatal("centre-c acknowledged no record after its restart")
+	}
+	failedC := 0
+	for _, o := range outcomes {
+		if strings.Contains(o, "centre-c: failed") {
+			failedC++
+		}
+	}
+	if len(outcomes) == 0 {
+		t.Fatal("centre-a ran no query during the intake")
+	}
+	t.Logf("%d queries during the run, %d with centre-c failed; the last said: %s", len(outcomes), failedC, outcomes[len(outcomes)-1])
+	mu.Unlock()
+	t.Logf("centre-c killed at %v, intake stopped at %v", killedAt.Sub(began).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+
+	// Every acknowledged record is proven in a final checkpoint at its
+	// holder: an entry of kind record, about the patient.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, k := range acks {
+		path := fmt.Sprintf("/v1/ledger/entries/%d/proof", k.index)
+		var proof node.EntryProof
+		for {
+			ans, err := x.do("GET", k.holder, path, admin[k.holder], nil)
+			if err == nil && ans.status == 200 {
+				if err := json.Unmarshal(ans.raw, &proof); err != nil {
+					t.Fatalf("%s %s: %v", k.holder, path, err)
+				}
+				break
+			}
+			if err == nil && ans.status != http.StatusServiceUnavailable {
+				t.Fatalf("acknowledged record %s: proof: status %d: %s", k.line(), ans.status, ans.raw)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("acknowledged record %s not proven final within 30 s: %v %d %s", k.line(), err, ans.status, ans.raw)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if proof.Index != k.index || proof.Kind != "record" || proof.Subject != p || proof.Size <= k.index || len(proof.Entry) == 0 ||
+			!strings.Contains(proof.Checkpoint, "medfed/medfed-demo/"+k.holder) {
+			t.Fatalf("acknowledged record %s: proof index %d, kind %q, subject %q, size %d, checkpoint %q", k.line(), proof.Index, proof.Kind, proof.Subject, proof.Size, proof.Checkpoint)
+		}
+	}
+	t.Logf("%d acknowledged records proven final after %v", len(acks), time.Since(began).Round(time.Millisecond))
+
+	// A query from centre-a releases, from each holder, what it
+	// acknowledged. A record sent but not acknowledged (its answer lost
+	// to the kill) may be there too; nothing else may.
+	var final searchset
+	var got map[string]bool
+	waitFor(t, 15*time.Second, "a query from centre-a has every holder answer with nothing pending", func() bool {
+		ans, err := x.do("POST", a.name, "/v1/query", clinician[a.name], map[string]any{"patient": p, "purpose": "treatment"})
+		final = searchset{}
+		if err != nil || ans.status != 200 || json.Unmarshal(ans.raw, &final) != nil {
+			return false
+		}
+		said := final.diagnostics()
+		for _, h := range holders {
+			if !strings.Contains(said, h.name+": ") || strings.Contains(said, h.name+": failed") || strings.Contains(said, h.name+": denied") {
+				return false
+			}
+		}
+		return !strings.Contains(said, "pending")
+	})
+	if final.ResourceType != "Bundle" || final.Type != "searchset" {
+		t.Fatalf("the query's answer is a %s %s", final.ResourceType, final.Type)
+	}
+	t.Logf("final query: %s", final.diagnostics())
+	got = final.released(t)
+	for _, k := range acks {
+		if !got[k.line()] {
+			t.Errorf("acknowledged record %s was not released", k.line())
+		}
+		delete(got, k.line())
+	}
+	for line := range got {
+		f := strings.SplitN(line, " ", 3)
+		if !sent[f[0]+" "+f[2]] {
+			t.Errorf("released a record never sent: %s", line)
+		} else {
+			t.Logf("released a record sent but not acknowledged: %s", line)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Witnesses agree: each ledger's final checkpoint covers all of it and
+	// is cosigned by the charter's witness quorum, and no centre holds
+	// evidence of a member signing two histories.
+	// The quorum counts the log's own signature: the others' cosignatures
+	// make up the rest.
+	quorum := federation.DefaultPolicy(len(all)).WitnessQuorum
+	for _, y := range all {
+		var st node.LedgerStatus
+		waitFor(t, 15*time.Second, y.name+"'s whole ledger is final", func() bool {
+			st = node.LedgerStatus{}
+			x.must(t, 200, "GET", y.name, "/v1/ledger", admin[y.name], nil, &st)
+			return st.Final != nil && st.Final.Size == st.Size
+		})
+		if len(st.Final.Cosigners) < quorum-1 || slices.Contains(st.Final.Cosigners, y.name) || len(st.Evidence) != 0 {
+			t.Fatalf("%s: final checkpoint of size %d cosigned by %v (quorum %d with its own); evidence %v", y.name, st.Final.Size, st.Final.Cosigners, quorum, st.Evidence)
+		}
+		var ev struct {
+			Evidence []node.EvidenceStatus `json:"evidence"`
+		}
+		if ans := x.must(t, 200, "GET", y.name, "/v1/federation/evidence", admin[y.name], nil, &ev); ev.Evidence == nil || len(ev.Evidence) != 0 {
+			t.Fatalf("%s holds evidence of equivocation: %s", y.name, ans.raw)
+		}
+		t.Logf("%s: ledger of %d entries, final, cosigned by %v", y.name, st.Size, st.Final.Cosigners)
+	}
+
+	for _, y := range all {
+		y.stop()
+		if code, out, errOut := medfedCmd(t, "ledger", "verify", "--data", y.dir); code != 0 || !strings.Contains(out, "every signature valid") {
+			t.Errorf("%s: ledger verify exited %d: %s%s", y.name, code, out, errOut)
+		}
+		logs := y.logs.Bytes()
+		if y == c {
+			logs = append(killedLogs, logs...)
+		}
+		for _, secret := range []string{nhsNumber, "943 476 5919", "synthetic result"} {
+			if bytes.Contains(logs, []byte(secret)) {
+				t.Errorf("%s's node logged %q", y.name, secret)
+			}
+		}
+	}
+	t.Logf("the test took %v", time.Since(began).Round(time.Millisecond))
+}

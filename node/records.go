@@ -58,6 +58,11 @@ func (n *Node) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, 
 			return RecordResponse{}, fmt.Errorf("%w: author: %v", ErrBadRecord, err)
 		}
 	}
+	// Checked before an identifier is pseudonymised: that costs the
+	// other holders an evaluation, counted on their ledgers.
+	if err := meta.CheckFields(); err != nil {
+		return RecordResponse{}, fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
 	hexP := r.Pseudonym
 	if r.Identifier != "" {
 		ps, err := n.PseudonymsOf(ctx, []string{r.Identifier})

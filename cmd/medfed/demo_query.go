@@ -54,6 +54,9 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		if res.AnnounceError != "" {
+			return fmt.Errorf("demo: the record at %s is stored but not announced: %s", r.at.Centre.Name, res.AnnounceError)
+		}
 		if err := waitFor("the record is in a final checkpoint", 20*time.Second, func() bool {
 			f, ok := r.at.Centre.Ledger.LatestFinal()
 			return ok && f.Size > res.Index

@@ -65,15 +65,16 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 		return fmt.Errorf("api.listen %s: %w (is another node or program using it?)", cfg.API.Listen, err)
 	}
 	defer ln.Close()
-	staff, err := api.OpenStaff(cfg.Data.Dir)
-	if err != nil {
-		return err
-	}
-	defer staff.Close()
 	n, err := node.Start(cmd.Context(), cfg, log)
 	if err != nil {
 		return err
 	}
+	// After the node: it has checked that the data directory is a centre's.
+	staff, err := api.OpenStaff(cfg.Data.Dir)
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	defer staff.Close()
 	srv, err := api.New(api.Options{Node: n, Staff: staff, Logger: log.With("centre", cfg.Centre.Name)})
 	if err != nil {
 		return errors.Join(err, n.Close())

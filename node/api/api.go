@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/medfed/medfed/node"
@@ -29,6 +31,7 @@ const (
 	writeTimeout      = 90 * time.Second // an erasure waits up to 45 s for its holders
 	idleTimeout       = 2 * time.Minute
 	routeTimeout      = 60 * time.Second
+	shutdownGrace     = 10 * time.Second
 )
 
 // Options configure a Server.
@@ -46,6 +49,8 @@ type Server struct {
 	routes []route
 	mux    *http.ServeMux
 	doc    []byte // /openapi.json
+
+	inflight sync.WaitGroup // handlers running, waited for at shutdown
 }
 
 // auth says how a route's caller proves who they are.
@@ -110,7 +115,8 @@ func New(o Options) (*Server, error) {
 		rts := byPath[p]
 		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			for _, rt := range rts {
-				if rt.method == r.Method || (rt.method == http.MethodGet && r.Method == http.MethodHead) {
+				// HEAD is not GET here: a record's GET is an audited read.
+				if rt.method == r.Method {
 					s.serve(w, r, rt)
 					return
 				}
@@ -135,20 +141,35 @@ func New(o Options) (*Server, error) {
 }
 
 // Handler returns the API's handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.route) }
 
-// Serve answers on ln until ctx ends, then shuts down gracefully: requests
-// under way get up to 10 s to finish.
+// route refuses a path that is not in its clean form with an
+// OperationOutcome, where the mux would redirect (a POST redirected turns
+// into a GET), then routes.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p != "/" && path.Clean(p) != p {
+		s.fail(w, r, http.StatusNotFound, errors.New("no such route (the path is not in its clean form); see /openapi.json"))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Serve answers on ln until ctx ends, then shuts down gracefully:
+// requests under way get shutdownGrace to finish; then their contexts are
+// cancelled and Serve waits for their handlers, so that the node is never
+// closed under a request.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -157,9 +178,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("api: %w", err)
 	case <-ctx.Done():
 	}
-	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shut, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(shut)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Requests still running: cancel them, and wait for their
+		// handlers to return (the node's calls end with their context).
+		cancelRequests()
+		srv.Close()
+		err = nil
+	}
+	s.inflight.Wait()
 	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
@@ -169,6 +198,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // serve authenticates, runs and answers one request, and logs it by its
 // route's pattern: never the path's values, the query or the body.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
+	s.inflight.Add(1)
+	defer s.inflight.Done()
 	start := time.Now()
 	rec := &statusWriter{ResponseWriter: w}
 	c := &call{r: r, w: rec, route: rt}
@@ -208,9 +239,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 }
 
 func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
-	h := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || token == "" {
+	scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" { // RFC 7235: the scheme is case-insensitive
 		return Staff{}, http.StatusUnauthorized, errors.New("this route needs a staff bearer token (Authorization: Bearer …; medfed staff add issues one)")
 	}
 	st, err := s.staff.Authenticate(r.Context(), strings.TrimSpace(token))

@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +31,25 @@ type centre struct {
 	node  *node.Node
 	url   string
 	staff *api.StaffStore
+	logs  *logBuffer // the API's log
+}
+
+// logBuffer is a log written by the server while the test reads it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (c *centre) token(t *testing.T, role string) string {
@@ -57,13 +78,14 @@ func federation(t *testing.T) (a, b *centre) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		srv, err := api.New(api.Options{Node: n, Staff: st})
+		logs := &logBuffer{}
+		srv, err := api.New(api.Options{Node: n, Staff: st, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		hs := httptest.NewServer(srv.Handler())
 		t.Cleanup(hs.Close)
-		cs = append(cs, &centre{cfg: cfg, node: n, url: hs.URL, staff: st})
+		cs = append(cs, &centre{cfg: cfg, node: n, url: hs.URL, staff: st, logs: logs})
 	}
 	nodetest.Eventually(t, 10*time.Second, "the founders connect", func() bool {
 		_, err := cs[0].node.Ready()

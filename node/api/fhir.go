@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -27,6 +29,7 @@ const (
 	staffSystem     = "urn:medfed:staff"      // a centre's pseudonymous staff IDs
 	roleSystem      = "urn:medfed:staff-role"
 	eventSystem     = "urn:medfed:ledger-event"
+	actionSystem    = "urn:medfed:action"
 	actReason       = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 	actCode         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 )
@@ -86,9 +89,20 @@ func documentReference(centre string, m node.RecordMeta, data []byte, withData b
 	return resource{marshal(docRef(centre, m.Index, m.Kind, m.Pseudonym, m.Class, m.Occurred, m.Location, m.Author, m.Replaces, att))}
 }
 
+// resourceID is a resource's id for entry index of centre's ledger: FHIR
+// ids are at most 64 characters, and a centre's name may take 63.
+func resourceID(centre string, index int64) string {
+	id := centre + "-" + strconv.FormatInt(index, 10)
+	if len(id) > 64 {
+		sum := sha256.Sum256([]byte(centre))
+		id = hex.EncodeToString(sum[:12]) + "-" + strconv.FormatInt(index, 10)
+	}
+	return id
+}
+
 func docRef(centre string, index int64, kind, pseudonym, class string, occurred time.Time, location, author string, replaces int64, att fhir.Attachment) fhir.DocumentReference {
 	d := fhir.DocumentReference{
-		Id:         ptr(centre + "-" + strconv.FormatInt(index, 10)),
+		Id:         ptr(resourceID(centre, index)),
 		Identifier: []fhir.Identifier{{System: ptr(ledgerSystem(centre)), Value: ptr(strconv.FormatInt(index, 10))}},
 		Status:     fhir.DocumentReferenceStatusCurrent,
 		Type:       &fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(classSystem), Code: ptr(class)}}},
@@ -105,7 +119,7 @@ func docRef(centre string, index int64, kind, pseudonym, class string, occurred 
 	}
 	if kind == "amendment" {
 		d.RelatesTo = []fhir.DocumentReferenceRelatesTo{{Code: fhir.DocumentRelationshipTypeReplaces,
-			Target: fhir.Reference{Type: ptr("DocumentReference"), Reference: ptr("DocumentReference/" + centre + "-" + strconv.FormatInt(replaces, 10))}}}
+			Target: fhir.Reference{Type: ptr("DocumentReference"), Reference: ptr("DocumentReference/" + resourceID(centre, replaces))}}}
 	}
 	return d
 }
@@ -246,7 +260,8 @@ func provisions(ps []consent.ProvisionSpec) []fhir.ConsentProvision {
 			fp.Actor = append(fp.Actor, fhir.ConsentProvisionActor{Role: fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(roleSystem), Code: ptr(role)}}}, Reference: ref})
 		}
 		for _, a := range p.Action {
-			fp.Action = append(fp.Action, fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr("http://terminology.hl7.org/CodeSystem/consentaction"), Code: ptr(a)}}})
+			// medfed's actions (access, copy) are not consentaction's codes.
+			fp.Action = append(fp.Action, fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(actionSystem), Code: ptr(a)}}})
 		}
 		for _, pu := range p.Purpose {
 			fp.Purpose = append(fp.Purpose, fhir.Coding{System: ptr(actReason), Code: ptr(purposeCodes[pu]), Display: ptr(pu)})
@@ -296,7 +311,7 @@ func (a auditEvent) resource(pseudonym string) fhir.AuditEvent {
 		outcome = fhir.AuditEventOutcome4
 	}
 	ev := fhir.AuditEvent{
-		Id:       ptr(a.holder + "-" + strconv.FormatInt(a.index, 10)),
+		Id:       ptr(resourceID(a.holder, a.index)),
 		Type:     fhir.Coding{System: ptr("http://dicom.nema.org/resources/ontology/DCM"), Code: ptr("110110"), Display: ptr("Patient Record")},
 		Subtype:  []fhir.Coding{{System: ptr(eventSystem), Code: ptr(a.event)}},
 		Recorded: a.at.UTC().Format(time.RFC3339Nano),
@@ -384,13 +399,12 @@ func viewBundle(res node.PatientResult) resource {
 	if len(issues) > 0 {
 		add(marshal(fhir.OperationOutcome{Issue: issues}))
 	}
-	b.Total = ptr(len(b.Entry))
 	return resource{marshal(b)}
 }
 
 // noticeBundle is the emergency notification feed as AuditEvents.
 func noticeBundle(centre string, ns []node.Notice) resource {
-	b := fhir.Bundle{Type: fhir.BundleTypeCollection, Timestamp: instant(time.Now()), Total: ptr(len(ns))}
+	b := fhir.Bundle{Type: fhir.BundleTypeCollection, Timestamp: instant(time.Now())} // bdl-1: no total on a collection
 	for _, n := range ns {
 		ev := auditEvent{index: n.Index, at: n.Time, holder: centre, event: n.Event, action: "E", centre: n.Centre, staff: n.Staff, role: n.Role,
 			purpose: "emergency", permitted: n.Permitted, details: map[string]string{"emergency-reason": n.Reason}}

@@ -137,6 +137,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 			call(t, op.method, url, "", map[string]any{field: []byte("not a signed document at all")}).want(t, 400, name+" with garbage")
 		}
 	}
+	if after := sizes(); after != before {
+		t.Fatalf("malformed bodies changed the ledgers: sizes %v before, %v after", before, after)
+	}
 	// A signature that does not verify: a real contract with one byte of
 	// its signature flipped.
 	p := call(t, "POST", a.url+"/v1/patients", tokens["registrar"], map[string]any{"identifier": map[string]string{"system": "nhs", "value": nhs}}).want(t, 200, "register").body["id"].(string)
@@ -154,16 +157,30 @@ func TestBadInputChangesNothing(t *testing.T) {
 	call(t, "POST", a.url+"/v1/patients", tokens["registrar"], map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5918"}}).want(t, 400, "a bad check digit")
 	call(t, "POST", a.url+"/v1/query", tokens["clinician"], map[string]any{"patient": p, "purpose": "emergency"}).want(t, 400, "emergency through the query route")
 	call(t, "POST", a.url+"/v1/emergency", tokens["clinician"], map[string]any{"patient": p}).want(t, 400, "emergency without a reason")
+	call(t, "POST", a.url+"/v1/query", tokens["researcher"], map[string]any{"patient": p, "purpose": "treatment"}).want(t, 403, "a researcher claiming treatment")
+	call(t, "POST", a.url+"/v1/records", tokens["clinician"], map[string]any{"identifier": map[string]string{"system": "nhs", "value": nhs}, "class": "Bad!", "data": []byte("x")}).want(t, 400, "a bad class with an identifier")
+	call(t, "POST", a.url+"//v1/ledger", tokens["admin"], nil).want(t, 404, "a path not in its clean form")
+	if res := call(t, "HEAD", a.url+"/v1/records/1", tokens["clinician"], nil); res.status != http.StatusMethodNotAllowed {
+		t.Fatalf("HEAD on an audited read: %d, want 405", res.status)
+	}
 	call(t, "GET", a.url+"/v1/records/abc", tokens["clinician"], nil).want(t, 400, "a bad index")
 	call(t, "GET", a.url+"/v1/records/99999", tokens["clinician"], nil).want(t, 404, "no such record")
 	call(t, "GET", a.url+"/v1/notifications?after=x", tokens["privacy-officer"], nil).want(t, 400, "a bad cursor")
 	if after := sizes(); after != before {
 		t.Fatalf("bad input changed the ledgers: sizes %v before, %v after", before, after)
 	}
-	// Nothing logged the identifier: the one error that mentions it does not repeat it.
+	// Neither the answers nor the API's log repeat an identifier.
 	bad := call(t, "POST", a.url+"/v1/patients", tokens["registrar"], map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5918"}})
 	if strings.Contains(string(bad.raw), "5918") {
 		t.Fatalf("an error repeats the identifier: %s", bad.raw)
+	}
+	for _, secret := range []string{"5918", "5919", "476"} {
+		if strings.Contains(a.logs.String(), secret) {
+			t.Fatalf("the API's log holds part of an NHS number (%s):\n%s", secret, a.logs)
+		}
+	}
+	if !strings.Contains(a.logs.String(), "route=/v1/patients status=400") {
+		t.Fatalf("the API's log does not record the refusals:\n%.2000s", a.logs)
 	}
 	// A revoked credential stops at once.
 	tok, st, err := a.staff.Add(context.Background(), "clinician", "")

@@ -30,7 +30,7 @@ var answers = map[string]any{
 	"LedgerStatus":     node.LedgerStatus{},
 	"FederationStatus": node.FederationStatus{},
 	"EntryProof":       node.EntryProof{},
-	"Evidence":         struct{ Evidence []node.EvidenceStatus }{},
+	"Evidence":         evidenceList{},
 }
 
 var fhirResources = []string{"Patient", "DocumentReference", "Consent", "Bundle", "OperationOutcome", "AuditEvent"}
@@ -71,7 +71,11 @@ func (s *Server) openAPI() ([]byte, error) {
 		op := map[string]any{"summary": rt.summary, "operationId": operationID(rt)}
 		var params []map[string]any
 		for _, p := range rt.params {
-			params = append(params, map[string]any{"name": p.name, "in": p.in, "required": p.in == "path", "description": p.about, "schema": map[string]any{"type": "string"}})
+			typ := "string"
+			if p.name == "index" || p.name == "after" {
+				typ = "integer"
+			}
+			params = append(params, map[string]any{"name": p.name, "in": p.in, "required": p.in == "path", "description": p.about, "schema": map[string]any{"type": typ}})
 		}
 		if params != nil {
 			op["parameters"] = params
@@ -100,7 +104,7 @@ func (s *Server) openAPI() ([]byte, error) {
 			ct = "application/fhir+json"
 		}
 		responses := map[string]any{strconv.Itoa(status): map[string]any{"description": http.StatusText(status), "content": map[string]any{ct: map[string]any{"schema": answer}}}}
-		failures := []int{http.StatusInternalServerError}
+		failures := []int{http.StatusMethodNotAllowed, http.StatusInternalServerError}
 		switch rt.auth {
 		case authStaff:
 			op["security"] = []map[string][]string{{"staffToken": {}}}
@@ -121,6 +125,12 @@ func (s *Server) openAPI() ([]byte, error) {
 		}
 		if rt.pattern != "/healthz" && rt.pattern != "/openapi.json" {
 			failures = append(failures, http.StatusServiceUnavailable)
+		}
+		if rt.auth != authPublic {
+			failures = append(failures, http.StatusNotFound, http.StatusConflict, http.StatusGatewayTimeout)
+		}
+		if rt.pattern == "/v1/records/{index}" {
+			failures = append(failures, http.StatusGone)
 		}
 		for _, f := range failures {
 			responses[strconv.Itoa(f)] = map[string]any{"description": http.StatusText(f),

@@ -239,9 +239,13 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 		c.w.Header().Set("Warning", `199 medfed "stored, but not yet announced in the directory; the node announces it again at its next start"`)
 		s.log.Warn("announcing a record failed", "index", res.Index, "err", res.AnnounceError)
 	}
-	meta, err := s.node.RecordAt(ctx, res.Index)
-	if err != nil {
-		return nil, err
+	// The record is stored: answer from the request, so that nothing
+	// after this point can turn a stored record into an error (and a retry
+	// into a duplicate).
+	meta := node.RecordMeta{Index: res.Index, Kind: "record", Pseudonym: res.Pseudonym, Class: req.Class, Occurred: req.Occurred, Location: req.Location,
+		Author: req.Author, Replaces: replaces}
+	if replaces > 0 {
+		meta.Kind = "amendment"
 	}
 	c.w.Header().Set("Location", "/v1/records/"+strconv.FormatInt(res.Index, 10))
 	return documentReference(s.node.Centre.Name, meta, nil, false), nil
@@ -305,6 +309,12 @@ func (s *Server) query(ctx context.Context, c *call) (any, error) {
 	}
 	if b.Purpose == "emergency" {
 		return nil, fmt.Errorf("%w: emergency access is POST /v1/emergency, with a reason", errBadRequest)
+	}
+	// A role asks for what it is for: consent decides by purpose, so a
+	// researcher claiming treatment would get what the patient keeps from
+	// research.
+	if c.staff.Role == "researcher" && b.Purpose != "research" {
+		return nil, errStatus{http.StatusForbidden, fmt.Errorf("a researcher queries for research only, not %q", b.Purpose)}
 	}
 	return s.runQuery(ctx, c, node.QueryRequest{Pseudonym: b.Patient, Purpose: b.Purpose, Classes: b.Classes, Token: encodeToken(b.Token)})
 }
@@ -419,7 +429,21 @@ func (s *Server) ledger(ctx context.Context, _ *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.Evidence = nonNil(st.Evidence)
 	return st, nil
+}
+
+// evidenceList is GET /v1/federation/evidence's answer.
+type evidenceList struct {
+	Evidence []node.EvidenceStatus
+}
+
+// nonNil makes an empty list encode as [], as the OpenAPI document says.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func (s *Server) proof(ctx context.Context, c *call) (any, error) {
@@ -435,7 +459,9 @@ func (s *Server) federation(ctx context.Context, _ *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return node.FederationStatus{Status: s.node.Membership.Status(), Evidence: st.Evidence}, nil
+	fs := node.FederationStatus{Status: s.node.Membership.Status(), Evidence: nonNil(st.Evidence)}
+	fs.Pending = nonNil(fs.Pending)
+	return fs, nil
 }
 
 func (s *Server) evidence(ctx context.Context, _ *call) (any, error) {
@@ -443,11 +469,7 @@ func (s *Server) evidence(ctx context.Context, _ *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := st.Evidence
-	if ev == nil {
-		ev = []node.EvidenceStatus{}
-	}
-	return map[string]any{"evidence": ev}, nil
+	return evidenceList{Evidence: nonNil(st.Evidence)}, nil
 }
 
 func encodeToken(b []byte) string {

@@ -69,7 +69,8 @@ func OpenStaff(dir string) (*StaffStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("staff store: %w", err)
 	}
-	if err := f.Close(); err != nil {
+	// An existing file is made private too: it may hold staff's names.
+	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
 		return nil, fmt.Errorf("staff store: %w", err)
 	}
 	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}

@@ -130,6 +130,14 @@ func decodeRecord(k Kind, b []byte) (Record, error) {
 	return r, nil
 }
 
+// CheckFields checks the fields a caller gives (all but the payload ID and
+// commitment, which the record store assigns), so that a bad record is
+// refused before anything else is done for it.
+func (r Record) CheckFields() error {
+	r.Payload = [16]byte{1}
+	return r.validate()
+}
+
 func (r Record) validate() error {
 	if !validTime(r.Occurred) || r.Occurred.Equal(minTime) {
 		return malformed("record time outside 1970 to 2261")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,17 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+	"github.com/medfed/medfed/node/nodetest"
+)
 
 // daemon is a centre of configs/ on ports of its own, so that this test
 // shares nothing with the others.
@@ -38,7 +29,7 @@ type daemon struct {
 
 func newDaemon(t *testing.T, root, name string) *daemon {
 	d := &daemon{t: t, name: name, dataDir: filepath.Join(root, name),
-		p2p: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t)), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		p2p: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", nodetest.FreePort(t)), api: fmt.Sprintf("127.0.0.1:%d", nodetest.FreePort(t))}
 	d.env = append(os.Environ(), "MEDFED_DATA_DIR="+d.dataDir, "MEDFED_P2P_LISTEN="+d.p2p, "MEDFED_API_LISTEN="+d.api)
 	return d
 }

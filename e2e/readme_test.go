@@ -9,10 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medfed/medfed/node/nodetest"
 )
 
 // tourBlock is one shell block of the README's tour, for one terminal.
@@ -91,7 +92,7 @@ func TestTheREADMETourWorksAsWritten(t *testing.T) {
 	dir := tourDir(t)
 	var (
 		background []*exec.Cmd
-		logs       []*lockedBuffer
+		logs       []*nodetest.Log
 		shells     []*exec.Cmd // terminal 3's, whose & jobs outlive them
 	)
 	defer func() {
@@ -132,7 +133,7 @@ func TestTheREADMETourWorksAsWritten(t *testing.T) {
 			cmd := exec.Command("bash", "-c", b.script)
 			cmd.Dir = dir
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			log := &lockedBuffer{}
+			log := &nodetest.Log{}
 			cmd.Stdout, cmd.Stderr = log, log
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -194,22 +195,4 @@ func TestTheREADMETourWorksAsWritten(t *testing.T) {
 	if !strings.Contains(all, `msg=request`) || !strings.Contains(all, "route=/v1/query") {
 		t.Errorf("the API's requests are not in the nodes' logs")
 	}
-}
-
-// lockedBuffer is a log the test reads while the node writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -212,6 +212,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	}()
 	if rt.auth == authStaff {
 		st, status, err := s.authenticate(r, rt)
+		c.staff = st // logged on a refusal too: who tried
 		if err != nil {
 			if status == http.StatusUnauthorized {
 				rec.Header().Set("WWW-Authenticate", `Bearer realm="medfed"`)
@@ -219,7 +220,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 			s.fail(rec, r, status, err)
 			return
 		}
-		c.staff = st
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), routeTimeout)
 	defer cancel()

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,25 +30,7 @@ type centre struct {
 	node  *node.Node
 	url   string
 	staff *api.StaffStore
-	logs  *logBuffer // the API's log
-}
-
-// logBuffer is a log written by the server while the test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs  *nodetest.Log // the API's log
 }
 
 func (c *centre) token(t *testing.T, role string) string {
@@ -78,7 +59,7 @@ func federation(t *testing.T) (a, b *centre) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		logs := &logBuffer{}
+		logs := &nodetest.Log{}
 		srv, err := api.New(api.Options{Node: n, Staff: st, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatal(err)

@@ -4,10 +4,12 @@
 package nodetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,4 +126,22 @@ func Eventually(t testing.TB, within time.Duration, what string, ok func() bool)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Log is a buffer a process or a server writes while the test reads it.
+type Log struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -87,13 +87,9 @@ func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // and checks the signature against the key in the holder's peer ID.
 func ParseAnswer(b []byte) (Answer, error) {
 	var a Answer
-	if len(b) > wire.MaxFrame || len(b) < ed25519.SignatureSize {
-		return a, fmt.Errorf("%w: answer of %d bytes", ErrMalformed, len(b))
-	}
-	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
-	r := wire.NewReader(body, ErrMalformed)
-	if v := r.U8("version"); r.Err() == nil && v != answerV1 {
-		return a, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	r, body, sig, err := wire.OpenSigned(b, wire.MaxFrame, answerV1, "answer", ErrMalformed)
+	if err != nil {
+		return a, err
 	}
 	a.Op = Op(r.U8("op"))
 	a.Holder = peer.ID(r.Str("holder"))

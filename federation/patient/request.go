@@ -78,7 +78,7 @@ func (q *Request) body() []byte {
 	w.Bytes(q.Subject[:])
 	w.Bytes(q.Key)
 	w.Bytes(q.Nonce[:])
-	w.U64(uint64(q.Time.UnixMilli()))
+	w.Millis(q.Time)
 	return w.B
 }
 
@@ -122,13 +122,9 @@ func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // (Request.Authenticate).
 func ParseRequest(b []byte) (Request, error) {
 	var q Request
-	if len(b) > maxRequest || len(b) < ed25519.SignatureSize {
-		return q, fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(b))
-	}
-	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
-	r := wire.NewReader(body, ErrMalformed)
-	if v := r.U8("version"); r.Err() == nil && v != requestV1 {
-		return q, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	r, body, sig, err := wire.OpenSigned(b, maxRequest, requestV1, "request", ErrMalformed)
+	if err != nil {
+		return q, err
 	}
 	q.Op = Op(r.U8("op"))
 	q.Federation = r.Str("federation")
@@ -136,15 +132,11 @@ func ParseRequest(b []byte) (Request, error) {
 	r.Fixed(q.Subject[:], "subject")
 	q.Key = ed25519.PublicKey(bytes.Clone(r.Take(ed25519.PublicKeySize, "key")))
 	r.Fixed(q.Nonce[:], "nonce")
-	ms := int64(r.U64("time"))
+	q.Time = r.Millis("time")
 	r.End("request")
 	if r.Err() != nil {
 		return Request{}, r.Err()
 	}
-	if ms <= 0 || ms/1000 >= wire.MaxUnix {
-		return Request{}, fmt.Errorf("%w: time", ErrMalformed)
-	}
-	q.Time = time.UnixMilli(ms).UTC()
 	if err := q.check(); err != nil {
 		return Request{}, err
 	}

@@ -78,7 +78,7 @@ func (q *Request) body() []byte {
 	}
 	w.Bytes(q.Subject[:])
 	w.Bytes(q.Nonce[:])
-	w.U64(uint64(q.Time.UnixMilli()))
+	w.Millis(q.Time)
 	w.Bytes(q.Key)
 	w.Blob(q.Token)
 	return w.B
@@ -127,13 +127,9 @@ func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // peer ID: whether the requester is a member is the holder's to check.
 func ParseRequest(b []byte) (Request, error) {
 	var q Request
-	if len(b) > maxRequest || len(b) < ed25519.SignatureSize {
-		return q, fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(b))
-	}
-	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
-	r := wire.NewReader(body, ErrMalformed)
-	if v := r.U8("version"); r.Err() == nil && v != requestV1 {
-		return q, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	r, body, sig, err := wire.OpenSigned(b, maxRequest, requestV1, "request", ErrMalformed)
+	if err != nil {
+		return q, err
 	}
 	q.Federation = r.Str("federation")
 	q.Requester = peer.ID(r.Str("requester"))
@@ -151,17 +147,13 @@ func ParseRequest(b []byte) (Request, error) {
 	}
 	r.Fixed(q.Subject[:], "subject")
 	r.Fixed(q.Nonce[:], "nonce")
-	ms := int64(r.U64("time"))
+	q.Time = r.Millis("time")
 	q.Key = bytes.Clone(r.Take(keyLen, "key"))
 	q.Token = r.Blob("token", consent.MaxDocument)
 	r.End("request")
 	if r.Err() != nil {
 		return Request{}, r.Err()
 	}
-	if ms <= 0 || ms/1000 >= wire.MaxUnix {
-		return Request{}, fmt.Errorf("%w: time", ErrMalformed)
-	}
-	q.Time = time.UnixMilli(ms).UTC()
 	if len(q.Token) == 0 {
 		q.Token = nil
 	}

@@ -121,13 +121,9 @@ func (a Response) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // writes.
 func ParseResponse(b []byte) (Response, error) {
 	var a Response
-	if len(b) > maxResponse || len(b) < ed25519.SignatureSize {
-		return a, fmt.Errorf("%w: response of %d bytes", ErrMalformed, len(b))
-	}
-	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
-	r := wire.NewReader(body, ErrMalformed)
-	if v := r.U8("version"); r.Err() == nil && v != responseV1 {
-		return a, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	r, body, sig, err := wire.OpenSigned(b, maxResponse, responseV1, "response", ErrMalformed)
+	if err != nil {
+		return a, err
 	}
 	a.Holder = peer.ID(r.Str("holder"))
 	r.Fixed(a.Subject[:], "subject")

@@ -209,13 +209,9 @@ func (t Receipt) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // and checks the signature against the requester's peer ID.
 func ParseReceipt(b []byte) (Receipt, error) {
 	var t Receipt
-	if len(b) > maxReceipt || len(b) < ed25519.SignatureSize {
-		return t, fmt.Errorf("%w: receipt of %d bytes", ErrMalformed, len(b))
-	}
-	body, sig := b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
-	r := wire.NewReader(body, ErrMalformed)
-	if v := r.U8("version"); r.Err() == nil && v != receiptV1 {
-		return t, fmt.Errorf("%w: version %d", ErrMalformed, v)
+	r, body, sig, err := wire.OpenSigned(b, maxReceipt, receiptV1, "receipt", ErrMalformed)
+	if err != nil {
+		return t, err
 	}
 	t.Federation = r.Str("federation")
 	t.Requester = peer.ID(r.Str("requester"))

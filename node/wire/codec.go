@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -21,6 +22,9 @@ func (w *Writer) U16(v uint16)   { w.B = binary.BigEndian.AppendUint16(w.B, v) }
 func (w *Writer) U32(v uint32)   { w.B = binary.BigEndian.AppendUint32(w.B, v) }
 func (w *Writer) U64(v uint64)   { w.B = binary.BigEndian.AppendUint64(w.B, v) }
 func (w *Writer) Bytes(v []byte) { w.B = append(w.B, v...) }
+
+// Millis writes t in Unix milliseconds (Reader.Millis reads it).
+func (w *Writer) Millis(t time.Time) { w.U64(uint64(t.UnixMilli())) }
 
 // Bool writes 1 or 0.
 func (w *Writer) Bool(v bool) {
@@ -169,6 +173,37 @@ func (r *Reader) Time(what string) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(s, 0).UTC()
+}
+
+// Millis reads a time written by Writer.Millis: anything not after 1970
+// or from 2262 on fails.
+func (r *Reader) Millis(what string) time.Time {
+	ms := int64(r.U64(what))
+	if r.err != nil {
+		return time.Time{}
+	}
+	if ms <= 0 || ms/1000 >= MaxUnix {
+		r.Fail("%s out of range", what)
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// OpenSigned splits a signed message of at most max bytes (its body, then
+// an Ed25519 signature over Signed(context, body)) and reads the body's
+// version byte, which must be version: it returns a Reader over the rest
+// of the body, the body and the signature. Checking the signature is the
+// caller's: the key depends on the message.
+func OpenSigned(b []byte, max int, version uint8, what string, malformed error) (r *Reader, body, sig []byte, err error) {
+	if len(b) > max || len(b) < ed25519.SignatureSize {
+		return nil, nil, nil, fmt.Errorf("%w: %s of %d bytes", malformed, what, len(b))
+	}
+	body, sig = b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
+	r = NewReader(body, malformed)
+	if v := r.U8("version"); r.Err() == nil && v != version {
+		return nil, nil, nil, fmt.Errorf("%w: %s version %d", malformed, what, v)
+	}
+	return r, body, sig, r.Err()
 }
 
 // End fails unless every byte was read.

@@ -30,12 +30,14 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	defer func() { err = errors.Join(err, stop()) }()
 	b, c := nodes[1], nodes[2]
 	urls := map[*running]string{}
+	staff := map[*running]*api.StaffStore{}
 	for _, n := range []*running{b, c} {
 		st, err := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		defer func() { err = errors.Join(err, st.Close()) }()
+		staff[n] = st
 		srv, err := api.New(api.Options{Node: n.Node, Staff: st})
 		if err != nil {
 			return err
@@ -51,12 +53,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 		urls[n] = "http://" + ln.Addr().String()
 	}
 	token := func(n *running, role string) (string, error) {
-		st, err := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
-		if err != nil {
-			return "", err
-		}
-		defer st.Close()
-		tok, _, err := st.Add(ctx, role, "demo")
+		tok, _, err := staff[n].Add(ctx, role, "demo")
 		return tok, err
 	}
 	registrar, err := token(b, "registrar")

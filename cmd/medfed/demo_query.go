@@ -236,44 +236,18 @@ func (d *demo) showQuery(res node.QueryResult, want int) error {
 	return nil
 }
 
-// admit has the members approvers approve the centre name's join request
-// until the federation adopts it, then joins and starts it.
+// admit has the members approvers admit the centre name (admitCentre),
+// and waits until it is in the directory's routing tables.
 func (d *demo) admit(ctx context.Context, name string, approvers ...*running) (*running, error) {
 	cfg, err := demoConfig(d.root, name)
 	if err != nil {
 		return nil, err
 	}
-	var req []byte
-	if err := offline(ctx, cfg, func(c *node.Centre) (err error) {
-		req, err = c.JoinRequest(cfg.P2P.Listen)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	version := approvers[0].Membership.Current().Version
-	for _, m := range approvers {
-		if _, err := m.Membership.Approve(ctx, req); err != nil {
-			return nil, err
-		}
-	}
-	if err := waitUntil("the approvers adopt the new charter", func() bool {
-		for _, m := range approvers {
-			if m.Membership.Current().Version == version {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		return nil, err
-	}
-	if _, err := node.Join(ctx, cfg, demoAddr(approvers[0])); err != nil {
-		return nil, err
-	}
-	d.cfgs[name] = cfg
-	n, err := startNode(ctx, cfg)
+	n, err := admitCentre(ctx, cfg, approvers...)
 	if err != nil {
 		return nil, err
 	}
+	d.cfgs[name] = cfg
 	if err := waitUntil(name+" joins the directory", func() bool {
 		return n.Directory.RoutingTableSize() == len(n.Membership.Current().Members)-1
 	}); err != nil {

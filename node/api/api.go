@@ -185,8 +185,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Requests still running: cancel them, and wait for their
 		// handlers to return (the node's calls end with their context).
 		cancelRequests()
-		srv.Close()
-		err = nil
+		err = srv.Close()
 	}
 	s.inflight.Wait()
 	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

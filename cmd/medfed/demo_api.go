@@ -32,19 +32,21 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	urls := map[*running]string{}
 	staff := map[*running]*api.StaffStore{}
 	for _, n := range []*running{b, c} {
-		st, err := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
-		if err != nil {
-			return err
+		st, serr := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
+		if serr != nil {
+			return serr
 		}
+		// The deferred closures join into the named result err: nothing in
+		// this loop may declare an err of its own.
 		defer func() { err = errors.Join(err, st.Close()) }()
 		staff[n] = st
-		srv, err := api.New(api.Options{Node: n.Node, Staff: st})
-		if err != nil {
-			return err
+		srv, serr := api.New(api.Options{Node: n.Node, Staff: st})
+		if serr != nil {
+			return serr
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
+		ln, serr := net.Listen("tcp", "127.0.0.1:0")
+		if serr != nil {
+			return serr
 		}
 		sctx, cancel := context.WithCancel(ctx)
 		served := make(chan error, 1)

@@ -148,7 +148,10 @@ func (s *store) flush() error {
 		return nil
 	}
 	batch := s.pending
-	s.flushing, s.pending = batch, make(map[string]write, len(batch))
+	// A fresh map, not one the size of this batch: a map never shrinks,
+	// and a centre that announced a million patients at start would keep
+	// a table for a quarter of a million writes for good.
+	s.flushing, s.pending = batch, make(map[string]write)
 	s.mu.Unlock()
 
 	err := s.commit(batch)

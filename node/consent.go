@@ -67,12 +67,21 @@ func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, erro
 // holds reports whether the ledger holds records of p: the patients this
 // centre announces in the directory.
 func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
-	es, err := n.Centre.Ledger.EntriesForKinds(ctx, p, heldKinds...)
+	es, err := n.Centre.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure)
 	if err != nil {
 		return false, err
 	}
-	held, err := stillHeld(es)
-	return len(held) > 0, err
+	var erasures []ledger.Entry
+	for _, e := range es {
+		if e.Kind == ledger.KindErasure {
+			erasures = append(erasures, e)
+		}
+	}
+	erased, err := erasedTargets(erasures)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(es, func(e ledger.Entry) bool { return e.Kind != ledger.KindErasure && !erased[e.Index] }), nil
 }
 
 // ConsentDelivery says where a submitted consent document went, by

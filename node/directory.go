@@ -68,46 +68,47 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 	return len(held), nil
 }
 
-// heldKinds are the entries that say whether a centre holds a patient's
-// records: it does while one of its records or amendments is not erased.
-var heldKinds = []ledger.Kind{ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure}
-
-// held returns the patients the ledger holds records of.
+// held returns the patients the ledger holds records of: those with a
+// record or amendment whose payload is not erased, in order of first
+// appearance. Records are read one at a time: a centre of a million
+// patients holds their pseudonyms here, not a million entries.
 func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {
-	var all []ledger.Entry
-	for _, k := range heldKinds {
-		es, err := n.Centre.Ledger.EntriesOfKind(ctx, k)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, es...)
+	erasures, err := n.Centre.Ledger.EntriesOfKind(ctx, ledger.KindErasure)
+	if err != nil {
+		return nil, err
 	}
-	return stillHeld(all)
-}
-
-// stillHeld returns the patients of es (record, amendment and erasure
-// entries) with a record whose payload is not erased, in order of first
-// appearance.
-func stillHeld(es []ledger.Entry) ([]ledger.Pseudonym, error) {
-	erased := map[int64]bool{}
-	for _, e := range es {
-		if e.Kind == ledger.KindErasure {
-			x, err := e.Erasure()
-			if err != nil {
-				return nil, fmt.Errorf("erasure entry %d: %w", e.Index, err)
-			}
-			erased[x.Target] = true
-		}
+	erased, err := erasedTargets(erasures)
+	if err != nil {
+		return nil, err
 	}
 	seen := map[ledger.Pseudonym]bool{}
 	var out []ledger.Pseudonym
-	for _, e := range es {
-		if e.Kind != ledger.KindErasure && !erased[e.Index] && !seen[e.Subject] {
-			seen[e.Subject] = true
-			out = append(out, e.Subject)
+	for _, k := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
+		if err := n.Centre.Ledger.EachOfKind(ctx, k, func(e ledger.Entry) error {
+			if !erased[e.Index] && !seen[e.Subject] {
+				seen[e.Subject] = true
+				out = append(out, e.Subject)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// erasedTargets returns the indexes of the records that the erasure
+// entries es erased.
+func erasedTargets(es []ledger.Entry) (map[int64]bool, error) {
+	erased := map[int64]bool{}
+	for _, e := range es {
+		x, err := e.Erasure()
+		if err != nil {
+			return nil, fmt.Errorf("erasure entry %d: %w", e.Index, err)
+		}
+		erased[x.Target] = true
+	}
+	return erased, nil
 }
 
 // announceAtStart announces the held patients once the directory has a

@@ -42,13 +42,43 @@ func (l *Ledger) Entries(ctx context.Context, from, to int64) ([]Entry, error) {
 
 // EntriesOfKind returns every entry of kind k, in ledger order. It scans
 // the ledger (in SQLite, reading one byte of each entry), so it is for rare
-// kinds read at start, like charter entries.
+// kinds read at start, like charter entries; EachOfKind reads common ones.
 func (l *Ledger) EntriesOfKind(ctx context.Context, k Kind) ([]Entry, error) {
+	var out []Entry
+	err := l.EachOfKind(ctx, k, func(e Entry) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// EachOfKind calls f with every entry of kind k, in ledger order, one at a
+// time, so that a reader of a common kind (a centre's records, at start)
+// holds one entry in memory rather than all of them. An error from f stops
+// the scan and is returned as it is.
+func (l *Ledger) EachOfKind(ctx context.Context, k Kind, f func(Entry) error) error {
 	rows, err := l.r.QueryContext(ctx, "SELECT data FROM entries WHERE substr(data, 2, 1) = ? AND idx < ? ORDER BY idx", []byte{byte(k)}, l.Size())
 	if err != nil {
-		return nil, fmt.Errorf("ledger entries of kind %s: %w", k, err)
+		return fmt.Errorf("ledger entries of kind %s: %w", k, err)
 	}
-	return scanEntries(rows, 0)
+	defer rows.Close()
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return fmt.Errorf("ledger entries of kind %s: %w", k, err)
+		}
+		e, err := Decode(data)
+		if err != nil {
+			return fmt.Errorf("stored entry: %w", err)
+		}
+		if err := f(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ledger entries of kind %s: %w", k, err)
+	}
+	return nil
 }
 
 // EntriesFor returns every entry about patient p, in ledger order.

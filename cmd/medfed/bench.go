@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -47,7 +46,8 @@ var benchSuites = []benchSuite{
 	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", benchPseudonym},
 	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", benchDirectory},
 	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", benchConsent},
-	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight", benchQuery},
+	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight; the same on one central SQLite index", benchQuery},
+	{"memory", "resident memory of a `medfed node` process holding 1M patients in its ledger and the directory, beside the same centre empty", benchMemory},
 }
 
 func newBenchCmd() *cobra.Command {
@@ -73,7 +73,7 @@ func newBenchCmd() *cobra.Command {
 			}
 			defer os.RemoveAll(dir)
 			env := benchEnv{quick: quick, dir: dir, progress: cmd.ErrOrStderr()}
-			results := map[string]float64{"cores": float64(runtime.NumCPU())}
+			results := map[string]float64{}
 			for _, s := range suites {
 				env.logf("suite %s: %s", s.name, s.about)
 				m, err := s.run(cmd.Context(), env)
@@ -84,10 +84,14 @@ func newBenchCmd() *cobra.Command {
 					results[k] = v
 				}
 			}
-			return printBench(cmd.OutOrStdout(), results, asJSON)
+			report := newBenchReport(results, quick)
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(report)
+			}
+			return report.print(cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object of metric -> number")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	cmd.Flags().BoolVar(&quick, "quick", false, "smaller sizes, for a quick look")
 	return cmd
 }
@@ -105,21 +109,4 @@ func selectSuites(args []string) ([]benchSuite, error) {
 		out = append(out, benchSuites[i])
 	}
 	return out, nil
-}
-
-func printBench(w io.Writer, results map[string]float64, asJSON bool) error {
-	if asJSON {
-		return json.NewEncoder(w).Encode(results)
-	}
-	keys := make([]string, 0, len(results))
-	for k := range results {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if _, err := fmt.Fprintf(w, "%-32s %14.1f\n", k, results[k]); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -65,6 +65,10 @@ func benchContract(centres []peer.ID, p ledger.Pseudonym) consent.Contract {
 	}
 }
 
+// benchPolicy is the default charter's consent policy (opt-in, emergency
+// access allowed), as the holders apply it.
+var benchPolicy = consent.Policy{Default: consent.OptIn, Emergency: true, TokenMaxLifetime: 24 * time.Hour}
+
 func benchDecisions(env benchEnv, m map[string]float64) error {
 	centres := make([]peer.ID, 20)
 	for i := range centres {
@@ -81,7 +85,6 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 		return fmt.Errorf("the bench contract is not valid: %w", err)
 	}
 	standing := consent.Standing{Contract: &c}
-	policy := consent.Policy{Default: consent.OptIn, Emergency: true, TokenMaxLifetime: 24 * time.Hour}
 	rng := rand.New(rand.NewPCG(7, 7))
 	roles := []consent.Role{consent.Clinician, consent.Clinician, consent.Researcher, consent.Registrar}
 	purposes := []consent.Purpose{consent.Treatment, consent.Treatment, consent.Research, consent.Emergency}
@@ -106,7 +109,7 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 	permits := 0
 	start := time.Now()
 	for i := range n {
-		if consent.Decide(standing, policy, reqs[i&4095]).Permit {
+		if consent.Decide(standing, benchPolicy, reqs[i&4095]).Permit {
 			permits++
 		}
 	}
@@ -137,6 +140,19 @@ func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) (
 		if _, err := h.AnnounceHeld(ctx); err != nil {
 			return err
 		}
+	}
+	// A contract goes to the holders the directory names: wait until it
+	// names all three, or a grant reaches only those announced so far.
+	if err := waitFor("the directory names every patient's three holders", time.Minute, func() bool {
+		for _, p := range patients {
+			res, err := nodes[0].Directory.Lookup(ctx, p)
+			if err != nil || len(res.Holders) != len(holders) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return err
 	}
 	submitter := nodes[0].Consent
 	key := ed25519.NewKeyFromSeed(make([]byte, 32))
@@ -176,6 +192,10 @@ func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) (
 	}
 	// The same decisions through a holder's service: its lock, the
 	// freshness check (every member still connected) and the evaluation.
+	// Documents are dated to the second, and a contract dated in the
+	// second of the revocation before it does not come after it: wait
+	// for the next second.
+	time.Sleep(time.Until(now().Add(time.Second)))
 	grant := consent.Contract{ID: consent.NewID(), Version: 1, Federation: fed, Subject: patients[0], Issued: now(), Base: consent.OptIn}
 	signed, err := consent.SignContract(key, grant)
 	if err != nil {

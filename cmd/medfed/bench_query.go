@@ -25,7 +25,9 @@ import (
 // and sealing; the requester's verification and decryption of every
 // answer).
 //   - query_p50_ms, query_p99_ms: one query at a time;
-//   - query_per_s: queries per second with 32 in flight.
+//   - query_per_s: queries per second with 32 in flight;
+//   - central_query_*: the same queries on one central SQLite index (see
+//     centralIndex), the floor a federation is compared with.
 func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err error) {
 	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
 	defer func() { err = errors.Join(err, stop()) }()
@@ -54,6 +56,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 	}
 	key := ed25519.NewKeyFromSeed(make([]byte, 32))
 	fed := nodes[0].Membership.Current().Federation
+	standing := make([]consent.Standing, len(patients))
 	for i, p := range patients {
 		registrar := nodes[holders[i][0]].Consent
 		if _, err := registrar.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
@@ -61,6 +64,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 		}
 		c := benchContract(ids, p)
 		c.Federation, c.Issued = fed, now()
+		standing[i] = consent.Standing{Contract: &c}
 		signed, err := consent.SignContract(key, c)
 		if err != nil {
 			return nil, err
@@ -109,19 +113,61 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 		}
 		return el, nil
 	}
+	m := map[string]float64{}
+	if err := latencyAndThroughput(env, "queries", "query", one, m); err != nil {
+		return nil, err
+	}
+
+	// The central floor: the same patients, records and contracts in one
+	// SQLite index on one node, asked the same queries.
+	central, err := openCentral(filepath.Join(env.dir, "query-central.db"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, central.Close()) }()
+	records := make([][]centralRecord, len(patients))
+	for i := range patients {
+		for _, h := range holders[i] {
+			meta, payload := visitRecord(nodes[h].Centre.Name, i)
+			records[i] = append(records[i], centralRecord{Centre: ids[h], Class: meta.DataClass, Recorded: meta.Occurred, Payload: payload})
+		}
+	}
+	if err := central.addRecords(ctx, patients, records, standing); err != nil {
+		return nil, err
+	}
+	oneCentral := func(rng *rand.Rand) (time.Duration, error) {
+		i := rng.IntN(len(patients))
+		q := consent.Request{Centre: ids[rng.IntN(len(ids))], Role: consent.Clinician, Action: consent.Access, Purpose: consent.Treatment}
+		start := time.Now()
+		q.Time = start
+		read, _, err := central.query(ctx, patients[i], q, benchPolicy)
+		el := time.Since(start)
+		if err == nil && read != 3 {
+			err = fmt.Errorf("a central query read %d records, want 3", read)
+		}
+		return el, err
+	}
+	if err := latencyAndThroughput(env, "central queries", "central_query", oneCentral, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// latencyAndThroughput runs one: first one at a time (metric_p50_ms,
+// metric_p99_ms), then with 32 in flight (metric_per_s).
+func latencyAndThroughput(env benchEnv, what, metric string, one func(*rand.Rand) (time.Duration, error), m map[string]float64) error {
+	rng := rand.New(rand.NewPCG(5, 5))
 	var durations []time.Duration
 	for range env.pick(2000, 200) {
 		d, err := one(rng)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		durations = append(durations, d)
 	}
-	m := map[string]float64{
-		"query_p50_ms": percentileMillis(durations, 0.5),
-		"query_p99_ms": percentileMillis(durations, 0.99),
-	}
-	env.logf("query: %d queries one at a time: p50 %.1f ms, p99 %.1f ms", len(durations), m["query_p50_ms"], m["query_p99_ms"])
+	m[metric+"_p50_ms"] = percentileMillis(durations, 0.5)
+	m[metric+"_p99_ms"] = percentileMillis(durations, 0.99)
+	env.logf("query: %d %s one at a time: p50 %.2f ms, p99 %.2f ms", len(durations), what, m[metric+"_p50_ms"], m[metric+"_p99_ms"])
 
 	const inFlight = 32
 	total := env.pick(10_000, 1_000)
@@ -147,9 +193,9 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 	}
 	wg.Wait()
 	if first != nil {
-		return nil, first
+		return first
 	}
-	m["query_per_s"] = float64(total) / time.Since(start).Seconds()
-	env.logf("query: %d queries, %d in flight: %.0f/s", total, inFlight, m["query_per_s"])
-	return m, nil
+	m[metric+"_per_s"] = float64(total) / time.Since(start).Seconds()
+	env.logf("query: %d %s, %d in flight: %.0f/s", total, what, inFlight, m[metric+"_per_s"])
+	return nil
 }

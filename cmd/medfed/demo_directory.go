@@ -123,16 +123,23 @@ func (d *demo) directoryChapter(ctx context.Context) (err error) {
 
 // demoVisit records one synthetic interaction with patient p at n.
 func demoVisit(ctx context.Context, n *running, p ledger.Pseudonym, i int) error {
+	meta, payload := visitRecord(n.Centre.Name, i)
+	_, err := n.Centre.AddRecord(ctx, p, meta, payload)
+	return err
+}
+
+// visitRecord is the i-th clinic letter written at centre: its metadata
+// and payload.
+func visitRecord(centre string, i int) (ledger.Record, []byte) {
 	var author ledger.StaffID
-	copy(author[:], "demo-clinician-"+strings.TrimPrefix(n.Centre.Name, "centre-"))
+	copy(author[:], "demo-clinician-"+strings.TrimPrefix(centre, "centre-"))
 	meta := ledger.Record{
 		Occurred:  time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour),
 		DataClass: "clinic-letter",
 		Author:    author,
 		Location:  "outpatients",
 	}
-	_, err := n.Centre.AddRecord(ctx, p, meta, []byte("Seen in clinic; plan agreed."))
-	return err
+	return meta, []byte("Seen in clinic; plan agreed.")
 }
 
 // startThree starts the federation's three centres and waits until their

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,28 +141,77 @@ func TestBenchPrintsItsMetricsAsJSON(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("bench exited %d: %s", code, errOut)
 	}
-	var m map[string]float64
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
+	var r benchReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("bench --json printed %q: %v", out, err)
 	}
 	for _, k := range []string{"ledger_append_per_s", "ledger_append_baseline_per_s", "ledger_verify_per_s", "ledger_proof_us"} {
-		if m[k] <= 0 {
-			t.Errorf("metric %s = %v, want a positive measurement", k, m[k])
+		if r.Metrics[k] <= 0 {
+			t.Errorf("metric %s = %v, want a positive measurement", k, r.Metrics[k])
 		}
 	}
-	code, out, errOut = runCLI(t, "bench", "--json", "--quick", "witness")
+	if r.Machine.Cores < 1 || !r.Quick || len(r.Rows) != 3 || r.Rows[0].Metric != "ledger_append_per_s" || r.Rows[0].Baseline == nil ||
+		r.Rows[0].Baseline.Metric != "ledger_append_baseline_per_s" || r.Rows[0].Met == nil {
+		t.Errorf("the report: %s", out)
+	}
+	code, out, errOut = runCLI(t, "bench", "--quick", "witness")
 	if code != exitOK {
 		t.Fatalf("bench witness exited %d: %s", code, errOut)
 	}
-	m = nil
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatalf("bench --json printed %q: %v", out, err)
-	}
-	if m["finality_p50_ms"] <= 0 || m["finality_p99_ms"] < m["finality_p50_ms"] {
-		t.Errorf("finality p50 %v, p99 %v", m["finality_p50_ms"], m["finality_p99_ms"])
+	for _, want := range []string{"cores", "finality_p50_ms", "≤ 1,500", "finality_p99_ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
 	}
 	if code, _, _ := runCLI(t, "bench", "nosuch"); code != exitUsage {
 		t.Errorf("bench with an unknown suite exited %d, want %d", code, exitUsage)
+	}
+}
+
+// The report puts each metric beside its baseline and the central floor,
+// says how many times better it is, and whether it meets its target.
+func TestBenchReport(t *testing.T) {
+	r := newBenchReport(map[string]float64{
+		"ledger_append_per_s": 90_000, "ledger_append_baseline_per_s": 10_000,
+		"directory_lookup_p50_ms": 0.5, "directory_lookup_walk_p50_ms": 5, "central_lookup_p50_ms": 0.01,
+		"query_per_s": 300, "central_query_per_s": 3_000,
+		"centre_rss_mib": 500, "centre_empty_rss_mib": 40,
+		"something_new": 7,
+	}, false)
+	byName := map[string]benchRow{}
+	for _, row := range r.Rows {
+		byName[row.Metric] = row
+	}
+	if len(r.Rows) != 5 || r.Rows[len(r.Rows)-1].Metric != "something_new" {
+		t.Fatalf("rows: %+v", r.Rows)
+	}
+	check := func(metric string, times float64, met bool) {
+		t.Helper()
+		row := byName[metric]
+		if c := cmp.Or(row.Central, row.Baseline); c == nil || math.Abs(c.Times-times) > 1e-9 {
+			t.Errorf("%s: %+v, want %v times", metric, row, times)
+		}
+		if row.Met == nil || *row.Met != met {
+			t.Errorf("%s: met %v, want %v", metric, row.Met, met)
+		}
+	}
+	check("ledger_append_per_s", 9, true)        // ≥ 50,000 and ≥ 5× the baseline
+	check("directory_lookup_p50_ms", 0.02, true) // ≤ 3 ms; the central index is 50 times as fast
+	check("query_per_s", 0.1, false)             // ≥ 500
+	if b := byName["directory_lookup_p50_ms"].Baseline; b == nil || b.Times != 10 {
+		t.Errorf("lookup beside kad-dht's walk: %+v", b)
+	}
+	if b := byName["centre_rss_mib"].Baseline; b == nil || b.More != 460 || b.Times != 0 || byName["centre_rss_mib"].Met != nil {
+		t.Errorf("memory beside the empty centre: %+v", byName["centre_rss_mib"])
+	}
+	var out strings.Builder
+	if err := r.print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"full sizes", "cores", "90,000", "10,000", "9.0×", "+460", "≥ 50,000, 5× the baseline", "something_new", "central_lookup_p50_ms: one SQLite index"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// benchMemory measures what a centre costs in resident memory: a real
+// `medfed node` process (this binary) whose ledger holds a record entry for
+// each of 1M patients and which announces them all in the directory at
+// start, read from /proc once every announcement is stored at the other
+// centre and the node has settled. Beside it, in the same run, the same
+// centre empty. Two centres, so that the other one stores every
+// announcement.
+//   - centre_rss_mib: resident memory at rest with 1M patients;
+//   - centre_peak_rss_mib: the most it held from its start through
+//     reading its ledger and announcing every patient;
+//   - centre_empty_rss_mib: the baseline, the same centre with nothing.
+//
+// The 1M record entries are appended through the ledger's group commit
+// with the metadata of a clinic letter, all pointing to one stored
+// payload: the payload store is a SQLite file whose size does not reach
+// resident memory, and filling it one encrypted payload per transaction
+// would take minutes of the bench for nothing measured here.
+func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err error) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		return nil, fmt.Errorf("the memory suite reads /proc (Linux): %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	patients := env.pick(1_000_000, 100_000)
+	root := filepath.Join(env.dir, "memory")
+	var cfgs []node.Config
+	for _, name := range []string{"centre-a", "centre-b"} {
+		cfg, err := demoConfig(root, name)
+		if err != nil {
+			return nil, err
+		}
+		cfg.API.Listen = "127.0.0.1:0"
+		cfg.Log.Level = "warn"
+		cfgs = append(cfgs, cfg)
+	}
+	if _, err := foundFederation(ctx, cfgs, federation.DefaultPolicy(len(cfgs))); err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+
+	// Empty: both nodes up and connected, then settled.
+	a, b, err := startPair(ctx, exe, cfgs)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(3 * time.Second)
+	empty, err := a.memory()
+	if err = errors.Join(err, a.stop(), b.stop()); err != nil {
+		return nil, err
+	}
+	m["centre_empty_rss_mib"] = empty.rss
+	env.logf("memory: an empty centre: %.0f MiB resident", empty.rss)
+
+	start := time.Now()
+	if err := offline(ctx, cfgs[0], func(c *node.Centre) error { return fillLedger(ctx, c, patients) }); err != nil {
+		return nil, err
+	}
+	env.logf("memory: %d patients' record entries appended in %v", patients, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	a, b, err = startPair(ctx, exe, cfgs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, a.stop(), b.stop()) }()
+	if err := waitFor(fmt.Sprintf("centre-a announces its %d patients and centre-b stores them", patients), 20*time.Minute, func() bool {
+		sa, errA := node.Admin(cfgs[0].Data.Dir).DirectoryStatus(ctx)
+		sb, errB := node.Admin(cfgs[1].Data.Dir).DirectoryStatus(ctx)
+		return errA == nil && errB == nil && sa.Announced >= patients && sa.Pending == 0 && sb.Stored >= patients
+	}); err != nil {
+		return nil, errors.Join(err, a.exited(), b.exited())
+	}
+	env.logf("memory: centre-a started and announced %d patients, stored at centre-b, in %v", patients, time.Since(start).Round(time.Millisecond))
+	time.Sleep(5 * time.Second)
+	full, err := a.memory()
+	if err != nil {
+		return nil, err
+	}
+	m["centre_rss_mib"], m["centre_peak_rss_mib"] = full.rss, full.peak
+	env.logf("memory: centre-a with %d patients: %.0f MiB resident at rest, %.0f MiB at its peak (empty: %.0f MiB)", patients, full.rss, full.peak, empty.rss)
+	return m, nil
+}
+
+// fillLedger appends a clinic letter's record entry for each of n random
+// patients, 64 appenders at a time, all pointing to one stored payload.
+func fillLedger(ctx context.Context, c *node.Centre, n int) error {
+	meta, payload := visitRecord(c.Name, 0)
+	id, _, commitment, err := c.Records.Put(ctx, payload)
+	if err != nil {
+		return err
+	}
+	meta.Payload, meta.Commitment = id, [32]byte(commitment)
+	patients := randomPseudonyms(n)
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range 64 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				e, err := ledger.NewRecord(patients[i], meta)
+				if err == nil {
+					_, err = c.Ledger.Append(ctx, e)
+				}
+				if err != nil {
+					mu.Lock()
+					first = errors.Join(first, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// nodeProcess is a `medfed node` running in a process of its own.
+type nodeProcess struct {
+	name string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer // its stderr, for when it fails
+	done chan error
+	stop func() error
+}
+
+// startPair starts the nodes of cfgs in processes of their own and waits
+// until each is connected to the other.
+func startPair(ctx context.Context, exe string, cfgs []node.Config) (a, b *nodeProcess, err error) {
+	if a, err = startProcess(ctx, exe, cfgs[0]); err != nil {
+		return nil, nil, err
+	}
+	if b, err = startProcess(ctx, exe, cfgs[1]); err != nil {
+		return nil, nil, errors.Join(err, a.stop())
+	}
+	connected := func() bool {
+		for _, cfg := range cfgs {
+			st, err := node.Admin(cfg.Data.Dir).Status(ctx)
+			if err != nil || !slices.ContainsFunc(st.Members, func(m federation.MemberStatus) bool { return m.Connected && m.ID != st.Self }) {
+				return false
+			}
+		}
+		return true
+	}
+	if err := waitFor("both nodes are up and connected", time.Minute, connected); err != nil {
+		return nil, nil, errors.Join(err, a.exited(), b.exited(), a.stop(), b.stop())
+	}
+	return a, b, nil
+}
+
+// startProcess writes cfg to a file beside its data directory and runs
+// `medfed node` on it.
+func startProcess(ctx context.Context, exe string, cfg node.Config) (*nodeProcess, error) {
+	path := cfg.Data.Dir + ".yaml"
+	if err := os.WriteFile(path, nodeConfigYAML(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	p := &nodeProcess{name: cfg.Centre.Name, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd = exec.CommandContext(ctx, exe, "node", "--config", path)
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	p.stop = sync.OnceValue(func() error {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return err
+		}
+		select {
+		case err := <-p.done:
+			if err != nil {
+				return fmt.Errorf("%s's node: %w: %s", p.name, err, lastLines(p.logs.String(), 5))
+			}
+			return nil
+		case <-time.After(time.Minute):
+			return errors.Join(fmt.Errorf("%s's node did not stop within a minute of SIGTERM", p.name), p.cmd.Process.Kill())
+		}
+	})
+	return p, nil
+}
+
+// exited says whether the process has ended, and how, for an error
+// report.
+func (p *nodeProcess) exited() error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return fmt.Errorf("%s's node exited (%v): %s", p.name, err, lastLines(p.logs.String(), 5))
+	default:
+		return nil
+	}
+}
+
+// nodeMemory is a process's resident memory, now and at its peak, in MiB.
+type nodeMemory struct{ rss, peak float64 }
+
+// memory reads VmRSS and VmHWM from /proc.
+func (p *nodeProcess) memory() (nodeMemory, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return nodeMemory{}, err
+	}
+	var m nodeMemory
+	found := 0
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for sc.Scan() {
+		key, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "VmRSS" && key != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+		if err != nil {
+			return nodeMemory{}, fmt.Errorf("/proc/%d/status: %s: %w", p.cmd.Process.Pid, key, err)
+		}
+		if key == "VmRSS" {
+			m.rss = kb / 1024
+		} else {
+			m.peak = kb / 1024
+		}
+		found++
+	}
+	if found != 2 {
+		return nodeMemory{}, fmt.Errorf("/proc/%d/status has no VmRSS and VmHWM", p.cmd.Process.Pid)
+	}
+	return m, nil
+}
+
+// nodeConfigYAML is cfg as a configuration file (the keys a bench node
+// sets; the rest keep their defaults).
+func nodeConfigYAML(cfg node.Config) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "centre:\n  name: %s\nfederation:\n  id: %s\ndata:\n  dir: %s\n", cfg.Centre.Name, cfg.Federation.ID, strconv.Quote(cfg.Data.Dir))
+	fmt.Fprintf(&b, "p2p:\n  listen:\n")
+	for _, l := range cfg.P2P.Listen {
+		fmt.Fprintf(&b, "    - %s\n", l)
+	}
+	fmt.Fprintf(&b, "api:\n  listen: %s\n", strconv.Quote(cfg.API.Listen))
+	fmt.Fprintf(&b, "ledger:\n  max-batch: %d\n  checkpoint-interval: %s\n", cfg.Ledger.MaxBatch, cfg.Ledger.CheckpointInterval)
+	fmt.Fprintf(&b, "log:\n  level: %s\n  format: %s\n", cfg.Log.Level, cfg.Log.Format)
+	return []byte(b.String())
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// A benchMetric is one line of the report: a metric, the baseline measured
+// beside it in the same run, the central floor for the same work (see
+// bench_central.go), and the target the issue that asked for it set.
+type benchMetric struct {
+	name     string
+	about    string
+	baseline string  // a metric of benchBaselines; "" if none
+	central  string  // a metric of benchBaselines measured on one central SQLite index; "" if none
+	atLeast  float64 // the target, for a metric where higher is better; 0: none
+	atMost   float64 // the target, for a metric where lower is better; 0: none
+	times    float64 // the target as times better than the baseline; 0: none
+	// more compares with the baseline by difference rather than ratio: a
+	// centre's memory beside the same centre empty.
+	more bool
+}
+
+// benchMetrics is the report, in the order the suites run.
+var benchMetrics = []benchMetric{
+	{name: "ledger_append_per_s", about: "durable appends per second, 64 appenders, group commit", baseline: "ledger_append_baseline_per_s", atLeast: 50_000, times: 5},
+	{name: "ledger_verify_per_s", about: "entries per second re-checked offline (hashes, signatures, index)", atLeast: 300_000},
+	{name: "ledger_proof_us", about: "µs to make and check one inclusion proof at the ledger's size", atMost: 50},
+	{name: "finality_p50_ms", about: "durable append to final (witness-cosigned) checkpoint, 5 centres, interval 1 s", atMost: 1_500},
+	{name: "finality_p99_ms", about: "the same, p99"},
+	{name: "finality_250ms_p50_ms", about: "the same at a 250 ms checkpoint interval"},
+	{name: "finality_250ms_p99_ms", about: "the same, p99"},
+	{name: "finality_50ms_p50_ms", about: "the same at a 50 ms checkpoint interval"},
+	{name: "finality_50ms_p99_ms", about: "the same, p99"},
+	{name: "pseudonyms_per_s", about: "pseudonyms per second, one batch, key shared 2 of 3, asked by a founder", baseline: "pseudonyms_baseline_per_s", atLeast: 10_000},
+	{name: "pseudonyms_nonholder_per_s", about: "the same, asked by a centre that holds no share", baseline: "pseudonyms_baseline_per_s"},
+	{name: "directory_announce_per_s", about: "patients announced per second until stored at their replicas, 10 centres", baseline: "directory_announce_baseline_per_s", atLeast: 10_000, times: 10},
+	{name: "directory_announce_1m_s", about: "seconds to announce 1M patients until stored at their replicas", atMost: 100},
+	{name: "directory_lookup_p50_ms", about: "one-hop directory lookup, 20 centres, patients at 1 to 5", baseline: "directory_lookup_walk_p50_ms", central: "central_lookup_p50_ms", atMost: 3},
+	{name: "directory_lookup_p99_ms", about: "the same, p99", baseline: "directory_lookup_walk_p99_ms", central: "central_lookup_p99_ms", atMost: 15},
+	{name: "consent_decisions_per_s", about: "consent decisions per second on one core, 10 nested provisions", atLeast: 500_000},
+	{name: "consent_service_decisions_per_s", about: "the same through a holder's service (lock, freshness check)"},
+	{name: "consent_revocation_p50_ms", about: "a revocation until in force at 3 holders", atMost: 1_000},
+	{name: "consent_revocation_p99_ms", about: "the same, p99", atMost: 1_000},
+	{name: "query_p50_ms", about: "cross-centre query, patient at 3 of 10 centres, one at a time", central: "central_query_p50_ms", atMost: 15},
+	{name: "query_p99_ms", about: "the same, p99", central: "central_query_p99_ms", atMost: 60},
+	{name: "query_per_s", about: "cross-centre queries per second, 32 in flight", central: "central_query_per_s", atLeast: 500},
+	{name: "centre_rss_mib", about: "resident memory (MiB) of a medfed node holding 1M patients' ledger and directory entries, at rest", baseline: "centre_empty_rss_mib", more: true},
+	{name: "centre_peak_rss_mib", about: "its peak resident memory, from start until all 1M are announced", baseline: "centre_empty_rss_mib", more: true},
+}
+
+// benchBaselines describes the metrics that are measured only to be
+// compared with.
+var benchBaselines = map[string]string{
+	"ledger_append_baseline_per_s":      "one entry per SQLite transaction",
+	"pseudonyms_baseline_per_s":         "circl's VOPRF, whole key, one process, no network",
+	"directory_announce_baseline_per_s": "one kad-dht Provide per key",
+	"directory_lookup_walk_p50_ms":      "kad-dht's iterative walk",
+	"directory_lookup_walk_p99_ms":      "kad-dht's iterative walk",
+	"central_lookup_p50_ms":             "one SQLite index, one node",
+	"central_lookup_p99_ms":             "one SQLite index, one node",
+	"central_query_p50_ms":              "one SQLite index, one node",
+	"central_query_p99_ms":              "one SQLite index, one node",
+	"central_query_per_s":               "one SQLite index, one node",
+	"centre_empty_rss_mib":              "the same centre, empty",
+}
+
+// higherIsBetter tells a rate from a time or a size.
+func higherIsBetter(metric string) bool { return strings.HasSuffix(metric, "_per_s") }
+
+// benchReport is what bench prints: as a table, or as JSON.
+type benchReport struct {
+	Machine benchMachine       `json:"machine"`
+	Quick   bool               `json:"quick"`
+	Metrics map[string]float64 `json:"metrics"` // every number measured, baselines included
+	Rows    []benchRow         `json:"rows"`
+}
+
+type benchMachine struct {
+	Cores      int    `json:"cores"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	Go         string `json:"go"`
+}
+
+type benchRow struct {
+	Metric   string        `json:"metric"`
+	About    string        `json:"about"`
+	Value    float64       `json:"value"`
+	Baseline *benchCompare `json:"baseline,omitempty"`
+	Central  *benchCompare `json:"central,omitempty"`
+	Target   string        `json:"target,omitempty"`
+	Met      *bool         `json:"met,omitempty"` // absent when there is no target
+}
+
+// benchCompare is a figure the row's metric is compared with.
+type benchCompare struct {
+	Metric string  `json:"metric"`
+	About  string  `json:"about"`
+	Value  float64 `json:"value"`
+	Times  float64 `json:"times,omitempty"` // how many times better the row's figure is (below 1: worse)
+	More   float64 `json:"more,omitempty"`  // how much more the row's figure is, where a ratio means nothing
+}
+
+// newBenchReport arranges the results of a run: one row per metric
+// measured, in benchMetrics' order, then any metric the catalogue does not
+// know (so that nothing measured goes unreported).
+func newBenchReport(results map[string]float64, quick bool) benchReport {
+	r := benchReport{
+		Machine: benchMachine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
+		Quick:   quick,
+		Metrics: results,
+	}
+	known := map[string]bool{}
+	for _, m := range benchMetrics {
+		known[m.name] = true
+		v, ok := results[m.name]
+		if !ok {
+			continue
+		}
+		row := benchRow{Metric: m.name, About: m.about, Value: v}
+		row.Baseline = compare(m.name, v, m.baseline, results)
+		row.Central = compare(m.name, v, m.central, results)
+		if m.more && row.Baseline != nil {
+			row.Baseline.Times, row.Baseline.More = 0, v-row.Baseline.Value
+		}
+		var targets []string
+		met := true
+		if m.atLeast > 0 {
+			targets = append(targets, "≥ "+benchNumber(m.atLeast))
+			met = met && v >= m.atLeast
+		}
+		if m.atMost > 0 {
+			targets = append(targets, "≤ "+benchNumber(m.atMost))
+			met = met && v <= m.atMost
+		}
+		if m.times > 0 && row.Baseline != nil {
+			targets = append(targets, strconv.FormatFloat(m.times, 'f', -1, 64)+"× the baseline")
+			met = met && row.Baseline.Times >= m.times
+		}
+		if len(targets) > 0 {
+			row.Target, row.Met = strings.Join(targets, ", "), &met
+		}
+		r.Rows = append(r.Rows, row)
+	}
+	var other []string
+	for k := range results {
+		if _, isBaseline := benchBaselines[k]; !known[k] && !isBaseline {
+			other = append(other, k)
+		}
+	}
+	slices.Sort(other)
+	for _, k := range other {
+		r.Rows = append(r.Rows, benchRow{Metric: k, Value: results[k]})
+	}
+	return r
+}
+
+// compare returns the comparison of metric's value v with the figure
+// named with, if it was measured.
+func compare(metric string, v float64, with string, results map[string]float64) *benchCompare {
+	w, ok := results[with]
+	if with == "" || !ok {
+		return nil
+	}
+	c := &benchCompare{Metric: with, About: benchBaselines[with], Value: w}
+	switch {
+	case higherIsBetter(metric) && w > 0:
+		c.Times = v / w
+	case !higherIsBetter(metric) && v > 0:
+		c.Times = w / v
+	}
+	return c
+}
+
+// print writes the report as a table, then what each metric and baseline
+// measures.
+func (r benchReport) print(w io.Writer) error {
+	sizes := "full sizes"
+	if r.Quick {
+		sizes = "--quick sizes"
+	}
+	out := &stickyWriter{w: w}
+	fmt.Fprintf(out, "medfed bench, %s, on %d cores (GOMAXPROCS %d), %s/%s, %s\n", sizes, r.Machine.Cores, r.Machine.GOMAXPROCS, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
+	fmt.Fprintf(out, "every baseline and central figure was measured in this run, on this machine;\n")
+	fmt.Fprintf(out, "× = how many times better the figure is than it (below 1: worse), + = how much more\n\n")
+	// The metric's column is padded here, left-aligned; tabwriter aligns
+	// the figures right.
+	width := len("metric")
+	for _, row := range r.Rows {
+		width = max(width, len(row.Metric))
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\tmeasured\tbaseline\t×\tcentral\t×\ttarget\tmet\t\n", width, "metric")
+	cmp := func(c *benchCompare) string {
+		switch {
+		case c == nil:
+			return "—\t\t"
+		case c.More != 0:
+			return benchNumber(c.Value) + "\t+" + benchNumber(c.More) + "\t"
+		}
+		return benchNumber(c.Value) + "\t" + strconv.FormatFloat(c.Times, 'f', timesDigits(c.Times), 64) + "×\t"
+	}
+	for _, row := range r.Rows {
+		met := ""
+		if row.Met != nil {
+			met = map[bool]string{true: "yes", false: "no"}[*row.Met]
+		}
+		fmt.Fprintf(tw, "%-*s\t%s\t%s%s%s\t%s\t\n", width, row.Metric, benchNumber(row.Value), cmp(row.Baseline), cmp(row.Central), row.Target, met)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	seen := map[string]bool{}
+	for _, row := range r.Rows {
+		if row.About != "" {
+			fmt.Fprintf(out, "%s: %s\n", row.Metric, row.About)
+		}
+		for _, c := range []*benchCompare{row.Baseline, row.Central} {
+			if c != nil && !seen[c.Metric] {
+				seen[c.Metric] = true
+				fmt.Fprintf(out, "  %s: %s\n", c.Metric, c.About)
+			}
+		}
+	}
+	return out.err
+}
+
+// benchNumber prints a figure with the precision it deserves: thousands
+// grouped, small numbers with decimals.
+func benchNumber(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1000:
+		s := strconv.FormatFloat(math.Round(v), 'f', 0, 64)
+		neg := strings.HasPrefix(s, "-")
+		s = strings.TrimPrefix(s, "-")
+		for i := len(s) - 3; i > 0; i -= 3 {
+			s = s[:i] + "," + s[i:]
+		}
+		if neg {
+			s = "-" + s
+		}
+		return s
+	case a >= 100 || v == math.Trunc(v):
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1 || a == 0:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 3, 64)
+	}
+}
+
+// timesDigits gives a ratio two significant digits or one decimal.
+func timesDigits(x float64) int {
+	switch {
+	case x >= 10:
+		return 0
+	case x >= 0.1:
+		return 1
+	default:
+		return 3
+	}
+}

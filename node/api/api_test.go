@@ -33,7 +33,7 @@ type centre struct {
 	logs  *nodetest.Log // the API's log
 }
 
-func (c *centre) token(t *testing.T, role string) string {
+func (c *centre) token(t testing.TB, role string) string {
 	t.Helper()
 	tok, _, err := c.staff.Add(context.Background(), role, "")
 	if err != nil {
@@ -43,7 +43,7 @@ func (c *centre) token(t *testing.T, role string) string {
 }
 
 // federation starts two founders, a and b, each with its API.
-func federation(t *testing.T) (a, b *centre) {
+func federation(t testing.TB) (a, b *centre) {
 	t.Helper()
 	root := t.TempDir()
 	cfgs := []node.Config{nodetest.Config(t, root, "centre-a"), nodetest.Config(t, root, "centre-b")}
@@ -83,7 +83,7 @@ type answer struct {
 	body   map[string]any
 }
 
-func call(t *testing.T, method, url, token string, body any) answer {
+func call(t testing.TB, method, url, token string, body any) answer {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -125,7 +125,7 @@ func call(t *testing.T, method, url, token string, body any) answer {
 
 // want fails unless the answer has status, and, for an error, is an
 // OperationOutcome.
-func (a answer) want(t *testing.T, status int, what string) answer {
+func (a answer) want(t testing.TB, status int, what string) answer {
 	t.Helper()
 	if a.status != status {
 		t.Fatalf("%s: status %d, want %d: %s", what, a.status, status, a.raw)
@@ -179,7 +179,7 @@ func data(r map[string]any) string {
 	return string(b)
 }
 
-func contract(t *testing.T, key ed25519.PrivateKey, n *node.Node, p string, base consent.Base) []byte {
+func contract(t testing.TB, key ed25519.PrivateKey, n *node.Node, p string, base consent.Base) []byte {
 	t.Helper()
 	subject, err := node.ParsePseudonym(p)
 	if err != nil {
@@ -331,7 +331,7 @@ func TestTheTourOverHTTP(t *testing.T) {
 	call(t, "GET", a.url+"/v1/federation", a.token(t, "admin"), nil).want(t, 200, "federation status")
 }
 
-func mustKey(t *testing.T) ed25519.PrivateKey {
+func mustKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
 	k, _, err := consent.GenerateKey()
 	if err != nil {

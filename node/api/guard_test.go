@@ -17,7 +17,7 @@ type operation struct {
 	patient      bool // authenticated by the patient's signature
 }
 
-func operations(t *testing.T, c *centre) []operation {
+func operations(t testing.TB, c *centre) []operation {
 	t.Helper()
 	doc := call(t, "GET", c.url+"/openapi.json", "", nil).want(t, 200, "openapi.json")
 	paths, _ := doc.body["paths"].(map[string]any)

@@ -44,6 +44,11 @@ type api struct {
 // reset by a kill) is returned, not a test failure, so that callers that
 // expect them can carry on.
 func (x *api) do(method, centre, path, token string, body any) (httpAnswer, error) {
+	return x.doContext(context.Background(), method, centre, path, token, body)
+}
+
+// doContext is do with the request's context (a deadline, a trace).
+func (x *api) doContext(ctx context.Context, method, centre, path, token string, body any) (httpAnswer, error) {
 	var rd io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
@@ -52,7 +57,7 @@ func (x *api) do(method, centre, path, token string, body any) (httpAnswer, erro
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, x.url[centre]+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, x.url[centre]+path, rd)
 	if err != nil {
 		return httpAnswer{}, err
 	}
@@ -93,6 +98,58 @@ func (x *api) must(t *testing.T, want int, method, centre, path, token string, b
 	return a
 }
 
+// ready reports whether centre's /readyz answers 200 with at least
+// connected other members connected.
+func (x *api) ready(centre string, connected int) func() bool {
+	return func() bool {
+		ans, err := x.do("GET", centre, "/readyz", "", nil)
+		var r node.Readiness
+		return err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &r) == nil && r.Connected >= connected
+	}
+}
+
+// token issues a staff token of role at centre c ("medfed staff add"),
+// with its node running or not.
+func (c *centre) token(role string) string {
+	c.t.Helper()
+	tok := strings.TrimSpace(c.run("staff", "add", "--role", role))
+	if tok == "" || strings.ContainsAny(tok, " \n") {
+		c.t.Fatalf("%s: staff add printed %q, not a token", c.name, tok)
+	}
+	return tok
+}
+
+// witnessesAgree checks, once each centre's whole ledger is final, that
+// its final checkpoint is cosigned by the charter's witness quorum
+// (counting the log's own signature; the others' cosignatures make up the
+// rest) and that no centre holds evidence of a member signing two
+// histories. It returns each centre's final checkpoint.
+func (x *api) witnessesAgree(t *testing.T, all []*centre, admin map[string]string) map[string]*node.CheckpointStatus {
+	t.Helper()
+	quorum := federation.DefaultPolicy(len(all)).WitnessQuorum
+	final := map[string]*node.CheckpointStatus{}
+	for _, y := range all {
+		var st node.LedgerStatus
+		waitFor(t, 15*time.Second, y.name+"'s whole ledger is final", func() bool {
+			st = node.LedgerStatus{}
+			x.must(t, 200, "GET", y.name, "/v1/ledger", admin[y.name], nil, &st)
+			return st.Final != nil && st.Final.Size == st.Size
+		})
+		if len(st.Final.Cosigners) < quorum-1 || slices.Contains(st.Final.Cosigners, y.name) || len(st.Evidence) != 0 {
+			t.Fatalf("%s: final checkpoint of size %d cosigned by %v (quorum %d with its own); evidence %v", y.name, st.Final.Size, st.Final.Cosigners, quorum, st.Evidence)
+		}
+		var ev struct {
+			Evidence []node.EvidenceStatus
+		}
+		if ans := x.must(t, 200, "GET", y.name, "/v1/federation/evidence", admin[y.name], nil, &ev); ev.Evidence == nil || len(ev.Evidence) != 0 {
+			t.Fatalf("%s holds evidence of equivocation: %s", y.name, ans.raw)
+		}
+		t.Logf("%s: ledger of %d entries, final, cosigned by %v", y.name, st.Size, st.Final.Cosigners)
+		final[y.name] = st.Final
+	}
+	return final
+}
+
 // apiURL reads api.listen from a centre's configuration file.
 func apiURL(t *testing.T, c *centre) string {
 	t.Helper()
@@ -127,9 +184,9 @@ type searchset struct {
 	} `json:"entry"`
 }
 
-// diagnostics joins what the Bundle's OperationOutcome says about each
-// holder.
-func (s searchset) diagnostics() string {
+// issues returns what the Bundle's OperationOutcome says, one line per
+// holder (and one for an incomplete lookup).
+func (s searchset) issues() []string {
 	var out []string
 	for _, e := range s.Entry {
 		if e.Resource.ResourceType == "OperationOutcome" {
@@ -138,8 +195,12 @@ func (s searchset) diagnostics() string {
 			}
 		}
 	}
-	return strings.Join(out, " | ")
+	return out
 }
+
+// diagnostics joins what the Bundle's OperationOutcome says about each
+// holder.
+func (s searchset) diagnostics() string { return strings.Join(s.issues(), " | ") }
 
 // acked is one record the API acknowledged with 201.
 type acked struct {
@@ -229,31 +290,16 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	}
 	// /readyz is 200 once one other member is connected; wait for all
 	// three, so that the pseudonym (3 of 4) and the witnesses are there.
-	ready := func(y *centre, connected int) func() bool {
-		return func() bool {
-			ans, err := x.do("GET", y.name, "/readyz", "", nil)
-			var r node.Readiness
-			return err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &r) == nil && r.Connected >= connected
-		}
-	}
 	for _, y := range all {
-		waitFor(t, 20*time.Second, y.name+" is ready and reaches the three others", ready(y, 3))
+		waitFor(t, 20*time.Second, y.name+" is ready and reaches the three others", x.ready(y.name, 3))
 	}
 	t.Logf("founded and ready after %v", time.Since(began).Round(time.Millisecond))
 
 	// Staff tokens, issued while the nodes run.
-	token := func(y *centre, role string) string {
-		t.Helper()
-		tok := strings.TrimSpace(y.run("staff", "add", "--role", role))
-		if tok == "" || strings.ContainsAny(tok, " \n") {
-			t.Fatalf("%s: staff add printed %q, not a token", y.name, tok)
-		}
-		return tok
-	}
-	registrar := token(a, "registrar")
+	registrar := a.token("registrar")
 	clinician, admin := map[string]string{}, map[string]string{}
 	for _, y := range all {
-		clinician[y.name], admin[y.name] = token(y, "clinician"), token(y, "admin")
+		clinician[y.name], admin[y.name] = y.token("clinician"), y.token("admin")
 	}
 
 	// The patient: registered at centre-a, a key attested, opted in.
@@ -367,7 +413,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	// and admin socket must not stand in its way.
 	c.start()
 	restartedAt := time.Now()
-	waitFor(t, 15*time.Second, "centre-c is ready again after SIGKILL", ready(c, 1))
+	waitFor(t, 15*time.Second, "centre-c is ready again after SIGKILL", x.ready(c.name, 1))
 	t.Logf("centre-c ready %v after its restart", time.Since(restartedAt).Round(time.Millisecond))
 	<-ctx.Done()
 	wg.Wait()
@@ -479,27 +525,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	// Witnesses agree: each ledger's final checkpoint covers all of it and
 	// is cosigned by the charter's witness quorum, and no centre holds
 	// evidence of a member signing two histories.
-	// The quorum counts the log's own signature: the others' cosignatures
-	// make up the rest.
-	quorum := federation.DefaultPolicy(len(all)).WitnessQuorum
-	for _, y := range all {
-		var st node.LedgerStatus
-		waitFor(t, 15*time.Second, y.name+"'s whole ledger is final", func() bool {
-			st = node.LedgerStatus{}
-			x.must(t, 200, "GET", y.name, "/v1/ledger", admin[y.name], nil, &st)
-			return st.Final != nil && st.Final.Size == st.Size
-		})
-		if len(st.Final.Cosigners) < quorum-1 || slices.Contains(st.Final.Cosigners, y.name) || len(st.Evidence) != 0 {
-			t.Fatalf("%s: final checkpoint of size %d cosigned by %v (quorum %d with its own); evidence %v", y.name, st.Final.Size, st.Final.Cosigners, quorum, st.Evidence)
-		}
-		var ev struct {
-			Evidence []node.EvidenceStatus
-		}
-		if ans := x.must(t, 200, "GET", y.name, "/v1/federation/evidence", admin[y.name], nil, &ev); ev.Evidence == nil || len(ev.Evidence) != 0 {
-			t.Fatalf("%s holds evidence of equivocation: %s", y.name, ans.raw)
-		}
-		t.Logf("%s: ledger of %d entries, final, cosigned by %v", y.name, st.Size, st.Final.Cosigners)
-	}
+	x.witnessesAgree(t, all, admin)
 
 	for _, y := range all {
 		y.stop()

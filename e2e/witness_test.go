@@ -139,8 +139,9 @@ func TestAWitnessKilledMidUpdateNeverCosignsTwoHistories(t *testing.T) {
 	}
 }
 
-// witnessedBy reads, offline, what centre x holds of a log.
-func witnessedBy(t *testing.T, x *centre, origin string) ledger.Witnessed {
+// openStopped opens the data directory of centre x, whose node is not
+// running, in this process; the caller closes it.
+func openStopped(t *testing.T, x *centre) *node.Centre {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Centre.Name, cfg.Federation.ID, cfg.Data.Dir = x.name, "medfed-demo", x.dir
@@ -148,6 +149,13 @@ func witnessedBy(t *testing.T, x *centre, origin string) ledger.Witnessed {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// witnessedBy reads, offline, what centre x holds of a log.
+func witnessedBy(t *testing.T, x *centre, origin string) ledger.Witnessed {
+	t.Helper()
+	c := openStopped(t, x)
 	defer c.Close()
 	logs, err := c.Ledger.WitnessedLogs(context.Background())
 	if err != nil {

@@ -1,0 +1,937 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The chaos test's defaults. MEDFED_CHAOS_DURATION (a Go duration, e.g.
+// 30s) shortens the intake for a quick local run; MEDFED_CHAOS_SEED (an
+// unsigned integer) replays the schedule of a failed run, whose seed the
+// test logs. CI runs the defaults.
+const (
+	chaosDuration        = 2 * time.Minute
+	chaosSeed     uint64 = 20261110
+	chaosPatients        = 5
+	chaosPayload         = "chaos result " // every payload starts so; no log may hold it
+)
+
+// chaosSettings returns the intake's duration and the seed, from the
+// environment when set.
+func chaosSettings(t *testing.T) (time.Duration, uint64) {
+	t.Helper()
+	duration, seed := chaosDuration, chaosSeed
+	if s := os.Getenv("MEDFED_CHAOS_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 30*time.Second { // time for one kill at least
+			t.Fatalf("MEDFED_CHAOS_DURATION=%q: want a duration of at least 30s", s)
+		}
+		duration = d
+	}
+	if s := os.Getenv("MEDFED_CHAOS_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("MEDFED_CHAOS_SEED=%q: want an unsigned integer", s)
+		}
+		seed = n
+	}
+	return duration, seed
+}
+
+// chaosKill is one kill of the schedule and, once done, how it went.
+type chaosKill struct {
+	victim string
+	gap    time.Duration // from the previous restart's readiness (or the intake's start) to the kill
+	delay  time.Duration // from the victim's next record request being written to the kill
+	down   time.Duration // from the kill to the restart
+	at     time.Duration // when the kill happened, from the intake's start
+	ready  time.Duration // from the restart to ready, reaching every other member
+	midway bool          // the kill came while a record request was in flight
+}
+
+// planKills draws the kill schedule from r: kills 6-15 s apart, each
+// keeping its victim down 1-5 s, enough of them to fill within. A kill
+// comes 0-3 ms after a record request to the victim is written, so that
+// some land before the record is on the ledger and, now and then, one
+// lands after it is but before the answer is sent. The victim is drawn
+// from the centres killed least so far, so that every centre goes down
+// once before any goes down twice.
+func planKills(r *rand.Rand, names []string, within time.Duration) []chaosKill {
+	killed := map[string]int{}
+	var plan []chaosKill
+	for total := time.Duration(0); total < within; {
+		fewest := killed[names[0]]
+		for _, n := range names {
+			fewest = min(fewest, killed[n])
+		}
+		var least []string
+		for _, n := range names {
+			if killed[n] == fewest {
+				least = append(least, n)
+			}
+		}
+		k := chaosKill{
+			victim: least[r.IntN(len(least))],
+			gap:    6*time.Second + time.Duration(r.Int64N(int64(9*time.Second))).Round(time.Millisecond),
+			delay:  time.Duration(r.Int64N(int64(3 * time.Millisecond))).Round(10 * time.Microsecond),
+			down:   time.Second + time.Duration(r.Int64N(int64(4*time.Second))).Round(time.Millisecond),
+		}
+		killed[k.victim]++
+		plan = append(plan, k)
+		total += k.gap + k.down
+	}
+	return plan
+}
+
+// nhsNumbers returns n NHS numbers with valid modulus-11 check digits,
+// none of them another test's.
+func nhsNumbers(n int) []string {
+	var out []string
+	for base := 600_000_001; len(out) < n; base += 7919 {
+		digits := strconv.Itoa(base)
+		sum := 0
+		for i, d := range digits {
+			sum += int(d-'0') * (10 - i)
+		}
+		check := (11 - sum%11) % 11
+		if check == 10 {
+			continue // no number has this base
+		}
+		out = append(out, digits+strconv.Itoa(check))
+	}
+	return out
+}
+
+// chaosAck is a record the API acknowledged, with its patient.
+type chaosAck struct {
+	acked
+	patient string
+}
+
+// holderEntry is an entry of a holder's ledger.
+type holderEntry struct {
+	holder string
+	index  int64
+}
+
+// chaosQuery is a query answered with 200 during the run: the access
+// entry each holder said it wrote.
+type chaosQuery struct {
+	from, patient string
+	access        []holderEntry
+}
+
+// chaosRun is what the workload saw, and which centre is down.
+type chaosRun struct {
+	mu      sync.Mutex
+	down    string        // the centre killed and not yet ready again; "" when all are up
+	changes int           // kills and restarts so far
+	armed   string        // the centre to kill as soon as it is sent a record
+	fire    chan struct{} // armed's record request is written
+
+	acks     []chaosAck
+	sent     map[string]bool            // "holder payload" of every record sent, acknowledged or not
+	sentTo   map[string]map[string]bool // by patient, the centres sent one of their records
+	refused  map[string]int             // records not acknowledged, by centre
+	why      map[string]int             // records not acknowledged and queries failed, by outcome: "record 503", "query error", ...
+	answered []chaosQuery
+	failed   int            // queries without a 200: transport errors and other statuses
+	holders  map[string]int // holder outcomes in answered queries: released, none final, denied, failed, none (no holder named)
+	partial  int            // answered queries whose directory lookup was incomplete
+}
+
+// allUp returns whether every centre is up and a count of the changes so
+// far; upSince tells whether nothing changed since.
+func (r *chaosRun) allUp() (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changes, r.down == ""
+}
+
+func (r *chaosRun) upSince(changes int, up bool) bool {
+	now, stillUp := r.allUp()
+	return up && stillUp && now == changes
+}
+
+func (r *chaosRun) setDown(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = name
+	r.changes++
+}
+
+// arm asks for a signal on r.fire when a record request to centre has
+// been written; disarm takes it back, and drops a signal that came late.
+func (r *chaosRun) arm(centre string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.armed = centre
+}
+
+func (r *chaosRun) disarm() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.armed = ""
+	select {
+	case <-r.fire:
+	default:
+	}
+}
+
+// wrote is called when a record request to centre has been written.
+func (r *chaosRun) wrote(centre string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.armed == centre {
+		r.armed = ""
+		r.fire <- struct{}{}
+	}
+}
+
+// outcome names what became of a request that failed, for the figures.
+func outcome(what string, ans httpAnswer, err error) string {
+	if err != nil {
+		return what + " error"
+	}
+	return fmt.Sprintf("%s %d", what, ans.status)
+}
+
+// unexpected reports whether an HTTP status is a failure rather than the
+// chaos: a 4xx (the request is right; a centre back from a kill must still
+// know its staff and patients), or a 5xx other than 503 and 504 while
+// every centre was up.
+func unexpected(status int, allUp bool) bool {
+	switch {
+	case status >= 400 && status < 500:
+		return true
+	case status >= 500:
+		return allUp && status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout
+	}
+	return false
+}
+
+var (
+	releasedIssue = regexp.MustCompile(`^(\S+): \d+ record\(s\) released; access entry (\d+); proven in final checkpoint \d+`)
+	deniedIssue   = regexp.MustCompile(`^(\S+): denied: .*; access entry (\d+)$`)
+	failedIssue   = regexp.MustCompile(`^(\S+): failed: `)
+)
+
+// nothingFinal is a holder's reason for a permitted query that released
+// nothing (see query.Holder.Answer).
+const nothingFinal = "nothing this request may see at this centre"
+
+// proveAll fetches the proof of every entry, holder by holder in
+// parallel, waiting up to within for entries not final yet. It returns the
+// proofs, and why there is none for the others.
+func (x *api) proveAll(token map[string]string, entries []holderEntry, within time.Duration) (map[holderEntry]node.EntryProof, []string) {
+	byHolder := map[string][]holderEntry{}
+	for _, e := range entries {
+		byHolder[e.holder] = append(byHolder[e.holder], e)
+	}
+	var (
+		mu       sync.Mutex
+		proofs   = map[holderEntry]node.EntryProof{}
+		problems []string
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(within)
+	for holder, es := range byHolder {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, e := range es {
+				path := fmt.Sprintf("/v1/ledger/entries/%d/proof", e.index)
+				for {
+					ans, err := x.do("GET", holder, path, token[holder], nil)
+					var p node.EntryProof
+					if err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &p) == nil {
+						mu.Lock()
+						proofs[e] = p
+						mu.Unlock()
+						break
+					}
+					if (err == nil && ans.status != http.StatusServiceUnavailable) || time.Now().After(deadline) {
+						mu.Lock()
+						problems = append(problems, fmt.Sprintf("%s entry %d: %v %d %s", holder, e.index, err, ans.status, ans.raw))
+						mu.Unlock()
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return proofs, problems
+}
+
+// lookup runs "medfed directory lookup" at centre c and returns the
+// holders it names, or false if the lookup was incomplete.
+func (c *centre) lookup(pseudonym string) (map[string]bool, bool) {
+	c.t.Helper()
+	code, out, _ := c.try("directory", "lookup", "--pseudonym", pseudonym)
+	if code != 0 {
+		return nil, false
+	}
+	holders := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
+			holders[f[0]] = true
+		}
+	}
+	return holders, true
+}
+
+// sortedNames returns the names in set, sorted.
+func sortedNames(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for n, ok := range set {
+		if ok {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Five centres, each a real "medfed node" from configs/, found the
+// federation together. Patients are registered at random centres, attest
+// keys and opt in. Then, for two minutes, every centre takes records of
+// the patients it treats and clinicians at random centres query random
+// patients, while a seeded schedule kills a centre with SIGKILL every
+// 6-15 s, keeps it down 1-5 s and restarts it on its data directory. At
+// most one centre is down at a time, so the other four always hold the
+// charter's majorities (3 of 5): witness quorum, OPRF threshold, consent
+// delivery. Afterwards every acknowledged record is proven final at its
+// holder and released by a query, every answered query's access entries
+// are on their holders' ledgers, every final checkpoint is cosigned by the
+// quorum and is what each witness last cosigned (or extends it), no centre
+// holds evidence of two histories, the directory names exactly the centres
+// holding each patient's records, every ledger verifies and no log holds
+// an NHS number or a payload.
+func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
+	duration, seed := chaosSettings(t)
+	t.Logf("seed %d (MEDFED_CHAOS_SEED replays it), intake for %v", seed, duration)
+	began := time.Now()
+	root := t.TempDir()
+	centreNames := []string{"centre-a", "centre-b", "centre-c", "centre-d", "centre-e"}
+	var all []*centre
+	byName := map[string]*centre{}
+	for _, n := range centreNames {
+		c := newCentre(t, root, n)
+		all = append(all, c)
+		byName[n] = c
+	}
+	file := func(name string) string { return filepath.Join(root, name) }
+	killedLogs := map[string][][]byte{} // each centre's logs before each of its kills
+	// Registered before any node starts, so it runs after the helpers'
+	// cleanups have ended the nodes and their logs are complete.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, c := range all {
+			for i, l := range killedLogs[c.name] {
+				t.Logf("%s before SIGKILL %d:\n%s", c.name, i+1, l)
+			}
+			if c.logs != nil {
+				t.Logf("%s:\n%s", c.name, c.logs)
+			}
+		}
+	})
+	rng := rand.New(rand.NewPCG(seed, 0))
+	plan := planKills(rng, centreNames, duration)
+	var planned []string
+	for _, k := range plan {
+		planned = append(planned, fmt.Sprintf("%s after %v (+%v) for %v", k.victim, k.gap, k.delay, k.down))
+	}
+	t.Logf("kill schedule (as far as the intake lasts): %s", strings.Join(planned, ", "))
+
+	// All five found the federation in one go.
+	a, others := all[0], all[1:]
+	founding := []string{"federation", "init"}
+	for _, c := range others {
+		c.run("federation", "request", "--out", file(c.name+"-request.txt"))
+		founding = append(founding, "--member", file(c.name+"-request.txt"))
+	}
+	a.run(append(founding, "--out", file("charter.txt"))...)
+	for _, c := range others {
+		c.run("federation", "sign", file("charter.txt"))
+	}
+	x := &api{client: &http.Client{Timeout: 15 * time.Second}, url: map[string]string{}}
+	for _, c := range all {
+		if out := c.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
+			t.Fatalf("%s: install said %q", c.name, out)
+		}
+		x.url[c.name] = apiURL(t, c)
+		c.start()
+	}
+	for _, c := range all {
+		waitFor(t, 30*time.Second, c.name+" is ready and reaches the four others", x.ready(c.name, len(all)-1))
+	}
+	registrar, clinician, admin := map[string]string{}, map[string]string{}, map[string]string{}
+	for _, c := range all {
+		registrar[c.name], clinician[c.name], admin[c.name] = c.token("registrar"), c.token("clinician"), c.token("admin")
+	}
+	t.Logf("founded and ready, staff enrolled, after %v", time.Since(began).Round(time.Millisecond))
+
+	// The patients: each registered, a key attested and a contract posted
+	// at random centres, and treated at 2-4 of the five, so that the
+	// directory has centres to leave out.
+	pick := func() string { return centreNames[rng.IntN(len(centreNames))] }
+	nhs := nhsNumbers(chaosPatients)
+	var patients []string
+	treats := map[string][]string{} // by centre, the patients it takes records of
+	for _, number := range nhs {
+		var patient struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+		}
+		at := pick()
+		reg := x.must(t, 200, "POST", at, "/v1/patients", registrar[at], map[string]any{"identifier": map[string]string{"system": "nhs", "value": number}}, &patient)
+		if patient.ResourceType != "Patient" || !pseudonymLine.MatchString(patient.ID) || bytes.Contains(reg.raw, []byte(number)) {
+			t.Fatalf("register at %s: %s", at, reg.raw)
+		}
+		p := patient.ID
+		subject, err := node.ParsePseudonym(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := consent.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = pick()
+		x.must(t, 200, "POST", at, "/v1/patients/"+p+"/keys", registrar[at], map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, nil)
+		doc, err := consent.SignContract(key, consent.Contract{ID: consent.NewID(), Version: 1, Federation: "medfed-demo",
+			Subject: subject, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = pick()
+		var delivery node.ConsentDelivery
+		if grant := x.must(t, 200, "POST", at, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
+			t.Fatalf("the contract posted at %s was not confirmed by a majority: %s", at, grant.raw)
+		}
+		patients = append(patients, p)
+		perm := rng.Perm(len(centreNames))
+		for _, i := range perm[:2+rng.IntN(3)] {
+			treats[centreNames[i]] = append(treats[centreNames[i]], p)
+		}
+	}
+	for _, n := range centreNames {
+		if len(treats[n]) == 0 { // every centre takes records
+			treats[n] = append(treats[n], patients[rng.IntN(len(patients))])
+		}
+	}
+	for i, p := range patients {
+		var at []string
+		for _, n := range centreNames {
+			if slices.Contains(treats[n], p) {
+				at = append(at, n)
+			}
+		}
+		t.Logf("patient %d (%.8s…) treated at %s", i+1, p, strings.Join(at, ", "))
+	}
+	// A centre that has not heard of a contract yet would deny the
+	// queries: wait until each knows every one.
+	for _, p := range patients {
+		for _, c := range all {
+			waitFor(t, 15*time.Second, c.name+" holds the contract of patient "+p[:8], func() bool {
+				ans, err := x.do("GET", c.name, "/v1/consent/"+p, clinician[c.name], nil)
+				return err == nil && ans.status == 200
+			})
+		}
+	}
+	t.Logf("%d patients registered and opted in after %v", len(patients), time.Since(began).Round(time.Millisecond))
+
+	// The run: every centre takes a record every 200 ms, two clinicians
+	// query, and the schedule kills. Only a 201 with a Location
+	// acknowledges a record; transport errors, 503s and 504s while a
+	// centre is down are counted, not failures.
+	run := &chaosRun{fire: make(chan struct{}, 1), sent: map[string]bool{}, sentTo: map[string]map[string]bool{}, refused: map[string]int{}, why: map[string]int{}, holders: map[string]int{}}
+	for _, p := range patients {
+		run.sentTo[p] = map[string]bool{}
+	}
+	ctx, stopIntake := context.WithTimeout(context.Background(), duration)
+	var wg sync.WaitGroup
+	// On an early failure, the callers stop before the nodes do.
+	defer func() {
+		stopIntake()
+		wg.Wait()
+	}()
+	start := time.Now()
+	location := regexp.MustCompile(`^/v1/records/(\d+)$`)
+	for i, c := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed, uint64(1+i)))
+			mine := treats[c.name]
+			// Not ctx: a request in flight when the intake ends runs on.
+			traced := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { run.wrote(c.name) },
+			})
+			for n := 0; ctx.Err() == nil; n++ {
+				p := mine[r.IntN(len(mine))]
+				payload := fmt.Sprintf("%s%s-%d", chaosPayload, strings.TrimPrefix(c.name, "centre-"), n)
+				run.mu.Lock()
+				run.sent[c.name+" "+payload] = true
+				run.sentTo[p][c.name] = true
+				run.mu.Unlock()
+				changes, up := run.allUp()
+				ans, err := x.doContext(traced, "POST", c.name, "/v1/records", clinician[c.name], map[string]any{"patient": p, "class": "lab-result",
+					"data": []byte(payload), "occurred": "2026-11-01"})
+				upThroughout := run.upSince(changes, up)
+				m := location.FindStringSubmatch(ans.header.Get("Location"))
+				run.mu.Lock()
+				switch {
+				case err == nil && ans.status == 201 && m != nil:
+					index, _ := strconv.ParseInt(m[1], 10, 64)
+					run.acks = append(run.acks, chaosAck{acked{c.name, index, payload, time.Now()}, p})
+				case err == nil && ans.status == 201:
+					t.Errorf("%s acknowledged a record without a Location: %q", c.name, ans.header.Get("Location"))
+				case err == nil && unexpected(ans.status, upThroughout):
+					t.Errorf("%s answered a record with %d (every centre up throughout: %t): %s", c.name, ans.status, upThroughout, ans.raw)
+				default:
+					run.refused[c.name]++
+					run.why[outcome("record", ans, err)]++
+				}
+				run.mu.Unlock()
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+	}
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed, uint64(100+i)))
+			for ctx.Err() == nil {
+				from, p := centreNames[r.IntN(len(centreNames))], patients[r.IntN(len(patients))]
+				changes, up := run.allUp()
+				ans, err := x.do("POST", from, "/v1/query", clinician[from], map[string]any{"patient": p, "purpose": "treatment"})
+				upThroughout := run.upSince(changes, up)
+				var s searchset
+				run.mu.Lock()
+				switch {
+				case err == nil && ans.status == 200:
+					if err := json.Unmarshal(ans.raw, &s); err != nil {
+						t.Errorf("a query at %s answered 200 with %v: %s", from, err, ans.raw)
+						break
+					}
+					run.answer(t, from, p, s)
+				case err == nil && unexpected(ans.status, upThroughout):
+					t.Errorf("a query at %s answered %d (every centre up throughout: %t): %s", from, ans.status, upThroughout, ans.raw)
+				default:
+					run.failed++
+					run.why[outcome("query", ans, err)]++
+				}
+				run.mu.Unlock()
+				time.Sleep(400 * time.Millisecond)
+			}
+		}()
+	}
+
+	end := start.Add(duration)
+	var kills []chaosKill
+	for _, k := range plan {
+		// Leave the last victim time to take records again before the end.
+		if time.Until(end) < k.gap+k.down+5*time.Second {
+			break
+		}
+		time.Sleep(k.gap)
+		v := byName[k.victim]
+		run.arm(v.name)
+		select {
+		case <-run.fire:
+			time.Sleep(k.delay)
+			k.midway = true
+		case <-time.After(2 * time.Second): // kill it all the same
+			run.disarm()
+		}
+		run.setDown(v.name)
+		if err := v.node.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		k.at = time.Since(start)
+		var exit *exec.ExitError
+		if err := v.node.Wait(); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("%s's node ended with %v, not by SIGKILL", v.name, err)
+		}
+		killedLogs[v.name] = append(killedLogs[v.name], bytes.Clone(v.logs.Bytes()))
+		time.Sleep(k.down)
+		// A fresh start on the same data directory: the killed process's
+		// lock and admin socket must not stand in its way.
+		v.start()
+		restarted := time.Now()
+		waitFor(t, 30*time.Second, v.name+" is ready again after SIGKILL and reaches the four others", x.ready(v.name, len(all)-1))
+		k.ready = time.Since(restarted)
+		run.setDown("")
+		kills = append(kills, k)
+		t.Logf("killed %s at %v, %v after a record request was written (%t), down %v, ready %v after its restart",
+			k.victim, k.at.Round(time.Millisecond), k.delay, k.midway, k.down, k.ready.Round(time.Millisecond))
+	}
+	<-ctx.Done()
+	wg.Wait()
+	t.Logf("intake stopped after %v (%v into the test)", time.Since(start).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+
+	// The figures.
+	acksOf := map[string][]chaosAck{}          // by patient
+	ackHolders := map[string]map[string]bool{} // by patient, the centres that acknowledged one of their records
+	ackedBy := map[string]int{}
+	lastAck := map[string]time.Time{}
+	for _, k := range run.acks {
+		acksOf[k.patient] = append(acksOf[k.patient], k)
+		if ackHolders[k.patient] == nil {
+			ackHolders[k.patient] = map[string]bool{}
+		}
+		ackHolders[k.patient][k.holder] = true
+		ackedBy[k.holder]++
+		lastAck[k.holder] = k.at
+	}
+	killedTimes := map[string]int{}
+	for _, k := range kills {
+		killedTimes[k.victim]++
+		t.Logf("kill: %s at %v, %v after a record request was written (%t), down %v, ready %v after its restart",
+			k.victim, k.at.Round(time.Millisecond), k.delay, k.midway, k.down, k.ready.Round(time.Millisecond))
+	}
+	for _, n := range centreNames {
+		t.Logf("%s: %d record(s) acknowledged, %d refused or failed; killed %d time(s)", n, ackedBy[n], run.refused[n], killedTimes[n])
+		if ackedBy[n] == 0 {
+			t.Errorf("%s acknowledged no record", n)
+		}
+	}
+	for _, k := range kills {
+		if back := start.Add(k.at + k.down + k.ready); !lastAck[k.victim].After(back) {
+			t.Errorf("%s acknowledged no record after its restart at %v", k.victim, back.Sub(start).Round(time.Millisecond))
+		}
+	}
+	t.Logf("%d records acknowledged; %d queries answered (holders: %d released, %d with nothing final yet, %d denied, %d failed; %d with an incomplete lookup, %d naming no holder), %d queries failed",
+		len(run.acks), len(run.answered), run.holders["released"], run.holders["none final"], run.holders["denied"], run.holders["failed"], run.partial, run.holders["none"], run.failed)
+	var why []string
+	for _, w := range slices.Sorted(maps.Keys(run.why)) {
+		why = append(why, fmt.Sprintf("%s: %d", w, run.why[w]))
+	}
+	t.Logf("records refused and queries failed, by outcome (error: a transport error): %s", strings.Join(why, ", "))
+	t.Logf("%d kill(s), %d of %d centres killed", len(kills), len(killedTimes), len(all))
+	if len(run.answered) == 0 {
+		t.Error("no query was answered during the run")
+	}
+	if len(kills) == 0 {
+		t.Error("no centre was killed")
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Every acknowledged record is proven in a final checkpoint at its
+	// holder: an entry of kind record, about its patient.
+	checked := time.Now()
+	var recordEntries []holderEntry
+	for _, k := range run.acks {
+		recordEntries = append(recordEntries, holderEntry{k.holder, k.index})
+	}
+	proofs, problems := x.proveAll(admin, recordEntries, 60*time.Second)
+	for _, p := range problems {
+		t.Errorf("an acknowledged record is not proven: %s", p)
+	}
+	for _, k := range run.acks {
+		proof, ok := proofs[holderEntry{k.holder, k.index}]
+		if ok && (proof.Index != k.index || proof.Kind != "record" || proof.Subject != k.patient || proof.Size <= k.index || len(proof.Entry) == 0 ||
+			!strings.Contains(proof.Checkpoint, "medfed/medfed-demo/"+k.holder)) {
+			t.Errorf("acknowledged record %s: proof index %d, kind %q, subject %q, size %d", k.line(), proof.Index, proof.Kind, proof.Subject, proof.Size)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d acknowledged records proven final in %v", len(run.acks), time.Since(checked).Round(time.Millisecond))
+
+	// Every holder that answered a query during the run, with records or
+	// a denial, wrote the access entry it named, about that patient.
+	checked = time.Now()
+	accessOf := map[holderEntry]string{} // the patient
+	for _, q := range run.answered {
+		for _, e := range q.access {
+			if p, seen := accessOf[e]; seen && p != q.patient {
+				t.Errorf("%s named access entry %d for two patients", e.holder, e.index)
+			}
+			accessOf[e] = q.patient
+		}
+	}
+	proofs, problems = x.proveAll(admin, slices.Collect(maps.Keys(accessOf)), 60*time.Second)
+	for _, p := range problems {
+		t.Errorf("an access entry named in a query's answer is not proven: %s", p)
+	}
+	for e, p := range accessOf {
+		if proof, ok := proofs[e]; ok && (proof.Kind != "access" || proof.Subject != p) {
+			t.Errorf("%s entry %d, named as a query's access entry, is of kind %q about %q", e.holder, e.index, proof.Kind, proof.Subject)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d access entries of %d answered queries proven final in %v", len(accessOf), len(run.answered), time.Since(checked).Round(time.Millisecond))
+
+	// A query for each patient, from a random centre, releases every
+	// record acknowledged for them. A record sent but not acknowledged
+	// (its answer lost to a kill) may be there too; nothing else may.
+	checked = time.Now()
+	unacked := 0
+	for _, p := range patients {
+		from := pick()
+		var final searchset
+		said := map[string]bool{} // the holders that released records, with nothing pending
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			final, said = searchset{}, map[string]bool{}
+			ans, err := x.do("POST", from, "/v1/query", clinician[from], map[string]any{"patient": p, "purpose": "treatment"})
+			if err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &final) == nil {
+				for _, d := range final.issues() {
+					if m := releasedIssue.FindStringSubmatch(d); m != nil && !strings.Contains(d, "pending") {
+						said[m[1]] = true
+					}
+				}
+				if len(said) == len(final.issues()) && !slices.ContainsFunc(sortedNames(ackHolders[p]), func(n string) bool { return !said[n] }) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a query from %s for patient %.8s: %v %d %s; want every holder to release records, with nothing pending, at least at %v",
+					from, p, err, ans.status, final.diagnostics(), sortedNames(ackHolders[p]))
+			}
+		}
+		for h := range said {
+			if !run.sentTo[p][h] {
+				t.Errorf("%s released records of patient %.8s, which it was never sent", h, p)
+			}
+		}
+		got := final.released(t)
+		for _, k := range acksOf[p] {
+			if !got[k.line()] {
+				t.Errorf("acknowledged record %s was not released", k.line())
+			}
+			delete(got, k.line())
+		}
+		for line := range got {
+			f := strings.SplitN(line, " ", 3)
+			if !run.sent[f[0]+" "+f[2]] {
+				t.Errorf("released a record never sent: %s", line)
+			} else {
+				t.Logf("released a record sent but not acknowledged: %s", line)
+				unacked++
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("a final query for each patient released every acknowledged record and %d sent but not acknowledged, in %v", unacked, time.Since(checked).Round(time.Millisecond))
+
+	final := x.witnessesAgree(t, all, admin)
+
+	// The directory, asked at every centre, names every centre that
+	// acknowledged a record of the patient. Whether it names a centre
+	// whose only records of the patient were sent but not acknowledged
+	// depends on whether the kill came before the record reached the
+	// ledger: the ledgers, read once the nodes are stopped, decide.
+	checked = time.Now()
+	lookups := map[string]map[string]map[string]bool{} // by centre, by patient
+	for _, c := range all {
+		lookups[c.name] = map[string]map[string]bool{}
+		for _, p := range patients {
+			var got map[string]bool
+			complete := false
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+				got, complete = c.lookup(p)
+				if complete && !slices.ContainsFunc(sortedNames(ackHolders[p]), func(n string) bool { return !got[n] }) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("%s: directory lookup of patient %.8s: complete %t, holders %v; acknowledged at %v", c.name, p, complete, sortedNames(got), sortedNames(ackHolders[p]))
+					break
+				}
+			}
+			lookups[c.name][p] = got
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d directory lookups name every acknowledging holder, in %v", len(all)*len(patients), time.Since(checked).Round(time.Millisecond))
+
+	for _, c := range all {
+		c.stop()
+		if code, out, errOut := medfedCmd(t, "ledger", "verify", "--data", c.dir); code != 0 || !strings.Contains(out, "every signature valid") {
+			t.Errorf("%s: ledger verify exited %d: %s%s", c.name, code, out, errOut)
+		}
+	}
+
+	// The stopped centres' data directories, read in this process.
+	opened := map[string]*node.Centre{}
+	for _, c := range all {
+		o := openStopped(t, c)
+		defer o.Close()
+		opened[c.name] = o
+	}
+	// Each ledger holds every record its centre acknowledged and only
+	// records it was sent.
+	for _, c := range all {
+		es, err := opened[c.name].Ledger.EntriesOfKind(context.Background(), ledger.KindRecord)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := 0
+		for k := range run.sent {
+			if strings.HasPrefix(k, c.name+" ") {
+				sent++
+			}
+		}
+		t.Logf("%s: %d record entries on its ledger; %d acknowledged, %d sent", c.name, len(es), ackedBy[c.name], sent)
+		if len(es) < ackedBy[c.name] || len(es) > sent {
+			t.Errorf("%s's ledger holds %d records: fewer than it acknowledged or more than it was sent", c.name, len(es))
+		}
+	}
+	// Each ledger's holders are exactly the directory's, at every centre.
+	for i, p := range patients {
+		subject, err := node.ParsePseudonym(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		holds := map[string]bool{}
+		for _, c := range all {
+			es, err := opened[c.name].Ledger.EntriesForKinds(context.Background(), subject, ledger.KindRecord)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(es) > 0 {
+				holds[c.name] = true
+			}
+			if (!holds[c.name] && ackHolders[p][c.name]) || (holds[c.name] && !run.sentTo[p][c.name]) {
+				t.Errorf("%s's ledger holds %d record(s) of patient %d; acknowledged one: %t; was sent one: %t", c.name, len(es), i+1, ackHolders[p][c.name], run.sentTo[p][c.name])
+			}
+		}
+		for _, c := range all {
+			if got := sortedNames(lookups[c.name][p]); !slices.Equal(got, sortedNames(holds)) {
+				t.Errorf("directory lookup of patient %d at %s: %v; the ledgers hold their records at %v", i+1, c.name, got, sortedNames(holds))
+			}
+		}
+		t.Logf("patient %d: records held at %v; the directory says so at every centre", i+1, sortedNames(holds))
+	}
+
+	// What each centre, as a witness, last cosigned of every other's
+	// ledger is a prefix of that ledger (the same root at the same size),
+	// and no older than the final checkpoint it cosigned.
+	for _, w := range all {
+		held, err := opened[w.name].Ledger.WitnessedLogs(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []string
+		for _, l := range all {
+			if l == w {
+				continue
+			}
+			lg := opened[l.name].Ledger
+			h, ok := held[lg.Origin()]
+			if !ok || h.Blocked {
+				t.Errorf("%s, as a witness of %s's ledger: cosigned any: %t, blocked: %t", w.name, l.name, ok, h.Blocked)
+				continue
+			}
+			head := lg.Head()
+			proof, err := lg.ProveConsistency(context.Background(), h.Size, head.Size)
+			if err == nil {
+				err = ledger.VerifyConsistency(ledger.Checkpoint{Origin: head.Origin, Size: h.Size, Root: h.Root}, head, proof)
+			}
+			if err != nil {
+				t.Errorf("%s last cosigned size %d of %s's ledger, which is not a prefix of its %d entries: %v", w.name, h.Size, l.name, head.Size, err)
+			}
+			if f := final[l.name]; slices.Contains(f.Cosigners, w.name) && h.Size < f.Size {
+				t.Errorf("%s cosigned %s's final checkpoint of size %d but holds only size %d", w.name, l.name, f.Size, h.Size)
+			}
+			sizes = append(sizes, fmt.Sprintf("%s %d of %d", l.name, h.Size, head.Size))
+		}
+		t.Logf("%s last cosigned: %s", w.name, strings.Join(sizes, ", "))
+	}
+
+	// No log, before a kill or after, holds an NHS number or a payload.
+	secrets := []string{chaosPayload}
+	for _, n := range nhs {
+		secrets = append(secrets, n, n[:3]+" "+n[3:6]+" "+n[6:])
+	}
+	for _, c := range all {
+		logs := append(bytes.Join(killedLogs[c.name], nil), c.logs.Bytes()...)
+		for _, s := range secrets {
+			if bytes.Contains(logs, []byte(s)) {
+				t.Errorf("%s's node logged %q", c.name, s)
+			}
+		}
+	}
+	t.Logf("the test took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// answer notes a query answered with 200 during the run; r.mu is held.
+func (r *chaosRun) answer(t *testing.T, from, p string, s searchset) {
+	q := chaosQuery{from: from, patient: p}
+	for _, d := range s.issues() {
+		var m []string
+		switch {
+		case releasedIssue.MatchString(d):
+			m = releasedIssue.FindStringSubmatch(d)
+			r.holders["released"]++
+		case deniedIssue.MatchString(d) && strings.Contains(d, ": denied: "+nothingFinal):
+			// The patient's records there are all newer than its final
+			// checkpoint: a holder says no more, lest it tell what it holds.
+			m = deniedIssue.FindStringSubmatch(d)
+			r.holders["none final"]++
+		case deniedIssue.MatchString(d):
+			m = deniedIssue.FindStringSubmatch(d)
+			r.holders["denied"]++
+			t.Errorf("a query from %s for an opted-in patient was denied: %s", from, d)
+		case failedIssue.MatchString(d):
+			r.holders["failed"]++
+			if h := failedIssue.FindStringSubmatch(d)[1]; !r.sentTo[p][h] {
+				t.Errorf("a query from %s asked %s, which was never sent a record of the patient: %s", from, h, d)
+			}
+			continue
+		case strings.HasPrefix(d, "the directory lookup was incomplete"):
+			r.partial++
+			continue
+		case d == "no centre holds records of this patient":
+			r.holders["none"]++
+			continue
+		default:
+			t.Errorf("a query from %s: unexpected diagnostics %q", from, d)
+			continue
+		}
+		index, _ := strconv.ParseInt(m[2], 10, 64)
+		if !r.sentTo[p][m[1]] {
+			t.Errorf("a query from %s had an answer from %s, which was never sent a record of the patient: %s", from, m[1], d)
+		}
+		q.access = append(q.access, holderEntry{m[1], index})
+	}
+	r.answered = append(r.answered, q)
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -49,11 +50,34 @@ func Read(r io.Reader, limit int) (byte, []byte, error) {
 	if uint64(n) > uint64(min(limit, MaxFrame)) {
 		return 0, nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrFrame, n, limit)
 	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
+	payload, err := readPayload(r, int(n))
+	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %v", ErrFrame, err)
 	}
 	return hdr[0], payload, nil
+}
+
+// readStep is how much of a frame's payload is allocated before any of
+// it arrives.
+const readStep = 64 << 10
+
+// readPayload reads n bytes into a buffer that grows as they arrive, each
+// time by at most as much as arrived: a peer that claims a large frame
+// and sends little (or nothing, until the stream's deadline) costs about
+// what it sent, not what it claimed.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	payload := make([]byte, 0, min(n, readStep))
+	for len(payload) < n {
+		if len(payload) == cap(payload) {
+			payload = slices.Grow(payload, min(n-len(payload), len(payload)))
+		}
+		k, err := io.ReadFull(r, payload[len(payload):min(cap(payload), n)])
+		payload = payload[:len(payload)+k]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return payload, nil
 }
 
 // Exchange sends one request frame to p on a new stream of protocol proto

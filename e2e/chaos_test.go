@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -626,7 +627,14 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 		}
 	}
 	for _, k := range kills {
-		if back := start.Add(k.at + k.down + k.ready); !lastAck[k.victim].After(back) {
+		// A centre back in time to take records must have taken one; one
+		// that a slow restart brought back at the very end may not have.
+		back := start.Add(k.at + k.down + k.ready)
+		switch {
+		case lastAck[k.victim].After(back):
+		case end.Sub(back) < 3*time.Second:
+			t.Logf("%s was ready again %v before the intake ended and acknowledged nothing since", k.victim, end.Sub(back).Round(time.Millisecond))
+		default:
 			t.Errorf("%s acknowledged no record after its restart at %v", k.victim, back.Sub(start).Round(time.Millisecond))
 		}
 	}
@@ -878,7 +886,9 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 	}
 
 	// No log, before a kill or after, holds an NHS number or a payload.
-	secrets := []string{chaosPayload}
+	// The payloads travel as base64 in JSON: their common first 12 bytes
+	// encode to the same 16 characters in every one.
+	secrets := []string{chaosPayload, base64.StdEncoding.EncodeToString([]byte(chaosPayload[:12]))}
 	for _, n := range nhs {
 		secrets = append(secrets, n, n[:3]+" "+n[3:6]+" "+n[6:])
 	}

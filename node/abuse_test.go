@@ -288,7 +288,9 @@ func TestAbuseNonMemberPeer(t *testing.T) {
 				t.Fatalf("a non-member got an answer on %s: %q", proto, got)
 			}
 		}
-		if took := time.Since(start); took > 3*time.Second {
+		// Refused, not left to time out (the shortest stream deadline is 10 s);
+		// no tighter bound: this VM is shared.
+		if took := time.Since(start); took > 7*time.Second {
 			t.Errorf("refused after %v", took)
 		}
 		refusal(t, string(proto), err.Error(), p)
@@ -692,7 +694,7 @@ func TestAbuseOversizedMessage(t *testing.T) {
 		switch {
 		case err == nil || len(answer) != 0:
 			t.Fatalf("%s: answered %q (%v), want the stream reset", attack, answer, err)
-		case took > 2*time.Second:
+		case took > 7*time.Second: // not left to a stream deadline (10 s at the shortest)
 			t.Fatalf("%s: reset after %v: the victim waited for the bytes", attack, took)
 		}
 		refusal(t, attack, err.Error(), p, "reset")

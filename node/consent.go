@@ -71,17 +71,15 @@ func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var erasures []ledger.Entry
+	erased := map[int64]bool{}
 	for _, e := range es {
 		if e.Kind == ledger.KindErasure {
-			erasures = append(erasures, e)
+			if err := markErased(erased, e); err != nil {
+				return false, err
+			}
 		}
 	}
-	erased, err := erasedTargets(erasures)
-	if err != nil {
-		return false, err
-	}
-	return slices.ContainsFunc(es, func(e ledger.Entry) bool { return e.Kind != ledger.KindErasure && !erased[e.Index] }), nil
+	return slices.ContainsFunc(es, func(e ledger.Entry) bool { return stillHeld(e, erased) }), nil
 }
 
 // ConsentDelivery says where a submitted consent document went, by

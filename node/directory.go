@@ -71,44 +71,57 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 // held returns the patients the ledger holds records of: those with a
 // record or amendment whose payload is not erased, in order of first
 // appearance. Records are read one at a time: a centre of a million
-// patients holds their pseudonyms here, not a million entries.
+// patients holds their pseudonyms here, not a million entries. Erasures,
+// rare, are read before and again after: a record erased while the
+// records were being read is read again without it.
 func (n *Node) held(ctx context.Context) ([]ledger.Pseudonym, error) {
-	erasures, err := n.Centre.Ledger.EntriesOfKind(ctx, ledger.KindErasure)
-	if err != nil {
-		return nil, err
-	}
-	erased, err := erasedTargets(erasures)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[ledger.Pseudonym]bool{}
-	var out []ledger.Pseudonym
-	for _, k := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
-		if err := n.Centre.Ledger.EachOfKind(ctx, k, func(e ledger.Entry) error {
-			if !erased[e.Index] && !seen[e.Subject] {
-				seen[e.Subject] = true
-				out = append(out, e.Subject)
-			}
-			return nil
-		}); err != nil {
+	for {
+		before, err := n.erased(ctx)
+		if err != nil {
 			return nil, err
 		}
+		seen := map[ledger.Pseudonym]bool{}
+		var out []ledger.Pseudonym
+		for _, k := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
+			if err := n.Centre.Ledger.EachOfKind(ctx, k, func(e ledger.Entry) error {
+				if stillHeld(e, before) && !seen[e.Subject] {
+					seen[e.Subject] = true
+					out = append(out, e.Subject)
+				}
+				return nil
+			}); err != nil {
+				return nil, err
+			}
+		}
+		after, err := n.erased(ctx)
+		if err != nil || len(after) == len(before) {
+			return out, err
+		}
 	}
-	return out, nil
 }
 
-// erasedTargets returns the indexes of the records that the erasure
-// entries es erased.
-func erasedTargets(es []ledger.Entry) (map[int64]bool, error) {
+// erased returns the indexes of the records the ledger's erasure entries
+// erased.
+func (n *Node) erased(ctx context.Context) (map[int64]bool, error) {
 	erased := map[int64]bool{}
-	for _, e := range es {
-		x, err := e.Erasure()
-		if err != nil {
-			return nil, fmt.Errorf("erasure entry %d: %w", e.Index, err)
-		}
-		erased[x.Target] = true
+	err := n.Centre.Ledger.EachOfKind(ctx, ledger.KindErasure, func(e ledger.Entry) error { return markErased(erased, e) })
+	return erased, err
+}
+
+// markErased adds the record that e, an erasure entry, erased.
+func markErased(erased map[int64]bool, e ledger.Entry) error {
+	x, err := e.Erasure()
+	if err != nil {
+		return fmt.Errorf("erasure entry %d: %w", e.Index, err)
 	}
-	return erased, nil
+	erased[x.Target] = true
+	return nil
+}
+
+// stillHeld says whether e, a record or amendment entry, is still held:
+// its payload is not erased.
+func stillHeld(e ledger.Entry, erased map[int64]bool) bool {
+	return (e.Kind == ledger.KindRecord || e.Kind == ledger.KindAmendment) && !erased[e.Index]
 }
 
 // announceAtStart announces the held patients once the directory has a

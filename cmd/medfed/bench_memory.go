@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,8 +70,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 	if err != nil {
 		return nil, err
 	}
-	time.Sleep(3 * time.Second)
-	empty, err := a.memory()
+	empty, err := a.settled()
 	if err = errors.Join(err, a.stop(), b.stop()); err != nil {
 		return nil, err
 	}
@@ -89,16 +89,18 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, a.stop(), b.stop()) }()
-	if err := waitFor(fmt.Sprintf("centre-a announces its %d patients and centre-b stores them", patients), 20*time.Minute, func() bool {
+	// Asked once a second: the asking costs the node being measured.
+	for announced := false; !announced; {
+		if time.Since(start) > 20*time.Minute {
+			return nil, errors.Join(fmt.Errorf("centre-a did not announce its %d patients within 20 minutes", patients), a.exited(), b.exited())
+		}
+		time.Sleep(time.Second)
 		sa, errA := node.Admin(cfgs[0].Data.Dir).DirectoryStatus(ctx)
 		sb, errB := node.Admin(cfgs[1].Data.Dir).DirectoryStatus(ctx)
-		return errA == nil && errB == nil && sa.Announced >= patients && sa.Pending == 0 && sb.Stored >= patients
-	}); err != nil {
-		return nil, errors.Join(err, a.exited(), b.exited())
+		announced = errA == nil && errB == nil && sa.Announced >= patients && sa.Pending == 0 && sb.Stored >= patients
 	}
 	env.logf("memory: centre-a started and announced %d patients, stored at centre-b, in %v", patients, time.Since(start).Round(time.Millisecond))
-	time.Sleep(5 * time.Second)
-	full, err := a.memory()
+	full, err := a.settled()
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +223,23 @@ func (p *nodeProcess) exited() error {
 
 // nodeMemory is a process's resident memory, now and at its peak, in MiB.
 type nodeMemory struct{ rss, peak float64 }
+
+// settled reads the process's memory once it holds still: two readings a
+// second apart within 1 MiB of each other (the Go runtime returns freed
+// memory to the system gradually), or after a minute, whichever is first.
+// Both figures of the report are taken by this one rule.
+func (p *nodeProcess) settled() (nodeMemory, error) {
+	last, err := p.memory()
+	for deadline := time.Now().Add(time.Minute); err == nil && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		var now nodeMemory
+		if now, err = p.memory(); err == nil && math.Abs(now.rss-last.rss) < 1 {
+			return now, nil
+		}
+		last = now
+	}
+	return last, err
+}
 
 // memory reads VmRSS and VmHWM from /proc.
 func (p *nodeProcess) memory() (nodeMemory, error) {

@@ -106,7 +106,10 @@ type benchCompare struct {
 	About  string  `json:"about"`
 	Value  float64 `json:"value"`
 	Times  float64 `json:"times,omitempty"` // how many times better the row's figure is (below 1: worse)
-	More   float64 `json:"more,omitempty"`  // how much more the row's figure is, where a ratio means nothing
+	// ByDifference: a ratio means nothing here (a centre's memory beside
+	// the same centre empty); More is how much more the row's figure is.
+	ByDifference bool    `json:"byDifference,omitempty"`
+	More         float64 `json:"more,omitempty"`
 }
 
 // newBenchReport arranges the results of a run: one row per metric
@@ -129,7 +132,7 @@ func newBenchReport(results map[string]float64, quick bool) benchReport {
 		row.Baseline = compare(m.name, v, m.baseline, results)
 		row.Central = compare(m.name, v, m.central, results)
 		if m.more && row.Baseline != nil {
-			row.Baseline.Times, row.Baseline.More = 0, v-row.Baseline.Value
+			row.Baseline.Times, row.Baseline.More, row.Baseline.ByDifference = 0, v-row.Baseline.Value, true
 		}
 		var targets []string
 		met := true
@@ -203,7 +206,9 @@ func (r benchReport) print(w io.Writer) error {
 		switch {
 		case c == nil:
 			return "—\t\t"
-		case c.More != 0:
+		case c.ByDifference && c.More < 0:
+			return benchNumber(c.Value) + "\t" + benchNumber(c.More) + "\t"
+		case c.ByDifference:
 			return benchNumber(c.Value) + "\t+" + benchNumber(c.More) + "\t"
 		}
 		return benchNumber(c.Value) + "\t" + strconv.FormatFloat(c.Times, 'f', timesDigits(c.Times), 64) + "×\t"

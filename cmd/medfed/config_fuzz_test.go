@@ -12,7 +12,7 @@ import (
 // validates or refuses with a usage error naming what is wrong; it never
 // panics and never returns half a configuration.
 func FuzzLoadConfig(f *testing.F) {
-	for _, name := range []string{"centre-a", "centre-b", "centre-c", "centre-d"} {
+	for _, name := range []string{"centre-a", "centre-b", "centre-c", "centre-d", "centre-e"} {
 		raw, err := os.ReadFile(filepath.Join("..", "..", "configs", name+".yaml"))
 		if err != nil {
 			f.Fatal(err)

@@ -83,6 +83,10 @@ type answer struct {
 	body   map[string]any
 }
 
+// client bounds every request of the tests: a hung request fails its test
+// rather than stalling the run.
+var client = &http.Client{Timeout: 2 * time.Minute}
+
 func call(t testing.TB, method, url, token string, body any) answer {
 	t.Helper()
 	var rd io.Reader
@@ -109,7 +113,7 @@ func call(t testing.TB, method, url, token string, body any) answer {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

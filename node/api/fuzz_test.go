@@ -73,7 +73,7 @@ func FuzzHTTPBody(f *testing.F) {
 			}
 		}
 	}
-	served := false
+	served := true
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		op := ops[int(route)%len(ops)]
 		token := ""
@@ -86,7 +86,9 @@ func FuzzHTTPBody(f *testing.F) {
 		before := sizes()
 		res := call(t, op.method, a.url+concrete(op.path), token, body)
 		what := op.method + " " + op.path
-		served = res.status < 300
+		// Only a refusal of the body itself is known to have written
+		// nothing, anywhere; after anything else, wait before judging.
+		served = res.status != 400 && res.status != 413
 		if res.status >= 500 && res.status != 503 && res.status != 504 {
 			t.Fatalf("%s answered %d to %q: %s", what, res.status, body, res.raw)
 		}

@@ -61,21 +61,15 @@ func (l *Ledger) EachOfKind(ctx context.Context, k Kind, f func(Entry) error) er
 	if err != nil {
 		return fmt.Errorf("ledger entries of kind %s: %w", k, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return fmt.Errorf("ledger entries of kind %s: %w", k, err)
-		}
-		e, err := Decode(data)
-		if err != nil {
-			return fmt.Errorf("stored entry: %w", err)
-		}
-		if err := f(e); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
+	var ferr error // f's error, returned as it is
+	err = eachEntry(rows, func(e Entry) error {
+		ferr = f(e)
+		return ferr
+	})
+	switch {
+	case ferr != nil:
+		return ferr
+	case err != nil:
 		return fmt.Errorf("ledger entries of kind %s: %w", k, err)
 	}
 	return nil
@@ -130,20 +124,35 @@ func (l *Ledger) EntriesForKinds(ctx context.Context, p Pseudonym, kinds ...Kind
 }
 
 func scanEntries(rows *sql.Rows, capacity int) ([]Entry, error) {
-	defer rows.Close()
 	out := make([]Entry, 0, capacity)
+	err := eachEntry(rows, func(e Entry) error {
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachEntry decodes rows of entry data one at a time, calls f with each,
+// and closes rows.
+func eachEntry(rows *sql.Rows, f func(Entry) error) error {
+	defer rows.Close()
 	for rows.Next() {
 		var data []byte
 		if err := rows.Scan(&data); err != nil {
-			return nil, err
+			return err
 		}
 		e, err := Decode(data)
 		if err != nil {
-			return nil, fmt.Errorf("stored entry: %w", err)
+			return fmt.Errorf("stored entry: %w", err)
 		}
-		out = append(out, e)
+		if err := f(e); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // readStored reads stored hashes by index: upper levels from memory, the

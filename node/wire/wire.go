@@ -73,6 +73,9 @@ func readPayload(r io.Reader, n int) ([]byte, error) {
 		}
 		k, err := io.ReadFull(r, payload[len(payload):min(cap(payload), n)])
 		payload = payload[:len(payload)+k]
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the frame was cut off between two reads
+		}
 		if err != nil {
 			return nil, err
 		}

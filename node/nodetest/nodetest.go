@@ -6,10 +6,13 @@ package nodetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +147,21 @@ func (l *Log) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TakeTurn waits until no other heavy test suite on this machine holds the
+// turn, and holds it until release is called. go test runs packages side by
+// side; two suites that each run many real nodes (the directory's, the
+// end-to-end processes) starve each other's waits on a two-core machine,
+// so they take turns. The lock is a file in the temporary directory; the
+// kernel drops it if the process dies.
+func TakeTurn() (release func() error, err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "medfed-heavy-tests.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("the heavy tests' turn: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, errors.Join(fmt.Errorf("the heavy tests' turn: %w", err), f.Close())
+	}
+	return f.Close, nil
 }

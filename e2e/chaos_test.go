@@ -27,6 +27,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest"
 )
 
 // The chaos test's defaults. MEDFED_CHAOS_DURATION (a Go duration, e.g.
@@ -334,6 +335,21 @@ func sortedNames(set map[string]bool) []string {
 // holding each patient's records, every ledger verifies and no log holds
 // an NHS number or a payload.
 func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
+	// Parallel, and the package's only parallel test: it runs once the
+	// others are done (so no two tests use the configs' ports at once),
+	// and then in its turn with the other heavy suites on this machine
+	// (see nodetest.TakeTurn): its five busy nodes starve the directory's
+	// timing-sensitive tests if the two run side by side.
+	t.Parallel()
+	release, err := nodetest.TakeTurn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := release(); err != nil {
+			t.Error(err)
+		}
+	})
 	duration, seed := chaosSettings(t)
 	t.Logf("seed %d (MEDFED_CHAOS_SEED replays it), intake for %v", seed, duration)
 	began := time.Now()

@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-
-	"github.com/medfed/medfed/node/nodetest"
 )
 
 // medfed is the path of the binary built for this test run.
@@ -31,19 +29,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	// The binary is built first, while another heavy suite may still run;
-	// the tests wait for their turn (see nodetest.TakeTurn).
-	release, err := nodetest.TakeTurn()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	if err := release(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

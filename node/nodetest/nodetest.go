@@ -149,12 +149,12 @@ func (l *Log) String() string {
 	return l.b.String()
 }
 
-// TakeTurn waits until no other heavy test suite on this machine holds the
-// turn, and holds it until release is called. go test runs packages side by
-// side; two suites that each run many real nodes (the directory's, the
-// end-to-end processes) starve each other's waits on a two-core machine,
-// so they take turns. The lock is a file in the temporary directory; the
-// kernel drops it if the process dies.
+// TakeTurn waits until no other heavy test on this machine holds the
+// turn, and holds it until release is called. go test runs packages side
+// by side; the directory's tests (federations of up to twenty real hosts)
+// and the chaos test (five busy node processes) starve each other's waits
+// on a two-core machine, so they take turns. The lock is a file in the
+// temporary directory; the kernel drops it if the process dies.
 func TakeTurn() (release func() error, err error) {
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "medfed-heavy-tests.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {

@@ -151,10 +151,11 @@ func (l *Log) String() string {
 
 // TakeTurn waits until no other heavy test on this machine holds the
 // turn, and holds it until release is called. go test runs packages side
-// by side; the directory's tests (federations of up to twenty real hosts)
-// and the chaos test (five busy node processes) starve each other's waits
-// on a two-core machine, so they take turns. The lock is a file in the
-// temporary directory; the kernel drops it if the process dies.
+// by side; the directory's tests (federations of up to twenty real hosts),
+// the command's (the demo and the benchmarks in process) and the chaos
+// test (five busy node processes) starve each other's waits on a two-core
+// machine, so they take turns. The lock is a file in the temporary
+// directory; the kernel drops it if the process dies.
 func TakeTurn() (release func() error, err error) {
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "medfed-heavy-tests.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {

@@ -166,3 +166,19 @@ func TakeTurn() (release func() error, err error) {
 	}
 	return f.Close, nil
 }
+
+// RunInTurn runs m's tests in their turn (see TakeTurn) and returns the
+// exit code, for a TestMain: os.Exit(nodetest.RunInTurn(m)).
+func RunInTurn(m *testing.M) int {
+	release, err := TakeTurn()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	if err := release(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	return code
+}

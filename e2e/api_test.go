@@ -237,6 +237,37 @@ func (s searchset) released(t *testing.T) map[string]bool {
 	return out
 }
 
+// foundAndStart has the first of all found the federation with the rest
+// in one go (join requests, init, signatures, install), starts every
+// node, and waits until each one's /readyz says it reaches all the
+// others, so that the pseudonym threshold and the witnesses are there.
+// It returns the client of their APIs.
+func foundAndStart(t *testing.T, root string, all []*centre) *api {
+	t.Helper()
+	file := func(name string) string { return filepath.Join(root, name) }
+	founding := []string{"federation", "init"}
+	for _, c := range all[1:] {
+		c.run("federation", "request", "--out", file(c.name+"-request.txt"))
+		founding = append(founding, "--member", file(c.name+"-request.txt"))
+	}
+	all[0].run(append(founding, "--out", file("charter.txt"))...)
+	for _, c := range all[1:] {
+		c.run("federation", "sign", file("charter.txt"))
+	}
+	x := &api{client: &http.Client{Timeout: 15 * time.Second}, url: map[string]string{}}
+	for _, c := range all {
+		if out := c.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
+			t.Fatalf("%s: install said %q", c.name, out)
+		}
+		x.url[c.name] = apiURL(t, c)
+		c.start()
+	}
+	for _, c := range all {
+		waitFor(t, 30*time.Second, fmt.Sprintf("%s is ready and reaches the %d others", c.name, len(all)-1), x.ready(c.name, len(all)-1))
+	}
+	return x
+}
+
 func (a acked) line() string { return fmt.Sprintf("%s %d %s", a.holder, a.index, a.payload) }
 
 // Four centres, each a real "medfed node" from configs/, found the
@@ -253,7 +284,6 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	a, b, c, d := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c"), newCentre(t, root, "centre-d")
 	all := []*centre{a, b, c, d}
 	holders := []*centre{b, c, d}
-	file := func(name string) string { return filepath.Join(root, name) }
 	var killedLogs []byte // centre-c's node's logs before the kill
 	// Registered before any node starts, so it runs after the helpers'
 	// cleanups have ended the nodes and their logs are complete.
@@ -272,27 +302,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	})
 
 	// All four found the federation in one go.
-	for _, x := range []*centre{b, c, d} {
-		x.run("federation", "request", "--out", file(x.name+"-request.txt"))
-	}
-	a.run("federation", "init", "--member", file("centre-b-request.txt"), "--member", file("centre-c-request.txt"),
-		"--member", file("centre-d-request.txt"), "--out", file("charter.txt"))
-	for _, x := range []*centre{b, c, d} {
-		x.run("federation", "sign", file("charter.txt"))
-	}
-	x := &api{client: &http.Client{Timeout: 10 * time.Second}, url: map[string]string{}}
-	for _, y := range all {
-		if out := y.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
-			t.Fatalf("%s: install said %q", y.name, out)
-		}
-		x.url[y.name] = apiURL(t, y)
-		y.start()
-	}
-	// /readyz is 200 once one other member is connected; wait for all
-	// three, so that the pseudonym (3 of 4) and the witnesses are there.
-	for _, y := range all {
-		waitFor(t, 20*time.Second, y.name+" is ready and reaches the three others", x.ready(y.name, 3))
-	}
+	x := foundAndStart(t, root, all)
 	t.Logf("founded and ready after %v", time.Since(began).Round(time.Millisecond))
 
 	// Staff tokens, issued while the nodes run.

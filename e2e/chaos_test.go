@@ -14,7 +14,6 @@ import (
 	"net/http/httptrace"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -362,7 +361,6 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 		all = append(all, c)
 		byName[n] = c
 	}
-	file := func(name string) string { return filepath.Join(root, name) }
 	killedLogs := map[string][][]byte{} // each centre's logs before each of its kills
 	// Registered before any node starts, so it runs after the helpers'
 	// cleanups have ended the nodes and their logs are complete.
@@ -388,27 +386,7 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 	t.Logf("kill schedule (as far as the intake lasts): %s", strings.Join(planned, ", "))
 
 	// All five found the federation in one go.
-	a, others := all[0], all[1:]
-	founding := []string{"federation", "init"}
-	for _, c := range others {
-		c.run("federation", "request", "--out", file(c.name+"-request.txt"))
-		founding = append(founding, "--member", file(c.name+"-request.txt"))
-	}
-	a.run(append(founding, "--out", file("charter.txt"))...)
-	for _, c := range others {
-		c.run("federation", "sign", file("charter.txt"))
-	}
-	x := &api{client: &http.Client{Timeout: 15 * time.Second}, url: map[string]string{}}
-	for _, c := range all {
-		if out := c.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
-			t.Fatalf("%s: install said %q", c.name, out)
-		}
-		x.url[c.name] = apiURL(t, c)
-		c.start()
-	}
-	for _, c := range all {
-		waitFor(t, 30*time.Second, c.name+" is ready and reaches the four others", x.ready(c.name, len(all)-1))
-	}
+	x := foundAndStart(t, root, all)
 	registrar, clinician, admin := map[string]string{}, map[string]string{}, map[string]string{}
 	for _, c := range all {
 		registrar[c.name], clinician[c.name], admin[c.name] = c.token("registrar"), c.token("clinician"), c.token("admin")

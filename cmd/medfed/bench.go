@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 )
@@ -109,4 +111,34 @@ func selectSuites(args []string) ([]benchSuite, error) {
 		out = append(out, benchSuites[i])
 	}
 	return out, nil
+}
+
+// inParallel calls f(worker, i) for every i in [0, n), from the given
+// number of workers at once, each taking the next i when it is done with
+// one. It stops at the first error and returns it.
+func inParallel(workers, n int, f func(worker, i int) error) error {
+	var (
+		next   atomic.Int64
+		failed atomic.Bool
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		first  error
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n) && !failed.Load(); i = next.Add(1) - 1 {
+				if err := f(w, int(i)); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					failed.Store(true)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }

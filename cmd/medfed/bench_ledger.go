@@ -9,8 +9,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/medfed/medfed/node/ledger"
@@ -90,30 +88,16 @@ func benchLedger(ctx context.Context, env benchEnv) (map[string]float64, error) 
 // appendRate appends n synthetic records from the given number of
 // concurrent appenders and returns durable appends per second.
 func appendRate(ctx context.Context, l *ledger.Ledger, n, appenders int) (float64, error) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var failure error
 	start := time.Now()
-	for range appenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				e, err := syntheticRecord()
-				if err == nil {
-					_, err = l.Append(ctx, e)
-				}
-				if err != nil {
-					once.Do(func() { failure = err })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if failure != nil {
-		return 0, failure
+	if err := inParallel(appenders, n, func(_, _ int) error {
+		e, err := syntheticRecord()
+		if err != nil {
+			return err
+		}
+		_, err = l.Append(ctx, e)
+		return err
+	}); err != nil {
+		return 0, err
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }

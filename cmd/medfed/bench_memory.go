@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -119,30 +118,14 @@ func fillLedger(ctx context.Context, c *node.Centre, n int) error {
 	}
 	meta.Payload, meta.Commitment = id, [32]byte(commitment)
 	patients := randomPseudonyms(n)
-	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	for range 64 {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-				e, err := ledger.NewRecord(patients[i], meta)
-				if err == nil {
-					_, err = c.Ledger.Append(ctx, e)
-				}
-				if err != nil {
-					mu.Lock()
-					first = errors.Join(first, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return first
+	return inParallel(64, n, func(_, i int) error {
+		e, err := ledger.NewRecord(patients[i], meta)
+		if err != nil {
+			return err
+		}
+		_, err = c.Ledger.Append(ctx, e)
+		return err
+	})
 }
 
 // nodeProcess is a `medfed node` running in a process of its own.
@@ -178,15 +161,19 @@ func startPair(ctx context.Context, exe string, cfgs []node.Config) (a, b *nodeP
 	return a, b, nil
 }
 
-// startProcess writes cfg to a file beside its data directory and runs
-// `medfed node` on it.
+// startProcess runs `medfed node` on cfg, given in the environment as an
+// operator may give it (MEDFED_*, see medfed config).
 func startProcess(ctx context.Context, exe string, cfg node.Config) (*nodeProcess, error) {
-	path := cfg.Data.Dir + ".yaml"
-	if err := os.WriteFile(path, nodeConfigYAML(cfg), 0o600); err != nil {
-		return nil, err
-	}
 	p := &nodeProcess{name: cfg.Centre.Name, logs: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd = exec.CommandContext(ctx, exe, "node", "--config", path)
+	p.cmd = exec.CommandContext(ctx, exe, "node")
+	p.cmd.Env = append(os.Environ(), // the last of a key wins
+		"MEDFED_CENTRE_NAME="+cfg.Centre.Name,
+		"MEDFED_FEDERATION_ID="+cfg.Federation.ID,
+		"MEDFED_DATA_DIR="+cfg.Data.Dir,
+		"MEDFED_P2P_LISTEN="+strings.Join(cfg.P2P.Listen, ","),
+		"MEDFED_API_LISTEN="+cfg.API.Listen,
+		"MEDFED_LOG_LEVEL="+cfg.Log.Level,
+	)
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
@@ -270,21 +257,6 @@ func (p *nodeProcess) memory() (nodeMemory, error) {
 		return nodeMemory{}, fmt.Errorf("/proc/%d/status has no VmRSS and VmHWM", p.cmd.Process.Pid)
 	}
 	return m, nil
-}
-
-// nodeConfigYAML is cfg as a configuration file (the keys a bench node
-// sets; the rest keep their defaults).
-func nodeConfigYAML(cfg node.Config) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "centre:\n  name: %s\nfederation:\n  id: %s\ndata:\n  dir: %s\n", cfg.Centre.Name, cfg.Federation.ID, strconv.Quote(cfg.Data.Dir))
-	fmt.Fprintf(&b, "p2p:\n  listen:\n")
-	for _, l := range cfg.P2P.Listen {
-		fmt.Fprintf(&b, "    - %s\n", l)
-	}
-	fmt.Fprintf(&b, "api:\n  listen: %s\n", strconv.Quote(cfg.API.Listen))
-	fmt.Fprintf(&b, "ledger:\n  max-batch: %d\n  checkpoint-interval: %s\n", cfg.Ledger.MaxBatch, cfg.Ledger.CheckpointInterval)
-	fmt.Fprintf(&b, "log:\n  level: %s\n  format: %s\n", cfg.Log.Level, cfg.Log.Format)
-	return []byte(b.String())
 }
 
 // lastLines returns the last n lines of s.

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -171,29 +169,16 @@ func latencyAndThroughput(env benchEnv, what, metric string, one func(*rand.Rand
 
 	const inFlight = 32
 	total := env.pick(10_000, 1_000)
-	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		first error
-		mu    sync.Mutex
-	)
-	start := time.Now()
-	for w := range inFlight {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 9))
-			for next.Add(1) <= int64(total) {
-				if _, err := one(rng); err != nil {
-					mu.Lock()
-					first = err
-					mu.Unlock()
-					return
-				}
-			}
-		})
+	rngs := make([]*rand.Rand, inFlight)
+	for w := range rngs {
+		rngs[w] = rand.New(rand.NewPCG(uint64(w), 9))
 	}
-	wg.Wait()
-	if first != nil {
-		return first
+	start := time.Now()
+	if err := inParallel(inFlight, total, func(w, _ int) error {
+		_, err := one(rngs[w])
+		return err
+	}); err != nil {
+		return err
 	}
 	m[metric+"_per_s"] = float64(total) / time.Since(start).Seconds()
 	env.logf("query: %d %s, %d in flight: %.0f/s", total, what, inFlight, m[metric+"_per_s"])

@@ -24,7 +24,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
+	node "github.com/medfed/medfed/node/centre"
 )
 
 // httpAnswer is one answer of a centre's HTTP API.

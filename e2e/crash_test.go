@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medfed/medfed/node"
+	node "github.com/medfed/medfed/node/centre"
 )
 
 type ack struct {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medfed/medfed/node"
+	node "github.com/medfed/medfed/node/centre"
 )
 
 // NHS numbers with valid check digits, and one with a wrong one.

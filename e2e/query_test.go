@@ -17,7 +17,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
-	"github.com/medfed/medfed/node"
+	node "github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )

@@ -16,7 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	node "github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 

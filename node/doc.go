@@ -1,9 +1,13 @@
-// Package node assembles one medfed centre: its identity, ledger, off-ledger
-// records and, in later versions, its libp2p host and services.
+// Package node is the ground floor of a medfed node: the vocabulary every
+// other package shares. Its subpackages beside it are the rest of the
+// ground floor (node/ledger, node/records, node/wire), the centre that
+// assembles the protocols above them (node/centre), and the adapters at
+// its edge (node/api, node/admin).
 //
-// A node is described by a [Config]; [DefaultConfig] fills in everything but
-// the centre's name, its federation and its data directory, and
-// [Config.Validate] names every field that is wrong. Reading configuration
-// from files, the environment or flags is the command's job, not this
-// package's.
+// This package holds the kinds of error. Every package's errors wrap one
+// of a small set of kinds ([Invalid], [Unauthenticated], [Forbidden],
+// [NotFound], [Conflict], [Unavailable], and [Internal] for the rest), so
+// that an adapter maps a kind to its own answer in one place (an HTTP
+// status, an exit code) and an error that crosses a process boundary
+// keeps its kind. It imports nothing of medfed's.
 package node

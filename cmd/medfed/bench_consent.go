@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -74,7 +74,7 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 	for i := range centres {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = byte(i)
-		id, err := node.PeerID(ed25519.NewKeyFromSeed(seed))
+		id, err := centre.PeerID(ed25519.NewKeyFromSeed(seed))
 		if err != nil {
 			return err
 		}

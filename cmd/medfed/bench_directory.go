@@ -16,7 +16,7 @@ import (
 
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -240,7 +240,7 @@ func benchFederation(ctx context.Context, root string, founders, size int, check
 		}
 		return errors.Join(errs...)
 	}
-	cfgs := make([]node.Config, size)
+	cfgs := make([]centre.Config, size)
 	for i := range cfgs {
 		if cfgs[i], err = demoConfig(root, fmt.Sprintf("centre-%02d", i)); err != nil {
 			return nil, stop, err

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -49,7 +49,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 	}
 	patients := env.pick(1_000_000, 100_000)
 	root := filepath.Join(env.dir, "memory")
-	var cfgs []node.Config
+	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b"} {
 		cfg, err := demoConfig(root, name)
 		if err != nil {
@@ -77,7 +77,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 	env.logf("memory: an empty centre: %.0f MiB resident", empty.rss)
 
 	start := time.Now()
-	if err := offline(ctx, cfgs[0], func(c *node.Centre) error { return fillLedger(ctx, c, patients) }); err != nil {
+	if err := offline(ctx, cfgs[0], func(c *centre.Centre) error { return fillLedger(ctx, c, patients) }); err != nil {
 		return nil, err
 	}
 	env.logf("memory: %d patients' record entries appended in %v", patients, time.Since(start).Round(time.Millisecond))
@@ -94,8 +94,8 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 			return nil, errors.Join(fmt.Errorf("centre-a did not announce its %d patients within 20 minutes", patients), a.exited(), b.exited())
 		}
 		time.Sleep(time.Second)
-		sa, errA := node.Admin(cfgs[0].Data.Dir).DirectoryStatus(ctx)
-		sb, errB := node.Admin(cfgs[1].Data.Dir).DirectoryStatus(ctx)
+		sa, errA := centre.Admin(cfgs[0].Data.Dir).DirectoryStatus(ctx)
+		sb, errB := centre.Admin(cfgs[1].Data.Dir).DirectoryStatus(ctx)
 		announced = errA == nil && errB == nil && sa.Announced >= patients && sa.Pending == 0 && sb.Stored >= patients
 	}
 	env.logf("memory: centre-a started and announced %d patients, stored at centre-b, in %v", patients, time.Since(start).Round(time.Millisecond))
@@ -110,7 +110,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 
 // fillLedger appends a clinic letter's record entry for each of n random
 // patients, 64 appenders at a time, all pointing to one stored payload.
-func fillLedger(ctx context.Context, c *node.Centre, n int) error {
+func fillLedger(ctx context.Context, c *centre.Centre, n int) error {
 	meta, payload := visitRecord(c.Name, 0)
 	id, _, commitment, err := c.Records.Put(ctx, payload)
 	if err != nil {
@@ -139,7 +139,7 @@ type nodeProcess struct {
 
 // startPair starts the nodes of cfgs in processes of their own and waits
 // until each is connected to the other.
-func startPair(ctx context.Context, exe string, cfgs []node.Config) (a, b *nodeProcess, err error) {
+func startPair(ctx context.Context, exe string, cfgs []centre.Config) (a, b *nodeProcess, err error) {
 	if a, err = startProcess(ctx, exe, cfgs[0]); err != nil {
 		return nil, nil, err
 	}
@@ -148,7 +148,7 @@ func startPair(ctx context.Context, exe string, cfgs []node.Config) (a, b *nodeP
 	}
 	connected := func() bool {
 		for _, cfg := range cfgs {
-			st, err := node.Admin(cfg.Data.Dir).Status(ctx)
+			st, err := centre.Admin(cfg.Data.Dir).Status(ctx)
 			if err != nil || !slices.ContainsFunc(st.Members, func(m federation.MemberStatus) bool { return m.Connected && m.ID != st.Self }) {
 				return false
 			}
@@ -163,7 +163,7 @@ func startPair(ctx context.Context, exe string, cfgs []node.Config) (a, b *nodeP
 
 // startProcess runs `medfed node` on cfg, given in the environment as an
 // operator may give it (MEDFED_*, see medfed config).
-func startProcess(ctx context.Context, exe string, cfg node.Config) (*nodeProcess, error) {
+func startProcess(ctx context.Context, exe string, cfg centre.Config) (*nodeProcess, error) {
 	p := &nodeProcess{name: cfg.Centre.Name, logs: &bytes.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.CommandContext(ctx, exe, "node")
 	p.cmd.Env = append(os.Environ(), // the last of a key wins

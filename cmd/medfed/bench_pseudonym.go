@@ -13,7 +13,7 @@ import (
 	"github.com/cloudflare/circl/oprf"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -29,7 +29,7 @@ func benchPseudonym(ctx context.Context, env benchEnv) (map[string]float64, erro
 	n := env.pick(100_000, 10_000)
 	ids := benchIdentifiers(n)
 	root := filepath.Join(env.dir, "pseudonym")
-	var cfgs []node.Config
+	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b", "centre-c", "centre-d"} {
 		cfg, err := demoConfig(root, name)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -47,7 +47,7 @@ func benchWitness(ctx context.Context, env benchEnv) (map[string]float64, error)
 // (as clinical traffic arrives) and waits until a final checkpoint covers
 // it.
 func finality(ctx context.Context, root string, interval time.Duration, rounds int) ([]time.Duration, error) {
-	var cfgs []node.Config
+	var cfgs []centre.Config
 	for i := range 5 {
 		cfg, err := demoConfig(root, fmt.Sprintf("centre-%c", 'a'+i))
 		if err != nil {

@@ -2,7 +2,7 @@ package main
 
 // Configuration is read in four layers, each overriding the one before:
 //
-//  1. node.DefaultConfig();
+//  1. centre.DefaultConfig();
 //  2. the YAML file given with --config, if any;
 //  3. MEDFED_* environment variables, one per key: MEDFED_ + the key in upper
 //     case with "." and "-" turned into "_" (MEDFED_DATA_DIR,
@@ -12,7 +12,7 @@ package main
 //     bindFlag.
 //
 // The keys are not listed here: they are the mapstructure tags of
-// node.Config, found by reflection, so a new field there is a new key, a new
+// centre.Config, found by reflection, so a new field there is a new key, a new
 // variable and a new line in error messages without a change here.
 //
 // A list of mappings, such as pseudonym.systems, can be written only in the
@@ -25,10 +25,10 @@ package main
 // ignored; a value of the wrong type is an error, not converted (a bool is
 // not an integer, a YAML number is not a string, a scalar is not a one-item
 // list, an integer is not a duration). Every problem in the file and the
-// environment is collected, then node.Config.Validate adds its own, and the
+// environment is collected, then centre.Config.Validate adds its own, and the
 // user sees them all at once.
 //
-// Paths (fields of node.Config tagged config:"path", such as data.dir): a
+// Paths (fields of centre.Config tagged config:"path", such as data.dir): a
 // relative path in the file is relative to the directory holding the file,
 // so `medfed node --config configs/centre-a.yaml` means the same from any
 // working directory; a relative path from the environment or a flag is
@@ -57,7 +57,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 const configHelp = `Configuration comes from, in increasing precedence: built-in defaults, the
@@ -143,26 +143,26 @@ func bindFlag(cmd *cobra.Command, flag, key string) {
 	}
 }
 
-// loadConfig builds a node.Config from, in increasing precedence:
-// node.DefaultConfig(), the YAML file at path (may be "" = no file), MEDFED_*
+// loadConfig builds a centre.Config from, in increasing precedence:
+// centre.DefaultConfig(), the YAML file at path (may be "" = no file), MEDFED_*
 // environment variables, and flags of the command that were explicitly set
 // and bound to a config key with bindFlag. cmd may be nil: no flags.
 //
 // Every error is a usageError. A configuration that does not load or does not
-// validate gives one that wraps a node.ConfigErrors with every problem.
-func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
+// validate gives one that wraps a centre.ConfigErrors with every problem.
+func loadConfig(cmd *cobra.Command, path string) (centre.Config, error) {
 	schema := configKeys()
 	values := make(map[string]reflect.Value) // by key: the value of the strongest layer
-	var problems node.ConfigErrors
+	var problems centre.ConfigErrors
 
 	if path != "" {
 		file, err := readConfigFile(path)
 		if err != nil {
-			return node.Config{}, err
+			return centre.Config{}, err
 		}
 		dir, err := filepath.Abs(filepath.Dir(path))
 		if err != nil {
-			return node.Config{}, usagef("%s: %v", path, err)
+			return centre.Config{}, usagef("%s: %v", path, err)
 		}
 		problems = schema.decodeFile(file, "", dir, values, problems)
 	}
@@ -173,16 +173,16 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 			continue
 		}
 		if k.fileOnly {
-			problems = append(problems, node.FieldError{Field: k.name, Problem: k.env + ": cannot be set from the environment: write it in the configuration file"})
+			problems = append(problems, centre.FieldError{Field: k.name, Problem: k.env + ": cannot be set from the environment: write it in the configuration file"})
 			continue
 		}
 		v, err := parseEnvValue(s, k.typ)
 		if err != nil {
-			problems = append(problems, node.FieldError{Field: k.name, Problem: k.env + ": " + err.Error()})
+			problems = append(problems, centre.FieldError{Field: k.name, Problem: k.env + ": " + err.Error()})
 			continue
 		}
 		if values[k.name], err = k.resolvePaths(v, ""); err != nil {
-			problems = append(problems, node.FieldError{Field: k.name, Problem: k.env + ": " + err.Error()})
+			problems = append(problems, centre.FieldError{Field: k.name, Problem: k.env + ": " + err.Error()})
 		}
 	}
 
@@ -210,12 +210,12 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 			}
 			var err error
 			if values[k.name], err = k.resolvePaths(val, ""); err != nil {
-				problems = append(problems, node.FieldError{Field: k.name, Problem: "flag --" + flagOf[k.name] + ": " + err.Error()})
+				problems = append(problems, centre.FieldError{Field: k.name, Problem: "flag --" + flagOf[k.name] + ": " + err.Error()})
 			}
 		}
 	}
 
-	cfg := node.DefaultConfig()
+	cfg := centre.DefaultConfig()
 	root := reflect.ValueOf(&cfg).Elem()
 	for _, k := range schema.keys {
 		if v, ok := values[k.name]; ok && v.IsValid() {
@@ -224,16 +224,16 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 	}
 
 	if err := cfg.Validate(); err != nil {
-		var invalid node.ConfigErrors
+		var invalid centre.ConfigErrors
 		if !errors.As(err, &invalid) {
-			return node.Config{}, usageError{fmt.Errorf("%s: %w", configSource(path), err)}
+			return centre.Config{}, usageError{fmt.Errorf("%s: %w", configSource(path), err)}
 		}
 		// A key, or a section, that did not load kept its default; do not
 		// blame the default as well. Only what loading found counts: Validate
 		// may report several items of one list.
 		loaded := len(problems)
 		for _, fe := range invalid {
-			reported := func(p node.FieldError) bool {
+			reported := func(p centre.FieldError) bool {
 				b := configBaseKey(p.Field)
 				return b == configBaseKey(fe.Field) || strings.HasPrefix(fe.Field, b+".")
 			}
@@ -244,7 +244,7 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 	}
 	if len(problems) > 0 {
 		schema.sort(problems)
-		return node.Config{}, usageError{&configError{source: configSource(path), problems: problems}}
+		return centre.Config{}, usageError{&configError{source: configSource(path), problems: problems}}
 	}
 	return cfg, nil
 }
@@ -253,7 +253,7 @@ func loadConfig(cmd *cobra.Command, path string) (node.Config, error) {
 // text puts each on its own line when there are several.
 type configError struct {
 	source   string // the file, or a phrase when there is none
-	problems node.ConfigErrors
+	problems centre.ConfigErrors
 }
 
 func (e *configError) Error() string {
@@ -310,11 +310,11 @@ func readConfigFile(path string) (map[string]any, error) {
 	return v.AllSettings(), nil
 }
 
-// A configKey is one leaf of node.Config: a key a user can set.
+// A configKey is one leaf of centre.Config: a key a user can set.
 type configKey struct {
 	name  string // dotted, as written in YAML: "ledger.max-batch"
 	env   string // MEDFED_LEDGER_MAX_BATCH
-	index []int  // of the field within node.Config
+	index []int  // of the field within centre.Config
 	typ   reflect.Type
 	path  bool // tagged config:"path": resolve when relative
 	// fileOnly is set for a list of mappings (a slice of structs), which
@@ -322,7 +322,7 @@ type configKey struct {
 	fileOnly bool
 }
 
-// configSchema is every key of node.Config, in declaration order, and the
+// configSchema is every key of centre.Config, in declaration order, and the
 // sections that hold them.
 type configSchema struct {
 	keys     []configKey
@@ -332,7 +332,7 @@ type configSchema struct {
 
 var configKeys = sync.OnceValue(func() *configSchema {
 	s := &configSchema{leaf: make(map[string]*configKey), children: make(map[string][]string)}
-	s.add(reflect.TypeFor[node.Config](), "", nil)
+	s.add(reflect.TypeFor[centre.Config](), "", nil)
 	for i := range s.keys {
 		s.leaf[s.keys[i].name] = &s.keys[i]
 	}
@@ -438,14 +438,14 @@ func configStructKeys(t reflect.Type) []string {
 // decodeMappingList decodes raw, from the file, into k's list of structs one
 // entry at a time, so that each entry's unknown keys are reported after its
 // known ones, as name[i].key.
-func (k *configKey) decodeMappingList(raw any) (reflect.Value, []node.FieldError) {
+func (k *configKey) decodeMappingList(raw any) (reflect.Value, []centre.FieldError) {
 	items, ok := raw.([]any)
 	if !ok {
 		return decodeStrict(k.name, raw, k.typ) // not a list: the error says so
 	}
 	known := configStructKeys(k.typ.Elem())
 	out := reflect.MakeSlice(k.typ, len(items), len(items))
-	var problems []node.FieldError
+	var problems []centre.FieldError
 	for i, item := range items {
 		field := fmt.Sprintf("%s[%d]", k.name, i)
 		m, ok := item.(map[string]any)
@@ -466,7 +466,7 @@ func (k *configKey) decodeMappingList(raw any) (reflect.Value, []node.FieldError
 		v, errs := decodeStrict(field, entry, k.typ.Elem())
 		problems = append(problems, errs...)
 		for _, key := range slices.Sorted(slices.Values(unknown)) {
-			problems = append(problems, node.FieldError{Field: field + "." + key, Problem: "unknown key"})
+			problems = append(problems, centre.FieldError{Field: field + "." + key, Problem: "unknown key"})
 		}
 		if errs == nil {
 			out.Index(i).Set(v)
@@ -482,7 +482,7 @@ func (k *configKey) decodeMappingList(raw any) (reflect.Value, []node.FieldError
 // appending a problem for every unknown key and every value of the wrong
 // type. Known keys come in declaration order, then unknown ones sorted, so
 // the report is stable.
-func (s *configSchema) decodeFile(m map[string]any, section, dir string, values map[string]reflect.Value, problems node.ConfigErrors) node.ConfigErrors {
+func (s *configSchema) decodeFile(m map[string]any, section, dir string, values map[string]reflect.Value, problems centre.ConfigErrors) centre.ConfigErrors {
 	known := s.children[section]
 	for _, child := range known {
 		raw, ok := m[child]
@@ -497,14 +497,14 @@ func (s *configSchema) decodeFile(m map[string]any, section, dir string, values 
 		if k == nil { // a section
 			sub, ok := raw.(map[string]any)
 			if !ok {
-				problems = append(problems, node.FieldError{Field: name, Problem: "expected a mapping, got " + configKind(reflect.ValueOf(raw))})
+				problems = append(problems, centre.FieldError{Field: name, Problem: "expected a mapping, got " + configKind(reflect.ValueOf(raw))})
 				continue
 			}
 			problems = s.decodeFile(sub, name, dir, values, problems)
 			continue
 		}
 		var v reflect.Value
-		var errs []node.FieldError
+		var errs []centre.FieldError
 		if k.fileOnly {
 			v, errs = k.decodeMappingList(raw)
 		} else {
@@ -516,7 +516,7 @@ func (s *configSchema) decodeFile(m map[string]any, section, dir string, values 
 		}
 		var err error
 		if values[name], err = k.resolvePaths(v, dir); err != nil {
-			problems = append(problems, node.FieldError{Field: name, Problem: err.Error()})
+			problems = append(problems, centre.FieldError{Field: name, Problem: err.Error()})
 		}
 	}
 	for _, child := range slices.Sorted(maps.Keys(m)) {
@@ -525,16 +525,16 @@ func (s *configSchema) decodeFile(m map[string]any, section, dir string, values 
 			if section != "" {
 				name = section + "." + child
 			}
-			problems = append(problems, node.FieldError{Field: name, Problem: "unknown key"})
+			problems = append(problems, centre.FieldError{Field: name, Problem: "unknown key"})
 		}
 	}
 	return problems
 }
 
-// sort orders problems as the fields are declared in node.Config, unknown
+// sort orders problems as the fields are declared in centre.Config, unknown
 // keys after the known ones of their section. The sort is stable: the
 // problems of one key stay in the order they were found.
-func (s *configSchema) sort(problems node.ConfigErrors) {
+func (s *configSchema) sort(problems centre.ConfigErrors) {
 	rank := func(field string) []int {
 		var r []int
 		section := ""
@@ -551,7 +551,7 @@ func (s *configSchema) sort(problems node.ConfigErrors) {
 		}
 		return r
 	}
-	slices.SortStableFunc(problems, func(a, b node.FieldError) int {
+	slices.SortStableFunc(problems, func(a, b centre.FieldError) int {
 		return slices.Compare(rank(a.Field), rank(b.Field))
 	})
 }
@@ -593,7 +593,7 @@ func (k *configKey) resolvePaths(v reflect.Value, dir string) (reflect.Value, er
 // decodeStrict decodes raw, a value from YAML or a flag, into a value of type
 // t, refusing every conversion strictDecodeHook refuses. Each problem names
 // key, or key[i] for an item of a list.
-func decodeStrict(key string, raw any, t reflect.Type) (reflect.Value, []node.FieldError) {
+func decodeStrict(key string, raw any, t reflect.Type) (reflect.Value, []centre.FieldError) {
 	out := reflect.New(t)
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		Result:           out.Interface(),
@@ -607,7 +607,7 @@ func decodeStrict(key string, raw any, t reflect.Type) (reflect.Value, []node.Fi
 	if err == nil {
 		return out.Elem(), nil
 	}
-	var problems []node.FieldError
+	var problems []centre.FieldError
 	var walk func(error)
 	walk = func(err error) {
 		if joined, ok := err.(interface{ Unwrap() []error }); ok {
@@ -617,14 +617,14 @@ func decodeStrict(key string, raw any, t reflect.Type) (reflect.Value, []node.Fi
 			return
 		}
 		if de, ok := err.(*mapstructure.DecodeError); ok {
-			problems = append(problems, node.FieldError{Field: configField(key, de.Name()), Problem: de.Unwrap().Error()})
+			problems = append(problems, centre.FieldError{Field: configField(key, de.Name()), Problem: de.Unwrap().Error()})
 			return
 		}
 		if inner := errors.Unwrap(err); inner != nil { // "decoding failed due to the following error(s)"
 			walk(inner)
 			return
 		}
-		problems = append(problems, node.FieldError{Field: key, Problem: err.Error()})
+		problems = append(problems, centre.FieldError{Field: key, Problem: err.Error()})
 	}
 	walk(err)
 	return reflect.Value{}, problems

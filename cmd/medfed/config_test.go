@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -220,7 +220,7 @@ func TestConfigCheck(t *testing.T) {
 		{
 			name: "three problems at once",
 			yaml: required + "ledger:\n  max-batch: true\n  group: 3\nlog:\n  format: xml\n",
-			// type, unknown key, invalid value; each in the order of node.Config
+			// type, unknown key, invalid value; each in the order of centre.Config
 			fields: []string{"ledger.max-batch", "ledger.group", "log.format"},
 			want:   "3 problems:\n  ledger.max-batch: expected an integer, got bool\n  ledger.group: unknown key\n  log.format: ",
 		},
@@ -535,7 +535,7 @@ func TestLoadConfigWithoutFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := node.DefaultConfig()
+	want := centre.DefaultConfig()
 	want.Centre.Name = "centre-e"
 	want.Federation.ID = "medfed-env"
 	want.Data.Dir = "/srv/e"
@@ -552,7 +552,7 @@ func TestLoadConfigWithoutFile(t *testing.T) {
 
 	os.Unsetenv("MEDFED_DATA_DIR")
 	_, err = loadConfig(nil, "")
-	var problems node.ConfigErrors
+	var problems centre.ConfigErrors
 	var ue usageError
 	if !errors.As(err, &problems) || !errors.As(err, &ue) || len(problems) != 1 || problems[0].Field != "data.dir" {
 		t.Errorf("without MEDFED_DATA_DIR: err = %v, want a usage error naming data.dir only", err)
@@ -614,7 +614,7 @@ func TestBindFlag(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			var cfg node.Config
+			var cfg centre.Config
 			cmd := &cobra.Command{
 				Use:           "node",
 				SilenceUsage:  true,
@@ -689,7 +689,7 @@ func TestConfigKeys(t *testing.T) {
 	}
 }
 
-// Durations: node.Config has none yet, but the first one must not accept a
+// Durations: centre.Config has none yet, but the first one must not accept a
 // bare number (is 5 seconds or nanoseconds?).
 func TestStrictDuration(t *testing.T) {
 	tests := []struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -47,9 +47,9 @@ func (f *patientFlags) add(cmd *cobra.Command) {
 
 // load reads the key and the patient's consent as the node holds it, and
 // checks that the key is the one attested.
-func (f *patientFlags) load(cmd *cobra.Command, cfg node.Config) (ed25519.PrivateKey, ledger.Pseudonym, node.ConsentView, error) {
-	var v node.ConsentView
-	p, err := node.ParsePseudonym(f.pseudonym)
+func (f *patientFlags) load(cmd *cobra.Command, cfg centre.Config) (ed25519.PrivateKey, ledger.Pseudonym, centre.ConsentView, error) {
+	var v centre.ConsentView
+	p, err := centre.ParsePseudonym(f.pseudonym)
 	if err != nil {
 		return nil, p, v, usagef("%s: --pseudonym: %v", cmd.Name(), err)
 	}
@@ -64,7 +64,7 @@ func (f *patientFlags) load(cmd *cobra.Command, cfg node.Config) (ed25519.Privat
 	if err != nil {
 		return nil, p, v, fmt.Errorf("%s: %w", f.keyFile, err)
 	}
-	if v, err = node.Admin(cfg.Data.Dir).Consent(cmd.Context(), p.String()); err != nil {
+	if v, err = centre.Admin(cfg.Data.Dir).Consent(cmd.Context(), p.String()); err != nil {
 		return nil, p, v, err
 	}
 	if pub := consent.FormatPublicKey(k.Public().(ed25519.PublicKey)); v.Key != pub {
@@ -105,7 +105,7 @@ The new contract replaces the one in force, as its next version.`,
 	}
 	pf.add(cmd)
 	cmd.Flags().StringVar(&terms, "terms", "", "the contract's terms, a JSON `file` (- for standard input)")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if terms == "" {
 			return usagef("consent grant: --terms: give the contract's terms")
 		}
@@ -127,7 +127,7 @@ The new contract replaces the one in force, as its next version.`,
 		if err != nil {
 			return err
 		}
-		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
+		st, err := centre.Admin(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -160,8 +160,8 @@ The new contract replaces the one in force, as its next version.`,
 }
 
 // submit hands a signed document to the node and prints where it went.
-func submit(cmd *cobra.Command, cfg node.Config, doc []byte, what string) error {
-	d, err := node.Admin(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
+func submit(cmd *cobra.Command, cfg centre.Config, doc []byte, what string) error {
+	d, err := centre.Admin(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func submit(cmd *cobra.Command, cfg node.Config, doc []byte, what string) error 
 
 // reportDelivery prints where a document went, and fails unless a
 // majority of the federation has it.
-func reportDelivery(cmd *cobra.Command, what string, d node.ConsentDelivery) error {
+func reportDelivery(cmd *cobra.Command, what string, d centre.ConsentDelivery) error {
 	out := &stickyWriter{w: cmd.OutOrStdout()}
 	printDelivery(out, what, d)
 	if out.err == nil && !d.Confirmed {
@@ -179,7 +179,7 @@ func reportDelivery(cmd *cobra.Command, what string, d node.ConsentDelivery) err
 	return out.err
 }
 
-func printDelivery(w io.Writer, what string, d node.ConsentDelivery) {
+func printDelivery(w io.Writer, what string, d centre.ConsentDelivery) {
 	fmt.Fprintf(w, "%s accepted\n", what)
 	fmt.Fprintf(w, "holders:      %s\n", list(d.Holders))
 	fmt.Fprintf(w, "delivered to: %s\n", list(d.Delivered))
@@ -215,7 +215,7 @@ could not reach syncs before it decides again.`,
 	}
 	pf.add(cmd)
 	cmd.Flags().StringVar(&pf.id, "id", "", "the contract or token `ID` to revoke (default: the contract in force)")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		k, p, v, err := pf.load(cmd, cfg)
 		if err != nil {
 			return err
@@ -280,7 +280,7 @@ token-max-lifetime away.`,
 	cmd.Flags().StringVar(&dataFrom, "data-from", "", "only records made from this time (RFC 3339 or a date)")
 	cmd.Flags().StringVar(&dataTo, "data-to", "", "only records made before this time")
 	cmd.Flags().StringVar(&out, "out", "", "write the token to this `file` (mode 0600) instead of printing it")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		k, p, v, err := pf.load(cmd, cfg)
 		if err != nil {
 			return err
@@ -288,7 +288,7 @@ token-max-lifetime away.`,
 		if expires <= 0 || expires > v.TokenMaxLifetime {
 			return usagef("consent token: --expires %v: the charter allows up to %v", expires, v.TokenMaxLifetime)
 		}
-		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
+		st, err := centre.Admin(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -355,11 +355,11 @@ func newConsentShowCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		if _, err := node.ParsePseudonym(pseudonym); err != nil {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if _, err := centre.ParsePseudonym(pseudonym); err != nil {
 			return usagef("consent show: --pseudonym: %v", err)
 		}
-		v, err := node.Admin(cfg.Data.Dir).Consent(cmd.Context(), pseudonym)
+		v, err := centre.Admin(cfg.Data.Dir).Consent(cmd.Context(), pseudonym)
 		if err != nil {
 			return err
 		}
@@ -367,7 +367,7 @@ func newConsentShowCmd() *cobra.Command {
 	})
 }
 
-func printConsent(w io.Writer, v node.ConsentView) error {
+func printConsent(w io.Writer, v centre.ConsentView) error {
 	fmt.Fprintf(w, "patient:   %s\n", v.Pseudonym)
 	key := "none attested (the charter's default policy applies)"
 	if v.Attested {
@@ -395,7 +395,7 @@ func printConsent(w io.Writer, v node.ConsentView) error {
 
 func newConsentCheckCmd() *cobra.Command {
 	var (
-		req      node.DecideRequest
+		req      centre.DecideRequest
 		recorded string
 	)
 	cmd := &cobra.Command{
@@ -416,8 +416,8 @@ the reason and the deciding provision, and exits 1 on deny.`,
 	cmd.Flags().StringVar(&req.Class, "class", "", "the record's data class")
 	cmd.Flags().StringVar(&recorded, "recorded", "", "when the record was made (RFC 3339 or a date; default now)")
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "the emergency reason: unconscious, life-threatening, urgent-treatment or public-health")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
 			return usagef("consent check: --pseudonym: %v", err)
 		}
 		t, err := consent.ParseTime(recorded)
@@ -428,7 +428,7 @@ the reason and the deciding provision, and exits 1 on deny.`,
 			t = now()
 		}
 		req.Recorded = t
-		d, err := node.Admin(cfg.Data.Dir).Decide(cmd.Context(), req)
+		d, err := centre.Admin(cfg.Data.Dir).Decide(cmd.Context(), req)
 		if err != nil {
 			return err
 		}

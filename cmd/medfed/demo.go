@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -47,7 +47,7 @@ type demo struct {
 	root    string // where the centres' data directories are
 	scratch string // work space removed at the end, kept or not
 	kept    bool
-	cfgs    map[string]node.Config // the federation's centres, from chapter 2 on
+	cfgs    map[string]centre.Config // the federation's centres, from chapter 2 on
 }
 
 func runDemo(ctx context.Context, w io.Writer, keep string) error {
@@ -102,11 +102,11 @@ func (d *demo) chapter(n int, title string) {
 }
 
 // openCentre opens (creating) the named demo centre.
-func (d *demo) openCentre(ctx context.Context, name string) (*node.Centre, error) {
-	cfg := node.DefaultConfig()
+func (d *demo) openCentre(ctx context.Context, name string) (*centre.Centre, error) {
+	cfg := centre.DefaultConfig()
 	cfg.Centre.Name, cfg.Federation.ID = name, demoFederation
 	cfg.Data.Dir = filepath.Join(d.root, name)
-	return node.Open(ctx, cfg, nil)
+	return centre.Open(ctx, cfg, nil)
 }
 
 const demoFederation = "medfed-demo"
@@ -211,7 +211,7 @@ func (d *demo) ledgerChapter(ctx context.Context) error {
 	d.say("key that encrypted it are destroyed (crypto-shredding) and erasure entry %d", erasure)
 	d.say("is appended. Reading record 1 now:")
 	_, err = a.Payload(ctx, 1)
-	if !errors.Is(err, node.ErrErased) {
+	if !errors.Is(err, centre.ErrErased) {
 		return fmt.Errorf("reading an erased record gave %v", err)
 	}
 	d.say("  %v", err)
@@ -248,13 +248,13 @@ func (d *demo) ledgerChapter(ctx context.Context) error {
 	}
 	d.say("\nSomeone with access to the disk edits a copy of the ledger file, changing one")
 	d.say("byte of entry %d. medfed ledger verify recomputes every hash and signature:", victim)
-	_, err = node.Verify(ctx, tampered)
+	_, err = centre.Verify(ctx, tampered)
 	var te *ledger.TamperError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("verify missed the tampering: %v", err)
 	}
 	d.say("  the copy:      TAMPERED, %v", te)
-	rep, err := node.Verify(ctx, dir)
+	rep, err := centre.Verify(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -270,12 +270,12 @@ func (d *demo) tamperedCopy(dir string, enc []byte) (string, error) {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return "", err
 	}
-	for _, name := range []string{node.KeyFile, node.LedgerFile} {
+	for _, name := range []string{centre.KeyFile, centre.LedgerFile} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return "", err
 		}
-		if name == node.LedgerFile {
+		if name == centre.LedgerFile {
 			at := bytes.Index(b, enc)
 			if at < 0 {
 				return "", errors.New("the entry to alter is not in the ledger file")

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // apiChapter is the story as a hospital's systems live it: the EHR and
@@ -89,7 +89,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	if err := call(ctx, "POST", urls[b]+"/v1/patients/"+pat.ID+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, 200, nil); err != nil {
 		return err
 	}
-	subject, err := node.ParsePseudonym(pat.ID)
+	subject, err := centre.ParsePseudonym(pat.ID)
 	if err != nil {
 		return err
 	}

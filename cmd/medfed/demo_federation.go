@@ -12,21 +12,21 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // demoConfig is a demo centre on a free loopback port; root is where its
 // data directory goes.
-func demoConfig(root, name string) (node.Config, error) {
+func demoConfig(root, name string) (centre.Config, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return node.Config{}, err
+		return centre.Config{}, err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	if err := l.Close(); err != nil {
-		return node.Config{}, err
+		return centre.Config{}, err
 	}
-	cfg := node.DefaultConfig()
+	cfg := centre.DefaultConfig()
 	cfg.Centre.Name, cfg.Federation.ID = name, demoFederation
 	cfg.Data.Dir = filepath.Join(root, name)
 	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
@@ -34,8 +34,8 @@ func demoConfig(root, name string) (node.Config, error) {
 }
 
 // offline runs f on a centre that is not running.
-func offline(ctx context.Context, cfg node.Config, f func(*node.Centre) error) error {
-	c, err := node.Open(ctx, cfg, nil)
+func offline(ctx context.Context, cfg centre.Config, f func(*centre.Centre) error) error {
+	c, err := centre.Open(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -46,10 +46,10 @@ func offline(ctx context.Context, cfg node.Config, f func(*node.Centre) error) e
 // operators do: each but the first writes a join request, the first drafts
 // and signs version 1 and deals the pseudonym key, the others sign it, all
 // install it with their share. It returns the signed charter.
-func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.Policy) ([]byte, error) {
+func foundFederation(ctx context.Context, cfgs []centre.Config, policy federation.Policy) ([]byte, error) {
 	var reqs [][]byte
 	for _, cfg := range cfgs[1:] {
-		if err := offline(ctx, cfg, func(c *node.Centre) error {
+		if err := offline(ctx, cfg, func(c *centre.Centre) error {
 			req, err := c.JoinRequest(cfg.P2P.Listen)
 			reqs = append(reqs, req)
 			return err
@@ -58,7 +58,7 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 		}
 	}
 	var draft, shares []byte
-	err := offline(ctx, cfgs[0], func(c *node.Centre) (err error) {
+	err := offline(ctx, cfgs[0], func(c *centre.Centre) (err error) {
 		draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, policy)
 		return err
 	})
@@ -66,7 +66,7 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 		if err != nil {
 			return nil, err
 		}
-		err = offline(ctx, cfg, func(c *node.Centre) (err error) {
+		err = offline(ctx, cfg, func(c *centre.Centre) (err error) {
 			draft, err = c.SignCharter(draft, shares)
 			return err
 		})
@@ -75,7 +75,7 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 		if err != nil {
 			return nil, err
 		}
-		err = offline(ctx, cfg, func(c *node.Centre) error {
+		err = offline(ctx, cfg, func(c *centre.Centre) error {
 			_, err := c.InstallFounding(ctx, draft, shares)
 			return err
 		})
@@ -85,12 +85,12 @@ func foundFederation(ctx context.Context, cfgs []node.Config, policy federation.
 
 // running is a demo node serving in the background.
 type running struct {
-	*node.Node
+	*centre.Node
 	stop func() error
 }
 
-func startNode(ctx context.Context, cfg node.Config) (*running, error) {
-	n, err := node.Start(ctx, cfg, nil)
+func startNode(ctx context.Context, cfg centre.Config) (*running, error) {
+	n, err := centre.Start(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func startNode(ctx context.Context, cfg node.Config) (*running, error) {
 
 // startAll starts the nodes of cfgs and waits until they are connected to
 // each other; stop stops them all (a node stopped before is left alone).
-func startAll(ctx context.Context, cfgs ...node.Config) (nodes []*running, stop func() error, err error) {
+func startAll(ctx context.Context, cfgs ...centre.Config) (nodes []*running, stop func() error, err error) {
 	stop = func() error {
 		var errs []error
 		for _, n := range nodes {
@@ -159,7 +159,7 @@ func linked(a, b *running) bool {
 
 func (d *demo) federationChapter(ctx context.Context) (err error) {
 	d.chapter(2, "founding a federation, and Centre 3 joining it")
-	cfgs := map[string]node.Config{}
+	cfgs := map[string]centre.Config{}
 	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
 		if cfgs[name], err = demoConfig(d.root, name); err != nil {
 			return err
@@ -171,7 +171,7 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 	d.say("centre-b describes itself in a join request, signed with its key: its name, its")
 	d.say("peer ID and where it listens. centre-a drafts version 1 of the charter from it")
 	d.say("and signs; centre-b checks the draft and signs too; both install it.")
-	draft, err := foundFederation(ctx, []node.Config{ca, cb}, federation.DefaultPolicy(2))
+	draft, err := foundFederation(ctx, []centre.Config{ca, cb}, federation.DefaultPolicy(2))
 	if err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 	d.say("\nBoth nodes start; each admits only the peers the charter lists. They connect.")
 
 	var reqC []byte
-	if err := offline(ctx, cc, func(c *node.Centre) error {
+	if err := offline(ctx, cc, func(c *centre.Centre) error {
 		reqC, err = c.JoinRequest(cc.P2P.Listen)
 		return err
 	}); err != nil {
@@ -210,7 +210,7 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 		return err
 	}
 	d.say("centre-a approves: version %d has %d of %d approvals.", p.Version, p.Approvals, p.Quorum)
-	if _, err := node.Join(ctx, cc, demoAddr(a)); err == nil {
+	if _, err := centre.Join(ctx, cc, demoAddr(a)); err == nil {
 		return errors.New("demo: centre-c got in before a quorum approved")
 	}
 	d.say("centre-c tries to fetch the charter now: centre-a still refuses its connection.")
@@ -223,7 +223,7 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 		return err
 	}
 	d.say("centre-b approves: quorum. Both adopt version 2 and write it to their ledgers.")
-	v2, err := node.Join(ctx, cc, demoAddr(a))
+	v2, err := centre.Join(ctx, cc, demoAddr(a))
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 		return err
 	}
 	outsider.Federation.ID = demoFederation
-	if _, err := node.Join(ctx, outsider, demoAddr(a)); err == nil {
+	if _, err := centre.Join(ctx, outsider, demoAddr(a)); err == nil {
 		return errors.New("demo: an outsider got in")
 	}
 	for _, p := range a.Host.Network().Peers() {
@@ -262,9 +262,9 @@ func demoAddr(n *running) string {
 
 // admitCentre has members approve cfg's centre, which then joins through
 // the first of them and starts.
-func admitCentre(ctx context.Context, cfg node.Config, members ...*running) (*running, error) {
+func admitCentre(ctx context.Context, cfg centre.Config, members ...*running) (*running, error) {
 	var req []byte
-	if err := offline(ctx, cfg, func(c *node.Centre) (err error) {
+	if err := offline(ctx, cfg, func(c *centre.Centre) (err error) {
 		req, err = c.JoinRequest(cfg.P2P.Listen)
 		return err
 	}); err != nil {
@@ -289,7 +289,7 @@ func admitCentre(ctx context.Context, cfg node.Config, members ...*running) (*ru
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := node.Join(ctx, cfg, demoAddr(members[0])); err != nil {
+	if _, err := centre.Join(ctx, cfg, demoAddr(members[0])); err != nil {
 		return nil, err
 	}
 	return startNode(ctx, cfg)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -48,7 +48,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 		{c, "imaging", "Chest X-ray: no acute findings."},
 	}
 	for i, r := range records {
-		res, err := r.at.AddRecord(ctx, node.RecordRequest{
+		res, err := r.at.AddRecord(ctx, centre.RecordRequest{
 			Pseudonym: p.String(), Class: r.class, Occurred: time.Date(2025, 4, 1+i, 10, 0, 0, 0, time.UTC), Payload: []byte(r.text),
 		})
 		if err != nil {
@@ -100,8 +100,8 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	d.say("clinicians may see everything for treatment.")
 
 	staff := "5eed5eed5eed5eed5eed5eed5eed5eed"
-	ask := func(purpose, reason string) (node.QueryResult, error) {
-		return dnode.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: purpose, Reason: reason, Role: "clinician", Staff: staff})
+	ask := func(purpose, reason string) (centre.QueryResult, error) {
+		return dnode.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: purpose, Reason: reason, Role: "clinician", Staff: staff})
 	}
 	res, err := ask("treatment", "")
 	if err != nil {
@@ -140,7 +140,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	}
 	d.say("  (each holder notified the patient and its privacy officer)")
 
-	view, err := node.PatientRequest(d.cfgs["centre-b"], patient.View, p.String(), key)
+	view, err := centre.PatientRequest(d.cfgs["centre-b"], patient.View, p.String(), key)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	moved, err := dnode.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician", Staff: staff, Token: base64.StdEncoding.EncodeToString(tok)})
+	moved, err := dnode.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician", Staff: staff, Token: base64.StdEncoding.EncodeToString(tok)})
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 		d.say("  from %s: %d record(s) copied, the transfer on both ledgers", s.Name, len(s.Copies))
 	}
 
-	erase, err := node.PatientRequest(d.cfgs["centre-d"], patient.Erase, p.String(), key)
+	erase, err := centre.PatientRequest(d.cfgs["centre-d"], patient.Erase, p.String(), key)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 		d.say("  %s: %d payload(s) crypto-shredded, erasure entries appended, withdrawn", h.Name, len(h.Erasures))
 	}
 	for _, r := range []*running{a, b, c, dnode} {
-		if _, err := node.Verify(ctx, d.cfgs[r.Centre.Name].Data.Dir); err != nil {
+		if _, err := centre.Verify(ctx, d.cfgs[r.Centre.Name].Data.Dir); err != nil {
 			return err
 		}
 	}
@@ -218,7 +218,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 
 // showQuery prints a query's answers, which must release want records in
 // all.
-func (d *demo) showQuery(res node.QueryResult, want int) error {
+func (d *demo) showQuery(res centre.QueryResult, want int) error {
 	got := 0
 	for _, h := range res.Holders {
 		if h.Status != "answered" {

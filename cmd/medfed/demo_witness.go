@@ -12,13 +12,13 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
 func (d *demo) witnessChapter(ctx context.Context) (err error) {
 	d.chapter(3, "witnessed ledgers: nobody rewrites history alone")
-	var cfgs []node.Config
+	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
 		cfg := d.cfgs[name]
 		cfg.Ledger.CheckpointInterval = 100 * time.Millisecond

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 func newDirectoryCmd() *cobra.Command {
@@ -35,11 +35,11 @@ the holders it found.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		if _, err := node.ParsePseudonym(pseudonym); err != nil {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if _, err := centre.ParsePseudonym(pseudonym); err != nil {
 			return usagef("directory lookup: --pseudonym: %v", err)
 		}
-		res, err := node.Admin(cfg.Data.Dir).Lookup(cmd.Context(), pseudonym)
+		res, err := centre.Admin(cfg.Data.Dir).Lookup(cmd.Context(), pseudonym)
 		if err != nil {
 			return err
 		}
@@ -55,7 +55,7 @@ the holders it found.`,
 	})
 }
 
-func printLookup(w io.Writer, res node.DirectoryLookup) {
+func printLookup(w io.Writer, res centre.DirectoryLookup) {
 	for _, h := range res.Holders {
 		fmt.Fprintf(w, "%s\t%s\n", h.Name, h.ID)
 	}
@@ -71,8 +71,8 @@ func newDirectoryStatusCmd() *cobra.Command {
 		Short: "Show what this centre announces and stores in the directory (the node must be running)",
 		Args:  cobra.NoArgs,
 	}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		st, err := node.Admin(cfg.Data.Dir).DirectoryStatus(cmd.Context())
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		st, err := centre.Admin(cfg.Data.Dir).DirectoryStatus(cmd.Context())
 		if err != nil {
 			return err
 		}

@@ -16,13 +16,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // configCmd gives cmd a --config flag and runs run with the centre's
 // configuration loaded from it (and the environment and flags).
-func configCmd(cmd *cobra.Command, run func(cmd *cobra.Command, cfg node.Config, args []string) error) *cobra.Command {
+func configCmd(cmd *cobra.Command, run func(cmd *cobra.Command, cfg centre.Config, args []string) error) *cobra.Command {
 	var path string
 	cmd.Flags().StringVar(&path, "config", "", "the centre's YAML configuration `file`")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -48,7 +48,7 @@ stops it gracefully: the API finishes the requests under way (up to 10 s),
 then the node closes its services and its ledger.`,
 		Args: cobra.NoArgs,
 	}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		return runNode(cmd, cfg)
 	})
 }
@@ -56,7 +56,7 @@ then the node closes its services and its ledger.`,
 // runNode runs the centre's node and its API until the command's context
 // ends (a signal): the API stops first, so that no request finds the node
 // closed under it.
-func runNode(cmd *cobra.Command, cfg node.Config) error {
+func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	log := newLogger(cmd, cfg.Log)
 	// The API's port first: a port in use is the commonest start-up
 	// failure, and it is better found before the node opens anything.
@@ -65,7 +65,7 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 		return fmt.Errorf("api.listen %s: %w (is another node or program using it?)", cfg.API.Listen, err)
 	}
 	defer ln.Close()
-	n, err := node.Start(cmd.Context(), cfg, log)
+	n, err := centre.Start(cmd.Context(), cfg, log)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	return errors.Join(serveErr, <-ran)
 }
 
-func newLogger(cmd *cobra.Command, cfg node.LogConfig) *slog.Logger {
+func newLogger(cmd *cobra.Command, cfg centre.LogConfig) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
 		level = slog.LevelInfo // Validate has refused anything else
@@ -128,8 +128,8 @@ once a quorum approved, it runs "medfed federation join --peer ADDR".`,
 
 // withCentre opens the centre offline (its node must not be running), for
 // commands that need its key.
-func withCentre(ctx context.Context, cfg node.Config, f func(*node.Centre) error) error {
-	c, err := node.Open(ctx, cfg, nil)
+func withCentre(ctx context.Context, cfg centre.Config, f func(*centre.Centre) error) error {
+	c, err := centre.Open(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -177,8 +177,8 @@ func newFedRequestCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the request (- for stdout)")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		return withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
 			req, err := c.JoinRequest(cfg.P2P.Listen)
 			if err != nil {
 				return err
@@ -217,7 +217,7 @@ and the plain shares never touch the disk.`,
 	cmd.Flags().StringVar(&policy.ConsentDefault, "consent-default", policy.ConsentDefault, "policy for patients without a consent contract: opt-in or opt-out")
 	cmd.Flags().StringVar(&policy.EmergencyAccess, "emergency-access", policy.EmergencyAccess, "break-glass access: allowed or forbidden")
 	cmd.Flags().DurationVar(&policy.TokenMaxLifetime, "token-max-lifetime", policy.TokenMaxLifetime, "longest consent token a patient may issue")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		var reqs [][]byte
 		for _, path := range members {
 			b, err := readIn(path)
@@ -238,7 +238,7 @@ and the plain shares never touch the disk.`,
 		if sharesOut == "" || sharesOut == "-" {
 			return usagef("federation init: --shares FILE is required when the charter goes to stdout")
 		}
-		return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+		return withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
 			draft, shares, err := c.Found(cfg.P2P.Listen, reqs, policy)
 			if err != nil {
 				return usageError{err}
@@ -255,9 +255,9 @@ and the plain shares never touch the disk.`,
 
 // fileCmd is a command over the centre's configuration and one file
 // argument (a charter or a join request), read with a size limit.
-func fileCmd(use, short string, run func(cmd *cobra.Command, cfg node.Config, path string, data []byte) error) *cobra.Command {
+func fileCmd(use, short string, run func(cmd *cobra.Command, cfg centre.Config, path string, data []byte) error) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, args []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
 		data, err := readIn(args[0])
 		if err != nil {
 			return err
@@ -269,12 +269,12 @@ func fileCmd(use, short string, run func(cmd *cobra.Command, cfg node.Config, pa
 func newFedSignCmd() *cobra.Command {
 	var sharesPath string
 	cmd := fileCmd("sign CHARTER --config FILE", "Add this centre's signature to a draft version 1 (a founder)",
-		func(cmd *cobra.Command, cfg node.Config, path string, draft []byte) error {
+		func(cmd *cobra.Command, cfg centre.Config, path string, draft []byte) error {
 			shares, err := readShares(path, sharesPath)
 			if err != nil {
 				return err
 			}
-			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+			return withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
 				signed, err := c.SignCharter(draft, shares)
 				if err != nil {
 					return usageError{err}
@@ -301,12 +301,12 @@ func readShares(charterPath, given string) ([]byte, error) {
 func newFedInstallCmd() *cobra.Command {
 	var sharesPath string
 	cmd := fileCmd("install CHARTER --shares FILE --config FILE", "Adopt version 1 of a charter that every founder signed",
-		func(cmd *cobra.Command, cfg node.Config, path string, note []byte) error {
+		func(cmd *cobra.Command, cfg centre.Config, path string, note []byte) error {
 			shares, err := readShares(path, sharesPath)
 			if err != nil {
 				return err
 			}
-			return withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+			return withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
 				s, err := c.InstallFounding(cmd.Context(), note, shares)
 				if err != nil {
 					return usageError{err}
@@ -327,11 +327,11 @@ func newFedJoinCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&addr, "peer", "", "a member's address, ending in /p2p/<its peer ID>")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if addr == "" {
 			return usagef("federation join: --peer is required")
 		}
-		s, err := node.Join(cmd.Context(), cfg, addr)
+		s, err := centre.Join(cmd.Context(), cfg, addr)
 		if err != nil {
 			return err
 		}
@@ -352,8 +352,8 @@ func printProgress(cmd *cobra.Command, what string, p federation.Progress) error
 
 func newFedApproveCmd() *cobra.Command {
 	return fileCmd("approve REQUEST --config FILE", "Approve a centre's join request on this centre's running node",
-		func(cmd *cobra.Command, cfg node.Config, _ string, req []byte) error {
-			p, err := node.Admin(cfg.Data.Dir).Approve(cmd.Context(), req)
+		func(cmd *cobra.Command, cfg centre.Config, _ string, req []byte) error {
+			p, err := centre.Admin(cfg.Data.Dir).Approve(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -367,8 +367,8 @@ func newFedRemoveCmd() *cobra.Command {
 		Short: "Approve removing a centre, on this centre's running node",
 		Args:  cobra.ExactArgs(1),
 	}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, args []string) error {
-		p, err := node.Admin(cfg.Data.Dir).Remove(cmd.Context(), args[0])
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
+		p, err := centre.Admin(cfg.Data.Dir).Remove(cmd.Context(), args[0])
 		if err != nil {
 			return err
 		}
@@ -388,9 +388,9 @@ joining centre passes to medfed federation join --peer.`,
 	}
 	var address bool
 	cmd.Flags().BoolVar(&address, "address", false, "print only this centre's addresses, /p2p/ID included")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if address {
-			pub, err := node.PublicKey(cfg.Data.Dir)
+			pub, err := centre.PublicKey(cfg.Data.Dir)
 			if err != nil {
 				return err
 			}
@@ -409,7 +409,7 @@ joining centre passes to medfed federation join --peer.`,
 			}
 			return nil
 		}
-		st, err := node.Admin(cfg.Data.Dir).Status(cmd.Context())
+		st, err := centre.Admin(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -454,7 +454,7 @@ func newFedPSKCmd() *cobra.Command {
 			if out == "" || out == "-" || strings.TrimSpace(out) == "" {
 				return usagef("federation psk: --out FILE is required (the key is a secret)")
 			}
-			k, err := node.NewPSK()
+			k, err := centre.NewPSK()
 			if err != nil {
 				return err
 			}
@@ -466,7 +466,7 @@ func newFedPSKCmd() *cobra.Command {
 }
 
 // printEvidence warns about every member caught signing two histories.
-func printEvidence(cmd *cobra.Command, ev []node.EvidenceStatus) error {
+func printEvidence(cmd *cobra.Command, ev []centre.EvidenceStatus) error {
 	for _, e := range ev {
 		if _, err := fmt.Fprintf(cmd.OutOrStdout(), "EVIDENCE: %s signed conflicting checkpoints (%s), seen %s; this centre no longer witnesses it\n",
 			e.Origin, e.Reason, e.Seen.Format(time.RFC3339)); err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/patient"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 func newPatientViewCmd() *cobra.Command {
@@ -47,16 +47,16 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 	}
 	f.add(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		k, p, _, err := f.load(cmd, cfg)
 		if err != nil {
 			return err
 		}
-		req, err := node.PatientRequest(cfg, op, p.String(), k)
+		req, err := centre.PatientRequest(cfg, op, p.String(), k)
 		if err != nil {
 			return err
 		}
-		res, err := node.Admin(cfg.Data.Dir).Patient(cmd.Context(), req)
+		res, err := centre.Admin(cfg.Data.Dir).Patient(cmd.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -75,7 +75,7 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 	})
 }
 
-func printPatient(w io.Writer, res node.PatientResult) {
+func printPatient(w io.Writer, res centre.PatientResult) {
 	fmt.Fprintf(w, "# %s: %d holding centre(s)\n", res.Pseudonym, len(res.Holders))
 	for _, h := range res.Holders {
 		if h.Status == "failed" {
@@ -135,7 +135,7 @@ func printPatient(w io.Writer, res node.PatientResult) {
 
 func newTransferCmd() *cobra.Command {
 	var (
-		req       node.TransferRequest
+		req       centre.TransferRequest
 		tokenFile string
 		asJSON    bool
 	)
@@ -160,15 +160,15 @@ It exits 1 when a source failed.`,
 	cmd.Flags().StringArrayVar(&req.Classes, "class", nil, "a data class to copy (repeat; default all)")
 	cmd.Flags().StringVar(&tokenFile, "token", "", "a `file` holding the patient's token for copying")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
 			return usagef("transfer: --pseudonym: %v", err)
 		}
 		var err error
 		if req.Token, err = readToken(tokenFile); err != nil {
 			return err
 		}
-		res, err := node.Admin(cfg.Data.Dir).Transfer(cmd.Context(), req)
+		res, err := centre.Admin(cfg.Data.Dir).Transfer(cmd.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -190,7 +190,7 @@ It exits 1 when a source failed.`,
 	})
 }
 
-func printTransfer(w io.Writer, res node.TransferResult) {
+func printTransfer(w io.Writer, res centre.TransferResult) {
 	fmt.Fprintf(w, "# %s: %d source(s)\n", res.Pseudonym, len(res.Sources))
 	for _, s := range res.Sources {
 		switch s.Status {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -46,8 +46,8 @@ entry or checkpoint is named), 2 when DIR is not a centre's data directory.`,
 			if dir == "" {
 				return usagef("ledger verify: --data DIR is required")
 			}
-			rep, err := node.Verify(cmd.Context(), dir)
-			if errors.Is(err, node.ErrNotDataDir) || errors.Is(err, ledger.ErrNotLedger) {
+			rep, err := centre.Verify(cmd.Context(), dir)
+			if errors.Is(err, centre.ErrNotDataDir) || errors.Is(err, ledger.ErrNotLedger) {
 				return usageError{fmt.Errorf("ledger verify: %w", err)}
 			}
 			var te *ledger.TamperError
@@ -75,10 +75,10 @@ func newLedgerStatusCmd() *cobra.Command {
 		Short: "Show the latest checkpoint, the latest final one and its cosigners, and any evidence",
 		Args:  cobra.NoArgs,
 	}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		st, err := node.Admin(cfg.Data.Dir).LedgerStatus(cmd.Context())
-		if errors.Is(err, node.ErrNotRunning) { // read the data directory itself
-			err = withCentre(cmd.Context(), cfg, func(c *node.Centre) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		st, err := centre.Admin(cfg.Data.Dir).LedgerStatus(cmd.Context())
+		if errors.Is(err, centre.ErrNotRunning) { // read the data directory itself
+			err = withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
 				st, err = c.LedgerStatus(cmd.Context())
 				return err
 			})
@@ -142,9 +142,9 @@ It refuses a real centre's data directory.`,
 }
 
 func soak(ctx context.Context, w io.Writer, dir string, writers int, duration time.Duration) error {
-	cfg := node.DefaultConfig()
+	cfg := centre.DefaultConfig()
 	cfg.Centre.Name, cfg.Federation.ID, cfg.Data.Dir = soakCentre, soakFederation, dir
-	c, err := node.Open(ctx, cfg, nil)
+	c, err := centre.Open(ctx, cfg, nil)
 	if err != nil {
 		return fmt.Errorf("ledger soak: %w", err)
 	}

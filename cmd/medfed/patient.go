@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -52,7 +52,7 @@ prefer --stdin, one "system|value" (or bare NHS number) per line.`,
 	cmd.Flags().StringArrayVar(&nhs, "nhs", nil, "an NHS number (spaces and dashes allowed; repeat)")
 	cmd.Flags().StringArrayVar(&ids, "id", nil, "an identifier as SYSTEM|VALUE, SYSTEM a configured name or URI (repeat)")
 	cmd.Flags().BoolVar(&stdin, "stdin", false, "also read identifiers from standard input, one per line")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		rules, err := cfg.Pseudonym.Rules()
 		if err != nil {
 			return err
@@ -85,10 +85,10 @@ prefer --stdin, one "system|value" (or bare NHS number) per line.`,
 		if len(canonical) == 0 {
 			return usagef("patient pseudonym: give --nhs, --id or --stdin")
 		}
-		admin := node.Admin(cfg.Data.Dir)
+		admin := centre.Admin(cfg.Data.Dir)
 		out := &stickyWriter{w: cmd.OutOrStdout()}
-		for start := 0; start < len(canonical); start += node.MaxPseudonymRequest {
-			ps, err := admin.Pseudonyms(cmd.Context(), canonical[start:min(start+node.MaxPseudonymRequest, len(canonical))])
+		for start := 0; start < len(canonical); start += centre.MaxPseudonymRequest {
+			ps, err := admin.Pseudonyms(cmd.Context(), canonical[start:min(start+centre.MaxPseudonymRequest, len(canonical))])
 			if err != nil {
 				return err
 			}
@@ -167,7 +167,7 @@ registrar attests a new key as replacing a compromised one.`,
 }
 
 func newPatientAttestCmd() *cobra.Command {
-	var req node.AttestRequest
+	var req centre.AttestRequest
 	cmd := &cobra.Command{
 		Use:   "attest --config FILE --pseudonym P --public-key KEY [--compromised]",
 		Short: "Attest that a key is a patient's (registrar use, after checking identity in person)",
@@ -186,14 +186,14 @@ sign a contract with the new key.`,
 	cmd.Flags().StringVar(&req.Pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
 	cmd.Flags().StringVar(&req.Key, "public-key", "", "the patient's public key, 64 hex digits")
 	cmd.Flags().BoolVar(&req.Compromised, "compromised", false, "the keys it replaces are lost or stolen")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
 			return usagef("patient attest: --pseudonym: %v", err)
 		}
 		if _, err := consent.ParsePublicKey(req.Key); err != nil {
 			return usagef("patient attest: --public-key: %v", err)
 		}
-		d, err := node.Admin(cfg.Data.Dir).Attest(cmd.Context(), req)
+		d, err := centre.Admin(cfg.Data.Dir).Attest(cmd.Context(), req)
 		if err != nil {
 			return err
 		}

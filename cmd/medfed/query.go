@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // errIncomplete: some holder did not answer, or its answer was rejected.
@@ -21,7 +21,7 @@ var errIncomplete = errors.New("query: not every holder answered")
 
 func newQueryCmd() *cobra.Command {
 	var (
-		req       node.QueryRequest
+		req       centre.QueryRequest
 		tokenFile string
 		out       string
 		asJSON    bool
@@ -50,8 +50,8 @@ rejected). It exits 1 when a holder failed.`,
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "the emergency reason: unconscious, life-threatening, urgent-treatment or public-health")
 	cmd.Flags().StringVar(&out, "out", "", "write the payloads to this `directory` instead of printing them")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
-		if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
 			return usagef("query: --pseudonym: %v", err)
 		}
 		if req.Purpose == "" {
@@ -61,7 +61,7 @@ rejected). It exits 1 when a holder failed.`,
 		if req.Token, err = readToken(tokenFile); err != nil {
 			return err
 		}
-		res, err := node.Admin(cfg.Data.Dir).QueryRecords(cmd.Context(), req)
+		res, err := centre.Admin(cfg.Data.Dir).QueryRecords(cmd.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -80,7 +80,7 @@ rejected). It exits 1 when a holder failed.`,
 	})
 }
 
-func printQuery(w io.Writer, res node.QueryResult, out string) error {
+func printQuery(w io.Writer, res centre.QueryResult, out string) error {
 	fmt.Fprintf(w, "# %s: %d holding centres, %.1f ms\n", res.Pseudonym, len(res.Holders), res.Millis)
 	for _, h := range res.Holders {
 		switch h.Status {

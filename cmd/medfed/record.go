@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -30,7 +30,7 @@ const maxRecordFile = 16 << 20
 
 func newRecordAddCmd() *cobra.Command {
 	var (
-		req                     node.RecordRequest
+		req                     centre.RecordRequest
 		nhs, id, file, occurred string
 	)
 	cmd := &cobra.Command{
@@ -56,7 +56,7 @@ the new entry's index.`,
 	cmd.Flags().StringVar(&req.Location, "location", "", "department or site code")
 	cmd.Flags().StringVar(&req.Author, "author", "", "the author's staff ID, 32 hex digits")
 	cmd.Flags().Int64Var(&req.Replaces, "replaces", 0, "the ledger index of the record this amends")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		given := 0
 		for _, v := range []string{req.Pseudonym, nhs, id} {
 			if v != "" {
@@ -68,7 +68,7 @@ the new entry's index.`,
 		}
 		switch {
 		case req.Pseudonym != "":
-			if _, err := node.ParsePseudonym(req.Pseudonym); err != nil {
+			if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
 				return usagef("record add: --pseudonym: %v", err)
 			}
 		case nhs != "":
@@ -108,7 +108,7 @@ the new entry's index.`,
 		if len(req.Payload) > maxRecordFile {
 			return usagef("record add: the payload is larger than %d bytes", maxRecordFile)
 		}
-		res, err := node.Admin(cfg.Data.Dir).AddRecord(cmd.Context(), req)
+		res, err := centre.Admin(cfg.Data.Dir).AddRecord(cmd.Context(), req)
 		if err != nil {
 			return err
 		}

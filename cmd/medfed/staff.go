@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 )
 
 func newStaffCmd() *cobra.Command {
@@ -29,8 +29,8 @@ The node need not be stopped: a new or revoked credential counts at once.`,
 }
 
 // openStaff opens the staff store of a centre that exists.
-func openStaff(cfg node.Config) (*api.StaffStore, error) {
-	if _, err := node.PublicKey(cfg.Data.Dir); err != nil {
+func openStaff(cfg centre.Config) (*api.StaffStore, error) {
+	if _, err := centre.PublicKey(cfg.Data.Dir); err != nil {
 		return nil, fmt.Errorf("%s is not a centre's data directory (medfed federation request or init creates one): %w", cfg.Data.Dir, err)
 	}
 	return api.OpenStaff(cfg.Data.Dir)
@@ -49,7 +49,7 @@ staff member.`,
 	}
 	cmd.Flags().StringVar(&role, "role", "", "the role: "+strings.Join(api.Roles, ", "))
 	cmd.Flags().StringVar(&label, "label", "", "a note for this centre's administrators (never on a ledger)")
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if !api.ValidRole(role) {
 			return usagef("staff add: --role: give one of %s", strings.Join(api.Roles, ", "))
 		}
@@ -74,7 +74,7 @@ func newStaffListCmd() *cobra.Command {
 		Short: "List the centre's staff credentials",
 		Args:  cobra.NoArgs,
 	}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, _ []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		st, err := openStaff(cfg)
 		if err != nil {
 			return err
@@ -103,7 +103,7 @@ func newStaffRevokeCmd() *cobra.Command {
 		Short: "Revoke a staff member's credential at once",
 		Args:  cobra.ExactArgs(1),
 	}
-	return configCmd(cmd, func(cmd *cobra.Command, cfg node.Config, args []string) error {
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
 		st, err := openStaff(cfg)
 		if err != nil {
 			return err

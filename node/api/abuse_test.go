@@ -17,7 +17,7 @@ import (
 // serveAPI serves the API of centre c as the daemon does, through Serve on
 // a real listener (with the server's timeouts, which httptest's server
 // lacks), until the test ends; it returns the base URL.
-func serveAPI(t *testing.T, c *centre) string {
+func serveAPI(t *testing.T, c *testCentre) string {
 	t.Helper()
 	srv, err := api.New(api.Options{Node: c.node, Staff: c.staff})
 	if err != nil {

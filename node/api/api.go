@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // Limits of the API. A request body above its route's limit is refused
@@ -36,14 +36,14 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	Node   *node.Node
+	Node   *centre.Node
 	Staff  *StaffStore
 	Logger *slog.Logger
 }
 
 // Server is a centre's HTTP API.
 type Server struct {
-	node   *node.Node
+	node   *centre.Node
 	staff  *StaffStore
 	log    *slog.Logger
 	routes []route
@@ -282,7 +282,7 @@ func statusOf(err error) int {
 	case errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
 	}
-	return node.HTTPStatus(err)
+	return centre.HTTPStatus(err)
 }
 
 // decode reads the request's JSON body into v: one object, no unknown

@@ -17,23 +17,23 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
-	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/nodetest"
 )
 
 const nhs = "943 476 5919" // a valid NHS number (mod-11), synthetic
 
-// centre is a running node with its API on a real 127.0.0.1 port.
-type centre struct {
-	cfg   node.Config
-	node  *node.Node
+// testCentre is a running node with its API on a real 127.0.0.1 port.
+type testCentre struct {
+	cfg   centre.Config
+	node  *centre.Node
 	url   string
 	staff *api.StaffStore
 	logs  *nodetest.Log // the API's log
 }
 
-func (c *centre) token(t testing.TB, role string) string {
+func (c *testCentre) token(t testing.TB, role string) string {
 	t.Helper()
 	tok, _, err := c.staff.Add(context.Background(), role, "")
 	if err != nil {
@@ -43,15 +43,15 @@ func (c *centre) token(t testing.TB, role string) string {
 }
 
 // federation starts two founders, a and b, each with its API.
-func federation(t testing.TB) (a, b *centre) {
+func federation(t testing.TB) (a, b *testCentre) {
 	t.Helper()
 	root := t.TempDir()
-	cfgs := []node.Config{nodetest.Config(t, root, "centre-a"), nodetest.Config(t, root, "centre-b")}
+	cfgs := []centre.Config{nodetest.Config(t, root, "centre-a"), nodetest.Config(t, root, "centre-b")}
 	for i := range cfgs {
 		cfgs[i].Ledger.CheckpointInterval = 200 * time.Millisecond
 	}
 	nodetest.Found(t, cfgs...)
-	var cs []*centre
+	var cs []*testCentre
 	for _, cfg := range cfgs {
 		n := nodetest.Start(t, cfg)
 		st, err := api.OpenStaff(cfg.Data.Dir)
@@ -66,7 +66,7 @@ func federation(t testing.TB) (a, b *centre) {
 		}
 		hs := httptest.NewServer(srv.Handler())
 		t.Cleanup(hs.Close)
-		cs = append(cs, &centre{cfg: cfg, node: n, url: hs.URL, staff: st, logs: logs})
+		cs = append(cs, &testCentre{cfg: cfg, node: n, url: hs.URL, staff: st, logs: logs})
 	}
 	nodetest.Eventually(t, 10*time.Second, "the founders connect", func() bool {
 		_, err := cs[0].node.Ready()
@@ -183,9 +183,9 @@ func data(r map[string]any) string {
 	return string(b)
 }
 
-func contract(t testing.TB, key ed25519.PrivateKey, n *node.Node, p string, base consent.Base) []byte {
+func contract(t testing.TB, key ed25519.PrivateKey, n *centre.Node, p string, base consent.Base) []byte {
 	t.Helper()
-	subject, err := node.ParsePseudonym(p)
+	subject, err := centre.ParsePseudonym(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestTheTourOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject, _ := node.ParsePseudonym(p)
+	subject, _ := centre.ParsePseudonym(p)
 	rev, err := consent.SignRevocation(key, consent.Revocation{Federation: a.node.Membership.Current().Federation, Subject: subject, Target: cid, Issued: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func TestTheTourOverHTTP(t *testing.T) {
 	}
 
 	// The patient's own view, signed with their key, through a.
-	view, err := node.PatientRequest(a.cfg, patient.View, p, key)
+	view, err := centre.PatientRequest(a.cfg, patient.View, p, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ type operation struct {
 	patient      bool // authenticated by the patient's signature
 }
 
-func operations(t testing.TB, c *centre) []operation {
+func operations(t testing.TB, c *testCentre) []operation {
 	t.Helper()
 	doc := call(t, "GET", c.url+"/openapi.json", "", nil).want(t, 200, "openapi.json")
 	paths, _ := doc.body["paths"].(map[string]any)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // The OpenAPI 3.1 document is built from the route table the server
@@ -21,15 +21,15 @@ import (
 // own answers by reflection over the Go types.
 var answers = map[string]any{
 	"Health":           map[string]string{},
-	"Readiness":        node.Readiness{},
+	"Readiness":        centre.Readiness{},
 	"OpenAPI":          map[string]any{},
-	"ConsentDelivery":  node.ConsentDelivery{},
-	"TransferResult":   node.TransferResult{},
-	"PatientResult":    node.PatientResult{},
-	"TokenCheck":       node.TokenCheck{},
-	"LedgerStatus":     node.LedgerStatus{},
-	"FederationStatus": node.FederationStatus{},
-	"EntryProof":       node.EntryProof{},
+	"ConsentDelivery":  centre.ConsentDelivery{},
+	"TransferResult":   centre.TransferResult{},
+	"PatientResult":    centre.PatientResult{},
+	"TokenCheck":       centre.TokenCheck{},
+	"LedgerStatus":     centre.LedgerStatus{},
+	"FederationStatus": centre.FederationStatus{},
+	"EntryProof":       centre.EntryProof{},
 	"Evidence":         evidenceList{},
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // The bodies the routes take. Binary fields ([]byte) are base64, as FHIR
@@ -191,7 +191,7 @@ func (s *Server) attest(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	return s.node.Attest(ctx, node.AttestRequest{Pseudonym: c.r.PathValue("pseudonym"), Key: b.PublicKey, Compromised: b.Compromised})
+	return s.node.Attest(ctx, centre.AttestRequest{Pseudonym: c.r.PathValue("pseudonym"), Key: b.PublicKey, Compromised: b.Compromised})
 }
 
 func (s *Server) addRecord(ctx context.Context, c *call) (any, error) {
@@ -204,7 +204,7 @@ func (s *Server) amendRecord(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	if index == 0 {
-		return nil, fmt.Errorf("%w: entry 0 is the charter, not a record", node.ErrNotFound)
+		return nil, fmt.Errorf("%w: entry 0 is the charter, not a record", centre.ErrNotFound)
 	}
 	return s.record(ctx, c, index)
 }
@@ -214,7 +214,7 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	req := node.RecordRequest{Pseudonym: b.Patient, Class: b.Class, Location: b.Location, Author: c.staff.ID, Replaces: replaces, Payload: b.Data}
+	req := centre.RecordRequest{Pseudonym: b.Patient, Class: b.Class, Location: b.Location, Author: c.staff.ID, Replaces: replaces, Payload: b.Data}
 	if b.Identifier != nil {
 		id, err := identifier(*b.Identifier)
 		if err != nil {
@@ -242,7 +242,7 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	// The record is stored: answer from the request, so that nothing
 	// after this point can turn a stored record into an error (and a retry
 	// into a duplicate).
-	meta := node.RecordMeta{Index: res.Index, Kind: "record", Pseudonym: res.Pseudonym, Class: req.Class, Occurred: req.Occurred, Location: req.Location,
+	meta := centre.RecordMeta{Index: res.Index, Kind: "record", Pseudonym: res.Pseudonym, Class: req.Class, Occurred: req.Occurred, Location: req.Location,
 		Author: req.Author, Replaces: replaces}
 	if replaces > 0 {
 		meta.Kind = "amendment"
@@ -272,7 +272,7 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.node.QueryRecords(ctx, node.QueryRequest{Pseudonym: meta.Pseudonym, Purpose: "treatment", Role: c.staff.Role, Staff: c.staff.ID,
+	res, err := s.node.QueryRecords(ctx, centre.QueryRequest{Pseudonym: meta.Pseudonym, Purpose: "treatment", Role: c.staff.Role, Staff: c.staff.ID,
 		Classes: []string{meta.Class}, Local: true})
 	if err != nil {
 		return nil, err
@@ -297,7 +297,7 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 	}
 	if h.Pending > 0 {
 		c.w.Header().Set("Retry-After", "2")
-		return nil, fmt.Errorf("%w: record %d is not in a final checkpoint yet; ask again in a few seconds", node.ErrNotReady, index)
+		return nil, fmt.Errorf("%w: record %d is not in a final checkpoint yet; ask again in a few seconds", centre.ErrNotReady, index)
 	}
 	return nil, errStatus{http.StatusForbidden, fmt.Errorf("record %d was not released: an amendment replaced it, or consent does not allow it (access entry %d)", index, h.Access)}
 }
@@ -316,7 +316,7 @@ func (s *Server) query(ctx context.Context, c *call) (any, error) {
 	if c.staff.Role == "researcher" && b.Purpose != "research" {
 		return nil, errStatus{http.StatusForbidden, fmt.Errorf("a researcher queries for research only, not %q", b.Purpose)}
 	}
-	return s.runQuery(ctx, c, node.QueryRequest{Pseudonym: b.Patient, Purpose: b.Purpose, Classes: b.Classes, Token: encodeToken(b.Token)})
+	return s.runQuery(ctx, c, centre.QueryRequest{Pseudonym: b.Patient, Purpose: b.Purpose, Classes: b.Classes, Token: encodeToken(b.Token)})
 }
 
 func (s *Server) emergency(ctx context.Context, c *call) (any, error) {
@@ -327,10 +327,10 @@ func (s *Server) emergency(ctx context.Context, c *call) (any, error) {
 	if b.Reason == "" {
 		return nil, fmt.Errorf("%w: emergency access needs a reason: unconscious, life-threatening, urgent-treatment or public-health", errBadRequest)
 	}
-	return s.runQuery(ctx, c, node.QueryRequest{Pseudonym: b.Patient, Purpose: "emergency", Reason: b.Reason, Classes: b.Classes})
+	return s.runQuery(ctx, c, centre.QueryRequest{Pseudonym: b.Patient, Purpose: "emergency", Reason: b.Reason, Classes: b.Classes})
 }
 
-func (s *Server) runQuery(ctx context.Context, c *call, q node.QueryRequest) (any, error) {
+func (s *Server) runQuery(ctx context.Context, c *call, q centre.QueryRequest) (any, error) {
 	q.Role, q.Staff = c.staff.Role, c.staff.ID
 	res, err := s.node.QueryRecords(ctx, q)
 	if err != nil {
@@ -344,7 +344,7 @@ func (s *Server) transfer(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	return s.node.Transfer(ctx, node.TransferRequest{Pseudonym: b.Patient, Token: encodeToken(b.Token), Classes: b.Classes,
+	return s.node.Transfer(ctx, centre.TransferRequest{Pseudonym: b.Patient, Token: encodeToken(b.Token), Classes: b.Classes,
 		Role: c.staff.Role, Staff: c.staff.ID})
 }
 
@@ -382,17 +382,17 @@ func (s *Server) checkToken(ctx context.Context, c *call) (any, error) {
 	return s.node.CheckToken(ctx, b.Token)
 }
 
-func (s *Server) patientRequest(ctx context.Context, c *call, op patient.Op) (node.PatientResult, error) {
+func (s *Server) patientRequest(ctx context.Context, c *call, op patient.Op) (centre.PatientResult, error) {
 	var b PatientRequestBody
 	if err := c.decode(&b); err != nil {
-		return node.PatientResult{}, err
+		return centre.PatientResult{}, err
 	}
 	q, err := patient.ParseRequest(b.Request)
 	if err != nil {
-		return node.PatientResult{}, err
+		return centre.PatientResult{}, err
 	}
 	if q.Op != op {
-		return node.PatientResult{}, fmt.Errorf("%w: this route takes a signed %s request, not %s", errBadRequest, op, q.Op)
+		return centre.PatientResult{}, fmt.Errorf("%w: this route takes a signed %s request, not %s", errBadRequest, op, q.Op)
 	}
 	return s.node.PatientRelay(ctx, b.Request)
 }
@@ -435,7 +435,7 @@ func (s *Server) ledger(ctx context.Context, _ *call) (any, error) {
 
 // evidenceList is GET /v1/federation/evidence's answer.
 type evidenceList struct {
-	Evidence []node.EvidenceStatus
+	Evidence []centre.EvidenceStatus
 }
 
 // nonNil makes an empty list encode as [], as the OpenAPI document says.
@@ -459,7 +459,7 @@ func (s *Server) federation(ctx context.Context, _ *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := node.FederationStatus{Status: s.node.Membership.Status(), Evidence: nonNil(st.Evidence)}
+	fs := centre.FederationStatus{Status: s.node.Membership.Status(), Evidence: nonNil(st.Evidence)}
 	fs.Pending = nonNil(fs.Pending)
 	return fs, nil
 }

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -33,9 +33,9 @@ func FreePort(t testing.TB) int {
 
 // Config is the configuration of centre name under root, of the
 // federation "test-federation", listening on a free port.
-func Config(t testing.TB, root, name string) node.Config {
+func Config(t testing.TB, root, name string) centre.Config {
 	t.Helper()
-	cfg := node.DefaultConfig()
+	cfg := centre.DefaultConfig()
 	cfg.Centre.Name, cfg.Federation.ID = name, "test-federation"
 	cfg.Data.Dir = filepath.Join(root, name)
 	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t))}
@@ -43,9 +43,9 @@ func Config(t testing.TB, root, name string) node.Config {
 }
 
 // Offline runs f on the centre of cfg opened without its node.
-func Offline(t testing.TB, cfg node.Config, f func(*node.Centre)) {
+func Offline(t testing.TB, cfg centre.Config, f func(*centre.Centre)) {
 	t.Helper()
-	c, err := node.Open(context.Background(), cfg, nil)
+	c, err := centre.Open(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +56,10 @@ func Offline(t testing.TB, cfg node.Config, f func(*node.Centre)) {
 }
 
 // Request is the join request of the centre of cfg.
-func Request(t testing.TB, cfg node.Config) []byte {
+func Request(t testing.TB, cfg centre.Config) []byte {
 	t.Helper()
 	var req []byte
-	Offline(t, cfg, func(c *node.Centre) {
+	Offline(t, cfg, func(c *centre.Centre) {
 		var err error
 		if req, err = c.JoinRequest(cfg.P2P.Listen); err != nil {
 			t.Fatal(err)
@@ -70,21 +70,21 @@ func Request(t testing.TB, cfg node.Config) []byte {
 
 // Found has the first config's centre found a federation with the others,
 // with the default policy, and installs the charter at every founder.
-func Found(t testing.TB, cfgs ...node.Config) {
+func Found(t testing.TB, cfgs ...centre.Config) {
 	t.Helper()
 	var reqs [][]byte
 	for _, cfg := range cfgs[1:] {
 		reqs = append(reqs, Request(t, cfg))
 	}
 	var draft, shares []byte
-	Offline(t, cfgs[0], func(c *node.Centre) {
+	Offline(t, cfgs[0], func(c *centre.Centre) {
 		var err error
 		if draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
 			t.Fatal(err)
 		}
 	})
 	for _, cfg := range cfgs[1:] {
-		Offline(t, cfg, func(c *node.Centre) {
+		Offline(t, cfg, func(c *centre.Centre) {
 			var err error
 			if draft, err = c.SignCharter(draft, shares); err != nil {
 				t.Fatal(err)
@@ -92,7 +92,7 @@ func Found(t testing.TB, cfgs ...node.Config) {
 		})
 	}
 	for _, cfg := range cfgs {
-		Offline(t, cfg, func(c *node.Centre) {
+		Offline(t, cfg, func(c *centre.Centre) {
 			if _, err := c.InstallFounding(context.Background(), draft, shares); err != nil {
 				t.Fatal(err)
 			}
@@ -101,9 +101,9 @@ func Found(t testing.TB, cfgs ...node.Config) {
 }
 
 // Start starts the node of cfg and stops it when the test ends.
-func Start(t testing.TB, cfg node.Config) *node.Node {
+func Start(t testing.TB, cfg centre.Config) *centre.Node {
 	t.Helper()
-	n, err := node.Start(context.Background(), cfg, nil)
+	n, err := centre.Start(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

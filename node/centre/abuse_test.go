@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 // The abuse catalogue (issue 10, item 4). Each test mounts one attack the
 // way a real peer would, against real centres on 127.0.0.1 with real
@@ -42,7 +42,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	patientproto "github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 	"github.com/medfed/medfed/pseudonym"
@@ -74,10 +74,10 @@ var served = []struct {
 // tweak when it is not nil. Patient p has one record at centre-b and one
 // at centre-c (the payload "result from <centre>"), both in final
 // checkpoints and listed in the directory.
-func abuseFed(t *testing.T, n int, tweak func(name string, cfg *node.Config)) ([]node.Config, []*node.Node, ledger.Pseudonym) {
+func abuseFed(t *testing.T, n int, tweak func(name string, cfg *centre.Config)) ([]centre.Config, []*centre.Node, ledger.Pseudonym) {
 	t.Helper()
 	root := t.TempDir()
-	cfgs := make([]node.Config, n)
+	cfgs := make([]centre.Config, n)
 	for i := range cfgs {
 		name := fmt.Sprintf("centre-%c", 'a'+i)
 		cfgs[i] = centreConfig(t, root, name)
@@ -87,7 +87,7 @@ func abuseFed(t *testing.T, n int, tweak func(name string, cfg *node.Config)) ([
 		}
 	}
 	found(t, cfgs...)
-	nodes := make([]*node.Node, n)
+	nodes := make([]*centre.Node, n)
 	for i, cfg := range cfgs {
 		nodes[i] = start(t, cfg)
 	}
@@ -102,7 +102,7 @@ func abuseFed(t *testing.T, n int, tweak func(name string, cfg *node.Config)) ([
 	ctx := context.Background()
 	p := ledger.Pseudonym(sha256.Sum256([]byte("abuse catalogue patient")))
 	for _, x := range nodes[1:min(n, 3)] {
-		res, err := x.AddRecord(ctx, node.RecordRequest{Pseudonym: p.String(), Class: "lab-result",
+		res, err := x.AddRecord(ctx, centre.RecordRequest{Pseudonym: p.String(), Class: "lab-result",
 			Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("result from " + x.Centre.Name)})
 		if err != nil {
 			t.Fatal(err)
@@ -128,7 +128,7 @@ type state struct {
 	Consent string
 }
 
-func stateOf(t *testing.T, n *node.Node, p ledger.Pseudonym) state {
+func stateOf(t *testing.T, n *centre.Node, p ledger.Pseudonym) state {
 	t.Helper()
 	ctx := context.Background()
 	st, err := n.Directory.Status(ctx)
@@ -147,7 +147,7 @@ func stateOf(t *testing.T, n *node.Node, p ledger.Pseudonym) state {
 }
 
 // states snapshots every centre.
-func states(t *testing.T, nodes []*node.Node, p ledger.Pseudonym) []state {
+func states(t *testing.T, nodes []*centre.Node, p ledger.Pseudonym) []state {
 	t.Helper()
 	out := make([]state, len(nodes))
 	for i, n := range nodes {
@@ -157,7 +157,7 @@ func states(t *testing.T, nodes []*node.Node, p ledger.Pseudonym) []state {
 }
 
 // unchanged fails unless every centre is as before.
-func unchanged(t *testing.T, before []state, nodes []*node.Node, p ledger.Pseudonym, attack string) {
+func unchanged(t *testing.T, before []state, nodes []*centre.Node, p ledger.Pseudonym, attack string) {
 	t.Helper()
 	for i, n := range nodes {
 		if now := stateOf(t, n, p); now != before[i] {
@@ -185,14 +185,14 @@ func refusal(t *testing.T, attack, text string, p ledger.Pseudonym, want ...stri
 
 // servesHonestQuery checks that a clinician at from gets p's record from
 // each holder named.
-func servesHonestQuery(t *testing.T, from *node.Node, p ledger.Pseudonym, holders ...string) {
+func servesHonestQuery(t *testing.T, from *centre.Node, p ledger.Pseudonym, holders ...string) {
 	t.Helper()
-	res, err := from.QueryRecords(context.Background(), node.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err := from.QueryRecords(context.Background(), centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
 	if err != nil {
 		t.Fatalf("an honest query after the attack: %v", err)
 	}
 	for _, name := range holders {
-		i := slices.IndexFunc(res.Holders, func(h node.QueryHolder) bool { return h.Name == name })
+		i := slices.IndexFunc(res.Holders, func(h centre.QueryHolder) bool { return h.Name == name })
 		if i < 0 || res.Holders[i].Status != "answered" || len(res.Holders[i].Records) != 1 || string(res.Holders[i].Records[0].Payload) != "result from "+name {
 			t.Fatalf("an honest query after the attack: %s did not release its record: %+v", name, res.Holders)
 		}
@@ -231,7 +231,7 @@ func exchange(t *testing.T, h host.Host, p peer.ID, proto protocol.ID, op byte, 
 }
 
 // accessEntries returns n's access entries about p.
-func accessEntries(t *testing.T, n *node.Node, p ledger.Pseudonym) []consent.AccessEntry {
+func accessEntries(t *testing.T, n *centre.Node, p ledger.Pseudonym) []consent.AccessEntry {
 	t.Helper()
 	es, err := n.Centre.Ledger.EntriesForKinds(context.Background(), p, ledger.KindAccess)
 	if err != nil {
@@ -250,11 +250,11 @@ func accessEntries(t *testing.T, n *node.Node, p ledger.Pseudonym) []consent.Acc
 
 // attestPatient has centre-a attest a key for p, delivered to the holders,
 // and returns it.
-func attestPatient(t *testing.T, a *node.Node, p ledger.Pseudonym) ed25519.PrivateKey {
+func attestPatient(t *testing.T, a *centre.Node, p ledger.Pseudonym) ed25519.PrivateKey {
 	t.Helper()
 	seed := sha256.Sum256([]byte("abuse catalogue patient key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
-	if _, err := a.Attest(context.Background(), node.AttestRequest{Pseudonym: p.String(), Key: consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}); err != nil {
+	if _, err := a.Attest(context.Background(), centre.AttestRequest{Pseudonym: p.String(), Key: consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}); err != nil {
 		t.Fatal(err)
 	}
 	return key
@@ -317,7 +317,7 @@ func TestAbuseNonMemberPeer(t *testing.T) {
 	// centre-a and centre-b remove centre-c (a quorum of 2 of 3): a
 	// charter entry at each of them, by design.
 	ctx := context.Background()
-	for _, n := range []*node.Node{a, b} {
+	for _, n := range []*centre.Node{a, b} {
 		if _, err := n.Membership.Remove(ctx, "centre-c"); err != nil {
 			t.Fatal(err)
 		}
@@ -464,7 +464,7 @@ func TestAbuseForgedSignature(t *testing.T) {
 		refusal(t, "a contract signed by a key never attested", err.Error(), p, "not signed by a key a member attested")
 	})
 	t.Run("patient request with a forged patient signature", func(t *testing.T) {
-		view, err := node.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
+		view, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,7 +474,7 @@ func TestAbuseForgedSignature(t *testing.T) {
 			t.Fatalf("a patient's view with its signature flipped: %v", err)
 		}
 		refusal(t, "a patient's view with its signature flipped", err.Error(), p, "signature does not verify")
-		erase, err := node.PatientRequest(cfgs[0], patientproto.Erase, p.String(), mallory)
+		erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p.String(), mallory)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -513,7 +513,7 @@ func TestAbuseReplayedRequest(t *testing.T) {
 		answered := stateOf(t, b, p)
 		for _, replay := range []struct {
 			name string
-			from *node.Node
+			from *centre.Node
 			want []string
 		}{
 			{"centre-a sends it again", a, []string{"replayed"}},
@@ -534,7 +534,7 @@ func TestAbuseReplayedRequest(t *testing.T) {
 		}
 	})
 	t.Run("patient view", func(t *testing.T) {
-		view, err := node.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
+		view, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -542,7 +542,7 @@ func TestAbuseReplayedRequest(t *testing.T) {
 		if err != nil || len(res.Holders) != 2 || res.Holders[0].Status != "answered" || res.Holders[1].Status != "answered" {
 			t.Fatalf("the first time: %+v, %v", res, err)
 		}
-		answered := states(t, []*node.Node{b, c}, p)
+		answered := states(t, []*centre.Node{b, c}, p)
 		res, err = a.PatientRelay(ctx, view)
 		if err != nil || len(res.Holders) != 2 {
 			t.Fatalf("the replay: %+v, %v", res, err)
@@ -553,8 +553,8 @@ func TestAbuseReplayedRequest(t *testing.T) {
 			}
 			refusal(t, "the view relayed again, at "+h.Name, h.Error, p, "refused", "out of time", "answered before")
 		}
-		unchanged(t, answered, []*node.Node{b, c}, p, "a replayed view")
-		for _, n := range []*node.Node{b, c} {
+		unchanged(t, answered, []*centre.Node{b, c}, p, "a replayed view")
+		for _, n := range []*centre.Node{b, c} {
 			views := 0
 			for _, e := range accessEntries(t, n, p) {
 				if e.Event == consent.EventPatientView {
@@ -592,7 +592,7 @@ func TestAbuseExpiredToken(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	expired, raw := token(now.Add(-2*time.Hour), now.Add(-time.Hour))
 	before := states(t, nodes, p)
-	res, err := a.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher", Token: raw})
+	res, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher", Token: raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +605,7 @@ func TestAbuseExpiredToken(t *testing.T) {
 		}
 		refusal(t, "an expired token at "+h.Name, h.Reason, p, "the token has expired")
 	}
-	for i, n := range []*node.Node{b, c} {
+	for i, n := range []*centre.Node{b, c} {
 		after := stateOf(t, n, p)
 		if after.Head.Size != before[i+1].Head.Size+1 || after.Stored != before[i+1].Stored || after.Consent != before[i+1].Consent {
 			t.Fatalf("%s: %+v before, %+v after; want one entry more and nothing else", n.Centre.Name, before[i+1], after)
@@ -621,7 +621,7 @@ func TestAbuseExpiredToken(t *testing.T) {
 	}
 
 	_, valid := token(now.Add(-time.Minute), now.Add(time.Hour))
-	res, err = a.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher", Token: valid})
+	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher", Token: valid})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,7 +795,7 @@ func TestAbuseOversizedMessage(t *testing.T) {
 }
 
 // evaluationsBy sums n's evaluation entries by requester.
-func evaluationsBy(t *testing.T, n *node.Node) map[peer.ID]int {
+func evaluationsBy(t *testing.T, n *centre.Node) map[peer.ID]int {
 	t.Helper()
 	es, err := n.Centre.Ledger.EntriesOfKind(context.Background(), ledger.KindEvaluation)
 	if err != nil {
@@ -824,7 +824,7 @@ func evaluationsBy(t *testing.T, n *node.Node) map[peer.ID]int {
 // is centre-a's alone: centre-b is served in full, and centre-a's own
 // client still derives pseudonyms, through centre-b.
 func TestAbuseOPRFRateLimit(t *testing.T) {
-	_, nodes, p := abuseFed(t, 3, func(name string, cfg *node.Config) {
+	_, nodes, p := abuseFed(t, 3, func(name string, cfg *centre.Config) {
 		if name == "centre-c" {
 			cfg.Pseudonym.RateLimit, cfg.Pseudonym.RateWindow = 100, time.Hour
 		}
@@ -842,7 +842,7 @@ func TestAbuseOPRFRateLimit(t *testing.T) {
 	}
 	// evaluate has from ask centre-c to evaluate n blinded elements, with
 	// the two of them as the evaluating set (the threshold is 2).
-	evaluate := func(from *node.Node, n int) (byte, []byte) {
+	evaluate := func(from *centre.Node, n int) (byte, []byte) {
 		set := []uint16{share(from.Centre.ID()), share(c.Centre.ID())}
 		slices.Sort(set)
 		req := binary.BigEndian.AppendUint16(nil, uint16(len(set)))
@@ -924,7 +924,7 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 	if err := d.Directory.Announce(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	var look node.DirectoryLookup
+	var look centre.DirectoryLookup
 	eventually(t, 10*time.Second, "a lookup lists centre-d", func() bool {
 		var err error
 		look, err = a.LookupPseudonym(ctx, p.String())
@@ -938,7 +938,7 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 		t.Fatalf("the lookup: %+v, want complete with %v", look, want)
 	}
 
-	res, err := a.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -969,7 +969,7 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 		}
 		s.Reset()
 	})
-	res, err = a.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -983,14 +983,14 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the rogue received no request")
 	}
-	before := states(t, []*node.Node{b, c}, p)
-	for _, h := range []*node.Node{b, c} {
+	before := states(t, []*centre.Node{b, c}, p)
+	for _, h := range []*centre.Node{b, c} {
 		status, answer := exchange(t, d.Host, h.Centre.ID(), query.ProtocolID, 1, raw)
 		if status != 1 {
 			t.Fatalf("%s answered centre-a's request replayed by the rogue", h.Centre.Name)
 		}
 		refusal(t, "the rogue replays the request to "+h.Centre.Name, string(answer), p, "signature", "another centre")
 	}
-	unchanged(t, before, []*node.Node{b, c}, p, "the rogue's replays")
+	unchanged(t, before, []*centre.Node{b, c}, p, "the rogue's replays")
 	servesHonestQuery(t, a, p, "centre-b", "centre-c")
 }

@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	patientproto "github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
-func entriesOf(t *testing.T, n *node.Node, p ledger.Pseudonym, k ledger.Kind) []ledger.Entry {
+func entriesOf(t *testing.T, n *centre.Node, p ledger.Pseudonym, k ledger.Kind) []ledger.Entry {
 	t.Helper()
 	es, err := n.Centre.Ledger.EntriesForKinds(context.Background(), p, k)
 	if err != nil {
@@ -31,8 +31,8 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 	cfgs, nodes, p := queryFed(t)
 	a := nodes[0]
 	ctx := context.Background()
-	admin := node.Admin(cfgs[0].Data.Dir)
-	res, err := admin.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
+	admin := centre.Admin(cfgs[0].Data.Dir)
+	res, err := admin.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		}
 	}
 	first := entriesOf(t, b, p, ledger.KindRecord)[0]
-	amended, err := b.AddRecord(ctx, node.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Replaces: first.Index, Payload: []byte("corrected result from centre-b")})
+	amended, err := b.AddRecord(ctx, centre.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Replaces: first.Index, Payload: []byte("corrected result from centre-b")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		f, ok := b.Centre.Ledger.LatestFinal()
 		return ok && f.Size > amended.Index
 	})
-	if res, err = admin.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician"}); err != nil {
+	if res, err = admin.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range res.Sources {
@@ -121,7 +121,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 	// Again: nothing is copied twice, nothing recorded twice; centre-a
 	// does not ask itself.
 	size := a.Centre.Ledger.Size()
-	res, err = admin.Transfer(ctx, node.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
+	res, err = admin.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		}
 	}
 	for _, cfg := range cfgs {
-		if _, err := node.Verify(ctx, cfg.Data.Dir); err != nil {
+		if _, err := centre.Verify(ctx, cfg.Data.Dir); err != nil {
 			t.Fatalf("%s: %v", cfg.Centre.Name, err)
 		}
 	}
@@ -156,7 +156,7 @@ func TestTransferReceiptsAreChecked(t *testing.T) {
 	_, nodes, p := queryFed(t)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	imaging, err := b.AddRecord(ctx, node.RecordRequest{Pseudonym: p.String(), Class: "imaging", Occurred: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("an X-ray report")})
+	imaging, err := b.AddRecord(ctx, centre.RecordRequest{Pseudonym: p.String(), Class: "imaging", Occurred: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("an X-ray report")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,14 +219,14 @@ func TestPatientViewAndErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := consent.FormatPublicKey(key.Public().(ed25519.PublicKey))
-	if _, err := b.Attest(ctx, node.AttestRequest{Pseudonym: p.String(), Key: pub}); err != nil {
+	if _, err := b.Attest(ctx, centre.AttestRequest{Pseudonym: p.String(), Key: pub}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "emergency", Reason: "unconscious", Role: "clinician"}); err != nil {
+	if _, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "emergency", Reason: "unconscious", Role: "clinician"}); err != nil {
 		t.Fatal(err)
 	}
-	admin := node.Admin(cfgs[0].Data.Dir)
-	view, err := node.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
+	admin := centre.Admin(cfgs[0].Data.Dir)
+	view, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,14 +270,14 @@ func TestPatientViewAndErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := node.PatientRequest(cfgs[0], patientproto.View, p.String(), other)
+	forged, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), other)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.PatientRelay(ctx, forged); !errors.Is(err, consent.ErrSignature) {
 		t.Fatalf("a request signed with another key: %v", err)
 	}
-	elsewhere, err := node.PatientRequest(cfgs[1], patientproto.View, p.String(), key)
+	elsewhere, err := centre.PatientRequest(cfgs[1], patientproto.View, p.String(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestPatientViewAndErase(t *testing.T) {
 		t.Fatalf("an hour-old request: %v", err)
 	}
 
-	erase, err := node.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
+	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestPatientViewAndErase(t *testing.T) {
 	}
 	// Erasing again erases nothing more: one more entry, the request's.
 	size := b.Centre.Ledger.Size()
-	again, err := node.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
+	again, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestPatientViewAndErase(t *testing.T) {
 	}
 	for _, n := range nodes[1:] {
 		rec := entriesOf(t, n, p, ledger.KindRecord)[0]
-		if _, err := n.Centre.Payload(ctx, rec.Index); !errors.Is(err, node.ErrErased) {
+		if _, err := n.Centre.Payload(ctx, rec.Index); !errors.Is(err, centre.ErrErased) {
 			t.Fatalf("%s still has the payload: %v", n.Centre.Name, err)
 		}
 	}
@@ -335,7 +335,7 @@ func TestPatientViewAndErase(t *testing.T) {
 		return err == nil && len(l.Holders) == 0
 	})
 	for _, cfg := range cfgs {
-		if _, err := node.Verify(ctx, cfg.Data.Dir); err != nil {
+		if _, err := centre.Verify(ctx, cfg.Data.Dir); err != nil {
 			t.Fatalf("%s: %v", cfg.Centre.Name, err)
 		}
 	}

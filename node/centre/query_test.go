@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"context"
@@ -13,22 +13,22 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
 
 // queryFed starts three centres, the patient's records at centre-b and
 // centre-c, and waits until the records are in final checkpoints.
-func queryFed(t *testing.T) ([]node.Config, []*node.Node, ledger.Pseudonym) {
+func queryFed(t *testing.T) ([]centre.Config, []*centre.Node, ledger.Pseudonym) {
 	t.Helper()
 	root := t.TempDir()
-	cfgs := []node.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
+	cfgs := []centre.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
 	for i := range cfgs {
 		cfgs[i].Ledger.CheckpointInterval = 50 * time.Millisecond
 	}
 	found(t, cfgs...)
-	nodes := make([]*node.Node, len(cfgs))
+	nodes := make([]*centre.Node, len(cfgs))
 	for i, cfg := range cfgs {
 		nodes[i] = start(t, cfg)
 	}
@@ -43,7 +43,7 @@ func queryFed(t *testing.T) ([]node.Config, []*node.Node, ledger.Pseudonym) {
 	ctx := context.Background()
 	p := ledger.Pseudonym(sha256.Sum256([]byte("query test patient")))
 	for _, n := range nodes[1:] {
-		req := node.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("result from " + n.Centre.Name)}
+		req := centre.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("result from " + n.Centre.Name)}
 		res, err := n.AddRecord(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +60,7 @@ func queryFed(t *testing.T) ([]node.Config, []*node.Node, ledger.Pseudonym) {
 	return cfgs, nodes, p
 }
 
-func accesses(t *testing.T, n *node.Node) int {
+func accesses(t *testing.T, n *centre.Node) int {
 	t.Helper()
 	es, err := n.Centre.Ledger.EntriesOfKind(context.Background(), ledger.KindAccess)
 	if err != nil {
@@ -76,10 +76,10 @@ func TestQueryAcrossHolders(t *testing.T) {
 	cfgs, nodes, p := queryFed(t)
 	b, c := nodes[1], nodes[2]
 	ctx := context.Background()
-	admin := node.Admin(cfgs[0].Data.Dir)
+	admin := centre.Admin(cfgs[0].Data.Dir)
 	before := []int{accesses(t, b), accesses(t, c)}
 
-	res, err := admin.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err := admin.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestQueryAcrossHolders(t *testing.T) {
 			t.Fatalf("%s answered %+v", h.Name, h)
 		}
 	}
-	res, err = admin.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher"})
+	res, err = admin.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,12 +100,12 @@ func TestQueryAcrossHolders(t *testing.T) {
 			t.Fatalf("%s answered research with %+v", h.Name, h)
 		}
 	}
-	for i, n := range []*node.Node{b, c} {
+	for i, n := range []*centre.Node{b, c} {
 		if got := accesses(t, n); got != before[i]+2 {
 			t.Fatalf("%s has %d access entries, want %d", n.Centre.Name, got, before[i]+2)
 		}
 	}
-	if _, err := admin.QueryRecords(ctx, node.QueryRequest{Pseudonym: p.String(), Purpose: "curiosity", Role: "clinician"}); err == nil {
+	if _, err := admin.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "curiosity", Role: "clinician"}); err == nil {
 		t.Fatal("a query with an unknown purpose was sent")
 	}
 }
@@ -127,7 +127,7 @@ func TestQueryRefusesBadRequestsAndRejectsBadAnswers(t *testing.T) {
 		rand.Read(q.Nonce[:])
 		return q, key
 	}
-	send := func(from *node.Node, raw []byte) (byte, []byte) {
+	send := func(from *centre.Node, raw []byte) (byte, []byte) {
 		status, answer, err := wire.Exchange(ctx, from.Host, query.ProtocolID, b.Centre.ID(), 1, raw, wire.MaxFrame)
 		if err != nil {
 			t.Fatal(err)
@@ -247,7 +247,7 @@ func TestQueryReplayAcrossRestart(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	restarted, err := node.Start(ctx, cfgs[1], nil)
+	restarted, err := centre.Start(ctx, cfgs[1], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

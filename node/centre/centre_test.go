@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"bytes"
@@ -10,22 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
-func testConfig(t testing.TB, dir string) node.Config {
+func testConfig(t testing.TB, dir string) centre.Config {
 	t.Helper()
-	cfg := node.DefaultConfig()
+	cfg := centre.DefaultConfig()
 	cfg.Centre.Name = "centre-a"
 	cfg.Federation.ID = "test-federation"
 	cfg.Data.Dir = dir
 	return cfg
 }
 
-func openCentre(t testing.TB, dir string) *node.Centre {
+func openCentre(t testing.TB, dir string) *centre.Centre {
 	t.Helper()
-	c, err := node.Open(context.Background(), testConfig(t, dir), nil)
+	c, err := centre.Open(context.Background(), testConfig(t, dir), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRecordsAreStoredOffLedgerAndErasedByCryptoShredding(t *testing.T) {
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("Payload = %q, %v", got, err)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, node.LedgerFile))
+	raw, err := os.ReadFile(filepath.Join(dir, centre.LedgerFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestRecordsAreStoredOffLedgerAndErasedByCryptoShredding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Payload(ctx, n); !errors.Is(err, node.ErrErased) {
+	if _, err := c.Payload(ctx, n); !errors.Is(err, centre.ErrErased) {
 		t.Fatalf("Payload after erasure: %v, want ErrErased", err)
 	}
 	again, err := c.Erase(ctx, n)
@@ -82,7 +82,7 @@ func TestRecordsAreStoredOffLedgerAndErasedByCryptoShredding(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	rep, err := node.Verify(ctx, dir)
+	rep, err := centre.Verify(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestEraseRefusesAnEntryThatIsNotARecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Erase(ctx, x); !errors.Is(err, node.ErrNotARecord) {
+	if _, err := c.Erase(ctx, x); !errors.Is(err, centre.ErrNotARecord) {
 		t.Fatalf("erasing an erasure: %v", err)
 	}
 	if _, err := c.Erase(ctx, 99); !errors.Is(err, ledger.ErrNotFound) {
@@ -113,7 +113,7 @@ func TestEraseRefusesAnEntryThatIsNotARecord(t *testing.T) {
 func TestADataDirectoryIsOpenedByOneProcessOnly(t *testing.T) {
 	dir := t.TempDir()
 	c := openCentre(t, dir)
-	if _, err := node.Open(context.Background(), testConfig(t, dir), nil); !errors.Is(err, node.ErrInUse) {
+	if _, err := centre.Open(context.Background(), testConfig(t, dir), nil); !errors.Is(err, centre.ErrInUse) {
 		t.Fatalf("second open: %v, want ErrInUse", err)
 	}
 	c.Close()
@@ -124,30 +124,30 @@ func TestOpenRefusesAnUnsafeOrMissingKey(t *testing.T) {
 	t.Run("key readable by others", func(t *testing.T) {
 		dir := t.TempDir()
 		openCentre(t, dir).Close()
-		if err := os.Chmod(filepath.Join(dir, node.KeyFile), 0o644); err != nil {
+		if err := os.Chmod(filepath.Join(dir, centre.KeyFile), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := node.Open(context.Background(), testConfig(t, dir), nil); err == nil {
+		if _, err := centre.Open(context.Background(), testConfig(t, dir), nil); err == nil {
 			t.Fatal("opened with a world-readable key")
 		}
 	})
 	t.Run("key lost but ledger present", func(t *testing.T) {
 		dir := t.TempDir()
 		openCentre(t, dir).Close()
-		if err := os.Remove(filepath.Join(dir, node.KeyFile)); err != nil {
+		if err := os.Remove(filepath.Join(dir, centre.KeyFile)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := node.Open(context.Background(), testConfig(t, dir), nil); err == nil {
+		if _, err := centre.Open(context.Background(), testConfig(t, dir), nil); err == nil {
 			t.Fatal("opened a ledger with a new key")
 		}
-		if _, err := os.Stat(filepath.Join(dir, node.KeyFile)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, centre.KeyFile)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatal("a new key was written")
 		}
 	})
 }
 
 func TestVerifyRefusesADirectoryThatIsNotACentre(t *testing.T) {
-	if _, err := node.Verify(context.Background(), t.TempDir()); !errors.Is(err, node.ErrNotDataDir) {
+	if _, err := centre.Verify(context.Background(), t.TempDir()); !errors.Is(err, centre.ErrNotDataDir) {
 		t.Fatalf("Verify(empty dir): %v, want ErrNotDataDir", err)
 	}
 }
@@ -157,7 +157,7 @@ func TestOpenRefusesADirectoryHoldingSomethingElse(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "thesis.tex"), []byte("\\documentclass{article}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Open(context.Background(), testConfig(t, dir), nil); !errors.Is(err, node.ErrNotDataDir) {
+	if _, err := centre.Open(context.Background(), testConfig(t, dir), nil); !errors.Is(err, centre.ErrNotDataDir) {
 		t.Fatalf("Open of a foreign directory: %v, want ErrNotDataDir", err)
 	}
 	entries, _ := os.ReadDir(dir)

@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -31,7 +31,7 @@ func nhsNumbers(t *testing.T, n int) []pseudonym.Identifier {
 
 // evaluations sums the counts of a centre's evaluation entries, and checks
 // each holds a count and a peer ID only.
-func evaluations(t *testing.T, n *node.Node, ids []pseudonym.Identifier) int {
+func evaluations(t *testing.T, n *centre.Node, ids []pseudonym.Identifier) int {
 	t.Helper()
 	entries, err := n.Centre.Ledger.EntriesOfKind(context.Background(), ledger.KindEvaluation)
 	if err != nil {
@@ -57,15 +57,15 @@ func evaluations(t *testing.T, n *node.Node, ids []pseudonym.Identifier) int {
 // holder's ledger counts what it evaluated for others.
 func TestPseudonymsAgreeAcrossCentres(t *testing.T) {
 	root := t.TempDir()
-	cfgs := []node.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
+	cfgs := []centre.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
 	found(t, cfgs...)
 	for _, cfg := range cfgs {
-		fi, err := os.Stat(filepath.Join(cfg.Data.Dir, node.ShareFile))
+		fi, err := os.Stat(filepath.Join(cfg.Data.Dir, centre.ShareFile))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: share file: %v %v", cfg.Centre.Name, fi, err)
 		}
 	}
-	var nodes []*node.Node
+	var nodes []*centre.Node
 	for _, cfg := range cfgs {
 		nodes = append(nodes, start(t, cfg))
 	}
@@ -111,7 +111,7 @@ func TestRateLimitSurvivesRestart(t *testing.T) {
 	na := start(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nb, err := node.Start(ctx, b, nil)
+	nb, err := centre.Start(ctx, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +144,13 @@ func TestHolderNeedsItsShare(t *testing.T) {
 	a, b := centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b")
 	var draft, shares []byte
 	req := request(t, b)
-	offline(t, a, func(c *node.Centre) {
+	offline(t, a, func(c *centre.Centre) {
 		var err error
 		if draft, shares, err = c.Found(a.P2P.Listen, [][]byte{req}, federation.DefaultPolicy(2)); err != nil {
 			t.Fatal(err)
 		}
 	})
-	offline(t, b, func(c *node.Centre) {
+	offline(t, b, func(c *centre.Centre) {
 		if _, err := c.SignCharter(draft, nil); err == nil || !strings.Contains(err.Error(), "shares file") {
 			t.Fatalf("sign without checking the share: %v", err)
 		}
@@ -169,10 +169,10 @@ func TestHolderNeedsItsShare(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if err := os.Remove(filepath.Join(b.Data.Dir, node.ShareFile)); err != nil {
+	if err := os.Remove(filepath.Join(b.Data.Dir, centre.ShareFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Start(context.Background(), b, nil); err == nil || !strings.Contains(err.Error(), node.ShareFile) {
+	if _, err := centre.Start(context.Background(), b, nil); err == nil || !strings.Contains(err.Error(), centre.ShareFile) {
 		t.Fatalf("start without the share file: %v", err)
 	}
 }

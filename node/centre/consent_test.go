@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -19,9 +19,9 @@ import (
 // holders the directory names, and bad input changes nothing.
 func TestConsentThroughTheAdminSocket(t *testing.T) {
 	root := t.TempDir()
-	cfgs := []node.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
+	cfgs := []centre.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
 	found(t, cfgs...)
-	nodes := make([]*node.Node, len(cfgs))
+	nodes := make([]*centre.Node, len(cfgs))
 	for i, cfg := range cfgs {
 		nodes[i] = start(t, cfg)
 	}
@@ -31,7 +31,7 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 	})
 	ctx := context.Background()
 	p := ledger.Pseudonym(sha256.Sum256([]byte("consent test patient")))
-	for _, n := range []*node.Node{b, c} {
+	for _, n := range []*centre.Node{b, c} {
 		meta := ledger.Record{Occurred: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), DataClass: "lab-result", Location: "lab"}
 		if _, err := n.Centre.AddRecord(ctx, p, meta, []byte("synthetic result")); err != nil {
 			t.Fatal(err)
@@ -44,13 +44,13 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 		res, err := a.LookupPseudonym(ctx, p.String())
 		return err == nil && len(res.Holders) == 2
 	})
-	admin := node.Admin(cfgs[0].Data.Dir)
+	admin := centre.Admin(cfgs[0].Data.Dir)
 	seed := sha256.Sum256([]byte("consent test patient key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	pub := consent.FormatPublicKey(key.Public().(ed25519.PublicKey))
 
 	size := a.Centre.Ledger.Size()
-	for _, bad := range []node.AttestRequest{
+	for _, bad := range []centre.AttestRequest{
 		{Pseudonym: "not-hex", Key: pub},
 		{Pseudonym: p.String(), Key: "abc"},
 	} {
@@ -65,7 +65,7 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 		t.Fatal("bad input reached the ledger")
 	}
 
-	del, err := admin.Attest(ctx, node.AttestRequest{Pseudonym: p.String(), Key: pub})
+	del, err := admin.Attest(ctx, centre.AttestRequest{Pseudonym: p.String(), Key: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,20 +81,20 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 	if del, err = admin.SubmitConsent(ctx, grant); err != nil || len(del.Delivered) != 2 {
 		t.Fatalf("grant: %+v, %v", del, err)
 	}
-	decide := node.DecideRequest{Pseudonym: p.String(), Centre: "centre-a", Role: "clinician", Action: "access", Purpose: "treatment", Class: "lab-result", Recorded: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)}
+	decide := centre.DecideRequest{Pseudonym: p.String(), Centre: "centre-a", Role: "clinician", Action: "access", Purpose: "treatment", Class: "lab-result", Recorded: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)}
 	for _, dir := range []string{cfgs[1].Data.Dir, cfgs[2].Data.Dir} {
-		if d, err := node.Admin(dir).Decide(ctx, decide); err != nil || !d.Permit || d.Basis != "contract" {
+		if d, err := centre.Admin(dir).Decide(ctx, decide); err != nil || !d.Permit || d.Basis != "contract" {
 			t.Fatalf("before the revocation: %+v, %v", d, err)
 		}
 	}
 	research := decide
 	research.Purpose = "research"
-	if d, err := node.Admin(cfgs[1].Data.Dir).Decide(ctx, research); err != nil || d.Permit || !strings.Contains(d.Reason, "opt-out") {
+	if d, err := centre.Admin(cfgs[1].Data.Dir).Decide(ctx, research); err != nil || d.Permit || !strings.Contains(d.Reason, "opt-out") {
 		t.Fatalf("research: %+v, %v", d, err)
 	}
 	badRole := decide
 	badRole.Role = "surgeon"
-	if _, err := node.Admin(cfgs[1].Data.Dir).Decide(ctx, badRole); err == nil || !strings.Contains(err.Error(), "role") {
+	if _, err := centre.Admin(cfgs[1].Data.Dir).Decide(ctx, badRole); err == nil || !strings.Contains(err.Error(), "role") {
 		t.Fatalf("a bad role: %v", err)
 	}
 
@@ -106,11 +106,11 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 		t.Fatalf("revoke: %+v, %v", del, err)
 	}
 	for _, dir := range []string{cfgs[1].Data.Dir, cfgs[2].Data.Dir} {
-		if d, err := node.Admin(dir).Decide(ctx, decide); err != nil || d.Permit || d.Basis != "withdrawn" {
+		if d, err := centre.Admin(dir).Decide(ctx, decide); err != nil || d.Permit || d.Basis != "withdrawn" {
 			t.Fatalf("after the revocation: %+v, %v", d, err)
 		}
 	}
-	v, err := node.Admin(cfgs[2].Data.Dir).Consent(ctx, p.String())
+	v, err := centre.Admin(cfgs[2].Data.Dir).Consent(ctx, p.String())
 	if err != nil || v.Standing != "withdrawn" || v.Key != pub || len(v.Documents) != 3 || v.Contract.Terms.Base != "opt-out" {
 		t.Fatalf("centre-c shows %+v, %v", v, err)
 	}

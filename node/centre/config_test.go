@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -23,8 +23,8 @@ var mrnX = pseudonym.System{
 
 // validConfig is the default configuration with the three fields that have
 // no default filled in.
-func validConfig() node.Config {
-	c := node.DefaultConfig()
+func validConfig() centre.Config {
+	c := centre.DefaultConfig()
 	c.Centre.Name = "centre-a"
 	c.Federation.ID = "medfed-demo"
 	c.Data.Dir = "/var/lib/medfed/centre-a"
@@ -34,14 +34,14 @@ func validConfig() node.Config {
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
-		edit   func(c *node.Config)
+		edit   func(c *centre.Config)
 		fields []string // exactly the fields that must be reported, in order
 		want   string   // a word the first problem must contain
 	}{
-		{name: "defaults with required fields", edit: func(*node.Config) {}},
+		{name: "defaults with required fields", edit: func(*centre.Config) {}},
 		{
 			name: "every listen form",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				c.P2P.Listen = []string{
 					"/ip4/0.0.0.0/tcp/4001",
 					"/ip6/::1/tcp/4001",
@@ -50,110 +50,110 @@ func TestConfigValidate(t *testing.T) {
 				}
 				c.API.Listen = ":0"
 				c.Ledger.MaxBatch = 65536
-				c.Log = node.LogConfig{Level: "debug", Format: "json"}
+				c.Log = centre.LogConfig{Level: "debug", Format: "json"}
 			},
 		},
 		{
 			name: "psk with TCP only",
-			edit: func(c *node.Config) { c.P2P.PSKFile = "/etc/medfed/psk" },
+			edit: func(c *centre.Config) { c.P2P.PSKFile = "/etc/medfed/psk" },
 		},
 		{
 			name: "name of 63 characters",
-			edit: func(c *node.Config) { c.Centre.Name = "0" + strings.Repeat("a-", 31) },
+			edit: func(c *centre.Config) { c.Centre.Name = "0" + strings.Repeat("a-", 31) },
 		},
 		{
 			name:   "defaults alone",
-			edit:   func(c *node.Config) { *c = node.DefaultConfig() },
+			edit:   func(c *centre.Config) { *c = centre.DefaultConfig() },
 			fields: []string{"centre.name", "federation.id", "data.dir"},
 			want:   "required",
 		},
 		{
 			name:   "centre name missing",
-			edit:   func(c *node.Config) { c.Centre.Name = "" },
+			edit:   func(c *centre.Config) { c.Centre.Name = "" },
 			fields: []string{"centre.name"},
 			want:   "required",
 		},
 		{
 			name:   "federation id missing",
-			edit:   func(c *node.Config) { c.Federation.ID = "" },
+			edit:   func(c *centre.Config) { c.Federation.ID = "" },
 			fields: []string{"federation.id"},
 			want:   "required",
 		},
 		{
 			name:   "data dir missing",
-			edit:   func(c *node.Config) { c.Data.Dir = "" },
+			edit:   func(c *centre.Config) { c.Data.Dir = "" },
 			fields: []string{"data.dir"},
 			want:   "required",
 		},
 		{
 			name:   "centre name upper case",
-			edit:   func(c *node.Config) { c.Centre.Name = "Centre-A" },
+			edit:   func(c *centre.Config) { c.Centre.Name = "Centre-A" },
 			fields: []string{"centre.name"},
 			want:   "not a valid name",
 		},
 		{
 			name:   "centre name too long",
-			edit:   func(c *node.Config) { c.Centre.Name = strings.Repeat("a", 64) },
+			edit:   func(c *centre.Config) { c.Centre.Name = strings.Repeat("a", 64) },
 			fields: []string{"centre.name"},
 			want:   "not a valid name",
 		},
 		{
 			name:   "centre name leading dash",
-			edit:   func(c *node.Config) { c.Centre.Name = "-centre" },
+			edit:   func(c *centre.Config) { c.Centre.Name = "-centre" },
 			fields: []string{"centre.name"},
 			want:   "not a valid name",
 		},
 		{
 			name:   "federation id with a space",
-			edit:   func(c *node.Config) { c.Federation.ID = "medfed demo" },
+			edit:   func(c *centre.Config) { c.Federation.ID = "medfed demo" },
 			fields: []string{"federation.id"},
 			want:   "not a valid name",
 		},
 		{
 			name:   "no listen address",
-			edit:   func(c *node.Config) { c.P2P.Listen = nil },
+			edit:   func(c *centre.Config) { c.P2P.Listen = nil },
 			fields: []string{"p2p.listen"},
 			want:   "at least one",
 		},
 		{
 			name:   "port not a number",
-			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/abc"} },
+			edit:   func(c *centre.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/abc"} },
 			fields: []string{"p2p.listen[1]"},
 			want:   "not a valid multiaddr",
 		},
 		{
 			name:   "host:port instead of a multiaddr",
-			edit:   func(c *node.Config) { c.P2P.Listen = []string{"127.0.0.1:4001"} },
+			edit:   func(c *centre.Config) { c.P2P.Listen = []string{"127.0.0.1:4001"} },
 			fields: []string{"p2p.listen[0]"},
 			want:   "/ip4/127.0.0.1/tcp/4001",
 		},
 		{
 			name:   "dns name",
-			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/dns4/x/tcp/1"} },
+			edit:   func(c *centre.Config) { c.P2P.Listen = []string{"/dns4/x/tcp/1"} },
 			fields: []string{"p2p.listen[0]"},
 			want:   "not supported",
 		},
 		{
 			name:   "bare ip",
-			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1"} },
+			edit:   func(c *centre.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1"} },
 			fields: []string{"p2p.listen[0]"},
 			want:   "not supported",
 		},
 		{
 			name:   "udp without quic",
-			edit:   func(c *node.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1/udp/4001"} },
+			edit:   func(c *centre.Config) { c.P2P.Listen = []string{"/ip4/127.0.0.1/udp/4001"} },
 			fields: []string{"p2p.listen[0]"},
 			want:   "not supported",
 		},
 		{
 			name:   "empty listen address",
-			edit:   func(c *node.Config) { c.P2P.Listen = []string{""} },
+			edit:   func(c *centre.Config) { c.P2P.Listen = []string{""} },
 			fields: []string{"p2p.listen[0]"},
 			want:   "empty",
 		},
 		{
 			name: "psk with quic",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				c.P2P.PSKFile = "/etc/medfed/psk"
 				c.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"}
 			},
@@ -162,86 +162,86 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name:   "api without port",
-			edit:   func(c *node.Config) { c.API.Listen = "127.0.0.1" },
+			edit:   func(c *centre.Config) { c.API.Listen = "127.0.0.1" },
 			fields: []string{"api.listen"},
 			want:   "host:port",
 		},
 		{
 			name:   "api port out of range",
-			edit:   func(c *node.Config) { c.API.Listen = "127.0.0.1:65536" },
+			edit:   func(c *centre.Config) { c.API.Listen = "127.0.0.1:65536" },
 			fields: []string{"api.listen"},
 			want:   "65535",
 		},
 		{
 			name:   "api listen empty",
-			edit:   func(c *node.Config) { c.API.Listen = "" },
+			edit:   func(c *centre.Config) { c.API.Listen = "" },
 			fields: []string{"api.listen"},
 			want:   "required",
 		},
 		{
 			name:   "max batch zero",
-			edit:   func(c *node.Config) { c.Ledger.MaxBatch = 0 },
+			edit:   func(c *centre.Config) { c.Ledger.MaxBatch = 0 },
 			fields: []string{"ledger.max-batch"},
 			want:   "between 1 and 65536",
 		},
 		{
 			name:   "max batch too big",
-			edit:   func(c *node.Config) { c.Ledger.MaxBatch = 70000 },
+			edit:   func(c *centre.Config) { c.Ledger.MaxBatch = 70000 },
 			fields: []string{"ledger.max-batch"},
 			want:   "got 70000",
 		},
 		{
 			name:   "log level",
-			edit:   func(c *node.Config) { c.Log.Level = "verbose" },
+			edit:   func(c *centre.Config) { c.Log.Level = "verbose" },
 			fields: []string{"log.level"},
 			want:   "debug, info, warn, error",
 		},
 		{
 			name:   "log format",
-			edit:   func(c *node.Config) { c.Log.Format = "yaml" },
+			edit:   func(c *centre.Config) { c.Log.Format = "yaml" },
 			fields: []string{"log.format"},
 			want:   "text, json",
 		},
 		{
 			name: "pseudonym bounds",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				c.Pseudonym.RateLimit = 1_000_000_000
 				c.Pseudonym.RateWindow = 720 * time.Hour
 			},
 		},
 		{
 			name:   "rate limit zero",
-			edit:   func(c *node.Config) { c.Pseudonym.RateLimit = 0 },
+			edit:   func(c *centre.Config) { c.Pseudonym.RateLimit = 0 },
 			fields: []string{"pseudonym.rate-limit"},
 			want:   "between 1 and 1000000000, got 0",
 		},
 		{
 			name:   "rate limit too big",
-			edit:   func(c *node.Config) { c.Pseudonym.RateLimit = 1_000_000_001 },
+			edit:   func(c *centre.Config) { c.Pseudonym.RateLimit = 1_000_000_001 },
 			fields: []string{"pseudonym.rate-limit"},
 			want:   "got 1000000001",
 		},
 		{
 			name:   "rate window too short",
-			edit:   func(c *node.Config) { c.Pseudonym.RateWindow = 999 * time.Millisecond },
+			edit:   func(c *centre.Config) { c.Pseudonym.RateWindow = 999 * time.Millisecond },
 			fields: []string{"pseudonym.rate-window"},
 			want:   "between 1s and 720h, got 999ms",
 		},
 		{
 			name:   "rate window too long",
-			edit:   func(c *node.Config) { c.Pseudonym.RateWindow = 721 * time.Hour },
+			edit:   func(c *centre.Config) { c.Pseudonym.RateWindow = 721 * time.Hour },
 			fields: []string{"pseudonym.rate-window"},
 			want:   "between 1s and 720h",
 		},
 		{
 			name: "identifier systems",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				c.Pseudonym.Systems = []pseudonym.System{mrnX, {Name: "luhn-id", URI: "urn:example:luhn", Pattern: "[0-9]+", Check: "luhn"}}
 			},
 		},
 		{
 			name: "bad identifier systems",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				bad := mrnX
 				bad.Pattern = "[A-Z"
 				bad.Case = "title"
@@ -252,7 +252,7 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name: "identifier system named nhs",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				nhs := mrnX
 				nhs.Name = "nhs"
 				c.Pseudonym.Systems = []pseudonym.System{nhs}
@@ -262,7 +262,7 @@ func TestConfigValidate(t *testing.T) {
 		},
 		{
 			name: "three problems",
-			edit: func(c *node.Config) {
+			edit: func(c *centre.Config) {
 				c.Log.Format = "xml"
 				c.Centre.Name = ""
 				c.P2P.Listen = append(c.P2P.Listen, "/ip4/127.0.0.1/tcp/abc")
@@ -282,7 +282,7 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var problems node.ConfigErrors
+			var problems centre.ConfigErrors
 			if !errors.As(err, &problems) {
 				t.Fatalf("Validate() = %v, want ConfigErrors", err)
 			}
@@ -323,7 +323,7 @@ func TestPseudonymConfigRules(t *testing.T) {
 }
 
 func TestConfigErrorsError(t *testing.T) {
-	err := node.ConfigErrors{
+	err := centre.ConfigErrors{
 		{Field: "centre.name", Problem: "required"},
 		{Field: "ledger.max-batch", Problem: "too big"},
 	}
@@ -334,20 +334,20 @@ func TestConfigErrorsError(t *testing.T) {
 }
 
 func TestDefaultConfigIsFresh(t *testing.T) {
-	a := node.DefaultConfig()
+	a := centre.DefaultConfig()
 	a.P2P.Listen[0] = "/ip4/10.0.0.1/tcp/1"
-	if b := node.DefaultConfig(); b.P2P.Listen[0] != "/ip4/127.0.0.1/tcp/0" {
+	if b := centre.DefaultConfig(); b.P2P.Listen[0] != "/ip4/127.0.0.1/tcp/0" {
 		t.Errorf("DefaultConfig shares its listen slice: got %q", b.P2P.Listen[0])
 	}
 }
 
 func ExampleConfig_Validate() {
-	cfg := node.DefaultConfig()
+	cfg := centre.DefaultConfig()
 	cfg.Centre.Name = "St Mary's"
 	cfg.Federation.ID = "medfed-demo"
 	cfg.Ledger.MaxBatch = 0
 
-	var problems node.ConfigErrors
+	var problems centre.ConfigErrors
 	if errors.As(cfg.Validate(), &problems) {
 		for _, p := range problems {
 			fmt.Println(p)

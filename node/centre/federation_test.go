@@ -1,4 +1,4 @@
-package node_test
+package centre_test
 
 import (
 	"context"
@@ -15,32 +15,32 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
 )
 
 func freePort(t *testing.T) int { return nodetest.FreePort(t) }
 
-func centreConfig(t *testing.T, root, name string) node.Config {
+func centreConfig(t *testing.T, root, name string) centre.Config {
 	return nodetest.Config(t, root, name)
 }
 
-func offline(t *testing.T, cfg node.Config, f func(*node.Centre)) { nodetest.Offline(t, cfg, f) }
+func offline(t *testing.T, cfg centre.Config, f func(*centre.Centre)) { nodetest.Offline(t, cfg, f) }
 
-func request(t *testing.T, cfg node.Config) []byte { return nodetest.Request(t, cfg) }
+func request(t *testing.T, cfg centre.Config) []byte { return nodetest.Request(t, cfg) }
 
 // found has the first config's centre found a federation with the others.
-func found(t *testing.T, cfgs ...node.Config) { nodetest.Found(t, cfgs...) }
+func found(t *testing.T, cfgs ...centre.Config) { nodetest.Found(t, cfgs...) }
 
-func start(t *testing.T, cfg node.Config) *node.Node { return nodetest.Start(t, cfg) }
+func start(t *testing.T, cfg centre.Config) *centre.Node { return nodetest.Start(t, cfg) }
 
 func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
 	nodetest.Eventually(t, within, what, ok)
 }
 
-func connected(a, b *node.Node) bool {
+func connected(a, b *centre.Node) bool {
 	return a.Host.Network().Connectedness(b.Centre.ID()) == network.Connected
 }
 
@@ -50,7 +50,7 @@ func TestFoundJoinAndRemove(t *testing.T) {
 	ca, cb, cc := centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")
 	found(t, ca, cb, cc)
 	a, b, c := start(t, ca), start(t, cb), start(t, cc)
-	all := []*node.Node{a, b, c}
+	all := []*centre.Node{a, b, c}
 	eventually(t, 10*time.Second, "the founders connect", func() bool {
 		return connected(a, b) && connected(b, c) && connected(a, c)
 	})
@@ -65,7 +65,7 @@ func TestFoundJoinAndRemove(t *testing.T) {
 	if p.Adopted || p.Approvals != 1 || p.Quorum != 2 {
 		t.Fatalf("after one approval: %+v", p)
 	}
-	if _, err := node.Join(ctx, cd, addrOf(a)); err == nil {
+	if _, err := centre.Join(ctx, cd, addrOf(a)); err == nil {
 		t.Fatal("centre-d fetched the charter before it was admitted")
 	}
 	// Approvals meet wherever they arrive: b sees a's (offered to every
@@ -76,7 +76,7 @@ func TestFoundJoinAndRemove(t *testing.T) {
 	for _, n := range all {
 		eventually(t, 5*time.Second, n.Centre.Name+" adopts version 2", func() bool { return n.Membership.Current().Version == 2 })
 	}
-	s, err := node.Join(ctx, cd, addrOf(a))
+	s, err := centre.Join(ctx, cd, addrOf(a))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestFoundJoinAndRemove(t *testing.T) {
 	if _, err := d.Membership.Remove(ctx, "centre-c"); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []*node.Node{a, b, d} {
+	for _, n := range []*centre.Node{a, b, d} {
 		eventually(t, 5*time.Second, n.Centre.Name+" adopts version 3", func() bool { return n.Membership.Current().Version == 3 })
 	}
 	eventually(t, 5*time.Second, "centre-c is disconnected from every member", func() bool {
@@ -105,14 +105,14 @@ func TestFoundJoinAndRemove(t *testing.T) {
 		t.Fatal("a removed centre reconnected")
 	}
 	time.Sleep(3 * time.Second) // centre-c's node keeps trying
-	for _, n := range []*node.Node{a, b, d} {
+	for _, n := range []*centre.Node{a, b, d} {
 		if connected(n, c) {
 			t.Fatalf("%s let the removed centre back in", n.Centre.Name)
 		}
 	}
 }
 
-func addrOf(n *node.Node) string {
+func addrOf(n *centre.Node) string {
 	return fmt.Sprintf("%s/p2p/%s", n.Host.Addrs()[0], n.Centre.ID())
 }
 
@@ -129,7 +129,7 @@ func TestAdminSocketOnShortAndLongPaths(t *testing.T) {
 			cfg := centreConfig(t, filepath.Join(t.TempDir(), tt.sub), "centre-a")
 			found(t, cfg)
 			start(t, cfg)
-			admin := node.Admin(cfg.Data.Dir)
+			admin := centre.Admin(cfg.Data.Dir)
 			st, err := admin.Status(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -148,7 +148,7 @@ func TestAdminSocketOnShortAndLongPaths(t *testing.T) {
 			}
 		})
 	}
-	if _, err := node.Admin(t.TempDir()).Status(context.Background()); !errors.Is(err, node.ErrNotRunning) {
+	if _, err := centre.Admin(t.TempDir()).Status(context.Background()); !errors.Is(err, centre.ErrNotRunning) {
 		t.Fatalf("status of a directory with no node: %v, want ErrNotRunning", err)
 	}
 }
@@ -158,7 +158,7 @@ func TestAdminSocketOnShortAndLongPaths(t *testing.T) {
 func TestCheckpointsBecomeFinal(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	var cfgs []node.Config
+	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
 		cfg := centreConfig(t, root, name)
 		cfg.Ledger.CheckpointInterval = 50 * time.Millisecond
@@ -202,7 +202,7 @@ func TestCheckpointsBecomeFinal(t *testing.T) {
 	if len(n.Sigs) < ch.Policy.WitnessQuorum {
 		t.Fatalf("final checkpoint carries %d valid signatures, quorum is %d", len(n.Sigs), ch.Policy.WitnessQuorum)
 	}
-	st, err := node.Admin(cfgs[0].Data.Dir).LedgerStatus(ctx)
+	st, err := centre.Admin(cfgs[0].Data.Dir).LedgerStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func TestAbuseAnnouncesForAnotherCentre(t *testing.T) {
 		t.Logf("centre 2 announces centre 1 to %s: the sender sees %v (the message has no answer)", victim, err)
 	}
 	status, answer, err := wire.Exchange(ctx, f.hosts[2], WithdrawProtocolID, f.ids[1], opWithdraw, key[2:], maxReason)
-	if err != nil || status != statusOK || len(answer) != 4 || binary.BigEndian.Uint32(answer) != 0 {
+	if err != nil || status != wire.StatusOK || len(answer) != 4 || binary.BigEndian.Uint32(answer) != 0 {
 		t.Fatalf("centre 2 withdraws for centre 0: status %d, %q, %v; want none dropped", status, answer, err)
 	}
 	t.Logf("centre 2 withdraws centre 0's announcement: %d records dropped", binary.BigEndian.Uint32(answer))

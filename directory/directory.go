@@ -24,6 +24,7 @@ import (
 	"github.com/multiformats/go-base32"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -73,7 +74,7 @@ type memberRecords struct {
 }
 
 // ErrNotMember is returned when a provider record names a non-member.
-var ErrNotMember = errors.New("provider is not a member")
+var ErrNotMember = node.E(node.Forbidden, "provider is not a member")
 
 func (m memberRecords) Put(ctx context.Context, k ds.Key, v []byte) error {
 	if err := m.check(k); err != nil {

@@ -2,7 +2,6 @@ package directory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -12,13 +11,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
 // ErrIncomplete is returned with a lookup's partial result when the lookup
 // could not finish: it timed out, or fewer members answered than it needs.
 // The holders found are real; others may be missing.
-var ErrIncomplete = errors.New("directory lookup incomplete")
+var ErrIncomplete = node.E(node.Unavailable, "directory lookup incomplete")
 
 // Result is what a lookup found.
 type Result struct {

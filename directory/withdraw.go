@@ -17,6 +17,7 @@ import (
 	"github.com/multiformats/go-base32"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -30,15 +31,13 @@ const WithdrawProtocolID = "/medfed/directory/withdraw/1"
 
 const (
 	opWithdraw     byte = 1
-	statusOK       byte = 0
-	statusRefused  byte = 1
 	maxWithdraw         = 65536 // digests per request: 2 MiB
 	maxReason           = 256
 	withdrawTimout      = 30 * time.Second
 )
 
 // ErrWithdrawRefused is returned when a member refuses a withdrawal.
-var ErrWithdrawRefused = errors.New("withdrawal refused")
+var ErrWithdrawRefused = node.E(node.Forbidden, "withdrawal refused")
 
 // Withdraw stops announcing every pseudonym given: the keys leave the
 // keystore (no more reprovides), this centre's own provider record goes,
@@ -104,16 +103,17 @@ func (d *Directory) sendWithdraw(ctx context.Context, p peer.ID, keys []mh.Multi
 			req = append(req, k[2:]...) // the digest: every key is sha2-256
 		}
 		cctx, cancel := context.WithTimeout(ctx, withdrawTimout)
-		status, answer, err := wire.Exchange(cctx, d.host, WithdrawProtocolID, p, opWithdraw, req, maxReason)
+		answer, err := wire.Ask(cctx, d.host, WithdrawProtocolID, p, opWithdraw, req, maxReason, maxReason)
 		cancel()
+		var refused *wire.Refused
+		if errors.As(err, &refused) {
+			return fmt.Errorf("%w: %s", ErrWithdrawRefused, refused.Reason)
+		}
 		if err != nil {
 			return err
 		}
-		if status != statusOK {
-			return fmt.Errorf("%w: %s", ErrWithdrawRefused, wire.Printable(answer))
-		}
 		if len(answer) != 4 {
-			return fmt.Errorf("%w: answer of %d bytes", wire.ErrFrame, len(answer))
+			return wire.Malformed("withdrawal answer", "%d bytes", len(answer))
 		}
 	}
 	return nil
@@ -144,7 +144,7 @@ func (d *Directory) withdrawServer() *wire.Server {
 // serveWithdraw drops the records naming from for the digests in req.
 func (d *Directory) serveWithdraw(ctx context.Context, from peer.ID, op byte, req []byte) (int, error) {
 	if op != opWithdraw {
-		return 0, fmt.Errorf("unknown operation %d", op)
+		return 0, wire.Malformed("withdrawal", "unknown operation %d", op)
 	}
 	keys, err := parseWithdraw(req)
 	if err != nil {
@@ -156,7 +156,7 @@ func (d *Directory) serveWithdraw(ctx context.Context, from peer.ID, op byte, re
 // parseWithdraw decodes a withdrawal: 1 to maxWithdraw SHA-256 digests.
 func parseWithdraw(req []byte) ([]mh.Multihash, error) {
 	if len(req) == 0 || len(req)%32 != 0 || len(req)/32 > maxWithdraw {
-		return nil, fmt.Errorf("request of %d bytes is not a list of 1 to %d 32-byte digests", len(req), maxWithdraw)
+		return nil, wire.Malformed("withdrawal", "request of %d bytes is not a list of 1 to %d 32-byte digests", len(req), maxWithdraw)
 	}
 	keys := make([]mh.Multihash, 0, len(req)/32)
 	for c := range slices.Chunk(req, 32) {

@@ -22,9 +22,11 @@ import (
 	"testing"
 	"time"
 
+	httpapi "github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/ledger"
+
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
-	node "github.com/medfed/medfed/node/centre"
 )
 
 // httpAnswer is one answer of a centre's HTTP API.
@@ -103,7 +105,7 @@ func (x *api) must(t *testing.T, want int, method, centre, path, token string, b
 func (x *api) ready(centre string, connected int) func() bool {
 	return func() bool {
 		ans, err := x.do("GET", centre, "/readyz", "", nil)
-		var r node.Readiness
+		var r httpapi.Readiness
 		return err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &r) == nil && r.Connected >= connected
 	}
 }
@@ -124,14 +126,14 @@ func (c *centre) token(role string) string {
 // (counting the log's own signature; the others' cosignatures make up the
 // rest) and that no centre holds evidence of a member signing two
 // histories. It returns each centre's final checkpoint.
-func (x *api) witnessesAgree(t *testing.T, all []*centre, admin map[string]string) map[string]*node.CheckpointStatus {
+func (x *api) witnessesAgree(t *testing.T, all []*centre, admin map[string]string) map[string]*httpapi.CheckpointStatus {
 	t.Helper()
 	quorum := federation.DefaultPolicy(len(all)).WitnessQuorum
-	final := map[string]*node.CheckpointStatus{}
+	final := map[string]*httpapi.CheckpointStatus{}
 	for _, y := range all {
-		var st node.LedgerStatus
+		var st httpapi.LedgerStatus
 		waitFor(t, 15*time.Second, y.name+"'s whole ledger is final", func() bool {
-			st = node.LedgerStatus{}
+			st = httpapi.LedgerStatus{}
 			x.must(t, 200, "GET", y.name, "/v1/ledger", admin[y.name], nil, &st)
 			return st.Final != nil && st.Final.Size == st.Size
 		})
@@ -139,7 +141,7 @@ func (x *api) witnessesAgree(t *testing.T, all []*centre, admin map[string]strin
 			t.Fatalf("%s: final checkpoint of size %d cosigned by %v (quorum %d with its own); evidence %v", y.name, st.Final.Size, st.Final.Cosigners, quorum, st.Evidence)
 		}
 		var ev struct {
-			Evidence []node.EvidenceStatus
+			Evidence []httpapi.EvidenceStatus
 		}
 		if ans := x.must(t, 200, "GET", y.name, "/v1/federation/evidence", admin[y.name], nil, &ev); ev.Evidence == nil || len(ev.Evidence) != 0 {
 			t.Fatalf("%s holds evidence of equivocation: %s", y.name, ans.raw)
@@ -322,7 +324,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 		t.Fatalf("register: %s", reg.raw)
 	}
 	p := patient.ID
-	subject, err := node.ParsePseudonym(p)
+	subject, err := ledger.ParsePseudonym(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +338,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var delivery node.ConsentDelivery
+	var delivery httpapi.ConsentDelivery
 	if grant := x.must(t, 200, "POST", a.name, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
 		t.Fatalf("the contract was not confirmed by a majority: %s", grant.raw)
 	}
@@ -466,7 +468,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, k := range acks {
 		path := fmt.Sprintf("/v1/ledger/entries/%d/proof", k.index)
-		var proof node.EntryProof
+		var proof httpapi.EntryProof
 		for {
 			ans, err := x.do("GET", k.holder, path, admin[k.holder], nil)
 			if err == nil && ans.status == 200 {

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	httpapi "github.com/medfed/medfed/node/api"
+
 	"github.com/medfed/medfed/federation/consent"
 	node "github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
@@ -247,14 +249,14 @@ const nothingFinal = "nothing this request may see at this centre"
 // proveAll fetches the proof of every entry, holder by holder in
 // parallel, waiting up to within for entries not final yet. It returns the
 // proofs, and why there is none for the others.
-func (x *api) proveAll(token map[string]string, entries []holderEntry, within time.Duration) (map[holderEntry]node.EntryProof, []string) {
+func (x *api) proveAll(token map[string]string, entries []holderEntry, within time.Duration) (map[holderEntry]httpapi.EntryProof, []string) {
 	byHolder := map[string][]holderEntry{}
 	for _, e := range entries {
 		byHolder[e.holder] = append(byHolder[e.holder], e)
 	}
 	var (
 		mu       sync.Mutex
-		proofs   = map[holderEntry]node.EntryProof{}
+		proofs   = map[holderEntry]httpapi.EntryProof{}
 		problems []string
 		wg       sync.WaitGroup
 	)
@@ -267,7 +269,7 @@ func (x *api) proveAll(token map[string]string, entries []holderEntry, within ti
 				path := fmt.Sprintf("/v1/ledger/entries/%d/proof", e.index)
 				for {
 					ans, err := x.do("GET", holder, path, token[holder], nil)
-					var p node.EntryProof
+					var p httpapi.EntryProof
 					if err == nil && ans.status == 200 && json.Unmarshal(ans.raw, &p) == nil {
 						mu.Lock()
 						proofs[e] = p
@@ -411,7 +413,7 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 			t.Fatalf("register at %s: %s", at, reg.raw)
 		}
 		p := patient.ID
-		subject, err := node.ParsePseudonym(p)
+		subject, err := ledger.ParsePseudonym(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +429,7 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 			t.Fatal(err)
 		}
 		at = pick()
-		var delivery node.ConsentDelivery
+		var delivery httpapi.ConsentDelivery
 		if grant := x.must(t, 200, "POST", at, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
 			t.Fatalf("the contract posted at %s was not confirmed by a majority: %s", at, grant.raw)
 		}
@@ -819,7 +821,7 @@ func TestChaosFiveCentresKilledAtRandom(t *testing.T) {
 	}
 	// Each ledger's holders are exactly the directory's, at every centre.
 	for i, p := range patients {
-		subject, err := node.ParsePseudonym(p)
+		subject, err := ledger.ParsePseudonym(p)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	httpapi "github.com/medfed/medfed/node/api"
+
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -90,10 +92,10 @@ func TestQueryStoryAcrossCentres(t *testing.T) {
 
 	const staff = "5eed5eed5eed5eed5eed5eed5eed5eed"
 	var answers []answered
-	ask := func(args ...string) (int, node.QueryResult) {
+	ask := func(args ...string) (int, httpapi.QueryResult) {
 		t.Helper()
 		code, out, errOut := c.try(append([]string{"query", "--json", "--pseudonym", p, "--staff", staff}, args...)...)
-		var res node.QueryResult
+		var res httpapi.QueryResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("query %v exited %d, printed %q: %v; %s", args, code, out, err, errOut)
 		}
@@ -104,7 +106,7 @@ func TestQueryStoryAcrossCentres(t *testing.T) {
 		}
 		return code, res
 	}
-	released := func(res node.QueryResult) bool {
+	released := func(res httpapi.QueryResult) bool {
 		if len(res.Holders) != 2 {
 			return false
 		}
@@ -220,7 +222,7 @@ func attack(t *testing.T, self, holder *centre, p string) answered {
 	waitFor(t, 15*time.Second, "the other process reaches "+holder.name, func() bool {
 		return n.Host.Network().Connectedness(holderID) == network.Connected
 	})
-	subject, err := node.ParsePseudonym(p)
+	subject, err := ledger.ParsePseudonym(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +289,7 @@ func attack(t *testing.T, self, holder *centre, p string) answered {
 func checkAccesses(t *testing.T, holders map[string]*centre, requester, p string, answers []answered) {
 	t.Helper()
 	ctx := context.Background()
-	subject, err := node.ParsePseudonym(p)
+	subject, err := ledger.ParsePseudonym(p)
 	if err != nil {
 		t.Fatal(err)
 	}

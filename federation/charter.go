@@ -20,27 +20,27 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medfed/medfed/node"
 	"github.com/multiformats/go-multiaddr"
 	"golang.org/x/mod/sumdb/note"
 )
 
-// Every error this package returns wraps exactly one of these, so that the
-// API and the CLI map them to a status in one place each.
+// Every error of a charter wraps node.ErrInvalid ("malformed") or one of
+// these, so that the API and the CLI map them to a status in one place
+// each. Malformed is a charter, join request or note that does not parse,
+// is not in its one canonical spelling, is too large, or has a field out
+// of range; also a draft (WithMember, WithoutMember, WithPolicy) that
+// would be such a charter.
 var (
-	// ErrMalformed: a charter, join request or note does not parse, is not
-	// in its one canonical spelling, is too large, or has a field out of
-	// range; also a draft (WithMember, WithoutMember, WithPolicy) that would
-	// be such a charter.
-	ErrMalformed = errors.New("malformed")
 	// ErrSignatures: a signature does not verify, is by someone who may not
 	// sign (a non-member, or a key other than the requester's), or too few
 	// members signed.
-	ErrSignatures = errors.New("signatures not accepted")
+	ErrSignatures = node.E(node.Conflict, "signatures not accepted")
 	// ErrChain: the charter is not the expected next version: another
 	// federation, a version other than the next one, a previous hash that is
 	// not the hash of the previous version; for Sign and Merge, a note whose
 	// text is another draft.
-	ErrChain = errors.New("not the expected charter version")
+	ErrChain = node.E(node.Conflict, "not the expected charter version")
 )
 
 // Values of Policy.ConsentDefault and Policy.EmergencyAccess.
@@ -144,7 +144,7 @@ type Member struct {
 func (m Member) PublicKey() (ed25519.PublicKey, error) {
 	pub, err := publicKey(m.ID)
 	if err != nil {
-		return nil, fmt.Errorf("member public key: %w: peer ID: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("member public key: %w: malformed: peer ID: %v", node.ErrInvalid, err)
 	}
 	return pub, nil
 }
@@ -438,7 +438,7 @@ func (c Charter) Hash() [32]byte {
 func ParseCharter(text string) (Charter, error) {
 	c, err := parseCharter(text)
 	if err != nil {
-		return Charter{}, fmt.Errorf("parse charter: %w: %v", ErrMalformed, err)
+		return Charter{}, fmt.Errorf("parse charter: %w: malformed: %v", node.ErrInvalid, err)
 	}
 	return c, nil
 }
@@ -579,7 +579,7 @@ func (r *lineReader) field(key string) (string, error) {
 // charter text (version, admission-quorum, member ...).
 func (c Charter) Validate() error {
 	if err := c.check(); err != nil {
-		return fmt.Errorf("validate charter: %w: %v", ErrMalformed, err)
+		return fmt.Errorf("validate charter: %w: malformed: %v", node.ErrInvalid, err)
 	}
 	return nil
 }
@@ -684,14 +684,14 @@ func (c Charter) next() Charter {
 // the result must be valid charters. op names the change in errors.
 func (c Charter) draft(op string, change func(n *Charter) error) (Charter, error) {
 	if err := c.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
+		return Charter{}, fmt.Errorf("%s: %w: malformed: version %d: %v", op, node.ErrInvalid, c.Version, err)
 	}
 	n := c.next()
 	if err := change(&n); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: %v", op, ErrMalformed, err)
+		return Charter{}, fmt.Errorf("%s: %w: malformed: %v", op, node.ErrInvalid, err)
 	}
 	if err := n.check(); err != nil {
-		return Charter{}, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, n.Version, err)
+		return Charter{}, fmt.Errorf("%s: %w: malformed: version %d: %v", op, node.ErrInvalid, n.Version, err)
 	}
 	return n, nil
 }
@@ -767,14 +767,14 @@ type Signed struct {
 func Sign(c Charter, note []byte, key ed25519.PrivateKey) ([]byte, error) {
 	const op = "sign charter"
 	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("%s: %w: version %d: %v", op, ErrMalformed, c.Version, err)
+		return nil, fmt.Errorf("%s: %w: malformed: version %d: %v", op, node.ErrInvalid, c.Version, err)
 	}
 	text := c.Text()
 	var sigs []sigLine
 	if len(note) > 0 {
 		t, ss, err := splitNote(note, MaxCharterNote)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w: note: %v", op, ErrMalformed, err)
+			return nil, fmt.Errorf("%s: %w: malformed: note: %v", op, node.ErrInvalid, err)
 		}
 		if t != text {
 			return nil, fmt.Errorf("%s: %w: the note is not of version %d as drafted", op, ErrChain, c.Version)
@@ -801,17 +801,17 @@ func Merge(a, b []byte) ([]byte, error) {
 	const op = "merge charter notes"
 	ta, sa, err := splitNote(a, MaxCharterNote)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: first note: %v", op, ErrMalformed, err)
+		return nil, fmt.Errorf("%s: %w: malformed: first note: %v", op, node.ErrInvalid, err)
 	}
 	tb, sb, err := splitNote(b, MaxCharterNote)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: second note: %v", op, ErrMalformed, err)
+		return nil, fmt.Errorf("%s: %w: malformed: second note: %v", op, node.ErrInvalid, err)
 	}
 	if ta != tb {
 		return nil, fmt.Errorf("%s: %w: the notes are of different texts", op, ErrChain)
 	}
 	if _, err := parseCharter(ta); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", op, ErrMalformed, err)
+		return nil, fmt.Errorf("%s: %w: malformed: %v", op, node.ErrInvalid, err)
 	}
 	for _, ss := range [][]sigLine{sa, sb} {
 		if _, err := verifySigs(ta, ss, anyone); err != nil {
@@ -841,11 +841,11 @@ func VerifyFounding(note []byte) (Signed, error) {
 func openCharterNote(msg []byte) (Charter, string, []sigLine, error) {
 	text, sigs, err := splitNote(msg, MaxCharterNote)
 	if err != nil {
-		return Charter{}, "", nil, fmt.Errorf("%w: note: %v", ErrMalformed, err)
+		return Charter{}, "", nil, fmt.Errorf("%w: malformed: note: %v", node.ErrInvalid, err)
 	}
 	c, err := parseCharter(text)
 	if err != nil {
-		return Charter{}, "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Charter{}, "", nil, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
 	return c, text, sigs, nil
 }
@@ -910,7 +910,7 @@ func Approvals(prev Charter, note []byte) (Signed, error) {
 
 func successor(prev Charter, msg []byte) (Signed, error) {
 	if err := prev.check(); err != nil {
-		return Signed{}, fmt.Errorf("%w: version %d: %v", ErrMalformed, prev.Version, err)
+		return Signed{}, fmt.Errorf("%w: malformed: version %d: %v", node.ErrInvalid, prev.Version, err)
 	}
 	c, text, sigs, err := openCharterNote(msg)
 	if err != nil {
@@ -962,15 +962,15 @@ func VerifyChain(notes [][]byte) (Signed, error) {
 // the key signs charters and join requests.
 func PeerIDFromKey(key ed25519.PrivateKey) (peer.ID, error) {
 	if len(key) != ed25519.PrivateKeySize || !bytes.Equal(ed25519.NewKeyFromSeed(key.Seed()), key) {
-		return "", fmt.Errorf("peer ID from key: %w: not an Ed25519 private key", ErrMalformed)
+		return "", fmt.Errorf("peer ID from key: %w: malformed: not an Ed25519 private key", node.ErrInvalid)
 	}
 	sk, err := crypto.UnmarshalEd25519PrivateKey(key)
 	if err != nil {
-		return "", fmt.Errorf("peer ID from key: %w: %v", ErrMalformed, err)
+		return "", fmt.Errorf("peer ID from key: %w: malformed: %v", node.ErrInvalid, err)
 	}
 	id, err := peer.IDFromPrivateKey(sk)
 	if err != nil {
-		return "", fmt.Errorf("peer ID from key: %w: %v", ErrMalformed, err)
+		return "", fmt.Errorf("peer ID from key: %w: malformed: %v", node.ErrInvalid, err)
 	}
 	return id, nil
 }
@@ -1171,11 +1171,11 @@ func signText(text string, key ed25519.PrivateKey) (sigLine, error) {
 	}
 	msg, err := note.Sign(&note.Note{Text: text}, s)
 	if err != nil {
-		return sigLine{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return sigLine{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
 	_, sigs, err := splitNote(msg, len(msg))
 	if err != nil || len(sigs) != 1 {
-		return sigLine{}, fmt.Errorf("%w: cannot read back the signature: %v", ErrMalformed, err)
+		return sigLine{}, fmt.Errorf("%w: malformed: cannot read back the signature: %v", node.ErrInvalid, err)
 	}
 	return sigs[0], nil
 }
@@ -1198,10 +1198,10 @@ func encodeNote(text string, sigs []sigLine, maxLen int) ([]byte, error) {
 	}
 	out, err := note.Sign(&note.Note{Text: text, Sigs: list})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
 	if len(out) > maxLen {
-		return nil, fmt.Errorf("%w: note of %d bytes, more than %d", ErrMalformed, len(out), maxLen)
+		return nil, fmt.Errorf("%w: malformed: note of %d bytes, more than %d", node.ErrInvalid, len(out), maxLen)
 	}
 	return out, nil
 }
@@ -1220,7 +1220,7 @@ func newSigner(key ed25519.PrivateKey) (*signer, error) {
 	}
 	v, err := newVerifier(id, key.Public().(ed25519.PublicKey))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
 	return &signer{name: id.String(), hash: v.KeyHash(), key: key}, nil
 }

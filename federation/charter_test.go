@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -341,14 +342,14 @@ func TestValidate(t *testing.T) {
 			}
 			tt.change(&c)
 			err := c.Validate()
-			if !errors.Is(err, federation.ErrMalformed) {
-				t.Fatalf("Validate() = %v, want ErrMalformed", err)
+			if !errors.Is(err, node.ErrInvalid) {
+				t.Fatalf("Validate() = %v, want node.ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), tt.field) {
 				t.Errorf("Validate() = %q, want it to name %q", err, tt.field)
 			}
-			if _, err := federation.ParseCharter(c.Text()); !errors.Is(err, federation.ErrMalformed) {
-				t.Errorf("ParseCharter(Text()) = %v, want ErrMalformed", err)
+			if _, err := federation.ParseCharter(c.Text()); !errors.Is(err, node.ErrInvalid) {
+				t.Errorf("ParseCharter(Text()) = %v, want node.ErrInvalid", err)
 			}
 		})
 	}
@@ -406,8 +407,8 @@ func TestPublicKeyRefusesOtherKeyTypes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pub, err := federation.Member{Name: "centre-a", ID: tt.id}.PublicKey()
-			if !errors.Is(err, federation.ErrMalformed) || pub != nil {
-				t.Errorf("PublicKey() = %x, %v; want ErrMalformed", pub, err)
+			if !errors.Is(err, node.ErrInvalid) || pub != nil {
+				t.Errorf("PublicKey() = %x, %v; want node.ErrInvalid", pub, err)
 			}
 		})
 	}
@@ -432,8 +433,8 @@ func TestPeerIDFromKey(t *testing.T) {
 	bad := slices.Clone(key)
 	bad[40] ^= 1 // public half no longer matches the seed
 	for _, k := range []ed25519.PrivateKey{nil, key[:32], bad} {
-		if _, err := federation.PeerIDFromKey(k); !errors.Is(err, federation.ErrMalformed) {
-			t.Errorf("PeerIDFromKey(%d bytes) = %v, want ErrMalformed", len(k), err)
+		if _, err := federation.PeerIDFromKey(k); !errors.Is(err, node.ErrInvalid) {
+			t.Errorf("PeerIDFromKey(%d bytes) = %v, want node.ErrInvalid", len(k), err)
 		}
 	}
 }
@@ -523,8 +524,8 @@ func TestWithMemberRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := v1.WithMember(tt.member)
-			if !errors.Is(err, federation.ErrMalformed) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("WithMember() = %v, want ErrMalformed naming %q", err, tt.want)
+			if !errors.Is(err, node.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("WithMember() = %v, want node.ErrInvalid naming %q", err, tt.want)
 			}
 			if !reflect.ValueOf(got).IsZero() {
 				t.Errorf("WithMember() returned %+v with its error", got)
@@ -559,8 +560,8 @@ func TestWithoutMember(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.c.WithoutMember(tt.remove)
 			if tt.wantErr != "" {
-				if !errors.Is(err, federation.ErrMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("WithoutMember(%s) = %v, want ErrMalformed naming %q", tt.remove, err, tt.wantErr)
+				if !errors.Is(err, node.ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("WithoutMember(%s) = %v, want node.ErrInvalid naming %q", tt.remove, err, tt.wantErr)
 				}
 				return
 			}
@@ -596,8 +597,8 @@ func TestSignIdempotent(t *testing.T) {
 	if !bytes.Equal(ab, ba) {
 		t.Errorf("the order of signing changed the note:\n%s\n%s", ab, ba)
 	}
-	if _, err := federation.Sign(v1, nil, testKey("centre-a")[:10]); !errors.Is(err, federation.ErrMalformed) {
-		t.Errorf("Sign with a short key = %v, want ErrMalformed", err)
+	if _, err := federation.Sign(v1, nil, testKey("centre-a")[:10]); !errors.Is(err, node.ErrInvalid) {
+		t.Errorf("Sign with a short key = %v, want node.ErrInvalid", err)
 	}
 	v2, err := v1.WithoutMember("centre-c")
 	if err != nil {
@@ -631,7 +632,7 @@ func TestMerge(t *testing.T) {
 		{"subset", all, b, all, nil},
 		{"different texts", a, signBy(t, v2, nil, "centre-b"), nil, federation.ErrChain},
 		{"bad signature", a, corruptSig(b), nil, federation.ErrSignatures},
-		{"not a note", a, []byte("centre-b approves\n"), nil, federation.ErrMalformed},
+		{"not a note", a, []byte("centre-b approves\n"), nil, node.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -845,8 +846,8 @@ func TestParseCharterMalformed(t *testing.T) {
 				t.Fatal("the text is unchanged")
 			}
 			got, err := federation.ParseCharter(text)
-			if !errors.Is(err, federation.ErrMalformed) {
-				t.Fatalf("ParseCharter() = %v, want ErrMalformed", err)
+			if !errors.Is(err, node.ErrInvalid) {
+				t.Fatalf("ParseCharter() = %v, want node.ErrInvalid", err)
 			}
 			if !reflect.ValueOf(got).IsZero() {
 				t.Errorf("ParseCharter() returned %+v with its error", got)
@@ -952,13 +953,13 @@ func TestRefused(t *testing.T) {
 			}
 			return asSigned(federation.VerifyFounding(msg))
 		}, federation.ErrSignatures},
-		{"oversized note", func() (any, error) { return asSigned(federation.VerifyFounding(oversized)) }, federation.ErrMalformed},
-		{"truncated note", func() (any, error) { return asSigned(federation.VerifyFounding(v1note[:len(v1note)-40])) }, federation.ErrMalformed},
+		{"oversized note", func() (any, error) { return asSigned(federation.VerifyFounding(oversized)) }, node.ErrInvalid},
+		{"truncated note", func() (any, error) { return asSigned(federation.VerifyFounding(v1note[:len(v1note)-40])) }, node.ErrInvalid},
 		{"note with a corrupted signature", func() (any, error) { return asSigned(federation.VerifyFounding(corruptSig(v1note))) }, federation.ErrSignatures},
-		{"note without signatures", func() (any, error) { return asSigned(federation.VerifyFounding([]byte(v1.Text()))) }, federation.ErrMalformed},
+		{"note without signatures", func() (any, error) { return asSigned(federation.VerifyFounding([]byte(v1.Text()))) }, node.ErrInvalid},
 		{"sign onto an oversized note", func() (any, error) {
 			return asNote(federation.Sign(v1, oversized, testKey("centre-a")))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"join request signed by another key", func() (any, error) { return asRequest(federation.OpenRequest(joinNote)) }, federation.ErrSignatures},
 		{"join request signed by another centre", func() (any, error) {
 			return asRequest(federation.OpenRequest(rawSign(t, joinText, "centre-e")))
@@ -975,7 +976,7 @@ func TestRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			return asCharter(two.WithoutMember("centre-b"))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 	}
 	// Every malformed text, signed by whoever would have to sign it.
 	// A note's text ends with a newline, so texts that do not are tested
@@ -989,8 +990,8 @@ func TestRefused(t *testing.T) {
 		tests = append(tests,
 			refusal{"malformed founding: " + m.name, func() (any, error) {
 				return asSigned(federation.VerifyFounding(rawSign(t, founding, founders...)))
-			}, federation.ErrMalformed},
-			refusal{"malformed version 2: " + m.name, verifyNext(v1, rawSign(t, next, founders...)), federation.ErrMalformed},
+			}, node.ErrInvalid},
+			refusal{"malformed version 2: " + m.name, verifyNext(v1, rawSign(t, next, founders...)), node.ErrInvalid},
 		)
 	}
 
@@ -1000,7 +1001,7 @@ func TestRefused(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
-			for _, other := range []error{federation.ErrMalformed, federation.ErrSignatures, federation.ErrChain} {
+			for _, other := range []error{node.ErrInvalid, federation.ErrSignatures, federation.ErrChain} {
 				if other != tt.want && errors.Is(err, other) {
 					t.Errorf("err = %v, which is also %v", err, other)
 				}

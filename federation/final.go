@@ -2,19 +2,19 @@ package federation
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
 // ErrNotFinal is returned for a checkpoint that is not signed by its log
 // and cosigned by the charter's witness quorum.
-var ErrNotFinal = errors.New("checkpoint not final")
+var ErrNotFinal = node.E(node.Invalid, "checkpoint not final")
 
 // OpenFinal checks that msg is a final checkpoint of member m's log: a
 // note signed by m's log key and cosigned by enough other members that,

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -47,7 +48,7 @@ type Options struct {
 
 // ErrNotMember is returned when a centre that the charter does not list
 // tries to act as a member.
-var ErrNotMember = errors.New("not a member of the federation")
+var ErrNotMember = node.E(node.Conflict, "not a member of the federation")
 
 // Membership runs a centre's side of the charter protocol: it keeps the
 // adopted chain, gathers approvals for the next version, adopts it once a
@@ -105,7 +106,11 @@ func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
 		m.approvals[v] = h
 	}
 	m.follow(current)
-	h.SetStreamHandler(ProtocolID, m.handle)
+	srv := &wire.Server{
+		Name: "charter", Limit: maxNoteLen, Timeout: 15 * time.Second, Work: 10 * time.Second, MaxReason: maxReasonLen,
+		Serve: m.serve, Log: m.log,
+	}
+	h.SetStreamHandler(ProtocolID, srv.Handle)
 	return m, nil
 }
 
@@ -290,27 +295,12 @@ func Ask(ctx context.Context, h host.Host, p peer.ID, op byte, payload []byte) (
 // askOn sends one request of protocol proto on a new stream to p and
 // returns the answer's payload; any status but OK is an error.
 func askOn(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte) ([]byte, error) {
-	status, answer, err := exchange(ctx, h, proto, p, op, payload)
-	if err != nil {
-		return nil, err
+	answer, err := wire.Ask(ctx, h, proto, p, op, payload, maxFrameLen, maxReasonLen)
+	var refused *wire.Refused
+	if errors.As(err, &refused) {
+		return nil, fmt.Errorf("%s %w", p, err)
 	}
-	if status != statusOK {
-		if len(answer) > maxReasonLen {
-			answer = answer[:maxReasonLen]
-		}
-		return nil, fmt.Errorf("%s refused: %s", p, answer)
-	}
-	return answer, nil
-}
-
-// exchange sends one request frame on a new stream to p and returns the
-// answer frame's status and payload.
-func exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte) (byte, []byte, error) {
-	status, answer, err := wire.Exchange(ctx, h, proto, p, op, payload, maxFrameLen)
-	if errors.Is(err, wire.ErrFrame) {
-		err = fmt.Errorf("%w: %v", ErrWire, err)
-	}
-	return status, answer, err
+	return answer, err
 }
 
 // every runs f every interval until ctx ends.
@@ -336,39 +326,8 @@ func FetchChain(ctx context.Context, h host.Host, p peer.ID) ([][]byte, error) {
 	return decodeNotes(b)
 }
 
-func (m *Membership) handle(s network.Stream) {
-	defer s.Close()
-	if err := s.SetDeadline(time.Now().Add(15 * time.Second)); err != nil {
-		s.Reset()
-		return
-	}
-	from := s.Conn().RemotePeer()
-	op, payload, err := readFrame(s, maxNoteLen)
-	if err != nil {
-		m.log.Debug("bad charter request", "from", from, "err", err)
-		s.Reset()
-		return
-	}
-	answer, err := m.serve(from, op, payload)
-	if err != nil {
-		m.log.Info("charter request refused", "from", from, "op", op, "err", err)
-		reason := []byte(err.Error())
-		if len(reason) > maxReasonLen {
-			reason = reason[:maxReasonLen]
-		}
-		if err := writeFrame(s, statusRefused, reason); err != nil {
-			m.log.Debug("charter refusal not delivered", "to", from, "err", err)
-		}
-		return
-	}
-	if err := writeFrame(s, statusOK, answer); err != nil {
-		m.log.Debug("charter answer not delivered", "to", from, "err", err)
-	}
-}
-
-func (m *Membership) serve(from peer.ID, op byte, payload []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+// serve answers one charter-protocol request.
+func (m *Membership) serve(ctx context.Context, from peer.ID, op byte, payload []byte) ([]byte, error) {
 	switch op {
 	case opChain:
 		v, err := decodeVersion(payload)
@@ -377,7 +336,7 @@ func (m *Membership) serve(from peer.ID, op byte, payload []byte) ([]byte, error
 		}
 		chain := m.Chain()
 		if v < 1 || v > uint64(len(chain))+1 {
-			return nil, fmt.Errorf("%w: no version %d", ErrWire, v)
+			return nil, protocolError("no version %d", v)
 		}
 		return encodeNotes(chain[v-1:]), nil
 	case opPropose:
@@ -388,7 +347,7 @@ func (m *Membership) serve(from peer.ID, op byte, payload []byte) ([]byte, error
 	case opAdopt:
 		return nil, m.receiveAdopted(ctx, from, payload)
 	}
-	return nil, fmt.Errorf("%w: unknown operation %d", ErrWire, op)
+	return nil, protocolError("unknown operation %d", op)
 }
 
 // receiveAdopted takes a version another member adopted. A centre that is
@@ -443,12 +402,12 @@ func (m *Membership) syncFrom(p peer.ID) {
 // to learn which version it claims to be.
 func PeekCharter(msg []byte) (Charter, error) {
 	if len(msg) > maxNoteLen {
-		return Charter{}, fmt.Errorf("%w: note of %d bytes", ErrMalformed, len(msg))
+		return Charter{}, fmt.Errorf("%w: malformed: note of %d bytes", node.ErrInvalid, len(msg))
 	}
 	_, err := note.Open(msg, note.VerifierList())
 	var unverified *note.UnverifiedNoteError
 	if !errors.As(err, &unverified) {
-		return Charter{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Charter{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
 	return ParseCharter(unverified.Note.Text)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
 )
 
 // withOPRF is founding(names...) with a pseudonym key listed: one share per
@@ -80,8 +81,8 @@ func TestCharterOPRFMalformed(t *testing.T) {
 			if tc.text == text {
 				t.Fatal("the case changes nothing")
 			}
-			if _, err := federation.ParseCharter(tc.text); !errors.Is(err, federation.ErrMalformed) {
-				t.Fatalf("ParseCharter: %v, want ErrMalformed", err)
+			if _, err := federation.ParseCharter(tc.text); !errors.Is(err, node.ErrInvalid) {
+				t.Fatalf("ParseCharter: %v, want node.ErrInvalid", err)
 			}
 		})
 	}
@@ -92,7 +93,7 @@ func TestCharterOPRFKeepsThreshold(t *testing.T) {
 	c := withOPRF(t, "centre-a", "centre-b", "centre-c")
 	p := c.Policy
 	p.OPRFThreshold = 3
-	if _, err := c.WithPolicy(p); !errors.Is(err, federation.ErrMalformed) || !strings.Contains(err.Error(), "new key") {
+	if _, err := c.WithPolicy(p); !errors.Is(err, node.ErrInvalid) || !strings.Contains(err.Error(), "new key") {
 		t.Fatalf("WithPolicy changing the OPRF threshold: %v", err)
 	}
 	v2, err := c.WithMember(testMember(t, "centre-d", 4104))
@@ -103,7 +104,7 @@ func TestCharterOPRFKeepsThreshold(t *testing.T) {
 	if err != nil {
 		t.Fatalf("removing one of three holders with threshold 2: %v", err)
 	}
-	if _, err := v3.WithoutMember("centre-b"); !errors.Is(err, federation.ErrMalformed) || !strings.Contains(err.Error(), "holding shares") {
+	if _, err := v3.WithoutMember("centre-b"); !errors.Is(err, node.ErrInvalid) || !strings.Contains(err.Error(), "holding shares") {
 		t.Fatalf("removing a second holder, leaving one of threshold 2: %v", err)
 	}
 }
@@ -139,7 +140,7 @@ func TestCharterOPRFIsFixedAfterFounding(t *testing.T) {
 	one := founding(t, "centre-a", "centre-b")
 	one.Policy.OPRFThreshold = 1
 	one.OPRF = withOPRF(t, "centre-a", "centre-b").OPRF
-	if err := one.Validate(); !errors.Is(err, federation.ErrMalformed) {
-		t.Fatalf("a key dealt 1-of-2: %v, want ErrMalformed", err)
+	if err := one.Validate(); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("a key dealt 1-of-2: %v, want node.ErrInvalid", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medfed/medfed/node"
 )
 
 // MaxRequestNote bounds a signed join request; larger ones are refused
@@ -52,7 +53,7 @@ func (r JoinRequest) check() error {
 func ParseJoinRequest(text string) (JoinRequest, error) {
 	r, err := parseJoinRequest(text)
 	if err != nil {
-		return JoinRequest{}, fmt.Errorf("parse join request: %w: %v", ErrMalformed, err)
+		return JoinRequest{}, fmt.Errorf("parse join request: %w: malformed: %v", node.ErrInvalid, err)
 	}
 	return r, nil
 }
@@ -96,7 +97,7 @@ func parseJoinRequest(text string) (JoinRequest, error) {
 func SignRequest(r JoinRequest, key ed25519.PrivateKey) ([]byte, error) {
 	const op = "sign join request"
 	if err := r.check(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", op, ErrMalformed, err)
+		return nil, fmt.Errorf("%s: %w: malformed: %v", op, node.ErrInvalid, err)
 	}
 	id, err := PeerIDFromKey(key)
 	if err != nil {
@@ -125,11 +126,11 @@ func OpenRequest(note []byte) (JoinRequest, error) {
 	const op = "open join request"
 	text, sigs, err := splitNote(note, MaxRequestNote)
 	if err != nil {
-		return JoinRequest{}, fmt.Errorf("%s: %w: note: %v", op, ErrMalformed, err)
+		return JoinRequest{}, fmt.Errorf("%s: %w: malformed: note: %v", op, node.ErrInvalid, err)
 	}
 	r, err := parseJoinRequest(text)
 	if err != nil {
-		return JoinRequest{}, fmt.Errorf("%s: %w: %v", op, ErrMalformed, err)
+		return JoinRequest{}, fmt.Errorf("%s: %w: malformed: %v", op, node.ErrInvalid, err)
 	}
 	if len(sigs) != 1 {
 		return JoinRequest{}, fmt.Errorf("%s: %w: %d signatures, want only the requester's", op, ErrSignatures, len(sigs))

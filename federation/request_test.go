@@ -9,6 +9,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
 )
 
 func TestJoinRequestRoundTrip(t *testing.T) {
@@ -66,33 +67,33 @@ func TestJoinRequestRefused(t *testing.T) {
 	badFederation.Federation = "Medfed"
 
 	tests := []refusal{
-		{"garbage", func() (any, error) { return asRequest(federation.ParseJoinRequest("join me\n")) }, federation.ErrMalformed},
+		{"garbage", func() (any, error) { return asRequest(federation.ParseJoinRequest("join me\n")) }, node.ErrInvalid},
 		{"charter header", func() (any, error) {
 			return asRequest(federation.ParseJoinRequest(strings.Replace(text, "join request", "charter", 1)))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"extra line", func() (any, error) {
 			return asRequest(federation.ParseJoinRequest(text + "member centre-e x /ip4/127.0.0.1/tcp/1\n"))
-		}, federation.ErrMalformed},
-		{"truncated", func() (any, error) { return asRequest(federation.ParseJoinRequest(text[:len(text)-5])) }, federation.ErrMalformed},
+		}, node.ErrInvalid},
+		{"truncated", func() (any, error) { return asRequest(federation.ParseJoinRequest(text[:len(text)-5])) }, node.ErrInvalid},
 		{"RSA peer ID", func() (any, error) {
 			return asRequest(federation.ParseJoinRequest(strings.Replace(text, r.Member.ID.String(), rsaPeerID, 1)))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"secp256k1 peer ID", func() (any, error) {
 			return asRequest(federation.ParseJoinRequest(strings.Replace(text, r.Member.ID.String(), secp256k1PeerID(t).String(), 1)))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"bad multiaddr", func() (any, error) {
 			return asRequest(federation.ParseJoinRequest(strings.Replace(text, "/tcp/4104", "/tcp/70000", 1)))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"oversized", func() (any, error) {
 			return asRequest(federation.ParseJoinRequest(text + strings.Repeat("x", 5000) + "\n"))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"oversized note", func() (any, error) {
 			return asRequest(federation.OpenRequest(append(good, strings.Repeat("— x AAAA\n", 1000)...)))
-		}, federation.ErrMalformed},
-		{"sign without addresses", func() (any, error) { return asNote(federation.SignRequest(noAddrs, testKey("centre-d"))) }, federation.ErrMalformed},
+		}, node.ErrInvalid},
+		{"sign without addresses", func() (any, error) { return asNote(federation.SignRequest(noAddrs, testKey("centre-d"))) }, node.ErrInvalid},
 		{"sign for a bad federation name", func() (any, error) {
 			return asNote(federation.SignRequest(badFederation, testKey("centre-d")))
-		}, federation.ErrMalformed},
+		}, node.ErrInvalid},
 		{"sign with another centre's key", func() (any, error) { return asNote(federation.SignRequest(r, testKey("centre-a"))) }, federation.ErrSignatures},
 		{"signed by another centre", func() (any, error) { return asRequest(federation.OpenRequest(rawSign(t, text, "centre-a"))) }, federation.ErrSignatures},
 		{"signed twice", func() (any, error) {
@@ -102,7 +103,7 @@ func TestJoinRequestRefused(t *testing.T) {
 			return asRequest(federation.OpenRequest([]byte(strings.Replace(string(good), "4104", "4105", 1))))
 		}, federation.ErrSignatures},
 		{"corrupted signature", func() (any, error) { return asRequest(federation.OpenRequest(corruptSig(good))) }, federation.ErrSignatures},
-		{"unsigned", func() (any, error) { return asRequest(federation.OpenRequest([]byte(text))) }, federation.ErrMalformed},
+		{"unsigned", func() (any, error) { return asRequest(federation.OpenRequest([]byte(text))) }, node.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -86,11 +87,11 @@ func (w *Witness) compareView(ctx context.Context, theirs []byte) error {
 func (w *Witness) logOf(c Charter, msg []byte) (string, Member, error) {
 	body, _, ok := cutNote(msg)
 	if !ok {
-		return "", Member{}, fmt.Errorf("%w: not a signed note", ErrMalformed)
+		return "", Member{}, fmt.Errorf("%w: malformed: not a signed note", node.ErrInvalid)
 	}
 	cp, err := ledger.ParseCheckpoint(body)
 	if err != nil {
-		return "", Member{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return "", Member{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
 	for _, m := range c.Members {
 		if ledger.Origin(c.Federation, m.Name) == cp.Origin {
@@ -117,7 +118,7 @@ func askProof(ctx context.Context, w *Witness, log peer.ID, older, newer int64) 
 		return nil, err
 	}
 	if len(b)%tlog.HashSize != 0 || len(b)/tlog.HashSize > maxProofHashes {
-		return nil, fmt.Errorf("%w: proof of %d bytes", ErrWire, len(b))
+		return nil, protocolError("proof of %d bytes", len(b))
 	}
 	proof := make(tlog.TreeProof, len(b)/tlog.HashSize)
 	for i := range proof {
@@ -129,11 +130,11 @@ func askProof(ctx context.Context, w *Witness, log peer.ID, older, newer int64) 
 // serveProve answers a consistency-proof request about this centre's log.
 func (w *Witness) serveProve(ctx context.Context, payload []byte) ([]byte, error) {
 	if len(payload) != 16 {
-		return nil, fmt.Errorf("%w: prove request of %d bytes", ErrWire, len(payload))
+		return nil, protocolError("prove request of %d bytes", len(payload))
 	}
 	older, newer := int64(binary.BigEndian.Uint64(payload)), int64(binary.BigEndian.Uint64(payload[8:]))
 	if older < 0 || newer < older {
-		return nil, fmt.Errorf("%w: prove %d to %d", ErrWire, older, newer)
+		return nil, protocolError("prove %d to %d", older, newer)
 	}
 	proof, err := w.views.ProveConsistency(ctx, older, newer)
 	if err != nil {
@@ -194,7 +195,7 @@ func (w *Witness) serveViews(ctx context.Context, payload []byte) error {
 		return err
 	}
 	if len(notes) > MaxMembers {
-		return fmt.Errorf("%w: %d views", ErrWire, len(notes))
+		return protocolError("%d views", len(notes))
 	}
 	var errs []error
 	for _, n := range notes {

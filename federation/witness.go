@@ -3,13 +3,13 @@ package federation
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -49,25 +49,25 @@ func (r AddRequest) Encode() []byte {
 func ParseAddRequest(b []byte) (AddRequest, error) {
 	var r AddRequest
 	if len(b) > maxNoteLen {
-		return r, fmt.Errorf("%w: add-checkpoint request of %d bytes", ErrMalformed, len(b))
+		return r, fmt.Errorf("%w: malformed: add-checkpoint request of %d bytes", node.ErrInvalid, len(b))
 	}
 	head, note, ok := bytes.Cut(b, []byte("\n\n"))
 	if !ok {
-		return r, fmt.Errorf("%w: add-checkpoint request without a checkpoint", ErrMalformed)
+		return r, fmt.Errorf("%w: malformed: add-checkpoint request without a checkpoint", node.ErrInvalid)
 	}
 	lines := strings.Split(string(head), "\n")
 	old, found := strings.CutPrefix(lines[0], "old ")
 	size, err := strconv.ParseInt(old, 10, 64)
 	if !found || err != nil || size < 0 || strconv.FormatInt(size, 10) != old {
-		return r, fmt.Errorf("%w: add-checkpoint request: bad old size", ErrMalformed)
+		return r, fmt.Errorf("%w: malformed: add-checkpoint request: bad old size", node.ErrInvalid)
 	}
 	if len(lines)-1 > maxProofHashes {
-		return r, fmt.Errorf("%w: add-checkpoint request: %d proof hashes", ErrMalformed, len(lines)-1)
+		return r, fmt.Errorf("%w: malformed: add-checkpoint request: %d proof hashes", node.ErrInvalid, len(lines)-1)
 	}
 	for _, line := range lines[1:] {
 		h, err := base64.StdEncoding.Strict().DecodeString(line)
 		if err != nil || len(h) != tlog.HashSize || base64.StdEncoding.EncodeToString(h) != line {
-			return r, fmt.Errorf("%w: add-checkpoint request: bad proof hash", ErrMalformed)
+			return r, fmt.Errorf("%w: malformed: add-checkpoint request: bad proof hash", node.ErrInvalid)
 		}
 		r.Proof = append(r.Proof, tlog.Hash(h))
 	}
@@ -77,10 +77,10 @@ func ParseAddRequest(b []byte) (AddRequest, error) {
 
 // Refusals of a witness, after C2SP tlog-witness's status codes.
 var (
-	ErrUnknownLog     = errors.New("unknown log")                                    // 404
-	ErrLogSignature   = errors.New("checkpoint signature does not verify")           // 403
-	ErrBadConsistency = errors.New("consistency proof does not verify")              // 422
-	ErrLogBlocked     = errors.New("log blocked: it signed conflicting checkpoints") // after equivocation
+	ErrUnknownLog     = node.E(node.NotFound, "unknown log")
+	ErrLogSignature   = node.E(node.Forbidden, "checkpoint signature does not verify")
+	ErrBadConsistency = node.E(node.Invalid, "consistency proof does not verify")               // C2SP's 422
+	ErrLogBlocked     = node.E(node.Conflict, "log blocked: it signed conflicting checkpoints") // after equivocation
 )
 
 // OldSizeError refuses a request whose old size is not the one the witness
@@ -90,6 +90,9 @@ type OldSizeError struct{ Held int64 }
 func (e *OldSizeError) Error() string {
 	return fmt.Sprintf("old size is not the one this witness holds (%d)", e.Held)
 }
+
+// Unwrap gives the refusal its kind.
+func (e *OldSizeError) Unwrap() error { return node.ErrConflict }
 
 // EquivocationError says the log signed two checkpoints that cannot both be
 // true: the same size with two roots, or a newer one that no valid
@@ -102,6 +105,9 @@ type EquivocationError struct {
 func (e *EquivocationError) Error() string {
 	return "the log signed conflicting checkpoints: " + e.Reason
 }
+
+// Unwrap gives the refusal its kind.
+func (e *EquivocationError) Unwrap() error { return node.ErrConflict }
 
 // checkAdd decides whether a witness holding prev (found false: nothing
 // yet) for a log cosigns checkpoint c, offered with request r.

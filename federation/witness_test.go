@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -132,8 +133,8 @@ func TestAddRequestRoundTrip(t *testing.T) {
 		t.Fatalf("round trip gave %+v", got)
 	}
 	for _, bad := range []string{"", "old 1\n", "old -1\n\nx", "old 01\n\nx", "new 1\n\nx", "old 1\nnot base64\n\nx"} {
-		if _, err := ParseAddRequest([]byte(bad)); !errors.Is(err, ErrMalformed) {
-			t.Errorf("ParseAddRequest(%q): %v, want ErrMalformed", bad, err)
+		if _, err := ParseAddRequest([]byte(bad)); !errors.Is(err, node.ErrInvalid) {
+			t.Errorf("ParseAddRequest(%q): %v, want node.ErrInvalid", bad, err)
 		}
 	}
 }

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
 )
 
 // WitnessProtocolID is the witness protocol: one add-checkpoint request per
@@ -69,7 +70,11 @@ func NewWitness(h host.Host, key ed25519.PrivateKey, state WitnessState, charter
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Witness{host: h, cosigner: c, state: state, views: state, charter: charter, log: log.With("component", "witness")}
-	h.SetStreamHandler(WitnessProtocolID, w.handle)
+	srv := &wire.Server{
+		Name: "witness", Limit: maxWitnessFrame, Timeout: 15 * time.Second, Work: 10 * time.Second, MaxReason: maxReasonLen,
+		Serve: w.serve, Refuse: refusal, Log: w.log,
+	}
+	h.SetStreamHandler(WitnessProtocolID, srv.Handle)
 	return w, nil
 }
 
@@ -127,46 +132,20 @@ func (w *Witness) Add(ctx context.Context, from peer.ID, body []byte) ([]byte, e
 	return cosigned, nil
 }
 
-func (w *Witness) handle(s network.Stream) {
-	defer s.Close()
-	if err := s.SetDeadline(time.Now().Add(15 * time.Second)); err != nil {
-		s.Reset()
-		return
-	}
-	op, body, err := readFrame(s, maxWitnessFrame)
-	if err != nil {
-		s.Reset()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	from := s.Conn().RemotePeer()
-	var answer []byte
+// serve answers one witness-protocol request from member from.
+func (w *Witness) serve(ctx context.Context, from peer.ID, op byte, body []byte) ([]byte, error) {
 	switch op {
 	case opAddCheckpoint:
-		answer, err = w.Add(ctx, from, body)
+		return w.Add(ctx, from, body)
 	case opViews:
 		if _, member := w.charter().Member(from); !member {
-			err = fmt.Errorf("%w: %s is not a member", ErrUnknownLog, from)
-		} else {
-			err = w.serveViews(ctx, body)
+			return nil, fmt.Errorf("%w: %s is not a member", ErrUnknownLog, from)
 		}
+		return nil, w.serveViews(ctx, body)
 	case opProve:
-		answer, err = w.serveProve(ctx, body)
-	default:
-		err = fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+		return w.serveProve(ctx, body)
 	}
-	if err != nil {
-		code, reason := refusal(err)
-		w.log.Info("witness request refused", "from", from, "op", op, "err", err)
-		if err := writeFrame(s, code, reason); err != nil {
-			w.log.Debug("witness refusal not delivered", "to", from, "err", err)
-		}
-		return
-	}
-	if err := writeFrame(s, statusOK, answer); err != nil {
-		w.log.Debug("witness answer not delivered", "to", from, "err", err)
-	}
+	return nil, fmt.Errorf("%w: malformed: unknown operation %d", node.ErrInvalid, op)
 }
 
 // ask sends one request of the witness protocol to p.
@@ -174,47 +153,48 @@ func (w *Witness) ask(ctx context.Context, p peer.ID, op byte, payload []byte) (
 	return askOn(ctx, w.host, WitnessProtocolID, p, op, payload)
 }
 
-func refusal(err error) (byte, []byte) {
+// refusal is the code and the reason a witness answers err with.
+func refusal(err error) (byte, string) {
 	var old *OldSizeError
 	var eq *EquivocationError
 	switch {
 	case errors.As(err, &old):
-		return refuseOldSize, []byte(strconv.FormatInt(old.Held, 10))
+		return refuseOldSize, strconv.FormatInt(old.Held, 10)
 	case errors.As(err, &eq):
-		return refuseEquivocation, []byte(eq.Reason)
+		return refuseEquivocation, eq.Reason
 	case errors.Is(err, ledger.ErrBlocked):
-		return refuseBlocked, nil
+		return refuseBlocked, ""
 	case errors.Is(err, ErrUnknownLog):
-		return refuseUnknownLog, nil
+		return refuseUnknownLog, ""
 	case errors.Is(err, ErrLogSignature):
-		return refuseSignature, nil
+		return refuseSignature, ""
 	case errors.Is(err, ErrBadConsistency):
-		return refuseConsistency, nil
-	case errors.Is(err, ErrMalformed):
-		return refuseMalformed, nil
+		return refuseConsistency, ""
+	case errors.Is(err, node.ErrInvalid):
+		return refuseMalformed, ""
 	}
-	return refuseMalformed, []byte("internal error")
+	return refuseMalformed, "internal error"
 }
 
 // ErrRefused wraps every refusal a witness answers with.
-var ErrRefused = errors.New("witness refused")
+var ErrRefused = node.E(node.Unavailable, "witness refused")
 
 // RequestCosignature asks witness p to cosign the checkpoint in r and
 // returns the note with the witness's cosignature. Refusals come back as
 // the witness's typed errors: *OldSizeError (retry from its Held size),
 // ErrLogBlocked, ErrBadConsistency, ...
 func RequestCosignature(ctx context.Context, h host.Host, p peer.ID, r AddRequest) ([]byte, error) {
-	status, payload, err := exchange(ctx, h, WitnessProtocolID, p, opAddCheckpoint, r.Encode())
+	status, payload, err := wire.Exchange(ctx, h, WitnessProtocolID, p, opAddCheckpoint, r.Encode(), maxFrameLen)
 	if err != nil {
 		return nil, err
 	}
 	switch status {
-	case statusOK:
+	case wire.StatusOK:
 		return payload, nil
 	case refuseOldSize:
 		held, err := strconv.ParseInt(string(payload), 10, 64)
 		if err != nil || held < 0 {
-			return nil, fmt.Errorf("%w: malformed old-size refusal", ErrWire)
+			return nil, protocolError("malformed old-size refusal")
 		}
 		return nil, fmt.Errorf("%w: %w", ErrRefused, &OldSizeError{Held: held})
 	case refuseBlocked:

@@ -14,11 +14,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
 
 // ErrUnavailable is returned when fewer than t holders answered correctly.
-var ErrUnavailable = errors.New("pseudonyms unavailable")
+var ErrUnavailable = node.E(node.Unavailable, "pseudonyms unavailable")
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
@@ -70,7 +72,7 @@ func NewClient(h host.Host, keys *Keys, share *Share, opts ClientOptions) (*Clie
 }
 
 // Pseudonyms returns the pseudonym of every identifier, in order.
-func (c *Client) Pseudonyms(ctx context.Context, ids []Identifier) ([]Pseudonym, error) {
+func (c *Client) Pseudonyms(ctx context.Context, ids []Identifier) ([]ledger.Pseudonym, error) {
 	inputs := make([][]byte, len(ids))
 	for i, id := range ids {
 		inputs[i] = id.Input()
@@ -79,7 +81,7 @@ func (c *Client) Pseudonyms(ctx context.Context, ids []Identifier) ([]Pseudonym,
 	if err != nil {
 		return nil, err
 	}
-	ps := make([]Pseudonym, len(outs))
+	ps := make([]ledger.Pseudonym, len(outs))
 	for i, o := range outs {
 		ps[i] = derive(c.keys.Federation, o)
 	}
@@ -270,12 +272,13 @@ func (c *Client) ask(ctx context.Context, r *run, set []int, remote []Holder, b 
 func (c *Client) askOne(ctx context.Context, h Holder, set []int, req []byte, b blinded) ([]*ristretto255.Element, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	status, answer, err := wire.Exchange(ctx, c.h, ProtocolID, h.ID, opEvaluate, req, max(maxAnswer, maxReasonLen))
+	answer, err := wire.Ask(ctx, c.h, ProtocolID, h.ID, opEvaluate, req, max(maxAnswer, maxReasonLen), maxReasonLen)
+	var refused *wire.Refused
+	if errors.As(err, &refused) {
+		return nil, &Refusal{Code: refused.Status, Reason: refused.Reason}
+	}
 	if err != nil {
 		return nil, err
-	}
-	if status != statusOK {
-		return nil, &Refusal{Code: status, Reason: wire.Printable(answer[:min(len(answer), maxReasonLen)])}
 	}
 	encs, proof, err := decodeAnswer(answer, len(b.elems))
 	if err != nil {

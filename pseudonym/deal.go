@@ -7,7 +7,6 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/gtank/ristretto255"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medfed/medfed/node"
 )
 
 // Dealing a key. At founding one centre, the dealer, draws the key k and a
@@ -201,9 +201,6 @@ const (
 	maxSealedLen = 128 // an HPKE X25519 ciphertext of a scalar is 80 bytes
 )
 
-// ErrFormat is returned for a shares or share file that does not parse.
-var ErrFormat = errors.New("malformed OPRF share file")
-
 // EncodeSealed returns the file that carries the sealed shares of a
 // dealing to the founders.
 func EncodeSealed(federation string, sealed []Sealed) []byte {
@@ -223,29 +220,29 @@ func ParseSealed(data []byte) (federation string, sealed []Sealed, err error) {
 	}
 	federation, ok := strings.CutPrefix(lines[1], "federation ")
 	if !ok || federation == "" || strings.ContainsAny(federation, " ") {
-		return "", nil, fmt.Errorf("%w: line 2: want federation <id>", ErrFormat)
+		return "", nil, fmt.Errorf("%w: malformed OPRF share file: line 2: want federation <id>", node.ErrInvalid)
 	}
 	for n, line := range lines[2:] {
 		f := strings.Split(line, " ")
 		if len(f) != 4 || f[0] != "share" {
-			return "", nil, fmt.Errorf("%w: line %d: want share <index> <peer ID> <base64>", ErrFormat, n+3)
+			return "", nil, fmt.Errorf("%w: malformed OPRF share file: line %d: want share <index> <peer ID> <base64>", node.ErrInvalid, n+3)
 		}
 		index, err := parseIndex(f[1])
 		if err != nil {
-			return "", nil, fmt.Errorf("%w: line %d: %v", ErrFormat, n+3, err)
+			return "", nil, fmt.Errorf("%w: malformed OPRF share file: line %d: %v", node.ErrInvalid, n+3, err)
 		}
 		id, err := peer.Decode(f[2])
 		if err != nil || len(f[2]) > 128 {
-			return "", nil, fmt.Errorf("%w: line %d: not a peer ID", ErrFormat, n+3)
+			return "", nil, fmt.Errorf("%w: malformed OPRF share file: line %d: not a peer ID", node.ErrInvalid, n+3)
 		}
 		ct, err := base64.StdEncoding.Strict().DecodeString(f[3])
 		if err != nil || len(ct) == 0 || len(ct) > maxSealedLen {
-			return "", nil, fmt.Errorf("%w: line %d: not a sealed share", ErrFormat, n+3)
+			return "", nil, fmt.Errorf("%w: malformed OPRF share file: line %d: not a sealed share", node.ErrInvalid, n+3)
 		}
 		sealed = append(sealed, Sealed{Index: index, Holder: id, Ciphertext: ct})
 	}
 	if string(EncodeSealed(federation, sealed)) != string(data) {
-		return "", nil, fmt.Errorf("%w: not in canonical form", ErrFormat)
+		return "", nil, fmt.Errorf("%w: malformed OPRF share file: not in canonical form", node.ErrInvalid)
 	}
 	return federation, sealed, nil
 }
@@ -264,44 +261,44 @@ func ParseShare(data []byte, keys *Keys) (*Share, error) {
 		return nil, err
 	}
 	if len(lines) != 4 {
-		return nil, fmt.Errorf("%w: want 4 lines", ErrFormat)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: want 4 lines", node.ErrInvalid)
 	}
 	fed, ok1 := strings.CutPrefix(lines[1], "federation ")
 	idx, ok2 := strings.CutPrefix(lines[2], "index ")
 	enc, ok3 := strings.CutPrefix(lines[3], "share ")
 	if !ok1 || !ok2 || !ok3 {
-		return nil, fmt.Errorf("%w: want federation, index and share lines", ErrFormat)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: want federation, index and share lines", node.ErrInvalid)
 	}
 	index, err := parseIndex(idx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: %v", node.ErrInvalid, err)
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(enc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: share: not base64", ErrFormat)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: share: not base64", node.ErrInvalid)
 	}
 	defer clear(raw)
 	k, err := decodeScalar(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: share: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: share: %v", node.ErrInvalid, err)
 	}
 	s := &Share{Federation: fed, Index: index, k: k}
 	if string(EncodeShare(s)) != string(data) {
-		return nil, fmt.Errorf("%w: not in canonical form", ErrFormat)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: not in canonical form", node.ErrInvalid)
 	}
 	return s, s.matches(keys)
 }
 
 func fileLines(data []byte, header string, maxLines int) ([]string, error) {
 	if len(data) > (maxLines+1)*256 || len(data) == 0 || data[len(data)-1] != '\n' {
-		return nil, fmt.Errorf("%w: empty, too large, or not newline-terminated", ErrFormat)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: empty, too large, or not newline-terminated", node.ErrInvalid)
 	}
 	lines := strings.Split(string(data[:len(data)-1]), "\n")
 	if lines[0] != header {
-		return nil, fmt.Errorf("%w: line 1: want %q", ErrFormat, header)
+		return nil, fmt.Errorf("%w: malformed OPRF share file: line 1: want %q", node.ErrInvalid, header)
 	}
 	if len(lines) < 2 || len(lines) > maxLines {
-		return nil, fmt.Errorf("%w: %d lines", ErrFormat, len(lines))
+		return nil, fmt.Errorf("%w: malformed OPRF share file: %d lines", node.ErrInvalid, len(lines))
 	}
 	return lines, nil
 }

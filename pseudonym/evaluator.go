@@ -58,6 +58,8 @@ type Evaluator struct {
 	opts  EvaluatorOptions
 	limit *limiter
 	log   *slog.Logger
+	// handle serves one stream of the protocol.
+	handle network.StreamHandler
 
 	mu     sync.Mutex
 	folded map[string]foldedKey // by evaluating set
@@ -96,6 +98,11 @@ func NewEvaluator(h host.Host, keys *Keys, share *Share, opts EvaluatorOptions) 
 	for _, sp := range opts.Spent {
 		e.limit.spent(sp.Requester, sp.Count, sp.At)
 	}
+	srv := &wire.Server{
+		Name: "pseudonym", Limit: maxRequest, Timeout: time.Minute, Work: time.Minute, MaxReason: maxReasonLen,
+		Serve: e.serve, Refuse: refusal, Log: e.log,
+	}
+	e.handle = srv.Handle
 	h.SetStreamHandler(ProtocolID, e.handle)
 	return e, nil
 }
@@ -103,38 +110,14 @@ func NewEvaluator(h host.Host, keys *Keys, share *Share, opts EvaluatorOptions) 
 // Close stops answering.
 func (e *Evaluator) Close() { e.h.RemoveStreamHandler(ProtocolID) }
 
-func (e *Evaluator) handle(s network.Stream) {
-	defer s.Close()
-	if err := s.SetDeadline(time.Now().Add(time.Minute)); err != nil {
-		s.Reset()
-		return
+// refusal is the code and the reason an evaluator answers err with: a
+// failure of its own is an internal error, in no more words.
+func refusal(err error) (byte, string) {
+	var r *Refusal
+	if !errors.As(err, &r) {
+		return refusedInternal, "internal error"
 	}
-	from := s.Conn().RemotePeer()
-	op, payload, err := wire.Read(s, maxRequest)
-	if err != nil {
-		e.log.Debug("bad pseudonym request", "from", from, "err", err)
-		s.Reset()
-		return
-	}
-	answer, err := e.serve(from, op, payload)
-	if err != nil {
-		var r *Refusal
-		if !errors.As(err, &r) {
-			r = &Refusal{Code: refusedInternal, Reason: "internal error"}
-		}
-		e.log.Info("pseudonym request refused", "from", from, "code", r.Code, "err", err)
-		reason := r.Reason
-		if len(reason) > maxReasonLen {
-			reason = reason[:maxReasonLen]
-		}
-		if err := wire.Write(s, r.Code, []byte(reason)); err != nil {
-			e.log.Debug("refusal not delivered", "to", from, "err", err)
-		}
-		return
-	}
-	if err := wire.Write(s, statusOK, answer); err != nil {
-		e.log.Debug("answer not delivered", "to", from, "err", err)
-	}
+	return r.Code, r.Reason
 }
 
 func refuse(code byte, format string, args ...any) error {
@@ -144,7 +127,7 @@ func refuse(code byte, format string, args ...any) error {
 // serve checks and evaluates one request. The order matters: nothing is
 // counted for a request that does not parse, and the count is on the
 // ledger before anything is computed.
-func (e *Evaluator) serve(from peer.ID, op byte, payload []byte) ([]byte, error) {
+func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []byte) ([]byte, error) {
 	name, ok := e.opts.Member(from)
 	if !ok {
 		return nil, refuse(refusedDenied, "%s is not a member of federation %s", from, e.keys.Federation)
@@ -177,7 +160,7 @@ func (e *Evaluator) serve(from peer.ID, op byte, payload []byte) ([]byte, error)
 		}
 	}
 	fk := e.foldedFor(req.set)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.opts.Audit.Evaluated(ctx, from, n); err != nil {
 		e.limit.give(from, n, now)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/gtank/ristretto255"
+	"github.com/medfed/medfed/node"
 )
 
 // The RFC 9497 suite: ristretto255 with SHA-512.
@@ -96,7 +97,7 @@ func appendPrefixed(dst, b []byte) []byte {
 
 // errElement is returned for bytes that are not a valid, non-identity
 // ristretto255 element.
-var errElement = errors.New("not a valid group element")
+var errElement = node.E(node.Invalid, "not a valid group element")
 
 // decodeElement decodes a canonical ristretto255 encoding and refuses the
 // identity, which RFC 9497 never sends.

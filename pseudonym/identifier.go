@@ -1,7 +1,6 @@
 package pseudonym
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,13 +9,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/medfed/medfed/node"
 )
 
 // ErrInvalidIdentifier is wrapped by every error of Rules.Normalise,
 // Rules.Parse and ParseNHS. The text after it names the system and the rule
 // the value broke, never the value or any part of it: such errors reach logs
 // and HTTP responses.
-var ErrInvalidIdentifier = errors.New("invalid identifier")
+var ErrInvalidIdentifier = node.E(node.Invalid, "invalid identifier")
 
 // Identifier is a patient identifier in its one canonical spelling: a
 // system URI and a value that passed that system's rules.

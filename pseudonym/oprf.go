@@ -2,9 +2,9 @@ package pseudonym
 
 import (
 	"crypto/sha512"
-	"errors"
 
 	"github.com/gtank/ristretto255"
+	"github.com/medfed/medfed/node"
 )
 
 // The OPRF of RFC 9497 in the shape medfed runs it.
@@ -29,7 +29,7 @@ func output(input []byte, y *ristretto255.Element) [sha512.Size]byte {
 }
 
 // errInput is returned for an input RFC 9497 cannot evaluate.
-var errInput = errors.New("input too long or maps to the identity")
+var errInput = node.E(node.Invalid, "input too long or maps to the identity")
 
 // inputPoint maps an input to the group, refusing what RFC 9497 refuses.
 func (s suite) inputPoint(input []byte) (*ristretto255.Element, error) {

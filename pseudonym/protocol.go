@@ -2,8 +2,9 @@ package pseudonym
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
+
+	"github.com/medfed/medfed/node"
 )
 
 // ProtocolID is the pseudonym protocol: one evaluation request and one
@@ -12,7 +13,7 @@ import (
 //	request:  op 1, payload: u16 s, s × u16 evaluating set (increasing),
 //	          u32 n, n × 32-byte blinded elements
 //	answer:   status 0, payload: n × 32-byte evaluated elements, 64-byte proof
-//	refusal:  status (refusal code), payload: the reason, at most 1 KiB
+//	refusal:  status (a refusal code below), payload: the reason, at most 1 KiB
 //
 // The evaluating set names the t (or more) holders whose answers the
 // requester will add up; each folds its Lagrange coefficient for that set
@@ -23,8 +24,7 @@ const ProtocolID = "/medfed/oprf/1"
 const (
 	opEvaluate byte = 1
 
-	statusOK byte = 0
-	// Refusal codes.
+	// Refusal codes: the answer's status, when not wire.StatusOK.
 	refusedMalformed byte = 1 // the request does not parse, or an element is invalid
 	refusedLimit     byte = 2 // the requester's rate limit would be exceeded
 	refusedNoShare   byte = 3 // this centre holds no share, or is not in the set
@@ -38,9 +38,6 @@ const (
 	maxRequest   = 2 + 2*MaxHolders + 4 + MaxBatch*elementLen
 	maxAnswer    = MaxBatch*elementLen + proofLen
 )
-
-// ErrProtocol is returned for bytes that do not follow the protocol.
-var ErrProtocol = errors.New("pseudonym protocol")
 
 // request is one evaluation request.
 type request struct {
@@ -65,12 +62,12 @@ func (r request) encode() []byte {
 func decodeRequest(b []byte) (request, error) {
 	var r request
 	if len(b) < 2 {
-		return r, fmt.Errorf("%w: empty request", ErrProtocol)
+		return r, fmt.Errorf("%w: pseudonym protocol: empty request", node.ErrInvalid)
 	}
 	s := int(binary.BigEndian.Uint16(b))
 	b = b[2:]
 	if s == 0 || s > MaxHolders || len(b) < 2*s+4 {
-		return r, fmt.Errorf("%w: evaluating set of %d", ErrProtocol, s)
+		return r, fmt.Errorf("%w: pseudonym protocol: evaluating set of %d", node.ErrInvalid, s)
 	}
 	r.set = make([]int, s)
 	for i := range r.set {
@@ -80,7 +77,7 @@ func decodeRequest(b []byte) (request, error) {
 	n := binary.BigEndian.Uint32(b)
 	b = b[4:]
 	if n == 0 || n > MaxBatch || uint64(len(b)) != uint64(n)*elementLen {
-		return r, fmt.Errorf("%w: %d elements in %d bytes", ErrProtocol, n, len(b))
+		return r, fmt.Errorf("%w: pseudonym protocol: %d elements in %d bytes", node.ErrInvalid, n, len(b))
 	}
 	r.elements = make([][]byte, n)
 	for i := range r.elements {
@@ -92,7 +89,7 @@ func decodeRequest(b []byte) (request, error) {
 // decodeAnswer splits an answer to a request of n elements.
 func decodeAnswer(b []byte, n int) (elements [][]byte, proof []byte, err error) {
 	if len(b) != n*elementLen+proofLen {
-		return nil, nil, fmt.Errorf("%w: answer of %d bytes for %d elements", ErrProtocol, len(b), n)
+		return nil, nil, fmt.Errorf("%w: pseudonym protocol: answer of %d bytes for %d elements", node.ErrInvalid, len(b), n)
 	}
 	elements = make([][]byte, n)
 	for i := range elements {

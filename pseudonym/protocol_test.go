@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 // countingAudit records what an evaluator's ledger would: requester and
@@ -152,7 +153,7 @@ func testIdentifiers(t testing.TB, n int) []Identifier {
 
 // reference computes pseudonyms with the whole key, interpolated from t
 // shares, as a single party would.
-func reference(t testing.TB, keys *Keys, shares []*Share, ids []Identifier) []Pseudonym {
+func reference(t testing.TB, keys *Keys, shares []*Share, ids []Identifier) []ledger.Pseudonym {
 	t.Helper()
 	var set []int
 	for _, s := range shares {
@@ -162,7 +163,7 @@ func reference(t testing.TB, keys *Keys, shares []*Share, ids []Identifier) []Ps
 	for _, s := range shares {
 		k.Add(k, s.folded(set))
 	}
-	out := make([]Pseudonym, len(ids))
+	out := make([]ledger.Pseudonym, len(ids))
 	for i, id := range ids {
 		o, err := voprf.evaluateDirect(k, id.Input())
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gtank/ristretto255"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medfed/medfed/node"
 )
 
 // MaxHolders bounds the number of shares, like a charter's members.
@@ -16,7 +17,7 @@ const MaxHolders = 256
 // ErrKeys is returned for OPRF parameters or a share that do not fit
 // together: points that do not decode, public shares that do not lie on one
 // polynomial of degree t-1, or a share that is not its holder's.
-var ErrKeys = errors.New("OPRF key parameters")
+var ErrKeys = node.E(node.Invalid, "OPRF key parameters")
 
 // Holder is a centre that holds a share of the federation's OPRF key.
 type Holder struct {

@@ -15,6 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -47,9 +50,9 @@ func (f *patientFlags) add(cmd *cobra.Command) {
 
 // load reads the key and the patient's consent as the node holds it, and
 // checks that the key is the one attested.
-func (f *patientFlags) load(cmd *cobra.Command, cfg centre.Config) (ed25519.PrivateKey, ledger.Pseudonym, centre.ConsentView, error) {
-	var v centre.ConsentView
-	p, err := centre.ParsePseudonym(f.pseudonym)
+func (f *patientFlags) load(cmd *cobra.Command, cfg centre.Config) (ed25519.PrivateKey, ledger.Pseudonym, api.ConsentView, error) {
+	var v api.ConsentView
+	p, err := ledger.ParsePseudonym(f.pseudonym)
 	if err != nil {
 		return nil, p, v, usagef("%s: --pseudonym: %v", cmd.Name(), err)
 	}
@@ -64,7 +67,7 @@ func (f *patientFlags) load(cmd *cobra.Command, cfg centre.Config) (ed25519.Priv
 	if err != nil {
 		return nil, p, v, fmt.Errorf("%s: %w", f.keyFile, err)
 	}
-	if v, err = centre.Admin(cfg.Data.Dir).Consent(cmd.Context(), p.String()); err != nil {
+	if v, err = admin.Dial(cfg.Data.Dir).Consent(cmd.Context(), f.pseudonym); err != nil {
 		return nil, p, v, err
 	}
 	if pub := consent.FormatPublicKey(k.Public().(ed25519.PublicKey)); v.Key != pub {
@@ -127,7 +130,7 @@ The new contract replaces the one in force, as its next version.`,
 		if err != nil {
 			return err
 		}
-		st, err := centre.Admin(cfg.Data.Dir).Status(cmd.Context())
+		st, err := admin.Dial(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -137,7 +140,7 @@ The new contract replaces the one in force, as its next version.`,
 					return m.ID, nil
 				}
 			}
-			return "", fmt.Errorf("%w: %q is not a member centre", consent.ErrMalformed, name)
+			return "", fmt.Errorf("%w: %q is not a member centre", node.ErrInvalid, name)
 		})
 		if err != nil {
 			return usagef("consent grant: %s: %v", terms, err)
@@ -161,7 +164,7 @@ The new contract replaces the one in force, as its next version.`,
 
 // submit hands a signed document to the node and prints where it went.
 func submit(cmd *cobra.Command, cfg centre.Config, doc []byte, what string) error {
-	d, err := centre.Admin(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
+	d, err := admin.Dial(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
 	if err != nil {
 		return err
 	}
@@ -170,7 +173,7 @@ func submit(cmd *cobra.Command, cfg centre.Config, doc []byte, what string) erro
 
 // reportDelivery prints where a document went, and fails unless a
 // majority of the federation has it.
-func reportDelivery(cmd *cobra.Command, what string, d centre.ConsentDelivery) error {
+func reportDelivery(cmd *cobra.Command, what string, d api.ConsentDelivery) error {
 	out := &stickyWriter{w: cmd.OutOrStdout()}
 	printDelivery(out, what, d)
 	if out.err == nil && !d.Confirmed {
@@ -179,7 +182,7 @@ func reportDelivery(cmd *cobra.Command, what string, d centre.ConsentDelivery) e
 	return out.err
 }
 
-func printDelivery(w io.Writer, what string, d centre.ConsentDelivery) {
+func printDelivery(w io.Writer, what string, d api.ConsentDelivery) {
 	fmt.Fprintf(w, "%s accepted\n", what)
 	fmt.Fprintf(w, "holders:      %s\n", list(d.Holders))
 	fmt.Fprintf(w, "delivered to: %s\n", list(d.Delivered))
@@ -288,7 +291,7 @@ token-max-lifetime away.`,
 		if expires <= 0 || expires > v.TokenMaxLifetime {
 			return usagef("consent token: --expires %v: the charter allows up to %v", expires, v.TokenMaxLifetime)
 		}
-		st, err := centre.Admin(cfg.Data.Dir).Status(cmd.Context())
+		st, err := admin.Dial(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -356,10 +359,7 @@ func newConsentShowCmd() *cobra.Command {
 	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		if _, err := centre.ParsePseudonym(pseudonym); err != nil {
-			return usagef("consent show: --pseudonym: %v", err)
-		}
-		v, err := centre.Admin(cfg.Data.Dir).Consent(cmd.Context(), pseudonym)
+		v, err := admin.Dial(cfg.Data.Dir).Consent(cmd.Context(), pseudonym)
 		if err != nil {
 			return err
 		}
@@ -367,7 +367,7 @@ func newConsentShowCmd() *cobra.Command {
 	})
 }
 
-func printConsent(w io.Writer, v centre.ConsentView) error {
+func printConsent(w io.Writer, v api.ConsentView) error {
 	fmt.Fprintf(w, "patient:   %s\n", v.Pseudonym)
 	key := "none attested (the charter's default policy applies)"
 	if v.Attested {
@@ -395,7 +395,7 @@ func printConsent(w io.Writer, v centre.ConsentView) error {
 
 func newConsentCheckCmd() *cobra.Command {
 	var (
-		req      centre.DecideRequest
+		req      admin.DecideRequest
 		recorded string
 	)
 	cmd := &cobra.Command{
@@ -417,9 +417,6 @@ the reason and the deciding provision, and exits 1 on deny.`,
 	cmd.Flags().StringVar(&recorded, "recorded", "", "when the record was made (RFC 3339 or a date; default now)")
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "the emergency reason: unconscious, life-threatening, urgent-treatment or public-health")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
-			return usagef("consent check: --pseudonym: %v", err)
-		}
 		t, err := consent.ParseTime(recorded)
 		if err != nil {
 			return usagef("consent check: --recorded: %v", err)
@@ -428,7 +425,7 @@ the reason and the deciding provision, and exits 1 on deny.`,
 			t = now()
 		}
 		req.Recorded = t
-		d, err := centre.Admin(cfg.Data.Dir).Decide(cmd.Context(), req)
+		d, err := admin.Dial(cfg.Data.Dir).Decide(cmd.Context(), req)
 		if err != nil {
 			return err
 		}

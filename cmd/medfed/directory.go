@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 )
 
@@ -36,10 +38,7 @@ the holders it found.`,
 	}
 	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		if _, err := centre.ParsePseudonym(pseudonym); err != nil {
-			return usagef("directory lookup: --pseudonym: %v", err)
-		}
-		res, err := centre.Admin(cfg.Data.Dir).Lookup(cmd.Context(), pseudonym)
+		res, err := admin.Dial(cfg.Data.Dir).Lookup(cmd.Context(), pseudonym)
 		if err != nil {
 			return err
 		}
@@ -55,7 +54,7 @@ the holders it found.`,
 	})
 }
 
-func printLookup(w io.Writer, res centre.DirectoryLookup) {
+func printLookup(w io.Writer, res api.DirectoryLookup) {
 	for _, h := range res.Holders {
 		fmt.Fprintf(w, "%s\t%s\n", h.Name, h.ID)
 	}
@@ -72,7 +71,7 @@ func newDirectoryStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		st, err := centre.Admin(cfg.Data.Dir).DirectoryStatus(cmd.Context())
+		st, err := admin.Dial(cfg.Data.Dir).DirectoryStatus(cmd.Context())
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 )
@@ -53,9 +54,9 @@ then the node closes its services and its ledger.`,
 	})
 }
 
-// runNode runs the centre's node and its API until the command's context
-// ends (a signal): the API stops first, so that no request finds the node
-// closed under it.
+// runNode runs the centre's node, its API and its admin socket until the
+// command's context ends (a signal): the API and the socket stop first, so
+// that no request finds the node closed under it.
 func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	log := newLogger(cmd, cfg.Log)
 	// The API's port first: a port in use is the commonest start-up
@@ -79,15 +80,26 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	if err != nil {
 		return errors.Join(err, n.Close())
 	}
+	sock, err := admin.Listen(cfg.Data.Dir)
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
 	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(cmd.Context()))
 	defer stopNode()
-	ran := make(chan error, 1)
+	adminCtx, stopAdmin := context.WithCancel(nodeCtx)
+	defer stopAdmin()
+	ran, adminDone := make(chan error, 1), make(chan error, 1)
 	go func() { ran <- n.Run(nodeCtx) }()
+	go func() {
+		adminDone <- admin.New(n, srv.Operator(), log.With("centre", cfg.Centre.Name)).Serve(adminCtx, sock)
+	}()
 	log.Info("api listening", "centre", cfg.Centre.Name, "addr", "http://"+ln.Addr().String())
 	fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v; API on http://%s\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs(), ln.Addr())
 	serveErr := srv.Serve(cmd.Context(), ln)
+	stopAdmin()
+	adminErr := <-adminDone
 	stopNode()
-	return errors.Join(serveErr, <-ran)
+	return errors.Join(serveErr, adminErr, <-ran)
 }
 
 func newLogger(cmd *cobra.Command, cfg centre.LogConfig) *slog.Logger {
@@ -341,7 +353,7 @@ func newFedJoinCmd() *cobra.Command {
 	})
 }
 
-func printProgress(cmd *cobra.Command, what string, p federation.Progress) error {
+func printProgress(cmd *cobra.Command, what string, p api.Progress) error {
 	state := fmt.Sprintf("has %d of %d approvals so far", p.Approvals, p.Quorum)
 	if p.Adopted {
 		state = fmt.Sprintf("is adopted, with %d approvals (quorum %d)", p.Approvals, p.Quorum)
@@ -353,7 +365,7 @@ func printProgress(cmd *cobra.Command, what string, p federation.Progress) error
 func newFedApproveCmd() *cobra.Command {
 	return fileCmd("approve REQUEST --config FILE", "Approve a centre's join request on this centre's running node",
 		func(cmd *cobra.Command, cfg centre.Config, _ string, req []byte) error {
-			p, err := centre.Admin(cfg.Data.Dir).Approve(cmd.Context(), req)
+			p, err := admin.Dial(cfg.Data.Dir).Approve(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -368,7 +380,7 @@ func newFedRemoveCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
-		p, err := centre.Admin(cfg.Data.Dir).Remove(cmd.Context(), args[0])
+		p, err := admin.Dial(cfg.Data.Dir).Remove(cmd.Context(), args[0])
 		if err != nil {
 			return err
 		}
@@ -409,7 +421,7 @@ joining centre passes to medfed federation join --peer.`,
 			}
 			return nil
 		}
-		st, err := centre.Admin(cfg.Data.Dir).Status(cmd.Context())
+		st, err := admin.Dial(cfg.Data.Dir).Status(cmd.Context())
 		if err != nil {
 			return err
 		}
@@ -466,7 +478,7 @@ func newFedPSKCmd() *cobra.Command {
 }
 
 // printEvidence warns about every member caught signing two histories.
-func printEvidence(cmd *cobra.Command, ev []centre.EvidenceStatus) error {
+func printEvidence(cmd *cobra.Command, ev []api.EvidenceStatus) error {
 	for _, e := range ev {
 		if _, err := fmt.Fprintf(cmd.OutOrStdout(), "EVIDENCE: %s signed conflicting checkpoints (%s), seen %s; this centre no longer witnesses it\n",
 			e.Origin, e.Reason, e.Seen.Format(time.RFC3339)); err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 )
 
@@ -52,11 +54,11 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		if err != nil {
 			return err
 		}
-		req, err := centre.PatientRequest(cfg, op, p.String(), k)
+		req, err := centre.PatientRequest(cfg, op, p, k)
 		if err != nil {
 			return err
 		}
-		res, err := centre.Admin(cfg.Data.Dir).Patient(cmd.Context(), req)
+		res, err := admin.Dial(cfg.Data.Dir).Patient(cmd.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -75,7 +77,7 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 	})
 }
 
-func printPatient(w io.Writer, res centre.PatientResult) {
+func printPatient(w io.Writer, res api.PatientResult) {
 	fmt.Fprintf(w, "# %s: %d holding centre(s)\n", res.Pseudonym, len(res.Holders))
 	for _, h := range res.Holders {
 		if h.Status == "failed" {
@@ -135,7 +137,7 @@ func printPatient(w io.Writer, res centre.PatientResult) {
 
 func newTransferCmd() *cobra.Command {
 	var (
-		req       centre.TransferRequest
+		req       admin.TransferRequest
 		tokenFile string
 		asJSON    bool
 	)
@@ -161,14 +163,11 @@ It exits 1 when a source failed.`,
 	cmd.Flags().StringVar(&tokenFile, "token", "", "a `file` holding the patient's token for copying")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
-			return usagef("transfer: --pseudonym: %v", err)
-		}
 		var err error
 		if req.Token, err = readToken(tokenFile); err != nil {
 			return err
 		}
-		res, err := centre.Admin(cfg.Data.Dir).Transfer(cmd.Context(), req)
+		res, err := admin.Dial(cfg.Data.Dir).Transfer(cmd.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -190,7 +189,7 @@ It exits 1 when a source failed.`,
 	})
 }
 
-func printTransfer(w io.Writer, res centre.TransferResult) {
+func printTransfer(w io.Writer, res api.TransferResult) {
 	fmt.Fprintf(w, "# %s: %d source(s)\n", res.Pseudonym, len(res.Sources))
 	for _, s := range res.Sources {
 		switch s.Status {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -15,6 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/cmd/internal/bench"
+	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -76,10 +78,11 @@ func newLedgerStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		st, err := centre.Admin(cfg.Data.Dir).LedgerStatus(cmd.Context())
-		if errors.Is(err, centre.ErrNotRunning) { // read the data directory itself
+		st, err := admin.Dial(cfg.Data.Dir).LedgerStatus(cmd.Context())
+		if errors.Is(err, admin.ErrNotRunning) { // read the data directory itself
 			err = withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
-				st, err = c.LedgerStatus(cmd.Context())
+				local, err := c.LedgerStatus(cmd.Context())
+				st = api.LedgerStatusOf(local)
 				return err
 			})
 		}
@@ -160,7 +163,7 @@ func soak(ctx context.Context, w io.Writer, dir string, writers int, duration ti
 	for range writers {
 		go func() {
 			for ctx.Err() == nil {
-				e, err := syntheticRecord()
+				e, err := bench.SyntheticRecord()
 				if err != nil {
 					errs <- err
 					return
@@ -194,17 +197,4 @@ func soak(ctx context.Context, w io.Writer, dir string, writers int, duration ti
 		return fmt.Errorf("ledger soak: %w", first)
 	}
 	return nil
-}
-
-// syntheticRecord returns a record entry about a random pseudonym. Its
-// time and index are left for the ledger to assign.
-func syntheticRecord() (ledger.Entry, error) {
-	var p ledger.Pseudonym
-	r := ledger.Record{Occurred: time.Now(), DataClass: "synthetic", Location: "soak"}
-	for _, b := range [][]byte{p[:], r.Author[:], r.Payload[:], r.Commitment[:]} {
-		if _, err := rand.Read(b); err != nil {
-			return ledger.Entry{}, err
-		}
-	}
-	return ledger.NewRecord(p, r)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -85,7 +86,7 @@ prefer --stdin, one "system|value" (or bare NHS number) per line.`,
 		if len(canonical) == 0 {
 			return usagef("patient pseudonym: give --nhs, --id or --stdin")
 		}
-		admin := centre.Admin(cfg.Data.Dir)
+		admin := admin.Dial(cfg.Data.Dir)
 		out := &stickyWriter{w: cmd.OutOrStdout()}
 		for start := 0; start < len(canonical); start += centre.MaxPseudonymRequest {
 			ps, err := admin.Pseudonyms(cmd.Context(), canonical[start:min(start+centre.MaxPseudonymRequest, len(canonical))])
@@ -167,7 +168,7 @@ registrar attests a new key as replacing a compromised one.`,
 }
 
 func newPatientAttestCmd() *cobra.Command {
-	var req centre.AttestRequest
+	var req admin.AttestRequest
 	cmd := &cobra.Command{
 		Use:   "attest --config FILE --pseudonym P --public-key KEY [--compromised]",
 		Short: "Attest that a key is a patient's (registrar use, after checking identity in person)",
@@ -187,13 +188,7 @@ sign a contract with the new key.`,
 	cmd.Flags().StringVar(&req.Key, "public-key", "", "the patient's public key, 64 hex digits")
 	cmd.Flags().BoolVar(&req.Compromised, "compromised", false, "the keys it replaces are lost or stolen")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
-			return usagef("patient attest: --pseudonym: %v", err)
-		}
-		if _, err := consent.ParsePublicKey(req.Key); err != nil {
-			return usagef("patient attest: --public-key: %v", err)
-		}
-		d, err := centre.Admin(cfg.Data.Dir).Attest(cmd.Context(), req)
+		d, err := admin.Dial(cfg.Data.Dir).Attest(cmd.Context(), req)
 		if err != nil {
 			return err
 		}

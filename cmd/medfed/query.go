@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 )
 
@@ -21,7 +23,7 @@ var errIncomplete = errors.New("query: not every holder answered")
 
 func newQueryCmd() *cobra.Command {
 	var (
-		req       centre.QueryRequest
+		req       admin.QueryRequest
 		tokenFile string
 		out       string
 		asJSON    bool
@@ -51,9 +53,6 @@ rejected). It exits 1 when a holder failed.`,
 	cmd.Flags().StringVar(&out, "out", "", "write the payloads to this `directory` instead of printing them")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
-			return usagef("query: --pseudonym: %v", err)
-		}
 		if req.Purpose == "" {
 			return usagef("query: --purpose: give treatment, research or emergency")
 		}
@@ -61,7 +60,7 @@ rejected). It exits 1 when a holder failed.`,
 		if req.Token, err = readToken(tokenFile); err != nil {
 			return err
 		}
-		res, err := centre.Admin(cfg.Data.Dir).QueryRecords(cmd.Context(), req)
+		res, err := admin.Dial(cfg.Data.Dir).QueryRecords(cmd.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -80,7 +79,7 @@ rejected). It exits 1 when a holder failed.`,
 	})
 }
 
-func printQuery(w io.Writer, res centre.QueryResult, out string) error {
+func printQuery(w io.Writer, res api.QueryResult, out string) error {
 	fmt.Fprintf(w, "# %s: %d holding centres, %.1f ms\n", res.Pseudonym, len(res.Holders), res.Millis)
 	for _, h := range res.Holders {
 		switch h.Status {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -30,7 +31,7 @@ const maxRecordFile = 16 << 20
 
 func newRecordAddCmd() *cobra.Command {
 	var (
-		req                     centre.RecordRequest
+		req                     admin.RecordRequest
 		nhs, id, file, occurred string
 	)
 	cmd := &cobra.Command{
@@ -68,9 +69,6 @@ the new entry's index.`,
 		}
 		switch {
 		case req.Pseudonym != "":
-			if _, err := centre.ParsePseudonym(req.Pseudonym); err != nil {
-				return usagef("record add: --pseudonym: %v", err)
-			}
 		case nhs != "":
 			n, err := pseudonym.ParseNHS(nhs)
 			if err != nil {
@@ -108,7 +106,7 @@ the new entry's index.`,
 		if len(req.Payload) > maxRecordFile {
 			return usagef("record add: the payload is larger than %d bytes", maxRecordFile)
 		}
-		res, err := centre.Admin(cfg.Data.Dir).AddRecord(cmd.Context(), req)
+		res, err := admin.Dial(cfg.Data.Dir).AddRecord(cmd.Context(), req)
 		if err != nil {
 			return err
 		}

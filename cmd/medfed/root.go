@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/medfed/medfed/node"
 	"github.com/spf13/cobra"
 )
 
@@ -16,7 +17,7 @@ var version = "dev"
 const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and found a problem, or failed
-	exitUsage   = 2 // bad flags, arguments or configuration
+	exitUsage   = 2 // bad flags, arguments or configuration, or input the node found invalid
 )
 
 // usageError marks an error caused by how medfed was called: a bad flag,
@@ -30,13 +31,16 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
-// exitCode is the one place where errors become exit codes.
+// exitCode is the one place where errors become exit codes: the kind of
+// an error the node returned crosses the admin socket with it, so input
+// the node refused as invalid exits as a usage error without the command
+// parsing it first.
 func exitCode(err error) int {
 	var ue usageError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), node.KindOf(err) == node.Invalid:
 		return exitUsage
 	default:
 		return exitFailure

@@ -1,10 +1,9 @@
 package consent
 
 import (
-	"fmt"
-
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -25,21 +24,15 @@ const (
 	EventPatientErase Event = 5
 )
 
-func (e Event) String() string {
-	switch e {
-	case EventAccess:
-		return "access"
-	case EventEmergencyStart:
-		return "emergency-start"
-	case EventEmergencyStop:
-		return "emergency-stop"
-	case EventPatientView:
-		return "patient-view"
-	case EventPatientErase:
-		return "patient-erase"
-	}
-	return fmt.Sprintf("event(%d)", uint8(e))
-}
+var events = enum.New[Event]("event", []string{
+	EventAccess:         "access",
+	EventEmergencyStart: "emergency-start",
+	EventEmergencyStop:  "emergency-stop",
+	EventPatientView:    "patient-view",
+	EventPatientErase:   "patient-erase",
+})
+
+func (e Event) String() string { return events.String(e) }
 
 // AccessEntry is the body of a ledger access entry: who asked for a
 // patient's data, for what, and on what basis it was permitted or denied.
@@ -113,22 +106,22 @@ func NewAccess(p ledger.Pseudonym, a AccessEntry) (ledger.Entry, error) {
 
 func (a AccessEntry) check() error {
 	switch {
-	case a.Event < EventAccess || a.Event > EventPatientErase:
-		return fmt.Errorf("%w: access event %d", ErrMalformed, uint8(a.Event))
+	case !events.Valid(a.Event):
+		return malformed("access event %d", uint8(a.Event))
 	case a.Requester == "" || len(a.Requester) > 64:
-		return fmt.Errorf("%w: access without a requester", ErrMalformed)
+		return malformed("access without a requester")
 	case a.Role != 0 && !a.Role.valid():
-		return fmt.Errorf("%w: role %d", ErrMalformed, uint8(a.Role))
-	case !actions.valid(a.Action) || !purposes.valid(a.Purpose) || int(a.Basis) >= len(basisNames):
-		return fmt.Errorf("%w: access action, purpose or basis", ErrMalformed)
+		return malformed("role %d", uint8(a.Role))
+	case !actions.Valid(a.Action) || !purposes.Valid(a.Purpose) || !bases.Valid(a.Basis):
+		return malformed("access action, purpose or basis")
 	case a.Reason != 0 && !a.Reason.valid():
-		return fmt.Errorf("%w: emergency reason %d", ErrMalformed, uint8(a.Reason))
+		return malformed("emergency reason %d", uint8(a.Reason))
 	case len(a.Records) != 0 && len(a.Records) != int(a.Released), len(a.Records) > maxAccessRecords:
-		return fmt.Errorf("%w: %d record indexes for %d records released", ErrMalformed, len(a.Records), a.Released)
+		return malformed("%d record indexes for %d records released", len(a.Records), a.Released)
 	}
 	for _, i := range a.Records {
 		if i < 0 {
-			return fmt.Errorf("%w: record index %d", ErrMalformed, i)
+			return malformed("record index %d", i)
 		}
 	}
 	return nil
@@ -139,12 +132,12 @@ func (a AccessEntry) check() error {
 func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 	var a AccessEntry
 	if e.Kind != ledger.KindAccess {
-		return a, fmt.Errorf("%w: a %s entry is not an access", ErrMalformed, e.Kind)
+		return a, malformed("a %s entry is not an access", e.Kind)
 	}
 	r := newReader(e.Body)
 	v := r.U8("version")
 	if r.Err() == nil && v != accessVersion && v != accessVersionV2 && v != accessVersionV1 {
-		return a, fmt.Errorf("%w: access entry version %d", ErrMalformed, v)
+		return a, malformed("access entry version %d", v)
 	}
 	a.Event = Event(r.U8("event"))
 	a.Requester = peer.ID(r.Str("requester"))
@@ -170,7 +163,7 @@ func DecodeAccess(e ledger.Entry) (AccessEntry, error) {
 	if v == accessVersion {
 		n := r.U32("records")
 		if n > maxAccessRecords {
-			return a, fmt.Errorf("%w: %d record indexes", ErrMalformed, n)
+			return a, malformed("%d record indexes", n)
 		}
 		for range n {
 			if r.Err() != nil {

@@ -53,7 +53,7 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 			return Authorization{}, err
 		}
 		if d.Kind != KindToken {
-			return Authorization{}, fmt.Errorf("%w: a %s is not a token", ErrMalformed, d.Kind)
+			return Authorization{}, malformed("a %s is not a token", d.Kind)
 		}
 		tokDoc = &d
 	}

@@ -8,7 +8,7 @@ import "github.com/medfed/medfed/node/wire"
 
 type writer = wire.Writer
 
-func newReader(b []byte) *wire.Reader { return wire.NewReader(b, ErrMalformed) }
+func newReader(b []byte) *wire.Reader { return wire.NewReader(b, "consent document") }
 
 // maxUnix bounds document times (see wire.MaxUnix).
 var maxUnix = wire.MaxUnix

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -34,26 +35,14 @@ const (
 	PublicHealth                      // a notifiable emergency
 )
 
-var reasonNames = []string{Unconscious: "unconscious", LifeThreatening: "life-threatening", UrgentTreatment: "urgent-treatment", PublicHealth: "public-health"}
+var reasons = enum.New[Reason]("reason", []string{Unconscious: "unconscious", LifeThreatening: "life-threatening", UrgentTreatment: "urgent-treatment", PublicHealth: "public-health"})
 
-func (r Reason) String() string {
-	if r >= Unconscious && r <= PublicHealth {
-		return reasonNames[r]
-	}
-	return fmt.Sprintf("reason(%d)", uint8(r))
-}
+func (r Reason) String() string { return reasons.String(r) }
 
-func (r Reason) valid() bool { return r >= Unconscious && r <= PublicHealth }
+func (r Reason) valid() bool { return reasons.Valid(r) }
 
 // ParseReason parses a reason code.
-func ParseReason(s string) (Reason, error) {
-	for r, n := range reasonNames {
-		if n == s && n != "" {
-			return Reason(r), nil
-		}
-	}
-	return 0, fmt.Errorf("%w: emergency reason %q: want one of %s", ErrMalformed, s, strings.Join(reasonNames[1:], ", "))
-}
+func ParseReason(s string) (Reason, error) { return reasons.Parse("emergency reason", s) }
 
 // Request is one access to decide: who asks, to do what, why, with which
 // record (its data class and when it was recorded), and when.
@@ -73,17 +62,17 @@ type Request struct {
 func (q *Request) check() error {
 	switch {
 	case q.Centre == "":
-		return fmt.Errorf("%w: request without a requesting centre", ErrMalformed)
+		return malformed("request without a requesting centre")
 	case !q.Role.valid():
-		return fmt.Errorf("%w: request without a role", ErrMalformed)
-	case q.Action == 0 || q.Action&(q.Action-1) != 0 || !actions.valid(q.Action):
-		return fmt.Errorf("%w: a request has exactly one action", ErrMalformed)
-	case q.Purpose == 0 || q.Purpose&(q.Purpose-1) != 0 || !purposes.valid(q.Purpose):
-		return fmt.Errorf("%w: a request has exactly one purpose", ErrMalformed)
+		return malformed("request without a role")
+	case q.Action == 0 || q.Action&(q.Action-1) != 0 || !actions.Valid(q.Action):
+		return malformed("a request has exactly one action")
+	case q.Purpose == 0 || q.Purpose&(q.Purpose-1) != 0 || !purposes.Valid(q.Purpose):
+		return malformed("a request has exactly one purpose")
 	case !ledger.ValidDataClass(q.Class):
-		return fmt.Errorf("%w: request data class", ErrMalformed)
+		return malformed("request data class")
 	case q.Recorded.IsZero() || q.Time.IsZero():
-		return fmt.Errorf("%w: request without the record's time or its own", ErrMalformed)
+		return malformed("request without the record's time or its own")
 	}
 	return nil
 }
@@ -100,14 +89,9 @@ const (
 	BasisEmergency              // the charter's emergency rule
 )
 
-var basisNames = [...]string{"refused", "charter", "contract", "withdrawn", "token", "emergency"}
+var bases = enum.New[Basis]("basis", []string{BasisInvalid: "refused", BasisCharter: "charter", BasisContract: "contract", BasisWithdrawn: "withdrawn", BasisToken: "token", BasisEmergency: "emergency"})
 
-func (b Basis) String() string {
-	if int(b) < len(basisNames) {
-		return basisNames[b]
-	}
-	return fmt.Sprintf("basis(%d)", uint8(b))
-}
+func (b Basis) String() string { return bases.String(b) }
 
 // why is the reason of a decision, kept as a code so that deciding
 // allocates nothing; Decision.Reason formats it.

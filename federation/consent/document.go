@@ -4,27 +4,33 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
 
-// Errors of documents and decisions.
+// Errors of documents and decisions, besides bytes or fields that do not
+// form a valid document (node.Invalid, "malformed consent document").
 var (
-	// ErrMalformed: bytes or fields that do not form a valid document.
-	ErrMalformed = errors.New("malformed consent document")
 	// ErrSignature: a signature that does not verify, or a signer who may
 	// not sign the document.
-	ErrSignature = errors.New("consent signature")
+	ErrSignature = node.E(node.Forbidden, "consent signature")
 	// ErrConflict: a submitted document that would not take effect, such
 	// as a contract older than the one in force.
-	ErrConflict = errors.New("consent conflict")
+	ErrConflict = node.E(node.Conflict, "consent conflict")
 )
+
+// malformed returns an error of kind node.Invalid for a document, or a
+// field of one, that is not valid.
+func malformed(format string, args ...any) error {
+	return wire.Malformed("consent document", format, args...)
+}
 
 // Kind says what a signed document is. The numbers are part of the
 // encoding.
@@ -37,19 +43,9 @@ const (
 	KindToken       Kind = 4 // the patient grants one grantee temporary access
 )
 
-func (k Kind) String() string {
-	switch k {
-	case KindAttestation:
-		return "attestation"
-	case KindContract:
-		return "contract"
-	case KindRevocation:
-		return "revocation"
-	case KindToken:
-		return "token"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
+var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token"})
+
+func (k Kind) String() string { return kinds.String(k) }
 
 // Limits that keep a document small enough for a ledger entry and an
 // evaluation bounded.
@@ -203,12 +199,8 @@ func (d Document) Issued() time.Time {
 //	u8   kind
 //	u32  body length, body
 //	[32] signer's Ed25519 public key
-//	[64] signature over signingContext || 0x00 || the bytes above
-const docVersion = 1
-
-const signingContext = "medfed/consent/v1"
-
-func signedMessage(unsigned []byte) []byte { return wire.Signed(signingContext, unsigned) }
+//	[64] signature over "medfed/consent/v1" || 0x00 || the bytes above the key
+var document = wire.Message{What: "consent document", Context: "medfed/consent/v1", Version: 1, Max: MaxDocument, Signer: true}
 
 func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
@@ -219,16 +211,10 @@ func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
 	}
 	var bw writer
 	b.write(&bw)
-	w := writer{B: []byte{docVersion, byte(b.kind())}}
-	w.U32(uint32(len(bw.B)))
-	w.Bytes(bw.B)
-	if len(w.B)+32+64 > MaxDocument {
-		return nil, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(w.B)+96, MaxDocument)
-	}
-	sig := ed25519.Sign(key, signedMessage(w.B))
-	w.Bytes(key.Public().(ed25519.PublicKey))
-	w.Bytes(sig)
-	return w.B, nil
+	return document.Sign(key, func(w *wire.Writer) {
+		w.U8(uint8(b.kind()))
+		w.Blob(bw.B)
+	})
 }
 
 // SignContract returns c signed with the patient's key.
@@ -248,27 +234,14 @@ func SignAttestation(key ed25519.PrivateKey, a Attestation) ([]byte, error) { re
 // the caller's state to decide.
 func Parse(b []byte) (Document, error) {
 	var d Document
-	if len(b) > MaxDocument {
-		return d, fmt.Errorf("%w: document of %d bytes, at most %d", ErrMalformed, len(b), MaxDocument)
+	var raw []byte
+	o, err := document.Open(b, func(r *wire.Reader) {
+		d.Kind = Kind(r.U8("kind"))
+		raw = r.Blob("body", MaxDocument)
+	})
+	if err != nil {
+		return Document{}, err
 	}
-	r := newReader(b)
-	if v := r.U8("version"); r.Err() == nil && v != docVersion {
-		return d, fmt.Errorf("%w: version %d", ErrMalformed, v)
-	}
-	d.Kind = Kind(r.U8("kind"))
-	n := r.U32("body length")
-	if r.Err() == nil && int64(n) > int64(r.Len()) {
-		return d, fmt.Errorf("%w: body of %d bytes in %d", ErrMalformed, n, r.Len())
-	}
-	raw := r.Take(int(n), "body")
-	unsigned := b[:len(b)-r.Len()]
-	signer := r.Take(ed25519.PublicKeySize, "signer")
-	sig := r.Take(ed25519.SignatureSize, "signature")
-	r.End("document")
-	if r.Err() != nil {
-		return d, r.Err()
-	}
-	var err error
 	switch d.Kind {
 	case KindAttestation:
 		d.Attestation, err = decodeAttestation(raw)
@@ -279,15 +252,15 @@ func Parse(b []byte) (Document, error) {
 	case KindToken:
 		d.Token, err = DecodeToken(raw)
 	default:
-		err = fmt.Errorf("%w: unknown kind %d", ErrMalformed, uint8(d.Kind))
+		err = malformed("unknown kind %d", uint8(d.Kind))
 	}
 	if err != nil {
 		return Document{}, err
 	}
-	if !ed25519.Verify(ed25519.PublicKey(signer), signedMessage(unsigned), sig) {
+	if !o.Verify(o.Signer) {
 		return Document{}, fmt.Errorf("%w: the %s's signature does not verify", ErrSignature, d.Kind)
 	}
-	d.Signer = bytes.Clone(signer)
+	d.Signer = o.Signer
 	d.Raw = bytes.Clone(b)
 	d.hash = sha256.Sum256(d.Raw)
 	return d, nil
@@ -297,11 +270,11 @@ func Parse(b []byte) (Document, error) {
 func checkHead(fed string, subject ledger.Pseudonym, issued time.Time) error {
 	switch {
 	case fed == "" || len(fed) > maxFederation:
-		return fmt.Errorf("%w: federation of %d bytes", ErrMalformed, len(fed))
+		return malformed("federation of %d bytes", len(fed))
 	case subject.IsZero():
-		return fmt.Errorf("%w: no subject pseudonym", ErrMalformed)
+		return malformed("no subject pseudonym")
 	case issued.IsZero() || !whole(issued) || issued.Unix() >= maxUnix:
-		return fmt.Errorf("%w: issue time must be a whole second from 1970 to 2261", ErrMalformed)
+		return malformed("issue time must be a whole second from 1970 to 2261")
 	}
 	return nil
 }
@@ -314,21 +287,21 @@ func whole(t time.Time) bool {
 
 func checkPeriod(p Period, what string) error {
 	if !whole(p.Start) || !whole(p.End) || p.Start.Unix() >= maxUnix || p.End.Unix() >= maxUnix {
-		return fmt.Errorf("%w: %s bounds must be whole seconds in UTC from 1970 to 2261", ErrMalformed, what)
+		return malformed("%s bounds must be whole seconds in UTC from 1970 to 2261", what)
 	}
 	if !p.Start.IsZero() && !p.End.IsZero() && !p.Start.Before(p.End) {
-		return fmt.Errorf("%w: %s ends before it starts", ErrMalformed, what)
+		return malformed("%s ends before it starts", what)
 	}
 	return nil
 }
 
 func checkClasses(cs []string) error {
 	if len(cs) > maxList {
-		return fmt.Errorf("%w: %d data classes, at most %d", ErrMalformed, len(cs), maxList)
+		return malformed("%d data classes, at most %d", len(cs), maxList)
 	}
 	for _, c := range cs {
 		if !ledger.ValidDataClass(c) {
-			return fmt.Errorf("%w: data class %q", ErrMalformed, c)
+			return malformed("data class %q", c)
 		}
 	}
 	return nil
@@ -337,14 +310,14 @@ func checkClasses(cs []string) error {
 func checkActor(a Actor) error {
 	if a.Centre != "" {
 		if _, err := peer.IDFromBytes([]byte(a.Centre)); err != nil || len(a.Centre) > 64 {
-			return fmt.Errorf("%w: actor centre is not a peer ID", ErrMalformed)
+			return malformed("actor centre is not a peer ID")
 		}
 	}
 	if a.Role != 0 && !a.Role.valid() {
-		return fmt.Errorf("%w: unknown role %d", ErrMalformed, uint8(a.Role))
+		return malformed("unknown role %d", uint8(a.Role))
 	}
 	if a.Staff != (ledger.StaffID{}) && a.Centre == "" {
-		return fmt.Errorf("%w: a staff ID names someone only at a centre; give the centre", ErrMalformed)
+		return malformed("a staff ID names someone only at a centre; give the centre")
 	}
 	return nil
 }
@@ -431,10 +404,10 @@ func (c *Contract) check() error {
 		return err
 	}
 	if c.ID.IsZero() {
-		return fmt.Errorf("%w: contract without an ID", ErrMalformed)
+		return malformed("contract without an ID")
 	}
-	if c.Base != OptIn && c.Base != OptOut {
-		return fmt.Errorf("%w: base policy %d", ErrMalformed, uint8(c.Base))
+	if !policies.Valid(c.Base) {
+		return malformed("base policy %d", uint8(c.Base))
 	}
 	n := 0
 	return checkProvisions(c.Provisions, 1, &n)
@@ -442,20 +415,20 @@ func (c *Contract) check() error {
 
 func checkProvisions(ps []Provision, depth int, n *int) error {
 	if len(ps) > 0 && depth > MaxDepth {
-		return fmt.Errorf("%w: provisions nested deeper than %d", ErrMalformed, MaxDepth)
+		return malformed("provisions nested deeper than %d", MaxDepth)
 	}
 	for _, p := range ps {
 		if *n++; *n > MaxProvisions {
-			return fmt.Errorf("%w: more than %d provisions", ErrMalformed, MaxProvisions)
+			return malformed("more than %d provisions", MaxProvisions)
 		}
-		if p.Type != Permit && p.Type != Deny {
-			return fmt.Errorf("%w: provision type %d", ErrMalformed, uint8(p.Type))
+		if !types.Valid(p.Type) {
+			return malformed("provision type %d", uint8(p.Type))
 		}
-		if !actions.valid(p.Actions) || !purposes.valid(p.Purposes) {
-			return fmt.Errorf("%w: unknown action or purpose", ErrMalformed)
+		if !actions.Valid(p.Actions) || !purposes.Valid(p.Purposes) {
+			return malformed("unknown action or purpose")
 		}
 		if len(p.Actors) > maxList {
-			return fmt.Errorf("%w: %d actors, at most %d", ErrMalformed, len(p.Actors), maxList)
+			return malformed("%d actors, at most %d", len(p.Actors), maxList)
 		}
 		for _, a := range p.Actors {
 			if err := checkActor(a); err != nil {
@@ -556,7 +529,7 @@ func (a *Attestation) check() error {
 		return err
 	}
 	if len(a.Key) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: patient key of %d bytes", ErrMalformed, len(a.Key))
+		return malformed("patient key of %d bytes", len(a.Key))
 	}
 	return nil
 }
@@ -597,7 +570,7 @@ func (v *Revocation) check() error {
 		return err
 	}
 	if v.Target.IsZero() {
-		return fmt.Errorf("%w: revocation of nothing", ErrMalformed)
+		return malformed("revocation of nothing")
 	}
 	return nil
 }
@@ -641,17 +614,17 @@ func (t *Token) check() error {
 	}
 	switch {
 	case t.ID.IsZero():
-		return fmt.Errorf("%w: token without an ID", ErrMalformed)
+		return malformed("token without an ID")
 	case t.Grantee.Centre == "":
-		return fmt.Errorf("%w: a token's grantee is a centre, or a staff member at one", ErrMalformed)
-	case !actions.valid(t.Actions) || !purposes.valid(t.Purposes):
-		return fmt.Errorf("%w: unknown action or purpose", ErrMalformed)
+		return malformed("a token's grantee is a centre, or a staff member at one")
+	case !actions.Valid(t.Actions) || !purposes.Valid(t.Purposes):
+		return malformed("unknown action or purpose")
 	case t.Purposes&Emergency != 0:
-		return fmt.Errorf("%w: emergency access needs no token", ErrMalformed)
+		return malformed("emergency access needs no token")
 	case t.Uses == 0 || t.Uses > maxUses:
-		return fmt.Errorf("%w: %d uses, want 1 to %d", ErrMalformed, t.Uses, maxUses)
+		return malformed("%d uses, want 1 to %d", t.Uses, maxUses)
 	case t.Expires.IsZero() || !whole(t.Expires) || !t.Issued.Before(t.Expires) || t.Expires.Unix() >= maxUnix:
-		return fmt.Errorf("%w: a token expires, after it is issued", ErrMalformed)
+		return malformed("a token expires, after it is issued")
 	}
 	if err := checkActor(t.Grantee); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -265,22 +266,22 @@ func TestParseRefuses(t *testing.T) {
 		{"flipped base byte", edit(func(b []byte) []byte {
 			b[federationAt+len(docFed)+32+8] ^= 0x10 // base 0x11: unknown
 			return b
-		}), consent.ErrMalformed},
-		{"trailing byte", append(bytes.Clone(raw), 0), consent.ErrMalformed},
-		{"trailing signature", append(bytes.Clone(raw), raw[len(raw)-64:]...), consent.ErrMalformed},
-		{"oversized", append(bytes.Clone(raw), make([]byte, consent.MaxDocument)...), consent.ErrMalformed},
-		{"unknown version", edit(func(b []byte) []byte { b[0] = 2; return b }), consent.ErrMalformed},
-		{"version zero", edit(func(b []byte) []byte { b[0] = 0; return b }), consent.ErrMalformed},
-		{"unknown kind", edit(func(b []byte) []byte { b[1] = 9; return b }), consent.ErrMalformed},
-		{"contract labelled a token", edit(func(b []byte) []byte { b[1] = byte(consent.KindToken); return b }), consent.ErrMalformed},
-		{"body length beyond the document", edit(func(b []byte) []byte { b[2] = 0xff; return b }), consent.ErrMalformed},
-		{"body length one short", edit(func(b []byte) []byte { b[5]--; return b }), consent.ErrMalformed},
-		{"no signature", raw[:len(raw)-64], consent.ErrMalformed},
-		{"truncated signature", raw[:len(raw)-1], consent.ErrMalformed},
-		{"header only", raw[:6], consent.ErrMalformed},
-		{"one byte", raw[:1], consent.ErrMalformed},
-		{"empty", nil, consent.ErrMalformed},
-		{"two documents", append(bytes.Clone(raw), other...), consent.ErrMalformed},
+		}), node.ErrInvalid},
+		{"trailing byte", append(bytes.Clone(raw), 0), node.ErrInvalid},
+		{"trailing signature", append(bytes.Clone(raw), raw[len(raw)-64:]...), node.ErrInvalid},
+		{"oversized", append(bytes.Clone(raw), make([]byte, consent.MaxDocument)...), node.ErrInvalid},
+		{"unknown version", edit(func(b []byte) []byte { b[0] = 2; return b }), node.ErrInvalid},
+		{"version zero", edit(func(b []byte) []byte { b[0] = 0; return b }), node.ErrInvalid},
+		{"unknown kind", edit(func(b []byte) []byte { b[1] = 9; return b }), node.ErrInvalid},
+		{"contract labelled a token", edit(func(b []byte) []byte { b[1] = byte(consent.KindToken); return b }), node.ErrInvalid},
+		{"body length beyond the document", edit(func(b []byte) []byte { b[2] = 0xff; return b }), node.ErrInvalid},
+		{"body length one short", edit(func(b []byte) []byte { b[5]--; return b }), node.ErrInvalid},
+		{"no signature", raw[:len(raw)-64], node.ErrInvalid},
+		{"truncated signature", raw[:len(raw)-1], node.ErrInvalid},
+		{"header only", raw[:6], node.ErrInvalid},
+		{"one byte", raw[:1], node.ErrInvalid},
+		{"empty", nil, node.ErrInvalid},
+		{"two documents", append(bytes.Clone(raw), other...), node.ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -314,8 +315,8 @@ func TestParseRefusesEveryFlippedByte(t *testing.T) {
 				b := bytes.Clone(raw)
 				b[i] ^= 1 << (i % 8)
 				_, err := consent.Parse(b)
-				if !errors.Is(err, consent.ErrSignature) && !errors.Is(err, consent.ErrMalformed) {
-					t.Errorf("byte %d of %d flipped: Parse = %v, want ErrSignature or ErrMalformed", i, len(raw), err)
+				if !errors.Is(err, consent.ErrSignature) && !errors.Is(err, node.ErrInvalid) {
+					t.Errorf("byte %d of %d flipped: Parse = %v, want ErrSignature or node.ErrInvalid", i, len(raw), err)
 				}
 			}
 		})
@@ -336,57 +337,57 @@ func TestSignContractChecks(t *testing.T) {
 			c.Provisions = docFlat(consent.MaxProvisions / 2)
 			c.Provisions[0].Provisions = docFlat(consent.MaxProvisions / 2)
 		}, nil},
-		{"no ID", func(c *consent.Contract) { c.ID = consent.ID{} }, consent.ErrMalformed},
-		{"zero subject", func(c *consent.Contract) { c.Subject = ledger.Pseudonym{} }, consent.ErrMalformed},
-		{"empty federation", func(c *consent.Contract) { c.Federation = "" }, consent.ErrMalformed},
-		{"federation of 65 bytes", func(c *consent.Contract) { c.Federation = strings.Repeat("f", 65) }, consent.ErrMalformed},
-		{"zero base", func(c *consent.Contract) { c.Base = 0 }, consent.ErrMalformed},
-		{"bad base", func(c *consent.Contract) { c.Base = 3 }, consent.ErrMalformed},
-		{"no issue time", func(c *consent.Contract) { c.Issued = time.Time{} }, consent.ErrMalformed},
-		{"issued before 1970", func(c *consent.Contract) { c.Issued = time.Unix(-86400, 0).UTC() }, consent.ErrMalformed},
-		{"issued after 2261", func(c *consent.Contract) { c.Issued = docDate(2262, time.January, 1) }, consent.ErrMalformed},
-		{"provision type 0", func(c *consent.Contract) { c.Provisions[1].Type = 0 }, consent.ErrMalformed},
-		{"provision type 3", func(c *consent.Contract) { c.Provisions[0].Provisions[0].Type = 3 }, consent.ErrMalformed},
-		{"nested deeper than MaxDepth", func(c *consent.Contract) { c.Provisions = docNested(consent.MaxDepth + 1) }, consent.ErrMalformed},
-		{"more than MaxProvisions", func(c *consent.Contract) { c.Provisions = docFlat(consent.MaxProvisions + 1) }, consent.ErrMalformed},
+		{"no ID", func(c *consent.Contract) { c.ID = consent.ID{} }, node.ErrInvalid},
+		{"zero subject", func(c *consent.Contract) { c.Subject = ledger.Pseudonym{} }, node.ErrInvalid},
+		{"empty federation", func(c *consent.Contract) { c.Federation = "" }, node.ErrInvalid},
+		{"federation of 65 bytes", func(c *consent.Contract) { c.Federation = strings.Repeat("f", 65) }, node.ErrInvalid},
+		{"zero base", func(c *consent.Contract) { c.Base = 0 }, node.ErrInvalid},
+		{"bad base", func(c *consent.Contract) { c.Base = 3 }, node.ErrInvalid},
+		{"no issue time", func(c *consent.Contract) { c.Issued = time.Time{} }, node.ErrInvalid},
+		{"issued before 1970", func(c *consent.Contract) { c.Issued = time.Unix(-86400, 0).UTC() }, node.ErrInvalid},
+		{"issued after 2261", func(c *consent.Contract) { c.Issued = docDate(2262, time.January, 1) }, node.ErrInvalid},
+		{"provision type 0", func(c *consent.Contract) { c.Provisions[1].Type = 0 }, node.ErrInvalid},
+		{"provision type 3", func(c *consent.Contract) { c.Provisions[0].Provisions[0].Type = 3 }, node.ErrInvalid},
+		{"nested deeper than MaxDepth", func(c *consent.Contract) { c.Provisions = docNested(consent.MaxDepth + 1) }, node.ErrInvalid},
+		{"more than MaxProvisions", func(c *consent.Contract) { c.Provisions = docFlat(consent.MaxProvisions + 1) }, node.ErrInvalid},
 		{"more than MaxProvisions counting nested ones", func(c *consent.Contract) {
 			c.Provisions = docFlat(consent.MaxProvisions / 2)
 			c.Provisions[5].Provisions = docFlat(consent.MaxProvisions/2 + 1)
-		}, consent.ErrMalformed},
-		{"data class Bad Class", func(c *consent.Contract) { c.Provisions[0].Classes[1] = "Bad Class" }, consent.ErrMalformed},
-		{"empty data class", func(c *consent.Contract) { c.Provisions[0].Classes = []string{""} }, consent.ErrMalformed},
+		}, node.ErrInvalid},
+		{"data class Bad Class", func(c *consent.Contract) { c.Provisions[0].Classes[1] = "Bad Class" }, node.ErrInvalid},
+		{"empty data class", func(c *consent.Contract) { c.Provisions[0].Classes = []string{""} }, node.ErrInvalid},
 		{"17 data classes", func(c *consent.Contract) {
 			c.Provisions[0].Classes = strings.Fields(strings.Repeat("lab-result ", 17))
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"17 actors", func(c *consent.Contract) {
 			c.Provisions[1].Actors = make([]consent.Actor, 17)
 			for i := range c.Provisions[1].Actors {
 				c.Provisions[1].Actors[i] = consent.Actor{Centre: west}
 			}
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"staff actor without a centre", func(c *consent.Contract) {
 			c.Provisions[0].Provisions[0].Actors = []consent.Actor{{Role: consent.Clinician, Staff: docStaff("bo")}}
-		}, consent.ErrMalformed},
-		{"actor centre not a peer ID", func(c *consent.Contract) { c.Provisions[1].Actors[0].Centre = peer.ID("centre west") }, consent.ErrMalformed},
-		{"unknown role", func(c *consent.Contract) { c.Provisions[1].Actors[0].Role = consent.PrivacyOfficer + 1 }, consent.ErrMalformed},
-		{"unknown purpose", func(c *consent.Contract) { c.Provisions[0].Purposes = consent.Emergency << 1 }, consent.ErrMalformed},
-		{"unknown action", func(c *consent.Contract) { c.Provisions[0].Actions = consent.Copy << 1 }, consent.ErrMalformed},
+		}, node.ErrInvalid},
+		{"actor centre not a peer ID", func(c *consent.Contract) { c.Provisions[1].Actors[0].Centre = peer.ID("centre west") }, node.ErrInvalid},
+		{"unknown role", func(c *consent.Contract) { c.Provisions[1].Actors[0].Role = consent.PrivacyOfficer + 1 }, node.ErrInvalid},
+		{"unknown purpose", func(c *consent.Contract) { c.Provisions[0].Purposes = consent.Emergency << 1 }, node.ErrInvalid},
+		{"unknown action", func(c *consent.Contract) { c.Provisions[0].Actions = consent.Copy << 1 }, node.ErrInvalid},
 		{"period ending before it starts", func(c *consent.Contract) {
 			p := &c.Provisions[0].Provisions[0].Period
 			p.Start, p.End = p.End, p.Start
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"empty period", func(c *consent.Contract) {
 			p := &c.Provisions[0].Provisions[0].Period
 			p.End = p.Start
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"data period ending before it starts", func(c *consent.Contract) {
 			c.Provisions[1].DataPeriod.Start = c.Provisions[1].DataPeriod.End.Add(time.Hour)
-		}, consent.ErrMalformed},
-		{"non-whole-second issue time", func(c *consent.Contract) { c.Issued = c.Issued.Add(500 * time.Millisecond) }, consent.ErrMalformed},
-		{"issue time outside UTC", func(c *consent.Contract) { c.Issued = c.Issued.In(time.FixedZone("CET", 3600)) }, consent.ErrMalformed},
+		}, node.ErrInvalid},
+		{"non-whole-second issue time", func(c *consent.Contract) { c.Issued = c.Issued.Add(500 * time.Millisecond) }, node.ErrInvalid},
+		{"issue time outside UTC", func(c *consent.Contract) { c.Issued = c.Issued.In(time.FixedZone("CET", 3600)) }, node.ErrInvalid},
 		{"non-whole-second period", func(c *consent.Contract) {
 			c.Provisions[0].Provisions[0].Period.Start = c.Provisions[0].Provisions[0].Period.Start.Add(time.Nanosecond)
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"larger than MaxDocument", func(c *consent.Contract) {
 			actors := make([]consent.Actor, 16)
 			for i := range actors {
@@ -396,7 +397,7 @@ func TestSignContractChecks(t *testing.T) {
 			for i := range c.Provisions {
 				c.Provisions[i].Actors = actors
 			}
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,22 +433,22 @@ func TestSignTokenChecks(t *testing.T) {
 		{"single use", func(tok *consent.Token) { tok.Uses = 1 }, nil},
 		{"1000 uses", func(tok *consent.Token) { tok.Uses = 1000 }, nil},
 		{"for a whole centre", func(tok *consent.Token) { tok.Grantee = consent.Actor{Centre: tok.Grantee.Centre} }, nil},
-		{"zero uses", func(tok *consent.Token) { tok.Uses = 0 }, consent.ErrMalformed},
-		{"1001 uses", func(tok *consent.Token) { tok.Uses = 1001 }, consent.ErrMalformed},
-		{"expiry before issue", func(tok *consent.Token) { tok.Expires = tok.Issued.Add(-time.Hour) }, consent.ErrMalformed},
-		{"expiry at issue", func(tok *consent.Token) { tok.Expires = tok.Issued }, consent.ErrMalformed},
-		{"no expiry", func(tok *consent.Token) { tok.Expires = time.Time{} }, consent.ErrMalformed},
-		{"non-whole-second expiry", func(tok *consent.Token) { tok.Expires = tok.Expires.Add(time.Millisecond) }, consent.ErrMalformed},
-		{"emergency purpose", func(tok *consent.Token) { tok.Purposes = consent.Emergency }, consent.ErrMalformed},
-		{"emergency among purposes", func(tok *consent.Token) { tok.Purposes = consent.Treatment | consent.Emergency }, consent.ErrMalformed},
-		{"no grantee centre", func(tok *consent.Token) { tok.Grantee.Centre = "" }, consent.ErrMalformed},
-		{"no grantee", func(tok *consent.Token) { tok.Grantee = consent.Actor{} }, consent.ErrMalformed},
-		{"no ID", func(tok *consent.Token) { tok.ID = consent.ID{} }, consent.ErrMalformed},
-		{"zero subject", func(tok *consent.Token) { tok.Subject = ledger.Pseudonym{} }, consent.ErrMalformed},
-		{"data class Bad Class", func(tok *consent.Token) { tok.Classes = []string{"Bad Class"} }, consent.ErrMalformed},
+		{"zero uses", func(tok *consent.Token) { tok.Uses = 0 }, node.ErrInvalid},
+		{"1001 uses", func(tok *consent.Token) { tok.Uses = 1001 }, node.ErrInvalid},
+		{"expiry before issue", func(tok *consent.Token) { tok.Expires = tok.Issued.Add(-time.Hour) }, node.ErrInvalid},
+		{"expiry at issue", func(tok *consent.Token) { tok.Expires = tok.Issued }, node.ErrInvalid},
+		{"no expiry", func(tok *consent.Token) { tok.Expires = time.Time{} }, node.ErrInvalid},
+		{"non-whole-second expiry", func(tok *consent.Token) { tok.Expires = tok.Expires.Add(time.Millisecond) }, node.ErrInvalid},
+		{"emergency purpose", func(tok *consent.Token) { tok.Purposes = consent.Emergency }, node.ErrInvalid},
+		{"emergency among purposes", func(tok *consent.Token) { tok.Purposes = consent.Treatment | consent.Emergency }, node.ErrInvalid},
+		{"no grantee centre", func(tok *consent.Token) { tok.Grantee.Centre = "" }, node.ErrInvalid},
+		{"no grantee", func(tok *consent.Token) { tok.Grantee = consent.Actor{} }, node.ErrInvalid},
+		{"no ID", func(tok *consent.Token) { tok.ID = consent.ID{} }, node.ErrInvalid},
+		{"zero subject", func(tok *consent.Token) { tok.Subject = ledger.Pseudonym{} }, node.ErrInvalid},
+		{"data class Bad Class", func(tok *consent.Token) { tok.Classes = []string{"Bad Class"} }, node.ErrInvalid},
 		{"data period ending before it starts", func(tok *consent.Token) {
 			tok.DataPeriod.Start, tok.DataPeriod.End = tok.DataPeriod.End, tok.DataPeriod.Start
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -487,22 +488,22 @@ func TestSignRefusesOtherDocuments(t *testing.T) {
 			r := revocation
 			r.Target = consent.ID{}
 			return consent.SignRevocation(patient, r)
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"revocation without an issue time", func() ([]byte, error) {
 			r := revocation
 			r.Issued = time.Time{}
 			return consent.SignRevocation(patient, r)
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"attestation of a short key", func() ([]byte, error) {
 			a := attestation
 			a.Key = a.Key[:31]
 			return consent.SignAttestation(docKey("registrar"), a)
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"attestation without a federation", func() ([]byte, error) {
 			a := attestation
 			a.Federation = ""
 			return consent.SignAttestation(docKey("registrar"), a)
-		}, consent.ErrMalformed},
+		}, node.ErrInvalid},
 		{"a key that is not a private key", func() ([]byte, error) {
 			return consent.SignRevocation(patient[:32], revocation)
 		}, consent.ErrSignature},

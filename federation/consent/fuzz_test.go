@@ -294,7 +294,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(append(bytes.Clone(b), 0))
 	}
 	f.Add([]byte{})
-	f.Add([]byte{docVersion, byte(KindContract), 0, 0, 0, 0})
+	f.Add([]byte{document.Version, byte(KindContract), 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := Parse(b)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"fmt"
 )
 
 // A patient key file is the Ed25519 private key in PKCS #8, PEM-encoded
@@ -33,15 +32,15 @@ func GenerateKey() (ed25519.PrivateKey, []byte, error) {
 func ParseKey(b []byte) (ed25519.PrivateKey, error) {
 	block, rest := pem.Decode(b)
 	if block == nil || block.Type != keyBlock || len(bytes.TrimSpace(rest)) > 0 {
-		return nil, fmt.Errorf("%w: not a PEM %q block alone", ErrMalformed, keyBlock)
+		return nil, malformed("not a PEM %q block alone", keyBlock)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, malformed("%v", err)
 	}
 	ek, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("%w: a %T, want an Ed25519 key", ErrMalformed, k)
+		return nil, malformed("a %T, want an Ed25519 key", k)
 	}
 	return ek, nil
 }
@@ -54,7 +53,7 @@ func FormatPublicKey(k ed25519.PublicKey) string { return hex.EncodeToString(k) 
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: a patient's public key is 64 hex digits", ErrMalformed)
+		return nil, malformed("a patient's public key is 64 hex digits")
 	}
 	return ed25519.PublicKey(b), nil
 }

@@ -3,7 +3,6 @@ package consent
 import (
 	"bytes"
 	"crypto/ed25519"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -51,7 +50,7 @@ func NewPatient(p ledger.Pseudonym) *Patient {
 // attestations whenever they change.
 func (p *Patient) Add(d Document) (bool, error) {
 	if d.Subject() != p.Subject {
-		return false, fmt.Errorf("%w: document about another patient", ErrMalformed)
+		return false, malformed("document about another patient")
 	}
 	h := d.Hash()
 	if p.seen[h] {
@@ -65,7 +64,7 @@ func (p *Patient) Add(d Document) (bool, error) {
 	case KindRevocation:
 		p.revocations = append(p.revocations, d)
 	default:
-		return false, fmt.Errorf("%w: a %s is presented, not kept", ErrMalformed, d.Kind)
+		return false, malformed("a %s is presented, not kept", d.Kind)
 	}
 	p.seen[h] = true
 	p.docs = append(p.docs, d)
@@ -259,7 +258,7 @@ func (p *Patient) Token(d Document) (*Token, int, Decision, bool) {
 	t := d.Token
 	switch {
 	case d.Kind != KindToken:
-		return nil, 0, refused(fmt.Errorf("%w: a %s is not a token", ErrMalformed, d.Kind)), false
+		return nil, 0, refused(malformed("a %s is not a token", d.Kind)), false
 	case t.Subject != p.Subject:
 		return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenOther}, false
 	}

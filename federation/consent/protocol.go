@@ -2,7 +2,6 @@ package consent
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,9 +28,6 @@ const (
 	opPush byte = 1
 	opSync byte = 2
 
-	statusOK      byte = 0
-	statusRefused byte = 1
-
 	// maxDocs bounds a list; a patient's documents beyond it are not
 	// synced (each version of a contract is a document).
 	maxDocs     = 256
@@ -39,11 +35,6 @@ const (
 	maxReason   = 512
 	handleLimit = 10 * time.Second
 )
-
-// RefusedError is a peer's refusal, with its reason.
-type RefusedError struct{ Reason string }
-
-func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 
 func encodeDocs(docs []Document) []byte {
 	var w wire.Writer
@@ -57,10 +48,10 @@ func encodeDocs(docs []Document) []byte {
 // patient.
 func decodeDocs(b []byte) ([]Document, error) {
 	var docs []Document
-	r := wire.NewReader(b, ErrMalformed)
+	r := wire.NewReader(b, "consent document")
 	for r.Len() > 0 {
 		if len(docs) == maxDocs {
-			return nil, fmt.Errorf("%w: more than %d documents", ErrMalformed, maxDocs)
+			return nil, malformed("more than %d documents", maxDocs)
 		}
 		raw := r.Blob("document", MaxDocument)
 		if r.Err() != nil {
@@ -71,7 +62,7 @@ func decodeDocs(b []byte) ([]Document, error) {
 			return nil, err
 		}
 		if len(docs) > 0 && d.Subject() != docs[0].Subject() {
-			return nil, fmt.Errorf("%w: documents about two patients", ErrMalformed)
+			return nil, malformed("documents about two patients")
 		}
 		docs = append(docs, d)
 	}
@@ -81,17 +72,7 @@ func decodeDocs(b []byte) ([]Document, error) {
 func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	status, answer, err := wire.Exchange(ctx, s.host, ProtocolID, to, op, payload, maxListLen)
-	if err != nil {
-		return nil, err
-	}
-	switch status {
-	case statusOK:
-		return answer, nil
-	case statusRefused:
-		return nil, &RefusedError{Reason: wire.Printable(answer[:min(len(answer), maxReason)])}
-	}
-	return nil, fmt.Errorf("%w: status %d", wire.ErrFrame, status)
+	return wire.Ask(ctx, s.host, ProtocolID, to, op, payload, maxListLen, maxReason)
 }
 
 func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte) ([]byte, error) {
@@ -102,7 +83,7 @@ func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte)
 			return nil, err
 		}
 		if len(docs) == 0 {
-			return nil, fmt.Errorf("%w: nothing pushed", ErrMalformed)
+			return nil, malformed("nothing pushed")
 		}
 		e := s.entry(docs[0].Subject())
 		h := docs[0].Hash()
@@ -116,7 +97,7 @@ func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte)
 		return nil, err
 	case opSync:
 		if len(payload) != len(ledger.Pseudonym{}) {
-			return nil, fmt.Errorf("%w: sync of %d bytes", ErrMalformed, len(payload))
+			return nil, malformed("sync of %d bytes", len(payload))
 		}
 		p := ledger.Pseudonym(payload)
 		s.mu.Lock()
@@ -130,5 +111,5 @@ func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte)
 		e.mu.Unlock()
 		return encodeDocs(docs), nil
 	}
-	return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+	return nil, malformed("unknown operation %d", op)
 }

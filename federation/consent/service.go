@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -28,7 +29,7 @@ import (
 // confirm that it holds the patient's latest consent: it lost contact
 // with other members since it last synced the patient, and too few of
 // them answered now.
-var ErrStale = errors.New("consent state not confirmed")
+var ErrStale = node.E(node.Unavailable, "consent state not confirmed")
 
 // Ledger is what the service needs of the centre's ledger.
 type Ledger interface {
@@ -323,10 +324,10 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 			return nil
 		}
 		if d.Federation() != fed {
-			return 0, fmt.Errorf("%w: a %s for federation %q", ErrMalformed, d.Kind, d.Federation())
+			return 0, malformed("a %s for federation %q", d.Kind, d.Federation())
 		}
 		if d.Issued().After(s.now().Add(maxSkew)) {
-			return 0, fmt.Errorf("%w: a %s issued in the future (%s)", ErrMalformed, d.Kind, d.Issued().Format(time.RFC3339))
+			return 0, malformed("a %s issued in the future (%s)", d.Kind, d.Issued().Format(time.RFC3339))
 		}
 		switch d.Kind {
 		case KindAttestation:
@@ -338,7 +339,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 				}
 				continue
 			case newest != nil && !d.Attestation.Issued.After(newest.Issued) && !signers[string(d.Attestation.Key)]:
-				if err := skip("%w: an attestation older than the patient's current one", ErrMalformed); err != nil {
+				if err := skip("%w: malformed consent document: an attestation older than the patient's current one", node.ErrInvalid); err != nil {
 					return 0, err
 				}
 				continue
@@ -351,7 +352,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 				continue
 			}
 		default:
-			return 0, fmt.Errorf("%w: a %s is given to its grantee, not submitted", ErrMalformed, d.Kind)
+			return 0, malformed("a %s is given to its grantee, not submitted", d.Kind)
 		}
 		isNew, err := trial.Add(d)
 		if err != nil {
@@ -588,7 +589,7 @@ func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) error {
 				return errors.Join(err, ctx.Err())
 			}
 		}
-		var refusal *RefusedError
+		var refusal *wire.Refused
 		if _, err = s.exchange(ctx, to, opPush, payload); err == nil || errors.As(err, &refusal) {
 			return err
 		}
@@ -693,7 +694,7 @@ func (s *Service) fetch(ctx context.Context, m peer.ID, p ledger.Pseudonym) ([]D
 	}
 	for _, d := range docs {
 		if d.Subject() != p {
-			return nil, fmt.Errorf("%w: sync answer about another patient", ErrMalformed)
+			return nil, malformed("sync answer about another patient")
 		}
 	}
 	return docs, nil
@@ -750,7 +751,7 @@ func (s *Service) UseToken(ctx context.Context, p ledger.Pseudonym, raw []byte, 
 		return Decision{}, err
 	}
 	if raw == nil {
-		return Decision{}, fmt.Errorf("%w: no token", ErrMalformed)
+		return Decision{}, malformed("no token")
 	}
 	auth, err := s.Authorize(ctx, p, q, []Record{{Class: q.Class, Recorded: q.Recorded, Index: -1}}, raw, [16]byte{})
 	if err != nil {
@@ -765,7 +766,7 @@ func (s *Service) UseToken(ctx context.Context, p ledger.Pseudonym, raw []byte, 
 // a session that lasts EmergencyDuration unless stopped.
 func (s *Service) EmergencyStart(ctx context.Context, p ledger.Pseudonym, q Request) (Session, Decision, error) {
 	if q.Purpose != Emergency {
-		return Session{}, Decision{}, fmt.Errorf("%w: emergency access has the emergency purpose", ErrMalformed)
+		return Session{}, Decision{}, malformed("emergency access has the emergency purpose")
 	}
 	dec, err := s.Decide(ctx, p, q)
 	if err != nil {
@@ -790,7 +791,7 @@ func (s *Service) EmergencyStart(ctx context.Context, p ledger.Pseudonym, q Requ
 // ErrNoSession is returned for an emergency session that is not open:
 // never started, stopped, or expired (a session not stopped ends
 // EmergencyDuration after its start entry, which says so).
-var ErrNoSession = errors.New("no open emergency session")
+var ErrNoSession = node.E(node.NotFound, "no open emergency session")
 
 // EmergencyStop ends an emergency session, recorded on the ledger.
 func (s *Service) EmergencyStop(ctx context.Context, id ID) error {
@@ -864,7 +865,7 @@ func (s *Service) Notifications(after int64) []Notification {
 // or refused).
 func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, issued time.Time) error {
 	if len(key) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: a patient key of %d bytes", ErrMalformed, len(key))
+		return malformed("a patient key of %d bytes", len(key))
 	}
 	e := s.entry(p)
 	if err := s.fresh(ctx, e); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -491,7 +492,7 @@ func TestBackdatedAttestationIsRefused(t *testing.T) {
 	old := f.sign(consent.SignAttestation(key("centre-b"), consent.Attestation{
 		Federation: fed, Subject: patient, Key: key("mallory").Public().(ed25519.PublicKey), Issued: time.Unix(86400, 0).UTC(),
 	}))
-	if _, err := a.svc.Submit(ctx, old); !errors.Is(err, consent.ErrMalformed) {
+	if _, err := a.svc.Submit(ctx, old); !errors.Is(err, node.ErrInvalid) {
 		t.Fatalf("backdated attestation: %v", err)
 	}
 	if a.ledger.Size() != size {

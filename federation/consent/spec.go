@@ -57,10 +57,10 @@ func ParseSpec(b []byte) (Spec, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return s, fmt.Errorf("%w: contract terms: %v", ErrMalformed, err)
+		return s, malformed("contract terms: %v", err)
 	}
 	if dec.More() {
-		return s, fmt.Errorf("%w: contract terms: more than one JSON value", ErrMalformed)
+		return s, malformed("contract terms: more than one JSON value")
 	}
 	return s, nil
 }
@@ -146,7 +146,7 @@ func ParseStaffID(s string) (ledger.StaffID, error) {
 	var id ledger.StaffID
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != len(id) {
-		return id, fmt.Errorf("%w: a staff ID is 32 hex digits", ErrMalformed)
+		return id, malformed("a staff ID is 32 hex digits")
 	}
 	copy(id[:], b)
 	return id, nil
@@ -178,7 +178,7 @@ func ParseTime(s string) (time.Time, error) {
 			return t.UTC().Truncate(time.Second), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%w: time %q: want RFC 3339 (2026-05-01T09:00:00Z) or a date (2026-05-01)", ErrMalformed, s)
+	return time.Time{}, malformed("time %q: want RFC 3339 (2026-05-01T09:00:00Z) or a date (2026-05-01)", s)
 }
 
 // SpecOf returns the JSON form of a contract's terms, naming centres with
@@ -204,20 +204,10 @@ func specsOf(ps []Provision, name func(peer.ID) string) []ProvisionSpec {
 			}
 			s.Actor = append(s.Actor, as)
 		}
-		s.Action = names(actions, p.Actions)
-		s.Purpose = names(purposes, p.Purposes)
+		s.Action = actions.Names(p.Actions)
+		s.Purpose = purposes.Names(p.Purposes)
 		s.Period, s.DataPeriod = periodSpec(p.Period), periodSpec(p.DataPeriod)
 		out = append(out, s)
-	}
-	return out
-}
-
-func names[T ~uint8](s set[T], v T) []string {
-	var out []string
-	for i, n := range s.names {
-		if v&(1<<i) != 0 {
-			out = append(out, n)
-		}
 	}
 	return out
 }

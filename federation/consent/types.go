@@ -3,12 +3,12 @@ package consent
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -32,7 +32,7 @@ func ParseID(s string) (ID, error) {
 	var id ID
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != len(id) {
-		return id, fmt.Errorf("%w: an ID is 32 hex digits", ErrMalformed)
+		return id, malformed("an ID is 32 hex digits")
 	}
 	copy(id[:], b)
 	return id, nil
@@ -48,26 +48,12 @@ const (
 	OptOut Base = 2
 )
 
-func (b Base) String() string {
-	switch b {
-	case OptIn:
-		return "opt-in"
-	case OptOut:
-		return "opt-out"
-	}
-	return fmt.Sprintf("base(%d)", uint8(b))
-}
+var policies = enum.New[Base]("base", []string{OptIn: "opt-in", OptOut: "opt-out"})
+
+func (b Base) String() string { return policies.String(b) }
 
 // ParseBase parses "opt-in" or "opt-out".
-func ParseBase(s string) (Base, error) {
-	switch s {
-	case "opt-in":
-		return OptIn, nil
-	case "opt-out":
-		return OptOut, nil
-	}
-	return 0, fmt.Errorf("%w: base policy %q: want opt-in or opt-out", ErrMalformed, s)
-}
+func ParseBase(s string) (Base, error) { return policies.Parse("base policy", s) }
 
 // Type is what a provision does when it applies.
 type Type uint8
@@ -77,55 +63,15 @@ const (
 	Deny   Type = 2
 )
 
-func (t Type) String() string {
-	switch t {
-	case Permit:
-		return "permit"
-	case Deny:
-		return "deny"
-	}
-	return fmt.Sprintf("type(%d)", uint8(t))
-}
+var types = enum.New[Type]("type", []string{Permit: "permit", Deny: "deny"})
+
+func (t Type) String() string { return types.String(t) }
 
 // ParseType parses "permit" or "deny".
-func ParseType(s string) (Type, error) {
-	switch s {
-	case "permit":
-		return Permit, nil
-	case "deny":
-		return Deny, nil
-	}
-	return 0, fmt.Errorf("%w: provision type %q: want permit or deny", ErrMalformed, s)
-}
+func ParseType(s string) (Type, error) { return types.Parse("provision type", s) }
 
-// A set of named bits: purposes, actions. Zero in a provision means any.
-type set[T ~uint8] struct{ names []string }
-
-func (s set[T]) format(v T) string {
-	var parts []string
-	for i, n := range s.names {
-		if v&(1<<i) != 0 {
-			parts = append(parts, n)
-		}
-	}
-	if len(parts) == 0 {
-		return "any"
-	}
-	return strings.Join(parts, ",")
-}
-
-func (s set[T]) parse(what, v string) (T, error) {
-	for i, n := range s.names {
-		if n == v {
-			return T(1 << i), nil
-		}
-	}
-	return 0, fmt.Errorf("%w: %s %q: want one of %s", ErrMalformed, what, v, strings.Join(s.names, ", "))
-}
-
-func (s set[T]) valid(v T) bool { return v>>len(s.names) == 0 }
-
-// Purpose is why data is asked for; a Purpose value may hold several.
+// Purpose is why data is asked for; a Purpose value may hold several, and
+// zero in a provision means any.
 type Purpose uint8
 
 const (
@@ -134,12 +80,12 @@ const (
 	Emergency
 )
 
-var purposes = set[Purpose]{[]string{"treatment", "research", "emergency"}}
+var purposes = enum.NewFlags[Purpose]("treatment", "research", "emergency")
 
-func (p Purpose) String() string { return purposes.format(p) }
+func (p Purpose) String() string { return purposes.String(p) }
 
 // ParsePurpose parses one purpose name.
-func ParsePurpose(s string) (Purpose, error) { return purposes.parse("purpose", s) }
+func ParsePurpose(s string) (Purpose, error) { return purposes.Parse("purpose", s) }
 
 // Action is what is done with the data; an Action value may hold several.
 type Action uint8
@@ -151,12 +97,12 @@ const (
 	Copy
 )
 
-var actions = set[Action]{[]string{"access", "copy"}}
+var actions = enum.NewFlags[Action]("access", "copy")
 
-func (a Action) String() string { return actions.format(a) }
+func (a Action) String() string { return actions.String(a) }
 
 // ParseAction parses one action name.
-func ParseAction(s string) (Action, error) { return actions.parse("action", s) }
+func ParseAction(s string) (Action, error) { return actions.Parse("action", s) }
 
 // Role is a staff member's role at their centre.
 type Role uint8
@@ -169,26 +115,14 @@ const (
 	PrivacyOfficer
 )
 
-var roleNames = []string{Clinician: "clinician", Registrar: "registrar", Admin: "admin", Researcher: "researcher", PrivacyOfficer: "privacy-officer"}
+var roles = enum.New[Role]("role", []string{Clinician: "clinician", Registrar: "registrar", Admin: "admin", Researcher: "researcher", PrivacyOfficer: "privacy-officer"})
 
-func (r Role) String() string {
-	if r.valid() {
-		return roleNames[r]
-	}
-	return fmt.Sprintf("role(%d)", uint8(r))
-}
+func (r Role) String() string { return roles.String(r) }
 
-func (r Role) valid() bool { return r >= Clinician && r <= PrivacyOfficer }
+func (r Role) valid() bool { return roles.Valid(r) }
 
 // ParseRole parses a role name.
-func ParseRole(s string) (Role, error) {
-	for r, n := range roleNames {
-		if n == s && n != "" {
-			return Role(r), nil
-		}
-	}
-	return 0, fmt.Errorf("%w: role %q: want one of %s", ErrMalformed, s, strings.Join(roleNames[1:], ", "))
-}
+func ParseRole(s string) (Role, error) { return roles.Parse("role", s) }
 
 // Actor names who a provision or token is about. Every field set must
 // match; a staff ID is only meaningful with its centre.

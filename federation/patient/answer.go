@@ -11,11 +11,11 @@ import (
 	"github.com/medfed/medfed/node/wire"
 )
 
+var answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 1, Max: wire.MaxFrame}
+
 const (
-	answerV1        = 1
-	answerSignature = "medfed/patient/v1 answer"
-	maxEntries      = 1 << 16
-	maxProblem      = 255 // a short string on the wire
+	maxEntries = 1 << 16
+	maxProblem = 255 // a short string on the wire
 )
 
 // Answer is a holder's signed answer to a patient's request.
@@ -38,8 +38,8 @@ type Answer struct {
 // nonce, u64 size, u32 count and blob entries, u8 withdrawn, str problem;
 // then [64] the holder's Ed25519 signature over "medfed/patient/v1
 // answer" || 0x00 || the bytes before it.
-func (a *Answer) body() []byte {
-	w := wire.Writer{B: []byte{answerV1, byte(a.Op)}}
+func (a *Answer) write(w *wire.Writer) {
+	w.U8(uint8(a.Op))
 	w.Str(string(a.Holder))
 	w.Bytes(a.Subject[:])
 	w.Bytes(a.Nonce[:])
@@ -50,25 +50,24 @@ func (a *Answer) body() []byte {
 	}
 	w.Bool(a.Withdrawn)
 	w.Str(a.Problem)
-	return w.B
 }
 
 func (a *Answer) check() error {
 	switch {
-	case a.Op != View && a.Op != Erase:
-		return fmt.Errorf("%w: operation %d", ErrMalformed, uint8(a.Op))
+	case !ops.Valid(a.Op):
+		return malformed("operation %d", uint8(a.Op))
 	case a.Holder == "" || len(a.Holder) > 64:
-		return fmt.Errorf("%w: holder", ErrMalformed)
+		return malformed("holder")
 	case a.Size < 0:
-		return fmt.Errorf("%w: size", ErrMalformed)
+		return malformed("size")
 	case len(a.Entries) > maxEntries:
-		return fmt.Errorf("%w: %d entries", ErrMalformed, len(a.Entries))
+		return malformed("%d entries", len(a.Entries))
 	case len(a.Problem) > maxProblem:
-		return fmt.Errorf("%w: problem of %d bytes", ErrMalformed, len(a.Problem))
+		return malformed("problem of %d bytes", len(a.Problem))
 	}
 	for _, e := range a.Entries {
 		if len(e) > ledger.MaxEntrySize {
-			return fmt.Errorf("%w: entry of %d bytes", ErrMalformed, len(e))
+			return malformed("entry of %d bytes", len(e))
 		}
 	}
 	return nil
@@ -79,18 +78,27 @@ func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if err := a.check(); err != nil {
 		return nil, err
 	}
-	b := a.body()
-	return append(b, ed25519.Sign(key, wire.Signed(answerSignature, b))...), nil
+	return answerMessage.Sign(key, a.write)
 }
 
 // ParseAnswer decodes a signed answer; it accepts only what Sign writes,
 // and checks the signature against the key in the holder's peer ID.
 func ParseAnswer(b []byte) (Answer, error) {
 	var a Answer
-	r, body, sig, err := wire.OpenSigned(b, wire.MaxFrame, answerV1, "answer", ErrMalformed)
+	o, err := answerMessage.Open(b, a.read)
 	if err != nil {
-		return a, err
+		return Answer{}, err
 	}
+	if err := a.check(); err != nil {
+		return Answer{}, err
+	}
+	if err := federation.VerifyPeer(a.Holder, o.Signed, o.Sig); err != nil {
+		return Answer{}, fmt.Errorf("%w: answer: %v", ErrSignature, err)
+	}
+	return a, nil
+}
+
+func (a *Answer) read(r *wire.Reader) {
 	a.Op = Op(r.U8("op"))
 	a.Holder = peer.ID(r.Str("holder"))
 	r.Fixed(a.Subject[:], "subject")
@@ -98,7 +106,8 @@ func ParseAnswer(b []byte) (Answer, error) {
 	a.Size = int64(r.U64("size"))
 	n := r.U32("entries")
 	if n > maxEntries {
-		return Answer{}, fmt.Errorf("%w: %d entries", ErrMalformed, n)
+		r.Fail("%d entries", n)
+		return
 	}
 	for range n {
 		if r.Err() != nil {
@@ -108,15 +117,4 @@ func ParseAnswer(b []byte) (Answer, error) {
 	}
 	a.Withdrawn = r.Bool("withdrawn")
 	a.Problem = r.Str("problem")
-	r.End("answer")
-	if r.Err() != nil {
-		return Answer{}, r.Err()
-	}
-	if err := a.check(); err != nil {
-		return Answer{}, err
-	}
-	if err := federation.VerifyPeer(a.Holder, wire.Signed(answerSignature, body), sig); err != nil {
-		return Answer{}, fmt.Errorf("%w: answer: %v", ErrSignature, err)
-	}
-	return a, nil
 }

@@ -69,10 +69,10 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted a request that fails its checks: %v", err)
 		}
 		sig := b[len(b)-ed25519.SignatureSize:]
-		if !bytes.Equal(append(q.body(), sig...), b) {
+		if !bytes.Equal(append(requestMessage.Encode(q.write), sig...), b) {
 			t.Fatal("accepted a non-canonical request")
 		}
-		if !ed25519.Verify(q.Key, wire.Signed(requestSignature, q.body()), sig) {
+		if !ed25519.Verify(q.Key, wire.Signed(requestMessage.Context, requestMessage.Encode(q.write)), sig) {
 			t.Fatal("accepted a request whose re-encoding the signature does not cover")
 		}
 	})
@@ -140,10 +140,10 @@ func FuzzParseAnswer(f *testing.F) {
 			t.Fatalf("accepted an answer that fails its checks: %v", err)
 		}
 		sig := b[len(b)-ed25519.SignatureSize:]
-		if !bytes.Equal(append(a.body(), sig...), b) {
+		if !bytes.Equal(append(answerMessage.Encode(a.write), sig...), b) {
 			t.Fatal("accepted a non-canonical answer")
 		}
-		if err := federation.VerifyPeer(a.Holder, wire.Signed(answerSignature, a.body()), sig); err != nil {
+		if err := federation.VerifyPeer(a.Holder, wire.Signed(answerMessage.Context, answerMessage.Encode(a.write)), sig); err != nil {
 			t.Fatalf("accepted an answer whose re-encoding the holder did not sign: %v", err)
 		}
 	})

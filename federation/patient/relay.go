@@ -2,19 +2,19 @@ package patient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
 
 // ErrRejected: a holder's answer that does not verify.
-var ErrRejected = errors.New("patient answer rejected")
+var ErrRejected = node.E(node.Invalid, "patient answer rejected")
 
 // Result is a patient request's outcome at every holder.
 type Result struct {
@@ -41,7 +41,7 @@ type HolderAnswer struct {
 // holder that is down, too slow, refuses, or answers with anything that
 // does not verify is in the result with its error.
 func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
-	q, err := s.check(ctx, raw, s.host.ID(), ErrMalformed)
+	q, err := s.check(ctx, raw, s.host.ID(), node.ErrInvalid)
 	if err != nil {
 		return Result{}, err
 	}
@@ -69,26 +69,16 @@ func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var (
-		status byte
 		answer []byte
 		err    error
 	)
 	if holder == s.host.ID() {
-		if answer, err = s.Answer(ctx, holder, raw); err != nil {
-			out.Err = err
-			return out
-		}
-	} else if status, answer, err = wire.Exchange(ctx, s.host, ProtocolID, holder, opRequest, raw, wire.MaxFrame); err != nil {
-		out.Err = err
-		return out
+		answer, err = s.Answer(ctx, holder, raw)
+	} else {
+		answer, err = wire.Ask(ctx, s.host, ProtocolID, holder, opRequest, raw, wire.MaxFrame, maxProblem)
 	}
-	switch status {
-	case statusOK:
-	case statusRefused:
-		out.Err = fmt.Errorf("refused: %s", wire.Printable(answer[:min(len(answer), maxProblem)]))
-		return out
-	default:
-		out.Err = fmt.Errorf("%w: status %d", wire.ErrFrame, status)
+	if err != nil {
+		out.Err = err
 		return out
 	}
 	if err := verify(&out, q, answer); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -23,11 +24,7 @@ import (
 // of status 1 and the reason of a refusal.
 const ProtocolID = "/medfed/patient/1"
 
-const (
-	opRequest     byte = 1
-	statusOK      byte = 0
-	statusRefused byte = 1
-)
+const opRequest byte = 1
 
 // Ledger is what a holder needs of its ledger.
 type Ledger interface {
@@ -96,7 +93,7 @@ func New(h host.Host, opts Options) (*Service, error) {
 	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}}
 	srv := &wire.Server{
 		Name: "patient", Limit: maxRequest, Timeout: 60 * time.Second, Work: 50 * time.Second, MaxReason: maxProblem,
-		Admit: federation.MembersOnly(opts.Charter, "patient"), Serve: s.serve, Reason: peerReason, Log: s.log,
+		Admit: federation.MembersOnly(opts.Charter, "patient"), Serve: s.serve, Refuse: peerRefusal, Log: s.log,
 	}
 	h.SetStreamHandler(ProtocolID, srv.Handle)
 	return s, nil
@@ -108,21 +105,21 @@ func (s *Service) Close() { s.host.RemoveStreamHandler(ProtocolID) }
 // serve answers one request relayed by member from.
 func (s *Service) serve(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error) {
 	if op != opRequest {
-		return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+		return nil, malformed("unknown operation %d", op)
 	}
 	return s.Answer(ctx, from, req)
 }
 
-// peerReason is what a relay is told of a refusal: the protocol's own
+// peerRefusal is what a relay is told of a refusal: the protocol's own
 // refusals in full, anything else as a fixed text (the detail stays in
 // this centre's log).
-func peerReason(err error) string {
-	for _, known := range []error{ErrMalformed, ErrSignature, ErrStale, federation.ErrNotMember, consent.ErrMalformed, consent.ErrSignature, consent.ErrStale} {
+func peerRefusal(err error) (byte, string) {
+	for _, known := range []error{node.ErrInvalid, ErrSignature, ErrStale, federation.ErrNotMember, consent.ErrSignature, consent.ErrStale} {
 		if errors.Is(err, known) {
-			return err.Error()
+			return wire.StatusRefused, err.Error()
 		}
 	}
-	return "the holder could not answer (an internal error, logged there)"
+	return wire.StatusRefused, "the holder could not answer (an internal error, logged there)"
 }
 
 // Answer checks a request relayed by member from and answers it as a
@@ -202,7 +199,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 // check parses a request relayed by from and authenticates the patient;
 // the cheap checks come first. A request naming another relay fails with
 // wrongRelay: a holder's refusal of a forwarded request (ErrSignature), or
-// a relay's of a request meant for another (ErrMalformed).
+// a relay's of a request meant for another (node.ErrInvalid).
 func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRelay error) (Request, error) {
 	q, err := ParseRequest(raw)
 	if err != nil {
@@ -212,12 +209,12 @@ func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRela
 	case q.Relay != from:
 		return q, fmt.Errorf("%w: the request names another centre as its relay", wrongRelay)
 	case q.Federation != s.opts.Charter().Federation:
-		return q, fmt.Errorf("%w: a request for federation %q", ErrMalformed, q.Federation)
+		return q, malformed("a request for federation %q", q.Federation)
 	}
 	if d := s.opts.Now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
 		return q, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Second), MaxSkew)
 	}
-	if err := s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.msg, q.sig, q.Time); err != nil {
+	if err := s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.signed.Signed, q.signed.Sig, q.Time); err != nil {
 		return q, err
 	}
 	return q, nil

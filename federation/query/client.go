@@ -18,6 +18,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
 	"github.com/medfed/medfed/node/wire"
@@ -26,7 +27,7 @@ import (
 // ErrRejected is returned for an answer that does not verify: a record
 // whose entry, proof, checkpoint or payload is not what the holder's
 // witnessed ledger says. The whole answer is rejected.
-var ErrRejected = errors.New("answer rejected")
+var ErrRejected = node.E(node.Invalid, "answer rejected")
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
@@ -214,28 +215,19 @@ func (c *Client) ask(ctx context.Context, holder peer.ID, q Request, key *Sealin
 	var err error
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	var (
-		status byte
-		answer []byte
-	)
+	var answer []byte
 	if holder == c.host.ID() && c.opts.Local != nil {
 		// This centre holds records too: its own holder answers, with the
 		// same checks, decision and access entry as for anyone.
 		if answer, err = c.opts.Local(ctx, holder, raw); err != nil {
-			status, answer, err = statusRefused, []byte(err.Error()), nil
+			reason := []byte(err.Error())
+			err = &wire.Refused{Status: wire.StatusRefused, Reason: wire.Printable(reason[:min(len(reason), maxReason)])}
 		}
 	} else {
-		status, answer, err = wire.Exchange(ctx, c.host, ProtocolID, holder, opQuery, raw, maxResponse)
+		answer, err = wire.Ask(ctx, c.host, ProtocolID, holder, opQuery, raw, maxResponse, maxReason)
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		out.Err = err
-		return out
-	case status == statusRefused:
-		out.Err = fmt.Errorf("refused: %s", wire.Printable(answer[:min(len(answer), maxReason)]))
-		return out
-	case status != statusOK:
-		out.Err = fmt.Errorf("%w: status %d", wire.ErrFrame, status)
 		return out
 	}
 	out, err = c.Verify(holder, q, key, answer)

@@ -87,7 +87,7 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(append(q.body(), b[len(b)-ed25519.SignatureSize:]...), b) {
+		if !bytes.Equal(append(requestMessage.Encode(q.write), b[len(b)-ed25519.SignatureSize:]...), b) {
 			t.Fatal("accepted a non-canonical request")
 		}
 	})
@@ -111,7 +111,7 @@ func FuzzParseResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(append(a.body(), b[len(b)-ed25519.SignatureSize:]...), b) {
+		if !bytes.Equal(append(responseMessage.Encode(a.write), b[len(b)-ed25519.SignatureSize:]...), b) {
 			t.Fatal("accepted a non-canonical response")
 		}
 	})
@@ -207,7 +207,7 @@ func FuzzParseReceipt(f *testing.F) {
 		if err := r.check(); err != nil {
 			t.Fatalf("accepted a receipt that fails its checks: %v", err)
 		}
-		if !bytes.Equal(append(r.body(), b[len(b)-ed25519.SignatureSize:]...), b) {
+		if !bytes.Equal(append(receiptMessage.Encode(r.write), b[len(b)-ed25519.SignatureSize:]...), b) {
 			t.Fatal("accepted a non-canonical receipt")
 		}
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
 	"github.com/medfed/medfed/node/wire"
@@ -29,10 +30,8 @@ import (
 const ProtocolID = "/medfed/query/1"
 
 const (
-	opQuery       byte = 1
-	opReceipt     byte = 2 // a transfer's receipt (see Acknowledge): answered by status 0 and nothing
-	statusOK      byte = 0
-	statusRefused byte = 1
+	opQuery   byte = 1
+	opReceipt byte = 2 // a transfer's receipt (see Acknowledge): answered by status 0 and nothing
 )
 
 // MaxSkew is how far a request's time may be from the holder's clock.
@@ -110,7 +109,7 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	}
 	srv := &wire.Server{
 		Name: "query", Limit: maxReceipt, Timeout: 30 * time.Second, Work: 20 * time.Second, MaxReason: maxReason,
-		Admit: federation.MembersOnly(opts.Charter, "query"), Serve: s.serve, Reason: peerReason, Log: s.log,
+		Admit: federation.MembersOnly(opts.Charter, "query"), Serve: s.serve, Refuse: peerRefusal, Log: s.log,
 	}
 	h.SetStreamHandler(ProtocolID, srv.Handle)
 	return s, nil
@@ -188,19 +187,19 @@ func (s *Holder) serve(ctx context.Context, from peer.ID, op byte, req []byte) (
 	case opReceipt:
 		return nil, s.Acknowledge(ctx, from, req)
 	}
-	return nil, fmt.Errorf("%w: unknown operation %d", ErrMalformed, op)
+	return nil, malformed("unknown operation %d", op)
 }
 
-// peerReason is what a requester is told of a refusal: the protocol's own
+// peerRefusal is what a requester is told of a refusal: the protocol's own
 // refusals in full, anything else (storage, internals) as a fixed text;
 // the detail stays in this centre's log.
-func peerReason(err error) string {
-	for _, known := range []error{ErrMalformed, ErrSignature, ErrStale, ErrReplay, federation.ErrNotMember, consent.ErrMalformed, consent.ErrSignature, consent.ErrStale} {
+func peerRefusal(err error) (byte, string) {
+	for _, known := range []error{node.ErrInvalid, ErrSignature, ErrStale, ErrReplay, federation.ErrNotMember, consent.ErrSignature, consent.ErrStale} {
 		if errors.Is(err, known) {
-			return err.Error()
+			return wire.StatusRefused, err.Error()
 		}
 	}
-	return "the holder could not answer (an internal error, logged there)"
+	return wire.StatusRefused, "the holder could not answer (an internal error, logged there)"
 }
 
 // Answer checks a request from member from and answers it: the access is
@@ -215,7 +214,7 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	case q.Requester != from:
 		return nil, fmt.Errorf("%w: a request signed by another centre than the one sending it", ErrSignature)
 	case q.Federation != c.Federation:
-		return nil, fmt.Errorf("%w: a request for federation %q", ErrMalformed, q.Federation)
+		return nil, malformed("a request for federation %q", q.Federation)
 	}
 	if d := s.now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
 		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)

@@ -3,38 +3,42 @@ package query
 import (
 	"bytes"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
 
-// Errors of the query protocol.
+// Errors of the query protocol, besides bytes or fields that are not a
+// valid request or response (node.Invalid, "malformed query message").
 var (
-	// ErrMalformed: bytes that are not a valid request or response.
-	ErrMalformed = errors.New("malformed query message")
 	// ErrSignature: a signature that does not verify, or a signer who is
 	// not the member it claims to be.
-	ErrSignature = errors.New("query signature")
+	ErrSignature = node.E(node.Forbidden, "query signature")
 	// ErrStale: a request outside the clock skew the holder allows.
-	ErrStale = errors.New("query request out of time")
+	ErrStale = node.E(node.Invalid, "query request out of time")
 	// ErrReplay: a request whose nonce was seen before.
-	ErrReplay = errors.New("query request replayed")
+	ErrReplay = node.E(node.Conflict, "query request replayed")
 )
+
+// malformed returns an error of kind node.Invalid for a query message
+// that is not valid.
+func malformed(format string, args ...any) error {
+	return wire.Malformed("query message", format, args...)
+}
 
 // Limits of a request.
 const (
-	maxClasses  = 16
-	maxRequest  = 64 << 10
-	keyLen      = 32 // an X25519 public key
-	requestV1   = 1
-	signatureV1 = "medfed/query/v1 request"
+	maxClasses = 16
+	keyLen     = 32 // an X25519 public key
 )
+
+var requestMessage = wire.Message{What: "query request", Context: "medfed/query/v1 request", Version: 1, Max: 64 << 10}
 
 // Request is a centre's signed query about one patient, on behalf of one
 // of its staff.
@@ -63,8 +67,7 @@ type Request struct {
 // classes, [32] subject, [16] nonce, u64 Unix milliseconds, [32] key,
 // blob token; then [64] the requester's Ed25519 signature over
 // "medfed/query/v1 request" || 0x00 || the bytes before it.
-func (q *Request) body() []byte {
-	w := wire.Writer{B: []byte{requestV1}}
+func (q *Request) write(w *wire.Writer) {
 	w.Str(q.Federation)
 	w.Str(string(q.Requester))
 	w.Bytes(q.Staff[:])
@@ -81,31 +84,30 @@ func (q *Request) body() []byte {
 	w.Millis(q.Time)
 	w.Bytes(q.Key)
 	w.Blob(q.Token)
-	return w.B
 }
 
 func (q *Request) check() error {
 	switch {
 	case q.Federation == "" || len(q.Federation) > 64:
-		return fmt.Errorf("%w: federation", ErrMalformed)
+		return malformed("federation")
 	case q.Requester == "" || len(q.Requester) > 64:
-		return fmt.Errorf("%w: requester", ErrMalformed)
+		return malformed("requester")
 	case q.Subject.IsZero():
-		return fmt.Errorf("%w: no patient", ErrMalformed)
+		return malformed("no patient")
 	case len(q.Classes) > maxClasses:
-		return fmt.Errorf("%w: %d classes, at most %d", ErrMalformed, len(q.Classes), maxClasses)
+		return malformed("%d classes, at most %d", len(q.Classes), maxClasses)
 	case len(q.Key) != keyLen:
-		return fmt.Errorf("%w: a sealing key of %d bytes", ErrMalformed, len(q.Key))
+		return malformed("a sealing key of %d bytes", len(q.Key))
 	case len(q.Token) > consent.MaxDocument:
-		return fmt.Errorf("%w: token of %d bytes", ErrMalformed, len(q.Token))
+		return malformed("token of %d bytes", len(q.Token))
 	case q.Time.UnixMilli() <= 0 || q.Time.Unix() >= wire.MaxUnix:
-		return fmt.Errorf("%w: time", ErrMalformed)
+		return malformed("time")
 	case q.Nonce == [16]byte{}:
-		return fmt.Errorf("%w: no nonce", ErrMalformed)
+		return malformed("no nonce")
 	}
 	for _, c := range q.Classes {
 		if !ledger.ValidDataClass(c) {
-			return fmt.Errorf("%w: data class %q", ErrMalformed, c)
+			return malformed("data class %q", c)
 		}
 	}
 	// Role, action, purpose and reason are the consent evaluator's to
@@ -118,8 +120,7 @@ func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if err := q.check(); err != nil {
 		return nil, err
 	}
-	b := q.body()
-	return append(b, ed25519.Sign(key, wire.Signed(signatureV1, b))...), nil
+	return requestMessage.Sign(key, q.write)
 }
 
 // ParseRequest decodes a signed request; it accepts only what Sign
@@ -127,10 +128,23 @@ func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // peer ID: whether the requester is a member is the holder's to check.
 func ParseRequest(b []byte) (Request, error) {
 	var q Request
-	r, body, sig, err := wire.OpenSigned(b, maxRequest, requestV1, "request", ErrMalformed)
+	o, err := requestMessage.Open(b, q.read)
 	if err != nil {
-		return q, err
+		return Request{}, err
 	}
+	if len(q.Token) == 0 {
+		q.Token = nil
+	}
+	if err := q.check(); err != nil {
+		return Request{}, err
+	}
+	if err := verifyPeer(q.Requester, o); err != nil {
+		return Request{}, fmt.Errorf("request: %w", err)
+	}
+	return q, nil
+}
+
+func (q *Request) read(r *wire.Reader) {
 	q.Federation = r.Str("federation")
 	q.Requester = peer.ID(r.Str("requester"))
 	r.Fixed(q.Staff[:], "staff")
@@ -140,7 +154,8 @@ func ParseRequest(b []byte) (Request, error) {
 	q.Reason = consent.Reason(r.U8("reason"))
 	n := int(r.U8("classes"))
 	if n > maxClasses {
-		return q, fmt.Errorf("%w: %d classes", ErrMalformed, n)
+		r.Fail("%d classes", n)
+		return
 	}
 	for range n {
 		q.Classes = append(q.Classes, r.Str("class"))
@@ -150,20 +165,6 @@ func ParseRequest(b []byte) (Request, error) {
 	q.Time = r.Millis("time")
 	q.Key = bytes.Clone(r.Take(keyLen, "key"))
 	q.Token = r.Blob("token", consent.MaxDocument)
-	r.End("request")
-	if r.Err() != nil {
-		return Request{}, r.Err()
-	}
-	if len(q.Token) == 0 {
-		q.Token = nil
-	}
-	if err := q.check(); err != nil {
-		return Request{}, err
-	}
-	if err := verifyPeer(q.Requester, wire.Signed(signatureV1, body), sig); err != nil {
-		return Request{}, fmt.Errorf("request: %w", err)
-	}
-	return q, nil
 }
 
 // consent returns the consent request this query makes about records.

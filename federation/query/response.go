@@ -12,9 +12,9 @@ import (
 	"github.com/medfed/medfed/node/wire"
 )
 
+var responseMessage = wire.Message{What: "query response", Context: "medfed/query/v1 response", Version: 1, Max: maxResponse}
+
 const (
-	responseV1         = 1
-	responseSignature  = "medfed/query/v1 response"
 	maxItems           = 4096
 	maxProof           = 64 // hashes in an inclusion proof: one per tree level
 	maxResponse        = wire.MaxFrame
@@ -56,8 +56,7 @@ type Item struct {
 // blob entry, u8 count and [32] proof hashes, blob sealed); then [64] the
 // holder's Ed25519 signature over "medfed/query/v1 response" || 0x00 ||
 // the bytes before it.
-func (a *Response) body() []byte {
-	w := wire.Writer{B: []byte{responseV1}}
+func (a *Response) write(w *wire.Writer) {
 	w.Str(string(a.Holder))
 	w.Bytes(a.Subject[:])
 	w.Bytes(a.Nonce[:])
@@ -80,25 +79,24 @@ func (a *Response) body() []byte {
 		}
 		w.Blob(it.Sealed)
 	}
-	return w.B
 }
 
 func (a *Response) check() error {
 	switch {
 	case a.Holder == "" || len(a.Holder) > 64:
-		return fmt.Errorf("%w: holder", ErrMalformed)
+		return malformed("holder")
 	case len(a.Reason) > maxReason:
-		return fmt.Errorf("%w: reason of %d bytes", ErrMalformed, len(a.Reason))
+		return malformed("reason of %d bytes", len(a.Reason))
 	case a.Access < 0:
-		return fmt.Errorf("%w: access index", ErrMalformed)
+		return malformed("access index")
 	case len(a.Items) > maxItems:
-		return fmt.Errorf("%w: %d items", ErrMalformed, len(a.Items))
+		return malformed("%d items", len(a.Items))
 	case len(a.Checkpoint) > maxCheckpointBytes:
-		return fmt.Errorf("%w: checkpoint of %d bytes", ErrMalformed, len(a.Checkpoint))
+		return malformed("checkpoint of %d bytes", len(a.Checkpoint))
 	}
 	for _, it := range a.Items {
 		if it.Index < 0 || len(it.Proof) > maxProof || len(it.Entry) > ledger.MaxEntrySize {
-			return fmt.Errorf("%w: item", ErrMalformed)
+			return malformed("item")
 		}
 	}
 	return nil
@@ -109,11 +107,7 @@ func (a Response) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if err := a.check(); err != nil {
 		return nil, err
 	}
-	b := a.body()
-	if len(b)+ed25519.SignatureSize > maxResponse {
-		return nil, fmt.Errorf("%w: response of %d bytes", ErrMalformed, len(b))
-	}
-	return append(b, ed25519.Sign(key, wire.Signed(responseSignature, b))...), nil
+	return responseMessage.Sign(key, a.write)
 }
 
 // ParseResponse decodes a signed response and checks its signature
@@ -121,45 +115,9 @@ func (a Response) Sign(key ed25519.PrivateKey) ([]byte, error) {
 // writes.
 func ParseResponse(b []byte) (Response, error) {
 	var a Response
-	r, body, sig, err := wire.OpenSigned(b, maxResponse, responseV1, "response", ErrMalformed)
+	o, err := responseMessage.Open(b, a.read)
 	if err != nil {
-		return a, err
-	}
-	a.Holder = peer.ID(r.Str("holder"))
-	r.Fixed(a.Subject[:], "subject")
-	r.Fixed(a.Nonce[:], "nonce")
-	a.Permit = r.Bool("permit")
-	a.Basis = consent.Basis(r.U8("basis"))
-	a.Reason = r.Str("reason")
-	a.Access = int64(r.U64("access"))
-	r.Fixed(a.Session[:], "session")
-	a.Denied = r.U32("denied")
-	a.Pending = r.U32("pending")
-	a.Checkpoint = r.Blob("checkpoint", maxCheckpointBytes)
-	a.Enc = r.Blob("enc", 1<<10)
-	n := r.U32("items")
-	if r.Err() == nil && n > maxItems {
-		return Response{}, fmt.Errorf("%w: %d items", ErrMalformed, n)
-	}
-	for i := uint32(0); i < n && r.Err() == nil; i++ {
-		var it Item
-		it.Index = int64(r.U64("index"))
-		it.Entry = r.Blob("entry", ledger.MaxEntrySize)
-		hashes := int(r.U8("proof"))
-		if hashes > maxProof {
-			return Response{}, fmt.Errorf("%w: proof of %d hashes", ErrMalformed, hashes)
-		}
-		for range hashes {
-			var h tlog.Hash
-			r.Fixed(h[:], "proof hash")
-			it.Proof = append(it.Proof, h)
-		}
-		it.Sealed = r.Blob("sealed", maxResponse)
-		a.Items = append(a.Items, it)
-	}
-	r.End("response")
-	if r.Err() != nil {
-		return Response{}, r.Err()
+		return Response{}, err
 	}
 	if len(a.Checkpoint) == 0 {
 		a.Checkpoint = nil
@@ -175,8 +133,45 @@ func ParseResponse(b []byte) (Response, error) {
 	if err := a.check(); err != nil {
 		return Response{}, err
 	}
-	if err := verifyPeer(a.Holder, wire.Signed(responseSignature, body), sig); err != nil {
+	if err := verifyPeer(a.Holder, o); err != nil {
 		return Response{}, fmt.Errorf("response: %w", err)
 	}
 	return a, nil
+}
+
+func (a *Response) read(r *wire.Reader) {
+	a.Holder = peer.ID(r.Str("holder"))
+	r.Fixed(a.Subject[:], "subject")
+	r.Fixed(a.Nonce[:], "nonce")
+	a.Permit = r.Bool("permit")
+	a.Basis = consent.Basis(r.U8("basis"))
+	a.Reason = r.Str("reason")
+	a.Access = int64(r.U64("access"))
+	r.Fixed(a.Session[:], "session")
+	a.Denied = r.U32("denied")
+	a.Pending = r.U32("pending")
+	a.Checkpoint = r.Blob("checkpoint", maxCheckpointBytes)
+	a.Enc = r.Blob("enc", 1<<10)
+	n := r.U32("items")
+	if r.Err() == nil && n > maxItems {
+		r.Fail("%d items", n)
+		return
+	}
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		var it Item
+		it.Index = int64(r.U64("index"))
+		it.Entry = r.Blob("entry", ledger.MaxEntrySize)
+		hashes := int(r.U8("proof"))
+		if hashes > maxProof {
+			r.Fail("proof of %d hashes", hashes)
+			return
+		}
+		for range hashes {
+			var h tlog.Hash
+			r.Fixed(h[:], "proof hash")
+			it.Proof = append(it.Proof, h)
+		}
+		it.Sealed = r.Blob("sealed", maxResponse)
+		a.Items = append(a.Items, it)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/ecdh"
 	"crypto/hpke"
 	"encoding/binary"
-	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -60,7 +59,7 @@ type sealer struct {
 func newSealer(pub []byte, holder peer.ID, nonce [16]byte) (*sealer, error) {
 	pk, err := kem.NewPublicKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: sealing key: %v", ErrMalformed, err)
+		return nil, malformed("sealing key: %v", err)
 	}
 	enc, s, err := hpke.NewSender(pk, kdf, aead, sealInfo(holder, nonce))
 	if err != nil {
@@ -81,7 +80,7 @@ type opener struct{ r *hpke.Recipient }
 func (k *SealingKey) opener(enc []byte, holder peer.ID, nonce [16]byte) (*opener, error) {
 	r, err := hpke.NewRecipient(enc, k.priv, kdf, aead, sealInfo(holder, nonce))
 	if err != nil {
-		return nil, fmt.Errorf("%w: sealed payloads: %v", ErrMalformed, err)
+		return nil, malformed("sealed payloads: %v", err)
 	}
 	return &opener{r: r}, nil
 }
@@ -89,14 +88,14 @@ func (k *SealingKey) opener(enc []byte, holder peer.ID, nonce [16]byte) (*opener
 func (o *opener) open(index int64, sealed []byte) (opening, payload []byte, err error) {
 	pt, err := o.r.Open(sealAAD(index), sealed)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: payload of entry %d does not open", ErrMalformed, index)
+		return nil, nil, malformed("payload of entry %d does not open", index)
 	}
 	if len(pt) < 4 {
-		return nil, nil, fmt.Errorf("%w: sealed payload of entry %d", ErrMalformed, index)
+		return nil, nil, malformed("sealed payload of entry %d", index)
 	}
 	n := binary.BigEndian.Uint32(pt)
 	if uint64(n) > uint64(len(pt)-4) {
-		return nil, nil, fmt.Errorf("%w: sealed payload of entry %d", ErrMalformed, index)
+		return nil, nil, malformed("sealed payload of entry %d", index)
 	}
 	return pt[4 : 4+n], pt[4+n:], nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -26,15 +28,9 @@ const (
 	Out Direction = 2
 )
 
-func (d Direction) String() string {
-	switch d {
-	case In:
-		return "in"
-	case Out:
-		return "out"
-	}
-	return fmt.Sprintf("direction(%d)", uint8(d))
-}
+var directions = enum.New[Direction]("direction", []string{In: "in", Out: "out"})
+
+func (d Direction) String() string { return directions.String(d) }
 
 // Transfer is the body of a ledger transfer entry: one record copied
 // between centres when a patient switches provider. A copy's record entry
@@ -81,18 +77,18 @@ func NewTransfer(p ledger.Pseudonym, t Transfer) (ledger.Entry, error) {
 
 func (t Transfer) check() error {
 	switch {
-	case t.Direction != In && t.Direction != Out:
-		return fmt.Errorf("%w: transfer direction %d", ErrMalformed, uint8(t.Direction))
+	case !directions.Valid(t.Direction):
+		return malformed("transfer direction %d", uint8(t.Direction))
 	case t.Centre == "" || len(t.Centre) > 64:
-		return fmt.Errorf("%w: transfer centre", ErrMalformed)
+		return malformed("transfer centre")
 	case t.Source < 0 || t.Access < 0 || t.Copy < 0 || t.Size < 0:
-		return fmt.Errorf("%w: transfer index", ErrMalformed)
+		return malformed("transfer index")
 	case len(t.Proof) > maxProof || len(t.Entry) > ledger.MaxEntrySize/2:
-		return fmt.Errorf("%w: transfer provenance", ErrMalformed)
+		return malformed("transfer provenance")
 	case t.Direction == In && (t.Copy != 0 || len(t.Entry) == 0 || t.Size <= t.Source):
-		return fmt.Errorf("%w: a transfer in without its provenance", ErrMalformed)
+		return malformed("a transfer in without its provenance")
 	case t.Direction == Out && (len(t.Entry) != 0 || len(t.Proof) != 0 || t.Size != 0 || t.Root != tlog.Hash{}):
-		return fmt.Errorf("%w: a transfer out with provenance", ErrMalformed)
+		return malformed("a transfer out with provenance")
 	}
 	return nil
 }
@@ -102,11 +98,11 @@ func (t Transfer) check() error {
 func DecodeTransfer(e ledger.Entry) (Transfer, error) {
 	var t Transfer
 	if e.Kind != ledger.KindTransfer {
-		return t, fmt.Errorf("%w: a %s entry is not a transfer", ErrMalformed, e.Kind)
+		return t, malformed("a %s entry is not a transfer", e.Kind)
 	}
-	r := wire.NewReader(e.Body, ErrMalformed)
+	r := wire.NewReader(e.Body, "transfer entry")
 	if v := r.U8("version"); r.Err() == nil && v != transferV1 {
-		return t, fmt.Errorf("%w: transfer version %d", ErrMalformed, v)
+		r.Fail("transfer version %d", v)
 	}
 	t.Direction = Direction(r.U8("direction"))
 	t.Centre = peer.ID(r.Str("centre"))
@@ -118,7 +114,8 @@ func DecodeTransfer(e ledger.Entry) (Transfer, error) {
 	r.Fixed(t.Root[:], "root")
 	n := int(r.U8("proof"))
 	if n > maxProof {
-		return Transfer{}, fmt.Errorf("%w: a proof of %d hashes", ErrMalformed, n)
+		r.Fail("a proof of %d hashes", n)
+		n = 0
 	}
 	for range n {
 		var h tlog.Hash
@@ -151,18 +148,15 @@ type Receipt struct {
 	Copies     []Copied
 }
 
-const (
-	receiptV1        = 1
-	receiptSignature = "medfed/query/v1 receipt"
-	maxReceipt       = 128 << 10
-)
+const maxReceipt = 128 << 10
+
+var receiptMessage = wire.Message{What: "transfer receipt", Context: "medfed/query/v1 receipt", Version: 1, Max: maxReceipt}
 
 // Encoding, version 1: u8 version, str federation, str requester, str
 // holder, [32] subject, [16] nonce, u64 access, u32 count, copies (u64
 // source, u64 copy); then [64] the requester's Ed25519 signature over
 // "medfed/query/v1 receipt" || 0x00 || the bytes before it.
-func (t *Receipt) body() []byte {
-	w := wire.Writer{B: []byte{receiptV1}}
+func (t *Receipt) write(w *wire.Writer) {
 	w.Str(t.Federation)
 	w.Str(string(t.Requester))
 	w.Str(string(t.Holder))
@@ -174,23 +168,22 @@ func (t *Receipt) body() []byte {
 		w.U64(uint64(c.Source))
 		w.U64(uint64(c.Copy))
 	}
-	return w.B
 }
 
 func (t *Receipt) check() error {
 	switch {
 	case t.Federation == "" || len(t.Federation) > 64:
-		return fmt.Errorf("%w: federation", ErrMalformed)
+		return malformed("federation")
 	case t.Requester == "" || len(t.Requester) > 64 || t.Holder == "" || len(t.Holder) > 64:
-		return fmt.Errorf("%w: centres", ErrMalformed)
+		return malformed("centres")
 	case t.Subject.IsZero() || t.Access < 0:
-		return fmt.Errorf("%w: patient or access", ErrMalformed)
+		return malformed("patient or access")
 	case len(t.Copies) == 0 || len(t.Copies) > maxItems:
-		return fmt.Errorf("%w: %d copies", ErrMalformed, len(t.Copies))
+		return malformed("%d copies", len(t.Copies))
 	}
 	for _, c := range t.Copies {
 		if c.Source < 0 || c.Copy < 0 {
-			return fmt.Errorf("%w: copy index", ErrMalformed)
+			return malformed("copy index")
 		}
 	}
 	return nil
@@ -201,18 +194,27 @@ func (t Receipt) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	b := t.body()
-	return append(b, ed25519.Sign(key, wire.Signed(receiptSignature, b))...), nil
+	return receiptMessage.Sign(key, t.write)
 }
 
 // ParseReceipt decodes a signed receipt; it accepts only what Sign writes
 // and checks the signature against the requester's peer ID.
 func ParseReceipt(b []byte) (Receipt, error) {
 	var t Receipt
-	r, body, sig, err := wire.OpenSigned(b, maxReceipt, receiptV1, "receipt", ErrMalformed)
+	o, err := receiptMessage.Open(b, t.read)
 	if err != nil {
-		return t, err
+		return Receipt{}, err
 	}
+	if err := t.check(); err != nil {
+		return Receipt{}, err
+	}
+	if err := verifyPeer(t.Requester, o); err != nil {
+		return Receipt{}, err
+	}
+	return t, nil
+}
+
+func (t *Receipt) read(r *wire.Reader) {
 	t.Federation = r.Str("federation")
 	t.Requester = peer.ID(r.Str("requester"))
 	t.Holder = peer.ID(r.Str("holder"))
@@ -221,7 +223,8 @@ func ParseReceipt(b []byte) (Receipt, error) {
 	t.Access = int64(r.U64("access"))
 	n := r.U32("copies")
 	if n > maxItems {
-		return Receipt{}, fmt.Errorf("%w: %d copies", ErrMalformed, n)
+		r.Fail("%d copies", n)
+		return
 	}
 	for range n {
 		if r.Err() != nil {
@@ -229,22 +232,12 @@ func ParseReceipt(b []byte) (Receipt, error) {
 		}
 		t.Copies = append(t.Copies, Copied{Source: int64(r.U64("source")), Copy: int64(r.U64("copy"))})
 	}
-	r.End("receipt")
-	if r.Err() != nil {
-		return Receipt{}, r.Err()
-	}
-	if err := t.check(); err != nil {
-		return Receipt{}, err
-	}
-	if err := verifyPeer(t.Requester, wire.Signed(receiptSignature, body), sig); err != nil {
-		return Receipt{}, err
-	}
-	return t, nil
 }
 
-// verifyPeer checks a signature by the centre of peer ID id.
-func verifyPeer(id peer.ID, msg, sig []byte) error {
-	if err := federation.VerifyPeer(id, msg, sig); err != nil {
+// verifyPeer checks the signature of a message signed by the centre of
+// peer ID id.
+func verifyPeer(id peer.ID, o wire.Opened) error {
+	if err := federation.VerifyPeer(id, o.Signed, o.Sig); err != nil {
 		return fmt.Errorf("%w: %v", ErrSignature, err)
 	}
 	return nil
@@ -263,11 +256,11 @@ func (s *Holder) Acknowledge(ctx context.Context, from peer.ID, raw []byte) erro
 	case t.Requester != from:
 		return fmt.Errorf("%w: a receipt signed by another centre than the one sending it", ErrSignature)
 	case t.Holder != s.host.ID() || t.Federation != s.opts.Charter().Federation:
-		return fmt.Errorf("%w: a receipt for another centre or federation", ErrMalformed)
+		return malformed("a receipt for another centre or federation")
 	}
 	ae, err := s.opts.Ledger.Entry(ctx, t.Access)
-	if errors.Is(err, ledger.ErrNotFound) {
-		return fmt.Errorf("%w: no access entry %d", ErrMalformed, t.Access)
+	if errors.Is(err, node.ErrNotFound) {
+		return malformed("no access entry %d", t.Access)
 	}
 	if err != nil {
 		return err
@@ -275,13 +268,13 @@ func (s *Holder) Acknowledge(ctx context.Context, from peer.ID, raw []byte) erro
 	a, err := consent.DecodeAccess(ae)
 	switch {
 	case err != nil || ae.Subject != t.Subject:
-		return fmt.Errorf("%w: entry %d is not an access to this patient", ErrMalformed, t.Access)
+		return malformed("entry %d is not an access to this patient", t.Access)
 	case a.Requester != from || a.Nonce != t.Nonce || a.Action != consent.Copy || !a.Permitted:
-		return fmt.Errorf("%w: access %d did not release records to this centre for copying", ErrMalformed, t.Access)
+		return malformed("access %d did not release records to this centre for copying", t.Access)
 	}
 	for _, c := range t.Copies {
 		if !slices.Contains(a.Records, c.Source) {
-			return fmt.Errorf("%w: access %d did not release record %d", ErrMalformed, t.Access, c.Source)
+			return malformed("access %d did not release record %d", t.Access, c.Source)
 		}
 	}
 	s.ackMu.Lock()
@@ -327,14 +320,6 @@ func (c *Client) Acknowledge(ctx context.Context, t Receipt) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	status, answer, err := wire.Exchange(ctx, c.host, ProtocolID, t.Holder, opReceipt, raw, maxReason)
-	switch {
-	case err != nil:
-		return err
-	case status == statusRefused:
-		return fmt.Errorf("refused: %s", wire.Printable(answer[:min(len(answer), maxReason)]))
-	case status != statusOK:
-		return fmt.Errorf("%w: status %d", wire.ErrFrame, status)
-	}
-	return nil
+	_, err = wire.Ask(ctx, c.host, ProtocolID, t.Holder, opReceipt, raw, maxReason, maxReason)
+	return err
 }

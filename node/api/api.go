@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/medfed/medfed/node/centre"
 )
 
 // Limits of the API. A request body above its route's limit is refused
@@ -36,14 +32,14 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	Node   *centre.Node
+	Node   Centre
 	Staff  *StaffStore
 	Logger *slog.Logger
 }
 
 // Server is a centre's HTTP API.
 type Server struct {
-	node   *centre.Node
+	node   Centre
 	staff  *StaffStore
 	log    *slog.Logger
 	routes []route
@@ -72,7 +68,7 @@ type route struct {
 	body            any   // the request body's type (a zero value), nil when there is none
 	limit           int64 // the body's size limit; maxBody when zero
 	status          int   // the success status
-	answer          string
+	answer          any   // a zero value of the answer's Go type, or a fhirResource
 	params          []param
 	handle          func(ctx context.Context, c *call) (any, error)
 }
@@ -143,6 +139,29 @@ func New(o Options) (*Server, error) {
 // Handler returns the API's handler.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.route) }
 
+// Operator returns a handler of the API's read-only routes for the
+// centre's administrator, for the admin socket (node/admin): holding the
+// socket is the credential, so a GET route open to the admin role is
+// served without a token, as to a staff member in that role. Nothing that
+// writes, and nothing the admin role may not read, is served.
+func (s *Server) Operator() http.Handler {
+	mux := http.NewServeMux()
+	for i := range s.routes {
+		rt := &s.routes[i]
+		if rt.method != http.MethodGet || rt.auth != authStaff || !slices.Contains(rt.roles, "admin") {
+			continue
+		}
+		mux.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.serveAs(w, r, rt, operator) })
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, http.StatusNotFound, errors.New("no such operation on the admin socket"))
+	})
+	return mux
+}
+
+// operator is who the admin socket's caller is to the API's routes.
+var operator = Staff{Role: "admin"}
+
 // route refuses a path that is not in its clean form with an
 // OperationOutcome, where the mux would redirect (a POST redirected turns
 // into a GET), then routes.
@@ -197,11 +216,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // serve authenticates, runs and answers one request, and logs it by its
 // route's pattern: never the path's values, the query or the body.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
+	s.serveAs(w, r, rt, Staff{})
+}
+
+// serveAs is serve for a caller known already (as), or, when as is zero,
+// authenticated here as the route says.
+func (s *Server) serveAs(w http.ResponseWriter, r *http.Request, rt *route, as Staff) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	start := time.Now()
 	rec := &statusWriter{ResponseWriter: w}
-	c := &call{r: r, w: rec, route: rt}
+	c := &call{r: r, w: rec, route: rt, staff: as}
 	defer func() {
 		attrs := []any{"method", r.Method, "route", rt.pattern, "status", rec.status, "ms", float64(time.Since(start).Microseconds()) / 1000}
 		if c.staff.ID != "" {
@@ -209,7 +234,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		}
 		s.log.Info("request", attrs...)
 	}()
-	if rt.auth == authStaff {
+	if rt.auth == authStaff && as == (Staff{}) {
 		st, status, err := s.authenticate(r, rt)
 		c.staff = st // logged on a refusal too: who tried
 		if err != nil {
@@ -224,7 +249,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	defer cancel()
 	v, err := rt.handle(ctx, c)
 	if err != nil {
-		s.fail(rec, r, statusOf(err), err)
+		s.fail(rec, r, StatusOf(err), err)
 		return
 	}
 	if v == nil {
@@ -234,7 +259,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	writeJSON(rec, status, v)
+	WriteJSON(rec, status, v)
 }
 
 func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
@@ -255,67 +280,13 @@ func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
 	return st, 0, nil
 }
 
-// errBadRequest marks a request the API itself refuses before the node
-// sees it.
-var errBadRequest = errors.New("bad request")
-
-// errTooLarge marks a body over its route's limit.
-var errTooLarge = errors.New("request body too large")
-
-// errStatus carries a status of its own (410 for an erased payload, 403
-// for a query's denial).
-type errStatus struct {
-	status int
-	err    error
-}
-
-func (e errStatus) Error() string { return e.err.Error() }
-func (e errStatus) Unwrap() error { return e.err }
-
-func statusOf(err error) int {
-	var es errStatus
-	switch {
-	case errors.As(err, &es):
-		return es.status
-	case errors.Is(err, errTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errBadRequest):
-		return http.StatusBadRequest
-	}
-	return centre.HTTPStatus(err)
-}
-
-// decode reads the request's JSON body into v: one object, no unknown
-// fields, nothing after it, within the route's limit.
+// decode reads the request's JSON body into v within the route's limit.
 func (c *call) decode(v any) error {
 	limit := c.route.limit
 	if limit == 0 {
 		limit = maxBody
 	}
-	if ct := c.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/fhir+json") &&
-		!strings.HasPrefix(ct, "application/x-www-form-urlencoded") { // curl -d's default
-		return fmt.Errorf("%w: the body must be JSON, not %s", errBadRequest, ct)
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(c.w, c.r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return fmt.Errorf("%w: at most %d bytes", errTooLarge, limit)
-		}
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: the body is empty; it must be a JSON object", errBadRequest)
-		}
-		return fmt.Errorf("%w: the body is not the JSON object expected: %v", errBadRequest, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return fmt.Errorf("%w: at most %d bytes", errTooLarge, limit)
-		}
-		return fmt.Errorf("%w: the body holds more than one JSON value", errBadRequest)
-	}
-	return nil
+	return DecodeJSON(c.w, c.r, v, limit)
 }
 
 // statusWriter remembers the status written, for the access log.
@@ -338,24 +309,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// writeJSON encodes v before it writes anything, so that an encoding
-// failure is a clean 500; a failed write means the client has gone.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(outcome(http.StatusInternalServerError, "encoding the answer: "+err.Error()))
-		status = http.StatusInternalServerError
-	}
-	ct := "application/json"
-	if isResource(b) {
-		ct = "application/fhir+json"
-	}
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
-
 // fail answers with an OperationOutcome. Errors from the node never carry
 // an identifier or a payload, so their text is safe to return; a 500's
 // is logged too.
@@ -363,5 +316,5 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 	if status >= 500 {
 		s.log.Warn("request failed", "method", r.Method, "route", r.Pattern, "status", status, "err", err)
 	}
-	writeJSON(w, status, outcome(status, err.Error()))
+	WriteJSON(w, status, outcome(status, err.Error()))
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
 )
 
@@ -185,7 +186,7 @@ func data(r map[string]any) string {
 
 func contract(t testing.TB, key ed25519.PrivateKey, n *centre.Node, p string, base consent.Base) []byte {
 	t.Helper()
-	subject, err := centre.ParsePseudonym(p)
+	subject, err := ledger.ParsePseudonym(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +281,7 @@ func TestTheTourOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject, _ := centre.ParsePseudonym(p)
+	subject, _ := ledger.ParsePseudonym(p)
 	rev, err := consent.SignRevocation(key, consent.Revocation{Federation: a.node.Membership.Current().Federation, Subject: subject, Target: cid, Issued: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +304,7 @@ func TestTheTourOverHTTP(t *testing.T) {
 	}
 
 	// The patient's own view, signed with their key, through a.
-	view, err := centre.PatientRequest(a.cfg, patient.View, p, key)
+	view, err := centre.PatientRequest(a.cfg, patient.View, subject, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/node/centre"
 )
 
 // The FHIR R4 shapes of medfed's answers, built with the samply FHIR
@@ -59,7 +58,7 @@ func marshal(v interface{ MarshalJSON() ([]byte, error) }) json.RawMessage {
 	return b
 }
 
-// resource wraps a FHIR model so that writeJSON sends its resourceType.
+// resource wraps a FHIR model so that WriteJSON sends its resourceType.
 type resource struct{ raw json.RawMessage }
 
 func (r resource) MarshalJSON() ([]byte, error) { return r.raw, nil }
@@ -78,7 +77,7 @@ func patientResource(federation, pseudonym string) resource {
 
 // documentReference is a record of centre's ledger; with data when its
 // payload was released.
-func documentReference(centre string, m centre.RecordMeta, data []byte, withData bool) resource {
+func documentReference(centre string, m RecordMeta, data []byte, withData bool) resource {
 	att := fhir.Attachment{ContentType: ptr("application/octet-stream")}
 	if withData {
 		att.Data = ptr(base64.StdEncoding.EncodeToString(data))
@@ -127,7 +126,7 @@ func docRef(centre string, index int64, kind, pseudonym, class string, occurred 
 // queryBundle is a query's answer: a searchset of the records released,
 // and an OperationOutcome saying what each holder did (answered, denied
 // by consent, failed), so that no holder is silently missing.
-func queryBundle(res centre.QueryResult) resource {
+func queryBundle(res QueryResult) resource {
 	b := fhir.Bundle{Type: fhir.BundleTypeSearchset, Timestamp: instant(time.Now())}
 	var issues []fhir.OperationOutcomeIssue
 	total := 0
@@ -203,7 +202,7 @@ func outcome(status int, msg string) resource {
 // consentResource is a patient's contract as a FHIR Consent: the base
 // policy is the root provision (opt-in permits, opt-out denies) and the
 // contract's provisions its exceptions.
-func consentResource(v centre.ConsentView) resource {
+func consentResource(v ConsentView) resource {
 	c := v.Contract
 	status := fhir.ConsentStateActive
 	switch v.Standing {
@@ -348,7 +347,7 @@ func (a auditEvent) resource(pseudonym string) fhir.AuditEvent {
 // viewBundle is the patient's own view: each holder's records (without
 // payloads) as DocumentReferences, and every event on its ledger about
 // them as an AuditEvent; a holder that failed is in the OperationOutcome.
-func viewBundle(res centre.PatientResult) resource {
+func viewBundle(res PatientResult) resource {
 	b := fhir.Bundle{Type: fhir.BundleTypeCollection, Timestamp: instant(time.Now())}
 	var issues []fhir.OperationOutcomeIssue
 	add := func(raw json.RawMessage) { b.Entry = append(b.Entry, fhir.BundleEntry{Resource: raw}) }
@@ -403,7 +402,7 @@ func viewBundle(res centre.PatientResult) resource {
 }
 
 // noticeBundle is the emergency notification feed as AuditEvents.
-func noticeBundle(centre string, ns []centre.Notice) resource {
+func noticeBundle(centre string, ns []Notice) resource {
 	b := fhir.Bundle{Type: fhir.BundleTypeCollection, Timestamp: instant(time.Now())} // bdl-1: no total on a collection
 	for _, n := range ns {
 		ev := auditEvent{index: n.Index, at: n.Time, holder: centre, event: n.Event, action: "E", centre: n.Centre, staff: n.Staff, role: n.Role,

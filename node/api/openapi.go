@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/medfed/medfed/node/centre"
 )
 
 // The OpenAPI 3.1 document is built from the route table the server
@@ -16,22 +14,10 @@ import (
 // cannot drift apart; a test walks the served document against the
 // server.
 
-// answers maps each route's answer to the type it is: FHIR resources are
-// described by their resourceType (their schema is FHIR R4's), medfed's
-// own answers by reflection over the Go types.
-var answers = map[string]any{
-	"Health":           map[string]string{},
-	"Readiness":        centre.Readiness{},
-	"OpenAPI":          map[string]any{},
-	"ConsentDelivery":  centre.ConsentDelivery{},
-	"TransferResult":   centre.TransferResult{},
-	"PatientResult":    centre.PatientResult{},
-	"TokenCheck":       centre.TokenCheck{},
-	"LedgerStatus":     centre.LedgerStatus{},
-	"FederationStatus": centre.FederationStatus{},
-	"EntryProof":       centre.EntryProof{},
-	"Evidence":         evidenceList{},
-}
+// fhirResource names the FHIR resource a route answers with: described
+// by its resourceType (its schema is FHIR R4's). Every other answer is
+// described by reflection over its Go type.
+type fhirResource string
 
 var fhirResources = []string{"Patient", "DocumentReference", "Consent", "Bundle", "OperationOutcome", "AuditEvent"}
 
@@ -97,11 +83,11 @@ func (s *Server) openAPI() ([]byte, error) {
 		}
 		var answer any
 		ct := "application/json"
-		if v, ok := answers[rt.answer]; ok {
-			answer = schemaOf(reflect.TypeOf(v), schemas)
-		} else {
-			answer = map[string]any{"$ref": "#/components/schemas/" + rt.answer}
+		if r, ok := rt.answer.(fhirResource); ok {
+			answer = map[string]any{"$ref": "#/components/schemas/" + string(r)}
 			ct = "application/fhir+json"
+		} else {
+			answer = schemaOf(reflect.TypeOf(rt.answer), schemas)
 		}
 		responses := map[string]any{strconv.Itoa(status): map[string]any{"description": http.StatusText(status), "content": map[string]any{ct: map[string]any{"schema": answer}}}}
 		failures := []int{http.StatusMethodNotAllowed, http.StatusInternalServerError}

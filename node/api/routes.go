@@ -2,7 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,10 +10,39 @@ import (
 	"strings"
 	"time"
 
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
 )
+
+// Centre is what the routes ask of a running centre (node/centre's Node
+// is one): its typed operations, nothing of libp2p's, so that a handler
+// test can serve the routes from a centre of its own.
+type Centre interface {
+	Name() string
+	Federation() string
+	Ready() (centre.Readiness, error)
+	PseudonymsOf(ctx context.Context, identifiers []string) ([]ledger.Pseudonym, error)
+	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool) (centre.ConsentDelivery, error)
+	AddRecord(ctx context.Context, r centre.RecordRequest) (centre.RecordResponse, error)
+	RecordAt(ctx context.Context, index int64) (centre.RecordMeta, error)
+	QueryRecords(ctx context.Context, r centre.QueryRequest) (centre.QueryResult, error)
+	Transfer(ctx context.Context, r centre.TransferRequest) (centre.TransferResult, error)
+	SubmitConsent(ctx context.Context, doc []byte) (centre.ConsentDelivery, error)
+	ShowConsent(ctx context.Context, p ledger.Pseudonym) (centre.ConsentView, error)
+	CheckToken(ctx context.Context, token []byte) (centre.TokenCheck, error)
+	PatientRelay(ctx context.Context, request []byte) (centre.PatientResult, error)
+	Notices(after int64) []centre.Notice
+	LedgerStatus(ctx context.Context) (centre.LedgerStatus, error)
+	Prove(ctx context.Context, index int64) (centre.EntryProof, error)
+	FederationStatus() federation.Status
+}
+
+var _ Centre = (*centre.Node)(nil)
 
 // The bodies the routes take. Binary fields ([]byte) are base64, as FHIR
 // writes an attachment's data.
@@ -96,51 +125,51 @@ func (s *Server) table() []route {
 	pseudonymParam := param{"pseudonym", "path", "the patient's pseudonym, 64 hex digits"}
 	indexParam := param{"index", "path", "the record's index on this centre's ledger"}
 	return []route{
-		{method: "GET", pattern: "/healthz", auth: authPublic, summary: "Say whether the process is alive", answer: "Health", handle: s.healthz},
-		{method: "GET", pattern: "/readyz", auth: authPublic, summary: "Say whether the node can serve the federation", answer: "Readiness", handle: s.readyz},
-		{method: "GET", pattern: "/openapi.json", auth: authPublic, summary: "Describe this API", answer: "OpenAPI", handle: s.openapi},
+		{method: "GET", pattern: "/healthz", auth: authPublic, summary: "Say whether the process is alive", answer: map[string]string{}, handle: s.healthz},
+		{method: "GET", pattern: "/readyz", auth: authPublic, summary: "Say whether the node can serve the federation", answer: Readiness{}, handle: s.readyz},
+		{method: "GET", pattern: "/openapi.json", auth: authPublic, summary: "Describe this API", answer: map[string]any{}, handle: s.openapi},
 
 		{method: "POST", pattern: "/v1/patients", auth: authStaff, roles: []string{"registrar"}, summary: "Register a patient: derive their pseudonym from an identifier",
-			body: RegisterBody{}, answer: "Patient", handle: s.register},
+			body: RegisterBody{}, answer: fhirResource("Patient"), handle: s.register},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar"}, summary: "Attest a patient's public key, having checked who they are",
-			body: KeyBody{}, answer: "ConsentDelivery", params: []param{pseudonymParam}, handle: s.attest},
+			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest},
 
 		{method: "POST", pattern: "/v1/records", auth: authStaff, roles: intake, summary: "Add a record",
-			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: "DocumentReference", handle: s.addRecord},
+			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), handle: s.addRecord},
 		{method: "POST", pattern: "/v1/records/{index}/amendments", auth: authStaff, roles: intake, summary: "Amend a record: a new version that replaces it",
-			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: "DocumentReference", params: []param{indexParam}, handle: s.amendRecord},
+			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), params: []param{indexParam}, handle: s.amendRecord},
 		{method: "GET", pattern: "/v1/records/{index}", auth: authStaff, roles: clinical, summary: "Fetch a record of this centre with its payload, as consent allows (audited)",
-			answer: "DocumentReference", params: []param{indexParam}, handle: s.getRecord},
+			answer: fhirResource("DocumentReference"), params: []param{indexParam}, handle: s.getRecord},
 
 		{method: "POST", pattern: "/v1/query", auth: authStaff, roles: []string{"clinician", "researcher"}, summary: "Query every centre holding a patient's records",
-			body: QueryBody{}, answer: "Bundle", handle: s.query},
+			body: QueryBody{}, answer: fhirResource("Bundle"), handle: s.query},
 		{method: "POST", pattern: "/v1/emergency", auth: authStaff, roles: clinical, summary: "Emergency access to a patient's records (break-glass, audited and notified)",
-			body: EmergencyBody{}, answer: "Bundle", handle: s.emergency},
+			body: EmergencyBody{}, answer: fhirResource("Bundle"), handle: s.emergency},
 		{method: "POST", pattern: "/v1/transfer", auth: authStaff, roles: intake, summary: "Copy a patient's records to this centre (switching provider)",
-			body: TransferBody{}, answer: "TransferResult", handle: s.transfer},
+			body: TransferBody{}, answer: TransferResult{}, handle: s.transfer},
 
 		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent contract or revocation signed with the patient's key",
-			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: "ConsentDelivery", handle: s.submitConsent},
+			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: ConsentDelivery{}, handle: s.submitConsent},
 		{method: "GET", pattern: "/v1/consent/{pseudonym}", auth: authStaff, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "Show a patient's consent contract",
-			answer: "Consent", params: []param{pseudonymParam}, handle: s.showConsent},
+			answer: fhirResource("Consent"), params: []param{pseudonymParam}, handle: s.showConsent},
 		{method: "POST", pattern: "/v1/consent/tokens/check", auth: authStaff, roles: []string{"clinician", "registrar", "researcher"}, summary: "Check a patient's token before using it",
-			body: TokenBody{}, limit: 2 * consent.MaxDocument, answer: "TokenCheck", handle: s.checkToken},
+			body: TokenBody{}, limit: 2 * consent.MaxDocument, answer: TokenCheck{}, handle: s.checkToken},
 
 		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view: every holder's records and accesses (signed by the patient)",
-			body: PatientRequestBody{}, answer: "Bundle", handle: s.patientView},
+			body: PatientRequestBody{}, answer: fhirResource("Bundle"), handle: s.patientView},
 		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every holder (signed by the patient)",
-			body: PatientRequestBody{}, answer: "PatientResult", handle: s.patientErase},
+			body: PatientRequestBody{}, answer: PatientResult{}, handle: s.patientErase},
 
 		{method: "GET", pattern: "/v1/notifications", auth: authStaff, roles: []string{"privacy-officer"}, summary: "List emergency access notifications",
-			answer: "Bundle", params: []param{{"after", "query", "the ledger index of the last notification seen (default -1: all)"}}, handle: s.notifications},
+			answer: fhirResource("Bundle"), params: []param{{"after", "query", "the ledger index of the last notification seen (default -1: all)"}}, handle: s.notifications},
 		{method: "GET", pattern: "/v1/ledger", auth: authStaff, roles: audit, summary: "Show the ledger's checkpoints and cosigners",
-			answer: "LedgerStatus", handle: s.ledger},
+			answer: LedgerStatus{}, handle: s.ledger},
 		{method: "GET", pattern: "/v1/ledger/entries/{index}/proof", auth: authStaff, roles: append(slices.Clone(audit), "clinician"),
-			summary: "Prove an entry in the latest final checkpoint", answer: "EntryProof", params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
+			summary: "Prove an entry in the latest final checkpoint", answer: EntryProof{}, params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
 		{method: "GET", pattern: "/v1/federation", auth: authStaff, roles: audit, summary: "Show the federation's members and who is connected",
-			answer: "FederationStatus", handle: s.federation},
+			answer: FederationStatus{}, handle: s.federation},
 		{method: "GET", pattern: "/v1/federation/evidence", auth: authStaff, roles: audit, summary: "List evidence of members signing two histories",
-			answer: "Evidence", handle: s.evidence},
+			answer: evidenceList{}, handle: s.evidence},
 	}
 }
 
@@ -153,7 +182,7 @@ func (s *Server) readyz(context.Context, *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	return ReadinessOf(r), nil
 }
 
 func (s *Server) openapi(_ context.Context, c *call) (any, error) {
@@ -176,7 +205,7 @@ func (s *Server) register(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return patientResource(s.node.Membership.Current().Federation, ps[0]), nil
+	return patientResource(s.node.Federation(), ps[0].String()), nil
 }
 
 func identifier(b IdentifierBody) (string, error) {
@@ -191,7 +220,19 @@ func (s *Server) attest(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	return s.node.Attest(ctx, centre.AttestRequest{Pseudonym: c.r.PathValue("pseudonym"), Key: b.PublicKey, Compromised: b.Compromised})
+	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	if err != nil {
+		return nil, err
+	}
+	key, err := consent.ParsePublicKey(b.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.node.Attest(ctx, p, key, b.Compromised)
+	if err != nil {
+		return nil, err
+	}
+	return ConsentDeliveryOf(d), nil
 }
 
 func (s *Server) addRecord(ctx context.Context, c *call) (any, error) {
@@ -204,7 +245,7 @@ func (s *Server) amendRecord(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	if index == 0 {
-		return nil, fmt.Errorf("%w: entry 0 is the charter, not a record", centre.ErrNotFound)
+		return nil, fmt.Errorf("%w: entry 0 is the charter, not a record", node.ErrNotFound)
 	}
 	return s.record(ctx, c, index)
 }
@@ -214,7 +255,18 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	req := centre.RecordRequest{Pseudonym: b.Patient, Class: b.Class, Location: b.Location, Author: c.staff.ID, Replaces: replaces, Payload: b.Data}
+	req := centre.RecordRequest{Class: b.Class, Location: b.Location, Replaces: replaces, Payload: b.Data}
+	var err error
+	if c.staff.ID != "" {
+		if req.Author, err = consent.ParseStaffID(c.staff.ID); err != nil {
+			return nil, fmt.Errorf("%w: author: %v", centre.ErrBadRecord, err)
+		}
+	}
+	if b.Patient != "" {
+		if req.Pseudonym, err = ledger.ParsePseudonym(b.Patient); err != nil {
+			return nil, err
+		}
+	}
 	if b.Identifier != nil {
 		id, err := identifier(*b.Identifier)
 		if err != nil {
@@ -234,21 +286,21 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	if res.AnnounceError != "" {
+	if res.Announce != nil {
 		// Stored all the same: a retry would store it twice.
 		c.w.Header().Set("Warning", `199 medfed "stored, but not yet announced in the directory; the node announces it again at its next start"`)
-		s.log.Warn("announcing a record failed", "index", res.Index, "err", res.AnnounceError)
+		s.log.Warn("announcing a record failed", "index", res.Index, "err", res.Announce)
 	}
 	// The record is stored: answer from the request, so that nothing
 	// after this point can turn a stored record into an error (and a retry
 	// into a duplicate).
-	meta := centre.RecordMeta{Index: res.Index, Kind: "record", Pseudonym: res.Pseudonym, Class: req.Class, Occurred: req.Occurred, Location: req.Location,
-		Author: req.Author, Replaces: replaces}
+	meta := RecordMeta{Index: res.Index, Kind: ledger.KindRecord.String(), Pseudonym: res.Pseudonym.String(), Class: req.Class, Occurred: req.Occurred,
+		Location: req.Location, Author: c.staff.ID, Replaces: replaces}
 	if replaces > 0 {
-		meta.Kind = "amendment"
+		meta.Kind = ledger.KindAmendment.String()
 	}
 	c.w.Header().Set("Location", "/v1/records/"+strconv.FormatInt(res.Index, 10))
-	return documentReference(s.node.Centre.Name, meta, nil, false), nil
+	return documentReference(s.node.Name(), meta, nil, false), nil
 }
 
 func pathIndex(r *http.Request) (int64, error) {
@@ -272,8 +324,11 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.node.QueryRecords(ctx, centre.QueryRequest{Pseudonym: meta.Pseudonym, Purpose: "treatment", Role: c.staff.Role, Staff: c.staff.ID,
-		Classes: []string{meta.Class}, Local: true})
+	asker, err := ParseAsker(c.staff.Role, c.staff.ID, consent.Treatment.String(), "")
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.node.QueryRecords(ctx, centre.QueryRequest{Pseudonym: meta.Pseudonym, Asker: asker, Classes: []string{meta.Record.DataClass}, Local: true})
 	if err != nil {
 		return nil, err
 	}
@@ -281,10 +336,10 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 		return nil, fmt.Errorf("this centre did not answer its own query")
 	}
 	h := res.Holders[0]
-	switch h.Status {
-	case "failed":
-		return nil, fmt.Errorf("reading the record: %s", h.Error)
-	case "denied":
+	switch h.Outcome {
+	case centre.Failed:
+		return nil, fmt.Errorf("reading the record: %w", h.Err)
+	case centre.Denied:
 		return nil, errStatus{http.StatusForbidden, fmt.Errorf("denied by consent: %s (%s); access entry %d", h.Reason, h.Basis, h.Access)}
 	}
 	for _, r := range h.Records {
@@ -292,7 +347,7 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 			if r.Erased {
 				return nil, errStatus{http.StatusGone, fmt.Errorf("record %d was erased at the patient's request", index)}
 			}
-			return documentReference(s.node.Centre.Name, meta, r.Payload, true), nil
+			return documentReference(s.node.Name(), RecordMetaOf(meta), r.Payload, true), nil
 		}
 	}
 	if h.Pending > 0 {
@@ -316,7 +371,7 @@ func (s *Server) query(ctx context.Context, c *call) (any, error) {
 	if c.staff.Role == "researcher" && b.Purpose != "research" {
 		return nil, errStatus{http.StatusForbidden, fmt.Errorf("a researcher queries for research only, not %q", b.Purpose)}
 	}
-	return s.runQuery(ctx, c, centre.QueryRequest{Pseudonym: b.Patient, Purpose: b.Purpose, Classes: b.Classes, Token: encodeToken(b.Token)})
+	return s.runQuery(ctx, c, b.Patient, b.Purpose, "", centre.QueryRequest{Classes: b.Classes, Token: b.Token})
 }
 
 func (s *Server) emergency(ctx context.Context, c *call) (any, error) {
@@ -327,16 +382,24 @@ func (s *Server) emergency(ctx context.Context, c *call) (any, error) {
 	if b.Reason == "" {
 		return nil, fmt.Errorf("%w: emergency access needs a reason: unconscious, life-threatening, urgent-treatment or public-health", errBadRequest)
 	}
-	return s.runQuery(ctx, c, centre.QueryRequest{Pseudonym: b.Patient, Purpose: "emergency", Reason: b.Reason, Classes: b.Classes})
+	return s.runQuery(ctx, c, b.Patient, consent.Emergency.String(), b.Reason, centre.QueryRequest{Classes: b.Classes})
 }
 
-func (s *Server) runQuery(ctx context.Context, c *call, q centre.QueryRequest) (any, error) {
-	q.Role, q.Staff = c.staff.Role, c.staff.ID
+// runQuery runs q for patient, asked by the caller for purpose (and
+// reason), and answers it as a Bundle.
+func (s *Server) runQuery(ctx context.Context, c *call, patient, purpose, reason string, q centre.QueryRequest) (any, error) {
+	var err error
+	if q.Pseudonym, err = ledger.ParsePseudonym(patient); err != nil {
+		return nil, err
+	}
+	if q.Asker, err = ParseAsker(c.staff.Role, c.staff.ID, purpose, reason); err != nil {
+		return nil, err
+	}
 	res, err := s.node.QueryRecords(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return queryBundle(res), nil
+	return queryBundle(QueryResultOf(res)), nil
 }
 
 func (s *Server) transfer(ctx context.Context, c *call) (any, error) {
@@ -344,8 +407,19 @@ func (s *Server) transfer(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	return s.node.Transfer(ctx, centre.TransferRequest{Pseudonym: b.Patient, Token: encodeToken(b.Token), Classes: b.Classes,
-		Role: c.staff.Role, Staff: c.staff.ID})
+	p, err := ledger.ParsePseudonym(b.Patient)
+	if err != nil {
+		return nil, err
+	}
+	a, err := ParseAsker(c.staff.Role, c.staff.ID, consent.Treatment.String(), "")
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.node.Transfer(ctx, centre.TransferRequest{Pseudonym: p, Role: a.Role, Staff: a.Staff, Classes: b.Classes, Token: b.Token})
+	if err != nil {
+		return nil, err
+	}
+	return TransferResultOf(res), nil
 }
 
 func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
@@ -360,18 +434,26 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation {
 		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts and revocations are; attestations are POST /v1/patients/{pseudonym}/keys)", errBadRequest, d.Kind)
 	}
-	return s.node.SubmitConsent(ctx, b.Document)
+	del, err := s.node.SubmitConsent(ctx, b.Document)
+	if err != nil {
+		return nil, err
+	}
+	return ConsentDeliveryOf(del), nil
 }
 
 func (s *Server) showConsent(ctx context.Context, c *call) (any, error) {
-	v, err := s.node.ShowConsent(ctx, c.r.PathValue("pseudonym"))
+	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.node.ShowConsent(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	if v.Contract == nil {
 		return nil, errStatus{http.StatusNotFound, fmt.Errorf("no consent contract for this patient (key attested: %t); the charter's default policy applies", v.Attested)}
 	}
-	return consentResource(v), nil
+	return consentResource(ConsentViewOf(v)), nil
 }
 
 func (s *Server) checkToken(ctx context.Context, c *call) (any, error) {
@@ -379,7 +461,11 @@ func (s *Server) checkToken(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	return s.node.CheckToken(ctx, b.Token)
+	t, err := s.node.CheckToken(ctx, b.Token)
+	if err != nil {
+		return nil, err
+	}
+	return TokenCheckOf(t), nil
 }
 
 func (s *Server) patientRequest(ctx context.Context, c *call, op patient.Op) (centre.PatientResult, error) {
@@ -402,7 +488,7 @@ func (s *Server) patientView(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return viewBundle(res), nil
+	return viewBundle(PatientResultOf(res)), nil
 }
 
 func (s *Server) patientErase(ctx context.Context, c *call) (any, error) {
@@ -410,7 +496,7 @@ func (s *Server) patientErase(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res, nil
+	return PatientResultOf(res), nil
 }
 
 func (s *Server) notifications(_ context.Context, c *call) (any, error) {
@@ -421,29 +507,24 @@ func (s *Server) notifications(_ context.Context, c *call) (any, error) {
 			return nil, fmt.Errorf("%w: after must be a ledger index or -1", errBadRequest)
 		}
 	}
-	return noticeBundle(s.node.Centre.Name, s.node.Notices(after)), nil
+	var ns []Notice
+	for _, n := range s.node.Notices(after) {
+		ns = append(ns, NoticeOf(n))
+	}
+	return noticeBundle(s.node.Name(), ns), nil
 }
 
 func (s *Server) ledger(ctx context.Context, _ *call) (any, error) {
-	st, err := s.node.Centre.LedgerStatus(ctx)
+	st, err := s.node.LedgerStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st.Evidence = nonNil(st.Evidence)
-	return st, nil
+	return LedgerStatusOf(st), nil
 }
 
 // evidenceList is GET /v1/federation/evidence's answer.
 type evidenceList struct {
-	Evidence []centre.EvidenceStatus
-}
-
-// nonNil makes an empty list encode as [], as the OpenAPI document says.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
+	Evidence []EvidenceStatus
 }
 
 func (s *Server) proof(ctx context.Context, c *call) (any, error) {
@@ -451,30 +532,25 @@ func (s *Server) proof(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.node.Prove(ctx, index)
+	p, err := s.node.Prove(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	return EntryProofOf(p), nil
 }
 
 func (s *Server) federation(ctx context.Context, _ *call) (any, error) {
-	st, err := s.node.Centre.LedgerStatus(ctx)
+	st, err := s.node.LedgerStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
-	fs := centre.FederationStatus{Status: s.node.Membership.Status(), Evidence: nonNil(st.Evidence)}
-	fs.Pending = nonNil(fs.Pending)
-	return fs, nil
+	return FederationStatusOf(s.node.FederationStatus(), st.Evidence), nil
 }
 
 func (s *Server) evidence(ctx context.Context, _ *call) (any, error) {
-	st, err := s.node.Centre.LedgerStatus(ctx)
+	st, err := s.node.LedgerStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return evidenceList{Evidence: nonNil(st.Evidence)}, nil
-}
-
-func encodeToken(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return base64.StdEncoding.EncodeToString(b)
+	return evidenceList{Evidence: EvidenceOf(st.Evidence)}, nil
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	patientproto "github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
@@ -102,7 +103,7 @@ func abuseFed(t *testing.T, n int, tweak func(name string, cfg *centre.Config)) 
 	ctx := context.Background()
 	p := ledger.Pseudonym(sha256.Sum256([]byte("abuse catalogue patient")))
 	for _, x := range nodes[1:min(n, 3)] {
-		res, err := x.AddRecord(ctx, centre.RecordRequest{Pseudonym: p.String(), Class: "lab-result",
+		res, err := x.AddRecord(ctx, centre.RecordRequest{Pseudonym: p, Class: "lab-result",
 			Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("result from " + x.Centre.Name)})
 		if err != nil {
 			t.Fatal(err)
@@ -113,7 +114,7 @@ func abuseFed(t *testing.T, n int, tweak func(name string, cfg *centre.Config)) 
 		})
 	}
 	eventually(t, 15*time.Second, "the directory lists the holders", func() bool {
-		res, err := nodes[0].LookupPseudonym(ctx, p.String())
+		res, err := nodes[0].Lookup(ctx, p)
 		return err == nil && len(res.Holders) == min(n, 3)-1
 	})
 	return cfgs, nodes, p
@@ -135,7 +136,7 @@ func stateOf(t *testing.T, n *centre.Node, p ledger.Pseudonym) state {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := n.ShowConsent(ctx, p.String())
+	v, err := n.ShowConsent(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,13 +188,13 @@ func refusal(t *testing.T, attack, text string, p ledger.Pseudonym, want ...stri
 // each holder named.
 func servesHonestQuery(t *testing.T, from *centre.Node, p ledger.Pseudonym, holders ...string) {
 	t.Helper()
-	res, err := from.QueryRecords(context.Background(), centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err := from.QueryRecords(context.Background(), centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Purpose: consent.Treatment}})
 	if err != nil {
 		t.Fatalf("an honest query after the attack: %v", err)
 	}
 	for _, name := range holders {
 		i := slices.IndexFunc(res.Holders, func(h centre.QueryHolder) bool { return h.Name == name })
-		if i < 0 || res.Holders[i].Status != "answered" || len(res.Holders[i].Records) != 1 || string(res.Holders[i].Records[0].Payload) != "result from "+name {
+		if i < 0 || res.Holders[i].Outcome != centre.Answered || len(res.Holders[i].Records) != 1 || string(res.Holders[i].Records[0].Payload) != "result from "+name {
 			t.Fatalf("an honest query after the attack: %s did not release its record: %+v", name, res.Holders)
 		}
 	}
@@ -254,7 +255,7 @@ func attestPatient(t *testing.T, a *centre.Node, p ledger.Pseudonym) ed25519.Pri
 	t.Helper()
 	seed := sha256.Sum256([]byte("abuse catalogue patient key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
-	if _, err := a.Attest(context.Background(), centre.AttestRequest{Pseudonym: p.String(), Key: consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}); err != nil {
+	if _, err := a.Attest(context.Background(), p, key.Public().(ed25519.PublicKey), false); err != nil {
 		t.Fatal(err)
 	}
 	return key
@@ -453,7 +454,7 @@ func TestAbuseForgedSignature(t *testing.T) {
 		flipped := contract(key)
 		flipped[len(flipped)-1] ^= 1
 		_, err := a.SubmitConsent(ctx, flipped)
-		if !errors.Is(err, consent.ErrSignature) && !errors.Is(err, consent.ErrMalformed) {
+		if !errors.Is(err, consent.ErrSignature) && !errors.Is(err, node.ErrInvalid) {
 			t.Fatalf("a contract whose signature was flipped: %v", err)
 		}
 		refusal(t, "a contract with its signature flipped", err.Error(), p, "signature")
@@ -464,7 +465,7 @@ func TestAbuseForgedSignature(t *testing.T) {
 		refusal(t, "a contract signed by a key never attested", err.Error(), p, "not signed by a key a member attested")
 	})
 	t.Run("patient request with a forged patient signature", func(t *testing.T) {
-		view, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
+		view, err := centre.PatientRequest(cfgs[0], patientproto.View, p, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,7 +475,7 @@ func TestAbuseForgedSignature(t *testing.T) {
 			t.Fatalf("a patient's view with its signature flipped: %v", err)
 		}
 		refusal(t, "a patient's view with its signature flipped", err.Error(), p, "signature does not verify")
-		erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p.String(), mallory)
+		erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, mallory)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -534,12 +535,12 @@ func TestAbuseReplayedRequest(t *testing.T) {
 		}
 	})
 	t.Run("patient view", func(t *testing.T) {
-		view, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
+		view, err := centre.PatientRequest(cfgs[0], patientproto.View, p, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res, err := a.PatientRelay(ctx, view)
-		if err != nil || len(res.Holders) != 2 || res.Holders[0].Status != "answered" || res.Holders[1].Status != "answered" {
+		if err != nil || len(res.Holders) != 2 || res.Holders[0].Outcome != centre.Answered || res.Holders[1].Outcome != centre.Answered {
 			t.Fatalf("the first time: %+v, %v", res, err)
 		}
 		answered := states(t, []*centre.Node{b, c}, p)
@@ -548,10 +549,10 @@ func TestAbuseReplayedRequest(t *testing.T) {
 			t.Fatalf("the replay: %+v, %v", res, err)
 		}
 		for _, h := range res.Holders {
-			if h.Status != "failed" {
+			if h.Outcome != centre.Failed {
 				t.Fatalf("the replay: %s answered again: %+v", h.Name, h)
 			}
-			refusal(t, "the view relayed again, at "+h.Name, h.Error, p, "refused", "out of time", "answered before")
+			refusal(t, "the view relayed again, at "+h.Name, fmt.Sprint(h.Err), p, "refused", "out of time", "answered before")
 		}
 		unchanged(t, answered, []*centre.Node{b, c}, p, "a replayed view")
 		for _, n := range []*centre.Node{b, c} {
@@ -580,19 +581,19 @@ func TestAbuseExpiredToken(t *testing.T) {
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
 	key := attestPatient(t, a, p)
-	token := func(issued, expires time.Time) (consent.ID, string) {
+	token := func(issued, expires time.Time) (consent.ID, []byte) {
 		id := consent.NewID()
 		doc, err := consent.SignToken(key, consent.Token{ID: id, Federation: "test-federation", Subject: p,
 			Grantee: consent.Actor{Centre: a.Centre.ID()}, Purposes: consent.Research, Issued: issued, Expires: expires, Uses: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return id, base64.StdEncoding.EncodeToString(doc)
+		return id, doc
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	expired, raw := token(now.Add(-2*time.Hour), now.Add(-time.Hour))
 	before := states(t, nodes, p)
-	res, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher", Token: raw})
+	res, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Researcher, Purpose: consent.Research}, Token: raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +601,7 @@ func TestAbuseExpiredToken(t *testing.T) {
 		t.Fatalf("answers from %d holders: %+v", len(res.Holders), res)
 	}
 	for _, h := range res.Holders {
-		if h.Status != "denied" || len(h.Records) != 0 || h.Basis != "token" {
+		if h.Outcome != centre.Denied || len(h.Records) != 0 || h.Basis != consent.BasisToken {
 			t.Fatalf("%s answered the expired token with %+v", h.Name, h)
 		}
 		refusal(t, "an expired token at "+h.Name, h.Reason, p, "the token has expired")
@@ -621,12 +622,12 @@ func TestAbuseExpiredToken(t *testing.T) {
 	}
 
 	_, valid := token(now.Add(-time.Minute), now.Add(time.Hour))
-	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher", Token: valid})
+	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Researcher, Purpose: consent.Research}, Token: valid})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range res.Holders {
-		if h.Status != "answered" || len(h.Records) != 1 {
+		if h.Outcome != centre.Answered || len(h.Records) != 1 {
 			t.Fatalf("%s did not honour a valid token: %+v", h.Name, h)
 		}
 	}
@@ -789,7 +790,7 @@ func TestAbuseOversizedMessage(t *testing.T) {
 	if _, err := a.Pseudonyms(ctx, nhsNumbers(t, 3)); err != nil {
 		t.Fatalf("pseudonyms after the attack: %v", err)
 	}
-	if res, err := a.LookupPseudonym(ctx, p.String()); err != nil || len(res.Holders) != 2 {
+	if res, err := a.Lookup(ctx, p); err != nil || len(res.Holders) != 2 {
 		t.Fatalf("a lookup after the attack: %+v, %v", res, err)
 	}
 }
@@ -924,21 +925,21 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 	if err := d.Directory.Announce(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	var look centre.DirectoryLookup
+	var look centre.Lookup
 	eventually(t, 10*time.Second, "a lookup lists centre-d", func() bool {
 		var err error
-		look, err = a.LookupPseudonym(ctx, p.String())
+		look, err = a.Lookup(ctx, p)
 		return err == nil && len(look.Holders) == 3
 	})
 	var names []string
 	for _, h := range look.Holders {
 		names = append(names, h.Name)
 	}
-	if want := []string{"centre-b", "centre-c", "centre-d"}; !look.Complete || !slices.Equal(names, want) {
+	if want := []string{"centre-b", "centre-c", "centre-d"}; look.Problem != nil || !slices.Equal(names, want) {
 		t.Fatalf("the lookup: %+v, want complete with %v", look, want)
 	}
 
-	res, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Purpose: consent.Treatment}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,12 +947,12 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 		t.Fatalf("answers from %d holders: %+v", len(res.Holders), res.Holders)
 	}
 	for _, h := range res.Holders[:2] {
-		if h.Status != "answered" || len(h.Records) != 1 || string(h.Records[0].Payload) != "result from "+h.Name {
+		if h.Outcome != centre.Answered || len(h.Records) != 1 || string(h.Records[0].Payload) != "result from "+h.Name {
 			t.Fatalf("%s did not release its record beside the rogue: %+v", h.Name, h)
 		}
 	}
 	rogue := res.Holders[2]
-	if rogue.Name != "centre-d" || rogue.Status != "denied" || len(rogue.Records) != 0 || rogue.Reason != "nothing this request may see at this centre" {
+	if rogue.Name != "centre-d" || rogue.Outcome != centre.Denied || len(rogue.Records) != 0 || rogue.Reason != "nothing this request may see at this centre" {
 		t.Fatalf("centre-d's answer: %+v", rogue)
 	}
 	if es := accessEntries(t, d, p); len(es) != 1 || es[0].Requester != a.Centre.ID() || es[0].Purpose != consent.Treatment || es[0].Released != 0 || rogue.Access != d.Centre.Ledger.Size()-1 {
@@ -969,14 +970,14 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 		}
 		s.Reset()
 	})
-	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Purpose: consent.Treatment}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Holders) != 3 || res.Holders[0].Status != "answered" || res.Holders[1].Status != "answered" || res.Holders[2].Status != "failed" {
+	if len(res.Holders) != 3 || res.Holders[0].Outcome != centre.Answered || res.Holders[1].Outcome != centre.Answered || res.Holders[2].Outcome != centre.Failed {
 		t.Fatalf("a query with a silent rogue: %+v", res.Holders)
 	}
-	refusal(t, "the requester about the silent rogue", res.Holders[2].Error, p)
+	refusal(t, "the requester about the silent rogue", fmt.Sprint(res.Holders[2].Err), p)
 	var raw []byte
 	select {
 	case raw = <-got:

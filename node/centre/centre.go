@@ -1,6 +1,7 @@
 package centre
 
 import (
+	"github.com/medfed/medfed/node"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -19,10 +20,10 @@ import (
 // Errors of record access.
 var (
 	ErrErased     = records.ErrErased
-	ErrNotARecord = errors.New("entry is not a record")
-	ErrMismatch   = errors.New("payload does not match the ledger's commitment")
+	ErrNotARecord = node.E(node.Invalid, "entry is not a record")
+	ErrMismatch   = node.E(node.Internal, "payload does not match the ledger's commitment")
 	// ErrOtherPatient: an amendment of a record about another patient.
-	ErrOtherPatient = errors.New("the record is about another patient")
+	ErrOtherPatient = node.E(node.Invalid, "the record is about another patient")
 )
 
 // Centre is one open medfed centre: its key, ledger and record store, under

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -105,7 +106,7 @@ func TestEraseRefusesAnEntryThatIsNotARecord(t *testing.T) {
 	if _, err := c.Erase(ctx, x); !errors.Is(err, centre.ErrNotARecord) {
 		t.Fatalf("erasing an erasure: %v", err)
 	}
-	if _, err := c.Erase(ctx, 99); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := c.Erase(ctx, 99); !errors.Is(err, node.ErrNotFound) {
 		t.Fatalf("erasing a missing entry: %v", err)
 	}
 }

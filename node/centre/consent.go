@@ -2,7 +2,7 @@ package centre
 
 import (
 	"context"
-	"encoding/hex"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -87,8 +88,8 @@ func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
 type ConsentDelivery struct {
 	Holders   []string
 	Delivered []string
-	Failed    []ConsentFailure `json:",omitempty"`
-	Lookup    string           `json:",omitempty"` // why the holders may be incomplete
+	Failed    []ConsentFailure
+	Lookup    error // why the holders may be incomplete
 	// Confirmed: a majority of the federation has it, so every centre
 	// finds it when it syncs.
 	Confirmed bool
@@ -97,11 +98,11 @@ type ConsentDelivery struct {
 // ConsentFailure is a holder the document did not reach.
 type ConsentFailure struct {
 	Centre string
-	Error  string
+	Err    error
 }
 
 func (n *Node) delivery(d consent.Delivery) ConsentDelivery {
-	out := ConsentDelivery{Holders: []string{}, Delivered: []string{}, Confirmed: d.Confirmed}
+	out := ConsentDelivery{Holders: []string{}, Delivered: []string{}, Confirmed: d.Confirmed, Lookup: d.Lookup}
 	for _, id := range d.Holders {
 		out.Holders = append(out.Holders, n.memberName(id))
 	}
@@ -109,10 +110,7 @@ func (n *Node) delivery(d consent.Delivery) ConsentDelivery {
 		out.Delivered = append(out.Delivered, n.memberName(id))
 	}
 	for _, f := range d.Failed {
-		out.Failed = append(out.Failed, ConsentFailure{Centre: n.memberName(f.Centre), Error: f.Err.Error()})
-	}
-	if d.Lookup != nil {
-		out.Lookup = d.Lookup.Error()
+		out.Failed = append(out.Failed, ConsentFailure{Centre: n.memberName(f.Centre), Err: f.Err})
 	}
 	slices.Sort(out.Holders)
 	slices.Sort(out.Delivered)
@@ -135,7 +133,7 @@ func (n *Node) memberID(name string) (peer.ID, error) {
 			return m.ID, nil
 		}
 	}
-	return "", fmt.Errorf("%w: %q is not a member centre", consent.ErrMalformed, name)
+	return "", fmt.Errorf("%w: %q is not a member centre", node.ErrInvalid, name)
 }
 
 // SubmitConsent accepts a signed consent document and delivers it to the
@@ -148,49 +146,56 @@ func (n *Node) SubmitConsent(ctx context.Context, doc []byte) (ConsentDelivery, 
 	return n.delivery(d), nil
 }
 
-// AttestRequest asks this centre to attest a patient's key.
-type AttestRequest struct {
-	Pseudonym   string
-	Key         string // 64 hex digits
-	Compromised bool   // the keys it supersedes are lost or stolen
-}
-
-// Attest has this centre attest that a key is a patient's.
-func (n *Node) Attest(ctx context.Context, r AttestRequest) (ConsentDelivery, error) {
-	p, err := ParsePseudonym(r.Pseudonym)
-	if err != nil {
-		return ConsentDelivery{}, err
-	}
-	k, err := consent.ParsePublicKey(r.Key)
-	if err != nil {
-		return ConsentDelivery{}, err
-	}
-	d, err := n.Consent.Attest(ctx, p, k, r.Compromised)
+// Attest has this centre attest that key is the patient's; compromised
+// says the keys it supersedes are lost or stolen.
+func (n *Node) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool) (ConsentDelivery, error) {
+	d, err := n.Consent.Attest(ctx, p, key, compromised)
 	if err != nil {
 		return ConsentDelivery{}, err
 	}
 	return n.delivery(d), nil
 }
 
+// Standing is where a patient's consent stands.
+type Standing uint8
+
+const (
+	// NoContract: the charter's default policy applies.
+	NoContract Standing = iota
+	// InForce: a contract is in force.
+	InForce
+	// Withdrawn: the patient withdrew their contract.
+	Withdrawn
+	// Compromised: the patient reported their key lost or stolen.
+	Compromised
+)
+
+var standingNames = [...]string{NoContract: "none", InForce: "in force", Withdrawn: "withdrawn", Compromised: "compromised"}
+
+func (s Standing) String() string {
+	if int(s) < len(standingNames) {
+		return standingNames[s]
+	}
+	return fmt.Sprintf("standing(%d)", s)
+}
+
 // ConsentView is a patient's consent as this centre holds it.
 type ConsentView struct {
-	Pseudonym  string
+	Pseudonym  ledger.Pseudonym
 	Federation string
 	Attested   bool
-	Key        string `json:",omitempty"` // the current patient key
-	// Standing: "none" (the charter's default applies), "in force",
-	// "withdrawn" or "compromised".
-	Standing  string
-	Contract  *ConsentContract `json:",omitempty"`
-	Documents []ConsentDocument
-	TokenUses map[string]int `json:",omitempty"`
+	Key        ed25519.PublicKey // the current patient key; nil when none
+	Standing   Standing
+	Contract   *ConsentContract // the contract in force, or the one withdrawn
+	Documents  []ConsentDocument
+	TokenUses  map[consent.ID]int
 	// TokenMaxLifetime is the charter's longest token, issue to expiry.
 	TokenMaxLifetime time.Duration
 }
 
 // ConsentContract is the contract in force (or the one withdrawn).
 type ConsentContract struct {
-	ID      string
+	ID      consent.ID
 	Version uint32
 	Issued  time.Time
 	Terms   consent.Spec
@@ -198,51 +203,37 @@ type ConsentContract struct {
 
 // ConsentDocument is one document held about the patient.
 type ConsentDocument struct {
-	Kind   string
+	Kind   consent.Kind
 	Issued time.Time
 	Signer string // the attesting centre's name, or "patient"
-	Hash   string
+	Hash   [32]byte
 }
 
-// ShowConsent returns the consent of the patient given in hex.
-func (n *Node) ShowConsent(ctx context.Context, hexPseudonym string) (ConsentView, error) {
-	p, err := ParsePseudonym(hexPseudonym)
-	if err != nil {
-		return ConsentView{}, err
-	}
+// ShowConsent returns the consent of patient p as this centre holds it.
+func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView, error) {
 	v, err := n.Consent.Show(ctx, p)
 	if err != nil {
 		return ConsentView{}, err
 	}
-	out := ConsentView{Pseudonym: p.String(), Federation: n.Membership.Current().Federation, Attested: v.Attested, Standing: "none", Documents: []ConsentDocument{},
-		TokenMaxLifetime: n.Membership.Current().Policy.TokenMaxLifetime}
-	if v.Key != nil {
-		out.Key = consent.FormatPublicKey(v.Key)
-	}
+	out := ConsentView{Pseudonym: p, Federation: n.Membership.Current().Federation, Attested: v.Attested, Key: v.Key, Documents: []ConsentDocument{},
+		TokenUses: v.Uses, TokenMaxLifetime: n.Membership.Current().Policy.TokenMaxLifetime}
 	switch s := v.Standing; {
 	case s.Compromised:
-		out.Standing = "compromised"
+		out.Standing = Compromised
 	case s.Contract != nil && s.Withdrawn:
-		out.Standing = "withdrawn"
+		out.Standing = Withdrawn
 	case s.Contract != nil:
-		out.Standing = "in force"
+		out.Standing = InForce
 	}
 	if c := v.Standing.Contract; c != nil {
-		out.Contract = &ConsentContract{ID: c.ID.String(), Version: c.Version, Issued: c.Issued, Terms: consent.SpecOf(c, n.memberName)}
+		out.Contract = &ConsentContract{ID: c.ID, Version: c.Version, Issued: c.Issued, Terms: consent.SpecOf(c, n.memberName)}
 	}
 	for _, d := range v.Documents {
 		signer := "patient"
 		if d.Kind == consent.KindAttestation {
 			signer = n.signerName(d.Signer)
 		}
-		h := d.Hash()
-		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind.String(), Issued: d.Issued(), Signer: signer, Hash: hex.EncodeToString(h[:])})
-	}
-	for id, uses := range v.Uses {
-		if out.TokenUses == nil {
-			out.TokenUses = map[string]int{}
-		}
-		out.TokenUses[id.String()] = uses
+		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Hash: d.Hash()})
 	}
 	return out, nil
 }
@@ -258,86 +249,22 @@ func (n *Node) signerName(k []byte) string {
 
 // DecideRequest asks what this centre would decide for a request.
 type DecideRequest struct {
-	Pseudonym string
-	Centre    string // the requesting centre's name
-	Role      string
-	Staff     string `json:",omitempty"` // 32 hex digits
-	Action    string
-	Purpose   string
-	Class     string
-	Recorded  time.Time // when the record was made
-	Reason    string    `json:",omitempty"` // emergency reason code
-}
-
-// DecideResponse is a decision.
-type DecideResponse struct {
-	Permit    bool
-	Basis     string
-	Reason    string
-	Provision []int  `json:",omitempty"`
-	Contract  string `json:",omitempty"`
-	Version   uint32 `json:",omitempty"`
+	Pseudonym ledger.Pseudonym
+	Centre    string // the requesting centre's name or peer ID
+	Asker
+	Action   consent.Action
+	Class    string
+	Recorded time.Time // when the record was made
 }
 
 // Decide evaluates a request against the patient's consent as this
 // centre holds it, syncing first when it may have missed documents.
-func (n *Node) Decide(ctx context.Context, r DecideRequest) (DecideResponse, error) {
-	p, err := ParsePseudonym(r.Pseudonym)
+func (n *Node) Decide(ctx context.Context, r DecideRequest) (consent.Decision, error) {
+	centre, err := n.memberID(r.Centre)
 	if err != nil {
-		return DecideResponse{}, err
+		return consent.Decision{}, err
 	}
-	var errs []error
-	a := parseAsker(r.Role, r.Staff, r.Purpose, r.Reason, &errs)
-	q := consent.Request{Role: a.role, Staff: a.staff, Purpose: a.purpose, Reason: a.reason, Class: r.Class, Recorded: r.Recorded.UTC(), Time: time.Now().UTC()}
-	if q.Centre, err = n.memberID(r.Centre); err != nil {
-		errs = append(errs, err)
-	}
-	if q.Action, err = consent.ParseAction(r.Action); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return DecideResponse{}, err
-	}
-	d, err := n.Consent.Decide(ctx, p, q)
-	if err != nil {
-		return DecideResponse{}, err
-	}
-	out := DecideResponse{Permit: d.Permit, Basis: d.Basis.String(), Reason: d.Reason(), Provision: d.Provision(), Version: d.Version}
-	if !d.Ref.IsZero() {
-		out.Contract = d.Ref.String()
-	}
-	return out, nil
-}
-
-// asker is who asks and why, as a request to the admin socket names them.
-type asker struct {
-	role    consent.Role
-	staff   ledger.StaffID
-	purpose consent.Purpose
-	reason  consent.Reason
-}
-
-// parseAsker parses the fields of a decision or query request that say
-// who asks and why, adding what is wrong to errs; staff and reason are
-// optional.
-func parseAsker(role, staff, purpose, reason string, errs *[]error) asker {
-	var a asker
-	var err error
-	if a.role, err = consent.ParseRole(role); err != nil {
-		*errs = append(*errs, err)
-	}
-	if staff != "" {
-		if a.staff, err = consent.ParseStaffID(staff); err != nil {
-			*errs = append(*errs, err)
-		}
-	}
-	if a.purpose, err = consent.ParsePurpose(purpose); err != nil {
-		*errs = append(*errs, err)
-	}
-	if reason != "" {
-		if a.reason, err = consent.ParseReason(reason); err != nil {
-			*errs = append(*errs, err)
-		}
-	}
-	return a
+	q := consent.Request{Centre: centre, Role: r.Role, Staff: r.Staff, Purpose: r.Purpose, Reason: r.Reason, Action: r.Action,
+		Class: r.Class, Recorded: r.Recorded.UTC(), Time: time.Now().UTC()}
+	return n.Consent.Decide(ctx, r.Pseudonym, q)
 }

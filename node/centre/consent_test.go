@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -41,31 +42,31 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 		}
 	}
 	eventually(t, 15*time.Second, "the directory lists both holders", func() bool {
-		res, err := a.LookupPseudonym(ctx, p.String())
+		res, err := a.Lookup(ctx, p)
 		return err == nil && len(res.Holders) == 2
 	})
-	admin := centre.Admin(cfgs[0].Data.Dir)
+	sock := admin.Dial(cfgs[0].Data.Dir)
 	seed := sha256.Sum256([]byte("consent test patient key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	pub := consent.FormatPublicKey(key.Public().(ed25519.PublicKey))
 
 	size := a.Centre.Ledger.Size()
-	for _, bad := range []centre.AttestRequest{
+	for _, bad := range []admin.AttestRequest{
 		{Pseudonym: "not-hex", Key: pub},
 		{Pseudonym: p.String(), Key: "abc"},
 	} {
-		if _, err := admin.Attest(ctx, bad); err == nil {
+		if _, err := sock.Attest(ctx, bad); err == nil {
 			t.Fatalf("attest %+v accepted", bad)
 		}
 	}
-	if _, err := admin.SubmitConsent(ctx, []byte("not a signed document")); err == nil || !strings.Contains(err.Error(), "malformed consent document") {
+	if _, err := sock.SubmitConsent(ctx, []byte("not a signed document")); err == nil || !strings.Contains(err.Error(), "malformed consent document") {
 		t.Fatalf("garbage submitted: %v", err)
 	}
 	if a.Centre.Ledger.Size() != size {
 		t.Fatal("bad input reached the ledger")
 	}
 
-	del, err := admin.Attest(ctx, centre.AttestRequest{Pseudonym: p.String(), Key: pub})
+	del, err := sock.Attest(ctx, admin.AttestRequest{Pseudonym: p.String(), Key: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,23 +79,23 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if del, err = admin.SubmitConsent(ctx, grant); err != nil || len(del.Delivered) != 2 {
+	if del, err = sock.SubmitConsent(ctx, grant); err != nil || len(del.Delivered) != 2 {
 		t.Fatalf("grant: %+v, %v", del, err)
 	}
-	decide := centre.DecideRequest{Pseudonym: p.String(), Centre: "centre-a", Role: "clinician", Action: "access", Purpose: "treatment", Class: "lab-result", Recorded: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)}
+	decide := admin.DecideRequest{Pseudonym: p.String(), Centre: "centre-a", Role: "clinician", Action: "access", Purpose: "treatment", Class: "lab-result", Recorded: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)}
 	for _, dir := range []string{cfgs[1].Data.Dir, cfgs[2].Data.Dir} {
-		if d, err := centre.Admin(dir).Decide(ctx, decide); err != nil || !d.Permit || d.Basis != "contract" {
+		if d, err := admin.Dial(dir).Decide(ctx, decide); err != nil || !d.Permit || d.Basis != "contract" {
 			t.Fatalf("before the revocation: %+v, %v", d, err)
 		}
 	}
 	research := decide
 	research.Purpose = "research"
-	if d, err := centre.Admin(cfgs[1].Data.Dir).Decide(ctx, research); err != nil || d.Permit || !strings.Contains(d.Reason, "opt-out") {
+	if d, err := admin.Dial(cfgs[1].Data.Dir).Decide(ctx, research); err != nil || d.Permit || !strings.Contains(d.Reason, "opt-out") {
 		t.Fatalf("research: %+v, %v", d, err)
 	}
 	badRole := decide
 	badRole.Role = "surgeon"
-	if _, err := centre.Admin(cfgs[1].Data.Dir).Decide(ctx, badRole); err == nil || !strings.Contains(err.Error(), "role") {
+	if _, err := admin.Dial(cfgs[1].Data.Dir).Decide(ctx, badRole); err == nil || !strings.Contains(err.Error(), "role") {
 		t.Fatalf("a bad role: %v", err)
 	}
 
@@ -102,15 +103,15 @@ func TestConsentThroughTheAdminSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if del, err = admin.SubmitConsent(ctx, revoke); err != nil || len(del.Delivered) != 2 {
+	if del, err = sock.SubmitConsent(ctx, revoke); err != nil || len(del.Delivered) != 2 {
 		t.Fatalf("revoke: %+v, %v", del, err)
 	}
 	for _, dir := range []string{cfgs[1].Data.Dir, cfgs[2].Data.Dir} {
-		if d, err := centre.Admin(dir).Decide(ctx, decide); err != nil || d.Permit || d.Basis != "withdrawn" {
+		if d, err := admin.Dial(dir).Decide(ctx, decide); err != nil || d.Permit || d.Basis != "withdrawn" {
 			t.Fatalf("after the revocation: %+v, %v", d, err)
 		}
 	}
-	v, err := centre.Admin(cfgs[2].Data.Dir).Consent(ctx, p.String())
+	v, err := admin.Dial(cfgs[2].Data.Dir).Consent(ctx, p.String())
 	if err != nil || v.Standing != "withdrawn" || v.Key != pub || len(v.Documents) != 3 || v.Contract.Terms.Base != "opt-out" {
 		t.Fatalf("centre-c shows %+v, %v", v, err)
 	}

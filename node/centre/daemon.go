@@ -37,7 +37,6 @@ type Node struct {
 	rules      *pseudonym.Rules
 
 	interval   time.Duration
-	admin      *adminServer
 	transferMu sync.Mutex
 
 	closeOnce sync.Once
@@ -108,8 +107,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	n.interval = cfg.Ledger.CheckpointInterval
-	n.admin, err = startAdmin(n.Centre.dir, n, n.log)
-	return err
+	return nil
 }
 
 // Run serves until ctx ends, then closes everything.
@@ -138,9 +136,6 @@ func (n *Node) Close() error {
 
 func (n *Node) close() error {
 	var errs []error
-	if n.admin != nil {
-		errs = append(errs, n.admin.close())
-	}
 	if n.evaluator != nil {
 		n.evaluator.Close()
 	}

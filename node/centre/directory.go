@@ -2,7 +2,6 @@ package centre
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -20,9 +19,6 @@ import (
 // Directory: the announcements it stores for the federation and the keys
 // it announces itself.
 const DirectoryFile = "directory.db"
-
-// ErrBadPseudonym is returned for a pseudonym that is not 64 hex digits.
-var ErrBadPseudonym = errors.New("a pseudonym is 64 hex digits")
 
 func (n *Node) startDirectory() error {
 	d, err := directory.New(n.Host, directory.Options{
@@ -142,67 +138,42 @@ func (n *Node) announceAtStart(ctx context.Context) {
 	n.log.Info("held patients announced", "patients", count)
 }
 
-// DirectoryLookup is a lookup's answer for operators: the holders by
-// name.
-type DirectoryLookup struct {
-	Pseudonym string
-	Holders   []DirectoryHolder
-	Complete  bool
-	Problem   string `json:",omitempty"` // why the lookup is incomplete
+// Lookup is a lookup's answer for operators: the holders by name.
+type Lookup struct {
+	Pseudonym ledger.Pseudonym
+	Holders   []Member // in order of name
+	Problem   error    // why the lookup is incomplete; nil when complete
 	Answered  int
-	Failed    []string `json:",omitempty"` // members asked that did not answer
-	Millis    float64
+	Failed    []string // members asked that did not answer, by name
+	Elapsed   time.Duration
 }
 
-// DirectoryHolder is one centre holding records.
-type DirectoryHolder struct {
+// Member is a member centre: its name and peer ID.
+type Member struct {
 	Name string
 	ID   peer.ID
 }
 
-// LookupPseudonym finds every member holding records of the pseudonym
-// given in hex.
-func (n *Node) LookupPseudonym(ctx context.Context, hexPseudonym string) (DirectoryLookup, error) {
-	p, err := ParsePseudonym(hexPseudonym)
-	if err != nil {
-		return DirectoryLookup{}, err
-	}
+// Lookup finds every member holding records of pseudonym p.
+func (n *Node) Lookup(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
 	start := time.Now()
 	res, err := n.Directory.Lookup(ctx, p)
-	out := DirectoryLookup{
-		Pseudonym: p.String(),
-		Complete:  err == nil,
-		Answered:  res.Answered,
-		Millis:    float64(time.Since(start).Microseconds()) / 1000,
-	}
+	out := Lookup{Pseudonym: p, Answered: res.Answered, Elapsed: time.Since(start)}
 	if err != nil {
 		if !errors.Is(err, directory.ErrIncomplete) {
-			return DirectoryLookup{}, err
+			return Lookup{}, err
 		}
-		out.Problem = err.Error()
+		out.Problem = err
 	}
 	c := n.Membership.Current().Charter
 	for _, id := range res.Holders {
 		m, _ := c.Member(id)
-		out.Holders = append(out.Holders, DirectoryHolder{Name: m.Name, ID: id})
+		out.Holders = append(out.Holders, Member{Name: m.Name, ID: id})
 	}
-	slices.SortFunc(out.Holders, func(a, b DirectoryHolder) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Holders, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	for _, id := range res.Failed {
 		m, _ := c.Member(id)
 		out.Failed = append(out.Failed, m.Name)
 	}
 	return out, nil
 }
-
-// ParsePseudonym parses a pseudonym written as 64 hex digits.
-func ParsePseudonym(s string) (ledger.Pseudonym, error) {
-	var p ledger.Pseudonym
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(p) {
-		return p, fmt.Errorf("%w", ErrBadPseudonym)
-	}
-	return ledger.Pseudonym(b), nil
-}
-
-// DirectoryStatus is the directory as this centre sees it.
-type DirectoryStatus = directory.Status

@@ -1,10 +1,10 @@
 package centre
 
 import (
+	"github.com/medfed/medfed/node"
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/medfed/medfed/federation"
@@ -19,7 +19,7 @@ const (
 )
 
 // ErrNoCharter is returned when a centre has no charter installed yet.
-var ErrNoCharter = errors.New("no charter installed")
+var ErrNoCharter = node.E(node.Unavailable, "no charter installed")
 
 // federationState reads the charter chain and this centre's approvals from
 // the ledger.

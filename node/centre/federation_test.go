@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
@@ -129,26 +130,26 @@ func TestAdminSocketOnShortAndLongPaths(t *testing.T) {
 			cfg := centreConfig(t, filepath.Join(t.TempDir(), tt.sub), "centre-a")
 			found(t, cfg)
 			start(t, cfg)
-			admin := centre.Admin(cfg.Data.Dir)
-			st, err := admin.Status(ctx)
+			sock := admin.Dial(cfg.Data.Dir)
+			st, err := sock.Status(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if st.Version != 1 || !st.Member || len(st.Members) != 1 {
 				t.Fatalf("status %+v", st)
 			}
-			if _, err := admin.Approve(ctx, []byte("not a join request")); err == nil {
+			if _, err := sock.Approve(ctx, []byte("not a join request")); err == nil {
 				t.Fatal("a malformed join request was approved")
 			}
-			if _, err := admin.Remove(ctx, "centre-z"); err == nil {
+			if _, err := sock.Remove(ctx, "centre-z"); err == nil {
 				t.Fatal("removing a centre that is not a member succeeded")
 			}
-			if st, err := admin.Status(ctx); err != nil || st.Version != 1 {
+			if st, err := sock.Status(ctx); err != nil || st.Version != 1 {
 				t.Fatalf("bad requests changed the charter: %+v, %v", st, err)
 			}
 		})
 	}
-	if _, err := centre.Admin(t.TempDir()).Status(context.Background()); !errors.Is(err, centre.ErrNotRunning) {
+	if _, err := admin.Dial(t.TempDir()).Status(context.Background()); !errors.Is(err, admin.ErrNotRunning) {
 		t.Fatalf("status of a directory with no node: %v, want ErrNotRunning", err)
 	}
 }
@@ -202,7 +203,7 @@ func TestCheckpointsBecomeFinal(t *testing.T) {
 	if len(n.Sigs) < ch.Policy.WitnessQuorum {
 		t.Fatalf("final checkpoint carries %d valid signatures, quorum is %d", len(n.Sigs), ch.Policy.WitnessQuorum)
 	}
-	st, err := centre.Admin(cfgs[0].Data.Dir).LedgerStatus(ctx)
+	st, err := admin.Dial(cfgs[0].Data.Dir).LedgerStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

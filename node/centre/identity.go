@@ -1,6 +1,7 @@
 package centre
 
 import (
+	"github.com/medfed/medfed/node"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -23,7 +24,7 @@ const (
 )
 
 // ErrNotDataDir is returned for a directory that holds no centre.
-var ErrNotDataDir = errors.New("not a medfed data directory")
+var ErrNotDataDir = node.E(node.Invalid, "not a medfed data directory")
 
 // loadOrCreateKey returns the centre's key, creating it on first use. The
 // key is the centre's identity: it signs the ledger's checkpoints and, as a

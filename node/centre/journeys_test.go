@@ -11,6 +11,8 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	patientproto "github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -31,8 +33,8 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 	cfgs, nodes, p := queryFed(t)
 	a := nodes[0]
 	ctx := context.Background()
-	admin := centre.Admin(cfgs[0].Data.Dir)
-	res, err := admin.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
+	sock := admin.Dial(cfgs[0].Data.Dir)
+	res, err := sock.Transfer(ctx, admin.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		}
 	}
 	eventually(t, 15*time.Second, "the directory lists centre-a too", func() bool {
-		l, err := nodes[1].LookupPseudonym(ctx, p.String())
+		l, err := nodes[1].Lookup(ctx, p)
 		return err == nil && len(l.Holders) == 3
 	})
 
@@ -91,7 +93,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		}
 	}
 	first := entriesOf(t, b, p, ledger.KindRecord)[0]
-	amended, err := b.AddRecord(ctx, centre.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Replaces: first.Index, Payload: []byte("corrected result from centre-b")})
+	amended, err := b.AddRecord(ctx, centre.RecordRequest{Pseudonym: p, Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Replaces: first.Index, Payload: []byte("corrected result from centre-b")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 		f, ok := b.Centre.Ledger.LatestFinal()
 		return ok && f.Size > amended.Index
 	})
-	if res, err = admin.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician"}); err != nil {
+	if res, err = sock.Transfer(ctx, admin.TransferRequest{Pseudonym: p.String(), Role: "clinician"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range res.Sources {
@@ -121,7 +123,7 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 	// Again: nothing is copied twice, nothing recorded twice; centre-a
 	// does not ask itself.
 	size := a.Centre.Ledger.Size()
-	res, err = admin.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
+	res, err = sock.Transfer(ctx, admin.TransferRequest{Pseudonym: p.String(), Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +158,7 @@ func TestTransferReceiptsAreChecked(t *testing.T) {
 	_, nodes, p := queryFed(t)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	imaging, err := b.AddRecord(ctx, centre.RecordRequest{Pseudonym: p.String(), Class: "imaging", Occurred: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("an X-ray report")})
+	imaging, err := b.AddRecord(ctx, centre.RecordRequest{Pseudonym: p, Class: "imaging", Occurred: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("an X-ray report")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,19 +220,18 @@ func TestPatientViewAndErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := consent.FormatPublicKey(key.Public().(ed25519.PublicKey))
-	if _, err := b.Attest(ctx, centre.AttestRequest{Pseudonym: p.String(), Key: pub}); err != nil {
+	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "emergency", Reason: "unconscious", Role: "clinician"}); err != nil {
+	if _, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Purpose: consent.Emergency, Reason: consent.Unconscious}}); err != nil {
 		t.Fatal(err)
 	}
-	admin := centre.Admin(cfgs[0].Data.Dir)
-	view, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), key)
+	sock := admin.Dial(cfgs[0].Data.Dir)
+	view, err := centre.PatientRequest(cfgs[0], patientproto.View, p, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := admin.Patient(ctx, view)
+	res, err := sock.Patient(ctx, view)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,18 +271,18 @@ func TestPatientViewAndErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := centre.PatientRequest(cfgs[0], patientproto.View, p.String(), other)
+	forged, err := centre.PatientRequest(cfgs[0], patientproto.View, p, other)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.PatientRelay(ctx, forged); !errors.Is(err, consent.ErrSignature) {
 		t.Fatalf("a request signed with another key: %v", err)
 	}
-	elsewhere, err := centre.PatientRequest(cfgs[1], patientproto.View, p.String(), key)
+	elsewhere, err := centre.PatientRequest(cfgs[1], patientproto.View, p, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PatientRelay(ctx, elsewhere); !errors.Is(err, patientproto.ErrMalformed) {
+	if _, err := a.PatientRelay(ctx, elsewhere); !errors.Is(err, node.ErrInvalid) {
 		t.Fatalf("a request for another relay: %v", err)
 	}
 	if _, err := b.Patient.Answer(ctx, a.Centre.ID(), elsewhere); !errors.Is(err, patientproto.ErrSignature) {
@@ -296,11 +297,11 @@ func TestPatientViewAndErase(t *testing.T) {
 		t.Fatalf("an hour-old request: %v", err)
 	}
 
-	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
+	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err = admin.Patient(ctx, erase)
+	res, err = sock.Patient(ctx, erase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +315,7 @@ func TestPatientViewAndErase(t *testing.T) {
 	}
 	// Erasing again erases nothing more: one more entry, the request's.
 	size := b.Centre.Ledger.Size()
-	again, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p.String(), key)
+	again, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +332,7 @@ func TestPatientViewAndErase(t *testing.T) {
 		}
 	}
 	eventually(t, 15*time.Second, "the directory lists no holder", func() bool {
-		l, err := a.LookupPseudonym(ctx, p.String())
+		l, err := a.Lookup(ctx, p)
 		return err == nil && len(l.Holders) == 0
 	})
 	for _, cfg := range cfgs {

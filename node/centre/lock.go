@@ -1,6 +1,7 @@
 package centre
 
 import (
+	"github.com/medfed/medfed/node"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +12,7 @@ import (
 )
 
 // ErrInUse is returned when another process has the data directory open.
-var ErrInUse = errors.New("data directory in use")
+var ErrInUse = node.E(node.Conflict, "data directory in use")
 
 // dirLock is an exclusive advisory lock on a data directory, held for as
 // long as a process has the centre open. The kernel drops it when the

@@ -2,9 +2,12 @@ package centre
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -15,14 +18,9 @@ import (
 // What the HTTP API (package node/api) asks of a running node beyond the
 // admin socket's operations.
 
-var (
-	// ErrNotFound is returned for a ledger entry that is not there or not
-	// of the kind asked for.
-	ErrNotFound = errors.New("not found")
-	// ErrNotReady is returned while the node cannot serve the federation
-	// yet: no other member connected.
-	ErrNotReady = errors.New("not ready")
-)
+// ErrNotReady is returned while the node cannot serve the federation yet
+// (no other member connected), or an entry is not final yet.
+var ErrNotReady = node.E(node.Unavailable, "not ready")
 
 // Readiness says whether the node can serve: its services are up (they
 // are, once Start returned) and, in a federation of more than one, it is
@@ -59,13 +57,13 @@ func (n *Node) Ready() (Readiness, error) {
 // and the witnesses' keys can check it offline.
 type EntryProof struct {
 	Index      int64
-	Kind       string
-	Entry      []byte    // the entry's canonical encoding (the leaf)
-	Size       int64     // the final checkpoint's size
-	Checkpoint string    // its signed note, cosignatures included
-	Proof      [][]byte  // the tlog record proof, leaf to root
-	Time       time.Time // when the ledger appended the entry
-	Subject    string    `json:",omitempty"` // the patient's pseudonym, hex
+	Kind       ledger.Kind
+	Entry      []byte           // the entry's canonical encoding (the leaf)
+	Size       int64            // the final checkpoint's size
+	Checkpoint []byte           // its signed note, cosignatures included
+	Proof      tlog.RecordProof // leaf to root
+	Time       time.Time        // when the ledger appended the entry
+	Subject    ledger.Pseudonym // the patient's pseudonym; zero when none
 }
 
 // Prove returns entry index of this centre's ledger with its inclusion
@@ -73,7 +71,7 @@ type EntryProof struct {
 // ErrNotReady (it will be final within a few checkpoint intervals).
 func (n *Node) Prove(ctx context.Context, index int64) (EntryProof, error) {
 	if index < 0 || index >= n.Centre.Ledger.Size() {
-		return EntryProof{}, fmt.Errorf("%w: the ledger has no entry %d", ErrNotFound, index)
+		return EntryProof{}, fmt.Errorf("%w: the ledger has no entry %d", node.ErrNotFound, index)
 	}
 	f, ok := n.Centre.Ledger.LatestFinal()
 	if !ok || index >= f.Size {
@@ -91,62 +89,43 @@ func (n *Node) Prove(ctx context.Context, index int64) (EntryProof, error) {
 	if err != nil {
 		return EntryProof{}, err
 	}
-	out := EntryProof{Index: index, Kind: e.Kind.String(), Entry: leaf, Size: f.Size, Checkpoint: string(f.Note), Time: e.Time}
-	for _, h := range proof {
-		out.Proof = append(out.Proof, h[:])
-	}
-	if !e.Subject.IsZero() {
-		out.Subject = e.Subject.String()
-	}
-	return out, nil
+	return EntryProof{Index: index, Kind: e.Kind, Entry: leaf, Size: f.Size, Checkpoint: f.Note, Proof: proof, Time: e.Time, Subject: e.Subject}, nil
 }
 
 // RecordMeta is a record or amendment entry of this centre's ledger,
 // without its payload.
 type RecordMeta struct {
 	Index     int64
-	Kind      string
-	Pseudonym string
-	Class     string
-	Occurred  time.Time
-	Location  string `json:",omitempty"`
-	Author    string
-	Replaces  int64 `json:",omitempty"`
+	Kind      ledger.Kind
+	Pseudonym ledger.Pseudonym
+	Record    ledger.Record
 	Recorded  time.Time
 }
 
 // RecordAt returns the record or amendment entry at index.
 func (n *Node) RecordAt(ctx context.Context, index int64) (RecordMeta, error) {
 	if index < 0 || index >= n.Centre.Ledger.Size() {
-		return RecordMeta{}, fmt.Errorf("%w: the ledger has no entry %d", ErrNotFound, index)
+		return RecordMeta{}, fmt.Errorf("%w: the ledger has no entry %d", node.ErrNotFound, index)
 	}
 	e, err := n.Centre.Ledger.Entry(ctx, index)
 	if err != nil {
 		return RecordMeta{}, err
 	}
 	if e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment {
-		return RecordMeta{}, fmt.Errorf("%w: entry %d is not a record", ErrNotFound, index)
+		return RecordMeta{}, fmt.Errorf("%w: entry %d is not a record", node.ErrNotFound, index)
 	}
 	r, err := e.Record()
 	if err != nil {
 		return RecordMeta{}, err
 	}
-	return RecordMeta{Index: index, Kind: e.Kind.String(), Pseudonym: e.Subject.String(), Class: r.DataClass, Occurred: r.Occurred,
-		Location: r.Location, Author: r.Author.String(), Replaces: r.Replaces, Recorded: e.Time}, nil
+	return RecordMeta{Index: index, Kind: e.Kind, Pseudonym: e.Subject, Record: r, Recorded: e.Time}, nil
 }
 
 // Notice is an emergency access notification, for the patient and this
 // centre's privacy officer.
 type Notice struct {
-	Index     int64 // the access entry's index: the feed's cursor
-	Time      time.Time
-	Pseudonym string
-	Event     string // emergency-start or emergency-stop
-	Centre    string // the requesting centre
-	Staff     string `json:",omitempty"`
-	Role      string
-	Reason    string
-	Permitted bool
+	Centre string // the requesting centre's name
+	consent.Notification
 }
 
 // Notices returns the emergency notifications after ledger index after,
@@ -154,12 +133,7 @@ type Notice struct {
 func (n *Node) Notices(after int64) []Notice {
 	out := []Notice{}
 	for _, x := range n.Consent.Notifications(after) {
-		nt := Notice{Index: x.Index, Time: x.Time, Pseudonym: x.Subject.String(), Event: x.Event.String(), Centre: n.memberName(x.Requester),
-			Role: x.Role.String(), Reason: x.Reason.String(), Permitted: x.Permitted}
-		if x.Staff != (ledger.StaffID{}) {
-			nt.Staff = x.Staff.String()
-		}
-		out = append(out, nt)
+		out = append(out, Notice{Centre: n.memberName(x.Requester), Notification: x})
 	}
 	return out
 }
@@ -167,21 +141,14 @@ func (n *Node) Notices(after int64) []Notice {
 // TokenCheck is what this centre makes of a patient's token before anyone
 // uses it: its terms, and whether it would be honoured here now.
 type TokenCheck struct {
-	ID         string
-	Pseudonym  string
-	Grantee    string // a centre's name, "any centre", and /STAFF-ID when for one staff member
-	Role       string `json:",omitempty"`
-	Purposes   string
-	Actions    string
-	Classes    []string `json:",omitempty"`
-	DataPeriod string
-	Issued     time.Time
-	Expires    time.Time
-	Uses       int
-	Used       int
-	Valid      bool
-	Problem    string `json:",omitempty"` // why it would not be honoured
+	consent.Token
+	Grantee string // a centre's name, "any centre", and /STAFF-ID when for one staff member
+	Used    int
+	Problem string // why it would not be honoured; empty when it would
 }
+
+// Valid says whether the token would be honoured here now.
+func (t TokenCheck) Valid() bool { return t.Problem == "" }
 
 // CheckToken parses a token, checks its signature, and says whether this
 // centre would honour it now: signed by the patient's attested key, for
@@ -193,31 +160,27 @@ func (n *Node) CheckToken(ctx context.Context, raw []byte) (TokenCheck, error) {
 		return TokenCheck{}, err
 	}
 	if d.Kind != consent.KindToken {
-		return TokenCheck{}, fmt.Errorf("%w: a %s, not a token", consent.ErrMalformed, d.Kind)
+		return TokenCheck{}, fmt.Errorf("%w: a %s, not a token", node.ErrInvalid, d.Kind)
 	}
 	t := d.Token
-	v, err := n.ShowConsent(ctx, t.Subject.String())
+	v, err := n.ShowConsent(ctx, t.Subject)
 	if err != nil {
 		return TokenCheck{}, err
 	}
-	out := TokenCheck{ID: t.ID.String(), Pseudonym: t.Subject.String(), Grantee: "any centre", Purposes: t.Purposes.String(), Actions: t.Actions.String(),
-		Classes: t.Classes, DataPeriod: t.DataPeriod.String(), Issued: t.Issued, Expires: t.Expires, Uses: int(t.Uses), Used: v.TokenUses[t.ID.String()]}
+	out := TokenCheck{Token: *t, Grantee: "any centre", Used: v.TokenUses[t.ID]}
 	if t.Grantee.Centre != "" {
 		out.Grantee = n.memberName(t.Grantee.Centre)
 	}
 	if t.Grantee.Staff != (ledger.StaffID{}) {
 		out.Grantee += "/" + t.Grantee.Staff.String()
 	}
-	if t.Grantee.Role != 0 {
-		out.Role = t.Grantee.Role.String()
-	}
 	now := time.Now()
 	switch {
 	case t.Federation != n.Membership.Current().Federation:
 		out.Problem = "the token is for another federation"
-	case v.Key == "" || v.Key != consent.FormatPublicKey(d.Signer):
+	case v.Key == nil || !v.Key.Equal(d.Signer):
 		out.Problem = "not signed with the key attested for this patient"
-	case v.Standing == "compromised":
+	case v.Standing == Compromised:
 		out.Problem = "the patient reported their key compromised"
 	case t.Grantee.Centre != "" && t.Grantee.Centre != n.Centre.ID():
 		out.Problem = "the token is for " + out.Grantee + ", not this centre"
@@ -225,10 +188,23 @@ func (n *Node) CheckToken(ctx context.Context, raw []byte) (TokenCheck, error) {
 		out.Problem = "not valid yet"
 	case !now.Before(t.Expires):
 		out.Problem = "expired"
-	case out.Used >= out.Uses:
+	case out.Used >= int(t.Uses):
 		out.Problem = "used up"
-	default:
-		out.Valid = true
 	}
 	return out, nil
+}
+
+// Name is the centre's name in the charter.
+func (n *Node) Name() string { return n.Centre.Name }
+
+// Federation is the ID of the centre's federation.
+func (n *Node) Federation() string { return n.Membership.Current().Federation }
+
+// FederationStatus is the membership as this node sees it.
+func (n *Node) FederationStatus() federation.Status { return n.Membership.Status() }
+
+// LedgerStatus returns the ledger's checkpoints, their cosigners and any
+// evidence of equivocation this centre holds as a witness.
+func (n *Node) LedgerStatus(ctx context.Context) (LedgerStatus, error) {
+	return n.Centre.LedgerStatus(ctx)
 }

@@ -1,6 +1,7 @@
 package centre
 
 import (
+	"github.com/medfed/medfed/node"
 	"bytes"
 	"context"
 	"errors"
@@ -22,7 +23,7 @@ const ShareFile = "oprf.share"
 
 // ErrNoPseudonymKey is returned when the federation's charter lists no
 // pseudonym key.
-var ErrNoPseudonymKey = errors.New("the federation has no pseudonym key")
+var ErrNoPseudonymKey = node.E(node.Unavailable, "the federation has no pseudonym key")
 
 // pseudonymKeys returns the checked pseudonym key parameters the charter
 // lists, or nil when it lists none.
@@ -36,7 +37,7 @@ func pseudonymKeys(c federation.Charter) (*pseudonym.Keys, error) {
 	}
 	keys, err := pseudonym.NewKeys(c.Federation, c.Policy.OPRFThreshold, pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", federation.ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", node.ErrInvalid, err)
 	}
 	return keys, nil
 }
@@ -199,20 +200,20 @@ func (c *Centre) spentWithin(ctx context.Context, window time.Duration) ([]pseud
 }
 
 // Pseudonyms derives the federation pseudonyms of ids.
-func (n *Node) Pseudonyms(ctx context.Context, ids []pseudonym.Identifier) ([]pseudonym.Pseudonym, error) {
+func (n *Node) Pseudonyms(ctx context.Context, ids []pseudonym.Identifier) ([]ledger.Pseudonym, error) {
 	if n.pseudonyms == nil {
 		return nil, ErrNoPseudonymKey
 	}
 	return n.pseudonyms.Pseudonyms(ctx, ids)
 }
 
-// MaxPseudonymRequest bounds the identifiers of one admin request.
+// MaxPseudonymRequest bounds the identifiers of one request.
 const MaxPseudonymRequest = 4096
 
 // PseudonymsOf parses "system|value" identifiers with the configured rules
-// and derives their pseudonyms, in hex. An error names an identifier by
-// its position, never its value.
-func (n *Node) PseudonymsOf(ctx context.Context, raw []string) ([]string, error) {
+// and derives their pseudonyms. An error names an identifier by its
+// position, never its value.
+func (n *Node) PseudonymsOf(ctx context.Context, raw []string) ([]ledger.Pseudonym, error) {
 	if n.pseudonyms == nil {
 		return nil, ErrNoPseudonymKey
 	}
@@ -231,9 +232,9 @@ func (n *Node) PseudonymsOf(ctx context.Context, raw []string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(ps))
+	out := make([]ledger.Pseudonym, len(ps))
 	for i, p := range ps {
-		out[i] = p.String()
+		out[i] = ledger.Pseudonym(p)
 	}
 	return out, nil
 }

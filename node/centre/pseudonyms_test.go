@@ -75,7 +75,7 @@ func TestPseudonymsAgreeAcrossCentres(t *testing.T) {
 	ids := nhsNumbers(t, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var first []pseudonym.Pseudonym
+	var first []ledger.Pseudonym
 	for _, n := range nodes {
 		ps, err := n.Pseudonyms(ctx, ids)
 		if err != nil {

@@ -2,12 +2,15 @@ package centre
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
 )
@@ -32,65 +35,44 @@ func (n *Node) startQuery(ctx context.Context) error {
 	return err
 }
 
-// QueryRequest is a clinician's query, as the admin socket takes it.
+// Asker is who asks and why: a staff member of this centre, in a role,
+// for a purpose (with a reason when it is an emergency).
+type Asker struct {
+	Role    consent.Role
+	Staff   ledger.StaffID // zero when not named
+	Purpose consent.Purpose
+	Reason  consent.Reason // the emergency reason; zero when none
+}
+
+// QueryRequest is a clinician's query for a patient's records.
 type QueryRequest struct {
-	Pseudonym string
-	Purpose   string // treatment, research or emergency
-	Role      string
-	Staff     string   `json:",omitempty"` // 32 hex digits
-	Classes   []string `json:",omitempty"`
-	Token     string   `json:",omitempty"` // a patient's token, base64
-	Reason    string   `json:",omitempty"` // the emergency reason
+	Pseudonym ledger.Pseudonym
+	Asker
+	Classes []string // data classes; all when empty
+	Token   []byte   // a patient's token, when the query rests on one
 	// Local asks this centre alone (its own records), without a lookup.
-	Local bool `json:",omitempty"`
+	Local bool
 }
 
-// QueryResult is a query's outcome, holder by holder, by name.
+// QueryResult is a query's outcome, holder by holder, in order of name.
 type QueryResult struct {
-	Pseudonym string
+	Pseudonym ledger.Pseudonym
 	Holders   []QueryHolder
-	Lookup    string `json:",omitempty"` // why holders may be missing
-	Millis    float64
+	Lookup    error // why holders may be missing
+	Elapsed   time.Duration
 }
 
-// QueryHolder is one holder's answer.
+// QueryHolder is one holder's answer, with the holder's name.
 type QueryHolder struct {
-	Name string
-	// Status: "answered" (records released), "denied" (by consent, with
-	// the reason), or "failed" (down, too slow, refused, or its answer did
-	// not verify: Error says which).
-	Status     string
-	Error      string `json:",omitempty"`
-	Reason     string `json:",omitempty"`
-	Basis      string `json:",omitempty"`
-	Access     int64  // the access entry on the holder's ledger
-	Denied     int    `json:",omitempty"`
-	Pending    int    `json:",omitempty"`
-	Checkpoint int64  `json:",omitempty"` // the final checkpoint the records are proven in
-	Records    []QueryRecord
-}
-
-// QueryRecord is one released record, proven.
-type QueryRecord struct {
-	Index    int64
-	Kind     string
-	Class    string
-	Occurred time.Time
-	Location string `json:",omitempty"`
-	Author   string
-	Replaces int64  `json:",omitempty"`
-	Payload  []byte `json:",omitempty"`
-	Erased   bool   `json:",omitempty"`
+	Name    string
+	Outcome Outcome // Answered (records released), Denied or Failed (Err)
+	query.Answer
 }
 
 // QueryRecords asks every holder of a patient for the records consent
 // lets this requester see.
 func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, error) {
-	p, err := ParsePseudonym(r.Pseudonym)
-	if err != nil {
-		return QueryResult{}, err
-	}
-	spec, err := querySpec(p, r.Role, r.Staff, r.Purpose, r.Reason, r.Token, r.Classes)
+	spec, err := querySpec(r.Pseudonym, r.Asker, r.Token, r.Classes)
 	if err != nil {
 		return QueryResult{}, err
 	}
@@ -100,32 +82,29 @@ func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, e
 	if err != nil {
 		return QueryResult{}, err
 	}
-	out := QueryResult{Pseudonym: p.String(), Holders: []QueryHolder{}, Millis: float64(time.Since(start).Microseconds()) / 1000}
-	if res.Lookup != nil {
-		out.Lookup = res.Lookup.Error()
-	}
+	out := QueryResult{Pseudonym: r.Pseudonym, Holders: []QueryHolder{}, Lookup: res.Lookup, Elapsed: time.Since(start)}
 	for _, a := range res.Holders {
-		h := QueryHolder{Name: n.memberName(a.Holder), Records: []QueryRecord{}}
+		h := QueryHolder{Name: n.memberName(a.Holder), Answer: a}
 		switch {
 		case a.Err != nil:
-			h.Status, h.Error = "failed", a.Err.Error()
+			h.Outcome = Failed
 		case a.Permit:
-			h.Status = "answered"
+			h.Outcome = Answered
 		default:
-			h.Status = "denied"
-		}
-		if a.Err == nil {
-			h.Reason, h.Basis, h.Access, h.Denied, h.Pending, h.Checkpoint = a.Reason, a.Basis.String(), a.Access, a.Denied, a.Pending, a.Size
-		}
-		for _, rec := range a.Records {
-			h.Records = append(h.Records, QueryRecord{
-				Index: rec.Index, Kind: rec.Kind.String(), Class: rec.Record.DataClass, Occurred: rec.Record.Occurred,
-				Location: rec.Record.Location, Author: rec.Record.Author.String(), Replaces: rec.Record.Replaces,
-				Payload: rec.Payload, Erased: rec.Erased,
-			})
+			h.Outcome = Denied
 		}
 		out.Holders = append(out.Holders, h)
 	}
 	slices.SortFunc(out.Holders, func(a, b QueryHolder) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// querySpec checks the fields of a query or transfer request.
+func querySpec(p ledger.Pseudonym, a Asker, token []byte, classes []string) (query.Spec, error) {
+	for _, c := range classes {
+		if !ledger.ValidDataClass(c) {
+			return query.Spec{}, fmt.Errorf("%w: data class %q", node.ErrInvalid, c)
+		}
+	}
+	return query.Spec{Subject: p, Classes: classes, Role: a.Role, Staff: a.Staff, Purpose: a.Purpose, Reason: a.Reason, Token: token}, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
@@ -43,7 +44,7 @@ func queryFed(t *testing.T) ([]centre.Config, []*centre.Node, ledger.Pseudonym) 
 	ctx := context.Background()
 	p := ledger.Pseudonym(sha256.Sum256([]byte("query test patient")))
 	for _, n := range nodes[1:] {
-		req := centre.RecordRequest{Pseudonym: p.String(), Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("result from " + n.Centre.Name)}
+		req := centre.RecordRequest{Pseudonym: p, Class: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("result from " + n.Centre.Name)}
 		res, err := n.AddRecord(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -54,7 +55,7 @@ func queryFed(t *testing.T) ([]centre.Config, []*centre.Node, ledger.Pseudonym) 
 		})
 	}
 	eventually(t, 15*time.Second, "the directory lists both holders", func() bool {
-		res, err := nodes[0].LookupPseudonym(ctx, p.String())
+		res, err := nodes[0].Lookup(ctx, p)
 		return err == nil && len(res.Holders) == 2
 	})
 	return cfgs, nodes, p
@@ -76,10 +77,10 @@ func TestQueryAcrossHolders(t *testing.T) {
 	cfgs, nodes, p := queryFed(t)
 	b, c := nodes[1], nodes[2]
 	ctx := context.Background()
-	admin := centre.Admin(cfgs[0].Data.Dir)
+	sock := admin.Dial(cfgs[0].Data.Dir)
 	before := []int{accesses(t, b), accesses(t, c)}
 
-	res, err := admin.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
+	res, err := sock.QueryRecords(ctx, admin.QueryRequest{Pseudonym: p.String(), Purpose: "treatment", Role: "clinician"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestQueryAcrossHolders(t *testing.T) {
 			t.Fatalf("%s answered %+v", h.Name, h)
 		}
 	}
-	res, err = admin.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher"})
+	res, err = sock.QueryRecords(ctx, admin.QueryRequest{Pseudonym: p.String(), Purpose: "research", Role: "researcher"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestQueryAcrossHolders(t *testing.T) {
 			t.Fatalf("%s has %d access entries, want %d", n.Centre.Name, got, before[i]+2)
 		}
 	}
-	if _, err := admin.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: "curiosity", Role: "clinician"}); err == nil {
+	if _, err := sock.QueryRecords(ctx, admin.QueryRequest{Pseudonym: p.String(), Purpose: "curiosity", Role: "clinician"}); err == nil {
 		t.Fatal("a query with an unknown purpose was sent")
 	}
 }

@@ -2,11 +2,11 @@ package centre
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
 )
@@ -15,16 +15,16 @@ import (
 type LedgerStatus struct {
 	Origin   string
 	Size     int64
-	Latest   *CheckpointStatus `json:",omitempty"` // the last checkpoint signed
-	Final    *CheckpointStatus `json:",omitempty"` // the last one the witness quorum cosigned
+	Latest   *CheckpointStatus // the last checkpoint signed; nil when none
+	Final    *CheckpointStatus // the last one the witness quorum cosigned; nil when none
 	Evidence []EvidenceStatus  // members caught signing two histories
 }
 
 // CheckpointStatus describes one checkpoint.
 type CheckpointStatus struct {
 	Size      int64
-	Root      string   // base64, as in the checkpoint
-	Cosigners []string `json:",omitempty"` // member names
+	Root      tlog.Hash
+	Cosigners []string // member names
 }
 
 // EvidenceStatus is one pair of conflicting checkpoints this centre holds.
@@ -39,10 +39,10 @@ type EvidenceStatus struct {
 func (c *Centre) LedgerStatus(ctx context.Context) (LedgerStatus, error) {
 	st := LedgerStatus{Origin: c.Ledger.Origin(), Size: c.Ledger.Size()}
 	if sc, ok := c.Ledger.LatestCheckpoint(); ok {
-		st.Latest = &CheckpointStatus{Size: sc.Size, Root: base64.StdEncoding.EncodeToString(sc.Root[:])}
+		st.Latest = &CheckpointStatus{Size: sc.Size, Root: sc.Root}
 	}
 	if sc, ok := c.Ledger.LatestFinal(); ok {
-		st.Final = &CheckpointStatus{Size: sc.Size, Root: base64.StdEncoding.EncodeToString(sc.Root[:])}
+		st.Final = &CheckpointStatus{Size: sc.Size, Root: sc.Root}
 		ch, err := c.Charter(ctx)
 		if err != nil && !errors.Is(err, ErrNoCharter) {
 			return st, err

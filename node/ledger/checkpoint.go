@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/medfed/medfed/node"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -31,7 +31,7 @@ type SignedCheckpoint struct {
 
 // ErrBadCheckpoint is returned for a checkpoint that does not parse or whose
 // signature does not verify.
-var ErrBadCheckpoint = errors.New("bad checkpoint")
+var ErrBadCheckpoint = node.E(node.Invalid, "bad checkpoint")
 
 const maxCheckpointLen = 16 << 10
 
@@ -153,7 +153,7 @@ var _ note.Signer = (*ed25519Signer)(nil)
 
 // ErrBadProof is returned when an inclusion or consistency proof does not
 // check out.
-var ErrBadProof = errors.New("bad proof")
+var ErrBadProof = node.E(node.Invalid, "bad proof")
 
 // VerifyInclusion checks that entry (its canonical encoding) is the leaf at
 // index in the tree of checkpoint c. It needs nothing but a checkpoint that

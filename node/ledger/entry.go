@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/medfed/medfed/node"
 )
 
 // Kind says what an entry records.
@@ -116,13 +117,10 @@ func validTime(t time.Time) bool { return !t.Before(minTime) && t.Before(maxTime
 // MaxEntrySize is the largest encoded entry the ledger accepts.
 const MaxEntrySize = maxEntryLen
 
-// Errors returned by Decode and by the entry body accessors.
-var (
-	ErrMalformed = errors.New("malformed entry")
-)
-
+// malformed returns the error of Decode and of the entry body accessors
+// for bytes or fields that are not a valid entry: of kind node.Invalid.
 func malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: malformed entry: %s", node.ErrInvalid, fmt.Sprintf(format, args...))
 }
 
 // Encode returns the canonical encoding of e.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -29,8 +30,8 @@ func TestRecordsRefuseTimesTheEncodingCannotHold(t *testing.T) {
 				t.Fatalf("NewRecord: %v, want ok=%v", err, tt.ok)
 			}
 			if err != nil {
-				if !errors.Is(err, ledger.ErrMalformed) {
-					t.Fatalf("error %v is not ErrMalformed", err)
+				if !errors.Is(err, node.ErrInvalid) {
+					t.Fatalf("error %v is not node.ErrInvalid", err)
 				}
 				return
 			}
@@ -45,7 +46,7 @@ func TestRecordsRefuseTimesTheEncodingCannotHold(t *testing.T) {
 func TestEncodeRefusesWhatDecodeWouldRefuse(t *testing.T) {
 	e := record(t, pseudonym(1), 1)
 	e.Index = 1<<62 + 1
-	if _, err := e.Encode(); !errors.Is(err, ledger.ErrMalformed) {
+	if _, err := e.Encode(); !errors.Is(err, node.ErrInvalid) {
 		t.Fatalf("Encode of an out-of-range index: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -127,8 +128,8 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := ledger.Decode(data)
 		if err != nil {
-			if !errors.Is(err, ledger.ErrMalformed) {
-				t.Fatalf("Decode error %v does not wrap ErrMalformed", err)
+			if !errors.Is(err, node.ErrInvalid) {
+				t.Fatalf("Decode error %v does not wrap node.ErrInvalid", err)
 			}
 			return
 		}

@@ -12,15 +12,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medfed/medfed/node"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Errors a Ledger returns.
+// Errors a Ledger returns, besides node.ErrNotFound for an entry, a proof
+// or a checkpoint it does not have. ErrInconsistent is a failure of the
+// ledger itself: its storage was rewritten.
 var (
-	ErrClosed       = errors.New("ledger closed")
-	ErrNotFound     = errors.New("no such entry")
-	ErrInconsistent = errors.New("refusing to sign a checkpoint inconsistent with an earlier one")
+	ErrClosed       = node.E(node.Unavailable, "ledger closed")
+	ErrInconsistent = node.E(node.Internal, "refusing to sign a checkpoint inconsistent with an earlier one")
 )
 
 // DefaultMaxBatch is the default number of entries in one group commit.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -390,8 +391,8 @@ func TestAppendRefusesInvalidEntries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := f.l.Append(context.Background(), valid, tt.e); !errors.Is(err, ledger.ErrMalformed) {
-				t.Fatalf("Append: %v, want ErrMalformed", err)
+			if _, err := f.l.Append(context.Background(), valid, tt.e); !errors.Is(err, node.ErrInvalid) {
+				t.Fatalf("Append: %v, want node.ErrInvalid", err)
 			}
 			if f.l.Size() != 0 {
 				t.Fatal("a refused append wrote entries")

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/medfed/medfed/node"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -15,7 +16,7 @@ import (
 // Entry returns the entry at index.
 func (l *Ledger) Entry(ctx context.Context, index int64) (Entry, error) {
 	if index < 0 || index >= l.Size() {
-		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, ErrNotFound)
+		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, node.ErrNotFound)
 	}
 	var data []byte
 	if err := l.r.QueryRowContext(ctx, "SELECT data FROM entries WHERE idx = ?", index).Scan(&data); err != nil {
@@ -31,7 +32,7 @@ func (l *Ledger) Entry(ctx context.Context, index int64) (Entry, error) {
 // Entries returns the entries with index in [from, to), in order.
 func (l *Ledger) Entries(ctx context.Context, from, to int64) ([]Entry, error) {
 	if size := l.Size(); from < 0 || to > size || from > to {
-		return nil, fmt.Errorf("ledger entries [%d, %d) of %d: %w", from, to, size, ErrNotFound)
+		return nil, fmt.Errorf("ledger entries [%d, %d) of %d: %w", from, to, size, node.ErrNotFound)
 	}
 	rows, err := l.r.QueryContext(ctx, "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", from, to)
 	if err != nil {
@@ -203,7 +204,7 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 	for _, w := range wants {
 		blob, ok := rows[w.leaf]
 		if !ok {
-			return nil, fmt.Errorf("hash at level %d: entry %d: %w", w.level, w.leaf, ErrNotFound)
+			return nil, fmt.Errorf("hash at level %d: entry %d: %w", w.level, w.leaf, node.ErrNotFound)
 		}
 		if len(blob) < (w.level+1)*tlog.HashSize || len(blob)%tlog.HashSize != 0 {
 			return nil, fmt.Errorf("entry %d: stored hashes of %d bytes, want hash %d", w.leaf, len(blob), w.level)
@@ -256,7 +257,7 @@ func (l *Ledger) hashReader(ctx context.Context) tlog.HashReader {
 // the given size (size at most Size()).
 func (l *Ledger) ProveInclusion(ctx context.Context, index, size int64) (tlog.RecordProof, error) {
 	if size > l.Size() || index < 0 || index >= size {
-		return nil, fmt.Errorf("ledger prove inclusion of %d in %d: %w", index, size, ErrNotFound)
+		return nil, fmt.Errorf("ledger prove inclusion of %d in %d: %w", index, size, node.ErrNotFound)
 	}
 	p, err := tlog.ProveRecord(size, index, l.hashReader(ctx))
 	if err != nil {
@@ -269,7 +270,7 @@ func (l *Ledger) ProveInclusion(ctx context.Context, index, size int64) (tlog.Re
 // tree of size older.
 func (l *Ledger) ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error) {
 	if newer > l.Size() || older < 0 || older > newer {
-		return nil, fmt.Errorf("ledger prove consistency %d to %d: %w", older, newer, ErrNotFound)
+		return nil, fmt.Errorf("ledger prove consistency %d to %d: %w", older, newer, node.ErrNotFound)
 	}
 	if older == 0 || older == newer {
 		return tlog.TreeProof{}, nil
@@ -339,7 +340,7 @@ func (l *Ledger) Checkpoint(ctx context.Context, size int64) (SignedCheckpoint, 
 	var msg []byte
 	err := l.r.QueryRowContext(ctx, "SELECT note FROM checkpoints WHERE size = ?", size).Scan(&msg)
 	if errors.Is(err, sql.ErrNoRows) {
-		return SignedCheckpoint{}, fmt.Errorf("ledger checkpoint %d: %w", size, ErrNotFound)
+		return SignedCheckpoint{}, fmt.Errorf("ledger checkpoint %d: %w", size, node.ErrNotFound)
 	}
 	if err != nil {
 		return SignedCheckpoint{}, fmt.Errorf("ledger checkpoint %d: %w", size, err)

@@ -11,13 +11,14 @@ import (
 	"strings"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+	"github.com/medfed/medfed/node"
 )
 
 // applicationID marks a SQLite file as a medfed ledger ("mfLG").
 const applicationID = 0x6d664c47
 
 // ErrNotLedger is returned when a file exists but is not a medfed ledger.
-var ErrNotLedger = errors.New("not a medfed ledger")
+var ErrNotLedger = node.E(node.Invalid, "not a medfed ledger")
 
 // migrations are applied in order, each in its own transaction; the
 // database's user_version counts how many have run.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/medfed/medfed/node"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -30,7 +31,7 @@ type Evidence struct {
 
 // ErrBlocked is returned for a log this centre stopped witnessing because
 // it signed two histories.
-var ErrBlocked = errors.New("log blocked after equivocation")
+var ErrBlocked = node.E(node.Conflict, "log blocked after equivocation")
 
 // Witness runs check on what this centre last cosigned of origin (found is
 // false before the first time) and stores what check returns, in one

@@ -1,6 +1,12 @@
 // Package nodetest starts real medfed centres for tests: configurations
-// on free 127.0.0.1 ports, a federation founded offline, and running
-// nodes stopped when the test ends.
+// on free 127.0.0.1 ports, a federation founded offline, running nodes
+// stopped when the test ends, and the turn the heavy suites take.
+//
+// Its functions are the testing.TB face of node/nodetest/harness, which
+// does the work and returns its errors: a test ends where the harness
+// would return one. The harness is a package of its own so that the demo
+// and the benchmarks, which run inside the medfed binary, found their
+// federations the same way without linking this package's testing.
 package nodetest
 
 import (
@@ -8,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,39 +23,34 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // Config is the configuration of centre name under root, of the
 // federation "test-federation", listening on a free port.
 func Config(t testing.TB, root, name string) centre.Config {
 	t.Helper()
-	cfg := centre.DefaultConfig()
-	cfg.Centre.Name, cfg.Federation.ID = name, "test-federation"
-	cfg.Data.Dir = filepath.Join(root, name)
-	cfg.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t))}
+	cfg, err := harness.Config(root, name, "test-federation")
+	if err != nil {
+		t.Fatal(err)
+	}
 	return cfg
 }
 
 // Offline runs f on the centre of cfg opened without its node.
 func Offline(t testing.TB, cfg centre.Config, f func(*centre.Centre)) {
 	t.Helper()
-	c, err := centre.Open(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f(c)
-	if err := c.Close(); err != nil {
+	if err := harness.Offline(context.Background(), cfg, func(c *centre.Centre) error { f(c); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -58,13 +58,10 @@ func Offline(t testing.TB, cfg centre.Config, f func(*centre.Centre)) {
 // Request is the join request of the centre of cfg.
 func Request(t testing.TB, cfg centre.Config) []byte {
 	t.Helper()
-	var req []byte
-	Offline(t, cfg, func(c *centre.Centre) {
-		var err error
-		if req, err = c.JoinRequest(cfg.P2P.Listen); err != nil {
-			t.Fatal(err)
-		}
-	})
+	req, err := harness.Request(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return req
 }
 
@@ -72,62 +69,31 @@ func Request(t testing.TB, cfg centre.Config) []byte {
 // with the default policy, and installs the charter at every founder.
 func Found(t testing.TB, cfgs ...centre.Config) {
 	t.Helper()
-	var reqs [][]byte
-	for _, cfg := range cfgs[1:] {
-		reqs = append(reqs, Request(t, cfg))
-	}
-	var draft, shares []byte
-	Offline(t, cfgs[0], func(c *centre.Centre) {
-		var err error
-		if draft, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, federation.DefaultPolicy(len(cfgs))); err != nil {
-			t.Fatal(err)
-		}
-	})
-	for _, cfg := range cfgs[1:] {
-		Offline(t, cfg, func(c *centre.Centre) {
-			var err error
-			if draft, err = c.SignCharter(draft, shares); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	for _, cfg := range cfgs {
-		Offline(t, cfg, func(c *centre.Centre) {
-			if _, err := c.InstallFounding(context.Background(), draft, shares); err != nil {
-				t.Fatal(err)
-			}
-		})
+	if _, err := harness.Found(context.Background(), federation.DefaultPolicy(len(cfgs)), cfgs...); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // Start starts the node of cfg and stops it when the test ends.
 func Start(t testing.TB, cfg centre.Config) *centre.Node {
 	t.Helper()
-	n, err := centre.Start(context.Background(), cfg, nil)
+	n, err := harness.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := n.Stop(); err != nil {
 			t.Errorf("stopping %s: %v", cfg.Centre.Name, err)
 		}
 	})
-	return n
+	return n.Node
 }
 
 // Eventually fails the test unless ok holds within the time given.
 func Eventually(t testing.TB, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := harness.WaitFor(context.Background(), within, what, ok); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -152,9 +118,9 @@ func (l *Log) String() string {
 // TakeTurn waits until no other heavy test on this machine holds the
 // turn, and holds it until release is called. go test runs packages side
 // by side; the directory's tests (federations of up to twenty real hosts),
-// the command's (the demo and the benchmarks in process) and the chaos
-// test (five busy node processes) starve each other's waits on a two-core
-// machine, so they take turns. The lock is a file in the temporary
+// the demo's, the benchmarks' and the command's (federations in process)
+// and the chaos test (five busy node processes) starve each other's waits
+// on a two-core machine, so they take turns. The lock is a file in the temporary
 // directory; the kernel drops it if the process dies.
 func TakeTurn() (release func() error, err error) {
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "medfed-heavy-tests.lock"), os.O_CREATE|os.O_RDWR, 0o600)

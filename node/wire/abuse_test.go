@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -29,15 +30,15 @@ func TestAbuseClaimedFrameIsNotAllocatedUpFront(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, _, err := wire.Read(r, wire.MaxFrame)
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, wire.ErrFrame) {
-		t.Fatalf("a frame cut short: %v, want ErrFrame", err)
+	if !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("a frame cut short: %v, want node.ErrInvalid", err)
 	}
 	if got := after.TotalAlloc - before.TotalAlloc; got > wire.MaxFrame/16 {
 		t.Fatalf("reading 1000 bytes of a frame claiming %d allocated %d bytes", wire.MaxFrame, got)
 	}
 	// Over the limit: refused from the header alone, whatever follows.
-	if _, _, err := wire.Read(bytes.NewReader(header(1, 0xffffffff)), wire.MaxFrame); !errors.Is(err, wire.ErrFrame) {
-		t.Fatalf("a frame claiming 4 GiB: %v, want ErrFrame", err)
+	if _, _, err := wire.Read(bytes.NewReader(header(1, 0xffffffff)), wire.MaxFrame); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("a frame claiming 4 GiB: %v, want node.ErrInvalid", err)
 	}
 }
 

@@ -1,10 +1,13 @@
 package wire
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
 	"time"
+
+	"github.com/medfed/medfed/node"
 )
 
 // Messages and documents are built from a few fields, all big-endian:
@@ -51,17 +54,18 @@ func (w *Writer) Time(t time.Time) {
 	w.U64(uint64(s))
 }
 
-// Reader consumes fields; the first failure sticks (wrapping the error
-// given to NewReader), so a decoder checks Err once at the end, and
-// before using a count.
+// Reader consumes fields; the first failure sticks, so a decoder checks
+// Err once at the end, and before using a count. Its failures are of kind
+// node.Invalid and say what was being read: "malformed query request:
+// truncated nonce".
 type Reader struct {
-	b         []byte
-	err       error
-	malformed error
+	b    []byte
+	err  error
+	what string
 }
 
-// NewReader reads b, failing with errors that wrap malformed.
-func NewReader(b []byte, malformed error) *Reader { return &Reader{b: b, malformed: malformed} }
+// NewReader reads b, the encoding of what.
+func NewReader(b []byte, what string) *Reader { return &Reader{b: b, what: what} }
 
 // Err returns the first failure.
 func (r *Reader) Err() error { return r.err }
@@ -72,8 +76,14 @@ func (r *Reader) Len() int { return len(r.b) }
 // Fail records a failure unless one is recorded already.
 func (r *Reader) Fail(format string, args ...any) {
 	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s", r.malformed, fmt.Sprintf(format, args...))
+		r.err = Malformed(r.what, format, args...)
 	}
+}
+
+// Malformed returns an error of kind node.Invalid for an encoding of what
+// that cannot be read or holds what it may not.
+func Malformed(what, format string, args ...any) error {
+	return fmt.Errorf("%w: malformed %s: %s", node.ErrInvalid, what, fmt.Sprintf(format, args...))
 }
 
 // Take returns the next n bytes (sharing the buffer), or nil on failure.
@@ -189,23 +199,6 @@ func (r *Reader) Millis(what string) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// OpenSigned splits a signed message of at most max bytes (its body, then
-// an Ed25519 signature over Signed(context, body)) and reads the body's
-// version byte, which must be version: it returns a Reader over the rest
-// of the body, the body and the signature. Checking the signature is the
-// caller's: the key depends on the message.
-func OpenSigned(b []byte, max int, version uint8, what string, malformed error) (r *Reader, body, sig []byte, err error) {
-	if len(b) > max || len(b) < ed25519.SignatureSize {
-		return nil, nil, nil, fmt.Errorf("%w: %s of %d bytes", malformed, what, len(b))
-	}
-	body, sig = b[:len(b)-ed25519.SignatureSize], b[len(b)-ed25519.SignatureSize:]
-	r = NewReader(body, malformed)
-	if v := r.U8("version"); r.Err() == nil && v != version {
-		return nil, nil, nil, fmt.Errorf("%w: %s version %d", malformed, what, v)
-	}
-	return r, body, sig, r.Err()
-}
-
 // End fails unless every byte was read.
 func (r *Reader) End(what string) {
 	if r.err == nil && len(r.b) != 0 {
@@ -221,4 +214,85 @@ func Signed(context string, body []byte) []byte {
 	m = append(m, context...)
 	m = append(m, 0)
 	return append(m, body...)
+}
+
+// Message is a type of signed message, the one shape every medfed
+// protocol signs: a version byte and the message's fields, then an
+// Ed25519 signature over Signed(Context, those bytes). A consent document
+// carries its signer's public key between the two (Signer); every other
+// message names its signer in its fields.
+type Message struct {
+	What    string // the message, in errors: "query request"
+	Context string // names the type and version in what is signed
+	Version uint8
+	Max     int  // the largest signed message, in bytes
+	Signer  bool // the signer's public key follows the fields, unsigned
+}
+
+// Encode returns the version and the fields write writes: the message
+// as it is before its signature (and signer).
+func (m Message) Encode(write func(*Writer)) []byte {
+	w := Writer{B: []byte{m.Version}}
+	write(&w)
+	return w.B
+}
+
+// Sign returns the message whose fields write writes, signed with key.
+func (m Message) Sign(key ed25519.PrivateKey, write func(*Writer)) ([]byte, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, Malformed(m.What, "not an Ed25519 private key")
+	}
+	w := Writer{B: m.Encode(write)}
+	signed := Signed(m.Context, w.B)
+	if m.Signer {
+		w.Bytes(key.Public().(ed25519.PublicKey))
+	}
+	if n := len(w.B) + ed25519.SignatureSize; n > m.Max {
+		return nil, Malformed(m.What, "%d bytes, at most %d", n, m.Max)
+	}
+	return append(w.B, ed25519.Sign(key, signed)...), nil
+}
+
+// Open reads a signed message: its version, then the fields read reads,
+// which must be all the message holds before its signature. It checks no
+// signature (the key that must have signed depends on the fields): the
+// caller verifies what it returns.
+func (m Message) Open(b []byte, read func(*Reader)) (Opened, error) {
+	tail := ed25519.SignatureSize
+	if m.Signer {
+		tail += ed25519.PublicKeySize
+	}
+	if len(b) > m.Max || len(b) < 1+tail {
+		return Opened{}, Malformed(m.What, "%d bytes, want %d to %d", len(b), 1+tail, m.Max)
+	}
+	body := b[:len(b)-tail]
+	r := NewReader(body, m.What)
+	if v := r.U8("version"); r.Err() == nil && v != m.Version {
+		r.Fail("version %d", v)
+	}
+	if r.Err() == nil {
+		read(r)
+	}
+	r.End(m.What)
+	if r.Err() != nil {
+		return Opened{}, r.Err()
+	}
+	o := Opened{Signed: Signed(m.Context, body), Sig: bytes.Clone(b[len(b)-ed25519.SignatureSize:])}
+	if m.Signer {
+		o.Signer = ed25519.PublicKey(bytes.Clone(b[len(body) : len(body)+ed25519.PublicKeySize]))
+	}
+	return o, nil
+}
+
+// Opened is a signed message that Open read: what its signature covers,
+// the signature, and the signer's key when the message carries it.
+type Opened struct {
+	Signed []byte
+	Sig    []byte
+	Signer ed25519.PublicKey
+}
+
+// Verify reports whether key made the signature.
+func (o Opened) Verify(key ed25519.PublicKey) bool {
+	return len(key) == ed25519.PublicKeySize && ed25519.Verify(key, o.Signed, o.Sig)
 }

@@ -17,7 +17,7 @@ const (
 
 // Server answers the one-request streams of a protocol: a request is read
 // only from a peer Admit lets in, served within Work, and answered with
-// status 0 and the answer, or status 1 and the reason of the refusal.
+// StatusOK and the answer, or a refusal: a status and a reason.
 type Server struct {
 	Name      string        // the protocol, for logs
 	Limit     int           // the largest request payload read
@@ -27,8 +27,9 @@ type Server struct {
 	// Admit refuses a peer before its request is read; nil admits all.
 	Admit func(from peer.ID) error
 	Serve func(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error)
-	// Reason is what a peer is told of err; err's text when nil.
-	Reason func(err error) string
+	// Refuse is the status and the reason a peer is told of err;
+	// StatusRefused and err's text when nil.
+	Refuse func(err error) (status byte, reason string)
 	Log    *slog.Logger
 }
 
@@ -48,11 +49,11 @@ func (s *Server) Handle(st network.Stream) {
 	}
 	if err != nil {
 		s.Log.Info(s.Name+" request refused", "from", from, "err", err)
-		reason := err.Error()
-		if s.Reason != nil {
-			reason = s.Reason(err)
+		status, reason := StatusRefused, err.Error()
+		if s.Refuse != nil {
+			status, reason = s.Refuse(err)
 		}
-		if err := Write(st, StatusRefused, []byte(reason[:min(len(reason), s.MaxReason)])); err != nil {
+		if err := Write(st, status, []byte(reason[:min(len(reason), s.MaxReason)])); err != nil {
 			s.Log.Debug(s.Name+" refusal not delivered", "to", from, "err", err)
 		}
 		return

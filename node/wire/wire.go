@@ -20,18 +20,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/medfed/medfed/node"
 )
 
 // MaxFrame bounds every frame's payload.
 const MaxFrame = 16 << 20
 
-// ErrFrame is returned for bytes that are not a frame within the limit.
-var ErrFrame = errors.New("malformed frame")
-
 // Write writes one frame.
 func Write(w io.Writer, kind byte, payload []byte) error {
 	if len(payload) > MaxFrame {
-		return fmt.Errorf("%w: %d bytes", ErrFrame, len(payload))
+		return frameError("%d bytes", len(payload))
 	}
 	b := make([]byte, 5, 5+len(payload))
 	b[0] = kind
@@ -44,17 +43,23 @@ func Write(w io.Writer, kind byte, payload []byte) error {
 func Read(r io.Reader, limit int) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", ErrFrame, err)
+		return 0, nil, frameError("%v", err)
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
 	if uint64(n) > uint64(min(limit, MaxFrame)) {
-		return 0, nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrFrame, n, limit)
+		return 0, nil, frameError("%d bytes exceeds %d", n, limit)
 	}
 	payload, err := readPayload(r, int(n))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", ErrFrame, err)
+		return 0, nil, frameError("%v", err)
 	}
 	return hdr[0], payload, nil
+}
+
+// frameError is the error of bytes that are not a frame within the
+// limit: a frame cut short is one.
+func frameError(format string, args ...any) error {
+	return fmt.Errorf("%w: malformed frame: %s", node.ErrInvalid, fmt.Sprintf(format, args...))
 }
 
 // readStep is how much of a frame's payload is allocated before any of
@@ -104,6 +109,29 @@ func Exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op
 		return 0, nil, err
 	}
 	return Read(s, limit)
+}
+
+// Refused is a peer's refusal of a request: the answer's status (not
+// StatusOK) and its payload, the reason, in words.
+type Refused struct {
+	Status byte
+	Reason string
+}
+
+func (e *Refused) Error() string { return "refused: " + e.Reason }
+
+// Ask sends one request as Exchange does and returns the answer's payload
+// when its status is StatusOK. Any other status is a *Refused, its reason
+// cut to maxReason bytes and made Printable.
+func Ask(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte, limit, maxReason int) ([]byte, error) {
+	status, answer, err := Exchange(ctx, h, proto, p, op, payload, limit)
+	if err != nil {
+		return nil, err
+	}
+	if status != StatusOK {
+		return nil, &Refused{Status: status, Reason: Printable(answer[:min(len(answer), maxReason)])}
+	}
+	return answer, nil
 }
 
 // Printable makes a peer's reason text safe to print and log: control

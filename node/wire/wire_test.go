@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -24,11 +25,11 @@ func TestReadRefusesOversizedFrame(t *testing.T) {
 	if err := wire.Write(&buf, 1, make([]byte, 101)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := wire.Read(&buf, 100); !errors.Is(err, wire.ErrFrame) {
-		t.Fatalf("Read of 101 bytes with limit 100: %v, want ErrFrame", err)
+	if _, _, err := wire.Read(&buf, 100); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("Read of 101 bytes with limit 100: %v, want node.ErrInvalid", err)
 	}
-	if _, _, err := wire.Read(bytes.NewReader([]byte{1, 0, 0, 0, 9, 'x'}), 100); !errors.Is(err, wire.ErrFrame) {
-		t.Fatalf("Read of a truncated frame: %v, want ErrFrame", err)
+	if _, _, err := wire.Read(bytes.NewReader([]byte{1, 0, 0, 0, 9, 'x'}), 100); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("Read of a truncated frame: %v, want node.ErrInvalid", err)
 	}
 }
 

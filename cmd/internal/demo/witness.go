@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
 func (d *demo) witnessChapter(ctx context.Context) (err error) {
@@ -24,11 +25,11 @@ func (d *demo) witnessChapter(ctx context.Context) (err error) {
 		cfg.Ledger.CheckpointInterval = 100 * time.Millisecond
 		cfgs = append(cfgs, cfg)
 	}
-	nodes, stop, err := startAll(ctx, cfgs...)
+	nodes, err := harness.StartAll(ctx, cfgs...)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, stop()) }()
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	quorum := a.Membership.Current().Policy.WitnessQuorum
 	d.say("Every member witnesses the others' ledgers. centre-a checkpoints its ledger")
@@ -44,7 +45,7 @@ func (d *demo) witnessChapter(ctx context.Context) (err error) {
 	}
 	size := a.Centre.Ledger.Size()
 	var final ledger.SignedCheckpoint
-	if err := waitUntil("centre-a's checkpoint is final", func() bool {
+	if err := waitUntil(ctx, "centre-a's checkpoint is final", func() bool {
 		f, ok := a.Centre.Ledger.LatestFinal()
 		final = f
 		return ok && f.Size == size
@@ -99,7 +100,7 @@ func (d *demo) witnessChapter(ctx context.Context) (err error) {
 	d.say("\nNow whoever controls centre-a's key rewrites entry 3 (it moves a discharge to")
 	d.say("another ward), rebuilds the tree and signs a checkpoint of the same size. It")
 	d.say("offers it to both witnesses:")
-	for _, w := range []*running{b, c} {
+	for _, w := range []*harness.Node{b, c} {
 		_, err := federation.RequestCosignature(ctx, a.Host, w.Centre.ID(), federation.AddRequest{OldSize: final.Size, Note: forged.Note})
 		if !errors.Is(err, federation.ErrLogBlocked) {
 			return fmt.Errorf("demo: %s did not refuse the rewritten history: %v", w.Centre.Name, err)
@@ -120,7 +121,7 @@ func (d *demo) witnessChapter(ctx context.Context) (err error) {
 }
 
 // cosigners names the members whose cosignatures on note verify.
-func cosigners(n *running, msg []byte) ([]string, error) {
+func cosigners(n *harness.Node, msg []byte) ([]string, error) {
 	var names []string
 	for _, m := range n.Membership.Current().Members {
 		if m.ID == n.Centre.ID() {

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -6,22 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 	"github.com/medfed/medfed/pseudonym"
 )
 
 func (d *demo) consentChapter(ctx context.Context) (err error) {
 	d.chapter(6, "consent: the patient decides who sees what, for which purpose, until when")
-	nodes, stop, err := d.startThree(ctx)
+	nodes, err := d.startThree(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, stop()) }()
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	id, err := pseudonym.ParseNHS("943 476 5919")
 	if err != nil {
@@ -69,7 +71,7 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 	d.say("opt-in, but no research, except by centre-c's researchers on clinic letters.")
 	d.say("Submitted at centre-a, verified and put on the ledger of every holder: %s.", names(a, del.Delivered))
 
-	ask := func(at *running, from *running, role consent.Role, purpose consent.Purpose) (consent.Decision, error) {
+	ask := func(at *harness.Node, from *harness.Node, role consent.Role, purpose consent.Purpose) (consent.Decision, error) {
 		return at.Consent.Decide(ctx, patient, consent.Request{
 			Centre: from.Centre.ID(), Role: role, Action: consent.Access, Purpose: purpose, Class: "clinic-letter",
 			Recorded: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC), Time: time.Now(), Reason: consent.Unconscious,
@@ -77,7 +79,7 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 	}
 	d.say("\ncentre-b decides, as every holder would, for its clinic letter:")
 	for _, q := range []struct {
-		from    *running
+		from    *harness.Node
 		who     string
 		role    consent.Role
 		purpose consent.Purpose
@@ -135,7 +137,7 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 	d.say("stop are on centre-c's ledger, and %d notifications wait for the patient and", len(notes))
 	d.say("centre-c's privacy officer.")
 
-	if err := b.stop(); err != nil {
+	if err := b.Stop(); err != nil {
 		return err
 	}
 	revoke, err := consent.SignRevocation(key, consent.Revocation{Federation: fed, Subject: patient, Target: contract.ID, Issued: now()})
@@ -158,12 +160,12 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 	d.say("consent revoke); %v later it is in effect at %s; centre-c", took.Round(time.Millisecond), names(a, del.Delivered))
 	d.say("answers: %s. centre-b was not reached.", dec)
 
-	b2, err := startNode(ctx, d.cfgs["centre-b"])
+	b2, err := harness.Start(ctx, d.cfgs["centre-b"])
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, b2.stop()) }()
-	if err := allConnected([]*running{a, b2, c}); err != nil {
+	defer func() { err = errors.Join(err, b2.Stop()) }()
+	if err := (harness.Nodes{a, b2, c}).Connected(ctx, 10*time.Second); err != nil {
 		return err
 	}
 	dec, err = ask(b2, a, consent.Clinician, consent.Treatment)
@@ -180,12 +182,15 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 }
 
 // names lists centres by their charter names.
-func names(n *running, ids []peer.ID) string {
+func names(n *harness.Node, ids []peer.ID) string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
 		m, _ := n.Membership.Current().Member(id)
 		out[i] = m.Name
 	}
+	if len(out) == 0 {
+		return "none"
+	}
 	slices.Sort(out)
-	return list(out)
+	return strings.Join(out, ", ")
 }

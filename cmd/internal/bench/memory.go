@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
-// benchMemory measures what a centre costs in resident memory: a real
+// measureMemory measures what a centre costs in resident memory: a real
 // `medfed node` process (this binary) whose ledger holds a record entry for
 // each of 1M patients and which announces them all in the directory at
 // start, read from /proc once every announcement is stored at the other
@@ -39,7 +42,7 @@ import (
 // payload: the payload store is a SQLite file whose size does not reach
 // resident memory, and filling it one encrypted payload per transaction
 // would take minutes of the bench for nothing measured here.
-func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err error) {
+func measureMemory(ctx context.Context, env env) (_ map[string]float64, err error) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		return nil, fmt.Errorf("the memory suite reads /proc (Linux): %w", err)
 	}
@@ -51,7 +54,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 	root := filepath.Join(env.dir, "memory")
 	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b"} {
-		cfg, err := demoConfig(root, name)
+		cfg, err := harness.Config(root, name, federationID)
 		if err != nil {
 			return nil, err
 		}
@@ -59,7 +62,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 		cfg.Log.Level = "warn"
 		cfgs = append(cfgs, cfg)
 	}
-	if _, err := foundFederation(ctx, cfgs, federation.DefaultPolicy(len(cfgs))); err != nil {
+	if _, err := harness.Found(ctx, federation.DefaultPolicy(len(cfgs)), cfgs...); err != nil {
 		return nil, err
 	}
 	m := map[string]float64{}
@@ -77,7 +80,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 	env.logf("memory: an empty centre: %.0f MiB resident", empty.rss)
 
 	start := time.Now()
-	if err := offline(ctx, cfgs[0], func(c *centre.Centre) error { return fillLedger(ctx, c, patients) }); err != nil {
+	if err := harness.Offline(ctx, cfgs[0], func(c *centre.Centre) error { return fillLedger(ctx, c, patients) }); err != nil {
 		return nil, err
 	}
 	env.logf("memory: %d patients' record entries appended in %v", patients, time.Since(start).Round(time.Millisecond))
@@ -94,8 +97,8 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 			return nil, errors.Join(fmt.Errorf("centre-a did not announce its %d patients within 20 minutes", patients), a.exited(), b.exited())
 		}
 		time.Sleep(time.Second)
-		sa, errA := centre.Admin(cfgs[0].Data.Dir).DirectoryStatus(ctx)
-		sb, errB := centre.Admin(cfgs[1].Data.Dir).DirectoryStatus(ctx)
+		sa, errA := admin.Dial(cfgs[0].Data.Dir).DirectoryStatus(ctx)
+		sb, errB := admin.Dial(cfgs[1].Data.Dir).DirectoryStatus(ctx)
 		announced = errA == nil && errB == nil && sa.Announced >= patients && sa.Pending == 0 && sb.Stored >= patients
 	}
 	env.logf("memory: centre-a started and announced %d patients, stored at centre-b, in %v", patients, time.Since(start).Round(time.Millisecond))
@@ -111,7 +114,7 @@ func benchMemory(ctx context.Context, env benchEnv) (_ map[string]float64, err e
 // fillLedger appends a clinic letter's record entry for each of n random
 // patients, 64 appenders at a time, all pointing to one stored payload.
 func fillLedger(ctx context.Context, c *centre.Centre, n int) error {
-	meta, payload := visitRecord(c.Name, 0)
+	meta, payload := harness.ClinicLetter(c.Name, 0)
 	id, _, commitment, err := c.Records.Put(ctx, payload)
 	if err != nil {
 		return err
@@ -148,14 +151,14 @@ func startPair(ctx context.Context, exe string, cfgs []centre.Config) (a, b *nod
 	}
 	connected := func() bool {
 		for _, cfg := range cfgs {
-			st, err := centre.Admin(cfg.Data.Dir).Status(ctx)
-			if err != nil || !slices.ContainsFunc(st.Members, func(m federation.MemberStatus) bool { return m.Connected && m.ID != st.Self }) {
+			st, err := admin.Dial(cfg.Data.Dir).Status(ctx)
+			if err != nil || !slices.ContainsFunc(st.Members, func(m api.MemberStatus) bool { return m.Connected && m.ID != st.Self }) {
 				return false
 			}
 		}
 		return true
 	}
-	if err := waitFor("both nodes are up and connected", time.Minute, connected); err != nil {
+	if err := harness.WaitFor(ctx, time.Minute, "both nodes are up and connected", connected); err != nil {
 		return nil, nil, errors.Join(err, a.exited(), b.exited(), a.stop(), b.stop())
 	}
 	return a, b, nil

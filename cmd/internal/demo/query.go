@@ -1,9 +1,9 @@
-package main
+package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +12,7 @@ import (
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -22,11 +23,11 @@ import (
 // it; then the patient switches to centre 3 and has the old copies erased.
 func (d *demo) queryChapter(ctx context.Context) (err error) {
 	d.chapter(7, "the cross-centre query and the patient's journeys")
-	nodes, stop, err := d.startThree(ctx)
+	nodes, err := d.startThree(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, stop()) }()
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	id, err := pseudonym.ParseNHS("401 023 2137")
 	if err != nil {
@@ -39,7 +40,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	p := ledger.Pseudonym(ps[0])
 	fed := a.Membership.Current().Federation
 	records := []struct {
-		at    *running
+		at    *harness.Node
 		class string
 		text  string
 	}{
@@ -49,15 +50,15 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	}
 	for i, r := range records {
 		res, err := r.at.AddRecord(ctx, centre.RecordRequest{
-			Pseudonym: p.String(), Class: r.class, Occurred: time.Date(2025, 4, 1+i, 10, 0, 0, 0, time.UTC), Payload: []byte(r.text),
+			Pseudonym: p, Class: r.class, Occurred: time.Date(2025, 4, 1+i, 10, 0, 0, 0, time.UTC), Payload: []byte(r.text),
 		})
 		if err != nil {
 			return err
 		}
-		if res.AnnounceError != "" {
-			return fmt.Errorf("demo: the record at %s is stored but not announced: %s", r.at.Centre.Name, res.AnnounceError)
+		if res.Announce != nil {
+			return fmt.Errorf("demo: the record at %s is stored but not announced: %w", r.at.Centre.Name, res.Announce)
 		}
-		if err := waitFor("the record is in a final checkpoint", 20*time.Second, func() bool {
+		if err := harness.WaitFor(ctx, 20*time.Second, "the record is in a final checkpoint", func() bool {
 			f, ok := r.at.Centre.Ledger.LatestFinal()
 			return ok && f.Size > res.Index
 		}); err != nil {
@@ -74,7 +75,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, dnode.stop()) }()
+	defer func() { err = errors.Join(err, dnode.Stop()) }()
 	d.say("\ncentre-d, a new hospital (Centre 3), joins: centre-b and centre-c approve its")
 	d.say("join request, it installs charter version %d and connects.", dnode.Membership.Current().Version)
 
@@ -99,15 +100,16 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	d.say("The patient's key is attested at centre-b; they sign a contract: opt-out, but")
 	d.say("clinicians may see everything for treatment.")
 
-	staff := "5eed5eed5eed5eed5eed5eed5eed5eed"
-	ask := func(purpose, reason string) (centre.QueryResult, error) {
-		return dnode.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p.String(), Purpose: purpose, Reason: reason, Role: "clinician", Staff: staff})
+	var staff ledger.StaffID
+	copy(staff[:], bytes.Repeat([]byte{0x5e, 0xed}, len(staff)/2))
+	ask := func(purpose consent.Purpose, reason consent.Reason) (centre.QueryResult, error) {
+		return dnode.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Staff: staff, Purpose: purpose, Reason: reason}})
 	}
-	res, err := ask("treatment", "")
+	res, err := ask(consent.Treatment, 0)
 	if err != nil {
 		return err
 	}
-	d.say("\nA clinician at centre-d queries for treatment (medfed query): %.1f ms.", res.Millis)
+	d.say("\nA clinician at centre-d queries for treatment (medfed query): %.1f ms.", millis(res.Elapsed))
 	if err := d.showQuery(res, 3); err != nil {
 		return err
 	}
@@ -119,28 +121,28 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	if _, err := b.Consent.Submit(ctx, revoke); err != nil {
 		return err
 	}
-	if res, err = ask("treatment", ""); err != nil {
+	if res, err = ask(consent.Treatment, 0); err != nil {
 		return err
 	}
 	d.say("\nThe patient revokes the contract (medfed consent revoke). The same query again:")
 	for _, h := range res.Holders {
-		if h.Status != "denied" {
-			return fmt.Errorf("demo: after the revocation %s answered %s", h.Name, h.Status)
+		if h.Outcome != centre.Denied {
+			return fmt.Errorf("demo: after the revocation %s answered %s", h.Name, h.Outcome)
 		}
 		d.say("  %s: denied (%s), audited as access entry %d", h.Name, h.Reason, h.Access)
 	}
 
-	if res, err = ask("emergency", "unconscious"); err != nil {
+	if res, err = ask(consent.Emergency, consent.Unconscious); err != nil {
 		return err
 	}
 	d.say("\nThe patient is brought in unconscious to centre-d. Emergency access, with its")
-	d.say("reason, is allowed by the charter (the patient never opted out of it): %.1f ms.", res.Millis)
+	d.say("reason, is allowed by the charter (the patient never opted out of it): %.1f ms.", millis(res.Elapsed))
 	if err := d.showQuery(res, 3); err != nil {
 		return err
 	}
 	d.say("  (each holder notified the patient and its privacy officer)")
 
-	view, err := centre.PatientRequest(d.cfgs["centre-b"], patient.View, p.String(), key)
+	view, err := centre.PatientRequest(d.cfgs["centre-b"], patient.View, p, key)
 	if err != nil {
 		return err
 	}
@@ -151,8 +153,8 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	d.say("\nThe patient's own view (medfed patient view, signed with their key, relayed by")
 	d.say("centre-b to every holder; each checks the key was attested for the patient):")
 	for _, h := range seen.Holders {
-		if h.Status != "answered" {
-			return fmt.Errorf("demo: %s did not answer the patient: %s", h.Name, h.Error)
+		if h.Outcome != centre.Answered {
+			return fmt.Errorf("demo: %s did not answer the patient: %w", h.Name, h.Err)
 		}
 		d.say("  %s holds %d record(s); accesses:", h.Name, len(h.Records))
 		for _, x := range h.Accesses {
@@ -160,9 +162,16 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 			if x.Permitted {
 				verdict = "permitted"
 			}
-			line := fmt.Sprintf("    %s %s by %s (%s %.8s…) for %s: %s", x.Time.Format(time.TimeOnly), x.Event, x.Centre, x.Role, x.Staff, x.Purpose, verdict)
-			if x.Emergency {
-				line += ", EMERGENCY (" + x.Reason + ")"
+			role, staff := "", ""
+			if x.Role != 0 {
+				role = x.Role.String()
+			}
+			if x.Staff != (ledger.StaffID{}) {
+				staff = x.Staff.String()
+			}
+			line := fmt.Sprintf("    %s %s by %s (%s %.8s…) for %s: %s", x.Time.Format(time.TimeOnly), x.Event, x.Centre, role, staff, x.Purpose, verdict)
+			if x.Purpose == consent.Emergency {
+				line += ", EMERGENCY (" + x.Reason.String() + ")"
 			}
 			if x.Released > 0 {
 				line += fmt.Sprintf(", %d record(s) released", x.Released)
@@ -178,7 +187,7 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	moved, err := dnode.Transfer(ctx, centre.TransferRequest{Pseudonym: p.String(), Role: "clinician", Staff: staff, Token: base64.StdEncoding.EncodeToString(tok)})
+	moved, err := dnode.Transfer(ctx, centre.TransferRequest{Pseudonym: p, Role: consent.Clinician, Staff: staff, Token: tok})
 	if err != nil {
 		return err
 	}
@@ -186,13 +195,13 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	d.say("(medfed transfer): each copy goes on centre-d's ledger with its provenance,")
 	d.say("the source's entry and its proof; each source records the transfer.")
 	for _, s := range moved.Sources {
-		if s.Status != "copied" || !s.Recorded {
+		if s.Outcome != centre.Copied || !s.Recorded {
 			return fmt.Errorf("demo: the transfer from %s: %+v", s.Name, s)
 		}
 		d.say("  from %s: %d record(s) copied, the transfer on both ledgers", s.Name, len(s.Copies))
 	}
 
-	erase, err := centre.PatientRequest(d.cfgs["centre-d"], patient.Erase, p.String(), key)
+	erase, err := centre.PatientRequest(d.cfgs["centre-d"], patient.Erase, p, key)
 	if err != nil {
 		return err
 	}
@@ -202,12 +211,12 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	}
 	d.say("\nLater they ask for everything to be erased (medfed patient erase):")
 	for _, h := range erased.Holders {
-		if h.Status != "answered" || !h.Withdrawn {
+		if h.Outcome != centre.Answered || !h.Withdrawn {
 			return fmt.Errorf("demo: %s did not erase: %+v", h.Name, h)
 		}
 		d.say("  %s: %d payload(s) crypto-shredded, erasure entries appended, withdrawn", h.Name, len(h.Erasures))
 	}
-	for _, r := range []*running{a, b, c, dnode} {
+	for _, r := range []*harness.Node{a, b, c, dnode} {
 		if _, err := centre.Verify(ctx, d.cfgs[r.Centre.Name].Data.Dir); err != nil {
 			return err
 		}
@@ -221,12 +230,12 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 func (d *demo) showQuery(res centre.QueryResult, want int) error {
 	got := 0
 	for _, h := range res.Holders {
-		if h.Status != "answered" {
-			return fmt.Errorf("demo: %s answered %s: %s%s", h.Name, h.Status, h.Reason, h.Error)
+		if h.Outcome != centre.Answered {
+			return fmt.Errorf("demo: %s answered %s: %s %v", h.Name, h.Outcome, h.Reason, h.Err)
 		}
-		d.say("  %s (%s; access entry %d, then the answer), proven in final checkpoint %d:", h.Name, h.Basis, h.Access, h.Checkpoint)
+		d.say("  %s (%s; access entry %d, then the answer), proven in final checkpoint %d:", h.Name, h.Basis, h.Access, h.Size)
 		for _, r := range h.Records {
-			d.say("    %s %d: %s", r.Class, r.Index, r.Payload)
+			d.say("    %s %d: %s", r.Record.DataClass, r.Index, r.Payload)
 			got++
 		}
 	}
@@ -236,22 +245,25 @@ func (d *demo) showQuery(res centre.QueryResult, want int) error {
 	return nil
 }
 
-// admit has the members approvers admit the centre name (admitCentre),
+// admit has the members approvers admit the centre name (harness.Admit),
 // and waits until it is in the directory's routing tables.
-func (d *demo) admit(ctx context.Context, name string, approvers ...*running) (*running, error) {
-	cfg, err := demoConfig(d.root, name)
+func (d *demo) admit(ctx context.Context, name string, approvers ...*harness.Node) (*harness.Node, error) {
+	cfg, err := harness.Config(d.root, name, federationID)
 	if err != nil {
 		return nil, err
 	}
-	n, err := admitCentre(ctx, cfg, approvers...)
+	n, err := harness.Admit(ctx, cfg, approvers...)
 	if err != nil {
 		return nil, err
 	}
 	d.cfgs[name] = cfg
-	if err := waitUntil(name+" joins the directory", func() bool {
+	if err := waitUntil(ctx, name+" joins the directory", func() bool {
 		return n.Directory.RoutingTableSize() == len(n.Membership.Current().Members)-1
 	}); err != nil {
-		return nil, errors.Join(err, n.stop())
+		return nil, errors.Join(err, n.Stop())
 	}
 	return n, nil
 }
+
+// millis is a duration in milliseconds, as the commands print it.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
-// benchQuery measures the cross-centre query on ten `medfed node`s in one
+// measureQuery measures the cross-centre query on ten `medfed node`s in one
 // process over 127.0.0.1 TCP, each patient's records at three of them and
 // a signed contract of 10 nested provisions for each: from a random
 // centre, the whole query (directory lookup, three requests in parallel,
@@ -26,9 +27,9 @@ import (
 //   - query_per_s: queries per second with 32 in flight;
 //   - central_query_*: the same queries on one central SQLite index (see
 //     centralIndex), the floor a federation is compared with.
-func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err error) {
-	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
-	defer func() { err = errors.Join(err, stop()) }()
+func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error) {
+	nodes, err := startFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +39,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 	for i, p := range patients {
 		holders[i] = rng.Perm(len(nodes))[:3]
 		for _, h := range holders[i] {
-			if err := demoVisit(ctx, nodes[h], p, i); err != nil {
+			if err := harness.Visit(ctx, nodes[h].Centre, p, i); err != nil {
 				return nil, err
 			}
 		}
@@ -60,7 +61,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 		if _, err := registrar.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
 			return nil, err
 		}
-		c := benchContract(ids, p)
+		c := contract(ids, p)
 		c.Federation, c.Issued = fed, now()
 		standing[i] = consent.Standing{Contract: &c}
 		signed, err := consent.SignContract(key, c)
@@ -72,7 +73,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 		}
 	}
 	env.logf("query: %d patients at 3 of %d centres, each with a signed contract", len(patients), len(nodes))
-	if err := waitFor("every record is in a final checkpoint and every holder in the directory", 2*time.Minute, func() bool {
+	if err := harness.WaitFor(ctx, 2*time.Minute, "every record is in a final checkpoint and every holder in the directory", func() bool {
 		for _, n := range nodes {
 			f, ok := n.Centre.Ledger.LatestFinal()
 			if !ok || f.Size < n.Centre.Ledger.Size()-int64(len(patients)) {
@@ -126,7 +127,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 	records := make([][]centralRecord, len(patients))
 	for i := range patients {
 		for _, h := range holders[i] {
-			meta, payload := visitRecord(nodes[h].Centre.Name, i)
+			meta, payload := harness.ClinicLetter(nodes[h].Centre.Name, i)
 			records[i] = append(records[i], centralRecord{Centre: ids[h], Class: meta.DataClass, Recorded: meta.Occurred, Payload: payload})
 		}
 	}
@@ -138,7 +139,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 		q := consent.Request{Centre: ids[rng.IntN(len(ids))], Role: consent.Clinician, Action: consent.Access, Purpose: consent.Treatment}
 		start := time.Now()
 		q.Time = start
-		read, _, err := central.query(ctx, patients[i], q, benchPolicy)
+		read, _, err := central.query(ctx, patients[i], q, consentPolicy)
 		el := time.Since(start)
 		if err == nil && read != 3 {
 			err = fmt.Errorf("a central query read %d records, want 3", read)
@@ -153,7 +154,7 @@ func benchQuery(ctx context.Context, env benchEnv) (_ map[string]float64, err er
 
 // latencyAndThroughput runs one: first one at a time (metric_p50_ms,
 // metric_p99_ms), then with 32 in flight (metric_per_s).
-func latencyAndThroughput(env benchEnv, what, metric string, one func(*rand.Rand) (time.Duration, error), m map[string]float64) error {
+func latencyAndThroughput(env env, what, metric string, one func(*rand.Rand) (time.Duration, error), m map[string]float64) error {
 	rng := rand.New(rand.NewPCG(5, 5))
 	var durations []time.Duration
 	for range env.pick(2000, 200) {

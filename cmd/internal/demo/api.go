@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -15,7 +15,8 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/api"
-	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
 // apiChapter is the story as a hospital's systems live it: the EHR and
@@ -23,15 +24,15 @@ import (
 // bearer token per staff member; the patient's app signs.
 func (d *demo) apiChapter(ctx context.Context) (err error) {
 	d.chapter(8, "the HTTP API a hospital's EHR and staff use")
-	nodes, stop, err := d.startThree(ctx)
+	nodes, err := d.startThree(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, stop()) }()
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	b, c := nodes[1], nodes[2]
-	urls := map[*running]string{}
-	staff := map[*running]*api.StaffStore{}
-	for _, n := range []*running{b, c} {
+	urls := map[*harness.Node]string{}
+	staff := map[*harness.Node]*api.StaffStore{}
+	for _, n := range []*harness.Node{b, c} {
 		st, serr := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
 		if serr != nil {
 			return serr
@@ -54,7 +55,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 		defer func() { cancel(); err = errors.Join(err, <-served) }()
 		urls[n] = "http://" + ln.Addr().String()
 	}
-	token := func(n *running, role string) (string, error) {
+	token := func(n *harness.Node, role string) (string, error) {
 		tok, _, err := staff[n].Add(ctx, role, "demo")
 		return tok, err
 	}
@@ -89,7 +90,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	if err := call(ctx, "POST", urls[b]+"/v1/patients/"+pat.ID+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, 200, nil); err != nil {
 		return err
 	}
-	subject, err := centre.ParsePseudonym(pat.ID)
+	subject, err := ledger.ParsePseudonym(pat.ID)
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 		Total int
 		Entry []struct{ Resource json.RawMessage }
 	}
-	if err := waitFor("the record released to centre-c", 20*time.Second, func() bool {
+	if err := harness.WaitFor(ctx, 20*time.Second, "the record released to centre-c", func() bool {
 		bundle.Total = 0
 		return call(ctx, "POST", urls[c]+"/v1/query", clinicianC, map[string]any{"patient": pat.ID, "purpose": "treatment"}, 200, &bundle) == nil && bundle.Total == 1
 	}); err != nil {

@@ -1,7 +1,8 @@
-package main
+package bench
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,14 +13,15 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
-// benchWitness measures finality: the time from a durable append to a
+// measureWitness measures finality: the time from a durable append to a
 // final checkpoint (cosigned by the witness quorum) that covers it, in a
 // federation of five centres on 127.0.0.1. finality_p50_ms and
 // finality_p99_ms are at the default checkpoint interval (1 s); the full run
 // also reports shorter intervals.
-func benchWitness(ctx context.Context, env benchEnv) (map[string]float64, error) {
+func measureWitness(ctx context.Context, env env) (map[string]float64, error) {
 	type run struct {
 		interval time.Duration
 		prefix   string
@@ -49,32 +51,21 @@ func benchWitness(ctx context.Context, env benchEnv) (map[string]float64, error)
 func finality(ctx context.Context, root string, interval time.Duration, rounds int) ([]time.Duration, error) {
 	var cfgs []centre.Config
 	for i := range 5 {
-		cfg, err := demoConfig(root, fmt.Sprintf("centre-%c", 'a'+i))
+		cfg, err := harness.Config(root, fmt.Sprintf("centre-%c", 'a'+i), federationID)
 		if err != nil {
 			return nil, err
 		}
 		cfg.Ledger.CheckpointInterval = interval
 		cfgs = append(cfgs, cfg)
 	}
-	if _, err := foundFederation(ctx, cfgs, federation.DefaultPolicy(len(cfgs))); err != nil {
+	if _, err := harness.Found(ctx, federation.DefaultPolicy(len(cfgs)), cfgs...); err != nil {
 		return nil, err
 	}
-	var nodes []*running
-	defer func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-	}()
-	for _, cfg := range cfgs {
-		n, err := startNode(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	if err := allConnected(nodes); err != nil {
+	nodes, err := harness.StartAll(ctx, cfgs...)
+	if err != nil {
 		return nil, err
 	}
+	defer nodes.Stop() // as the run ends; how they stopped is not measured
 	var (
 		mu  sync.Mutex
 		lat []time.Duration
@@ -102,9 +93,9 @@ func finality(ctx context.Context, root string, interval time.Duration, rounds i
 	return lat, nil
 }
 
-func timeToFinal(ctx context.Context, n *running, round int) (time.Duration, error) {
+func timeToFinal(ctx context.Context, n *harness.Node, round int) (time.Duration, error) {
 	meta := ledger.Record{Occurred: time.Now(), DataClass: "bench", Location: "witness"}
-	idx, err := n.Centre.AddRecord(ctx, demoPatient(round), meta, []byte("witness bench"))
+	idx, err := n.Centre.AddRecord(ctx, ledger.Pseudonym(sha256.Sum256(fmt.Appendf(nil, "medfed bench patient %d", round))), meta, []byte("witness bench"))
 	if err != nil {
 		return 0, err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -14,10 +14,11 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/nodetest/harness"
 	"github.com/medfed/medfed/pseudonym"
 )
 
-// benchPseudonym measures pseudonyms per second for one batch in a
+// measurePseudonyms measures pseudonyms per second for one batch in a
 // federation of three centres on 127.0.0.1 whose key is shared 2 of 3:
 // asked by a founder, which holds a share (itself and one other holder
 // evaluate), and by a centre that joined later and holds none (two
@@ -25,47 +26,43 @@ import (
 // counted on the evaluator's ledger. The baseline is circl's RFC 9497
 // VOPRF with one whole key in one process on the same batch: what the
 // threshold, the proofs per holder and the network cost.
-func benchPseudonym(ctx context.Context, env benchEnv) (map[string]float64, error) {
+func measurePseudonyms(ctx context.Context, env env) (map[string]float64, error) {
 	n := env.pick(100_000, 10_000)
-	ids := benchIdentifiers(n)
+	ids := identifiers(n)
 	root := filepath.Join(env.dir, "pseudonym")
 	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b", "centre-c", "centre-d"} {
-		cfg, err := demoConfig(root, name)
+		cfg, err := harness.Config(root, name, federationID)
 		if err != nil {
 			return nil, err
 		}
 		cfg.Pseudonym.RateLimit = 1_000_000_000
 		cfgs = append(cfgs, cfg)
 	}
-	if _, err := foundFederation(ctx, cfgs[:3], federation.DefaultPolicy(3)); err != nil {
+	if _, err := harness.Found(ctx, federation.DefaultPolicy(3), cfgs[:3]...); err != nil {
 		return nil, err
 	}
-	var nodes []*running
-	defer func() {
-		for _, r := range nodes {
-			r.stop()
-		}
-	}()
+	var nodes harness.Nodes
+	defer func() { nodes.Stop() }() // as the suite ends; how they stopped is not measured
 	for _, cfg := range cfgs[:3] {
-		r, err := startNode(ctx, cfg)
+		r, err := harness.Start(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
 		nodes = append(nodes, r)
 	}
-	d, err := admitCentre(ctx, cfgs[3], nodes...)
+	d, err := harness.Admit(ctx, cfgs[3], nodes...)
 	if err != nil {
 		return nil, err
 	}
 	nodes = append(nodes, d)
-	if err := allConnected(nodes); err != nil {
+	if err := nodes.Connected(ctx, 10*time.Second); err != nil {
 		return nil, err
 	}
 	m := map[string]float64{}
 	for _, run := range []struct {
 		metric string
-		r      *running
+		r      *harness.Node
 	}{{"pseudonyms_per_s", nodes[0]}, {"pseudonyms_nonholder_per_s", nodes[3]}} {
 		if _, err := run.r.Pseudonyms(ctx, ids[:1000]); err != nil { // warm up the connections
 			return nil, err
@@ -86,7 +83,7 @@ func benchPseudonym(ctx context.Context, env benchEnv) (map[string]float64, erro
 	return m, nil
 }
 
-func benchIdentifiers(n int) []pseudonym.Identifier {
+func identifiers(n int) []pseudonym.Identifier {
 	ids := make([]pseudonym.Identifier, 0, n)
 	for v := 4_000_000_000; len(ids) < n; v++ {
 		if id, err := pseudonym.ParseNHS(fmt.Sprint(v)); err == nil {

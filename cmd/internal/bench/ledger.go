@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 	"github.com/medfed/medfed/node/ledger"
 )
 
-// benchLedger measures the ledger on real SQLite files:
+// measureLedger measures the ledger on real SQLite files:
 //   - ledger_append_per_s: durable appends per second, 64 concurrent
 //     appenders, group commit;
 //   - ledger_append_baseline_per_s: the same, one entry per transaction;
 //   - ledger_verify_per_s: entries per second through Verify;
 //   - ledger_proof_us: producing and checking one inclusion proof at the
 //     largest size.
-func benchLedger(ctx context.Context, env benchEnv) (map[string]float64, error) {
+func measureLedger(ctx context.Context, env env) (map[string]float64, error) {
 	const appenders = 64
 	size := env.pick(1_000_000, 50_000)
 	baselineSize := env.pick(20_000, 5_000)
@@ -90,7 +90,7 @@ func benchLedger(ctx context.Context, env benchEnv) (map[string]float64, error) 
 func appendRate(ctx context.Context, l *ledger.Ledger, n, appenders int) (float64, error) {
 	start := time.Now()
 	if err := inParallel(appenders, n, func(_, _ int) error {
-		e, err := syntheticRecord()
+		e, err := SyntheticRecord()
 		if err != nil {
 			return err
 		}

@@ -1,13 +1,13 @@
-package main
+package demo
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -17,11 +17,11 @@ const demoJoiningPatients = 2000
 
 func (d *demo) directoryChapter(ctx context.Context) (err error) {
 	d.chapter(5, "the Patient Directory: every centre holding a patient's records")
-	nodes, stop, err := d.startThree(ctx)
+	nodes, err := d.startThree(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, stop()) }()
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	d.say("Each centre serves the federation's private Kademlia DHT (/medfed/kad/1.0.0).")
 	d.say("A centre that holds records about a patient announces itself under the")
@@ -37,8 +37,8 @@ func (d *demo) directoryChapter(ctx context.Context) (err error) {
 		return err
 	}
 	patient := ledger.Pseudonym(sp[0])
-	for _, n := range []*running{a, b} {
-		if err := demoVisit(ctx, n, patient, 0); err != nil {
+	for _, n := range []*harness.Node{a, b} {
+		if err := harness.Visit(ctx, n.Centre, patient, 0); err != nil {
 			return err
 		}
 		if _, err := n.AnnounceHeld(ctx); err != nil {
@@ -60,7 +60,7 @@ func (d *demo) directoryChapter(ctx context.Context) (err error) {
 		return err
 	}
 	for i, p := range cps {
-		if err := demoVisit(ctx, c, ledger.Pseudonym(p), i); err != nil {
+		if err := harness.Visit(ctx, c.Centre, ledger.Pseudonym(p), i); err != nil {
 			return err
 		}
 	}
@@ -74,9 +74,9 @@ func (d *demo) directoryChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := waitUntil("centre-c's patients are in the directory", func() bool {
+	if err := waitUntil(ctx, "centre-c's patients are in the directory", func() bool {
 		stored := 0
-		for _, n := range []*running{a, b} {
+		for _, n := range []*harness.Node{a, b} {
 			s, err := n.Directory.Stored(c.Centre.ID())
 			if err != nil {
 				return false
@@ -89,27 +89,27 @@ func (d *demo) directoryChapter(ctx context.Context) (err error) {
 	}
 	d.say("  %d patients discoverable from every centre after %v", held, time.Since(start).Round(time.Millisecond))
 
-	res, err := a.LookupPseudonym(ctx, patient.String())
+	res, err := a.Lookup(ctx, patient)
 	if err != nil {
 		return err
 	}
-	if !res.Complete || len(res.Holders) != 3 {
-		return fmt.Errorf("demo: centre-a's lookup found %d holders (%s), want 3", len(res.Holders), res.Problem)
+	if res.Problem != nil || len(res.Holders) != 3 {
+		return fmt.Errorf("demo: centre-a's lookup found %d holders (%v), want 3", len(res.Holders), res.Problem)
 	}
 	d.say("\nA clinician at centre-a asks where the patient has records. The lookup goes")
 	d.say("straight to the members closest to the key (every centre knows every member")
-	d.say("from the charter), and answers in %.1f ms:", res.Millis)
+	d.say("from the charter), and answers in %.1f ms:", millis(res.Elapsed))
 	for _, h := range res.Holders {
 		d.say("  %s", h.Name)
 	}
-	only, err := b.LookupPseudonym(ctx, ledger.Pseudonym(cps[0]).String())
+	only, err := b.Lookup(ctx, ledger.Pseudonym(cps[0]))
 	if err != nil {
 		return err
 	}
 	if len(only.Holders) != 1 || only.Holders[0].Name != "centre-c" {
 		return fmt.Errorf("demo: a patient of centre-c alone has holders %v", only.Holders)
 	}
-	d.say("A patient seen only at centre-c is found at centre-c alone (%.1f ms from centre-b).", only.Millis)
+	d.say("A patient seen only at centre-c is found at centre-c alone (%.1f ms from centre-b).", millis(only.Elapsed))
 	st, err := c.Directory.Status(ctx)
 	if err != nil {
 		return err
@@ -121,35 +121,14 @@ func (d *demo) directoryChapter(ctx context.Context) (err error) {
 	return nil
 }
 
-// demoVisit records one synthetic interaction with patient p at n.
-func demoVisit(ctx context.Context, n *running, p ledger.Pseudonym, i int) error {
-	meta, payload := visitRecord(n.Centre.Name, i)
-	_, err := n.Centre.AddRecord(ctx, p, meta, payload)
-	return err
-}
-
-// visitRecord is the i-th clinic letter written at centre: its metadata
-// and payload.
-func visitRecord(centre string, i int) (ledger.Record, []byte) {
-	var author ledger.StaffID
-	copy(author[:], "demo-clinician-"+strings.TrimPrefix(centre, "centre-"))
-	meta := ledger.Record{
-		Occurred:  time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour),
-		DataClass: "clinic-letter",
-		Author:    author,
-		Location:  "outpatients",
-	}
-	return meta, []byte("Seen in clinic; plan agreed.")
-}
-
 // startThree starts the federation's three centres and waits until their
 // directories know each other.
-func (d *demo) startThree(ctx context.Context) ([]*running, func() error, error) {
-	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+func (d *demo) startThree(ctx context.Context) (harness.Nodes, error) {
+	nodes, err := harness.StartAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := waitUntil("the directory's routing tables fill", func() bool {
+	if err := waitUntil(ctx, "the directory's routing tables fill", func() bool {
 		for _, n := range nodes {
 			if n.Directory.RoutingTableSize() != len(nodes)-1 {
 				return false
@@ -157,7 +136,7 @@ func (d *demo) startThree(ctx context.Context) ([]*running, func() error, error)
 		}
 		return true
 	}); err != nil {
-		return nil, nil, errors.Join(err, stop())
+		return nil, errors.Join(err, nodes.Stop())
 	}
-	return nodes, stop, nil
+	return nodes, nil
 }

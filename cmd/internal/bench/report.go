@@ -1,6 +1,7 @@
-package main
+package bench
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -11,14 +12,14 @@ import (
 	"text/tabwriter"
 )
 
-// A benchMetric is one line of the report: a metric, the baseline measured
+// A metric is one line of the report: a metric, the baseline measured
 // beside it in the same run, the central floor for the same work (see
-// bench_central.go), and the target the issue that asked for it set.
-type benchMetric struct {
+// central.go), and the target the issue that asked for it set.
+type metric struct {
 	name     string
 	about    string
-	baseline string  // a metric of benchBaselines; "" if none
-	central  string  // a metric of benchBaselines measured on one central SQLite index; "" if none
+	baseline string  // a metric of baselines; "" if none
+	central  string  // a metric of baselines measured on one central SQLite index; "" if none
 	atLeast  float64 // the target, for a metric where higher is better; 0: none
 	atMost   float64 // the target, for a metric where lower is better; 0: none
 	times    float64 // the target as times better than the baseline; 0: none
@@ -27,8 +28,8 @@ type benchMetric struct {
 	more bool
 }
 
-// benchMetrics is the report, in the order the suites run.
-var benchMetrics = []benchMetric{
+// metrics is the report, in the order the suites run.
+var metrics = []metric{
 	{name: "ledger_append_per_s", about: "durable appends per second, 64 appenders, group commit", baseline: "ledger_append_baseline_per_s", atLeast: 50_000, times: 5},
 	{name: "ledger_verify_per_s", about: "entries per second re-checked offline (hashes, signatures, index)", atLeast: 300_000},
 	{name: "ledger_proof_us", about: "µs to make and check one inclusion proof at the ledger's size", atMost: 50},
@@ -55,9 +56,9 @@ var benchMetrics = []benchMetric{
 	{name: "centre_peak_rss_mib", about: "its peak resident memory, from start until all 1M are announced", baseline: "centre_empty_rss_mib", more: true},
 }
 
-// benchBaselines describes the metrics that are measured only to be
+// baselines describes the metrics that are measured only to be
 // compared with.
-var benchBaselines = map[string]string{
+var baselines = map[string]string{
 	"ledger_append_baseline_per_s":      "one entry per SQLite transaction",
 	"pseudonyms_baseline_per_s":         "circl's VOPRF, whole key, one process, no network",
 	"directory_announce_baseline_per_s": "one kad-dht Provide per key",
@@ -74,15 +75,17 @@ var benchBaselines = map[string]string{
 // higherIsBetter tells a rate from a time or a size.
 func higherIsBetter(metric string) bool { return strings.HasSuffix(metric, "_per_s") }
 
-// benchReport is what bench prints: as a table, or as JSON.
-type benchReport struct {
-	Machine benchMachine       `json:"machine"`
+// Report is what a run measured, arranged for `medfed bench` to print:
+// as a table (Print), or as JSON.
+type Report struct {
+	Machine Machine            `json:"machine"`
 	Quick   bool               `json:"quick"`
 	Metrics map[string]float64 `json:"metrics"` // every number measured, baselines included
-	Rows    []benchRow         `json:"rows"`
+	Rows    []Row              `json:"rows"`
 }
 
-type benchMachine struct {
+// Machine is the machine a run measured on.
+type Machine struct {
 	Cores      int    `json:"cores"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	OS         string `json:"os"`
@@ -90,18 +93,20 @@ type benchMachine struct {
 	Go         string `json:"go"`
 }
 
-type benchRow struct {
-	Metric   string        `json:"metric"`
-	About    string        `json:"about"`
-	Value    float64       `json:"value"`
-	Baseline *benchCompare `json:"baseline,omitempty"`
-	Central  *benchCompare `json:"central,omitempty"`
-	Target   string        `json:"target,omitempty"`
-	Met      *bool         `json:"met,omitempty"` // absent when there is no target
+// Row is one metric of a report, beside what it is compared with and its
+// target.
+type Row struct {
+	Metric   string   `json:"metric"`
+	About    string   `json:"about"`
+	Value    float64  `json:"value"`
+	Baseline *Compare `json:"baseline,omitempty"`
+	Central  *Compare `json:"central,omitempty"`
+	Target   string   `json:"target,omitempty"`
+	Met      *bool    `json:"met,omitempty"` // absent when there is no target
 }
 
-// benchCompare is a figure the row's metric is compared with.
-type benchCompare struct {
+// Compare is a figure the row's metric is compared with.
+type Compare struct {
 	Metric string  `json:"metric"`
 	About  string  `json:"about"`
 	Value  float64 `json:"value"`
@@ -112,23 +117,23 @@ type benchCompare struct {
 	More         float64 `json:"more,omitempty"`
 }
 
-// newBenchReport arranges the results of a run: one row per metric
-// measured, in benchMetrics' order, then any metric the catalogue does not
+// newReport arranges the results of a run: one row per metric
+// measured, in metrics' order, then any metric the catalogue does not
 // know (so that nothing measured goes unreported).
-func newBenchReport(results map[string]float64, quick bool) benchReport {
-	r := benchReport{
-		Machine: benchMachine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
+func newReport(results map[string]float64, quick bool) Report {
+	r := Report{
+		Machine: Machine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
 		Quick:   quick,
 		Metrics: results,
 	}
 	known := map[string]bool{}
-	for _, m := range benchMetrics {
+	for _, m := range metrics {
 		known[m.name] = true
 		v, ok := results[m.name]
 		if !ok {
 			continue
 		}
-		row := benchRow{Metric: m.name, About: m.about, Value: v}
+		row := Row{Metric: m.name, About: m.about, Value: v}
 		row.Baseline = compare(m.name, v, m.baseline, results)
 		row.Central = compare(m.name, v, m.central, results)
 		if m.more && row.Baseline != nil {
@@ -137,11 +142,11 @@ func newBenchReport(results map[string]float64, quick bool) benchReport {
 		var targets []string
 		met := true
 		if m.atLeast > 0 {
-			targets = append(targets, "≥ "+benchNumber(m.atLeast))
+			targets = append(targets, "≥ "+number(m.atLeast))
 			met = met && v >= m.atLeast
 		}
 		if m.atMost > 0 {
-			targets = append(targets, "≤ "+benchNumber(m.atMost))
+			targets = append(targets, "≤ "+number(m.atMost))
 			met = met && v <= m.atMost
 		}
 		if m.times > 0 && row.Baseline != nil {
@@ -155,25 +160,25 @@ func newBenchReport(results map[string]float64, quick bool) benchReport {
 	}
 	var other []string
 	for k := range results {
-		if _, isBaseline := benchBaselines[k]; !known[k] && !isBaseline {
+		if _, isBaseline := baselines[k]; !known[k] && !isBaseline {
 			other = append(other, k)
 		}
 	}
 	slices.Sort(other)
 	for _, k := range other {
-		r.Rows = append(r.Rows, benchRow{Metric: k, Value: results[k]})
+		r.Rows = append(r.Rows, Row{Metric: k, Value: results[k]})
 	}
 	return r
 }
 
 // compare returns the comparison of metric's value v with the figure
 // named with, if it was measured.
-func compare(metric string, v float64, with string, results map[string]float64) *benchCompare {
+func compare(metric string, v float64, with string, results map[string]float64) *Compare {
 	w, ok := results[with]
 	if with == "" || !ok {
 		return nil
 	}
-	c := &benchCompare{Metric: with, About: benchBaselines[with], Value: w}
+	c := &Compare{Metric: with, About: baselines[with], Value: w}
 	switch {
 	case higherIsBetter(metric) && w > 0:
 		c.Times = v / w
@@ -183,14 +188,15 @@ func compare(metric string, v float64, with string, results map[string]float64) 
 	return c
 }
 
-// print writes the report as a table, then what each metric and baseline
-// measures.
-func (r benchReport) print(w io.Writer) error {
+// Print writes the report as a table, then what each metric and baseline
+// measures. The report is written whole, in one write, once it is laid
+// out.
+func (r Report) Print(w io.Writer) error {
 	sizes := "full sizes"
 	if r.Quick {
 		sizes = "--quick sizes"
 	}
-	out := &stickyWriter{w: w}
+	out := &bytes.Buffer{}
 	fmt.Fprintf(out, "medfed bench, %s, on %d cores (GOMAXPROCS %d), %s/%s, %s\n", sizes, r.Machine.Cores, r.Machine.GOMAXPROCS, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
 	fmt.Fprintf(out, "every baseline and central figure was measured in this run, on this machine;\n")
 	fmt.Fprintf(out, "× = how many times better the figure is than it (below 1: worse), + = how much more\n\n")
@@ -202,46 +208,45 @@ func (r benchReport) print(w io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\tmeasured\tbaseline\t×\tcentral\t×\ttarget\tmet\t\n", width, "metric")
-	cmp := func(c *benchCompare) string {
+	cmp := func(c *Compare) string {
 		switch {
 		case c == nil:
 			return "—\t\t"
 		case c.ByDifference && c.More < 0:
-			return benchNumber(c.Value) + "\t" + benchNumber(c.More) + "\t"
+			return number(c.Value) + "\t" + number(c.More) + "\t"
 		case c.ByDifference:
-			return benchNumber(c.Value) + "\t+" + benchNumber(c.More) + "\t"
+			return number(c.Value) + "\t+" + number(c.More) + "\t"
 		}
-		return benchNumber(c.Value) + "\t" + strconv.FormatFloat(c.Times, 'f', timesDigits(c.Times), 64) + "×\t"
+		return number(c.Value) + "\t" + strconv.FormatFloat(c.Times, 'f', timesDigits(c.Times), 64) + "×\t"
 	}
 	for _, row := range r.Rows {
 		met := ""
 		if row.Met != nil {
 			met = map[bool]string{true: "yes", false: "no"}[*row.Met]
 		}
-		fmt.Fprintf(tw, "%-*s\t%s\t%s%s%s\t%s\t\n", width, row.Metric, benchNumber(row.Value), cmp(row.Baseline), cmp(row.Central), row.Target, met)
+		fmt.Fprintf(tw, "%-*s\t%s\t%s%s%s\t%s\t\n", width, row.Metric, number(row.Value), cmp(row.Baseline), cmp(row.Central), row.Target, met)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	tw.Flush() // into out, which does not fail
 	fmt.Fprintln(out)
 	seen := map[string]bool{}
 	for _, row := range r.Rows {
 		if row.About != "" {
 			fmt.Fprintf(out, "%s: %s\n", row.Metric, row.About)
 		}
-		for _, c := range []*benchCompare{row.Baseline, row.Central} {
+		for _, c := range []*Compare{row.Baseline, row.Central} {
 			if c != nil && !seen[c.Metric] {
 				seen[c.Metric] = true
 				fmt.Fprintf(out, "  %s: %s\n", c.Metric, c.About)
 			}
 		}
 	}
-	return out.err
+	_, err := w.Write(out.Bytes())
+	return err
 }
 
-// benchNumber prints a figure with the precision it deserves: thousands
+// number prints a figure with the precision it deserves: thousands
 // grouped, small numbers with decimals.
-func benchNumber(v float64) string {
+func number(v float64) string {
 	switch a := math.Abs(v); {
 	case a >= 1000:
 		s := strconv.FormatFloat(math.Round(v), 'f', 0, 64)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
-// benchConsent measures consent:
+// measureConsent measures consent:
 //   - consent_decisions_per_s: decisions per second on one core (one
 //     goroutine) against a realistic contract of 10 provisions nested
 //     three deep, for requests from varied centres, roles, purposes, data
@@ -26,23 +27,23 @@ import (
 //   - consent_revocation_p50_ms, _p99_ms: from submitting a revocation at
 //     one centre of four until it is in effect at the three holders
 //     (delivered, verified, on their ledgers), real nodes on 127.0.0.1.
-func benchConsent(ctx context.Context, env benchEnv) (map[string]float64, error) {
+func measureConsent(ctx context.Context, env env) (map[string]float64, error) {
 	m := map[string]float64{}
-	if err := benchDecisions(env, m); err != nil {
+	if err := measureDecisions(env, m); err != nil {
 		return nil, err
 	}
-	if err := benchRevocations(ctx, env, m); err != nil {
+	if err := measureRevocations(ctx, env, m); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-var benchClasses = []string{"lab-result", "imaging", "discharge-summary", "clinic-letter", "prescription", "mental-health", "genomics", "vaccination"}
+var classes = []string{"lab-result", "imaging", "discharge-summary", "clinic-letter", "prescription", "mental-health", "genomics", "vaccination"}
 
-// benchContract is a contract a privacy-minded patient might sign: opt-in
+// contract is a contract a privacy-minded patient might sign: opt-in
 // with exceptions for research, mental health and genomics, some of them
 // with exceptions of their own, bounded in time.
-func benchContract(centres []peer.ID, p ledger.Pseudonym) consent.Contract {
+func contract(centres []peer.ID, p ledger.Pseudonym) consent.Contract {
 	y := func(year int) time.Time { return time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC) }
 	return consent.Contract{
 		ID: consent.NewID(), Version: 1, Federation: "bench", Subject: p, Issued: y(2026), Base: consent.OptIn,
@@ -65,11 +66,11 @@ func benchContract(centres []peer.ID, p ledger.Pseudonym) consent.Contract {
 	}
 }
 
-// benchPolicy is the default charter's consent policy (opt-in, emergency
+// consentPolicy is the default charter's consent policy (opt-in, emergency
 // access allowed), as the holders apply it.
-var benchPolicy = consent.Policy{Default: consent.OptIn, Emergency: true, TokenMaxLifetime: 24 * time.Hour}
+var consentPolicy = consent.Policy{Default: consent.OptIn, Emergency: true, TokenMaxLifetime: 24 * time.Hour}
 
-func benchDecisions(env benchEnv, m map[string]float64) error {
+func measureDecisions(env env, m map[string]float64) error {
 	centres := make([]peer.ID, 20)
 	for i := range centres {
 		seed := make([]byte, ed25519.SeedSize)
@@ -80,7 +81,7 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 		}
 		centres[i] = id
 	}
-	c := benchContract(centres, ledger.Pseudonym{1})
+	c := contract(centres, ledger.Pseudonym{1})
 	if _, err := consent.SignContract(ed25519.NewKeyFromSeed(make([]byte, 32)), c); err != nil {
 		return fmt.Errorf("the bench contract is not valid: %w", err)
 	}
@@ -96,7 +97,7 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 			Role:     roles[rng.IntN(len(roles))],
 			Action:   consent.Access,
 			Purpose:  purposes[rng.IntN(len(purposes))],
-			Class:    benchClasses[rng.IntN(len(benchClasses))],
+			Class:    classes[rng.IntN(len(classes))],
 			Recorded: now.Add(-time.Duration(rng.IntN(15*365*24)) * time.Hour),
 			Time:     now,
 			Reason:   consent.Unconscious,
@@ -109,7 +110,7 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 	permits := 0
 	start := time.Now()
 	for i := range n {
-		if consent.Decide(standing, benchPolicy, reqs[i&4095]).Permit {
+		if consent.Decide(standing, consentPolicy, reqs[i&4095]).Permit {
 			permits++
 		}
 	}
@@ -123,9 +124,9 @@ func benchDecisions(env benchEnv, m map[string]float64) error {
 	return nil
 }
 
-func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) (err error) {
-	nodes, stop, err := benchFederation(ctx, env.dir+"/consent", 3, 4, time.Hour)
-	defer func() { err = errors.Join(err, stop()) }()
+func measureRevocations(ctx context.Context, env env, m map[string]float64) (err error) {
+	nodes, err := startFederation(ctx, env.dir+"/consent", 3, 4, time.Hour)
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) (
 	holders := nodes[1:]
 	for _, h := range holders {
 		for i, p := range patients {
-			if err := demoVisit(ctx, h, p, i); err != nil {
+			if err := harness.Visit(ctx, h.Centre, p, i); err != nil {
 				return err
 			}
 		}
@@ -143,7 +144,7 @@ func benchRevocations(ctx context.Context, env benchEnv, m map[string]float64) (
 	}
 	// A contract goes to the holders the directory names: wait until it
 	// names all three, or a grant reaches only those announced so far.
-	if err := waitFor("the directory names every patient's three holders", time.Minute, func() bool {
+	if err := harness.WaitFor(ctx, time.Minute, "the directory names every patient's three holders", func() bool {
 		for _, p := range patients {
 			res, err := nodes[0].Directory.Lookup(ctx, p)
 			if err != nil || len(res.Holders) != len(holders) {

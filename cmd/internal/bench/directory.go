@@ -1,11 +1,9 @@
-package main
+package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -15,9 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/directory"
-	"github.com/medfed/medfed/federation"
-	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
 // announceLimit bounds every wait for announcements to reach their
@@ -29,7 +26,7 @@ const announceLimit = 10 * time.Minute
 // under a second.
 const settleLimit = 2 * time.Minute
 
-// benchDirectory measures the Patient Directory on 127.0.0.1. Announce:
+// measureDirectory measures the Patient Directory on 127.0.0.1. Announce:
 // a centre joining a federation of nine announces its patients with the
 // sweep provider, timed until every announcement is stored at its
 // replicas; the baseline is classic Kademlia, one provide (a walk, then
@@ -37,22 +34,22 @@ const settleLimit = 2 * time.Minute
 // Lookup: in a federation of twenty, the one-hop lookup of a patient held
 // at one to five centres, beside kad-dht's iterative walk. Every lookup
 // must return exactly the centres that hold the patient.
-func benchDirectory(ctx context.Context, env benchEnv) (map[string]float64, error) {
+func measureDirectory(ctx context.Context, env env) (map[string]float64, error) {
 	m := map[string]float64{}
-	if err := benchAnnounce(ctx, env, m); err != nil {
+	if err := measureAnnounce(ctx, env, m); err != nil {
 		return nil, err
 	}
-	if err := benchLookup(ctx, env, m); err != nil {
+	if err := measureLookup(ctx, env, m); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// benchAnnounce measures announcements from the tenth centre of a
+// measureAnnounce measures announcements from the tenth centre of a
 // federation, the one that joined.
-func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) (err error) {
-	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-announce"), 9, 10, time.Hour)
-	defer func() { err = errors.Join(err, stop()) }()
+func measureAnnounce(ctx context.Context, env env, m map[string]float64) (err error) {
+	nodes, err := startFederation(ctx, filepath.Join(env.dir, "directory-announce"), 9, 10, time.Hour)
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	if err != nil {
 		return err
 	}
@@ -125,12 +122,12 @@ func benchAnnounce(ctx context.Context, env benchEnv, m map[string]float64) (err
 	return nil
 }
 
-// benchLookup measures lookups in a federation of twenty centres.
-func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) (err error) {
+// measureLookup measures lookups in a federation of twenty centres.
+func measureLookup(ctx context.Context, env env, m map[string]float64) (err error) {
 	// All twenty found the federation: version 1 lists them all, so no
 	// admission rounds are needed.
-	nodes, stop, err := benchFederation(ctx, filepath.Join(env.dir, "directory-lookup"), 20, 20, time.Hour)
-	defer func() { err = errors.Join(err, stop()) }()
+	nodes, err := startFederation(ctx, filepath.Join(env.dir, "directory-lookup"), 20, 20, time.Hour)
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	if err != nil {
 		return err
 	}
@@ -228,69 +225,12 @@ func benchLookup(ctx context.Context, env benchEnv, m map[string]float64) (err e
 	return nil
 }
 
-// benchFederation founds a federation of the first founders of size
-// centres under root, admits the rest one by one, and waits until every
-// centre connects to every other and holds them all in its routing table.
-// stop stops the nodes started, also when err is not nil.
-func benchFederation(ctx context.Context, root string, founders, size int, checkpoints time.Duration) (nodes []*running, stop func() error, err error) {
-	stop = func() error {
-		var errs []error
-		for _, r := range nodes {
-			errs = append(errs, r.stop())
-		}
-		return errors.Join(errs...)
-	}
-	cfgs := make([]centre.Config, size)
-	for i := range cfgs {
-		if cfgs[i], err = demoConfig(root, fmt.Sprintf("centre-%02d", i)); err != nil {
-			return nil, stop, err
-		}
-		// An hour keeps checkpoints and cosignatures out of the timings of
-		// a suite that does not need them final.
-		cfgs[i].Ledger.CheckpointInterval = checkpoints
-	}
-	if _, err := foundFederation(ctx, cfgs[:founders], federation.DefaultPolicy(founders)); err != nil {
-		return nil, stop, err
-	}
-	for _, cfg := range cfgs[:founders] {
-		r, err := startNode(ctx, cfg)
-		if err != nil {
-			return nodes, stop, err
-		}
-		nodes = append(nodes, r)
-	}
-	for _, cfg := range cfgs[founders:] {
-		r, err := admitCentre(ctx, cfg, nodes...)
-		if err != nil {
-			return nodes, stop, err
-		}
-		nodes = append(nodes, r)
-	}
-	// Twenty centres starting at once on two cores take a while to dial
-	// each other.
-	if err := allConnectedWithin(nodes, time.Minute); err != nil {
-		return nodes, stop, err
-	}
-	full := func() bool {
-		for _, r := range nodes {
-			if r.Directory.RoutingTableSize() != size-1 {
-				return false
-			}
-		}
-		return true
-	}
-	if err := waitFor("every routing table holds every other member", time.Minute, full); err != nil {
-		return nodes, stop, err
-	}
-	return nodes, stop, nil
-}
-
 // waitStored returns the time from start until nodes store want
 // announcements by the holder, announcer. Counting reads every node's whole
 // table, which at millions of records costs seconds of the very CPU being
 // measured, so it first waits, cheaply, until the announcer has nothing
 // left to send; the count that ends the wait is included in the time.
-func waitStored(ctx context.Context, env benchEnv, announcer *running, nodes []*running, holder peer.ID, want int, start time.Time) (time.Duration, error) {
+func waitStored(ctx context.Context, env env, announcer *harness.Node, nodes []*harness.Node, holder peer.ID, want int, start time.Time) (time.Duration, error) {
 	for {
 		backlog, err := announcer.Directory.Backlog(ctx)
 		if err != nil {
@@ -340,7 +280,7 @@ func waitStored(ctx context.Context, env benchEnv, announcer *running, nodes []*
 
 // storedAt returns how many announcements by holder the nodes store in
 // all, asking them at once.
-func storedAt(nodes []*running, holder peer.ID) (int, error) {
+func storedAt(nodes []*harness.Node, holder peer.ID) (int, error) {
 	counts := make([]int, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
@@ -357,7 +297,7 @@ func storedAt(nodes []*running, holder peer.ID) (int, error) {
 
 // settledStored returns storedAt once two polls a second apart agree, or
 // after a minute.
-func settledStored(nodes []*running, holder peer.ID) (int, error) {
+func settledStored(nodes []*harness.Node, holder peer.ID) (int, error) {
 	last := -1
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
 		n, err := storedAt(nodes, holder)
@@ -366,24 +306,4 @@ func settledStored(nodes []*running, holder peer.ID) (int, error) {
 		}
 		last = n
 	}
-}
-
-func randomPseudonyms(n int) []ledger.Pseudonym {
-	ps := make([]ledger.Pseudonym, n)
-	for i := range ps {
-		rand.Read(ps[i][:])
-	}
-	return ps
-}
-
-// percentileMillis returns the q quantile of ds (nearest rank) in
-// milliseconds.
-func percentileMillis(ds []time.Duration, q float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := min(max(int(math.Ceil(float64(len(s))*q))-1, 0), len(s)-1)
-	return float64(s[i]) / float64(time.Millisecond)
 }

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -6,16 +6,17 @@ import (
 	"fmt"
 
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 	"github.com/medfed/medfed/pseudonym"
 )
 
 func (d *demo) pseudonymChapter(ctx context.Context) (err error) {
 	d.chapter(4, "pseudonyms: the same patient everywhere, reversible by nobody alone")
-	nodes, stop, err := startAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
+	nodes, err := harness.StartAll(ctx, d.cfgs["centre-a"], d.cfgs["centre-b"], d.cfgs["centre-c"])
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, stop()) }()
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ch := a.Membership.Current()
 	d.say("When centre-a founded the federation it also dealt the pseudonym key: it drew")
@@ -73,7 +74,7 @@ func (d *demo) pseudonymChapter(ctx context.Context) (err error) {
 	d.say("ask another for at most %d evaluations per %v (pseudonym.rate-limit and", d.cfgs["centre-b"].Pseudonym.RateLimit, d.cfgs["centre-b"].Pseudonym.RateWindow)
 	d.say("rate-window), so nobody can run through the billion NHS numbers to reverse one.")
 
-	if err := b.stop(); err != nil {
+	if err := b.Stop(); err != nil {
 		return err
 	}
 	if _, err := a.Pseudonyms(ctx, []pseudonym.Identifier{id}); !errors.Is(err, pseudonym.ErrUnavailable) {

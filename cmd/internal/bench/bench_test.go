@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/medfed/medfed/node/nodetest"
+)
+
+// TestMain runs the suites, federations of real nodes in this process, in
+// their turn with the other heavy suites (see nodetest.TakeTurn).
+func TestMain(m *testing.M) { os.Exit(nodetest.RunInTurn(m)) }
+
+func TestRunPrintsTheWitnessSuiteAsATable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the quick witness benchmark")
+	}
+	r, err := Run(context.Background(), Options{Suites: []string{"witness"}, Quick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := r.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cores", "finality_p50_ms", "≤ 1,500", "finality_p99_ms"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunRefusesAnUnknownSuiteBeforeMeasuring(t *testing.T) {
+	var progress strings.Builder
+	_, err := Run(context.Background(), Options{Suites: []string{"ledger", "nosuch"}, Quick: true, Progress: &progress})
+	if !errors.Is(err, ErrNoSuite) || err.Error() != `bench: no suite "nosuch"` {
+		t.Fatalf("an unknown suite: %v", err)
+	}
+	if progress.Len() != 0 {
+		t.Errorf("a suite ran before the unknown one was refused: %s", progress.String())
+	}
+}
+
+// The report puts each metric beside its baseline and the central floor,
+// says how many times better it is, and whether it meets its target.
+func TestBenchReport(t *testing.T) {
+	r := newReport(map[string]float64{
+		"ledger_append_per_s": 90_000, "ledger_append_baseline_per_s": 10_000,
+		"directory_lookup_p50_ms": 0.5, "directory_lookup_walk_p50_ms": 5, "central_lookup_p50_ms": 0.01,
+		"query_per_s": 300, "central_query_per_s": 3_000,
+		"centre_rss_mib": 500, "centre_empty_rss_mib": 40,
+		"something_new": 7,
+	}, false)
+	byName := map[string]Row{}
+	for _, row := range r.Rows {
+		byName[row.Metric] = row
+	}
+	if len(r.Rows) != 5 || r.Rows[len(r.Rows)-1].Metric != "something_new" {
+		t.Fatalf("rows: %+v", r.Rows)
+	}
+	check := func(metric string, times float64, met bool) {
+		t.Helper()
+		row := byName[metric]
+		if c := cmp.Or(row.Central, row.Baseline); c == nil || math.Abs(c.Times-times) > 1e-9 {
+			t.Errorf("%s: %+v, want %v times", metric, row, times)
+		}
+		if row.Met == nil || *row.Met != met {
+			t.Errorf("%s: met %v, want %v", metric, row.Met, met)
+		}
+	}
+	check("ledger_append_per_s", 9, true)        // ≥ 50,000 and ≥ 5× the baseline
+	check("directory_lookup_p50_ms", 0.02, true) // ≤ 3 ms; the central index is 50 times as fast
+	check("query_per_s", 0.1, false)             // ≥ 500
+	if b := byName["directory_lookup_p50_ms"].Baseline; b == nil || b.Times != 10 {
+		t.Errorf("lookup beside kad-dht's walk: %+v", b)
+	}
+	if b := byName["centre_rss_mib"].Baseline; b == nil || b.More != 460 || b.Times != 0 || byName["centre_rss_mib"].Met != nil {
+		t.Errorf("memory beside the empty centre: %+v", byName["centre_rss_mib"])
+	}
+	var out strings.Builder
+	if err := r.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"full sizes", "cores", "90,000", "10,000", "9.0×", "+460", "≥ 50,000, 5× the baseline", "something_new", "central_lookup_p50_ms: one SQLite index"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
+)
+
+// ErrNotRunning is returned when no node is serving a data directory.
+var ErrNotRunning = node.E(node.Unavailable, "the centre's node is not running")
+
+// Client talks to the node running on a data directory.
+type Client struct {
+	dir string
+	c   *http.Client
+}
+
+// Dial returns a client for the node running on data directory dir; it
+// connects at each request.
+func Dial(dir string) *Client {
+	path, _, err := socketPath(dir)
+	if err != nil {
+		path = filepath.Join(dir, Socket)
+	}
+	return &Client{dir: dir, c: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// do sends one request and decodes its answer into out; an error answer
+// comes back as an error of the node's error's kind.
+func (a *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://medfed"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return fmt.Errorf("%w on %s: start it with medfed node", ErrNotRunning, a.dir)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return api.ErrorOf(resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+func (a *Client) postJSON(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return a.do(ctx, http.MethodPost, path, bytes.NewReader(body), out)
+}
+
+// Get reads path (one of the HTTP API's read-only routes, which the socket
+// serves to the centre's administrator) into out, the route's answer.
+func (a *Client) Get(ctx context.Context, path string, out any) error {
+	return a.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// Status returns the running node's view of its federation.
+func (a *Client) Status(ctx context.Context) (api.FederationStatus, error) {
+	var st api.FederationStatus
+	err := a.do(ctx, http.MethodGet, "/v1/federation", nil, &st)
+	return st, err
+}
+
+// LedgerStatus returns the running node's ledger status.
+func (a *Client) LedgerStatus(ctx context.Context) (api.LedgerStatus, error) {
+	var st api.LedgerStatus
+	err := a.do(ctx, http.MethodGet, "/v1/ledger", nil, &st)
+	return st, err
+}
+
+// Approve has the running node approve a join request.
+func (a *Client) Approve(ctx context.Context, request []byte) (api.Progress, error) {
+	var p api.Progress
+	err := a.do(ctx, http.MethodPost, "/v1/federation/approve", bytes.NewReader(request), &p)
+	return p, err
+}
+
+// Remove has the running node approve removing a centre.
+func (a *Client) Remove(ctx context.Context, centre string) (api.Progress, error) {
+	var p api.Progress
+	err := a.do(ctx, http.MethodPost, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil, &p)
+	return p, err
+}
+
+// DirectoryStatus returns the running node's directory status.
+func (a *Client) DirectoryStatus(ctx context.Context) (api.DirectoryStatus, error) {
+	var st api.DirectoryStatus
+	err := a.do(ctx, http.MethodGet, "/v1/directory", nil, &st)
+	return st, err
+}
+
+// Lookup has the running node find every centre holding records of a
+// pseudonym given in hex.
+func (a *Client) Lookup(ctx context.Context, pseudonym string) (api.DirectoryLookup, error) {
+	var res api.DirectoryLookup
+	err := a.do(ctx, http.MethodGet, "/v1/directory/lookup?pseudonym="+url.QueryEscape(pseudonym), nil, &res)
+	return res, err
+}
+
+// Pseudonyms has the running node derive the pseudonyms of identifiers.
+func (a *Client) Pseudonyms(ctx context.Context, identifiers []string) ([]string, error) {
+	var resp PseudonymResponse
+	err := a.postJSON(ctx, "/v1/pseudonyms", PseudonymRequest{Identifiers: identifiers}, &resp)
+	return resp.Pseudonyms, err
+}
+
+// SubmitConsent has the running node accept a signed consent document and
+// deliver it to the patient's holders.
+func (a *Client) SubmitConsent(ctx context.Context, doc []byte) (api.ConsentDelivery, error) {
+	var d api.ConsentDelivery
+	err := a.do(ctx, http.MethodPost, "/v1/consent", bytes.NewReader(doc), &d)
+	return d, err
+}
+
+// Attest has the running node attest a patient's key.
+func (a *Client) Attest(ctx context.Context, r AttestRequest) (api.ConsentDelivery, error) {
+	var d api.ConsentDelivery
+	err := a.postJSON(ctx, "/v1/consent/attest", r, &d)
+	return d, err
+}
+
+// Consent returns a patient's consent as the running node holds it.
+func (a *Client) Consent(ctx context.Context, pseudonym string) (api.ConsentView, error) {
+	var v api.ConsentView
+	err := a.do(ctx, http.MethodGet, "/v1/consent?pseudonym="+url.QueryEscape(pseudonym), nil, &v)
+	return v, err
+}
+
+// Decide asks the running node what it would decide for a request.
+func (a *Client) Decide(ctx context.Context, r DecideRequest) (api.Decision, error) {
+	var d api.Decision
+	err := a.postJSON(ctx, "/v1/consent/decide", r, &d)
+	return d, err
+}
+
+// AddRecord has the running node register a record.
+func (a *Client) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, error) {
+	var res RecordResponse
+	err := a.postJSON(ctx, "/v1/records", r, &res)
+	return res, err
+}
+
+// QueryRecords has the running node query every holder of a patient.
+func (a *Client) QueryRecords(ctx context.Context, r QueryRequest) (api.QueryResult, error) {
+	var res api.QueryResult
+	err := a.postJSON(ctx, "/v1/query", r, &res)
+	return res, err
+}
+
+// Transfer has the running node copy a patient's records from the
+// centres holding them.
+func (a *Client) Transfer(ctx context.Context, r TransferRequest) (api.TransferResult, error) {
+	var res api.TransferResult
+	err := a.postJSON(ctx, "/v1/transfer", r, &res)
+	return res, err
+}
+
+// Patient has the running node relay a patient's signed request.
+func (a *Client) Patient(ctx context.Context, request []byte) (api.PatientResult, error) {
+	var res api.PatientResult
+	err := a.do(ctx, http.MethodPost, "/v1/patient", bytes.NewReader(request), &res)
+	return res, err
+}

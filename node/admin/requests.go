@@ -1,0 +1,144 @@
+package admin
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The socket's requests, as the medfed commands write them: identifiers
+// in hex, codes by name, a token in base64. Each parses into the centre's
+// typed request, naming every field that is wrong.
+
+// RecordRequest registers a record: for a patient named by pseudonym, or
+// by an identifier ("system|value") that the centre pseudonymises and
+// never stores.
+type RecordRequest struct {
+	Pseudonym  string    `json:",omitempty"`
+	Identifier string    `json:",omitempty"`
+	Class      string    // data class, e.g. "lab-result"
+	Occurred   time.Time // when the interaction happened
+	Location   string    `json:",omitempty"`
+	Author     string    `json:",omitempty"` // the author's staff ID, 32 hex digits
+	Replaces   int64     `json:",omitempty"` // the index of the record an amendment replaces
+	Payload    []byte    // the clinical payload: encrypted at rest, never on the ledger
+}
+
+// RecordResponse says where a record went.
+type RecordResponse struct {
+	Pseudonym string
+	Index     int64 // the record entry's ledger index
+	// AnnounceError says why the directory announcement failed: the
+	// record is stored all the same (a retry would store it twice), and
+	// the node announces it again at its next start.
+	AnnounceError string `json:",omitempty"`
+}
+
+func (r RecordRequest) parse() (centre.RecordRequest, error) {
+	out := centre.RecordRequest{Identifier: r.Identifier, Class: r.Class, Occurred: r.Occurred, Location: r.Location, Replaces: r.Replaces, Payload: r.Payload}
+	var err error
+	if r.Pseudonym != "" {
+		if out.Pseudonym, err = ledger.ParsePseudonym(r.Pseudonym); err != nil {
+			return out, err
+		}
+	}
+	if r.Author != "" {
+		if out.Author, err = consent.ParseStaffID(r.Author); err != nil {
+			return out, fmt.Errorf("%w: author: %v", centre.ErrBadRecord, err)
+		}
+	}
+	return out, nil
+}
+
+// QueryRequest is a clinician's query.
+type QueryRequest struct {
+	Pseudonym string
+	Purpose   string // treatment, research or emergency
+	Role      string
+	Staff     string   `json:",omitempty"` // 32 hex digits
+	Classes   []string `json:",omitempty"`
+	Token     string   `json:",omitempty"` // a patient's token, base64
+	Reason    string   `json:",omitempty"` // the emergency reason
+	// Local asks this centre alone (its own records), without a lookup.
+	Local bool `json:",omitempty"`
+}
+
+func (r QueryRequest) parse() (centre.QueryRequest, error) {
+	p, err := ledger.ParsePseudonym(r.Pseudonym)
+	if err != nil {
+		return centre.QueryRequest{}, err
+	}
+	a, aerr := api.ParseAsker(r.Role, r.Staff, r.Purpose, r.Reason)
+	token, terr := parseToken(r.Token)
+	return centre.QueryRequest{Pseudonym: p, Asker: a, Classes: r.Classes, Token: token, Local: r.Local}, errors.Join(aerr, terr)
+}
+
+// TransferRequest asks the centre to copy a patient's records from every
+// centre holding them.
+type TransferRequest struct {
+	Pseudonym string
+	Role      string
+	Staff     string   `json:",omitempty"` // 32 hex digits
+	Classes   []string `json:",omitempty"`
+	Token     string   `json:",omitempty"` // a patient's token, base64
+}
+
+func (r TransferRequest) parse() (centre.TransferRequest, error) {
+	p, err := ledger.ParsePseudonym(r.Pseudonym)
+	if err != nil {
+		return centre.TransferRequest{}, err
+	}
+	a, aerr := api.ParseAsker(r.Role, r.Staff, consent.Treatment.String(), "")
+	token, terr := parseToken(r.Token)
+	return centre.TransferRequest{Pseudonym: p, Role: a.Role, Staff: a.Staff, Classes: r.Classes, Token: token}, errors.Join(aerr, terr)
+}
+
+// AttestRequest asks the centre to attest a patient's key.
+type AttestRequest struct {
+	Pseudonym   string
+	Key         string // 64 hex digits
+	Compromised bool   // the keys it supersedes are lost or stolen
+}
+
+// DecideRequest asks what the centre would decide for a request.
+type DecideRequest struct {
+	Pseudonym string
+	Centre    string // the requesting centre's name
+	Role      string
+	Staff     string `json:",omitempty"` // 32 hex digits
+	Action    string
+	Purpose   string
+	Class     string
+	Recorded  time.Time // when the record was made
+	Reason    string    `json:",omitempty"` // emergency reason code
+}
+
+func (r DecideRequest) parse() (centre.DecideRequest, error) {
+	p, err := ledger.ParsePseudonym(r.Pseudonym)
+	if err != nil {
+		return centre.DecideRequest{}, err
+	}
+	a, aerr := api.ParseAsker(r.Role, r.Staff, r.Purpose, r.Reason)
+	action, cerr := consent.ParseAction(r.Action)
+	return centre.DecideRequest{Pseudonym: p, Centre: r.Centre, Asker: a, Action: action, Class: r.Class, Recorded: r.Recorded}, errors.Join(aerr, cerr)
+}
+
+// parseToken decodes a patient's token written in base64; "" is none.
+func parseToken(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("%w: the token is not base64", node.ErrInvalid)
+	}
+	return b, nil
+}

@@ -1,0 +1,243 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/medfed/medfed/node/ledger"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
+)
+
+// Limits of the socket's requests and answers.
+const (
+	maxAnswer        = 256 << 20 // a query's records, payloads in base64
+	maxRecordBody    = 24 << 20  // a 16 MiB payload in base64, and the fields around it
+	maxBody          = 256 << 10
+	maxPseudonymBody = 4 << 20 // MaxPseudonymRequest identifiers of up to 512 bytes and more
+	maxPatientBody   = 1 << 10 // a patient's signed request
+
+	readHeaderTimeout = 5 * time.Second
+	shutdownGrace     = 5 * time.Second
+)
+
+// Server answers the admin socket's requests with the operations of a
+// running centre.
+type Server struct {
+	node *centre.Node
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New returns the admin socket's server for node n. Besides its own
+// operations it serves the HTTP API's read-only routes for the centre's
+// administrator (api.Server.Operator), when reads is not nil: a read
+// added to the API is then on the socket too, for the commands.
+func New(n *centre.Node, reads http.Handler, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{node: n, log: log.With("component", "admin"), mux: http.NewServeMux()}
+	if reads != nil {
+		s.mux.Handle("/", reads)
+	}
+	for _, rt := range s.routes() {
+		s.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+			v, err := rt.handle(w, r)
+			if err != nil {
+				api.WriteError(w, err)
+				return
+			}
+			api.WriteJSON(w, http.StatusOK, v)
+		})
+	}
+	return s
+}
+
+// route is one operation of the socket.
+type route struct {
+	pattern string
+	handle  func(w http.ResponseWriter, r *http.Request) (any, error)
+}
+
+// jsonRoute is a route whose body is a JSON object of type In, decoded
+// within limit bytes before op sees it.
+func jsonRoute[In, Out any](pattern string, limit int64, op func(ctx context.Context, in In) (Out, error)) route {
+	return route{pattern, func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var in In
+		if err := api.DecodeJSON(w, r, &in, limit); err != nil {
+			return nil, err
+		}
+		return op(r.Context(), in)
+	}}
+}
+
+// bodyRoute is a route whose body is taken as it is (a signed document),
+// within limit bytes, for op to parse.
+func bodyRoute[Out any](pattern string, limit int64, op func(ctx context.Context, body []byte) (Out, error)) route {
+	return route{pattern, func(w http.ResponseWriter, r *http.Request) (any, error) {
+		b, err := api.ReadBody(w, r, limit)
+		if err != nil {
+			return nil, err
+		}
+		return op(r.Context(), b)
+	}}
+}
+
+// queryRoute is a route that takes one query parameter.
+func queryRoute[Out any](pattern, param string, op func(ctx context.Context, value string) (Out, error)) route {
+	return route{pattern, func(_ http.ResponseWriter, r *http.Request) (any, error) {
+		return op(r.Context(), r.URL.Query().Get(param))
+	}}
+}
+
+func (s *Server) routes() []route {
+	n := s.node
+	return []route{
+		{"GET /v1/federation", func(_ http.ResponseWriter, r *http.Request) (any, error) {
+			ls, err := n.Centre.LedgerStatus(r.Context())
+			return api.FederationStatusOf(n.Membership.Status(), ls.Evidence), err
+		}},
+		{"GET /v1/ledger", func(_ http.ResponseWriter, r *http.Request) (any, error) {
+			st, err := n.Centre.LedgerStatus(r.Context())
+			return api.LedgerStatusOf(st), err
+		}},
+		bodyRoute("POST /v1/federation/approve", maxBody, func(ctx context.Context, req []byte) (api.Progress, error) {
+			p, err := n.Membership.Approve(ctx, req)
+			return api.ProgressOf(p), err
+		}),
+		queryRoute("POST /v1/federation/remove", "centre", func(ctx context.Context, centre string) (api.Progress, error) {
+			p, err := n.Membership.Remove(ctx, centre)
+			return api.ProgressOf(p), err
+		}),
+		jsonRoute("POST /v1/pseudonyms", maxPseudonymBody, func(ctx context.Context, req PseudonymRequest) (PseudonymResponse, error) {
+			ps, err := n.PseudonymsOf(ctx, req.Identifiers)
+			out := PseudonymResponse{Pseudonyms: make([]string, len(ps))}
+			for i, p := range ps {
+				out.Pseudonyms[i] = p.String()
+			}
+			return out, err
+		}),
+		{"GET /v1/directory", func(_ http.ResponseWriter, r *http.Request) (any, error) {
+			st, err := n.Directory.Status(r.Context())
+			return api.DirectoryStatusOf(st), err
+		}},
+		queryRoute("GET /v1/directory/lookup", "pseudonym", func(ctx context.Context, hex string) (api.DirectoryLookup, error) {
+			p, err := ledger.ParsePseudonym(hex)
+			if err != nil {
+				return api.DirectoryLookup{}, err
+			}
+			l, err := n.Lookup(ctx, p)
+			return api.DirectoryLookupOf(l), err
+		}),
+		jsonRoute("POST /v1/records", maxRecordBody, func(ctx context.Context, req RecordRequest) (RecordResponse, error) {
+			r, err := req.parse()
+			if err != nil {
+				return RecordResponse{}, err
+			}
+			res, err := n.AddRecord(ctx, r)
+			return RecordResponse{Pseudonym: res.Pseudonym.String(), Index: res.Index, AnnounceError: errText(res.Announce)}, err
+		}),
+		jsonRoute("POST /v1/query", maxBody, func(ctx context.Context, req QueryRequest) (api.QueryResult, error) {
+			q, err := req.parse()
+			if err != nil {
+				return api.QueryResult{}, err
+			}
+			res, err := n.QueryRecords(ctx, q)
+			return api.QueryResultOf(res), err
+		}),
+		jsonRoute("POST /v1/transfer", maxBody, func(ctx context.Context, req TransferRequest) (api.TransferResult, error) {
+			t, err := req.parse()
+			if err != nil {
+				return api.TransferResult{}, err
+			}
+			res, err := n.Transfer(ctx, t)
+			return api.TransferResultOf(res), err
+		}),
+		bodyRoute("POST /v1/patient", maxPatientBody, func(ctx context.Context, req []byte) (api.PatientResult, error) {
+			res, err := n.PatientRelay(ctx, req)
+			return api.PatientResultOf(res), err
+		}),
+		bodyRoute("POST /v1/consent", consent.MaxDocument, func(ctx context.Context, doc []byte) (api.ConsentDelivery, error) {
+			d, err := n.SubmitConsent(ctx, doc)
+			return api.ConsentDeliveryOf(d), err
+		}),
+		jsonRoute("POST /v1/consent/attest", maxBody, func(ctx context.Context, req AttestRequest) (api.ConsentDelivery, error) {
+			p, err := ledger.ParsePseudonym(req.Pseudonym)
+			if err != nil {
+				return api.ConsentDelivery{}, err
+			}
+			k, err := consent.ParsePublicKey(req.Key)
+			if err != nil {
+				return api.ConsentDelivery{}, err
+			}
+			d, err := n.Attest(ctx, p, k, req.Compromised)
+			return api.ConsentDeliveryOf(d), err
+		}),
+		queryRoute("GET /v1/consent", "pseudonym", func(ctx context.Context, hex string) (api.ConsentView, error) {
+			p, err := ledger.ParsePseudonym(hex)
+			if err != nil {
+				return api.ConsentView{}, err
+			}
+			v, err := n.ShowConsent(ctx, p)
+			return api.ConsentViewOf(v), err
+		}),
+		jsonRoute("POST /v1/consent/decide", maxBody, func(ctx context.Context, req DecideRequest) (api.Decision, error) {
+			q, err := req.parse()
+			if err != nil {
+				return api.Decision{}, err
+			}
+			d, err := n.Decide(ctx, q)
+			return api.DecisionOf(d), err
+		}),
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// Serve answers on ln (see [Listen]) until ctx ends, then shuts down,
+// giving requests under way a few seconds.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("admin socket: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(shut)
+	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// PseudonymRequest asks a running node for pseudonyms: identifiers as
+// "system|value", the system a configured name (e.g. "nhs") or URI.
+type PseudonymRequest struct {
+	Identifiers []string
+}
+
+// PseudonymResponse holds the pseudonyms in hex, in request order.
+type PseudonymResponse struct {
+	Pseudonyms []string
+}

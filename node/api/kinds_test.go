@@ -1,0 +1,87 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// failing is a centre whose operations fail with one error: the routes'
+// answers to each kind of error are the API's own business, and need no
+// federation to test. Operations it does not implement panic if called.
+type failing struct {
+	api.Centre
+	err error
+}
+
+func (f failing) ShowConsent(context.Context, ledger.Pseudonym) (centre.ConsentView, error) {
+	return centre.ConsentView{}, f.err
+}
+
+func (f failing) Ready() (centre.Readiness, error) { return centre.Readiness{}, f.err }
+
+// Every kind of error a centre returns reaches an HTTP client as its
+// status and an OperationOutcome from which the client reads the same
+// kind back: the one mapping, both ways.
+func TestErrorKindsAcrossHTTP(t *testing.T) {
+	staff, err := api.OpenStaff(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { staff.Close() })
+	tok, _, err := staff.Add(context.Background(), "clinician", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		err    error
+		status int
+		kind   node.Kind
+	}{
+		{"invalid", fmt.Errorf("consent: %w: a bad field", node.ErrInvalid), http.StatusBadRequest, node.Invalid},
+		{"forbidden", node.E(node.Forbidden, "consent signature"), http.StatusForbidden, node.Forbidden},
+		{"not found", fmt.Errorf("%w: no such entry", node.ErrNotFound), http.StatusNotFound, node.NotFound},
+		{"conflict", node.E(node.Conflict, "consent conflict"), http.StatusConflict, node.Conflict},
+		{"unavailable", fmt.Errorf("sync: %w", node.ErrUnavailable), http.StatusServiceUnavailable, node.Unavailable},
+		{"no kind", errors.New("disk full"), http.StatusInternalServerError, node.Internal},
+		{"deadline", fmt.Errorf("sync: %w", context.DeadlineExceeded), http.StatusGatewayTimeout, node.Unavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, err := api.New(api.Options{Node: failing{err: tt.err}, Staff: staff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(srv.Handler())
+			defer hs.Close()
+			req, _ := http.NewRequest(http.MethodGet, hs.URL+"/v1/consent/"+fmt.Sprintf("%064x", 7), nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			back := api.ErrorOf(resp.StatusCode, body)
+			if node.KindOf(back) != tt.kind || back.Error() != tt.err.Error() {
+				t.Errorf("read back as %v %q, want %v %q", node.KindOf(back), back, tt.kind, tt.err)
+			}
+		})
+	}
+}

@@ -1,0 +1,600 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/directory"
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The JSON shapes of the centre's answers, as this API and the admin
+// socket (node/admin) send them, and the one conversion of each from the
+// centre's typed values. Identifiers are written as they are everywhere
+// else: pseudonyms and staff IDs in hex, codes by name, binary in base64.
+
+// Readiness is /readyz's answer.
+type Readiness struct {
+	Centre    string
+	Members   int
+	Connected int // other members connected
+	Size      int64
+	Final     int64 // the latest final checkpoint's size, 0 if none yet
+}
+
+// ReadinessOf is r's JSON shape.
+func ReadinessOf(r centre.Readiness) Readiness { return Readiness(r) }
+
+// EntryProof is a ledger entry with its inclusion proof.
+type EntryProof struct {
+	Index      int64
+	Kind       string
+	Entry      []byte    // the entry's canonical encoding (the leaf)
+	Size       int64     // the final checkpoint's size
+	Checkpoint string    // its signed note, cosignatures included
+	Proof      [][]byte  // the tlog record proof, leaf to root
+	Time       time.Time // when the ledger appended the entry
+	Subject    string    `json:",omitempty"` // the patient's pseudonym, hex
+}
+
+// EntryProofOf is p's JSON shape.
+func EntryProofOf(p centre.EntryProof) EntryProof {
+	out := EntryProof{Index: p.Index, Kind: p.Kind.String(), Entry: p.Entry, Size: p.Size, Checkpoint: string(p.Checkpoint), Time: p.Time,
+		Subject: hexOrEmpty(p.Subject)}
+	for _, h := range p.Proof {
+		out.Proof = append(out.Proof, h[:])
+	}
+	return out
+}
+
+// RecordMeta is a record or amendment entry, without its payload.
+type RecordMeta struct {
+	Index     int64
+	Kind      string
+	Pseudonym string
+	Class     string
+	Occurred  time.Time
+	Location  string `json:",omitempty"`
+	Author    string
+	Replaces  int64 `json:",omitempty"`
+	Recorded  time.Time
+}
+
+// RecordMetaOf is m's JSON shape.
+func RecordMetaOf(m centre.RecordMeta) RecordMeta {
+	return RecordMeta{Index: m.Index, Kind: m.Kind.String(), Pseudonym: m.Pseudonym.String(), Class: m.Record.DataClass, Occurred: m.Record.Occurred,
+		Location: m.Record.Location, Author: m.Record.Author.String(), Replaces: m.Record.Replaces, Recorded: m.Recorded}
+}
+
+// Notice is an emergency access notification.
+type Notice struct {
+	Index     int64 // the access entry's index: the feed's cursor
+	Time      time.Time
+	Pseudonym string
+	Event     string // emergency-start or emergency-stop
+	Centre    string // the requesting centre
+	Staff     string `json:",omitempty"`
+	Role      string
+	Reason    string
+	Permitted bool
+}
+
+// NoticeOf is x's JSON shape.
+func NoticeOf(x centre.Notice) Notice {
+	return Notice{Index: x.Index, Time: x.Time, Pseudonym: x.Subject.String(), Event: x.Event.String(), Centre: x.Centre, Staff: staffOrEmpty(x.Staff),
+		Role: x.Role.String(), Reason: x.Reason.String(), Permitted: x.Permitted}
+}
+
+// TokenCheck is what a centre makes of a patient's token.
+type TokenCheck struct {
+	ID         string
+	Pseudonym  string
+	Grantee    string // a centre's name, "any centre", and /STAFF-ID when for one staff member
+	Role       string `json:",omitempty"`
+	Purposes   string
+	Actions    string
+	Classes    []string `json:",omitempty"`
+	DataPeriod string
+	Issued     time.Time
+	Expires    time.Time
+	Uses       int
+	Used       int
+	Valid      bool
+	Problem    string `json:",omitempty"` // why it would not be honoured
+}
+
+// TokenCheckOf is t's JSON shape.
+func TokenCheckOf(t centre.TokenCheck) TokenCheck {
+	out := TokenCheck{ID: t.ID.String(), Pseudonym: t.Subject.String(), Grantee: t.Grantee, Purposes: t.Purposes.String(), Actions: t.Actions.String(),
+		Classes: t.Classes, DataPeriod: t.DataPeriod.String(), Issued: t.Issued, Expires: t.Expires, Uses: int(t.Uses), Used: t.Used,
+		Valid: t.Valid(), Problem: t.Problem}
+	if t.Token.Grantee.Role != 0 {
+		out.Role = t.Token.Grantee.Role.String()
+	}
+	return out
+}
+
+// LedgerStatus is what an operator sees of the centre's ledger.
+type LedgerStatus struct {
+	Origin   string
+	Size     int64
+	Latest   *CheckpointStatus `json:",omitempty"` // the last checkpoint signed
+	Final    *CheckpointStatus `json:",omitempty"` // the last one the witness quorum cosigned
+	Evidence []EvidenceStatus  // members caught signing two histories
+}
+
+// CheckpointStatus describes one checkpoint.
+type CheckpointStatus struct {
+	Size      int64
+	Root      string   // base64, as in the checkpoint
+	Cosigners []string `json:",omitempty"` // member names
+}
+
+// EvidenceStatus is one pair of conflicting checkpoints a centre holds.
+type EvidenceStatus struct {
+	Origin string
+	Reason string
+	Seen   time.Time
+}
+
+// EvidenceOf is ev's JSON shape: [] when there is none.
+func EvidenceOf(ev []centre.EvidenceStatus) []EvidenceStatus {
+	out := []EvidenceStatus{}
+	for _, e := range ev {
+		out = append(out, EvidenceStatus(e))
+	}
+	return out
+}
+
+// LedgerStatusOf is st's JSON shape.
+func LedgerStatusOf(st centre.LedgerStatus) LedgerStatus {
+	cp := func(c *centre.CheckpointStatus) *CheckpointStatus {
+		if c == nil {
+			return nil
+		}
+		return &CheckpointStatus{Size: c.Size, Root: base64.StdEncoding.EncodeToString(c.Root[:]), Cosigners: c.Cosigners}
+	}
+	return LedgerStatus{Origin: st.Origin, Size: st.Size, Latest: cp(st.Latest), Final: cp(st.Final), Evidence: EvidenceOf(st.Evidence)}
+}
+
+// FederationStatus is the membership as the running node sees it, with
+// the evidence of equivocation it holds.
+type FederationStatus struct {
+	Federation string
+	Version    uint64
+	Self       peer.ID
+	Member     bool
+	Members    []MemberStatus
+	Pending    []Progress
+	Evidence   []EvidenceStatus
+}
+
+// MemberStatus is one member as the centre sees it.
+type MemberStatus struct {
+	Name      string
+	ID        peer.ID
+	Connected bool
+}
+
+// Progress is a charter change on its way: approvals gathered of the
+// quorum, and whether the version was adopted.
+type Progress struct {
+	Version   uint64
+	Approvals int
+	Quorum    int
+	Adopted   bool
+}
+
+// ProgressOf is p's JSON shape.
+func ProgressOf(p federation.Progress) Progress { return Progress(p) }
+
+// FederationStatusOf is st's JSON shape, with the evidence ev.
+func FederationStatusOf(st federation.Status, ev []centre.EvidenceStatus) FederationStatus {
+	out := FederationStatus{Federation: st.Federation, Version: st.Version, Self: st.Self, Member: st.Member, Members: []MemberStatus{},
+		Pending: []Progress{}, Evidence: EvidenceOf(ev)}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, MemberStatus(m))
+	}
+	for _, p := range st.Pending {
+		out.Pending = append(out.Pending, ProgressOf(p))
+	}
+	return out
+}
+
+// DirectoryStatus is the directory as the centre sees it.
+type DirectoryStatus struct {
+	Announced     int       // keys the centre announces
+	Pending       int64     // of those, keys queued to be sent
+	Provided      int64     // keys sent since the directory started
+	LastReprovide time.Time // zero before the first reprovide
+	NextReprovide time.Time // zero when nothing is scheduled
+	Stored        int       // announcements by other centres the centre stores
+	RoutingTable  int       // members in the routing table
+	Connectivity  string    // online, disconnected or offline
+	Replication   int
+	LookupWidth   int
+}
+
+// DirectoryStatusOf is st's JSON shape.
+func DirectoryStatusOf(st directory.Status) DirectoryStatus { return DirectoryStatus(st) }
+
+// DirectoryLookup is a lookup's answer: the holders by name.
+type DirectoryLookup struct {
+	Pseudonym string
+	Holders   []DirectoryHolder
+	Complete  bool
+	Problem   string `json:",omitempty"` // why the lookup is incomplete
+	Answered  int
+	Failed    []string `json:",omitempty"` // members asked that did not answer
+	Millis    float64
+}
+
+// DirectoryHolder is one centre holding records.
+type DirectoryHolder struct {
+	Name string
+	ID   peer.ID
+}
+
+// DirectoryLookupOf is l's JSON shape.
+func DirectoryLookupOf(l centre.Lookup) DirectoryLookup {
+	out := DirectoryLookup{Pseudonym: l.Pseudonym.String(), Complete: l.Problem == nil, Problem: errText(l.Problem),
+		Answered: l.Answered, Failed: l.Failed, Millis: millis(l.Elapsed)}
+	for _, h := range l.Holders {
+		out.Holders = append(out.Holders, DirectoryHolder(h))
+	}
+	return out
+}
+
+// QueryResult is a query's outcome, holder by holder, by name.
+type QueryResult struct {
+	Pseudonym string
+	Holders   []QueryHolder
+	Lookup    string `json:",omitempty"` // why holders may be missing
+	Millis    float64
+}
+
+// QueryHolder is one holder's answer.
+type QueryHolder struct {
+	Name string
+	// Status: "answered" (records released), "denied" (by consent, with
+	// the reason), or "failed" (down, too slow, refused, or its answer did
+	// not verify: Error says which).
+	Status     string
+	Error      string `json:",omitempty"`
+	Reason     string `json:",omitempty"`
+	Basis      string `json:",omitempty"`
+	Access     int64  // the access entry on the holder's ledger
+	Denied     int    `json:",omitempty"`
+	Pending    int    `json:",omitempty"`
+	Checkpoint int64  `json:",omitempty"` // the final checkpoint the records are proven in
+	Records    []QueryRecord
+}
+
+// QueryRecord is one released record, proven.
+type QueryRecord struct {
+	Index    int64
+	Kind     string
+	Class    string
+	Occurred time.Time
+	Location string `json:",omitempty"`
+	Author   string
+	Replaces int64  `json:",omitempty"`
+	Payload  []byte `json:",omitempty"`
+	Erased   bool   `json:",omitempty"`
+}
+
+// QueryResultOf is res's JSON shape.
+func QueryResultOf(res centre.QueryResult) QueryResult {
+	out := QueryResult{Pseudonym: res.Pseudonym.String(), Holders: []QueryHolder{}, Lookup: errText(res.Lookup), Millis: millis(res.Elapsed)}
+	for _, a := range res.Holders {
+		h := QueryHolder{Name: a.Name, Status: a.Outcome.String(), Error: errText(a.Err), Records: []QueryRecord{}}
+		if a.Err == nil {
+			h.Reason, h.Basis, h.Access, h.Denied, h.Pending, h.Checkpoint = a.Reason, a.Basis.String(), a.Access, a.Denied, a.Pending, a.Size
+		}
+		for _, r := range a.Records {
+			h.Records = append(h.Records, QueryRecord{
+				Index: r.Index, Kind: r.Kind.String(), Class: r.Record.DataClass, Occurred: r.Record.Occurred,
+				Location: r.Record.Location, Author: r.Record.Author.String(), Replaces: r.Record.Replaces,
+				Payload: r.Payload, Erased: r.Erased,
+			})
+		}
+		out.Holders = append(out.Holders, h)
+	}
+	return out
+}
+
+// TransferResult says what was copied from each source, by name.
+type TransferResult struct {
+	Pseudonym string
+	Sources   []TransferSource
+	Lookup    string `json:",omitempty"` // why sources may be missing
+	// Announced: this centre is in the directory as a holder; otherwise
+	// AnnounceError says why not (it announces again at its next start).
+	Announced     bool
+	AnnounceError string `json:",omitempty"`
+}
+
+// TransferSource is one source's part of a transfer.
+type TransferSource struct {
+	Name string
+	// Status: "copied" (records copied, or copied before), "denied" (by
+	// consent, with the reason), "failed" (Error says why).
+	Status string
+	Error  string `json:",omitempty"`
+	Reason string `json:",omitempty"`
+	Access int64  // the source's access entry for this transfer
+	Copies []TransferCopy
+	Before int `json:",omitempty"` // of Copies, copied by an earlier transfer
+	Erased int `json:",omitempty"` // released without a payload: erased at the source
+	// Recorded: the source recorded the transfer on its ledger; otherwise
+	// RecordError says why not.
+	Recorded    bool
+	RecordError string `json:",omitempty"`
+}
+
+// TransferCopy is one record copied: its index at the source and here.
+type TransferCopy struct{ Source, Copy int64 }
+
+// TransferResultOf is res's JSON shape.
+func TransferResultOf(res centre.TransferResult) TransferResult {
+	out := TransferResult{Pseudonym: res.Pseudonym.String(), Sources: []TransferSource{}, Lookup: errText(res.Lookup),
+		Announced: res.Announced, AnnounceError: errText(res.Announce)}
+	for _, s := range res.Sources {
+		src := TransferSource{Name: s.Name, Status: s.Outcome.String(), Error: errText(s.Err), Reason: s.Reason,
+			Access: s.Access, Copies: []TransferCopy{}, Before: s.Before, Erased: s.Erased, Recorded: s.Recorded, RecordError: errText(s.Record)}
+		for _, c := range s.Copies {
+			src.Copies = append(src.Copies, TransferCopy(c))
+		}
+		out.Sources = append(out.Sources, src)
+	}
+	return out
+}
+
+// PatientResult is a patient's request's outcome at every holder, by
+// name.
+type PatientResult struct {
+	Op        string // view or erase
+	Pseudonym string
+	Holders   []PatientHolder
+	Lookup    string `json:",omitempty"` // why holders may be missing
+}
+
+// PatientHolder is one holder's answer: its ledger entries about the
+// patient (view), or its erasures (erase).
+type PatientHolder struct {
+	Name string
+	// Status: "answered", or "failed" (down, too slow, refused, or its
+	// answer did not verify: Error says which).
+	Status     string
+	Error      string `json:",omitempty"`
+	LedgerSize int64  `json:",omitempty"`
+	Records    []PatientRecord
+	Accesses   []PatientAccess
+	Transfers  []PatientTransfer    `json:",omitempty"`
+	Erasures   []PatientErasure     `json:",omitempty"`
+	Requests   []PatientRequestSeen `json:",omitempty"` // the patient's own views and erasures
+	Withdrawn  bool                 `json:",omitempty"` // erase: out of the directory
+	Problem    string               `json:",omitempty"`
+}
+
+// PatientRecord is a record a holder keeps about the patient (never its
+// payload).
+type PatientRecord struct {
+	Index    int64
+	Kind     string
+	Class    string
+	Occurred time.Time
+	Location string `json:",omitempty"`
+	Replaces int64  `json:",omitempty"`
+	Erased   bool   `json:",omitempty"`
+}
+
+// PatientAccess is one access to the patient's records: who, when, for
+// what, and whether it was permitted.
+type PatientAccess struct {
+	Index     int64
+	Time      time.Time
+	Event     string // access, emergency-start or emergency-stop
+	Centre    string
+	Staff     string `json:",omitempty"`
+	Role      string `json:",omitempty"`
+	Action    string
+	Purpose   string
+	Permitted bool
+	Basis     string
+	Emergency bool
+	Reason    string `json:",omitempty"` // the emergency reason
+	Released  uint32 `json:",omitempty"`
+}
+
+// PatientTransfer is a record copied to or from another centre.
+type PatientTransfer struct {
+	Index     int64
+	Time      time.Time
+	Direction string // in or out
+	Centre    string
+	Source    int64 // the record's index at the source
+	Copy      int64 // its copy's index at the destination
+}
+
+// PatientRequestSeen is one of the patient's own requests, as the holder
+// recorded it: which, when, and through which centre.
+type PatientRequestSeen struct {
+	Index  int64
+	Time   time.Time
+	Event  string // patient-view or patient-erase
+	Centre string // the relay
+}
+
+// PatientErasure is a record whose payload was erased.
+type PatientErasure struct {
+	Index  int64
+	Time   time.Time
+	Record int64
+}
+
+// PatientResultOf is res's JSON shape.
+func PatientResultOf(res centre.PatientResult) PatientResult {
+	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Lookup: errText(res.Lookup)}
+	for _, a := range res.Holders {
+		h := PatientHolder{Name: a.Name, Status: a.Outcome.String(), Error: errText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
+			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem}
+		for _, x := range a.Erasures {
+			h.Erasures = append(h.Erasures, PatientErasure(x))
+		}
+		for _, r := range a.Records {
+			h.Records = append(h.Records, PatientRecord{Index: r.Index, Kind: r.Kind.String(), Class: r.Record.DataClass, Occurred: r.Record.Occurred,
+				Location: r.Record.Location, Replaces: r.Record.Replaces, Erased: r.Erased})
+		}
+		for _, x := range a.Accesses {
+			pa := PatientAccess{Index: x.Index, Time: x.Time, Event: x.Event.String(), Centre: x.Centre, Staff: staffOrEmpty(x.Staff),
+				Action: x.Action.String(), Purpose: x.Purpose.String(), Permitted: x.Permitted, Basis: x.Basis.String(),
+				Emergency: x.Purpose == consent.Emergency, Released: x.Released}
+			if x.Role != 0 {
+				pa.Role = x.Role.String()
+			}
+			if x.Reason != 0 {
+				pa.Reason = x.Reason.String()
+			}
+			h.Accesses = append(h.Accesses, pa)
+		}
+		for _, t := range a.Transfers {
+			h.Transfers = append(h.Transfers, PatientTransfer{Index: t.Index, Time: t.Time, Direction: t.Direction.String(), Centre: t.Centre,
+				Source: t.Source, Copy: t.Copy})
+		}
+		for _, q := range a.Requests {
+			h.Requests = append(h.Requests, PatientRequestSeen{Index: q.Index, Time: q.Time, Event: q.Event.String(), Centre: q.Centre})
+		}
+		out.Holders = append(out.Holders, h)
+	}
+	return out
+}
+
+// ConsentDelivery says where a submitted consent document went, by
+// centre name.
+type ConsentDelivery struct {
+	Holders   []string
+	Delivered []string
+	Failed    []ConsentFailure `json:",omitempty"`
+	Lookup    string           `json:",omitempty"` // why the holders may be incomplete
+	// Confirmed: a majority of the federation has it, so every centre
+	// finds it when it syncs.
+	Confirmed bool
+}
+
+// ConsentFailure is a holder the document did not reach.
+type ConsentFailure struct {
+	Centre string
+	Error  string
+}
+
+// ConsentDeliveryOf is d's JSON shape.
+func ConsentDeliveryOf(d centre.ConsentDelivery) ConsentDelivery {
+	out := ConsentDelivery{Holders: d.Holders, Delivered: d.Delivered, Lookup: errText(d.Lookup), Confirmed: d.Confirmed}
+	for _, f := range d.Failed {
+		out.Failed = append(out.Failed, ConsentFailure{Centre: f.Centre, Error: errText(f.Err)})
+	}
+	return out
+}
+
+// ConsentView is a patient's consent as a centre holds it.
+type ConsentView struct {
+	Pseudonym  string
+	Federation string
+	Attested   bool
+	Key        string `json:",omitempty"` // the current patient key
+	// Standing: "none" (the charter's default applies), "in force",
+	// "withdrawn" or "compromised".
+	Standing  string
+	Contract  *ConsentContract `json:",omitempty"`
+	Documents []ConsentDocument
+	TokenUses map[string]int `json:",omitempty"`
+	// TokenMaxLifetime is the charter's longest token, issue to expiry.
+	TokenMaxLifetime time.Duration
+}
+
+// ConsentContract is the contract in force (or the one withdrawn).
+type ConsentContract struct {
+	ID      string
+	Version uint32
+	Issued  time.Time
+	Terms   consent.Spec
+}
+
+// ConsentDocument is one document held about the patient.
+type ConsentDocument struct {
+	Kind   string
+	Issued time.Time
+	Signer string // the attesting centre's name, or "patient"
+	Hash   string
+}
+
+// ConsentViewOf is v's JSON shape.
+func ConsentViewOf(v centre.ConsentView) ConsentView {
+	out := ConsentView{Pseudonym: v.Pseudonym.String(), Federation: v.Federation, Attested: v.Attested, Standing: v.Standing.String(),
+		Documents: []ConsentDocument{}, TokenMaxLifetime: v.TokenMaxLifetime}
+	if v.Key != nil {
+		out.Key = consent.FormatPublicKey(v.Key)
+	}
+	if c := v.Contract; c != nil {
+		out.Contract = &ConsentContract{ID: c.ID.String(), Version: c.Version, Issued: c.Issued, Terms: c.Terms}
+	}
+	for _, d := range v.Documents {
+		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind.String(), Issued: d.Issued, Signer: d.Signer, Hash: hex.EncodeToString(d.Hash[:])})
+	}
+	for id, uses := range v.TokenUses {
+		if out.TokenUses == nil {
+			out.TokenUses = map[string]int{}
+		}
+		out.TokenUses[id.String()] = uses
+	}
+	return out
+}
+
+// Decision is a consent decision.
+type Decision struct {
+	Permit    bool
+	Basis     string
+	Reason    string
+	Provision []int  `json:",omitempty"`
+	Contract  string `json:",omitempty"`
+	Version   uint32 `json:",omitempty"`
+}
+
+// DecisionOf is d's JSON shape.
+func DecisionOf(d consent.Decision) Decision {
+	out := Decision{Permit: d.Permit, Basis: d.Basis.String(), Reason: d.Reason(), Provision: d.Provision(), Version: d.Version}
+	if !d.Ref.IsZero() {
+		out.Contract = d.Ref.String()
+	}
+	return out
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func hexOrEmpty(p ledger.Pseudonym) string {
+	if p.IsZero() {
+		return ""
+	}
+	return p.String()
+}
+
+func staffOrEmpty(s ledger.StaffID) string {
+	if s == (ledger.StaffID{}) {
+		return ""
+	}
+	return s.String()
+}

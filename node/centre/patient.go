@@ -1,0 +1,198 @@
+package centre
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The patient's own requests, View and Erase, relayed to every holder of
+// their records (PatientRelay).
+
+func (n *Node) startPatient() error {
+	var err error
+	n.Patient, err = patient.New(n.Host, patient.Options{
+		Key:      n.Centre.key,
+		Ledger:   n.Centre.Ledger,
+		Consent:  n.Consent,
+		Erase:    n.Centre.EraseAll,
+		Withdraw: func(ctx context.Context, p ledger.Pseudonym) error { return n.Directory.Withdraw(ctx, p) },
+		Holders:  n.holders,
+		Charter:  func() federation.Charter { return n.Membership.Current().Charter },
+		Logger:   n.base,
+	})
+	return err
+}
+
+// PatientResult is a patient's request's outcome at every holder, in
+// order of name.
+type PatientResult struct {
+	Op        patient.Op
+	Pseudonym ledger.Pseudonym
+	Holders   []PatientHolder
+	Lookup    error // why holders may be missing
+}
+
+// PatientHolder is one holder's answer: its ledger entries about the
+// patient (View), or its erasures (Erase).
+type PatientHolder struct {
+	Name string
+	// Outcome: Answered, or Failed (down, too slow, refused, or its
+	// answer did not verify: Err says which).
+	Outcome    Outcome
+	Err        error
+	LedgerSize int64
+	Records    []PatientRecord
+	Accesses   []PatientAccess
+	Transfers  []PatientTransfer
+	Erasures   []PatientErasure
+	Requests   []PatientRequestSeen // the patient's own views and erasures
+	Withdrawn  bool                 // Erase: out of the directory
+	Problem    string
+}
+
+// PatientRecord is a record a holder keeps about the patient (never its
+// payload).
+type PatientRecord struct {
+	Index  int64
+	Kind   ledger.Kind
+	Record ledger.Record
+	Erased bool
+}
+
+// PatientAccess is one access to the patient's records: who, when, for
+// what, and whether it was permitted.
+type PatientAccess struct {
+	Index  int64
+	Time   time.Time
+	Centre string // the requesting centre's name
+	consent.AccessEntry
+}
+
+// PatientTransfer is a record copied to or from another centre.
+type PatientTransfer struct {
+	Index     int64
+	Time      time.Time
+	Direction query.Direction
+	Centre    string
+	Source    int64 // the record's index at the source
+	Copy      int64 // its copy's index at the destination
+}
+
+// PatientRequestSeen is one of the patient's own requests, as the holder
+// recorded it: which, when, and through which centre.
+type PatientRequestSeen struct {
+	Index  int64
+	Time   time.Time
+	Event  consent.Event // patient-view or patient-erase
+	Centre string        // the relay
+}
+
+// PatientErasure is a record whose payload was erased.
+type PatientErasure struct {
+	Index  int64
+	Time   time.Time
+	Record int64
+}
+
+// PatientRelay relays a patient's signed request (patient.Request) to
+// every holder of their records and returns the holders' answers.
+func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, error) {
+	res, err := n.Patient.Relay(ctx, raw)
+	if err != nil {
+		return PatientResult{}, err
+	}
+	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Lookup: res.Lookup}
+	for _, a := range res.Holders {
+		h := PatientHolder{Name: n.memberName(a.Holder), Outcome: Answered}
+		if a.Err == nil {
+			a.Err = n.patientEntries(&h, a)
+		}
+		if a.Err != nil {
+			h = PatientHolder{Name: h.Name, Outcome: Failed, Err: a.Err}
+		}
+		out.Holders = append(out.Holders, h)
+	}
+	slices.SortFunc(out.Holders, func(a, b PatientHolder) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// patientEntries reads a holder's entries into h.
+func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
+	h.LedgerSize, h.Withdrawn, h.Problem = a.Size, a.Withdrawn, a.Problem
+	erased := map[int64]bool{}
+	for _, e := range a.Entries {
+		switch e.Kind {
+		case ledger.KindRecord, ledger.KindAmendment:
+			r, err := e.Record()
+			if err != nil {
+				return err
+			}
+			h.Records = append(h.Records, PatientRecord{Index: e.Index, Kind: e.Kind, Record: r})
+		case ledger.KindAccess:
+			x, err := consent.DecodeAccess(e)
+			if err != nil {
+				return err
+			}
+			if x.Event == consent.EventPatientView || x.Event == consent.EventPatientErase {
+				h.Requests = append(h.Requests, PatientRequestSeen{Index: e.Index, Time: e.Time, Event: x.Event, Centre: n.memberName(x.Requester)})
+				continue
+			}
+			h.Accesses = append(h.Accesses, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
+		case ledger.KindErasure:
+			x, err := e.Erasure()
+			if err != nil {
+				return err
+			}
+			erased[x.Target] = true
+			h.Erasures = append(h.Erasures, PatientErasure{Index: e.Index, Time: e.Time, Record: x.Target})
+		case ledger.KindTransfer:
+			t, err := query.DecodeTransfer(e)
+			if err != nil {
+				return err
+			}
+			copyAt := t.Copy
+			if t.Direction == query.In {
+				copyAt = e.Index - 1
+			}
+			h.Transfers = append(h.Transfers, PatientTransfer{Index: e.Index, Time: e.Time, Direction: t.Direction, Centre: n.memberName(t.Centre), Source: t.Source, Copy: copyAt})
+		}
+	}
+	for i := range h.Records {
+		h.Records[i].Erased = erased[h.Records[i].Index]
+	}
+	return nil
+}
+
+// PatientRequest returns a patient's request of op about pseudonym p,
+// signed with the patient's key, to be relayed by the centre of cfg (its
+// data directory holds the centre's key).
+func PatientRequest(cfg Config, op patient.Op, p ledger.Pseudonym, key ed25519.PrivateKey) ([]byte, error) {
+	pub, err := PublicKey(cfg.Data.Dir)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	relay, err := peer.IDFromPublicKey(pk)
+	if err != nil {
+		return nil, err
+	}
+	q := patient.Request{Op: op, Federation: cfg.Federation.ID, Relay: relay, Subject: p, Time: time.Now().UTC()}
+	rand.Read(q.Nonce[:])
+	return q.Sign(key)
+}

@@ -1,7 +1,6 @@
 package centre
 
 import (
-	"github.com/medfed/medfed/node"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -10,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/medfed/medfed/node"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 

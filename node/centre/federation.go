@@ -1,11 +1,12 @@
 package centre
 
 import (
-	"github.com/medfed/medfed/node"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/medfed/medfed/node"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"

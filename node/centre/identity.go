@@ -1,7 +1,6 @@
 package centre
 
 import (
-	"github.com/medfed/medfed/node"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/medfed/medfed/node"
 )
 
 // The files of a centre's data directory.

@@ -1,7 +1,6 @@
 package centre
 
 import (
-	"github.com/medfed/medfed/node"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/medfed/medfed/node"
 )
 
 // ErrInUse is returned when another process has the data directory open.

@@ -1,7 +1,6 @@
 package centre
 
 import (
-	"github.com/medfed/medfed/node"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/medfed/medfed/node"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 

@@ -3,8 +3,9 @@ package records
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+
+	"github.com/medfed/medfed/node"
 )
 
 // ID names one stored payload: 16 random bytes, so IDs drawn by different
@@ -20,15 +21,15 @@ func ParseID(s string) (ID, error) {
 	var id ID
 	if len(s) != 2*len(id) {
 		// The input is not echoed: it came from outside and may be anything.
-		return ID{}, fmt.Errorf("records: invalid payload ID: want %d hex digits, got %d characters", 2*len(id), len(s))
+		return ID{}, fmt.Errorf("%w: records: invalid payload ID: want %d hex digits, got %d characters", node.ErrInvalid, 2*len(id), len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return ID{}, errors.New("records: invalid payload ID: want lowercase hex digits only")
+			return ID{}, fmt.Errorf("%w: records: invalid payload ID: want lowercase hex digits only", node.ErrInvalid)
 		}
 	}
 	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return ID{}, errors.New("records: invalid payload ID: not hex")
+		return ID{}, fmt.Errorf("%w: records: invalid payload ID: not hex", node.ErrInvalid)
 	}
 	return id, nil
 }

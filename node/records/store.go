@@ -12,20 +12,24 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/medfed/medfed/node"
 )
 
-// The errors a caller is expected to handle. Compare with errors.Is.
+// The errors a caller is expected to handle, besides node.ErrNotFound for
+// an unknown payload ID. Compare with errors.Is.
 var (
-	ErrNotFound = errors.New("records: no such payload")
-	ErrErased   = errors.New("records: payload erased")
+	// ErrErased: the payload was crypto-shredded. It is of kind
+	// node.NotFound too.
+	ErrErased = node.E(node.NotFound, "records: payload erased")
 	// ErrTooLarge is returned, wrapped with the sizes, for a payload over
 	// Options.MaxPayload.
-	ErrTooLarge = errors.New("records: payload too large")
+	ErrTooLarge = node.E(node.Invalid, "records: payload too large")
 )
 
 var (
-	errEmpty  = errors.New("records: empty payload")
-	errClosed = errors.New("records: store is closed")
+	errEmpty  = node.E(node.Invalid, "records: empty payload")
+	errClosed = node.E(node.Unavailable, "records: store is closed")
 )
 
 const (
@@ -233,7 +237,7 @@ func (s *Store) Get(ctx context.Context, id ID) ([]byte, Opening, error) {
 		WHERE p.id = ?`, id[:]).Scan(&erasedAt, &wrapped, &ciphertext)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, Opening{}, ErrNotFound
+		return nil, Opening{}, fmt.Errorf("records: payload %w", node.ErrNotFound)
 	case err != nil:
 		return nil, Opening{}, fmt.Errorf("records get: %w", err)
 	case erasedAt.Valid:
@@ -319,7 +323,7 @@ func (s *Store) erase(ctx context.Context, id ID) error {
 	err = tx.QueryRowContext(ctx, `SELECT erased_at FROM payloads WHERE id = ?`, id[:]).Scan(&erasedAt)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return ErrNotFound
+		return fmt.Errorf("records: payload %w", node.ErrNotFound)
 	case err != nil:
 		return fmt.Errorf("records erase: %w", err)
 	case erasedAt.Valid:

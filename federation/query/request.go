@@ -132,9 +132,6 @@ func ParseRequest(b []byte) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
-	if len(q.Token) == 0 {
-		q.Token = nil
-	}
 	if err := q.check(); err != nil {
 		return Request{}, err
 	}

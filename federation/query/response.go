@@ -119,17 +119,6 @@ func ParseResponse(b []byte) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	if len(a.Checkpoint) == 0 {
-		a.Checkpoint = nil
-	}
-	if len(a.Enc) == 0 {
-		a.Enc = nil
-	}
-	for i := range a.Items {
-		if len(a.Items[i].Sealed) == 0 {
-			a.Items[i].Sealed = nil
-		}
-	}
 	if err := a.check(); err != nil {
 		return Response{}, err
 	}

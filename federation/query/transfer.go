@@ -126,9 +126,6 @@ func DecodeTransfer(e ledger.Entry) (Transfer, error) {
 	if r.Err() != nil {
 		return Transfer{}, r.Err()
 	}
-	if len(t.Entry) == 0 {
-		t.Entry = nil
-	}
 	return t, t.check()
 }
 

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -208,27 +207,17 @@ func errText(err error) string {
 }
 
 // Serve answers on ln (see [Listen]) until ctx ends, then shuts down,
-// giving requests under way a few seconds.
+// giving requests under way a few seconds before they are cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
+	if err := api.ServeUntil(ctx, ln, srv, shutdownGrace, nil); err != nil {
 		return fmt.Errorf("admin socket: %w", err)
-	case <-ctx.Done():
 	}
-	shut, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	err := srv.Shutdown(shut)
-	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
+	return nil
 }
 
 // PseudonymRequest asks a running node for pseudonyms: identifiers as

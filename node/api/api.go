@@ -178,8 +178,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 // cancelled and Serve waits for their handlers, so that the node is never
 // closed under a request.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRequests()
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -188,29 +186,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
+	if err := ServeUntil(ctx, ln, srv, shutdownGrace, s.inflight.Wait); err != nil {
 		return fmt.Errorf("api: %w", err)
-	case <-ctx.Done():
 	}
-	shut, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	err := srv.Shutdown(shut)
-	if errors.Is(err, context.DeadlineExceeded) {
-		// Requests still running: cancel them, and wait for their
-		// handlers to return (the node's calls end with their context).
-		cancelRequests()
-		err = srv.Close()
-	}
-	s.inflight.Wait()
-	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
+	return nil
 }
 
 // serve authenticates, runs and answers one request, and logs it by its

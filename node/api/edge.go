@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -189,4 +191,36 @@ func ParseAsker(role, staff, purpose, reason string) (centre.Asker, error) {
 		}
 	}
 	return a, errors.Join(errs...)
+}
+
+// ServeUntil serves srv on ln until ctx ends, then shuts it down
+// gracefully: requests under way get grace to finish; then their contexts
+// are cancelled (ServeUntil sets srv.BaseContext) and the server closed,
+// and wait, when not nil, waits for their handlers, so that what they
+// use is never closed under them.
+func ServeUntil(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration, wait func()) error {
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	srv.BaseContext = func(net.Listener) context.Context { return reqCtx }
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(shut)
+	if errors.Is(err, context.DeadlineExceeded) {
+		cancelRequests()
+		err = srv.Close()
+	}
+	if wait != nil {
+		wait()
+	}
+	if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
 }

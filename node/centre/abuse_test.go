@@ -43,6 +43,7 @@ import (
 	patientproto "github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
@@ -140,7 +141,7 @@ func stateOf(t *testing.T, n *centre.Node, p ledger.Pseudonym) state {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(api.ConsentViewOf(v))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -170,14 +171,9 @@ const (
 	Compromised
 )
 
-var standingNames = [...]string{NoContract: "none", InForce: "in force", Withdrawn: "withdrawn", Compromised: "compromised"}
+var standings = enum.New[Standing]("standing", []string{NoContract: "none", InForce: "in force", Withdrawn: "withdrawn", Compromised: "compromised"})
 
-func (s Standing) String() string {
-	if int(s) < len(standingNames) {
-		return standingNames[s]
-	}
-	return fmt.Sprintf("standing(%d)", s)
-}
+func (s Standing) String() string { return standings.String(s) }
 
 // ConsentView is a patient's consent as this centre holds it.
 type ConsentView struct {

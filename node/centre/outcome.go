@@ -1,6 +1,6 @@
 package centre
 
-import "fmt"
+import "github.com/medfed/medfed/node/enum"
 
 // Outcome is what became of a request at one centre it went to.
 type Outcome uint8
@@ -17,11 +17,6 @@ const (
 	Copied
 )
 
-var outcomeNames = [...]string{Answered: "answered", Denied: "denied", Failed: "failed", Copied: "copied"}
+var outcomes = enum.New[Outcome]("outcome", []string{Answered: "answered", Denied: "denied", Failed: "failed", Copied: "copied"})
 
-func (o Outcome) String() string {
-	if o > 0 && int(o) < len(outcomeNames) {
-		return outcomeNames[o]
-	}
-	return fmt.Sprintf("outcome(%d)", o)
-}
+func (o Outcome) String() string { return outcomes.String(o) }

@@ -3,6 +3,7 @@ package enum_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/medfed/medfed/node"
@@ -79,6 +80,9 @@ func TestFlags(t *testing.T) {
 				t.Errorf("String(%d) = %q, want %q", tt.v, senses.String(tt.v), tt.text)
 			}
 		})
+	}
+	if got := senses.Names(3); !slices.Equal(got, []string{"sight", "smell"}) || senses.Names(0) != nil {
+		t.Errorf("Names(3) = %q, Names(0) = %q", got, senses.Names(0))
 	}
 	if v, err := senses.Parse("sense", "smell"); err != nil || v != 2 {
 		t.Errorf("Parse(smell) = %d, %v", v, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/enum"
 )
 
 // Kind says what an entry records.
@@ -26,7 +27,7 @@ const (
 	KindEvaluation Kind = 9 // this centre evaluated pseudonyms for a centre: a count, never the elements
 )
 
-var kindNames = [...]string{
+var kinds = enum.New[Kind]("kind", []string{
 	KindRecord:     "record",
 	KindAmendment:  "amendment",
 	KindConsent:    "consent",
@@ -36,16 +37,11 @@ var kindNames = [...]string{
 	KindCharter:    "charter",
 	KindTransfer:   "transfer",
 	KindEvaluation: "evaluation",
-}
+})
 
-func (k Kind) String() string {
-	if k.valid() {
-		return kindNames[k]
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
+func (k Kind) String() string { return kinds.String(k) }
 
-func (k Kind) valid() bool { return k >= KindRecord && k <= KindEvaluation }
+func (k Kind) valid() bool { return kinds.Valid(k) }
 
 // needsSubject reports whether entries of this kind must name a patient.
 func (k Kind) needsSubject() bool {

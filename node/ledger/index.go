@@ -124,19 +124,14 @@ func (x *pseudonymIndex) catchUp(ctx context.Context, entries *sql.DB, size int6
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
 	var ps []posting
-	for rows.Next() {
-		var n int64
-		var data sql.RawBytes
-		if err := rows.Scan(&n, &data); err != nil {
-			return err
-		}
+	err = eachIndexed(rows, func(n int64, data []byte) error {
 		if p, ok := subjectOf(data); ok {
 			ps = append(ps, posting{n, p})
 		}
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	x.add(ps, size)

@@ -230,13 +230,7 @@ func (l *Ledger) loadState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var n int64
-		var blob []byte
-		if err := rows.Scan(&n, &blob); err != nil {
-			return err
-		}
+	err = eachIndexed(rows, func(n int64, blob []byte) error {
 		hs, err := splitHashes(blob)
 		if err != nil {
 			return fmt.Errorf("entry %d: %w", n, err)
@@ -245,8 +239,9 @@ func (l *Ledger) loadState(ctx context.Context) error {
 			return fmt.Errorf("entry %d: %d stored hashes, want more than %d", n, len(hs), cacheLevel)
 		}
 		l.upper.add(n, hs)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	// The frontier is what TreeHash reads for the current size.

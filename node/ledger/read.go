@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -224,14 +225,26 @@ func (l *Ledger) queryHashRows(ctx context.Context, args []any, into map[int64][
 	if err != nil {
 		return err
 	}
+	return eachIndexed(rows, func(n int64, blob []byte) error {
+		into[n] = bytes.Clone(blob)
+		return nil
+	})
+}
+
+// eachIndexed calls f with every row of rows, an entry's index and a
+// blob of it, and closes rows. The blob is SQLite's own buffer, valid only
+// during the call: f copies what it keeps.
+func eachIndexed(rows *sql.Rows, f func(n int64, blob []byte) error) error {
 	defer rows.Close()
 	for rows.Next() {
 		var n int64
-		var blob []byte
+		var blob sql.RawBytes
 		if err := rows.Scan(&n, &blob); err != nil {
 			return err
 		}
-		into[n] = blob
+		if err := f(n, blob); err != nil {
+			return err
+		}
 	}
 	return rows.Err()
 }

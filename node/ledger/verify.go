@@ -360,21 +360,17 @@ func (pc *postingCheck) read(ctx context.Context, bucket int64) bucketLoad {
 		res.err = err
 		return res
 	}
-	defer rows.Close()
 	want := make(map[int64]Pseudonym, indexBucket)
-	for rows.Next() {
-		var n int64
-		var p []byte
-		if res.err = rows.Scan(&n, &p); res.err != nil {
-			return res
-		}
+	res.err = eachIndexed(rows, func(n int64, p []byte) error {
 		if n/indexBucket != bucket || len(p) != len(Pseudonym{}) {
-			res.err = badEntry(n, "pseudonym index holds a malformed posting")
-			return res
+			return badEntry(n, "pseudonym index holds a malformed posting")
 		}
 		want[n] = Pseudonym(p)
+		return nil
+	})
+	if res.err == nil {
+		res.want = want
 	}
-	res.want, res.err = want, rows.Err()
 	return res
 }
 

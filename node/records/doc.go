@@ -53,7 +53,7 @@
 // TRUNCATE checkpoint copies the zeroed pages into the database file and
 // empties the log, which would otherwise keep old copies of the pages. A
 // tombstone (ID and erasure time) remains so that [Store.Get] can report
-// [ErrErased] rather than [ErrNotFound].
+// [ErrErased], an erasure, rather than an unknown ID.
 //
 // Erasure does not reach:
 //

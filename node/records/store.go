@@ -224,7 +224,7 @@ func (s *Store) Put(ctx context.Context, payload []byte) (ID, Opening, Commitmen
 }
 
 // Get returns the payload stored under id and its Opening. It returns
-// ErrErased for an erased payload and ErrNotFound for an unknown ID.
+// ErrErased for an erased payload and node.ErrNotFound for an unknown ID.
 func (s *Store) Get(ctx context.Context, id ID) ([]byte, Opening, error) {
 	if s.closed.Load() {
 		return nil, Opening{}, errClosed
@@ -251,7 +251,7 @@ func (s *Store) Get(ctx context.Context, id ID) ([]byte, Opening, error) {
 // Erase crypto-shreds the payload stored under id: it deletes the
 // ciphertext and the wrapped data key and keeps a tombstone, so that Get
 // returns ErrErased. Erasing an erased payload returns nil, so a caller can
-// retry after a crash or an error; an unknown ID is ErrNotFound.
+// retry after a crash or an error; an unknown ID is node.ErrNotFound.
 func (s *Store) Erase(ctx context.Context, id ID) error {
 	if s.closed.Load() {
 		return errClosed

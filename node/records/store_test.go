@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/records"
 )
 
@@ -129,11 +130,11 @@ func TestUnknownID(t *testing.T) {
 	var unknown records.ID
 	copy(unknown[:], randomBytes(t, len(unknown)))
 
-	if _, _, err := s.Get(ctx, unknown); !errors.Is(err, records.ErrNotFound) {
-		t.Errorf("Get unknown: err = %v, want ErrNotFound", err)
+	if _, _, err := s.Get(ctx, unknown); !errors.Is(err, node.ErrNotFound) {
+		t.Errorf("Get unknown: err = %v, want node.ErrNotFound", err)
 	}
-	if err := s.Erase(ctx, unknown); !errors.Is(err, records.ErrNotFound) {
-		t.Errorf("Erase unknown: err = %v, want ErrNotFound", err)
+	if err := s.Erase(ctx, unknown); !errors.Is(err, node.ErrNotFound) {
+		t.Errorf("Erase unknown: err = %v, want node.ErrNotFound", err)
 	}
 }
 

@@ -153,18 +153,18 @@ func (r *Reader) Str(what string) string {
 	return string(r.Take(n, what))
 }
 
-// Blob reads what Writer.Blob wrote, of at most limit bytes, as a copy.
+// Blob reads what Writer.Blob wrote, of at most limit bytes, as a copy;
+// nil when it is empty, as a decoded message's unset field is.
 func (r *Reader) Blob(what string, limit int) []byte {
 	n := r.U32(what)
 	if r.err == nil && uint64(n) > uint64(limit) {
 		r.Fail("%s of %d bytes, at most %d", what, n, limit)
 		return nil
 	}
-	b := r.Take(int(n), what)
-	if b == nil {
-		return nil
+	if b := r.Take(int(n), what); len(b) > 0 {
+		return bytes.Clone(b)
 	}
-	return append([]byte{}, b...)
+	return nil
 }
 
 // MaxUnix is 2262-01-01 in Unix seconds: times beyond do not fit a

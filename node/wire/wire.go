@@ -3,8 +3,11 @@
 // request, a status in an answer), a big-endian u32 length and that many
 // bytes of payload. Every protocol opens one stream per request: the
 // requester writes one frame and closes its side, the other side answers
-// with one frame; Server (serve.go) is that other side. Writer and Reader
-// (codec.go) build and parse canonical binary messages.
+// with one frame; Server (serve.go) is that other side, and Ask the
+// requester's. Writer and Reader (codec.go) build and parse canonical
+// binary messages, and Message signs and opens them, the one way every
+// protocol signs what it sends. Errors are of kind node.Invalid for bytes
+// that are not what they should be.
 package wire
 
 import (

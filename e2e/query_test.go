@@ -66,6 +66,15 @@ func TestQueryStoryAcrossCentres(t *testing.T) {
 		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
 	}
 
+	// The holder list, as an operator reads it through the admin socket.
+	waitFor(t, 15*time.Second, "centre-a lists both holders", func() bool {
+		code, out, _ := a.try("patient", "holders", "--pseudonym", p)
+		return code == 0 && strings.Contains(out, "centre-a\t") && strings.Contains(out, "centre-b\t") && strings.Contains(out, "# 2 holding centres")
+	})
+	if code, _, errOut := a.try("patient", "holders", "--pseudonym", "not-hex"); code != 2 || !strings.Contains(errOut, "64 hex digits") {
+		t.Fatalf("holders of a bad pseudonym: exit %d, %s; want 2 saying why", code, errOut)
+	}
+
 	// Centre 3 joins.
 	c.run("federation", "request", "--out", file("centre-c-request.txt"))
 	a.run("federation", "approve", file("centre-c-request.txt"))

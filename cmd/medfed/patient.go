@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -23,7 +25,7 @@ func newPatientCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newPatientPseudonymCmd(), newPatientKeygenCmd(), newPatientAttestCmd(), newPatientViewCmd(), newPatientEraseCmd())
+	cmd.AddCommand(newPatientPseudonymCmd(), newPatientKeygenCmd(), newPatientAttestCmd(), newPatientViewCmd(), newPatientEraseCmd(), newPatientHoldersCmd())
 	return cmd
 }
 
@@ -193,5 +195,35 @@ sign a contract with the new key.`,
 			return err
 		}
 		return reportDelivery(cmd, "attestation", d)
+	})
+}
+
+func newPatientHoldersCmd() *cobra.Command {
+	var pseudonym string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "holders --config FILE --pseudonym P",
+		Short: "List the centres holding a patient's records (the node must be running)",
+		Long: `holders lists the centres that hold records of the patient with
+pseudonym P, as the centre's queries and consent find them: the
+directory's holders, and this centre when it holds records it has not
+announced yet. It prints one holder per line, name then peer ID, and
+exits 1 when the list may be incomplete.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		var res api.DirectoryLookup
+		if err := admin.Dial(cfg.Data.Dir).Get(cmd.Context(), "/v1/patients/"+url.PathEscape(pseudonym)+"/holders", &res); err != nil {
+			return err
+		}
+		if err := printResult(cmd, asJSON, res, func(w io.Writer) error { printLookup(w, res); return nil }); err != nil {
+			return err
+		}
+		if !res.Complete {
+			return fmt.Errorf("patient holders: %s", res.Problem)
+		}
+		return nil
 	})
 }

@@ -40,6 +40,7 @@ type Centre interface {
 	LedgerStatus(ctx context.Context) (centre.LedgerStatus, error)
 	Prove(ctx context.Context, index int64) (centre.EntryProof, error)
 	FederationStatus() federation.Status
+	Holders(ctx context.Context, p ledger.Pseudonym) (centre.Lookup, error)
 }
 
 var _ Centre = (*centre.Node)(nil)
@@ -131,6 +132,8 @@ func (s *Server) table() []route {
 
 		{method: "POST", pattern: "/v1/patients", auth: authStaff, roles: []string{"registrar"}, summary: "Register a patient: derive their pseudonym from an identifier",
 			body: RegisterBody{}, answer: fhirResource("Patient"), handle: s.register},
+		{method: "GET", pattern: "/v1/patients/{pseudonym}/holders", auth: authStaff, roles: []string{"clinician", "registrar", "admin"},
+			summary: "List the centres holding a patient's records", answer: DirectoryLookup{}, params: []param{pseudonymParam}, handle: s.holders},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar"}, summary: "Attest a patient's public key, having checked who they are",
 			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest},
 
@@ -213,6 +216,18 @@ func identifier(b IdentifierBody) (string, error) {
 		return "", fmt.Errorf("%w: an identifier needs a system (e.g. nhs) and a value", errBadRequest)
 	}
 	return b.System + "|" + b.Value, nil
+}
+
+func (s *Server) holders(ctx context.Context, c *call) (any, error) {
+	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	if err != nil {
+		return nil, err
+	}
+	l, err := s.node.Holders(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return DirectoryLookupOf(l), nil
 }
 
 func (s *Server) attest(ctx context.Context, c *call) (any, error) {

@@ -177,3 +177,25 @@ func (n *Node) Lookup(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
 	}
 	return out, nil
 }
+
+// Holders lists the members that hold records of patient p, by name: the
+// centres a query, a consent document or the patient's own request goes
+// to. It is the directory's answer, with this centre added when its own
+// ledger holds records of p that it has not announced yet.
+func (n *Node) Holders(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
+	l, err := n.Lookup(ctx, p)
+	if err != nil {
+		return Lookup{}, err
+	}
+	self := n.Host.ID()
+	if slices.ContainsFunc(l.Holders, func(m Member) bool { return m.ID == self }) {
+		return l, nil
+	}
+	held, err := n.holds(ctx, p)
+	if err != nil || !held {
+		return l, err
+	}
+	l.Holders = append(l.Holders, Member{Name: n.Centre.Name, ID: self})
+	slices.SortFunc(l.Holders, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return l, nil
+}

@@ -63,6 +63,14 @@ type Membership struct {
 	log   *slog.Logger
 	every time.Duration
 
+	// life ends when the membership is closed: what it sends in the
+	// background (broadcasts, syncs) runs under it, counted in bg.
+	life   context.Context
+	end    context.CancelFunc
+	bgMu   sync.Mutex // closed and bg.Add, so that Close's Wait is final
+	closed bool
+	bg     sync.WaitGroup
+
 	mu        sync.Mutex
 	chain     [][]byte
 	current   Signed
@@ -89,7 +97,10 @@ func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = 2 * time.Second
 	}
+	life, end := context.WithCancel(context.Background())
 	m := &Membership{
+		life:      life,
+		end:       end,
 		host:      h,
 		self:      h.ID(),
 		key:       opts.Key,
@@ -237,7 +248,7 @@ func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool
 		return p, nil
 	}
 	if announce {
-		go m.broadcast(opPropose, note, m.current.Members)
+		m.background(func(ctx context.Context) { m.broadcast(ctx, opPropose, note, m.current.Members) })
 	}
 	return p, nil
 }
@@ -258,14 +269,42 @@ func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
 	clear(m.pending)
 	m.follow(s)
 	m.log.Info("charter version adopted", "version", s.Version, "members", len(s.Members), "approvals", len(s.Signers))
-	go m.broadcast(opAdopt, s.Note, s.Members)
+	m.background(func(ctx context.Context) { m.broadcast(ctx, opAdopt, s.Note, s.Members) })
 	return nil
 }
 
+// background runs f in the background, with a context that ends within
+// sendTimeout or when the membership is closed, whichever comes first.
+func (m *Membership) background(f func(ctx context.Context)) {
+	m.bgMu.Lock()
+	defer m.bgMu.Unlock()
+	if m.closed {
+		return
+	}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		ctx, cancel := context.WithTimeout(m.life, sendTimeout)
+		defer cancel()
+		f(ctx)
+	}()
+}
+
+// sendTimeout bounds a broadcast or a sync with one member.
+const sendTimeout = 10 * time.Second
+
+// Close stops what the membership sends in the background and waits for
+// it; the charter protocol is served until the host closes.
+func (m *Membership) Close() {
+	m.bgMu.Lock()
+	m.closed = true
+	m.bgMu.Unlock()
+	m.end()
+	m.bg.Wait()
+}
+
 // broadcast sends a note to every member but this centre, in parallel.
-func (m *Membership) broadcast(op byte, note []byte, to []Member) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (m *Membership) broadcast(ctx context.Context, op byte, note []byte, to []Member) {
 	var wg sync.WaitGroup
 	for _, mem := range to {
 		if mem.ID == m.self {
@@ -365,13 +404,13 @@ func (m *Membership) receiveAdopted(ctx context.Context, from peer.ID, note []by
 	case c.Version == m.current.Version+1:
 		return m.adoptLocked(ctx, note)
 	}
-	go m.syncFrom(from)
+	m.background(func(ctx context.Context) { m.syncFrom(ctx, from) })
 	return nil
 }
 
 // syncFrom adopts, in order, every version p has that this centre lacks.
-func (m *Membership) syncFrom(p peer.ID) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (m *Membership) syncFrom(ctx context.Context, p peer.ID) {
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	from := m.Current().Version + 1
 	b, err := m.ask(ctx, p, opChain, encodeVersion(from))
@@ -436,7 +475,7 @@ func (m *Membership) tick(ctx context.Context) {
 					return
 				}
 			}
-			m.syncFrom(mem.ID)
+			m.syncFrom(ctx, mem.ID)
 		}()
 	}
 	wg.Wait()

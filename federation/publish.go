@@ -16,8 +16,8 @@ import (
 	"github.com/medfed/medfed/node/ledger"
 )
 
-// Log is what publishing needs of the centre's own ledger.
-type Log interface {
+// OwnLedger is what publishing needs of the centre's own ledger.
+type OwnLedger interface {
 	Size() int64
 	Sign(ctx context.Context) (ledger.SignedCheckpoint, error)
 	ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error)
@@ -32,28 +32,28 @@ type Log interface {
 // and quorum-1 witnesses colluding.
 type Publisher struct {
 	host    host.Host
-	log     Log
+	ledger  OwnLedger
 	charter func() Charter
-	logger  *slog.Logger
+	log     *slog.Logger
 
 	mu   sync.Mutex
 	held map[peer.ID]int64 // the size each witness last cosigned, as far as we know
 }
 
-// NewPublisher returns a publisher of log to the members of the charter
-// that charter returns.
-func NewPublisher(h host.Host, log Log, charter func() Charter, logger *slog.Logger) *Publisher {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// NewPublisher returns a publisher of the checkpoints of l to the members
+// of the charter that charter returns.
+func NewPublisher(h host.Host, l OwnLedger, charter func() Charter, log *slog.Logger) *Publisher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{host: h, log: log, charter: charter, logger: logger.With("component", "publisher"), held: map[peer.ID]int64{}}
+	return &Publisher{host: h, ledger: l, charter: charter, log: log.With("component", "publisher"), held: map[peer.ID]int64{}}
 }
 
 // Run publishes every interval while the ledger has grown, until ctx ends.
 func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
 	every(ctx, interval, func() {
 		if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
-			p.logger.Warn("checkpoint not final yet", "err", err)
+			p.log.Warn("checkpoint not final yet", "err", err)
 		}
 	})
 }
@@ -62,11 +62,11 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
 // from every other member in parallel and, at the witness quorum, marks it
 // final. It returns the latest final checkpoint.
 func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error) {
-	final, ok := p.log.LatestFinal()
-	if ok && p.log.Size() == final.Size {
+	final, ok := p.ledger.LatestFinal()
+	if ok && p.ledger.Size() == final.Size {
 		return final, nil
 	}
-	sc, err := p.log.Sign(ctx)
+	sc, err := p.ledger.Sign(ctx)
 	if err != nil {
 		return final, err
 	}
@@ -146,10 +146,10 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 	if err != nil {
 		return final, err
 	}
-	if err := p.log.MarkFinal(ctx, sc.Size, cosigned); err != nil {
+	if err := p.ledger.MarkFinal(ctx, sc.Size, cosigned); err != nil {
 		return final, err
 	}
-	p.logger.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
+	p.log.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil
 }
 
@@ -174,7 +174,7 @@ func (p *Publisher) cosign(ctx context.Context, w peer.ID, sc ledger.SignedCheck
 		if old > sc.Size {
 			return nil, fmt.Errorf("the witness holds size %d, beyond this ledger's %d", old, sc.Size)
 		}
-		proof, err := p.log.ProveConsistency(ctx, old, sc.Size)
+		proof, err := p.ledger.ProveConsistency(ctx, old, sc.Size)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,6 @@
 // Package node is the ground floor of a medfed node: the vocabulary every
 // other package shares. Its subpackages beside it are the rest of the
-// ground floor (node/ledger, node/records, node/wire), the centre that
+// ground floor (node/enum, node/ledger, node/records, node/wire), the centre that
 // assembles the protocols above them (node/centre), and the adapters at
 // its edge (node/api, node/admin).
 //

@@ -134,7 +134,7 @@ func (n *Node) memberID(name string) (peer.ID, error) {
 			return m.ID, nil
 		}
 	}
-	return "", fmt.Errorf("%w: %q is not a member centre", node.ErrInvalid, name)
+	return "", fmt.Errorf("%w: %q is not a member centre", node.ErrNotFound, name)
 }
 
 // SubmitConsent accepts a signed consent document and delivers it to the

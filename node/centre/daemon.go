@@ -148,6 +148,9 @@ func (n *Node) close() error {
 	if n.Consent != nil {
 		n.Consent.Close()
 	}
+	if n.Membership != nil {
+		n.Membership.Close()
+	}
 	if n.Directory != nil {
 		errs = append(errs, n.Directory.Close())
 	}

@@ -248,7 +248,8 @@ func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool
 		return p, nil
 	}
 	if announce {
-		m.background(func(ctx context.Context) { m.broadcast(ctx, opPropose, note, m.current.Members) })
+		members := m.current.Members // read under the lock, sent without it
+		m.background(func(ctx context.Context) { m.broadcast(ctx, opPropose, note, members) })
 	}
 	return p, nil
 }

@@ -41,22 +41,12 @@ var kindNames = [...]string{
 	Unavailable:     "unavailable",
 }
 
-// String returns the kind's name, as it travels across the admin socket.
+// String returns the kind's name.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("kind(%d)", k)
-}
-
-// ParseKind is the inverse of [Kind.String]; an unknown name is Internal.
-func ParseKind(s string) Kind {
-	for k, name := range kindNames {
-		if name == s {
-			return Kind(k)
-		}
-	}
-	return Internal
 }
 
 // Error is an error of a kind. Compare with errors.Is against the kind's

@@ -46,14 +46,3 @@ func TestErrorIsItsKind(t *testing.T) {
 		t.Error("the kind's sentinel matches a package's sentinel")
 	}
 }
-
-func TestParseKind(t *testing.T) {
-	for k := node.Internal; k <= node.Unavailable; k++ {
-		if got := node.ParseKind(k.String()); got != k {
-			t.Errorf("ParseKind(%q) = %v", k.String(), got)
-		}
-	}
-	if got := node.ParseKind("nonsense"); got != node.Internal {
-		t.Errorf("ParseKind(nonsense) = %v, want internal", got)
-	}
-}

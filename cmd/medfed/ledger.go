@@ -14,11 +14,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/medfed/medfed/cmd/internal/bench"
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
 func newLedgerCmd() *cobra.Command {
@@ -163,7 +163,7 @@ func soak(ctx context.Context, w io.Writer, dir string, writers int, duration ti
 	for range writers {
 		go func() {
 			for ctx.Err() == nil {
-				e, err := bench.SyntheticRecord()
+				e, err := harness.SyntheticRecord()
 				if err != nil {
 					errs <- err
 					return

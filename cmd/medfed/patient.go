@@ -88,10 +88,10 @@ prefer --stdin, one "system|value" (or bare NHS number) per line.`,
 		if len(canonical) == 0 {
 			return usagef("patient pseudonym: give --nhs, --id or --stdin")
 		}
-		admin := admin.Dial(cfg.Data.Dir)
+		sock := admin.Dial(cfg.Data.Dir)
 		out := &stickyWriter{w: cmd.OutOrStdout()}
 		for start := 0; start < len(canonical); start += centre.MaxPseudonymRequest {
-			ps, err := admin.Pseudonyms(cmd.Context(), canonical[start:min(start+centre.MaxPseudonymRequest, len(canonical))])
+			ps, err := sock.Pseudonyms(cmd.Context(), canonical[start:min(start+centre.MaxPseudonymRequest, len(canonical))])
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,7 @@ import (
 )
 
 // ErrRejected: a holder's answer that does not verify.
-var ErrRejected = node.E(node.Invalid, "patient answer rejected")
+var ErrRejected = node.E(node.Unavailable, "patient answer rejected")
 
 // Result is a patient request's outcome at every holder.
 type Result struct {

@@ -27,7 +27,7 @@ import (
 // ErrRejected is returned for an answer that does not verify: a record
 // whose entry, proof, checkpoint or payload is not what the holder's
 // witnessed ledger says. The whole answer is rejected.
-var ErrRejected = node.E(node.Invalid, "answer rejected")
+var ErrRejected = node.E(node.Unavailable, "answer rejected")
 
 // ClientOptions configure a Client.
 type ClientOptions struct {

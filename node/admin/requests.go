@@ -46,7 +46,7 @@ func (r RecordRequest) parse() (centre.RecordRequest, error) {
 	out := centre.RecordRequest{Identifier: r.Identifier, Class: r.Class, Occurred: r.Occurred, Location: r.Location, Replaces: r.Replaces, Payload: r.Payload}
 	var err error
 	if r.Pseudonym != "" {
-		if out.Pseudonym, err = ledger.ParsePseudonym(r.Pseudonym); err != nil {
+		if out.Pseudonym, err = parsePseudonym(r.Pseudonym); err != nil {
 			return out, err
 		}
 	}
@@ -72,7 +72,7 @@ type QueryRequest struct {
 }
 
 func (r QueryRequest) parse() (centre.QueryRequest, error) {
-	p, err := ledger.ParsePseudonym(r.Pseudonym)
+	p, err := parsePseudonym(r.Pseudonym)
 	if err != nil {
 		return centre.QueryRequest{}, err
 	}
@@ -92,7 +92,7 @@ type TransferRequest struct {
 }
 
 func (r TransferRequest) parse() (centre.TransferRequest, error) {
-	p, err := ledger.ParsePseudonym(r.Pseudonym)
+	p, err := parsePseudonym(r.Pseudonym)
 	if err != nil {
 		return centre.TransferRequest{}, err
 	}
@@ -122,7 +122,7 @@ type DecideRequest struct {
 }
 
 func (r DecideRequest) parse() (centre.DecideRequest, error) {
-	p, err := ledger.ParsePseudonym(r.Pseudonym)
+	p, err := parsePseudonym(r.Pseudonym)
 	if err != nil {
 		return centre.DecideRequest{}, err
 	}
@@ -141,4 +141,14 @@ func parseToken(s string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the token is not base64", node.ErrInvalid)
 	}
 	return b, nil
+}
+
+// parsePseudonym parses a request's pseudonym, naming the field when it
+// is wrong.
+func parsePseudonym(s string) (ledger.Pseudonym, error) {
+	p, err := ledger.ParsePseudonym(s)
+	if err != nil {
+		return p, fmt.Errorf("pseudonym: %w", err)
+	}
+	return p, nil
 }

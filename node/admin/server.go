@@ -6,9 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
-
-	"github.com/medfed/medfed/node/ledger"
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/api"
@@ -30,23 +29,22 @@ const (
 // Server answers the admin socket's requests with the operations of a
 // running centre.
 type Server struct {
-	node *centre.Node
-	log  *slog.Logger
-	mux  *http.ServeMux
+	node     *centre.Node
+	log      *slog.Logger
+	mux      *http.ServeMux
+	inflight sync.WaitGroup // requests being answered, waited for at shutdown
 }
 
 // New returns the admin socket's server for node n. Besides its own
-// operations it serves the HTTP API's read-only routes for the centre's
-// administrator (api.Server.Operator), when reads is not nil: a read
-// added to the API is then on the socket too, for the commands.
+// operations it serves reads, the HTTP API's read-only routes for the
+// centre's administrator (api.Server.Operator): a read added to the API
+// is then on the socket too, for the commands.
 func New(n *centre.Node, reads http.Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{node: n, log: log.With("component", "admin"), mux: http.NewServeMux()}
-	if reads != nil {
-		s.mux.Handle("/", reads)
-	}
+	s.mux.Handle("/", reads)
 	for _, rt := range s.routes() {
 		s.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
 			v, err := rt.handle(w, r)
@@ -100,14 +98,6 @@ func queryRoute[Out any](pattern, param string, op func(ctx context.Context, val
 func (s *Server) routes() []route {
 	n := s.node
 	return []route{
-		{"GET /v1/federation", func(_ http.ResponseWriter, r *http.Request) (any, error) {
-			ls, err := n.Centre.LedgerStatus(r.Context())
-			return api.FederationStatusOf(n.Membership.Status(), ls.Evidence), err
-		}},
-		{"GET /v1/ledger", func(_ http.ResponseWriter, r *http.Request) (any, error) {
-			st, err := n.Centre.LedgerStatus(r.Context())
-			return api.LedgerStatusOf(st), err
-		}},
 		bodyRoute("POST /v1/federation/approve", maxBody, func(ctx context.Context, req []byte) (api.Progress, error) {
 			p, err := n.Membership.Approve(ctx, req)
 			return api.ProgressOf(p), err
@@ -129,7 +119,7 @@ func (s *Server) routes() []route {
 			return api.DirectoryStatusOf(st), err
 		}},
 		queryRoute("GET /v1/directory/lookup", "pseudonym", func(ctx context.Context, hex string) (api.DirectoryLookup, error) {
-			p, err := ledger.ParsePseudonym(hex)
+			p, err := parsePseudonym(hex)
 			if err != nil {
 				return api.DirectoryLookup{}, err
 			}
@@ -169,19 +159,19 @@ func (s *Server) routes() []route {
 			return api.ConsentDeliveryOf(d), err
 		}),
 		jsonRoute("POST /v1/consent/attest", maxBody, func(ctx context.Context, req AttestRequest) (api.ConsentDelivery, error) {
-			p, err := ledger.ParsePseudonym(req.Pseudonym)
+			p, err := parsePseudonym(req.Pseudonym)
 			if err != nil {
 				return api.ConsentDelivery{}, err
 			}
 			k, err := consent.ParsePublicKey(req.Key)
 			if err != nil {
-				return api.ConsentDelivery{}, err
+				return api.ConsentDelivery{}, fmt.Errorf("key: %w", err)
 			}
 			d, err := n.Attest(ctx, p, k, req.Compromised)
 			return api.ConsentDeliveryOf(d), err
 		}),
 		queryRoute("GET /v1/consent", "pseudonym", func(ctx context.Context, hex string) (api.ConsentView, error) {
-			p, err := ledger.ParsePseudonym(hex)
+			p, err := parsePseudonym(hex)
 			if err != nil {
 				return api.ConsentView{}, err
 			}
@@ -207,14 +197,19 @@ func errText(err error) string {
 }
 
 // Serve answers on ln (see [Listen]) until ctx ends, then shuts down,
-// giving requests under way a few seconds before they are cancelled.
+// giving requests under way a few seconds before they are cancelled, and
+// waits for their handlers: the node is never closed under them.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.inflight.Add(1)
+			defer s.inflight.Done()
+			s.mux.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	if err := api.ServeUntil(ctx, ln, srv, shutdownGrace, nil); err != nil {
+	if err := api.ServeUntil(ctx, ln, srv, shutdownGrace, s.inflight.Wait); err != nil {
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	return nil

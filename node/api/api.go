@@ -151,7 +151,7 @@ func (s *Server) Operator() http.Handler {
 		if rt.method != http.MethodGet || rt.auth != authStaff || !slices.Contains(rt.roles, "admin") {
 			continue
 		}
-		mux.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.serveAs(w, r, rt, operator) })
+		mux.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.answer(w, r, rt, operator) })
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, errors.New("no such operation on the admin socket"))
@@ -193,17 +193,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// serve authenticates, runs and answers one request, and logs it by its
-// route's pattern: never the path's values, the query or the body.
+// serve authenticates, runs and answers one request of the API's own
+// listener, counted until it is answered.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
-	s.serveAs(w, r, rt, Staff{})
-}
-
-// serveAs is serve for a caller known already (as), or, when as is zero,
-// authenticated here as the route says.
-func (s *Server) serveAs(w http.ResponseWriter, r *http.Request, rt *route, as Staff) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
+	s.answer(w, r, rt, Staff{})
+}
+
+// answer runs and answers one request, for a caller known already (as)
+// or, when as is zero, authenticated here as the route says, and logs it
+// by its route's pattern: never the path's values, the query or the body.
+// Whoever serves it counts it in flight.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, rt *route, as Staff) {
 	start := time.Now()
 	rec := &statusWriter{ResponseWriter: w}
 	c := &call{r: r, w: rec, route: rt, staff: as}

@@ -51,7 +51,8 @@ var kindStatus = map[node.Kind]int{
 }
 
 // StatusOf is the HTTP status of an error: by its kind, but for a status
-// a route gave it, a body too large (413) and a deadline passed (504).
+// a route gave it, a body too large (413), and a deadline passed (504)
+// where the error has no kind.
 func StatusOf(err error) int {
 	var es errStatus
 	switch {
@@ -61,7 +62,7 @@ func StatusOf(err error) int {
 		return es.status
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, context.DeadlineExceeded):
+	case node.KindOf(err) == node.Internal && errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
 	return kindStatus[node.KindOf(err)]

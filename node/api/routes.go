@@ -353,7 +353,7 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 	h := res.Holders[0]
 	switch h.Outcome {
 	case centre.Failed:
-		return nil, fmt.Errorf("reading the record: %w", h.Err)
+		return nil, fmt.Errorf("reading the record: %v", h.Err)
 	case centre.Denied:
 		return nil, errStatus{http.StatusForbidden, fmt.Errorf("denied by consent: %s (%s); access entry %d", h.Reason, h.Basis, h.Access)}
 	}

@@ -243,7 +243,7 @@ type DirectoryHolder struct {
 
 // DirectoryLookupOf is l's JSON shape.
 func DirectoryLookupOf(l centre.Lookup) DirectoryLookup {
-	out := DirectoryLookup{Pseudonym: l.Pseudonym.String(), Complete: l.Problem == nil, Problem: errText(l.Problem),
+	out := DirectoryLookup{Pseudonym: l.Pseudonym.String(), Holders: []DirectoryHolder{}, Complete: l.Problem == nil, Problem: errText(l.Problem),
 		Answered: l.Answered, Failed: l.Failed, Millis: millis(l.Elapsed)}
 	for _, h := range l.Holders {
 		out.Holders = append(out.Holders, DirectoryHolder(h))
@@ -496,7 +496,7 @@ type ConsentFailure struct {
 
 // ConsentDeliveryOf is d's JSON shape.
 func ConsentDeliveryOf(d centre.ConsentDelivery) ConsentDelivery {
-	out := ConsentDelivery{Holders: d.Holders, Delivered: d.Delivered, Lookup: errText(d.Lookup), Confirmed: d.Confirmed}
+	out := ConsentDelivery{Holders: nonNil(d.Holders), Delivered: nonNil(d.Delivered), Lookup: errText(d.Lookup), Confirmed: d.Confirmed}
 	for _, f := range d.Failed {
 		out.Failed = append(out.Failed, ConsentFailure{Centre: f.Centre, Error: errText(f.Err)})
 	}
@@ -574,6 +574,14 @@ func DecisionOf(d consent.Decision) Decision {
 		out.Contract = d.Ref.String()
 	}
 	return out
+}
+
+// nonNil makes an empty list encode as [], as the OpenAPI document says.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func errText(err error) string {

@@ -103,7 +103,7 @@ type ConsentFailure struct {
 }
 
 func (n *Node) delivery(d consent.Delivery) ConsentDelivery {
-	out := ConsentDelivery{Holders: []string{}, Delivered: []string{}, Confirmed: d.Confirmed, Lookup: d.Lookup}
+	out := ConsentDelivery{Confirmed: d.Confirmed, Lookup: d.Lookup}
 	for _, id := range d.Holders {
 		out.Holders = append(out.Holders, n.memberName(id))
 	}

@@ -3,7 +3,6 @@ package centre
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -108,7 +107,7 @@ func (n *Node) erased(ctx context.Context) (map[int64]bool, error) {
 func markErased(erased map[int64]bool, e ledger.Entry) error {
 	x, err := e.Erasure()
 	if err != nil {
-		return fmt.Errorf("erasure entry %d: %w", e.Index, err)
+		return corrupt("erasure entry", e.Index, err)
 	}
 	erased[x.Target] = true
 	return nil

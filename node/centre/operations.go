@@ -15,8 +15,8 @@ import (
 	"github.com/medfed/medfed/node/ledger"
 )
 
-// What the HTTP API (package node/api) asks of a running node beyond the
-// admin socket's operations.
+// The running centre's read operations: readiness, proofs, records,
+// notices, tokens, and its name, federation and statuses.
 
 // ErrNotReady is returned while the node cannot serve the federation yet
 // (no other member connected), or an entry is not final yet.
@@ -192,6 +192,13 @@ func (n *Node) CheckToken(ctx context.Context, raw []byte) (TokenCheck, error) {
 		out.Problem = "used up"
 	}
 	return out, nil
+}
+
+// corrupt is the error of an entry of this centre's own ledger that does
+// not decode: the centre's failure (kind Internal), never the caller's,
+// whatever kind the decoder gave it.
+func corrupt(what string, index int64, err error) error {
+	return fmt.Errorf("%s %d: %v", what, index, err)
 }
 
 // Name is the centre's name in the charter.

@@ -189,11 +189,11 @@ func (c *Centre) spentWithin(ctx context.Context, window time.Duration) ([]pseud
 		}
 		v, err := e.Evaluation()
 		if err != nil {
-			return nil, fmt.Errorf("ledger entry %d: %w", e.Index, err)
+			return nil, corrupt("ledger entry", e.Index, err)
 		}
 		id, err := peer.IDFromBytes(v.Requester)
 		if err != nil {
-			return nil, fmt.Errorf("ledger entry %d: requester: %w", e.Index, err)
+			return nil, corrupt("ledger entry", e.Index, fmt.Errorf("requester: %v", err))
 		}
 		spent = append(spent, pseudonym.Spend{Requester: id, Count: int(v.Count), At: e.Time})
 	}

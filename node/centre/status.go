@@ -66,10 +66,3 @@ func (c *Centre) LedgerStatus(ctx context.Context) (LedgerStatus, error) {
 	}
 	return st, nil
 }
-
-// FederationStatus is the membership as the running node sees it, with
-// the evidence of equivocation it holds.
-type FederationStatus struct {
-	federation.Status
-	Evidence []EvidenceStatus
-}

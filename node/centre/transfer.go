@@ -74,7 +74,7 @@ func (n *Node) copiedBefore(ctx context.Context, p ledger.Pseudonym) (map[copyKe
 	for _, e := range es {
 		t, err := query.DecodeTransfer(e)
 		if err != nil {
-			return nil, fmt.Errorf("transfer entry %d: %w", e.Index, err)
+			return nil, corrupt("transfer entry", e.Index, err)
 		}
 		if t.Direction == query.In {
 			out[copyKey{t.Centre, t.Source}] = e.Index - 1

@@ -16,5 +16,5 @@
 // proof (VerifyConsistency); Verify rechecks a whole ledger file offline.
 //
 // The ledger trusts its caller to be the only process writing the file;
-// package node holds the data directory's lock.
+// package node/centre holds the data directory's lock.
 package ledger

@@ -52,7 +52,7 @@ func (o Options) LogValue() slog.Value {
 
 // Ledger is a centre's append-only transparency log. It is safe for
 // concurrent use. At most one Ledger may have a file open: the caller holds
-// the data directory's lock (package node does).
+// the data directory's lock (package node/centre does).
 type Ledger struct {
 	origin   string
 	signer   *ed25519Signer

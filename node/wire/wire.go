@@ -46,7 +46,7 @@ func Write(w io.Writer, kind byte, payload []byte) error {
 func Read(r io.Reader, limit int) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, frameError("%v", err)
+		return 0, nil, readError(err)
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
 	if uint64(n) > uint64(min(limit, MaxFrame)) {
@@ -54,7 +54,7 @@ func Read(r io.Reader, limit int) (byte, []byte, error) {
 	}
 	payload, err := readPayload(r, int(n))
 	if err != nil {
-		return 0, nil, frameError("%v", err)
+		return 0, nil, readError(err)
 	}
 	return hdr[0], payload, nil
 }
@@ -63,6 +63,16 @@ func Read(r io.Reader, limit int) (byte, []byte, error) {
 // limit: a frame cut short is one.
 func frameError(format string, args ...any) error {
 	return fmt.Errorf("%w: malformed frame: %s", node.ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// readError is the error of a read that failed: a frame cut short is
+// malformed; a stream reset or a deadline passed is the peer or the
+// network, and may pass.
+func readError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return frameError("%v", err)
+	}
+	return fmt.Errorf("%w: reading a frame: %v", node.ErrUnavailable, err)
 }
 
 // readStep is how much of a frame's payload is allocated before any of

@@ -214,21 +214,6 @@ func startFederation(ctx context.Context, root string, founders, size int, check
 	})
 }
 
-// SyntheticRecord returns a record entry about a random pseudonym, with a
-// random author, payload and commitment, as the ledger suite and `medfed
-// ledger soak` append. Its time and index are left for the ledger to
-// assign.
-func SyntheticRecord() (ledger.Entry, error) {
-	var p ledger.Pseudonym
-	r := ledger.Record{Occurred: time.Now(), DataClass: "synthetic", Location: "soak"}
-	for _, b := range [][]byte{p[:], r.Author[:], r.Payload[:], r.Commitment[:]} {
-		if _, err := rand.Read(b); err != nil {
-			return ledger.Entry{}, err
-		}
-	}
-	return ledger.NewRecord(p, r)
-}
-
 // randomPseudonyms returns n random pseudonyms.
 func randomPseudonyms(n int) []ledger.Pseudonym {
 	ps := make([]ledger.Pseudonym, n)

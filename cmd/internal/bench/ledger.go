@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
 // measureLedger measures the ledger on real SQLite files:
@@ -90,7 +91,7 @@ func measureLedger(ctx context.Context, env env) (map[string]float64, error) {
 func appendRate(ctx context.Context, l *ledger.Ledger, n, appenders int) (float64, error) {
 	start := time.Now()
 	if err := inParallel(appenders, n, func(_, _ int) error {
-		e, err := SyntheticRecord()
+		e, err := harness.SyntheticRecord()
 		if err != nil {
 			return err
 		}

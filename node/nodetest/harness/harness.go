@@ -15,6 +15,7 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -128,20 +130,30 @@ func Start(ctx context.Context, cfg centre.Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := admin.Listen(cfg.Data.Dir)
+	// The socket serves the API's reads as medfed node's does, with the
+	// staff store of the data directory.
+	staff, err := api.OpenStaff(cfg.Data.Dir)
 	if err != nil {
 		return nil, errors.Join(err, n.Close())
+	}
+	srv, err := api.New(api.Options{Node: n, Staff: staff})
+	if err != nil {
+		return nil, errors.Join(err, staff.Close(), n.Close())
+	}
+	ln, err := admin.Listen(cfg.Data.Dir)
+	if err != nil {
+		return nil, errors.Join(err, staff.Close(), n.Close())
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	adminCtx, stopAdmin := context.WithCancel(ctx)
 	done, served := make(chan error, 1), make(chan error, 1)
-	go func() { served <- admin.New(n, nil, nil).Serve(adminCtx, ln) }()
+	go func() { served <- admin.New(n, srv.Operator(), nil).Serve(adminCtx, ln) }()
 	go func() { done <- n.Run(ctx) }()
 	return &Node{Node: n, stop: sync.OnceValue(func() error {
 		stopAdmin()
 		err := <-served
 		cancel()
-		return errors.Join(err, <-done)
+		return errors.Join(err, <-done, staff.Close())
 	})}, nil
 }
 
@@ -268,4 +280,19 @@ func Visit(ctx context.Context, c *centre.Centre, p ledger.Pseudonym, i int) err
 	meta, payload := ClinicLetter(c.Name, i)
 	_, err := c.AddRecord(ctx, p, meta, payload)
 	return err
+}
+
+// SyntheticRecord returns a record entry about a random pseudonym, with a
+// random author, payload and commitment, as the bench's ledger suite and
+// `medfed ledger soak` append. Its time and index are left for the ledger to
+// assign.
+func SyntheticRecord() (ledger.Entry, error) {
+	var p ledger.Pseudonym
+	r := ledger.Record{Occurred: time.Now(), DataClass: "synthetic", Location: "soak"}
+	for _, b := range [][]byte{p[:], r.Author[:], r.Payload[:], r.Commitment[:]} {
+		if _, err := rand.Read(b); err != nil {
+			return ledger.Entry{}, err
+		}
+	}
+	return ledger.NewRecord(p, r)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -57,6 +58,24 @@ func TestAddRecordThroughTheAdminSocket(t *testing.T) {
 		// The refusal crosses the socket with its kind.
 		if _, err := sock.AddRecord(ctx, bad.req); !errors.Is(err, node.ErrInvalid) {
 			t.Errorf("%s: %v, want an invalid record", bad.name, err)
+		}
+	}
+	// The same refusals from the centre's typed operation, where a typed
+	// request can say them (a bad author or pseudonym is the adapter's to
+	// refuse: the types cannot hold one).
+	for _, bad := range []struct {
+		name string
+		req  centre.RecordRequest
+	}{
+		{"no patient", centre.RecordRequest{Class: "lab-result", Occurred: at, Payload: []byte("x")}},
+		{"both pseudonym and identifier", centre.RecordRequest{Pseudonym: p, Identifier: "nhs|9434765919", Class: "lab-result", Occurred: at, Payload: []byte("x")}},
+		{"bad class", centre.RecordRequest{Pseudonym: p, Class: "Lab Result", Occurred: at, Payload: []byte("x")}},
+		{"no payload", centre.RecordRequest{Pseudonym: p, Class: "lab-result", Occurred: at}},
+		{"amends another patient's record", centre.RecordRequest{Pseudonym: other, Class: "lab-result", Occurred: at, Replaces: res.Index, Payload: []byte("x")}},
+		{"amends no record", centre.RecordRequest{Pseudonym: p, Class: "lab-result", Occurred: at, Replaces: 10_000, Payload: []byte("x")}},
+	} {
+		if _, err := n.AddRecord(ctx, bad.req); !errors.Is(err, centre.ErrBadRecord) {
+			t.Errorf("%s: %v, want ErrBadRecord", bad.name, err)
 		}
 	}
 	if n.Centre.Ledger.Size() != size {

@@ -68,12 +68,28 @@ func (a *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	return json.Unmarshal(b, out)
 }
 
-func (a *Client) postJSON(ctx context.Context, path string, in, out any) error {
+// get reads path's answer, of type T.
+func get[T any](ctx context.Context, a *Client, path string) (T, error) {
+	var out T
+	err := a.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// post sends body as it is to path and reads the answer, of type T.
+func post[T any](ctx context.Context, a *Client, path string, body []byte) (T, error) {
+	var out T
+	err := a.do(ctx, http.MethodPost, path, bytes.NewReader(body), &out)
+	return out, err
+}
+
+// postJSON sends in as JSON to path and reads the answer, of type T.
+func postJSON[T any](ctx context.Context, a *Client, path string, in any) (T, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return err
+		var zero T
+		return zero, err
 	}
-	return a.do(ctx, http.MethodPost, path, bytes.NewReader(body), out)
+	return post[T](ctx, a, path, body)
 }
 
 // Get reads path (one of the HTTP API's read-only routes, which the socket
@@ -84,108 +100,79 @@ func (a *Client) Get(ctx context.Context, path string, out any) error {
 
 // Status returns the running node's view of its federation.
 func (a *Client) Status(ctx context.Context) (api.FederationStatus, error) {
-	var st api.FederationStatus
-	err := a.do(ctx, http.MethodGet, "/v1/federation", nil, &st)
-	return st, err
+	return get[api.FederationStatus](ctx, a, "/v1/federation")
 }
 
 // LedgerStatus returns the running node's ledger status.
 func (a *Client) LedgerStatus(ctx context.Context) (api.LedgerStatus, error) {
-	var st api.LedgerStatus
-	err := a.do(ctx, http.MethodGet, "/v1/ledger", nil, &st)
-	return st, err
+	return get[api.LedgerStatus](ctx, a, "/v1/ledger")
 }
 
 // Approve has the running node approve a join request.
 func (a *Client) Approve(ctx context.Context, request []byte) (api.Progress, error) {
-	var p api.Progress
-	err := a.do(ctx, http.MethodPost, "/v1/federation/approve", bytes.NewReader(request), &p)
-	return p, err
+	return post[api.Progress](ctx, a, "/v1/federation/approve", request)
 }
 
 // Remove has the running node approve removing a centre.
 func (a *Client) Remove(ctx context.Context, centre string) (api.Progress, error) {
-	var p api.Progress
-	err := a.do(ctx, http.MethodPost, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil, &p)
-	return p, err
+	return post[api.Progress](ctx, a, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil)
 }
 
 // DirectoryStatus returns the running node's directory status.
 func (a *Client) DirectoryStatus(ctx context.Context) (api.DirectoryStatus, error) {
-	var st api.DirectoryStatus
-	err := a.do(ctx, http.MethodGet, "/v1/directory", nil, &st)
-	return st, err
+	return get[api.DirectoryStatus](ctx, a, "/v1/directory")
 }
 
 // Lookup has the running node find every centre holding records of a
 // pseudonym given in hex.
 func (a *Client) Lookup(ctx context.Context, pseudonym string) (api.DirectoryLookup, error) {
-	var res api.DirectoryLookup
-	err := a.do(ctx, http.MethodGet, "/v1/directory/lookup?pseudonym="+url.QueryEscape(pseudonym), nil, &res)
-	return res, err
+	return get[api.DirectoryLookup](ctx, a, "/v1/directory/lookup?pseudonym="+url.QueryEscape(pseudonym))
 }
 
 // Pseudonyms has the running node derive the pseudonyms of identifiers.
 func (a *Client) Pseudonyms(ctx context.Context, identifiers []string) ([]string, error) {
-	var resp PseudonymResponse
-	err := a.postJSON(ctx, "/v1/pseudonyms", PseudonymRequest{Identifiers: identifiers}, &resp)
+	resp, err := postJSON[PseudonymResponse](ctx, a, "/v1/pseudonyms", PseudonymRequest{Identifiers: identifiers})
 	return resp.Pseudonyms, err
 }
 
 // SubmitConsent has the running node accept a signed consent document and
 // deliver it to the patient's holders.
 func (a *Client) SubmitConsent(ctx context.Context, doc []byte) (api.ConsentDelivery, error) {
-	var d api.ConsentDelivery
-	err := a.do(ctx, http.MethodPost, "/v1/consent", bytes.NewReader(doc), &d)
-	return d, err
+	return post[api.ConsentDelivery](ctx, a, "/v1/consent", doc)
 }
 
 // Attest has the running node attest a patient's key.
 func (a *Client) Attest(ctx context.Context, r AttestRequest) (api.ConsentDelivery, error) {
-	var d api.ConsentDelivery
-	err := a.postJSON(ctx, "/v1/consent/attest", r, &d)
-	return d, err
+	return postJSON[api.ConsentDelivery](ctx, a, "/v1/consent/attest", r)
 }
 
 // Consent returns a patient's consent as the running node holds it.
 func (a *Client) Consent(ctx context.Context, pseudonym string) (api.ConsentView, error) {
-	var v api.ConsentView
-	err := a.do(ctx, http.MethodGet, "/v1/consent?pseudonym="+url.QueryEscape(pseudonym), nil, &v)
-	return v, err
+	return get[api.ConsentView](ctx, a, "/v1/consent?pseudonym="+url.QueryEscape(pseudonym))
 }
 
 // Decide asks the running node what it would decide for a request.
 func (a *Client) Decide(ctx context.Context, r DecideRequest) (api.Decision, error) {
-	var d api.Decision
-	err := a.postJSON(ctx, "/v1/consent/decide", r, &d)
-	return d, err
+	return postJSON[api.Decision](ctx, a, "/v1/consent/decide", r)
 }
 
 // AddRecord has the running node register a record.
 func (a *Client) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, error) {
-	var res RecordResponse
-	err := a.postJSON(ctx, "/v1/records", r, &res)
-	return res, err
+	return postJSON[RecordResponse](ctx, a, "/v1/records", r)
 }
 
 // QueryRecords has the running node query every holder of a patient.
 func (a *Client) QueryRecords(ctx context.Context, r QueryRequest) (api.QueryResult, error) {
-	var res api.QueryResult
-	err := a.postJSON(ctx, "/v1/query", r, &res)
-	return res, err
+	return postJSON[api.QueryResult](ctx, a, "/v1/query", r)
 }
 
 // Transfer has the running node copy a patient's records from the
 // centres holding them.
 func (a *Client) Transfer(ctx context.Context, r TransferRequest) (api.TransferResult, error) {
-	var res api.TransferResult
-	err := a.postJSON(ctx, "/v1/transfer", r, &res)
-	return res, err
+	return postJSON[api.TransferResult](ctx, a, "/v1/transfer", r)
 }
 
 // Patient has the running node relay a patient's signed request.
 func (a *Client) Patient(ctx context.Context, request []byte) (api.PatientResult, error) {
-	var res api.PatientResult
-	err := a.do(ctx, http.MethodPost, "/v1/patient", bytes.NewReader(request), &res)
-	return res, err
+	return post[api.PatientResult](ctx, a, "/v1/patient", request)
 }

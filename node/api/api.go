@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -294,9 +296,29 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // fail answers with an OperationOutcome. Errors from the node never carry
 // an identifier or a payload, so their text is safe to return; a 500's
 // is logged too.
+//
+// A 5xx answer carries an incident ID, which the log line of the failure
+// names: the caller can quote it, and the operator finds what happened. A
+// 503 keeps its own words too (a peer down, a node not ready: they say
+// what to wait for); a 500 or a 504 gives nothing of the centre's
+// internals to a caller who may not even be authenticated.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	msg := err.Error()
 	if status >= 500 {
-		s.log.Warn("request failed", "method", r.Method, "route", r.Pattern, "status", status, "err", err)
+		id := incidentID()
+		s.log.Warn("request failed", "method", r.Method, "route", r.Pattern, "status", status, "incident", id, "err", err)
+		if status == http.StatusServiceUnavailable {
+			msg += " (incident " + id + ")"
+		} else {
+			msg = "the centre could not answer; incident " + id + " in its log"
+		}
 	}
-	WriteJSON(w, status, outcome(status, err.Error()))
+	WriteJSON(w, status, outcome(status, msg))
+}
+
+// incidentID names one failure: random, so that it tells a caller nothing.
+func incidentID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -16,7 +18,21 @@ import (
 // a new charter version is adopted.
 type Gater struct {
 	allowed atomic.Pointer[map[peer.ID]struct{}]
+
+	log     atomic.Pointer[slog.Logger]
+	mu      sync.Mutex
+	refused map[peer.ID]struct{} // logged already; at most maxLoggedRefusals
 }
+
+// maxLoggedRefusals bounds the peers whose refusal is remembered, so that
+// a stranger dialling with ever new peer IDs grows nothing: past it, a
+// refusal is no longer logged.
+const maxLoggedRefusals = 1024
+
+// Log has the gater log each refused peer once (its first refused
+// connection), so that an operator sees who knocks without a log line per
+// attempt.
+func (g *Gater) Log(log *slog.Logger) { g.log.Store(log) }
 
 var _ connmgr.ConnectionGater = (*Gater)(nil)
 
@@ -45,7 +61,32 @@ func (g *Gater) Allowed(p peer.ID) bool {
 func (g *Gater) InterceptPeerDial(p peer.ID) bool                 { return g.Allowed(p) }
 func (g *Gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.Allowed(p) }
 func (g *Gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
-func (g *Gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return g.Allowed(p)
+func (g *Gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	if g.Allowed(p) {
+		return true
+	}
+	g.refusedOnce(dir, p)
+	return false
+}
+
+// refusedOnce logs p's first refused connection.
+func (g *Gater) refusedOnce(dir network.Direction, p peer.ID) {
+	log := g.log.Load()
+	if log == nil {
+		return
+	}
+	g.mu.Lock()
+	_, seen := g.refused[p]
+	full := len(g.refused) >= maxLoggedRefusals
+	if !seen && !full {
+		if g.refused == nil {
+			g.refused = map[peer.ID]struct{}{}
+		}
+		g.refused[p] = struct{}{}
+	}
+	g.mu.Unlock()
+	if !seen && !full {
+		log.Warn("refused a connection from a peer that is not a member; later ones are not logged", "peer", p, "direction", dir.String())
+	}
 }
 func (g *Gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

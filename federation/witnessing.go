@@ -153,7 +153,10 @@ func (w *Witness) ask(ctx context.Context, p peer.ID, op byte, payload []byte) (
 	return askOn(ctx, w.host, WitnessProtocolID, p, op, payload)
 }
 
-// refusal is the code and the reason a witness answers err with.
+// refusal is the code and the reason a witness answers err with. The
+// reason is the error's own words (a witness's errors name logs, sizes and
+// what did not verify, never a patient), so that the log's owner can see
+// why; a failure of the witness itself is only "internal error".
 func refusal(err error) (byte, string) {
 	var old *OldSizeError
 	var eq *EquivocationError
@@ -163,17 +166,26 @@ func refusal(err error) (byte, string) {
 	case errors.As(err, &eq):
 		return refuseEquivocation, eq.Reason
 	case errors.Is(err, ledger.ErrBlocked):
-		return refuseBlocked, ""
+		return refuseBlocked, err.Error()
 	case errors.Is(err, ErrUnknownLog):
-		return refuseUnknownLog, ""
+		return refuseUnknownLog, err.Error()
 	case errors.Is(err, ErrLogSignature):
-		return refuseSignature, ""
+		return refuseSignature, err.Error()
 	case errors.Is(err, ErrBadConsistency):
-		return refuseConsistency, ""
+		return refuseConsistency, err.Error()
 	case errors.Is(err, node.ErrInvalid):
-		return refuseMalformed, ""
+		return refuseMalformed, err.Error()
 	}
 	return refuseMalformed, "internal error"
+}
+
+// said is a refusal's reason as the witness gave it, printable and
+// bounded, in parentheses; "" when it gave none.
+func said(payload []byte) string {
+	if len(payload) == 0 {
+		return ""
+	}
+	return " (the witness says: " + wire.Printable(payload[:min(len(payload), maxReasonLen)]) + ")"
 }
 
 // ErrRefused wraps every refusal a witness answers with.
@@ -198,15 +210,17 @@ func RequestCosignature(ctx context.Context, h host.Host, p peer.ID, r AddReques
 		}
 		return nil, fmt.Errorf("%w: %w", ErrRefused, &OldSizeError{Held: held})
 	case refuseBlocked:
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrLogBlocked)
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrLogBlocked, said(payload))
 	case refuseEquivocation:
 		return nil, fmt.Errorf("%w: %w (%s)", ErrRefused, ErrLogBlocked, bytes.ToValidUTF8(payload[:min(len(payload), maxReasonLen)], nil))
 	case refuseConsistency:
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrBadConsistency)
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrBadConsistency, said(payload))
 	case refuseSignature:
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrLogSignature)
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrLogSignature, said(payload))
 	case refuseUnknownLog:
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrUnknownLog)
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrUnknownLog, said(payload))
+	case refuseMalformed:
+		return nil, fmt.Errorf("%w: a malformed request%s", ErrRefused, said(payload))
 	}
-	return nil, fmt.Errorf("%w: status %d", ErrRefused, status)
+	return nil, fmt.Errorf("%w: status %d%s", ErrRefused, status, said(payload))
 }

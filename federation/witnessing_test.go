@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,12 +93,12 @@ func TestWitnessOverTheNetwork(t *testing.T) {
 		t.Fatalf("evidence %+v, %v", ev, err)
 	}
 	cp15 := honest.grow(3, "d")
-	if _, err := ask(lh, honest.request(12, cp15)); !errors.Is(err, ErrLogBlocked) {
-		t.Fatalf("after equivocation the witness still cosigns: %v", err)
+	if _, err := ask(lh, honest.request(12, cp15)); !errors.Is(err, ErrLogBlocked) || !strings.Contains(err.Error(), "the witness says: ") {
+		t.Fatalf("after equivocation the witness still cosigns, or does not say why not: %v", err)
 	}
 
 	// A peer that is not a member gets nothing cosigned.
-	if _, err := ask(sh, AddRequest{Note: cp5.Note}); !errors.Is(err, ErrUnknownLog) {
-		t.Fatalf("a non-member's checkpoint: %v", err)
+	if _, err := ask(sh, AddRequest{Note: cp5.Note}); !errors.Is(err, ErrUnknownLog) || !strings.Contains(err.Error(), "the witness says: ") {
+		t.Fatalf("a non-member's checkpoint: %v, want the witness to refuse it and say why", err)
 	}
 }

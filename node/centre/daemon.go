@@ -74,6 +74,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("%w: found a federation with medfed federation init/sign/install, or join one with medfed federation join", ErrNoCharter)
 	}
 	gater := federation.NewGater()
+	gater.Log(n.base.With("component", "gater"))
 	if n.Host, err = newHost(cfg.P2P, n.Centre.key, gater); err != nil {
 		return err
 	}

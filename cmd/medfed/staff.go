@@ -20,11 +20,14 @@ func newStaffCmd() *cobra.Command {
 ` + strings.Join(api.Roles, ", ") + `. Each staff member has a stable
 pseudonymous staff ID, the one the ledgers record; the token itself is
 printed once and only its SHA-256 is kept (staff.db in the data directory).
-The node need not be stopped: a new or revoked credential counts at once.`,
+A token works for its lifetime (12h unless --lifetime says otherwise, at
+most 90 days), then until an administrator renews it.
+The node need not be stopped: a new, renewed or revoked credential counts
+at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newStaffAddCmd(), newStaffListCmd(), newStaffRevokeCmd())
+	cmd.AddCommand(newStaffAddCmd(), newStaffListCmd(), newStaffRenewCmd(), newStaffRevokeCmd())
 	return cmd
 }
 
@@ -38,8 +41,9 @@ func openStaff(cfg centre.Config) (*api.StaffStore, error) {
 
 func newStaffAddCmd() *cobra.Command {
 	var role, label string
+	var lifetime time.Duration
 	cmd := &cobra.Command{
-		Use:   "add --config FILE --role ROLE [--label TEXT]",
+		Use:   "add --config FILE --role ROLE [--label TEXT] [--lifetime D]",
 		Short: "Add a staff member and print their bearer token (once)",
 		Long: `add issues a credential and prints its bearer token alone on standard
 output (so that TOKEN=$(medfed staff add ...) keeps it), and the staff ID
@@ -49,6 +53,7 @@ staff member.`,
 	}
 	cmd.Flags().StringVar(&role, "role", "", "the role: "+strings.Join(api.Roles, ", "))
 	cmd.Flags().StringVar(&label, "label", "", "a note for this centre's administrators (never on a ledger)")
+	cmd.Flags().DurationVar(&lifetime, "lifetime", api.DefaultTokenLifetime, "how long the token works before it must be renewed")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if !api.ValidRole(role) {
 			return usagef("staff add: --role: give one of %s", strings.Join(api.Roles, ", "))
@@ -58,11 +63,11 @@ staff member.`,
 			return err
 		}
 		defer st.Close()
-		token, s, err := st.Add(cmd.Context(), role, label)
+		token, s, err := st.AddFor(cmd.Context(), role, label, lifetime)
 		if err != nil {
 			return usagef("%v", err)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "staff %s (%s) added at %s; the token below is shown only now\n", s.ID, s.Role, cfg.Centre.Name)
+		fmt.Fprintf(cmd.ErrOrStderr(), "staff %s (%s) added at %s until %s; the token below is shown only now\n", s.ID, s.Role, cfg.Centre.Name, s.Expires.Format(time.DateTime))
 		_, err = fmt.Fprintln(cmd.OutOrStdout(), token)
 		return err
 	})
@@ -85,15 +90,38 @@ func newStaffListCmd() *cobra.Command {
 			return err
 		}
 		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "STAFF ID\tROLE\tADDED\tREVOKED\tLABEL")
+		fmt.Fprintln(w, "STAFF ID\tROLE\tADDED\tEXPIRES\tREVOKED\tLABEL")
 		for _, s := range list {
 			revoked := "-"
 			if !s.Revoked.IsZero() {
 				revoked = s.Revoked.Format(time.DateTime)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Role, s.Created.Format(time.DateTime), revoked, s.Label)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Role, s.Created.Format(time.DateTime), s.Expires.Format(time.DateTime), revoked, s.Label)
 		}
 		return w.Flush()
+	})
+}
+
+func newStaffRenewCmd() *cobra.Command {
+	var lifetime time.Duration
+	cmd := &cobra.Command{
+		Use:   "renew --config FILE STAFF-ID [--lifetime D]",
+		Short: "Let a staff member's token work for another lifetime, from now",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.Flags().DurationVar(&lifetime, "lifetime", api.DefaultTokenLifetime, "how long the token works from now")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
+		st, err := openStaff(cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		s, err := st.Renew(cmd.Context(), args[0], lifetime)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "staff %s renewed until %s\n", s.ID, s.Expires.Format(time.DateTime))
+		return err
 	})
 }
 

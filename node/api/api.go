@@ -255,6 +255,9 @@ func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
 	if errors.Is(err, ErrUnknownStaff) {
 		return Staff{}, http.StatusUnauthorized, err
 	}
+	if errors.Is(err, ErrExpiredStaff) {
+		return st, http.StatusUnauthorized, err // logged with who tried
+	}
 	if err != nil {
 		return Staff{}, http.StatusServiceUnavailable, fmt.Errorf("checking the token: %w", err)
 	}

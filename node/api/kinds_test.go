@@ -2,15 +2,18 @@ package api_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
@@ -145,4 +148,89 @@ func openStaff(t *testing.T) *api.StaffStore {
 	}
 	t.Cleanup(func() { staff.Close() })
 	return staff
+}
+
+// A staff token stops working at the end of its lifetime (401, saying
+// so), works again once renewed, and a revoked one stays refused, renewed
+// or not. The routes behind the token are never reached meanwhile.
+func TestAbuseExpiredStaffToken(t *testing.T) {
+	ctx := context.Background()
+	staff := openStaff(t)
+	srv, err := api.New(api.Options{Node: failing{err: fmt.Errorf("%w: no contract", node.ErrNotFound)}, Staff: staff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	get := func(tok string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/v1/consent/"+fmt.Sprintf("%064x", 7), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, d := range []time.Duration{0, -time.Hour, api.MaxTokenLifetime + time.Hour} {
+		if _, _, err := staff.AddFor(ctx, "clinician", "", d); !errors.Is(err, node.ErrInvalid) {
+			t.Errorf("a token for %v: %v, want it refused", d, err)
+		}
+	}
+	tok, st, err := staff.AddFor(ctx, "clinician", "", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := get(tok); status != http.StatusNotFound {
+		t.Fatalf("a fresh token: %d %s, want the route's own 404", status, body)
+	}
+	time.Sleep(time.Until(st.Expires) + 50*time.Millisecond)
+	if status, body := get(tok); status != http.StatusUnauthorized || !strings.Contains(body, "expired") {
+		t.Fatalf("an expired token: %d %s, want 401 saying it expired", status, body)
+	}
+	if _, err := staff.Renew(ctx, st.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := get(tok); status != http.StatusNotFound {
+		t.Fatalf("a renewed token: %d %s, want the route's own 404", status, body)
+	}
+	if err := staff.Revoke(ctx, st.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := staff.Renew(ctx, st.ID, time.Hour); !errors.Is(err, api.ErrUnknownStaff) {
+		t.Fatalf("renewing a revoked credential: %v, want it refused", err)
+	}
+	if status, body := get(tok); status != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+		t.Fatalf("a revoked token: %d %s, want 401", status, body)
+	}
+}
+
+// A staff store from before tokens expired gives its tokens the default
+// lifetime from the upgrade: nobody is locked out, no token lives for ever.
+func TestStaffStoreUpgradeGivesTokensALifetime(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite3", filepath.Join(dir, api.StaffFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE staff (id TEXT PRIMARY KEY, role TEXT NOT NULL, label TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE,
+		created INTEGER NOT NULL, revoked INTEGER) STRICT;
+		INSERT INTO staff VALUES ('00112233445566778899aabbccddeeff', 'clinician', 'before', x'00', 1700000000, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	staff, err := api.OpenStaff(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer staff.Close()
+	list, err := staff.List(context.Background())
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%+v, %v", list, err)
+	}
+	if left := time.Until(list[0].Expires); left < api.DefaultTokenLifetime-time.Minute || left > api.DefaultTokenLifetime {
+		t.Fatalf("an old token expires in %v, want the default lifetime %v", left, api.DefaultTokenLifetime)
+	}
 }

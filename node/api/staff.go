@@ -17,6 +17,7 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+	"github.com/medfed/medfed/node"
 )
 
 // StaffFile is the file in a centre's data directory that holds its staff
@@ -37,12 +38,24 @@ type Staff struct {
 	Role    string
 	Label   string // for the centre's own administrators; never on a ledger or in a log
 	Created time.Time
+	Expires time.Time // when the token stops working, unless renewed
 	Revoked time.Time // zero while the credential is valid
 }
 
+// A staff token works for a while, then must be renewed (medfed staff
+// renew): a token copied somewhere it should not be stops working on its
+// own, and an administrator sees who still needs one.
+const (
+	DefaultTokenLifetime = 12 * time.Hour
+	MaxTokenLifetime     = 90 * 24 * time.Hour
+)
+
 // ErrUnknownStaff is returned for a token or staff ID the centre did not
 // issue, or revoked.
-var ErrUnknownStaff = errors.New("unknown or revoked staff credential")
+var ErrUnknownStaff = node.E(node.Unauthenticated, "unknown or revoked staff credential")
+
+// ErrExpiredStaff is returned for a token past its lifetime.
+var ErrExpiredStaff = node.E(node.Unauthenticated, "the staff credential has expired: an administrator renews it with medfed staff renew")
 
 // StaffStore keeps a centre's staff credentials in SQLite.
 type StaffStore struct {
@@ -55,8 +68,33 @@ var staffSchema = `CREATE TABLE IF NOT EXISTS staff (
 	label      TEXT NOT NULL,
 	token_hash BLOB NOT NULL UNIQUE, -- SHA-256 of the bearer token
 	created    INTEGER NOT NULL,     -- Unix seconds
-	revoked    INTEGER               -- Unix seconds; NULL while valid
+	revoked    INTEGER,              -- Unix seconds; NULL while valid
+	expires    INTEGER               -- Unix seconds
 ) STRICT`
+
+// staffExpiry brings a store made before tokens expired up to date: its
+// tokens get the default lifetime from now, so that an upgrade locks no
+// one out and leaves no token valid for ever.
+func staffExpiry(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var has int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('staff') WHERE name = 'expires'`).Scan(&has); err != nil {
+		return err
+	}
+	if has == 0 {
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE staff ADD COLUMN expires INTEGER`); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE staff SET expires = ? WHERE expires IS NULL`, time.Now().Add(DefaultTokenLifetime).Unix()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
 
 // OpenStaff opens (creating it if needed) the staff store of the centre
 // whose data directory is dir. A running node and the medfed command may
@@ -83,6 +121,10 @@ func OpenStaff(dir string) (*StaffStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("staff store %s: %w", path, err)
 	}
+	if err := staffExpiry(context.Background(), db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("staff store %s: %w", path, err)
+	}
 	return &StaffStore{db: db}, nil
 }
 
@@ -92,9 +134,26 @@ func (s *StaffStore) Close() error { return s.db.Close() }
 // ValidRole reports whether role is one of Roles.
 func ValidRole(role string) bool { return slices.Contains(Roles, role) }
 
-// Add issues a credential for a new staff member and returns its bearer
-// token, which is not kept: only its hash is.
+// Add issues a credential for a new staff member, for the default
+// lifetime, and returns its bearer token, which is not kept: only its hash
+// is.
 func (s *StaffStore) Add(ctx context.Context, role, label string) (token string, st Staff, err error) {
+	return s.AddFor(ctx, role, label, DefaultTokenLifetime)
+}
+
+// checkLifetime refuses a lifetime outside (0, MaxTokenLifetime].
+func checkLifetime(d time.Duration) error {
+	if d <= 0 || d > MaxTokenLifetime {
+		return fmt.Errorf("%w: a token's lifetime is more than 0 and at most %v, not %v", node.ErrInvalid, MaxTokenLifetime, d)
+	}
+	return nil
+}
+
+// AddFor is Add with a lifetime of the token's own.
+func (s *StaffStore) AddFor(ctx context.Context, role, label string, lifetime time.Duration) (token string, st Staff, err error) {
+	if err := checkLifetime(lifetime); err != nil {
+		return "", Staff{}, fmt.Errorf("staff: %w", err)
+	}
 	if !ValidRole(role) {
 		return "", Staff{}, fmt.Errorf("staff: role %q is not one of %s", role, strings.Join(Roles, ", "))
 	}
@@ -107,9 +166,10 @@ func (s *StaffStore) Add(ctx context.Context, role, label string) (token string,
 	rand.Read(secret[:])
 	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(secret[:])
 	st = Staff{ID: hex.EncodeToString(id[:]), Role: role, Label: label, Created: time.Now().UTC().Truncate(time.Second)}
+	st.Expires = st.Created.Add(lifetime)
 	h := sha256.Sum256([]byte(token))
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO staff (id, role, label, token_hash, created) VALUES (?, ?, ?, ?, ?)`,
-		st.ID, st.Role, st.Label, h[:], st.Created.Unix()); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO staff (id, role, label, token_hash, created, expires) VALUES (?, ?, ?, ?, ?, ?)`,
+		st.ID, st.Role, st.Label, h[:], st.Created.Unix(), st.Expires.Unix()); err != nil {
 		return "", Staff{}, fmt.Errorf("staff add: %w", err)
 	}
 	return token, st, nil
@@ -121,16 +181,41 @@ func (s *StaffStore) Authenticate(ctx context.Context, token string) (Staff, err
 		return Staff{}, ErrUnknownStaff
 	}
 	h := sha256.Sum256([]byte(token))
-	st, err := s.scan(s.db.QueryRowContext(ctx, `SELECT id, role, label, created, revoked FROM staff WHERE token_hash = ?`, h[:]))
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && !st.Revoked.IsZero()) {
+	st, err := s.scan(s.db.QueryRowContext(ctx, `SELECT id, role, label, created, revoked, expires FROM staff WHERE token_hash = ?`, h[:]))
+	switch {
+	case errors.Is(err, sql.ErrNoRows) || (err == nil && !st.Revoked.IsZero()):
 		return Staff{}, ErrUnknownStaff
+	case err == nil && !time.Now().Before(st.Expires):
+		return st, ErrExpiredStaff
 	}
 	return st, err
 }
 
+// Renew gives a staff member's token lifetime from now: the same token
+// works on. A revoked credential stays revoked.
+func (s *StaffStore) Renew(ctx context.Context, id string, lifetime time.Duration) (Staff, error) {
+	if err := checkLifetime(lifetime); err != nil {
+		return Staff{}, fmt.Errorf("staff renew: %w", err)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE staff SET expires = ? WHERE id = ? AND revoked IS NULL`, time.Now().Add(lifetime).Unix(), id)
+	if err != nil {
+		return Staff{}, fmt.Errorf("staff renew: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return Staff{}, fmt.Errorf("staff renew: %w", err)
+	} else if n == 0 {
+		return Staff{}, fmt.Errorf("staff renew: %w", ErrUnknownStaff)
+	}
+	st, err := s.scan(s.db.QueryRowContext(ctx, `SELECT id, role, label, created, revoked, expires FROM staff WHERE id = ?`, id))
+	if err != nil {
+		return Staff{}, fmt.Errorf("staff renew: %w", err)
+	}
+	return st, nil
+}
+
 // List returns every staff member, revoked ones included, oldest first.
 func (s *StaffStore) List(ctx context.Context) ([]Staff, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, role, label, created, revoked FROM staff ORDER BY created, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, role, label, created, revoked, expires FROM staff ORDER BY created, id`)
 	if err != nil {
 		return nil, fmt.Errorf("staff list: %w", err)
 	}
@@ -164,14 +249,15 @@ type scanner interface{ Scan(...any) error }
 
 func (s *StaffStore) scan(r scanner) (Staff, error) {
 	var (
-		st      Staff
-		created int64
-		revoked sql.NullInt64
+		st               Staff
+		created, expires int64
+		revoked          sql.NullInt64
 	)
-	if err := r.Scan(&st.ID, &st.Role, &st.Label, &created, &revoked); err != nil {
+	if err := r.Scan(&st.ID, &st.Role, &st.Label, &created, &revoked, &expires); err != nil {
 		return Staff{}, err
 	}
 	st.Created = time.Unix(created, 0).UTC()
+	st.Expires = time.Unix(expires, 0).UTC()
 	if revoked.Valid {
 		st.Revoked = time.Unix(revoked.Int64, 0).UTC()
 	}

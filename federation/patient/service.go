@@ -29,6 +29,7 @@ const opRequest byte = 1
 // Ledger is what a holder needs of its ledger.
 type Ledger interface {
 	EntriesFor(ctx context.Context, p ledger.Pseudonym) ([]ledger.Entry, error)
+	Entries(ctx context.Context, from, to int64) ([]ledger.Entry, error)
 	EntriesForKinds(ctx context.Context, p ledger.Pseudonym, kinds ...ledger.Kind) ([]ledger.Entry, error)
 	Append(ctx context.Context, entries ...ledger.Entry) (int64, error)
 	Size() int64
@@ -75,7 +76,7 @@ type seen struct {
 }
 
 // New answers /medfed/patient/1 on h.
-func New(h host.Host, opts Options) (*Service, error) {
+func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Erase == nil ||
 		opts.Withdraw == nil || opts.Holders == nil || opts.Charter == nil {
 		return nil, errors.New("patient service: key, ledger, consent, erase, withdraw, holders and charter are required")
@@ -91,6 +92,13 @@ func New(h host.Host, opts Options) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}}
+	// The requests answered within the replay window, from the ledger:
+	// each was recorded there before its answer left, so a request
+	// replayed across a restart is refused too.
+	if err := consent.RecentNonces(ctx, opts.Ledger, opts.Now().Add(-2*MaxSkew), []consent.Event{consent.EventPatientView, consent.EventPatientErase},
+		func(relay peer.ID, nonce [16]byte, at time.Time) { s.nonces[seen{relay, nonce}] = at.Add(2 * MaxSkew) }); err != nil {
+		return nil, fmt.Errorf("patient service: %w", err)
+	}
 	srv := &wire.Server{
 		Name: "patient", Limit: maxRequest, Timeout: 60 * time.Second, Work: 50 * time.Second, MaxReason: maxProblem,
 		Admit: federation.MembersOnly(opts.Charter, "patient"), Serve: s.serve, Refuse: peerRefusal, Log: s.log,
@@ -221,9 +229,8 @@ func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRela
 }
 
 // firstSeen records a request's nonce and reports whether it is new.
-// Nonces are kept until a request bearing them is too old anyway (in
-// memory: after a restart a replay within the window is answered again,
-// to the relay that already had the answer, and an erasure is idempotent).
+// Nonces are kept until a request bearing them is too old anyway; New
+// loads those of the window from the ledger.
 func (s *Service) firstSeen(relay peer.ID, nonce [16]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

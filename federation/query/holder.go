@@ -118,39 +118,18 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 // Close stops answering.
 func (s *Holder) Close() { s.host.RemoveStreamHandler(ProtocolID) }
 
-// loadNonces reads the ledger back from its end for access entries
-// younger than the replay window.
+// loadNonces reads the ledger back from its end for the queries' access
+// entries younger than the replay window.
 func (s *Holder) loadNonces(ctx context.Context) error {
-	since := s.now().Add(-2 * MaxSkew)
-	const chunk = 256
-	for to := s.opts.Ledger.Size(); to > 0; to -= chunk {
-		from := max(0, to-chunk)
-		es, err := s.opts.Ledger.Entries(ctx, from, to)
-		if err != nil {
-			return fmt.Errorf("query: reading recent accesses: %w", err)
-		}
-		for i := len(es) - 1; i >= 0; i-- {
-			e := es[i]
-			if e.Time.Before(since) {
-				slices.Reverse(s.order) // read newest first
-				return nil
-			}
-			if e.Kind != ledger.KindAccess {
-				continue
-			}
-			a, err := consent.DecodeAccess(e)
-			if err != nil {
-				return fmt.Errorf("query: reading recent accesses: entry %d: %w", e.Index, err)
-			}
-			if a.Event != consent.EventAccess || a.Nonce == ([16]byte{}) {
-				continue // not a query's access (an emergency start, a token use, a patient's request)
-			}
-			k := nonceKey{a.Requester, a.Nonce}
-			s.nonces[k] = e.Time.Add(2 * MaxSkew)
+	err := consent.RecentNonces(ctx, s.opts.Ledger, s.now().Add(-2*MaxSkew), []consent.Event{consent.EventAccess},
+		func(from peer.ID, nonce [16]byte, at time.Time) {
+			k := nonceKey{from, nonce}
+			s.nonces[k] = at.Add(2 * MaxSkew)
 			s.order = append(s.order, k)
-		}
+		})
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
 	}
-	slices.Reverse(s.order) // read newest first
 	return nil
 }
 

@@ -104,7 +104,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startQuery(ctx); err != nil {
 		return err
 	}
-	if err := n.startPatient(); err != nil {
+	if err := n.startPatient(ctx); err != nil {
 		return err
 	}
 	n.interval = cfg.Ledger.CheckpointInterval

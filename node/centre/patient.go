@@ -21,9 +21,9 @@ import (
 // The patient's own requests, View and Erase, relayed to every holder of
 // their records (PatientRelay).
 
-func (n *Node) startPatient() error {
+func (n *Node) startPatient(ctx context.Context) error {
 	var err error
-	n.Patient, err = patient.New(n.Host, patient.Options{
+	n.Patient, err = patient.New(ctx, n.Host, patient.Options{
 		Key:      n.Centre.key,
 		Ledger:   n.Centre.Ledger,
 		Consent:  n.Consent,

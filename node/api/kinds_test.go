@@ -70,21 +70,11 @@ func TestErrorKindsAcrossHTTP(t *testing.T) {
 			}
 			hs := httptest.NewServer(srv.Handler())
 			defer hs.Close()
-			req, _ := http.NewRequest(http.MethodGet, hs.URL+"/v1/consent/"+fmt.Sprintf("%064x", 7), nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
+			status, body := get(t, hs.URL+"/v1/consent/"+fmt.Sprintf("%064x", 7), tok)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
 			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tt.status {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
-			}
-			back := api.ErrorOf(resp.StatusCode, body)
+			back := api.ErrorOf(status, body)
 			if node.KindOf(back) != tt.kind || !strings.HasPrefix(back.Error(), tt.err.Error()) {
 				t.Errorf("read back as %v %q, want %v %q", node.KindOf(back), back, tt.kind, tt.err)
 			}
@@ -116,19 +106,11 @@ func TestAbuseInternalErrorIsAnIncident(t *testing.T) {
 			}
 			hs := httptest.NewServer(srv.Handler())
 			defer hs.Close()
-			resp, err := http.Get(hs.URL + "/readyz") // public: no token at all
-			if err != nil {
-				t.Fatal(err)
+			status, body := get(t, hs.URL+"/readyz", "") // public: no token at all
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
 			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tt.status {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
-			}
-			back := api.ErrorOf(resp.StatusCode, body)
+			back := api.ErrorOf(status, body)
 			id := regexp.MustCompile(`incident ([0-9a-f]{16})`).FindStringSubmatch(back.Error())
 			if node.KindOf(back) != tt.kind || id == nil || strings.Contains(string(body), "disk full") {
 				t.Fatalf("the caller read %v %q, want kind %v with an incident and no internal text", node.KindOf(back), back, tt.kind)
@@ -162,17 +144,10 @@ func TestAbuseExpiredStaffToken(t *testing.T) {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
-	get := func(tok string) (int, string) {
+	consentOf := func(tok string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/v1/consent/"+fmt.Sprintf("%064x", 7), nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		status, body := get(t, hs.URL+"/v1/consent/"+fmt.Sprintf("%064x", 7), tok)
+		return status, string(body)
 	}
 	for _, d := range []time.Duration{0, -time.Hour, api.MaxTokenLifetime + time.Hour} {
 		if _, _, err := staff.AddFor(ctx, "clinician", "", d); !errors.Is(err, node.ErrInvalid) {
@@ -183,17 +158,17 @@ func TestAbuseExpiredStaffToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, body := get(tok); status != http.StatusNotFound {
+	if status, body := consentOf(tok); status != http.StatusNotFound {
 		t.Fatalf("a fresh token: %d %s, want the route's own 404", status, body)
 	}
 	time.Sleep(time.Until(st.Expires) + 50*time.Millisecond)
-	if status, body := get(tok); status != http.StatusUnauthorized || !strings.Contains(body, "expired") {
+	if status, body := consentOf(tok); status != http.StatusUnauthorized || !strings.Contains(body, "expired") {
 		t.Fatalf("an expired token: %d %s, want 401 saying it expired", status, body)
 	}
 	if _, err := staff.Renew(ctx, st.ID, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := get(tok); status != http.StatusNotFound {
+	if status, body := consentOf(tok); status != http.StatusNotFound {
 		t.Fatalf("a renewed token: %d %s, want the route's own 404", status, body)
 	}
 	if err := staff.Revoke(ctx, st.ID); err != nil {
@@ -202,7 +177,7 @@ func TestAbuseExpiredStaffToken(t *testing.T) {
 	if _, err := staff.Renew(ctx, st.ID, time.Hour); !errors.Is(err, api.ErrUnknownStaff) {
 		t.Fatalf("renewing a revoked credential: %v, want it refused", err)
 	}
-	if status, body := get(tok); status != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+	if status, body := consentOf(tok); status != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
 		t.Fatalf("a revoked token: %d %s, want 401", status, body)
 	}
 }
@@ -233,4 +208,27 @@ func TestStaffStoreUpgradeGivesTokensALifetime(t *testing.T) {
 	if left := time.Until(list[0].Expires); left < api.DefaultTokenLifetime-time.Minute || left > api.DefaultTokenLifetime {
 		t.Fatalf("an old token expires in %v, want the default lifetime %v", left, api.DefaultTokenLifetime)
 	}
+}
+
+// get reads url with a staff token (none when tok is ""), and returns the
+// status and the body.
+func get(t *testing.T, url, tok string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
 }

@@ -245,18 +245,27 @@ func TestQueryReplayAcrossRestart(t *testing.T) {
 	if status, answer := send(); status != 0 {
 		t.Fatalf("refused: %s", answer)
 	}
-	if err := b.Close(); err != nil {
+	restart(t, b, cfgs[1], a)
+	if status, answer := send(); status != 1 || !strings.Contains(string(answer), "replayed") {
+		t.Fatalf("replayed after a restart: status %d, %s", status, answer)
+	}
+}
+
+// restart closes n and starts its centre (cfg) again, until the test
+// ends, once from can connect to it.
+func restart(t *testing.T, n *centre.Node, cfg centre.Config, from *centre.Node) *centre.Node {
+	t.Helper()
+	ctx := context.Background()
+	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	restarted, err := centre.Start(ctx, cfgs[1], nil)
+	restarted, err := centre.Start(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { restarted.Close() })
-	eventually(t, 15*time.Second, "centre-b is back", func() bool {
-		return a.Host.Connect(ctx, peer.AddrInfo{ID: restarted.Centre.ID(), Addrs: restarted.Host.Addrs()}) == nil
+	eventually(t, 15*time.Second, cfg.Centre.Name+" is back", func() bool {
+		return from.Host.Connect(ctx, peer.AddrInfo{ID: restarted.Centre.ID(), Addrs: restarted.Host.Addrs()}) == nil
 	})
-	if status, answer := send(); status != 1 || !strings.Contains(string(answer), "replayed") {
-		t.Fatalf("replayed after a restart: status %d, %s", status, answer)
-	}
+	return restarted
 }

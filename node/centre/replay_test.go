@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	patientproto "github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/centre"
@@ -28,17 +25,7 @@ func TestAbusePatientRequestReplayedAcrossRestart(t *testing.T) {
 	if res, err := a.PatientRelay(ctx, view); err != nil || len(res.Holders) != 2 || res.Holders[0].Outcome != centre.Answered {
 		t.Fatalf("the first time: %+v, %v", res, err)
 	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	restarted, err := centre.Start(ctx, cfgs[1], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { restarted.Close() })
-	eventually(t, 15*time.Second, "centre-b is back", func() bool {
-		return a.Host.Connect(ctx, peer.AddrInfo{ID: restarted.Centre.ID(), Addrs: restarted.Host.Addrs()}) == nil
-	})
+	restarted := restart(t, b, cfgs[1], a)
 	before := states(t, []*centre.Node{restarted}, p)
 	res, err := a.PatientRelay(ctx, view)
 	if err != nil {

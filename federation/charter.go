@@ -20,9 +20,10 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/medfed/medfed/node"
 	"github.com/multiformats/go-multiaddr"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/medfed/medfed/node"
 )
 
 // Every error of a charter wraps node.ErrInvalid ("malformed") or one of

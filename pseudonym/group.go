@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/gtank/ristretto255"
+
 	"github.com/medfed/medfed/node"
 )
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha512"
 
 	"github.com/gtank/ristretto255"
+
 	"github.com/medfed/medfed/node"
 )
 

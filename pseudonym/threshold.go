@@ -8,6 +8,7 @@ import (
 
 	"github.com/gtank/ristretto255"
 	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medfed/medfed/node"
 )
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
 	"github.com/medfed/medfed/node"
 )
 

@@ -132,7 +132,7 @@ func (s *Server) routes() []route {
 				return RecordResponse{}, err
 			}
 			res, err := n.AddRecord(ctx, r)
-			return RecordResponse{Pseudonym: res.Pseudonym.String(), Index: res.Index, AnnounceError: errText(res.Announce)}, err
+			return RecordResponse{Pseudonym: res.Pseudonym.String(), Index: res.Index, AnnounceError: api.ErrorText(res.Announce)}, err
 		}),
 		jsonRoute("POST /v1/query", maxBody, func(ctx context.Context, req QueryRequest) (api.QueryResult, error) {
 			q, err := req.parse()
@@ -187,13 +187,6 @@ func (s *Server) routes() []route {
 			return api.DecisionOf(d), err
 		}),
 	}
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // Serve answers on ln (see [Listen]) until ctx ends, then shuts down,

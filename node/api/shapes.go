@@ -243,7 +243,7 @@ type DirectoryHolder struct {
 
 // DirectoryLookupOf is l's JSON shape.
 func DirectoryLookupOf(l centre.Lookup) DirectoryLookup {
-	out := DirectoryLookup{Pseudonym: l.Pseudonym.String(), Holders: []DirectoryHolder{}, Complete: l.Problem == nil, Problem: errText(l.Problem),
+	out := DirectoryLookup{Pseudonym: l.Pseudonym.String(), Holders: []DirectoryHolder{}, Complete: l.Problem == nil, Problem: ErrorText(l.Problem),
 		Answered: l.Answered, Failed: l.Failed, Millis: millis(l.Elapsed)}
 	for _, h := range l.Holders {
 		out.Holders = append(out.Holders, DirectoryHolder(h))
@@ -291,9 +291,9 @@ type QueryRecord struct {
 
 // QueryResultOf is res's JSON shape.
 func QueryResultOf(res centre.QueryResult) QueryResult {
-	out := QueryResult{Pseudonym: res.Pseudonym.String(), Holders: []QueryHolder{}, Lookup: errText(res.Lookup), Millis: millis(res.Elapsed)}
+	out := QueryResult{Pseudonym: res.Pseudonym.String(), Holders: []QueryHolder{}, Lookup: ErrorText(res.Lookup), Millis: millis(res.Elapsed)}
 	for _, a := range res.Holders {
-		h := QueryHolder{Name: a.Name, Status: a.Outcome.String(), Error: errText(a.Err), Records: []QueryRecord{}}
+		h := QueryHolder{Name: a.Name, Status: a.Outcome.String(), Error: ErrorText(a.Err), Records: []QueryRecord{}}
 		if a.Err == nil {
 			h.Reason, h.Basis, h.Access, h.Denied, h.Pending, h.Checkpoint = a.Reason, a.Basis.String(), a.Access, a.Denied, a.Pending, a.Size
 		}
@@ -343,11 +343,11 @@ type TransferCopy struct{ Source, Copy int64 }
 
 // TransferResultOf is res's JSON shape.
 func TransferResultOf(res centre.TransferResult) TransferResult {
-	out := TransferResult{Pseudonym: res.Pseudonym.String(), Sources: []TransferSource{}, Lookup: errText(res.Lookup),
-		Announced: res.Announced, AnnounceError: errText(res.Announce)}
+	out := TransferResult{Pseudonym: res.Pseudonym.String(), Sources: []TransferSource{}, Lookup: ErrorText(res.Lookup),
+		Announced: res.Announced, AnnounceError: ErrorText(res.Announce)}
 	for _, s := range res.Sources {
-		src := TransferSource{Name: s.Name, Status: s.Outcome.String(), Error: errText(s.Err), Reason: s.Reason,
-			Access: s.Access, Copies: []TransferCopy{}, Before: s.Before, Erased: s.Erased, Recorded: s.Recorded, RecordError: errText(s.Record)}
+		src := TransferSource{Name: s.Name, Status: s.Outcome.String(), Error: ErrorText(s.Err), Reason: s.Reason,
+			Access: s.Access, Copies: []TransferCopy{}, Before: s.Before, Erased: s.Erased, Recorded: s.Recorded, RecordError: ErrorText(s.Record)}
 		for _, c := range s.Copies {
 			src.Copies = append(src.Copies, TransferCopy(c))
 		}
@@ -441,9 +441,9 @@ type PatientErasure struct {
 
 // PatientResultOf is res's JSON shape.
 func PatientResultOf(res centre.PatientResult) PatientResult {
-	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Lookup: errText(res.Lookup)}
+	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Lookup: ErrorText(res.Lookup)}
 	for _, a := range res.Holders {
-		h := PatientHolder{Name: a.Name, Status: a.Outcome.String(), Error: errText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
+		h := PatientHolder{Name: a.Name, Status: a.Outcome.String(), Error: ErrorText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
 			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem}
 		for _, x := range a.Erasures {
 			h.Erasures = append(h.Erasures, PatientErasure(x))
@@ -496,9 +496,9 @@ type ConsentFailure struct {
 
 // ConsentDeliveryOf is d's JSON shape.
 func ConsentDeliveryOf(d centre.ConsentDelivery) ConsentDelivery {
-	out := ConsentDelivery{Holders: nonNil(d.Holders), Delivered: nonNil(d.Delivered), Lookup: errText(d.Lookup), Confirmed: d.Confirmed}
+	out := ConsentDelivery{Holders: nonNil(d.Holders), Delivered: nonNil(d.Delivered), Lookup: ErrorText(d.Lookup), Confirmed: d.Confirmed}
 	for _, f := range d.Failed {
-		out.Failed = append(out.Failed, ConsentFailure{Centre: f.Centre, Error: errText(f.Err)})
+		out.Failed = append(out.Failed, ConsentFailure{Centre: f.Centre, Error: ErrorText(f.Err)})
 	}
 	return out
 }
@@ -584,7 +584,9 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-func errText(err error) string {
+// ErrorText is err's text, "" for none: an error as a JSON shape writes
+// it.
+func ErrorText(err error) string {
 	if err == nil {
 		return ""
 	}

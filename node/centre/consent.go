@@ -52,18 +52,23 @@ func (n *Node) startConsent(ctx context.Context) error {
 // records; with an error, those it found.
 func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
 	res, err := n.Directory.Lookup(ctx, p)
-	if self := n.Host.ID(); !slices.Contains(res.Holders, self) {
-		// This centre knows whether it holds records without asking
-		// anyone: its announcement may not have reached the others yet.
-		held, herr := n.holds(ctx, p)
-		if herr != nil {
-			return res.Holders, errors.Join(err, herr)
-		}
-		if held {
-			res.Holders = append(res.Holders, self)
-		}
+	ids, herr := n.withSelf(ctx, p, res.Holders)
+	return ids, errors.Join(err, herr)
+}
+
+// withSelf adds this centre to ids when its own ledger holds records of p
+// and ids lacks it: this centre knows what it holds without asking anyone,
+// and its announcement may not have reached the others yet.
+func (n *Node) withSelf(ctx context.Context, p ledger.Pseudonym, ids []peer.ID) ([]peer.ID, error) {
+	self := n.Host.ID()
+	if slices.Contains(ids, self) {
+		return ids, nil
 	}
-	return res.Holders, err
+	held, err := n.holds(ctx, p)
+	if err != nil || !held {
+		return ids, err
+	}
+	return append(ids, self), nil
 }
 
 // holds reports whether the ledger holds records of p: the patients this

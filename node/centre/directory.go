@@ -153,8 +153,15 @@ type Member struct {
 	ID   peer.ID
 }
 
-// Lookup finds every member holding records of pseudonym p.
+// Lookup finds every member holding records of pseudonym p, as the
+// directory lists them.
 func (n *Node) Lookup(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
+	return n.lookup(ctx, p, false)
+}
+
+// lookup is Lookup, with this centre added when self is set and its own
+// ledger holds records of p (see withSelf).
+func (n *Node) lookup(ctx context.Context, p ledger.Pseudonym, self bool) (Lookup, error) {
 	start := time.Now()
 	res, err := n.Directory.Lookup(ctx, p)
 	out := Lookup{Pseudonym: p, Answered: res.Answered, Elapsed: time.Since(start)}
@@ -164,8 +171,14 @@ func (n *Node) Lookup(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
 		}
 		out.Problem = err
 	}
+	ids := res.Holders
+	if self {
+		if ids, err = n.withSelf(ctx, p, ids); err != nil {
+			return Lookup{}, err
+		}
+	}
 	c := n.Membership.Current().Charter
-	for _, id := range res.Holders {
+	for _, id := range ids {
 		m, _ := c.Member(id)
 		out.Holders = append(out.Holders, Member{Name: m.Name, ID: id})
 	}
@@ -179,22 +192,8 @@ func (n *Node) Lookup(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
 
 // Holders lists the members that hold records of patient p, by name: the
 // centres a query, a consent document or the patient's own request goes
-// to. It is the directory's answer, with this centre added when its own
-// ledger holds records of p that it has not announced yet.
+// to (holders). It is the directory's answer, with this centre added when
+// its own ledger holds records of p that it has not announced yet.
 func (n *Node) Holders(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
-	l, err := n.Lookup(ctx, p)
-	if err != nil {
-		return Lookup{}, err
-	}
-	self := n.Host.ID()
-	if slices.ContainsFunc(l.Holders, func(m Member) bool { return m.ID == self }) {
-		return l, nil
-	}
-	held, err := n.holds(ctx, p)
-	if err != nil || !held {
-		return l, err
-	}
-	l.Holders = append(l.Holders, Member{Name: n.Centre.Name, ID: self})
-	slices.SortFunc(l.Holders, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
-	return l, nil
+	return n.lookup(ctx, p, true)
 }

@@ -19,7 +19,7 @@ import (
 type Gater struct {
 	allowed atomic.Pointer[map[peer.ID]struct{}]
 
-	log     atomic.Pointer[slog.Logger]
+	log     *slog.Logger // set by Log before the host that uses the gater starts
 	mu      sync.Mutex
 	refused map[peer.ID]struct{} // logged already; at most maxLoggedRefusals
 }
@@ -32,7 +32,7 @@ const maxLoggedRefusals = 1024
 // Log has the gater log each refused peer once (its first refused
 // connection), so that an operator sees who knocks without a log line per
 // attempt.
-func (g *Gater) Log(log *slog.Logger) { g.log.Store(log) }
+func (g *Gater) Log(log *slog.Logger) { g.log = log }
 
 var _ connmgr.ConnectionGater = (*Gater)(nil)
 
@@ -71,7 +71,7 @@ func (g *Gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.Con
 
 // refusedOnce logs p's first refused connection.
 func (g *Gater) refusedOnce(dir network.Direction, p peer.ID) {
-	log := g.log.Load()
+	log := g.log
 	if log == nil {
 		return
 	}

@@ -65,11 +65,10 @@ type Membership struct {
 
 	// life ends when the membership is closed: what it sends in the
 	// background (broadcasts, syncs) runs under it, counted in bg.
-	life   context.Context
-	end    context.CancelFunc
-	bgMu   sync.Mutex // closed and bg.Add, so that Close's Wait is final
-	closed bool
-	bg     sync.WaitGroup
+	life context.Context
+	end  context.CancelFunc
+	bgMu sync.Mutex // the end of life and bg.Add, so that Close's Wait is final
+	bg   sync.WaitGroup
 
 	mu        sync.Mutex
 	chain     [][]byte
@@ -274,20 +273,18 @@ func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
 	return nil
 }
 
-// background runs f in the background, with a context that ends within
-// sendTimeout or when the membership is closed, whichever comes first.
+// background runs f in the background, with a context that ends when the
+// membership is closed.
 func (m *Membership) background(f func(ctx context.Context)) {
 	m.bgMu.Lock()
 	defer m.bgMu.Unlock()
-	if m.closed {
-		return
+	if m.life.Err() != nil {
+		return // closed
 	}
 	m.bg.Add(1)
 	go func() {
 		defer m.bg.Done()
-		ctx, cancel := context.WithTimeout(m.life, sendTimeout)
-		defer cancel()
-		f(ctx)
+		f(m.life)
 	}()
 }
 
@@ -298,14 +295,15 @@ const sendTimeout = 10 * time.Second
 // it; the charter protocol is served until the host closes.
 func (m *Membership) Close() {
 	m.bgMu.Lock()
-	m.closed = true
-	m.bgMu.Unlock()
 	m.end()
+	m.bgMu.Unlock()
 	m.bg.Wait()
 }
 
 // broadcast sends a note to every member but this centre, in parallel.
 func (m *Membership) broadcast(ctx context.Context, op byte, note []byte, to []Member) {
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, mem := range to {
 		if mem.ID == m.self {

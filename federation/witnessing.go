@@ -1,7 +1,6 @@
 package federation
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -179,15 +178,6 @@ func refusal(err error) (byte, string) {
 	return refuseMalformed, "internal error"
 }
 
-// said is a refusal's reason as the witness gave it, printable and
-// bounded, in parentheses; "" when it gave none.
-func said(payload []byte) string {
-	if len(payload) == 0 {
-		return ""
-	}
-	return " (the witness says: " + wire.Printable(payload[:min(len(payload), maxReasonLen)]) + ")"
-}
-
 // ErrRefused wraps every refusal a witness answers with.
 var ErrRefused = node.E(node.Unavailable, "witness refused")
 
@@ -196,31 +186,33 @@ var ErrRefused = node.E(node.Unavailable, "witness refused")
 // the witness's typed errors: *OldSizeError (retry from its Held size),
 // ErrLogBlocked, ErrBadConsistency, ...
 func RequestCosignature(ctx context.Context, h host.Host, p peer.ID, r AddRequest) ([]byte, error) {
-	status, payload, err := wire.Exchange(ctx, h, WitnessProtocolID, p, opAddCheckpoint, r.Encode(), maxFrameLen)
-	if err != nil {
-		return nil, err
+	note, err := wire.Ask(ctx, h, WitnessProtocolID, p, opAddCheckpoint, r.Encode(), maxFrameLen, maxReasonLen)
+	var refused *wire.Refused
+	if !errors.As(err, &refused) {
+		return note, err
 	}
-	switch status {
-	case wire.StatusOK:
-		return payload, nil
+	// The witness's own words, when it gave any, follow what they mean.
+	says := ""
+	if refused.Reason != "" {
+		says = " (the witness says: " + refused.Reason + ")"
+	}
+	switch refused.Status {
 	case refuseOldSize:
-		held, err := strconv.ParseInt(string(payload), 10, 64)
+		held, err := strconv.ParseInt(refused.Reason, 10, 64)
 		if err != nil || held < 0 {
 			return nil, protocolError("malformed old-size refusal")
 		}
 		return nil, fmt.Errorf("%w: %w", ErrRefused, &OldSizeError{Held: held})
-	case refuseBlocked:
-		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrLogBlocked, said(payload))
-	case refuseEquivocation:
-		return nil, fmt.Errorf("%w: %w (%s)", ErrRefused, ErrLogBlocked, bytes.ToValidUTF8(payload[:min(len(payload), maxReasonLen)], nil))
+	case refuseBlocked, refuseEquivocation:
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrLogBlocked, says)
 	case refuseConsistency:
-		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrBadConsistency, said(payload))
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrBadConsistency, says)
 	case refuseSignature:
-		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrLogSignature, said(payload))
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrLogSignature, says)
 	case refuseUnknownLog:
-		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrUnknownLog, said(payload))
+		return nil, fmt.Errorf("%w: %w%s", ErrRefused, ErrUnknownLog, says)
 	case refuseMalformed:
-		return nil, fmt.Errorf("%w: a malformed request%s", ErrRefused, said(payload))
+		return nil, fmt.Errorf("%w: a malformed request%s", ErrRefused, says)
 	}
-	return nil, fmt.Errorf("%w: status %d%s", ErrRefused, status, said(payload))
+	return nil, fmt.Errorf("%w: status %d%s", ErrRefused, refused.Status, says)
 }

@@ -82,7 +82,31 @@ type Policy struct {
 	ConsentDefault   string        // ConsentOptIn or ConsentOptOut
 	EmergencyAccess  string        // EmergencyAllowed or EmergencyForbidden
 	TokenMaxLifetime time.Duration // longest consent token a patient may issue, 1m..720h
+	// KeyNotice is how long an approved replacement of a patient's key
+	// waits for the key in force to veto it, and how long a key must have
+	// been in force before it can erase the patient's records: 1s..90
+	// days; zero is DefaultKeyNotice (read it with KeyNoticePeriod).
+	KeyNotice time.Duration
+	// EmergencyDuration is how long break-glass access lasts unless
+	// stopped sooner: 1s..24h; zero is DefaultEmergencyDuration (read it
+	// with EmergencyLimit).
+	EmergencyDuration time.Duration
 }
+
+// KeyNoticePeriod returns the policy's key notice.
+func (p Policy) KeyNoticePeriod() time.Duration { return cmp.Or(p.KeyNotice, DefaultKeyNotice) }
+
+// EmergencyLimit returns how long emergency access lasts.
+func (p Policy) EmergencyLimit() time.Duration {
+	return cmp.Or(p.EmergencyDuration, DefaultEmergencyDuration)
+}
+
+// Defaults of the policy lines a charter may leave out: a charter's text
+// names them only when they differ (and a policy's zero is the default).
+const (
+	DefaultKeyNotice         = 72 * time.Hour
+	DefaultEmergencyDuration = 4 * time.Hour
+)
 
 // DefaultPolicy is the policy of a federation of the given number of
 // members: a majority for both quorums and the OPRF threshold, opt-in
@@ -98,6 +122,27 @@ func DefaultPolicy(members int) Policy {
 		ConsentDefault:   ConsentOptIn,
 		EmergencyAccess:  EmergencyAllowed,
 		TokenMaxLifetime: 24 * time.Hour,
+	}
+}
+
+// optional returns the policy's durations that a charter's text names
+// only when they differ from their defaults, in the text's order.
+func (p *Policy) optional() []struct {
+	key string
+	d   *time.Duration
+	def time.Duration
+	min time.Duration
+	max time.Duration
+} {
+	return []struct {
+		key string
+		d   *time.Duration
+		def time.Duration
+		min time.Duration
+		max time.Duration
+	}{
+		{"key-notice", &p.KeyNotice, DefaultKeyNotice, time.Second, 90 * 24 * time.Hour},
+		{"emergency-duration", &p.EmergencyDuration, DefaultEmergencyDuration, time.Second, 24 * time.Hour},
 	}
 }
 
@@ -130,6 +175,11 @@ func (p Policy) check(members int) error {
 	}
 	if p.TokenMaxLifetime < minTokenLifetime || p.TokenMaxLifetime > maxTokenLifetime {
 		return fmt.Errorf("token-max-lifetime %v: want %v to %v", p.TokenMaxLifetime, minTokenLifetime, maxTokenLifetime)
+	}
+	for _, o := range p.optional() {
+		if *o.d != 0 && (*o.d < o.min || *o.d > o.max) {
+			return fmt.Errorf("%s %v: want %v to %v", o.key, *o.d, o.min, o.max)
+		}
 	}
 	return nil
 }
@@ -418,6 +468,11 @@ func (c Charter) Text() string {
 	b.WriteString("consent-default " + c.Policy.ConsentDefault + "\n")
 	b.WriteString("emergency-access " + c.Policy.EmergencyAccess + "\n")
 	b.WriteString("token-max-lifetime " + c.Policy.TokenMaxLifetime.String() + "\n")
+	for _, o := range c.Policy.optional() {
+		if *o.d != 0 && *o.d != o.def {
+			b.WriteString(o.key + " " + o.d.String() + "\n")
+		}
+	}
 	c.OPRF.writeLines(&b)
 	for _, m := range c.Members {
 		b.WriteString("member ")
@@ -507,6 +562,18 @@ func parseCharter(text string) (Charter, error) {
 	}
 	if c.Policy.TokenMaxLifetime, err = time.ParseDuration(d); err != nil {
 		return Charter{}, fmt.Errorf("line %d: token-max-lifetime: not a duration", r.n)
+	}
+	for _, o := range c.Policy.optional() {
+		if r.n >= len(lines) || !strings.HasPrefix(lines[r.n], o.key+" ") {
+			continue
+		}
+		s, err := r.field(o.key)
+		if err != nil {
+			return Charter{}, err
+		}
+		if *o.d, err = time.ParseDuration(s); err != nil || *o.d == o.def {
+			return Charter{}, fmt.Errorf("line %d: %s: a duration other than the default %v (which is left out)", r.n, o.key, o.def)
+		}
 	}
 	if c.OPRF, err = parseOPRF(&r); err != nil {
 		return Charter{}, err

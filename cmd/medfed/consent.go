@@ -34,7 +34,7 @@ machine: only signed documents are sent.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newConsentGrantCmd(), newConsentRevokeCmd(), newConsentTokenCmd(), newConsentShowCmd(), newConsentCheckCmd())
+	cmd.AddCommand(newConsentGrantCmd(), newConsentRevokeCmd(), newConsentVetoCmd(), newConsentTokenCmd(), newConsentShowCmd(), newConsentCheckCmd())
 	return cmd
 }
 
@@ -244,6 +244,40 @@ could not reach syncs before it decides again.`,
 	})
 }
 
+func newConsentVetoCmd() *cobra.Command {
+	var (
+		pf          patientFlags
+		attestation string
+	)
+	cmd := &cobra.Command{
+		Use:   "veto --config FILE --key FILE --pseudonym P --attestation HASH",
+		Short: "Refuse, with the patient's key in force, an attestation that would replace it",
+		Long: `veto signs the patient's refusal of a pending replacement of their key
+(an attestation they did not ask for: medfed consent show lists the
+attestations and where each stands) and submits it. A veto counts while the
+replacement is in its notice period, or still awaiting its second approval;
+the replacement then never takes effect.`,
+		Args: cobra.NoArgs,
+	}
+	pf.add(cmd)
+	cmd.Flags().StringVar(&attestation, "attestation", "", "the attestation's `hash`, 64 hex digits")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		target, err := consent.ParseHash(attestation)
+		if err != nil {
+			return usagef("consent veto: --attestation: %v", err)
+		}
+		k, p, v, err := pf.load(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		doc, err := consent.SignVeto(k, consent.Veto{Federation: v.Federation, Subject: p, Attestation: target, Issued: now()})
+		if err != nil {
+			return usagef("consent veto: %v", err)
+		}
+		return submit(cmd, cfg, doc, "veto of attestation "+attestation)
+	})
+}
+
 type pfRevoke struct {
 	patientFlags
 	id string
@@ -386,6 +420,13 @@ func printConsent(w io.Writer, v api.ConsentView) error {
 	fmt.Fprintf(w, "documents: %d\n", len(v.Documents))
 	for _, d := range v.Documents {
 		fmt.Fprintf(w, "  %-12s %s  by %s\n", d.Kind, d.Issued.Format(time.RFC3339), d.Signer)
+	}
+	for _, k := range v.Keys {
+		effect := ""
+		if k.Effect != nil {
+			effect = ", takes effect " + k.Effect.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "  key %s by %s: %s%s (attestation %s)\n", k.Key, k.Centre, k.Status, effect, k.Attestation)
 	}
 	for id, n := range v.TokenUses {
 		fmt.Fprintf(w, "token %s: %d use(s) here\n", id, n)

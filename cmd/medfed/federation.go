@@ -204,7 +204,7 @@ func newFedInitCmd() *cobra.Command {
 	var (
 		out, sharesOut string
 		members        []string
-		policy         = federation.Policy{ConsentDefault: "opt-in", EmergencyAccess: "allowed", TokenMaxLifetime: 24 * time.Hour}
+		policy         = federation.DefaultPolicy(1) // the quorums are set once the founders are known
 	)
 	cmd := &cobra.Command{
 		Use:   "init --config FILE --member REQUEST... --out FILE",
@@ -223,12 +223,15 @@ and the plain shares never touch the disk.`,
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the draft charter (- for stdout)")
 	cmd.Flags().StringVar(&sharesOut, "shares", "", "where to write the sealed key shares (default: the --out file with .shares appended)")
 	cmd.Flags().StringArrayVar(&members, "member", nil, "another founder's join request `file` (repeat)")
+	policy.AdmissionQuorum, policy.WitnessQuorum, policy.OPRFThreshold = 0, 0, 0
 	cmd.Flags().IntVar(&policy.AdmissionQuorum, "admission-quorum", 0, "approvals needed to change the charter (default: a majority)")
 	cmd.Flags().IntVar(&policy.WitnessQuorum, "witness-quorum", 0, "cosignatures that make a checkpoint final (default: a majority)")
 	cmd.Flags().IntVar(&policy.OPRFThreshold, "oprf-threshold", 0, "centres needed to compute a pseudonym (default: a majority)")
 	cmd.Flags().StringVar(&policy.ConsentDefault, "consent-default", policy.ConsentDefault, "policy for patients without a consent contract: opt-in or opt-out")
 	cmd.Flags().StringVar(&policy.EmergencyAccess, "emergency-access", policy.EmergencyAccess, "break-glass access: allowed or forbidden")
 	cmd.Flags().DurationVar(&policy.TokenMaxLifetime, "token-max-lifetime", policy.TokenMaxLifetime, "longest consent token a patient may issue")
+	cmd.Flags().DurationVar(&policy.KeyNotice, "key-notice", federation.DefaultKeyNotice, "how long an approved replacement of a patient's key waits for the old key's veto, and how long a key is in force before it can erase")
+	cmd.Flags().DurationVar(&policy.EmergencyDuration, "emergency-duration", federation.DefaultEmergencyDuration, "how long break-glass access lasts unless stopped")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		var reqs [][]byte
 		for _, path := range members {

@@ -257,33 +257,131 @@ func TestNewerContractReplacesOlder(t *testing.T) {
 	}
 }
 
+func attestationBy(t testing.TB, centre string, staff byte, patientKey string, issued time.Time, compromised bool) consent.Document {
+	raw, err := consent.SignAttestation(key(centre), consent.Attestation{
+		Federation: fed, Subject: patient, Key: key(patientKey).Public().(ed25519.PublicKey), Issued: issued, Compromised: compromised,
+		Staff: ledger.StaffID{staff},
+	})
+	return mustParse(t, raw, err)
+}
+
+func approval(t testing.TB, centre string, staff byte, of consent.Document, issued time.Time) consent.Document {
+	raw, err := consent.SignApproval(key(centre), consent.Approval{Federation: fed, Subject: patient, Attestation: of.Hash(), Staff: ledger.StaffID{staff}, Issued: issued})
+	return mustParse(t, raw, err)
+}
+
+func veto(t testing.TB, signer string, of consent.Document, issued time.Time) consent.Document {
+	raw, err := consent.SignVeto(key(signer), consent.Veto{Federation: fed, Subject: patient, Attestation: of.Hash(), Issued: issued})
+	return mustParse(t, raw, err)
+}
+
 func TestKeyRotation(t *testing.T) {
 	first := attestation(t, "patient", t0.Add(-day), false)
 	optOut := contract(t, "patient", consent.Contract{Base: consent.OptOut})
 	treat := req{centre: "centre-b"}
 
-	// Rotation: the old key's contract stands; a contract it signs after
-	// the new attestation does not.
+	// Rotation, approved by a second centre: once the notice has passed,
+	// the old key's contract stands; a contract it signs after the new key
+	// took effect does not.
 	rotated := attestation(t, "patient-2", t0.Add(time.Hour), false)
-	late := contract(t, "patient", consent.Contract{ID: consent.ID{2}, Base: consent.OptIn, Issued: t0.Add(2 * time.Hour)})
-	d := consent.Decide(standing(t, first, optOut, rotated, late), policy, treat.request(t))
+	approved := approval(t, "centre-b", 1, rotated, t0.Add(time.Hour))
+	effect := t0.Add(time.Hour + consent.DefaultKeyNotice)
+	late := contract(t, "patient", consent.Contract{ID: consent.ID{2}, Base: consent.OptIn, Issued: effect.Add(time.Hour)})
+	d := consent.Decide(standing(t, first, optOut, rotated, approved, late), policy, treat.request(t))
 	if d.Permit || d.Basis != consent.BasisContract {
 		t.Fatalf("after rotation: %v, want the old contract's denial", d)
 	}
-	byNew := contract(t, "patient-2", consent.Contract{ID: consent.ID{3}, Base: consent.OptIn, Issued: t0.Add(3 * time.Hour)})
-	if d := consent.Decide(standing(t, first, optOut, rotated, byNew), policy, treat.request(t)); !d.Permit || d.Ref != (consent.ID{3}) {
+	byNew := contract(t, "patient-2", consent.Contract{ID: consent.ID{3}, Base: consent.OptIn, Issued: effect.Add(2 * time.Hour)})
+	if d := consent.Decide(standing(t, first, optOut, rotated, approved, byNew), policy, treat.request(t)); !d.Permit || d.Ref != (consent.ID{3}) {
 		t.Fatalf("contract signed with the new key: %v", d)
 	}
 
 	// Loss: nothing the old key signed counts; consent stands withdrawn
 	// until the patient signs with the new key.
 	lost := attestation(t, "patient-2", t0.Add(time.Hour), true)
-	d = consent.Decide(standing(t, first, optOut, lost), policy, treat.request(t))
+	lostOK := approval(t, "centre-b", 1, lost, t0.Add(time.Hour))
+	d = consent.Decide(standing(t, first, optOut, lost, lostOK), policy, treat.request(t))
 	if d.Permit || d.Basis != consent.BasisWithdrawn {
 		t.Fatalf("after a compromise: %v, want withdrawn", d)
 	}
-	if d := consent.Decide(standing(t, first, optOut, lost, byNew), policy, treat.request(t)); !d.Permit {
+	if d := consent.Decide(standing(t, first, optOut, lost, lostOK, byNew), policy, treat.request(t)); !d.Permit {
 		t.Fatalf("signed again with the new key: %v", d)
+	}
+}
+
+// TestAbuseKeyReplacementByOneInsider: an attestation that replaces the
+// patient's key takes effect only with a second staff member's approval
+// and after the notice period, and the key in force can veto it until
+// then. Until it takes effect nothing changes: the old key speaks for the
+// patient, the new one does not.
+func TestAbuseKeyReplacementByOneInsider(t *testing.T) {
+	now := t0.Add(2 * time.Hour)
+	clock := func() time.Time { return now }
+	const notice = 72 * time.Hour
+	first := attestationBy(t, "centre-a", 1, "patient", t0.Add(-day), false)
+	optOut := contract(t, "patient", consent.Contract{Base: consent.OptOut})
+	takeover := attestationBy(t, "centre-a", 1, "mallory", t0.Add(time.Hour), true)
+	byMallory := func(at time.Time) consent.Document {
+		return contract(t, "mallory", consent.Contract{ID: consent.ID{9}, Base: consent.OptIn, Issued: at})
+	}
+	mallory := key("mallory").Public().(ed25519.PublicKey)
+	patientKey := key("patient").Public().(ed25519.PublicKey)
+
+	type check struct {
+		name    string
+		docs    []consent.Document
+		at      time.Time
+		status  consent.KeyStatus
+		current ed25519.PublicKey
+	}
+	for _, c := range []check{
+		{"one registrar alone", []consent.Document{takeover}, t0.Add(200 * time.Hour), consent.KeyUnapproved, patientKey},
+		{"approved by the same registrar at the same centre", []consent.Document{takeover, approval(t, "centre-a", 1, takeover, t0.Add(time.Hour))}, t0.Add(200 * time.Hour), consent.KeyUnapproved, patientKey},
+		{"approved, in the notice period", []consent.Document{takeover, approval(t, "centre-a", 2, takeover, t0.Add(time.Hour))}, t0.Add(2 * time.Hour), consent.KeyNotice, patientKey},
+		{"approved, vetoed in the notice period", []consent.Document{takeover, approval(t, "centre-b", 7, takeover, t0.Add(time.Hour)), veto(t, "patient", takeover, t0.Add(3*time.Hour))}, t0.Add(200 * time.Hour), consent.KeyVetoed, patientKey},
+		{"vetoed by the new key itself", []consent.Document{takeover, approval(t, "centre-b", 7, takeover, t0.Add(time.Hour)), veto(t, "mallory", takeover, t0.Add(3*time.Hour))}, t0.Add(200 * time.Hour), consent.KeyInEffect, mallory},
+		{"vetoed too late", []consent.Document{takeover, approval(t, "centre-b", 7, takeover, t0.Add(time.Hour)), veto(t, "patient", takeover, t0.Add(time.Hour+notice))}, t0.Add(200 * time.Hour), consent.KeyInEffect, mallory},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			now = c.at
+			p := consent.NewPatientWith(patient, notice, clock)
+			for _, d := range append([]consent.Document{first, optOut, byMallory(t0.Add(90 * time.Hour))}, c.docs...) {
+				if _, err := p.Add(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			keys := p.Keys()
+			if len(keys) != 2 || keys[1].Status != c.status || !keys[1].Replaces {
+				t.Fatalf("keys %+v, want the replacement %v", keys, c.status)
+			}
+			if !p.CurrentKey().Equal(c.current) {
+				t.Fatalf("current key %x, want %x", p.CurrentKey(), c.current)
+			}
+			d := consent.Decide(p.Standing(), policy, req{centre: "centre-b"}.request(t))
+			if c.current.Equal(patientKey) && (d.Permit || d.Basis != consent.BasisContract) {
+				t.Fatalf("the patient's opt-out no longer stands: %v", d)
+			}
+			if c.current.Equal(mallory) && d.Basis != consent.BasisWithdrawn && d.Ref != (consent.ID{9}) {
+				t.Fatalf("after the replacement took effect: %v", d)
+			}
+		})
+	}
+
+	// The notice runs out: the standing changes with the clock, not with
+	// a new document.
+	now = t0.Add(2 * time.Hour)
+	p := consent.NewPatientWith(patient, notice, clock)
+	for _, d := range []consent.Document{first, optOut, takeover, approval(t, "centre-b", 7, takeover, t0.Add(time.Hour))} {
+		if _, err := p.Add(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.Standing().Withdrawn {
+		t.Fatal("a compromise in its notice period voided the patient's consent")
+	}
+	now = t0.Add(time.Hour + notice)
+	if !p.Standing().Withdrawn || !p.CurrentKey().Equal(mallory) {
+		t.Fatalf("after the notice: withdrawn %v, key %x", p.Standing().Withdrawn, p.CurrentKey())
 	}
 }
 

@@ -5,7 +5,7 @@
 //
 // # Documents
 //
-// Four kinds of signed document, each a canonical binary encoding (see
+// Six kinds of signed document, each a canonical binary encoding (see
 // Parse) signed with Ed25519 under the context "medfed/consent/v1":
 //
 //   - an Attestation, signed by a member centre after checking the
@@ -19,16 +19,23 @@
 //   - a Revocation, signed by the patient, of a contract or a token;
 //   - a Token, signed by the patient, for one grantee (a centre, or a staff
 //     member at one), a scope and an expiry no later than the charter's
-//     token-max-lifetime after issue, for 1 to 1000 uses.
+//     token-max-lifetime after issue, for 1 to 1000 uses;
+//   - an Approval, signed by a member centre for a second staff member, of
+//     an attestation that replaces the patient's key;
+//   - a Veto, signed by the patient's key in force, of such an attestation.
 //
 // None holds a name, an identifier or clinical data: patients are named by
 // pseudonym, staff by their centre's pseudonymous staff ID.
 //
 // # Keys, rotation and loss
 //
-// A patient's key counts once a member attests it. A newer attestation
-// (by issue time) of another key supersedes it: documents the old key
-// signed before the new attestation still count, later ones do not. When
+// A patient's first key counts once a member attests it. An attestation
+// of another key replaces it only once a second staff member approved it
+// and the charter's key-notice has passed from the approval without a
+// veto by the key in force (see Patient); it then supersedes the old key:
+// documents the old key signed before the replacement took effect still
+// count, later ones do not. An erasure needs a key in force for at least
+// the key notice (Service.Settled). When
 // the key is lost or stolen, the registrar attests the new key as
 // compromised-superseding: then nothing the old keys signed counts, ever
 // (attesting an old key again does not revive it), and the patient's

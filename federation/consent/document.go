@@ -41,9 +41,11 @@ const (
 	KindContract    Kind = 2 // the patient's consent
 	KindRevocation  Kind = 3 // the patient withdraws a contract or a token
 	KindToken       Kind = 4 // the patient grants one grantee temporary access
+	KindApproval    Kind = 5 // a second staff member approves an attestation that replaces a key
+	KindVeto        Kind = 6 // the patient's standing key refuses such an attestation
 )
 
-var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token"})
+var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token", KindApproval: "approval", KindVeto: "veto"})
 
 func (k Kind) String() string { return kinds.String(k) }
 
@@ -89,13 +91,39 @@ type Contract struct {
 // patient's identity in person, that Key is the patient's key. A newer
 // attestation supersedes older ones; Compromised says the keys it
 // supersedes may be in other hands, so nothing they signed counts any
-// more.
+// more. Staff names the registrar who checked (zero when the centre's
+// operator attested). An attestation that replaces a key takes effect
+// only once approved and after a notice period: see Patient.
 type Attestation struct {
 	Federation  string
 	Subject     ledger.Pseudonym
 	Key         ed25519.PublicKey
 	Issued      time.Time
 	Compromised bool
+	Staff       ledger.StaffID
+}
+
+// Approval is a member centre's statement that Staff, a second staff
+// member, checked the patient's identity again and approves the
+// attestation whose hash is Attestation. It counts only when someone
+// other than the attestation's registrar gave it: another centre, or
+// another named staff member at the same one.
+type Approval struct {
+	Federation  string
+	Subject     ledger.Pseudonym
+	Attestation [32]byte
+	Staff       ledger.StaffID
+	Issued      time.Time
+}
+
+// Veto is the patient's refusal, signed with the key in force, of the
+// attestation whose hash is Attestation: a key replacement they did not
+// ask for. It counts when made before the replacement takes effect.
+type Veto struct {
+	Federation  string
+	Subject     ledger.Pseudonym
+	Attestation [32]byte
+	Issued      time.Time
 }
 
 // Revocation withdraws the contract or token Target. Revoking the
@@ -137,6 +165,8 @@ func (*Contract) kind() Kind    { return KindContract }
 func (*Attestation) kind() Kind { return KindAttestation }
 func (*Revocation) kind() Kind  { return KindRevocation }
 func (*Token) kind() Kind       { return KindToken }
+func (*Approval) kind() Kind    { return KindApproval }
+func (*Veto) kind() Kind        { return KindVeto }
 
 // Document is a parsed signed document whose signature verified: exactly
 // one of the pointers is set.
@@ -148,6 +178,8 @@ type Document struct {
 	Contract    *Contract
 	Revocation  *Revocation
 	Token       *Token
+	Approval    *Approval
+	Veto        *Veto
 	hash        [32]byte
 }
 
@@ -163,6 +195,10 @@ func (d Document) Subject() ledger.Pseudonym {
 		return d.Contract.Subject
 	case KindRevocation:
 		return d.Revocation.Subject
+	case KindApproval:
+		return d.Approval.Subject
+	case KindVeto:
+		return d.Veto.Subject
 	}
 	return d.Token.Subject
 }
@@ -176,6 +212,10 @@ func (d Document) Federation() string {
 		return d.Contract.Federation
 	case KindRevocation:
 		return d.Revocation.Federation
+	case KindApproval:
+		return d.Approval.Federation
+	case KindVeto:
+		return d.Veto.Federation
 	}
 	return d.Token.Federation
 }
@@ -189,6 +229,10 @@ func (d Document) Issued() time.Time {
 		return d.Contract.Issued
 	case KindRevocation:
 		return d.Revocation.Issued
+	case KindApproval:
+		return d.Approval.Issued
+	case KindVeto:
+		return d.Veto.Issued
 	}
 	return d.Token.Issued
 }
@@ -229,6 +273,12 @@ func SignToken(key ed25519.PrivateKey, t Token) ([]byte, error) { return sign(ke
 // SignAttestation returns a signed by a member centre's key.
 func SignAttestation(key ed25519.PrivateKey, a Attestation) ([]byte, error) { return sign(key, &a) }
 
+// SignApproval returns a signed by a member centre's key.
+func SignApproval(key ed25519.PrivateKey, a Approval) ([]byte, error) { return sign(key, &a) }
+
+// SignVeto returns v signed with the patient's key.
+func SignVeto(key ed25519.PrivateKey, v Veto) ([]byte, error) { return sign(key, &v) }
+
 // Parse decodes a signed document and verifies its signature. Whether the
 // signer may sign it (an attested patient key, a member centre) is for
 // the caller's state to decide.
@@ -251,6 +301,10 @@ func Parse(b []byte) (Document, error) {
 		d.Revocation, err = decodeRevocation(raw)
 	case KindToken:
 		d.Token, err = DecodeToken(raw)
+	case KindApproval:
+		d.Approval, err = decodeApproval(raw)
+	case KindVeto:
+		d.Veto, err = decodeVeto(raw)
 	default:
 		err = malformed("unknown kind %d", uint8(d.Kind))
 	}
@@ -511,18 +565,30 @@ func readProvisions(r *wire.Reader, depth int, n *int) []Provision {
 }
 
 // Attestation body: str federation, [32] subject, [32] key, time issued,
-// u8 compromised (0 or 1).
+// u8 flags (1: compromised, 2: a staff ID follows), [16] staff when
+// flagged. Attestations made before staff were named have flags 0 or 1.
 func (a *Attestation) write(w *writer) {
 	w.Str(a.Federation)
 	w.Bytes(a.Subject[:])
 	w.Bytes(a.Key)
 	w.Time(a.Issued)
+	var flags uint8
 	if a.Compromised {
-		w.U8(1)
-	} else {
-		w.U8(0)
+		flags |= attestCompromised
+	}
+	if !a.Staff.IsZero() {
+		flags |= attestStaff
+	}
+	w.U8(flags)
+	if !a.Staff.IsZero() {
+		w.Bytes(a.Staff[:])
 	}
 }
+
+const (
+	attestCompromised uint8 = 1
+	attestStaff       uint8 = 2
+)
 
 func (a *Attestation) check() error {
 	if err := checkHead(a.Federation, a.Subject, a.Issued); err != nil {
@@ -540,12 +606,16 @@ func decodeAttestation(b []byte) (*Attestation, error) {
 	r.Fixed(a.Subject[:], "subject")
 	a.Key = ed25519.PublicKey(bytes.Clone(r.Take(ed25519.PublicKeySize, "key")))
 	a.Issued = r.Time("issue time")
-	switch r.U8("compromised") {
-	case 0:
-	case 1:
-		a.Compromised = true
-	default:
-		r.Fail("compromised flag")
+	flags := r.U8("flags")
+	if flags&^(attestCompromised|attestStaff) != 0 {
+		r.Fail("attestation flags %#x", flags)
+	}
+	a.Compromised = flags&attestCompromised != 0
+	if flags&attestStaff != 0 {
+		r.Fixed(a.Staff[:], "staff")
+		if a.Staff.IsZero() {
+			r.Fail("a zero staff ID is written as none")
+		}
 	}
 	r.End("attestation")
 	if r.Err() != nil {
@@ -582,6 +652,80 @@ func decodeRevocation(b []byte) (*Revocation, error) {
 	r.Fixed(v.Target[:], "target")
 	v.Issued = r.Time("issue time")
 	r.End("revocation")
+	if r.Err() != nil {
+		return nil, r.Err()
+	}
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Approval body: str federation, [32] subject, [32] attestation, [16]
+// staff, time issued.
+func (a *Approval) write(w *writer) {
+	w.Str(a.Federation)
+	w.Bytes(a.Subject[:])
+	w.Bytes(a.Attestation[:])
+	w.Bytes(a.Staff[:])
+	w.Time(a.Issued)
+}
+
+func (a *Approval) check() error {
+	if err := checkHead(a.Federation, a.Subject, a.Issued); err != nil {
+		return err
+	}
+	switch {
+	case a.Attestation == [32]byte{}:
+		return malformed("approval of nothing")
+	case a.Staff.IsZero():
+		return malformed("an approval names the staff member who gave it")
+	}
+	return nil
+}
+
+func decodeApproval(b []byte) (*Approval, error) {
+	r := newReader(b)
+	a := &Approval{Federation: r.Str("federation")}
+	r.Fixed(a.Subject[:], "subject")
+	r.Fixed(a.Attestation[:], "attestation")
+	r.Fixed(a.Staff[:], "staff")
+	a.Issued = r.Time("issue time")
+	r.End("approval")
+	if r.Err() != nil {
+		return nil, r.Err()
+	}
+	if err := a.check(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Veto body: str federation, [32] subject, [32] attestation, time issued.
+func (v *Veto) write(w *writer) {
+	w.Str(v.Federation)
+	w.Bytes(v.Subject[:])
+	w.Bytes(v.Attestation[:])
+	w.Time(v.Issued)
+}
+
+func (v *Veto) check() error {
+	if err := checkHead(v.Federation, v.Subject, v.Issued); err != nil {
+		return err
+	}
+	if v.Attestation == [32]byte{} {
+		return malformed("veto of nothing")
+	}
+	return nil
+}
+
+func decodeVeto(b []byte) (*Veto, error) {
+	r := newReader(b)
+	v := &Veto{Federation: r.Str("federation")}
+	r.Fixed(v.Subject[:], "subject")
+	r.Fixed(v.Attestation[:], "attestation")
+	v.Issued = r.Time("issue time")
+	r.End("veto")
 	if r.Err() != nil {
 		return nil, r.Err()
 	}

@@ -272,7 +272,24 @@ func signedSamples(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return [][]byte{attestation, contract, revocation, token}
+	staffed, err := SignAttestation(fuzzKey("centre north"), Attestation{
+		Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Key: patient.Public().(ed25519.PublicKey),
+		Issued: day(2026, time.January, 11), Staff: fuzzStaff(4),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	approval, err := SignApproval(fuzzKey("centre south"), Approval{
+		Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Attestation: sha256.Sum256(staffed), Staff: fuzzStaff(5), Issued: day(2026, time.January, 12),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	veto, err := SignVeto(patient, Veto{Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Attestation: sha256.Sum256(staffed), Issued: day(2026, time.January, 12)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{attestation, contract, revocation, token, staffed, approval, veto}
 }
 
 func flip(b []byte, i int) []byte {
@@ -322,6 +339,12 @@ func FuzzParse(f *testing.F) {
 		}
 		if d.Token != nil {
 			bd, set = d.Token, set+1
+		}
+		if d.Approval != nil {
+			bd, set = d.Approval, set+1
+		}
+		if d.Veto != nil {
+			bd, set = d.Veto, set+1
 		}
 		if set != 1 || bd.kind() != d.Kind {
 			t.Fatalf("a %s document with %d bodies set", d.Kind, set)
@@ -499,7 +522,20 @@ func FuzzDecodeAttestation(f *testing.F) {
 	fuzzBody(f, []*Attestation{
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Key: k, Issued: at},
 		{Federation: "f", Subject: ledger.Pseudonym{2}, Key: k, Issued: at, Compromised: true},
+		{Federation: "f", Subject: ledger.Pseudonym{2}, Key: k, Issued: at, Compromised: true, Staff: ledger.StaffID{7}},
 	}, decodeAttestation)
+}
+
+func FuzzDecodeApproval(f *testing.F) {
+	fuzzBody(f, []*Approval{
+		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Attestation: [32]byte{3}, Staff: ledger.StaffID{4}, Issued: time.Unix(1_780_000_000, 0).UTC()},
+	}, decodeApproval)
+}
+
+func FuzzDecodeVeto(f *testing.F) {
+	fuzzBody(f, []*Veto{
+		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Attestation: [32]byte{3}, Issued: time.Unix(1_780_000_000, 0).UTC()},
+	}, decodeVeto)
 }
 
 func FuzzDecodeRevocation(f *testing.F) {

@@ -57,3 +57,18 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	}
 	return ed25519.PublicKey(b), nil
 }
+
+// FormatHash writes a document's hash (Document.Hash) as it is named to
+// people: 64 hex digits.
+func FormatHash(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+// ParseHash parses FormatHash's form.
+func ParseHash(s string) ([32]byte, error) {
+	var h [32]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, malformed("a document's hash is 64 hex digits")
+	}
+	copy(h[:], b)
+	return h, nil
+}

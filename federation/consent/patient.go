@@ -7,20 +7,33 @@ import (
 	"slices"
 	"time"
 
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 )
 
 // Patient is one patient's consent documents as a centre holds them, and
-// what follows from them. It is a function of the set of documents, not
-// of the order they arrived in, so every centre holding the same
-// documents reaches the same standing.
+// what follows from them. It is a function of the set of documents (and
+// of the clock, for key replacements in their notice period), not of the
+// order they arrived in, so every centre holding the same documents
+// reaches the same standing.
 //
-// Keys: a document signed by a patient key counts when an attestation
-// names that key and no attestation of another key issued after the
-// key's latest one supersedes it before the document was issued. A
-// superseding attestation marked compromised voids everything the old
-// keys signed; the patient then signs again with the new key (until then
-// their consent stands withdrawn).
+// Keys: the first key a member attests for the patient is in force at
+// once: one registrar, having checked who the patient is. An attestation
+// that replaces the key in force is pending until it takes effect: it
+// needs an approval by a second staff member (at another centre, or
+// another named staff member at the same one), and then a notice period
+// (the charter's key-notice) from the approval, during which the key in
+// force can veto it. So no single insider can hand a patient's consent,
+// view or erasure to a key of their own choosing, and the patient hears
+// of it (the attestation is in their notifications) in time to refuse.
+//
+// A document signed by a patient key counts when the key is in force at
+// the document's issue time: from the attestation's effect (the first
+// key: from any time) until another key's attestation takes effect. An
+// attestation marked compromised, once in effect, voids everything the
+// keys it supersedes signed; the patient then signs again with the new
+// key (until then their consent stands withdrawn).
 //
 // Contracts: of each contract ID the highest valid version counts; of
 // those, the newest (by issue time, then hash) is in force and replaces
@@ -29,25 +42,44 @@ import (
 type Patient struct {
 	Subject ledger.Pseudonym
 
+	notice time.Duration
+	now    func() time.Time
+
 	seen         map[[32]byte]bool
 	docs         []Document // in arrival order: what a sync sends
 	attestations []Document
+	approvals    []Document
+	vetoes       []Document
 	contracts    []Document
 	revocations  []Document
 	uses         map[ID]int
 
+	keys     []keyTerm // the attestations in issue order, with their effect
 	standing Standing
+	// changes is when a pending attestation takes effect: the standing is
+	// computed again then. Zero: nothing pending.
+	changes time.Time
 }
 
-// NewPatient returns the empty state of patient p.
-func NewPatient(p ledger.Pseudonym) *Patient {
-	return &Patient{Subject: p, seen: map[[32]byte]bool{}, uses: map[ID]int{}}
+// DefaultKeyNotice is how long a replacement of a patient's key waits,
+// once approved, for the key in force to veto it, unless the charter says
+// otherwise.
+const DefaultKeyNotice = federation.DefaultKeyNotice
+
+// NewPatient returns the empty state of patient p, with the default key
+// notice period and the system clock.
+func NewPatient(p ledger.Pseudonym) *Patient { return NewPatientWith(p, DefaultKeyNotice, time.Now) }
+
+// NewPatientWith returns the empty state of patient p under the key
+// notice period notice (the charter's), reading the time from now.
+func NewPatientWith(p ledger.Pseudonym, notice time.Duration, now func() time.Time) *Patient {
+	return &Patient{Subject: p, notice: notice, now: now, seen: map[[32]byte]bool{}, uses: map[ID]int{}}
 }
 
 // Add adds a verified document about the patient and reports whether it
-// was new. Attestations are the caller's to check against the charter
-// (signed by a member); the patient's documents are weighed against the
-// attestations whenever they change.
+// was new. Attestations and approvals are the caller's to check against
+// the charter (signed by a member); the patient's documents are weighed
+// against the attestations whenever they change.
 func (p *Patient) Add(d Document) (bool, error) {
 	if d.Subject() != p.Subject {
 		return false, malformed("document about another patient")
@@ -59,6 +91,10 @@ func (p *Patient) Add(d Document) (bool, error) {
 	switch d.Kind {
 	case KindAttestation:
 		p.attestations = append(p.attestations, d)
+	case KindApproval:
+		p.approvals = append(p.approvals, d)
+	case KindVeto:
+		p.vetoes = append(p.vetoes, d)
 	case KindContract:
 		p.contracts = append(p.contracts, d)
 	case KindRevocation:
@@ -68,8 +104,20 @@ func (p *Patient) Add(d Document) (bool, error) {
 	}
 	p.seen[h] = true
 	p.docs = append(p.docs, d)
-	p.standing = p.compute()
+	if d.Kind == KindAttestation || d.Kind == KindApproval || d.Kind == KindVeto {
+		p.keys = p.weighKeys()
+	}
+	p.recompute()
 	return true, nil
+}
+
+// withNotice returns p under another notice period (the charter changed).
+func (p *Patient) withNotice(notice time.Duration) *Patient {
+	c := p.clone()
+	c.notice = notice
+	c.keys = c.weighKeys()
+	c.recompute()
+	return c
 }
 
 // clone returns a copy that can change without changing p.
@@ -78,22 +126,32 @@ func (p *Patient) clone() *Patient {
 	c.seen = maps.Clone(p.seen)
 	c.docs = slices.Clone(p.docs)
 	c.attestations = slices.Clone(p.attestations)
+	c.approvals = slices.Clone(p.approvals)
+	c.vetoes = slices.Clone(p.vetoes)
 	c.contracts = slices.Clone(p.contracts)
 	c.revocations = slices.Clone(p.revocations)
 	c.uses = maps.Clone(p.uses)
+	c.keys = slices.Clone(p.keys)
 	return &c
 }
 
 // Documents returns the patient's documents in the order they arrived.
 func (p *Patient) Documents() []Document { return slices.Clone(p.docs) }
 
+// keyDocuments are the attestations, approvals and vetoes: what every
+// other document of the patient is weighed against.
+func (p *Patient) keyDocuments() []Document {
+	return slices.Concat(p.attestations, p.approvals, p.vetoes)
+}
+
 // syncable returns at most n of the patient's documents for a sync: every
-// attestation (accept keeps them few), then the newest of the others.
+// attestation, approval and veto (accept keeps them few), then the newest
+// of the others.
 func (p *Patient) syncable(n int) []Document {
-	out := slices.Clone(p.attestations)
+	out := p.keyDocuments()
 	var rest []Document
 	for _, d := range p.docs {
-		if d.Kind != KindAttestation {
+		if d.Kind != KindAttestation && d.Kind != KindApproval && d.Kind != KindVeto {
 			rest = append(rest, d)
 		}
 	}
@@ -101,22 +159,38 @@ func (p *Patient) syncable(n int) []Document {
 	return append(out, rest[max(0, len(rest)-(n-len(out))):]...)
 }
 
-// Standing returns where the patient's consent stands.
-func (p *Patient) Standing() Standing { return p.standing }
+// Standing returns where the patient's consent stands now.
+func (p *Patient) Standing() Standing {
+	if !p.changes.IsZero() && !p.now().Before(p.changes) {
+		p.recompute()
+	}
+	return p.standing
+}
+
+func (p *Patient) recompute() {
+	p.standing = p.compute()
+	p.changes = time.Time{}
+	now := p.now()
+	for _, k := range p.keys {
+		if !k.effect.IsZero() && k.effect.After(now) && (p.changes.IsZero() || k.effect.Before(p.changes)) {
+			p.changes = k.effect
+		}
+	}
+}
 
 // Attested reports whether any member attested a key for the patient.
 func (p *Patient) Attested() bool { return len(p.attestations) > 0 }
 
-// CurrentKey returns the patient's current key: that of the newest
-// attestation, or nil.
+// CurrentKey returns the key in force now, or nil.
 func (p *Patient) CurrentKey() ed25519.PublicKey {
-	if a := p.current(); a != nil {
-		return a.Key
+	if k := p.inForce(p.now()); k != nil {
+		return k.Key
 	}
 	return nil
 }
 
-func (p *Patient) current() *Attestation {
+// newest returns the attestation issued last, in effect or not.
+func (p *Patient) newest() *Attestation {
 	var cur *Attestation
 	for _, d := range p.attestations {
 		if a := d.Attestation; cur == nil || newerAttestation(a, cur) {
@@ -141,41 +215,217 @@ func (p *Patient) attested(key ed25519.PublicKey) bool {
 	return slices.ContainsFunc(p.attestations, func(d Document) bool { return d.Attestation.Key.Equal(key) })
 }
 
-// keyValid reports whether a document signed by key and issued at t
-// counts, and whether key was compromised. A compromise is for good: an
-// attestation marked compromised, of another key, issued after key was
-// first attested, voids key whatever comes later.
-func (p *Patient) keyValid(key ed25519.PublicKey, t time.Time) (valid, compromised bool) {
-	var first, latest *Attestation
-	for _, d := range p.attestations {
+// keyTerm is an attestation weighed against those before it.
+type keyTerm struct {
+	*Attestation
+	hash    [32]byte
+	signer  ed25519.PublicKey
+	replace bool      // it replaces another key in force
+	from    time.Time // documents the key signs count from then; zero: any time (the first key)
+	effect  time.Time // when it took or takes effect; zero: never (unapproved or vetoed)
+	status  KeyStatus
+}
+
+// KeyStatus says where an attestation stands.
+type KeyStatus uint8
+
+const (
+	KeyInEffect   KeyStatus = 1 // took effect (another may have replaced it since)
+	KeyUnapproved KeyStatus = 2 // replaces a key; no second staff member approved it
+	KeyNotice     KeyStatus = 3 // approved; the key in force can veto it until it takes effect
+	KeyVetoed     KeyStatus = 4 // the key in force refused it
+)
+
+var keyStatuses = enum.New[KeyStatus]("key status", []string{KeyInEffect: "in effect", KeyUnapproved: "awaiting a second approval", KeyNotice: "in its notice period", KeyVetoed: "vetoed by the patient"})
+
+func (s KeyStatus) String() string { return keyStatuses.String(s) }
+
+// weighKeys works out, oldest first, which attestations replace a key
+// and when each takes effect.
+func (p *Patient) weighKeys() []keyTerm {
+	docs := slices.Clone(p.attestations)
+	slices.SortFunc(docs, func(a, b Document) int {
+		if c := a.Attestation.Issued.Compare(b.Attestation.Issued); c != 0 {
+			return c
+		}
+		ha, hb := a.Hash(), b.Hash()
+		return bytes.Compare(ha[:], hb[:])
+	})
+	var terms []keyTerm
+	for _, d := range docs {
 		a := d.Attestation
-		if !a.Key.Equal(key) {
+		t := keyTerm{Attestation: a, hash: d.Hash(), signer: d.Signer}
+		cur := termInForce(terms, a.Issued)
+		switch {
+		case cur == nil && len(terms) == 0:
+			t.effect, t.status = a.Issued, KeyInEffect // the first key: from any time
+		case cur == nil || cur.Key.Equal(a.Key):
+			t.from, t.effect, t.status = a.Issued, a.Issued, KeyInEffect // nothing is replaced
+		default:
+			t.replace = true
+			t.status = KeyUnapproved
+			if at, ok := p.approved(t); ok {
+				t.status = KeyNotice
+				t.effect = later(at, a.Issued).Add(p.notice)
+				if p.vetoed(terms, t) {
+					t.status, t.effect = KeyVetoed, time.Time{}
+				} else {
+					t.from = t.effect
+				}
+			} else if p.vetoed(terms, t) {
+				t.status = KeyVetoed
+			}
+		}
+		terms = append(terms, t)
+	}
+	return terms
+}
+
+// approved returns when a second staff member first approved t: an
+// approval from another centre, or from another named staff member at the
+// same one.
+func (p *Patient) approved(t keyTerm) (time.Time, bool) {
+	var first time.Time
+	for _, d := range p.approvals {
+		a := d.Approval
+		if a.Attestation != t.hash {
 			continue
 		}
-		if first == nil || a.Issued.Before(first.Issued) {
-			first = a
+		second := !d.Signer.Equal(t.signer) || (!t.Staff.IsZero() && a.Staff != t.Staff)
+		if second && (first.IsZero() || a.Issued.Before(first)) {
+			first = a.Issued
 		}
-		if latest == nil || a.Issued.After(latest.Issued) {
-			latest = a
+	}
+	return first, !first.IsZero()
+}
+
+// vetoed reports whether a key in force before t refused it before it
+// took effect (t.effect zero: at any time).
+func (p *Patient) vetoed(before []keyTerm, t keyTerm) bool {
+	for _, d := range p.vetoes {
+		v := d.Veto
+		if v.Attestation != t.hash || d.Signer.Equal(t.Key) || (!t.effect.IsZero() && !v.Issued.Before(t.effect)) {
+			continue
+		}
+		if ok, _ := validIn(before, d.Signer, v.Issued, p.now()); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// termInForce returns the attestation in force at t: of those in effect
+// by t, the one that took effect last.
+func termInForce(terms []keyTerm, t time.Time) *keyTerm {
+	var cur *keyTerm
+	for i := range terms {
+		k := &terms[i]
+		if k.effect.IsZero() || k.effect.After(t) {
+			continue
+		}
+		if cur == nil || !k.effect.Before(cur.effect) {
+			cur = k
+		}
+	}
+	return cur
+}
+
+func (p *Patient) inForce(t time.Time) *keyTerm { return termInForce(p.keys, t) }
+
+// keyValid reports whether a document signed by key and issued at t
+// counts, and whether key was compromised.
+func (p *Patient) keyValid(key ed25519.PublicKey, t time.Time) (valid, compromised bool) {
+	return validIn(p.keys, key, t, p.now())
+}
+
+// validIn is keyValid over terms, counting only the attestations in
+// effect by now: key is in force at t (see Patient), and no attestation
+// of another key marked compromised took effect after key's first term
+// began. A compromise is for good: it voids key
+// whatever comes later.
+func validIn(terms []keyTerm, key ed25519.PublicKey, t, now time.Time) (valid, compromised bool) {
+	var first, latest *keyTerm
+	for i := range terms {
+		k := &terms[i]
+		if !k.Key.Equal(key) || k.effect.IsZero() || k.effect.After(now) || k.from.After(t) {
+			continue
+		}
+		if first == nil || k.from.Before(first.from) {
+			first = k
+		}
+		if latest == nil || !k.from.Before(latest.from) {
+			latest = k
 		}
 	}
 	if latest == nil {
 		return false, false
 	}
 	valid = true
-	for _, d := range p.attestations {
-		a := d.Attestation
-		if a.Key.Equal(key) {
+	for i := range terms {
+		k := &terms[i]
+		if k.Key.Equal(key) || k.effect.IsZero() || k.effect.After(now) || !k.replace {
 			continue
 		}
-		if a.Compromised && a.Issued.After(first.Issued) {
+		if k.Compromised && k.effect.After(first.from) {
 			return false, true
 		}
-		if a.Issued.After(latest.Issued) && !t.Before(a.Issued) {
+		if k.effect.After(latest.from) && !t.Before(k.effect) {
 			valid = false
 		}
 	}
 	return valid, false
+}
+
+// inForceSince returns since when key has been in force without a break,
+// as of now; false when it is not in force now.
+func (p *Patient) inForceSince(key ed25519.PublicKey) (time.Time, bool) {
+	now := p.now()
+	if ok, _ := p.keyValid(key, now); !ok {
+		return time.Time{}, false
+	}
+	cur := p.inForce(now)
+	if cur == nil || !cur.Key.Equal(key) {
+		return time.Time{}, false
+	}
+	// Walk back over the terms of key in force without another key's
+	// taking effect in between.
+	since := cur.effect
+	for {
+		prev := termInForce(p.keys, since.Add(-time.Second))
+		if prev == nil || !prev.Key.Equal(key) || !prev.effect.Before(since) {
+			return since, true
+		}
+		since = prev.effect
+	}
+}
+
+// KeyState is an attestation of the patient's key and where it stands.
+type KeyState struct {
+	Attestation [32]byte
+	Key         ed25519.PublicKey
+	Signer      ed25519.PublicKey // the attesting centre's key
+	Staff       ledger.StaffID
+	Issued      time.Time
+	Compromised bool
+	Replaces    bool
+	Status      KeyStatus
+	Effect      time.Time // when it took or takes effect; zero: never
+}
+
+// Keys returns the patient's attestations in issue order, with where each
+// stands.
+func (p *Patient) Keys() []KeyState {
+	out := make([]KeyState, 0, len(p.keys))
+	now := p.now()
+	for _, k := range p.keys {
+		st := k.status
+		if st == KeyNotice && !k.effect.After(now) {
+			st = KeyInEffect
+		}
+		out = append(out, KeyState{Attestation: k.hash, Key: k.Key, Signer: k.signer, Staff: k.Staff, Issued: k.Issued,
+			Compromised: k.Compromised, Replaces: k.replace, Status: st, Effect: k.effect})
+	}
+	return out
 }
 
 func (p *Patient) compute() Standing {

@@ -61,10 +61,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// EmergencyDuration is how long emergency access lasts unless stopped
-// sooner.
-const EmergencyDuration = 4 * time.Hour
-
 // maxSkew is how far in this centre's future a document may be issued.
 const maxSkew = 5 * time.Minute
 
@@ -115,19 +111,23 @@ type Session struct {
 }
 
 // Notification tells the patient and the centre's privacy officer of an
-// emergency access. Index is the access entry's ledger index: the feed's
+// emergency access (Event set), or of a change to who speaks for the
+// patient: an attestation of a key, its approval, a veto (Document set,
+// naming the attestation). Index is the ledger entry's index: the feed's
 // cursor.
 type Notification struct {
-	Index     int64
-	Time      time.Time
-	Subject   ledger.Pseudonym
-	Event     Event
-	Session   ID
-	Requester peer.ID
-	Staff     ledger.StaffID
-	Role      Role
-	Reason    Reason
-	Permitted bool
+	Index       int64
+	Time        time.Time
+	Subject     ledger.Pseudonym
+	Event       Event
+	Document    Kind
+	Attestation [32]byte
+	Session     ID
+	Requester   peer.ID // the centre that asked, attested or approved
+	Staff       ledger.StaffID
+	Role        Role
+	Reason      Reason
+	Permitted   bool
 }
 
 func (o Options) validate() error {
@@ -211,13 +211,19 @@ func (s *Service) policy() Policy {
 }
 
 func (s *Service) entry(p ledger.Pseudonym) *entry {
+	notice := s.opts.Charter().Policy.KeyNoticePeriod()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := s.patients[p]
 	if e == nil {
-		e = &entry{subject: p, p: NewPatient(p)}
+		e = &entry{subject: p, p: NewPatientWith(p, notice, s.now)}
 		s.patients[p] = e
 	}
+	s.mu.Unlock()
+	e.mu.Lock()
+	if e.p.notice != notice { // the charter changed its key notice
+		e.p = e.p.withNotice(notice)
+	}
+	e.mu.Unlock()
 	return e
 }
 
@@ -238,6 +244,7 @@ func (s *Service) Load(entries []ledger.Entry) error {
 			if err != nil {
 				return fmt.Errorf("consent: ledger entry %d: %w", le.Index, err)
 			}
+			s.keyEvent(le.Index, le.Time, d)
 		case ledger.KindAccess:
 			a, err := DecodeAccess(le)
 			if err != nil {
@@ -272,7 +279,7 @@ func (s *Service) emergencyEvent(index int64, at time.Time, p ledger.Pseudonym, 
 	defer s.mu.Unlock()
 	switch {
 	case a.Event == EventEmergencyStart && a.Permitted:
-		s.sessions[a.Ref] = Session{ID: a.Ref, Subject: p, Requester: a.Requester, Staff: a.Staff, Role: a.Role, Reason: a.Reason, Started: at, Expires: at.Add(EmergencyDuration)}
+		s.sessions[a.Ref] = Session{ID: a.Ref, Subject: p, Requester: a.Requester, Staff: a.Staff, Role: a.Role, Reason: a.Reason, Started: at, Expires: at.Add(s.opts.Charter().Policy.EmergencyLimit())}
 	case a.Event == EventEmergencyStop:
 		delete(s.sessions, a.Ref)
 	}
@@ -330,8 +337,34 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 			return 0, malformed("a %s issued in the future (%s)", d.Kind, d.Issued().Format(time.RFC3339))
 		}
 		switch d.Kind {
+		case KindApproval:
+			switch {
+			case !s.memberKey(d.Signer):
+				if err := skip("%w: an approval not signed by a member centre", ErrSignature); err != nil {
+					return 0, err
+				}
+				continue
+			case !trial.seen[d.Approval.Attestation]:
+				if err := skip("%w: an approval of an attestation this centre does not hold", ErrConflict); err != nil {
+					return 0, err
+				}
+				continue
+			}
+		case KindVeto:
+			switch {
+			case !trial.attested(d.Signer):
+				if err := skip("%w: a veto not signed by a key a member attested for the patient", ErrSignature); err != nil {
+					return 0, err
+				}
+				continue
+			case !trial.seen[d.Veto.Attestation]:
+				if err := skip("%w: a veto of an attestation this centre does not hold", ErrConflict); err != nil {
+					return 0, err
+				}
+				continue
+			}
 		case KindAttestation:
-			newest := trial.current()
+			newest := trial.newest()
 			switch {
 			case !s.memberKey(d.Signer):
 				if err := skip("%w: an attestation not signed by a member centre", ErrSignature); err != nil {
@@ -376,14 +409,48 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 			return 0, err
 		}
 	}
-	if _, err := s.opts.Ledger.Append(ctx, entries...); err != nil {
+	// The key documents go in the notification feed in ledger order.
+	s.audit.Lock()
+	defer s.audit.Unlock()
+	last, err := s.opts.Ledger.Append(ctx, entries...)
+	if err != nil {
 		return 0, fmt.Errorf("consent: %w", err)
 	}
 	e.p = trial
-	for _, d := range fresh {
+	for i, d := range fresh {
 		s.log.Info("consent document accepted", "kind", d.Kind.String(), "pseudonym", e.subject)
+		s.keyEvent(last-int64(len(fresh)-1-i), s.now().UTC(), d)
 	}
 	return len(fresh), nil
+}
+
+// keyEvent puts an attestation, approval or veto in the notification
+// feed: the patient hears of every change to who speaks for them.
+func (s *Service) keyEvent(index int64, at time.Time, d Document) {
+	n := Notification{Index: index, Time: at, Subject: d.Subject(), Document: d.Kind}
+	switch d.Kind {
+	case KindAttestation:
+		n.Attestation, n.Staff, n.Requester = d.Hash(), d.Attestation.Staff, s.memberID(d.Signer)
+	case KindApproval:
+		n.Attestation, n.Staff, n.Requester = d.Approval.Attestation, d.Approval.Staff, s.memberID(d.Signer)
+	case KindVeto:
+		n.Attestation = d.Veto.Attestation
+	default:
+		return
+	}
+	s.mu.Lock()
+	s.notes = append(s.notes, n)
+	s.mu.Unlock()
+}
+
+// memberID returns the peer ID of the member whose key is k, or "".
+func (s *Service) memberID(k ed25519.PublicKey) peer.ID {
+	for _, m := range s.opts.Charter().Members {
+		if pub, err := m.PublicKey(); err == nil && pub.Equal(k) {
+			return m.ID
+		}
+	}
+	return ""
 }
 
 // takesEffect refuses a submitted document that would change nothing: a
@@ -399,18 +466,32 @@ func takesEffect(p *Patient, d Document) error {
 		if ok, _ := p.keyValid(d.Signer, d.Issued()); !ok {
 			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
 		}
+	case KindApproval, KindVeto:
+		target := d.Kind.target(d)
+		for _, k := range p.Keys() {
+			if k.Attestation != target {
+				continue
+			}
+			switch {
+			case d.Kind == KindApproval && k.Status == KeyUnapproved:
+				return fmt.Errorf("%w: the approval does not count: the attestation replaces no key, or the staff member who attested it gave it", ErrConflict)
+			case d.Kind == KindVeto && k.Status != KeyVetoed:
+				return fmt.Errorf("%w: the veto does not count: the attestation took effect already, replaces no key, or the key that signed it was not in force", ErrConflict)
+			}
+		}
 	}
 	return nil
 }
 
-func (s *Service) memberKey(k ed25519.PublicKey) bool {
-	for _, m := range s.opts.Charter().Members {
-		if pub, err := m.PublicKey(); err == nil && pub.Equal(k) {
-			return true
-		}
+// target returns the attestation an approval or a veto names.
+func (k Kind) target(d Document) [32]byte {
+	if k == KindApproval {
+		return d.Approval.Attestation
 	}
-	return false
+	return d.Veto.Attestation
 }
+
+func (s *Service) memberKey(k ed25519.PublicKey) bool { return s.memberID(k) != "" }
 
 // Delivery says where a document went.
 type Delivery struct {
@@ -465,15 +546,19 @@ func (s *Service) Submit(ctx context.Context, raw []byte) (Delivery, error) {
 	return s.deliver(ctx, e, d), nil
 }
 
-// Attest signs an attestation that key is patient p's, and submits it.
-// compromised marks the keys it supersedes as no longer the patient's.
-func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool) (Delivery, error) {
+// Attest signs an attestation, by staff (zero: the centre's operator),
+// that key is patient p's, and submits it. compromised marks the keys it
+// supersedes as no longer the patient's. When the patient has a key in
+// force already, the attestation takes effect only once a second staff
+// member approves it and the notice period passes without a veto.
+func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (Delivery, error) {
 	raw, err := SignAttestation(s.opts.Key, Attestation{
 		Federation:  s.federation(),
 		Subject:     p,
 		Key:         key,
 		Issued:      s.now().UTC().Truncate(time.Second),
 		Compromised: compromised,
+		Staff:       staff,
 	})
 	if err != nil {
 		return Delivery{}, err
@@ -482,6 +567,61 @@ func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.Pu
 		return Delivery{}, err
 	}
 	return s.Submit(ctx, raw)
+}
+
+// Approve signs staff's approval of the attestation whose hash is att, a
+// replacement of patient p's key, and submits it. The staff member who
+// attested it cannot approve it.
+func (s *Service) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (Delivery, error) {
+	if staff.IsZero() {
+		return Delivery{}, malformed("an approval names the staff member who gives it")
+	}
+	e := s.entry(p)
+	if err := s.fresh(ctx, e); err != nil {
+		return Delivery{}, err
+	}
+	e.mu.Lock()
+	var target *keyTerm
+	for i := range e.p.keys {
+		if e.p.keys[i].hash == att {
+			target = &e.p.keys[i]
+		}
+	}
+	e.mu.Unlock()
+	switch {
+	case target == nil:
+		return Delivery{}, fmt.Errorf("consent: %w: no attestation %x for this patient", node.ErrNotFound, att[:8])
+	case !target.replace:
+		return Delivery{}, fmt.Errorf("%w: the attestation replaces no key: it needs no approval", ErrConflict)
+	case target.signer.Equal(s.opts.Key.Public().(ed25519.PublicKey)) && target.Staff == staff:
+		return Delivery{}, fmt.Errorf("%w: the staff member who attested a key cannot approve it", ErrSignature)
+	}
+	raw, err := SignApproval(s.opts.Key, Approval{Federation: s.federation(), Subject: p, Attestation: att, Staff: staff, Issued: s.now().UTC().Truncate(time.Second)})
+	if err != nil {
+		return Delivery{}, err
+	}
+	return s.Submit(ctx, raw)
+}
+
+// Settled checks that key has been in force for patient p for at least
+// the charter's key notice: what an erasure needs, so that a key attested
+// or replaced in the last days cannot destroy the patient's records.
+func (s *Service) Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey) error {
+	e := s.entry(p)
+	if err := s.fresh(ctx, e); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	since, ok := e.p.inForceSince(key)
+	notice := e.p.notice
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: not the key in force for the patient", ErrSignature)
+	case s.now().Sub(since) < notice:
+		return fmt.Errorf("%w: the key has been in force since %s; an erasure needs a key in force for %v", ErrConflict, since.UTC().Format(time.RFC3339), notice)
+	}
+	return nil
 }
 
 // majority is how many members make a majority of the federation.
@@ -511,8 +651,8 @@ func (s *Service) targets(p ledger.Pseudonym, holders []peer.ID) (hs, others []p
 	return hs, others
 }
 
-// deliver pushes d, with the attestations of its signer's key and of the
-// patient's current key, to the holders and to enough other members for a
+// deliver pushes d, with the patient's attestations, approvals and vetoes
+// (what it is weighed against), to the holders and to enough other members for a
 // majority, replacing those that fail with the next in order.
 func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	var out Delivery
@@ -520,12 +660,9 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	out.Holders, out.Lookup = holders, err
 	bundle := []Document{d}
 	e.mu.Lock()
-	if d.Kind != KindAttestation {
-		cur := e.p.CurrentKey()
-		for _, a := range e.p.attestations {
-			if k := a.Attestation.Key; k.Equal(d.Signer) || k.Equal(cur) {
-				bundle = append(bundle, a)
-			}
+	for _, k := range e.p.keyDocuments() {
+		if k.Hash() != d.Hash() {
+			bundle = append(bundle, k)
 		}
 	}
 	e.mu.Unlock()
@@ -707,6 +844,7 @@ type View struct {
 	Key       ed25519.PublicKey // the current key; nil when none attested
 	Standing  Standing
 	Documents []Document
+	Keys      []KeyState // the attestations, with where each stands
 	Uses      map[ID]int // token uses recorded here
 }
 
@@ -723,7 +861,7 @@ func (s *Service) Show(ctx context.Context, p ledger.Pseudonym) (View, error) {
 	for k, v := range e.p.uses {
 		uses[k] = v
 	}
-	return View{Subject: p, Attested: e.p.Attested(), Key: e.p.CurrentKey(), Standing: e.p.Standing(), Documents: e.p.Documents(), Uses: uses}, nil
+	return View{Subject: p, Attested: e.p.Attested(), Key: e.p.CurrentKey(), Standing: e.p.Standing(), Documents: e.p.Documents(), Keys: e.p.Keys(), Uses: uses}, nil
 }
 
 // Decide answers q about patient p under the patient's current consent
@@ -763,7 +901,7 @@ func (s *Service) UseToken(ctx context.Context, p ledger.Pseudonym, raw []byte, 
 // EmergencyStart decides an emergency access q (purpose Emergency, with a
 // reason) to patient p, records it on the ledger, permitted or not, and
 // notifies the patient and the privacy officer. A permitted access opens
-// a session that lasts EmergencyDuration unless stopped.
+// a session that lasts the charter's emergency duration unless stopped.
 func (s *Service) EmergencyStart(ctx context.Context, p ledger.Pseudonym, q Request) (Session, Decision, error) {
 	if q.Purpose != Emergency {
 		return Session{}, Decision{}, malformed("emergency access has the emergency purpose")
@@ -789,8 +927,8 @@ func (s *Service) EmergencyStart(ctx context.Context, p ledger.Pseudonym, q Requ
 }
 
 // ErrNoSession is returned for an emergency session that is not open:
-// never started, stopped, or expired (a session not stopped ends
-// EmergencyDuration after its start entry, which says so).
+// never started, stopped, or expired (a session not stopped ends the
+// charter's emergency duration after its start entry).
 var ErrNoSession = node.E(node.NotFound, "no open emergency session")
 
 // EmergencyStop ends an emergency session, recorded on the ledger.

@@ -147,7 +147,7 @@ func (f *testFed) sign(raw []byte, err error) []byte {
 // attest has m attest the patient's key.
 func (f *testFed) attest(m *member) {
 	f.t.Helper()
-	if _, err := m.svc.Attest(context.Background(), patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+	if _, err := m.svc.Attest(context.Background(), patient, key("patient").Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -191,7 +191,7 @@ func TestRevocationReachesEveryHolder(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 
-	del, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false)
+	del, err := a.svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false, ledger.StaffID{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,13 +356,16 @@ func TestEmergencyIsAuditedAndNotified(t *testing.T) {
 	if _, d, err := b.svc.EmergencyStart(ctx, patient, q); err != nil || d.Permit {
 		t.Fatalf("emergency after opting out: %v, %v", d, err)
 	}
-	if notes := b.svc.Notifications(-1); len(notes) != 3 || notes[2].Permitted {
+	// The attestation is in the feed too: the patient hears who attested
+	// a key for them.
+	notes = b.svc.Notifications(-1)
+	if len(notes) != 4 || notes[2].Document != consent.KindAttestation || notes[3].Event != consent.EventEmergencyStart || notes[3].Permitted {
 		t.Fatalf("refused emergency not notified: %+v", notes)
 	}
 	// Restarted, the centre still has the feed.
 	f.stop(b)
 	f.start(b)
-	if notes := b.svc.Notifications(-1); len(notes) != 3 {
+	if notes := b.svc.Notifications(-1); len(notes) != 4 {
 		t.Fatalf("after a restart: %d notifications", len(notes))
 	}
 }
@@ -463,7 +466,7 @@ func TestTokenUseNeedsTheLedger(t *testing.T) {
 	if err := svc.Load(nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false); err != nil {
+	if _, err := svc.Attest(ctx, patient, key("patient").Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
@@ -541,7 +544,7 @@ func TestAuthorize(t *testing.T) {
 	if err != nil || auth.Released != 0 || auth.Query.Permit || auth.Query.Basis != consent.BasisEmergency || !auth.Session.IsZero() {
 		t.Fatalf("emergency after opting out: %+v, %v", auth, err)
 	}
-	if notes := b.svc.Notifications(-1); len(notes) != 1 || notes[0].Permitted {
+	if notes := b.svc.Notifications(-1); len(notes) != 2 || notes[0].Document != consent.KindAttestation || notes[1].Permitted {
 		t.Fatalf("the refused emergency start is not notified: %+v", notes)
 	}
 }

@@ -36,9 +36,11 @@ type Ledger interface {
 }
 
 // Authenticator checks a patient's signature against the keys members
-// attested (consent.Service).
+// attested, and that a key erasing has been in force for the charter's
+// key notice (consent.Service).
 type Authenticator interface {
 	Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, issued time.Time) error
+	Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey) error
 }
 
 // Options configure a Service.
@@ -224,6 +226,11 @@ func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRela
 	}
 	if err := s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.signed.Signed, q.signed.Sig, q.Time); err != nil {
 		return q, err
+	}
+	if q.Op == Erase {
+		if err := s.opts.Consent.Settled(ctx, q.Subject, q.Key); err != nil {
+			return q, err
+		}
 	}
 	return q, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 // Limits of the socket's requests and answers.
@@ -167,7 +168,7 @@ func (s *Server) routes() []route {
 			if err != nil {
 				return api.ConsentDelivery{}, fmt.Errorf("key: %w", err)
 			}
-			d, err := n.Attest(ctx, p, k, req.Compromised)
+			d, err := n.Attest(ctx, p, k, req.Compromised, ledger.StaffID{}) // the operator: no staff member
 			return api.ConsentDeliveryOf(d), err
 		}),
 		queryRoute("GET /v1/consent", "pseudonym", func(ctx context.Context, hex string) (api.ConsentView, error) {

@@ -299,7 +299,9 @@ func TestTheTourOverHTTP(t *testing.T) {
 		t.Fatalf("emergency: %s", em.outcomeOf())
 	}
 	notes := call(t, "GET", b.url+"/v1/notifications", officer, nil).want(t, 200, "notifications")
-	if evs := notes.entries("AuditEvent"); len(evs) != 1 || !strings.Contains(string(notes.raw), "unconscious") {
+	// The key's attestation is in the feed too (action U), then the
+	// emergency access (action E).
+	if evs := notes.entries("AuditEvent"); len(evs) != 2 || !strings.Contains(string(notes.raw), "unconscious") || !strings.Contains(string(notes.raw), "key-attestation") {
 		t.Fatalf("notifications: %s", notes.raw)
 	}
 

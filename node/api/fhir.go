@@ -401,12 +401,16 @@ func viewBundle(res PatientResult) resource {
 	return resource{marshal(b)}
 }
 
-// noticeBundle is the emergency notification feed as AuditEvents.
+// noticeBundle is the notification feed as AuditEvents: emergency
+// accesses (action E), and changes to the patient's key (action U).
 func noticeBundle(centre string, ns []Notice) resource {
 	b := fhir.Bundle{Type: fhir.BundleTypeCollection, Timestamp: instant(time.Now())} // bdl-1: no total on a collection
 	for _, n := range ns {
 		ev := auditEvent{index: n.Index, at: n.Time, holder: centre, event: n.Event, action: "E", centre: n.Centre, staff: n.Staff, role: n.Role,
 			purpose: "emergency", permitted: n.Permitted, details: map[string]string{"emergency-reason": n.Reason}}
+		if n.Attestation != "" {
+			ev.action, ev.purpose, ev.details = "U", "", map[string]string{"attestation": n.Attestation}
+		}
 		b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(ev.resource(n.Pseudonym))})
 	}
 	return resource{marshal(b)}

@@ -27,7 +27,8 @@ type Centre interface {
 	Federation() string
 	Ready() (centre.Readiness, error)
 	PseudonymsOf(ctx context.Context, identifiers []string) ([]ledger.Pseudonym, error)
-	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool) (centre.ConsentDelivery, error)
+	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (centre.ConsentDelivery, error)
+	Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	AddRecord(ctx context.Context, r centre.RecordRequest) (centre.RecordResponse, error)
 	RecordAt(ctx context.Context, index int64) (centre.RecordMeta, error)
 	QueryRecords(ctx context.Context, r centre.QueryRequest) (centre.QueryResult, error)
@@ -65,6 +66,11 @@ type RegisterBody struct {
 type KeyBody struct {
 	PublicKey   string `json:"publicKey"`             // 64 hex digits (medfed patient keygen)
 	Compromised bool   `json:"compromised,omitempty"` // the keys it supersedes were lost or stolen
+}
+
+// ApprovalBody approves an attestation that replaces a patient's key.
+type ApprovalBody struct {
+	Attestation string `json:"attestation"` // the attestation's hash, 64 hex digits (in the consent view and the notifications)
 }
 
 // RecordBody adds a record, or an amendment of one.
@@ -136,6 +142,12 @@ func (s *Server) table() []route {
 			summary: "List the centres holding a patient's records", answer: DirectoryLookup{}, params: []param{pseudonymParam}, handle: s.holders},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar"}, summary: "Attest a patient's public key, having checked who they are",
 			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest},
+		{method: "GET", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
+			summary: "List the attestations of a patient's key and where each stands (a replacement waits for a second approval and the notice)",
+			answer: KeyList{}, params: []param{pseudonymParam}, handle: s.keys},
+		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
+			summary: "Approve an attestation that replaces a patient's key: the second staff member it needs, having checked who the patient is",
+			body:    ApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approve},
 
 		{method: "POST", pattern: "/v1/records", auth: authStaff, roles: intake, summary: "Add a record",
 			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), handle: s.addRecord},
@@ -151,7 +163,7 @@ func (s *Server) table() []route {
 		{method: "POST", pattern: "/v1/transfer", auth: authStaff, roles: intake, summary: "Copy a patient's records to this centre (switching provider)",
 			body: TransferBody{}, answer: TransferResult{}, handle: s.transfer},
 
-		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent contract or revocation signed with the patient's key",
+		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent contract, revocation or veto of a key replacement, signed with the patient's key",
 			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: ConsentDelivery{}, handle: s.submitConsent},
 		{method: "GET", pattern: "/v1/consent/{pseudonym}", auth: authStaff, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "Show a patient's consent contract",
 			answer: fhirResource("Consent"), params: []param{pseudonymParam}, handle: s.showConsent},
@@ -243,7 +255,56 @@ func (s *Server) attest(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.node.Attest(ctx, p, key, b.Compromised)
+	staff, err := c.staffID()
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.node.Attest(ctx, p, key, b.Compromised, staff)
+	if err != nil {
+		return nil, err
+	}
+	return ConsentDeliveryOf(d), nil
+}
+
+// staffID is the caller's staff ID; zero on public and patient routes.
+func (c *call) staffID() (ledger.StaffID, error) {
+	if c.staff.ID == "" {
+		return ledger.StaffID{}, nil
+	}
+	return consent.ParseStaffID(c.staff.ID)
+}
+
+func (s *Server) keys(ctx context.Context, c *call) (any, error) {
+	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.node.ShowConsent(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	cv := ConsentViewOf(v)
+	return KeyList{Pseudonym: cv.Pseudonym, Key: cv.Key, Keys: cv.Keys, KeyNotice: cv.KeyNotice}, nil
+}
+
+func (s *Server) approve(ctx context.Context, c *call) (any, error) {
+	var b ApprovalBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	if err != nil {
+		return nil, err
+	}
+	att, err := consent.ParseHash(b.Attestation)
+	if err != nil {
+		return nil, err
+	}
+	staff, err := c.staffID()
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.node.Approve(ctx, p, att, staff)
 	if err != nil {
 		return nil, err
 	}
@@ -272,10 +333,8 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	}
 	req := centre.RecordRequest{Class: b.Class, Location: b.Location, Replaces: replaces, Payload: b.Data}
 	var err error
-	if c.staff.ID != "" {
-		if req.Author, err = consent.ParseStaffID(c.staff.ID); err != nil {
-			return nil, fmt.Errorf("%w: author: %v", centre.ErrBadRecord, err)
-		}
+	if req.Author, err = c.staffID(); err != nil {
+		return nil, fmt.Errorf("%w: author: %v", centre.ErrBadRecord, err)
 	}
 	if b.Patient != "" {
 		if req.Pseudonym, err = ledger.ParsePseudonym(b.Patient); err != nil {
@@ -446,8 +505,8 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation {
-		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts and revocations are; attestations are POST /v1/patients/{pseudonym}/keys)", errBadRequest, d.Kind)
+	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation && d.Kind != consent.KindVeto {
+		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts, revocations and vetoes are; attestations and approvals are POST /v1/patients/{pseudonym}/keys and .../keys/approvals)", errBadRequest, d.Kind)
 	}
 	del, err := s.node.SubmitConsent(ctx, b.Document)
 	if err != nil {

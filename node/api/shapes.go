@@ -72,21 +72,27 @@ func RecordMetaOf(m centre.RecordMeta) RecordMeta {
 		Location: m.Record.Location, Author: m.Record.Author.String(), Replaces: m.Record.Replaces, Recorded: m.Recorded}
 }
 
-// Notice is an emergency access notification.
+// Notice is an emergency access notification, or one of a change to who
+// speaks for the patient: a key's attestation, its approval, a veto.
 type Notice struct {
-	Index     int64 // the access entry's index: the feed's cursor
-	Time      time.Time
-	Pseudonym string
-	Event     string // emergency-start or emergency-stop
-	Centre    string // the requesting centre
-	Staff     string `json:",omitempty"`
-	Role      string
-	Reason    string
-	Permitted bool
+	Index       int64 // the ledger entry's index: the feed's cursor
+	Time        time.Time
+	Pseudonym   string
+	Event       string // emergency-start, emergency-stop, key-attestation, key-approval or key-veto
+	Centre      string // the requesting, attesting or approving centre
+	Staff       string `json:",omitempty"`
+	Role        string `json:",omitempty"`
+	Reason      string `json:",omitempty"`
+	Attestation string `json:",omitempty"` // the attestation a key event is about
+	Permitted   bool
 }
 
 // NoticeOf is x's JSON shape.
 func NoticeOf(x centre.Notice) Notice {
+	if x.Document != 0 {
+		return Notice{Index: x.Index, Time: x.Time, Pseudonym: x.Subject.String(), Event: "key-" + x.Document.String(), Centre: x.Centre,
+			Staff: staffOrEmpty(x.Staff), Attestation: consent.FormatHash(x.Attestation), Permitted: true}
+	}
 	return Notice{Index: x.Index, Time: x.Time, Pseudonym: x.Subject.String(), Event: x.Event.String(), Centre: x.Centre, Staff: staffOrEmpty(x.Staff),
 		Role: x.Role.String(), Reason: x.Reason.String(), Permitted: x.Permitted}
 }
@@ -514,9 +520,36 @@ type ConsentView struct {
 	Standing  string
 	Contract  *ConsentContract `json:",omitempty"`
 	Documents []ConsentDocument
+	// Keys are the attestations of the patient's key: a replacement is
+	// pending until a second staff member approves it and KeyNotice has
+	// passed, in which time the key in force can veto it.
+	Keys      []ConsentKey
 	TokenUses map[string]int `json:",omitempty"`
 	// TokenMaxLifetime is the charter's longest token, issue to expiry.
 	TokenMaxLifetime time.Duration
+	KeyNotice        time.Duration
+}
+
+// KeyList is the attestations of a patient's key: Key is the one in
+// force (empty: none), Keys every attestation, oldest first.
+type KeyList struct {
+	Pseudonym string
+	Key       string `json:",omitempty"`
+	Keys      []ConsentKey
+	KeyNotice time.Duration
+}
+
+// ConsentKey is an attestation of the patient's key and where it stands.
+type ConsentKey struct {
+	Attestation string // its hash: what an approval or a veto names
+	Key         string
+	Centre      string
+	Staff       string `json:",omitempty"`
+	Issued      time.Time
+	Compromised bool       `json:",omitempty"`
+	Replaces    bool       `json:",omitempty"`
+	Status      string     // "in effect", "awaiting a second approval", "in its notice period", "vetoed by the patient"
+	Effect      *time.Time `json:",omitempty"`
 }
 
 // ConsentContract is the contract in force (or the one withdrawn).
@@ -538,7 +571,15 @@ type ConsentDocument struct {
 // ConsentViewOf is v's JSON shape.
 func ConsentViewOf(v centre.ConsentView) ConsentView {
 	out := ConsentView{Pseudonym: v.Pseudonym.String(), Federation: v.Federation, Attested: v.Attested, Standing: v.Standing.String(),
-		Documents: []ConsentDocument{}, TokenMaxLifetime: v.TokenMaxLifetime}
+		Documents: []ConsentDocument{}, Keys: []ConsentKey{}, TokenMaxLifetime: v.TokenMaxLifetime, KeyNotice: v.KeyNotice}
+	for _, k := range v.Keys {
+		ck := ConsentKey{Attestation: consent.FormatHash(k.Attestation), Key: consent.FormatPublicKey(k.Key), Centre: k.Centre, Staff: staffOrEmpty(k.Staff),
+			Issued: k.Issued, Compromised: k.Compromised, Replaces: k.Replaces, Status: k.Status.String()}
+		if !k.Effect.IsZero() {
+			ck.Effect = &k.Effect
+		}
+		out.Keys = append(out.Keys, ck)
+	}
 	if v.Key != nil {
 		out.Key = consent.FormatPublicKey(v.Key)
 	}

@@ -256,7 +256,7 @@ func attestPatient(t *testing.T, a *centre.Node, p ledger.Pseudonym) ed25519.Pri
 	t.Helper()
 	seed := sha256.Sum256([]byte("abuse catalogue patient key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
-	if _, err := a.Attest(context.Background(), p, key.Public().(ed25519.PublicKey), false); err != nil {
+	if _, err := a.Attest(context.Background(), p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 		t.Fatal(err)
 	}
 	return key

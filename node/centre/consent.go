@@ -152,10 +152,23 @@ func (n *Node) SubmitConsent(ctx context.Context, doc []byte) (ConsentDelivery, 
 	return n.delivery(d), nil
 }
 
-// Attest has this centre attest that key is the patient's; compromised
-// says the keys it supersedes are lost or stolen.
-func (n *Node) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool) (ConsentDelivery, error) {
-	d, err := n.Consent.Attest(ctx, p, key, compromised)
+// Attest has this centre attest, on staff's word (zero: the operator's),
+// that key is the patient's; compromised says the keys it supersedes are
+// lost or stolen. A key that replaces one in force takes effect only once
+// another staff member approves it (Approve) and the charter's key notice
+// passes without the old key's veto.
+func (n *Node) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (ConsentDelivery, error) {
+	d, err := n.Consent.Attest(ctx, p, key, compromised, staff)
+	if err != nil {
+		return ConsentDelivery{}, err
+	}
+	return n.delivery(d), nil
+}
+
+// Approve has staff approve the attestation att, a replacement of the
+// patient's key: the second staff member it needs.
+func (n *Node) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (ConsentDelivery, error) {
+	d, err := n.Consent.Approve(ctx, p, att, staff)
 	if err != nil {
 		return ConsentDelivery{}, err
 	}
@@ -189,9 +202,26 @@ type ConsentView struct {
 	Standing   Standing
 	Contract   *ConsentContract // the contract in force, or the one withdrawn
 	Documents  []ConsentDocument
+	Keys       []ConsentKey
 	TokenUses  map[consent.ID]int
 	// TokenMaxLifetime is the charter's longest token, issue to expiry.
 	TokenMaxLifetime time.Duration
+	// KeyNotice is how long an approved key replacement waits for a veto.
+	KeyNotice time.Duration
+}
+
+// ConsentKey is an attestation of the patient's key and where it stands:
+// a replacement is pending until approved and its notice has passed.
+type ConsentKey struct {
+	Attestation [32]byte // the hash an approval or a veto names
+	Key         ed25519.PublicKey
+	Centre      string // the attesting centre's name
+	Staff       ledger.StaffID
+	Issued      time.Time
+	Compromised bool
+	Replaces    bool
+	Status      consent.KeyStatus
+	Effect      time.Time // when it took or takes effect; zero: never
 }
 
 // ConsentContract is the contract in force (or the one withdrawn).
@@ -217,7 +247,7 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 		return ConsentView{}, err
 	}
 	out := ConsentView{Pseudonym: p, Federation: n.Membership.Current().Federation, Attested: v.Attested, Key: v.Key, Documents: []ConsentDocument{},
-		TokenUses: v.Uses, TokenMaxLifetime: n.Membership.Current().Policy.TokenMaxLifetime}
+		TokenUses: v.Uses, TokenMaxLifetime: n.Membership.Current().Policy.TokenMaxLifetime, KeyNotice: n.Membership.Current().Policy.KeyNoticePeriod()}
 	switch s := v.Standing; {
 	case s.Compromised:
 		out.Standing = Compromised
@@ -231,10 +261,14 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 	}
 	for _, d := range v.Documents {
 		signer := "patient"
-		if d.Kind == consent.KindAttestation {
+		if d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval {
 			signer = n.signerName(d.Signer)
 		}
 		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Hash: d.Hash()})
+	}
+	for _, k := range v.Keys {
+		out.Keys = append(out.Keys, ConsentKey{Attestation: k.Attestation, Key: k.Key, Centre: n.signerName(k.Signer), Staff: k.Staff, Issued: k.Issued,
+			Compromised: k.Compromised, Replaces: k.Replaces, Status: k.Status, Effect: k.Effect})
 	}
 	return out, nil
 }

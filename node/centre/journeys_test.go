@@ -15,6 +15,7 @@ import (
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest"
 )
 
 func entriesOf(t *testing.T, n *centre.Node, p ledger.Pseudonym, k ledger.Kind) []ledger.Entry {
@@ -220,7 +221,7 @@ func TestPatientViewAndErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
+	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Purpose: consent.Emergency, Reason: consent.Unconscious}}); err != nil {
@@ -297,6 +298,7 @@ func TestPatientViewAndErase(t *testing.T) {
 		t.Fatalf("an hour-old request: %v", err)
 	}
 
+	nodetest.SettleKey() // a key erases once in force for the charter's key notice
 	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, key)
 	if err != nil {
 		t.Fatal(err)

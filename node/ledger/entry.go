@@ -67,6 +67,9 @@ type StaffID [16]byte
 
 func (s StaffID) String() string { return hex.EncodeToString(s[:]) }
 
+// IsZero reports whether s names no one (the centre's operator).
+func (s StaffID) IsZero() bool { return s == StaffID{} }
+
 // Entry is one ledger entry. Index and Time are assigned by the ledger when
 // the entry is appended; callers leave them zero.
 type Entry struct {

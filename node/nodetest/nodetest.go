@@ -65,11 +65,23 @@ func Request(t testing.TB, cfg centre.Config) []byte {
 	return req
 }
 
+// KeyNotice is the key notice of the federations Found founds: a
+// patient's key can erase a second after it is attested, not 72 hours.
+const KeyNotice = time.Second
+
+// SettleKey waits until a patient key attested before the call has been
+// in force for KeyNotice (attestations are dated to the second), so that
+// it can erase.
+func SettleKey() { time.Sleep(KeyNotice + time.Second) }
+
 // Found has the first config's centre found a federation with the others,
-// with the default policy, and installs the charter at every founder.
+// with the default policy but for a key notice of KeyNotice, and installs
+// the charter at every founder.
 func Found(t testing.TB, cfgs ...centre.Config) {
 	t.Helper()
-	if _, err := harness.Found(context.Background(), federation.DefaultPolicy(len(cfgs)), cfgs...); err != nil {
+	pol := federation.DefaultPolicy(len(cfgs))
+	pol.KeyNotice = KeyNotice
+	if _, err := harness.Found(context.Background(), pol, cfgs...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -160,7 +160,7 @@ func measureRevocations(ctx context.Context, env env, m map[string]float64) (err
 	fed := nodes[0].Membership.Current().Federation
 	var durations []time.Duration
 	for _, p := range patients {
-		if _, err := submitter.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
+		if _, err := submitter.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 			return err
 		}
 		c := consent.Contract{ID: consent.NewID(), Version: 1, Federation: fed, Subject: p, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn}

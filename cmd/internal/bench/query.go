@@ -13,6 +13,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest/harness"
 )
 
@@ -58,7 +59,7 @@ func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error
 	standing := make([]consent.Standing, len(patients))
 	for i, p := range patients {
 		registrar := nodes[holders[i][0]].Consent
-		if _, err := registrar.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
+		if _, err := registrar.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 			return nil, err
 		}
 		c := contract(ids, p)

@@ -41,7 +41,7 @@ func (d *demo) consentChapter(ctx context.Context) (err error) {
 		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	del, err := b.Consent.Attest(ctx, patient, pub, false)
+	del, err := b.Consent.Attest(ctx, patient, pub, false, ledger.StaffID{})
 	if err != nil {
 		return err
 	}

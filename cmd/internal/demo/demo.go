@@ -43,6 +43,9 @@ type demo struct {
 // federationID is the federation the demo's centres found.
 const federationID = "medfed-demo"
 
+// demoKeyNotice is the demo charter's key notice (see chapter 2).
+const demoKeyNotice = 2 * time.Second
+
 // ErrKeep is the error of a directory to keep the centres in that cannot
 // be used: one that holds anything, or that cannot be made. Its kind is
 // invalid, and the command takes it for a usage error.

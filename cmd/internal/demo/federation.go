@@ -30,7 +30,12 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 	d.say("centre-b describes itself in a join request, signed with its key: its name, its")
 	d.say("peer ID and where it listens. centre-a drafts version 1 of the charter from it")
 	d.say("and signs; centre-b checks the draft and signs too; both install it.")
-	draft, err := harness.Found(ctx, federation.DefaultPolicy(2), ca, cb)
+	// A key must be in force for the charter's key notice before it can
+	// erase (72 h by default); the demo's patient erases minutes after
+	// enrolling, so its charter says two seconds.
+	pol := federation.DefaultPolicy(2)
+	pol.KeyNotice = demoKeyNotice
+	draft, err := harness.Found(ctx, pol, ca, cb)
 	if err != nil {
 		return err
 	}
@@ -40,6 +45,8 @@ func (d *demo) federationChapter(ctx context.Context) (err error) {
 	}
 	d.say("\n%s", indent(string(draft)))
 	d.say("Changing it takes %d approvals of its members (the admission quorum).", v1.Policy.AdmissionQuorum)
+	d.say("Its key-notice line shortens, for the demo, how long a patient's new key waits")
+	d.say("before it can erase (and a replacement key for the old key's veto): 72 h by default.")
 
 	a, err := harness.Start(ctx, ca)
 	if err != nil {

@@ -83,9 +83,10 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if _, err := b.Consent.Attest(ctx, p, key.Public().(ed25519.PublicKey), false); err != nil {
+	if _, err := b.Consent.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 		return err
 	}
+	settled := time.Now().Add(demoKeyNotice + time.Second) // attestations are dated to the second
 	contract := consent.Contract{
 		ID: consent.NewID(), Version: 1, Federation: fed, Subject: p, Issued: now(), Base: consent.OptOut,
 		Provisions: []consent.Provision{{Type: consent.Permit, Purposes: consent.Treatment, Actors: []consent.Actor{{Role: consent.Clinician}}}},
@@ -201,6 +202,12 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 		d.say("  from %s: %d record(s) copied, the transfer on both ledgers", s.Name, len(s.Copies))
 	}
 
+	// The key has to have been in force for the charter's key notice.
+	select {
+	case <-time.After(time.Until(settled)):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	erase, err := centre.PatientRequest(d.cfgs["centre-d"], patient.Erase, p, key)
 	if err != nil {
 		return err

@@ -144,7 +144,7 @@ func (s *Server) table() []route {
 			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest},
 		{method: "GET", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
 			summary: "List the attestations of a patient's key and where each stands (a replacement waits for a second approval and the notice)",
-			answer: KeyList{}, params: []param{pseudonymParam}, handle: s.keys},
+			answer:  KeyList{}, params: []param{pseudonymParam}, handle: s.keys},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
 			summary: "Approve an attestation that replaces a patient's key: the second staff member it needs, having checked who the patient is",
 			body:    ApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approve},

@@ -132,6 +132,16 @@ func printPatient(w io.Writer, res api.PatientResult) {
 		for _, x := range h.Erasures {
 			fmt.Fprintf(w, "  %s  record %d erased\n", x.Time.Format(time.RFC3339), x.Record)
 		}
+		for _, k := range h.KeyEvents {
+			fmt.Fprintf(w, "  %s  %s by %s of attestation %s", k.Time.Format(time.RFC3339), k.Event, k.Centre, k.Attestation)
+			if k.Key != "" {
+				fmt.Fprintf(w, ": key %s", k.Key)
+			}
+			if k.Compromised {
+				fmt.Fprint(w, ", the keys before it reported lost or stolen")
+			}
+			fmt.Fprintln(w)
+		}
 	}
 }
 

@@ -148,3 +148,64 @@ func readToken(file string) (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+func newEmergencyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "emergency",
+		Short: "Stop break-glass access (it starts with medfed query --purpose emergency)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newEmergencyStopCmd())
+	return cmd
+}
+
+func newEmergencyStopCmd() *cobra.Command {
+	var (
+		req    admin.StopRequest
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "stop --config FILE --pseudonym P [--staff ID]",
+		Short: "Stop this centre's emergency access to a patient at every holder (the node must be running)",
+		Long: `stop asks every centre holding the patient's records to end this centre's
+emergency sessions for them: one staff member's with --staff, else every
+one of its staff's. Each holder records the stop on its ledger and in its
+notification feed, for the patient and its privacy officer. A session not
+stopped ends on its own after the charter's emergency-duration.
+
+It prints how many sessions each holder stopped, and exits 1 when a holder
+could not be reached (its sessions then end on their own).`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&req.Pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+	cmd.Flags().StringVar(&req.Staff, "staff", "", "the staff member's ID, 32 hex digits (default: all of this centre's staff)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		res, err := admin.Dial(cfg.Data.Dir).StopEmergency(cmd.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := printResult(cmd, asJSON, res, func(w io.Writer) error {
+			for _, h := range res.Holders {
+				if h.Error != "" {
+					fmt.Fprintf(w, "%s: not reached (%s); its sessions end on their own\n", h.Centre, h.Error)
+					continue
+				}
+				fmt.Fprintf(w, "%s: %d session(s) stopped\n", h.Centre, h.Stopped)
+			}
+			if res.Lookup != "" {
+				fmt.Fprintf(w, "the directory lookup was incomplete: %s\n", res.Lookup)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, h := range res.Holders {
+			if h.Error != "" {
+				return fmt.Errorf("emergency stop: %s not reached", h.Centre)
+			}
+		}
+		return nil
+	})
+}

@@ -82,6 +82,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newConsentCmd(),
 		newRecordCmd(),
 		newQueryCmd(),
+		newEmergencyCmd(),
 		newTransferCmd(),
 		newStaffCmd(),
 	)

@@ -20,6 +20,10 @@ import (
 //	        its ledger, and answers with nothing.
 //	opSync: a 32-byte pseudonym; the answer is the list of the documents
 //	        the member holds about that patient.
+//	opStop: a 32-byte pseudonym and a 16-byte staff ID: the asking member
+//	        stops its emergency sessions for that patient, that staff
+//	        member's (a zero ID: all of them). The holder records each stop
+//	        on its ledger and answers with a u16 count of those stopped.
 //
 // A list is, per document, a u32 length and the signed document.
 const ProtocolID = "/medfed/consent/1"
@@ -27,6 +31,7 @@ const ProtocolID = "/medfed/consent/1"
 const (
 	opPush byte = 1
 	opSync byte = 2
+	opStop byte = 3
 
 	// maxDocs bounds a list; a patient's documents beyond it are not
 	// synced (each version of a contract is a document).
@@ -75,8 +80,24 @@ func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []b
 	return wire.Ask(ctx, s.host, ProtocolID, to, op, payload, maxListLen, maxReason)
 }
 
-func (s *Service) serve(ctx context.Context, _ peer.ID, op byte, payload []byte) ([]byte, error) {
+func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []byte) ([]byte, error) {
 	switch op {
+	case opStop:
+		r := wire.NewReader(payload, "emergency stop")
+		var (
+			p     ledger.Pseudonym
+			staff ledger.StaffID
+		)
+		r.Fixed(p[:], "pseudonym")
+		r.Fixed(staff[:], "staff")
+		r.End("emergency stop")
+		if r.Err() != nil {
+			return nil, r.Err()
+		}
+		n, err := s.stopSessions(ctx, from, p, staff)
+		var w wire.Writer
+		w.U16(uint16(n))
+		return w.B, err
 	case opPush:
 		docs, err := decodeDocs(payload)
 		if err != nil {

@@ -953,6 +953,70 @@ func (s *Service) EmergencyStop(ctx context.Context, id ID) error {
 	return nil
 }
 
+// stopSessions stops the open emergency sessions of requester's staff
+// member (zero: any of its staff) for patient p, and returns how many.
+func (s *Service) stopSessions(ctx context.Context, requester peer.ID, p ledger.Pseudonym, staff ledger.StaffID) (int, error) {
+	s.mu.Lock()
+	var ids []ID
+	for id, sess := range s.sessions {
+		if sess.Subject == p && sess.Requester == requester && (staff.IsZero() || sess.Staff == staff) && s.now().Before(sess.Expires) {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	n := 0
+	for _, id := range ids {
+		switch err := s.EmergencyStop(ctx, id); {
+		case errors.Is(err, ErrNoSession): // stopped meanwhile, or expired
+		case err != nil:
+			return n, err
+		default:
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Stopped is what one holder said to a request to stop emergency access.
+type Stopped struct {
+	Holder peer.ID
+	Count  int // sessions stopped there
+	Err    error
+}
+
+// StopEmergency asks each holder (this centre among them, when it is one)
+// to stop this centre's emergency sessions for patient p, those of staff
+// (zero: of all its staff). Each stop is on that holder's ledger and in
+// its notification feed.
+func (s *Service) StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID, holders []peer.ID) []Stopped {
+	out := make([]Stopped, len(holders))
+	var wg sync.WaitGroup
+	for i, h := range holders {
+		wg.Go(func() {
+			out[i].Holder = h
+			if h == s.host.ID() {
+				out[i].Count, out[i].Err = s.stopSessions(ctx, h, p, staff)
+				return
+			}
+			var w wire.Writer
+			w.Bytes(p[:])
+			w.Bytes(staff[:])
+			b, err := s.exchange(ctx, h, opStop, w.B)
+			if err != nil {
+				out[i].Err = err
+				return
+			}
+			r := wire.NewReader(b, "emergency stop answer")
+			out[i].Count = int(r.U16("count"))
+			r.End("emergency stop answer")
+			out[i].Err = r.Err()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // recordEmergency appends an emergency entry, then brings the sessions
 // and the notification feed up to it, with the ledger's time.
 func (s *Service) recordEmergency(ctx context.Context, p ledger.Pseudonym, a AccessEntry) (int64, error) {

@@ -548,3 +548,43 @@ func TestAuthorize(t *testing.T) {
 		t.Fatalf("the refused emergency start is not notified: %+v", notes)
 	}
 }
+
+// TestAbuseEmergencyOutlivesTheCharter: break-glass access ends on its
+// own after the charter's emergency-duration; a stop for a session that
+// expired, or one asked by another member than the requester, changes
+// nothing.
+func TestAbuseEmergencyOutlivesTheCharter(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	f.charter.Policy.EmergencyDuration = time.Second
+	a, b := f.members[0], f.members[1]
+	ctx := context.Background()
+	q := treatment(t, time.Now())
+	q.Purpose, q.Reason = consent.Emergency, consent.Unconscious
+	q.Centre = a.id(t)
+
+	sess, d, err := b.svc.EmergencyStart(ctx, patient, q)
+	if err != nil || !d.Permit {
+		t.Fatalf("emergency start: %v, %v", d, err)
+	}
+	if !sess.Expires.Equal(sess.Started.Add(time.Second)) {
+		t.Fatalf("the session runs %v, the charter says 1s", sess.Expires.Sub(sess.Started))
+	}
+	// centre-c cannot stop centre-a's session.
+	size := b.ledger.Size()
+	if got := f.members[2].svc.StopEmergency(ctx, patient, ledger.StaffID{}, []peer.ID{b.id(t)}); got[0].Err != nil || got[0].Count != 0 {
+		t.Fatalf("another member's stop: %+v", got)
+	}
+	if _, ok := b.svc.Session(sess.ID); !ok || b.ledger.Size() != size {
+		t.Fatal("another member's stop changed the session or the ledger")
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, ok := b.svc.Session(sess.ID); ok {
+		t.Fatal("the session outlived the charter's emergency-duration")
+	}
+	if got := a.svc.StopEmergency(ctx, patient, ledger.StaffID{}, []peer.ID{b.id(t)}); got[0].Err != nil || got[0].Count != 0 {
+		t.Fatalf("a stop after the expiry: %+v", got)
+	}
+	if b.ledger.Size() != size {
+		t.Fatal("a stop after the expiry grew the ledger")
+	}
+}

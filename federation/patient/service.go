@@ -167,7 +167,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 			return nil, err
 		}
 		for _, e := range es {
-			if e.Kind == ledger.KindConsent || e.Kind == ledger.KindRevocation {
+			if (e.Kind == ledger.KindConsent || e.Kind == ledger.KindRevocation) && !keyDocument(e) {
 				continue // the patient's own documents: consent show has them
 			}
 			if len(a.Entries) == maxEntries {
@@ -204,6 +204,17 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 	}
 	a.Size = s.opts.Ledger.Size()
 	return a.Sign(s.opts.Key)
+}
+
+// keyDocument reports whether a consent entry is an attestation of the
+// patient's key, an approval or a veto: what the patient is told of, as
+// their view's notifications.
+func keyDocument(e ledger.Entry) bool {
+	if e.Kind != ledger.KindConsent {
+		return false
+	}
+	d, err := consent.Parse(e.Body)
+	return err == nil && (d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval || d.Kind == consent.KindVeto)
 }
 
 // check parses a request relayed by from and authenticates the patient;

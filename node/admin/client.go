@@ -146,6 +146,12 @@ func (a *Client) Attest(ctx context.Context, r AttestRequest) (api.ConsentDelive
 	return postJSON[api.ConsentDelivery](ctx, a, "/v1/consent/attest", r)
 }
 
+// StopEmergency has the running node stop its emergency access to a
+// patient at every holder.
+func (a *Client) StopEmergency(ctx context.Context, r StopRequest) (api.EmergencyStops, error) {
+	return postJSON[api.EmergencyStops](ctx, a, "/v1/emergency/stop", r)
+}
+
 // Consent returns a patient's consent as the running node holds it.
 func (a *Client) Consent(ctx context.Context, pseudonym string) (api.ConsentView, error) {
 	return get[api.ConsentView](ctx, a, "/v1/consent?pseudonym="+url.QueryEscape(pseudonym))

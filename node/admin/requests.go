@@ -108,6 +108,27 @@ type AttestRequest struct {
 	Compromised bool   // the keys it supersedes are lost or stolen
 }
 
+// StopRequest asks the centre to stop its emergency access to a patient
+// at every holder: one staff member's, or (Staff empty) all of it.
+type StopRequest struct {
+	Pseudonym string
+	Staff     string `json:",omitempty"` // 32 hex digits
+}
+
+func (r StopRequest) parse() (ledger.Pseudonym, ledger.StaffID, error) {
+	p, err := parsePseudonym(r.Pseudonym)
+	if err != nil {
+		return p, ledger.StaffID{}, err
+	}
+	var staff ledger.StaffID
+	if r.Staff != "" {
+		if staff, err = consent.ParseStaffID(r.Staff); err != nil {
+			return p, staff, fmt.Errorf("staff: %w", err)
+		}
+	}
+	return p, staff, nil
+}
+
 // DecideRequest asks what the centre would decide for a request.
 type DecideRequest struct {
 	Pseudonym string

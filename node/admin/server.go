@@ -171,6 +171,14 @@ func (s *Server) routes() []route {
 			d, err := n.Attest(ctx, p, k, req.Compromised, ledger.StaffID{}) // the operator: no staff member
 			return api.ConsentDeliveryOf(d), err
 		}),
+		jsonRoute("POST /v1/emergency/stop", maxBody, func(ctx context.Context, req StopRequest) (api.EmergencyStops, error) {
+			p, staff, err := req.parse()
+			if err != nil {
+				return api.EmergencyStops{}, err
+			}
+			res, err := n.StopEmergency(ctx, p, staff)
+			return api.EmergencyStopsOf(res), err
+		}),
 		queryRoute("GET /v1/consent", "pseudonym", func(ctx context.Context, hex string) (api.ConsentView, error) {
 			p, err := parsePseudonym(hex)
 			if err != nil {

@@ -42,6 +42,7 @@ type Centre interface {
 	Prove(ctx context.Context, index int64) (centre.EntryProof, error)
 	FederationStatus() federation.Status
 	Holders(ctx context.Context, p ledger.Pseudonym) (centre.Lookup, error)
+	StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (centre.EmergencyStops, error)
 }
 
 var _ Centre = (*centre.Node)(nil)
@@ -96,6 +97,11 @@ type EmergencyBody struct {
 	Patient string   `json:"patient"`
 	Reason  string   `json:"reason"` // unconscious, life-threatening, urgent-treatment or public-health
 	Classes []string `json:"classes,omitempty"`
+}
+
+// StopBody stops the caller's emergency access to a patient.
+type StopBody struct {
+	Patient string `json:"patient"`
 }
 
 // TransferBody copies a patient's records to this centre.
@@ -160,6 +166,8 @@ func (s *Server) table() []route {
 			body: QueryBody{}, answer: fhirResource("Bundle"), handle: s.query},
 		{method: "POST", pattern: "/v1/emergency", auth: authStaff, roles: clinical, summary: "Emergency access to a patient's records (break-glass, audited and notified)",
 			body: EmergencyBody{}, answer: fhirResource("Bundle"), handle: s.emergency},
+		{method: "POST", pattern: "/v1/emergency/stop", auth: authStaff, roles: clinical, summary: "Stop the caller's emergency access to a patient at every holder (audited and notified; it also ends on its own after the charter's emergency-duration)",
+			body: StopBody{}, answer: EmergencyStops{}, handle: s.stopEmergency},
 		{method: "POST", pattern: "/v1/transfer", auth: authStaff, roles: intake, summary: "Copy a patient's records to this centre (switching provider)",
 			body: TransferBody{}, answer: TransferResult{}, handle: s.transfer},
 
@@ -457,6 +465,26 @@ func (s *Server) emergency(ctx context.Context, c *call) (any, error) {
 		return nil, fmt.Errorf("%w: emergency access needs a reason: unconscious, life-threatening, urgent-treatment or public-health", errBadRequest)
 	}
 	return s.runQuery(ctx, c, b.Patient, consent.Emergency.String(), b.Reason, centre.QueryRequest{Classes: b.Classes})
+}
+
+func (s *Server) stopEmergency(ctx context.Context, c *call) (any, error) {
+	var b StopBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	p, err := ledger.ParsePseudonym(b.Patient)
+	if err != nil {
+		return nil, err
+	}
+	staff, err := c.staffID()
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.node.StopEmergency(ctx, p, staff)
+	if err != nil {
+		return nil, err
+	}
+	return EmergencyStopsOf(res), nil
 }
 
 // runQuery runs q for patient, asked by the caller for purpose (and

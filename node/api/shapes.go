@@ -97,6 +97,30 @@ func NoticeOf(x centre.Notice) Notice {
 		Role: x.Role.String(), Reason: x.Reason.String(), Permitted: x.Permitted}
 }
 
+// EmergencyStops says, holder by holder, how many emergency sessions were
+// stopped.
+type EmergencyStops struct {
+	Pseudonym string
+	Holders   []EmergencyStop
+	Lookup    string `json:",omitempty"` // why the holder list may be incomplete
+}
+
+// EmergencyStop is one holder's answer.
+type EmergencyStop struct {
+	Centre  string
+	Stopped int
+	Error   string `json:",omitempty"`
+}
+
+// EmergencyStopsOf is r's JSON shape.
+func EmergencyStopsOf(r centre.EmergencyStops) EmergencyStops {
+	out := EmergencyStops{Pseudonym: r.Pseudonym.String(), Holders: []EmergencyStop{}, Lookup: ErrorText(r.Lookup)}
+	for _, h := range r.Holders {
+		out.Holders = append(out.Holders, EmergencyStop{Centre: h.Name, Stopped: h.Stopped, Error: ErrorText(h.Err)})
+	}
+	return out
+}
+
 // TokenCheck is what a centre makes of a patient's token.
 type TokenCheck struct {
 	ID         string
@@ -385,8 +409,24 @@ type PatientHolder struct {
 	Transfers  []PatientTransfer    `json:",omitempty"`
 	Erasures   []PatientErasure     `json:",omitempty"`
 	Requests   []PatientRequestSeen `json:",omitempty"` // the patient's own views and erasures
-	Withdrawn  bool                 `json:",omitempty"` // erase: out of the directory
-	Problem    string               `json:",omitempty"`
+	// KeyEvents are the attestations of the patient's key, approvals and
+	// vetoes the holder recorded: with the emergency starts and stops in
+	// Accesses, the patient's notifications, signed by the holder.
+	KeyEvents []PatientKeyEvent `json:",omitempty"`
+	Withdrawn bool              `json:",omitempty"` // erase: out of the directory
+	Problem   string            `json:",omitempty"`
+}
+
+// PatientKeyEvent is a change to who speaks for the patient.
+type PatientKeyEvent struct {
+	Index       int64
+	Time        time.Time
+	Event       string // key-attestation, key-approval or key-veto
+	Centre      string // the attesting or approving centre, or "patient"
+	Attestation string // the attestation's hash
+	Key         string `json:",omitempty"`
+	Compromised bool   `json:",omitempty"`
+	Staff       string `json:",omitempty"`
 }
 
 // PatientRecord is a record a holder keeps about the patient (never its
@@ -476,6 +516,14 @@ func PatientResultOf(res centre.PatientResult) PatientResult {
 		}
 		for _, q := range a.Requests {
 			h.Requests = append(h.Requests, PatientRequestSeen{Index: q.Index, Time: q.Time, Event: q.Event.String(), Centre: q.Centre})
+		}
+		for _, k := range a.KeyEvents {
+			ev := PatientKeyEvent{Index: k.Index, Time: k.Time, Event: "key-" + k.Kind.String(), Centre: k.Centre, Attestation: consent.FormatHash(k.Attestation),
+				Compromised: k.Compromised, Staff: staffOrEmpty(k.Staff)}
+			if k.Key != nil {
+				ev.Key = consent.FormatPublicKey(k.Key)
+			}
+			h.KeyEvents = append(h.KeyEvents, ev)
 		}
 		out.Holders = append(out.Holders, h)
 	}

@@ -124,6 +124,31 @@ func TestAbuseKeyTakeoverByOneRegistrar(t *testing.T) {
 	call(t, "POST", a.url+"/v1/patient/erase", "", map[string]any{"request": req}).want(t, 403, "the vetoed key erases")
 	call(t, "GET", b.url+loc, clinicianB, nil).want(t, 200, "the record is still there")
 
+	// The patient's own view, signed by each holder, tells them of each
+	// step: both attestations, the approval and their veto.
+	view, err := centre.PatientRequest(a.cfg, patient.View, subject, patientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res api.PatientResult
+	decode(t, call(t, "POST", a.url+"/v1/patient/view", "", map[string]any{"request": view}).want(t, 200, "the patient's view").raw, &res)
+	told := false
+	for _, h := range res.Holders {
+		var events []string
+		for _, k := range h.KeyEvents {
+			events = append(events, k.Event)
+		}
+		if h.Name == "centre-b" {
+			if got := strings.Join(events, " "); got != "key-attestation key-attestation key-approval key-veto" {
+				t.Fatalf("%s tells the patient of %q", h.Name, got)
+			}
+			told = true
+		}
+	}
+	if !told {
+		t.Fatalf("centre-b did not answer the patient's view: %+v", res)
+	}
+
 	// Each step is in the feed, at both centres.
 	for _, c := range []struct {
 		url, token string

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
@@ -136,6 +137,43 @@ func (n *Node) Notices(after int64) []Notice {
 		out = append(out, Notice{Centre: n.memberName(x.Requester), Notification: x})
 	}
 	return out
+}
+
+// EmergencyStops is what each holder said to a request to stop this
+// centre's emergency access to a patient.
+type EmergencyStops struct {
+	Pseudonym ledger.Pseudonym
+	Holders   []EmergencyStop
+	Lookup    error // why the holder list may be incomplete
+}
+
+// EmergencyStop is one holder's answer: how many sessions it stopped
+// (each on its ledger and in its notification feed).
+type EmergencyStop struct {
+	Name    string
+	Stopped int
+	Err     error
+}
+
+// StopEmergency stops this centre's emergency access to patient p at
+// every holder: staff's sessions, or (zero staff) every one of its staff.
+func (n *Node) StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (EmergencyStops, error) {
+	l, err := n.Holders(ctx, p)
+	if err != nil {
+		return EmergencyStops{}, err
+	}
+	ids := make([]peer.ID, 0, len(l.Holders))
+	for _, h := range l.Holders {
+		ids = append(ids, h.ID)
+	}
+	out := EmergencyStops{Pseudonym: p, Lookup: l.Problem}
+	for _, st := range n.Consent.StopEmergency(ctx, p, staff, ids) {
+		out.Holders = append(out.Holders, EmergencyStop{Name: n.memberName(st.Holder), Stopped: st.Count, Err: st.Err})
+		if st.Err != nil {
+			n.log.Warn("emergency stop not confirmed", "pseudonym", p, "holder", st.Holder, "err", st.Err)
+		}
+	}
+	return out, nil
 }
 
 // TokenCheck is what this centre makes of a patient's token before anyone

@@ -59,6 +59,7 @@ type PatientHolder struct {
 	Transfers  []PatientTransfer
 	Erasures   []PatientErasure
 	Requests   []PatientRequestSeen // the patient's own views and erasures
+	KeyEvents  []PatientKeyEvent    // attestations of their key, approvals, vetoes
 	Withdrawn  bool                 // Erase: out of the directory
 	Problem    string
 }
@@ -98,6 +99,20 @@ type PatientRequestSeen struct {
 	Time   time.Time
 	Event  consent.Event // patient-view or patient-erase
 	Centre string        // the relay
+}
+
+// PatientKeyEvent is a change to who speaks for the patient, as the
+// holder recorded it: an attestation of a key, an approval of one that
+// replaces the key in force, or the patient's veto of it.
+type PatientKeyEvent struct {
+	Index       int64
+	Time        time.Time
+	Kind        consent.Kind
+	Centre      string   // the attesting or approving centre; "patient" for a veto
+	Attestation [32]byte // the attestation it is (or names)
+	Key         ed25519.PublicKey
+	Compromised bool
+	Staff       ledger.StaffID
 }
 
 // PatientErasure is a record whose payload was erased.
@@ -151,6 +166,23 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 				continue
 			}
 			h.Accesses = append(h.Accesses, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
+		case ledger.KindConsent:
+			d, err := consent.Parse(e.Body)
+			if err != nil {
+				return err
+			}
+			ev := PatientKeyEvent{Index: e.Index, Time: e.Time, Kind: d.Kind, Centre: n.signerName(d.Signer)}
+			switch d.Kind {
+			case consent.KindAttestation:
+				ev.Attestation, ev.Key, ev.Compromised, ev.Staff = d.Hash(), d.Attestation.Key, d.Attestation.Compromised, d.Attestation.Staff
+			case consent.KindApproval:
+				ev.Attestation, ev.Staff = d.Approval.Attestation, d.Approval.Staff
+			case consent.KindVeto:
+				ev.Attestation, ev.Centre = d.Veto.Attestation, "patient"
+			default:
+				continue // a holder sends none of the patient's own documents
+			}
+			h.KeyEvents = append(h.KeyEvents, ev)
 		case ledger.KindErasure:
 			x, err := e.Erasure()
 			if err != nil {

@@ -391,6 +391,17 @@ func viewBundle(res PatientResult) resource {
 		for _, q := range h.Requests {
 			add(marshal(auditEvent{index: q.Index, at: q.Time, holder: h.Name, event: q.Event, action: "R", centre: q.Centre, permitted: true}.resource(res.Pseudonym)))
 		}
+		for _, k := range h.KeyEvents {
+			d := map[string]string{"attestation": k.Attestation}
+			if k.Key != "" {
+				d["key"] = k.Key
+			}
+			if k.Compromised {
+				d["earlier-keys"] = "reported lost or stolen"
+			}
+			add(marshal(auditEvent{index: k.Index, at: k.Time, holder: h.Name, event: k.Event, action: "U", centre: k.Centre, staff: k.Staff, permitted: true,
+				details: d}.resource(res.Pseudonym)))
+		}
 	}
 	if res.Lookup != "" {
 		issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeIncomplete, "the directory lookup was incomplete: "+res.Lookup))

@@ -36,10 +36,38 @@ type httpAnswer struct {
 	raw    []byte
 }
 
-// api calls the HTTP APIs of the centres, as an EHR would.
+// api calls the HTTP APIs of the centres, as an EHR would: over HTTPS,
+// pinning each centre's own certificate.
 type api struct {
-	client *http.Client
-	url    map[string]string // by centre name, from api.listen in configs/
+	url     map[string]string // by centre name, from api.listen in configs/
+	dir     map[string]string // their data directories, where api.crt is
+	mu      sync.Mutex
+	clients map[string]*http.Client // once the centre's certificate is there
+}
+
+func newAPI() *api {
+	return &api{url: map[string]string{}, dir: map[string]string{}, clients: map[string]*http.Client{}}
+}
+
+// add makes centre c's API callable.
+func (x *api) add(t *testing.T, c *centre) {
+	x.url[c.name], x.dir[c.name] = apiURL(t, c), c.dir
+}
+
+// client returns the client that pins centre's certificate, made once
+// the node has made the certificate (at its first start).
+func (x *api) client(centre string) (*http.Client, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if c := x.clients[centre]; c != nil {
+		return c, nil
+	}
+	c, err := pinnedClient(x.dir[centre], 15*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	x.clients[centre] = c
+	return c, nil
 }
 
 // do sends one request; a transport error (a node down, a connection
@@ -69,7 +97,11 @@ func (x *api) doContext(ctx context.Context, method, centre, path, token string,
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := x.client.Do(req)
+	client, err := x.client(centre)
+	if err != nil {
+		return httpAnswer{}, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return httpAnswer{}, err
 	}
@@ -163,7 +195,17 @@ func apiURL(t *testing.T, c *centre) string {
 	if m == nil {
 		t.Fatalf("%s has no api.listen", c.config())
 	}
-	return "http://" + string(m[1])
+	return "https://" + string(m[1])
+}
+
+// pinnedClient returns a client that trusts only the certificate the
+// centre with data directory dir made for its API.
+func pinnedClient(dir string, timeout time.Duration) (*http.Client, error) {
+	tc, err := httpapi.PinnedClient(filepath.Join(dir, httpapi.CertFile))
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc}}, nil
 }
 
 // searchset is the part of a query's FHIR Bundle the test reads.
@@ -256,12 +298,12 @@ func foundAndStart(t *testing.T, root string, all []*centre) *api {
 	for _, c := range all[1:] {
 		c.run("federation", "sign", file("charter.txt"))
 	}
-	x := &api{client: &http.Client{Timeout: 15 * time.Second}, url: map[string]string{}}
+	x := newAPI()
 	for _, c := range all {
 		if out := c.run("federation", "install", file("charter.txt")); !strings.Contains(out, "version 1") {
 			t.Fatalf("%s: install said %q", c.name, out)
 		}
-		x.url[c.name] = apiURL(t, c)
+		x.add(t, c)
 		c.start()
 	}
 	for _, c := range all {

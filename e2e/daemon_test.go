@@ -69,8 +69,17 @@ func (d *daemon) refused(want string, extra ...string) {
 	}
 }
 
-func httpStatus(url string) int {
-	c := http.Client{Timeout: 2 * time.Second}
+// status is the status of GET path at the daemon's API over HTTPS,
+// pinning its certificate; 0 when no answer came.
+func (d *daemon) status(path string) int {
+	c, err := pinnedClient(d.dataDir, 2*time.Second)
+	if err != nil {
+		return 0
+	}
+	return httpStatus(c, "https://"+d.api+path)
+}
+
+func httpStatus(c *http.Client, url string) int {
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0
@@ -107,13 +116,35 @@ func TestTheDaemonStartsStopsAndSaysWhatIsWrong(t *testing.T) {
 			node.Wait()
 		}
 	})
-	waitFor(t, 20*time.Second, "centre-a's /healthz", func() bool { return httpStatus("http://"+a.api+"/healthz") == 200 })
-	if s := httpStatus("http://" + a.api + "/readyz"); s != http.StatusServiceUnavailable {
+	waitFor(t, 20*time.Second, "centre-a's /healthz", func() bool { return a.status("/healthz") == 200 })
+	if s := a.status("/readyz"); s != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz with no other member running: %d, want 503", s)
+	}
+	// The API is HTTPS only, with the certificate centre-a made at its
+	// first start: plain HTTP is refused, and a client that does not pin
+	// the certificate does not trust it.
+	plain := &http.Client{Timeout: 2 * time.Second}
+	if s := httpStatus(plain, "http://"+a.api+"/healthz"); s != http.StatusBadRequest {
+		t.Fatalf("plain HTTP to the API: %d, want 400 (an HTTP request to an HTTPS server)", s)
+	}
+	if _, err := plain.Get("https://" + a.api + "/healthz"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client that does not pin centre-a's certificate: %v", err)
+	}
+	made, err := os.ReadFile(filepath.Join(a.dataDir, "api.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `msg="api certificate made"`) {
+		t.Fatalf("centre-a's log does not say it made its certificate:\n%s", logs)
 	}
 
 	a.refused("api.listen "+a.api, "MEDFED_API_LISTEN="+a.api)
 	a.refused("data directory in use", "MEDFED_API_LISTEN=127.0.0.1:0")
+	// Plain HTTP off loopback is a configuration error (exit 2), found
+	// before anything starts.
+	if code, out, errOut := runCmd(t, a.command([]string{"MEDFED_API_TLS_PLAIN=true", "MEDFED_API_LISTEN=0.0.0.0:0"}, "node")); code != 2 || !strings.Contains(errOut, "api.tls.plain") {
+		t.Fatalf("plain HTTP on every interface: exited %d: %s%s", code, out, errOut)
+	}
 	b.refused("p2p.listen", "MEDFED_P2P_LISTEN="+a.p2p)
 
 	other := b.command(nil, "node")
@@ -122,7 +153,7 @@ func TestTheDaemonStartsStopsAndSaysWhatIsWrong(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
-	waitFor(t, 20*time.Second, "centre-a ready once centre-b runs", func() bool { return httpStatus("http://"+a.api+"/readyz") == 200 })
+	waitFor(t, 20*time.Second, "centre-a ready once centre-b runs", func() bool { return a.status("/readyz") == 200 })
 
 	if err := node.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -135,7 +166,18 @@ func TestTheDaemonStartsStopsAndSaysWhatIsWrong(t *testing.T) {
 			t.Errorf("centre-a's log lacks %s:\n%s", want, logs)
 		}
 	}
-	if s := httpStatus("http://" + a.api + "/healthz"); s != 0 {
+	if s := a.status("/healthz"); s != 0 {
 		t.Errorf("the API still answers after the node stopped: %d", s)
+	}
+	// A restart keeps the certificate clients pinned.
+	again := a.command(nil, "node")
+	again.Stdout, again.Stderr = io.Discard, io.Discard
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Process.Kill(); again.Wait() })
+	waitFor(t, 20*time.Second, "centre-a's /healthz after a restart", func() bool { return a.status("/healthz") == 200 })
+	if kept, err := os.ReadFile(filepath.Join(a.dataDir, "api.crt")); err != nil || !bytes.Equal(kept, made) {
+		t.Fatalf("the restart changed centre-a's certificate (%v)", err)
 	}
 }

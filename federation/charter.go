@@ -1011,19 +1011,58 @@ func successor(prev Charter, msg []byte) (Signed, error) {
 // VerifyChain checks a federation's charter notes from version 1 on and
 // returns the last version. An error names the first version that fails.
 func VerifyChain(notes [][]byte) (Signed, error) {
+	all, err := VerifyVersions(notes)
+	if err != nil {
+		return Signed{}, err
+	}
+	return all[len(all)-1], nil
+}
+
+// VerifyVersions is VerifyChain returning every version, oldest first.
+func VerifyVersions(notes [][]byte) ([]Signed, error) {
 	if len(notes) == 0 {
-		return Signed{}, fmt.Errorf("verify charter chain: version 1: %w: no notes", ErrChain)
+		return nil, fmt.Errorf("verify charter chain: version 1: %w: no notes", ErrChain)
 	}
 	s, err := VerifyFounding(notes[0])
 	if err != nil {
-		return Signed{}, fmt.Errorf("verify charter chain: %w", err)
+		return nil, fmt.Errorf("verify charter chain: %w", err)
 	}
+	all := []Signed{s}
 	for _, n := range notes[1:] {
 		if s, err = VerifyNext(s.Charter, n); err != nil {
-			return Signed{}, fmt.Errorf("verify charter chain: %w", err)
+			return nil, fmt.Errorf("verify charter chain: %w", err)
 		}
+		all = append(all, s)
 	}
-	return s, nil
+	return all, nil
+}
+
+// EncodeChain writes a charter chain as one text: the notes, version 1
+// first, one after the other (each begins with the charter's header).
+func EncodeChain(notes [][]byte) []byte { return bytes.Join(notes, nil) }
+
+// ParseChain splits EncodeChain's text into its notes; VerifyChain checks
+// them. One note alone (a charter file of version 1) is a chain too.
+func ParseChain(b []byte) ([][]byte, error) {
+	if len(b) > MaxMembers*MaxCharterNote {
+		return nil, fmt.Errorf("parse charter chain: %w: malformed: %d bytes", node.ErrInvalid, len(b))
+	}
+	head := []byte(charterHeader + "\n")
+	if !bytes.HasPrefix(b, head) {
+		return nil, fmt.Errorf("parse charter chain: %w: malformed: it does not begin with %q", node.ErrInvalid, charterHeader)
+	}
+	var notes [][]byte
+	for len(b) > 0 {
+		next := bytes.Index(b[len(head):], append([]byte("\n"), head...))
+		if next < 0 {
+			notes = append(notes, b)
+			break
+		}
+		cut := len(head) + next + 1
+		notes = append(notes, b[:cut])
+		b = b[cut:]
+	}
+	return notes, nil
 }
 
 // PeerIDFromKey returns the peer ID of an Ed25519 key: the name under which

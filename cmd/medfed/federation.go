@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,18 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	if err != nil {
 		return errors.Join(err, n.Close())
 	}
+	scheme, pin := "http", "plain HTTP, on a loopback address only"
+	if !cfg.API.TLS.Plain {
+		cert, err := api.ServerCertificate(cfg.Data.Dir, cfg.API, time.Now())
+		if err != nil {
+			return errors.Join(err, n.Close())
+		}
+		if cert.Made {
+			log.Info("api certificate made", "centre", cfg.Centre.Name, "file", cert.File, "sha256", cert.Fingerprint)
+		}
+		ln = tls.NewListener(ln, cert.TLS)
+		scheme, pin = "https", fmt.Sprintf("clients pin %s, sha256 %s", cert.File, cert.Fingerprint)
+	}
 	sock, err := admin.Listen(cfg.Data.Dir)
 	if err != nil {
 		return errors.Join(err, n.Close())
@@ -93,8 +106,8 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	go func() {
 		adminDone <- admin.New(n, srv.Operator(), log.With("centre", cfg.Centre.Name)).Serve(adminCtx, sock)
 	}()
-	log.Info("api listening", "centre", cfg.Centre.Name, "addr", "http://"+ln.Addr().String())
-	fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v; API on http://%s\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs(), ln.Addr())
+	log.Info("api listening", "centre", cfg.Centre.Name, "addr", scheme+"://"+ln.Addr().String())
+	fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v; API on %s://%s (%s)\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs(), scheme, ln.Addr(), pin)
 	serveErr := srv.Serve(cmd.Context(), ln)
 	stopAdmin()
 	adminErr := <-adminDone
@@ -134,7 +147,7 @@ once a quorum approved, it runs "medfed federation join --peer ADDR".`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newFedRequestCmd(), newFedInitCmd(), newFedSignCmd(), newFedInstallCmd(),
-		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedStatusCmd(), newFedPSKCmd())
+		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
 	return cmd
 }
 
@@ -388,6 +401,27 @@ func newFedRemoveCmd() *cobra.Command {
 			return err
 		}
 		return printProgress(cmd, "removal approved", p)
+	})
+}
+
+func newFedCharterCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "charter --config FILE [--out FILE]",
+		Short: "Write the charter chain this centre adopted (the node must be running)",
+		Long: `charter writes every version of the federation's charter this centre
+adopted, version 1 first, each with its members' signatures: the public
+material an auditor checks a ledger copy against with medfed ledger verify
+--charter FILE.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringVar(&out, "out", "-", "where to write the chain (- for stdout)")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		c, err := admin.Dial(cfg.Data.Dir).Charter(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return writeOut(cmd, out, []byte(c.Text), true)
 	})
 }
 

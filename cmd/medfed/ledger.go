@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
@@ -33,42 +37,109 @@ func newLedgerCmd() *cobra.Command {
 }
 
 func newLedgerVerifyCmd() *cobra.Command {
-	var dir string
+	var dir, file, charter string
 	cmd := &cobra.Command{
-		Use:   "verify --data DIR",
-		Short: "Recheck every hash and signature of a ledger, offline",
-		Long: `verify recomputes every leaf and tree hash of the ledger in a centre's data
-directory and checks every stored checkpoint's signature with the centre's
-public key. It writes nothing, so it may run beside a live node.
+		Use:   "verify (--data DIR | --ledger FILE) [--charter FILE]",
+		Short: "Recheck every hash and signature of a ledger against the charter, offline",
+		Long: `verify recomputes every leaf and tree hash of a ledger (a centre's data
+directory, or a copy of its ledger.db) and checks every stored checkpoint's
+signature with the centre's key as the federation's charter lists it, and
+every final checkpoint's cosignatures with the witnesses' keys. It needs no
+private key: an auditor runs it on a copy. A centre that rewrote its ledger
+and signed it again fails, since its witnesses cosigned the old roots.
+
+--charter names the charter chain to check against (medfed federation
+charter writes it; a founding charter file is a chain of one version).
+Without it, verify checks the ledger against the chain adopted on the
+ledger itself, verified from version 1 (the founders' signatures); a
+centre in no federation yet is checked against the key in its data
+directory's centre.key. It writes nothing, so it may run beside a live
+node.
 
 Exit status: 0 when the ledger is intact, 1 when it is not (the first bad
 entry or checkpoint is named), 2 when DIR is not a centre's data directory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return usagef("ledger verify: --data DIR is required")
+			path := file
+			switch {
+			case dir == "" && file == "":
+				return usagef("ledger verify: --data DIR is required (or --ledger FILE)")
+			case dir != "" && file != "":
+				return usagef("ledger verify: give --data DIR or --ledger FILE, not both")
+			case dir != "":
+				path = filepath.Join(dir, centre.LedgerFile)
+				if _, err := os.Stat(path); err != nil {
+					return usageError{fmt.Errorf("ledger verify: %s: %w (no %s)", dir, centre.ErrNotDataDir, centre.LedgerFile)}
+				}
 			}
-			rep, err := centre.Verify(cmd.Context(), dir)
-			if errors.Is(err, centre.ErrNotDataDir) || errors.Is(err, ledger.ErrNotLedger) {
+			rep, against, err := verifyLedger(cmd.Context(), path, dir, charter)
+			if errors.Is(err, centre.ErrNotDataDir) || errors.Is(err, ledger.ErrNotLedger) || errors.Is(err, node.ErrInvalid) && !isTamper(err) {
 				return usageError{fmt.Errorf("ledger verify: %w", err)}
 			}
-			var te *ledger.TamperError
-			if errors.As(err, &te) {
-				return fmt.Errorf("ledger %s has been tampered with: %w", dir, err)
+			if isTamper(err) {
+				return fmt.Errorf("ledger %s has been tampered with: %w", path, err)
 			}
 			if err != nil {
 				return fmt.Errorf("ledger verify: %w", err)
 			}
 			out := &stickyWriter{w: cmd.OutOrStdout()}
 			fmt.Fprintf(out, "ledger %s: ok\n", rep.Origin)
+			fmt.Fprintf(out, "  key          %s\n", against)
 			fmt.Fprintf(out, "  entries      %d\n", rep.Size)
 			fmt.Fprintf(out, "  root         %s\n", base64.StdEncoding.EncodeToString(rep.Root[:]))
 			fmt.Fprintf(out, "  checkpoints  %d, every signature valid\n", rep.Checkpoints)
+			if rep.Final > 0 {
+				fmt.Fprintf(out, "  final        %d, cosigned by the witness quorum; the latest covers %d of %d entries\n", rep.Final, rep.LatestFinal, rep.Size)
+			} else {
+				fmt.Fprintf(out, "  final        none: no entry is witnessed yet\n")
+			}
 			return out.err
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data", "", "the centre's data `directory`")
+	cmd.Flags().StringVar(&file, "ledger", "", "a ledger `file` (a copy of a centre's ledger.db)")
+	cmd.Flags().StringVar(&charter, "charter", "", "the charter chain `file` to check against (default: the chain on the ledger)")
 	return cmd
+}
+
+func isTamper(err error) bool {
+	var te *ledger.TamperError
+	return errors.As(err, &te)
+}
+
+// verifyLedger verifies the ledger at path against the charter chain in
+// charterFile, else the chain on the ledger, else (a centre in no
+// federation, dir given) its own centre.key; it says which.
+func verifyLedger(ctx context.Context, path, dir, charterFile string) (ledger.Report, string, error) {
+	var (
+		chain [][]byte
+		from  string
+	)
+	if charterFile != "" {
+		b, err := readIn(charterFile)
+		if err != nil {
+			return ledger.Report{}, "", err
+		}
+		if chain, err = federation.ParseChain(b); err != nil {
+			return ledger.Report{}, "", fmt.Errorf("--charter %s: %w", charterFile, err)
+		}
+		from = "the charter in " + charterFile
+	} else {
+		var err error
+		if chain, err = centre.ChainOnLedger(ctx, path); err != nil {
+			return ledger.Report{}, "", err
+		}
+		from = "the charter adopted on the ledger"
+	}
+	if len(chain) == 0 {
+		if dir == "" {
+			return ledger.Report{}, "", usagef("ledger verify: the ledger holds no charter: give --charter FILE")
+		}
+		rep, err := centre.Verify(ctx, dir)
+		return rep, "centre.key in " + dir + " (the ledger holds no charter: a centre in no federation yet)", err
+	}
+	rep, err := centre.VerifyPublic(ctx, path, chain)
+	return rep, fmt.Sprintf("the centre's, from %s (%d version(s))", from, len(chain)), err
 }
 
 func newLedgerStatusCmd() *cobra.Command {

@@ -23,10 +23,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // leaves what `medfed ledger verify` checks, and that a --keep directory
 // in use is a usage error.
 func TestDemoKeepLeavesVerifiableDataDirectories(t *testing.T) {
-	keep := filepath.Join(t.TempDir(), "kept")
-	if code, _, errOut := runCLI(t, "demo", "--keep", keep); code != exitOK {
-		t.Fatalf("demo --keep exited %d: %s", code, errOut)
-	}
+	keep := keptDemo(t)
 	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
 		code, out, errOut := runCLI(t, "ledger", "verify", "--data", filepath.Join(keep, name))
 		if code != exitOK || !strings.Contains(out, "ok") {
@@ -39,10 +36,7 @@ func TestDemoKeepLeavesVerifiableDataDirectories(t *testing.T) {
 }
 
 func TestLedgerVerifyExitCodes(t *testing.T) {
-	keep := t.TempDir()
-	if code, _, errOut := runCLI(t, "demo", "--keep", keep); code != exitOK {
-		t.Fatalf("demo exited %d: %s", code, errOut)
-	}
+	keep := keptDemo(t)
 	dir := filepath.Join(keep, "centre-a")
 	db := filepath.Join(dir, "ledger.db")
 	b, err := os.ReadFile(db)

@@ -103,6 +103,11 @@ func (a *Client) Status(ctx context.Context) (api.FederationStatus, error) {
 	return get[api.FederationStatus](ctx, a, "/v1/federation")
 }
 
+// Charter returns the charter chain the running node adopted.
+func (a *Client) Charter(ctx context.Context) (api.CharterChain, error) {
+	return get[api.CharterChain](ctx, a, "/v1/federation/charter")
+}
+
 // LedgerStatus returns the running node's ledger status.
 func (a *Client) LedgerStatus(ctx context.Context) (api.LedgerStatus, error) {
 	return get[api.LedgerStatus](ctx, a, "/v1/ledger")

@@ -43,6 +43,7 @@ type Centre interface {
 	FederationStatus() federation.Status
 	Holders(ctx context.Context, p ledger.Pseudonym) (centre.Lookup, error)
 	StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (centre.EmergencyStops, error)
+	CharterChain(ctx context.Context) ([][]byte, error)
 }
 
 var _ Centre = (*centre.Node)(nil)
@@ -191,6 +192,8 @@ func (s *Server) table() []route {
 			summary: "Prove an entry in the latest final checkpoint", answer: EntryProof{}, params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
 		{method: "GET", pattern: "/v1/federation", auth: authStaff, roles: audit, summary: "Show the federation's members and who is connected",
 			answer: FederationStatus{}, handle: s.federation},
+		{method: "GET", pattern: "/v1/federation/charter", auth: authStaff, roles: audit, summary: "The charter chain this centre adopted, version 1 first: what medfed ledger verify --charter checks a ledger against",
+			answer: CharterChain{}, handle: s.charter},
 		{method: "GET", pattern: "/v1/federation/evidence", auth: authStaff, roles: audit, summary: "List evidence of members signing two histories",
 			answer: evidenceList{}, handle: s.evidence},
 	}
@@ -647,6 +650,21 @@ func (s *Server) federation(ctx context.Context, _ *call) (any, error) {
 		return nil, err
 	}
 	return FederationStatusOf(s.node.FederationStatus(), st.Evidence), nil
+}
+
+func (s *Server) charter(ctx context.Context, _ *call) (any, error) {
+	chain, err := s.node.CharterChain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return CharterChain{Versions: len(chain), Text: string(federation.EncodeChain(chain))}, nil
+}
+
+// CharterChain is the charter's versions as one text (federation.ParseChain
+// reads it).
+type CharterChain struct {
+	Versions int
+	Text     string
 }
 
 func (s *Server) evidence(ctx context.Context, _ *call) (any, error) {

@@ -68,6 +68,25 @@ type P2PConfig struct {
 type APIConfig struct {
 	// Listen is a host:port; port 0 picks a free port.
 	Listen string `mapstructure:"listen"`
+	// TLS says how the API is secured: HTTPS always, but on a loopback
+	// address when plain is set.
+	TLS APITLSConfig `mapstructure:"tls"`
+}
+
+// APITLSConfig is the API's certificate. Without one configured, the
+// centre makes its own at first start (api.crt and api.key in the data
+// directory; clients pin api.crt) and renews it before it expires.
+type APITLSConfig struct {
+	// Cert and Key name PEM files: a certificate (chain) a hospital's CA
+	// issued and its private key. Both or neither.
+	Cert string `mapstructure:"cert" config:"path"`
+	Key  string `mapstructure:"key" config:"path"`
+	// Hosts are names and addresses besides the listen address (and
+	// localhost) that a self-made certificate covers.
+	Hosts []string `mapstructure:"hosts"`
+	// Plain serves plain HTTP: refused unless api.listen is a loopback
+	// address (tokens, identifiers and payloads cross the network).
+	Plain bool `mapstructure:"plain"`
 }
 
 // LedgerConfig tunes the centre's ledger.
@@ -200,6 +219,16 @@ func (c Config) Validate() error {
 
 	if err := checkHostPort(c.API.Listen); err != nil {
 		add("api.listen", "%v", err)
+	} else if c.API.TLS.Plain && !Loopback(c.API.Listen) {
+		add("api.tls.plain", "plain HTTP is served on a loopback address only, and %s is not one: tokens, identifiers and payloads would cross the network in clear (leave plain unset: the centre makes its own certificate)", c.API.Listen)
+	}
+	if (c.API.TLS.Cert == "") != (c.API.TLS.Key == "") {
+		add("api.tls", "give both cert and key, or neither (the centre then makes its own certificate)")
+	}
+	for i, h := range c.API.TLS.Hosts {
+		if h == "" || len(h) > 253 || strings.ContainsAny(h, " /:") && net.ParseIP(h) == nil {
+			add(fmt.Sprintf("api.tls.hosts[%d]", i), "%q is not a host name or an IP address", h)
+		}
 	}
 
 	if c.Ledger.MaxBatch < 1 || c.Ledger.MaxBatch > maxLedgerBatch {
@@ -240,6 +269,20 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return errs
+}
+
+// Loopback reports whether the host of host:port addr is a loopback
+// address or localhost: only those may serve plain HTTP.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // parseListenAddr accepts the two transports a centre listens on, TCP and

@@ -179,6 +179,24 @@ func TestConfigValidate(t *testing.T) {
 			want:   "required",
 		},
 		{
+			name:   "plain HTTP off loopback",
+			edit:   func(c *centre.Config) { c.API.Listen, c.API.TLS.Plain = "0.0.0.0:8443", true },
+			fields: []string{"api.tls.plain"},
+			want:   "loopback address only",
+		},
+		{
+			name:   "a certificate without its key",
+			edit:   func(c *centre.Config) { c.API.TLS.Cert = "/etc/medfed/api.crt" },
+			fields: []string{"api.tls"},
+			want:   "both cert and key",
+		},
+		{
+			name:   "a bad certificate host",
+			edit:   func(c *centre.Config) { c.API.TLS.Hosts = []string{"a b"} },
+			fields: []string{"api.tls.hosts[0]"},
+			want:   "not a host name",
+		},
+		{
 			name:   "max batch zero",
 			edit:   func(c *centre.Config) { c.Ledger.MaxBatch = 0 },
 			fields: []string{"ledger.max-batch"},

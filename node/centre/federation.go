@@ -29,6 +29,23 @@ func (c *Centre) federationState(ctx context.Context) (federation.State, error) 
 	if err != nil {
 		return federation.State{}, err
 	}
+	return charterState(entries)
+}
+
+// ChainOnLedger returns the charter chain adopted on the ledger file at
+// path, read without opening it for writing: what ledger verify checks a
+// ledger against when it is given no charter.
+func ChainOnLedger(ctx context.Context, path string) ([][]byte, error) {
+	entries, err := ledger.ReadKind(ctx, path, ledger.KindCharter)
+	if err != nil {
+		return nil, err
+	}
+	st, err := charterState(entries)
+	return st.Chain, err
+}
+
+// charterState reads charter entries.
+func charterState(entries []ledger.Entry) (federation.State, error) {
 	st := federation.State{Approvals: map[uint64][32]byte{}}
 	for _, e := range entries {
 		body := e.Body

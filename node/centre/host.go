@@ -15,11 +15,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/medfed/medfed/directory"
 )
 
 // PeerID returns the libp2p peer ID of a centre key: the centre's ID in
@@ -32,10 +35,44 @@ func PeerID(key ed25519.PrivateKey) (peer.ID, error) {
 	return peer.IDFromPrivateKey(sk)
 }
 
+// Per-peer stream limits of the protocols. Every medfed protocol answers
+// one request per stream, within seconds, so a member needs few at once;
+// the directory's Kademlia reader takes up to 4 MiB of memory for a
+// message a peer only claims to send, so it gets fewer still.
+const (
+	protocolPeerStreams = 64
+	kadPeerStreams      = 16
+)
+
+// kadProtocol is the directory's Kademlia protocol.
+const kadProtocol = directory.ProtocolPrefix + "/kad/1.0.0"
+
 // hostLimits are the resource manager's limits: a federation has tens of
 // members, not thousands of strangers, so a centre needs few connections;
-// everything not named here keeps libp2p's scaled default.
+// every protocol, libp2p's own and the directory's Kademlia included, is
+// bounded in streams and memory in all and per peer; everything not named
+// here keeps libp2p's scaled default.
 var hostLimits = rcmgr.PartialLimitConfig{
+	ProtocolDefault: rcmgr.ResourceLimits{
+		Streams:         2048,
+		StreamsInbound:  1024,
+		StreamsOutbound: 1024,
+		Memory:          256 << 20,
+	},
+	ProtocolPeerDefault: rcmgr.ResourceLimits{
+		Streams:         2 * protocolPeerStreams,
+		StreamsInbound:  protocolPeerStreams,
+		StreamsOutbound: protocolPeerStreams,
+		Memory:          64 << 20,
+	},
+	ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
+		kadProtocol: {
+			Streams:         2 * kadPeerStreams,
+			StreamsInbound:  kadPeerStreams,
+			StreamsOutbound: kadPeerStreams,
+			Memory:          kadPeerStreams * 4 << 20,
+		},
+	},
 	System: rcmgr.ResourceLimits{
 		Conns:           512,
 		ConnsInbound:    256,

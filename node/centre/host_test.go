@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -136,5 +137,85 @@ func TestOnlyCharterMembersCanOpenStreams(t *testing.T) {
 				t.Fatal("member dialled a non-member")
 			}
 		})
+	}
+}
+
+// TestAbuseStreamFlood: a member opens three times as many Kademlia
+// streams to a centre as a peer may hold, and holds them open (the reader
+// would take up to 4 MiB for each message it is promised). The resource
+// manager admits kadPeerStreams and resets the rest; meanwhile another
+// protocol's stream from the same member is served. A protocol the
+// centre never named is bounded by the default per-protocol limits too.
+func TestAbuseStreamFlood(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ka, kb := seedKey("a"), seedKey("b")
+	ida, _ := PeerID(ka)
+	idb, _ := PeerID(kb)
+	a := startMember(t, ka, "", federation.NewGater(ida, idb))
+	// Member b runs a host of its own making, with no limits of its own.
+	sk, err := crypto.UnmarshalEd25519PrivateKey(kb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := libp2p.New(libp2p.Identity(sk), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(),
+		libp2p.ResourceManager(&network.NullResourceManager{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	held := make(chan struct{})
+	t.Cleanup(func() { close(held) })
+	a.SetStreamHandler(kadProtocol, func(s network.Stream) {
+		<-held // a reader waiting for a message that never comes
+		s.Reset()
+	})
+	if err := b.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		open    []network.Stream
+		refused int
+	)
+	for range 3 * kadPeerStreams {
+		s, err := b.NewStream(ctx, a.ID(), kadProtocol)
+		if err != nil {
+			refused++ // reset by centre a at negotiation
+			continue
+		}
+		open = append(open, s)
+		s.Write([]byte{0}) // the start of a message, never finished
+	}
+	inbound := func() int {
+		var n int
+		a.Network().ResourceManager().ViewProtocol(kadProtocol, func(s network.ProtocolScope) error {
+			n = s.Stat().NumStreamsInbound
+			return nil
+		})
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for inbound() < kadPeerStreams && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := inbound(); n != kadPeerStreams {
+		t.Fatalf("centre a holds %d Kademlia streams of member b, want the limit %d", n, kadPeerStreams)
+	}
+	// The rest were reset by centre a: on this host's side, the stream
+	// fails once its negotiation is answered.
+	for _, s := range open {
+		s.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := s.Read(make([]byte, 1)); err != nil && !os.IsTimeout(err) {
+			refused++
+		}
+	}
+	if refused != 2*kadPeerStreams {
+		t.Fatalf("%d of the %d streams beyond the limit were refused", refused, 2*kadPeerStreams)
+	}
+	if err := echo(ctx, b, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatalf("another protocol under the flood: %v", err)
+	}
+	for _, s := range open {
+		s.Reset()
 	}
 }

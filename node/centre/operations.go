@@ -248,6 +248,13 @@ func (n *Node) Federation() string { return n.Membership.Current().Federation }
 // FederationStatus is the membership as this node sees it.
 func (n *Node) FederationStatus() federation.Status { return n.Membership.Status() }
 
+// CharterChain returns every version of the charter this centre adopted,
+// version 1 first: the public material a ledger is verified against.
+func (n *Node) CharterChain(ctx context.Context) ([][]byte, error) {
+	st, err := n.Centre.federationState(ctx)
+	return st.Chain, err
+}
+
 // LedgerStatus returns the ledger's checkpoints, their cosigners and any
 // evidence of equivocation this centre holds as a witness.
 func (n *Node) LedgerStatus(ctx context.Context) (LedgerStatus, error) {

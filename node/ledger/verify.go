@@ -18,7 +18,21 @@ type Report struct {
 	Origin      string
 	Size        int64
 	Root        tlog.Hash
-	Checkpoints int // signed checkpoints checked
+	Checkpoints int   // signed checkpoints checked
+	Final       int   // of them, final ones whose cosignatures were checked
+	LatestFinal int64 // the size of the latest final checkpoint; 0 when none
+}
+
+// Trust is what a verification rests on: the centre's public key and,
+// to check its final checkpoints, Final, which opens a cosigned note as
+// the federation's witnesses' (federation.OpenFinal). With Final nil, a
+// cosigned note is checked for the centre's signature and root only.
+type Trust struct {
+	Key ed25519.PublicKey
+	// KeyOf, when Key is nil, returns the key of the centre whose log has
+	// the ledger's origin (from the charter).
+	KeyOf func(origin string) (ed25519.PublicKey, error)
+	Final func(cosigned []byte) (Checkpoint, error)
 }
 
 // TamperError says where verification first failed. Index is the first
@@ -52,6 +66,14 @@ func badCheckpoint(size int64, format string, args ...any) error {
 // nothing) and its root against the entries. It returns a *TamperError
 // naming the first bad entry or checkpoint.
 func Verify(ctx context.Context, path string, pub ed25519.PublicKey) (Report, error) {
+	return VerifyWith(ctx, path, Trust{Key: pub})
+}
+
+// VerifyWith is Verify resting on trust: with trust.Final, every final
+// checkpoint's cosignatures are checked too, so that a centre that
+// rewrote its ledger and signed it again is caught by anyone holding the
+// charter (the witnesses cosigned the old roots).
+func VerifyWith(ctx context.Context, path string, trust Trust) (Report, error) {
 	if _, err := os.Stat(path); err != nil {
 		return Report{}, fmt.Errorf("ledger verify: %w", err)
 	}
@@ -69,7 +91,7 @@ func Verify(ctx context.Context, path string, pub ed25519.PublicKey) (Report, er
 		return Report{}, fmt.Errorf("ledger verify: %w", err)
 	}
 	defer tx.Rollback()
-	rep, err := verifyTx(ctx, tx, pub, IndexPath(path))
+	rep, err := verifyTx(ctx, tx, trust, IndexPath(path))
 	if err != nil {
 		var te *TamperError
 		if errors.As(err, &te) {
@@ -81,18 +103,29 @@ func Verify(ctx context.Context, path string, pub ed25519.PublicKey) (Report, er
 }
 
 type storedCheckpoint struct {
-	size int64
-	root []byte
-	note []byte
+	size     int64
+	root     []byte
+	note     []byte
+	cosigned []byte
 }
 
-func verifyTx(ctx context.Context, tx *sql.Tx, pub ed25519.PublicKey, indexPath string) (Report, error) {
+func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, indexPath string) (Report, error) {
+	pub := trust.Key
 	var rep Report
 	var origin, key []byte
 	if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'origin'").Scan(&origin); err != nil {
 		return rep, fmt.Errorf("reading origin: %w", err)
 	}
 	rep.Origin = string(origin)
+	if pub == nil {
+		if trust.KeyOf == nil {
+			return rep, errors.New("no key to verify the ledger with")
+		}
+		var err error
+		if pub, err = trust.KeyOf(rep.Origin); err != nil {
+			return rep, err
+		}
+	}
 	if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'public_key'").Scan(&key); err != nil {
 		return rep, fmt.Errorf("reading public key: %w", err)
 	}
@@ -103,11 +136,14 @@ func verifyTx(ctx context.Context, tx *sql.Tx, pub ed25519.PublicKey, indexPath 
 	if err != nil {
 		return rep, err
 	}
-	cps, err := readCheckpoints(ctx, tx, rep.Origin, verifier)
+	cps, final, err := readCheckpoints(ctx, tx, rep.Origin, verifier, trust.Final)
 	if err != nil {
 		return rep, err
 	}
-	rep.Checkpoints = len(cps)
+	rep.Checkpoints, rep.Final = len(cps), len(final)
+	if len(final) > 0 {
+		rep.LatestFinal = final[len(final)-1]
+	}
 
 	postings, err := openPostings(ctx, indexPath)
 	if err != nil {
@@ -245,44 +281,70 @@ func checkLeaf(n int64, data, blob []byte, front frontier) (Entry, error) {
 
 // readCheckpoints returns every stored checkpoint, opened and checked, by
 // increasing size.
-func readCheckpoints(ctx context.Context, tx *sql.Tx, origin string, v note.Verifier) ([]Checkpoint, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT size, root, note FROM checkpoints ORDER BY size")
+// readCheckpoints reads and checks the stored checkpoints, and returns
+// them with the sizes of the final ones (cosigned), oldest first.
+func readCheckpoints(ctx context.Context, tx *sql.Tx, origin string, v note.Verifier, final func([]byte) (Checkpoint, error)) ([]Checkpoint, []int64, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT size, root, note, cosigned FROM checkpoints ORDER BY size")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	var stored []storedCheckpoint
 	for rows.Next() {
 		var s storedCheckpoint
-		if err := rows.Scan(&s.size, &s.root, &s.note); err != nil {
-			return nil, err
+		if err := rows.Scan(&s.size, &s.root, &s.note, &s.cosigned); err != nil {
+			return nil, nil, err
 		}
 		stored = append(stored, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var cps []Checkpoint
+	var (
+		cps   []Checkpoint
+		sizes []int64
+	)
 	for _, s := range stored {
 		n, err := note.Open(s.note, note.VerifierList(v))
 		if err != nil {
-			return nil, badCheckpoint(s.size, "signature does not verify with the centre's key")
+			return nil, nil, badCheckpoint(s.size, "signature does not verify with the centre's key")
 		}
 		c, err := ParseCheckpoint(n.Text)
 		if err != nil {
-			return nil, badCheckpoint(s.size, "%v", err)
+			return nil, nil, badCheckpoint(s.size, "%v", err)
 		}
 		switch {
 		case c.Origin != origin:
-			return nil, badCheckpoint(s.size, "signed for origin %q", c.Origin)
+			return nil, nil, badCheckpoint(s.size, "signed for origin %q", c.Origin)
 		case c.Size != s.size:
-			return nil, badCheckpoint(s.size, "signed for size %d", c.Size)
+			return nil, nil, badCheckpoint(s.size, "signed for size %d", c.Size)
 		case !bytes.Equal(c.Root[:], s.root):
-			return nil, badCheckpoint(s.size, "stored root differs from the signed one")
+			return nil, nil, badCheckpoint(s.size, "stored root differs from the signed one")
 		}
 		cps = append(cps, c)
+		if s.cosigned == nil {
+			continue
+		}
+		open := final
+		if open == nil {
+			open = func(msg []byte) (Checkpoint, error) {
+				n, err := note.Open(msg, note.VerifierList(v))
+				if err != nil {
+					return Checkpoint{}, err
+				}
+				return ParseCheckpoint(n.Text)
+			}
+		}
+		fc, err := open(s.cosigned)
+		switch {
+		case err != nil:
+			return nil, nil, badCheckpoint(s.size, "stored as final, but its cosignatures do not make it so: %v", err)
+		case fc.Origin != origin || fc.Size != c.Size || fc.Root != c.Root:
+			return nil, nil, badCheckpoint(s.size, "the witnesses cosigned another checkpoint (size %d) than the one stored", fc.Size)
+		}
+		sizes = append(sizes, s.size)
 	}
-	return cps, nil
+	return cps, sizes, nil
 }
 
 // postingCheck compares the pseudonym index with the entries, one bucket
@@ -428,4 +490,45 @@ func (pc *postingCheck) close() {
 	if pc.db != nil {
 		pc.db.Close()
 	}
+}
+
+// ReadKind returns the entries of kind in the ledger file at path,
+// oldest first, opening nothing for writing (what a verifier reads of a
+// copy before it checks it, such as the charter versions).
+func ReadKind(ctx context.Context, path string, kind Kind) ([]Entry, error) {
+	switch exists, err := checkFile(path); {
+	case err != nil:
+		return nil, err
+	case !exists:
+		return nil, fmt.Errorf("%s: %w", path, os.ErrNotExist)
+	}
+	db, err := openDB(path, readFile)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "SELECT idx, data FROM entries ORDER BY idx")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var (
+			idx  int64
+			data []byte
+		)
+		if err := rows.Scan(&idx, &data); err != nil {
+			return nil, err
+		}
+		e, err := Decode(data)
+		if err != nil {
+			return nil, badEntry(idx, "%v", err)
+		}
+		if e.Kind == kind {
+			e.Index = idx
+			out = append(out, e)
+		}
+	}
+	return out, rows.Err()
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	b, c := nodes[1], nodes[2]
 	urls := map[*harness.Node]string{}
 	staff := map[*harness.Node]*api.StaffStore{}
+	pins := x509.NewCertPool() // the client trusts the centres' own certificates, nothing else
 	for _, n := range []*harness.Node{b, c} {
 		st, serr := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
 		if serr != nil {
@@ -45,16 +48,24 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 		if serr != nil {
 			return serr
 		}
-		ln, serr := net.Listen("tcp", "127.0.0.1:0")
+		cfg := d.cfgs[n.Centre.Name]
+		cert, serr := api.ServerCertificate(cfg.Data.Dir, cfg.API, time.Now())
 		if serr != nil {
 			return serr
 		}
+		pins.AddCert(cert.TLS.Certificates[0].Leaf)
+		tcp, serr := net.Listen("tcp", "127.0.0.1:0")
+		if serr != nil {
+			return serr
+		}
+		ln := tls.NewListener(tcp, cert.TLS)
 		sctx, cancel := context.WithCancel(ctx)
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(sctx, ln) }()
 		defer func() { cancel(); err = errors.Join(err, <-served) }()
-		urls[n] = "http://" + ln.Addr().String()
+		urls[n] = "https://" + ln.Addr().String()
 	}
+	web := apiClient{&http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pins, MinVersion: tls.VersionTLS12}}}}
 	token := func(n *harness.Node, role string) (string, error) {
 		tok, _, err := staff[n].Add(ctx, role, "demo")
 		return tok, err
@@ -75,11 +86,13 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	d.say("centre-b and centre-c serve the API (medfed node does, on api.listen); each")
-	d.say("staff member has a bearer token (medfed staff add --role …), stored hashed.")
+	d.say("centre-b and centre-c serve the API over HTTPS (medfed node does, on api.listen),")
+	d.say("each with the certificate it made for itself (api.crt in its data directory),")
+	d.say("which the client pins; each staff member has a bearer token (medfed staff add")
+	d.say("--role …), stored hashed.")
 
 	var pat struct{ ID string }
-	if err := call(ctx, "POST", urls[b]+"/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": "450 557 7104"}}, 200, &pat); err != nil {
+	if err := web.call(ctx, "POST", urls[b]+"/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": "450 557 7104"}}, 200, &pat); err != nil {
 		return err
 	}
 	d.say("  POST /v1/patients (registrar): a FHIR Patient, id = the pseudonym %s…", pat.ID[:12])
@@ -87,7 +100,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := call(ctx, "POST", urls[b]+"/v1/patients/"+pat.ID+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, 200, nil); err != nil {
+	if err := web.call(ctx, "POST", urls[b]+"/v1/patients/"+pat.ID+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, 200, nil); err != nil {
 		return err
 	}
 	subject, err := ledger.ParsePseudonym(pat.ID)
@@ -99,13 +112,13 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := call(ctx, "POST", urls[b]+"/v1/consent", "", map[string]any{"document": doc}, 200, nil); err != nil {
+	if err := web.call(ctx, "POST", urls[b]+"/v1/consent", "", map[string]any{"document": doc}, 200, nil); err != nil {
 		return err
 	}
 	d.say("  POST /v1/patients/{pseudonym}/keys (registrar) and POST /v1/consent (no token:")
 	d.say("  the contract is signed with the patient's key): the patient opts in")
 	var ref struct{ ID string }
-	if err := call(ctx, "POST", urls[b]+"/v1/records", clinicianB, map[string]any{"patient": pat.ID, "class": "discharge-summary", "data": []byte("Discharged home; follow-up in 6 weeks.")}, 201, &ref); err != nil {
+	if err := web.call(ctx, "POST", urls[b]+"/v1/records", clinicianB, map[string]any{"patient": pat.ID, "class": "discharge-summary", "data": []byte("Discharged home; follow-up in 6 weeks.")}, 201, &ref); err != nil {
 		return err
 	}
 	d.say("  POST /v1/records (clinician at centre-b): a DocumentReference, %s", ref.ID)
@@ -115,7 +128,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	}
 	if err := harness.WaitFor(ctx, 20*time.Second, "the record released to centre-c", func() bool {
 		bundle.Total = 0
-		return call(ctx, "POST", urls[c]+"/v1/query", clinicianC, map[string]any{"patient": pat.ID, "purpose": "treatment"}, 200, &bundle) == nil && bundle.Total == 1
+		return web.call(ctx, "POST", urls[c]+"/v1/query", clinicianC, map[string]any{"patient": pat.ID, "purpose": "treatment"}, 200, &bundle) == nil && bundle.Total == 1
 	}); err != nil {
 		return err
 	}
@@ -138,14 +151,14 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 			}
 		}
 	}
-	err = call(ctx, "POST", urls[c]+"/v1/emergency", researcher, map[string]any{"patient": pat.ID, "reason": "unconscious"}, http.StatusOK, nil)
+	err = web.call(ctx, "POST", urls[c]+"/v1/emergency", researcher, map[string]any{"patient": pat.ID, "reason": "unconscious"}, http.StatusOK, nil)
 	var refused apiRefusal
 	if !errors.As(err, &refused) || refused.status != http.StatusForbidden {
 		return fmt.Errorf("demo: a researcher's emergency access was not refused: %v", err)
 	}
 	d.say("  POST /v1/emergency as a researcher: %d, an OperationOutcome: %s", refused.status, refused.msg)
 	var doc3 struct{ Paths map[string]map[string]any }
-	if err := call(ctx, "GET", urls[c]+"/openapi.json", "", nil, 200, &doc3); err != nil {
+	if err := web.call(ctx, "GET", urls[c]+"/openapi.json", "", nil, 200, &doc3); err != nil {
 		return err
 	}
 	ops := 0
@@ -164,9 +177,12 @@ type apiRefusal struct {
 
 func (e apiRefusal) Error() string { return fmt.Sprintf("status %d: %s", e.status, e.msg) }
 
+// apiClient calls the centres' APIs, pinning their certificates.
+type apiClient struct{ http *http.Client }
+
 // call sends body as JSON and decodes the answer into out, which must
 // come with status want.
-func call(ctx context.Context, method, url, token string, body any, want int, out any) error {
+func (c apiClient) call(ctx context.Context, method, url, token string, body any, want int, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -183,7 +199,7 @@ func call(ctx context.Context, method, url, token string, body any, want int, ou
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"database/sql"
+	"encoding/pem"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+var (
+	demoOnce sync.Once
+	demoDir  string
+	demoErr  string
+)
+
+// keptDemo runs medfed demo --keep once per test binary and returns a
+// copy of what it kept, the test's own to change (TestMain removes the
+// original).
+func keptDemo(t *testing.T) string {
+	t.Helper()
+	demoOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "medfed-kept-demo-")
+		if err != nil {
+			demoErr = err.Error()
+			return
+		}
+		demoDir = filepath.Join(dir, "kept")
+		if code, _, errOut := runCLI(t, "demo", "--keep", demoDir); code != exitOK {
+			demoErr = errOut
+		}
+	})
+	if demoErr != "" {
+		t.Fatalf("demo --keep: %s", demoErr)
+	}
+	dst := filepath.Join(t.TempDir(), "kept")
+	if err := os.CopyFS(dst, os.DirFS(demoDir)); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestAbuseLedgerRewrittenAndResigned: centre-b, holding its own key,
+// rebuilds its ledger without one access entry (hiding it), signs every
+// checkpoint again and keeps the notes its witnesses cosigned (or drops
+// them). An auditor holding a copy of ledger.db and the charter chain,
+// and no private key, catches it either way; the copy as it was verifies.
+func TestAbuseLedgerRewrittenAndResigned(t *testing.T) {
+	kept := keptDemo(t)
+	src := filepath.Join(kept, "centre-b")
+	ctx := context.Background()
+	chain, err := centre.ChainOnLedger(ctx, filepath.Join(src, centre.LedgerFile))
+	if err != nil || len(chain) == 0 {
+		t.Fatalf("the charter chain on centre-b's ledger: %d versions, %v", len(chain), err)
+	}
+	audit := t.TempDir() // the auditor's: no centre.key in it
+	charter := filepath.Join(audit, "charter.txt")
+	if err := os.WriteFile(charter, federation.EncodeChain(chain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	copyOf := filepath.Join(audit, "copy.db")
+	copyFile(t, filepath.Join(src, centre.LedgerFile), copyOf)
+	code, out, errOut := runCLI(t, "ledger", "verify", "--ledger", copyOf, "--charter", charter)
+	if code != exitOK || !strings.Contains(out, "cosigned by the witness quorum") {
+		t.Fatalf("the intact copy: exit %d: %s%s", code, out, errOut)
+	}
+
+	for _, keepCosigned := range []bool{true, false} {
+		forged := filepath.Join(t.TempDir(), "ledger.db")
+		rewrite(t, src, forged, keepCosigned)
+		if !keepCosigned {
+			// Against the centre's own key alone, the forgery holds: what
+			// verify trusted before it read the charter.
+			pub := readCentreKey(t, filepath.Join(src, "centre.key")).Public().(ed25519.PublicKey)
+			if _, err := ledger.Verify(ctx, forged, pub); err != nil {
+				t.Fatalf("the forgery does not even hold against the centre's key: %v", err)
+			}
+		}
+		for _, args := range [][]string{{"--charter", charter}, nil} {
+			code, out, errOut := runCLI(t, append([]string{"ledger", "verify", "--ledger", forged}, args...)...)
+			want := "the witnesses cosigned another checkpoint"
+			if !keepCosigned {
+				want = "no checkpoint cosigned by the witnesses"
+			}
+			if code != exitFailure || !strings.Contains(errOut, want) {
+				t.Fatalf("rewritten (cosigned notes kept: %v), verify %v: exit %d, %s%s; want 1 and %q", keepCosigned, args, code, out, errOut, want)
+			}
+		}
+	}
+}
+
+// rewrite rebuilds the ledger of data directory dir at dst, as its centre
+// could: the same origin and key, every entry but the first access entry
+// after the first record, a checkpoint signed at each size the original
+// signed one, and, with keepCosigned, the original cosigned notes copied
+// beside the checkpoints of the same sizes.
+func rewrite(t *testing.T, dir, dst string, keepCosigned bool) {
+	t.Helper()
+	ctx := context.Background()
+	key := readCentreKey(t, filepath.Join(dir, "centre.key"))
+	orig := filepath.Join(dir, centre.LedgerFile)
+	db, err := sql.Open("sqlite3", "file:"+orig+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var origin string
+	if err := db.QueryRow("SELECT value FROM meta WHERE key = 'origin'").Scan(&origin); err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[int64][]byte{}
+	rows, err := db.Query("SELECT size, cosigned FROM checkpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var (
+			size     int64
+			cosigned []byte
+		)
+		if err := rows.Scan(&size, &cosigned); err != nil {
+			t.Fatal(err)
+		}
+		sizes[size] = cosigned
+	}
+	rows.Close()
+	var entries []ledger.Entry
+	erows, err := db.Query("SELECT data FROM entries ORDER BY idx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden := false
+	for erows.Next() {
+		var data []byte
+		if err := erows.Scan(&data); err != nil {
+			t.Fatal(err)
+		}
+		e, err := ledger.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hidden && e.Kind == ledger.KindAccess {
+			hidden = true // the access the centre would rather nobody saw
+			continue
+		}
+		entries = append(entries, e)
+	}
+	erows.Close()
+	if !hidden {
+		t.Fatal("centre-b's ledger has no access entry to hide")
+	}
+	l, err := ledger.Open(ctx, dst, ledger.Options{Origin: origin, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		e.Index, e.Time = 0, e.Time.Truncate(0)
+		if _, err := l.Append(ctx, e); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if _, ok := sizes[int64(i+1)]; ok {
+			if _, err := l.Sign(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !keepCosigned {
+		return
+	}
+	w, err := sql.Open("sqlite3", "file:"+dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for size, cosigned := range sizes {
+		if cosigned == nil {
+			continue
+		}
+		if _, err := w.Exec("UPDATE checkpoints SET cosigned = ? WHERE size = ?", cosigned, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func readCentreKey(t *testing.T, path string) ed25519.PrivateKey {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(ed25519.PrivateKey)
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, fs.FileMode(0o600)); err != nil {
+		t.Fatal(err)
+	}
+}

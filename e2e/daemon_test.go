@@ -105,7 +105,7 @@ func TestTheDaemonStartsStopsAndSaysWhatIsWrong(t *testing.T) {
 	b.run("federation", "install", file("charter.txt"))
 
 	node := a.command(nil, "node")
-	logs := &bytes.Buffer{} // one writer for both: exec copies them in one goroutine
+	logs := &nodetest.Log{} // one writer for both, read while the node runs
 	node.Stdout, node.Stderr = logs, logs
 	if err := node.Start(); err != nil {
 		t.Fatal(err)

@@ -680,11 +680,11 @@ func TestConfigKeys(t *testing.T) {
 		names = append(names, k.name)
 		envs = append(envs, k.env)
 	}
-	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "api.tls.cert", "api.tls.key", "api.tls.hosts", "api.tls.plain", "ledger.max-batch", "ledger.checkpoint-interval", "pseudonym.rate-limit", "pseudonym.rate-window", "pseudonym.systems", "log.level", "log.format"}
+	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "api.tls.cert", "api.tls.key", "api.tls.hosts", "api.tls.plain", "api.token-lifetime", "ledger.max-batch", "ledger.checkpoint-interval", "pseudonym.rate-limit", "pseudonym.rate-window", "pseudonym.systems", "records.classes", "records.locations", "log.level", "log.format"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("keys = %q, want %q", names, wantNames)
 	}
-	if envs[10] != "MEDFED_LEDGER_MAX_BATCH" || envs[4] != "MEDFED_P2P_PSK_FILE" || envs[9] != "MEDFED_API_TLS_PLAIN" {
+	if envs[11] != "MEDFED_LEDGER_MAX_BATCH" || envs[4] != "MEDFED_P2P_PSK_FILE" || envs[9] != "MEDFED_API_TLS_PLAIN" {
 		t.Errorf("environment variables = %q", envs)
 	}
 }

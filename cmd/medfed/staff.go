@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -20,8 +21,8 @@ func newStaffCmd() *cobra.Command {
 ` + strings.Join(api.Roles, ", ") + `. Each staff member has a stable
 pseudonymous staff ID, the one the ledgers record; the token itself is
 printed once and only its SHA-256 is kept (staff.db in the data directory).
-A token works for its lifetime (12h unless --lifetime says otherwise, at
-most 90 days), then until an administrator renews it.
+A token works for its lifetime (api.token-lifetime, 12h unless configured,
+or --lifetime; at most 90 days), then until an administrator renews it.
 The node need not be stopped: a new, renewed or revoked credential counts
 at once.`,
 		Args: cobra.NoArgs,
@@ -53,7 +54,7 @@ staff member.`,
 	}
 	cmd.Flags().StringVar(&role, "role", "", "the role: "+strings.Join(api.Roles, ", "))
 	cmd.Flags().StringVar(&label, "label", "", "a note for this centre's administrators (never on a ledger)")
-	cmd.Flags().DurationVar(&lifetime, "lifetime", api.DefaultTokenLifetime, "how long the token works before it must be renewed")
+	cmd.Flags().DurationVar(&lifetime, "lifetime", 0, "how long the token works before it must be renewed (default: api.token-lifetime, 12h unless configured)")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if !api.ValidRole(role) {
 			return usagef("staff add: --role: give one of %s", strings.Join(api.Roles, ", "))
@@ -63,7 +64,7 @@ staff member.`,
 			return err
 		}
 		defer st.Close()
-		token, s, err := st.AddFor(cmd.Context(), role, label, lifetime)
+		token, s, err := st.AddFor(cmd.Context(), role, label, cmp.Or(lifetime, cfg.API.TokenLifetime))
 		if err != nil {
 			return usagef("%v", err)
 		}
@@ -109,14 +110,14 @@ func newStaffRenewCmd() *cobra.Command {
 		Short: "Let a staff member's token work for another lifetime, from now",
 		Args:  cobra.ExactArgs(1),
 	}
-	cmd.Flags().DurationVar(&lifetime, "lifetime", api.DefaultTokenLifetime, "how long the token works from now")
+	cmd.Flags().DurationVar(&lifetime, "lifetime", 0, "how long the token works from now (default: api.token-lifetime)")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
 		st, err := openStaff(cfg)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		s, err := st.Renew(cmd.Context(), args[0], lifetime)
+		s, err := st.Renew(cmd.Context(), args[0], cmp.Or(lifetime, cfg.API.TokenLifetime))
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -155,6 +157,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 	call(t, "POST", a.url+"/v1/records", tokens["clinician"], map[string]any{"patient": "zz", "class": "lab-result", "data": []byte("x")}).want(t, 400, "a bad pseudonym")
 	call(t, "POST", a.url+"/v1/records", tokens["clinician"], map[string]any{"patient": p, "class": "Lab Result!", "data": []byte("x")}).want(t, 400, "a bad class")
 	call(t, "POST", a.url+"/v1/records", tokens["clinician"], map[string]any{"patient": p, "class": "lab-result"}).want(t, 400, "no payload")
+	// A class or a location outside the centre's vocabulary, such as a
+	// number typed in the wrong field, never reaches the ledger, nor is it
+	// repeated in the answer.
+	for _, f := range []map[string]any{{"class": "9434765919"}, {"class": "lab-result", "location": "9434765919"}, {"class": "lab-result", "location": "smith"}} {
+		body := map[string]any{"patient": p, "data": []byte("x")}
+		maps.Copy(body, f)
+		if got := call(t, "POST", a.url+"/v1/records", tokens["clinician"], body).want(t, 400, fmt.Sprintf("a code outside the vocabulary %v", f)); strings.Contains(string(got.raw), "9434765919") {
+			t.Fatalf("the refusal repeats what was typed: %s", got.raw)
+		}
+	}
 	call(t, "POST", a.url+"/v1/patients", tokens["registrar"], map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5918"}}).want(t, 400, "a bad check digit")
 	call(t, "POST", a.url+"/v1/query", tokens["clinician"], map[string]any{"patient": p, "purpose": "emergency"}).want(t, 400, "emergency through the query route")
 	call(t, "POST", a.url+"/v1/emergency", tokens["clinician"], map[string]any{"patient": p}).want(t, 400, "emergency without a reason")

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -188,8 +187,8 @@ func (s *Server) table() []route {
 			answer: fhirResource("Bundle"), params: []param{{"after", "query", "the ledger index of the last notification seen (default -1: all)"}}, handle: s.notifications},
 		{method: "GET", pattern: "/v1/ledger", auth: authStaff, roles: audit, summary: "Show the ledger's checkpoints and cosigners",
 			answer: LedgerStatus{}, handle: s.ledger},
-		{method: "GET", pattern: "/v1/ledger/entries/{index}/proof", auth: authStaff, roles: append(slices.Clone(audit), "clinician"),
-			summary: "Prove an entry in the latest final checkpoint", answer: EntryProof{}, params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
+		{method: "GET", pattern: "/v1/ledger/entries/{index}/proof", auth: authStaff, roles: audit,
+			summary: "Prove an entry in the latest final checkpoint (auditors; clinicians read records through the consent-checked, audited /v1/records/{index})", answer: EntryProof{}, params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
 		{method: "GET", pattern: "/v1/federation", auth: authStaff, roles: audit, summary: "Show the federation's members and who is connected",
 			answer: FederationStatus{}, handle: s.federation},
 		{method: "GET", pattern: "/v1/federation/charter", auth: authStaff, roles: audit, summary: "The charter chain this centre adopted, version 1 first: what medfed ledger verify --charter checks a ledger against",

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -28,8 +30,28 @@ type Config struct {
 	API        APIConfig        `mapstructure:"api"`
 	Ledger     LedgerConfig     `mapstructure:"ledger"`
 	Pseudonym  PseudonymConfig  `mapstructure:"pseudonym"`
+	Records    RecordsConfig    `mapstructure:"records"`
 	Log        LogConfig        `mapstructure:"log"`
 }
+
+// RecordsConfig is the vocabulary a record's data class and location come
+// from: codes, never free text, since both are written on a ledger that is
+// kept for ever (a name or a number typed there could never be taken back).
+type RecordsConfig struct {
+	// Classes are the data classes staff may record.
+	Classes []string `mapstructure:"classes"`
+	// Locations are the department or site codes; a record may name none.
+	Locations []string `mapstructure:"locations"`
+}
+
+// DefaultClasses and DefaultLocations are the vocabulary of a centre that
+// configures none.
+var (
+	DefaultClasses = []string{"allergy", "clinic-letter", "diagnosis", "discharge-summary", "genomics", "imaging", "lab-result", "medication",
+		"mental-health", "observation", "prescription", "procedure", "referral", "vaccination"}
+	DefaultLocations = []string{"cardiology", "chemistry", "emergency", "general-practice", "haematology", "inpatients", "laboratory",
+		"maternity", "mental-health", "oncology", "outpatients", "paediatrics", "pharmacy", "radiology"}
+)
 
 // CentreConfig identifies this centre within its federation.
 type CentreConfig struct {
@@ -71,6 +93,10 @@ type APIConfig struct {
 	// TLS says how the API is secured: HTTPS always, but on a loopback
 	// address when plain is set.
 	TLS APITLSConfig `mapstructure:"tls"`
+	// TokenLifetime is how long a staff token works, from its issue or
+	// renewal, unless medfed staff add|renew --lifetime says otherwise:
+	// 1m to 90 days.
+	TokenLifetime time.Duration `mapstructure:"token-lifetime"`
 }
 
 // APITLSConfig is the API's certificate. Without one configured, the
@@ -151,9 +177,10 @@ var (
 func DefaultConfig() Config {
 	return Config{
 		P2P:       P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-		API:       APIConfig{Listen: "127.0.0.1:8080"},
+		API:       APIConfig{Listen: "127.0.0.1:8080", TokenLifetime: 12 * time.Hour},
 		Ledger:    LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second},
 		Pseudonym: PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
+		Records:   RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations)},
 		Log:       LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -222,6 +249,9 @@ func (c Config) Validate() error {
 	} else if c.API.TLS.Plain && !Loopback(c.API.Listen) {
 		add("api.tls.plain", "plain HTTP is served on a loopback address only, and %s is not one: tokens, identifiers and payloads would cross the network in clear (leave plain unset: the centre makes its own certificate)", c.API.Listen)
 	}
+	if d := c.API.TokenLifetime; d < time.Minute || d > 90*24*time.Hour {
+		add("api.token-lifetime", "must be between 1m and 2160h (90 days), got %s", d)
+	}
 	if (c.API.TLS.Cert == "") != (c.API.TLS.Key == "") {
 		add("api.tls", "give both cert and key, or neither (the centre then makes its own certificate)")
 	}
@@ -251,6 +281,20 @@ func (c Config) Validate() error {
 		}
 		for _, p := range problems {
 			add(fmt.Sprintf("pseudonym.systems[%d].%s", p.Index, p.Field), "%s", p.Problem)
+		}
+	}
+
+	if len(c.Records.Classes) == 0 {
+		add("records.classes", "list at least one data class")
+	}
+	for i, v := range c.Records.Classes {
+		if !ledger.ValidDataClass(v) {
+			add(fmt.Sprintf("records.classes[%d]", i), "%q is not a code: lower-case letters, digits, '.', '_' and '-'", v)
+		}
+	}
+	for i, v := range c.Records.Locations {
+		if !ledger.ValidDataClass(v) {
+			add(fmt.Sprintf("records.locations[%d]", i), "%q is not a code: lower-case letters, digits, '.', '_' and '-'", v)
 		}
 	}
 

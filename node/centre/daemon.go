@@ -37,6 +37,7 @@ type Node struct {
 	rules      *pseudonym.Rules
 
 	interval   time.Duration
+	vocabulary RecordsConfig // what a record's class and location may be
 	transferMu sync.Mutex
 
 	closeOnce sync.Once
@@ -55,7 +56,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Centre: c, base: log.With("centre", c.Name)}
+	n := &Node{Centre: c, base: log.With("centre", c.Name), vocabulary: cfg.Records}
 	n.log = n.base.With("component", "node")
 	if err := n.start(ctx, cfg); err != nil {
 		n.Close()

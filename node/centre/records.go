@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/medfed/medfed/node"
@@ -50,6 +52,12 @@ func (n *Node) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, 
 	}
 	if r.Replaces < 0 {
 		return RecordResponse{}, fmt.Errorf("%w: replaces a negative index", ErrBadRecord)
+	}
+	if !slices.Contains(n.vocabulary.Classes, r.Class) {
+		return RecordResponse{}, fmt.Errorf("%w: the data class is not in this centre's vocabulary (records.classes: %s)", ErrBadRecord, strings.Join(n.vocabulary.Classes, ", "))
+	}
+	if r.Location != "" && !slices.Contains(n.vocabulary.Locations, r.Location) {
+		return RecordResponse{}, fmt.Errorf("%w: the location is not in this centre's vocabulary (records.locations: %s)", ErrBadRecord, strings.Join(n.vocabulary.Locations, ", "))
 	}
 	meta := ledger.Record{Occurred: r.Occurred.UTC(), DataClass: r.Class, Location: r.Location, Author: r.Author, Replaces: r.Replaces}
 	// Checked before an identifier is pseudonymised: that costs the

@@ -91,7 +91,17 @@ type Policy struct {
 	// stopped sooner: 1s..24h; zero is DefaultEmergencyDuration (read it
 	// with EmergencyLimit).
 	EmergencyDuration time.Duration
+	// MemberRate bounds the queries and the patients' requests one member
+	// may send a centre, per second (a second's worth at once):
+	// 1..100000; zero is DefaultMemberRate (read it with MemberRateLimit).
+	MemberRate int
 }
+
+// DefaultMemberRate is the member rate of a charter that sets none.
+const DefaultMemberRate = 1000
+
+// MemberRateLimit returns the policy's member rate.
+func (p Policy) MemberRateLimit() int { return cmp.Or(p.MemberRate, DefaultMemberRate) }
 
 // KeyNoticePeriod returns the policy's key notice.
 func (p Policy) KeyNoticePeriod() time.Duration { return cmp.Or(p.KeyNotice, DefaultKeyNotice) }
@@ -180,6 +190,9 @@ func (p Policy) check(members int) error {
 		if *o.d != 0 && (*o.d < o.min || *o.d > o.max) {
 			return fmt.Errorf("%s %v: want %v to %v", o.key, *o.d, o.min, o.max)
 		}
+	}
+	if p.MemberRate < 0 || p.MemberRate > 100_000 {
+		return fmt.Errorf("member-rate %d: want 1 to 100000", p.MemberRate)
 	}
 	return nil
 }
@@ -473,6 +486,9 @@ func (c Charter) Text() string {
 			b.WriteString(o.key + " " + o.d.String() + "\n")
 		}
 	}
+	if r := c.Policy.MemberRate; r != 0 && r != DefaultMemberRate {
+		b.WriteString("member-rate " + strconv.Itoa(r) + "\n")
+	}
 	c.OPRF.writeLines(&b)
 	for _, m := range c.Members {
 		b.WriteString("member ")
@@ -573,6 +589,15 @@ func parseCharter(text string) (Charter, error) {
 		}
 		if *o.d, err = time.ParseDuration(s); err != nil || *o.d == o.def {
 			return Charter{}, fmt.Errorf("line %d: %s: a duration other than the default %v (which is left out)", r.n, o.key, o.def)
+		}
+	}
+	if r.n < len(lines) && strings.HasPrefix(lines[r.n], "member-rate ") {
+		v, err := r.field("member-rate")
+		if err != nil {
+			return Charter{}, err
+		}
+		if c.Policy.MemberRate, err = strconv.Atoi(v); err != nil || c.Policy.MemberRate == DefaultMemberRate || strconv.Itoa(c.Policy.MemberRate) != v {
+			return Charter{}, fmt.Errorf("line %d: member-rate: a number other than the default %d (which is left out)", r.n, DefaultMemberRate)
 		}
 	}
 	if c.OPRF, err = parseOPRF(&r); err != nil {

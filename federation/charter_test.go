@@ -195,6 +195,8 @@ func TestCharterTextRoundTrip(t *testing.T) {
 	}
 	long := v1
 	long.Policy.TokenMaxLifetime = 720 * time.Hour
+	tuned := v1 // the lines a charter names only when they differ from the defaults
+	tuned.Policy.KeyNotice, tuned.Policy.EmergencyDuration, tuned.Policy.MemberRate = 2*time.Second, time.Hour, 50
 	var big federation.Charter
 	big.Federation, big.Version, big.Previous = "f", 1<<40, sha256.Sum256([]byte("v"))
 	for i := range federation.MaxMembers {
@@ -210,6 +212,7 @@ func TestCharterTextRoundTrip(t *testing.T) {
 		{"several addresses", v2},
 		{"strict policy", strict},
 		{"longest tokens", long},
+		{"tuned notice, emergency and member rate", tuned},
 		{"most members", big},
 	}
 	for _, tt := range tests {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
@@ -87,6 +88,10 @@ func printQuery(w io.Writer, res api.QueryResult, out string) error {
 			fmt.Fprintf(w, "%s: failed: %s\n", h.Name, h.Error)
 			continue
 		case "denied":
+			if h.Basis == consent.BasisNotHeld.String() {
+				fmt.Fprintf(w, "%s: holds no records of the patient (nothing recorded there)\n", h.Name)
+				continue
+			}
 			fmt.Fprintf(w, "%s: denied (%s): %s (access entry %d)\n", h.Name, h.Basis, h.Reason, h.Access)
 		default:
 			fmt.Fprintf(w, "%s: %d record(s), proven in final checkpoint %d (access entry %d)\n", h.Name, len(h.Records), h.Checkpoint, h.Access)

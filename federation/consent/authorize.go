@@ -57,7 +57,8 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 		}
 		tokDoc = &d
 	}
-	e := s.entry(p)
+	e := s.acquire(p)
+	defer s.release(e)
 	if err := s.fresh(ctx, e); err != nil {
 		return Authorization{}, err
 	}
@@ -150,6 +151,7 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 	}
 	if tok != nil && out.Released > 0 {
 		e.p.Used(tok.ID)
+		e.kept.Store(true)
 	}
 	return out, nil
 }

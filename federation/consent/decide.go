@@ -87,9 +87,10 @@ const (
 	BasisWithdrawn              // the patient revoked their consent, or their key was compromised
 	BasisToken                  // a token the patient issued
 	BasisEmergency              // the charter's emergency rule
+	BasisNotHeld                // the centre holds no records of the patient: no decision, no access entry
 )
 
-var bases = enum.New[Basis]("basis", []string{BasisInvalid: "refused", BasisCharter: "charter", BasisContract: "contract", BasisWithdrawn: "withdrawn", BasisToken: "token", BasisEmergency: "emergency"})
+var bases = enum.New[Basis]("basis", []string{BasisInvalid: "refused", BasisCharter: "charter", BasisContract: "contract", BasisWithdrawn: "withdrawn", BasisToken: "token", BasisEmergency: "emergency", BasisNotHeld: "not-held"})
 
 func (b Basis) String() string { return bases.String(b) }
 

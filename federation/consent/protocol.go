@@ -106,7 +106,8 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 		if len(docs) == 0 {
 			return nil, malformed("nothing pushed")
 		}
-		e := s.entry(docs[0].Subject())
+		e := s.acquire(docs[0].Subject())
+		defer s.release(e)
 		h := docs[0].Hash()
 		if _, err = s.accept(ctx, e, docs, &h); err != nil {
 			// The pusher counts this centre as not reached: it must not

@@ -92,6 +92,8 @@ type Service struct {
 
 type entry struct {
 	subject ledger.Pseudonym
+	refs    int         // holders of the entry (acquire, release); guarded by Service.mu
+	kept    atomic.Bool // it has documents or token uses: never dropped
 	sync    sync.Mutex // one sync at a time
 	mu      sync.Mutex // guards p (replaced whole on a change) and synced; held across a token's check, record and count
 	p       *Patient
@@ -210,7 +212,11 @@ func (s *Service) policy() Policy {
 	return Policy{Default: base, Emergency: p.EmergencyAccess == federation.EmergencyAllowed, TokenMaxLifetime: p.TokenMaxLifetime}
 }
 
-func (s *Service) entry(p ledger.Pseudonym) *entry {
+// acquire returns patient p's entry, made when there is none, held until
+// release: an entry that never gets a document or a token use is
+// dropped at its last release, so that documents refused, and questions
+// about patients this centre holds nothing of, leave no state behind.
+func (s *Service) acquire(p ledger.Pseudonym) *entry {
 	notice := s.opts.Charter().Policy.KeyNoticePeriod()
 	s.mu.Lock()
 	e := s.patients[p]
@@ -218,6 +224,7 @@ func (s *Service) entry(p ledger.Pseudonym) *entry {
 		e = &entry{subject: p, p: NewPatientWith(p, notice, s.now)}
 		s.patients[p] = e
 	}
+	e.refs++
 	s.mu.Unlock()
 	e.mu.Lock()
 	if e.p.notice != notice { // the charter changed its key notice
@@ -225,6 +232,24 @@ func (s *Service) entry(p ledger.Pseudonym) *entry {
 	}
 	e.mu.Unlock()
 	return e
+}
+
+// release lets go of an entry acquire returned.
+func (s *Service) release(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.refs--
+	if e.refs == 0 && !e.kept.Load() && s.patients[e.subject] == e {
+		delete(s.patients, e.subject)
+	}
+}
+
+// Patients returns how many patients' consent this centre keeps in
+// memory: those it holds documents or token uses of.
+func (s *Service) Patients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.patients)
 }
 
 // Load rebuilds the state from the ledger's consent, revocation and
@@ -237,10 +262,12 @@ func (s *Service) Load(entries []ledger.Entry) error {
 			if err != nil {
 				return fmt.Errorf("consent: ledger entry %d: %w", le.Index, err)
 			}
-			e := s.entry(d.Subject())
+			e := s.acquire(d.Subject())
 			e.mu.Lock()
 			_, err = e.p.Add(d)
 			e.mu.Unlock()
+			e.kept.Store(true)
+			s.release(e)
 			if err != nil {
 				return fmt.Errorf("consent: ledger entry %d: %w", le.Index, err)
 			}
@@ -265,10 +292,12 @@ func (s *Service) Load(entries []ledger.Entry) error {
 func (s *Service) replay(le ledger.Entry, a AccessEntry) {
 	switch {
 	case a.Event == EventAccess && a.Basis == BasisToken && a.Permitted:
-		e := s.entry(le.Subject)
+		e := s.acquire(le.Subject)
 		e.mu.Lock()
 		e.p.Used(a.Ref)
 		e.mu.Unlock()
+		e.kept.Store(true)
+		s.release(e)
 	case a.Event == EventEmergencyStart || a.Event == EventEmergencyStop:
 		s.emergencyEvent(le.Index, le.Time, le.Subject, a)
 	}
@@ -417,6 +446,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 		return 0, fmt.Errorf("consent: %w", err)
 	}
 	e.p = trial
+	e.kept.Store(true)
 	for i, d := range fresh {
 		s.log.Info("consent document accepted", "kind", d.Kind.String(), "pseudonym", e.subject)
 		s.keyEvent(last-int64(len(fresh)-1-i), s.now().UTC(), d)
@@ -528,7 +558,8 @@ func (s *Service) Submit(ctx context.Context, raw []byte) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, err
 	}
-	e := s.entry(d.Subject())
+	e := s.acquire(d.Subject())
+	defer s.release(e)
 	// The patient's keys are only known once the members are asked; a
 	// revocation by a key known here goes out at once (it only restricts).
 	e.mu.Lock()
@@ -563,7 +594,9 @@ func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.Pu
 	if err != nil {
 		return Delivery{}, err
 	}
-	if err := s.fresh(ctx, s.entry(p)); err != nil {
+	e := s.acquire(p)
+	defer s.release(e)
+	if err := s.fresh(ctx, e); err != nil {
 		return Delivery{}, err
 	}
 	return s.Submit(ctx, raw)
@@ -576,7 +609,8 @@ func (s *Service) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte,
 	if staff.IsZero() {
 		return Delivery{}, malformed("an approval names the staff member who gives it")
 	}
-	e := s.entry(p)
+	e := s.acquire(p)
+	defer s.release(e)
 	if err := s.fresh(ctx, e); err != nil {
 		return Delivery{}, err
 	}
@@ -607,7 +641,8 @@ func (s *Service) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte,
 // the charter's key notice: what an erasure needs, so that a key attested
 // or replaced in the last days cannot destroy the patient's records.
 func (s *Service) Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey) error {
-	e := s.entry(p)
+	e := s.acquire(p)
+	defer s.release(e)
 	if err := s.fresh(ctx, e); err != nil {
 		return err
 	}
@@ -851,7 +886,8 @@ type View struct {
 // Show returns the patient's consent as this centre holds it, after
 // making sure it is current.
 func (s *Service) Show(ctx context.Context, p ledger.Pseudonym) (View, error) {
-	e := s.entry(p)
+	e := s.acquire(p)
+	defer s.release(e)
 	if err := s.fresh(ctx, e); err != nil {
 		return View{}, err
 	}
@@ -871,7 +907,8 @@ func (s *Service) Decide(ctx context.Context, p ledger.Pseudonym, q Request) (De
 	if err := q.check(); err != nil {
 		return Decision{}, err
 	}
-	e := s.entry(p)
+	e := s.acquire(p)
+	defer s.release(e)
 	if err := s.fresh(ctx, e); err != nil {
 		return Decision{}, err
 	}
@@ -1069,7 +1106,8 @@ func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25
 	if len(key) != ed25519.PublicKeySize {
 		return malformed("a patient key of %d bytes", len(key))
 	}
-	e := s.entry(p)
+	e := s.acquire(p)
+	defer s.release(e)
 	if err := s.fresh(ctx, e); err != nil {
 		return err
 	}

@@ -68,6 +68,8 @@ type Service struct {
 	opts Options
 	log  *slog.Logger
 
+	limits *federation.MemberRate // each relay's requests, at the charter's member-rate
+
 	mu     sync.Mutex
 	nonces map[seen]time.Time // requests answered, until they are too old to replay
 }
@@ -93,7 +95,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}}
+	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}, limits: federation.NewMemberRate(opts.Charter)}
 	// The requests answered within the replay window, from the ledger:
 	// each was recorded there before its answer left, so a request
 	// replayed across a restart is refused too.
@@ -124,7 +126,7 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, req []byte) 
 // refusals in full, anything else as a fixed text (the detail stays in
 // this centre's log).
 func peerRefusal(err error) (byte, string) {
-	for _, known := range []error{node.ErrInvalid, ErrSignature, ErrStale, federation.ErrNotMember, consent.ErrSignature, consent.ErrStale} {
+	for _, known := range []error{node.ErrInvalid, ErrSignature, ErrStale, federation.ErrRateLimited, federation.ErrNotMember, consent.ErrSignature, consent.ErrStale} {
 		if errors.Is(err, known) {
 			return wire.StatusRefused, err.Error()
 		}
@@ -136,6 +138,9 @@ func peerRefusal(err error) (byte, string) {
 // holder, after recording it on the ledger (who relayed it, which
 // request): the patient's view shows their own requests too.
 func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
+	if err := s.limits.Allow(from); err != nil {
+		return nil, err
+	}
 	q, err := s.check(ctx, raw, from, ErrSignature)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -65,8 +66,13 @@ type HolderOptions struct {
 	Consent  Authorizer
 	Payloads Payloads
 	Charter  func() federation.Charter
-	Now      func() time.Time // time.Now when nil
-	Logger   *slog.Logger
+	// Holds reports whether this centre holds records of a patient: a
+	// query about one it does not hold is answered without an access
+	// entry (only counted), so that no member can grow the ledger with
+	// questions about strangers. Nil: every patient's.
+	Holds  func(ctx context.Context, p ledger.Pseudonym) (bool, error)
+	Now    func() time.Time // time.Now when nil
+	Logger *slog.Logger
 }
 
 // Holder answers queries about the patients whose records this centre
@@ -78,6 +84,9 @@ type Holder struct {
 	log  *slog.Logger
 
 	ackMu sync.Mutex // one receipt recorded at a time: each copy once
+
+	limits  *federation.MemberRate
+	notHeld atomic.Int64 // queries about patients this centre holds nothing of
 
 	mu     sync.Mutex
 	nonces map[nonceKey]time.Time // seen until
@@ -96,7 +105,7 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Payloads == nil || opts.Charter == nil {
 		return nil, errors.New("query holder: key, ledger, consent, payloads and charter are required")
 	}
-	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}}
+	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: federation.NewMemberRate(opts.Charter)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -117,6 +126,10 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 
 // Close stops answering.
 func (s *Holder) Close() { s.host.RemoveStreamHandler(ProtocolID) }
+
+// NotHeld returns how many queries this holder answered about patients
+// it holds nothing of: counted, never on the ledger.
+func (s *Holder) NotHeld() int64 { return s.notHeld.Load() }
 
 // loadNonces reads the ledger back from its end for the queries' access
 // entries younger than the replay window.
@@ -173,7 +186,7 @@ func (s *Holder) serve(ctx context.Context, from peer.ID, op byte, req []byte) (
 // refusals in full, anything else (storage, internals) as a fixed text;
 // the detail stays in this centre's log.
 func peerRefusal(err error) (byte, string) {
-	for _, known := range []error{node.ErrInvalid, ErrSignature, ErrStale, ErrReplay, federation.ErrNotMember, consent.ErrSignature, consent.ErrStale} {
+	for _, known := range []error{node.ErrInvalid, ErrSignature, ErrStale, ErrReplay, federation.ErrRateLimited, federation.ErrNotMember, consent.ErrSignature, consent.ErrStale} {
 		if errors.Is(err, known) {
 			return wire.StatusRefused, err.Error()
 		}
@@ -184,6 +197,9 @@ func peerRefusal(err error) (byte, string) {
 // Answer checks a request from member from and answers it: the access is
 // on the ledger before the answer exists.
 func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
+	if err := s.limits.Allow(from); err != nil {
+		return nil, err
+	}
 	q, err := ParseRequest(raw)
 	if err != nil {
 		return nil, err
@@ -206,6 +222,19 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	sl, err := newSealer(q.Key, s.host.ID(), q.Nonce)
 	if err != nil {
 		return nil, err
+	}
+	if s.opts.Holds != nil {
+		holds, err := s.opts.Holds(ctx, q.Subject)
+		if err != nil {
+			return nil, err
+		}
+		if !holds {
+			// Nothing to protect, nothing to record: a count, and an
+			// answer that says so.
+			s.notHeld.Add(1)
+			resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Basis: consent.BasisNotHeld, Reason: "this centre holds no records of the patient"}
+			return resp.Sign(s.opts.Key)
+		}
 	}
 	final, _ := s.opts.Ledger.LatestFinal()
 	held, pending, err := s.records(ctx, q, final.Size)

@@ -37,6 +37,8 @@ type Options struct {
 	Node   Centre
 	Staff  *StaffStore
 	Logger *slog.Logger
+	// Limits bound the patient routes (defaults when zero).
+	Limits Limits
 }
 
 // Server is a centre's HTTP API.
@@ -49,6 +51,7 @@ type Server struct {
 	doc    []byte // /openapi.json
 
 	inflight sync.WaitGroup // handlers running, waited for at shutdown
+	limits   patientLimits
 }
 
 // auth says how a route's caller proves who they are.
@@ -96,7 +99,7 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{node: o.Node, staff: o.Staff, log: o.Logger.With("component", "api"), mux: http.NewServeMux()}
+	s := &Server{node: o.Node, staff: o.Staff, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(o.Limits)}
 	s.routes = s.table()
 	byPath := map[string][]*route{}
 	var order []string
@@ -226,6 +229,13 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, rt *route, as St
 				rec.Header().Set("WWW-Authenticate", `Bearer realm="medfed"`)
 			}
 			s.fail(rec, r, status, err)
+			return
+		}
+	}
+	if rt.auth == authPatient {
+		if err := s.limits.admit(r); err != nil {
+			rec.Header().Set("Retry-After", "1")
+			s.fail(rec, r, StatusOf(err), err)
 			return
 		}
 	}

@@ -79,6 +79,7 @@ var issueKind = map[fhir.IssueType]node.Kind{
 	fhir.IssueTypeNotFound:     node.NotFound,
 	fhir.IssueTypeConflict:     node.Conflict,
 	fhir.IssueTypeTransient:    node.Unavailable,
+	fhir.IssueTypeThrottled:    node.Unavailable,
 	fhir.IssueTypeTimeout:      node.Unavailable,
 }
 

@@ -139,6 +139,11 @@ func queryBundle(res QueryResult) resource {
 			}
 			issues = append(issues, issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational, msg))
 		case "denied":
+			if h.Basis == consent.BasisNotHeld.String() {
+				issues = append(issues, issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational,
+					fmt.Sprintf("%s: holds no records of the patient (nothing recorded there)", h.Name)))
+				break
+			}
 			issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeForbidden,
 				fmt.Sprintf("%s: denied: %s (%s); access entry %d", h.Name, h.Reason, h.Basis, h.Access)))
 		default:
@@ -193,6 +198,8 @@ func outcome(status int, msg string) resource {
 		code = fhir.IssueTypeTooLong
 	case http.StatusServiceUnavailable:
 		code = fhir.IssueTypeTransient
+	case http.StatusTooManyRequests:
+		code = fhir.IssueTypeThrottled
 	case http.StatusGatewayTimeout:
 		code = fhir.IssueTypeTimeout
 	}

@@ -538,6 +538,9 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation && d.Kind != consent.KindVeto {
 		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts, revocations and vetoes are; attestations and approvals are POST /v1/patients/{pseudonym}/keys and .../keys/approvals)", errBadRequest, d.Kind)
 	}
+	if err := s.limits.admitKey(d.Signer); err != nil {
+		return nil, err
+	}
 	del, err := s.node.SubmitConsent(ctx, b.Document)
 	if err != nil {
 		return nil, err
@@ -583,6 +586,9 @@ func (s *Server) patientRequest(ctx context.Context, c *call, op patient.Op) (ce
 	}
 	if q.Op != op {
 		return centre.PatientResult{}, fmt.Errorf("%w: this route takes a signed %s request, not %s", errBadRequest, op, q.Op)
+	}
+	if err := s.limits.admitKey(q.Key); err != nil {
+		return centre.PatientResult{}, err
 	}
 	return s.node.PatientRelay(ctx, b.Request)
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest"
 	"github.com/medfed/medfed/node/wire"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -78,6 +79,12 @@ var served = []struct {
 // checkpoints and listed in the directory.
 func abuseFed(t *testing.T, n int, tweak func(name string, cfg *centre.Config)) ([]centre.Config, []*centre.Node, ledger.Pseudonym) {
 	t.Helper()
+	return abuseFedWith(t, n, tweak, nil)
+}
+
+// abuseFedWith is abuseFed under a policy changed by policy first.
+func abuseFedWith(t *testing.T, n int, tweak func(name string, cfg *centre.Config), policy func(*federation.Policy)) ([]centre.Config, []*centre.Node, ledger.Pseudonym) {
+	t.Helper()
 	root := t.TempDir()
 	cfgs := make([]centre.Config, n)
 	for i := range cfgs {
@@ -88,7 +95,7 @@ func abuseFed(t *testing.T, n int, tweak func(name string, cfg *centre.Config)) 
 			tweak(name, &cfgs[i])
 		}
 	}
-	found(t, cfgs...)
+	nodetest.FoundWith(t, policy, cfgs...)
 	nodes := make([]*centre.Node, n)
 	for i, cfg := range cfgs {
 		nodes[i] = start(t, cfg)
@@ -900,13 +907,14 @@ func TestAbuseOPRFRateLimit(t *testing.T) {
 // centre-d, a member, announces patient p whose records it does not hold
 // (centre-b and centre-c do). The directory cannot know: a lookup lists
 // centre-d as a holder. A query asks it with the rest; centre-d, running
-// medfed, answers that the request may see nothing there (the answer an
-// honest holder gives when nothing it holds is in the request's scope,
-// deliberately the same, so that an answer never says what a centre
-// holds), records the access, and the honest holders' records are
-// released all the same. The result shows centre-d as denied with that
-// reason. What the rogue gains is the request: its access entry names the
-// requesting centre, the purpose and the patient. A rogue running other
+// medfed, answers that it holds no records of the patient, and records
+// nothing but a count: no member can grow another centre's ledger with
+// queries about patients it does not hold (issue 19, point 2). The honest
+// holders' records are released all the same; the result shows centre-d
+// as denied for holding nothing. (It says no more than the directory got
+// wrong: a centre that holds records but none in the request's scope
+// still answers as before, never saying what it holds.) What the rogue
+// gains is the request. A rogue running other
 // software that keeps the request and answers nothing shows as failed,
 // and can replay the request nowhere: a holder takes a request only from
 // the centre that signed it, before it spends the nonce.
@@ -953,11 +961,11 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 		}
 	}
 	rogue := res.Holders[2]
-	if rogue.Name != "centre-d" || rogue.Outcome != centre.Denied || len(rogue.Records) != 0 || rogue.Reason != "nothing this request may see at this centre" {
+	if rogue.Name != "centre-d" || rogue.Outcome != centre.Denied || len(rogue.Records) != 0 || rogue.Basis != consent.BasisNotHeld {
 		t.Fatalf("centre-d's answer: %+v", rogue)
 	}
-	if es := accessEntries(t, d, p); len(es) != 1 || es[0].Requester != a.Centre.ID() || es[0].Purpose != consent.Treatment || es[0].Released != 0 || rogue.Access != d.Centre.Ledger.Size()-1 {
-		t.Fatalf("centre-d recorded %+v (the result names entry %d)", es, rogue.Access)
+	if es := accessEntries(t, d, p); len(es) != 0 || d.QueriesNotHeld() != 1 {
+		t.Fatalf("centre-d recorded %+v and counted %d queries about patients it does not hold, want nothing and 1", es, d.QueriesNotHeld())
 	}
 
 	// The rogue now keeps what it is sent and answers nothing.
@@ -995,4 +1003,35 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 	}
 	unchanged(t, before, []*centre.Node{b, c}, p, "the rogue's replays")
 	servesHonestQuery(t, a, p, "centre-b", "centre-c")
+}
+
+// TestAbuseMemberFloodsQueries: with the charter's member-rate at 5 a
+// second, centre-a sends centre-b 40 signed queries at once. centre-b
+// answers a second's worth and refuses the rest, saying why, before it
+// reads them: its ledger holds one access entry per query answered and
+// none for the others. centre-c's own queries are served meanwhile.
+func TestAbuseMemberFloodsQueries(t *testing.T) {
+	_, nodes, p := abuseFedWith(t, 3, nil, func(pol *federation.Policy) { pol.MemberRate = 5 })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	before := len(accessEntries(t, b, p))
+	answered, limited := 0, 0
+	for range 40 {
+		_, _, raw := signedQuery(t, a.Centre.ID(), p, a.Centre.Key())
+		status, answer := exchange(t, a.Host, b.Centre.ID(), query.ProtocolID, 1, raw)
+		switch {
+		case status == wire.StatusOK:
+			answered++
+		case strings.Contains(string(answer), "rate limited"):
+			limited++
+		default:
+			t.Fatalf("refused for another reason: %q", answer)
+		}
+	}
+	if answered < 5 || answered > 10 || answered+limited != 40 {
+		t.Fatalf("%d answered and %d rate limited of 40, want about a second's worth (5) answered", answered, limited)
+	}
+	if got := len(accessEntries(t, b, p)) - before; got != answered {
+		t.Fatalf("centre-b recorded %d accesses for %d queries answered", got, answered)
+	}
+	servesHonestQuery(t, c, p, "centre-b")
 }

@@ -25,6 +25,7 @@ func (n *Node) startQuery(ctx context.Context) error {
 			return n.Centre.Records.Get(ctx, records.ID(r.Payload))
 		},
 		Charter: charter,
+		Holds:   n.holds,
 		Logger:  n.base,
 	})
 	if err != nil {
@@ -68,6 +69,10 @@ type QueryHolder struct {
 	Outcome Outcome // Answered (records released), Denied or Failed (Err)
 	query.Answer
 }
+
+// QueriesNotHeld returns how many queries this centre answered about
+// patients it holds no records of: counted, never on its ledger.
+func (n *Node) QueriesNotHeld() int64 { return n.holder.NotHeld() }
 
 // QueryRecords asks every holder of a patient for the records consent
 // lets this requester see.

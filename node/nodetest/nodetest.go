@@ -77,10 +77,16 @@ func SettleKey() { time.Sleep(KeyNotice + time.Second) }
 // Found has the first config's centre found a federation with the others,
 // with the default policy but for a key notice of KeyNotice, and installs
 // the charter at every founder.
-func Found(t testing.TB, cfgs ...centre.Config) {
+func Found(t testing.TB, cfgs ...centre.Config) { FoundWith(t, nil, cfgs...) }
+
+// FoundWith is Found with the policy changed by tweak first.
+func FoundWith(t testing.TB, tweak func(*federation.Policy), cfgs ...centre.Config) {
 	t.Helper()
 	pol := federation.DefaultPolicy(len(cfgs))
 	pol.KeyNotice = KeyNotice
+	if tweak != nil {
+		tweak(&pol)
+	}
 	if _, err := harness.Found(context.Background(), pol, cfgs...); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,68 @@
+package api
+
+import (
+	"cmp"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/medfed/medfed/node/limit"
+)
+
+// The patient routes take no token: anyone may call them, so their work
+// (a document's checks and the sync with the other members, a relay to
+// every holder) is bounded three ways: for all callers together, per
+// client address and per patient key. Past a bound the answer is 429,
+// before anything is read or changed.
+const (
+	defaultPatientRate = 50 // requests a second, all clients together
+	defaultClientRate  = 5  // per client address
+	defaultKeyRate     = 1  // per patient key
+	keyBurst           = 10 // a patient's app signing a few requests at once
+	clientBurst        = 20
+	maxClients         = 65536 // addresses and keys tracked at once
+)
+
+// Limits bound the patient routes; a zero field takes its default.
+type Limits struct {
+	PatientRate float64 // all clients together, a second
+	ClientRate  float64 // one client address
+	KeyRate     float64 // one patient key
+}
+
+// patientLimits are the buckets of the patient routes.
+type patientLimits struct {
+	all, client, key *limit.Keyed
+}
+
+func newPatientLimits(l Limits) patientLimits {
+	all := cmp.Or(l.PatientRate, defaultPatientRate)
+	return patientLimits{
+		all:    limit.New(all, int(2*all), 1),
+		client: limit.New(cmp.Or(l.ClientRate, defaultClientRate), clientBurst, maxClients),
+		key:    limit.New(cmp.Or(l.KeyRate, defaultKeyRate), keyBurst, maxClients),
+	}
+}
+
+// errThrottled is a patient route's refusal past a bound.
+var errThrottled = errors.New("too many requests: the patient routes are rate limited (for all callers, per address and per patient key); try again in a second")
+
+// admit checks the bounds for all callers and for r's client address.
+func (l patientLimits) admit(r *http.Request) error {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !l.client.Allow(host) || !l.all.Allow("") {
+		return errStatus{http.StatusTooManyRequests, errThrottled}
+	}
+	return nil
+}
+
+// admitKey checks the bound for one patient key.
+func (l patientLimits) admitKey(key []byte) error {
+	if !l.key.Allow(string(key)) {
+		return errStatus{http.StatusTooManyRequests, errThrottled}
+	}
+	return nil
+}

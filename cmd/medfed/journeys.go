@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
@@ -102,6 +103,14 @@ func printPatient(w io.Writer, res api.PatientResult) {
 			fmt.Fprintln(w)
 		}
 		for _, a := range h.Accesses {
+			if a.Event == consent.EventLookup.String() {
+				fmt.Fprintf(w, "  %s  lookup by %s (%s", a.Time.Format(time.RFC3339), a.Centre, a.Role)
+				if a.Staff != "" {
+					fmt.Fprintf(w, " %s", a.Staff)
+				}
+				fmt.Fprintf(w, "): which centres hold the records, for %s\n", a.Purpose)
+				continue
+			}
 			verdict := "denied"
 			if a.Permitted {
 				verdict = "permitted"

@@ -22,6 +22,10 @@ const (
 	EventPatientView Event = 4
 	// EventPatientErase: the patient had this centre erase their records.
 	EventPatientErase Event = 5
+	// EventLookup: staff at this centre asked the directory which centres
+	// hold the patient's records (who, in which role, for what purpose),
+	// recorded where the question was asked.
+	EventLookup Event = 6
 )
 
 var events = enum.New[Event]("event", []string{
@@ -30,6 +34,7 @@ var events = enum.New[Event]("event", []string{
 	EventEmergencyStop:  "emergency-stop",
 	EventPatientView:    "patient-view",
 	EventPatientErase:   "patient-erase",
+	EventLookup:         "lookup",
 })
 
 func (e Event) String() string { return events.String(e) }

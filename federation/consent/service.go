@@ -94,8 +94,8 @@ type entry struct {
 	subject ledger.Pseudonym
 	refs    int         // holders of the entry (acquire, release); guarded by Service.mu
 	kept    atomic.Bool // it has documents or token uses: never dropped
-	sync    sync.Mutex // one sync at a time
-	mu      sync.Mutex // guards p (replaced whole on a change) and synced; held across a token's check, record and count
+	sync    sync.Mutex  // one sync at a time
+	mu      sync.Mutex  // guards p (replaced whole on a change) and synced; held across a token's check, record and count
 	p       *Patient
 	synced  uint64
 }

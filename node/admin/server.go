@@ -124,6 +124,10 @@ func (s *Server) routes() []route {
 			if err != nil {
 				return api.DirectoryLookup{}, err
 			}
+			// The operator's question is audited like staff's.
+			if err := n.AuditLookup(ctx, p, centre.Asker{Role: consent.Admin}); err != nil {
+				return api.DirectoryLookup{}, err
+			}
 			l, err := n.Lookup(ctx, p)
 			return api.DirectoryLookupOf(l), err
 		}),

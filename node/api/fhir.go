@@ -374,6 +374,9 @@ func viewBundle(res PatientResult) resource {
 		}
 		for _, a := range h.Accesses {
 			d := map[string]string{"action": a.Action, "basis": a.Basis}
+			if a.Event == consent.EventLookup.String() {
+				d = map[string]string{"question": "which centres hold the patient's records"}
+			}
 			if a.Reason != "" {
 				d["emergency-reason"] = a.Reason
 			}

@@ -40,7 +40,7 @@ type Centre interface {
 	LedgerStatus(ctx context.Context) (centre.LedgerStatus, error)
 	Prove(ctx context.Context, index int64) (centre.EntryProof, error)
 	FederationStatus() federation.Status
-	Holders(ctx context.Context, p ledger.Pseudonym) (centre.Lookup, error)
+	LookupFor(ctx context.Context, p ledger.Pseudonym, asker centre.Asker) (centre.Lookup, error)
 	StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (centre.EmergencyStops, error)
 	CharterChain(ctx context.Context) ([][]byte, error)
 }
@@ -145,7 +145,8 @@ func (s *Server) table() []route {
 		{method: "POST", pattern: "/v1/patients", auth: authStaff, roles: []string{"registrar"}, summary: "Register a patient: derive their pseudonym from an identifier",
 			body: RegisterBody{}, answer: fhirResource("Patient"), handle: s.register},
 		{method: "GET", pattern: "/v1/patients/{pseudonym}/holders", auth: authStaff, roles: []string{"clinician", "registrar", "admin"},
-			summary: "List the centres holding a patient's records", answer: DirectoryLookup{}, params: []param{pseudonymParam}, handle: s.holders},
+			summary: "List the centres holding a patient's records (the lookup is on this centre's ledger: who asked, for what)", answer: DirectoryLookup{},
+			params: []param{pseudonymParam, {"purpose", "query", "why: treatment (the default), research or emergency"}}, handle: s.holders},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar"}, summary: "Attest a patient's public key, having checked who they are",
 			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest},
 		{method: "GET", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
@@ -245,7 +246,15 @@ func (s *Server) holders(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := s.node.Holders(ctx, p)
+	purpose := c.r.URL.Query().Get("purpose")
+	if purpose == "" {
+		purpose = consent.Treatment.String()
+	}
+	asker, err := ParseAsker(c.staff.Role, c.staff.ID, purpose, "")
+	if err != nil {
+		return nil, err
+	}
+	l, err := s.node.LookupFor(ctx, p, asker)
 	if err != nil {
 		return nil, err
 	}

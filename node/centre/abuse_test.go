@@ -625,8 +625,13 @@ func TestAbuseExpiredToken(t *testing.T) {
 			t.Fatalf("%s recorded %+v, want the denied token use", n.Centre.Name, last)
 		}
 	}
-	if now := stateOf(t, a, p); now != before[0] {
+	// The requester recorded that its researcher asked who holds the
+	// patient (an audited question), and nothing else.
+	if now := stateOf(t, a, p); now.Head.Size != before[0].Head.Size+1 || now.Stored != before[0].Stored || now.Consent != before[0].Consent {
 		t.Fatalf("the requester changed: %+v, then %+v", before[0], now)
+	}
+	if es := accessEntries(t, a, p); len(es) == 0 || es[len(es)-1].Event != consent.EventLookup || es[len(es)-1].Role != consent.Researcher {
+		t.Fatalf("the requester's last access entry: %+v, want its researcher's lookup", es)
 	}
 
 	_, valid := token(now.Add(-time.Minute), now.Add(time.Hour))

@@ -273,7 +273,7 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 	return out, nil
 }
 
-func (n *Node) signerName(k []byte) string {
+func (n *Node) signerName(k ed25519.PublicKey) string {
 	for _, m := range n.Membership.Current().Members {
 		if pub, err := m.PublicKey(); err == nil && pub.Equal(k) {
 			return m.Name

@@ -3,6 +3,7 @@ package centre
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/directory"
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -151,6 +153,31 @@ type Lookup struct {
 type Member struct {
 	Name string
 	ID   peer.ID
+}
+
+// LookupFor is Holders asked by asker (a staff member, or the operator
+// with a zero staff ID): the question is on this centre's ledger first,
+// who asked and for what, as every question about a person is where it is
+// asked; the patient sees it in their view through this centre.
+func (n *Node) LookupFor(ctx context.Context, p ledger.Pseudonym, asker Asker) (Lookup, error) {
+	if err := n.AuditLookup(ctx, p, asker); err != nil {
+		return Lookup{}, err
+	}
+	return n.Holders(ctx, p)
+}
+
+// AuditLookup appends the access entry of a directory lookup for p, made
+// by asker: what every lookup made for a person costs first.
+func (n *Node) AuditLookup(ctx context.Context, p ledger.Pseudonym, asker Asker) error {
+	e, err := consent.NewAccess(p, consent.AccessEntry{Event: consent.EventLookup, Requester: n.Centre.ID(), Staff: asker.Staff, Role: asker.Role,
+		Purpose: asker.Purpose, Reason: asker.Reason, Permitted: true})
+	if err != nil {
+		return err
+	}
+	if _, err := n.Centre.Ledger.Append(ctx, e); err != nil {
+		return fmt.Errorf("recording the lookup: %w", err)
+	}
+	return nil
 }
 
 // Lookup finds every member holding records of pseudonym p, as the

@@ -133,8 +133,8 @@ func TestTransferCopiesWithProvenance(t *testing.T) {
 			t.Fatalf("again from %s: %+v", s.Name, s)
 		}
 	}
-	if got := a.Centre.Ledger.Size(); got != size {
-		t.Fatalf("a second transfer appended %d entries at centre-a", got-size)
+	if got := a.Centre.Ledger.Size(); got != size+1 { // the lookup of who holds the patient, audited
+		t.Fatalf("a second transfer appended %d entries at centre-a, want its lookup alone", got-size)
 	}
 	for _, n := range nodes[1:] {
 		want := 1
@@ -236,10 +236,13 @@ func TestPatientViewAndErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Holders) != 2 {
+	// The holders, and the relay, centre-a, which holds nothing but the
+	// lookup its clinician's emergency query made.
+	if len(res.Holders) != 3 || res.Holders[0].Name != "centre-a" || len(res.Holders[0].Records) != 0 ||
+		len(res.Holders[0].Accesses) != 1 || res.Holders[0].Accesses[0].Event != consent.EventLookup.String() {
 		t.Fatalf("view: %+v", res)
 	}
-	for _, h := range res.Holders {
+	for _, h := range res.Holders[1:] {
 		if h.Status != "answered" || len(h.Records) != 1 || h.Records[0].Erased {
 			t.Fatalf("%s: %+v", h.Name, h)
 		}

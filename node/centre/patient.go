@@ -140,7 +140,37 @@ func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, err
 		}
 		out.Holders = append(out.Holders, h)
 	}
+	if res.Op == patient.View && !slices.ContainsFunc(res.Holders, func(a patient.HolderAnswer) bool { return a.Holder == n.Centre.ID() }) {
+		// This centre holds nothing of the patient, but its staff may
+		// have asked who does: those lookups are on its ledger alone.
+		own, err := n.ownLookups(ctx, res.Subject)
+		if err != nil {
+			return PatientResult{}, err
+		}
+		if len(own) > 0 {
+			out.Holders = append(out.Holders, PatientHolder{Name: n.Centre.Name, Outcome: Answered, Accesses: own, LedgerSize: n.Centre.Ledger.Size()})
+		}
+	}
 	slices.SortFunc(out.Holders, func(a, b PatientHolder) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// ownLookups returns the directory lookups for p on this centre's ledger.
+func (n *Node) ownLookups(ctx context.Context, p ledger.Pseudonym) ([]PatientAccess, error) {
+	es, err := n.Centre.Ledger.EntriesForKinds(ctx, p, ledger.KindAccess)
+	if err != nil {
+		return nil, err
+	}
+	var out []PatientAccess
+	for _, e := range es {
+		x, err := consent.DecodeAccess(e)
+		if err != nil {
+			return nil, corrupt("access entry", e.Index, err)
+		}
+		if x.Event == consent.EventLookup {
+			out = append(out, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
+		}
+	}
 	return out, nil
 }
 

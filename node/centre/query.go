@@ -83,6 +83,11 @@ func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, e
 	}
 	spec.LocalOnly = r.Local
 	start := time.Now()
+	if !r.Local { // the directory is asked who holds the patient: on the ledger first
+		if err := n.AuditLookup(ctx, r.Pseudonym, r.Asker); err != nil {
+			return QueryResult{}, err
+		}
+	}
 	res, err := n.Query.Query(ctx, spec)
 	if err != nil {
 		return QueryResult{}, err

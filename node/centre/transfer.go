@@ -101,6 +101,9 @@ func (n *Node) Transfer(ctx context.Context, r TransferRequest) (TransferResult,
 	if err != nil {
 		return TransferResult{}, err
 	}
+	if err := n.AuditLookup(ctx, r.Pseudonym, Asker{Role: r.Role, Staff: r.Staff, Purpose: consent.Treatment}); err != nil {
+		return TransferResult{}, err
+	}
 	res, err := n.Query.Query(ctx, spec)
 	if err != nil {
 		return TransferResult{}, err

@@ -73,6 +73,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newVersionCmd(),
 		newConfigCmd(),
 		newLedgerCmd(),
+		newCheckCmd(),
 		newBenchCmd(),
 		newDemoCmd(),
 		newNodeCmd(),

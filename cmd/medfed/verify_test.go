@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"database/sql"
 	"encoding/pem"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,10 +47,42 @@ func keptDemo(t *testing.T) string {
 		t.Fatalf("demo --keep: %s", demoErr)
 	}
 	dst := filepath.Join(t.TempDir(), "kept")
-	if err := os.CopyFS(dst, os.DirFS(demoDir)); err != nil {
+	copyDir(t, demoDir, dst)
+	return dst
+}
+
+// copyDir copies the tree src to dst, keeping each file's mode (a
+// centre's keys must stay 0600).
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(to, info.Mode().Perm())
+		}
+		if !info.Mode().IsRegular() {
+			return nil // the admin socket of a stopped node, if any
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, info.Mode().Perm())
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return dst
 }
 
 // TestAbuseLedgerRewrittenAndResigned: centre-b, holding its own key,
@@ -222,5 +255,69 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 	if err := os.WriteFile(dst, b, fs.FileMode(0o600)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAbuseCentreDataTampered: one row of one table of centre-b's data
+// directory is changed, as someone with the disk (and not the keys) would
+// change it, table by table; medfed check names the file and table each
+// time, and passes the data as it was. (ledger-index.db is derived: the
+// centre rebuilds it from the ledger when it does not match, and ledger
+// verify checks its postings against the entries.)
+func TestAbuseCentreDataTampered(t *testing.T) {
+	kept := keptDemo(t)
+	config := func(dir string) string {
+		path := filepath.Join(t.TempDir(), "centre-b.yaml")
+		if err := os.WriteFile(path, []byte("centre:\n  name: centre-b\nfederation:\n  id: medfed-demo\ndata:\n  dir: "+dir+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if code, out, errOut := runCLI(t, "check", "--config", config(filepath.Join(kept, "centre-b"))); code != exitOK || !strings.Contains(out, "ok") {
+		t.Fatalf("the intact data: exit %d: %s%s", code, out, errOut)
+	}
+	for _, tt := range []struct {
+		file, table, sql string
+	}{
+		// A ledger naming another key is refused as the centre opens it.
+		{"ledger.db", "meta", "UPDATE meta SET value = zeroblob(32) WHERE key = 'public_key'"},
+		{"ledger.db", "entries", "UPDATE entries SET data = CAST(substr(data, 1, 12) || x'5a' || substr(data, 14) AS BLOB) WHERE idx = 5"},
+		{"ledger.db", "checkpoints", "UPDATE checkpoints SET root = zeroblob(32) WHERE size = (SELECT max(size) FROM checkpoints)"},
+		{"ledger.db", "witnessed", "UPDATE witnessed SET size = size + 1 WHERE rowid = (SELECT min(rowid) FROM witnessed)"},
+		{"ledger.db", "evidence", "UPDATE evidence SET offered = held"},
+		{"records.db", "payloads/sealed", "UPDATE sealed SET ciphertext = CAST(substr(ciphertext, 1, 20) || x'00' || substr(ciphertext, 22) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM sealed)"},
+		{"records.db", "payloads/sealed", "UPDATE payloads SET erased_at = 1 WHERE erased_at IS NULL"},
+	} {
+		t.Run(tt.file+" "+tt.sql[:strings.IndexAny(tt.sql[7:], " ")+7], func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "centre-b")
+			copyDir(t, filepath.Join(kept, "centre-b"), dir)
+			db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := db.Exec(tt.sql)
+			if err == nil {
+				var n int64
+				if n, err = res.RowsAffected(); err == nil && n == 0 {
+					err = errors.New("no row changed")
+				}
+			}
+			if cerr := db.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", tt.sql, err)
+			}
+			code, out, errOut := runCLI(t, "check", "--config", config(dir))
+			if tt.table == "meta" {
+				if code != exitFailure || !strings.Contains(errOut, "created with another centre key") {
+					t.Fatalf("exit %d: %s%s; want 1 naming the key", code, out, errOut)
+				}
+				return
+			}
+			if code != exitFailure || !strings.Contains(errOut, "tampered") || !strings.Contains(errOut, "table "+tt.table) {
+				t.Fatalf("exit %d: %s%s; want 1 naming table %s", code, out, errOut, tt.table)
+			}
+		})
 	}
 }

@@ -151,6 +151,20 @@ func TakeTurn() (release func() error, err error) {
 	return f.Close, nil
 }
 
+// InTurn has a heavy test take its turn (see TakeTurn) until it ends.
+func InTurn(t testing.TB) {
+	t.Helper()
+	release, err := TakeTurn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := release(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // RunInTurn runs m's tests in their turn (see TakeTurn) and returns the
 // exit code, for a TestMain: os.Exit(nodetest.RunInTurn(m)).
 func RunInTurn(m *testing.M) int {

@@ -1,0 +1,222 @@
+package centre
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/records"
+)
+
+// DataError names what a full check found wrong in a centre's own data:
+// the file, the table and the row.
+type DataError struct {
+	File, Table, Row string
+	Reason           string
+}
+
+func (e *DataError) Error() string {
+	return fmt.Sprintf("%s, table %s, %s: %s", e.File, e.Table, e.Row, e.Reason)
+}
+
+// Is makes a DataError an ErrTampered.
+func (e *DataError) Is(target error) bool { return target == ErrTampered }
+
+// ErrTampered is the kind of what a full check finds: data that does not
+// check out against the keys and the other tables.
+var ErrTampered = node.E(node.Conflict, "centre data tampered with")
+
+// CheckReport is what a full check of a centre's own data went through.
+type CheckReport struct {
+	Ledger    ledger.Report
+	Charter   int // versions of the charter the ledger was checked against; 0: the centre's own key alone
+	Witnessed int // other logs' checkpoints this centre cosigned, each checked
+	Evidence  int // pairs of another log's conflicting checkpoints, each checked
+	Payloads  int // record payloads opened and matched to their commitments
+	Erased    int // erased payloads, each with its erasure entry
+}
+
+// Check is the full check of the centre's own data, with its keys, that
+// the node must not be running for: the ledger as medfed ledger verify
+// checks it (against the charter adopted on it, and this centre's key
+// must be the charter's), the pseudonym index beside it, the checkpoint
+// it last cosigned of every other log (signed by that log's key, its
+// size and root those of the note), the evidence it holds of logs that
+// signed two histories, and every record's payload, which must open with
+// the records key and match the commitment on the ledger, or be erased
+// with an erasure entry naming it. It returns a *DataError (ErrTampered)
+// naming the first file, table and row that does not check out.
+func (c *Centre) Check(ctx context.Context) (CheckReport, error) {
+	var rep CheckReport
+	st, err := c.federationState(ctx)
+	if err != nil {
+		return rep, err
+	}
+	path := filepath.Join(c.dir, LedgerFile)
+	pub := c.key.Public().(ed25519.PublicKey)
+	var versions []federation.Signed
+	if len(st.Chain) == 0 {
+		rep.Ledger, err = ledger.Verify(ctx, path, pub)
+	} else {
+		if versions, err = federation.VerifyVersions(st.Chain); err != nil {
+			return rep, &DataError{File: LedgerFile, Table: "entries", Row: "the charter's entries", Reason: err.Error()}
+		}
+		rep.Charter = len(versions)
+		if m, ok := versions[len(versions)-1].MemberByName(c.Name); ok {
+			if k, err := m.PublicKey(); err != nil || !k.Equal(pub) {
+				return rep, &DataError{File: "centre.key", Table: "-", Row: "the key", Reason: "not the key the charter lists for this centre"}
+			}
+		}
+		rep.Ledger, err = VerifyPublic(ctx, path, st.Chain)
+	}
+	if err != nil {
+		var te *ledger.TamperError
+		if errors.As(err, &te) {
+			table := "entries"
+			if te.Index < 0 {
+				table = "checkpoints"
+			}
+			return rep, &DataError{File: LedgerFile + " (or its index, " + filepath.Base(ledger.IndexPath(path)) + ")", Table: table, Row: te.Error(), Reason: "does not verify"}
+		}
+		return rep, &DataError{File: LedgerFile, Table: "meta", Row: "the ledger", Reason: err.Error()}
+	}
+	if err := c.checkWitnessing(ctx, versions, &rep); err != nil {
+		return rep, err
+	}
+	return rep, c.checkPayloads(ctx, &rep)
+}
+
+// keyOf returns the key of the log with origin under any version.
+func keyOf(versions []federation.Signed, origin string) (ed25519.PublicKey, bool) {
+	for i := len(versions) - 1; i >= 0; i-- {
+		v := versions[i]
+		for _, m := range v.Members {
+			if ledger.Origin(v.Federation, m.Name) == origin {
+				k, err := m.PublicKey()
+				return k, err == nil
+			}
+		}
+	}
+	return nil, false
+}
+
+// openCheckpoint opens a note as a checkpoint of origin signed by key.
+func openCheckpoint(origin string, key ed25519.PublicKey, msg []byte) (ledger.Checkpoint, error) {
+	v, err := ledger.NewVerifier(origin, key)
+	if err != nil {
+		return ledger.Checkpoint{}, err
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return ledger.Checkpoint{}, err
+	}
+	cp, err := ledger.ParseCheckpoint(n.Text)
+	if err == nil && cp.Origin != origin {
+		err = fmt.Errorf("a checkpoint of %s", cp.Origin)
+	}
+	return cp, err
+}
+
+// checkWitnessing checks the witnessed and evidence tables.
+func (c *Centre) checkWitnessing(ctx context.Context, versions []federation.Signed, rep *CheckReport) error {
+	logs, err := c.Ledger.WitnessedLogs(ctx)
+	if err != nil {
+		return err
+	}
+	for origin, w := range logs {
+		bad := func(reason string) error {
+			return &DataError{File: LedgerFile, Table: "witnessed", Row: origin, Reason: reason}
+		}
+		key, ok := keyOf(versions, origin)
+		if !ok {
+			return bad("a log of no centre the charter lists")
+		}
+		cp, err := openCheckpoint(origin, key, w.Note)
+		switch {
+		case err != nil:
+			return bad("the checkpoint held is not that log's: " + err.Error())
+		case cp.Size != w.Size || cp.Root != w.Root:
+			return bad(fmt.Sprintf("size %d and root stored beside a checkpoint of size %d", w.Size, cp.Size))
+		}
+		rep.Witnessed++
+	}
+	evidence, err := c.Ledger.Evidence(ctx)
+	if err != nil {
+		return err
+	}
+	for i, e := range evidence {
+		bad := func(reason string) error {
+			return &DataError{File: LedgerFile, Table: "evidence", Row: fmt.Sprintf("row %d (%s)", i+1, e.Origin), Reason: reason}
+		}
+		key, ok := keyOf(versions, e.Origin)
+		if !ok {
+			return bad("a log of no centre the charter lists")
+		}
+		for _, msg := range [][]byte{e.Held, e.Offered} {
+			if _, err := openCheckpoint(e.Origin, key, msg); err != nil {
+				return bad("a checkpoint that log did not sign: " + err.Error())
+			}
+		}
+		if bytes.Equal(e.Held, e.Offered) {
+			return bad("the same checkpoint twice: no evidence of anything")
+		}
+		rep.Evidence++
+	}
+	return nil
+}
+
+// checkPayloads opens every record's payload against its commitment.
+func (c *Centre) checkPayloads(ctx context.Context, rep *CheckReport) error {
+	es, err := c.Ledger.EntriesOfKind(ctx, ledger.KindErasure)
+	if err != nil {
+		return err
+	}
+	erased := map[int64]bool{}
+	for _, e := range es {
+		x, err := e.Erasure()
+		if err != nil {
+			return &DataError{File: LedgerFile, Table: "entries", Row: fmt.Sprintf("entry %d", e.Index), Reason: err.Error()}
+		}
+		erased[x.Target] = true
+	}
+	for _, kind := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
+		es, err := c.Ledger.EntriesOfKind(ctx, kind)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			r, err := e.Record()
+			if err != nil {
+				return &DataError{File: LedgerFile, Table: "entries", Row: fmt.Sprintf("entry %d", e.Index), Reason: err.Error()}
+			}
+			id := records.ID(r.Payload)
+			bad := func(reason string) error {
+				return &DataError{File: "records.db", Table: "payloads/sealed", Row: fmt.Sprintf("the payload of ledger entry %d", e.Index), Reason: reason}
+			}
+			payload, opening, err := c.Records.Get(ctx, id)
+			switch {
+			case erased[e.Index] && errors.Is(err, records.ErrErased):
+				rep.Erased++
+			case erased[e.Index]:
+				return bad("an erasure entry names it, but it is not erased")
+			case errors.Is(err, records.ErrErased):
+				return bad("erased, but no erasure entry names it")
+			case err != nil:
+				return bad(err.Error())
+			case !records.Commitment(r.Commitment).Verify(opening, payload):
+				return bad("it does not match the commitment on the ledger")
+			default:
+				rep.Payloads++
+			}
+		}
+	}
+	return nil
+}

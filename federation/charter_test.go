@@ -794,6 +794,19 @@ func malformedTexts(tb testing.TB) []struct {
 		{"truncated mid-line", func(s string) string { return s[:len(s)/2] }},
 		{"without members", func(s string) string { return strings.Join(strings.SplitAfter(s, "\n")[:10], "") }},
 		{"extra line", func(s string) string { return s + "comment nothing\n" }},
+		// The lines a charter names only when they differ from the default.
+		{"key notice at its default", func(s string) string {
+			return strings.Replace(s, "token-max-lifetime 24h0m0s\n", "token-max-lifetime 24h0m0s\nkey-notice 72h0m0s\n", 1)
+		}},
+		{"emergency duration out of range", func(s string) string {
+			return strings.Replace(s, "token-max-lifetime 24h0m0s\n", "token-max-lifetime 24h0m0s\nemergency-duration 48h0m0s\n", 1)
+		}},
+		{"member rate at its default", func(s string) string {
+			return strings.Replace(s, "token-max-lifetime 24h0m0s\n", "token-max-lifetime 24h0m0s\nmember-rate 1000\n", 1)
+		}},
+		{"member rate spelt another way", func(s string) string {
+			return strings.Replace(s, "token-max-lifetime 24h0m0s\n", "token-max-lifetime 24h0m0s\nmember-rate 050\n", 1)
+		}},
 		{"blank line", func(s string) string { return s + "\n" }},
 		{"no final newline", func(s string) string { return strings.TrimSuffix(s, "\n") }},
 		{"CRLF", func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }},

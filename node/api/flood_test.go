@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
 )
@@ -118,4 +120,45 @@ func rss(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return pages * uint64(os.Getpagesize())
+}
+
+// TestAbusePatientKeyFlood: one patient key (attested or not) sends 30
+// signed view requests at once, from one address and then from thirty.
+// Past the key's burst they are refused with 429 before they are relayed,
+// whatever address they come from; nothing reaches a ledger.
+func TestAbusePatientKeyFlood(t *testing.T) {
+	a, b := federation(t)
+	key := mustKey(t)
+	var p ledger.Pseudonym
+	p[0] = 0x42
+	sizes := func() [2]int64 { return [2]int64{a.node.Centre.Ledger.Size(), b.node.Centre.Ledger.Size()} }
+	before := sizes()
+	srv, err := api.New(api.Options{Node: a.node, Staff: a.staff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	statuses := map[int]int{}
+	for i := range 30 {
+		req, err := centre.PatientRequest(a.cfg, patient.View, p, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(map[string]any{"request": req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("POST", "/v1/patient/view", bytes.NewReader(raw))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = fmt.Sprintf("10.1.0.%d:4000", i)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		statuses[w.Code]++
+	}
+	if statuses[http.StatusTooManyRequests] != 20 || statuses[http.StatusForbidden] != 10 {
+		t.Fatalf("statuses %v: want the key's burst of 10 refused for the unattested key (403), the other 20 at its bound (429)", statuses)
+	}
+	if after := sizes(); after != before {
+		t.Fatalf("the flood changed the ledgers: %v, then %v", before, after)
+	}
 }

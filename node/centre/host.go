@@ -36,12 +36,15 @@ func PeerID(key ed25519.PrivateKey) (peer.ID, error) {
 }
 
 // Per-peer stream limits of the protocols. Every medfed protocol answers
-// one request per stream, within seconds, so a member needs few at once;
-// the directory's Kademlia reader takes up to 4 MiB of memory for a
-// message a peer only claims to send, so it gets fewer still.
+// one request per stream, within seconds, so a member needs few at once.
+// The directory's Kademlia reader takes up to 4 MiB of memory for a
+// message a peer only claims to send, so its streams bound that memory
+// (256 × 4 MiB per member); fewer starve the sweep provider, which
+// announces a member's patients to each replica in parallel batches (the
+// directory benchmark lost announcements at 16).
 const (
 	protocolPeerStreams = 64
-	kadPeerStreams      = 16
+	kadPeerStreams      = 256
 )
 
 // kadProtocol is the directory's Kademlia protocol.
@@ -65,12 +68,15 @@ var hostLimits = rcmgr.PartialLimitConfig{
 		StreamsOutbound: protocolPeerStreams,
 		Memory:          64 << 20,
 	},
+	Protocol: map[protocol.ID]rcmgr.ResourceLimits{
+		kadProtocol: {Streams: 8192, StreamsInbound: 4096, StreamsOutbound: 4096, Memory: 1 << 30},
+	},
 	ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
 		kadProtocol: {
 			Streams:         2 * kadPeerStreams,
 			StreamsInbound:  kadPeerStreams,
 			StreamsOutbound: kadPeerStreams,
-			Memory:          kadPeerStreams * 4 << 20,
+			Memory:          kadPeerStreams << 22, // 4 MiB each
 		},
 	},
 	System: rcmgr.ResourceLimits{

@@ -16,11 +16,12 @@ import (
 // centre runs medfed commands for one centre of configs/, with its data in
 // a test directory instead of the repository's data/.
 type centre struct {
-	t    *testing.T
-	name string
-	dir  string
-	node *exec.Cmd
-	logs *bytes.Buffer
+	t     *testing.T
+	name  string
+	dir   string
+	node  *exec.Cmd
+	logs  *bytes.Buffer
+	extra []string // more environment for its processes (MEDFED_...)
 }
 
 func newCentre(t *testing.T, root, name string) *centre {
@@ -29,7 +30,9 @@ func newCentre(t *testing.T, root, name string) *centre {
 
 func (c *centre) config() string { return filepath.Join("..", "configs", c.name+".yaml") }
 
-func (c *centre) env() []string { return append(os.Environ(), "MEDFED_DATA_DIR="+c.dir) }
+func (c *centre) env() []string {
+	return append(append(os.Environ(), "MEDFED_DATA_DIR="+c.dir), c.extra...)
+}
 
 // run runs one medfed command for this centre and fails the test unless
 // it exits 0.

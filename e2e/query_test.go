@@ -44,6 +44,12 @@ type answered struct {
 func TestQueryStoryAcrossCentres(t *testing.T) {
 	root := t.TempDir()
 	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
+	// The holders send a patient's view two entries a page: the view below
+	// pages through each holder's entries (medfed patient view asks again
+	// with cursors) and shows them all.
+	for _, x := range []*centre{a, b} {
+		x.extra = []string{"MEDFED_PATIENT_PAGE_SIZE=2"}
+	}
 	file := func(name string) string { return filepath.Join(root, name) }
 	for _, x := range []*centre{a, b} {
 		x.run("federation", "request", "--out", file(x.name+"-request.txt"))

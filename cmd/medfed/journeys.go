@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
@@ -12,6 +17,7 @@ import (
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 func newPatientViewCmd() *cobra.Command {
@@ -55,11 +61,7 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		if err != nil {
 			return err
 		}
-		req, err := centre.PatientRequest(cfg, op, p, k)
-		if err != nil {
-			return err
-		}
-		res, err := admin.Dial(cfg.Data.Dir).Patient(cmd.Context(), req)
+		res, err := patientPages(cmd.Context(), cfg, op, p, k)
 		if err != nil {
 			return err
 		}
@@ -76,6 +78,92 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		}
 		return nil
 	})
+}
+
+// maxPages bounds how many pages a view asks for: 64 of 65,536 entries
+// each, per holder, is more than any patient's history.
+const maxPages = 64
+
+// patientPages sends the patient's request and, for a view, asks again
+// with cursors while any holder has more, merging each page into the
+// first answer of the same holder.
+func patientPages(ctx context.Context, cfg centre.Config, op patient.Op, p ledger.Pseudonym, k ed25519.PrivateKey) (api.PatientResult, error) {
+	sock := admin.Dial(cfg.Data.Dir)
+	var cursors []patient.Cursor
+	var res api.PatientResult
+	for page := range maxPages {
+		req, err := centre.PatientPage(cfg, p, k, op, cursors)
+		if err != nil {
+			return res, err
+		}
+		got, err := sock.Patient(ctx, req)
+		if err != nil {
+			return res, err
+		}
+		if page == 0 {
+			res = got
+		} else {
+			mergePage(&res, got, cursors)
+		}
+		// Holders with more go on from their Next; the others, room
+		// permitting, from the end of their ledgers, so that they send
+		// nothing again (one left out sends its first page again, which
+		// is not merged).
+		var more, done []patient.Cursor
+		for _, h := range res.Holders {
+			if h.ID == "" || h.Status == "failed" {
+				continue
+			}
+			id, err := peer.Decode(h.ID)
+			if err != nil {
+				return res, fmt.Errorf("patient %s: holder %s: %w", op, h.Name, err)
+			}
+			if h.Next != 0 {
+				more = append(more, patient.Cursor{Holder: id, From: h.Next})
+			} else {
+				done = append(done, patient.Cursor{Holder: id, From: h.LedgerSize})
+			}
+		}
+		if len(more) == 0 {
+			return res, nil
+		}
+		cursors = append(more, done...)[:min(len(more)+len(done), patient.MaxCursors)]
+		slices.SortFunc(cursors, func(a, b patient.Cursor) int { return strings.Compare(string(a.Holder), string(b.Holder)) })
+	}
+	return res, fmt.Errorf("patient %s: more than %d pages", op, maxPages)
+}
+
+// mergePage adds a later page's entries to the holders of res that were
+// asked for more (a cursor at their Next); the others answered from where
+// their cursor, or their first entry, put them, and are not merged.
+func mergePage(res *api.PatientResult, page api.PatientResult, cursors []patient.Cursor) {
+	for _, g := range page.Holders {
+		i := slices.IndexFunc(res.Holders, func(h api.PatientHolder) bool { return h.Name == g.Name })
+		if i < 0 || res.Holders[i].Next == 0 || !slices.ContainsFunc(cursors, func(c patient.Cursor) bool {
+			return c.Holder.String() == res.Holders[i].ID && c.From == res.Holders[i].Next
+		}) {
+			continue
+		}
+		h := &res.Holders[i]
+		h.Records = append(h.Records, g.Records...)
+		h.Accesses = append(h.Accesses, g.Accesses...)
+		h.Transfers = append(h.Transfers, g.Transfers...)
+		h.Erasures = append(h.Erasures, g.Erasures...)
+		h.Requests = append(h.Requests, g.Requests...)
+		h.KeyEvents = append(h.KeyEvents, g.KeyEvents...)
+		h.Next, h.LedgerSize = g.Next, g.LedgerSize
+		if g.Status == "failed" {
+			h.Status, h.Error = g.Status, g.Error
+		}
+		// An erasure on a later page than its record.
+		for _, e := range h.Erasures {
+			for j := range h.Records {
+				if h.Records[j].Index == e.Record {
+					h.Records[j].Erased = true
+				}
+			}
+		}
+	}
 }
 
 func printPatient(w io.Writer, res api.PatientResult) {

@@ -11,7 +11,7 @@ import (
 	"github.com/medfed/medfed/node/wire"
 )
 
-var answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 1, Max: wire.MaxFrame}
+var answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 2, Max: wire.MaxFrame}
 
 const (
 	maxEntries = 1 << 16
@@ -28,14 +28,18 @@ type Answer struct {
 	// Entries: for View, the holder's ledger entries about the patient;
 	// for Erase, its erasure entries for them.
 	Entries [][]byte
+	// Next (View): there are more entries, from this index on: ask again
+	// with a cursor for this holder. Zero: the view is complete.
+	Next int64
 	// Withdrawn (Erase): the holder's directory announcement is
 	// withdrawn; Problem says why not, when not.
 	Withdrawn bool
 	Problem   string
 }
 
-// Encoding, version 1: u8 version, u8 op, str holder, [32] subject, [16]
-// nonce, u64 size, u32 count and blob entries, u8 withdrawn, str problem;
+// Encoding, version 2: u8 version, u8 op, str holder, [32] subject, [16]
+// nonce, u64 size, u32 count and blob entries, u64 next, u8 withdrawn,
+// str problem;
 // then [64] the holder's Ed25519 signature over "medfed/patient/v1
 // answer" || 0x00 || the bytes before it.
 func (a *Answer) write(w *wire.Writer) {
@@ -48,6 +52,7 @@ func (a *Answer) write(w *wire.Writer) {
 	for _, e := range a.Entries {
 		w.Blob(e)
 	}
+	w.U64(uint64(a.Next))
 	w.Bool(a.Withdrawn)
 	w.Str(a.Problem)
 }
@@ -60,6 +65,8 @@ func (a *Answer) check() error {
 		return malformed("holder")
 	case a.Size < 0:
 		return malformed("size")
+	case a.Next < 0 || a.Next > a.Size:
+		return malformed("next")
 	case len(a.Entries) > maxEntries:
 		return malformed("%d entries", len(a.Entries))
 	case len(a.Problem) > maxProblem:
@@ -115,6 +122,7 @@ func (a *Answer) read(r *wire.Reader) {
 		}
 		a.Entries = append(a.Entries, r.Blob("entry", ledger.MaxEntrySize))
 	}
+	a.Next = int64(r.U64("next"))
 	a.Withdrawn = r.Bool("withdrawn")
 	a.Problem = r.Str("problem")
 }

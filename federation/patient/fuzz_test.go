@@ -52,8 +52,16 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add(raw)
 	f.Add(raw[:len(raw)/2])
 	bad := bytes.Clone(raw)
-	bad[len(bad)-ed25519.SignatureSize-1] ^= 1 // the time: the signature no longer verifies
+	bad[len(bad)-ed25519.SignatureSize-2] ^= 1 // the time: the signature no longer verifies
 	f.Add(bad)
+	_, h1 := fuzzKey(f, "centre-b")
+	_, h2 := fuzzKey(f, "centre-c")
+	q.Cursors = []Cursor{{Holder: min(h1, h2), From: 7}, {Holder: max(h1, h2), From: 65536}}
+	if raw, err = q.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw) // a view's next page
+	q.Cursors = nil
 	q.Op, q.Nonce = Erase, [16]byte{1, 2, 3}
 	if raw, err = q.Sign(k); err != nil {
 		f.Fatal(err)
@@ -121,6 +129,12 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Add(raw)
 	f.Add(raw[:len(raw)-1])
 	f.Add(raw[:len(raw)/2])
+	a.Next = 14 // more from entry 14
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	a.Next = 0
 	a.Op, a.Entries, a.Withdrawn, a.Problem = Erase, a.Entries[1:], true, ""
 	if raw, err = a.Sign(k); err != nil {
 		f.Fatal(err)

@@ -32,6 +32,7 @@ type HolderAnswer struct {
 	Err       error // unreachable, too slow, refused, or rejected
 	Size      int64 // the holder's ledger size when it answered
 	Entries   []ledger.Entry
+	Next      int64 // more entries from this index on: ask again with a cursor
 	Withdrawn bool
 	Problem   string
 }
@@ -99,7 +100,7 @@ func verify(out *HolderAnswer, q Request, raw []byte) error {
 	case a.Op != q.Op || a.Subject != q.Subject || a.Nonce != q.Nonce:
 		return fmt.Errorf("%w: an answer to another request", ErrRejected)
 	}
-	out.Size, out.Withdrawn, out.Problem = a.Size, a.Withdrawn, wire.Printable([]byte(a.Problem))
+	out.Size, out.Next, out.Withdrawn, out.Problem = a.Size, a.Next, a.Withdrawn, wire.Printable([]byte(a.Problem))
 	for _, b := range a.Entries {
 		e, err := ledger.Decode(b)
 		switch {

@@ -49,9 +49,19 @@ func (o Op) String() string { return ops.String(o) }
 // patient's device keeps rougher time than a centre's server.
 const MaxSkew = 5 * time.Minute
 
-const maxRequest = 1 << 10
+const maxRequest = 4 << 10
 
-var requestMessage = wire.Message{What: "patient request", Context: "medfed/patient/v1 request", Version: 1, Max: maxRequest}
+// MaxCursors bounds the cursors of one request.
+const MaxCursors = 32
+
+var requestMessage = wire.Message{What: "patient request", Context: "medfed/patient/v1 request", Version: 2, Max: maxRequest}
+
+// Cursor asks one holder for the entries from index From on: the next
+// page of a view whose answer said there were more (Answer.Next).
+type Cursor struct {
+	Holder peer.ID
+	From   int64
+}
 
 // Request is a patient's signed request.
 type Request struct {
@@ -62,12 +72,17 @@ type Request struct {
 	Key        ed25519.PublicKey // the patient's key that signs it
 	Nonce      [16]byte
 	Time       time.Time // to the millisecond
+	// Cursors page a view: each holder named answers its entries from
+	// its cursor on; one not named, from the first (sorted by holder,
+	// at most 32).
+	Cursors []Cursor
 
 	signed wire.Opened // as parsed: what the patient signed, and the signature
 }
 
-// Encoding, version 1: u8 version, u8 op, str federation, str relay, [32]
-// subject, [32] key, [16] nonce, u64 Unix milliseconds; then [64] the
+// Encoding, version 2: u8 version, u8 op, str federation, str relay, [32]
+// subject, [32] key, [16] nonce, u64 Unix milliseconds, u8 count and
+// cursors (str holder, u64 from); then [64] the
 // patient's Ed25519 signature over "medfed/patient/v1 request" || 0x00
 // || the bytes before it.
 func (q *Request) write(w *wire.Writer) {
@@ -78,6 +93,22 @@ func (q *Request) write(w *wire.Writer) {
 	w.Bytes(q.Key)
 	w.Bytes(q.Nonce[:])
 	w.Millis(q.Time)
+	w.U8(uint8(len(q.Cursors)))
+	for _, c := range q.Cursors {
+		w.Str(string(c.Holder))
+		w.U64(uint64(c.From))
+	}
+}
+
+// From returns where holder's entries start in this request: its cursor,
+// or 0.
+func (q Request) From(holder peer.ID) int64 {
+	for _, c := range q.Cursors {
+		if c.Holder == holder {
+			return c.From
+		}
+	}
+	return 0
 }
 
 func (q *Request) check() error {
@@ -96,6 +127,18 @@ func (q *Request) check() error {
 		return malformed("no nonce")
 	case q.Time.UnixMilli() <= 0 || q.Time.Unix() >= wire.MaxUnix:
 		return malformed("time")
+	case len(q.Cursors) > MaxCursors:
+		return malformed("%d cursors", len(q.Cursors))
+	case len(q.Cursors) > 0 && q.Op != View:
+		return malformed("cursors page a view only")
+	}
+	for i, c := range q.Cursors {
+		switch {
+		case c.Holder == "" || len(c.Holder) > 64 || c.From < 0:
+			return malformed("cursor")
+		case i > 0 && q.Cursors[i-1].Holder >= c.Holder:
+			return malformed("cursors not sorted by holder, or one twice")
+		}
 	}
 	return nil
 }
@@ -140,4 +183,15 @@ func (q *Request) read(r *wire.Reader) {
 	q.Key = ed25519.PublicKey(bytes.Clone(r.Take(ed25519.PublicKeySize, "key")))
 	r.Fixed(q.Nonce[:], "nonce")
 	q.Time = r.Millis("time")
+	n := int(r.U8("cursors"))
+	if n > MaxCursors {
+		r.Fail("%d cursors", n)
+		return
+	}
+	for range n {
+		if r.Err() != nil {
+			return
+		}
+		q.Cursors = append(q.Cursors, Cursor{Holder: peer.ID(r.Str("cursor holder")), From: int64(r.U64("cursor"))})
+	}
 }

@@ -1,6 +1,7 @@
 package patient
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -56,9 +57,12 @@ type Options struct {
 	// Holders finds the centres holding p's records (the directory).
 	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
 	Charter func() federation.Charter
-	Timeout time.Duration    // per holder, as relay; 10 s when zero (an erasure gets 45 s)
-	Now     func() time.Time // time.Now when nil
-	Logger  *slog.Logger
+	Timeout time.Duration // per holder, as relay; 10 s when zero (an erasure gets 45 s)
+	// PageSize bounds the entries of one view's answer; 65,536 when zero
+	// (a test sets it small). The patient asks for the rest with a cursor.
+	PageSize int
+	Now      func() time.Time // time.Now when nil
+	Logger   *slog.Logger
 }
 
 // Service answers patients' requests as a holder and relays them as the
@@ -171,12 +175,13 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 		if err != nil {
 			return nil, err
 		}
+		from, page := q.From(s.host.ID()), cmp.Or(s.opts.PageSize, maxEntries)
 		for _, e := range es {
-			if (e.Kind == ledger.KindConsent || e.Kind == ledger.KindRevocation) && !keyDocument(e) {
-				continue // the patient's own documents: consent show has them
+			if e.Index < from || (e.Kind == ledger.KindConsent || e.Kind == ledger.KindRevocation) && !keyDocument(e) {
+				continue // before the cursor, or the patient's own documents: consent show has them
 			}
-			if len(a.Entries) == maxEntries {
-				a.Problem = fmt.Sprintf("the first %d entries only", maxEntries)
+			if len(a.Entries) == page {
+				a.Next = e.Index // the rest on the next page
 				break
 			}
 			b, err := e.Encode()

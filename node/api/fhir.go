@@ -364,7 +364,7 @@ func viewBundle(res PatientResult) resource {
 			continue
 		}
 		issues = append(issues, issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational,
-			fmt.Sprintf("%s: %d record(s), %d access(es); ledger size %d", h.Name, len(h.Records), len(h.Accesses), h.LedgerSize)))
+			fmt.Sprintf("%s: %d record(s), %d access(es); ledger size %d%s", h.Name, len(h.Records), len(h.Accesses), h.LedgerSize, more(h.Next))))
 		for _, r := range h.Records {
 			att := fhir.Attachment{Title: ptr("the payload stays at " + h.Name)}
 			if r.Erased {
@@ -420,6 +420,14 @@ func viewBundle(res PatientResult) resource {
 		add(marshal(fhir.OperationOutcome{Issue: issues}))
 	}
 	return resource{marshal(b)}
+}
+
+// more says where a holder's next page starts, if it has one.
+func more(next int64) string {
+	if next == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; more from entry %d: ask again with a cursor for this holder", next)
 }
 
 // noticeBundle is the notification feed as AuditEvents: emergency

@@ -399,6 +399,11 @@ type PatientResult struct {
 // patient (view), or its erasures (erase).
 type PatientHolder struct {
 	Name string
+	ID   string `json:",omitempty"` // the holder's peer ID
+	// Next, when not zero: the holder has more entries from this index
+	// on; ask for the next page with a cursor for the holder
+	// (federation/patient.Cursor; medfed patient view pages by itself).
+	Next int64 `json:",omitempty"`
 	// Status: "answered", or "failed" (down, too slow, refused, or its
 	// answer did not verify: Error says which).
 	Status     string
@@ -489,7 +494,7 @@ type PatientErasure struct {
 func PatientResultOf(res centre.PatientResult) PatientResult {
 	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Lookup: ErrorText(res.Lookup)}
 	for _, a := range res.Holders {
-		h := PatientHolder{Name: a.Name, Status: a.Outcome.String(), Error: ErrorText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
+		h := PatientHolder{Name: a.Name, ID: a.ID.String(), Next: a.Next, Status: a.Outcome.String(), Error: ErrorText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
 			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem}
 		for _, x := range a.Erasures {
 			h.Erasures = append(h.Erasures, PatientErasure(x))

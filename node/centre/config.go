@@ -31,7 +31,17 @@ type Config struct {
 	Ledger     LedgerConfig     `mapstructure:"ledger"`
 	Pseudonym  PseudonymConfig  `mapstructure:"pseudonym"`
 	Records    RecordsConfig    `mapstructure:"records"`
+	Patient    PatientConfig    `mapstructure:"patient"`
 	Log        LogConfig        `mapstructure:"log"`
+}
+
+// PatientConfig tunes the patients' own requests at this centre.
+type PatientConfig struct {
+	// PageSize is how many of its ledger entries about a patient this
+	// centre sends in one page of the patient's view: 1 to 65,536. The
+	// patient asks for the next page with a cursor (medfed patient view
+	// pages by itself).
+	PageSize int `mapstructure:"page-size"`
 }
 
 // RecordsConfig is the vocabulary a record's data class and location come
@@ -181,6 +191,7 @@ func DefaultConfig() Config {
 		Ledger:    LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second},
 		Pseudonym: PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
 		Records:   RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations)},
+		Patient:   PatientConfig{PageSize: 1 << 16},
 		Log:       LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -296,6 +307,10 @@ func (c Config) Validate() error {
 		if !ledger.ValidDataClass(v) {
 			add(fmt.Sprintf("records.locations[%d]", i), "%q is not a code: lower-case letters, digits, '.', '_' and '-'", v)
 		}
+	}
+
+	if n := c.Patient.PageSize; n < 1 || n > 1<<16 {
+		add("patient.page-size", "must be between 1 and 65536, got %d", n)
 	}
 
 	checkOneOf := func(field, value string, allowed []string) {

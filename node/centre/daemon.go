@@ -38,6 +38,7 @@ type Node struct {
 
 	interval   time.Duration
 	vocabulary RecordsConfig // what a record's class and location may be
+	pageSize   int           // entries per page of a patient's view
 	transferMu sync.Mutex
 
 	closeOnce sync.Once
@@ -56,7 +57,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Centre: c, base: log.With("centre", c.Name), vocabulary: cfg.Records}
+	n := &Node{Centre: c, base: log.With("centre", c.Name), vocabulary: cfg.Records, pageSize: cfg.Patient.PageSize}
 	n.log = n.base.With("component", "node")
 	if err := n.start(ctx, cfg); err != nil {
 		n.Close()

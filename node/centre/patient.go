@@ -31,6 +31,7 @@ func (n *Node) startPatient(ctx context.Context) error {
 		Withdraw: func(ctx context.Context, p ledger.Pseudonym) error { return n.Directory.Withdraw(ctx, p) },
 		Holders:  n.holders,
 		Charter:  func() federation.Charter { return n.Membership.Current().Charter },
+		PageSize: n.pageSize,
 		Logger:   n.base,
 	})
 	return err
@@ -61,7 +62,11 @@ type PatientHolder struct {
 	Requests   []PatientRequestSeen // the patient's own views and erasures
 	KeyEvents  []PatientKeyEvent    // attestations of their key, approvals, vetoes
 	Withdrawn  bool                 // Erase: out of the directory
-	Problem    string
+	// ID is the holder's peer ID, and Next, when not zero, where its
+	// entries continue: the cursor of the view's next page.
+	ID      peer.ID
+	Next    int64
+	Problem string
 }
 
 // PatientRecord is a record a holder keeps about the patient (never its
@@ -136,7 +141,7 @@ func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, err
 			a.Err = n.patientEntries(&h, a)
 		}
 		if a.Err != nil {
-			h = PatientHolder{Name: h.Name, Outcome: Failed, Err: a.Err}
+			h = PatientHolder{Name: h.Name, ID: a.Holder, Outcome: Failed, Err: a.Err}
 		}
 		out.Holders = append(out.Holders, h)
 	}
@@ -176,7 +181,7 @@ func (n *Node) ownLookups(ctx context.Context, p ledger.Pseudonym) ([]PatientAcc
 
 // patientEntries reads a holder's entries into h.
 func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
-	h.LedgerSize, h.Withdrawn, h.Problem = a.Size, a.Withdrawn, a.Problem
+	h.LedgerSize, h.Withdrawn, h.Problem, h.ID, h.Next = a.Size, a.Withdrawn, a.Problem, a.Holder, a.Next
 	erased := map[int64]bool{}
 	for _, e := range a.Entries {
 		switch e.Kind {
@@ -242,6 +247,12 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 // signed with the patient's key, to be relayed by the centre of cfg (its
 // data directory holds the centre's key).
 func PatientRequest(cfg Config, op patient.Op, p ledger.Pseudonym, key ed25519.PrivateKey) ([]byte, error) {
+	return PatientPage(cfg, p, key, op, nil)
+}
+
+// PatientPage is PatientRequest with cursors: the next page of a view,
+// each holder named answering from its cursor on.
+func PatientPage(cfg Config, p ledger.Pseudonym, key ed25519.PrivateKey, op patient.Op, cursors []patient.Cursor) ([]byte, error) {
 	pub, err := PublicKey(cfg.Data.Dir)
 	if err != nil {
 		return nil, err
@@ -254,7 +265,7 @@ func PatientRequest(cfg Config, op patient.Op, p ledger.Pseudonym, key ed25519.P
 	if err != nil {
 		return nil, err
 	}
-	q := patient.Request{Op: op, Federation: cfg.Federation.ID, Relay: relay, Subject: p, Time: time.Now().UTC()}
+	q := patient.Request{Op: op, Federation: cfg.Federation.ID, Relay: relay, Subject: p, Time: time.Now().UTC(), Cursors: cursors}
 	rand.Read(q.Nonce[:])
 	return q.Sign(key)
 }

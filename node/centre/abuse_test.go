@@ -68,7 +68,7 @@ var served = []struct {
 	{"oprf", pseudonym.ProtocolID, 2 + 2*pseudonym.MaxHolders + 4 + pseudonym.MaxBatch*32}, // pseudonym maxRequest
 	{"consent", consent.ProtocolID, 256 * (4 + consent.MaxDocument)},                       // consent maxListLen
 	{"query", query.ProtocolID, 128 << 10},                                                 // query maxReceipt
-	{"patient", patientproto.ProtocolID, 1 << 10},                                          // patient maxRequest
+	{"patient", patientproto.ProtocolID, 4 << 10},                                          // patient maxRequest
 	{"directory withdrawal", directory.WithdrawProtocolID, 32 * 65536},                     // directory 32 × maxWithdraw
 	{"directory kad", kadProtocol, network.MessageSizeMax},                                 // go-libp2p-kad-dht's msgio reader
 }

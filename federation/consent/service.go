@@ -93,7 +93,7 @@ type Service struct {
 type entry struct {
 	subject ledger.Pseudonym
 	refs    int         // holders of the entry (acquire, release); guarded by Service.mu
-	kept    atomic.Bool // it has documents or token uses: never dropped
+	kept    atomic.Bool // it has documents or token uses, or is a patient this centre holds, synced: never dropped
 	sync    sync.Mutex  // one sync at a time
 	mu      sync.Mutex  // guards p (replaced whole on a change) and synced; held across a token's check, record and count
 	p       *Patient
@@ -213,9 +213,10 @@ func (s *Service) policy() Policy {
 }
 
 // acquire returns patient p's entry, made when there is none, held until
-// release: an entry that never gets a document or a token use is
-// dropped at its last release, so that documents refused, and questions
-// about patients this centre holds nothing of, leave no state behind.
+// release: an entry that never gets a document or a token use, and is
+// not of a patient this centre holds, is dropped at its last release, so
+// that documents refused, and questions about patients this centre holds
+// nothing of, leave no state behind.
 func (s *Service) acquire(p ledger.Pseudonym) *entry {
 	notice := s.opts.Charter().Policy.KeyNoticePeriod()
 	s.mu.Lock()
@@ -245,7 +246,8 @@ func (s *Service) release(e *entry) {
 }
 
 // Patients returns how many patients' consent this centre keeps in
-// memory: those it holds documents or token uses of.
+// memory: those it holds documents or token uses of, and those whose
+// records it holds.
 func (s *Service) Patients() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -851,6 +853,9 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 	e.mu.Lock()
 	e.synced = max(e.synced, epoch)
 	e.mu.Unlock()
+	// A patient this centre holds stays synced: kept, or every decision
+	// about them would sync again.
+	e.kept.Store(true)
 	return nil
 }
 

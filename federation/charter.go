@@ -94,14 +94,14 @@ type Policy struct {
 	// MemberRate bounds the queries and the patients' requests one member
 	// may send a centre, per second (a second's worth at once):
 	// 1..100000; zero is DefaultMemberRate (read it with MemberRateLimit).
-	MemberRate int
+	MemberRate int64
 }
 
 // DefaultMemberRate is the member rate of a charter that sets none.
 const DefaultMemberRate = 1000
 
 // MemberRateLimit returns the policy's member rate.
-func (p Policy) MemberRateLimit() int { return cmp.Or(p.MemberRate, DefaultMemberRate) }
+func (p Policy) MemberRateLimit() int64 { return cmp.Or(p.MemberRate, DefaultMemberRate) }
 
 // KeyNoticePeriod returns the policy's key notice.
 func (p Policy) KeyNoticePeriod() time.Duration { return cmp.Or(p.KeyNotice, DefaultKeyNotice) }
@@ -135,24 +135,33 @@ func DefaultPolicy(members int) Policy {
 	}
 }
 
-// optional returns the policy's durations that a charter's text names
-// only when they differ from their defaults, in the text's order.
-func (p *Policy) optional() []struct {
-	key string
-	d   *time.Duration
-	def time.Duration
-	min time.Duration
-	max time.Duration
-} {
-	return []struct {
-		key string
-		d   *time.Duration
-		def time.Duration
-		min time.Duration
-		max time.Duration
-	}{
-		{"key-notice", &p.KeyNotice, DefaultKeyNotice, time.Second, 90 * 24 * time.Hour},
-		{"emergency-duration", &p.EmergencyDuration, DefaultEmergencyDuration, time.Second, 24 * time.Hour},
+// optionalLine is a policy line a charter's text names only when its
+// value differs from the default (zero in a Policy is the default).
+type optionalLine struct {
+	key           string
+	v             *int64
+	def, min, max int64
+	format        func(int64) string
+	parse         func(string) (int64, error)
+}
+
+func durationLine(key string, d *time.Duration, def, min, max time.Duration) optionalLine {
+	return optionalLine{key: key, v: (*int64)(d), def: int64(def), min: int64(min), max: int64(max),
+		format: func(v int64) string { return time.Duration(v).String() },
+		parse: func(s string) (int64, error) {
+			d, err := time.ParseDuration(s)
+			return int64(d), err
+		}}
+}
+
+// optional returns the policy's optional lines, in the text's order.
+func (p *Policy) optional() []optionalLine {
+	return []optionalLine{
+		durationLine("key-notice", &p.KeyNotice, DefaultKeyNotice, time.Second, 90*24*time.Hour),
+		durationLine("emergency-duration", &p.EmergencyDuration, DefaultEmergencyDuration, time.Second, 24*time.Hour),
+		{key: "member-rate", v: &p.MemberRate, def: DefaultMemberRate, min: 1, max: 100_000,
+			format: func(v int64) string { return strconv.FormatInt(v, 10) },
+			parse:  func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }},
 	}
 }
 
@@ -187,12 +196,9 @@ func (p Policy) check(members int) error {
 		return fmt.Errorf("token-max-lifetime %v: want %v to %v", p.TokenMaxLifetime, minTokenLifetime, maxTokenLifetime)
 	}
 	for _, o := range p.optional() {
-		if *o.d != 0 && (*o.d < o.min || *o.d > o.max) {
-			return fmt.Errorf("%s %v: want %v to %v", o.key, *o.d, o.min, o.max)
+		if *o.v != 0 && (*o.v < o.min || *o.v > o.max) {
+			return fmt.Errorf("%s %s: want %s to %s", o.key, o.format(*o.v), o.format(o.min), o.format(o.max))
 		}
-	}
-	if p.MemberRate < 0 || p.MemberRate > 100_000 {
-		return fmt.Errorf("member-rate %d: want 1 to 100000", p.MemberRate)
 	}
 	return nil
 }
@@ -482,12 +488,9 @@ func (c Charter) Text() string {
 	b.WriteString("emergency-access " + c.Policy.EmergencyAccess + "\n")
 	b.WriteString("token-max-lifetime " + c.Policy.TokenMaxLifetime.String() + "\n")
 	for _, o := range c.Policy.optional() {
-		if *o.d != 0 && *o.d != o.def {
-			b.WriteString(o.key + " " + o.d.String() + "\n")
+		if *o.v != 0 && *o.v != o.def {
+			b.WriteString(o.key + " " + o.format(*o.v) + "\n")
 		}
-	}
-	if r := c.Policy.MemberRate; r != 0 && r != DefaultMemberRate {
-		b.WriteString("member-rate " + strconv.Itoa(r) + "\n")
 	}
 	c.OPRF.writeLines(&b)
 	for _, m := range c.Members {
@@ -587,17 +590,9 @@ func parseCharter(text string) (Charter, error) {
 		if err != nil {
 			return Charter{}, err
 		}
-		if *o.d, err = time.ParseDuration(s); err != nil || *o.d == o.def {
-			return Charter{}, fmt.Errorf("line %d: %s: a duration other than the default %v (which is left out)", r.n, o.key, o.def)
-		}
-	}
-	if r.n < len(lines) && strings.HasPrefix(lines[r.n], "member-rate ") {
-		v, err := r.field("member-rate")
-		if err != nil {
-			return Charter{}, err
-		}
-		if c.Policy.MemberRate, err = strconv.Atoi(v); err != nil || c.Policy.MemberRate == DefaultMemberRate || strconv.Itoa(c.Policy.MemberRate) != v {
-			return Charter{}, fmt.Errorf("line %d: member-rate: a number other than the default %d (which is left out)", r.n, DefaultMemberRate)
+		// Another spelling of the same value fails sameText below.
+		if *o.v, err = o.parse(s); err != nil || *o.v == o.def {
+			return Charter{}, fmt.Errorf("line %d: %s: a value other than the default %s (which is left out)", r.n, o.key, o.format(o.def))
 		}
 	}
 	if c.OPRF, err = parseOPRF(&r); err != nil {

@@ -26,14 +26,14 @@ type MemberRate struct {
 // NewMemberRate bounds members by the current charter's member-rate.
 func NewMemberRate(charter func() Charter) *MemberRate {
 	rps := charter().Policy.MemberRateLimit()
-	return &MemberRate{charter: charter, buckets: limit.New(float64(rps), rps, maxTracked)}
+	return &MemberRate{charter: charter, buckets: limit.New(float64(rps), int(rps), maxTracked)}
 }
 
 // Allow takes one of member from's requests, or refuses it with
 // ErrRateLimited.
 func (m *MemberRate) Allow(from peer.ID) error {
 	rps := m.charter().Policy.MemberRateLimit()
-	m.buckets.SetRate(float64(rps), rps)
+	m.buckets.SetRate(float64(rps), int(rps))
 	if !m.buckets.Allow(string(from)) {
 		return fmt.Errorf("%w: more than the charter's member-rate of %d requests a second", ErrRateLimited, rps)
 	}

@@ -244,7 +244,7 @@ and the plain shares never touch the disk.`,
 	cmd.Flags().StringVar(&policy.EmergencyAccess, "emergency-access", policy.EmergencyAccess, "break-glass access: allowed or forbidden")
 	cmd.Flags().DurationVar(&policy.TokenMaxLifetime, "token-max-lifetime", policy.TokenMaxLifetime, "longest consent token a patient may issue")
 	cmd.Flags().DurationVar(&policy.KeyNotice, "key-notice", federation.DefaultKeyNotice, "how long an approved replacement of a patient's key waits for the old key's veto, and how long a key is in force before it can erase")
-	cmd.Flags().IntVar(&policy.MemberRate, "member-rate", federation.DefaultMemberRate, "queries and patients' requests one member may send a centre per second")
+	cmd.Flags().Int64Var(&policy.MemberRate, "member-rate", federation.DefaultMemberRate, "queries and patients' requests one member may send a centre per second")
 	cmd.Flags().DurationVar(&policy.EmergencyDuration, "emergency-duration", federation.DefaultEmergencyDuration, "how long break-glass access lasts unless stopped")
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		var reqs [][]byte

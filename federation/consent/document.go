@@ -237,6 +237,14 @@ func (d Document) Issued() time.Time {
 	return d.Token.Issued
 }
 
+// attestationNamed returns the attestation an approval or a veto names.
+func (d Document) attestationNamed() [32]byte {
+	if d.Kind == KindApproval {
+		return d.Approval.Attestation
+	}
+	return d.Veto.Attestation
+}
+
 // The signed encoding:
 //
 //	u8   version (1)

@@ -354,69 +354,45 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 		fresh   []Document
 	)
 	for _, d := range docs {
-		isPrimary := primary != nil && d.Hash() == *primary
-		skip := func(format string, args ...any) error {
-			if isPrimary {
-				return fmt.Errorf(format, args...)
-			}
-			return nil
-		}
 		if d.Federation() != fed {
 			return 0, malformed("a %s for federation %q", d.Kind, d.Federation())
 		}
 		if d.Issued().After(s.now().Add(maxSkew)) {
 			return 0, malformed("a %s issued in the future (%s)", d.Kind, d.Issued().Format(time.RFC3339))
 		}
+		// why a document does not count: skipped, or, the primary one,
+		// refused.
+		var why error
 		switch d.Kind {
-		case KindApproval:
+		case KindApproval, KindVeto:
 			switch {
-			case !s.memberKey(d.Signer):
-				if err := skip("%w: an approval not signed by a member centre", ErrSignature); err != nil {
-					return 0, err
-				}
-				continue
-			case !trial.seen[d.Approval.Attestation]:
-				if err := skip("%w: an approval of an attestation this centre does not hold", ErrConflict); err != nil {
-					return 0, err
-				}
-				continue
-			}
-		case KindVeto:
-			switch {
-			case !trial.attested(d.Signer):
-				if err := skip("%w: a veto not signed by a key a member attested for the patient", ErrSignature); err != nil {
-					return 0, err
-				}
-				continue
-			case !trial.seen[d.Veto.Attestation]:
-				if err := skip("%w: a veto of an attestation this centre does not hold", ErrConflict); err != nil {
-					return 0, err
-				}
-				continue
+			case d.Kind == KindApproval && !s.memberKey(d.Signer):
+				why = fmt.Errorf("%w: an approval not signed by a member centre", ErrSignature)
+			case d.Kind == KindVeto && !trial.attested(d.Signer):
+				why = fmt.Errorf("%w: a veto not signed by a key a member attested for the patient", ErrSignature)
+			case !trial.seen[d.attestationNamed()]:
+				why = fmt.Errorf("%w: the %s names an attestation this centre does not hold", ErrConflict, d.Kind)
 			}
 		case KindAttestation:
 			newest := trial.newest()
 			switch {
 			case !s.memberKey(d.Signer):
-				if err := skip("%w: an attestation not signed by a member centre", ErrSignature); err != nil {
-					return 0, err
-				}
-				continue
+				why = fmt.Errorf("%w: an attestation not signed by a member centre", ErrSignature)
 			case newest != nil && !d.Attestation.Issued.After(newest.Issued) && !signers[string(d.Attestation.Key)]:
-				if err := skip("%w: malformed consent document: an attestation older than the patient's current one", node.ErrInvalid); err != nil {
-					return 0, err
-				}
-				continue
+				why = fmt.Errorf("%w: malformed consent document: an attestation older than the patient's current one", node.ErrInvalid)
 			}
 		case KindContract, KindRevocation:
 			if !trial.attested(d.Signer) {
-				if err := skip("%w: a %s not signed by a key a member attested for the patient", ErrSignature, d.Kind); err != nil {
-					return 0, err
-				}
-				continue
+				why = fmt.Errorf("%w: a %s not signed by a key a member attested for the patient", ErrSignature, d.Kind)
 			}
 		default:
 			return 0, malformed("a %s is given to its grantee, not submitted", d.Kind)
+		}
+		if why != nil {
+			if primary != nil && d.Hash() == *primary {
+				return 0, why
+			}
+			continue
 		}
 		isNew, err := trial.Add(d)
 		if err != nil {
@@ -499,9 +475,8 @@ func takesEffect(p *Patient, d Document) error {
 			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
 		}
 	case KindApproval, KindVeto:
-		target := d.Kind.target(d)
 		for _, k := range p.Keys() {
-			if k.Attestation != target {
+			if k.Attestation != d.attestationNamed() {
 				continue
 			}
 			switch {
@@ -513,14 +488,6 @@ func takesEffect(p *Patient, d Document) error {
 		}
 	}
 	return nil
-}
-
-// target returns the attestation an approval or a veto names.
-func (k Kind) target(d Document) [32]byte {
-	if k == KindApproval {
-		return d.Approval.Attestation
-	}
-	return d.Veto.Attestation
 }
 
 func (s *Service) memberKey(k ed25519.PublicKey) bool { return s.memberID(k) != "" }

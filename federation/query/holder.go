@@ -223,23 +223,18 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	if s.opts.Holds != nil {
-		holds, err := s.opts.Holds(ctx, q.Subject)
-		if err != nil {
-			return nil, err
-		}
-		if !holds {
-			// Nothing to protect, nothing to record: a count, and an
-			// answer that says so.
-			s.notHeld.Add(1)
-			resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Basis: consent.BasisNotHeld, Reason: "this centre holds no records of the patient"}
-			return resp.Sign(s.opts.Key)
-		}
-	}
 	final, _ := s.opts.Ledger.LatestFinal()
-	held, pending, err := s.records(ctx, q, final.Size)
+	held, pending, holds, err := s.records(ctx, q, final.Size)
 	if err != nil {
 		return nil, err
+	}
+	if !holds {
+		// A patient this centre holds nothing of: nothing to protect,
+		// nothing to record (no member grows the ledger with questions
+		// about strangers), a count and an answer that says so.
+		s.notHeld.Add(1)
+		resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Basis: consent.BasisNotHeld, Reason: "this centre holds no records of the patient"}
+		return resp.Sign(s.opts.Key)
 	}
 	asked := make([]consent.Record, len(held))
 	for i, h := range held {
@@ -282,20 +277,28 @@ type heldRecord struct {
 
 // records returns the current versions of the patient's records in the
 // classes asked for, up to the final checkpoint, and how many are newer.
-func (s *Holder) records(ctx context.Context, q Request, final int64) ([]heldRecord, int, error) {
-	es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindRecord, ledger.KindAmendment)
+func (s *Holder) records(ctx context.Context, q Request, final int64) (out []heldRecord, pending int, holds bool, err error) {
+	es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
-	replaced := map[int64]bool{}
+	replaced, erased := map[int64]bool{}, map[int64]bool{}
 	var recs []heldRecord
 	for _, e := range es {
+		if e.Kind == ledger.KindErasure {
+			x, err := e.Erasure()
+			if err != nil {
+				return nil, 0, false, err
+			}
+			erased[x.Target] = true
+			continue
+		}
 		if e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment {
 			continue
 		}
 		r, err := e.Record()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		if e.Kind == ledger.KindAmendment {
 			replaced[r.Replaces] = true
@@ -304,8 +307,9 @@ func (s *Holder) records(ctx context.Context, q Request, final int64) ([]heldRec
 			recs = append(recs, heldRecord{e, r})
 		}
 	}
-	var out []heldRecord
-	pending := 0
+	for _, e := range es { // held while any record's payload is not erased
+		holds = holds || (e.Kind != ledger.KindErasure && !erased[e.Index])
+	}
 	for _, h := range recs {
 		switch {
 		case replaced[h.entry.Index]:
@@ -315,7 +319,7 @@ func (s *Holder) records(ctx context.Context, q Request, final int64) ([]heldRec
 			out = append(out, h)
 		}
 	}
-	return out, pending, nil
+	return out, pending, holds, nil
 }
 
 // release proves and seals the permitted records against the final

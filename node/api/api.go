@@ -37,8 +37,6 @@ type Options struct {
 	Node   Centre
 	Staff  *StaffStore
 	Logger *slog.Logger
-	// Limits bound the patient routes (defaults when zero).
-	Limits Limits
 }
 
 // Server is a centre's HTTP API.
@@ -99,7 +97,7 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{node: o.Node, staff: o.Staff, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(o.Limits)}
+	s := &Server{node: o.Node, staff: o.Staff, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits()}
 	s.routes = s.table()
 	byPath := map[string][]*route{}
 	var order []string

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"cmp"
 	"errors"
 	"net"
 	"net/http"
@@ -15,32 +14,24 @@ import (
 // client address and per patient key. Past a bound the answer is 429,
 // before anything is read or changed.
 const (
-	defaultPatientRate = 50 // requests a second, all clients together
-	defaultClientRate  = 5  // per client address
-	defaultKeyRate     = 1  // per patient key
-	keyBurst           = 10 // a patient's app signing a few requests at once
-	clientBurst        = 20
-	maxClients         = 65536 // addresses and keys tracked at once
+	patientRate = 50 // requests a second, all clients together
+	clientRate  = 5  // per client address
+	keyRate     = 1  // per patient key
+	keyBurst    = 10 // a patient's app signing a few requests at once
+	clientBurst = 20
+	maxClients  = 65536 // addresses and keys tracked at once
 )
-
-// Limits bound the patient routes; a zero field takes its default.
-type Limits struct {
-	PatientRate float64 // all clients together, a second
-	ClientRate  float64 // one client address
-	KeyRate     float64 // one patient key
-}
 
 // patientLimits are the buckets of the patient routes.
 type patientLimits struct {
 	all, client, key *limit.Keyed
 }
 
-func newPatientLimits(l Limits) patientLimits {
-	all := cmp.Or(l.PatientRate, defaultPatientRate)
+func newPatientLimits() patientLimits {
 	return patientLimits{
-		all:    limit.New(all, int(2*all), 1),
-		client: limit.New(cmp.Or(l.ClientRate, defaultClientRate), clientBurst, maxClients),
-		key:    limit.New(cmp.Or(l.KeyRate, defaultKeyRate), keyBurst, maxClients),
+		all:    limit.New(patientRate, 2*patientRate, 1),
+		client: limit.New(clientRate, clientBurst, maxClients),
+		key:    limit.New(keyRate, keyBurst, maxClients),
 	}
 }
 

@@ -242,7 +242,7 @@ func identifier(b IdentifierBody) (string, error) {
 }
 
 func (s *Server) holders(ctx context.Context, c *call) (any, error) {
-	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	p, err := c.pseudonym()
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +266,7 @@ func (s *Server) attest(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	p, err := c.pseudonym()
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +285,11 @@ func (s *Server) attest(ctx context.Context, c *call) (any, error) {
 	return ConsentDeliveryOf(d), nil
 }
 
+// pseudonym is the patient the route's path names.
+func (c *call) pseudonym() (ledger.Pseudonym, error) {
+	return ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+}
+
 // staffID is the caller's staff ID; zero on public and patient routes.
 func (c *call) staffID() (ledger.StaffID, error) {
 	if c.staff.ID == "" {
@@ -294,7 +299,7 @@ func (c *call) staffID() (ledger.StaffID, error) {
 }
 
 func (s *Server) keys(ctx context.Context, c *call) (any, error) {
-	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	p, err := c.pseudonym()
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +316,7 @@ func (s *Server) approve(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	p, err := c.pseudonym()
 	if err != nil {
 		return nil, err
 	}
@@ -558,7 +563,7 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Server) showConsent(ctx context.Context, c *call) (any, error) {
-	p, err := ledger.ParsePseudonym(c.r.PathValue("pseudonym"))
+	p, err := c.pseudonym()
 	if err != nil {
 		return nil, err
 	}

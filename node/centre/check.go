@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -94,18 +95,17 @@ func (c *Centre) Check(ctx context.Context) (CheckReport, error) {
 	return rep, c.checkPayloads(ctx, &rep)
 }
 
-// keyOf returns the key of the log with origin under any version.
+// keyOf returns the key of the log with origin under the newest version
+// that lists it.
 func keyOf(versions []federation.Signed, origin string) (ed25519.PublicKey, bool) {
-	for i := len(versions) - 1; i >= 0; i-- {
-		v := versions[i]
-		for _, m := range v.Members {
-			if ledger.Origin(v.Federation, m.Name) == origin {
-				k, err := m.PublicKey()
-				return k, err == nil
-			}
-		}
+	newest := slices.Clone(versions)
+	slices.Reverse(newest)
+	m, ok := memberOf(newest, origin)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	k, err := m.PublicKey()
+	return k, err == nil
 }
 
 // openCheckpoint opens a note as a checkpoint of origin signed by key.

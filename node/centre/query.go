@@ -25,7 +25,6 @@ func (n *Node) startQuery(ctx context.Context) error {
 			return n.Centre.Records.Get(ctx, records.ID(r.Payload))
 		},
 		Charter: charter,
-		Holds:   n.holds,
 		Logger:  n.base,
 	})
 	if err != nil {

@@ -41,15 +41,12 @@ func VerifyPublic(ctx context.Context, path string, chain [][]byte) (ledger.Repo
 		member federation.Member
 	)
 	keyOf := func(origin string) (ed25519.PublicKey, error) {
-		for _, v := range versions {
-			for _, m := range v.Members {
-				if ledger.Origin(v.Federation, m.Name) == origin {
-					name, member = m.Name, m
-					return m.PublicKey()
-				}
-			}
+		m, ok := memberOf(versions, origin)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", ErrNotInCharter, origin)
 		}
-		return nil, fmt.Errorf("%w: %q", ErrNotInCharter, origin)
+		name, member = m.Name, m
+		return m.PublicKey()
 	}
 	final := func(msg []byte) (ledger.Checkpoint, error) {
 		var first error
@@ -76,4 +73,17 @@ func VerifyPublic(ctx context.Context, path string, chain [][]byte) (ledger.Repo
 		err = fmt.Errorf("%w: %d signed checkpoint(s), none final; ask a witness for the log's latest cosigned checkpoint", ErrUnwitnessed, rep.Checkpoints)
 	}
 	return rep, err
+}
+
+// memberOf returns the member whose log is origin, under the first of
+// versions that lists one.
+func memberOf(versions []federation.Signed, origin string) (federation.Member, bool) {
+	for _, v := range versions {
+		for _, m := range v.Members {
+			if ledger.Origin(v.Federation, m.Name) == origin {
+				return m, true
+			}
+		}
+	}
+	return federation.Member{}, false
 }

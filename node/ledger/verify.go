@@ -507,28 +507,9 @@ func ReadKind(ctx context.Context, path string, kind Kind) ([]Entry, error) {
 		return nil, err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, "SELECT idx, data FROM entries ORDER BY idx")
+	rows, err := db.QueryContext(ctx, "SELECT data FROM entries WHERE substr(data, 2, 1) = ? ORDER BY idx", []byte{byte(kind)})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Entry
-	for rows.Next() {
-		var (
-			idx  int64
-			data []byte
-		)
-		if err := rows.Scan(&idx, &data); err != nil {
-			return nil, err
-		}
-		e, err := Decode(data)
-		if err != nil {
-			return nil, badEntry(idx, "%v", err)
-		}
-		if e.Kind == kind {
-			e.Index = idx
-			out = append(out, e)
-		}
-	}
-	return out, rows.Err()
+	return scanEntries(rows, 0)
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -151,6 +152,11 @@ type Options struct {
 	// ReprovideInterval is how often every announcement is sent again, well
 	// within provider records' 48 h validity; 22 h when zero.
 	ReprovideInterval time.Duration
+	// RowKey is the key of the MAC each row of Path carries, 32 bytes
+	// (the centre's row key for the file): CheckStore checks them with
+	// it. When nil, a key of this process's own, for a directory whose
+	// file no one checks (a simulation's).
+	RowKey []byte
 	// Logger receives the directory's logs; nothing when nil.
 	Logger *slog.Logger
 }
@@ -221,7 +227,15 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		reprovide = 22 * time.Hour
 	}
 	var err error
-	if d.store, err = openStore(opts.Path); err != nil {
+	key := opts.RowKey
+	if key == nil {
+		key = make([]byte, 32)
+		rand.Read(key)
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("directory: a row key is 32 bytes, not %d", len(key))
+	}
+	if d.store, err = openStore(opts.Path, key); err != nil {
 		return nil, err
 	}
 	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember}

@@ -2,9 +2,13 @@ package directory
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -20,6 +24,15 @@ import (
 // store is a go-datastore on one SQLite file: the DHT's provider records,
 // the sweep provider's keystore and its reprovide history all live in it.
 //
+// No ledger entry vouches for these rows, so each carries a MAC of its key
+// and value (macer.mac) under the centre's row key: a row added or changed by
+// anyone without the key is named by CheckStore, the full check's part
+// for this file. Reads do not check it: a forged provider record could
+// only send a query to a member that answers it holds nothing, and reads
+// are the directory's hot path. A row removed is soft state lost, which
+// the network restores: its provider announces it again on its next
+// reprovide, and a centre announces every patient it holds at each start.
+//
 // Writes are grouped. Put and Delete land in an in-memory overlay that
 // every read sees at once, and a background flusher commits the overlay in
 // one transaction every flushEvery or flushAt writes; Sync and a batch's
@@ -32,6 +45,7 @@ import (
 // by its provider's next reprovide; the keystore, whose loss would be
 // silent, is always written through a batch and so always synced.
 type store struct {
+	key  []byte // the row key: HMAC-SHA256 of each row under it
 	db   *sql.DB
 	get  *sql.Stmt
 	scan *sql.Stmt
@@ -64,14 +78,46 @@ var _ ds.Batching = (*store)(nil)
 
 const schema = `
 CREATE TABLE IF NOT EXISTS kv (
-	k TEXT PRIMARY KEY,
-	v BLOB NOT NULL
+	k   TEXT PRIMARY KEY,
+	v   BLOB NOT NULL,
+	mac BLOB -- macer.mac(k, v)
 ) WITHOUT ROWID;
 PRAGMA application_id = 0x6d646472; -- "mddr"
 `
 
-// openStore opens (creating if need be) the directory database at path.
-func openStore(path string) (*store, error) {
+// macSize is the length of a row's MAC: HMAC-SHA256 cut to 128 bits, as
+// RFC 2104 allows, since every row pays for it.
+const macSize = 16
+
+// macer makes rows' MACs without allocating for each: the MACs of a
+// transaction are cut from one arena, since each must live until its
+// statement runs.
+type macer struct {
+	h     hash.Hash // HMAC-SHA256 under the row key
+	buf   []byte
+	sum   [sha256.Size]byte
+	arena []byte
+}
+
+func newMacer(key []byte) *macer { return &macer{h: hmac.New(sha256.New, key)} }
+
+// mac returns the MAC of the row (k, v): of k's length, k and v.
+func (x *macer) mac(k string, v []byte) []byte {
+	x.buf = binary.BigEndian.AppendUint32(x.buf[:0], uint32(len(k)))
+	x.buf = append(append(x.buf, k...), v...)
+	x.h.Reset()
+	x.h.Write(x.buf)
+	sum := x.h.Sum(x.sum[:0])
+	if len(x.arena)+macSize > cap(x.arena) {
+		x.arena = make([]byte, 0, 1024*macSize)
+	}
+	x.arena = append(x.arena, sum[:macSize]...)
+	return x.arena[len(x.arena)-macSize : len(x.arena) : len(x.arena)]
+}
+
+// openStore opens (creating if need be) the directory database at path;
+// key is the row key its rows' MACs are made with.
+func openStore(path string, key []byte) (*store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -104,7 +150,12 @@ func openStore(path string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("directory database %s: %w", path, err)
 	}
+	if err := addMACs(db, key); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory database %s: %w", path, err)
+	}
 	s := &store{
+		key:     key,
 		db:      db,
 		pending: map[string]write{},
 		kick:    make(chan struct{}, 1),
@@ -121,6 +172,93 @@ func openStore(path string) (*store, error) {
 	}
 	go s.flusher()
 	return s, nil
+}
+
+// addMACs brings a store from before rows carried MACs up to date, once,
+// in one transaction, as the mac column is added: once it exists, a row
+// without a valid MAC is one that was tampered with.
+func addMACs(db *sql.DB, key []byte) error {
+	var has int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('kv') WHERE name = 'mac'`).Scan(&has); err != nil || has == 1 {
+		return err
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`ALTER TABLE kv ADD COLUMN mac BLOB`); err != nil {
+		return err
+	}
+	rows, err := tx.Query(`SELECT k, v FROM kv`)
+	if err != nil {
+		return err
+	}
+	var args []any
+	m := newMacer(key)
+	for rows.Next() {
+		var k string
+		var v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return err
+		}
+		args = append(args, k, v, m.mac(k, v))
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for len(args) > 0 {
+		n := min(len(args), 3*rowsPerStatement)
+		if _, err := tx.Exec(insertRows+strings.Repeat(",(?, ?, ?)", n/3-1), args[:n]...); err != nil {
+			return err
+		}
+		args = args[n:]
+	}
+	return tx.Commit()
+}
+
+// TamperError names a row of the directory's file that fails its MAC.
+type TamperError struct {
+	Key    string // the row's key: a DHT key and a peer ID, or the provider's own
+	Reason string
+}
+
+func (e *TamperError) Error() string { return e.Key + ": " + e.Reason }
+
+// CheckStore checks the MAC of every row of the directory file at path
+// under key, the file's row key, and returns how many rows it read, or a
+// *TamperError naming the first row that fails. The directory must not be
+// open.
+func CheckStore(ctx context.Context, path string, key []byte) (int, error) {
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro&_busy_timeout=5000"}
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT k, v, mac FROM kv`)
+	if err != nil {
+		return 0, fmt.Errorf("directory database %s: %w", path, err)
+	}
+	defer rows.Close()
+	m := newMacer(key)
+	n := 0
+	for rows.Next() {
+		var k string
+		var v, mac []byte
+		if err := rows.Scan(&k, &v, &mac); err != nil {
+			return n, fmt.Errorf("directory database %s: %w", path, err)
+		}
+		if !hmac.Equal(mac, m.mac(k, v)) {
+			return n, &TamperError{Key: k, Reason: "the row fails its MAC: changed or added without the centre's key"}
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("directory database %s: %w", path, err)
+	}
+	return n, nil
 }
 
 func (s *store) flusher() {
@@ -184,6 +322,7 @@ func (s *store) commit(batch map[string]write) error {
 	}
 	defer tx.Rollback()
 	var puts, dels []any
+	m := newMacer(s.key)
 	run := func(stmt string, args []any, per int) error {
 		if len(args) == 0 {
 			return nil
@@ -199,10 +338,10 @@ func (s *store) commit(batch map[string]write) error {
 		if w := batch[k]; w.del {
 			dels = append(dels, k)
 		} else {
-			puts = append(puts, k, w.val)
+			puts = append(puts, k, w.val, m.mac(k, w.val))
 		}
-		if len(puts) == 2*rowsPerStatement {
-			if err := run(insertRows, puts, 2); err != nil {
+		if len(puts) == 3*rowsPerStatement {
+			if err := run(insertRows, puts, 3); err != nil {
 				return fmt.Errorf("directory store: %w", err)
 			}
 			puts = puts[:0]
@@ -214,7 +353,7 @@ func (s *store) commit(batch map[string]write) error {
 			dels = dels[:0]
 		}
 	}
-	if err := run(insertRows, puts, 2); err != nil {
+	if err := run(insertRows, puts, 3); err != nil {
 		return fmt.Errorf("directory store: %w", err)
 	}
 	if err := run(deleteRows, dels, 1); err != nil {
@@ -228,13 +367,13 @@ func (s *store) commit(batch map[string]write) error {
 
 const (
 	rowsPerStatement = 100
-	insertRows       = "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)"
+	insertRows       = "INSERT OR REPLACE INTO kv (k, v, mac) VALUES (?, ?, ?)"
 	deleteRows       = "DELETE FROM kv WHERE k IN (?"
 )
 
 func rowOf(per int) string {
-	if per == 2 {
-		return "(?, ?)"
+	if per == 3 {
+		return "(?, ?, ?)"
 	}
 	return "?"
 }

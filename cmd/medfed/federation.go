@@ -72,7 +72,7 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		return err
 	}
 	// After the node: it has checked that the data directory is a centre's.
-	staff, err := api.OpenStaff(cfg.Data.Dir)
+	staff, err := api.OpenStaff(cfg.Data.Dir, n.Centre.RowKey(api.StaffFile))
 	if err != nil {
 		return errors.Join(err, n.Close())
 	}

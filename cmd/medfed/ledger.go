@@ -281,27 +281,36 @@ the checkpoint this centre last cosigned of every other log and the
 evidence it keeps of logs that signed two histories (each signed by that
 log's key), and every record's payload, which must open with the records
 key and match the commitment on the ledger, or be erased with an erasure
-entry naming it.
+entry naming it. The rows of the files no ledger entry vouches for carry
+MACs under keys derived from centre.key: every row of directory.db and of
+staff.db must have its own, and staff.db's seal must match its rows.
 
 Exit status: 0 when everything checks out, 1 naming the first file, table
 and row that does not, 2 when the configuration is wrong.`,
 		Args: cobra.NoArgs,
 	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
-		return withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
-			rep, err := c.Check(cmd.Context())
-			if errors.Is(err, centre.ErrTampered) {
-				return fmt.Errorf("%s's data has been tampered with: %w", cfg.Centre.Name, err)
+		rep, err := centre.Check(cmd.Context(), cfg)
+		var staff int
+		if err == nil {
+			var key []byte
+			if key, err = centre.RowKey(cfg.Data.Dir, api.StaffFile); err == nil {
+				staff, err = api.CheckStaff(cmd.Context(), cfg.Data.Dir, key)
 			}
-			if err != nil {
-				return fmt.Errorf("check: %w", err)
-			}
-			out := &stickyWriter{w: cmd.OutOrStdout()}
-			fmt.Fprintf(out, "centre %s: ok\n", cfg.Centre.Name)
-			fmt.Fprintf(out, "  ledger       %d entries, %d checkpoints (%d final), against %d charter version(s)\n", rep.Ledger.Size, rep.Ledger.Checkpoints, rep.Ledger.Final, rep.Charter)
-			fmt.Fprintf(out, "  witnessing   %d other logs' cosigned checkpoints, %d pieces of evidence\n", rep.Witnessed, rep.Evidence)
-			fmt.Fprintf(out, "  payloads     %d open and match their commitments, %d erased with their erasure entries\n", rep.Payloads, rep.Erased)
-			return out.err
-		})
+		}
+		if errors.Is(err, centre.ErrTampered) {
+			return fmt.Errorf("%s's data has been tampered with: %w", cfg.Centre.Name, err)
+		}
+		if err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		fmt.Fprintf(out, "centre %s: ok\n", cfg.Centre.Name)
+		fmt.Fprintf(out, "  ledger       %d entries, %d checkpoints (%d final), against %d charter version(s)\n", rep.Ledger.Size, rep.Ledger.Checkpoints, rep.Ledger.Final, rep.Charter)
+		fmt.Fprintf(out, "  witnessing   %d other logs' cosigned checkpoints, %d pieces of evidence\n", rep.Witnessed, rep.Evidence)
+		fmt.Fprintf(out, "  payloads     %d open and match their commitments, %d erased with their erasure entries\n", rep.Payloads, rep.Erased)
+		fmt.Fprintf(out, "  directory    %d rows, each with its MAC\n", rep.Directory)
+		fmt.Fprintf(out, "  staff        %d credentials, each with its MAC, the table sealed\n", staff)
+		return out.err
 	})
 }

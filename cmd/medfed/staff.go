@@ -34,10 +34,11 @@ at once.`,
 
 // openStaff opens the staff store of a centre that exists.
 func openStaff(cfg centre.Config) (*api.StaffStore, error) {
-	if _, err := centre.PublicKey(cfg.Data.Dir); err != nil {
+	key, err := centre.RowKey(cfg.Data.Dir, api.StaffFile)
+	if err != nil {
 		return nil, fmt.Errorf("%s is not a centre's data directory (medfed federation request or init creates one): %w", cfg.Data.Dir, err)
 	}
-	return api.OpenStaff(cfg.Data.Dir)
+	return api.OpenStaff(cfg.Data.Dir, key)
 }
 
 func newStaffAddCmd() *cobra.Command {
@@ -92,14 +93,26 @@ func newStaffListCmd() *cobra.Command {
 		}
 		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "STAFF ID\tROLE\tADDED\tEXPIRES\tREVOKED\tLABEL")
+		tampered := 0
 		for _, s := range list {
 			revoked := "-"
 			if !s.Revoked.IsZero() {
 				revoked = s.Revoked.Format(time.DateTime)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Role, s.Created.Format(time.DateTime), s.Expires.Format(time.DateTime), revoked, s.Label)
+			id := s.ID
+			if s.Tampered {
+				id += " (TAMPERED: fails its MAC; medfed check)"
+				tampered++
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", id, s.Role, s.Created.Format(time.DateTime), s.Expires.Format(time.DateTime), revoked, s.Label)
 		}
-		return w.Flush()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if tampered > 0 {
+			return fmt.Errorf("%d credential(s) changed outside medfed: they authenticate no one; revoke them, and run medfed check", tampered)
+		}
+		return nil
 	})
 }
 

@@ -266,6 +266,10 @@ func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
 	if errors.Is(err, ErrExpiredStaff) {
 		return st, http.StatusUnauthorized, err // logged with who tried
 	}
+	if errors.Is(err, ErrStaffTampered) {
+		// The centre's fault, and nothing for the caller to read.
+		return Staff{}, http.StatusInternalServerError, fmt.Errorf("checking the token: %w", err)
+	}
 	if err != nil {
 		return Staff{}, http.StatusServiceUnavailable, fmt.Errorf("checking the token: %w", err)
 	}

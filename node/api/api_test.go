@@ -55,7 +55,7 @@ func federation(t testing.TB) (a, b *testCentre) {
 	var cs []*testCentre
 	for _, cfg := range cfgs {
 		n := nodetest.Start(t, cfg)
-		st, err := api.OpenStaff(cfg.Data.Dir)
+		st, err := api.OpenStaff(cfg.Data.Dir, n.Centre.RowKey(api.StaffFile))
 		if err != nil {
 			t.Fatal(err)
 		}

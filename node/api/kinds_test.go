@@ -41,7 +41,7 @@ func (f failing) Ready() (centre.Readiness, error) { return centre.Readiness{}, 
 // kind back: the one mapping, both ways. (Errors of no kind, the centre's
 // own failures, are TestAbuseInternalErrorIsAnIncident's.)
 func TestErrorKindsAcrossHTTP(t *testing.T) {
-	staff, err := api.OpenStaff(t.TempDir())
+	staff, err := api.OpenStaff(t.TempDir(), rowKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestAbuseInternalErrorIsAnIncident(t *testing.T) {
 
 func openStaff(t *testing.T) *api.StaffStore {
 	t.Helper()
-	staff, err := api.OpenStaff(t.TempDir())
+	staff, err := api.OpenStaff(t.TempDir(), rowKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,8 +184,9 @@ func TestAbuseExpiredStaffToken(t *testing.T) {
 
 // A staff store from before tokens expired gives its tokens the default
 // lifetime from the upgrade: nobody is locked out, no token lives for ever.
+// Its rows get their MACs in the same upgrade.
 func TestStaffStoreUpgradeGivesTokensALifetime(t *testing.T) {
-	dir := t.TempDir()
+	dir, key := t.TempDir(), rowKey(t)
 	db, err := sql.Open("sqlite3", filepath.Join(dir, api.StaffFile))
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func TestStaffStoreUpgradeGivesTokensALifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	staff, err := api.OpenStaff(dir)
+	staff, err := api.OpenStaff(dir, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +208,10 @@ func TestStaffStoreUpgradeGivesTokensALifetime(t *testing.T) {
 	}
 	if left := time.Until(list[0].Expires); left < api.DefaultTokenLifetime-time.Minute || left > api.DefaultTokenLifetime {
 		t.Fatalf("an old token expires in %v, want the default lifetime %v", left, api.DefaultTokenLifetime)
+	}
+	// Its rows are MACed and the table sealed, once: the full check passes.
+	if n, err := api.CheckStaff(context.Background(), dir, key); err != nil || n != 1 || list[0].Tampered {
+		t.Fatalf("check after the upgrade: %d rows, %v, tampered %v", n, err, list[0].Tampered)
 	}
 }
 

@@ -2,23 +2,28 @@ package api
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // StaffFile is the file in a centre's data directory that holds its staff
@@ -41,6 +46,8 @@ type Staff struct {
 	Created time.Time
 	Expires time.Time // when the token stops working, unless renewed
 	Revoked time.Time // zero while the credential is valid
+
+	Tampered bool // the row fails its MAC (List): it authenticates no one
 }
 
 // A staff token works for a while, then must be renewed (medfed staff
@@ -59,48 +66,127 @@ var ErrUnknownStaff = node.E(node.Unauthenticated, "unknown or revoked staff cre
 var ErrExpiredStaff = node.E(node.Unauthenticated, "the staff credential has expired: an administrator renews it with medfed staff renew")
 
 // StaffStore keeps a centre's staff credentials in SQLite.
+//
+// No ledger entry vouches for a credential, so the store vouches for its
+// own rows: each carries an HMAC of all its columns under a key derived
+// from centre.key (Centre.RowKey), and a seal, the HMAC of every row's ID
+// and MAC, covers the table. A row added or changed by someone who holds
+// the file but not the key (a new administrator, a revocation undone, a
+// lifetime stretched) fails its MAC and authenticates no one; a row put
+// back as it was before a change passes its own MAC but not the seal; the
+// full check (CheckStaff, medfed check) names either. Deleting a row takes
+// access away, it never gives any.
+//
+// Authenticate checks the row it reads, and the seal whenever the file has
+// changed since it last did (SQLite's data_version, which any other
+// connection's commit moves, a medfed staff command's or a tamperer's): a
+// store whose seal does not match authenticates no one until it is put
+// right. A credential store changed behind medfed's back fails closed.
 type StaffStore struct {
-	db *sql.DB
+	db  *sql.DB
+	key []byte
+
+	mu       sync.Mutex
+	watch    *sql.Conn // one connection of reader, kept: data_version is per connection
+	reader   *sql.DB   // deferred transactions: a read takes no write lock
+	version  int64     // watch's data_version when the seal was last checked
+	checked  bool
+	sealedOK bool
 }
 
-var staffSchema = `CREATE TABLE IF NOT EXISTS staff (
+var staffSchema = `CREATE TABLE staff (
 	id         TEXT PRIMARY KEY,     -- 32 hex digits
 	role       TEXT NOT NULL,
 	label      TEXT NOT NULL,
 	token_hash BLOB NOT NULL UNIQUE, -- SHA-256 of the bearer token
 	created    INTEGER NOT NULL,     -- Unix seconds
 	revoked    INTEGER,              -- Unix seconds; NULL while valid
-	expires    INTEGER               -- Unix seconds
+	expires    INTEGER,              -- Unix seconds
+	mac        BLOB                  -- HMAC-SHA256 of the row (staffRow.mac)
+) STRICT;
+CREATE TABLE seal (
+	id  INTEGER PRIMARY KEY CHECK (id = 0),
+	mac BLOB NOT NULL                -- HMAC-SHA256 of every row's ID and MAC (seal)
 ) STRICT`
 
-// staffExpiry brings a store made before tokens expired up to date: its
-// tokens get the default lifetime from now, so that an upgrade locks no
-// one out and leaves no token valid for ever.
-func staffExpiry(ctx context.Context, db *sql.DB) error {
+// ErrStaffTampered is what a credential that fails its MAC, or a store
+// whose seal does not match its rows, reads as: the file was changed by
+// something other than medfed. It is the centre's fault, not the caller's.
+var ErrStaffTampered = errors.New("staff store: a credential was changed outside medfed (run medfed check)")
+
+// staffSetUp creates the store's tables in a new file, or brings a store
+// made by an older medfed up to date, in one transaction. A store made
+// before rows carried MACs has every row MACed and the table sealed, and
+// a token made before tokens expired gets the default lifetime from now
+// (an upgrade locks no one out and leaves no token valid for ever). That
+// happens once, as the mac column is added: once it exists, a row without
+// a valid MAC is one that was tampered with.
+func staffSetUp(ctx context.Context, db *sql.DB, key []byte) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	var has int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('staff') WHERE name = 'expires'`).Scan(&has); err != nil {
+	columns := map[string]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info('staff')`)
+	if err != nil {
 		return err
 	}
-	if has == 0 {
-		if _, err := tx.ExecContext(ctx, `ALTER TABLE staff ADD COLUMN expires INTEGER`); err != nil {
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
 			return err
 		}
+		columns[name] = true
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE staff SET expires = ? WHERE expires IS NULL`, time.Now().Add(DefaultTokenLifetime).Unix()); err != nil {
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	switch {
+	case len(columns) == 0:
+		if _, err := tx.ExecContext(ctx, staffSchema); err != nil {
+			return err
+		}
+	case !columns["mac"]:
+		if !columns["expires"] {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE staff ADD COLUMN expires INTEGER`); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE staff SET expires = ? WHERE expires IS NULL`, time.Now().Add(DefaultTokenLifetime).Unix()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE staff ADD COLUMN mac BLOB;
+			CREATE TABLE seal (id INTEGER PRIMARY KEY CHECK (id = 0), mac BLOB NOT NULL) STRICT`); err != nil {
+			return err
+		}
+		all, err := staffRows(ctx, tx, "")
+		if err != nil {
+			return err
+		}
+		for _, r := range all {
+			if _, err := tx.ExecContext(ctx, `UPDATE staff SET mac = ? WHERE id = ?`, r.mac(key), r.ID); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil // up to date: nothing is written at open
+	}
+	if err := reseal(ctx, tx, key); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
 // OpenStaff opens (creating it if needed) the staff store of the centre
-// whose data directory is dir. A running node and the medfed command may
-// both have it open: SQLite serialises their writes.
-func OpenStaff(dir string) (*StaffStore, error) {
+// whose data directory is dir; key is the centre's row key for StaffFile
+// (centre.RowKey). A running node and the medfed command may both have it
+// open: SQLite serialises their writes.
+func OpenStaff(dir string, key []byte) (*StaffStore, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("staff store: a row key is 32 bytes, not %d", len(key))
+	}
 	path := filepath.Join(dir, StaffFile)
 	// Created private before SQLite opens it: it holds token hashes and
 	// labels (SQLite gives its journal files the same mode).
@@ -113,24 +199,60 @@ func OpenStaff(dir string) (*StaffStore, error) {
 		return nil, fmt.Errorf("staff store: %w", err)
 	}
 	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
-	u.RawQuery = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&mode=rwc"
+	// Immediate transactions: a write reads the rows it seals, and no
+	// other writer may change them in between.
+	u.RawQuery = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&mode=rwc"
 	db, err := sql.Open("sqlite3", u.String())
 	if err != nil {
 		return nil, fmt.Errorf("staff store: %w", err)
 	}
-	if _, err := db.Exec(staffSchema); err != nil {
+	if err := staffSetUp(context.Background(), db, key); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("staff store %s: %w", path, err)
 	}
-	if err := staffExpiry(context.Background(), db); err != nil {
+	u.RawQuery = "_busy_timeout=5000&mode=ro"
+	reader, err := sql.Open("sqlite3", u.String())
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("staff store %s: %w", path, err)
+		return nil, fmt.Errorf("staff store: %w", err)
 	}
-	return &StaffStore{db: db}, nil
+	watch, err := reader.Conn(context.Background())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("staff store %s: %w", path, err), reader.Close(), db.Close())
+	}
+	return &StaffStore{db: db, key: key, reader: reader, watch: watch}, nil
+}
+
+// checkSeal returns ErrStaffTampered when the seal does not match the
+// rows; it reads them only when the file changed since the last call.
+func (s *StaffStore) checkSeal(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v int64
+	if err := s.watch.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return fmt.Errorf("staff store: %w", err)
+	}
+	if !s.checked || v != s.version {
+		tx, err := s.watch.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("staff store: %w", err)
+		}
+		ok, err := sealHolds(ctx, tx, s.key)
+		if err := errors.Join(err, tx.Rollback()); err != nil {
+			return fmt.Errorf("staff store: %w", err)
+		}
+		s.version, s.checked, s.sealedOK = v, true, ok
+	}
+	if !s.sealedOK {
+		return fmt.Errorf("%w: the seal does not match the rows", ErrStaffTampered)
+	}
+	return nil
 }
 
 // Close closes the store.
-func (s *StaffStore) Close() error { return s.db.Close() }
+func (s *StaffStore) Close() error {
+	return errors.Join(s.watch.Close(), s.reader.Close(), s.db.Close())
+}
 
 // ValidRole reports whether role is one of Roles.
 func ValidRole(role string) bool { return slices.Contains(Roles, role) }
@@ -166,101 +288,306 @@ func (s *StaffStore) AddFor(ctx context.Context, role, label string, lifetime ti
 	rand.Read(id[:])
 	rand.Read(secret[:])
 	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(secret[:])
-	st = Staff{ID: hex.EncodeToString(id[:]), Role: role, Label: label, Created: time.Now().UTC().Truncate(time.Second)}
-	st.Expires = st.Created.Add(lifetime)
 	h := sha256.Sum256([]byte(token))
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO staff (id, role, label, token_hash, created, expires) VALUES (?, ?, ?, ?, ?, ?)`,
-		st.ID, st.Role, st.Label, h[:], st.Created.Unix(), st.Expires.Unix()); err != nil {
+	r := staffRow{Staff: Staff{ID: hex.EncodeToString(id[:]), Role: role, Label: label, Created: time.Now().UTC().Truncate(time.Second)}, tokenHash: h[:]}
+	r.Expires = r.Created.Add(lifetime)
+	err = s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+		if !sealed {
+			return ErrStaffTampered
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO staff (id, role, label, token_hash, created, expires, mac) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Role, r.Label, r.tokenHash, r.Created.Unix(), r.Expires.Unix(), r.mac(s.key))
+		return err
+	})
+	if err != nil {
 		return "", Staff{}, fmt.Errorf("staff add: %w", err)
 	}
-	return token, st, nil
+	return token, r.Staff, nil
 }
 
-// Authenticate returns the staff member a bearer token belongs to.
+// Authenticate returns the staff member a bearer token belongs to. A
+// credential whose row fails its MAC, or any credential of a store whose
+// seal does not match its rows, is ErrStaffTampered: it authenticates no
+// one, and the API answers 500, logging an incident.
 func (s *StaffStore) Authenticate(ctx context.Context, token string) (Staff, error) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
 		return Staff{}, ErrUnknownStaff
 	}
-	h := sha256.Sum256([]byte(token))
-	st, err := s.scan(s.db.QueryRowContext(ctx, `SELECT id, role, label, created, revoked, expires FROM staff WHERE token_hash = ?`, h[:]))
-	switch {
-	case errors.Is(err, sql.ErrNoRows) || (err == nil && !st.Revoked.IsZero()):
-		return Staff{}, ErrUnknownStaff
-	case err == nil && !time.Now().Before(st.Expires):
-		return st, ErrExpiredStaff
+	if err := s.checkSeal(ctx); err != nil {
+		return Staff{}, err
 	}
-	return st, err
+	h := sha256.Sum256([]byte(token))
+	rs, err := staffRows(ctx, s.db, "WHERE token_hash = ?", h[:])
+	switch {
+	case err != nil:
+		return Staff{}, err
+	case len(rs) == 0:
+		return Staff{}, ErrUnknownStaff
+	case !rs[0].valid(s.key):
+		return Staff{}, fmt.Errorf("%w: staff ID %s", ErrStaffTampered, rs[0].ID)
+	case !rs[0].Revoked.IsZero():
+		return Staff{}, ErrUnknownStaff
+	case !time.Now().Before(rs[0].Expires):
+		return rs[0].Staff, ErrExpiredStaff
+	}
+	return rs[0].Staff, nil
 }
 
 // Renew gives a staff member's token lifetime from now: the same token
-// works on. A revoked credential stays revoked.
+// works on. A revoked credential stays revoked; one that fails its MAC,
+// or a store whose seal does not match, is not renewed.
 func (s *StaffStore) Renew(ctx context.Context, id string, lifetime time.Duration) (Staff, error) {
 	if err := checkLifetime(lifetime); err != nil {
 		return Staff{}, fmt.Errorf("staff renew: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE staff SET expires = ? WHERE id = ? AND revoked IS NULL`, time.Now().Add(lifetime).Unix(), id)
+	var r staffRow
+	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+		rs, err := staffRows(ctx, tx, "WHERE id = ?", id)
+		switch {
+		case err != nil:
+			return err
+		case len(rs) == 0 || !rs[0].Revoked.IsZero():
+			return ErrUnknownStaff
+		case !sealed || !rs[0].valid(s.key):
+			return ErrStaffTampered
+		}
+		r = rs[0]
+		r.Expires = time.Now().Add(lifetime).UTC().Truncate(time.Second)
+		_, err = tx.ExecContext(ctx, `UPDATE staff SET expires = ?, mac = ? WHERE id = ?`, r.Expires.Unix(), r.mac(s.key), id)
+		return err
+	})
 	if err != nil {
 		return Staff{}, fmt.Errorf("staff renew: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return Staff{}, fmt.Errorf("staff renew: %w", err)
-	} else if n == 0 {
-		return Staff{}, fmt.Errorf("staff renew: %w", ErrUnknownStaff)
-	}
-	st, err := s.scan(s.db.QueryRowContext(ctx, `SELECT id, role, label, created, revoked, expires FROM staff WHERE id = ?`, id))
-	if err != nil {
-		return Staff{}, fmt.Errorf("staff renew: %w", err)
-	}
-	return st, nil
+	return r.Staff, nil
 }
 
-// List returns every staff member, revoked ones included, oldest first.
+// List returns every staff member, revoked ones included, oldest first;
+// one whose row fails its MAC is marked Tampered.
 func (s *StaffStore) List(ctx context.Context) ([]Staff, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, role, label, created, revoked, expires FROM staff ORDER BY created, id`)
+	rs, err := staffRows(ctx, s.db, "ORDER BY created, id")
 	if err != nil {
 		return nil, fmt.Errorf("staff list: %w", err)
 	}
-	defer rows.Close()
-	var out []Staff
-	for rows.Next() {
-		st, err := s.scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("staff list: %w", err)
-		}
-		out = append(out, st)
+	out := make([]Staff, len(rs))
+	for i, r := range rs {
+		out[i] = r.Staff
+		out[i].Tampered = !r.valid(s.key)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
-// Revoke ends a staff member's credential at once.
+// Revoke ends a staff member's credential at once. Revoking is always
+// safe, so a row that fails its MAC is revoked too; in a store whose seal
+// does not match its rows, the seal is left as it is for Check to name.
 func (s *StaffStore) Revoke(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE staff SET revoked = ? WHERE id = ? AND revoked IS NULL`, time.Now().Unix(), id)
+	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+		rs, err := staffRows(ctx, tx, "WHERE id = ?", id)
+		switch {
+		case err != nil:
+			return err
+		case len(rs) == 0 || !rs[0].Revoked.IsZero():
+			return ErrUnknownStaff
+		}
+		r := rs[0]
+		r.Revoked = time.Now().UTC().Truncate(time.Second)
+		if _, err := tx.ExecContext(ctx, `UPDATE staff SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), r.mac(s.key), id); err != nil {
+			return err
+		}
+		if !sealed {
+			return errKeepSeal
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("staff revoke: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("staff revoke: %w", err)
-	} else if n == 0 {
-		return fmt.Errorf("staff revoke: %w", ErrUnknownStaff)
 	}
 	return nil
 }
 
-type scanner interface{ Scan(...any) error }
+// CheckStaff checks the MAC of every row of the staff store of the data
+// directory dir, and its seal, under key, the store's row key: the full
+// check of staff.db that medfed check runs. It opens the file read-only
+// and returns how many credentials it holds, or a *centre.DataError
+// naming the row, or the seal. A directory without staff.db has none.
+func CheckStaff(ctx context.Context, dir string, key []byte) (int, error) {
+	path := filepath.Join(dir, StaffFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro&_busy_timeout=5000"}
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return 0, fmt.Errorf("staff check: %w", err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("staff check: %w", err)
+	}
+	defer tx.Rollback()
+	var macs int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('staff') WHERE name = 'mac'`).Scan(&macs); err != nil {
+		return 0, fmt.Errorf("staff check: %w", err)
+	}
+	if macs == 0 {
+		return 0, fmt.Errorf("staff check: %s is from before credentials carried MACs: any medfed staff command, or starting the node, brings it up to date", path)
+	}
+	rs, err := staffRows(ctx, tx, "ORDER BY id")
+	if err != nil {
+		return 0, &centre.DataError{File: StaffFile, Table: "staff", Row: "the rows", Reason: err.Error()}
+	}
+	for _, r := range rs {
+		if !r.valid(key) {
+			return 0, &centre.DataError{File: StaffFile, Table: "staff", Row: "staff ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
+		}
+	}
+	switch ok, err := sealHolds(ctx, tx, key); {
+	case err != nil:
+		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: err.Error()}
+	case !ok:
+		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: "it does not match the rows: a row was put back as it was, or removed"}
+	}
+	return len(rs), nil
+}
 
-func (s *StaffStore) scan(r scanner) (Staff, error) {
-	var (
-		st               Staff
-		created, expires int64
-		revoked          sql.NullInt64
-	)
-	if err := r.Scan(&st.ID, &st.Role, &st.Label, &created, &revoked, &expires); err != nil {
-		return Staff{}, err
+// errKeepSeal, returned by a write's change, commits the change without
+// sealing the table again.
+var errKeepSeal = errors.New("keep the seal")
+
+// write runs change in an immediate transaction, telling it whether the
+// seal matches the rows as they stand, then seals the table again and
+// commits. A store whose seal does not match is not sealed again: that
+// would make a row put back as it was pass.
+func (s *StaffStore) write(ctx context.Context, change func(tx *sql.Tx, sealed bool) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
 	}
-	st.Created = time.Unix(created, 0).UTC()
-	st.Expires = time.Unix(expires, 0).UTC()
-	if revoked.Valid {
-		st.Revoked = time.Unix(revoked.Int64, 0).UTC()
+	defer tx.Rollback()
+	sealed, err := sealHolds(ctx, tx, s.key)
+	if err != nil {
+		return err
 	}
-	return st, nil
+	switch err := change(tx, sealed); {
+	case errors.Is(err, errKeepSeal):
+	case err != nil:
+		return err
+	default:
+		if err := reseal(ctx, tx, s.key); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// staffRow is a staff row as stored.
+type staffRow struct {
+	Staff
+	tokenHash []byte
+	stored    []byte // the MAC in the row
+}
+
+// mac is the HMAC-SHA256, under key, of every column of the row but the
+// MAC, each length-prefixed.
+func (r staffRow) mac(key []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	field := func(b []byte) {
+		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+		m.Write(b)
+	}
+	revoked := int64(0)
+	if !r.Revoked.IsZero() {
+		revoked = r.Revoked.Unix()
+	}
+	field([]byte("medfed staff row v1"))
+	field([]byte(r.ID))
+	field([]byte(r.Role))
+	field([]byte(r.Label))
+	field(r.tokenHash)
+	for _, t := range []int64{r.Created.Unix(), revoked, r.Expires.Unix()} {
+		field(binary.BigEndian.AppendUint64(nil, uint64(t)))
+	}
+	return m.Sum(nil)
+}
+
+func (r staffRow) valid(key []byte) bool { return hmac.Equal(r.stored, r.mac(key)) }
+
+// seal is the HMAC-SHA256, under key, of every row's ID and MAC in ID
+// order.
+func seal(ctx context.Context, tx *sql.Tx, key []byte) ([]byte, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, ifnull(mac, x'') FROM staff ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("medfed staff seal v1"))
+	for rows.Next() {
+		var id string
+		var mac []byte
+		if err := rows.Scan(&id, &mac); err != nil {
+			return nil, err
+		}
+		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
+		m.Write([]byte(id))
+		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(mac))))
+		m.Write(mac)
+	}
+	return m.Sum(nil), rows.Err()
+}
+
+func reseal(ctx context.Context, tx *sql.Tx, key []byte) error {
+	mac, err := seal(ctx, tx, key)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO seal (id, mac) VALUES (0, ?)`, mac)
+	return err
+}
+
+// sealHolds reports whether the stored seal matches the rows.
+func sealHolds(ctx context.Context, tx *sql.Tx, key []byte) (bool, error) {
+	var stored []byte
+	err := tx.QueryRowContext(ctx, `SELECT mac FROM seal WHERE id = 0`).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	want, err := seal(ctx, tx, key)
+	return err == nil && hmac.Equal(stored, want), err
+}
+
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// staffRows reads the rows that tail (a WHERE and ORDER clause) selects.
+func staffRows(ctx context.Context, q querier, tail string, args ...any) ([]staffRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, role, label, token_hash, created, revoked, expires, mac FROM staff `+tail, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []staffRow
+	for rows.Next() {
+		var (
+			r                staffRow
+			created, expires int64
+			revoked          sql.NullInt64
+		)
+		if err := rows.Scan(&r.ID, &r.Role, &r.Label, &r.tokenHash, &created, &revoked, &expires, &r.stored); err != nil {
+			return nil, err
+		}
+		r.Created = time.Unix(created, 0).UTC()
+		r.Expires = time.Unix(expires, 0).UTC()
+		if revoked.Valid {
+			r.Revoked = time.Unix(revoked.Int64, 0).UTC()
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

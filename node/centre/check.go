@@ -6,11 +6,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
@@ -43,56 +46,101 @@ type CheckReport struct {
 	Evidence  int // pairs of another log's conflicting checkpoints, each checked
 	Payloads  int // record payloads opened and matched to their commitments
 	Erased    int // erased payloads, each with its erasure entry
+	Directory int // rows of the directory's file, each with its MAC
 }
 
-// Check is the full check of the centre's own data, with its keys, that
-// the node must not be running for: the ledger as medfed ledger verify
-// checks it (against the charter adopted on it, and this centre's key
-// must be the charter's), the pseudonym index beside it, the checkpoint
-// it last cosigned of every other log (signed by that log's key, its
-// size and root those of the note), the evidence it holds of logs that
-// signed two histories, and every record's payload, which must open with
-// the records key and match the commitment on the ledger, or be erased
-// with an erasure entry naming it. It returns a *DataError (ErrTampered)
-// naming the first file, table and row that does not check out.
-func (c *Centre) Check(ctx context.Context) (CheckReport, error) {
-	var rep CheckReport
-	st, err := c.federationState(ctx)
+// Check is the full check of the data of the centre of cfg, with its
+// keys, that the node must not be running for. First the ledger and its
+// pseudonym index as they are on disk, before the centre opens them (it
+// rebuilds an index that does not match): as medfed ledger verify checks
+// them, against the charter adopted on the ledger, whose key for this
+// centre must be centre.key's. Then, the centre open: the checkpoint it
+// last cosigned of every other log (signed by that log's key, its size
+// and root those of the note), the evidence it holds of logs that signed
+// two histories, every record's payload, which must open with the records
+// key and match the commitment on the ledger, or be erased with an
+// erasure entry naming it, and the MAC of every row of the directory's
+// file. It returns a *DataError (ErrTampered) naming the first file,
+// table and row that does not check out.
+func Check(ctx context.Context, cfg Config) (rep CheckReport, err error) {
+	if err := cfg.Validate(); err != nil {
+		return rep, err
+	}
+	pub, err := PublicKey(cfg.Data.Dir)
 	if err != nil {
 		return rep, err
 	}
-	path := filepath.Join(c.dir, LedgerFile)
-	pub := c.key.Public().(ed25519.PublicKey)
-	var versions []federation.Signed
-	if len(st.Chain) == 0 {
-		rep.Ledger, err = ledger.Verify(ctx, path, pub)
-	} else {
-		if versions, err = federation.VerifyVersions(st.Chain); err != nil {
-			return rep, &DataError{File: LedgerFile, Table: "entries", Row: "the charter's entries", Reason: err.Error()}
-		}
-		rep.Charter = len(versions)
-		if m, ok := versions[len(versions)-1].MemberByName(c.Name); ok {
-			if k, err := m.PublicKey(); err != nil || !k.Equal(pub) {
-				return rep, &DataError{File: "centre.key", Table: "-", Row: "the key", Reason: "not the key the charter lists for this centre"}
-			}
-		}
-		rep.Ledger, err = VerifyPublic(ctx, path, st.Chain)
-	}
+	lock, err := lockDir(cfg.Data.Dir)
 	if err != nil {
-		var te *ledger.TamperError
-		if errors.As(err, &te) {
-			table := "entries"
-			if te.Index < 0 {
-				table = "checkpoints"
-			}
-			return rep, &DataError{File: LedgerFile + " (or its index, " + filepath.Base(ledger.IndexPath(path)) + ")", Table: table, Row: te.Error(), Reason: "does not verify"}
-		}
-		return rep, &DataError{File: LedgerFile, Table: "meta", Row: "the ledger", Reason: err.Error()}
+		return rep, err
 	}
+	versions, err := checkLedger(ctx, cfg, pub, &rep)
+	if err := errors.Join(err, lock.unlock()); err != nil {
+		return rep, err
+	}
+	c, err := Open(ctx, cfg, nil)
+	if err != nil {
+		return rep, err
+	}
+	defer func() { err = errors.Join(err, c.Close()) }()
 	if err := c.checkWitnessing(ctx, versions, &rep); err != nil {
 		return rep, err
 	}
-	return rep, c.checkPayloads(ctx, &rep)
+	if err := c.checkPayloads(ctx, &rep); err != nil {
+		return rep, err
+	}
+	return rep, c.checkDirectory(ctx, &rep)
+}
+
+// checkLedger verifies the ledger of the centre of cfg, whose key is pub,
+// and returns the charter's versions on it.
+func checkLedger(ctx context.Context, cfg Config, pub ed25519.PublicKey, rep *CheckReport) ([]federation.Signed, error) {
+	path := filepath.Join(cfg.Data.Dir, LedgerFile)
+	chain, err := ChainOnLedger(ctx, path)
+	if err != nil {
+		return nil, &DataError{File: LedgerFile, Table: "entries", Row: "the charter's entries", Reason: err.Error()}
+	}
+	var versions []federation.Signed
+	if len(chain) == 0 {
+		rep.Ledger, err = ledger.Verify(ctx, path, pub)
+	} else {
+		if versions, err = federation.VerifyVersions(chain); err != nil {
+			return nil, &DataError{File: LedgerFile, Table: "entries", Row: "the charter's entries", Reason: err.Error()}
+		}
+		rep.Charter = len(versions)
+		if m, ok := versions[len(versions)-1].MemberByName(cfg.Centre.Name); ok {
+			if k, err := m.PublicKey(); err != nil || !k.Equal(pub) {
+				return nil, &DataError{File: KeyFile, Table: "-", Row: "the key", Reason: "not the key the charter lists for this centre"}
+			}
+		}
+		rep.Ledger, err = VerifyPublic(ctx, path, chain)
+	}
+	var te *ledger.TamperError
+	switch {
+	case errors.As(err, &te) && (te.Table == "postings" || te.Table == "watermark"):
+		return nil, &DataError{File: filepath.Base(ledger.IndexPath(path)), Table: te.Table, Row: te.Error(), Reason: "does not match the ledger"}
+	case errors.As(err, &te):
+		return nil, &DataError{File: LedgerFile, Table: te.Table, Row: te.Error(), Reason: "does not verify"}
+	case err != nil:
+		return nil, &DataError{File: LedgerFile, Table: "meta", Row: "the ledger", Reason: err.Error()}
+	}
+	return versions, nil
+}
+
+// checkDirectory checks the MAC of every row of the directory's file, when
+// the centre has one (a node has run).
+func (c *Centre) checkDirectory(ctx context.Context, rep *CheckReport) error {
+	path := filepath.Join(c.dir, DirectoryFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	n, err := directory.CheckStore(ctx, path, c.RowKey(DirectoryFile))
+	var te *directory.TamperError
+	if errors.As(err, &te) {
+		return &DataError{File: DirectoryFile, Table: "kv", Row: "key " + te.Key, Reason: te.Reason}
+	}
+	rep.Directory = n
+	return err
 }
 
 // keyOf returns the key of the log with origin under the newest version

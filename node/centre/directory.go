@@ -25,6 +25,7 @@ func (n *Node) startDirectory() error {
 	d, err := directory.New(n.Host, directory.Options{
 		Federation: n.Membership.Current().Federation,
 		Path:       filepath.Join(n.Centre.dir, DirectoryFile),
+		RowKey:     n.Centre.RowKey(DirectoryFile),
 		Members:    n.memberAddrs,
 		IsMember: func(id peer.ID) bool {
 			_, ok := n.Membership.Current().Member(id)

@@ -3,7 +3,9 @@ package centre
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -111,6 +113,37 @@ func PublicKey(dir string) (ed25519.PublicKey, error) {
 		return nil, err
 	}
 	return key.Public().(ed25519.PublicKey), nil
+}
+
+// RowKey returns the key that authenticates the rows of file, one of the
+// SQLite files of the data directory at dir that no ledger entry vouches
+// for (staff.db, directory.db): see Centre.RowKey. It reads centre.key.
+func RowKey(dir, file string) ([]byte, error) {
+	key, err := readKey(filepath.Join(dir, KeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (no %s)", dir, ErrNotDataDir, KeyFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rowKey(key, file), nil
+}
+
+// RowKey returns the key that authenticates the rows of file, one of the
+// centre's SQLite files that no ledger entry vouches for. Each row of such
+// a file carries an HMAC under it, so a row written or changed by anyone
+// without centre.key (someone with the disk, a restored copy of another
+// centre's file) fails its MAC, and the full check names it. The key is
+// HKDF-SHA256 of the centre key's seed, one per file: a MAC of one file's
+// row never passes for another's.
+func (c *Centre) RowKey(file string) []byte { return rowKey(c.key, file) }
+
+func rowKey(key ed25519.PrivateKey, file string) []byte {
+	k, err := hkdf.Key(sha256.New, key.Seed(), nil, "medfed row MAC v1 "+file, 32)
+	if err != nil {
+		panic(err) // HKDF fails only for a length over 255 hashes
+	}
+	return k
 }
 
 // writeNewFile writes data to a new file at path, mode 0600, so that path

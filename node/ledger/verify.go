@@ -42,6 +42,9 @@ type TamperError struct {
 	Index      int64
 	Checkpoint int64
 	Reason     string
+	// Table is the table the fault was found in: entries, checkpoints,
+	// or the pseudonym index's postings or watermark (IndexPath's file).
+	Table string
 }
 
 func (e *TamperError) Error() string {
@@ -52,11 +55,16 @@ func (e *TamperError) Error() string {
 }
 
 func badEntry(i int64, format string, args ...any) error {
-	return &TamperError{Index: i, Checkpoint: -1, Reason: fmt.Sprintf(format, args...)}
+	return &TamperError{Index: i, Checkpoint: -1, Reason: fmt.Sprintf(format, args...), Table: "entries"}
 }
 
 func badCheckpoint(size int64, format string, args ...any) error {
-	return &TamperError{Index: -1, Checkpoint: size, Reason: fmt.Sprintf(format, args...)}
+	return &TamperError{Index: -1, Checkpoint: size, Reason: fmt.Sprintf(format, args...), Table: "checkpoints"}
+}
+
+// badIndex is an entry the pseudonym index's table misstates.
+func badIndex(i int64, table, format string, args ...any) error {
+	return &TamperError{Index: i, Checkpoint: -1, Reason: fmt.Sprintf(format, args...), Table: table}
 }
 
 // Verify checks the ledger file at path offline, writing nothing: it
@@ -150,6 +158,15 @@ func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, indexPath string) (R
 		return rep, err
 	}
 	defer postings.close()
+	if postings.watermark > 0 {
+		var size int64
+		if err := tx.QueryRowContext(ctx, "SELECT ifnull(max(idx) + 1, 0) FROM entries").Scan(&size); err != nil {
+			return rep, err
+		}
+		if postings.watermark > size {
+			return rep, badIndex(size, "watermark", "missing: the pseudonym index covers %d entries", postings.watermark)
+		}
+	}
 
 	// Reading rows (cgo) and hashing them run on separate cores.
 	ctx, cancel := context.WithCancel(ctx)
@@ -387,12 +404,16 @@ func openPostings(ctx context.Context, path string) (*postingCheck, error) {
 		pc.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
+	if pc.watermark < 0 || pc.watermark%indexBucket != 0 {
+		pc.close()
+		return nil, badIndex(pc.watermark, "watermark", "the pseudonym index's watermark is not a bucket's end")
+	}
 	return pc, nil
 }
 
 func (pc *postingCheck) load(ctx context.Context, bucket int64) error {
 	for n := range pc.want {
-		return badEntry(n, "pseudonym index lists an entry that names no patient")
+		return badIndex(n, "postings", "pseudonym index lists an entry that names no patient")
 	}
 	var got bucketLoad
 	if pc.next != nil {
@@ -425,7 +446,7 @@ func (pc *postingCheck) read(ctx context.Context, bucket int64) bucketLoad {
 	want := make(map[int64]Pseudonym, indexBucket)
 	res.err = eachIndexed(rows, func(n int64, p []byte) error {
 		if n/indexBucket != bucket || len(p) != len(Pseudonym{}) {
-			return badEntry(n, "pseudonym index holds a malformed posting")
+			return badIndex(n, "postings", "pseudonym index holds a malformed posting")
 		}
 		want[n] = Pseudonym(p)
 		return nil
@@ -449,13 +470,13 @@ func (pc *postingCheck) check(ctx context.Context, n int64, subject Pseudonym) e
 	delete(pc.want, n)
 	switch {
 	case subject.IsZero() && indexed:
-		return badEntry(n, "pseudonym index lists an entry that names no patient")
+		return badIndex(n, "postings", "pseudonym index lists an entry that names no patient")
 	case subject.IsZero():
 		return nil
 	case !indexed:
-		return badEntry(n, "missing from the pseudonym index")
+		return badIndex(n, "postings", "missing from the pseudonym index")
 	case got != subject:
-		return badEntry(n, "pseudonym index names another patient")
+		return badIndex(n, "postings", "pseudonym index names another patient")
 	}
 	return nil
 }
@@ -465,17 +486,17 @@ func (pc *postingCheck) finish(ctx context.Context, size int64) error {
 		return nil
 	}
 	if pc.watermark > size {
-		return badEntry(size, "missing: the pseudonym index covers %d entries", pc.watermark)
+		return badIndex(size, "watermark", "missing: the pseudonym index covers %d entries", pc.watermark)
 	}
 	for n := range pc.want {
-		return badEntry(n, "pseudonym index lists an entry that names no patient")
+		return badIndex(n, "postings", "pseudonym index lists an entry that names no patient")
 	}
 	var stray sql.NullInt64
 	if err := pc.tx.QueryRowContext(ctx, "SELECT MIN(idx) FROM postings WHERE idx >= ?", pc.watermark).Scan(&stray); err != nil {
 		return err
 	}
 	if stray.Valid {
-		return badEntry(stray.Int64, "pseudonym index lists an entry beyond its watermark")
+		return badIndex(stray.Int64, "postings", "pseudonym index lists an entry beyond its watermark")
 	}
 	return nil
 }

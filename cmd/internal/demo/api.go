@@ -36,7 +36,7 @@ func (d *demo) apiChapter(ctx context.Context) (err error) {
 	staff := map[*harness.Node]*api.StaffStore{}
 	pins := x509.NewCertPool() // the client trusts the centres' own certificates, nothing else
 	for _, n := range []*harness.Node{b, c} {
-		st, serr := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir)
+		st, serr := api.OpenStaff(d.cfgs[n.Centre.Name].Data.Dir, n.Centre.RowKey(api.StaffFile))
 		if serr != nil {
 			return serr
 		}

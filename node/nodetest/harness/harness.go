@@ -132,7 +132,7 @@ func Start(ctx context.Context, cfg centre.Config) (*Node, error) {
 	}
 	// The socket serves the API's reads as medfed node's does, with the
 	// staff store of the data directory.
-	staff, err := api.OpenStaff(cfg.Data.Dir)
+	staff, err := api.OpenStaff(cfg.Data.Dir, n.Centre.RowKey(api.StaffFile))
 	if err != nil {
 		return nil, errors.Join(err, n.Close())
 	}

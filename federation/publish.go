@@ -23,6 +23,8 @@ type OwnLedger interface {
 	ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error)
 	MarkFinal(ctx context.Context, size int64, cosigned []byte) error
 	LatestFinal() (ledger.SignedCheckpoint, bool)
+	HistoryLedger
+	Halt(reason error)
 }
 
 // Publisher gets the centre's checkpoints cosigned by the other members.
@@ -153,6 +155,22 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil
 }
 
+// checkHeld compares the ledger with what witness w cosigned of it, and
+// halts the ledger when it is behind or beside it.
+func (p *Publisher) checkHeld(ctx context.Context, w peer.ID) error {
+	c := p.charter()
+	m, ok := c.Member(w)
+	if !ok {
+		return fmt.Errorf("%s is not a member", w)
+	}
+	err := CheckHeld(ctx, p.host, c, m, p.ledger)
+	if errors.Is(err, ErrBehind) {
+		p.ledger.Halt(err)
+		p.log.Error("this ledger does not extend what a witness cosigned of it; halted: it appends and signs nothing", "err", err)
+	}
+	return err
+}
+
 // originCentre returns the centre name of a log origin of charter c.
 func originCentre(c Charter, origin string) string {
 	for _, m := range c.Members {
@@ -171,9 +189,6 @@ func (p *Publisher) cosign(ctx context.Context, w peer.ID, sc ledger.SignedCheck
 	old := p.held[w]
 	p.mu.Unlock()
 	for range 2 {
-		if old > sc.Size {
-			return nil, fmt.Errorf("the witness holds size %d, beyond this ledger's %d", old, sc.Size)
-		}
 		proof, err := p.ledger.ProveConsistency(ctx, old, sc.Size)
 		if err != nil {
 			return nil, err
@@ -181,6 +196,13 @@ func (p *Publisher) cosign(ctx context.Context, w peer.ID, sc ledger.SignedCheck
 		cosigned, err := RequestCosignature(ctx, p.host, w, AddRequest{OldSize: old, Proof: proof, Note: sc.Note})
 		var stale *OldSizeError
 		if errors.As(err, &stale) {
+			// A size this centre did not know the witness holds: before
+			// proving from it, check that this ledger extends what the
+			// witness cosigned. Proving from a checkpoint of another
+			// history would hand the witness evidence of equivocation.
+			if err := p.checkHeld(ctx, w); err != nil {
+				return nil, err
+			}
 			old = stale.Held
 			continue
 		}

@@ -143,6 +143,11 @@ func (w *Witness) serve(ctx context.Context, from peer.ID, op byte, body []byte)
 		return nil, w.serveViews(ctx, body)
 	case opProve:
 		return w.serveProve(ctx, body)
+	case opHeld:
+		if len(body) != 0 {
+			return nil, protocolError("held request of %d bytes", len(body))
+		}
+		return w.serveHeld(ctx, from)
 	}
 	return nil, fmt.Errorf("%w: malformed: unknown operation %d", node.ErrInvalid, op)
 }

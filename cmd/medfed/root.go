@@ -74,6 +74,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(),
 		newLedgerCmd(),
 		newCheckCmd(),
+		newBackupCmd(),
+		newRestoreCmd(),
 		newBenchCmd(),
 		newDemoCmd(),
 		newNodeCmd(),

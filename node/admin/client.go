@@ -15,6 +15,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 )
 
 // ErrNotRunning is returned when no node is serving a data directory.
@@ -111,6 +112,11 @@ func (a *Client) Charter(ctx context.Context) (api.CharterChain, error) {
 // LedgerStatus returns the running node's ledger status.
 func (a *Client) LedgerStatus(ctx context.Context) (api.LedgerStatus, error) {
 	return get[api.LedgerStatus](ctx, a, "/v1/ledger")
+}
+
+// Backup has the running node copy itself into dir (absolute).
+func (a *Client) Backup(ctx context.Context, dir string) (centre.Manifest, error) {
+	return postJSON[centre.Manifest](ctx, a, "/v1/backup", BackupRequest{Dir: dir})
 }
 
 // Approve has the running node approve a join request.

@@ -173,3 +173,9 @@ func parsePseudonym(s string) (ledger.Pseudonym, error) {
 	}
 	return p, nil
 }
+
+// BackupRequest asks the node for a backup into Dir, an absolute path to
+// a directory that does not exist or is empty.
+type BackupRequest struct {
+	Dir string
+}

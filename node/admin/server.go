@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
@@ -138,6 +140,12 @@ func (s *Server) routes() []route {
 			}
 			res, err := n.AddRecord(ctx, r)
 			return RecordResponse{Pseudonym: res.Pseudonym.String(), Index: res.Index, AnnounceError: api.ErrorText(res.Announce)}, err
+		}),
+		jsonRoute("POST /v1/backup", maxBody, func(ctx context.Context, req BackupRequest) (centre.Manifest, error) {
+			if !filepath.IsAbs(req.Dir) {
+				return centre.Manifest{}, fmt.Errorf("%w: a backup's directory is an absolute path, not %q", node.ErrInvalid, req.Dir)
+			}
+			return n.Centre.Backup(ctx, req.Dir)
 		}),
 		jsonRoute("POST /v1/query", maxBody, func(ctx context.Context, req QueryRequest) (api.QueryResult, error) {
 			q, err := req.parse()

@@ -21,7 +21,6 @@ import (
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
-	"github.com/medfed/medfed/node/nodetest"
 )
 
 // TestAbuseConsentFlood: 100,000 well-formed contracts, each signed by the
@@ -36,7 +35,6 @@ func TestAbuseConsentFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 requests")
 	}
-	nodetest.InTurn(t) // two cores busy for seconds: not beside the timing-sensitive suites
 	a, b := federation(t)
 	srv, err := api.New(api.Options{Node: a.node, Staff: a.staff})
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -59,6 +61,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{Centre: c, base: log.With("centre", c.Name), vocabulary: cfg.Records, pageSize: cfg.Patient.PageSize}
 	n.log = n.base.With("component", "node")
+	if _, err := os.Stat(filepath.Join(c.dir, RestoredFile)); err == nil {
+		// Before any service can append: see guardHistory.
+		c.Ledger.Halt(ErrUnconfirmedRestore)
+	}
 	if err := n.start(ctx, cfg); err != nil {
 		n.Close()
 		return nil, err
@@ -116,7 +122,8 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 // Run serves until ctx ends, then closes everything.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); n.guardHistory(ctx) }()
 	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
 	go func() { defer wg.Done(); n.announceAtStart(ctx) }()
 	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval) }()

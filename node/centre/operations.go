@@ -47,6 +47,9 @@ func (n *Node) Ready() (Readiness, error) {
 	if f, ok := n.Centre.Ledger.LatestFinal(); ok {
 		r.Final = f.Size
 	}
+	if err := n.Centre.Ledger.Halted(); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
 	if r.Members > 1 && r.Connected == 0 {
 		return r, fmt.Errorf("%w: no other member of the federation is connected", ErrNotReady)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/medfed/medfed/node"
@@ -22,6 +23,7 @@ import (
 // ledger itself: its storage was rewritten.
 var (
 	ErrClosed       = node.E(node.Unavailable, "ledger closed")
+	ErrHalted       = node.E(node.Unavailable, "ledger halted: appending nothing, signing nothing")
 	ErrInconsistent = node.E(node.Internal, "refusing to sign a checkpoint inconsistent with an earlier one")
 )
 
@@ -80,6 +82,8 @@ type Ledger struct {
 	signMu sync.Mutex // serialises Sign; guards latest and final
 	latest SignedCheckpoint
 	final  SignedCheckpoint
+
+	halted atomic.Pointer[error] // why Append and Sign refuse; nil while they work
 
 	closeOnce sync.Once
 }
@@ -367,6 +371,9 @@ func (l *Ledger) Append(ctx context.Context, entries ...Entry) (int64, error) {
 	if len(entries) == 0 {
 		return 0, errors.New("ledger append: no entries")
 	}
+	if err := l.Halted(); err != nil {
+		return 0, fmt.Errorf("ledger append: %w", err)
+	}
 	req := &appendReq{
 		encs:     make([][]byte, len(entries)),
 		subjects: make([]Pseudonym, len(entries)),
@@ -392,6 +399,27 @@ func (l *Ledger) Append(ctx context.Context, entries ...Entry) (int64, error) {
 		return 0, fmt.Errorf("ledger append: %w", req.err)
 	}
 	return req.first, nil
+}
+
+// Halt makes Append and Sign refuse with reason, which wraps ErrHalted,
+// until Resume: what a centre does while it may be behind a checkpoint its
+// witnesses cosigned (a restore from backup), since an entry appended then
+// would sit at an index they already hold another entry for. An append
+// already in its commit completes.
+func (l *Ledger) Halt(reason error) {
+	err := fmt.Errorf("%w: %w", ErrHalted, reason)
+	l.halted.Store(&err)
+}
+
+// Resume undoes Halt.
+func (l *Ledger) Resume() { l.halted.Store(nil) }
+
+// Halted returns why the ledger is halted, or nil.
+func (l *Ledger) Halted() error {
+	if p := l.halted.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // commitLoop is the single writer. It takes every append waiting at that

@@ -295,6 +295,14 @@ func (l *Ledger) ProveConsistency(ctx context.Context, older, newer int64) (tlog
 	return p, nil
 }
 
+// RootAt returns the root of the tree of the first size entries.
+func (l *Ledger) RootAt(ctx context.Context, size int64) (tlog.Hash, error) {
+	if size < 0 || size > l.Size() {
+		return tlog.Hash{}, fmt.Errorf("ledger root: size %d of a ledger of %d", size, l.Size())
+	}
+	return tlog.TreeHash(size, l.hashReader(ctx))
+}
+
 // Sign signs a checkpoint of every entry appended so far and stores it. It
 // refuses, with ErrInconsistent, to sign a tree that does not extend the last
 // checkpoint it signed: the centre never signs two conflicting histories,
@@ -303,6 +311,9 @@ func (l *Ledger) ProveConsistency(ctx context.Context, older, newer int64) (tlog
 func (l *Ledger) Sign(ctx context.Context) (SignedCheckpoint, error) {
 	l.signMu.Lock()
 	defer l.signMu.Unlock()
+	if err := l.Halted(); err != nil {
+		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
+	}
 	head := l.Head()
 	prev := l.latest
 	if prev.Note != nil {

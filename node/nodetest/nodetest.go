@@ -136,7 +136,7 @@ func (l *Log) String() string {
 // TakeTurn waits until no other heavy test on this machine holds the
 // turn, and holds it until release is called. go test runs packages side
 // by side; the directory's tests (federations of up to twenty real hosts),
-// the demo's, the benchmarks' and the command's (federations in process)
+// the API's, the demo's, the benchmarks' and the command's (federations in process)
 // and the chaos test (five busy node processes) starve each other's waits
 // on a two-core machine, so they take turns. The lock is a file in the temporary
 // directory; the kernel drops it if the process dies.

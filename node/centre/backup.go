@@ -1,0 +1,310 @@
+package centre
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/medfed/medfed/node"
+)
+
+// A backup is a directory: a consistent copy of each of the centre's
+// SQLite files, made through SQLite's online backup while the centre
+// runs, every other file of the data directory (its keys, its share of
+// the pseudonym key, its certificate), and a manifest naming each with its
+// SHA-256. The pseudonym index is not copied: it is derived, and the
+// restored centre rebuilds it from the ledger.
+
+// ManifestFile is the backup's manifest, written last: a directory
+// without one is not a backup.
+const ManifestFile = "manifest.json"
+
+// RestoredFile marks a data directory restored from a backup whose
+// ledger no member has yet confirmed is not behind what it cosigned.
+const RestoredFile = "restored"
+
+// backedUpDBs are the SQLite files a backup copies, the ledger first:
+// ledger.db and records.db are copied while no erasure runs, so a payload
+// erased in the copy has its erasure entry in it (a record added between
+// the two copies leaves a payload no entry names: harmless, as after a
+// crash between the two writes).
+var backedUpDBs = []string{LedgerFile, "records.db", DirectoryFile, "staff.db"}
+
+// notBackedUp are the files of a data directory a backup leaves out,
+// besides the SQLite files' journals: the derived index, and what only a
+// running node has.
+var notBackedUp = []string{"ledger-index.db", LockFile, "medfed.sock", RestoredFile}
+
+// plainFile reports whether name is a file of the data directory that a
+// backup copies as it is: its keys and shares, its certificate.
+func plainFile(name string) bool {
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if strings.HasSuffix(name, suffix) {
+			return false
+		}
+	}
+	return !slices.Contains(backedUpDBs, name) && !slices.Contains(notBackedUp, name) && name != ManifestFile
+}
+
+// Manifest describes a backup.
+type Manifest struct {
+	Centre     string
+	Federation string
+	Taken      time.Time
+	LedgerSize int64             // entries in the copy of the ledger
+	Files      map[string]string // file name -> SHA-256, hex
+}
+
+// ErrNotEmpty is returned for a backup or restore into a directory that
+// holds files.
+var ErrNotEmpty = node.E(node.Conflict, "the directory is not empty")
+
+// Backup copies the centre into dst, a directory that does not exist or
+// is empty, and returns the manifest it wrote there. The centre keeps
+// serving meanwhile; erasures wait for the ledger and records copies.
+func (c *Centre) Backup(ctx context.Context, dst string) (Manifest, error) {
+	m := Manifest{Centre: c.Name, Federation: c.federation, Taken: time.Now().UTC(), Files: map[string]string{}}
+	if err := emptyDir(dst); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	copyDB := func(name string) error {
+		src := filepath.Join(c.dir, name)
+		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err := backupDB(ctx, src, filepath.Join(dst, name)); err != nil {
+			return fmt.Errorf("backup %s: %w", name, err)
+		}
+		return nil
+	}
+	c.eraseMu.Lock()
+	err := copyDB(backedUpDBs[0])
+	if err == nil {
+		err = copyDB(backedUpDBs[1])
+	}
+	c.eraseMu.Unlock()
+	if err != nil {
+		return m, err
+	}
+	for _, name := range backedUpDBs[2:] {
+		if err := copyDB(name); err != nil {
+			return m, err
+		}
+	}
+	files, err := os.ReadDir(c.dir)
+	if err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	for _, f := range files {
+		if !f.Type().IsRegular() || !plainFile(f.Name()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(c.dir, f.Name()))
+		if err != nil {
+			return m, fmt.Errorf("backup: %w", err)
+		}
+		if err := writeNewFile(filepath.Join(dst, f.Name()), b); err != nil {
+			return m, fmt.Errorf("backup: %w", err)
+		}
+	}
+	entries, err := os.ReadDir(dst)
+	if err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	for _, e := range entries {
+		sum, err := fileSum(filepath.Join(dst, e.Name()))
+		if err != nil {
+			return m, fmt.Errorf("backup: %w", err)
+		}
+		m.Files[e.Name()] = sum
+	}
+	if m.LedgerSize, err = ledgerSize(ctx, filepath.Join(dst, LedgerFile)); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return m, err
+	}
+	if err := writeNewFile(filepath.Join(dst, ManifestFile), append(b, '\n')); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	c.log.Info("backup made", "component", "node", "dir", dst, "ledger_size", m.LedgerSize)
+	return m, nil
+}
+
+// Restore brings the backup in from back as the data directory of the
+// centre of cfg, which must not exist or be empty: the backup must be that
+// centre's, every file is checked against the manifest, the ledger is
+// verified against the charter on it, and the directory is marked
+// restored. The restored centre's node appends and signs nothing until
+// every other member has confirmed the ledger is not behind what it
+// cosigned of it.
+func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
+	dir := cfg.Data.Dir
+	var m Manifest
+	b, err := os.ReadFile(filepath.Join(from, ManifestFile))
+	if err != nil {
+		return m, fmt.Errorf("restore: %s is not a backup: %w", from, err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil || len(m.Files) == 0 || m.Files[LedgerFile] == "" || m.Files[KeyFile] == "" {
+		return m, fmt.Errorf("restore: %s: %w: a malformed manifest", from, node.ErrInvalid)
+	}
+	if m.Centre != cfg.Centre.Name || m.Federation != cfg.Federation.ID {
+		return m, fmt.Errorf("restore: %w: a backup of %s in %s, not of %s in %s", node.ErrInvalid, m.Centre, m.Federation, cfg.Centre.Name, cfg.Federation.ID)
+	}
+	names := make([]string, 0, len(m.Files))
+	for name, want := range m.Files {
+		if name != filepath.Base(name) || name == "." || name == ".." || !(slices.Contains(backedUpDBs, name) || plainFile(name)) {
+			return m, fmt.Errorf("restore: %w: the manifest names %q", node.ErrInvalid, name)
+		}
+		got, err := fileSum(filepath.Join(from, name))
+		if err != nil {
+			return m, fmt.Errorf("restore: %w", err)
+		}
+		if got != want {
+			return m, fmt.Errorf("restore: %w: %s does not match the manifest", node.ErrInvalid, name)
+		}
+		names = append(names, name)
+	}
+	if err := emptyDir(dir); err != nil {
+		return m, fmt.Errorf("restore: %w", err)
+	}
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			return m, fmt.Errorf("restore: %w", err)
+		}
+		if err := writeNewFile(filepath.Join(dir, name), b); err != nil {
+			return m, fmt.Errorf("restore: %w", err)
+		}
+	}
+	path := filepath.Join(dir, LedgerFile)
+	chain, err := ChainOnLedger(ctx, path)
+	if err == nil && len(chain) > 0 {
+		_, err = VerifyPublic(ctx, path, chain)
+	}
+	if err != nil {
+		return m, fmt.Errorf("restore: the backup's ledger does not verify: %w", err)
+	}
+	marker, err := json.Marshal(m)
+	if err != nil {
+		return m, err
+	}
+	if err := writeNewFile(filepath.Join(dir, RestoredFile), marker); err != nil {
+		return m, fmt.Errorf("restore: %w", err)
+	}
+	return m, nil
+}
+
+// emptyDir makes dir, or checks that it is empty.
+func emptyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s: %w", dir, ErrNotEmpty)
+	}
+	return nil
+}
+
+// backupDB copies the SQLite database src to dst through SQLite's online
+// backup: one consistent snapshot of src, whoever writes to it.
+func backupDB(ctx context.Context, src, dst string) error {
+	open := func(path, mode string) (*sql.DB, *sql.Conn, error) {
+		u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=" + mode + "&_busy_timeout=10000"}
+		db, err := sql.Open("sqlite3", u.String())
+		if err != nil {
+			return nil, nil, err
+		}
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		return db, conn, nil
+	}
+	sdb, sconn, err := open(src, "rw")
+	if err != nil {
+		return err
+	}
+	defer sdb.Close()
+	defer sconn.Close()
+	ddb, dconn, err := open(dst, "rwc")
+	if err != nil {
+		return err
+	}
+	err = dconn.Raw(func(d any) error {
+		return sconn.Raw(func(s any) error {
+			b, err := d.(*sqlite3.SQLiteConn).Backup("main", s.(*sqlite3.SQLiteConn), "main")
+			if err != nil {
+				return err
+			}
+			for {
+				done, err := b.Step(-1)
+				if err != nil {
+					return errors.Join(err, b.Finish())
+				}
+				if done {
+					return b.Finish()
+				}
+			}
+		})
+	})
+	err = errors.Join(err, dconn.Close(), ddb.Close())
+	if err != nil {
+		return err
+	}
+	return errors.Join(os.Chmod(dst, 0o600), syncFile(dst))
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ledgerSize counts the entries of the ledger file at path.
+func ledgerSize(ctx context.Context, path string) (int64, error) {
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro"}
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int64
+	err = db.QueryRowContext(ctx, "SELECT count(*) FROM entries").Scan(&n)
+	return n, err
+}

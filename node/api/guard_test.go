@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 // operation is one route as /openapi.json describes it.
@@ -207,4 +208,33 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	call(t, "GET", a.url+"/v1/consent/"+p, tok, nil).want(t, 401, "a revoked token")
+}
+
+// TestAbusePastTheAuditedPath: a clinician reads no raw ledger entry (its
+// proof is the audit roles'), free text never reaches a ledger through a
+// record's class or location, and a lookup of which centres hold a
+// patient is on the asking centre's ledger, with who and why.
+func TestAbusePastTheAuditedPath(t *testing.T) {
+	a, _ := federation(t)
+	clinician, registrar := a.token(t, "clinician"), a.token(t, "registrar")
+	p := call(t, "POST", a.url+"/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": nhs}}).want(t, 200, "register").body["id"].(string)
+	size := a.node.Centre.Ledger.Size
+	before := size()
+	call(t, "GET", a.url+"/v1/ledger/entries/0/proof", clinician, nil).want(t, 403, "a clinician reading a raw ledger entry")
+	for _, f := range []map[string]any{{"class": "9434765919"}, {"class": "lab-result", "location": "smith"}} {
+		body := map[string]any{"patient": p, "data": []byte("x")}
+		maps.Copy(body, f)
+		call(t, "POST", a.url+"/v1/records", clinician, body).want(t, 400, fmt.Sprintf("free text %v", f))
+	}
+	if after := size(); after != before {
+		t.Fatalf("refused requests changed the ledger: %d entries, then %d", before, after)
+	}
+	call(t, "GET", a.url+"/v1/patients/"+p+"/holders?purpose=treatment", clinician, nil).want(t, 200, "a lookup")
+	if after := size(); after != before+1 {
+		t.Fatalf("a lookup: the ledger went from %d to %d entries, want one access entry", before, after)
+	}
+	e, err := a.node.Centre.Ledger.Entry(context.Background(), before)
+	if err != nil || e.Kind != ledger.KindAccess || e.Subject.String() != p {
+		t.Fatalf("the lookup's entry: %+v, %v", e, err)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,5 +82,44 @@ func TestServerCertificate(t *testing.T) {
 	own.TLS.Cert = bad
 	if _, err := api.ServerCertificate(t.TempDir(), own, now); err == nil {
 		t.Fatal("a configured file that is no certificate was accepted")
+	}
+}
+
+// TestAbuseInTheClear: nothing travels in clear. A centre configured to
+// serve plain HTTP beyond loopback is refused before it starts; on the
+// HTTPS port a plain HTTP request and a client that does not pin the
+// centre's certificate never reach a route.
+func TestAbuseInTheClear(t *testing.T) {
+	cfg := centre.DefaultConfig()
+	cfg.Centre.Name, cfg.Federation.ID, cfg.Data.Dir = "centre-a", "test-federation", t.TempDir()
+	cfg.API.Listen, cfg.API.TLS.Plain = "0.0.0.0:8443", true
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "api.tls.plain") {
+		t.Fatalf("plain HTTP on every interface: %v, want api.tls.plain refused", err)
+	}
+	cert, err := api.ServerCertificate(t.TempDir(), centre.APIConfig{Listen: "127.0.0.1:0"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { reached.Add(1) })}
+	go srv.Serve(tls.NewListener(ln, cert.TLS))
+	t.Cleanup(func() { srv.Close() })
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + ln.Addr().String() + "/v1/patients")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP to the HTTPS port: %d", resp.StatusCode)
+		}
+	}
+	if _, err := client.Get("https://" + ln.Addr().String() + "/v1/patients"); err == nil {
+		t.Fatal("a client that does not pin the certificate was served")
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("%d requests in clear or unpinned reached a route", n)
 	}
 }

@@ -3,7 +3,8 @@ module github.com/medfed/medfed
 go 1.26.0
 
 require (
-	filippo.io/edwards25519 v1.1.1
+	filippo.io/age v1.3.2
+	filippo.io/edwards25519 v1.2.0
 	github.com/cloudflare/circl v1.6.5
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/gtank/ristretto255 v0.2.0
@@ -28,6 +29,7 @@ require (
 
 require (
 	filippo.io/bigmod v0.1.1-0.20260103110540-f8a47775ebe5 // indirect
+	filippo.io/hpke v0.4.0 // indirect
 	filippo.io/keygen v0.0.0-20260114151900-8e2790ea4c5b // indirect
 	github.com/benbjohnson/clock v1.3.5 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"filippo.io/age"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/medfed/medfed/federation"
@@ -392,6 +394,49 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	if code, _, errOut := runCLI(t, "restore", "--config", config("centre-c", filepath.Join(t.TempDir(), "c")), "--from", backup); code == exitOK || !strings.Contains(errOut, "a backup of centre-b") {
 		t.Fatalf("centre-b's backup as centre-c: exit %d: %s", code, errOut)
 	}
+	// Encrypted to an age key kept away from the centre: one file, which
+	// only that key's identity opens.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(t.TempDir(), "backup-key.txt")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sealed := filepath.Join(t.TempDir(), "centre-b.age")
+	if code, out, errOut := runCLI(t, "backup", "--config", config("centre-b", dir), "--to", sealed, "--recipient", id.Recipient().String()); code != exitOK || !strings.Contains(out, "encrypted to 1 recipient") {
+		t.Fatalf("an encrypted backup: exit %d: %s%s", code, out, errOut)
+	}
+	raw, err := os.ReadFile(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("manifest.json")) || bytes.Contains(raw, []byte("PRIVATE KEY")) {
+		t.Fatal("the encrypted backup shows its contents")
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(sealed)); len(entries) != 1 {
+		t.Fatalf("the plain copy was left beside the encrypted backup: %v", entries)
+	}
+	other, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherFile := filepath.Join(t.TempDir(), "other-key.txt")
+	if err := os.WriteFile(otherFile, []byte(other.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "restore", "--config", config("centre-b", filepath.Join(t.TempDir(), "x")), "--from", sealed, "--identity", otherFile); code == exitOK || !strings.Contains(errOut, "did not match any of the recipients") {
+		t.Fatalf("an encrypted backup opened with another key: exit %d: %s", code, errOut)
+	}
+	fromSealed := filepath.Join(t.TempDir(), "from-sealed")
+	if code, out, errOut := runCLI(t, "restore", "--config", config("centre-b", fromSealed), "--from", sealed, "--identity", idFile); code != exitOK {
+		t.Fatalf("restore of an encrypted backup: exit %d: %s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "check", "--config", config("centre-b", fromSealed)); code != exitOK {
+		t.Fatalf("check of the centre restored from an encrypted backup: exit %d: %s%s", code, out, errOut)
+	}
+
 	if err := os.WriteFile(filepath.Join(backup, "records.key"), make([]byte, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -167,7 +168,15 @@ func InTurn(t testing.TB) {
 
 // RunInTurn runs m's tests in their turn (see TakeTurn) and returns the
 // exit code, for a TestMain: os.Exit(nodetest.RunInTurn(m)).
+//
+// A fuzzing run does not take the turn: CI fuzzes one target at a time,
+// and the fuzzing engine's workers run TestMain too, so a coordinator
+// holding the turn would keep its own workers waiting for it for ever.
 func RunInTurn(m *testing.M) int {
+	flag.Parse()
+	if fuzzing() {
+		return m.Run()
+	}
 	release, err := TakeTurn()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -179,4 +188,11 @@ func RunInTurn(m *testing.M) int {
 		code = 1
 	}
 	return code
+}
+
+// fuzzing reports whether this test binary runs as a fuzzing engine's
+// coordinator or worker (-test.fuzz, -test.fuzzworker).
+func fuzzing() bool {
+	f, w := flag.Lookup("test.fuzz"), flag.Lookup("test.fuzzworker")
+	return (f != nil && f.Value.String() != "") || (w != nil && w.Value.String() == "true")
 }

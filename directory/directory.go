@@ -183,6 +183,10 @@ type Directory struct {
 
 	unsentMu sync.Mutex
 	unsent   []mh.Multihash // announced while offline: sent once online
+
+	repairMu    sync.Mutex
+	repairQueue []mh.Multihash // announced, to be checked at their replicas (repair.go)
+	repairDone  chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -283,8 +287,9 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		return nil, fmt.Errorf("directory: %w", err)
 	}
 	h.SetStreamHandler(WithdrawProtocolID, d.withdrawServer().Handle)
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	d.stop, d.done, d.repairDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go d.sendUnsent()
+	go d.repairLoop()
 	return d, nil
 }
 
@@ -400,6 +405,7 @@ func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error 
 	if err := d.prov.ProvideOnce(fresh...); err != nil {
 		return fmt.Errorf("directory announce: %w", err)
 	}
+	d.queueRepair(fresh)
 	st, err := d.prov.Stats(ctx)
 	if err != nil {
 		d.log.Warn("reading the provider's state; the keys will be sent again once it is online", "err", err)
@@ -435,6 +441,7 @@ func (d *Directory) Close() error {
 	if d.stop != nil {
 		close(d.stop)
 		<-d.done
+		<-d.repairDone
 	}
 	var errs []error
 	if d.prov != nil {

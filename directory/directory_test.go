@@ -448,3 +448,78 @@ func TestLookupAfterMembershipOutgrewPlacement(t *testing.T) {
 	f.announce(h)
 	f.expect(h)
 }
+
+// TestEveryAnnouncementIsAtEveryReplica runs more centres than replicas
+// (12 for 5), where the sweep provider alone may pass over a replica (it
+// counts a region done once a fifth of its members took the records) or
+// place records away from the closest members: after the repair, every
+// announcement is stored at every one of the Replication members closest
+// to its key, and a replica that lost one gets it back from Repair.
+func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
+	const n, r = 12, 5
+	f := newTestFedWith(t, n, r)
+	ps := pseudonyms(40)
+	h := holdings{}
+	for i, p := range ps {
+		h[p] = []int{i % n, (i + 5) % n}
+	}
+	f.announce(h)
+	f.expect(h)
+	ctx := context.Background()
+	index := map[peer.ID]int{}
+	for i, id := range f.ids {
+		index[id] = i
+	}
+	replicas := func(holder int, key mh.Multihash) []peer.ID {
+		others := slices.DeleteFunc(slices.Clone(f.ids), func(id peer.ID) bool { return id == f.ids[holder] })
+		return kb.SortClosestPeers(others, kb.ConvertKey(string(key)))[:r]
+	}
+	missing := func() []string {
+		var out []string
+		for p, holders := range h {
+			key := multihash(digest("test-fed", p))
+			for _, c := range holders {
+				for _, id := range replicas(c, key) {
+					has, err := f.dirs[index[id]].recs.Has(ctx, recordKey(key, f.ids[c]))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !has {
+						out = append(out, fmt.Sprintf("%x by centre %d at centre %d", p[:4], c, index[id]))
+					}
+				}
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		last := missing()
+		if len(last) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute, announcements not at their replicas: %v", last)
+		}
+	}
+	for i, d := range f.dirs {
+		if b := d.RepairBacklog(); b != 0 {
+			t.Errorf("centre %d: %d announcements wait for their repair", i, b)
+		}
+	}
+
+	// A replica loses one; the holder's repair finds it out and sends it.
+	p := ps[0]
+	key := multihash(digest("test-fed", p))
+	holder := h[p][0]
+	lost := index[replicas(holder, key)[2]]
+	if err := f.dirs[lost].recs.Delete(ctx, recordKey(key, f.ids[holder])); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.dirs[holder].Repair(ctx, p)
+	if err != nil || rep.Keys != 1 || rep.Checked != r || rep.Resent != 1 || len(rep.Failed) != 0 {
+		t.Fatalf("repair after a replica lost a record: %+v, %v; want %d checked, 1 resent", rep, err, r)
+	}
+	if got := missing(); len(got) != 0 {
+		t.Fatalf("after the repair, missing: %v", got)
+	}
+}

@@ -25,11 +25,12 @@ type Status struct {
 	Connectivity  string    // the sweep provider's view: online, disconnected or offline
 	Replication   int
 	LookupWidth   int
+	RepairBacklog int // announcements sent, yet to be checked at their replicas
 }
 
 // Status reports what this centre announces and stores.
 func (d *Directory) Status(ctx context.Context) (Status, error) {
-	st := Status{RoutingTable: d.RoutingTableSize(), Replication: d.replication, LookupWidth: d.width}
+	st := Status{RoutingTable: d.RoutingTableSize(), Replication: d.replication, LookupWidth: d.width, RepairBacklog: d.RepairBacklog()}
 	ps, err := d.prov.Stats(ctx)
 	if err != nil {
 		return Status{}, fmt.Errorf("directory status: %w", err)

@@ -27,7 +27,7 @@ func newBackupCmd() *cobra.Command {
 		Long: `backup makes a consistent copy of the centre into DIR, which must not
 exist or be empty: each SQLite file through SQLite's online backup (the
 ledger and the records store while no erasure runs, so that each erased
-payload's erasure entry is in the copy), the key files, and manifest.json
+payload's erasure entry is in the copy), the key files, and MANIFEST
 naming every file with its SHA-256. The pseudonym index is left out: it is
 rebuilt from the ledger. A running node makes the copy itself and keeps
 serving; otherwise the command opens the data directory.

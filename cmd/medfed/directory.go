@@ -20,7 +20,7 @@ func newDirectoryCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newDirectoryLookupCmd(), newDirectoryStatusCmd())
+	cmd.AddCommand(newDirectoryLookupCmd(), newDirectoryStatusCmd(), newDirectoryCheckCmd())
 	return cmd
 }
 
@@ -76,7 +76,7 @@ func newDirectoryStatusCmd() *cobra.Command {
 			return err
 		}
 		out := &stickyWriter{w: cmd.OutOrStdout()}
-		fmt.Fprintf(out, "keys announced:    %d (%d waiting to be sent, %d sent since start)\n", st.Announced, st.Pending, st.Provided)
+		fmt.Fprintf(out, "keys announced:    %d (%d waiting to be sent, %d sent since start, %d waiting to be checked at their replicas)\n", st.Announced, st.Pending, st.Provided, st.RepairBacklog)
 		fmt.Fprintf(out, "last reprovide:    %s\n", when(st.LastReprovide))
 		fmt.Fprintf(out, "next reprovide:    %s\n", when(st.NextReprovide))
 		fmt.Fprintf(out, "stored for others: %d announcements\n", st.Stored)
@@ -92,4 +92,35 @@ func when(t time.Time) string {
 		return "none yet"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+func newDirectoryCheckCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check --config FILE",
+		Short: "Check that every patient on this centre's ledger is announced at all its replicas, and repair (the node must be running)",
+		Long: `check compares this centre's ledger with the directory: for every
+patient it holds records of, it asks each of the members that should
+store its announcement (the replication factor's closest to the key)
+whether it does, and sends the announcement to every one that does not.
+
+Exit status: 0 when every replica answered (whether or not some had to be
+sent the announcement), 1 when some could not be reached.`,
+		Args: cobra.NoArgs,
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		rep, err := admin.Dial(cfg.Data.Dir).DirectoryCheck(cmd.Context())
+		if err != nil {
+			return err
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		fmt.Fprintf(out, "patients held:     %d\n", rep.Patients)
+		fmt.Fprintf(out, "replicas checked:  %d, of which %d lacked this centre's announcement and were sent it\n", rep.Checked, rep.Resent)
+		if out.err != nil {
+			return out.err
+		}
+		if len(rep.Failed) > 0 {
+			return fmt.Errorf("directory check: members not reached: %s (run it again once they are up)", strings.Join(rep.Failed, ", "))
+		}
+		return nil
+	})
 }

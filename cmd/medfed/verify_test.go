@@ -412,7 +412,7 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(raw, []byte("manifest.json")) || bytes.Contains(raw, []byte("PRIVATE KEY")) {
+	if bytes.Contains(raw, []byte("medfed backup v1")) || bytes.Contains(raw, []byte("PRIVATE KEY")) {
 		t.Fatal("the encrypted backup shows its contents")
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(sealed)); len(entries) != 1 {

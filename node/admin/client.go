@@ -129,6 +129,12 @@ func (a *Client) Remove(ctx context.Context, centre string) (api.Progress, error
 	return post[api.Progress](ctx, a, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil)
 }
 
+// DirectoryCheck has the running node check the directory against its
+// ledger, repairing what is missing.
+func (a *Client) DirectoryCheck(ctx context.Context) (api.DirectoryCheck, error) {
+	return post[api.DirectoryCheck](ctx, a, "/v1/directory/check", nil)
+}
+
 // DirectoryStatus returns the running node's directory status.
 func (a *Client) DirectoryStatus(ctx context.Context) (api.DirectoryStatus, error) {
 	return get[api.DirectoryStatus](ctx, a, "/v1/directory")

@@ -121,6 +121,10 @@ func (s *Server) routes() []route {
 			st, err := n.Directory.Status(r.Context())
 			return api.DirectoryStatusOf(st), err
 		}},
+		{"POST /v1/directory/check", func(_ http.ResponseWriter, r *http.Request) (any, error) {
+			c, err := n.CheckDirectory(r.Context())
+			return api.DirectoryCheckOf(c), err
+		}},
 		queryRoute("GET /v1/directory/lookup", "pseudonym", func(ctx context.Context, hex string) (api.DirectoryLookup, error) {
 			p, err := parsePseudonym(hex)
 			if err != nil {

@@ -249,6 +249,24 @@ type DirectoryStatus struct {
 	Connectivity  string    // online, disconnected or offline
 	Replication   int
 	LookupWidth   int
+	RepairBacklog int // announcements sent, yet to be checked at their replicas
+}
+
+// DirectoryCheck is a directory check's answer.
+type DirectoryCheck struct {
+	Patients int      // patients this centre holds
+	Checked  int      // replicas that answered
+	Resent   int      // of those, replicas sent an announcement they lacked
+	Failed   []string `json:",omitempty"` // members not reached, by name
+}
+
+// DirectoryCheckOf is c's JSON shape.
+func DirectoryCheckOf(c centre.DirectoryCheck) DirectoryCheck {
+	out := DirectoryCheck{Patients: c.Patients, Checked: c.Report.Checked, Resent: c.Report.Resent}
+	for _, m := range c.Failed {
+		out.Failed = append(out.Failed, m.Name)
+	}
+	return out
 }
 
 // DirectoryStatusOf is st's JSON shape.

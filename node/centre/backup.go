@@ -5,15 +5,16 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ import (
 
 // ManifestFile is the backup's manifest, written last: a directory
 // without one is not a backup.
-const ManifestFile = "manifest.json"
+const ManifestFile = "MANIFEST"
 
 // RestoredFile marks a data directory restored from a backup whose
 // ledger no member has yet confirmed is not behind what it cosigned.
@@ -135,11 +136,7 @@ func (c *Centre) Backup(ctx context.Context, dst string) (Manifest, error) {
 	if m.LedgerSize, err = ledgerSize(ctx, filepath.Join(dst, LedgerFile)); err != nil {
 		return m, fmt.Errorf("backup: %w", err)
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return m, err
-	}
-	if err := writeNewFile(filepath.Join(dst, ManifestFile), append(b, '\n')); err != nil {
+	if err := writeNewFile(filepath.Join(dst, ManifestFile), m.Encode()); err != nil {
 		return m, fmt.Errorf("backup: %w", err)
 	}
 	c.log.Info("backup made", "component", "node", "dir", dst, "ledger_size", m.LedgerSize)
@@ -160,8 +157,8 @@ func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
 	if err != nil {
 		return m, fmt.Errorf("restore: %s is not a backup: %w", from, err)
 	}
-	if err := json.Unmarshal(b, &m); err != nil || len(m.Files) == 0 || m.Files[LedgerFile] == "" || m.Files[KeyFile] == "" {
-		return m, fmt.Errorf("restore: %s: %w: a malformed manifest", from, node.ErrInvalid)
+	if m, err = ParseManifest(b); err != nil {
+		return m, fmt.Errorf("restore: %s: %w", from, err)
 	}
 	if m.Centre != cfg.Centre.Name || m.Federation != cfg.Federation.ID {
 		return m, fmt.Errorf("restore: %w: a backup of %s in %s, not of %s in %s", node.ErrInvalid, m.Centre, m.Federation, cfg.Centre.Name, cfg.Federation.ID)
@@ -200,11 +197,7 @@ func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
 	if err != nil {
 		return m, fmt.Errorf("restore: the backup's ledger does not verify: %w", err)
 	}
-	marker, err := json.Marshal(m)
-	if err != nil {
-		return m, err
-	}
-	if err := writeNewFile(filepath.Join(dir, RestoredFile), marker); err != nil {
+	if err := writeNewFile(filepath.Join(dir, RestoredFile), m.Encode()); err != nil {
 		return m, fmt.Errorf("restore: %w", err)
 	}
 	return m, nil
@@ -307,4 +300,77 @@ func ledgerSize(ctx context.Context, path string) (int64, error) {
 	var n int64
 	err = db.QueryRowContext(ctx, "SELECT count(*) FROM entries").Scan(&n)
 	return n, err
+}
+
+// manifestHeader opens a manifest; each line after it is a field and its
+// value, then one "file NAME SHA256" line per file, sorted.
+const manifestHeader = "medfed backup v1"
+
+// Encode writes the manifest as text.
+func (m Manifest) Encode() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\ncentre %s\nfederation %s\ntaken %s\nledger-size %d\n", manifestHeader, m.Centre, m.Federation, m.Taken.UTC().Format(time.RFC3339Nano), m.LedgerSize)
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
+		fmt.Fprintf(&b, "file %s %s\n", name, m.Files[name])
+	}
+	return []byte(b.String())
+}
+
+// maxManifest bounds a manifest read from a backup.
+const maxManifest = 64 << 10
+
+// ParseManifest reads a manifest Encode wrote, refusing anything else: a
+// backup comes from outside the centre.
+func ParseManifest(b []byte) (Manifest, error) {
+	m := Manifest{Files: map[string]string{}}
+	bad := func(format string, args ...any) (Manifest, error) {
+		return Manifest{}, fmt.Errorf("%w: a malformed backup manifest: %s", node.ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	if len(b) > maxManifest {
+		return bad("%d bytes", len(b))
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 6 || lines[0] != manifestHeader || lines[len(lines)-1] != "" {
+		return bad("not a medfed backup's")
+	}
+	field := func(line, name string) (string, bool) {
+		v, ok := strings.CutPrefix(line, name+" ")
+		return v, ok && v != "" && !strings.ContainsAny(v, " \t\r")
+	}
+	var ok bool
+	var taken, size string
+	if m.Centre, ok = field(lines[1], "centre"); !ok {
+		return bad("line 2")
+	}
+	if m.Federation, ok = field(lines[2], "federation"); !ok {
+		return bad("line 3")
+	}
+	if taken, ok = field(lines[3], "taken"); !ok {
+		return bad("line 4")
+	}
+	if size, ok = field(lines[4], "ledger-size"); !ok {
+		return bad("line 5")
+	}
+	var err error
+	if m.Taken, err = time.Parse(time.RFC3339Nano, taken); err != nil {
+		return bad("taken: %v", err)
+	}
+	if m.LedgerSize, err = strconv.ParseInt(size, 10, 64); err != nil || m.LedgerSize < 0 {
+		return bad("ledger-size %q", size)
+	}
+	prev := ""
+	for i, line := range lines[5 : len(lines)-1] {
+		parts := strings.Split(line, " ")
+		if len(parts) != 3 || parts[0] != "file" || parts[1] <= prev {
+			return bad("line %d", i+6)
+		}
+		if sum, err := hex.DecodeString(parts[2]); err != nil || len(sum) != sha256.Size || parts[2] != hex.EncodeToString(sum) {
+			return bad("line %d: not a SHA-256", i+6)
+		}
+		m.Files[parts[1]], prev = parts[2], parts[1]
+	}
+	if m.Files[LedgerFile] == "" || m.Files[KeyFile] == "" {
+		return bad("no %s or %s", LedgerFile, KeyFile)
+	}
+	return m, nil
 }

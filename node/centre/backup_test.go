@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -78,6 +79,12 @@ func TestRestoreFromAnOldBackupNeverForks(t *testing.T) {
 	cfgs, nodes := backupFederation(t)
 	b := nodes[1]
 	addRecords(t, b, 3)
+	// medfed directory check: the three patients are announced at both
+	// other members, the replicas of every key in a federation of three.
+	dc, err := b.CheckDirectory(ctx)
+	if err != nil || dc.Patients != 3 || dc.Report.Checked != 6 || len(dc.Failed) != 0 {
+		t.Fatalf("directory check: %+v, %v; want 3 patients at 2 replicas each", dc, err)
+	}
 	old := filepath.Join(t.TempDir(), "old")
 	m, err := b.Centre.Backup(ctx, old)
 	if err != nil {
@@ -232,4 +239,23 @@ func TestBackupUnderWritesRestoresWhole(t *testing.T) {
 	if _, err := centre.Restore(ctx, dir, other); err == nil {
 		t.Fatal("centre-b's backup restored as centre-c")
 	}
+}
+
+// FuzzParseManifest: a backup's manifest comes from outside the centre;
+// what parses encodes back to the same bytes.
+func FuzzParseManifest(f *testing.F) {
+	m := centre.Manifest{Centre: "centre-b", Federation: "test-federation", Taken: time.Date(2026, 12, 5, 1, 2, 3, 4, time.UTC), LedgerSize: 42,
+		Files: map[string]string{centre.LedgerFile: fmt.Sprintf("%064x", 1), centre.KeyFile: fmt.Sprintf("%064x", 2)}}
+	f.Add(m.Encode())
+	f.Add([]byte("medfed backup v1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := centre.ParseManifest(b)
+		if err != nil {
+			return
+		}
+		again, err := centre.ParseManifest(m.Encode())
+		if err != nil || !again.Taken.Equal(m.Taken) || again.LedgerSize != m.LedgerSize || len(again.Files) != len(m.Files) {
+			t.Fatalf("%q: parsed, encoded and parsed again: %+v, %v", b, again, err)
+		}
+	})
 }

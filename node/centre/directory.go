@@ -225,3 +225,28 @@ func (n *Node) lookup(ctx context.Context, p ledger.Pseudonym, self bool) (Looku
 func (n *Node) Holders(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
 	return n.lookup(ctx, p, true)
 }
+
+// DirectoryCheck is what a check of the directory against the ledger found.
+type DirectoryCheck struct {
+	Patients int // patients the ledger holds records of
+	Report   directory.RepairReport
+	Failed   []Member // Report.Failed by name
+}
+
+// CheckDirectory compares the ledger with the directory: every patient the
+// ledger holds records of must be announced at each of its replicas; a
+// replica that lacks an announcement is sent it (directory.Repair).
+func (n *Node) CheckDirectory(ctx context.Context) (DirectoryCheck, error) {
+	held, err := n.held(ctx)
+	if err != nil {
+		return DirectoryCheck{}, err
+	}
+	rep, err := n.Directory.Repair(ctx, held...)
+	out := DirectoryCheck{Patients: len(held), Report: rep}
+	c := n.Membership.Current().Charter
+	for _, id := range rep.Failed {
+		m, _ := c.Member(id)
+		out.Failed = append(out.Failed, Member{Name: m.Name, ID: id})
+	}
+	return out, err
+}

@@ -1,0 +1,219 @@
+package directory
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The sweep provider sends a region's announcements once, counts the
+// region done when a fifth of its members took them, and sends again only
+// at the next reprovide, 22 hours later; once membership outgrows exact
+// placement it may also put them at members of the region that are not
+// the closest. So a replica that missed an announcement (busy, restarting,
+// a stream reset) would miss it for a day, and a lookup asking the closest
+// members would not find the holder. Repair closes that gap: it asks each
+// of the Replication members closest to a key whether it stores this
+// centre's announcement, sends it to those that do not, and tries again,
+// later and later, while a replica cannot be reached. Every announcement is
+// repaired once the sweep provider has sent it.
+
+// RepairReport is what a repair did.
+type RepairReport struct {
+	Keys    int       // announcements checked
+	Checked int       // replicas that answered
+	Resent  int       // of those, replicas that lacked the announcement and were sent it
+	Failed  []peer.ID // replicas that could not be asked or sent to, sorted
+}
+
+// repairWorkers bounds the replicas asked at once.
+const repairWorkers = 16
+
+// Repair checks that this centre's announcement of each pseudonym, which
+// it must announce (a patient it holds), is stored at the Replication
+// members closest to its key (the members other than this centre), and
+// sends it to every one that lacks it. The error is the context's; the
+// report names the replicas that failed.
+func (d *Directory) Repair(ctx context.Context, ps ...ledger.Pseudonym) (RepairReport, error) {
+	keys := make([]mh.Multihash, len(ps))
+	for i, p := range ps {
+		keys[i] = multihash(digest(d.fed, p))
+	}
+	rep, _ := d.repair(ctx, keys)
+	return rep, ctx.Err()
+}
+
+// replicas returns the Replication members other than this centre closest
+// to key.
+func (d *Directory) replicas(others []peer.ID, key mh.Multihash) []peer.ID {
+	order := kb.SortClosestPeers(slices.Clone(others), kb.ConvertKey(string(key)))
+	return order[:min(d.replication, len(order))]
+}
+
+// repair repairs keys and returns what it did and the keys a replica of
+// which failed, to be tried again.
+func (d *Directory) repair(ctx context.Context, keys []mh.Multihash) (RepairReport, []mh.Multihash) {
+	rep := RepairReport{Keys: len(keys)}
+	others := make([]peer.ID, 0, len(d.members()))
+	for _, m := range d.others() {
+		others = append(others, m.ID)
+	}
+	self := peer.AddrInfo{ID: d.host.ID(), Addrs: d.dht.FilteredAddrs()}
+	type job struct {
+		key     mh.Multihash
+		replica peer.ID
+	}
+	jobs := make(chan job)
+	var (
+		mu     sync.Mutex
+		failed = map[peer.ID]bool{}
+		again  = map[string]mh.Multihash{}
+		wg     sync.WaitGroup
+	)
+	for range repairWorkers {
+		wg.Go(func() {
+			for j := range jobs {
+				resent, err := d.repairAt(ctx, j.replica, j.key, self)
+				mu.Lock()
+				switch {
+				case err != nil:
+					failed[j.replica] = true
+					again[string(j.key)] = j.key
+				case resent:
+					rep.Checked++
+					rep.Resent++
+				default:
+					rep.Checked++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+send:
+	for _, k := range keys {
+		for _, r := range d.replicas(others, k) {
+			select {
+			case jobs <- job{k, r}:
+			case <-ctx.Done():
+				break send
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	for p := range failed {
+		rep.Failed = append(rep.Failed, p)
+	}
+	slices.Sort(rep.Failed)
+	retry := make([]mh.Multihash, 0, len(again))
+	for _, k := range again {
+		retry = append(retry, k)
+	}
+	return rep, retry
+}
+
+// repairAt asks replica whether it stores this centre's announcement of
+// key, and sends it when it does not; resent says it had to.
+func (d *Directory) repairAt(ctx context.Context, replica peer.ID, key mh.Multihash, self peer.AddrInfo) (resent bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	provs, err := d.providersAt(ctx, replica, key)
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(provs, self.ID) {
+		return false, nil
+	}
+	return true, d.messenger.PutProviderAddrs(ctx, replica, key, self)
+}
+
+// Backoff of a repair whose replicas failed: doubling from the first to
+// the last, then every last.
+const (
+	repairFirst = time.Second
+	repairLast  = time.Minute
+)
+
+// maxRepairQueue bounds the announcements waiting for their repair (34
+// bytes each, and five requests each to repair): a centre announcing its
+// million patients as it joins leaves those past the bound to the sweep
+// provider and its reprovide.
+const maxRepairQueue = 1 << 16
+
+// queueRepair has keys repaired once the sweep provider has sent them.
+func (d *Directory) queueRepair(keys []mh.Multihash) {
+	d.repairMu.Lock()
+	room := max(0, maxRepairQueue-len(d.repairQueue))
+	left := len(keys) - min(room, len(keys))
+	d.repairQueue = append(d.repairQueue, keys[:len(keys)-left]...)
+	d.repairMu.Unlock()
+	if left > 0 {
+		d.log.Warn("announcements past the repair queue's bound are left to the reprovide schedule", "keys", left)
+	}
+}
+
+// RepairBacklog returns how many announcements wait for their repair.
+func (d *Directory) RepairBacklog() int {
+	d.repairMu.Lock()
+	defer d.repairMu.Unlock()
+	return len(d.repairQueue)
+}
+
+// repairLoop repairs the queued announcements once the sweep provider's
+// backlog is empty, trying the keys a replica of which failed again after
+// a backoff, until the directory closes.
+func (d *Directory) repairLoop() {
+	defer close(d.repairDone)
+	wait := repairFirst
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-d.stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		wait = d.repairRound(ctx, wait)
+		cancel()
+	}
+}
+
+// repairRound repairs what is queued and returns how long to wait before
+// the next round.
+func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Duration {
+	d.repairMu.Lock()
+	n := len(d.repairQueue)
+	d.repairMu.Unlock()
+	if n == 0 {
+		return repairFirst
+	}
+	if backlog, err := d.Backlog(ctx); err != nil || backlog > 0 {
+		return repairFirst // the sweep provider is still sending
+	}
+	d.repairMu.Lock()
+	keys := d.repairQueue
+	d.repairQueue = nil
+	d.repairMu.Unlock()
+	rep, retry := d.repair(ctx, keys)
+	if rep.Resent > 0 || len(retry) > 0 {
+		d.log.Info("announcements repaired at their replicas", "keys", rep.Keys, "resent", rep.Resent, "failed_replicas", len(rep.Failed), "to_retry", len(retry))
+	}
+	if len(retry) == 0 {
+		return repairFirst
+	}
+	d.queueRepair(retry)
+	return min(2*wait, repairLast)
+}

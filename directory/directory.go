@@ -187,8 +187,8 @@ type Directory struct {
 	repairMu    sync.Mutex
 	repairQueue []mh.Multihash // announced, to be checked at their replicas (repair.go)
 	repairDone  chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
+	stop        chan struct{}
+	done        chan struct{}
 }
 
 // New starts the directory on h. Close stops it; it does not close h.

@@ -186,6 +186,7 @@ type Directory struct {
 
 	repairMu    sync.Mutex
 	repairQueue []mh.Multihash // announced, to be checked at their replicas (repair.go)
+	repairing   int            // announcements the running repair round checks
 	repairDone  chan struct{}
 	stop        chan struct{}
 	done        chan struct{}

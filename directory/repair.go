@@ -159,11 +159,12 @@ func (d *Directory) queueRepair(keys []mh.Multihash) {
 	}
 }
 
-// RepairBacklog returns how many announcements wait for their repair.
+// RepairBacklog returns how many announcements wait for their repair or
+// are being repaired.
 func (d *Directory) RepairBacklog() int {
 	d.repairMu.Lock()
 	defer d.repairMu.Unlock()
-	return len(d.repairQueue)
+	return len(d.repairQueue) + d.repairing
 }
 
 // repairLoop repairs the queued announcements once the sweep provider's
@@ -205,9 +206,12 @@ func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Du
 	}
 	d.repairMu.Lock()
 	keys := d.repairQueue
-	d.repairQueue = nil
+	d.repairQueue, d.repairing = nil, len(keys)
 	d.repairMu.Unlock()
 	rep, retry := d.repair(ctx, keys)
+	d.repairMu.Lock()
+	d.repairing = 0
+	d.repairMu.Unlock()
 	if rep.Resent > 0 || len(retry) > 0 {
 		d.log.Info("announcements repaired at their replicas", "keys", rep.Keys, "resent", rep.Resent, "failed_replicas", len(rep.Failed), "to_retry", len(retry))
 	}

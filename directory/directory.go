@@ -187,6 +187,8 @@ type Directory struct {
 	repairMu    sync.Mutex
 	repairQueue []mh.Multihash // announced, to be checked at their replicas (repair.go)
 	repairing   int            // announcements the running repair round checks
+	withdrawn   map[string]time.Time
+	repairGate  sync.RWMutex // a repair's send holds it read, a withdrawal write
 	repairDone  chan struct{}
 	stop        chan struct{}
 	done        chan struct{}

@@ -522,4 +522,18 @@ func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
 	if got := missing(); len(got) != 0 {
 		t.Fatalf("after the repair, missing: %v", got)
 	}
+
+	// A withdrawn announcement is not put back by a repair.
+	if err := f.dirs[holder].Withdraw(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = f.dirs[holder].Repair(ctx, p)
+	if err != nil || rep.Resent != 0 {
+		t.Fatalf("repair after a withdrawal: %+v, %v; want nothing sent", rep, err)
+	}
+	for _, id := range replicas(holder, key) {
+		if has, err := f.dirs[index[id]].recs.Has(ctx, recordKey(key, f.ids[holder])); err != nil || has {
+			t.Fatalf("centre %d stores the withdrawn announcement (%v)", index[id], err)
+		}
+	}
 }

@@ -131,7 +131,48 @@ func (d *Directory) repairAt(ctx context.Context, replica peer.ID, key mh.Multih
 	if slices.Contains(provs, self.ID) {
 		return false, nil
 	}
+	// A withdrawal waits for a send in flight, and a send after it sees it:
+	// a repair never puts back what was withdrawn.
+	d.repairGate.RLock()
+	defer d.repairGate.RUnlock()
+	if d.wasWithdrawn(key) {
+		return false, nil
+	}
 	return true, d.messenger.PutProviderAddrs(ctx, replica, key, self)
+}
+
+// withdrawnFor is how long a withdrawn key stays refused to repairs: far
+// longer than a repair round, or a directory check, takes.
+const withdrawnFor = 10 * time.Minute
+
+// forgetRepairs drops keys, being withdrawn, from the repair queue, and
+// has repairs refuse them from now on; it waits for any send in flight.
+func (d *Directory) forgetRepairs(keys []mh.Multihash) {
+	d.repairGate.Lock()
+	defer d.repairGate.Unlock()
+	d.repairMu.Lock()
+	defer d.repairMu.Unlock()
+	now := time.Now()
+	if d.withdrawn == nil {
+		d.withdrawn = map[string]time.Time{}
+	}
+	for k, at := range d.withdrawn {
+		if now.Sub(at) > withdrawnFor {
+			delete(d.withdrawn, k)
+		}
+	}
+	for _, k := range keys {
+		d.withdrawn[string(k)] = now
+	}
+	d.repairQueue = slices.DeleteFunc(d.repairQueue, func(k mh.Multihash) bool { _, gone := d.withdrawn[string(k)]; return gone })
+}
+
+// wasWithdrawn reports whether key was withdrawn lately.
+func (d *Directory) wasWithdrawn(key mh.Multihash) bool {
+	d.repairMu.Lock()
+	defer d.repairMu.Unlock()
+	at, ok := d.withdrawn[string(key)]
+	return ok && time.Since(at) <= withdrawnFor
 }
 
 // Backoff of a repair whose replicas failed: doubling from the first to
@@ -150,6 +191,9 @@ const maxRepairQueue = 1 << 16
 // queueRepair has keys repaired once the sweep provider has sent them.
 func (d *Directory) queueRepair(keys []mh.Multihash) {
 	d.repairMu.Lock()
+	for _, k := range keys {
+		delete(d.withdrawn, string(k)) // announced again
+	}
 	room := max(0, maxRepairQueue-len(d.repairQueue))
 	left := len(keys) - min(room, len(keys))
 	d.repairQueue = append(d.repairQueue, keys[:len(keys)-left]...)

@@ -52,6 +52,7 @@ func (d *Directory) Withdraw(ctx context.Context, ps ...ledger.Pseudonym) error 
 	for i, p := range ps {
 		keys[i] = multihash(digest(d.fed, p))
 	}
+	d.forgetRepairs(keys)
 	if err := d.prov.StopProviding(keys...); err != nil {
 		return fmt.Errorf("directory withdraw: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -61,9 +62,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{Centre: c, base: log.With("centre", c.Name), vocabulary: cfg.Records, pageSize: cfg.Patient.PageSize}
 	n.log = n.base.With("component", "node")
-	if _, err := os.Stat(filepath.Join(c.dir, RestoredFile)); err == nil {
+	switch _, err := os.Stat(filepath.Join(c.dir, RestoredFile)); {
+	case err == nil:
 		// Before any service can append: see guardHistory.
 		c.Ledger.Halt(ErrUnconfirmedRestore)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, errors.Join(err, c.Close())
 	}
 	if err := n.start(ctx, cfg); err != nil {
 		n.Close()

@@ -189,6 +189,9 @@ func (p *Publisher) cosign(ctx context.Context, w peer.ID, sc ledger.SignedCheck
 	old := p.held[w]
 	p.mu.Unlock()
 	for range 2 {
+		if old > sc.Size {
+			return nil, fmt.Errorf("the witness holds size %d, beyond this checkpoint's %d", old, sc.Size)
+		}
 		proof, err := p.ledger.ProveConsistency(ctx, old, sc.Size)
 		if err != nil {
 			return nil, err

@@ -342,16 +342,13 @@ func (s *StaffStore) Renew(ctx context.Context, id string, lifetime time.Duratio
 	}
 	var r staffRow
 	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
-		rs, err := staffRows(ctx, tx, "WHERE id = ?", id)
-		switch {
-		case err != nil:
+		var err error
+		if r, err = liveRow(ctx, tx, id); err != nil {
 			return err
-		case len(rs) == 0 || !rs[0].Revoked.IsZero():
-			return ErrUnknownStaff
-		case !sealed || !rs[0].valid(s.key):
+		}
+		if !sealed || !r.valid(s.key) {
 			return ErrStaffTampered
 		}
-		r = rs[0]
 		r.Expires = time.Now().Add(lifetime).UTC().Truncate(time.Second)
 		_, err = tx.ExecContext(ctx, `UPDATE staff SET expires = ?, mac = ? WHERE id = ?`, r.Expires.Unix(), r.mac(s.key), id)
 		return err
@@ -379,17 +376,13 @@ func (s *StaffStore) List(ctx context.Context) ([]Staff, error) {
 
 // Revoke ends a staff member's credential at once. Revoking is always
 // safe, so a row that fails its MAC is revoked too; in a store whose seal
-// does not match its rows, the seal is left as it is for Check to name.
+// does not match its rows, the seal is left as it is for CheckStaff to name.
 func (s *StaffStore) Revoke(ctx context.Context, id string) error {
 	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
-		rs, err := staffRows(ctx, tx, "WHERE id = ?", id)
-		switch {
-		case err != nil:
+		r, err := liveRow(ctx, tx, id)
+		if err != nil {
 			return err
-		case len(rs) == 0 || !rs[0].Revoked.IsZero():
-			return ErrUnknownStaff
 		}
-		r := rs[0]
 		r.Revoked = time.Now().UTC().Truncate(time.Second)
 		if _, err := tx.ExecContext(ctx, `UPDATE staff SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), r.mac(s.key), id); err != nil {
 			return err
@@ -558,6 +551,18 @@ func sealHolds(ctx context.Context, tx *sql.Tx, key []byte) (bool, error) {
 	}
 	want, err := seal(ctx, tx, key)
 	return err == nil && hmac.Equal(stored, want), err
+}
+
+// liveRow reads credential id, refusing one unknown or revoked.
+func liveRow(ctx context.Context, tx *sql.Tx, id string) (staffRow, error) {
+	rs, err := staffRows(ctx, tx, "WHERE id = ?", id)
+	switch {
+	case err != nil:
+		return staffRow{}, err
+	case len(rs) == 0 || !rs[0].Revoked.IsZero():
+		return staffRow{}, ErrUnknownStaff
+	}
+	return rs[0], nil
 }
 
 // querier is a database or a transaction.

@@ -388,16 +388,15 @@ func testPlacement(t *testing.T, n int) {
 		}
 		return has
 	}
-	// Under load a replica may miss an announcement: the sweep provider
-	// does not retry a replica whose ADD_PROVIDER failed (it waits for the
-	// next reprovide) as long as a fifth of the region's members took the
-	// records, and a member too slow to answer its closest-peers walk is
-	// passed over for the next closest. What the one-hop lookup needs is
-	// that some of the LookupWidth closest members hold it, and that records
-	// land only at the closest members (kad-dht's misplacement when it
-	// splits regions puts them anywhere in the region): at most the closest
-	// r, plus one more for each of those that does not hold it.
-	deadline := time.Now().Add(30 * time.Second)
+	// The sweep provider may pass over a replica (it counts a region done
+	// once a fifth of its members took the records, and a member too slow
+	// to answer its walk is passed over for the next closest); the repair
+	// that follows sends the announcement to every closest member that
+	// lacks it. So every one of the r closest stores it; a member further
+	// away may store it too, where the walk passed over a closer one, but
+	// never more than a third of r of them (kad-dht's misplacement when it
+	// splits regions would put them anywhere in the region).
+	deadline := time.Now().Add(time.Minute)
 	for _, p := range ps {
 		key := multihash(digest("test-fed", p))
 		order := kb.SortClosestPeers(slices.Clone(f.ids[1:]), kb.ConvertKey(string(key)))
@@ -415,19 +414,16 @@ func testPlacement(t *testing.T, n int) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if len(missing) > 0 {
-			t.Logf("%x: not stored at the members ranked %v (failed sends are retried at the next reprovide)", p[:4], missing)
+			t.Errorf("%x: after the repair, the members ranked %v of the %d closest do not store it", p[:4], missing, r)
 		}
-		if len(missing) > r/3 {
-			t.Errorf("%x: %d of the %d closest members do not store it: ranks %v", p[:4], len(missing), r, missing)
-		}
-		if !slices.ContainsFunc(order[:f.dirs[0].width], func(id peer.ID) bool { return stores(id, key) }) {
-			t.Errorf("%x: none of the %d closest members stores it", p[:4], f.dirs[0].width)
-		}
-		beyond := min(len(order), r+len(missing))
-		for rank, id := range order[beyond:] {
+		var extra []int
+		for rank, id := range order[r:] {
 			if stores(id, key) {
-				t.Errorf("%x: the member ranked %d by distance stores it; replicas are the closest %d", p[:4], beyond+rank+1, beyond)
+				extra = append(extra, r+rank+1)
 			}
+		}
+		if len(extra) > r/3 {
+			t.Errorf("%x: the members ranked %v store it; replicas are the closest %d", p[:4], extra, r)
 		}
 	}
 }

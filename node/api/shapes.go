@@ -26,6 +26,9 @@ type Readiness struct {
 	Connected int // other members connected
 	Size      int64
 	Final     int64 // the latest final checkpoint's size, 0 if none yet
+	// AnnounceBacklog counts announcements not yet sent, or sent and not
+	// yet checked at their replicas.
+	AnnounceBacklog int64
 }
 
 // ReadinessOf is r's JSON shape.

@@ -183,6 +183,12 @@ func TestBackupUnderWritesRestoresWhole(t *testing.T) {
 	cfgs, nodes := backupFederation(t)
 	b := nodes[1]
 	addRecords(t, b, 2)
+	// Ready, once the two patients' announcements are sent and checked at
+	// their replicas (/readyz's AnnounceBacklog).
+	nodetest.Eventually(t, 30*time.Second, "the announce backlog drained", func() bool {
+		r, err := b.Ready()
+		return err == nil && r.AnnounceBacklog == 0
+	})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var added int

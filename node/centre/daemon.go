@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -43,6 +44,8 @@ type Node struct {
 	vocabulary RecordsConfig // what a record's class and location may be
 	pageSize   int           // entries per page of a patient's view
 	transferMu sync.Mutex
+
+	announceErr atomic.Pointer[error] // the start-up announce's last failure; nil or a nil error once it succeeded
 
 	closeOnce sync.Once
 	closeErr  error

@@ -123,7 +123,9 @@ func stillHeld(e ledger.Entry, erased map[int64]bool) bool {
 }
 
 // announceAtStart announces the held patients once the directory has a
-// member to send them to, and logs the outcome.
+// member to send them to. A failure is logged, makes the node not ready
+// (a lookup would miss this centre), and is tried again, later and later,
+// until it succeeds.
 func (n *Node) announceAtStart(ctx context.Context) {
 	for n.Directory.RoutingTableSize() == 0 && len(n.Membership.Current().Members) > 1 {
 		select {
@@ -132,12 +134,30 @@ func (n *Node) announceAtStart(ctx context.Context) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	count, err := n.AnnounceHeld(ctx)
-	if err != nil {
-		n.log.Error("announcing held patients", "err", err)
-		return
+	retry(ctx, time.Second, time.Minute, func() error {
+		count, err := n.AnnounceHeld(ctx)
+		n.announceErr.Store(&err)
+		if err != nil {
+			n.log.Error("announcing held patients; trying again", "err", err)
+			return err
+		}
+		n.log.Info("held patients announced", "patients", count)
+		return nil
+	})
+}
+
+// retry calls f until it returns nil or ctx ends, waiting first and then
+// twice as long after each failure, at most last.
+func retry(ctx context.Context, first, last time.Duration, f func() error) {
+	wait := first
+	for f() != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, last)
 	}
-	n.log.Info("held patients announced", "patients", count)
 }
 
 // Lookup is a lookup's answer for operators: the holders by name.

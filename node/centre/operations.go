@@ -32,6 +32,9 @@ type Readiness struct {
 	Connected int // other members connected
 	Size      int64
 	Final     int64 // the latest final checkpoint's size, 0 if none yet
+	// AnnounceBacklog counts announcements not yet sent, or sent and not
+	// yet checked at their replicas.
+	AnnounceBacklog int64
 }
 
 // Ready returns the node's readiness, and ErrNotReady with it when no
@@ -47,8 +50,18 @@ func (n *Node) Ready() (Readiness, error) {
 	if f, ok := n.Centre.Ledger.LatestFinal(); ok {
 		r.Final = f.Size
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := n.Directory.Backlog(ctx)
+	if err != nil {
+		return r, fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	r.AnnounceBacklog = b + int64(n.Directory.RepairBacklog())
 	if err := n.Centre.Ledger.Halted(); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	if p := n.announceErr.Load(); p != nil && *p != nil {
+		return r, fmt.Errorf("%w: the patients this centre holds are not announced in the directory (retrying): %v", ErrNotReady, *p)
 	}
 	if r.Members > 1 && r.Connected == 0 {
 		return r, fmt.Errorf("%w: no other member of the federation is connected", ErrNotReady)

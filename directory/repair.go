@@ -167,12 +167,14 @@ func (d *Directory) forgetRepairs(keys []mh.Multihash) {
 	d.repairQueue = slices.DeleteFunc(d.repairQueue, func(k mh.Multihash) bool { _, gone := d.withdrawn[string(k)]; return gone })
 }
 
-// wasWithdrawn reports whether key was withdrawn lately.
+// wasWithdrawn reports whether key was withdrawn lately: a mark is
+// dropped when announced again, or at a withdrawal withdrawnFor later,
+// long after the repair queue dropped the key.
 func (d *Directory) wasWithdrawn(key mh.Multihash) bool {
 	d.repairMu.Lock()
 	defer d.repairMu.Unlock()
-	at, ok := d.withdrawn[string(key)]
-	return ok && time.Since(at) <= withdrawnFor
+	_, ok := d.withdrawn[string(key)]
+	return ok
 }
 
 // Backoff of a repair whose replicas failed: doubling from the first to
@@ -188,12 +190,21 @@ const (
 // provider and its reprovide.
 const maxRepairQueue = 1 << 16
 
-// queueRepair has keys repaired once the sweep provider has sent them.
+// queueRepair has keys, just announced, repaired once the sweep provider
+// has sent them; a key withdrawn before is no longer refused.
 func (d *Directory) queueRepair(keys []mh.Multihash) {
 	d.repairMu.Lock()
 	for _, k := range keys {
-		delete(d.withdrawn, string(k)) // announced again
+		delete(d.withdrawn, string(k))
 	}
+	d.repairMu.Unlock()
+	d.requeueRepair(keys)
+}
+
+// requeueRepair has keys repaired (again), but for those withdrawn since.
+func (d *Directory) requeueRepair(keys []mh.Multihash) {
+	d.repairMu.Lock()
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k mh.Multihash) bool { _, gone := d.withdrawn[string(k)]; return gone })
 	room := max(0, maxRepairQueue-len(d.repairQueue))
 	left := len(keys) - min(room, len(keys))
 	d.repairQueue = append(d.repairQueue, keys[:len(keys)-left]...)
@@ -245,7 +256,11 @@ func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Du
 	if n == 0 {
 		return repairFirst
 	}
-	if backlog, err := d.Backlog(ctx); err != nil || backlog > 0 {
+	switch backlog, err := d.Backlog(ctx); {
+	case err != nil:
+		d.log.Warn("reading the sweep provider's backlog; the repair waits", "err", err)
+		return repairFirst
+	case backlog > 0:
 		return repairFirst // the sweep provider is still sending
 	}
 	d.repairMu.Lock()
@@ -262,6 +277,6 @@ func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Du
 	if len(retry) == 0 {
 		return repairFirst
 	}
-	d.queueRepair(retry)
+	d.requeueRepair(retry)
 	return min(2*wait, repairLast)
 }

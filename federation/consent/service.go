@@ -235,6 +235,13 @@ func (s *Service) acquire(p ledger.Pseudonym) *entry {
 	return e
 }
 
+// hold takes one more hold of an entry acquire returned.
+func (s *Service) hold(e *entry) {
+	s.mu.Lock()
+	e.refs++
+	s.mu.Unlock()
+}
+
 // release lets go of an entry acquire returned.
 func (s *Service) release(e *entry) {
 	s.mu.Lock()
@@ -783,7 +790,11 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	var wg sync.WaitGroup
 	for _, m := range others {
+		// Each fetch holds the entry: it may outlive the caller's hold,
+		// and what it accepts must land in the entry that stays.
+		s.hold(e)
 		wg.Go(func() {
+			defer s.release(e)
 			docs, err := s.fetch(fetchCtx, m, e.subject)
 			if err == nil && len(docs) > 0 {
 				_, err = s.accept(fetchCtx, e, docs, nil)

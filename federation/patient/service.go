@@ -57,6 +57,9 @@ type Options struct {
 	// Holders finds the centres holding p's records (the directory).
 	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
 	Charter func() federation.Charter
+	// Rate bounds each relay's requests, shared with the centre's other
+	// services that the charter's member-rate covers; its own when nil.
+	Rate    *federation.MemberRate
 	Timeout time.Duration // per holder, as relay; 10 s when zero (an erasure gets 45 s)
 	// PageSize bounds the entries of one view's answer; 65,536 when zero
 	// (a test sets it small). The patient asks for the rest with a cursor.
@@ -99,7 +102,10 @@ func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}, limits: federation.NewMemberRate(opts.Charter)}
+	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}, limits: opts.Rate}
+	if s.limits == nil {
+		s.limits = federation.NewMemberRate(opts.Charter)
+	}
 	// The requests answered within the replay window, from the ledger:
 	// each was recorded there before its answer left, so a request
 	// replayed across a restart is refused too.

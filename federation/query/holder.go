@@ -66,11 +66,9 @@ type HolderOptions struct {
 	Consent  Authorizer
 	Payloads Payloads
 	Charter  func() federation.Charter
-	// Holds reports whether this centre holds records of a patient: a
-	// query about one it does not hold is answered without an access
-	// entry (only counted), so that no member can grow the ledger with
-	// questions about strangers. Nil: every patient's.
-	Holds  func(ctx context.Context, p ledger.Pseudonym) (bool, error)
+	// Rate bounds each member's requests, shared with the centre's other
+	// services that the charter's member-rate covers; its own when nil.
+	Rate   *federation.MemberRate
 	Now    func() time.Time // time.Now when nil
 	Logger *slog.Logger
 }
@@ -105,7 +103,10 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Payloads == nil || opts.Charter == nil {
 		return nil, errors.New("query holder: key, ledger, consent, payloads and charter are required")
 	}
-	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: federation.NewMemberRate(opts.Charter)}
+	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: opts.Rate}
+	if s.limits == nil {
+		s.limits = federation.NewMemberRate(opts.Charter)
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}

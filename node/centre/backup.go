@@ -163,39 +163,35 @@ func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
 	if m.Centre != cfg.Centre.Name || m.Federation != cfg.Federation.ID {
 		return m, fmt.Errorf("restore: %w: a backup of %s in %s, not of %s in %s", node.ErrInvalid, m.Centre, m.Federation, cfg.Centre.Name, cfg.Federation.ID)
 	}
-	names := make([]string, 0, len(m.Files))
-	for name, want := range m.Files {
+	for name := range m.Files {
 		if name != filepath.Base(name) || name == "." || name == ".." || !(slices.Contains(backedUpDBs, name) || plainFile(name)) {
 			return m, fmt.Errorf("restore: %w: the manifest names %q", node.ErrInvalid, name)
 		}
-		got, err := fileSum(filepath.Join(from, name))
-		if err != nil {
-			return m, fmt.Errorf("restore: %w", err)
-		}
-		if got != want {
-			return m, fmt.Errorf("restore: %w: %s does not match the manifest", node.ErrInvalid, name)
-		}
-		names = append(names, name)
 	}
 	if err := emptyDir(dir); err != nil {
 		return m, fmt.Errorf("restore: %w", err)
 	}
-	for _, name := range names {
-		b, err := os.ReadFile(filepath.Join(from, name))
-		if err != nil {
-			return m, fmt.Errorf("restore: %w", err)
+	// Each file is hashed as it is copied; a restore that fails leaves
+	// the data directory empty.
+	var written []string
+	fail := func(err error) (Manifest, error) {
+		for _, name := range written {
+			err = errors.Join(err, os.Remove(filepath.Join(dir, name)))
 		}
-		if err := writeNewFile(filepath.Join(dir, name), b); err != nil {
-			return m, fmt.Errorf("restore: %w", err)
+		return m, fmt.Errorf("restore: %w", err)
+	}
+	for name, want := range m.Files {
+		written = append(written, name)
+		if err := copyChecked(filepath.Join(from, name), filepath.Join(dir, name), want); err != nil {
+			return fail(err)
 		}
 	}
-	path := filepath.Join(dir, LedgerFile)
-	chain, err := ChainOnLedger(ctx, path)
-	if err == nil && len(chain) > 0 {
-		_, err = VerifyPublic(ctx, path, chain)
-	}
+	pub, err := PublicKey(dir)
 	if err != nil {
-		return m, fmt.Errorf("restore: the backup's ledger does not verify: %w", err)
+		return fail(err)
+	}
+	if _, err := checkLedger(ctx, cfg, pub, &CheckReport{}); err != nil {
+		return fail(fmt.Errorf("the backup's ledger does not check out: %w", err))
 	}
 	if err := writeNewFile(filepath.Join(dir, RestoredFile), m.Encode()); err != nil {
 		return m, fmt.Errorf("restore: %w", err)
@@ -274,6 +270,29 @@ func syncFile(path string) error {
 		return err
 	}
 	return errors.Join(f.Sync(), f.Close())
+}
+
+// copyChecked copies src to dst, a new file of mode 0600, and checks that
+// what it copied has the SHA-256 want.
+func copyChecked(src, dst, want string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if err = errors.Join(err, out.Sync(), out.Close()); err != nil {
+		return err
+	}
+	if hex.EncodeToString(h.Sum(nil)) != want {
+		return fmt.Errorf("%w: %s does not match the manifest", node.ErrInvalid, filepath.Base(src))
+	}
+	return nil
 }
 
 func fileSum(path string) (string, error) {

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
@@ -156,23 +154,6 @@ func keyOf(versions []federation.Signed, origin string) (ed25519.PublicKey, bool
 	return k, err == nil
 }
 
-// openCheckpoint opens a note as a checkpoint of origin signed by key.
-func openCheckpoint(origin string, key ed25519.PublicKey, msg []byte) (ledger.Checkpoint, error) {
-	v, err := ledger.NewVerifier(origin, key)
-	if err != nil {
-		return ledger.Checkpoint{}, err
-	}
-	n, err := note.Open(msg, note.VerifierList(v))
-	if err != nil {
-		return ledger.Checkpoint{}, err
-	}
-	cp, err := ledger.ParseCheckpoint(n.Text)
-	if err == nil && cp.Origin != origin {
-		err = fmt.Errorf("a checkpoint of %s", cp.Origin)
-	}
-	return cp, err
-}
-
 // checkWitnessing checks the witnessed and evidence tables.
 func (c *Centre) checkWitnessing(ctx context.Context, versions []federation.Signed, rep *CheckReport) error {
 	logs, err := c.Ledger.WitnessedLogs(ctx)
@@ -187,7 +168,7 @@ func (c *Centre) checkWitnessing(ctx context.Context, versions []federation.Sign
 		if !ok {
 			return bad("a log of no centre the charter lists")
 		}
-		cp, err := openCheckpoint(origin, key, w.Note)
+		cp, err := ledger.OpenCheckpoint(w.Note, origin, key)
 		switch {
 		case err != nil:
 			return bad("the checkpoint held is not that log's: " + err.Error())
@@ -209,7 +190,7 @@ func (c *Centre) checkWitnessing(ctx context.Context, versions []federation.Sign
 			return bad("a log of no centre the charter lists")
 		}
 		for _, msg := range [][]byte{e.Held, e.Offered} {
-			if _, err := openCheckpoint(e.Origin, key, msg); err != nil {
+			if _, err := ledger.OpenCheckpoint(msg, e.Origin, key); err != nil {
 				return bad("a checkpoint that log did not sign: " + err.Error())
 			}
 		}

@@ -40,6 +40,7 @@ type Node struct {
 	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
 	rules      *pseudonym.Rules
 
+	memberRate *federation.MemberRate // shared by the query holder and the patient service
 	interval   time.Duration
 	vocabulary RecordsConfig // what a record's class and location may be
 	pageSize   int           // entries per page of a patient's view
@@ -116,6 +117,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startConsent(ctx); err != nil {
 		return err
 	}
+	// One bound for each member's queries and patients' requests together,
+	// as the charter's member-rate says.
+	n.memberRate = federation.NewMemberRate(charter)
 	if err := n.startQuery(ctx); err != nil {
 		return err
 	}

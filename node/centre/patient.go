@@ -30,6 +30,7 @@ func (n *Node) startPatient(ctx context.Context) error {
 		Erase:    n.Centre.EraseAll,
 		Withdraw: func(ctx context.Context, p ledger.Pseudonym) error { return n.Directory.Withdraw(ctx, p) },
 		Holders:  n.holders,
+		Rate:     n.memberRate,
 		Charter:  func() federation.Charter { return n.Membership.Current().Charter },
 		PageSize: n.pageSize,
 		Logger:   n.base,

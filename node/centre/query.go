@@ -25,6 +25,7 @@ func (n *Node) startQuery(ctx context.Context) error {
 			return n.Centre.Records.Get(ctx, records.ID(r.Payload))
 		},
 		Charter: charter,
+		Rate:    n.memberRate,
 		Logger:  n.base,
 	})
 	if err != nil {

@@ -61,7 +61,7 @@ func (d *Directory) replicas(others []peer.ID, key mh.Multihash) []peer.ID {
 // which failed, to be tried again.
 func (d *Directory) repair(ctx context.Context, keys []mh.Multihash) (RepairReport, []mh.Multihash) {
 	rep := RepairReport{Keys: len(keys)}
-	others := make([]peer.ID, 0, len(d.members()))
+	var others []peer.ID
 	for _, m := range d.others() {
 		others = append(others, m.ID)
 	}
@@ -227,23 +227,17 @@ func (d *Directory) RepairBacklog() int {
 // a backoff, until the directory closes.
 func (d *Directory) repairLoop() {
 	defer close(d.repairDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-d.stop; cancel() }()
 	wait := repairFirst
 	for {
 		select {
-		case <-d.stop:
+		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-d.stop:
-			case <-ctx.Done():
-			}
-			cancel()
-		}()
 		wait = d.repairRound(ctx, wait)
-		cancel()
 	}
 }
 

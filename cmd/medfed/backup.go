@@ -165,14 +165,7 @@ func sealBackup(dir, path string, recipients []age.Recipient) (err error) {
 	}
 	tw := tar.NewWriter(enc)
 	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: e.Name(), Mode: 0o600, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(b); err != nil {
+		if err := tarFile(tw, filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 	}
@@ -180,6 +173,24 @@ func sealBackup(dir, path string, recipients []age.Recipient) (err error) {
 		return err
 	}
 	return f.Sync()
+}
+
+// tarFile streams the file at path into tw under its base name.
+func tarFile(tw *tar.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: filepath.Base(path), Mode: 0o600, Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
 }
 
 // maxBackupFile bounds one file read back from an encrypted backup.

@@ -383,8 +383,15 @@ func (s *StaffStore) Revoke(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		// A row that fails its MAC keeps the MAC it has: revoked, it
+		// authenticates no one, and it stays evidence for medfed check.
+		valid := r.valid(s.key)
 		r.Revoked = time.Now().UTC().Truncate(time.Second)
-		if _, err := tx.ExecContext(ctx, `UPDATE staff SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), r.mac(s.key), id); err != nil {
+		mac := r.stored
+		if valid {
+			mac = r.mac(s.key)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE staff SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), mac, id); err != nil {
 			return err
 		}
 		if !sealed {
@@ -427,7 +434,7 @@ func CheckStaff(ctx context.Context, dir string, key []byte) (int, error) {
 		return 0, fmt.Errorf("staff check: %s is from before credentials carried MACs: any medfed staff command, or starting the node, brings it up to date", path)
 	}
 	rs, err := staffRows(ctx, tx, "ORDER BY id")
-	if err != nil {
+	if err != nil { // a row that does not read (a NULL where medfed writes none) was changed too
 		return 0, &centre.DataError{File: StaffFile, Table: "staff", Row: "the rows", Reason: err.Error()}
 	}
 	for _, r := range rs {
@@ -436,7 +443,7 @@ func CheckStaff(ctx context.Context, dir string, key []byte) (int, error) {
 		}
 	}
 	switch ok, err := sealHolds(ctx, tx, key); {
-	case err != nil:
+	case err != nil: // a seal table dropped or changed in shape
 		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: err.Error()}
 	case !ok:
 		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: "it does not match the rows: a row was put back as it was, or removed"}

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -138,7 +139,25 @@ func (d *Directory) repairAt(ctx context.Context, replica peer.ID, key mh.Multih
 	if d.wasWithdrawn(key) {
 		return false, nil
 	}
-	return true, d.messenger.PutProviderAddrs(ctx, replica, key, self)
+	if err := d.messenger.PutProviderAddrs(ctx, replica, key, self); err != nil {
+		return true, err
+	}
+	// ADD_PROVIDER has no answer: read it back, so that a send the replica
+	// dropped is tried again rather than counted done.
+	for wait := 20 * time.Millisecond; ; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return true, fmt.Errorf("announcement sent to %s, not found there: %w", replica, ctx.Err())
+		case <-time.After(wait):
+		}
+		provs, err := d.providersAt(ctx, replica, key)
+		if err != nil {
+			return true, err
+		}
+		if slices.Contains(provs, self.ID) {
+			return true, nil
+		}
+	}
 }
 
 // withdrawnFor is how long a withdrawn key stays refused to repairs: far

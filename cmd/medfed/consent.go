@@ -187,7 +187,10 @@ func printDelivery(w io.Writer, what string, d api.ConsentDelivery) {
 	fmt.Fprintf(w, "holders:      %s\n", list(d.Holders))
 	fmt.Fprintf(w, "delivered to: %s\n", list(d.Delivered))
 	for _, f := range d.Failed {
-		fmt.Fprintf(w, "not reached:  %s (%s); it syncs before it decides again\n", f.Centre, f.Error)
+		fmt.Fprintf(w, "not reached:  %s (%s); it reads the consent again before it decides\n", f.Centre, f.Error)
+	}
+	if d.WaitedMs > 0 {
+		fmt.Fprintf(w, "confirmed once the lease of a holder that could not be told had run out (%v)\n", time.Duration(d.WaitedMs)*time.Millisecond)
 	}
 	if d.Lookup != "" {
 		fmt.Fprintf(w, "warning: the directory lookup was incomplete (%s); holders may be missing\n", d.Lookup)

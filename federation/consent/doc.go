@@ -66,7 +66,7 @@
 // the permit is returned, so a single-use token lets its grantee query
 // once at each holder.
 //
-// # Propagation and freshness
+// # Propagation, leases and freshness
 //
 // A document submitted at any member is checked, appended to that
 // member's ledger and pushed, with the attestations it rests on, to every
@@ -74,24 +74,33 @@
 // many other members (in an order that depends on the patient alone) as
 // make a majority of the federation, those that fail replaced by the next.
 // Each verifies it and appends it to its own ledger before it answers.
-// Submit returns once they have answered; the document is then in effect
-// at every centre in Delivered, and Confirmed says whether a majority
-// holds it.
 //
-// A holder that was unreachable missed the push. The freshness rule: a
-// centre decides for a patient only on documents it has synced since it
-// last lost contact with any member, and only while it is connected to
-// every member and holds the patient's records (holders are always pushed
-// to); otherwise it syncs first. It counts epochs: one at start, one more
-// each time its last connection to a member closes; a push it refused
-// also voids the patient's sync. To sync, it asks the other members for
-// the documents they hold about the patient, merges them (each verified,
-// new ones appended to its ledger) and goes on once a majority of the
-// federation, itself included, has answered: every confirmed document is
-// held by a majority, and two majorities meet. With fewer answers it
-// returns ErrStale, naming the members that failed, and decides nothing.
-// A holder that was down during a revocation therefore refuses to answer
-// until it has learnt of it, and one cut off from most members refuses.
-// A document that reached no majority (Confirmed false) may be missed: the
-// CLI says so, and submitting it again is harmless.
+// Consent does not rest on the directory being complete, nor on a push
+// arriving. A centre decides for a patient only while it holds a lease
+// on the patient's state from each member of a majority of the
+// federation (itself included); without one it reads the state from a
+// majority first, taking new leases (see fresh). A member that granted a
+// lease sends every document it is pushed about that patient to the
+// leaseholder before it answers the push (opNotify), and when it cannot
+// reach the leaseholder it answers with how long until that lease runs
+// out. Submit returns once a majority has answered and those waits have
+// passed: Confirmed then means that a majority holds the document and
+// that every centre holding a lease from any of them has it or no longer
+// holds the lease. Since the majority the document reached and the
+// majority a leaseholder's leases come from share a member, no centre
+// decides on a state without a confirmed document: a holder the directory
+// does not list, or one a push did not reach, either was told or has to
+// read the state again before it releases anything, and one cut off from
+// most members refuses (ErrStale). So a revocation confirmed is honoured
+// nowhere; confirming it takes about one round trip when every
+// leaseholder is reachable, and at most the lease term (DefaultLease)
+// more when one is not (Delivery.Waited). A document that reached no
+// majority (Confirmed false) may be missed: the CLI says so, and
+// submitting it again is harmless.
+//
+// Leases are spans on the monotonic clock, counted by the holder from
+// before it asked and by the member from when it granted, so that the
+// holder's runs out first and no clock jump lengthens one. A lease in its
+// last third is renewed in the background. A push a leaseholder refused
+// voids its lease.
 package consent

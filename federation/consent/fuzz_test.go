@@ -543,3 +543,67 @@ func FuzzDecodeRevocation(f *testing.F) {
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC()},
 	}, decodeRevocation)
 }
+
+func FuzzDecodeLease(f *testing.F) {
+	p := fuzzPseudonym(1)
+	f.Add(encodeLease(p, 30*time.Second))
+	f.Add(encodeLease(p, 0))
+	f.Add(p[:])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, ask, err := decodeLease(b)
+		if err != nil {
+			return
+		}
+		if got := encodeLease(p, ask); !bytes.Equal(got, b) {
+			t.Fatalf("a lease request re-encodes differently:\n in  %x\n out %x", b, got)
+		}
+	})
+}
+
+func FuzzDecodeGrant(f *testing.F) {
+	var docs []Document
+	for _, b := range signedSamples(f) {
+		d, err := Parse(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		docs = append(docs, d)
+	}
+	p := docs[0].Subject()
+	grant := encodeGrant(30*time.Second, docs)
+	f.Add(grant)
+	f.Add(encodeGrant(0, nil))
+	f.Add(grant[:len(grant)-1])
+	f.Add(grant[:3])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, lease, err := decodeGrant(b, p)
+		if err != nil {
+			return
+		}
+		if again := encodeGrant(lease, got); !bytes.Equal(again, b) {
+			t.Fatalf("a lease answer re-encodes differently:\n in  %x\n out %x", b, again)
+		}
+		for _, d := range got {
+			if d.Subject() != p {
+				t.Fatal("accepted a lease answer about another patient")
+			}
+		}
+	})
+}
+
+func FuzzDecodeWait(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0x75, 0x30})
+	f.Add([]byte{0, 0, 0x75})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		wait, err := decodeWait(b)
+		if err != nil {
+			return
+		}
+		if wait < 0 || (len(b) != 0 && len(b) != 4) {
+			t.Fatalf("accepted %x as a wait of %v", b, wait)
+		}
+	})
+}

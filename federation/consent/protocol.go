@@ -2,6 +2,7 @@ package consent
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -14,24 +15,43 @@ import (
 // answered by one frame whose status is 0 (ok) or 1 (refused, with the
 // reason as text).
 //
-//	opPush: documents about one patient (a list, below): a contract or
-//	        revocation with the attestations of the patient's keys, or an
-//	        attestation. The holder verifies them, appends the new ones to
-//	        its ledger, and answers with nothing.
-//	opSync: a 32-byte pseudonym; the answer is the list of the documents
-//	        the member holds about that patient.
+//	opPush:   documents about one patient (a list, below): a contract or
+//	          revocation with the attestations of the patient's keys, or
+//	          an attestation, from the member it was submitted at. The
+//	          receiver verifies them and appends the new ones to its
+//	          ledger, then sends them on to every member holding a live
+//	          lease from it on the patient's consent (opNotify), and
+//	          answers with a u32: the milliseconds until the last lease of
+//	          a leaseholder it could not reach runs out (0: it reached them
+//	          all). An empty answer, from an older member, counts as 0.
+//	opSync:   a 32-byte pseudonym; the answer is the list of the
+//	          documents the member holds about that patient. (Kept for
+//	          older members: this version asks with opLease.)
 //	opStop: a 32-byte pseudonym and a 16-byte staff ID: the asking member
 //	        stops its emergency sessions for that patient, that staff
 //	        member's (a zero ID: all of them). The holder records each stop
 //	        on its ledger and answers with a u16 count of those stopped.
 //
+//	opLease:  a 32-byte pseudonym and a u32 lease asked for, in
+//	          milliseconds: the answer is a u32 lease granted (at most the
+//	          member's own lease term; 0: none) and the list of documents
+//	          the member holds about the patient. Until the lease runs out
+//	          the member sends each document it is pushed about the patient
+//	          to the leaseholder before it answers the push, or waits out
+//	          the lease.
+//	opNotify: a list, as opPush, from a member the receiver holds a lease
+//	          from; the receiver verifies and appends the documents, sends
+//	          them nowhere, and answers with nothing.
+//
 // A list is, per document, a u32 length and the signed document.
 const ProtocolID = "/medfed/consent/1"
 
 const (
-	opPush byte = 1
-	opSync byte = 2
-	opStop byte = 3
+	opPush   byte = 1
+	opSync   byte = 2
+	opStop   byte = 3
+	opLease  byte = 4
+	opNotify byte = 5
 
 	// maxDocs bounds a list; a patient's documents beyond it are not
 	// synced (each version of a contract is a document).
@@ -74,6 +94,61 @@ func decodeDocs(b []byte) ([]Document, error) {
 	return docs, nil
 }
 
+// encodeLease asks for a lease of ask on p's state.
+func encodeLease(p ledger.Pseudonym, ask time.Duration) []byte {
+	var w wire.Writer
+	w.Bytes(p[:])
+	w.U32(uint32(ask.Milliseconds()))
+	return w.B
+}
+
+func decodeLease(b []byte) (ledger.Pseudonym, time.Duration, error) {
+	var p ledger.Pseudonym
+	r := wire.NewReader(b, "lease request")
+	r.Fixed(p[:], "pseudonym")
+	ask := time.Duration(r.U32("lease")) * time.Millisecond
+	r.End("lease request")
+	return p, ask, r.Err()
+}
+
+// encodeGrant answers a lease request: the lease granted, then the
+// documents.
+func encodeGrant(lease time.Duration, docs []Document) []byte {
+	var w wire.Writer
+	w.U32(uint32(lease.Milliseconds()))
+	return append(w.B, encodeDocs(docs)...)
+}
+
+// decodeGrant parses a lease answer about patient p.
+func decodeGrant(b []byte, p ledger.Pseudonym) ([]Document, time.Duration, error) {
+	if len(b) < 4 {
+		return nil, 0, malformed("lease answer of %d bytes", len(b))
+	}
+	lease := time.Duration(binary.BigEndian.Uint32(b)) * time.Millisecond
+	docs, err := decodeDocs(b[4:])
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, d := range docs {
+		if d.Subject() != p {
+			return nil, 0, malformed("lease answer about another patient")
+		}
+	}
+	return docs, lease, nil
+}
+
+// decodeWait parses a push's answer: how long to wait for the pushed
+// member's leaseholders; nothing (an older member) is no wait.
+func decodeWait(b []byte) (time.Duration, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r := wire.NewReader(b, "push answer")
+	wait := time.Duration(r.U32("wait")) * time.Millisecond
+	r.End("push answer")
+	return wait, r.Err()
+}
+
 func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -98,7 +173,7 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 		var w wire.Writer
 		w.U16(uint16(n))
 		return w.B, err
-	case opPush:
+	case opPush, opNotify:
 		docs, err := decodeDocs(payload)
 		if err != nil {
 			return nil, err
@@ -106,32 +181,47 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 		if len(docs) == 0 {
 			return nil, malformed("nothing pushed")
 		}
-		e := s.acquire(docs[0].Subject())
+		p := docs[0].Subject()
+		e := s.acquire(p)
 		defer s.release(e)
 		h := docs[0].Hash()
 		if _, err = s.accept(ctx, e, docs, &h); err != nil {
-			// The pusher counts this centre as not reached: it must not
-			// decide for the patient before it syncs.
+			// The sender counts this centre as not reached: it must not
+			// decide for the patient before it reads the state again.
 			e.mu.Lock()
-			e.synced = 0
+			e.leased = time.Time{}
 			e.mu.Unlock()
+			return nil, err
 		}
-		return nil, err
-	case opSync:
-		if len(payload) != len(ledger.Pseudonym{}) {
-			return nil, malformed("sync of %d bytes", len(payload))
-		}
-		p := ledger.Pseudonym(payload)
-		s.mu.Lock()
-		e := s.patients[p]
-		s.mu.Unlock()
-		if e == nil {
+		if op == opNotify {
 			return nil, nil
 		}
-		e.mu.Lock()
-		docs := e.p.syncable(maxDocs)
-		e.mu.Unlock()
-		return encodeDocs(docs), nil
+		// Whatever this centre held before, a leaseholder may not have it:
+		// the push is answered once each has it, or with the wait until
+		// the lease of each that could not be reached runs out.
+		wait, _ := s.notify(ctx, p, from, payload)
+		var w wire.Writer
+		w.U32(uint32(wait.Milliseconds()))
+		return w.B, nil
+	case opSync, opLease:
+		var (
+			p   ledger.Pseudonym
+			ask time.Duration
+			err error
+		)
+		if op == opSync {
+			if len(payload) != len(p) {
+				return nil, malformed("sync of %d bytes", len(payload))
+			}
+			p = ledger.Pseudonym(payload)
+		} else if p, ask, err = decodeLease(payload); err != nil {
+			return nil, err
+		}
+		docs, granted := s.grant(p, from, ask)
+		if op == opSync {
+			return encodeDocs(docs), nil
+		}
+		return encodeGrant(granted, docs), nil
 	}
 	return nil, malformed("unknown operation %d", op)
 }

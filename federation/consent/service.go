@@ -26,9 +26,9 @@ import (
 )
 
 // ErrStale is returned instead of a decision when this centre cannot
-// confirm that it holds the patient's latest consent: it lost contact
-// with other members since it last synced the patient, and too few of
-// them answered now.
+// confirm that it holds the patient's latest consent: it holds no live
+// lease on the patient's state from a majority, and too few members
+// answered its read.
 var ErrStale = node.E(node.Unavailable, "consent state not confirmed")
 
 // Ledger is what the service needs of the centre's ledger.
@@ -48,11 +48,16 @@ type Options struct {
 	// Holders returns the centres holding a patient's records (the
 	// directory); with an error, the holders it found. Required.
 	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
-	// Holds reports whether this centre holds records of a patient. Only
-	// holders receive pushed documents, so a centre that does not hold the
-	// patient's records syncs before every decision rather than trust
-	// what it synced before. Nil: this centre holds every patient's.
+	// Holds reports whether this centre holds records of a patient: the
+	// state of those it does is kept in memory, with its leases, between
+	// decisions; that of others only while it has documents. Nil: this
+	// centre holds every patient's.
 	Holds func(ctx context.Context, p ledger.Pseudonym) (bool, error)
+	// Lease is how long this centre holds, and grants, a lease on a
+	// patient's consent state; DefaultLease when zero. It bounds how long
+	// a document's confirmation waits for a leaseholder that cannot be
+	// reached (see the package comment).
+	Lease time.Duration
 	// Timeout bounds each exchange with another centre; 2 s when zero.
 	Timeout time.Duration
 	// Now is the clock; time.Now when nil.
@@ -75,10 +80,8 @@ type Service struct {
 	timeout time.Duration
 	now     func() time.Time
 
-	// epoch counts this centre's losses of contact with members; a
-	// patient synced in an older epoch may have missed a document.
-	epoch    atomic.Uint64
-	notifiee *network.NotifyBundle
+	lease   time.Duration
+	granted leases // by this centre to others
 
 	// audit serialises emergency entries, so that the notification feed
 	// grows in ledger order and a reader's cursor never skips one.
@@ -94,10 +97,10 @@ type entry struct {
 	subject ledger.Pseudonym
 	refs    int         // holders of the entry (acquire, release); guarded by Service.mu
 	kept    atomic.Bool // it has documents or token uses, or is a patient this centre holds, synced: never dropped
-	sync    sync.Mutex  // one sync at a time
-	mu      sync.Mutex  // guards p (replaced whole on a change) and synced; held across a token's check, record and count
+	sync    sync.Mutex  // one read of the state at a time
+	mu      sync.Mutex  // guards p (replaced whole on a change) and leased; held across a token's check, record and count
 	p       *Patient
-	synced  uint64
+	leased  time.Time // until when this centre holds leases from a majority on p's state (monotonic)
 }
 
 // Session is an emergency access in progress.
@@ -146,6 +149,9 @@ func (o Options) validate() error {
 	if o.Holders == nil {
 		missing = append(missing, "Holders")
 	}
+	if o.Lease < 0 || o.Lease > MaxLease {
+		return fmt.Errorf("consent options: a lease of %v (0 to %v)", o.Lease, MaxLease)
+	}
 	if len(missing) > 0 {
 		return fmt.Errorf("consent options: missing %s", strings.Join(missing, ", "))
 	}
@@ -168,6 +174,8 @@ func New(h host.Host, opts Options) (*Service, error) {
 		now:      opts.Now,
 		patients: map[ledger.Pseudonym]*entry{},
 		sessions: map[ID]Session{},
+		lease:    opts.Lease,
+		granted:  leases{by: map[ledger.Pseudonym]map[peer.ID]time.Time{}, count: map[peer.ID]int{}},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -179,26 +187,15 @@ func New(h host.Host, opts Options) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.epoch.Store(1) // nothing is synced at start
-	s.notifiee = &network.NotifyBundle{DisconnectedF: s.disconnected}
-	h.Network().Notify(s.notifiee)
-	return s, nil
-}
-
-// disconnected starts a new epoch when the last connection to a member
-// closes: documents pushed while it was gone may be missing here.
-func (s *Service) disconnected(n network.Network, c network.Conn) {
-	p := c.RemotePeer()
-	if _, member := s.opts.Charter().Member(p); !member || n.Connectedness(p) == network.Connected {
-		return
+	if s.lease <= 0 {
+		s.lease = DefaultLease
 	}
-	s.epoch.Add(1)
+	return s, nil
 }
 
 // Close stops serving the consent protocol.
 func (s *Service) Close() {
 	s.host.RemoveStreamHandler(ProtocolID)
-	s.host.Network().StopNotify(s.notifiee)
 }
 
 func (s *Service) federation() string { return s.opts.Charter().Federation }
@@ -512,9 +509,15 @@ type Delivery struct {
 	// may be missing from the list.
 	Lookup error
 	// Confirmed: a majority of the federation, this centre included, has
-	// it, so every centre that syncs finds it. When false, submit it again
-	// once more members are reachable (submitting twice changes nothing).
+	// it, so every centre that reads the patient's state finds it, and
+	// every centre holding a lease on that state has it or its lease ran
+	// out: it is in force everywhere. When false, submit it again once
+	// more members are reachable (submitting twice changes nothing).
 	Confirmed bool
+	// Waited is how long confirmation waited for the leases of holders
+	// that could not be told to run out: zero when every leaseholder was
+	// reached.
+	Waited time.Duration
 }
 
 // Failure is a centre that could not be reached or refused.
@@ -689,12 +692,23 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 		}
 		return len(out.Delivered) + 1
 	}
-	var mu sync.Mutex
+	var (
+		mu   sync.Mutex
+		last time.Time // when the last lease of a leaseholder not reached runs out
+	)
+	waitFor := func(wait time.Duration) {
+		if until := time.Now().Add(wait); wait > 0 && until.After(last) {
+			last = until
+		}
+	}
+	// This centre's own leaseholders, while the others are pushed to.
+	own := make(chan time.Duration, 1)
+	go func() { wait, _ := s.notify(ctx, e.subject, "", payload); own <- wait }()
 	send := func(to []peer.ID) {
 		var wg sync.WaitGroup
 		for _, t := range to {
 			wg.Go(func() {
-				err := s.push(ctx, t, payload)
+				wait, err := s.push(ctx, t, payload)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -703,6 +717,7 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 					return
 				}
 				out.Delivered = append(out.Delivered, t)
+				waitFor(wait)
 			})
 		}
 		wg.Wait()
@@ -715,144 +730,58 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 		send(others[next : next+n])
 		next += n
 	}
+	waitFor(<-own)
 	out.Confirmed = acks() >= need
 	slices.Sort(out.Delivered)
 	slices.SortFunc(out.Failed, func(a, b Failure) int { return cmp.Compare(a.Centre, b.Centre) })
+	if !out.Confirmed || last.IsZero() {
+		return out
+	}
+	// A leaseholder that could not be told may decide on what it holds
+	// until its lease runs out: only then is the document in force
+	// everywhere.
+	start := time.Now()
+	t := time.NewTimer(time.Until(last))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		out.Waited = time.Since(start)
+	case <-ctx.Done(): // not known to be in force everywhere
+		out.Confirmed = false
+	}
 	return out
 }
 
 // push delivers a bundle to one centre, trying again twice when a stream
 // fails on a live connection; a refusal, or a centre that cannot be
-// dialled, is final (it syncs when it is back).
-func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) error {
+// dialled, is final (it reads the state again when it is back). It
+// returns how long the centre said to wait for its leaseholders.
+func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) (time.Duration, error) {
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 && s.host.Network().Connectedness(to) != network.Connected {
-			return err
+			return 0, err
 		}
 		if attempt > 0 {
 			select {
 			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 			case <-ctx.Done():
-				return errors.Join(err, ctx.Err())
+				return 0, errors.Join(err, ctx.Err())
 			}
 		}
-		var refusal *wire.Refused
-		if _, err = s.exchange(ctx, to, opPush, payload); err == nil || errors.As(err, &refusal) {
-			return err
+		var (
+			refusal *wire.Refused
+			answer  []byte
+		)
+		if answer, err = s.exchange(ctx, to, opPush, payload); err == nil {
+			wait, err := decodeWait(answer)
+			return min(wait, MaxLease), err
+		}
+		if errors.As(err, &refusal) {
+			return 0, err
 		}
 	}
-	return err
-}
-
-// connectedToAll reports whether this centre has a connection to every
-// other member: only then can no push have failed to reach it unnoticed.
-func (s *Service) connectedToAll() bool {
-	self := s.host.ID()
-	for _, m := range s.opts.Charter().Members {
-		if m.ID != self && s.host.Network().Connectedness(m.ID) != network.Connected {
-			return false
-		}
-	}
-	return true
-}
-
-// fresh makes sure this centre holds patient e's current documents before
-// it decides: see the package comment. A patient synced in this epoch
-// needs nothing more while this centre is connected to every member and
-// holds the patient's records (holders are always pushed to).
-func (s *Service) fresh(ctx context.Context, e *entry) error {
-	epoch := s.epoch.Load()
-	e.mu.Lock()
-	done := e.synced == epoch
-	e.mu.Unlock()
-	if done && s.connectedToAll() {
-		return nil
-	}
-	e.sync.Lock()
-	defer e.sync.Unlock()
-	c := s.opts.Charter()
-	var others []peer.ID
-	for _, m := range c.Members {
-		if m.ID != s.host.ID() {
-			others = append(others, m.ID)
-		}
-	}
-	// A majority of the federation, this centre included: documents are
-	// delivered to a majority, so any majority holds each of them.
-	need := majority(c) - 1
-	type answer struct {
-		from peer.ID
-		err  error
-	}
-	answers := make(chan answer, len(others))
-	// The fetches outlive an early return: late answers are merged too.
-	fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
-	var wg sync.WaitGroup
-	for _, m := range others {
-		// Each fetch holds the entry: it may outlive the caller's hold,
-		// and what it accepts must land in the entry that stays.
-		s.hold(e)
-		wg.Go(func() {
-			defer s.release(e)
-			docs, err := s.fetch(fetchCtx, m, e.subject)
-			if err == nil && len(docs) > 0 {
-				_, err = s.accept(fetchCtx, e, docs, nil)
-			}
-			answers <- answer{m, err}
-		})
-	}
-	go func() { wg.Wait(); cancel() }()
-	answered := 0
-	var failed []error
-	for range others {
-		if answered >= need {
-			break
-		}
-		a := <-answers
-		if a.err != nil {
-			failed = append(failed, fmt.Errorf("%s: %w", a.from, a.err))
-			continue
-		}
-		answered++
-	}
-	if answered < need {
-		return fmt.Errorf("%w for %s: %d of %d other members answered, %d needed: %w", ErrStale, e.subject, answered, len(others), need, errors.Join(failed...))
-	}
-	if s.opts.Holds != nil {
-		holds, err := s.opts.Holds(ctx, e.subject)
-		if err != nil {
-			return fmt.Errorf("consent: %w", err)
-		}
-		if !holds {
-			return nil // synced for this decision only: holders alone are always pushed to
-		}
-	}
-	e.mu.Lock()
-	e.synced = max(e.synced, epoch)
-	e.mu.Unlock()
-	// A patient this centre holds stays synced: kept, or every decision
-	// about them would sync again.
-	e.kept.Store(true)
-	return nil
-}
-
-// fetch asks member m for the documents it holds about p.
-func (s *Service) fetch(ctx context.Context, m peer.ID, p ledger.Pseudonym) ([]Document, error) {
-	payload, err := s.exchange(ctx, m, opSync, p[:])
-	if err != nil {
-		return nil, err
-	}
-	docs, err := decodeDocs(payload)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range docs {
-		if d.Subject() != p {
-			return nil, malformed("sync answer about another patient")
-		}
-	}
-	return docs, nil
+	return 0, err
 }
 
 // View is what a centre knows of a patient's consent.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ type member struct {
 	name   string
 	host   host.Host
 	ledger *ledger.Ledger
+	disk   *failing // the ledger the service appends to: it fails while disk.fail is set
 	svc    *consent.Service
 	dir    string
 }
@@ -37,6 +39,11 @@ type testFed struct {
 	members []*member
 	holders []peer.ID
 }
+
+// testLease is the test federations' lease term: short, so that a
+// confirmation waiting out a lease, and a lease running out, take little
+// time.
+const testLease = time.Second
 
 // newTestFed starts centres named centre-a, centre-b, …; the patient's
 // records are held at those listed in holders (by index).
@@ -79,10 +86,11 @@ func (f *testFed) start(m *member) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.host, m.ledger = h, l
+	m.host, m.ledger, m.disk = h, l, &failing{Ledger: l}
 	m.svc, err = consent.New(h, consent.Options{
 		Key:     key(m.name),
-		Ledger:  l,
+		Ledger:  m.disk,
+		Lease:   testLease,
 		Charter: func() federation.Charter { return f.charter },
 		Holders: func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
 		Holds:   func(context.Context, ledger.Pseudonym) (bool, error) { return slices.Contains(f.holders, h.ID()), nil },
@@ -132,6 +140,25 @@ func (f *testFed) connect() {
 			if err := a.host.Connect(context.Background(), peer.AddrInfo{ID: b.host.ID(), Addrs: b.host.Addrs()}); err != nil {
 				f.t.Fatal(err)
 			}
+		}
+	}
+}
+
+// cut cuts m off from the other members: no connection, and nobody knows
+// the other's address.
+func (f *testFed) cut(m *member) {
+	f.t.Helper()
+	for _, o := range f.members {
+		if o == m || o.host == nil {
+			continue
+		}
+		o.host.Peerstore().ClearAddrs(m.host.ID())
+		m.host.Peerstore().ClearAddrs(o.host.ID())
+		if err := o.host.Network().ClosePeer(m.host.ID()); err != nil {
+			f.t.Fatal(err)
+		}
+		if err := m.host.Network().ClosePeer(o.host.ID()); err != nil {
+			f.t.Fatal(err)
 		}
 	}
 }
@@ -399,51 +426,43 @@ func TestRevocationOutlivesItsSubmitter(t *testing.T) {
 // sync, and denies once it has.
 func TestHolderCutOffWhileRunning(t *testing.T) {
 	f := newTestFed(t, 3, 1, 2)
-	a, b, c := f.members[0], f.members[1], f.members[2]
+	a, c := f.members[0], f.members[2]
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	f.grantAt(a, consent.ID{1}, now)
 	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
 		t.Fatalf("centre-c before: %v, %v", d, err)
 	}
-	// Cut centre-c off: no connection, and nobody knows its address.
-	cut := func() {
-		for _, m := range []*member{a, b} {
-			m.host.Peerstore().ClearAddrs(c.host.ID())
-			c.host.Peerstore().ClearAddrs(m.host.ID())
-			if err := m.host.Network().ClosePeer(c.host.ID()); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.host.Network().ClosePeer(m.host.ID()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	cut()
+	f.cut(c)
 	if _, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now}))); err != nil {
 		t.Fatal(err)
 	}
-	// Back in contact, connected to every member again: it lost contact
-	// since it synced, so it syncs first, and denies.
+	// The revocation was confirmed once centre-c's lease ran out: back in
+	// contact, it reads the state again, and denies.
 	f.connect()
 	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
 		t.Fatalf("centre-c back in contact: %v, %v", d, err)
 	}
-	// Cut off again, it cannot confirm what it holds, and refuses.
-	cut()
+	// Cut off again, it decides while its new lease lasts (no document
+	// can be confirmed meanwhile without waiting it out), then refuses.
+	f.cut(c)
+	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit {
+		t.Fatalf("centre-c cut off, within its lease: %v, %v", d, err)
+	}
+	time.Sleep(testLease)
 	if _, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); !errors.Is(err, consent.ErrStale) {
-		t.Fatalf("centre-c cut off decided: %v", err)
+		t.Fatalf("centre-c cut off decided after its lease ran out: %v", err)
 	}
 }
 
 // failing is a ledger whose appends fail while fail is set.
 type failing struct {
 	*ledger.Ledger
-	fail bool
+	fail atomic.Bool
 }
 
 func (l *failing) Append(ctx context.Context, es ...ledger.Entry) (int64, error) {
-	if l.fail {
+	if l.fail.Load() {
 		return 0, errors.New("disk full")
 	}
 	return l.Ledger.Append(ctx, es...)
@@ -474,11 +493,11 @@ func TestTokenUseNeedsTheLedger(t *testing.T) {
 		ID: consent.ID{4}, Federation: fed, Subject: patient, Grantee: consent.Actor{Centre: centre(t, "centre-a")},
 		Issued: now, Expires: now.Add(time.Hour), Uses: 1,
 	}))
-	l.fail = true
+	l.fail.Store(true)
 	if d, err := svc.UseToken(ctx, patient, tok, treatment(t, time.Now())); err == nil || d.Permit {
 		t.Fatalf("use without a ledger: %v, %v", d, err)
 	}
-	l.fail = false
+	l.fail.Store(false)
 	if d, err := svc.UseToken(ctx, patient, tok, treatment(t, time.Now())); err != nil || !d.Permit {
 		t.Fatalf("first recorded use: %v, %v", d, err)
 	}

@@ -563,9 +563,13 @@ type ConsentDelivery struct {
 	Delivered []string
 	Failed    []ConsentFailure `json:",omitempty"`
 	Lookup    string           `json:",omitempty"` // why the holders may be incomplete
-	// Confirmed: a majority of the federation has it, so every centre
-	// finds it when it syncs.
+	// Confirmed: a majority of the federation has it, and every centre
+	// holding a lease on the patient's consent has it or no longer holds
+	// the lease: it is in force everywhere.
 	Confirmed bool
+	// WaitedMs is how long, in milliseconds, confirmation waited for the
+	// lease of a holder that could not be told to run out.
+	WaitedMs int64 `json:",omitempty"`
 }
 
 // ConsentFailure is a holder the document did not reach.
@@ -576,7 +580,7 @@ type ConsentFailure struct {
 
 // ConsentDeliveryOf is d's JSON shape.
 func ConsentDeliveryOf(d centre.ConsentDelivery) ConsentDelivery {
-	out := ConsentDelivery{Holders: nonNil(d.Holders), Delivered: nonNil(d.Delivered), Lookup: ErrorText(d.Lookup), Confirmed: d.Confirmed}
+	out := ConsentDelivery{Holders: nonNil(d.Holders), Delivered: nonNil(d.Delivered), Lookup: ErrorText(d.Lookup), Confirmed: d.Confirmed, WaitedMs: d.Waited.Milliseconds()}
 	for _, f := range d.Failed {
 		out.Failed = append(out.Failed, ConsentFailure{Centre: f.Centre, Error: ErrorText(f.Err)})
 	}

@@ -12,6 +12,7 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -32,6 +33,7 @@ type Config struct {
 	Pseudonym  PseudonymConfig  `mapstructure:"pseudonym"`
 	Records    RecordsConfig    `mapstructure:"records"`
 	Patient    PatientConfig    `mapstructure:"patient"`
+	Consent    ConsentConfig    `mapstructure:"consent"`
 	Log        LogConfig        `mapstructure:"log"`
 }
 
@@ -42,6 +44,16 @@ type PatientConfig struct {
 	// patient asks for the next page with a cursor (medfed patient view
 	// pages by itself).
 	PageSize int `mapstructure:"page-size"`
+}
+
+// ConsentConfig tunes how this centre keeps patients' consent current.
+type ConsentConfig struct {
+	// Lease is how long this centre decides on a patient's consent state
+	// it read from a majority of members before it reads it again, and
+	// the longest lease it grants others: a revocation submitted while a
+	// holder cannot be told is confirmed once that holder's lease has run
+	// out, so it is the longest a confirmation waits. 1s to 5m.
+	Lease time.Duration `mapstructure:"lease"`
 }
 
 // RecordsConfig is the vocabulary a record's data class and location come
@@ -192,6 +204,7 @@ func DefaultConfig() Config {
 		Pseudonym: PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
 		Records:   RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations)},
 		Patient:   PatientConfig{PageSize: 1 << 16},
+		Consent:   ConsentConfig{Lease: consent.DefaultLease},
 		Log:       LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -311,6 +324,9 @@ func (c Config) Validate() error {
 
 	if n := c.Patient.PageSize; n < 1 || n > 1<<16 {
 		add("patient.page-size", "must be between 1 and 65536, got %d", n)
+	}
+	if d := c.Consent.Lease; d < time.Second || d > consent.MaxLease {
+		add("consent.lease", "must be between 1s and %v, got %v", consent.MaxLease, d)
 	}
 
 	checkOneOf := func(field, value string, allowed []string) {

@@ -19,13 +19,14 @@ import (
 
 var _ consent.Ledger = (*ledger.Ledger)(nil)
 
-func (n *Node) startConsent(ctx context.Context) error {
+func (n *Node) startConsent(ctx context.Context, cfg ConsentConfig) error {
 	svc, err := consent.New(n.Host, consent.Options{
 		Key:     n.Centre.key,
 		Ledger:  n.Centre.Ledger,
 		Charter: func() federation.Charter { return n.Membership.Current().Charter },
 		Holders: n.holders,
 		Holds:   n.holds,
+		Lease:   cfg.Lease,
 		Logger:  n.base,
 	})
 	if err != nil {
@@ -96,9 +97,13 @@ type ConsentDelivery struct {
 	Delivered []string
 	Failed    []ConsentFailure
 	Lookup    error // why the holders may be incomplete
-	// Confirmed: a majority of the federation has it, so every centre
-	// finds it when it syncs.
+	// Confirmed: a majority of the federation has it, and every centre
+	// holding a lease on the patient's consent has it or no longer holds
+	// the lease: it is in force everywhere.
 	Confirmed bool
+	// Waited is how long confirmation waited for the lease of a holder
+	// that could not be told to run out.
+	Waited time.Duration
 }
 
 // ConsentFailure is a holder the document did not reach.
@@ -108,7 +113,7 @@ type ConsentFailure struct {
 }
 
 func (n *Node) delivery(d consent.Delivery) ConsentDelivery {
-	out := ConsentDelivery{Confirmed: d.Confirmed, Lookup: d.Lookup}
+	out := ConsentDelivery{Confirmed: d.Confirmed, Waited: d.Waited, Lookup: d.Lookup}
 	for _, id := range d.Holders {
 		out.Holders = append(out.Holders, n.memberName(id))
 	}

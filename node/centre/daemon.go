@@ -114,7 +114,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startPseudonyms(ctx, cfg); err != nil {
 		return err
 	}
-	if err := n.startConsent(ctx); err != nil {
+	if err := n.startConsent(ctx, cfg.Consent); err != nil {
 		return err
 	}
 	// One bound for each member's queries and patients' requests together,

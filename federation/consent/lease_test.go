@@ -1,0 +1,123 @@
+package consent_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// revoked reports whether m's ledger holds a revocation, and fails the
+// test when it cannot be read.
+func revoked(t *testing.T, m *member) bool {
+	t.Helper()
+	revs, err := m.ledger.EntriesOfKind(context.Background(), ledger.KindRevocation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(revs) > 0
+}
+
+// TestRevocationReachesHoldersTheDirectoryMisses: the directory lists only
+// centre-b, yet centre-c, centre-d and centre-e hold the patient's records
+// and have decided for them. A revocation submitted at centre-a is pushed
+// to centre-b and to one more member for a majority of five; when Submit
+// returns it is on the ledger of every centre that decided, before any of
+// them is asked again, because each holds a lease from a majority and
+// every member of the majority told its leaseholders before it answered.
+func TestRevocationReachesHoldersTheDirectoryMisses(t *testing.T) {
+	f := newTestFed(t, 5, 1) // the directory lists centre-b alone
+	a, b := f.members[0], f.members[1]
+	unlisted := f.members[2:]
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	f.grantAt(a, consent.ID{1}, now)
+	for _, m := range append([]*member{b}, unlisted...) {
+		if d, err := m.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
+			t.Fatalf("%s before the revocation: %v, %v", m.name, d, err)
+		}
+	}
+
+	del, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !del.Confirmed || del.Waited != 0 || len(del.Failed) != 0 {
+		t.Fatalf("revocation: %+v; want confirmed without waiting, no failure", del)
+	}
+	pushed := 0
+	for _, m := range unlisted {
+		if slices.Contains(del.Delivered, m.id(t)) {
+			pushed++
+		}
+	}
+	if pushed == len(unlisted) {
+		t.Fatalf("the revocation was pushed to every unlisted holder (%v): the test shows nothing", del.Delivered)
+	}
+	for _, m := range append([]*member{b}, unlisted...) {
+		if !revoked(t, m) {
+			t.Errorf("%s does not hold the confirmed revocation (pushed to %v)", m.name, del.Delivered)
+		}
+		if d, err := m.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
+			t.Errorf("%s after the revocation: %v, %v", m.name, d, err)
+		}
+	}
+}
+
+// TestRevocationWaitsOutAHolderItCannotTell: centre-c holds the patient's
+// records and a lease on their consent. A revocation submitted at
+// centre-a cannot be delivered to it: once because its disk refuses the
+// write (the connection is live), once because it is cut off. Either way
+// Submit confirms the revocation only after centre-c's lease has run out,
+// and centre-c releases nothing meanwhile or after: with its disk
+// refusing it voids its lease and cannot read the state, and cut off it
+// cannot reach a majority; back to health it reads the revocation.
+func TestRevocationWaitsOutAHolderItCannotTell(t *testing.T) {
+	for _, how := range []string{"disk full", "cut off"} {
+		t.Run(how, func(t *testing.T) {
+			f := newTestFed(t, 3, 1, 2)
+			a, c := f.members[0], f.members[2]
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Second)
+			f.grantAt(a, consent.ID{1}, now)
+			leased := time.Now()
+			if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
+				t.Fatalf("centre-c before the revocation: %v, %v", d, err)
+			}
+			heal := func() { c.disk.fail.Store(false) }
+			if how == "cut off" {
+				f.cut(c)
+				heal = f.connect
+			} else {
+				c.disk.fail.Store(true)
+			}
+
+			del, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			confirmed := time.Now()
+			if !del.Confirmed || del.Waited == 0 || len(del.Failed) != 1 || del.Failed[0].Centre != c.id(t) {
+				t.Fatalf("revocation: %+v; want confirmed after waiting out centre-c's lease, centre-c failed", del)
+			}
+			if confirmed.Sub(leased) < testLease {
+				t.Fatalf("confirmed %v after centre-c took its lease of %v", confirmed.Sub(leased), testLease)
+			}
+			if revoked(t, c) {
+				t.Fatal("centre-c holds the revocation: the test shows nothing")
+			}
+			if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); !errors.Is(err, consent.ErrStale) {
+				t.Fatalf("centre-c decided without the confirmed revocation: %v, %v", d, err)
+			}
+			heal()
+			if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
+				t.Fatalf("centre-c back to health: %v, %v", d, err)
+			}
+			t.Logf("%s: confirmed after waiting %v for centre-c's lease", how, del.Waited.Round(time.Millisecond))
+		})
+	}
+}

@@ -39,8 +39,13 @@ func newPatientEraseCmd() *cobra.Command {
 to erase them: each crypto-shreds every payload it holds for the patient
 (the ledger entries stay, so every proof stays valid), appends an erasure
 entry for each, and withdraws from the directory. The request is signed
-with the patient's key file on this machine. It exits 1 when a holder
-failed; run it again for the rest (erasing again changes nothing).`)
+with the patient's key file on this machine. The erasure also goes, as a
+consent document the patient signs, to a majority of the federation, so
+that a centre holding records the directory does not list erases them too:
+before it releases anything, and within two consent leases (a minute by
+default) of reading the erasure feed. It exits 1 when a holder failed or the
+erasure did not reach a majority; run it again for the rest (erasing again
+changes nothing).`)
 }
 
 func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command {
@@ -61,6 +66,27 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		if err != nil {
 			return err
 		}
+		// An erasure is also a consent document, signed by the patient:
+		// kept by a majority like a revocation, it reaches the holders the
+		// directory does not list (they read it before they release
+		// anything, and from the erasure feed within two leases).
+		var unconfirmed error
+		if op == patient.Erase {
+			doc, err := consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second)})
+			if err != nil {
+				return err
+			}
+			d, err := admin.Dial(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
+			if err != nil {
+				return err
+			}
+			if !asJSON {
+				printDelivery(cmd.OutOrStdout(), "erasure", d)
+			}
+			if !d.Confirmed {
+				unconfirmed = fmt.Errorf("patient erase: %w", errUnconfirmed)
+			}
+		}
 		res, err := patientPages(cmd.Context(), cfg, op, p, k)
 		if err != nil {
 			return err
@@ -76,7 +102,7 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		if res.Lookup != "" {
 			return fmt.Errorf("patient %s: the directory lookup was incomplete: %s", use, res.Lookup)
 		}
-		return nil
+		return unconfirmed
 	})
 }
 

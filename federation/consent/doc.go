@@ -5,7 +5,7 @@
 //
 // # Documents
 //
-// Six kinds of signed document, each a canonical binary encoding (see
+// Seven kinds of signed document, each a canonical binary encoding (see
 // Parse) signed with Ed25519 under the context "medfed/consent/v1":
 //
 //   - an Attestation, signed by a member centre after checking the
@@ -22,7 +22,10 @@
 //     token-max-lifetime after issue, for 1 to 1000 uses;
 //   - an Approval, signed by a member centre for a second staff member, of
 //     an attestation that replaces the patient's key;
-//   - a Veto, signed by the patient's key in force, of such an attestation.
+//   - a Veto, signed by the patient's key in force, of such an attestation;
+//   - an Erasure, signed by a patient's key in force for the key notice:
+//     every holder is to erase the records it appended before it (see
+//     "Erasure" below).
 //
 // None holds a name, an identifier or clinical data: patients are named by
 // pseudonym, staff by their centre's pseudonymous staff ID.
@@ -97,6 +100,18 @@
 // more when one is not (Delivery.Waited). A document that reached no
 // majority (Confirmed false) may be missed: the CLI says so, and
 // submitting it again is harmless.
+//
+// # Erasure
+//
+// An Erasure is delivered and confirmed like a revocation, and what a
+// centre holding the patient's records does with it is erase them
+// (Options.Erase): when it accepts it, whoever sent it; before any
+// decision about the patient, until that succeeds (nothing erased is
+// released); after a restart, for every erasure on its ledger; and from
+// the erasure feed, which every centre reads from every other member every
+// two leases (opErasures), so that a holder the directory does not list,
+// that holds no lease and was not among the majority, still erases within
+// two leases of being in contact with a member that has it.
 //
 // Leases are spans on the monotonic clock, counted by the holder from
 // before it asked and by the member from when it granted, so that the

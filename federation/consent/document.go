@@ -43,9 +43,10 @@ const (
 	KindToken       Kind = 4 // the patient grants one grantee temporary access
 	KindApproval    Kind = 5 // a second staff member approves an attestation that replaces a key
 	KindVeto        Kind = 6 // the patient's standing key refuses such an attestation
+	KindErasure     Kind = 7 // the patient has every holder erase their records
 )
 
-var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token", KindApproval: "approval", KindVeto: "veto"})
+var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token", KindApproval: "approval", KindVeto: "veto", KindErasure: "erasure"})
 
 func (k Kind) String() string { return kinds.String(k) }
 
@@ -126,6 +127,17 @@ type Veto struct {
 	Issued      time.Time
 }
 
+// Erasure is the patient's request, signed with a key in force for at
+// least the charter's key notice, that every holder erase their records
+// recorded before Issued. It is delivered and kept like a revocation, so
+// that a holder the directory does not list, or one that was down, erases
+// before it releases anything (see the package comment).
+type Erasure struct {
+	Federation string
+	Subject    ledger.Pseudonym
+	Issued     time.Time
+}
+
 // Revocation withdraws the contract or token Target. Revoking the
 // contract in force leaves the patient with no consent: everything is
 // denied but emergency access (as the charter and the patient's last
@@ -167,6 +179,7 @@ func (*Revocation) kind() Kind  { return KindRevocation }
 func (*Token) kind() Kind       { return KindToken }
 func (*Approval) kind() Kind    { return KindApproval }
 func (*Veto) kind() Kind        { return KindVeto }
+func (*Erasure) kind() Kind     { return KindErasure }
 
 // Document is a parsed signed document whose signature verified: exactly
 // one of the pointers is set.
@@ -180,6 +193,7 @@ type Document struct {
 	Token       *Token
 	Approval    *Approval
 	Veto        *Veto
+	Erasure     *Erasure
 	hash        [32]byte
 }
 
@@ -199,6 +213,8 @@ func (d Document) Subject() ledger.Pseudonym {
 		return d.Approval.Subject
 	case KindVeto:
 		return d.Veto.Subject
+	case KindErasure:
+		return d.Erasure.Subject
 	}
 	return d.Token.Subject
 }
@@ -216,6 +232,8 @@ func (d Document) Federation() string {
 		return d.Approval.Federation
 	case KindVeto:
 		return d.Veto.Federation
+	case KindErasure:
+		return d.Erasure.Federation
 	}
 	return d.Token.Federation
 }
@@ -233,6 +251,8 @@ func (d Document) Issued() time.Time {
 		return d.Approval.Issued
 	case KindVeto:
 		return d.Veto.Issued
+	case KindErasure:
+		return d.Erasure.Issued
 	}
 	return d.Token.Issued
 }
@@ -287,6 +307,9 @@ func SignApproval(key ed25519.PrivateKey, a Approval) ([]byte, error) { return s
 // SignVeto returns v signed with the patient's key.
 func SignVeto(key ed25519.PrivateKey, v Veto) ([]byte, error) { return sign(key, &v) }
 
+// SignErasure returns e signed with the patient's key.
+func SignErasure(key ed25519.PrivateKey, e Erasure) ([]byte, error) { return sign(key, &e) }
+
 // Parse decodes a signed document and verifies its signature. Whether the
 // signer may sign it (an attested patient key, a member centre) is for
 // the caller's state to decide.
@@ -313,6 +336,8 @@ func Parse(b []byte) (Document, error) {
 		d.Approval, err = decodeApproval(raw)
 	case KindVeto:
 		d.Veto, err = decodeVeto(raw)
+	case KindErasure:
+		d.Erasure, err = decodeErasure(raw)
 	default:
 		err = malformed("unknown kind %d", uint8(d.Kind))
 	}
@@ -741,6 +766,30 @@ func decodeVeto(b []byte) (*Veto, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// Erasure body: str federation, [32] subject, time issued.
+func (e *Erasure) write(w *writer) {
+	w.Str(e.Federation)
+	w.Bytes(e.Subject[:])
+	w.Time(e.Issued)
+}
+
+func (e *Erasure) check() error { return checkHead(e.Federation, e.Subject, e.Issued) }
+
+func decodeErasure(b []byte) (*Erasure, error) {
+	r := newReader(b)
+	e := &Erasure{Federation: r.Str("federation")}
+	r.Fixed(e.Subject[:], "subject")
+	e.Issued = r.Time("issue time")
+	r.End("erasure")
+	if r.Err() != nil {
+		return nil, r.Err()
+	}
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // Token body: [16] id, str federation, [32] subject, grantee actor, u8

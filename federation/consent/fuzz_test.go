@@ -289,7 +289,11 @@ func signedSamples(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return [][]byte{attestation, contract, revocation, token, staffed, approval, veto}
+	erasure, err := SignErasure(patient, Erasure{Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Issued: day(2026, time.April, 2)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{attestation, contract, revocation, token, staffed, approval, veto, erasure}
 }
 
 func flip(b []byte, i int) []byte {
@@ -345,6 +349,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if d.Veto != nil {
 			bd, set = d.Veto, set+1
+		}
+		if d.Erasure != nil {
+			bd, set = d.Erasure, set+1
 		}
 		if set != 1 || bd.kind() != d.Kind {
 			t.Fatalf("a %s document with %d bodies set", d.Kind, set)
@@ -542,6 +549,45 @@ func FuzzDecodeRevocation(f *testing.F) {
 	fuzzBody(f, []*Revocation{
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC()},
 	}, decodeRevocation)
+}
+
+func FuzzDecodeErasure(f *testing.F) {
+	fuzzBody(f, []*Erasure{
+		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Issued: time.Unix(1_780_000_000, 0).UTC()},
+	}, decodeErasure)
+}
+
+func FuzzDecodeErasures(f *testing.F) {
+	var items []erasureItem
+	for i, b := range signedSamples(f) {
+		d, err := Parse(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if d.Kind == KindErasure {
+			items = append(items, erasureItem{int64(10 + i), d})
+		}
+	}
+	feed := encodeErasures(items)
+	f.Add(feed, int64(0))
+	f.Add(feed, int64(20))
+	f.Add(feed[:len(feed)-1], int64(0))
+	f.Add([]byte{}, int64(0))
+	f.Fuzz(func(t *testing.T, b []byte, after int64) {
+		got, err := decodeErasures(b, after)
+		if err != nil {
+			return
+		}
+		if again := encodeErasures(got); !bytes.Equal(again, b) {
+			t.Fatalf("an erasure feed re-encodes differently:\n in  %x\n out %x", b, again)
+		}
+		for _, it := range got {
+			if it.index <= after || it.doc.Kind != KindErasure {
+				t.Fatalf("accepted %+v in a feed after %d", it, after)
+			}
+			after = it.index
+		}
+	})
 }
 
 func FuzzDecodeLease(f *testing.F) {

@@ -165,11 +165,20 @@ func (s *Service) notify(ctx context.Context, p ledger.Pseudonym, except peer.ID
 }
 
 // fresh makes sure this centre holds patient e's current documents before
-// it decides: it holds a live lease from each member of a majority of the
+// it decides, and has carried out the patient's erasure: it holds a live lease from each member of a majority of the
 // federation, or reads the state from a majority again and takes new
 // leases. A lease in its last third is renewed in the background, so that
 // a patient asked about often is not read again in the way of a decision.
 func (s *Service) fresh(ctx context.Context, e *entry) error {
+	if err := s.current(ctx, e); err != nil {
+		return err
+	}
+	// Nothing is released of records the patient had erased.
+	return s.carryOutErasure(ctx, e)
+}
+
+// current holds a live lease on patient e's state, or reads it again.
+func (s *Service) current(ctx context.Context, e *entry) error {
 	e.mu.Lock()
 	until := e.leased
 	e.mu.Unlock()

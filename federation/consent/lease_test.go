@@ -121,3 +121,69 @@ func TestRevocationWaitsOutAHolderItCannotTell(t *testing.T) {
 		})
 	}
 }
+
+// TestErasureReachesHoldersTheDirectoryMisses: the patient's erasure is
+// submitted at centre-a while the directory lists centre-b alone, though
+// centre-b to centre-e all hold the patient's records. Every one carries
+// it out without being asked again: centre-b as it is pushed to, centre-c
+// as it holds a lease, centre-d (no lease) from the erasure feed within
+// the pull interval, and centre-e, down meanwhile, once back (and before
+// its first decision in any case).
+func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
+	const lease = 3 * time.Second // the feed is read every two leases
+	f := newTestFedLease(t, lease, 5, 1)
+	f.charter.Policy.KeyNotice = time.Second
+	a, b, c, d, e := f.members[0], f.members[1], f.members[2], f.members[3], f.members[4]
+	f.held = ids(t, b, c, d, e)
+	ctx := context.Background()
+	f.grantAt(a, consent.ID{1}, time.Now().UTC().Truncate(time.Second))
+	erasure := func() []byte {
+		return f.sign(consent.SignErasure(key("patient"), consent.Erasure{Federation: fed, Subject: patient, Issued: time.Now().UTC().Truncate(time.Second)}))
+	}
+	// A key attested a moment ago has not been in force for the notice.
+	if _, err := a.svc.Submit(ctx, erasure()); !errors.Is(err, consent.ErrConflict) {
+		t.Fatalf("an erasure by a key not yet settled: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	if dec, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !dec.Permit {
+		t.Fatalf("centre-c before the erasure: %v, %v", dec, err)
+	}
+
+	f.stop(e)
+	raw := erasure()
+	doc, err := consent.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, err := a.svc.Submit(ctx, raw)
+	if err != nil || !del.Confirmed {
+		t.Fatalf("erasure: %+v, %v", del, err)
+	}
+	if slices.Contains(del.Delivered, d.id(t)) {
+		t.Logf("centre-d was among the majority pushed to: the feed is not what reached it")
+	}
+	want := doc.Erasure.Issued.UnixMilli()
+	waitErased := func(m *member, within time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(within); m.erased.Load() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has not carried out the erasure within %v (pushed to %v)", m.name, within, del.Delivered)
+			}
+		}
+	}
+	waitErased(b, 5*time.Second)
+	waitErased(c, 5*time.Second)
+	waitErased(d, 3*lease)
+	// centre-e, down meanwhile, erases once back: before it decides.
+	f.start(e)
+	f.connect()
+	if e.erased.Load() == want {
+		t.Fatal("centre-e erased before it learnt of the erasure: the test shows nothing")
+	}
+	if _, err := e.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.erased.Load(); got != want {
+		t.Fatalf("centre-e decided before carrying out the erasure (erased before %d, want %d)", got, want)
+	}
+}

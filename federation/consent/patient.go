@@ -52,10 +52,12 @@ type Patient struct {
 	vetoes       []Document
 	contracts    []Document
 	revocations  []Document
+	erasures     []Document
 	uses         map[ID]int
 
 	keys     []keyTerm // the attestations in issue order, with their effect
 	standing Standing
+	erased   time.Time // records before it are to be erased: the newest erasure that counts
 	// changes is when a pending attestation takes effect: the standing is
 	// computed again then. Zero: nothing pending.
 	changes time.Time
@@ -99,6 +101,8 @@ func (p *Patient) Add(d Document) (bool, error) {
 		p.contracts = append(p.contracts, d)
 	case KindRevocation:
 		p.revocations = append(p.revocations, d)
+	case KindErasure:
+		p.erasures = append(p.erasures, d)
 	default:
 		return false, malformed("a %s is presented, not kept", d.Kind)
 	}
@@ -130,6 +134,7 @@ func (p *Patient) clone() *Patient {
 	c.vetoes = slices.Clone(p.vetoes)
 	c.contracts = slices.Clone(p.contracts)
 	c.revocations = slices.Clone(p.revocations)
+	c.erasures = slices.Clone(p.erasures)
 	c.uses = maps.Clone(p.uses)
 	c.keys = slices.Clone(p.keys)
 	return &c
@@ -169,6 +174,12 @@ func (p *Patient) Standing() Standing {
 
 func (p *Patient) recompute() {
 	p.standing = p.compute()
+	p.erased = time.Time{}
+	for _, d := range p.erasures {
+		if p.erasureCounts(d) && d.Issued().After(p.erased) {
+			p.erased = d.Issued()
+		}
+	}
 	p.changes = time.Time{}
 	now := p.now()
 	for _, k := range p.keys {
@@ -379,11 +390,16 @@ func validIn(terms []keyTerm, key ed25519.PublicKey, t, now time.Time) (valid, c
 // inForceSince returns since when key has been in force without a break,
 // as of now; false when it is not in force now.
 func (p *Patient) inForceSince(key ed25519.PublicKey) (time.Time, bool) {
-	now := p.now()
-	if ok, _ := p.keyValid(key, now); !ok {
+	return p.inForceSinceAt(key, p.now())
+}
+
+// inForceSinceAt returns since when key had been in force without a
+// break at t; false when it was not in force then.
+func (p *Patient) inForceSinceAt(key ed25519.PublicKey, t time.Time) (time.Time, bool) {
+	if ok, _ := p.keyValid(key, t); !ok {
 		return time.Time{}, false
 	}
-	cur := p.inForce(now)
+	cur := p.inForce(t)
 	if cur == nil || !cur.Key.Equal(key) {
 		return time.Time{}, false
 	}
@@ -398,6 +414,19 @@ func (p *Patient) inForceSince(key ed25519.PublicKey) (time.Time, bool) {
 		since = prev.effect
 	}
 }
+
+// erasureCounts reports whether an erasure was signed with a key that had
+// been in force for the key notice when it was issued: what Settled asks
+// of an erasure now, decided on the document alone, so that every centre
+// holding the same documents agrees.
+func (p *Patient) erasureCounts(d Document) bool {
+	since, ok := p.inForceSinceAt(d.Signer, d.Issued())
+	return ok && d.Issued().Sub(since) >= p.notice
+}
+
+// ErasedBefore returns the issue time of the newest erasure that counts:
+// every record recorded before it is to be erased. Zero: none.
+func (p *Patient) ErasedBefore() time.Time { return p.erased }
 
 // KeyState is an attestation of the patient's key and where it stands.
 type KeyState struct {

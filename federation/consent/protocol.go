@@ -42,16 +42,21 @@ import (
 //	opNotify: a list, as opPush, from a member the receiver holds a lease
 //	          from; the receiver verifies and appends the documents, sends
 //	          them nowhere, and answers with nothing.
+//	opErasures: a u64 ledger index; the answer is the patients' erasures
+//	          on the member's ledger after it, oldest first, at most 256:
+//	          per erasure a u64 ledger index and the signed document (u32
+//	          length). A full answer means more may follow.
 //
 // A list is, per document, a u32 length and the signed document.
 const ProtocolID = "/medfed/consent/1"
 
 const (
-	opPush   byte = 1
-	opSync   byte = 2
-	opStop   byte = 3
-	opLease  byte = 4
-	opNotify byte = 5
+	opPush     byte = 1
+	opSync     byte = 2
+	opStop     byte = 3
+	opLease    byte = 4
+	opNotify   byte = 5
+	opErasures byte = 6
 
 	// maxDocs bounds a list; a patient's documents beyond it are not
 	// synced (each version of a contract is a document).
@@ -222,6 +227,9 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 			return encodeDocs(docs), nil
 		}
 		return encodeGrant(granted, docs), nil
+	}
+	if op == opErasures {
+		return s.readErasures(payload)
 	}
 	return nil, malformed("unknown operation %d", op)
 }

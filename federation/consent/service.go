@@ -53,6 +53,12 @@ type Options struct {
 	// decisions; that of others only while it has documents. Nil: this
 	// centre holds every patient's.
 	Holds func(ctx context.Context, p ledger.Pseudonym) (bool, error)
+	// Erase erases this centre's records of patient p recorded before
+	// before (an erasure the patient signed), and withdraws its directory
+	// announcement when none is left. It is called once an erasure is
+	// accepted here, and again before any decision about the patient
+	// until it succeeds. Nil: this centre holds no records.
+	Erase func(ctx context.Context, p ledger.Pseudonym, before time.Time) error
 	// Lease is how long this centre holds, and grants, a lease on a
 	// patient's consent state; DefaultLease when zero. It bounds how long
 	// a document's confirmation waits for a leaseholder that cannot be
@@ -87,10 +93,13 @@ type Service struct {
 	// grows in ledger order and a reader's cursor never skips one.
 	audit sync.Mutex
 
+	stop context.CancelFunc // ends the erasure feed's reader
+
 	mu       sync.Mutex
 	patients map[ledger.Pseudonym]*entry
 	sessions map[ID]Session
 	notes    []Notification
+	erasures []erasureItem // the erasures on this centre's ledger, in ledger order: the feed
 }
 
 type entry struct {
@@ -100,7 +109,9 @@ type entry struct {
 	sync    sync.Mutex  // one read of the state at a time
 	mu      sync.Mutex  // guards p (replaced whole on a change) and leased; held across a token's check, record and count
 	p       *Patient
-	leased  time.Time // until when this centre holds leases from a majority on p's state (monotonic)
+	leased  time.Time  // until when this centre holds leases from a majority on p's state (monotonic)
+	erase   sync.Mutex // one erasure at a time; guards erased
+	erased  time.Time  // the erasure done here: records before it are erased
 }
 
 // Session is an emergency access in progress.
@@ -196,6 +207,9 @@ func New(h host.Host, opts Options) (*Service, error) {
 // Close stops serving the consent protocol.
 func (s *Service) Close() {
 	s.host.RemoveStreamHandler(ProtocolID)
+	if s.stop != nil {
+		s.stop()
+	}
 }
 
 func (s *Service) federation() string { return s.opts.Charter().Federation }
@@ -278,6 +292,9 @@ func (s *Service) Load(entries []ledger.Entry) error {
 				return fmt.Errorf("consent: ledger entry %d: %w", le.Index, err)
 			}
 			s.keyEvent(le.Index, le.Time, d)
+			if d.Kind == KindErasure {
+				s.feedErasure(le.Index, d)
+			}
 		case ledger.KindAccess:
 			a, err := DecodeAccess(le)
 			if err != nil {
@@ -286,11 +303,27 @@ func (s *Service) Load(entries []ledger.Entry) error {
 			s.replay(le, a)
 		}
 	}
+	// An erasure on the ledger may not have been carried out before a
+	// crash: carry it out again (erasing twice changes nothing).
+	s.mu.Lock()
+	var erased []*entry
+	for _, e := range s.patients {
+		if !e.p.ErasedBefore().IsZero() {
+			erased = append(erased, e)
+		}
+	}
+	s.mu.Unlock()
+	for _, e := range erased {
+		s.eraseSoon(e)
+	}
 	srv := &wire.Server{
 		Name: "consent", Limit: maxListLen, Timeout: handleLimit, Work: handleLimit, MaxReason: maxReason,
 		Admit: federation.MembersOnly(s.opts.Charter, "consent"), Serve: s.serve, Log: s.log,
 	}
 	s.host.SetStreamHandler(ProtocolID, srv.Handle)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go s.pullErasures(ctx, 2*s.lease)
 	return nil
 }
 
@@ -385,7 +418,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 			case newest != nil && !d.Attestation.Issued.After(newest.Issued) && !signers[string(d.Attestation.Key)]:
 				why = fmt.Errorf("%w: malformed consent document: an attestation older than the patient's current one", node.ErrInvalid)
 			}
-		case KindContract, KindRevocation:
+		case KindContract, KindRevocation, KindErasure:
 			if !trial.attested(d.Signer) {
 				why = fmt.Errorf("%w: a %s not signed by a key a member attested for the patient", ErrSignature, d.Kind)
 			}
@@ -431,9 +464,50 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 	e.kept.Store(true)
 	for i, d := range fresh {
 		s.log.Info("consent document accepted", "kind", d.Kind.String(), "pseudonym", e.subject)
-		s.keyEvent(last-int64(len(fresh)-1-i), s.now().UTC(), d)
+		index := last - int64(len(fresh)-1-i)
+		s.keyEvent(index, s.now().UTC(), d)
+		if d.Kind == KindErasure {
+			s.feedErasure(index, d)
+		}
+	}
+	if slices.ContainsFunc(fresh, func(d Document) bool { return d.Kind == KindErasure }) {
+		s.eraseSoon(e)
 	}
 	return len(fresh), nil
+}
+
+// eraseSoon carries out patient e's erasure in the background.
+func (s *Service) eraseSoon(e *entry) {
+	s.hold(e)
+	go func() {
+		defer s.release(e)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.carryOutErasure(ctx, e); err != nil {
+			s.log.Error("erasure not carried out: it is tried again before the next decision about the patient", "pseudonym", e.subject, "err", err)
+		}
+	}()
+}
+
+// carryOutErasure erases this centre's records of patient e recorded
+// before the newest erasure that counts, unless done already.
+func (s *Service) carryOutErasure(ctx context.Context, e *entry) error {
+	e.mu.Lock()
+	before := e.p.ErasedBefore()
+	e.mu.Unlock()
+	if before.IsZero() || s.opts.Erase == nil {
+		return nil
+	}
+	e.erase.Lock()
+	defer e.erase.Unlock()
+	if !before.After(e.erased) {
+		return nil
+	}
+	if err := s.opts.Erase(ctx, e.subject, before); err != nil {
+		return fmt.Errorf("consent: erasing as the patient asked: %w", err)
+	}
+	e.erased = before
+	return nil
 }
 
 // keyEvent puts an attestation, approval or veto in the notification
@@ -477,6 +551,10 @@ func takesEffect(p *Patient, d Document) error {
 	case KindRevocation:
 		if ok, _ := p.keyValid(d.Signer, d.Issued()); !ok {
 			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
+		}
+	case KindErasure:
+		if !p.erasureCounts(d) {
+			return fmt.Errorf("%w: an erasure needs a key that had been in force for the key notice (%v) when it was signed", ErrConflict, p.notice)
 		}
 	case KindApproval, KindVeto:
 		for _, k := range p.Keys() {

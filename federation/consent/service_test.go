@@ -28,16 +28,19 @@ type member struct {
 	name   string
 	host   host.Host
 	ledger *ledger.Ledger
-	disk   *failing // the ledger the service appends to: it fails while disk.fail is set
+	disk   *failing     // the ledger the service appends to: it fails while disk.fail is set
+	erased atomic.Int64 // the last erasure the service carried out here: records before it (Unix ms)
 	svc    *consent.Service
 	dir    string
 }
 
 type testFed struct {
 	t       *testing.T
+	lease   time.Duration
 	charter federation.Charter
 	members []*member
-	holders []peer.ID
+	holders []peer.ID // what the directory lists
+	held    []peer.ID // who holds the patient's records, when not the holders listed
 }
 
 // testLease is the test federations' lease term: short, so that a
@@ -49,7 +52,13 @@ const testLease = time.Second
 // records are held at those listed in holders (by index).
 func newTestFed(t *testing.T, n int, holders ...int) *testFed {
 	t.Helper()
-	f := &testFed{t: t, charter: federation.Charter{Federation: fed, Version: 1, Policy: federation.DefaultPolicy(n)}}
+	return newTestFedLease(t, testLease, n, holders...)
+}
+
+// newTestFedLease is newTestFed with centres holding leases of lease.
+func newTestFedLease(t *testing.T, lease time.Duration, n int, holders ...int) *testFed {
+	t.Helper()
+	f := &testFed{t: t, lease: lease, charter: federation.Charter{Federation: fed, Version: 1, Policy: federation.DefaultPolicy(n)}}
 	dirs := t.TempDir()
 	for i := range n {
 		name := "centre-" + string(rune('a'+i))
@@ -90,10 +99,19 @@ func (f *testFed) start(m *member) {
 	m.svc, err = consent.New(h, consent.Options{
 		Key:     key(m.name),
 		Ledger:  m.disk,
-		Lease:   testLease,
+		Lease:   f.lease,
 		Charter: func() federation.Charter { return f.charter },
 		Holders: func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
-		Holds:   func(context.Context, ledger.Pseudonym) (bool, error) { return slices.Contains(f.holders, h.ID()), nil },
+		Holds: func(context.Context, ledger.Pseudonym) (bool, error) {
+			if f.held != nil {
+				return slices.Contains(f.held, h.ID()), nil
+			}
+			return slices.Contains(f.holders, h.ID()), nil
+		},
+		Erase: func(_ context.Context, _ ledger.Pseudonym, before time.Time) error {
+			m.erased.Store(before.UnixMilli())
+			return nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -549,8 +549,8 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation && d.Kind != consent.KindVeto {
-		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts, revocations and vetoes are; attestations and approvals are POST /v1/patients/{pseudonym}/keys and .../keys/approvals)", errBadRequest, d.Kind)
+	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation && d.Kind != consent.KindVeto && d.Kind != consent.KindErasure {
+		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts, revocations, vetoes and erasures are; attestations and approvals are POST /v1/patients/{pseudonym}/keys and .../keys/approvals)", errBadRequest, d.Kind)
 	}
 	if err := s.limits.admitKey(d.Signer); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/medfed/medfed/node"
 
@@ -282,6 +283,22 @@ func (c *Centre) Erase(ctx context.Context, index int64) (int64, error) {
 // not erased before; it returns how many it appended. As with Erase, the
 // payloads go first, so a retry after any failure completes the rest.
 func (c *Centre) EraseAll(ctx context.Context, p ledger.Pseudonym) (int, error) {
+	return c.eraseBefore(ctx, p, time.Time{})
+}
+
+// EraseBefore is EraseAll for the records and amendments appended before
+// the end of the second before falls in: what a patient's erasure signed
+// at before asks (its time is to the second), leaving the records of a
+// later treatment.
+func (c *Centre) EraseBefore(ctx context.Context, p ledger.Pseudonym, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("erase: %w: no time to erase before", node.ErrInvalid)
+	}
+	return c.eraseBefore(ctx, p, before.Truncate(time.Second).Add(time.Second))
+}
+
+// eraseBefore erases p's records appended before end; all when zero.
+func (c *Centre) eraseBefore(ctx context.Context, p ledger.Pseudonym, end time.Time) (int, error) {
 	c.eraseMu.Lock()
 	defer c.eraseMu.Unlock()
 	es, err := c.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure)
@@ -296,7 +313,7 @@ func (c *Centre) EraseAll(ctx context.Context, p ledger.Pseudonym) (int, error) 
 	}
 	var out []ledger.Entry
 	for _, e := range es {
-		if e.Kind == ledger.KindErasure || erased[e.Index] {
+		if e.Kind == ledger.KindErasure || erased[e.Index] || (!end.IsZero() && !e.Time.Before(end)) {
 			continue
 		}
 		r, err := e.Record()

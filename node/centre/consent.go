@@ -26,6 +26,7 @@ func (n *Node) startConsent(ctx context.Context, cfg ConsentConfig) error {
 		Charter: func() federation.Charter { return n.Membership.Current().Charter },
 		Holders: n.holders,
 		Holds:   n.holds,
+		Erase:   n.eraseFor,
 		Lease:   cfg.Lease,
 		Logger:  n.base,
 	})
@@ -88,6 +89,21 @@ func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
 		}
 	}
 	return slices.ContainsFunc(es, func(e ledger.Entry) bool { return stillHeld(e, erased) }), nil
+}
+
+// eraseFor carries out patient p's erasure signed at before: the records
+// appended until then are crypto-shredded, and the directory announcement
+// withdrawn once nothing is left.
+func (n *Node) eraseFor(ctx context.Context, p ledger.Pseudonym, before time.Time) error {
+	erased, err := n.Centre.EraseBefore(ctx, p, before)
+	if err != nil || erased == 0 {
+		return err
+	}
+	held, err := n.holds(ctx, p)
+	if err != nil || held {
+		return err
+	}
+	return n.Directory.Withdraw(ctx, p)
 }
 
 // ConsentDelivery says where a submitted consent document went, by

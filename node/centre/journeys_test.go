@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,65 @@ func TestPatientViewAndErase(t *testing.T) {
 		if _, err := centre.Verify(ctx, cfg.Data.Dir); err != nil {
 			t.Fatalf("%s: %v", cfg.Centre.Name, err)
 		}
+	}
+}
+
+// TestErasureReachesAHolderTheDirectoryDoesNotList: centre-c holds the
+// patient's records but withdrew its announcement, so the directory lists
+// centre-b alone, and the relay's erase reaches centre-b alone. The
+// patient's signed erasure, submitted with it, reaches centre-c all the
+// same (from the erasure feed: centre-c is not among the majority it was
+// pushed to, and holds no lease), and centre-c crypto-shreds its record.
+func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
+	cfgs, nodes, p := queryFed(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	if err := c.Directory.Withdraw(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the directory lists centre-b alone", func() bool {
+		l, err := a.Lookup(ctx, p)
+		return err == nil && len(l.Holders) == 1 && l.Holders[0].ID == b.Centre.ID()
+	})
+	key, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.SettleKey()
+	doc, err := consent.SignErasure(key, consent.Erasure{Federation: cfgs[0].Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, err := a.SubmitConsent(ctx, doc)
+	if err != nil || !del.Confirmed {
+		t.Fatalf("erasure: %+v, %v", del, err)
+	}
+	if slices.Contains(del.Delivered, "centre-c") {
+		t.Fatalf("the erasure was pushed to centre-c (%v): the test shows nothing", del.Delivered)
+	}
+	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.PatientRelay(ctx, erase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Holders) != 1 || res.Holders[0].Name != "centre-b" || res.Holders[0].Outcome != centre.Answered {
+		t.Fatalf("the relay's erase: %+v", res)
+	}
+	rec := entriesOf(t, c, p, ledger.KindRecord)[0]
+	// The payload goes first, then the erasure entry.
+	eventually(t, 15*time.Second, "centre-c erases the record the directory does not list", func() bool {
+		return len(entriesOf(t, c, p, ledger.KindErasure)) == 1
+	})
+	if _, err := c.Centre.Payload(ctx, rec.Index); !errors.Is(err, centre.ErrErased) {
+		t.Fatalf("centre-c still has the payload: %v", err)
+	}
+	if got := len(entriesOf(t, b, p, ledger.KindErasure)); got != 1 {
+		t.Fatalf("centre-b holds %d erasure entries, want 1", got)
 	}
 }

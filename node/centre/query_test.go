@@ -27,6 +27,9 @@ func queryFed(t *testing.T) ([]centre.Config, []*centre.Node, ledger.Pseudonym) 
 	cfgs := []centre.Config{centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b"), centreConfig(t, root, "centre-c")}
 	for i := range cfgs {
 		cfgs[i].Ledger.CheckpointInterval = 50 * time.Millisecond
+		// Short leases: a confirmation waits at most this for a centre
+		// that is down, and the erasure feed is read twice as often.
+		cfgs[i].Consent.Lease = 2 * time.Second
 	}
 	found(t, cfgs...)
 	nodes := make([]*centre.Node, len(cfgs))

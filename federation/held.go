@@ -35,8 +35,10 @@ var ErrBehind = node.E(node.Conflict, "ledger behind a checkpoint its witnesses 
 // does not match.
 type HistoryError struct {
 	Witness    string // the witness's centre name
-	Held, Size int64  // the size the witness cosigned; the ledger's size
-	Fork       bool   // the ledger has Held entries, but another root for them
+	WitnessID  peer.ID
+	Held, Size int64     // the size the witness cosigned; the ledger's size
+	Root       tlog.Hash // the root the witness cosigned at Held
+	Fork       bool      // the ledger has Held entries, but another root for them
 }
 
 func (e *HistoryError) Error() string {
@@ -93,14 +95,14 @@ func CheckHeld(ctx context.Context, h host.Host, c Charter, w Member, l HistoryL
 	}
 	size := l.Size()
 	if cp.Size > size {
-		return &HistoryError{Witness: w.Name, Held: cp.Size, Size: size}
+		return &HistoryError{Witness: w.Name, WitnessID: w.ID, Held: cp.Size, Size: size, Root: cp.Root}
 	}
 	root, err := l.RootAt(ctx, cp.Size)
 	if err != nil {
 		return err
 	}
 	if root != cp.Root {
-		return &HistoryError{Witness: w.Name, Held: cp.Size, Size: size, Fork: true}
+		return &HistoryError{Witness: w.Name, WitnessID: w.ID, Held: cp.Size, Size: size, Root: cp.Root, Fork: true}
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ type OwnLedger interface {
 	ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error)
 	MarkFinal(ctx context.Context, size int64, cosigned []byte) error
 	LatestFinal() (ledger.SignedCheckpoint, bool)
+	Entries(ctx context.Context, from, to int64) ([]ledger.Entry, error)
 	HistoryLedger
 	Halt(reason error)
 }
@@ -38,8 +39,11 @@ type Publisher struct {
 	charter func() Charter
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	held map[peer.ID]int64 // the size each witness last cosigned, as far as we know
+	mu       sync.Mutex
+	held     map[peer.ID]int64 // the size each witness last cosigned, as far as we know
+	mirrored map[peer.ID]int64 // where each witness's mirror of the ledger ends, as far as we know
+
+	sealer *MirrorSealer // nil: no mirrors
 }
 
 // NewPublisher returns a publisher of the checkpoints of l to the members
@@ -48,8 +52,12 @@ func NewPublisher(h host.Host, l OwnLedger, charter func() Charter, log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{host: h, ledger: l, charter: charter, log: log.With("component", "publisher"), held: map[peer.ID]int64{}}
+	return &Publisher{host: h, ledger: l, charter: charter, log: log.With("component", "publisher"), held: map[peer.ID]int64{}, mirrored: map[peer.ID]int64{}}
 }
+
+// Mirror has the witnesses keep the ledger's entries, sealed with s,
+// from now on (see FetchMirror).
+func (p *Publisher) Mirror(s *MirrorSealer) { p.sealer = s }
 
 // Run publishes every interval while the ledger has grown, until ctx ends.
 func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
@@ -150,6 +158,19 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 	}
 	if err := p.ledger.MarkFinal(ctx, sc.Size, cosigned); err != nil {
 		return final, err
+	}
+	if p.sealer != nil {
+		var wg sync.WaitGroup
+		for _, m := range c.Members {
+			if _, ok := sigs[m.ID.String()]; ok {
+				wg.Go(func() {
+					if err := p.mirror(ctx, m.ID, sc.Size); err != nil {
+						p.log.Warn("ledger entries not mirrored at a witness yet", "witness", m.Name, "err", err)
+					}
+				})
+			}
+		}
+		wg.Wait()
 	}
 	p.log.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil

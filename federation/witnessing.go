@@ -46,6 +46,7 @@ type WitnessState interface {
 	Witness(ctx context.Context, origin string, check func(prev ledger.Witnessed, found bool) (ledger.Witnessed, error)) error
 	RecordEvidence(ctx context.Context, e ledger.Evidence) error
 	Views
+	Mirrors
 }
 
 // Witness cosigns the members' checkpoints.
@@ -148,6 +149,10 @@ func (w *Witness) serve(ctx context.Context, from peer.ID, op byte, body []byte)
 			return nil, protocolError("held request of %d bytes", len(body))
 		}
 		return w.serveHeld(ctx, from)
+	case opMirror:
+		return w.serveMirror(ctx, from, body)
+	case opMirrorRead:
+		return w.serveMirrorRead(ctx, from, body)
 	}
 	return nil, fmt.Errorf("%w: malformed: unknown operation %d", node.ErrInvalid, op)
 }

@@ -286,6 +286,8 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		{"ledger.db", "checkpoints", "UPDATE checkpoints SET root = zeroblob(32) WHERE size = (SELECT max(size) FROM checkpoints)"},
 		{"ledger.db", "witnessed", "UPDATE witnessed SET size = size + 1 WHERE rowid = (SELECT min(rowid) FROM witnessed)"},
 		{"ledger.db", "evidence", "UPDATE evidence SET offered = held"},
+		{"ledger.db", "mirrors", "UPDATE mirrors SET blob = CAST(blob || x'00' AS BLOB) WHERE rowid = (SELECT min(rowid) FROM mirrors)"},
+		{"ledger.db", "mirrors", "DELETE FROM mirrors WHERE rowid = (SELECT min(rowid) FROM mirrors)"},
 		{"records.db", "payloads/sealed", "UPDATE sealed SET ciphertext = CAST(substr(ciphertext, 1, 20) || x'00' || substr(ciphertext, 22) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM sealed)"},
 		{"records.db", "payloads/sealed", "UPDATE payloads SET erased_at = 1 WHERE erased_at IS NULL"},
 		{"ledger-index.db", "postings", "INSERT INTO postings VALUES (0, zeroblob(32), 3)"},

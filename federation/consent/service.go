@@ -275,6 +275,17 @@ func (s *Service) Patients() int {
 // Load rebuilds the state from the ledger's consent, revocation and
 // access entries, in ledger order, then serves the consent protocol.
 func (s *Service) Load(entries []ledger.Entry) error {
+	if err := s.Replay(entries); err != nil {
+		return err
+	}
+	return s.serveAll()
+}
+
+// Replay brings the state up to more of the ledger's consent, revocation
+// and access entries, in ledger order, after those loaded: what a ledger
+// recovered from its witnesses' mirrors appended (entries of other kinds
+// are skipped).
+func (s *Service) Replay(entries []ledger.Entry) error {
 	for _, le := range entries {
 		switch le.Kind {
 		case ledger.KindConsent, ledger.KindRevocation:
@@ -316,6 +327,12 @@ func (s *Service) Load(entries []ledger.Entry) error {
 	for _, e := range erased {
 		s.eraseSoon(e)
 	}
+	return nil
+}
+
+// serveAll serves the consent protocol and starts reading the erasure
+// feed.
+func (s *Service) serveAll() error {
 	srv := &wire.Server{
 		Name: "consent", Limit: maxListLen, Timeout: handleLimit, Work: handleLimit, MaxReason: maxReason,
 		Admit: federation.MembersOnly(s.opts.Charter, "consent"), Serve: s.serve, Log: s.log,

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +62,23 @@ func addRecords(t *testing.T, x *harness.Node, n int) {
 	})
 }
 
+// waitMirrored waits until each witness mirrors x's ledger up to size.
+func waitMirrored(t *testing.T, x *harness.Node, size int64, witnesses ...*harness.Node) {
+	t.Helper()
+	nodetest.Eventually(t, 20*time.Second, "the witnesses mirror the ledger", func() bool {
+		for _, w := range witnesses {
+			end, err := w.Centre.Ledger.MirrorEnd(context.Background(), x.Centre.Ledger.Origin())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if end < size {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // noEvidence fails the test if a witness holds evidence against any log.
 func noEvidence(t *testing.T, nodes ...*harness.Node) {
 	t.Helper()
@@ -98,11 +117,25 @@ func TestRestoreFromAnOldBackupNeverForks(t *testing.T) {
 	}
 	addRecords(t, b, 3) // the witnesses now hold more than the backup
 	witnessed := b.Centre.Ledger.Size()
+	root, err := b.Centre.Ledger.RootAt(ctx, witnessed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since, err := b.Centre.Ledger.Entries(ctx, m.LedgerSize, witnessed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMirrored(t, b, witnessed, nodes[0], nodes[2])
 	if err := b.Stop(); err != nil {
 		t.Fatal(err)
 	}
 
-	// The disk is lost; the old backup comes back.
+	// The disk is lost; the old backup comes back. The centre finds its
+	// ledger behind what its witnesses cosigned, halts, reads the entries
+	// it lacks back from their mirrors, appends them as they were (the
+	// root meets the cosigned one), and appends again once every other
+	// member confirms: nothing acknowledged is lost from the ledger, and
+	// no witness sees two histories.
 	cfgB := cfgs[1]
 	if err := os.Rename(cfgB.Data.Dir, cfgB.Data.Dir+".lost"); err != nil {
 		t.Fatal(err)
@@ -115,23 +148,35 @@ func TestRestoreFromAnOldBackupNeverForks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer restarted.Stop()
-	var behind *federation.HistoryError
-	nodetest.Eventually(t, 30*time.Second, "the restored ledger halted as behind its witnesses", func() bool {
-		return errors.As(restarted.Centre.Ledger.Halted(), &behind)
-	})
-	if behind.Held != witnessed || behind.Size != m.LedgerSize || behind.Fork {
-		t.Fatalf("halted with %+v; want a witness holding %d of a ledger of %d", behind, witnessed, m.LedgerSize)
-	}
-	p := ledger.Pseudonym(sha256.Sum256([]byte("after the restore")))
-	if _, err := restarted.AddRecord(ctx, centre.RecordRequest{Pseudonym: p, Class: "lab-result", Occurred: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("x")}); !errors.Is(err, ledger.ErrHalted) {
-		t.Fatalf("a record added to the halted ledger: %v, want ErrHalted", err)
-	}
-	if _, err := restarted.Ready(); err == nil {
-		t.Fatal("the halted centre says it is ready")
-	}
 	if got := restarted.Centre.Ledger.Size(); got != m.LedgerSize {
-		t.Fatalf("the halted ledger grew from %d to %d", m.LedgerSize, got)
+		t.Fatalf("the restored ledger has %d entries, the backup %d", got, m.LedgerSize)
 	}
+	nodetest.Eventually(t, 30*time.Second, "the restored ledger recovered and confirmed", func() bool {
+		return restarted.Centre.Ledger.Size() == witnessed && restarted.Centre.Ledger.Halted() == nil
+	})
+	t.Logf("the restored ledger of %d entries recovered %d from the mirrors", m.LedgerSize, witnessed-m.LedgerSize)
+	if got, err := restarted.Centre.Ledger.RootAt(ctx, witnessed); err != nil || got != root {
+		t.Fatalf("the recovered root: %x, %v; want the cosigned %x", got, err, root)
+	}
+	back, err := restarted.Centre.Ledger.Entries(ctx, m.LedgerSize, witnessed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range since {
+		if !reflect.DeepEqual(back[i], since[i]) {
+			t.Fatalf("entry %d came back as %+v, was %+v", since[i].Index, back[i], since[i])
+		}
+	}
+	// The payloads of the records appended after the backup were not in
+	// it: their entries stand, their payloads are lost, and a read says so.
+	for _, e := range since {
+		if e.Kind == ledger.KindRecord {
+			if _, err := restarted.Centre.Payload(ctx, e.Index); err == nil {
+				t.Fatalf("record %d: a payload the backup did not hold", e.Index)
+			}
+		}
+	}
+	addRecords(t, restarted, 1)
 	time.Sleep(2 * time.Second) // publishing rounds, views exchanged
 	noEvidence(t, nodes[0], nodes[2])
 	if err := restarted.Stop(); err != nil {
@@ -269,4 +314,72 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("%q: parsed, encoded and parsed again: %+v, %v", b, again, err)
 		}
 	})
+}
+
+// TestRestoreWithoutMirrorsNeverForks: a centre restored from an old
+// backup whose witnesses lost their mirrors of it cannot get back what it
+// appended since: it stays halted, behind the checkpoint they cosigned,
+// appending and signing nothing, and no witness sees two histories.
+func TestRestoreWithoutMirrorsNeverForks(t *testing.T) {
+	nodetest.InTurn(t)
+	ctx := context.Background()
+	cfgs, nodes := backupFederation(t)
+	b := nodes[1]
+	addRecords(t, b, 2)
+	old := filepath.Join(t.TempDir(), "old")
+	m, err := b.Centre.Backup(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addRecords(t, b, 2)
+	witnessed := b.Centre.Ledger.Size()
+	waitMirrored(t, b, witnessed, nodes[0], nodes[2])
+	origin := b.Centre.Ledger.Origin()
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 2} {
+		db, err := sql.Open("sqlite3", filepath.Join(cfgs[i].Data.Dir, centre.LedgerFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM mirrors WHERE origin = ?", origin); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cfgB := cfgs[1]
+	if err := os.RemoveAll(cfgB.Data.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := centre.Restore(ctx, old, cfgB); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := harness.Start(ctx, cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Stop()
+	var behind *federation.HistoryError
+	nodetest.Eventually(t, 30*time.Second, "the restored ledger halted as behind its witnesses", func() bool {
+		return errors.As(restarted.Centre.Ledger.Halted(), &behind)
+	})
+	if behind.Held != witnessed || behind.Size != m.LedgerSize || behind.Fork {
+		t.Fatalf("halted with %+v; want a witness holding %d of a ledger of %d", behind, witnessed, m.LedgerSize)
+	}
+	p := ledger.Pseudonym(sha256.Sum256([]byte("after the restore")))
+	if _, err := restarted.AddRecord(ctx, centre.RecordRequest{Pseudonym: p, Class: "lab-result", Occurred: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), Payload: []byte("x")}); !errors.Is(err, ledger.ErrHalted) {
+		t.Fatalf("a record added to the halted ledger: %v, want ErrHalted", err)
+	}
+	if _, err := restarted.Ready(); err == nil {
+		t.Fatal("the halted centre says it is ready")
+	}
+	time.Sleep(2 * time.Second) // publishing rounds, views exchanged
+	if got := restarted.Centre.Ledger.Size(); got != m.LedgerSize {
+		t.Fatalf("the halted ledger grew from %d to %d", m.LedgerSize, got)
+	}
+	noEvidence(t, nodes[0], nodes[2])
 }

@@ -154,7 +154,7 @@ func keyOf(versions []federation.Signed, origin string) (ed25519.PublicKey, bool
 	return k, err == nil
 }
 
-// checkWitnessing checks the witnessed and evidence tables.
+// checkWitnessing checks the witnessed, evidence and mirrors tables.
 func (c *Centre) checkWitnessing(ctx context.Context, versions []federation.Signed, rep *CheckReport) error {
 	logs, err := c.Ledger.WitnessedLogs(ctx)
 	if err != nil {
@@ -198,6 +198,16 @@ func (c *Centre) checkWitnessing(ctx context.Context, versions []federation.Sign
 			return bad("the same checkpoint twice: no evidence of anything")
 		}
 		rep.Evidence++
+	}
+	// The mirrors are sealed by each log's centre, which checks what it
+	// reads back: here, that each row is as this centre stored it and
+	// each log's mirror has no gap.
+	var me *ledger.MirrorError
+	switch err := c.Ledger.CheckMirrors(ctx); {
+	case errors.As(err, &me):
+		return &DataError{File: LedgerFile, Table: "mirrors", Row: fmt.Sprintf("%s from %d", me.Origin, me.Start), Reason: me.Reason}
+	case err != nil:
+		return err
 	}
 	return nil
 }

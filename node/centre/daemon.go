@@ -43,6 +43,7 @@ type Node struct {
 	memberRate *federation.MemberRate // shared by the query holder and the patient service
 	interval   time.Duration
 	vocabulary RecordsConfig // what a record's class and location may be
+	mirror     *federation.MirrorSealer
 	pageSize   int           // entries per page of a patient's view
 	transferMu sync.Mutex
 
@@ -108,6 +109,10 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	n.Publisher = federation.NewPublisher(n.Host, n.Centre.Ledger, charter, n.base)
+	if n.mirror, err = federation.NewMirrorSealer(mirrorKey(n.Centre.key), n.Centre.Ledger.Origin()); err != nil {
+		return err
+	}
+	n.Publisher.Mirror(n.mirror)
 	if err := n.startDirectory(); err != nil {
 		return err
 	}

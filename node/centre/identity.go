@@ -138,6 +138,16 @@ func RowKey(dir, file string) ([]byte, error) {
 // row never passes for another's.
 func (c *Centre) RowKey(file string) []byte { return rowKey(c.key, file) }
 
+// mirrorKey is the key that seals this centre's ledger entries for its
+// witnesses' mirrors: theirs to keep, this centre's alone to read.
+func mirrorKey(key ed25519.PrivateKey) []byte {
+	k, err := hkdf.Key(sha256.New, key.Seed(), nil, "medfed ledger mirror seal v1", 32)
+	if err != nil {
+		panic(err) // HKDF fails only for a length over 255 hashes
+	}
+	return k
+}
+
 func rowKey(key ed25519.PrivateKey, file string) []byte {
 	k, err := hkdf.Key(sha256.New, key.Seed(), nil, "medfed row MAC v1 "+file, 32)
 	if err != nil {

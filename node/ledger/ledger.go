@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -84,6 +85,7 @@ type Ledger struct {
 	final  SignedCheckpoint
 
 	halted atomic.Pointer[error] // why Append and Sign refuse; nil while they work
+	macKey []byte                // of the mirrors' rows
 
 	closeOnce sync.Once
 }
@@ -94,6 +96,10 @@ type appendReq struct {
 	first    int64
 	err      error
 	done     chan struct{}
+	// stamped: encs carry their index and time already (Recover), and
+	// root is what the tree's root must be once they are in.
+	stamped bool
+	root    tlog.Hash
 }
 
 // Open opens the ledger stored at path, creating it on first use.
@@ -118,6 +124,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		front:    frontier{},
+		macKey:   mirrorMACKey(opts.Key),
 	}
 	if l.verifier, err = NewVerifier(opts.Origin, opts.Key.Public().(ed25519.PublicKey)); err != nil {
 		return nil, fmt.Errorf("ledger open: %w", err)
@@ -481,7 +488,11 @@ func (l *Ledger) commit(batch []*appendReq) error {
 	for _, req := range batch {
 		req.first = n
 		for i, enc := range req.encs {
-			stamp(enc, n, now)
+			if !req.stamped {
+				stamp(enc, n, now)
+			} else if at := int64(binary.BigEndian.Uint64(enc[offIndex:])); at != n {
+				return fmt.Errorf("a recovered entry of index %d at index %d", at, n)
+			}
 			hs, err := front.appendLeaf(n, enc)
 			if err != nil {
 				return err
@@ -502,6 +513,11 @@ func (l *Ledger) commit(batch []*appendReq) error {
 	root, err := tlog.TreeHash(n, front)
 	if err != nil {
 		return err
+	}
+	for _, req := range batch {
+		if req.stamped && root != req.root {
+			return fmt.Errorf("%w: the recovered entries give the root %x at size %d, not the one cosigned", ErrRecovered, root[:8], n)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return err

@@ -60,6 +60,17 @@ var migrations = []string{
 	// 3: a checkpoint is final once the witness quorum cosigned it; the
 	// note with those cosignatures is kept beside the centre's own.
 	`ALTER TABLE checkpoints ADD COLUMN cosigned BLOB;`,
+	// 4: this centre as a mirror of the logs it witnesses: their entries,
+	// sealed by each log's centre to itself, so that a centre restored
+	// from an old backup gets back what it appended since (mirror.go).
+	`CREATE TABLE mirrors (
+		origin TEXT NOT NULL,
+		start  INTEGER NOT NULL, -- the first entry's index
+		count  INTEGER NOT NULL,
+		blob   BLOB NOT NULL,    -- sealed by the log's centre: opaque here
+		mac    BLOB NOT NULL,    -- this centre's MAC of the row
+		PRIMARY KEY (origin, start)
+	) STRICT;`,
 }
 
 // access says how a connection may use the database file.

@@ -66,11 +66,20 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		if err != nil {
 			return err
 		}
+		var unconfirmed error
+		res, err := patientPages(cmd.Context(), cfg, op, p, k)
+		if err != nil {
+			return err
+		}
+		if err := printResult(cmd, asJSON, res, func(w io.Writer) error { printPatient(w, res); return nil }); err != nil {
+			return err
+		}
 		// An erasure is also a consent document, signed by the patient:
 		// kept by a majority like a revocation, it reaches the holders the
 		// directory does not list (they read it before they release
-		// anything, and from the erasure feed within two leases).
-		var unconfirmed error
+		// anything, and from the erasure feed within two leases). It goes
+		// after the holders the directory lists have answered, so that
+		// the patient hears from each of them.
 		if op == patient.Erase {
 			doc, err := consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second)})
 			if err != nil {
@@ -82,17 +91,13 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 			}
 			if !asJSON {
 				printDelivery(cmd.OutOrStdout(), "erasure", d)
+				if d.Confirmed {
+					fmt.Fprintln(cmd.OutOrStdout(), "a centre holding records the directory does not list erases them too, before it releases anything, and within two consent leases")
+				}
 			}
 			if !d.Confirmed {
 				unconfirmed = fmt.Errorf("patient erase: %w", errUnconfirmed)
 			}
-		}
-		res, err := patientPages(cmd.Context(), cfg, op, p, k)
-		if err != nil {
-			return err
-		}
-		if err := printResult(cmd, asJSON, res, func(w io.Writer) error { printPatient(w, res); return nil }); err != nil {
-			return err
 		}
 		for _, h := range res.Holders {
 			if h.Status == "failed" {

@@ -132,23 +132,20 @@ func (d *Directory) repairAt(ctx context.Context, replica peer.ID, key mh.Multih
 	if slices.Contains(provs, self.ID) {
 		return false, nil
 	}
-	// A withdrawal waits for a send in flight, and a send after it sees it:
-	// a repair never puts back what was withdrawn.
-	d.repairGate.RLock()
-	defer d.repairGate.RUnlock()
-	if d.wasWithdrawn(key) {
-		return false, nil
-	}
-	if err := d.messenger.PutProviderAddrs(ctx, replica, key, self); err != nil {
-		return true, err
+	if withdrawn, err := d.sendRepair(ctx, replica, key, self); withdrawn || err != nil {
+		return !withdrawn, err
 	}
 	// ADD_PROVIDER has no answer: read it back, so that a send the replica
-	// dropped is tried again rather than counted done.
+	// dropped is tried again rather than counted done. (Outside the gate:
+	// a withdrawal does not wait for the reading.)
 	for wait := 20 * time.Millisecond; ; wait *= 2 {
 		select {
 		case <-ctx.Done():
 			return true, fmt.Errorf("announcement sent to %s, not found there: %w", replica, ctx.Err())
 		case <-time.After(wait):
+		}
+		if d.wasWithdrawn(key) {
+			return false, nil
 		}
 		provs, err := d.providersAt(ctx, replica, key)
 		if err != nil {
@@ -158,6 +155,19 @@ func (d *Directory) repairAt(ctx context.Context, replica peer.ID, key mh.Multih
 			return true, nil
 		}
 	}
+}
+
+// sendRepair sends this centre's announcement of key to replica, unless
+// it was withdrawn (then withdrawn is true). A withdrawal waits for a send
+// in flight, and a send after it sees it: a repair never puts back what
+// was withdrawn.
+func (d *Directory) sendRepair(ctx context.Context, replica peer.ID, key mh.Multihash, self peer.AddrInfo) (withdrawn bool, err error) {
+	d.repairGate.RLock()
+	defer d.repairGate.RUnlock()
+	if d.wasWithdrawn(key) {
+		return true, nil
+	}
+	return false, d.messenger.PutProviderAddrs(ctx, replica, key, self)
 }
 
 // withdrawnFor is how long a withdrawn key stays refused to repairs: far

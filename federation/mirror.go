@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -38,7 +39,7 @@ const (
 	maxMirrorEntries = 512     // entries in one chunk
 	maxMirrorBlob    = 1 << 19 // sealed bytes in one chunk
 	maxMirrorRead    = 768 << 10
-	mirrorPerRound   = 8 // chunks sent to one witness per checkpoint
+	mirrorPerRound   = 8 // chunks sent to one witness per publishing round
 )
 
 // MirrorSealer seals a centre's ledger entries for its witnesses' mirrors
@@ -153,12 +154,10 @@ func (w *Witness) serveMirror(ctx context.Context, from peer.ID, body []byte) ([
 		return nil, protocolError("a mirror chunk of %d entries, %d bytes", c.Count, len(c.Blob))
 	}
 	end, err := w.state.AddMirror(ctx, origin, c)
-	if err != nil && end != c.Start {
-		err = nil // not where the mirror ends: the answer says where it does
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ledger.ErrMirrorGap) {
 		return nil, err
 	}
+	// Kept, or not where the mirror ends: the answer says where it does.
 	var out wire.Writer
 	out.U64(uint64(end))
 	return out.B, nil

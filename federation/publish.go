@@ -74,6 +74,7 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
 func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error) {
 	final, ok := p.ledger.LatestFinal()
 	if ok && p.ledger.Size() == final.Size {
+		p.catchUp(ctx)
 		return final, nil
 	}
 	sc, err := p.ledger.Sign(ctx)
@@ -159,21 +160,36 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 	if err := p.ledger.MarkFinal(ctx, sc.Size, cosigned); err != nil {
 		return final, err
 	}
-	if p.sealer != nil {
-		var wg sync.WaitGroup
-		for _, m := range c.Members {
-			if _, ok := sigs[m.ID.String()]; ok {
-				wg.Go(func() {
-					if err := p.mirror(ctx, m.ID, sc.Size); err != nil {
-						p.log.Warn("ledger entries not mirrored at a witness yet", "witness", m.Name, "err", err)
-					}
-				})
-			}
-		}
-		wg.Wait()
-	}
+	p.catchUp(ctx)
 	p.log.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil
+}
+
+// catchUp sends each witness the entries its mirror lacks of what it
+// cosigned, a few chunks each time: called at every publishing round,
+// the ledger grown or not, so that a mirror behind (a send that failed,
+// a burst of entries) catches up.
+func (p *Publisher) catchUp(ctx context.Context) {
+	if p.sealer == nil {
+		return
+	}
+	p.mu.Lock()
+	behind := map[peer.ID]int64{}
+	for w, size := range p.held {
+		if p.mirrored[w] < size {
+			behind[w] = size
+		}
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for w, size := range behind {
+		wg.Go(func() {
+			if err := p.mirror(ctx, w, size); err != nil {
+				p.log.Warn("ledger entries not mirrored at a witness yet", "witness", w, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // checkHeld compares the ledger with what witness w cosigned of it, and

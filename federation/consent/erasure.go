@@ -116,10 +116,14 @@ func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// maxErasurePages bounds the pages read from one member in one round: a
+// member answering full pages for ever holds up no other.
+const maxErasurePages = 16
+
 // pullFrom reads member m's erasures after index after, page by page, and
 // returns the index to read from next time.
 func (s *Service) pullFrom(ctx context.Context, m peer.ID, after int64) (int64, error) {
-	for {
+	for range maxErasurePages {
 		var w wire.Writer
 		w.U64(uint64(after))
 		b, err := s.exchange(ctx, m, opErasures, w.B)
@@ -140,6 +144,7 @@ func (s *Service) pullFrom(ctx context.Context, m peer.ID, after int64) (int64, 
 			return after, nil
 		}
 	}
+	return after, nil // the rest next round
 }
 
 // takeErasure accepts an erasure read from the feed when this centre

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,8 +26,8 @@ const DefaultLease = 30 * time.Second
 const MaxLease = 5 * time.Minute
 
 // maxLeasesPerMember bounds the live leases one member holds from this
-// centre; beyond it a member is granted none (it then reads the state
-// again before each decision).
+// centre; beyond it a member is granted none, and cannot decide for the
+// patient (ErrStale) until one of its leases runs out.
 const maxLeasesPerMember = 1 << 16
 
 // Lease times are read from the monotonic clock (time.Now), never from
@@ -31,6 +35,70 @@ const maxLeasesPerMember = 1 << 16
 // wall clock shortens or lengthens neither. The holder counts its lease
 // from before it asked, the granting member from when it granted, so the
 // holder's lease always runs out first.
+
+// horizon is how far the leases this centre granted may reach, kept in
+// a file so that a restarted process knows it: it is moved to twice the
+// lease term ahead whenever a lease would reach past it (one write per
+// lease term at most), and read at start. It is wall-clock time, the
+// only time two processes share.
+type horizon struct {
+	mu      sync.Mutex
+	path    string
+	until   time.Time // wall clock: no lease granted reaches past it
+	unknown time.Time // monotonic: until when leases of an earlier process may live
+}
+
+// load reads the horizon an earlier process left.
+func (h *horizon) load(path string) error {
+	h.path = path
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("consent: the lease horizon: %w", err)
+	}
+	ms, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("consent: the lease horizon %s: %w", path, err)
+	}
+	prev := time.UnixMilli(ms)
+	if left := time.Until(prev); left > 0 {
+		h.unknown = time.Now().Add(min(left, 2*MaxLease))
+	}
+	return nil
+}
+
+// cover makes sure the horizon reaches until, moving it to ahead if not;
+// false when it cannot be written (no lease may then be granted).
+func (h *horizon) cover(until time.Time, ahead time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.path == "" || !until.After(h.until) {
+		return true
+	}
+	next := time.Now().Add(ahead)
+	tmp := h.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%d\n", next.UnixMilli())
+		err = errors.Join(err, f.Sync(), f.Close())
+	}
+	if err == nil {
+		err = os.Rename(tmp, h.path)
+	}
+	if err != nil {
+		return false
+	}
+	h.until = next
+	return true
+}
+
+// wait is how long leases of an earlier process may still live.
+func (h *horizon) wait() time.Duration { return max(0, time.Until(h.unknown)) }
 
 // leases are those this centre granted: patient, leaseholder, expiry.
 type leases struct {
@@ -118,7 +186,14 @@ func (s *Service) grant(p ledger.Pseudonym, m peer.ID, ask time.Duration) ([]Doc
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	docs := e.p.syncable(maxDocs)
-	if term > 0 && !s.granted.add(p, m, time.Now().Add(term), s.lease) {
+	if term <= 0 {
+		return docs, 0
+	}
+	if !s.horizon.cover(time.Now().Add(term), 2*s.lease) {
+		s.log.Error("consent lease not granted: its horizon cannot be written")
+		return docs, 0
+	}
+	if !s.granted.add(p, m, time.Now().Add(term), s.lease) {
 		term = 0
 	}
 	return docs, term
@@ -129,11 +204,16 @@ func (s *Service) grant(p ledger.Pseudonym, m peer.ID, ask time.Duration) ([]Doc
 // and returns how long until the last lease of those it could not reach
 // runs out: the pusher waits that long before it counts the document
 // confirmed, so that no leaseholder decides on a state without it.
+//
+// A centre restarted while leases its previous process granted may still
+// live (the horizon says how far they could reach) answers with the wait
+// until they have run out in any case.
 func (s *Service) notify(ctx context.Context, p ledger.Pseudonym, except peer.ID, payload []byte) (time.Duration, []peer.ID) {
+	unknown := s.horizon.wait()
 	held := s.granted.live(p, except)
 	delete(held, s.host.ID())
 	if len(held) == 0 {
-		return 0, nil
+		return unknown, nil
 	}
 	// Half the exchange timeout: the push this answers must not time out
 	// at its sender while this centre waits on a leaseholder.
@@ -161,7 +241,7 @@ func (s *Service) notify(ctx context.Context, p ledger.Pseudonym, except peer.ID
 		})
 	}
 	wg.Wait()
-	return max(0, time.Until(last)), unreach
+	return max(unknown, time.Until(last)), unreach
 }
 
 // fresh makes sure this centre holds patient e's current documents before
@@ -180,11 +260,11 @@ func (s *Service) fresh(ctx context.Context, e *entry) error {
 // current holds a live lease on patient e's state, or reads it again.
 func (s *Service) current(ctx context.Context, e *entry) error {
 	e.mu.Lock()
-	until := e.leased
+	until, term := e.leased, e.term
 	e.mu.Unlock()
 	now := time.Now()
 	if now.Before(until) {
-		if until.Sub(now) < s.lease/3 {
+		if until.Sub(now) < term/3 {
 			s.hold(e)
 			go func() {
 				defer s.release(e)
@@ -218,9 +298,9 @@ func (s *Service) read(ctx context.Context, e *entry, wait bool) error {
 	}
 	defer e.sync.Unlock()
 	e.mu.Lock()
-	until := e.leased
+	until, term := e.leased, e.term
 	e.mu.Unlock()
-	if left := time.Until(until); (wait && left > 0) || (!wait && left >= s.lease/3) {
+	if left := time.Until(until); (wait && left > 0) || (!wait && left >= term/3) {
 		return nil // read meanwhile
 	}
 	c := s.opts.Charter()
@@ -274,8 +354,13 @@ func (s *Service) read(ctx context.Context, e *entry, wait bool) error {
 		return fmt.Errorf("%w for %s: %d of %d other members answered, %d needed: %w", ErrStale, e.subject, answered, len(others), need, errors.Join(failed...))
 	}
 	e.mu.Lock()
-	e.leased = start.Add(lease)
+	e.leased, e.term = start.Add(lease), lease
 	e.mu.Unlock()
+	// Without a live lease, a document confirmed between this read and
+	// the decision would be neither told nor waited for.
+	if !time.Now().Before(start.Add(lease)) {
+		return fmt.Errorf("%w for %s: the members' leases ran out before their answers were in (shortest granted: %v)", ErrStale, e.subject, lease)
+	}
 	if s.opts.Holds != nil {
 		holds, err := s.opts.Holds(ctx, e.subject)
 		if err != nil {

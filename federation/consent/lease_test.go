@@ -30,7 +30,9 @@ func revoked(t *testing.T, m *member) bool {
 // them is asked again, because each holds a lease from a majority and
 // every member of the majority told its leaseholders before it answered.
 func TestRevocationReachesHoldersTheDirectoryMisses(t *testing.T) {
-	f := newTestFed(t, 5, 1) // the directory lists centre-b alone
+	// Leases long enough to outlast the reads before the revocation on a
+	// loaded machine.
+	f := newTestFedLease(t, 10*time.Second, 5, 1) // the directory lists centre-b alone
 	a, b := f.members[0], f.members[1]
 	unlisted := f.members[2:]
 	ctx := context.Background()
@@ -132,7 +134,9 @@ func TestRevocationWaitsOutAHolderItCannotTell(t *testing.T) {
 func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
 	const lease = 3 * time.Second // the feed is read every two leases
 	f := newTestFedLease(t, lease, 5, 1)
-	f.charter.Policy.KeyNotice = time.Second
+	// Issue times are to the second: a notice of 3 s is more than 2 s
+	// after the attestation, whatever second boundary grantAt crosses.
+	f.charter.Policy.KeyNotice = 3 * time.Second
 	a, b, c, d, e := f.members[0], f.members[1], f.members[2], f.members[3], f.members[4]
 	f.held = ids(t, b, c, d, e)
 	ctx := context.Background()
@@ -144,7 +148,7 @@ func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
 	if _, err := a.svc.Submit(ctx, erasure()); !errors.Is(err, consent.ErrConflict) {
 		t.Fatalf("an erasure by a key not yet settled: %v", err)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(4 * time.Second)
 	if dec, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !dec.Permit {
 		t.Fatalf("centre-c before the erasure: %v, %v", dec, err)
 	}
@@ -185,5 +189,42 @@ func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
 	}
 	if got := e.erased.Load(); got != want {
 		t.Fatalf("centre-e decided before carrying out the erasure (erased before %d, want %d)", got, want)
+	}
+}
+
+// TestRestartedMemberWaitsOutItsEarlierLeases: centre-c read the
+// patient's consent from centre-b alone (centre-a out of its reach), so
+// its lease is centre-b's. centre-b restarts, and its new process knows
+// nothing of that lease: a revocation submitted at centre-a and pushed to
+// centre-b alone (the directory lists it) is confirmed only once the
+// leases centre-b's earlier process may have granted have run out (its
+// lease file says how far they reach), and centre-c, never told, reads
+// the state again and denies.
+func TestRestartedMemberWaitsOutItsEarlierLeases(t *testing.T) {
+	f := newTestFed(t, 3, 1)
+	a, b, c := f.members[0], f.members[1], f.members[2]
+	f.held = ids(t, b, c)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	f.grantAt(a, consent.ID{1}, now)
+	f.cut(c, a)
+	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
+		t.Fatalf("centre-c before the revocation: %v, %v", d, err)
+	}
+	f.stop(b)
+	f.start(b)
+	f.connect()
+	del, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
+	if err != nil || !del.Confirmed {
+		t.Fatalf("revocation: %+v, %v", del, err)
+	}
+	if slices.Contains(del.Delivered, c.id(t)) || revoked(t, c) {
+		t.Fatalf("the revocation reached centre-c (delivered to %v): the test shows nothing", del.Delivered)
+	}
+	if del.Waited == 0 {
+		t.Fatalf("confirmed without waiting for the leases centre-b's earlier process granted: %+v", del)
+	}
+	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
+		t.Fatalf("centre-c after the confirmed revocation: %v, %v", d, err)
 	}
 }

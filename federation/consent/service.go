@@ -59,6 +59,11 @@ type Options struct {
 	// accepted here, and again before any decision about the patient
 	// until it succeeds. Nil: this centre holds no records.
 	Erase func(ctx context.Context, p ledger.Pseudonym, before time.Time) error
+	// LeaseFile keeps how far the leases this centre granted may reach,
+	// so that after a restart it waits for those of its previous process
+	// to run out before it lets a document be confirmed. Empty: a
+	// restarted centre cannot know them (tests of one process only).
+	LeaseFile string
 	// Lease is how long this centre holds, and grants, a lease on a
 	// patient's consent state; DefaultLease when zero. It bounds how long
 	// a document's confirmation waits for a leaseholder that cannot be
@@ -88,6 +93,7 @@ type Service struct {
 
 	lease   time.Duration
 	granted leases // by this centre to others
+	horizon horizon
 
 	// audit serialises emergency entries, so that the notification feed
 	// grows in ledger order and a reader's cursor never skips one.
@@ -107,11 +113,12 @@ type entry struct {
 	refs    int         // holders of the entry (acquire, release); guarded by Service.mu
 	kept    atomic.Bool // it has documents or token uses, or is a patient this centre holds, synced: never dropped
 	sync    sync.Mutex  // one read of the state at a time
-	mu      sync.Mutex  // guards p (replaced whole on a change) and leased; held across a token's check, record and count
+	mu      sync.Mutex  // guards p (replaced whole on a change), leased and term; held across a token's check, record and count
 	p       *Patient
-	leased  time.Time  // until when this centre holds leases from a majority on p's state (monotonic)
-	erase   sync.Mutex // one erasure at a time; guards erased
-	erased  time.Time  // the erasure done here: records before it are erased
+	leased  time.Time     // until when this centre holds leases from a majority on p's state (monotonic)
+	term    time.Duration // the lease last taken: the shortest term granted
+	erase   sync.Mutex    // one erasure at a time; guards erased
+	erased  time.Time     // the erasure done here: records before it are erased
 }
 
 // Session is an emergency access in progress.
@@ -200,6 +207,9 @@ func New(h host.Host, opts Options) (*Service, error) {
 	}
 	if s.lease <= 0 {
 		s.lease = DefaultLease
+	}
+	if err := s.horizon.load(opts.LeaseFile); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -317,15 +327,18 @@ func (s *Service) Replay(entries []ledger.Entry) error {
 	// An erasure on the ledger may not have been carried out before a
 	// crash: carry it out again (erasing twice changes nothing).
 	s.mu.Lock()
-	var erased []*entry
+	all := make([]*entry, 0, len(s.patients))
 	for _, e := range s.patients {
-		if !e.p.ErasedBefore().IsZero() {
-			erased = append(erased, e)
-		}
+		all = append(all, e)
 	}
 	s.mu.Unlock()
-	for _, e := range erased {
-		s.eraseSoon(e)
+	for _, e := range all {
+		e.mu.Lock()
+		erased := !e.p.ErasedBefore().IsZero()
+		e.mu.Unlock()
+		if erased {
+			s.eraseSoon(e)
+		}
 	}
 	return nil
 }

@@ -97,11 +97,12 @@ func (f *testFed) start(m *member) {
 	}
 	m.host, m.ledger, m.disk = h, l, &failing{Ledger: l}
 	m.svc, err = consent.New(h, consent.Options{
-		Key:     key(m.name),
-		Ledger:  m.disk,
-		Lease:   f.lease,
-		Charter: func() federation.Charter { return f.charter },
-		Holders: func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
+		Key:       key(m.name),
+		Ledger:    m.disk,
+		Lease:     f.lease,
+		LeaseFile: m.dir + ".leases",
+		Charter:   func() federation.Charter { return f.charter },
+		Holders:   func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
 		Holds: func(context.Context, ledger.Pseudonym) (bool, error) {
 			if f.held != nil {
 				return slices.Contains(f.held, h.ID()), nil
@@ -162,11 +163,14 @@ func (f *testFed) connect() {
 	}
 }
 
-// cut cuts m off from the other members: no connection, and nobody knows
-// the other's address.
-func (f *testFed) cut(m *member) {
+// cut cuts m off from the other members, or from those given: no
+// connection, and neither knows the other's address.
+func (f *testFed) cut(m *member, from ...*member) {
 	f.t.Helper()
-	for _, o := range f.members {
+	if from == nil {
+		from = f.members
+	}
+	for _, o := range from {
 		if o == m || o.host == nil {
 			continue
 		}

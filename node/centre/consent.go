@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -21,14 +22,15 @@ var _ consent.Ledger = (*ledger.Ledger)(nil)
 
 func (n *Node) startConsent(ctx context.Context, cfg ConsentConfig) error {
 	svc, err := consent.New(n.Host, consent.Options{
-		Key:     n.Centre.key,
-		Ledger:  n.Centre.Ledger,
-		Charter: func() federation.Charter { return n.Membership.Current().Charter },
-		Holders: n.holders,
-		Holds:   n.holds,
-		Erase:   n.eraseFor,
-		Lease:   cfg.Lease,
-		Logger:  n.base,
+		Key:       n.Centre.key,
+		Ledger:    n.Centre.Ledger,
+		Charter:   func() federation.Charter { return n.Membership.Current().Charter },
+		Holders:   n.holders,
+		Holds:     n.holds,
+		Erase:     n.eraseFor,
+		Lease:     cfg.Lease,
+		LeaseFile: filepath.Join(n.Centre.dir, LeaseFile),
+		Logger:    n.base,
 	})
 	if err != nil {
 		return err
@@ -91,12 +93,22 @@ func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
 	return slices.ContainsFunc(es, func(e ledger.Entry) bool { return stillHeld(e, erased) }), nil
 }
 
+// LeaseFile, in the data directory, says how far the consent leases this
+// centre granted may reach (consent.Options.LeaseFile).
+const LeaseFile = "consent-leases"
+
 // eraseFor carries out patient p's erasure signed at before: the records
 // appended until then are crypto-shredded, and the directory announcement
 // withdrawn once nothing is left.
 func (n *Node) eraseFor(ctx context.Context, p ledger.Pseudonym, before time.Time) error {
-	erased, err := n.Centre.EraseBefore(ctx, p, before)
-	if err != nil || erased == 0 {
+	if _, err := n.Centre.EraseBefore(ctx, p, before); err != nil {
+		return err
+	}
+	// Withdrawn whenever it held records and holds none now, not only
+	// when this call erased some: a withdrawal that failed before, or a
+	// crash between the erasure and it, is made good on the next call.
+	ever, err := n.Centre.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment)
+	if err != nil || len(ever) == 0 {
 		return err
 	}
 	held, err := n.holds(ctx, p)

@@ -44,7 +44,7 @@ type Node struct {
 	interval   time.Duration
 	vocabulary RecordsConfig // what a record's class and location may be
 	mirror     *federation.MirrorSealer
-	pageSize   int           // entries per page of a patient's view
+	pageSize   int // entries per page of a patient's view
 	transferMu sync.Mutex
 
 	announceErr atomic.Pointer[error] // the start-up announce's last failure; nil or a nil error once it succeeded

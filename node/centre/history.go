@@ -112,14 +112,20 @@ func (n *Node) recoverEntries(ctx context.Context, err error) error {
 				problems = append(problems, fmt.Errorf("%s: %w", n.memberName(w), err))
 				break
 			}
+			bad := false
 			for _, c := range chunks {
 				got, err := n.mirror.Open(c)
-				if err != nil {
-					return fmt.Errorf("%s: %w", n.memberName(w), err)
+				if err != nil { // another witness may hold a good copy
+					problems = append(problems, fmt.Errorf("%s: %w", n.memberName(w), err))
+					bad = true
+					break
 				}
 				skip := max(0, at-c.Start) // the first chunk may begin before
 				encs = append(encs, got[min(skip, int64(len(got))):]...)
 				at = from + int64(len(encs))
+			}
+			if bad {
+				break
 			}
 		}
 		if int64(len(encs)) >= he.Held-from {

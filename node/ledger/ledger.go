@@ -1,11 +1,11 @@
 package ledger
 
 import (
-	"encoding/binary"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"

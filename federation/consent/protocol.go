@@ -206,7 +206,7 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 		// the lease of each that could not be reached runs out.
 		wait, _ := s.notify(ctx, p, from, payload)
 		var w wire.Writer
-		w.U32(uint32(wait.Milliseconds()))
+		w.U32(uint32((wait + time.Millisecond - 1).Milliseconds())) // rounded up: never short of the lease
 		return w.B, nil
 	case opSync, opLease:
 		var (

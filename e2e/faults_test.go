@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/federation/consent"
+	httpapi "github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
 	"golang.org/x/sys/unix"
@@ -211,4 +217,135 @@ func TestFaultsDiskFullAndARestore(t *testing.T) {
 		}
 	}
 	t.Logf("after the restore: all %d acknowledged records on centre-b's ledger; the payloads of %d appended after the backup lost with the disk", len(acked), lost)
+}
+
+// Three centres, each a real "medfed node"; centre-b and centre-c hold a
+// patient's records and the patient opted in. centre-b and centre-c are
+// cut off from each other (medfed federation block, on both: the
+// libp2p gater refuses the other), while both still reach centre-a. The
+// patient revokes at centre-b, which cannot tell centre-c: once the
+// revocation is confirmed, no query, from centre-a or from centre-c
+// itself, is released a record by either holder. Unblocked, every lookup
+// finds both holders again, and every ledger verifies.
+func TestFaultsPartitionAndRevocation(t *testing.T) {
+	release, err := nodetest.TakeTurn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := release(); err != nil {
+			t.Error(err)
+		}
+	})
+	root := t.TempDir()
+	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
+	all := []*centre{a, b, c}
+	x := foundAndStart(t, root, all)
+	clinician := map[string]string{}
+	for _, y := range all {
+		clinician[y.name] = y.token("clinician")
+	}
+	registrar := a.token("registrar")
+	var patient struct {
+		ID string `json:"id"`
+	}
+	x.must(t, 200, "POST", a.name, "/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5919"}}, &patient)
+	p := patient.ID
+	subject, err := ledger.ParsePseudonym(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.must(t, 200, "POST", a.name, "/v1/patients/"+p+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, nil)
+	id := consent.NewID()
+	now := time.Now().UTC().Truncate(time.Second)
+	grant, err := consent.SignContract(key, consent.Contract{ID: id, Version: 1, Federation: "medfed-demo", Subject: subject, Issued: now, Base: consent.OptIn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivery httpapi.ConsentDelivery
+	if ans := x.must(t, 200, "POST", a.name, "/v1/consent", "", map[string]any{"document": grant}, &delivery); !delivery.Confirmed {
+		t.Fatalf("the contract: %s", ans.raw)
+	}
+	for _, h := range []*centre{b, c} {
+		x.must(t, 201, "POST", h.name, "/v1/records", clinician[h.name], map[string]any{"patient": p, "class": "lab-result", "data": []byte("partition result " + h.name), "occurred": "2026-11-01"}, nil)
+	}
+	released := func(from string) (map[string]bool, string) {
+		t.Helper()
+		var s searchset
+		ans := x.must(t, 200, "POST", from, "/v1/query", clinician[from], map[string]any{"patient": p, "purpose": "treatment"}, &s)
+		_ = ans
+		return s.released(t), s.diagnostics()
+	}
+	waitFor(t, 30*time.Second, "a query from centre-a is released the records of both holders", func() bool {
+		got, _ := released(a.name)
+		return len(got) == 2
+	})
+
+	// The partition: centre-b and centre-c refuse each other.
+	b.run("federation", "block", "centre-c", "--for", "10m")
+	c.run("federation", "block", "centre-b", "--for", "10m")
+	waitFor(t, 15*time.Second, "centre-b and centre-c are apart, both in reach of centre-a", func() bool {
+		_, bc, _ := b.status()
+		_, cc, _ := c.status()
+		return !bc["centre-c"] && !cc["centre-b"] && bc["centre-a"] && cc["centre-a"]
+	})
+	if got, why := released(a.name); len(got) != 2 {
+		t.Fatalf("a query from centre-a during the partition, before the revocation: %v (%s)", got, why)
+	}
+	if got, why := released(c.name); len(got) != 1 {
+		t.Fatalf("a query from centre-c during the partition, before the revocation: %v (%s)", got, why)
+	}
+
+	// The revocation, at centre-b: confirmed once centre-c has it or its
+	// leases ran out (at most consent.lease, 30 s here).
+	revoke, err := consent.SignRevocation(key, consent.Revocation{Federation: "medfed-demo", Subject: subject, Target: id, Issued: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, err := pinnedClient(b.dir, 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]any{"document": revoke})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	res, err := long.Post(apiURL(t, b)+"/v1/consent", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("the revocation: %d %s (%v)", res.StatusCode, raw, err)
+	}
+	if err := json.Unmarshal(raw, &delivery); err != nil || !delivery.Confirmed {
+		t.Fatalf("the revocation was not confirmed: %s (%v)", raw, err)
+	}
+	t.Logf("the revocation confirmed after %v (waited %d ms for a lease): delivered to %v, not reached %v", time.Since(began).Round(time.Millisecond), delivery.WaitedMs, delivery.Delivered, delivery.Failed)
+	for _, from := range []string{a.name, c.name} {
+		if got, why := released(from); len(got) != 0 {
+			t.Fatalf("a query from %s after the confirmed revocation was released %v (%s)", from, got, why)
+		}
+	}
+
+	b.run("federation", "unblock", "centre-c")
+	c.run("federation", "unblock", "centre-b")
+	for _, y := range all {
+		waitFor(t, 30*time.Second, "a lookup at "+y.name+" finds both holders", func() bool {
+			holders, ok := y.lookup(p)
+			return ok && holders["centre-b"] && holders["centre-c"]
+		})
+	}
+	for _, y := range all {
+		y.stop()
+		if code, out, errOut := medfedCmd(t, "ledger", "verify", "--data", y.dir); code != 0 {
+			t.Fatalf("%s: ledger verify exited %d: %s%s", y.name, code, out, errOut)
+		}
+	}
 }

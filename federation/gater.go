@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/control"
@@ -18,6 +19,7 @@ import (
 // a new charter version is adopted.
 type Gater struct {
 	allowed atomic.Pointer[map[peer.ID]struct{}]
+	blocked atomic.Pointer[map[peer.ID]time.Time] // members refused until then, whatever the charter says
 
 	log     *slog.Logger // set by Log before the host that uses the gater starts
 	mu      sync.Mutex
@@ -55,7 +57,49 @@ func (g *Gater) Allow(peers ...peer.ID) {
 // Allowed reports whether p may connect.
 func (g *Gater) Allowed(p peer.ID) bool {
 	_, ok := (*g.allowed.Load())[p]
+	if b := g.blocked.Load(); ok && b != nil {
+		if until, blocked := (*b)[p]; blocked && time.Now().Before(until) {
+			return false
+		}
+	}
 	return ok
+}
+
+// Block refuses member p until until, though the charter lists it: an
+// operator cutting a member off from this centre for a while (an
+// incident), the charter unchanged. A zero until unblocks it.
+func (g *Gater) Block(p peer.ID, until time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := map[peer.ID]time.Time{}
+	if b := g.blocked.Load(); b != nil {
+		now := time.Now()
+		for q, t := range *b {
+			if now.Before(t) {
+				m[q] = t
+			}
+		}
+	}
+	if until.IsZero() {
+		delete(m, p)
+	} else {
+		m[p] = until
+	}
+	g.blocked.Store(&m)
+}
+
+// Blocked returns the members blocked now, and until when.
+func (g *Gater) Blocked() map[peer.ID]time.Time {
+	out := map[peer.ID]time.Time{}
+	if b := g.blocked.Load(); b != nil {
+		now := time.Now()
+		for q, t := range *b {
+			if now.Before(t) {
+				out[q] = t
+			}
+		}
+	}
+	return out
 }
 
 func (g *Gater) InterceptPeerDial(p peer.ID) bool                 { return g.Allowed(p) }
@@ -65,12 +109,16 @@ func (g *Gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.Con
 	if g.Allowed(p) {
 		return true
 	}
-	g.refusedOnce(dir, p)
+	why := "refused a connection from a peer that is not a member; later ones are not logged"
+	if _, member := (*g.allowed.Load())[p]; member {
+		why = "refused a connection from a member this centre's operator blocked; later ones are not logged"
+	}
+	g.refusedOnce(dir, p, why)
 	return false
 }
 
 // refusedOnce logs p's first refused connection.
-func (g *Gater) refusedOnce(dir network.Direction, p peer.ID) {
+func (g *Gater) refusedOnce(dir network.Direction, p peer.ID, why string) {
 	log := g.log
 	if log == nil {
 		return
@@ -86,7 +134,7 @@ func (g *Gater) refusedOnce(dir network.Direction, p peer.ID) {
 	}
 	g.mu.Unlock()
 	if !seen && !full {
-		log.Warn("refused a connection from a peer that is not a member; later ones are not logged", "peer", p, "direction", dir.String())
+		log.Warn(why, "peer", p, "direction", dir.String())
 	}
 }
 func (g *Gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

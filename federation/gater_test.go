@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -54,5 +55,28 @@ func TestAbuseGaterLogsEachStrangerOnce(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "not a member"); n != maxLoggedRefusals || len(g.refused) != maxLoggedRefusals {
 		t.Fatalf("strangers with new IDs: %d log lines and %d remembered, want both %d", n, len(g.refused), maxLoggedRefusals)
+	}
+}
+
+// A blocked member is refused until its block ends or is lifted; the
+// others are not touched, and a block does not admit a non-member.
+func TestGaterBlocksAMemberForAWhile(t *testing.T) {
+	a, b, stranger := peer.ID("member a"), peer.ID("member b"), peer.ID("stranger")
+	g := NewGater(a, b)
+	g.Block(a, time.Now().Add(time.Hour))
+	g.Block(stranger, time.Now().Add(time.Hour))
+	if g.Allowed(a) || !g.Allowed(b) || g.Allowed(stranger) {
+		t.Fatalf("blocked a: a %t, b %t, stranger %t", g.Allowed(a), g.Allowed(b), g.Allowed(stranger))
+	}
+	if got := g.Blocked(); len(got) != 2 {
+		t.Fatalf("blocked: %v", got)
+	}
+	g.Block(a, time.Time{})
+	if !g.Allowed(a) {
+		t.Fatal("a unblocked is still refused")
+	}
+	g.Block(b, time.Now().Add(-time.Second)) // a block already over
+	if !g.Allowed(b) || len(g.Blocked()) != 1 {
+		t.Fatalf("a block in the past: b %t, blocked %v", g.Allowed(b), g.Blocked())
 	}
 }

@@ -147,7 +147,7 @@ once a quorum approved, it runs "medfed federation join --peer ADDR".`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newFedRequestCmd(), newFedInitCmd(), newFedSignCmd(), newFedInstallCmd(),
-		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
+		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
 	return cmd
 }
 
@@ -402,6 +402,48 @@ func newFedRemoveCmd() *cobra.Command {
 			return err
 		}
 		return printProgress(cmd, "removal approved", p)
+	})
+}
+
+func newFedBlockCmd() *cobra.Command {
+	var d time.Duration
+	cmd := &cobra.Command{
+		Use:   "block CENTRE --for DURATION --config FILE",
+		Short: "Cut a member off from this centre's running node for a while",
+		Long: `block closes this centre's connections to a member and refuses it, though
+the charter lists it, for the duration given (1s to 24h) or until
+"medfed federation unblock": for an incident, such as a member flooding this
+centre, while the federation decides on its removal. The charter does not
+change, and a restart of the node ends every block.`,
+		Args: cobra.ExactArgs(1),
+	}
+	cmd.Flags().DurationVar(&d, "for", 0, "how long (1s to 24h)")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
+		if d <= 0 {
+			return usagef("federation block: --for a duration is required")
+		}
+		res, err := admin.Dial(cfg.Data.Dir).Block(cmd.Context(), args[0], d)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s blocked until %s\n", res.Centre, res.Until.UTC().Format(time.RFC3339))
+		return err
+	})
+}
+
+func newFedUnblockCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "unblock CENTRE --config FILE",
+		Short: "End a block of a member on this centre's running node",
+		Args:  cobra.ExactArgs(1),
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
+		res, err := admin.Dial(cfg.Data.Dir).Unblock(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s unblocked\n", res.Centre)
+		return err
 	})
 }
 

@@ -117,5 +117,8 @@
 // before it asked and by the member from when it granted, so that the
 // holder's runs out first and no clock jump lengthens one. A lease in its
 // last third is renewed in the background. A push a leaseholder refused
-// voids its lease.
+// voids its lease. A restarted centre does not know the leases its
+// earlier process granted; a lease file (Options.LeaseFile) says how far
+// they could reach, and until then it is counted in a document's majority
+// only when the other members fall short, its answer then waited out.
 package consent

@@ -642,14 +642,20 @@ func FuzzDecodeGrant(f *testing.F) {
 func FuzzDecodeWait(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0x75, 0x30})
+	f.Add(encodeWait(30*time.Second, true))
+	f.Add(encodeWait(1500*time.Microsecond, false))
 	f.Add([]byte{0, 0, 0x75})
+	f.Add([]byte{0, 0, 0x75, 0x30, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		wait, err := decodeWait(b)
+		wait, restarted, err := decodeWait(b)
 		if err != nil {
 			return
 		}
-		if wait < 0 || (len(b) != 0 && len(b) != 4) {
+		switch {
+		case wait < 0 || (len(b) != 0 && len(b) != 4 && len(b) != 5):
 			t.Fatalf("accepted %x as a wait of %v", b, wait)
+		case len(b) == 5 && !bytes.Equal(encodeWait(wait, restarted), b):
+			t.Fatalf("a push answer re-encodes differently: %x", b)
 		}
 	})
 }

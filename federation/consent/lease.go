@@ -204,16 +204,13 @@ func (s *Service) grant(p ledger.Pseudonym, m peer.ID, ask time.Duration) ([]Doc
 // and returns how long until the last lease of those it could not reach
 // runs out: the pusher waits that long before it counts the document
 // confirmed, so that no leaseholder decides on a state without it.
-//
-// A centre restarted while leases its previous process granted may still
-// live (the horizon says how far they could reach) answers with the wait
-// until they have run out in any case.
+// (The leases an earlier process granted are not known here: see
+// horizon.)
 func (s *Service) notify(ctx context.Context, p ledger.Pseudonym, except peer.ID, payload []byte) (time.Duration, []peer.ID) {
-	unknown := s.horizon.wait()
 	held := s.granted.live(p, except)
 	delete(held, s.host.ID())
 	if len(held) == 0 {
-		return unknown, nil
+		return 0, nil
 	}
 	// Half the exchange timeout: the push this answers must not time out
 	// at its sender while this centre waits on a leaseholder.
@@ -241,7 +238,7 @@ func (s *Service) notify(ctx context.Context, p ledger.Pseudonym, except peer.ID
 		})
 	}
 	wg.Wait()
-	return max(unknown, time.Until(last)), unreach
+	return max(0, time.Until(last)), unreach
 }
 
 // fresh makes sure this centre holds patient e's current documents before

@@ -193,13 +193,15 @@ func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
 }
 
 // TestRestartedMemberWaitsOutItsEarlierLeases: centre-c read the
-// patient's consent from centre-b alone (centre-a out of its reach), so
-// its lease is centre-b's. centre-b restarts, and its new process knows
-// nothing of that lease: a revocation submitted at centre-a and pushed to
-// centre-b alone (the directory lists it) is confirmed only once the
-// leases centre-b's earlier process may have granted have run out (its
-// lease file says how far they reach), and centre-c, never told, reads
-// the state again and denies.
+// patient's consent from centre-b alone (centre-a is out of its reach
+// throughout), so its lease is centre-b's. centre-b restarts, and its new
+// process knows nothing of that lease. A revocation submitted at centre-a
+// goes to centre-b (the directory lists it), which says it restarted, so
+// centre-a looks for another member to count, and centre-c cannot be
+// reached: centre-b is counted after all, and the revocation confirmed
+// only once the leases its earlier process may have granted have run out
+// (its lease file says how far they reach). centre-c, never told, then
+// reads the state again and denies.
 func TestRestartedMemberWaitsOutItsEarlierLeases(t *testing.T) {
 	f := newTestFed(t, 3, 1)
 	a, b, c := f.members[0], f.members[1], f.members[2]
@@ -213,7 +215,8 @@ func TestRestartedMemberWaitsOutItsEarlierLeases(t *testing.T) {
 	}
 	f.stop(b)
 	f.start(b)
-	f.connect()
+	f.link(a, b)
+	f.link(b, c)
 	del, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
 	if err != nil || !del.Confirmed {
 		t.Fatalf("revocation: %+v, %v", del, err)
@@ -226,5 +229,28 @@ func TestRestartedMemberWaitsOutItsEarlierLeases(t *testing.T) {
 	}
 	if d, err := c.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || d.Permit || d.Basis != consent.BasisWithdrawn {
 		t.Fatalf("centre-c after the confirmed revocation: %v, %v", d, err)
+	}
+}
+
+// TestRestartedMemberIsCountedLast: when the other members make a
+// majority, a member restarted less than a lease ago is not counted, and
+// nothing waits for its earlier leases.
+func TestRestartedMemberIsCountedLast(t *testing.T) {
+	f := newTestFedLease(t, 10*time.Second, 3, 1)
+	a, b := f.members[0], f.members[1]
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	f.grantAt(a, consent.ID{1}, now)
+	for _, m := range f.members[1:] {
+		if d, err := m.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !d.Permit {
+			t.Fatalf("%s: %v, %v", m.name, d, err)
+		}
+	}
+	f.stop(b)
+	f.start(b)
+	f.connect()
+	del, err := a.svc.Submit(ctx, f.sign(consent.SignRevocation(key("patient"), consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{1}, Issued: now})))
+	if err != nil || !del.Confirmed || del.Waited != 0 || len(del.Delivered) != 2 {
+		t.Fatalf("revocation: %+v, %v; want confirmed by centre-a and centre-c without waiting", del, err)
 	}
 }

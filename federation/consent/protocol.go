@@ -23,7 +23,9 @@ import (
 //	          lease from it on the patient's consent (opNotify), and
 //	          answers with a u32: the milliseconds until the last lease of
 //	          a leaseholder it could not reach runs out (0: it reached them
-//	          all). An empty answer, from an older member, counts as 0.
+//	          all), and a u8: 1 when it restarted less than a lease ago, the
+//	          wait then covering the leases its earlier process may have
+//	          granted. An empty answer, from an older member, counts as 0.
 //	opSync:   a 32-byte pseudonym; the answer is the list of the
 //	          documents the member holds about that patient. (Kept for
 //	          older members: this version asks with opLease.)
@@ -142,16 +144,32 @@ func decodeGrant(b []byte, p ledger.Pseudonym) ([]Document, time.Duration, error
 	return docs, lease, nil
 }
 
+// encodeWait is a push's answer: the wait in milliseconds, rounded up so
+// that it is never short of the lease it waits out, and a flags byte:
+// bit 0 when the member restarted less than a lease ago.
+func encodeWait(wait time.Duration, restarted bool) []byte {
+	var w wire.Writer
+	w.U32(uint32((wait + time.Millisecond - 1).Milliseconds()))
+	w.Bool(restarted)
+	return w.B
+}
+
 // decodeWait parses a push's answer: how long to wait for the pushed
-// member's leaseholders; nothing (an older member) is no wait.
-func decodeWait(b []byte) (time.Duration, error) {
+// member's leaseholders, and whether it restarted less than a lease ago;
+// nothing (an older member) is no wait, and a wait alone (4 bytes) no
+// restart.
+func decodeWait(b []byte) (time.Duration, bool, error) {
 	if len(b) == 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	r := wire.NewReader(b, "push answer")
 	wait := time.Duration(r.U32("wait")) * time.Millisecond
+	restarted := false
+	if r.Len() > 0 {
+		restarted = r.Bool("restarted")
+	}
 	r.End("push answer")
-	return wait, r.Err()
+	return wait, restarted, r.Err()
 }
 
 func (s *Service) exchange(ctx context.Context, to peer.ID, op byte, payload []byte) ([]byte, error) {
@@ -205,9 +223,8 @@ func (s *Service) serve(ctx context.Context, from peer.ID, op byte, payload []by
 		// the push is answered once each has it, or with the wait until
 		// the lease of each that could not be reached runs out.
 		wait, _ := s.notify(ctx, p, from, payload)
-		var w wire.Writer
-		w.U32(uint32((wait + time.Millisecond - 1).Milliseconds())) // rounded up: never short of the lease
-		return w.B, nil
+		unknown := s.horizon.wait()
+		return encodeWait(max(wait, unknown), unknown > 0), nil
 	case opSync, opLease:
 		var (
 			p   ledger.Pseudonym

@@ -794,16 +794,27 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 		out.Delivered = append(out.Delivered, self)
 	}
 	need := majority(s.opts.Charter())
-	acks := func() int { // this centre has it on its ledger, holder or not
-		if slices.Contains(out.Delivered, self) {
-			return len(out.Delivered)
-		}
-		return len(out.Delivered) + 1
+	// A centre restarted less than a lease ago may have granted, in its
+	// earlier process, leases it knows nothing of: it is counted in the
+	// majority only when the others fall short, and then its wait for
+	// those leases is waited out (see horizon).
+	type restarted struct {
+		id   peer.ID
+		wait time.Duration
 	}
 	var (
-		mu   sync.Mutex
-		last time.Time // when the last lease of a leaseholder not reached runs out
+		counted     int // others that have it and count
+		selfCounted = s.horizon.wait() == 0
+		held        []restarted // others that have it, counted only if need be
+		mu          sync.Mutex
+		last        time.Time // when the last lease of a leaseholder not reached runs out
 	)
+	acks := func() int {
+		if selfCounted {
+			return counted + 1
+		}
+		return counted
+	}
 	waitFor := func(wait time.Duration) {
 		if until := time.Now().Add(wait); wait > 0 && until.After(last) {
 			last = until
@@ -816,7 +827,7 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 		var wg sync.WaitGroup
 		for _, t := range to {
 			wg.Go(func() {
-				wait, err := s.push(ctx, t, payload)
+				wait, fresh, err := s.push(ctx, t, payload)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -825,6 +836,11 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 					return
 				}
 				out.Delivered = append(out.Delivered, t)
+				if fresh {
+					held = append(held, restarted{t, wait})
+					return
+				}
+				counted++
 				waitFor(wait)
 			})
 		}
@@ -838,7 +854,23 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 		send(others[next : next+n])
 		next += n
 	}
-	waitFor(<-own)
+	ownWait := <-own
+	if selfCounted {
+		waitFor(ownWait)
+	}
+	// Short of a majority without them: the restarted count too, once
+	// their earlier leases have run out.
+	if acks() < need && !selfCounted {
+		selfCounted = true
+		waitFor(max(ownWait, s.horizon.wait()))
+	}
+	for _, r := range held {
+		if acks() >= need {
+			break
+		}
+		counted++
+		waitFor(r.wait)
+	}
 	out.Confirmed = acks() >= need
 	slices.Sort(out.Delivered)
 	slices.SortFunc(out.Failed, func(a, b Failure) int { return cmp.Compare(a.Centre, b.Centre) })
@@ -863,18 +895,19 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 // push delivers a bundle to one centre, trying again twice when a stream
 // fails on a live connection; a refusal, or a centre that cannot be
 // dialled, is final (it reads the state again when it is back). It
-// returns how long the centre said to wait for its leaseholders.
-func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) (time.Duration, error) {
-	var err error
+// returns how long the centre said to wait for its leaseholders, and
+// whether it restarted less than a lease ago (the wait then covers the
+// leases of its earlier process).
+func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) (wait time.Duration, restarted bool, err error) {
 	for attempt := range 3 {
 		if attempt > 0 && s.host.Network().Connectedness(to) != network.Connected {
-			return 0, err
+			return 0, false, err
 		}
 		if attempt > 0 {
 			select {
 			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 			case <-ctx.Done():
-				return 0, errors.Join(err, ctx.Err())
+				return 0, false, errors.Join(err, ctx.Err())
 			}
 		}
 		var (
@@ -882,14 +915,14 @@ func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) (time.Du
 			answer  []byte
 		)
 		if answer, err = s.exchange(ctx, to, opPush, payload); err == nil {
-			wait, err := decodeWait(answer)
-			return min(wait, MaxLease), err
+			wait, restarted, err := decodeWait(answer)
+			return min(wait, MaxLease), restarted, err
 		}
 		if errors.As(err, &refusal) {
-			return 0, err
+			return 0, false, err
 		}
 	}
-	return 0, err
+	return 0, false, err
 }
 
 // View is what a centre knows of a patient's consent.

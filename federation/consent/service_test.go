@@ -163,6 +163,16 @@ func (f *testFed) connect() {
 	}
 }
 
+// link tells m and o each other's address and connects them.
+func (f *testFed) link(m, o *member) {
+	f.t.Helper()
+	m.host.Peerstore().AddAddrs(o.host.ID(), o.host.Addrs(), peerstore.PermanentAddrTTL)
+	o.host.Peerstore().AddAddrs(m.host.ID(), m.host.Addrs(), peerstore.PermanentAddrTTL)
+	if err := m.host.Connect(context.Background(), peer.AddrInfo{ID: o.host.ID(), Addrs: o.host.Addrs()}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // cut cuts m off from the other members, or from those given: no
 // connection, and neither knows the other's address.
 func (f *testFed) cut(m *member, from ...*member) {

@@ -34,8 +34,10 @@ func Dial(dir string) *Client {
 	if err != nil {
 		path = filepath.Join(dir, Socket)
 	}
+	// Long enough for the slowest request: a backup of a large centre, or
+	// a consent document whose confirmation waits out a lease.
 	return &Client{dir: dir, c: &http.Client{
-		Timeout: 30 * time.Second,
+		Timeout: 10 * time.Minute,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
@@ -122,6 +124,16 @@ func (a *Client) Backup(ctx context.Context, dir string) (centre.Manifest, error
 // Approve has the running node approve a join request.
 func (a *Client) Approve(ctx context.Context, request []byte) (api.Progress, error) {
 	return post[api.Progress](ctx, a, "/v1/federation/approve", request)
+}
+
+// Block has the running node cut member centre off for d.
+func (a *Client) Block(ctx context.Context, centre string, d time.Duration) (BlockResponse, error) {
+	return postJSON[BlockResponse](ctx, a, "/v1/federation/block", BlockRequest{Centre: centre, For: d.String()})
+}
+
+// Unblock ends a block of member centre.
+func (a *Client) Unblock(ctx context.Context, centre string) (BlockResponse, error) {
+	return post[BlockResponse](ctx, a, "/v1/federation/unblock?centre="+url.QueryEscape(centre), nil)
 }
 
 // Remove has the running node approve removing a centre.

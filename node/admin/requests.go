@@ -179,3 +179,15 @@ func parsePseudonym(s string) (ledger.Pseudonym, error) {
 type BackupRequest struct {
 	Dir string
 }
+
+// BlockRequest asks the node to cut a member off for a while.
+type BlockRequest struct {
+	Centre string
+	For    string // a Go duration, 1s to 24h
+}
+
+// BlockResponse says until when.
+type BlockResponse struct {
+	Centre string
+	Until  time.Time `json:",omitzero"` // zero: unblocked
+}

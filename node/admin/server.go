@@ -109,6 +109,17 @@ func (s *Server) routes() []route {
 			p, err := n.Membership.Remove(ctx, centre)
 			return api.ProgressOf(p), err
 		}),
+		jsonRoute("POST /v1/federation/block", maxBody, func(ctx context.Context, req BlockRequest) (BlockResponse, error) {
+			d, err := time.ParseDuration(req.For)
+			if err != nil {
+				return BlockResponse{}, fmt.Errorf("%w: block for %q: %v", node.ErrInvalid, req.For, err)
+			}
+			until, err := n.Block(req.Centre, d)
+			return BlockResponse{Centre: req.Centre, Until: until}, err
+		}),
+		queryRoute("POST /v1/federation/unblock", "centre", func(ctx context.Context, centre string) (BlockResponse, error) {
+			return BlockResponse{Centre: centre}, n.Unblock(centre)
+		}),
 		jsonRoute("POST /v1/pseudonyms", maxPseudonymBody, func(ctx context.Context, req PseudonymRequest) (PseudonymResponse, error) {
 			ps, err := n.PseudonymsOf(ctx, req.Identifiers)
 			out := PseudonymResponse{Pseudonyms: make([]string, len(ps))}

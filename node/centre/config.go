@@ -52,9 +52,14 @@ type ConsentConfig struct {
 	// it read from a majority of members before it reads it again, and
 	// the longest lease it grants others: a revocation submitted while a
 	// holder cannot be told is confirmed once that holder's lease has run
-	// out, so it is the longest a confirmation waits. 1s to 5m.
+	// out, so it is the longest a confirmation waits. 1s to 45s
+	// (MaxConsentLease).
 	Lease time.Duration `mapstructure:"lease"`
 }
+
+// MaxConsentLease is the longest consent.lease: a confirmation that waits
+// one out still fits in an HTTP request (the API's routes end after 60 s).
+const MaxConsentLease = 45 * time.Second
 
 // RecordsConfig is the vocabulary a record's data class and location come
 // from: codes, never free text, since both are written on a ledger that is
@@ -325,8 +330,8 @@ func (c Config) Validate() error {
 	if n := c.Patient.PageSize; n < 1 || n > 1<<16 {
 		add("patient.page-size", "must be between 1 and 65536, got %d", n)
 	}
-	if d := c.Consent.Lease; d < time.Second || d > consent.MaxLease {
-		add("consent.lease", "must be between 1s and %v, got %v", consent.MaxLease, d)
+	if d := c.Consent.Lease; d < time.Second || d > MaxConsentLease {
+		add("consent.lease", "must be between 1s and %v, got %v", MaxConsentLease, d)
 	}
 
 	checkOneOf := func(field, value string, allowed []string) {

@@ -44,6 +44,7 @@ type Node struct {
 	interval   time.Duration
 	vocabulary RecordsConfig // what a record's class and location may be
 	mirror     *federation.MirrorSealer
+	gater      *federation.Gater
 	pageSize   int // entries per page of a patient's view
 	transferMu sync.Mutex
 
@@ -92,6 +93,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	}
 	gater := federation.NewGater()
 	gater.Log(n.base.With("component", "gater"))
+	n.gater = gater
 	if n.Host, err = newHost(cfg.P2P, n.Centre.key, gater); err != nil {
 		return err
 	}

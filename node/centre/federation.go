@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/medfed/medfed/node"
 
@@ -121,4 +122,43 @@ func (c *Centre) InstallCharter(ctx context.Context, chain [][]byte) (federation
 		}
 	}
 	return s, nil
+}
+
+// MaxBlock is the longest a member can be blocked for at once.
+const MaxBlock = 24 * time.Hour
+
+// Block cuts member name off from this centre for d (1 s to MaxBlock):
+// its connections close and it is refused, the charter unchanged, until
+// then or Unblock. For an incident: a member flooding this centre, or
+// suspected of misbehaving while the federation decides on its removal.
+// Nothing is persisted: a restart ends every block.
+func (n *Node) Block(name string, d time.Duration) (time.Time, error) {
+	if d < time.Second || d > MaxBlock {
+		return time.Time{}, fmt.Errorf("%w: block for %v: 1s to %v", node.ErrInvalid, d, MaxBlock)
+	}
+	id, err := n.memberID(name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if id == n.Centre.ID() {
+		return time.Time{}, fmt.Errorf("%w: a centre does not block itself", node.ErrInvalid)
+	}
+	until := time.Now().Add(d)
+	n.gater.Block(id, until)
+	if err := n.Host.Network().ClosePeer(id); err != nil {
+		return until, fmt.Errorf("blocked, but closing its connections: %w", err)
+	}
+	n.log.Warn("member blocked by the operator", "member", name, "until", until.UTC().Format(time.RFC3339))
+	return until, nil
+}
+
+// Unblock ends a block of member name.
+func (n *Node) Unblock(name string) error {
+	id, err := n.memberID(name)
+	if err != nil {
+		return err
+	}
+	n.gater.Block(id, time.Time{})
+	n.log.Info("member unblocked by the operator", "member", name)
+	return nil
 }

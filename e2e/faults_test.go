@@ -25,6 +25,24 @@ import (
 	node "github.com/medfed/medfed/node/centre"
 )
 
+// threeCentres founds centre-a, centre-b and centre-c from configs/ and
+// starts their nodes, in its turn with the other heavy tests.
+func threeCentres(t *testing.T) (a, b, c *centre, x *api) {
+	t.Helper()
+	release, err := nodetest.TakeTurn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := release(); err != nil {
+			t.Error(err)
+		}
+	})
+	root := t.TempDir()
+	a, b, c = newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
+	return a, b, c, foundAndStart(t, root, []*centre{a, b, c})
+}
+
 // faultRecord is a record centre-b acknowledged: its index, its payload,
 // and whether the backup holds it.
 type faultRecord struct {
@@ -44,19 +62,8 @@ type faultRecord struct {
 // the directory; no witness holds evidence of two histories; every ledger
 // verifies.
 func TestFaultsDiskFullAndARestore(t *testing.T) {
-	release, err := nodetest.TakeTurn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := release(); err != nil {
-			t.Error(err)
-		}
-	})
-	root := t.TempDir()
-	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
+	a, b, c, x := threeCentres(t)
 	all := []*centre{a, b, c}
-	x := foundAndStart(t, root, all)
 	registrar, clinician := b.token("registrar"), b.token("clinician")
 	var patient struct {
 		ID string `json:"id"`
@@ -92,7 +99,7 @@ func TestFaultsDiskFullAndARestore(t *testing.T) {
 			t.Fatal("a record refused before any fault")
 		}
 	}
-	backup := filepath.Join(root, "backup-b")
+	backup := filepath.Join(t.TempDir(), "backup-b")
 	if out := b.run("backup", "--to", backup); !strings.Contains(out, "backup of centre-b") {
 		t.Fatalf("backup printed %q", out)
 	}
@@ -228,19 +235,8 @@ func TestFaultsDiskFullAndARestore(t *testing.T) {
 // itself, is released a record by either holder. Unblocked, every lookup
 // finds both holders again, and every ledger verifies.
 func TestFaultsPartitionAndRevocation(t *testing.T) {
-	release, err := nodetest.TakeTurn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := release(); err != nil {
-			t.Error(err)
-		}
-	})
-	root := t.TempDir()
-	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
+	a, b, c, x := threeCentres(t)
 	all := []*centre{a, b, c}
-	x := foundAndStart(t, root, all)
 	clinician := map[string]string{}
 	for _, y := range all {
 		clinician[y.name] = y.token("clinician")

@@ -62,6 +62,22 @@ func addRecords(t *testing.T, x *harness.Node, n int) {
 	})
 }
 
+// restoreAndStart restores the backup in dir into cfg's empty data
+// directory and starts the node there, stopped when the test ends.
+func restoreAndStart(t *testing.T, dir string, cfg centre.Config) *harness.Node {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := centre.Restore(ctx, dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	n, err := harness.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	return n
+}
+
 // waitMirrored waits until each witness mirrors x's ledger up to size.
 func waitMirrored(t *testing.T, x *harness.Node, size int64, witnesses ...*harness.Node) {
 	t.Helper()
@@ -140,14 +156,7 @@ func TestRestoreFromAnOldBackupNeverForks(t *testing.T) {
 	if err := os.Rename(cfgB.Data.Dir, cfgB.Data.Dir+".lost"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := centre.Restore(ctx, old, cfgB); err != nil {
-		t.Fatal(err)
-	}
-	restarted, err := harness.Start(ctx, cfgB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer restarted.Stop()
+	restarted := restoreAndStart(t, old, cfgB)
 	if got := restarted.Centre.Ledger.Size(); got != m.LedgerSize {
 		t.Fatalf("the restored ledger has %d entries, the backup %d", got, m.LedgerSize)
 	}
@@ -355,14 +364,7 @@ func TestRestoreWithoutMirrorsNeverForks(t *testing.T) {
 	if err := os.RemoveAll(cfgB.Data.Dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := centre.Restore(ctx, old, cfgB); err != nil {
-		t.Fatal(err)
-	}
-	restarted, err := harness.Start(ctx, cfgB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer restarted.Stop()
+	restarted := restoreAndStart(t, old, cfgB)
 	var behind *federation.HistoryError
 	nodetest.Eventually(t, 30*time.Second, "the restored ledger halted as behind its witnesses", func() bool {
 		return errors.As(restarted.Centre.Ledger.Halted(), &behind)

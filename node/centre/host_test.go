@@ -195,12 +195,19 @@ func TestAbuseStreamFlood(t *testing.T) {
 		return n
 	}
 	// A stream being refused counts at the protocol's scope for a moment,
-	// until the peer's scope turns it away: wait for the count to settle.
+	// until the peer's scope turns it away: wait for the count to settle
+	// (the same for ten reads in a row), then it must be the limit.
 	deadline := time.Now().Add(10 * time.Second)
-	for inbound() != kadPeerStreams && time.Now().Before(deadline) {
+	n, same := inbound(), 0
+	for same < 10 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+		if m := inbound(); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
 	}
-	if n := inbound(); n != kadPeerStreams {
+	if n != kadPeerStreams {
 		t.Fatalf("centre a holds %d Kademlia streams of member b, want the limit %d", n, kadPeerStreams)
 	}
 	// The rest were reset by centre a: on this host's side, the stream

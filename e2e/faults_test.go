@@ -29,15 +29,7 @@ import (
 // starts their nodes, in its turn with the other heavy tests.
 func threeCentres(t *testing.T) (a, b, c *centre, x *api) {
 	t.Helper()
-	release, err := nodetest.TakeTurn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := release(); err != nil {
-			t.Error(err)
-		}
-	})
+	nodetest.InTurn(t)
 	root := t.TempDir()
 	a, b, c = newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
 	return a, b, c, foundAndStart(t, root, []*centre{a, b, c})
@@ -272,8 +264,7 @@ func TestFaultsPartitionAndRevocation(t *testing.T) {
 	released := func(from string) (map[string]bool, string) {
 		t.Helper()
 		var s searchset
-		ans := x.must(t, 200, "POST", from, "/v1/query", clinician[from], map[string]any{"patient": p, "purpose": "treatment"}, &s)
-		_ = ans
+		x.must(t, 200, "POST", from, "/v1/query", clinician[from], map[string]any{"patient": p, "purpose": "treatment"}, &s)
 		return s.released(t), s.diagnostics()
 	}
 	waitFor(t, 30*time.Second, "a query from centre-a is released the records of both holders", func() bool {

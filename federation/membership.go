@@ -341,8 +341,8 @@ func askOn(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op by
 	return answer, err
 }
 
-// every runs f every interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, f func()) {
+// Every runs f every interval until ctx ends.
+func Every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -454,7 +454,7 @@ func PeekCharter(msg []byte) (Charter, error) {
 // with theirs, until ctx ends.
 func (m *Membership) Run(ctx context.Context) {
 	m.tick(ctx)
-	every(ctx, m.every, func() { m.tick(ctx) })
+	Every(ctx, m.every, func() { m.tick(ctx) })
 }
 
 func (m *Membership) tick(ctx context.Context) {

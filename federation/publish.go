@@ -61,7 +61,7 @@ func (p *Publisher) Mirror(s *MirrorSealer) { p.sealer = s }
 
 // Run publishes every interval while the ledger has grown, until ctx ends.
 func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() {
+	Every(ctx, interval, func() {
 		if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn("checkpoint not final yet", "err", err)
 		}

@@ -181,7 +181,7 @@ func (w *Witness) ExchangeViews(ctx context.Context) error {
 
 // RunViews exchanges views every interval until ctx ends.
 func (w *Witness) RunViews(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() {
+	Every(ctx, interval, func() {
 		if err := w.ExchangeViews(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("exchanging views", "err", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -95,14 +96,7 @@ func decodeErasures(b []byte, after int64) ([]erasureItem, error) {
 // patients this centre holds records of (which carries them out).
 func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
 	cursors := map[peer.ID]int64{}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	federation.Every(ctx, interval, func() {
 		for _, m := range s.opts.Charter().Members {
 			if m.ID == s.host.ID() {
 				continue
@@ -113,7 +107,7 @@ func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
 				s.log.Debug("erasures not read from a member", "from", m.ID, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // maxErasurePages bounds the pages read from one member in one round: a

@@ -78,19 +78,28 @@ func (n *Node) withSelf(ctx context.Context, p ledger.Pseudonym, ids []peer.ID) 
 // holds reports whether the ledger holds records of p: the patients this
 // centre announces in the directory.
 func (n *Node) holds(ctx context.Context, p ledger.Pseudonym) (bool, error) {
+	_, now, err := n.holding(ctx, p)
+	return now, err
+}
+
+// holding reports whether this centre ever held records of p, and whether
+// it holds any now (some not erased).
+func (n *Node) holding(ctx context.Context, p ledger.Pseudonym) (ever, now bool, err error) {
 	es, err := n.Centre.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	erased := map[int64]bool{}
 	for _, e := range es {
 		if e.Kind == ledger.KindErasure {
 			if err := markErased(erased, e); err != nil {
-				return false, err
+				return false, false, err
 			}
+		} else {
+			ever = true
 		}
 	}
-	return slices.ContainsFunc(es, func(e ledger.Entry) bool { return stillHeld(e, erased) }), nil
+	return ever, slices.ContainsFunc(es, func(e ledger.Entry) bool { return stillHeld(e, erased) }), nil
 }
 
 // LeaseFile, in the data directory, says how far the consent leases this
@@ -107,12 +116,8 @@ func (n *Node) eraseFor(ctx context.Context, p ledger.Pseudonym, before time.Tim
 	// Withdrawn whenever it held records and holds none now, not only
 	// when this call erased some: a withdrawal that failed before, or a
 	// crash between the erasure and it, is made good on the next call.
-	ever, err := n.Centre.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment)
-	if err != nil || len(ever) == 0 {
-		return err
-	}
-	held, err := n.holds(ctx, p)
-	if err != nil || held {
+	ever, held, err := n.holding(ctx, p)
+	if err != nil || !ever || held {
 		return err
 	}
 	return n.Directory.Withdraw(ctx, p)

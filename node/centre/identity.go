@@ -140,16 +140,16 @@ func (c *Centre) RowKey(file string) []byte { return rowKey(c.key, file) }
 
 // mirrorKey is the key that seals this centre's ledger entries for its
 // witnesses' mirrors: theirs to keep, this centre's alone to read.
-func mirrorKey(key ed25519.PrivateKey) []byte {
-	k, err := hkdf.Key(sha256.New, key.Seed(), nil, "medfed ledger mirror seal v1", 32)
-	if err != nil {
-		panic(err) // HKDF fails only for a length over 255 hashes
-	}
-	return k
-}
+func mirrorKey(key ed25519.PrivateKey) []byte { return derive(key, "medfed ledger mirror seal v1") }
 
 func rowKey(key ed25519.PrivateKey, file string) []byte {
-	k, err := hkdf.Key(sha256.New, key.Seed(), nil, "medfed row MAC v1 "+file, 32)
+	return derive(key, "medfed row MAC v1 "+file)
+}
+
+// derive returns the 32-byte key for purpose, HKDF-SHA256 of the centre
+// key's seed.
+func derive(key ed25519.PrivateKey, purpose string) []byte {
+	k, err := hkdf.Key(sha256.New, key.Seed(), nil, purpose, 32)
 	if err != nil {
 		panic(err) // HKDF fails only for a length over 255 hashes
 	}

@@ -35,6 +35,48 @@ func threeCentres(t *testing.T) (a, b, c *centre, x *api) {
 	return a, b, c, foundAndStart(t, root, []*centre{a, b, c})
 }
 
+// fileLimit sets how large process pid may make a file (RLIMIT_FSIZE):
+// past it, a write fails with EFBIG, as on a full disk. Only the soft
+// limit, set by the node's parent (this process): the hard one stays, so
+// the limit can be lifted again.
+func fileLimit(t *testing.T, pid int, limit uint64) {
+	t.Helper()
+	var lim unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_FSIZE, nil, &lim); err != nil {
+		t.Fatal(err)
+	}
+	lim.Cur = limit
+	if err := unix.Prlimit(pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// smallestWAL returns the size of the smallest SQLite write-ahead log in
+// dir that is not empty: a process held to it can write no further into
+// that log, nor past that size into any file, the way a full disk stops
+// a centre's databases.
+func smallestWAL(t *testing.T, dir string) uint64 {
+	t.Helper()
+	wals, err := filepath.Glob(filepath.Join(dir, "*-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var smallest uint64
+	for _, w := range wals {
+		st, err := os.Stat(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := uint64(st.Size()); n > 0 && (smallest == 0 || n < smallest) {
+			smallest = n
+		}
+	}
+	if smallest == 0 {
+		t.Fatalf("%s holds no write-ahead log that is not empty", dir)
+	}
+	return smallest
+}
+
 // faultRecord is a record centre-b acknowledged: its index, its payload,
 // and whether the backup holds it.
 type faultRecord struct {
@@ -112,20 +154,7 @@ func TestFaultsDiskFullAndARestore(t *testing.T) {
 			largest = max(largest, st.Size())
 		}
 	}
-	// The soft limit only, set by the node's parent (this process): the
-	// hard one stays, so the limit can be lifted again.
-	fsize := func(limit uint64) {
-		t.Helper()
-		var lim unix.Rlimit
-		if err := unix.Prlimit(b.node.Process.Pid, unix.RLIMIT_FSIZE, nil, &lim); err != nil {
-			t.Fatal(err)
-		}
-		lim.Cur = limit
-		if err := unix.Prlimit(b.node.Process.Pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fsize(uint64(largest))
+	fileLimit(t, b.node.Process.Pid, uint64(largest))
 	refused := 0
 	for i := 0; i < 200 && refused < 3; i++ {
 		if !add(32<<10, false) {
@@ -135,7 +164,7 @@ func TestFaultsDiskFullAndARestore(t *testing.T) {
 	if refused == 0 {
 		t.Fatal("200 records of 32 KiB with the disk full, and none refused: the test shows nothing")
 	}
-	fsize(unix.RLIM_INFINITY)
+	fileLimit(t, b.node.Process.Pid, unix.RLIM_INFINITY)
 	waitFor(t, 30*time.Second, "centre-b takes records again once its disk has room", func() bool { return add(100, false) })
 	t.Logf("the disk full: %d records refused with an incident, none half-kept; %d acknowledged in all", refused, len(acked))
 

@@ -42,6 +42,8 @@ type ClientOptions struct {
 	// (Holder.Answer); without it, this centre's own records are not
 	// asked for.
 	Local func(ctx context.Context, from peer.ID, req []byte) ([]byte, error)
+	// Now dates the requests; time.Now when nil.
+	Now func() time.Time
 }
 
 // Client asks the federation for a patient's records.
@@ -98,6 +100,9 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}}, nil
 }
@@ -192,7 +197,7 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 	q := Request{
 		Federation: c.opts.Charter().Federation, Requester: c.host.ID(), Staff: spec.Staff, Role: spec.Role,
 		Action: spec.Action, Purpose: spec.Purpose, Reason: spec.Reason, Classes: spec.Classes,
-		Subject: spec.Subject, Time: time.Now().UTC(), Key: key.Public(), Token: spec.Token,
+		Subject: spec.Subject, Time: c.opts.Now().UTC(), Key: key.Public(), Token: spec.Token,
 	}
 	rand.Read(q.Nonce[:])
 	res.Nonce = q.Nonce

@@ -342,8 +342,11 @@ func (s *Holder) release(ctx context.Context, sl *sealer, held []heldRecord, dec
 		it := Item{Index: h.entry.Index, Entry: enc, Proof: proof}
 		payload, opening, err := s.opts.Payloads(ctx, h.rec)
 		switch {
-		case errors.Is(err, records.ErrErased):
-			// The entry is proven; its payload is gone for good.
+		case errors.Is(err, node.ErrNotFound):
+			// The entry is proven; its payload is gone for good:
+			// erased (records.ErrErased), or never held since a
+			// restore, which brings back the entries appended after
+			// the backup from the witnesses but not their payloads.
 		case err != nil:
 			return nil, err
 		default:

@@ -21,6 +21,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/clock"
 )
 
 // A backup is a directory: a consistent copy of each of the centre's
@@ -78,7 +79,7 @@ var ErrNotEmpty = node.E(node.Conflict, "the directory is not empty")
 // is empty, and returns the manifest it wrote there. The centre keeps
 // serving meanwhile; erasures wait for the ledger and records copies.
 func (c *Centre) Backup(ctx context.Context, dst string) (Manifest, error) {
-	m := Manifest{Centre: c.Name, Federation: c.federation, Taken: time.Now().UTC(), Files: map[string]string{}}
+	m := Manifest{Centre: c.Name, Federation: c.federation, Taken: clock.Now().UTC(), Files: map[string]string{}}
 	if err := emptyDir(dst); err != nil {
 		return m, fmt.Errorf("backup: %w", err)
 	}

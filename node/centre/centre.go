@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
 )
@@ -111,11 +112,12 @@ func (c *Centre) open(ctx context.Context, cfg Config) error {
 		Key:      key,
 		MaxBatch: cfg.Ledger.MaxBatch,
 		Logger:   c.log.With("component", "ledger"),
+		Now:      clock.Now,
 	})
 	if err != nil {
 		return err
 	}
-	c.Records, err = records.Open(dir, records.Options{})
+	c.Records, err = records.Open(dir, records.Options{Now: clock.Now})
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/enum"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -31,6 +32,7 @@ func (n *Node) startConsent(ctx context.Context, cfg ConsentConfig) error {
 		Lease:     cfg.Lease,
 		LeaseFile: filepath.Join(n.Centre.dir, LeaseFile),
 		Logger:    n.base,
+		Now:       clock.Now,
 	})
 	if err != nil {
 		return err
@@ -338,6 +340,6 @@ func (n *Node) Decide(ctx context.Context, r DecideRequest) (consent.Decision, e
 		return consent.Decision{}, err
 	}
 	q := consent.Request{Centre: centre, Role: r.Role, Staff: r.Staff, Purpose: r.Purpose, Reason: r.Reason, Action: r.Action,
-		Class: r.Class, Recorded: r.Recorded.UTC(), Time: time.Now().UTC()}
+		Class: r.Class, Recorded: r.Recorded.UTC(), Time: clock.Now().UTC()}
 	return n.Consent.Decide(ctx, r.Pseudonym, q)
 }

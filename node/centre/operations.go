@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -228,7 +229,7 @@ func (n *Node) CheckToken(ctx context.Context, raw []byte) (TokenCheck, error) {
 	if t.Grantee.Staff != (ledger.StaffID{}) {
 		out.Grantee += "/" + t.Grantee.Staff.String()
 	}
-	now := time.Now()
+	now := clock.Now()
 	switch {
 	case t.Federation != n.Membership.Current().Federation:
 		out.Problem = "the token is for another federation"

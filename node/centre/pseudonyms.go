@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -181,7 +182,7 @@ func (c *Centre) spentWithin(ctx context.Context, window time.Duration) ([]pseud
 	if err != nil {
 		return nil, err
 	}
-	since := time.Now().Add(-window)
+	since := clock.Now().Add(-window)
 	var spent []pseudonym.Spend
 	for _, e := range entries {
 		if e.Time.Before(since) {

@@ -11,6 +11,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
 )
@@ -27,12 +28,13 @@ func (n *Node) startQuery(ctx context.Context) error {
 		Charter: charter,
 		Rate:    n.memberRate,
 		Logger:  n.base,
+		Now:     clock.Now,
 	})
 	if err != nil {
 		return err
 	}
 	n.holder = h
-	n.Query, err = query.NewClient(n.Host, query.ClientOptions{Key: n.Centre.key, Charter: charter, Holders: n.holders, Local: h.Answer})
+	n.Query, err = query.NewClient(n.Host, query.ClientOptions{Key: n.Centre.key, Charter: charter, Holders: n.holders, Local: h.Answer, Now: clock.Now})
 	return err
 }
 

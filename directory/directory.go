@@ -190,6 +190,8 @@ type Directory struct {
 	withdrawn   map[string]time.Time
 	repairGate  sync.RWMutex // a repair's send holds it read, a withdrawal write
 	repairDone  chan struct{}
+	sweeps      sweeper // sweep.go
+	sweepDone   chan struct{}
 	stop        chan struct{}
 	done        chan struct{}
 }
@@ -293,6 +295,7 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	d.stop, d.done, d.repairDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go d.sendUnsent()
 	go d.repairLoop()
+	d.startSweeps()
 	return d, nil
 }
 
@@ -445,6 +448,10 @@ func (d *Directory) Close() error {
 		close(d.stop)
 		<-d.done
 		<-d.repairDone
+	}
+	if d.sweepDone != nil {
+		d.host.Network().StopNotify(d.sweeps.notifiee)
+		<-d.sweepDone
 	}
 	var errs []error
 	if d.prov != nil {

@@ -449,6 +449,64 @@ func TestLookupAfterMembershipOutgrewPlacement(t *testing.T) {
 // place records away from the closest members: after the repair, every
 // announcement is stored at every one of the Replication members closest
 // to its key, and a replica that lost one gets it back from Repair.
+// replicaSet is where a federation's announcements belong: each key's r
+// closest members other than its holder.
+type replicaSet struct {
+	f     *testFed
+	r     int
+	index map[peer.ID]int
+}
+
+func (f *testFed) replicaSet(r int) replicaSet {
+	index := map[peer.ID]int{}
+	for i, id := range f.ids {
+		index[id] = i
+	}
+	return replicaSet{f, r, index}
+}
+
+// of returns the replicas of holder's announcement of key.
+func (rs replicaSet) of(holder int, key mh.Multihash) []peer.ID {
+	others := slices.DeleteFunc(slices.Clone(rs.f.ids), func(id peer.ID) bool { return id == rs.f.ids[holder] })
+	return kb.SortClosestPeers(others, kb.ConvertKey(string(key)))[:rs.r]
+}
+
+// missing returns the announcements of h not at one of their replicas.
+func (rs replicaSet) missing(t *testing.T, h holdings) []string {
+	t.Helper()
+	var out []string
+	for p, holders := range h {
+		key := multihash(digest("test-fed", p))
+		for _, c := range holders {
+			for _, id := range rs.of(c, key) {
+				has, err := rs.f.dirs[rs.index[id]].recs.Has(context.Background(), recordKey(key, rs.f.ids[c]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !has {
+					out = append(out, fmt.Sprintf("%x by centre %d at centre %d", p[:4], c, rs.index[id]))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// waitAtReplicas waits up to within for every announcement of h to be at
+// every one of its replicas.
+func (rs replicaSet) waitAtReplicas(t *testing.T, h holdings, within time.Duration, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		last := rs.missing(t, h)
+		if len(last) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: after %v, announcements not at their replicas: %v", what, within, last)
+		}
+	}
+}
+
 func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
 	const n, r = 12, 5
 	f := newTestFedWith(t, n, r)
@@ -460,32 +518,9 @@ func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
 	f.announce(h)
 	f.expect(h)
 	ctx := context.Background()
-	index := map[peer.ID]int{}
-	for i, id := range f.ids {
-		index[id] = i
-	}
-	replicas := func(holder int, key mh.Multihash) []peer.ID {
-		others := slices.DeleteFunc(slices.Clone(f.ids), func(id peer.ID) bool { return id == f.ids[holder] })
-		return kb.SortClosestPeers(others, kb.ConvertKey(string(key)))[:r]
-	}
-	missing := func() []string {
-		var out []string
-		for p, holders := range h {
-			key := multihash(digest("test-fed", p))
-			for _, c := range holders {
-				for _, id := range replicas(c, key) {
-					has, err := f.dirs[index[id]].recs.Has(ctx, recordKey(key, f.ids[c]))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !has {
-						out = append(out, fmt.Sprintf("%x by centre %d at centre %d", p[:4], c, index[id]))
-					}
-				}
-			}
-		}
-		return out
-	}
+	rs := f.replicaSet(r)
+	index, replicas := rs.index, rs.of
+	missing := func() []string { return rs.missing(t, h) }
 	// Every announcement is at its replicas, and every centre's repair
 	// has checked all it queued, within a minute.
 	backlog := func() []string {
@@ -535,5 +570,68 @@ func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
 		if has, err := f.dirs[index[id]].recs.Has(ctx, recordKey(key, f.ids[holder])); err != nil || has {
 			t.Fatalf("centre %d stores the withdrawn announcement (%v)", index[id], err)
 		}
+	}
+}
+
+// A replica that lost announcements (its store dropped them, as a crash
+// before its flush or a restore from an older backup would) is refilled
+// by their holders once it connects again; a holder that restarts checks
+// what it announced before at its replicas and sends what they lack.
+func TestSweepsRefillWhatReplicasLost(t *testing.T) {
+	const n, r = 12, 5
+	f := newTestFedWith(t, n, r)
+	ps := pseudonyms(40)
+	h := holdings{}
+	for i, p := range ps {
+		h[p] = []int{i % n, (i + 5) % n}
+	}
+	f.announce(h)
+	rs := f.replicaSet(r)
+	rs.waitAtReplicas(t, h, time.Minute, "announced")
+	ctx := context.Background()
+	// drop deletes, at the running replicas, the announcements of h by
+	// holders for which keep is false, and returns how many.
+	drop := func(at func(replica, holder int) bool) int {
+		dropped := 0
+		for p, holders := range h {
+			key := multihash(digest("test-fed", p))
+			for _, c := range holders {
+				for _, id := range rs.of(c, key) {
+					if i := rs.index[id]; f.dirs[i] != nil && at(i, c) {
+						if err := f.dirs[i].recs.Delete(ctx, recordKey(key, f.ids[c])); err != nil {
+							t.Fatal(err)
+						}
+						dropped++
+					}
+				}
+			}
+		}
+		return dropped
+	}
+
+	// A replica loses every announcement it stored, then restarts.
+	const replica = 3
+	lost := drop(func(i, _ int) bool { return i == replica })
+	if lost == 0 {
+		t.Fatalf("centre %d is the replica of no announcement: the test shows nothing", replica)
+	}
+	f.stop(replica)
+	f.start(replica)
+	f.connect()
+	rs.waitAtReplicas(t, h, time.Minute, fmt.Sprintf("centre %d restarted without %d announcements", replica, lost))
+
+	// A holder is down while its replicas lose its announcements; it
+	// restarts with them in its keystore, so Announce sends none again.
+	const holder = 0
+	f.stop(holder)
+	lost = drop(func(_, c int) bool { return c == holder })
+	if lost == 0 {
+		t.Fatalf("centre %d holds nothing: the test shows nothing", holder)
+	}
+	f.start(holder)
+	f.connect()
+	rs.waitAtReplicas(t, h, time.Minute, fmt.Sprintf("centre %d restarted, its replicas without %d of its announcements", holder, lost))
+	if last := f.dirs[holder].LastSweep(); last.At.IsZero() || last.Err != nil || last.Resent == 0 {
+		t.Fatalf("centre %d's last sweep: %+v; want one that resent what its replicas lost", holder, last)
 	}
 }

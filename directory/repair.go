@@ -47,7 +47,7 @@ func (d *Directory) Repair(ctx context.Context, ps ...ledger.Pseudonym) (RepairR
 	for i, p := range ps {
 		keys[i] = multihash(digest(d.fed, p))
 	}
-	rep, _ := d.repair(ctx, keys)
+	rep, _ := d.repair(ctx, keys, "")
 	return rep, ctx.Err()
 }
 
@@ -58,10 +58,11 @@ func (d *Directory) replicas(others []peer.ID, key mh.Multihash) []peer.ID {
 	return order[:min(d.replication, len(order))]
 }
 
-// repair repairs keys and returns what it did and the keys a replica of
-// which failed, to be tried again.
-func (d *Directory) repair(ctx context.Context, keys []mh.Multihash) (RepairReport, []mh.Multihash) {
-	rep := RepairReport{Keys: len(keys)}
+// repair repairs keys at their replicas, or only at replica when it is
+// not empty (then keys it is no replica of are left out), and returns
+// what it did and the keys a replica of which failed, to be tried again.
+func (d *Directory) repair(ctx context.Context, keys []mh.Multihash, replica peer.ID) (RepairReport, []mh.Multihash) {
+	var rep RepairReport
 	var others []peer.ID
 	for _, m := range d.others() {
 		others = append(others, m.ID)
@@ -99,7 +100,15 @@ func (d *Directory) repair(ctx context.Context, keys []mh.Multihash) (RepairRepo
 	}
 send:
 	for _, k := range keys {
-		for _, r := range d.replicas(others, k) {
+		rs := d.replicas(others, k)
+		if replica != "" {
+			if !slices.Contains(rs, replica) {
+				continue
+			}
+			rs = []peer.ID{replica}
+		}
+		rep.Keys++
+		for _, r := range rs {
 			select {
 			case jobs <- job{k, r}:
 			case <-ctx.Done():
@@ -290,7 +299,7 @@ func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Du
 	keys := d.repairQueue
 	d.repairQueue, d.repairing = nil, len(keys)
 	d.repairMu.Unlock()
-	rep, retry := d.repair(ctx, keys)
+	rep, retry := d.repair(ctx, keys, "")
 	d.repairMu.Lock()
 	d.repairing = 0
 	d.repairMu.Unlock()

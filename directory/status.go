@@ -26,11 +26,20 @@ type Status struct {
 	Replication   int
 	LookupWidth   int
 	RepairBacklog int // announcements sent, yet to be checked at their replicas
+	// The last sweep of every announcement made before, at every replica
+	// (sweep.go): when it ended (zero before the first), the keys it
+	// checked, those it sent again, and the replicas it could not reach.
+	LastSweep   time.Time
+	SweepKeys   int
+	SweepResent int
+	SweepFailed int
 }
 
 // Status reports what this centre announces and stores.
 func (d *Directory) Status(ctx context.Context) (Status, error) {
 	st := Status{RoutingTable: d.RoutingTableSize(), Replication: d.replication, LookupWidth: d.width, RepairBacklog: d.RepairBacklog()}
+	sw := d.LastSweep()
+	st.LastSweep, st.SweepKeys, st.SweepResent, st.SweepFailed = sw.At, sw.Keys, sw.Resent, len(sw.Failed)
 	ps, err := d.prov.Stats(ctx)
 	if err != nil {
 		return Status{}, fmt.Errorf("directory status: %w", err)

@@ -79,6 +79,11 @@ func newDirectoryStatusCmd() *cobra.Command {
 		fmt.Fprintf(out, "keys announced:    %d (%d waiting to be sent, %d sent since start, %d waiting to be checked at their replicas)\n", st.Announced, st.Pending, st.Provided, st.RepairBacklog)
 		fmt.Fprintf(out, "last reprovide:    %s\n", when(st.LastReprovide))
 		fmt.Fprintf(out, "next reprovide:    %s\n", when(st.NextReprovide))
+		fmt.Fprintf(out, "last sweep:        %s", when(st.LastSweep))
+		if !st.LastSweep.IsZero() {
+			fmt.Fprintf(out, " (%d keys checked at their replicas, %d sent again, %d replicas not reached)", st.SweepKeys, st.SweepResent, st.SweepFailed)
+		}
+		fmt.Fprintln(out)
 		fmt.Fprintf(out, "stored for others: %d announcements\n", st.Stored)
 		fmt.Fprintf(out, "routing table:     %d members\n", st.RoutingTable)
 		fmt.Fprintf(out, "connectivity:      %s\n", st.Connectivity)

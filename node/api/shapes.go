@@ -253,6 +253,13 @@ type DirectoryStatus struct {
 	Replication   int
 	LookupWidth   int
 	RepairBacklog int // announcements sent, yet to be checked at their replicas
+	// The last sweep of every announcement at every replica: when it
+	// ended (zero before the first), the keys it checked, those it sent
+	// again, and the replicas it could not reach.
+	LastSweep   time.Time
+	SweepKeys   int
+	SweepResent int
+	SweepFailed int
 }
 
 // DirectoryCheck is a directory check's answer.

@@ -1,0 +1,191 @@
+package directory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-libdht/kad/key/bitstr"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The sweep is the repair of announcements made before: those of an
+// earlier process, which Announce does not send again, and those a
+// replica lost (a crash before its store's flush, a restore from a
+// backup). It walks the keystore a keyspace prefix at a time and repairs
+// each key at its replicas (repair.go):
+//   - every key at every replica once the directory starts (as soon as the
+//     sweep provider has sent what it had pending), and every sweepEvery
+//     after;
+//   - every key that a member is a replica of, whenever that member
+//     connects again after it had no connection to this centre: a member
+//     that restarts is refilled by every holder within a sweep.
+//
+// A key whose replica fails is queued for the repair's retries.
+
+const (
+	// sweepEvery is how often every announcement is checked at its
+	// replicas, besides at start and when a replica comes back.
+	sweepEvery = 6 * time.Hour
+	// sweepPrefixBits is the length of the keyspace prefixes the keystore
+	// is read by: 256 pages, a few thousand keys each for a centre of a
+	// million patients.
+	sweepPrefixBits = 8
+)
+
+// sweeper holds the members that came back, for the sweep loop.
+type sweeper struct {
+	mu       sync.Mutex
+	back     map[peer.ID]bool
+	wake     chan struct{}
+	notifiee *network.NotifyBundle
+
+	lastMu sync.Mutex
+	last   SweepStatus
+}
+
+// SweepStatus is the last sweep of every replica that ended.
+type SweepStatus struct {
+	At time.Time // when it ended; zero before the first
+	RepairReport
+	Err error
+}
+
+func (d *Directory) startSweeps() {
+	d.sweeps.back = map[peer.ID]bool{}
+	d.sweeps.wake = make(chan struct{}, 1)
+	d.sweeps.notifiee = &network.NotifyBundle{ConnectedF: func(n network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		if len(n.ConnsToPeer(p)) != 1 || !d.isMember(p) {
+			return // not its first connection, or not a member
+		}
+		d.sweeps.mu.Lock()
+		d.sweeps.back[p] = true
+		d.sweeps.mu.Unlock()
+		select {
+		case d.sweeps.wake <- struct{}{}:
+		default:
+		}
+	}}
+	d.host.Network().Notify(d.sweeps.notifiee)
+	d.sweepDone = make(chan struct{})
+	go d.sweepLoop()
+}
+
+// Sweep checks each announcement in this centre's keystore at its
+// replicas, or only at replica when it is not empty, and sends it to
+// every one that lacks it. A key a replica of which failed is queued for
+// the repair's retries; the report names those replicas. The error is
+// the keystore's or the context's.
+func (d *Directory) Sweep(ctx context.Context, replica peer.ID) (RepairReport, error) {
+	var total RepairReport
+	failed := map[peer.ID]bool{}
+	for i := range 1 << sweepPrefixBits {
+		prefix := bitstr.Key(fmt.Sprintf("%0*b", sweepPrefixBits, i))
+		keys, err := d.keys.Get(ctx, prefix)
+		if err != nil {
+			return total, fmt.Errorf("directory sweep: %w", err)
+		}
+		keys = slices.DeleteFunc(keys, d.wasWithdrawn)
+		if len(keys) == 0 {
+			continue
+		}
+		rep, retry := d.repair(ctx, keys, replica)
+		total.Keys += rep.Keys
+		total.Checked += rep.Checked
+		total.Resent += rep.Resent
+		for _, p := range rep.Failed {
+			failed[p] = true
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		d.requeueRepair(retry)
+	}
+	for p := range failed {
+		total.Failed = append(total.Failed, p)
+	}
+	slices.Sort(total.Failed)
+	return total, nil
+}
+
+// LastSweep returns the last sweep of every replica that ended.
+func (d *Directory) LastSweep() SweepStatus {
+	d.sweeps.lastMu.Lock()
+	defer d.sweeps.lastMu.Unlock()
+	return d.sweeps.last
+}
+
+// sweepLoop runs the sweeps until the directory closes: every replica at
+// start and every sweepEvery, and the members that came back meanwhile.
+func (d *Directory) sweepLoop() {
+	defer close(d.sweepDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-d.stop; cancel() }()
+	next := time.Now() // every replica, first at start
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		case <-d.sweeps.wake:
+		}
+		if !d.readyToSweep(ctx) {
+			return
+		}
+		d.sweeps.mu.Lock()
+		back := d.sweeps.back
+		d.sweeps.back = map[peer.ID]bool{}
+		d.sweeps.mu.Unlock()
+		if !time.Now().Before(next) {
+			d.sweepOnce(ctx, "") // covers every member that came back
+			next = time.Now().Add(sweepEvery)
+			continue
+		}
+		for _, p := range slices.Sorted(maps.Keys(back)) {
+			d.sweepOnce(ctx, p)
+		}
+	}
+}
+
+// readyToSweep waits until the sweep provider has sent what it had
+// pending (a sweep would only check keys not sent yet) and a member is
+// in the routing table; false once the directory closes.
+func (d *Directory) readyToSweep(ctx context.Context) bool {
+	for {
+		backlog, err := d.Backlog(ctx)
+		if err == nil && backlog == 0 && (d.RoutingTableSize() > 0 || len(d.others()) == 0) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(repairFirst):
+		}
+	}
+}
+
+// sweepOnce runs one sweep and, for a sweep of every replica, keeps its
+// outcome for LastSweep.
+func (d *Directory) sweepOnce(ctx context.Context, replica peer.ID) {
+	rep, err := d.Sweep(ctx, replica)
+	if ctx.Err() != nil {
+		return // closing
+	}
+	if replica == "" {
+		d.sweeps.lastMu.Lock()
+		d.sweeps.last = SweepStatus{At: time.Now(), RepairReport: rep, Err: err}
+		d.sweeps.lastMu.Unlock()
+	}
+	switch {
+	case err != nil:
+		d.log.Warn("sweeping the announcements made before", "err", err)
+	case rep.Resent > 0 || len(rep.Failed) > 0:
+		d.log.Info("announcements made before, repaired at their replicas", "replica", replica, "keys", rep.Keys, "resent", rep.Resent, "failed_replicas", len(rep.Failed))
+	}
+}

@@ -133,8 +133,9 @@ func (f chaosFault) String() string {
 // planFaults draws the fault schedule from r: faults 6-15 s apart,
 // enough of them to fill within. The first four are a kill, a partition,
 // a full disk and a clock jump, in a random order; the first fault after
-// them to begin at least chaosBackupAge+5 s into the intake is the restore of
-// restored, whose backup is taken as the intake begins; the rest are
+// them to begin at least chaosBackupAge+5 s into the intake is the
+// restore of restored, whose backup is taken as the intake begins, and a
+// partition follows it (the revocation comes during it); the rest are
 // kills (twice as likely), partitions, full disks and clock jumps. A kill
 // comes 0-3 ms after a record request to the victim is written, so that
 // some land before the record is on the ledger and, now and then, one
@@ -155,6 +156,7 @@ func planFaults(r *rand.Rand, names []string, within time.Duration) (plan []chao
 		switch {
 		case !placed && len(first) == 0 && total+f.gap >= chaosBackupAge+5*time.Second:
 			f.kind, f.victim, placed = faultRestore, restored, true
+			first = []faultKind{faultPartition} // the revocation's
 		default:
 			if len(first) > 0 {
 				f.kind, first = first[0], first[1:]
@@ -480,14 +482,15 @@ func sortedNames(set map[string]bool) []string {
 // 6-15 s (see faultKind): it kills one with SIGKILL and restarts it,
 // cuts one off from two others, fills one's disk, jumps one's clock, and,
 // once, loses one's disk and restores the backup taken under load as the
-// intake began. Meanwhile the last patient revokes their contract. At
-// most one centre is faulted at a time, so four always hold the
-// charter's majorities (3 of 5): witness quorum, OPRF threshold, consent
-// delivery. Afterwards every acknowledged record is proven final at its
-// holder and released by a query (the restored centre's later ones
-// without the payloads its disk took), no query sent after the
-// revocation was confirmed was released a record of that patient, every
-// answered query's access entries are on their holders' ledgers, every
+// intake began. Meanwhile the last patient revokes their contract, during
+// a partition when one comes in time. At most one centre is faulted at a
+// time, so four always hold the charter's majorities (3 of 5): witness
+// quorum, OPRF threshold, consent delivery. Afterwards every acknowledged
+// record is proven final at its holder and released by a query (the
+// restored centre's later ones without the payloads its disk took), no
+// query sent after the revocation was confirmed was released a record of
+// that patient, every answered query's access entries are on their
+// holders' ledgers, every
 // final checkpoint is cosigned by the quorum and is what each witness
 // last cosigned (or extends it), no centre holds evidence of two
 // histories, the directory names exactly the centres holding each
@@ -735,16 +738,20 @@ func TestChaosFiveCentresFaultedAtRandom(t *testing.T) {
 		}()
 	}
 
-	// The revocation: the last patient revokes their contract at a
-	// random centre, 35-65% into the intake, whatever fault is on then;
-	// a centre that cannot take it (down, or a transport error) is
-	// passed over for another.
-	revokeAt := duration*35/100 + time.Duration(rng.Int64N(int64(duration*30/100)))
+	// The revocation: the last patient revokes their contract during
+	// the first partition at least 35% into the intake, at a centre cut
+	// off from the partitioned one (which may hold their records, and
+	// leases), or else 70% into the intake at a random centre. A centre
+	// that cannot take it (down, or a transport error) is passed over
+	// for another.
+	revokeNow := make(chan string, 1) // where to submit it
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var first string
 		select {
-		case <-time.After(revokeAt):
+		case first = <-revokeNow:
+		case <-time.After(duration * 70 / 100):
 		case <-ctx.Done():
 			return
 		}
@@ -771,6 +778,9 @@ func TestChaosFiveCentresFaultedAtRandom(t *testing.T) {
 		var tried []string
 		for attempt := 1; attempt <= 20; attempt++ {
 			at := centreNames[r.IntN(len(centreNames))]
+			if attempt == 1 && first != "" {
+				at = first
+			}
 			if run.isDown(at) {
 				continue
 			}
@@ -908,6 +918,16 @@ func TestChaosFiveCentresFaultedAtRandom(t *testing.T) {
 				_, connected, _ := v.status()
 				return connected != nil && !connected[f.cut[0]] && !connected[f.cut[1]]
 			})
+			run.mu.Lock()
+			revoking := !run.revokeFrom.IsZero()
+			run.mu.Unlock()
+			if f.at >= duration*35/100 && !revoking {
+				select {
+				case revokeNow <- f.cut[0]:
+					f.note = "the revocation is submitted at " + f.cut[0] + " meanwhile"
+				default: // asked for at an earlier partition
+				}
+			}
 			time.Sleep(f.down)
 			for _, o := range f.cut {
 				v.run("federation", "unblock", o)

@@ -23,27 +23,32 @@ import (
 func newPatientViewCmd() *cobra.Command {
 	return newPatientRequestCmd(patient.View, "view",
 		"Show which centres hold a patient's records and every access to them (signed with the patient's key)",
-		`view asks, through this centre, every centre holding the patient's records
-for what its ledger says about them: the records (never their payloads),
-every access (which centre, staff member and role, when, for what purpose,
-permitted or not, emergency or not), transfers and erasures. The request is
-signed with the patient's key file on this machine; each holder checks
-that a member attested that key for the patient. It exits 1 when a holder
-failed to answer.`)
+		`view asks, through this centre, every member of the federation (and any
+other centre the directory lists as a holder) for what its ledger says about
+the patient: the records (never their payloads), every access (which
+centre, staff member and role, when, for what purpose, permitted or not,
+emergency or not), transfers and erasures. The request is signed with the
+patient's key file on this machine; each centre checks that a member
+attested that key for the patient. It prints how many centres were asked,
+each that holds entries about the patient, how many hold nothing (they
+record nothing of the request), and each that could not be reached, with
+why: it may hold records. It exits 1 when a centre could not be reached.`)
 }
 
 func newPatientEraseCmd() *cobra.Command {
 	return newPatientRequestCmd(patient.Erase, "erase",
 		"Have every centre holding a patient's records erase them (signed with the patient's key)",
-		`erase asks, through this centre, every centre holding the patient's records
-to erase them: each crypto-shreds every payload it holds for the patient
-(the ledger entries stay, so every proof stays valid), appends an erasure
-entry for each, and withdraws from the directory. The request is signed
-with the patient's key file on this machine. The erasure also goes, as a
-consent document the patient signs, to a majority of the federation, so
-that a centre holding records the directory does not list erases them too:
-before it releases anything, and within two consent leases (a minute by
-default) of reading the erasure feed. It exits 1 when a holder failed or the
+		`erase asks, through this centre, every member of the federation (and any
+other centre the directory lists as a holder) to erase the patient's
+records: each holding records crypto-shreds every payload it holds for the
+patient (the ledger entries stay, so every proof stays valid), appends an
+erasure entry for each, and withdraws from the directory; a centre holding
+none says so and records nothing. The request is signed with the patient's
+key file on this machine. The erasure also goes, as a consent document the
+patient signs, to a majority of the federation, so that a centre that could
+not be reached erases the records too once it is back: before it releases
+anything, and within two consent leases (a minute by default) of reading
+the erasure feed. It exits 1 when a centre could not be reached or the
 erasure did not reach a majority; run it again for the rest (erasing again
 changes nothing).`)
 }
@@ -75,11 +80,11 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 			return err
 		}
 		// An erasure is also a consent document, signed by the patient:
-		// kept by a majority like a revocation, it reaches the holders the
-		// directory does not list (they read it before they release
-		// anything, and from the erasure feed within two leases). It goes
-		// after the holders the directory lists have answered, so that
-		// the patient hears from each of them.
+		// kept by a majority like a revocation, it reaches the holders that
+		// could not be reached (they read it before they release anything,
+		// and from the erasure feed within two leases). It goes after the
+		// centres reached have answered, so that the patient hears from
+		// each of them.
 		if op == patient.Erase {
 			doc, err := consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second)})
 			if err != nil {
@@ -92,20 +97,17 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 			if !asJSON {
 				printDelivery(cmd.OutOrStdout(), "erasure", d)
 				if d.Confirmed {
-					fmt.Fprintln(cmd.OutOrStdout(), "a centre holding records the directory does not list erases them too, before it releases anything, and within two consent leases")
+					fmt.Fprintln(cmd.OutOrStdout(), "a centre holding records the directory does not list erases them too, before it releases anything, and within two consent leases, once it can be reached")
 				}
 			}
 			if !d.Confirmed {
 				unconfirmed = fmt.Errorf("patient erase: %w", errUnconfirmed)
 			}
 		}
-		for _, h := range res.Holders {
-			if h.Status == "failed" {
-				return fmt.Errorf("patient %s: not every holder answered", use)
-			}
-		}
-		if res.Lookup != "" {
-			return fmt.Errorf("patient %s: the directory lookup was incomplete: %s", use, res.Lookup)
+		// Every member was asked: an incomplete directory lookup misses
+		// no holder unless a member could not be reached.
+		if u := res.Unreached(); len(u) > 0 {
+			return fmt.Errorf("patient %s: %d centre(s) could not be reached, and may hold records", use, len(u))
 		}
 		return unconfirmed
 	})
@@ -197,11 +199,19 @@ func mergePage(res *api.PatientResult, page api.PatientResult, cursors []patient
 	}
 }
 
+// printPatient prints what every centre asked said: first how many were
+// asked, how many hold nothing, and which could not be reached; then each
+// that could not be reached, with why, and each holder's part.
 func printPatient(w io.Writer, res api.PatientResult) {
-	fmt.Fprintf(w, "# %s: %d holding centre(s)\n", res.Pseudonym, len(res.Holders))
+	fmt.Fprintf(w, "# %s: %s\n", res.Pseudonym, res.Summary())
+	if res.Lookup != "" {
+		fmt.Fprintf(w, "# the directory lookup was incomplete (every member was asked all the same): %s\n", res.Lookup)
+	}
+	for _, h := range res.Unreached() {
+		fmt.Fprintf(w, "%s: could not be reached, and may hold records: %s\n", h.Name, h.Error)
+	}
 	for _, h := range res.Holders {
 		if h.Status == "failed" {
-			fmt.Fprintf(w, "%s: failed: %s\n", h.Name, h.Error)
 			continue
 		}
 		if res.Op == patient.Erase.String() {

@@ -11,7 +11,14 @@ import (
 	"github.com/medfed/medfed/node/wire"
 )
 
-var answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 2, Max: wire.MaxFrame}
+// An answer is written in the oldest version that can carry it: version
+// 2 unless the holder holds nothing, so that a relay not yet upgraded
+// still reads every answer of a centre holding the patient's records, and
+// one upgraded reads what holders not yet upgraded send.
+var (
+	answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 3, Max: wire.MaxFrame}
+	answerV2      = wire.Message{What: answerMessage.What, Context: answerMessage.Context, Version: 2, Max: answerMessage.Max}
+)
 
 const (
 	maxEntries = 1 << 16
@@ -35,14 +42,34 @@ type Answer struct {
 	// withdrawn; Problem says why not, when not.
 	Withdrawn bool
 	Problem   string
+	// Nothing: the holder holds nothing about the patient (see
+	// Service.Answer), so it has no entries to send and erased nothing;
+	// it recorded nothing of the request either.
+	Nothing bool
 }
 
 // Encoding, version 2: u8 version, u8 op, str holder, [32] subject, [16]
 // nonce, u64 size, u32 count and blob entries, u64 next, u8 withdrawn,
-// str problem;
+// str problem; version 3, an answer that holds nothing (and only that):
+// the same, then u8 nothing (1);
 // then [64] the holder's Ed25519 signature over "medfed/patient/v1
 // answer" || 0x00 || the bytes before it.
 func (a *Answer) write(w *wire.Writer) {
+	a.writeV2(w)
+	if a.Nothing {
+		w.Bool(true)
+	}
+}
+
+// message is the version a is written in.
+func (a *Answer) message() wire.Message {
+	if a.Nothing {
+		return answerMessage
+	}
+	return answerV2
+}
+
+func (a *Answer) writeV2(w *wire.Writer) {
 	w.U8(uint8(a.Op))
 	w.Str(string(a.Holder))
 	w.Bytes(a.Subject[:])
@@ -71,6 +98,8 @@ func (a *Answer) check() error {
 		return malformed("%d entries", len(a.Entries))
 	case len(a.Problem) > maxProblem:
 		return malformed("problem of %d bytes", len(a.Problem))
+	case a.Nothing && (len(a.Entries) > 0 || a.Next != 0 || a.Withdrawn || a.Problem != ""):
+		return malformed("entries, a next page, a withdrawal or a problem from a holder that holds nothing")
 	}
 	for _, e := range a.Entries {
 		if len(e) > ledger.MaxEntrySize {
@@ -85,14 +114,19 @@ func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if err := a.check(); err != nil {
 		return nil, err
 	}
-	return answerMessage.Sign(key, a.write)
+	return a.message().Sign(key, a.write)
 }
 
-// ParseAnswer decodes a signed answer; it accepts only what Sign writes,
-// and checks the signature against the key in the holder's peer ID.
+// ParseAnswer decodes a signed answer, of version 2 or 3; it accepts only
+// what Sign writes, and checks the signature against the key in the
+// holder's peer ID.
 func ParseAnswer(b []byte) (Answer, error) {
 	var a Answer
-	o, err := answerMessage.Open(b, a.read)
+	m, read := answerMessage, a.read
+	if len(b) > 0 && b[0] == answerV2.Version {
+		m, read = answerV2, a.readV2
+	}
+	o, err := m.Open(b, read)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -106,6 +140,14 @@ func ParseAnswer(b []byte) (Answer, error) {
 }
 
 func (a *Answer) read(r *wire.Reader) {
+	a.readV2(r)
+	// Version 2 carries every answer that holds something.
+	if a.Nothing = r.Bool("nothing"); r.Err() == nil && !a.Nothing {
+		r.Fail("a version 3 answer from a holder that holds something")
+	}
+}
+
+func (a *Answer) readV2(r *wire.Reader) {
 	a.Op = Op(r.U8("op"))
 	a.Holder = peer.ID(r.Str("holder"))
 	r.Fixed(a.Subject[:], "subject")

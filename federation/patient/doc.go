@@ -6,19 +6,29 @@
 // A patient reaches the federation through one centre, the relay: their
 // request names it, and holders take the request from it alone, so a
 // holder that saw a request cannot replay it elsewhere to learn another
-// centre's answer. The relay finds the holders in the directory and asks
-// them all at once; each holder checks that the relay is a member, the
-// request fresh (within MaxSkew of its clock) and the signature by a key
-// a member attested for the patient, neither superseded nor reported
-// compromised (consent.Service.Authenticate, which syncs the patient's
-// attestations first). Both operations are idempotent, so a replay by the
-// relay within the window changes nothing and tells it nothing new.
+// centre's answer. The relay asks at once every member of the federation
+// and any other centre the directory lists as a holder: the directory is
+// not trusted to list every holder, and the patient is to hear from each
+// centre that may hold their records, or that it could not be reached.
+// Each centre asked checks that the relay is a member, the request fresh
+// (within MaxSkew of its clock) and the signature by a key a member
+// attested for the patient, neither superseded nor reported compromised
+// (consent.Service.Authenticate, which syncs the patient's attestations
+// first), before it says anything, even that it holds nothing: a member
+// cannot learn who holds a patient's records with a request the patient
+// did not sign. Both operations are idempotent, so a replay by the relay
+// within the window changes nothing and tells it nothing new.
 //
 // A holder answers with a signed Answer: for View, its ledger entries
 // about the patient (records without payloads, accesses, erasures,
 // transfers); for Erase, the erasure entries, after crypto-shredding every
 // payload it held for the patient and withdrawing its directory
-// announcement. The relay checks each answer (the holder's signature, the
-// request's nonce, entries about this patient) and reports every holder by
-// name: answered, or why not.
+// announcement. A centre that holds nothing about the patient (for View,
+// no entry about them but the consent documents every member may keep;
+// for Erase, no record) answers that it holds nothing, and appends
+// nothing to its ledger: asking every member costs the members that never
+// saw the patient no entry per request. The relay checks each answer (the
+// signer, the request's nonce, entries about this patient) and reports
+// every centre asked: answered with entries, holds nothing, or why it has
+// no answer.
 package patient

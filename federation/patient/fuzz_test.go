@@ -145,6 +145,16 @@ func FuzzParseAnswer(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(raw)
+	// Version 3: a centre that holds nothing about the patient.
+	for _, op := range []Op{View, Erase} {
+		a.Op, a.Problem, a.Nothing = op, "", true
+		if raw, err = a.Sign(k); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+		flag := len(raw) - ed25519.SignatureSize - 1
+		f.Add(append(bytes.Clone(raw[:flag]), raw[flag+1:]...)) // a version 3 answer without its flag
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := ParseAnswer(b)
 		if err != nil {
@@ -153,11 +163,11 @@ func FuzzParseAnswer(f *testing.F) {
 		if err := a.check(); err != nil {
 			t.Fatalf("accepted an answer that fails its checks: %v", err)
 		}
-		sig := b[len(b)-ed25519.SignatureSize:]
-		if !bytes.Equal(append(answerMessage.Encode(a.write), sig...), b) {
+		sig, m := b[len(b)-ed25519.SignatureSize:], a.message()
+		if !bytes.Equal(append(m.Encode(a.write), sig...), b) {
 			t.Fatal("accepted a non-canonical answer")
 		}
-		if err := federation.VerifyPeer(a.Holder, wire.Signed(answerMessage.Context, answerMessage.Encode(a.write)), sig); err != nil {
+		if err := federation.VerifyPeer(a.Holder, wire.Signed(m.Context, m.Encode(a.write)), sig); err != nil {
 			t.Fatalf("accepted an answer whose re-encoding the holder did not sign: %v", err)
 		}
 	})

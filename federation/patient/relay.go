@@ -3,6 +3,7 @@ package patient
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,17 +17,23 @@ import (
 // ErrRejected: a holder's answer that does not verify.
 var ErrRejected = node.E(node.Unavailable, "patient answer rejected")
 
-// Result is a patient request's outcome at every holder.
+// Result is a patient request's outcome at every centre asked: each
+// member of the federation, and any other centre the directory lists as
+// a holder.
 type Result struct {
 	Op      Op
 	Subject ledger.Pseudonym
+	// Holders are the centres asked, each with its answer: entries about
+	// the patient, that it holds nothing (Nothing), or why it has no
+	// answer (Err).
 	Holders []HolderAnswer
-	// Lookup is set when the directory lookup did not complete: holders
-	// may be missing.
+	// Lookup is set when the directory lookup did not complete. Every
+	// member is asked all the same, so the result misses no holder when
+	// every member answered.
 	Lookup error
 }
 
-// HolderAnswer is one holder's part, or why it has none.
+// HolderAnswer is one centre's part, or why it has none.
 type HolderAnswer struct {
 	Holder    peer.ID
 	Err       error // unreachable, too slow, refused, or rejected
@@ -35,12 +42,16 @@ type HolderAnswer struct {
 	Next      int64 // more entries from this index on: ask again with a cursor
 	Withdrawn bool
 	Problem   string
+	Nothing   bool // it holds nothing about the patient, and recorded nothing
 }
 
 // Relay authenticates the patient's request raw, which must name this
-// centre as its relay, and asks every holder of the patient at once. A
-// holder that is down, too slow, refuses, or answers with anything that
-// does not verify is in the result with its error.
+// centre as its relay, and asks at once every member of the federation
+// and every other centre the directory lists as a holder: the directory
+// is not trusted to list every holder, and a member that holds nothing
+// about the patient says so and records nothing. A centre that is down,
+// too slow, refuses, or answers with anything that does not verify is in
+// the result with its error.
 func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 	q, err := s.check(ctx, raw, s.host.ID(), node.ErrInvalid)
 	if err != nil {
@@ -49,16 +60,33 @@ func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 	res := Result{Op: q.Op, Subject: q.Subject}
 	holders, err := s.opts.Holders(ctx, q.Subject)
 	res.Lookup = err
-	if len(holders) == 0 && err != nil {
+	asked := s.asked(holders)
+	if len(asked) == 0 && err != nil {
 		return res, err
 	}
-	res.Holders = make([]HolderAnswer, len(holders))
+	res.Holders = make([]HolderAnswer, len(asked))
 	var wg sync.WaitGroup
-	for i, h := range holders {
+	for i, h := range asked {
 		wg.Go(func() { res.Holders[i] = s.ask(ctx, h, q, raw) })
 	}
 	wg.Wait()
 	return res, nil
+}
+
+// asked is every member of the current charter, then each of holders
+// that is not one, each once.
+func (s *Service) asked(holders []peer.ID) []peer.ID {
+	members := s.opts.Charter().Members
+	ids := make([]peer.ID, 0, len(members)+len(holders))
+	for _, m := range members {
+		ids = append(ids, m.ID)
+	}
+	for _, h := range holders {
+		if !slices.Contains(ids, h) {
+			ids = append(ids, h)
+		}
+	}
+	return ids
 }
 
 func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte) HolderAnswer {
@@ -100,7 +128,7 @@ func verify(out *HolderAnswer, q Request, raw []byte) error {
 	case a.Op != q.Op || a.Subject != q.Subject || a.Nonce != q.Nonce:
 		return fmt.Errorf("%w: an answer to another request", ErrRejected)
 	}
-	out.Size, out.Next, out.Withdrawn, out.Problem = a.Size, a.Next, a.Withdrawn, wire.Printable([]byte(a.Problem))
+	out.Size, out.Next, out.Withdrawn, out.Problem, out.Nothing = a.Size, a.Next, a.Withdrawn, wire.Printable([]byte(a.Problem)), a.Nothing
 	for _, b := range a.Entries {
 		e, err := ledger.Decode(b)
 		switch {

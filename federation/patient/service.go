@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,8 @@ type Options struct {
 	Withdraw func(ctx context.Context, p ledger.Pseudonym) error
 	// Holders finds the centres holding p's records (the directory).
 	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
+	// Charter is the federation's current charter: its members may relay,
+	// and a relay asks each of them besides the holders.
 	Charter func() federation.Charter
 	// Rate bounds each relay's requests, shared with the centre's other
 	// services that the charter's member-rate covers; its own when nil.
@@ -146,7 +149,11 @@ func peerRefusal(err error) (byte, string) {
 
 // Answer checks a request relayed by member from and answers it as a
 // holder, after recording it on the ledger (who relayed it, which
-// request): the patient's view shows their own requests too.
+// request): the patient's view shows their own requests too. A centre
+// that holds nothing about the patient (see holds) answers so, and
+// records nothing: every member is asked, and a federation of hundreds
+// of centres would otherwise log every view at each, about patients most
+// of them never saw.
 func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
 	if err := s.limits.Allow(from); err != nil {
 		return nil, err
@@ -159,6 +166,17 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 		return nil, fmt.Errorf("%w: a request answered before", ErrStale)
 	}
 	a := Answer{Op: q.Op, Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce}
+	// Decided after the check, which may have appended the patient's
+	// consent documents (holds leaves them out), and before anything of
+	// this request is.
+	held, err := s.holds(ctx, q.Op, q.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if !held {
+		a.Nothing, a.Size = true, s.opts.Ledger.Size()
+		return a.Sign(s.opts.Key)
+	}
 	audit := consent.AccessEntry{Event: consent.EventPatientView, Requester: from, Permitted: true, Nonce: q.Nonce}
 	if q.Op == Erase {
 		// The payloads first: the entries about the patient then show it.
@@ -220,6 +238,28 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 	}
 	a.Size = s.opts.Ledger.Size()
 	return a.Sign(s.opts.Key)
+}
+
+// holds reports whether this centre holds anything about patient p that
+// op concerns: for View, any entry about them but the consent documents
+// (the patient's own, and the attestations of their key), which a member
+// keeps as one of the federation's consent majority whether it ever saw
+// the patient or not; for Erase, a record to erase.
+func (s *Service) holds(ctx context.Context, op Op, p ledger.Pseudonym) (bool, error) {
+	if op == Erase {
+		es, err := s.opts.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment)
+		if err != nil {
+			return false, fmt.Errorf("patient answer: %w", err)
+		}
+		return len(es) > 0, nil
+	}
+	es, err := s.opts.Ledger.EntriesFor(ctx, p)
+	if err != nil {
+		return false, fmt.Errorf("patient answer: %w", err)
+	}
+	return slices.ContainsFunc(es, func(e ledger.Entry) bool {
+		return e.Kind != ledger.KindConsent && e.Kind != ledger.KindRevocation
+	}), nil
 }
 
 // keyDocument reports whether a consent entry is an attestation of the

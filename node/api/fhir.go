@@ -33,6 +33,11 @@ const (
 	actCode         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 )
 
+// noPayload is what a record released without its payload says: the
+// source erased it, or lost it with a disk and restored an older backup
+// (its ledger entry came back from the witnesses, the payload could not).
+const noPayload = "no payload at the source: erased at the patient's request, or lost with the source's disk"
+
 func ptr[T any](v T) *T { return &v }
 
 func ledgerSystem(centre string) string { return "urn:medfed:ledger:" + centre }
@@ -152,7 +157,7 @@ func queryBundle(res QueryResult) resource {
 		for _, r := range h.Records {
 			att := fhir.Attachment{ContentType: ptr("application/octet-stream")}
 			if r.Erased {
-				att.Title = ptr("erased at the patient's request")
+				att.Title = ptr(noPayload)
 			} else {
 				att.Data = ptr(base64.StdEncoding.EncodeToString(r.Payload))
 				att.Size = ptr(len(r.Payload))
@@ -353,14 +358,16 @@ func (a auditEvent) resource(pseudonym string) fhir.AuditEvent {
 
 // viewBundle is the patient's own view: each holder's records (without
 // payloads) as DocumentReferences, and every event on its ledger about
-// them as an AuditEvent; a holder that failed is in the OperationOutcome.
+// them as an AuditEvent. The OperationOutcome says how many centres were
+// asked and how many hold nothing, and names each that could not be
+// reached, with why: it may hold records.
 func viewBundle(res PatientResult) resource {
 	b := fhir.Bundle{Type: fhir.BundleTypeCollection, Timestamp: instant(time.Now())}
-	var issues []fhir.OperationOutcomeIssue
+	issues := []fhir.OperationOutcomeIssue{issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational, res.Summary())}
 	add := func(raw json.RawMessage) { b.Entry = append(b.Entry, fhir.BundleEntry{Resource: raw}) }
 	for _, h := range res.Holders {
 		if h.Status == "failed" {
-			issues = append(issues, issue(fhir.IssueSeverityError, fhir.IssueTypeTransient, fmt.Sprintf("%s: failed: %s", h.Name, h.Error)))
+			issues = append(issues, issue(fhir.IssueSeverityError, fhir.IssueTypeTransient, fmt.Sprintf("%s: could not be reached, and may hold records: %s", h.Name, h.Error)))
 			continue
 		}
 		issues = append(issues, issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational,
@@ -368,7 +375,7 @@ func viewBundle(res PatientResult) resource {
 		for _, r := range h.Records {
 			att := fhir.Attachment{Title: ptr("the payload stays at " + h.Name)}
 			if r.Erased {
-				att.Title = ptr("erased at the patient's request")
+				att.Title = ptr(noPayload)
 			}
 			add(marshal(docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, "", r.Replaces, att)))
 		}
@@ -414,11 +421,15 @@ func viewBundle(res PatientResult) resource {
 		}
 	}
 	if res.Lookup != "" {
-		issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeIncomplete, "the directory lookup was incomplete: "+res.Lookup))
+		// Every member was asked: the lookup's failure hides a holder only
+		// where a member could not be reached, named above.
+		severity, kind := fhir.IssueSeverityInformation, fhir.IssueTypeInformational
+		if len(res.Unreached()) > 0 {
+			severity, kind = fhir.IssueSeverityWarning, fhir.IssueTypeIncomplete
+		}
+		issues = append(issues, issue(severity, kind, "the directory lookup was incomplete (every member was asked all the same): "+res.Lookup))
 	}
-	if len(issues) > 0 {
-		add(marshal(fhir.OperationOutcome{Issue: issues}))
-	}
+	add(marshal(fhir.OperationOutcome{Issue: issues}))
 	return resource{marshal(b)}
 }
 

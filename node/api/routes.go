@@ -179,9 +179,9 @@ func (s *Server) table() []route {
 		{method: "POST", pattern: "/v1/consent/tokens/check", auth: authStaff, roles: []string{"clinician", "registrar", "researcher"}, summary: "Check a patient's token before using it",
 			body: TokenBody{}, limit: 2 * consent.MaxDocument, answer: TokenCheck{}, handle: s.checkToken},
 
-		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view: every holder's records and accesses (signed by the patient)",
+		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view, from every member: each holder's records and accesses, how many hold nothing, and each that could not be reached (signed by the patient)",
 			body: PatientRequestBody{}, answer: fhirResource("Bundle"), handle: s.patientView},
-		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every holder (signed by the patient)",
+		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every member (signed by the patient)",
 			body: PatientRequestBody{}, answer: PatientResult{}, handle: s.patientErase},
 
 		{method: "GET", pattern: "/v1/notifications", auth: authStaff, roles: []string{"privacy-officer"}, summary: "List emergency access notifications",
@@ -443,7 +443,7 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 	for _, r := range h.Records {
 		if r.Index == index {
 			if r.Erased {
-				return nil, errStatus{http.StatusGone, fmt.Errorf("record %d was erased at the patient's request", index)}
+				return nil, errStatus{http.StatusGone, fmt.Errorf("record %d: %s", index, noPayload)}
 			}
 			return documentReference(s.node.Name(), RecordMetaOf(meta), r.Payload, true), nil
 		}

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -10,6 +11,7 @@ import (
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -414,13 +416,55 @@ func TransferResultOf(res centre.TransferResult) TransferResult {
 	return out
 }
 
-// PatientResult is a patient's request's outcome at every holder, by
-// name.
+// PatientResult is a patient's request's outcome at every centre it went
+// to: every member, and any other centre the directory lists.
 type PatientResult struct {
 	Op        string // view or erase
 	Pseudonym string
-	Holders   []PatientHolder
-	Lookup    string `json:",omitempty"` // why holders may be missing
+	// Holders, by name: the centres that answered with their entries
+	// about the patient, and those that could not be reached (status
+	// failed), which may hold records.
+	Holders []PatientHolder
+	// Asked is how many centres were asked; HoldNothing, how many of them
+	// answered that they hold nothing about the patient (erase: no record).
+	Asked       int
+	HoldNothing int
+	// Lookup: why the directory lookup did not complete. Every member was
+	// asked all the same; a holder is missing only if one failed.
+	Lookup string `json:",omitempty"`
+}
+
+// Unreached returns the holders of res that could not be reached.
+func (res PatientResult) Unreached() []PatientHolder {
+	var out []PatientHolder
+	for _, h := range res.Holders {
+		if h.Status == centre.Failed.String() {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Summary says what became of the request in one line: "asked 12
+// centre(s): 3 hold entries about the patient, 8 hold nothing, 1 could
+// not be reached: centre-k" (for an erasure: "3 held records, 8 hold
+// none").
+func (res PatientResult) Summary() string {
+	unreached := res.Unreached()
+	held, nothing := "hold entries about the patient", "hold nothing"
+	if res.Op == patient.Erase.String() {
+		held, nothing = "held records", "hold none"
+	}
+	s := fmt.Sprintf("asked %d centre(s): %d %s, %d %s, %d could not be reached",
+		res.Asked, len(res.Holders)-len(unreached), held, res.HoldNothing, nothing, len(unreached))
+	for i, h := range unreached {
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		s += sep + h.Name
+	}
+	return s
 }
 
 // PatientHolder is one holder's answer: its ledger entries about the
@@ -520,7 +564,8 @@ type PatientErasure struct {
 
 // PatientResultOf is res's JSON shape.
 func PatientResultOf(res centre.PatientResult) PatientResult {
-	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Lookup: ErrorText(res.Lookup)}
+	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Asked: res.Asked, HoldNothing: res.HoldNothing,
+		Lookup: ErrorText(res.Lookup)}
 	for _, a := range res.Holders {
 		h := PatientHolder{Name: a.Name, ID: a.ID.String(), Next: a.Next, Status: a.Outcome.String(), Error: ErrorText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
 			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem}

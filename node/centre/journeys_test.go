@@ -14,6 +14,7 @@ import (
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/admin"
+	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
@@ -239,7 +240,7 @@ func TestPatientViewAndErase(t *testing.T) {
 	}
 	// The holders, and the relay, centre-a, which holds nothing but the
 	// lookup its clinician's emergency query made.
-	if len(res.Holders) != 3 || res.Holders[0].Name != "centre-a" || len(res.Holders[0].Records) != 0 ||
+	if len(res.Holders) != 3 || res.Asked != 3 || res.HoldNothing != 0 || res.Holders[0].Name != "centre-a" || len(res.Holders[0].Records) != 0 ||
 		len(res.Holders[0].Accesses) != 1 || res.Holders[0].Accesses[0].Event != consent.EventLookup.String() {
 		t.Fatalf("view: %+v", res)
 	}
@@ -311,7 +312,8 @@ func TestPatientViewAndErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Holders) != 2 {
+	// centre-a holds no record: it has nothing to erase.
+	if len(res.Holders) != 2 || res.Asked != 3 || res.HoldNothing != 1 {
 		t.Fatalf("erase: %+v", res)
 	}
 	for _, h := range res.Holders {
@@ -350,10 +352,11 @@ func TestPatientViewAndErase(t *testing.T) {
 
 // TestErasureReachesAHolderTheDirectoryDoesNotList: centre-c holds the
 // patient's records but withdrew its announcement, so the directory lists
-// centre-b alone, and the relay's erase reaches centre-b alone. The
-// patient's signed erasure, submitted with it, reaches centre-c all the
+// centre-b alone. The patient's signed erasure reaches centre-c all the
 // same (from the erasure feed: centre-c is not among the majority it was
-// pushed to, and holds no lease), and centre-c crypto-shreds its record.
+// pushed to, and holds no lease), and centre-c crypto-shreds its record,
+// without any relay asking it. The relay's erase then asks every member:
+// centre-c answers with the erasure the feed made, centre-b erases.
 func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
 	cfgs, nodes, p := queryFed(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -384,17 +387,6 @@ func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
 	if slices.Contains(del.Delivered, "centre-c") {
 		t.Fatalf("the erasure was pushed to centre-c (%v): the test shows nothing", del.Delivered)
 	}
-	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := a.PatientRelay(ctx, erase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Holders) != 1 || res.Holders[0].Name != "centre-b" || res.Holders[0].Outcome != centre.Answered {
-		t.Fatalf("the relay's erase: %+v", res)
-	}
 	rec := entriesOf(t, c, p, ledger.KindRecord)[0]
 	// The payload goes first, then the erasure entry.
 	eventually(t, 15*time.Second, "centre-c erases the record the directory does not list", func() bool {
@@ -403,7 +395,121 @@ func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
 	if _, err := c.Centre.Payload(ctx, rec.Index); !errors.Is(err, centre.ErrErased) {
 		t.Fatalf("centre-c still has the payload: %v", err)
 	}
-	if got := len(entriesOf(t, b, p, ledger.KindErasure)); got != 1 {
-		t.Fatalf("centre-b holds %d erasure entries, want 1", got)
+	erase, err := centre.PatientRequest(cfgs[0], patientproto.Erase, p, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.PatientRelay(ctx, erase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Holders) != 2 || res.Asked != 3 || res.HoldNothing != 1 {
+		t.Fatalf("the relay's erase: %+v", res)
+	}
+	for _, h := range res.Holders {
+		if h.Outcome != centre.Answered || len(h.Erasures) != 1 || !h.Withdrawn {
+			t.Fatalf("the relay's erase at %s: %+v", h.Name, h)
+		}
+	}
+	for _, n := range []*centre.Node{b, c} {
+		if got := len(entriesOf(t, n, p, ledger.KindErasure)); got != 1 {
+			t.Fatalf("%s holds %d erasure entries, want 1", n.Centre.Name, got)
+		}
+	}
+}
+
+// TestPatientViewReachesEveryMember: the relay asks every member, not
+// only the holders the directory lists. centre-c holds a record but
+// withdrew its announcement: it is in the patient's view with its
+// entries all the same. centre-a (the relay) and centre-d hold nothing:
+// they are counted, and append nothing to their ledgers, view after view.
+// centre-e is down: it is named as could not be reached, with why, and
+// the view is incomplete.
+func TestPatientViewReachesEveryMember(t *testing.T) {
+	cfgs, nodes, p := abuseFed(t, 5, func(_ string, cfg *centre.Config) { cfg.Consent.Lease = 2 * time.Second })
+	a, b, c, d, e := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
+	ctx := context.Background()
+	if err := c.Directory.Withdraw(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the directory lists centre-b alone", func() bool {
+		l, err := a.Lookup(ctx, p)
+		return err == nil && len(l.Holders) == 1 && l.Holders[0].ID == b.Centre.ID()
+	})
+	key, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sock := admin.Dial(cfgs[0].Data.Dir)
+	view := func() api.PatientResult {
+		t.Helper()
+		req, err := centre.PatientRequest(cfgs[0], patientproto.View, p, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sock.Patient(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := view()
+	if res.Asked != 5 || res.HoldNothing != 2 || len(res.Holders) != 3 {
+		t.Fatalf("asked %d, %d hold nothing, %d listed, want 5, 2 and 3: %+v", res.Asked, res.HoldNothing, len(res.Holders), res)
+	}
+	for _, h := range res.Holders {
+		switch h.Name {
+		case "centre-b", "centre-c":
+			if h.Status != "answered" || len(h.Records) != 1 || len(h.Requests) != 1 {
+				t.Fatalf("%s holds a record: %+v", h.Name, h)
+			}
+		case "centre-e":
+			if h.Status != "failed" || h.Error == "" {
+				t.Fatalf("centre-e is down: %+v", h)
+			}
+		default:
+			t.Fatalf("%s is listed, holding nothing: %+v", h.Name, h)
+		}
+	}
+	if got, want := res.Summary(), "asked 5 centre(s): 2 hold entries about the patient, 2 hold nothing, 1 could not be reached: centre-e"; got != want {
+		t.Fatalf("the view says %q, want %q", got, want)
+	}
+
+	// Again: the centres holding nothing still hold nothing but the
+	// patient's consent documents, and appended nothing.
+	sizes := []int64{a.Centre.Ledger.Size(), d.Centre.Ledger.Size()}
+	if res = view(); res.HoldNothing != 2 || len(res.Holders) != 3 {
+		t.Fatalf("the second view: %+v", res)
+	}
+	for i, n := range []*centre.Node{a, d} {
+		if got := n.Centre.Ledger.Size(); got != sizes[i] {
+			t.Fatalf("%s appended %d entries for a view of a patient it holds nothing of", n.Centre.Name, got-sizes[i])
+		}
+		es, err := n.Centre.Ledger.EntriesFor(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range es {
+			if x.Kind != ledger.KindConsent && x.Kind != ledger.KindRevocation {
+				t.Fatalf("%s holds a %s entry about the patient", n.Centre.Name, x.Kind)
+			}
+		}
+	}
+	for _, n := range []*centre.Node{b, c} {
+		views := 0
+		for _, x := range entriesOf(t, n, p, ledger.KindAccess) {
+			if ev, err := consent.DecodeAccess(x); err == nil && ev.Event == consent.EventPatientView {
+				views++
+			}
+		}
+		if views != 2 {
+			t.Fatalf("%s recorded %d views, want 2", n.Centre.Name, views)
+		}
 	}
 }

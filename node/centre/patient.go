@@ -18,8 +18,8 @@ import (
 	"github.com/medfed/medfed/node/ledger"
 )
 
-// The patient's own requests, View and Erase, relayed to every holder of
-// their records (PatientRelay).
+// The patient's own requests, View and Erase, relayed to every member of
+// the federation and every holder the directory lists (PatientRelay).
 
 func (n *Node) startPatient(ctx context.Context) error {
 	var err error
@@ -38,13 +38,25 @@ func (n *Node) startPatient(ctx context.Context) error {
 	return err
 }
 
-// PatientResult is a patient's request's outcome at every holder, in
-// order of name.
+// PatientResult is a patient's request's outcome at every centre it went
+// to: every member of the federation, and any other centre the directory
+// lists as a holder.
 type PatientResult struct {
 	Op        patient.Op
 	Pseudonym ledger.Pseudonym
-	Holders   []PatientHolder
-	Lookup    error // why holders may be missing
+	// Holders, in order of name, are the centres that answered with their
+	// entries about the patient (Answered), and those that could not be
+	// reached (Failed): down, too slow, refused, or an answer that did not
+	// verify. They may hold records, so each is named.
+	Holders []PatientHolder
+	// Asked is how many centres the request went to; HoldNothing, how
+	// many of them answered that they hold nothing about the patient (for
+	// an erasure: no record). Those are counted, not named.
+	Asked       int
+	HoldNothing int
+	// Lookup is why the directory lookup did not complete. Every member
+	// was asked all the same: a holder is missing only if a member failed.
+	Lookup error
 }
 
 // PatientHolder is one holder's answer: its ledger entries about the
@@ -129,14 +141,19 @@ type PatientErasure struct {
 }
 
 // PatientRelay relays a patient's signed request (patient.Request) to
-// every holder of their records and returns the holders' answers.
+// every member and every holder the directory lists, and returns their
+// answers.
 func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, error) {
 	res, err := n.Patient.Relay(ctx, raw)
 	if err != nil {
 		return PatientResult{}, err
 	}
-	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Lookup: res.Lookup}
+	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Asked: len(res.Holders), Lookup: res.Lookup}
 	for _, a := range res.Holders {
+		if a.Err == nil && a.Nothing {
+			out.HoldNothing++
+			continue
+		}
 		h := PatientHolder{Name: n.memberName(a.Holder), Outcome: Answered}
 		if a.Err == nil {
 			a.Err = n.patientEntries(&h, a)
@@ -146,37 +163,7 @@ func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, err
 		}
 		out.Holders = append(out.Holders, h)
 	}
-	if res.Op == patient.View && !slices.ContainsFunc(res.Holders, func(a patient.HolderAnswer) bool { return a.Holder == n.Centre.ID() }) {
-		// This centre holds nothing of the patient, but its staff may
-		// have asked who does: those lookups are on its ledger alone.
-		own, err := n.ownLookups(ctx, res.Subject)
-		if err != nil {
-			return PatientResult{}, err
-		}
-		if len(own) > 0 {
-			out.Holders = append(out.Holders, PatientHolder{Name: n.Centre.Name, Outcome: Answered, Accesses: own, LedgerSize: n.Centre.Ledger.Size()})
-		}
-	}
 	slices.SortFunc(out.Holders, func(a, b PatientHolder) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
-
-// ownLookups returns the directory lookups for p on this centre's ledger.
-func (n *Node) ownLookups(ctx context.Context, p ledger.Pseudonym) ([]PatientAccess, error) {
-	es, err := n.Centre.Ledger.EntriesForKinds(ctx, p, ledger.KindAccess)
-	if err != nil {
-		return nil, err
-	}
-	var out []PatientAccess
-	for _, e := range es {
-		x, err := consent.DecodeAccess(e)
-		if err != nil {
-			return nil, corrupt("access entry", e.Index, err)
-		}
-		if x.Event == consent.EventLookup {
-			out = append(out, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
-		}
-	}
 	return out, nil
 }
 

@@ -152,11 +152,14 @@ func (d *demo) queryChapter(ctx context.Context) (err error) {
 		return err
 	}
 	d.say("\nThe patient's own view (medfed patient view, signed with their key, relayed by")
-	d.say("centre-b to every holder; each checks the key was attested for the patient):")
+	d.say("centre-b to every member; each checks the key was attested for the patient):")
 	for _, h := range seen.Holders {
 		if h.Outcome != centre.Answered {
 			return fmt.Errorf("demo: %s did not answer the patient: %w", h.Name, h.Err)
 		}
+	}
+	d.say("  asked %d centres: %d hold entries about the patient, %d hold nothing", seen.Asked, len(seen.Holders), seen.HoldNothing)
+	for _, h := range seen.Holders {
 		d.say("  %s holds %d record(s); accesses:", h.Name, len(h.Records))
 		for _, x := range h.Accesses {
 			verdict := "denied"

@@ -1,0 +1,273 @@
+package patient_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+const fed = "patient-test"
+
+// centre is one member of a test federation: a real libp2p host on
+// 127.0.0.1, a real ledger file and the patient service.
+type centre struct {
+	name      string
+	key       ed25519.PrivateKey
+	id        peer.ID
+	host      host.Host
+	ledger    *ledger.Ledger
+	svc       *patient.Service
+	erases    atomic.Int32 // calls of Options.Erase
+	withdraws atomic.Int32 // calls of Options.Withdraw
+}
+
+// attested authenticates the one key the test attested for its patient:
+// the signature check of consent.Service, without its consent sync.
+type attested struct{ key ed25519.PublicKey }
+
+func (a attested) Authenticate(_ context.Context, _ ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, _ time.Time) error {
+	if !a.key.Equal(key) || !ed25519.Verify(key, msg, sig) {
+		return consent.ErrSignature
+	}
+	return nil
+}
+
+func (attested) Settled(context.Context, ledger.Pseudonym, ed25519.PublicKey) error { return nil }
+
+// startFed starts a centre for each name, every one a member, and
+// connects them; listed is what the directory says holds the patient.
+func startFed(t *testing.T, patientKey ed25519.PublicKey, listed func() []peer.ID, names ...string) []*centre {
+	t.Helper()
+	ctx := context.Background()
+	charter := federation.Charter{Federation: fed, Version: 1, Policy: federation.DefaultPolicy(len(names))}
+	var cs []*centre
+	for _, name := range names {
+		seed := sha256.Sum256([]byte(name))
+		c := &centre{name: name, key: ed25519.NewKeyFromSeed(seed[:])}
+		var err error
+		if c.id, err = federation.PeerIDFromKey(c.key); err != nil {
+			t.Fatal(err)
+		}
+		charter.Members = append(charter.Members, federation.Member{Name: name, ID: c.id})
+		cs = append(cs, c)
+	}
+	dir := t.TempDir()
+	for _, c := range cs {
+		l, err := ledger.Open(ctx, filepath.Join(dir, c.name+".db"), ledger.Options{Origin: ledger.Origin(fed, c.name), Key: c.key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := l.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		sk, err := crypto.UnmarshalEd25519PrivateKey(c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := libp2p.New(libp2p.Identity(sk), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		c.host, c.ledger = h, l
+		c.svc, err = patient.New(ctx, h, patient.Options{
+			Key: c.key, Ledger: l, Consent: attested{patientKey},
+			Erase: func(ctx context.Context, p ledger.Pseudonym) (int, error) {
+				c.erases.Add(1)
+				return eraseAll(ctx, l, p)
+			},
+			Withdraw: func(context.Context, ledger.Pseudonym) error { c.withdraws.Add(1); return nil },
+			Holders:  func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return listed(), nil },
+			Charter:  func() federation.Charter { return charter },
+			Timeout:  5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.svc.Close)
+	}
+	for _, a := range cs {
+		for _, b := range cs {
+			if a != b {
+				a.host.Peerstore().AddAddrs(b.id, b.host.Addrs(), peerstore.PermanentAddrTTL)
+			}
+		}
+	}
+	return cs
+}
+
+// eraseAll appends an erasure entry for each record of p not erased yet,
+// as a centre does once it shredded the payload.
+func eraseAll(ctx context.Context, l *ledger.Ledger, p ledger.Pseudonym) (int, error) {
+	es, err := l.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindErasure)
+	if err != nil {
+		return 0, err
+	}
+	erased := map[int64]bool{}
+	for _, e := range es {
+		if e.Kind == ledger.KindErasure {
+			x, err := e.Erasure()
+			if err != nil {
+				return 0, err
+			}
+			erased[x.Target] = true
+		}
+	}
+	var add []ledger.Entry
+	for _, e := range es {
+		if e.Kind != ledger.KindRecord || erased[e.Index] {
+			continue
+		}
+		r, err := e.Record()
+		if err != nil {
+			return 0, err
+		}
+		x, err := ledger.NewErasure(p, ledger.Erasure{Target: e.Index, Payload: r.Payload})
+		if err != nil {
+			return 0, err
+		}
+		add = append(add, x)
+	}
+	if len(add) == 0 {
+		return 0, nil
+	}
+	_, err = l.Append(ctx, add...)
+	return len(add), err
+}
+
+func appendTo(t *testing.T, c *centre, e ledger.Entry) {
+	t.Helper()
+	if _, err := c.ledger.Append(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func signedRequest(t *testing.T, key ed25519.PrivateKey, op patient.Op, relay peer.ID, p ledger.Pseudonym) []byte {
+	t.Helper()
+	q := patient.Request{Op: op, Federation: fed, Relay: relay, Subject: p, Time: time.Now().UTC()}
+	rand.Read(q.Nonce[:])
+	raw, err := q.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// The relay asks every member, not only the holders the directory lists:
+// centre-c, which holds a record the directory does not list, answers
+// with its entries like centre-b, which it lists; centre-a (the relay,
+// holding only the patient's attestation, a consent document) and
+// centre-d (holding nothing) say they hold nothing and append nothing,
+// to a view or an erasure; centre-e, down, is in the result with why.
+func TestRelayAsksEveryMember(t *testing.T) {
+	ctx := context.Background()
+	patientKey, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []peer.ID
+	cs := startFed(t, patientKey.Public().(ed25519.PublicKey), func() []peer.ID { return listed }, "centre-a", "centre-b", "centre-c", "centre-d", "centre-e")
+	a, b, c, d, e := cs[0], cs[1], cs[2], cs[3], cs[4]
+	listed = []peer.ID{b.id}
+	p := ledger.Pseudonym(sha256.Sum256([]byte("relay test patient")))
+	for _, x := range []*centre{b, c} {
+		rec, err := ledger.NewRecord(p, ledger.Record{Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{1}, Commitment: [32]byte{2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendTo(t, x, rec)
+	}
+	doc, err := consent.SignAttestation(a.key, consent.Attestation{Federation: fed, Subject: p, Key: patientKey.Public().(ed25519.PublicKey), Issued: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, a, ledger.Entry{Kind: ledger.KindConsent, Subject: p, Body: doc})
+	if err := e.host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sizes := func() []int64 { return []int64{a.ledger.Size(), d.ledger.Size()} }
+	before := sizes()
+
+	for _, op := range []patient.Op{patient.View, patient.Erase} {
+		res, err := a.svc.Relay(ctx, signedRequest(t, patientKey, op, a.id, p))
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		if len(res.Holders) != len(cs) || res.Lookup != nil {
+			t.Fatalf("%s: asked %d centres, want %d: %+v", op, len(res.Holders), len(cs), res)
+		}
+		for _, x := range cs {
+			i := slices.IndexFunc(res.Holders, func(h patient.HolderAnswer) bool { return h.Holder == x.id })
+			if i < 0 {
+				t.Fatalf("%s: %s was not asked", op, x.name)
+			}
+			h := res.Holders[i]
+			switch x {
+			case b, c:
+				if h.Err != nil || h.Nothing || len(h.Entries) == 0 {
+					t.Fatalf("%s at %s, a holder: %+v", op, x.name, h)
+				}
+				kinds := map[ledger.Kind]bool{}
+				for _, en := range h.Entries {
+					kinds[en.Kind] = true
+				}
+				if op == patient.View && (!kinds[ledger.KindRecord] || !kinds[ledger.KindAccess]) {
+					t.Fatalf("%s's view lacks its record or the view's own access entry: %+v", x.name, h.Entries)
+				}
+				if op == patient.Erase && (!h.Withdrawn || len(h.Entries) != 1 || h.Entries[0].Kind != ledger.KindErasure) {
+					t.Fatalf("%s's erasure: %+v", x.name, h)
+				}
+			case a, d:
+				if h.Err != nil || !h.Nothing || len(h.Entries) != 0 || h.Withdrawn {
+					t.Fatalf("%s at %s, which holds nothing: %+v", op, x.name, h)
+				}
+			case e:
+				if h.Err == nil {
+					t.Fatalf("%s: centre-e is down, yet answered: %+v", op, h)
+				}
+			}
+		}
+	}
+	if got := sizes(); !slices.Equal(got, before) {
+		t.Fatalf("the centres holding nothing appended to their ledgers: sizes %v, then %v", before, got)
+	}
+	for _, x := range []*centre{a, d} {
+		if x.erases.Load() != 0 || x.withdraws.Load() != 0 {
+			t.Fatalf("%s, holding nothing, erased or withdrew", x.name)
+		}
+	}
+	for _, x := range []*centre{b, c} {
+		if x.erases.Load() != 1 || x.withdraws.Load() != 1 {
+			t.Fatalf("%s erased %d and withdrew %d times, want once", x.name, x.erases.Load(), x.withdraws.Load())
+		}
+	}
+
+	// A forged request learns nothing, not even who holds nothing.
+	other, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.svc.Answer(ctx, a.id, signedRequest(t, other, patient.View, a.id, p)); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("a view signed with another key, at a centre holding nothing: %v", err)
+	}
+}

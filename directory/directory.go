@@ -295,7 +295,10 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	d.stop, d.done, d.repairDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go d.sendUnsent()
 	go d.repairLoop()
-	d.startSweeps()
+	if err := d.startSweeps(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -450,8 +453,8 @@ func (d *Directory) Close() error {
 		<-d.repairDone
 	}
 	if d.sweepDone != nil {
-		d.host.Network().StopNotify(d.sweeps.notifiee)
 		<-d.sweepDone
+		d.sweeps.connected.Close() // ends watch
 	}
 	var errs []error
 	if d.prov != nil {

@@ -443,12 +443,6 @@ func TestLookupAfterMembershipOutgrewPlacement(t *testing.T) {
 	f.expect(h)
 }
 
-// TestEveryAnnouncementIsAtEveryReplica runs more centres than replicas
-// (12 for 5), where the sweep provider alone may pass over a replica (it
-// counts a region done once a fifth of its members took the records) or
-// place records away from the closest members: after the repair, every
-// announcement is stored at every one of the Replication members closest
-// to its key, and a replica that lost one gets it back from Repair.
 // replicaSet is where a federation's announcements belong: each key's r
 // closest members other than its holder.
 type replicaSet struct {
@@ -507,7 +501,11 @@ func (rs replicaSet) waitAtReplicas(t *testing.T, h holdings, within time.Durati
 	}
 }
 
-func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
+// twelveForFive starts 12 centres for 5 replicas, so that most members
+// are no replica of a key, and announces 40 patients, each held at two
+// centres.
+func twelveForFive(t *testing.T) (*testFed, holdings, []ledger.Pseudonym, replicaSet) {
+	t.Helper()
 	const n, r = 12, 5
 	f := newTestFedWith(t, n, r)
 	ps := pseudonyms(40)
@@ -516,9 +514,20 @@ func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
 		h[p] = []int{i % n, (i + 5) % n}
 	}
 	f.announce(h)
+	return f, h, ps, f.replicaSet(r)
+}
+
+// TestEveryAnnouncementIsAtEveryReplica runs more centres than replicas
+// (12 for 5), where the sweep provider alone may pass over a replica (it
+// counts a region done once a fifth of its members took the records) or
+// place records away from the closest members: after the repair, every
+// announcement is stored at every one of the Replication members closest
+// to its key, and a replica that lost one gets it back from Repair.
+func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
+	f, h, ps, rs := twelveForFive(t)
+	r := rs.r
 	f.expect(h)
 	ctx := context.Background()
-	rs := f.replicaSet(r)
 	index, replicas := rs.index, rs.of
 	missing := func() []string { return rs.missing(t, h) }
 	// Every announcement is at its replicas, and every centre's repair
@@ -578,19 +587,21 @@ func TestEveryAnnouncementIsAtEveryReplica(t *testing.T) {
 // by their holders once it connects again; a holder that restarts checks
 // what it announced before at its replicas and sends what they lack.
 func TestSweepsRefillWhatReplicasLost(t *testing.T) {
-	const n, r = 12, 5
-	f := newTestFedWith(t, n, r)
-	ps := pseudonyms(40)
-	h := holdings{}
-	for i, p := range ps {
-		h[p] = []int{i % n, (i + 5) % n}
-	}
-	f.announce(h)
-	rs := f.replicaSet(r)
+	f, h, _, rs := twelveForFive(t)
 	rs.waitAtReplicas(t, h, time.Minute, "announced")
+	// Every centre's sweep at start has ended, so that what is dropped
+	// below is refilled by the sweeps it tests.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if !slices.ContainsFunc(f.dirs, func(d *Directory) bool { return d.LastSweep().At.IsZero() }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after a minute, a centre has not ended its sweep at start")
+		}
+	}
 	ctx := context.Background()
-	// drop deletes, at the running replicas, the announcements of h by
-	// holders for which keep is false, and returns how many.
+	// drop deletes the announcements of h at the running replicas where
+	// at(replica, holder) says so, and returns how many.
 	drop := func(at func(replica, holder int) bool) int {
 		dropped := 0
 		for p, holders := range h {
@@ -621,7 +632,8 @@ func TestSweepsRefillWhatReplicasLost(t *testing.T) {
 	rs.waitAtReplicas(t, h, time.Minute, fmt.Sprintf("centre %d restarted without %d announcements", replica, lost))
 
 	// A holder is down while its replicas lose its announcements; it
-	// restarts with them in its keystore, so Announce sends none again.
+	// restarts with them in its keystore, so Announce sends none again:
+	// its sweep at start checks them all.
 	const holder = 0
 	f.stop(holder)
 	lost = drop(func(_, c int) bool { return c == holder })
@@ -631,7 +643,22 @@ func TestSweepsRefillWhatReplicasLost(t *testing.T) {
 	f.start(holder)
 	f.connect()
 	rs.waitAtReplicas(t, h, time.Minute, fmt.Sprintf("centre %d restarted, its replicas without %d of its announcements", holder, lost))
-	if last := f.dirs[holder].LastSweep(); last.At.IsZero() || last.Err != nil || last.Resent == 0 {
-		t.Fatalf("centre %d's last sweep: %+v; want one that resent what its replicas lost", holder, last)
+	// The records are back as its sweep sends them; the sweep's report
+	// comes once it has checked every key.
+	for deadline := time.Now().Add(time.Minute); f.dirs[holder].LastSweep().At.IsZero(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute, centre %d has not ended its sweep at start", holder)
+		}
+	}
+	// Whether the sweep or the sweep provider's first round put them
+	// back first, the sweep checked every key at every replica.
+	held := 0
+	for _, holders := range h {
+		if slices.Contains(holders, holder) {
+			held++
+		}
+	}
+	if last := f.dirs[holder].LastSweep(); last.Err != nil || last.Keys != held || last.Checked != held*rs.r || len(last.Failed) != 0 {
+		t.Fatalf("centre %d's sweep at start: %+v; want its %d keys checked at %d replicas each", holder, last, held, rs.r)
 	}
 }

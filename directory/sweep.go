@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-libdht/kad/key/bitstr"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // The sweep is the repair of announcements made before: those of an
@@ -25,7 +27,9 @@ import (
 //     connects again after it had no connection to this centre: a member
 //     that restarts is refilled by every holder within a sweep.
 //
-// A key whose replica fails is queued for the repair's retries.
+// A key whose replica fails is queued for the repair's retries, as far as
+// the repair queue has room; past it, the sweep when that replica
+// connects again, or the next sweep of every replica, sends it.
 
 const (
 	// sweepEvery is how often every announcement is checked at its
@@ -37,12 +41,14 @@ const (
 	sweepPrefixBits = 8
 )
 
-// sweeper holds the members that came back, for the sweep loop.
+// sweeper holds what the sweep loop reads: the members that came back,
+// which watch gathers from the host's events as they come (an event bus
+// subscriber must never hold up the host), and a wake-up call.
 type sweeper struct {
-	mu       sync.Mutex
-	back     map[peer.ID]bool
-	wake     chan struct{}
-	notifiee *network.NotifyBundle
+	connected event.Subscription // EvtPeerConnectednessChanged
+	mu        sync.Mutex
+	back      map[peer.ID]bool
+	wake      chan struct{}
 
 	lastMu sync.Mutex
 	last   SweepStatus
@@ -55,25 +61,36 @@ type SweepStatus struct {
 	Err error
 }
 
-func (d *Directory) startSweeps() {
-	d.sweeps.back = map[peer.ID]bool{}
-	d.sweeps.wake = make(chan struct{}, 1)
-	d.sweeps.notifiee = &network.NotifyBundle{ConnectedF: func(n network.Network, c network.Conn) {
-		p := c.RemotePeer()
-		if len(n.ConnsToPeer(p)) != 1 || !d.isMember(p) {
-			return // not its first connection, or not a member
+func (d *Directory) startSweeps() error {
+	// Connectedness, not connections: a peer's first connection is told
+	// once, however many are dialled at the same moment.
+	sub, err := d.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	d.sweeps.connected, d.sweeps.back, d.sweeps.wake = sub, map[peer.ID]bool{}, make(chan struct{}, 1)
+	d.sweepDone = make(chan struct{})
+	go d.watch()
+	go d.sweepLoop()
+	return nil
+}
+
+// watch notes each member that connects again, until the subscription
+// closes.
+func (d *Directory) watch() {
+	for e := range d.sweeps.connected.Out() {
+		ev := e.(event.EvtPeerConnectednessChanged)
+		if ev.Connectedness != network.Connected || !d.isMember(ev.Peer) {
+			continue
 		}
 		d.sweeps.mu.Lock()
-		d.sweeps.back[p] = true
+		d.sweeps.back[ev.Peer] = true
 		d.sweeps.mu.Unlock()
 		select {
 		case d.sweeps.wake <- struct{}{}:
 		default:
 		}
-	}}
-	d.host.Network().Notify(d.sweeps.notifiee)
-	d.sweepDone = make(chan struct{})
-	go d.sweepLoop()
+	}
 }
 
 // Sweep checks each announcement in this centre's keystore at its
@@ -82,7 +99,10 @@ func (d *Directory) startSweeps() {
 // the repair's retries; the report names those replicas. The error is
 // the keystore's or the context's.
 func (d *Directory) Sweep(ctx context.Context, replica peer.ID) (RepairReport, error) {
-	var total RepairReport
+	var (
+		total RepairReport
+		again []mh.Multihash // keys a replica of which failed, to retry
+	)
 	failed := map[peer.ID]bool{}
 	for i := range 1 << sweepPrefixBits {
 		prefix := bitstr.Key(fmt.Sprintf("%0*b", sweepPrefixBits, i))
@@ -104,8 +124,9 @@ func (d *Directory) Sweep(ctx context.Context, replica peer.ID) (RepairReport, e
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		d.requeueRepair(retry)
+		again = append(again, retry[:min(len(retry), maxRepairQueue-len(again))]...)
 	}
+	d.requeueRepair(again)
 	for p := range failed {
 		total.Failed = append(total.Failed, p)
 	}
@@ -127,6 +148,9 @@ func (d *Directory) sweepLoop() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-d.stop; cancel() }()
+	if !d.readyToSweep(ctx) {
+		return
+	}
 	next := time.Now() // every replica, first at start
 	for {
 		select {
@@ -134,9 +158,6 @@ func (d *Directory) sweepLoop() {
 			return
 		case <-time.After(time.Until(next)):
 		case <-d.sweeps.wake:
-		}
-		if !d.readyToSweep(ctx) {
-			return
 		}
 		d.sweeps.mu.Lock()
 		back := d.sweeps.back
@@ -153,14 +174,19 @@ func (d *Directory) sweepLoop() {
 	}
 }
 
-// readyToSweep waits until the sweep provider has sent what it had
-// pending (a sweep would only check keys not sent yet) and a member is
-// in the routing table; false once the directory closes.
+// readyToSweep waits, before the first sweep, until the sweep provider
+// has sent what it had pending (a sweep would check keys not sent yet)
+// and a member is in the routing table; false once the directory closes.
 func (d *Directory) readyToSweep(ctx context.Context) bool {
+	var said error
 	for {
 		backlog, err := d.Backlog(ctx)
-		if err == nil && backlog == 0 && (d.RoutingTableSize() > 0 || len(d.others()) == 0) {
+		switch {
+		case err == nil && backlog == 0 && (d.RoutingTableSize() > 0 || len(d.others()) == 0):
 			return true
+		case err != nil && (said == nil || err.Error() != said.Error()):
+			d.log.Warn("reading the sweep provider's backlog; the first sweep waits", "err", err)
+			said = err
 		}
 		select {
 		case <-ctx.Done():

@@ -23,7 +23,8 @@ func TestMain(m *testing.M) {
 	}
 	medfed = filepath.Join(dir, "medfed")
 	// With the fault-injection clock (node/clock), which only the chaos
-	// test moves: every other test runs the binary as it ships.
+	// test moves: every other test's nodes read no offset file, and run as
+	// the binary ships.
 	build := exec.Command("go", "build", "-tags", "medfedfaults", "-o", medfed, "../cmd/medfed")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {

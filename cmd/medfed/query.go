@@ -109,7 +109,7 @@ func printQuery(w io.Writer, res api.QueryResult, out string) error {
 			}
 			switch {
 			case r.Erased:
-				fmt.Fprintf(w, "  (payload erased)\n")
+				fmt.Fprintf(w, "  (no payload at the source: erased, or lost with its disk)\n")
 			case out != "":
 				path := filepath.Join(out, fmt.Sprintf("%s-%d", h.Name, r.Index))
 				if err := writeSecret(path, r.Payload); err != nil {

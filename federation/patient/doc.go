@@ -25,10 +25,21 @@
 // payload it held for the patient and withdrawing its directory
 // announcement. A centre that holds nothing about the patient (for View,
 // no entry about them but the consent documents every member may keep;
-// for Erase, no record) answers that it holds nothing, and appends
-// nothing to its ledger: asking every member costs the members that never
-// saw the patient no entry per request. The relay checks each answer (the
-// signer, the request's nonce, entries about this patient) and reports
-// every centre asked: answered with entries, holds nothing, or why it has
-// no answer.
+// for Erase, no record) answers that it holds nothing, and appends no
+// entry of the request: asking every member costs the members that never
+// saw the patient no access entry per request. Authenticating the request
+// still reads the patient's consent state (a lease from a majority, and
+// the patient's documents it lacked, appended as consent entries) at a
+// member without a live lease: a view costs about members × majority
+// consent reads the first time. Every member learns that the patient's
+// pseudonym made a request, through which relay, and when; the relay
+// alone learns the answers. The relay checks each answer (the signer, the
+// request's nonce, entries about this patient) and reports every centre
+// asked: answered with entries, holds nothing, or why it has no answer.
+//
+// In a federation part-way through an upgrade, a member not yet upgraded
+// answers as a holder (with its view entry) whether it holds anything or
+// not, and a relay not yet upgraded refuses a member's answer that it
+// holds nothing (version 3): the patient is told that member could not
+// be reached.
 package patient

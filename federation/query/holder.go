@@ -342,11 +342,13 @@ func (s *Holder) release(ctx context.Context, sl *sealer, held []heldRecord, dec
 		it := Item{Index: h.entry.Index, Entry: enc, Proof: proof}
 		payload, opening, err := s.opts.Payloads(ctx, h.rec)
 		switch {
+		case errors.Is(err, records.ErrErased):
+			// The entry is proven; its payload is gone for good.
 		case errors.Is(err, node.ErrNotFound):
-			// The entry is proven; its payload is gone for good:
-			// erased (records.ErrErased), or never held since a
-			// restore, which brings back the entries appended after
-			// the backup from the witnesses but not their payloads.
+			// Not held since a restore, which brings back the entries
+			// appended after the backup from the witnesses, but not
+			// their payloads: released as an erased one is, and told.
+			s.log.Warn("a released record's payload is not held: lost with a disk", "index", h.entry.Index)
 		case err != nil:
 			return nil, err
 		default:

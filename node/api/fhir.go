@@ -374,8 +374,8 @@ func viewBundle(res PatientResult) resource {
 			fmt.Sprintf("%s: %d record(s), %d access(es); ledger size %d%s", h.Name, len(h.Records), len(h.Accesses), h.LedgerSize, more(h.Next))))
 		for _, r := range h.Records {
 			att := fhir.Attachment{Title: ptr("the payload stays at " + h.Name)}
-			if r.Erased {
-				att.Title = ptr(noPayload)
+			if r.Erased { // by an erasure entry on the holder's ledger
+				att.Title = ptr("erased at the patient's request")
 			}
 			add(marshal(docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, "", r.Replaces, att)))
 		}

@@ -391,7 +391,7 @@ type TransferSource struct {
 	Access int64  // the source's access entry for this transfer
 	Copies []TransferCopy
 	Before int `json:",omitempty"` // of Copies, copied by an earlier transfer
-	Erased int `json:",omitempty"` // released without a payload: erased at the source
+	Erased int `json:",omitempty"` // released without a payload: erased at the source, or lost with its disk
 	// Recorded: the source recorded the transfer on its ledger; otherwise
 	// RecordError says why not.
 	Recorded    bool

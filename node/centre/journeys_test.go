@@ -350,16 +350,11 @@ func TestPatientViewAndErase(t *testing.T) {
 	}
 }
 
-// TestErasureReachesAHolderTheDirectoryDoesNotList: centre-c holds the
-// patient's records but withdrew its announcement, so the directory lists
-// centre-b alone. The patient's signed erasure reaches centre-c all the
-// same (from the erasure feed: centre-c is not among the majority it was
-// pushed to, and holds no lease), and centre-c crypto-shreds its record,
-// without any relay asking it. The relay's erase then asks every member:
-// centre-c answers with the erasure the feed made, centre-b erases.
-func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
-	cfgs, nodes, p := queryFed(t)
-	a, b, c := nodes[0], nodes[1], nodes[2]
+// unlisted has centre-c, a holder of p's records, withdraw its
+// announcement, waits until a lookup at centre-a lists centre-b alone,
+// and attests a key for the patient at centre-b; it returns the key.
+func unlisted(t *testing.T, a, b, c *centre.Node, p ledger.Pseudonym) ed25519.PrivateKey {
+	t.Helper()
 	ctx := context.Background()
 	if err := c.Directory.Withdraw(ctx, p); err != nil {
 		t.Fatal(err)
@@ -375,6 +370,21 @@ func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
 	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
 		t.Fatal(err)
 	}
+	return key
+}
+
+// TestErasureReachesAHolderTheDirectoryDoesNotList: centre-c holds the
+// patient's records but withdrew its announcement, so the directory lists
+// centre-b alone. The patient's signed erasure reaches centre-c all the
+// same (from the erasure feed: centre-c is not among the majority it was
+// pushed to, and holds no lease), and centre-c crypto-shreds its record,
+// without any relay asking it. The relay's erase then asks every member:
+// centre-c answers with the erasure the feed made, centre-b erases.
+func TestErasureReachesAHolderTheDirectoryDoesNotList(t *testing.T) {
+	cfgs, nodes, p := queryFed(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	key := unlisted(t, a, b, c, p)
 	nodetest.SettleKey()
 	doc, err := consent.SignErasure(key, consent.Erasure{Federation: cfgs[0].Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
@@ -429,20 +439,7 @@ func TestPatientViewReachesEveryMember(t *testing.T) {
 	cfgs, nodes, p := abuseFed(t, 5, func(_ string, cfg *centre.Config) { cfg.Consent.Lease = 2 * time.Second })
 	a, b, c, d, e := nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
 	ctx := context.Background()
-	if err := c.Directory.Withdraw(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 15*time.Second, "the directory lists centre-b alone", func() bool {
-		l, err := a.Lookup(ctx, p)
-		return err == nil && len(l.Holders) == 1 && l.Holders[0].ID == b.Centre.ID()
-	})
-	key, _, err := consent.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Attest(ctx, p, key.Public().(ed25519.PublicKey), false, ledger.StaffID{}); err != nil {
-		t.Fatal(err)
-	}
+	key := unlisted(t, a, b, c, p)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}

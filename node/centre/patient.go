@@ -15,6 +15,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -34,6 +35,7 @@ func (n *Node) startPatient(ctx context.Context) error {
 		Charter:  func() federation.Charter { return n.Membership.Current().Charter },
 		PageSize: n.pageSize,
 		Logger:   n.base,
+		Now:      clock.Now,
 	})
 	return err
 }

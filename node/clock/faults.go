@@ -14,7 +14,10 @@ import (
 // is a jump of the process's wall clock within that time.
 const pollEvery = 50 * time.Millisecond
 
-var offset atomic.Int64 // nanoseconds
+var (
+	offset atomic.Int64 // nanoseconds
+	said   string       // the last content refused, reported once
+)
 
 func init() {
 	path := os.Getenv(FaultEnv)
@@ -41,9 +44,13 @@ func read(path string) {
 		d, err = time.ParseDuration(string(bytes.TrimSpace(bytes.TrimPrefix(b, []byte("+")))))
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "medfed: %s: %v\n", FaultEnv, err)
+		if string(b) != said {
+			fmt.Fprintf(os.Stderr, "medfed: %s: %v\n", FaultEnv, err)
+			said = string(b)
+		}
 		return
 	}
+	said = ""
 	offset.Store(int64(d))
 }
 

@@ -314,6 +314,52 @@ func foundAndStart(t *testing.T, root string, all []*centre) *api {
 
 func (a acked) line() string { return fmt.Sprintf("%s %d %s", a.holder, a.index, a.payload) }
 
+// optedIn is a patient registered, with a key attested and an opt-in
+// contract confirmed.
+type optedIn struct {
+	id       string // the pseudonym, as the API names the patient
+	subject  ledger.Pseudonym
+	key      ed25519.PrivateKey
+	contract consent.ID
+}
+
+// optIn registers the patient with NHS number at centre reg (answered
+// with a Patient named by a pseudonym, without the number), attests a
+// new key for them at attest, and posts their opt-in contract at post,
+// which a majority must confirm; registrar is each centre's registrar
+// token.
+func (x *api) optIn(t *testing.T, registrar map[string]string, number, reg, attest, post string) optedIn {
+	t.Helper()
+	var patient struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+	}
+	ans := x.must(t, 200, "POST", reg, "/v1/patients", registrar[reg], map[string]any{"identifier": map[string]string{"system": "nhs", "value": number}}, &patient)
+	if patient.ResourceType != "Patient" || !pseudonymLine.MatchString(patient.ID) ||
+		bytes.Contains(ans.raw, []byte(number)) || bytes.Contains(ans.raw, []byte(strings.ReplaceAll(number, " ", ""))) {
+		t.Fatalf("register at %s: %s", reg, ans.raw)
+	}
+	o := optedIn{id: patient.ID, contract: consent.NewID()}
+	var err error
+	if o.subject, err = ledger.ParsePseudonym(o.id); err != nil {
+		t.Fatal(err)
+	}
+	if o.key, _, err = consent.GenerateKey(); err != nil {
+		t.Fatal(err)
+	}
+	x.must(t, 200, "POST", attest, "/v1/patients/"+o.id+"/keys", registrar[attest], map[string]any{"publicKey": consent.FormatPublicKey(o.key.Public().(ed25519.PublicKey))}, nil)
+	doc, err := consent.SignContract(o.key, consent.Contract{ID: o.contract, Version: 1, Federation: "medfed-demo",
+		Subject: o.subject, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivery httpapi.ConsentDelivery
+	if grant := x.must(t, 200, "POST", post, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
+		t.Fatalf("the contract posted at %s was not confirmed by a majority: %s", post, grant.raw)
+	}
+	return o
+}
+
 // Four centres, each a real "medfed node" from configs/, found the
 // federation together and serve the HTTP API. A patient is registered,
 // attests a key and opts in; three holders take records continuously
@@ -357,33 +403,7 @@ func TestFourCentresOverHTTPSurviveSIGKILL(t *testing.T) {
 	}
 
 	// The patient: registered at centre-a, a key attested, opted in.
-	var patient struct {
-		ResourceType string `json:"resourceType"`
-		ID           string `json:"id"`
-	}
-	reg := x.must(t, 200, "POST", a.name, "/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5919"}}, &patient)
-	if patient.ResourceType != "Patient" || !pseudonymLine.MatchString(patient.ID) || bytes.Contains(reg.raw, []byte(nhsNumber)) {
-		t.Fatalf("register: %s", reg.raw)
-	}
-	p := patient.ID
-	subject, err := ledger.ParsePseudonym(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := consent.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.must(t, 200, "POST", a.name, "/v1/patients/"+p+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, nil)
-	doc, err := consent.SignContract(key, consent.Contract{ID: consent.NewID(), Version: 1, Federation: "medfed-demo",
-		Subject: subject, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var delivery httpapi.ConsentDelivery
-	if grant := x.must(t, 200, "POST", a.name, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
-		t.Fatalf("the contract was not confirmed by a majority: %s", grant.raw)
-	}
+	p := x.optIn(t, map[string]string{a.name: registrar}, "943 476 5919", a.name, a.name, a.name).id
 
 	// Continuous intake at the three holders, and queries from centre-a,
 	// for 12 s; centre-c is killed 4 s in and restarted 2 s later.

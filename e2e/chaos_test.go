@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -585,41 +584,13 @@ func TestChaosFiveCentresFaultedAtRandom(t *testing.T) {
 	pick := func() string { return centreNames[rng.IntN(len(centreNames))] }
 	nhs := nhsNumbers(chaosPatients)
 	var patients []string
-	keys := map[string]ed25519.PrivateKey{} // by patient
-	contracts := map[string]consent.ID{}    // by patient
-	treats := map[string][]string{}         // by centre, the patients it takes records of
+	opted := map[string]optedIn{}   // by patient
+	treats := map[string][]string{} // by centre, the patients it takes records of
 	for _, number := range nhs {
-		var patient struct {
-			ResourceType string `json:"resourceType"`
-			ID           string `json:"id"`
-		}
-		at := pick()
-		reg := x.must(t, 200, "POST", at, "/v1/patients", registrar[at], map[string]any{"identifier": map[string]string{"system": "nhs", "value": number}}, &patient)
-		if patient.ResourceType != "Patient" || !pseudonymLine.MatchString(patient.ID) || bytes.Contains(reg.raw, []byte(number)) {
-			t.Fatalf("register at %s: %s", at, reg.raw)
-		}
-		p := patient.ID
-		subject, err := ledger.ParsePseudonym(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, _, err := consent.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		at = pick()
-		x.must(t, 200, "POST", at, "/v1/patients/"+p+"/keys", registrar[at], map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, nil)
-		keys[p], contracts[p] = key, consent.NewID()
-		doc, err := consent.SignContract(key, consent.Contract{ID: contracts[p], Version: 1, Federation: "medfed-demo",
-			Subject: subject, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		at = pick()
-		var delivery httpapi.ConsentDelivery
-		if grant := x.must(t, 200, "POST", at, "/v1/consent", "", map[string]any{"document": doc}, &delivery); !delivery.Confirmed {
-			t.Fatalf("the contract posted at %s was not confirmed by a majority: %s", at, grant.raw)
-		}
+		reg, attest, post := pick(), pick(), pick()
+		o := x.optIn(t, registrar, number, reg, attest, post)
+		p := o.id
+		opted[p] = o
 		patients = append(patients, p)
 		perm := rng.Perm(len(centreNames))
 		for _, i := range perm[:2+rng.IntN(3)] {
@@ -768,13 +739,8 @@ func TestChaosFiveCentresFaultedAtRandom(t *testing.T) {
 		case <-ctx.Done():
 			return
 		}
-		p := run.revoked
-		subject, err := ledger.ParsePseudonym(p)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		doc, err := consent.SignRevocation(keys[p], consent.Revocation{Federation: "medfed-demo", Subject: subject, Target: contracts[p], Issued: time.Now().UTC().Truncate(time.Second)})
+		p, o := run.revoked, opted[run.revoked]
+		doc, err := consent.SignRevocation(o.key, consent.Revocation{Federation: "medfed-demo", Subject: o.subject, Target: o.contract, Issued: time.Now().UTC().Truncate(time.Second)})
 		if err != nil {
 			t.Error(err)
 			return

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -262,31 +261,8 @@ func TestFaultsPartitionAndRevocation(t *testing.T) {
 	for _, y := range all {
 		clinician[y.name] = y.token("clinician")
 	}
-	registrar := a.token("registrar")
-	var patient struct {
-		ID string `json:"id"`
-	}
-	x.must(t, 200, "POST", a.name, "/v1/patients", registrar, map[string]any{"identifier": map[string]string{"system": "nhs", "value": "943 476 5919"}}, &patient)
-	p := patient.ID
-	subject, err := ledger.ParsePseudonym(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := consent.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.must(t, 200, "POST", a.name, "/v1/patients/"+p+"/keys", registrar, map[string]any{"publicKey": consent.FormatPublicKey(key.Public().(ed25519.PublicKey))}, nil)
-	id := consent.NewID()
-	now := time.Now().UTC().Truncate(time.Second)
-	grant, err := consent.SignContract(key, consent.Contract{ID: id, Version: 1, Federation: "medfed-demo", Subject: subject, Issued: now, Base: consent.OptIn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var delivery httpapi.ConsentDelivery
-	if ans := x.must(t, 200, "POST", a.name, "/v1/consent", "", map[string]any{"document": grant}, &delivery); !delivery.Confirmed {
-		t.Fatalf("the contract: %s", ans.raw)
-	}
+	o := x.optIn(t, map[string]string{a.name: a.token("registrar")}, "943 476 5919", a.name, a.name, a.name)
+	p := o.id
 	for _, h := range []*centre{b, c} {
 		x.must(t, 201, "POST", h.name, "/v1/records", clinician[h.name], map[string]any{"patient": p, "class": "lab-result", "data": []byte("partition result " + h.name), "occurred": "2026-11-01"}, nil)
 	}
@@ -318,7 +294,7 @@ func TestFaultsPartitionAndRevocation(t *testing.T) {
 
 	// The revocation, at centre-b: confirmed once centre-c has it or its
 	// leases ran out (at most consent.lease, 30 s here).
-	revoke, err := consent.SignRevocation(key, consent.Revocation{Federation: "medfed-demo", Subject: subject, Target: id, Issued: time.Now().UTC().Truncate(time.Second)})
+	revoke, err := consent.SignRevocation(o.key, consent.Revocation{Federation: "medfed-demo", Subject: o.subject, Target: o.contract, Issued: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,6 +316,7 @@ func TestFaultsPartitionAndRevocation(t *testing.T) {
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("the revocation: %d %s (%v)", res.StatusCode, raw, err)
 	}
+	var delivery httpapi.ConsentDelivery
 	if err := json.Unmarshal(raw, &delivery); err != nil || !delivery.Confirmed {
 		t.Fatalf("the revocation was not confirmed: %s (%v)", raw, err)
 	}

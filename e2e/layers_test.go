@@ -20,7 +20,7 @@ var floors = []struct {
 	{"ground", []string{"node", "node/clock", "node/enum", "node/ledger", "node/limit", "node/records", "node/wire"}},
 	{"protocols", []string{"federation", "federation/consent", "federation/query", "federation/patient", "directory", "pseudonym"}},
 	{"centre", []string{"node/centre"}},
-	{"adapters", []string{"node/api", "node/admin"}},
+	{"adapters", []string{"node/api", "node/smart", "node/admin"}},
 	{"harness", []string{"node/nodetest/harness", "node/nodetest"}},
 	{"commands", []string{"cmd/internal/bench", "cmd/internal/demo", "cmd/medfed"}},
 }

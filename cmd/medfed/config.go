@@ -222,6 +222,11 @@ func loadConfig(cmd *cobra.Command, path string) (centre.Config, error) {
 			root.FieldByIndex(k.index).Set(v)
 		}
 	}
+	// The default document types follow the classes a centre lists: a
+	// class it does not record takes its type with it.
+	if _, ok := values["records.types"]; !ok {
+		cfg.Records.Types = slices.DeleteFunc(cfg.Records.Types, func(t centre.DocumentType) bool { return !slices.Contains(cfg.Records.Classes, t.Class) })
+	}
 
 	if err := cfg.Validate(); err != nil {
 		var invalid centre.ConfigErrors

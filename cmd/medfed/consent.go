@@ -30,7 +30,19 @@ func newConsentCmd() *cobra.Command {
 (made by medfed patient keygen and attested by a registrar with medfed
 patient attest) and hands them to a running node, which delivers them to
 every centre holding the patient's records. The key never leaves this
-machine: only signed documents are sent.`,
+machine: only signed documents are sent.
+
+grant, revoke and veto --out FILE sign the document and write it to FILE
+instead of submitting it: the JSON body POST /v1/consent takes,
+{"document": "<the signed document in base64>"}, for the patient (or
+their app) to post to any member centre's API, e.g.
+
+  curl --cacert api.crt -H 'Content-Type: application/json' \
+       --data-binary @FILE https://HOST:PORT/v1/consent
+
+The node must run all the same: it says which key is attested and which
+contract is in force. The file is created with mode 0600 and never
+overwritten.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -80,8 +92,8 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 func newConsentGrantCmd() *cobra.Command {
 	var (
-		pf    patientFlags
-		terms string
+		pf         patientFlags
+		terms, out string
 	)
 	cmd := &cobra.Command{
 		Use:   "grant --config FILE --key FILE --pseudonym P --terms FILE",
@@ -103,11 +115,15 @@ dataPeriod ({"start": ..., "end": ...}, RFC 3339 or dates), and nested
 provisions, its exceptions. A deny naming the emergency purpose opts the
 patient out of emergency access.
 
-The new contract replaces the one in force, as its next version.`,
+The new contract replaces the one in force, as its next version.
+
+With --out, the contract is signed and written to FILE, not submitted:
+see medfed consent --help.`,
 		Args: cobra.NoArgs,
 	}
 	pf.add(cmd)
 	cmd.Flags().StringVar(&terms, "terms", "", "the contract's terms, a JSON `file` (- for standard input)")
+	cmd.Flags().StringVar(&out, "out", "", outHelp("contract"))
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		if terms == "" {
 			return usagef("consent grant: --terms: give the contract's terms")
@@ -158,17 +174,42 @@ The new contract replaces the one in force, as its next version.`,
 		if err != nil {
 			return usagef("consent grant: %v", err)
 		}
-		return submit(cmd, cfg, doc, fmt.Sprintf("contract %s version %d", c.ID, c.Version))
+		return submit(cmd, cfg, out, doc, fmt.Sprintf("contract %s version %d", c.ID, c.Version))
 	})
 }
 
-// submit hands a signed document to the node and prints where it went.
-func submit(cmd *cobra.Command, cfg centre.Config, doc []byte, what string) error {
+// submit hands a signed document to the node and prints where it went;
+// or, with a file to write to (--out), writes it there for the patient
+// to submit themselves.
+func submit(cmd *cobra.Command, cfg centre.Config, out string, doc []byte, what string) error {
+	if out != "" {
+		return writeBody(cmd, out, api.DocumentBody{Document: doc}, what, "/v1/consent")
+	}
 	d, err := admin.Dial(cfg.Data.Dir).SubmitConsent(cmd.Context(), doc)
 	if err != nil {
 		return err
 	}
 	return reportDelivery(cmd, what, d)
+}
+
+// outHelp is the help of a signing command's --out flag.
+func outHelp(what string) string {
+	return "write the signed " + what + " to this `file` (mode 0600), as the JSON body its API route takes, instead of submitting it"
+}
+
+// writeBody writes body, the JSON body of POST route with the signed
+// bytes in it, to a new file of mode 0600, for the patient to post
+// themselves (curl --data-binary @FILE), and says so.
+func writeBody(cmd *cobra.Command, file string, body any, what, route string) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	if err := writeSecret(file, append(b, '\n')); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s signed, not submitted: %s holds the body of POST %s\n", what, file, route)
+	return err
 }
 
 // reportDelivery prints where a document went, and fails unless a
@@ -216,11 +257,15 @@ func newConsentRevokeCmd() *cobra.Command {
 		Long: `revoke signs a revocation of the contract in force (or of the contract or
 token with --id) and submits it. Every holder it reaches denies access
 from then on, but for emergency access and unrevoked tokens; a holder it
-could not reach syncs before it decides again.`,
+could not reach syncs before it decides again.
+
+With --out, the revocation is signed and written to FILE, not submitted:
+see medfed consent --help.`,
 		Args: cobra.NoArgs,
 	}
 	pf.add(cmd)
 	cmd.Flags().StringVar(&pf.id, "id", "", "the contract or token `ID` to revoke (default: the contract in force)")
+	cmd.Flags().StringVar(&pf.out, "out", "", outHelp("revocation"))
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		k, p, v, err := pf.load(cmd, cfg)
 		if err != nil {
@@ -243,14 +288,14 @@ could not reach syncs before it decides again.`,
 		if err != nil {
 			return usagef("consent revoke: %v", err)
 		}
-		return submit(cmd, cfg, doc, "revocation of "+target.String())
+		return submit(cmd, cfg, pf.out, doc, "revocation of "+target.String())
 	})
 }
 
 func newConsentVetoCmd() *cobra.Command {
 	var (
-		pf          patientFlags
-		attestation string
+		pf               patientFlags
+		attestation, out string
 	)
 	cmd := &cobra.Command{
 		Use:   "veto --config FILE --key FILE --pseudonym P --attestation HASH",
@@ -259,11 +304,15 @@ func newConsentVetoCmd() *cobra.Command {
 (an attestation they did not ask for: medfed consent show lists the
 attestations and where each stands) and submits it. A veto counts while the
 replacement is in its notice period, or still awaiting its second approval;
-the replacement then never takes effect.`,
+the replacement then never takes effect.
+
+With --out, the veto is signed and written to FILE, not submitted: see
+medfed consent --help.`,
 		Args: cobra.NoArgs,
 	}
 	pf.add(cmd)
 	cmd.Flags().StringVar(&attestation, "attestation", "", "the attestation's `hash`, 64 hex digits")
+	cmd.Flags().StringVar(&out, "out", "", outHelp("veto"))
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		target, err := consent.ParseHash(attestation)
 		if err != nil {
@@ -277,13 +326,13 @@ the replacement then never takes effect.`,
 		if err != nil {
 			return usagef("consent veto: %v", err)
 		}
-		return submit(cmd, cfg, doc, "veto of attestation "+attestation)
+		return submit(cmd, cfg, out, doc, "veto of attestation "+attestation)
 	})
 }
 
 type pfRevoke struct {
 	patientFlags
-	id string
+	id, out string
 }
 
 func newConsentTokenCmd() *cobra.Command {

@@ -20,6 +20,8 @@ import (
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/clock"
+	"github.com/medfed/medfed/node/smart"
 )
 
 // configCmd gives cmd a --config flag and runs run with the centre's
@@ -77,7 +79,13 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		return errors.Join(err, n.Close())
 	}
 	defer staff.Close()
-	srv, err := api.New(api.Options{Node: n, Staff: staff, Logger: log.With("centre", cfg.Centre.Name)})
+	clients, err := smart.Open(smart.Options{Dir: cfg.Data.Dir, Key: n.Centre.RowKey(smart.ClientsFile), Now: clock.Now, Staff: staff.Role,
+		Logger: log.With("centre", cfg.Centre.Name)})
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	defer clients.Close()
+	srv, err := api.New(api.Options{Node: n, Staff: staff, SMART: clients, Logger: log.With("centre", cfg.Centre.Name)})
 	if err != nil {
 		return errors.Join(err, n.Close())
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,21 +56,54 @@ changes nothing).`)
 
 func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command {
 	var (
-		f      patientFlags
-		asJSON bool
+		f               patientFlags
+		asJSON          bool
+		out, erasureOut string
 	)
+	long += `
+
+With --out FILE, the request is signed and written to FILE, not sent: the
+JSON body POST /v1/patient/` + use + ` takes, {"request": "<the signed request
+in base64>"}, for the patient (or their app) to post to this centre's API
+within ` + strconv.Itoa(int(patient.MaxSkew.Minutes())) + ` minutes (the request names this centre as its relay, and
+the members take it only that long), e.g.
+
+  curl --cacert api.crt -H 'Content-Type: application/json' \
+       --data-binary @FILE https://HOST:PORT/v1/patient/` + use + `
+
+The node must run all the same: it says which key is attested. The file is
+created with mode 0600 and never overwritten.`
+	if op == patient.Erase {
+		long += ` The erasure document goes to
+--erasure-out (default: FILE.erasure), the body of POST /v1/consent: post
+it too, for the centres the request could not reach.`
+	} else {
+		long += ` It asks for the first page:
+a holder with more says where its next page starts (a cursor), which
+needs a request of its own.`
+	}
 	cmd := &cobra.Command{
-		Use:   use + " --config FILE --key FILE --pseudonym P",
+		Use:   use + " --config FILE --key FILE --pseudonym P [--out FILE]",
 		Short: short,
 		Long:  long,
 		Args:  cobra.NoArgs,
 	}
 	f.add(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&out, "out", "", "write the signed request to this `file` (mode 0600), as the JSON body POST /v1/patient/"+use+" takes, instead of sending it")
+	if op == patient.Erase {
+		cmd.Flags().StringVar(&erasureOut, "erasure-out", "", "with --out, write the signed erasure document to this `file`, as the JSON body POST /v1/consent takes (default: the --out file with .erasure appended)")
+	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if erasureOut != "" && out == "" {
+			return usagef("patient %s: --erasure-out goes with --out", use)
+		}
 		k, p, _, err := f.load(cmd, cfg)
 		if err != nil {
 			return err
+		}
+		if out != "" {
+			return writePatientRequest(cmd, cfg, op, p, k, out, erasureOut)
 		}
 		var unconfirmed error
 		res, err := patientPages(cmd.Context(), cfg, op, p, k)
@@ -111,6 +145,36 @@ func newPatientRequestCmd(op patient.Op, use, short, long string) *cobra.Command
 		}
 		return unconfirmed
 	})
+}
+
+// writePatientRequest signs the patient's request, the first page of a
+// view or an erasure, and writes it to out as the body of its route; an
+// erasure's consent document goes to erasureOut (out.erasure when
+// empty). Nothing is sent.
+func writePatientRequest(cmd *cobra.Command, cfg centre.Config, op patient.Op, p ledger.Pseudonym, k ed25519.PrivateKey, out, erasureOut string) error {
+	req, err := centre.PatientPage(cfg, p, k, op, nil)
+	if err != nil {
+		return err
+	}
+	var doc []byte
+	if op == patient.Erase {
+		// Signed before either file is written: a key that cannot sign
+		// leaves neither behind.
+		if doc, err = consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: now()}); err != nil {
+			return err
+		}
+	}
+	what := fmt.Sprintf("%s request (relay: this centre; post it within %d minutes)", op, int(patient.MaxSkew.Minutes()))
+	if err := writeBody(cmd, out, api.PatientRequestBody{Request: req}, what, "/v1/patient/"+op.String()); err != nil {
+		return err
+	}
+	if doc == nil {
+		return nil
+	}
+	if erasureOut == "" {
+		erasureOut = out + ".erasure"
+	}
+	return writeBody(cmd, erasureOut, api.DocumentBody{Document: doc}, "erasure document", "/v1/consent")
 }
 
 // maxPages bounds how many pages a view asks for: 64 of 65,536 entries

@@ -23,6 +23,7 @@ import (
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest/harness"
+	"github.com/medfed/medfed/node/smart"
 )
 
 func newLedgerCmd() *cobra.Command {
@@ -282,8 +283,10 @@ evidence it keeps of logs that signed two histories (each signed by that
 log's key), and every record's payload, which must open with the records
 key and match the commitment on the ledger, or be erased with an erasure
 entry naming it. The rows of the files no ledger entry vouches for carry
-MACs under keys derived from centre.key: every row of directory.db and of
-staff.db must have its own, and staff.db's seal must match its rows.
+MACs under keys derived from centre.key: every row of directory.db, of
+staff.db and of clients.db (the systems registered, with medfed client)
+must have its own, and the seals of staff.db and clients.db must match
+their rows.
 
 Exit status: 0 when everything checks out, 1 naming the first file, table
 and row that does not, 2 when the configuration is wrong.`,
@@ -291,11 +294,17 @@ and row that does not, 2 when the configuration is wrong.`,
 	}
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		rep, err := centre.Check(cmd.Context(), cfg)
-		var staff int
+		var staff, clients int
 		if err == nil {
 			var key []byte
 			if key, err = centre.RowKey(cfg.Data.Dir, api.StaffFile); err == nil {
 				staff, err = api.CheckStaff(cmd.Context(), cfg.Data.Dir, key)
+			}
+		}
+		if err == nil {
+			var key []byte
+			if key, err = centre.RowKey(cfg.Data.Dir, smart.ClientsFile); err == nil {
+				clients, err = smart.CheckClients(cmd.Context(), cfg.Data.Dir, key)
 			}
 		}
 		if errors.Is(err, centre.ErrTampered) {
@@ -311,6 +320,7 @@ and row that does not, 2 when the configuration is wrong.`,
 		fmt.Fprintf(out, "  payloads     %d open and match their commitments, %d erased with their erasure entries\n", rep.Payloads, rep.Erased)
 		fmt.Fprintf(out, "  directory    %d rows, each with its MAC\n", rep.Directory)
 		fmt.Fprintf(out, "  staff        %d credentials, each with its MAC, the table sealed\n", staff)
+		fmt.Fprintf(out, "  systems      %d registrations and their assertions' IDs, each with its MAC, the registrations sealed\n", clients)
 		return out.err
 	})
 }

@@ -88,6 +88,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newEmergencyCmd(),
 		newTransferCmd(),
 		newStaffCmd(),
+		newClientCmd(),
 	)
 	return root
 }

@@ -3,24 +3,33 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"database/sql"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"filippo.io/age"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/smart"
 )
 
 var (
@@ -275,6 +284,7 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		}
 		return path
 	}
+	registerSystem(t, filepath.Join(kept, "centre-b"))
 	if code, out, errOut := runCLI(t, "check", "--config", config(filepath.Join(kept, "centre-b"))); code != exitOK || !strings.Contains(out, "ok") {
 		t.Fatalf("the intact data: exit %d: %s%s", code, out, errOut)
 	}
@@ -301,6 +311,9 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		{"staff.db", "staff", "UPDATE staff SET role = 'admin' WHERE id = (SELECT min(id) FROM staff)"},
 		{"staff.db", "seal", "DELETE FROM staff WHERE id = (SELECT max(id) FROM staff)"},
 		{"staff.db", "seal", "UPDATE seal SET mac = zeroblob(32)"},
+		{"clients.db", "clients", "UPDATE clients SET roles = 'clinician,admin' WHERE id = (SELECT min(id) FROM clients)"},
+		{"clients.db", "seal", "UPDATE seal SET mac = zeroblob(32)"},
+		{"clients.db", "jtis", "UPDATE jtis SET expires = expires - 86400"},
 	}
 	// Every table of every SQLite file of the data directory is tampered
 	// with above: a table added later without a case fails here.
@@ -362,6 +375,47 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 				t.Fatalf("exit %d: %s%s; want 1 naming table %s", code, out, errOut, tt.table)
 			}
 		})
+	}
+}
+
+// registerSystem registers an EHR in the centre of data directory dir
+// and has it get one access token, as medfed client add and the token
+// endpoint would: clients.db then holds a row in each of its tables.
+func registerSystem(t *testing.T, dir string) {
+	t.Helper()
+	key, err := centre.RowKey(dir, smart.ClientsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := smart.Open(smart.Options{Dir: dir, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ec, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &ec.PublicKey, KeyID: "k1", Algorithm: "ES384", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Add(context.Background(), "ehr", set, []string{"system/Organization.rs"}, []string{"clinician"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: ec}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tokenURL = "https://127.0.0.1:8102/auth/token"
+	assertion, err := jwt.Signed(signer).Claims(map[string]any{"iss": c.ID, "sub": c.ID, "aud": tokenURL, "exp": time.Now().Add(time.Minute).Unix(), "jti": "one"}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {smart.GrantType}, "client_assertion_type": {smart.AssertionType}, "client_assertion": {assertion}, "scope": {"system/Organization.rs"}}
+	if _, err := s.Token(context.Background(), form, tokenURL); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -124,6 +124,9 @@ type Spec struct {
 	// clinician reading a record of this centre's goes through the same
 	// consent decision and access entry as anyone.
 	LocalOnly bool
+	// Only asks this one holder, without a directory lookup: a document
+	// found by an earlier query is retrieved from its holder alone.
+	Only peer.ID
 }
 
 // Result is a query's outcome at every holder.
@@ -175,6 +178,8 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 			return res, errors.New("query: this centre answers no queries itself")
 		}
 		holders = []peer.ID{c.host.ID()}
+	} else if spec.Only != "" {
+		holders = []peer.ID{spec.Only}
 	} else {
 		holders, err = c.opts.Holders(ctx, spec.Subject)
 		res.Lookup = err

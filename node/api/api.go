@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/medfed/medfed/node/smart"
 )
 
 // Limits of the API. A request body above its route's limit is refused
@@ -34,8 +36,12 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	Node   Centre
-	Staff  *StaffStore
+	Node  Centre
+	Staff *StaffStore
+	// SMART is the centre's SMART Backend Services authorization server:
+	// the EHRs it registered get access tokens from it (/auth/token).
+	// Without one, the FHIR routes take staff tokens only.
+	SMART  *smart.Server
 	Logger *slog.Logger
 }
 
@@ -43,6 +49,7 @@ type Options struct {
 type Server struct {
 	node   Centre
 	staff  *StaffStore
+	smart  *smart.Server // nil: no system is registered
 	log    *slog.Logger
 	routes []route
 	mux    *http.ServeMux
@@ -50,6 +57,9 @@ type Server struct {
 
 	inflight sync.WaitGroup // handlers running, waited for at shutdown
 	limits   patientLimits
+
+	fhirRoutes []route         // the FHIR interface and SMART's endpoints, described by /fhir/metadata
+	found      *foundDocuments // documents of other centres a search here found, for their reads
 }
 
 // auth says how a route's caller proves who they are.
@@ -59,6 +69,7 @@ const (
 	authPublic  auth = iota // anyone who reaches the port: health, readiness, the OpenAPI document
 	authStaff               // a bearer token of one of the route's roles
 	authPatient             // the patient's signature inside the body
+	authSystem              // a SMART Backend Services access token (node/smart), or a staff token, of one of the route's roles (any, when it names none)
 )
 
 // route is one operation: the table both the server and /openapi.json are
@@ -74,6 +85,11 @@ type route struct {
 	answer          any   // a zero value of the answer's Go type, or a fhirResource
 	params          []param
 	handle          func(ctx context.Context, c *call) (any, error)
+
+	// For the OpenAPI document: the operation's ID, a tag grouping it (see
+	// openAPITags) and a description in Markdown, longer than the summary.
+	// The ID and the tag are derived from the pattern when empty.
+	op, tag, about string
 }
 
 // param is a path or query parameter, for the OpenAPI document.
@@ -87,6 +103,7 @@ type call struct {
 	w     http.ResponseWriter
 	staff Staff // zero on public and patient routes
 	route *route
+	grant *smart.Grant // the access token's grant, when a system's token authenticated the call
 }
 
 // New returns the API of a running node.
@@ -97,12 +114,17 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{node: o.Node, staff: o.Staff, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits()}
+	s := &Server{node: o.Node, staff: o.Staff, smart: o.SMART, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(),
+		found: newFoundDocuments()}
 	s.routes = s.table()
+	s.fhirRoutes = s.fhirTable()
 	byPath := map[string][]*route{}
 	var order []string
-	for i := range s.routes {
-		rt := &s.routes[i]
+	for i := range len(s.routes) + len(s.fhirRoutes) {
+		rt := &s.fhirRoutes[i-min(i, len(s.routes))]
+		if i < len(s.routes) {
+			rt = &s.routes[i]
+		}
 		if _, ok := byPath[rt.pattern]; !ok {
 			order = append(order, rt.pattern)
 		}
@@ -167,8 +189,12 @@ var operator = Staff{Role: "admin"}
 
 // route refuses a path that is not in its clean form with an
 // OperationOutcome, where the mux would redirect (a POST redirected turns
-// into a GET), then routes.
+// into a GET), then routes. The FHIR base is served with its slash too.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == fhirBase+"/" {
+		// FHIR clients post a transaction to the base with its slash.
+		r.URL.Path = fhirBase
+	}
 	if p := r.URL.Path; p != "/" && path.Clean(p) != p {
 		s.fail(w, r, http.StatusNotFound, errors.New("no such route (the path is not in its clean form); see /openapi.json"))
 		return
@@ -219,8 +245,8 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, rt *route, as St
 		}
 		s.log.Info("request", attrs...)
 	}()
-	if rt.auth == authStaff && as == (Staff{}) {
-		st, status, err := s.authenticate(r, rt)
+	if (rt.auth == authStaff || rt.auth == authSystem) && as == (Staff{}) {
+		st, status, err := s.authenticate(r, rt, c)
 		c.staff = st // logged on a refusal too: who tried
 		if err != nil {
 			if status == http.StatusUnauthorized {
@@ -254,12 +280,21 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, rt *route, as St
 	WriteJSON(rec, status, v)
 }
 
-func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
+// authenticate checks the call's bearer token: a staff token, or on a
+// system route a SMART access token too, whose grant goes into c.
+func (s *Server) authenticate(r *http.Request, rt *route, c *call) (Staff, int, error) {
 	scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" { // RFC 7235: the scheme is case-insensitive
+		if rt.auth == authSystem {
+			return Staff{}, http.StatusUnauthorized, errors.New("this route needs an access token (SMART Backend Services: see /.well-known/smart-configuration) or a staff bearer token")
+		}
 		return Staff{}, http.StatusUnauthorized, errors.New("this route needs a staff bearer token (Authorization: Bearer …; medfed staff add issues one)")
 	}
-	st, err := s.staff.Authenticate(r.Context(), strings.TrimSpace(token))
+	token = strings.TrimSpace(token)
+	if rt.auth == authSystem && strings.HasPrefix(token, smart.TokenPrefix) {
+		return s.authenticateSystem(r, rt, c, token)
+	}
+	st, err := s.staff.Authenticate(r.Context(), token)
 	if errors.Is(err, ErrUnknownStaff) {
 		return Staff{}, http.StatusUnauthorized, err
 	}
@@ -273,7 +308,7 @@ func (s *Server) authenticate(r *http.Request, rt *route) (Staff, int, error) {
 	if err != nil {
 		return Staff{}, http.StatusServiceUnavailable, fmt.Errorf("checking the token: %w", err)
 	}
-	if !slices.Contains(rt.roles, st.Role) {
+	if (rt.auth == authStaff || len(rt.roles) > 0) && !slices.Contains(rt.roles, st.Role) {
 		return st, http.StatusForbidden, fmt.Errorf("%s %s is for the roles %s; this token is a %s's", rt.method, rt.pattern, strings.Join(rt.roles, ", "), st.Role)
 	}
 	return st, 0, nil

@@ -21,17 +21,19 @@ import (
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest"
+	"github.com/medfed/medfed/node/smart"
 )
 
 const nhs = "943 476 5919" // a valid NHS number (mod-11), synthetic
 
 // testCentre is a running node with its API on a real 127.0.0.1 port.
 type testCentre struct {
-	cfg   centre.Config
-	node  *centre.Node
-	url   string
-	staff *api.StaffStore
-	logs  *nodetest.Log // the API's log
+	cfg     centre.Config
+	node    *centre.Node
+	url     string
+	staff   *api.StaffStore
+	clients *smart.Server // the systems it registered (SMART Backend Services)
+	logs    *nodetest.Log // the API's log
 }
 
 func (c *testCentre) token(t testing.TB, role string) string {
@@ -60,14 +62,19 @@ func federation(t testing.TB) (a, b *testCentre) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
+		clients, err := smart.Open(smart.Options{Dir: cfg.Data.Dir, Key: n.Centre.RowKey(smart.ClientsFile), Staff: st.Role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { clients.Close() })
 		logs := &nodetest.Log{}
-		srv, err := api.New(api.Options{Node: n, Staff: st, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		srv, err := api.New(api.Options{Node: n, Staff: st, SMART: clients, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		hs := httptest.NewServer(srv.Handler())
 		t.Cleanup(hs.Close)
-		cs = append(cs, &testCentre{cfg: cfg, node: n, url: hs.URL, staff: st, logs: logs})
+		cs = append(cs, &testCentre{cfg: cfg, node: n, url: hs.URL, staff: st, clients: clients, logs: logs})
 	}
 	nodetest.Eventually(t, 10*time.Second, "the founders connect", func() bool {
 		_, err := cs[0].node.Ready()

@@ -10,9 +10,14 @@
 //
 // Answers take FHIR R4 shapes where a resource fits: Patient,
 // DocumentReference, Consent, AuditEvent, Bundle, and every error is an
-// OperationOutcome. /openapi.json describes every route; it is built from
-// the same table the server routes with. /healthz and /readyz are for
-// the centre's orchestration and carry nothing about patients.
+// OperationOutcome. /openapi.json (OpenAPI 3.1) describes every route of
+// the table the server routes with, so that it cannot drift from the
+// server: tagged, with the patterns and codes of the bodies' fields (their
+// struct tags) and the byte layout of what a patient's app signs
+// (layout.go), so that a third party can build a patient's app from it
+// alone. A test decodes documents the Go code signs by that layout, and
+// another lints the document with @redocly/cli. /healthz and /readyz are
+// for the centre's orchestration and carry nothing about patients.
 //
 // Nothing a request carries that names a patient (an identifier, a
 // payload) reaches a log: the access log names the route's pattern, the

@@ -42,12 +42,14 @@ func ptr[T any](v T) *T { return &v }
 
 func ledgerSystem(centre string) string { return "urn:medfed:ledger:" + centre }
 
+// patientRef and centreRef are literal references, which the FHIR
+// interface resolves (/fhir/Patient/{pseudonym}, /fhir/Organization/{name}).
 func patientRef(pseudonym string) *fhir.Reference {
-	return &fhir.Reference{Type: ptr("Patient"), Identifier: &fhir.Identifier{System: ptr(pseudonymSystem), Value: ptr(pseudonym)}}
+	return &fhir.Reference{Reference: ptr("Patient/" + pseudonym), Type: ptr("Patient"), Identifier: &fhir.Identifier{System: ptr(pseudonymSystem), Value: ptr(pseudonym)}}
 }
 
 func centreRef(name string) *fhir.Reference {
-	return &fhir.Reference{Type: ptr("Organization"), Display: ptr(name)}
+	return &fhir.Reference{Reference: ptr("Organization/" + name), Type: ptr("Organization"), Display: ptr(name)}
 }
 
 func instant(t time.Time) *string { return ptr(t.UTC().Format(time.RFC3339Nano)) }
@@ -133,8 +135,31 @@ func docRef(centre string, index int64, kind, pseudonym, class string, occurred 
 // by consent, failed), so that no holder is silently missing.
 func queryBundle(res QueryResult) resource {
 	b := fhir.Bundle{Type: fhir.BundleTypeSearchset, Timestamp: instant(time.Now())}
-	var issues []fhir.OperationOutcomeIssue
 	total := 0
+	for _, h := range res.Holders {
+		for _, r := range h.Records {
+			att := fhir.Attachment{ContentType: ptr("application/octet-stream")}
+			if r.Erased {
+				att.Title = ptr(noPayload)
+			} else {
+				att.Data = ptr(base64.StdEncoding.EncodeToString(r.Payload))
+				att.Size = ptr(len(r.Payload))
+			}
+			d := docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.Replaces, att)
+			b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(d), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
+			total++
+		}
+	}
+	b.Total = ptr(total)
+	oo := fhir.OperationOutcome{Issue: holderIssues(res)}
+	b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(oo), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeOutcome)}})
+	return resource{marshal(b)}
+}
+
+// holderIssues say what each holder did with a query (answered, denied
+// by consent, failed), so that no holder is silently missing.
+func holderIssues(res QueryResult) []fhir.OperationOutcomeIssue {
+	var issues []fhir.OperationOutcomeIssue
 	for _, h := range res.Holders {
 		switch h.Status {
 		case "answered":
@@ -154,18 +179,6 @@ func queryBundle(res QueryResult) resource {
 		default:
 			issues = append(issues, issue(fhir.IssueSeverityError, fhir.IssueTypeTransient, fmt.Sprintf("%s: failed: %s", h.Name, h.Error)))
 		}
-		for _, r := range h.Records {
-			att := fhir.Attachment{ContentType: ptr("application/octet-stream")}
-			if r.Erased {
-				att.Title = ptr(noPayload)
-			} else {
-				att.Data = ptr(base64.StdEncoding.EncodeToString(r.Payload))
-				att.Size = ptr(len(r.Payload))
-			}
-			d := docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.Replaces, att)
-			b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(d), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
-			total++
-		}
 	}
 	if res.Lookup != "" {
 		issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeIncomplete, "the directory lookup was incomplete: "+res.Lookup))
@@ -173,10 +186,7 @@ func queryBundle(res QueryResult) resource {
 	if len(res.Holders) == 0 && res.Lookup == "" {
 		issues = append(issues, issue(fhir.IssueSeverityInformation, fhir.IssueTypeNotFound, "no centre holds records of this patient"))
 	}
-	b.Total = ptr(total)
-	oo := fhir.OperationOutcome{Issue: issues}
-	b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(oo), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeOutcome)}})
-	return resource{marshal(b)}
+	return issues
 }
 
 func issue(sev fhir.IssueSeverity, code fhir.IssueType, msg string) fhir.OperationOutcomeIssue {

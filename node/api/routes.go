@@ -43,89 +43,95 @@ type Centre interface {
 	LookupFor(ctx context.Context, p ledger.Pseudonym, asker centre.Asker) (centre.Lookup, error)
 	StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (centre.EmergencyStops, error)
 	CharterChain(ctx context.Context) ([][]byte, error)
+	// What the FHIR interface reads too.
+	DocumentTypes() []centre.DocumentType
+	Members() []federation.Member
+	Audit(ctx context.Context, p ledger.Pseudonym) ([]centre.PatientAccess, error)
 }
 
 var _ Centre = (*centre.Node)(nil)
 
 // The bodies the routes take. Binary fields ([]byte) are base64, as FHIR
-// writes an attachment's data.
+// writes an attachment's data. Their tags besides json describe them in
+// /openapi.json (see openapi.go): doc, enum, pattern and layout.
 
 // IdentifierBody is a patient identifier: a configured system's name
 // ("nhs") or URI, and its value.
 type IdentifierBody struct {
-	System string `json:"system"`
-	Value  string `json:"value"`
+	System string `json:"system" pattern:"^[^|]+$" doc:"the identifier's system: a name the federation configured (nhs, or one of pseudonym.systems) or its URI (https://fhir.nhs.uk/Id/nhs-number)"`
+	Value  string `json:"value" doc:"the identifier, as the system writes it (an NHS number with or without spaces); checked (a check digit) before anything is sent"`
 }
 
 // RegisterBody registers a patient: their pseudonym is derived from the
 // identifier (through the federation's OPRF) and the identifier forgotten.
 type RegisterBody struct {
-	Identifier IdentifierBody `json:"identifier"`
+	Identifier IdentifierBody `json:"identifier" doc:"the patient's identifier: forgotten once the pseudonym is derived"`
 }
 
 // KeyBody attests a patient's public key.
 type KeyBody struct {
-	PublicKey   string `json:"publicKey"`             // 64 hex digits (medfed patient keygen)
-	Compromised bool   `json:"compromised,omitempty"` // the keys it supersedes were lost or stolen
+	PublicKey   string `json:"publicKey" pattern:"^[0-9a-fA-F]{64}$" doc:"the patient's Ed25519 public key, 64 hex digits (medfed patient keygen prints it)"`
+	Compromised bool   `json:"compromised,omitempty" doc:"the keys it supersedes were lost or stolen: nothing they signed counts any more"`
 }
 
 // ApprovalBody approves an attestation that replaces a patient's key.
 type ApprovalBody struct {
-	Attestation string `json:"attestation"` // the attestation's hash, 64 hex digits (in the consent view and the notifications)
+	Attestation string `json:"attestation" pattern:"^[0-9a-fA-F]{64}$" doc:"the attestation's hash, 64 hex digits, as GET /v1/patients/{pseudonym}/keys and the notifications list it"`
 }
 
 // RecordBody adds a record, or an amendment of one.
 type RecordBody struct {
-	Patient    string          `json:"patient,omitempty"`    // the pseudonym, 64 hex digits
-	Identifier *IdentifierBody `json:"identifier,omitempty"` // or an identifier, pseudonymised and forgotten
-	Class      string          `json:"class"`                // the data class, e.g. lab-result
-	Occurred   string          `json:"occurred,omitempty"`   // RFC 3339 or a date; default now
-	Location   string          `json:"location,omitempty"`
-	Data       []byte          `json:"data"` // the payload, base64
+	Patient    string          `json:"patient,omitempty" pattern:"^[0-9a-fA-F]{64}$" doc:"the patient's pseudonym, 64 hex digits; or give identifier"`
+	Identifier *IdentifierBody `json:"identifier,omitempty" doc:"or the patient's identifier, pseudonymised and forgotten"`
+	Class      string          `json:"class" pattern:"^[a-z0-9][a-z0-9._-]{0,63}$" doc:"the data class, one of the centre's records.classes (e.g. lab-result)"`
+	Occurred   string          `json:"occurred,omitempty" doc:"when the care it records happened: RFC 3339 (2026-11-01T09:30:00Z) or a date (2026-11-01); default now"`
+	Location   string          `json:"location,omitempty" pattern:"^[A-Za-z0-9 ._/-]{0,64}$" doc:"where the care happened: one of the centre's records.locations, never free text"`
+	Data       []byte          `json:"data" doc:"the payload, base64: at most 16 MiB, encrypted at rest and released only as consent allows"`
 }
 
 // QueryBody asks every holder of a patient for their records.
 type QueryBody struct {
-	Patient string   `json:"patient"`
-	Purpose string   `json:"purpose"`           // treatment or research
-	Classes []string `json:"classes,omitempty"` // default all
-	Token   []byte   `json:"token,omitempty"`   // a patient's token, base64
+	Patient string   `json:"patient" pattern:"^[0-9a-fA-F]{64}$" doc:"the patient's pseudonym, 64 hex digits"`
+	Purpose string   `json:"purpose" enum:"treatment,research" doc:"why: a researcher asks for research only; emergency access is POST /v1/emergency"`
+	Classes []string `json:"classes,omitempty" pattern:"^[a-z0-9][a-z0-9._-]{0,63}$" doc:"the data classes asked for; default all"`
+	Token   []byte   `json:"token,omitempty" layout:"SignedConsentDocument" doc:"a token the patient signed for the caller or their centre (a consent document of kind 4)"`
 }
 
 // EmergencyBody asks for emergency access (break-glass).
 type EmergencyBody struct {
-	Patient string   `json:"patient"`
-	Reason  string   `json:"reason"` // unconscious, life-threatening, urgent-treatment or public-health
-	Classes []string `json:"classes,omitempty"`
+	Patient string   `json:"patient" pattern:"^[0-9a-fA-F]{64}$" doc:"the patient's pseudonym, 64 hex digits"`
+	Reason  string   `json:"reason" enum:"unconscious,life-threatening,urgent-treatment,public-health" doc:"why: a coded reason, never free text (it goes onto ledgers)"`
+	Classes []string `json:"classes,omitempty" pattern:"^[a-z0-9][a-z0-9._-]{0,63}$" doc:"the data classes asked for; default all"`
 }
 
 // StopBody stops the caller's emergency access to a patient.
 type StopBody struct {
-	Patient string `json:"patient"`
+	Patient string `json:"patient" pattern:"^[0-9a-fA-F]{64}$" doc:"the patient's pseudonym, 64 hex digits"`
 }
 
 // TransferBody copies a patient's records to this centre.
 type TransferBody struct {
-	Patient string   `json:"patient"`
-	Token   []byte   `json:"token,omitempty"`
-	Classes []string `json:"classes,omitempty"`
+	Patient string   `json:"patient" pattern:"^[0-9a-fA-F]{64}$" doc:"the patient's pseudonym, 64 hex digits"`
+	Token   []byte   `json:"token,omitempty" layout:"SignedConsentDocument" doc:"a token the patient signed for copying (action copy), when their contract does not allow it"`
+	Classes []string `json:"classes,omitempty" pattern:"^[a-z0-9][a-z0-9._-]{0,63}$" doc:"the data classes to copy; default all"`
 }
 
 // DocumentBody is a consent document signed with the patient's key: a
-// contract or a revocation (medfed consent grant/revoke --out writes one).
+// contract, a revocation, a veto or an erasure (medfed consent
+// grant|revoke|veto --out and medfed patient erase --out write one).
 type DocumentBody struct {
-	Document []byte `json:"document"`
+	Document []byte `json:"document" layout:"SignedConsentDocument" doc:"the signed document, base64: a contract (kind 2), a revocation (3), a veto (6) or an erasure (7)"`
 }
 
 // TokenBody is a patient's token, to check before using it.
 type TokenBody struct {
-	Token []byte `json:"token"`
+	Token []byte `json:"token" layout:"SignedConsentDocument" doc:"the token, base64 (a consent document of kind 4), as medfed consent token prints it"`
 }
 
 // PatientRequestBody is a patient's own request, signed with their key
-// (medfed patient view/erase --out writes one).
+// (medfed patient view|erase --out writes one).
 type PatientRequestBody struct {
-	Request []byte `json:"request"`
+	Request []byte `json:"request" layout:"SignedPatientRequest" doc:"the signed request, base64: op view for POST /v1/patient/view, erase for POST /v1/patient/erase"`
 }
 
 var (
@@ -138,64 +144,110 @@ func (s *Server) table() []route {
 	pseudonymParam := param{"pseudonym", "path", "the patient's pseudonym, 64 hex digits"}
 	indexParam := param{"index", "path", "the record's index on this centre's ledger"}
 	return []route{
-		{method: "GET", pattern: "/healthz", auth: authPublic, summary: "Say whether the process is alive", answer: map[string]string{}, handle: s.healthz},
-		{method: "GET", pattern: "/readyz", auth: authPublic, summary: "Say whether the node can serve the federation", answer: Readiness{}, handle: s.readyz},
-		{method: "GET", pattern: "/openapi.json", auth: authPublic, summary: "Describe this API", answer: map[string]any{}, handle: s.openapi},
+		{method: "GET", pattern: "/healthz", auth: authPublic, summary: "Say whether the process is alive", answer: map[string]string{}, handle: s.healthz,
+			op: "checkHealth", tag: "health", about: `Answers {"status": "ok"} while the process serves: for a liveness probe.`},
+		{method: "GET", pattern: "/readyz", auth: authPublic, summary: "Say whether the node can serve the federation", answer: Readiness{}, handle: s.readyz,
+			op: "checkReadiness", tag: "health", about: "Answers 200 with the centre's name, members, connections and ledger size once another member is connected; 503 before: for a readiness probe."},
+		{method: "GET", pattern: "/openapi.json", auth: authPublic, summary: "Describe this API", answer: map[string]any{}, handle: s.openapi,
+			op: "getOpenAPI", tag: "health", about: "This document: built from the table the server routes with, so it describes exactly the routes served."},
 
 		{method: "POST", pattern: "/v1/patients", auth: authStaff, roles: []string{"registrar"}, summary: "Register a patient: derive their pseudonym from an identifier",
-			body: RegisterBody{}, answer: fhirResource("Patient"), handle: s.register},
+			body: RegisterBody{}, answer: fhirResource("Patient"), handle: s.register,
+			op: "registerPatient", tag: "patients", about: "Derives the patient's pseudonym from their identifier with the federation's OPRF (no single centre can compute it alone) and forgets the identifier: " +
+				"the same identifier gives the same pseudonym at every member. The answer is a Patient whose id is the pseudonym."},
 		{method: "GET", pattern: "/v1/patients/{pseudonym}/holders", auth: authStaff, roles: []string{"clinician", "registrar", "admin"},
-			summary: "List the centres holding a patient's records (the lookup is on this centre's ledger: who asked, for what)", answer: DirectoryLookup{},
-			params: []param{pseudonymParam, {"purpose", "query", "why: treatment (the default), research or emergency"}}, handle: s.holders},
+			summary: "List the centres holding a patient's records", answer: DirectoryLookup{},
+			params: []param{pseudonymParam, {"purpose", "query", "why: treatment (the default), research or emergency"}}, handle: s.holders,
+			op: "listHolders", tag: "patients", about: "Looks the patient up in the federation's directory. The lookup is itself recorded on this centre's ledger (who asked, for what purpose), " +
+				"and the patient sees it in their view; Complete says whether every replica of the directory answered."},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar"}, summary: "Attest a patient's public key, having checked who they are",
-			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest},
+			body: KeyBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.attest,
+			op: "attestKey", tag: "patients", about: "This centre signs that the key is the patient's and delivers the attestation to the federation. The patient's first key counts at once; " +
+				"a key that replaces another waits for a second staff member's approval and the charter's key notice, during which the key in force can veto it. " +
+				"With compromised, nothing the earlier keys signed counts any more, and the patient's consent stands withdrawn until they sign a contract with the new key."},
 		{method: "GET", pattern: "/v1/patients/{pseudonym}/keys", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
-			summary: "List the attestations of a patient's key and where each stands (a replacement waits for a second approval and the notice)",
-			answer:  KeyList{}, params: []param{pseudonymParam}, handle: s.keys},
+			summary: "List the attestations of a patient's key and where each stands",
+			answer:  KeyList{}, params: []param{pseudonymParam}, handle: s.keys,
+			op: "listKeys", tag: "patients", about: "Each attestation of the patient's keys with its hash, the centre and staff member who made it, and its status: in force, superseded, " +
+				"or a replacement awaiting its second approval or its notice."},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
-			summary: "Approve an attestation that replaces a patient's key: the second staff member it needs, having checked who the patient is",
-			body:    ApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approve},
+			summary: "Approve an attestation that replaces a patient's key",
+			body:    ApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approve,
+			op: "approveKey", tag: "patients", about: "The second staff member a key replacement needs, having checked who the patient is: someone other than the registrar who attested it " +
+				"(at another centre, or another named staff member here). The replacement then takes effect after the charter's key notice, unless the key in force vetoes it."},
 
 		{method: "POST", pattern: "/v1/records", auth: authStaff, roles: intake, summary: "Add a record",
-			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), handle: s.addRecord},
+			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), handle: s.addRecord,
+			op: "addRecord", tag: "records", about: "Stores the payload here, appends the record (never the payload) to this centre's ledger and announces this centre in the directory as a holder of the patient's records. " +
+				"The answer's Location is the record's path. A Warning header says when the record is stored but not yet announced (the node announces it at its next start): do not send it again."},
 		{method: "POST", pattern: "/v1/records/{index}/amendments", auth: authStaff, roles: intake, summary: "Amend a record: a new version that replaces it",
-			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), params: []param{indexParam}, handle: s.amendRecord},
-		{method: "GET", pattern: "/v1/records/{index}", auth: authStaff, roles: clinical, summary: "Fetch a record of this centre with its payload, as consent allows (audited)",
-			answer: fhirResource("DocumentReference"), params: []param{indexParam}, handle: s.getRecord},
+			body: RecordBody{}, limit: maxRecordBody, status: http.StatusCreated, answer: fhirResource("DocumentReference"), params: []param{indexParam}, handle: s.amendRecord,
+			op: "amendRecord", tag: "records", about: "Adds a record that replaces the one at index (its relatesTo says so): queries release the newest version only; the old one stays on the ledger."},
+		{method: "GET", pattern: "/v1/records/{index}", auth: authStaff, roles: clinical, summary: "Fetch a record of this centre with its payload, as consent allows",
+			answer: fhirResource("DocumentReference"), params: []param{indexParam}, handle: s.getRecord,
+			op: "getRecord", tag: "records", about: "Reads the record through the same consent decision as a query from any centre, for treatment, and records the access on this centre's ledger. " +
+				"403 when consent denies it (the access entry is recorded all the same), 410 when its payload was erased, 503 with Retry-After while it is not in a final checkpoint yet."},
 
 		{method: "POST", pattern: "/v1/query", auth: authStaff, roles: []string{"clinician", "researcher"}, summary: "Query every centre holding a patient's records",
-			body: QueryBody{}, answer: fhirResource("Bundle"), handle: s.query},
-		{method: "POST", pattern: "/v1/emergency", auth: authStaff, roles: clinical, summary: "Emergency access to a patient's records (break-glass, audited and notified)",
-			body: EmergencyBody{}, answer: fhirResource("Bundle"), handle: s.emergency},
-		{method: "POST", pattern: "/v1/emergency/stop", auth: authStaff, roles: clinical, summary: "Stop the caller's emergency access to a patient at every holder (audited and notified; it also ends on its own after the charter's emergency-duration)",
-			body: StopBody{}, answer: EmergencyStops{}, handle: s.stopEmergency},
+			body: QueryBody{}, answer: fhirResource("Bundle"), handle: s.query,
+			op: "queryRecords", tag: "query", about: "Asks every holder the directory lists; each decides by the patient's consent (or the token), records the access on its own ledger and releases what consent allows, " +
+				"proven in its final checkpoint. The answer is a searchset Bundle of DocumentReferences with their payloads, and an OperationOutcome with one issue per holder: " +
+				"released, denied and why, or failed. A researcher queries for research only."},
+		{method: "POST", pattern: "/v1/emergency", auth: authStaff, roles: clinical, summary: "Emergency access to a patient's records (break-glass)",
+			body: EmergencyBody{}, answer: fhirResource("Bundle"), handle: s.emergency,
+			op: "emergencyAccess", tag: "query", about: "A query for the emergency purpose with a coded reason: allowed where the charter allows it, unless the patient's contract denies emergency access. " +
+				"Each holder records it, and it is notified to the patient and to each holder's privacy officer (GET /v1/notifications). It ends with POST /v1/emergency/stop, or after the charter's emergency-duration."},
+		{method: "POST", pattern: "/v1/emergency/stop", auth: authStaff, roles: clinical, summary: "Stop the caller's emergency access to a patient at every holder",
+			body: StopBody{}, answer: EmergencyStops{}, handle: s.stopEmergency,
+			op: "stopEmergency", tag: "query", about: "Each holder records the stop and notifies it, as it did the start; the access also ends on its own after the charter's emergency-duration."},
 		{method: "POST", pattern: "/v1/transfer", auth: authStaff, roles: intake, summary: "Copy a patient's records to this centre (switching provider)",
-			body: TransferBody{}, answer: TransferResult{}, handle: s.transfer},
+			body: TransferBody{}, answer: TransferResult{}, handle: s.transfer,
+			op: "transferRecords", tag: "query", about: "Asks every holder for the records consent lets this centre copy (action copy, purpose treatment; or a token) and stores each here with its provenance: " +
+				"the source, its index there, and its entry with the inclusion proof. Each source records the transfer; records copied before are not copied again."},
 
-		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent contract, revocation or veto of a key replacement, signed with the patient's key",
-			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: ConsentDelivery{}, handle: s.submitConsent},
+		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent document signed with the patient's key",
+			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: ConsentDelivery{}, handle: s.submitConsent,
+			op: "submitConsent", tag: "consent", about: "Takes a contract, a revocation, a veto of a key replacement or an erasure (SignedConsentDocument says how to make one), checks its signature against the patient's attested key, " +
+				"appends it to this centre's ledger and delivers it to every centre holding the patient's records and to a majority of the federation. " +
+				"Confirmed says that a majority holds it: from then on no centre decides without it. When Confirmed is false, submit it again later (a second submission changes nothing else)."},
 		{method: "GET", pattern: "/v1/consent/{pseudonym}", auth: authStaff, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "Show a patient's consent contract",
-			answer: fhirResource("Consent"), params: []param{pseudonymParam}, handle: s.showConsent},
+			answer: fhirResource("Consent"), params: []param{pseudonymParam}, handle: s.showConsent,
+			op: "showConsent", tag: "consent", about: "The contract in force as a FHIR Consent (its id is the contract's ID, its identifier ID/version); 404 when the patient has none, " +
+				"and the charter's default policy applies."},
 		{method: "POST", pattern: "/v1/consent/tokens/check", auth: authStaff, roles: []string{"clinician", "registrar", "researcher"}, summary: "Check a patient's token before using it",
-			body: TokenBody{}, limit: 2 * consent.MaxDocument, answer: TokenCheck{}, handle: s.checkToken},
+			body: TokenBody{}, limit: 2 * consent.MaxDocument, answer: TokenCheck{}, handle: s.checkToken,
+			op: "checkToken", tag: "consent", about: "Says whether the token verifies, whom it grants what, until when, and how many uses are left here; nothing is used."},
 
-		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view, from every member: each holder's records and accesses, how many hold nothing, and each that could not be reached (signed by the patient)",
-			body: PatientRequestBody{}, answer: fhirResource("Bundle"), handle: s.patientView},
-		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every member (signed by the patient)",
-			body: PatientRequestBody{}, answer: PatientResult{}, handle: s.patientErase},
+		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view of every holder's records and accesses",
+			body: PatientRequestBody{}, answer: fhirResource("Bundle"), handle: s.patientView,
+			op: "patientView", tag: "patient", about: "Relays the patient's signed view request (SignedPatientRequest, op view, relay this centre) to every member of the federation and every other holder the directory lists. " +
+				"The answer is a collection Bundle: each holder's records (DocumentReferences without payloads) and every event about them on its ledger (AuditEvents: accesses, lookups, transfers, erasures, key changes), " +
+				"and an OperationOutcome that says how many centres were asked, how many hold nothing, and names each that could not be reached, with why: it may hold records. " +
+				"A holder with more entries than a page says where it goes on from: ask again with a cursor for it."},
+		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every member",
+			body: PatientRequestBody{}, answer: PatientResult{}, handle: s.patientErase,
+			op: "patientErase", tag: "patient", about: "Relays the patient's signed erase request (SignedPatientRequest, op erase, relay this centre) to every member: each holding records crypto-shreds their payloads, " +
+				"records an erasure entry for each and withdraws from the directory; the ledger entries stay, so every proof stays valid. " +
+				"Submit the patient's erasure document (a SignedConsentDocument of kind 7) to POST /v1/consent too: it reaches the holders this request could not, which erase before they release anything. Erasing again changes nothing."},
 
 		{method: "GET", pattern: "/v1/notifications", auth: authStaff, roles: []string{"privacy-officer"}, summary: "List emergency access notifications",
-			answer: fhirResource("Bundle"), params: []param{{"after", "query", "the ledger index of the last notification seen (default -1: all)"}}, handle: s.notifications},
+			answer: fhirResource("Bundle"), params: []param{{"after", "query", "the ledger index of the last notification seen (default -1: all)"}}, handle: s.notifications,
+			op: "listNotifications", tag: "audit", about: "The emergency accesses to patients whose records this centre holds (AuditEvent action E) and the changes to their keys (action U), as a collection Bundle, oldest first."},
 		{method: "GET", pattern: "/v1/ledger", auth: authStaff, roles: audit, summary: "Show the ledger's checkpoints and cosigners",
-			answer: LedgerStatus{}, handle: s.ledger},
+			answer: LedgerStatus{}, handle: s.ledger,
+			op: "ledgerStatus", tag: "audit", about: "The ledger's size, its latest checkpoints and which witnesses cosigned them, and any evidence of members signing two histories."},
 		{method: "GET", pattern: "/v1/ledger/entries/{index}/proof", auth: authStaff, roles: audit,
-			summary: "Prove an entry in the latest final checkpoint (auditors; clinicians read records through the consent-checked, audited /v1/records/{index})", answer: EntryProof{}, params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof},
+			summary: "Prove an entry in the latest final checkpoint", answer: EntryProof{}, params: []param{{"index", "path", "the entry's ledger index"}}, handle: s.proof,
+			op: "proveEntry", tag: "audit", about: "The entry with its inclusion proof in the latest final checkpoint, for auditors; clinicians read records through the consent-checked, audited GET /v1/records/{index}."},
 		{method: "GET", pattern: "/v1/federation", auth: authStaff, roles: audit, summary: "Show the federation's members and who is connected",
-			answer: FederationStatus{}, handle: s.federation},
-		{method: "GET", pattern: "/v1/federation/charter", auth: authStaff, roles: audit, summary: "The charter chain this centre adopted, version 1 first: what medfed ledger verify --charter checks a ledger against",
-			answer: CharterChain{}, handle: s.charter},
+			answer: FederationStatus{}, handle: s.federation,
+			op: "federationStatus", tag: "federation", about: "The federation's ID, its charter's version, each member's name and libp2p peer ID and whether it is connected, and charter changes pending."},
+		{method: "GET", pattern: "/v1/federation/charter", auth: authStaff, roles: audit, summary: "The charter chain this centre adopted",
+			answer: CharterChain{}, handle: s.charter,
+			op: "getCharter", tag: "federation", about: "Every version of the charter, version 1 first, as one text: what medfed ledger verify --charter checks a ledger against."},
 		{method: "GET", pattern: "/v1/federation/evidence", auth: authStaff, roles: audit, summary: "List evidence of members signing two histories",
-			answer: evidenceList{}, handle: s.evidence},
+			answer: evidenceList{}, handle: s.evidence,
+			op: "listEvidence", tag: "federation", about: "Each member caught signing two checkpoints that cannot both be true, with the reason and when it was seen: this centre no longer witnesses it."},
 	}
 }
 

@@ -333,6 +333,27 @@ func (s *StaffStore) Authenticate(ctx context.Context, token string) (Staff, err
 	return rs[0].Staff, nil
 }
 
+// Role returns the role of staff member id, for a system that acts for
+// them (an EHR's access token names its user by staff ID: node/smart).
+// A revoked credential, or one that fails its MAC, names no one; a token
+// past its lifetime does not matter here, since the system, not the
+// token, authenticated the person.
+func (s *StaffStore) Role(ctx context.Context, id string) (string, error) {
+	if err := s.checkSeal(ctx); err != nil {
+		return "", err
+	}
+	rs, err := staffRows(ctx, s.db, "WHERE id = ?", id)
+	switch {
+	case err != nil:
+		return "", err
+	case len(rs) == 0 || !rs[0].Revoked.IsZero():
+		return "", ErrUnknownStaff
+	case !rs[0].valid(s.key):
+		return "", fmt.Errorf("%w: staff ID %s", ErrStaffTampered, rs[0].ID)
+	}
+	return rs[0].Role, nil
+}
+
 // Renew gives a staff member's token lifetime from now: the same token
 // works on. A revoked credential stays revoked; one that fails its MAC,
 // or a store whose seal does not match, is not renewed.

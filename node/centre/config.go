@@ -69,6 +69,19 @@ type RecordsConfig struct {
 	Classes []string `mapstructure:"classes"`
 	// Locations are the department or site codes; a record may name none.
 	Locations []string `mapstructure:"locations"`
+	// Types map the LOINC document types an EHR sends (FHIR
+	// DocumentReference.type, IHE MHD) to data classes: a document of a
+	// type not listed is refused. A class's first type is the one its
+	// records are shown with.
+	Types []DocumentType `mapstructure:"types"`
+}
+
+// DocumentType is a LOINC document type and the data class its documents
+// are recorded as.
+type DocumentType struct {
+	LOINC   string `mapstructure:"loinc"`   // e.g. 11502-2
+	Display string `mapstructure:"display"` // LOINC's display name, e.g. Laboratory report
+	Class   string `mapstructure:"class"`   // one of records.classes
 }
 
 // DefaultClasses and DefaultLocations are the vocabulary of a centre that
@@ -78,7 +91,28 @@ var (
 		"mental-health", "observation", "prescription", "procedure", "referral", "vaccination"}
 	DefaultLocations = []string{"cardiology", "chemistry", "emergency", "general-practice", "haematology", "inpatients", "laboratory",
 		"maternity", "mental-health", "oncology", "outpatients", "paediatrics", "pharmacy", "radiology"}
+	// DefaultTypes map a LOINC document type to each default class but
+	// mental-health, which LOINC has no one document type for: a
+	// centre that records it through FHIR names its own.
+	DefaultTypes = []DocumentType{
+		{"48765-2", "Allergies and adverse reactions Document", "allergy"},
+		{"11488-4", "Consult note", "clinic-letter"},
+		{"11450-4", "Problem list - Reported", "diagnosis"},
+		{"18842-5", "Discharge summary", "discharge-summary"},
+		{"51969-4", "Genetic analysis report", "genomics"},
+		{"18748-4", "Diagnostic imaging study", "imaging"},
+		{"11502-2", "Laboratory report", "lab-result"},
+		{"10160-0", "History of Medication use Narrative", "medication"},
+		{"8716-3", "Vital signs", "observation"},
+		{"57833-6", "Prescription for medication", "prescription"},
+		{"47519-4", "History of Procedures Document", "procedure"},
+		{"57133-1", "Referral note", "referral"},
+		{"11369-6", "History of Immunization Narrative", "vaccination"},
+	}
 )
+
+// loincCode is a LOINC code: digits, a hyphen and the check digit.
+var loincCode = regexp.MustCompile(`^[0-9]{1,7}-[0-9]$`)
 
 // CentreConfig identifies this centre within its federation.
 type CentreConfig struct {
@@ -207,7 +241,7 @@ func DefaultConfig() Config {
 		API:       APIConfig{Listen: "127.0.0.1:8080", TokenLifetime: 12 * time.Hour},
 		Ledger:    LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second},
 		Pseudonym: PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
-		Records:   RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations)},
+		Records:   RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations), Types: slices.Clone(DefaultTypes)},
 		Patient:   PatientConfig{PageSize: 1 << 16},
 		Consent:   ConsentConfig{Lease: consent.DefaultLease},
 		Log:       LogConfig{Level: "info", Format: "text"},
@@ -324,6 +358,22 @@ func (c Config) Validate() error {
 	for i, v := range c.Records.Locations {
 		if !ledger.ValidDataClass(v) {
 			add(fmt.Sprintf("records.locations[%d]", i), "%q is not a code: lower-case letters, digits, '.', '_' and '-'", v)
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Records.Types {
+		field := fmt.Sprintf("records.types[%d]", i)
+		if !loincCode.MatchString(t.LOINC) {
+			add(field+".loinc", "%q is not a LOINC code (digits, '-', a check digit: e.g. 11502-2)", t.LOINC)
+		} else if seen[t.LOINC] {
+			add(field+".loinc", "%s is listed twice: a document type maps to one data class", t.LOINC)
+		}
+		seen[t.LOINC] = true
+		if t.Display == "" || len(t.Display) > 200 {
+			add(field+".display", "give LOINC's display name (at most 200 bytes)")
+		}
+		if !slices.Contains(c.Records.Classes, t.Class) {
+			add(field+".class", "%q is not one of records.classes", t.Class)
 		}
 	}
 

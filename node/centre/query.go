@@ -55,6 +55,9 @@ type QueryRequest struct {
 	Token   []byte   // a patient's token, when the query rests on one
 	// Local asks this centre alone (its own records), without a lookup.
 	Local bool
+	// Holder, a member's name, asks that holder alone, without a lookup:
+	// a document an earlier query found is retrieved from its holder.
+	Holder string
 }
 
 // QueryResult is a query's outcome, holder by holder, in order of name.
@@ -84,8 +87,13 @@ func (n *Node) QueryRecords(ctx context.Context, r QueryRequest) (QueryResult, e
 		return QueryResult{}, err
 	}
 	spec.LocalOnly = r.Local
+	if r.Holder != "" && !r.Local {
+		if spec.Only, err = n.memberID(r.Holder); err != nil {
+			return QueryResult{}, err
+		}
+	}
 	start := time.Now()
-	if !r.Local { // the directory is asked who holds the patient: on the ledger first
+	if !r.Local && r.Holder == "" { // the directory is asked who holds the patient: on the ledger first
 		if err := n.AuditLookup(ctx, r.Pseudonym, r.Asker); err != nil {
 			return QueryResult{}, err
 		}

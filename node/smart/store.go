@@ -1,0 +1,721 @@
+package smart
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/centre"
+)
+
+// ClientsFile is the file in a centre's data directory that holds its
+// SMART clients' registrations and the assertion IDs (jti) already used.
+const ClientsFile = "clients.db"
+
+// Lifetimes and limits.
+const (
+	// DefaultTokenLifetime is an access token's lifetime unless
+	// Options.TokenLifetime says otherwise; MaxTokenLifetime bounds it.
+	DefaultTokenLifetime = 5 * time.Minute
+	MaxTokenLifetime     = time.Hour
+	// MaxAssertionLifetime is how far ahead of the centre's clock an
+	// assertion's exp may be (plus Leeway).
+	MaxAssertionLifetime = 5 * time.Minute
+	// Leeway is the clock skew allowed between a client and the centre.
+	Leeway = 30 * time.Second
+	// MaxLiveTokens is how many unexpired access tokens one client may
+	// hold at once: a client asks for a token when its last one expires,
+	// not for every request.
+	MaxLiveTokens = 1000
+)
+
+// Options configure a Server.
+type Options struct {
+	Dir string // the centre's data directory; the store is Dir/ClientsFile
+	Key []byte // the row MAC key: centre.RowKey(Dir, ClientsFile), 32 bytes
+	// Now is the centre's clock (node/clock.Now in production); time.Now
+	// when nil.
+	Now func() time.Time
+	// Staff says the role of a live staff member of this centre, by staff
+	// ID (32 hex); an error when unknown, revoked or expired. An error of
+	// kind node.Internal (a failing disk, a tampered store) fails the
+	// request as the centre's; any other refuses the staff member. Nil: no
+	// assertion may name a staff member.
+	Staff func(ctx context.Context, id string) (role string, err error)
+	// TokenLifetime is the access tokens' lifetime, at most
+	// MaxTokenLifetime; DefaultTokenLifetime when zero.
+	TokenLifetime time.Duration
+	// Logger is where a registration that fails its MAC is reported
+	// (never with a token or an assertion); discarded when nil.
+	Logger *slog.Logger
+}
+
+// Compile-time checks: the types that hold secrets keep them out of logs.
+var (
+	_ slog.LogValuer = Options{}
+	_ slog.LogValuer = TokenResponse{}
+)
+
+// LogValue keeps the row key out of logs.
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("dir", o.Dir), slog.Duration("token_lifetime", o.TokenLifetime), slog.Bool("staff", o.Staff != nil))
+}
+
+// validate names the first bad field.
+func (o Options) validate() error {
+	switch {
+	case o.Dir == "":
+		return errors.New("smart: Options.Dir is empty")
+	case len(o.Key) != 32:
+		return fmt.Errorf("smart: Options.Key is %d bytes, not 32", len(o.Key))
+	case o.TokenLifetime < 0 || o.TokenLifetime > MaxTokenLifetime:
+		return fmt.Errorf("smart: Options.TokenLifetime is %v: it is between 0 (the default, %v) and %v", o.TokenLifetime, DefaultTokenLifetime, MaxTokenLifetime)
+	}
+	return nil
+}
+
+// Roles are the staff roles a client may be registered for: node/api's
+// Roles, kept here as a list of its own because node/smart sits beside
+// node/api and is imported by it, not the other way round.
+var Roles = []string{"admin", "registrar", "clinician", "researcher", "privacy-officer"}
+
+// ErrUnknownClient is returned for a client ID that is not registered, or
+// was revoked.
+var ErrUnknownClient = node.E(node.NotFound, "unknown or revoked client")
+
+// ErrTampered is what a registration that fails its MAC, or a store whose
+// seal does not match its rows, reads as: the file was changed by
+// something other than medfed. It is the centre's fault, not the caller's.
+var ErrTampered = errors.New("client store: a registration was changed outside medfed (run medfed check)")
+
+// Client is a registered SMART Backend Services client.
+type Client struct {
+	ID      string   // 32 hex digits: the assertion's iss and sub
+	Label   string   // for the centre's own administrators
+	Scopes  []string // the system scopes it may be granted
+	Roles   []string // the staff roles it may act for
+	JWKS    []byte   // its public keys, a JWK Set as registered (members medfed does not use dropped)
+	Created time.Time
+	Revoked time.Time // zero while registered
+
+	Tampered bool // the row fails its MAC (List): it authenticates no one
+}
+
+// Server is a centre's SMART Backend Services authorization server: its
+// client registrations, the token endpoint and the access tokens it
+// issued. It is safe for concurrent use.
+type Server struct {
+	db       *sql.DB // writes: immediate transactions
+	reader   *sql.DB // deferred transactions: a read takes no write lock
+	watch    *sql.Conn
+	key      []byte
+	now      func() time.Time
+	staff    func(ctx context.Context, id string) (string, error)
+	lifetime time.Duration
+	log      *slog.Logger
+
+	sealMu   sync.Mutex
+	version  int64 // watch's data_version when the seal was last checked
+	checked  bool
+	sealedOK bool
+
+	mu     sync.Mutex
+	tokens map[[sha256.Size]byte]*Grant // by the SHA-256 of the access token
+	live   map[string]int               // by client: its tokens, and those being issued
+	pruned time.Time
+
+	keysMu sync.Mutex
+	keys   map[string]clientKeys // by client ID
+}
+
+// clientKeys is a client's JWKS as last parsed, and the MAC of the row it
+// was parsed from: a changed row is parsed again.
+type clientKeys struct {
+	mac  []byte
+	keys []verifyKey
+}
+
+// The schema, one migration at a time; PRAGMA user_version counts those
+// applied.
+var migrations = []func(ctx context.Context, tx *sql.Tx, key []byte) error{
+	func(ctx context.Context, tx *sql.Tx, key []byte) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE clients (
+	id      TEXT PRIMARY KEY,  -- 32 hex digits
+	label   TEXT NOT NULL,
+	scopes  TEXT NOT NULL,     -- space-separated
+	roles   TEXT NOT NULL,     -- comma-separated
+	jwks    BLOB NOT NULL,     -- the client's public keys, a JWK Set
+	created INTEGER NOT NULL,  -- Unix seconds
+	revoked INTEGER,           -- Unix seconds; NULL while registered
+	mac     BLOB NOT NULL      -- HMAC-SHA256 of the row (clientRow.mac)
+) STRICT;
+CREATE TABLE seal (
+	id  INTEGER PRIMARY KEY CHECK (id = 0),
+	mac BLOB NOT NULL          -- HMAC-SHA256 of every client's ID and MAC (seal)
+) STRICT;
+CREATE TABLE jtis (
+	client  TEXT NOT NULL,
+	jti     BLOB NOT NULL,     -- SHA-256 of the assertion's jti
+	expires INTEGER NOT NULL,  -- Unix seconds: when the row may go
+	mac     BLOB NOT NULL,     -- HMAC-SHA256 of the row (jtiMAC)
+	PRIMARY KEY (client, jti)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX jtis_by_expiry ON jtis (expires)`); err != nil {
+			return err
+		}
+		return reseal(ctx, tx, key)
+	},
+}
+
+// migrate brings the store's schema up to date, one migration per
+// transaction.
+func migrate(ctx context.Context, db *sql.DB, key []byte) error {
+	for {
+		done, err := migrateOnce(ctx, db, key)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateOnce(ctx context.Context, db *sql.DB, key []byte) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return false, err
+	}
+	switch {
+	case v == len(migrations):
+		return true, nil
+	case v > len(migrations) || v < 0:
+		return false, fmt.Errorf("schema version %d: made by a newer medfed", v)
+	}
+	if err := migrations[v](ctx, tx, key); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+		return false, err
+	}
+	return false, tx.Commit()
+}
+
+// Open opens (creating it if needed) the client store of the centre whose
+// data directory is o.Dir. A running node and the medfed command may both
+// have it open: SQLite serialises their writes.
+func Open(o Options) (*Server, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(o.Dir, ClientsFile)
+	// Created private before SQLite opens it: it holds the clients'
+	// labels (SQLite gives its journal files the same mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("client store: %w", err)
+	}
+	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
+		return nil, fmt.Errorf("client store: %w", err)
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
+	// Immediate transactions: a write reads the rows it seals, and the
+	// jti check and its record are one step.
+	u.RawQuery = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate&mode=rwc"
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return nil, fmt.Errorf("client store: %w", err)
+	}
+	if err := migrate(context.Background(), db, o.Key); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("client store %s: %w", path, err)
+	}
+	u.RawQuery = "_busy_timeout=5000&mode=ro"
+	reader, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("client store: %w", err)
+	}
+	watch, err := reader.Conn(context.Background())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("client store %s: %w", path, err), reader.Close(), db.Close())
+	}
+	s := &Server{
+		db: db, reader: reader, watch: watch, key: slices.Clone(o.Key),
+		now: o.Now, staff: o.Staff, lifetime: o.TokenLifetime, log: o.Logger,
+		tokens: map[[sha256.Size]byte]*Grant{}, live: map[string]int{}, keys: map[string]clientKeys{},
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.lifetime == 0 {
+		s.lifetime = DefaultTokenLifetime
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "smart")
+	return s, nil
+}
+
+// Close closes the store. The access tokens issued are forgotten.
+func (s *Server) Close() error {
+	return errors.Join(s.watch.Close(), s.reader.Close(), s.db.Close())
+}
+
+// invalid is an error of kind node.Invalid.
+func invalid(format string, args ...any) error {
+	return node.E(node.Invalid, fmt.Sprintf(format, args...))
+}
+
+// Add registers a client: jwks is its JSON Web Key Set (public keys only),
+// scopes the system scopes it may be granted, roles the staff roles it may
+// act for (at least one). Its ID is 32 random hex digits.
+func (s *Server) Add(ctx context.Context, label string, jwks []byte, scopes, roles []string) (Client, error) {
+	if len(label) > 200 || strings.ContainsFunc(label, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return Client{}, fmt.Errorf("client add: %w", invalid("a label is at most 200 printable characters"))
+	}
+	norm, _, err := parseJWKS(jwks)
+	if err != nil {
+		return Client{}, fmt.Errorf("client add: %w", err)
+	}
+	scopes, _, err = parseScopes(scopes)
+	if err != nil {
+		return Client{}, fmt.Errorf("client add: %w", err)
+	}
+	if len(scopes) == 0 {
+		return Client{}, fmt.Errorf("client add: %w", invalid("give at least one scope, such as system/Patient.rs"))
+	}
+	if roles, err = checkRoles(roles); err != nil {
+		return Client{}, fmt.Errorf("client add: %w", err)
+	}
+	var id [16]byte
+	rand.Read(id[:])
+	r := newRow(Client{
+		ID: hex.EncodeToString(id[:]), Label: label, Scopes: scopes, Roles: roles, JWKS: norm,
+		Created: s.now().UTC().Truncate(time.Second),
+	})
+	err = s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+		if !sealed {
+			return ErrTampered
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO clients (id, label, scopes, roles, jwks, created, mac) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Label, r.scopes, r.roles, r.JWKS, r.Created.Unix(), r.mac(s.key))
+		return err
+	})
+	if err != nil {
+		return Client{}, fmt.Errorf("client add: %w", err)
+	}
+	return r.Client, nil
+}
+
+// checkRoles returns roles without repeats, refusing none or one that is
+// not a staff role.
+func checkRoles(roles []string) ([]string, error) {
+	var out []string
+	for _, r := range roles {
+		if !slices.Contains(Roles, r) {
+			return nil, invalid("role %q is not one of %s", r, strings.Join(Roles, ", "))
+		}
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, invalid("give at least one role the client acts for: %s", strings.Join(Roles, ", "))
+	}
+	return out, nil
+}
+
+// List returns every client, revoked ones included, oldest first; one
+// whose row fails its MAC is marked Tampered.
+func (s *Server) List(ctx context.Context) ([]Client, error) {
+	rs, err := clientRows(ctx, s.db, "ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("client list: %w", err)
+	}
+	out := make([]Client, len(rs))
+	for i, r := range rs {
+		out[i] = r.Client
+		out[i].Tampered = !r.valid(s.key)
+	}
+	return out, nil
+}
+
+// validID reports whether id has the shape of a client (or staff) ID.
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
+}
+
+// Revoke ends a client's registration at once: its assertions are
+// refused and the access tokens it holds stop working, here and in every
+// process that has the store open. Revoking is always safe, so a row that
+// fails its MAC is revoked too (keeping its MAC, as evidence for medfed
+// check).
+func (s *Server) Revoke(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("client revoke: %w", invalid("a client ID is 32 hex digits"))
+	}
+	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+		rs, err := clientRows(ctx, tx, "WHERE id = ?", id)
+		switch {
+		case err != nil:
+			return err
+		case len(rs) == 0 || !rs[0].Revoked.IsZero():
+			return ErrUnknownClient
+		}
+		r := rs[0]
+		valid := r.valid(s.key)
+		r.Revoked = s.now().UTC().Truncate(time.Second)
+		mac := r.stored
+		if valid {
+			mac = r.mac(s.key)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), mac, id); err != nil {
+			return err
+		}
+		if !sealed {
+			return errKeepSeal
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("client revoke: %w", err)
+	}
+	s.mu.Lock()
+	for h, g := range s.tokens {
+		if g.Client == id {
+			delete(s.tokens, h)
+		}
+	}
+	delete(s.live, id)
+	s.mu.Unlock()
+	return nil
+}
+
+// client returns the registration of a live client, checking its row's
+// MAC and the table's seal: ErrUnknownClient or ErrTampered (reported to
+// the log) when it authenticates no one.
+func (s *Server) client(ctx context.Context, id string) (clientRow, error) {
+	if !validID(id) {
+		return clientRow{}, ErrUnknownClient
+	}
+	if err := s.checkSeal(ctx); err != nil {
+		if errors.Is(err, ErrTampered) {
+			s.log.Error("the client store's seal does not match its rows: no client is authenticated until medfed check passes")
+		}
+		return clientRow{}, err
+	}
+	rs, err := clientRows(ctx, s.reader, "WHERE id = ?", id)
+	switch {
+	case err != nil:
+		return clientRow{}, fmt.Errorf("client store: %w", err)
+	case len(rs) == 0:
+		return clientRow{}, ErrUnknownClient
+	case !rs[0].valid(s.key):
+		s.log.Error("a client registration fails its MAC: it authenticates no one; run medfed check", "client", id)
+		return clientRow{}, ErrTampered
+	case !rs[0].Revoked.IsZero():
+		return clientRow{}, ErrUnknownClient
+	}
+	return rs[0], nil
+}
+
+// keysOf returns a client's public keys, parsed once per row version.
+func (s *Server) keysOf(r clientRow) ([]verifyKey, error) {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if k, ok := s.keys[r.ID]; ok && hmac.Equal(k.mac, r.stored) {
+		return k.keys, nil
+	}
+	_, keys, err := parseJWKS(r.JWKS)
+	if err != nil { // the row passed its MAC: medfed wrote it, so it parsed then
+		return nil, fmt.Errorf("client store: a registered JWK Set does not parse: %w", err)
+	}
+	s.keys[r.ID] = clientKeys{mac: r.stored, keys: keys}
+	return keys, nil
+}
+
+// checkSeal returns ErrTampered when the seal does not match the rows; it
+// reads them only when the file changed since the last call (SQLite's
+// data_version, which any other connection's commit moves).
+func (s *Server) checkSeal(ctx context.Context) error {
+	s.sealMu.Lock()
+	defer s.sealMu.Unlock()
+	var v int64
+	if err := s.watch.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return fmt.Errorf("client store: %w", err)
+	}
+	if !s.checked || v != s.version {
+		tx, err := s.watch.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("client store: %w", err)
+		}
+		ok, err := sealHolds(ctx, tx, s.key)
+		if err := errors.Join(err, tx.Rollback()); err != nil {
+			return fmt.Errorf("client store: %w", err)
+		}
+		s.version, s.checked, s.sealedOK = v, true, ok
+	}
+	if !s.sealedOK {
+		return fmt.Errorf("%w: the seal does not match the rows", ErrTampered)
+	}
+	return nil
+}
+
+// errKeepSeal, returned by a write's change, commits the change without
+// sealing the table again.
+var errKeepSeal = errors.New("keep the seal")
+
+// write runs change in an immediate transaction, telling it whether the
+// seal matches the rows as they stand, then seals the table again and
+// commits. A store whose seal does not match is not sealed again: that
+// would make a row put back as it was pass.
+func (s *Server) write(ctx context.Context, change func(tx *sql.Tx, sealed bool) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	sealed, err := sealHolds(ctx, tx, s.key)
+	if err != nil {
+		return err
+	}
+	switch err := change(tx, sealed); {
+	case errors.Is(err, errKeepSeal):
+	case err != nil:
+		return err
+	default:
+		if err := reseal(ctx, tx, s.key); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// CheckClients checks the MAC of every row of the client store of the data
+// directory dir, and its seal, under key, the store's row key: the full
+// check of clients.db. It opens the file read-only and returns how many
+// clients are registered (revoked ones included), or a *centre.DataError
+// naming the table and row. A directory without clients.db has none.
+func CheckClients(ctx context.Context, dir string, key []byte) (int, error) {
+	path := filepath.Join(dir, ClientsFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro&_busy_timeout=5000"}
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return 0, fmt.Errorf("client check: %w", err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("client check: %w", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("client check: %w", err)
+	}
+	if v != len(migrations) {
+		return 0, fmt.Errorf("client check: %s has schema version %d, not %d: starting the node with this medfed brings it up to date", path, v, len(migrations))
+	}
+	rs, err := clientRows(ctx, tx, "ORDER BY id")
+	if err != nil { // a row that does not read (a NULL where medfed writes none) was changed too
+		return 0, &centre.DataError{File: ClientsFile, Table: "clients", Row: "the rows", Reason: err.Error()}
+	}
+	for _, r := range rs {
+		if !r.valid(key) {
+			return 0, &centre.DataError{File: ClientsFile, Table: "clients", Row: "client ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
+		}
+	}
+	switch ok, err := sealHolds(ctx, tx, key); {
+	case err != nil:
+		return 0, &centre.DataError{File: ClientsFile, Table: "seal", Row: "the seal", Reason: err.Error()}
+	case !ok:
+		return 0, &centre.DataError{File: ClientsFile, Table: "seal", Row: "the seal", Reason: "it does not match the rows: a row was put back as it was, or removed"}
+	}
+	if err := checkJTIs(ctx, tx, key); err != nil {
+		return 0, err
+	}
+	return len(rs), nil
+}
+
+// checkJTIs checks the MAC of every recorded jti.
+func checkJTIs(ctx context.Context, tx *sql.Tx, key []byte) error {
+	rows, err := tx.QueryContext(ctx, `SELECT client, jti, expires, mac FROM jtis`)
+	if err != nil {
+		return &centre.DataError{File: ClientsFile, Table: "jtis", Row: "the rows", Reason: err.Error()}
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			client      string
+			jti, stored []byte
+			expires     int64
+		)
+		if err := rows.Scan(&client, &jti, &expires, &stored); err != nil {
+			return &centre.DataError{File: ClientsFile, Table: "jtis", Row: "the rows", Reason: err.Error()}
+		}
+		if !hmac.Equal(stored, jtiMAC(key, client, jti, expires)) {
+			return &centre.DataError{File: ClientsFile, Table: "jtis", Row: "an assertion ID of client " + client, Reason: "the row fails its MAC: changed or added without the centre's key"}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return &centre.DataError{File: ClientsFile, Table: "jtis", Row: "the rows", Reason: err.Error()}
+	}
+	return nil
+}
+
+// clientRow is a client row as stored.
+type clientRow struct {
+	Client
+	scopes, roles string // the columns as stored, which the MAC covers
+	stored        []byte // the MAC in the row
+}
+
+// newRow is the row of a client about to be stored.
+func newRow(c Client) clientRow {
+	return clientRow{Client: c, scopes: strings.Join(c.Scopes, " "), roles: strings.Join(c.Roles, ",")}
+}
+
+// field writes b to m, length-prefixed.
+func field(m interface{ Write([]byte) (int, error) }, b []byte) {
+	m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+	m.Write(b)
+}
+
+// mac is the HMAC-SHA256, under key, of every column of the row but the
+// MAC, each length-prefixed.
+func (r clientRow) mac(key []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	revoked := int64(0)
+	if !r.Revoked.IsZero() {
+		revoked = r.Revoked.Unix()
+	}
+	field(m, []byte("medfed client row v1"))
+	field(m, []byte(r.ID))
+	field(m, []byte(r.Label))
+	field(m, []byte(r.scopes))
+	field(m, []byte(r.roles))
+	field(m, r.JWKS)
+	for _, t := range []int64{r.Created.Unix(), revoked} {
+		field(m, binary.BigEndian.AppendUint64(nil, uint64(t)))
+	}
+	return m.Sum(nil)
+}
+
+func (r clientRow) valid(key []byte) bool { return hmac.Equal(r.stored, r.mac(key)) }
+
+// jtiMAC is the HMAC-SHA256, under key, of a jti row's columns.
+func jtiMAC(key []byte, client string, jti []byte, expires int64) []byte {
+	m := hmac.New(sha256.New, key)
+	field(m, []byte("medfed client jti v1"))
+	field(m, []byte(client))
+	field(m, jti)
+	field(m, binary.BigEndian.AppendUint64(nil, uint64(expires)))
+	return m.Sum(nil)
+}
+
+// seal is the HMAC-SHA256, under key, of every client's ID and MAC in ID
+// order.
+func seal(ctx context.Context, tx *sql.Tx, key []byte) ([]byte, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, ifnull(mac, x'') FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("medfed client seal v1"))
+	for rows.Next() {
+		var id string
+		var mac []byte
+		if err := rows.Scan(&id, &mac); err != nil {
+			return nil, err
+		}
+		field(m, []byte(id))
+		field(m, mac)
+	}
+	return m.Sum(nil), rows.Err()
+}
+
+func reseal(ctx context.Context, tx *sql.Tx, key []byte) error {
+	mac, err := seal(ctx, tx, key)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO seal (id, mac) VALUES (0, ?)`, mac)
+	return err
+}
+
+// sealHolds reports whether the stored seal matches the rows.
+func sealHolds(ctx context.Context, tx *sql.Tx, key []byte) (bool, error) {
+	var stored []byte
+	err := tx.QueryRowContext(ctx, `SELECT mac FROM seal WHERE id = 0`).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	want, err := seal(ctx, tx, key)
+	return err == nil && hmac.Equal(stored, want), err
+}
+
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// clientRows reads the rows that tail (a WHERE and ORDER clause) selects.
+func clientRows(ctx context.Context, q querier, tail string, args ...any) ([]clientRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, label, scopes, roles, jwks, created, revoked, mac FROM clients `+tail, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []clientRow
+	for rows.Next() {
+		var (
+			r       clientRow
+			created int64
+			revoked sql.NullInt64
+		)
+		if err := rows.Scan(&r.ID, &r.Label, &r.scopes, &r.roles, &r.JWKS, &created, &revoked, &r.stored); err != nil {
+			return nil, err
+		}
+		r.Scopes = strings.Fields(r.scopes)
+		r.Roles = strings.FieldsFunc(r.roles, func(c rune) bool { return c == ',' })
+		r.Created = time.Unix(created, 0).UTC()
+		if revoked.Valid {
+			r.Revoked = time.Unix(revoked.Int64, 0).UTC()
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -85,11 +85,8 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		return errors.Join(err, n.Close())
 	}
 	defer clients.Close()
-	srv, err := api.New(api.Options{Node: n, Staff: staff, SMART: clients, Logger: log.With("centre", cfg.Centre.Name)})
-	if err != nil {
-		return errors.Join(err, n.Close())
-	}
 	scheme, pin := "http", "plain HTTP, on a loopback address only"
+	var hosts []string // plain HTTP is served on loopback alone: any Host there
 	if !cfg.API.TLS.Plain {
 		cert, err := api.ServerCertificate(cfg.Data.Dir, cfg.API, time.Now())
 		if err != nil {
@@ -98,8 +95,13 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		if cert.Made {
 			log.Info("api certificate made", "centre", cfg.Centre.Name, "file", cert.File, "sha256", cert.Fingerprint)
 		}
+		hosts = cert.Hosts(ln.Addr().(*net.TCPAddr).Port)
 		ln = tls.NewListener(ln, cert.TLS)
 		scheme, pin = "https", fmt.Sprintf("clients pin %s, sha256 %s", cert.File, cert.Fingerprint)
+	}
+	srv, err := api.New(api.Options{Node: n, Staff: staff, SMART: clients, Hosts: hosts, Logger: log.With("centre", cfg.Centre.Name)})
+	if err != nil {
+		return errors.Join(err, n.Close())
 	}
 	sock, err := admin.Listen(cfg.Data.Dir)
 	if err != nil {

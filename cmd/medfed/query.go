@@ -107,6 +107,12 @@ func printQuery(w io.Writer, res api.QueryResult, out string) error {
 			if r.Location != "" {
 				fmt.Fprintf(w, "  %s", r.Location)
 			}
+			// A document an EHR sent through FHIR: its bytes, and its type.
+			contentType, payload := api.OpenDocument(r.Payload)
+			if contentType != "application/octet-stream" && !r.Erased {
+				fmt.Fprintf(w, "  %s", contentType)
+			}
+			r.Payload = payload
 			switch {
 			case r.Erased:
 				fmt.Fprintf(w, "  (no payload at the source: erased, or lost with its disk)\n")

@@ -41,7 +41,12 @@ type Options struct {
 	// SMART is the centre's SMART Backend Services authorization server:
 	// the EHRs it registered get access tokens from it (/auth/token).
 	// Without one, the FHIR routes take staff tokens only.
-	SMART  *smart.Server
+	SMART *smart.Server
+	// Hosts are the host[:port]s the API answers to (its certificate's:
+	// Certificate.Hosts). A request naming another Host is refused (421):
+	// the URLs the API writes (the token endpoint an assertion's audience
+	// must name, every fullUrl) are built from it. Empty: any, for tests.
+	Hosts  []string
 	Logger *slog.Logger
 }
 
@@ -50,6 +55,7 @@ type Server struct {
 	node   Centre
 	staff  *StaffStore
 	smart  *smart.Server // nil: no system is registered
+	hosts  []string      // the Hosts a request may name; nil: any
 	log    *slog.Logger
 	routes []route
 	mux    *http.ServeMux
@@ -58,8 +64,10 @@ type Server struct {
 	inflight sync.WaitGroup // handlers running, waited for at shutdown
 	limits   patientLimits
 
-	fhirRoutes []route         // the FHIR interface and SMART's endpoints, described by /fhir/metadata
-	found      *foundDocuments // documents of other centres a search here found, for their reads
+	fhirRoutes   []route         // the FHIR interface and SMART's endpoints, described by /fhir/metadata
+	found        *foundDocuments // documents of other centres a search here found, for their reads
+	transactions chan struct{}   // MHD transactions under way: each may hold tens of MiB
+	tokenLimits  patientLimits   // the token endpoint's: no caller is known before it answers
 }
 
 // auth says how a route's caller proves who they are.
@@ -114,17 +122,20 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{node: o.Node, staff: o.Staff, smart: o.SMART, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(),
-		found: newFoundDocuments()}
+	s := &Server{node: o.Node, staff: o.Staff, smart: o.SMART, hosts: o.Hosts, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(),
+		found: newFoundDocuments(), transactions: make(chan struct{}, maxTransactions), tokenLimits: newPatientLimits()}
 	s.routes = s.table()
 	s.fhirRoutes = s.fhirTable()
 	byPath := map[string][]*route{}
 	var order []string
-	for i := range len(s.routes) + len(s.fhirRoutes) {
-		rt := &s.fhirRoutes[i-min(i, len(s.routes))]
-		if i < len(s.routes) {
-			rt = &s.routes[i]
-		}
+	all := make([]*route, 0, len(s.routes)+len(s.fhirRoutes))
+	for i := range s.routes {
+		all = append(all, &s.routes[i])
+	}
+	for i := range s.fhirRoutes {
+		all = append(all, &s.fhirRoutes[i])
+	}
+	for _, rt := range all {
 		if _, ok := byPath[rt.pattern]; !ok {
 			order = append(order, rt.pattern)
 		}
@@ -151,6 +162,10 @@ func New(o Options) (*Server, error) {
 		})
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, fhirBase+"/") {
+			s.fail(w, r, http.StatusNotFound, errors.New("no such FHIR resource or interaction here; see /fhir/metadata"))
+			return
+		}
 		s.fail(w, r, http.StatusNotFound, errors.New("no such route; see /openapi.json"))
 	})
 	doc, err := s.openAPI()
@@ -191,6 +206,10 @@ var operator = Staff{Role: "admin"}
 // OperationOutcome, where the mux would redirect (a POST redirected turns
 // into a GET), then routes. The FHIR base is served with its slash too.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if s.hosts != nil && !slices.Contains(s.hosts, strings.ToLower(r.Host)) {
+		s.fail(w, r, http.StatusMisdirectedRequest, errors.New("this centre's API does not answer to the host the request names: use a name its certificate covers"))
+		return
+	}
 	if r.URL.Path == fhirBase+"/" {
 		// FHIR clients post a transaction to the base with its slash.
 		r.URL.Path = fhirBase
@@ -242,6 +261,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, rt *route, as St
 		attrs := []any{"method", r.Method, "route", rt.pattern, "status", rec.status, "ms", float64(time.Since(start).Microseconds()) / 1000}
 		if c.staff.ID != "" {
 			attrs = append(attrs, "staff", c.staff.ID, "role", c.staff.Role)
+		}
+		if c.grant != nil { // the system that acted (for the person above, if any)
+			attrs = append(attrs, "client", c.grant.Client)
 		}
 		s.log.Info("request", attrs...)
 	}()

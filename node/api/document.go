@@ -30,6 +30,7 @@ type documentHeader struct {
 	TypeCode    string `json:"typeCode,omitempty"`
 	TypeDisplay string `json:"typeDisplay,omitempty"`
 	Language    string `json:"language,omitempty"`
+	MasterID    string `json:"masterIdentifier,omitempty"` // the document's unique ID as its sender gave it (a URI)
 }
 
 // octetStream is the content type of bytes that say nothing of themselves.
@@ -40,7 +41,7 @@ func (h documentHeader) check() error {
 	if _, _, err := mime.ParseMediaType(h.ContentType); err != nil || len(h.ContentType) > 255 {
 		return fmt.Errorf("the content type %q is not a media type", h.ContentType)
 	}
-	for _, s := range []string{h.TypeSystem, h.TypeCode, h.TypeDisplay, h.Language} {
+	for _, s := range []string{h.TypeSystem, h.TypeCode, h.TypeDisplay, h.Language, h.MasterID} {
 		if len(s) > 1024 {
 			return errors.New("a field of the document's type is over 1024 bytes")
 		}
@@ -63,6 +64,17 @@ func sealDocument(h documentHeader, data []byte) ([]byte, error) {
 	out = binary.AppendUvarint(out, uint64(len(head)))
 	out = append(out, head...)
 	return append(out, data...), nil
+}
+
+// OpenDocument returns a released payload's content type and bytes: a
+// document an EHR sent through FHIR opened, any other payload as it is,
+// of type application/octet-stream.
+func OpenDocument(payload []byte) (contentType string, data []byte) {
+	h, data, err := openDocument(payload)
+	if err != nil {
+		return octetStream, payload
+	}
+	return h.ContentType, data
 }
 
 // openDocument splits a record's payload into what is said of the

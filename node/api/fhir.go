@@ -18,19 +18,21 @@ import (
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/smart"
 )
 
 // The FHIR R4 shapes of medfed's answers, built with the samply FHIR
 // models. Code systems of medfed's own are URNs under urn:medfed.
 const (
-	pseudonymSystem = "urn:medfed:pseudonym"  // a patient's federation pseudonym
-	classSystem     = "urn:medfed:data-class" // a record's data class
-	staffSystem     = "urn:medfed:staff"      // a centre's pseudonymous staff IDs
-	roleSystem      = "urn:medfed:staff-role"
-	eventSystem     = "urn:medfed:ledger-event"
-	actionSystem    = "urn:medfed:action"
-	actReason       = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-	actCode         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+	pseudonymSystem     = "urn:medfed:pseudonym"  // a patient's federation pseudonym
+	classSystem         = "urn:medfed:data-class" // a record's data class
+	staffSystem         = "urn:medfed:staff"      // a centre's pseudonymous staff IDs
+	roleSystem          = smart.RoleSystem        // the staff roles, as a system's IUA claims name them
+	eventSystem         = "urn:medfed:ledger-event"
+	actionSystem        = "urn:medfed:action"
+	consentActionSystem = "http://terminology.hl7.org/CodeSystem/consentaction"
+	actReason           = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	actCode             = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 )
 
 // noPayload is what a record released without its payload says: the
@@ -84,15 +86,21 @@ func patientResource(federation, pseudonym string) resource {
 
 // documentReference is a record of centre's ledger; with data when its
 // payload was released.
-func documentReference(centre string, m RecordMeta, data []byte, withData bool) resource {
-	att := fhir.Attachment{ContentType: ptr("application/octet-stream")}
+func documentReference(centre string, m RecordMeta, payload []byte, withData bool) resource {
+	att := fhir.Attachment{ContentType: ptr(octetStream)}
 	if withData {
-		att.Data = ptr(base64.StdEncoding.EncodeToString(data))
-		att.Size = ptr(len(data))
-		sum := sha1.Sum(data) // FHIR's Attachment.hash is SHA-1
-		att.Hash = ptr(base64.StdEncoding.EncodeToString(sum[:]))
+		att = attachment(payload)
 	}
 	return resource{marshal(docRef(centre, m.Index, m.Kind, m.Pseudonym, m.Class, m.Occurred, m.Location, m.Author, m.Replaces, att))}
+}
+
+// attachment is a released payload as an Attachment: a document an EHR
+// sent through FHIR with its own content type, its envelope opened.
+func attachment(payload []byte) fhir.Attachment {
+	contentType, data := OpenDocument(payload)
+	sum := sha1.Sum(data) // FHIR's Attachment.hash is SHA-1
+	return fhir.Attachment{ContentType: ptr(contentType), Data: ptr(base64.StdEncoding.EncodeToString(data)), Size: ptr(len(data)),
+		Hash: ptr(base64.StdEncoding.EncodeToString(sum[:]))}
 }
 
 // resourceID is a resource's id for entry index of centre's ledger: FHIR
@@ -138,12 +146,9 @@ func queryBundle(res QueryResult) resource {
 	total := 0
 	for _, h := range res.Holders {
 		for _, r := range h.Records {
-			att := fhir.Attachment{ContentType: ptr("application/octet-stream")}
-			if r.Erased {
-				att.Title = ptr(noPayload)
-			} else {
-				att.Data = ptr(base64.StdEncoding.EncodeToString(r.Payload))
-				att.Size = ptr(len(r.Payload))
+			att := fhir.Attachment{ContentType: ptr(octetStream), Title: ptr(noPayload)}
+			if !r.Erased {
+				att = attachment(r.Payload)
 			}
 			d := docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.Replaces, att)
 			b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(d), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
@@ -205,7 +210,7 @@ func outcome(status int, msg string) resource {
 		code = fhir.IssueTypeForbidden
 	case http.StatusNotFound, http.StatusGone:
 		code = fhir.IssueTypeNotFound
-	case http.StatusMethodNotAllowed:
+	case http.StatusMethodNotAllowed, http.StatusMisdirectedRequest:
 		code = fhir.IssueTypeNotSupported
 	case http.StatusConflict:
 		code = fhir.IssueTypeConflict
@@ -281,8 +286,13 @@ func provisions(ps []consent.ProvisionSpec) []fhir.ConsentProvision {
 			fp.Actor = append(fp.Actor, fhir.ConsentProvisionActor{Role: fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(roleSystem), Code: ptr(role)}}}, Reference: ref})
 		}
 		for _, a := range p.Action {
-			// medfed's actions (access, copy) are not consentaction's codes.
-			fp.Action = append(fp.Action, fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(actionSystem), Code: ptr(a)}}})
+			// access is consentaction's; copy (a transfer to another
+			// centre) is medfed's own.
+			system := actionSystem
+			if a == "access" {
+				system = consentActionSystem
+			}
+			fp.Action = append(fp.Action, fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(system), Code: ptr(a)}}})
 		}
 		for _, pu := range p.Purpose {
 			fp.Purpose = append(fp.Purpose, fhir.Coding{System: ptr(actReason), Code: ptr(purposeCodes[pu]), Display: ptr(pu)})

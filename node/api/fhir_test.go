@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -137,6 +138,19 @@ func TestFHIRDocumentExchange(t *testing.T) {
 	}
 	p := patients[0]["id"].(string)
 	call(t, "GET", a.url+"/fhir/Patient/"+p, atA, nil).want(t, 200, "Patient read")
+	form := url.Values{"identifier": {nhsURI + "|" + strings.ReplaceAll(nhs, " ", "")}}.Encode()
+	req, _ := http.NewRequest("POST", a.url+"/fhir/Patient/_search", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+atA)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(got), `"id":"`+p+`"`) {
+		t.Fatalf("PDQm by POST: %d %s", resp.StatusCode, got)
+	}
 
 	// The patient's key and consent: attested over /v1 (a registrar who
 	// checked who they are), the contract posted as a PCF Consent.
@@ -178,6 +192,14 @@ func TestFHIRDocumentExchange(t *testing.T) {
 		"a batch":             map[string]any{"resourceType": "Bundle", "type": "batch"},
 		"an unmapped type":    strings.Replace(mustJSON(t, bundle), "11502-2", "99999-9", 1),
 		"a Binary not linked": strings.Replace(mustJSON(t, bundle), `"url":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"`, `"url":"urn:uuid:00000000-5e4f-4a3b-8c2d-1e0f9a8b7c6d"`, 1),
+		"a wrong hash":        strings.Replace(mustJSON(t, bundle), `"contentType":"text/plain","url"`, `"contentType":"text/plain","hash":"2jmj7l5rSw0yVb/vlWAYkK/YBwk=","url"`, 1),
+		"an empty document":   strings.Replace(mustJSON(t, bundle), base64.StdEncoding.EncodeToString([]byte(payload)), "", 1),
+		// A second document whose patient's identifier does not check: the
+		// first, good, is not stored either.
+		"a second document of a bad identifier": strings.Replace(strings.Replace(mustJSON(t, bundle), `{"attachment":{"contentType":"text/plain","url":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}}]`,
+			`{"attachment":{"contentType":"text/plain","url":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}}]},"request":{"method":"POST","url":"DocumentReference"}},`+
+				`{"fullUrl":"urn:uuid:1","request":{"method":"POST","url":"DocumentReference"},"resource":{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11502-2"}]},`+
+				`"subject":{"identifier":{"system":"`+nhsURI+`","value":"9434765910"}},"content":[{"attachment":{"contentType":"text/plain","data":"eA=="}}]`, 1), `}]}`, `}]}`, 1),
 	} {
 		call(t, "POST", a.url+"/fhir", atA, bad).want(t, 400, what)
 	}
@@ -207,16 +229,45 @@ func TestFHIRDocumentExchange(t *testing.T) {
 	if !strings.HasPrefix(attURL, b.url+"/fhir/Binary/") {
 		t.Fatalf("attachment url %q", attURL)
 	}
-	req, _ := http.NewRequest("GET", attURL, nil)
+	req, _ = http.NewRequest("GET", attURL, nil)
 	req.Header.Set("Authorization", "Bearer "+atB)
-	resp, err := client.Do(req)
-	if err != nil {
+	if resp, err = client.Do(req); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := io.ReadAll(resp.Body)
+	got, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(got) != payload || resp.Header.Get("Content-Type") != "text/plain" {
+	if resp.StatusCode != 200 || string(got) != payload || resp.Header.Get("Content-Type") != "text/plain" || resp.Header.Get("X-Content-Type-Options") != "nosniff" ||
+		resp.Header.Get("Content-Security-Policy") != "sandbox" {
 		t.Fatalf("ITI-68: %d %q %s", resp.StatusCode, got, resp.Header.Get("Content-Type"))
+	}
+	// The filters MHD names: by date, period and category.
+	for q, want := range map[string]int{
+		"&date=ge2026-12-01": 0, "&date=le2026-11-30": 1, "&date=2026-11": 1, "&period=lt2026-11-30T09:00:00Z": 0,
+		"&category=lab-result": 1, "&category=imaging": 0, "&status=superseded": 0, "&type=" + url.QueryEscape("http://loinc.org|18842-5"): 0,
+	} {
+		got := call(t, "GET", b.url+"/fhir/DocumentReference?patient="+p+q, atB, nil).want(t, 200, "ITI-67 "+q)
+		if n := len(got.entries("DocumentReference")); n != want {
+			t.Errorf("ITI-67 %s: %d documents, want %d", q, n, want)
+		}
+	}
+
+	// A replacement (relatesTo replaces) is an amendment: the search
+	// then releases the new version alone, which names the one it replaces.
+	id := docs[0]["id"].(string)
+	amended := strings.Replace(strings.Replace(mustJSON(t, bundle), base64.StdEncoding.EncodeToString([]byte(payload)), base64.StdEncoding.EncodeToString([]byte("Hb 140 g/L")), 1),
+		`"date":"2026-11-30T09:00:00Z"`, `"date":"2026-11-30T09:00:00Z","relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+id+`"}}]`, 1)
+	if !strings.Contains(amended, "relatesTo") {
+		t.Fatalf("the amendment's bundle: %s", amended)
+	}
+	call(t, "POST", a.url+"/fhir", atA, strings.Replace(amended, "DocumentReference/"+id, "DocumentReference/centre-b-1", 1)).want(t, 400, "a replacement of another centre's document")
+	call(t, "POST", a.url+"/fhir", atA, amended).want(t, 200, "ITI-65, an amendment")
+	nodetest.Eventually(t, 20*time.Second, "the amendment replaces the document", func() bool {
+		search = call(t, "GET", b.url+"/fhir/DocumentReference?patient="+p, atB, nil)
+		docs = search.entries("DocumentReference")
+		return search.status == 200 && len(docs) == 1 && docs[0]["id"] != id
+	})
+	if rel, _ := docs[0]["relatesTo"].([]any); len(rel) != 1 || !strings.Contains(mustJSON(t, rel), "DocumentReference/"+id) {
+		t.Fatalf("the amendment: %s", search.raw)
 	}
 	call(t, "GET", b.url+"/fhir/Consent?patient="+p, atB, nil).want(t, 200, "Consent search")
 	orgs := call(t, "GET", b.url+"/fhir/Organization", atB, nil).want(t, 200, "Organization")
@@ -226,9 +277,21 @@ func TestFHIRDocumentExchange(t *testing.T) {
 	call(t, "GET", b.url+"/fhir/Endpoint", atB, nil).want(t, 200, "Endpoint")
 
 	// BALP at centre-a: centre-b's query is there.
-	audit := call(t, "GET", a.url+"/fhir/AuditEvent?patient="+p, a.token(t, "privacy-officer"), nil).want(t, 200, "AuditEvent")
-	if !strings.Contains(string(audit.raw), "Organization/centre-b") {
+	officer := a.token(t, "privacy-officer")
+	audit := call(t, "GET", a.url+"/fhir/AuditEvent?patient="+p, officer, nil).want(t, 200, "AuditEvent")
+	events := audit.entries("AuditEvent")
+	if !strings.Contains(string(audit.raw), "Organization/centre-b") || len(events) == 0 {
 		t.Fatalf("audit: %s", audit.raw)
+	}
+	// Every fullUrl of these searches resolves here.
+	for _, u := range []string{a.url + "/fhir/AuditEvent/" + events[0]["id"].(string), a.url + "/fhir/Consent/" + p} {
+		call(t, "GET", u, officer, nil).want(t, 200, "GET "+u)
+	}
+	// A researcher does not turn an identifier into a pseudonym.
+	call(t, "GET", b.url+"/fhir/DocumentReference?patient.identifier="+url.QueryEscape(nhsURI+"|9434765919"), b.token(t, "researcher"), nil).want(t, 403, "a researcher's search by identifier")
+	// A Patient's id that is not a pseudonym is not repeated back.
+	if got := call(t, "GET", a.url+"/fhir/Patient/9434765919", a.token(t, "registrar"), nil).want(t, 404, "a Patient by number"); strings.Contains(string(got.raw), "9434765919") {
+		t.Fatalf("the error repeats the number: %s", got.raw)
 	}
 
 	// Tokens refused: a wrong audience, a replay, a token of the other centre.
@@ -367,5 +430,33 @@ func TestFHIRRoutesAreGuarded(t *testing.T) {
 func TestSystemsAndStaffShareTheRoles(t *testing.T) {
 	if !slices.Equal(smart.Roles, api.Roles) {
 		t.Fatalf("node/smart's roles %v, node/api's %v", smart.Roles, api.Roles)
+	}
+}
+
+// TestAHostNotServedIsRefused: the API answers only to the hosts its
+// certificate covers, since the URLs it writes (the token endpoint an
+// assertion's audience must name) come from the request's Host.
+func TestAHostNotServedIsRefused(t *testing.T) {
+	srv, err := api.New(api.Options{Node: failing{}, Staff: openStaff(t), Hosts: []string{"centre-a.example:8443"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	for host, want := range map[string]int{"centre-a.example:8443": 200, "elsewhere.example:8443": 421, "CENTRE-A.example:8443": 200} {
+		req, _ := http.NewRequest("GET", hs.URL+"/.well-known/smart-configuration", nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d: %s", host, resp.StatusCode, want, body)
+		}
+		if want == 200 && !strings.Contains(string(body), `"token_endpoint":"http://`+strings.ToLower(host)+`/auth/token"`) && !strings.Contains(string(body), `"token_endpoint":"http://`+host+`/auth/token"`) {
+			t.Errorf("Host %s: %s", host, body)
+		}
 	}
 }

@@ -35,13 +35,16 @@ const (
 	uriSystem      = "urn:ietf:rfc:3986"
 	proofExtension = "urn:medfed:fhir:ledger-proof" // where a released document is proven: holder, entry, final checkpoint
 	maxEntries     = 100                            // entries of one transaction Bundle
+	// maxTransactions is how many MHD transactions are served at once; more
+	// wait (a Bundle may hold 24 MiB, parsed and sealed in memory).
+	maxTransactions = 2
 )
 
 // inBundle is a Bundle as a client sends it: only what a transaction
-// needs is read.
+// needs is read, and its type's shape is checked after its resourceType.
 type inBundle struct {
-	ResourceType string `json:"resourceType"`
-	Type         string `json:"type"`
+	ResourceType string          `json:"resourceType"`
+	Type         json.RawMessage `json:"type"`
 	Entry        []struct {
 		FullURL  string          `json:"fullUrl"`
 		Resource json.RawMessage `json:"resource"`
@@ -65,112 +68,195 @@ func resourceType(raw json.RawMessage) string {
 
 // submission is one document of a transaction, checked and ready to store.
 type submission struct {
-	entry    int // its entry in the Bundle
-	binary   int // the entry of its Binary, or -1
-	request  centre.RecordRequest
-	header   documentHeader
-	data     []byte
-	subject  string // as the DocumentReference named it
-	patients []string
+	entry     int    // its entry in the Bundle
+	binaryURL string // the fullUrl of its Binary in the Bundle; empty when its data is inline
+	binary    int    // that Binary's entry, once found
+	hash      string // attachment.hash, checked against the bytes
+	request   centre.RecordRequest
+	header    documentHeader
+	data      []byte
+}
+
+// bundleBinary is a Binary of a transaction, decoded.
+type bundleBinary struct {
+	entry       int
+	contentType string
+	data        []byte
+	used        bool
+}
+
+// inList is what a SubmissionSet List says that is checked here.
+type inList struct {
+	Subject *fhir.Reference `json:"subject"`
+	Entry   []struct {
+		Item fhir.Reference `json:"item"`
+	} `json:"entry"`
 }
 
 // transaction is MHD's Provide Document Bundle (ITI-65). Every entry is
-// checked before anything is stored: a Bundle with one bad entry stores
-// nothing.
+// checked, and every record it makes checked by the centre, before any
+// is stored: a Bundle with one bad entry stores nothing. A failure of
+// the centre's part-way (a disk) is answered with what was stored.
 func (s *Server) transaction(ctx context.Context, c *call) (any, error) {
 	if err := c.allows("DocumentReference", 'c'); err != nil {
 		return nil, err // before the body: a transaction here provides documents
+	}
+	// A Bundle may carry 16 MiB documents: a few at a time.
+	select {
+	case s.transactions <- struct{}{}:
+		defer func() { <-s.transactions }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: too many transactions at once; try again", node.ErrUnavailable)
 	}
 	raw, err := ReadBody(c.w, c.r, c.route.limit)
 	if err != nil {
 		return nil, err
 	}
-	if !json.Valid(raw) {
-		return nil, fmt.Errorf("%w: the body is not JSON", errBadRequest)
-	}
-	if kind := resourceType(raw); kind != "Bundle" {
-		return nil, fmt.Errorf("%w: POST %s takes a transaction Bundle, not %q", errBadRequest, fhirBase, kind)
-	}
 	var b inBundle
 	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, fmt.Errorf("%w: the body is not a FHIR Bundle: %v", errBadRequest, err)
+		return nil, fmt.Errorf("%w: the body is not a FHIR resource in JSON: %v", errBadRequest, err)
 	}
+	raw = nil
+	var kind string
 	switch {
-	case b.Type != "transaction":
-		return nil, fmt.Errorf("%w: the Bundle's type must be transaction (IHE MHD ITI-65), not %q", errBadRequest, b.Type)
+	case b.ResourceType != "Bundle":
+		return nil, fmt.Errorf("%w: POST %s takes a transaction Bundle, not %q", errBadRequest, fhirBase, b.ResourceType)
+	case json.Unmarshal(b.Type, &kind) != nil || kind != "transaction":
+		return nil, fmt.Errorf("%w: the Bundle's type must be transaction (IHE MHD ITI-65)", errBadRequest)
 	case len(b.Entry) == 0 || len(b.Entry) > maxEntries:
 		return nil, fmt.Errorf("%w: a transaction holds 1 to %d entries, not %d", errBadRequest, maxEntries, len(b.Entry))
 	}
 	types := s.node.DocumentTypes()
 	var docs []*submission
-	binaries := map[string]int{} // by fullUrl
-	lists := 0
+	var list *inList
+	binaries := map[string]*bundleBinary{} // by fullUrl
 	kinds := make([]string, len(b.Entry))
+	docURLs := map[string]bool{}
 	for i, e := range b.Entry {
 		kind := resourceType(e.Resource)
 		kinds[i] = kind
 		where := fmt.Sprintf("entry %d (%s)", i+1, kind)
 		if e.Request == nil || e.Request.Method != http.MethodPost || e.Request.URL != kind {
-			return nil, fmt.Errorf("%w: %s: a transaction's entries are creates here: request.method POST, request.url %q", errBadRequest, where, kind)
+			return nil, fmt.Errorf("%w: %s: a transaction's entries are creates here: request.method POST, request.url its resource type", errBadRequest, where)
 		}
 		if err := c.allows(kind, 'c'); err != nil {
 			return nil, err
 		}
 		switch kind {
 		case "List":
-			lists++
-		case "Binary":
-			if !strings.HasPrefix(e.FullURL, "urn:uuid:") {
-				return nil, fmt.Errorf("%w: %s: a Binary's fullUrl must be a urn:uuid its DocumentReference points at", errBadRequest, where)
+			if list != nil {
+				return nil, fmt.Errorf("%w: %s: an MHD transaction holds one SubmissionSet List", errBadRequest, where)
 			}
-			binaries[e.FullURL] = i
+			list = &inList{}
+			if err := json.Unmarshal(e.Resource, list); err != nil {
+				return nil, fmt.Errorf("%w: %s: not a valid List: %v", errBadRequest, where, err)
+			}
+		case "Binary":
+			if !strings.HasPrefix(e.FullURL, "urn:uuid:") || binaries[e.FullURL] != nil {
+				return nil, fmt.Errorf("%w: %s: a Binary's fullUrl must be a urn:uuid of its own, which its DocumentReference points at", errBadRequest, where)
+			}
+			var bin fhir.Binary
+			if err := json.Unmarshal(e.Resource, &bin); err != nil || bin.Data == nil {
+				return nil, fmt.Errorf("%w: %s: a Binary with its contentType and data", errBadRequest, where)
+			}
+			data, err := base64.StdEncoding.DecodeString(*bin.Data)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: the Binary's data is not base64", errBadRequest, where)
+			}
+			binaries[e.FullURL] = &bundleBinary{entry: i, contentType: bin.ContentType, data: data}
 		case "DocumentReference":
-			d, err := s.submission(ctx, c, e.Resource, types)
+			d, err := s.submission(c, e.Resource, types)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}
 			d.entry = i
 			docs = append(docs, d)
+			docURLs[e.FullURL] = e.FullURL != ""
 		default:
-			return nil, fmt.Errorf("%w: %s: an MHD transaction holds a SubmissionSet List, DocumentReferences and Binaries, not a %q", errBadRequest, where, kind)
+			return nil, fmt.Errorf("%w: %s: an MHD transaction holds a SubmissionSet List, DocumentReferences and Binaries", errBadRequest, where)
 		}
 	}
-	if lists != 1 || len(docs) == 0 {
-		return nil, fmt.Errorf("%w: an MHD transaction holds one SubmissionSet List and at least one DocumentReference (it holds %d and %d)", errBadRequest, lists, len(docs))
+	if list == nil || len(docs) == 0 {
+		return nil, fmt.Errorf("%w: an MHD transaction holds one SubmissionSet List and at least one DocumentReference", errBadRequest)
 	}
-	used := map[int]bool{}
+
+	// One patient: the submission set's, every document's.
+	var ids []string
 	for _, d := range docs {
-		if d.binary < 0 {
-			continue
+		if d.request.Identifier != "" && !slices.Contains(ids, d.request.Identifier) {
+			ids = append(ids, d.request.Identifier)
 		}
-		i, ok := binaries[d.request.Location] // the attachment's url, kept there by submission
-		if !ok {
-			return nil, fmt.Errorf("%w: entry %d: the attachment's url %q names no Binary of this Bundle", errBadRequest, d.entry+1, d.request.Location)
-		}
-		var bin fhir.Binary
-		if err := json.Unmarshal(b.Entry[i].Resource, &bin); err != nil || bin.Data == nil {
-			return nil, fmt.Errorf("%w: entry %d: the Binary holds no data", errBadRequest, i+1)
-		}
-		if d.data, err = base64.StdEncoding.DecodeString(*bin.Data); err != nil {
-			return nil, fmt.Errorf("%w: entry %d: the Binary's data is not base64", errBadRequest, i+1)
-		}
-		if bin.ContentType != "" && d.header.ContentType != bin.ContentType {
-			return nil, fmt.Errorf("%w: entry %d: the Binary's content type is not its DocumentReference's", errBadRequest, i+1)
-		}
-		d.binary, d.request.Location = i, ""
-		used[i] = true
 	}
-	if len(used) != len(binaries) {
-		return nil, fmt.Errorf("%w: a Binary of the Bundle belongs to no DocumentReference", errBadRequest)
+	if len(ids) > 0 {
+		ps, err := s.node.PseudonymsOf(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			if i := slices.Index(ids, d.request.Identifier); i >= 0 {
+				d.request.Pseudonym, d.request.Identifier = ps[i], ""
+			}
+		}
 	}
+	patient := docs[0].request.Pseudonym
 	for _, d := range docs {
-		if d.request.Payload, err = sealDocument(d.header, d.data); err != nil {
-			return nil, fmt.Errorf("%w: entry %d: %v", errBadRequest, d.entry+1, err)
+		if d.request.Pseudonym != patient {
+			return nil, fmt.Errorf("%w: entry %d: a submission set is about one patient, and its documents name two", errBadRequest, d.entry+1)
+		}
+	}
+	if list.Subject != nil {
+		if list.Subject.Reference == nil {
+			return nil, fmt.Errorf("%w: the SubmissionSet's subject: a reference to the documents' Patient", errBadRequest)
+		}
+		if p, err := patientOf(*list.Subject.Reference); err != nil || p != patient {
+			return nil, fmt.Errorf("%w: the SubmissionSet's subject is not its documents' patient", errBadRequest)
+		}
+	}
+	for i, e := range list.Entry {
+		if e.Item.Reference == nil || !docURLs[*e.Item.Reference] {
+			return nil, fmt.Errorf("%w: the SubmissionSet's entry %d names no DocumentReference of the Bundle by its fullUrl", errBadRequest, i+1)
 		}
 	}
 
-	// Stored one by one: a failure part-way (the centre's fault, not the
-	// Bundle's) says which entries were stored.
+	// Each document's bytes: inline, or its Binary's, each Binary once.
+	for _, d := range docs {
+		if d.binaryURL != "" {
+			bin := binaries[d.binaryURL]
+			switch {
+			case bin == nil:
+				return nil, fmt.Errorf("%w: entry %d: the attachment's url names no Binary of this Bundle (a urn:uuid fullUrl)", errBadRequest, d.entry+1)
+			case bin.used:
+				return nil, fmt.Errorf("%w: entry %d: its Binary belongs to another DocumentReference too", errBadRequest, d.entry+1)
+			case bin.contentType != d.header.ContentType:
+				return nil, fmt.Errorf("%w: entry %d: the Binary's content type is not its DocumentReference's", errBadRequest, bin.entry+1)
+			}
+			bin.used, d.binary, d.data = true, bin.entry, bin.data
+		}
+		if len(d.data) == 0 {
+			return nil, fmt.Errorf("%w: entry %d: the document is empty", errBadRequest, d.entry+1)
+		}
+		if d.hash != "" {
+			sum := sha1.Sum(d.data)
+			if d.hash != base64.StdEncoding.EncodeToString(sum[:]) {
+				return nil, fmt.Errorf("%w: entry %d: content.attachment.hash is not the SHA-1 of the document's bytes", errBadRequest, d.entry+1)
+			}
+		}
+		if d.request.Payload, err = sealDocument(d.header, d.data); err != nil {
+			return nil, fmt.Errorf("%w: entry %d: %v", errBadRequest, d.entry+1, err)
+		}
+		d.data = nil
+		if err := s.node.CheckRecord(ctx, d.request); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", d.entry+1, err)
+		}
+	}
+	for _, bin := range binaries {
+		if !bin.used {
+			return nil, fmt.Errorf("%w: entry %d: a Binary that belongs to no DocumentReference", errBadRequest, bin.entry+1)
+		}
+	}
+
+	// Stored one by one. Checked as they were, a failure now is the
+	// centre's (a disk): the answer says which entries were stored.
 	out := fhir.Bundle{Type: fhir.BundleTypeTransactionResponse, Timestamp: instant(time.Now())}
 	out.Entry = make([]fhir.BundleEntry, len(b.Entry))
 	var notes []fhir.OperationOutcomeIssue
@@ -180,7 +266,13 @@ func (s *Server) transaction(ctx context.Context, c *call) (any, error) {
 			if n == 0 {
 				return nil, err
 			}
-			return nil, fmt.Errorf("entry %d was not stored, nor those after it; the %d before it were: %w", d.entry+1, n, err)
+			var stored []string
+			for _, e := range out.Entry {
+				if e.Response != nil && e.Response.Location != nil && strings.HasPrefix(*e.Response.Location, "DocumentReference/") {
+					stored = append(stored, *e.Response.Location)
+				}
+			}
+			return nil, fmt.Errorf("entry %d was not stored, nor those after it; %s were: %w", d.entry+1, strings.Join(stored, ", "), err)
 		}
 		if res.Announce != nil {
 			s.log.Warn("announcing a record failed", "index", res.Index, "err", res.Announce)
@@ -189,34 +281,33 @@ func (s *Server) transaction(ctx context.Context, c *call) (any, error) {
 		}
 		id := resourceID(s.node.Name(), res.Index)
 		out.Entry[d.entry] = createdEntry(baseURL(c.r), "DocumentReference", id)
-		if d.binary >= 0 {
+		if d.binaryURL != "" {
 			out.Entry[d.binary] = createdEntry(baseURL(c.r), "Binary", id)
 		}
 	}
 	for i, kind := range kinds {
-		if kind == "List" {
+		switch {
+		case kind == "List":
 			out.Entry[i] = fhir.BundleEntry{Response: &fhir.BundleEntryResponse{Status: "200 OK",
 				Outcome: marshal(fhir.OperationOutcome{Issue: []fhir.OperationOutcomeIssue{issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational,
 					"the submission set is not kept as a resource: each of its documents is a record on this centre's ledger")}})}}
-		}
-	}
-	if len(notes) > 0 {
-		for i := range out.Entry {
-			if kinds[i] == "DocumentReference" && out.Entry[i].Response.Outcome == nil {
-				out.Entry[i].Response.Outcome = marshal(fhir.OperationOutcome{Issue: notes})
-			}
+		case kind == "DocumentReference" && len(notes) > 0:
+			out.Entry[i].Response.Outcome = marshal(fhir.OperationOutcome{Issue: notes})
 		}
 	}
 	return resource{marshal(out)}, nil
 }
 
+// createdEntry is a transaction-response entry for a resource created.
 func createdEntry(base, kind, id string) fhir.BundleEntry {
 	return fhir.BundleEntry{FullUrl: ptr(base + fhirBase + "/" + kind + "/" + id),
 		Response: &fhir.BundleEntryResponse{Status: "201 Created", Location: ptr(kind + "/" + id)}}
 }
 
-// submission checks one DocumentReference of a transaction.
-func (s *Server) submission(ctx context.Context, c *call, raw json.RawMessage, types []centre.DocumentType) (*submission, error) {
+// submission checks one DocumentReference of a transaction. Its errors
+// say what was expected, never repeat what was sent (an identifier may
+// be in it).
+func (s *Server) submission(c *call, raw json.RawMessage, types []centre.DocumentType) (*submission, error) {
 	var d fhir.DocumentReference
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return nil, fmt.Errorf("%w: not a valid DocumentReference: %v", errBadRequest, err)
@@ -226,15 +317,13 @@ func (s *Server) submission(ctx context.Context, c *call, raw json.RawMessage, t
 	}
 	out := &submission{binary: -1}
 	var err error
+	// The author is the person the token acts for, whatever
+	// DocumentReference.author says: the ledger records who submitted.
 	if out.request.Author, err = c.staffID(); err != nil {
 		return nil, fmt.Errorf("%w: the author: %v", centre.ErrBadRecord, err)
 	}
 
 	// The type: a LOINC code this centre maps to a data class.
-	var known []string
-	for _, t := range types {
-		known = append(known, t.LOINC)
-	}
 	if d.Type != nil {
 		for _, cd := range d.Type.Coding {
 			if cd.System == nil || *cd.System != loincSystem || cd.Code == nil {
@@ -246,36 +335,34 @@ func (s *Server) submission(ctx context.Context, c *call, raw json.RawMessage, t
 			}
 			out.request.Class = types[i].Class
 			out.header.TypeSystem, out.header.TypeCode, out.header.TypeDisplay = loincSystem, types[i].LOINC, types[i].Display
-			if cd.Display != nil && *cd.Display != "" {
-				out.header.TypeDisplay = *cd.Display
-			}
 			break
 		}
 	}
 	if out.request.Class == "" {
+		var known []string
+		for _, t := range types {
+			known = append(known, t.LOINC)
+		}
 		return nil, fmt.Errorf("%w: type: give a LOINC document type (system %s) this centre records: %s (records.types)", errBadRequest, loincSystem, strings.Join(known, ", "))
 	}
 
 	// The subject: the pseudonymous Patient (PDQm), or an identifier.
-	if d.Subject == nil {
-		return nil, fmt.Errorf("%w: subject: the document's patient is required (Patient/<pseudonym> from PDQm)", errBadRequest)
-	}
 	switch {
-	case d.Subject.Reference != nil:
+	case d.Subject != nil && d.Subject.Reference != nil:
 		p, err := patientOf(*d.Subject.Reference)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("subject: %w", err)
 		}
 		out.request.Pseudonym = p
-	case d.Subject.Identifier != nil && d.Subject.Identifier.System != nil && d.Subject.Identifier.Value != nil:
+	case d.Subject != nil && d.Subject.Identifier != nil && d.Subject.Identifier.System != nil && d.Subject.Identifier.Value != nil:
 		out.request.Identifier = *d.Subject.Identifier.System + "|" + *d.Subject.Identifier.Value
 	default:
-		return nil, fmt.Errorf("%w: subject: give reference Patient/<pseudonym>, or an identifier with its system", errBadRequest)
+		return nil, fmt.Errorf("%w: subject: the document's patient, as reference Patient/<pseudonym> (PDQm) or an identifier with its system", errBadRequest)
 	}
 
 	// The content: one attachment, its bytes inline or in a Binary.
 	if len(d.Content) != 1 {
-		return nil, fmt.Errorf("%w: content: one attachment per document (each is a record); this one has %d", errBadRequest, len(d.Content))
+		return nil, fmt.Errorf("%w: content: one attachment per document (each is a record)", errBadRequest)
 	}
 	att := d.Content[0].Attachment
 	if att.ContentType == nil {
@@ -285,8 +372,14 @@ func (s *Server) submission(ctx context.Context, c *call, raw json.RawMessage, t
 	if att.Language != nil {
 		out.header.Language = *att.Language
 	}
+	if m := d.MasterIdentifier; m != nil && m.Value != nil {
+		if m.System != nil && *m.System != uriSystem {
+			return nil, fmt.Errorf("%w: masterIdentifier: the document's unique ID, a URI (system %s)", errBadRequest, uriSystem)
+		}
+		out.header.MasterID = *m.Value
+	}
 	if err := out.header.check(); err != nil {
-		return nil, fmt.Errorf("%w: content.attachment: %v", errBadRequest, err)
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
 	switch {
 	case att.Data != nil && att.Url == nil:
@@ -294,24 +387,26 @@ func (s *Server) submission(ctx context.Context, c *call, raw json.RawMessage, t
 			return nil, fmt.Errorf("%w: content.attachment.data is not base64", errBadRequest)
 		}
 	case att.Url != nil && att.Data == nil:
-		out.binary = 0
-		out.request.Location = *att.Url // until the Binary is found
+		out.binaryURL = *att.Url
 	default:
 		return nil, fmt.Errorf("%w: content.attachment: give its data, or its url naming a Binary of the Bundle (one, not both)", errBadRequest)
 	}
-	if att.Hash != nil && out.data != nil {
-		sum := sha1.Sum(out.data)
-		if *att.Hash != base64.StdEncoding.EncodeToString(sum[:]) {
-			return nil, fmt.Errorf("%w: content.attachment.hash is not the SHA-1 of its data", errBadRequest)
-		}
+	if att.Hash != nil {
+		out.hash = *att.Hash
 	}
 
-	// When: the document's date, or now.
+	// When the care happened: context.period's start, or the document's
+	// date, or now. The ledger keeps one time, which date and period
+	// searches both filter on.
 	out.request.Occurred = time.Now().UTC().Truncate(time.Second)
-	if d.Date != nil {
-		t, err := time.Parse(time.RFC3339, *d.Date)
+	when, field := d.Date, "date"
+	if d.Context != nil && d.Context.Period != nil && d.Context.Period.Start != nil {
+		when, field = d.Context.Period.Start, "context.period.start"
+	}
+	if when != nil {
+		t, err := consent.ParseTime(*when)
 		if err != nil {
-			return nil, fmt.Errorf("%w: date: an instant with its time zone (RFC 3339)", errBadRequest)
+			return nil, fmt.Errorf("%w: %s: a date, or an instant with its time zone", errBadRequest, field)
 		}
 		out.request.Occurred = t.UTC()
 	}
@@ -327,22 +422,25 @@ func (s *Server) submission(ctx context.Context, c *call, raw json.RawMessage, t
 		id, _ := strings.CutPrefix(*r.Target.Reference, "DocumentReference/")
 		idx, ok := s.localIndex(id)
 		if !ok || idx == 0 {
-			return nil, fmt.Errorf("%w: relatesTo: %q is not a document of this centre: only its own are amended here", errBadRequest, *r.Target.Reference)
+			return nil, fmt.Errorf("%w: relatesTo: the target is not a document of this centre's: only its own are amended here", errBadRequest)
 		}
 		out.request.Replaces = idx
 	}
-	// The author is the person the token acts for, whatever
-	// DocumentReference.author says: the ledger records who submitted.
 	return out, nil
 }
 
-// patientOf reads the pseudonym of a reference to a Patient.
+// patientOf reads the pseudonym of a reference to a Patient. Its error
+// does not repeat the reference: it may hold an identifier.
 func patientOf(ref string) (ledger.Pseudonym, error) {
 	i := strings.LastIndex(ref, "Patient/")
 	if i < 0 || (i > 0 && !strings.HasSuffix(ref[:i], fhirBase+"/")) {
-		return ledger.Pseudonym{}, fmt.Errorf("%w: %q is not a reference to a Patient (Patient/<pseudonym>)", errBadRequest, ref)
+		return ledger.Pseudonym{}, fmt.Errorf("%w: not a reference to a Patient: Patient/<pseudonym>, 64 hex digits (PDQm finds it)", errBadRequest)
 	}
-	return ledger.ParsePseudonym(ref[i+len("Patient/"):])
+	p, err := ledger.ParsePseudonym(ref[i+len("Patient/"):])
+	if err != nil {
+		return p, fmt.Errorf("%w: a Patient's id is a pseudonym, 64 hex digits (PDQm finds it)", errBadRequest)
+	}
+	return p, nil
 }
 
 // localIndex reads the ledger index of one of this centre's documents'
@@ -360,15 +458,17 @@ func (s *Server) localIndex(id string) (int64, bool) {
 }
 
 // foundDocuments remembers, for a while, which patient and holder each
-// document found by a search here belongs to, so that its
-// DocumentReference and Binary can be read here afterwards: each read is
+// document a caller's search here found belongs to, so that the caller
+// can read its DocumentReference and Binary here afterwards: each read is
 // a query of that holder alone, decided by consent and audited there.
+// What one caller found is not another's to read by id.
 type foundDocuments struct {
 	mu    sync.Mutex
-	byID  map[string]foundDocument
-	order []string // oldest first, to forget the oldest beyond the bound
+	byKey map[string]foundDocument
+	order []string // keys, oldest first (a key found again is moved last), to forget beyond the bound
 }
 
+// foundDocument is a document a search found: whose, where, which.
 type foundDocument struct {
 	pseudonym ledger.Pseudonym
 	holder    string
@@ -378,30 +478,43 @@ type foundDocument struct {
 }
 
 const (
-	maxFound  = 100_000
-	foundLife = time.Hour
+	maxFound  = 100_000   // documents remembered, all callers together
+	foundLife = time.Hour // how long a caller may read one after its search
 )
 
-func newFoundDocuments() *foundDocuments { return &foundDocuments{byID: map[string]foundDocument{}} }
+func newFoundDocuments() *foundDocuments { return &foundDocuments{byKey: map[string]foundDocument{}} }
 
-func (f *foundDocuments) add(id string, d foundDocument) {
+// add remembers that caller's search found document id.
+func (f *foundDocuments) add(caller, id string, d foundDocument) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.byID[id]; !ok {
-		f.order = append(f.order, id)
+	key := caller + "\x00" + id
+	if _, ok := f.byKey[key]; ok {
+		f.order = slices.DeleteFunc(f.order, func(k string) bool { return k == key })
 	}
-	f.byID[id] = d
+	f.byKey[key] = d
+	f.order = append(f.order, key)
 	for len(f.order) > maxFound {
-		delete(f.byID, f.order[0])
+		delete(f.byKey, f.order[0])
 		f.order = f.order[1:]
 	}
 }
 
-func (f *foundDocuments) get(id string) (foundDocument, bool) {
+// get returns what caller's search found of document id, within its life.
+func (f *foundDocuments) get(caller, id string) (foundDocument, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d, ok := f.byID[id]
+	d, ok := f.byKey[caller+"\x00"+id]
 	return d, ok && time.Since(d.at) < foundLife
+}
+
+// caller names who calls, for what their searches found: the system and
+// the person it acts for, or the staff member.
+func (c *call) caller() string {
+	if c.grant != nil {
+		return "system " + c.grant.Client + " " + c.grant.Staff
+	}
+	return "staff " + c.staff.ID
 }
 
 // docSearch is a DocumentReference search's filters.
@@ -422,41 +535,47 @@ func (s *Server) findDocuments(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	ds := docSearch{current: true}
-	pat, err := one(q, "patient")
-	if err != nil {
-		return nil, err
-	}
 	pid, err := one(q, "patient.identifier")
-	if err != nil {
-		return nil, err
-	}
 	switch {
-	case pat != "" && pid == "":
-		if ds.patient, err = patientOf(pat); err != nil {
-			if ds.patient, err = ledger.ParsePseudonym(pat); err != nil {
-				return nil, err
-			}
+	case err != nil:
+		return nil, err
+	case pid == "":
+		if ds.patient, err = patientParam(q); err != nil {
+			return nil, err
 		}
-	case pid != "" && pat == "":
+	case len(q["patient"]) > 0:
+		return nil, fmt.Errorf("%w: give the patient (a pseudonym from PDQm) or patient.identifier (system|value), not both", errBadRequest)
+	case c.staff.Role == "researcher":
+		// Research never turns an identifier into a pseudonym (PDQm is
+		// not a researcher's either): it works on pseudonyms alone.
+		return nil, errStatus{http.StatusForbidden, errors.New("a researcher searches by pseudonym (patient), not by identifier")}
+	default:
 		ps, err := s.node.PseudonymsOf(ctx, []string{pid})
 		if err != nil {
 			return nil, err
 		}
 		ds.patient = ps[0]
-	default:
-		return nil, fmt.Errorf("%w: give the patient (a pseudonym from PDQm) or patient.identifier (system|value), one of them", errBadRequest)
 	}
 	types := s.node.DocumentTypes()
 	if v, err := one(q, "status"); err != nil {
 		return nil, err
 	} else if v != "" {
-		ds.current = slices.Contains(strings.Split(v, ","), "current")
+		ds.current = false
+		for _, st := range strings.Split(v, ",") {
+			if !slices.Contains([]string{"current", "superseded", "entered-in-error"}, st) {
+				return nil, fmt.Errorf("%w: status: current, superseded or entered-in-error (only current documents are released)", errBadRequest)
+			}
+			ds.current = ds.current || st == "current"
+		}
 	}
 	if v, err := one(q, "category"); err != nil {
 		return nil, err
 	} else if v != "" {
 		for _, t := range strings.Split(v, ",") {
-			_, code := splitToken(t)
+			system, code := splitToken(t)
+			if (system != "" && system != classSystem) || !ledger.ValidDataClass(code) {
+				return nil, fmt.Errorf("%w: category: a data class (system %s), e.g. lab-result", errBadRequest, classSystem)
+			}
 			ds.classes = append(ds.classes, code)
 		}
 	}
@@ -501,9 +620,6 @@ func (s *Server) findDocuments(ctx context.Context, c *call) (any, error) {
 		b.Total = ptr(0)
 		return resource{marshal(b)}, nil
 	}
-	if c.purpose() == consent.Emergency.String() {
-		return nil, errStatus{http.StatusForbidden, errors.New("emergency access needs a coded reason and is stopped when done: POST /v1/emergency (an ETREAT token does not break the glass)")}
-	}
 	asker, err := ParseAsker(c.staff.Role, c.staff.ID, c.purpose(), "")
 	if err != nil {
 		return nil, err
@@ -514,24 +630,28 @@ func (s *Server) findDocuments(ctx context.Context, c *call) (any, error) {
 	}
 	qr := QueryResultOf(res)
 	total := 0
+	issues := holderIssues(qr)
 	for _, h := range qr.Holders {
 		for _, r := range h.Records {
 			doc, err := s.foundDocument(base, qr.Pseudonym, h, r, types)
 			if err != nil {
-				return nil, err
+				// The holder's fault, not the search's: said, and the
+				// other documents still found.
+				issues = append(issues, issue(fhir.IssueSeverityError, fhir.IssueTypeProcessing, err.Error()))
+				continue
 			}
 			if !ds.matches(doc, types) {
 				continue
 			}
 			id := resourceID(h.Name, r.Index)
-			s.found.add(id, foundDocument{pseudonym: ds.patient, holder: h.Name, index: r.Index, class: r.Class, at: time.Now()})
+			s.found.add(c.caller(), id, foundDocument{pseudonym: ds.patient, holder: h.Name, index: r.Index, class: r.Class, at: time.Now()})
 			b.Entry = append(b.Entry, fhir.BundleEntry{FullUrl: ptr(base + fhirBase + "/DocumentReference/" + id), Resource: marshal(doc),
 				Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
 			total++
 		}
 	}
 	b.Total = ptr(total)
-	b.Entry = append(b.Entry, fhir.BundleEntry{FullUrl: ptr(newUUID()), Resource: marshal(fhir.OperationOutcome{Issue: holderIssues(qr)}),
+	b.Entry = append(b.Entry, fhir.BundleEntry{FullUrl: ptr(newUUID()), Resource: marshal(fhir.OperationOutcome{Issue: issues}),
 		Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeOutcome)}})
 	return resource{marshal(b)}, nil
 }
@@ -589,7 +709,7 @@ func (s *Server) foundDocument(base, pseudonym string, h QueryHolder, r QueryRec
 	if !r.Erased {
 		var err error
 		if hdr, data, err = openDocument(r.Payload); err != nil {
-			return fhir.DocumentReference{}, fmt.Errorf("%w: %s's record %d: %v", node.ErrInvalid, h.Name, r.Index, err)
+			return fhir.DocumentReference{}, fmt.Errorf("%s's record %d does not open: %v", h.Name, r.Index, err)
 		}
 	}
 	id := resourceID(h.Name, r.Index)
@@ -598,7 +718,7 @@ func (s *Server) foundDocument(base, pseudonym string, h QueryHolder, r QueryRec
 		att.Language = ptr(hdr.Language)
 	}
 	if r.Erased {
-		att.Url, att.Title = nil, ptr(noPayload)
+		att.Title = ptr(noPayload) // its url answers 410 Gone
 	} else {
 		att.Size = ptr(len(data))
 		sum := sha1.Sum(data) // FHIR's Attachment.hash is SHA-1
@@ -625,6 +745,10 @@ func (s *Server) fhirDocument(d *fhir.DocumentReference, holder string, index in
 		d.Type = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: ptr(loincSystem), Code: ptr(types[i].LOINC), Display: ptr(types[i].Display)}}}
 	}
 	d.Category = []fhir.CodeableConcept{{Coding: []fhir.Coding{{System: ptr(classSystem), Code: ptr(class)}}}}
+	if hdr.MasterID != "" {
+		d.MasterIdentifier = &fhir.Identifier{System: ptr(uriSystem), Value: ptr(hdr.MasterID)}
+		return
+	}
 	sum := sha256.Sum256([]byte(s.node.Federation() + "\x00" + holder + "\x00" + strconv.FormatInt(index, 10)))
 	d.MasterIdentifier = &fhir.Identifier{System: ptr(uriSystem), Value: ptr(uuidURN(sum[:16], 8))}
 }
@@ -648,7 +772,7 @@ func newUUID() string {
 
 // readable finds a document by its id: one of this centre's, or one a
 // search here found at another holder.
-func (s *Server) readable(ctx context.Context, id string) (foundDocument, error) {
+func (s *Server) readable(ctx context.Context, c *call, id string) (foundDocument, error) {
 	if idx, ok := s.localIndex(id); ok && idx > 0 {
 		m, err := s.node.RecordAt(ctx, idx)
 		if err != nil {
@@ -656,18 +780,15 @@ func (s *Server) readable(ctx context.Context, id string) (foundDocument, error)
 		}
 		return foundDocument{pseudonym: m.Pseudonym, holder: s.node.Name(), index: idx, class: m.Record.DataClass}, nil
 	}
-	if d, ok := s.found.get(id); ok {
+	if d, ok := s.found.get(c.caller(), id); ok {
 		return d, nil
 	}
-	return foundDocument{}, errStatus{http.StatusNotFound, fmt.Errorf("no document %q here: a document of another centre is read here after a search at this centre found it (ITI-67), for an hour", id)}
+	return foundDocument{}, errStatus{http.StatusNotFound, errors.New("no such document here: a document of another centre is read here after a search of yours at this centre found it (ITI-67), for an hour")}
 }
 
 // readOne reads one document through the query, from its holder alone,
 // for the caller's purpose: decided by consent and audited there.
 func (s *Server) readOne(ctx context.Context, c *call, d foundDocument) (QueryHolder, QueryRecord, error) {
-	if c.purpose() == consent.Emergency.String() {
-		return QueryHolder{}, QueryRecord{}, errStatus{http.StatusForbidden, errors.New("emergency access needs a coded reason: POST /v1/emergency")}
-	}
 	asker, err := ParseAsker(c.staff.Role, c.staff.ID, c.purpose(), "")
 	if err != nil {
 		return QueryHolder{}, QueryRecord{}, err
@@ -682,32 +803,12 @@ func (s *Server) readOne(ctx context.Context, c *call, d foundDocument) (QueryHo
 	if err != nil {
 		return QueryHolder{}, QueryRecord{}, err
 	}
-	qr := QueryResultOf(res)
-	if len(qr.Holders) != 1 {
-		return QueryHolder{}, QueryRecord{}, fmt.Errorf("the holder %s did not answer", d.holder)
-	}
-	h := qr.Holders[0]
-	switch h.Status {
-	case "failed":
-		return h, QueryRecord{}, fmt.Errorf("%w: %s could not answer: %s", node.ErrUnavailable, h.Name, h.Error)
-	case "denied":
-		return h, QueryRecord{}, errStatus{http.StatusForbidden, fmt.Errorf("%s denied it: %s (%s); access entry %d", h.Name, h.Reason, h.Basis, h.Access)}
-	}
-	for _, r := range h.Records {
-		if r.Index == d.index {
-			return h, r, nil
-		}
-	}
-	if h.Pending > 0 {
-		c.w.Header().Set("Retry-After", "2")
-		return h, QueryRecord{}, fmt.Errorf("%w: the document is not in a final checkpoint yet; ask again in a few seconds", centre.ErrNotReady)
-	}
-	return h, QueryRecord{}, errStatus{http.StatusForbidden, fmt.Errorf("%s did not release it: an amendment replaced it, or consent does not allow it (access entry %d)", h.Name, h.Access)}
+	return oneReleased(c, QueryResultOf(res), d.index)
 }
 
 // readDocument is a DocumentReference by its id.
 func (s *Server) readDocument(ctx context.Context, c *call) (any, error) {
-	d, err := s.readable(ctx, c.r.PathValue("id"))
+	d, err := s.readable(ctx, c, c.r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
@@ -726,7 +827,7 @@ func (s *Server) readDocument(ctx context.Context, c *call) (any, error) {
 // their own content type, or as a Binary resource to a caller that asks
 // for FHIR.
 func (s *Server) retrieve(ctx context.Context, c *call) (any, error) {
-	d, err := s.readable(ctx, c.r.PathValue("id"))
+	d, err := s.readable(ctx, c, c.r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
@@ -739,13 +840,18 @@ func (s *Server) retrieve(ctx context.Context, c *call) (any, error) {
 	}
 	hdr, data, err := openDocument(r.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s's record %d: %v", node.ErrInvalid, d.holder, d.index, err)
+		return nil, errStatus{http.StatusBadGateway, fmt.Errorf("%s's record %d does not open: %v", d.holder, d.index, err)}
 	}
 	if wantsFHIR(c.r) {
 		return resource{marshal(fhir.Binary{Id: ptr(resourceID(d.holder, d.index)), ContentType: hdr.ContentType,
 			Data: ptr(base64.StdEncoding.EncodeToString(data))})}, nil
 	}
+	// The bytes are what an EHR sent: never run as this origin's page
+	// (the patient portal's), whatever their type says.
 	c.w.Header().Set("Content-Type", hdr.ContentType)
+	c.w.Header().Set("X-Content-Type-Options", "nosniff")
+	c.w.Header().Set("Content-Security-Policy", "sandbox")
+	c.w.Header().Set("Content-Disposition", "attachment")
 	c.w.Header().Set("Cache-Control", "no-store")
 	c.w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	c.w.WriteHeader(http.StatusOK)

@@ -39,6 +39,9 @@ func (s *Server) fhirTable() []route {
 
 		{method: "GET", pattern: fhirBase + "/Patient", auth: authSystem, roles: []string{"registrar", "clinician"}, summary: "PDQm (ITI-78): the pseudonymous Patient of an identifier",
 			params: []param{fhirParam("identifier", "system|value, e.g. https://fhir.nhs.uk/Id/nhs-number|9434765919")}, handle: s.scoped("Patient", 's', s.findPatient)},
+		{method: "POST", pattern: fhirBase + "/Patient/_search", auth: authSystem, roles: []string{"registrar", "clinician"},
+			summary: "PDQm (ITI-78) with the identifier in a form, so that no URL (a proxy's log) holds it",
+			params:  []param{fhirParam("identifier", "system|value")}, handle: s.scoped("Patient", 's', s.findPatient)},
 		{method: "GET", pattern: fhirBase + "/Patient/{id}", auth: authSystem, roles: []string{"registrar", "clinician"}, summary: "PDQm: a Patient by its pseudonym",
 			params: []param{id}, handle: s.scoped("Patient", 'r', s.readPatient)},
 
@@ -59,8 +62,12 @@ func (s *Server) fhirTable() []route {
 			summary: "PCF: a consent document the patient signed, attached to a Consent", handle: s.postConsent},
 		{method: "GET", pattern: fhirBase + "/Consent", auth: authSystem, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "PCF: the patient's Consent in force",
 			params: []param{fhirParam("patient", "the patient's pseudonym")}, handle: s.scoped("Consent", 's', s.findConsent)},
+		{method: "GET", pattern: fhirBase + "/Consent/{id}", auth: authSystem, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "PCF: a patient's Consent in force, by their pseudonym",
+			params: []param{id}, handle: s.scoped("Consent", 'r', s.readConsent)},
 		{method: "GET", pattern: fhirBase + "/AuditEvent", auth: authSystem, roles: audit, summary: "BALP (ITI-81): this centre's ledger's entries about a patient as AuditEvents",
 			params: []param{fhirParam("patient", "the patient's pseudonym"), fhirParam("date", "when, with a prefix")}, handle: s.scoped("AuditEvent", 's', s.findAudit)},
+		{method: "GET", pattern: fhirBase + "/AuditEvent/{id}", auth: authSystem, roles: audit, summary: "BALP: one entry of this centre's ledger as an AuditEvent",
+			params: []param{id}, handle: s.scoped("AuditEvent", 'r', s.readAudit)},
 
 		{method: "GET", pattern: fhirBase + "/Organization", auth: authSystem, summary: "mCSD (ITI-90): the federation's member centres",
 			params: []param{fhirParam("_id", "a centre's name"), fhirParam("name", "a centre's name"), fhirParam("active", "true")}, handle: s.scoped("Organization", 's', s.findOrganizations)},
@@ -102,10 +109,13 @@ func (s *Server) authenticateSystem(r *http.Request, rt *route, c *call, token s
 		return Staff{}, http.StatusUnauthorized, errors.New("this centre registers no systems: use a staff bearer token")
 	}
 	g, err := s.smart.Check(r.Context(), token)
-	if err != nil {
-		if node.KindOf(err) == node.Unauthenticated {
-			return Staff{}, http.StatusUnauthorized, err
-		}
+	switch {
+	case err == nil:
+	case node.KindOf(err) == node.Unauthenticated:
+		return Staff{}, http.StatusUnauthorized, err
+	case node.KindOf(err) == node.Internal: // a tampered store, a failing disk: the centre's
+		return Staff{}, http.StatusInternalServerError, fmt.Errorf("checking the access token: %w", err)
+	default:
 		return Staff{}, http.StatusServiceUnavailable, fmt.Errorf("checking the access token: %w", err)
 	}
 	c.grant = &g
@@ -146,12 +156,23 @@ func baseURL(r *http.Request) string {
 // EHR relied on is never silently dropped.
 func (c *call) searchParams() (url.Values, error) {
 	q := c.r.URL.Query()
+	if c.r.Method == http.MethodPost { // [type]/_search: the parameters in a form, out of the URL
+		if len(q) > 0 {
+			return nil, fmt.Errorf("%w: POST %s takes its parameters in the form, not the URL", errBadRequest, c.route.pattern)
+		}
+		form, err := c.form()
+		if err != nil {
+			return nil, err
+		}
+		q = form
+	}
 	var known []string
 	for _, p := range c.route.params {
 		if p.in == "query" {
 			known = append(known, p.name)
 		}
 	}
+	q.Del("_format") // JSON is all there is
 	for name := range q {
 		if !slices.Contains(known, name) {
 			return nil, fmt.Errorf("%w: unknown search parameter %q: %s %s takes %s", errBadRequest, name, c.route.method, c.route.pattern, strings.Join(known, ", "))

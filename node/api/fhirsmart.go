@@ -21,10 +21,11 @@ var profiles = map[string][]string{
 	"Patient":           {"https://profiles.ihe.net/ITI/PDQm/StructureDefinition/IHE.PDQm.Patient"},
 	"DocumentReference": {"https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Minimal.DocumentReference"},
 	"Binary":            nil,
-	"Consent":           {"https://profiles.ihe.net/ITI/PCF/StructureDefinition/IHE.PCF.consentBasic"},
+	"Consent": {"https://profiles.ihe.net/ITI/PCF/StructureDefinition/IHE.PCF.consentBasic",
+		"https://profiles.ihe.net/ITI/PCF/StructureDefinition/IHE.PCF.consentIntermediate"},
 	"AuditEvent": {"https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientQuery",
 		"https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead",
-		"https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Query"},
+		"https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientDelete"},
 	"Organization": {"https://profiles.ihe.net/ITI/mCSD/StructureDefinition/IHE.mCSD.Organization"},
 	"Endpoint":     {"https://profiles.ihe.net/ITI/mCSD/StructureDefinition/IHE.mCSD.Endpoint"},
 }
@@ -45,14 +46,14 @@ func (s *Server) capability(_ context.Context, c *call) (any, error) {
 		Name string `json:"name"`
 		Type string `json:"type"`
 	}
-	type resource struct {
+	type served struct {
 		Type             string        `json:"type"`
 		SupportedProfile []string      `json:"supportedProfile,omitempty"`
 		Documentation    string        `json:"documentation,omitempty"`
 		Interaction      []interaction `json:"interaction"`
 		SearchParam      []searchParam `json:"searchParam,omitempty"`
 	}
-	byType := map[string]*resource{}
+	byType := map[string]*served{}
 	var order []string
 	for _, rt := range s.fhirRoutes {
 		rest, ok := strings.CutPrefix(rt.pattern, fhirBase+"/")
@@ -60,9 +61,12 @@ func (s *Server) capability(_ context.Context, c *call) (any, error) {
 			continue
 		}
 		name, id, _ := strings.Cut(rest, "/")
+		if id == "_search" { // the search in a form: the same search-type
+			continue
+		}
 		r := byType[name]
 		if r == nil {
-			r = &resource{Type: name, SupportedProfile: profiles[name]}
+			r = &served{Type: name, SupportedProfile: profiles[name]}
 			byType[name] = r
 			order = append(order, name)
 		}
@@ -79,11 +83,13 @@ func (s *Server) capability(_ context.Context, c *call) (any, error) {
 		}
 		if code == "search-type" {
 			for _, p := range rt.params {
-				r.SearchParam = append(r.SearchParam, searchParam{p.name, searchTypes[p.name]})
+				if !strings.Contains(p.name, ".") { // a chain (patient.identifier) is the documentation's
+					r.SearchParam = append(r.SearchParam, searchParam{p.name, searchTypes[p.name]})
+				}
 			}
 		}
 	}
-	var resources []resource
+	var resources []served
 	for _, name := range order {
 		resources = append(resources, *byType[name])
 	}
@@ -106,15 +112,10 @@ func (s *Server) capability(_ context.Context, c *call) (any, error) {
 			"url": baseURL(c.r) + fhirBase},
 		"fhirVersion": "4.0.1",
 		"format":      []string{fhirJSON, "json"},
-		"instantiates": []string{
-			"https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier",
-			"https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
-			"https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
-			"https://profiles.ihe.net/ITI/mCSD/CapabilityStatement/IHE.mCSD.Supplier",
-		},
 		"rest": []any{map[string]any{
 			"mode": "server",
-			"documentation": "Every search parameter not listed is refused, never ignored. A document search runs the federated query for the token's purpose of use. " +
+			"documentation": "Every search parameter not listed is refused, never ignored (_format aside). A document search runs the federated query for the token's purpose of use, " +
+				"by patient or, for a clinician, by patient.identifier (system|value). " +
 				"The transaction is IHE MHD's Provide Document Bundle (ITI-65): one SubmissionSet List, which is not kept, and DocumentReferences with their Binaries, each a record.",
 			"security":    security,
 			"resource":    resources,
@@ -145,6 +146,10 @@ func (s *Server) token(ctx context.Context, c *call) (any, error) {
 	if s.smart == nil {
 		return nil, errStatus{http.StatusNotFound, errors.New("this centre registers no systems (medfed client add)")}
 	}
+	if err := s.tokenLimits.admit(c.r); err != nil {
+		c.w.Header().Set("Retry-After", "1")
+		return nil, err
+	}
 	form, err := c.form()
 	if err != nil {
 		return nil, err
@@ -152,6 +157,11 @@ func (s *Server) token(ctx context.Context, c *call) (any, error) {
 	res, err := s.smart.Token(ctx, form, baseURL(c.r)+tokenPath)
 	var oe *smart.Error
 	if errors.As(err, &oe) {
+		if oe.Status >= 500 {
+			// The centre's failure: logged with its cause, answered with
+			// an incident the operator finds.
+			return nil, err
+		}
 		if wantsFHIR(c.r) {
 			return nil, errStatus{oe.Status, fmt.Errorf("%s: %s", oe.Code, oe.Description)}
 		}

@@ -194,7 +194,7 @@ func operation(rt route, schemas map[string]any) (map[string]any, error) {
 	}
 	about := rt.about
 	switch rt.auth {
-	case authStaff, authSystem:
+	case authStaff:
 		roles := "any staff role"
 		if len(rt.roles) > 0 {
 			roles = "the roles " + strings.Join(rt.roles, ", ")
@@ -249,7 +249,7 @@ func operation(rt route, schemas map[string]any) (map[string]any, error) {
 	responses := map[string]any{strconv.Itoa(status): answer}
 	failures := []int{http.StatusMethodNotAllowed, http.StatusInternalServerError}
 	switch rt.auth {
-	case authStaff, authSystem:
+	case authStaff:
 		op["security"] = []map[string][]string{{"staffToken": {}}}
 		op["x-medfed-roles"] = rt.roles
 		failures = append(failures, http.StatusUnauthorized, http.StatusForbidden)

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +32,7 @@ type Centre interface {
 	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	AddRecord(ctx context.Context, r centre.RecordRequest) (centre.RecordResponse, error)
+	CheckRecord(ctx context.Context, r centre.RecordRequest) error
 	RecordAt(ctx context.Context, index int64) (centre.RecordMeta, error)
 	QueryRecords(ctx context.Context, r centre.QueryRequest) (centre.QueryResult, error)
 	Transfer(ctx context.Context, r centre.TransferRequest) (centre.TransferResult, error)
@@ -47,6 +51,7 @@ type Centre interface {
 	DocumentTypes() []centre.DocumentType
 	Members() []federation.Member
 	Audit(ctx context.Context, p ledger.Pseudonym) ([]centre.PatientAccess, error)
+	AuditAt(ctx context.Context, index int64) (ledger.Pseudonym, centre.PatientAccess, error)
 }
 
 var _ Centre = (*centre.Node)(nil)
@@ -407,6 +412,9 @@ func (s *Server) record(ctx context.Context, c *call, replaces int64) (any, erro
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
+	if bytes.HasPrefix(b.Data, documentMagic) {
+		return nil, fmt.Errorf("%w: data: a payload may not begin with the bytes of medfed's document envelope (what FHIR's documents are kept in)", errBadRequest)
+	}
 	req := centre.RecordRequest{Class: b.Class, Location: b.Location, Replaces: replaces, Payload: b.Data}
 	var err error
 	if req.Author, err = c.staffID(); err != nil {
@@ -482,29 +490,40 @@ func (s *Server) getRecord(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	_, r, err := oneReleased(c, QueryResultOf(res), index)
+	if err != nil {
+		return nil, err
+	}
+	if r.Erased {
+		return nil, errStatus{http.StatusGone, fmt.Errorf("record %d: %s", index, noPayload)}
+	}
+	return documentReference(s.node.Name(), RecordMetaOf(meta), r.Payload, true), nil
+}
+
+// oneReleased is record index of a query's one holder, or why it was not
+// released: the holder failed (503), denied it (403), has not finalised
+// it yet (503, with Retry-After), or released others but not it (403).
+func oneReleased(c *call, res QueryResult, index int64) (QueryHolder, QueryRecord, error) {
 	if len(res.Holders) != 1 {
-		return nil, fmt.Errorf("this centre did not answer its own query")
+		return QueryHolder{}, QueryRecord{}, errors.New("the holder did not answer the query")
 	}
 	h := res.Holders[0]
-	switch h.Outcome {
-	case centre.Failed:
-		return nil, fmt.Errorf("reading the record: %v", h.Err)
-	case centre.Denied:
-		return nil, errStatus{http.StatusForbidden, fmt.Errorf("denied by consent: %s (%s); access entry %d", h.Reason, h.Basis, h.Access)}
+	switch h.Status {
+	case "failed":
+		return h, QueryRecord{}, fmt.Errorf("%w: %s could not answer: %s", node.ErrUnavailable, h.Name, h.Error)
+	case "denied":
+		return h, QueryRecord{}, errStatus{http.StatusForbidden, fmt.Errorf("%s denied it by consent: %s (%s); access entry %d", h.Name, h.Reason, h.Basis, h.Access)}
 	}
 	for _, r := range h.Records {
 		if r.Index == index {
-			if r.Erased {
-				return nil, errStatus{http.StatusGone, fmt.Errorf("record %d: %s", index, noPayload)}
-			}
-			return documentReference(s.node.Name(), RecordMetaOf(meta), r.Payload, true), nil
+			return h, r, nil
 		}
 	}
 	if h.Pending > 0 {
 		c.w.Header().Set("Retry-After", "2")
-		return nil, fmt.Errorf("%w: record %d is not in a final checkpoint yet; ask again in a few seconds", centre.ErrNotReady, index)
+		return h, QueryRecord{}, fmt.Errorf("%w: record %d is not in a final checkpoint yet; ask again in a few seconds", centre.ErrNotReady, index)
 	}
-	return nil, errStatus{http.StatusForbidden, fmt.Errorf("record %d was not released: an amendment replaced it, or consent does not allow it (access entry %d)", index, h.Access)}
+	return h, QueryRecord{}, errStatus{http.StatusForbidden, fmt.Errorf("record %d was not released: an amendment replaced it, or consent does not allow it (access entry %d)", index, h.Access)}
 }
 
 func (s *Server) query(ctx context.Context, c *call) (any, error) {
@@ -597,14 +616,7 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	d, err := consent.Parse(b.Document)
-	if err != nil {
-		return nil, err
-	}
-	if d.Kind != consent.KindContract && d.Kind != consent.KindRevocation && d.Kind != consent.KindVeto && d.Kind != consent.KindErasure {
-		return nil, fmt.Errorf("%w: a %s is not submitted here (contracts, revocations, vetoes and erasures are; attestations and approvals are POST /v1/patients/{pseudonym}/keys and .../keys/approvals)", errBadRequest, d.Kind)
-	}
-	if err := s.limits.admitKey(d.Signer); err != nil {
+	if _, err := s.patientDocument(b.Document, consent.KindContract, consent.KindRevocation, consent.KindVeto, consent.KindErasure); err != nil {
 		return nil, err
 	}
 	del, err := s.node.SubmitConsent(ctx, b.Document)
@@ -612,6 +624,25 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	return ConsentDeliveryOf(del), nil
+}
+
+// patientDocument parses a document a patient signed and submits
+// through a public route, of one of the kinds the route takes, within the
+// rate of the patient's key.
+func (s *Server) patientDocument(raw []byte, kinds ...consent.Kind) (consent.Document, error) {
+	d, err := consent.Parse(raw)
+	if err != nil {
+		return d, err
+	}
+	if !slices.Contains(kinds, d.Kind) {
+		var names []string
+		for _, k := range kinds {
+			names = append(names, k.String()+"s")
+		}
+		return d, fmt.Errorf("%w: a %s is not submitted here (%s are; a key's attestation and approval are POST /v1/patients/{pseudonym}/keys and .../keys/approvals)",
+			errBadRequest, d.Kind, strings.Join(names, ", "))
+	}
+	return d, s.limits.admitKey(d.Signer)
 }
 
 func (s *Server) showConsent(ctx context.Context, c *call) (any, error) {

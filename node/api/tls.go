@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/medfed/medfed/node"
@@ -48,6 +49,28 @@ type Certificate struct {
 	Fingerprint string
 	// Made is set when the certificate was made (or made again) now.
 	Made bool
+}
+
+// Hosts are the hosts the certificate covers, as a request names them
+// (its Host) on port: the names the API answers to (Options.Hosts).
+func (c Certificate) Hosts(port int) []string {
+	var out []string
+	for _, cert := range c.TLS.Certificates {
+		if cert.Leaf == nil {
+			continue
+		}
+		names := slices.Clone(cert.Leaf.DNSNames)
+		for _, ip := range cert.Leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+		for _, n := range names {
+			out = append(out, net.JoinHostPort(n, strconv.Itoa(port)))
+			if port == 443 {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // ServerCertificate returns the API's certificate: the configured one, or
@@ -126,8 +149,12 @@ func makeCertificate(certPath, keyPath string, hosts []string, now time.Time) (t
 		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "medfed centre API", Organization: []string{"medfed"}},
+		SerialNumber: serial,
+		// The serial in the subject makes each centre's certificate's name
+		// its own: a client that trusts several centres' certificates finds
+		// each issuer by its name, and OpenSSL (node, curl) tries only the
+		// first of several certificates of one name.
+		Subject:               pkix.Name{CommonName: "medfed centre API", Organization: []string{"medfed"}, SerialNumber: serial.Text(16)},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(certLifetime),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,

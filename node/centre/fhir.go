@@ -2,10 +2,12 @@ package centre
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -41,4 +43,22 @@ func (n *Node) Audit(ctx context.Context, p ledger.Pseudonym) ([]PatientAccess, 
 		out = append(out, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
 	}
 	return out, nil
+}
+
+// AuditAt returns the question entry index of this centre's ledger
+// records, and whom it was about; node.ErrNotFound when the entry records
+// none (it is not an access entry).
+func (n *Node) AuditAt(ctx context.Context, index int64) (ledger.Pseudonym, PatientAccess, error) {
+	e, err := n.Centre.Ledger.Entry(ctx, index)
+	if err != nil {
+		return ledger.Pseudonym{}, PatientAccess{}, err
+	}
+	if e.Kind != ledger.KindAccess {
+		return ledger.Pseudonym{}, PatientAccess{}, fmt.Errorf("%w: entry %d records no question about a patient", node.ErrNotFound, index)
+	}
+	x, err := consent.DecodeAccess(e)
+	if err != nil {
+		return ledger.Pseudonym{}, PatientAccess{}, err
+	}
+	return e.Subject, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x}, nil
 }

@@ -38,9 +38,9 @@ type Grant struct {
 	Scopes []string // the system scopes granted, as asked for
 	// The staff member the client acts for, their role at this centre and
 	// the purpose of use, in medfed's words: "treatment" (TREAT),
-	// "research" (HRESCH), "emergency" (ETREAT) or "operations"
-	// (HOPERAT). Empty when the
-	// assertion carried no IUA claims.
+	// "research" (HRESCH) or "operations" (HOPERAT); never emergency,
+	// which is POST /v1/emergency's. Empty when the assertion carried no
+	// IUA claims.
 	Staff, Role, Purpose string
 	Issued, Expires      time.Time
 }

@@ -24,13 +24,29 @@
 // signed with RS384 or ES384 (no other algorithm, "none" and the HMAC
 // ones above all, is even parsed) by a key of the client's set, whose iss
 // and sub name the client, whose aud is this token endpoint and whose exp
-// is at most five minutes ahead. Its jti is recorded, in the same SQLite
-// file and in one transaction with the check, until well after the
-// assertion could be valid, so that a captured assertion cannot be played
-// again, not even after the centre restarts; a refused request consumes
-// no jti. (The jti rows carry MACs too, for the full check; they are not
-// sealed, as they come and go with every request: deleting one is a
-// change only someone with write access to the file can make.)
+// is at most five minutes ahead. As soon as that holds, before the scope
+// or the person it acts for is looked at, its jti is spent: recorded, in
+// the same SQLite file and in one transaction with the check that it is
+// new, so that a captured assertion cannot be played again, not even
+// after the centre restarts, and two requests racing with one get one
+// answer. SMART Backend Services asks that a jti never have been seen
+// before, so a request refused after that point (for its scope, its IUA
+// claims, too many live tokens) spends it too: the client signs a new
+// assertion to try again, and whoever copied the refused one cannot send
+// it again with other parameters. Only a request refused before its
+// assertion is verified (for its grant_type or client_assertion_type, a
+// parameter given twice, or an assertion that does not check out) spends
+// nothing.
+//
+// A jti is kept until an hour after its assertion expired. Pruning goes
+// by the centre's clock, which may jump ahead and back (node/clock does
+// in the fault tests); what keeps a pruned jti from being replayed then
+// is a floor, the latest expiry pruned, below which no assertion is
+// taken whatever the clock says (the comment on consume, in token.go,
+// tells why). The
+// jti rows and the floor carry MACs, for the full check; the jti rows
+// are not sealed, as they come and go with every request: deleting one
+// is a change only someone with write access to the file can make.
 //
 // # The acting person
 //
@@ -38,12 +54,14 @@
 // extensions.ihe_iua claims: their medfed staff ID, their role and a
 // purpose of use. The staff member must be live at this centre with that
 // role, the client registered for the role, and the purpose one the role
-// may have: HRESCH (research) for researchers, TREAT or ETREAT (treatment,
-// emergency) for clinicians, TREAT for registrars, HOPERAT (the centre's
-// operations: reviewing its audit trail) for administrators and privacy
-// officers. Without them, a
-// token acts for no person: node/api decides what, if anything, such a
-// token may reach.
+// may have: HRESCH (research) for researchers, TREAT (treatment) for
+// clinicians and registrars, HOPERAT (the centre's operations: reviewing
+// its audit trail) for administrators and privacy officers. ETREAT
+// (emergency treatment) is refused: break-glass needs a coded reason, goes
+// on the ledger and is stopped when done, which is POST /v1/emergency
+// with a staff token, and no /fhir route would take such a token. Without
+// IUA claims, a token acts for no person: node/api decides what, if
+// anything, such a token may reach.
 //
 // # Access tokens
 //
@@ -56,5 +74,7 @@
 // once, not when the token expires.
 //
 // No error and no log line carries a token, an assertion, or anything
-// that names a patient.
+// that names a patient; a refusal repeats what the caller sent (a scope,
+// the host it asked) only when it cannot be a token or an assertion put
+// in the wrong field.
 package smart

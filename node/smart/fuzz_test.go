@@ -14,8 +14,8 @@ import (
 // FuzzTokenRequest feeds the token endpoint forms of every shape, the
 // assertion's bytes above all: whatever comes in, the answer is a token
 // that Check takes, or a refusal with an RFC 6749 code that carries
-// neither the assertion nor a token, never a failure of the centre's and
-// never a panic.
+// neither the assertion nor a token (nor the token prefix, wherever it was
+// put), never a failure of the centre's and never a panic.
 func FuzzTokenRequest(f *testing.F) {
 	fx := newFixture(f)
 	s := ecSigner()
@@ -55,6 +55,9 @@ func FuzzTokenRequest(f *testing.F) {
 			}
 			if len(assertion) >= 16 && strings.Contains(e.Description, assertion) {
 				t.Fatalf("the refusal carries the assertion: %v", err)
+			}
+			if strings.Contains(e.Description, smart.TokenPrefix) {
+				t.Fatalf("the refusal carries what may be a token: %v", err)
 			}
 			return
 		}

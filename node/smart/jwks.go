@@ -137,11 +137,39 @@ func parseJWK(raw []byte) (verifyKey, error) {
 	return v, nil
 }
 
-// quote quotes s for an error message, cut short.
+// quote quotes s, something the caller sent, for an error message, cut
+// short. It does not repeat a value that could be an access token or an
+// assertion, pasted in the wrong field: one with the token prefix, or with
+// a run of secretRun base64url characters (an access token has 43 and
+// every JWS signature at least 86; no scope or alg comes near, and a host
+// name only with a label that long).
 func quote(s string) string {
+	if strings.Contains(s, TokenPrefix) || longRun(s) {
+		return "(a value not repeated here, as it may be a token or an assertion)"
+	}
 	if len(s) > 64 {
 		s = s[:64] + "…"
 	}
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// secretRun is the shortest run of base64url characters quote does not
+// repeat.
+const secretRun = 40
+
+// longRun reports whether s holds secretRun base64url characters in a row.
+func longRun(s string) bool {
+	n := 0
+	for i := range len(s) {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
+			if n++; n >= secretRun {
+				return true
+			}
+		} else {
+			n = 0
+		}
+	}
+	return false
 }

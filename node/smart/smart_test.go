@@ -142,8 +142,8 @@ func (f *fixture) sqlExec(t *testing.T, query string, args ...any) {
 	}
 }
 
-// count counts the rows of table.
-func (f *fixture) count(t *testing.T, table string) int {
+// spent counts the jtis kept: the rows of table jtis but the floor's.
+func (f *fixture) spent(t *testing.T) int {
 	t.Helper()
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(f.dir, smart.ClientsFile)+"?mode=ro")
 	if err != nil {
@@ -151,7 +151,7 @@ func (f *fixture) count(t *testing.T, table string) int {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+	if err := db.QueryRow(`SELECT count(*) FROM jtis WHERE client <> ''`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -298,12 +298,12 @@ func TestTokenWithIUAClaimsEchoesThem(t *testing.T) {
 	id := staffID()
 	f.staff.set(id, "clinician")
 	cl := claims(c.ID, f.clock.Now())
-	cl["extensions"] = iua(id, "clinician", "ETREAT")
+	cl["extensions"] = iua(id, "clinician", "TREAT")
 	resp, err := f.srv.Token(context.Background(), form(sign(t, s, cl), "system/Patient.rs"), tokenURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &smart.IUA{SubjectID: id, SubjectRole: &smart.Coding{System: smart.RoleSystem, Code: "clinician"}, PurposeOfUse: &smart.Coding{System: smart.PurposeSystem, Code: "ETREAT"}}
+	want := &smart.IUA{SubjectID: id, SubjectRole: &smart.Coding{System: smart.RoleSystem, Code: "clinician"}, PurposeOfUse: &smart.Coding{System: smart.PurposeSystem, Code: "TREAT"}}
 	if got, _ := json.Marshal(resp.Extensions); resp.Extensions == nil || string(got) != mustJSON(t, smart.Extensions{IUA: want}) {
 		t.Errorf("extensions %s, want %s", got, mustJSON(t, smart.Extensions{IUA: want}))
 	}
@@ -311,7 +311,7 @@ func TestTokenWithIUAClaimsEchoesThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Staff != id || g.Role != "clinician" || g.Purpose != "emergency" {
+	if g.Staff != id || g.Role != "clinician" || g.Purpose != "treatment" {
 		t.Errorf("grant %+v", g)
 	}
 	in := f.srv.Introspect(context.Background(), resp.AccessToken)
@@ -330,9 +330,11 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-// TestTokenRefusals: every refusal names its RFC 6749 code, stores
-// nothing (the same assertion put right is then granted) and carries no
-// token or assertion in its description.
+// TestTokenRefusals: every refusal names its RFC 6749 code and carries
+// no token or assertion in its description. One that comes before the
+// assertion is verified spends nothing: the same assertion, the form put
+// right, is granted. One that comes after (spent) spends its jti: the
+// same assertion, put right, is refused as a replay.
 func TestTokenRefusals(t *testing.T) {
 	f := newFixture(t)
 	rs, ec := rsaSigner(), ecSigner()
@@ -361,6 +363,7 @@ func TestTokenRefusals(t *testing.T) {
 		form   func(url.Values)
 		raw    func(map[string]any) string // the assertion, made otherwise than by signer
 		code   string
+		spent  bool // refused once the assertion was verified: its jti is spent
 	}{
 		{name: "no grant_type", form: func(v url.Values) { v.Del("grant_type") }, code: "invalid_request"},
 		{name: "grant_type password", form: func(v url.Values) { v.Set("grant_type", "password") }, code: "unsupported_grant_type"},
@@ -370,13 +373,13 @@ func TestTokenRefusals(t *testing.T) {
 			v.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
 		}, code: "invalid_client"},
 		{name: "no client_assertion", form: func(v url.Values) { v.Del("client_assertion") }, code: "invalid_client"},
-		{name: "no scope", form: func(v url.Values) { v.Del("scope") }, code: "invalid_request"},
-		{name: "patient scope", form: func(v url.Values) { v.Set("scope", "patient/Patient.rs") }, code: "invalid_scope"},
-		{name: "scope of no resource type served", form: func(v url.Values) { v.Set("scope", "system/Observation.rs") }, code: "invalid_scope"},
-		{name: "scope letters out of order", form: func(v url.Values) { v.Set("scope", "system/Patient.sr") }, code: "invalid_scope"},
-		{name: "scope with a query", form: func(v url.Values) { v.Set("scope", "system/Patient.rs?gender=female") }, code: "invalid_scope"},
-		{name: "scope not registered", form: func(v url.Values) { v.Set("scope", "system/DocumentReference.crs") }, code: "invalid_scope"},
-		{name: "wildcard scope not registered", form: func(v url.Values) { v.Set("scope", "system/*.rs") }, code: "invalid_scope"},
+		{name: "no scope", form: func(v url.Values) { v.Del("scope") }, code: "invalid_request", spent: true},
+		{name: "patient scope", form: func(v url.Values) { v.Set("scope", "patient/Patient.rs") }, code: "invalid_scope", spent: true},
+		{name: "scope of no resource type served", form: func(v url.Values) { v.Set("scope", "system/Observation.rs") }, code: "invalid_scope", spent: true},
+		{name: "scope letters out of order", form: func(v url.Values) { v.Set("scope", "system/Patient.sr") }, code: "invalid_scope", spent: true},
+		{name: "scope with a query", form: func(v url.Values) { v.Set("scope", "system/Patient.rs?gender=female") }, code: "invalid_scope", spent: true},
+		{name: "scope not registered", form: func(v url.Values) { v.Set("scope", "system/DocumentReference.crs") }, code: "invalid_scope", spent: true},
+		{name: "wildcard scope not registered", form: func(v url.Values) { v.Set("scope", "system/*.rs") }, code: "invalid_scope", spent: true},
 		{name: "client_id is not iss", form: func(v url.Values) { v.Set("client_id", revoked.ID) }, code: "invalid_client"},
 		{name: "alg none", raw: unsigned, code: "invalid_client"},
 		{name: "alg HS384", raw: func(c map[string]any) string {
@@ -406,30 +409,31 @@ func TestTokenRefusals(t *testing.T) {
 		{name: "unknown client", claims: func(c map[string]any) { id := staffID(); c["iss"], c["sub"] = id, id }, code: "invalid_client"},
 		{name: "unknown client, not an ID", claims: func(c map[string]any) { c["iss"] = "ward 7"; c["sub"] = "ward 7" }, code: "invalid_client"},
 		{name: "revoked client", signer: ec, claims: func(c map[string]any) { c["iss"], c["sub"] = revoked.ID, revoked.ID }, code: "invalid_client"},
-		{name: "staff unknown", claims: func(c map[string]any) { c["extensions"] = iua(staffID(), "clinician", "TREAT") }, code: "invalid_grant"},
-		{name: "subject_id not a staff ID", claims: func(c map[string]any) { c["extensions"] = iua("9434765919", "clinician", "TREAT") }, code: "invalid_grant"},
-		{name: "role mismatch", claims: func(c map[string]any) { c["extensions"] = iua(registrar, "clinician", "TREAT") }, code: "invalid_grant"},
-		{name: "role the client is not registered for", claims: func(c map[string]any) { c["extensions"] = iua(registrar, "registrar", "TREAT") }, code: "invalid_grant"},
+		{name: "staff unknown", claims: func(c map[string]any) { c["extensions"] = iua(staffID(), "clinician", "TREAT") }, code: "invalid_grant", spent: true},
+		{name: "subject_id not a staff ID", claims: func(c map[string]any) { c["extensions"] = iua("9434765919", "clinician", "TREAT") }, code: "invalid_grant", spent: true},
+		{name: "role mismatch", claims: func(c map[string]any) { c["extensions"] = iua(registrar, "clinician", "TREAT") }, code: "invalid_grant", spent: true},
+		{name: "role the client is not registered for", claims: func(c map[string]any) { c["extensions"] = iua(registrar, "registrar", "TREAT") }, code: "invalid_grant", spent: true},
 		{name: "role of another system", claims: func(c map[string]any) {
 			x := iua(clinician, "clinician", "TREAT")
 			x["ihe_iua"].(map[string]any)["subject_role"] = map[string]any{"system": "http://snomed.info/sct", "code": "clinician"}
 			c["extensions"] = x
-		}, code: "invalid_grant"},
-		{name: "researcher treats", claims: func(c map[string]any) { c["extensions"] = iua(researcher, "researcher", "TREAT") }, code: "invalid_grant"},
-		{name: "clinician researches", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "HRESCH") }, code: "invalid_grant"},
-		{name: "clinician reviews the audit trail", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "HOPERAT") }, code: "invalid_grant"},
-		{name: "unknown purpose", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "PUBHLTH") }, code: "invalid_grant"},
+		}, code: "invalid_grant", spent: true},
+		{name: "researcher treats", claims: func(c map[string]any) { c["extensions"] = iua(researcher, "researcher", "TREAT") }, code: "invalid_grant", spent: true},
+		{name: "clinician researches", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "HRESCH") }, code: "invalid_grant", spent: true},
+		{name: "clinician reviews the audit trail", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "HOPERAT") }, code: "invalid_grant", spent: true},
+		{name: "unknown purpose", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "PUBHLTH") }, code: "invalid_grant", spent: true},
 		{name: "no purpose", claims: func(c map[string]any) {
 			x := iua(clinician, "clinician", "TREAT")
 			delete(x["ihe_iua"].(map[string]any), "purpose_of_use")
 			c["extensions"] = x
-		}, code: "invalid_grant"},
+		}, code: "invalid_grant", spent: true},
 		{name: "purpose without subject", claims: func(c map[string]any) {
 			x := iua(clinician, "clinician", "TREAT")
 			delete(x["ihe_iua"].(map[string]any), "subject_id")
 			c["extensions"] = x
-		}, code: "invalid_grant"},
-		{name: "ihe_iua not an object", claims: func(c map[string]any) { c["extensions"] = map[string]any{"ihe_iua": "clinician"} }, code: "invalid_grant"},
+		}, code: "invalid_grant", spent: true},
+		{name: "ihe_iua not an object", claims: func(c map[string]any) { c["extensions"] = map[string]any{"ihe_iua": "clinician"} }, code: "invalid_grant", spent: true},
+		{name: "emergency through a token", claims: func(c map[string]any) { c["extensions"] = iua(clinician, "clinician", "ETREAT") }, code: "invalid_grant", spent: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -465,40 +469,192 @@ func TestTokenRefusals(t *testing.T) {
 			if tt.code == "invalid_client" && !errors.Is(err, node.ErrUnauthenticated) {
 				t.Errorf("invalid_client is not of kind unauthenticated: %v", node.KindOf(err))
 			}
-			// Nothing was stored: the assertion of a request refused
-			// for its form is granted once the form is put right.
-			if tt.form != nil {
-				if _, err := f.srv.Token(context.Background(), form(assertion, "system/Patient.rs"), tokenURL); err != nil {
-					t.Errorf("the same assertion, put right: %v", err)
+			// The same assertion, put right: granted if the refusal
+			// came before it was verified, else a replay.
+			if tt.form == nil && !tt.spent {
+				return
+			}
+			_, err = f.srv.Token(context.Background(), form(assertion, "system/Patient.rs"), tokenURL)
+			switch {
+			case !tt.spent && err != nil:
+				t.Errorf("the same assertion, put right: %v", err)
+			case tt.spent && err == nil:
+				t.Errorf("an assertion refused once verified is granted when sent again")
+			case tt.spent:
+				if e := refusal(t, err); e.Code != "invalid_client" || !strings.Contains(e.Description, "used before") {
+					t.Errorf("the same assertion, put right: %v, want a replay", err)
 				}
 			}
 		})
 	}
 }
 
-// TestRefusedRequestConsumesNoJTI: an assertion refused for its subject
-// or scope is granted once put right, then never again.
-func TestRefusedRequestConsumesNoJTI(t *testing.T) {
+// TestRefusedRequestSpendsTheJTI: an assertion refused for its scope or
+// its subject once it verified is spent: sent again with a good scope, or
+// once the subject is put right, it is refused as a replay. One refused
+// for its form before it was verified is not.
+func TestRefusedRequestSpendsTheJTI(t *testing.T) {
+	f := newFixture(t)
+	s := ecSigner()
+	c := f.add(t, []string{"system/Patient.rs"}, []string{"clinician"}, s)
+	ctx := context.Background()
+	replayed := func(t *testing.T, err error) {
+		t.Helper()
+		if e := refusal(t, err); e.Code != "invalid_client" || !strings.Contains(e.Description, "used before") {
+			t.Fatalf("replayed: %v, want a replay refused", err)
+		}
+	}
+
+	t.Run("scope", func(t *testing.T) {
+		assertion := sign(t, s, claims(c.ID, f.clock.Now()))
+		if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.crs"), tokenURL); refusal(t, err).Code != "invalid_scope" {
+			t.Fatalf("a scope not registered: %v", err)
+		}
+		_, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL)
+		replayed(t, err)
+	})
+	t.Run("subject", func(t *testing.T) {
+		id := staffID()
+		cl := claims(c.ID, f.clock.Now())
+		cl["extensions"] = iua(id, "clinician", "TREAT")
+		assertion := sign(t, s, cl)
+		if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL); refusal(t, err).Code != "invalid_grant" {
+			t.Fatalf("staff not yet added: %v", err)
+		}
+		f.staff.set(id, "clinician")
+		_, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL)
+		replayed(t, err)
+	})
+	t.Run("form", func(t *testing.T) {
+		assertion := sign(t, s, claims(c.ID, f.clock.Now()))
+		v := form(assertion, "system/Patient.rs")
+		v.Set("grant_type", "password")
+		if _, err := f.srv.Token(ctx, v, tokenURL); refusal(t, err).Code != "unsupported_grant_type" {
+			t.Fatalf("grant_type password: %v", err)
+		}
+		if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL); err != nil {
+			t.Fatalf("put right: %v", err)
+		}
+		_, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL)
+		replayed(t, err)
+	})
+}
+
+// TestClockJumpDoesNotReopenAJTI: a centre's clock run two hours ahead
+// prunes the jtis of assertions that are valid again once it comes back;
+// those assertions are refused all the same, after a restart too, while
+// a new one is granted.
+func TestClockJumpDoesNotReopenAJTI(t *testing.T) {
+	f := newFixture(t)
+	s := ecSigner()
+	c := f.add(t, []string{"system/Patient.rs"}, []string{"clinician"}, s)
+	ctx := context.Background()
+	assertion := sign(t, s, claims(c.ID, f.clock.Now()))
+	if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(2 * time.Hour)
+	if _, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL); err != nil {
+		t.Fatalf("with the clock ahead: %v", err)
+	}
+	if n := f.spent(t); n != 1 {
+		t.Fatalf("%d jtis kept with the clock two hours ahead, want the first pruned", n)
+	}
+	f.clock.Add(-2 * time.Hour)
+	for _, restart := range []bool{false, true} {
+		if restart {
+			if err := f.srv.Close(); err != nil {
+				t.Fatal(err)
+			}
+			f.open(t)
+		}
+		_, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL)
+		if e := refusal(t, err); e.Code != "invalid_client" || !strings.Contains(e.Description, "no longer keeps") {
+			t.Fatalf("replay once the clock is back (restarted: %v): %v", restart, err)
+		}
+	}
+	f.clock.Add(time.Minute)
+	if _, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL); err != nil {
+		t.Fatalf("a new assertion once the clock is back: %v", err)
+	}
+	if n, err := smart.CheckClients(ctx, f.dir, f.key); err != nil || n != 1 {
+		t.Fatalf("medfed check: %d, %v", n, err)
+	}
+}
+
+// TestEmergencyIsNotAToken: ETREAT is refused at the token endpoint, with
+// the way to break the glass; the same clinician's TREAT is granted.
+func TestEmergencyIsNotAToken(t *testing.T) {
 	f := newFixture(t)
 	s := ecSigner()
 	c := f.add(t, []string{"system/Patient.rs"}, []string{"clinician"}, s)
 	id := staffID()
-	cl := claims(c.ID, f.clock.Now())
-	cl["extensions"] = iua(id, "clinician", "TREAT")
-	assertion := sign(t, s, cl)
-	ctx := context.Background()
-	if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL); refusal(t, err).Code != "invalid_grant" {
-		t.Fatalf("staff not yet added: %v", err)
-	}
-	if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.crs"), tokenURL); refusal(t, err).Code != "invalid_scope" {
-		t.Fatalf("a scope not registered: %v", err)
-	}
 	f.staff.set(id, "clinician")
-	if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL); err != nil {
-		t.Fatalf("put right: %v", err)
+	ctx := context.Background()
+	ask := func(purpose string) error {
+		cl := claims(c.ID, f.clock.Now())
+		cl["extensions"] = iua(id, "clinician", purpose)
+		_, err := f.srv.Token(ctx, form(sign(t, s, cl), "system/Patient.rs"), tokenURL)
+		return err
 	}
-	if _, err := f.srv.Token(ctx, form(assertion, "system/Patient.rs"), tokenURL); refusal(t, err).Code != "invalid_client" {
-		t.Fatalf("replayed: %v", err)
+	e := refusal(t, ask("ETREAT"))
+	if want := "emergency access (break-glass) needs a coded reason and is stopped when done: POST /v1/emergency with a staff token"; e.Code != "invalid_grant" || e.Status != 400 || e.Description != want {
+		t.Fatalf("ETREAT: %v (status %d), want invalid_grant: %s", e, e.Status, want)
+	}
+	if err := ask("TREAT"); err != nil {
+		t.Fatalf("TREAT: %v", err)
+	}
+}
+
+// TestRefusalsRepeatNoTokenOrAssertion: a token or an assertion sent in
+// the wrong field is not repeated in the refusal.
+func TestRefusalsRepeatNoTokenOrAssertion(t *testing.T) {
+	f := newFixture(t)
+	s := ecSigner()
+	c := f.add(t, []string{"system/Patient.rs"}, []string{"clinician"}, s)
+	ctx := context.Background()
+	resp, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := sign(t, s, claims(c.ID, f.clock.Now()))
+	secrets := []string{resp.AccessToken, strings.TrimPrefix(resp.AccessToken, smart.TokenPrefix), other}
+	tests := []struct {
+		name, scope, url string
+	}{
+		{name: "a token as the scope", scope: resp.AccessToken},
+		{name: "a token's secret as a resource type", scope: "system/" + strings.TrimPrefix(resp.AccessToken, smart.TokenPrefix) + ".rs"},
+		{name: "an assertion as the scope", scope: other},
+		{name: "an assertion as a resource type", scope: "system/" + other},
+		{name: "an assertion as the host", scope: "system/Patient.rs", url: "https://" + other + "/auth/token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := tokenURL
+			if tt.url != "" {
+				u = tt.url
+			}
+			_, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), tt.scope), u)
+			e := refusal(t, err)
+			for _, sec := range secrets {
+				for _, part := range strings.Split(sec, ".") {
+					if strings.Contains(e.Description, part[:20]) {
+						t.Fatalf("the refusal repeats a secret: %s", e.Description)
+					}
+				}
+			}
+		})
+	}
+	// What is not a secret is repeated, as it helps the client's developer.
+	_, err = f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "patient/Patient.rs"), tokenURL)
+	if e := refusal(t, err); !strings.Contains(e.Description, `"patient/Patient.rs"`) {
+		t.Errorf("a patient scope: %s", e.Description)
+	}
+	cl := claims(c.ID, f.clock.Now())
+	cl["aud"] = "https://elsewhere.example/auth/token"
+	_, err = f.srv.Token(ctx, form(sign(t, s, cl), "system/Patient.rs"), tokenURL)
+	if e := refusal(t, err); !strings.Contains(e.Description, tokenURL) {
+		t.Errorf("a wrong aud: %s", e.Description)
 	}
 }
 
@@ -552,7 +708,7 @@ func TestReplayedJTIIsRefusedAlsoAfterRestart(t *testing.T) {
 	if _, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.count(t, "jtis"); n != 1 {
+	if n := f.spent(t); n != 1 {
 		t.Fatalf("%d jtis kept, want the last one alone", n)
 	}
 }
@@ -874,6 +1030,28 @@ func TestCheckClientsNamesATamperedJTI(t *testing.T) {
 	var de *centre.DataError
 	if _, err := smart.CheckClients(ctx, f.dir, f.key); !errors.As(err, &de) || de.Table != "jtis" {
 		t.Fatalf("medfed check: %v", err)
+	}
+	// The floor, lowered to reopen pruned jtis, is named too, and the
+	// token endpoint takes no assertion until it checks out.
+	f.sqlExec(t, "DELETE FROM jtis WHERE client = ?", c.ID)
+	f.clock.Add(2 * time.Hour)
+	if _, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(2 * time.Hour)
+	if _, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := smart.CheckClients(ctx, f.dir, f.key); err != nil || n != 1 {
+		t.Fatalf("medfed check with a floor: %d, %v", n, err)
+	}
+	f.sqlExec(t, "UPDATE jtis SET expires = 0 WHERE client = '' AND ? <> ''", c.ID)
+	if _, err := smart.CheckClients(ctx, f.dir, f.key); !errors.As(err, &de) || de.Table != "jtis" || !strings.Contains(de.Row, "floor") || !errors.Is(err, centre.ErrTampered) {
+		t.Fatalf("medfed check of a lowered floor: %v", err)
+	}
+	_, err := f.srv.Token(ctx, form(sign(t, s, claims(c.ID, f.clock.Now())), "system/Patient.rs"), tokenURL)
+	if e := refusal(t, err); e.Code != "server_error" || strings.Contains(e.Description, "floor") {
+		t.Fatalf("a token with the floor tampered: %v", err)
 	}
 	if n, err := smart.CheckClients(ctx, t.TempDir(), f.key); n != 0 || err != nil {
 		t.Fatalf("a directory without clients.db: %d, %v", n, err)

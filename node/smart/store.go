@@ -101,8 +101,8 @@ var Roles = []string{"admin", "registrar", "clinician", "researcher", "privacy-o
 // was revoked.
 var ErrUnknownClient = node.E(node.NotFound, "unknown or revoked client")
 
-// ErrTampered is what a registration that fails its MAC, or a store whose
-// seal does not match its rows, reads as: the file was changed by
+// ErrTampered is what a registration that fails its MAC, a store whose
+// seal does not match its rows, or a jti floor that fails its MAC, reads as: the file was changed by
 // something other than medfed. It is the centre's fault, not the caller's.
 var ErrTampered = errors.New("client store: a registration was changed outside medfed (run medfed check)")
 
@@ -184,6 +184,14 @@ CREATE INDEX jtis_by_expiry ON jtis (expires)`); err != nil {
 		return reseal(ctx, tx, key)
 	},
 }
+
+// The jti floor (consume) is a row of the jtis table of its own, with
+// client floorClient, which no client's ID is, jti floorJTI, and the
+// floor in expires; its MAC is a jti row's. With no such row, no jti has
+// been pruned.
+const floorClient = ""
+
+var floorJTI = []byte("floor")
 
 // migrate brings the store's schema up to date, one migration per
 // transaction.
@@ -566,7 +574,27 @@ func CheckClients(ctx context.Context, dir string, key []byte) (int, error) {
 	return len(rs), nil
 }
 
-// checkJTIs checks the MAC of every recorded jti.
+// jtiFloor returns the floor below which consume takes no assertion (0
+// while no jti has been pruned), or ErrTampered when its row fails its
+// MAC.
+func jtiFloor(ctx context.Context, tx *sql.Tx, key []byte) (int64, error) {
+	var (
+		floor  int64
+		stored []byte
+	)
+	err := tx.QueryRowContext(ctx, `SELECT expires, mac FROM jtis WHERE client = ? AND jti = ?`, floorClient, floorJTI).Scan(&floor, &stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case !hmac.Equal(stored, jtiMAC(key, floorClient, floorJTI, floor)):
+		return 0, fmt.Errorf("%w: the jti floor fails its MAC", ErrTampered)
+	}
+	return floor, nil
+}
+
+// checkJTIs checks the MAC of every recorded jti, and of the floor.
 func checkJTIs(ctx context.Context, tx *sql.Tx, key []byte) error {
 	rows, err := tx.QueryContext(ctx, `SELECT client, jti, expires, mac FROM jtis`)
 	if err != nil {
@@ -583,7 +611,11 @@ func checkJTIs(ctx context.Context, tx *sql.Tx, key []byte) error {
 			return &centre.DataError{File: ClientsFile, Table: "jtis", Row: "the rows", Reason: err.Error()}
 		}
 		if !hmac.Equal(stored, jtiMAC(key, client, jti, expires)) {
-			return &centre.DataError{File: ClientsFile, Table: "jtis", Row: "an assertion ID of client " + client, Reason: "the row fails its MAC: changed or added without the centre's key"}
+			row := "an assertion ID of client " + client
+			if client == floorClient {
+				row = "the floor below which no assertion is taken"
+			}
+			return &centre.DataError{File: ClientsFile, Table: "jtis", Row: row, Reason: "the row fails its MAC: changed or added without the centre's key"}
 		}
 	}
 	if err := rows.Err(); err != nil {

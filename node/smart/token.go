@@ -3,6 +3,7 @@ package smart
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,15 +42,24 @@ const maxAssertionBytes = 16 << 10
 
 // purposes are the IUA purpose-of-use codes medfed takes, medfed's name
 // for each, and the roles that may act for it: a researcher acts for
-// research alone, a clinician treats (in an emergency too), a registrar
-// serves treatment, and an administrator or privacy officer reviewing
-// the audit trail serves the centre's operations.
+// research alone, a clinician or a registrar serves treatment, and an
+// administrator or privacy officer reviewing the audit trail serves the
+// centre's operations. ETREAT is not among them: see emergencyPurpose.
 var purposes = []purpose{
 	{"TREAT", "treatment", []string{"clinician", "registrar"}},
 	{"HRESCH", "research", []string{"researcher"}},
-	{"ETREAT", "emergency", []string{"clinician"}},
 	{"HOPERAT", "operations", []string{"privacy-officer", "admin"}},
 }
+
+// purposeCodes lists the codes of purposes, for refusals.
+const purposeCodes = "TREAT, HRESCH or HOPERAT"
+
+// emergencyPurpose is IUA's code for emergency treatment. A token endpoint
+// cannot grant it: no /fhir route takes a token as break-glass, which
+// needs a coded reason, goes on the ledger and is stopped when done
+// (POST /v1/emergency), so a token for it would be granted and then
+// refused everywhere. It is refused here, with the way to do it.
+const emergencyPurpose = "ETREAT"
 
 // purpose is a purpose-of-use code, medfed's name for it and the roles
 // that may act for it.
@@ -82,7 +92,7 @@ type Extensions struct {
 type IUA struct {
 	SubjectID    string  `json:"subject_id,omitempty"`     // a medfed staff ID, 32 hex digits
 	SubjectRole  *Coding `json:"subject_role,omitempty"`   // system RoleSystem, code a staff role
-	PurposeOfUse *Coding `json:"purpose_of_use,omitempty"` // system PurposeSystem, code TREAT, HRESCH, ETREAT or HOPERAT
+	PurposeOfUse *Coding `json:"purpose_of_use,omitempty"` // system PurposeSystem, code TREAT, HRESCH or HOPERAT
 }
 
 // Coding is a FHIR Coding, reduced to what the IUA claims use.
@@ -96,7 +106,7 @@ type Coding struct {
 // answer with: 401 for invalid_client, 429 when the client holds too many
 // live tokens, 500 (server_error) for a failure of the centre, 400
 // otherwise. A description never carries a token, an assertion or an
-// identifier.
+// identifier: what it repeats of the request goes through quote.
 type Error struct {
 	Code, Description string
 	Status            int
@@ -145,30 +155,46 @@ func failed(err error) *Error {
 	return &Error{Code: CodeServerError, Description: "the centre could not answer the token request; try again later", Status: http.StatusInternalServerError, err: err}
 }
 
-// assertion is what a verified client assertion says.
+// assertion is what a verified client assertion says: its registered
+// claims, and its payload, whose extensions are read once its jti is
+// spent.
 type assertion struct {
-	client clientRow
-	claims jwt.Claims
-	iua    *IUA
+	client  clientRow
+	claims  jwt.Claims
+	payload josejson.RawMessage
 }
 
-// request is a token request's form, checked.
+// request is a token request's form, its envelope checked.
 type request struct {
-	scopes    []string
-	parsed    []scope
+	scope     string // as sent: checked once the assertion is
 	assertion string
 	clientID  string
 }
 
 // Token answers a token request: form is the POST /auth/token form;
 // tokenURL the endpoint's URL the assertion's aud must equal. Its errors
-// are *Error. A refused request changes nothing; a granted one consumes
-// the assertion's jti for good.
+// are *Error.
 //
-// The checks run cheapest first, and the jti is consumed last, in one
-// transaction with the check that it is new: a request refused for its
-// scope or its subject can be put right and sent again with the same
-// assertion, and two requests racing with one assertion get one token.
+// The checks run in three steps, and where a refusal falls says whether
+// it spends the assertion's jti:
+//
+//  1. The form's envelope: each parameter at most once, grant_type,
+//     client_assertion_type, an assertion of a sane size. A refusal here
+//     spends nothing: no assertion has been verified.
+//  2. The assertion (authenticate): signed by a key the client
+//     registered, iss and sub the client, aud this endpoint, valid now,
+//     with a jti.
+//     A refusal here spends nothing either: the assertion is not a
+//     genuine, live one of a client for this endpoint.
+//  3. The jti is spent (consume), in one transaction with the check that
+//     it is new, so that two requests racing with one assertion cannot
+//     both get past it. Only then are the scope, the IUA claims and the
+//     client's live tokens looked at. SMART Backend Services asks that a
+//     jti never have been seen before, so an assertion refused here (for
+//     a scope the client is not registered for, a subject it may not act
+//     for, too many live tokens), or one whose request failed for the
+//     centre's reasons, is spent all the same: the client signs a new one to try again, and
+//     whoever copied it cannot replay it with other parameters.
 func (s *Server) Token(ctx context.Context, form url.Values, tokenURL string) (TokenResponse, error) {
 	req, e := checkForm(form)
 	if e != nil {
@@ -179,24 +205,22 @@ func (s *Server) Token(ctx context.Context, form url.Values, tokenURL string) (T
 	if e != nil {
 		return TokenResponse{}, e
 	}
-	_, registered, err := parseScopes(a.client.Scopes)
-	if err != nil {
-		return TokenResponse{}, failed(fmt.Errorf("smart token: a registration's scopes do not parse: %w", err))
+	if e := s.consume(ctx, a.client.ID, a.claims, now); e != nil {
+		return TokenResponse{}, e
 	}
-	for _, sc := range req.parsed {
-		if !covers(registered, sc) {
-			return TokenResponse{}, refuse(CodeInvalidScope, "a requested scope is not among those the client is registered for: "+quote(scopeName(sc)))
-		}
+	iua, e := parseIUA(a.payload)
+	if e != nil {
+		return TokenResponse{}, e
 	}
-	g := Grant{Client: a.client.ID, Scopes: req.scopes, Issued: now, Expires: now.Add(s.lifetime)}
-	if e := s.subject(ctx, a.client, a.iua, &g); e != nil {
+	scopes, e := checkScope(req.scope, a.client)
+	if e != nil {
+		return TokenResponse{}, e
+	}
+	g := Grant{Client: a.client.ID, Scopes: scopes, Issued: now, Expires: now.Add(s.lifetime)}
+	if e := s.subject(ctx, a.client, iua, &g); e != nil {
 		return TokenResponse{}, e
 	}
 	if e := s.reserve(g.Client, now); e != nil {
-		return TokenResponse{}, e
-	}
-	if e := s.consume(ctx, a.client.ID, a.claims, now); e != nil {
-		s.release(g.Client)
 		return TokenResponse{}, e
 	}
 	resp := TokenResponse{
@@ -205,16 +229,40 @@ func (s *Server) Token(ctx context.Context, form url.Values, tokenURL string) (T
 		ExpiresIn:   int(s.lifetime / time.Second),
 		Scope:       strings.Join(g.Scopes, " "),
 	}
-	if a.iua != nil {
+	if iua != nil {
 		resp.Extensions = g.extensions()
 	}
 	return resp, nil
 }
 
+// checkScope checks the scope a request asks for against those the
+// client is registered for, and returns the scopes asked for.
+func checkScope(raw string, c clientRow) ([]string, *Error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, refuse(CodeInvalidRequest, "scope is missing: ask for the system scopes the token is for, such as system/Patient.rs")
+	}
+	names, parsed, err := parseScopes([]string{raw})
+	if err != nil {
+		return nil, refuse(CodeInvalidScope, err.Error())
+	}
+	_, registered, err := parseScopes(c.Scopes)
+	if err != nil {
+		return nil, failed(fmt.Errorf("smart token: a registration's scopes do not parse: %w", err))
+	}
+	for _, sc := range parsed {
+		if !covers(registered, sc) {
+			return nil, refuse(CodeInvalidScope, "a requested scope is not among those the client is registered for: "+quote(scopeName(sc)))
+		}
+	}
+	return names, nil
+}
+
 // scopeName writes a parsed scope back in v2 form.
 func scopeName(sc scope) string { return "system/" + sc.resource + "." + sc.ops.String() }
 
-// checkForm checks the form's parameters, each of which may be given once.
+// checkForm checks the form's envelope: each parameter at most once, the
+// grant and assertion types, an assertion of a sane size. The scope is
+// checked once the assertion is (checkScope).
 func checkForm(form url.Values) (request, *Error) {
 	for _, p := range []string{"grant_type", "scope", "client_assertion_type", "client_assertion", "client_id"} {
 		if len(form[p]) > 1 {
@@ -235,19 +283,12 @@ func checkForm(form url.Values) (request, *Error) {
 	default:
 		return request{}, refuse(CodeInvalidClient, "the only client_assertion_type is "+AssertionType)
 	}
-	req := request{assertion: form.Get("client_assertion"), clientID: form.Get("client_id")}
+	req := request{scope: form.Get("scope"), assertion: form.Get("client_assertion"), clientID: form.Get("client_id")}
 	if req.assertion == "" {
 		return request{}, refuse(CodeInvalidClient, "client_assertion is missing")
 	}
 	if len(req.assertion) > maxAssertionBytes {
 		return request{}, refuse(CodeInvalidClient, fmt.Sprintf("client_assertion is over %d bytes", maxAssertionBytes))
-	}
-	if strings.TrimSpace(form.Get("scope")) == "" {
-		return request{}, refuse(CodeInvalidRequest, "scope is missing: ask for the system scopes the token is for, such as system/Patient.rs")
-	}
-	var err error
-	if req.scopes, req.parsed, err = parseScopes([]string{form.Get("scope")}); err != nil {
-		return request{}, refuse(CodeInvalidScope, err.Error())
 	}
 	return req, nil
 }
@@ -260,8 +301,9 @@ type claims struct {
 }
 
 // authenticate checks a client assertion: its signature by a key of a
-// registered client's, and its claims. Every refusal is invalid_client,
-// as SMART Backend Services asks.
+// registered client's, and its registered claims. Every refusal is
+// invalid_client, as SMART Backend Services asks. Its extensions are not
+// read here: a refusal for them must come after the jti is spent.
 func (s *Server) authenticate(ctx context.Context, req request, tokenURL string, now time.Time) (assertion, *Error) {
 	tok, err := jwt.ParseSigned(req.assertion, signingAlgs)
 	if err != nil {
@@ -304,21 +346,26 @@ func (s *Server) authenticate(ctx context.Context, req request, tokenURL string,
 	if err := tok.Claims(key.key, &payload); err != nil {
 		return assertion{}, refuse(CodeInvalidClient, "client_assertion's signature does not verify with the client's key")
 	}
-	a := assertion{client: c}
-	var ext claims
+	a := assertion{client: c, payload: payload}
 	if err := josejson.Unmarshal(payload, &a.claims); err != nil {
 		return assertion{}, refuse(CodeInvalidClient, "client_assertion's claims are not a JSON object of JWT claims")
-	}
-	if err := josejson.Unmarshal(payload, &ext); err != nil {
-		return assertion{}, refuse(CodeInvalidGrant, "client_assertion's extensions.ihe_iua is not an object of subject_id, subject_role and purpose_of_use")
-	}
-	if ext.Extensions != nil {
-		a.iua = ext.Extensions.IUA
 	}
 	if e := checkClaims(a.claims, c.ID, tokenURL, now); e != nil {
 		return assertion{}, e
 	}
 	return a, nil
+}
+
+// parseIUA reads the IUA claims of a verified assertion's payload, if any.
+func parseIUA(payload []byte) (*IUA, *Error) {
+	var ext claims
+	if err := josejson.Unmarshal(payload, &ext); err != nil {
+		return nil, refuse(CodeInvalidGrant, "client_assertion's extensions.ihe_iua is not an object of subject_id, subject_role and purpose_of_use")
+	}
+	if ext.Extensions == nil {
+		return nil, nil
+	}
+	return ext.Extensions.IUA, nil
 }
 
 // pickKey chooses the client's key that verifies an assertion: the one kid
@@ -356,7 +403,9 @@ func checkClaims(c jwt.Claims, client, tokenURL string, now time.Time) *Error {
 	case c.Issuer != client || c.Subject != client:
 		return refuse(CodeInvalidClient, "client_assertion's iss and sub are not both the client ID")
 	case tokenURL == "" || !c.Audience.Contains(tokenURL):
-		return refuse(CodeInvalidClient, "client_assertion's aud is not this token endpoint: it is "+tokenURL)
+		// tokenURL is made of the request's Host: quote it, as anything
+		// else the caller sent.
+		return refuse(CodeInvalidClient, "client_assertion's aud is not this token endpoint: it is "+quote(tokenURL))
 	case c.Expiry == nil:
 		return refuse(CodeInvalidClient, "client_assertion has no exp")
 	case c.Expiry.Time().Before(now.Add(-Leeway)):
@@ -394,11 +443,13 @@ func (s *Server) subject(ctx context.Context, c clientRow, iua *IUA, g *Grant) *
 	case !slices.Contains(c.Roles, iua.SubjectRole.Code):
 		return refuse(CodeInvalidGrant, "the client is not registered to act for the role "+iua.SubjectRole.Code)
 	case iua.PurposeOfUse == nil || iua.PurposeOfUse.System != PurposeSystem:
-		return refuse(CodeInvalidGrant, "extensions.ihe_iua needs a purpose_of_use of system "+PurposeSystem+" (TREAT, HRESCH, ETREAT or HOPERAT) with a subject")
+		return refuse(CodeInvalidGrant, "extensions.ihe_iua needs a purpose_of_use of system "+PurposeSystem+" ("+purposeCodes+") with a subject")
+	case iua.PurposeOfUse.Code == emergencyPurpose:
+		return refuse(CodeInvalidGrant, "emergency access (break-glass) needs a coded reason and is stopped when done: POST /v1/emergency with a staff token")
 	}
 	i := slices.IndexFunc(purposes, func(p purpose) bool { return p.code == iua.PurposeOfUse.Code })
 	if i < 0 {
-		return refuse(CodeInvalidGrant, "extensions.ihe_iua's purpose_of_use is not TREAT, HRESCH, ETREAT or HOPERAT")
+		return refuse(CodeInvalidGrant, "extensions.ihe_iua's purpose_of_use is not "+purposeCodes)
 	}
 	role := iua.SubjectRole.Code
 	if !slices.Contains(purposes[i].roles, role) {
@@ -421,36 +472,84 @@ func (s *Server) subject(ctx context.Context, c clientRow, iua *IUA, g *Grant) *
 }
 
 // jtiKeep is how long past the end of an assertion's validity its jti is
-// kept: a centre's clock set back within it does not reopen the jti.
+// kept: a centre's clock set back by less than that finds the jtis of the
+// assertions it would take again still there.
 const jtiKeep = time.Hour
 
-// consume records an assertion's jti, refusing one the client used
-// before, in one transaction with the check, and prunes the jtis no
+// consume spends an assertion's jti: in one transaction, it refuses a jti
+// the client used before, and one it cannot tell from such (its exp is
+// not after the floor, below), records it, and prunes the jtis no
 // assertion can use any more.
+//
+// Pruning follows the centre's clock, which can jump: node/clock moves it
+// in the fault tests, and an administrator may set a wrong one right. A
+// clock run ahead would prune jtis whose assertions become valid again
+// once it comes back. No bound on how far ahead it ran makes that safe,
+// so what keeps a pruned jti from being replayed is not the clock but the
+// floor: the latest expiry of any jti row pruned, kept in the store under
+// a MAC. An assertion whose row would expire no later than the floor is
+// refused, whatever the clock says, as its jti may have been forgotten.
+// The floor is always more than jtiKeep behind the clock that pruned, so
+// an honest assertion (exp no earlier than now less Leeway) is above it
+// unless the clock is now set back further than that below a time at
+// which the centre pruned; it is then refused until the clock catches up
+// (minutes, when what was pruned was recorded before the jump), which is
+// the price of never taking a replay.
 func (s *Server) consume(ctx context.Context, client string, c jwt.Claims, now time.Time) *Error {
 	jti := sha256.Sum256([]byte(c.ID))
 	expires := c.Expiry.Time().Add(Leeway + jtiKeep).Unix()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return failed(err)
+		return failed(fmt.Errorf("smart token: %w", err))
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM jtis WHERE expires < ?`, now.Unix()); err != nil {
-		return failed(err)
+	floor, err := jtiFloor(ctx, tx, s.key)
+	if errors.Is(err, ErrTampered) {
+		s.log.Error("the client store's jti floor fails its MAC: no assertion is taken until medfed check passes")
+	}
+	if err != nil {
+		return failed(fmt.Errorf("smart token: %w", err))
+	}
+	if expires <= floor {
+		return refuse(CodeInvalidClient, "client_assertion's exp is no later than those of assertions whose jtis this centre no longer keeps (its clock was set back), so a replay could not be told: try again with a later exp")
 	}
 	var seen int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM jtis WHERE client = ? AND jti = ?`, client, jti[:]).Scan(&seen); err != nil {
-		return failed(err)
+		return failed(fmt.Errorf("smart token: %w", err))
 	}
 	if seen > 0 {
 		return refuse(CodeInvalidClient, "client_assertion's jti was used before: sign a new assertion for each request")
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO jtis (client, jti, expires, mac) VALUES (?, ?, ?, ?)`,
 		client, jti[:], expires, jtiMAC(s.key, client, jti[:], expires)); err != nil {
-		return failed(err)
+		return failed(fmt.Errorf("smart token: %w", err))
+	}
+	if err := pruneJTIs(ctx, tx, s.key, now, floor); err != nil {
+		return failed(fmt.Errorf("smart token: %w", err))
 	}
 	if err := tx.Commit(); err != nil {
-		return failed(err)
+		return failed(fmt.Errorf("smart token: %w", err))
 	}
 	return nil
+}
+
+// pruneJTIs deletes the jti rows that expired before now, raising the
+// floor (floor now) to the latest expiry among them.
+func pruneJTIs(ctx context.Context, tx *sql.Tx, key []byte, now time.Time, floor int64) error {
+	var latest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT max(expires) FROM jtis WHERE expires < ? AND client <> ?`, now.Unix(), floorClient).Scan(&latest); err != nil {
+		return err
+	}
+	if !latest.Valid {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM jtis WHERE expires <= ? AND client <> ?`, latest.Int64, floorClient); err != nil {
+		return err
+	}
+	if latest.Int64 <= floor {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO jtis (client, jti, expires, mac) VALUES (?, ?, ?, ?)`,
+		floorClient, floorJTI, latest.Int64, jtiMAC(key, floorClient, floorJTI, latest.Int64))
+	return err
 }

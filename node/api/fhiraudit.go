@@ -1,0 +1,157 @@
+package api
+
+// BALP (ITI-81): the ledger's questions about a patient as AuditEvents.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// BALP's codes.
+const (
+	dicomSystem      = "http://dicom.nema.org/resources/ontology/DCM"
+	auditTypeSystem  = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+	restSystem       = "http://hl7.org/fhir/restful-interaction"
+	entityTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	objectRoleSystem = "http://terminology.hl7.org/CodeSystem/object-role"
+	sourceTypeSystem = "http://terminology.hl7.org/CodeSystem/security-source-type"
+	userTypeSystem   = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
+	balpProfile      = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+)
+
+// findAudit is BALP's ITI-81: this centre's ledger's entries about a
+// patient, each a question someone asked, as AuditEvents.
+func (s *Server) findAudit(ctx context.Context, c *call) (any, error) {
+	q, err := c.searchParams()
+	if err != nil {
+		return nil, err
+	}
+	p, err := patientParam(q)
+	if err != nil {
+		return nil, err
+	}
+	var dates []dateFilter
+	for _, v := range q["date"] {
+		f, err := parseDateFilter("date", v)
+		if err != nil {
+			return nil, err
+		}
+		dates = append(dates, f)
+	}
+	accesses, err := s.node.Audit(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	var out []json.RawMessage
+	for _, a := range accesses {
+		if !slices.ContainsFunc(dates, func(f dateFilter) bool { return !f.holds(a.Time) }) {
+			ev := s.balpEvent(p.String(), a)
+			ids = append(ids, *ev.Id)
+			out = append(out, marshal(ev))
+		}
+	}
+	return searchset(c, "AuditEvent", ids, out), nil
+}
+
+// readAudit is one AuditEvent by its id: an access entry of this
+// centre's ledger.
+func (s *Server) readAudit(ctx context.Context, c *call) (any, error) {
+	idx, ok := s.localIndex(c.r.PathValue("id"))
+	if !ok {
+		return nil, errStatus{http.StatusNotFound, errors.New("no such AuditEvent: its id is <this centre>-<ledger index>")}
+	}
+	p, a, err := s.node.AuditAt(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	return resource{marshal(s.balpEvent(p.String(), a))}, nil
+}
+
+// balpEvent is one access entry as BALP shapes it: a search of the
+// patient's records or of who holds them (PatientQuery), the patient's
+// own view (PatientRead) or erasure (PatientDelete); emergency access
+// carries the purpose ETREAT. The query entity holds what the ledger kept
+// of the request, not its bytes (which crossed between centres signed,
+// and are not kept).
+func (s *Server) balpEvent(pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
+	self := s.node.Name()
+	profile, subtype, action := "PatientQuery", "search-type", fhir.AuditEventActionE
+	switch a.Event {
+	case consent.EventPatientView:
+		profile, subtype, action = "PatientRead", "read", fhir.AuditEventActionR
+	case consent.EventPatientErase:
+		profile, subtype, action = "PatientDelete", "delete", fhir.AuditEventActionD
+	}
+	result := fhir.AuditEventOutcome0
+	if !a.Permitted {
+		result = fhir.AuditEventOutcome4
+	}
+	org := centreRef
+	coding := func(system, code, display string) fhir.Coding {
+		return fhir.Coding{System: ptr(system), Code: ptr(code), Display: ptr(display)}
+	}
+	concept := func(cd fhir.Coding) *fhir.CodeableConcept { return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}} }
+	ev := fhir.AuditEvent{
+		Id:       ptr(resourceID(self, a.Index)),
+		Meta:     &fhir.Meta{Profile: []string{balpProfile + profile}},
+		Type:     coding(auditTypeSystem, "rest", "RESTful Operation"),
+		Subtype:  []fhir.Coding{coding(restSystem, subtype, subtype), {System: ptr(eventSystem), Code: ptr(a.Event.String())}},
+		Action:   &action,
+		Recorded: a.Time.UTC().Format(time.RFC3339Nano),
+		Outcome:  &result,
+		Source: fhir.AuditEventSource{Observer: *org(self), Site: ptr(ledgerSystem(self) + "#" + strconv.FormatInt(a.Index, 10)),
+			Type: []fhir.Coding{coding(sourceTypeSystem, "4", "Application Server")}},
+		Agent: []fhir.AuditEventAgent{
+			{Type: concept(coding(dicomSystem, "110153", "Source Role ID")), Who: org(a.Centre), Requestor: a.Staff == (ledger.StaffID{})},
+			{Type: concept(coding(dicomSystem, "110152", "Destination Role ID")), Who: org(self), Requestor: false},
+		},
+		Entity: []fhir.AuditEventEntity{{
+			What: patientRef(pseudonym),
+			Type: ptr(coding(entityTypeSystem, "1", "Person")), Role: ptr(coding(objectRoleSystem, "1", "Patient")),
+		}},
+	}
+	if code, ok := purposeCodes[a.Purpose.String()]; ok {
+		ev.PurposeOfEvent = []fhir.CodeableConcept{*concept(coding(actReason, code, a.Purpose.String()))}
+	}
+	if a.Staff != (ledger.StaffID{}) {
+		user := fhir.AuditEventAgent{Type: concept(coding(userTypeSystem, "humanuser", "human user")), Requestor: true,
+			Who:  &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(staffSystem + ":" + a.Centre), Value: ptr(a.Staff.String())}},
+			Role: []fhir.CodeableConcept{{Coding: []fhir.Coding{{System: ptr(roleSystem), Code: ptr(a.Role.String())}}}}}
+		user.PurposeOfUse = ev.PurposeOfEvent
+		ev.Agent = append(ev.Agent, user)
+	}
+	details := []string{"action: " + a.Action.String(), "basis: " + a.Basis.String()}
+	if a.Reason != 0 {
+		details = append(details, "emergency reason: "+a.Reason.String())
+	}
+	if a.Released > 0 {
+		details = append(details, "records released: "+strconv.FormatUint(uint64(a.Released), 10))
+	}
+	if profile == "PatientQuery" {
+		// BALP's query entity holds the request as it came: here, what
+		// the ledger kept of it (the patient is the entity above).
+		request := fmt.Sprintf("event=%s&purpose=%s&role=%s", a.Event, a.Purpose, a.Role)
+		ev.Entity = append(ev.Entity, fhir.AuditEventEntity{
+			Type: ptr(coding(entityTypeSystem, "2", "System Object")), Role: ptr(coding(objectRoleSystem, "24", "Query")),
+			Query: ptr(base64.StdEncoding.EncodeToString([]byte(request))), Description: ptr(strings.Join(details, "; ")),
+		})
+	} else {
+		ev.Entity[0].Description = ptr(strings.Join(details, "; "))
+	}
+	return ev
+}

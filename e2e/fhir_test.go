@@ -369,8 +369,10 @@ func TestFHIRExchangeWithAStandardClient(t *testing.T) {
 
 	checkExchange(t, cfg, registered.ID, []string{a.name, b.name, c.name})
 
-	// No centre logged the NHS number or the report.
+	// No centre logged the NHS number or the report: read once each node
+	// has stopped and its log is whole (and no longer being written).
 	for _, y := range all {
+		y.stop()
 		for _, secret := range []string{nhsNumber, "potassium 4.1"} {
 			if bytes.Contains(y.logs.Bytes(), []byte(secret)) {
 				t.Errorf("%s's node logged %q", y.name, secret)

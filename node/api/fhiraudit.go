@@ -36,11 +36,7 @@ const (
 // findAudit is BALP's ITI-81: this centre's ledger's entries about a
 // patient, each a question someone asked, as AuditEvents.
 func (s *Server) findAudit(ctx context.Context, c *call) (any, error) {
-	q, err := c.searchParams()
-	if err != nil {
-		return nil, err
-	}
-	p, err := patientParam(q)
+	q, p, err := c.patientSearch()
 	if err != nil {
 		return nil, err
 	}

@@ -74,22 +74,11 @@ func (s *Server) endpoints(c *call, m federation.Member) []fhir.Endpoint {
 
 // findOrganizations is mCSD's Organization search (ITI-90).
 func (s *Server) findOrganizations(_ context.Context, c *call) (any, error) {
-	q, err := c.searchParams()
+	q, err := c.singleSearch()
 	if err != nil {
 		return nil, err
 	}
-	id, err := one(q, "_id")
-	if err != nil {
-		return nil, err
-	}
-	name, err := one(q, "name")
-	if err != nil {
-		return nil, err
-	}
-	active, err := one(q, "active")
-	if err != nil {
-		return nil, err
-	}
+	id, name, active := q["_id"], q["name"], q["active"]
 	if active != "" && active != "true" && active != "false" {
 		return nil, fmt.Errorf("%w: active: true or false", errBadRequest)
 	}
@@ -117,22 +106,11 @@ func (s *Server) readOrganization(_ context.Context, c *call) (any, error) {
 
 // findEndpoints is mCSD's Endpoint search (ITI-90).
 func (s *Server) findEndpoints(_ context.Context, c *call) (any, error) {
-	q, err := c.searchParams()
+	q, err := c.singleSearch()
 	if err != nil {
 		return nil, err
 	}
-	id, err := one(q, "_id")
-	if err != nil {
-		return nil, err
-	}
-	org, err := one(q, "organization")
-	if err != nil {
-		return nil, err
-	}
-	status, err := one(q, "status")
-	if err != nil {
-		return nil, err
-	}
+	id, org, status := q["_id"], q["organization"], q["status"]
 	if status != "" && !slices.Contains([]string{"active", "suspended", "error", "off", "entered-in-error", "test"}, status) {
 		return nil, fmt.Errorf("%w: status: an Endpoint status (active, suspended, error, off, entered-in-error, test)", errBadRequest)
 	}

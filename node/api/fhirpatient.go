@@ -52,14 +52,11 @@ func selfLink(c *call) []fhir.BundleLink {
 // identifier: the Patient is the pseudonym the federation derives from
 // it, with no demographics. The identifier is forgotten.
 func (s *Server) findPatient(ctx context.Context, c *call) (any, error) {
-	q, err := c.searchParams()
+	q, err := c.singleSearch()
 	if err != nil {
 		return nil, err
 	}
-	id, err := one(q, "identifier")
-	if err != nil {
-		return nil, err
-	}
+	id := q["identifier"]
 	system, value, ok := strings.Cut(id, "|")
 	if !ok || system == "" || value == "" {
 		return nil, fmt.Errorf("%w: identifier: give system|value, e.g. https://fhir.nhs.uk/Id/nhs-number|9434765919", errBadRequest)
@@ -186,11 +183,7 @@ func (s *Server) readConsent(ctx context.Context, c *call) (any, error) {
 
 // findConsent is the patient's Consent in force, as a search (PCF).
 func (s *Server) findConsent(ctx context.Context, c *call) (any, error) {
-	q, err := c.searchParams()
-	if err != nil {
-		return nil, err
-	}
-	p, err := patientParam(q)
+	_, p, err := c.patientSearch()
 	if err != nil {
 		return nil, err
 	}

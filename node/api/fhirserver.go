@@ -11,6 +11,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 // The FHIR R4 interface an EHR speaks, under /fhir, with the IHE profiles
@@ -179,6 +180,31 @@ func (c *call) searchParams() (url.Values, error) {
 		}
 	}
 	return q, nil
+}
+
+// singleSearch reads a search's parameters, each given at most once.
+func (c *call) singleSearch() (map[string]string, error) {
+	q, err := c.searchParams()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for name := range q {
+		if out[name], err = one(q, name); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// patientSearch reads a search's parameters, the patient's among them.
+func (c *call) patientSearch() (url.Values, ledger.Pseudonym, error) {
+	q, err := c.searchParams()
+	if err != nil {
+		return nil, ledger.Pseudonym{}, err
+	}
+	p, err := patientParam(q)
+	return q, p, err
 }
 
 // one is a search parameter given at most once.

@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/sealed"
 )
 
 // StaffFile is the file in a centre's data directory that holds its staff
@@ -86,13 +86,12 @@ type StaffStore struct {
 	db  *sql.DB
 	key []byte
 
-	mu       sync.Mutex
-	watch    *sql.Conn // one connection of reader, kept: data_version is per connection
-	reader   *sql.DB   // deferred transactions: a read takes no write lock
-	version  int64     // watch's data_version when the seal was last checked
-	checked  bool
-	sealedOK bool
+	watch  *sealed.Watch // on one connection of reader, kept: data_version is per connection
+	reader *sql.DB       // deferred transactions: a read takes no write lock
 }
+
+// staffTable is the staff table and its seal.
+var staffTable = sealed.Table{Name: "staff", Domain: "medfed staff seal v1"}
 
 var staffSchema = `CREATE TABLE staff (
 	id         TEXT PRIMARY KEY,     -- 32 hex digits
@@ -173,7 +172,7 @@ func staffSetUp(ctx context.Context, db *sql.DB, key []byte) error {
 	default:
 		return nil // up to date: nothing is written at open
 	}
-	if err := reseal(ctx, tx, key); err != nil {
+	if err := staffTable.Reseal(ctx, tx, key); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -220,30 +219,17 @@ func OpenStaff(dir string, key []byte) (*StaffStore, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("staff store %s: %w", path, err), reader.Close(), db.Close())
 	}
-	return &StaffStore{db: db, key: key, reader: reader, watch: watch}, nil
+	return &StaffStore{db: db, key: key, reader: reader, watch: sealed.NewWatch(watch, staffTable, key)}, nil
 }
 
 // checkSeal returns ErrStaffTampered when the seal does not match the
 // rows; it reads them only when the file changed since the last call.
 func (s *StaffStore) checkSeal(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var v int64
-	if err := s.watch.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+	ok, err := s.watch.Holds(ctx)
+	if err != nil {
 		return fmt.Errorf("staff store: %w", err)
 	}
-	if !s.checked || v != s.version {
-		tx, err := s.watch.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("staff store: %w", err)
-		}
-		ok, err := sealHolds(ctx, tx, s.key)
-		if err := errors.Join(err, tx.Rollback()); err != nil {
-			return fmt.Errorf("staff store: %w", err)
-		}
-		s.version, s.checked, s.sealedOK = v, true, ok
-	}
-	if !s.sealedOK {
+	if !ok {
 		return fmt.Errorf("%w: the seal does not match the rows", ErrStaffTampered)
 	}
 	return nil
@@ -291,8 +277,8 @@ func (s *StaffStore) AddFor(ctx context.Context, role, label string, lifetime ti
 	h := sha256.Sum256([]byte(token))
 	r := staffRow{Staff: Staff{ID: hex.EncodeToString(id[:]), Role: role, Label: label, Created: time.Now().UTC().Truncate(time.Second)}, tokenHash: h[:]}
 	r.Expires = r.Created.Add(lifetime)
-	err = s.write(ctx, func(tx *sql.Tx, sealed bool) error {
-		if !sealed {
+	err = s.write(ctx, func(tx *sql.Tx, intact bool) error {
+		if !intact {
 			return ErrStaffTampered
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO staff (id, role, label, token_hash, created, expires, mac) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -362,12 +348,12 @@ func (s *StaffStore) Renew(ctx context.Context, id string, lifetime time.Duratio
 		return Staff{}, fmt.Errorf("staff renew: %w", err)
 	}
 	var r staffRow
-	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+	err := s.write(ctx, func(tx *sql.Tx, intact bool) error {
 		var err error
 		if r, err = liveRow(ctx, tx, id); err != nil {
 			return err
 		}
-		if !sealed || !r.valid(s.key) {
+		if !intact || !r.valid(s.key) {
 			return ErrStaffTampered
 		}
 		r.Expires = time.Now().Add(lifetime).UTC().Truncate(time.Second)
@@ -399,7 +385,7 @@ func (s *StaffStore) List(ctx context.Context) ([]Staff, error) {
 // safe, so a row that fails its MAC is revoked too; in a store whose seal
 // does not match its rows, the seal is left as it is for CheckStaff to name.
 func (s *StaffStore) Revoke(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+	err := s.write(ctx, func(tx *sql.Tx, intact bool) error {
 		r, err := liveRow(ctx, tx, id)
 		if err != nil {
 			return err
@@ -415,8 +401,8 @@ func (s *StaffStore) Revoke(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE staff SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), mac, id); err != nil {
 			return err
 		}
-		if !sealed {
-			return errKeepSeal
+		if !intact {
+			return sealed.ErrKeep
 		}
 		return nil
 	})
@@ -463,7 +449,7 @@ func CheckStaff(ctx context.Context, dir string, key []byte) (int, error) {
 			return 0, &centre.DataError{File: StaffFile, Table: "staff", Row: "staff ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
 		}
 	}
-	switch ok, err := sealHolds(ctx, tx, key); {
+	switch ok, err := staffTable.Holds(ctx, tx, key); {
 	case err != nil: // a seal table dropped or changed in shape
 		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: err.Error()}
 	case !ok:
@@ -472,34 +458,10 @@ func CheckStaff(ctx context.Context, dir string, key []byte) (int, error) {
 	return len(rs), nil
 }
 
-// errKeepSeal, returned by a write's change, commits the change without
-// sealing the table again.
-var errKeepSeal = errors.New("keep the seal")
-
-// write runs change in an immediate transaction, telling it whether the
-// seal matches the rows as they stand, then seals the table again and
-// commits. A store whose seal does not match is not sealed again: that
-// would make a row put back as it was pass.
-func (s *StaffStore) write(ctx context.Context, change func(tx *sql.Tx, sealed bool) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	sealed, err := sealHolds(ctx, tx, s.key)
-	if err != nil {
-		return err
-	}
-	switch err := change(tx, sealed); {
-	case errors.Is(err, errKeepSeal):
-	case err != nil:
-		return err
-	default:
-		if err := reseal(ctx, tx, s.key); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+// write runs change in a transaction and seals the table again
+// (sealed.Table.Write): change returns sealed.ErrKeep to commit without.
+func (s *StaffStore) write(ctx context.Context, change func(tx *sql.Tx, intact bool) error) error {
+	return staffTable.Write(ctx, s.db, s.key, change)
 }
 
 // staffRow is a staff row as stored.
@@ -513,10 +475,7 @@ type staffRow struct {
 // MAC, each length-prefixed.
 func (r staffRow) mac(key []byte) []byte {
 	m := hmac.New(sha256.New, key)
-	field := func(b []byte) {
-		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
-		m.Write(b)
-	}
+	field := func(b []byte) { sealed.Field(m, b) }
 	revoked := int64(0)
 	if !r.Revoked.IsZero() {
 		revoked = r.Revoked.Unix()
@@ -533,53 +492,6 @@ func (r staffRow) mac(key []byte) []byte {
 }
 
 func (r staffRow) valid(key []byte) bool { return hmac.Equal(r.stored, r.mac(key)) }
-
-// seal is the HMAC-SHA256, under key, of every row's ID and MAC in ID
-// order.
-func seal(ctx context.Context, tx *sql.Tx, key []byte) ([]byte, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, ifnull(mac, x'') FROM staff ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("medfed staff seal v1"))
-	for rows.Next() {
-		var id string
-		var mac []byte
-		if err := rows.Scan(&id, &mac); err != nil {
-			return nil, err
-		}
-		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
-		m.Write([]byte(id))
-		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(mac))))
-		m.Write(mac)
-	}
-	return m.Sum(nil), rows.Err()
-}
-
-func reseal(ctx context.Context, tx *sql.Tx, key []byte) error {
-	mac, err := seal(ctx, tx, key)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO seal (id, mac) VALUES (0, ?)`, mac)
-	return err
-}
-
-// sealHolds reports whether the stored seal matches the rows.
-func sealHolds(ctx context.Context, tx *sql.Tx, key []byte) (bool, error) {
-	var stored []byte
-	err := tx.QueryRowContext(ctx, `SELECT mac FROM seal WHERE id = 0`).Scan(&stored)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	want, err := seal(ctx, tx, key)
-	return err == nil && hmac.Equal(stored, want), err
-}
 
 // liveRow reads credential id, refusing one unknown or revoked.
 func liveRow(ctx context.Context, tx *sql.Tx, id string) (staffRow, error) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/sealed"
 )
 
 // ClientsFile is the file in a centre's data directory that holds its
@@ -119,23 +120,21 @@ type Client struct {
 	Tampered bool // the row fails its MAC (List): it authenticates no one
 }
 
+// clientTable is the clients table and its seal.
+var clientTable = sealed.Table{Name: "clients", Domain: "medfed client seal v1"}
+
 // Server is a centre's SMART Backend Services authorization server: its
 // client registrations, the token endpoint and the access tokens it
 // issued. It is safe for concurrent use.
 type Server struct {
-	db       *sql.DB // writes: immediate transactions
-	reader   *sql.DB // deferred transactions: a read takes no write lock
-	watch    *sql.Conn
+	db       *sql.DB       // writes: immediate transactions
+	reader   *sql.DB       // deferred transactions: a read takes no write lock
+	watch    *sealed.Watch // on one connection of reader, kept: data_version is per connection
 	key      []byte
 	now      func() time.Time
 	staff    func(ctx context.Context, id string) (string, error)
 	lifetime time.Duration
 	log      *slog.Logger
-
-	sealMu   sync.Mutex
-	version  int64 // watch's data_version when the seal was last checked
-	checked  bool
-	sealedOK bool
 
 	mu     sync.Mutex
 	tokens map[[sha256.Size]byte]*Grant // by the SHA-256 of the access token
@@ -181,7 +180,7 @@ CREATE TABLE jtis (
 CREATE INDEX jtis_by_expiry ON jtis (expires)`); err != nil {
 			return err
 		}
-		return reseal(ctx, tx, key)
+		return clientTable.Reseal(ctx, tx, key)
 	},
 }
 
@@ -269,7 +268,7 @@ func Open(o Options) (*Server, error) {
 		return nil, errors.Join(fmt.Errorf("client store %s: %w", path, err), reader.Close(), db.Close())
 	}
 	s := &Server{
-		db: db, reader: reader, watch: watch, key: slices.Clone(o.Key),
+		db: db, reader: reader, watch: sealed.NewWatch(watch, clientTable, o.Key), key: slices.Clone(o.Key),
 		now: o.Now, staff: o.Staff, lifetime: o.TokenLifetime, log: o.Logger,
 		tokens: map[[sha256.Size]byte]*Grant{}, live: map[string]int{}, keys: map[string]clientKeys{},
 	}
@@ -323,8 +322,8 @@ func (s *Server) Add(ctx context.Context, label string, jwks []byte, scopes, rol
 		ID: hex.EncodeToString(id[:]), Label: label, Scopes: scopes, Roles: roles, JWKS: norm,
 		Created: s.now().UTC().Truncate(time.Second),
 	})
-	err = s.write(ctx, func(tx *sql.Tx, sealed bool) error {
-		if !sealed {
+	err = s.write(ctx, func(tx *sql.Tx, intact bool) error {
+		if !intact {
 			return ErrTampered
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO clients (id, label, scopes, roles, jwks, created, mac) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -388,7 +387,7 @@ func (s *Server) Revoke(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("client revoke: %w", invalid("a client ID is 32 hex digits"))
 	}
-	err := s.write(ctx, func(tx *sql.Tx, sealed bool) error {
+	err := s.write(ctx, func(tx *sql.Tx, intact bool) error {
 		rs, err := clientRows(ctx, tx, "WHERE id = ?", id)
 		switch {
 		case err != nil:
@@ -406,8 +405,8 @@ func (s *Server) Revoke(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET revoked = ?, mac = ? WHERE id = ?`, r.Revoked.Unix(), mac, id); err != nil {
 			return err
 		}
-		if !sealed {
-			return errKeepSeal
+		if !intact {
+			return sealed.ErrKeep
 		}
 		return nil
 	})
@@ -469,60 +468,22 @@ func (s *Server) keysOf(r clientRow) ([]verifyKey, error) {
 }
 
 // checkSeal returns ErrTampered when the seal does not match the rows; it
-// reads them only when the file changed since the last call (SQLite's
-// data_version, which any other connection's commit moves).
+// reads them only when the file changed since the last call.
 func (s *Server) checkSeal(ctx context.Context) error {
-	s.sealMu.Lock()
-	defer s.sealMu.Unlock()
-	var v int64
-	if err := s.watch.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+	ok, err := s.watch.Holds(ctx)
+	if err != nil {
 		return fmt.Errorf("client store: %w", err)
 	}
-	if !s.checked || v != s.version {
-		tx, err := s.watch.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("client store: %w", err)
-		}
-		ok, err := sealHolds(ctx, tx, s.key)
-		if err := errors.Join(err, tx.Rollback()); err != nil {
-			return fmt.Errorf("client store: %w", err)
-		}
-		s.version, s.checked, s.sealedOK = v, true, ok
-	}
-	if !s.sealedOK {
+	if !ok {
 		return fmt.Errorf("%w: the seal does not match the rows", ErrTampered)
 	}
 	return nil
 }
 
-// errKeepSeal, returned by a write's change, commits the change without
-// sealing the table again.
-var errKeepSeal = errors.New("keep the seal")
-
-// write runs change in an immediate transaction, telling it whether the
-// seal matches the rows as they stand, then seals the table again and
-// commits. A store whose seal does not match is not sealed again: that
-// would make a row put back as it was pass.
-func (s *Server) write(ctx context.Context, change func(tx *sql.Tx, sealed bool) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	sealed, err := sealHolds(ctx, tx, s.key)
-	if err != nil {
-		return err
-	}
-	switch err := change(tx, sealed); {
-	case errors.Is(err, errKeepSeal):
-	case err != nil:
-		return err
-	default:
-		if err := reseal(ctx, tx, s.key); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+// write runs change in a transaction and seals the clients table again
+// (sealed.Table.Write): change returns sealed.ErrKeep to commit without.
+func (s *Server) write(ctx context.Context, change func(tx *sql.Tx, intact bool) error) error {
+	return clientTable.Write(ctx, s.db, s.key, change)
 }
 
 // CheckClients checks the MAC of every row of the client store of the data
@@ -562,7 +523,7 @@ func CheckClients(ctx context.Context, dir string, key []byte) (int, error) {
 			return 0, &centre.DataError{File: ClientsFile, Table: "clients", Row: "client ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
 		}
 	}
-	switch ok, err := sealHolds(ctx, tx, key); {
+	switch ok, err := clientTable.Holds(ctx, tx, key); {
 	case err != nil:
 		return 0, &centre.DataError{File: ClientsFile, Table: "seal", Row: "the seal", Reason: err.Error()}
 	case !ok:
@@ -636,12 +597,6 @@ func newRow(c Client) clientRow {
 	return clientRow{Client: c, scopes: strings.Join(c.Scopes, " "), roles: strings.Join(c.Roles, ",")}
 }
 
-// field writes b to m, length-prefixed.
-func field(m interface{ Write([]byte) (int, error) }, b []byte) {
-	m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
-	m.Write(b)
-}
-
 // mac is the HMAC-SHA256, under key, of every column of the row but the
 // MAC, each length-prefixed.
 func (r clientRow) mac(key []byte) []byte {
@@ -650,14 +605,14 @@ func (r clientRow) mac(key []byte) []byte {
 	if !r.Revoked.IsZero() {
 		revoked = r.Revoked.Unix()
 	}
-	field(m, []byte("medfed client row v1"))
-	field(m, []byte(r.ID))
-	field(m, []byte(r.Label))
-	field(m, []byte(r.scopes))
-	field(m, []byte(r.roles))
-	field(m, r.JWKS)
+	sealed.Field(m, []byte("medfed client row v1"))
+	sealed.Field(m, []byte(r.ID))
+	sealed.Field(m, []byte(r.Label))
+	sealed.Field(m, []byte(r.scopes))
+	sealed.Field(m, []byte(r.roles))
+	sealed.Field(m, r.JWKS)
 	for _, t := range []int64{r.Created.Unix(), revoked} {
-		field(m, binary.BigEndian.AppendUint64(nil, uint64(t)))
+		sealed.Field(m, binary.BigEndian.AppendUint64(nil, uint64(t)))
 	}
 	return m.Sum(nil)
 }
@@ -667,56 +622,11 @@ func (r clientRow) valid(key []byte) bool { return hmac.Equal(r.stored, r.mac(ke
 // jtiMAC is the HMAC-SHA256, under key, of a jti row's columns.
 func jtiMAC(key []byte, client string, jti []byte, expires int64) []byte {
 	m := hmac.New(sha256.New, key)
-	field(m, []byte("medfed client jti v1"))
-	field(m, []byte(client))
-	field(m, jti)
-	field(m, binary.BigEndian.AppendUint64(nil, uint64(expires)))
+	sealed.Field(m, []byte("medfed client jti v1"))
+	sealed.Field(m, []byte(client))
+	sealed.Field(m, jti)
+	sealed.Field(m, binary.BigEndian.AppendUint64(nil, uint64(expires)))
 	return m.Sum(nil)
-}
-
-// seal is the HMAC-SHA256, under key, of every client's ID and MAC in ID
-// order.
-func seal(ctx context.Context, tx *sql.Tx, key []byte) ([]byte, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, ifnull(mac, x'') FROM clients ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("medfed client seal v1"))
-	for rows.Next() {
-		var id string
-		var mac []byte
-		if err := rows.Scan(&id, &mac); err != nil {
-			return nil, err
-		}
-		field(m, []byte(id))
-		field(m, mac)
-	}
-	return m.Sum(nil), rows.Err()
-}
-
-func reseal(ctx context.Context, tx *sql.Tx, key []byte) error {
-	mac, err := seal(ctx, tx, key)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO seal (id, mac) VALUES (0, ?)`, mac)
-	return err
-}
-
-// sealHolds reports whether the stored seal matches the rows.
-func sealHolds(ctx context.Context, tx *sql.Tx, key []byte) (bool, error) {
-	var stored []byte
-	err := tx.QueryRowContext(ctx, `SELECT mac FROM seal WHERE id = 0`).Scan(&stored)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	want, err := seal(ctx, tx, key)
-	return err == nil && hmac.Equal(stored, want), err
 }
 
 // querier is a database or a transaction.

@@ -17,7 +17,7 @@ var floors = []struct {
 	name     string
 	packages []string
 }{
-	{"ground", []string{"node", "node/clock", "node/enum", "node/ledger", "node/limit", "node/records", "node/sealed", "node/wire"}},
+	{"ground", []string{"node", "node/clock", "node/enum", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/wire"}},
 	{"protocols", []string{"federation", "federation/consent", "federation/query", "federation/patient", "directory", "pseudonym"}},
 	{"centre", []string{"node/centre"}},
 	{"adapters", []string{"node/api", "node/smart", "node/admin"}},

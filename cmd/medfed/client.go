@@ -37,9 +37,9 @@ revoked client's access tokens stop working.`,
 
 // openClients opens the client store of a centre that exists.
 func openClients(cfg centre.Config) (*smart.Server, error) {
-	key, err := centre.RowKey(cfg.Data.Dir, smart.ClientsFile)
+	key, err := rowKey(cfg, smart.ClientsFile)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a centre's data directory (medfed federation request or init creates one): %w", cfg.Data.Dir, err)
+		return nil, err
 	}
 	return smart.Open(smart.Options{Dir: cfg.Data.Dir, Key: key, Now: clock.Now})
 }
@@ -57,7 +57,7 @@ func readJWKS(cmd *cobra.Command, path string) ([]byte, error) {
 	}
 	// One byte over smart's limit, so that a set too big is refused as
 	// such rather than cut short.
-	b, err := io.ReadAll(io.LimitReader(r, 64<<10+1))
+	b, err := io.ReadAll(io.LimitReader(r, smart.MaxJWKSBytes+1))
 	if err != nil {
 		return nil, usagef("client add: --jwks: %v", err)
 	}

@@ -86,7 +86,7 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	}
 	defer clients.Close()
 	scheme, pin := "http", "plain HTTP, on a loopback address only"
-	var hosts []string // plain HTTP is served on loopback alone: any Host there
+	var hosts func(string) bool // plain HTTP is served on loopback alone: any Host there
 	if !cfg.API.TLS.Plain {
 		cert, err := api.ServerCertificate(cfg.Data.Dir, cfg.API, time.Now())
 		if err != nil {
@@ -95,7 +95,7 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		if cert.Made {
 			log.Info("api certificate made", "centre", cfg.Centre.Name, "file", cert.File, "sha256", cert.Fingerprint)
 		}
-		hosts = cert.Hosts(ln.Addr().(*net.TCPAddr).Port)
+		hosts = cert.Serves(ln.Addr().(*net.TCPAddr).Port)
 		ln = tls.NewListener(ln, cert.TLS)
 		scheme, pin = "https", fmt.Sprintf("clients pin %s, sha256 %s", cert.File, cert.Fingerprint)
 	}

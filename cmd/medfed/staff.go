@@ -34,11 +34,21 @@ at once.`,
 
 // openStaff opens the staff store of a centre that exists.
 func openStaff(cfg centre.Config) (*api.StaffStore, error) {
-	key, err := centre.RowKey(cfg.Data.Dir, api.StaffFile)
+	key, err := rowKey(cfg, api.StaffFile)
+	if err != nil {
+		return nil, err
+	}
+	return api.OpenStaff(cfg.Data.Dir, key)
+}
+
+// rowKey is the row key of the centre's file named file (centre.RowKey),
+// for a centre that exists.
+func rowKey(cfg centre.Config, file string) ([]byte, error) {
+	key, err := centre.RowKey(cfg.Data.Dir, file)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a centre's data directory (medfed federation request or init creates one): %w", cfg.Data.Dir, err)
 	}
-	return api.OpenStaff(cfg.Data.Dir, key)
+	return key, nil
 }
 
 func newStaffAddCmd() *cobra.Command {

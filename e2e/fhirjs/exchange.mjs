@@ -187,7 +187,7 @@ async function phaseSubmit() {
   check(metadata.fhirVersion === '4.0.1', `metadata: fhirVersion ${metadata.fhirVersion}, want 4.0.1`);
   try {
     const meta = await fhir.smartAuthMetadata();
-    if (meta?.tokenUrl) check(String(meta.tokenUrl) === smart.token_endpoint, `fhir-kit-client's smartAuthMetadata found token URL ${meta.tokenUrl}`);
+    check(String(meta?.tokenUrl ?? '') === smart.token_endpoint, `fhir-kit-client's smartAuthMetadata found token URL ${meta?.tokenUrl}`);
   } catch (err) {
     problems.push(`fhir-kit-client's smartAuthMetadata: ${err?.errors?.map((e) => e.message).join('; ') ?? err.message}`);
   }

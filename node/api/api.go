@@ -42,11 +42,12 @@ type Options struct {
 	// the EHRs it registered get access tokens from it (/auth/token).
 	// Without one, the FHIR routes take staff tokens only.
 	SMART *smart.Server
-	// Hosts are the host[:port]s the API answers to (its certificate's:
-	// Certificate.Hosts). A request naming another Host is refused (421):
-	// the URLs the API writes (the token endpoint an assertion's audience
-	// must name, every fullUrl) are built from it. Empty: any, for tests.
-	Hosts  []string
+	// Hosts says which request Hosts (host[:port]) the API answers to:
+	// those its certificate covers (Certificate.Serves). A request naming
+	// another is refused (421): the URLs the API writes (the token
+	// endpoint an assertion's audience must name, every fullUrl) are
+	// built from it. Nil: any, for plain HTTP on loopback and for tests.
+	Hosts  func(host string) bool
 	Logger *slog.Logger
 }
 
@@ -54,8 +55,8 @@ type Options struct {
 type Server struct {
 	node   Centre
 	staff  *StaffStore
-	smart  *smart.Server // nil: no system is registered
-	hosts  []string      // the Hosts a request may name; nil: any
+	smart  *smart.Server     // nil: no system is registered
+	hosts  func(string) bool // the Hosts a request may name; nil: any
 	log    *slog.Logger
 	routes []route
 	mux    *http.ServeMux
@@ -206,7 +207,7 @@ var operator = Staff{Role: "admin"}
 // OperationOutcome, where the mux would redirect (a POST redirected turns
 // into a GET), then routes. The FHIR base is served with its slash too.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	if s.hosts != nil && !slices.Contains(s.hosts, strings.ToLower(r.Host)) {
+	if s.hosts != nil && !s.hosts(r.Host) {
 		s.fail(w, r, http.StatusMisdirectedRequest, errors.New("this centre's API does not answer to the host the request names: use a name its certificate covers"))
 		return
 	}

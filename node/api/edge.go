@@ -103,7 +103,7 @@ func ErrorOf(status int, body []byte) error {
 // nothing after it, within limit bytes. Its errors are Invalid (too large:
 // 413).
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/fhir+json") &&
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, fhirJSON) &&
 		!strings.HasPrefix(ct, "application/x-www-form-urlencoded") { // curl -d's default
 		return fmt.Errorf("%w: the body must be JSON, not %s", errBadRequest, ct)
 	}
@@ -153,7 +153,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	}
 	ct := "application/json"
 	if isResource(b) {
-		ct = "application/fhir+json"
+		ct = fhirJSON
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Cache-Control", "no-store")

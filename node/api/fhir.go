@@ -31,7 +31,7 @@ const (
 	eventSystem         = "urn:medfed:ledger-event"
 	actionSystem        = "urn:medfed:action"
 	consentActionSystem = "http://terminology.hl7.org/CodeSystem/consentaction"
-	actReason           = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	actReason           = smart.PurposeSystem
 	actCode             = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 )
 

@@ -22,8 +22,8 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/nodetest"
-	"github.com/medfed/medfed/node/smart"
 )
 
 const nhsURI = "https://fhir.nhs.uk/Id/nhs-number"
@@ -194,14 +194,19 @@ func TestFHIRDocumentExchange(t *testing.T) {
 		"a Binary not linked": strings.Replace(mustJSON(t, bundle), `"url":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"`, `"url":"urn:uuid:00000000-5e4f-4a3b-8c2d-1e0f9a8b7c6d"`, 1),
 		"a wrong hash":        strings.Replace(mustJSON(t, bundle), `"contentType":"text/plain","url"`, `"contentType":"text/plain","hash":"2jmj7l5rSw0yVb/vlWAYkK/YBwk=","url"`, 1),
 		"an empty document":   strings.Replace(mustJSON(t, bundle), base64.StdEncoding.EncodeToString([]byte(payload)), "", 1),
-		// A second document whose patient's identifier does not check: the
-		// first, good, is not stored either.
-		"a second document of a bad identifier": strings.Replace(strings.Replace(mustJSON(t, bundle), `{"attachment":{"contentType":"text/plain","url":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}}]`,
-			`{"attachment":{"contentType":"text/plain","url":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}}]},"request":{"method":"POST","url":"DocumentReference"}},`+
-				`{"fullUrl":"urn:uuid:1","request":{"method":"POST","url":"DocumentReference"},"resource":{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11502-2"}]},`+
-				`"subject":{"identifier":{"system":"`+nhsURI+`","value":"9434765910"}},"content":[{"attachment":{"contentType":"text/plain","data":"eA=="}}]`, 1), `}]}`, `}]}`, 1),
 	} {
 		call(t, "POST", a.url+"/fhir", atA, bad).want(t, 400, what)
+	}
+	// A second document whose patient's identifier does not check: the
+	// first, good, is not stored either.
+	badSecond := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": append(slices.Clone(bundle["entry"].([]any)),
+		map[string]any{"fullUrl": "urn:uuid:3f2e1d0c-5b4a-4c3d-8e2f-1a0b9c8d7e6f", "request": map[string]any{"method": "POST", "url": "DocumentReference"},
+			"resource": map[string]any{"resourceType": "DocumentReference", "status": "current",
+				"type":    map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "11502-2"}}},
+				"subject": map[string]any{"identifier": map[string]any{"system": nhsURI, "value": "9434765910"}},
+				"content": []any{map[string]any{"attachment": map[string]any{"contentType": "text/plain", "data": "eA=="}}}}})}
+	if got := call(t, "POST", a.url+"/fhir", atA, badSecond).want(t, 400, "a second document of a bad identifier"); !strings.Contains(got.diagnostics(), "check digit") {
+		t.Fatalf("a second document of a bad identifier was refused for another reason: %s", got.raw)
 	}
 	if got := a.node.Centre.Ledger.Size(); got != sizeA {
 		t.Fatalf("refused bundles grew the ledger from %d to %d", sizeA, got)
@@ -424,26 +429,22 @@ func TestFHIRRoutesAreGuarded(t *testing.T) {
 	call(t, "GET", a.url+"/fhir/Observation", narrow, nil).want(t, 404, "a resource not served")
 }
 
-// TestSystemsAndStaffShareTheRoles: node/smart keeps its own list of the
-// roles a system may act for (it sits beside node/api, not above it):
-// the two lists are one.
-func TestSystemsAndStaffShareTheRoles(t *testing.T) {
-	if !slices.Equal(smart.Roles, api.Roles) {
-		t.Fatalf("node/smart's roles %v, node/api's %v", smart.Roles, api.Roles)
-	}
-}
-
 // TestAHostNotServedIsRefused: the API answers only to the hosts its
 // certificate covers, since the URLs it writes (the token endpoint an
 // assertion's audience must name) come from the request's Host.
 func TestAHostNotServedIsRefused(t *testing.T) {
-	srv, err := api.New(api.Options{Node: failing{}, Staff: openStaff(t), Hosts: []string{"centre-a.example:8443"}})
+	cert, err := api.ServerCertificate(t.TempDir(), centre.APIConfig{Listen: "127.0.0.1:8443", TLS: centre.APITLSConfig{Hosts: []string{"centre-a.example", "*.trust.example"}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Options{Node: failing{}, Staff: openStaff(t), Hosts: cert.Serves(8443)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
-	for host, want := range map[string]int{"centre-a.example:8443": 200, "elsewhere.example:8443": 421, "CENTRE-A.example:8443": 200} {
+	for host, want := range map[string]int{"centre-a.example:8443": 200, "elsewhere.example:8443": 421, "CENTRE-A.example:8443": 200,
+		"ehr.trust.example:8443": 200, "centre-a.example:9000": 421, "127.0.0.1:8443": 200} {
 		req, _ := http.NewRequest("GET", hs.URL+"/.well-known/smart-configuration", nil)
 		req.Host = host
 		resp, err := client.Do(req)

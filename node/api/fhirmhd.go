@@ -1,6 +1,7 @@
 package api
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -464,8 +465,14 @@ func (s *Server) localIndex(id string) (int64, bool) {
 // What one caller found is not another's to read by id.
 type foundDocuments struct {
 	mu    sync.Mutex
-	byKey map[string]foundDocument
-	order []string // keys, oldest first (a key found again is moved last), to forget beyond the bound
+	byKey map[string]*list.Element // of order, each a foundEntry
+	order *list.List               // oldest found first (found again: moved last), to forget beyond the bound
+}
+
+// foundEntry is a document a caller found, under its key in byKey.
+type foundEntry struct {
+	key string
+	doc foundDocument
 }
 
 // foundDocument is a document a search found: whose, where, which.
@@ -482,21 +489,23 @@ const (
 	foundLife = time.Hour // how long a caller may read one after its search
 )
 
-func newFoundDocuments() *foundDocuments { return &foundDocuments{byKey: map[string]foundDocument{}} }
+func newFoundDocuments() *foundDocuments {
+	return &foundDocuments{byKey: map[string]*list.Element{}, order: list.New()}
+}
 
 // add remembers that caller's search found document id.
 func (f *foundDocuments) add(caller, id string, d foundDocument) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := caller + "\x00" + id
-	if _, ok := f.byKey[key]; ok {
-		f.order = slices.DeleteFunc(f.order, func(k string) bool { return k == key })
+	if e, ok := f.byKey[key]; ok {
+		e.Value = foundEntry{key, d}
+		f.order.MoveToBack(e)
+		return
 	}
-	f.byKey[key] = d
-	f.order = append(f.order, key)
-	for len(f.order) > maxFound {
-		delete(f.byKey, f.order[0])
-		f.order = f.order[1:]
+	f.byKey[key] = f.order.PushBack(foundEntry{key, d})
+	for f.order.Len() > maxFound {
+		delete(f.byKey, f.order.Remove(f.order.Front()).(foundEntry).key)
 	}
 }
 
@@ -504,8 +513,12 @@ func (f *foundDocuments) add(caller, id string, d foundDocument) {
 func (f *foundDocuments) get(caller, id string) (foundDocument, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d, ok := f.byKey[caller+"\x00"+id]
-	return d, ok && time.Since(d.at) < foundLife
+	e, ok := f.byKey[caller+"\x00"+id]
+	if !ok {
+		return foundDocument{}, false
+	}
+	d := e.Value.(foundEntry).doc
+	return d, time.Since(d.at) < foundLife
 }
 
 // caller names who calls, for what their searches found: the system and

@@ -25,7 +25,7 @@ const (
 	fhirBase     = "/fhir"
 	tokenPath    = "/auth/token"
 	introspectTo = "/auth/introspect"
-	fhirJSON     = "application/fhir+json"
+	fhirJSON     = "application/fhir+json" // FHIR's JSON: every resource answered, every error
 )
 
 func (s *Server) fhirTable() []route {

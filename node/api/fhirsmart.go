@@ -131,9 +131,9 @@ func (s *Server) smartConfiguration(_ context.Context, c *call) (any, error) {
 		"issuer":                                base,
 		"token_endpoint":                        base + tokenPath,
 		"introspection_endpoint":                base + introspectTo,
-		"grant_types_supported":                 []string{"client_credentials"},
+		"grant_types_supported":                 []string{smart.GrantType},
 		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
-		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
+		"token_endpoint_auth_signing_alg_values_supported": smart.SigningAlgs,
 		"scopes_supported": smart.ScopesSupported,
 		"capabilities":     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	}, nil

@@ -28,10 +28,6 @@ import (
 // described by reflection over its Go type.
 type fhirResource string
 
-// fhirMediaType is the media type of FHIR's JSON: every error's, and the
-// answers that are FHIR resources.
-const fhirMediaType = "application/fhir+json"
-
 type openAPIDoc struct {
 	OpenAPI    string                               `json:"openapi"`
 	Info       map[string]any                       `json:"info"`
@@ -74,12 +70,9 @@ var paramSchemas = map[string]map[string]any{
 	"purpose":   {"type": "string", "enum": []string{"treatment", "research", "emergency"}, "default": "treatment"},
 }
 
-// Patterns of the identifiers: hex.DecodeString takes either case; the
-// API writes lower case.
-const (
-	hex64 = "^[0-9a-fA-F]{64}$" // a pseudonym, a key, a document's hash
-	hex32 = "^[0-9a-fA-F]{32}$" // a staff ID, a contract's or token's ID
-)
+// hex64 is the pattern of a pseudonym, a key or a document's hash:
+// hex.DecodeString takes either case; the API writes lower case.
+const hex64 = "^[0-9a-fA-F]{64}$"
 
 // failureAbout says what each error status means across the API.
 var failureAbout = map[int]string{
@@ -109,7 +102,7 @@ func (s *Server) openAPI() ([]byte, error) {
 	responses := map[string]any{}
 	for status, about := range failureAbout {
 		r := map[string]any{"description": about,
-			"content": map[string]any{fhirMediaType: map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/OperationOutcome"}}}}
+			"content": map[string]any{fhirJSON: map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/OperationOutcome"}}}}
 		switch status {
 		case http.StatusUnauthorized:
 			r["headers"] = map[string]any{"WWW-Authenticate": header(`Bearer realm="medfed"`)}
@@ -239,7 +232,7 @@ func operation(rt route, schemas map[string]any) (map[string]any, error) {
 			return nil, fmt.Errorf("openapi: %s %s answers a %s, which the document does not describe", rt.method, rt.pattern, r)
 		}
 		answer["description"] = "A FHIR R4 " + string(r)
-		answer["content"] = map[string]any{fhirMediaType: map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/" + string(r)}}}
+		answer["content"] = map[string]any{fhirJSON: map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/" + string(r)}}}
 	} else if rt.answer != nil {
 		answer["content"] = map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(rt.answer), schemas)}}
 	}

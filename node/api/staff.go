@@ -11,9 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +21,7 @@ import (
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/sealed"
+	"github.com/medfed/medfed/node/smart"
 )
 
 // StaffFile is the file in a centre's data directory that holds its staff
@@ -31,8 +29,9 @@ import (
 const StaffFile = "staff.db"
 
 // Roles are the staff roles the API knows; each route names the roles it
-// serves.
-var Roles = []string{"admin", "registrar", "clinician", "researcher", "privacy-officer"}
+// serves. They are the roles a system may act for (node/smart keeps the
+// list, below node/api).
+var Roles = smart.Roles
 
 // tokenPrefix marks a medfed staff token, so that one pasted into the
 // wrong place is recognisable (and secret scanners can find it).
@@ -83,11 +82,8 @@ var ErrExpiredStaff = node.E(node.Unauthenticated, "the staff credential has exp
 // store whose seal does not match authenticates no one until it is put
 // right. A credential store changed behind medfed's back fails closed.
 type StaffStore struct {
-	db  *sql.DB
-	key []byte
-
-	watch  *sealed.Watch // on one connection of reader, kept: data_version is per connection
-	reader *sql.DB       // deferred transactions: a read takes no write lock
+	store *sealed.Store
+	key   []byte
 }
 
 // staffTable is the staff table and its seal.
@@ -183,49 +179,19 @@ func staffSetUp(ctx context.Context, db *sql.DB, key []byte) error {
 // (centre.RowKey). A running node and the medfed command may both have it
 // open: SQLite serialises their writes.
 func OpenStaff(dir string, key []byte) (*StaffStore, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("staff store: a row key is 32 bytes, not %d", len(key))
-	}
-	path := filepath.Join(dir, StaffFile)
-	// Created private before SQLite opens it: it holds token hashes and
-	// labels (SQLite gives its journal files the same mode).
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	st, err := sealed.Open(context.Background(), filepath.Join(dir, StaffFile), staffTable, key, func(ctx context.Context, db *sql.DB) error {
+		return staffSetUp(ctx, db, key)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("staff store: %w", err)
 	}
-	// An existing file is made private too: it may hold staff's names.
-	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
-		return nil, fmt.Errorf("staff store: %w", err)
-	}
-	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
-	// Immediate transactions: a write reads the rows it seals, and no
-	// other writer may change them in between.
-	u.RawQuery = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&mode=rwc"
-	db, err := sql.Open("sqlite3", u.String())
-	if err != nil {
-		return nil, fmt.Errorf("staff store: %w", err)
-	}
-	if err := staffSetUp(context.Background(), db, key); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("staff store %s: %w", path, err)
-	}
-	u.RawQuery = "_busy_timeout=5000&mode=ro"
-	reader, err := sql.Open("sqlite3", u.String())
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("staff store: %w", err)
-	}
-	watch, err := reader.Conn(context.Background())
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("staff store %s: %w", path, err), reader.Close(), db.Close())
-	}
-	return &StaffStore{db: db, key: key, reader: reader, watch: sealed.NewWatch(watch, staffTable, key)}, nil
+	return &StaffStore{store: st, key: key}, nil
 }
 
 // checkSeal returns ErrStaffTampered when the seal does not match the
 // rows; it reads them only when the file changed since the last call.
 func (s *StaffStore) checkSeal(ctx context.Context) error {
-	ok, err := s.watch.Holds(ctx)
+	ok, err := s.store.Holds(ctx)
 	if err != nil {
 		return fmt.Errorf("staff store: %w", err)
 	}
@@ -237,7 +203,7 @@ func (s *StaffStore) checkSeal(ctx context.Context) error {
 
 // Close closes the store.
 func (s *StaffStore) Close() error {
-	return errors.Join(s.watch.Close(), s.reader.Close(), s.db.Close())
+	return s.store.Close()
 }
 
 // ValidRole reports whether role is one of Roles.
@@ -303,7 +269,7 @@ func (s *StaffStore) Authenticate(ctx context.Context, token string) (Staff, err
 		return Staff{}, err
 	}
 	h := sha256.Sum256([]byte(token))
-	rs, err := staffRows(ctx, s.db, "WHERE token_hash = ?", h[:])
+	rs, err := staffRows(ctx, s.store.DB, "WHERE token_hash = ?", h[:])
 	switch {
 	case err != nil:
 		return Staff{}, err
@@ -328,16 +294,14 @@ func (s *StaffStore) Role(ctx context.Context, id string) (string, error) {
 	if err := s.checkSeal(ctx); err != nil {
 		return "", err
 	}
-	rs, err := staffRows(ctx, s.db, "WHERE id = ?", id)
+	r, err := liveRow(ctx, s.store.Reader, id)
 	switch {
 	case err != nil:
 		return "", err
-	case len(rs) == 0 || !rs[0].Revoked.IsZero():
-		return "", ErrUnknownStaff
-	case !rs[0].valid(s.key):
-		return "", fmt.Errorf("%w: staff ID %s", ErrStaffTampered, rs[0].ID)
+	case !r.valid(s.key):
+		return "", fmt.Errorf("%w: staff ID %s", ErrStaffTampered, r.ID)
 	}
-	return rs[0].Role, nil
+	return r.Role, nil
 }
 
 // Renew gives a staff member's token lifetime from now: the same token
@@ -369,7 +333,7 @@ func (s *StaffStore) Renew(ctx context.Context, id string, lifetime time.Duratio
 // List returns every staff member, revoked ones included, oldest first;
 // one whose row fails its MAC is marked Tampered.
 func (s *StaffStore) List(ctx context.Context) ([]Staff, error) {
-	rs, err := staffRows(ctx, s.db, "ORDER BY created, id")
+	rs, err := staffRows(ctx, s.store.DB, "ORDER BY created, id")
 	if err != nil {
 		return nil, fmt.Errorf("staff list: %w", err)
 	}
@@ -419,49 +383,37 @@ func (s *StaffStore) Revoke(ctx context.Context, id string) error {
 // naming the row, or the seal. A directory without staff.db has none.
 func CheckStaff(ctx context.Context, dir string, key []byte) (int, error) {
 	path := filepath.Join(dir, StaffFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro&_busy_timeout=5000"}
-	db, err := sql.Open("sqlite3", u.String())
-	if err != nil {
-		return 0, fmt.Errorf("staff check: %w", err)
-	}
-	defer db.Close()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("staff check: %w", err)
-	}
-	defer tx.Rollback()
-	var macs int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('staff') WHERE name = 'mac'`).Scan(&macs); err != nil {
-		return 0, fmt.Errorf("staff check: %w", err)
-	}
-	if macs == 0 {
-		return 0, fmt.Errorf("staff check: %s is from before credentials carried MACs: any medfed staff command, or starting the node, brings it up to date", path)
-	}
-	rs, err := staffRows(ctx, tx, "ORDER BY id")
-	if err != nil { // a row that does not read (a NULL where medfed writes none) was changed too
-		return 0, &centre.DataError{File: StaffFile, Table: "staff", Row: "the rows", Reason: err.Error()}
-	}
-	for _, r := range rs {
-		if !r.valid(key) {
-			return 0, &centre.DataError{File: StaffFile, Table: "staff", Row: "staff ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
+	var n int
+	_, err := sealed.Check(ctx, path, func(tx *sql.Tx) error {
+		var macs int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('staff') WHERE name = 'mac'`).Scan(&macs); err != nil {
+			return fmt.Errorf("staff check: %w", err)
 		}
-	}
-	switch ok, err := staffTable.Holds(ctx, tx, key); {
-	case err != nil: // a seal table dropped or changed in shape
-		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: err.Error()}
-	case !ok:
-		return 0, &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: "it does not match the rows: a row was put back as it was, or removed"}
-	}
-	return len(rs), nil
+		if macs == 0 {
+			return fmt.Errorf("staff check: %s is from before credentials carried MACs: any medfed staff command, or starting the node, brings it up to date", path)
+		}
+		rs, err := staffRows(ctx, tx, "ORDER BY id")
+		if err != nil { // a row that does not read (a NULL where medfed writes none) was changed too
+			return &centre.DataError{File: StaffFile, Table: "staff", Row: "the rows", Reason: err.Error()}
+		}
+		for _, r := range rs {
+			if !r.valid(key) {
+				return &centre.DataError{File: StaffFile, Table: "staff", Row: "staff ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
+			}
+		}
+		if err := staffTable.Verify(ctx, tx, key); err != nil {
+			return &centre.DataError{File: StaffFile, Table: "seal", Row: "the seal", Reason: err.Error()}
+		}
+		n = len(rs)
+		return nil
+	})
+	return n, err
 }
 
 // write runs change in a transaction and seals the table again
 // (sealed.Table.Write): change returns sealed.ErrKeep to commit without.
 func (s *StaffStore) write(ctx context.Context, change func(tx *sql.Tx, intact bool) error) error {
-	return staffTable.Write(ctx, s.db, s.key, change)
+	return s.store.Write(ctx, change)
 }
 
 // staffRow is a staff row as stored.
@@ -494,8 +446,8 @@ func (r staffRow) mac(key []byte) []byte {
 func (r staffRow) valid(key []byte) bool { return hmac.Equal(r.stored, r.mac(key)) }
 
 // liveRow reads credential id, refusing one unknown or revoked.
-func liveRow(ctx context.Context, tx *sql.Tx, id string) (staffRow, error) {
-	rs, err := staffRows(ctx, tx, "WHERE id = ?", id)
+func liveRow(ctx context.Context, q querier, id string) (staffRow, error) {
+	rs, err := staffRows(ctx, q, "WHERE id = ?", id)
 	switch {
 	case err != nil:
 		return staffRow{}, err

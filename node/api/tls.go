@@ -51,26 +51,22 @@ type Certificate struct {
 	Made bool
 }
 
-// Hosts are the hosts the certificate covers, as a request names them
-// (its Host) on port: the names the API answers to (Options.Hosts).
-func (c Certificate) Hosts(port int) []string {
-	var out []string
-	for _, cert := range c.TLS.Certificates {
-		if cert.Leaf == nil {
-			continue
+// Serves says whether a request's Host names a host the certificate
+// covers (as a client verifies it: wildcards, any case) on port, the
+// port left out meaning 443: the names the API answers to (Options.Hosts).
+func (c Certificate) Serves(port int) func(host string) bool {
+	return func(hostport string) bool {
+		host, p, err := net.SplitHostPort(hostport)
+		if err != nil {
+			host, p = hostport, "443"
 		}
-		names := slices.Clone(cert.Leaf.DNSNames)
-		for _, ip := range cert.Leaf.IPAddresses {
-			names = append(names, ip.String())
+		if p != strconv.Itoa(port) {
+			return false
 		}
-		for _, n := range names {
-			out = append(out, net.JoinHostPort(n, strconv.Itoa(port)))
-			if port == 443 {
-				out = append(out, n)
-			}
-		}
+		return slices.ContainsFunc(c.TLS.Certificates, func(cert tls.Certificate) bool {
+			return cert.Leaf != nil && covers(cert.Leaf, []string{host})
+		})
 	}
-	return out
 }
 
 // ServerCertificate returns the API's certificate: the configured one, or

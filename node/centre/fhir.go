@@ -40,7 +40,7 @@ func (n *Node) Audit(ctx context.Context, p ledger.Pseudonym) ([]PatientAccess, 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
+		out = append(out, n.patientAccess(e, x))
 	}
 	return out, nil
 }
@@ -60,5 +60,10 @@ func (n *Node) AuditAt(ctx context.Context, index int64) (ledger.Pseudonym, Pati
 	if err != nil {
 		return ledger.Pseudonym{}, PatientAccess{}, err
 	}
-	return e.Subject, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x}, nil
+	return e.Subject, n.patientAccess(e, x), nil
+}
+
+// patientAccess is access entry e, decoded as x, naming its requester.
+func (n *Node) patientAccess(e ledger.Entry, x consent.AccessEntry) PatientAccess {
+	return PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x}
 }

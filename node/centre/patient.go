@@ -190,7 +190,7 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 				h.Requests = append(h.Requests, PatientRequestSeen{Index: e.Index, Time: e.Time, Event: x.Event, Centre: n.memberName(x.Requester)})
 				continue
 			}
-			h.Accesses = append(h.Accesses, PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x})
+			h.Accesses = append(h.Accesses, n.patientAccess(e, x))
 		case ledger.KindConsent:
 			d, err := consent.Parse(e.Body)
 			if err != nil {

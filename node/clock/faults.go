@@ -16,7 +16,7 @@ const pollEvery = 50 * time.Millisecond
 
 var (
 	offset atomic.Int64 // nanoseconds
-	said   string       // the last content refused, reported once
+	said   string       // the last problem reported, reported once
 )
 
 func init() {
@@ -44,9 +44,9 @@ func read(path string) {
 		d, err = time.ParseDuration(string(bytes.TrimSpace(bytes.TrimPrefix(b, []byte("+")))))
 	}
 	if err != nil {
-		if string(b) != said {
+		if err.Error() != said { // once per problem, not at every poll
 			fmt.Fprintf(os.Stderr, "medfed: %s: %v\n", FaultEnv, err)
-			said = string(b)
+			said = err.Error()
 		}
 		return
 	}

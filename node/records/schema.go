@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/medfed/medfed/node/schema"
+
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -141,43 +143,14 @@ func checkIdentity(ctx context.Context, db *sql.DB, path string) error {
 	}
 }
 
-// migrate brings the schema up to date. Each step reads user_version inside
-// its own write transaction, so two processes opening the same store at
-// once do not apply a step twice.
+// migrate brings the schema up to date, a migration a transaction.
 func migrate(ctx context.Context, db *sql.DB) error {
-	for {
-		done, err := migrateOne(ctx, db)
-		if err != nil || done {
-			return err
-		}
+	steps := make([]schema.Step, len(migrations))
+	for i, m := range migrations {
+		steps[i] = schema.SQL(m)
 	}
-}
-
-func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("records migrate: %w", err)
+	if err := schema.Migrate(ctx, db, steps); err != nil {
+		return fmt.Errorf("records migrate: %w", err)
 	}
-	defer tx.Rollback()
-	var version int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return false, fmt.Errorf("records migrate: %w", err)
-	}
-	switch {
-	case version > len(migrations):
-		return false, fmt.Errorf("records: store schema version %d is newer than this program supports (%d)", version, len(migrations))
-	case version == len(migrations):
-		return true, nil
-	}
-	if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
-		return false, fmt.Errorf("records migrate to version %d: %w", version+1, err)
-	}
-	// PRAGMA takes no bound parameters; the value is our own integer.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version+1)); err != nil {
-		return false, fmt.Errorf("records migrate to version %d: %w", version+1, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("records migrate to version %d: %w", version+1, err)
-	}
-	return false, nil
+	return nil
 }

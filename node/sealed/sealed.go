@@ -18,7 +18,11 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash"
+	"io/fs"
+	"net/url"
+	"os"
 	"sync"
 )
 
@@ -111,11 +115,110 @@ func (t Table) Write(ctx context.Context, db *sql.DB, key []byte, change func(tx
 	return tx.Commit()
 }
 
-// Watch checks a table's seal cheaply enough to do before every use of
+// Verify says what is wrong with the seal, for a full check: nil when
+// it matches the rows.
+func (t Table) Verify(ctx context.Context, tx *sql.Tx, key []byte) error {
+	switch ok, err := t.Holds(ctx, tx, key); {
+	case err != nil: // a seal table dropped or changed in shape
+		return err
+	case !ok:
+		return errors.New("it does not match the rows: a row was put back as it was, or removed")
+	}
+	return nil
+}
+
+// Store is the SQLite file of a sealed table, open: a writer whose
+// transactions are immediate (a write reads the rows it seals, and no
+// other writer may change them in between), a reader whose transactions
+// take no write lock, and a watch on the seal.
+type Store struct {
+	DB     *sql.DB
+	Reader *sql.DB
+	table  Table
+	key    []byte
+	watch  *watch
+}
+
+// Open opens the SQLite file at path, whose table is sealed under key,
+// creating it if needed. The file is made private (mode 0600) before
+// SQLite opens it, an existing one too: it holds labels and hashes (SQLite
+// gives its journal files the same mode). setUp brings its schema up to
+// date in the writer before anything reads it. A running node and a
+// medfed command may both have it open: SQLite serialises their writes.
+func Open(ctx context.Context, path string, table Table, key []byte, setUp func(ctx context.Context, db *sql.DB) error) (*Store, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("a row key is 32 bytes, not %d", len(key))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
+		return nil, err
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
+	u.RawQuery = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&mode=rwc"
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return nil, err
+	}
+	if err := setUp(ctx, db); err != nil {
+		return nil, errors.Join(fmt.Errorf("%s: %w", path, err), db.Close())
+	}
+	u.RawQuery = "_busy_timeout=5000&mode=ro"
+	reader, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	// One connection of the reader, kept: data_version is per connection.
+	conn, err := reader.Conn(ctx)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("%s: %w", path, err), reader.Close(), db.Close())
+	}
+	return &Store{DB: db, Reader: reader, table: table, key: key, watch: &watch{table: table, key: key, conn: conn}}, nil
+}
+
+// Holds reports whether the seal matches the rows; it reads them only
+// when the file changed since it last looked.
+func (s *Store) Holds(ctx context.Context) (bool, error) { return s.watch.holds(ctx) }
+
+// Write runs change in a transaction of the writer and seals the table
+// again (Table.Write): change returns ErrKeep to commit without.
+func (s *Store) Write(ctx context.Context, change func(tx *sql.Tx, intact bool) error) error {
+	return s.table.Write(ctx, s.DB, s.key, change)
+}
+
+// Close closes the file.
+func (s *Store) Close() error {
+	return errors.Join(s.watch.conn.Close(), s.Reader.Close(), s.DB.Close())
+}
+
+// Check runs a full check of the file at path: check, in one read
+// transaction of the file opened read-only. It reports false when there is
+// no such file.
+func Check(ctx context.Context, path string, check func(tx *sql.Tx) error) (bool, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro&_busy_timeout=5000"}
+	db, err := sql.Open("sqlite3", u.String())
+	if err != nil {
+		return true, err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return true, err
+	}
+	defer tx.Rollback()
+	return true, check(tx)
+}
+
+// watch checks a table's seal cheaply enough to do before every use of
 // a row: on a connection it keeps, it reads the rows again only when the
 // file changed since it last looked (SQLite's data_version, which any
 // other connection's commit moves, and which is per connection).
-type Watch struct {
+type watch struct {
 	table Table
 	key   []byte
 
@@ -126,13 +229,8 @@ type Watch struct {
 	ok      bool
 }
 
-// NewWatch watches table's seal under key on conn.
-func NewWatch(conn *sql.Conn, table Table, key []byte) *Watch {
-	return &Watch{table: table, key: key, conn: conn}
-}
-
-// Holds reports whether the seal matches the rows.
-func (w *Watch) Holds(ctx context.Context) (bool, error) {
+// holds reports whether the seal matches the rows.
+func (w *watch) holds(ctx context.Context) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var v int64
@@ -152,6 +250,3 @@ func (w *Watch) Holds(ctx context.Context) (bool, error) {
 	}
 	return w.ok, nil
 }
-
-// Close closes the watched connection.
-func (w *Watch) Close() error { return w.conn.Close() }

@@ -80,13 +80,6 @@ func (s *Server) reserve(client string, now time.Time) *Error {
 	return nil
 }
 
-// release gives back a reservation whose token was not issued.
-func (s *Server) release(client string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forget(client)
-}
-
 // forget counts one token of client less.
 func (s *Server) forget(client string) {
 	if s.live[client] <= 1 {

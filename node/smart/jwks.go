@@ -15,7 +15,7 @@ import (
 
 // Limits on a registered JWK Set.
 const (
-	maxJWKSBytes = 64 << 10
+	MaxJWKSBytes = 64 << 10 // the JWK Set's bytes
 	maxKeys      = 16
 	maxKidLen    = 255
 	minRSABits   = 2048
@@ -43,8 +43,8 @@ type verifyKey struct {
 // exactly and refuses a member given twice, as the JOSE specifications
 // mean them to be read.
 func parseJWKS(b []byte) ([]byte, []verifyKey, error) {
-	if len(b) > maxJWKSBytes {
-		return nil, nil, invalid("the JWK Set is over %d bytes", maxJWKSBytes)
+	if len(b) > MaxJWKSBytes {
+		return nil, nil, invalid("the JWK Set is over %d bytes", MaxJWKSBytes)
 	}
 	var set struct {
 		Keys *[]josejson.RawMessage `json:"keys"`

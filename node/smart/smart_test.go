@@ -871,7 +871,9 @@ func TestRevokingEndsTokensAtOnce(t *testing.T) {
 	}
 	// The staff member's role changed.
 	tok = token()
-	g, _ = f.srv.Check(ctx, tok)
+	if g, err = f.srv.Check(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
 	f.staff.set(g.Staff, "clinician")
 	if _, err := f.srv.Check(ctx, tok); !errors.Is(err, smart.ErrUnknownToken) {
 		t.Fatalf("role changed: %v", err)

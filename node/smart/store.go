@@ -10,10 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/schema"
 	"github.com/medfed/medfed/node/sealed"
 )
 
@@ -56,7 +54,7 @@ type Options struct {
 	// when nil.
 	Now func() time.Time
 	// Staff says the role of a live staff member of this centre, by staff
-	// ID (32 hex); an error when unknown, revoked or expired. An error of
+	// ID (32 hex); an error when unknown or revoked. An error of
 	// kind node.Internal (a failing disk, a tampered store) fails the
 	// request as the centre's; any other refuses the staff member. Nil: no
 	// assertion may name a staff member.
@@ -93,9 +91,8 @@ func (o Options) validate() error {
 	return nil
 }
 
-// Roles are the staff roles a client may be registered for: node/api's
-// Roles, kept here as a list of its own because node/smart sits beside
-// node/api and is imported by it, not the other way round.
+// Roles are a centre's staff roles: those the API serves (node/api takes
+// them from here) and a client may be registered to act for.
 var Roles = []string{"admin", "registrar", "clinician", "researcher", "privacy-officer"}
 
 // ErrUnknownClient is returned for a client ID that is not registered, or
@@ -127,9 +124,7 @@ var clientTable = sealed.Table{Name: "clients", Domain: "medfed client seal v1"}
 // client registrations, the token endpoint and the access tokens it
 // issued. It is safe for concurrent use.
 type Server struct {
-	db       *sql.DB       // writes: immediate transactions
-	reader   *sql.DB       // deferred transactions: a read takes no write lock
-	watch    *sealed.Watch // on one connection of reader, kept: data_version is per connection
+	store    *sealed.Store // clients.db: the jti check and its record are one immediate transaction
 	key      []byte
 	now      func() time.Time
 	staff    func(ctx context.Context, id string) (string, error)
@@ -152,10 +147,10 @@ type clientKeys struct {
 	keys []verifyKey
 }
 
-// The schema, one migration at a time; PRAGMA user_version counts those
-// applied.
-var migrations = []func(ctx context.Context, tx *sql.Tx, key []byte) error{
-	func(ctx context.Context, tx *sql.Tx, key []byte) error {
+// migrations are the schema's steps (node/schema); the first seals the
+// empty table under key.
+func migrations(key []byte) []schema.Step {
+	return []schema.Step{func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE clients (
 	id      TEXT PRIMARY KEY,  -- 32 hex digits
 	label   TEXT NOT NULL,
@@ -181,7 +176,7 @@ CREATE INDEX jtis_by_expiry ON jtis (expires)`); err != nil {
 			return err
 		}
 		return clientTable.Reseal(ctx, tx, key)
-	},
+	}}
 }
 
 // The jti floor (consume) is a row of the jtis table of its own, with
@@ -192,42 +187,6 @@ const floorClient = ""
 
 var floorJTI = []byte("floor")
 
-// migrate brings the store's schema up to date, one migration per
-// transaction.
-func migrate(ctx context.Context, db *sql.DB, key []byte) error {
-	for {
-		done, err := migrateOnce(ctx, db, key)
-		if err != nil || done {
-			return err
-		}
-	}
-}
-
-func migrateOnce(ctx context.Context, db *sql.DB, key []byte) (done bool, err error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, err
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return false, err
-	}
-	switch {
-	case v == len(migrations):
-		return true, nil
-	case v > len(migrations) || v < 0:
-		return false, fmt.Errorf("schema version %d: made by a newer medfed", v)
-	}
-	if err := migrations[v](ctx, tx, key); err != nil {
-		return false, err
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-		return false, err
-	}
-	return false, tx.Commit()
-}
-
 // Open opens (creating it if needed) the client store of the centre whose
 // data directory is o.Dir. A running node and the medfed command may both
 // have it open: SQLite serialises their writes.
@@ -235,40 +194,14 @@ func Open(o Options) (*Server, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(o.Dir, ClientsFile)
-	// Created private before SQLite opens it: it holds the clients'
-	// labels (SQLite gives its journal files the same mode).
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	st, err := sealed.Open(context.Background(), filepath.Join(o.Dir, ClientsFile), clientTable, o.Key, func(ctx context.Context, db *sql.DB) error {
+		return schema.Migrate(ctx, db, migrations(o.Key))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("client store: %w", err)
-	}
-	if err := errors.Join(f.Chmod(0o600), f.Close()); err != nil {
-		return nil, fmt.Errorf("client store: %w", err)
-	}
-	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
-	// Immediate transactions: a write reads the rows it seals, and the
-	// jti check and its record are one step.
-	u.RawQuery = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate&mode=rwc"
-	db, err := sql.Open("sqlite3", u.String())
-	if err != nil {
-		return nil, fmt.Errorf("client store: %w", err)
-	}
-	if err := migrate(context.Background(), db, o.Key); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("client store %s: %w", path, err)
-	}
-	u.RawQuery = "_busy_timeout=5000&mode=ro"
-	reader, err := sql.Open("sqlite3", u.String())
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("client store: %w", err)
-	}
-	watch, err := reader.Conn(context.Background())
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("client store %s: %w", path, err), reader.Close(), db.Close())
 	}
 	s := &Server{
-		db: db, reader: reader, watch: sealed.NewWatch(watch, clientTable, o.Key), key: slices.Clone(o.Key),
+		store: st, key: o.Key,
 		now: o.Now, staff: o.Staff, lifetime: o.TokenLifetime, log: o.Logger,
 		tokens: map[[sha256.Size]byte]*Grant{}, live: map[string]int{}, keys: map[string]clientKeys{},
 	}
@@ -287,7 +220,7 @@ func Open(o Options) (*Server, error) {
 
 // Close closes the store. The access tokens issued are forgotten.
 func (s *Server) Close() error {
-	return errors.Join(s.watch.Close(), s.reader.Close(), s.db.Close())
+	return s.store.Close()
 }
 
 // invalid is an error of kind node.Invalid.
@@ -357,7 +290,7 @@ func checkRoles(roles []string) ([]string, error) {
 // List returns every client, revoked ones included, oldest first; one
 // whose row fails its MAC is marked Tampered.
 func (s *Server) List(ctx context.Context) ([]Client, error) {
-	rs, err := clientRows(ctx, s.db, "ORDER BY created, id")
+	rs, err := clientRows(ctx, s.store.DB, "ORDER BY created, id")
 	if err != nil {
 		return nil, fmt.Errorf("client list: %w", err)
 	}
@@ -437,7 +370,7 @@ func (s *Server) client(ctx context.Context, id string) (clientRow, error) {
 		}
 		return clientRow{}, err
 	}
-	rs, err := clientRows(ctx, s.reader, "WHERE id = ?", id)
+	rs, err := clientRows(ctx, s.store.Reader, "WHERE id = ?", id)
 	switch {
 	case err != nil:
 		return clientRow{}, fmt.Errorf("client store: %w", err)
@@ -470,7 +403,7 @@ func (s *Server) keysOf(r clientRow) ([]verifyKey, error) {
 // checkSeal returns ErrTampered when the seal does not match the rows; it
 // reads them only when the file changed since the last call.
 func (s *Server) checkSeal(ctx context.Context) error {
-	ok, err := s.watch.Holds(ctx)
+	ok, err := s.store.Holds(ctx)
 	if err != nil {
 		return fmt.Errorf("client store: %w", err)
 	}
@@ -483,7 +416,7 @@ func (s *Server) checkSeal(ctx context.Context) error {
 // write runs change in a transaction and seals the clients table again
 // (sealed.Table.Write): change returns sealed.ErrKeep to commit without.
 func (s *Server) write(ctx context.Context, change func(tx *sql.Tx, intact bool) error) error {
-	return clientTable.Write(ctx, s.db, s.key, change)
+	return s.store.Write(ctx, change)
 }
 
 // CheckClients checks the MAC of every row of the client store of the data
@@ -493,46 +426,34 @@ func (s *Server) write(ctx context.Context, change func(tx *sql.Tx, intact bool)
 // naming the table and row. A directory without clients.db has none.
 func CheckClients(ctx context.Context, dir string, key []byte) (int, error) {
 	path := filepath.Join(dir, ClientsFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: "mode=ro&_busy_timeout=5000"}
-	db, err := sql.Open("sqlite3", u.String())
-	if err != nil {
-		return 0, fmt.Errorf("client check: %w", err)
-	}
-	defer db.Close()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("client check: %w", err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return 0, fmt.Errorf("client check: %w", err)
-	}
-	if v != len(migrations) {
-		return 0, fmt.Errorf("client check: %s has schema version %d, not %d: starting the node with this medfed brings it up to date", path, v, len(migrations))
-	}
-	rs, err := clientRows(ctx, tx, "ORDER BY id")
-	if err != nil { // a row that does not read (a NULL where medfed writes none) was changed too
-		return 0, &centre.DataError{File: ClientsFile, Table: "clients", Row: "the rows", Reason: err.Error()}
-	}
-	for _, r := range rs {
-		if !r.valid(key) {
-			return 0, &centre.DataError{File: ClientsFile, Table: "clients", Row: "client ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
+	var n int
+	_, err := sealed.Check(ctx, path, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+			return fmt.Errorf("client check: %w", err)
 		}
-	}
-	switch ok, err := clientTable.Holds(ctx, tx, key); {
-	case err != nil:
-		return 0, &centre.DataError{File: ClientsFile, Table: "seal", Row: "the seal", Reason: err.Error()}
-	case !ok:
-		return 0, &centre.DataError{File: ClientsFile, Table: "seal", Row: "the seal", Reason: "it does not match the rows: a row was put back as it was, or removed"}
-	}
-	if err := checkJTIs(ctx, tx, key); err != nil {
-		return 0, err
-	}
-	return len(rs), nil
+		if want := len(migrations(key)); v != want {
+			return fmt.Errorf("client check: %s has schema version %d, not %d: starting the node with this medfed brings it up to date", path, v, want)
+		}
+		rs, err := clientRows(ctx, tx, "ORDER BY id")
+		if err != nil { // a row that does not read (a NULL where medfed writes none) was changed too
+			return &centre.DataError{File: ClientsFile, Table: "clients", Row: "the rows", Reason: err.Error()}
+		}
+		for _, r := range rs {
+			if !r.valid(key) {
+				return &centre.DataError{File: ClientsFile, Table: "clients", Row: "client ID " + r.ID, Reason: "the row fails its MAC: changed or added without the centre's key"}
+			}
+		}
+		if err := clientTable.Verify(ctx, tx, key); err != nil {
+			return &centre.DataError{File: ClientsFile, Table: "seal", Row: "the seal", Reason: err.Error()}
+		}
+		if err := checkJTIs(ctx, tx, key); err != nil {
+			return err
+		}
+		n = len(rs)
+		return nil
+	})
+	return n, err
 }
 
 // jtiFloor returns the floor below which consume takes no assertion (0

@@ -498,7 +498,7 @@ const jtiKeep = time.Hour
 func (s *Server) consume(ctx context.Context, client string, c jwt.Claims, now time.Time) *Error {
 	jti := sha256.Sum256([]byte(c.ID))
 	expires := c.Expiry.Time().Add(Leeway + jtiKeep).Unix()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.store.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return failed(fmt.Errorf("smart token: %w", err))
 	}

@@ -161,15 +161,14 @@ see medfed consent --help.`,
 		if err != nil {
 			return usagef("consent grant: %s: %v", terms, err)
 		}
-		c := consent.Contract{ID: consent.NewID(), Version: 1, Federation: v.Federation, Subject: p, Issued: now(), Base: base, Provisions: provisions}
+		var inForce *consent.Contract
 		if v.Standing == "in force" {
-			// The next version of the contract in force; a withdrawn one's
-			// ID stays revoked, so a new contract gets a new ID.
-			if c.ID, err = consent.ParseID(v.Contract.ID); err != nil {
+			inForce = &consent.Contract{Version: v.Contract.Version}
+			if inForce.ID, err = consent.ParseID(v.Contract.ID); err != nil {
 				return err
 			}
-			c.Version = v.Contract.Version + 1
 		}
+		c := consent.NextContract(v.Federation, p, now(), base, provisions, inForce)
 		doc, err := consent.SignContract(k, c)
 		if err != nil {
 			return usagef("consent grant: %v", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -22,6 +23,7 @@ import (
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/smart"
+	"github.com/medfed/medfed/node/web"
 )
 
 // configCmd gives cmd a --config flag and runs run with the centre's
@@ -99,7 +101,15 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		ln = tls.NewListener(ln, cert.TLS)
 		scheme, pin = "https", fmt.Sprintf("clients pin %s, sha256 %s", cert.File, cert.Fingerprint)
 	}
-	srv, err := api.New(api.Options{Node: n, Staff: staff, SMART: clients, Hosts: hosts, Logger: log.With("centre", cfg.Centre.Name)})
+	pages, err := web.New(web.Options{Node: n, Staff: staff, Logger: log.With("centre", cfg.Centre.Name)})
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	mounts := map[string]http.Handler{}
+	for _, p := range web.Paths {
+		mounts[p] = pages
+	}
+	srv, err := api.New(api.Options{Node: n, Staff: staff, SMART: clients, Hosts: hosts, Pages: mounts, Logger: log.With("centre", cfg.Centre.Name)})
 	if err != nil {
 		return errors.Join(err, n.Close())
 	}

@@ -272,7 +272,11 @@ func (d Document) attestationNamed() [32]byte {
 //	u32  body length, body
 //	[32] signer's Ed25519 public key
 //	[64] signature over "medfed/consent/v1" || 0x00 || the bytes above the key
-var document = wire.Message{What: "consent document", Context: "medfed/consent/v1", Version: 1, Max: MaxDocument, Signer: true}
+//
+// A patient's passkey signs version 0x81 (wire.PasskeyVersion): the key
+// is the passkey's ID, and its assertion (wire.Passkey) and the
+// assertion's length take the signature's place.
+var document = wire.Message{What: "consent document", Context: "medfed/consent/v1", Version: 1, Max: MaxDocument, Signer: true, Passkeys: true}
 
 func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
@@ -287,6 +291,70 @@ func sign(key ed25519.PrivateKey, b body) ([]byte, error) {
 		w.U8(uint8(b.kind()))
 		w.Blob(bw.B)
 	})
+}
+
+// Draft is a patient's document before its signature, for a key the
+// patient's browser holds: an Ed25519 key signs Signed, a passkey
+// Challenge; SealEd25519 or SealPasskey then makes the document, which
+// Parse checks like any other.
+type Draft struct {
+	Kind    Kind
+	Key     ed25519.PublicKey // the patient's Ed25519 key, or a passkey's ID
+	Passkey bool
+	Bytes   []byte // the document before its signer and signature
+}
+
+// Signed is what the patient's key signs.
+func (d Draft) Signed() []byte { return wire.Signed(document.Context, d.Bytes) }
+
+// Challenge is what a passkey asserts.
+func (d Draft) Challenge() [32]byte { return wire.Challenge(d.Signed()) }
+
+// SealEd25519 returns the document signed by sig, an Ed25519 signature
+// of Signed.
+func (d Draft) SealEd25519(sig []byte) ([]byte, error) { return document.Seal(d.Bytes, d.Key, sig) }
+
+// SealPasskey returns the document signed by a passkey's assertion of
+// Challenge.
+func (d Draft) SealPasskey(p wire.Passkey) ([]byte, error) {
+	return document.SealPasskey(d.Bytes, d.Key, p)
+}
+
+func draft(key ed25519.PublicKey, passkey bool, b body) (Draft, error) {
+	if len(key) != ed25519.PublicKeySize {
+		return Draft{}, malformed("a patient key of %d bytes", len(key))
+	}
+	if err := b.check(); err != nil {
+		return Draft{}, err
+	}
+	var bw writer
+	b.write(&bw)
+	raw := document.Draft(passkey, func(w *wire.Writer) {
+		w.U8(uint8(b.kind()))
+		w.Blob(bw.B)
+	})
+	return Draft{Kind: b.kind(), Key: key, Passkey: passkey, Bytes: raw}, nil
+}
+
+// DraftContract returns c for the patient's key (a passkey's ID when
+// passkey) to sign.
+func DraftContract(key ed25519.PublicKey, passkey bool, c Contract) (Draft, error) {
+	return draft(key, passkey, &c)
+}
+
+// DraftRevocation returns r for the patient's key to sign.
+func DraftRevocation(key ed25519.PublicKey, passkey bool, r Revocation) (Draft, error) {
+	return draft(key, passkey, &r)
+}
+
+// DraftToken returns t for the patient's key to sign.
+func DraftToken(key ed25519.PublicKey, passkey bool, t Token) (Draft, error) {
+	return draft(key, passkey, &t)
+}
+
+// DraftErasure returns e for the patient's key to sign.
+func DraftErasure(key ed25519.PublicKey, passkey bool, e Erasure) (Draft, error) {
+	return draft(key, passkey, &e)
 }
 
 // SignContract returns c signed with the patient's key.
@@ -346,6 +414,9 @@ func Parse(b []byte) (Document, error) {
 	}
 	if !o.Verify(o.Signer) {
 		return Document{}, fmt.Errorf("%w: the %s's signature does not verify", ErrSignature, d.Kind)
+	}
+	if o.Passkey != nil && (d.Kind == KindAttestation || d.Kind == KindApproval) {
+		return Document{}, fmt.Errorf("%w: a centre signs an %s, never a passkey", ErrSignature, d.Kind)
 	}
 	d.Signer = o.Signer
 	d.Raw = bytes.Clone(b)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+	"github.com/medfed/medfed/node/wire/passkeytest"
 )
 
 // The fuzz targets check the decoders of bytes that reach a centre from
@@ -314,6 +316,21 @@ func FuzzParse(f *testing.F) {
 		f.Add(b[:len(b)-1])
 		f.Add(append(bytes.Clone(b), 0))
 	}
+	// A passkey's contract: its assertion, and the assertion's length,
+	// where the signature was.
+	pk := passkeytest.New(f, "localhost")
+	dr, err := DraftContract(pk.ID(f), true, Contract{ID: ID{9}, Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Issued: day(2026, time.April, 2), Base: OptIn})
+	if err != nil {
+		f.Fatal(err)
+	}
+	passkeyDoc, err := dr.SealPasskey(pk.Assert(f, dr.Challenge()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(passkeyDoc)
+	for _, i := range []int{0, 40, len(passkeyDoc) - 1, len(passkeyDoc) - 3, len(passkeyDoc) - 80, len(passkeyDoc) - 200} {
+		f.Add(flip(passkeyDoc, i))
+	}
 	f.Add([]byte{})
 	f.Add([]byte{document.Version, byte(KindContract), 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -327,7 +344,12 @@ func FuzzParse(f *testing.F) {
 		if len(b) < 6+96 {
 			t.Fatalf("accepted a document of %d bytes", len(b))
 		}
-		if !bytes.Equal(d.Signer, b[len(b)-96:len(b)-64]) {
+		head := b[:len(b)-64] // the document and its signer, before the signature
+		if b[0]&wire.PasskeyVersion != 0 {
+			n := int(binary.BigEndian.Uint16(b[len(b)-2:]))
+			head = b[:len(b)-2-n]
+		}
+		if !bytes.Equal(d.Signer, head[len(head)-32:]) {
 			t.Fatalf("Signer %x is not the document's key", d.Signer)
 		}
 		var bd body
@@ -359,7 +381,7 @@ func FuzzParse(f *testing.F) {
 		if err := bd.check(); err != nil {
 			t.Fatalf("parsed %s fails its check: %v", d.Kind, err)
 		}
-		if got, want := encode(bd), b[6:len(b)-96]; !bytes.Equal(got, want) {
+		if got, want := encode(bd), head[6:len(head)-32]; !bytes.Equal(got, want) {
 			t.Fatalf("accepted a non-canonical %s body:\n in  %x\n out %x", d.Kind, want, got)
 		}
 		if _, err := Parse(d.Raw); err != nil {

@@ -1149,13 +1149,13 @@ func (s *Service) Notifications(after int64) []Notification {
 	return slices.Clone(s.notes[i:])
 }
 
-// Authenticate checks that sig, over msg and made at issued, is the
+// Authenticate checks that signed, a message made at issued, is the
 // patient's own: made with a key a member attested for patient p, neither
 // superseded at issued nor ever compromised. It makes sure it knows the
 // patient's current keys first, as Decide does, and fails with ErrStale
 // when it cannot. The caller bounds issued (a patient's request is fresh
 // or refused).
-func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, issued time.Time) error {
+func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, signed wire.Opened, issued time.Time) error {
 	if len(key) != ed25519.PublicKeySize {
 		return malformed("a patient key of %d bytes", len(key))
 	}
@@ -1174,7 +1174,7 @@ func (s *Service) Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25
 		return fmt.Errorf("%w: the key was reported lost or stolen", ErrSignature)
 	case !valid:
 		return fmt.Errorf("%w: not a key that speaks for the patient (never attested, or superseded)", ErrSignature)
-	case !ed25519.Verify(key, msg, sig):
+	case !signed.Verify(key):
 		return fmt.Errorf("%w: the patient's signature does not verify", ErrSignature)
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire/passkeytest"
 )
 
 // member is one centre of a test federation: a real libp2p host on
@@ -637,5 +638,72 @@ func TestAbuseEmergencyOutlivesTheCharter(t *testing.T) {
 	}
 	if b.ledger.Size() != size {
 		t.Fatal("a stop after the expiry grew the ledger")
+	}
+}
+
+// TestPasskeySignsForThePatient: a passkey attested as the patient's key
+// signs a contract in a browser's way (a draft, its challenge asserted):
+// every holder checks the assertion and permits; the same contract with
+// a field changed after signing, or the assertion replayed on another
+// document, is refused and changes nothing.
+func TestPasskeySignsForThePatient(t *testing.T) {
+	f := newTestFed(t, 3, 1, 2)
+	a, b, c := f.members[0], f.members[1], f.members[2]
+	ctx := context.Background()
+	pk := passkeytest.New(t, "portal.centre-a.example")
+	if _, err := a.svc.Attest(ctx, patient, pk.ID(t), false, ledger.StaffID{}); err != nil {
+		t.Fatal(err)
+	}
+	contract := consent.Contract{ID: consent.ID{7}, Version: 1, Federation: fed, Subject: patient, Issued: time.Now().UTC().Truncate(time.Second), Base: consent.OptIn}
+	d, err := consent.DraftContract(pk.ID(t), true, contract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertion := pk.Assert(t, d.Challenge())
+	raw, err := d.SealPasskey(assertion)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Tampered: the base policy changed after the patient signed.
+	contract.Base = consent.OptOut
+	other, err := consent.DraftContract(pk.ID(t), true, contract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := a.ledger.Size()
+	if forged, err := other.SealPasskey(assertion); err != nil {
+		t.Fatal(err)
+	} else if _, err := a.svc.Submit(ctx, forged); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("a contract changed after its assertion: %v, want ErrSignature", err)
+	}
+	if a.ledger.Size() != size {
+		t.Fatal("a refused contract reached the ledger")
+	}
+
+	del, err := a.svc.Submit(ctx, raw)
+	if err != nil || len(del.Delivered) != 2 {
+		t.Fatalf("the passkey's contract: %+v, %v", del, err)
+	}
+	for _, m := range []*member{b, c} {
+		if dec, err := m.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !dec.Permit {
+			t.Fatalf("%s after the passkey's contract: %v, %v", m.name, dec, err)
+		}
+	}
+	// Another passkey, never attested, signs nothing for the patient.
+	stranger := passkeytest.New(t, pk.RPID)
+	rev, err := consent.DraftRevocation(stranger.ID(t), true, consent.Revocation{Federation: fed, Subject: patient, Target: consent.ID{7}, Issued: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := rev.SealPasskey(stranger.Assert(t, rev.Challenge()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.svc.Submit(ctx, sealed); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("a stranger's passkey revoked: %v, want ErrSignature", err)
+	}
+	if dec, err := b.svc.Decide(ctx, patient, treatment(t, time.Now())); err != nil || !dec.Permit {
+		t.Fatalf("centre-b after the stranger's revocation: %v, %v", dec, err)
 	}
 }

@@ -224,3 +224,15 @@ func periodSpec(p Period) *PeriodSpec {
 	}
 	return &PeriodSpec{Start: f(p.Start), End: f(p.End)}
 }
+
+// NextContract is the contract a patient's tool makes of terms: the next
+// version of the contract in force (inForce, when not nil: its ID stays,
+// its version goes up), or else a new contract. A withdrawn contract's ID
+// stays revoked, so a patient with none in force gets a new one.
+func NextContract(fed string, subject ledger.Pseudonym, issued time.Time, base Base, provisions []Provision, inForce *Contract) Contract {
+	c := Contract{ID: NewID(), Version: 1, Federation: fed, Subject: subject, Issued: issued, Base: base, Provisions: provisions}
+	if inForce != nil {
+		c.ID, c.Version = inForce.ID, inForce.Version+1
+	}
+	return c
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
+	"github.com/medfed/medfed/node/wire/passkeytest"
 )
 
 // The fuzz targets check the decoders of the bytes a centre gets from a
@@ -68,6 +69,17 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Add(raw)
 	f.Add(raw[:len(raw)-1])
+	// A passkey's request: its assertion where the signature was.
+	pk := passkeytest.New(f, "localhost")
+	draft, err := q.Draft(pk.ID(f), true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if raw, err = SealRequest(draft, nil, new(pk.Assert(f, wire.Challenge(wire.Signed(RequestContext, draft))))); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(raw[:len(raw)-3])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, err := ParseRequest(b)
 		if err != nil {
@@ -75,6 +87,13 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if err := q.check(); err != nil {
 			t.Fatalf("accepted a request that fails its checks: %v", err)
+		}
+		if q.signed.Passkey != nil {
+			draft, err := q.Draft(q.Key, true)
+			if err != nil || !bytes.HasPrefix(b, draft) || !q.signed.Passkey.Verify(q.Key, wire.Signed(RequestContext, draft)) {
+				t.Fatalf("accepted a passkey's request that is not its draft and assertion: %v", err)
+			}
+			return
 		}
 		sig := b[len(b)-ed25519.SignatureSize:]
 		if !bytes.Equal(append(requestMessage.Encode(q.write), sig...), b) {

@@ -54,7 +54,7 @@ const maxRequest = 4 << 10
 // MaxCursors bounds the cursors of one request.
 const MaxCursors = 32
 
-var requestMessage = wire.Message{What: "patient request", Context: "medfed/patient/v1 request", Version: 2, Max: maxRequest}
+var requestMessage = wire.Message{What: "patient request", Context: RequestContext, Version: 2, Max: maxRequest, Passkeys: true}
 
 // Cursor asks one holder for the entries from index From on: the next
 // page of a view whose answer said there were more (Answer.Next).
@@ -156,6 +156,42 @@ func (q Request) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	return requestMessage.Sign(key, q.write)
 }
 
+// Draft returns the request for a key the patient's browser holds to
+// sign: Key is set to key (an Ed25519 public key, or a passkey's ID).
+// The browser signs wire.Signed(RequestContext, draft) with an Ed25519
+// key, or asserts its wire.Challenge with a passkey; SealRequest then
+// makes the request.
+func (q Request) Draft(key ed25519.PublicKey, passkey bool) ([]byte, error) {
+	q.Key = key
+	if err := q.check(); err != nil {
+		return nil, err
+	}
+	return requestMessage.Draft(passkey, q.write), nil
+}
+
+// RequestContext names the patient request in what its signature covers.
+const RequestContext = "medfed/patient/v1 request"
+
+// SealRequest returns a draft (Draft) signed: by sig, an Ed25519
+// signature, or by a passkey's assertion p when it is not nil. The
+// result is checked as ParseRequest checks any request.
+func SealRequest(draft, sig []byte, p *wire.Passkey) ([]byte, error) {
+	var b []byte
+	var err error
+	if p != nil {
+		b, err = requestMessage.SealPasskey(draft, nil, *p)
+	} else {
+		b, err = requestMessage.Seal(draft, nil, sig)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ParseRequest(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // ParseRequest decodes a signed request; it accepts only what Sign
 // writes, and checks the signature against the key it carries. Whether
 // that key speaks for the patient is for the holder to check
@@ -169,6 +205,8 @@ func ParseRequest(b []byte) (Request, error) {
 	if err := q.check(); err != nil {
 		return Request{}, err
 	}
+	// A passkey's assertion is checked against the key's ID here too:
+	// Consent.Authenticate then checks the ID speaks for the patient.
 	if q.signed = o; !o.Verify(q.Key) {
 		return Request{}, fmt.Errorf("%w: the patient's signature does not verify", ErrSignature)
 	}

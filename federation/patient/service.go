@@ -41,7 +41,7 @@ type Ledger interface {
 // attested, and that a key erasing has been in force for the charter's
 // key notice (consent.Service).
 type Authenticator interface {
-	Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, issued time.Time) error
+	Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, signed wire.Opened, issued time.Time) error
 	Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey) error
 }
 
@@ -291,7 +291,7 @@ func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRela
 	if d := s.opts.Now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
 		return q, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Second), MaxSkew)
 	}
-	if err := s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.signed.Signed, q.signed.Sig, q.Time); err != nil {
+	if err := s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.signed, q.Time); err != nil {
 		return q, err
 	}
 	if q.Op == Erase {

@@ -22,6 +22,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
 )
 
 const fed = "patient-test"
@@ -43,8 +44,8 @@ type centre struct {
 // the signature check of consent.Service, without its consent sync.
 type attested struct{ key ed25519.PublicKey }
 
-func (a attested) Authenticate(_ context.Context, _ ledger.Pseudonym, key ed25519.PublicKey, msg, sig []byte, _ time.Time) error {
-	if !a.key.Equal(key) || !ed25519.Verify(key, msg, sig) {
+func (a attested) Authenticate(_ context.Context, _ ledger.Pseudonym, key ed25519.PublicKey, signed wire.Opened, _ time.Time) error {
+	if !a.key.Equal(key) || !signed.Verify(key) {
 		return consent.ErrSignature
 	}
 	return nil

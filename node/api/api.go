@@ -47,7 +47,10 @@ type Options struct {
 	// another is refused (421): the URLs the API writes (the token
 	// endpoint an assertion's audience must name, every fullUrl) are
 	// built from it. Nil: any, for plain HTTP on loopback and for tests.
-	Hosts  func(host string) bool
+	Hosts func(host string) bool
+	// Pages are served beside the API, by path pattern: the people's
+	// pages (node/web), behind the same host check and listener.
+	Pages  map[string]http.Handler
 	Logger *slog.Logger
 }
 
@@ -162,6 +165,13 @@ func New(o Options) (*Server, error) {
 			s.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("%s is not allowed on %s; use %s", r.Method, p, strings.Join(allowed, " or ")))
 		})
 	}
+	for pattern, h := range o.Pages {
+		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			s.inflight.Add(1)
+			defer s.inflight.Done()
+			h.ServeHTTP(w, r)
+		})
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, fhirBase+"/") {
 			s.fail(w, r, http.StatusNotFound, errors.New("no such FHIR resource or interaction here; see /fhir/metadata"))
@@ -215,7 +225,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		// FHIR clients post a transaction to the base with its slash.
 		r.URL.Path = fhirBase
 	}
-	if p := r.URL.Path; p != "/" && path.Clean(p) != p {
+	// A page's path ends in a slash ("/portal/"): clean but for it.
+	if p := r.URL.Path; p != "/" && path.Clean(p) != p && path.Clean(p)+"/" != p {
 		s.fail(w, r, http.StatusNotFound, errors.New("no such route (the path is not in its clean form); see /openapi.json"))
 		return
 	}

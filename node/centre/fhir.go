@@ -67,3 +67,7 @@ func (n *Node) AuditAt(ctx context.Context, index int64) (ledger.Pseudonym, Pati
 func (n *Node) patientAccess(e ledger.Entry, x consent.AccessEntry) PatientAccess {
 	return PatientAccess{Index: e.Index, Time: e.Time, Centre: n.memberName(x.Requester), AccessEntry: x}
 }
+
+// Classes returns the data classes the centre's records use
+// (records.classes): what a patient's consent form offers.
+func (n *Node) Classes() []string { return slices.Clone(n.vocabulary.Classes) }

@@ -220,13 +220,17 @@ func Signed(context string, body []byte) []byte {
 // protocol signs: a version byte and the message's fields, then an
 // Ed25519 signature over Signed(Context, those bytes). A consent document
 // carries its signer's public key between the two (Signer); every other
-// message names its signer in its fields.
+// message names its signer in its fields. A message a patient signs may
+// be signed by a passkey instead (Passkeys): its version byte carries
+// PasskeyVersion, and a Passkey assertion over the same bytes, then its
+// length (u16), takes the signature's place.
 type Message struct {
-	What    string // the message, in errors: "query request"
-	Context string // names the type and version in what is signed
-	Version uint8
-	Max     int  // the largest signed message, in bytes
-	Signer  bool // the signer's public key follows the fields, unsigned
+	What     string // the message, in errors: "query request"
+	Context  string // names the type and version in what is signed
+	Version  uint8
+	Max      int  // the largest signed message, in bytes
+	Signer   bool // the signer's public key follows the fields, unsigned
+	Passkeys bool // a passkey may sign it
 }
 
 // Encode returns the version and the fields write writes: the message
@@ -237,20 +241,72 @@ func (m Message) Encode(write func(*Writer)) []byte {
 	return w.B
 }
 
+// Draft returns the message before its signature, for a signer that
+// holds its key elsewhere (a patient's browser): Encode's bytes, with the
+// passkey flag on the version when a passkey is to sign. The signer signs
+// Signed(Context, draft), a passkey its Challenge; Seal or SealPasskey
+// then makes the message.
+func (m Message) Draft(passkey bool, write func(*Writer)) []byte {
+	b := m.Encode(write)
+	if passkey {
+		b[0] |= PasskeyVersion
+	}
+	return b
+}
+
 // Sign returns the message whose fields write writes, signed with key.
 func (m Message) Sign(key ed25519.PrivateKey, write func(*Writer)) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, Malformed(m.What, "not an Ed25519 private key")
 	}
-	w := Writer{B: m.Encode(write)}
-	signed := Signed(m.Context, w.B)
-	if m.Signer {
-		w.Bytes(key.Public().(ed25519.PublicKey))
+	draft := m.Encode(write)
+	return m.Seal(draft, key.Public().(ed25519.PublicKey), ed25519.Sign(key, Signed(m.Context, draft)))
+}
+
+// Seal returns the message draft (Draft, Ed25519's) with its signer's key
+// (when the message carries it) and signature. It checks the message's
+// size, not the signature: Open's caller does.
+func (m Message) Seal(draft []byte, signer ed25519.PublicKey, sig []byte) ([]byte, error) {
+	if len(draft) == 0 || draft[0] != m.Version || len(sig) != ed25519.SignatureSize {
+		return nil, Malformed(m.What, "not an Ed25519-signed draft and signature")
 	}
-	if n := len(w.B) + ed25519.SignatureSize; n > m.Max {
+	b := bytes.Clone(draft)
+	if m.Signer {
+		if len(signer) != ed25519.PublicKeySize {
+			return nil, Malformed(m.What, "a signer's key of %d bytes", len(signer))
+		}
+		b = append(b, signer...)
+	}
+	if n := len(b) + len(sig); n > m.Max {
 		return nil, Malformed(m.What, "%d bytes, at most %d", n, m.Max)
 	}
-	return append(w.B, ed25519.Sign(key, signed)...), nil
+	return append(b, sig...), nil
+}
+
+// SealPasskey returns the message draft (Draft, a passkey's) with the
+// passkey's ID (when the message carries its signer) and its assertion.
+func (m Message) SealPasskey(draft []byte, signer []byte, p Passkey) ([]byte, error) {
+	if !m.Passkeys || len(draft) == 0 || draft[0] != m.Version|PasskeyVersion {
+		return nil, Malformed(m.What, "not a passkey's draft")
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	b := bytes.Clone(draft)
+	if m.Signer {
+		if len(signer) != 32 {
+			return nil, Malformed(m.What, "a signer's key of %d bytes", len(signer))
+		}
+		b = append(b, signer...)
+	}
+	w := Writer{B: b}
+	start := len(w.B)
+	p.write(&w)
+	w.U16(uint16(len(w.B) - start))
+	if len(w.B) > m.Max {
+		return nil, Malformed(m.What, "%d bytes, at most %d", len(w.B), m.Max)
+	}
+	return w.B, nil
 }
 
 // Open reads a signed message: its version, then the fields read reads,
@@ -258,16 +314,44 @@ func (m Message) Sign(key ed25519.PrivateKey, write func(*Writer)) ([]byte, erro
 // signature (the key that must have signed depends on the fields): the
 // caller verifies what it returns.
 func (m Message) Open(b []byte, read func(*Reader)) (Opened, error) {
-	tail := ed25519.SignatureSize
-	if m.Signer {
-		tail += ed25519.PublicKeySize
+	if len(b) > m.Max || len(b) < 1 {
+		return Opened{}, Malformed(m.What, "%d bytes, at most %d", len(b), m.Max)
 	}
-	if len(b) > m.Max || len(b) < 1+tail {
-		return Opened{}, Malformed(m.What, "%d bytes, want %d to %d", len(b), 1+tail, m.Max)
+	var o Opened
+	var body []byte
+	if m.Passkeys && b[0] == m.Version|PasskeyVersion {
+		head, proof, ok := passkeyTail(b)
+		if ok && m.Signer {
+			ok = len(head) >= 1+32
+		}
+		if !ok {
+			return Opened{}, Malformed(m.What, "a passkey's assertion cut short")
+		}
+		p, err := readPasskey(proof, m.What)
+		if err != nil {
+			return Opened{}, err
+		}
+		body, o.Passkey = head, p
+		if m.Signer {
+			body = head[:len(head)-32]
+			o.Signer = ed25519.PublicKey(bytes.Clone(head[len(body):]))
+		}
+	} else {
+		tail := ed25519.SignatureSize
+		if m.Signer {
+			tail += ed25519.PublicKeySize
+		}
+		if len(b) < 1+tail {
+			return Opened{}, Malformed(m.What, "%d bytes, want %d to %d", len(b), 1+tail, m.Max)
+		}
+		body = b[:len(b)-tail]
+		o.Sig = bytes.Clone(b[len(b)-ed25519.SignatureSize:])
+		if m.Signer {
+			o.Signer = ed25519.PublicKey(bytes.Clone(b[len(body) : len(body)+ed25519.PublicKeySize]))
+		}
 	}
-	body := b[:len(b)-tail]
 	r := NewReader(body, m.What)
-	if v := r.U8("version"); r.Err() == nil && v != m.Version {
+	if v := r.U8("version"); r.Err() == nil && v != m.Version && (o.Passkey == nil || v != m.Version|PasskeyVersion) {
 		r.Fail("version %d", v)
 	}
 	if r.Err() == nil {
@@ -277,22 +361,25 @@ func (m Message) Open(b []byte, read func(*Reader)) (Opened, error) {
 	if r.Err() != nil {
 		return Opened{}, r.Err()
 	}
-	o := Opened{Signed: Signed(m.Context, body), Sig: bytes.Clone(b[len(b)-ed25519.SignatureSize:])}
-	if m.Signer {
-		o.Signer = ed25519.PublicKey(bytes.Clone(b[len(body) : len(body)+ed25519.PublicKeySize]))
-	}
+	o.Signed = Signed(m.Context, body)
 	return o, nil
 }
 
 // Opened is a signed message that Open read: what its signature covers,
-// the signature, and the signer's key when the message carries it.
+// the signature (Ed25519's, or a passkey's assertion), and the signer's
+// key when the message carries it (a passkey's ID).
 type Opened struct {
-	Signed []byte
-	Sig    []byte
-	Signer ed25519.PublicKey
+	Signed  []byte
+	Sig     []byte
+	Passkey *Passkey
+	Signer  ed25519.PublicKey
 }
 
-// Verify reports whether key made the signature.
+// Verify reports whether key made the signature: an Ed25519 public key,
+// or a passkey's ID.
 func (o Opened) Verify(key ed25519.PublicKey) bool {
+	if o.Passkey != nil {
+		return o.Passkey.Verify(key, o.Signed)
+	}
 	return len(key) == ed25519.PublicKeySize && ed25519.Verify(key, o.Signed, o.Sig)
 }

@@ -1,0 +1,439 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+)
+
+// The console's routes: pages and forms, each form posted with the
+// session's CSRF token and answered with a page (or a redirect to one).
+func (s *Server) console(w http.ResponseWriter, r *http.Request) {
+	route := r.Method + " " + r.URL.Path
+	if route == "POST /console/signin" {
+		s.signIn(w, r)
+		return
+	}
+	sess, err := s.sessions.get(r)
+	if err == nil {
+		err = s.stillStaff(r.Context(), sess)
+	}
+	if err != nil {
+		if r.Method == http.MethodGet && r.URL.Path == "/console/" {
+			s.render(w, "signin.html", page{Title: "Sign in", Centre: s.node.Name(), Notice: signInNotice(err)})
+			return
+		}
+		s.problem(w, r, http.StatusUnauthorized, err)
+		return
+	}
+	if r.Method == http.MethodPost {
+		if err := sess.checkCSRF(r); err != nil {
+			s.problem(w, r, http.StatusForbidden, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	p := page{Centre: s.node.Name(), Session: sess}
+	switch route {
+	case "GET /console/":
+		p.Title = "Console"
+		p.Data = s.home(sess)
+		s.render(w, "console.html", p)
+	case "POST /console/signout":
+		s.sessions.end(w, sess)
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+	case "POST /console/find":
+		s.find(ctx, w, r, p)
+	case "POST /console/record":
+		s.record(ctx, w, r, p)
+	case "POST /console/emergency":
+		s.emergency(ctx, w, r, p)
+	case "POST /console/emergency/stop":
+		s.stop(ctx, w, r, p)
+	case "POST /console/attest":
+		s.attest(ctx, w, r, p)
+	case "POST /console/approve":
+		s.approve(ctx, w, r, p)
+	default:
+		s.problem(w, r, http.StatusNotFound, errors.New("no such page in the console"))
+	}
+}
+
+func signInNotice(err error) string {
+	if errors.Is(err, errNoSession) {
+		return ""
+	}
+	return err.Error()
+}
+
+// stillStaff checks, on each request, that the session's staff member
+// still holds their role: revoking a credential ends its sessions.
+func (s *Server) stillStaff(ctx context.Context, sess *session) error {
+	role, err := s.staff.Role(ctx, sess.staffID)
+	if err != nil || role != sess.role {
+		return errors.New("your staff credential was revoked or changed: sign in again")
+	}
+	return nil
+}
+
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
+	// The sign-in form has no session to hold a CSRF token yet: the
+	// origin check (ServeHTTP) and SameSite keep other sites out.
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	st, err := s.staff.Authenticate(r.Context(), token)
+	if err != nil {
+		w.WriteHeader(http.StatusUnauthorized)
+		s.render(w, "signin.html", page{Title: "Sign in", Centre: s.node.Name(), Error: "That token does not sign anyone in: it is unknown, revoked or expired."})
+		return
+	}
+	s.sessions.start(w, st.ID, st.Role)
+	s.log.Info("signed in", "staff", st.ID, "role", st.Role)
+	http.Redirect(w, r, "/console/", http.StatusSeeOther)
+}
+
+// homeData is what the console's first page shows, by role.
+type homeData struct {
+	Query, Register, Notices bool
+	Reasons                  []option
+	Feed                     []api.Notice
+	Emergencies              []emergencyBanner
+}
+
+type emergencyBanner struct {
+	Patient string
+	Until   time.Time
+}
+
+var reasonOptions = []option{
+	{"unconscious", "Unconscious: the patient cannot communicate"},
+	{"life-threatening", "Life-threatening condition"},
+	{"urgent-treatment", "Urgent treatment that cannot wait for consent"},
+	{"public-health", "Public health emergency"},
+}
+
+func (s *Server) home(sess *session) homeData {
+	d := homeData{
+		Query:    slices.Contains([]string{"clinician", "researcher"}, sess.role),
+		Register: sess.role == "registrar",
+		Notices:  sess.role == "privacy-officer",
+		Reasons:  reasonOptions,
+	}
+	if d.Notices {
+		for _, n := range s.node.Notices(-1) {
+			d.Feed = append(d.Feed, api.NoticeOf(n))
+		}
+		slices.Reverse(d.Feed) // newest first
+	}
+	d.Emergencies = s.banners(sess)
+	return d
+}
+
+func (s *Server) banners(sess *session) []emergencyBanner {
+	var out []emergencyBanner
+	now := s.now()
+	for p, until := range sess.emergency {
+		if now.Before(until) {
+			out = append(out, emergencyBanner{Patient: p.String(), Until: until})
+		}
+	}
+	slices.SortFunc(out, func(a, b emergencyBanner) int { return strings.Compare(a.Patient, b.Patient) })
+	return out
+}
+
+// patientOf reads the identifier a person typed: an NHS number (checked
+// by its check digit before anything is sent) or a pseudonym.
+func (s *Server) patientOf(ctx context.Context, typed string) (ledger.Pseudonym, error) {
+	typed = strings.TrimSpace(typed)
+	if p, err := ledger.ParsePseudonym(typed); err == nil {
+		return p, nil
+	}
+	ps, err := s.node.PseudonymsOf(ctx, []string{"nhs|" + typed})
+	if err != nil {
+		return ledger.Pseudonym{}, err
+	}
+	return ps[0], nil
+}
+
+// networkData is the care network: every holder's answer to the query.
+type networkData struct {
+	Patient   string
+	Purpose   string
+	Emergency bool
+	Reason    string
+	Result    api.QueryResult
+	Banners   []emergencyBanner
+}
+
+func (s *Server) find(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	pseud, err := s.patientOf(ctx, r.PostFormValue("patient"))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	purpose := "treatment"
+	if p.Session.role == "researcher" {
+		purpose = "research"
+	}
+	s.network(ctx, w, r, p, pseud, purpose, "")
+}
+
+func (s *Server) network(ctx context.Context, w http.ResponseWriter, r *http.Request, p page, pseud ledger.Pseudonym, purpose, reason string) {
+	asker, err := api.ParseAsker(p.Session.role, p.Session.staffID, purpose, reason)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	res, err := s.node.QueryRecords(ctx, centre.QueryRequest{Pseudonym: pseud, Asker: asker})
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	if reason != "" {
+		p.Session.emergency[pseud] = s.now().Add(emergencyBanner4h)
+	}
+	p.Title = "Care network"
+	p.Data = networkData{Patient: pseud.String(), Purpose: purpose, Emergency: reason != "", Reason: reason, Result: api.QueryResultOf(res), Banners: s.banners(p.Session)}
+	s.render(w, "network.html", p)
+}
+
+// emergencyBanner4h is how long the console shows that this session
+// broke the glass for a patient, unless stopped first.
+const emergencyBanner4h = 4 * time.Hour
+
+// recordData is one record, with where it came from and what proves it.
+type recordData struct {
+	Patient     string
+	Holder      string
+	Access      int64
+	Checkpoint  int64
+	Record      api.QueryRecord
+	ContentType string
+	Text        string // the content, when it is text
+	Bytes       int
+}
+
+func (s *Server) record(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	pseud, err := ledger.ParsePseudonym(r.PostFormValue("patient"))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	index, err := strconv.ParseInt(r.PostFormValue("index"), 10, 64)
+	holder := r.PostFormValue("holder")
+	if err != nil || index < 0 || holder == "" {
+		s.pageError(w, r, p, badRequest("a record is named by its holder and its index there"))
+		return
+	}
+	purpose := "treatment"
+	if p.Session.role == "researcher" {
+		purpose = "research"
+	}
+	asker, err := api.ParseAsker(p.Session.role, p.Session.staffID, purpose, "")
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	res, err := s.node.QueryRecords(ctx, centre.QueryRequest{Pseudonym: pseud, Asker: asker, Holder: holder})
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	out := api.QueryResultOf(res)
+	for _, h := range out.Holders {
+		if h.Name != holder {
+			continue
+		}
+		if h.Status != centre.Answered.String() {
+			s.pageError(w, r, p, forbidden(fmt.Sprintf("%s did not release the record: %s %s", holder, h.Status, h.Reason+h.Error)))
+			return
+		}
+		for _, rec := range h.Records {
+			if rec.Index != index {
+				continue
+			}
+			ct, data := api.OpenDocument(rec.Payload)
+			d := recordData{Patient: pseud.String(), Holder: holder, Access: h.Access, Checkpoint: h.Checkpoint, Record: rec, ContentType: ct, Bytes: len(data)}
+			if strings.HasPrefix(ct, "text/") || ct == "application/octet-stream" && utf8.Valid(data) {
+				d.Text = string(data)
+			}
+			p.Title = "Record"
+			p.Data = d
+			s.render(w, "record.html", p)
+			return
+		}
+	}
+	s.pageError(w, r, p, notFound("the holder released no record at that index"))
+}
+
+func (s *Server) emergency(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	if p.Session.role != "clinician" {
+		s.pageError(w, r, p, forbidden("only a clinician breaks the glass"))
+		return
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		s.pageError(w, r, p, badRequest("confirm that this is an emergency: every holder records it and the patient is told"))
+		return
+	}
+	reason := r.PostFormValue("reason")
+	if _, err := consent.ParseReason(reason); err != nil {
+		s.pageError(w, r, p, badRequest("choose the emergency's reason"))
+		return
+	}
+	pseud, err := s.patientOf(ctx, r.PostFormValue("patient"))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	s.network(ctx, w, r, p, pseud, consent.Emergency.String(), reason)
+}
+
+func (s *Server) stop(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	pseud, err := ledger.ParsePseudonym(r.PostFormValue("patient"))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	staff, err := consent.ParseStaffID(p.Session.staffID)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	res, err := s.node.StopEmergency(ctx, pseud, staff)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	delete(p.Session.emergency, pseud)
+	var stopped, failed []string
+	for _, h := range api.EmergencyStopsOf(res).Holders {
+		if h.Error != "" {
+			failed = append(failed, h.Centre)
+		} else {
+			stopped = append(stopped, h.Centre)
+		}
+	}
+	p.Title = "Console"
+	p.Notice = "Emergency access stopped at " + orNone(stopped) + "."
+	if len(failed) > 0 {
+		p.Notice += " Not reached, stop again later: " + strings.Join(failed, ", ") + "."
+	}
+	p.Data = s.home(p.Session)
+	s.render(w, "console.html", p)
+}
+
+// attest registers a patient by NHS number and attests the key whose
+// code their portal shows: the first key of a patient takes effect at
+// once; one that replaces a key waits for a second staff member's
+// approval (approve) and the charter's notice.
+func (s *Server) attest(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	if p.Session.role != "registrar" {
+		s.pageError(w, r, p, forbidden("only a registrar attests a patient's key"))
+		return
+	}
+	e, ok := s.enrol.get(r.PostFormValue("code"))
+	if !ok {
+		s.pageError(w, r, p, notFound("no key waits with that code: check it with the patient, or have their portal make a new one"))
+		return
+	}
+	pseud, err := s.patientOf(ctx, r.PostFormValue("nhs"))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	staff, err := consent.ParseStaffID(p.Session.staffID)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	del, err := s.node.Attest(ctx, pseud, e.key[:], r.PostFormValue("compromised") == "yes", staff)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	s.enrol.attested(e.code, pseud)
+	kind := "browser key"
+	if e.passkey {
+		kind = "passkey"
+	}
+	p.Title = "Console"
+	p.Notice = fmt.Sprintf("The patient's %s is attested (patient %s). %s", kind, pseud, delivery(del))
+	p.Data = s.home(p.Session)
+	s.render(w, "console.html", p)
+}
+
+func (s *Server) approve(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	if p.Session.role != "registrar" {
+		s.pageError(w, r, p, forbidden("only a registrar approves a key"))
+		return
+	}
+	pseud, err := s.patientOf(ctx, r.PostFormValue("nhs"))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	att, err := consent.ParseHash(strings.TrimSpace(r.PostFormValue("attestation")))
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	staff, err := consent.ParseStaffID(p.Session.staffID)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	del, err := s.node.Approve(ctx, pseud, att, staff)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	p.Title = "Console"
+	p.Notice = "Approved. " + delivery(del)
+	p.Data = s.home(p.Session)
+	s.render(w, "console.html", p)
+}
+
+// pageError shows an error on the console's page, with the status of
+// its kind.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, p page, err error) {
+	status := api.StatusOf(err)
+	if status >= 500 {
+		s.log.Warn("console failed", "route", route(r.URL.Path), "error", err)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	p.Title = "Console"
+	p.Error = api.ErrorText(err)
+	p.Data = s.home(p.Session)
+	s.render(w, "console.html", p)
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "no holder"
+	}
+	return strings.Join(names, ", ")
+}
+
+// delivery says in a sentence where a consent document went.
+func delivery(d centre.ConsentDelivery) string {
+	v := api.ConsentDeliveryOf(d)
+	out := "Delivered to " + orNone(v.Delivered) + "."
+	if v.Confirmed {
+		out += " Confirmed by a majority: in force everywhere."
+	} else {
+		out += " Not yet confirmed by a majority: it is sent again."
+	}
+	return out
+}

@@ -1,0 +1,393 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// The portal's routes. The page is static but for the centre's
+// vocabulary; its script does the rest through the JSON routes below,
+// each of which either takes a key to enrol or prepares or takes a
+// document the patient's key signs: none trusts a cookie.
+func (s *Server) portal(w http.ResponseWriter, r *http.Request) {
+	switch r.Method + " " + r.URL.Path {
+	case "GET /portal/":
+		s.render(w, "portal.html", page{Title: "Your records", Centre: s.node.Name(), Data: s.portalData()})
+	case "POST /portal/enrol":
+		s.json(w, r, s.enrolKey)
+	case "POST /portal/enrolment":
+		s.json(w, r, s.enrolmentStatus)
+	case "POST /portal/draft":
+		s.json(w, r, s.draft)
+	case "POST /portal/submit":
+		s.json(w, r, s.submit)
+	default:
+		s.problem(w, r, http.StatusNotFound, errors.New("no such page in the portal"))
+	}
+}
+
+type portalData struct {
+	Members  []string
+	Classes  []option
+	Roles    []option
+	Purposes []option
+}
+
+type option struct{ Value, Label string }
+
+func (s *Server) portalData() portalData {
+	var d portalData
+	for _, m := range s.node.Members() {
+		d.Members = append(d.Members, m.Name)
+	}
+	for _, c := range s.node.Classes() {
+		label := c
+		if w, ok := classWords[c]; ok {
+			label = w
+		}
+		d.Classes = append(d.Classes, option{c, label})
+	}
+	d.Roles = []option{{"clinician", "Clinicians"}, {"researcher", "Researchers"}}
+	d.Purposes = []option{{"treatment", "My treatment"}, {"research", "Research"}}
+	return d
+}
+
+const maxPortalBody = 64 << 10
+
+// json runs a JSON route: it takes a body of JSON (never a form, so
+// that no other site's form can post it) and answers JSON.
+func (s *Server) json(w http.ResponseWriter, r *http.Request, handle func(ctx context.Context, r *http.Request, w http.ResponseWriter) (any, error)) {
+	if !wantsJSON(r) {
+		s.problem(w, r, http.StatusUnsupportedMediaType, errors.New("the portal's routes take JSON"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	v, err := handle(ctx, r, w)
+	if err != nil {
+		s.problem(w, r, api.StatusOf(err), err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, v)
+}
+
+// enrolBody is a key the patient's browser made.
+type enrolBody struct {
+	Kind      string `json:"kind"` // passkey or ed25519
+	RPID      string `json:"rpId"` // a passkey's relying party: this page's host name
+	PublicKey []byte `json:"publicKey"`
+}
+
+type enrolAnswer struct {
+	Key  string `json:"key"`  // 64 hex digits: the key as the protocol names it
+	Code string `json:"code"` // what the registrar types
+}
+
+func (s *Server) enrolKey(_ context.Context, r *http.Request, w http.ResponseWriter) (any, error) {
+	var b enrolBody
+	if err := api.DecodeJSON(w, r, &b, maxPortalBody); err != nil {
+		return nil, err
+	}
+	var key [32]byte
+	switch b.Kind {
+	case "passkey":
+		if host := hostName(r.Host); b.RPID != host {
+			return nil, badRequest("a passkey made for %q, not this portal (%q)", b.RPID, host)
+		}
+		_, id, err := wire.ParsePasskeyKey(b.RPID, b.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		key = id
+	case "ed25519":
+		if len(b.PublicKey) != ed25519.PublicKeySize {
+			return nil, badRequest("an Ed25519 public key is 32 bytes, not %d", len(b.PublicKey))
+		}
+		copy(key[:], b.PublicKey)
+	default:
+		return nil, badRequest("a key of kind %q: passkey or ed25519", b.Kind)
+	}
+	code, err := s.enrol.add(key, b.Kind == "passkey")
+	if err != nil {
+		return nil, err
+	}
+	return enrolAnswer{Key: hex.EncodeToString(key[:]), Code: formatCode(code)}, nil
+}
+
+func hostName(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+type codeBody struct {
+	Code string `json:"code"`
+	Key  string `json:"key"`
+}
+
+type enrolmentAnswer struct {
+	Attested  bool   `json:"attested"`
+	Pseudonym string `json:"pseudonym,omitempty"`
+}
+
+// enrolmentStatus tells the patient's browser whether its key was
+// attested, and for which pseudonym: it must name the key as well as the
+// code, so the code alone tells nothing.
+func (s *Server) enrolmentStatus(_ context.Context, r *http.Request, w http.ResponseWriter) (any, error) {
+	var b codeBody
+	if err := api.DecodeJSON(w, r, &b, maxBody); err != nil {
+		return nil, err
+	}
+	e, ok := s.enrol.get(b.Code)
+	if !ok || hex.EncodeToString(e.key[:]) != b.Key {
+		return nil, notFound("no key waits with that code: it was attested more than a day ago, or the centre restarted; make a new one")
+	}
+	if e.patient.IsZero() {
+		return enrolmentAnswer{}, nil
+	}
+	return enrolmentAnswer{Attested: true, Pseudonym: e.patient.String()}, nil
+}
+
+const maxBody = 4 << 10
+
+// draftBody asks for a document or a request for the patient's key to
+// sign: a contract from the consent form, the revocation of the contract
+// in force, or a view of every holder.
+type draftBody struct {
+	What      string       `json:"what"` // contract, revocation or view
+	Pseudonym string       `json:"pseudonym"`
+	Key       string       `json:"key"` // 64 hex digits
+	Passkey   bool         `json:"passkey"`
+	Form      *consentForm `json:"form,omitempty"`
+}
+
+// draftAnswer is what the browser signs: an Ed25519 key Signed, a
+// passkey Challenge; Draft comes back with the signature. Preview says
+// what the document does, in plain words.
+type draftAnswer struct {
+	What      string   `json:"what"`
+	Draft     []byte   `json:"draft"`
+	Signed    []byte   `json:"signed"`
+	Challenge []byte   `json:"challenge"`
+	Preview   []string `json:"preview"`
+}
+
+func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWriter) (any, error) {
+	var b draftBody
+	if err := api.DecodeJSON(w, r, &b, maxPortalBody); err != nil {
+		return nil, err
+	}
+	p, err := ledger.ParsePseudonym(b.Pseudonym)
+	if err != nil {
+		return nil, err
+	}
+	key, err := consent.ParsePublicKey(b.Key)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	if b.What == "view" {
+		q := patient.Request{Op: patient.View, Federation: s.node.Federation(), Relay: s.self(), Subject: p, Time: now}
+		copy(q.Nonce[:], random16())
+		raw, err := q.Draft(key, b.Passkey)
+		if err != nil {
+			return nil, err
+		}
+		signed := wire.Signed(patient.RequestContext, raw)
+		c := wire.Challenge(signed)
+		return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{"Ask every centre where your records are and who looked at them."}}, nil
+	}
+	// A document changes the patient's consent: their key must be the
+	// one in force, and the contract to replace or revoke is the one in
+	// force.
+	v, err := s.node.ShowConsent(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(v.Key, key) {
+		return nil, forbidden("this key does not speak for the patient: a registrar has not attested it yet, or another key replaced it")
+	}
+	var inForce *consent.Contract
+	if v.Standing == centre.InForce && v.Contract != nil {
+		inForce = &consent.Contract{ID: v.Contract.ID, Version: v.Contract.Version}
+	}
+	var d consent.Draft
+	var preview []string
+	switch b.What {
+	case "contract":
+		if b.Form == nil {
+			return nil, badRequest("a contract needs the consent form")
+		}
+		c, err := s.contract(p, now, *b.Form, inForce)
+		if err != nil {
+			return nil, err
+		}
+		if d, err = consent.DraftContract(key, b.Passkey, c); err != nil {
+			return nil, err
+		}
+		preview = b.Form.preview()
+	case "revocation":
+		if inForce == nil {
+			return nil, conflict("you have no consent in force to withdraw")
+		}
+		if d, err = consent.DraftRevocation(key, b.Passkey, consent.Revocation{Federation: v.Federation, Subject: p, Target: inForce.ID, Issued: now}); err != nil {
+			return nil, err
+		}
+		preview = []string{"Withdraw your consent at every centre: from then on no one may see your records, but in an emergency as your federation's rules allow."}
+	default:
+		return nil, badRequest("a draft of %q: contract, revocation or view", b.What)
+	}
+	c := d.Challenge()
+	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview}, nil
+}
+
+// contract makes the form's contract, as medfed consent grant makes one
+// of the same terms (consent.Spec, consent.NextContract).
+func (s *Server) contract(p ledger.Pseudonym, now time.Time, f consentForm, inForce *consent.Contract) (consent.Contract, error) {
+	members := s.node.Members()
+	var names []string
+	for _, m := range members {
+		names = append(names, m.Name)
+	}
+	spec, err := f.spec(names, s.node.Classes())
+	if err != nil {
+		return consent.Contract{}, badRequest("%v", err)
+	}
+	base, provisions, err := spec.Terms(func(name string) (peer.ID, error) {
+		i := slices.IndexFunc(members, func(m federation.Member) bool { return m.Name == name })
+		if i < 0 {
+			return "", badRequest("%q is not a member centre", name)
+		}
+		return members[i].ID, nil
+	})
+	if err != nil {
+		return consent.Contract{}, err
+	}
+	return consent.NextContract(s.node.Federation(), p, now, base, provisions, inForce), nil
+}
+
+func (s *Server) self() peer.ID {
+	for _, m := range s.node.Members() {
+		if m.Name == s.node.Name() {
+			return m.ID
+		}
+	}
+	return ""
+}
+
+func random16() []byte {
+	b, _ := base64.RawURLEncoding.DecodeString(random(16))
+	return b
+}
+
+// submitBody is a draft signed: by an Ed25519 signature, or by a
+// passkey's assertion.
+type submitBody struct {
+	What      string        `json:"what"`
+	Draft     []byte        `json:"draft"`
+	Key       string        `json:"key"`
+	Signature []byte        `json:"signature,omitempty"`
+	Passkey   *passkeyProof `json:"passkey,omitempty"`
+}
+
+// passkeyProof is navigator.credentials.get's answer, and the passkey's
+// public key (SubjectPublicKeyInfo) and relying party.
+type passkeyProof struct {
+	RPID       string `json:"rpId"`
+	PublicKey  []byte `json:"publicKey"`
+	AuthData   []byte `json:"authenticatorData"`
+	ClientData []byte `json:"clientDataJSON"`
+	Signature  []byte `json:"signature"`
+}
+
+func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWriter) (any, error) {
+	var b submitBody
+	if err := api.DecodeJSON(w, r, &b, maxPortalBody); err != nil {
+		return nil, err
+	}
+	key, err := consent.ParsePublicKey(b.Key)
+	if err != nil {
+		return nil, err
+	}
+	var pk *wire.Passkey
+	if b.Passkey != nil {
+		point, id, err := wire.ParsePasskeyKey(b.Passkey.RPID, b.Passkey.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(id[:], key) {
+			return nil, forbidden("the passkey is not the key named")
+		}
+		pk = &wire.Passkey{RPID: b.Passkey.RPID, PublicKey: point, AuthData: b.Passkey.AuthData, ClientData: b.Passkey.ClientData, Sig: b.Passkey.Signature}
+	}
+	if b.What == "view" {
+		raw, err := patient.SealRequest(b.Draft, b.Signature, pk)
+		if err != nil {
+			return nil, err
+		}
+		q, err := patient.ParseRequest(raw)
+		if err != nil {
+			return nil, err
+		}
+		if q.Op != patient.View || !bytes.Equal(q.Key, key) {
+			return nil, badRequest("not a view request of this key")
+		}
+		res, err := s.node.PatientRelay(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		return api.PatientResultOf(res), nil
+	}
+	d := consent.Draft{Key: key, Passkey: pk != nil, Bytes: b.Draft}
+	var doc []byte
+	if pk != nil {
+		doc, err = d.SealPasskey(*pk)
+	} else {
+		doc, err = d.SealEd25519(b.Signature)
+	}
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := consent.Parse(doc)
+	if err != nil {
+		return nil, err
+	}
+	if want := map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation}[b.What]; parsed.Kind != want {
+		return nil, badRequest("a %s, not the %s submitted", parsed.Kind, b.What)
+	}
+	del, err := s.node.SubmitConsent(ctx, doc)
+	if err != nil {
+		return nil, err
+	}
+	return api.ConsentDeliveryOf(del), nil
+}
+
+// Errors the pages answer with, of node's kinds (the status is the
+// API's for the kind).
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", node.ErrInvalid, fmt.Sprintf(format, args...))
+}
+func forbidden(msg string) error { return fmt.Errorf("%w: %s", node.ErrForbidden, msg) }
+func notFound(msg string) error  { return fmt.Errorf("%w: %s", node.ErrNotFound, msg) }
+func conflict(msg string) error  { return fmt.Errorf("%w: %s", node.ErrConflict, msg) }

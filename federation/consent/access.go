@@ -26,6 +26,9 @@ const (
 	// hold the patient's records (who, in which role, for what purpose),
 	// recorded where the question was asked.
 	EventLookup Event = 6
+	// EventPatientRecords: the patient had this centre send them their
+	// own records (federation/patient), through the requester.
+	EventPatientRecords Event = 7
 )
 
 var events = enum.New[Event]("event", []string{
@@ -35,6 +38,7 @@ var events = enum.New[Event]("event", []string{
 	EventPatientView:    "patient-view",
 	EventPatientErase:   "patient-erase",
 	EventLookup:         "lookup",
+	EventPatientRecords: "patient-records",
 })
 
 func (e Event) String() string { return events.String(e) }

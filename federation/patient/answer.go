@@ -18,6 +18,7 @@ import (
 var (
 	answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 3, Max: wire.MaxFrame}
 	answerV2      = wire.Message{What: answerMessage.What, Context: answerMessage.Context, Version: 2, Max: answerMessage.Max}
+	answerV4      = wire.Message{What: answerMessage.What, Context: answerMessage.Context, Version: 4, Max: answerMessage.Max}
 )
 
 const (
@@ -46,25 +47,35 @@ type Answer struct {
 	// Service.Answer), so it has no entries to send and erased nothing;
 	// it recorded nothing of the request either.
 	Nothing bool
+	// Sealed (Records): the payloads of the records in Entries, sealed to
+	// the request's key (SealRecords).
+	Sealed []byte
 }
 
 // Encoding, version 2: u8 version, u8 op, str holder, [32] subject, [16]
 // nonce, u64 size, u32 count and blob entries, u64 next, u8 withdrawn,
 // str problem; version 3, an answer that holds nothing (and only that):
-// the same, then u8 nothing (1);
+// the same, then u8 nothing (1); version 4, the records of a Records
+// request: version 2's fields, then blob sealed;
 // then [64] the holder's Ed25519 signature over "medfed/patient/v1
 // answer" || 0x00 || the bytes before it.
 func (a *Answer) write(w *wire.Writer) {
 	a.writeV2(w)
-	if a.Nothing {
+	switch {
+	case a.Nothing:
 		w.Bool(true)
+	case a.Op == Records:
+		w.Blob(a.Sealed)
 	}
 }
 
 // message is the version a is written in.
 func (a *Answer) message() wire.Message {
-	if a.Nothing {
+	switch {
+	case a.Nothing:
 		return answerMessage
+	case a.Op == Records:
+		return answerV4
 	}
 	return answerV2
 }
@@ -98,8 +109,10 @@ func (a *Answer) check() error {
 		return malformed("%d entries", len(a.Entries))
 	case len(a.Problem) > maxProblem:
 		return malformed("problem of %d bytes", len(a.Problem))
-	case a.Nothing && (len(a.Entries) > 0 || a.Next != 0 || a.Withdrawn || a.Problem != ""):
-		return malformed("entries, a next page, a withdrawal or a problem from a holder that holds nothing")
+	case a.Nothing && (len(a.Entries) > 0 || a.Next != 0 || a.Withdrawn || a.Problem != "" || len(a.Sealed) > 0):
+		return malformed("entries, a next page, a withdrawal, a problem or records from a holder that holds nothing")
+	case len(a.Sealed) > 0 && a.Op != Records, a.Op == Records && !a.Nothing && len(a.Sealed) == 0:
+		return malformed("sealed records come with an answer to a request for them, and only then")
 	}
 	for _, e := range a.Entries {
 		if len(e) > ledger.MaxEntrySize {
@@ -117,7 +130,7 @@ func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	return a.message().Sign(key, a.write)
 }
 
-// ParseAnswer decodes a signed answer, of version 2 or 3; it accepts only
+// ParseAnswer decodes a signed answer, of version 2, 3 or 4; it accepts only
 // what Sign writes, and checks the signature against the key in the
 // holder's peer ID.
 func ParseAnswer(b []byte) (Answer, error) {
@@ -125,6 +138,9 @@ func ParseAnswer(b []byte) (Answer, error) {
 	m, read := answerMessage, a.read
 	if len(b) > 0 && b[0] == answerV2.Version {
 		m, read = answerV2, a.readV2
+	}
+	if len(b) > 0 && b[0] == answerV4.Version {
+		m, read = answerV4, a.readV4
 	}
 	o, err := m.Open(b, read)
 	if err != nil {
@@ -144,6 +160,13 @@ func (a *Answer) read(r *wire.Reader) {
 	// Version 2 carries every answer that holds something.
 	if a.Nothing = r.Bool("nothing"); r.Err() == nil && !a.Nothing {
 		r.Fail("a version 3 answer from a holder that holds something")
+	}
+}
+
+func (a *Answer) readV4(r *wire.Reader) {
+	a.readV2(r)
+	if a.Sealed = r.Blob("sealed records", wire.MaxFrame); r.Err() == nil && a.Op != Records {
+		r.Fail("sealed records in an answer to a %s request", a.Op)
 	}
 }
 

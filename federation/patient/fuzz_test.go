@@ -69,6 +69,12 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Add(raw)
 	f.Add(raw[:len(raw)-1])
+	q.Op, q.Nonce, q.Seal = Records, [16]byte{4}, [32]byte{5} // the records, sealed to a key
+	if raw, err = q.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	q.Op, q.Seal = Erase, [32]byte{}
 	// A passkey's request: its assertion where the signature was.
 	pk := passkeytest.New(f, "localhost")
 	draft, err := q.Draft(pk.ID(f), true)
@@ -174,6 +180,16 @@ func FuzzParseAnswer(f *testing.F) {
 		flag := len(raw) - ed25519.SignatureSize - 1
 		f.Add(append(bytes.Clone(raw[:flag]), raw[flag+1:]...)) // a version 3 answer without its flag
 	}
+	// Version 4: the patient's records, sealed.
+	a.Op, a.Nothing, a.Entries = Records, false, a.Entries[:0]
+	if a.Sealed, err = SealRecords([32]byte{9}, a.Holder, a.Nonce, []SealedRecord{{Index: 12, Payload: []byte("report")}, {Index: 13}}); err != nil {
+		f.Fatal(err)
+	}
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add(flip(raw, 0)) // a version 4 answer read as another
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := ParseAnswer(b)
 		if err != nil {
@@ -190,4 +206,10 @@ func FuzzParseAnswer(f *testing.F) {
 			t.Fatalf("accepted an answer whose re-encoding the holder did not sign: %v", err)
 		}
 	})
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 1
+	return c
 }

@@ -23,6 +23,7 @@ var ErrRejected = node.E(node.Unavailable, "patient answer rejected")
 type Result struct {
 	Op      Op
 	Subject ledger.Pseudonym
+	Nonce   [16]byte // the request's
 	// Holders are the centres asked, each with its answer: entries about
 	// the patient, that it holds nothing (Nothing), or why it has no
 	// answer (Err).
@@ -42,7 +43,8 @@ type HolderAnswer struct {
 	Next      int64 // more entries from this index on: ask again with a cursor
 	Withdrawn bool
 	Problem   string
-	Nothing   bool // it holds nothing about the patient, and recorded nothing
+	Nothing   bool   // it holds nothing about the patient, and recorded nothing
+	Sealed    []byte // Records: the payloads, sealed to the patient's key (OpenRecords)
 }
 
 // Relay authenticates the patient's request raw, which must name this
@@ -57,7 +59,7 @@ func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Op: q.Op, Subject: q.Subject}
+	res := Result{Op: q.Op, Subject: q.Subject, Nonce: q.Nonce}
 	holders, err := s.opts.Holders(ctx, q.Subject)
 	res.Lookup = err
 	asked := s.asked(holders)
@@ -92,7 +94,7 @@ func (s *Service) asked(holders []peer.ID) []peer.ID {
 func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte) HolderAnswer {
 	out := HolderAnswer{Holder: holder}
 	timeout := s.opts.Timeout
-	if q.Op == Erase {
+	if q.Op == Erase || q.Op == Records {
 		timeout = max(timeout, 45*time.Second) // every payload, one by one
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -128,7 +130,7 @@ func verify(out *HolderAnswer, q Request, raw []byte) error {
 	case a.Op != q.Op || a.Subject != q.Subject || a.Nonce != q.Nonce:
 		return fmt.Errorf("%w: an answer to another request", ErrRejected)
 	}
-	out.Size, out.Next, out.Withdrawn, out.Problem, out.Nothing = a.Size, a.Next, a.Withdrawn, wire.Printable([]byte(a.Problem)), a.Nothing
+	out.Size, out.Next, out.Withdrawn, out.Problem, out.Nothing, out.Sealed = a.Size, a.Next, a.Withdrawn, wire.Printable([]byte(a.Problem)), a.Nothing, a.Sealed
 	for _, b := range a.Entries {
 		e, err := ledger.Decode(b)
 		switch {
@@ -140,6 +142,8 @@ func verify(out *HolderAnswer, q Request, raw []byte) error {
 			return fmt.Errorf("%w: entry %d is beyond the ledger's size %d", ErrRejected, e.Index, a.Size)
 		case q.Op == Erase && e.Kind != ledger.KindErasure:
 			return fmt.Errorf("%w: entry %d is not an erasure", ErrRejected, e.Index)
+		case q.Op == Records && e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment:
+			return fmt.Errorf("%w: entry %d is not a record", ErrRejected, e.Index)
 		}
 		out.Entries = append(out.Entries, e)
 	}

@@ -39,9 +39,13 @@ const (
 	// Erase: every holder crypto-shreds the patient's payloads and
 	// withdraws from the directory.
 	Erase Op = 2
+	// Records: every holder sends the patient their own records, the
+	// payloads sealed to a key the patient's device holds (Request.Seal),
+	// and records the access as the patient's own.
+	Records Op = 3
 )
 
-var ops = enum.New[Op]("op", []string{View: "view", Erase: "erase"})
+var ops = enum.New[Op]("op", []string{View: "view", Erase: "erase", Records: "records"})
 
 func (o Op) String() string { return ops.String(o) }
 
@@ -72,17 +76,21 @@ type Request struct {
 	Key        ed25519.PublicKey // the patient's key that signs it
 	Nonce      [16]byte
 	Time       time.Time // to the millisecond
-	// Cursors page a view: each holder named answers its entries from
-	// its cursor on; one not named, from the first (sorted by holder,
-	// at most 32).
+	// Cursors page a view or the records: each holder named answers its
+	// entries from its cursor on; one not named, from the first (sorted
+	// by holder, at most 32).
 	Cursors []Cursor
+	// Seal (Records only) is the X25519 public key the holders seal the
+	// payloads to (HPKE: see SealRecords).
+	Seal [32]byte
 
 	signed wire.Opened // as parsed: what the patient signed, and the signature
 }
 
 // Encoding, version 2: u8 version, u8 op, str federation, str relay, [32]
 // subject, [32] key, [16] nonce, u64 Unix milliseconds, u8 count and
-// cursors (str holder, u64 from); then [64] the
+// cursors (str holder, u64 from); for Records, [32] the sealing key; then
+// [64] the
 // patient's Ed25519 signature over "medfed/patient/v1 request" || 0x00
 // || the bytes before it.
 func (q *Request) write(w *wire.Writer) {
@@ -97,6 +105,9 @@ func (q *Request) write(w *wire.Writer) {
 	for _, c := range q.Cursors {
 		w.Str(string(c.Holder))
 		w.U64(uint64(c.From))
+	}
+	if q.Op == Records {
+		w.Bytes(q.Seal[:])
 	}
 }
 
@@ -129,8 +140,10 @@ func (q *Request) check() error {
 		return malformed("time")
 	case len(q.Cursors) > MaxCursors:
 		return malformed("%d cursors", len(q.Cursors))
-	case len(q.Cursors) > 0 && q.Op != View:
-		return malformed("cursors page a view only")
+	case len(q.Cursors) > 0 && q.Op == Erase:
+		return malformed("cursors page a view or the records only")
+	case (q.Seal != [32]byte{}) != (q.Op == Records):
+		return malformed("a sealing key comes with a request for the records, and only then")
 	}
 	for i, c := range q.Cursors {
 		switch {
@@ -231,5 +244,8 @@ func (q *Request) read(r *wire.Reader) {
 			return
 		}
 		q.Cursors = append(q.Cursors, Cursor{Holder: peer.ID(r.Str("cursor holder")), From: int64(r.U64("cursor"))})
+	}
+	if Op(q.Op) == Records {
+		r.Fixed(q.Seal[:], "sealing key")
 	}
 }

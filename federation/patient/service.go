@@ -53,6 +53,9 @@ type Options struct {
 	// Erase crypto-shreds the payloads of every record of p and appends
 	// their erasure entries; erasing again appends nothing.
 	Erase func(ctx context.Context, p ledger.Pseudonym) (int, error)
+	// Payload returns the payload of the record at index; an error for
+	// one erased or lost (Records sends the record without it).
+	Payload func(ctx context.Context, index int64) ([]byte, error)
 	// Withdraw takes this centre out of the directory for p.
 	Withdraw func(ctx context.Context, p ledger.Pseudonym) error
 	// Holders finds the centres holding p's records (the directory).
@@ -186,6 +189,15 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 		}
 		audit.Event, audit.Released = consent.EventPatientErase, uint32(n)
 	}
+	var records []ledger.Entry
+	if q.Op == Records {
+		// Read first: what the access entry says was released is what
+		// the answer sends.
+		if records, err = s.patientRecords(ctx, q); err != nil {
+			return nil, err
+		}
+		audit.Event, audit.Released = consent.EventPatientRecords, uint32(len(records))
+	}
 	le, err := consent.NewAccess(q.Subject, audit)
 	if err != nil {
 		return nil, err
@@ -214,6 +226,11 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 			}
 			a.Entries = append(a.Entries, b)
 		}
+	case Records:
+		if err := s.sealRecords(ctx, q, &a, records); err != nil {
+			return nil, err
+		}
+		s.log.Info("patient's records sent", "pseudonym", q.Subject, "records", len(records))
 	case Erase:
 		es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindErasure)
 		if err != nil {
@@ -246,7 +263,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 // keeps as one of the federation's consent majority whether it ever saw
 // the patient or not; for Erase, a record to erase.
 func (s *Service) holds(ctx context.Context, op Op, p ledger.Pseudonym) (bool, error) {
-	if op == Erase {
+	if op == Erase || op == Records {
 		es, err := s.opts.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment)
 		if err != nil {
 			return false, fmt.Errorf("patient answer: %w", err)
@@ -260,6 +277,61 @@ func (s *Service) holds(ctx context.Context, op Op, p ledger.Pseudonym) (bool, e
 	return slices.ContainsFunc(es, func(e ledger.Entry) bool {
 		return e.Kind != ledger.KindConsent && e.Kind != ledger.KindRevocation
 	}), nil
+}
+
+// maxSealed bounds the payloads of one Records answer, under the
+// frame's 16 MiB with room for the entries: the rest follow on the next
+// page (Answer.Next).
+const maxSealed = 12 << 20
+
+// patientRecords returns the patient's record entries from q's cursor
+// on: at most a page, and payloads of at most maxSealed in all (a record
+// larger than that alone goes alone).
+func (s *Service) patientRecords(ctx context.Context, q Request) ([]ledger.Entry, error) {
+	es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindRecord, ledger.KindAmendment)
+	if err != nil {
+		return nil, err
+	}
+	from := q.From(s.host.ID())
+	out := es[:0:0]
+	for _, e := range es {
+		if e.Index >= from {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// sealRecords puts the record entries and their payloads, sealed to the
+// patient's key, in a.
+func (s *Service) sealRecords(ctx context.Context, q Request, a *Answer, records []ledger.Entry) error {
+	var sealed []SealedRecord
+	total := 0
+	for i, e := range records {
+		if i == cmp.Or(s.opts.PageSize, maxEntries) {
+			a.Next = e.Index
+			break
+		}
+		r := SealedRecord{Index: e.Index}
+		if p, err := s.opts.Payload(ctx, e.Index); err == nil {
+			if total > 0 && total+len(p) > maxSealed {
+				a.Next = e.Index
+				break
+			}
+			r.Payload, total = p, total+len(p)
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b, err := e.Encode()
+		if err != nil {
+			return err
+		}
+		a.Entries = append(a.Entries, b)
+		sealed = append(sealed, r)
+	}
+	var err error
+	a.Sealed, err = SealRecords(q.Seal, s.host.ID(), q.Nonce, sealed)
+	return err
 }
 
 // keyDocument reports whether a consent entry is an attestation of the

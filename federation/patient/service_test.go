@@ -2,10 +2,12 @@ package patient_test
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -96,6 +98,10 @@ func startFed(t *testing.T, patientKey ed25519.PublicKey, listed func() []peer.I
 			Erase: func(ctx context.Context, p ledger.Pseudonym) (int, error) {
 				c.erases.Add(1)
 				return eraseAll(ctx, l, p)
+			},
+			// The records store stands in as a payload made of the index.
+			Payload: func(_ context.Context, index int64) ([]byte, error) {
+				return fmt.Appendf(nil, "payload of %s's record %d", c.name, index), nil
 			},
 			Withdraw: func(context.Context, ledger.Pseudonym) error { c.withdraws.Add(1); return nil },
 			Holders:  func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return listed(), nil },
@@ -270,5 +276,76 @@ func TestRelayAsksEveryMember(t *testing.T) {
 	}
 	if _, err := d.svc.Answer(ctx, a.id, signedRequest(t, other, patient.View, a.id, p)); !errors.Is(err, consent.ErrSignature) {
 		t.Fatalf("a view signed with another key, at a centre holding nothing: %v", err)
+	}
+}
+
+// A request for the records has every holder send the patient's records
+// with their payloads sealed to the key the request names: the patient
+// opens them, no one else can (the relay sees only sealed bytes), and each
+// holder records the access as the patient's own, with what it released.
+func TestRecordsAreSealedToThePatient(t *testing.T) {
+	ctx := context.Background()
+	patientKey, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := startFed(t, patientKey.Public().(ed25519.PublicKey), func() []peer.ID { return nil }, "centre-a", "centre-b")
+	a, b := cs[0], cs[1]
+	p := ledger.Pseudonym(sha256.Sum256([]byte("records test patient")))
+	rec, err := ledger.NewRecord(p, ledger.Record{Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{1}, Commitment: [32]byte{2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, b, rec)
+	seal, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := patient.Request{Op: patient.Records, Federation: fed, Relay: a.id, Subject: p, Time: time.Now().UTC()}
+	copy(q.Seal[:], seal.PublicKey().Bytes())
+	rand.Read(q.Nonce[:])
+	raw, err := q.Sign(patientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.svc.Relay(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *patient.HolderAnswer
+	for i, h := range res.Holders {
+		switch {
+		case h.Err != nil:
+			t.Fatalf("%s: %v", h.Holder, h.Err)
+		case h.Holder == b.id:
+			got = &res.Holders[i]
+		case !h.Nothing:
+			t.Errorf("%s holds nothing, but answered %+v", h.Holder, h)
+		}
+	}
+	if got == nil || len(got.Entries) != 1 || len(got.Sealed) == 0 {
+		t.Fatalf("centre-b's answer: %+v", got)
+	}
+	rs, err := patient.OpenRecords(seal.Bytes(), b.id, q.Nonce, got.Sealed)
+	if err != nil || len(rs) != 1 || rs[0].Index != got.Entries[0].Index || string(rs[0].Payload) != fmt.Sprintf("payload of centre-b's record %d", rs[0].Index) {
+		t.Fatalf("opened %+v, %v", rs, err)
+	}
+	other, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := patient.OpenRecords(other.Bytes(), b.id, q.Nonce, got.Sealed); err == nil {
+		t.Error("another key opened the patient's records")
+	}
+	if _, err := patient.OpenRecords(seal.Bytes(), a.id, q.Nonce, got.Sealed); err == nil {
+		t.Error("the records opened as another holder's")
+	}
+	es, err := b.ledger.EntriesForKinds(ctx, p, ledger.KindAccess)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("centre-b's access entries: %d, %v", len(es), err)
+	}
+	x, err := consent.DecodeAccess(es[0])
+	if err != nil || x.Event != consent.EventPatientRecords || x.Released != 1 || x.Requester != a.id {
+		t.Fatalf("centre-b recorded %+v, %v", x, err)
 	}
 }

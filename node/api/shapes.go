@@ -432,6 +432,9 @@ type PatientResult struct {
 	// Lookup: why the directory lookup did not complete. Every member was
 	// asked all the same; a holder is missing only if one failed.
 	Lookup string `json:",omitempty"`
+	// Nonce (records): the request's, which with each holder's ID opens
+	// what it sealed.
+	Nonce []byte `json:",omitempty"`
 }
 
 // Unreached returns the holders of res that could not be reached.
@@ -492,6 +495,9 @@ type PatientHolder struct {
 	KeyEvents []PatientKeyEvent `json:",omitempty"`
 	Withdrawn bool              `json:",omitempty"` // erase: out of the directory
 	Problem   string            `json:",omitempty"`
+	// Sealed (records): the payloads of Records, sealed to the patient's
+	// key (HPKE; federation/patient.SealRecords says how to open them).
+	Sealed []byte `json:",omitempty"`
 }
 
 // PatientKeyEvent is a change to who speaks for the patient.
@@ -566,9 +572,12 @@ type PatientErasure struct {
 func PatientResultOf(res centre.PatientResult) PatientResult {
 	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Asked: res.Asked, HoldNothing: res.HoldNothing,
 		Lookup: ErrorText(res.Lookup)}
+	if res.Op == patient.Records {
+		out.Nonce = res.Nonce[:]
+	}
 	for _, a := range res.Holders {
 		h := PatientHolder{Name: a.Name, ID: a.ID.String(), Next: a.Next, Status: a.Outcome.String(), Error: ErrorText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
-			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem}
+			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem, Sealed: a.Sealed}
 		for _, x := range a.Erasures {
 			h.Erasures = append(h.Erasures, PatientErasure(x))
 		}

@@ -29,6 +29,7 @@ func (n *Node) startPatient(ctx context.Context) error {
 		Ledger:   n.Centre.Ledger,
 		Consent:  n.Consent,
 		Erase:    n.Centre.EraseAll,
+		Payload:  n.Centre.Payload,
 		Withdraw: func(ctx context.Context, p ledger.Pseudonym) error { return n.Directory.Withdraw(ctx, p) },
 		Holders:  n.holders,
 		Rate:     n.memberRate,
@@ -59,6 +60,9 @@ type PatientResult struct {
 	// Lookup is why the directory lookup did not complete. Every member
 	// was asked all the same: a holder is missing only if a member failed.
 	Lookup error
+	// Nonce is the request's: with each holder's ID it opens the records
+	// a Records request had sealed (patient.OpenRecords).
+	Nonce [16]byte
 }
 
 // PatientHolder is one holder's answer: its ledger entries about the
@@ -77,6 +81,7 @@ type PatientHolder struct {
 	Requests   []PatientRequestSeen // the patient's own views and erasures
 	KeyEvents  []PatientKeyEvent    // attestations of their key, approvals, vetoes
 	Withdrawn  bool                 // Erase: out of the directory
+	Sealed     []byte               // Records: the payloads, sealed to the patient's key
 	// ID is the holder's peer ID, and Next, when not zero, where its
 	// entries continue: the cursor of the view's next page.
 	ID      peer.ID
@@ -150,7 +155,7 @@ func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, err
 	if err != nil {
 		return PatientResult{}, err
 	}
-	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Asked: len(res.Holders), Lookup: res.Lookup}
+	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Asked: len(res.Holders), Lookup: res.Lookup, Nonce: res.Nonce}
 	for _, a := range res.Holders {
 		if a.Err == nil && a.Nothing {
 			out.HoldNothing++
@@ -171,7 +176,7 @@ func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, err
 
 // patientEntries reads a holder's entries into h.
 func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
-	h.LedgerSize, h.Withdrawn, h.Problem, h.ID, h.Next = a.Size, a.Withdrawn, a.Problem, a.Holder, a.Next
+	h.LedgerSize, h.Withdrawn, h.Problem, h.ID, h.Next, h.Sealed = a.Size, a.Withdrawn, a.Problem, a.Holder, a.Next, a.Sealed
 	erased := map[int64]bool{}
 	for _, e := range a.Entries {
 		switch e.Kind {
@@ -186,7 +191,7 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 			if err != nil {
 				return err
 			}
-			if x.Event == consent.EventPatientView || x.Event == consent.EventPatientErase {
+			if x.Event == consent.EventPatientView || x.Event == consent.EventPatientErase || x.Event == consent.EventPatientRecords {
 				h.Requests = append(h.Requests, PatientRequestSeen{Index: e.Index, Time: e.Time, Event: x.Event, Centre: n.memberName(x.Requester)})
 				continue
 			}

@@ -180,6 +180,19 @@ type draftBody struct {
 	Key       string       `json:"key"` // 64 hex digits
 	Passkey   bool         `json:"passkey"`
 	Form      *consentForm `json:"form,omitempty"`
+	Seal      []byte       `json:"seal,omitempty"` // records: the X25519 key the browser opens them with
+	Target    string       `json:"target,omitempty"` // revocation: the token to withdraw (its ID); the contract in force when empty
+	Token     *tokenForm   `json:"token,omitempty"`
+}
+
+// tokenForm is a token for one grantee, for a while: a research team for
+// a day, say.
+type tokenForm struct {
+	Centre   string   `json:"centre"`
+	Purposes []string `json:"purposes"`
+	Classes  []string `json:"classes"`
+	Hours    int      `json:"hours"`
+	Uses     uint16   `json:"uses"`
 }
 
 // draftAnswer is what the browser signs: an Ed25519 key Signed, a
@@ -207,16 +220,22 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		return nil, err
 	}
 	now := s.now().UTC().Truncate(time.Second)
-	if b.What == "view" {
-		q := patient.Request{Op: patient.View, Federation: s.node.Federation(), Relay: s.self(), Subject: p, Time: now}
+	if op, ok := requestOps[b.What]; ok {
+		q := patient.Request{Op: op, Federation: s.node.Federation(), Relay: s.self(), Subject: p, Time: now}
 		copy(q.Nonce[:], random16())
+		if op == patient.Records {
+			if len(b.Seal) != len(q.Seal) {
+				return nil, badRequest("the records are sealed to an X25519 key of 32 bytes, not %d", len(b.Seal))
+			}
+			copy(q.Seal[:], b.Seal)
+		}
 		raw, err := q.Draft(key, b.Passkey)
 		if err != nil {
 			return nil, err
 		}
 		signed := wire.Signed(patient.RequestContext, raw)
 		c := wire.Challenge(signed)
-		return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{"Ask every centre where your records are and who looked at them."}}, nil
+		return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{requestPreview[op]}}, nil
 	}
 	// A document changes the patient's consent: their key must be the
 	// one in force, and the contract to replace or revoke is the one in
@@ -248,18 +267,54 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		}
 		preview = b.Form.preview()
 	case "revocation":
-		if inForce == nil {
+		target := consent.ID{}
+		preview = []string{"Withdraw your consent at every centre: from then on no one may see your records, but in an emergency as your federation's rules allow."}
+		switch {
+		case b.Target != "":
+			if target, err = consent.ParseID(b.Target); err != nil {
+				return nil, err
+			}
+			preview = []string{"Withdraw the token " + b.Target + " at every centre: it grants nothing from then on."}
+		case inForce == nil:
 			return nil, conflict("you have no consent in force to withdraw")
+		default:
+			target = inForce.ID
 		}
-		if d, err = consent.DraftRevocation(key, b.Passkey, consent.Revocation{Federation: v.Federation, Subject: p, Target: inForce.ID, Issued: now}); err != nil {
+		if d, err = consent.DraftRevocation(key, b.Passkey, consent.Revocation{Federation: v.Federation, Subject: p, Target: target, Issued: now}); err != nil {
 			return nil, err
 		}
-		preview = []string{"Withdraw your consent at every centre: from then on no one may see your records, but in an emergency as your federation's rules allow."}
+	case "token":
+		if b.Token == nil {
+			return nil, badRequest("a token needs its form")
+		}
+		t, lines, err := s.token(p, now, *b.Token, v.TokenMaxLifetime)
+		if err != nil {
+			return nil, err
+		}
+		if d, err = consent.DraftToken(key, b.Passkey, t); err != nil {
+			return nil, err
+		}
+		preview = lines
+	case "erasure":
+		if d, err = consent.DraftErasure(key, b.Passkey, consent.Erasure{Federation: v.Federation, Subject: p, Issued: now}); err != nil {
+			return nil, err
+		}
+		preview = []string{"Every centre erases every record it holds about you: the records are destroyed, and what remains on the ledgers says only that they existed and were erased. This cannot be undone."}
 	default:
 		return nil, badRequest("a draft of %q: contract, revocation or view", b.What)
 	}
 	c := d.Challenge()
 	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview}, nil
+}
+
+// requestOps are the patient's requests the portal makes, by the name
+// its script uses.
+var requestOps = map[string]patient.Op{"view": patient.View, "records": patient.Records, "erase": patient.Erase}
+
+var requestPreview = map[patient.Op]string{
+	patient.View:    "Ask every centre where your records are and who looked at them.",
+	patient.Records: "Ask every centre for a copy of your records, sealed so that only this browser can open them. Each centre records that you did.",
+	patient.Erase:   "Every centre you can reach now destroys your records, and leaves the federation's directory. This cannot be undone.",
 }
 
 // contract makes the form's contract, as medfed consent grant makes one
@@ -341,7 +396,7 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 		}
 		pk = &wire.Passkey{RPID: b.Passkey.RPID, PublicKey: point, AuthData: b.Passkey.AuthData, ClientData: b.Passkey.ClientData, Sig: b.Passkey.Signature}
 	}
-	if b.What == "view" {
+	if op, ok := requestOps[b.What]; ok {
 		raw, err := patient.SealRequest(b.Draft, b.Signature, pk)
 		if err != nil {
 			return nil, err
@@ -350,8 +405,8 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 		if err != nil {
 			return nil, err
 		}
-		if q.Op != patient.View || !bytes.Equal(q.Key, key) {
-			return nil, badRequest("not a view request of this key")
+		if q.Op != op || !bytes.Equal(q.Key, key) {
+			return nil, badRequest("not a %s request of this key", op)
 		}
 		res, err := s.node.PatientRelay(ctx, raw)
 		if err != nil {
@@ -373,14 +428,77 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
-	if want := map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation}[b.What]; parsed.Kind != want {
+	want, ok := documentKinds[b.What]
+	if !ok || parsed.Kind != want {
 		return nil, badRequest("a %s, not the %s submitted", parsed.Kind, b.What)
+	}
+	if parsed.Kind == consent.KindToken {
+		// A token goes to its grantee, not to the centres: the patient
+		// hands it over.
+		t := parsed.Token
+		return tokenAnswer{Token: doc, ID: t.ID.String(), Expires: t.Expires, Uses: t.Uses}, nil
 	}
 	del, err := s.node.SubmitConsent(ctx, doc)
 	if err != nil {
 		return nil, err
 	}
 	return api.ConsentDeliveryOf(del), nil
+}
+
+var documentKinds = map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation, "token": consent.KindToken, "erasure": consent.KindErasure}
+
+// tokenAnswer is a signed token for the patient to hand over.
+type tokenAnswer struct {
+	Token   []byte    `json:"token"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+	Uses    uint16    `json:"uses"`
+}
+
+// token makes the token form's token, as medfed consent token does.
+func (s *Server) token(p ledger.Pseudonym, now time.Time, f tokenForm, maxLife time.Duration) (consent.Token, []string, error) {
+	t := consent.Token{ID: consent.NewID(), Federation: s.node.Federation(), Subject: p, Issued: now, Uses: f.Uses}
+	i := slices.IndexFunc(s.node.Members(), func(m federation.Member) bool { return m.Name == f.Centre })
+	if i < 0 {
+		return t, nil, badRequest("%q is not a member centre", f.Centre)
+	}
+	t.Grantee.Centre = s.node.Members()[i].ID
+	life := time.Duration(f.Hours) * time.Hour
+	if life <= 0 || life > maxLife {
+		return t, nil, badRequest("a token runs for 1 hour up to %v", maxLife)
+	}
+	t.Expires = now.Add(life)
+	if f.Uses < 1 || f.Uses > 1000 {
+		return t, nil, badRequest("a token allows 1 to 1000 uses")
+	}
+	for _, v := range f.Purposes {
+		if !slices.Contains(formPurposes, v) {
+			return t, nil, badRequest("purpose %q is not one the form offers", v)
+		}
+		pu, err := consent.ParsePurpose(v)
+		if err != nil {
+			return t, nil, err
+		}
+		t.Purposes |= pu
+	}
+	for _, c := range f.Classes {
+		if !slices.Contains(s.node.Classes(), c) {
+			return t, nil, badRequest("data class %q is not one the form offers", c)
+		}
+	}
+	t.Classes = slices.Clone(f.Classes)
+	what := "all your records"
+	if len(f.Classes) > 0 {
+		what = "your " + words(f.Classes, classWords, "and")
+	}
+	for_ := "any purpose"
+	if len(f.Purposes) > 0 {
+		for_ = words(f.Purposes, nil, "or")
+	}
+	return t, []string{
+		fmt.Sprintf("Staff at %s who present this token may see %s for %s, %d time(s), until %s.", f.Centre, what, for_, f.Uses, t.Expires.Format("2 January 2006 15:04 UTC")),
+		"You can withdraw it at any time; each use is recorded where it is used.",
+	}, nil
 }
 
 // Errors the pages answer with, of node's kinds (the status is the

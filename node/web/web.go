@@ -112,7 +112,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer a browser sends
+	// "Origin: null" on a form's POST, which sameOrigin must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	start := s.now()
@@ -160,9 +162,10 @@ func route(p string) string {
 }
 
 // sameOrigin refuses a request that changes something unless the
-// browser says it comes from this origin (Origin, or Sec-Fetch-Site).
+// browser says it comes from this origin (Origin, or Sec-Fetch-Site:
+// same-origin, or none for what the person did in the browser itself).
 func sameOrigin(r *http.Request) error {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return fmt.Errorf("a request from another site (%s) is refused", site)
 	}
 	o := r.Header.Get("Origin")

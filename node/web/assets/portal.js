@@ -139,8 +139,8 @@ async function signAndSubmit(state, draft) {
   return post("/portal/submit", body);
 }
 
-async function draft(state, what, form) {
-  return post("/portal/draft", { what, pseudonym: state.pseudonym, key: state.key, passkey: state.kind === "passkey", form });
+async function draft(state, what, form, extra) {
+  return post("/portal/draft", { what, pseudonym: state.pseudonym, key: state.key, passkey: state.kind === "passkey", form, ...extra });
 }
 
 function formValues() {
@@ -155,6 +155,192 @@ function formValues() {
     from: f.elements.from.value,
     until: f.elements.until.value,
   };
+}
+
+
+// Opening the records a holder sealed to this browser: HPKE (RFC 9180)
+// base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, as
+// federation/patient.SealRecords seals them. The X25519 private key is
+// non-extractable, kept in IndexedDB beside the signing key.
+const text = (s) => new TextEncoder().encode(s);
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let i = 0;
+  for (const p of parts) {
+    out.set(p, i);
+    i += p.length;
+  }
+  return out;
+}
+async function hmac(key, data) {
+  // HKDF-Extract with no salt uses a key of 32 zero bytes, the same HMAC.
+  const k = await crypto.subtle.importKey("raw", key.length ? key : new Uint8Array(32), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, data));
+}
+const labeledExtract = (suite, salt, label, ikm) => hmac(salt, concat(text("HPKE-v1"), suite, text(label), ikm));
+async function labeledExpand(suite, prk, label, info, length) {
+  // One block of HKDF-Expand is enough for every length here (at most 32).
+  const t = await hmac(prk, concat(new Uint8Array([0, length]), text("HPKE-v1"), suite, text(label), info, new Uint8Array([1])));
+  return t.slice(0, length);
+}
+const kemSuite = concat(text("KEM"), new Uint8Array([0, 0x20]));
+const hpkeSuite = concat(text("HPKE"), new Uint8Array([0, 0x20, 0, 1, 0, 2]));
+
+async function hpkeOpen(pair, publicRaw, info, sealed) {
+  const enc = sealed.slice(0, 32);
+  const peer = await crypto.subtle.importKey("raw", enc, { name: "X25519" }, false, []);
+  const dh = new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: peer }, pair.privateKey, 256));
+  const eae = await labeledExtract(kemSuite, new Uint8Array(), "eae_prk", dh);
+  const shared = await labeledExpand(kemSuite, eae, "shared_secret", concat(enc, publicRaw), 32);
+  const pskIdHash = await labeledExtract(hpkeSuite, new Uint8Array(), "psk_id_hash", new Uint8Array());
+  const infoHash = await labeledExtract(hpkeSuite, new Uint8Array(), "info_hash", info);
+  const context = concat(new Uint8Array([0]), pskIdHash, infoHash);
+  const secret = await labeledExtract(hpkeSuite, shared, "secret", new Uint8Array());
+  const key = await labeledExpand(hpkeSuite, secret, "key", context, 32);
+  const nonce = await labeledExpand(hpkeSuite, secret, "base_nonce", context, 12);
+  const aes = await crypto.subtle.importKey("raw", key, { name: "AES-GCM" }, false, ["decrypt"]);
+  return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: nonce }, aes, sealed.slice(32)));
+}
+
+// sealKey returns this browser's X25519 key pair for the records, made
+// the first time.
+async function sealKey() {
+  let pair = await idbGet("seal");
+  if (!pair) {
+    pair = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+    await idbPut("seal", pair);
+  }
+  return { pair, publicRaw: new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey)) };
+}
+
+// readRecords parses the opened plaintext: u32 count, then u64 index, u8
+// present and a u32-length payload for each record.
+function readRecords(b) {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let i = 0;
+  const n = v.getUint32(i);
+  i += 4;
+  const out = [];
+  for (let k = 0; k < n; k++) {
+    const index = Number(v.getBigUint64(i));
+    i += 8;
+    const present = b[i++] === 1;
+    let payload = null;
+    if (present) {
+      const len = v.getUint32(i);
+      i += 4;
+      payload = b.slice(i, i + len);
+      i += len;
+    }
+    out.push({ index, payload });
+  }
+  if (i !== b.length) throw new Error("the sealed records do not parse");
+  return out;
+}
+
+// openDocument reads a payload's envelope (a document an EHR sent through
+// FHIR keeps its content type there), as the centres do.
+const magic = concat(new Uint8Array([0]), text("MFDOC1"), new Uint8Array([0]));
+function openDocument(p) {
+  if (p.length < magic.length || !magic.every((x, i) => p[i] === x)) return { type: "application/octet-stream", data: p };
+  let n = 0;
+  let shift = 0;
+  let i = magic.length;
+  for (;;) {
+    const c = p[i++];
+    n += (c & 0x7f) * 2 ** shift;
+    shift += 7;
+    if (c < 0x80) break;
+  }
+  const head = JSON.parse(new TextDecoder().decode(p.slice(i, i + n)));
+  return { type: head.contentType || "application/octet-stream", data: p.slice(i + n) };
+}
+
+async function getRecords(state) {
+  const { pair, publicRaw } = await sealKey();
+  const res = await signAndSubmit(state, await draft(state, "records", undefined, { seal: b64(publicRaw) }));
+  const nonce = unb64(res.Nonce);
+  const parts = [];
+  for (const h of res.Holders) {
+    const sec = document.createElement("section");
+    sec.className = "holder";
+    sec.append(Object.assign(document.createElement("h3"), { textContent: h.Name }));
+    if (h.Status === "failed" || !h.Sealed) {
+      sec.append(Object.assign(document.createElement("p"), { textContent: `Could not be reached: ${h.Error || "no answer"}. It may hold records.` }));
+      parts.push(sec);
+      continue;
+    }
+    const info = concat(text("medfed/patient/v1 records"), new Uint8Array([0]), text(h.ID), new Uint8Array([0]), nonce);
+    const opened = readRecords(await hpkeOpen(pair, publicRaw, info, unb64(h.Sealed)));
+    const ul = document.createElement("ul");
+    ul.className = "records";
+    for (const r of opened) {
+      const meta = h.Records.find((m) => m.Index === r.index) || {};
+      const li = document.createElement("li");
+      const title = `${meta.Class || "record"} of ${meta.Occurred ? when(meta.Occurred) : "an unknown date"}`;
+      li.append(Object.assign(document.createElement("h4"), { textContent: title }));
+      if (!r.payload) {
+        li.append(Object.assign(document.createElement("p"), { textContent: "Erased: only the fact that it existed remains." }));
+      } else {
+        const doc = openDocument(r.payload);
+        if (doc.type.startsWith("text/") || doc.type === "application/octet-stream") {
+          li.append(Object.assign(document.createElement("pre"), { className: "doc", textContent: new TextDecoder().decode(doc.data) }));
+        }
+        const a = document.createElement("a");
+        a.href = URL.createObjectURL(new Blob([doc.data], { type: doc.type }));
+        a.download = `${h.Name}-record-${r.index}`;
+        a.textContent = `Download record ${r.index} from ${h.Name} (${doc.type}, ${doc.data.length} bytes)`;
+        li.append(a);
+      }
+      ul.append(li);
+    }
+    sec.append(opened.length ? ul : Object.assign(document.createElement("p"), { textContent: "No records here." }));
+    parts.push(sec);
+  }
+  if (!parts.length) parts.push(Object.assign(document.createElement("p"), { textContent: "No centre holds records about you." }));
+  $("records-result").replaceChildren(...parts);
+}
+
+// notifications lists what a patient is told of: every emergency access,
+// and every change to who speaks for them.
+function notifications(res) {
+  const items = [];
+  for (const h of res.Holders) {
+    for (const a of h.Accesses || []) {
+      if (a.Emergency && a.Event === "emergency-start") items.push({ t: a.Time, text: `Emergency access at ${h.Name} by ${a.Centre} (${a.Reason || "no reason"})` });
+    }
+    for (const k of h.KeyEvents || []) items.push({ t: k.Time, text: `${k.Event.replace("key-", "Key ")} by ${k.Centre}, recorded at ${h.Name}` });
+  }
+  items.sort((x, y) => (x.t < y.t ? 1 : -1));
+  const ul = document.createElement("ul");
+  ul.className = "notifications";
+  for (const n of items) ul.append(Object.assign(document.createElement("li"), { textContent: `${when(n.t)}: ${n.text}` }));
+  $("notifications").replaceChildren(Object.assign(document.createElement("h3"), { textContent: `Notifications (${items.length})` }), ul);
+}
+
+function tokenValues() {
+  const f = $("token-form");
+  const all = (name) => Array.from(f.querySelectorAll(`input[name="${name}"]:checked`), (i) => i.value);
+  return { centre: f.elements.centre.value, purposes: all("token-purposes"), classes: all("token-classes"), hours: Number(f.elements.hours.value), uses: Number(f.elements.uses.value) };
+}
+
+function showTokens(state) {
+  const list = state.tokens || [];
+  const parts = list.map((t) => {
+    const div = document.createElement("div");
+    div.className = "token";
+    div.append(Object.assign(document.createElement("p"), { textContent: `Token for ${t.centre}, ${t.uses} use(s), until ${when(t.expires)}${t.revoked ? " (withdrawn)" : ""}` }));
+    const label = Object.assign(document.createElement("label"), { textContent: `Token ${t.id}, to hand over`, htmlFor: `tok-${t.id}` });
+    const area = Object.assign(document.createElement("textarea"), { id: `tok-${t.id}`, readOnly: true, rows: 3, value: t.token });
+    div.append(label, area);
+    if (!t.revoked) {
+      const b = Object.assign(document.createElement("button"), { type: "button", className: "danger", textContent: "Withdraw this token" });
+      b.dataset.token = t.id;
+      div.append(b);
+    }
+    return div;
+  });
+  $("tokens").replaceChildren(...parts);
 }
 
 let pending = null; // the draft shown for confirmation
@@ -308,10 +494,29 @@ async function run() {
     $("confirm").hidden = true;
     try {
       say("result", "Signing…");
-      const del = await signAndSubmit(state, d);
-      const what = d.what === "contract" ? "Your consent" : "Your withdrawal";
-      say("result", `${what} was signed and delivered to ${del.Delivered.length} centre(s)` +
-        (del.Confirmed ? ": it is in force everywhere." : ": a majority has not confirmed it yet; it is sent again."));
+      const got = await signAndSubmit(state, d);
+      if (d.what === "token") {
+        const f = tokenValues();
+        state.tokens = [...(state.tokens || []), { id: got.id, token: got.token, expires: got.expires, uses: got.uses, centre: f.centre }];
+        save(state);
+        showTokens(state);
+        say("result", "Your token is signed: hand it to the team it is for.");
+        return;
+      }
+      if (d.what === "erase") {
+        showView(got);
+        say("result", "The centres reachable now erased your records. Now sign the erasure that reaches the others.");
+        showPreview(await draft(state, "erasure"));
+        return;
+      }
+      if (d.what === "revocation" && d.target) {
+        for (const t of state.tokens || []) if (t.id === d.target) t.revoked = true;
+        save(state);
+        showTokens(state);
+      }
+      const what = { contract: "Your consent", revocation: "Your withdrawal", erasure: "Your erasure" }[d.what];
+      say("result", `${what} was signed and delivered to ${got.Delivered.length} centre(s)` +
+        (got.Confirmed ? ": it is in force everywhere." : ": a majority has not confirmed it yet; it is sent again."));
     } catch (e) {
       say("result", `Not signed: ${e.message}`, true);
     }
@@ -319,12 +524,50 @@ async function run() {
   $("view").addEventListener("click", async () => {
     try {
       say("result", "Asking every centre…");
-      showView(await signAndSubmit(state, await draft(state, "view")));
+      const res = await signAndSubmit(state, await draft(state, "view"));
+      notifications(res);
+      showView(res);
       say("result", "Every centre answered or is named as not reached.");
     } catch (e) {
       say("result", `Not answered: ${e.message}`, true);
     }
   });
+  $("records").addEventListener("click", async () => {
+    try {
+      say("result", "Asking every centre for your records…");
+      await getRecords(state);
+      say("result", "Your records are below, opened in this browser.");
+    } catch (e) {
+      say("result", `Not received: ${e.message}`, true);
+    }
+  });
+  $("token-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      showPreview(await draft(state, "token", undefined, { token: tokenValues() }));
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
+  $("tokens").addEventListener("click", async (ev) => {
+    const id = ev.target.dataset && ev.target.dataset.token;
+    if (!id) return;
+    try {
+      const d = await draft(state, "revocation", undefined, { target: id });
+      d.target = id;
+      showPreview(d);
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
+  $("erase").addEventListener("click", async () => {
+    try {
+      showPreview(await draft(state, "erase"));
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
+  showTokens(state);
 }
 
 run().catch((e) => say("portal-status", e.message, true));

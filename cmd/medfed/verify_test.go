@@ -292,7 +292,9 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		file, table, sql string
 	}{
 		{"ledger.db", "meta", "UPDATE meta SET value = zeroblob(32) WHERE key = 'public_key'"},
-		{"ledger.db", "entries", "UPDATE entries SET data = CAST(substr(data, 1, 12) || x'5a' || substr(data, 14) AS BLOB) WHERE idx = 5"},
+		// A byte of the entry's time, changed to another value: on some
+		// days it is 0x5a already.
+		{"ledger.db", "entries", "UPDATE entries SET data = CAST(substr(data, 1, 12) || CASE WHEN substr(data, 13, 1) = x'5a' THEN x'a5' ELSE x'5a' END || substr(data, 14) AS BLOB) WHERE idx = 5"},
 		{"ledger.db", "checkpoints", "UPDATE checkpoints SET root = zeroblob(32) WHERE size = (SELECT max(size) FROM checkpoints)"},
 		{"ledger.db", "witnessed", "UPDATE witnessed SET size = size + 1 WHERE rowid = (SELECT min(rowid) FROM witnessed)"},
 		{"ledger.db", "evidence", "UPDATE evidence SET offered = held"},
@@ -302,7 +304,7 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		// deleted goes unnoticed; the recovery then reads the next
 		// witness's mirror, and never appends what fails the root.)
 		{"ledger.db", "mirrors", "DELETE FROM mirrors WHERE rowid = (SELECT min(rowid) FROM mirrors WHERE origin = (SELECT origin FROM mirrors GROUP BY origin ORDER BY count(*) DESC LIMIT 1))"},
-		{"records.db", "payloads/sealed", "UPDATE sealed SET ciphertext = CAST(substr(ciphertext, 1, 20) || x'00' || substr(ciphertext, 22) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM sealed)"},
+		{"records.db", "payloads/sealed", "UPDATE sealed SET ciphertext = CAST(substr(ciphertext, 1, 20) || CASE WHEN substr(ciphertext, 21, 1) = x'00' THEN x'ff' ELSE x'00' END || substr(ciphertext, 22) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM sealed)"},
 		{"records.db", "payloads/sealed", "UPDATE payloads SET erased_at = 1 WHERE erased_at IS NULL"},
 		{"ledger-index.db", "postings", "INSERT INTO postings VALUES (0, zeroblob(32), 3)"},
 		{"ledger-index.db", "watermark", "UPDATE watermark SET size = 65536"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
@@ -19,11 +20,14 @@ var (
 	answerMessage = wire.Message{What: "patient answer", Context: "medfed/patient/v1 answer", Version: 3, Max: wire.MaxFrame}
 	answerV2      = wire.Message{What: answerMessage.What, Context: answerMessage.Context, Version: 2, Max: answerMessage.Max}
 	answerV4      = wire.Message{What: answerMessage.What, Context: answerMessage.Context, Version: 4, Max: answerMessage.Max}
+	answerV5      = wire.Message{What: answerMessage.What, Context: answerMessage.Context, Version: 5, Max: answerMessage.Max}
 )
 
 const (
 	maxEntries = 1 << 16
 	maxProblem = 255 // a short string on the wire
+	maxProof   = 64  // hashes in an inclusion proof: one per tree level
+	maxNote    = 16 << 10
 )
 
 // Answer is a holder's signed answer to a patient's request.
@@ -50,6 +54,14 @@ type Answer struct {
 	// Sealed (Records): the payloads of the records in Entries, sealed to
 	// the request's key (SealRecords).
 	Sealed []byte
+	// Checkpoint is the holder's latest final checkpoint (its note, with
+	// its own signature and its witnesses' cosignatures), and Proofs the
+	// inclusion proof in it of each entry it covers, in the order of
+	// Entries: the patient sees which entries are proven, and the relay
+	// refuses an answer whose proofs do not check. Empty when the holder
+	// has no final checkpoint yet.
+	Checkpoint []byte
+	Proofs     []tlog.RecordProof
 }
 
 // Encoding, version 2: u8 version, u8 op, str holder, [32] subject, [16]
@@ -57,6 +69,9 @@ type Answer struct {
 // str problem; version 3, an answer that holds nothing (and only that):
 // the same, then u8 nothing (1); version 4, the records of a Records
 // request: version 2's fields, then blob sealed;
+// version 5, an answer with inclusion proofs: version 2's fields, blob
+// sealed (Records) or nothing, then blob checkpoint, u32 count and, for
+// each proof, u8 count and [32] hashes;
 // then [64] the holder's Ed25519 signature over "medfed/patient/v1
 // answer" || 0x00 || the bytes before it.
 func (a *Answer) write(w *wire.Writer) {
@@ -67,6 +82,16 @@ func (a *Answer) write(w *wire.Writer) {
 	case a.Op == Records:
 		w.Blob(a.Sealed)
 	}
+	if len(a.Checkpoint) > 0 {
+		w.Blob(a.Checkpoint)
+		w.U32(uint32(len(a.Proofs)))
+		for _, p := range a.Proofs {
+			w.U8(uint8(len(p)))
+			for _, h := range p {
+				w.Bytes(h[:])
+			}
+		}
+	}
 }
 
 // message is the version a is written in.
@@ -74,6 +99,8 @@ func (a *Answer) message() wire.Message {
 	switch {
 	case a.Nothing:
 		return answerMessage
+	case len(a.Checkpoint) > 0:
+		return answerV5
 	case a.Op == Records:
 		return answerV4
 	}
@@ -109,10 +136,17 @@ func (a *Answer) check() error {
 		return malformed("%d entries", len(a.Entries))
 	case len(a.Problem) > maxProblem:
 		return malformed("problem of %d bytes", len(a.Problem))
-	case a.Nothing && (len(a.Entries) > 0 || a.Next != 0 || a.Withdrawn || a.Problem != "" || len(a.Sealed) > 0):
+	case a.Nothing && (len(a.Entries) > 0 || a.Next != 0 || a.Withdrawn || a.Problem != "" || len(a.Sealed) > 0 || len(a.Checkpoint) > 0):
 		return malformed("entries, a next page, a withdrawal, a problem or records from a holder that holds nothing")
 	case len(a.Sealed) > 0 && a.Op != Records, a.Op == Records && !a.Nothing && len(a.Sealed) == 0:
 		return malformed("sealed records come with an answer to a request for them, and only then")
+	case len(a.Checkpoint) > maxNote || len(a.Proofs) > len(a.Entries) || len(a.Checkpoint) == 0 && len(a.Proofs) > 0:
+		return malformed("a checkpoint of %d bytes and %d proofs for %d entries", len(a.Checkpoint), len(a.Proofs), len(a.Entries))
+	}
+	for _, p := range a.Proofs {
+		if len(p) > maxProof {
+			return malformed("a proof of %d hashes", len(p))
+		}
 	}
 	for _, e := range a.Entries {
 		if len(e) > ledger.MaxEntrySize {
@@ -130,7 +164,7 @@ func (a Answer) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	return a.message().Sign(key, a.write)
 }
 
-// ParseAnswer decodes a signed answer, of version 2, 3 or 4; it accepts only
+// ParseAnswer decodes a signed answer, of version 2 to 5; it accepts only
 // what Sign writes, and checks the signature against the key in the
 // holder's peer ID.
 func ParseAnswer(b []byte) (Answer, error) {
@@ -141,6 +175,9 @@ func ParseAnswer(b []byte) (Answer, error) {
 	}
 	if len(b) > 0 && b[0] == answerV4.Version {
 		m, read = answerV4, a.readV4
+	}
+	if len(b) > 0 && b[0] == answerV5.Version {
+		m, read = answerV5, a.readV5
 	}
 	o, err := m.Open(b, read)
 	if err != nil {
@@ -160,6 +197,36 @@ func (a *Answer) read(r *wire.Reader) {
 	// Version 2 carries every answer that holds something.
 	if a.Nothing = r.Bool("nothing"); r.Err() == nil && !a.Nothing {
 		r.Fail("a version 3 answer from a holder that holds something")
+	}
+}
+
+func (a *Answer) readV5(r *wire.Reader) {
+	a.readV2(r)
+	if a.Op == Records {
+		a.Sealed = r.Blob("sealed records", wire.MaxFrame)
+	}
+	if a.Checkpoint = r.Blob("checkpoint", maxNote); r.Err() == nil && len(a.Checkpoint) == 0 {
+		r.Fail("a version 5 answer without a checkpoint")
+	}
+	n := r.U32("proofs")
+	if n > maxEntries {
+		r.Fail("%d proofs", n)
+		return
+	}
+	for range n {
+		if r.Err() != nil {
+			return
+		}
+		k := int(r.U8("proof"))
+		if k > maxProof {
+			r.Fail("a proof of %d hashes", k)
+			return
+		}
+		p := make(tlog.RecordProof, k)
+		for i := range p {
+			r.Fixed(p[i][:], "hash")
+		}
+		a.Proofs = append(a.Proofs, p)
 	}
 }
 

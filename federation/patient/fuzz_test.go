@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/ledger"
@@ -190,6 +191,19 @@ func FuzzParseAnswer(f *testing.F) {
 	}
 	f.Add(raw)
 	f.Add(flip(raw, 0)) // a version 4 answer read as another
+	// Version 5: proven in the holder's final checkpoint.
+	a.Op, a.Sealed = View, nil
+	a.Entries = fuzzEntries(f)
+	a.Checkpoint, a.Proofs = []byte("medfed/fuzz/centre-b\n41\nAAAA\n\n— centre-b sig\n"), []tlog.RecordProof{{{1}, {2}}, {{3}}}
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	a.Op, a.Sealed = Records, []byte("sealed")
+	if raw, err = a.Sign(k); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := ParseAnswer(b)
 		if err != nil {
@@ -212,4 +226,10 @@ func flip(b []byte, i int) []byte {
 	c := bytes.Clone(b)
 	c[i] ^= 1
 	return c
+}
+
+// fuzzEntries is the entries of fuzzAnswer.
+func fuzzEntries(tb testing.TB) [][]byte {
+	a, _ := fuzzAnswer(tb)
+	return a.Entries
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
@@ -45,6 +46,10 @@ type HolderAnswer struct {
 	Problem   string
 	Nothing   bool   // it holds nothing about the patient, and recorded nothing
 	Sealed    []byte // Records: the payloads, sealed to the patient's key (OpenRecords)
+	// Proven: the entries of index below it are proven in the holder's
+	// final checkpoint, cosigned by its witnesses (its first entries,
+	// as many as the answer had room to prove); zero: none is.
+	Proven int64
 }
 
 // Relay authenticates the patient's request raw, which must name this
@@ -112,14 +117,16 @@ func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte
 		out.Err = err
 		return out
 	}
-	if err := verify(&out, q, answer); err != nil {
+	if err := verify(&out, s.opts.Charter(), q, answer); err != nil {
 		return HolderAnswer{Holder: holder, Err: err}
 	}
 	return out
 }
 
-// verify checks a holder's answer to q and fills out.
-func verify(out *HolderAnswer, q Request, raw []byte) error {
+// verify checks a holder's answer to q and fills out: its signature, that
+// it answers q, its entries, and their inclusion proofs in the holder's
+// final checkpoint, cosigned by the witnesses of charter ch.
+func verify(out *HolderAnswer, ch federation.Charter, q Request, raw []byte) error {
 	a, err := ParseAnswer(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
@@ -146,6 +153,28 @@ func verify(out *HolderAnswer, q Request, raw []byte) error {
 			return fmt.Errorf("%w: entry %d is not a record", ErrRejected, e.Index)
 		}
 		out.Entries = append(out.Entries, e)
+	}
+	if len(a.Checkpoint) == 0 {
+		return nil
+	}
+	i := slices.IndexFunc(ch.Members, func(m federation.Member) bool { return m.ID == out.Holder })
+	if i < 0 {
+		return nil // not a member: its checkpoint has no witnesses to check
+	}
+	cp, err := federation.OpenFinal(ch, ch.Members[i], a.Checkpoint)
+	if err != nil {
+		return fmt.Errorf("%w: its checkpoint: %w", ErrRejected, err)
+	}
+	if len(a.Proofs) > 0 && out.Entries[len(a.Proofs)-1].Index >= cp.Size {
+		return fmt.Errorf("%w: a proof of an entry beyond the checkpoint", ErrRejected)
+	}
+	for k, p := range a.Proofs {
+		if err := ledger.VerifyInclusion(cp, out.Entries[k].Index, a.Entries[k], p); err != nil {
+			return fmt.Errorf("%w: entry %d: %w", ErrRejected, out.Entries[k].Index, err)
+		}
+	}
+	if len(a.Proofs) > 0 {
+		out.Proven = out.Entries[len(a.Proofs)-1].Index + 1
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
@@ -35,6 +36,8 @@ type Ledger interface {
 	EntriesForKinds(ctx context.Context, p ledger.Pseudonym, kinds ...ledger.Kind) ([]ledger.Entry, error)
 	Append(ctx context.Context, entries ...ledger.Entry) (int64, error)
 	Size() int64
+	LatestFinal() (ledger.SignedCheckpoint, bool)
+	ProveInclusion(ctx context.Context, index, size int64) (tlog.RecordProof, error)
 }
 
 // Authenticator checks a patient's signature against the keys members
@@ -254,7 +257,45 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 		s.log.Info("patient's records erased", "pseudonym", q.Subject, "erasures", len(a.Entries), "withdrawn", a.Withdrawn)
 	}
 	a.Size = s.opts.Ledger.Size()
+	if err := s.prove(ctx, &a); err != nil {
+		return nil, err
+	}
 	return a.Sign(s.opts.Key)
+}
+
+// maxProofBytes bounds the proofs of one answer: a patient's entries are
+// proven as far as they fit beside the entries in a frame, and the
+// patient's view shows which are.
+const maxProofBytes = 2 << 20
+
+// prove adds the holder's latest final checkpoint and the inclusion proof
+// in it of each entry of a that it covers, in order, as far as
+// maxProofBytes allows.
+func (s *Service) prove(ctx context.Context, a *Answer) error {
+	final, ok := s.opts.Ledger.LatestFinal()
+	if !ok {
+		return nil
+	}
+	a.Checkpoint = final.Note
+	total := 0
+	for _, b := range a.Entries {
+		e, err := ledger.Decode(b)
+		if err != nil {
+			return err
+		}
+		if e.Index >= final.Size {
+			break
+		}
+		p, err := s.opts.Ledger.ProveInclusion(ctx, e.Index, final.Size)
+		if err != nil {
+			return err
+		}
+		if total += len(p)*len(p[0:0:0]) + 32*len(p); total > maxProofBytes {
+			break
+		}
+		a.Proofs = append(a.Proofs, p)
+	}
+	return nil
 }
 
 // holds reports whether this centre holds anything about patient p that

@@ -498,6 +498,10 @@ type PatientHolder struct {
 	// Sealed (records): the payloads of Records, sealed to the patient's
 	// key (HPKE; federation/patient.SealRecords says how to open them).
 	Sealed []byte `json:",omitempty"`
+	// Proven: the entries whose Index is below it are proven, by their
+	// inclusion proofs, in the holder's final checkpoint, which its
+	// witnesses cosigned; zero: none is yet.
+	Proven int64 `json:",omitempty"`
 }
 
 // PatientKeyEvent is a change to who speaks for the patient.
@@ -577,7 +581,7 @@ func PatientResultOf(res centre.PatientResult) PatientResult {
 	}
 	for _, a := range res.Holders {
 		h := PatientHolder{Name: a.Name, ID: a.ID.String(), Next: a.Next, Status: a.Outcome.String(), Error: ErrorText(a.Err), LedgerSize: a.LedgerSize, Records: []PatientRecord{},
-			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem, Sealed: a.Sealed}
+			Accesses: []PatientAccess{}, Withdrawn: a.Withdrawn, Problem: a.Problem, Sealed: a.Sealed, Proven: a.Proven}
 		for _, x := range a.Erasures {
 			h.Erasures = append(h.Erasures, PatientErasure(x))
 		}

@@ -82,6 +82,9 @@ type PatientHolder struct {
 	KeyEvents  []PatientKeyEvent    // attestations of their key, approvals, vetoes
 	Withdrawn  bool                 // Erase: out of the directory
 	Sealed     []byte               // Records: the payloads, sealed to the patient's key
+	// Proven: the entries of index below it are proven in the holder's
+	// final checkpoint, which its witnesses cosigned; zero: none is.
+	Proven int64
 	// ID is the holder's peer ID, and Next, when not zero, where its
 	// entries continue: the cursor of the view's next page.
 	ID      peer.ID
@@ -176,7 +179,7 @@ func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, err
 
 // patientEntries reads a holder's entries into h.
 func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
-	h.LedgerSize, h.Withdrawn, h.Problem, h.ID, h.Next, h.Sealed = a.Size, a.Withdrawn, a.Problem, a.Holder, a.Next, a.Sealed
+	h.LedgerSize, h.Withdrawn, h.Problem, h.ID, h.Next, h.Sealed, h.Proven = a.Size, a.Withdrawn, a.Problem, a.Holder, a.Next, a.Sealed, a.Proven
 	erased := map[int64]bool{}
 	for _, e := range a.Entries {
 		switch e.Kind {

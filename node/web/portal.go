@@ -180,7 +180,7 @@ type draftBody struct {
 	Key       string       `json:"key"` // 64 hex digits
 	Passkey   bool         `json:"passkey"`
 	Form      *consentForm `json:"form,omitempty"`
-	Seal      []byte       `json:"seal,omitempty"` // records: the X25519 key the browser opens them with
+	Seal      []byte       `json:"seal,omitempty"`   // records: the X25519 key the browser opens them with
 	Target    string       `json:"target,omitempty"` // revocation: the token to withdraw (its ID); the contract in force when empty
 	Token     *tokenForm   `json:"token,omitempty"`
 }

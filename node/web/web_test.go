@@ -45,7 +45,7 @@ type site struct {
 	skew   atomic.Int64
 }
 
-func start(t *testing.T) *site {
+func start(t testing.TB) *site {
 	t.Helper()
 	root := t.TempDir()
 	cfgs := []centre.Config{nodetest.Config(t, root, "centre-a"), nodetest.Config(t, root, "centre-b")}
@@ -89,7 +89,7 @@ func start(t *testing.T) *site {
 
 // browser is a client with its own cookies, trusting the test server's
 // certificate (made for example.com) at https://localhost.
-func (s *site) browser(t *testing.T) *http.Client {
+func (s *site) browser(t testing.TB) *http.Client {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -105,7 +105,7 @@ type reply struct {
 	body   []byte
 }
 
-func (s *site) do(t *testing.T, c *http.Client, method, path, contentType, origin string, body []byte) reply {
+func (s *site) do(t testing.TB, c *http.Client, method, path, contentType, origin string, body []byte) reply {
 	t.Helper()
 	req, err := http.NewRequest(method, s.base+path, bytes.NewReader(body))
 	if err != nil {
@@ -130,7 +130,7 @@ func (s *site) do(t *testing.T, c *http.Client, method, path, contentType, origi
 }
 
 // json posts v to a portal route as the portal's script does.
-func (s *site) json(t *testing.T, path string, v, out any) reply {
+func (s *site) json(t testing.TB, path string, v, out any) reply {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -146,7 +146,7 @@ func (s *site) json(t *testing.T, path string, v, out any) reply {
 }
 
 // form posts a console form as a browser does.
-func (s *site) form(t *testing.T, c *http.Client, path string, v url.Values) reply {
+func (s *site) form(t testing.TB, c *http.Client, path string, v url.Values) reply {
 	t.Helper()
 	return s.do(t, c, "POST", path, "application/x-www-form-urlencoded", s.base, []byte(v.Encode()))
 }
@@ -155,7 +155,7 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // signIn signs a staff member in and returns their browser and the
 // session's CSRF token.
-func (s *site) signIn(t *testing.T, role string) (*http.Client, string) {
+func (s *site) signIn(t testing.TB, role string) (*http.Client, string) {
 	t.Helper()
 	tok, _, err := s.staff.Add(context.Background(), role, "")
 	if err != nil {

@@ -383,13 +383,13 @@ function showView(res) {
       continue;
     }
     sec.append(Object.assign(document.createElement("p"), {
-      textContent: `${h.Records.length} record(s) held. Every entry below is signed by ${h.Name} and was checked against its ledger of ${h.LedgerSize} entries.`,
+      textContent: `${h.Records.length} record(s) held. Every entry below is signed by ${h.Name}; those marked proven are in its ledger's checkpoint that the other centres cosigned, by an inclusion proof checked here.`,
     }));
     const table = document.createElement("table");
     const cap = Object.assign(document.createElement("caption"), { textContent: `Who looked, at ${h.Name}` });
     const head = document.createElement("thead");
     const hr = document.createElement("tr");
-    for (const c of ["When", "Who", "Role", "Purpose", "Outcome", "Released"]) {
+    for (const c of ["When", "Who", "Role", "Purpose", "Outcome", "Released", "Proof"]) {
       hr.append(Object.assign(document.createElement("th"), { textContent: c, scope: "col" }));
     }
     head.append(hr);
@@ -398,8 +398,9 @@ function showView(res) {
       const tr = document.createElement("tr");
       if (a.Emergency) tr.className = "emergency";
       if (!a.Permitted) tr.classList.add("denied");
-      const outcome = a.Emergency ? `emergency (${a.Reason || a.Event})` : a.Permitted ? "permitted" : `denied (${a.Basis})`;
-      tr.append(cell(when(a.Time)), cell(a.Centre), cell(a.Role || ""), cell(a.Purpose), cell(outcome), cell(String(a.Released || 0)));
+      const outcome = a.Event === "lookup" ? "asked where your records are" : a.Emergency ? `emergency (${a.Reason || a.Event})` : a.Permitted ? "permitted" : `denied (${a.Basis})`;
+      const proof = a.Index < (h.Proven || 0) ? "proven" : "not yet cosigned";
+      tr.append(cell(when(a.Time)), cell(a.Centre), cell(a.Role || ""), cell(a.Purpose), cell(outcome), cell(String(a.Released || 0)), cell(proof));
       body.append(tr);
     }
     table.append(cap, head, body);

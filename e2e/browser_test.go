@@ -43,7 +43,7 @@ const requireBrowserEnv = "MEDFED_REQUIRE_BROWSER"
 // that a page that hangs fails the test instead of stalling it.
 const browserTimeout = time.Minute
 
-// The two widths each page is shown at in docs/screenshots.
+// The two widths each page is shown at in e2e/screenshots.
 const (
 	desktopWidth, desktopHeight = 1280, 800
 	phoneWidth, phoneHeight     = 390, 844

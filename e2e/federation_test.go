@@ -28,6 +28,21 @@ func newCentre(t *testing.T, root, name string) *centre {
 	return &centre{t: t, name: name, dir: filepath.Join(root, name)}
 }
 
+// logsIfFailed has the test log each centre's node's output if it
+// fails. Called before the nodes start: cleanups run last first, so the
+// nodes have stopped (and stopped writing) when it reads their logs.
+func logsIfFailed(t *testing.T, all []*centre) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, y := range all {
+				if y.logs != nil {
+					t.Logf("%s:\n%s", y.name, y.logs)
+				}
+			}
+		}
+	})
+}
+
 func (c *centre) config() string { return filepath.Join("..", "configs", c.name+".yaml") }
 
 func (c *centre) env() []string {

@@ -247,15 +247,7 @@ func TestFHIRExchangeWithAStandardClient(t *testing.T) {
 	// centre-b's clock can be moved (node/clock): its tokens then expire.
 	clockB := filepath.Join(root, "centre-b.clock")
 	b.extra = append(b.extra, clock.FaultEnv+"="+clockB)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, y := range all {
-				if y.logs != nil {
-					t.Logf("%s:\n%s", y.name, y.logs)
-				}
-			}
-		}
-	})
+	logsIfFailed(t, all)
 	x := foundAndStart(t, root, all)
 	t.Logf("founded and ready after %v", time.Since(began).Round(time.Millisecond))
 

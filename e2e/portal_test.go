@@ -186,15 +186,7 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	root := t.TempDir()
 	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
 	all := []*centre{a, b, c}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, y := range all {
-				if y.logs != nil {
-					t.Logf("%s:\n%s", y.name, y.logs)
-				}
-			}
-		}
-	})
+	logsIfFailed(t, all)
 	x := foundAndStart(t, root, all)
 	// The pages are served at localhost: a passkey's relying party is a
 	// host name, never an address.

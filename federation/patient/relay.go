@@ -151,6 +151,10 @@ func verify(out *HolderAnswer, ch federation.Charter, q Request, raw []byte) err
 			return fmt.Errorf("%w: entry %d is not an erasure", ErrRejected, e.Index)
 		case q.Op == Records && e.Kind != ledger.KindRecord && e.Kind != ledger.KindAmendment:
 			return fmt.Errorf("%w: entry %d is not a record", ErrRejected, e.Index)
+		case len(out.Entries) > 0 && e.Index <= out.Entries[len(out.Entries)-1].Index:
+			// In order, each once: the proven ones are then a prefix, and
+			// Proven names them by index.
+			return fmt.Errorf("%w: entry %d out of order", ErrRejected, e.Index)
 		}
 		out.Entries = append(out.Entries, e)
 	}

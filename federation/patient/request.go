@@ -245,7 +245,7 @@ func (q *Request) read(r *wire.Reader) {
 		}
 		q.Cursors = append(q.Cursors, Cursor{Holder: peer.ID(r.Str("cursor holder")), From: int64(r.U64("cursor"))})
 	}
-	if Op(q.Op) == Records {
+	if q.Op == Records {
 		r.Fixed(q.Seal[:], "sealing key")
 	}
 }

@@ -21,13 +21,22 @@ import (
 // with WebCrypto (X25519, HMAC, AES-GCM).
 //
 // The plaintext: u32 count, then for each record u64 its index, u8 1 and
-// blob its payload, or u8 0 when its payload is erased (or lost).
+// blob its payload; or u8 0 when its payload is erased (or lost), u8 2
+// when it is too large for an answer.
 
 // SealedRecord is one of the patient's records as its holder sends it.
 type SealedRecord struct {
-	Index   int64
-	Payload []byte // nil: erased
+	Index    int64
+	Payload  []byte // nil: erased, or TooLarge
+	TooLarge bool   // larger than one answer carries: the patient asks the holder for it
 }
+
+// The states of a sealed record.
+const (
+	sealedErased   = 0
+	sealedPresent  = 1
+	sealedTooLarge = 2
+)
 
 var (
 	sealKEM  = hpke.DHKEM(ecdh.X25519())
@@ -50,8 +59,13 @@ func SealRecords(to [32]byte, holder peer.ID, nonce [16]byte, rs []SealedRecord)
 	w.U32(uint32(len(rs)))
 	for _, r := range rs {
 		w.U64(uint64(r.Index))
-		w.Bool(r.Payload != nil)
-		if r.Payload != nil {
+		switch {
+		case r.TooLarge:
+			w.U8(sealedTooLarge)
+		case r.Payload == nil:
+			w.U8(sealedErased)
+		default:
+			w.U8(sealedPresent)
 			w.Blob(r.Payload)
 		}
 	}
@@ -81,11 +95,17 @@ func OpenRecords(key []byte, holder peer.ID, nonce [16]byte, sealed []byte) ([]S
 			break
 		}
 		s := SealedRecord{Index: int64(r.U64("index"))}
-		if r.Bool("present") {
+		switch st := r.U8("state"); st {
+		case sealedErased:
+		case sealedTooLarge:
+			s.TooLarge = true
+		case sealedPresent:
 			s.Payload = r.Blob("payload", wire.MaxFrame)
 			if s.Payload == nil {
 				s.Payload = []byte{}
 			}
+		default:
+			r.Fail("record state %d", st)
 		}
 		out = append(out, s)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/records"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -97,9 +98,9 @@ type seen struct {
 
 // New answers /medfed/patient/1 on h.
 func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
-	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Erase == nil ||
+	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Erase == nil || opts.Payload == nil ||
 		opts.Withdraw == nil || opts.Holders == nil || opts.Charter == nil {
-		return nil, errors.New("patient service: key, ledger, consent, erase, withdraw, holders and charter are required")
+		return nil, errors.New("patient service: key, ledger, consent, erase, payload, withdraw, holders and charter are required")
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
@@ -118,7 +119,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
 	// The requests answered within the replay window, from the ledger:
 	// each was recorded there before its answer left, so a request
 	// replayed across a restart is refused too.
-	if err := consent.RecentNonces(ctx, opts.Ledger, opts.Now().Add(-2*MaxSkew), []consent.Event{consent.EventPatientView, consent.EventPatientErase},
+	if err := consent.RecentNonces(ctx, opts.Ledger, opts.Now().Add(-2*MaxSkew), []consent.Event{consent.EventPatientView, consent.EventPatientErase, consent.EventPatientRecords},
 		func(relay peer.ID, nonce [16]byte, at time.Time) { s.nonces[seen{relay, nonce}] = at.Add(2 * MaxSkew) }); err != nil {
 		return nil, fmt.Errorf("patient service: %w", err)
 	}
@@ -192,14 +193,14 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 		}
 		audit.Event, audit.Released = consent.EventPatientErase, uint32(n)
 	}
-	var records []ledger.Entry
 	if q.Op == Records {
-		// Read first: what the access entry says was released is what
-		// the answer sends.
-		if records, err = s.patientRecords(ctx, q); err != nil {
+		// Sealed first: the access entry then says what the answer
+		// sends, and a request that cannot be answered records nothing.
+		n, err := s.sealRecords(ctx, q, &a)
+		if err != nil {
 			return nil, err
 		}
-		audit.Event, audit.Released = consent.EventPatientRecords, uint32(len(records))
+		audit.Event, audit.Released = consent.EventPatientRecords, uint32(n)
 	}
 	le, err := consent.NewAccess(q.Subject, audit)
 	if err != nil {
@@ -230,10 +231,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 			a.Entries = append(a.Entries, b)
 		}
 	case Records:
-		if err := s.sealRecords(ctx, q, &a, records); err != nil {
-			return nil, err
-		}
-		s.log.Info("patient's records sent", "pseudonym", q.Subject, "records", len(records))
+		s.log.Info("patient's records sent", "pseudonym", q.Subject, "records", audit.Released)
 	case Erase:
 		es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindErasure)
 		if err != nil {
@@ -320,59 +318,60 @@ func (s *Service) holds(ctx context.Context, op Op, p ledger.Pseudonym) (bool, e
 	}), nil
 }
 
-// maxSealed bounds the payloads of one Records answer, under the
-// frame's 16 MiB with room for the entries: the rest follow on the next
-// page (Answer.Next).
+// maxSealed bounds the entries and payloads of one Records answer,
+// under the frame's 16 MiB with room for the proofs (maxProofBytes) and
+// the rest: the records that do not fit follow on the next page
+// (Answer.Next); a payload larger than that alone is sent as too large,
+// for the patient to ask the holder for.
 const maxSealed = 12 << 20
 
-// patientRecords returns the patient's record entries from q's cursor
-// on: at most a page, and payloads of at most maxSealed in all (a record
-// larger than that alone goes alone).
-func (s *Service) patientRecords(ctx context.Context, q Request) ([]ledger.Entry, error) {
+// sealRecords puts the patient's record entries from q's cursor on, a
+// page of them, and their payloads sealed to the patient's key, in a,
+// and returns how many records it sends. A payload erased, or lost with
+// a disk, goes without its bytes; any other failure to read one (a
+// payload that no longer matches its commitment on the ledger) fails the
+// answer: it is never passed off as erased.
+func (s *Service) sealRecords(ctx context.Context, q Request, a *Answer) (int, error) {
 	es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindRecord, ledger.KindAmendment)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	from := q.From(s.host.ID())
-	out := es[:0:0]
-	for _, e := range es {
-		if e.Index >= from {
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-// sealRecords puts the record entries and their payloads, sealed to the
-// patient's key, in a.
-func (s *Service) sealRecords(ctx context.Context, q Request, a *Answer, records []ledger.Entry) error {
+	from, page := q.From(s.host.ID()), cmp.Or(s.opts.PageSize, maxEntries)
 	var sealed []SealedRecord
 	total := 0
-	for i, e := range records {
-		if i == cmp.Or(s.opts.PageSize, maxEntries) {
+	for _, e := range es {
+		if e.Index < from {
+			continue
+		}
+		if len(sealed) == page {
 			a.Next = e.Index
 			break
 		}
-		r := SealedRecord{Index: e.Index}
-		if p, err := s.opts.Payload(ctx, e.Index); err == nil {
-			if total > 0 && total+len(p) > maxSealed {
-				a.Next = e.Index
-				break
-			}
-			r.Payload, total = p, total+len(p)
-		} else if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		b, err := e.Encode()
 		if err != nil {
-			return err
+			return 0, err
+		}
+		r := SealedRecord{Index: e.Index}
+		p, err := s.opts.Payload(ctx, e.Index)
+		switch {
+		case errors.Is(err, records.ErrErased) || errors.Is(err, node.ErrNotFound):
+		case err != nil:
+			s.log.Warn("a record the patient asked for cannot be read", "index", e.Index, "error", err)
+			return 0, fmt.Errorf("record %d: %w", e.Index, err)
+		case len(b)+len(p) > maxSealed:
+			r.TooLarge = true
+		default:
+			r.Payload = p
+		}
+		if total += len(b) + len(r.Payload); total > maxSealed {
+			a.Next = e.Index
+			break
 		}
 		a.Entries = append(a.Entries, b)
 		sealed = append(sealed, r)
 	}
-	var err error
 	a.Sealed, err = SealRecords(q.Seal, s.host.ID(), q.Nonce, sealed)
-	return err
+	return len(sealed), err
 }
 
 // keyDocument reports whether a consent entry is an attestation of the

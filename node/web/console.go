@@ -46,6 +46,10 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	p := page{Centre: s.node.Name(), Session: sess}
+	if roles, ok := routeRoles[route]; ok && !slices.Contains(roles, sess.role) {
+		s.pageError(w, r, p, forbidden(fmt.Sprintf("a %s may not do this: it is for %s", sess.role, strings.Join(roles, " or "))))
+		return
+	}
 	switch route {
 	case "GET /console/":
 		p.Title = "Console"
@@ -69,6 +73,17 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.problem(w, r, http.StatusNotFound, errors.New("no such page in the console"))
 	}
+}
+
+// routeRoles are the roles each form is for, as the API's routes of the
+// same operations name them.
+var routeRoles = map[string][]string{
+	"POST /console/find":           {"clinician", "researcher"},
+	"POST /console/record":         {"clinician", "researcher"},
+	"POST /console/emergency":      {"clinician"},
+	"POST /console/emergency/stop": {"clinician"},
+	"POST /console/attest":         {"registrar"},
+	"POST /console/approve":        {"registrar"},
 }
 
 func signInNotice(err error) string {
@@ -114,6 +129,7 @@ type homeData struct {
 type emergencyBanner struct {
 	Patient string
 	Until   time.Time
+	CSRF    string // for its stop button's form
 }
 
 var reasonOptions = []option{
@@ -143,10 +159,8 @@ func (s *Server) home(sess *session) homeData {
 func (s *Server) banners(sess *session) []emergencyBanner {
 	var out []emergencyBanner
 	now := s.now()
-	for p, until := range sess.emergency {
-		if now.Before(until) {
-			out = append(out, emergencyBanner{Patient: p.String(), Until: until})
-		}
+	for p, until := range sess.emergencies(now) {
+		out = append(out, emergencyBanner{Patient: p.String(), Until: until, CSRF: sess.csrf})
 	}
 	slices.SortFunc(out, func(a, b emergencyBanner) int { return strings.Compare(a.Patient, b.Patient) })
 	return out
@@ -177,14 +191,23 @@ type networkData struct {
 }
 
 func (s *Server) find(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
-	pseud, err := s.patientOf(ctx, r.PostFormValue("patient"))
+	purpose := "treatment"
+	var pseud ledger.Pseudonym
+	var err error
+	if p.Session.role == "researcher" {
+		// A researcher never learns whose pseudonym is whose: they ask
+		// by pseudonym alone, as the API's researcher routes do.
+		purpose = "research"
+		pseud, err = ledger.ParsePseudonym(strings.TrimSpace(r.PostFormValue("patient")))
+		if err != nil {
+			err = badRequest("a researcher finds a patient by pseudonym, never by NHS number")
+		}
+	} else {
+		pseud, err = s.patientOf(ctx, r.PostFormValue("patient"))
+	}
 	if err != nil {
 		s.pageError(w, r, p, err)
 		return
-	}
-	purpose := "treatment"
-	if p.Session.role == "researcher" {
-		purpose = "research"
 	}
 	s.network(ctx, w, r, p, pseud, purpose, "")
 }
@@ -201,7 +224,7 @@ func (s *Server) network(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return
 	}
 	if reason != "" {
-		p.Session.emergency[pseud] = s.now().Add(emergencyBanner4h)
+		p.Session.brokeGlass(pseud, s.now().Add(emergencyBanner4h))
 	}
 	p.Title = "Care network"
 	p.Data = networkData{Patient: pseud.String(), Purpose: purpose, Emergency: reason != "", Reason: reason, Result: api.QueryResultOf(res), Banners: s.banners(p.Session)}
@@ -278,10 +301,6 @@ func (s *Server) record(ctx context.Context, w http.ResponseWriter, r *http.Requ
 }
 
 func (s *Server) emergency(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
-	if p.Session.role != "clinician" {
-		s.pageError(w, r, p, forbidden("only a clinician breaks the glass"))
-		return
-	}
 	if r.PostFormValue("confirm") != "yes" {
 		s.pageError(w, r, p, badRequest("confirm that this is an emergency: every holder records it and the patient is told"))
 		return
@@ -315,7 +334,7 @@ func (s *Server) stop(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		s.pageError(w, r, p, err)
 		return
 	}
-	delete(p.Session.emergency, pseud)
+	p.Session.stopped(pseud)
 	var stopped, failed []string
 	for _, h := range api.EmergencyStopsOf(res).Holders {
 		if h.Error != "" {
@@ -324,13 +343,28 @@ func (s *Server) stop(ctx context.Context, w http.ResponseWriter, r *http.Reques
 			stopped = append(stopped, h.Centre)
 		}
 	}
-	p.Title = "Console"
-	p.Notice = "Emergency access stopped at " + orNone(stopped) + "."
+	notice := "Emergency access stopped at " + orNone(stopped) + "."
 	if len(failed) > 0 {
-		p.Notice += " Not reached, stop again later: " + strings.Join(failed, ", ") + "."
+		notice += " Not reached, stop again later: " + strings.Join(failed, ", ") + "."
 	}
-	p.Data = s.home(p.Session)
+	s.done(w, p, notice)
+}
+
+// done shows the console's first page with what was done.
+func (s *Server) done(w http.ResponseWriter, p page, notice string) {
+	p.Title, p.Notice, p.Data = "Console", notice, s.home(p.Session)
 	s.render(w, "console.html", p)
+}
+
+// registrarAct reads what a registrar's form acts on: the patient, by the
+// NHS number typed, and the registrar's staff ID.
+func (s *Server) registrarAct(ctx context.Context, r *http.Request, p page) (ledger.Pseudonym, ledger.StaffID, error) {
+	pseud, err := s.patientOf(ctx, r.PostFormValue("nhs"))
+	if err != nil {
+		return pseud, ledger.StaffID{}, err
+	}
+	staff, err := consent.ParseStaffID(p.Session.staffID)
+	return pseud, staff, err
 }
 
 // attest registers a patient by NHS number and attests the key whose
@@ -338,27 +372,21 @@ func (s *Server) stop(ctx context.Context, w http.ResponseWriter, r *http.Reques
 // once; one that replaces a key waits for a second staff member's
 // approval (approve) and the charter's notice.
 func (s *Server) attest(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
-	if p.Session.role != "registrar" {
-		s.pageError(w, r, p, forbidden("only a registrar attests a patient's key"))
+	pseud, staff, err := s.registrarAct(ctx, r, p)
+	if err != nil {
+		s.pageError(w, r, p, err)
 		return
 	}
-	e, ok := s.enrol.get(r.PostFormValue("code"))
+	// The code is claimed before the attestation and spent by it: a key
+	// is attested for one patient, once, whoever types its code again.
+	e, ok := s.enrol.claim(r.PostFormValue("code"))
 	if !ok {
 		s.pageError(w, r, p, notFound("no key waits with that code: check it with the patient, or have their portal make a new one"))
 		return
 	}
-	pseud, err := s.patientOf(ctx, r.PostFormValue("nhs"))
-	if err != nil {
-		s.pageError(w, r, p, err)
-		return
-	}
-	staff, err := consent.ParseStaffID(p.Session.staffID)
-	if err != nil {
-		s.pageError(w, r, p, err)
-		return
-	}
 	del, err := s.node.Attest(ctx, pseud, e.key[:], r.PostFormValue("compromised") == "yes", staff)
 	if err != nil {
+		s.enrol.release(e.code)
 		s.pageError(w, r, p, err)
 		return
 	}
@@ -367,28 +395,16 @@ func (s *Server) attest(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if e.passkey {
 		kind = "passkey"
 	}
-	p.Title = "Console"
-	p.Notice = fmt.Sprintf("The patient's %s is attested (patient %s). %s", kind, pseud, delivery(del))
-	p.Data = s.home(p.Session)
-	s.render(w, "console.html", p)
+	s.done(w, p, fmt.Sprintf("The patient's %s is attested (patient %s). %s", kind, pseud, delivery(del)))
 }
 
 func (s *Server) approve(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
-	if p.Session.role != "registrar" {
-		s.pageError(w, r, p, forbidden("only a registrar approves a key"))
-		return
-	}
-	pseud, err := s.patientOf(ctx, r.PostFormValue("nhs"))
-	if err != nil {
-		s.pageError(w, r, p, err)
-		return
-	}
 	att, err := consent.ParseHash(strings.TrimSpace(r.PostFormValue("attestation")))
 	if err != nil {
 		s.pageError(w, r, p, err)
 		return
 	}
-	staff, err := consent.ParseStaffID(p.Session.staffID)
+	pseud, staff, err := s.registrarAct(ctx, r, p)
 	if err != nil {
 		s.pageError(w, r, p, err)
 		return
@@ -398,10 +414,7 @@ func (s *Server) approve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		s.pageError(w, r, p, err)
 		return
 	}
-	p.Title = "Console"
-	p.Notice = "Approved. " + delivery(del)
-	p.Data = s.home(p.Session)
-	s.render(w, "console.html", p)
+	s.done(w, p, "Approved. "+delivery(del))
 }
 
 // pageError shows an error on the console's page, with the status of
@@ -409,7 +422,9 @@ func (s *Server) approve(ctx context.Context, w http.ResponseWriter, r *http.Req
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, p page, err error) {
 	status := api.StatusOf(err)
 	if status >= 500 {
-		s.log.Warn("console failed", "route", route(r.URL.Path), "error", err)
+		incident := random(8)
+		s.log.Warn("console failed", "route", route(r.URL.Path), "incident", incident, "error", err)
+		err = fmt.Errorf("the centre could not answer (incident %s, in its log)", incident)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)

@@ -32,8 +32,37 @@ type session struct {
 	created time.Time
 	seen    time.Time
 	// emergency is the patients this session broke the glass for, until
-	// when the banner shows (the holders' windows are the charter's).
+	// when the banner shows (the holders' windows are the charter's);
+	// a session's requests may run at once, so mu guards it.
+	mu        sync.Mutex
 	emergency map[ledger.Pseudonym]time.Time
+}
+
+// brokeGlass shows the banner for p until until.
+func (s *session) brokeGlass(p ledger.Pseudonym, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emergency[p] = until
+}
+
+// stopped takes p's banner down.
+func (s *session) stopped(p ledger.Pseudonym) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.emergency, p)
+}
+
+// emergencies returns the banners shown at now, by patient.
+func (s *session) emergencies(now time.Time) map[ledger.Pseudonym]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[ledger.Pseudonym]time.Time{}
+	for p, until := range s.emergency {
+		if now.Before(until) {
+			out[p] = until
+		}
+	}
+	return out
 }
 
 // Role is the session's staff role, for the templates.
@@ -142,6 +171,7 @@ type enrolment struct {
 	key     [32]byte // an Ed25519 public key, or a passkey's ID
 	passkey bool
 	made    time.Time
+	claimed bool             // a registrar is attesting it, or has
 	patient ledger.Pseudonym // set once attested
 }
 
@@ -165,7 +195,15 @@ func (e *enrolments) add(key [32]byte, passkey bool) (string, error) {
 		}
 	}
 	if len(e.byCode) >= maxEnrolments {
-		return "", errors.New("too many keys wait for a registrar: try again later")
+		// Full (someone made keys by the thousand): the oldest waiting
+		// goes, so that a patient at the desk now is never refused.
+		oldest := ""
+		for c, x := range e.byCode {
+			if oldest == "" || x.made.Before(e.byCode[oldest].made) {
+				oldest = c
+			}
+		}
+		delete(e.byCode, oldest)
 	}
 	b := make([]byte, 5)
 	rand.Read(b)
@@ -189,6 +227,28 @@ func (e *enrolments) get(code string) (enrolment, bool) {
 		return enrolment{}, false
 	}
 	return *x, true
+}
+
+// claim takes the enrolment of code for one attestation: a code claimed
+// or attested already is not there to take.
+func (e *enrolments) claim(code string) (enrolment, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.byCode[normalCode(code)]
+	if !ok || x.claimed || e.now().Sub(x.made) > enrolmentLife {
+		return enrolment{}, false
+	}
+	x.claimed = true
+	return *x, true
+}
+
+// release gives back a claim whose attestation failed.
+func (e *enrolments) release(code string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x, ok := e.byCode[code]; ok && x.patient.IsZero() {
+		x.claimed = false
+	}
 }
 
 func (e *enrolments) attested(code string, p ledger.Pseudonym) {

@@ -141,6 +141,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.problem(rec, r, http.StatusTooManyRequests, err)
 			return
 		}
+		r.Body = http.MaxBytesReader(rec, r.Body, maxPortalBody)
 	}
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/portal/"):
@@ -217,7 +218,11 @@ func assetServer(static fs.FS) http.Handler {
 // person.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, code int, err error) {
 	if code >= 500 {
-		s.log.Warn("page failed", "route", route(r.URL.Path), "status", code, "error", err)
+		// What failed inside stays in the log; the caller gets an
+		// incident to quote.
+		incident := random(8)
+		s.log.Warn("page failed", "route", route(r.URL.Path), "status", code, "incident", incident, "error", err)
+		err = fmt.Errorf("the centre could not answer (incident %s, in its log)", incident)
 	}
 	if wantsJSON(r) {
 		api.WriteJSON(w, code, map[string]string{"error": err.Error()})
@@ -285,7 +290,16 @@ func (l *limiter) admit(r *http.Request) error {
 	lim, ok := l.peers[host]
 	if !ok {
 		if len(l.peers) >= maxLimiters {
-			clear(l.peers)
+			// Full: forget the addresses that have their whole burst
+			// back (idle a while), never the ones being limited.
+			for h, x := range l.peers {
+				if x.Tokens() >= float64(x.Burst()) {
+					delete(l.peers, h)
+				}
+			}
+			if len(l.peers) >= maxLimiters {
+				return errors.New("too many addresses at once: wait a moment")
+			}
 		}
 		lim = rate.NewLimiter(20, 40)
 		l.peers[host] = lim

@@ -233,6 +233,24 @@ func TestPasskeyPatientAndRegistrar(t *testing.T) {
 	if r := s.json(t, "/portal/enrolment", map[string]string{"code": enrolled.Code, "key": enrolled.Key}, &status); r.status != 200 || !status.Attested {
 		t.Fatalf("the enrolment after attesting: %d %s", r.status, r.body)
 	}
+	// The code is spent: typed again, for another patient, it attests
+	// nothing.
+	again := url.Values{"nhs": {"401 023 2137"}, "code": {enrolled.Code}, "csrf": {csrf}}
+	if r := s.form(t, registrar, "/console/attest", again); r.status != http.StatusNotFound {
+		t.Fatalf("a spent code: %d %s", r.status, r.body)
+	}
+	// The console's forms are for their roles: a registrar does not
+	// query, a researcher never resolves an NHS number.
+	if r := s.form(t, registrar, "/console/find", url.Values{"patient": {nhs}, "csrf": {csrf}}); r.status != http.StatusForbidden {
+		t.Errorf("a registrar's query: %d %s", r.status, r.body)
+	}
+	researcher, rcsrf := s.signIn(t, "researcher")
+	if r := s.form(t, researcher, "/console/find", url.Values{"patient": {nhs}, "csrf": {rcsrf}}); r.status != http.StatusBadRequest || !bytes.Contains(r.body, []byte("by pseudonym")) {
+		t.Errorf("a researcher's query by NHS number: %d %s", r.status, r.body)
+	}
+	if r := s.form(t, researcher, "/console/emergency/stop", url.Values{"patient": {status.Pseudonym}, "csrf": {rcsrf}}); r.status != http.StatusForbidden {
+		t.Errorf("a researcher's emergency stop: %d %s", r.status, r.body)
+	}
 	if r := s.json(t, "/portal/enrolment", map[string]string{"code": enrolled.Code, "key": strings.Repeat("0", 64)}, nil); r.status != 404 {
 		t.Errorf("the code with another key: %d %s", r.status, r.body)
 	}

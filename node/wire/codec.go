@@ -289,6 +289,7 @@ func (m Message) SealPasskey(draft []byte, signer []byte, p Passkey) ([]byte, er
 	if !m.Passkeys || len(draft) == 0 || draft[0] != m.Version|PasskeyVersion {
 		return nil, Malformed(m.What, "not a passkey's draft")
 	}
+	p.Sig = LowS(p.Sig) // an authenticator may write either s; one form is accepted
 	if err := p.check(); err != nil {
 		return nil, err
 	}

@@ -6,10 +6,14 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"math/big"
+	"net"
 	"net/url"
+	"strings"
 )
 
 // A patient may sign with a passkey instead of an Ed25519 key: a WebAuthn
@@ -38,12 +42,13 @@ const PasskeyVersion = 0x80
 // Limits of a passkey's assertion: what browsers and security keys
 // write is far smaller.
 const (
-	passkeyPoint      = 65 // an uncompressed P-256 point
-	maxAuthData       = 1024
-	maxClientData     = 2048
-	maxPasskeySig     = 80 // an ASN.1 ECDSA P-256 signature is at most 72
-	minAuthData       = 37 // rpIdHash, flags, signCount
-	authDataUserFound = 0x01
+	passkeyPoint     = 65 // an uncompressed P-256 point
+	maxAuthData      = 1024
+	maxClientData    = 2048
+	maxPasskeySig    = 80   // an ASN.1 ECDSA P-256 signature is at most 72
+	minAuthData      = 37   // rpIdHash, flags, signCount
+	authDataPresent  = 0x01 // UP: the user touched the authenticator
+	authDataVerified = 0x04 // UV: and proved to it who they are (PIN, biometric)
 )
 
 // Passkey is a WebAuthn assertion standing in for an Ed25519 signature.
@@ -98,7 +103,7 @@ func checkRPID(rpID string) error {
 		return Malformed("passkey", "a relying party ID of %d bytes", len(rpID))
 	}
 	u, err := url.Parse("https://" + rpID)
-	if err != nil || u.Host != rpID || u.Port() != "" || u.Hostname() != rpID {
+	if err != nil || u.Host != rpID || u.Port() != "" || u.Hostname() != rpID || net.ParseIP(rpID) != nil || strings.ContainsAny(rpID, "[]") {
 		return Malformed("passkey", "the relying party ID is not a host name")
 	}
 	return nil
@@ -116,11 +121,114 @@ type clientData struct {
 	CrossOrigin bool   `json:"crossOrigin"`
 }
 
+// parseClientData reads clientDataJSON strictly: one object, whose
+// members the holder checks are each there once, spelt exactly (Go's
+// decoder would take "Type" for "type", and the last of two).
+func parseClientData(b []byte) (clientData, bool) {
+	var members map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&members); err != nil || dec.More() {
+		return clientData{}, false
+	}
+	seen := map[string]int{}
+	keys := json.NewDecoder(bytes.NewReader(b))
+	depth := 0
+	for {
+		tok, err := keys.Token()
+		if err != nil {
+			break
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			if t == '{' || t == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		case string:
+			// At depth 1, a member's name comes before each value.
+			if depth == 1 && keys.More() {
+				if _, ok := members[t]; ok {
+					seen[t]++
+				}
+				var skip json.RawMessage
+				if keys.Decode(&skip) != nil {
+					return clientData{}, false
+				}
+			}
+		}
+	}
+	for _, k := range []string{"type", "challenge", "origin"} {
+		if seen[k] != 1 {
+			return clientData{}, false
+		}
+	}
+	if n := seen["crossOrigin"]; n > 1 {
+		return clientData{}, false
+	}
+	var cd clientData
+	for k, v := range members {
+		var err error
+		switch k {
+		case "type":
+			err = json.Unmarshal(v, &cd.Type)
+		case "challenge":
+			err = json.Unmarshal(v, &cd.Challenge)
+		case "origin":
+			err = json.Unmarshal(v, &cd.Origin)
+		case "crossOrigin":
+			err = json.Unmarshal(v, &cd.CrossOrigin)
+		}
+		if err != nil {
+			return clientData{}, false
+		}
+	}
+	return cd, true
+}
+
+// lowS reports whether an ASN.1 ECDSA P-256 signature is in its one
+// accepted form: DER as Go writes it, with s in the lower half of the
+// group's order, so that no one who relays a passkey's document can make
+// a second valid copy of it (and a second hash) by negating s.
+func lowS(sig []byte) bool {
+	var rs struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(sig, &rs)
+	if err != nil || len(rest) > 0 || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 {
+		return false
+	}
+	if again, err := asn1.Marshal(rs); err != nil || !bytes.Equal(again, sig) {
+		return false
+	}
+	return rs.S.Cmp(halfOrder) <= 0
+}
+
+var halfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// LowS returns sig, an ASN.1 ECDSA P-256 signature as an authenticator
+// wrote it, in the form Verify accepts: s in the lower half of the order.
+// Anything that is not such a signature comes back as it was.
+func LowS(sig []byte) []byte {
+	var rs struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) > 0 || rs.S == nil || rs.S.Sign() <= 0 {
+		return sig
+	}
+	if rs.S.Cmp(halfOrder) > 0 {
+		rs.S = new(big.Int).Sub(elliptic.P256().Params().N, rs.S)
+	}
+	out, err := asn1.Marshal(rs)
+	if err != nil {
+		return sig
+	}
+	return out
+}
+
 // Verify reports whether the assertion is the passkey id's signature of
-// signed: the key is id's, the authenticator saw the user and scoped the
-// assertion to the key's relying party, the browser wrote a webauthn.get
-// for signed's challenge from an https origin of that relying party, and
-// the signature verifies.
+// signed: the key is id's, the authenticator saw the user and verified
+// them (a PIN or a biometric: a security key found in the street signs
+// nothing), and scoped the assertion to the key's relying party, the
+// browser wrote a webauthn.get for signed's challenge from an https
+// origin of that relying party, and the signature, in its low-S form,
+// verifies.
 func (p Passkey) Verify(id []byte, signed []byte) bool {
 	if len(p.PublicKey) != passkeyPoint || len(id) != 32 || checkRPID(p.RPID) != nil {
 		return false
@@ -129,11 +237,15 @@ func (p Passkey) Verify(id []byte, signed []byte) bool {
 		return false
 	}
 	rp := sha256.Sum256([]byte(p.RPID))
-	if len(p.AuthData) < minAuthData || !bytes.Equal(p.AuthData[:32], rp[:]) || p.AuthData[32]&authDataUserFound == 0 {
+	flags := byte(0)
+	if len(p.AuthData) >= minAuthData {
+		flags = p.AuthData[32]
+	}
+	if len(p.AuthData) < minAuthData || !bytes.Equal(p.AuthData[:32], rp[:]) || flags&authDataPresent == 0 || flags&authDataVerified == 0 || !lowS(p.Sig) {
 		return false
 	}
-	var cd clientData
-	if err := json.Unmarshal(p.ClientData, &cd); err != nil || cd.Type != "webauthn.get" || cd.CrossOrigin {
+	cd, ok := parseClientData(p.ClientData)
+	if !ok || cd.Type != "webauthn.get" || cd.CrossOrigin {
 		return false
 	}
 	c := Challenge(signed)

@@ -3,7 +3,11 @@ package wire_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/asn1"
+	"math/big"
+	"strings"
 	"testing"
 
 	"github.com/medfed/medfed/node/wire"
@@ -59,6 +63,7 @@ func TestPasskeyMessage(t *testing.T) {
 		refused("an origin of another host", pk.AssertWith(t, "webauthn.get", challenge, "https://evil.example", 0x05))
 		refused("an http origin", pk.AssertWith(t, "webauthn.get", challenge, "http://"+pk.RPID, 0x05))
 		refused("no user presence", pk.AssertWith(t, "webauthn.get", challenge, pk.Origin, 0x04))
+		refused("presence without verification", pk.AssertWith(t, "webauthn.get", challenge, pk.Origin, 0x01))
 		good := pk.Assert(t, challenge)
 		moved := good
 		moved.RPID = "centre-a.example" // the origin's host no longer matches, nor the ID
@@ -107,12 +112,100 @@ func TestParsePasskeyKey(t *testing.T) {
 	if err != nil || !bytes.Equal(point, pk.Point(t)) || !bytes.Equal(id[:], pk.ID(t)) {
 		t.Fatalf("ParsePasskeyKey = %x %x %v", point, id, err)
 	}
-	for _, rp := range []string{"", "localhost:8443", "a/b", "local host"} {
+	for _, rp := range []string{"", "localhost:8443", "a/b", "local host", "127.0.0.1", "[::1]"} {
 		if _, _, err := wire.ParsePasskeyKey(rp, pk.SPKI(t)); err == nil {
 			t.Errorf("relying party %q accepted", rp)
 		}
 	}
 	if _, _, err := wire.ParsePasskeyKey("localhost", []byte("not a key")); err == nil {
 		t.Error("garbage accepted as a key")
+	}
+}
+
+// BenchmarkVerify measures what a holder spends checking a patient's
+// signature: Ed25519's, and a passkey's assertion (its ID, relying party,
+// client data and ECDSA P-256 signature), on the same message.
+func BenchmarkVerify(b *testing.B) {
+	m := wire.Message{What: "bench", Context: "medfed/bench/v1", Version: 1, Max: 4 << 10, Passkeys: true}
+	write := func(w *wire.Writer) { w.Str("a consent document's worth of fields"); w.U64(42) }
+	read := func(r *wire.Reader) { r.Str("fields"); r.U64("n") }
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize))
+	signed, err := m.Sign(key, write)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pk := passkeytest.New(b, "portal.centre-a.example")
+	draft := m.Draft(true, write)
+	asserted, err := m.SealPasskey(draft, nil, pk.Assert(b, wire.Challenge(wire.Signed(m.Context, draft))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		key  []byte
+	}{{"ed25519", signed, key.Public().(ed25519.PublicKey)}, {"passkey", asserted, pk.ID(b)}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				o, err := m.Open(c.raw, read)
+				if err != nil || !o.Verify(c.key) {
+					b.Fatal("does not verify")
+				}
+			}
+		})
+	}
+}
+
+// A holder takes one form of an assertion only: the signature's s in the
+// lower half (the other is made from it without the key), and client data
+// whose checked members are each there once, spelt exactly.
+func TestPasskeyOneForm(t *testing.T) {
+	pk := passkeytest.New(t, "localhost")
+	m := wire.Message{What: "test message", Context: "medfed/test/v1", Version: 3, Max: 4 << 10, Passkeys: true}
+	write := func(w *wire.Writer) { w.Str("hello") }
+	draft := m.Draft(true, write)
+	signed := wire.Signed(m.Context, draft)
+	a := pk.Assert(t, wire.Challenge(signed))
+	a.Sig = wire.LowS(a.Sig)
+	if !a.Verify(pk.ID(t), signed) {
+		t.Fatal("the low-S assertion does not verify")
+	}
+	var rs struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(a.Sig, &rs); err != nil {
+		t.Fatal(err)
+	}
+	rs.S.Sub(elliptic.P256().Params().N, rs.S)
+	high, err := asn1.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a
+	h.Sig = high
+	if h.Verify(pk.ID(t), signed) {
+		t.Error("the high-S twin verifies")
+	}
+	if !bytes.Equal(wire.LowS(high), a.Sig) {
+		t.Error("LowS does not bring the twin back")
+	}
+	ch := passkeytest.ChallengeText(wire.Challenge(signed))
+	good := `{"type":"webauthn.get","challenge":"` + ch + `","origin":"https://localhost:8443","crossOrigin":false,"other":{"type":1}}`
+	assert := func(cd string) wire.Passkey {
+		a := pk.AssertClientData(t, []byte(cd), 0x05)
+		a.Sig = wire.LowS(a.Sig)
+		return a
+	}
+	if !assert(good).Verify(pk.ID(t), signed) {
+		t.Fatalf("client data %s does not verify", good)
+	}
+	for _, cd := range []string{
+		strings.Replace(good, `"type"`, `"Type"`, 1),
+		strings.Replace(good, `{`, `{"type":"webauthn.create",`, 1),
+		strings.Replace(good, `"origin"`, `"origin":"https://evil.example","origin"`, 1),
+		good + ` {}`,
+		`[` + good + `]`,
+	} {
+		if assert(cd).Verify(pk.ID(t), signed) {
+			t.Errorf("client data %s verifies", cd)
+		}
 	}
 }

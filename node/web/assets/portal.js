@@ -1,8 +1,9 @@
 // The patient portal's script. The patient's key is made here and never
 // leaves this browser: a passkey (WebAuthn, P-256) or, as the fallback, a
 // non-extractable Ed25519 key kept in IndexedDB. The centre prepares
-// each document (a draft) and checks what comes back; this script only
-// signs what the patient has read and confirmed.
+// each document (a draft) and checks what comes back; this script signs
+// only a draft of the kind the patient asked for, and a document only
+// once they have read it in plain words and confirmed.
 
 const $ = (id) => document.getElementById(id);
 const store = "medfed.patient"; // what this browser remembers: never a private key
@@ -94,7 +95,7 @@ async function makePasskey() {
       user: { id: crypto.getRandomValues(new Uint8Array(16)), name: "patient", displayName: "Patient" },
       challenge: crypto.getRandomValues(new Uint8Array(32)),
       pubKeyCredParams: [{ type: "public-key", alg: -7 }],
-      authenticatorSelection: { userVerification: "preferred", residentKey: "preferred" },
+      authenticatorSelection: { userVerification: "required", residentKey: "preferred" },
       attestation: "none",
     },
   });
@@ -112,8 +113,21 @@ async function makeBrowserKey() {
   save({ kind: "ed25519", key: answer.key, code: answer.code, public: hex(raw) });
 }
 
+// What each draft must be, by its first two bytes: a patient request's
+// version (2) and op, or a consent document's version (1) and kind; a
+// passkey's have the version's 0x80 bit set. The script signs nothing
+// else, whatever the server sent.
+const drafts = {
+  view: [2, 1], erase: [2, 2], records: [2, 3],
+  contract: [1, 2], revocation: [1, 3], token: [1, 4], erasure: [1, 7],
+};
+
 // sign signs a draft as the key's kind requires and submits it.
 async function signAndSubmit(state, draft) {
+  const bytes = unb64(draft.draft);
+  const want = drafts[draft.what];
+  const version = want && want[0] | (state.kind === "passkey" ? 0x80 : 0);
+  if (!want || bytes[0] !== version || bytes[1] !== want[1]) throw new Error(`the centre sent something other than the ${draft.what} to sign: nothing was signed`);
   const body = { what: draft.what, draft: draft.draft, key: state.key };
   if (state.kind === "passkey") {
     const got = await navigator.credentials.get({
@@ -121,7 +135,7 @@ async function signAndSubmit(state, draft) {
         challenge: unb64(draft.challenge),
         rpId: state.rpId,
         allowCredentials: [{ type: "public-key", id: unb64(state.credId) }],
-        userVerification: "preferred",
+        userVerification: "required",
       },
     });
     body.passkey = {
@@ -213,8 +227,9 @@ async function sealKey() {
   return { pair, publicRaw: new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey)) };
 }
 
-// readRecords parses the opened plaintext: u32 count, then u64 index, u8
-// present and a u32-length payload for each record.
+// readRecords parses the opened plaintext: u32 count, then for each
+// record u64 index, u8 state (0 erased, 1 present, 2 too large to send)
+// and, when present, a u32-length payload.
 function readRecords(b) {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let i = 0;
@@ -224,15 +239,15 @@ function readRecords(b) {
   for (let k = 0; k < n; k++) {
     const index = Number(v.getBigUint64(i));
     i += 8;
-    const present = b[i++] === 1;
+    const state = b[i++];
     let payload = null;
-    if (present) {
+    if (state === 1) {
       const len = v.getUint32(i);
       i += 4;
       payload = b.slice(i, i + len);
       i += len;
     }
-    out.push({ index, payload });
+    out.push({ index, state, payload });
   }
   if (i !== b.length) throw new Error("the sealed records do not parse");
   return out;
@@ -247,13 +262,15 @@ function openDocument(p) {
   let shift = 0;
   let i = magic.length;
   for (;;) {
+    if (i >= p.length || shift > 28) throw new Error("a document's envelope is cut short");
     const c = p[i++];
     n += (c & 0x7f) * 2 ** shift;
     shift += 7;
     if (c < 0x80) break;
   }
+  if (i + n > p.length) throw new Error("a document's envelope is cut short");
   const head = JSON.parse(new TextDecoder().decode(p.slice(i, i + n)));
-  return { type: head.contentType || "application/octet-stream", data: p.slice(i + n) };
+  return { type: String(head.contentType || "application/octet-stream"), data: p.slice(i + n) };
 }
 
 async function getRecords(state) {
@@ -271,7 +288,14 @@ async function getRecords(state) {
       continue;
     }
     const info = concat(text("medfed/patient/v1 records"), new Uint8Array([0]), text(h.ID), new Uint8Array([0]), nonce);
-    const opened = readRecords(await hpkeOpen(pair, publicRaw, info, unb64(h.Sealed)));
+    let opened;
+    try {
+      opened = readRecords(await hpkeOpen(pair, publicRaw, info, unb64(h.Sealed)));
+    } catch (e) {
+      sec.append(Object.assign(document.createElement("p"), { className: "error", textContent: `What ${h.Name} sent does not open here: ${e.message}` }));
+      parts.push(sec);
+      continue;
+    }
     const ul = document.createElement("ul");
     ul.className = "records";
     for (const r of opened) {
@@ -279,15 +303,24 @@ async function getRecords(state) {
       const li = document.createElement("li");
       const title = `${meta.Class || "record"} of ${meta.Occurred ? when(meta.Occurred) : "an unknown date"}`;
       li.append(Object.assign(document.createElement("h4"), { textContent: title }));
-      if (!r.payload) {
+      if (r.state === 0) {
         li.append(Object.assign(document.createElement("p"), { textContent: "Erased: only the fact that it existed remains." }));
+      } else if (r.state === 2) {
+        li.append(Object.assign(document.createElement("p"), { textContent: `Too large to send this way: ask ${h.Name} for a copy.` }));
       } else {
-        const doc = openDocument(r.payload);
+        let doc;
+        try {
+          doc = openDocument(r.payload);
+        } catch (e) {
+          doc = { type: "application/octet-stream", data: r.payload };
+        }
         if (doc.type.startsWith("text/") || doc.type === "application/octet-stream") {
           li.append(Object.assign(document.createElement("pre"), { className: "doc", textContent: new TextDecoder().decode(doc.data) }));
         }
         const a = document.createElement("a");
-        a.href = URL.createObjectURL(new Blob([doc.data], { type: doc.type }));
+        // Downloaded as bytes, whatever type the holder gave them: a
+        // record is never opened as a page of this origin.
+        a.href = URL.createObjectURL(new Blob([doc.data], { type: "application/octet-stream" }));
         a.download = `${h.Name}-record-${r.index}`;
         a.textContent = `Download record ${r.index} from ${h.Name} (${doc.type}, ${doc.data.length} bytes)`;
         li.append(a);
@@ -295,6 +328,7 @@ async function getRecords(state) {
       ul.append(li);
     }
     sec.append(opened.length ? ul : Object.assign(document.createElement("p"), { textContent: "No records here." }));
+    if (h.Next) sec.append(Object.assign(document.createElement("p"), { className: "notice", textContent: `${h.Name} has more records than one answer carries: not all are shown.` }));
     parts.push(sec);
   }
   if (!parts.length) parts.push(Object.assign(document.createElement("p"), { textContent: "No centre holds records about you." }));
@@ -383,7 +417,7 @@ function showView(res) {
       continue;
     }
     sec.append(Object.assign(document.createElement("p"), {
-      textContent: `${h.Records.length} record(s) held. Every entry below is signed by ${h.Name}; those marked proven are in its ledger's checkpoint that the other centres cosigned, by an inclusion proof checked here.`,
+      textContent: `${h.Records.length} record(s) held. Every entry below is signed by ${h.Name}; those marked proven are in its ledger's checkpoint that the other centres cosigned, by an inclusion proof your centre checked.`,
     }));
     const table = document.createElement("table");
     const cap = Object.assign(document.createElement("caption"), { textContent: `Who looked, at ${h.Name}` });
@@ -411,6 +445,7 @@ function showView(res) {
     for (const k of h.KeyEvents || []) {
       sec.append(Object.assign(document.createElement("p"), { className: "notice", textContent: `${when(k.Time)}: ${k.Event} by ${k.Centre}` }));
     }
+    if (h.Next) sec.append(Object.assign(document.createElement("p"), { className: "notice", textContent: `${h.Name} has more entries than one answer carries: not all are shown.` }));
     parts.push(sec);
   }
   out.replaceChildren(...parts);

@@ -82,6 +82,19 @@ func (p *Passkey) AssertWith(t testing.TB, typ string, challenge [32]byte, origi
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p.AssertClientData(t, cd, flags)
+}
+
+// ChallengeText is challenge as client data names it.
+func ChallengeText(challenge [32]byte) string {
+	return base64.RawURLEncoding.EncodeToString(challenge[:])
+}
+
+// AssertClientData signs the client data cd as it is, with the
+// authenticator's flags: for tests of client data a browser should never
+// write.
+func (p *Passkey) AssertClientData(t testing.TB, cd []byte, flags byte) wire.Passkey {
+	t.Helper()
 	rp := sha256.Sum256([]byte(p.RPID))
 	p.count++
 	auth := binary.BigEndian.AppendUint32(append(rp[:], flags), p.count)

@@ -73,7 +73,7 @@ type Request struct {
 	Federation string
 	Relay      peer.ID // the centre the patient asks through
 	Subject    ledger.Pseudonym
-	Key        ed25519.PublicKey // the patient's key that signs it
+	Key        ed25519.PublicKey // the patient's key that signs it: an Ed25519 key, or a passkey's ID (wire.PasskeyID)
 	Nonce      [16]byte
 	Time       time.Time // to the millisecond
 	// Cursors page a view or the records: each holder named answers its
@@ -90,7 +90,8 @@ type Request struct {
 // Encoding, version 2: u8 version, u8 op, str federation, str relay, [32]
 // subject, [32] key, [16] nonce, u64 Unix milliseconds, u8 count and
 // cursors (str holder, u64 from); for Records, [32] the sealing key; then
-// [64] the
+// (version 0x82, a passkey's: see wire.PasskeyVersion) its assertion and
+// the assertion's length, or [64] the
 // patient's Ed25519 signature over "medfed/patient/v1 request" || 0x00
 // || the bytes before it.
 func (q *Request) write(w *wire.Writer) {

@@ -57,8 +57,9 @@ type Options struct {
 	// Erase crypto-shreds the payloads of every record of p and appends
 	// their erasure entries; erasing again appends nothing.
 	Erase func(ctx context.Context, p ledger.Pseudonym) (int, error)
-	// Payload returns the payload of the record at index; an error for
-	// one erased or lost (Records sends the record without it).
+	// Payload returns the payload of the record at index: an error of
+	// records.ErrErased or node.ErrNotFound for one erased or lost, which
+	// Records sends without it; any other error fails the answer.
 	Payload func(ctx context.Context, index int64) ([]byte, error)
 	// Withdraw takes this centre out of the directory for p.
 	Withdraw func(ctx context.Context, p ledger.Pseudonym) error
@@ -288,7 +289,7 @@ func (s *Service) prove(ctx context.Context, a *Answer) error {
 		if err != nil {
 			return err
 		}
-		if total += len(p)*len(p[0:0:0]) + 32*len(p); total > maxProofBytes {
+		if total += 32 * len(p); total > maxProofBytes {
 			break
 		}
 		a.Proofs = append(a.Proofs, p)
@@ -300,7 +301,8 @@ func (s *Service) prove(ctx context.Context, a *Answer) error {
 // op concerns: for View, any entry about them but the consent documents
 // (the patient's own, and the attestations of their key), which a member
 // keeps as one of the federation's consent majority whether it ever saw
-// the patient or not; for Erase, a record to erase.
+// the patient or not; for Erase, a record to erase; for Records, a record
+// to send.
 func (s *Service) holds(ctx context.Context, op Op, p ledger.Pseudonym) (bool, error) {
 	if op == Erase || op == Records {
 		es, err := s.opts.Ledger.EntriesForKinds(ctx, p, ledger.KindRecord, ledger.KindAmendment)

@@ -267,10 +267,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 // Whoever serves it counts it in flight.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, rt *route, as Staff) {
 	start := time.Now()
-	rec := &statusWriter{ResponseWriter: w}
+	rec := &StatusWriter{ResponseWriter: w}
 	c := &call{r: r, w: rec, route: rt, staff: as}
 	defer func() {
-		attrs := []any{"method", r.Method, "route", rt.pattern, "status", rec.status, "ms", float64(time.Since(start).Microseconds()) / 1000}
+		attrs := []any{"method", r.Method, "route", rt.pattern, "status", rec.Status, "ms", float64(time.Since(start).Microseconds()) / 1000}
 		if c.staff.ID != "" {
 			attrs = append(attrs, "staff", c.staff.ID, "role", c.staff.Role)
 		}
@@ -357,22 +357,23 @@ func (c *call) decode(v any) error {
 	return DecodeJSON(c.w, c.r, v, limit)
 }
 
-// statusWriter remembers the status written, for the access log.
-type statusWriter struct {
+// StatusWriter remembers the status written, for an access log (the
+// API's, and the pages').
+type StatusWriter struct {
 	http.ResponseWriter
-	status int
+	Status int
 }
 
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
+func (w *StatusWriter) WriteHeader(status int) {
+	if w.Status == 0 {
+		w.Status = status
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+func (w *StatusWriter) Write(b []byte) (int, error) {
+	if w.Status == 0 {
+		w.Status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
 }

@@ -191,13 +191,11 @@ type networkData struct {
 }
 
 func (s *Server) find(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
-	purpose := "treatment"
 	var pseud ledger.Pseudonym
 	var err error
 	if p.Session.role == "researcher" {
 		// A researcher never learns whose pseudonym is whose: they ask
 		// by pseudonym alone, as the API's researcher routes do.
-		purpose = "research"
 		pseud, err = ledger.ParsePseudonym(strings.TrimSpace(r.PostFormValue("patient")))
 		if err != nil {
 			err = badRequest("a researcher finds a patient by pseudonym, never by NHS number")
@@ -209,7 +207,16 @@ func (s *Server) find(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		s.pageError(w, r, p, err)
 		return
 	}
-	s.network(ctx, w, r, p, pseud, purpose, "")
+	s.network(ctx, w, r, p, pseud, purposeOf(p.Session.role), "")
+}
+
+// purposeOf is what a role asks for: a researcher for research, a
+// clinician for treatment (consent decides by purpose, as /v1/query does).
+func purposeOf(role string) string {
+	if role == "researcher" {
+		return "research"
+	}
+	return "treatment"
 }
 
 func (s *Server) network(ctx context.Context, w http.ResponseWriter, r *http.Request, p page, pseud ledger.Pseudonym, purpose, reason string) {
@@ -259,11 +266,7 @@ func (s *Server) record(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		s.pageError(w, r, p, badRequest("a record is named by its holder and its index there"))
 		return
 	}
-	purpose := "treatment"
-	if p.Session.role == "researcher" {
-		purpose = "research"
-	}
-	asker, err := api.ParseAsker(p.Session.role, p.Session.staffID, purpose, "")
+	asker, err := api.ParseAsker(p.Session.role, p.Session.staffID, purposeOf(p.Session.role), "")
 	if err != nil {
 		s.pageError(w, r, p, err)
 		return

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -84,12 +84,20 @@ func (s *Server) json(w http.ResponseWriter, r *http.Request, handle func(ctx co
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	v, err := handle(ctx, r, w)
-	if err != nil {
+	switch {
+	case errors.Is(err, errThrottled):
+		w.Header().Set("Retry-After", "1")
+		s.problem(w, r, http.StatusTooManyRequests, err)
+		return
+	case err != nil:
 		s.problem(w, r, api.StatusOf(err), err)
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, v)
 }
+
+// errThrottled refuses a patient key past its rate (429).
+var errThrottled = errors.New("too many requests signed by this key: wait a moment")
 
 // enrolBody is a key the patient's browser made.
 type enrolBody struct {
@@ -222,7 +230,7 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	now := s.now().UTC().Truncate(time.Second)
 	if op, ok := requestOps[b.What]; ok {
 		q := patient.Request{Op: op, Federation: s.node.Federation(), Relay: s.self(), Subject: p, Time: now}
-		copy(q.Nonce[:], random16())
+		rand.Read(q.Nonce[:])
 		if op == patient.Records {
 			if len(b.Seal) != len(q.Seal) {
 				return nil, badRequest("the records are sealed to an X25519 key of 32 bytes, not %d", len(b.Seal))
@@ -351,11 +359,6 @@ func (s *Server) self() peer.ID {
 	return ""
 }
 
-func random16() []byte {
-	b, _ := base64.RawURLEncoding.DecodeString(random(16))
-	return b
-}
-
 // submitBody is a draft signed: by an Ed25519 signature, or by a
 // passkey's assertion.
 type submitBody struct {
@@ -384,6 +387,9 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 	key, err := consent.ParsePublicKey(b.Key)
 	if err != nil {
 		return nil, err
+	}
+	if !s.perKey.Allow(string(key)) {
+		return nil, errThrottled
 	}
 	var pk *wire.Passkey
 	if b.Passkey != nil {

@@ -9,18 +9,17 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/limit"
 )
 
 // Centre is what the pages need of a running node.
@@ -67,7 +66,27 @@ type Server struct {
 	assets   http.Handler
 	sessions *sessions
 	enrol    *enrolments
-	limit    *limiter
+	// What one address may post (the portal's routes are open to anyone
+	// who reaches the port), and what one patient key may have relayed,
+	// as the API bounds its patient routes.
+	perAddress, perKey *limit.Keyed
+}
+
+// The pages' rate limits.
+const (
+	addressRate  = 20 // posts a second per client address
+	keyRate      = 1  // signed submissions a second per patient key
+	keyBurst     = 10
+	maxAddresses = 65536 // addresses and keys tracked at once
+)
+
+// clientAddress is the host of r's client address.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 //go:embed assets
@@ -98,7 +117,8 @@ func New(o Options) (*Server, error) {
 	return &Server{
 		node: o.Node, staff: o.Staff, log: o.Logger.With("component", "web"), now: o.Now, pages: pages,
 		assets:   http.StripPrefix("/assets/", assetServer(static)),
-		sessions: newSessions(o.Now), enrol: newEnrolments(o.Now), limit: newLimiter(),
+		sessions: newSessions(o.Now), enrol: newEnrolments(o.Now),
+		perAddress: limit.New(addressRate, 2*addressRate, maxAddresses), perKey: limit.New(keyRate, keyBurst, maxAddresses),
 	}, nil
 }
 
@@ -118,10 +138,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	start := s.now()
-	rec := &status{ResponseWriter: w}
+	rec := &api.StatusWriter{ResponseWriter: w}
 	defer func() {
 		// The path's values never: a pseudonym or a code may be in it.
-		s.log.Info("page", "method", r.Method, "route", route(r.URL.Path), "status", rec.code, "ms", float64(s.now().Sub(start).Microseconds())/1000)
+		s.log.Info("page", "method", r.Method, "route", route(r.URL.Path), "status", rec.Status, "ms", float64(s.now().Sub(start).Microseconds())/1000)
 	}()
 	if strings.HasPrefix(r.URL.Path, "/assets/") {
 		h.Set("Cache-Control", "no-cache")
@@ -136,9 +156,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.problem(rec, r, http.StatusForbidden, err)
 			return
 		}
-		if err := s.limit.admit(r); err != nil {
+		if !s.perAddress.Allow(clientAddress(r)) {
 			rec.Header().Set("Retry-After", "1")
-			s.problem(rec, r, http.StatusTooManyRequests, err)
+			s.problem(rec, r, http.StatusTooManyRequests, errors.New("too many requests from this address: wait a moment"))
 			return
 		}
 		r.Body = http.MaxBytesReader(rec, r.Body, maxPortalBody)
@@ -181,25 +201,6 @@ func sameOrigin(r *http.Request) error {
 		return errors.New("a request from another origin is refused")
 	}
 	return nil
-}
-
-type status struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *status) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *status) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
 }
 
 // assetServer serves the embedded assets, their types named.
@@ -266,46 +267,4 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2 Jan 2006 15:04 UTC")
 	},
-}
-
-// limiter bounds what one address may ask of the pages that change
-// something or sign: the portal's are open to anyone who reaches the
-// port.
-type limiter struct {
-	mu    sync.Mutex
-	peers map[string]*rate.Limiter
-}
-
-func newLimiter() *limiter { return &limiter{peers: map[string]*rate.Limiter{}} }
-
-const maxLimiters = 10_000
-
-func (l *limiter) admit(r *http.Request) error {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.peers[host]
-	if !ok {
-		if len(l.peers) >= maxLimiters {
-			// Full: forget the addresses that have their whole burst
-			// back (idle a while), never the ones being limited.
-			for h, x := range l.peers {
-				if x.Tokens() >= float64(x.Burst()) {
-					delete(l.peers, h)
-				}
-			}
-			if len(l.peers) >= maxLimiters {
-				return errors.New("too many addresses at once: wait a moment")
-			}
-		}
-		lim = rate.NewLimiter(20, 40)
-		l.peers[host] = lim
-	}
-	if !lim.Allow() {
-		return errors.New("too many requests from this address: wait a moment")
-	}
-	return nil
 }

@@ -277,9 +277,10 @@ func (p Passkey) write(w *Writer) {
 }
 
 func (p Passkey) check() error {
+	if err := checkRPID(p.RPID); err != nil {
+		return err
+	}
 	switch {
-	case checkRPID(p.RPID) != nil:
-		return checkRPID(p.RPID)
 	case len(p.PublicKey) != passkeyPoint:
 		return Malformed("passkey", "a public key of %d bytes, want an uncompressed P-256 point", len(p.PublicKey))
 	case len(p.AuthData) < minAuthData || len(p.AuthData) > maxAuthData:

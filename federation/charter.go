@@ -55,10 +55,19 @@ const (
 // Size limits. A reader of a charter note from the network stops at
 // MaxCharterNote bytes; larger notes are refused before they are parsed.
 const (
-	MaxCharterText = 96 << 10 // 256 members with their OPRF shares
-	MaxCharterNote = 160 << 10
-	MaxMembers     = 256
+	MaxCharterText = 2 << 20 // 10,000 members of one address each, with room
+	MaxCharterNote = MaxCharterText + maxSigs*160
+	MaxMembers     = 10_000
 	MaxAddrs       = 8
+	// MaxCouncil bounds the council, the members whose approvals change
+	// the charter, and MaxSet the witness and consent sets a policy names:
+	// what one change or one operation costs is bounded by them, not by
+	// the number of members.
+	MaxCouncil = 64
+	MaxSet     = 64
+	// maxOPRFShares bounds the pseudonym key's committee (package
+	// pseudonym's MaxHolders).
+	maxOPRFShares = 256
 
 	minTokenLifetime = time.Minute
 	maxTokenLifetime = 720 * time.Hour
@@ -68,8 +77,10 @@ const (
 	// characters.
 	maxTokenText = 128
 	// maxSigs bounds the signature lines of a note: a valid charter note
-	// carries at most one signature per member.
-	maxSigs = MaxMembers
+	// carries at most one signature per founder, or per council member.
+	maxSigs = 1024
+	// maxChainFile bounds a charter chain read from a file.
+	maxChainFile = 1 << 30
 
 	charterHeader = "medfed charter v1"
 )
@@ -95,6 +106,16 @@ type Policy struct {
 	// may send a centre, per second (a second's worth at once):
 	// 1..100000; zero is DefaultMemberRate (read it with MemberRateLimit).
 	MemberRate int64
+	// Witnesses is the size of each log's witness set (Charter.Witnesses):
+	// 1..MaxSet; zero is every other member, as charters before witness
+	// sets had it. WitnessQuorum counts the log's own signature and its
+	// set's cosignatures.
+	Witnesses int64
+	// ConsentReplicas is the size of each patient's consent set
+	// (Charter.ConsentSet), where the patient's consent documents are
+	// written and read by majorities of it: 1..MaxSet; zero is every
+	// member, as charters before consent sets had it.
+	ConsentReplicas int64
 }
 
 // DefaultMemberRate is the member rate of a charter that sets none.
@@ -118,22 +139,34 @@ const (
 	DefaultEmergencyDuration = 4 * time.Hour
 )
 
-// DefaultPolicy is the policy of a federation of the given number of
-// members: a majority for both quorums and the OPRF threshold, opt-in
-// consent, emergency access allowed, consent tokens of at most a day.
-// Adding or removing members later leaves the policy as it is; a change of
-// quorum is a version of its own (Charter.WithPolicy).
+// DefaultPolicy is the policy of a federation founded by the given number
+// of members: a majority of the founders for the admission quorum and the
+// OPRF threshold, witness sets of DefaultWitnesses with a majority of the
+// log and its set as witness quorum, consent sets of
+// DefaultConsentReplicas, opt-in consent, emergency access allowed,
+// consent tokens of at most a day. Adding or removing members later leaves
+// the policy as it is; a change of quorum is a version of its own
+// (Charter.WithPolicy).
 func DefaultPolicy(members int) Policy {
 	q := max(members/2+1, 1)
 	return Policy{
 		AdmissionQuorum:  q,
-		WitnessQuorum:    q,
+		WitnessQuorum:    max(min(members, DefaultWitnesses+1)/2+1, 1),
 		OPRFThreshold:    q,
 		ConsentDefault:   ConsentOptIn,
 		EmergencyAccess:  EmergencyAllowed,
 		TokenMaxLifetime: 24 * time.Hour,
+		Witnesses:        DefaultWitnesses,
+		ConsentReplicas:  DefaultConsentReplicas,
 	}
 }
+
+// Set sizes of a new federation's policy: a log's witnesses, a patient's
+// consent replicas.
+const (
+	DefaultWitnesses       = 7
+	DefaultConsentReplicas = 5
+)
 
 // optionalLine is a policy line a charter's text names only when its
 // value differs from the default (zero in a Policy is the default).
@@ -159,10 +192,16 @@ func (p *Policy) optional() []optionalLine {
 	return []optionalLine{
 		durationLine("key-notice", &p.KeyNotice, DefaultKeyNotice, time.Second, 90*24*time.Hour),
 		durationLine("emergency-duration", &p.EmergencyDuration, DefaultEmergencyDuration, time.Second, 24*time.Hour),
-		{key: "member-rate", v: &p.MemberRate, def: DefaultMemberRate, min: 1, max: 100_000,
-			format: func(v int64) string { return strconv.FormatInt(v, 10) },
-			parse:  func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }},
+		countLine("member-rate", &p.MemberRate, DefaultMemberRate, 100_000),
+		countLine("witnesses", &p.Witnesses, 0, MaxSet),
+		countLine("consent-replicas", &p.ConsentReplicas, 0, MaxSet),
 	}
+}
+
+func countLine(key string, v *int64, def, max int64) optionalLine {
+	return optionalLine{key: key, v: v, def: def, min: 1, max: max,
+		format: func(v int64) string { return strconv.FormatInt(v, 10) },
+		parse:  func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }}
 }
 
 // quorums returns the policy's member counts with their keys in the text.
@@ -180,11 +219,19 @@ func (p Policy) quorums() []struct {
 	}
 }
 
-func (p Policy) check(members int) error {
+// check checks the policy of a charter with the given number of members
+// and council.
+func (p Policy) check(members, council int) error {
 	for _, q := range p.quorums() {
 		if q.n < 1 || q.n > members {
 			return fmt.Errorf("%s %d: want 1 to %d, the number of members", q.key, q.n, members)
 		}
+	}
+	if p.AdmissionQuorum > council {
+		return fmt.Errorf("admission-quorum %d: want 1 to %d, the council's size", p.AdmissionQuorum, council)
+	}
+	if g := p.witnessGroup(members); p.WitnessQuorum > g {
+		return fmt.Errorf("witness-quorum %d: want 1 to %d, a log and its witness set", p.WitnessQuorum, g)
 	}
 	if p.ConsentDefault != ConsentOptIn && p.ConsentDefault != ConsentOptOut {
 		return fmt.Errorf("consent-default: want %s or %s", ConsentOptIn, ConsentOptOut)
@@ -325,8 +372,12 @@ type Charter struct {
 	Version    uint64   // 1, 2, ...
 	Previous   [32]byte // SHA-256 of the previous version's Text(); zero for version 1
 	Policy     Policy
-	OPRF       OPRFKey  // dealt at founding; absent (zero) in a charter without pseudonyms
-	Members    []Member // sorted by Name; names and IDs unique; 1..256 members
+	// Council names the members whose approvals change the charter, at
+	// Policy.AdmissionQuorum of them: sorted, 1..MaxCouncil members;
+	// empty, every member is on it (as in charters before councils).
+	Council []string
+	OPRF    OPRFKey  // dealt at founding; absent (zero) in a charter without pseudonyms
+	Members []Member // sorted by Name; names and IDs unique; 1..MaxMembers members
 }
 
 // OPRFKey is the public part of the federation's pseudonym key (package
@@ -340,7 +391,7 @@ type OPRFKey struct {
 
 // OPRFShare is one holder's public share.
 type OPRFShare struct {
-	Index  int      // 1..MaxMembers
+	Index  int      // 1..256
 	Holder peer.ID  // the centre that holds the share
 	Public [32]byte // its public share
 }
@@ -384,13 +435,13 @@ func (k OPRFKey) check(c Charter) error {
 	if c.Policy.OPRFThreshold < 2 {
 		return errors.New("oprf-threshold: a dealt key needs a threshold of at least 2, or every holder could compute pseudonyms alone")
 	}
-	if len(k.Shares) > MaxMembers || len(k.Shares) < c.Policy.OPRFThreshold {
-		return fmt.Errorf("oprf-share: %d shares for threshold %d, want threshold to %d", len(k.Shares), c.Policy.OPRFThreshold, MaxMembers)
+	if len(k.Shares) > maxOPRFShares || len(k.Shares) < c.Policy.OPRFThreshold {
+		return fmt.Errorf("oprf-share: %d shares for threshold %d, want threshold to %d", len(k.Shares), c.Policy.OPRFThreshold, maxOPRFShares)
 	}
 	holders := map[peer.ID]bool{}
 	for i, s := range k.Shares {
-		if s.Index < 1 || s.Index > MaxMembers || (i > 0 && s.Index <= k.Shares[i-1].Index) {
-			return fmt.Errorf("oprf-share %d: index %d: want increasing indices from 1 to %d", i+1, s.Index, MaxMembers)
+		if s.Index < 1 || s.Index > maxOPRFShares || (i > 0 && s.Index <= k.Shares[i-1].Index) {
+			return fmt.Errorf("oprf-share %d: index %d: want increasing indices from 1 to %d", i+1, s.Index, maxOPRFShares)
 		}
 		if holders[s.Holder] {
 			return fmt.Errorf("oprf-share %d: %s holds two shares", i+1, s.Holder)
@@ -438,7 +489,7 @@ func parseOPRF(r *lineReader) (OPRFKey, error) {
 			return k, err
 		}
 		f := strings.Split(v, " ")
-		if len(f) != 3 || len(k.Shares) >= MaxMembers {
+		if len(f) != 3 || len(k.Shares) >= maxOPRFShares {
 			return k, fmt.Errorf("line %d: oprf-share: want <index> <peer ID> <base64 public share>", r.n)
 		}
 		var s OPRFShare
@@ -491,6 +542,9 @@ func (c Charter) Text() string {
 		if *o.v != 0 && *o.v != o.def {
 			b.WriteString(o.key + " " + o.format(*o.v) + "\n")
 		}
+	}
+	if len(c.Council) > 0 {
+		b.WriteString("council " + strings.Join(c.Council, " ") + "\n")
 	}
 	c.OPRF.writeLines(&b)
 	for _, m := range c.Members {
@@ -593,6 +647,13 @@ func parseCharter(text string) (Charter, error) {
 		// Another spelling of the same value fails sameText below.
 		if *o.v, err = o.parse(s); err != nil || *o.v == o.def {
 			return Charter{}, fmt.Errorf("line %d: %s: a value other than the default %s (which is left out)", r.n, o.key, o.format(o.def))
+		}
+	}
+	if r.n < len(lines) && strings.HasPrefix(lines[r.n], "council ") {
+		v, _ := r.field("council")
+		c.Council = strings.Split(v, " ")
+		if len(c.Council) > MaxCouncil {
+			return Charter{}, fmt.Errorf("line %d: council: %d names, want 1 to %d", r.n, len(c.Council), MaxCouncil)
 		}
 	}
 	if c.OPRF, err = parseOPRF(&r); err != nil {
@@ -707,7 +768,13 @@ func (c Charter) check() error {
 		}
 		ids[m.ID] = m.Name
 	}
-	if err := c.Policy.check(len(c.Members)); err != nil {
+	if c.Version == 1 && len(c.Members) > maxSigs {
+		return fmt.Errorf("member: %d founders, want at most %d (every founder signs version 1; admit the others after)", len(c.Members), maxSigs)
+	}
+	if err := c.checkCouncil(); err != nil {
+		return err
+	}
+	if err := c.Policy.check(len(c.Members), c.councilSize()); err != nil {
 		return err
 	}
 	if err := c.OPRF.check(c); err != nil {
@@ -813,6 +880,9 @@ func (c Charter) WithoutMember(name string) (Charter, error) {
 		i, ok := c.index(name)
 		if !ok {
 			return fmt.Errorf("member: no member %q in version %d", name, c.Version)
+		}
+		if _, on := slices.BinarySearch(c.Council, name); on {
+			return fmt.Errorf("council: %s is on the council; change the council first", name)
 		}
 		left := len(c.Members) - 1
 		for _, q := range c.Policy.quorums() {
@@ -969,14 +1039,14 @@ func verifyFounding(msg []byte) (Signed, error) {
 
 // VerifyNext checks that note is the signed successor of prev: same
 // federation, the next version, prev's hash as Previous, a valid charter,
-// signed by at least prev.Policy.AdmissionQuorum of prev's members and by
+// signed by at least prev.Policy.AdmissionQuorum of prev's council and by
 // no one else. A signature by anyone else is an error, not ignored: it
 // means the note was put together wrongly or by someone who should not have
 // it, and a centre should not store and pass on such a note.
 func VerifyNext(prev Charter, note []byte) (Signed, error) {
 	s, err := successor(prev, note)
 	if err == nil && len(s.Signers) < prev.Policy.AdmissionQuorum {
-		err = fmt.Errorf("%w: %d of version %d's members signed; admission-quorum is %d",
+		err = fmt.Errorf("%w: %d of version %d's council signed; admission-quorum is %d",
 			ErrSignatures, len(s.Signers), prev.Version, prev.Policy.AdmissionQuorum)
 	}
 	if err != nil {
@@ -985,7 +1055,7 @@ func VerifyNext(prev Charter, note []byte) (Signed, error) {
 	return s, nil
 }
 
-// Approvals returns which of prev's members have validly signed note, a
+// Approvals returns which of prev's council have validly signed note, a
 // draft of the version after prev, whether or not they are a quorum yet. It
 // makes every other check VerifyNext makes.
 func Approvals(prev Charter, note []byte) (Signed, error) {
@@ -1017,8 +1087,8 @@ func successor(prev Charter, msg []byte) (Signed, error) {
 		return Signed{}, fmt.Errorf("%w: version %d changes oprf-threshold, which the dealt key fixes", ErrChain, c.Version)
 	}
 	signers, err := verifySigs(text, sigs, func(id peer.ID) error {
-		if _, ok := prev.Member(id); !ok {
-			return fmt.Errorf("not a member of version %d", prev.Version)
+		if !prev.OnCouncil(id) {
+			return fmt.Errorf("not on the council of version %d", prev.Version)
 		}
 		return nil
 	})
@@ -1064,7 +1134,7 @@ func EncodeChain(notes [][]byte) []byte { return bytes.Join(notes, nil) }
 // ParseChain splits EncodeChain's text into its notes; VerifyChain checks
 // them. One note alone (a charter file of version 1) is a chain too.
 func ParseChain(b []byte) ([][]byte, error) {
-	if len(b) > MaxMembers*MaxCharterNote {
+	if len(b) > maxChainFile {
 		return nil, fmt.Errorf("parse charter chain: %w: malformed: %d bytes", node.ErrInvalid, len(b))
 	}
 	head := []byte(charterHeader + "\n")

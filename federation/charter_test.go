@@ -200,9 +200,13 @@ func TestCharterTextRoundTrip(t *testing.T) {
 	var big federation.Charter
 	big.Federation, big.Version, big.Previous = "f", 1<<40, sha256.Sum256([]byte("v"))
 	for i := range federation.MaxMembers {
-		big.Members = append(big.Members, testMember(t, fmt.Sprintf("c%03d", i), 5000+i))
+		big.Members = append(big.Members, testMember(t, fmt.Sprintf("c%05d", i), 5000+i))
 	}
 	big.Policy = federation.DefaultPolicy(len(big.Members))
+	big.Policy.AdmissionQuorum = 5
+	big.Council = []string{"c00000", "c00001", "c00002", "c00003", "c00004", "c00005", "c00006"}
+	legacy := v2 // before councils and sets: every member on the council, every other member a witness
+	legacy.Policy.Witnesses, legacy.Policy.ConsentReplicas = 0, 0
 
 	tests := []struct {
 		name string
@@ -213,7 +217,8 @@ func TestCharterTextRoundTrip(t *testing.T) {
 		{"strict policy", strict},
 		{"longest tokens", long},
 		{"tuned notice, emergency and member rate", tuned},
-		{"most members", big},
+		{"most members, with a council", big},
+		{"without sets", legacy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,6 +289,7 @@ func TestDefaultPolicy(t *testing.T) {
 			want := federation.Policy{
 				AdmissionQuorum: tt.want, WitnessQuorum: tt.want, OPRFThreshold: tt.want,
 				ConsentDefault: "opt-in", EmergencyAccess: "allowed", TokenMaxLifetime: 24 * time.Hour,
+				Witnesses: federation.DefaultWitnesses, ConsentReplicas: federation.DefaultConsentReplicas,
 			}
 			if p != want {
 				t.Errorf("DefaultPolicy(%d) = %+v, want %+v", tt.members, p, want)
@@ -768,7 +774,8 @@ func secp256k1PeerID(tb testing.TB) peer.ID {
 }
 
 // malformedTexts returns ways to spoil a charter text of three or more
-// members (lines 11 and up).
+// members (lines 13 and up, after the witnesses and consent-replicas
+// lines of the default policy).
 func malformedTexts(tb testing.TB) []struct {
 	name  string
 	spoil func(string) string
@@ -792,7 +799,7 @@ func malformedTexts(tb testing.TB) []struct {
 		{"garbage", func(string) string { return "\x89PNG\r\n\x1a\n" }},
 		{"empty", func(string) string { return "" }},
 		{"truncated mid-line", func(s string) string { return s[:len(s)/2] }},
-		{"without members", func(s string) string { return strings.Join(strings.SplitAfter(s, "\n")[:10], "") }},
+		{"without members", func(s string) string { return strings.Join(strings.SplitAfter(s, "\n")[:12], "") }},
 		{"extra line", func(s string) string { return s + "comment nothing\n" }},
 		// The lines a charter names only when they differ from the default.
 		{"key notice at its default", func(s string) string {
@@ -813,32 +820,32 @@ func malformedTexts(tb testing.TB) []struct {
 		{"other header", field(1, 2, "v2")},
 		{"members out of order", func(s string) string {
 			lines := strings.Split(s, "\n")
-			lines[10], lines[11] = lines[11], lines[10]
+			lines[12], lines[13] = lines[13], lines[12]
 			return strings.Join(lines, "\n")
 		}},
 		{"duplicate member name", func(s string) string {
-			return field(12, 1, strings.Fields(strings.Split(s, "\n")[10])[1])(s)
+			return field(14, 1, strings.Fields(strings.Split(s, "\n")[12])[1])(s)
 		}},
 		{"duplicate peer ID", func(s string) string {
-			return field(12, 2, strings.Fields(strings.Split(s, "\n")[10])[2])(s)
+			return field(14, 2, strings.Fields(strings.Split(s, "\n")[12])[2])(s)
 		}},
-		{"RSA peer ID", field(11, 2, rsaPeerID)},
-		{"secp256k1 peer ID", field(11, 2, secp)},
+		{"RSA peer ID", field(13, 2, rsaPeerID)},
+		{"secp256k1 peer ID", field(13, 2, secp)},
 		{"peer ID in base32", func(s string) string {
-			id, err := peer.Decode(strings.Fields(strings.Split(s, "\n")[10])[2])
+			id, err := peer.Decode(strings.Fields(strings.Split(s, "\n")[12])[2])
 			if err != nil {
 				tb.Fatal(err)
 			}
-			return field(11, 2, peer.ToCid(id).String())(s)
+			return field(13, 2, peer.ToCid(id).String())(s)
 		}},
 		{"admission quorum 0", field(5, 1, "0")},
 		{"witness quorum above members", field(6, 1, "300")},
 		{"threshold with a plus sign", field(7, 1, "+2")},
-		{"bad multiaddr", field(11, 3, "/ip4/127.0.0.300/tcp/4101")},
-		{"dns multiaddr", field(11, 3, "/dns4/example.org/tcp/4101")},
-		{"multiaddr with trailing slash", field(11, 3, "/ip4/127.0.0.1/tcp/4101/")},
-		{"member without address", line(11, func(f []string) []string { return f[:3] })},
-		{"two spaces", line(11, func(f []string) []string { return append(f[:3], "", f[3]) })},
+		{"bad multiaddr", field(13, 3, "/ip4/127.0.0.300/tcp/4101")},
+		{"dns multiaddr", field(13, 3, "/dns4/example.org/tcp/4101")},
+		{"multiaddr with trailing slash", field(13, 3, "/ip4/127.0.0.1/tcp/4101/")},
+		{"member without address", line(13, func(f []string) []string { return f[:3] })},
+		{"two spaces", line(13, func(f []string) []string { return append(f[:3], "", f[3]) })},
 		{"unknown consent default", field(8, 1, "opt-maybe")},
 		{"unknown emergency access", field(9, 1, "sometimes")},
 		{"lifetime not canonical", field(10, 1, "24h")},
@@ -847,6 +854,21 @@ func malformedTexts(tb testing.TB) []struct {
 			return strings.Replace(s, "\nversion ", "\nversion 0", 1)
 		}},
 		{"previous not a hash", field(4, 1, "AAAA")},
+		{"witnesses 0", field(11, 1, "0")},
+		{"witnesses above the bound", field(11, 1, "65")},
+		{"consent replicas spelt another way", field(12, 1, "05")},
+		{"witness quorum above a log and its set", func(s string) string {
+			return strings.Replace(field(11, 1, "1")(s), "witness-quorum 2\n", "witness-quorum 3\n", 1)
+		}},
+		{"council naming a non-member", func(s string) string {
+			return strings.Replace(s, "consent-replicas 5\n", "consent-replicas 5\ncouncil centre-a centre-z\n", 1)
+		}},
+		{"council out of order", func(s string) string {
+			return strings.Replace(s, "consent-replicas 5\n", "consent-replicas 5\ncouncil centre-b centre-a\n", 1)
+		}},
+		{"council too small for the admission quorum", func(s string) string {
+			return strings.Replace(s, "consent-replicas 5\n", "consent-replicas 5\ncouncil centre-a\n", 1)
+		}},
 		{"oversized", func(s string) string {
 			return s + strings.Repeat("member x "+rsaPeerID+"\n", federation.MaxCharterText/50)
 		}},

@@ -17,8 +17,9 @@ import (
 var ErrNotFinal = node.E(node.Invalid, "checkpoint not final")
 
 // OpenFinal checks that msg is a final checkpoint of member m's log: a
-// note signed by m's log key and cosigned by enough other members that,
-// with m, they make the charter's witness quorum. Proofs against it then
+// note signed by m's log key and cosigned by enough of the log's witness
+// set (Charter.Witnesses) that, with m, they make the charter's witness
+// quorum. Cosignatures by members outside the set do not count. Proofs against it then
 // stand for the federation, not only for m.
 func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 	origin := ledger.Origin(c.Federation, m.Name)
@@ -41,6 +42,10 @@ func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 	if err != nil || cp.Origin != origin {
 		return ledger.Checkpoint{}, fmt.Errorf("%w: not a checkpoint of %s's log", ErrNotFinal, m.Name)
 	}
+	inSet := map[peer.ID]Member{}
+	for _, w := range c.Witnesses(m.Name) {
+		inSet[w.ID] = w
+	}
 	signers := 1
 	counted := map[string]bool{}
 	for _, sig := range n.UnverifiedSigs {
@@ -52,7 +57,7 @@ func OpenFinal(c Charter, m Member, msg []byte) (ledger.Checkpoint, error) {
 		if err != nil || id.String() != sig.Name || id == m.ID || counted[sig.Name] {
 			continue
 		}
-		w, ok := c.Member(id)
+		w, ok := inSet[id]
 		if !ok {
 			continue
 		}

@@ -75,6 +75,22 @@ func TestOpenFinal(t *testing.T) {
 			}
 		})
 	}
+	// With a witness set of two, only the set's cosignatures count.
+	c.Policy.Witnesses = 2
+	set := c.Witnesses("centre-a")
+	var outside string
+	for _, m := range c.Members[1:] {
+		if m.ID != set[0].ID && m.ID != set[1].ID {
+			outside = m.Name
+		}
+	}
+	if _, err := OpenFinal(c, c.Members[0], cosigned(set[0].Name, set[1].Name)); err != nil {
+		t.Fatalf("the witness set's cosignatures: %v", err)
+	}
+	if _, err := OpenFinal(c, c.Members[0], cosigned(set[0].Name, outside)); !errors.Is(err, ErrNotFinal) {
+		t.Fatalf("a cosignature from outside the witness set counted: %v", err)
+	}
+	c.Policy.Witnesses = 0
 	// Another member's log name does not open it.
 	if _, err := OpenFinal(c, c.Members[1], cosigned("centre-b", "centre-c")); !errors.Is(err, ErrNotFinal) {
 		t.Fatalf("opened as another member's checkpoint: %v", err)

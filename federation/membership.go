@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -75,6 +76,8 @@ type Membership struct {
 	current   Signed
 	approvals map[uint64][32]byte
 	pending   map[[32]byte][]byte // drafts of the next version with the approvals seen
+
+	gossip *gossip // the federation's charter topic
 }
 
 // NewMembership verifies the stored chain, sets the gater to its members
@@ -121,6 +124,10 @@ func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
 		Serve: m.serve, Log: m.log,
 	}
 	h.SetStreamHandler(ProtocolID, srv.Handle)
+	if err := m.startGossip(current.Federation); err != nil {
+		m.Close()
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -202,6 +209,9 @@ func (m *Membership) approveLocked(ctx context.Context, draft Charter) (Progress
 	if _, ok := m.current.Member(m.self); !ok {
 		return Progress{}, ErrNotMember
 	}
+	if !m.current.OnCouncil(m.self) {
+		return Progress{}, fmt.Errorf("%w: version %d's council approves the next version", ErrNotCouncil, m.current.Version)
+	}
 	h := draft.Hash()
 	if prev, ok := m.approvals[draft.Version]; ok && prev != h {
 		return Progress{}, fmt.Errorf("%w: this centre already approved another draft of version %d", ErrSignatures, draft.Version)
@@ -247,15 +257,16 @@ func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool
 		return p, nil
 	}
 	if announce {
-		members := m.current.Members // read under the lock, sent without it
-		m.background(func(ctx context.Context) { m.broadcast(ctx, opPropose, note, members) })
+		council := m.current.CouncilMembers() // read under the lock, sent without it
+		m.background(func(ctx context.Context) { m.broadcast(ctx, opPropose, note, council) })
 	}
 	return p, nil
 }
 
 // adoptLocked makes note, the next version, the adopted one: on disk
 // first, then in memory, the gater and the connections, then it tells
-// every member of the new version.
+// the members of the new version: the council directly, everyone by
+// gossip.
 func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
 	s, err := VerifyNext(m.current.Charter, note)
 	if err != nil {
@@ -269,7 +280,11 @@ func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
 	clear(m.pending)
 	m.follow(s)
 	m.log.Info("charter version adopted", "version", s.Version, "members", len(s.Members), "approvals", len(s.Signers))
-	m.background(func(ctx context.Context) { m.broadcast(ctx, opAdopt, s.Note, s.Members) })
+	council := s.CouncilMembers()
+	m.background(func(ctx context.Context) {
+		m.publish(ctx, s.Note)
+		m.broadcast(ctx, opAdopt, s.Note, council)
+	})
 	return nil
 }
 
@@ -450,20 +465,40 @@ func PeekCharter(msg []byte) (Charter, error) {
 	return ParseCharter(unverified.Note.Text)
 }
 
-// Run keeps this centre connected to every member and its charter in step
-// with theirs, until ctx ends.
+// Run keeps this centre's charter in step with the members', until ctx
+// ends: every interval it connects to a few members and fetches the
+// versions they have adopted and it has not (what gossip missed). In a
+// federation of up to syncFanout other members that is every member.
 func (m *Membership) Run(ctx context.Context) {
 	m.tick(ctx)
 	Every(ctx, m.every, func() { m.tick(ctx) })
 }
 
+// syncFanout is how many members a centre syncs its charter with each
+// interval: a bound, so that the background load of a centre does not
+// grow with the federation.
+const syncFanout = 8
+
+// syncSample returns up to syncFanout members other than self, a fresh
+// random choice each time.
+func (m *Membership) syncSample(c Charter) []Member {
+	others := make([]Member, 0, len(c.Members))
+	for _, mem := range c.Members {
+		if mem.ID != m.self {
+			others = append(others, mem)
+		}
+	}
+	if len(others) <= syncFanout {
+		return others
+	}
+	rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	return others[:syncFanout]
+}
+
 func (m *Membership) tick(ctx context.Context) {
 	cur := m.Current()
 	var wg sync.WaitGroup
-	for _, mem := range cur.Members {
-		if mem.ID == m.self {
-			continue
-		}
+	for _, mem := range m.syncSample(cur.Charter) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

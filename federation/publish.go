@@ -28,11 +28,12 @@ type OwnLedger interface {
 	Halt(reason error)
 }
 
-// Publisher gets the centre's checkpoints cosigned by the other members.
-// A checkpoint is final once the charter's witness quorum of members stand
-// behind it: the centre's own signature counts as one, each valid
-// cosignature as another, so rewriting a final checkpoint takes the centre
-// and quorum-1 witnesses colluding.
+// Publisher gets the centre's checkpoints cosigned by its log's witness
+// set (Charter.Witnesses). A checkpoint is final once the charter's
+// witness quorum of the log and its set stand behind it: the centre's own
+// signature counts as one, each valid cosignature of a witness in the set
+// as another, so rewriting a final checkpoint takes the centre and
+// quorum-1 of its witnesses colluding.
 type Publisher struct {
 	host    host.Host
 	ledger  OwnLedger
@@ -42,6 +43,7 @@ type Publisher struct {
 	mu       sync.Mutex
 	held     map[peer.ID]int64 // the size each witness last cosigned, as far as we know
 	mirrored map[peer.ID]int64 // where each witness's mirror of the ledger ends, as far as we know
+	checked  finalCheck        // the latest final checkpoint known final under the charter in force
 
 	sealer *MirrorSealer // nil: no mirrors
 }
@@ -69,19 +71,62 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Publish signs a checkpoint of the ledger if it grew, gathers cosignatures
-// from every other member in parallel and, at the witness quorum, marks it
-// final. It returns the latest final checkpoint.
+// from the log's witness set in parallel and, at the witness quorum, marks
+// it final. When a new charter version changed the witness set, the new
+// set cosigns the latest final checkpoint, which the old set cosigned, so
+// that it is final again under the charter in force: the new witnesses
+// start from it. It returns the latest final checkpoint.
 func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error) {
+	c := p.charter()
 	final, ok := p.ledger.LatestFinal()
 	if ok && p.ledger.Size() == final.Size {
-		p.catchUp(ctx)
-		return final, nil
+		if p.finalUnder(c, final) {
+			p.catchUp(ctx)
+			return final, nil
+		}
+		return p.finalise(ctx, c, final)
 	}
 	sc, err := p.ledger.Sign(ctx)
 	if err != nil {
 		return final, err
 	}
-	c := p.charter()
+	return p.finalise(ctx, c, sc)
+}
+
+// finalUnder reports whether final is final under charter c, remembering
+// the answer for c's version.
+func (p *Publisher) finalUnder(c Charter, final ledger.SignedCheckpoint) bool {
+	p.mu.Lock()
+	checked := p.checked
+	p.mu.Unlock()
+	if checked == (finalCheck{c.Version, final.Size}) {
+		return true
+	}
+	self, ok := c.MemberByName(originCentre(c, final.Origin))
+	if !ok {
+		return true // not a member: nothing to hand over
+	}
+	if _, err := OpenFinal(c, self, final.Note); err != nil {
+		p.log.Info("the witness set changed with the charter; handing the latest final checkpoint over to the new set", "version", c.Version, "size", final.Size)
+		return false
+	}
+	p.mu.Lock()
+	p.checked = finalCheck{c.Version, final.Size}
+	p.mu.Unlock()
+	return true
+}
+
+// finalCheck is a final checkpoint's size known to be final under a
+// charter version.
+type finalCheck struct {
+	version uint64
+	size    int64
+}
+
+// finalise gathers the witness set's cosignatures of sc, a checkpoint
+// the log signed, and marks it final at the quorum.
+func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedCheckpoint) (ledger.SignedCheckpoint, error) {
+	final, _ := p.ledger.LatestFinal()
 	origin := sc.Origin
 	self, ok := c.MemberByName(originCentre(c, origin))
 	if !ok {
@@ -100,6 +145,11 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 		return final, err
 	}
 	own := signed.Sigs[0]
+	// A final checkpoint handed over carries the old set's cosignatures:
+	// the witnesses are asked for theirs over the log's signature alone.
+	if sc.Note, err = note.Sign(&note.Note{Text: signed.Text, Sigs: []note.Signature{own}}); err != nil {
+		return final, err
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -108,13 +158,9 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 		note []byte
 		err  error
 	}
-	answers := make(chan answer)
-	asked := 0
-	for _, m := range c.Members {
-		if m.ID == self.ID {
-			continue
-		}
-		asked++
+	witnesses := c.Witnesses(self.Name)
+	answers := make(chan answer, len(witnesses))
+	for _, m := range witnesses {
 		go func() {
 			n, err := p.cosign(ctx, m.ID, sc)
 			answers <- answer{m, n, err}
@@ -122,7 +168,7 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 	}
 	sigs := map[string]note.Signature{}
 	var failures []error
-	for range asked {
+	for range witnesses {
 		a := <-answers
 		if a.err != nil {
 			failures = append(failures, fmt.Errorf("%s: %w", a.m.Name, a.err))
@@ -148,7 +194,7 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 		return final, fmt.Errorf("checkpoint %d has %d of %d: %w", sc.Size, 1+len(sigs), c.Policy.WitnessQuorum, errors.Join(failures...))
 	}
 	n := &note.Note{Text: sc.Text(), Sigs: []note.Signature{own}}
-	for _, m := range c.Members {
+	for _, m := range witnesses {
 		if s, ok := sigs[m.ID.String()]; ok {
 			n.Sigs = append(n.Sigs, s)
 		}
@@ -160,6 +206,9 @@ func (p *Publisher) Publish(ctx context.Context) (ledger.SignedCheckpoint, error
 	if err := p.ledger.MarkFinal(ctx, sc.Size, cosigned); err != nil {
 		return final, err
 	}
+	p.mu.Lock()
+	p.checked = finalCheck{c.Version, sc.Size}
+	p.mu.Unlock()
 	p.catchUp(ctx)
 	p.log.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil

@@ -79,7 +79,9 @@ func NewWitness(h host.Host, key ed25519.PrivateKey, state WitnessState, charter
 }
 
 // Add handles one add-checkpoint request from peer from and returns the
-// cosigned note. A centre submits only its own log's checkpoints.
+// cosigned note. A centre submits only its own log's checkpoints, and
+// only to its witness set: a witness outside it refuses, so no centre
+// picks its own witnesses and none witnesses more than its share.
 func (w *Witness) Add(ctx context.Context, from peer.ID, body []byte) ([]byte, error) {
 	r, err := ParseAddRequest(body)
 	if err != nil {
@@ -91,6 +93,9 @@ func (w *Witness) Add(ctx context.Context, from peer.ID, body []byte) ([]byte, e
 		return nil, fmt.Errorf("%w: %s is not a member", ErrUnknownLog, from)
 	}
 	origin := ledger.Origin(c.Federation, m.Name)
+	if !c.InWitnessSet(m.Name, w.host.ID()) {
+		return nil, fmt.Errorf("%w: this centre is not in %s's witness set under charter version %d", ErrUnknownLog, m.Name, c.Version)
+	}
 	pub, err := m.PublicKey()
 	if err != nil {
 		return nil, err

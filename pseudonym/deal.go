@@ -25,9 +25,11 @@ import (
 // the dealer only sealed (HPKE, RFC 9180) to its holder's centre key; k, the
 // polynomial and the plaintext shares exist only in the dealer's memory
 // during Deal and are overwritten before it returns. The dealer is trusted
-// not to keep a copy: a distributed key generation (Pedersen's, or
-// Gennaro et al.'s) would remove that trust, at the cost of every founder
-// being online for two rounds of the ceremony.
+// not to keep a copy. NewDKG (dkg.go) removes that trust, at the cost of
+// every founder being online for the six rounds of the ceremony, and
+// NewReshare (reshare.go) moves a dealt key to a committee's fresh shares
+// with k unchanged: the way off a dealer for a federation founded with
+// one. Deal stays for tests and for federations that accept the trust.
 
 // Recipient is a holder-to-be: a founding centre.
 type Recipient struct {

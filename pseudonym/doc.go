@@ -14,6 +14,21 @@
 // pseudonym. Every holder counts and rate-limits the evaluations it performs
 // per requesting centre and records each batch's count, never its elements.
 //
+// Nobody need ever hold k. The founding committee generates it with a
+// distributed key generation (NewDKG; Gennaro, Jarecki, Krawczyk and
+// Rabin's, six broadcast rounds with complaints), in which every member
+// deals a secret and k is the sum of the secrets of those that dealt
+// correctly; a faulty member is disqualified, or its secret rebuilt in the
+// open, and cannot bias k. Resharing (NewReshare; Desmedt and Jajodia's
+// redistribution with Feldman-verified subshares, three rounds) moves the
+// same k to a new committee and threshold: any t holders deal their shares
+// afresh, and a dealing that would change k is refused, so the pseudonyms
+// of every patient stay what they were. A federation whose key one centre
+// dealt (Deal, the founding ceremony before the DKG) migrates by
+// resharing. Both ceremonies are state machines that take and return
+// bytes, and leave the transport, which must be a broadcast, to the
+// caller; both end in the Public and Share a dealt key has.
+//
 // The arithmetic uses github.com/gtank/ristretto255 (on
 // filippo.io/edwards25519); github.com/cloudflare/circl's RFC 9497
 // implementation is the reference the tests check it against.

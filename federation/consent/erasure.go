@@ -15,14 +15,15 @@ import (
 )
 
 // A patient's erasure reaches the holders the directory lists, and the
-// members that make a majority, when it is submitted; a centre holding a
-// lease is told before it is confirmed, and one without reads it before
-// it releases anything (fresh carries it out first). So that a holder
-// that is none of these still erases the records it keeps, every centre
-// also reads the erasures the others accepted, from a cursor per member
-// (their ledger index), every pull interval: a holder the directory does
-// not list, down during the erasure, or holding no lease, erases within
-// one interval of being up and in contact with a member that has it.
+// members that make a majority of the patient's consent set, when it is
+// submitted; a centre holding a lease is told before it is confirmed, and
+// one without reads it before it releases anything (fresh carries it out
+// first). So that a holder that is none of these still erases the records
+// it keeps, every centre also reads the erasures the others accepted,
+// from a cursor per member (their ledger index), a few members each pull
+// interval (see pullErasures): a holder the directory does not list, down
+// during the erasure, or holding no lease, erases once it has read a
+// member that has it.
 
 // erasureItem is an erasure on this centre's ledger, at index.
 type erasureItem struct {
@@ -91,24 +92,38 @@ func decodeErasures(b []byte, after int64) ([]erasureItem, error) {
 	return out, nil
 }
 
-// pullErasures reads, every interval until ctx ends, the erasures each
-// other member accepted since the last read, and accepts those about
-// patients this centre holds records of (which carries them out).
+// pullErasures reads, every interval until ctx ends, the erasures other
+// members accepted since the last read, and accepts those about patients
+// this centre holds records of (which carries them out). Each interval it
+// reads from the next erasurePullFanout members in name order, round the
+// federation: a centre's background load stays bounded whatever the
+// federation's size, and a member is read every N/erasurePullFanout
+// intervals (in a federation of up to that many others, every interval).
 func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
 	cursors := map[peer.ID]int64{}
+	turn := 0
 	federation.Every(ctx, interval, func() {
+		var others []peer.ID
 		for _, m := range s.opts.Charter().Members {
-			if m.ID == s.host.ID() {
-				continue
-			}
-			next, err := s.pullFrom(ctx, m.ID, cursors[m.ID])
-			cursors[m.ID] = next
-			if err != nil && ctx.Err() == nil {
-				s.log.Debug("erasures not read from a member", "from", m.ID, "err", err)
+			if m.ID != s.host.ID() {
+				others = append(others, m.ID)
 			}
 		}
+		for i := range min(erasurePullFanout, len(others)) {
+			m := others[(turn+i)%len(others)]
+			next, err := s.pullFrom(ctx, m, cursors[m])
+			cursors[m] = next
+			if err != nil && ctx.Err() == nil {
+				s.log.Debug("erasures not read from a member", "from", m, "err", err)
+			}
+		}
+		turn += erasurePullFanout
 	})
 }
+
+// erasurePullFanout is how many members a centre reads erasures from
+// each pull interval.
+const erasurePullFanout = 8
 
 // maxErasurePages bounds the pages read from one member in one round: a
 // member answering full pages for ever holds up no other.

@@ -277,11 +277,12 @@ func (s *Service) current(ctx context.Context, e *entry) error {
 	return s.read(ctx, e, true)
 }
 
-// read asks every other member for the documents it holds about patient
-// e, with a lease, merges them (each verified, new ones appended to the
-// ledger) and goes on once a majority of the federation, this centre
-// included, has answered: every confirmed document is held by a majority,
-// and two majorities meet. With fewer answers it fails with ErrStale,
+// read asks the other members of patient e's consent set for the
+// documents they hold about e, with a lease, merges them (each verified,
+// new ones appended to the ledger) and goes on once a majority of the
+// set, this centre included when it is in it, has answered: every
+// confirmed document is held by a majority of the set, and two majorities
+// meet. With fewer answers it fails with ErrStale,
 // naming the members that failed. The lease held is the shortest of
 // those granted by the members counted, from before they were asked. A
 // renewal (wait false) gives way to a read under way.
@@ -300,14 +301,17 @@ func (s *Service) read(ctx context.Context, e *entry, wait bool) error {
 	if left := time.Until(until); (wait && left > 0) || (!wait && left >= term/3) {
 		return nil // read meanwhile
 	}
-	c := s.opts.Charter()
+	set := consentSet(s.opts.Charter(), e.subject)
 	var others []peer.ID
-	for _, m := range c.Members {
-		if m.ID != s.host.ID() {
-			others = append(others, m.ID)
+	for _, id := range set.order {
+		if id != s.host.ID() {
+			others = append(others, id)
 		}
 	}
-	need := majority(c) - 1
+	need := set.quorum
+	if set.in[s.host.ID()] {
+		need-- // what this centre holds counts as one
+	}
 	type answer struct {
 		from  peer.ID
 		lease time.Duration

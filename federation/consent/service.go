@@ -746,15 +746,47 @@ func (s *Service) Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.P
 	return nil
 }
 
-// majority is how many members make a majority of the federation.
-func majority(c federation.Charter) int { return len(c.Members)/2 + 1 }
+// replicas is patient p's consent set: the charter's ConsentReplicas
+// members (every member, in a charter that names no size) that rank first
+// by a hash of p and the member (rendezvous hashing), in that order.
+// Writes and reads are counted within it, each at a majority of it, so
+// that any two meet; what an operation costs is bounded by its size, not
+// by the federation's.
+type replicas struct {
+	order  []peer.ID
+	in     map[peer.ID]bool
+	quorum int // a majority of the set
+}
+
+func consentSet(c federation.Charter, p ledger.Pseudonym) replicas {
+	rank := func(id peer.ID) [32]byte { return sha256.Sum256(append(p[:], id...)) }
+	type ranked struct {
+		score [32]byte
+		id    peer.ID
+	}
+	all := make([]ranked, len(c.Members))
+	for i, m := range c.Members {
+		all[i] = ranked{rank(m.ID), m.ID}
+	}
+	slices.SortFunc(all, func(a, b ranked) int { return bytes.Compare(a.score[:], b.score[:]) })
+	n := len(all)
+	if r := int(c.Policy.ConsentReplicas); r > 0 {
+		n = min(n, r)
+	}
+	set := replicas{in: make(map[peer.ID]bool, n), quorum: n/2 + 1}
+	for _, r := range all[:n] {
+		set.order = append(set.order, r.id)
+		set.in[r.id] = true
+	}
+	return set
+}
 
 // targets returns where a document about p goes: the holders (members
-// only), and the other members in an order only p decides (rendezvous
-// hashing), from which deliver takes as many as make a majority of the
-// federation with this centre and the holders that accept it. Any
-// majority a centre syncs from then holds at least one of them.
-func (s *Service) targets(p ledger.Pseudonym, holders []peer.ID) (hs, others []peer.ID) {
+// only), and the other members of p's consent set, in its order, from
+// which deliver takes as many as make a majority of the set with this
+// centre and the holders in it that accept it. Any majority of the set a
+// centre reads from then holds at least one of them.
+func (s *Service) targets(set replicas, holders []peer.ID) (hs, others []peer.ID) {
 	c := s.opts.Charter()
 	in := map[peer.ID]bool{s.host.ID(): true}
 	for _, h := range holders {
@@ -763,13 +795,11 @@ func (s *Service) targets(p ledger.Pseudonym, holders []peer.ID) (hs, others []p
 			hs = append(hs, h)
 		}
 	}
-	rank := func(id peer.ID) [32]byte { return sha256.Sum256(append(p[:], id...)) }
-	for _, m := range c.Members {
-		if !in[m.ID] {
-			others = append(others, m.ID)
+	for _, id := range set.order {
+		if !in[id] {
+			others = append(others, id)
 		}
 	}
-	slices.SortFunc(others, func(a, b peer.ID) int { ra, rb := rank(a), rank(b); return bytes.Compare(ra[:], rb[:]) })
 	return hs, others
 }
 
@@ -793,7 +823,8 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	if slices.Contains(holders, self) {
 		out.Delivered = append(out.Delivered, self)
 	}
-	need := majority(s.opts.Charter())
+	set := consentSet(s.opts.Charter(), e.subject)
+	need := set.quorum
 	// A centre restarted less than a lease ago may have granted, in its
 	// earlier process, leases it knows nothing of: it is counted in the
 	// majority only when the others fall short, and then its wait for
@@ -804,7 +835,8 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	}
 	var (
 		counted     int // others that have it and count
-		selfCounted = s.horizon.wait() == 0
+		selfIn      = set.in[self]
+		selfCounted = selfIn && s.horizon.wait() == 0
 		held        []restarted // others that have it, counted only if need be
 		mu          sync.Mutex
 		last        time.Time // when the last lease of a leaseholder not reached runs out
@@ -836,6 +868,9 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 					return
 				}
 				out.Delivered = append(out.Delivered, t)
+				if !set.in[t] {
+					return // a holder outside the set: told, not counted
+				}
 				if fresh {
 					held = append(held, restarted{t, wait})
 					return
@@ -846,8 +881,14 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 		}
 		wg.Wait()
 	}
-	hs, others := s.targets(e.subject, holders)
-	first := min(len(others), max(0, need-acks()-len(hs)))
+	hs, others := s.targets(set, holders)
+	hsIn := 0
+	for _, h := range hs {
+		if set.in[h] {
+			hsIn++
+		}
+	}
+	first := min(len(others), max(0, need-acks()-hsIn))
 	send(append(hs, others[:first]...))
 	for next := first; acks() < need && next < len(others); {
 		n := min(len(others)-next, need-acks())
@@ -860,7 +901,7 @@ func (s *Service) deliver(ctx context.Context, e *entry, d Document) Delivery {
 	}
 	// Short of a majority without them: the restarted count too, once
 	// their earlier leases have run out.
-	if acks() < need && !selfCounted {
+	if acks() < need && selfIn && !selfCounted {
 		selfCounted = true
 		waitFor(max(ownWait, s.horizon.wait()))
 	}

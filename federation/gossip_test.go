@@ -1,0 +1,99 @@
+package federation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// A version the council adopts reaches every member by gossip alone: the
+// members are connected sparsely (each to two others, as a DHT's routing
+// table would have them), none syncs on a timer, and the council tells
+// only itself directly.
+func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
+	const n = 30
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	net := mocknet.New()
+	defer net.Close()
+	keys := make([]ed25519.PrivateKey, n)
+	var members []Member
+	for i := range n {
+		keys[i] = testMemberKey(fmt.Sprintf("gossip-%d", i))
+		sk, err := crypto.UnmarshalEd25519PrivateKey(keys[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 5000+i))
+		h, err := net.AddPeer(sk, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, Member{Name: fmt.Sprintf("c%02d", i), ID: h.ID(), Addrs: []ma.Multiaddr{addr}})
+	}
+	if err := net.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	v1 := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(n), Members: members, Council: []string{"c00", "c01", "c02"}}
+	v1.Policy.AdmissionQuorum = 2
+	var note []byte
+	for _, k := range keys {
+		var err error
+		if note, err = Sign(v1, note, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms := make([]*Membership, n)
+	for i, m := range members {
+		var err error
+		ms[i], err = NewMembership(net.Host(m.ID), State{Chain: [][]byte{note}}, Options{Key: keys[i], Store: &memStore{}, Gater: NewGater(), SyncInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ms[i].Close()
+	}
+	for i := range n {
+		for _, j := range []int{(i + 1) % n, (i + 7) % n} {
+			if _, err := net.ConnectPeers(members[i].ID, members[j].ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(2 * time.Second) // the gossip meshes form on their heartbeat
+
+	// A member off the council cannot approve.
+	if _, err := ms[5].Remove(ctx, "c29"); err == nil {
+		t.Fatal("a member off the council approved a version")
+	}
+	start := time.Now()
+	if _, err := ms[0].Remove(ctx, "c29"); err != nil {
+		t.Fatal(err)
+	}
+	// The second approval makes the quorum, here or at centre c00 (which
+	// ever has both first).
+	if _, err := ms[1].Remove(ctx, "c29"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		behind := 0
+		for _, m := range ms[:n-1] {
+			if m.Current().Version != 2 {
+				behind++
+			}
+		}
+		if behind == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d members did not learn of version 2 by gossip", behind, n-1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("version 2 known to all %d members %v after the council's quorum approved it", n-1, time.Since(start))
+}

@@ -1,0 +1,157 @@
+package federation
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/node"
+)
+
+// What one operation costs must not grow with the number of members: a
+// charter names a council, which alone approves its next version, and
+// its policy sizes the witness set of each log. Both are bounded by
+// MaxCouncil and MaxSet; a charter that names neither (one written before
+// they were) has every member on the council and every other member
+// witnessing each log.
+
+// checkCouncil checks the council line: sorted, distinct names of
+// members.
+func (c Charter) checkCouncil() error {
+	if len(c.Council) > MaxCouncil {
+		return fmt.Errorf("council: %d names, want 1 to %d", len(c.Council), MaxCouncil)
+	}
+	for i, name := range c.Council {
+		if i > 0 && c.Council[i-1] >= name {
+			return fmt.Errorf("council: %s: want distinct names in order", name)
+		}
+		if _, ok := c.MemberByName(name); !ok {
+			return fmt.Errorf("council: %s is not a member", name)
+		}
+	}
+	return nil
+}
+
+// councilSize is how many members are on the council.
+func (c Charter) councilSize() int {
+	if len(c.Council) == 0 {
+		return len(c.Members)
+	}
+	return len(c.Council)
+}
+
+// OnCouncil reports whether the member with peer ID id is on the
+// council.
+func (c Charter) OnCouncil(id peer.ID) bool {
+	m, ok := c.Member(id)
+	if !ok {
+		return false
+	}
+	if len(c.Council) == 0 {
+		return true
+	}
+	_, on := slices.BinarySearch(c.Council, m.Name)
+	return on
+}
+
+// CouncilMembers returns the members on the council, in name order.
+func (c Charter) CouncilMembers() []Member {
+	if len(c.Council) == 0 {
+		return c.Members
+	}
+	out := make([]Member, 0, len(c.Council))
+	for _, name := range c.Council {
+		if m, ok := c.MemberByName(name); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// WithCouncil drafts the next version with the council named (sorted
+// here); no names puts every member on it. The current council approves
+// it, as any other version: the council changes by its own quorum.
+func (c Charter) WithCouncil(names []string) (Charter, error) {
+	return c.draft("change council", func(n *Charter) error {
+		n.Council = slices.Clone(names)
+		slices.Sort(n.Council)
+		if len(names) > 0 && len(names) < c.Policy.AdmissionQuorum {
+			return fmt.Errorf("council: %d members for admission-quorum %d; lower the quorum first", len(names), c.Policy.AdmissionQuorum)
+		}
+		return nil
+	})
+}
+
+// witnessGroup is how many signatures a checkpoint can carry that count:
+// the log's own and its witness set's.
+func (p Policy) witnessGroup(members int) int {
+	if p.Witnesses == 0 {
+		return members
+	}
+	return min(members, int(p.Witnesses)+1)
+}
+
+// Witnesses returns the witness set of member name's log: the
+// Policy.Witnesses other members that rank first by a hash of the
+// federation, the log's owner and the member (rendezvous hashing), so
+// that no centre picks its own witnesses and a version that adds or
+// removes a member changes few sets. A charter whose policy names no
+// size has every other member witness each log.
+func (c Charter) Witnesses(name string) []Member {
+	w := c.Policy.witnessGroup(len(c.Members)) - 1
+	ranked := make([]ranked, 0, len(c.Members))
+	for _, m := range c.Members {
+		if m.Name != name {
+			ranked = append(ranked, rank(m, "medfed witness set v1", c.Federation, name))
+		}
+	}
+	return top(ranked, w)
+}
+
+// InWitnessSet reports whether id is in the witness set of member name's
+// log.
+func (c Charter) InWitnessSet(name string, id peer.ID) bool {
+	for _, m := range c.Witnesses(name) {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+type ranked struct {
+	score [32]byte
+	m     Member
+}
+
+// rank scores m for a set named by its parts (rendezvous hashing).
+func rank(m Member, parts ...string) ranked {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte(m.ID))
+	var r ranked
+	h.Sum(r.score[:0])
+	r.m = m
+	return r
+}
+
+// top returns the n members of rs with the lowest scores, lowest first.
+func top(rs []ranked, n int) []Member {
+	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.score[:], b.score[:]) })
+	rs = rs[:min(n, len(rs))]
+	out := make([]Member, len(rs))
+	for i, r := range rs {
+		out[i] = r.m
+	}
+	return out
+}
+
+// ErrNotCouncil is returned when a member that is not on the council
+// tries to approve a version.
+var ErrNotCouncil = node.E(node.Conflict, "not on the federation's council")

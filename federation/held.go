@@ -107,8 +107,9 @@ func CheckHeld(ctx context.Context, h host.Host, c Charter, w Member, l HistoryL
 	return nil
 }
 
-// CheckHistory compares l with what every other member of c cosigned of
-// it, asking them all at once within timeout. It returns the first
+// CheckHistory compares l with what its witness set under c cosigned of
+// it (the set holds the latest final checkpoint: a new set is handed it
+// over), asking them all at once within timeout. It returns the first
 // *HistoryError found, and the names of the members that could not be
 // asked.
 func CheckHistory(ctx context.Context, h host.Host, c Charter, l HistoryLedger, timeout time.Duration) (unreached []string, err error) {
@@ -119,10 +120,7 @@ func CheckHistory(ctx context.Context, h host.Host, c Charter, l HistoryLedger, 
 		wg      sync.WaitGroup
 		history error
 	)
-	for _, m := range c.Members {
-		if m.ID == h.ID() {
-			continue
-		}
+	for _, m := range c.Witnesses(originCentre(c, l.Origin())) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

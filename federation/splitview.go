@@ -16,9 +16,9 @@ import (
 )
 
 // A log could show one history to some witnesses and another to the rest;
-// no single witness would notice. So members also compare notes: every so
-// often each sends every other member the latest checkpoint it cosigned of
-// each log (opViews), and the receiver checks each against its own, asking
+// no single witness would notice. So witnesses also compare notes: every
+// so often each sends the other witnesses of each log it witnesses the
+// latest checkpoint it cosigned of it (opViews), and the receiver checks each against its own, asking
 // the log for a consistency proof (opProve) when the sizes differ. Two
 // checkpoints of one log that no valid proof links are evidence, kept and
 // raised like any other equivocation.
@@ -147,8 +147,11 @@ func (w *Witness) serveProve(ctx context.Context, payload []byte) ([]byte, error
 	return b, nil
 }
 
-// ExchangeViews sends every other member the latest checkpoint this
-// centre cosigned of each log.
+// ExchangeViews sends each log's other witnesses the latest checkpoint
+// this centre cosigned of it: the witnesses of a log are the ones who
+// cosign its checkpoints, so they are the ones who compare them. A centre
+// witnesses about Policy.Witnesses logs, each with as many witnesses, so
+// what it sends each interval does not grow with the federation.
 func (w *Witness) ExchangeViews(ctx context.Context) error {
 	held, err := w.views.WitnessedLogs(ctx)
 	if err != nil {
@@ -157,23 +160,26 @@ func (w *Witness) ExchangeViews(ctx context.Context) error {
 	if len(held) == 0 {
 		return nil
 	}
-	notes := make([][]byte, 0, len(held))
-	for _, h := range held {
-		notes = append(notes, h.Note)
-	}
-	payload := encodeNotes(notes)
-	var wg sync.WaitGroup
-	for _, m := range w.charter().Members {
-		if m.ID == w.host.ID() {
-			continue
+	c := w.charter()
+	to := map[peer.ID][][]byte{}
+	for origin, h := range held {
+		name := originCentre(c, origin)
+		if name == "" {
+			continue // a former member's log
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := w.ask(ctx, m.ID, opViews, payload); err != nil {
-				w.log.Debug("views not delivered", "to", m.Name, "err", err)
+		for _, m := range c.Witnesses(name) {
+			if m.ID != w.host.ID() {
+				to[m.ID] = append(to[m.ID], h.Note)
 			}
-		}()
+		}
+	}
+	var wg sync.WaitGroup
+	for id, notes := range to {
+		wg.Go(func() {
+			if _, err := w.ask(ctx, id, opViews, encodeNotes(notes)); err != nil {
+				w.log.Debug("views not delivered", "to", id, "err", err)
+			}
+		})
 	}
 	wg.Wait()
 	return nil

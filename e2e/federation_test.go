@@ -146,9 +146,9 @@ func connectedTo(c *centre, names ...string) func() bool {
 }
 
 // Three centres found a federation from configs/, a fourth joins through
-// request and approve and reaches every other, one is removed and cannot
-// reconnect: all with real medfed processes and files exchanged between
-// operators.
+// request and approve and reaches every other, the members name a council,
+// and the council removes one, which cannot reconnect: all with real
+// medfed processes and files exchanged between operators.
 func TestFoundJoinAndRemoveWithRealNodes(t *testing.T) {
 	root := t.TempDir()
 	a, b, c, d := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c"), newCentre(t, root, "centre-d")
@@ -193,11 +193,26 @@ func TestFoundJoinAndRemoveWithRealNodes(t *testing.T) {
 		return code == 0 && regexp.MustCompile(`final checkpoint   size \d+, cosigned by centre-`).MatchString(out)
 	})
 
+	// The members name a council of three; from then on only the
+	// council approves.
+	a.run("federation", "council", "centre-a", "centre-b", "centre-d")
+	b.run("federation", "council", "centre-d", "centre-b", "centre-a")
+	waitFor(t, 10*time.Second, "every member adopts the council", func() bool {
+		for _, x := range []*centre{a, b, c, d} {
+			if v, _, _ := x.status(); v != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if code, _, errOut := c.try("federation", "remove", "centre-b"); code == 0 || !strings.Contains(errOut, "council") {
+		t.Fatalf("a centre off the council approved a removal: exit %d, %s", code, errOut)
+	}
 	a.run("federation", "remove", "centre-c")
 	d.run("federation", "remove", "centre-c")
 	waitFor(t, 10*time.Second, "every member adopts the removal", func() bool {
 		for _, x := range []*centre{a, b, d} {
-			if v, _, _ := x.status(); v != 3 {
+			if v, _, _ := x.status(); v != 4 {
 				return false
 			}
 		}

@@ -194,6 +194,18 @@ func (m *Membership) Approve(ctx context.Context, req []byte) (Progress, error) 
 	return m.approveLocked(ctx, draft)
 }
 
+// SetCouncil approves the next version with the council named (no names:
+// every member on it). The council in force approves it, at its quorum.
+func (m *Membership) SetCouncil(ctx context.Context, names []string) (Progress, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	draft, err := m.current.WithCouncil(names)
+	if err != nil {
+		return Progress{}, err
+	}
+	return m.approveLocked(ctx, draft)
+}
+
 // Remove approves the next version without the named centre.
 func (m *Membership) Remove(ctx context.Context, name string) (Progress, error) {
 	m.mu.Lock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -167,7 +168,7 @@ once a quorum approved, it runs "medfed federation join --peer ADDR".`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newFedRequestCmd(), newFedInitCmd(), newFedSignCmd(), newFedInstallCmd(),
-		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
+		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedCouncilCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
 	return cmd
 }
 
@@ -260,6 +261,8 @@ and the plain shares never touch the disk.`,
 	cmd.Flags().IntVar(&policy.AdmissionQuorum, "admission-quorum", 0, "approvals needed to change the charter (default: a majority)")
 	cmd.Flags().IntVar(&policy.WitnessQuorum, "witness-quorum", 0, "cosignatures that make a checkpoint final (default: a majority)")
 	cmd.Flags().IntVar(&policy.OPRFThreshold, "oprf-threshold", 0, "centres needed to compute a pseudonym (default: a majority)")
+	cmd.Flags().Int64Var(&policy.Witnesses, "witnesses", federation.DefaultWitnesses, "size of each log's witness set (1 to 64)")
+	cmd.Flags().Int64Var(&policy.ConsentReplicas, "consent-replicas", federation.DefaultConsentReplicas, "members holding each patient's consent documents (1 to 64)")
 	cmd.Flags().StringVar(&policy.ConsentDefault, "consent-default", policy.ConsentDefault, "policy for patients without a consent contract: opt-in or opt-out")
 	cmd.Flags().StringVar(&policy.EmergencyAccess, "emergency-access", policy.EmergencyAccess, "break-glass access: allowed or forbidden")
 	cmd.Flags().DurationVar(&policy.TokenMaxLifetime, "token-max-lifetime", policy.TokenMaxLifetime, "longest consent token a patient may issue")
@@ -276,10 +279,10 @@ and the plain shares never touch the disk.`,
 			reqs = append(reqs, b)
 		}
 		def := federation.DefaultPolicy(len(reqs) + 1)
-		for _, q := range []*int{&policy.AdmissionQuorum, &policy.WitnessQuorum, &policy.OPRFThreshold} {
-			if *q == 0 {
-				*q = def.AdmissionQuorum
-			}
+		policy.AdmissionQuorum = cmp.Or(policy.AdmissionQuorum, def.AdmissionQuorum)
+		policy.OPRFThreshold = cmp.Or(policy.OPRFThreshold, def.OPRFThreshold)
+		if policy.WitnessQuorum == 0 { // a majority of a log and its witness set
+			policy.WitnessQuorum = min(len(reqs)+1, int(policy.Witnesses)+1)/2 + 1
 		}
 		if sharesOut == "" && out != "-" {
 			sharesOut = out + ".shares"
@@ -422,6 +425,27 @@ func newFedRemoveCmd() *cobra.Command {
 			return err
 		}
 		return printProgress(cmd, "removal approved", p)
+	})
+}
+
+func newFedCouncilCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "council CENTRE... --config FILE",
+		Short: "Approve a new council (the members whose approvals change the charter), on this centre's running node",
+		Long: `council approves the next version of the charter with the council made of
+the centres named (at most 64), or of every member when none is named. Only
+the council approves a version, at the charter's admission-quorum: a
+federation of a thousand centres changes its charter with a few dozen
+signatures, not hundreds. The council in force approves the new one, and a
+member on the council is removed only once the council no longer names it.`,
+		Args: cobra.ArbitraryArgs,
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
+		p, err := admin.Dial(cfg.Data.Dir).Council(cmd.Context(), args)
+		if err != nil {
+			return err
+		}
+		return printProgress(cmd, "council approved", p)
 	})
 }
 

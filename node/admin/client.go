@@ -136,6 +136,11 @@ func (a *Client) Unblock(ctx context.Context, centre string) (BlockResponse, err
 	return post[BlockResponse](ctx, a, "/v1/federation/unblock?centre="+url.QueryEscape(centre), nil)
 }
 
+// Council has the running node approve a new council.
+func (a *Client) Council(ctx context.Context, names []string) (api.Progress, error) {
+	return postJSON[api.Progress](ctx, a, "/v1/federation/council", CouncilRequest{Council: names})
+}
+
 // Remove has the running node approve removing a centre.
 func (a *Client) Remove(ctx context.Context, centre string) (api.Progress, error) {
 	return post[api.Progress](ctx, a, "/v1/federation/remove?centre="+url.QueryEscape(centre), nil)

@@ -180,6 +180,12 @@ type BackupRequest struct {
 	Dir string
 }
 
+// CouncilRequest asks the node to approve a new council: the names of
+// the members on it, none for every member.
+type CouncilRequest struct {
+	Council []string
+}
+
 // BlockRequest asks the node to cut a member off for a while.
 type BlockRequest struct {
 	Centre string

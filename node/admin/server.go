@@ -109,6 +109,10 @@ func (s *Server) routes() []route {
 			p, err := n.Membership.Remove(ctx, centre)
 			return api.ProgressOf(p), err
 		}),
+		jsonRoute("POST /v1/federation/council", maxBody, func(ctx context.Context, req CouncilRequest) (api.Progress, error) {
+			p, err := n.Membership.SetCouncil(ctx, req.Council)
+			return api.ProgressOf(p), err
+		}),
 		jsonRoute("POST /v1/federation/block", maxBody, func(ctx context.Context, req BlockRequest) (BlockResponse, error) {
 			d, err := time.ParseDuration(req.For)
 			if err != nil {

@@ -93,7 +93,7 @@ func TestCharterOPRFKeepsThreshold(t *testing.T) {
 	c := withOPRF(t, "centre-a", "centre-b", "centre-c")
 	p := c.Policy
 	p.OPRFThreshold = 3
-	if _, err := c.WithPolicy(p); !errors.Is(err, node.ErrInvalid) || !strings.Contains(err.Error(), "new key") {
+	if _, err := c.WithPolicy(p); !errors.Is(err, node.ErrInvalid) || !strings.Contains(err.Error(), "resharing") {
 		t.Fatalf("WithPolicy changing the OPRF threshold: %v", err)
 	}
 	v2, err := c.WithMember(testMember(t, "centre-d", 4104))
@@ -109,8 +109,10 @@ func TestCharterOPRFKeepsThreshold(t *testing.T) {
 	}
 }
 
-// A later version may not change the dealt key or its threshold, even
-// with a quorum's signatures: the key is dealt once, at founding.
+// A later version may not replace or drop the key, or change its
+// threshold without resharing it, even with a quorum's signatures: every
+// pseudonym rests on the key. Resharing it (the same key, other shares,
+// maybe another threshold) is a version like any other.
 func TestCharterOPRFIsFixedAfterFounding(t *testing.T) {
 	v1 := withOPRF(t, "centre-a", "centre-b", "centre-c")
 	v2, err := v1.WithMember(testMember(t, "centre-d", 4104))
@@ -129,8 +131,25 @@ func TestCharterOPRFIsFixedAfterFounding(t *testing.T) {
 	if err := redealt.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := federation.VerifyNext(v1, signed(redealt)); !errors.Is(err, federation.ErrChain) {
-		t.Fatalf("a version with other shares: %v, want ErrChain", err)
+	if _, err := federation.VerifyNext(v1, signed(redealt)); err != nil {
+		t.Fatalf("a version with the key reshared: %v", err)
+	}
+	replaced := redealt
+	replaced.OPRF.Key[0] ^= 1
+	if _, err := federation.VerifyNext(v1, signed(replaced)); !errors.Is(err, federation.ErrChain) {
+		t.Fatalf("a version with another key: %v, want ErrChain", err)
+	}
+	dropped := v2
+	dropped.OPRF = federation.OPRFKey{}
+	dropped.Policy.OPRFThreshold = 2
+	if _, err := federation.VerifyNext(v1, signed(dropped)); !errors.Is(err, federation.ErrChain) {
+		t.Fatalf("a version without the key: %v, want ErrChain", err)
+	}
+	if _, err := v2.WithOPRF(replaced.OPRF, 2); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("WithOPRF replacing the key: %v", err)
+	}
+	if _, err := v2.WithOPRF(redealt.OPRF, 2); err != nil {
+		t.Fatalf("WithOPRF resharing the key: %v", err)
 	}
 	lower := v2
 	lower.Policy.OPRFThreshold = 3

@@ -75,9 +75,27 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 	if _, err := ms[0].Remove(ctx, "c29"); err != nil {
 		t.Fatal(err)
 	}
-	// The second approval makes the quorum, here or at centre c00 (which
-	// ever has both first).
-	if _, err := ms[1].Remove(ctx, "c29"); err != nil {
+	// The second council member approves the draft it was offered, by its
+	// hash, as an operator reads it in the status.
+	var pending Progress
+	for pending.Draft == "" {
+		if ctx.Err() != nil {
+			t.Fatal("the draft was not offered to the council")
+		}
+		if st := ms[1].Status(); len(st.Pending) == 1 {
+			pending = st.Pending[0]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pending.Change != "removes c29" {
+		t.Errorf("the draft is described as %q", pending.Change)
+	}
+	other := []byte(pending.Draft)
+	other[0] ^= 1 // '0' and '1', 'a' and '`'...
+	if _, err := ms[1].ApproveDraft(ctx, string(other)); err == nil {
+		t.Fatal("approved a draft nobody offered")
+	}
+	if _, err := ms[1].ApproveDraft(ctx, pending.Draft); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -172,6 +173,8 @@ type Progress struct {
 	Approvals int
 	Quorum    int
 	Adopted   bool
+	Draft     string // the hex of the draft's hash, which ApproveDraft names
+	Change    string // what the draft changes (Describe)
 }
 
 // Approve approves the join request req: this centre signs the next
@@ -204,6 +207,33 @@ func (m *Membership) SetCouncil(ctx context.Context, names []string) (Progress, 
 		return Progress{}, err
 	}
 	return m.approveLocked(ctx, draft)
+}
+
+// ApproveDraft approves a draft another council member offered, named by
+// the hex of its hash as Status lists it: the way a council member
+// approves a change it did not draft itself (a policy, a pseudonym key
+// generated or reshared by its holders).
+func (m *Membership) ApproveDraft(ctx context.Context, draft string) (Progress, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, note := range m.pending {
+		if hex.EncodeToString(h[:]) != draft {
+			continue
+		}
+		s, err := Approvals(m.current.Charter, note)
+		if err != nil {
+			return Progress{}, err
+		}
+		return m.approveLocked(ctx, s.Charter)
+	}
+	return Progress{}, fmt.Errorf("%w: no pending draft %q of version %d", node.ErrNotFound, draft, m.current.Version+1)
+}
+
+// progress is where s, a draft of the next version, stands.
+func (m *Membership) progress(s Signed) Progress {
+	h := s.Hash()
+	return Progress{Version: s.Version, Approvals: len(s.Signers), Quorum: m.current.Policy.AdmissionQuorum,
+		Draft: hex.EncodeToString(h[:]), Change: Describe(m.current.Charter, s.Charter)}
 }
 
 // Remove approves the next version without the named centre.
@@ -260,7 +290,7 @@ func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool
 		}
 	}
 	m.pending[h] = note
-	p := Progress{Version: s.Version, Approvals: len(s.Signers), Quorum: m.current.Policy.AdmissionQuorum}
+	p := m.progress(s)
 	if p.Approvals >= p.Quorum {
 		if err := m.adoptLocked(ctx, note); err != nil {
 			return p, err
@@ -559,7 +589,7 @@ func (m *Membership) Status() Status {
 	}
 	for _, note := range m.pending {
 		if s, err := Approvals(m.current.Charter, note); err == nil {
-			st.Pending = append(st.Pending, Progress{Version: s.Version, Approvals: len(s.Signers), Quorum: m.current.Policy.AdmissionQuorum})
+			st.Pending = append(st.Pending, m.progress(s))
 		}
 	}
 	return st

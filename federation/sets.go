@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -155,3 +156,46 @@ func top(rs []ranked, n int) []Member {
 // ErrNotCouncil is returned when a member that is not on the council
 // tries to approve a version.
 var ErrNotCouncil = node.E(node.Conflict, "not on the federation's council")
+
+// Describe says in a line what next changes of prev: members added and
+// removed, the council, the policy, the pseudonym key. It is what a
+// council member reads before approving a draft it did not make.
+func Describe(prev, next Charter) string {
+	var parts []string
+	old := map[string]bool{}
+	for _, m := range prev.Members {
+		old[m.Name] = true
+	}
+	for _, m := range next.Members {
+		if !old[m.Name] {
+			parts = append(parts, "adds "+m.Name)
+		}
+		delete(old, m.Name)
+	}
+	for _, m := range prev.Members {
+		if old[m.Name] {
+			parts = append(parts, "removes "+m.Name)
+		}
+	}
+	if !slices.Equal(prev.Council, next.Council) {
+		if len(next.Council) == 0 {
+			parts = append(parts, "puts every member on the council")
+		} else {
+			parts = append(parts, "council "+strings.Join(next.Council, ", "))
+		}
+	}
+	if prev.Policy != next.Policy {
+		parts = append(parts, "changes the policy")
+	}
+	switch {
+	case next.OPRF.equal(prev.OPRF):
+	case !prev.OPRF.Dealt():
+		parts = append(parts, fmt.Sprintf("lists a pseudonym key generated %d-of-%d by its holders", next.Policy.OPRFThreshold, len(next.OPRF.Shares)))
+	default:
+		parts = append(parts, fmt.Sprintf("reshares the pseudonym key %d-of-%d", next.Policy.OPRFThreshold, len(next.OPRF.Shares)))
+	}
+	if len(parts) == 0 {
+		return "changes nothing"
+	}
+	return strings.Join(parts, "; ")
+}

@@ -18,7 +18,8 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench [--json] [--quick] [SUITE...]",
 		Short: "Measure medfed's speed against its baselines",
 		Long: "bench runs benchmark suites on this machine, each metric beside its baseline\n" +
-			"in the same run. Suites: " + strings.Join(names, ", ") + " (default: all).",
+			"in the same run. Suites: " + strings.Join(names, ", ") + " (default: all but scale,\n" +
+			"which runs only when named and prints its figures as Markdown tables, one row per federation size).",
 		ValidArgs: names,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// An unknown suite is bench.ErrNoSuite, of kind invalid: a
@@ -30,7 +31,12 @@ func newBenchCmd() *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(report)
 			}
-			return report.Print(cmd.OutOrStdout())
+			if len(report.Rows) > 0 {
+				if err := report.Print(cmd.OutOrStdout()); err != nil {
+					return err
+				}
+			}
+			return report.PrintScale(cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object")

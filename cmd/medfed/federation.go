@@ -168,7 +168,7 @@ once a quorum approved, it runs "medfed federation join --peer ADDR".`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newFedRequestCmd(), newFedInitCmd(), newFedSignCmd(), newFedInstallCmd(),
-		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedCouncilCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
+		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedCouncilCmd(), newFedApproveDraftCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
 	return cmd
 }
 
@@ -428,6 +428,25 @@ func newFedRemoveCmd() *cobra.Command {
 	})
 }
 
+func newFedApproveDraftCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "approve-draft HASH --config FILE",
+		Short: "Approve a draft of the next charter version that another council member offered",
+		Long: `approve-draft approves, on this centre's running node, the pending draft
+that "medfed federation status" lists with this hash and a line saying what
+it changes: how a council member approves a change it did not draft itself,
+such as a pseudonym key its holders generated or reshared.`,
+		Args: cobra.ExactArgs(1),
+	}
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, args []string) error {
+		p, err := admin.Dial(cfg.Data.Dir).ApproveDraft(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		return printProgress(cmd, "draft approved", p)
+	})
+}
+
 func newFedCouncilCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "council CENTRE... --config FILE",
@@ -568,7 +587,7 @@ joining centre passes to medfed federation join --peer.`,
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, m.ID, conn)
 		}
 		for _, p := range st.Pending {
-			fmt.Fprintf(tw, "pending version %d\t%d of %d approvals\t\n", p.Version, p.Approvals, p.Quorum)
+			fmt.Fprintf(tw, "pending version %d\t%d of %d approvals\t%s (draft %s)\n", p.Version, p.Approvals, p.Quorum, p.Change, p.Draft)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -136,6 +136,12 @@ func (a *Client) Unblock(ctx context.Context, centre string) (BlockResponse, err
 	return post[BlockResponse](ctx, a, "/v1/federation/unblock?centre="+url.QueryEscape(centre), nil)
 }
 
+// ApproveDraft has the running node approve a pending draft, named by
+// the hex of its hash.
+func (a *Client) ApproveDraft(ctx context.Context, draft string) (api.Progress, error) {
+	return post[api.Progress](ctx, a, "/v1/federation/approve-draft?draft="+url.QueryEscape(draft), nil)
+}
+
 // Council has the running node approve a new council.
 func (a *Client) Council(ctx context.Context, names []string) (api.Progress, error) {
 	return postJSON[api.Progress](ctx, a, "/v1/federation/council", CouncilRequest{Council: names})

@@ -109,6 +109,10 @@ func (s *Server) routes() []route {
 			p, err := n.Membership.Remove(ctx, centre)
 			return api.ProgressOf(p), err
 		}),
+		queryRoute("POST /v1/federation/approve-draft", "draft", func(ctx context.Context, draft string) (api.Progress, error) {
+			p, err := n.Membership.ApproveDraft(ctx, draft)
+			return api.ProgressOf(p), err
+		}),
 		jsonRoute("POST /v1/federation/council", maxBody, func(ctx context.Context, req CouncilRequest) (api.Progress, error) {
 			p, err := n.Membership.SetCouncil(ctx, req.Council)
 			return api.ProgressOf(p), err

@@ -224,6 +224,8 @@ type Progress struct {
 	Approvals int
 	Quorum    int
 	Adopted   bool
+	Draft     string // the hex of the draft's hash
+	Change    string // what the draft changes
 }
 
 // ProgressOf is p's JSON shape.

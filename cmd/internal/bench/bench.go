@@ -39,6 +39,9 @@ type suite struct {
 	name  string
 	about string
 	run   func(ctx context.Context, env env) (map[string]float64, error)
+	// named: the suite runs only when asked for by name, not in a run of
+	// all suites (it takes minutes even at its quick sizes).
+	named bool
 }
 
 type env struct {
@@ -61,13 +64,14 @@ func (e env) pick(full, quick int) int {
 
 // suites lists every suite; later capabilities add theirs here.
 var suites = []suite{
-	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", measureLedger},
-	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", measureWitness},
-	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", measurePseudonyms},
-	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", measureDirectory},
-	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", measureConsent},
-	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight; the same on one central SQLite index", measureQuery},
-	{"memory", "resident memory of a `medfed node` process holding 1M patients in its ledger and the directory, beside the same centre empty", measureMemory},
+	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", measureLedger, false},
+	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", measureWitness, false},
+	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", measurePseudonyms, false},
+	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", measureDirectory, false},
+	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", measureConsent, false},
+	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight; the same on one central SQLite index", measureQuery, false},
+	{"memory", "resident memory of a `medfed node` process holding 1M patients in its ledger and the directory, beside the same centre empty", measureMemory, false},
+	{"scale", "federations of 10 to 1,000 simulated centres on mocknet with WAN latencies: messages, bytes and latency per operation, each centre's load at rest, memory and disk, a country's directory (run only when named)", measureScale, true},
 }
 
 // Names lists the suites' names, in the order they run.
@@ -119,12 +123,16 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 			results[k] = v
 		}
 	}
-	return newReport(results, opts.Quick), nil
+	r := newReport(results, opts.Quick)
+	// The scale suite's figures are laid out by size (PrintScale), not
+	// as rows of the main table; the report's metrics keep them all.
+	r.Rows = slices.DeleteFunc(r.Rows, func(row Row) bool { return isScaleMetric(row.Metric) })
+	return r, nil
 }
 
 func selectSuites(names []string) ([]suite, error) {
 	if len(names) == 0 {
-		return suites, nil
+		return slices.DeleteFunc(slices.Clone(suites), func(s suite) bool { return s.named }), nil
 	}
 	var out []suite
 	for _, a := range names {

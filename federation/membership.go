@@ -209,6 +209,19 @@ func (m *Membership) SetCouncil(ctx context.Context, names []string) (Progress, 
 	return m.approveLocked(ctx, draft)
 }
 
+// ApproveCharter approves draft, a next version this centre made itself
+// (a pseudonym key its holders generated or reshared with it, a policy:
+// Charter.WithOPRF, Charter.WithPolicy), and offers it to the council.
+// The centre must be on the council.
+func (m *Membership) ApproveCharter(ctx context.Context, draft Charter) (Progress, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if draft.Version != m.current.Version+1 || draft.Previous != m.current.Hash() {
+		return Progress{}, fmt.Errorf("%w: a draft of version %d, the adopted version is %d", ErrChain, draft.Version, m.current.Version)
+	}
+	return m.approveLocked(ctx, draft)
+}
+
 // ApproveDraft approves a draft another council member offered, named by
 // the hex of its hash as Status lists it: the way a council member
 // approves a change it did not draft itself (a policy, a pseudonym key

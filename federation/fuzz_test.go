@@ -53,6 +53,7 @@ func FuzzVerifyNext(f *testing.F) {
 	f.Add(ch.notes[0])
 	f.Add(ch.notes[2])
 	f.Add(rawSign(f, v2.Text(), "centre-a", "centre-b"))
+	f.Add(rawSign(f, v2.FullText(), "centre-a", "centre-b", "centre-c"))
 	f.Add(corruptSig(ch.notes[1]))
 
 	// members verifies with prev's keys through note.Open, as a second

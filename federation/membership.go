@@ -121,7 +121,7 @@ func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
 	}
 	m.follow(current)
 	srv := &wire.Server{
-		Name: "charter", Limit: maxNoteLen, Timeout: 15 * time.Second, Work: 10 * time.Second, MaxReason: maxReasonLen,
+		Name: "charter", Limit: MaxCharterNote + 16, Timeout: 15 * time.Second, Work: 10 * time.Second, MaxReason: maxReasonLen,
 		Serve: m.serve, Log: m.log,
 	}
 	h.SetStreamHandler(ProtocolID, srv.Handle)
@@ -431,7 +431,7 @@ func FetchChain(ctx context.Context, h host.Host, p peer.ID) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeNotes(b)
+	return decodeNotes(b, MaxCharterNote)
 }
 
 // serve answers one charter-protocol request.
@@ -487,7 +487,7 @@ func (m *Membership) syncFrom(ctx context.Context, p peer.ID) {
 		m.log.Debug("charter sync", "from", p, "err", err)
 		return
 	}
-	notes, err := decodeNotes(b)
+	notes, err := decodeNotes(b, MaxCharterNote)
 	if err != nil {
 		m.log.Warn("charter sync: bad answer", "from", p, "err", err)
 		return
@@ -509,13 +509,20 @@ func (m *Membership) syncFrom(ctx context.Context, p peer.ID) {
 // PeekCharter reads the charter of a note without checking signatures,
 // to learn which version it claims to be.
 func PeekCharter(msg []byte) (Charter, error) {
-	if len(msg) > maxNoteLen {
+	if len(msg) > MaxCharterNote {
 		return Charter{}, fmt.Errorf("%w: malformed: note of %d bytes", node.ErrInvalid, len(msg))
 	}
 	_, err := note.Open(msg, note.VerifierList())
 	var unverified *note.UnverifiedNoteError
 	if !errors.As(err, &unverified) {
 		return Charter{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
+	}
+	if IsDelta(unverified.Note.Text) {
+		c, _, err := parseHead(unverified.Note.Text, deltaHeader)
+		if err != nil {
+			return Charter{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
+		}
+		return c, nil
 	}
 	return ParseCharter(unverified.Note.Text)
 }

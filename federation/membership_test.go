@@ -115,7 +115,7 @@ func TestMembershipRefusesBadRequests(t *testing.T) {
 		})
 	}
 	t.Run("oversized frame", func(t *testing.T) {
-		if _, err := Ask(ctx, b, hosts["centre-a"], opPropose, bytes.Repeat([]byte{'x'}, maxNoteLen+1)); err == nil {
+		if _, err := Ask(ctx, b, hosts["centre-a"], opPropose, bytes.Repeat([]byte{'x'}, MaxCharterNote+17)); err == nil {
 			t.Fatal("an oversized frame was answered")
 		}
 	})

@@ -196,7 +196,7 @@ func (w *Witness) RunViews(ctx context.Context, interval time.Duration) {
 
 // serveViews checks every checkpoint in a views message.
 func (w *Witness) serveViews(ctx context.Context, payload []byte) error {
-	notes, err := decodeNotes(payload)
+	notes, err := decodeNotes(payload, maxNoteLen)
 	if err != nil {
 		return err
 	}

@@ -44,11 +44,14 @@ func encodeNotes(notes [][]byte) []byte {
 	return w.B
 }
 
-func decodeNotes(b []byte) ([][]byte, error) {
+// decodeNotes reads a list of notes of at most maxNote bytes each: a
+// chain's (MaxCharterNote, a founding of a thousand members is a few
+// hundred KiB) or checkpoints' (maxNoteLen).
+func decodeNotes(b []byte, maxNote int) ([][]byte, error) {
 	var notes [][]byte
 	r := wire.NewReader(b, "list of notes")
 	for r.Len() > 0 && r.Err() == nil {
-		if n := r.Blob("note", maxNoteLen); len(n) > 0 {
+		if n := r.Blob("note", maxNote); len(n) > 0 {
 			notes = append(notes, n)
 		} else {
 			r.Fail("empty note")

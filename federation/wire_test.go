@@ -10,7 +10,7 @@ func FuzzDecodeNotes(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 9, 'x'})
 	f.Add([]byte{0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		notes, err := decodeNotes(b)
+		notes, err := decodeNotes(b, maxNoteLen)
 		if err != nil {
 			return
 		}

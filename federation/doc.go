@@ -12,17 +12,25 @@
 //
 // The founders all sign version 1 (VerifyFounding): a federation starts with
 // the consent of every centre in it. After that, version n+1 needs the
-// signatures of Policy.AdmissionQuorum of version n's members (VerifyNext),
-// whether it adds a member, removes one or changes the policy. The quorum of
-// the version being replaced counts, not that of the draft, so a minority
-// cannot lower the bar and pass a change in one step. Drafts are derived
-// from the current version alone (Charter.WithMember, WithoutMember,
-// WithPolicy), so members who approve the same change independently sign
+// signatures of Policy.AdmissionQuorum of version n's council (VerifyNext),
+// whether it adds a member, removes one or changes the policy, the council
+// or the pseudonym key; a charter that names no council has every member on
+// it. The quorum and council of the version being replaced count, not
+// those of the draft, so a minority cannot lower the bar and pass a change
+// in one step. Drafts are derived from the current version alone
+// (Charter.WithMember, WithoutMember, WithPolicy, WithCouncil, WithOPRF),
+// so council members who approve the same change independently sign
 // byte-identical text and their signatures merge into one note (Sign,
-// Merge, Approvals).
+// Merge, Approvals). Versions after the first are written as deltas over
+// the version before (delta.go), so that a federation of thousands of
+// members changes its charter with notes the size of the change.
 //
-// A signature by anyone who is not a member of the version being replaced
-// is an error, not something to skip. It cannot count towards a quorum, so
+// The charter also bounds what one operation costs whatever the number of
+// members (sets.go): each log's witness set (Charter.Witnesses) and, read
+// by package consent, each patient's consent set.
+//
+// A signature by anyone who is not on the council of the version being
+// replaced is an error, not something to skip. It cannot count towards a quorum, so
 // ignoring it would be harmless to the check, but a note that carries it
 // was put together wrongly, for instance with the newcomer signing its own
 // admission, or by someone outside the federation, and a centre that stored

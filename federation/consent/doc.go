@@ -74,9 +74,14 @@
 // A document submitted at any member is checked, appended to that
 // member's ledger and pushed, with the attestations it rests on, to every
 // centre the directory lists as holding the patient's records, and to as
-// many other members (in an order that depends on the patient alone) as
-// make a majority of the federation, those that fail replaced by the next.
-// Each verifies it and appends it to its own ledger before it answers.
+// many members of the patient's consent set as make a majority of it: the
+// charter's Policy.ConsentReplicas members that rank first by a hash of the
+// patient's pseudonym and the member (rendezvous hashing), every member in
+// a charter that names no size; those that fail are replaced by the next
+// in the set. Holders outside the set are told, not counted. Each verifies
+// it and appends it to its own ledger before it answers. Every majority
+// below is a majority of the patient's consent set, so that an operation
+// costs the same in a federation of ten members or ten thousand.
 //
 // Consent does not rest on the directory being complete, nor on a push
 // arriving. A centre decides for a patient only while it holds a lease
@@ -108,10 +113,10 @@
 // (Options.Erase): when it accepts it, whoever sent it; before any
 // decision about the patient, until that succeeds (nothing erased is
 // released); after a restart, for every erasure on its ledger; and from
-// the erasure feed, which every centre reads from every other member every
-// two leases (opErasures), so that a holder the directory does not list,
-// that holds no lease and was not among the majority, still erases within
-// two leases of being in contact with a member that has it.
+// the erasure feed, which every centre reads, every two leases, from the
+// next few members in turn round the federation (opErasures), so that a
+// holder the directory does not list, that holds no lease and was not among
+// the majority, still erases once it has read from a member that has it.
 //
 // Leases are spans on the monotonic clock, counted by the holder from
 // before it asked and by the member from when it granted, so that the

@@ -283,8 +283,9 @@ func (s searchset) released(t *testing.T) map[string]bool {
 
 // foundAndStart has the first of all found the federation with the rest
 // in one go (join requests, init, signatures, install), starts every
-// node, and waits until each one's /readyz says it reaches all the
-// others, so that the pseudonym threshold and the witnesses are there.
+// node, waits until each one's /readyz says it reaches all the others,
+// so that the pseudonym threshold and the witnesses are there, and has
+// them generate the pseudonym key (federation keygen).
 // It returns the client of their APIs.
 func foundAndStart(t *testing.T, root string, all []*centre) *api {
 	t.Helper()
@@ -309,6 +310,12 @@ func foundAndStart(t *testing.T, root string, all []*centre) *api {
 	for _, c := range all {
 		waitFor(t, 30*time.Second, fmt.Sprintf("%s is ready and reaches the %d others", c.name, len(all)-1), x.ready(c.name, len(all)-1))
 	}
+	// The founders generate the pseudonym key, a majority of them needed.
+	var names []string
+	for _, c := range all {
+		names = append(names, c.name)
+	}
+	keyCeremony(t, "keygen", len(all)/2+1, names, all...)
 	return x
 }
 

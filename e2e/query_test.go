@@ -63,6 +63,7 @@ func TestQueryStoryAcrossCentres(t *testing.T) {
 		x.start()
 	}
 	waitFor(t, 15*time.Second, "the founders connect", connectedTo(a, "centre-b"))
+	keyCeremony(t, "keygen", 2, []string{"centre-a", "centre-b"}, a, b)
 	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
 
 	// Records at Centres 1 and 2.

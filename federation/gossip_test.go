@@ -71,6 +71,23 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 	if _, err := ms[5].Remove(ctx, "c29"); err == nil {
 		t.Fatal("a member off the council approved a version")
 	}
+	// A member off the council can offer a draft it made, unsigned, for
+	// the council to approve.
+	p := v1.Policy
+	p.MemberRate = 50
+	offered, err := v1.WithPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, err := ms[5].Propose(ctx, offered); err != nil || pr.Approvals != 0 {
+		t.Fatalf("a member off the council offering a draft: %+v, %v", pr, err)
+	}
+	for ctx.Err() == nil && len(ms[2].Status().Pending) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := ms[2].Status(); len(st.Pending) != 1 || st.Pending[0].Change != "changes the policy" || st.Pending[0].Approvals != 0 {
+		t.Fatalf("the council member's pending drafts: %+v", st.Pending)
+	}
 	start := time.Now()
 	if _, err := ms[0].Remove(ctx, "c29"); err != nil {
 		t.Fatal(err)
@@ -82,8 +99,10 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatal("the draft was not offered to the council")
 		}
-		if st := ms[1].Status(); len(st.Pending) == 1 {
-			pending = st.Pending[0]
+		for _, p := range ms[1].Status().Pending {
+			if p.Change == "removes c29" {
+				pending = p
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

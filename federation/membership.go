@@ -76,7 +76,8 @@ type Membership struct {
 	chain     [][]byte
 	current   Signed
 	approvals map[uint64][32]byte
-	pending   map[[32]byte][]byte // drafts of the next version with the approvals seen
+	pending   map[[32]byte][]byte  // drafts of the next version with the approvals seen
+	offered   map[[32]byte]Charter // unsigned drafts of the next version offered by members off the council
 
 	gossip *gossip // the federation's charter topic
 }
@@ -115,6 +116,7 @@ func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
 		current:   current,
 		approvals: map[uint64][32]byte{},
 		pending:   map[[32]byte][]byte{},
+		offered:   map[[32]byte]Charter{},
 	}
 	for v, h := range st.Approvals {
 		m.approvals[v] = h
@@ -222,6 +224,48 @@ func (m *Membership) ApproveCharter(ctx context.Context, draft Charter) (Progres
 	return m.approveLocked(ctx, draft)
 }
 
+// Propose offers draft, a next version this centre made itself, to the
+// council without approving it: how a centre off the council (a holder of
+// the pseudonym key that took part in its generation) puts the result
+// before those who approve it (ApproveDraft). The draft is checked as the
+// next version.
+func (m *Membership) Propose(ctx context.Context, draft Charter) (Progress, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	text := draft.Text()
+	p, err := m.offeredLocked(text)
+	if err != nil {
+		return Progress{}, err
+	}
+	council := m.current.CouncilMembers()
+	m.background(func(ctx context.Context) { m.broadcast(ctx, opOffer, []byte(text), council) })
+	return p, nil
+}
+
+// offeredLocked keeps text, an unsigned draft of the next version, among
+// the drafts a council member may approve.
+func (m *Membership) offeredLocked(text string) (Progress, error) {
+	c, err := ParseNext(m.current.Charter, text)
+	if err != nil {
+		return Progress{}, err
+	}
+	if err := follows(m.current.Charter, c); err != nil {
+		return Progress{}, err
+	}
+	if err := checkOPRFChange(m.current.Charter, c); err != nil {
+		return Progress{}, fmt.Errorf("%w: version %d: %v", ErrChain, c.Version, err)
+	}
+	h := c.Hash()
+	if len(m.offered) >= maxOffered {
+		clear(m.offered) // bounded: a flood of offers forgets the older ones
+	}
+	m.offered[h] = c
+	return m.progress(Signed{Charter: c}), nil
+}
+
+// maxOffered bounds the unsigned drafts a centre keeps.
+const maxOffered = 16
+
 // ApproveDraft approves a draft another council member offered, named by
 // the hex of its hash as Status lists it: the way a council member
 // approves a change it did not draft itself (a policy, a pseudonym key
@@ -238,6 +282,11 @@ func (m *Membership) ApproveDraft(ctx context.Context, draft string) (Progress, 
 			return Progress{}, err
 		}
 		return m.approveLocked(ctx, s.Charter)
+	}
+	for h, c := range m.offered {
+		if hex.EncodeToString(h[:]) == draft {
+			return m.approveLocked(ctx, c)
+		}
 	}
 	return Progress{}, fmt.Errorf("%w: no pending draft %q of version %d", node.ErrNotFound, draft, m.current.Version+1)
 }
@@ -333,6 +382,7 @@ func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
 	m.chain = append(m.chain, s.Note)
 	m.current = s
 	clear(m.pending)
+	clear(m.offered)
 	m.follow(s)
 	m.log.Info("charter version adopted", "version", s.Version, "members", len(s.Members), "approvals", len(s.Signers))
 	council := s.CouncilMembers()
@@ -454,6 +504,14 @@ func (m *Membership) serve(ctx context.Context, from peer.ID, op byte, payload [
 		return nil, err
 	case opAdopt:
 		return nil, m.receiveAdopted(ctx, from, payload)
+	case opOffer:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.current.OnCouncil(m.self) {
+			return nil, fmt.Errorf("%w: offer a draft to the council", ErrNotCouncil)
+		}
+		_, err := m.offeredLocked(string(payload))
+		return nil, err
 	}
 	return nil, protocolError("unknown operation %d", op)
 }
@@ -610,6 +668,11 @@ func (m *Membership) Status() Status {
 	for _, note := range m.pending {
 		if s, err := Approvals(m.current.Charter, note); err == nil {
 			st.Pending = append(st.Pending, m.progress(s))
+		}
+	}
+	for h, c := range m.offered {
+		if _, signed := m.pending[h]; !signed {
+			st.Pending = append(st.Pending, m.progress(Signed{Charter: c}))
 		}
 	}
 	return st

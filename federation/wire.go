@@ -17,13 +17,16 @@ import (
 // opChain asks for every adopted version from a given one (payload: u64);
 // the answer is the notes, each as u32 length and bytes. opPropose offers a
 // draft of the next version with the approvals gathered so far; opAdopt
-// announces a version that reached its quorum. Both answer with nothing.
+// announces a version that reached its quorum; opOffer gives the council an
+// unsigned draft (its text) made by a member off it. All three answer with
+// nothing.
 const ProtocolID = "/medfed/charter/1"
 
 const (
 	opChain   byte = 1
 	opPropose byte = 2
 	opAdopt   byte = 3
+	opOffer   byte = 4
 
 	maxNoteLen   = 128 << 10
 	maxFrameLen  = 16 << 20 // a chain of more than a hundred versions

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -88,8 +89,10 @@ func (c *Client) Pseudonyms(ctx context.Context, ids []Identifier) ([]ledger.Pse
 	return ps, nil
 }
 
-// run is one call's shared state: which holders answered wrongly.
+// run is one call's shared state: where its evaluating sets start among
+// the holders, and which holders answered wrongly.
 type run struct {
+	offset int
 	mu     sync.Mutex
 	failed map[peer.ID]error
 }
@@ -111,7 +114,10 @@ func (r *run) ok(id peer.ID) bool {
 // Parallel chunks in flight.
 func (c *Client) evaluate(ctx context.Context, inputs [][]byte) ([][64]byte, error) {
 	outs := make([][64]byte, len(inputs))
-	r := &run{failed: map[peer.ID]error{}}
+	// Each call starts at a random holder, and its chunks go on in turn
+	// from there: evaluations spread over the whole committee, not over
+	// the first holders listed.
+	r := &run{offset: mrand.IntN(1 << 30), failed: map[peer.ID]error{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -202,8 +208,9 @@ func (c *Client) chunk(ctx context.Context, r *run, seq int, inputs [][]byte, ou
 }
 
 // pickSet chooses the evaluating set: this centre if it holds a share,
-// then the next holders in turn (rotating with seq to spread the load)
-// that are members and have not failed in this run.
+// then the next holders in turn from the run's random offset (rotating
+// with seq to spread the load) that are members and have not failed in
+// this run.
 func (c *Client) pickSet(r *run, seq int) (set []int, remote []Holder, err error) {
 	need := c.keys.Threshold
 	if c.share != nil {
@@ -223,7 +230,7 @@ func (c *Client) pickSet(r *run, seq int) (set []int, remote []Holder, err error
 		return nil, nil, c.unavailable(r, need, len(candidates))
 	}
 	for i := range need {
-		h := candidates[(seq+i)%len(candidates)]
+		h := candidates[(r.offset+seq+i)%len(candidates)]
 		remote = append(remote, h)
 		set = append(set, h.Index)
 	}

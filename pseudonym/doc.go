@@ -3,8 +3,8 @@
 //
 // A pseudonym is H(domain || federation || OPRF_k(identifier)), where OPRF
 // is the verifiable 2HashDH OPRF of RFC 9497 over ristretto255-SHA512 and
-// the key k is Shamir-shared t-of-n among the federation's founding
-// centres. A centre normalises the identifier (Rules), blinds it, and asks t
+// the key k is Shamir-shared t-of-n among the federation's key committee
+// (its founders, to begin with). A centre normalises the identifier (Rules), blinds it, and asks t
 // share holders over /medfed/oprf/1 to evaluate the blinded element with
 // their shares; each answer carries an RFC 9497 batch DLEQ proof against the
 // holder's public share, so a wrong answer is detected and its holder
@@ -26,8 +26,14 @@
 // of every patient stay what they were. A federation whose key one centre
 // dealt (Deal, the founding ceremony before the DKG) migrates by
 // resharing. Both ceremonies are state machines that take and return
-// bytes, and leave the transport, which must be a broadcast, to the
-// caller; both end in the Public and Share a dealt key has.
+// bytes; both end in the Public and Share a dealt key has. Ceremonies
+// carries them between centres over /medfed/oprf-ceremony/1 (transport.go),
+// round by round, each run under an ID that binds what it is about, and
+// checks at the end that the participants stepped on the same messages,
+// the broadcast the state machines need.
+//
+// A client starts each request's evaluating sets at a random holder, so
+// that evaluations spread over the whole committee.
 //
 // The arithmetic uses github.com/gtank/ristretto255 (on
 // filippo.io/edwards25519); github.com/cloudflare/circl's RFC 9497

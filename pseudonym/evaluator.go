@@ -53,8 +53,6 @@ type Spend struct {
 // Evaluator answers /medfed/oprf/1 with this centre's share.
 type Evaluator struct {
 	h     host.Host
-	keys  *Keys
-	share *Share
 	opts  EvaluatorOptions
 	limit *limiter
 	log   *slog.Logger
@@ -62,7 +60,9 @@ type Evaluator struct {
 	handle network.StreamHandler
 
 	mu     sync.Mutex
-	folded map[string]foldedKey // by evaluating set
+	keys   *Keys                // what it answers with, until Rekey
+	share  *Share               //
+	folded map[string]foldedKey // share folded by evaluating set
 }
 
 // foldedKey is the share with one set's Lagrange coefficient folded in,
@@ -110,6 +110,27 @@ func NewEvaluator(h host.Host, keys *Keys, share *Share, opts EvaluatorOptions) 
 // Close stops answering.
 func (e *Evaluator) Close() { e.h.RemoveStreamHandler(ProtocolID) }
 
+// Rekey has the evaluator answer with share, of keys, from now on: the
+// federation's key reshared to a committee this centre is on. The rate
+// limits carry over; a request under way finishes with the share it
+// began with.
+func (e *Evaluator) Rekey(keys *Keys, share *Share) error {
+	if err := share.matches(keys); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.keys, e.share, e.folded = keys, share, map[string]foldedKey{}
+	return nil
+}
+
+// current returns the keys and share the evaluator answers with.
+func (e *Evaluator) current() (*Keys, *Share) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.keys, e.share
+}
+
 // refusal is the code and the reason an evaluator answers err with: a
 // failure of its own is an internal error, in no more words.
 func refusal(err error) (byte, string) {
@@ -128,9 +149,10 @@ func refuse(code byte, format string, args ...any) error {
 // counted for a request that does not parse, and the count is on the
 // ledger before anything is computed.
 func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []byte) ([]byte, error) {
+	keys, share := e.current()
 	name, ok := e.opts.Member(from)
 	if !ok {
-		return nil, refuse(refusedDenied, "%s is not a member of federation %s", from, e.keys.Federation)
+		return nil, refuse(refusedDenied, "%s is not a member of federation %s", from, keys.Federation)
 	}
 	if op != opEvaluate {
 		return nil, refuse(refusedMalformed, "unknown operation %d", op)
@@ -139,11 +161,11 @@ func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []
 	if err != nil {
 		return nil, refuse(refusedMalformed, "%v", err)
 	}
-	if err := e.keys.checkSet(req.set); err != nil {
+	if err := keys.checkSet(req.set); err != nil {
 		return nil, refuse(refusedMalformed, "%v", err)
 	}
-	if !slices.Contains(req.set, e.share.Index) {
-		return nil, refuse(refusedNoShare, "this centre holds share %d, which is not in the evaluating set", e.share.Index)
+	if !slices.Contains(req.set, share.Index) {
+		return nil, refuse(refusedNoShare, "this centre holds share %d, which is not in the evaluating set", share.Index)
 	}
 	// Charge before the work: decoding costs a square root per element,
 	// and a malformed batch is not refunded.
@@ -159,7 +181,7 @@ func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []
 			return nil, refuse(refusedMalformed, "element %d: %v", i, err)
 		}
 	}
-	fk := e.foldedFor(req.set)
+	fk := e.foldedFor(keys, share, req.set)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := e.opts.Audit.Evaluated(ctx, from, n); err != nil {
@@ -191,15 +213,19 @@ func (e *Evaluator) limitRefusal(name string, n, avail int, wait time.Duration) 
 	return refuse(refusedLimit, "%s", b.String())
 }
 
-// foldedFor returns the share folded for set, which includes this holder.
-func (e *Evaluator) foldedFor(set []int) foldedKey {
+// foldedFor returns share, of keys, folded for set, which includes this
+// holder; cached while share is the one the evaluator answers with.
+func (e *Evaluator) foldedFor(keys *Keys, share *Share, set []int) foldedKey {
 	key := fmt.Sprint(set)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if share != e.share { // rekeyed since the request began
+		return foldedKey{k: share.folded(set), pkEnc: keys.foldedPublic(set, share.Index).Bytes()}
+	}
 	if fk, ok := e.folded[key]; ok {
 		return fk
 	}
-	fk := foldedKey{k: e.share.folded(set), pkEnc: e.keys.foldedPublic(set, e.share.Index).Bytes()}
+	fk := foldedKey{k: share.folded(set), pkEnc: keys.foldedPublic(set, share.Index).Bytes()}
 	if len(e.folded) > 1024 { // sets are few; bound the cache anyway
 		for _, old := range e.folded {
 			old.k.Zero()

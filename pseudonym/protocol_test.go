@@ -230,15 +230,23 @@ func TestWrongAnswerIsDetected(t *testing.T) {
 	bad.eval.share = &Share{Federation: keys.Federation, Index: bad.share.Index, k: randomScalar()}
 	bad.eval.folded = map[string]foldedKey{}
 
+	// Each call starts at a random holder: call until centre-b was asked
+	// (half the calls ask it; twenty calls all missing it is one in a
+	// million).
 	var logs bytes.Buffer
-	cl := centres[0].client(t, keys, centres)
-	cl.log = newTestLogger(&logs)
-	got, err := cl.Pseudonyms(ctx, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatal("wrong pseudonyms despite the proof check")
+	for range 20 {
+		cl := centres[0].client(t, keys, centres)
+		cl.log = newTestLogger(&logs)
+		got, err := cl.Pseudonyms(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatal("wrong pseudonyms despite the proof check")
+		}
+		if logs.Len() > 0 {
+			break
+		}
 	}
 	if !strings.Contains(logs.String(), "centre-b") || !strings.Contains(logs.String(), "proof does not verify") {
 		t.Fatalf("the log does not name centre-b's wrong answer:\n%s", logs.String())
@@ -246,7 +254,7 @@ func TestWrongAnswerIsDetected(t *testing.T) {
 
 	// With centre-c gone too, nobody is left: the error names centre-b.
 	centres[2].eval.Close()
-	_, err = centres[0].client(t, keys, centres).Pseudonyms(ctx, ids)
+	_, err := centres[0].client(t, keys, centres).Pseudonyms(ctx, ids)
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "centre-b") || !strings.Contains(err.Error(), "proof does not verify") {
 		t.Fatalf("error %v: want ErrUnavailable naming centre-b's wrong answer", err)
 	}
@@ -331,3 +339,38 @@ func TestEvaluatorsNeverSeeIdentifiers(t *testing.T) {
 }
 
 func newTestLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// Evaluations spread over the committee: calls of one identifier each,
+// from a centre with no share and from a holder, reach every holder, in
+// about equal numbers, not the first holders listed.
+func TestEvaluationsSpreadOverHolders(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	centres, keys := testFederation(t, 6, 5, 2, 1_000_000)
+	const calls = 100
+	for _, tc := range []struct {
+		name  string
+		asker *testCentre
+		least int // each other holder's evaluations, far below the mean
+	}{
+		{name: "a centre without a share", asker: centres[5], least: 20}, // two of five per call: a mean of 40
+		{name: "a holder", asker: centres[0], least: 10},                 // one of four per call: a mean of 25
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := tc.asker.client(t, keys, centres)
+			for i := range calls {
+				if _, err := cl.Pseudonyms(ctx, testIdentifiers(t, i+1)[i:]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, h := range centres[:5] {
+				if h == tc.asker {
+					continue
+				}
+				if n := h.audit.total(tc.asker.host.ID()); n < tc.least {
+					t.Errorf("%s evaluated %d of %s's %d calls, want at least %d", h.name, n, tc.asker.name, calls, tc.least)
+				}
+			}
+		})
+	}
+}

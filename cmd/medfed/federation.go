@@ -156,10 +156,18 @@ func newFederationCmd() *cobra.Command {
 
   every founder:     medfed federation request --config FILE --out NAME-request.txt
   the first founder: medfed federation init --config FILE --member B-request.txt ... --out charter.txt
-                     (also writes charter.txt.shares: each founder's share of the
-                     pseudonym key, sealed to that founder's centre key)
-  each other one:    medfed federation sign charter.txt --config FILE   (checks its share first)
-  every founder:     medfed federation install charter.txt --shares charter.txt.shares --config FILE
+  each other one:    medfed federation sign charter.txt --config FILE
+  every founder:     medfed federation install charter.txt --config FILE
+
+then, once their nodes run, the founders generate the pseudonym key
+together, nobody ever holding it, each on its own node and within the
+first round's wait (5 minutes) of the others:
+
+  every founder:     medfed federation keygen --committee A,B,... --threshold T --config FILE
+
+The version of the charter that lists the key is adopted once the council
+approved it (the founders that took part approve it as the ceremony ends).
+"medfed federation reshare" moves the same key to a new committee later.
 
 A centre joins a running federation by sending its request to the members,
 who each run "medfed federation approve REQUEST" against their running node;
@@ -168,7 +176,7 @@ once a quorum approved, it runs "medfed federation join --peer ADDR".`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newFedRequestCmd(), newFedInitCmd(), newFedSignCmd(), newFedInstallCmd(),
-		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedCouncilCmd(), newFedApproveDraftCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
+		newFedJoinCmd(), newFedApproveCmd(), newFedRemoveCmd(), newFedKeygenCmd(), newFedReshareCmd(), newFedCouncilCmd(), newFedApproveDraftCmd(), newFedBlockCmd(), newFedUnblockCmd(), newFedStatusCmd(), newFedCharterCmd(), newFedPSKCmd())
 	return cmd
 }
 
@@ -238,6 +246,7 @@ func newFedInitCmd() *cobra.Command {
 	var (
 		out, sharesOut string
 		members        []string
+		dealKey        bool
 		policy         = federation.DefaultPolicy(1) // the quorums are set once the founders are known
 	)
 	cmd := &cobra.Command{
@@ -247,15 +256,23 @@ func newFedInitCmd() *cobra.Command {
 the founders whose join requests are given, and signs it. Quorums default to
 a majority of the founders.
 
-init also deals the federation's pseudonym key: it draws the key, splits it
-into one share per founder (any oprf-threshold of them can compute a
-pseudonym, fewer cannot), lists the public shares in the charter and writes
-each share sealed to its founder's centre key to the shares file. The key
-and the plain shares never touch the disk.`,
+The charter lists no pseudonym key: once their nodes run, the founders
+generate it together with "medfed federation keygen", a distributed key
+generation in which each founder deals a secret and the key is their sum,
+so that nobody ever holds it.
+
+--deal instead has this centre deal the key now, as medfed did before key
+generation: it draws the key, splits it into one share per founder (any
+oprf-threshold of them can compute a pseudonym, fewer cannot), lists the
+public shares in the charter and writes each share sealed to its founder's
+centre key to the shares file. It trusts this one founder: it held the key
+and could have kept a copy. A federation founded so can move to shares
+nobody dealt with "medfed federation reshare".`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the draft charter (- for stdout)")
-	cmd.Flags().StringVar(&sharesOut, "shares", "", "where to write the sealed key shares (default: the --out file with .shares appended)")
+	cmd.Flags().BoolVar(&dealKey, "deal", false, "deal the pseudonym key from this centre (trusts this founder with the key; without it the founders generate it together with federation keygen)")
+	cmd.Flags().StringVar(&sharesOut, "shares", "", "with --deal: where to write the sealed key shares (default: the --out file with .shares appended)")
 	cmd.Flags().StringArrayVar(&members, "member", nil, "another founder's join request `file` (repeat)")
 	policy.AdmissionQuorum, policy.WitnessQuorum, policy.OPRFThreshold = 0, 0, 0
 	cmd.Flags().IntVar(&policy.AdmissionQuorum, "admission-quorum", 0, "approvals needed to change the charter (default: a majority)")
@@ -284,14 +301,17 @@ and the plain shares never touch the disk.`,
 		if policy.WitnessQuorum == 0 { // a majority of a log and its witness set
 			policy.WitnessQuorum = min(len(reqs)+1, int(policy.Witnesses)+1)/2 + 1
 		}
-		if sharesOut == "" && out != "-" {
+		if !dealKey && sharesOut != "" {
+			return usagef("federation init: --shares is for the key --deal deals")
+		}
+		if dealKey && sharesOut == "" && out != "-" {
 			sharesOut = out + ".shares"
 		}
-		if sharesOut == "" || sharesOut == "-" {
+		if dealKey && (sharesOut == "" || sharesOut == "-") {
 			return usagef("federation init: --shares FILE is required when the charter goes to stdout")
 		}
 		return withCentre(cmd.Context(), cfg, func(c *centre.Centre) error {
-			draft, shares, err := c.Found(cfg.P2P.Listen, reqs, policy)
+			draft, shares, err := c.Found(centre.Founding{Listen: cfg.P2P.Listen, Requests: reqs, Policy: policy, Deal: dealKey})
 			if err != nil {
 				return usageError{err}
 			}
@@ -426,6 +446,132 @@ func newFedRemoveCmd() *cobra.Command {
 		}
 		return printProgress(cmd, "removal approved", p)
 	})
+}
+
+// keyCeremonyCmd is keygen's and reshare's command: they take the same
+// flags and print the same outcome.
+func keyCeremonyCmd(use, short, long string, run func(ctx context.Context, a *admin.Client, r admin.KeyCeremonyRequest) (admin.KeyCeremonyResponse, error)) *cobra.Command {
+	var (
+		committee   []string
+		threshold   int
+		attempt     int
+		wait, round time.Duration
+	)
+	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: cobra.NoArgs}
+	cmd.Flags().StringSliceVar(&committee, "committee", nil, "the members that will hold the key, by name, comma-separated (every participant names the same)")
+	cmd.Flags().IntVar(&threshold, "threshold", 0, "holders needed to compute a pseudonym, 2 to the committee's size (default: a majority of the committee)")
+	cmd.Flags().IntVar(&attempt, "attempt", 1, "which run this is: give every participant a new number to run again after a failed run")
+	cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long the first round waits for every participant to start")
+	cmd.Flags().DurationVar(&round, "round-timeout", 30*time.Second, "how long each later round waits for a participant")
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		if len(committee) == 0 {
+			return usagef("federation %s: --committee is required", cmd.Name())
+		}
+		if wait <= 0 || round <= 0 {
+			return usagef("federation %s: --wait and --round-timeout must be positive", cmd.Name())
+		}
+		res, err := run(cmd.Context(), admin.Dial(cfg.Data.Dir), admin.KeyCeremonyRequest{
+			Committee: committee, Threshold: threshold, Attempt: attempt, Wait: wait.String(), Round: round.String()})
+		if err != nil {
+			return err
+		}
+		out := &stickyWriter{w: cmd.OutOrStdout()}
+		share := "this centre holds no share"
+		if res.Index > 0 {
+			share = fmt.Sprintf("this centre holds share %d, pending until the version is adopted", res.Index)
+		}
+		fmt.Fprintf(out, "pseudonym key %d of %d, held by %s; %s\n", res.Threshold, len(res.Holders), strings.Join(res.Holders, ", "), share)
+		if len(res.Left) > 0 {
+			fmt.Fprintf(out, "the ceremony went on without %s (absent, or dealing wrongly)\n", strings.Join(res.Left, ", "))
+		}
+		if out.err != nil {
+			return out.err
+		}
+		switch {
+		case !res.Approved && res.Draft.Adopted:
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "charter version %d listing the key is adopted: the other participants' approvals came first (draft %s)\n", res.Draft.Version, res.Draft.Draft)
+			return err
+		case !res.Approved:
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "drafted charter version %d (draft %s); this centre is not on the council: its members approve it\n", res.Draft.Version, res.Draft.Draft)
+			return err
+		}
+		if err := printProgress(cmd, "key drafted and approved (draft "+res.Draft.Draft+")", res.Draft); err != nil || res.Draft.Adopted {
+			return err
+		}
+		return awaitAdoption(cmd, admin.Dial(cfg.Data.Dir), res.Draft.Version)
+	})
+}
+
+// keyAdoptionWait is how long keygen and reshare wait, once approved, for
+// the version listing the key to be adopted (the other participants'
+// approvals are usually seconds away).
+const keyAdoptionWait = 30 * time.Second
+
+// awaitAdoption waits a while for the node to adopt charter version v,
+// and says whether it did.
+func awaitAdoption(cmd *cobra.Command, a *admin.Client, v uint64) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), keyAdoptionWait)
+	defer cancel()
+	for {
+		st, err := a.Status(ctx)
+		if err == nil && st.Version >= v {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "charter version %d is adopted: the key is in force\n", st.Version)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			if cmd.Context().Err() != nil {
+				return cmd.Context().Err()
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "charter version %d is not adopted yet: it awaits the council's approvals (medfed federation status lists it)\n", v)
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func newFedKeygenCmd() *cobra.Command {
+	return keyCeremonyCmd("keygen --committee NAME,... [--threshold T] --config FILE",
+		"Generate the federation's pseudonym key with the committee, nobody ever holding it (on the running node)",
+		`keygen has this centre's running node take part in generating the
+federation's pseudonym key, where the charter lists none (a federation is
+founded without one): a distributed key generation among the committee
+(Gennaro, Jarecki, Krawczyk and Rabin's, over /medfed/oprf-ceremony/1), in
+which each member deals a secret and the key is the sum of the secrets
+dealt correctly. Nobody, not even threshold-1 members together, ever holds
+the key or can choose it.
+
+Every member of the committee runs the same command, naming the same
+committee and threshold, within --wait of each other; the command returns
+when the ceremony has ended. A member that does not start in time is left
+out (its share is lost: reshare later to repair that). Each participant then
+keeps its share pending and drafts the next charter version listing the
+key; a council member approves it at once, and the others of the council
+with "medfed federation approve-draft HASH". Once adopted, every holder
+uses its new share. If the run fails, run it again with --attempt 2.`,
+		func(ctx context.Context, a *admin.Client, r admin.KeyCeremonyRequest) (admin.KeyCeremonyResponse, error) {
+			return a.Keygen(ctx, r)
+		})
+}
+
+func newFedReshareCmd() *cobra.Command {
+	return keyCeremonyCmd("reshare --committee NAME,... [--threshold T] --config FILE",
+		"Move the federation's pseudonym key to a new committee and threshold, the key unchanged (on the running node)",
+		`reshare has this centre's running node take part in moving the federation's
+pseudonym key to the committee named, at the threshold given: the current
+holders deal their shares afresh to the new committee (any threshold of them
+suffice; a dealing that would change the key is refused), so the key, and
+every pseudonym, stays what it was, and the shares of holders left out no
+longer combine with the new ones. Holders run it to deal, members of the
+new committee to receive, many centres to do both, all naming the same
+committee and threshold, within --wait of each other.
+
+As with keygen, each participant keeps its new share pending and drafts the
+next charter version; once the council adopted it, new holders switch to
+their new shares and a holder no longer listed deletes its old one.`,
+		func(ctx context.Context, a *admin.Client, r admin.KeyCeremonyRequest) (admin.KeyCeremonyResponse, error) {
+			return a.Reshare(ctx, r)
+		})
 }
 
 func newFedApproveDraftCmd() *cobra.Command {

@@ -23,8 +23,9 @@ var ErrNotRunning = node.E(node.Unavailable, "the centre's node is not running")
 
 // Client talks to the node running on a data directory.
 type Client struct {
-	dir string
-	c   *http.Client
+	dir  string
+	c    *http.Client
+	long *http.Client // for key ceremonies: bound by the caller's context only
 }
 
 // Dial returns a client for the node running on data directory dir; it
@@ -36,23 +37,26 @@ func Dial(dir string) *Client {
 	}
 	// Long enough for the slowest request: a backup of a large centre, or
 	// a consent document whose confirmation waits out a lease.
-	return &Client{dir: dir, c: &http.Client{
-		Timeout: 10 * time.Minute,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}},
+	transport := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
 	}}
+	return &Client{dir: dir, c: &http.Client{Timeout: 10 * time.Minute, Transport: transport},
+		long: &http.Client{Transport: transport}}
 }
 
 // do sends one request and decodes its answer into out; an error answer
 // comes back as an error of the node's error's kind.
 func (a *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	return a.doWith(ctx, a.c, method, path, body, out)
+}
+
+func (a *Client) doWith(ctx context.Context, c *http.Client, method, path string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://medfed"+path, body)
 	if err != nil {
 		return err
 	}
-	resp, err := a.c.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) {
@@ -140,6 +144,29 @@ func (a *Client) Unblock(ctx context.Context, centre string) (BlockResponse, err
 // the hex of its hash.
 func (a *Client) ApproveDraft(ctx context.Context, draft string) (api.Progress, error) {
 	return post[api.Progress](ctx, a, "/v1/federation/approve-draft?draft="+url.QueryEscape(draft), nil)
+}
+
+// Keygen has the running node take part in generating the federation's
+// pseudonym key; it returns when the ceremony has ended, which may take
+// as long as the request's first round waits, or ctx ends.
+func (a *Client) Keygen(ctx context.Context, r KeyCeremonyRequest) (KeyCeremonyResponse, error) {
+	return a.ceremony(ctx, "/v1/federation/keygen", r)
+}
+
+// Reshare has the running node take part in resharing the federation's
+// pseudonym key, as Keygen.
+func (a *Client) Reshare(ctx context.Context, r KeyCeremonyRequest) (KeyCeremonyResponse, error) {
+	return a.ceremony(ctx, "/v1/federation/reshare", r)
+}
+
+func (a *Client) ceremony(ctx context.Context, path string, r KeyCeremonyRequest) (KeyCeremonyResponse, error) {
+	var out KeyCeremonyResponse
+	body, err := json.Marshal(r)
+	if err != nil {
+		return out, err
+	}
+	err = a.doWith(ctx, a.long, http.MethodPost, path, bytes.NewReader(body), &out)
+	return out, err
 }
 
 // Council has the running node approve a new council.

@@ -197,3 +197,48 @@ type BlockResponse struct {
 	Centre string
 	Until  time.Time `json:",omitzero"` // zero: unblocked
 }
+
+// KeyCeremonyRequest asks the node to take part in a key ceremony:
+// generating the federation's pseudonym key, or resharing it.
+type KeyCeremonyRequest struct {
+	Committee []string // the members that will hold the key
+	Threshold int      `json:",omitempty"` // 0: a majority of the committee
+	Attempt   int      `json:",omitempty"` // 0: the first
+	Wait      string   `json:",omitempty"` // how long the first round waits for every participant, a Go duration
+	Round     string   `json:",omitempty"` // how long each later round waits, a Go duration
+}
+
+func (r KeyCeremonyRequest) parse() (centre.KeyCeremony, error) {
+	out := centre.KeyCeremony{Committee: r.Committee, Threshold: r.Threshold, Attempt: r.Attempt}
+	var errs []error
+	for _, d := range []struct {
+		name string
+		in   string
+		out  *time.Duration
+	}{{"wait", r.Wait, &out.Timeouts.FirstRound}, {"round", r.Round, &out.Timeouts.Round}} {
+		if d.in == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.in)
+		if err != nil || v <= 0 {
+			errs = append(errs, fmt.Errorf("%w: %s %q: want a positive duration such as 5m", node.ErrInvalid, d.name, d.in))
+		}
+		*d.out = v
+	}
+	return out, errors.Join(errs...)
+}
+
+// KeyCeremonyResponse is what came of a key ceremony at the node.
+type KeyCeremonyResponse struct {
+	Holders   []string // the committee, by share index
+	Threshold int
+	Index     int      // the node's share, 0 if none
+	Left      []string `json:",omitempty"` // dealers the ceremony went on without
+	Draft     api.Progress
+	Approved  bool // false: the node is not on the council
+}
+
+func keyCeremonyResponse(r centre.KeyCeremonyResult) KeyCeremonyResponse {
+	return KeyCeremonyResponse{Holders: r.Holders, Threshold: r.Threshold, Index: r.Index, Left: r.Left,
+		Draft: api.ProgressOf(r.Progress), Approved: r.Approved}
+}

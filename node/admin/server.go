@@ -113,6 +113,22 @@ func (s *Server) routes() []route {
 			p, err := n.Membership.ApproveDraft(ctx, draft)
 			return api.ProgressOf(p), err
 		}),
+		jsonRoute("POST /v1/federation/keygen", maxBody, func(ctx context.Context, req KeyCeremonyRequest) (KeyCeremonyResponse, error) {
+			k, err := req.parse()
+			if err != nil {
+				return KeyCeremonyResponse{}, err
+			}
+			res, err := n.GenerateKey(ctx, k)
+			return keyCeremonyResponse(res), err
+		}),
+		jsonRoute("POST /v1/federation/reshare", maxBody, func(ctx context.Context, req KeyCeremonyRequest) (KeyCeremonyResponse, error) {
+			k, err := req.parse()
+			if err != nil {
+				return KeyCeremonyResponse{}, err
+			}
+			res, err := n.ReshareKey(ctx, k)
+			return keyCeremonyResponse(res), err
+		}),
 		jsonRoute("POST /v1/federation/council", maxBody, func(ctx context.Context, req CouncilRequest) (api.Progress, error) {
 			p, err := n.Membership.SetCouncil(ctx, req.Council)
 			return api.ProgressOf(p), err

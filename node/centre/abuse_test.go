@@ -63,14 +63,15 @@ var served = []struct {
 	proto protocol.ID
 	limit int
 }{
-	{"charter", federation.ProtocolID, 128 << 10},                                          // federation maxNoteLen
-	{"witness", federation.WitnessProtocolID, 1 << 20},                                     // federation maxWitnessFrame
-	{"oprf", pseudonym.ProtocolID, 2 + 2*pseudonym.MaxHolders + 4 + pseudonym.MaxBatch*32}, // pseudonym maxRequest
-	{"consent", consent.ProtocolID, 256 * (4 + consent.MaxDocument)},                       // consent maxListLen
-	{"query", query.ProtocolID, 128 << 10},                                                 // query maxReceipt
-	{"patient", patientproto.ProtocolID, 4 << 10},                                          // patient maxRequest
-	{"directory withdrawal", directory.WithdrawProtocolID, 32 * 65536},                     // directory 32 × maxWithdraw
-	{"directory kad", kadProtocol, network.MessageSizeMax},                                 // go-libp2p-kad-dht's msgio reader
+	{"charter", federation.ProtocolID, federation.MaxCharterNote + 16},                         // federation: a charter note of up to MaxMembers
+	{"witness", federation.WitnessProtocolID, 1 << 20},                                         // federation maxWitnessFrame
+	{"oprf", pseudonym.ProtocolID, 2 + 2*pseudonym.MaxHolders + 4 + pseudonym.MaxBatch*32},     // pseudonym maxRequest
+	{"oprf ceremony", pseudonym.CeremonyProtocolID, 1 + 32 + 2 + pseudonym.MaxCeremonyMessage}, // pseudonym ceremonyFrameHeader + MaxCeremonyMessage
+	{"consent", consent.ProtocolID, 256 * (4 + consent.MaxDocument)},                           // consent maxListLen
+	{"query", query.ProtocolID, 128 << 10},                                                     // query maxReceipt
+	{"patient", patientproto.ProtocolID, 4 << 10},                                              // patient maxRequest
+	{"directory withdrawal", directory.WithdrawProtocolID, 32 * 65536},                         // directory 32 × maxWithdraw
+	{"directory kad", kadProtocol, network.MessageSizeMax},                                     // go-libp2p-kad-dht's msgio reader
 }
 
 // abuseFed starts n founders, centre-a, centre-b, …, each changed first by

@@ -35,10 +35,20 @@ type Node struct {
 	Query      *query.Client
 	Patient    *patient.Service
 
-	holder     *query.Holder
-	evaluator  *pseudonym.Evaluator // when this centre holds a key share
-	pseudonyms *pseudonym.Client    // when the federation has a pseudonym key
-	rules      *pseudonym.Rules
+	holder *query.Holder
+	rules  *pseudonym.Rules
+
+	// The pseudonym services follow the adopted charter's key (followKey).
+	keyMu        sync.Mutex
+	keyVersion   uint64                           // the charter version last followed
+	keyOPRF      federation.OPRFKey               // the key the services use
+	share        *pseudonym.Share                 // this centre's share of it, or nil
+	evaluator    *pseudonym.Evaluator             // when this centre holds a share
+	pseudonyms   atomic.Pointer[pseudonym.Client] // when the federation has a key
+	keySwitched  atomic.Int64                     // when the services last moved to new shares, Unix ns
+	pseudonymCfg PseudonymConfig
+	ceremonies   *pseudonym.Ceremonies // the key ceremonies this node takes part in
+	ceremonyBusy atomic.Bool           // one key ceremony at a time
 
 	memberRate *federation.MemberRate // shared by the query holder and the patient service
 	interval   time.Duration
@@ -140,8 +150,9 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 // Run serves until ctx ends, then closes everything.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	go func() { defer wg.Done(); n.guardHistory(ctx) }()
+	go func() { defer wg.Done(); n.followKeys(ctx) }()
 	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
 	go func() { defer wg.Done(); n.announceAtStart(ctx) }()
 	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval) }()
@@ -164,8 +175,13 @@ func (n *Node) Close() error {
 
 func (n *Node) close() error {
 	var errs []error
+	n.keyMu.Lock()
 	if n.evaluator != nil {
 		n.evaluator.Close()
+	}
+	n.keyMu.Unlock()
+	if n.ceremonies != nil {
+		n.ceremonies.Close()
 	}
 	if n.Patient != nil {
 		n.Patient.Close()

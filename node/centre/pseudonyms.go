@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/medfed/medfed/node"
@@ -20,8 +21,14 @@ import (
 )
 
 // ShareFile holds this centre's share of the federation's pseudonym key,
-// mode 0600. Only founders hold one.
-const ShareFile = "oprf.share"
+// mode 0600: a centre the charter lists as a holder has one.
+// PendingShareFile holds the share a key ceremony gave this centre, until
+// the charter version listing the key is adopted (then it becomes
+// ShareFile) or another version is (then it is deleted).
+const (
+	ShareFile        = "oprf.share"
+	PendingShareFile = "oprf.share.next"
+)
 
 // ErrNoPseudonymKey is returned when the federation's charter lists no
 // pseudonym key.
@@ -56,11 +63,17 @@ func deal(c *federation.Charter) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.OPRF.Key = pub.Key
-	for _, h := range pub.Holders {
-		c.OPRF.Shares = append(c.OPRF.Shares, federation.OPRFShare{Index: h.Index, Holder: h.ID, Public: h.Public})
-	}
+	c.OPRF = oprfKeyOf(pub)
 	return pseudonym.EncodeSealed(c.Federation, sealed), nil
+}
+
+// oprfKeyOf is the charter's listing of a key's public part.
+func oprfKeyOf(pub pseudonym.Public) federation.OPRFKey {
+	k := federation.OPRFKey{Key: pub.Key}
+	for _, h := range pub.Holders {
+		k.Shares = append(k.Shares, federation.OPRFShare{Index: h.Index, Holder: h.ID, Public: h.Public})
+	}
+	return k
 }
 
 // installShare opens this centre's share from the sealed shares file of
@@ -100,29 +113,116 @@ func (c *Centre) openShare(keys *pseudonym.Keys, sealedFile []byte) (*pseudonym.
 	return pseudonym.Open(keys, sealed, c.key)
 }
 
-// loadShare reads this centre's share when the charter lists it as a
-// holder; a holder whose share file is missing cannot start.
-func (c *Centre) loadShare(keys *pseudonym.Keys) (*pseudonym.Share, error) {
+// keepPending keeps share, this centre's share of a key a ceremony
+// produced, in PendingShareFile (mode 0600), replacing any pending one.
+func (c *Centre) keepPending(share *pseudonym.Share) error {
+	return replaceFile(filepath.Join(c.dir, PendingShareFile), pseudonym.EncodeShare(share))
+}
+
+// pendingShare reads the pending share and checks it is this centre's
+// share of keys; os.ErrNotExist when none is pending.
+func (c *Centre) pendingShare(keys *pseudonym.Keys) (*pseudonym.Share, error) {
+	return c.readShare(PendingShareFile, keys)
+}
+
+// installPending makes the pending share, checked against keys, this
+// centre's share: it replaces ShareFile in one rename.
+func (c *Centre) installPending(keys *pseudonym.Keys) error {
+	if _, err := c.pendingShare(keys); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("this centre holds a share of the federation's pseudonym key, and none is pending here: give the shares file that federation init --deal wrote with the charter")
+		}
+		return err
+	}
+	return renameFile(filepath.Join(c.dir, PendingShareFile), filepath.Join(c.dir, ShareFile))
+}
+
+// readShare reads a share file and checks it is this centre's share of
+// keys, which list this centre as a holder; os.ErrNotExist when there is
+// no file.
+func (c *Centre) readShare(name string, keys *pseudonym.Keys) (*pseudonym.Share, error) {
 	h, holder := keys.Holder(c.id)
 	if !holder {
-		return nil, nil
+		return nil, fmt.Errorf("%w: the charter lists no share of this centre's", pseudonym.ErrKeys)
 	}
-	path := filepath.Join(c.dir, ShareFile)
+	path := filepath.Join(c.dir, name)
 	data, err := readPrivate(path, "key share", 4096)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("this centre holds a share of the pseudonym key but %s is missing: restore it from backup, or install the charter again with its shares file", path)
-	}
 	if err != nil {
 		return nil, err
 	}
 	share, err := pseudonym.ParseShare(data, keys)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if share.Index != h.Index {
 		return nil, fmt.Errorf("%s holds share %d, but the charter gives this centre share %d: it is another centre's file", path, share.Index, h.Index)
 	}
 	return share, nil
+}
+
+// shareOf returns this centre's share of keys, or nil when keys list no
+// share of its. A share pending for keys becomes this centre's share; one
+// that is not for keys is stale (its ceremony's version was not adopted)
+// and deleted, unless starting (the version may still come). A centre
+// the keys no longer list deletes its share: the key moved to holders
+// whose shares do not combine with it.
+func (c *Centre) shareOf(keys *pseudonym.Keys, starting bool) (*pseudonym.Share, error) {
+	if _, holder := keys.Holder(c.id); !holder {
+		if err := c.drop(ShareFile, "the charter no longer lists this centre as a holder of the pseudonym key"); err != nil {
+			return nil, err
+		}
+		if !starting {
+			return nil, c.drop(PendingShareFile, "no adopted version lists its key")
+		}
+		return nil, nil
+	}
+	pending, err := c.pendingShare(keys)
+	switch {
+	case err == nil:
+		if err := renameFile(filepath.Join(c.dir, PendingShareFile), filepath.Join(c.dir, ShareFile)); err != nil {
+			return nil, err
+		}
+		c.log.Info("pseudonym key share installed from the ceremony", "component", "pseudonym", "index", pending.Index)
+		return pending, nil
+	case !errors.Is(err, os.ErrNotExist) && !starting:
+		c.log.Warn("pending pseudonym key share is not for the adopted key", "component", "pseudonym", "err", err)
+		if err := c.drop(PendingShareFile, "no adopted version lists its key"); err != nil {
+			return nil, err
+		}
+	}
+	share, err := c.readShare(ShareFile, keys)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("this centre holds a share of the pseudonym key but %s is missing: restore it from backup, or install the charter again with its shares file", filepath.Join(c.dir, ShareFile))
+	}
+	return share, err
+}
+
+// dropStalePending deletes the pending share unless it is this centre's
+// share of keys (nil: the charter lists no key).
+func (c *Centre) dropStalePending(keys *pseudonym.Keys) error {
+	if _, err := os.Stat(filepath.Join(c.dir, PendingShareFile)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if keys != nil {
+		if _, err := c.pendingShare(keys); err == nil {
+			return nil
+		}
+	}
+	return c.drop(PendingShareFile, "the version adopted is not the one drafted with its key")
+}
+
+// drop deletes a share file, if there is one, saying why in the log.
+func (c *Centre) drop(name, why string) error {
+	path := filepath.Join(c.dir, name)
+	err := os.Remove(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	}
+	c.log.Info("pseudonym key share deleted", "component", "pseudonym", "file", name, "why", why)
+	return syncDir(c.dir)
 }
 
 // ledgerAudit records each batch a holder evaluates on the ledger.
@@ -139,41 +239,120 @@ func (a ledgerAudit) Evaluated(ctx context.Context, requester peer.ID, n int) er
 	return err
 }
 
-// startPseudonyms starts the pseudonym client, and the evaluator when
-// this centre holds a share, with the rate limiter primed from the
-// evaluations the ledger recorded within the window.
+// startPseudonyms serves the key ceremonies and starts the pseudonym
+// services for the charter's key, if it lists one: the client, and the
+// evaluator when this centre holds a share, with the rate limiter primed
+// from the evaluations the ledger recorded within the window. A holder
+// without its share cannot start.
 func (n *Node) startPseudonyms(ctx context.Context, cfg Config) error {
-	keys, err := pseudonymKeys(n.Membership.Current().Charter)
-	if err != nil || keys == nil {
-		return err
-	}
+	var err error
 	if n.rules, err = cfg.Pseudonym.Rules(); err != nil {
 		return err
 	}
-	share, err := n.Centre.loadShare(keys)
+	n.pseudonymCfg = cfg.Pseudonym
+	n.ceremonies = pseudonym.NewCeremonies(n.Host, n.base)
+	return n.followKey(ctx, n.Membership.Current().Charter, true)
+}
+
+// followKey points the pseudonym services at the key charter c lists,
+// when it is not the one they use: a key generated or reshared. A share
+// pending for the new key becomes this centre's; a share of a key this
+// centre no longer holds is deleted. The pseudonyms are the same before
+// and after: the key is.
+func (n *Node) followKey(ctx context.Context, c federation.Charter, starting bool) error {
+	n.keyMu.Lock()
+	defer n.keyMu.Unlock()
+	return n.followKeyLocked(ctx, c, starting, false)
+}
+
+// followKeyLocked is followKey under keyMu; force follows c even if the
+// services followed its version already (a share of its key has just
+// become pending here).
+func (n *Node) followKeyLocked(ctx context.Context, c federation.Charter, starting, force bool) error {
+	if !starting && !force && c.Version == n.keyVersion {
+		return nil
+	}
+	n.keyVersion = c.Version
+	keys, err := pseudonymKeys(c)
 	if err != nil {
 		return err
+	}
+	if !starting && !force && c.OPRF.Key == n.keyOPRF.Key && slices.Equal(c.OPRF.Shares, n.keyOPRF.Shares) {
+		// Another change was adopted: a share pending for a version
+		// drafted from the one before can no longer be used.
+		return n.Centre.dropStalePending(keys)
+	}
+	if keys == nil {
+		return nil
+	}
+	share, err := n.Centre.shareOf(keys, starting)
+	if err != nil {
+		if starting {
+			return err
+		}
+		// The centre goes on without its share: it asks the holders, as
+		// a centre with none does. A ceremony under way here may yet
+		// bring it: the others' approvals can adopt the version before
+		// this centre has kept its share (proposeKey then follows again).
+		if n.ceremonyBusy.Load() {
+			n.log.Info("the adopted charter lists a share of this centre's that the ceremony under way has not given yet", "version", c.Version)
+		} else {
+			n.log.Error("this centre's share of the pseudonym key is unusable: it evaluates nothing until it is restored", "err", err)
+		}
+		share = nil
 	}
 	member := func(id peer.ID) (string, bool) {
 		m, ok := n.Membership.Current().Member(id)
 		return m.Name, ok
 	}
-	if share != nil {
-		spent, err := n.Centre.spentWithin(ctx, cfg.Pseudonym.RateWindow)
+	client, err := pseudonym.NewClient(n.Host, keys, share, pseudonym.ClientOptions{Member: member, Logger: n.base})
+	if err != nil {
+		return err
+	}
+	switch {
+	case share != nil && n.evaluator != nil:
+		if err := n.evaluator.Rekey(keys, share); err != nil {
+			return err
+		}
+	case share != nil:
+		spent, err := n.Centre.spentWithin(ctx, n.pseudonymCfg.RateWindow)
 		if err != nil {
 			return err
 		}
 		n.evaluator, err = pseudonym.NewEvaluator(n.Host, keys, share, pseudonym.EvaluatorOptions{
 			Member: member, Audit: ledgerAudit{n.Centre.Ledger}, Spent: spent,
-			Limit: cfg.Pseudonym.RateLimit, Window: cfg.Pseudonym.RateWindow, Logger: n.base,
+			Limit: n.pseudonymCfg.RateLimit, Window: n.pseudonymCfg.RateWindow, Logger: n.base,
 		})
 		if err != nil {
 			return err
 		}
+	case n.evaluator != nil:
+		n.evaluator.Close()
+		n.evaluator = nil
 	}
-	n.pseudonyms, err = pseudonym.NewClient(n.Host, keys, share, pseudonym.ClientOptions{Member: member, Logger: n.base})
-	return err
+	n.pseudonyms.Store(client)
+	n.keyOPRF = federation.OPRFKey{Key: c.OPRF.Key, Shares: slices.Clone(c.OPRF.Shares)}
+	n.share = share
+	if !starting {
+		n.keySwitched.Store(time.Now().UnixNano())
+		index := 0
+		if share != nil {
+			index = share.Index
+		}
+		n.log.Info("pseudonym services follow the key of the adopted charter", "version", c.Version,
+			"holders", len(keys.Holders), "threshold", keys.Threshold, "share", index)
+	}
+	return nil
 }
+
+// followKeys keeps the pseudonym services on the adopted charter's key,
+// until ctx ends.
+func (n *Node) followKeys(ctx context.Context) {
+	federation.Every(ctx, keyFollowInterval, func() { n.catchUp(ctx) })
+}
+
+// keyFollowInterval is how soon the pseudonym services follow a new key.
+const keyFollowInterval = 250 * time.Millisecond
 
 // spentWithin returns the evaluations the ledger recorded within the last
 // window, oldest first, for the rate limiter of a restarted evaluator.
@@ -201,13 +380,48 @@ func (c *Centre) spentWithin(ctx context.Context, window time.Duration) ([]pseud
 	return spent, nil
 }
 
+// catchUp has the pseudonym services follow the adopted charter's key
+// now, should it have changed since they last looked, so that a request
+// right after a key ceremony finds the key it made.
+func (n *Node) catchUp(ctx context.Context) {
+	if err := n.followKey(ctx, n.Membership.Current().Charter, false); err != nil {
+		n.log.Error("following the pseudonym key", "err", err)
+	}
+}
+
 // Pseudonyms derives the federation pseudonyms of ids.
 func (n *Node) Pseudonyms(ctx context.Context, ids []pseudonym.Identifier) ([]ledger.Pseudonym, error) {
-	if n.pseudonyms == nil {
-		return nil, ErrNoPseudonymKey
+	n.catchUp(ctx)
+	for try := 1; ; try++ {
+		client := n.pseudonyms.Load()
+		if client == nil {
+			return nil, ErrNoPseudonymKey
+		}
+		version := n.Membership.Current().Version
+		ps, err := client.Pseudonyms(ctx, ids)
+		// Moments after the key moved to new shares, some holders may
+		// still answer with the old ones (or this centre ask with them):
+		// each follows the version as it adopts it, within a second or
+		// so. A wrong answer is caught by its proof, and asked again.
+		recent := time.Since(time.Unix(0, n.keySwitched.Load())) < keySettle || n.Membership.Current().Version != version
+		if err == nil || !errors.Is(err, pseudonym.ErrUnavailable) || try == keySettleTries || !recent {
+			return ps, err
+		}
+		n.log.Info("pseudonyms unavailable just after the key moved; asking again", "try", try)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
 	}
-	return n.pseudonyms.Pseudonyms(ctx, ids)
 }
+
+// keySettle is how long after a key moved to new shares a failed
+// pseudonym request is asked again, keySettleTries times at most.
+const (
+	keySettle      = 15 * time.Second
+	keySettleTries = 4
+)
 
 // MaxPseudonymRequest bounds the identifiers of one request.
 const MaxPseudonymRequest = 4096
@@ -216,7 +430,8 @@ const MaxPseudonymRequest = 4096
 // and derives their pseudonyms. An error names an identifier by its
 // position, never its value.
 func (n *Node) PseudonymsOf(ctx context.Context, raw []string) ([]ledger.Pseudonym, error) {
-	if n.pseudonyms == nil {
+	n.catchUp(ctx)
+	if n.pseudonyms.Load() == nil {
 		return nil, ErrNoPseudonymKey
 	}
 	if len(raw) == 0 || len(raw) > MaxPseudonymRequest {

@@ -137,8 +137,8 @@ func TestRateLimitSurvivesRestart(t *testing.T) {
 	}
 }
 
-// A founder that holds a share must install it with the charter, and
-// cannot start without it.
+// A founder that holds a share of a dealt key must install it with the
+// charter, and cannot start without it.
 func TestHolderNeedsItsShare(t *testing.T) {
 	root := t.TempDir()
 	a, b := centreConfig(t, root, "centre-a"), centreConfig(t, root, "centre-b")
@@ -146,7 +146,7 @@ func TestHolderNeedsItsShare(t *testing.T) {
 	req := request(t, b)
 	offline(t, a, func(c *centre.Centre) {
 		var err error
-		if draft, shares, err = c.Found(a.P2P.Listen, [][]byte{req}, federation.DefaultPolicy(2)); err != nil {
+		if draft, shares, err = c.Found(centre.Founding{Listen: a.P2P.Listen, Requests: [][]byte{req}, Policy: federation.DefaultPolicy(2), Deal: true}); err != nil {
 			t.Fatal(err)
 		}
 	})

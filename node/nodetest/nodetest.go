@@ -83,14 +83,28 @@ func Found(t testing.TB, cfgs ...centre.Config) { FoundWith(t, nil, cfgs...) }
 // FoundWith is Found with the policy changed by tweak first.
 func FoundWith(t testing.TB, tweak func(*federation.Policy), cfgs ...centre.Config) {
 	t.Helper()
+	if _, err := harness.Found(context.Background(), policy(cfgs, tweak), cfgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FoundWithoutKey is Found with a charter that lists no pseudonym key,
+// as operators found a federation: the founders generate the key on
+// their running nodes (centre.Node.GenerateKey).
+func FoundWithoutKey(t testing.TB, cfgs ...centre.Config) {
+	t.Helper()
+	if _, err := harness.FoundWithoutKey(context.Background(), policy(cfgs, nil), cfgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func policy(cfgs []centre.Config, tweak func(*federation.Policy)) federation.Policy {
 	pol := federation.DefaultPolicy(len(cfgs))
 	pol.KeyNotice = KeyNotice
 	if tweak != nil {
 		tweak(&pol)
 	}
-	if _, err := harness.Found(context.Background(), pol, cfgs...); err != nil {
-		t.Fatal(err)
-	}
+	return pol
 }
 
 // Start starts the node of cfg and stops it when the test ends.

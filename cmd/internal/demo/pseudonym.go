@@ -19,11 +19,14 @@ func (d *demo) pseudonymChapter(ctx context.Context) (err error) {
 	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ch := a.Membership.Current()
-	d.say("When centre-a founded the federation it also dealt the pseudonym key: it drew")
-	d.say("a key k, split it into one share per founder (any %d of the %d can compute a", ch.Policy.OPRFThreshold, len(ch.OPRF.Shares))
-	d.say("pseudonym, fewer cannot), put the public shares in the charter and sealed each")
-	d.say("share to its founder's key. k itself was never written down. centre-c joined")
-	d.say("later and holds no share.")
+	d.say("The founders generated the pseudonym key together when they founded the")
+	d.say("federation, with no dealer: each drew a secret and dealt it to the other in")
+	d.say("shares, and the key k is the sum of their secrets, so neither founder ever held")
+	d.say("k, nor could choose it (a distributed key generation; operators run it with")
+	d.say("medfed federation keygen on their nodes). Each founder kept its share of k;")
+	d.say("the charter lists the public shares (any %d of the %d can compute a pseudonym,", ch.Policy.OPRFThreshold, len(ch.OPRF.Shares))
+	d.say("fewer cannot). centre-c joined later and holds no share; medfed federation")
+	d.say("reshare would give it one, the key and every pseudonym unchanged.")
 
 	id, err := pseudonym.ParseNHS("943 476 5919")
 	if err != nil {

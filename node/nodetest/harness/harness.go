@@ -75,11 +75,25 @@ func Request(ctx context.Context, cfg centre.Config) (req []byte, err error) {
 }
 
 // Found has the centres of cfgs found a federation under policy the way
-// operators do: each but the first writes a join request, the first drafts
-// and signs version 1 and deals the pseudonym key, the others sign it in
-// turn, and all install it with their shares. It returns the signed
-// charter.
+// operators do, but for the pseudonym key: each but the first writes a
+// join request; the founders generate the key together, with no dealer
+// (centre.GenerateFoundingKey: the DKG operators run on their nodes with
+// medfed federation keygen, run here in memory, since the harness holds
+// every founder's key), so that version 1 lists it already; the first
+// drafts and signs version 1, the others sign it in turn, and all
+// install it, each with its own share. It returns the signed charter.
 func Found(ctx context.Context, policy federation.Policy, cfgs ...centre.Config) (charter []byte, err error) {
+	return found(ctx, policy, true, cfgs)
+}
+
+// FoundWithoutKey is Found as operators found a federation: version 1
+// lists no pseudonym key, which the founders then generate on their
+// running nodes (centre.Node.GenerateKey).
+func FoundWithoutKey(ctx context.Context, policy federation.Policy, cfgs ...centre.Config) (charter []byte, err error) {
+	return found(ctx, policy, false, cfgs)
+}
+
+func found(ctx context.Context, policy federation.Policy, withKey bool, cfgs []centre.Config) (charter []byte, err error) {
 	if len(cfgs) == 0 {
 		return nil, errors.New("found: no centres")
 	}
@@ -91,16 +105,21 @@ func Found(ctx context.Context, policy federation.Policy, cfgs ...centre.Config)
 		}
 		reqs = append(reqs, req)
 	}
-	var shares []byte
+	var key federation.OPRFKey
+	if withKey && len(cfgs) > 1 { // alone, a founder would hold the whole key: no pseudonyms
+		if key, err = foundingKey(ctx, policy.OPRFThreshold, cfgs); err != nil {
+			return nil, err
+		}
+	}
 	if err := Offline(ctx, cfgs[0], func(c *centre.Centre) (err error) {
-		charter, shares, err = c.Found(cfgs[0].P2P.Listen, reqs, policy)
+		charter, _, err = c.Found(centre.Founding{Listen: cfgs[0].P2P.Listen, Requests: reqs, Policy: policy, Key: key})
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	for _, cfg := range cfgs[1:] {
 		if err := Offline(ctx, cfg, func(c *centre.Centre) (err error) {
-			charter, err = c.SignCharter(charter, shares)
+			charter, err = c.SignCharter(charter, nil)
 			return err
 		}); err != nil {
 			return nil, err
@@ -108,13 +127,32 @@ func Found(ctx context.Context, policy federation.Policy, cfgs ...centre.Config)
 	}
 	for _, cfg := range cfgs {
 		if err := Offline(ctx, cfg, func(c *centre.Centre) error {
-			_, err := c.InstallFounding(ctx, charter, shares)
+			_, err := c.InstallFounding(ctx, charter, nil)
 			return err
 		}); err != nil {
 			return nil, err
 		}
 	}
 	return charter, nil
+}
+
+// foundingKey opens every founder's centre at once and has them generate
+// the pseudonym key together.
+func foundingKey(ctx context.Context, threshold int, cfgs []centre.Config) (key federation.OPRFKey, err error) {
+	var founders []*centre.Centre
+	defer func() {
+		for _, c := range founders {
+			err = errors.Join(err, c.Close())
+		}
+	}()
+	for _, cfg := range cfgs {
+		c, err := centre.Open(ctx, cfg, nil)
+		if err != nil {
+			return key, err
+		}
+		founders = append(founders, c)
+	}
+	return centre.GenerateFoundingKey(cfgs[0].Federation.ID, threshold, founders)
 }
 
 // Node is a centre's node serving in the background.

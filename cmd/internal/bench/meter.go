@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,9 +22,10 @@ import (
 	"github.com/medfed/medfed/federation/query"
 )
 
-// A meter counts what the centres of a simulation send each other, by
-// class of message. It sits where every medfed protocol (and kad-dht)
-// opens its streams, the host's NewStream (meteredHost), and counts on the
+// A meter counts what one centre of a simulation sends the others, by
+// class of message; the federation's figures are the sum over its
+// centres. It sits where every medfed protocol (and kad-dht) opens its
+// streams, the host's NewStream (meteredHost), and counts on the
 // opener's side only, so that each byte is counted once:
 //   - a message is one request the opener writes: for medfed's protocols,
 //     one frame on a stream of its own (node/wire), so messages = streams
@@ -160,7 +162,7 @@ func classOf(proto protocol.ID, p []byte) string {
 	return string(proto)
 }
 
-// isKad, isWire and isOther sort classes by protocol.
+// isKad, isProtocol and isOther sort classes by protocol.
 func isKad(class string) bool { return strings.HasPrefix(class, "kad/") }
 
 func isProtocol(short string) func(string) bool {
@@ -183,7 +185,9 @@ func isOther(class string) bool {
 	return true
 }
 
-// meteredHost is a host whose streams the meter counts.
+// meteredHost is a host whose streams the meter counts, and whose
+// streams, those it opens and those it answers, keep their link's
+// latency (latentStream).
 type meteredHost struct {
 	host.Host
 	m *meter
@@ -200,7 +204,59 @@ func (h meteredHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.
 	if proto == "" && len(pids) > 0 {
 		proto = pids[0]
 	}
-	return &meteredStream{Stream: s, m: h.m, proto: proto}, nil
+	return &meteredStream{Stream: &latentStream{Stream: s}, m: h.m, proto: proto}, nil
+}
+
+func (h meteredHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.Host.SetStreamHandler(pid, func(s network.Stream) { handler(&latentStream{Stream: s}) })
+}
+
+func (h meteredHost) SetStreamHandlerMatch(pid protocol.ID, match func(protocol.ID) bool, handler network.StreamHandler) {
+	h.Host.SetStreamHandlerMatch(pid, match, func(s network.Stream) { handler(&latentStream{Stream: s}) })
+}
+
+// latentStream keeps its link's latency when it is closed. A mocknet
+// stream delays each write by the link's latency, but hands over what it
+// still holds at once when it is closed, and it holds every write of
+// under 256 bytes until its time comes: a request written and closed
+// (every medfed protocol's), or an answer written and closed, would
+// arrive at once. So a close waits until the last write is due.
+type latentStream struct {
+	network.Stream
+
+	mu      sync.Mutex
+	latency time.Duration // the link's, 0 until the first write
+	due     time.Time     // when the last write arrives
+}
+
+func (s *latentStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	if s.latency == 0 {
+		s.latency = linkLatency(s.Conn().LocalPeer(), s.Conn().RemotePeer())
+	}
+	s.due = time.Now().Add(s.latency)
+	s.mu.Unlock()
+	return s.Stream.Write(p)
+}
+
+// wait waits until the last write is due.
+func (s *latentStream) wait() {
+	s.mu.Lock()
+	d := time.Until(s.due)
+	s.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func (s *latentStream) CloseWrite() error {
+	s.wait()
+	return s.Stream.CloseWrite()
+}
+
+func (s *latentStream) Close() error {
+	s.wait()
+	return s.Stream.Close()
 }
 
 // meteredStream counts a stream the host opened: each write is a request

@@ -20,7 +20,7 @@ func TestScaleMeasuresFederationsOfTenAndThirty(t *testing.T) {
 	if testing.Short() {
 		t.Skip("founds federations of 10 and 30 simulated centres")
 	}
-	r, err := Run(context.Background(), Options{Suites: []string{"scale"}, Quick: true})
+	r, err := Run(context.Background(), Options{Suites: []string{"scale"}, Quick: true, Progress: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestScaleMeasuresFederationsOfTenAndThirty(t *testing.T) {
 			}
 		}
 		// A one-hop lookup asks at most its width of members, each once.
-		if f["lookup_msgs"] > 3 {
+		if f["lookup_msgs"] > 6 { // the lookup width, 3, and a replacement for each that times out
 			t.Errorf("%d centres: a lookup sent %v messages", n, f["lookup_msgs"])
 		}
 		if f["charter_all_ms"] <= 0 || f["charter_msgs"] <= 0 {
@@ -50,8 +50,8 @@ func TestScaleMeasuresFederationsOfTenAndThirty(t *testing.T) {
 				t.Errorf("%d centres: %s is %v", n, fig, f[fig])
 			}
 		}
-		if f["idle_conns"] != float64(n-1) {
-			t.Errorf("%d centres: %v connections per centre at rest, want %d", n, f["idle_conns"], n-1)
+		if f["idle_peers"] <= 0 || f["idle_peers"] > float64(n-1) {
+			t.Errorf("%d centres: %v members connected to each centre at rest", n, f["idle_peers"])
 		}
 	}
 	var out strings.Builder
@@ -135,4 +135,12 @@ func TestScaleProjectionStopsGrowing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testLog writes a suite's progress to the test's log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }

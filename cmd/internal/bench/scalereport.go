@@ -58,6 +58,18 @@ func scaleFigures(metrics map[string]float64) map[int]map[string]float64 {
 	return out
 }
 
+// gossip is the charter change's messages of protocols other than
+// medfed's one-request ones and Kademlia: gossip.
+func gossip(f map[string]float64) float64 {
+	total := 0.0
+	for k, v := range f {
+		if c, ok := strings.CutPrefix(k, "charter_class_"); ok && isOther(strings.TrimSuffix(c, "_msgs")) {
+			total += v
+		}
+	}
+	return total
+}
+
 // isScaleMetric tells the scale suite's metrics, which PrintScale lays
 // out, from the metrics of the main table.
 func isScaleMetric(name string) bool { return strings.HasPrefix(name, "scale_") }
@@ -74,7 +86,7 @@ func (r Report) PrintScale(w io.Writer) error {
 	for _, n := range slices.Sorted(maps.Keys(bySize)) {
 		if _, ok := bySize[n]["setup_s"]; ok {
 			measured = append(measured, n)
-		} else if _, ok := bySize[n]["skipped_rss_gib"]; ok {
+		} else if _, ok := bySize[n]["charter_note_kib"]; ok {
 			skipped = append(skipped, n)
 		}
 	}
@@ -84,7 +96,7 @@ func (r Report) PrintScale(w io.Writer) error {
 		sizes = "--quick sizes"
 	}
 	fmt.Fprintf(out, "## medfed bench scale, %s, on %d cores (GOMAXPROCS %d), %s/%s, %s\n\n", sizes, r.Machine.Cores, r.Machine.GOMAXPROCS, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
-	fmt.Fprintf(out, "Federations of simulated centres in one process on libp2p's mocknet, one-way link latencies of 10 to 40 ms drawn per pair. ")
+	fmt.Fprintf(out, "Federations of simulated centres in one process on libp2p's mocknet, one-way link latencies of 10 to 40 ms drawn per pair, every pair connected. ")
 	fmt.Fprintf(out, "A message is one request (a stream of a medfed protocol; one Kademlia RPC); KiB are the payload both ways, counted once, at the requester.\n\n")
 
 	row := func(cells ...string) { fmt.Fprintf(out, "| %s |\n", strings.Join(cells, " | ")) }
@@ -104,19 +116,23 @@ func (r Report) PrintScale(w io.Writer) error {
 	header("centres", "replication", "directory lookup", "cross-centre query", "consent write", "consent read", "checkpoint", "charter change (admission)")
 	for _, n := range measured {
 		f := bySize[n]
-		row(number(float64(n)), number(f["replication"]), op(f, "lookup"), op(f, "query"), op(f, "consent_write"), op(f, "consent_read"), op(f, "checkpoint"),
-			fmt.Sprintf("%s msg, %s KiB; all adopted after %s ms (half %s ms)", number(f["charter_msgs"]), number(f["charter_kib"]), number(f["charter_all_ms"]), number(f["charter_half_ms"])))
+		checkpoint := op(f, "checkpoint")
+		if f["checkpoint_failed"] > 0 {
+			checkpoint += fmt.Sprintf("; %s not final", number(f["checkpoint_failed"]))
+		}
+		row(number(float64(n)), number(f["replication"]), op(f, "lookup"), op(f, "query"), op(f, "consent_write"), op(f, "consent_read"), checkpoint,
+			fmt.Sprintf("%s msg (%s gossip), %s KiB; all adopted after %s ms (half %s ms)", number(f["charter_msgs"]), number(gossip(f)), number(f["charter_kib"]), number(f["charter_all_ms"]), number(f["charter_half_ms"])))
 	}
-	fmt.Fprintf(out, "\nLookup: one-hop, from a centre not holding the patient (held at 3). Query: from a centre not holding the patient, 3 holders, each reading the patient's consent (no lease). ")
+	fmt.Fprintf(out, "\nLookup: one-hop, from a centre not holding the patient (held at 3); the directory requests counted are the requester's (here, and in a write and a query), not the others' upkeep meanwhile. Query: from a centre not holding the patient, 3 holders, each reading the patient's consent (no lease). ")
 	fmt.Fprintf(out, "Consent write: a signed contract submitted at a holder (lease held, just attested), delivered and confirmed. Consent read: a decision at a centre with no lease on the patient. ")
 	fmt.Fprintf(out, "Checkpoint: a durable append, then the checkpoint cosigned by the log's witness set (with the mirror's catch-up). ")
 	fmt.Fprintf(out, "Charter change: %d council members approve an admission in turn; time from the first approval until every member adopted it; its messages are membership's offers and adoptions (and gossip, if any), not its periodic sync.\n\n", councilQuorum)
 
 	fmt.Fprintf(out, "### Each centre at rest, and what it holds\n\n")
-	header("centres", "messages/s", "KiB/s", "CPU, % of a core", "connections", "goroutines", "Go heap KiB", "resident KiB", "data dir KiB", "open files")
+	header("centres", "messages/s", "KiB/s", "CPU, % of a core", "members connected", "goroutines", "Go heap KiB", "resident KiB", "data dir KiB", "open files")
 	for _, n := range measured {
 		f := bySize[n]
-		row(number(float64(n)), number(f["idle_msgs_per_s"]), number(f["idle_kib_per_s"]), number(f["idle_cpu_pct"]), number(f["idle_conns"]),
+		row(number(float64(n)), number(f["idle_msgs_per_s"]), number(f["idle_kib_per_s"]), number(f["idle_cpu_pct"]), number(f["idle_peers"]),
 			number(f["goroutines"]), number(f["heap_kib"]), number(f["rss_kib"]), number(f["disk_kib"]), number(f["fds"]))
 	}
 	fmt.Fprintf(out, "\nPer centre: the federation's figure over the number of centres (heap: HeapInuse after a GC; resident: the process's RSS, SQLite's caches included; CPU: process CPU time / centres / wall time), over a window with every loop of a node running and no operation.\n\n")
@@ -144,16 +160,20 @@ func (r Report) PrintScale(w io.Writer) error {
 	}
 
 	fmt.Fprintf(out, "### The directory per announcement, and a country's: %s patients at %d centres each (%s announcements)\n\n", number(countryPatients), countryHoldersEach, number(countryAnnouncement))
-	header("centres", "replication", "Kademlia msg per key announced", "bytes per record, wire", "bytes per record, disk", "records per centre", "disk GiB per centre", "reprovide msg/s per centre", "reprovide KiB/s", "sweep checks/s per centre", "sweep KiB/s")
-	country := func(label string, replication float64, perKey string, f, c map[string]float64) {
-		row(label, number(replication), perKey, number(f["record_wire_bytes"]), number(f["record_disk_bytes"]),
+	header("centres", "replication", "msg per key announced", "repair checks/s", "bytes per record, wire", "bytes per record, disk", "records per centre", "disk GiB per centre", "reprovide msg/s per centre", "reprovide KiB/s", "sweep checks/s per centre", "sweep KiB/s")
+	country := func(label string, replication float64, perKey, repair string, f, c map[string]float64) {
+		row(label, number(replication), perKey, repair, number(f["record_wire_bytes"]), number(f["record_disk_bytes"]),
 			number(c["country_records_per_centre"]), number(c["country_disk_gib_per_centre"]), number(c["country_reprovide_msgs_per_s"]),
 			number(c["country_reprovide_kib_per_s"]), number(c["country_sweep_msgs_per_s"]), number(c["country_sweep_kib_per_s"]))
 	}
 	for _, n := range measured {
 		f := bySize[n]
 		if _, ok := f["record_disk_bytes"]; ok {
-			country(number(float64(n)), f["replication"], number(f["announce_msgs_per_key"]), f, f)
+			repair := "—"
+			if v, ok := f["repair_checks_per_s"]; ok {
+				repair = number(v)
+			}
+			country(number(float64(n)), f["replication"], number(f["announce_msgs_per_key"]), repair, f, f)
 		}
 	}
 	if len(measured) > 0 {
@@ -168,17 +188,40 @@ func (r Report) PrintScale(w io.Writer) error {
 			{10_000, 5, "10,000 at replication 5 (projected)"},
 		} {
 			c := countryDirectory(float64(p.n), float64(p.replication), fig)
-			country(p.label, float64(p.replication), "—", last, c)
+			country(p.label, float64(p.replication), "—", "—", last, c)
 		}
 	}
-	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them; a record's bytes on the wire are an ADD_PROVIDER's, on disk the replicas' SQLite growth per record. ")
-	fmt.Fprintf(out, "A country's: each centre announces its share, stores replication/centres of all, reprovides its own every %v (records and the exploration of each key's region, as measured) and its sweep checks each at every replica every %v. ", countryReprovide, countrySweep)
-	fmt.Fprintf(out, "Projected rows take the last size's bytes per record and the directory's default replication (5, or more than half the other members).\n")
-
+	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them: messages per key are its records (ADD_PROVIDER, one per replica) and its exploration of the keys' regions; ")
+	fmt.Fprintf(out, "then its repair checks each key at each replica, a request each, at the pace shown (— where it was done before it was timed). ")
+	fmt.Fprintf(out, "A record's bytes on the wire are an ADD_PROVIDER's, on disk the replicas' SQLite growth per record. ")
+	fmt.Fprintf(out, "A country's: each centre announces its share, stores replication/centres of all, reprovides its own every %v (records and exploration, as measured) and its sweep checks each at every replica every %v. ", countryReprovide, countrySweep)
+	fmt.Fprintf(out, "Projected rows take the last size's bytes per record and the directory's default replication (5, or more than half the other members)")
+	for _, n := range skipped {
+		if bySize[n]["charter_refused_ledger"] == 1 || bySize[n]["charter_refused_protocol"] == 1 {
+			fmt.Fprintf(out, "; no charter of %s members could be adopted (below)", number(float64(n)))
+			break
+		}
+	}
+	fmt.Fprintf(out, ".\n")
 	for _, n := range skipped {
 		f := bySize[n]
-		fmt.Fprintf(out, "\n%s centres were not run: projected %.1f GiB of memory, %.1f cores of idle load, %s open files (per-centre figures fitted linearly in the size to the sizes measured).\n",
-			number(float64(n)), f["skipped_rss_gib"], f["skipped_idle_cores"], number(f["skipped_fds"]))
+		fmt.Fprintf(out, "\n%s centres: ", number(float64(n)))
+		if _, ok := f["skipped_rss_gib"]; ok {
+			fmt.Fprintf(out, "not run, projected %.1f GiB of memory, %.1f cores of idle load, %s open files (per-centre figures fitted linearly in the size to the sizes measured). ",
+				f["skipped_rss_gib"], f["skipped_idle_cores"], number(f["skipped_fds"]))
+		}
+		var refused []string
+		if f["charter_refused_ledger"] == 1 {
+			refused = append(refused, "the ledger refuses it as an entry (a centre keeps each version as one)")
+		}
+		if f["charter_refused_protocol"] == 1 {
+			refused = append(refused, "the charter protocol refuses to read it")
+		}
+		if len(refused) == 0 {
+			fmt.Fprintf(out, "Their charter's largest note (%.0f KiB) could be adopted.\n", f["charter_note_kib"])
+		} else {
+			fmt.Fprintf(out, "Their charter could not be adopted at all: its largest note is %.0f KiB, and %s.\n", f["charter_note_kib"], strings.Join(refused, "; "))
+		}
 	}
 	_, err := w.Write(out.Bytes())
 	return err

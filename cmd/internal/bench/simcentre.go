@@ -122,8 +122,8 @@ func derive(key ed25519.PrivateKey, purpose string) ([]byte, error) {
 }
 
 // start starts the centre's services on its adopted chain, as
-// centre.Start does, and membership's loop; publishing and views start
-// with startLoops.
+// centre.Start does, and membership's loop; the directory starts with
+// startDirectory, publishing and views with startLoops.
 func (s *simCentre) start(ctx context.Context, chain [][]byte) (err error) {
 	st := federation.State{Chain: chain, Approvals: map[uint64][32]byte{}}
 	key := s.c.Key()
@@ -144,27 +144,6 @@ func (s *simCentre) start(ctx context.Context, chain [][]byte) (err error) {
 		return err
 	}
 	s.publisher.Mirror(sealer)
-	// The directory as node/centre configures it: the replication and the
-	// lookup width its defaults give.
-	if s.directory, err = directory.New(s.host, directory.Options{
-		Federation: s.membership.Current().Federation,
-		Path:       filepath.Join(s.cfg.Data.Dir, centre.DirectoryFile),
-		RowKey:     s.c.RowKey(centre.DirectoryFile),
-		Members: func() []peer.AddrInfo {
-			ms := s.membership.Current().Members
-			out := make([]peer.AddrInfo, len(ms))
-			for i, m := range ms {
-				out[i] = peer.AddrInfo{ID: m.ID, Addrs: m.Addrs}
-			}
-			return out
-		},
-		IsMember: func(id peer.ID) bool {
-			_, ok := s.membership.Current().Member(id)
-			return ok
-		},
-	}); err != nil {
-		return err
-	}
 	if s.consent, err = consent.New(s.host, consent.Options{
 		Key:       key,
 		Ledger:    s.c.Ledger,
@@ -199,6 +178,31 @@ func (s *simCentre) start(ctx context.Context, chain [][]byte) (err error) {
 	s.life = end
 	s.lifeWG.Go(func() { s.membership.Run(life) })
 	return nil
+}
+
+// startDirectory starts the centre's part of the directory, as
+// node/centre configures it (the replication and lookup width its
+// defaults give). Until it has, the services that ask the directory
+// (consent's and the query's holders) must not be asked anything.
+func (s *simCentre) startDirectory() (err error) {
+	s.directory, err = directory.New(s.host, directory.Options{
+		Federation: s.membership.Current().Federation,
+		Path:       filepath.Join(s.cfg.Data.Dir, centre.DirectoryFile),
+		RowKey:     s.c.RowKey(centre.DirectoryFile),
+		Members: func() []peer.AddrInfo {
+			ms := s.membership.Current().Members
+			out := make([]peer.AddrInfo, len(ms))
+			for i, m := range ms {
+				out[i] = peer.AddrInfo{ID: m.ID, Addrs: m.Addrs}
+			}
+			return out
+		},
+		IsMember: func(id peer.ID) bool {
+			_, ok := s.membership.Current().Member(id)
+			return ok
+		},
+	})
+	return err
 }
 
 // startLoops starts what a node runs besides membership: publishing every

@@ -198,17 +198,9 @@ func appendIndices(b []byte, xs []int) []byte {
 }
 
 func decodeIndices(msg []byte, h header, max, self int) ([]int, error) {
-	body, err := h.open(msg)
+	body, m, err := h.counted(msg, max, 2, "indices")
 	if err != nil {
 		return nil, err
-	}
-	if len(body) < 2 {
-		return nil, h.errorf("no count")
-	}
-	m := int(binary.BigEndian.Uint16(body))
-	body = body[2:]
-	if m > max || len(body) != 2*m {
-		return nil, h.errorf("%d indices in %d bytes", m, len(body))
 	}
 	xs := make([]int, m)
 	for i := range xs {
@@ -218,6 +210,25 @@ func decodeIndices(msg []byte, h header, max, self int) ([]int, error) {
 		}
 	}
 	return xs, nil
+}
+
+// counted opens a message whose body is a u16 count, then that many
+// items of size bytes, at most max, and returns the items' bytes and
+// their count.
+func (h header) counted(msg []byte, max, size int, what string) ([]byte, int, error) {
+	body, err := h.open(msg)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(body) < 2 {
+		return nil, 0, h.errorf("no count")
+	}
+	m := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	if m > max || len(body) != m*size {
+		return nil, 0, h.errorf("%d %s in %d bytes", m, what, len(body))
+	}
+	return body, m, nil
 }
 
 func checkIndex(xs []int, i, max, self int) error {
@@ -252,18 +263,10 @@ func appendEntries(b []byte, es []entry) []byte {
 }
 
 func decodeEntries(msg []byte, h header, width, max, self int) ([]entry, error) {
-	body, err := h.open(msg)
+	size := 2 + width*scalarLen
+	body, m, err := h.counted(msg, max, size, "entries")
 	if err != nil {
 		return nil, err
-	}
-	if len(body) < 2 {
-		return nil, h.errorf("no count")
-	}
-	m := int(binary.BigEndian.Uint16(body))
-	body = body[2:]
-	size := 2 + width*scalarLen
-	if m > max || len(body) != m*size {
-		return nil, h.errorf("%d entries in %d bytes", m, len(body))
 	}
 	es := make([]entry, m)
 	xs := make([]int, m)

@@ -161,27 +161,15 @@ func derive(key ed25519.PrivateKey, purpose string) []byte {
 // under a temporary name, then linked into place, which fails if path
 // exists, and the directory is synced.
 func writeNewFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, err := writeTemp(path, data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
+	d, err := os.Open(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
@@ -189,27 +177,36 @@ func writeNewFile(path string, data []byte) error {
 	return d.Sync()
 }
 
+// writeTemp writes data, synced, to a new temporary file (mode 0600) in
+// path's directory and returns its name; the caller links or renames it
+// into place and removes the name.
+func writeTemp(path string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	if _, err := tmp.Write(data); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
 // replaceFile writes data to path, mode 0600, replacing what is there in
 // one rename, so that path holds either what it held or all of data.
 func replaceFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, err := writeTemp(path, data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return renameFile(tmp.Name(), path)
+	defer os.Remove(tmp)
+	return renameFile(tmp, path)
 }
 
 // renameFile renames from to to, replacing it, and syncs the directory.

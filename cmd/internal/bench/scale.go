@@ -211,7 +211,8 @@ func (f *simFederation) close() error {
 		errs []error
 	)
 	all := append(slices.Clone(f.centres), f.joiner)
-	inParallel(8, len(all), func(_, i int) error {
+	// Stopping is mostly waiting for loops to end: many at once.
+	inParallel(32, len(all), func(_, i int) error {
 		if all[i] != nil {
 			err := all[i].close()
 			mu.Lock()
@@ -234,9 +235,11 @@ func runScale(ctx context.Context, env env, n int, m map[string]float64) (fit sc
 		f.samples = env.pick(10, 2)
 	}
 	defer func() {
+		start := time.Now()
 		if cerr := f.close(); cerr != nil && err == nil {
 			err = fmt.Errorf("stopping the centres: %w", cerr)
 		}
+		env.logf("scale: %d centres stopped in %v", n, time.Since(start).Round(time.Millisecond))
 	}()
 	key := func(name string) string { return fmt.Sprintf("scale_%d_%s", n, name) }
 	start := time.Now()
@@ -354,20 +357,69 @@ func (f *simFederation) found(ctx context.Context, root string, n int) error {
 	if err := inParallel(runtime.GOMAXPROCS(0), n, func(_, i int) error { return f.centres[i].startDirectory() }); err != nil {
 		return err
 	}
+	if err := f.fillRoutingTables(ctx); err != nil {
+		return err
+	}
 	// The directory's sweep provider holds back what it is asked to send
 	// until it has seen members reachable, and the directory's first
 	// sweep (directory/sweep.go) checks every announcement made before it
 	// ran at every replica: announcing before both would be timing their
 	// start.
-	return harness.WaitFor(ctx, 2*time.Minute, "every centre's directory is online and swept", func() bool {
+	var empty, offline, unswept int
+	err = harness.WaitFor(ctx, 2*time.Minute, "every centre's directory is online and swept", func() bool {
+		empty, offline, unswept = 0, 0, 0
 		for _, s := range f.centres {
 			st, err := s.directory.Status(ctx)
-			if err != nil || st.RoutingTable == 0 || st.Connectivity != "online" || st.LastSweep.IsZero() {
+			if err != nil {
 				return false
 			}
+			if st.RoutingTable == 0 {
+				empty++
+			}
+			if st.Connectivity != "online" {
+				offline++
+			}
+			if st.LastSweep.IsZero() {
+				unswept++
+			}
 		}
-		return true
+		return empty+offline+unswept == 0
 	})
+	if err != nil {
+		return fmt.Errorf("%w (routing table empty at %d, offline at %d, not swept at %d)", err, empty, offline, unswept)
+	}
+	return nil
+}
+
+// fillRoutingTables makes sure every directory has members in its
+// routing table. kad-dht fills it from the members it is connected to
+// that it knows serve the directory: those whose directory started first
+// (identify told of it), and those that start later as they say so
+// (identify's push). A directory that started just as another did may
+// hear of neither: connecting it to a few members again has identify
+// tell it.
+func (f *simFederation) fillRoutingTables(ctx context.Context) error {
+	for range 10 {
+		var empty []*simCentre
+		if err := harness.WaitFor(ctx, 2*time.Second, "", func() bool {
+			empty = slices.DeleteFunc(slices.Clone(f.centres), func(s *simCentre) bool { return s.directory.RoutingTableSize() > 0 })
+			return len(empty) == 0
+		}); err == nil {
+			return nil
+		}
+		for _, s := range empty {
+			for range min(8, len(f.centres)-1) {
+				p := f.centres[f.other(slices.Index(f.centres, s))].c.ID()
+				if err := f.mn.DisconnectPeers(s.c.ID(), p); err != nil {
+					return err
+				}
+				if _, err := f.mn.ConnectPeers(s.c.ID(), p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return errors.New("a directory's routing table stays empty")
 }
 
 // unfoundable is a federation whose charter a centre cannot adopt.

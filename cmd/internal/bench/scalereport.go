@@ -160,11 +160,15 @@ func (r Report) PrintScale(w io.Writer) error {
 	}
 
 	fmt.Fprintf(out, "### The directory per announcement, and a country's: %s patients at %d centres each (%s announcements)\n\n", number(countryPatients), countryHoldersEach, number(countryAnnouncement))
-	header("centres", "replication", "msg per key announced", "repair checks/s", "bytes per record, wire", "bytes per record, disk", "records per centre", "disk GiB per centre", "reprovide msg/s per centre", "reprovide KiB/s", "sweep checks/s per centre", "sweep KiB/s")
+	header("centres", "replication", "msg per key announced", "repair checks/s", "bytes per record, wire", "bytes per record, disk", "records per centre", "disk GiB per centre", "reprovide msg/s per centre", "reprovide KiB/s", "sweep checks/s per centre", "sweep KiB/s", "first repair, days")
 	country := func(label string, replication float64, perKey, repair string, f, c map[string]float64) {
+		days := "—"
+		if rate := f["repair_checks_per_s"]; rate > 0 {
+			days = number(c["country_records_per_centre"] / rate / 86400)
+		}
 		row(label, number(replication), perKey, repair, number(f["record_wire_bytes"]), number(f["record_disk_bytes"]),
 			number(c["country_records_per_centre"]), number(c["country_disk_gib_per_centre"]), number(c["country_reprovide_msgs_per_s"]),
-			number(c["country_reprovide_kib_per_s"]), number(c["country_sweep_msgs_per_s"]), number(c["country_sweep_kib_per_s"]))
+			number(c["country_reprovide_kib_per_s"]), number(c["country_sweep_msgs_per_s"]), number(c["country_sweep_kib_per_s"]), days)
 	}
 	for _, n := range measured {
 		f := bySize[n]
@@ -194,7 +198,7 @@ func (r Report) PrintScale(w io.Writer) error {
 	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them: messages per key are its records (ADD_PROVIDER, one per replica) and its exploration of the keys' regions; ")
 	fmt.Fprintf(out, "then its repair checks each key at each replica, a request each, at the pace shown (— where it was done before it was timed). ")
 	fmt.Fprintf(out, "A record's bytes on the wire are an ADD_PROVIDER's, on disk the replicas' SQLite growth per record. ")
-	fmt.Fprintf(out, "A country's: each centre announces its share, stores replication/centres of all, reprovides its own every %v (records and exploration, as measured) and its sweep checks each at every replica every %v. ", countryReprovide, countrySweep)
+	fmt.Fprintf(out, "A country's: each centre announces its share, stores replication/centres of all, reprovides its own every %.0f h (records and exploration, as measured) and its sweep checks each at every replica every %.0f h; the first checks of a centre's own announcements, at the repair's pace measured, take the days shown. ", countryReprovide.Hours(), countrySweep.Hours())
 	fmt.Fprintf(out, "Projected rows take the last size's bytes per record and the directory's default replication (5, or more than half the other members)")
 	for _, n := range skipped {
 		if bySize[n]["charter_refused_ledger"] == 1 || bySize[n]["charter_refused_protocol"] == 1 {

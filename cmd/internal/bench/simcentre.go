@@ -36,9 +36,10 @@ import (
 // its own SQLite file), consent, and the query holder and client. It runs
 // the loops `medfed node` runs: membership, publishing every checkpoint
 // interval and the witnesses' views. It has no HTTP API, admin socket,
-// pseudonym service (the charter deals no pseudonym key) or patient
-// service, and mocknet installs no connection gater (membership keeps
-// one up to date, unused).
+// pseudonym services (the charter deals no pseudonym key) or patient
+// service; its host has no connection gater (membership keeps one up to
+// date, unused), connection manager or resource manager, which mocknet
+// cannot be given.
 type simCentre struct {
 	name string
 	cfg  centre.Config

@@ -135,7 +135,14 @@ func TestPatientPseudonymAcrossCentres(t *testing.T) {
 		t.Fatalf("version 1 lists a pseudonym key: one founder dealt it\n%s", charter)
 	}
 	for _, x := range all {
-		fi, err := os.Stat(filepath.Join(x.dir, node.ShareFile))
+		// Each node moves its new share into place when it adopts the
+		// version, a moment after the one that reported it adopted.
+		share := filepath.Join(x.dir, node.ShareFile)
+		waitFor(t, 10*time.Second, x.name+" keeps its share", func() bool {
+			_, err := os.Stat(share)
+			return err == nil
+		})
+		fi, err := os.Stat(share)
 		if err != nil {
 			t.Fatalf("%s: keygen left no share: %v", x.name, err)
 		}

@@ -354,7 +354,7 @@ func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool
 	m.pending[h] = note
 	p := m.progress(s)
 	if p.Approvals >= p.Quorum {
-		if err := m.adoptLocked(ctx, note); err != nil {
+		if err := m.adoptLocked(ctx, note, true); err != nil {
 			return p, err
 		}
 		p.Adopted = true
@@ -368,10 +368,13 @@ func (m *Membership) offerLocked(ctx context.Context, note []byte, announce bool
 }
 
 // adoptLocked makes note, the next version, the adopted one: on disk
-// first, then in memory, the gater and the connections, then it tells
-// the members of the new version: the council directly, everyone by
-// gossip.
-func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
+// first, then in memory, the gater and the connections. A centre whose
+// approval made the quorum (announce) then tells the members of the new
+// version: the council directly, everyone by gossip. One that learned of
+// the version from another centre tells no one: gossip and the sync carry
+// it on, and a version announced by every member that adopts it would
+// cost the federation N² messages.
+func (m *Membership) adoptLocked(ctx context.Context, note []byte, announce bool) error {
 	s, err := VerifyNext(m.current.Charter, note)
 	if err != nil {
 		return err
@@ -385,6 +388,9 @@ func (m *Membership) adoptLocked(ctx context.Context, note []byte) error {
 	clear(m.offered)
 	m.follow(s)
 	m.log.Info("charter version adopted", "version", s.Version, "members", len(s.Members), "approvals", len(s.Signers))
+	if !announce {
+		return nil
+	}
 	council := s.CouncilMembers()
 	m.background(func(ctx context.Context) {
 		m.publish(ctx, s.Note)
@@ -529,7 +535,7 @@ func (m *Membership) receiveAdopted(ctx context.Context, from peer.ID, note []by
 	case c.Version <= m.current.Version:
 		return nil // already adopted
 	case c.Version == m.current.Version+1:
-		return m.adoptLocked(ctx, note)
+		return m.adoptLocked(ctx, note, false)
 	}
 	m.background(func(ctx context.Context) { m.syncFrom(ctx, from) })
 	return nil
@@ -557,7 +563,7 @@ func (m *Membership) syncFrom(ctx context.Context, p peer.ID) {
 		if err != nil || c.Version <= m.current.Version {
 			continue
 		}
-		if err := m.adoptLocked(ctx, note); err != nil {
+		if err := m.adoptLocked(ctx, note, false); err != nil {
 			m.log.Warn("charter sync: version refused", "from", p, "version", c.Version, "err", err)
 			return
 		}

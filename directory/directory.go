@@ -15,9 +15,9 @@ import (
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
+	dsq "github.com/ipfs/go-datastore/query"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
-	"github.com/libp2p/go-libp2p-kad-dht/provider"
 	"github.com/libp2p/go-libp2p-kad-dht/provider/keystore"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -136,14 +136,17 @@ type Options struct {
 	// every provider record stored, so it should not allocate. Derived
 	// from Members when nil.
 	IsMember func(peer.ID) bool
+	// MembersVersion changes whenever what Members returns does (the
+	// charter's version): the members are indexed by their keys once a
+	// version. When nil, they are indexed again at every use.
+	MembersVersion func() uint64
 	// LookupTimeout bounds a lookup; 5 s when zero.
 	LookupTimeout time.Duration
 	// Replication is how many of the members closest to a key store each
-	// announcement. When zero: 5, or more than half the other members if
-	// that is more (see exactPlacement). Kademlia's default of 20 is sized
-	// for the churn of a public network; a federation's members are
-	// servers that stay up, and every replica costs each announcement a
-	// message and a row at another centre.
+	// announcement (the announcer aside); 5 when zero. Kademlia's default
+	// of 20 is sized for the churn of a public network; a federation's
+	// members are servers that stay up, and every replica costs each
+	// announcement a message and a row at another centre.
 	Replication int
 	// LookupWidth is how many of the members closest to a key a lookup
 	// reads the announcements of (Kademlia's resiliency); 3 when zero, at
@@ -168,6 +171,7 @@ type Directory struct {
 	fed         string
 	members     func() []peer.AddrInfo
 	memberCheck func(peer.ID) bool
+	version     func() uint64
 	timeout     time.Duration
 	width       int
 	replication int
@@ -177,12 +181,12 @@ type Directory struct {
 	dht       *dht.IpfsDHT
 	messenger *pb.ProtocolMessenger
 	keys      keystore.Keystore
-	prov      *provider.SweepingProvider
-	sweep     ds.Batching // the sweep provider's state, read by Status
 	recs      ds.Batching // the DHT's provider records, edited by withdrawals
+	place     placement   // place.go
 
-	unsentMu sync.Mutex
-	unsent   []mh.Multihash // announced while offline: sent once online
+	ringMu sync.Mutex
+	ringAt uint64 // the members' version ringOf indexes
+	ringOf *ring
 
 	repairMu    sync.Mutex
 	repairQueue []mh.Multihash // announced, to be checked at their replicas (repair.go)
@@ -211,6 +215,7 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		fed:         opts.Federation,
 		members:     opts.Members,
 		memberCheck: opts.IsMember,
+		version:     opts.MembersVersion,
 		timeout:     opts.LookupTimeout,
 		width:       opts.LookupWidth,
 		log:         opts.Logger,
@@ -220,7 +225,7 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	}
 	d.replication = opts.Replication
 	if d.replication <= 0 {
-		d.replication = max(5, (len(opts.Members())-1)/2+1)
+		d.replication = 5
 	}
 	if d.width <= 0 {
 		d.width = 3
@@ -248,7 +253,10 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		return nil, err
 	}
 	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember}
-	d.sweep = namespace.Wrap(d.store, ds.NewKey("/sweep"))
+	if err := dropSweepProviderState(d.store); err != nil {
+		d.store.Close()
+		return nil, err
+	}
 	memberFilter := func(_ any, p peer.ID) bool { return d.isMember(p) }
 	d.dht, err = dht.New(h,
 		dht.Mode(dht.ModeServer),
@@ -274,26 +282,12 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		d.Close()
 		return nil, fmt.Errorf("directory: %w", err)
 	}
-	d.prov, err = provider.New(
-		provider.WithHost(h),
-		provider.WithRouter(d.dht),
-		provider.WithMessageSender(d.dht.MessageSender()),
-		provider.WithSelfAddrs(d.dht.FilteredAddrs),
-		provider.WithReplicationFactor(d.replication),
-		provider.WithAddLocalRecord(func(k mh.Multihash) error {
-			return d.dht.Provide(context.Background(), cid.NewCidV1(cid.Raw, k), false)
-		}),
-		provider.WithKeystore(d.keys),
-		provider.WithDatastore(d.sweep),
-		provider.WithReprovideInterval(reprovide),
-	)
-	if err != nil {
-		d.Close()
-		return nil, fmt.Errorf("directory: %w", err)
-	}
 	h.SetStreamHandler(WithdrawProtocolID, d.withdrawServer().Handle)
-	d.stop, d.done, d.repairDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go d.sendUnsent()
+	d.stop, d.repairDone = make(chan struct{}), make(chan struct{})
+	if err := d.startPlacement(reprovide); err != nil {
+		d.Close()
+		return nil, err
+	}
 	go d.repairLoop()
 	if err := d.startSweeps(); err != nil {
 		d.Close()
@@ -302,57 +296,49 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	return d, nil
 }
 
-// sendUnsent provides the keys announced while the provider was offline,
-// once it is online again.
-func (d *Directory) sendUnsent() {
-	defer close(d.done)
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-		}
-		d.unsentMu.Lock()
-		n := len(d.unsent)
-		d.unsentMu.Unlock()
-		if n == 0 {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := d.prov.Stats(ctx)
-		cancel()
-		if err != nil || st.Connectivity.Status != "online" {
-			continue
-		}
-		d.unsentMu.Lock()
-		keys := d.unsent
-		d.unsent = nil
-		d.unsentMu.Unlock()
-		if err := d.prov.ProvideOnce(keys...); err != nil {
-			d.log.Warn("sending announcements made while offline", "keys", len(keys), "err", err)
-			continue
-		}
-		d.log.Info("sent announcements made while offline", "keys", len(keys))
+// dropSweepProviderState deletes what go-libp2p-kad-dht's sweep provider
+// kept under /sweep in a directory file written before the placement
+// replaced it (its schedule and reprovide history, of no use now).
+func dropSweepProviderState(store *store) error {
+	ctx := context.Background()
+	res, err := store.Query(ctx, dsq.Query{Prefix: "/sweep", KeysOnly: true})
+	if err != nil {
+		return fmt.Errorf("directory: reading the sweep provider's state: %w", err)
 	}
+	entries, err := res.Rest()
+	if err != nil {
+		return fmt.Errorf("directory: reading the sweep provider's state: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	b, err := store.Batch(ctx)
+	if err != nil {
+		return fmt.Errorf("directory: dropping the sweep provider's state: %w", err)
+	}
+	for _, e := range entries {
+		if err := b.Delete(ctx, ds.NewKey(e.Key)); err != nil {
+			return fmt.Errorf("directory: dropping the sweep provider's state: %w", err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("directory: dropping the sweep provider's state: %w", err)
+	}
+	return nil
 }
 
-// exactPlacement reports whether the sweep provider stores every
-// announcement at the Replication members closest to its key, given n
-// members.
-//
-// kad-dht v0.42.1's sweep provider splits the keyspace into regions of at
-// least Replication peers each, and when it does, allocates a region's
-// keys to its peers comparing bits at the wrong depth (the keys' trie is
-// rooted at depth 0, the region's peers' trie at the region's prefix), so
-// records land at members of the right region but not the closest ones.
-// It only splits when both halves of the keyspace hold at least
-// Replication of the other members; with more than half of them as
-// replicas it never does. When membership has grown past that, lookups
-// ask every member instead of the closest.
-func (d *Directory) exactPlacement(n int) bool {
-	return d.replication > (n-1)/2
+// ring returns the current members indexed by their keys.
+func (d *Directory) ring() *ring {
+	if d.version == nil {
+		return newRing(d.members())
+	}
+	v := d.version() // before the members: a newer list under an older version is indexed again
+	d.ringMu.Lock()
+	defer d.ringMu.Unlock()
+	if d.ringOf == nil || v != d.ringAt {
+		d.ringOf, d.ringAt = newRing(d.members()), v
+	}
+	return d.ringOf
 }
 
 // isMember reports whether p is a current member.
@@ -360,7 +346,7 @@ func (d *Directory) isMember(p peer.ID) bool {
 	if d.memberCheck != nil {
 		return d.memberCheck(p)
 	}
-	return slices.ContainsFunc(d.members(), func(m peer.AddrInfo) bool { return m.ID == p })
+	return d.ring().contains(p)
 }
 
 // others returns the members other than this centre: the DHT's bootstrap
@@ -385,11 +371,10 @@ func (d *Directory) RoutingTableSize() int { return d.dht.RoutingTable().Size() 
 
 // Announce makes this centre discoverable as a holder of every pseudonym
 // given. The keys are on disk when Announce returns, so an announcement
-// survives a restart; the sweep provider sends them to the members
-// closest to each key in the background, grouped by keyspace region (one
-// exploration of a region instead of one lookup per key), and reprovides
-// them before they expire. Pseudonyms announced before are left to the
-// reprovide schedule.
+// survives a restart; the placement (place.go) sends them to their
+// replicas in the background, then reads them back there (repair.go), and
+// sends them again every ReprovideInterval. Pseudonyms announced before
+// are left to the reprovide.
 func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error {
 	if len(ps) == 0 {
 		return nil
@@ -398,35 +383,15 @@ func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error 
 	for i, p := range ps {
 		keys[i] = multihash(digest(d.fed, p))
 	}
-	// StartProviding would put the keys in the keystore too, but it only
-	// logs an error there; so: the keystore, then what StartProviding does
-	// after it, for the keys new to it.
 	fresh, err := d.keys.Put(ctx, keys...)
 	if err != nil {
 		return fmt.Errorf("directory announce: %w", err)
 	}
 	if len(fresh) == 0 {
-		return nil // all announced before: the reprovide schedule has them
+		return nil // all announced before: the reprovide has them
 	}
-	if err := d.prov.AddToSchedule(fresh...); err != nil {
-		return fmt.Errorf("directory announce: %w", err)
-	}
-	if err := d.prov.ProvideOnce(fresh...); err != nil {
-		return fmt.Errorf("directory announce: %w", err)
-	}
-	d.queueRepair(fresh)
-	st, err := d.prov.Stats(ctx)
-	if err != nil {
-		d.log.Warn("reading the provider's state; the keys will be sent again once it is online", "err", err)
-	}
-	if err != nil || st.Connectivity.Status == "offline" {
-		// The sweep provider drops a provide while it is offline (no member
-		// reachable); it sends the keystore's keys when it first comes
-		// online, but after a later outage only on their region's schedule.
-		d.unsentMu.Lock()
-		d.unsent = append(d.unsent, fresh...)
-		d.unsentMu.Unlock()
-	}
+	d.unwithdraw(fresh)
+	d.enqueue(fresh)
 	d.log.Info("announced", "keys", len(fresh), "already_announced", len(keys)-len(fresh))
 	return nil
 }
@@ -449,17 +414,16 @@ func (d *Directory) Close() error {
 	d.host.RemoveStreamHandler(WithdrawProtocolID)
 	if d.stop != nil {
 		close(d.stop)
-		<-d.done
 		<-d.repairDone
+	}
+	if d.place.done != nil {
+		<-d.place.done
 	}
 	if d.sweepDone != nil {
 		<-d.sweepDone
 		d.sweeps.connected.Close() // ends watch
 	}
 	var errs []error
-	if d.prov != nil {
-		errs = append(errs, d.prov.Close())
-	}
 	if d.keys != nil {
 		errs = append(errs, d.keys.Close())
 	}

@@ -117,10 +117,9 @@ func TestLookupFindsEveryHolder(t *testing.T) {
 	}
 
 	// A patient no one announced has no holders, and the lookup is
-	// complete: every member answered, since 12 members for 5 replicas is
-	// past the sweep provider's exact placement.
+	// complete: the 3 closest members answered.
 	res, err := f.dirs[0].Lookup(context.Background(), pseudonyms(1)[0])
-	if err != nil || len(res.Holders) != 0 || res.Answered != len(f.dirs) {
+	if err != nil || len(res.Holders) != 0 || res.Answered != 3 {
 		t.Errorf("unknown patient: %+v, %v", res, err)
 	}
 }
@@ -323,10 +322,18 @@ func TestLookupIncompleteWhenAlone(t *testing.T) {
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("lookup with every other member down: %v, want ErrIncomplete", err)
 	}
-	// Every member was tried in turn, this centre's own store answering:
-	// the partial result holds what it knows.
-	if !slices.Equal(res.Holders, []peer.ID{f.ids[0]}) || res.Answered != 1 || len(res.Failed) != 11 {
-		t.Errorf("partial result %+v", res)
+	// The 6 closest members (Replication and one, the most that store
+	// anything of the key) were tried in turn, this centre's own store
+	// answering if it is one of them: the partial result holds what it
+	// knows.
+	self := slices.Contains(f.dirs[0].ring().closest(multihash(digest("test-fed", p)), 6, ""), f.ids[0])
+	switch {
+	case res.Answered+len(res.Failed) != 6:
+		t.Errorf("partial result %+v: %d members asked, want 6", res, res.Answered+len(res.Failed))
+	case self && (!slices.Equal(res.Holders, []peer.ID{f.ids[0]}) || res.Answered != 1):
+		t.Errorf("partial result %+v: this centre's own store did not answer", res)
+	case !self && (len(res.Holders) != 0 || res.Answered != 0):
+		t.Errorf("partial result %+v: want no answer", res)
 	}
 }
 
@@ -386,8 +393,8 @@ func testPlacement(t *testing.T, n int) {
 	}
 	ctx := context.Background()
 	r := f.dirs[0].replication
-	if !f.dirs[0].exactPlacement(n) || r != max(5, (n-1)/2+1) {
-		t.Fatalf("replication %d with %d members", r, n)
+	if r != 5 {
+		t.Fatalf("replication %d with %d members, not the default of 5", r, n)
 	}
 	stores := func(id peer.ID, key []byte) bool {
 		has, err := f.dirs[index[id]].recs.Has(ctx, recordKey(key, f.ids[0]))
@@ -396,13 +403,8 @@ func testPlacement(t *testing.T, n int) {
 		}
 		return has
 	}
-	// The sweep provider may pass over a replica (it counts a region done
-	// once a fifth of its members took the records, and a member too slow
-	// to answer its walk is passed over for the next closest); the repair
-	// that follows sends the announcement to every closest member that
-	// lacks it. So every one of the r closest stores it. Members further
-	// away may store it too, where the walk passed over closer ones under
-	// load: harmless, since lookups read the closest.
+	// Every one of the r closest stores it, and no other member: the
+	// placement sends to those alone, and the repair reads it back there.
 	deadline := time.Now().Add(time.Minute)
 	for _, p := range ps {
 		key := multihash(digest("test-fed", p))
@@ -423,17 +425,19 @@ func testPlacement(t *testing.T, n int) {
 		if len(missing) > 0 {
 			t.Errorf("%x: after the repair, the members ranked %v of the %d closest do not store it", p[:4], missing, r)
 		}
+		for rank, id := range order[r:] {
+			if stores(id, key) {
+				t.Errorf("%x: the member ranked %d stores it, beyond the %d closest", p[:4], r+rank+1, r)
+			}
+		}
 	}
 }
 
-// TestLookupAfterMembershipOutgrewPlacement runs 20 centres whose
-// replication (5) lets the sweep provider place announcements away from the
-// closest members: lookups ask every member and stay exact.
-func TestLookupAfterMembershipOutgrewPlacement(t *testing.T) {
+// TestLookupAsksTheClosestOfManyMembers runs 20 centres for 5 replicas:
+// each lookup reads the announcements of the 3 closest members, no more,
+// and finds every holder.
+func TestLookupAsksTheClosestOfManyMembers(t *testing.T) {
 	f := newTestFedWith(t, 20, 5)
-	if f.dirs[0].exactPlacement(20) {
-		t.Fatal("replication 5 of 20 is taken as exact")
-	}
 	ps := pseudonyms(60)
 	h := holdings{}
 	for i, p := range ps {
@@ -441,6 +445,86 @@ func TestLookupAfterMembershipOutgrewPlacement(t *testing.T) {
 	}
 	f.announce(h)
 	f.expect(h)
+	res, err := f.dirs[3].Lookup(context.Background(), ps[0])
+	if err != nil || res.Answered != 3 || len(res.Failed) != 0 {
+		t.Fatalf("a lookup among 20: %d answered, failed %v, %v; want the 3 closest", res.Answered, res.Failed, err)
+	}
+}
+
+// TestClosestMatchesKademlia checks the ring's order against kbucket's
+// sort by XOR distance, for member lists of every size up to 64.
+func TestClosestMatchesKademlia(t *testing.T) {
+	var members []peer.AddrInfo
+	for n := range 65 {
+		r := newRing(members)
+		ids := make([]peer.ID, len(members))
+		for i, m := range members {
+			ids[i] = m.ID
+			if !r.contains(m.ID) {
+				t.Fatalf("%d members: the ring does not contain member %d", n, i)
+			}
+		}
+		for range 20 {
+			key := multihash(digest("test-fed", pseudonyms(1)[0]))
+			want := kb.SortClosestPeers(slices.Clone(ids), kb.ConvertKey(string(key)))
+			for _, k := range []int{1, 3, 5, 6, 20} {
+				if got := r.closest(key, k, ""); !slices.Equal(got, want[:min(k, n)]) {
+					t.Fatalf("%d members, %d closest: %v, want %v", n, k, got, want[:min(k, n)])
+				}
+				if n > 0 {
+					skip := ids[n/2]
+					rest := slices.DeleteFunc(slices.Clone(want), func(id peer.ID) bool { return id == skip })
+					if got := r.closest(key, k, skip); !slices.Equal(got, rest[:min(k, len(rest))]) {
+						t.Fatalf("%d members, %d closest but one: %v, want %v", n, k, got, rest[:min(k, len(rest))])
+					}
+				}
+			}
+		}
+		if r.contains(peer.ID("not a member")) {
+			t.Fatal("the ring contains a stranger")
+		}
+		_, pk, err := crypto.GenerateEd25519Key(nil) // a nil reader is crypto/rand's
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := peer.IDFromPublicKey(pk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, peer.AddrInfo{ID: id})
+	}
+}
+
+// TestReprovidePutsBackWhatExpired has a replica lose a record (as one
+// that expired 48 h after it was sent) and waits for the reprovide, every
+// second here, to send it again; the status tells when it last ran.
+func TestReprovidePutsBackWhatExpired(t *testing.T) {
+	f := newTestFedTweaked(t, 8, func(o *Options) { o.ReprovideInterval = time.Second })
+	ps := pseudonyms(10)
+	h := heldAt(ps, 0)
+	f.announce(h)
+	f.expect(h)
+	rs := f.replicaSet(5)
+	ctx := context.Background()
+	key := multihash(digest("test-fed", ps[0]))
+	victim := rs.index[rs.of(0, key)[0]]
+	if err := f.dirs[victim].recs.Delete(ctx, recordKey(key, f.ids[0])); err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.missing(t, h)) != 1 {
+		t.Fatalf("after the deletion: %v missing, want one", rs.missing(t, h))
+	}
+	rs.waitAtReplicas(t, h, 30*time.Second, "the reprovide")
+	var st Status
+	for deadline := time.Now().Add(30 * time.Second); st.LastReprovide.IsZero() && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var err error
+		if st, err = f.dirs[0].Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.LastReprovide.IsZero() || !st.NextReprovide.After(st.LastReprovide) || st.Provided < int64(2*len(ps)) {
+		t.Fatalf("after a reprovide: last %v, next %v, %d keys sent", st.LastReprovide, st.NextReprovide, st.Provided)
+	}
 }
 
 // replicaSet is where a federation's announcements belong: each key's r

@@ -6,10 +6,12 @@
 // A centre holding records about a patient announces itself as a provider
 // of the patient's directory key, CIDv1(raw, sha2-256("medfed/directory/v1"
 // || federation || pseudonym)): a provider record goes to the members
-// closest to the key. Announce goes through kad-dht's sweep provider with a
-// keystore on disk, so a centre joining with a million patients announces
-// them region by region of the keyspace rather than key by key, and every
-// announcement survives restarts and is reprovided before it expires.
+// closest to the key. Every centre knows the members from the charter, so
+// Announce places each record at the Replication (5) members closest to
+// its key directly, grouped by member, from a keystore on disk: every
+// announcement survives restarts, is read back at its replicas, and is
+// reprovided before it expires. An announcement costs the same whatever
+// the federation's size.
 // Withdraw takes announcements back over /medfed/directory/withdraw/1,
 // which Kademlia lacks.
 //
@@ -21,7 +23,7 @@
 // before that.
 //
 // The provider records this centre stores for others, its keystore and
-// the sweep provider's schedule live in one SQLite file through a
+// the time of its last reprovide live in one SQLite file through a
 // go-datastore whose writes are grouped in the background (see store).
 //
 // Nothing here sees an identifier: keys are hashes of pseudonyms.

@@ -28,7 +28,7 @@ type testFed struct {
 	hosts []host.Host
 	dirs  []*Directory
 
-	replication int
+	tweak func(*Options) // applied to every centre's options
 
 	mu      sync.Mutex
 	members []peer.ID // the charter
@@ -43,7 +43,13 @@ func newTestFed(tb testing.TB, n int) *testFed {
 // default).
 func newTestFedWith(tb testing.TB, n, replication int) *testFed {
 	tb.Helper()
-	f := &testFed{tb: tb, dir: tb.TempDir(), hosts: make([]host.Host, n), dirs: make([]*Directory, n), replication: replication}
+	return newTestFedTweaked(tb, n, func(o *Options) { o.Replication = replication })
+}
+
+// newTestFedTweaked starts n centres, their options tweaked.
+func newTestFedTweaked(tb testing.TB, n int, tweak func(*Options)) *testFed {
+	tb.Helper()
+	f := &testFed{tb: tb, dir: tb.TempDir(), hosts: make([]host.Host, n), dirs: make([]*Directory, n), tweak: tweak}
 	for range n {
 		sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
 		if err != nil {
@@ -98,12 +104,13 @@ func (f *testFed) start(i int) {
 	if err != nil {
 		f.tb.Fatal(err)
 	}
-	d, err := New(h, Options{
-		Federation:  "test-fed",
-		Path:        filepath.Join(f.dir, fmt.Sprintf("centre-%d.db", i)),
-		Members:     f.memberList,
-		Replication: f.replication,
-	})
+	opts := Options{
+		Federation: "test-fed",
+		Path:       filepath.Join(f.dir, fmt.Sprintf("centre-%d.db", i)),
+		Members:    f.memberList,
+	}
+	f.tweak(&opts)
+	d, err := New(h, opts)
 	if err != nil {
 		h.Close()
 		f.tb.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 
-	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	mh "github.com/multiformats/go-multihash"
@@ -35,9 +34,9 @@ type Result struct {
 // Lookup returns every current member that announced p.
 //
 // Every centre knows the whole membership from the charter, so the lookup
-// is one hop: it sorts the members by XOR distance to p's key, which is
-// where the announcements were stored (a provide sends the record to the
-// replication factor's closest members), and asks the Width closest at
+// is one hop: it takes the members closest to p's key by XOR distance,
+// which is where the announcements were stored (the placement sends each
+// to the Replication closest members other than its announcer), and asks the Width closest at
 // once with the DHT's GET_PROVIDERS request, this centre's own provider
 // store answering for itself. A member that fails is replaced by the next
 // closest. The union of their provider sets is the answer. Kademlia's walk
@@ -48,26 +47,17 @@ type Result struct {
 // When fewer than Width members (or all members, if fewer) answered
 // within the lookup timeout, the error wraps ErrIncomplete and the result
 // holds what was found.
-//
-// When membership has outgrown the sweep provider's exact placement (see
-// exactPlacement), the lookup asks every member at once, and is complete
-// unless Replication of them failed: every announcement is stored at
-// that many members.
 func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	key := multihash(digest(d.fed, p))
-	members := d.members()
-	ids := make([]peer.ID, len(members))
-	for i, m := range members {
-		ids[i] = m.ID
-	}
-	order := kb.SortClosestPeers(ids, kb.ConvertKey(string(key)))
+	members := d.ring()
+	// The closest Replication+1 members: the Width asked and, should some
+	// fail, the next closest. Each stores every holder's announcement: a
+	// holder's replicas are the Replication closest but itself, and a
+	// holder among them keeps its own.
+	order := members.closest(key, d.replication+1, "")
 	want := min(d.width, len(order))
-	exact := d.exactPlacement(len(order))
-	if !exact {
-		want = len(order)
-	}
 
 	type answer struct {
 		from  peer.ID
@@ -106,7 +96,7 @@ func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, err
 		}
 	}
 	for h := range holders {
-		if slices.Contains(ids, h) {
+		if members.contains(h) {
 			res.Holders = append(res.Holders, h)
 		} else {
 			res.Ignored++
@@ -114,7 +104,7 @@ func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, err
 	}
 	slices.Sort(res.Holders)
 	slices.Sort(res.Failed)
-	if (exact && res.Answered < want) || (!exact && len(res.Failed) >= d.replication) {
+	if res.Answered < want {
 		reason := fmt.Sprintf("%d of the %d closest members answered", res.Answered, want)
 		if ctx.Err() != nil {
 			reason += fmt.Sprintf(" within %v", d.timeout)

@@ -7,24 +7,20 @@ import (
 	"sync"
 	"time"
 
-	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/medfed/medfed/node/ledger"
 )
 
-// The sweep provider sends a region's announcements once, counts the
-// region done when a fifth of its members took them, and sends again only
-// at the next reprovide, 22 hours later; once membership outgrows exact
-// placement it may also put them at members of the region that are not
-// the closest. So a replica that missed an announcement (busy, restarting,
-// a stream reset) would miss it for a day, and a lookup asking the closest
-// members would not find the holder. Repair closes that gap: it asks each
-// of the Replication members closest to a key whether it stores this
-// centre's announcement, sends it to those that do not, and tries again,
-// later and later, while a replica cannot be reached. Every announcement is
-// repaired once the sweep provider has sent it.
+// ADD_PROVIDER has no answer: a replica that dropped an announcement
+// (busy, restarting, a stream reset) would lack it until the next
+// reprovide, 22 hours later, and a lookup asking the closest members would
+// not find the holder. Repair closes that gap: it asks each of the
+// Replication members closest to a key whether it stores this centre's
+// announcement, sends it to those that do not, and tries again, later and
+// later, while a replica cannot be reached. Every announcement is repaired
+// once the placement (place.go) has sent it.
 
 // RepairReport is what a repair did.
 type RepairReport struct {
@@ -51,22 +47,12 @@ func (d *Directory) Repair(ctx context.Context, ps ...ledger.Pseudonym) (RepairR
 	return rep, ctx.Err()
 }
 
-// replicas returns the Replication members other than this centre closest
-// to key.
-func (d *Directory) replicas(others []peer.ID, key mh.Multihash) []peer.ID {
-	order := kb.SortClosestPeers(slices.Clone(others), kb.ConvertKey(string(key)))
-	return order[:min(d.replication, len(order))]
-}
-
 // repair repairs keys at their replicas, or only at replica when it is
 // not empty (then keys it is no replica of are left out), and returns
 // what it did and the keys a replica of which failed, to be tried again.
 func (d *Directory) repair(ctx context.Context, keys []mh.Multihash, replica peer.ID) (RepairReport, []mh.Multihash) {
 	var rep RepairReport
-	var others []peer.ID
-	for _, m := range d.others() {
-		others = append(others, m.ID)
-	}
+	members := d.ring()
 	self := peer.AddrInfo{ID: d.host.ID(), Addrs: d.dht.FilteredAddrs()}
 	type job struct {
 		key     mh.Multihash
@@ -100,7 +86,7 @@ func (d *Directory) repair(ctx context.Context, keys []mh.Multihash, replica pee
 	}
 send:
 	for _, k := range keys {
-		rs := d.replicas(others, k)
+		rs := members.closest(k, d.replication, self.ID)
 		if replica != "" {
 			if !slices.Contains(rs, replica) {
 				continue
@@ -224,19 +210,17 @@ const (
 
 // maxRepairQueue bounds the announcements waiting for their repair (34
 // bytes each, and five requests each to repair): a centre announcing its
-// million patients as it joins leaves those past the bound to the sweep
-// provider and its reprovide.
+// million patients as it joins leaves those past the bound to the sweeps
+// and the reprovide.
 const maxRepairQueue = 1 << 16
 
-// queueRepair has keys, just announced, repaired once the sweep provider
-// has sent them; a key withdrawn before is no longer refused.
-func (d *Directory) queueRepair(keys []mh.Multihash) {
+// unwithdraw has repairs no longer refuse keys announced again.
+func (d *Directory) unwithdraw(keys []mh.Multihash) {
 	d.repairMu.Lock()
+	defer d.repairMu.Unlock()
 	for _, k := range keys {
 		delete(d.withdrawn, string(k))
 	}
-	d.repairMu.Unlock()
-	d.requeueRepair(keys)
 }
 
 // requeueRepair has keys repaired (again), but for those withdrawn since.
@@ -248,7 +232,7 @@ func (d *Directory) requeueRepair(keys []mh.Multihash) {
 	d.repairQueue = append(d.repairQueue, keys[:len(keys)-left]...)
 	d.repairMu.Unlock()
 	if left > 0 {
-		d.log.Warn("announcements past the repair queue's bound are left to the reprovide schedule", "keys", left)
+		d.log.Warn("announcements past the repair queue's bound are left to the sweeps and the reprovide", "keys", left)
 	}
 }
 
@@ -260,7 +244,7 @@ func (d *Directory) RepairBacklog() int {
 	return len(d.repairQueue) + d.repairing
 }
 
-// repairLoop repairs the queued announcements once the sweep provider's
+// repairLoop repairs the queued announcements once the placement's
 // backlog is empty, trying the keys a replica of which failed again after
 // a backoff, until the directory closes.
 func (d *Directory) repairLoop() {
@@ -290,10 +274,10 @@ func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Du
 	}
 	switch backlog, err := d.Backlog(ctx); {
 	case err != nil:
-		d.log.Warn("reading the sweep provider's backlog; the repair waits", "err", err)
+		d.log.Warn("reading the placement's backlog; the repair waits", "err", err)
 		return repairFirst
 	case backlog > 0:
-		return repairFirst // the sweep provider is still sending
+		return repairFirst // the placement is still sending
 	}
 	d.repairMu.Lock()
 	keys := d.repairQueue

@@ -3,12 +3,11 @@ package directory
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+	"slices"
 	"time"
 
-	dsq "github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-base32"
 )
@@ -22,7 +21,7 @@ type Status struct {
 	NextReprovide time.Time // zero when nothing is scheduled
 	Stored        int       // announcements by other centres this centre stores
 	RoutingTable  int       // members in the routing table
-	Connectivity  string    // the sweep provider's view: online, disconnected or offline
+	Connectivity  string    // online (connected to a member, or the only one) or offline
 	Replication   int
 	LookupWidth   int
 	RepairBacklog int // announcements sent, yet to be checked at their replicas
@@ -40,14 +39,19 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 	st := Status{RoutingTable: d.RoutingTableSize(), Replication: d.replication, LookupWidth: d.width, RepairBacklog: d.RepairBacklog()}
 	sw := d.LastSweep()
 	st.LastSweep, st.SweepKeys, st.SweepResent, st.SweepFailed = sw.At, sw.Keys, sw.Resent, len(sw.Failed)
-	ps, err := d.prov.Stats(ctx)
-	if err != nil {
-		return Status{}, fmt.Errorf("directory status: %w", err)
+	d.place.mu.Lock()
+	st.Pending = int64(len(d.place.queue) + d.place.sending)
+	st.Provided = d.place.provided
+	st.LastReprovide = d.place.last
+	d.place.mu.Unlock()
+	st.Connectivity = "offline"
+	others := d.others()
+	if len(others) == 0 || slices.ContainsFunc(others, func(m peer.AddrInfo) bool {
+		return d.host.Network().Connectedness(m.ID) == network.Connected
+	}) {
+		st.Connectivity = "online"
 	}
-	st.Pending = ps.Queues.PendingKeyProvides
-	st.Provided = ps.Operations.Past.KeysProvided
-	st.NextReprovide = ps.Schedule.NextReprovideAt
-	st.Connectivity = ps.Connectivity.Status
+	var err error
 	if st.Announced, err = d.keys.Size(ctx); err != nil {
 		return Status{}, fmt.Errorf("directory status: %w", err)
 	}
@@ -60,8 +64,8 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 		return Status{}, fmt.Errorf("directory status: %w", err)
 	}
 	st.Stored = all - own
-	if st.LastReprovide, err = d.lastReprovide(ctx); err != nil {
-		return Status{}, fmt.Errorf("directory status: %w", err)
+	if st.Announced > 0 {
+		st.NextReprovide = d.nextReprovide()
 	}
 	return st, nil
 }
@@ -70,45 +74,4 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 // for the directory.
 func (d *Directory) Stored(holder peer.ID) (int, error) {
 	return d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "/"+base32.RawStdEncoding.EncodeToString([]byte(holder)))
-}
-
-// lastReprovide reads the sweep provider's reprovide history, whose keys
-// are /history/<unix seconds, 8 hex digits>/<region>.
-func (d *Directory) lastReprovide(ctx context.Context) (time.Time, error) {
-	res, err := d.sweep.Query(ctx, dsq.Query{Prefix: "/history", KeysOnly: true})
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer res.Close()
-	var last int64
-	for r := range res.Next() {
-		if r.Error != nil {
-			return time.Time{}, r.Error
-		}
-		parts := strings.Split(r.Key, "/")
-		if len(parts) < 3 {
-			continue
-		}
-		if t, err := strconv.ParseInt(parts[2], 16, 64); err == nil && t > last {
-			last = t
-		}
-	}
-	if last == 0 {
-		return time.Time{}, nil
-	}
-	return time.Unix(last, 0).UTC(), nil
-}
-
-// Backlog returns how many announced keys the sweep provider has yet to
-// send or is sending: zero once every announcement has left this centre.
-// Unlike Status it reads no table, so it can be asked often.
-func (d *Directory) Backlog(ctx context.Context) (int64, error) {
-	ps, err := d.prov.Stats(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("directory backlog: %w", err)
-	}
-	d.unsentMu.Lock()
-	unsent := len(d.unsent)
-	d.unsentMu.Unlock()
-	return ps.Queues.PendingKeyProvides + int64(ps.Operations.Ongoing.KeyProvides) + int64(unsent), nil
 }

@@ -22,7 +22,8 @@ import (
 )
 
 // store is a go-datastore on one SQLite file: the DHT's provider records,
-// the sweep provider's keystore and its reprovide history all live in it.
+// the keystore of this centre's announcements and its last reprovide all
+// live in it.
 //
 // No ledger entry vouches for these rows, so each carries a MAC of its key
 // and value (macer.mac) under the centre's row key: a row added or changed by
@@ -480,8 +481,8 @@ func (s *store) GetSize(ctx context.Context, key ds.Key) (int, error) {
 // over the table, then applies q's filters, orders, offset and limit.
 //
 // Reads ignore their context, as go-ds-leveldb's do: each is one short
-// statement, and the sweep provider persists its queue on Close with a
-// context it has already cancelled.
+// statement, and a caller closing down may read with a context it has
+// already cancelled.
 func (s *store) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
 	lo, hi := prefixRange(q.Prefix)
 	inRange := map[string]write{} // overlaid writes in range, newest

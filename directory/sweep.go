@@ -21,7 +21,7 @@ import (
 // backup). It walks the keystore a keyspace prefix at a time and repairs
 // each key at its replicas (repair.go):
 //   - every key at every replica once the directory starts (as soon as the
-//     sweep provider has sent what it had pending), and every sweepEvery
+//     placement has sent what it had pending), and every sweepEvery
 //     after;
 //   - every key that a member is a replica of, whenever that member
 //     connects again after it had no connection to this centre: a member
@@ -174,8 +174,8 @@ func (d *Directory) sweepLoop() {
 	}
 }
 
-// readyToSweep waits, before the first sweep, until the sweep provider
-// has sent what it had pending (a sweep would check keys not sent yet)
+// readyToSweep waits, before the first sweep, until the placement has
+// sent what it had pending (a sweep would check keys not sent yet)
 // and a member is in the routing table; false once the directory closes.
 func (d *Directory) readyToSweep(ctx context.Context) bool {
 	var said error
@@ -185,7 +185,7 @@ func (d *Directory) readyToSweep(ctx context.Context) bool {
 		case err == nil && backlog == 0 && (d.RoutingTableSize() > 0 || len(d.others()) == 0):
 			return true
 		case err != nil && (said == nil || err.Error() != said.Error()):
-			d.log.Warn("reading the sweep provider's backlog; the first sweep waits", "err", err)
+			d.log.Warn("reading the placement's backlog; the first sweep waits", "err", err)
 			said = err
 		}
 		select {

@@ -12,7 +12,6 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
-	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-base32"
 	mh "github.com/multiformats/go-multihash"
@@ -53,23 +52,20 @@ func (d *Directory) Withdraw(ctx context.Context, ps ...ledger.Pseudonym) error 
 		keys[i] = multihash(digest(d.fed, p))
 	}
 	d.forgetRepairs(keys)
-	if err := d.prov.StopProviding(keys...); err != nil {
+	if err := d.keys.Delete(ctx, keys...); err != nil {
 		return fmt.Errorf("directory withdraw: %w", err)
 	}
 	if _, err := d.drop(ctx, d.host.ID(), keys); err != nil {
 		return fmt.Errorf("directory withdraw: %w", err)
 	}
 	// The members storing a key are the replication factor's closest to
-	// it, or further ones if some of those were down when it was sent:
-	// ask the bucket's worth.
-	var others []peer.ID
-	for _, m := range d.others() {
-		others = append(others, m.ID)
-	}
+	// it; a directory file of the sweep provider's time may have put it at
+	// further ones, and the members closest change as members come and
+	// go: ask the bucket's worth.
+	members := d.ring()
 	to := map[peer.ID][]mh.Multihash{}
 	for _, k := range keys {
-		closest := kb.SortClosestPeers(slices.Clone(others), kb.ConvertKey(string(k)))
-		for _, p := range closest[:min(len(closest), d.dht.BucketSize())] {
+		for _, p := range members.closest(k, d.dht.BucketSize(), d.host.ID()) {
 			to[p] = append(to[p], k)
 		}
 	}

@@ -31,7 +31,8 @@ func (n *Node) startDirectory() error {
 			_, ok := n.Membership.Current().Member(id)
 			return ok
 		},
-		Logger: n.base.With("component", "directory"),
+		MembersVersion: func() uint64 { return n.Membership.Current().Version },
+		Logger:         n.base.With("component", "directory"),
 	})
 	if err != nil {
 		return err

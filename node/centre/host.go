@@ -39,9 +39,10 @@ func PeerID(key ed25519.PrivateKey) (peer.ID, error) {
 // one request per stream, within seconds, so a member needs few at once.
 // The directory's Kademlia reader takes up to 4 MiB of memory for a
 // message a peer only claims to send, so its streams bound that memory
-// (256 × 4 MiB per member); fewer starve the sweep provider, which
-// announces a member's patients to each replica in parallel batches (the
-// directory benchmark lost announcements at 16).
+// (256 × 4 MiB per member); fewer starved go-libp2p-kad-dht's sweep
+// provider, which announced in parallel batches to each replica (the
+// directory benchmark lost announcements at 16), and the placement that
+// replaced it sends over one stream per replica.
 const (
 	protocolPeerStreams = 64
 	kadPeerStreams      = 256

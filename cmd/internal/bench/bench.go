@@ -67,7 +67,7 @@ var suites = []suite{
 	{"ledger", "durable appends (group commit vs one per transaction), offline verify, inclusion proofs", measureLedger, false},
 	{"witness", "time from a durable append to a final (witness-cosigned) checkpoint, 5 centres", measureWitness, false},
 	{"pseudonym", "pseudonyms per second for a batch, key shared 2 of 3, vs one whole key in one process", measurePseudonyms, false},
-	{"directory", "directory announce (sweep provider vs per-key provide, 10 centres) and one-hop lookups (20 centres)", measureDirectory, false},
+	{"directory", "directory announce (placed, grouped by replica, vs per-key provide, 10 centres) and one-hop lookups (20 centres)", measureDirectory, false},
 	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", measureConsent, false},
 	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight; the same on one central SQLite index", measureQuery, false},
 	{"memory", "resident memory of a `medfed node` process holding 1M patients in its ledger and the directory, beside the same centre empty", measureMemory, false},

@@ -27,8 +27,8 @@ const announceLimit = 10 * time.Minute
 const settleLimit = 2 * time.Minute
 
 // measureDirectory measures the Patient Directory on 127.0.0.1. Announce:
-// a centre joining a federation of nine announces its patients with the
-// sweep provider, timed until every announcement is stored at its
+// a centre joining a federation of nine announces its patients, placed
+// at their replicas grouped by replica, timed until every announcement is stored at its
 // replicas; the baseline is classic Kademlia, one provide (a walk, then
 // the records) per key, from the same centre in the same federation.
 // Lookup: in a federation of twenty, the one-hop lookup of a patient held
@@ -97,7 +97,7 @@ func measureAnnounce(ctx context.Context, env env, m map[string]float64) (err er
 		return err
 	}
 	m["directory_announce_baseline_per_s"] = float64(mb) / time.Since(start).Seconds()
-	env.logf("directory: baseline, one Kademlia provide per key: %d in %v: %.0f per second; the sweep provider is %.1f times as fast",
+	env.logf("directory: baseline, one Kademlia provide per key: %d in %v: %.0f per second; Announce is %.1f times as fast",
 		mb, time.Since(start).Round(time.Millisecond), m["directory_announce_baseline_per_s"],
 		m["directory_announce_per_s"]/m["directory_announce_baseline_per_s"])
 

@@ -360,11 +360,9 @@ func (f *simFederation) found(ctx context.Context, root string, n int) error {
 	if err := f.fillRoutingTables(ctx); err != nil {
 		return err
 	}
-	// The directory's sweep provider holds back what it is asked to send
-	// until it has seen members reachable, and the directory's first
-	// sweep (directory/sweep.go) checks every announcement made before it
-	// ran at every replica: announcing before both would be timing their
-	// start.
+	// The directory's first sweep (directory/sweep.go) checks every
+	// announcement made before it ran at every replica: announcing before
+	// it would be timing the directory's start.
 	var empty, offline, unswept int
 	err = harness.WaitFor(ctx, 2*time.Minute, "every centre's directory is online and swept", func() bool {
 		empty, offline, unswept = 0, 0, 0
@@ -647,13 +645,11 @@ func (f *simFederation) patients(ctx context.Context, count int) ([]patient, err
 
 // measureAnnounce has one centre announce patients of its own, and
 // measures what an announcement costs, until every replica stores it, on
-// the wire (the sweep provider's exploration of each key's region and its
-// records) and on the replicas' disks: the figures the country's
-// directory is extrapolated from. The directory's repair then checks
-// every announcement at each of its replicas (directory/repair.go), a
-// request each: its checks so far give a check's bytes, and how many it
-// makes a second. It is not waited for: with hundreds of replicas a key,
-// it takes minutes.
+// the wire (a record to each replica) and on the replicas' disks: the
+// figures the country's directory is extrapolated from. The directory's
+// repair then checks every announcement at each of its replicas
+// (directory/repair.go), a request each: its checks so far give a
+// check's bytes, and how many it makes a second. It is not waited for.
 func (f *simFederation) measureAnnounce(ctx context.Context, replication int, m map[string]float64, key func(string) string) error {
 	// A thousand keys, as far as that makes at most 100,000 records.
 	k := f.env.pick(min(1000, max(50, 100_000/replication)), 20)

@@ -32,9 +32,9 @@ func countryDirectory(n, replication float64, fig func(string) float64) map[stri
 }
 
 // defaultReplication is the directory's replication when its options
-// name none (directory.Options.Replication): 5, or more than half the
-// other members.
-func defaultReplication(n int) int { return max(5, (n-1)/2+1) }
+// name none (directory.Options.Replication), whatever the federation's
+// size.
+const defaultReplication = 5
 
 // scaleFigures reads the scale suite's metrics, scale_<n>_<figure>, by
 // size.
@@ -187,19 +187,18 @@ func (r Report) PrintScale(w io.Writer) error {
 			n, replication int
 			label          string
 		}{
-			{1_000, defaultReplication(1_000), "1,000 (projected)"},
-			{10_000, defaultReplication(10_000), "10,000 (projected)"},
-			{10_000, 5, "10,000 at replication 5 (projected)"},
+			{1_000, defaultReplication, "1,000 (projected)"},
+			{10_000, defaultReplication, "10,000 (projected)"},
 		} {
 			c := countryDirectory(float64(p.n), float64(p.replication), fig)
 			country(p.label, float64(p.replication), "—", "—", last, c)
 		}
 	}
-	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them: messages per key are its records (ADD_PROVIDER, one per replica) and its exploration of the keys' regions; ")
+	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them: messages per key are its records (ADD_PROVIDER, one per replica) and any other Kademlia message it sent (none, since the placement reads the replicas from the charter); ")
 	fmt.Fprintf(out, "then its repair checks each key at each replica, a request each, at the pace shown (— where it was done before it was timed). ")
 	fmt.Fprintf(out, "A record's bytes on the wire are an ADD_PROVIDER's, on disk the replicas' SQLite growth per record. ")
 	fmt.Fprintf(out, "A country's: each centre announces its share, stores replication/centres of all, reprovides its own every %.0f h (records and exploration, as measured) and its sweep checks each at every replica every %.0f h; the first checks of a centre's own announcements, at the repair's pace measured, take the days shown. ", countryReprovide.Hours(), countrySweep.Hours())
-	fmt.Fprintf(out, "Projected rows take the last size's bytes per record and the directory's default replication (5, or more than half the other members)")
+	fmt.Fprintf(out, "Projected rows take the last size's bytes per record and the directory's default replication (5)")
 	for _, n := range skipped {
 		if bySize[n]["charter_refused_ledger"] == 1 || bySize[n]["charter_refused_protocol"] == 1 {
 			fmt.Fprintf(out, "; no charter of %s members could be adopted (below)", number(float64(n)))

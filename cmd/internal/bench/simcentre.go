@@ -202,6 +202,7 @@ func (s *simCentre) startDirectory() (err error) {
 			_, ok := s.membership.Current().Member(id)
 			return ok
 		},
+		MembersVersion: func() uint64 { return s.membership.Current().Version },
 	})
 	return err
 }

@@ -1,0 +1,284 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-libdht/kad/key/bitstr"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Placement. Every announcement is stored at its replicas: the
+// Replication members other than the announcer closest to its key by XOR
+// distance, read from the charter's member list (a centre knows the whole
+// membership, so no walk of the DHT finds them). Announce puts the keys
+// in the keystore and queues them; the placement loop takes up to
+// placeBatch queued keys at a time, groups them by replica and sends each
+// replica its keys over its one stream (ADD_PROVIDER, a message a key),
+// placeWorkers replicas at once. A key that a replica of could not be sent
+// goes to the repair's retries (repair.go), and every key sent is queued
+// for its repair too, which reads it back at each replica. Every
+// ReprovideInterval the loop sends the whole keystore again, a keyspace
+// prefix at a time, well within provider records' 48 h validity.
+//
+// This is what go-libp2p-kad-dht's sweep provider did, without its two
+// faults at a federation's size: v0.42.1 allocates a keyspace region's
+// keys to the region's peers comparing bits at the wrong depth, so once a
+// federation has more than twice Replication members records land away
+// from the closest members and a lookup had to ask every member; and it
+// counts a region done once a fifth of its peers took the records. So
+// each announcement costs Replication messages and Replication rows,
+// whatever the federation's size, and a lookup asks LookupWidth members.
+
+const (
+	// placeBatch bounds the keys one round of the placement sends, and
+	// so the memory its grouping by replica takes.
+	placeBatch = 1 << 16
+	// placeWorkers bounds the replicas sent to at once.
+	placeWorkers = 32
+)
+
+// placement is the queue of announcements to send and what was sent.
+type placement struct {
+	mu       sync.Mutex
+	queue    []mh.Multihash
+	sending  int
+	provided int64
+	wake     chan struct{}
+	done     chan struct{}
+	last     time.Time // the last reprovide that ended; zero before the first
+	started  time.Time
+	interval time.Duration
+}
+
+// nextReprovide returns when the next reprovide is due.
+func (d *Directory) nextReprovide() time.Time {
+	d.place.mu.Lock()
+	defer d.place.mu.Unlock()
+	if d.place.last.IsZero() {
+		return d.place.started.Add(d.place.interval)
+	}
+	return d.place.last.Add(d.place.interval)
+}
+
+// lastReprovideKey is where, in the directory's store, the time of the
+// last reprovide is kept (Unix seconds, decimal).
+var lastReprovideKey = ds.NewKey("/place/last-reprovide")
+
+// startPlacement starts the placement loop, reading when the last
+// reprovide was.
+func (d *Directory) startPlacement(interval time.Duration) error {
+	d.place.wake, d.place.done = make(chan struct{}, 1), make(chan struct{})
+	d.place.started, d.place.interval = time.Now().UTC(), interval
+	v, err := d.store.Get(context.Background(), lastReprovideKey)
+	switch {
+	case errors.Is(err, ds.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("directory: reading the last reprovide: %w", err)
+	default:
+		sec, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("directory: the last reprovide's time %q: %w", v, err)
+		}
+		d.place.last = time.Unix(sec, 0).UTC()
+	}
+	go d.placeLoop()
+	return nil
+}
+
+// enqueue queues keys to be sent to their replicas.
+func (d *Directory) enqueue(keys []mh.Multihash) {
+	d.place.mu.Lock()
+	d.place.queue = append(d.place.queue, keys...)
+	d.place.mu.Unlock()
+	select {
+	case d.place.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Backlog returns how many announced keys wait to be sent to their
+// replicas or are being sent: zero once every announcement has left this
+// centre.
+func (d *Directory) Backlog(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("directory backlog: %w", err)
+	}
+	d.place.mu.Lock()
+	defer d.place.mu.Unlock()
+	return int64(len(d.place.queue) + d.place.sending), nil
+}
+
+// placeLoop sends what is queued, and reprovides every interval after
+// the last reprovide (or after start, before the first: keys announced
+// since were just sent, and those of an earlier process were sent then
+// and are swept at start), until the directory closes.
+func (d *Directory) placeLoop() {
+	defer close(d.place.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-d.stop; cancel() }()
+	next := d.nextReprovide()
+	for {
+		d.place.mu.Lock()
+		keys := d.place.queue[:min(len(d.place.queue), placeBatch)]
+		d.place.queue = d.place.queue[len(keys):]
+		if len(d.place.queue) == 0 {
+			d.place.queue = nil // let the backing array go
+		}
+		d.place.sending = len(keys)
+		d.place.mu.Unlock()
+		if len(keys) > 0 {
+			sent, failed := d.send(ctx, keys)
+			d.place.mu.Lock()
+			d.place.sending = 0
+			d.place.provided += int64(sent)
+			d.place.mu.Unlock()
+			d.requeueRepair(failed)
+			d.queueSent(keys, failed)
+			continue
+		}
+		if !time.Now().Before(next) {
+			if err := d.reprovide(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d.log.Warn("reprovide", "err", err)
+			}
+			next = d.nextReprovide()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.place.wake:
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// queueSent queues the keys sent, those that failed aside, for their
+// repair: the reading back at each replica.
+func (d *Directory) queueSent(keys, failed []mh.Multihash) {
+	if len(failed) == 0 {
+		d.requeueRepair(keys)
+		return
+	}
+	gone := make(map[string]bool, len(failed))
+	for _, k := range failed {
+		gone[string(k)] = true
+	}
+	d.requeueRepair(slices.DeleteFunc(slices.Clone(keys), func(k mh.Multihash) bool { return gone[string(k)] }))
+}
+
+// reprovide sends every key of the keystore to its replicas again, a
+// keyspace prefix at a time, and records when it ended.
+func (d *Directory) reprovide(ctx context.Context) error {
+	start := time.Now()
+	var total, failed int
+	for i := range 1 << sweepPrefixBits {
+		keys, err := d.keys.Get(ctx, bitstr.Key(fmt.Sprintf("%0*b", sweepPrefixBits, i)))
+		if err != nil {
+			return fmt.Errorf("reading the keystore: %w", err)
+		}
+		keys = slices.DeleteFunc(keys, d.wasWithdrawn)
+		for len(keys) > 0 {
+			batch := keys[:min(len(keys), placeBatch)]
+			keys = keys[len(batch):]
+			sent, bad := d.send(ctx, batch)
+			total, failed = total+sent, failed+len(bad)
+			d.place.mu.Lock()
+			d.place.provided += int64(sent)
+			d.place.mu.Unlock()
+			d.requeueRepair(bad)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	now := time.Now().UTC()
+	if err := d.store.Put(ctx, lastReprovideKey, []byte(strconv.FormatInt(now.Unix(), 10))); err != nil {
+		return fmt.Errorf("recording the reprovide: %w", err)
+	}
+	d.place.mu.Lock()
+	d.place.last = now
+	d.place.mu.Unlock()
+	d.log.Info("reprovided", "keys", total, "failed", failed, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// send sends each key to its replicas and stores this centre's own
+// record of it (which answers a lookup that asks this centre), and
+// returns how many keys reached every replica and those a replica of
+// which could not be sent (a key withdrawn meanwhile counts as neither).
+// A replica that fails is sent nothing more of this batch.
+func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, failed []mh.Multihash) {
+	self := peer.AddrInfo{ID: d.host.ID(), Addrs: d.dht.FilteredAddrs()}
+	r := d.ring()
+	to := map[peer.ID][]mh.Multihash{}
+	for _, k := range keys {
+		for _, p := range r.closest(k, d.replication, self.ID) {
+			to[p] = append(to[p], k)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		bad  = map[string]bool{}
+		jobs = make(chan peer.ID)
+		wg   sync.WaitGroup
+	)
+	for range min(placeWorkers, len(to)) {
+		wg.Go(func() {
+			for p := range jobs {
+				lost := d.sendTo(ctx, p, to[p], self)
+				mu.Lock()
+				for _, k := range lost {
+					bad[string(k)] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for p := range to {
+		jobs <- p
+	}
+	close(jobs)
+	wg.Wait()
+	for _, k := range keys {
+		switch {
+		case bad[string(k)]:
+			failed = append(failed, k)
+		case d.wasWithdrawn(k):
+		default:
+			if err := d.dht.ProviderStore().AddProvider(ctx, k, self); err != nil {
+				d.log.Warn("storing this centre's own announcement", "err", err)
+				failed = append(failed, k)
+				continue
+			}
+			sent++
+		}
+	}
+	return sent, failed
+}
+
+// sendTo sends keys to replica, one ADD_PROVIDER each, and returns those
+// not sent: from the first failure on.
+func (d *Directory) sendTo(ctx context.Context, replica peer.ID, keys []mh.Multihash, self peer.AddrInfo) []mh.Multihash {
+	for i, k := range keys {
+		sctx, cancel := context.WithTimeout(ctx, d.timeout)
+		_, err := d.sendRepair(sctx, replica, k, self)
+		cancel()
+		if err != nil {
+			d.log.Debug("sending announcements to a replica", "replica", replica, "unsent", len(keys)-i, "err", err)
+			return keys[i:]
+		}
+	}
+	return nil
+}

@@ -2,10 +2,13 @@ package federation
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -21,22 +24,36 @@ func gossipTopic(federation string) string { return "/medfed/charter/1/" + feder
 
 // gossip is a centre's side of the charter topic.
 type gossip struct {
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
+	topic   *pubsub.Topic
+	sub     *pubsub.Subscription
+	catchUp atomic.Bool // a sync for a note from ahead is running
+}
+
+// noteID is a gossiped message's ID: the hash of the note, so that the
+// same version published by two centres (or again after a restart) is
+// one message, delivered and passed on once.
+func noteID(msg *pb.Message) string {
+	h := sha256.Sum256(msg.Data)
+	return string(h[:])
 }
 
 // startGossip joins the federation's charter topic on the membership's
 // host. Notes are validated before they are delivered or passed on: a
-// version not after the adopted one is ignored, the next version must
-// verify against the adopted one, and one further ahead (this centre
-// missed versions) is taken when it at least parses.
+// version not after the adopted one is ignored (read no further than its
+// header), the next version must verify against the adopted one, and one
+// further ahead, which this centre cannot check (it missed versions), is
+// ignored, not passed on, and fetched with the versions before it from
+// the member that sent it.
 func (m *Membership) startGossip(federation string) error {
 	ps, err := pubsub.NewGossipSub(m.life, m.host,
 		pubsub.WithMaxMessageSize(MaxCharterNote+4096),
+		pubsub.WithMessageIdFn(noteID),
 		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return m.gater.Allowed(id) }))
 	if err != nil {
 		return fmt.Errorf("membership: gossip: %w", err)
 	}
+	g := &gossip{}
+	m.gossip = g // before the validator, which reads it, can run
 	name := gossipTopic(federation)
 	if err := ps.RegisterTopicValidator(name, m.validateGossip); err != nil {
 		return fmt.Errorf("membership: gossip: %w", err)
@@ -49,7 +66,7 @@ func (m *Membership) startGossip(federation string) error {
 	if err != nil {
 		return fmt.Errorf("membership: gossip: %w", err)
 	}
-	m.gossip = &gossip{topic: t, sub: sub}
+	g.topic, g.sub = t, sub
 	m.background(m.readGossip)
 	return nil
 }
@@ -74,8 +91,15 @@ func (m *Membership) validateGossip(_ context.Context, from peer.ID, msg *pubsub
 		if _, err := VerifyNext(cur.Charter, msg.Data); err != nil {
 			return pubsub.ValidationReject
 		}
+		return pubsub.ValidationAccept
 	}
-	return pubsub.ValidationAccept
+	if m.gossip.catchUp.CompareAndSwap(false, true) {
+		m.background(func(ctx context.Context) {
+			defer m.gossip.catchUp.Store(false)
+			m.syncFrom(ctx, from)
+		})
+	}
+	return pubsub.ValidationIgnore
 }
 
 // readGossip adopts what the topic delivers until the membership closes.

@@ -4,24 +4,24 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// A version the council adopts reaches every member by gossip alone: the
-// members are connected sparsely (each to two others, as a DHT's routing
-// table would have them), none syncs on a timer, and the council tells
-// only itself directly.
-func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
-	const n = 30
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+// gossipFederation starts n members on a mocknet, linked but not
+// connected, founded on a charter whose council is council (and whose
+// admission quorum is quorum), with no sync on a timer.
+func gossipFederation(t *testing.T, n int, council []string, quorum int) (mocknet.Mocknet, []Member, []*Membership, Charter) {
+	t.Helper()
 	net := mocknet.New()
-	defer net.Close()
+	t.Cleanup(func() { net.Close() })
 	keys := make([]ed25519.PrivateKey, n)
 	var members []Member
 	for i := range n {
@@ -40,8 +40,8 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 	if err := net.LinkAll(); err != nil {
 		t.Fatal(err)
 	}
-	v1 := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(n), Members: members, Council: []string{"c00", "c01", "c02"}}
-	v1.Policy.AdmissionQuorum = 2
+	v1 := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(n), Members: members, Council: council}
+	v1.Policy.AdmissionQuorum = quorum
 	var note []byte
 	for _, k := range keys {
 		var err error
@@ -56,8 +56,58 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ms[i].Close()
+		t.Cleanup(func() { ms[i].Close() })
 	}
+	return net, members, ms, v1
+}
+
+// A member that missed a version does not pass on the gossiped version
+// after it, which it cannot check: it ignores it and fetches both from
+// the member that sent it.
+func TestGossipFromAheadIsFetchedNotPassedOn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, members, ms, _ := gossipFederation(t, 6, []string{"c00"}, 1)
+	for _, name := range []string{"c05", "c04"} {
+		if _, err := ms[0].Remove(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chain := ms[0].Chain()
+	if len(chain) != 3 || ms[1].Current().Version != 1 {
+		t.Fatalf("the council member holds %d versions, the other %d", len(chain), ms[1].Current().Version)
+	}
+	msg := &pubsub.Message{Message: &pb.Message{Data: chain[2]}}
+	if got := ms[1].validateGossip(ctx, members[0].ID, msg); got != pubsub.ValidationIgnore {
+		t.Fatalf("version 3 gossiped to a member at version 1: %v, want it ignored", got)
+	}
+	for ms[1].Current().Version != 3 {
+		if ctx.Err() != nil {
+			t.Fatalf("the member behind is at version %d, not 3", ms[1].Current().Version)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Now current, it ignores what it has, and refuses a forgery of the
+	// next version.
+	if got := ms[1].validateGossip(ctx, members[0].ID, msg); got != pubsub.ValidationIgnore {
+		t.Fatalf("a version already adopted, gossiped: %v", got)
+	}
+	forged := slices.Clone(chain[2])
+	forged[len(forged)/3] ^= 1
+	if got := ms[2].validateGossip(ctx, members[0].ID, &pubsub.Message{Message: &pb.Message{Data: forged}}); got == pubsub.ValidationAccept {
+		t.Fatal("a forged note was accepted")
+	}
+}
+
+// A version the council adopts reaches every member by gossip alone: the
+// members are connected sparsely (each to two others, as a DHT's routing
+// table would have them), none syncs on a timer, and the council tells
+// only itself directly.
+func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
+	const n = 30
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	net, members, ms, v1 := gossipFederation(t, n, []string{"c00", "c01", "c02"}, 2)
 	for i := range n {
 		for _, j := range []int{(i + 1) % n, (i + 7) % n} {
 			if _, err := net.ConnectPeers(members[i].ID, members[j].ID); err != nil {

@@ -24,8 +24,13 @@ import (
 //     placement has sent what it had pending), and every sweepEvery
 //     after;
 //   - every key that a member is a replica of, whenever that member
-//     connects again after it had no connection to this centre: a member
-//     that restarts is refilled by every holder within a sweep.
+//     connects again after it had no connection to this centre, at most
+//     once every sweepBackEvery a member: a member that restarts is
+//     refilled by every holder within a sweep. A member's first
+//     connection since this centre started is no return (the sweep at
+//     start checked it), and a federation of thousands, whose members
+//     connect and part as they ask each other things, does not sweep at
+//     every reconnection.
 //
 // A key whose replica fails is queued for the repair's retries, as far as
 // the repair queue has room; past it, the sweep when that replica
@@ -39,6 +44,9 @@ const (
 	// is read by: 256 pages, a few thousand keys each for a centre of a
 	// million patients.
 	sweepPrefixBits = 8
+	// sweepBackEvery is the least time between two sweeps of a member
+	// that came back.
+	sweepBackEvery = 10 * time.Minute
 )
 
 // sweeper holds what the sweep loop reads: the members that came back,
@@ -48,6 +56,7 @@ type sweeper struct {
 	connected event.Subscription // EvtPeerConnectednessChanged
 	mu        sync.Mutex
 	back      map[peer.ID]bool
+	seen      map[peer.ID]time.Time // members connected before, and when last swept on their return
 	wake      chan struct{}
 
 	lastMu sync.Mutex
@@ -69,6 +78,7 @@ func (d *Directory) startSweeps() error {
 		return fmt.Errorf("directory: %w", err)
 	}
 	d.sweeps.connected, d.sweeps.back, d.sweeps.wake = sub, map[peer.ID]bool{}, make(chan struct{}, 1)
+	d.sweeps.seen = map[peer.ID]time.Time{}
 	d.sweepDone = make(chan struct{})
 	go d.watch()
 	go d.sweepLoop()
@@ -84,8 +94,18 @@ func (d *Directory) watch() {
 			continue
 		}
 		d.sweeps.mu.Lock()
-		d.sweeps.back[ev.Peer] = true
+		last, before := d.sweeps.seen[ev.Peer]
+		due := before && time.Since(last) >= sweepBackEvery
+		if !before {
+			d.sweeps.seen[ev.Peer] = time.Now().Add(-sweepBackEvery) // its next return is swept
+		} else if due {
+			d.sweeps.seen[ev.Peer] = time.Now()
+			d.sweeps.back[ev.Peer] = true
+		}
 		d.sweeps.mu.Unlock()
+		if !due {
+			continue
+		}
 		select {
 		case d.sweeps.wake <- struct{}{}:
 		default:
@@ -207,6 +227,13 @@ func (d *Directory) sweepOnce(ctx context.Context, replica peer.ID) {
 		d.sweeps.lastMu.Lock()
 		d.sweeps.last = SweepStatus{At: time.Now(), RepairReport: rep, Err: err}
 		d.sweeps.lastMu.Unlock()
+		// A member this sweep could not reach is swept when it connects,
+		// first connection or not.
+		d.sweeps.mu.Lock()
+		for _, p := range rep.Failed {
+			d.sweeps.seen[p] = time.Now().Add(-sweepBackEvery)
+		}
+		d.sweeps.mu.Unlock()
 	}
 	switch {
 	case err != nil:

@@ -1,7 +1,9 @@
 package directory
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,9 +11,13 @@ import (
 	"sync"
 	"time"
 
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-libdht/kad/key/bitstr"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-msgio/pbio"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -21,8 +27,9 @@ import (
 // membership, so no walk of the DHT finds them). Announce puts the keys
 // in the keystore and queues them; the placement loop takes up to
 // placeBatch queued keys at a time, groups them by replica and sends each
-// replica its keys over its one stream (ADD_PROVIDER, a message a key),
-// placeWorkers replicas at once. A key that a replica of could not be sent
+// replica its keys written back to back on a stream (ADD_PROVIDER, a
+// message a key), placeWorkers replicas at once, while it writes its own
+// records of them in one batch. A key that a replica of could not be sent
 // goes to the repair's retries (repair.go), and every key sent is queued
 // for its repair too, which reads it back at each replica. Every
 // ReprovideInterval the loop sends the whole keystore again, a keyspace
@@ -217,10 +224,13 @@ func (d *Directory) reprovide(ctx context.Context) error {
 // send sends each key to its replicas and stores this centre's own
 // record of it (which answers a lookup that asks this centre), and
 // returns how many keys reached every replica and those a replica of
-// which could not be sent (a key withdrawn meanwhile counts as neither).
-// A replica that fails is sent nothing more of this batch.
+// which could not be sent, or whose own record could not be stored (a
+// key withdrawn meanwhile counts as neither). A replica that fails is
+// sent nothing more of this batch.
 func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, failed []mh.Multihash) {
 	self := peer.AddrInfo{ID: d.host.ID(), Addrs: d.dht.FilteredAddrs()}
+	own := make(chan error, 1)
+	go func() { own <- d.storeOwn(ctx, keys, self.ID) }()
 	r := d.ring()
 	to := map[peer.ID][]mh.Multihash{}
 	for _, k := range keys {
@@ -251,34 +261,90 @@ func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, fa
 	}
 	close(jobs)
 	wg.Wait()
+	if err := <-own; err != nil {
+		d.log.Warn("storing this centre's own announcements; sent again at the repair's retries", "keys", len(keys), "err", err)
+		return 0, keys
+	}
 	for _, k := range keys {
 		switch {
 		case bad[string(k)]:
 			failed = append(failed, k)
 		case d.wasWithdrawn(k):
 		default:
-			if err := d.dht.ProviderStore().AddProvider(ctx, k, self); err != nil {
-				d.log.Warn("storing this centre's own announcement", "err", err)
-				failed = append(failed, k)
-				continue
-			}
 			sent++
 		}
 	}
 	return sent, failed
 }
 
-// sendTo sends keys to replica, one ADD_PROVIDER each, and returns those
-// not sent: from the first failure on.
-func (d *Directory) sendTo(ctx context.Context, replica peer.ID, keys []mh.Multihash, self peer.AddrInfo) []mh.Multihash {
-	for i, k := range keys {
-		sctx, cancel := context.WithTimeout(ctx, d.timeout)
-		_, err := d.sendRepair(sctx, replica, k, self)
-		cancel()
-		if err != nil {
-			d.log.Debug("sending announcements to a replica", "replica", replica, "unsent", len(keys)-i, "err", err)
-			return keys[i:]
+// storeOwn stores this centre's own provider record of each key not
+// withdrawn, in one batch, as kad-dht's provider manager writes one (the
+// time as a varint). It holds the repair gate: a withdrawal, which drops
+// the own records, waits for it, and it sees the withdrawal after.
+func (d *Directory) storeOwn(ctx context.Context, keys []mh.Multihash, self peer.ID) error {
+	d.repairGate.RLock()
+	defer d.repairGate.RUnlock()
+	b, err := d.recs.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	now := binary.AppendVarint(nil, time.Now().UnixNano())
+	for _, k := range keys {
+		if d.wasWithdrawn(k) {
+			continue
 		}
+		if err := b.Put(ctx, recordKey(k, self), now); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+// kadProtocol is the directory's Kademlia protocol, whose requests the
+// placement writes itself.
+const kadProtocol = protocol.ID(ProtocolPrefix + "/kad/1.0.0")
+
+// sendTo sends keys to replica, one ADD_PROVIDER each, written back to
+// back on a stream of their own (kad-dht's message sender flushes each
+// and sends one at a time a peer), and returns those that may not have
+// arrived: all of them, if the stream failed. It holds the repair gate,
+// as a repair's send does, and sends no key withdrawn.
+func (d *Directory) sendTo(ctx context.Context, replica peer.ID, keys []mh.Multihash, self peer.AddrInfo) []mh.Multihash {
+	// Long enough for a replica taking a batch at a few thousand a second.
+	ctx, cancel := context.WithTimeout(ctx, d.timeout+time.Duration(len(keys))*time.Millisecond)
+	defer cancel()
+	d.repairGate.RLock()
+	defer d.repairGate.RUnlock()
+	fail := func(err error) []mh.Multihash {
+		d.log.Debug("sending announcements to a replica", "replica", replica, "keys", len(keys), "err", err)
+		return keys
+	}
+	s, err := d.host.NewStream(ctx, replica, kadProtocol)
+	if err != nil {
+		return fail(err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	bw := bufio.NewWriterSize(s, 64<<10)
+	w := pbio.NewDelimitedWriter(bw)
+	msg := pb.NewMessage(pb.Message_ADD_PROVIDER, nil, 0)
+	msg.ProviderPeers = pb.RawPeerInfosToPBPeers([]peer.AddrInfo{self})
+	for _, k := range keys {
+		if d.wasWithdrawn(k) {
+			continue
+		}
+		msg.Key = k
+		if err := w.WriteMsg(msg); err != nil {
+			s.Reset()
+			return fail(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		s.Reset()
+		return fail(err)
+	}
+	if err := s.Close(); err != nil {
+		return fail(err)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/closest"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -186,7 +187,7 @@ type Directory struct {
 
 	ringMu sync.Mutex
 	ringAt uint64 // the members' version ringOf indexes
-	ringOf *ring
+	ringOf *closest.Ring
 
 	repairMu    sync.Mutex
 	repairQueue []mh.Multihash // announced, to be checked at their replicas (repair.go)
@@ -327,18 +328,31 @@ func dropSweepProviderState(store *store) error {
 	return nil
 }
 
-// ring returns the current members indexed by their keys.
-func (d *Directory) ring() *ring {
+// ring returns the current members ordered by their Kademlia keys.
+func (d *Directory) ring() *closest.Ring {
 	if d.version == nil {
-		return newRing(d.members())
+		return memberRing(d.members())
 	}
 	v := d.version() // before the members: a newer list under an older version is indexed again
 	d.ringMu.Lock()
 	defer d.ringMu.Unlock()
 	if d.ringOf == nil || v != d.ringAt {
-		d.ringOf, d.ringAt = newRing(d.members()), v
+		d.ringOf, d.ringAt = memberRing(d.members()), v
 	}
 	return d.ringOf
+}
+
+func memberRing(members []peer.AddrInfo) *closest.Ring {
+	ids := make([]peer.ID, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	return closest.New(ids)
+}
+
+// replicasOf returns the n members closest to key in r, leaving out skip.
+func replicasOf(r *closest.Ring, key mh.Multihash, n int, skip peer.ID) []peer.ID {
+	return r.Closest(closest.Key(key), n, skip)
 }
 
 // isMember reports whether p is a current member.
@@ -346,7 +360,7 @@ func (d *Directory) isMember(p peer.ID) bool {
 	if d.memberCheck != nil {
 		return d.memberCheck(p)
 	}
-	return d.ring().contains(p)
+	return d.ring().Contains(p)
 }
 
 // others returns the members other than this centre: the DHT's bootstrap

@@ -56,7 +56,7 @@ func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, err
 	// fail, the next closest. Each stores every holder's announcement: a
 	// holder's replicas are the Replication closest but itself, and a
 	// holder among them keeps its own.
-	order := members.closest(key, d.replication+1, "")
+	order := replicasOf(members, key, d.replication+1, "")
 	want := min(d.width, len(order))
 
 	type answer struct {
@@ -96,7 +96,7 @@ func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, err
 		}
 	}
 	for h := range holders {
-		if members.contains(h) {
+		if members.Contains(h) {
 			res.Holders = append(res.Holders, h)
 		} else {
 			res.Ignored++

@@ -234,7 +234,7 @@ func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, fa
 	r := d.ring()
 	to := map[peer.ID][]mh.Multihash{}
 	for _, k := range keys {
-		for _, p := range r.closest(k, d.replication, self.ID) {
+		for _, p := range replicasOf(r, k, d.replication, self.ID) {
 			to[p] = append(to[p], k)
 		}
 	}

@@ -86,7 +86,7 @@ func (d *Directory) repair(ctx context.Context, keys []mh.Multihash, replica pee
 	}
 send:
 	for _, k := range keys {
-		rs := members.closest(k, d.replication, self.ID)
+		rs := replicasOf(members, k, d.replication, self.ID)
 		if replica != "" {
 			if !slices.Contains(rs, replica) {
 				continue

@@ -65,7 +65,7 @@ func (d *Directory) Withdraw(ctx context.Context, ps ...ledger.Pseudonym) error 
 	members := d.ring()
 	to := map[peer.ID][]mh.Multihash{}
 	for _, k := range keys {
-		for _, p := range members.closest(k, d.dht.BucketSize(), d.host.ID()) {
+		for _, p := range replicasOf(members, k, d.dht.BucketSize(), d.host.ID()) {
 			to[p] = append(to[p], k)
 		}
 	}

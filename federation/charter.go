@@ -860,6 +860,13 @@ func (c Charter) checkMembers() error {
 
 // Member returns the member with peer ID id.
 func (c Charter) Member(id peer.ID) (Member, bool) {
+	if m := memoOf(c.Members); m != nil {
+		i, ok := m.byID[id]
+		if !ok {
+			return Member{}, false
+		}
+		return c.Members[i], true
+	}
 	for _, m := range c.Members {
 		if m.ID == id {
 			return m, true

@@ -259,12 +259,8 @@ func (p *Publisher) checkHeld(ctx context.Context, w peer.ID) error {
 
 // originCentre returns the centre name of a log origin of charter c.
 func originCentre(c Charter, origin string) string {
-	for _, m := range c.Members {
-		if ledger.Origin(c.Federation, m.Name) == origin {
-			return m.Name
-		}
-	}
-	return ""
+	m, _ := c.memberByOrigin(origin)
+	return m.Name
 }
 
 // cosign asks witness w to cosign sc, proving consistency from the size it

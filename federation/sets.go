@@ -103,13 +103,26 @@ func (p Policy) witnessGroup(members int) int {
 // size has every other member witness each log.
 func (c Charter) Witnesses(name string) []Member {
 	w := c.Policy.witnessGroup(len(c.Members)) - 1
-	ranked := make([]ranked, 0, len(c.Members))
-	for _, m := range c.Members {
-		if m.Name != name {
-			ranked = append(ranked, rank(m, "medfed witness set v1", c.Federation, name))
+	rankAll := func() []int {
+		ranked := make([]ranked, 0, len(c.Members))
+		for i, m := range c.Members {
+			if m.Name != name {
+				ranked = append(ranked, rank(m, i, "medfed witness set v1", c.Federation, name))
+			}
 		}
+		return top(ranked, w)
 	}
-	return top(ranked, w)
+	var set []int
+	if m := memoOf(c.Members); m != nil {
+		set = m.witnessSet(c.Federation, name, w, rankAll)
+	} else {
+		set = rankAll()
+	}
+	out := make([]Member, len(set))
+	for i, j := range set {
+		out[i] = c.Members[j]
+	}
+	return out
 }
 
 // InWitnessSet reports whether id is in the witness set of member name's
@@ -125,11 +138,12 @@ func (c Charter) InWitnessSet(name string, id peer.ID) bool {
 
 type ranked struct {
 	score [32]byte
-	m     Member
+	i     int // the member's index in the list
 }
 
-// rank scores m for a set named by its parts (rendezvous hashing).
-func rank(m Member, parts ...string) ranked {
+// rank scores m, member i of the list, for a set named by its parts
+// (rendezvous hashing).
+func rank(m Member, i int, parts ...string) ranked {
 	h := sha256.New()
 	for _, p := range parts {
 		h.Write([]byte(p))
@@ -138,17 +152,18 @@ func rank(m Member, parts ...string) ranked {
 	h.Write([]byte(m.ID))
 	var r ranked
 	h.Sum(r.score[:0])
-	r.m = m
+	r.i = i
 	return r
 }
 
-// top returns the n members of rs with the lowest scores, lowest first.
-func top(rs []ranked, n int) []Member {
+// top returns the indexes of the n members of rs with the lowest scores,
+// lowest first.
+func top(rs []ranked, n int) []int {
 	slices.SortFunc(rs, func(a, b ranked) int { return bytes.Compare(a.score[:], b.score[:]) })
 	rs = rs[:min(n, len(rs))]
-	out := make([]Member, len(rs))
+	out := make([]int, len(rs))
 	for i, r := range rs {
-		out[i] = r.m
+		out[i] = r.i
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package federation_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -157,5 +159,33 @@ func TestCharterBeforeSetsIsRead(t *testing.T) {
 	}
 	if _, err := federation.VerifyNext(c, signBy(t, up, nil, "centre-a", "centre-b")); err != nil {
 		t.Fatalf("upgrading to sets: %v", err)
+	}
+}
+
+// Charter.Closest gives the members nearest a key by XOR distance of
+// their Kademlia keys, as a sort of every member by it would, for a list
+// short enough to scan and for one remembered.
+func TestClosestMembers(t *testing.T) {
+	for _, n := range []int{10, 200} {
+		var c federation.Charter
+		for i := range n {
+			c.Members = append(c.Members, testMember(t, fmt.Sprintf("c%03d", i), 5000+i))
+		}
+		for k := range 50 {
+			key := sha256.Sum256([]byte{byte(n), byte(k)})
+			want := slices.Clone(c.Members)
+			distance := func(m federation.Member) []byte {
+				h := sha256.Sum256([]byte(m.ID))
+				for i := range h {
+					h[i] ^= key[i]
+				}
+				return h[:]
+			}
+			slices.SortFunc(want, func(a, b federation.Member) int { return bytes.Compare(distance(a), distance(b)) })
+			got := c.Closest(key, 5)
+			if !slices.EqualFunc(got, want[:5], func(a, b federation.Member) bool { return a.ID == b.ID && a.Name == b.Name }) {
+				t.Fatalf("%d members, key %d: the 5 closest are %v, want %v", n, k, got, want[:5])
+			}
+		}
 	}
 }

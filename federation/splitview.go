@@ -93,10 +93,8 @@ func (w *Witness) logOf(c Charter, msg []byte) (string, Member, error) {
 	if err != nil {
 		return "", Member{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 	}
-	for _, m := range c.Members {
-		if ledger.Origin(c.Federation, m.Name) == cp.Origin {
-			return cp.Origin, m, nil
-		}
+	if m, ok := c.memberByOrigin(cp.Origin); ok {
+		return cp.Origin, m, nil
 	}
 	return "", Member{}, fmt.Errorf("%w: %s", ErrUnknownLog, cp.Origin)
 }

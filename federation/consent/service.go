@@ -747,11 +747,12 @@ func (s *Service) Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.P
 }
 
 // replicas is patient p's consent set: the charter's ConsentReplicas
-// members (every member, in a charter that names no size) that rank first
-// by a hash of p and the member (rendezvous hashing), in that order.
-// Writes and reads are counted within it, each at a majority of it, so
-// that any two meet; what an operation costs is bounded by its size, not
-// by the federation's.
+// members closest to the patient's consent key by XOR distance of their
+// Kademlia keys (Charter.Closest, found without ranking every member), in
+// that order; in a charter that names no size, every member, ranked by a
+// hash of p and the member (rendezvous hashing). Writes and reads are
+// counted within it, each at a majority of it, so that any two meet; what
+// an operation costs is bounded by its size, not by the federation's.
 type replicas struct {
 	order  []peer.ID
 	in     map[peer.ID]bool
@@ -759,6 +760,15 @@ type replicas struct {
 }
 
 func consentSet(c federation.Charter, p ledger.Pseudonym) replicas {
+	if r := int(c.Policy.ConsentReplicas); r > 0 {
+		members := c.Closest(consentKey(c.Federation, p), r)
+		set := replicas{in: make(map[peer.ID]bool, len(members)), quorum: len(members)/2 + 1}
+		for _, m := range members {
+			set.order = append(set.order, m.ID)
+			set.in[m.ID] = true
+		}
+		return set
+	}
 	rank := func(id peer.ID) [32]byte { return sha256.Sum256(append(p[:], id...)) }
 	type ranked struct {
 		score [32]byte
@@ -770,15 +780,27 @@ func consentSet(c federation.Charter, p ledger.Pseudonym) replicas {
 	}
 	slices.SortFunc(all, func(a, b ranked) int { return bytes.Compare(a.score[:], b.score[:]) })
 	n := len(all)
-	if r := int(c.Policy.ConsentReplicas); r > 0 {
-		n = min(n, r)
-	}
 	set := replicas{in: make(map[peer.ID]bool, n), quorum: n/2 + 1}
-	for _, r := range all[:n] {
+	for _, r := range all {
 		set.order = append(set.order, r.id)
 		set.in[r.id] = true
 	}
 	return set
+}
+
+// consentKey is where patient p's consent set lies in the members'
+// keyspace: a hash of the federation and p, apart from the directory's
+// keys (so a patient's consent set is not the replicas of its directory
+// announcements).
+func consentKey(federation string, p ledger.Pseudonym) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("medfed consent set v1\x00"))
+	h.Write([]byte(federation))
+	h.Write([]byte{0})
+	h.Write(p[:])
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
 }
 
 // targets returns where a document about p goes: the holders (members

@@ -1,7 +1,6 @@
 package consent_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -25,12 +25,21 @@ func TestConsentSetBoundsWritesAndReads(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 
-	// The set, as the service ranks it: by SHA-256 of the pseudonym and
-	// the member's peer ID.
-	ranked := slices.Clone(f.members)
-	score := func(m *member) []byte { s := sha256.Sum256(append(patient[:], m.id(t)...)); return s[:] }
-	slices.SortFunc(ranked, func(a, b *member) int { return bytes.Compare(score(a), score(b)) })
-	set, rest := ranked[:3], ranked[3:]
+	// The set, as the service finds it: the 3 members whose Kademlia keys
+	// are closest to SHA-256("medfed consent set v1", 0, federation, 0,
+	// pseudonym).
+	k := sha256.Sum256(slices.Concat([]byte("medfed consent set v1\x00"+fed+"\x00"), patient[:]))
+	var set, rest []*member
+	for _, m := range f.members {
+		if slices.ContainsFunc(f.charter.Closest(k, 3), func(c federation.Member) bool { return c.ID == m.id(t) }) {
+			set = append(set, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	if len(set) != 3 {
+		t.Fatalf("the consent set has %d members", len(set))
+	}
 	holder := f.members[1]
 	var writer, outsider *member // neither in the set nor the holder
 	for _, m := range rest {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -19,17 +20,18 @@ import (
 // changes the set, the publisher hands the latest final checkpoint over:
 // the new set cosigns it, and it is final under the new version without
 // the log growing.
-func TestWitnessSetHandover(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// witnessedFederation starts a witness for each of names on a mocknet,
+// each with its ledger, under the charter *current points to (version 1,
+// with the given witness sets and quorum).
+func witnessedFederation(t *testing.T, ctx context.Context, names []string, witnesses int64, quorum int) (mocknet.Mocknet, []Member, map[string]*ledger.Ledger, *Charter) {
+	t.Helper()
 	net := mocknet.New()
-	defer net.Close()
-	names := []string{"centre-a", "centre-b", "centre-c", "centre-d", "centre-e", "centre-f"}
+	t.Cleanup(func() { net.Close() })
 	var members []Member
 	ledgers := map[string]*ledger.Ledger{}
 	dir := t.TempDir()
-	var current Charter
-	charter := func() Charter { return current }
+	current := new(Charter)
+	charter := func() Charter { return *current }
 	for i, name := range names {
 		key := testMemberKey(name)
 		sk, err := crypto.UnmarshalEd25519PrivateKey(key)
@@ -46,7 +48,7 @@ func TestWitnessSetHandover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
+		t.Cleanup(func() { l.Close() })
 		ledgers[name] = l
 		if _, err := NewWitness(h, key, l, charter, nil); err != nil {
 			t.Fatal(err)
@@ -55,11 +57,20 @@ func TestWitnessSetHandover(t *testing.T) {
 	if err := net.LinkAll(); err != nil {
 		t.Fatal(err)
 	}
-	current = Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(len(names)), Members: members}
-	current.Policy.Witnesses, current.Policy.WitnessQuorum = 2, 3
+	*current = Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(len(names)), Members: members}
+	current.Policy.Witnesses, current.Policy.WitnessQuorum = witnesses, quorum
 	if err := current.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return net, members, ledgers, current
+}
+
+func TestWitnessSetHandover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := []string{"centre-a", "centre-b", "centre-c", "centre-d", "centre-e", "centre-f"}
+	net, members, ledgers, cur := witnessedFederation(t, ctx, names, 2, 3)
+	charter := func() Charter { return *cur }
 	a := ledgers["centre-a"]
 	pub := NewPublisher(net.Host(members[0].ID), a, charter, nil)
 	if _, err := a.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: []byte("first")}); err != nil {
@@ -69,7 +80,7 @@ func TestWitnessSetHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1 := current
+	v1 := *cur
 	old := v1.Witnesses("centre-a")
 	if _, err := OpenFinal(v1, members[0], final.Note); err != nil {
 		t.Fatalf("not final under version 1: %v", err)
@@ -102,7 +113,7 @@ func TestWitnessSetHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	current = v2
+	*cur = v2
 	if _, err := OpenFinal(v2, members[0], final.Note); !errors.Is(err, ErrNotFinal) {
 		t.Fatalf("the old set's checkpoint is final under the new set's charter: %v", err)
 	}
@@ -118,5 +129,35 @@ func TestWitnessSetHandover(t *testing.T) {
 	}
 	if got, ok := a.LatestFinal(); !ok || string(got.Note) != string(handed.Note) {
 		t.Fatal("the ledger does not keep the handed-over checkpoint as its latest final")
+	}
+}
+
+// A checkpoint is final once the quorum of its witness set cosigned it: a
+// witness that takes the request and never answers holds nothing back.
+func TestFinalAtTheQuorum(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := []string{"centre-a", "centre-b", "centre-c", "centre-d", "centre-e"}
+	net, members, ledgers, cur := witnessedFederation(t, ctx, names, 3, 3)
+	set := cur.Witnesses("centre-a")
+	hung := make(chan struct{})
+	defer close(hung)
+	net.Host(set[0].ID).SetStreamHandler(WitnessProtocolID, func(s network.Stream) {
+		<-hung
+		s.Reset()
+	})
+	a := ledgers["centre-a"]
+	if _, err := a.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	// Well within the 10 s a request to a witness may take.
+	quick, stop := context.WithTimeout(ctx, 5*time.Second)
+	defer stop()
+	final, err := NewPublisher(net.Host(members[0].ID), a, func() Charter { return *cur }, nil).Publish(quick)
+	if err != nil {
+		t.Fatalf("with one witness of three silent: %v", err)
+	}
+	if _, err := OpenFinal(*cur, members[0], final.Note); err != nil {
+		t.Fatalf("not final: %v", err)
 	}
 }

@@ -151,8 +151,10 @@ func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedChe
 		return final, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	// The checkpoint is final at the quorum: the answers after it are not
+	// waited for (a witness down or slow would hold back every
+	// checkpoint), and their requests run on to their timeout.
+	asking, cancel := context.WithTimeout(ctx, 10*time.Second)
 	type answer struct {
 		m    Member
 		note []byte
@@ -162,13 +164,22 @@ func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedChe
 	answers := make(chan answer, len(witnesses))
 	for _, m := range witnesses {
 		go func() {
-			n, err := p.cosign(ctx, m.ID, sc)
+			n, err := p.cosign(asking, m.ID, sc)
 			answers <- answer{m, n, err}
 		}()
 	}
+	left := len(witnesses)
+	defer func() {
+		go func(left int) {
+			for range left {
+				<-answers
+			}
+			cancel()
+		}(left)
+	}()
 	sigs := map[string]note.Signature{}
 	var failures []error
-	for range witnesses {
+	for ; left > 0 && 1+len(sigs) < c.Policy.WitnessQuorum; left-- {
 		a := <-answers
 		if a.err != nil {
 			failures = append(failures, fmt.Errorf("%s: %w", a.m.Name, a.err))

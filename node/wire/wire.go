@@ -102,8 +102,8 @@ func readPayload(r io.Reader, n int) ([]byte, error) {
 }
 
 // Exchange sends one request frame to p on a new stream of protocol proto
-// and returns the answer frame, of at most limit bytes. The context's
-// deadline, if any, bounds the whole exchange.
+// and returns the answer frame, of at most limit bytes. The context
+// bounds the whole exchange: its deadline, and its cancellation.
 func Exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte, limit int) (byte, []byte, error) {
 	s, err := h.NewStream(ctx, p, proto)
 	if err != nil {
@@ -115,6 +115,10 @@ func Exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op
 			return 0, nil, err
 		}
 	}
+	// A deadline alone does not end the exchange when ctx is cancelled,
+	// nor on a transport that keeps no deadlines (mocknet's).
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
 	if err := Write(s, op, payload); err != nil {
 		return 0, nil, err
 	}

@@ -952,6 +952,37 @@ func (c Charter) WithMember(m Member) (Charter, error) {
 	})
 }
 
+// WithMembers drafts the next version with every member of ms added, in
+// name order, as one change (a region's centres admitted together, at most
+// maxDeltaLines); each is checked as WithMember checks one, against the
+// members and against each other.
+func (c Charter) WithMembers(ms []Member) (Charter, error) {
+	return c.draft("add members", func(n *Charter) error {
+		if len(ms) == 0 || len(ms) > maxDeltaLines {
+			return fmt.Errorf("members: %d to add, want 1 to %d", len(ms), maxDeltaLines)
+		}
+		added := make([]Member, len(ms))
+		for i, m := range ms {
+			if err := m.check(); err != nil {
+				return fmt.Errorf("member %s: %v", m.Name, err)
+			}
+			if _, found := c.index(m.Name); found {
+				return fmt.Errorf("member: %s is already in version %d", m.Name, c.Version)
+			}
+			if other, ok := c.Member(m.ID); ok {
+				return fmt.Errorf("member: the peer ID of %s is already %s's in version %d", m.Name, other.Name, c.Version)
+			}
+			m.Addrs = slices.Clone(m.Addrs)
+			added[i] = m
+		}
+		slices.SortFunc(added, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+		n.Members = slices.Concat(n.Members, added)
+		slices.SortFunc(n.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+		n.delta.added = added
+		return nil // n.check refuses a name or peer ID listed twice
+	})
+}
+
 // WithoutMember drafts the next version without the member called name. It
 // refuses to leave fewer members than a quorum or the OPRF threshold needs,
 // rather than lower the policy silently: lower it first with WithPolicy,

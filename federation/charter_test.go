@@ -271,6 +271,39 @@ func TestCharterGolden(t *testing.T) {
 	}
 }
 
+// Members admitted together make one version, a delta of their lines,
+// read back as the same member list; a batch with a name twice, or a name
+// already a member's, is refused.
+func TestWithMembers(t *testing.T) {
+	v1 := founding(t, "centre-a", "centre-b")
+	batch := []federation.Member{testMember(t, "centre-e", 4105), testMember(t, "centre-c", 4103), testMember(t, "centre-d", 4104)}
+	v2, err := v1.WithMembers(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := federation.ParseNext(v1, v2.Text())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range got.Members {
+		names = append(names, m.Name)
+	}
+	if !federation.IsDelta(v2.Text()) || !slices.Equal(names, []string{"centre-a", "centre-b", "centre-c", "centre-d", "centre-e"}) {
+		t.Fatalf("version 2 (delta: %v) lists %v", federation.IsDelta(v2.Text()), names)
+	}
+	for name, bad := range map[string][]federation.Member{
+		"a name twice":       {testMember(t, "centre-c", 4103), testMember(t, "centre-c", 4106)},
+		"a member's name":    {testMember(t, "centre-b", 4107)},
+		"a member's peer ID": {{Name: "centre-f", ID: v1.Members[0].ID, Addrs: v1.Members[0].Addrs}},
+		"nobody":             nil,
+	} {
+		if _, err := v1.WithMembers(bad); !errors.Is(err, node.ErrInvalid) {
+			t.Errorf("%s: %v, want it refused as invalid", name, err)
+		}
+	}
+}
+
 func TestDefaultPolicy(t *testing.T) {
 	tests := []struct {
 		name    string

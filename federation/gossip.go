@@ -45,7 +45,14 @@ func noteID(msg *pb.Message) string {
 // ignored, not passed on, and fetched with the versions before it from
 // the member that sent it.
 func (m *Membership) startGossip(federation string) error {
+	// Gossip (IHAVE) goes to Dlazy peers a heartbeat, not to a quarter
+	// of every peer connected as by default: a centre connected to most
+	// of a large federation would send each version's ID to hundreds of
+	// members, every heartbeat for three.
+	params := pubsub.DefaultGossipSubParams()
+	params.GossipFactor = 0
 	ps, err := pubsub.NewGossipSub(m.life, m.host,
+		pubsub.WithGossipSubParams(params),
 		pubsub.WithMaxMessageSize(MaxCharterNote+4096),
 		pubsub.WithMessageIdFn(noteID),
 		pubsub.WithPeerFilter(func(id peer.ID, _ string) bool { return m.gater.Allowed(id) }))

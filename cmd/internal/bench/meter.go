@@ -270,9 +270,23 @@ type meteredStream struct {
 	mu     sync.Mutex
 	opened bool
 	last   *traffic // the class of the last request written
+
+	// A Kademlia stream may carry many messages in one write (the
+	// directory's placement writes a replica's records back to back),
+	// and a message may span two: the bytes of the message being
+	// written still to come, and the start of one whose header (length
+	// and type) is not all written yet.
+	pending int
+	head    []byte
 }
 
 func (s *meteredStream) Write(p []byte) (int, error) {
+	if s.proto == kadProtocol {
+		s.mu.Lock()
+		s.countKad(p)
+		s.mu.Unlock()
+		return s.Stream.Write(p)
+	}
 	t := s.m.class(classOf(s.proto, p))
 	s.mu.Lock()
 	if !s.opened {
@@ -299,4 +313,43 @@ func (s *meteredStream) Read(p []byte) (int, error) {
 		t.bytes.Add(int64(n))
 	}
 	return n, err
+}
+
+// countKad counts the Kademlia messages in p, each varint-delimited, of
+// the class its type names. Called with s.mu held.
+func (s *meteredStream) countKad(p []byte) {
+	for len(p) > 0 {
+		if s.pending > 0 {
+			k := min(s.pending, len(p))
+			s.last.bytes.Add(int64(k))
+			s.pending -= k
+			p = p[k:]
+			continue
+		}
+		hdr := p
+		if len(s.head) > 0 {
+			hdr = append(s.head, p[:min(len(p), 16)]...)
+		}
+		l, n := binary.Uvarint(hdr)
+		switch {
+		case n < 0:
+			t := s.m.class("kad/other")
+			t.messages.Add(1)
+			t.bytes.Add(int64(len(s.head) + len(p)))
+			s.head, s.last = nil, t
+			return
+		case n == 0 || len(hdr) < n+min(int(l), 2): // the length and the type's tag and value are not all here
+			s.head = slices.Clone(hdr)
+			return
+		}
+		t := s.m.class(classOf(kadProtocol, hdr))
+		if !s.opened {
+			s.opened = true
+			t.streams.Add(1)
+		}
+		t.messages.Add(1)
+		t.bytes.Add(int64(len(s.head)))
+		s.pending = n + int(l) - len(s.head)
+		s.head, s.last = nil, t
+	}
 }

@@ -334,16 +334,15 @@ func (f *simFederation) found(ctx context.Context, root string, n int) error {
 	}); err != nil {
 		return err
 	}
-	// Every centre connects to every other now, not as it happens to ask
-	// them something, and before the directories start: each time a
-	// member connects, the directory checks at it every announcement it
-	// is a replica of (directory/sweep.go), reading its whole keystore to
-	// find them, which would run in the middle of what is measured. A
-	// node keeps up to 192 connections, so federations that size are a
-	// full mesh anyway.
+	// Every centre connects now to the initialPeers members after it in
+	// the list (so to twice as many in all), as a node's connection
+	// manager keeps it connected to some members, not all: in a
+	// federation of thousands a full mesh would be millions of
+	// connections. Every other member it dials when it first asks it
+	// something (every pair of centres is linked).
 	if err := inParallel(runtime.GOMAXPROCS(0), n, func(_, i int) error {
-		for _, b := range f.centres[i+1:] {
-			if _, err := f.mn.ConnectPeers(f.centres[i].c.ID(), b.c.ID()); err != nil {
+		for k := 1; k <= min(initialPeers, (n-1)/2); k++ {
+			if _, err := f.mn.ConnectPeers(f.centres[i].c.ID(), f.centres[(i+k)%n].c.ID()); err != nil {
 				return err
 			}
 		}
@@ -432,8 +431,18 @@ func (e *unfoundable) Error() string {
 
 func (e *unfoundable) Unwrap() error { return e.err }
 
+// admitBatch is how many centres past the founders a version of a
+// simulated federation's founding chain admits: its note, about 90 bytes
+// a member, must fit in a ledger entry (64 KiB), as a centre keeps each
+// version as one.
+const admitBatch = 250
+
+// initialPeers is how many members after it in the list a simulated
+// centre connects to at the start (and as many before it connect to it).
+const initialPeers = 16
+
 // maxFounders is how many centres found a simulated federation; the
-// others are admitted at once by version 2. Every founder signs version
+// others are admitted admitBatch a version after. Every founder signs version
 // 1, and a centre keeps each version's note, signatures and all, as one
 // ledger entry: with hundreds of founders it would not fit.
 const maxFounders = 128
@@ -460,8 +469,8 @@ func (f *simFederation) founding(ctx context.Context) ([][]byte, error) {
 // foundingChain is the charter chain of a federation of members (with
 // their keys, in name order): version 1 listing the first maxFounders,
 // with the council and its quorum, signed by each of them, and, when
-// there are more, version 2 admitting them all, approved by the
-// council's quorum.
+// there are more, versions admitting them admitBatch at a time, each
+// approved by the council's quorum.
 func foundingChain(members []federation.Member, keys []ed25519.PrivateKey) ([][]byte, error) {
 	n := len(members)
 	founders := min(n, maxFounders)
@@ -479,19 +488,24 @@ func foundingChain(members []federation.Member, keys []ed25519.PrivateKey) ([][]
 	if _, err := federation.VerifyFounding(v1); err != nil {
 		return nil, err
 	}
-	if founders == n {
-		return [][]byte{v1}, nil
+	chain := [][]byte{v1}
+	for rest := members[founders:]; len(rest) > 0; {
+		batch := rest[:min(admitBatch, len(rest))]
+		rest = rest[len(batch):]
+		next, err := ch.WithMembers(batch)
+		if err != nil {
+			return nil, err
+		}
+		note, err := signedBy(next, keys[:policy.AdmissionQuorum])
+		if err != nil {
+			return nil, err
+		}
+		if _, err := federation.VerifyNext(ch, note); err != nil {
+			return nil, err
+		}
+		chain, ch = append(chain, note), next
 	}
-	next := ch
-	next.Version, next.Previous, next.Members = 2, ch.Hash(), members
-	v2, err := signedBy(next, keys[:policy.AdmissionQuorum])
-	if err != nil {
-		return nil, err
-	}
-	if _, err := federation.VerifyNext(ch, v2); err != nil {
-		return nil, err
-	}
-	return [][]byte{v1, v2}, nil
+	return chain, nil
 }
 
 // charterOf returns the size of the largest note of the charter chain of
@@ -518,7 +532,7 @@ func charterOf(ctx context.Context, dir string, n int) (kib float64, byLedger, b
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	note := chain[len(chain)-1]
+	note := slices.MaxFunc(chain, func(a, b []byte) int { return len(a) - len(b) })
 	l, err := ledger.Open(ctx, filepath.Join(dir, fmt.Sprintf("charter-%d.db", n)), ledger.Options{Origin: ledger.Origin(federationID, members[0].Name), Key: keys[0]})
 	if err != nil {
 		return 0, nil, nil, err
@@ -652,7 +666,7 @@ func (f *simFederation) patients(ctx context.Context, count int) ([]patient, err
 // check's bytes, and how many it makes a second. It is not waited for.
 func (f *simFederation) measureAnnounce(ctx context.Context, replication int, m map[string]float64, key func(string) string) error {
 	// A thousand keys, as far as that makes at most 100,000 records.
-	k := f.env.pick(min(1000, max(50, 100_000/replication)), 20)
+	k := f.env.pick(min(1000, max(50, 100_000/replication)), 60)
 	announcer := f.centres[len(f.centres)-1]
 	others := f.centres[:len(f.centres)-1]
 	id := announcer.c.ID()

@@ -58,7 +58,7 @@ func TestScaleMeasuresFederationsOfTenAndThirty(t *testing.T) {
 	if err := r.PrintScale(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| 10 | 5 |", "| 30 | 15 |", "consent read", "resident KiB", "charter/chain", "10,000 (projected)"} {
+	for _, want := range []string{"| 10 | 5 |", "| 30 | 5 |", "consent read", "resident KiB", "charter/chain", "10,000 (projected)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the tables lack %q:\n%s", want, out.String())
 		}
@@ -111,6 +111,29 @@ func TestScaleClassOfARequest(t *testing.T) {
 	}
 	if !isOther("/meshsub/1.3.0") || isOther("kad/FIND_NODE") || isOther("charter/adopt") || isOther("consent#99") {
 		t.Error("isOther sorts the classes wrongly")
+	}
+}
+
+// Kademlia messages written back to back are counted one by one, however
+// the writes cut them (the directory's placement writes a replica's
+// records through a buffer).
+func TestScaleCountsKadMessagesWrittenTogether(t *testing.T) {
+	kad := func(typ uint64, size int) []byte {
+		msg := append([]byte{0x08}, binary.AppendUvarint(nil, typ)...)
+		msg = append(msg, make([]byte, size)...)
+		return append(binary.AppendUvarint(nil, uint64(len(msg))), msg...)
+	}
+	all := slices.Concat(kad(2, 300), kad(2, 1), kad(3, 40), kad(2, 0))
+	for _, chunk := range []int{1, 2, 3, 7, 64, len(all)} {
+		s := &meteredStream{m: newMeter(), proto: kadProtocol}
+		for p := all; len(p) > 0; p = p[min(chunk, len(p)):] {
+			s.countKad(p[:min(chunk, len(p))])
+		}
+		got := s.m.snapshot()
+		add, get := got["kad/ADD_PROVIDER"], got["kad/GET_PROVIDERS"]
+		if add.Messages != 3 || get.Messages != 1 || add.Streams+get.Streams != 1 || add.Bytes+get.Bytes != int64(len(all)) || len(got) != 2 {
+			t.Errorf("written %d bytes at a time: %+v", chunk, got)
+		}
 	}
 }
 

@@ -602,23 +602,30 @@ func (m *Membership) Run(ctx context.Context) {
 
 // syncFanout is how many members a centre syncs its charter with each
 // interval: a bound, so that the background load of a centre does not
-// grow with the federation.
-const syncFanout = 8
+// grow with the federation. Gossip carries every version; the sync is
+// what catches up a centre that missed it, and with 3 members a round a
+// version reaches every member of ten thousand within a dozen rounds.
+const syncFanout = 3
 
 // syncSample returns up to syncFanout members other than self, a fresh
-// random choice each time.
+// random choice each time: members this centre is connected to first,
+// so that a centre of a large federation does not dial a new member
+// every interval, then others.
 func (m *Membership) syncSample(c Charter) []Member {
-	others := make([]Member, 0, len(c.Members))
+	var connected, others []Member
 	for _, mem := range c.Members {
-		if mem.ID != m.self {
-			others = append(others, mem)
+		switch {
+		case mem.ID == m.self:
+		case m.host.Network().Connectedness(mem.ID) == network.Connected:
+			connected = append(connected, mem)
+		case len(c.Members) <= 2*syncFanout+1 || rand.IntN(len(c.Members)) < 4*syncFanout:
+			others = append(others, mem) // a random few of a large federation's
 		}
 	}
-	if len(others) <= syncFanout {
-		return others
-	}
+	rand.Shuffle(len(connected), func(i, j int) { connected[i], connected[j] = connected[j], connected[i] })
 	rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
-	return others[:syncFanout]
+	all := append(connected, others...)
+	return all[:min(syncFanout, len(all))]
 }
 
 func (m *Membership) tick(ctx context.Context) {

@@ -11,10 +11,9 @@ import (
 	"sync"
 	"time"
 
-	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
-
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-libdht/kad/key/bitstr"
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
@@ -153,13 +152,16 @@ func (d *Directory) placeLoop() {
 			continue
 		}
 		if !time.Now().Before(next) {
-			if err := d.reprovide(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d.log.Warn("reprovide", "err", err)
+			err := d.reprovide(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				next = time.Now().Add(repairLast) // tried again, not at once
+				d.log.Warn("reprovide failed; trying again", "in", repairLast, "err", err)
+			default:
+				next = d.nextReprovide()
 			}
-			next = d.nextReprovide()
 			continue
 		}
 		select {
@@ -224,9 +226,7 @@ func (d *Directory) reprovide(ctx context.Context) error {
 // send sends each key to its replicas and stores this centre's own
 // record of it (which answers a lookup that asks this centre), and
 // returns how many keys reached every replica and those a replica of
-// which could not be sent, or whose own record could not be stored (a
-// key withdrawn meanwhile counts as neither). A replica that fails is
-// sent nothing more of this batch.
+// which could not be sent (a key withdrawn meanwhile counts as neither).
 func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, failed []mh.Multihash) {
 	self := peer.AddrInfo{ID: d.host.ID(), Addrs: d.dht.FilteredAddrs()}
 	own := make(chan error, 1)
@@ -262,8 +262,9 @@ func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, fa
 	close(jobs)
 	wg.Wait()
 	if err := <-own; err != nil {
-		d.log.Warn("storing this centre's own announcements; sent again at the repair's retries", "keys", len(keys), "err", err)
-		return 0, keys
+		// The replicas have them; this centre's own copy, which only a
+		// lookup asking this centre reads, is written at the next reprovide.
+		d.log.Warn("storing this centre's own announcements", "keys", len(keys), "err", err)
 	}
 	for _, k := range keys {
 		switch {

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,11 +37,19 @@ type Views interface {
 
 // compareView checks a checkpoint another member cosigned of some log
 // against the one this witness holds, and records evidence if they conflict.
-func (w *Witness) compareView(ctx context.Context, theirs []byte) error {
+func (w *Witness) compareView(ctx context.Context, theirs []byte, held map[string]ledger.Witnessed) error {
 	c := w.charter()
 	origin, logMember, err := w.logOf(c, theirs)
 	if err != nil || logMember.ID == w.host.ID() {
 		return err // this centre's own log is checked against its ledger, not by view
+	}
+	y, ok := held[origin]
+	// The same view (signed note and all) against the same checkpoint
+	// held was found consistent before: views are sent every few
+	// seconds, and a log at rest sends the same ones.
+	seen := viewSeen{sha256.Sum256(theirs), y.Size, y.Root}
+	if ok && w.sameView(origin, seen) {
+		return nil
 	}
 	pub, err := logMember.PublicKey()
 	if err != nil {
@@ -50,14 +59,53 @@ func (w *Witness) compareView(ctx context.Context, theirs []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrLogSignature, err)
 	}
-	held, err := w.views.WitnessedLogs(ctx)
-	if err != nil {
-		return err
-	}
-	y, ok := held[origin]
 	if !ok || y.Blocked {
 		return nil // not witnessed here yet, or caught already
 	}
+	consistent, err := w.checkView(ctx, origin, logMember, x, theirs, y)
+	if consistent {
+		w.keepView(origin, seen)
+	}
+	return err
+}
+
+// viewSeen is a view found consistent with the checkpoint held then.
+type viewSeen struct {
+	view     [32]byte // the hash of the view's note
+	heldSize int64
+	heldRoot [32]byte
+}
+
+func (w *Witness) sameView(origin string, v viewSeen) bool {
+	w.viewsMu.Lock()
+	defer w.viewsMu.Unlock()
+	for _, s := range w.viewsSeen[origin] {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// keepView remembers a view found consistent: the last few of each log
+// (one from each of its other witnesses).
+func (w *Witness) keepView(origin string, v viewSeen) {
+	w.viewsMu.Lock()
+	defer w.viewsMu.Unlock()
+	if w.viewsSeen == nil {
+		w.viewsSeen = map[string][]viewSeen{}
+	}
+	seen := append(w.viewsSeen[origin], v)
+	w.viewsSeen[origin] = seen[max(0, len(seen)-maxViewsSeen):]
+}
+
+// maxViewsSeen bounds the views remembered of a log.
+const maxViewsSeen = 16
+
+// checkView compares x, a view of origin's log (theirs, opened), with y,
+// the checkpoint this centre cosigned last, and records the evidence of
+// a split view; consistent says the two were shown to be of one history.
+func (w *Witness) checkView(ctx context.Context, origin string, logMember Member, x ledger.SignedCheckpoint, theirs []byte, y ledger.Witnessed) (consistent bool, err error) {
 	mine := ledger.Checkpoint{Origin: origin, Size: y.Size, Root: y.Root}
 	conflict := func(reason string) error {
 		w.log.Error("a member showed two histories to different witnesses", "log", origin, "reason", reason)
@@ -65,9 +113,9 @@ func (w *Witness) compareView(ctx context.Context, theirs []byte) error {
 	}
 	if x.Size == y.Size {
 		if x.Root != y.Root {
-			return conflict(fmt.Sprintf("split view: two roots for size %d", x.Size))
+			return false, conflict(fmt.Sprintf("split view: two roots for size %d", x.Size))
 		}
-		return nil
+		return true, nil
 	}
 	older, newer := mine, x.Checkpoint
 	if x.Size < y.Size {
@@ -75,12 +123,12 @@ func (w *Witness) compareView(ctx context.Context, theirs []byte) error {
 	}
 	proof, err := askProof(ctx, w, logMember.ID, older.Size, newer.Size)
 	if err != nil {
-		return nil // the log is unreachable now; the next exchange tries again
+		return false, nil // the log is unreachable now; the next exchange tries again
 	}
 	if err := ledger.VerifyConsistency(older, newer, proof); err != nil {
-		return conflict(fmt.Sprintf("split view: size %d does not extend size %d", newer.Size, older.Size))
+		return false, conflict(fmt.Sprintf("split view: size %d does not extend size %d", newer.Size, older.Size))
 	}
-	return nil
+	return true, nil
 }
 
 // logOf finds the member whose log a checkpoint note claims to be.
@@ -201,9 +249,13 @@ func (w *Witness) serveViews(ctx context.Context, payload []byte) error {
 	if len(notes) > MaxMembers {
 		return protocolError("%d views", len(notes))
 	}
+	held, err := w.views.WitnessedLogs(ctx)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, n := range notes {
-		if err := w.compareView(ctx, n); err != nil {
+		if err := w.compareView(ctx, n, held); err != nil {
 			errs = append(errs, err)
 		}
 	}

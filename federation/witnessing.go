@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -57,6 +58,9 @@ type Witness struct {
 	views    Views
 	charter  func() Charter
 	log      *slog.Logger
+
+	viewsMu   sync.Mutex
+	viewsSeen map[string][]viewSeen // by log origin: views found consistent (splitview.go)
 }
 
 // NewWitness starts witnessing on h for the members of the charter that

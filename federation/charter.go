@@ -1440,7 +1440,7 @@ type sigLine struct {
 // rules of note.Open: UTF-8 without control characters but newline, the
 // text, a blank line, then lines "— <key name> <base64 of key hash and
 // signature>". It does not use note.Open because that stops at 100
-// signatures and a founding charter carries one per member, up to 256.
+// signatures and a founding charter carries one per founder, up to maxSigs.
 // Identical lines count once, as in note.Open.
 func splitNote(msg []byte, maxLen int) (string, []sigLine, error) {
 	if len(msg) > maxLen {

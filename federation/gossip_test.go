@@ -11,6 +11,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -183,4 +184,43 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("version 2 known to all %d members %v after the council's quorum approved it", n-1, time.Since(start))
+}
+
+// PeekCharter reads a founding version signed by more founders than
+// note.Open takes signatures (100): a federation founded by 120.
+func TestPeekCharterOfManyFounders(t *testing.T) {
+	var keys []ed25519.PrivateKey
+	var members []Member
+	for i := range 120 {
+		keys = append(keys, testMemberKey(fmt.Sprintf("founder-%d", i)))
+		id, err := peer.IDFromPublicKey(mustPub(t, keys[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, Member{Name: fmt.Sprintf("c%03d", i), ID: id, Addrs: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 5000+i))}})
+	}
+	v1 := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(len(members)), Members: members}
+	var signed []byte
+	for _, k := range keys {
+		var err error
+		if signed, err = Sign(v1, signed, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := VerifyFounding(signed); err != nil {
+		t.Fatal(err)
+	}
+	c, err := PeekCharter(signed)
+	if err != nil || c.Version != 1 || len(c.Members) != 120 {
+		t.Fatalf("PeekCharter of 120 founders' version 1: version %d, %d members, %v", c.Version, len(c.Members), err)
+	}
+}
+
+func mustPub(t *testing.T, k ed25519.PrivateKey) crypto.PubKey {
+	t.Helper()
+	pk, err := crypto.UnmarshalEd25519PublicKey(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
 }

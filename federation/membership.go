@@ -17,7 +17,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/wire"
@@ -576,19 +575,20 @@ func PeekCharter(msg []byte) (Charter, error) {
 	if len(msg) > MaxCharterNote {
 		return Charter{}, fmt.Errorf("%w: malformed: note of %d bytes", node.ErrInvalid, len(msg))
 	}
-	_, err := note.Open(msg, note.VerifierList())
-	var unverified *note.UnverifiedNoteError
-	if !errors.As(err, &unverified) {
-		return Charter{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
+	// splitNote, not note.Open, which refuses a note of more than 100
+	// signatures: a founding version carries one per founder.
+	text, _, err := splitNote(msg, MaxCharterNote)
+	if err != nil {
+		return Charter{}, fmt.Errorf("%w: malformed: note: %v", node.ErrInvalid, err)
 	}
-	if IsDelta(unverified.Note.Text) {
-		c, _, err := parseHead(unverified.Note.Text, deltaHeader)
+	if IsDelta(text) {
+		c, _, err := parseHead(text, deltaHeader)
 		if err != nil {
 			return Charter{}, fmt.Errorf("%w: malformed: %v", node.ErrInvalid, err)
 		}
 		return c, nil
 	}
-	return ParseCharter(unverified.Note.Text)
+	return ParseCharter(text)
 }
 
 // Run keeps this centre's charter in step with the members', until ctx

@@ -54,7 +54,7 @@ import (
 // scaleSizes are the sizes the full run grows through; scaleQuickSizes
 // those of a quick run (and of the test).
 var (
-	scaleSizes      = []int{10, 100, 300, 1000}
+	scaleSizes      = []int{10, 100, 300, 500, 1000}
 	scaleQuickSizes = []int{10, 30}
 )
 

@@ -43,6 +43,31 @@ func FuzzParseCharter(f *testing.F) {
 	})
 }
 
+// FuzzParseNext reads a draft of the next version as the council reads
+// one a member offers it (opOffer: the text alone, unsigned): whatever it
+// accepts is a valid charter whose text reads back the same.
+func FuzzParseNext(f *testing.F) {
+	ch := newTestChain(f)
+	prev, v2 := ch.versions[0], ch.versions[1]
+	f.Add(v2.Text())
+	f.Add(v2.FullText())
+	f.Add(ch.versions[2].Text())
+	f.Add(prev.Text())
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := federation.ParseNext(prev, text)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("ParseNext accepted an invalid charter: %v", err)
+		}
+		again, err := federation.ParseNext(prev, c.Text())
+		if err != nil || again.Text() != c.Text() {
+			t.Fatalf("the text ParseNext accepted does not read back: %v", err)
+		}
+	})
+}
+
 func FuzzVerifyNext(f *testing.F) {
 	ch := newTestChain(f)
 	prev, v2 := ch.versions[0], ch.versions[1]

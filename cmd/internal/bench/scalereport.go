@@ -181,7 +181,13 @@ func (r Report) PrintScale(w io.Writer) error {
 		}
 	}
 	if len(measured) > 0 {
-		last := bySize[measured[len(measured)-1]]
+		// The last size's figures, but a record's bytes on disk, the most
+		// measured: at a large size each replica takes a few of the
+		// records measured, and SQLite's files grow by whole pages.
+		last := maps.Clone(bySize[measured[len(measured)-1]])
+		for _, n := range measured {
+			last["record_disk_bytes"] = max(last["record_disk_bytes"], bySize[n]["record_disk_bytes"])
+		}
 		fig := func(name string) float64 { return last[name] }
 		for _, p := range []struct {
 			n, replication int
@@ -194,11 +200,11 @@ func (r Report) PrintScale(w io.Writer) error {
 			country(p.label, float64(p.replication), "—", "—", last, c)
 		}
 	}
-	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them: messages per key are its records (ADD_PROVIDER, one per replica) and any other Kademlia message it sent (none, since the placement reads the replicas from the charter); ")
+	fmt.Fprintf(out, "\nMeasured: one centre announces patients of its own until every replica stores them: messages per key are its records (ADD_PROVIDER, one per replica) and any other Kademlia message it sent meanwhile (the placement sends none: it reads the replicas from the charter; what there is, is the DHT's routing-table upkeep); ")
 	fmt.Fprintf(out, "then its repair checks each key at each replica, a request each, at the pace shown (— where it was done before it was timed). ")
 	fmt.Fprintf(out, "A record's bytes on the wire are an ADD_PROVIDER's, on disk the replicas' SQLite growth per record. ")
 	fmt.Fprintf(out, "A country's: each centre announces its share, stores replication/centres of all, reprovides its own every %.0f h (records and exploration, as measured) and its sweep checks each at every replica every %.0f h; the first checks of a centre's own announcements, at the repair's pace measured, take the days shown. ", countryReprovide.Hours(), countrySweep.Hours())
-	fmt.Fprintf(out, "Projected rows take the last size's bytes per record and the directory's default replication (5)")
+	fmt.Fprintf(out, "Projected rows take the last size's figures, the most bytes per record on disk measured (a replica of a large size takes few records, and SQLite's files grow by pages), and the directory's default replication (5)")
 	for _, n := range skipped {
 		if bySize[n]["charter_refused_ledger"] == 1 || bySize[n]["charter_refused_protocol"] == 1 {
 			fmt.Fprintf(out, "; no charter of %s members could be adopted (below)", number(float64(n)))

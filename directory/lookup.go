@@ -36,9 +36,9 @@ type Result struct {
 // Every centre knows the whole membership from the charter, so the lookup
 // is one hop: it takes the members closest to p's key by XOR distance,
 // which is where the announcements were stored (the placement sends each
-// to the Replication closest members other than its announcer), and asks the Width closest at
-// once with the DHT's GET_PROVIDERS request, this centre's own provider
-// store answering for itself. A member that fails is replaced by the next
+// to the Replication closest members other than its announcer), and asks
+// the Width closest at once with the DHT's GET_PROVIDERS request, this
+// centre's own provider store answering for itself. A member that fails is replaced by the next
 // closest. The union of their provider sets is the answer. Kademlia's walk
 // (LookupWalk) reaches the same members through rounds of closer-peer
 // answers and asks up to 20 of them; here that costs three times the

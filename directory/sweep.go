@@ -46,7 +46,7 @@ const (
 	sweepPrefixBits = 8
 	// sweepBackEvery is the least time between two sweeps of a member
 	// that came back.
-	sweepBackEvery = 10 * time.Minute
+	sweepBackEvery = time.Minute
 )
 
 // sweeper holds what the sweep loop reads: the members that came back,

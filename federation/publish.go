@@ -151,9 +151,11 @@ func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedChe
 		return final, err
 	}
 
-	// The checkpoint is final at the quorum: the answers after it are not
-	// waited for (a witness down or slow would hold back every
-	// checkpoint), and their requests run on to their timeout.
+	// The checkpoint is final at the quorum. The answers after it are
+	// waited for a moment (stragglerWait), so that the cosignatures of
+	// every witness that answers at once are kept with it, and no longer:
+	// a witness down or slow would hold back every checkpoint. Their
+	// requests run on to their timeout.
 	asking, cancel := context.WithTimeout(ctx, 10*time.Second)
 	type answer struct {
 		m    Member
@@ -179,27 +181,42 @@ func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedChe
 	}()
 	sigs := map[string]note.Signature{}
 	var failures []error
-	for ; left > 0 && 1+len(sigs) < c.Policy.WitnessQuorum; left-- {
-		a := <-answers
+	take := func(a answer) {
 		if a.err != nil {
 			failures = append(failures, fmt.Errorf("%s: %w", a.m.Name, a.err))
-			continue
+			return
 		}
 		cv, err := NewCosignatureVerifier(a.m)
 		if err != nil {
 			failures = append(failures, err)
-			continue
+			return
 		}
 		n, err := note.Open(a.note, note.VerifierList(logVerifier, cv))
 		if err != nil || n.Text != sc.Text() {
 			failures = append(failures, fmt.Errorf("%s: answered with an invalid cosignature", a.m.Name))
-			continue
+			return
 		}
 		for _, s := range n.Sigs {
 			if s.Name == a.m.ID.String() {
 				sigs[s.Name] = s
 			}
 		}
+	}
+	for ; left > 0 && 1+len(sigs) < c.Policy.WitnessQuorum; left-- {
+		take(<-answers)
+	}
+	if left > 0 && 1+len(sigs) >= c.Policy.WitnessQuorum {
+		straggling := time.NewTimer(stragglerWait)
+	stragglers:
+		for ; left > 0; left-- {
+			select {
+			case a := <-answers:
+				take(a)
+			case <-straggling.C:
+				break stragglers
+			}
+		}
+		straggling.Stop()
 	}
 	if 1+len(sigs) < c.Policy.WitnessQuorum {
 		return final, fmt.Errorf("checkpoint %d has %d of %d: %w", sc.Size, 1+len(sigs), c.Policy.WitnessQuorum, errors.Join(failures...))
@@ -224,6 +241,10 @@ func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedChe
 	p.log.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil
 }
+
+// stragglerWait is how long, once a checkpoint has its quorum, the
+// publisher waits for the other witnesses' cosignatures to keep with it.
+const stragglerWait = 250 * time.Millisecond
 
 // catchUp sends each witness the entries its mirror lacks of what it
 // cosigned, a few chunks each time: called at every publishing round,

@@ -17,7 +17,7 @@ var floors = []struct {
 	name     string
 	packages []string
 }{
-	{"ground", []string{"node", "node/clock", "node/enum", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/wire", "node/wire/passkeytest"}},
+	{"ground", []string{"node", "node/clock", "node/closest", "node/enum", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/wire", "node/wire/passkeytest"}},
 	{"protocols", []string{"federation", "federation/consent", "federation/query", "federation/patient", "directory", "pseudonym"}},
 	{"centre", []string{"node/centre"}},
 	{"adapters", []string{"node/api", "node/smart", "node/web", "node/admin"}},

@@ -360,6 +360,9 @@ func (d *Directory) isMember(p peer.ID) bool {
 	if d.memberCheck != nil {
 		return d.memberCheck(p)
 	}
+	if d.version == nil { // no index kept: a scan, not a ring built per record
+		return slices.ContainsFunc(d.members(), func(m peer.AddrInfo) bool { return m.ID == p })
+	}
 	return d.ring().Contains(p)
 }
 

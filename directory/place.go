@@ -142,13 +142,14 @@ func (d *Directory) placeLoop() {
 		d.place.sending = len(keys)
 		d.place.mu.Unlock()
 		if len(keys) > 0 {
-			sent, failed := d.send(ctx, keys)
+			sent, _ := d.send(ctx, keys)
 			d.place.mu.Lock()
 			d.place.sending = 0
 			d.place.provided += int64(sent)
 			d.place.mu.Unlock()
-			d.requeueRepair(failed)
-			d.queueSent(keys, failed)
+			// Every key goes to the repair: those sent to be read back at
+			// their replicas, those that failed to be sent again.
+			d.requeueRepair(keys)
 			continue
 		}
 		if !time.Now().Before(next) {
@@ -171,20 +172,6 @@ func (d *Directory) placeLoop() {
 		case <-time.After(time.Until(next)):
 		}
 	}
-}
-
-// queueSent queues the keys sent, those that failed aside, for their
-// repair: the reading back at each replica.
-func (d *Directory) queueSent(keys, failed []mh.Multihash) {
-	if len(failed) == 0 {
-		d.requeueRepair(keys)
-		return
-	}
-	gone := make(map[string]bool, len(failed))
-	for _, k := range failed {
-		gone[string(k)] = true
-	}
-	d.requeueRepair(slices.DeleteFunc(slices.Clone(keys), func(k mh.Multihash) bool { return gone[string(k)] }))
 }
 
 // reprovide sends every key of the keystore to its replicas again, a

@@ -85,7 +85,9 @@ type Ledger struct {
 	final  SignedCheckpoint
 
 	halted atomic.Pointer[error] // why Append and Sign refuse; nil while they work
-	macKey []byte                // of the mirrors' rows
+
+	witnessed witnessedCache // WitnessedLogs, asked at every views message
+	macKey    []byte         // of the mirrors' rows
 
 	closeOnce sync.Once
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/medfed/medfed/node"
@@ -72,6 +74,7 @@ func (l *Ledger) Witness(ctx context.Context, origin string, check func(prev Wit
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("witness %s: %w", origin, err)
 	}
+	l.witnessed.changed()
 	return nil
 }
 
@@ -91,7 +94,11 @@ func (l *Ledger) RecordEvidence(ctx context.Context, e Evidence) error {
 	if _, err := tx.ExecContext(ctx, "UPDATE witnessed SET blocked = 1 WHERE origin = ?", e.Origin); err != nil {
 		return fmt.Errorf("recording evidence: %w", err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	l.witnessed.changed()
+	return nil
 }
 
 // Evidence returns every pair of conflicting checkpoints seen, oldest first.
@@ -115,8 +122,24 @@ func (l *Ledger) Evidence(ctx context.Context) ([]Evidence, error) {
 }
 
 // WitnessedLogs returns, by origin, the checkpoint this centre last
-// cosigned of every log it witnesses, blocked ones included.
+// cosigned of every log it witnesses, blocked ones included. The map is
+// the caller's; the notes' bytes are shared, to be read only. What it
+// reads is kept until the next cosignature or evidence: a witness asks it
+// at every views message.
 func (l *Ledger) WitnessedLogs(ctx context.Context) (map[string]Witnessed, error) {
+	if held, ok := l.witnessed.get(); ok {
+		return held, nil
+	}
+	gen := l.witnessed.generation()
+	held, err := l.readWitnessed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.witnessed.put(gen, held)
+	return maps.Clone(held), nil
+}
+
+func (l *Ledger) readWitnessed(ctx context.Context) (map[string]Witnessed, error) {
 	rows, err := l.r.QueryContext(ctx, "SELECT origin, size, root, note, blocked FROM witnessed")
 	if err != nil {
 		return nil, err
@@ -137,4 +160,43 @@ func (l *Ledger) WitnessedLogs(ctx context.Context) (map[string]Witnessed, error
 		out[origin] = w
 	}
 	return out, rows.Err()
+}
+
+// witnessedCache holds the witnessed table as last read. A write bumps
+// its generation and drops it; a read that began before a write does
+// not store what it read.
+type witnessedCache struct {
+	mu   sync.Mutex
+	gen  uint64
+	held map[string]Witnessed // nil: not read since the last write
+}
+
+func (c *witnessedCache) get() (map[string]Witnessed, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		return nil, false
+	}
+	return maps.Clone(c.held), true
+}
+
+func (c *witnessedCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *witnessedCache) put(gen uint64, held map[string]Witnessed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		c.held = held
+	}
+}
+
+func (c *witnessedCache) changed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.held = nil
 }

@@ -83,3 +83,64 @@ func TestWitnessStateIsCheckedAndStoredTogether(t *testing.T) {
 	}
 	f.l = openAt(t, f.path, f.key)
 }
+
+// WitnessedLogs, kept between writes, shows every cosignature and every
+// block as soon as it is stored, however readers and writers interleave;
+// a caller changing its map changes nothing held.
+func TestWitnessedLogsFollowEveryWrite(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const log = "medfed/test-federation/centre-b"
+	held := func() map[string]ledger.Witnessed {
+		t.Helper()
+		m, err := f.l.WitnessedLogs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := held(); len(m) != 0 {
+		t.Fatalf("a new ledger witnesses %v", m)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 { // readers all along
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := f.l.WitnessedLogs(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for size := int64(1); size <= 50; size++ {
+		if err := f.l.Witness(ctx, log, func(ledger.Witnessed, bool) (ledger.Witnessed, error) {
+			return ledger.Witnessed{Size: size, Root: [32]byte{byte(size)}, Note: []byte("note")}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := held()[log]; got.Size != size || got.Root != ([32]byte{byte(size)}) {
+			t.Fatalf("after cosigning size %d WitnessedLogs says %+v", size, got)
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	m := held()
+	delete(m, log)
+	if _, ok := held()[log]; !ok {
+		t.Fatal("deleting from the returned map changed what the ledger holds")
+	}
+	if err := f.l.RecordEvidence(ctx, ledger.Evidence{Origin: log, Held: []byte("a"), Offered: []byte("b"), Reason: "two roots"}); err != nil {
+		t.Fatal(err)
+	}
+	if !held()[log].Blocked {
+		t.Fatal("WitnessedLogs does not show the log blocked after evidence")
+	}
+}

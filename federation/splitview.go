@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -197,7 +199,10 @@ func (w *Witness) serveProve(ctx context.Context, payload []byte) ([]byte, error
 // this centre cosigned of it: the witnesses of a log are the ones who
 // cosign its checkpoints, so they are the ones who compare them. A centre
 // witnesses about Policy.Witnesses logs, each with as many witnesses, so
-// what it sends each interval does not grow with the federation.
+// what it sends each interval does not grow with the federation. A
+// witness that took the same views from this centre less than
+// viewsResend ago is not sent them again: it compared them then, and a
+// change on either side is sent by the side it happened to.
 func (w *Witness) ExchangeViews(ctx context.Context) error {
 	held, err := w.views.WitnessedLogs(ctx)
 	if err != nil {
@@ -208,28 +213,65 @@ func (w *Witness) ExchangeViews(ctx context.Context) error {
 	}
 	c := w.charter()
 	to := map[peer.ID][][]byte{}
-	for origin, h := range held {
+	for _, origin := range slices.Sorted(maps.Keys(held)) {
 		name := originCentre(c, origin)
 		if name == "" {
 			continue // a former member's log
 		}
 		for _, m := range c.Witnesses(name) {
 			if m.ID != w.host.ID() {
-				to[m.ID] = append(to[m.ID], h.Note)
+				to[m.ID] = append(to[m.ID], held[origin].Note)
 			}
 		}
 	}
+	now := time.Now()
+	w.sentMu.Lock()
+	sent := w.viewsSent
+	w.viewsSent = make(map[peer.ID]viewsSent, len(to))
+	for id := range to {
+		if s, ok := sent[id]; ok {
+			w.viewsSent[id] = s // co-witnesses no longer are forgotten
+		}
+	}
+	w.sentMu.Unlock()
 	var wg sync.WaitGroup
 	for id, notes := range to {
+		payload := encodeNotes(notes)
+		sum := sha256.Sum256(payload)
+		w.sentMu.Lock()
+		last := w.viewsSent[id]
+		w.sentMu.Unlock()
+		if last.sum == sum && now.Sub(last.at) < viewsResend {
+			continue
+		}
 		wg.Go(func() {
-			if _, err := w.ask(ctx, id, opViews, encodeNotes(notes)); err != nil {
+			if _, err := w.ask(ctx, id, opViews, payload); err != nil {
 				w.log.Debug("views not delivered", "to", id, "err", err)
+				return
 			}
+			w.sentMu.Lock()
+			w.viewsSent[id] = viewsSent{sum: sum, at: now}
+			w.sentMu.Unlock()
 		})
 	}
 	wg.Wait()
 	return nil
 }
+
+// viewsSent is what a co-witness last took from this centre, and when.
+type viewsSent struct {
+	sum [32]byte // of the views message
+	at  time.Time
+}
+
+// viewsResend is how long views a co-witness took stand for: past it they
+// are sent again, so that one that lost them (a restart, a restore)
+// compares them again.
+const viewsResend = time.Minute
+
+// maxViewsFrom bounds the members whose last views are remembered: past
+// it they are forgotten together, and each is answered once more.
+const maxViewsFrom = MaxMembers
 
 // RunViews exchanges views every interval until ctx ends.
 func (w *Witness) RunViews(ctx context.Context, interval time.Duration) {
@@ -240,8 +282,11 @@ func (w *Witness) RunViews(ctx context.Context, interval time.Duration) {
 	})
 }
 
-// serveViews checks every checkpoint in a views message.
-func (w *Witness) serveViews(ctx context.Context, payload []byte) error {
+// serveViews checks every checkpoint in a views message from a member.
+// Views that changed since that member last sent its own have this
+// centre send it its own again at the next exchange: the change may be
+// the other half of a split view, which only the two together show.
+func (w *Witness) serveViews(ctx context.Context, from peer.ID, payload []byte) error {
 	notes, err := decodeNotes(payload, maxNoteLen)
 	if err != nil {
 		return err
@@ -249,6 +294,16 @@ func (w *Witness) serveViews(ctx context.Context, payload []byte) error {
 	if len(notes) > MaxMembers {
 		return protocolError("%d views", len(notes))
 	}
+	sum := sha256.Sum256(payload)
+	w.sentMu.Lock()
+	if w.viewsFrom[from] != sum {
+		if w.viewsFrom == nil || len(w.viewsFrom) >= maxViewsFrom {
+			w.viewsFrom = map[peer.ID][32]byte{}
+		}
+		w.viewsFrom[from] = sum
+		delete(w.viewsSent, from)
+	}
+	w.sentMu.Unlock()
 	held, err := w.views.WitnessedLogs(ctx)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -28,44 +29,8 @@ func TestSplitViewIsDetected(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			net := mocknet.New()
-			defer net.Close()
-			addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
-			names := []string{"centre-a", "centre-b", "centre-c"}
-			keys := map[string][]byte{}
-			hosts := map[string]host.Host{}
-			var members []Member
-			for _, name := range names {
-				key := testMemberKey(name)
-				keys[name] = key
-				sk, err := crypto.UnmarshalEd25519PrivateKey(key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				h, err := net.AddPeer(sk, addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				hosts[name] = h
-				members = append(members, Member{Name: name, ID: h.ID(), Addrs: []ma.Multiaddr{addr}})
-			}
-			if err := net.LinkAll(); err != nil {
-				t.Fatal(err)
-			}
-			charter := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(3), Members: members}
-			ledgers := map[string]*ledger.Ledger{}
-			witnesses := map[string]*Witness{}
-			for _, name := range names {
-				l, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), ledger.Options{Origin: ledger.Origin("test", name), Key: keys[name]})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Close()
-				ledgers[name] = l
-				if witnesses[name], err = NewWitness(hosts[name], keys[name], l, func() Charter { return charter }, nil); err != nil {
-					t.Fatal(err)
-				}
-			}
+			f := newViewsFixture(t, ctx)
+			keys, hosts, ledgers, witnesses := f.keys, f.hosts, f.ledgers, f.witnesses
 			// centre-a's real ledger, and a fork of it made with the same key.
 			honest := &testLog{t: t, l: ledgers["centre-a"]}
 			shownToB := honest.grow(6, "honest")
@@ -100,33 +65,8 @@ func TestSplitViewIsDetected(t *testing.T) {
 // With one history, exchanging views raises nothing.
 func TestConsistentViewsRaiseNothing(t *testing.T) {
 	ctx := context.Background()
-	net := mocknet.New()
-	defer net.Close()
-	addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
-	var members []Member
-	hosts := map[string]host.Host{}
-	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
-		sk, _ := crypto.UnmarshalEd25519PrivateKey(testMemberKey(name))
-		h, err := net.AddPeer(sk, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hosts[name] = h
-		members = append(members, Member{Name: name, ID: h.ID(), Addrs: []ma.Multiaddr{addr}})
-	}
-	net.LinkAll()
-	charter := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(3), Members: members}
-	ledgers := map[string]*ledger.Ledger{}
-	witnesses := map[string]*Witness{}
-	for _, name := range []string{"centre-a", "centre-b", "centre-c"} {
-		l, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), ledger.Options{Origin: ledger.Origin("test", name), Key: testMemberKey(name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ledgers[name] = l
-		witnesses[name], _ = NewWitness(hosts[name], testMemberKey(name), l, func() Charter { return charter }, nil)
-	}
+	f := newViewsFixture(t, ctx)
+	hosts, ledgers, witnesses := f.hosts, f.ledgers, f.witnesses
 	log := &testLog{t: t, l: ledgers["centre-a"]}
 	cp4 := log.grow(4, "x")
 	if _, err := RequestCosignature(ctx, hosts["centre-a"], hosts["centre-b"].ID(), AddRequest{Note: cp4.Note}); err != nil {
@@ -142,6 +82,112 @@ func TestConsistentViewsRaiseNothing(t *testing.T) {
 		}
 		if ev, _ := ledgers[name].Evidence(ctx); len(ev) != 0 {
 			t.Fatalf("%s raised evidence against a consistent log: %+v", name, ev)
+		}
+	}
+}
+
+// viewsFixture is three centres, each the witness of the others' logs.
+type viewsFixture struct {
+	keys      map[string][]byte
+	hosts     map[string]host.Host
+	ledgers   map[string]*ledger.Ledger
+	witnesses map[string]*Witness
+}
+
+func newViewsFixture(t *testing.T, ctx context.Context) viewsFixture {
+	t.Helper()
+	net := mocknet.New()
+	t.Cleanup(func() { net.Close() })
+	addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
+	f := viewsFixture{keys: map[string][]byte{}, hosts: map[string]host.Host{}, ledgers: map[string]*ledger.Ledger{}, witnesses: map[string]*Witness{}}
+	var members []Member
+	names := []string{"centre-a", "centre-b", "centre-c"}
+	for _, name := range names {
+		key := testMemberKey(name)
+		f.keys[name] = key
+		sk, err := crypto.UnmarshalEd25519PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := net.AddPeer(sk, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.hosts[name] = h
+		members = append(members, Member{Name: name, ID: h.ID(), Addrs: []ma.Multiaddr{addr}})
+	}
+	if err := net.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	charter := Charter{Federation: "test", Version: 1, Policy: DefaultPolicy(3), Members: members}
+	for _, name := range names {
+		l, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), ledger.Options{Origin: ledger.Origin("test", name), Key: f.keys[name]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		f.ledgers[name] = l
+		if f.witnesses[name], err = NewWitness(f.hosts[name], f.keys[name], l, func() Charter { return charter }, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// exchange has each named witness exchange views, in order.
+func (f viewsFixture) exchange(t *testing.T, ctx context.Context, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if err := f.witnesses[name].ExchangeViews(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Views a co-witness took are not sent again while they stand; a change
+// on either side is sent, and answered with the other side's views, so a
+// split shown after witnesses last compared notes is caught by both at
+// their next exchange.
+func TestViewsAreSentWhenTheyChange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f := newViewsFixture(t, ctx)
+	b, c := f.hosts["centre-b"].ID(), f.hosts["centre-c"].ID()
+	sentAt := func(from string, to peer.ID) time.Time {
+		w := f.witnesses[from]
+		w.sentMu.Lock()
+		defer w.sentMu.Unlock()
+		return w.viewsSent[to].at
+	}
+	honest := &testLog{t: t, l: f.ledgers["centre-a"]}
+	cp4 := honest.grow(4, "honest")
+	if _, err := RequestCosignature(ctx, f.hosts["centre-a"], b, AddRequest{Note: cp4.Note}); err != nil {
+		t.Fatal(err)
+	}
+	f.exchange(t, ctx, "centre-b", "centre-c")
+	first := sentAt("centre-b", c)
+	if first.IsZero() {
+		t.Fatal("centre-b's views were not taken by centre-c")
+	}
+	f.exchange(t, ctx, "centre-b")
+	if again := sentAt("centre-b", c); !again.Equal(first) {
+		t.Fatalf("unchanged views were sent again (at %v, then %v)", first, again)
+	}
+
+	// centre-c is shown another history now, after both compared notes.
+	fork := newTestLogAt(t, f.keys["centre-a"], ledger.Origin("test", "centre-a"))
+	forked := fork.grow(4, "forked")
+	if _, err := RequestCosignature(ctx, f.hosts["centre-a"], c, AddRequest{Note: forked.Note}); err != nil {
+		t.Fatal(err)
+	}
+	f.exchange(t, ctx, "centre-c", "centre-b")
+	for _, name := range []string{"centre-b", "centre-c"} {
+		ev, err := f.ledgers[name].Evidence(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ev) == 0 || ev[0].Origin != ledger.Origin("test", "centre-a") {
+			t.Fatalf("%s holds no evidence against centre-a: %+v", name, ev)
 		}
 	}
 }

@@ -61,6 +61,10 @@ type Witness struct {
 
 	viewsMu   sync.Mutex
 	viewsSeen map[string][]viewSeen // by log origin: views found consistent (splitview.go)
+
+	sentMu    sync.Mutex
+	viewsSent map[peer.ID]viewsSent // by co-witness: the views it last took (splitview.go)
+	viewsFrom map[peer.ID][32]byte  // by co-witness: the hash of the views it last sent
 }
 
 // NewWitness starts witnessing on h for the members of the charter that
@@ -150,7 +154,7 @@ func (w *Witness) serve(ctx context.Context, from peer.ID, op byte, body []byte)
 		if _, member := w.charter().Member(from); !member {
 			return nil, fmt.Errorf("%w: %s is not a member", ErrUnknownLog, from)
 		}
-		return nil, w.serveViews(ctx, body)
+		return nil, w.serveViews(ctx, from, body)
 	case opProve:
 		return w.serveProve(ctx, body)
 	case opHeld:

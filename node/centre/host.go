@@ -97,6 +97,19 @@ var hostLimits = rcmgr.PartialLimitConfig{
 	},
 }
 
+// NewConnManager is the connection manager a centre's host runs: past
+// 192 connections it closes the least useful down to 64 (kad-dht and
+// gossip protect the peers they need), sparing those of the last minute.
+// A federation of thousands would otherwise keep a connection to every
+// member it ever asked something.
+func NewConnManager() (*cmgr.BasicConnMgr, error) {
+	cm, err := cmgr.NewConnManager(64, 192, cmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	return cm, nil
+}
+
 // newHost starts the centre's libp2p host: its identity is the centre key,
 // it listens where the config says, admits only whom gater admits, and
 // runs no relay. With a pre-shared key it is a private network, which
@@ -111,9 +124,9 @@ func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGate
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	cm, err := cmgr.NewConnManager(64, 192, cmgr.WithGracePeriod(time.Minute))
+	cm, err := NewConnManager()
 	if err != nil {
-		return nil, fmt.Errorf("connection manager: %w", err)
+		return nil, err
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(sk),

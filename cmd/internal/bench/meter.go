@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -190,7 +191,17 @@ func isOther(class string) bool {
 // latency (latentStream).
 type meteredHost struct {
 	host.Host
-	m *meter
+	m  *meter
+	cm connmgr.ConnManager // nil: the host's own
+}
+
+// ConnManager is the one the host was given, if any: mocknet's hosts
+// take none, so the simulation keeps its own beside (openSimCentre).
+func (h meteredHost) ConnManager() connmgr.ConnManager {
+	if h.cm != nil {
+		return h.cm
+	}
+	return h.Host.ConnManager()
 }
 
 var _ host.Host = meteredHost{}

@@ -38,8 +38,9 @@ import (
 // interval and the witnesses' views. It has no HTTP API, admin socket,
 // pseudonym services (the charter deals no pseudonym key) or patient
 // service; its host has no connection gater (membership keeps one up to
-// date, unused), connection manager or resource manager, which mocknet
-// cannot be given.
+// date, unused) or resource manager, which mocknet cannot be given. It
+// has a node's connection manager (centre.NewConnManager), beside the
+// host.
 type simCentre struct {
 	name string
 	cfg  centre.Config
@@ -91,7 +92,14 @@ func openSimCentre(ctx context.Context, mn mocknet.Mocknet, m *meter, root strin
 	if err != nil {
 		return nil, errors.Join(err, c.Close())
 	}
-	return &simCentre{name: cfg.Centre.Name, cfg: cfg, c: c, host: meteredHost{Host: h, m: m}}, nil
+	// A node's connection manager, kept beside the host: it learns of
+	// connections from the network, and trims by closing them.
+	cm, err := centre.NewConnManager()
+	if err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
+	h.Network().Notify(cm.Notifee())
+	return &simCentre{name: cfg.Centre.Name, cfg: cfg, c: c, host: meteredHost{Host: h, m: m, cm: cm}}, nil
 }
 
 // member is the centre as the charter lists it.
@@ -285,6 +293,9 @@ func (s *simCentre) close() error {
 	}
 	if s.directory != nil {
 		errs = append(errs, s.directory.Close())
+	}
+	if s.host.cm != nil {
+		errs = append(errs, s.host.cm.Close())
 	}
 	errs = append(errs, s.host.Close(), s.c.Close())
 	return errors.Join(errs...)

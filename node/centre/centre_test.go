@@ -3,13 +3,20 @@ package centre_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
@@ -164,5 +171,77 @@ func TestOpenRefusesADirectoryHoldingSomethingElse(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("Open wrote %d files into a foreign directory", len(entries)-1)
+	}
+}
+
+// A founding by 400 centres signs a version 1 note longer than a ledger
+// entry's body: it is kept in parts, appended together, and read back
+// whole, by the centre reopened and by ledger verify's reader.
+func TestCharterLongerThanAnEntryIsKeptInParts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := openCentre(t, dir)
+	const n = 400
+	keys := []ed25519.PrivateKey{c.Key()}
+	for i := 1; i < n; i++ {
+		seed := sha256.Sum256(fmt.Appendf(nil, "founder %d", i))
+		keys = append(keys, ed25519.NewKeyFromSeed(seed[:]))
+	}
+	var members []federation.Member
+	for i, k := range keys {
+		id, err := centre.PeerID(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("founder-%03d", i)
+		if i == 0 {
+			name = "centre-a"
+		}
+		members = append(members, federation.Member{Name: name, ID: id, Addrs: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/10.0.%d.%d/tcp/4001", i/256, i%256))}})
+	}
+	slices.SortFunc(members, func(a, b federation.Member) int { return strings.Compare(a.Name, b.Name) })
+	v1 := federation.Charter{Federation: "test-federation", Version: 1, Policy: federation.DefaultPolicy(n), Members: members}
+	// Each founder signs alone; the notes are merged pairwise.
+	notes := make([][]byte, n)
+	for i, k := range keys {
+		var err error
+		if notes[i], err = federation.Sign(v1, nil, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for len(notes) > 1 {
+		var next [][]byte
+		for i := 0; i < len(notes); i += 2 {
+			if i+1 == len(notes) {
+				next = append(next, notes[i])
+				continue
+			}
+			m, err := federation.Merge(notes[i], notes[i+1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			next = append(next, m)
+		}
+		notes = next
+	}
+	note := notes[0]
+	if len(note) <= ledger.MaxBody {
+		t.Fatalf("a note of %d bytes fits one entry: the test needs more founders", len(note))
+	}
+	if _, err := c.InstallCharter(ctx, [][]byte{note}); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := c.Ledger.EntriesOfKind(ctx, ledger.KindCharter); err != nil || len(es) != 2 {
+		t.Fatalf("the note of %d bytes is kept in %d entries (%v), want 2", len(note), len(es), err)
+	}
+	c.Close()
+	c = openCentre(t, dir)
+	if s, err := c.Charter(ctx); err != nil || len(s.Members) != n {
+		t.Fatalf("reopened, the charter reads as %d members: %v", len(s.Members), err)
+	}
+	c.Close()
+	chain, err := centre.ChainOnLedger(ctx, filepath.Join(dir, centre.LedgerFile))
+	if err != nil || len(chain) != 1 || !bytes.Equal(chain[0], note) {
+		t.Fatalf("ledger verify's reader finds %d versions (%v), not the note", len(chain), err)
 	}
 }

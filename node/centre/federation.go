@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,10 +15,14 @@ import (
 )
 
 // A charter entry on the ledger holds either an adopted charter version or
-// this centre's approval of a draft; its first byte says which.
+// this centre's approval of a draft; its first byte says which. A note
+// longer than an entry's body (a founding by hundreds of centres) is kept
+// in parts, an entry each, the last one an adopted entry, all appended in
+// one commit.
 const (
-	charterAdopted  byte = 1 // then the signed note
+	charterAdopted  byte = 1 // then the signed note, or its last part
 	charterApproval byte = 2 // then u64 version, 32-byte draft hash
+	charterPart     byte = 3 // then a part of the note the next adopted entry ends
 )
 
 // ErrNoCharter is returned when a centre has no charter installed yet.
@@ -48,16 +53,26 @@ func ChainOnLedger(ctx context.Context, path string) ([][]byte, error) {
 // charterState reads charter entries.
 func charterState(entries []ledger.Entry) (federation.State, error) {
 	st := federation.State{Approvals: map[uint64][32]byte{}}
+	var parts []byte // of a note not ended yet
 	for _, e := range entries {
 		body := e.Body
+		if len(parts) > 0 && (len(body) < 2 || (body[0] != charterPart && body[0] != charterAdopted)) {
+			return st, fmt.Errorf("ledger entry %d: malformed charter entry: a note in parts is not ended", e.Index)
+		}
 		switch {
+		case len(body) > 1 && body[0] == charterPart:
+			parts = append(parts, body[1:]...)
 		case len(body) > 1 && body[0] == charterAdopted:
-			st.Chain = append(st.Chain, body[1:])
+			st.Chain = append(st.Chain, append(parts, body[1:]...))
+			parts = nil
 		case len(body) == 1+8+32 && body[0] == charterApproval:
 			st.Approvals[binary.BigEndian.Uint64(body[1:])] = [32]byte(body[9:])
 		default:
 			return st, fmt.Errorf("ledger entry %d: malformed charter entry", e.Index)
 		}
+	}
+	if len(parts) > 0 {
+		return st, errors.New("the last charter entries hold a note in parts that is not ended")
 	}
 	return st, nil
 }
@@ -65,9 +80,25 @@ func charterState(entries []ledger.Entry) (federation.State, error) {
 // ledgerStore keeps membership's state on the centre's ledger.
 type ledgerStore struct{ l *ledger.Ledger }
 
+// NewCharterStore keeps membership's state on l as a centre does: for a
+// simulation of centres (medfed bench scale) that builds its own.
+func NewCharterStore(l *ledger.Ledger) federation.Store { return ledgerStore{l} }
+
 func (s ledgerStore) Adopt(ctx context.Context, note []byte) error {
-	_, err := s.l.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: append([]byte{charterAdopted}, note...)})
+	_, err := s.l.Append(ctx, adoptedEntries(note)...)
 	return err
+}
+
+// adoptedEntries are the entries that keep an adopted note: one, or its
+// parts and an adopted entry ending them.
+func adoptedEntries(note []byte) []ledger.Entry {
+	const part = ledger.MaxBody - 1
+	var out []ledger.Entry
+	for len(note) > part {
+		out = append(out, ledger.Entry{Kind: ledger.KindCharter, Body: append([]byte{charterPart}, note[:part]...)})
+		note = note[part:]
+	}
+	return append(out, ledger.Entry{Kind: ledger.KindCharter, Body: append([]byte{charterAdopted}, note...)})
 }
 
 func (s ledgerStore) Approve(ctx context.Context, version uint64, draft [32]byte) error {

@@ -92,6 +92,9 @@ type Entry struct {
 //
 // The encoding is canonical: Decode accepts only bytes that Encode would
 // produce, so the leaf hash of an entry is a function of its meaning.
+// MaxBody is the longest body an entry may have.
+const MaxBody = 64 << 10
+
 const (
 	encodingV1  = 1
 	offIndex    = 2
@@ -99,7 +102,7 @@ const (
 	offFlags    = 18
 	headerLen   = 19
 	flagSubject = 1
-	maxBodyLen  = 64 << 10
+	maxBodyLen  = MaxBody
 	maxEntryLen = headerLen + 32 + 4 + maxBodyLen
 	maxIndex    = 1 << 62
 )

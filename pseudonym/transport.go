@@ -456,6 +456,9 @@ func (c *Ceremonies) deliver(ctx context.Context, r *ceremonyRun, p peer.ID, rou
 			}
 			return
 		}
+		// Not taken (unreachable, too slow, or a participant not started
+		// yet): tried again until ctx ends, when the run reports it.
+		c.log.Debug("ceremony message not delivered", "to", p, "round", round, "err", err)
 		select {
 		case <-ctx.Done():
 			return

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -448,6 +449,35 @@ func TestLookupAsksTheClosestOfManyMembers(t *testing.T) {
 	res, err := f.dirs[3].Lookup(context.Background(), ps[0])
 	if err != nil || res.Answered != 3 || len(res.Failed) != 0 {
 		t.Fatalf("a lookup among 20: %d answered, failed %v, %v; want the 3 closest", res.Answered, res.Failed, err)
+	}
+}
+
+// TestLookupEveryAsksEveryReplica: a holder's announcement lost at the 3
+// closest members is missed by Lookup, which asks those 3, and found by
+// LookupEvery, which asks every member that may store it.
+func TestLookupEveryAsksEveryReplica(t *testing.T) {
+	f := newTestFedWith(t, 20, 5)
+	ctx := context.Background()
+	ps := pseudonyms(1)
+	h := holdings{ps[0]: {0}}
+	f.announce(h)
+	f.expect(h)
+	key := multihash(digest("test-fed", ps[0]))
+	closest := kb.SortClosestPeers(slices.Clone(f.ids), kb.ConvertKey(string(key)))
+	index := f.replicaSet(5).index
+	for _, id := range closest[:3] {
+		if err := f.dirs[index[id]].recs.Delete(ctx, recordKey(key, f.ids[0])); err != nil && !errors.Is(err, ds.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	asker := f.dirs[index[closest[len(closest)-1]]] // no replica itself
+	res, err := asker.Lookup(ctx, ps[0])
+	if err != nil || len(res.Holders) != 0 {
+		t.Fatalf("Lookup after the 3 closest lost the announcement: %v, %v; want no holder", res.Holders, err)
+	}
+	res, err = asker.LookupEvery(ctx, ps[0])
+	if err != nil || res.Answered != 6 || !slices.Equal(res.Holders, []peer.ID{f.ids[0]}) {
+		t.Fatalf("LookupEvery: %d answered, holders %v, %v; want 6 answered and the holder", res.Answered, res.Holders, err)
 	}
 }
 

@@ -48,16 +48,28 @@ type Result struct {
 // within the lookup timeout, the error wraps ErrIncomplete and the result
 // holds what was found.
 func (d *Directory) Lookup(ctx context.Context, p ledger.Pseudonym) (Result, error) {
+	return d.lookup(ctx, p, d.width)
+}
+
+// LookupEvery is Lookup asking every member that may store p's
+// announcements (the Replication+1 closest), not Width of them: for
+// what is asked rarely and must miss no holder whose announcement
+// reached one replica (a patient's own requests).
+func (d *Directory) LookupEvery(ctx context.Context, p ledger.Pseudonym) (Result, error) {
+	return d.lookup(ctx, p, d.replication+1)
+}
+
+func (d *Directory) lookup(ctx context.Context, p ledger.Pseudonym, width int) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	key := multihash(digest(d.fed, p))
 	members := d.ring()
-	// The closest Replication+1 members: the Width asked and, should some
+	// The closest Replication+1 members: the width asked and, should some
 	// fail, the next closest. Each stores every holder's announcement: a
 	// holder's replicas are the Replication closest but itself, and a
 	// holder among them keeps its own.
 	order := replicasOf(members, key, d.replication+1, "")
-	want := min(d.width, len(order))
+	want := min(width, len(order))
 
 	type answer struct {
 		from  peer.ID

@@ -72,6 +72,9 @@ func TestKeyGeneratedAndResharedByRealNodes(t *testing.T) {
 		_, errD := os.Stat(filepath.Join(d.dir, node.ShareFile))
 		return os.IsNotExist(errA) && errD == nil
 	})
+	if out := a.run("federation", "status"); !strings.Contains(out, "pseudonym key: held by centre-b, centre-c, centre-d; 2 of them evaluate") {
+		t.Fatalf("centre-a's federation status after the resharing:\n%s", out)
+	}
 	for _, x := range all {
 		if got := pseudonymsOf(x, 1, "--nhs", "943 476 5919")[0]; got != p {
 			t.Fatalf("after the resharing, %s derives %s, before %s", x.name, got, p)

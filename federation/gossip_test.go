@@ -139,6 +139,7 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 	if st := ms[2].Status(); len(st.Pending) != 1 || st.Pending[0].Change != "changes the policy" || st.Pending[0].Approvals != 0 {
 		t.Fatalf("the council member's pending drafts: %+v", st.Pending)
 	}
+	adopted := ms[10].Adopted()
 	start := time.Now()
 	if _, err := ms[0].Remove(ctx, "c29"); err != nil {
 		t.Fatal(err)
@@ -184,6 +185,16 @@ func TestAdoptedVersionSpreadsByGossip(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("version 2 known to all %d members %v after the council's quorum approved it", n-1, time.Since(start))
+	select {
+	case <-adopted:
+	default:
+		t.Fatal("a member adopted version 2 and its Adopted channel is still open")
+	}
+	select {
+	case <-ms[10].Adopted():
+		t.Fatal("the channel for the version after is closed already")
+	default:
+	}
 }
 
 // PeekCharter reads a founding version signed by more founders than

@@ -74,6 +74,7 @@ type Membership struct {
 	mu        sync.Mutex
 	chain     [][]byte
 	current   Signed
+	adopted   chan struct{} // closed, and replaced, when a version is adopted
 	approvals map[uint64][32]byte
 	pending   map[[32]byte][]byte  // drafts of the next version with the approvals seen
 	offered   map[[32]byte]Charter // unsigned drafts of the next version offered by members off the council
@@ -115,6 +116,7 @@ func NewMembership(h host.Host, st State, opts Options) (*Membership, error) {
 		current:   current,
 		approvals: map[uint64][32]byte{},
 		pending:   map[[32]byte][]byte{},
+		adopted:   make(chan struct{}),
 		offered:   map[[32]byte]Charter{},
 	}
 	for v, h := range st.Approvals {
@@ -159,6 +161,14 @@ func (m *Membership) Current() Signed {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.current
+}
+
+// Adopted returns a channel closed when the next version is adopted:
+// for what follows the charter without asking it over and over.
+func (m *Membership) Adopted() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.adopted
 }
 
 // Chain returns every adopted version's note, version 1 first.
@@ -383,6 +393,8 @@ func (m *Membership) adoptLocked(ctx context.Context, note []byte, announce bool
 	}
 	m.chain = append(m.chain, s.Note)
 	m.current = s
+	close(m.adopted)
+	m.adopted = make(chan struct{})
 	clear(m.pending)
 	clear(m.offered)
 	m.follow(s)
@@ -656,6 +668,13 @@ type Status struct {
 	Member     bool
 	Members    []MemberStatus
 	Pending    []Progress
+	// Council names the members that approve the next version, of which
+	// Quorum must; KeyHolders, the current members holding a share of the
+	// pseudonym key, of which KeyThreshold evaluate (none: no key).
+	Council      []string
+	Quorum       int
+	KeyHolders   []string
+	KeyThreshold int
 }
 
 // MemberStatus is one member as this centre sees it.
@@ -669,8 +688,19 @@ type MemberStatus struct {
 func (m *Membership) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := Status{Federation: m.current.Federation, Version: m.current.Version, Self: m.self}
+	st := Status{Federation: m.current.Federation, Version: m.current.Version, Self: m.self, Quorum: m.current.Policy.AdmissionQuorum}
 	_, st.Member = m.current.Member(m.self)
+	for _, c := range m.current.CouncilMembers() {
+		st.Council = append(st.Council, c.Name)
+	}
+	if m.current.OPRF.Dealt() {
+		st.KeyThreshold = m.current.Policy.OPRFThreshold
+		for _, s := range m.current.OPRF.Shares {
+			if mem, ok := m.current.Member(s.Holder); ok {
+				st.KeyHolders = append(st.KeyHolders, mem.Name)
+			}
+		}
+	}
 	for _, mem := range m.current.Members {
 		st.Members = append(st.Members, MemberStatus{
 			Name:      mem.Name,

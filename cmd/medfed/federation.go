@@ -720,6 +720,16 @@ joining centre passes to medfed federation join --peer.`,
 			role = "not a member"
 		}
 		fmt.Fprintf(out, "federation %s, charter version %d; this centre (%s) is %s\n", st.Federation, st.Version, st.Self, role)
+		council := strings.Join(st.Council, ", ")
+		if len(st.Council) == len(st.Members) {
+			council = "every member"
+		}
+		fmt.Fprintf(out, "council: %s; %d of them approve a version\n", council, st.Quorum)
+		if st.KeyThreshold == 0 {
+			fmt.Fprintln(out, "pseudonym key: none")
+		} else {
+			fmt.Fprintf(out, "pseudonym key: held by %s; %d of them evaluate\n", strings.Join(st.KeyHolders, ", "), st.KeyThreshold)
+		}
 		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CENTRE\tPEER ID\tCONNECTED")
 		for _, m := range st.Members {

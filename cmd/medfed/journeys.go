@@ -268,8 +268,13 @@ func mergePage(res *api.PatientResult, page api.PatientResult, cursors []patient
 // that could not be reached, with why, and each holder's part.
 func printPatient(w io.Writer, res api.PatientResult) {
 	fmt.Fprintf(w, "# %s: %s\n", res.Pseudonym, res.Summary())
-	if res.Lookup != "" {
+	switch {
+	case res.Lookup != "" && res.EveryMember:
 		fmt.Fprintf(w, "# the directory lookup was incomplete (every member was asked all the same): %s\n", res.Lookup)
+	case res.Lookup != "":
+		fmt.Fprintf(w, "# the directory lookup was incomplete, and a holder it did not find was not asked: %s\n", res.Lookup)
+	case !res.EveryMember:
+		fmt.Fprintln(w, "# asked the holders the directory lists (the federation is too large to ask every member)")
 	}
 	for _, h := range res.Unreached() {
 		fmt.Fprintf(w, "%s: could not be reached, and may hold records: %s\n", h.Name, h.Error)

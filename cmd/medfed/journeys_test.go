@@ -22,7 +22,7 @@ func TestPrintPatientSaysWhoCouldNotBeReached(t *testing.T) {
 	}{
 		{
 			name: "a view with a centre down and the directory incomplete",
-			res: api.PatientResult{Op: "view", Pseudonym: "ab12", Asked: 12, HoldNothing: 8, Lookup: "2 of 5 replicas answered",
+			res: api.PatientResult{Op: "view", Pseudonym: "ab12", Asked: 12, HoldNothing: 8, EveryMember: true, Lookup: "2 of 5 replicas answered",
 				Holders: []api.PatientHolder{holder, {Name: "centre-c", Status: "answered"}, {Name: "centre-d", Status: "answered"}, down}},
 			want: []string{
 				"# ab12: asked 12 centre(s): 3 hold entries about the patient, 8 hold nothing, 1 could not be reached: centre-k\n",
@@ -34,12 +34,21 @@ func TestPrintPatientSaysWhoCouldNotBeReached(t *testing.T) {
 		},
 		{
 			name: "an erasure every centre answered",
-			res:  api.PatientResult{Op: "erase", Pseudonym: "ab12", Asked: 3, HoldNothing: 2, Holders: []api.PatientHolder{holder}},
+			res:  api.PatientResult{Op: "erase", Pseudonym: "ab12", Asked: 3, HoldNothing: 2, EveryMember: true, Holders: []api.PatientHolder{holder}},
 			want: []string{
 				"# ab12: asked 3 centre(s): 1 held records, 2 hold none, 0 could not be reached\n",
 				"centre-b: 1 record(s) erased, withdrawn from the directory\n",
 			},
 			wantNot: []string{"could not be reached:", "lookup"},
+		},
+		{
+			name: "a view in a federation too large to ask every member",
+			res:  api.PatientResult{Op: "view", Pseudonym: "ab12", Asked: 2, Holders: []api.PatientHolder{holder, {Name: "centre-c", Status: "answered"}}},
+			want: []string{
+				"# ab12: asked 2 centre(s): 2 hold entries about the patient, 0 hold nothing, 0 could not be reached\n",
+				"# asked the holders the directory lists (the federation is too large to ask every member)\n",
+			},
+			wantNot: []string{"lookup was incomplete"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,10 +6,16 @@
 // A patient reaches the federation through one centre, the relay: their
 // request names it, and holders take the request from it alone, so a
 // holder that saw a request cannot replay it elsewhere to learn another
-// centre's answer. The relay asks at once every member of the federation
-// and any other centre the directory lists as a holder: the directory is
-// not trusted to list every holder, and the patient is to hear from each
+// centre's answer. The relay asks at once every centre the directory lists
+// as a holder and, in a federation of at most 64 members
+// (DefaultAskEvery), every member besides: there the directory is not
+// trusted to list every holder, and the patient is to hear from each
 // centre that may hold their records, or that it could not be reached.
+// In a larger federation asking every member would make each request cost
+// a message to each of thousands of centres: the relay asks the holders
+// the directory lists at every replica of the patient's key, so that a
+// holder is missed only if its announcement reached none of them (the
+// holder's repair puts it back at each).
 // Each centre asked checks that the relay is a member, the request fresh
 // (within MaxSkew of its clock) and the signature by a key a member
 // attested for the patient, neither superseded nor reported compromised
@@ -30,10 +36,10 @@
 // saw the patient no access entry per request. Authenticating the request
 // still reads the patient's consent state (a lease from a majority, and
 // the patient's documents it lacked, appended as consent entries) at a
-// member without a live lease: a view costs about members × majority
-// consent reads the first time. Every member learns that the patient's
-// pseudonym made a request, through which relay, and when; the relay
-// alone learns the answers. The relay checks each answer (the signer, the
+// member without a live lease: in a federation asked whole, a view costs
+// about members × majority consent reads the first time. Every centre
+// asked learns that the patient's pseudonym made a request, through which
+// relay, and when; the relay alone learns the answers. The relay checks each answer (the signer, the
 // request's nonce, entries about this patient) and reports every centre
 // asked: answered with entries, holds nothing, or why it has no answer.
 //

@@ -29,9 +29,14 @@ type Result struct {
 	// the patient, that it holds nothing (Nothing), or why it has no
 	// answer (Err).
 	Holders []HolderAnswer
-	// Lookup is set when the directory lookup did not complete. Every
-	// member is asked all the same, so the result misses no holder when
-	// every member answered.
+	// EveryMember says every member was asked, the federation being one
+	// the relay asks whole (Options.AskEvery); otherwise the holders the
+	// directory lists were.
+	EveryMember bool
+	// Lookup is set when the directory lookup did not complete. In a
+	// federation the relay asks whole (Options.AskEvery), every member is
+	// asked all the same, so the result misses no holder when every
+	// member answered.
 	Lookup error
 }
 
@@ -53,12 +58,16 @@ type HolderAnswer struct {
 }
 
 // Relay authenticates the patient's request raw, which must name this
-// centre as its relay, and asks at once every member of the federation
-// and every other centre the directory lists as a holder: the directory
-// is not trusted to list every holder, and a member that holds nothing
-// about the patient says so and records nothing. A centre that is down,
-// too slow, refuses, or answers with anything that does not verify is in
-// the result with its error.
+// centre as its relay, and asks at once every centre the directory lists
+// as a holder and, in a federation of at most Options.AskEvery members,
+// every member too: the directory is then not trusted to list every
+// holder, and a member that holds nothing about the patient says so and
+// records nothing. In a larger federation asking every member would cost
+// each patient request a message to each of thousands of centres, so the
+// holders are the directory's, read at every replica of the patient's
+// key (Options.Holders). A centre that is down, too slow, refuses, or
+// answers with anything that does not verify is in the result with its
+// error.
 func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 	q, err := s.check(ctx, raw, s.host.ID(), node.ErrInvalid)
 	if err != nil {
@@ -67,7 +76,8 @@ func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 	res := Result{Op: q.Op, Subject: q.Subject, Nonce: q.Nonce}
 	holders, err := s.opts.Holders(ctx, q.Subject)
 	res.Lookup = err
-	asked := s.asked(holders)
+	asked, every := s.asked(holders)
+	res.EveryMember = every
 	if len(asked) == 0 && err != nil {
 		return res, err
 	}
@@ -80,21 +90,36 @@ func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
 	return res, nil
 }
 
-// asked is every member of the current charter, then each of holders
-// that is not one, each once.
-func (s *Service) asked(holders []peer.ID) []peer.ID {
-	members := s.opts.Charter().Members
-	ids := make([]peer.ID, 0, len(members)+len(holders))
-	for _, m := range members {
-		ids = append(ids, m.ID)
+// asked is every member of the current charter when it has at most
+// AskEvery members (every), then each of holders that is not one, each
+// once.
+func (s *Service) asked(holders []peer.ID) (ids []peer.ID, every bool) {
+	if members := s.opts.Charter().Members; len(members) <= s.askEvery() {
+		every = true
+		ids = make([]peer.ID, 0, len(members)+len(holders))
+		for _, m := range members {
+			ids = append(ids, m.ID)
+		}
 	}
 	for _, h := range holders {
 		if !slices.Contains(ids, h) {
 			ids = append(ids, h)
 		}
 	}
-	return ids
+	return ids, every
 }
+
+// askEvery is the largest federation a relay asks whole.
+func (s *Service) askEvery() int {
+	if s.opts.AskEvery > 0 {
+		return s.opts.AskEvery
+	}
+	return DefaultAskEvery
+}
+
+// DefaultAskEvery is the largest federation a relay asks whole, member by
+// member, unless Options.AskEvery says otherwise: a regional federation.
+const DefaultAskEvery = 64
 
 func (s *Service) ask(ctx context.Context, holder peer.ID, q Request, raw []byte) HolderAnswer {
 	out := HolderAnswer{Holder: holder}

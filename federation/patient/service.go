@@ -63,11 +63,16 @@ type Options struct {
 	Payload func(ctx context.Context, index int64) ([]byte, error)
 	// Withdraw takes this centre out of the directory for p.
 	Withdraw func(ctx context.Context, p ledger.Pseudonym) error
-	// Holders finds the centres holding p's records (the directory).
+	// Holders finds the centres holding p's records (the directory, read
+	// at every replica of p's key).
 	Holders func(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error)
 	// Charter is the federation's current charter: its members may relay,
-	// and a relay asks each of them besides the holders.
+	// and a relay asks each of them besides the holders while there are
+	// at most AskEvery.
 	Charter func() federation.Charter
+	// AskEvery is the largest federation a relay asks whole;
+	// DefaultAskEvery when zero.
+	AskEvery int
 	// Rate bounds each relay's requests, shared with the centre's other
 	// services that the charter's member-rate covers; its own when nil.
 	Rate    *federation.MemberRate
@@ -159,9 +164,9 @@ func peerRefusal(err error) (byte, string) {
 // holder, after recording it on the ledger (who relayed it, which
 // request): the patient's view shows their own requests too. A centre
 // that holds nothing about the patient (see holds) answers so, and
-// records nothing: every member is asked, and a federation of hundreds
-// of centres would otherwise log every view at each, about patients most
-// of them never saw.
+// records nothing: in a federation asked whole every member is asked,
+// and would otherwise log every view at each, about patients most of
+// them never saw.
 func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
 	if err := s.limits.Allow(from); err != nil {
 		return nil, err

@@ -59,6 +59,12 @@ func (attested) Settled(context.Context, ledger.Pseudonym, ed25519.PublicKey) er
 // connects them; listed is what the directory says holds the patient.
 func startFed(t *testing.T, patientKey ed25519.PublicKey, listed func() []peer.ID, names ...string) []*centre {
 	t.Helper()
+	return startFedWith(t, patientKey, listed, nil, names...)
+}
+
+// startFedWith is startFed with each service's options changed by tweak.
+func startFedWith(t *testing.T, patientKey ed25519.PublicKey, listed func() []peer.ID, tweak func(*patient.Options), names ...string) []*centre {
+	t.Helper()
 	ctx := context.Background()
 	charter := federation.Charter{Federation: fed, Version: 1, Policy: federation.DefaultPolicy(len(names))}
 	var cs []*centre
@@ -93,7 +99,7 @@ func startFed(t *testing.T, patientKey ed25519.PublicKey, listed func() []peer.I
 		}
 		t.Cleanup(func() { h.Close() })
 		c.host, c.ledger = h, l
-		c.svc, err = patient.New(ctx, h, patient.Options{
+		opts := patient.Options{
 			Key: c.key, Ledger: l, Consent: attested{patientKey},
 			Erase: func(ctx context.Context, p ledger.Pseudonym) (int, error) {
 				c.erases.Add(1)
@@ -107,8 +113,11 @@ func startFed(t *testing.T, patientKey ed25519.PublicKey, listed func() []peer.I
 			Holders:  func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return listed(), nil },
 			Charter:  func() federation.Charter { return charter },
 			Timeout:  5 * time.Second,
-		})
-		if err != nil {
+		}
+		if tweak != nil {
+			tweak(&opts)
+		}
+		if c.svc, err = patient.New(ctx, h, opts); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.svc.Close)
@@ -166,6 +175,39 @@ func appendTo(t *testing.T, c *centre, e ledger.Entry) {
 	t.Helper()
 	if _, err := c.ledger.Append(context.Background(), e); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// In a federation larger than the relay asks whole, it asks the holders
+// the directory lists, and no other member: centre-b, listed, answers with
+// its entries; centre-c, which holds a record the directory does not
+// list, is not asked (its repair is what puts it back in the directory),
+// nor are the members holding nothing.
+func TestRelayInALargeFederationAsksTheListedHolders(t *testing.T) {
+	ctx := context.Background()
+	patientKey, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []peer.ID
+	cs := startFedWith(t, patientKey.Public().(ed25519.PublicKey), func() []peer.ID { return listed },
+		func(o *patient.Options) { o.AskEvery = 4 }, "centre-a", "centre-b", "centre-c", "centre-d", "centre-e")
+	a, b, c := cs[0], cs[1], cs[2]
+	listed = []peer.ID{b.id}
+	p := ledger.Pseudonym(sha256.Sum256([]byte("large federation patient")))
+	for _, x := range []*centre{b, c} {
+		rec, err := ledger.NewRecord(p, ledger.Record{Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{1}, Commitment: [32]byte{2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendTo(t, x, rec)
+	}
+	res, err := a.svc.Relay(ctx, signedRequest(t, patientKey, patient.View, a.id, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Holders) != 1 || res.Holders[0].Holder != b.id || res.Holders[0].Err != nil || len(res.Holders[0].Entries) == 0 {
+		t.Fatalf("asked %+v; want centre-b alone, with its entries", res.Holders)
 	}
 }
 

@@ -441,13 +441,13 @@ func viewBundle(res PatientResult) resource {
 		}
 	}
 	if res.Lookup != "" {
-		// Every member was asked: the lookup's failure hides a holder only
-		// where a member could not be reached, named above.
+		// Where every member was asked, the lookup's failure hides a
+		// holder only where a member could not be reached, named above.
 		severity, kind := fhir.IssueSeverityInformation, fhir.IssueTypeInformational
-		if len(res.Unreached()) > 0 {
+		if len(res.Unreached()) > 0 || !res.EveryMember {
 			severity, kind = fhir.IssueSeverityWarning, fhir.IssueTypeIncomplete
 		}
-		issues = append(issues, issue(severity, kind, "the directory lookup was incomplete (every member was asked all the same): "+res.Lookup))
+		issues = append(issues, issue(severity, kind, "the directory lookup was incomplete: "+res.Lookup))
 	}
 	add(marshal(fhir.OperationOutcome{Issue: issues}))
 	return resource{marshal(b)}

@@ -180,7 +180,7 @@ var wireLayouts = map[string]wireLayout{
 		},
 	},
 	"patient-request": {
-		About: "A patient's own request (at most 4096 bytes), made and posted to one centre, the relay, which asks every member for the patient. " +
+		About: "A patient's own request (at most 4096 bytes), made and posted to one centre, the relay, which asks every holder the directory lists for the patient (and every member, in a federation of up to 64). " +
 			"The signature is Ed25519 (RFC 8032, pure) by the key in `key` over the bytes `medfed/patient/v1 request`, one zero byte, " +
 			"then every byte of the request before `signature`. The key must be one a member attested for the patient, neither superseded nor reported compromised. " +
 			"A centre takes a request only within " + strconv.Itoa(int(patient.MaxSkew.Minutes())) + " minutes of `time` by its own clock, and a nonce only once: each request needs a new one. " +

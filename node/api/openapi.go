@@ -56,7 +56,7 @@ var openAPITags = []struct{ name, about string }{
 	{"records", "This centre's records: adding and amending them, and reading one through the same consent check and audit as a query."},
 	{"query", "Asking every centre that holds a patient's records: queries, emergency access (break-glass), transfers to this centre."},
 	{"consent", "Patients' consent: submitting the documents they sign (public, authenticated by the signature), showing the contract in force, checking a token."},
-	{"patient", "A patient's own requests, signed with their key and relayed by this centre to every member: their view of every holder's records and accesses, and erasure."},
+	{"patient", "A patient's own requests, signed with their key and relayed by this centre to every holder (and, in a federation of up to 64 members, every member): their view of every holder's records and accesses, and erasure."},
 	{"audit", "For privacy officers and auditors: emergency notifications, the ledger's checkpoints and proofs of its entries."},
 	{"federation", "The federation: its members and who is connected, the charter chain, and evidence of members signing two histories."},
 }

@@ -41,7 +41,7 @@ func TestPatientViewNamesCentresNotReached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := centre.PatientResult{Op: patient.View, Pseudonym: p, Asked: 12, HoldNothing: 9, Lookup: errors.New("2 of 5 replicas answered"),
+	res := centre.PatientResult{Op: patient.View, Pseudonym: p, Asked: 12, HoldNothing: 9, EveryMember: true, Lookup: errors.New("2 of 5 replicas answered"),
 		Holders: []centre.PatientHolder{
 			{Name: "centre-b", Outcome: centre.Answered, LedgerSize: 10, Records: []centre.PatientRecord{{Index: 4, Kind: ledger.KindRecord,
 				Record: ledger.Record{DataClass: "lab-result", Occurred: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)}}}},

@@ -225,13 +225,13 @@ func (s *Server) table() []route {
 
 		{method: "POST", pattern: "/v1/patient/view", auth: authPatient, summary: "The patient's own view of every holder's records and accesses",
 			body: PatientRequestBody{}, answer: fhirResource("Bundle"), handle: s.patientView,
-			op: "patientView", tag: "patient", about: "Relays the patient's signed view request (SignedPatientRequest, op view, relay this centre) to every member of the federation and every other holder the directory lists. " +
+			op: "patientView", tag: "patient", about: "Relays the patient's signed view request (SignedPatientRequest, op view, relay this centre) to every holder the directory lists at any replica of the patient's key and, in a federation of up to 64 members, every member besides. " +
 				"The answer is a collection Bundle: each holder's records (DocumentReferences without payloads) and every event about them on its ledger (AuditEvents: accesses, lookups, transfers, erasures, key changes), " +
 				"and an OperationOutcome that says how many centres were asked, how many hold nothing, and names each that could not be reached, with why: it may hold records. " +
 				"A holder with more entries than a page says where it goes on from: ask again with a cursor for it."},
-		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every member",
+		{method: "POST", pattern: "/v1/patient/erase", auth: authPatient, summary: "The patient's erasure at every holder",
 			body: PatientRequestBody{}, answer: PatientResult{}, handle: s.patientErase,
-			op: "patientErase", tag: "patient", about: "Relays the patient's signed erase request (SignedPatientRequest, op erase, relay this centre) to every member: each holding records crypto-shreds their payloads, " +
+			op: "patientErase", tag: "patient", about: "Relays the patient's signed erase request (SignedPatientRequest, op erase, relay this centre) to the centres a view goes to: each holding records crypto-shreds their payloads, " +
 				"records an erasure entry for each and withdraws from the directory; the ledger entries stay, so every proof stays valid. " +
 				"Submit the patient's erasure document (a SignedConsentDocument of kind 7) to POST /v1/consent too: it reaches the holders this request could not, which erase before they release anything. Erasing again changes nothing."},
 

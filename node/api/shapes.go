@@ -208,6 +208,13 @@ type FederationStatus struct {
 	Members    []MemberStatus
 	Pending    []Progress
 	Evidence   []EvidenceStatus
+	// Council names the members that approve the next version, Quorum of
+	// them; KeyHolders, the members holding a share of the pseudonym key,
+	// KeyThreshold of them evaluating (empty and 0: no key).
+	Council      []string
+	Quorum       int
+	KeyHolders   []string
+	KeyThreshold int
 }
 
 // MemberStatus is one member as the centre sees it.
@@ -234,7 +241,8 @@ func ProgressOf(p federation.Progress) Progress { return Progress(p) }
 // FederationStatusOf is st's JSON shape, with the evidence ev.
 func FederationStatusOf(st federation.Status, ev []centre.EvidenceStatus) FederationStatus {
 	out := FederationStatus{Federation: st.Federation, Version: st.Version, Self: st.Self, Member: st.Member, Members: []MemberStatus{},
-		Pending: []Progress{}, Evidence: EvidenceOf(ev)}
+		Pending: []Progress{}, Evidence: EvidenceOf(ev), Council: nonNil(st.Council), Quorum: st.Quorum,
+		KeyHolders: nonNil(st.KeyHolders), KeyThreshold: st.KeyThreshold}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, MemberStatus(m))
 	}
@@ -419,7 +427,8 @@ func TransferResultOf(res centre.TransferResult) TransferResult {
 }
 
 // PatientResult is a patient's request's outcome at every centre it went
-// to: every member, and any other centre the directory lists.
+// to: every centre the directory lists, and every member in a federation
+// the relay asks whole.
 type PatientResult struct {
 	Op        string // view or erase
 	Pseudonym string
@@ -431,8 +440,11 @@ type PatientResult struct {
 	// answered that they hold nothing about the patient (erase: no record).
 	Asked       int
 	HoldNothing int
-	// Lookup: why the directory lookup did not complete. Every member was
-	// asked all the same; a holder is missing only if one failed.
+	// EveryMember: every member was asked (a federation of up to 64);
+	// otherwise the holders the directory lists at every replica were.
+	EveryMember bool
+	// Lookup: why the directory lookup did not complete. Where every
+	// member was asked, a holder is missing only if one failed.
 	Lookup string `json:",omitempty"`
 	// Nonce (records): the request's, which with each holder's ID opens
 	// what it sealed.
@@ -577,7 +589,7 @@ type PatientErasure struct {
 // PatientResultOf is res's JSON shape.
 func PatientResultOf(res centre.PatientResult) PatientResult {
 	out := PatientResult{Op: res.Op.String(), Pseudonym: res.Pseudonym.String(), Holders: []PatientHolder{}, Asked: res.Asked, HoldNothing: res.HoldNothing,
-		Lookup: ErrorText(res.Lookup)}
+		EveryMember: res.EveryMember, Lookup: ErrorText(res.Lookup)}
 	if res.Op == patient.Records {
 		out.Nonce = res.Nonce[:]
 	}

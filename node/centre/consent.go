@@ -62,6 +62,15 @@ func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, erro
 	return ids, errors.Join(err, herr)
 }
 
+// everyHolder is holders read at every replica of p's key, not the
+// lookup's closest few: for a patient's own requests, which must miss no
+// holder and are rare.
+func (n *Node) everyHolder(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
+	res, err := n.Directory.LookupEvery(ctx, p)
+	ids, herr := n.withSelf(ctx, p, res.Holders)
+	return ids, errors.Join(err, herr)
+}
+
 // withSelf adds this centre to ids when its own ledger holds records of p
 // and ids lacks it: this centre knows what it holds without asking anyone,
 // and its announcement may not have reached the others yet.

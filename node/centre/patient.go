@@ -19,8 +19,10 @@ import (
 	"github.com/medfed/medfed/node/ledger"
 )
 
-// The patient's own requests, View and Erase, relayed to every member of
-// the federation and every holder the directory lists (PatientRelay).
+// The patient's own requests, View and Erase, relayed to every holder the
+// directory lists at any replica of the patient's key and, in a
+// federation of at most patient.DefaultAskEvery members, to every member
+// besides (PatientRelay).
 
 func (n *Node) startPatient(ctx context.Context) error {
 	var err error
@@ -31,7 +33,7 @@ func (n *Node) startPatient(ctx context.Context) error {
 		Erase:    n.Centre.EraseAll,
 		Payload:  n.Centre.Payload,
 		Withdraw: func(ctx context.Context, p ledger.Pseudonym) error { return n.Directory.Withdraw(ctx, p) },
-		Holders:  n.holders,
+		Holders:  n.everyHolder,
 		Rate:     n.memberRate,
 		Charter:  func() federation.Charter { return n.Membership.Current().Charter },
 		PageSize: n.pageSize,
@@ -42,8 +44,8 @@ func (n *Node) startPatient(ctx context.Context) error {
 }
 
 // PatientResult is a patient's request's outcome at every centre it went
-// to: every member of the federation, and any other centre the directory
-// lists as a holder.
+// to: every centre the directory lists as a holder and, in a federation
+// the relay asks whole, every member.
 type PatientResult struct {
 	Op        patient.Op
 	Pseudonym ledger.Pseudonym
@@ -57,8 +59,12 @@ type PatientResult struct {
 	// an erasure: no record). Those are counted, not named.
 	Asked       int
 	HoldNothing int
-	// Lookup is why the directory lookup did not complete. Every member
-	// was asked all the same: a holder is missing only if a member failed.
+	// EveryMember: every member was asked (a federation the relay asks
+	// whole); otherwise the holders the directory lists were.
+	EveryMember bool
+	// Lookup is why the directory lookup did not complete. In a
+	// federation asked whole every member was asked all the same: a
+	// holder is missing only if a member failed.
 	Lookup error
 	// Nonce is the request's: with each holder's ID it opens the records
 	// a Records request had sealed (patient.OpenRecords).
@@ -151,14 +157,14 @@ type PatientErasure struct {
 }
 
 // PatientRelay relays a patient's signed request (patient.Request) to
-// every member and every holder the directory lists, and returns their
-// answers.
+// every holder the directory lists (and every member, in a federation
+// asked whole), and returns their answers.
 func (n *Node) PatientRelay(ctx context.Context, raw []byte) (PatientResult, error) {
 	res, err := n.Patient.Relay(ctx, raw)
 	if err != nil {
 		return PatientResult{}, err
 	}
-	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Asked: len(res.Holders), Lookup: res.Lookup, Nonce: res.Nonce}
+	out := PatientResult{Op: res.Op, Pseudonym: res.Subject, Holders: []PatientHolder{}, Asked: len(res.Holders), EveryMember: res.EveryMember, Lookup: res.Lookup, Nonce: res.Nonce}
 	for _, a := range res.Holders {
 		if a.Err == nil && a.Nothing {
 			out.HoldNothing++

@@ -346,13 +346,24 @@ func (n *Node) followKeyLocked(ctx context.Context, c federation.Charter, starti
 }
 
 // followKeys keeps the pseudonym services on the adopted charter's key,
-// until ctx ends.
+// until ctx ends: each time a version is adopted, and every
+// keyFollowRetry besides, for a follow that failed.
 func (n *Node) followKeys(ctx context.Context) {
-	federation.Every(ctx, keyFollowInterval, func() { n.catchUp(ctx) })
+	for {
+		next := n.Membership.Adopted() // before catchUp: no adoption is missed between
+		n.catchUp(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-next:
+		case <-time.After(keyFollowRetry):
+		}
+	}
 }
 
-// keyFollowInterval is how soon the pseudonym services follow a new key.
-const keyFollowInterval = 250 * time.Millisecond
+// keyFollowRetry is how soon a failed follow of the key is tried again
+// when no version is adopted meanwhile.
+const keyFollowRetry = 30 * time.Second
 
 // spentWithin returns the evaluations the ledger recorded within the last
 // window, oldest first, for the rate limiter of a restarted evaluator.

@@ -262,7 +262,12 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	d.dht, err = dht.New(h,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(ProtocolPrefix),
-		dht.BootstrapPeersFunc(d.others),
+		dht.BootstrapPeersFunc(d.bootstrap),
+		// No walks every 10 minutes to refill the routing table (a
+		// FIND_NODE query per bucket, each dialling the dozens of members
+		// it meets): placement and lookups read their members from the
+		// charter, and the table fills from the members connected.
+		dht.DisableAutoRefresh(),
 		dht.DisableValues(),
 		dht.ProviderDatastore(d.recs),
 		// Every read goes to the store: a withdrawal must take effect at
@@ -366,11 +371,29 @@ func (d *Directory) isMember(p peer.ID) bool {
 	return d.ring().Contains(p)
 }
 
-// others returns the members other than this centre: the DHT's bootstrap
-// peers.
+// others returns the members other than this centre.
 func (d *Directory) others() []peer.AddrInfo {
 	return slices.DeleteFunc(d.members(), func(m peer.AddrInfo) bool { return m.ID == d.host.ID() })
 }
+
+// bootstrap returns the DHT's bootstrap peers, which it dials, every one
+// at once, whenever its routing table runs low (at start, among others):
+// the bootstrapPeers members closest to this centre, not every member,
+// so that a centre starting in a federation of thousands dials a few.
+// Placement and lookups take their members from the charter, not from
+// the routing table.
+func (d *Directory) bootstrap() []peer.AddrInfo {
+	ms := d.members()
+	if len(ms) <= bootstrapPeers+1 {
+		return d.others()
+	}
+	self := d.host.ID()
+	near := d.ring().Closest(closest.Key([]byte(self)), bootstrapPeers, self)
+	return slices.DeleteFunc(ms, func(m peer.AddrInfo) bool { return !slices.Contains(near, m.ID) })
+}
+
+// bootstrapPeers is how many members the DHT bootstraps from.
+const bootstrapPeers = 16
 
 // Refresh refills the routing table from the connected members. Call it
 // after connecting to members; lookups fail on an empty table.

@@ -15,6 +15,7 @@ import (
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/medfed/medfed/node/ledger"
@@ -730,5 +731,45 @@ func TestSweepsRefillWhatReplicasLost(t *testing.T) {
 	}
 	if last := f.dirs[holder].LastSweep(); last.Err != nil || last.Keys != held || last.Checked != held*rs.r || len(last.Failed) != 0 {
 		t.Fatalf("centre %d's sweep at start: %+v; want its %d keys checked at %d replicas each", holder, last, held, rs.r)
+	}
+}
+
+// The DHT bootstraps from the 16 members closest to the centre by XOR
+// distance, never itself, not from every member: it dials each of them at
+// once whenever its routing table runs low.
+func TestBootstrapFromTheClosestMembers(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var ids []peer.ID
+	for range 40 {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID())
+	}
+	members := func() []peer.AddrInfo {
+		out := make([]peer.AddrInfo, len(ids))
+		for i, id := range ids {
+			out[i] = peer.AddrInfo{ID: id}
+		}
+		return out
+	}
+	self := ids[7]
+	d := &Directory{host: mn.Host(self), members: members}
+	var got []peer.ID
+	for _, m := range d.bootstrap() {
+		got = append(got, m.ID)
+	}
+	others := slices.DeleteFunc(slices.Clone(ids), func(id peer.ID) bool { return id == self })
+	want := kb.SortClosestPeers(others, kb.ConvertPeerID(self))[:bootstrapPeers]
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("bootstraps from %v, want the %d closest %v", got, bootstrapPeers, want)
+	}
+	ids = ids[:10] // a small federation: every other member
+	if got := d.bootstrap(); len(got) != 9 || slices.ContainsFunc(got, func(m peer.AddrInfo) bool { return m.ID == self }) {
+		t.Fatalf("among 10 members it bootstraps from %v", got)
 	}
 }

@@ -315,8 +315,7 @@ func (f *simFederation) found(ctx context.Context, root string, n int) error {
 		return err
 	}
 	for _, note := range chain {
-		if err := (charterStore{f.centres[0].c.Ledger}).Adopt(ctx, note); err != nil {
-			// node/centre keeps each adopted version as one ledger entry.
+		if err := centre.NewCharterStore(f.centres[0].c.Ledger).Adopt(ctx, note); err != nil {
 			return &unfoundable{noteKiB: float64(len(note)) / 1024, err: err}
 		}
 	}
@@ -326,7 +325,7 @@ func (f *simFederation) found(ctx context.Context, root string, n int) error {
 			if i == 0 {
 				break // adopted above
 			}
-			if err := (charterStore{s.c.Ledger}).Adopt(ctx, note); err != nil {
+			if err := centre.NewCharterStore(s.c.Ledger).Adopt(ctx, note); err != nil {
 				return err
 			}
 		}
@@ -432,9 +431,8 @@ func (e *unfoundable) Error() string {
 func (e *unfoundable) Unwrap() error { return e.err }
 
 // admitBatch is how many centres past the founders a version of a
-// simulated federation's founding chain admits: its note, about 90 bytes
-// a member, must fit in a ledger entry (64 KiB), as a centre keeps each
-// version as one.
+// simulated federation's founding chain admits, as a council would admit
+// the centres that asked to join since the version before.
 const admitBatch = 250
 
 // initialPeers is how many members after it in the list a simulated
@@ -442,9 +440,8 @@ const admitBatch = 250
 const initialPeers = 16
 
 // maxFounders is how many centres found a simulated federation; the
-// others are admitted admitBatch a version after. Every founder signs version
-// 1, and a centre keeps each version's note, signatures and all, as one
-// ledger entry: with hundreds of founders it would not fit.
+// others are admitted admitBatch a version after. Every founder signs
+// version 1, and every centre checks each signature when it starts.
 const maxFounders = 128
 
 // founding returns the charter chain of the federation of every centre
@@ -538,7 +535,7 @@ func charterOf(ctx context.Context, dir string, n int) (kib float64, byLedger, b
 		return 0, nil, nil, err
 	}
 	defer l.Close()
-	byLedger = (charterStore{l}).Adopt(ctx, note)
+	byLedger = centre.NewCharterStore(l).Adopt(ctx, note)
 	_, byProtocol = federation.PeekCharter(note)
 	return float64(len(note)) / 1024, byLedger, byProtocol, nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -108,22 +107,6 @@ func (s *simCentre) member() (federation.Member, error) {
 	return federation.Member{Name: s.name, ID: s.c.ID(), Addrs: []ma.Multiaddr{a}}, err
 }
 
-// charterStore keeps membership's state on the centre's ledger, in the
-// entries node/centre writes (a charter entry's first byte: 1, an adopted
-// version's note; 2, an approval: u64 version, draft hash).
-type charterStore struct{ l *ledger.Ledger }
-
-func (s charterStore) Adopt(ctx context.Context, note []byte) error {
-	_, err := s.l.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: append([]byte{1}, note...)})
-	return err
-}
-
-func (s charterStore) Approve(ctx context.Context, version uint64, draft [32]byte) error {
-	body := binary.BigEndian.AppendUint64([]byte{2}, version)
-	_, err := s.l.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: append(body, draft[:]...)})
-	return err
-}
-
 // derive is a key of the centre's for purpose, as node/centre derives its
 // own (HKDF-SHA256 of the key's seed).
 func derive(key ed25519.PrivateKey, purpose string) ([]byte, error) {
@@ -136,7 +119,7 @@ func derive(key ed25519.PrivateKey, purpose string) ([]byte, error) {
 func (s *simCentre) start(ctx context.Context, chain [][]byte) (err error) {
 	st := federation.State{Chain: chain, Approvals: map[uint64][32]byte{}}
 	key := s.c.Key()
-	if s.membership, err = federation.NewMembership(s.host, st, federation.Options{Key: key, Store: charterStore{s.c.Ledger}, Gater: federation.NewGater()}); err != nil {
+	if s.membership, err = federation.NewMembership(s.host, st, federation.Options{Key: key, Store: centre.NewCharterStore(s.c.Ledger), Gater: federation.NewGater()}); err != nil {
 		return err
 	}
 	charter := func() federation.Charter { return s.membership.Current().Charter }

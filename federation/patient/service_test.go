@@ -195,19 +195,25 @@ func TestRelayInALargeFederationAsksTheListedHolders(t *testing.T) {
 	a, b, c := cs[0], cs[1], cs[2]
 	listed = []peer.ID{b.id}
 	p := ledger.Pseudonym(sha256.Sum256([]byte("large federation patient")))
-	for _, x := range []*centre{b, c} {
-		rec, err := ledger.NewRecord(p, ledger.Record{Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{1}, Commitment: [32]byte{2}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		appendTo(t, x, rec)
-	}
+	holdRecords(t, p, b, c)
 	res, err := a.svc.Relay(ctx, signedRequest(t, patientKey, patient.View, a.id, p))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Holders) != 1 || res.Holders[0].Holder != b.id || res.Holders[0].Err != nil || len(res.Holders[0].Entries) == 0 {
 		t.Fatalf("asked %+v; want centre-b alone, with its entries", res.Holders)
+	}
+}
+
+// holdRecords appends a record of p to each centre's ledger.
+func holdRecords(t *testing.T, p ledger.Pseudonym, cs ...*centre) {
+	t.Helper()
+	for _, x := range cs {
+		rec, err := ledger.NewRecord(p, ledger.Record{Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{1}, Commitment: [32]byte{2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendTo(t, x, rec)
 	}
 }
 
@@ -239,13 +245,7 @@ func TestRelayAsksEveryMember(t *testing.T) {
 	a, b, c, d, e := cs[0], cs[1], cs[2], cs[3], cs[4]
 	listed = []peer.ID{b.id}
 	p := ledger.Pseudonym(sha256.Sum256([]byte("relay test patient")))
-	for _, x := range []*centre{b, c} {
-		rec, err := ledger.NewRecord(p, ledger.Record{Occurred: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), DataClass: "lab-result", Payload: [16]byte{1}, Commitment: [32]byte{2}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		appendTo(t, x, rec)
-	}
+	holdRecords(t, p, b, c)
 	doc, err := consent.SignAttestation(a.key, consent.Attestation{Federation: fed, Subject: p, Key: patientKey.Public().(ed25519.PublicKey), Issued: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
 		t.Fatal(err)

@@ -226,14 +226,30 @@ func (w *Witness) ExchangeViews(ctx context.Context) error {
 	}
 	now := time.Now()
 	w.sentMu.Lock()
-	sent := w.viewsSent
+	sent, was := w.viewsSent, w.coWitnesses
 	w.viewsSent = make(map[peer.ID]viewsSent, len(to))
+	w.coWitnesses = make(map[peer.ID]bool, len(to))
 	for id := range to {
+		w.coWitnesses[id] = true
 		if s, ok := sent[id]; ok {
 			w.viewsSent[id] = s // co-witnesses no longer are forgotten
 		}
 	}
 	w.sentMu.Unlock()
+	// The connection manager keeps co-witnesses connected before other
+	// members: they are sent views every minute at least, and a centre
+	// trimmed of them would dial them again each time.
+	cm := w.host.ConnManager()
+	for id := range was {
+		if _, still := to[id]; !still {
+			cm.UntagPeer(id, coWitnessTag)
+		}
+	}
+	for id := range to {
+		if !was[id] {
+			cm.TagPeer(id, coWitnessTag, coWitnessValue)
+		}
+	}
 	var wg sync.WaitGroup
 	for id, notes := range to {
 		payload := encodeNotes(notes)
@@ -257,6 +273,14 @@ func (w *Witness) ExchangeViews(ctx context.Context) error {
 	wg.Wait()
 	return nil
 }
+
+// coWitnessTag marks a co-witness in the connection manager, with
+// coWitnessValue (kad-dht values a routing-table peer at 5, gossip a mesh
+// peer at 20 and more).
+const (
+	coWitnessTag   = "medfed-co-witness"
+	coWitnessValue = 20
+)
 
 // viewsSent is what a co-witness last took from this centre, and when.
 type viewsSent struct {

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -92,14 +94,23 @@ type viewsFixture struct {
 	hosts     map[string]host.Host
 	ledgers   map[string]*ledger.Ledger
 	witnesses map[string]*Witness
+	conns     map[string]*cmgr.BasicConnMgr // each host's connection manager
 }
+
+// managedHost is a mocknet host with a connection manager of its own.
+type managedHost struct {
+	host.Host
+	cm *cmgr.BasicConnMgr
+}
+
+func (h managedHost) ConnManager() connmgr.ConnManager { return h.cm }
 
 func newViewsFixture(t *testing.T, ctx context.Context) viewsFixture {
 	t.Helper()
 	net := mocknet.New()
 	t.Cleanup(func() { net.Close() })
 	addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
-	f := viewsFixture{keys: map[string][]byte{}, hosts: map[string]host.Host{}, ledgers: map[string]*ledger.Ledger{}, witnesses: map[string]*Witness{}}
+	f := viewsFixture{keys: map[string][]byte{}, hosts: map[string]host.Host{}, ledgers: map[string]*ledger.Ledger{}, witnesses: map[string]*Witness{}, conns: map[string]*cmgr.BasicConnMgr{}}
 	var members []Member
 	names := []string{"centre-a", "centre-b", "centre-c"}
 	for _, name := range names {
@@ -113,7 +124,12 @@ func newViewsFixture(t *testing.T, ctx context.Context) viewsFixture {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.hosts[name] = h
+		cm, err := cmgr.NewConnManager(1, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cm.Close() })
+		f.hosts[name], f.conns[name] = managedHost{h, cm}, cm
 		members = append(members, Member{Name: name, ID: h.ID(), Addrs: []ma.Multiaddr{addr}})
 	}
 	if err := net.LinkAll(); err != nil {
@@ -165,6 +181,10 @@ func TestViewsAreSentWhenTheyChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.exchange(t, ctx, "centre-b", "centre-c")
+	// Each co-witness is one the connection manager keeps before others.
+	if info := f.conns["centre-b"].GetTagInfo(c); info == nil || info.Tags[coWitnessTag] != coWitnessValue {
+		t.Fatalf("centre-b's connection manager does not value centre-c as a co-witness: %+v", info)
+	}
 	first := sentAt("centre-b", c)
 	if first.IsZero() {
 		t.Fatal("centre-b's views were not taken by centre-c")

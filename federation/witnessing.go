@@ -62,9 +62,10 @@ type Witness struct {
 	viewsMu   sync.Mutex
 	viewsSeen map[string][]viewSeen // by log origin: views found consistent (splitview.go)
 
-	sentMu    sync.Mutex
-	viewsSent map[peer.ID]viewsSent // by co-witness: the views it last took (splitview.go)
-	viewsFrom map[peer.ID][32]byte  // by co-witness: the hash of the views it last sent
+	sentMu      sync.Mutex
+	viewsSent   map[peer.ID]viewsSent // by co-witness: the views it last took (splitview.go)
+	viewsFrom   map[peer.ID][32]byte  // by co-witness: the hash of the views it last sent
+	coWitnesses map[peer.ID]bool      // tagged in the connection manager
 }
 
 // NewWitness starts witnessing on h for the members of the charter that

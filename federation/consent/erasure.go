@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -99,7 +100,10 @@ func decodeErasures(b []byte, after int64) ([]erasureItem, error) {
 // federation: a centre's background load stays bounded whatever the
 // federation's size, and a member is read every N/erasurePullFanout
 // intervals (in a federation of up to that many others, every interval).
+// The members of a round are read at once: one that is down or slow holds
+// up none of the others.
 func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
+	var mu sync.Mutex
 	cursors := map[peer.ID]int64{}
 	turn := 0
 	federation.Every(ctx, interval, func() {
@@ -109,14 +113,26 @@ func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
 				others = append(others, m.ID)
 			}
 		}
+		round := map[peer.ID]bool{}
 		for i := range min(erasurePullFanout, len(others)) {
-			m := others[(turn+i)%len(others)]
-			next, err := s.pullFrom(ctx, m, cursors[m])
-			cursors[m] = next
-			if err != nil && ctx.Err() == nil {
-				s.log.Debug("erasures not read from a member", "from", m, "err", err)
-			}
+			round[others[(turn+i)%len(others)]] = true
 		}
+		var wg sync.WaitGroup
+		for m := range round {
+			mu.Lock()
+			after := cursors[m]
+			mu.Unlock()
+			wg.Go(func() {
+				next, err := s.pullFrom(ctx, m, after)
+				mu.Lock()
+				cursors[m] = next
+				mu.Unlock()
+				if err != nil && ctx.Err() == nil {
+					s.log.Debug("erasures not read from a member", "from", m, "err", err)
+				}
+			})
+		}
+		wg.Wait()
 		turn += erasurePullFanout
 	})
 }

@@ -383,13 +383,9 @@ func (d *Directory) others() []peer.AddrInfo {
 // Placement and lookups take their members from the charter, not from
 // the routing table.
 func (d *Directory) bootstrap() []peer.AddrInfo {
-	ms := d.members()
-	if len(ms) <= bootstrapPeers+1 {
-		return d.others()
-	}
 	self := d.host.ID()
 	near := d.ring().Closest(closest.Key([]byte(self)), bootstrapPeers, self)
-	return slices.DeleteFunc(ms, func(m peer.AddrInfo) bool { return !slices.Contains(near, m.ID) })
+	return slices.DeleteFunc(d.members(), func(m peer.AddrInfo) bool { return !slices.Contains(near, m.ID) })
 }
 
 // bootstrapPeers is how many members the DHT bootstraps from.

@@ -38,11 +38,12 @@ type Result struct {
 // which is where the announcements were stored (the placement sends each
 // to the Replication closest members other than its announcer), and asks
 // the Width closest at once with the DHT's GET_PROVIDERS request, this
-// centre's own provider store answering for itself. A member that fails is replaced by the next
-// closest. The union of their provider sets is the answer. Kademlia's walk
-// (LookupWalk) reaches the same members through rounds of closer-peer
-// answers and asks up to 20 of them; here that costs three times the
-// latency for nothing the charter does not already say.
+// centre's own provider store answering for itself. A member that fails
+// is replaced by the next closest. The union of their provider sets is
+// the answer. Kademlia's walk (LookupWalk) reaches the same members
+// through rounds of closer-peer answers and asks up to 20 of them; here
+// that costs three times the latency for nothing the charter does not
+// already say.
 //
 // When fewer than Width members (or all members, if fewer) answered
 // within the lookup timeout, the error wraps ErrIncomplete and the result

@@ -103,7 +103,6 @@ func decodeErasures(b []byte, after int64) ([]erasureItem, error) {
 // The members of a round are read at once: one that is down or slow holds
 // up none of the others.
 func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
-	var mu sync.Mutex
 	cursors := map[peer.ID]int64{}
 	turn := 0
 	federation.Every(ctx, interval, func() {
@@ -113,26 +112,24 @@ func (s *Service) pullErasures(ctx context.Context, interval time.Duration) {
 				others = append(others, m.ID)
 			}
 		}
-		round := map[peer.ID]bool{}
-		for i := range min(erasurePullFanout, len(others)) {
-			round[others[(turn+i)%len(others)]] = true
-		}
+		round := make([]peer.ID, min(erasurePullFanout, len(others)))
+		next := make([]int64, len(round))
 		var wg sync.WaitGroup
-		for m := range round {
-			mu.Lock()
+		for i := range round {
+			m := others[(turn+i)%len(others)]
+			round[i] = m
 			after := cursors[m]
-			mu.Unlock()
 			wg.Go(func() {
-				next, err := s.pullFrom(ctx, m, after)
-				mu.Lock()
-				cursors[m] = next
-				mu.Unlock()
-				if err != nil && ctx.Err() == nil {
+				var err error
+				if next[i], err = s.pullFrom(ctx, m, after); err != nil && ctx.Err() == nil {
 					s.log.Debug("erasures not read from a member", "from", m, "err", err)
 				}
 			})
 		}
 		wg.Wait()
+		for i, m := range round {
+			cursors[m] = next[i]
+		}
 		turn += erasurePullFanout
 	})
 }

@@ -92,9 +92,6 @@ type Entry struct {
 //
 // The encoding is canonical: Decode accepts only bytes that Encode would
 // produce, so the leaf hash of an entry is a function of its meaning.
-// MaxBody is the longest body an entry may have.
-const MaxBody = 64 << 10
-
 const (
 	encodingV1  = 1
 	offIndex    = 2
@@ -102,10 +99,12 @@ const (
 	offFlags    = 18
 	headerLen   = 19
 	flagSubject = 1
-	maxBodyLen  = MaxBody
-	maxEntryLen = headerLen + 32 + 4 + maxBodyLen
+	maxEntryLen = headerLen + 32 + 4 + MaxBody
 	maxIndex    = 1 << 62
 )
+
+// MaxBody is the longest body an entry may have.
+const MaxBody = 64 << 10
 
 // Times are Unix nanoseconds in an int64: 1970 to April 2262. Checking the
 // year before converting keeps a far-future time from wrapping around.
@@ -154,8 +153,8 @@ func (e Entry) check() error {
 	if !e.Kind.needsSubject() && !e.Subject.IsZero() {
 		return malformed("a %s entry names no pseudonym", e.Kind)
 	}
-	if len(e.Body) > maxBodyLen {
-		return malformed("body of %d bytes exceeds %d", len(e.Body), maxBodyLen)
+	if len(e.Body) > MaxBody {
+		return malformed("body of %d bytes exceeds %d", len(e.Body), MaxBody)
 	}
 	if !e.Time.IsZero() && !validTime(e.Time) {
 		return malformed("time outside 1970 to 2261")

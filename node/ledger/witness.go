@@ -127,10 +127,10 @@ func (l *Ledger) Evidence(ctx context.Context) ([]Evidence, error) {
 // reads is kept until the next cosignature or evidence: a witness asks it
 // at every views message.
 func (l *Ledger) WitnessedLogs(ctx context.Context) (map[string]Witnessed, error) {
-	if held, ok := l.witnessed.get(); ok {
+	held, gen := l.witnessed.get()
+	if held != nil {
 		return held, nil
 	}
-	gen := l.witnessed.generation()
 	held, err := l.readWitnessed(ctx)
 	if err != nil {
 		return nil, err
@@ -171,19 +171,15 @@ type witnessedCache struct {
 	held map[string]Witnessed // nil: not read since the last write
 }
 
-func (c *witnessedCache) get() (map[string]Witnessed, bool) {
+// get returns a copy of what is held (nil when nothing is) and the
+// generation a read begun now would store under.
+func (c *witnessedCache) get() (map[string]Witnessed, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.held == nil {
-		return nil, false
+		return nil, c.gen
 	}
-	return maps.Clone(c.held), true
-}
-
-func (c *witnessedCache) generation() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
+	return maps.Clone(c.held), c.gen
 }
 
 func (c *witnessedCache) put(gen uint64, held map[string]Witnessed) {

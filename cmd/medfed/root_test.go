@@ -63,13 +63,15 @@ func TestLedgerVerifyExitCodes(t *testing.T) {
 		})
 	}
 	t.Run("tampered", func(t *testing.T) {
-		// Overwrite the signed root of the last checkpoint in place.
-		i := bytes.LastIndex(b, []byte("\n7\n"))
+		// Overwrite the signed root of the last checkpoint in place: found
+		// by its origin line, as "\n7\n" alone may occur in binary data.
+		head := []byte("/centre-a\n7\n")
+		i := bytes.LastIndex(b, head)
 		if i < 0 {
 			t.Fatal("checkpoint text not found in the ledger file")
 		}
 		tampered := bytes.Clone(b)
-		tampered[i+3] ^= 0x01
+		tampered[i+len(head)] ^= 0x01
 		if err := os.WriteFile(db, tampered, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -287,6 +287,12 @@ func (c *Client) askOne(ctx context.Context, h Holder, set []int, req []byte, b 
 	if err != nil {
 		return nil, err
 	}
+	return b.check(c.keys.foldedPublic(set, h.Index), answer)
+}
+
+// check decodes a holder's answer to the chunk and checks its proof against
+// the holder's folded public share pk.
+func (b blinded) check(pk *ristretto255.Element, answer []byte) ([]*ristretto255.Element, error) {
 	encs, proof, err := decodeAnswer(answer, len(b.elems))
 	if err != nil {
 		return nil, err
@@ -297,7 +303,6 @@ func (c *Client) askOne(ctx context.Context, h Holder, set []int, req []byte, b 
 			return nil, fmt.Errorf("answered an invalid element: %w", err)
 		}
 	}
-	pk := c.keys.foldedPublic(set, h.Index)
 	if !voprf.verify(pk, pk.Bytes(), bt, proof) {
 		return nil, errors.New("answered wrongly: the proof does not verify against its public share")
 	}

@@ -188,6 +188,15 @@ func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []
 		e.limit.give(from, n, now)
 		return nil, fmt.Errorf("recording the evaluation: %w", err)
 	}
+	out := fk.evaluate(b)
+	e.log.Debug("evaluated", "for", name, "n", n)
+	return out, nil
+}
+
+// evaluate answers a batch of decoded blinded elements: each one times the
+// folded share, encoded, and the proof that one key made them all.
+func (fk foldedKey) evaluate(b batch) []byte {
+	n := len(b.blinded)
 	b.evaluated = make([]*ristretto255.Element, n)
 	b.evaluatedEnc = make([][]byte, n)
 	out := make([]byte, 0, n*elementLen+proofLen)
@@ -196,9 +205,7 @@ func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []
 		out = append(out, b.evaluated[i].Bytes()...)
 		b.evaluatedEnc[i] = out[len(out)-elementLen:]
 	}
-	out = append(out, voprf.prove(fk.k, fk.pkEnc, b, randomScalar())...)
-	e.log.Debug("evaluated", "for", name, "n", n)
-	return out, nil
+	return append(out, voprf.prove(fk.k, fk.pkEnc, b, randomScalar())...)
 }
 
 func (e *Evaluator) limitRefusal(name string, n, avail int, wait time.Duration) error {

@@ -36,6 +36,9 @@ func newBenchCmd() *cobra.Command {
 					return err
 				}
 			}
+			if err := report.PrintCores(cmd.OutOrStdout()); err != nil {
+				return err
+			}
 			return report.PrintScale(cmd.OutOrStdout())
 		},
 	}

@@ -71,6 +71,7 @@ var suites = []suite{
 	{"consent", "consent decisions per second on one core (10 nested provisions); revocation until in effect at 3 holders", measureConsent, false},
 	{"query", "cross-centre queries, patient at 3 of 10 centres: latency one at a time, throughput with 32 in flight; the same on one central SQLite index", measureQuery, false},
 	{"memory", "resident memory of a `medfed node` process holding 1M patients in its ledger and the directory, beside the same centre empty", measureMemory, false},
+	{"cores", "the throughput metrics again at GOMAXPROCS 1, 2 and every core, at their quick sizes: the speed-up", measureCores, false},
 	{"scale", "federations of 10 to 1,000 simulated centres on mocknet with WAN latencies: messages, bytes and latency per operation, each centre's load at rest, memory and disk, a country's directory (run only when named)", measureScale, true},
 }
 

@@ -25,7 +25,10 @@ import (
 // others evaluate). Every evaluation is blinded, proven and checked, and
 // counted on the evaluator's ledger. The baseline is circl's RFC 9497
 // VOPRF with one whole key in one process on the same batch: what the
-// threshold, the proofs per holder and the network cost.
+// threshold, the proofs per holder and the network cost. The floor is the
+// threshold protocol's own group operations for the same batch, in one
+// process on every core (pseudonym.Floor): what the network, the framing
+// and the evaluators' ledgers cost.
 func measurePseudonyms(ctx context.Context, env env) (map[string]float64, error) {
 	n := env.pick(100_000, 10_000)
 	ids := identifiers(n)
@@ -80,6 +83,10 @@ func measurePseudonyms(ctx context.Context, env env) (map[string]float64, error)
 	}
 	m["pseudonyms_baseline_per_s"] = base
 	env.logf("pseudonym: baseline, circl's VOPRF with the whole key in one process: %.0f per second", base)
+	if m["pseudonyms_floor_per_s"], err = pseudonym.Floor(n, 1024); err != nil {
+		return nil, err
+	}
+	env.logf("pseudonym: floor, the protocol's group operations alone on every core: %.0f per second", m["pseudonyms_floor_per_s"])
 	return m, nil
 }
 

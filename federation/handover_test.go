@@ -161,3 +161,37 @@ func TestFinalAtTheQuorum(t *testing.T) {
 		t.Fatalf("not final: %v", err)
 	}
 }
+
+// Run checkpoints the ledger as it grows, not at its interval: with an
+// interval of an hour, each append is final soon after, and a burst of
+// appends while a checkpoint is out is covered by the next one.
+func TestPublisherCheckpointsAsTheLedgerGrows(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := []string{"centre-a", "centre-b", "centre-c", "centre-d"}
+	net, members, ledgers, cur := witnessedFederation(t, ctx, names, 3, 3)
+	a := ledgers["centre-a"]
+	pub := NewPublisher(net.Host(members[0].ID), a, func() Charter { return *cur }, nil)
+	running, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); pub.Run(running, time.Hour) }()
+	defer func() { stop(); <-done }()
+	final := func(size int64) {
+		t.Helper()
+		for ctx.Err() == nil {
+			if f, ok := a.LatestFinal(); ok && f.Size >= size {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("size %d not final before the deadline, with an hour's interval", size)
+	}
+	for round := range 3 {
+		for i := range 20 {
+			if _, err := a.Append(ctx, ledger.Entry{Kind: ledger.KindCharter, Body: fmt.Appendf(nil, "round %d entry %d", round, i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		final(a.Size())
+	}
+}

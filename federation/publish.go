@@ -19,6 +19,7 @@ import (
 // OwnLedger is what publishing needs of the centre's own ledger.
 type OwnLedger interface {
 	Size() int64
+	Grown() <-chan struct{}
 	Sign(ctx context.Context) (ledger.SignedCheckpoint, error)
 	ProveConsistency(ctx context.Context, older, newer int64) (tlog.TreeProof, error)
 	MarkFinal(ctx context.Context, size int64, cosigned []byte) error
@@ -61,13 +62,33 @@ func NewPublisher(h host.Host, l OwnLedger, charter func() Charter, log *slog.Lo
 // from now on (see FetchMirror).
 func (p *Publisher) Mirror(s *MirrorSealer) { p.sealer = s }
 
-// Run publishes every interval while the ledger has grown, until ctx ends.
+// Run publishes a checkpoint as soon as the ledger grows, until ctx ends.
+// Publishing is one at a time: what is appended while a checkpoint is out
+// for cosigning goes into the next, which starts as soon as that one ends,
+// so a burst of appends costs one checkpoint and an append waits at most
+// for the one in flight and its own. After a failure it waits for the
+// next tick, however busy the ledger. Every interval it also publishes
+// whether or not the ledger grew: a retry of a checkpoint not yet final
+// and the hand-over after a charter change.
 func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
-	Every(ctx, interval, func() {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	grown := p.ledger.Grown()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-grown:
+		}
+		// Taken before publishing: growth while the checkpoint is out
+		// wakes the next round at once.
+		grown = p.ledger.Grown()
 		if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn("checkpoint not final yet", "err", err)
+			grown = nil // the retry waits for the tick, not the next append
 		}
-	})
+	}
 }
 
 // Publish signs a checkpoint of the ledger if it grew, gathers cosignatures

@@ -180,8 +180,10 @@ type APITLSConfig struct {
 type LedgerConfig struct {
 	// MaxBatch caps how many entries share one group commit, 1 to 65536.
 	MaxBatch int `mapstructure:"max-batch"`
-	// CheckpointInterval is how often the centre signs a checkpoint, when
-	// its ledger grew, and asks the other members to cosign it; 10ms to 1h.
+	// CheckpointInterval is how often the centre retries a checkpoint not
+	// yet final and hands its latest over to a new witness set; 10ms to
+	// 1h. A grown ledger is checkpointed at once, one checkpoint at a time
+	// (federation.Publisher.Run).
 	CheckpointInterval time.Duration `mapstructure:"checkpoint-interval"`
 }
 

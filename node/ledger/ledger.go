@@ -79,6 +79,7 @@ type Ledger struct {
 	root  tlog.Hash
 	front frontier
 	upper upperCache
+	grown chan struct{} // closed, and replaced, at each commit
 
 	signMu sync.Mutex // serialises Sign; guards latest and final
 	latest SignedCheckpoint
@@ -126,6 +127,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		front:    frontier{},
+		grown:    make(chan struct{}),
 		macKey:   mirrorMACKey(opts.Key),
 	}
 	if l.verifier, err = NewVerifier(opts.Origin, opts.Key.Public().(ed25519.PublicKey)); err != nil {
@@ -361,6 +363,15 @@ func (l *Ledger) Size() int64 {
 	return l.size
 }
 
+// Grown returns a channel closed when the ledger next grows: what a
+// publisher waits on to sign a checkpoint as soon as there is something to
+// sign, rather than at a fixed tick.
+func (l *Ledger) Grown() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.grown
+}
+
 // Head returns the current size and root hash (not necessarily signed).
 func (l *Ledger) Head() Checkpoint {
 	l.mu.RLock()
@@ -533,6 +544,8 @@ func (l *Ledger) commit(batch []*appendReq) error {
 		l.upper.add(u.n, u.hs)
 	}
 	l.size, l.root, l.front = n, root, front
+	close(l.grown)
+	l.grown = make(chan struct{})
 	l.mu.Unlock()
 	return nil
 }

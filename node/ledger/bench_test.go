@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	mrand "math/rand/v2"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -84,4 +85,52 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkProveInclusion makes and checks one inclusion proof of a random
+// entry in a ledger of a million entries, what `medfed bench ledger`
+// reports as ledger_proof_us.
+func BenchmarkProveInclusion(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	l := openBench(b, b.TempDir(), 0)
+	defer l.Close()
+	batch := make([]ledger.Entry, 0, ledger.DefaultMaxBatch)
+	for i := range n {
+		batch = append(batch, benchEntry(b, i))
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := l.Append(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	cp, err := l.Sign(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leaves := make([][]byte, 20_000)
+	indexes := make([]int64, len(leaves))
+	for i := range leaves {
+		indexes[i] = mrand.Int64N(n)
+		e, err := l.Entry(ctx, indexes[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if leaves[i], err = e.Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		k := i % len(leaves)
+		p, err := l.ProveInclusion(ctx, indexes[k], cp.Size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ledger.VerifyInclusion(cp.Checkpoint, indexes[k], leaves[k], p); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
 }

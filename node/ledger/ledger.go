@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,12 +65,13 @@ type Ledger struct {
 	w         *sql.DB // the single writer connection
 	r         *sql.DB // readers
 	insert    *rowInserter
-	hashQuery *sql.Stmt // hashQueryWidth rows' stored hashes, by index
+	hashQuery *sql.Stmt // hashQueryWidth rows' stored hashes, by index (read.go)
 	index     *pseudonymIndex
 
-	reqs chan *appendReq
-	quit chan struct{}
-	done chan struct{}
+	reqs   chan *appendReq
+	queued atomic.Int64 // appends waiting to be taken into a commit
+	quit   chan struct{}
+	done   chan struct{}
 
 	mu    sync.RWMutex // guards the committed state below
 	size  int64
@@ -185,8 +184,7 @@ func (l *Ledger) open(ctx context.Context, path string, pub ed25519.PublicKey) e
 	if l.insert, err = prepareInserter(ctx, l.w, "entries", []string{"idx", "data", "hashes"}, 16); err != nil {
 		return err
 	}
-	q := "SELECT idx, hashes FROM entries WHERE idx IN (?" + strings.Repeat(", ?", hashQueryWidth-1) + ")"
-	if l.hashQuery, err = l.r.PrepareContext(ctx, q); err != nil {
+	if l.hashQuery, err = l.r.PrepareContext(ctx, hashQuery); err != nil {
 		return err
 	}
 	if err := l.loadState(ctx); err != nil {
@@ -407,12 +405,18 @@ func (l *Ledger) Append(ctx context.Context, entries ...Entry) (int64, error) {
 		}
 		req.encs[i], req.subjects[i] = enc, e.Subject
 	}
+	l.queued.Add(1)
+	var err error
 	select {
 	case l.reqs <- req:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("ledger append: %w", ctx.Err())
+		err = ctx.Err()
 	case <-l.quit:
-		return 0, fmt.Errorf("ledger append: %w", ErrClosed)
+		err = ErrClosed
+	}
+	l.queued.Add(-1)
+	if err != nil {
+		return 0, fmt.Errorf("ledger append: %w", err)
 	}
 	<-req.done
 	if req.err != nil {
@@ -439,113 +443,5 @@ func (l *Ledger) Halted() error {
 	if p := l.halted.Load(); p != nil {
 		return *p
 	}
-	return nil
-}
-
-// commitLoop is the single writer. It takes every append waiting at that
-// moment (up to maxBatch entries) into one transaction.
-func (l *Ledger) commitLoop() {
-	defer close(l.done)
-	var batch []*appendReq
-	for {
-		select {
-		case req := <-l.reqs:
-			batch = append(batch[:0], req)
-		case <-l.quit:
-			return
-		}
-		n := len(batch[0].encs)
-	gather:
-		for n < l.maxBatch {
-			select {
-			case req := <-l.reqs:
-				batch = append(batch, req)
-				n += len(req.encs)
-			default:
-				break gather
-			}
-		}
-		err := l.commit(batch)
-		if err != nil {
-			l.log.Error("ledger commit failed", "entries", n, "err", err)
-		}
-		for _, req := range batch {
-			req.err = err
-			close(req.done)
-		}
-	}
-}
-
-func (l *Ledger) commit(batch []*appendReq) error {
-	l.mu.RLock()
-	n, front := l.size, l.front.clone()
-	l.mu.RUnlock()
-	now := l.now().UTC()
-	if now.UnixNano() < 0 {
-		return errors.New("clock before 1970")
-	}
-
-	ctx := context.Background() // the commit serves many callers; none may cancel it
-	tx, err := l.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var rows []any // idx, data, hashes of each new entry
-	type leafHashes struct {
-		n  int64
-		hs []tlog.Hash
-	}
-	var upper []leafHashes // leaves that complete a cached subtree
-	var postings []posting
-	for _, req := range batch {
-		req.first = n
-		for i, enc := range req.encs {
-			if !req.stamped {
-				stamp(enc, n, now)
-			} else if at := int64(binary.BigEndian.Uint64(enc[offIndex:])); at != n {
-				return fmt.Errorf("a recovered entry of index %d at index %d", at, n)
-			}
-			hs, err := front.appendLeaf(n, enc)
-			if err != nil {
-				return err
-			}
-			if !req.subjects[i].IsZero() {
-				postings = append(postings, posting{n, req.subjects[i]})
-			}
-			rows = append(rows, n, enc, hashesBlob(hs))
-			if len(hs) > cacheLevel {
-				upper = append(upper, leafHashes{n, hs})
-			}
-			n++
-		}
-	}
-	if err := l.insert.insert(ctx, tx, rows); err != nil {
-		return err
-	}
-	root, err := tlog.TreeHash(n, front)
-	if err != nil {
-		return err
-	}
-	for _, req := range batch {
-		if req.stamped && root != req.root {
-			return fmt.Errorf("%w: the recovered entries give the root %x at size %d, not the one cosigned", ErrRecovered, root[:8], n)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-
-	// Index before publishing the size: a reader that sees size n finds
-	// every entry below n by pseudonym.
-	l.index.add(postings, n)
-	l.mu.Lock()
-	for _, u := range upper {
-		l.upper.add(u.n, u.hs)
-	}
-	l.size, l.root, l.front = n, root, front
-	close(l.grown)
-	l.grown = make(chan struct{})
-	l.mu.Unlock()
 	return nil
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -161,74 +162,96 @@ func eachEntry(rows *sql.Rows, f func(Entry) error) error {
 // rest from the entry rows that hold them.
 func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
+	type want struct {
+		pos, level int
+		leaf       int64
+	}
+	var wants []want
 	l.mu.RLock()
-	var missing []int
 	for i, x := range indexes {
 		level, n := tlog.SplitStoredHashIndex(x)
 		if h, ok := l.upper.get(level, n); ok {
 			out[i] = h
 			continue
 		}
-		missing = append(missing, i)
+		// The hash is in the row of the leaf that completed its subtree.
+		wants = append(wants, want{i, level, leafOf(level, n)})
 	}
 	l.mu.RUnlock()
-	if len(missing) == 0 {
-		return out, nil
-	}
-	// Each missing hash is in the row of the leaf that completed its
-	// subtree; fetch those rows a few at a time with one prepared query.
-	type want struct {
-		pos, level int
-		leaf       int64
-	}
-	wants := make([]want, len(missing))
-	var leaves []int64
-	for i, pos := range missing {
-		level, n := tlog.SplitStoredHashIndex(indexes[pos])
-		wants[i] = want{pos, level, leafOf(level, n)}
-		leaves = append(leaves, wants[i].leaf)
-	}
-	slices.Sort(leaves)
-	leaves = slices.Compact(leaves)
-	rows := make(map[int64][]byte, len(leaves))
-	for len(leaves) > 0 {
-		chunk := leaves[:min(len(leaves), hashQueryWidth)]
-		leaves = leaves[len(chunk):]
-		args := make([]any, hashQueryWidth)
-		for i := range args {
-			args[i] = chunk[min(i, len(chunk)-1)] // pad with a repeat
+	// An inclusion proof needs fewer than hashQueryWidth rows, so this
+	// is one query; a consistency proof may take a few.
+	var leaves [hashQueryWidth]int64
+	var blobs [hashQueryWidth][]byte
+	for len(wants) > 0 {
+		k := 0
+		for _, w := range wants {
+			if k < len(leaves) && !slices.Contains(leaves[:k], w.leaf) {
+				leaves[k] = w.leaf
+				k++
+			}
 		}
-		if err := l.queryHashRows(ctx, args, rows); err != nil {
+		if err := l.queryHashRows(ctx, leaves[:k], blobs[:k]); err != nil {
 			return nil, err
 		}
-	}
-	for _, w := range wants {
-		blob, ok := rows[w.leaf]
-		if !ok {
-			return nil, fmt.Errorf("hash at level %d: entry %d: %w", w.level, w.leaf, node.ErrNotFound)
+		rest := wants[:0]
+		for _, w := range wants {
+			j := slices.Index(leaves[:k], w.leaf)
+			if j < 0 {
+				rest = append(rest, w)
+				continue
+			}
+			blob := blobs[j]
+			if len(blob) < (w.level+1)*tlog.HashSize || len(blob)%tlog.HashSize != 0 {
+				return nil, fmt.Errorf("entry %d: stored hashes of %d bytes, want hash %d", w.leaf, len(blob), w.level)
+			}
+			copy(out[w.pos][:], blob[w.level*tlog.HashSize:])
 		}
-		if len(blob) < (w.level+1)*tlog.HashSize || len(blob)%tlog.HashSize != 0 {
-			return nil, fmt.Errorf("entry %d: stored hashes of %d bytes, want hash %d", w.leaf, len(blob), w.level)
-		}
-		copy(out[w.pos][:], blob[w.level*tlog.HashSize:])
+		wants = rest
 	}
 	return out, nil
 }
 
-// hashQueryWidth is how many rows one hash query asks for: an inclusion
-// proof needs at most cacheLevel rows below the cache, plus a few for the
-// right edge of the tree.
+// hashQueryWidth is how many rows one hash query reads: an inclusion proof
+// needs at most cacheLevel rows below the cache, plus a few for the right
+// edge of the tree.
 const hashQueryWidth = 8
 
-func (l *Ledger) queryHashRows(ctx context.Context, args []any, into map[int64][]byte) error {
-	rows, err := l.hashQuery.QueryContext(ctx, args...)
+// hashQuery reads the stored hashes of hashQueryWidth entries as one row,
+// a column each: one statement step and no temporary table, where "idx IN
+// (...)" costs one step a row and sorts the list first.
+var hashQuery = "SELECT " + strings.Repeat("(SELECT hashes FROM entries WHERE idx = ?), ", hashQueryWidth-1) +
+	"(SELECT hashes FROM entries WHERE idx = ?)"
+
+// queryHashRows reads the stored hashes of the given leaves (at most
+// hashQueryWidth) into blobs.
+func (l *Ledger) queryHashRows(ctx context.Context, leaves []int64, blobs [][]byte) error {
+	var args [hashQueryWidth]any
+	for i := range args {
+		args[i] = leaves[min(i, len(leaves)-1)] // pad with a repeat
+	}
+	var raw [hashQueryWidth]sql.RawBytes
+	var dest [hashQueryWidth]any
+	for i := range dest {
+		dest[i] = &raw[i]
+	}
+	rows, err := l.hashQuery.QueryContext(ctx, args[:]...)
 	if err != nil {
 		return err
 	}
-	return eachIndexed(rows, func(n int64, blob []byte) error {
-		into[n] = bytes.Clone(blob)
-		return nil
-	})
+	defer rows.Close()
+	if !rows.Next() {
+		return cmp.Or(rows.Err(), errors.New("hash query returned no row"))
+	}
+	if err := rows.Scan(dest[:]...); err != nil {
+		return err
+	}
+	for i := range leaves {
+		if raw[i] == nil {
+			return fmt.Errorf("stored hashes of entry %d: %w", leaves[i], node.ErrNotFound)
+		}
+		blobs[i] = bytes.Clone(raw[i]) // raw is SQLite's, valid until Close
+	}
+	return rows.Close()
 }
 
 // eachIndexed calls f with every row of rows, an entry's index and a

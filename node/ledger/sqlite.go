@@ -228,6 +228,9 @@ func prepareInserter(ctx context.Context, db *sql.DB, table string, cols []strin
 	return r, nil
 }
 
+// chunk is how many values one execution of the wide statement takes.
+func (r *rowInserter) chunk() int { return r.width * r.cols }
+
 // insert inserts rows (each len(cols) values, flattened into args) in tx.
 func (r *rowInserter) insert(ctx context.Context, tx *sql.Tx, args []any) error {
 	wide, narrow := tx.StmtContext(ctx, r.wide), tx.StmtContext(ctx, r.narrow)

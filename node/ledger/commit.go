@@ -1,0 +1,224 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Group commit.
+//
+// One goroutine, commitLoop, writes the entries. Each commit is one SQLite
+// transaction, and its fsync costs about as much as the rest of the commit
+// together, so the more appends share a commit the more appends a second.
+// Appenders wait for their commit, so the callers of one commit come back
+// for the next a few microseconds after it: a commit that closed as soon as
+// the queue was empty would split them, and those that missed it would
+// wait for the whole next one, fsync included. So a commit expects as many
+// callers as the last one had, plus those that queued meanwhile, and waits
+// for them a while: at most as long as the last commit took SQLite, about
+// what a caller who missed the commit would have waited for the next, and
+// no longer than maxPatience. A lone appender, expected alone, never waits.
+//
+// While it waits, the commit stamps, hashes and inserts what it has
+// already taken, so the wait costs the callers nothing they would not
+// have paid anyway.
+
+// maxPatience bounds how long a commit waits for the appenders it expects.
+const maxPatience = 2 * time.Millisecond
+
+// commitLoop is the single writer.
+func (l *Ledger) commitLoop() {
+	defer close(l.done)
+	var (
+		expect   int           // appends the next commit expects
+		patience time.Duration // how long it waits for them, at most
+	)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var req *appendReq
+		select {
+		case req = <-l.reqs:
+		case <-l.quit:
+			return
+		}
+		began := time.Now()
+		b := l.newBatch()
+		b.take(req)
+	gather:
+		for b.open(l.maxBatch) {
+			select {
+			case req := <-l.reqs:
+				b.take(req)
+				continue
+			default:
+			}
+			wait := patience - time.Since(began)
+			if len(b.reqs) >= expect || wait <= 0 {
+				break
+			}
+			timer.Reset(wait)
+			select {
+			case req := <-l.reqs:
+				b.take(req)
+			case <-timer.C:
+				break gather
+			case <-l.quit:
+				break gather
+			}
+			timer.Stop()
+		}
+		synced, err := b.commit()
+		if err != nil {
+			l.log.Error("ledger commit failed", "entries", b.entries, "err", err)
+		}
+		expect = len(b.reqs) + int(l.queued.Load())
+		patience = min(synced, maxPatience)
+		b.ack(err)
+	}
+}
+
+// A batch is a commit in progress: the appends it took so far, stamped,
+// hashed and (most of them) inserted in its transaction.
+type batch struct {
+	l       *Ledger
+	ctx     context.Context
+	tx      *sql.Tx
+	reqs    []*appendReq
+	entries int       // in reqs
+	n       int64     // the next entry's index
+	now     time.Time // every entry's time
+	front   frontier
+	rows    []any // idx, data, hashes of the entries not inserted yet
+	// Of the entries inserted, the leaves that complete a cached subtree,
+	// and the pseudonyms to index, published once the batch commits.
+	upper    []leafHashes
+	postings []posting
+	sealed   bool  // it holds a recovery, whose root is checked at the end
+	err      error // the batch fails: every append it took fails with err
+}
+
+type leafHashes struct {
+	n  int64
+	hs []tlog.Hash
+}
+
+func (l *Ledger) newBatch() *batch {
+	// The commit serves many callers; none may cancel it.
+	b := &batch{l: l, ctx: context.Background()}
+	l.mu.RLock()
+	b.n, b.front = l.size, l.front.clone()
+	l.mu.RUnlock()
+	if b.now = l.now().UTC(); b.now.UnixNano() < 0 {
+		b.err = errors.New("clock before 1970")
+		return b
+	}
+	b.tx, b.err = l.w.BeginTx(b.ctx, nil)
+	return b
+}
+
+// open reports whether the batch may take another append.
+func (b *batch) open(maxBatch int) bool {
+	return b.err == nil && !b.sealed && b.entries < maxBatch
+}
+
+// take adds req to the batch. Once the batch has failed it only collects
+// the appends to fail.
+func (b *batch) take(req *appendReq) {
+	b.reqs = append(b.reqs, req)
+	b.entries += len(req.encs)
+	if b.err == nil {
+		b.err = b.add(req)
+	}
+}
+
+func (b *batch) add(req *appendReq) error {
+	req.first = b.n
+	for i, enc := range req.encs {
+		if !req.stamped {
+			stamp(enc, b.n, b.now)
+		} else if at := int64(binary.BigEndian.Uint64(enc[offIndex:])); at != b.n {
+			return fmt.Errorf("a recovered entry of index %d at index %d", at, b.n)
+		}
+		hs, err := b.front.appendLeaf(b.n, enc)
+		if err != nil {
+			return err
+		}
+		if !req.subjects[i].IsZero() {
+			b.postings = append(b.postings, posting{b.n, req.subjects[i]})
+		}
+		b.rows = append(b.rows, b.n, enc, hashesBlob(hs))
+		if len(hs) > cacheLevel {
+			b.upper = append(b.upper, leafHashes{b.n, hs})
+		}
+		b.n++
+	}
+	b.sealed = req.stamped
+	// Insert whole statements' worth now; the rest waits for the commit.
+	chunk := b.l.insert.chunk()
+	if len(b.rows) < chunk {
+		return nil
+	}
+	k := len(b.rows) / chunk * chunk
+	if err := b.l.insert.insert(b.ctx, b.tx, b.rows[:k]); err != nil {
+		return err
+	}
+	b.rows = append(b.rows[:0], b.rows[k:]...)
+	return nil
+}
+
+// commit inserts what is left, commits, and publishes the new size. It
+// returns how long SQLite took to commit.
+func (b *batch) commit() (time.Duration, error) {
+	if b.tx != nil {
+		defer b.tx.Rollback()
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if err := b.l.insert.insert(b.ctx, b.tx, b.rows); err != nil {
+		return 0, err
+	}
+	root, err := tlog.TreeHash(b.n, b.front)
+	if err != nil {
+		return 0, err
+	}
+	for _, req := range b.reqs {
+		if req.stamped && root != req.root {
+			return 0, fmt.Errorf("%w: the recovered entries give the root %x at size %d, not the one cosigned", ErrRecovered, root[:8], b.n)
+		}
+	}
+	start := time.Now()
+	if err := b.tx.Commit(); err != nil {
+		return 0, err
+	}
+	synced := time.Since(start)
+
+	// Index before publishing the size: a reader that sees size n finds
+	// every entry below n by pseudonym.
+	l := b.l
+	l.index.add(b.postings, b.n)
+	l.mu.Lock()
+	for _, u := range b.upper {
+		l.upper.add(u.n, u.hs)
+	}
+	l.size, l.root, l.front = b.n, root, b.front
+	close(l.grown)
+	l.grown = make(chan struct{})
+	l.mu.Unlock()
+	return synced, nil
+}
+
+// ack answers every append of the batch.
+func (b *batch) ack(err error) {
+	for _, req := range b.reqs {
+		req.err = err
+		close(req.done)
+	}
+}

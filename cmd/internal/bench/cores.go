@@ -18,7 +18,7 @@ var scaled = []struct {
 	metrics []string
 	run     func(context.Context, env) (map[string]float64, error)
 }{
-	{[]string{"ledger_append_per_s"}, measureLedger},
+	{[]string{"ledger_append_per_s", "ledger_append_floor_per_s"}, measureLedger},
 	{[]string{"pseudonyms_per_s", "pseudonyms_floor_per_s"}, measurePseudonyms},
 	{[]string{"directory_announce_per_s", "directory_announce_floor_per_s"}, measureDirectory},
 	{[]string{"query_per_s", "query_floor_per_s"}, measureQuery},

@@ -19,6 +19,8 @@ import (
 //   - ledger_append_per_s: durable appends per second, 64 concurrent
 //     appenders, group commit;
 //   - ledger_append_baseline_per_s: the same, one entry per transaction;
+//   - ledger_append_floor_per_s: the rows alone through SQLite, 64 to a
+//     commit (ledger.WriteFloor): the durable write appends cannot avoid;
 //   - ledger_verify_per_s: entries per second through Verify;
 //   - ledger_proof_us: producing and checking one inclusion proof at the
 //     largest size.
@@ -62,6 +64,22 @@ func measureLedger(ctx context.Context, env env) (map[string]float64, error) {
 	}
 	m["ledger_append_per_s"] = rate
 	env.logf("ledger: %d appends, group commit: %.0f/s (%.1fx the baseline)", size, rate, rate/m["ledger_append_baseline_per_s"])
+
+	// The floor: the rows alone, as many to a commit as there are
+	// appenders, through SQLite with the ledger's settings.
+	sample, err := harness.SyntheticRecord()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := sample.Encode()
+	if err != nil {
+		return nil, err
+	}
+	floorSize := env.pick(200_000, 20_000)
+	if m["ledger_append_floor_per_s"], err = ledger.WriteFloor(ctx, filepath.Join(env.dir, "floor.db"), floorSize, appenders, len(enc)); err != nil {
+		return nil, err
+	}
+	env.logf("ledger: floor, %d rows of %d bytes through SQLite alone, %d to a commit: %.0f/s", floorSize, len(enc), appenders, m["ledger_append_floor_per_s"])
 
 	cp, err := l.Sign(ctx)
 	if err != nil {

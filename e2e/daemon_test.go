@@ -181,3 +181,19 @@ func TestTheDaemonStartsStopsAndSaysWhatIsWrong(t *testing.T) {
 		t.Fatalf("the restart changed centre-a's certificate (%v)", err)
 	}
 }
+
+// `medfed version` names the build: the module's version and, built from a
+// git checkout, the commit it was built from.
+func TestVersionNamesTheRevision(t *testing.T) {
+	code, out, errOut := medfedCmd(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "medfed ") {
+		t.Fatalf("medfed version: exit %d, %q %s", code, out, errOut)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout, so the build carries no revision: %v", err)
+	}
+	if want := "revision " + strings.TrimSpace(string(head)); !strings.Contains(out, want) {
+		t.Errorf("medfed version printed %q, want it to name %q", out, want)
+	}
+}

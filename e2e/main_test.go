@@ -25,7 +25,9 @@ func TestMain(m *testing.M) {
 	// With the fault-injection clock (node/clock), which only the chaos
 	// test moves: every other test's nodes read no offset file, and run as
 	// the binary ships.
-	build := exec.Command("go", "build", "-tags", "medfedfaults", "-o", medfed, "../cmd/medfed")
+	// -buildvcs=auto: the revision stamped, as a release build has it,
+	// whatever GOFLAGS says, wherever git can read the checkout.
+	build := exec.Command("go", "build", "-buildvcs=auto", "-tags", "medfedfaults", "-o", medfed, "../cmd/medfed")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building medfed:", err)

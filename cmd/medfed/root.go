@@ -1,17 +1,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
+	"strings"
 
 	"github.com/medfed/medfed/node"
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version, when set at build time with -ldflags "-X main.version=…",
+// is what `medfed version` prints instead of the build information.
+var version = ""
 
 // Exit codes, mapped from errors in one place (exitCode).
 const (
@@ -93,13 +97,42 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
+// describeBuild is the version line of a build: the version set at link
+// time if any, else the module's version as the go command stamped it
+// (a release tag, or a pseudo-version from the commit), then the VCS
+// revision and time, and "modified" for a build from a tree with changes
+// not committed. The Go toolchain closes the line.
+func describeBuild(linked string, info *debug.BuildInfo) string {
+	if info == nil {
+		return cmp.Or(linked, "(no build information)")
+	}
+	v := cmp.Or(linked, info.Main.Version, "(devel)")
+	var vcs []string
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if r := settings["vcs.revision"]; r != "" {
+		vcs = append(vcs, "revision "+r)
+	}
+	if t := settings["vcs.time"]; t != "" {
+		vcs = append(vcs, t)
+	}
+	if settings["vcs.modified"] == "true" {
+		vcs = append(vcs, "modified")
+	}
+	vcs = append(vcs, info.GoVersion)
+	return v + " (" + strings.Join(vcs, ", ") + ")"
+}
+
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the medfed version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "medfed %s\n", version)
+			info, _ := debug.ReadBuildInfo() // nil without: describeBuild says so
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "medfed %s\n", describeBuild(version, info))
 			return err
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -115,5 +116,21 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
 	if code != exitOK || !strings.HasPrefix(out, "medfed ") {
 		t.Fatalf("version: %d %q", code, out)
+	}
+	info := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/medfed/medfed", Version: "v1.4.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2026-12-06T00:00:00Z"}, {Key: "vcs.modified", Value: "false"}}}
+	for _, tc := range []struct {
+		linked string
+		info   *debug.BuildInfo
+		want   string
+	}{
+		{"", info, "v1.4.0 (revision abc123, 2026-12-06T00:00:00Z, go1.26.8)"},
+		{"v1.4.1-hotfix", info, "v1.4.1-hotfix (revision abc123, 2026-12-06T00:00:00Z, go1.26.8)"},
+		{"", &debug.BuildInfo{GoVersion: "go1.26.8", Settings: []debug.BuildSetting{{Key: "vcs.modified", Value: "true"}}}, "(devel) (modified, go1.26.8)"},
+		{"", nil, "(no build information)"},
+	} {
+		if got := describeBuild(tc.linked, tc.info); got != tc.want {
+			t.Errorf("describeBuild(%q, …) = %q, want %q", tc.linked, got, tc.want)
+		}
 	}
 }

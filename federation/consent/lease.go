@@ -362,6 +362,11 @@ func (s *Service) read(ctx context.Context, e *entry, wait bool) error {
 	if !time.Now().Before(start.Add(lease)) {
 		return fmt.Errorf("%w for %s: the members' leases ran out before their answers were in (shortest granted: %v)", ErrStale, e.subject, lease)
 	}
+	if e.kept.Load() {
+		// Kept for good already: the renewals of a patient asked about
+		// often do not read the ledger again to learn it.
+		return nil
+	}
 	if s.opts.Holds != nil {
 		holds, err := s.opts.Holds(ctx, e.subject)
 		if err != nil {

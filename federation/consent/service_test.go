@@ -40,8 +40,9 @@ type testFed struct {
 	lease   time.Duration
 	charter federation.Charter
 	members []*member
-	holders []peer.ID // what the directory lists
-	held    []peer.ID // who holds the patient's records, when not the holders listed
+	holders []peer.ID    // what the directory lists
+	held    []peer.ID    // who holds the patient's records, when not the holders listed
+	asked   atomic.Int64 // how many times a service asked whether its centre holds the patient
 }
 
 // testLease is the test federations' lease term: short, so that a
@@ -105,6 +106,7 @@ func (f *testFed) start(m *member) {
 		Charter:   func() federation.Charter { return f.charter },
 		Holders:   func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
 		Holds: func(context.Context, ledger.Pseudonym) (bool, error) {
+			f.asked.Add(1)
 			if f.held != nil {
 				return slices.Contains(f.held, h.ID()), nil
 			}
@@ -598,6 +600,25 @@ func TestAuthorize(t *testing.T) {
 	}
 	if notes := b.svc.Notifications(-1); len(notes) != 2 || notes[0].Document != consent.KindAttestation || notes[1].Permitted {
 		t.Fatalf("the refused emergency start is not notified: %+v", notes)
+	}
+}
+
+// A holder learns once that it holds a patient, whose state it then keeps:
+// reading the state again when a lease runs out does not ask again.
+func TestHolderAsksOnceWhetherItHoldsThePatient(t *testing.T) {
+	f := newTestFedLease(t, 300*time.Millisecond, 3, 1)
+	a, b := f.members[0], f.members[1]
+	ctx := context.Background()
+	f.attest(a)
+	recs := []consent.Record{{Class: "lab-result", Recorded: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)}}
+	for i := range 3 {
+		if _, err := b.svc.Authorize(ctx, patient, treatment(t, time.Now()), recs, nil, [16]byte{byte(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond) // the lease runs out: the next decision reads the state again
+	}
+	if n := f.asked.Load(); n != 1 {
+		t.Errorf("asked %d times whether the centre holds the patient, want once", n)
 	}
 }
 

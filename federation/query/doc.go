@@ -12,7 +12,11 @@
 // at start, so a replay across a restart is refused too). Every request it
 // decides is on its ledger before the answer is sent, permitted or not.
 // Records newer than the holder's latest final checkpoint cannot be
-// proven yet: they are counted as pending, not sent.
+// proven yet: they are counted as pending, not sent. The others are proven
+// in the final checkpoint the holder pinned, up to a second old, while it
+// covers every one of them (the latest otherwise): a holder's ledger grows
+// with every access, and each requester verifies a checkpoint's
+// cosignatures once, not with nearly every answer.
 //
 // The requester checks every answer: the holder's signature, that it
 // answers this request (nonce), the final checkpoint (the holder's

@@ -85,6 +85,10 @@ type Holder struct {
 
 	limits  *federation.MemberRate
 	notHeld atomic.Int64 // queries about patients this centre holds nothing of
+	held    *heldCache   // the record entries of the patients asked about lately
+
+	pinMu  sync.Mutex
+	pinned pinnedFinal // see provenIn
 
 	mu     sync.Mutex
 	nonces map[nonceKey]time.Time // seen until
@@ -103,7 +107,7 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Payloads == nil || opts.Charter == nil {
 		return nil, errors.New("query holder: key, ledger, consent, payloads and charter are required")
 	}
-	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: opts.Rate}
+	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: opts.Rate, held: newHeldCache(opts.Ledger)}
 	if s.limits == nil {
 		s.limits = federation.NewMemberRate(opts.Charter)
 	}
@@ -224,8 +228,8 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	final, _ := s.opts.Ledger.LatestFinal()
-	held, pending, holds, err := s.records(ctx, q, final.Size)
+	latest, _ := s.opts.Ledger.LatestFinal()
+	held, pending, holds, err := s.records(ctx, q, latest.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +253,7 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	}
 	resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Access: auth.Access, Session: auth.Session}
 	if auth.Released > 0 {
+		final := s.provenIn(c.Version, latest, held)
 		if resp.Items, err = s.release(ctx, sl, held, auth.Decisions, final); err != nil {
 			return nil, err
 		}
@@ -270,6 +275,40 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	return resp.Sign(s.opts.Key)
 }
 
+// checkpointReuse is how long a holder goes on proving its answers in
+// the same final checkpoint, while that covers every record they could
+// release: a requester verifies a checkpoint's cosignatures once (see
+// Client.openFinal), and a holder whose ledger grows with every access
+// would otherwise show it a new checkpoint with nearly every answer. The
+// records released and counted pending are the same in either.
+const checkpointReuse = time.Second
+
+// pinnedFinal is the final checkpoint a holder proves its answers in.
+type pinnedFinal struct {
+	cp      ledger.SignedCheckpoint
+	version uint64    // the charter version it was final under when pinned
+	at      time.Time // when it was pinned (monotonic)
+}
+
+// provenIn returns the final checkpoint to prove held in: the one pinned,
+// while it is young, final under the charter in force and covers every
+// record held; latest otherwise, pinned in its place.
+func (s *Holder) provenIn(version uint64, latest ledger.SignedCheckpoint, held []heldRecord) ledger.SignedCheckpoint {
+	last := int64(-1)
+	for _, h := range held {
+		last = max(last, h.entry.Index)
+	}
+	now := time.Now()
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	p := s.pinned
+	if p.version == version && last < p.cp.Size && p.cp.Size <= latest.Size && now.Sub(p.at) < checkpointReuse {
+		return p.cp
+	}
+	s.pinned = pinnedFinal{cp: latest, version: version, at: now}
+	return latest
+}
+
 // heldRecord is a record entry the request covers.
 type heldRecord struct {
 	entry ledger.Entry
@@ -279,7 +318,7 @@ type heldRecord struct {
 // records returns the current versions of the patient's records in the
 // classes asked for, up to the final checkpoint, and how many are newer.
 func (s *Holder) records(ctx context.Context, q Request, final int64) (out []heldRecord, pending int, holds bool, err error) {
-	es, err := s.opts.Ledger.EntriesForKinds(ctx, q.Subject, ledger.KindRecord, ledger.KindAmendment, ledger.KindErasure)
+	es, err := s.held.entries(ctx, q.Subject)
 	if err != nil {
 		return nil, 0, false, err
 	}

@@ -1,12 +1,19 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/hpke"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,7 +34,9 @@ import (
 //   - query_p50_ms, query_p99_ms: one query at a time;
 //   - query_per_s: queries per second with 32 in flight;
 //   - central_query_*: the same queries on one central SQLite index (see
-//     centralIndex), the floor a federation is compared with.
+//     centralIndex), the floor a federation is compared with;
+//   - query_floor_per_s: the CPU floor of a query on this machine's cores,
+//     what query_per_s is a fraction of (see measureQueryFloor).
 func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error) {
 	nodes, err := startFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
 	defer func() { err = errors.Join(err, nodes.Stop()) }()
@@ -114,7 +123,16 @@ func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error
 		return el, nil
 	}
 	m := map[string]float64{}
-	if err := latencyAndThroughput(env, "queries", "query", one, m); err != nil {
+	stop, err := cpuProfile()
+	if err != nil {
+		return nil, err
+	}
+	err = latencyAndThroughput(env, "queries", "query", one, m)
+	if err := errors.Join(err, stop()); err != nil {
+		return nil, err
+	}
+
+	if m["query_floor_per_s"], err = measureQueryFloor(ctx, env, ids, patients); err != nil {
 		return nil, err
 	}
 
@@ -151,6 +169,140 @@ func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error
 		return nil, err
 	}
 	return m, nil
+}
+
+// measureQueryFloor times what a query cannot do without, as many times as
+// one query of the suite does it, with as many queries in flight as
+// query_per_s (so every core is busy and the access entries share group
+// commits as they do at the holders), and returns queries per second:
+//   - the requester signs the request (Ed25519) and draws its sealing key
+//     (X25519);
+//   - each of the three holders, in parallel as the requester asks them,
+//     verifies the request's signature (Ed25519), seals the one record's
+//     payload to that key (HPKE base mode, DHKEM(X25519)/HKDF-SHA256/
+//     AES-256-GCM: an encapsulation, two X25519 operations, and one
+//     AES-GCM seal), appends the access entry to its own ledger durably
+//     (a real SQLite ledger, group commit, synchronous=FULL) and signs the
+//     response (Ed25519);
+//   - the requester verifies each of the three responses' signatures
+//     (Ed25519) and opens each payload (one X25519 operation, one AES-GCM
+//     open).
+//
+// Everything else a query does is left out, and is what query_per_s
+// spends beyond it: the network and libp2p streams, the directory lookup,
+// encoding, the holder's checks of membership, time and replay, reading
+// the patient's records, the consent decision, inclusion proofs, the
+// final checkpoint's cosignatures, and the checkpoints and witnessing
+// that the access entries cause.
+func measureQueryFloor(ctx context.Context, env env, ids []peer.ID, patients []ledger.Pseudonym) (float64, error) {
+	const holders = 3
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	ledgers := make([]*ledger.Ledger, holders)
+	for i := range ledgers {
+		l, err := ledger.Open(ctx, filepath.Join(env.dir, fmt.Sprintf("query-floor-%d.db", i)), ledger.Options{Origin: ledger.Origin(federationID, fmt.Sprintf("floor-%d", i)), Key: key})
+		if err != nil {
+			return 0, err
+		}
+		defer l.Close()
+		ledgers[i] = l
+	}
+	// A request and a payload of the suite's sizes.
+	sk, err := query.NewSealingKey()
+	if err != nil {
+		return 0, err
+	}
+	q := query.Request{Federation: federationID, Requester: ids[0], Role: consent.Clinician, Action: consent.Access, Purpose: consent.Treatment,
+		Subject: patients[0], Time: time.Now(), Key: sk.Public(), Nonce: [16]byte{1}}
+	signed, err := q.Sign(key)
+	if err != nil {
+		return 0, err
+	}
+	msg := signed[:len(signed)-ed25519.SignatureSize]
+	_, payload := harness.ClinicLetter("centre-00", 0)
+	plaintext := append(make([]byte, 4+32), payload...) // the opening, then the payload
+	kem, kdf, aead := hpke.DHKEM(ecdh.X25519()), hpke.HKDFSHA256(), hpke.AES256GCM()
+	info, aad := []byte("medfed/query/v1 payload"), make([]byte, 8)
+
+	pub := key.Public().(ed25519.PublicKey)
+	// holder is one holder's part and the requester's check of its answer.
+	holder := func(i, h int, sig []byte, priv hpke.PrivateKey) error {
+		if !ed25519.Verify(pub, msg, sig) {
+			return errors.New("a signature does not verify")
+		}
+		enc, sender, err := hpke.NewSender(priv.PublicKey(), kdf, aead, info)
+		if err != nil {
+			return err
+		}
+		sealed, err := sender.Seal(aad, plaintext)
+		if err != nil {
+			return err
+		}
+		var nonce [16]byte
+		binary.BigEndian.PutUint64(nonce[:], uint64(i))
+		e, err := consent.NewAccess(patients[i%len(patients)], consent.AccessEntry{Event: consent.EventAccess, Requester: ids[h], Role: consent.Clinician,
+			Action: consent.Access, Purpose: consent.Treatment, Permitted: true, Basis: consent.BasisContract, Nonce: nonce, Released: 1, Records: []int64{int64(i)}})
+		if err != nil {
+			return err
+		}
+		if _, err := ledgers[h].Append(ctx, e); err != nil {
+			return err
+		}
+		answer := ed25519.Sign(key, msg) // the response
+		if !ed25519.Verify(pub, msg, answer) {
+			return errors.New("a signature does not verify")
+		}
+		r, err := hpke.NewRecipient(enc, priv, kdf, aead, info)
+		if err != nil {
+			return err
+		}
+		_, err = r.Open(aad, sealed)
+		return err
+	}
+	// one is a query: the holders in parallel, as the requester asks them.
+	one := func(i int) error {
+		sig := ed25519.Sign(key, msg) // the request
+		priv, err := kem.GenerateKey()
+		if err != nil {
+			return err
+		}
+		errs := make([]error, holders)
+		var wg sync.WaitGroup
+		for h := range holders {
+			wg.Go(func() { errs[h] = holder(i, h, sig, priv) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	const inFlight = 32
+	total := env.pick(10_000, 1_000)
+	start := time.Now()
+	if err := inParallel(inFlight, total, func(_, i int) error { return one(i) }); err != nil {
+		return 0, fmt.Errorf("query floor: %w", err)
+	}
+	perS := float64(total) / time.Since(start).Seconds()
+	env.logf("query: the floor of %d queries, %d in flight (signatures, sealing, access entries): %.0f/s", total, inFlight, perS)
+	return perS, nil
+}
+
+// cpuProfile writes a CPU profile of the federated queries to the file
+// MEDFED_CPUPROFILE names, when it names one: the queries alone, not the
+// federation's founding nor the central floor.
+func cpuProfile() (stop func() error, err error) {
+	path := os.Getenv("MEDFED_CPUPROFILE")
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, errors.Join(fmt.Errorf("cpu profile: %w", err), f.Close())
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // latencyAndThroughput runs one: first one at a time (metric_p50_ms,

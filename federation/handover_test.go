@@ -174,7 +174,7 @@ func TestPublisherCheckpointsAsTheLedgerGrows(t *testing.T) {
 	pub := NewPublisher(net.Host(members[0].ID), a, func() Charter { return *cur }, nil)
 	running, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); pub.Run(running, time.Hour) }()
+	go func() { defer close(done); pub.Run(running, time.Hour, 20*time.Millisecond) }()
 	defer func() { stop(); <-done }()
 	final := func(size int64) {
 		t.Helper()

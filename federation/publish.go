@@ -66,14 +66,17 @@ func (p *Publisher) Mirror(s *MirrorSealer) { p.sealer = s }
 // Publishing is one at a time: what is appended while a checkpoint is out
 // for cosigning goes into the next, which starts as soon as that one ends,
 // so a burst of appends costs one checkpoint and an append waits at most
-// for the one in flight and its own. After a failure it waits for the
-// next tick, however busy the ledger. Every interval it also publishes
-// whether or not the ledger grew: a retry of a checkpoint not yet final
-// and the hand-over after a charter change.
-func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
+// for the one in flight and its own. Two checkpoints start at least gap
+// apart: a ledger that grows all the time asks its witnesses for at most
+// one cosignature per gap. After a failure it waits for the next tick,
+// however busy the ledger. Every interval it also publishes whether or
+// not the ledger grew: a retry of a checkpoint not yet final and the
+// hand-over after a charter change.
+func (p *Publisher) Run(ctx context.Context, interval, gap time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	grown := p.ledger.Grown()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,6 +84,14 @@ func (p *Publisher) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		case <-grown:
 		}
+		if wait := gap - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		// Taken before publishing: growth while the checkpoint is out
 		// wakes the next round at once.
 		grown = p.ledger.Grown()

@@ -209,6 +209,18 @@ func TestConfigValidate(t *testing.T) {
 			want:   "got 70000",
 		},
 		{
+			name:   "checkpoint gap past the interval",
+			edit:   func(c *centre.Config) { c.Ledger.CheckpointGap = 2 * time.Second },
+			fields: []string{"ledger.checkpoint-gap"},
+			want:   "between 0 and the checkpoint interval (1s), got 2s",
+		},
+		{
+			name:   "negative checkpoint gap",
+			edit:   func(c *centre.Config) { c.Ledger.CheckpointGap = -time.Millisecond },
+			fields: []string{"ledger.checkpoint-gap"},
+			want:   "got -1ms",
+		},
+		{
 			name:   "log level",
 			edit:   func(c *centre.Config) { c.Log.Level = "verbose" },
 			fields: []string{"log.level"},

@@ -51,8 +51,9 @@ type Node struct {
 	ceremonyBusy atomic.Bool           // one key ceremony at a time
 
 	memberRate *federation.MemberRate // shared by the query holder and the patient service
-	interval   time.Duration
-	vocabulary RecordsConfig // what a record's class and location may be
+	interval   time.Duration          // the checkpoints' retry interval
+	gap        time.Duration          // and the least time between two
+	vocabulary RecordsConfig          // what a record's class and location may be
 	mirror     *federation.MirrorSealer
 	gater      *federation.Gater
 	pageSize   int // entries per page of a patient's view
@@ -143,7 +144,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startPatient(ctx); err != nil {
 		return err
 	}
-	n.interval = cfg.Ledger.CheckpointInterval
+	n.interval, n.gap = cfg.Ledger.CheckpointInterval, cfg.Ledger.CheckpointGap
 	return nil
 }
 
@@ -155,7 +156,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); n.followKeys(ctx) }()
 	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
 	go func() { defer wg.Done(); n.announceAtStart(ctx) }()
-	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval) }()
+	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval, n.gap) }()
 	go func() { defer wg.Done(); n.Witness.RunViews(ctx, viewsInterval) }()
 	wg.Wait()
 	return n.Close()

@@ -120,7 +120,11 @@ func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGate
 		return nil, err
 	}
 	limiter := rcmgr.NewFixedLimiter(hostLimits.Build(rcmgr.DefaultLimits.AutoScale()))
-	rm, err := rcmgr.NewResourceManager(limiter)
+	// Without metrics: libp2p.DisableMetrics does not reach a resource
+	// manager built here, which would otherwise trace every scope's
+	// changes into Prometheus counters nobody reads (3 % of a busy
+	// centre's CPU).
+	rm, err := rcmgr.NewResourceManager(limiter, rcmgr.WithMetricsDisabled())
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}

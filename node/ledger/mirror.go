@@ -76,12 +76,18 @@ func (l *Ledger) mirrorMAC(origin string, c MirrorChunk) []byte {
 }
 
 // mirrorEnd returns the index after the last entry mirrored of origin.
+// Chunks are contiguous (AddMirror), so it is the end of the one that
+// starts last: one step down the primary key, where MAX(start + count)
+// read every chunk of the log at every mirror write.
 func mirrorEnd(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, origin string) (int64, error) {
-	var end sql.NullInt64
-	err := q.QueryRowContext(ctx, "SELECT MAX(start + count) FROM mirrors WHERE origin = ?", origin).Scan(&end)
-	return end.Int64, err
+	var end int64
+	err := q.QueryRowContext(ctx, "SELECT start + count FROM mirrors WHERE origin = ? ORDER BY start DESC LIMIT 1", origin).Scan(&end)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return end, err
 }
 
 // MirrorEnd returns the index after the last entry mirrored of origin

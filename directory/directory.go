@@ -18,7 +18,6 @@ import (
 	dsq "github.com/ipfs/go-datastore/query"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
-	"github.com/libp2p/go-libp2p-kad-dht/provider/keystore"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -181,7 +180,7 @@ type Directory struct {
 	store     *store
 	dht       *dht.IpfsDHT
 	messenger *pb.ProtocolMessenger
-	keys      keystore.Keystore
+	keys      *keystore   // keys.go
 	recs      ds.Batching // the DHT's provider records, edited by withdrawals
 	place     placement   // place.go
 
@@ -284,9 +283,9 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		d.Close()
 		return nil, fmt.Errorf("directory: %w", err)
 	}
-	if d.keys, err = keystore.NewKeystore(namespace.Wrap(d.store, ds.NewKey("/keys"))); err != nil {
+	if d.keys, err = openKeystore(context.Background(), d.store); err != nil {
 		d.Close()
-		return nil, fmt.Errorf("directory: %w", err)
+		return nil, err
 	}
 	h.SetStreamHandler(WithdrawProtocolID, d.withdrawServer().Handle)
 	d.stop, d.repairDone = make(chan struct{}), make(chan struct{})
@@ -412,24 +411,47 @@ func (d *Directory) RoutingTableSize() int { return d.dht.RoutingTable().Size() 
 // sends them again every ReprovideInterval. Pseudonyms announced before
 // are left to the reprovide.
 func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error {
-	if len(ps) == 0 {
-		return nil
+	_, err := d.AnnounceNew(ctx, ps...)
+	return err
+}
+
+// announceBatch is how many keys an announcement writes to the keystore
+// at a time, in one transaction, before it queues them for the placement:
+// the placement sends the first batch while the next is written, and a
+// centre announcing a million patients never holds them all.
+const announceBatch = 1 << 14
+
+// AnnounceNew is Announce, and returns how many of the pseudonyms were not
+// announced before (a pseudonym given twice counts once). Announcing more
+// than announceBatch pseudonyms, it writes and queues them a batch at a
+// time, each batch once the placement has room for it (see maxQueued):
+// the batches before are on disk and queued whatever the error.
+func (d *Directory) AnnounceNew(ctx context.Context, ps ...ledger.Pseudonym) (int, error) {
+	fresh, keys := 0, make([]mh.Multihash, 0, min(len(ps), announceBatch))
+	for batch := range slices.Chunk(ps, announceBatch) {
+		if len(ps) > announceBatch {
+			if err := d.waitForRoom(ctx); err != nil {
+				return fresh, fmt.Errorf("directory announce: %w", err)
+			}
+		}
+		keys = keys[:0]
+		for _, p := range batch {
+			keys = append(keys, multihash(digest(d.fed, p)))
+		}
+		added, err := d.keys.put(ctx, keys)
+		if err != nil {
+			return fresh, fmt.Errorf("directory announce: %w", err)
+		}
+		if len(added) > 0 { // otherwise all announced before: the reprovide has them
+			d.unwithdraw(added)
+			d.enqueue(added)
+		}
+		fresh += len(added)
 	}
-	keys := make([]mh.Multihash, len(ps))
-	for i, p := range ps {
-		keys[i] = multihash(digest(d.fed, p))
+	if fresh > 0 {
+		d.log.Info("announced", "keys", fresh, "already_announced", len(ps)-fresh)
 	}
-	fresh, err := d.keys.Put(ctx, keys...)
-	if err != nil {
-		return fmt.Errorf("directory announce: %w", err)
-	}
-	if len(fresh) == 0 {
-		return nil // all announced before: the reprovide has them
-	}
-	d.unwithdraw(fresh)
-	d.enqueue(fresh)
-	d.log.Info("announced", "keys", len(fresh), "already_announced", len(keys)-len(fresh))
-	return nil
+	return fresh, nil
 }
 
 // AnnounceEach announces pseudonyms the classic Kademlia way, one
@@ -460,9 +482,6 @@ func (d *Directory) Close() error {
 		d.sweeps.connected.Close() // ends watch
 	}
 	var errs []error
-	if d.keys != nil {
-		errs = append(errs, d.keys.Close())
-	}
 	if d.dht != nil {
 		errs = append(errs, d.dht.Close())
 	}

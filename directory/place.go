@@ -12,7 +12,6 @@ import (
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
-	"github.com/ipfs/go-libdht/kad/key/bitstr"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -24,7 +23,9 @@ import (
 // Replication members other than the announcer closest to its key by XOR
 // distance, read from the charter's member list (a centre knows the whole
 // membership, so no walk of the DHT finds them). Announce puts the keys
-// in the keystore and queues them; the placement loop takes up to
+// in the keystore and queues them, a batch at a time, no more than
+// maxQueued waiting, so that the first are sent while the next are
+// written; the placement loop takes up to
 // placeBatch queued keys at a time, groups them by replica and sends each
 // replica its keys written back to back on a stream (ADD_PROVIDER, a
 // message a key), placeWorkers replicas at once, while it writes its own
@@ -49,6 +50,11 @@ const (
 	placeBatch = 1 << 16
 	// placeWorkers bounds the replicas sent to at once.
 	placeWorkers = 32
+	// maxQueued is how many keys may wait to be sent before an
+	// announcement of more than a batch waits for room (AnnounceNew), so
+	// that a centre announcing all its patients holds a few batches of
+	// keys, not all of them: the rest wait in the ledger.
+	maxQueued = 2 * placeBatch
 )
 
 // placement is the queue of announcements to send and what was sent.
@@ -58,6 +64,7 @@ type placement struct {
 	sending  int
 	provided int64
 	wake     chan struct{}
+	room     chan struct{} // the loop took keys from the queue
 	done     chan struct{}
 	last     time.Time // the last reprovide that ended; zero before the first
 	started  time.Time
@@ -81,7 +88,7 @@ var lastReprovideKey = ds.NewKey("/place/last-reprovide")
 // startPlacement starts the placement loop, reading when the last
 // reprovide was.
 func (d *Directory) startPlacement(interval time.Duration) error {
-	d.place.wake, d.place.done = make(chan struct{}, 1), make(chan struct{})
+	d.place.wake, d.place.room, d.place.done = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 	d.place.started, d.place.interval = time.Now().UTC(), interval
 	v, err := d.store.Get(context.Background(), lastReprovideKey)
 	switch {
@@ -109,6 +116,28 @@ func (d *Directory) enqueue(keys []mh.Multihash) {
 	default:
 	}
 }
+
+// waitForRoom waits until fewer than maxQueued keys wait to be sent.
+func (d *Directory) waitForRoom(ctx context.Context) error {
+	for {
+		d.place.mu.Lock()
+		queued := len(d.place.queue)
+		d.place.mu.Unlock()
+		if queued < maxQueued {
+			return nil
+		}
+		select {
+		case <-d.place.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.stop:
+			return errClosed
+		}
+	}
+}
+
+// errClosed is returned by a call that the directory's closing cut short.
+var errClosed = errors.New("directory closed")
 
 // Backlog returns how many announced keys wait to be sent to their
 // replicas or are being sent: zero once every announcement has left this
@@ -142,6 +171,10 @@ func (d *Directory) placeLoop() {
 		d.place.sending = len(keys)
 		d.place.mu.Unlock()
 		if len(keys) > 0 {
+			select { // an announcement waiting for room may go on
+			case d.place.room <- struct{}{}:
+			default:
+			}
 			sent, _ := d.send(ctx, keys)
 			d.place.mu.Lock()
 			d.place.sending = 0
@@ -179,8 +212,8 @@ func (d *Directory) placeLoop() {
 func (d *Directory) reprovide(ctx context.Context) error {
 	start := time.Now()
 	var total, failed int
-	for i := range 1 << sweepPrefixBits {
-		keys, err := d.keys.Get(ctx, bitstr.Key(fmt.Sprintf("%0*b", sweepPrefixBits, i)))
+	for i := range 1 << keyPageBits {
+		keys, err := d.keys.page(ctx, i)
 		if err != nil {
 			return fmt.Errorf("reading the keystore: %w", err)
 		}

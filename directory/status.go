@@ -51,10 +51,7 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 	}) {
 		st.Connectivity = "online"
 	}
-	var err error
-	if st.Announced, err = d.keys.Size(ctx); err != nil {
-		return Status{}, fmt.Errorf("directory status: %w", err)
-	}
+	st.Announced = d.keys.len()
 	all, err := d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "")
 	if err != nil {
 		return Status{}, fmt.Errorf("directory status: %w", err)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +45,8 @@ import (
 // SQLite's commit rate (about 8,000 a second here), grouping takes it past
 // 300,000. A provider record lost in a crash before its flush is sent again
 // by its provider's next reprovide; the keystore, whose loss would be
-// silent, is always written through a batch and so always synced.
+// silent, bypasses the overlay: each of its writes is a transaction of its
+// own, durable when it returns (keys.go).
 type store struct {
 	key  []byte // the row key: HMAC-SHA256 of each row under it
 	db   *sql.DB
@@ -118,41 +120,40 @@ func (x *macer) mac(k string, v []byte) []byte {
 
 // openStore opens (creating if need be) the directory database at path;
 // key is the row key its rows' MACs are made with.
-func openStore(path string, key []byte) (*store, error) {
+func openStore(path string, key []byte) (_ *store, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: abs}).EscapedPath()}
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "FULL")
-	q.Set("_txlock", "immediate")
-	q.Set("_busy_timeout", "10000")
-	q.Set("_cache_size", "-65536") // 64 MiB: the provider records' B-tree stays in memory
-	u.RawQuery = q.Encode()
-	db, err := sql.Open("sqlite3", u.String())
+	// 8 MiB of page cache a connection, enough for the B-trees' inner
+	// pages; their leaves come from the system's file cache, which a
+	// centre's resident memory does not count. A connection idle for a
+	// minute is closed, and its cache with it: at 64 MiB each and never
+	// closed, the connections that had scanned or written a million keys
+	// held hundreds of MiB for good.
+	db, err := sql.Open("sqlite3", storeDSN(abs, 8))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxLifetime(0)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxIdleTime(time.Minute)
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
 	var app int64
 	if err := db.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("directory database %s: %w", path, err)
 	}
 	if app != 0 && app != 0x6d646472 {
-		db.Close()
 		return nil, fmt.Errorf("directory database %s: not a medfed directory (application id %#x)", path, app)
 	}
 	if _, err := db.Exec(schema); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("directory database %s: %w", path, err)
 	}
 	if err := addMACs(db, key); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("directory database %s: %w", path, err)
 	}
 	s := &store{
@@ -164,15 +165,28 @@ func openStore(path string, key []byte) (*store, error) {
 		done:    make(chan struct{}),
 	}
 	if s.get, err = db.Prepare("SELECT v FROM kv WHERE k = ?"); err != nil {
-		db.Close()
 		return nil, err
 	}
 	if s.scan, err = db.Prepare("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k"); err != nil {
-		db.Close()
+		s.get.Close()
 		return nil, err
 	}
 	go s.flusher()
 	return s, nil
+}
+
+// storeDSN is the address of the directory database at path, opened with
+// cacheMiB of page cache a connection.
+func storeDSN(path string, cacheMiB int) string {
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_cache_size", strconv.Itoa(-1024*cacheMiB))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // addMACs brings a store from before rows carried MACs up to date, once,
@@ -312,11 +326,15 @@ func (s *store) flush() error {
 // B-tree is then visited once) and many rows per statement (each
 // statement crosses cgo once).
 func (s *store) commit(batch map[string]write) error {
-	keys := make([]string, 0, len(batch))
-	for k := range batch {
-		keys = append(keys, k)
+	type row struct {
+		k string
+		w write
 	}
-	slices.Sort(keys)
+	rows := make([]row, 0, len(batch))
+	for k, w := range batch {
+		rows = append(rows, row{k, w})
+	}
+	slices.SortFunc(rows, func(a, b row) int { return strings.Compare(a.k, b.k) })
 	tx, err := s.db.Begin()
 	if err != nil {
 		return fmt.Errorf("directory store: %w", err)
@@ -335,11 +353,11 @@ func (s *store) commit(batch map[string]write) error {
 		_, err := tx.Exec(q, args...)
 		return err
 	}
-	for _, k := range keys {
-		if w := batch[k]; w.del {
-			dels = append(dels, k)
+	for _, r := range rows {
+		if r.w.del {
+			dels = append(dels, r.k)
 		} else {
-			puts = append(puts, k, w.val, m.mac(k, w.val))
+			puts = append(puts, r.k, r.w.val, m.mac(r.k, r.w.val))
 		}
 		if len(puts) == 3*rowsPerStatement {
 			if err := run(insertRows, puts, 3); err != nil {
@@ -379,6 +397,24 @@ func rowOf(per int) string {
 	return "?"
 }
 
+// writeTx runs f in a transaction of its own, committed when f returns
+// nil, for writes that bypass the overlay (the keystore's, keys.go). It
+// waits for a flush in flight and holds the next one off, so that the two
+// do not wait on each other inside SQLite.
+func (s *store) writeTx(ctx context.Context, f func(*sql.Tx) error) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // overlaid returns the newest overlaid write of k.
 func (s *store) overlaid(k string) (write, bool) {
 	s.mu.Lock()
@@ -390,6 +426,7 @@ func (s *store) overlaid(k string) (write, bool) {
 	return w, ok
 }
 
+// apply overlays ws.
 func (s *store) apply(ws map[string]write) error {
 	s.mu.Lock()
 	if s.failed != nil {
@@ -400,6 +437,25 @@ func (s *store) apply(ws map[string]write) error {
 	for k, w := range ws {
 		s.pending[k] = w
 	}
+	return s.applied()
+}
+
+// applyOne overlays one write, as apply does, without a map of its own:
+// a provider record's Put, tens of thousands a second.
+func (s *store) applyOne(k string, w write) error {
+	s.mu.Lock()
+	if s.failed != nil {
+		err := s.failed
+		s.mu.Unlock()
+		return err
+	}
+	s.pending[k] = w
+	return s.applied()
+}
+
+// applied unlocks s.mu, held by a write just overlaid, and flushes or has
+// the flusher flush if enough writes wait.
+func (s *store) applied() error {
 	n := len(s.pending)
 	s.mu.Unlock()
 	switch {
@@ -415,11 +471,11 @@ func (s *store) apply(ws map[string]write) error {
 }
 
 func (s *store) Put(ctx context.Context, key ds.Key, value []byte) error {
-	return s.apply(map[string]write{key.String(): {val: slices.Clone(value)}})
+	return s.applyOne(key.String(), write{val: slices.Clone(value)})
 }
 
 func (s *store) Delete(ctx context.Context, key ds.Key) error {
-	return s.apply(map[string]write{key.String(): {del: true}})
+	return s.applyOne(key.String(), write{del: true})
 }
 
 func (s *store) Get(ctx context.Context, key ds.Key) ([]byte, error) {

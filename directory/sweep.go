@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/go-libdht/kad/key/bitstr"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -40,10 +39,6 @@ const (
 	// sweepEvery is how often every announcement is checked at its
 	// replicas, besides at start and when a replica comes back.
 	sweepEvery = 6 * time.Hour
-	// sweepPrefixBits is the length of the keyspace prefixes the keystore
-	// is read by: 256 pages, a few thousand keys each for a centre of a
-	// million patients.
-	sweepPrefixBits = 8
 	// sweepBackEvery is the least time between two sweeps of a member
 	// that came back.
 	sweepBackEvery = time.Minute
@@ -124,9 +119,8 @@ func (d *Directory) Sweep(ctx context.Context, replica peer.ID) (RepairReport, e
 		again []mh.Multihash // keys a replica of which failed, to retry
 	)
 	failed := map[peer.ID]bool{}
-	for i := range 1 << sweepPrefixBits {
-		prefix := bitstr.Key(fmt.Sprintf("%0*b", sweepPrefixBits, i))
-		keys, err := d.keys.Get(ctx, prefix)
+	for i := range 1 << keyPageBits {
+		keys, err := d.keys.page(ctx, i)
 		if err != nil {
 			return total, fmt.Errorf("directory sweep: %w", err)
 		}

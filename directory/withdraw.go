@@ -52,7 +52,7 @@ func (d *Directory) Withdraw(ctx context.Context, ps ...ledger.Pseudonym) error 
 		keys[i] = multihash(digest(d.fed, p))
 	}
 	d.forgetRepairs(keys)
-	if err := d.keys.Delete(ctx, keys...); err != nil {
+	if err := d.keys.delete(ctx, keys); err != nil {
 		return fmt.Errorf("directory withdraw: %w", err)
 	}
 	if _, err := d.drop(ctx, d.host.ID(), keys); err != nil {

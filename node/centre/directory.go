@@ -52,19 +52,90 @@ func (n *Node) memberAddrs() []peer.AddrInfo {
 }
 
 // AnnounceHeld announces in the directory every patient this centre's
-// ledger holds records of, and returns how many there are. Patients
-// announced before are not sent again (the directory reprovides them on
-// its schedule), so a centre calls it at every start: a centre joining
-// with its existing patients announces them all at once.
+// ledger holds records of, and returns how many of them the directory did
+// not list yet. Patients announced before are not sent again (the
+// directory reprovides them on its schedule), so a centre calls it at
+// every start: a centre joining with its existing patients announces them
+// all at once.
+//
+// The records are read one at a time and announced heldBatch at a time,
+// as they are read: a centre of a million patients holds a batch of
+// pseudonyms, not a million, and its first announcements leave while the
+// rest are read. A patient's records read in different batches are
+// announced twice, the second time for nothing (the directory's keystore
+// knows it). A record erased while the records are read may have been
+// announced after the erasure withdrew its patient: those patients are
+// withdrawn again once the reading ends, if nothing of theirs is left.
 func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
-	held, err := n.held(ctx)
+	before, err := n.erased(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if err := n.Directory.Announce(ctx, held...); err != nil {
-		return 0, err
+	fresh := 0
+	batch := make([]ledger.Pseudonym, 0, heldBatch)
+	announce := func() error {
+		k, err := n.Directory.AnnounceNew(ctx, batch...)
+		fresh += k
+		batch = batch[:0]
+		return err
 	}
-	return len(held), nil
+	for _, k := range []ledger.Kind{ledger.KindRecord, ledger.KindAmendment} {
+		if err := n.Centre.Ledger.EachOfKind(ctx, k, func(e ledger.Entry) error {
+			if !stillHeld(e, before) {
+				return nil
+			}
+			if batch = append(batch, e.Subject); len(batch) == heldBatch {
+				return announce()
+			}
+			return nil
+		}); err != nil {
+			return fresh, err
+		}
+	}
+	if err := announce(); err != nil {
+		return fresh, err
+	}
+	return fresh, n.withdrawErasedSince(ctx, before)
+}
+
+// heldBatch is how many pseudonyms AnnounceHeld reads before it announces
+// them.
+const heldBatch = 1 << 14
+
+// withdrawErasedSince withdraws the patients of the records erased since
+// before (the records erased then) that hold nothing now, as their
+// erasure did: AnnounceHeld may have announced them again after it. A
+// withdrawal that does not reach every member is logged, as the erasure's
+// own would be: the members that missed it keep the announcement until it
+// expires.
+func (n *Node) withdrawErasedSince(ctx context.Context, before map[int64]bool) error {
+	var since []ledger.Pseudonym
+	err := n.Centre.Ledger.EachOfKind(ctx, ledger.KindErasure, func(e ledger.Entry) error {
+		x, err := e.Erasure()
+		if err != nil {
+			return corrupt("erasure entry", e.Index, err)
+		}
+		if !before[x.Target] {
+			since = append(since, e.Subject)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range since {
+		ever, held, err := n.holding(ctx, p)
+		if err != nil {
+			return err
+		}
+		if !ever || held {
+			continue
+		}
+		if err := n.Directory.Withdraw(ctx, p); err != nil {
+			n.log.Warn("withdrawing a patient erased while the held patients were announced", "err", err)
+		}
+	}
+	return nil
 }
 
 // held returns the patients the ledger holds records of: those with a
@@ -142,7 +213,7 @@ func (n *Node) announceAtStart(ctx context.Context) {
 			n.log.Error("announcing held patients; trying again", "err", err)
 			return err
 		}
-		n.log.Info("held patients announced", "patients", count)
+		n.log.Info("held patients announced", "new", count)
 		return nil
 	})
 }

@@ -35,9 +35,12 @@ import (
 //   - centre_rss_mib: resident memory at rest with 1M patients;
 //   - centre_peak_rss_mib: the most it held from its start through
 //     reading its ledger and announcing every patient;
-//   - centre_empty_rss_mib: the baseline, the same centre with nothing.
+//   - centre_empty_rss_mib: the baseline, the same centre with nothing;
+//   - centre_rss_5m_mib, centre_peak_rss_5m_mib: the same at 5M patients
+//     (4M more record entries, the 1M announced before), in a full run
+//     only: a centre's memory should not grow with its patients.
 //
-// The 1M record entries are appended through the ledger's group commit
+// The record entries are appended through the ledger's group commit
 // with the metadata of a clinic letter, all pointing to one stored
 // payload: the payload store is a SQLite file whose size does not reach
 // resident memory, and filling it one encrypted payload per transaction
@@ -50,7 +53,6 @@ func measureMemory(ctx context.Context, env env) (_ map[string]float64, err erro
 	if err != nil {
 		return nil, err
 	}
-	patients := env.pick(1_000_000, 100_000)
 	root := filepath.Join(env.dir, "memory")
 	var cfgs []centre.Config
 	for _, name := range []string{"centre-a", "centre-b"} {
@@ -79,36 +81,58 @@ func measureMemory(ctx context.Context, env env) (_ map[string]float64, err erro
 	m["centre_empty_rss_mib"] = empty.rss
 	env.logf("memory: an empty centre: %.0f MiB resident", empty.rss)
 
-	start := time.Now()
-	if err := harness.Offline(ctx, cfgs[0], func(c *centre.Centre) error { return fillLedger(ctx, c, patients) }); err != nil {
-		return nil, err
+	type size struct {
+		patients  int
+		rss, peak string // its metrics
 	}
-	env.logf("memory: %d patients' record entries appended in %v", patients, time.Since(start).Round(time.Millisecond))
+	sizes := []size{{env.pick(1_000_000, 100_000), "centre_rss_mib", "centre_peak_rss_mib"}}
+	if !env.quick {
+		sizes = append(sizes, size{5_000_000, "centre_rss_5m_mib", "centre_peak_rss_5m_mib"})
+	}
+	held := 0
+	for _, size := range sizes {
+		start := time.Now()
+		more := size.patients - held
+		if err := harness.Offline(ctx, cfgs[0], func(c *centre.Centre) error { return fillLedger(ctx, c, more) }); err != nil {
+			return nil, err
+		}
+		held = size.patients
+		env.logf("memory: %d patients' record entries appended in %v", more, time.Since(start).Round(time.Millisecond))
+		full, err := announceAll(ctx, env, exe, cfgs, held)
+		if err != nil {
+			return nil, err
+		}
+		m[size.rss], m[size.peak] = full.rss, full.peak
+		env.logf("memory: centre-a with %d patients: %.0f MiB resident at rest, %.0f MiB at its peak (empty: %.0f MiB)", held, full.rss, full.peak, empty.rss)
+	}
+	return m, nil
+}
 
-	start = time.Now()
-	a, b, err = startPair(ctx, exe, cfgs)
+// announceAll starts both centres, centre-a's ledger holding records of
+// patients patients, and returns centre-a's memory once it has announced
+// them all, stored at centre-b, and has settled.
+func announceAll(ctx context.Context, env env, exe string, cfgs []centre.Config, patients int) (_ nodeMemory, err error) {
+	start := time.Now()
+	a, b, err := startPair(ctx, exe, cfgs)
 	if err != nil {
-		return nil, err
+		return nodeMemory{}, err
 	}
 	defer func() { err = errors.Join(err, a.stop(), b.stop()) }()
-	// Asked once a second: the asking costs the node being measured.
+	// Asked once a second for each million patients: the asking, which
+	// counts the records both stores hold, costs the node being measured.
+	every := time.Duration(max(1, patients/1_000_000)) * time.Second
+	limit := time.Duration(max(1, patients/1_000_000)) * 20 * time.Minute
 	for announced := false; !announced; {
-		if time.Since(start) > 20*time.Minute {
-			return nil, errors.Join(fmt.Errorf("centre-a did not announce its %d patients within 20 minutes", patients), a.exited(), b.exited())
+		if time.Since(start) > limit {
+			return nodeMemory{}, errors.Join(fmt.Errorf("centre-a did not announce its %d patients within %v", patients, limit), a.exited(), b.exited())
 		}
-		time.Sleep(time.Second)
+		time.Sleep(every)
 		sa, errA := admin.Dial(cfgs[0].Data.Dir).DirectoryStatus(ctx)
 		sb, errB := admin.Dial(cfgs[1].Data.Dir).DirectoryStatus(ctx)
 		announced = errA == nil && errB == nil && sa.Announced >= patients && sa.Pending == 0 && sb.Stored >= patients
 	}
 	env.logf("memory: centre-a started and announced %d patients, stored at centre-b, in %v", patients, time.Since(start).Round(time.Millisecond))
-	full, err := a.settled()
-	if err != nil {
-		return nil, err
-	}
-	m["centre_rss_mib"], m["centre_peak_rss_mib"] = full.rss, full.peak
-	env.logf("memory: centre-a with %d patients: %.0f MiB resident at rest, %.0f MiB at its peak (empty: %.0f MiB)", patients, full.rss, full.peak, empty.rss)
-	return m, nil
+	return a.settled()
 }
 
 // fillLedger appends a clinic letter's record entry for each of n random

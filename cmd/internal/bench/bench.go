@@ -22,6 +22,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
@@ -177,19 +180,20 @@ func inParallel(workers, n int, f func(worker, i int) error) error {
 }
 
 // startFederation founds a federation of the first founders of size
-// centres under root, admits the rest one by one, and waits until every
-// centre connects to every other and holds them all in its routing table.
-// The nodes it returns are those it started, also with an error: the
-// caller stops them.
-func startFederation(ctx context.Context, root string, founders, size int, checkpoints time.Duration) (nodes harness.Nodes, err error) {
+// centres under root, admits the rest one by one, connects every centre to
+// every other and waits until each holds them all in its routing table.
+// Its centres start checkpoints at least gap apart: an hour keeps
+// checkpoints and cosignatures out of the timings of a suite that does
+// not need them final. The nodes it returns are those it started, also
+// with an error: the caller stops them.
+func startFederation(ctx context.Context, root string, founders, size int, gap time.Duration) (nodes harness.Nodes, err error) {
 	cfgs := make([]centre.Config, size)
 	for i := range cfgs {
 		if cfgs[i], err = harness.Config(root, fmt.Sprintf("centre-%02d", i), federationID); err != nil {
 			return nil, err
 		}
-		// An hour keeps checkpoints and cosignatures out of the timings of
-		// a suite that does not need them final.
-		cfgs[i].Ledger.CheckpointInterval = checkpoints
+		cfgs[i].Ledger.CheckpointGap = gap
+		cfgs[i].Ledger.CheckpointInterval = max(cfgs[i].Ledger.CheckpointInterval, gap)
 	}
 	if _, err := harness.Found(ctx, federation.DefaultPolicy(founders), cfgs[:founders]...); err != nil {
 		return nil, err
@@ -208,8 +212,18 @@ func startFederation(ctx context.Context, root string, founders, size int, check
 		}
 		nodes = append(nodes, r)
 	}
-	// Twenty centres starting at once on two cores take a while to dial
-	// each other.
+	// A centre dials the members closest to it at start (those that were
+	// not up yet are in its dial backoff) and the others when it first
+	// asks them something; the suites measure a federation whose centres
+	// have all met.
+	dial := network.WithForceDirectDial(ctx, "bench: every centre meets every other")
+	for i, a := range nodes {
+		for _, b := range nodes[i+1:] {
+			if err := a.Host.Connect(dial, peer.AddrInfo{ID: b.Host.ID(), Addrs: b.Host.Addrs()}); err != nil {
+				return nodes, fmt.Errorf("%s connecting to %s: %w", a.Centre.Name, b.Centre.Name, err)
+			}
+		}
+	}
 	if err := nodes.Connected(ctx, time.Minute); err != nil {
 		return nodes, err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/nodetest/harness"
 )
@@ -38,7 +39,7 @@ import (
 //   - query_floor_per_s: the CPU floor of a query on this machine's cores,
 //     what query_per_s is a fraction of (see measureQueryFloor).
 func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error) {
-	nodes, err := startFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, time.Second)
+	nodes, err := startFederation(ctx, filepath.Join(env.dir, "query"), 10, 10, centre.DefaultConfig().Ledger.CheckpointGap)
 	defer func() { err = errors.Join(err, nodes.Stop()) }()
 	if err != nil {
 		return nil, err

@@ -144,7 +144,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	if err := n.startPatient(ctx); err != nil {
 		return err
 	}
-	n.interval, n.gap = cfg.Ledger.CheckpointInterval, cfg.Ledger.CheckpointGap
+	n.interval, n.gap = cfg.Ledger.CheckpointInterval, min(cfg.Ledger.CheckpointGap, cfg.Ledger.CheckpointInterval)
 	return nil
 }
 

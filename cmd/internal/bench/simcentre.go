@@ -207,7 +207,9 @@ func (s *simCentre) startLoops() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.loops = cancel
-	s.loopsWG.Go(func() { s.publisher.Run(ctx, s.cfg.Ledger.CheckpointInterval, s.cfg.Ledger.CheckpointGap) })
+	s.loopsWG.Go(func() {
+		s.publisher.Run(ctx, s.cfg.Ledger.CheckpointInterval, min(s.cfg.Ledger.CheckpointGap, s.cfg.Ledger.CheckpointInterval))
+	})
 	s.loopsWG.Go(func() { s.witness.RunViews(ctx, 5*time.Second) })
 }
 

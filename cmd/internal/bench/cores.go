@@ -131,28 +131,27 @@ func (r Report) PrintCores(w io.Writer) error {
 	slices.Sort(counts)
 	var b strings.Builder
 	b.WriteString("\nThroughput by cores (GOMAXPROCS), at the suites' --quick sizes:\n\n")
-	tw := &b
-	fmt.Fprint(tw, "| metric |")
+	fmt.Fprint(&b, "| metric |")
 	for _, c := range counts {
-		fmt.Fprintf(tw, " %d |", c)
+		fmt.Fprintf(&b, " %d |", c)
 	}
-	fmt.Fprintln(tw, " speed-up |")
-	fmt.Fprint(tw, "|---|")
+	fmt.Fprintln(&b, " speed-up |")
+	fmt.Fprint(&b, "|---|")
 	for range counts {
-		fmt.Fprint(tw, "--:|")
+		fmt.Fprint(&b, "--:|")
 	}
-	fmt.Fprintln(tw, "--:|")
+	fmt.Fprintln(&b, "--:|")
 	for _, row := range r.Cores {
-		fmt.Fprintf(tw, "| `%s` |", row.Metric)
+		fmt.Fprintf(&b, "| `%s` |", row.Metric)
 		for _, c := range counts {
 			i := slices.IndexFunc(row.Values, func(v CoresRate) bool { return v.Cores == c })
 			if i < 0 {
-				fmt.Fprint(tw, " — |")
+				fmt.Fprint(&b, " — |")
 				continue
 			}
-			fmt.Fprintf(tw, " %s |", number(row.Values[i].Value))
+			fmt.Fprintf(&b, " %s |", number(row.Values[i].Value))
 		}
-		fmt.Fprintf(tw, " %s× |\n", strconv.FormatFloat(row.SpeedUp, 'f', 2, 64))
+		fmt.Fprintf(&b, " %s× |\n", strconv.FormatFloat(row.SpeedUp, 'f', 2, 64))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
+	"github.com/medfed/medfed/node"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -137,7 +138,7 @@ func (d *Directory) waitForRoom(ctx context.Context) error {
 }
 
 // errClosed is returned by a call that the directory's closing cut short.
-var errClosed = errors.New("directory closed")
+var errClosed = node.E(node.Unavailable, "directory closed")
 
 // Backlog returns how many announced keys wait to be sent to their
 // replicas or are being sent: zero once every announcement has left this

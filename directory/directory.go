@@ -198,6 +198,8 @@ type Directory struct {
 	sweepDone   chan struct{}
 	stop        chan struct{}
 	done        chan struct{}
+
+	counts counts
 }
 
 // New starts the directory on h. Close stops it; it does not close h.

@@ -117,7 +117,12 @@ func (d *Directory) lookup(ctx context.Context, p ledger.Pseudonym, width int) (
 	}
 	slices.Sort(res.Holders)
 	slices.Sort(res.Failed)
+	d.counts.lookups.Inc()
+	if len(res.Holders) == 0 {
+		d.counts.misses.Inc()
+	}
 	if res.Answered < want {
+		d.counts.incomplete.Inc()
 		reason := fmt.Sprintf("%d of the %d closest members answered", res.Answered, want)
 		if ctx.Err() != nil {
 			reason += fmt.Sprintf(" within %v", d.timeout)

@@ -284,6 +284,8 @@ func (d *Directory) repairRound(ctx context.Context, wait time.Duration) time.Du
 	d.repairQueue, d.repairing = nil, len(keys)
 	d.repairMu.Unlock()
 	rep, retry := d.repair(ctx, keys, "")
+	d.counts.resent.Add(uint64(rep.Resent))
+	d.counts.retries.Add(uint64(len(retry)))
 	d.repairMu.Lock()
 	d.repairing = 0
 	d.repairMu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-base32"
+
+	"github.com/medfed/medfed/node/stats"
 )
 
 // Status is a snapshot of this centre's part of the directory.
@@ -32,6 +34,35 @@ type Status struct {
 	SweepKeys   int
 	SweepResent int
 	SweepFailed int
+}
+
+// counts are what the directory did since it started.
+type counts struct {
+	lookups, misses, incomplete stats.Counter // lookups; those that found no holder; those too few replicas answered
+	resent, retries             stats.Counter // announcements a replica lacked and was sent again; checks to be retried
+}
+
+// Stats are the directory's counts since it started, for the operators'
+// metrics.
+type Stats struct {
+	Lookups    uint64 // lookups of a patient's holders
+	Misses     uint64 // of those, lookups that found no holder
+	Incomplete uint64 // of those, lookups fewer replicas answered than asked
+	Resent     uint64 // announcements a replica lacked, sent again
+	Retries    uint64 // announcement checks that failed, queued to be retried
+	Pending    int64  // announcements queued to be sent
+	Repair     int    // announcements sent, yet to be checked at their replicas
+}
+
+// Stats returns the directory's counts and backlogs; unlike Status, it
+// reads nothing from disk.
+func (d *Directory) Stats() Stats {
+	st := Stats{Lookups: d.counts.lookups.Load(), Misses: d.counts.misses.Load(), Incomplete: d.counts.incomplete.Load(),
+		Resent: d.counts.resent.Load(), Retries: d.counts.retries.Load(), Repair: d.RepairBacklog()}
+	d.place.mu.Lock()
+	st.Pending = int64(len(d.place.queue) + d.place.sending)
+	d.place.mu.Unlock()
+	return st
 }
 
 // Status reports what this centre announces and stores.

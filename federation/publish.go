@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/stats"
 )
 
 // OwnLedger is what publishing needs of the centre's own ledger.
@@ -42,11 +43,52 @@ type Publisher struct {
 	log     *slog.Logger
 
 	mu       sync.Mutex
-	held     map[peer.ID]int64 // the size each witness last cosigned, as far as we know
-	mirrored map[peer.ID]int64 // where each witness's mirror of the ledger ends, as far as we know
-	checked  finalCheck        // the latest final checkpoint known final under the charter in force
+	held     map[peer.ID]int64     // the size each witness last cosigned, as far as we know
+	mirrored map[peer.ID]int64     // where each witness's mirror of the ledger ends, as far as we know
+	checked  finalCheck            // the latest final checkpoint known final under the charter in force
+	lastAt   map[peer.ID]time.Time // when each witness last cosigned
+	finalAt  time.Time             // when the last checkpoint was made final
 
 	sealer *MirrorSealer // nil: no mirrors
+
+	finalised, failed stats.Counter
+	finality          *stats.Histogram // from a checkpoint's signature to its quorum
+}
+
+// PublisherStats are what the publisher did since it started, and what
+// each witness of the log last cosigned, for the operators' metrics.
+type PublisherStats struct {
+	Finalised, Failed uint64         // checkpoints made final, and rounds that failed
+	Finality          stats.Snapshot // seconds from a checkpoint's signature to its quorum
+	FinalAt           time.Time      // when the last checkpoint was made final; zero before
+	Witnesses         []WitnessStats // the log's witness set under the charter in force
+}
+
+// WitnessStats is what one witness last cosigned of this centre's ledger.
+type WitnessStats struct {
+	Name string    // the witness's member name
+	Size int64     // the size it last cosigned; 0 when it has not since the start
+	At   time.Time // when; zero when it has not
+}
+
+// Stats returns the publisher's counts and its witnesses' last
+// cosignatures.
+func (p *Publisher) Stats() PublisherStats {
+	st := PublisherStats{Finalised: p.finalised.Load(), Failed: p.failed.Load(), Finality: p.finality.Snapshot()}
+	p.mu.Lock()
+	st.FinalAt = p.finalAt
+	p.mu.Unlock()
+	c := p.charter()
+	self, ok := c.MemberByName(originCentre(c, p.ledger.Origin()))
+	if !ok {
+		return st
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range c.Witnesses(self.Name) {
+		st.Witnesses = append(st.Witnesses, WitnessStats{Name: m.Name, Size: p.held[m.ID], At: p.lastAt[m.ID]})
+	}
+	return st
 }
 
 // NewPublisher returns a publisher of the checkpoints of l to the members
@@ -55,7 +97,8 @@ func NewPublisher(h host.Host, l OwnLedger, charter func() Charter, log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{host: h, ledger: l, charter: charter, log: log.With("component", "publisher"), held: map[peer.ID]int64{}, mirrored: map[peer.ID]int64{}}
+	return &Publisher{host: h, ledger: l, charter: charter, log: log.With("component", "publisher"), held: map[peer.ID]int64{}, mirrored: map[peer.ID]int64{},
+		lastAt: map[peer.ID]time.Time{}, finality: stats.NewHistogram(stats.LatencyBounds...)}
 }
 
 // Mirror has the witnesses keep the ledger's entries, sealed with s,
@@ -96,6 +139,7 @@ func (p *Publisher) Run(ctx context.Context, interval, gap time.Duration) {
 		// wakes the next round at once.
 		grown = p.ledger.Grown()
 		if _, err := p.Publish(ctx); err != nil && ctx.Err() == nil {
+			p.failed.Inc()
 			p.log.Warn("checkpoint not final yet", "err", err)
 			grown = nil // the retry waits for the tick, not the next append
 		}
@@ -158,6 +202,7 @@ type finalCheck struct {
 // finalise gathers the witness set's cosignatures of sc, a checkpoint
 // the log signed, and marks it final at the quorum.
 func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedCheckpoint) (ledger.SignedCheckpoint, error) {
+	signedAt := time.Now()
 	final, _ := p.ledger.LatestFinal()
 	origin := sc.Origin
 	self, ok := c.MemberByName(originCentre(c, origin))
@@ -267,8 +312,10 @@ func (p *Publisher) finalise(ctx context.Context, c Charter, sc ledger.SignedChe
 		return final, err
 	}
 	p.mu.Lock()
-	p.checked = finalCheck{c.Version, sc.Size}
+	p.checked, p.finalAt = finalCheck{c.Version, sc.Size}, time.Now()
 	p.mu.Unlock()
+	p.finalised.Inc()
+	p.finality.Observe(time.Since(signedAt).Seconds())
 	p.catchUp(ctx)
 	p.log.Debug("checkpoint final", "size", sc.Size, "cosignatures", len(sigs))
 	return ledger.SignedCheckpoint{Checkpoint: sc.Checkpoint, Note: cosigned}, nil
@@ -359,7 +406,7 @@ func (p *Publisher) cosign(ctx context.Context, w peer.ID, sc ledger.SignedCheck
 			return nil, err
 		}
 		p.mu.Lock()
-		p.held[w] = sc.Size
+		p.held[w], p.lastAt[w] = sc.Size, time.Now()
 		p.mu.Unlock()
 		return cosigned, nil
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/limit"
+	"github.com/medfed/medfed/node/stats"
 )
 
 // ErrRateLimited refuses a member's request beyond the charter's
@@ -21,7 +22,11 @@ const maxTracked = 4096
 type MemberRate struct {
 	charter func() Charter
 	buckets *limit.Keyed
+	refused stats.Counter
 }
+
+// Refused returns how many requests the rate refused since it started.
+func (m *MemberRate) Refused() uint64 { return m.refused.Load() }
 
 // NewMemberRate bounds members by the current charter's member-rate.
 func NewMemberRate(charter func() Charter) *MemberRate {
@@ -35,6 +40,7 @@ func (m *MemberRate) Allow(from peer.ID) error {
 	rps := m.charter().Policy.MemberRateLimit()
 	m.buckets.SetRate(float64(rps), int(rps))
 	if !m.buckets.Allow(string(from)) {
+		m.refused.Inc()
 		return fmt.Errorf("%w: more than the charter's member-rate of %d requests a second", ErrRateLimited, rps)
 	}
 	return nil

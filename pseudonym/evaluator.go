@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node/stats"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -63,6 +64,20 @@ type Evaluator struct {
 	keys   *Keys                // what it answers with, until Rekey
 	share  *Share               //
 	folded map[string]foldedKey // share folded by evaluating set
+
+	evaluated, limited stats.Counter // elements evaluated; batches refused by the rate limit
+}
+
+// EvaluatorStats are what an evaluator did since it started, for the
+// operators' metrics: counts, never the elements or who asked.
+type EvaluatorStats struct {
+	Evaluated uint64 // elements evaluated for other centres
+	Limited   uint64 // batches refused by the rate limit
+}
+
+// Stats returns the evaluator's counts.
+func (e *Evaluator) Stats() EvaluatorStats {
+	return EvaluatorStats{Evaluated: e.evaluated.Load(), Limited: e.limited.Load()}
 }
 
 // foldedKey is the share with one set's Lagrange coefficient folded in,
@@ -173,6 +188,7 @@ func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []
 	now := e.opts.Now()
 	ok, avail, wait := e.limit.take(from, n, now)
 	if !ok {
+		e.limited.Inc()
 		return nil, e.limitRefusal(name, n, avail, wait)
 	}
 	b := batch{blindedEnc: req.elements, blinded: make([]*ristretto255.Element, n)}
@@ -189,6 +205,7 @@ func (e *Evaluator) serve(ctx context.Context, from peer.ID, op byte, payload []
 		return nil, fmt.Errorf("recording the evaluation: %w", err)
 	}
 	out := fk.evaluate(b)
+	e.evaluated.Add(uint64(n))
 	e.log.Debug("evaluated", "for", name, "n", n)
 	return out, nil
 }

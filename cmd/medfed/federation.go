@@ -4,18 +4,21 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation"
@@ -23,6 +26,7 @@ import (
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/clock"
+	"github.com/medfed/medfed/node/metrics"
 	"github.com/medfed/medfed/node/smart"
 	"github.com/medfed/medfed/node/web"
 )
@@ -72,7 +76,20 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		return fmt.Errorf("api.listen %s: %w (is another node or program using it?)", cfg.API.Listen, err)
 	}
 	defer ln.Close()
-	n, err := centre.Start(cmd.Context(), cfg, log)
+	var (
+		metricsLn net.Listener
+		registry  *prometheus.Registry
+		startOpts []centre.Option
+	)
+	if cfg.Metrics.Enabled {
+		if metricsLn, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			return fmt.Errorf("metrics.listen %s: %w (is another node or program using it?)", cfg.Metrics.Listen, err)
+		}
+		defer metricsLn.Close()
+		registry = prometheus.NewRegistry()
+		startOpts = append(startOpts, centre.WithMetrics(registry))
+	}
+	n, err := centre.Start(cmd.Context(), cfg, log, startOpts...)
 	if err != nil {
 		return err
 	}
@@ -89,7 +106,10 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	}
 	defer clients.Close()
 	scheme, pin := "http", "plain HTTP, on a loopback address only"
-	var hosts func(string) bool // plain HTTP is served on loopback alone: any Host there
+	var (
+		hosts func(string) bool // plain HTTP is served on loopback alone: any Host there
+		leaf  *x509.Certificate // the API's certificate, nil for plain HTTP
+	)
 	if !cfg.API.TLS.Plain {
 		cert, err := api.ServerCertificate(cfg.Data.Dir, cfg.API, time.Now())
 		if err != nil {
@@ -99,6 +119,7 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 			log.Info("api certificate made", "centre", cfg.Centre.Name, "file", cert.File, "sha256", cert.Fingerprint)
 		}
 		hosts = cert.Serves(ln.Addr().(*net.TCPAddr).Port)
+		leaf = cert.TLS.Certificates[0].Leaf
 		ln = tls.NewListener(ln, cert.TLS)
 		scheme, pin = "https", fmt.Sprintf("clients pin %s, sha256 %s", cert.File, cert.Fingerprint)
 	}
@@ -122,7 +143,20 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	defer stopNode()
 	adminCtx, stopAdmin := context.WithCancel(nodeCtx)
 	defer stopAdmin()
-	ran, adminDone := make(chan error, 1), make(chan error, 1)
+	ran, adminDone, metricsDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	if metricsLn == nil {
+		metricsDone <- nil
+	} else {
+		info, _ := debug.ReadBuildInfo()
+		v, revision := buildLabels(version, info)
+		m, err := metrics.New(metrics.Options{Source: n, Registry: registry, Certificate: func() *x509.Certificate { return leaf },
+			Version: v, Revision: revision, Logger: log.With("centre", cfg.Centre.Name)})
+		if err != nil {
+			return errors.Join(err, n.Close())
+		}
+		go func() { metricsDone <- m.Serve(adminCtx, metricsLn) }()
+		log.Info("metrics listening", "centre", cfg.Centre.Name, "addr", "http://"+metricsLn.Addr().String()+"/metrics")
+	}
 	go func() { ran <- n.Run(nodeCtx) }()
 	go func() {
 		adminDone <- admin.New(n, srv.Operator(), log.With("centre", cfg.Centre.Name)).Serve(adminCtx, sock)
@@ -131,9 +165,9 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v; API on %s://%s (%s)\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs(), scheme, ln.Addr(), pin)
 	serveErr := srv.Serve(cmd.Context(), ln)
 	stopAdmin()
-	adminErr := <-adminDone
+	adminErr, metricsErr := <-adminDone, <-metricsDone
 	stopNode()
-	return errors.Join(serveErr, adminErr, <-ran)
+	return errors.Join(serveErr, adminErr, metricsErr, <-ran)
 }
 
 func newLogger(cmd *cobra.Command, cfg centre.LogConfig) *slog.Logger {

@@ -125,6 +125,20 @@ func describeBuild(linked string, info *debug.BuildInfo) string {
 	return v + " (" + strings.Join(vcs, ", ") + ")"
 }
 
+// buildLabels are the version and VCS revision of a build, as
+// describeBuild finds them, for the metrics' medfed_build_info.
+func buildLabels(linked string, info *debug.BuildInfo) (v, revision string) {
+	if info == nil {
+		return cmp.Or(linked, "(devel)"), ""
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return cmp.Or(linked, info.Main.Version, "(devel)"), revision
+}
+
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

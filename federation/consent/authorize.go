@@ -153,6 +153,11 @@ func (s *Service) Authorize(ctx context.Context, p ledger.Pseudonym, q Request, 
 		e.p.Used(tok.ID)
 		e.kept.Store(true)
 	}
+	if a.Permitted {
+		s.counts.released.Inc()
+	} else {
+		s.counts.refused.Inc()
+	}
 	return out, nil
 }
 

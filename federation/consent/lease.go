@@ -352,8 +352,10 @@ func (s *Service) read(ctx context.Context, e *entry, wait bool) error {
 		lease = min(lease, a.lease)
 	}
 	if answered < need {
+		s.counts.stale.Inc()
 		return fmt.Errorf("%w for %s: %d of %d other members answered, %d needed: %w", ErrStale, e.subject, answered, len(others), need, errors.Join(failed...))
 	}
+	s.counts.synced.Inc()
 	e.mu.Lock()
 	e.leased, e.term = start.Add(lease), lease
 	e.mu.Unlock()

@@ -22,6 +22,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/stats"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -106,6 +107,27 @@ type Service struct {
 	sessions map[ID]Session
 	notes    []Notification
 	erasures []erasureItem // the erasures on this centre's ledger, in ledger order: the feed
+
+	counts struct {
+		synced, stale     stats.Counter // reads of a patient's state from a majority: done, and too few answered
+		released, refused stats.Counter // access decisions that released something, and those that released nothing
+	}
+}
+
+// Stats are the consent service's counts since it started, for the
+// operators' metrics.
+type Stats struct {
+	Synced   uint64 // reads of a patient's consent state from a majority of its set
+	Stale    uint64 // reads too few members answered: the decision waits or fails
+	Released uint64 // access decisions that released records
+	Refused  uint64 // access decisions that released nothing
+	Patients int    // patients whose state this centre keeps in memory
+}
+
+// Stats returns the service's counts.
+func (s *Service) Stats() Stats {
+	return Stats{Synced: s.counts.synced.Load(), Stale: s.counts.stale.Load(),
+		Released: s.counts.released.Load(), Refused: s.counts.refused.Load(), Patients: s.Patients()}
 }
 
 type entry struct {

@@ -21,6 +21,7 @@ import (
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
+	"github.com/medfed/medfed/node/stats"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -57,6 +58,51 @@ type Client struct {
 	// signature checks.
 	mu     sync.Mutex
 	finals map[peer.ID][]verifiedFinal // the latest few, newest last
+
+	latency [numOutcomes]*stats.Histogram // of a holder's answers, by outcome
+}
+
+// Outcome is what came of asking one holder.
+type Outcome int
+
+// The outcomes of asking a holder.
+const (
+	OutcomeReleased    Outcome = iota // it released records
+	OutcomeDenied                     // it answered, releasing nothing
+	OutcomeRefused                    // it refused the request (a rate, its checks, a stopped centre)
+	OutcomeRejected                   // its answer did not verify
+	OutcomeUnreachable                // it could not be asked, or did not answer in time
+	numOutcomes
+)
+
+// Outcomes are the outcomes' names, by Outcome.
+var Outcomes = [numOutcomes]string{"released", "denied", "refused", "rejected", "unreachable"}
+
+// outcomeOf classifies an answer.
+func outcomeOf(a Answer) Outcome {
+	var refused *wire.Refused
+	switch {
+	case a.Err == nil && a.Permit:
+		return OutcomeReleased
+	case a.Err == nil:
+		return OutcomeDenied
+	case errors.Is(a.Err, ErrRejected):
+		return OutcomeRejected
+	case errors.As(a.Err, &refused):
+		return OutcomeRefused
+	}
+	return OutcomeUnreachable
+}
+
+// Latency returns, by Outcome, the latency in seconds of the holders'
+// answers since the client started, from the request sent to the answer
+// verified.
+func (c *Client) Latency() [numOutcomes]stats.Snapshot {
+	var out [numOutcomes]stats.Snapshot
+	for i, h := range c.latency {
+		out[i] = h.Snapshot()
+	}
+	return out
 }
 
 // keptFinals is how many verified checkpoints of each holder are kept:
@@ -104,7 +150,11 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}}, nil
+	c := &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}}
+	for i := range c.latency {
+		c.latency[i] = stats.NewHistogram(stats.LatencyBounds...)
+	}
+	return c, nil
 }
 
 // Spec is what a clinician asks for.
@@ -220,8 +270,10 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 }
 
 // ask sends the signed request raw to one holder and verifies its answer.
-func (c *Client) ask(ctx context.Context, holder peer.ID, q Request, key *SealingKey, raw []byte) Answer {
-	out := Answer{Holder: holder}
+func (c *Client) ask(ctx context.Context, holder peer.ID, q Request, key *SealingKey, raw []byte) (out Answer) {
+	start := time.Now()
+	defer func() { c.latency[outcomeOf(out)].Observe(time.Since(start).Seconds()) }()
+	out = Answer{Holder: holder}
 	var err error
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()

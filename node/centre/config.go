@@ -35,7 +35,23 @@ type Config struct {
 	Patient    PatientConfig    `mapstructure:"patient"`
 	Consent    ConsentConfig    `mapstructure:"consent"`
 	Log        LogConfig        `mapstructure:"log"`
+	Metrics    MetricsConfig    `mapstructure:"metrics"`
 }
+
+// MetricsConfig is the Prometheus endpoint: /metrics on a listener of its
+// own, apart from the API, so that a scraper needs no token and reaches
+// nothing else. Off by default; on, it listens on loopback unless told
+// otherwise. It shows counts, sizes, times and member names: never a
+// patient's pseudonym, identifier or payload.
+type MetricsConfig struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Listen  string `mapstructure:"listen"` // host:port; port 0 picks a free port
+}
+
+// DefaultMetricsListen is where the metrics are served when enabled and
+// not told where: loopback, on the port OpenTelemetry's Prometheus
+// exporter uses by default.
+const DefaultMetricsListen = "127.0.0.1:9464"
 
 // PatientConfig tunes the patients' own requests at this centre.
 type PatientConfig struct {
@@ -253,6 +269,7 @@ func DefaultConfig() Config {
 		Patient:   PatientConfig{PageSize: 1 << 16},
 		Consent:   ConsentConfig{Lease: consent.DefaultLease},
 		Log:       LogConfig{Level: "info", Format: "text"},
+		Metrics:   MetricsConfig{Listen: DefaultMetricsListen},
 	}
 }
 
@@ -319,6 +336,13 @@ func (c Config) Validate() error {
 		add("api.listen", "%v", err)
 	} else if c.API.TLS.Plain && !Loopback(c.API.Listen) {
 		add("api.tls.plain", "plain HTTP is served on a loopback address only, and %s is not one: tokens, identifiers and payloads would cross the network in clear (leave plain unset: the centre makes its own certificate)", c.API.Listen)
+	}
+	if c.Metrics.Enabled {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen", "%v", err)
+		} else if c.Metrics.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
+			add("metrics.listen", "is api.listen too (%s): the metrics have a listener of their own", c.API.Listen)
+		}
 	}
 	if d := c.API.TokenLifetime; d < time.Minute || d > 90*24*time.Hour {
 		add("api.token-lifetime", "must be between 1m and 2160h (90 days), got %s", d)

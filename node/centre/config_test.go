@@ -179,6 +179,18 @@ func TestConfigValidate(t *testing.T) {
 			want:   "required",
 		},
 		{
+			name:   "metrics without port",
+			edit:   func(c *centre.Config) { c.Metrics.Enabled, c.Metrics.Listen = true, "127.0.0.1" },
+			fields: []string{"metrics.listen"},
+			want:   "host:port",
+		},
+		{
+			name:   "metrics on the API's listener",
+			edit:   func(c *centre.Config) { c.Metrics.Enabled, c.Metrics.Listen = true, c.API.Listen },
+			fields: []string{"metrics.listen"},
+			want:   "listener of their own",
+		},
+		{
 			name:   "plain HTTP off loopback",
 			edit:   func(c *centre.Config) { c.API.Listen, c.API.TLS.Plain = "0.0.0.0:8443", true },
 			fields: []string{"api.tls.plain"},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
@@ -67,9 +68,27 @@ type Node struct {
 	log       *slog.Logger
 }
 
+// An Option changes how Start starts a node.
+type Option func(*startOptions)
+
+type startOptions struct {
+	metrics prometheus.Registerer
+}
+
+// WithMetrics registers go-libp2p's metrics of the node's host with reg:
+// its connections, streams by protocol, memory and dials. Without it the
+// host keeps none. The centre's own counts are read with Node.Stats.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(o *startOptions) { o.metrics = reg }
+}
+
 // Start opens the centre described by cfg and starts its services. The
 // centre must have a charter installed.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+func Start(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Node, error) {
+	var o startOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -86,7 +105,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, errors.Join(err, c.Close())
 	}
-	if err := n.start(ctx, cfg); err != nil {
+	if err := n.start(ctx, cfg, o); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -94,7 +113,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) start(ctx context.Context, cfg Config) error {
+func (n *Node) start(ctx context.Context, cfg Config, o startOptions) error {
 	st, err := n.Centre.federationState(ctx)
 	if err != nil {
 		return err
@@ -105,7 +124,7 @@ func (n *Node) start(ctx context.Context, cfg Config) error {
 	gater := federation.NewGater()
 	gater.Log(n.base.With("component", "gater"))
 	n.gater = gater
-	if n.Host, err = newHost(cfg.P2P, n.Centre.key, gater); err != nil {
+	if n.Host, err = newHost(cfg.P2P, n.Centre.key, gater, o.metrics); err != nil {
 		return err
 	}
 	n.Membership, err = federation.NewMembership(n.Host, st, federation.Options{

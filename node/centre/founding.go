@@ -272,7 +272,7 @@ func Join(ctx context.Context, cfg Config, addr string) (federation.Signed, erro
 	defer c.Close()
 	p2p := cfg.P2P
 	p2p.Listen = []string{"/ip4/127.0.0.1/tcp/0"} // dial only
-	h, err := newHost(p2p, c.key, federation.NewGater(info.ID))
+	h, err := newHost(p2p, c.key, federation.NewGater(info.ID), nil)
 	if err != nil {
 		return federation.Signed{}, err
 	}

@@ -21,6 +21,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medfed/medfed/directory"
 )
@@ -114,17 +115,24 @@ func NewConnManager() (*cmgr.BasicConnMgr, error) {
 // it listens where the config says, admits only whom gater admits, and
 // runs no relay. With a pre-shared key it is a private network, which
 // works over TCP only (QUIC cannot), so the config must list only TCP.
-func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGater) (host.Host, error) {
+// With a registerer, go-libp2p's own metrics (the resource manager's
+// connections, streams by protocol and memory, the swarm's dials and
+// connections) are registered with it; without, none are kept.
+func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGater, reg prometheus.Registerer) (host.Host, error) {
 	sk, err := crypto.UnmarshalEd25519PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
 	limiter := rcmgr.NewFixedLimiter(hostLimits.Build(rcmgr.DefaultLimits.AutoScale()))
-	// Without metrics: libp2p.DisableMetrics does not reach a resource
-	// manager built here, which would otherwise trace every scope's
-	// changes into Prometheus counters nobody reads (3 % of a busy
-	// centre's CPU).
-	rm, err := rcmgr.NewResourceManager(limiter, rcmgr.WithMetricsDisabled())
+	// Without a registerer, without metrics: libp2p.DisableMetrics does
+	// not reach a resource manager built here, which would otherwise
+	// trace every scope's changes into Prometheus counters nobody reads
+	// (3 % of a busy centre's CPU).
+	var rmOpts []rcmgr.Option
+	if reg == nil {
+		rmOpts = append(rmOpts, rcmgr.WithMetricsDisabled())
+	}
+	rm, err := rcmgr.NewResourceManager(limiter, rmOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
@@ -139,10 +147,14 @@ func newHost(cfg P2PConfig, key ed25519.PrivateKey, gater connmgr.ConnectionGate
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
 		// Without SO_REUSEPORT: with it, a second centre configured on a
 		// port in use would share it (and dial itself) instead of failing.
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+	}
+	if reg == nil {
+		opts = append(opts, libp2p.DisableMetrics())
+	} else {
+		opts = append(opts, libp2p.PrometheusRegisterer(reg))
 	}
 	if cfg.PSKFile != "" {
 		psk, err := readPSK(cfg.PSKFile)

@@ -29,7 +29,7 @@ func seedKey(seed string) ed25519.PrivateKey {
 
 func startMember(t *testing.T, key ed25519.PrivateKey, psk string, gater *federation.Gater) host.Host {
 	t.Helper()
-	h, err := newHost(P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk}, key, gater)
+	h, err := newHost(P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk}, key, gater, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

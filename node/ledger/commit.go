@@ -76,8 +76,13 @@ func (l *Ledger) commitLoop() {
 		}
 		synced, err := b.commit()
 		if err != nil {
+			l.stats.failed.Inc()
 			l.log.Error("ledger commit failed", "entries", b.entries, "err", err)
+		} else {
+			l.stats.appended.Add(uint64(b.entries))
+			l.stats.sizes.Observe(float64(b.entries))
 		}
+		l.stats.seconds.Observe(time.Since(began).Seconds())
 		expect = len(b.reqs) + int(l.queued.Load())
 		patience = min(synced, maxPatience)
 		b.ack(err)

@@ -12,9 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/medfed/medfed/node"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/stats"
 )
 
 // Errors a Ledger returns, besides node.ErrNotFound for an entry, a proof
@@ -89,7 +91,30 @@ type Ledger struct {
 	witnessed witnessedCache // WitnessedLogs, asked at every views message
 	macKey    []byte         // of the mirrors' rows
 
+	stats ledgerStats
+
 	closeOnce sync.Once
+}
+
+// ledgerStats count the commits for the operators' metrics.
+type ledgerStats struct {
+	appended stats.Counter    // entries committed since the ledger was opened
+	failed   stats.Counter    // commits that failed
+	sizes    *stats.Histogram // entries per commit
+	seconds  *stats.Histogram // a commit's time, from its first append taken to its acknowledgement
+}
+
+// Stats is what a ledger's commits did since it was opened.
+type Stats struct {
+	Appended, FailedCommits uint64
+	CommitSizes             stats.Snapshot // entries per commit
+	CommitSeconds           stats.Snapshot // time from an append's take to its commit
+}
+
+// Stats returns the counts of the ledger's commits.
+func (l *Ledger) Stats() Stats {
+	return Stats{Appended: l.stats.appended.Load(), FailedCommits: l.stats.failed.Load(),
+		CommitSizes: l.stats.sizes.Snapshot(), CommitSeconds: l.stats.seconds.Snapshot()}
 }
 
 type appendReq struct {
@@ -128,6 +153,7 @@ func Open(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		front:    frontier{},
 		grown:    make(chan struct{}),
 		macKey:   mirrorMACKey(opts.Key),
+		stats:    ledgerStats{sizes: stats.NewHistogram(stats.SizeBounds...), seconds: stats.NewHistogram(stats.LatencyBounds...)},
 	}
 	if l.verifier, err = NewVerifier(opts.Origin, opts.Key.Public().(ed25519.PublicKey)); err != nil {
 		return nil, fmt.Errorf("ledger open: %w", err)

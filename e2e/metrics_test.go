@@ -194,6 +194,7 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 		addrs[x] = fmt.Sprintf("127.0.0.1:%d", nodetest.FreePort(t))
 		x.extra = []string{"MEDFED_METRICS_ENABLED=true", "MEDFED_METRICS_LISTEN=" + addrs[x]}
 	}
+	a.extra = append(a.extra, "MEDFED_LOG_FORMAT=json")
 	logsIfFailed(t, []*centre{a, b})
 	file := func(name string) string { return filepath.Join(root, name) }
 	for _, x := range []*centre{a, b} {
@@ -322,5 +323,50 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	}
 	if code := httpStatus(http.DefaultClient, "http://"+addrs[a]+"/v1/patient/view"); code != http.StatusNotFound {
 		t.Errorf("the metrics listener answered %d to an API path, want 404", code)
+	}
+
+	a.stop()
+	checkJSONLog(t, a.logs.String(), nhsNumber, "synthetic lab result")
+}
+
+// checkJSONLog checks a node's log.format json output: every line of
+// its standard error a JSON object with a time, level and message; one
+// line per API request with its method, route pattern, status and
+// duration; and none holding any of secrets.
+func checkJSONLog(t *testing.T, logs string, secrets ...string) {
+	t.Helper()
+	requests := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if strings.HasPrefix(line, "centre ") {
+			continue // the start-up line, on standard output
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("a log line is not JSON: %q", line)
+			continue
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := rec[k]; !ok {
+				t.Errorf("a log line has no %s: %q", k, line)
+			}
+		}
+		for _, s := range secrets {
+			if strings.Contains(line, s) {
+				t.Errorf("a log line holds %q: %s", s, line)
+			}
+		}
+		if rec["msg"] != "request" {
+			continue
+		}
+		requests++
+		route, _ := rec["route"].(string)
+		status, _ := rec["status"].(float64)
+		ms, isNumber := rec["ms"].(float64)
+		if rec["method"] == nil || !strings.HasPrefix(route, "/") || status < 100 || !isNumber || ms < 0 {
+			t.Errorf("a request line lacks its method, route, status or duration: %s", line)
+		}
+	}
+	if requests == 0 {
+		t.Error("no request was logged")
 	}
 }

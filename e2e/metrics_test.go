@@ -195,19 +195,7 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 		x.extra = []string{"MEDFED_METRICS_ENABLED=true", "MEDFED_METRICS_LISTEN=" + addrs[x]}
 	}
 	a.extra = append(a.extra, "MEDFED_LOG_FORMAT=json")
-	logsIfFailed(t, []*centre{a, b})
-	file := func(name string) string { return filepath.Join(root, name) }
-	for _, x := range []*centre{a, b} {
-		x.run("federation", "request", "--out", file(x.name+"-request.txt"))
-	}
-	a.run("federation", "init", "--member", file("centre-b-request.txt"), "--out", file("charter.txt"))
-	b.run("federation", "sign", file("charter.txt"))
-	for _, x := range []*centre{a, b} {
-		x.run("federation", "install", file("charter.txt"))
-		x.start()
-	}
-	waitFor(t, 15*time.Second, "the founders connect", connectedTo(a, "centre-b"))
-	keyCeremony(t, "keygen", 2, []string{"centre-a", "centre-b"}, a, b)
+	foundTwo(t, root, a, b)
 
 	before, _ := scrape(t, addrs[a])
 	for _, name := range []string{"medfed_build_info", "medfed_ledger_entries", "medfed_federation_members", "medfed_tls_certificate_expiry_timestamp_seconds", "go_goroutines", "process_resident_memory_bytes"} {
@@ -222,35 +210,7 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 		t.Errorf("the API certificate expires at %v by the metrics, want a day ahead at least", exp)
 	}
 
-	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
-	for _, x := range []*centre{a, b} {
-		if err := os.WriteFile(file(x.name+".txt"), []byte("synthetic lab result for "+x.name), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
-	}
-	code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file("patient.key"))
-	if code != 0 {
-		t.Fatalf("keygen exited %d: %s", code, errOut)
-	}
-	a.run("patient", "attest", "--pseudonym", p, "--public-key", strings.TrimSpace(out))
-	if err := os.WriteFile(file("terms.json"), []byte(`{"base": "opt-out", "provision": [{"type": "permit", "purpose": ["treatment"], "actor": [{"role": "clinician"}]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a.run("consent", "grant", "--key", file("patient.key"), "--pseudonym", p, "--terms", file("terms.json"))
-	waitFor(t, 20*time.Second, "a query releases both centres' records", func() bool {
-		code, out, _ := a.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
-		var res httpapi.QueryResult
-		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Holders) != 2 {
-			return false
-		}
-		for _, h := range res.Holders {
-			if h.Status != "answered" || len(h.Records) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	p := dayOfWork(t, root, a, b)
 
 	var after map[string]*dto.MetricFamily
 	waitFor(t, 10*time.Second, "centre-a's ledger is final to its end", func() bool {
@@ -369,4 +329,62 @@ func checkJSONLog(t *testing.T, logs string, secrets ...string) {
 	if requests == 0 {
 		t.Error("no request was logged")
 	}
+}
+
+// foundTwo founds a federation of centres a and b, as their operators
+// do, starts their nodes and has them generate the pseudonym key.
+func foundTwo(t *testing.T, root string, a, b *centre) {
+	t.Helper()
+	logsIfFailed(t, []*centre{a, b})
+	file := func(name string) string { return filepath.Join(root, name) }
+	for _, x := range []*centre{a, b} {
+		x.run("federation", "request", "--out", file(x.name+"-request.txt"))
+	}
+	a.run("federation", "init", "--member", file("centre-b-request.txt"), "--out", file("charter.txt"))
+	b.run("federation", "sign", file("charter.txt"))
+	for _, x := range []*centre{a, b} {
+		x.run("federation", "install", file("charter.txt"))
+		x.start()
+	}
+	waitFor(t, 15*time.Second, "the founders connect", connectedTo(a, "centre-b"))
+	keyCeremony(t, "keygen", 2, []string{"centre-a", "centre-b"}, a, b)
+}
+
+// dayOfWork is a day at two founded centres in miniature: a record of
+// the patient at each, the patient's key attested and a contract for
+// treatment granted, and a clinician at a querying until both centres
+// release their record. It returns the patient's pseudonym.
+func dayOfWork(t *testing.T, root string, a, b *centre) string {
+	t.Helper()
+	file := func(name string) string { return filepath.Join(root, name) }
+	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
+	for _, x := range []*centre{a, b} {
+		if err := os.WriteFile(file(x.name+".txt"), []byte("synthetic lab result for "+x.name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
+	}
+	code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file("patient.key"))
+	if code != 0 {
+		t.Fatalf("keygen exited %d: %s", code, errOut)
+	}
+	a.run("patient", "attest", "--pseudonym", p, "--public-key", strings.TrimSpace(out))
+	if err := os.WriteFile(file("terms.json"), []byte(`{"base": "opt-out", "provision": [{"type": "permit", "purpose": ["treatment"], "actor": [{"role": "clinician"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.run("consent", "grant", "--key", file("patient.key"), "--pseudonym", p, "--terms", file("terms.json"))
+	waitFor(t, 20*time.Second, "a query releases both centres' records", func() bool {
+		code, out, _ := a.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
+		var res httpapi.QueryResult
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Holders) != 2 {
+			return false
+		}
+		for _, h := range res.Holders {
+			if h.Status != "answered" || len(h.Records) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	return p
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/metrics"
 	"github.com/medfed/medfed/node/smart"
+	"github.com/medfed/medfed/node/tracing"
 	"github.com/medfed/medfed/node/web"
 )
 
@@ -89,6 +90,24 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 		registry = prometheus.NewRegistry()
 		startOpts = append(startOpts, centre.WithMetrics(registry))
 	}
+	info, _ := debug.ReadBuildInfo()
+	buildVersion, buildRevision := buildLabels(version, info)
+	if cfg.Tracing.Endpoint != "" {
+		tp, err := tracing.New(cfg.Tracing, cfg.Centre.Name, buildVersion)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// What the batcher holds is sent before the process ends.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(ctx); err != nil {
+				log.Warn("traces not all sent", "err", err)
+			}
+		}()
+		startOpts = append(startOpts, centre.WithTracing(tp))
+		log.Info("tracing queries", "centre", cfg.Centre.Name, "sample_ratio", cfg.Tracing.SampleRatio)
+	}
 	n, err := centre.Start(cmd.Context(), cfg, log, startOpts...)
 	if err != nil {
 		return err
@@ -147,10 +166,8 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	if metricsLn == nil {
 		metricsDone <- nil
 	} else {
-		info, _ := debug.ReadBuildInfo()
-		v, revision := buildLabels(version, info)
 		m, err := metrics.New(metrics.Options{Source: n, Registry: registry, Certificate: func() *x509.Certificate { return leaf },
-			Version: v, Revision: revision, Logger: log.With("centre", cfg.Centre.Name)})
+			Version: buildVersion, Revision: buildRevision, Logger: log.With("centre", cfg.Centre.Name)})
 		if err != nil {
 			return errors.Join(err, n.Close())
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
@@ -45,6 +47,8 @@ type ClientOptions struct {
 	Local func(ctx context.Context, from peer.ID, req []byte) ([]byte, error)
 	// Now dates the requests; time.Now when nil.
 	Now func() time.Time
+	// Tracer traces each query (see trace.go); none when nil.
+	Tracer trace.TracerProvider
 }
 
 // Client asks the federation for a patient's records.
@@ -60,6 +64,7 @@ type Client struct {
 	finals map[peer.ID][]verifiedFinal // the latest few, newest last
 
 	latency [numOutcomes]*stats.Histogram // of a holder's answers, by outcome
+	tracer  trace.Tracer
 }
 
 // Outcome is what came of asking one holder.
@@ -150,7 +155,7 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}}
+	c := &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}, tracer: tracer(opts.Tracer)}
 	for i := range c.latency {
 		c.latency[i] = stats.NewHistogram(stats.LatencyBounds...)
 	}
@@ -219,10 +224,21 @@ type Record struct {
 // answer. A holder that is down, too slow, refuses, or answers with
 // anything that does not verify is in the result with its error, never
 // left out.
-func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
-	var res Result
+func (c *Client) Query(ctx context.Context, spec Spec) (res Result, err error) {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	ctx, links := underRequest(ctx, nonce)
+	ctx, span := c.tracer.Start(ctx, "medfed.query", trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("medfed.purpose", spec.Purpose.String())))
+	defer func() {
+		span.SetAttributes(attribute.Int("medfed.holders", len(res.Holders)))
+		outcome := "asked"
+		if err != nil {
+			outcome = "failed"
+		}
+		endSpan(span, outcome, err)
+	}()
 	var holders []peer.ID
-	var err error
 	if spec.LocalOnly {
 		if c.opts.Local == nil {
 			return res, errors.New("query: this centre answers no queries itself")
@@ -254,7 +270,7 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 		Action: spec.Action, Purpose: spec.Purpose, Reason: spec.Reason, Classes: spec.Classes,
 		Subject: spec.Subject, Time: c.opts.Now().UTC(), Key: key.Public(), Token: spec.Token,
 	}
-	rand.Read(q.Nonce[:])
+	q.Nonce = nonce
 	res.Nonce = q.Nonce
 	raw, err := q.Sign(c.opts.Key)
 	if err != nil {
@@ -272,7 +288,14 @@ func (c *Client) Query(ctx context.Context, spec Spec) (Result, error) {
 // ask sends the signed request raw to one holder and verifies its answer.
 func (c *Client) ask(ctx context.Context, holder peer.ID, q Request, key *SealingKey, raw []byte) (out Answer) {
 	start := time.Now()
-	defer func() { c.latency[outcomeOf(out)].Observe(time.Since(start).Seconds()) }()
+	ctx, span := c.tracer.Start(ctx, "medfed.query.ask", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("medfed.holder", memberName(c.opts.Charter(), holder))))
+	defer func() {
+		o := outcomeOf(out)
+		c.latency[o].Observe(time.Since(start).Seconds())
+		span.SetAttributes(attribute.Int("medfed.records", len(out.Records)))
+		endSpan(span, Outcomes[o], out.Err)
+	}()
 	out = Answer{Holder: holder}
 	var err error
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/medfed/medfed/federation"
@@ -71,6 +73,8 @@ type HolderOptions struct {
 	Rate   *federation.MemberRate
 	Now    func() time.Time // time.Now when nil
 	Logger *slog.Logger
+	// Tracer traces each answer (see trace.go); none when nil.
+	Tracer trace.TracerProvider
 }
 
 // Holder answers queries about the patients whose records this centre
@@ -84,6 +88,7 @@ type Holder struct {
 	ackMu sync.Mutex // one receipt recorded at a time: each copy once
 
 	limits  *federation.MemberRate
+	tracer  trace.Tracer
 	notHeld atomic.Int64 // queries about patients this centre holds nothing of
 	held    *heldCache   // the record entries of the patients asked about lately
 
@@ -107,7 +112,7 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Payloads == nil || opts.Charter == nil {
 		return nil, errors.New("query holder: key, ledger, consent, payloads and charter are required")
 	}
-	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: opts.Rate, held: newHeldCache(opts.Ledger)}
+	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: opts.Rate, held: newHeldCache(opts.Ledger), tracer: tracer(opts.Tracer)}
 	if s.limits == nil {
 		s.limits = federation.NewMemberRate(opts.Charter)
 	}
@@ -201,7 +206,7 @@ func peerRefusal(err error) (byte, string) {
 
 // Answer checks a request from member from and answers it: the access is
 // on the ledger before the answer exists.
-func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
+func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) (answer []byte, err error) {
 	if err := s.limits.Allow(from); err != nil {
 		return nil, err
 	}
@@ -210,6 +215,21 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 		return nil, err
 	}
 	c := s.opts.Charter()
+	ctx, links := underRequest(ctx, q.Nonce)
+	ctx, span := s.tracer.Start(ctx, "medfed.query.answer", trace.WithSpanKind(trace.SpanKindServer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("medfed.requester", memberName(c, from)), attribute.String("medfed.purpose", q.Purpose.String())))
+	var resp Response
+	defer func() {
+		outcome := "refused"
+		switch {
+		case err == nil && resp.Permit:
+			outcome = "released"
+		case err == nil:
+			outcome = "denied"
+		}
+		span.SetAttributes(attribute.Int("medfed.released", len(resp.Items)))
+		endSpan(span, outcome, err)
+	}()
 	switch {
 	case q.Requester != from:
 		return nil, fmt.Errorf("%w: a request signed by another centre than the one sending it", ErrSignature)
@@ -238,7 +258,7 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 		// nothing to record (no member grows the ledger with questions
 		// about strangers), a count and an answer that says so.
 		s.notHeld.Add(1)
-		resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Basis: consent.BasisNotHeld, Reason: "this centre holds no records of the patient"}
+		resp = Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Basis: consent.BasisNotHeld, Reason: "this centre holds no records of the patient"}
 		return resp.Sign(s.opts.Key)
 	}
 	asked := make([]consent.Record, len(held))
@@ -251,7 +271,7 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	resp := Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Access: auth.Access, Session: auth.Session}
+	resp = Response{Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce, Access: auth.Access, Session: auth.Session}
 	if auth.Released > 0 {
 		final := s.provenIn(c.Version, latest, held)
 		if resp.Items, err = s.release(ctx, sl, held, auth.Decisions, final); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -36,6 +37,22 @@ type Config struct {
 	Consent    ConsentConfig    `mapstructure:"consent"`
 	Log        LogConfig        `mapstructure:"log"`
 	Metrics    MetricsConfig    `mapstructure:"metrics"`
+	Tracing    TracingConfig    `mapstructure:"tracing"`
+}
+
+// TracingConfig sends OpenTelemetry traces of the queries across centres
+// to a collector over OTLP/HTTP. Off while the endpoint is empty. Spans
+// carry member names, outcomes, counts and purposes: never a patient's
+// pseudonym, identifier or payload.
+type TracingConfig struct {
+	// Endpoint is the collector's OTLP/HTTP traces URL, such as
+	// https://otel-collector.example:4318/v1/traces (http:// only on a
+	// loopback address).
+	Endpoint string `mapstructure:"endpoint"`
+	// SampleRatio is the share of queries traced, 0 to 1. Every centre
+	// decides alike for one query (by its trace ID), so a query sampled
+	// is traced at every centre that samples the same share.
+	SampleRatio float64 `mapstructure:"sample-ratio"`
 }
 
 // MetricsConfig is the Prometheus endpoint: /metrics on a listener of its
@@ -270,6 +287,7 @@ func DefaultConfig() Config {
 		Consent:   ConsentConfig{Lease: consent.DefaultLease},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Metrics:   MetricsConfig{Listen: DefaultMetricsListen},
+		Tracing:   TracingConfig{SampleRatio: 1},
 	}
 }
 
@@ -343,6 +361,20 @@ func (c Config) Validate() error {
 		} else if c.Metrics.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
 			add("metrics.listen", "is api.listen too (%s): the metrics have a listener of their own", c.API.Listen)
 		}
+	}
+	if e := c.Tracing.Endpoint; e != "" {
+		u, err := url.Parse(e)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+			add("tracing.endpoint", "must be an http(s) URL of an OTLP/HTTP collector, such as https://collector:4318/v1/traces, got %q", e)
+		case u.Scheme == "http" && !Loopback(net.JoinHostPort(u.Hostname(), "0")):
+			add("tracing.endpoint", "plain http is for a collector on a loopback address only, and %s is not one: use https", u.Host)
+		case u.User != nil:
+			add("tracing.endpoint", "must not hold credentials")
+		}
+	}
+	if r := c.Tracing.SampleRatio; !(r >= 0 && r <= 1) {
+		add("tracing.sample-ratio", "must be between 0 and 1, got %v", r)
 	}
 	if d := c.API.TokenLifetime; d < time.Minute || d > 90*24*time.Hour {
 		add("api.token-lifetime", "must be between 1m and 2160h (90 days), got %s", d)

@@ -191,6 +191,24 @@ func TestConfigValidate(t *testing.T) {
 			want:   "listener of their own",
 		},
 		{
+			name:   "tracing to a plain http collector off loopback",
+			edit:   func(c *centre.Config) { c.Tracing.Endpoint = "http://collector.example:4318/v1/traces" },
+			fields: []string{"tracing.endpoint"},
+			want:   "use https",
+		},
+		{
+			name:   "tracing to something not a URL",
+			edit:   func(c *centre.Config) { c.Tracing.Endpoint = "collector:4318" },
+			fields: []string{"tracing.endpoint"},
+			want:   "http(s) URL",
+		},
+		{
+			name:   "tracing sample ratio past 1",
+			edit:   func(c *centre.Config) { c.Tracing.SampleRatio = 1.5 },
+			fields: []string{"tracing.sample-ratio"},
+			want:   "between 0 and 1",
+		},
+		{
 			name:   "plain HTTP off loopback",
 			edit:   func(c *centre.Config) { c.API.Listen, c.API.TLS.Plain = "0.0.0.0:8443", true },
 			fields: []string{"api.tls.plain"},

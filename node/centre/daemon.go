@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
@@ -73,6 +74,7 @@ type Option func(*startOptions)
 
 type startOptions struct {
 	metrics prometheus.Registerer
+	tracer  trace.TracerProvider
 }
 
 // WithMetrics registers go-libp2p's metrics of the node's host with reg:
@@ -80,6 +82,12 @@ type startOptions struct {
 // host keeps none. The centre's own counts are read with Node.Stats.
 func WithMetrics(reg prometheus.Registerer) Option {
 	return func(o *startOptions) { o.metrics = reg }
+}
+
+// WithTracing traces the queries this node asks and answers with tp
+// (OpenTelemetry); without it, none are traced.
+func WithTracing(tp trace.TracerProvider) Option {
+	return func(o *startOptions) { o.tracer = tp }
 }
 
 // Start opens the centre described by cfg and starts its services. The
@@ -157,7 +165,7 @@ func (n *Node) start(ctx context.Context, cfg Config, o startOptions) error {
 	// One bound for each member's queries and patients' requests together,
 	// as the charter's member-rate says.
 	n.memberRate = federation.NewMemberRate(charter)
-	if err := n.startQuery(ctx); err != nil {
+	if err := n.startQuery(ctx, o.tracer); err != nil {
 		return err
 	}
 	if err := n.startPatient(ctx); err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/query"
@@ -16,7 +18,7 @@ import (
 	"github.com/medfed/medfed/node/records"
 )
 
-func (n *Node) startQuery(ctx context.Context) error {
+func (n *Node) startQuery(ctx context.Context, tp trace.TracerProvider) error {
 	charter := func() federation.Charter { return n.Membership.Current().Charter }
 	h, err := query.NewHolder(ctx, n.Host, query.HolderOptions{
 		Key:     n.Centre.key,
@@ -29,12 +31,13 @@ func (n *Node) startQuery(ctx context.Context) error {
 		Rate:    n.memberRate,
 		Logger:  n.base,
 		Now:     clock.Now,
+		Tracer:  tp,
 	})
 	if err != nil {
 		return err
 	}
 	n.holder = h
-	n.Query, err = query.NewClient(n.Host, query.ClientOptions{Key: n.Centre.key, Charter: charter, Holders: n.holders, Local: h.Answer, Now: clock.Now})
+	n.Query, err = query.NewClient(n.Host, query.ClientOptions{Key: n.Centre.key, Charter: charter, Holders: n.holders, Local: h.Answer, Now: clock.Now, Tracer: tp})
 	return err
 }
 

@@ -17,10 +17,10 @@ var floors = []struct {
 	name     string
 	packages []string
 }{
-	{"ground", []string{"node", "node/clock", "node/closest", "node/enum", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/wire", "node/wire/passkeytest"}},
+	{"ground", []string{"node", "node/clock", "node/closest", "node/enum", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/stats", "node/wire", "node/wire/passkeytest"}},
 	{"protocols", []string{"federation", "federation/consent", "federation/query", "federation/patient", "directory", "pseudonym"}},
 	{"centre", []string{"node/centre"}},
-	{"adapters", []string{"node/api", "node/smart", "node/web", "node/admin"}},
+	{"adapters", []string{"node/api", "node/smart", "node/web", "node/admin", "node/metrics", "node/atna", "node/tracing"}},
 	{"harness", []string{"node/nodetest/harness", "node/nodetest"}},
 	{"commands", []string{"cmd/internal/bench", "cmd/internal/demo", "cmd/medfed"}},
 }

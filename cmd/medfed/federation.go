@@ -24,6 +24,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/atna"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/clock"
 	"github.com/medfed/medfed/node/metrics"
@@ -162,12 +163,29 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	defer stopNode()
 	adminCtx, stopAdmin := context.WithCancel(nodeCtx)
 	defer stopAdmin()
-	ran, adminDone, metricsDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	ran, adminDone, metricsDone, auditDone := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	var audit *atna.Exporter
+	if cfg.Audit.Collector == "" {
+		auditDone <- nil
+	} else {
+		if audit, err = newAuditExporter(cfg, n, log); err != nil {
+			return errors.Join(err, n.Close())
+		}
+		go func() { auditDone <- audit.Run(adminCtx) }()
+		log.Info("audit export", "centre", cfg.Centre.Name, "collector", cfg.Audit.Collector, "format", cfg.Audit.Format)
+	}
 	if metricsLn == nil {
 		metricsDone <- nil
 	} else {
-		m, err := metrics.New(metrics.Options{Source: n, Registry: registry, Certificate: func() *x509.Certificate { return leaf },
-			Version: buildVersion, Revision: buildRevision, Logger: log.With("centre", cfg.Centre.Name)})
+		mo := metrics.Options{Source: n, Registry: registry, Certificate: func() *x509.Certificate { return leaf },
+			Version: buildVersion, Revision: buildRevision, Logger: log.With("centre", cfg.Centre.Name)}
+		if audit != nil {
+			mo.Audit = func() metrics.Audit {
+				st := audit.Status()
+				return metrics.Audit{Backlog: st.Backlog, Exported: st.Exported, Connected: st.Connected, Failures: st.Failures, LastDelivery: st.LastDelivery}
+			}
+		}
+		m, err := metrics.New(mo)
 		if err != nil {
 			return errors.Join(err, n.Close())
 		}
@@ -182,9 +200,9 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	fmt.Fprintf(cmd.OutOrStdout(), "centre %s running as %s on %v; API on %s://%s (%s)\n", cfg.Centre.Name, n.Centre.ID(), n.Host.Addrs(), scheme, ln.Addr(), pin)
 	serveErr := srv.Serve(cmd.Context(), ln)
 	stopAdmin()
-	adminErr, metricsErr := <-adminDone, <-metricsDone
+	adminErr, metricsErr, auditErr := <-adminDone, <-metricsDone, <-auditDone
 	stopNode()
-	return errors.Join(serveErr, adminErr, metricsErr, <-ran)
+	return errors.Join(serveErr, adminErr, metricsErr, auditErr, <-ran)
 }
 
 func newLogger(cmd *cobra.Command, cfg centre.LogConfig) *slog.Logger {

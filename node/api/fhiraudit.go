@@ -5,6 +5,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -56,7 +59,7 @@ func (s *Server) findAudit(ctx context.Context, c *call) (any, error) {
 	var out []json.RawMessage
 	for _, a := range accesses {
 		if !slices.ContainsFunc(dates, func(f dateFilter) bool { return !f.holds(a.Time) }) {
-			ev := s.balpEvent(p.String(), a)
+			ev := balpEvent(s.node.Name(), p.String(), a)
 			ids = append(ids, *ev.Id)
 			out = append(out, marshal(ev))
 		}
@@ -75,7 +78,7 @@ func (s *Server) readAudit(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return resource{marshal(s.balpEvent(p.String(), a))}, nil
+	return resource{marshal(balpEvent(s.node.Name(), p.String(), a))}, nil
 }
 
 // balpEvent is one access entry as BALP shapes it: a search of the
@@ -83,9 +86,8 @@ func (s *Server) readAudit(ctx context.Context, c *call) (any, error) {
 // own view (PatientRead) or erasure (PatientDelete); emergency access
 // carries the purpose ETREAT. The query entity holds what the ledger kept
 // of the request, not its bytes (which crossed between centres signed,
-// and are not kept).
-func (s *Server) balpEvent(pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
-	self := s.node.Name()
+// and are not kept). self is this centre's name: the observer.
+func balpEvent(self, pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
 	profile, subtype, action := "PatientQuery", "search-type", fhir.AuditEventActionE
 	switch a.Event {
 	case consent.EventPatientView:
@@ -150,4 +152,112 @@ func (s *Server) balpEvent(pseudonym string, a centre.PatientAccess) fhir.AuditE
 		ev.Entity[0].Description = ptr(strings.Join(details, "; "))
 	}
 	return ev
+}
+
+// The codes of the audit trail's events other than accesses.
+const (
+	kindSystem      = "urn:medfed:ledger-kind"
+	documentSystem  = "urn:medfed:consent-document" // a consent document, by the SHA-256 of its signed bytes
+	roleClassSystem = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+)
+
+// AuditEvent returns entry e of the audit trail of centre self (see
+// centre.Node.AuditTrail) as one FHIR R4 AuditEvent in JSON: what
+// node/atna sends an audit record repository in its FHIR format. An
+// access is the BALP event this interface serves for it, with the same
+// id; a consent document, a revocation, an erasure or a transfer is a
+// plain AuditEvent after DICOM's events (ledgerEvent). The patient is
+// named by pseudonym only, as the ledger names them.
+func AuditEvent(self string, e centre.AuditEntry) ([]byte, error) {
+	var ev fhir.AuditEvent
+	switch {
+	case e.Access != nil:
+		ev = balpEvent(self, e.Pseudonym.String(), *e.Access)
+	case e.Document != nil, e.Erasure != nil, e.Transfer != nil:
+		ev = ledgerEvent(self, e)
+	default:
+		return nil, fmt.Errorf("audit event of entry %d: %w: a %s entry records nothing audited", e.Index, node.ErrInvalid, e.Kind)
+	}
+	b, err := ev.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("audit event of entry %d: %w", e.Index, err)
+	}
+	return b, nil
+}
+
+// ledgerEvent is an audited entry other than an access as an AuditEvent
+// with DICOM's event types (PS3.15 A.5.3): a consent document accepted is
+// a Patient Record event that creates, a revocation one that updates, an
+// erasure one that deletes; a record copied to another centre is an
+// Export, one copied here an Import. The requestor is whoever signed the
+// document (the patient, or the attesting centre) or the centre the
+// record went to or came from; this centre is the observer.
+func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
+	pseudonym := e.Pseudonym.String()
+	coding := func(system, code, display string) fhir.Coding {
+		return fhir.Coding{System: ptr(system), Code: ptr(code), Display: ptr(display)}
+	}
+	concept := func(cd fhir.Coding) *fhir.CodeableConcept { return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}} }
+	source := func(who *fhir.Reference, requestor bool) fhir.AuditEventAgent {
+		return fhir.AuditEventAgent{Type: concept(coding(dicomSystem, "110153", "Source Role ID")), Who: who, Requestor: requestor}
+	}
+	destination := func(who *fhir.Reference, requestor bool) fhir.AuditEventAgent {
+		return fhir.AuditEventAgent{Type: concept(coding(dicomSystem, "110152", "Destination Role ID")), Who: who, Requestor: requestor}
+	}
+	typ, action := coding(dicomSystem, "110110", "Patient Record"), fhir.AuditEventActionC
+	var agents []fhir.AuditEventAgent
+	var details []string
+	entities := []fhir.AuditEventEntity{{
+		What: patientRef(pseudonym),
+		Type: ptr(coding(entityTypeSystem, "1", "Person")), Role: ptr(coding(objectRoleSystem, "1", "Patient")),
+	}}
+	switch {
+	case e.Document != nil:
+		d := e.Document
+		if e.Kind == ledger.KindRevocation {
+			action = fhir.AuditEventActionU
+		}
+		signer := source(centreRef(d.Signer), true)
+		if d.Signer == "patient" {
+			signer = fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "PAT", "patient")), Who: patientRef(pseudonym), Requestor: true}
+		}
+		agents = append(agents, signer, destination(centreRef(self), false))
+		hash := hex.EncodeToString(d.Hash[:])
+		entities = append(entities, fhir.AuditEventEntity{
+			What: &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(documentSystem), Value: ptr(hash)}},
+			Type: ptr(coding(entityTypeSystem, "2", "System Object")), Role: ptr(coding(objectRoleSystem, "4", "Domain Resource")),
+			Name: ptr(d.Kind.String()), Description: ptr("consent document: " + d.Kind.String() + "; signed by " + d.Signer + "; issued " + d.Issued.UTC().Format(time.RFC3339)),
+		})
+	case e.Erasure != nil:
+		action = fhir.AuditEventActionD
+		agents = append(agents, source(centreRef(self), true))
+		details = append(details, "payload erased of record "+strconv.FormatInt(e.Erasure.Record, 10))
+	case e.Transfer != nil:
+		t := e.Transfer
+		if t.Direction == query.Out {
+			typ, action = coding(dicomSystem, "110106", "Export"), fhir.AuditEventActionR
+			agents = append(agents, source(centreRef(self), false), destination(centreRef(t.Centre), true))
+		} else {
+			typ, action = coding(dicomSystem, "110107", "Import"), fhir.AuditEventActionC
+			agents = append(agents, source(centreRef(t.Centre), false), destination(centreRef(self), true))
+		}
+		details = append(details, "direction: "+t.Direction.String(),
+			"record at the source: "+strconv.FormatInt(t.Source, 10), "copy at the destination: "+strconv.FormatInt(t.Copy, 10))
+	}
+	if len(details) > 0 {
+		entities[0].Description = ptr(strings.Join(details, "; "))
+	}
+	outcome := fhir.AuditEventOutcome0
+	return fhir.AuditEvent{
+		Id:       ptr(resourceID(self, e.Index)),
+		Type:     typ,
+		Subtype:  []fhir.Coding{{System: ptr(kindSystem), Code: ptr(e.Kind.String())}},
+		Action:   &action,
+		Recorded: e.Time.UTC().Format(time.RFC3339Nano),
+		Outcome:  &outcome,
+		Source: fhir.AuditEventSource{Observer: *centreRef(self), Site: ptr(ledgerSystem(self) + "#" + strconv.FormatInt(e.Index, 10)),
+			Type: []fhir.Coding{coding(sourceTypeSystem, "4", "Application Server")}},
+		Agent:  agents,
+		Entity: entities,
+	}
 }

@@ -38,6 +38,37 @@ type Config struct {
 	Log        LogConfig        `mapstructure:"log"`
 	Metrics    MetricsConfig    `mapstructure:"metrics"`
 	Tracing    TracingConfig    `mapstructure:"tracing"`
+	Audit      AuditConfig      `mapstructure:"audit"`
+}
+
+// AuditConfig sends every access, emergency, lookup, consent, revocation,
+// erasure and transfer entry of the ledger to the hospital's audit record
+// repository (IHE ATNA): syslog (RFC 5424) over TLS (RFC 5425), from a
+// durable cursor, so that nothing is lost while the collector is down.
+// Off while the collector is empty.
+type AuditConfig struct {
+	// Collector is the syslog collector's host:port (6514 is syslog over
+	// TLS's port).
+	Collector string `mapstructure:"collector"`
+	// Format is dicom (the DICOM audit message, RFC 3881's successor,
+	// that ATNA repositories take) or fhir (a FHIR R4 AuditEvent, BALP
+	// for accesses).
+	Format string `mapstructure:"format"`
+	// CAFile is the PEM file of the CA that issued the collector's
+	// certificate; required with a collector.
+	CAFile string `mapstructure:"ca-file" config:"path"`
+	// CertFile and KeyFile are this centre's client certificate and key
+	// for mutual TLS, PEM: both or neither.
+	CertFile string `mapstructure:"cert-file" config:"path"`
+	KeyFile  string `mapstructure:"key-file" config:"path"`
+	// ServerName is the name the collector's certificate must carry;
+	// the collector's host when empty.
+	ServerName string `mapstructure:"server-name"`
+	// Hostname is the messages' HOSTNAME, as the repository files them;
+	// this machine's name when empty.
+	Hostname string `mapstructure:"hostname"`
+	// Facility is authpriv (10) or log-audit (13).
+	Facility string `mapstructure:"facility"`
 }
 
 // TracingConfig sends OpenTelemetry traces of the queries across centres
@@ -265,8 +296,10 @@ const (
 )
 
 var (
-	logLevels  = []string{"debug", "info", "warn", "error"}
-	logFormats = []string{"text", "json"}
+	logLevels       = []string{"debug", "info", "warn", "error"}
+	logFormats      = []string{"text", "json"}
+	auditFormats    = []string{"dicom", "fhir"}
+	auditFacilities = []string{"authpriv", "log-audit"}
 
 	// nameRE matches centre names and federation IDs. Both end up in
 	// checkpoint origins and protocol strings, so they stay plain.
@@ -288,6 +321,7 @@ func DefaultConfig() Config {
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Metrics:   MetricsConfig{Listen: DefaultMetricsListen},
 		Tracing:   TracingConfig{SampleRatio: 1},
+		Audit:     AuditConfig{Format: "dicom", Facility: "authpriv"},
 	}
 }
 
@@ -372,6 +406,20 @@ func (c Config) Validate() error {
 		case u.User != nil:
 			add("tracing.endpoint", "must not hold credentials")
 		}
+	}
+	if a := c.Audit; a.Collector != "" {
+		if _, _, err := net.SplitHostPort(a.Collector); err != nil {
+			add("audit.collector", "must be host:port, got %q", a.Collector)
+		}
+		if a.CAFile == "" {
+			add("audit.ca-file", "is required with audit.collector: the PEM file of the CA that issued the collector's certificate")
+		}
+		if (a.CertFile == "") != (a.KeyFile == "") {
+			add("audit", "give both cert-file and key-file, or neither")
+		}
+	}
+	if len(c.Audit.Hostname) > 255 || strings.ContainsAny(c.Audit.Hostname, " \t\r\n") {
+		add("audit.hostname", "must be a host name of at most 255 characters without spaces")
 	}
 	if r := c.Tracing.SampleRatio; !(r >= 0 && r <= 1) {
 		add("tracing.sample-ratio", "must be between 0 and 1, got %v", r)
@@ -461,6 +509,8 @@ func (c Config) Validate() error {
 	}
 	checkOneOf("log.level", c.Log.Level, logLevels)
 	checkOneOf("log.format", c.Log.Format, logFormats)
+	checkOneOf("audit.format", c.Audit.Format, auditFormats)
+	checkOneOf("audit.facility", c.Audit.Facility, auditFacilities)
 
 	if len(errs) == 0 {
 		return nil

@@ -209,6 +209,26 @@ func TestConfigValidate(t *testing.T) {
 			want:   "between 0 and 1",
 		},
 		{
+			name:   "audit export without its CA",
+			edit:   func(c *centre.Config) { c.Audit.Collector = "siem.example:6514" },
+			fields: []string{"audit.ca-file"},
+			want:   "required with audit.collector",
+		},
+		{
+			name:   "audit export in an unknown format",
+			edit:   func(c *centre.Config) { c.Audit.Format = "cef" },
+			fields: []string{"audit.format"},
+			want:   "dicom, fhir",
+		},
+		{
+			name: "audit client certificate without its key",
+			edit: func(c *centre.Config) {
+				c.Audit.Collector, c.Audit.CAFile, c.Audit.CertFile = "siem.example:6514", "ca.pem", "client.pem"
+			},
+			fields: []string{"audit"},
+			want:   "both cert-file and key-file",
+		},
+		{
 			name:   "plain HTTP off loopback",
 			edit:   func(c *centre.Config) { c.API.Listen, c.API.TLS.Plain = "0.0.0.0:8443", true },
 			fields: []string{"api.tls.plain"},

@@ -48,9 +48,21 @@ type Options struct {
 	// Certificate is the API's certificate, whose expiry is exported;
 	// nil when the API serves plain HTTP.
 	Certificate func() *x509.Certificate
+	// Audit reads the ATNA export's state; nil when there is none.
+	Audit func() Audit
 	// Build labels medfed_build_info: the module version and revision.
 	Version, Revision string
 	Logger            *slog.Logger
+}
+
+// Audit is the state of the export of the audit trail to the hospital's
+// audit record repository (node/atna).
+type Audit struct {
+	Backlog      int64     // ledger entries not yet read for export
+	Exported     uint64    // messages delivered since the node started
+	Connected    bool      // to the collector
+	Failures     int       // since the last success
+	LastDelivery time.Time // zero before the first
 }
 
 // Server serves /metrics.
@@ -170,6 +182,11 @@ var (
 	members            = desc("federation_members", "Members in the charter in force.")
 	connected          = desc("federation_connected_members", "Other members this centre has a connection to.")
 	charterVersion     = desc("charter_version", "Version of the charter in force.")
+	auditBacklog       = desc("audit_backlog_entries", "Ledger entries not yet read for the audit export (ATNA).")
+	auditExported      = desc("audit_exported_total", "Audit messages delivered to the collector since the node started.")
+	auditConnected     = desc("audit_connected", "1 while a connection to the audit collector is open.")
+	auditFailures      = desc("audit_failures", "Failures of the audit export since its last success.")
+	auditLast          = desc("audit_last_delivery_timestamp_seconds", "When audit messages were last delivered, Unix seconds; 0 before the first.")
 	certificateExpires = desc("tls_certificate_expiry_timestamp_seconds", "When the certificate expires, Unix seconds.", "listener")
 )
 
@@ -178,7 +195,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{buildInfo, ledgerEntries, ledgerFinal, ledgerAppends, ledgerFailed, ledgerCommitSize, ledgerCommitTime,
 		finalAt, checkpointsFinal, checkpointsFailed, finality, witnessLag, witnessLast, announcePending, repairBacklog, announceResent,
 		announceRetries, lookups, lookupMisses, lookupsIncomplete, consentSyncs, consentDecisions, consentPatients, queryLatency,
-		rateLimited, evaluations, members, connected, charterVersion, certificateExpires} {
+		rateLimited, evaluations, members, connected, charterVersion, auditBacklog, auditExported, auditConnected, auditFailures, auditLast,
+		certificateExpires} {
 		ch <- d
 	}
 }
@@ -242,6 +260,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(members, float64(st.Members))
 	gauge(connected, float64(st.Connected))
 	gauge(charterVersion, float64(st.Version))
+	if c.o.Audit != nil {
+		a := c.o.Audit()
+		gauge(auditBacklog, float64(a.Backlog))
+		counter(auditExported, a.Exported)
+		up := 0.0
+		if a.Connected {
+			up = 1
+		}
+		gauge(auditConnected, up)
+		gauge(auditFailures, float64(a.Failures))
+		gauge(auditLast, unix(a.LastDelivery))
+	}
 	if c.o.Certificate != nil {
 		if cert := c.o.Certificate(); cert != nil {
 			gauge(certificateExpires, unix(cert.NotAfter), "api")

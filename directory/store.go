@@ -177,6 +177,17 @@ func openStore(path string, key []byte) (_ *store, err error) {
 	return s, nil
 }
 
+// UpgradeStore brings the directory database at path up to date, its
+// schema and the MACs of a store from before rows carried them (key is
+// its row key), and closes it. The directory must not be open.
+func UpgradeStore(path string, key []byte) error {
+	s, err := openStore(path, key)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
 // storeDSN is the address of the directory database at path, opened with
 // cacheMiB of page cache a connection.
 func storeDSN(path string, cacheMiB int) string {

@@ -373,15 +373,7 @@ func dayOfWork(t *testing.T, root string, a, b *centre) string {
 		}
 		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
 	}
-	code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file("patient.key"))
-	if code != 0 {
-		t.Fatalf("keygen exited %d: %s", code, errOut)
-	}
-	a.run("patient", "attest", "--pseudonym", p, "--public-key", strings.TrimSpace(out))
-	if err := os.WriteFile(file("terms.json"), []byte(`{"base": "opt-out", "provision": [{"type": "permit", "purpose": ["treatment"], "actor": [{"role": "clinician"}]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a.run("consent", "grant", "--key", file("patient.key"), "--pseudonym", p, "--terms", file("terms.json"))
+	grantTreatment(t, root, a, p)
 	waitFor(t, 20*time.Second, "a query releases both centres' records", func() bool {
 		code, out, _ := a.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
 		var res httpapi.QueryResult
@@ -396,4 +388,22 @@ func dayOfWork(t *testing.T, root string, a, b *centre) string {
 		return true
 	})
 	return p
+}
+
+// grantTreatment is the patient p's consent as a patient gives it: a key
+// made with medfed patient keygen (root/patient.key), attested at centre
+// a, and a contract signed with it that lets clinicians see everything
+// for treatment.
+func grantTreatment(t *testing.T, root string, a *centre, p string) {
+	t.Helper()
+	file := func(name string) string { return filepath.Join(root, name) }
+	code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file("patient.key"))
+	if code != 0 {
+		t.Fatalf("keygen exited %d: %s", code, errOut)
+	}
+	a.run("patient", "attest", "--pseudonym", p, "--public-key", strings.TrimSpace(out))
+	if err := os.WriteFile(file("terms.json"), []byte(`{"base": "opt-out", "provision": [{"type": "permit", "purpose": ["treatment"], "actor": [{"role": "clinician"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.run("consent", "grant", "--key", file("patient.key"), "--pseudonym", p, "--terms", file("terms.json"))
 }

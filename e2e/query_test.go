@@ -98,15 +98,7 @@ func TestQueryStoryAcrossCentres(t *testing.T) {
 
 	// The patient's key and contract: clinicians may see everything for
 	// treatment.
-	code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file("patient.key"))
-	if code != 0 {
-		t.Fatalf("keygen exited %d: %s", code, errOut)
-	}
-	a.run("patient", "attest", "--pseudonym", p, "--public-key", strings.TrimSpace(out))
-	if err := os.WriteFile(file("terms.json"), []byte(`{"base": "opt-out", "provision": [{"type": "permit", "purpose": ["treatment"], "actor": [{"role": "clinician"}]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a.run("consent", "grant", "--key", file("patient.key"), "--pseudonym", p, "--terms", file("terms.json"))
+	grantTreatment(t, root, a, p)
 
 	const staff = "5eed5eed5eed5eed5eed5eed5eed5eed"
 	var answers []answered
@@ -155,7 +147,7 @@ func TestQueryStoryAcrossCentres(t *testing.T) {
 	}
 
 	// The patient's own view, through centre-c.
-	out = c.run("patient", "view", "--key", file("patient.key"), "--pseudonym", p)
+	out := c.run("patient", "view", "--key", file("patient.key"), "--pseudonym", p)
 	for _, want := range []string{
 		"centre-a: 1 record(s), ", "centre-b: 1 record(s), ",
 		"access by centre-c (clinician " + staff + "): access for treatment, permitted (contract), 1 record(s) released",

@@ -48,7 +48,7 @@ func TestServiceUnitIsValidAndHardened(t *testing.T) {
 // image itself is built where a registry is reachable: its base images
 // are pulled.)
 func TestContainerRecipeMatchesTheRepository(t *testing.T) {
-	recipe, err := os.ReadFile("../configs/Containerfile")
+	recipe, err := os.ReadFile("../configs/container/Containerfile")
 	if err != nil {
 		t.Fatal(err)
 	}

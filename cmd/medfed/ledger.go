@@ -286,7 +286,9 @@ entry naming it. The rows of the files no ledger entry vouches for carry
 MACs under keys derived from centre.key: every row of directory.db, of
 staff.db and of clients.db (the systems registered, with medfed client)
 must have its own, and the seals of staff.db and clients.db must match
-their rows.
+their rows. A data directory of an older format (its FORMAT file) is
+upgraded in place first and the check says so; one of a newer format is
+refused, unchanged.
 
 Exit status: 0 when everything checks out, 1 naming the first file, table
 and row that does not, 2 when the configuration is wrong.`,
@@ -321,6 +323,11 @@ and row that does not, 2 when the configuration is wrong.`,
 		fmt.Fprintf(out, "  directory    %d rows, each with its MAC\n", rep.Directory)
 		fmt.Fprintf(out, "  staff        %d credentials, each with its MAC, the table sealed\n", staff)
 		fmt.Fprintf(out, "  systems      %d registrations and their assertions' IDs, each with its MAC, the registrations sealed\n", clients)
+		if rep.FormatWas != rep.Format {
+			fmt.Fprintf(out, "  format       %d, upgraded from %d\n", rep.Format, rep.FormatWas)
+		} else {
+			fmt.Fprintf(out, "  format       %d\n", rep.Format)
+		}
 		return out.err
 	})
 }

@@ -174,6 +174,17 @@ func staffSetUp(ctx context.Context, db *sql.DB, key []byte) error {
 	return tx.Commit()
 }
 
+// A data directory's upgrade brings the staff store up to date too.
+func init() {
+	centre.RegisterFileUpgrade(StaffFile, func(_ context.Context, dir string, key []byte) error {
+		s, err := OpenStaff(dir, key)
+		if err != nil {
+			return err
+		}
+		return s.Close()
+	})
+}
+
 // OpenStaff opens (creating it if needed) the staff store of the centre
 // whose data directory is dir; key is the centre's row key for StaffFile
 // (centre.RowKey). A running node and the medfed command may both have it

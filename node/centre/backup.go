@@ -27,7 +27,7 @@ import (
 // A backup is a directory: a consistent copy of each of the centre's
 // SQLite files, made through SQLite's online backup while the centre
 // runs, every other file of the data directory (its keys, its share of
-// the pseudonym key, its certificate), and a manifest naming each with its
+// the pseudonym key, its certificate, its FORMAT), and a manifest naming each with its
 // SHA-256. The pseudonym index is not copied: it is derived, and the
 // restored centre rebuilds it from the ledger.
 
@@ -150,7 +150,9 @@ func (c *Centre) Backup(ctx context.Context, dst string) (Manifest, error) {
 // verified against the charter on it, and the directory is marked
 // restored. The restored centre's node appends and signs nothing until
 // every other member has confirmed the ledger is not behind what it
-// cosigned of it.
+// cosigned of it. A backup of a data directory of a newer format than
+// this medfed knows is refused before anything is copied; one of an older
+// format is upgraded when the centre first opens.
 func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
 	dir := cfg.Data.Dir
 	var m Manifest
@@ -167,6 +169,12 @@ func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
 	for name := range m.Files {
 		if name != filepath.Base(name) || name == "." || name == ".." || !(slices.Contains(backedUpDBs, name) || plainFile(name)) {
 			return m, fmt.Errorf("restore: %w: the manifest names %q", node.ErrInvalid, name)
+		}
+	}
+	if _, ok := m.Files[FormatFile]; ok {
+		// A backup of a newer medfed's directory is left for it.
+		if _, err := readFormat(from, CurrentFormat); err != nil {
+			return m, fmt.Errorf("restore: %w", err)
 		}
 	}
 	if err := emptyDir(dir); err != nil {

@@ -40,6 +40,7 @@ type Centre struct {
 	key        ed25519.PrivateKey
 	id         peer.ID
 	dir        string
+	formatWas  int // the data directory's format before Open upgraded it
 	lock       *dirLock
 	log        *slog.Logger
 	eraseMu    sync.Mutex // an erasure's check and append, one at a time
@@ -47,7 +48,9 @@ type Centre struct {
 
 // Open opens the centre described by cfg, creating its data directory,
 // key, ledger and record store on first use. Only one process may have a
-// data directory open: a second gets ErrInUse.
+// data directory open: a second gets ErrInUse. A data directory of an
+// older format (FormatFile) is upgraded in place first; one of a newer
+// format is refused (ErrNewerFormat), unchanged.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -58,6 +61,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	log = log.With("centre", cfg.Centre.Name) // components scope it further
 	dir := cfg.Data.Dir
 	if err := checkDataDir(dir); err != nil {
+		return nil, err
+	}
+	// Before the lock, whose file records this process: a directory of a
+	// newer format is left as it was.
+	if _, err := readFormat(dir, CurrentFormat); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -89,7 +97,7 @@ func checkDataDir(dir string) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	for _, name := range []string{KeyFile, LedgerFile} {
+	for _, name := range []string{KeyFile, LedgerFile, FormatFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return nil
 		}
@@ -99,6 +107,10 @@ func checkDataDir(dir string) error {
 
 func (c *Centre) open(ctx context.Context, cfg Config) error {
 	dir := cfg.Data.Dir
+	var err error
+	if c.formatWas, err = upgradeDataDir(ctx, cfg, c.log); err != nil {
+		return err
+	}
 	key, err := loadOrCreateKey(dir)
 	if err != nil {
 		return err

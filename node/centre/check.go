@@ -45,6 +45,8 @@ type CheckReport struct {
 	Payloads  int // record payloads opened and matched to their commitments
 	Erased    int // erased payloads, each with its erasure entry
 	Directory int // rows of the directory's file, each with its MAC
+	Format    int // the data directory's format: CurrentFormat once checked
+	FormatWas int // its format before the check opened, and so upgraded, it
 }
 
 // Check is the full check of the data of the centre of cfg, with its
@@ -59,13 +61,18 @@ type CheckReport struct {
 // key and match the commitment on the ledger, or be erased with an
 // erasure entry naming it, and the MAC of every row of the directory's
 // file. It returns a *DataError (ErrTampered) naming the first file,
-// table and row that does not check out.
+// table and row that does not check out. A data directory of an older
+// format is upgraded as the centre opens, after its ledger was checked as
+// it was on disk; one of a newer format is refused, changing nothing.
 func Check(ctx context.Context, cfg Config) (rep CheckReport, err error) {
 	if err := cfg.Validate(); err != nil {
 		return rep, err
 	}
 	pub, err := PublicKey(cfg.Data.Dir)
 	if err != nil {
+		return rep, err
+	}
+	if _, err := readFormat(cfg.Data.Dir, CurrentFormat); err != nil {
 		return rep, err
 	}
 	lock, err := lockDir(cfg.Data.Dir)
@@ -81,6 +88,7 @@ func Check(ctx context.Context, cfg Config) (rep CheckReport, err error) {
 		return rep, err
 	}
 	defer func() { err = errors.Join(err, c.Close()) }()
+	rep.Format, rep.FormatWas = CurrentFormat, c.formatWas
 	if err := c.checkWitnessing(ctx, versions, &rep); err != nil {
 		return rep, err
 	}

@@ -187,6 +187,17 @@ const floorClient = ""
 
 var floorJTI = []byte("floor")
 
+// A data directory's upgrade brings the client store up to date too.
+func init() {
+	centre.RegisterFileUpgrade(ClientsFile, func(_ context.Context, dir string, key []byte) error {
+		s, err := Open(Options{Dir: dir, Key: key})
+		if err != nil {
+			return err
+		}
+		return s.Close()
+	})
+}
+
 // Open opens (creating it if needed) the client store of the centre whose
 // data directory is o.Dir. A running node and the medfed command may both
 // have it open: SQLite serialises their writes.

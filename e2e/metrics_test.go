@@ -246,6 +246,27 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 
 	p := dayOfWork(t, root, a, b)
 
+	// Someone hammers the patient routes, which take no token, from one
+	// address: past its bound they are refused, and counted.
+	api, err := pinnedClient(a.dir, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	throttled := 0
+	for range 40 {
+		resp, err := api.Post("https://127.0.0.1:8101/v1/patient/view", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("40 requests at once from one address were all served: the patient routes' bound did not hold")
+	}
+
 	var after map[string]*dto.MetricFamily
 	waitFor(t, 10*time.Second, "centre-a's ledger is final to its end", func() bool {
 		after, _ = scrape(t, addrs[a])
@@ -266,6 +287,9 @@ func TestMetricsMoveWithTheWork(t *testing.T) {
 	rose("medfed_directory_lookups_total")
 	rose("medfed_consent_decisions_total", "decision", "released")
 	rose("medfed_query_answer_seconds", "outcome", "released")
+	if got := value(after, "medfed_rate_limited_total", "limit", "api"); got < float64(throttled) {
+		t.Errorf("medfed_rate_limited_total{limit=\"api\"} = %v, want the %d refusals at least", got, throttled)
+	}
 	if lag := value(after, "medfed_witness_lag_entries", "witness", "centre-b"); lag != 0 {
 		t.Errorf("centre-b's lag on centre-a's final ledger is %v entries, want 0", lag)
 	}

@@ -177,7 +177,7 @@ func runNode(cmd *cobra.Command, cfg centre.Config) error {
 	if metricsLn == nil {
 		metricsDone <- nil
 	} else {
-		mo := metrics.Options{Source: n, Registry: registry, Certificate: func() *x509.Certificate { return leaf },
+		mo := metrics.Options{Source: n, Registry: registry, Certificate: func() *x509.Certificate { return leaf }, Throttled: srv.Throttled,
 			Version: buildVersion, Revision: buildRevision, Logger: log.With("centre", cfg.Centre.Name)}
 		if audit != nil {
 			mo.Audit = func() metrics.Audit {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/medfed/medfed/node/limit"
+	"github.com/medfed/medfed/node/stats"
 )
 
 // The patient routes take no token: anyone may call them, so their work
@@ -25,13 +26,15 @@ const (
 // patientLimits are the buckets of the patient routes.
 type patientLimits struct {
 	all, client, key *limit.Keyed
+	refused          *stats.Counter // requests refused past a bound
 }
 
 func newPatientLimits() patientLimits {
 	return patientLimits{
-		all:    limit.New(patientRate, 2*patientRate, 1),
-		client: limit.New(clientRate, clientBurst, maxClients),
-		key:    limit.New(keyRate, keyBurst, maxClients),
+		all:     limit.New(patientRate, 2*patientRate, 1),
+		client:  limit.New(clientRate, clientBurst, maxClients),
+		key:     limit.New(keyRate, keyBurst, maxClients),
+		refused: new(stats.Counter),
 	}
 }
 
@@ -45,6 +48,7 @@ func (l patientLimits) admit(r *http.Request) error {
 		host = r.RemoteAddr
 	}
 	if !l.client.Allow(host) || !l.all.Allow("") {
+		l.refused.Inc()
 		return errStatus{http.StatusTooManyRequests, errThrottled}
 	}
 	return nil
@@ -53,7 +57,15 @@ func (l patientLimits) admit(r *http.Request) error {
 // admitKey checks the bound for one patient key.
 func (l patientLimits) admitKey(key []byte) error {
 	if !l.key.Allow(string(key)) {
+		l.refused.Inc()
 		return errStatus{http.StatusTooManyRequests, errThrottled}
 	}
 	return nil
+}
+
+// Throttled returns how many requests the API refused past the bounds of
+// its unauthenticated routes (the patients' and the token endpoint)
+// since it started.
+func (s *Server) Throttled() uint64 {
+	return s.limits.refused.Load() + s.tokenLimits.refused.Load()
 }

@@ -48,6 +48,9 @@ type Options struct {
 	// Certificate is the API's certificate, whose expiry is exported;
 	// nil when the API serves plain HTTP.
 	Certificate func() *x509.Certificate
+	// Throttled counts the API's requests refused by its rate limits;
+	// nil when there is no API.
+	Throttled func() uint64
 	// Audit reads the ATNA export's state; nil when there is none.
 	Audit func() Audit
 	// Build labels medfed_build_info: the module version and revision.
@@ -177,7 +180,7 @@ var (
 	consentDecisions   = desc("consent_decisions_total", "Access decisions this centre made as a holder, by decision (released, refused).", "decision")
 	consentPatients    = desc("consent_patients", "Patients whose consent state this centre keeps in memory.")
 	queryLatency       = desc("query_answer_seconds", "Latency of a holder's answer to this centre's query, from the request sent to the answer verified, by outcome.", "outcome")
-	rateLimited        = desc("rate_limited_total", "Requests refused by a rate limit, by limit (member: the charter's member-rate; pseudonym: this centre's evaluations for another).", "limit")
+	rateLimited        = desc("rate_limited_total", "Requests refused by a rate limit, by limit (member: the charter's member-rate; pseudonym: this centre's evaluations for another; api: the API's routes without a token).", "limit")
 	evaluations        = desc("pseudonym_evaluations_total", "Pseudonym elements this centre evaluated for other centres with its key share.")
 	members            = desc("federation_members", "Members in the charter in force.")
 	connected          = desc("federation_connected_members", "Other members this centre has a connection to.")
@@ -256,6 +259,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(rateLimited, st.RateRefused, "member")
 	counter(rateLimited, st.Pseudonyms.Limited, "pseudonym")
+	if c.o.Throttled != nil {
+		counter(rateLimited, c.o.Throttled(), "api")
+	}
 	counter(evaluations, st.Pseudonyms.Evaluated)
 	gauge(members, float64(st.Members))
 	gauge(connected, float64(st.Connected))

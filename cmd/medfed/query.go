@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/node/admin"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
@@ -113,9 +114,13 @@ func printQuery(w io.Writer, res api.QueryResult, out string) error {
 				fmt.Fprintf(w, "  %s", contentType)
 			}
 			r.Payload = payload
+			rx, rxErr := prescription.Parse(r.Payload)
 			switch {
 			case r.Erased:
 				fmt.Fprintf(w, "  (no payload at the source: erased, or lost with its disk)\n")
+			case rxErr == nil && out == "":
+				// A prescription's content is binary: said in words.
+				fmt.Fprintf(w, "\n    prescription: %s\n", describeContent(api.PrescriptionContentOf(h.Name, rx)))
 			case out != "":
 				path := filepath.Join(out, fmt.Sprintf("%s-%d", h.Name, r.Index))
 				if err := writeSecret(path, r.Payload); err != nil {

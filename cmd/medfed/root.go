@@ -88,6 +88,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDirectoryCmd(),
 		newConsentCmd(),
 		newRecordCmd(),
+		newPrescriptionCmd(),
 		newQueryCmd(),
 		newEmergencyCmd(),
 		newTransferCmd(),

@@ -249,3 +249,25 @@ func (a *Client) Transfer(ctx context.Context, r TransferRequest) (api.TransferR
 func (a *Client) Patient(ctx context.Context, request []byte) (api.PatientResult, error) {
 	return post[api.PatientResult](ctx, a, "/v1/patient", request)
 }
+
+// IssuePrescription has the running node issue a prescription.
+func (a *Client) IssuePrescription(ctx context.Context, r IssueRequest) (api.PrescriptionIssued, error) {
+	return postJSON[api.PrescriptionIssued](ctx, a, "/v1/prescriptions", r)
+}
+
+// Dispense has the running node claim the next supply of a prescription
+// from its issuing centre.
+func (a *Client) Dispense(ctx context.Context, r DispenseRequest) (api.PrescriptionDispensed, error) {
+	return postJSON[api.PrescriptionDispensed](ctx, a, "/v1/prescriptions/dispense", r)
+}
+
+// CancelPrescription has the running node cancel a prescription it issued.
+func (a *Client) CancelPrescription(ctx context.Context, r CancelRequest) (CancelResponse, error) {
+	return postJSON[CancelResponse](ctx, a, "/v1/prescriptions/cancel", r)
+}
+
+// Prescriptions has the running node list a patient's prescriptions as
+// the federated query releases them.
+func (a *Client) Prescriptions(ctx context.Context, r PrescriptionsRequest) (api.PrescriptionList, error) {
+	return postJSON[api.PrescriptionList](ctx, a, "/v1/prescriptions/show", r)
+}

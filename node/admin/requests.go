@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
@@ -241,4 +242,81 @@ type KeyCeremonyResponse struct {
 func keyCeremonyResponse(r centre.KeyCeremonyResult) KeyCeremonyResponse {
 	return KeyCeremonyResponse{Holders: r.Holders, Threshold: r.Threshold, Index: r.Index, Left: r.Left,
 		Draft: api.ProgressOf(r.Progress), Approved: r.Approved}
+}
+
+// IssueRequest issues a prescription, on behalf of its prescriber.
+type IssueRequest struct {
+	Pseudonym  string
+	Prescriber string // the prescriber's staff ID, 32 hex digits
+	System     string // dmd or snomed (or the system's FHIR URI)
+	Code       string
+	Display    string
+	Quantity   uint32
+	Unit       string
+	Repeats    int
+	ValidFrom  time.Time `json:",omitzero"` // zero: now
+	ValidUntil time.Time `json:",omitzero"` // zero: six months after ValidFrom
+	Dosage     string    `json:",omitempty"`
+	Location   string    `json:",omitempty"`
+}
+
+func (r IssueRequest) parse() (centre.IssueRequest, error) {
+	out := centre.IssueRequest{Quantity: r.Quantity, Unit: r.Unit, Repeats: r.Repeats, ValidFrom: r.ValidFrom, ValidUntil: r.ValidUntil, Dosage: r.Dosage, Location: r.Location}
+	var errs []error
+	var err error
+	if out.Pseudonym, err = parsePseudonym(r.Pseudonym); err != nil {
+		errs = append(errs, err)
+	}
+	if out.Prescriber, err = consent.ParseStaffID(r.Prescriber); err != nil {
+		errs = append(errs, fmt.Errorf("prescriber: %w", err))
+	}
+	if out.Medication, err = api.ParseMedication(r.System, r.Code, r.Display); err != nil {
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// DispenseRequest claims the next supply of a prescription for one of the
+// centre's pharmacists.
+type DispenseRequest struct {
+	Token      string // as the patient brings it: rx1.<centre>.<index>.<secret>
+	Pharmacist string // 32 hex digits
+}
+
+func (r DispenseRequest) parse() (centre.DispenseRequest, error) {
+	tok, terr := prescription.ParseToken(r.Token)
+	staff, serr := consent.ParseStaffID(r.Pharmacist)
+	if serr != nil {
+		serr = fmt.Errorf("pharmacist: %w", serr)
+	}
+	return centre.DispenseRequest{Token: tok, Pharmacist: staff}, errors.Join(terr, serr)
+}
+
+// CancelRequest cancels a prescription the centre issued.
+type CancelRequest struct {
+	Index      int64
+	Prescriber string // 32 hex digits
+	Reason     string // error, changed, adverse-reaction, no-longer-needed or patient-request
+}
+
+// CancelResponse is the cancellation recorded, and the prescription now.
+type CancelResponse = api.PrescriptionCancelled
+
+// PrescriptionsRequest asks for a patient's prescriptions, as the
+// federated query releases them to a staff member.
+type PrescriptionsRequest struct {
+	Pseudonym string
+	Role      string
+	Staff     string `json:",omitempty"` // 32 hex digits
+	Purpose   string
+	Local     bool `json:",omitempty"` // this centre's own alone
+}
+
+func (r PrescriptionsRequest) parse() (centre.PrescriptionsRequest, error) {
+	p, err := parsePseudonym(r.Pseudonym)
+	if err != nil {
+		return centre.PrescriptionsRequest{}, err
+	}
+	a, err := api.ParseAsker(r.Role, r.Staff, r.Purpose, "")
+	return centre.PrescriptionsRequest{Pseudonym: p, Asker: a, Local: r.Local}, err
 }

@@ -238,6 +238,49 @@ func (s *Server) routes() []route {
 			v, err := n.ShowConsent(ctx, p)
 			return api.ConsentViewOf(v), err
 		}),
+		jsonRoute("POST /v1/prescriptions", maxBody, func(ctx context.Context, req IssueRequest) (api.PrescriptionIssued, error) {
+			r, err := req.parse()
+			if err != nil {
+				return api.PrescriptionIssued{}, err
+			}
+			res, err := n.IssuePrescription(ctx, r)
+			if err != nil {
+				return api.PrescriptionIssued{}, err
+			}
+			return api.PrescriptionIssuedOf(n.Centre.Name, res), nil
+		}),
+		jsonRoute("POST /v1/prescriptions/dispense", maxBody, func(ctx context.Context, req DispenseRequest) (api.PrescriptionDispensed, error) {
+			r, err := req.parse()
+			if err != nil {
+				return api.PrescriptionDispensed{}, err
+			}
+			res, err := n.ClaimDispense(ctx, r)
+			return api.PrescriptionDispensedOf(res), err
+		}),
+		jsonRoute("POST /v1/prescriptions/cancel", maxBody, func(ctx context.Context, req CancelRequest) (CancelResponse, error) {
+			staff, err := consent.ParseStaffID(req.Prescriber)
+			if err != nil {
+				return CancelResponse{}, fmt.Errorf("prescriber: %w", err)
+			}
+			reason, err := ledger.ParseCancelReason(req.Reason)
+			if err != nil {
+				return CancelResponse{}, err
+			}
+			at, err := n.CancelPrescription(ctx, req.Index, staff, reason)
+			if err != nil {
+				return CancelResponse{}, err
+			}
+			v, err := n.PrescriptionStatus(ctx, req.Index)
+			return CancelResponse{Index: at, Prescription: api.PrescriptionItemOf(v)}, err
+		}),
+		jsonRoute("POST /v1/prescriptions/show", maxBody, func(ctx context.Context, req PrescriptionsRequest) (api.PrescriptionList, error) {
+			r, err := req.parse()
+			if err != nil {
+				return api.PrescriptionList{}, err
+			}
+			res, err := n.Prescriptions(ctx, r)
+			return api.PrescriptionListOf(res), err
+		}),
 		jsonRoute("POST /v1/consent/decide", maxBody, func(ctx context.Context, req DecideRequest) (api.Decision, error) {
 			q, err := req.parse()
 			if err != nil {

@@ -128,8 +128,8 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{node: o.Node, staff: o.Staff, smart: o.SMART, hosts: o.Hosts, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(),
 		found: newFoundDocuments(), transactions: make(chan struct{}, maxTransactions), tokenLimits: newPatientLimits()}
-	s.routes = s.table()
-	s.fhirRoutes = s.fhirTable()
+	s.routes = append(s.table(), s.prescriptionRoutes()...)
+	s.fhirRoutes = append(s.fhirTable(), s.medicationRoutes()...)
 	byPath := map[string][]*route{}
 	var order []string
 	all := make([]*route, 0, len(s.routes)+len(s.fhirRoutes))

@@ -57,6 +57,7 @@ var openAPITags = []struct{ name, about string }{
 	{"query", "Asking every centre that holds a patient's records: queries, emergency access (break-glass), transfers to this centre."},
 	{"consent", "Patients' consent: submitting the documents they sign (public, authenticated by the signature), showing the contract in force, checking a token."},
 	{"patient", "A patient's own requests, signed with their key and relayed by this centre to every holder (and, in a federation of up to 64 members, every member): their view of every holder's records and accesses, and erasure."},
+	{"prescriptions", "Prescriptions that cannot be filled twice: issued by a prescriber as a record of this centre, each supply claimed by a pharmacy from the issuing centre, whose ledger alone decides, and cancelled by the prescriber."},
 	{"audit", "For privacy officers and auditors: emergency notifications, the ledger's checkpoints and proofs of its entries."},
 	{"federation", "The federation: its members and who is connected, the charter chain, and evidence of members signing two histories."},
 }
@@ -521,6 +522,39 @@ func fhirSchemas() map[string]any {
 					"too-costly", "business-rule", "conflict", "transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled", "informational"),
 				"diagnostics": str("what happened, in words"),
 			}, "severity", "code"))}, "issue"),
+		"FhirQuantity": object("An amount.", map[string]any{"value": map[string]any{"type": "number", "description": "how much"}, "unit": str("of what, e.g. tablet")}),
+		"MedicationRequest": resource("MedicationRequest", "A prescription (a record of class prescription at its issuing centre): the medication (dm+d or SNOMED CT), "+
+			"the patient, the prescriber (requester, by staff ID), the dosage, the validity, the quantity and repeats, and its status as the issuing centre's ledger has it "+
+			"(unknown at other centres). The issue's answer alone carries the token (identifier of system urn:medfed:prescription-token) and the over-prescription warnings (contained DetectedIssues).",
+			map[string]any{
+				"identifier":                list(ref("FhirIdentifier")),
+				"status":                    enum("where it stands: stopped once expired, or cancelled after a supply", "active", "completed", "cancelled", "stopped", "unknown"),
+				"statusReason":              ref("FhirCodeableConcept"),
+				"intent":                    enum("always order", "order"),
+				"medicationCodeableConcept": ref("FhirCodeableConcept"),
+				"subject":                   ref("FhirReference"),
+				"authoredOn":                instant,
+				"requester":                 ref("FhirReference"),
+				"dosageInstruction":         list(object("The dosage, as the prescriber wrote it.", map[string]any{"text": str("the instruction")})),
+				"dispenseRequest": object("What may be dispensed.", map[string]any{"validityPeriod": ref("FhirPeriod"),
+					"numberOfRepeatsAllowed": map[string]any{"type": "integer", "description": "supplies after the first"}, "quantity": ref("FhirQuantity")}),
+				"contained":     list(map[string]any{"type": "object", "description": "a DetectedIssue (DUPTHPY): the same medication active from another prescriber"}),
+				"detectedIssue": list(ref("FhirReference")),
+			}, "status", "intent", "medicationCodeableConcept", "subject"),
+		"MedicationDispense": resource("MedicationDispense", "One supply of a prescription, dispensed: the issuing centre's dispense entry (identifier), the medication, the patient, "+
+			"the dispensing centre and pharmacist (performer), the prescription (authorizingPrescription), first fill or refill (type), the quantity and when it was handed over.",
+			map[string]any{
+				"identifier":                list(ref("FhirIdentifier")),
+				"status":                    enum("always completed: a supply is dispensed once its entry is on the issuer's ledger", "completed"),
+				"medicationCodeableConcept": ref("FhirCodeableConcept"),
+				"subject":                   ref("FhirReference"),
+				"performer":                 list(object("Who dispensed it.", map[string]any{"actor": ref("FhirReference")}, "actor")),
+				"authorizingPrescription":   list(ref("FhirReference")),
+				"type":                      ref("FhirCodeableConcept"),
+				"quantity":                  ref("FhirQuantity"),
+				"whenHandedOver":            instant,
+				"dosageInstruction":         list(object("The dosage.", map[string]any{"text": str("the instruction")})),
+			}, "status", "medicationCodeableConcept"),
 		"Bundle": resource("Bundle", "A query's answer (searchset: the records released, and an OperationOutcome saying what each holder did), or a collection: the patient's view, the notifications.",
 			map[string]any{
 				"type":      enum("the kind of bundle", "searchset", "collection"),

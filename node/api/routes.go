@@ -52,6 +52,12 @@ type Centre interface {
 	Members() []federation.Member
 	Audit(ctx context.Context, p ledger.Pseudonym) ([]centre.PatientAccess, error)
 	AuditAt(ctx context.Context, index int64) (ledger.Pseudonym, centre.PatientAccess, error)
+	// Prescriptions.
+	IssuePrescription(ctx context.Context, r centre.IssueRequest) (centre.IssueResult, error)
+	ClaimDispense(ctx context.Context, r centre.DispenseRequest) (centre.DispenseResult, error)
+	CancelPrescription(ctx context.Context, index int64, prescriber ledger.StaffID, reason ledger.CancelReason) (int64, error)
+	PrescriptionStatus(ctx context.Context, index int64) (centre.PrescriptionView, error)
+	Prescriptions(ctx context.Context, r centre.PrescriptionsRequest) (centre.PrescriptionsResult, error)
 }
 
 var _ Centre = (*centre.Node)(nil)

@@ -41,6 +41,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	patientproto "github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
@@ -70,6 +71,7 @@ var served = []struct {
 	{"consent", consent.ProtocolID, 256 * (4 + consent.MaxDocument)},                           // consent maxListLen
 	{"query", query.ProtocolID, 128 << 10},                                                     // query maxReceipt
 	{"patient", patientproto.ProtocolID, 4 << 10},                                              // patient maxRequest
+	{"prescription", prescription.ProtocolID, 1 << 10},                                         // prescription maxClaim
 	{"directory withdrawal", directory.WithdrawProtocolID, 32 * 65536},                         // directory 32 × maxWithdraw
 	{"directory kad", kadProtocol, network.MessageSizeMax},                                     // go-libp2p-kad-dht's msgio reader
 }

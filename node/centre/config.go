@@ -35,10 +35,12 @@ type Config struct {
 	Records    RecordsConfig    `mapstructure:"records"`
 	Patient    PatientConfig    `mapstructure:"patient"`
 	Consent    ConsentConfig    `mapstructure:"consent"`
-	Log        LogConfig        `mapstructure:"log"`
-	Metrics    MetricsConfig    `mapstructure:"metrics"`
-	Tracing    TracingConfig    `mapstructure:"tracing"`
-	Audit      AuditConfig      `mapstructure:"audit"`
+	// Prescription tunes the prescriptions this centre issues.
+	Prescription PrescriptionConfig `mapstructure:"prescription"`
+	Log          LogConfig          `mapstructure:"log"`
+	Metrics      MetricsConfig      `mapstructure:"metrics"`
+	Tracing      TracingConfig      `mapstructure:"tracing"`
+	Audit        AuditConfig        `mapstructure:"audit"`
 }
 
 // AuditConfig sends every access, emergency, lookup, consent, revocation,
@@ -311,17 +313,18 @@ var (
 // only: exposing a centre is a deliberate choice.
 func DefaultConfig() Config {
 	return Config{
-		P2P:       P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
-		API:       APIConfig{Listen: "127.0.0.1:8080", TokenLifetime: 12 * time.Hour},
-		Ledger:    LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second, CheckpointGap: 100 * time.Millisecond},
-		Pseudonym: PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
-		Records:   RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations), Types: slices.Clone(DefaultTypes)},
-		Patient:   PatientConfig{PageSize: 1 << 16},
-		Consent:   ConsentConfig{Lease: consent.DefaultLease},
-		Log:       LogConfig{Level: "info", Format: "text"},
-		Metrics:   MetricsConfig{Listen: DefaultMetricsListen},
-		Tracing:   TracingConfig{SampleRatio: 1},
-		Audit:     AuditConfig{Format: "dicom", Facility: "authpriv"},
+		P2P:          P2PConfig{Listen: []string{"/ip4/127.0.0.1/tcp/0"}},
+		API:          APIConfig{Listen: "127.0.0.1:8080", TokenLifetime: 12 * time.Hour},
+		Ledger:       LedgerConfig{MaxBatch: 4096, CheckpointInterval: time.Second, CheckpointGap: 100 * time.Millisecond},
+		Pseudonym:    PseudonymConfig{RateLimit: 1_000_000, RateWindow: 24 * time.Hour},
+		Records:      RecordsConfig{Classes: slices.Clone(DefaultClasses), Locations: slices.Clone(DefaultLocations), Types: slices.Clone(DefaultTypes)},
+		Patient:      PatientConfig{PageSize: 1 << 16},
+		Consent:      ConsentConfig{Lease: consent.DefaultLease},
+		Prescription: PrescriptionConfig{OverPrescription: OverPrescriptionTwoPrescribers},
+		Log:          LogConfig{Level: "info", Format: "text"},
+		Metrics:      MetricsConfig{Listen: DefaultMetricsListen},
+		Tracing:      TracingConfig{SampleRatio: 1},
+		Audit:        AuditConfig{Format: "dicom", Facility: "authpriv"},
 	}
 }
 
@@ -497,6 +500,9 @@ func (c Config) Validate() error {
 	}
 	if d := c.Consent.Lease; d < time.Second || d > MaxConsentLease {
 		add("consent.lease", "must be between 1s and %v, got %v", MaxConsentLease, d)
+	}
+	if r := c.Prescription.OverPrescription; r != "" && !slices.Contains(overPrescriptionRules, r) {
+		add("prescription.over-prescription", "%q is not one of %s", r, strings.Join(overPrescriptionRules, ", "))
 	}
 
 	checkOneOf := func(field, value string, allowed []string) {

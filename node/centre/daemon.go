@@ -20,6 +20,7 @@ import (
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
+	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -36,9 +37,13 @@ type Node struct {
 	Consent    *consent.Service
 	Query      *query.Client
 	Patient    *patient.Service
+	// Prescription claims supplies of prescriptions from their issuers.
+	Prescription *prescription.Client
 
-	holder *query.Holder
-	rules  *pseudonym.Rules
+	holder           *query.Holder
+	prescriptions    *prescription.Issuer // dispenses and cancels what this centre issued
+	overPrescription string               // the rule checked at issue
+	rules            *pseudonym.Rules
 
 	// The pseudonym services follow the adopted charter's key (followKey).
 	keyMu        sync.Mutex
@@ -171,6 +176,9 @@ func (n *Node) start(ctx context.Context, cfg Config, o startOptions) error {
 	if err := n.startPatient(ctx); err != nil {
 		return err
 	}
+	if err := n.startPrescriptions(ctx, cfg.Prescription); err != nil {
+		return err
+	}
 	n.interval, n.gap = cfg.Ledger.CheckpointInterval, min(cfg.Ledger.CheckpointGap, cfg.Ledger.CheckpointInterval)
 	return nil
 }
@@ -216,6 +224,9 @@ func (n *Node) close() error {
 	}
 	if n.holder != nil {
 		n.holder.Close()
+	}
+	if n.prescriptions != nil {
+		n.prescriptions.Close()
 	}
 	if n.Consent != nil {
 		n.Consent.Close()

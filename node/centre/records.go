@@ -51,6 +51,9 @@ func (n *Node) AddRecord(ctx context.Context, r RecordRequest) (RecordResponse, 
 	if err != nil {
 		return RecordResponse{}, err
 	}
+	if err := n.checkNotPrescription(ctx, r); err != nil {
+		return RecordResponse{}, err
+	}
 	p := r.Pseudonym
 	if r.Identifier != "" {
 		ps, err := n.PseudonymsOf(ctx, []string{r.Identifier})
@@ -104,6 +107,9 @@ func (n *Node) CheckRecord(ctx context.Context, r RecordRequest) error {
 		return fmt.Errorf("%w: a record is checked for a pseudonym, not an identifier", ErrBadRecord)
 	}
 	if _, err := n.recordFields(r); err != nil {
+		return err
+	}
+	if err := n.checkNotPrescription(ctx, r); err != nil {
 		return err
 	}
 	if r.Replaces == 0 {

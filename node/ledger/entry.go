@@ -16,27 +16,31 @@ type Kind uint8
 
 // The entry kinds. Their numbers are part of the encoding: never reuse one.
 const (
-	KindRecord     Kind = 1 // an interaction: data about a patient was recorded
-	KindAmendment  Kind = 2 // a new version of a record; names the index it replaces
-	KindConsent    Kind = 3 // a patient-signed consent contract was accepted
-	KindRevocation Kind = 4 // a consent contract was revoked
-	KindAccess     Kind = 5 // someone was given (or refused) access to a patient's data
-	KindErasure    Kind = 6 // a record's payload was crypto-shredded
-	KindCharter    Kind = 7 // a federation charter version was adopted
-	KindTransfer   Kind = 8 // records were copied to or from another centre
-	KindEvaluation Kind = 9 // this centre evaluated pseudonyms for a centre: a count, never the elements
+	KindRecord       Kind = 1  // an interaction: data about a patient was recorded
+	KindAmendment    Kind = 2  // a new version of a record; names the index it replaces
+	KindConsent      Kind = 3  // a patient-signed consent contract was accepted
+	KindRevocation   Kind = 4  // a consent contract was revoked
+	KindAccess       Kind = 5  // someone was given (or refused) access to a patient's data
+	KindErasure      Kind = 6  // a record's payload was crypto-shredded
+	KindCharter      Kind = 7  // a federation charter version was adopted
+	KindTransfer     Kind = 8  // records were copied to or from another centre
+	KindEvaluation   Kind = 9  // this centre evaluated pseudonyms for a centre: a count, never the elements
+	KindDispense     Kind = 10 // a supply of a prescription was dispensed; never what was supplied
+	KindCancellation Kind = 11 // a prescription was cancelled by its prescriber's centre
 )
 
 var kinds = enum.New[Kind]("kind", []string{
-	KindRecord:     "record",
-	KindAmendment:  "amendment",
-	KindConsent:    "consent",
-	KindRevocation: "revocation",
-	KindAccess:     "access",
-	KindErasure:    "erasure",
-	KindCharter:    "charter",
-	KindTransfer:   "transfer",
-	KindEvaluation: "evaluation",
+	KindRecord:       "record",
+	KindAmendment:    "amendment",
+	KindConsent:      "consent",
+	KindRevocation:   "revocation",
+	KindAccess:       "access",
+	KindErasure:      "erasure",
+	KindCharter:      "charter",
+	KindTransfer:     "transfer",
+	KindEvaluation:   "evaluation",
+	KindDispense:     "dispense",
+	KindCancellation: "cancellation",
 })
 
 func (k Kind) String() string { return kinds.String(k) }
@@ -46,7 +50,7 @@ func (k Kind) valid() bool { return kinds.Valid(k) }
 // needsSubject reports whether entries of this kind must name a patient.
 func (k Kind) needsSubject() bool {
 	switch k {
-	case KindRecord, KindAmendment, KindConsent, KindRevocation, KindAccess, KindErasure, KindTransfer:
+	case KindRecord, KindAmendment, KindConsent, KindRevocation, KindAccess, KindErasure, KindTransfer, KindDispense, KindCancellation:
 		return true
 	}
 	return false

@@ -249,6 +249,10 @@ func checkBody(k Kind, body []byte) error {
 		_, err = decodeErasure(body)
 	case KindEvaluation:
 		_, err = Entry{Kind: k, Body: body}.Evaluation()
+	case KindDispense:
+		_, err = decodeDispense(body)
+	case KindCancellation:
+		_, err = decodeCancellation(body)
 	default:
 		if len(body) == 0 {
 			err = malformed("empty %s body", k)

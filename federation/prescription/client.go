@@ -1,0 +1,130 @@
+package prescription
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/wire"
+)
+
+// ErrRejected is a confirmation that does not verify: not signed by the
+// issuer, not an answer to the claim, or not the prescription the secret
+// opens. Whether the supply was dispensed is then the issuer's ledger's
+// to say.
+var ErrRejected = node.E(node.Unavailable, "prescription confirmation rejected")
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	Key     ed25519.PrivateKey // the centre's key: signs claims
+	Charter func() federation.Charter
+	// Timeout bounds each claim's answer; 10 s when zero.
+	Timeout time.Duration
+	// Local answers a claim of this centre's own prescriptions
+	// (Issuer.Claim), with the same checks as anyone's.
+	Local func(ctx context.Context, from peer.ID, raw []byte) ([]byte, error)
+	Now   func() time.Time // time.Now when nil
+}
+
+// Client claims supplies of prescriptions for the pharmacists of its
+// centre.
+type Client struct {
+	host host.Host
+	opts ClientOptions
+}
+
+// NewClient returns a client sending from h.
+func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
+	if len(opts.Key) != ed25519.PrivateKeySize || opts.Charter == nil {
+		return nil, errors.New("prescription client: key and charter are required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Client{host: h, opts: opts}, nil
+}
+
+// Confirmed is a supply the issuer confirmed: dispensed, its entry on
+// the issuer's ledger, and what the prescription says to hand over.
+type Confirmed struct {
+	Confirmation
+	Prescription Prescription
+}
+
+// Claim asks issuer for the next supply of the prescription at index,
+// opened by secret, for pharmacist. The confirmation is checked whole; a
+// refusal comes back as an error of the kind the issuer gave it, with the
+// issuer's reason.
+func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret Secret, pharmacist ledger.StaffID) (Confirmed, error) {
+	claim := Claim{Federation: c.opts.Charter().Federation, Pharmacy: c.host.ID(), Issuer: issuer, Pharmacist: pharmacist,
+		Prescription: index, Secret: secret, Time: c.opts.Now().UTC()}
+	rand.Read(claim.Nonce[:])
+	raw, err := claim.Sign(c.opts.Key)
+	if err != nil {
+		return Confirmed{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var answer []byte
+	if issuer == c.host.ID() && c.opts.Local != nil {
+		answer, err = c.opts.Local(ctx, issuer, raw)
+	} else {
+		answer, err = wire.Ask(ctx, c.host, ProtocolID, issuer, opClaim, raw, maxConfirmation, maxReason)
+		var refused *wire.Refused
+		if errors.As(err, &refused) {
+			err = refusedError(refused)
+		} else if err != nil {
+			err = fmt.Errorf("%w: the issuing centre could not be asked: %v", node.ErrUnavailable, err)
+		}
+	}
+	if err != nil {
+		return Confirmed{}, err
+	}
+	return c.verify(claim, answer)
+}
+
+// refusedError turns an issuer's refusal into an error of the kind its
+// status carries.
+func refusedError(r *wire.Refused) error {
+	k := node.Unavailable
+	if r.Status >= refusedBase && r.Status < refusedBase+16 {
+		k = node.Kind(r.Status - refusedBase)
+	}
+	return node.E(k, "the issuing centre refused the claim: "+r.Reason)
+}
+
+// verify checks the issuer's answer to claim.
+func (c *Client) verify(claim Claim, raw []byte) (Confirmed, error) {
+	conf, err := ParseConfirmation(raw)
+	if err != nil {
+		return Confirmed{}, fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	switch {
+	case conf.Issuer != claim.Issuer:
+		return Confirmed{}, fmt.Errorf("%w: signed by another centre", ErrRejected)
+	case conf.Pharmacy != claim.Pharmacy || conf.Nonce != claim.Nonce || conf.Prescription != claim.Prescription || conf.Federation != claim.Federation:
+		return Confirmed{}, fmt.Errorf("%w: an answer to another claim", ErrRejected)
+	}
+	p, err := Parse(conf.Content)
+	switch {
+	case err != nil:
+		return Confirmed{}, fmt.Errorf("%w: %w", ErrRejected, err)
+	case p.Issuer != claim.Issuer || !p.Opens(claim.Secret):
+		return Confirmed{}, fmt.Errorf("%w: not the prescription the token opens", ErrRejected)
+	case int(conf.Supplies) != p.Supplies():
+		return Confirmed{}, fmt.Errorf("%w: a supply count that is not the prescription's", ErrRejected)
+	}
+	return Confirmed{Confirmation: conf, Prescription: p}, nil
+}

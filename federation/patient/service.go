@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -93,13 +92,7 @@ type Service struct {
 
 	limits *federation.MemberRate // each relay's requests, at the charter's member-rate
 
-	mu     sync.Mutex
-	nonces map[seen]time.Time // requests answered, until they are too old to replay
-}
-
-type seen struct {
-	relay peer.ID
-	nonce [16]byte
+	nonces *wire.ReplayWindow // requests answered, until they are too old to replay
 }
 
 // New answers /medfed/patient/1 on h.
@@ -118,7 +111,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: map[seen]time.Time{}, limits: opts.Rate}
+	s := &Service{host: h, opts: opts, log: log.With("component", "patient"), nonces: wire.NewReplayWindow(2*MaxSkew, opts.Now), limits: opts.Rate}
 	if s.limits == nil {
 		s.limits = federation.NewMemberRate(opts.Charter)
 	}
@@ -126,7 +119,7 @@ func New(ctx context.Context, h host.Host, opts Options) (*Service, error) {
 	// each was recorded there before its answer left, so a request
 	// replayed across a restart is refused too.
 	if err := consent.RecentNonces(ctx, opts.Ledger, opts.Now().Add(-2*MaxSkew), []consent.Event{consent.EventPatientView, consent.EventPatientErase, consent.EventPatientRecords},
-		func(relay peer.ID, nonce [16]byte, at time.Time) { s.nonces[seen{relay, nonce}] = at.Add(2 * MaxSkew) }); err != nil {
+		s.nonces.Saw); err != nil {
 		return nil, fmt.Errorf("patient service: %w", err)
 	}
 	srv := &wire.Server{
@@ -175,7 +168,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	if !s.firstSeen(from, q.Nonce) {
+	if !s.nonces.First(from, q.Nonce) {
 		return nil, fmt.Errorf("%w: a request answered before", ErrStale)
 	}
 	a := Answer{Op: q.Op, Holder: s.host.ID(), Subject: q.Subject, Nonce: q.Nonce}
@@ -419,26 +412,4 @@ func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRela
 		}
 	}
 	return q, nil
-}
-
-// firstSeen records a request's nonce and reports whether it is new.
-// Nonces are kept until a request bearing them is too old anyway; New
-// loads those of the window from the ledger.
-func (s *Service) firstSeen(relay peer.ID, nonce [16]byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.opts.Now()
-	if len(s.nonces) >= 1024 {
-		for k, until := range s.nonces {
-			if now.After(until) {
-				delete(s.nonces, k)
-			}
-		}
-	}
-	k := seen{relay, nonce}
-	if until, ok := s.nonces[k]; ok && now.Before(until) {
-		return false
-	}
-	s.nonces[k] = now.Add(2 * MaxSkew)
-	return true
 }

@@ -93,9 +93,7 @@ type Issuer struct {
 	rate  *federation.MemberRate
 	locks keyedMutex
 
-	mu     sync.Mutex
-	nonces map[nonceKey]time.Time // seen until
-	order  []nonceKey             // in the order seen: expiries only grow
+	nonces *wire.ReplayWindow
 }
 
 type nonceKey struct {
@@ -115,10 +113,11 @@ func NewIssuer(ctx context.Context, h host.Host, opts IssuerOptions) (*Issuer, e
 	if err != nil {
 		return nil, fmt.Errorf("prescription issuer: %w", err)
 	}
-	s := &Issuer{host: h, id: id, opts: opts, now: opts.Now, log: opts.Logger, rate: opts.Rate, nonces: map[nonceKey]time.Time{}}
+	s := &Issuer{host: h, id: id, opts: opts, now: opts.Now, log: opts.Logger, rate: opts.Rate}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.nonces = wire.NewReplayWindow(2*MaxSkew, s.now)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -183,32 +182,9 @@ read:
 		}
 	}
 	for i := len(found) - 1; i >= 0; i-- {
-		s.nonces[found[i]] = at[i].Add(2 * MaxSkew)
-		s.order = append(s.order, found[i])
+		s.nonces.Saw(found[i].from, found[i].nonce, at[i])
 	}
 	return nil
-}
-
-// firstSeen records a nonce and reports whether it is new.
-func (s *Issuer) firstSeen(from peer.ID, nonce [16]byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	for len(s.order) > 0 {
-		oldest := s.order[0]
-		if until, ok := s.nonces[oldest]; ok && now.Before(until) {
-			break
-		}
-		delete(s.nonces, oldest)
-		s.order = s.order[1:]
-	}
-	k := nonceKey{from, nonce}
-	if _, seen := s.nonces[k]; seen {
-		return false
-	}
-	s.nonces[k] = now.Add(2 * MaxSkew)
-	s.order = append(s.order, k)
-	return true
 }
 
 func (s *Issuer) serve(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error) {
@@ -252,7 +228,7 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	if d := s.now().Sub(c.Time); d > MaxSkew || d < -MaxSkew {
 		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
 	}
-	if !s.firstSeen(from, c.Nonce) {
+	if !s.nonces.First(from, c.Nonce) {
 		return nil, ErrReplay
 	}
 	unlock := s.locks.lock(c.Prescription)

@@ -95,14 +95,7 @@ type Holder struct {
 	pinMu  sync.Mutex
 	pinned pinnedFinal // see provenIn
 
-	mu     sync.Mutex
-	nonces map[nonceKey]time.Time // seen until
-	order  []nonceKey             // in the order seen: expiries only grow
-}
-
-type nonceKey struct {
-	from  peer.ID
-	nonce [16]byte
+	nonces *wire.ReplayWindow
 }
 
 // NewHolder answers /medfed/query/1 on h. The nonces of the access
@@ -112,13 +105,14 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.Ledger == nil || opts.Consent == nil || opts.Payloads == nil || opts.Charter == nil {
 		return nil, errors.New("query holder: key, ledger, consent, payloads and charter are required")
 	}
-	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, nonces: map[nonceKey]time.Time{}, limits: opts.Rate, held: newHeldCache(opts.Ledger), tracer: tracer(opts.Tracer)}
+	s := &Holder{host: h, opts: opts, now: opts.Now, log: opts.Logger, limits: opts.Rate, held: newHeldCache(opts.Ledger), tracer: tracer(opts.Tracer)}
 	if s.limits == nil {
 		s.limits = federation.NewMemberRate(opts.Charter)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.nonces = wire.NewReplayWindow(2*MaxSkew, s.now)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -145,40 +139,11 @@ func (s *Holder) NotHeld() int64 { return s.notHeld.Load() }
 // entries younger than the replay window.
 func (s *Holder) loadNonces(ctx context.Context) error {
 	err := consent.RecentNonces(ctx, s.opts.Ledger, s.now().Add(-2*MaxSkew), []consent.Event{consent.EventAccess},
-		func(from peer.ID, nonce [16]byte, at time.Time) {
-			k := nonceKey{from, nonce}
-			s.nonces[k] = at.Add(2 * MaxSkew)
-			s.order = append(s.order, k)
-		})
+		s.nonces.Saw)
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
 	return nil
-}
-
-// firstSeen records a nonce and reports whether it is new. Nonces are
-// kept until well after any request bearing them would be too old.
-func (s *Holder) firstSeen(from peer.ID, nonce [16]byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	// Expiries grow with the order nonces were seen in: drop from the
-	// front.
-	for len(s.order) > 0 {
-		oldest := s.order[0]
-		if until, ok := s.nonces[oldest]; ok && now.Before(until) {
-			break
-		}
-		delete(s.nonces, oldest)
-		s.order = s.order[1:]
-	}
-	k := nonceKey{from, nonce}
-	if _, seen := s.nonces[k]; seen {
-		return false
-	}
-	s.nonces[k] = now.Add(2 * MaxSkew)
-	s.order = append(s.order, k)
-	return true
 }
 
 // serve answers one request of member from.
@@ -239,7 +204,7 @@ func (s *Holder) Answer(ctx context.Context, from peer.ID, raw []byte) (answer [
 	if d := s.now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
 		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
 	}
-	if !s.firstSeen(from, q.Nonce) {
+	if !s.nonces.First(from, q.Nonce) {
 		return nil, ErrReplay
 	}
 	// Everything that can refuse the request comes before the decision:

@@ -120,6 +120,7 @@ const (
 	whyEmergencyForbidden
 	whyEmergencyOptOut
 	whyEmergencyReason
+	whyTokenDelegate
 )
 
 // Decision is the answer to a request: permit or deny, what it rests on,
@@ -205,6 +206,8 @@ func (d Decision) Reason() string {
 		return "the patient opted out of emergency access (provision " + d.provisionName() + ")"
 	case whyEmergencyReason:
 		return "emergency access needs a stated reason"
+	case whyTokenDelegate:
+		return "the token's delegate acted outside its delegation (scope, term, or revoked since)"
 	}
 	return "unknown"
 }

@@ -5,7 +5,7 @@
 //
 // # Documents
 //
-// Seven kinds of signed document, each a canonical binary encoding (see
+// Eight kinds of signed document, each a canonical binary encoding (see
 // Parse) signed with Ed25519 under the context "medfed/consent/v1":
 //
 //   - an Attestation, signed by a member centre after checking the
@@ -21,11 +21,17 @@
 //     member at one), a scope and an expiry no later than the charter's
 //     token-max-lifetime after issue, for 1 to 1000 uses;
 //   - an Approval, signed by a member centre for a second staff member, of
-//     an attestation that replaces the patient's key;
-//   - a Veto, signed by the patient's key in force, of such an attestation;
+//     an attestation that replaces the patient's key, or of a delegation a
+//     registrar made;
+//   - a Veto, signed by the patient's key in force, of such an attestation
+//     or delegation;
 //   - an Erasure, signed by a patient's key in force for the key notice:
 //     every holder is to erase the records it appended before it (see
-//     "Erasure" below).
+//     "Erasure" below);
+//   - a Delegation, signed by the patient (or, for a patient who cannot,
+//     by a member centre for a registrar, with the evidence seen as a
+//     code): a delegate's key, their relationship to the patient (a
+//     code), a scope and a term (see "Delegates" below).
 //
 // None holds a name, an identifier or clinical data: patients are named by
 // pseudonym, staff by their centre's pseudonymous staff ID.
@@ -47,6 +53,36 @@
 // restore at the same visit). A plain rotation trusts the old key's
 // documents dated before it: whoever may hold the old key, rotate it as
 // compromised.
+//
+// # Delegates
+//
+// A delegate (a parent, a guardian, an attorney) holds a key of their
+// own, named in a Delegation with a scope (consent, view, records,
+// erasure), a not-before and an expiry. They sign contracts, tokens and
+// revocations (consent scope) and erasures (erasure scope) with it, each
+// naming the delegation it is signed under (Document.Via), so the ledger
+// entry of every delegated act names its delegate, and the patient's view
+// shows it. Such a document counts when the delegation was in force for
+// its scope at its issue time; what a delegate signed in its term stays
+// after the term ends, as a patient's documents stay after a plain key
+// rotation, but nothing signed out of scope, before the term, after it or
+// after a revocation counts, and a submission is refused unless the
+// delegation is still in force as it arrives. A delegate's token lasts no
+// longer than the delegation and ends with its revocation; a delegate's
+// erasure needs the delegation in force for the key notice, as a key's
+// does. View and records are requests the patient's own service answers:
+// Patient.MayAct and Service.AuthenticateDelegate say whether a key may
+// make one. A delegate cannot name another delegate (no sub-delegation:
+// whom the patient trusts is the patient's choice, or two registrars'),
+// veto a key replacement, or revoke a delegation but their own (they may
+// step down: a Revocation of their delegation, under it). The patient
+// revokes a delegation like a contract. For a patient who cannot sign
+// (a child with no key, an adult who lacks capacity) a registrar makes
+// the delegation (Service.Delegate) and a second staff member approves
+// it, as a key replacement; when the patient has a key in force it also
+// waits the key notice, in which that key can veto it. A key reported
+// lost or stolen voids the delegations it signed and all they let their
+// delegates sign.
 //
 // # Deciding
 //

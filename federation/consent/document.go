@@ -44,9 +44,10 @@ const (
 	KindApproval    Kind = 5 // a second staff member approves an attestation that replaces a key
 	KindVeto        Kind = 6 // the patient's standing key refuses such an attestation
 	KindErasure     Kind = 7 // the patient has every holder erase their records
+	KindDelegation  Kind = 8 // the patient (or two staff) name a delegate who acts for them within a scope
 )
 
-var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token", KindApproval: "approval", KindVeto: "veto", KindErasure: "erasure"})
+var kinds = enum.New[Kind]("kind", []string{KindAttestation: "attestation", KindContract: "contract", KindRevocation: "revocation", KindToken: "token", KindApproval: "approval", KindVeto: "veto", KindErasure: "erasure", KindDelegation: "delegation"})
 
 func (k Kind) String() string { return kinds.String(k) }
 
@@ -86,6 +87,9 @@ type Contract struct {
 	Issued     time.Time
 	Base       Base
 	Provisions []Provision
+	// Delegation is the delegation its signer acts under (see
+	// Delegation); zero when the patient signed it.
+	Delegation ID
 }
 
 // Attestation is a member centre's statement, after checking the
@@ -106,9 +110,10 @@ type Attestation struct {
 
 // Approval is a member centre's statement that Staff, a second staff
 // member, checked the patient's identity again and approves the
-// attestation whose hash is Attestation. It counts only when someone
-// other than the attestation's registrar gave it: another centre, or
-// another named staff member at the same one.
+// attestation whose hash is Attestation: one that replaces a key, or a
+// delegation a registrar made (the field names either). It counts only
+// when someone other than the registrar who made it gave it: another
+// centre, or another named staff member at the same one.
 type Approval struct {
 	Federation  string
 	Subject     ledger.Pseudonym
@@ -119,7 +124,8 @@ type Approval struct {
 
 // Veto is the patient's refusal, signed with the key in force, of the
 // attestation whose hash is Attestation: a key replacement they did not
-// ask for. It counts when made before the replacement takes effect.
+// ask for, or a delegation a registrar made for them. It counts when made
+// before the replacement or delegation takes effect.
 type Veto struct {
 	Federation  string
 	Subject     ledger.Pseudonym
@@ -136,17 +142,21 @@ type Erasure struct {
 	Federation string
 	Subject    ledger.Pseudonym
 	Issued     time.Time
+	Delegation ID // the delegation its signer acts under; zero: the patient signed
 }
 
-// Revocation withdraws the contract or token Target. Revoking the
-// contract in force leaves the patient with no consent: everything is
-// denied but emergency access (as the charter and the patient's last
-// contract allow) and unrevoked tokens.
+// Revocation withdraws the contract, token or delegation Target.
+// Revoking the contract in force leaves the patient with no consent:
+// everything is denied but emergency access (as the charter and the
+// patient's last contract allow) and unrevoked tokens. A delegate steps
+// down by revoking its own delegation under it (Target and Delegation
+// the same).
 type Revocation struct {
 	Federation string
 	Subject    ledger.Pseudonym
 	Target     ID
 	Issued     time.Time
+	Delegation ID // the delegation its signer acts under; zero: the patient signed
 }
 
 // Token grants one grantee temporary access within a scope: a staff
@@ -164,6 +174,7 @@ type Token struct {
 	Issued     time.Time
 	Expires    time.Time
 	Uses       uint16 // 1 for single use, at most 1000
+	Delegation ID     // the delegation its signer acts under; zero: the patient signed
 }
 
 // body is a document before signing.
@@ -180,6 +191,7 @@ func (*Token) kind() Kind       { return KindToken }
 func (*Approval) kind() Kind    { return KindApproval }
 func (*Veto) kind() Kind        { return KindVeto }
 func (*Erasure) kind() Kind     { return KindErasure }
+func (*Delegation) kind() Kind  { return KindDelegation }
 
 // Document is a parsed signed document whose signature verified: exactly
 // one of the pointers is set.
@@ -194,6 +206,7 @@ type Document struct {
 	Approval    *Approval
 	Veto        *Veto
 	Erasure     *Erasure
+	Delegation  *Delegation
 	hash        [32]byte
 }
 
@@ -215,6 +228,8 @@ func (d Document) Subject() ledger.Pseudonym {
 		return d.Veto.Subject
 	case KindErasure:
 		return d.Erasure.Subject
+	case KindDelegation:
+		return d.Delegation.Subject
 	}
 	return d.Token.Subject
 }
@@ -234,6 +249,8 @@ func (d Document) Federation() string {
 		return d.Veto.Federation
 	case KindErasure:
 		return d.Erasure.Federation
+	case KindDelegation:
+		return d.Delegation.Federation
 	}
 	return d.Token.Federation
 }
@@ -253,11 +270,32 @@ func (d Document) Issued() time.Time {
 		return d.Veto.Issued
 	case KindErasure:
 		return d.Erasure.Issued
+	case KindDelegation:
+		return d.Delegation.Issued
 	}
 	return d.Token.Issued
 }
 
-// attestationNamed returns the attestation an approval or a veto names.
+// Via returns the delegation under which a delegate signed the document:
+// zero when the patient signed it (or a centre: attestations, approvals,
+// delegations). The ledger entry of a delegated document names its
+// delegate so, and its signer is the delegate's key.
+func (d Document) Via() ID {
+	switch d.Kind {
+	case KindContract:
+		return d.Contract.Delegation
+	case KindRevocation:
+		return d.Revocation.Delegation
+	case KindToken:
+		return d.Token.Delegation
+	case KindErasure:
+		return d.Erasure.Delegation
+	}
+	return ID{}
+}
+
+// attestationNamed returns the attestation (or delegation) an approval or
+// a veto names.
 func (d Document) attestationNamed() [32]byte {
 	if d.Kind == KindApproval {
 		return d.Approval.Attestation
@@ -406,6 +444,8 @@ func Parse(b []byte) (Document, error) {
 		d.Veto, err = decodeVeto(raw)
 	case KindErasure:
 		d.Erasure, err = decodeErasure(raw)
+	case KindDelegation:
+		d.Delegation, err = decodeDelegation(raw)
 	default:
 		err = malformed("unknown kind %d", uint8(d.Kind))
 	}
@@ -417,6 +457,9 @@ func Parse(b []byte) (Document, error) {
 	}
 	if o.Passkey != nil && (d.Kind == KindAttestation || d.Kind == KindApproval) {
 		return Document{}, fmt.Errorf("%w: a centre signs an %s, never a passkey", ErrSignature, d.Kind)
+	}
+	if o.Passkey != nil && d.Kind == KindDelegation && !d.Delegation.Staff.IsZero() {
+		return Document{}, fmt.Errorf("%w: a centre signs a registrar's delegation, never a passkey", ErrSignature)
 	}
 	d.Signer = o.Signer
 	d.Raw = bytes.Clone(b)
@@ -525,7 +568,7 @@ func readPeriod(r *wire.Reader, what string) Period {
 // Contract body:
 //
 //	[16] id, u32 version, str federation, [32] subject, time issued,
-//	u8 base, u8 count, provisions
+//	u8 base, u8 count, provisions, delegation (see writeVia)
 //
 // Provision: u8 type, u8 actions, u8 purposes, u8 count, actors (str
 // centre, u8 role, [16] staff), classes (u8 count, str each), period,
@@ -538,6 +581,38 @@ func (c *Contract) write(w *writer) {
 	w.Time(c.Issued)
 	w.U8(uint8(c.Base))
 	writeProvisions(w, c.Provisions)
+	writeVia(w, c.Delegation)
+}
+
+// A document a delegate signs ends with u8 1 and the [16] ID of the
+// delegation it acts under; one the patient signs ends where it always
+// did, so that every document signed before delegates existed keeps its
+// bytes and its meaning. A centre that does not know delegates refuses a
+// delegate's document (trailing bytes) rather than take it for the
+// patient's.
+const viaDelegation uint8 = 1
+
+func writeVia(w *writer, id ID) {
+	if !id.IsZero() {
+		w.U8(viaDelegation)
+		w.Bytes(id[:])
+	}
+}
+
+func readVia(r *wire.Reader) ID {
+	var id ID
+	if r.Err() != nil || r.Len() == 0 {
+		return id
+	}
+	if f := r.U8("delegation flag"); f != viaDelegation {
+		r.Fail("delegation flag %d", f)
+		return id
+	}
+	r.Fixed(id[:], "delegation")
+	if id.IsZero() {
+		r.Fail("a zero delegation is written as none")
+	}
+	return id
 }
 
 func writeProvisions(w *writer, ps []Provision) {
@@ -623,6 +698,7 @@ func DecodeContract(b []byte) (*Contract, error) {
 	c.Base = Base(r.U8("base"))
 	n := 0
 	c.Provisions = readProvisions(r, 1, &n)
+	c.Delegation = readVia(r)
 	r.End("contract")
 	if r.Err() != nil {
 		return nil, r.Err()
@@ -731,12 +807,14 @@ func decodeAttestation(b []byte) (*Attestation, error) {
 	return a, nil
 }
 
-// Revocation body: str federation, [32] subject, [16] target, time issued.
+// Revocation body: str federation, [32] subject, [16] target, time
+// issued, delegation.
 func (v *Revocation) write(w *writer) {
 	w.Str(v.Federation)
 	w.Bytes(v.Subject[:])
 	w.Bytes(v.Target[:])
 	w.Time(v.Issued)
+	writeVia(w, v.Delegation)
 }
 
 func (v *Revocation) check() error {
@@ -755,6 +833,7 @@ func decodeRevocation(b []byte) (*Revocation, error) {
 	r.Fixed(v.Subject[:], "subject")
 	r.Fixed(v.Target[:], "target")
 	v.Issued = r.Time("issue time")
+	v.Delegation = readVia(r)
 	r.End("revocation")
 	if r.Err() != nil {
 		return nil, r.Err()
@@ -839,11 +918,12 @@ func decodeVeto(b []byte) (*Veto, error) {
 	return v, nil
 }
 
-// Erasure body: str federation, [32] subject, time issued.
+// Erasure body: str federation, [32] subject, time issued, delegation.
 func (e *Erasure) write(w *writer) {
 	w.Str(e.Federation)
 	w.Bytes(e.Subject[:])
 	w.Time(e.Issued)
+	writeVia(w, e.Delegation)
 }
 
 func (e *Erasure) check() error { return checkHead(e.Federation, e.Subject, e.Issued) }
@@ -853,6 +933,7 @@ func decodeErasure(b []byte) (*Erasure, error) {
 	e := &Erasure{Federation: r.Str("federation")}
 	r.Fixed(e.Subject[:], "subject")
 	e.Issued = r.Time("issue time")
+	e.Delegation = readVia(r)
 	r.End("erasure")
 	if r.Err() != nil {
 		return nil, r.Err()
@@ -865,7 +946,7 @@ func decodeErasure(b []byte) (*Erasure, error) {
 
 // Token body: [16] id, str federation, [32] subject, grantee actor, u8
 // actions, u8 purposes, classes, data period, time issued, time expires,
-// u16 uses.
+// u16 uses, delegation.
 func (t *Token) write(w *writer) {
 	w.Bytes(t.ID[:])
 	w.Str(t.Federation)
@@ -878,6 +959,7 @@ func (t *Token) write(w *writer) {
 	w.Time(t.Issued)
 	w.Time(t.Expires)
 	w.U16(t.Uses)
+	writeVia(w, t.Delegation)
 }
 
 func (t *Token) check() error {
@@ -923,6 +1005,7 @@ func DecodeToken(b []byte) (*Token, error) {
 	t.Issued = r.Time("issue time")
 	t.Expires = r.Time("expiry")
 	t.Uses = r.U16("uses")
+	t.Delegation = readVia(r)
 	r.End("token")
 	if r.Err() != nil {
 		return nil, r.Err()

@@ -76,3 +76,63 @@ func ExampleSignContract() {
 	//   permit research of lab-result, always to 2028-01-01T00:00:00Z
 	// tampered copy refused: true
 }
+
+// A patient names their parent a delegate for consent until the end of
+// 2030; the parent signs a contract for them under the delegation. The
+// patient's state says what the parent may do, and when.
+func ExampleSignDelegation() {
+	keyOf := func(name string) ed25519.PrivateKey {
+		seed := sha256.Sum256([]byte("example key " + name))
+		return ed25519.NewKeyFromSeed(seed[:])
+	}
+	patientKey, parentKey, centreKey := keyOf("patient"), keyOf("parent"), keyOf("centre")
+	subject := ledger.Pseudonym(sha256.Sum256([]byte("example pseudonym")))
+	issued := time.Date(2026, time.May, 1, 9, 30, 0, 0, time.UTC)
+	now := issued.Add(time.Hour)
+
+	attested, _ := consent.SignAttestation(centreKey, consent.Attestation{Federation: "medfed-example", Subject: subject, Key: patientKey.Public().(ed25519.PublicKey), Issued: issued.Add(-time.Hour)})
+	delegation, err := consent.SignDelegation(patientKey, consent.Delegation{
+		ID:           consent.ID{1},
+		Federation:   "medfed-example",
+		Subject:      subject,
+		Delegate:     parentKey.Public().(ed25519.PublicKey),
+		Relationship: consent.Parent,
+		Scope:        consent.ScopeConsent,
+		Issued:       issued,
+		Expires:      time.Date(2031, time.January, 1, 0, 0, 0, 0, time.UTC),
+	})
+	if err != nil {
+		fmt.Println("sign:", err)
+		return
+	}
+	byParent, _ := consent.SignContract(parentKey, consent.Contract{
+		ID: consent.ID{2}, Version: 1, Federation: "medfed-example", Subject: subject, Issued: issued.Add(time.Minute),
+		Base: consent.OptOut, Delegation: consent.ID{1}, // signed under the delegation
+	})
+
+	p := consent.NewPatientWith(subject, consent.DefaultKeyNotice, func() time.Time { return now })
+	for _, raw := range [][]byte{attested, delegation, byParent} {
+		d, err := consent.Parse(raw)
+		if err != nil {
+			fmt.Println("parse:", err)
+			return
+		}
+		if _, err := p.Add(d); err != nil {
+			fmt.Println("add:", err)
+			return
+		}
+	}
+	fmt.Println("in force:", p.Standing().Contract.Base, "under delegation", p.Standing().Contract.Delegation)
+	acting, err := p.MayAct(parentKey.Public().(ed25519.PublicKey), consent.ScopeConsent, now)
+	fmt.Println("the parent, for consent:", acting.Relationship, err)
+	_, err = p.MayAct(parentKey.Public().(ed25519.PublicKey), consent.ScopeErasure, now)
+	fmt.Println("the parent, for erasure:", err)
+	_, err = p.MayAct(parentKey.Public().(ed25519.PublicKey), consent.ScopeConsent, time.Date(2031, time.January, 1, 0, 0, 0, 0, time.UTC))
+	fmt.Println("the parent, in 2031:", err)
+
+	// Output:
+	// in force: opt-out under delegation 01000000000000000000000000000000
+	// the parent, for consent: parent <nil>
+	// the parent, for erasure: consent signature: erasure is outside the delegation's scope (consent)
+	// the parent, in 2031: consent signature: the delegation expired at 2031-01-01T00:00:00Z
+}

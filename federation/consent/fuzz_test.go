@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -19,8 +20,10 @@ import (
 )
 
 // The fuzz targets check the decoders of bytes that reach a centre from
-// other centres and from patients' devices: contract and token bodies,
-// signed documents, access entries and the protocol's document lists.
+// other centres and from patients' and delegates' devices: contract,
+// token and delegation bodies (and those a delegate signs, which name
+// their delegation), signed documents, access entries and the protocol's
+// document lists.
 // Each decoder promises to accept only what its writer produces, so every
 // target checks that an accepted input re-encodes to exactly itself. The
 // seeds are real encodings, so the fuzzer starts past the first length
@@ -185,7 +188,9 @@ func FuzzDecodeContract(f *testing.F) {
 	minimal := Contract{ID: fuzzID("minimal"), Version: 1, Federation: "f", Subject: fuzzPseudonym(2), Issued: day(2025, time.May, 5), Base: OptOut}
 	one := minimal
 	one.Provisions = []Provision{{Type: Permit, Actors: []Actor{{Centre: fuzzCentre(f, "east")}}, Purposes: Treatment}}
-	for _, c := range []Contract{full, minimal, one} {
+	byDelegate := full
+	byDelegate.Delegation = fuzzID("delegation")
+	for _, c := range []Contract{full, minimal, one, byDelegate} {
 		if err := c.check(); err != nil {
 			f.Fatalf("seed contract: %v", err)
 		}
@@ -222,7 +227,9 @@ func FuzzDecodeToken(f *testing.F) {
 	centre.Classes = nil
 	centre.DataPeriod = Period{}
 	centre.Uses = 1
-	for _, tok := range []Token{full, centre} {
+	byDelegate := centre
+	byDelegate.Delegation = fuzzID("delegation")
+	for _, tok := range []Token{full, centre, byDelegate} {
 		if err := tok.check(); err != nil {
 			f.Fatalf("seed token: %v", err)
 		}
@@ -295,7 +302,48 @@ func signedSamples(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return [][]byte{attestation, contract, revocation, token, staffed, approval, veto, erasure}
+	return append([][]byte{attestation, contract, revocation, token, staffed, approval, veto, erasure}, delegatedSamples(tb)...)
+}
+
+// sampleDelegation returns patient 1's delegation of consent and erasure
+// to a parent, from February 2026 for ten years.
+func sampleDelegation() Delegation {
+	return Delegation{
+		ID: fuzzID("delegation"), Federation: "medfed-nordic", Subject: fuzzPseudonym(1),
+		Delegate: fuzzKey("parent").Public().(ed25519.PublicKey), Relationship: Parent, Scope: ScopeConsent | ScopeErasure,
+		NotBefore: day(2026, time.February, 1), Expires: day(2036, time.February, 1), Issued: day(2026, time.January, 20),
+	}
+}
+
+// delegatedSamples returns a delegation the patient signed, one a
+// registrar made, and a document of each kind a delegate signs under the
+// first, all about patient 1.
+func delegatedSamples(tb testing.TB) [][]byte {
+	tb.Helper()
+	parent := fuzzKey("parent")
+	via := fuzzID("delegation")
+	must := func(b []byte, err error) []byte {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	registrar := sampleDelegation()
+	registrar.ID, registrar.Relationship, registrar.Scope = fuzzID("guardianship"), Guardian, ScopeView|ScopeRecords
+	registrar.NotBefore, registrar.Staff, registrar.Evidence = time.Time{}, fuzzStaff(4), CourtOrder
+	contract := sampleContract(tb)
+	contract.Delegation = via
+	token := sampleToken(tb)
+	token.Delegation = via
+	return [][]byte{
+		must(SignDelegation(fuzzKey("patient 1"), sampleDelegation())),
+		must(SignDelegation(fuzzKey("centre north"), registrar)),
+		must(SignContract(parent, contract)),
+		must(SignToken(parent, token)),
+		must(SignRevocation(parent, Revocation{Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Target: via, Issued: day(2026, time.March, 9), Delegation: via})),
+		must(SignErasure(parent, Erasure{Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Issued: day(2026, time.May, 2), Delegation: via})),
+	}
 }
 
 func flip(b []byte, i int) []byte {
@@ -330,6 +378,21 @@ func FuzzParse(f *testing.F) {
 	f.Add(passkeyDoc)
 	for _, i := range []int{0, 40, len(passkeyDoc) - 1, len(passkeyDoc) - 3, len(passkeyDoc) - 80, len(passkeyDoc) - 200} {
 		f.Add(flip(passkeyDoc, i))
+	}
+	// A passkey's delegation, and a delegate's passkey signing under it.
+	for _, b := range []body{func() body { g := sampleDelegation(); return &g }(), &Revocation{
+		Federation: "medfed-nordic", Subject: fuzzPseudonym(1), Target: ID{9}, Issued: day(2026, time.April, 3), Delegation: fuzzID("delegation"),
+	}} {
+		dr, err := draft(pk.ID(f), true, b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		sealed, err := dr.SealPasskey(pk.Assert(f, dr.Challenge()))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(sealed)
+		f.Add(flip(sealed, 40))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{document.Version, byte(KindContract), 0, 0, 0, 0})
@@ -374,6 +437,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if d.Erasure != nil {
 			bd, set = d.Erasure, set+1
+		}
+		if d.Delegation != nil {
+			bd, set = d.Delegation, set+1
 		}
 		if set != 1 || bd.kind() != d.Kind {
 			t.Fatalf("a %s document with %d bodies set", d.Kind, set)
@@ -570,13 +636,22 @@ func FuzzDecodeVeto(f *testing.F) {
 func FuzzDecodeRevocation(f *testing.F) {
 	fuzzBody(f, []*Revocation{
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC()},
+		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC(), Delegation: ID{9}},
 	}, decodeRevocation)
 }
 
 func FuzzDecodeErasure(f *testing.F) {
 	fuzzBody(f, []*Erasure{
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Issued: time.Unix(1_780_000_000, 0).UTC()},
+		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Issued: time.Unix(1_780_000_000, 0).UTC(), Delegation: ID{4}},
 	}, decodeErasure)
+}
+
+func FuzzDecodeDelegation(f *testing.F) {
+	patients := sampleDelegation()
+	registrars := patients
+	registrars.NotBefore, registrars.Scope, registrars.Staff, registrars.Evidence = time.Time{}, ScopeView, ledger.StaffID{4}, CapacityAssessment
+	fuzzBody(f, []*Delegation{&patients, &registrars}, decodeDelegation)
 }
 
 func FuzzDecodeErasures(f *testing.F) {
@@ -680,4 +755,60 @@ func FuzzDecodeWait(f *testing.F) {
 			t.Fatalf("a push answer re-encodes differently: %x", b)
 		}
 	})
+}
+
+// A delegate's document ends with its delegation; the patient's ends
+// where it always did, so a document signed before delegates existed
+// keeps its bytes; any other ending is refused.
+func TestDelegationTrailer(t *testing.T) {
+	e := Erasure{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Issued: time.Unix(1_780_000_000, 0).UTC()}
+	own := encode(&e)
+	e.Delegation = ID{4}
+	delegated := encode(&e)
+	if want := append(bytes.Clone(own), append([]byte{viaDelegation}, e.Delegation[:]...)...); !bytes.Equal(delegated, want) {
+		t.Fatalf("a delegate's erasure is %x, want the patient's and the delegation: %x", delegated, want)
+	}
+	zeroVia := append(bytes.Clone(own), append([]byte{viaDelegation}, make([]byte, 16)...)...)
+	otherFlag := bytes.Clone(delegated)
+	otherFlag[len(own)] = 2
+	for name, b := range map[string][]byte{"a zero delegation": zeroVia, "another flag": otherFlag, "a short delegation": delegated[:len(delegated)-1]} {
+		if _, err := decodeErasure(b); err == nil {
+			t.Errorf("%s decoded", name)
+		}
+	}
+}
+
+// A registrar's delegation is signed by a member centre's key: a passkey
+// signing one is refused as it is parsed; a patient's passkey may sign
+// their own.
+func TestPasskeyDelegation(t *testing.T) {
+	pk := passkeytest.New(t, "localhost")
+	for _, tc := range []struct {
+		name string
+		edit func(*Delegation)
+		ok   bool
+	}{
+		{"the patient's", func(*Delegation) {}, true},
+		{"a registrar's", func(g *Delegation) { g.Staff, g.Evidence = ledger.StaffID{1}, CourtOrder }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := sampleDelegation()
+			tc.edit(&g)
+			dr, err := draft(pk.ID(t), true, &g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed, err := dr.SealPasskey(pk.Assert(t, dr.Challenge()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := Parse(sealed)
+			if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrSignature)) {
+				t.Fatalf("Parse = %v, %v", d.Kind, err)
+			}
+		})
+	}
+	if _, err := DraftDelegation(pk.ID(t), true, Delegation{Staff: ledger.StaffID{1}}); err == nil {
+		t.Fatal("drafted a registrar's delegation for a patient's key")
+	}
 }

@@ -39,6 +39,13 @@ import (
 // those, the newest (by issue time, then hash) is in force and replaces
 // every older one. If a valid revocation names it, the patient's consent
 // stands withdrawn.
+//
+// Delegates: a document a delegate signs (naming its delegation) counts
+// as the patient's when the delegation was in force for the document's
+// scope at its issue time (see Delegation, MayAct). What it signed then
+// stays when the delegation later expires or is revoked, as the patient's
+// own documents stay when their key is rotated; a key reported lost or
+// stolen voids the delegations it signed and all their delegates signed.
 type Patient struct {
 	Subject ledger.Pseudonym
 
@@ -53,9 +60,11 @@ type Patient struct {
 	contracts    []Document
 	revocations  []Document
 	erasures     []Document
+	delegations  []Document
 	uses         map[ID]int
 
-	keys     []keyTerm // the attestations in issue order, with their effect
+	keys     []keyTerm   // the attestations in issue order, with their effect
+	delegs   []delegTerm // the delegations in arrival order, weighed against the keys
 	standing Standing
 	erased   time.Time // records before it are to be erased: the newest erasure that counts
 	// changes is when a pending attestation takes effect: the standing is
@@ -103,6 +112,8 @@ func (p *Patient) Add(d Document) (bool, error) {
 		p.revocations = append(p.revocations, d)
 	case KindErasure:
 		p.erasures = append(p.erasures, d)
+	case KindDelegation:
+		p.delegations = append(p.delegations, d)
 	default:
 		return false, malformed("a %s is presented, not kept", d.Kind)
 	}
@@ -135,6 +146,8 @@ func (p *Patient) clone() *Patient {
 	c.contracts = slices.Clone(p.contracts)
 	c.revocations = slices.Clone(p.revocations)
 	c.erasures = slices.Clone(p.erasures)
+	c.delegations = slices.Clone(p.delegations)
+	c.delegs = slices.Clone(p.delegs)
 	c.uses = maps.Clone(p.uses)
 	c.keys = slices.Clone(p.keys)
 	return &c
@@ -143,20 +156,20 @@ func (p *Patient) clone() *Patient {
 // Documents returns the patient's documents in the order they arrived.
 func (p *Patient) Documents() []Document { return slices.Clone(p.docs) }
 
-// keyDocuments are the attestations, approvals and vetoes: what every
-// other document of the patient is weighed against.
+// keyDocuments are the attestations, delegations, approvals and vetoes:
+// what every other document of the patient is weighed against.
 func (p *Patient) keyDocuments() []Document {
-	return slices.Concat(p.attestations, p.approvals, p.vetoes)
+	return slices.Concat(p.attestations, p.delegations, p.approvals, p.vetoes)
 }
 
 // syncable returns at most n of the patient's documents for a sync: every
-// attestation, approval and veto (accept keeps them few), then the newest
-// of the others.
+// attestation, delegation, approval and veto (accept keeps them few),
+// then the newest of the others.
 func (p *Patient) syncable(n int) []Document {
 	out := p.keyDocuments()
 	var rest []Document
 	for _, d := range p.docs {
-		if d.Kind != KindAttestation && d.Kind != KindApproval && d.Kind != KindVeto {
+		if d.Kind != KindAttestation && d.Kind != KindDelegation && d.Kind != KindApproval && d.Kind != KindVeto {
 			rest = append(rest, d)
 		}
 	}
@@ -166,13 +179,20 @@ func (p *Patient) syncable(n int) []Document {
 
 // Standing returns where the patient's consent stands now.
 func (p *Patient) Standing() Standing {
-	if !p.changes.IsZero() && !p.now().Before(p.changes) {
-		p.recompute()
-	}
+	p.refresh()
 	return p.standing
 }
 
+// refresh computes the standing again when a pending attestation or
+// delegation has taken effect since it was last computed.
+func (p *Patient) refresh() {
+	if !p.changes.IsZero() && !p.now().Before(p.changes) {
+		p.recompute()
+	}
+}
+
 func (p *Patient) recompute() {
+	p.delegs = p.weighDelegations()
 	p.standing = p.compute()
 	p.erased = time.Time{}
 	for _, d := range p.erasures {
@@ -182,10 +202,16 @@ func (p *Patient) recompute() {
 	}
 	p.changes = time.Time{}
 	now := p.now()
-	for _, k := range p.keys {
-		if !k.effect.IsZero() && k.effect.After(now) && (p.changes.IsZero() || k.effect.Before(p.changes)) {
-			p.changes = k.effect
+	pending := func(at time.Time) {
+		if !at.IsZero() && at.After(now) && (p.changes.IsZero() || at.Before(p.changes)) {
+			p.changes = at
 		}
+	}
+	for _, k := range p.keys {
+		pending(k.effect)
+	}
+	for _, t := range p.delegs {
+		pending(t.effect)
 	}
 }
 
@@ -296,13 +322,20 @@ func (p *Patient) weighKeys() []keyTerm {
 // approval from another centre, or from another named staff member at the
 // same one.
 func (p *Patient) approved(t keyTerm) (time.Time, bool) {
+	return p.approvedAt(t.hash, t.signer, t.Staff)
+}
+
+// approvedAt returns when a second staff member first approved the
+// document whose hash is h, which the centre whose key is signer made for
+// staff (zero: its operator).
+func (p *Patient) approvedAt(h [32]byte, signer ed25519.PublicKey, staff ledger.StaffID) (time.Time, bool) {
 	var first time.Time
 	for _, d := range p.approvals {
 		a := d.Approval
-		if a.Attestation != t.hash {
+		if a.Attestation != h {
 			continue
 		}
-		second := !d.Signer.Equal(t.signer) || (!t.Staff.IsZero() && a.Staff != t.Staff)
+		second := !d.Signer.Equal(signer) || (!staff.IsZero() && a.Staff != staff)
 		if second && (first.IsZero() || a.Issued.Before(first)) {
 			first = a.Issued
 		}
@@ -313,9 +346,16 @@ func (p *Patient) approved(t keyTerm) (time.Time, bool) {
 // vetoed reports whether a key in force before t refused it before it
 // took effect (t.effect zero: at any time).
 func (p *Patient) vetoed(before []keyTerm, t keyTerm) bool {
+	return p.vetoedIn(before, t.hash, t.Key, t.effect)
+}
+
+// vetoedIn reports whether a key in force in before, other than not,
+// refused the document whose hash is h before effect (zero: at any
+// time).
+func (p *Patient) vetoedIn(before []keyTerm, h [32]byte, not ed25519.PublicKey, effect time.Time) bool {
 	for _, d := range p.vetoes {
 		v := d.Veto
-		if v.Attestation != t.hash || d.Signer.Equal(t.Key) || (!t.effect.IsZero() && !v.Issued.Before(t.effect)) {
+		if v.Attestation != h || d.Signer.Equal(not) || (!effect.IsZero() && !v.Issued.Before(effect)) {
 			continue
 		}
 		if ok, _ := validIn(before, d.Signer, v.Issued, p.now()); ok {
@@ -418,8 +458,13 @@ func (p *Patient) inForceSinceAt(key ed25519.PublicKey, t time.Time) (time.Time,
 // erasureCounts reports whether an erasure was signed with a key that had
 // been in force for the key notice when it was issued: what Settled asks
 // of an erasure now, decided on the document alone, so that every centre
-// holding the same documents agrees.
+// holding the same documents agrees. A delegate's counts when its
+// delegation, with the erasure scope, had been in force that long.
 func (p *Patient) erasureCounts(d Document) bool {
+	if via := d.Via(); !via.IsZero() {
+		_, err := p.acting(d.Signer, via, ScopeErasure, d.Issued())
+		return err == nil
+	}
 	since, ok := p.inForceSinceAt(d.Signer, d.Issued())
 	return ok && d.Issued().Sub(since) >= p.notice
 }
@@ -466,7 +511,7 @@ func (p *Patient) compute() Standing {
 	latest := map[ID]*Document{}
 	for i := range p.contracts {
 		d := &p.contracts[i]
-		ok, comp := p.keyValid(d.Signer, d.Contract.Issued)
+		ok, comp := p.signedValid(*d)
 		voided = voided || comp
 		if !ok {
 			continue
@@ -518,11 +563,12 @@ func newerContract(a, b *Document) bool {
 	return bytes.Compare(ha[:], hb[:]) > 0
 }
 
-// revoked reports whether a valid revocation names id.
+// revoked reports whether a valid revocation names id: the patient's, or
+// a delegate's within its consent scope.
 func (p *Patient) revoked(id ID) bool {
 	for _, d := range p.revocations {
 		if d.Revocation.Target == id {
-			if ok, _ := p.keyValid(d.Signer, d.Revocation.Issued); ok {
+			if ok, _ := p.signedValid(d); ok {
 				return true
 			}
 		}
@@ -531,8 +577,10 @@ func (p *Patient) revoked(id ID) bool {
 }
 
 // Token checks a token presented for the patient: that the patient's
-// attested key signed it and it is not revoked. It returns the token with
-// its uses spent at this centre, or a refusal.
+// attested key signed it, or a delegate within its consent scope, and it
+// is not revoked. A delegate's token lasts no longer than its delegation,
+// and ends with its revocation. It returns the token with its uses spent
+// at this centre, or a refusal.
 func (p *Patient) Token(d Document) (*Token, int, Decision, bool) {
 	t := d.Token
 	switch {
@@ -541,7 +589,13 @@ func (p *Patient) Token(d Document) (*Token, int, Decision, bool) {
 	case t.Subject != p.Subject:
 		return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenOther}, false
 	}
-	if ok, _ := p.keyValid(d.Signer, t.Issued); !ok {
+	if via := d.Via(); !via.IsZero() {
+		p.refresh()
+		g, err := p.acting(d.Signer, via, ScopeConsent, t.Issued)
+		if err != nil || t.Expires.After(g.Expires) || !p.delegationRevoked(g).IsZero() {
+			return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenDelegate}, false
+		}
+	} else if ok, _ := p.keyValid(d.Signer, t.Issued); !ok {
 		return nil, 0, Decision{Basis: BasisToken, Ref: t.ID, why: whyTokenKey}, false
 	}
 	if p.revoked(t.ID) {

@@ -15,9 +15,11 @@ import (
 // answered by one frame whose status is 0 (ok) or 1 (refused, with the
 // reason as text).
 //
-//	opPush:   documents about one patient (a list, below): a contract or
-//	          revocation with the attestations of the patient's keys, or
-//	          an attestation, from the member it was submitted at. The
+//	opPush:   documents about one patient (a list, below): a contract,
+//	          revocation or erasure with the documents it is weighed
+//	          against (the attestations of the patient's keys, the
+//	          delegations, approvals and vetoes), or one of those, from
+//	          the member it was submitted at. The
 //	          receiver verifies them and appends the new ones to its
 //	          ledger, then sends them on to every member holding a live
 //	          lease from it on the patient's consent (opNotify), and

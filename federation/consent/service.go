@@ -157,9 +157,10 @@ type Session struct {
 
 // Notification tells the patient and the centre's privacy officer of an
 // emergency access (Event set), or of a change to who speaks for the
-// patient: an attestation of a key, its approval, a veto (Document set,
-// naming the attestation). Index is the ledger entry's index: the feed's
-// cursor.
+// patient: an attestation of a key, a delegation, an approval, a veto
+// (Document set, Attestation naming the attestation or delegation; for a
+// delegation, its own hash). Index is the ledger entry's index: the
+// feed's cursor.
 type Notification struct {
 	Index       int64
 	Time        time.Time
@@ -421,9 +422,20 @@ func (s *Service) emergencyEvent(index int64, at time.Time, p ledger.Pseudonym, 
 func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary *[32]byte) (added int, err error) {
 	fed := s.federation()
 	// Attestations first, oldest first: each is weighed against those
-	// before it, and the patient's documents against all of them.
+	// before it; then delegations, signed by those keys (or made by
+	// registrars); the patient's and delegates' documents against all of
+	// them.
+	rank := func(k Kind) int {
+		switch k {
+		case KindAttestation:
+			return 0
+		case KindDelegation:
+			return 1
+		}
+		return 2 + int(k)
+	}
 	slices.SortStableFunc(docs, func(a, b Document) int {
-		if c := cmp.Compare(a.Kind, b.Kind); c != 0 {
+		if c := cmp.Compare(rank(a.Kind), rank(b.Kind)); c != 0 {
 			return c
 		}
 		return a.Issued().Compare(b.Issued())
@@ -434,7 +446,7 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 	trial := e.p.clone()
 	signers := map[string]bool{}
 	for _, d := range append(docs, trial.docs...) {
-		if d.Kind != KindAttestation {
+		if d.Kind != KindAttestation && d.Via().IsZero() {
 			signers[string(d.Signer)] = true
 		}
 	}
@@ -470,10 +482,10 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 			case newest != nil && !d.Attestation.Issued.After(newest.Issued) && !signers[string(d.Attestation.Key)]:
 				why = fmt.Errorf("%w: malformed consent document: an attestation older than the patient's current one", node.ErrInvalid)
 			}
+		case KindDelegation:
+			why = s.delegationSigner(trial, d)
 		case KindContract, KindRevocation, KindErasure:
-			if !trial.attested(d.Signer) {
-				why = fmt.Errorf("%w: a %s not signed by a key a member attested for the patient", ErrSignature, d.Kind)
-			}
+			why = actSigner(trial, d)
 		default:
 			return 0, malformed("a %s is given to its grantee, not submitted", d.Kind)
 		}
@@ -573,6 +585,8 @@ func (s *Service) keyEvent(index int64, at time.Time, d Document) {
 		n.Attestation, n.Staff, n.Requester = d.Approval.Attestation, d.Approval.Staff, s.memberID(d.Signer)
 	case KindVeto:
 		n.Attestation = d.Veto.Attestation
+	case KindDelegation:
+		n.Attestation, n.Staff, n.Requester = d.Hash(), d.Delegation.Staff, s.memberID(d.Signer)
 	default:
 		return
 	}
@@ -593,18 +607,29 @@ func (s *Service) memberID(k ed25519.PublicKey) peer.ID {
 
 // takesEffect refuses a submitted document that would change nothing: a
 // contract that is not the one in force once added (older, or signed by a
-// superseded key), or a revocation by a key that no longer counts.
+// superseded key), a revocation by a key that no longer counts, a
+// delegate's document outside its delegation (see delegateTakesEffect).
 func takesEffect(p *Patient, d Document) error {
+	if !d.Via().IsZero() {
+		if err := delegateTakesEffect(p, d); err != nil {
+			return err
+		}
+	}
 	switch d.Kind {
+	case KindDelegation:
+		return delegationTakesEffect(p, d)
 	case KindContract:
 		if c := p.Standing().Contract; c == nil || c.ID != d.Contract.ID || c.Version != d.Contract.Version {
 			return fmt.Errorf("%w: the contract would not be in force: a newer one is, or the patient's key was superseded before it was issued", ErrConflict)
 		}
 	case KindRevocation:
-		if ok, _ := p.keyValid(d.Signer, d.Issued()); !ok {
+		if ok, _ := p.signedValid(d); !ok {
 			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
 		}
 	case KindErasure:
+		if !d.Via().IsZero() {
+			return nil // delegateTakesEffect checked the delegation's term
+		}
 		if !p.erasureCounts(d) {
 			return fmt.Errorf("%w: an erasure needs a key that had been in force for the key notice (%v) when it was signed", ErrConflict, p.notice)
 		}
@@ -618,6 +643,19 @@ func takesEffect(p *Patient, d Document) error {
 				return fmt.Errorf("%w: the approval does not count: the attestation replaces no key, or the staff member who attested it gave it", ErrConflict)
 			case d.Kind == KindVeto && k.Status != KeyVetoed:
 				return fmt.Errorf("%w: the veto does not count: the attestation took effect already, replaces no key, or the key that signed it was not in force", ErrConflict)
+			}
+		}
+		for _, g := range p.Delegations() {
+			if g.Hash != d.attestationNamed() {
+				continue
+			}
+			switch {
+			case d.Kind == KindApproval && g.Staff.IsZero():
+				return fmt.Errorf("%w: the approval does not count: the patient signed the delegation, which needs none", ErrConflict)
+			case d.Kind == KindApproval && g.Status == DelegationUnapproved:
+				return fmt.Errorf("%w: the approval does not count: the staff member who made the delegation gave it", ErrConflict)
+			case d.Kind == KindVeto && g.Status != DelegationVetoed:
+				return fmt.Errorf("%w: the veto does not count: the delegation took effect already, the patient signed it, or the key that signed the veto was not in force", ErrConflict)
 			}
 		}
 	}
@@ -656,11 +694,12 @@ type Failure struct {
 	Err    error
 }
 
-// Submit accepts a signed contract, revocation or attestation at this
-// centre, appends it to the ledger, and delivers it with the attestations
-// it rests on: to every centre holding the patient's records, and to as
-// many others as make a majority of the federation (see the package
-// comment). It returns once each has answered or timed out; the document
+// Submit accepts a signed contract, revocation, erasure, delegation,
+// approval, veto or attestation at this centre (the patient's, or a
+// delegate's naming its delegation), appends it to the ledger, and
+// delivers it with the attestations and delegations it rests on: to
+// every centre holding the patient's records, and to as many others as
+// make a majority of the federation (see the package comment). It returns once each has answered or timed out; the document
 // is then in effect at every centre in Delivered.
 func (s *Service) Submit(ctx context.Context, raw []byte) (Delivery, error) {
 	d, err := Parse(raw)
@@ -712,8 +751,9 @@ func (s *Service) Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.Pu
 }
 
 // Approve signs staff's approval of the attestation whose hash is att, a
-// replacement of patient p's key, and submits it. The staff member who
-// attested it cannot approve it.
+// replacement of patient p's key, or of a delegation a registrar made for
+// p, and submits it. The staff member who attested it (or made the
+// delegation) cannot approve it.
 func (s *Service) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (Delivery, error) {
 	if staff.IsZero() {
 		return Delivery{}, malformed("an approval names the staff member who gives it")
@@ -724,20 +764,29 @@ func (s *Service) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte,
 		return Delivery{}, err
 	}
 	e.mu.Lock()
-	var target *keyTerm
-	for i := range e.p.keys {
-		if e.p.keys[i].hash == att {
-			target = &e.p.keys[i]
+	var (
+		found, needed bool
+		signer        ed25519.PublicKey
+		maker         ledger.StaffID
+	)
+	for _, k := range e.p.keys {
+		if k.hash == att {
+			found, needed, signer, maker = true, k.replace, k.signer, k.Staff
+		}
+	}
+	for _, g := range e.p.delegs {
+		if g.hash == att {
+			found, needed, signer, maker = true, !g.Staff.IsZero(), g.signer, g.Staff
 		}
 	}
 	e.mu.Unlock()
 	switch {
-	case target == nil:
-		return Delivery{}, fmt.Errorf("consent: %w: no attestation %x for this patient", node.ErrNotFound, att[:8])
-	case !target.replace:
-		return Delivery{}, fmt.Errorf("%w: the attestation replaces no key: it needs no approval", ErrConflict)
-	case target.signer.Equal(s.opts.Key.Public().(ed25519.PublicKey)) && target.Staff == staff:
-		return Delivery{}, fmt.Errorf("%w: the staff member who attested a key cannot approve it", ErrSignature)
+	case !found:
+		return Delivery{}, fmt.Errorf("consent: %w: no attestation or delegation %x for this patient", node.ErrNotFound, att[:8])
+	case !needed:
+		return Delivery{}, fmt.Errorf("%w: an attestation that replaces no key, or a delegation the patient signed, needs no approval", ErrConflict)
+	case signer.Equal(s.opts.Key.Public().(ed25519.PublicKey)) && maker == staff:
+		return Delivery{}, fmt.Errorf("%w: the staff member who attested a key or made a delegation cannot approve it", ErrSignature)
 	}
 	raw, err := SignApproval(s.opts.Key, Approval{Federation: s.federation(), Subject: p, Attestation: att, Staff: staff, Issued: s.now().UTC().Truncate(time.Second)})
 	if err != nil {
@@ -1012,13 +1061,14 @@ func (s *Service) push(ctx context.Context, to peer.ID, payload []byte) (wait ti
 
 // View is what a centre knows of a patient's consent.
 type View struct {
-	Subject   ledger.Pseudonym
-	Attested  bool
-	Key       ed25519.PublicKey // the current key; nil when none attested
-	Standing  Standing
-	Documents []Document
-	Keys      []KeyState // the attestations, with where each stands
-	Uses      map[ID]int // token uses recorded here
+	Subject     ledger.Pseudonym
+	Attested    bool
+	Key         ed25519.PublicKey // the current key; nil when none attested
+	Standing    Standing
+	Documents   []Document        // a delegate's name their delegation (Document.Via)
+	Keys        []KeyState        // the attestations, with where each stands
+	Delegations []DelegationState // the delegations, with where each stands
+	Uses        map[ID]int        // token uses recorded here
 }
 
 // Show returns the patient's consent as this centre holds it, after
@@ -1035,7 +1085,7 @@ func (s *Service) Show(ctx context.Context, p ledger.Pseudonym) (View, error) {
 	for k, v := range e.p.uses {
 		uses[k] = v
 	}
-	return View{Subject: p, Attested: e.p.Attested(), Key: e.p.CurrentKey(), Standing: e.p.Standing(), Documents: e.p.Documents(), Keys: e.p.Keys(), Uses: uses}, nil
+	return View{Subject: p, Attested: e.p.Attested(), Key: e.p.CurrentKey(), Standing: e.p.Standing(), Documents: e.p.Documents(), Keys: e.p.Keys(), Delegations: e.p.Delegations(), Uses: uses}, nil
 }
 
 // Decide answers q about patient p under the patient's current consent

@@ -43,7 +43,15 @@ type testFed struct {
 	holders []peer.ID    // what the directory lists
 	held    []peer.ID    // who holds the patient's records, when not the holders listed
 	asked   atomic.Int64 // how many times a service asked whether its centre holds the patient
+	ahead   atomic.Int64 // how far the services' wall clock runs ahead of the machine's (ns): jump
 }
+
+// now is the wall clock the services read.
+func (f *testFed) now() time.Time { return time.Now().Add(time.Duration(f.ahead.Load())) }
+
+// jump moves every service's wall clock d ahead; leases, on the monotonic
+// clock, do not move.
+func (f *testFed) jump(d time.Duration) { f.ahead.Add(int64(d)) }
 
 // testLease is the test federations' lease term: short, so that a
 // confirmation waiting out a lease, and a lease running out, take little
@@ -104,6 +112,7 @@ func (f *testFed) start(m *member) {
 		Lease:     f.lease,
 		LeaseFile: m.dir + ".leases",
 		Charter:   func() federation.Charter { return f.charter },
+		Now:       f.now,
 		Holders:   func(context.Context, ledger.Pseudonym) ([]peer.ID, error) { return f.holders, nil },
 		Holds: func(context.Context, ledger.Pseudonym) (bool, error) {
 			f.asked.Add(1)

@@ -46,18 +46,38 @@ overwritten.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newConsentGrantCmd(), newConsentRevokeCmd(), newConsentVetoCmd(), newConsentTokenCmd(), newConsentShowCmd(), newConsentCheckCmd())
+	cmd.AddCommand(newConsentGrantCmd(), newConsentRevokeCmd(), newConsentDelegateCmd(), newConsentVetoCmd(), newConsentTokenCmd(), newConsentShowCmd(), newConsentCheckCmd())
 	return cmd
 }
 
 // patientFlags are the flags of the commands that sign for a patient.
 type patientFlags struct {
 	keyFile, pseudonym string
+	delegation         string // the delegation a delegate signs under; "" for the patient
 }
 
 func (f *patientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.keyFile, "key", "", "the patient's key `file` (medfed patient keygen)")
 	cmd.Flags().StringVar(&f.pseudonym, "pseudonym", "", "the patient's pseudonym, 64 hex digits")
+}
+
+// addDelegation lets a delegate sign instead of the patient: --key is
+// then the delegate's key, and the document names the delegation.
+func (f *patientFlags) addDelegation(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.delegation, "delegation", "", "sign as the patient's delegate under the delegation with this `ID` (--key is the delegate's key; medfed consent delegate)")
+}
+
+// via is the delegation the document is signed under: zero for the
+// patient's own.
+func (f *patientFlags) via(cmd *cobra.Command) (consent.ID, error) {
+	if f.delegation == "" {
+		return consent.ID{}, nil
+	}
+	id, err := consent.ParseID(f.delegation)
+	if err != nil {
+		return id, usagef("%s: --delegation: %v", cmd.Name(), err)
+	}
+	return id, nil
 }
 
 // load reads the key and the patient's consent as the node holds it, and
@@ -82,7 +102,9 @@ func (f *patientFlags) load(cmd *cobra.Command, cfg centre.Config) (ed25519.Priv
 	if v, err = admin.Dial(cfg.Data.Dir).Consent(cmd.Context(), f.pseudonym); err != nil {
 		return nil, p, v, err
 	}
-	if pub := consent.FormatPublicKey(k.Public().(ed25519.PublicKey)); v.Key != pub {
+	// A delegate's key is not the patient's: the node checks it against
+	// the delegation the document names.
+	if pub := consent.FormatPublicKey(k.Public().(ed25519.PublicKey)); v.Key != pub && f.delegation == "" {
 		return nil, p, v, fmt.Errorf("%s is not the key attested for this patient: a registrar attests it with medfed patient attest --public-key %s", f.keyFile, pub)
 	}
 	return k, p, v, nil
@@ -122,6 +144,7 @@ see medfed consent --help.`,
 		Args: cobra.NoArgs,
 	}
 	pf.add(cmd)
+	pf.addDelegation(cmd)
 	cmd.Flags().StringVar(&terms, "terms", "", "the contract's terms, a JSON `file` (- for standard input)")
 	cmd.Flags().StringVar(&out, "out", "", outHelp("contract"))
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
@@ -169,6 +192,9 @@ see medfed consent --help.`,
 			}
 		}
 		c := consent.NextContract(v.Federation, p, now(), base, provisions, inForce)
+		if c.Delegation, err = pf.via(cmd); err != nil {
+			return err
+		}
 		doc, err := consent.SignContract(k, c)
 		if err != nil {
 			return usagef("consent grant: %v", err)
@@ -263,7 +289,8 @@ see medfed consent --help.`,
 		Args: cobra.NoArgs,
 	}
 	pf.add(cmd)
-	cmd.Flags().StringVar(&pf.id, "id", "", "the contract or token `ID` to revoke (default: the contract in force)")
+	pf.addDelegation(cmd)
+	cmd.Flags().StringVar(&pf.id, "id", "", "the contract, token or delegation `ID` to revoke (default: the contract in force)")
 	cmd.Flags().StringVar(&pf.out, "out", "", outHelp("revocation"))
 	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
 		k, p, v, err := pf.load(cmd, cfg)
@@ -283,7 +310,11 @@ see medfed consent --help.`,
 		default:
 			return fmt.Errorf("consent revoke: no contract is in force for this patient (standing: %s); give --id to revoke a token", v.Standing)
 		}
-		doc, err := consent.SignRevocation(k, consent.Revocation{Federation: v.Federation, Subject: p, Target: target, Issued: now()})
+		via, err := pf.via(cmd)
+		if err != nil {
+			return err
+		}
+		doc, err := consent.SignRevocation(k, consent.Revocation{Federation: v.Federation, Subject: p, Target: target, Issued: now(), Delegation: via})
 		if err != nil {
 			return usagef("consent revoke: %v", err)
 		}
@@ -557,4 +588,69 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func newConsentDelegateCmd() *cobra.Command {
+	var (
+		pf                                  patientFlags
+		delegate, relationship, scope, term string
+		out                                 string
+	)
+	cmd := &cobra.Command{
+		Use:   "delegate --config FILE --key FILE --pseudonym P --delegate-key HEX --relationship R --scope S --for DURATION",
+		Short: "Sign and submit a delegation: someone who acts for the patient",
+		Long: `delegate signs, with the patient's key, a delegation to another person's
+key (a parent for a child, a carer, an attorney: --relationship parent,
+guardian, carer, attorney or relative) and submits it. The delegate then
+signs on the patient's behalf, with their own key and --delegation ID,
+within --scope (comma-separated: consent covers contracts, tokens and
+their revocations; erasure the patient's erasure; view and records the
+patient's own requests) for --for from now. Every document a delegate
+signs names the delegation on the ledger and in the patient's view. The
+patient ends it with medfed consent revoke --id ID; the delegate may step
+down the same way, signing with --delegation ID.
+
+With --out, the delegation is signed and written to FILE, not submitted.`,
+		Args: cobra.NoArgs,
+	}
+	pf.add(cmd)
+	cmd.Flags().StringVar(&delegate, "delegate-key", "", "the delegate's public key, hex (medfed patient keygen prints it)")
+	cmd.Flags().StringVar(&relationship, "relationship", "", "how the delegate stands to the patient: parent, guardian, carer, attorney or relative")
+	cmd.Flags().StringVar(&scope, "scope", "", "what the delegate may do, comma-separated: consent, view, records, erasure")
+	cmd.Flags().StringVar(&term, "for", "", "how long the delegation lasts from now, e.g. 8760h")
+	cmd.Flags().StringVar(&out, "out", "", outHelp("delegation"))
+	return configCmd(cmd, func(cmd *cobra.Command, cfg centre.Config, _ []string) error {
+		key, err := consent.ParsePublicKey(delegate)
+		if err != nil {
+			return usagef("consent delegate: --delegate-key: %v", err)
+		}
+		rel, err := consent.ParseRelationship(relationship)
+		if err != nil {
+			return usagef("consent delegate: --relationship: %v", err)
+		}
+		var sc consent.Scope
+		for _, name := range strings.Split(scope, ",") {
+			s, err := consent.ParseScope(strings.TrimSpace(name))
+			if err != nil {
+				return usagef("consent delegate: --scope: %v", err)
+			}
+			sc |= s
+		}
+		d, err := time.ParseDuration(term)
+		if err != nil || d <= 0 {
+			return usagef("consent delegate: --for: a positive duration such as 8760h, got %q", term)
+		}
+		k, p, v, err := pf.load(cmd, cfg)
+		if err != nil {
+			return err
+		}
+		issued := now()
+		del := consent.Delegation{ID: consent.NewID(), Federation: v.Federation, Subject: p, Delegate: key, Relationship: rel, Scope: sc,
+			Issued: issued, Expires: issued.Add(d)}
+		doc, err := consent.SignDelegation(k, del)
+		if err != nil {
+			return usagef("consent delegate: %v", err)
+		}
+		return submit(cmd, cfg, out, doc, fmt.Sprintf("delegation %s (%s, %s, until %s)", del.ID, rel, sc, del.Expires.Format(time.RFC3339)))
+	})
 }

@@ -622,7 +622,7 @@ func (s *Server) submitConsent(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	if _, err := s.patientDocument(b.Document, consent.KindContract, consent.KindRevocation, consent.KindVeto, consent.KindErasure); err != nil {
+	if _, err := s.patientDocument(b.Document, consent.KindContract, consent.KindRevocation, consent.KindVeto, consent.KindErasure, consent.KindDelegation); err != nil {
 		return nil, err
 	}
 	del, err := s.node.SubmitConsent(ctx, b.Document)

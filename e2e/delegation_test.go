@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	httpapi "github.com/medfed/medfed/node/api"
+)
+
+// A parent acts for their child, as the medfed commands let a family do:
+// the child's key (held for them) delegates consent to the parent's key
+// for a term; the parent signs the child's contract with their own key,
+// naming the delegation, and a clinician at the other centre gets the
+// child's records under it. A carer delegated only the view cannot sign
+// a contract: refused, nothing changed. Once the term is over, the
+// parent's revocation is refused and the contract the parent signed
+// within it stays in force.
+func TestAParentGrantsConsentForAChild(t *testing.T) {
+	root := t.TempDir()
+	a, b := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b")
+	foundTwo(t, root, a, b)
+	file := func(name string) string { return filepath.Join(root, name) }
+	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
+	for _, x := range []*centre{a, b} {
+		if err := os.WriteFile(file(x.name+".txt"), []byte("synthetic lab result for "+x.name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
+	}
+	keygen := func(name string) string {
+		t.Helper()
+		code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file(name+".key"))
+		if code != 0 {
+			t.Fatalf("keygen exited %d: %s", code, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	child, parent, carer := keygen("child"), keygen("parent"), keygen("carer")
+	a.run("patient", "attest", "--pseudonym", p, "--public-key", child)
+
+	delegationID := regexp.MustCompile(`delegation ([0-9a-f]{32}) \(`)
+	delegate := func(pub, relationship, scope, term string) string {
+		t.Helper()
+		out := a.run("consent", "delegate", "--key", file("child.key"), "--pseudonym", p, "--delegate-key", pub,
+			"--relationship", relationship, "--scope", scope, "--for", term)
+		m := delegationID.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("consent delegate printed no delegation ID: %s", out)
+		}
+		return m[1]
+	}
+	term := 20 * time.Second
+	started := time.Now()
+	byParent := delegate(parent, "parent", "consent", term.String())
+	byCarer := delegate(carer, "carer", "view", "1h")
+
+	if err := os.WriteFile(file("terms.json"), []byte(`{"base": "opt-out", "provision": [{"type": "permit", "purpose": ["treatment"], "actor": [{"role": "clinician"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	standing := func() (string, string) {
+		t.Helper()
+		code, out, errOut := a.try("consent", "show", "--pseudonym", p, "--json")
+		if code != 0 {
+			t.Fatalf("consent show exited %d: %s", code, errOut)
+		}
+		var v httpapi.ConsentView
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("consent show --json: %v: %s", err, out)
+		}
+		if v.Contract == nil {
+			return v.Standing, ""
+		}
+		return v.Standing, v.Contract.ID
+	}
+
+	// The carer, delegated the view alone, signs a contract: refused.
+	if code, _, errOut := a.try("consent", "grant", "--key", file("carer.key"), "--delegation", byCarer, "--pseudonym", p, "--terms", file("terms.json")); code == 0 || !strings.Contains(errOut, "scope") {
+		t.Fatalf("a contract signed by a delegate of the view alone: exit %d, %s; want a refusal naming the scope", code, errOut)
+	}
+	if s, _ := standing(); s == "in force" {
+		t.Fatal("the carer's refused contract is in force")
+	}
+
+	// The parent signs the child's contract; a clinician at centre-b gets
+	// both centres' records under it.
+	b.run("consent", "grant", "--key", file("parent.key"), "--delegation", byParent, "--pseudonym", p, "--terms", file("terms.json"))
+	s, contract := standing()
+	if s != "in force" {
+		t.Fatalf("after the parent's contract: standing %q", s)
+	}
+	waitFor(t, 20*time.Second, "a clinician at centre-b gets the child's records", func() bool {
+		code, out, _ := b.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
+		var res httpapi.QueryResult
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Holders) != 2 {
+			return false
+		}
+		for _, h := range res.Holders {
+			if h.Status != "answered" || len(h.Records) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// The term ends: the parent can no longer revoke, and what they
+	// signed within it stays.
+	time.Sleep(time.Until(started.Add(term + 2*time.Second)))
+	if code, _, errOut := a.try("consent", "revoke", "--key", file("parent.key"), "--delegation", byParent, "--pseudonym", p); code == 0 {
+		t.Fatalf("the parent revoked after the delegation expired: %s", errOut)
+	}
+	if s, id := standing(); s != "in force" || id != contract {
+		t.Fatalf("after the refused revocation: standing %q, contract %s; want the parent's %s in force", s, id, contract)
+	}
+}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -106,6 +108,34 @@ func TestAParentGrantsConsentForAChild(t *testing.T) {
 		}
 		return true
 	})
+
+	// The child's delegates as FHIR RelatedPersons, as an EHR reads them:
+	// the parent by their key, a parent, in force; valid FHIR R4.
+	token, _ := staffMember(a, "clinician")
+	api, err := pinnedClient(a.dir, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest("GET", "https://127.0.0.1:8101/fhir/RelatedPerson?patient="+p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := api.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /fhir/RelatedPerson: %d %v: %s", resp.StatusCode, err, raw)
+	}
+	bundle := bundleOf(t, "RelatedPerson search", raw, "searchset")
+	people := bundle.entries("RelatedPerson")
+	if len(people) != 2 || !strings.Contains(string(raw), parent) || !strings.Contains(string(raw), `"PRN"`) {
+		t.Errorf("the RelatedPerson search holds %d delegates, want the parent (PRN, their key) and the carer: %s", len(people), raw)
+	}
+	validateFHIR(t, []string{writeJSONFile(t, file("related.json"), json.RawMessage(raw))})
 
 	// The term ends: the parent can no longer revoke, and what they
 	// signed within it stays.

@@ -65,6 +65,8 @@ func (s *Server) fhirTable() []route {
 			params: []param{fhirParam("patient", "the patient's pseudonym")}, handle: s.scoped("Consent", 's', s.findConsent)},
 		{method: "GET", pattern: fhirBase + "/Consent/{id}", auth: authSystem, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "PCF: a patient's Consent in force, by their pseudonym",
 			params: []param{id}, handle: s.scoped("Consent", 'r', s.readConsent)},
+		{method: "GET", pattern: fhirBase + "/RelatedPerson", auth: authSystem, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "The patient's delegates (who may act for them, and who could)",
+			params: []param{fhirParam("patient", "the patient's pseudonym")}, handle: s.scoped("RelatedPerson", 's', s.findRelatedPersons)},
 		{method: "GET", pattern: fhirBase + "/AuditEvent", auth: authSystem, roles: audit, summary: "BALP (ITI-81): this centre's ledger's entries about a patient as AuditEvents",
 			params: []param{fhirParam("patient", "the patient's pseudonym"), fhirParam("date", "when, with a prefix")}, handle: s.scoped("AuditEvent", 's', s.findAudit)},
 		{method: "GET", pattern: fhirBase + "/AuditEvent/{id}", auth: authSystem, roles: audit, summary: "BALP: one entry of this centre's ledger as an AuditEvent",

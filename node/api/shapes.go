@@ -67,14 +67,26 @@ type RecordMeta struct {
 	Occurred  time.Time
 	Location  string `json:",omitempty"`
 	Author    string
-	Replaces  int64 `json:",omitempty"`
-	Recorded  time.Time
+	// AuthorKind is "device" for a reading a device of the patient's
+	// added (Author is then its ID); empty for staff.
+	AuthorKind string `json:",omitempty"`
+	Replaces   int64  `json:",omitempty"`
+	Recorded   time.Time
 }
 
 // RecordMetaOf is m's JSON shape.
 func RecordMetaOf(m centre.RecordMeta) RecordMeta {
 	return RecordMeta{Index: m.Index, Kind: m.Kind.String(), Pseudonym: m.Pseudonym.String(), Class: m.Record.DataClass, Occurred: m.Record.Occurred,
-		Location: m.Record.Location, Author: m.Record.Author.String(), Replaces: m.Record.Replaces, Recorded: m.Recorded}
+		Location: m.Record.Location, Author: m.Record.Author.String(), AuthorKind: authorKind(m.Record), Replaces: m.Record.Replaces, Recorded: m.Recorded}
+}
+
+// authorKind is a record's author kind as the shapes write it: empty for
+// staff, as before there were others.
+func authorKind(r ledger.Record) string {
+	if r.AuthorKind == ledger.AuthorStaff {
+		return ""
+	}
+	return r.AuthorKind.String()
 }
 
 // Notice is an emergency access notification, or one of a change to who
@@ -354,9 +366,12 @@ type QueryRecord struct {
 	Occurred time.Time
 	Location string `json:",omitempty"`
 	Author   string
-	Replaces int64  `json:",omitempty"`
-	Payload  []byte `json:",omitempty"`
-	Erased   bool   `json:",omitempty"`
+	// AuthorKind is "device" for a reading a device of the patient's
+	// added (Author is then its ID); empty for staff.
+	AuthorKind string `json:",omitempty"`
+	Replaces   int64  `json:",omitempty"`
+	Payload    []byte `json:",omitempty"`
+	Erased     bool   `json:",omitempty"`
 }
 
 // QueryResultOf is res's JSON shape.
@@ -370,7 +385,7 @@ func QueryResultOf(res centre.QueryResult) QueryResult {
 		for _, r := range a.Records {
 			h.Records = append(h.Records, QueryRecord{
 				Index: r.Index, Kind: r.Kind.String(), Class: r.Record.DataClass, Occurred: r.Record.Occurred,
-				Location: r.Record.Location, Author: r.Record.Author.String(), Replaces: r.Record.Replaces,
+				Location: r.Record.Location, Author: r.Record.Author.String(), AuthorKind: authorKind(r.Record), Replaces: r.Record.Replaces,
 				Payload: r.Payload, Erased: r.Erased,
 			})
 		}
@@ -680,11 +695,31 @@ type ConsentView struct {
 	// Keys are the attestations of the patient's key: a replacement is
 	// pending until a second staff member approves it and KeyNotice has
 	// passed, in which time the key in force can veto it.
-	Keys      []ConsentKey
-	TokenUses map[string]int `json:",omitempty"`
+	Keys []ConsentKey
+	// Delegations are the people who may act for the patient (and those
+	// who could), with where each stands.
+	Delegations []ConsentDelegation `json:",omitempty"`
+	TokenUses   map[string]int      `json:",omitempty"`
 	// TokenMaxLifetime is the charter's longest token, issue to expiry.
 	TokenMaxLifetime time.Duration
 	KeyNotice        time.Duration
+}
+
+// ConsentDelegation is a delegation of the patient's: who (their public
+// key), how they stand to the patient, what they may do and until when.
+type ConsentDelegation struct {
+	ID           string
+	Delegate     string // the delegate's public key, hex
+	Relationship string // parent, guardian, carer, attorney or relative
+	Scope        []string
+	NotBefore    *time.Time `json:",omitempty"`
+	Expires      time.Time
+	Issued       time.Time
+	Registrar    string `json:",omitempty"` // the centre whose registrar made it; empty: the patient signed it
+	// Status: in force, awaiting approval, in notice, vetoed, void, not
+	// yet in force, expired or revoked.
+	Status  string
+	Revoked *time.Time `json:",omitempty"`
 }
 
 // KeyList is the attestations of a patient's key: Key is the one in
@@ -721,8 +756,10 @@ type ConsentContract struct {
 type ConsentDocument struct {
 	Kind   string
 	Issued time.Time
-	Signer string // the attesting centre's name, or "patient"
-	Hash   string
+	Signer string // the attesting centre's name, "patient", or "delegate"
+	// Delegation is the delegation a delegate signed it under.
+	Delegation string `json:",omitempty"`
+	Hash       string
 }
 
 // ConsentViewOf is v's JSON shape.
@@ -744,7 +781,27 @@ func ConsentViewOf(v centre.ConsentView) ConsentView {
 		out.Contract = &ConsentContract{ID: c.ID.String(), Version: c.Version, Issued: c.Issued, Terms: c.Terms}
 	}
 	for _, d := range v.Documents {
-		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind.String(), Issued: d.Issued, Signer: d.Signer, Hash: hex.EncodeToString(d.Hash[:])})
+		cd := ConsentDocument{Kind: d.Kind.String(), Issued: d.Issued, Signer: d.Signer, Hash: hex.EncodeToString(d.Hash[:])}
+		if d.Via != (consent.ID{}) {
+			cd.Delegation = d.Via.String()
+		}
+		out.Documents = append(out.Documents, cd)
+	}
+	for _, g := range v.Delegations {
+		cd := ConsentDelegation{ID: g.ID.String(), Delegate: consent.FormatPublicKey(g.Delegate), Relationship: g.Relationship.String(),
+			Expires: g.Expires, Issued: g.Issued, Registrar: g.Registrar, Status: g.Status.String()}
+		for _, sc := range []consent.Scope{consent.ScopeConsent, consent.ScopeView, consent.ScopeRecords, consent.ScopeErasure} {
+			if g.Scope&sc != 0 {
+				cd.Scope = append(cd.Scope, sc.String())
+			}
+		}
+		if !g.NotBefore.IsZero() {
+			cd.NotBefore = &g.NotBefore
+		}
+		if !g.Revoked.IsZero() {
+			cd.Revoked = &g.Revoked
+		}
+		out.Delegations = append(out.Delegations, cd)
 	}
 	for id, uses := range v.TokenUses {
 		if out.TokenUses == nil {

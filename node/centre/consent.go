@@ -252,7 +252,10 @@ type ConsentView struct {
 	Contract   *ConsentContract // the contract in force, or the one withdrawn
 	Documents  []ConsentDocument
 	Keys       []ConsentKey
-	TokenUses  map[consent.ID]int
+	// Delegations are the people who may act for the patient, and those
+	// who could, with where each stands.
+	Delegations []ConsentDelegation
+	TokenUses   map[consent.ID]int
 	// TokenMaxLifetime is the charter's longest token, issue to expiry.
 	TokenMaxLifetime time.Duration
 	// KeyNotice is how long an approved key replacement waits for a veto.
@@ -285,8 +288,24 @@ type ConsentContract struct {
 type ConsentDocument struct {
 	Kind   consent.Kind
 	Issued time.Time
-	Signer string // the attesting centre's name, or "patient"
+	Signer string     // the attesting centre's name, "patient", or "delegate"
+	Via    consent.ID // the delegation a delegate signed under; zero otherwise
 	Hash   [32]byte
+}
+
+// ConsentDelegation is one delegation of the patient's and where it
+// stands.
+type ConsentDelegation struct {
+	ID           consent.ID
+	Delegate     ed25519.PublicKey
+	Relationship consent.Relationship
+	Scope        consent.Scope
+	NotBefore    time.Time // zero: from its issue
+	Expires      time.Time
+	Issued       time.Time
+	Registrar    string // the centre whose registrar made it; "" when the patient signed it
+	Status       consent.DelegationStatus
+	Revoked      time.Time // zero: not revoked
 }
 
 // ShowConsent returns the consent of patient p as this centre holds it.
@@ -310,10 +329,21 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 	}
 	for _, d := range v.Documents {
 		signer := "patient"
-		if d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval {
+		switch {
+		case d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval:
 			signer = n.signerName(d.Signer)
+		case d.Via() != consent.ID{}:
+			signer = "delegate"
 		}
-		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Hash: d.Hash()})
+		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Via: d.Via(), Hash: d.Hash()})
+	}
+	for _, g := range v.Delegations {
+		cd := ConsentDelegation{ID: g.ID, Delegate: g.Delegate, Relationship: g.Relationship, Scope: g.Scope, NotBefore: g.NotBefore,
+			Expires: g.Expires, Issued: g.Issued, Status: g.Status, Revoked: g.Revoked}
+		if g.Staff != (ledger.StaffID{}) {
+			cd.Registrar = n.signerName(g.Signer)
+		}
+		out.Delegations = append(out.Delegations, cd)
 	}
 	for _, k := range v.Keys {
 		out.Keys = append(out.Keys, ConsentKey{Attestation: k.Attestation, Key: k.Key, Centre: n.signerName(k.Signer), Staff: k.Staff, Issued: k.Issued,

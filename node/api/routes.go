@@ -58,6 +58,12 @@ type Centre interface {
 	CancelPrescription(ctx context.Context, index int64, prescriber ledger.StaffID, reason ledger.CancelReason) (int64, error)
 	PrescriptionStatus(ctx context.Context, index int64) (centre.PrescriptionView, error)
 	Prescriptions(ctx context.Context, r centre.PrescriptionsRequest) (centre.PrescriptionsResult, error)
+	// Devices that contribute readings.
+	DeviceAddress() centre.DeviceAddress
+	RegisterDevice(ctx context.Context, statement []byte) (centre.DeviceView, error)
+	RevokeDevice(ctx context.Context, statement []byte) (centre.DeviceView, error)
+	Devices(ctx context.Context, p ledger.Pseudonym) ([]centre.DeviceView, error)
+	AddReadings(ctx context.Context, r centre.ReadingsRequest) (centre.ReadingsResult, error)
 }
 
 var _ Centre = (*centre.Node)(nil)
@@ -218,7 +224,7 @@ func (s *Server) table() []route {
 
 		{method: "POST", pattern: "/v1/consent", auth: authPatient, summary: "Submit a consent document signed with the patient's key",
 			body: DocumentBody{}, limit: 2 * consent.MaxDocument, answer: ConsentDelivery{}, handle: s.submitConsent,
-			op: "submitConsent", tag: "consent", about: "Takes a contract, a revocation, a veto of a key replacement or an erasure (SignedConsentDocument says how to make one), checks its signature against the patient's attested key, " +
+			op: "submitConsent", tag: "consent", about: "Takes a contract, a revocation, a veto of a key replacement, an erasure or a delegation (SignedConsentDocument says how to make one), checks its signature against the patient's attested key (or, for a document naming a delegation, the delegate's key within its scope and term), " +
 				"appends it to this centre's ledger and delivers it to every centre holding the patient's records and to a majority of the federation. " +
 				"Confirmed says that a majority holds it: from then on no centre decides without it. When Confirmed is false, submit it again later (a second submission changes nothing else)."},
 		{method: "GET", pattern: "/v1/consent/{pseudonym}", auth: authStaff, roles: []string{"clinician", "registrar", "privacy-officer"}, summary: "Show a patient's consent contract",

@@ -321,6 +321,7 @@ and row that does not, 2 when the configuration is wrong.`,
 		fmt.Fprintf(out, "  witnessing   %d other logs' cosigned checkpoints, %d pieces of evidence\n", rep.Witnessed, rep.Evidence)
 		fmt.Fprintf(out, "  payloads     %d open and match their commitments, %d erased with their erasure entries\n", rep.Payloads, rep.Erased)
 		fmt.Fprintf(out, "  directory    %d rows, each with its MAC\n", rep.Directory)
+		fmt.Fprintf(out, "  devices      %d registrations, each with its MAC, and their seal\n", rep.Devices)
 		fmt.Fprintf(out, "  staff        %d credentials, each with its MAC, the table sealed\n", staff)
 		fmt.Fprintf(out, "  systems      %d registrations and their assertions' IDs, each with its MAC, the registrations sealed\n", clients)
 		if rep.FormatWas != rep.Format {

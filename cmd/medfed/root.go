@@ -89,6 +89,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newConsentCmd(),
 		newRecordCmd(),
 		newPrescriptionCmd(),
+		newDeviceCmd(),
 		newQueryCmd(),
 		newEmergencyCmd(),
 		newTransferCmd(),

@@ -27,9 +27,11 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/smart"
+	"github.com/medfed/medfed/node/wire"
 )
 
 var (
@@ -276,7 +278,10 @@ func copyFile(t *testing.T, src, dst string) {
 // ledger-index.db as found, before the centre opens it: a centre
 // rebuilds an index that does not match its ledger.)
 func TestAbuseCentreDataTampered(t *testing.T) {
-	kept := keptDemo(t)
+	// A copy of the demo's centres: a device's registration and batch
+	// append to its ledger, which other tests read as the demo left it.
+	kept := t.TempDir()
+	copyDir(t, filepath.Join(keptDemo(t), "centre-b"), filepath.Join(kept, "centre-b"))
 	config := func(dir string) string {
 		path := filepath.Join(t.TempDir(), "centre-b.yaml")
 		if err := os.WriteFile(path, []byte("centre:\n  name: centre-b\nfederation:\n  id: medfed-demo\ndata:\n  dir: "+dir+"\n"), 0o644); err != nil {
@@ -285,6 +290,7 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		return path
 	}
 	registerSystem(t, filepath.Join(kept, "centre-b"))
+	registerDevice(t, filepath.Join(kept, "centre-b"))
 	if code, out, errOut := runCLI(t, "check", "--config", config(filepath.Join(kept, "centre-b"))); code != exitOK || !strings.Contains(out, "ok") {
 		t.Fatalf("the intact data: exit %d: %s%s", code, out, errOut)
 	}
@@ -316,6 +322,9 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 		{"clients.db", "clients", "UPDATE clients SET roles = 'clinician,admin' WHERE id = (SELECT min(id) FROM clients)"},
 		{"clients.db", "seal", "UPDATE seal SET mac = zeroblob(32)"},
 		{"clients.db", "jtis", "UPDATE jtis SET expires = expires - 86400"},
+		{"devices.db", "registrations", "UPDATE registrations SET entry = entry + 1"},
+		{"devices.db", "seal", "DELETE FROM registrations"},
+		{"devices.db", "batches", "UPDATE batches SET first = first + 1"},
 	}
 	// Every table of every SQLite file of the data directory is tampered
 	// with above: a table added later without a case fails here.
@@ -377,6 +386,70 @@ func TestAbuseCentreDataTampered(t *testing.T) {
 				t.Fatalf("exit %d: %s%s; want 1 naming table %s", code, out, errOut, tt.table)
 			}
 		})
+	}
+}
+
+// anyPatient takes any statement that verifies as the patient's: the
+// centre is not running, and its consent service is not asked.
+type anyPatient struct{}
+
+func (anyPatient) Authenticate(_ context.Context, _ ledger.Pseudonym, key ed25519.PublicKey, signed wire.Opened, _ time.Time) error {
+	if !signed.Verify(key) {
+		return device.ErrSignature
+	}
+	return nil
+}
+
+// registerDevice registers a patient's device in the centre of data
+// directory dir and has it post a reading, as the running node would:
+// devices.db then holds a row in each of its tables.
+func registerDevice(t *testing.T, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := centre.DefaultConfig()
+	cfg.Centre.Name, cfg.Federation.ID, cfg.Data.Dir = "centre-b", "medfed-demo", dir
+	c, err := centre.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := device.Open(ctx, device.Options{Federation: "medfed-demo", Centre: c.ID(), Path: filepath.Join(dir, device.File), RowKey: c.RowKey(device.File),
+		Ledger: c.Ledger, Consent: anyPatient{}, Classes: []string{"observation"},
+		AddRecords: func(ctx context.Context, p ledger.Pseudonym, recs []ledger.Record, payloads [][]byte) (int64, error) {
+			first := int64(-1)
+			for i := range recs {
+				n, err := c.AddRecord(ctx, p, recs[i], payloads[i])
+				if err != nil {
+					return 0, err
+				}
+				if first < 0 {
+					first = n
+				}
+			}
+			return first, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, patientKey, _ := ed25519.GenerateKey(rand.Reader)
+	meterPub, meterKey, _ := ed25519.GenerateKey(rand.Reader)
+	p := ledger.Pseudonym{0xde, 0x71, 0xce}
+	now := time.Now().UTC()
+	reg, err := device.Registration{Federation: "medfed-demo", Centre: c.ID(), Subject: p, Device: meterPub, Type: device.Scale, Classes: []string{"observation"},
+		NotBefore: now.Add(-time.Hour).Truncate(time.Second), Expires: now.Add(time.Hour).Truncate(time.Second), Nonce: [16]byte{1}, Time: now}.Sign(patientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := device.Batch{Federation: "medfed-demo", Centre: c.ID(), Subject: p, Nonce: [16]byte{2}, Time: now, Readings: [][]byte{[]byte(`{"a reading"}`)}}.Sign(meterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Take(ctx, batch, []device.Reading{{Class: "observation", Occurred: now}}); err != nil {
+		t.Fatal(err)
 	}
 }
 

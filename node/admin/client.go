@@ -271,3 +271,15 @@ func (a *Client) CancelPrescription(ctx context.Context, r CancelRequest) (Cance
 func (a *Client) Prescriptions(ctx context.Context, r PrescriptionsRequest) (api.PrescriptionList, error) {
 	return postJSON[api.PrescriptionList](ctx, a, "/v1/prescriptions/show", r)
 }
+
+// RegisterDevice hands the running node a device registration the
+// patient signed.
+func (a *Client) RegisterDevice(ctx context.Context, statement []byte) (api.DeviceRegistration, error) {
+	return post[api.DeviceRegistration](ctx, a, "/v1/devices", statement)
+}
+
+// RevokeDevice hands the running node a device revocation the patient
+// signed.
+func (a *Client) RevokeDevice(ctx context.Context, statement []byte) (api.DeviceRegistration, error) {
+	return post[api.DeviceRegistration](ctx, a, "/v1/devices/revoke", statement)
+}

@@ -281,6 +281,14 @@ func (s *Server) routes() []route {
 			res, err := n.Prescriptions(ctx, r)
 			return api.PrescriptionListOf(res), err
 		}),
+		bodyRoute("POST /v1/devices", maxPatientBody*4, func(ctx context.Context, statement []byte) (api.DeviceRegistration, error) {
+			v, err := n.RegisterDevice(ctx, statement)
+			return api.DeviceRegistrationOf(v), err
+		}),
+		bodyRoute("POST /v1/devices/revoke", maxPatientBody*4, func(ctx context.Context, statement []byte) (api.DeviceRegistration, error) {
+			v, err := n.RevokeDevice(ctx, statement)
+			return api.DeviceRegistrationOf(v), err
+		}),
 		jsonRoute("POST /v1/consent/decide", maxBody, func(ctx context.Context, req DecideRequest) (api.Decision, error) {
 			q, err := req.parse()
 			if err != nil {

@@ -72,6 +72,7 @@ type Server struct {
 	found        *foundDocuments // documents of other centres a search here found, for their reads
 	transactions chan struct{}   // MHD transactions under way: each may hold tens of MiB
 	tokenLimits  patientLimits   // the token endpoint's: no caller is known before it answers
+	deviceLimits deviceLimits    // a device's batches, per device key (device.go)
 }
 
 // auth says how a route's caller proves who they are.
@@ -127,9 +128,9 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{node: o.Node, staff: o.Staff, smart: o.SMART, hosts: o.Hosts, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(),
-		found: newFoundDocuments(), transactions: make(chan struct{}, maxTransactions), tokenLimits: newPatientLimits()}
-	s.routes = append(s.table(), s.prescriptionRoutes()...)
-	s.fhirRoutes = append(s.fhirTable(), s.medicationRoutes()...)
+		found: newFoundDocuments(), transactions: make(chan struct{}, maxTransactions), tokenLimits: newPatientLimits(), deviceLimits: newDeviceLimits()}
+	s.routes = slices.Concat(s.table(), s.prescriptionRoutes(), s.deviceRoutes())
+	s.fhirRoutes = slices.Concat(s.fhirTable(), s.medicationRoutes(), s.observationRoutes())
 	byPath := map[string][]*route{}
 	var order []string
 	all := make([]*route, 0, len(s.routes)+len(s.fhirRoutes))

@@ -91,7 +91,7 @@ func documentReference(centre string, m RecordMeta, payload []byte, withData boo
 	if withData {
 		att = attachment(payload)
 	}
-	return resource{marshal(docRef(centre, m.Index, m.Kind, m.Pseudonym, m.Class, m.Occurred, m.Location, m.Author, m.Replaces, att))}
+	return resource{marshal(docRef(centre, m.Index, m.Kind, m.Pseudonym, m.Class, m.Occurred, m.Location, m.Author, m.AuthorKind, m.Replaces, att))}
 }
 
 // attachment is a released payload as an Attachment: a document an EHR
@@ -114,7 +114,10 @@ func resourceID(centre string, index int64) string {
 	return id
 }
 
-func docRef(centre string, index int64, kind, pseudonym, class string, occurred time.Time, location, author string, replaces int64, att fhir.Attachment) fhir.DocumentReference {
+// docRef is a record as a DocumentReference; its author a staff member of
+// the centre (Practitioner), or with authorKind "device" a device of the
+// patient's, by its ID.
+func docRef(centre string, index int64, kind, pseudonym, class string, occurred time.Time, location, author, authorKind string, replaces int64, att fhir.Attachment) fhir.DocumentReference {
 	d := fhir.DocumentReference{
 		Id:         ptr(resourceID(centre, index)),
 		Identifier: []fhir.Identifier{{System: ptr(ledgerSystem(centre)), Value: ptr(strconv.FormatInt(index, 10))}},
@@ -125,7 +128,10 @@ func docRef(centre string, index int64, kind, pseudonym, class string, occurred 
 		Custodian:  centreRef(centre),
 		Content:    []fhir.DocumentReferenceContent{{Attachment: att}},
 	}
-	if author != "" {
+	switch {
+	case authorKind == "device":
+		d.Author = []fhir.Reference{{Type: ptr("Device"), Identifier: &fhir.Identifier{System: ptr(deviceSystem), Value: ptr(author)}}}
+	case author != "":
 		d.Author = []fhir.Reference{{Type: ptr("Practitioner"), Identifier: &fhir.Identifier{System: ptr(staffSystem + ":" + centre), Value: ptr(author)}}}
 	}
 	if location != "" {
@@ -150,7 +156,7 @@ func queryBundle(res QueryResult) resource {
 			if !r.Erased {
 				att = attachment(r.Payload)
 			}
-			d := docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.Replaces, att)
+			d := docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.AuthorKind, r.Replaces, att)
 			b.Entry = append(b.Entry, fhir.BundleEntry{Resource: marshal(d), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
 			total++
 		}
@@ -397,7 +403,7 @@ func viewBundle(res PatientResult) resource {
 			if r.Erased { // by an erasure entry on the holder's ledger
 				att.Title = ptr("erased at the patient's request")
 			}
-			add(marshal(docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, "", r.Replaces, att)))
+			add(marshal(docRef(h.Name, r.Index, r.Kind, res.Pseudonym, r.Class, r.Occurred, r.Location, "", "", r.Replaces, att)))
 		}
 		for _, a := range h.Accesses {
 			d := map[string]string{"action": a.Action, "basis": a.Basis}

@@ -426,7 +426,7 @@ func TestFHIRRoutesAreGuarded(t *testing.T) {
 			call(t, o.method, a.url+o.path, researcher, nil).want(t, 403, what+" for a researcher")
 		}
 	}
-	call(t, "GET", a.url+"/fhir/Observation", narrow, nil).want(t, 404, "a resource not served")
+	call(t, "GET", a.url+"/fhir/Encounter", narrow, nil).want(t, 404, "a resource not served")
 }
 
 // TestAHostNotServedIsRefused: the API answers only to the hosts its

@@ -737,7 +737,7 @@ func (s *Server) foundDocument(base, pseudonym string, h QueryHolder, r QueryRec
 		sum := sha1.Sum(data) // FHIR's Attachment.hash is SHA-1
 		att.Hash = ptr(base64.StdEncoding.EncodeToString(sum[:]))
 	}
-	d := docRef(h.Name, r.Index, r.Kind, pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.Replaces, att)
+	d := docRef(h.Name, r.Index, r.Kind, pseudonym, r.Class, r.Occurred, r.Location, r.Author, r.AuthorKind, r.Replaces, att)
 	s.fhirDocument(&d, h.Name, r.Index, r.Class, hdr, types)
 	d.Extension = []fhir.Extension{{Url: proofExtension, Extension: []fhir.Extension{
 		{Url: "holder", ValueString: ptr(h.Name)},

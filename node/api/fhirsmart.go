@@ -34,6 +34,7 @@ var profiles = map[string][]string{
 var searchTypes = map[string]string{
 	"identifier": "token", "patient": "reference", "patient.identifier": "token", "status": "token", "category": "token", "type": "token",
 	"date": "date", "period": "date", "_id": "token", "name": "string", "active": "token", "organization": "reference",
+	"code": "token",
 }
 
 // capability is the CapabilityStatement: built from the routes served,

@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/federation/patient"
 )
 
 // The byte layouts of what a patient's app signs: the consent documents
-// (federation/consent) and the patient's own requests
-// (federation/patient), both encoded with node/wire. /openapi.json
+// (federation/consent), the patient's own requests (federation/patient)
+// and their devices' registrations, revocations and batches
+// (federation/device), all encoded with node/wire. /openapi.json
 // carries them twice from this one table: as Markdown in the schemas of
 // the fields that hold them, for whoever writes an app, and as data in
 // components.x-medfed-layouts, which layout_test.go reads to decode
@@ -200,6 +202,65 @@ var wireLayouts = map[string]wireLayout{
 			{Name: "signature", Encoding: "bytes", Size: 64, About: "the Ed25519 signature (see above)"},
 		},
 	},
+	"device-registration": {
+		About: "A patient registers a device of theirs at one centre (at most 4096 bytes): POST /v1/devices. " +
+			"The signature is Ed25519 (RFC 8032, pure) by the key in `key` over the bytes `" + device.RegistrationContext + "`, one zero byte, " +
+			"then every byte of the registration before `signature`. The key must be one a member attested for the patient. " +
+			"A later registration of the same device (by `time`) replaces it; one signed before the device's revocation is refused. A decoder accepts only this exact encoding.",
+		Fields: []wireField{
+			{Name: "version", Encoding: "u8", Value: ptr(1), About: "the encoding's version"},
+			federationField,
+			centreField,
+			subjectField,
+			{Name: "key", Encoding: "bytes", Size: 32, About: "the patient's Ed25519 public key, which signs the registration"},
+			{Name: "device", Encoding: "bytes", Size: 32, About: "the device's Ed25519 public key, which signs its batches; its ID on ledgers is the first 16 bytes of SHA-256 of `" +
+				"medfed/device/v1 id`, one zero byte, and the key"},
+			{Name: "type", Encoding: "u8", Values: deviceTypes(), About: "what the device is: a code, never a name or a serial number"},
+			{Name: "classes", Encoding: "list", Of: "data-class", Max: 16, About: "the data classes it may contribute: 1 to 16, sorted, each once, each one of the centre's records.classes"},
+			{Name: "notBefore", Encoding: "time", About: "when its term begins: no reading dated before it is taken"},
+			{Name: "expires", Encoding: "time", About: "when its term ends: after notBefore, at most two years after it"},
+			{Name: "nonce", Encoding: "bytes", Size: 16, About: "16 random bytes, not all zero"},
+			{Name: "time", Encoding: "millis", About: "when the patient signed it: at most 5 minutes ahead of the centre's clock"},
+			{Name: "signature", Encoding: "bytes", Size: 64, About: "the Ed25519 signature (see above)"},
+		},
+	},
+	"device-revocation": {
+		About: "A patient revokes a device's registration at one centre: POST /v1/devices/revocations. Signed as a registration is, over the bytes `" +
+			device.RevocationContext + "`, one zero byte, then every byte before `signature`. It ends every registration of the device the patient signed before it.",
+		Fields: []wireField{
+			{Name: "version", Encoding: "u8", Value: ptr(1), About: "the encoding's version"},
+			federationField,
+			centreField,
+			subjectField,
+			{Name: "key", Encoding: "bytes", Size: 32, About: "the patient's Ed25519 public key, which signs the revocation"},
+			{Name: "device", Encoding: "bytes", Size: 32, About: "the device's Ed25519 public key"},
+			{Name: "nonce", Encoding: "bytes", Size: 16, About: "16 random bytes, not all zero"},
+			{Name: "time", Encoding: "millis", About: "when the patient signed it"},
+			{Name: "signature", Encoding: "bytes", Size: 64, About: "the Ed25519 signature (see above)"},
+		},
+	},
+	"device-batch": {
+		About: "A device's batch of readings (at most " + strconv.Itoa(device.MaxBatch) + " bytes): POST /v1/devices/readings. The signature is Ed25519 (RFC 8032, pure) by the device's key in `device` " +
+			"over the bytes `" + device.BatchContext + "`, one zero byte, then every byte of the batch before `signature`. " +
+			"A centre takes a batch within " + strconv.Itoa(int(device.MaxSkew.Minutes())) + " minutes of `time` by its own clock, and a nonce once: each batch needs a new one.",
+		Fields: []wireField{
+			{Name: "version", Encoding: "u8", Value: ptr(1), About: "the encoding's version"},
+			federationField,
+			centreField,
+			subjectField,
+			{Name: "device", Encoding: "bytes", Size: 32, About: "the device's Ed25519 public key, which signs the batch"},
+			{Name: "nonce", Encoding: "bytes", Size: 16, About: "16 random bytes, not all zero"},
+			{Name: "time", Encoding: "millis", About: "when the device signed it"},
+			{Name: "readings", Encoding: "list", Of: "reading", Max: device.MaxReadings, About: "the readings: 1 to " + strconv.Itoa(device.MaxReadings)},
+			{Name: "signature", Encoding: "bytes", Size: 64, About: "the Ed25519 signature (see above)"},
+		},
+	},
+	"reading": {
+		About: "One reading: a FHIR R4 Observation's JSON, as the centre stores it (POST /v1/devices/readings says which Observations a device may post).",
+		Fields: []wireField{
+			{Name: "observation", Encoding: "blob", About: "the Observation's JSON, 1 to " + strconv.Itoa(device.MaxReading) + " bytes"},
+		},
+	},
 	"cursor": {
 		About: "Where one holder's entries go on from.",
 		Fields: []wireField{
@@ -217,7 +278,17 @@ var (
 	actionsField    = wireField{Name: "actions", Encoding: "u8", Flags: true, Values: map[string]string{"1": "access", "2": "copy"},
 		About: "the actions covered, any of them (access: read in a query; copy: take into another centre's records); 0: any action"}
 	classesField = wireField{Name: "classes", Encoding: "list", Of: "data-class", Max: 16, About: "the data classes covered, any of them; none: any class"}
+	centreField  = wireField{Name: "centre", Encoding: "str", Max: 64, About: "the libp2p peer ID of the centre it is for, in its binary form " +
+		"(for a centre's Ed25519 key, 38 bytes 00 24 08 01 12 20 then the key's 32 bytes): it counts at that centre alone"}
 )
+
+func deviceTypes() map[string]string {
+	out := map[string]string{}
+	for i, name := range device.Types() {
+		out[strconv.Itoa(i+1)] = name
+	}
+	return out
+}
 
 func kindNames() map[string]string {
 	out := map[string]string{}

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -115,6 +116,9 @@ func walk(t *testing.T, layouts map[string]layout, name string, b []byte, at int
 			n := int(binary.BigEndian.Uint32(take(p, 4)))
 			content := take(p, n)
 			d.raw[p] = content
+			if f.By == "" {
+				break // opaque: a reading's JSON
+			}
 			inner, ok := f.Cases[strconv.FormatUint(d.ints[path+f.By], 10)]
 			if !ok {
 				t.Fatalf("%s: no layout documented for %s %d", p, f.By, d.ints[path+f.By])
@@ -221,6 +225,14 @@ func TestDocumentedLayoutsDecodeSignedDocuments(t *testing.T) {
 	view := sign(patient.Request{Op: patient.View, Federation: "medfed-demo", Relay: centre, Subject: subject, Nonce: nonce, Time: now, Cursors: cursors}.Sign(key))
 	erase := sign(patient.Request{Op: patient.Erase, Federation: "medfed-demo", Relay: centre, Subject: subject, Nonce: nonce, Time: now}.Sign(key))
 
+	meterKey := mustKey(t)
+	meter := meterKey.Public().(ed25519.PublicKey)
+	registration := sign(device.Registration{Federation: "medfed-demo", Centre: centre, Subject: subject, Device: meter, Type: device.BloodPressureMonitor,
+		Classes: []string{"lab-result", "observation"}, NotBefore: issued, Expires: end, Nonce: nonce, Time: now}.Sign(key))
+	deviceRevocation := sign(device.Revocation{Federation: "medfed-demo", Centre: centre, Subject: subject, Device: meter, Nonce: nonce, Time: now}.Sign(key))
+	batch := sign(device.Batch{Federation: "medfed-demo", Centre: centre, Subject: subject, Nonce: nonce, Time: now,
+		Readings: [][]byte{[]byte(`{"resourceType":"Observation"}`), []byte(`{}`)}}.Sign(meterKey))
+
 	secs := func(t time.Time) []byte { return binary.BigEndian.AppendUint64(nil, uint64(t.Unix())) }
 	u := func(n int, v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v)[8-n:] }
 	head := map[string][]byte{"body.federation": []byte("medfed-demo"), "body.subject": subject[:], "body.issued": secs(issued)}
@@ -264,6 +276,28 @@ func TestDocumentedLayoutsDecodeSignedDocuments(t *testing.T) {
 			"cursors[1].holder": []byte(cursors[1].Holder), "cursors[1].from": u(8, uint64(cursors[1].From)),
 		}},
 		{"an erase request", "SignedPatientRequest", erase, 0, map[string][]byte{"op": {2}, "relay": []byte(centre), "key": pub, "time": u(8, uint64(now.UnixMilli()))}},
+		{"a device's registration", "SignedDeviceRegistration", registration, 0, map[string][]byte{
+			"federation": []byte("medfed-demo"), "centre": []byte(centre), "subject": subject[:], "key": pub, "device": meter, "type": {3},
+			"classes[0].class": []byte("lab-result"), "classes[1].class": []byte("observation"), "notBefore": secs(issued), "expires": secs(end),
+			"nonce": nonce[:], "time": u(8, uint64(now.UnixMilli())),
+		}},
+		{"a device's revocation", "SignedDeviceRevocation", deviceRevocation, 0, map[string][]byte{
+			"centre": []byte(centre), "subject": subject[:], "key": pub, "device": meter, "nonce": nonce[:], "time": u(8, uint64(now.UnixMilli())),
+		}},
+		{"a device's batch", "SignedDeviceBatch", batch, 0, map[string][]byte{
+			"centre": []byte(centre), "subject": subject[:], "device": meter, "nonce": nonce[:], "time": u(8, uint64(now.UnixMilli())),
+			"readings[0].observation": []byte(`{"resourceType":"Observation"}`), "readings[1].observation": []byte(`{}`),
+		}},
+	}
+	// What a device's message's signature covers, the field naming the
+	// key that signs it, and that key.
+	deviceSigned := map[string]struct {
+		context, field string
+		key            ed25519.PublicKey
+	}{
+		"SignedDeviceRegistration": {device.RegistrationContext, "key", pub},
+		"SignedDeviceRevocation":   {device.RevocationContext, "key", pub},
+		"SignedDeviceBatch":        {device.BatchContext, "device", meter},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -293,17 +327,22 @@ func TestDocumentedLayoutsDecodeSignedDocuments(t *testing.T) {
 			var context string
 			var signer ed25519.PublicKey
 			signedLen := len(tc.signed) - ed25519.SignatureSize
-			if tc.kind != 0 {
+			want := pub
+			switch {
+			case tc.kind != 0:
 				if got := consent.Kind(d.ints["kind"]); got != tc.kind {
 					t.Fatalf("kind %d, want %d", got, tc.kind)
 				}
 				context, signer = "medfed/consent/v1", d.raw["signer"]
 				signedLen -= ed25519.PublicKeySize
-			} else {
+			case deviceSigned[tc.schema].context != "":
+				ds := deviceSigned[tc.schema]
+				context, signer, want = ds.context, d.raw[ds.field], ds.key
+			default:
 				context, signer = "medfed/patient/v1 request", d.raw["key"]
 			}
-			if !bytes.Equal(signer, pub) {
-				t.Fatalf("the documented signer is %x, not the patient's key", signer)
+			if !bytes.Equal(signer, want) {
+				t.Fatalf("the documented signer is %x, not the key that signed", signer)
 			}
 			msg := append(append([]byte(context), 0), tc.signed[:signedLen]...)
 			if !ed25519.Verify(signer, msg, d.raw["signature"]) {

@@ -58,6 +58,7 @@ var openAPITags = []struct{ name, about string }{
 	{"consent", "Patients' consent: submitting the documents they sign (public, authenticated by the signature), showing the contract in force, checking a token."},
 	{"patient", "A patient's own requests, signed with their key and relayed by this centre to every holder (and, in a federation of up to 64 members, every member): their view of every holder's records and accesses, and erasure."},
 	{"prescriptions", "Prescriptions that cannot be filled twice: issued by a prescriber as a record of this centre, each supply claimed by a pharmacy from the issuing centre, whose ledger alone decides, and cancelled by the prescriber."},
+	{"devices", "Devices of the patient's that contribute readings (a glucose meter, a blood pressure monitor...): registered and revoked by statements the patient signs, each posting batches of FHIR Observations signed with its own key, stored as records whose author is the device and released by consent like any record."},
 	{"audit", "For privacy officers and auditors: emergency notifications, the ledger's checkpoints and proofs of its entries."},
 	{"federation", "The federation: its members and who is connected, the charter chain, and evidence of members signing two histories."},
 }
@@ -100,6 +101,9 @@ func (s *Server) openAPI() ([]byte, error) {
 	schemas := fhirSchemas()
 	schemas["SignedConsentDocument"] = signedSchema("A consent document signed with the patient's key, in base64: a contract, a revocation, a token, a veto or an erasure.", consentLayouts)
 	schemas["SignedPatientRequest"] = signedSchema("A patient's own request, view or erase, signed with their key, in base64.", requestLayouts)
+	schemas["SignedDeviceRegistration"] = signedSchema("A device's registration, signed with the patient's key, in base64.", []string{"device-registration", "data-class"})
+	schemas["SignedDeviceRevocation"] = signedSchema("A device's revocation, signed with the patient's key, in base64.", []string{"device-revocation"})
+	schemas["SignedDeviceBatch"] = signedSchema("A batch of readings, signed with the device's own key, in base64.", []string{"device-batch", "reading"})
 	responses := map[string]any{}
 	for status, about := range failureAbout {
 		r := map[string]any{"description": about,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
@@ -45,6 +46,7 @@ type CheckReport struct {
 	Payloads  int // record payloads opened and matched to their commitments
 	Erased    int // erased payloads, each with its erasure entry
 	Directory int // rows of the directory's file, each with its MAC
+	Devices   int // device registrations, each with its MAC, and their seal
 	Format    int // the data directory's format: CurrentFormat once checked
 	FormatWas int // its format before the check opened, and so upgraded, it
 }
@@ -60,8 +62,9 @@ type CheckReport struct {
 // two histories, every record's payload, which must open with the records
 // key and match the commitment on the ledger, or be erased with an
 // erasure entry naming it, and the MAC of every row of the directory's
-// file. It returns a *DataError (ErrTampered) naming the first file,
-// table and row that does not check out. A data directory of an older
+// file and of the device store (and the device registrations' seal). It
+// returns a *DataError (ErrTampered) naming the first file, table and
+// row that does not check out. A data directory of an older
 // format is upgraded as the centre opens, after its ledger was checked as
 // it was on disk; one of a newer format is refused, changing nothing.
 func Check(ctx context.Context, cfg Config) (rep CheckReport, err error) {
@@ -95,7 +98,10 @@ func Check(ctx context.Context, cfg Config) (rep CheckReport, err error) {
 	if err := c.checkPayloads(ctx, &rep); err != nil {
 		return rep, err
 	}
-	return rep, c.checkDirectory(ctx, &rep)
+	if err := c.checkDirectory(ctx, &rep); err != nil {
+		return rep, err
+	}
+	return rep, c.checkDevices(ctx, &rep)
 }
 
 // checkLedger verifies the ledger of the centre of cfg, whose key is pub,
@@ -146,6 +152,18 @@ func (c *Centre) checkDirectory(ctx context.Context, rep *CheckReport) error {
 		return &DataError{File: DirectoryFile, Table: "kv", Row: "key " + te.Key, Reason: te.Reason}
 	}
 	rep.Directory = n
+	return err
+}
+
+// checkDevices checks the MAC of every row of the device store, and the
+// registrations' seal, when the centre has one.
+func (c *Centre) checkDevices(ctx context.Context, rep *CheckReport) error {
+	n, err := device.CheckStore(ctx, filepath.Join(c.dir, DeviceFile), c.RowKey(DeviceFile))
+	var te *device.TamperError
+	if errors.As(err, &te) {
+		return &DataError{File: DeviceFile, Table: te.Table, Row: te.Row, Reason: te.Reason}
+	}
+	rep.Devices = n
 	return err
 }
 

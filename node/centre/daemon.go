@@ -19,6 +19,7 @@ import (
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/federation/query"
@@ -43,6 +44,7 @@ type Node struct {
 	holder           *query.Holder
 	prescriptions    *prescription.Issuer // dispenses and cancels what this centre issued
 	overPrescription string               // the rule checked at issue
+	devices          *device.Registry     // the devices patients registered here
 	rules            *pseudonym.Rules
 
 	// The pseudonym services follow the adopted charter's key (followKey).
@@ -179,6 +181,9 @@ func (n *Node) start(ctx context.Context, cfg Config, o startOptions) error {
 	if err := n.startPrescriptions(ctx, cfg.Prescription); err != nil {
 		return err
 	}
+	if err := n.startDevices(ctx, cfg.Records); err != nil {
+		return err
+	}
 	n.interval, n.gap = cfg.Ledger.CheckpointInterval, min(cfg.Ledger.CheckpointGap, cfg.Ledger.CheckpointInterval)
 	return nil
 }
@@ -227,6 +232,9 @@ func (n *Node) close() error {
 	}
 	if n.prescriptions != nil {
 		n.prescriptions.Close()
+	}
+	if n.devices != nil {
+		errs = append(errs, n.devices.Close())
 	}
 	if n.Consent != nil {
 		n.Consent.Close()

@@ -27,6 +27,8 @@ const (
 	KindEvaluation   Kind = 9  // this centre evaluated pseudonyms for a centre: a count, never the elements
 	KindDispense     Kind = 10 // a supply of a prescription was dispensed; never what was supplied
 	KindCancellation Kind = 11 // a prescription was cancelled by its prescriber's centre
+	KindDevice       Kind = 12 // a patient registered a device that contributes readings; never its key
+	KindDeviceRevoke Kind = 13 // a patient revoked a device's registration
 )
 
 var kinds = enum.New[Kind]("kind", []string{
@@ -41,6 +43,8 @@ var kinds = enum.New[Kind]("kind", []string{
 	KindEvaluation:   "evaluation",
 	KindDispense:     "dispense",
 	KindCancellation: "cancellation",
+	KindDevice:       "device",
+	KindDeviceRevoke: "device-revocation",
 })
 
 func (k Kind) String() string { return kinds.String(k) }
@@ -50,7 +54,7 @@ func (k Kind) valid() bool { return kinds.Valid(k) }
 // needsSubject reports whether entries of this kind must name a patient.
 func (k Kind) needsSubject() bool {
 	switch k {
-	case KindRecord, KindAmendment, KindConsent, KindRevocation, KindAccess, KindErasure, KindTransfer, KindDispense, KindCancellation:
+	case KindRecord, KindAmendment, KindConsent, KindRevocation, KindAccess, KindErasure, KindTransfer, KindDispense, KindCancellation, KindDevice, KindDeviceRevoke:
 		return true
 	}
 	return false

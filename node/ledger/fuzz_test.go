@@ -73,7 +73,13 @@ func fuzzEntries(tb testing.TB) []ledger.Entry {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return []ledger.Entry{rec, amend, erasure, charter, eval}
+	byDevice := fuzzRecord(3)
+	byDevice.AuthorKind = ledger.AuthorDevice
+	reading, err := ledger.NewRecord(fuzzPseudonym(2), byDevice)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return []ledger.Entry{rec, amend, erasure, charter, eval, reading}
 }
 
 // openFuzzLedger opens a ledger with a fixed key and clock in a directory

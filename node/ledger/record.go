@@ -4,15 +4,21 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+
+	"github.com/medfed/medfed/node/enum"
 )
 
 // Record is the body of a record or amendment entry: the metadata of one
 // interaction. The clinical payload itself lives off the ledger; the entry
 // holds only its ID in the centre's record store and a keyed commitment to it.
 type Record struct {
-	Occurred   time.Time // when the interaction happened (UTC)
-	DataClass  string    // e.g. "lab-result", "imaging", "discharge-summary"
+	Occurred  time.Time // when the interaction happened (UTC)
+	DataClass string    // e.g. "lab-result", "imaging", "discharge-summary"
+	// Author is who wrote it: a staff ID of the centre's, or, with
+	// AuthorKind AuthorDevice, the ID of a device the patient registered
+	// (a DeviceID's bytes).
 	Author     StaffID
+	AuthorKind AuthorKind
 	Location   string // department or site code; may be empty
 	Payload    [16]byte
 	Commitment [32]byte
@@ -32,6 +38,41 @@ const (
 	maxTokenLen = 64
 	recordLen   = 8 + 1 + 16 + 1 + 16 + 32 // without the two strings
 )
+
+// Encoding of a record or amendment body, integers big-endian:
+//
+//	i64  occurred, Unix nanoseconds UTC
+//	u8   data class length, then the class
+//	[16] author
+//	u8   location length, then the location
+//	[16] payload ID
+//	[32] commitment
+//	u64  replaced index (amendments only)
+//	u8   author kind, only when it is not AuthorStaff
+//
+// The author kind came later: a body without it, as every body before
+// it, is a staff member's, and a staff member's body never carries it,
+// so every body written before reads as it did and stays canonical.
+
+// AuthorKind says what a record's Author names. Its numbers are part of
+// the encoding.
+type AuthorKind uint8
+
+const (
+	// AuthorStaff: a staff ID of the centre's (zero: its operator); not
+	// encoded.
+	AuthorStaff AuthorKind = 0
+	// AuthorDevice: a device the patient registered at the centre, by
+	// its DeviceID: a reading it contributed.
+	AuthorDevice AuthorKind = 1
+)
+
+var authorKinds = enum.New[AuthorKind]("author kind", []string{AuthorStaff: "staff", AuthorDevice: "device"})
+
+func (k AuthorKind) String() string { return authorKinds.String(k) }
+
+// Valid reports whether k is one of the author kinds.
+func (k AuthorKind) Valid() bool { return authorKinds.Valid(k) }
 
 // NewRecord returns the entry recording r about patient p.
 func NewRecord(p Pseudonym, r Record) (Entry, error) {
@@ -69,6 +110,9 @@ func (r Record) appendEncoding(b []byte, k Kind) []byte {
 	b = append(b, r.Commitment[:]...)
 	if k == KindAmendment {
 		b = binary.BigEndian.AppendUint64(b, uint64(r.Replaces))
+	}
+	if r.AuthorKind != AuthorStaff {
+		b = append(b, byte(r.AuthorKind))
 	}
 	return b
 }
@@ -121,6 +165,14 @@ func decodeRecord(k Kind, b []byte) (Record, error) {
 		r.Replaces = int64(rep)
 		b = b[8:]
 	}
+	if len(b) == 1 {
+		// Only a kind that is not staff's is written: a zero byte is
+		// not canonical.
+		if r.AuthorKind = AuthorKind(b[0]); r.AuthorKind == AuthorStaff {
+			return r, malformed("a staff author's kind written out")
+		}
+		b = b[1:]
+	}
 	if len(b) != 0 {
 		return r, malformed("%d trailing bytes after record", len(b))
 	}
@@ -147,6 +199,12 @@ func (r Record) validate() error {
 	}
 	if !validLocation(r.Location) {
 		return malformed("location must be at most %d characters of letters, digits, ' ', '.', '_', '/' or '-'", maxTokenLen)
+	}
+	if !r.AuthorKind.Valid() {
+		return malformed("author kind %d", uint8(r.AuthorKind))
+	}
+	if r.AuthorKind == AuthorDevice && r.Author.IsZero() {
+		return malformed("a device's record names the device")
 	}
 	if r.Payload == ([16]byte{}) {
 		return malformed("record has no payload ID")
@@ -253,6 +311,10 @@ func checkBody(k Kind, body []byte) error {
 		_, err = decodeDispense(body)
 	case KindCancellation:
 		_, err = decodeCancellation(body)
+	case KindDevice:
+		_, err = decodeDevice(body)
+	case KindDeviceRevoke:
+		_, err = decodeDeviceRevocation(body)
 	default:
 		if len(body) == 0 {
 			err = malformed("empty %s body", k)

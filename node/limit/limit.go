@@ -31,7 +31,11 @@ func New(perSecond float64, burst, max int) *Keyed {
 
 // Allow takes one request of key from its bucket, and reports whether
 // there was one to take.
-func (k *Keyed) Allow(key string) bool {
+func (k *Keyed) Allow(key string) bool { return k.AllowN(key, 1) }
+
+// AllowN takes n requests of key from its bucket at once, and reports
+// whether there were n to take; when there were not, it takes none.
+func (k *Keyed) AllowN(key string, n int) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	now := k.now()
@@ -46,7 +50,7 @@ func (k *Keyed) Allow(key string) bool {
 		l = rate.NewLimiter(k.every, k.burst)
 		k.m[key] = l
 	}
-	return l.AllowN(now, 1)
+	return l.AllowN(now, n)
 }
 
 // forgetIdle drops the buckets that have filled up again: forgetting one

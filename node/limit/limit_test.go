@@ -42,3 +42,29 @@ func TestKeyed(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowN(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := New(10, 100, 4)
+	k.now = func() time.Time { return now }
+	if !k.AllowN("a", 60) {
+		t.Fatal("60 of a burst of 100 refused")
+	}
+	if k.AllowN("a", 60) {
+		t.Fatal("60 more with 40 left allowed")
+	}
+	// A refusal takes nothing: the 40 left are still there.
+	if !k.AllowN("a", 40) {
+		t.Fatal("the 40 left refused after a refusal")
+	}
+	if k.AllowN("a", 1) {
+		t.Fatal("a request past the burst allowed")
+	}
+	now = now.Add(2 * time.Second)
+	if !k.AllowN("a", 20) || k.AllowN("a", 1) {
+		t.Fatal("2 s at 10 a second is not 20 requests")
+	}
+	if k.AllowN("b", 101) {
+		t.Fatal("more than the burst at once allowed")
+	}
+}

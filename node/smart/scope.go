@@ -18,6 +18,7 @@ var resources = []resourceType{
 	{"AuditEvent", opR | opS},
 	{"Organization", opR | opS},
 	{"Endpoint", opR | opS},
+	{"Observation", opS},
 }
 
 // resourceType is a FHIR resource type and the interactions the centre

@@ -147,9 +147,14 @@ func (d *Directory) Backlog(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("directory backlog: %w", err)
 	}
+	return d.pending(), nil
+}
+
+// pending is how many announcements are queued or being sent.
+func (d *Directory) pending() int64 {
 	d.place.mu.Lock()
 	defer d.place.mu.Unlock()
-	return int64(len(d.place.queue) + d.place.sending), nil
+	return int64(len(d.place.queue) + d.place.sending)
 }
 
 // placeLoop sends what is queued, and reprovides every interval after

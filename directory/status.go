@@ -58,10 +58,7 @@ type Stats struct {
 // reads nothing from disk.
 func (d *Directory) Stats() Stats {
 	st := Stats{Lookups: d.counts.lookups.Load(), Misses: d.counts.misses.Load(), Incomplete: d.counts.incomplete.Load(),
-		Resent: d.counts.resent.Load(), Retries: d.counts.retries.Load(), Repair: d.RepairBacklog()}
-	d.place.mu.Lock()
-	st.Pending = int64(len(d.place.queue) + d.place.sending)
-	d.place.mu.Unlock()
+		Resent: d.counts.resent.Load(), Retries: d.counts.retries.Load(), Repair: d.RepairBacklog(), Pending: d.pending()}
 	return st
 }
 

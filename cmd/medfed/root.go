@@ -108,20 +108,18 @@ func describeBuild(linked string, info *debug.BuildInfo) string {
 	if info == nil {
 		return cmp.Or(linked, "(no build information)")
 	}
-	v := cmp.Or(linked, info.Main.Version, "(devel)")
+	v, revision := buildLabels(linked, info)
 	var vcs []string
-	settings := map[string]string{}
+	if revision != "" {
+		vcs = append(vcs, "revision "+revision)
+	}
 	for _, s := range info.Settings {
-		settings[s.Key] = s.Value
-	}
-	if r := settings["vcs.revision"]; r != "" {
-		vcs = append(vcs, "revision "+r)
-	}
-	if t := settings["vcs.time"]; t != "" {
-		vcs = append(vcs, t)
-	}
-	if settings["vcs.modified"] == "true" {
-		vcs = append(vcs, "modified")
+		switch {
+		case s.Key == "vcs.time" && s.Value != "":
+			vcs = append(vcs, s.Value)
+		case s.Key == "vcs.modified" && s.Value == "true":
+			vcs = append(vcs, "modified")
+		}
 	}
 	vcs = append(vcs, info.GoVersion)
 	return v + " (" + strings.Join(vcs, ", ") + ")"

@@ -1,10 +1,6 @@
 package centre
 
 import (
-	"time"
-
-	"github.com/libp2p/go-libp2p/core/network"
-
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
@@ -20,9 +16,8 @@ import (
 // never a patient's pseudonym, identifier or payload.
 type Stats struct {
 	Ledger      ledger.Stats
-	Size        int64     // the ledger's entries
-	FinalSize   int64     // of those, in the latest final checkpoint
-	FinalAt     time.Time // when the publisher last made a checkpoint final; zero before
+	Size        int64 // the ledger's entries
+	FinalSize   int64 // of those, in the latest final checkpoint
 	Publisher   federation.PublisherStats
 	Directory   directory.Stats
 	Consent     consent.Stats
@@ -46,7 +41,6 @@ func (n *Node) Stats() Stats {
 		Queries:     map[string]stats.Snapshot{},
 		RateRefused: n.memberRate.Refused(),
 	}
-	st.FinalAt = st.Publisher.FinalAt
 	if f, ok := n.Centre.Ledger.LatestFinal(); ok {
 		st.FinalSize = f.Size
 	}
@@ -61,7 +55,7 @@ func (n *Node) Stats() Stats {
 	cur := n.Membership.Current()
 	st.Version, st.Members = cur.Version, len(cur.Members)
 	for _, m := range cur.Members {
-		if m.ID != n.Host.ID() && n.Host.Network().Connectedness(m.ID) == network.Connected {
+		if n.connectedTo(m.ID) {
 			st.Connected++
 		}
 	}

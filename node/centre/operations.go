@@ -38,13 +38,19 @@ type Readiness struct {
 	AnnounceBacklog int64
 }
 
+// connectedTo reports whether id is another member this centre has a
+// connection to.
+func (n *Node) connectedTo(id peer.ID) bool {
+	return id != n.Centre.ID() && n.Host.Network().Connectedness(id) == network.Connected
+}
+
 // Ready returns the node's readiness, and ErrNotReady with it when no
 // other member of the federation is connected.
 func (n *Node) Ready() (Readiness, error) {
 	st := n.Membership.Status()
 	r := Readiness{Centre: n.Centre.Name, Members: len(st.Members), Size: n.Centre.Ledger.Size()}
 	for _, m := range st.Members {
-		if m.ID != n.Centre.ID() && n.Host.Network().Connectedness(m.ID) == network.Connected {
+		if n.connectedTo(m.ID) {
 			r.Connected++
 		}
 	}

@@ -87,7 +87,7 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	for _, c := range []prometheus.Collector{
-		newCollector(o),
+		&collector{o: o},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -147,8 +147,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 type collector struct {
 	o Options
 }
-
-func newCollector(o Options) *collector { return &collector{o: o} }
 
 // desc is one medfed metric.
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -234,7 +232,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ledgerFailed, st.Ledger.FailedCommits)
 	histogram(ledgerCommitSize, st.Ledger.CommitSizes)
 	histogram(ledgerCommitTime, st.Ledger.CommitSeconds)
-	gauge(finalAt, unix(st.FinalAt))
+	gauge(finalAt, unix(st.Publisher.FinalAt))
 	counter(checkpointsFinal, st.Publisher.Finalised)
 	counter(checkpointsFailed, st.Publisher.Failed)
 	histogram(finality, st.Publisher.Finality)

@@ -27,13 +27,7 @@ func TestAParentGrantsConsentForAChild(t *testing.T) {
 	a, b := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b")
 	foundTwo(t, root, a, b)
 	file := func(name string) string { return filepath.Join(root, name) }
-	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
-	for _, x := range []*centre{a, b} {
-		if err := os.WriteFile(file(x.name+".txt"), []byte("synthetic lab result for "+x.name), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
-	}
+	p := recordAtEach(t, root, a, b)
 	keygen := func(name string) string {
 		t.Helper()
 		code, out, errOut := medfedCmd(t, "patient", "keygen", "--out", file(name+".key"))
@@ -95,19 +89,7 @@ func TestAParentGrantsConsentForAChild(t *testing.T) {
 	if s != "in force" {
 		t.Fatalf("after the parent's contract: standing %q", s)
 	}
-	waitFor(t, 20*time.Second, "a clinician at centre-b gets the child's records", func() bool {
-		code, out, _ := b.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
-		var res httpapi.QueryResult
-		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Holders) != 2 {
-			return false
-		}
-		for _, h := range res.Holders {
-			if h.Status != "answered" || len(h.Records) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	waitReleased(t, b, p, 2)
 
 	// The child's delegates as FHIR RelatedPersons, as an EHR reads them:
 	// the parent by their key, a parent, in force; valid FHIR R4.

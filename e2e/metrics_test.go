@@ -106,11 +106,8 @@ func checkMonitored(t *testing.T, which func(name string) bool, scrapes ...map[s
 // medfed's families of a scrape: names, units, counters' _total.
 func lintMetrics(t *testing.T, raw string) {
 	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv(requirePromtoolEnv) == "1" {
-			t.Fatalf("%s=1, but promtool is missing (Debian's prometheus package has it): %v", requirePromtoolEnv, err)
-		}
+	promtool := findPromtool(t)
+	if promtool == "" {
 		t.Log("promtool is missing: the metrics are not linted")
 		return
 	}
@@ -134,16 +131,24 @@ func lintMetrics(t *testing.T, raw string) {
 // fail without it rather than skip.
 const requirePromtoolEnv = "MEDFED_REQUIRE_PROMTOOL"
 
+// findPromtool returns promtool's path, or "" when it is missing, which
+// fails the test under MEDFED_REQUIRE_PROMTOOL=1.
+func findPromtool(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil && os.Getenv(requirePromtoolEnv) == "1" {
+		t.Fatalf("%s=1, but promtool is missing (Debian's prometheus package has it): %v", requirePromtoolEnv, err)
+	}
+	return path
+}
+
 // The alert rules are valid Prometheus rules and fire as their unit tests
 // say (configs/monitoring/medfed-alerts.test.yml): a witness silent while
 // the ledger grows, entries waiting for finality, a directory backlog
 // that stays, a certificate near expiry, a failed commit, a centre down.
 func TestAlertRules(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv(requirePromtoolEnv) == "1" {
-			t.Fatalf("%s=1, but promtool is missing: %v", requirePromtoolEnv, err)
-		}
+	promtool := findPromtool(t)
+	if promtool == "" {
 		t.Skip("promtool is missing (Debian's prometheus package has it)")
 	}
 	dir := filepath.Join("..", "configs", "monitoring")
@@ -389,19 +394,35 @@ func foundTwo(t *testing.T, root string, a, b *centre) {
 // release their record. It returns the patient's pseudonym.
 func dayOfWork(t *testing.T, root string, a, b *centre) string {
 	t.Helper()
-	file := func(name string) string { return filepath.Join(root, name) }
-	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
-	for _, x := range []*centre{a, b} {
-		if err := os.WriteFile(file(x.name+".txt"), []byte("synthetic lab result for "+x.name), 0o600); err != nil {
+	p := recordAtEach(t, root, a, b)
+	grantTreatment(t, root, a, p)
+	waitReleased(t, a, p, 2)
+	return p
+}
+
+// recordAtEach adds a lab result of the patient of nhsNumber at each
+// centre, as their staff do, and returns the patient's pseudonym.
+func recordAtEach(t *testing.T, root string, cs ...*centre) string {
+	t.Helper()
+	p := pseudonymsOf(cs[0], 1, "--nhs", nhsNumber)[0]
+	for _, x := range cs {
+		path := filepath.Join(root, x.name+".txt")
+		if err := os.WriteFile(path, []byte("synthetic lab result for "+x.name), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", file(x.name+".txt"), "--occurred", "2025-05-01")
+		x.run("record", "add", "--nhs", nhsNumber, "--class", "lab-result", "--file", path, "--occurred", "2025-05-01")
 	}
-	grantTreatment(t, root, a, p)
-	waitFor(t, 20*time.Second, "a query releases both centres' records", func() bool {
-		code, out, _ := a.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
+	return p
+}
+
+// waitReleased waits until a clinician's query for treatment at x gets
+// one record from each of holders centres.
+func waitReleased(t *testing.T, x *centre, p string, holders int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("a query at %s releases a record at each of %d centres", x.name, holders), func() bool {
+		code, out, _ := x.try("query", "--json", "--pseudonym", p, "--staff", "5eed5eed5eed5eed5eed5eed5eed5eed", "--purpose", "treatment")
 		var res httpapi.QueryResult
-		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Holders) != 2 {
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Holders) != holders {
 			return false
 		}
 		for _, h := range res.Holders {
@@ -411,7 +432,6 @@ func dayOfWork(t *testing.T, root string, a, b *centre) string {
 		}
 		return true
 	})
-	return p
 }
 
 // grantTreatment is the patient p's consent as a patient gives it: a key

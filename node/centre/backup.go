@@ -22,6 +22,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/clock"
+	"github.com/medfed/medfed/node/records"
 )
 
 // A backup is a directory: a consistent copy of each of the centre's
@@ -44,7 +45,7 @@ const RestoredFile = "restored"
 // erased in the copy has its erasure entry in it (a record added between
 // the two copies leaves a payload no entry names: harmless, as after a
 // crash between the two writes).
-var backedUpDBs = []string{LedgerFile, "records.db", DirectoryFile, "staff.db", "clients.db", DeviceFile}
+var backedUpDBs = []string{LedgerFile, records.File, DirectoryFile, "staff.db", "clients.db", DeviceFile}
 
 // notBackedUp are the files of a data directory a backup leaves out,
 // besides the SQLite files' journals: the derived index, and what only a

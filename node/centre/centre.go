@@ -63,11 +63,6 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Centre, error) {
 	if err := checkDataDir(dir); err != nil {
 		return nil, err
 	}
-	// Before the lock, whose file records this process: a directory of a
-	// newer format is left as it was.
-	if _, err := readFormat(dir, CurrentFormat); err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}

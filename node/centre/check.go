@@ -75,9 +75,6 @@ func Check(ctx context.Context, cfg Config) (rep CheckReport, err error) {
 	if err != nil {
 		return rep, err
 	}
-	if _, err := readFormat(cfg.Data.Dir, CurrentFormat); err != nil {
-		return rep, err
-	}
 	lock, err := lockDir(cfg.Data.Dir)
 	if err != nil {
 		return rep, err
@@ -264,7 +261,7 @@ func (c *Centre) checkPayloads(ctx context.Context, rep *CheckReport) error {
 			}
 			id := records.ID(r.Payload)
 			bad := func(reason string) error {
-				return &DataError{File: "records.db", Table: "payloads/sealed", Row: fmt.Sprintf("the payload of ledger entry %d", e.Index), Reason: reason}
+				return &DataError{File: records.File, Table: "payloads/sealed", Row: fmt.Sprintf("the payload of ledger entry %d", e.Index), Reason: reason}
 			}
 			payload, opening, err := c.Records.Get(ctx, id)
 			switch {

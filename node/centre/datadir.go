@@ -61,9 +61,6 @@ const formatHeader = "medfed data directory"
 // maxFormatFile bounds the format file read.
 const maxFormatFile = 4 << 10
 
-// recordsFile is the records store's SQLite file (package records).
-const recordsFile = "records.db"
-
 // dataFormat is what a format file says.
 type dataFormat struct {
 	Version   int
@@ -312,13 +309,13 @@ func migrateFiles(ctx context.Context, u upgrade) error {
 			return fmt.Errorf("%s: %w", LedgerFile, err)
 		}
 	}
-	if holds(recordsFile) {
+	if holds(records.File) {
 		s, err := records.Open(dir, records.Options{Now: clock.Now})
 		if err != nil {
 			return err
 		}
 		if err := s.Close(); err != nil {
-			return fmt.Errorf("%s: %w", recordsFile, err)
+			return fmt.Errorf("%s: %w", records.File, err)
 		}
 	}
 	fileUpgradesMu.Lock()

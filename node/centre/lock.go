@@ -20,7 +20,12 @@ var ErrInUse = node.E(node.Conflict, "data directory in use")
 // process dies, so a crash never leaves a stale lock behind.
 type dirLock struct{ f *os.File }
 
+// lockDir refuses a directory of a newer format first: the lock's file
+// records this process, and such a directory is left as it was.
 func lockDir(dir string) (*dirLock, error) {
+	if _, err := readFormat(dir, CurrentFormat); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -40,9 +40,11 @@ const (
 	// 1e9-byte limit on one value.
 	maxMaxPayload = 512 << 20
 
-	dbFile  = "records.db"
 	keyFile = "records.key"
 )
+
+// File is the store's SQLite file in its directory.
+const File = "records.db"
 
 // Options configures a Store. The zero value means the defaults.
 type Options struct {
@@ -91,7 +93,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	dbPath := filepath.Join(dir, dbFile)
+	dbPath := filepath.Join(dir, File)
 	keyPath := filepath.Join(dir, keyFile)
 
 	dbExists := true

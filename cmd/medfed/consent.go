@@ -603,9 +603,10 @@ func newConsentDelegateCmd() *cobra.Command {
 key (a parent for a child, a carer, an attorney: --relationship parent,
 guardian, carer, attorney or relative) and submits it. The delegate then
 signs on the patient's behalf, with their own key and --delegation ID,
-within --scope (comma-separated: consent covers contracts, tokens and
-their revocations; erasure the patient's erasure; view and records the
-patient's own requests) for --for from now. Every document a delegate
+within --scope for --for from now. The consent scope covers contracts,
+tokens and their revocations. The view, records and erasure scopes are
+written into the delegation, but a delegate's view, records and erasure
+requests are not taken yet: only the patient's own key makes them. Every document a delegate
 signs names the delegation on the ledger and in the patient's view. The
 patient ends it with medfed consent revoke --id ID; the delegate may step
 down the same way, signing with --delegation ID.

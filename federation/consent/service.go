@@ -627,9 +627,6 @@ func takesEffect(p *Patient, d Document) error {
 			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
 		}
 	case KindErasure:
-		if !d.Via().IsZero() {
-			return nil // delegateTakesEffect checked the delegation's term
-		}
 		if !p.erasureCounts(d) {
 			return fmt.Errorf("%w: an erasure needs a key that had been in force for the key notice (%v) when it was signed", ErrConflict, p.notice)
 		}

@@ -100,10 +100,6 @@ func balpEvent(self, pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
 		result = fhir.AuditEventOutcome4
 	}
 	org := centreRef
-	coding := func(system, code, display string) fhir.Coding {
-		return fhir.Coding{System: ptr(system), Code: ptr(code), Display: ptr(display)}
-	}
-	concept := func(cd fhir.Coding) *fhir.CodeableConcept { return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}} }
 	ev := fhir.AuditEvent{
 		Id:       ptr(resourceID(self, a.Index)),
 		Meta:     &fhir.Meta{Profile: []string{balpProfile + profile}},
@@ -190,14 +186,10 @@ func AuditEvent(self string, e centre.AuditEntry) ([]byte, error) {
 // a Patient Record event that creates, a revocation one that updates, an
 // erasure one that deletes; a record copied to another centre is an
 // Export, one copied here an Import. The requestor is whoever signed the
-// document (the patient, or the attesting centre) or the centre the
+// document (the patient, their delegate, or the attesting centre) or the centre the
 // record went to or came from; this centre is the observer.
 func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 	pseudonym := e.Pseudonym.String()
-	coding := func(system, code, display string) fhir.Coding {
-		return fhir.Coding{System: ptr(system), Code: ptr(code), Display: ptr(display)}
-	}
-	concept := func(cd fhir.Coding) *fhir.CodeableConcept { return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}} }
 	source := func(who *fhir.Reference, requestor bool) fhir.AuditEventAgent {
 		return fhir.AuditEventAgent{Type: concept(coding(dicomSystem, "110153", "Source Role ID")), Who: who, Requestor: requestor}
 	}
@@ -218,8 +210,11 @@ func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 			action = fhir.AuditEventActionU
 		}
 		signer := source(centreRef(d.Signer), true)
-		if d.Signer == "patient" {
+		switch d.Signer {
+		case "patient":
 			signer = fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "PAT", "patient")), Who: patientRef(pseudonym), Requestor: true}
+		case "delegate": // named by the delegation they acted under (RelatedPerson/<id>)
+			signer = fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "AGNT", "agent")), Who: &fhir.Reference{Reference: ptr("RelatedPerson/" + d.Via.String())}, Requestor: true}
 		}
 		agents = append(agents, signer, destination(centreRef(self), false))
 		hash := hex.EncodeToString(d.Hash[:])
@@ -260,4 +255,14 @@ func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 		Agent:  agents,
 		Entity: entities,
 	}
+}
+
+// coding is a Coding of a code in system.
+func coding(system, code, display string) fhir.Coding {
+	return fhir.Coding{System: ptr(system), Code: ptr(code), Display: ptr(display)}
+}
+
+// concept is a CodeableConcept of one coding.
+func concept(cd fhir.Coding) *fhir.CodeableConcept {
+	return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}}
 }

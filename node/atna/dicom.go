@@ -202,8 +202,11 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 			m.Event.Action = "U"
 		}
 		signer := d.Signer
-		if signer == "patient" {
+		switch signer {
+		case "patient":
 			signer = "patient:" + pseudonym
+		case "delegate":
+			signer = "delegate:" + d.Via.String() // the delegation the delegate acted under
 		}
 		m.Participants = append(m.Participants,
 			activeParticipant{UserID: signer, IsRequestor: true, Roles: []codedValue{roleSource}},

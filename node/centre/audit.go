@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
-	"github.com/medfed/medfed/federation/query"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -133,11 +132,8 @@ func (n *Node) auditEntry(e ledger.Entry) (AuditEntry, error) {
 		if err != nil {
 			return AuditEntry{}, err
 		}
-		signer := "patient"
-		if d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval {
-			signer = n.signerName(d.Signer)
-		}
-		out.Document = &ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Hash: d.Hash()}
+		cd := n.consentDocument(d)
+		out.Document = &cd
 	case ledger.KindErasure:
 		x, err := e.Erasure()
 		if err != nil {
@@ -145,15 +141,11 @@ func (n *Node) auditEntry(e ledger.Entry) (AuditEntry, error) {
 		}
 		out.Erasure = &PatientErasure{Index: e.Index, Time: e.Time, Record: x.Target}
 	case ledger.KindTransfer:
-		t, err := query.DecodeTransfer(e)
+		t, err := n.patientTransfer(e)
 		if err != nil {
 			return AuditEntry{}, err
 		}
-		copyAt := t.Copy
-		if t.Direction == query.In {
-			copyAt = e.Index - 1 // the copy's record entry is appended right before
-		}
-		out.Transfer = &PatientTransfer{Index: e.Index, Time: e.Time, Direction: t.Direction, Centre: n.memberName(t.Centre), Source: t.Source, Copy: copyAt}
+		out.Transfer = &t
 	default:
 		return AuditEntry{}, fmt.Errorf("a %s entry is not audited", e.Kind)
 	}

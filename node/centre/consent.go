@@ -328,14 +328,7 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 		out.Contract = &ConsentContract{ID: c.ID, Version: c.Version, Issued: c.Issued, Terms: consent.SpecOf(c, n.memberName)}
 	}
 	for _, d := range v.Documents {
-		signer := "patient"
-		switch {
-		case d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval:
-			signer = n.signerName(d.Signer)
-		case d.Via() != consent.ID{}:
-			signer = "delegate"
-		}
-		out.Documents = append(out.Documents, ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Via: d.Via(), Hash: d.Hash()})
+		out.Documents = append(out.Documents, n.consentDocument(d))
 	}
 	for _, g := range v.Delegations {
 		cd := ConsentDelegation{ID: g.ID, Delegate: g.Delegate, Relationship: g.Relationship, Scope: g.Scope, NotBefore: g.NotBefore,
@@ -350,6 +343,20 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 			Compromised: k.Compromised, Replaces: k.Replaces, Status: k.Status, Effect: k.Effect})
 	}
 	return out, nil
+}
+
+// consentDocument is d as the views and the audit trail show it, with
+// who signed it: a member centre (an attestation, an approval, a
+// registrar's delegation), the patient's delegate, or the patient.
+func (n *Node) consentDocument(d consent.Document) ConsentDocument {
+	signer := "patient"
+	switch {
+	case d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval || d.Kind == consent.KindDelegation && d.Delegation.Staff != (ledger.StaffID{}):
+		signer = n.signerName(d.Signer)
+	case d.Via() != consent.ID{}:
+		signer = "delegate"
+	}
+	return ConsentDocument{Kind: d.Kind, Issued: d.Issued(), Signer: signer, Via: d.Via(), Hash: d.Hash()}
 }
 
 func (n *Node) signerName(k ed25519.PublicKey) string {

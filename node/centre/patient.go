@@ -230,15 +230,11 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 			erased[x.Target] = true
 			h.Erasures = append(h.Erasures, PatientErasure{Index: e.Index, Time: e.Time, Record: x.Target})
 		case ledger.KindTransfer:
-			t, err := query.DecodeTransfer(e)
+			t, err := n.patientTransfer(e)
 			if err != nil {
 				return err
 			}
-			copyAt := t.Copy
-			if t.Direction == query.In {
-				copyAt = e.Index - 1
-			}
-			h.Transfers = append(h.Transfers, PatientTransfer{Index: e.Index, Time: e.Time, Direction: t.Direction, Centre: n.memberName(t.Centre), Source: t.Source, Copy: copyAt})
+			h.Transfers = append(h.Transfers, t)
 		}
 	}
 	for i := range h.Records {
@@ -272,4 +268,18 @@ func PatientPage(cfg Config, p ledger.Pseudonym, key ed25519.PrivateKey, op pati
 	q := patient.Request{Op: op, Federation: cfg.Federation.ID, Relay: relay, Subject: p, Time: time.Now().UTC(), Cursors: cursors}
 	rand.Read(q.Nonce[:])
 	return q.Sign(key)
+}
+
+// patientTransfer is transfer entry e as the patient's view and the
+// audit trail show it.
+func (n *Node) patientTransfer(e ledger.Entry) (PatientTransfer, error) {
+	t, err := query.DecodeTransfer(e)
+	if err != nil {
+		return PatientTransfer{}, err
+	}
+	copyAt := t.Copy
+	if t.Direction == query.In {
+		copyAt = e.Index - 1 // the copy's record entry is appended right before
+	}
+	return PatientTransfer{Index: e.Index, Time: e.Time, Direction: t.Direction, Centre: n.memberName(t.Centre), Source: t.Source, Copy: copyAt}, nil
 }

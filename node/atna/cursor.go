@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/medfed/medfed/node/centre"
 )
 
 // CursorFile is the name of the outbox's cursor in the exporter's
@@ -58,26 +60,7 @@ func saveCursor(dir, origin string, next int64) error {
 	if err != nil {
 		return fmt.Errorf("atna cursor: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, CursorFile+".*")
-	if err != nil {
-		return fmt.Errorf("atna cursor: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if err := errors.Join(werr, tmp.Close()); err != nil {
-		return fmt.Errorf("atna cursor: %w", errors.Join(err, os.Remove(tmp.Name())))
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, CursorFile)); err != nil {
-		return fmt.Errorf("atna cursor: %w", errors.Join(err, os.Remove(tmp.Name())))
-	}
-	// The rename is durable once the directory is.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("atna cursor: %w", err)
-	}
-	if err := errors.Join(d.Sync(), d.Close()); err != nil {
+	if err := centre.ReplaceFile(filepath.Join(dir, CursorFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("atna cursor: %w", err)
 	}
 	return nil

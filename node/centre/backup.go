@@ -55,6 +55,9 @@ var notBackedUp = []string{"ledger-index.db", LockFile, "medfed.sock", RestoredF
 // plainFile reports whether name is a file of the data directory that a
 // backup copies as it is: its keys and shares, its certificate.
 func plainFile(name string) bool {
+	if strings.HasPrefix(name, tempPrefix) {
+		return false // being written by ReplaceFile: the file it replaces is copied
+	}
 	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
 		if strings.HasSuffix(name, suffix) {
 			return false

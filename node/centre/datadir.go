@@ -148,7 +148,7 @@ func readFormat(dir string, known int) (dataFormat, error) {
 // one, whole.
 func writeFormat(dir string, version int) error {
 	f := dataFormat{Version: version, WrittenBy: thisMedfed()}
-	if err := replaceFile(filepath.Join(dir, FormatFile), f.encode()); err != nil {
+	if err := ReplaceFile(filepath.Join(dir, FormatFile), f.encode()); err != nil {
 		return fmt.Errorf("data directory format: %w", err)
 	}
 	return nil

@@ -177,11 +177,14 @@ func writeNewFile(path string, data []byte) error {
 	return d.Sync()
 }
 
+// tempPrefix begins the names of the temporary files writeTemp makes.
+const tempPrefix = ".tmp-"
+
 // writeTemp writes data, synced, to a new temporary file (mode 0600) in
 // path's directory and returns its name; the caller links or renames it
 // into place and removes the name.
 func writeTemp(path string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
 	if err != nil {
 		return "", err
 	}
@@ -198,9 +201,11 @@ func writeTemp(path string, data []byte) (string, error) {
 	return tmp.Name(), nil
 }
 
-// replaceFile writes data to path, mode 0600, replacing what is there in
-// one rename, so that path holds either what it held or all of data.
-func replaceFile(path string, data []byte) error {
+// ReplaceFile writes data to path, mode 0600, replacing what is there in
+// one rename, so that path holds either what it held or all of data, and
+// syncs the directory: a file of the data directory that changes often
+// (the audit export's cursor) is written so.
+func ReplaceFile(path string, data []byte) error {
 	tmp, err := writeTemp(path, data)
 	if err != nil {
 		return err

@@ -116,7 +116,7 @@ func (c *Centre) openShare(keys *pseudonym.Keys, sealedFile []byte) (*pseudonym.
 // keepPending keeps share, this centre's share of a key a ceremony
 // produced, in PendingShareFile (mode 0600), replacing any pending one.
 func (c *Centre) keepPending(share *pseudonym.Share) error {
-	return replaceFile(filepath.Join(c.dir, PendingShareFile), pseudonym.EncodeShare(share))
+	return ReplaceFile(filepath.Join(c.dir, PendingShareFile), pseudonym.EncodeShare(share))
 }
 
 // pendingShare reads the pending share and checks it is this centre's

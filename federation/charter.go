@@ -267,7 +267,7 @@ func (m Member) PublicKey() (ed25519.PublicKey, error) {
 }
 
 func (m Member) check() error {
-	if !validName(m.Name) {
+	if !ValidName(m.Name) {
 		return errors.New("name: want 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
 	}
 	if _, err := publicKey(m.ID); err != nil {
@@ -773,7 +773,7 @@ func (c Charter) Validate() error {
 }
 
 func (c Charter) check() error {
-	if !validName(c.Federation) {
+	if !ValidName(c.Federation) {
 		return errors.New("federation: want 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
 	}
 	if c.Version == 0 {
@@ -1414,8 +1414,10 @@ func decodePeerID(s string) (peer.ID, error) {
 	return id, nil
 }
 
-// validName reports whether s is a federation or centre name.
-func validName(s string) bool {
+// ValidName reports whether s is a federation or centre name as a charter
+// writes it: 1 to 63 lowercase letters, digits and hyphens, not starting
+// with a hyphen.
+func ValidName(s string) bool {
 	if s == "" || len(s) > 63 {
 		return false
 	}

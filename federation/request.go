@@ -40,7 +40,7 @@ func (r JoinRequest) Text() string {
 }
 
 func (r JoinRequest) check() error {
-	if !validName(r.Federation) {
+	if !ValidName(r.Federation) {
 		return errors.New("federation: want 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
 	}
 	if err := r.Member.check(); err != nil {

@@ -24,38 +24,18 @@ type EntryReader interface {
 // restart is refused too, since the access entry was on the ledger before
 // the answer left.
 func RecentNonces(ctx context.Context, l EntryReader, since time.Time, events []Event, seen func(requester peer.ID, nonce [16]byte, at time.Time)) error {
-	type found struct {
-		requester peer.ID
-		nonce     [16]byte
-		at        time.Time
-	}
-	var out []found
-	const chunk = 256
-read:
-	for to := l.Size(); to > 0; to -= chunk {
-		es, err := l.Entries(ctx, max(0, to-chunk), to)
+	err := ledger.ScanRecent(ctx, l, since, ledger.KindAccess, func(e ledger.Entry) error {
+		a, err := DecodeAccess(e)
 		if err != nil {
-			return fmt.Errorf("reading recent accesses: %w", err)
+			return fmt.Errorf("entry %d: %v", e.Index, err)
 		}
-		for i := len(es) - 1; i >= 0; i-- {
-			e := es[i]
-			if e.Time.Before(since) {
-				break read
-			}
-			if e.Kind != ledger.KindAccess {
-				continue
-			}
-			a, err := DecodeAccess(e)
-			if err != nil {
-				return fmt.Errorf("reading recent accesses: entry %d: %v", e.Index, err)
-			}
-			if slices.Contains(events, a.Event) && a.Nonce != ([16]byte{}) {
-				out = append(out, found{a.Requester, a.Nonce, e.Time})
-			}
+		if slices.Contains(events, a.Event) && a.Nonce != ([16]byte{}) {
+			seen(a.Requester, a.Nonce, e.Time)
 		}
-	}
-	for _, f := range slices.Backward(out) {
-		seen(f.requester, f.nonce, f.at)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading recent accesses: %w", err)
 	}
 	return nil
 }

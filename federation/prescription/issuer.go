@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -96,11 +95,6 @@ type Issuer struct {
 	nonces *wire.ReplayWindow
 }
 
-type nonceKey struct {
-	from  peer.ID
-	nonce [16]byte
-}
-
 // NewIssuer answers /medfed/prescription/1 on h (none when h is nil: the
 // centre's own claims only). The nonces of the dispense entries of the
 // last 2×MaxSkew are read back from the ledger, so a claim replayed
@@ -148,41 +142,21 @@ func (s *Issuer) Close() {
 	}
 }
 
-// ID returns the issuing centre's ID.
-func (s *Issuer) ID() peer.ID { return s.id }
-
 // loadNonces reads the ledger back from its end for the dispense entries
 // younger than the replay window.
 func (s *Issuer) loadNonces(ctx context.Context) error {
-	since := s.now().Add(-2 * MaxSkew)
-	var found []nonceKey
-	var at []time.Time
-	const chunk = 256
-read:
-	for to := s.opts.Ledger.Size(); to > 0; to -= chunk {
-		es, err := s.opts.Ledger.Entries(ctx, max(0, to-chunk), to)
+	err := ledger.ScanRecent(ctx, s.opts.Ledger, s.now().Add(-2*MaxSkew), ledger.KindDispense, func(e ledger.Entry) error {
+		d, err := e.Dispense()
 		if err != nil {
-			return fmt.Errorf("prescription: reading recent dispenses: %w", err)
+			return fmt.Errorf("entry %d: %w", e.Index, err)
 		}
-		for _, e := range slices.Backward(es) {
-			if e.Time.Before(since) {
-				break read
-			}
-			if e.Kind != ledger.KindDispense {
-				continue
-			}
-			d, err := e.Dispense()
-			if err != nil {
-				return fmt.Errorf("prescription: reading recent dispenses: entry %d: %w", e.Index, err)
-			}
-			if len(d.Issuer) == 0 {
-				found = append(found, nonceKey{peer.ID(d.Pharmacy), d.Nonce})
-				at = append(at, e.Time)
-			}
+		if len(d.Issuer) == 0 {
+			s.nonces.Saw(peer.ID(d.Pharmacy), d.Nonce, e.Time)
 		}
-	}
-	for i := len(found) - 1; i >= 0; i-- {
-		s.nonces.Saw(found[i].from, found[i].nonce, at[i])
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("prescription: reading recent dispenses: %w", err)
 	}
 	return nil
 }
@@ -233,7 +207,7 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	}
 	unlock := s.locks.lock(c.Prescription)
 	defer unlock()
-	st, err := s.status(ctx, c.Prescription)
+	st, err := s.Status(ctx, c.Prescription)
 	switch {
 	case errors.Is(err, ErrNoPrescription):
 		return nil, ErrNoPrescription
@@ -287,7 +261,7 @@ func (s *Issuer) Cancel(ctx context.Context, index int64, prescriber ledger.Staf
 	}
 	unlock := s.locks.lock(index)
 	defer unlock()
-	st, err := s.status(ctx, index)
+	st, err := s.Status(ctx, index)
 	if err != nil {
 		return 0, err
 	}
@@ -314,14 +288,9 @@ func (s *Issuer) Cancel(ctx context.Context, index int64, prescriber ledger.Staf
 }
 
 // Status returns the prescription this centre issued at index, as its
-// ledger has it now.
+// ledger has it now: its record entry, its payload and the patient's
+// dispense and cancellation entries.
 func (s *Issuer) Status(ctx context.Context, index int64) (Status, error) {
-	return s.status(ctx, index)
-}
-
-// status reads the prescription at index: its record entry, its payload
-// and the patient's dispense and cancellation entries.
-func (s *Issuer) status(ctx context.Context, index int64) (Status, error) {
 	if index <= 0 || index >= s.opts.Ledger.Size() {
 		return Status{}, ErrNoPrescription
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -53,7 +54,7 @@ func ParseToken(s string) (Token, error) {
 		return bad("not a prescription token")
 	}
 	var t Token
-	if !validName(parts[1]) {
+	if !federation.ValidName(parts[1]) {
 		return bad("the issuing centre")
 	}
 	t.Issuer = parts[1]
@@ -69,20 +70,4 @@ func ParseToken(s string) (Token, error) {
 		return bad("the secret")
 	}
 	return t, nil
-}
-
-// validName reports whether s is a centre's name as a charter writes it.
-func validName(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch b := s[i]; {
-		case 'a' <= b && b <= 'z', '0' <= b && b <= '9':
-		case b == '-' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -235,14 +235,9 @@ func (s *Server) prescriptionsFor(ctx context.Context, c *call, p ledger.Pseudon
 	if err != nil {
 		return centre.PrescriptionsResult{}, nil, err
 	}
-	issues := holderIssues(QueryResultOf(res.Query))
-	if res.Query.Lookup != nil {
-		issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeIncomplete, "the directory lookup was incomplete: "+res.Query.Lookup.Error()))
-	}
-	if len(issues) == 0 { // an OperationOutcome has an issue at least
-		issues = append(issues, issue(fhir.IssueSeverityInformation, fhir.IssueTypeInformational, "no centre holds records of the patient"))
-	}
-	return res, issues, nil
+	// holderIssues says every holder's answer and an incomplete lookup,
+	// and that no centre holds the patient when none does.
+	return res, holderIssues(QueryResultOf(res.Query)), nil
 }
 
 func (s *Server) findMedicationRequests(ctx context.Context, c *call) (any, error) {

@@ -159,8 +159,9 @@ func (n *Node) IssuePrescription(ctx context.Context, r IssueRequest) (IssueResu
 	return out, nil
 }
 
-// prescriptionOf checks a request's fields and returns its prescription,
-// without its claim hash.
+// prescriptionOf checks what a request's fields mean here and returns its
+// prescription, without its claim hash; Encode, once the hash is in,
+// checks the content itself.
 func (n *Node) prescriptionOf(r IssueRequest) (prescription.Prescription, error) {
 	bad := func(format string, args ...any) (prescription.Prescription, error) {
 		return prescription.Prescription{}, fmt.Errorf("%w: %s", ErrBadPrescription, fmt.Sprintf(format, args...))
@@ -188,10 +189,7 @@ func (n *Node) prescriptionOf(r IssueRequest) (prescription.Prescription, error)
 	}
 	p := prescription.Prescription{
 		Issuer: n.Centre.ID(), Prescriber: r.Prescriber, Medication: r.Medication, Quantity: r.Quantity, Unit: r.Unit,
-		Repeats: uint8(r.Repeats), ValidFrom: from, ValidUntil: until, Dosage: r.Dosage, ClaimHash: [32]byte{1},
-	}
-	if err := p.Check(); err != nil {
-		return bad("%v", err)
+		Repeats: uint8(r.Repeats), ValidFrom: from, ValidUntil: until, Dosage: r.Dosage,
 	}
 	return p, nil
 }
@@ -373,6 +371,7 @@ func (n *Node) Prescriptions(ctx context.Context, r PrescriptionsRequest) (Presc
 		out.Unchecked = append(out.Unchecked, "the directory lookup was incomplete: "+res.Lookup.Error())
 	}
 	now := clock.Now()
+	var issued map[int64]prescription.Status // this centre's, read once when first needed
 	for _, h := range res.Holders {
 		if h.Outcome == Failed {
 			out.Unchecked = append(out.Unchecked, h.Name+": "+h.Err.Error())
@@ -388,9 +387,19 @@ func (n *Node) Prescriptions(ctx context.Context, r PrescriptionsRequest) (Presc
 			}
 			v := PrescriptionView{Holder: h.Name, Index: rec.Index, Pseudonym: r.Pseudonym, Issued: rec.Record.Occurred, Prescription: p}
 			if h.Holder == n.Centre.ID() {
-				st, err := n.prescriptions.Status(ctx, rec.Index)
-				if err != nil {
-					return PrescriptionsResult{}, err
+				if issued == nil {
+					sts, err := n.prescriptions.StatusesOf(ctx, r.Pseudonym)
+					if err != nil {
+						return PrescriptionsResult{}, err
+					}
+					issued = make(map[int64]prescription.Status, len(sts))
+					for _, st := range sts {
+						issued[st.Index] = st
+					}
+				}
+				st, ok := issued[rec.Index]
+				if !ok {
+					return PrescriptionsResult{}, prescription.ErrNoPrescription
 				}
 				v.Known, v.State, v.Left, v.Dispenses, v.Cancelled = true, st.State(now), st.Left(), n.dispenseViews(st.Dispenses), st.Cancelled
 			}

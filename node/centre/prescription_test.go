@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/node"
@@ -171,12 +173,31 @@ func TestPrescriptionsAcrossCentres(t *testing.T) {
 		t.Fatalf("the second prescriber's warnings: %+v", second.Warnings)
 	}
 
-	// Every ledger verifies, the new kinds included.
+	// Every supply is on the issuer's ledger (three: two of the first
+	// prescription, the good claim over the wire) and those claimed
+	// through a node on its pharmacy's too, naming the issuer.
+	issuerDispenses, pharmacyDispenses := 0, 0
 	for _, n := range nodes {
 		es, err := n.Centre.Ledger.EntriesOfKind(ctx, ledger.KindDispense)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: %d dispense entries", n.Centre.Name, len(es))
+		for _, e := range es {
+			d, err := e.Dispense()
+			if err != nil {
+				t.Fatalf("%s: entry %d: %v", n.Centre.Name, e.Index, err)
+			}
+			switch {
+			case n == a && len(d.Issuer) == 0:
+				issuerDispenses++
+			case n != a && peer.ID(d.Issuer) == a.Centre.ID():
+				pharmacyDispenses++
+			default:
+				t.Errorf("%s: dispense entry %d names issuer %q", n.Centre.Name, e.Index, peer.ID(d.Issuer))
+			}
+		}
+	}
+	if issuerDispenses != 3 || pharmacyDispenses != 2 {
+		t.Errorf("dispense entries: %d on the issuer's ledger, %d on the pharmacies', want 3 and 2", issuerDispenses, pharmacyDispenses)
 	}
 }

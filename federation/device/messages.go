@@ -234,9 +234,6 @@ func (g Registration) Hash() [32]byte {
 	return sha256.Sum256(g.raw)
 }
 
-// Bytes returns the signed registration as parsed.
-func (g Registration) Bytes() []byte { return bytes.Clone(g.raw) }
-
 // Signed returns what the patient signed, for the centre to check that
 // the key speaks for the patient (consent's Authenticate).
 func (g Registration) Signed() wire.Opened { return g.signed }
@@ -252,39 +249,6 @@ func (g Registration) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	return registrationMessage.Sign(key, g.write)
-}
-
-// Draft returns the registration for a key the patient's browser holds
-// to sign: Key is set to key (an Ed25519 public key, or a passkey's ID).
-// The browser signs wire.Signed(RegistrationContext, draft), or asserts
-// its wire.Challenge with a passkey; SealRegistration then makes the
-// statement.
-func (g Registration) Draft(key ed25519.PublicKey, passkey bool) ([]byte, error) {
-	g.Key = key
-	if err := g.check(); err != nil {
-		return nil, err
-	}
-	return registrationMessage.Draft(passkey, g.write), nil
-}
-
-// SealRegistration returns a draft (Draft) signed: by sig, an Ed25519
-// signature, or by a passkey's assertion p when it is not nil.
-func SealRegistration(draft, sig []byte, p *wire.Passkey) ([]byte, error) {
-	b, err := seal(registrationMessage, draft, sig, p)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := ParseRegistration(b); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-func seal(m wire.Message, draft, sig []byte, p *wire.Passkey) ([]byte, error) {
-	if p != nil {
-		return m.SealPasskey(draft, nil, *p)
-	}
-	return m.Seal(draft, nil, sig)
 }
 
 // ParseRegistration decodes a signed registration; it accepts only what
@@ -366,9 +330,6 @@ func (v Revocation) Hash() [32]byte {
 	return sha256.Sum256(v.raw)
 }
 
-// Bytes returns the signed revocation as parsed.
-func (v Revocation) Bytes() []byte { return bytes.Clone(v.raw) }
-
 // Signed returns what the patient signed.
 func (v Revocation) Signed() wire.Opened { return v.signed }
 
@@ -383,28 +344,6 @@ func (v Revocation) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	return revocationMessage.Sign(key, v.write)
-}
-
-// Draft returns the revocation for a key the patient's browser holds to
-// sign, as Registration.Draft.
-func (v Revocation) Draft(key ed25519.PublicKey, passkey bool) ([]byte, error) {
-	v.Key = key
-	if err := v.check(); err != nil {
-		return nil, err
-	}
-	return revocationMessage.Draft(passkey, v.write), nil
-}
-
-// SealRevocation returns a draft (Draft) signed, as SealRegistration.
-func SealRevocation(draft, sig []byte, p *wire.Passkey) ([]byte, error) {
-	b, err := seal(revocationMessage, draft, sig, p)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := ParseRevocation(b); err != nil {
-		return nil, err
-	}
-	return b, nil
 }
 
 // ParseRevocation decodes a signed revocation, as ParseRegistration.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -226,12 +225,16 @@ func (r *Registry) Register(ctx context.Context, raw []byte) (Registered, error)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := rowID(g.ID(), g.Subject)
-	old, err := r.row(ctx, id)
+	old, err := r.row(ctx, r.store.DB, id)
 	if err != nil {
 		return Registered{}, err
 	}
 	if old != nil && old.revocation != nil {
-		if v, verr := ParseRevocation(old.revocation); verr == nil && !g.Time.After(v.Time) {
+		v, verr := ParseRevocation(old.revocation)
+		if verr != nil {
+			return Registered{}, fmt.Errorf("device store: a revocation held does not parse: %w", verr)
+		}
+		if !g.Time.After(v.Time) {
 			return Registered{}, fmt.Errorf("%w: the device was revoked after this registration was signed", ErrSuperseded)
 		}
 	}
@@ -281,7 +284,7 @@ func (r *Registry) Revoke(ctx context.Context, raw []byte) (Registered, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur, err := r.row(ctx, rowID(v.ID(), v.Subject))
+	cur, err := r.row(ctx, r.store.DB, rowID(v.ID(), v.Subject))
 	switch {
 	case err != nil:
 		return Registered{}, err
@@ -336,7 +339,7 @@ func (r *Registry) List(ctx context.Context, p ledger.Pseudonym) ([]Registered, 
 	for _, x := range rs {
 		v := r.view(x)
 		if !x.valid(r.opts.RowKey) {
-			r.log.Error("a device registration fails its MAC: it authenticates no device; run medfed check", "registration", x.id)
+			r.reportTampered(x.id)
 			v.Tampered = true
 		}
 		out = append(out, v)
@@ -356,19 +359,25 @@ func (r *Registry) view(x row) Registered {
 	return out
 }
 
-// row returns the registration row id, checking its MAC, or nil.
-func (r *Registry) row(ctx context.Context, id string) (*row, error) {
-	rs, err := readRows(ctx, r.store.DB, "WHERE id = ?", id)
+// row returns the registration row id, read through q and checked
+// against its MAC, or nil when there is none.
+func (r *Registry) row(ctx context.Context, q querier, id string) (*row, error) {
+	rs, err := readRows(ctx, q, "WHERE id = ?", id)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("device store: %w", err)
 	case len(rs) == 0:
 		return nil, nil
 	case !rs[0].valid(r.opts.RowKey):
-		r.log.Error("a device registration fails its MAC: it authenticates no device; run medfed check", "registration", id)
+		r.reportTampered(id)
 		return nil, ErrTampered
 	}
 	return &rs[0], nil
+}
+
+// reportTampered logs a registration row that fails its MAC.
+func (r *Registry) reportTampered(id string) {
+	r.log.Error("a device registration fails its MAC: it authenticates no device; run medfed check", "registration", id)
 }
 
 // write stores a registration row and seals the table again; a table
@@ -606,17 +615,14 @@ func (r *Registry) settle(ctx context.Context, id ledger.DeviceID) error {
 // patient (a registration row put back after its revocation is caught
 // there: the ledger's revocation entry follows the row's entry).
 func (r *Registry) inForce(ctx context.Context, id ledger.DeviceID, p ledger.Pseudonym, now time.Time) (Registered, error) {
-	rs, err := readRows(ctx, r.store.Reader, "WHERE id = ?", rowID(id, p))
+	x, err := r.row(ctx, r.store.Reader, rowID(id, p))
 	switch {
 	case err != nil:
-		return Registered{}, fmt.Errorf("device store: %w", err)
-	case len(rs) == 0:
+		return Registered{}, err
+	case x == nil:
 		return Registered{}, ErrNotRegistered
-	case !rs[0].valid(r.opts.RowKey):
-		r.log.Error("a device registration fails its MAC: it authenticates no device; run medfed check", "registration", rs[0].id)
-		return Registered{}, ErrTampered
 	}
-	g := r.view(rs[0])
+	g := r.view(*x)
 	switch g.State(now) {
 	case "revoked":
 		return Registered{}, ErrRevoked
@@ -654,8 +660,11 @@ func (r *Registry) inForce(ctx context.Context, id ledger.DeviceID, p ledger.Pse
 	case newest.Kind != ledger.KindDevice || newest.Index != g.Entry:
 		return Registered{}, fmt.Errorf("%w: the ledger does not hold the registration in force", ErrNotRegistered)
 	}
-	x, _ := newest.Device()
-	if x.Statement != sha256.Sum256(rs[0].statement) {
+	d, err := newest.Device()
+	if err != nil {
+		return Registered{}, err
+	}
+	if d.Statement != g.Hash() {
 		return Registered{}, fmt.Errorf("%w: the ledger does not hold the registration in force", ErrNotRegistered)
 	}
 	return g, nil

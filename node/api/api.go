@@ -72,7 +72,6 @@ type Server struct {
 	found        *foundDocuments // documents of other centres a search here found, for their reads
 	transactions chan struct{}   // MHD transactions under way: each may hold tens of MiB
 	tokenLimits  patientLimits   // the token endpoint's: no caller is known before it answers
-	deviceLimits deviceLimits    // a device's batches, per device key (device.go)
 }
 
 // auth says how a route's caller proves who they are.
@@ -128,7 +127,7 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{node: o.Node, staff: o.Staff, smart: o.SMART, hosts: o.Hosts, log: o.Logger.With("component", "api"), mux: http.NewServeMux(), limits: newPatientLimits(),
-		found: newFoundDocuments(), transactions: make(chan struct{}, maxTransactions), tokenLimits: newPatientLimits(), deviceLimits: newDeviceLimits()}
+		found: newFoundDocuments(), transactions: make(chan struct{}, maxTransactions), tokenLimits: newPatientLimits()}
 	s.routes = slices.Concat(s.table(), s.prescriptionRoutes(), s.deviceRoutes())
 	s.fhirRoutes = slices.Concat(s.fhirTable(), s.medicationRoutes(), s.observationRoutes())
 	byPath := map[string][]*route{}

@@ -11,7 +11,6 @@ import (
 	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
-	"github.com/medfed/medfed/node/limit"
 )
 
 // Devices that contribute readings: the patient registers and revokes
@@ -106,23 +105,7 @@ const (
 	maxReadingBody = 2 << 20 // a batch of device.MaxBatch bytes in base64, and the field around it
 )
 
-type deviceLimits struct{ key *limit.Keyed }
-
-func newDeviceLimits() deviceLimits {
-	return deviceLimits{key: limit.New(deviceRate, deviceBurst, maxDeviceKeys)}
-}
-
 var errDeviceThrottled = errors.New("too many requests: a device's batches are rate limited (per device key); try again in a second")
-
-// admitDevice checks the bound for one device key; a refusal is counted
-// with the patient routes' (medfed_rate_limited_total{limit="api"}).
-func (s *Server) admitDevice(key []byte) error {
-	if !s.deviceLimits.key.Allow(string(key)) {
-		s.limits.refused.Inc()
-		return errStatus{http.StatusTooManyRequests, errDeviceThrottled}
-	}
-	return nil
-}
 
 func (s *Server) deviceRoutes() []route {
 	return []route{
@@ -222,7 +205,7 @@ func (s *Server) postReadings(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.admitDevice(batch.Device); err != nil {
+	if err := s.limits.admitDevice(batch.Device); err != nil {
 		return nil, err
 	}
 	readings, err := ReadObservations(batch.Subject, batch.Readings)

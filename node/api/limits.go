@@ -26,6 +26,7 @@ const (
 // patientLimits are the buckets of the patient routes.
 type patientLimits struct {
 	all, client, key *limit.Keyed
+	device           *limit.Keyed   // a device's batches, per device key (device.go)
 	refused          *stats.Counter // requests refused past a bound
 }
 
@@ -34,6 +35,7 @@ func newPatientLimits() patientLimits {
 		all:     limit.New(patientRate, 2*patientRate, 1),
 		client:  limit.New(clientRate, clientBurst, maxClients),
 		key:     limit.New(keyRate, keyBurst, maxClients),
+		device:  limit.New(deviceRate, deviceBurst, maxDeviceKeys),
 		refused: new(stats.Counter),
 	}
 }
@@ -59,6 +61,16 @@ func (l patientLimits) admitKey(key []byte) error {
 	if !l.key.Allow(string(key)) {
 		l.refused.Inc()
 		return errStatus{http.StatusTooManyRequests, errThrottled}
+	}
+	return nil
+}
+
+// admitDevice checks the bound for one device key; a refusal is counted
+// with the patient routes' (medfed_rate_limited_total{limit="api"}).
+func (l patientLimits) admitDevice(key []byte) error {
+	if !l.device.Allow(string(key)) {
+		l.refused.Inc()
+		return errStatus{http.StatusTooManyRequests, errDeviceThrottled}
 	}
 	return nil
 }

@@ -72,9 +72,8 @@ var readingCodes = map[string]readingCode{
 	"34714-6": {"INR in Blood by Coagulation assay", "lab-result", "laboratory", []string{"{INR}"}},
 }
 
-// ReadingClasses returns the data classes a device's readings are
-// recorded as, sorted.
-func ReadingClasses() []string {
+// readingClasses are the data classes of readingCodes, sorted, each once.
+var readingClasses = func() []string {
 	var out []string
 	for _, c := range readingCodes {
 		if !slices.Contains(out, c.class) {
@@ -83,7 +82,11 @@ func ReadingClasses() []string {
 	}
 	slices.Sort(out)
 	return out
-}
+}()
+
+// ReadingClasses returns the data classes a device's readings are
+// recorded as, sorted.
+func ReadingClasses() []string { return slices.Clone(readingClasses) }
 
 // The shapes of a device's Observation: every element a reading may
 // carry, and no other (an unknown one is refused, not dropped).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
@@ -101,100 +100,4 @@ func TestBadDispensesAndCancellationsAreRefused(t *testing.T) {
 	if _, err := ledger.ParseCancelReason("bored"); !errors.Is(err, node.ErrInvalid) {
 		t.Errorf("an unknown reason: %v", err)
 	}
-}
-
-// prescriptionEntries are one entry of each of the two kinds, as appended
-// and as stored.
-func prescriptionEntries(tb testing.TB) [][]byte {
-	tb.Helper()
-	p := fuzzPseudonym(2)
-	var out [][]byte
-	var es []ledger.Entry
-	for _, d := range []ledger.Dispense{issuedDispense(), receivedDispense()} {
-		e, err := ledger.NewDispense(p, d)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		es = append(es, e)
-	}
-	c, err := ledger.NewCancellation(p, ledger.Cancellation{Prescription: 5, Prescriber: ledger.StaffID{2}, Reason: ledger.CancelChanged})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for i, e := range append(es, c) {
-		for _, stamped := range []bool{false, true} {
-			if stamped {
-				e.Index, e.Time = int64(60+i), time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-			}
-			enc, err := e.Encode()
-			if err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, enc)
-		}
-	}
-	return out
-}
-
-// FuzzDispense decodes entries from outside (a witness's mirror, a
-// released proof) as dispense entries: what decodes is canonical.
-func FuzzDispense(f *testing.F) {
-	for _, enc := range prescriptionEntries(f) {
-		f.Add(enc)
-		f.Add(enc[:len(enc)-1])
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := ledger.Decode(data)
-		if err != nil {
-			if !errors.Is(err, node.ErrInvalid) {
-				t.Fatalf("Decode error %v does not wrap node.ErrInvalid", err)
-			}
-			return
-		}
-		if e.Kind != ledger.KindDispense {
-			return
-		}
-		d, err := e.Dispense()
-		if err != nil {
-			t.Fatalf("Decode accepted a dispense whose body does not decode: %v", err)
-		}
-		rebuilt, err := ledger.NewDispense(e.Subject, d)
-		if err != nil {
-			t.Fatalf("a decoded dispense does not build again: %v", err)
-		}
-		if !bytes.Equal(rebuilt.Body, e.Body) {
-			t.Fatalf("dispense body is not canonical:\n    input %x\ncanonical %x", e.Body, rebuilt.Body)
-		}
-	})
-}
-
-// FuzzCancellation is FuzzDispense for cancellation entries.
-func FuzzCancellation(f *testing.F) {
-	for _, enc := range prescriptionEntries(f) {
-		f.Add(enc)
-		f.Add(append(enc[:len(enc):len(enc)], 0))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := ledger.Decode(data)
-		if err != nil {
-			if !errors.Is(err, node.ErrInvalid) {
-				t.Fatalf("Decode error %v does not wrap node.ErrInvalid", err)
-			}
-			return
-		}
-		if e.Kind != ledger.KindCancellation {
-			return
-		}
-		c, err := e.Cancellation()
-		if err != nil {
-			t.Fatalf("Decode accepted a cancellation whose body does not decode: %v", err)
-		}
-		rebuilt, err := ledger.NewCancellation(e.Subject, c)
-		if err != nil {
-			t.Fatalf("a decoded cancellation does not build again: %v", err)
-		}
-		if !bytes.Equal(rebuilt.Body, e.Body) {
-			t.Fatalf("cancellation body is not canonical:\n    input %x\ncanonical %x", e.Body, rebuilt.Body)
-		}
-	})
 }

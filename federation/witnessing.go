@@ -109,22 +109,14 @@ func (w *Witness) Add(ctx context.Context, from peer.ID, body []byte) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	cp, err := ledger.OpenCheckpoint(r.Note, origin, pub)
+	cp, n, err := ledger.OpenCheckpointNote(r.Note, origin, pub)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrLogSignature, err)
-	}
-	v, err := ledger.NewVerifier(origin, pub)
-	if err != nil {
-		return nil, err
 	}
 	var cosigned []byte
 	err = w.state.Witness(ctx, origin, func(prev ledger.Witnessed, found bool) (ledger.Witnessed, error) {
 		if err := checkAdd(prev, found, r, cp.Checkpoint); err != nil {
 			return prev, err
-		}
-		n, err := note.Open(r.Note, note.VerifierList(v))
-		if err != nil {
-			return prev, fmt.Errorf("%w: %v", ErrLogSignature, err)
 		}
 		// Cosign over the log's own signature only; the answer carries it and ours.
 		n.Sigs, n.UnverifiedSigs = n.Sigs[:1], nil

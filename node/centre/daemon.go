@@ -23,6 +23,7 @@ import (
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/federation/prescription"
 	"github.com/medfed/medfed/federation/query"
+	"github.com/medfed/medfed/node/heap"
 	"github.com/medfed/medfed/pseudonym"
 )
 
@@ -191,16 +192,23 @@ func (n *Node) start(ctx context.Context, cfg Config, o startOptions) error {
 // Run serves until ctx ends, then closes everything.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); n.guardHistory(ctx) }()
 	go func() { defer wg.Done(); n.followKeys(ctx) }()
 	go func() { defer wg.Done(); n.Membership.Run(ctx) }()
 	go func() { defer wg.Done(); n.announceAtStart(ctx) }()
 	go func() { defer wg.Done(); n.Publisher.Run(ctx, n.interval, n.gap) }()
 	go func() { defer wg.Done(); n.Witness.RunViews(ctx, viewsInterval) }()
+	go func() { defer wg.Done(); heap.Run(ctx, trimInterval) }()
 	wg.Wait()
 	return n.Close()
 }
+
+// trimInterval is how often a centre gives the C heap's free pages back
+// to the system: the SQLite caches of connections closed after a burst
+// (the start-up announce, a backup, a busy hour) would otherwise stay
+// resident.
+const trimInterval = 10 * time.Second
 
 // viewsInterval is how often a centre tells the other members which
 // checkpoint of each log it last cosigned, so that a log showing different

@@ -13,6 +13,7 @@ import (
 
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/node/heap"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -214,6 +215,7 @@ func (n *Node) announceAtStart(ctx context.Context) {
 			return err
 		}
 		n.log.Info("held patients announced", "new", count)
+		heap.Trim() // what reading and queueing them all allocated
 		return nil
 	})
 }

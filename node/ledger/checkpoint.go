@@ -106,25 +106,33 @@ func NewVerifier(origin string, pub ed25519.PublicKey) (note.Verifier, error) {
 // public key and returns the checkpoint. Signatures by other keys
 // (cosignatures) are ignored here; the origin must be the expected one.
 func OpenCheckpoint(msg []byte, origin string, pub ed25519.PublicKey) (SignedCheckpoint, error) {
+	cp, _, err := OpenCheckpointNote(msg, origin, pub)
+	return cp, err
+}
+
+// OpenCheckpointNote is OpenCheckpoint that also returns the opened note,
+// its one verified signature the log's: what a witness cosigns, without
+// verifying the log's signature a second time.
+func OpenCheckpointNote(msg []byte, origin string, pub ed25519.PublicKey) (SignedCheckpoint, *note.Note, error) {
 	if len(msg) > maxCheckpointLen {
-		return SignedCheckpoint{}, fmt.Errorf("%w: note too long", ErrBadCheckpoint)
+		return SignedCheckpoint{}, nil, fmt.Errorf("%w: note too long", ErrBadCheckpoint)
 	}
 	v, err := NewVerifier(origin, pub)
 	if err != nil {
-		return SignedCheckpoint{}, err
+		return SignedCheckpoint{}, nil, err
 	}
 	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
-		return SignedCheckpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+		return SignedCheckpoint{}, nil, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
 	}
 	c, err := ParseCheckpoint(n.Text)
 	if err != nil {
-		return SignedCheckpoint{}, err
+		return SignedCheckpoint{}, nil, err
 	}
 	if c.Origin != origin {
-		return SignedCheckpoint{}, fmt.Errorf("%w: origin %q, want %q", ErrBadCheckpoint, c.Origin, origin)
+		return SignedCheckpoint{}, nil, fmt.Errorf("%w: origin %q, want %q", ErrBadCheckpoint, c.Origin, origin)
 	}
-	return SignedCheckpoint{Checkpoint: c, Note: bytes.Clone(msg)}, nil
+	return SignedCheckpoint{Checkpoint: c, Note: bytes.Clone(msg)}, n, nil
 }
 
 // ed25519Signer signs notes with the centre's key, under the key name that

@@ -213,6 +213,9 @@ func (b *batch) commit() (time.Duration, error) {
 	for _, u := range b.upper {
 		l.upper.add(u.n, u.hs)
 	}
+	for _, req := range b.reqs {
+		l.tail.add(req.first, req.encs)
+	}
 	l.size, l.root, l.front = b.n, root, b.front
 	close(l.grown)
 	l.grown = make(chan struct{})

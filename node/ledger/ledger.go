@@ -80,6 +80,7 @@ type Ledger struct {
 	root  tlog.Hash
 	front frontier
 	upper upperCache
+	tail  tail          // the latest entries' encodings (tail.go)
 	grown chan struct{} // closed, and replaced, at each commit
 
 	signMu sync.Mutex // serialises Sign; guards latest and final

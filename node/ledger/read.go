@@ -17,11 +17,17 @@ import (
 
 // Entry returns the entry at index.
 func (l *Ledger) Entry(ctx context.Context, index int64) (Entry, error) {
-	if index < 0 || index >= l.Size() {
+	l.mu.RLock()
+	size := l.size
+	encs, held := l.tail.get(index, index+1)
+	l.mu.RUnlock()
+	if index < 0 || index >= size {
 		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, node.ErrNotFound)
 	}
 	var data []byte
-	if err := l.r.QueryRowContext(ctx, "SELECT data FROM entries WHERE idx = ?", index).Scan(&data); err != nil {
+	if held {
+		data = encs[0]
+	} else if err := l.r.QueryRowContext(ctx, "SELECT data FROM entries WHERE idx = ?", index).Scan(&data); err != nil {
 		return Entry{}, fmt.Errorf("ledger entry %d: %w", index, err)
 	}
 	e, err := Decode(data)
@@ -33,8 +39,23 @@ func (l *Ledger) Entry(ctx context.Context, index int64) (Entry, error) {
 
 // Entries returns the entries with index in [from, to), in order.
 func (l *Ledger) Entries(ctx context.Context, from, to int64) ([]Entry, error) {
-	if size := l.Size(); from < 0 || to > size || from > to {
+	l.mu.RLock()
+	size := l.size
+	encs, held := l.tail.get(from, to)
+	l.mu.RUnlock()
+	if from < 0 || to > size || from > to {
 		return nil, fmt.Errorf("ledger entries [%d, %d) of %d: %w", from, to, size, node.ErrNotFound)
+	}
+	if held {
+		out := make([]Entry, len(encs))
+		for i, enc := range encs {
+			e, err := Decode(enc)
+			if err != nil {
+				return nil, fmt.Errorf("ledger entry %d: %w", from+int64(i), err)
+			}
+			out[i] = e
+		}
+		return out, nil
 	}
 	rows, err := l.r.QueryContext(ctx, "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", from, to)
 	if err != nil {

@@ -100,7 +100,9 @@ type batch struct {
 	n       int64     // the next entry's index
 	now     time.Time // every entry's time
 	front   frontier
-	rows    []any // idx, data, hashes of the entries not inserted yet
+	block   hashBlock // the block the batch's next leaf falls in
+	blocks  [][]byte  // the hashes of the blocks it completed, in order
+	rows    []any     // idx, data, hashes of the entries not inserted yet
 	// Of the entries inserted, the leaves that complete a cached subtree,
 	// and the pseudonyms to index, published once the batch commits.
 	upper    []leafHashes
@@ -118,7 +120,7 @@ func (l *Ledger) newBatch() *batch {
 	// The commit serves many callers; none may cancel it.
 	b := &batch{l: l, ctx: context.Background()}
 	l.mu.RLock()
-	b.n, b.front = l.size, l.front.clone()
+	b.n, b.front, b.block = l.size, l.front.clone(), l.block
 	l.mu.RUnlock()
 	if b.now = l.now().UTC(); b.now.UnixNano() < 0 {
 		b.err = errors.New("clock before 1970")
@@ -154,6 +156,9 @@ func (b *batch) add(req *appendReq) error {
 		hs, err := b.front.appendLeaf(b.n, enc)
 		if err != nil {
 			return err
+		}
+		if b.block.put(b.n, hs) {
+			b.blocks = append(b.blocks, b.block.blob())
 		}
 		if !req.subjects[i].IsZero() {
 			b.postings = append(b.postings, posting{b.n, req.subjects[i]})
@@ -208,7 +213,7 @@ func (b *batch) commit() (time.Duration, error) {
 	// Index before publishing the size: a reader that sees size n finds
 	// every entry below n by pseudonym.
 	l := b.l
-	l.index.add(b.postings, b.n)
+	l.index.add(b.postings, b.blocks, b.n)
 	l.mu.Lock()
 	for _, u := range b.upper {
 		l.upper.add(u.n, u.hs)
@@ -216,7 +221,7 @@ func (b *batch) commit() (time.Duration, error) {
 	for _, req := range b.reqs {
 		l.tail.add(req.first, req.encs)
 	}
-	l.size, l.root, l.front = b.n, root, b.front
+	l.size, l.root, l.front, l.block = b.n, root, b.front, b.block
 	close(l.grown)
 	l.grown = make(chan struct{})
 	l.mu.Unlock()

@@ -59,7 +59,7 @@ func hashesBlob(hs []tlog.Hash) []byte {
 
 // cacheLevel is the lowest tree level kept in memory. Levels at or above it
 // hold one hash per 2^cacheLevel leaves (about 3% of all hashes, 1 MiB per
-// million entries), so an inclusion proof reads at most cacheLevel rows.
+// million entries), so an inclusion proof reads the rest from its block.
 const cacheLevel = 5
 
 // upperCache keeps every stored hash at level cacheLevel and above; the
@@ -86,6 +86,40 @@ func (c upperCache) get(level int, n int64) (tlog.Hash, bool) {
 	}
 	return c[l][n], true
 }
+
+// blockLeaves is how many leaves a hash block covers: below the upper
+// cache, every stored hash an inclusion proof of a leaf needs is one of
+// its block's (the levels under cacheLevel pair leaves of one block), so
+// each complete block's hashes are kept together, derived data like the
+// pseudonym index and in its file (index.go): in memory until their
+// bucket is written, then in one row of its blocks table, which a proof
+// reads alone.
+const blockLeaves = 1 << cacheLevel
+
+// hashBlock holds the stored hashes below cacheLevel of one block's
+// leaves, level by level (32 leaf hashes, then 16, 8, 4 and 2).
+type hashBlock [2*blockLeaves - 2]tlog.Hash
+
+// blockOf returns the block of the stored hash (level, n), level below
+// cacheLevel, and its position in the block.
+func blockOf(level int, n int64) (block int64, pos int) {
+	for k := range level {
+		pos += blockLeaves >> k
+	}
+	return n << uint(level) / blockLeaves, pos + int(n&int64(blockLeaves>>uint(level)-1))
+}
+
+// put records the stored hashes hs of leaf n, and reports whether n
+// completed the block.
+func (b *hashBlock) put(n int64, hs []tlog.Hash) bool {
+	for level := range min(len(hs), cacheLevel) {
+		_, pos := blockOf(level, n>>uint(level))
+		b[pos] = hs[level]
+	}
+	return n%blockLeaves == blockLeaves-1
+}
+
+func (b *hashBlock) blob() []byte { return hashesBlob(b[:]) }
 
 // leafOf returns the leaf whose append stored the hash at (level, n), and
 // the hash's position in that leaf's list.

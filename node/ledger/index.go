@@ -42,6 +42,14 @@ var indexMigrations = []string{
 		size INTEGER NOT NULL       -- entries below this are on disk; a multiple of the bucket size
 	) STRICT;
 	INSERT INTO watermark (id, size) VALUES (0, 0);`,
+	// 2: the hash blocks of the buckets below the watermark (hashes.go):
+	// an inclusion proof reads its block's row rather than a row for each
+	// level. Buckets written before this step have none; their proofs
+	// read the entries' rows.
+	`CREATE TABLE blocks (
+		block  INTEGER PRIMARY KEY, -- leaves 32·block to 32·block+31
+		hashes BLOB NOT NULL        -- hashBlock: levels 0 to 4, 62 hashes
+	) STRICT;`,
 }
 
 // indexApplicationID marks the index file ("mfIX").
@@ -60,13 +68,15 @@ type posting struct {
 }
 
 type pseudonymIndex struct {
-	w, r   *sql.DB
-	insert *rowInserter
-	log    *slog.Logger
+	w, r       *sql.DB
+	insert     *rowInserter
+	blockQuery *sql.Stmt // on r
+	log        *slog.Logger
 
 	mu        sync.Mutex
 	watermark int64                 // entries below are on disk
 	mem       map[Pseudonym][]int64 // postings at or above the watermark
+	blocks    [][]byte              // complete hash blocks from the watermark on
 	upTo      int64                 // entries below are on disk or in mem
 
 	kick chan struct{}
@@ -105,6 +115,10 @@ func openIndex(ctx context.Context, path string, log *slog.Logger) (*pseudonymIn
 		x.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
+	if x.blockQuery, err = x.r.PrepareContext(ctx, "SELECT hashes FROM blocks WHERE block = ?"); err != nil {
+		x.close()
+		return nil, fmt.Errorf("pseudonym index: %w", err)
+	}
 	return x, nil
 }
 
@@ -114,27 +128,38 @@ func openIndex(ctx context.Context, path string, log *slog.Logger) (*pseudonymIn
 func (x *pseudonymIndex) catchUp(ctx context.Context, entries *sql.DB, size int64) error {
 	if x.watermark > size || x.watermark%indexBucket != 0 {
 		x.log.Warn("pseudonym index does not match the ledger; rebuilding it", "index", x.watermark, "ledger", size)
-		if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; UPDATE watermark SET size = 0"); err != nil {
+		if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; DELETE FROM blocks; UPDATE watermark SET size = 0"); err != nil {
 			return fmt.Errorf("pseudonym index: %w", err)
 		}
 		x.watermark = 0
 	}
 	x.upTo = x.watermark
-	rows, err := entries.QueryContext(ctx, "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", x.watermark, size)
+	rows, err := entries.QueryContext(ctx, "SELECT idx, data, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", x.watermark, size)
 	if err != nil {
 		return err
 	}
-	var ps []posting
-	err = eachIndexed(rows, func(n int64, data []byte) error {
+	var (
+		ps     []posting
+		blocks [][]byte
+		block  hashBlock // the watermark is a bucket's start, so a block's
+	)
+	err = eachRow(rows, func(n int64, data, blob []byte) error {
 		if p, ok := subjectOf(data); ok {
 			ps = append(ps, posting{n, p})
+		}
+		hs, err := splitHashes(blob)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", n, err)
+		}
+		if block.put(n, hs) {
+			blocks = append(blocks, block.blob())
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	x.add(ps, size)
+	x.add(ps, blocks, size)
 	x.flush(ctx) // a restart after a long run leaves whole buckets in memory
 	return nil
 }
@@ -149,12 +174,14 @@ func subjectOf(data []byte) (Pseudonym, bool) {
 	return p, true
 }
 
-// add records the postings of a commit that made the ledger size entries long.
-func (x *pseudonymIndex) add(ps []posting, size int64) {
+// add records the postings and the completed hash blocks of a commit
+// that made the ledger size entries long.
+func (x *pseudonymIndex) add(ps []posting, blocks [][]byte, size int64) {
 	x.mu.Lock()
 	for _, p := range ps {
 		x.mem[p.subject] = append(x.mem[p.subject], p.idx)
 	}
+	x.blocks = append(x.blocks, blocks...)
 	x.upTo = size
 	full := size-x.watermark >= indexBucket
 	x.mu.Unlock()
@@ -198,11 +225,12 @@ func (x *pseudonymIndex) flush(ctx context.Context) {
 				}
 			}
 		}
+		blocks := x.blocks[:indexBucket/blockLeaves]
 		x.mu.Unlock()
 
 		// Entries of a bucket are final once appended, so the bucket can be
 		// written without holding the lock.
-		if err := x.write(ctx, from, to, ps); err != nil {
+		if err := x.write(ctx, from, to, ps, blocks); err != nil {
 			// Lookups stay complete from memory; Open retries.
 			x.log.Error("pseudonym index write failed; keeping postings in memory", "bucket", from/indexBucket, "err", err)
 			return
@@ -219,12 +247,13 @@ func (x *pseudonymIndex) flush(ctx context.Context) {
 				x.mem[p] = slices.Clone(idxs[i:])
 			}
 		}
+		x.blocks = slices.Clone(x.blocks[len(blocks):])
 		x.watermark = to
 		x.mu.Unlock()
 	}
 }
 
-func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting) error {
+func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting, blocks [][]byte) error {
 	slices.SortFunc(ps, func(a, b posting) int {
 		if c := bytes.Compare(a.subject[:], b.subject[:]); c != 0 {
 			return c
@@ -244,10 +273,40 @@ func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting
 	if err := x.insert.insert(ctx, tx, args); err != nil {
 		return err
 	}
+	for i, b := range blocks {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO blocks (block, hashes) VALUES (?, ?)", from/blockLeaves+int64(i), b); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, "UPDATE watermark SET size = ?", to); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// block returns the hashes of complete block b, and whether they are
+// held: a bucket written before the index kept blocks has none.
+func (x *pseudonymIndex) block(ctx context.Context, b int64) ([]byte, bool, error) {
+	x.mu.Lock()
+	if first := x.watermark / blockLeaves; b >= first {
+		// Above the watermark, in memory until its bucket is written;
+		// the watermark moves only once it is.
+		var blob []byte
+		if i := b - first; i < int64(len(x.blocks)) {
+			blob = x.blocks[i]
+		}
+		x.mu.Unlock()
+		return blob, blob != nil, nil
+	}
+	x.mu.Unlock()
+	var blob []byte
+	switch err := x.blockQuery.QueryRowContext(ctx, b).Scan(&blob); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("hash block %d: %w", b, err)
+	}
+	return blob, true, nil
 }
 
 // lookup returns the indexes of the entries about p below size, in order.
@@ -310,6 +369,9 @@ func (x *pseudonymIndex) stop() error {
 
 func (x *pseudonymIndex) close() error {
 	errs := []error{x.insert.Close()}
+	if x.blockQuery != nil {
+		errs = append(errs, x.blockQuery.Close())
+	}
 	for _, db := range []*sql.DB{x.r, x.w} {
 		if db != nil {
 			errs = append(errs, db.Close())

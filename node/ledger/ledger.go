@@ -80,6 +80,7 @@ type Ledger struct {
 	root  tlog.Hash
 	front frontier
 	upper upperCache
+	block hashBlock     // the hashes of the leaves of the block not complete yet
 	tail  tail          // the latest entries' encodings (tail.go)
 	grown chan struct{} // closed, and replaced, at each commit
 
@@ -279,6 +280,22 @@ func (l *Ledger) loadState(ctx context.Context) error {
 			return fmt.Errorf("entry %d: %d stored hashes, want more than %d", n, len(hs), cacheLevel)
 		}
 		l.upper.add(n, hs)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The block not complete yet, from its leaves' rows.
+	rows, err = l.r.QueryContext(ctx, "SELECT idx, hashes FROM entries WHERE idx >= ? ORDER BY idx", l.size/blockLeaves*blockLeaves)
+	if err != nil {
+		return err
+	}
+	err = eachIndexed(rows, func(n int64, blob []byte) error {
+		hs, err := splitHashes(blob)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", n, err)
+		}
+		l.block.put(n, hs)
 		return nil
 	})
 	if err != nil {

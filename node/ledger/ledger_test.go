@@ -429,13 +429,60 @@ func TestPseudonymIndexAcrossBuckets(t *testing.T) {
 	if rep.Size != total {
 		t.Fatalf("verified size %d, want %d", rep.Size, total)
 	}
-	// A posting moved to another patient is caught against its entry.
-	execSQL(t, ledger.IndexPath(f.path), "UPDATE postings SET pseudonym = zeroblob(32) WHERE idx = 12")
-	var te *ledger.TamperError
-	if _, err := ledger.Verify(ctx, f.path, f.key.Public().(ed25519.PublicKey)); !errors.As(err, &te) || te.Index != 12 {
-		t.Fatalf("tampered index: %v, want entry 12", err)
+	// Proofs of entries in the bucket written read its hash blocks, and
+	// the entries' rows where a bucket has none (an index written before
+	// it kept blocks).
+	prove := func() {
+		t.Helper()
+		root, err := f.l.RootAt(ctx, total)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range []int64{0, 31, 32, 12_345, 65_535, 65_536, total - 1} {
+			e, err := f.l.Entry(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := e.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.l.ProveInclusion(ctx, i, total)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ledger.VerifyInclusion(ledger.Checkpoint{Origin: testOrigin, Size: total, Root: root}, i, leaf, p); err != nil {
+				t.Fatalf("entry %d: %v", i, err)
+			}
+		}
 	}
 	f.l = openAt(t, f.path, f.key)
+	prove()
+	f.l.Close()
+	index := ledger.IndexPath(f.path)
+	if got := queryBlob(t, index, "SELECT hashes FROM blocks WHERE block = 385"); len(got) != 62*32 {
+		t.Fatalf("hash block 385 of %d bytes, want 62 hashes", len(got))
+	}
+	pub := f.key.Public().(ed25519.PublicKey)
+	var te *ledger.TamperError
+	tamper := func(what, query string, index int64) {
+		t.Helper()
+		path := copyLedger(t, f.path)
+		execSQL(t, ledger.IndexPath(path), query)
+		if _, err := ledger.Verify(ctx, path, pub); !errors.As(err, &te) || te.Index != index {
+			t.Fatalf("%s: %v, want entry %d", what, err, index)
+		}
+	}
+	// A posting moved to another patient is caught against its entry.
+	tamper("a posting moved", "UPDATE postings SET pseudonym = zeroblob(32) WHERE idx = 12", 12)
+	tamper("a hash block changed", "UPDATE blocks SET hashes = zeroblob(1984) WHERE block = 385", 385*32)
+	tamper("a hash block beyond the watermark", "INSERT INTO blocks SELECT 2048, hashes FROM blocks WHERE block = 0", 2048*32)
+	execSQL(t, index, "DELETE FROM blocks")
+	if _, err := ledger.Verify(ctx, f.path, pub); err != nil {
+		t.Fatalf("an index without hash blocks: %v", err)
+	}
+	f.l = openAt(t, f.path, f.key)
+	prove()
 }
 
 func TestAppendRefusesInvalidEntries(t *testing.T) {

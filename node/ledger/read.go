@@ -179,14 +179,17 @@ func eachEntry(rows *sql.Rows, f func(Entry) error) error {
 	return rows.Err()
 }
 
+// want is a stored hash to read from disk: its position in the request,
+// its level, and the leaf whose row holds it.
+type want struct {
+	pos, level int
+	n, leaf    int64
+}
+
 // readStored reads stored hashes by index: upper levels from memory, the
 // rest from the entry rows that hold them.
 func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
-	type want struct {
-		pos, level int
-		leaf       int64
-	}
 	var wants []want
 	l.mu.RLock()
 	for i, x := range indexes {
@@ -196,9 +199,34 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 			continue
 		}
 		// The hash is in the row of the leaf that completed its subtree.
-		wants = append(wants, want{i, level, leafOf(level, n)})
+		wants = append(wants, want{i, level, n, leafOf(level, n)})
 	}
+	// Below the upper cache: the block not complete yet is in memory,
+	// and a complete one in one row. An inclusion proof's hashes are in
+	// its leaf's block and, for a tree whose size is not a multiple of
+	// 32, the tree's last block: one row read, two for an older tree.
+	current, last := l.size/blockLeaves, l.block
 	l.mu.RUnlock()
+	var blocks [2]int64
+	k := 0
+	wants = slices.DeleteFunc(wants, func(w want) bool {
+		b, pos := blockOf(w.level, w.n)
+		switch {
+		case b == current:
+			out[w.pos] = last[pos]
+			return true
+		case k < len(blocks) && !slices.Contains(blocks[:k], b):
+			blocks[k] = b
+			k++
+		}
+		return false
+	})
+	for _, b := range blocks[:k] {
+		var err error
+		if wants, err = l.readBlock(ctx, b, wants, out); err != nil {
+			return nil, err
+		}
+	}
 	// An inclusion proof needs fewer than hashQueryWidth rows, so this
 	// is one query; a consistency proof may take a few.
 	var leaves [hashQueryWidth]int64
@@ -230,6 +258,30 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 		wants = rest
 	}
 	return out, nil
+}
+
+// readBlock reads those of the stored hashes wants that are in block
+// from its row, and returns the others. A block completed before the
+// ledger kept them has none: its hashes are returned with the others, to
+// read from their leaves' rows.
+func (l *Ledger) readBlock(ctx context.Context, block int64, wants []want, out []tlog.Hash) ([]want, error) {
+	if l.index == nil {
+		return wants, nil // opening: the frontier is in the last block
+	}
+	blob, ok, err := l.index.block(ctx, block)
+	if err != nil || !ok {
+		return wants, err
+	}
+	if len(blob) != len(hashBlock{})*tlog.HashSize {
+		return nil, fmt.Errorf("hash block %d: %d bytes", block, len(blob))
+	}
+	return slices.DeleteFunc(wants, func(w want) bool {
+		b, pos := blockOf(w.level, w.n)
+		if b == block {
+			copy(out[w.pos][:], blob[pos*tlog.HashSize:])
+		}
+		return b == block
+	}), nil
 }
 
 // hashQueryWidth is how many rows one hash query reads: an inclusion proof
@@ -287,6 +339,22 @@ func eachIndexed(rows *sql.Rows, f func(n int64, blob []byte) error) error {
 			return err
 		}
 		if err := f(n, blob); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// eachRow is eachIndexed for rows of an index and two blobs.
+func eachRow(rows *sql.Rows, f func(n int64, a, b []byte) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		var a, b sql.RawBytes
+		if err := rows.Scan(&n, &a, &b); err != nil {
+			return err
+		}
+		if err := f(n, a, b); err != nil {
 			return err
 		}
 	}

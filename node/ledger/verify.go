@@ -42,8 +42,9 @@ type TamperError struct {
 	Index      int64
 	Checkpoint int64
 	Reason     string
-	// Table is the table the fault was found in: entries, checkpoints,
-	// or the pseudonym index's postings or watermark (IndexPath's file).
+	// Table is the table the fault was found in: entries, checkpoints, or
+	// the pseudonym index's postings, blocks or watermark (IndexPath's
+	// file).
 	Table string
 }
 
@@ -177,16 +178,24 @@ func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, indexPath string) (R
 		}
 	}()
 	front := frontier{}
-	var n int64
+	var (
+		n     int64
+		block hashBlock
+	)
 	for batch := range batches {
 		for _, r := range batch.rows {
 			data, blob := batch.buf[r.data:r.hashes], batch.buf[r.hashes:r.end]
 			if r.idx != n {
 				return rep, badEntry(n, "missing (next stored entry is %d)", r.idx)
 			}
-			e, err := checkLeaf(n, data, blob, front)
+			e, hs, err := checkLeaf(n, data, blob, front)
 			if err != nil {
 				return rep, err
+			}
+			if block.put(n, hs) {
+				if err := postings.checkBlock(ctx, n/blockLeaves, &block); err != nil {
+					return rep, err
+				}
 			}
 			if err := postings.check(ctx, n, e.Subject); err != nil {
 				return rep, err
@@ -277,23 +286,45 @@ func streamEntries(ctx context.Context, tx *sql.Tx) (<-chan entryBatch, <-chan e
 	return batches, errc
 }
 
-// checkLeaf verifies one stored entry row against its recomputed hashes.
-func checkLeaf(n int64, data, blob []byte, front frontier) (Entry, error) {
+// checkLeaf verifies one stored entry row against its recomputed hashes,
+// and returns the entry and the hashes.
+func checkLeaf(n int64, data, blob []byte, front frontier) (Entry, []tlog.Hash, error) {
 	e, err := Decode(data)
 	if err != nil {
-		return e, badEntry(n, "%v", err)
+		return e, nil, badEntry(n, "%v", err)
 	}
 	if e.Index != n {
-		return e, badEntry(n, "holds the entry of index %d", e.Index)
+		return e, nil, badEntry(n, "holds the entry of index %d", e.Index)
 	}
 	hs, err := front.appendLeaf(n, data)
 	if err != nil {
-		return e, badEntry(n, "%v", err)
+		return e, nil, badEntry(n, "%v", err)
 	}
 	if !bytes.Equal(blob, hashesBlob(hs)) {
-		return e, badEntry(n, "stored tree hashes do not match the entries")
+		return e, nil, badEntry(n, "stored tree hashes do not match the entries")
 	}
-	return e, nil
+	return e, hs, nil
+}
+
+// checkBlock compares the stored row of complete hash block b, when the
+// index holds one (those of buckets written before it kept blocks are
+// missing, and those above its watermark are in memory only), with its
+// hashes recomputed from the entries.
+func (pc *postingCheck) checkBlock(ctx context.Context, b int64, want *hashBlock) error {
+	if !pc.blocks || b >= pc.watermark/blockLeaves {
+		return nil
+	}
+	var blob []byte
+	switch err := pc.tx.QueryRowContext(ctx, "SELECT hashes FROM blocks WHERE block = ?", b).Scan(&blob); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	if !bytes.Equal(blob, want.blob()) {
+		return badIndex(b*blockLeaves, "blocks", "the pseudonym index's hash block of entries %d to %d does not match them", b*blockLeaves, b*blockLeaves+blockLeaves-1)
+	}
+	return nil
 }
 
 // readCheckpoints returns every stored checkpoint, opened and checked, by
@@ -373,6 +404,7 @@ type postingCheck struct {
 	db        *sql.DB
 	tx        *sql.Tx
 	watermark int64
+	blocks    bool                // the index keeps hash blocks
 	bucket    int64               // the bucket loaded in want
 	want      map[int64]Pseudonym // postings of that bucket not yet matched
 	next      chan bucketLoad     // the next bucket, read ahead
@@ -407,6 +439,10 @@ func openPostings(ctx context.Context, path string) (*postingCheck, error) {
 	if pc.watermark < 0 || pc.watermark%indexBucket != 0 {
 		pc.close()
 		return nil, badIndex(pc.watermark, "watermark", "the pseudonym index's watermark is not a bucket's end")
+	}
+	if err := pc.tx.QueryRowContext(ctx, "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'blocks'").Scan(&pc.blocks); err != nil {
+		pc.close()
+		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
 	return pc, nil
 }
@@ -494,6 +530,16 @@ func (pc *postingCheck) finish(ctx context.Context) error {
 	}
 	if stray.Valid {
 		return badIndex(stray.Int64, "postings", "pseudonym index lists an entry beyond its watermark")
+	}
+	if !pc.blocks {
+		return nil
+	}
+	var block sql.NullInt64
+	if err := pc.tx.QueryRowContext(ctx, "SELECT MIN(block) FROM blocks WHERE block >= ?", pc.watermark/blockLeaves).Scan(&block); err != nil {
+		return err
+	}
+	if block.Valid {
+		return badIndex(block.Int64*blockLeaves, "blocks", "pseudonym index holds a hash block beyond its watermark")
 	}
 	return nil
 }

@@ -126,7 +126,7 @@ func checkLedger(ctx context.Context, cfg Config, pub ed25519.PublicKey, rep *Ch
 	}
 	var te *ledger.TamperError
 	switch {
-	case errors.As(err, &te) && (te.Table == "postings" || te.Table == "watermark"):
+	case errors.As(err, &te) && te.InIndex():
 		return nil, &DataError{File: filepath.Base(ledger.IndexPath(path)), Table: te.Table, Row: te.Error(), Reason: "does not match the ledger"}
 	case errors.As(err, &te):
 		return nil, &DataError{File: LedgerFile, Table: te.Table, Row: te.Error(), Reason: "does not verify"}

@@ -48,6 +48,12 @@ type TamperError struct {
 	Table string
 }
 
+// InIndex reports whether the fault is in the pseudonym index's file
+// (IndexPath), not the ledger's.
+func (e *TamperError) InIndex() bool {
+	return e.Table == "postings" || e.Table == "blocks" || e.Table == "watermark"
+}
+
 func (e *TamperError) Error() string {
 	if e.Index >= 0 {
 		return fmt.Sprintf("entry %d: %s", e.Index, e.Reason)

@@ -18,8 +18,9 @@ import (
 // the child's key (held for them) delegates consent to the parent's key
 // for a term; the parent signs the child's contract with their own key,
 // naming the delegation, and a clinician at the other centre gets the
-// child's records under it. A carer delegated only the view cannot sign
-// a contract: refused, nothing changed. Once the term is over, the
+// child's records under it. A carer delegated only the view sees the
+// child's view, each centre recording the delegation, but cannot sign a
+// contract or erase: refused, nothing changed. Once the term is over, the
 // parent's revocation is refused and the contract the parent signed
 // within it stays in force.
 func TestAParentGrantsConsentForAChild(t *testing.T) {
@@ -80,6 +81,20 @@ func TestAParentGrantsConsentForAChild(t *testing.T) {
 	}
 	if s, _ := standing(); s == "in force" {
 		t.Fatal("the carer's refused contract is in force")
+	}
+
+	// The carer sees the child's view, as the child would, each holder
+	// recording the delegation beside the request; the carer's erasure,
+	// beyond the view, is refused and erases nothing (the clinician below
+	// gets both records).
+	out := a.run("patient", "view", "--key", file("carer.key"), "--delegation", byCarer, "--pseudonym", p)
+	for _, want := range []string{"centre-a: 1 record(s)", "centre-b: 1 record(s)", "patient-view through centre-a, by a delegate under delegation " + byCarer} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the carer's view lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := a.try("patient", "erase", "--key", file("carer.key"), "--delegation", byCarer, "--pseudonym", p); code == 0 || !strings.Contains(errOut, "scope") {
+		t.Fatalf("an erasure by the carer, delegated the view alone: exit %d, %s; want a refusal naming the scope", code, errOut)
 	}
 
 	// The parent signs the child's contract; a clinician at centre-b gets

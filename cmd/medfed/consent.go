@@ -604,10 +604,11 @@ key (a parent for a child, a carer, an attorney: --relationship parent,
 guardian, carer, attorney or relative) and submits it. The delegate then
 signs on the patient's behalf, with their own key and --delegation ID,
 within --scope for --for from now. The consent scope covers contracts,
-tokens and their revocations. The view, records and erasure scopes are
-written into the delegation, but a delegate's view, records and erasure
-requests are not taken yet: only the patient's own key makes them. Every document a delegate
-signs names the delegation on the ledger and in the patient's view. The
+tokens and their revocations; view, records and erasure the patient's own
+requests (medfed patient view and erase --delegation ID; an erasure only
+once the delegation has been in force for the charter's key notice).
+Every document a delegate signs, and every request a delegate makes,
+names the delegation on the ledger and in the patient's view. The
 patient ends it with medfed consent revoke --id ID; the delegate may step
 down the same way, signing with --delegation ID.
 

@@ -72,7 +72,13 @@ the members take it only that long), e.g.
        --data-binary @FILE https://HOST:PORT/v1/patient/` + use + `
 
 The node must run all the same: it says which key is attested. The file is
-created with mode 0600 and never overwritten.`
+created with mode 0600 and never overwritten.
+
+With --delegation ID, --key is the key of the patient's delegate, who asks
+under that delegation (medfed consent delegate): each centre checks that
+the delegation names the key and is in force for the request's scope
+(view, or erasure: in force for the charter's key notice), and records
+the delegation beside the request.`
 	if op == patient.Erase {
 		long += ` The erasure document goes to
 --erasure-out (default: FILE.erasure), the body of POST /v1/consent: post
@@ -83,12 +89,13 @@ a holder with more says where its next page starts (a cursor), which
 needs a request of its own.`
 	}
 	cmd := &cobra.Command{
-		Use:   use + " --config FILE --key FILE --pseudonym P [--out FILE]",
+		Use:   use + " --config FILE --key FILE --pseudonym P [--delegation ID] [--out FILE]",
 		Short: short,
 		Long:  long,
 		Args:  cobra.NoArgs,
 	}
 	f.add(cmd)
+	f.addDelegation(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVar(&out, "out", "", "write the signed request to this `file` (mode 0600), as the JSON body POST /v1/patient/"+use+" takes, instead of sending it")
 	if op == patient.Erase {
@@ -98,12 +105,16 @@ needs a request of its own.`
 		if erasureOut != "" && out == "" {
 			return usagef("patient %s: --erasure-out goes with --out", use)
 		}
+		via, err := f.via(cmd)
+		if err != nil {
+			return err
+		}
 		k, p, _, err := f.load(cmd, cfg)
 		if err != nil {
 			return err
 		}
 		if out != "" {
-			return writePatientRequest(cmd, cfg, op, p, k, out, erasureOut)
+			return writePatientRequest(cmd, cfg, op, p, k, via, out, erasureOut)
 		}
 		var unconfirmed error
 		res, err := patientPages(cmd.Context(), cfg, op, p, k)
@@ -120,7 +131,7 @@ needs a request of its own.`
 		// centres reached have answered, so that the patient hears from
 		// each of them.
 		if op == patient.Erase {
-			doc, err := consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second)})
+			doc, err := consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: time.Now().UTC().Truncate(time.Second), Delegation: via})
 			if err != nil {
 				return err
 			}
@@ -149,9 +160,9 @@ needs a request of its own.`
 
 // writePatientRequest signs the patient's request, the first page of a
 // view or an erasure, and writes it to out as the body of its route; an
-// erasure's consent document goes to erasureOut (out.erasure when
-// empty). Nothing is sent.
-func writePatientRequest(cmd *cobra.Command, cfg centre.Config, op patient.Op, p ledger.Pseudonym, k ed25519.PrivateKey, out, erasureOut string) error {
+// erasure's consent document, under delegation via when a delegate signs,
+// goes to erasureOut (out.erasure when empty). Nothing is sent.
+func writePatientRequest(cmd *cobra.Command, cfg centre.Config, op patient.Op, p ledger.Pseudonym, k ed25519.PrivateKey, via consent.ID, out, erasureOut string) error {
 	req, err := centre.PatientPage(cfg, p, k, op, nil)
 	if err != nil {
 		return err
@@ -160,7 +171,7 @@ func writePatientRequest(cmd *cobra.Command, cfg centre.Config, op patient.Op, p
 	if op == patient.Erase {
 		// Signed before either file is written: a key that cannot sign
 		// leaves neither behind.
-		if doc, err = consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: now()}); err != nil {
+		if doc, err = consent.SignErasure(k, consent.Erasure{Federation: cfg.Federation.ID, Subject: p, Issued: now(), Delegation: via}); err != nil {
 			return err
 		}
 	}
@@ -338,6 +349,13 @@ func printPatient(w io.Writer, res api.PatientResult) {
 		}
 		for _, x := range h.Erasures {
 			fmt.Fprintf(w, "  %s  record %d erased\n", x.Time.Format(time.RFC3339), x.Record)
+		}
+		for _, q := range h.Requests {
+			fmt.Fprintf(w, "  %s  %s through %s", q.Time.Format(time.RFC3339), q.Event, q.Centre)
+			if q.Delegation != "" {
+				fmt.Fprintf(w, ", by a delegate under delegation %s", q.Delegation)
+			}
+			fmt.Fprintln(w)
 		}
 		for _, k := range h.KeyEvents {
 			fmt.Fprintf(w, "  %s  %s by %s of attestation %s", k.Time.Format(time.RFC3339), k.Event, k.Centre, k.Attestation)

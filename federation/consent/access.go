@@ -43,6 +43,13 @@ var events = enum.New[Event]("event", []string{
 
 func (e Event) String() string { return events.String(e) }
 
+// PatientsOwn reports whether e is one of the patient's own requests (a
+// view, an erasure, their records sent), whose entry's Ref names the
+// delegation a delegate made it under.
+func (e Event) PatientsOwn() bool {
+	return e == EventPatientView || e == EventPatientErase || e == EventPatientRecords
+}
+
 // AccessEntry is the body of a ledger access entry: who asked for a
 // patient's data, for what, and on what basis it was permitted or denied.
 // It holds codes and IDs only, never free text.
@@ -55,7 +62,7 @@ type AccessEntry struct {
 	Purpose   Purpose
 	Permitted bool
 	Basis     Basis
-	Ref       ID     // the contract, token or emergency session
+	Ref       ID     // the contract, token or emergency session; for the patient's own requests, the delegation a delegate made them under
 	Use       uint16 // which use of a token this is, from 1; 0 otherwise
 	Reason    Reason // for emergency access
 	// Nonce is the request's nonce, for a query: kept so that a replay is

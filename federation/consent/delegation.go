@@ -359,8 +359,12 @@ func (p *Patient) acting(key ed25519.PublicKey, id ID, s Scope, at time.Time) (*
 	case scopeErr != nil:
 		return nil, scopeErr
 	}
-	return nil, fmt.Errorf("%w: not a delegate of the patient", ErrSignature)
+	return nil, ErrNotDelegate
 }
+
+// ErrNotDelegate is MayAct's error for a key no delegation of the
+// patient names: the key may be the patient's own.
+var ErrNotDelegate = fmt.Errorf("%w: not a delegate of the patient", ErrSignature)
 
 // delegatedTo reports whether the patient holds a delegation id naming
 // key as its delegate, whatever its state.
@@ -582,10 +586,11 @@ func delegationTakesEffect(p *Patient, d Document) error {
 // approves it (Approve, with its hash from Show's Delegations) and, when
 // the patient has a key in force, after the charter's key notice without
 // the patient's veto. Its ID is drawn when zero; its federation and issue
-// time are this centre's.
-func (s *Service) Delegate(ctx context.Context, d Delegation) (Delivery, error) {
+// time are this centre's. It returns the document signed, whose hash the
+// approval names.
+func (s *Service) Delegate(ctx context.Context, d Delegation) (Document, Delivery, error) {
 	if d.Staff.IsZero() || d.Evidence == 0 {
-		return Delivery{}, malformed("a registrar's delegation names the registrar and the evidence seen")
+		return Document{}, Delivery{}, malformed("a registrar's delegation names the registrar and the evidence seen")
 	}
 	if d.ID.IsZero() {
 		d.ID = NewID()
@@ -594,9 +599,14 @@ func (s *Service) Delegate(ctx context.Context, d Delegation) (Delivery, error) 
 	d.Issued = s.now().UTC().Truncate(time.Second)
 	raw, err := SignDelegation(s.opts.Key, d)
 	if err != nil {
-		return Delivery{}, err
+		return Document{}, Delivery{}, err
 	}
-	return s.Submit(ctx, raw)
+	doc, err := Parse(raw)
+	if err != nil {
+		return Document{}, Delivery{}, err
+	}
+	del, err := s.Submit(ctx, raw)
+	return doc, del, err
 }
 
 // AuthenticateDelegate checks that signed, a request made at issued by

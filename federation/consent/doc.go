@@ -70,10 +70,11 @@
 // delegation is still in force as it arrives. A delegate's token lasts no
 // longer than the delegation and ends with its revocation; a delegate's
 // erasure needs the delegation in force for the key notice, as a key's
-// does. View and records are requests the patient's own service answers:
-// Patient.MayAct and Service.AuthenticateDelegate say whether a key may
-// make one (federation/patient does not ask them yet, so only the
-// patient's key makes those requests today). A delegate cannot name another delegate (no sub-delegation:
+// does. View, records and erasure are also requests the patient's own
+// service answers (federation/patient): Patient.MayAct and
+// Service.AuthenticateDelegate say whether a key may make one, and under
+// which delegation, which the request's access entry names (Ref). A
+// delegate cannot name another delegate (no sub-delegation:
 // whom the patient trusts is the patient's choice, or two registrars'),
 // veto a key replacement, or revoke a delegation but their own (they may
 // step down: a Revocation of their delegation, under it). The patient

@@ -20,7 +20,9 @@
 // (within MaxSkew of its clock) and the signature by a key a member
 // attested for the patient, neither superseded nor reported compromised
 // (consent.Service.Authenticate, which syncs the patient's attestations
-// first), before it says anything, even that it holds nothing: a member
+// first), or by a delegate's key within a delegation in force for the
+// request's scope (consent.Service.AuthenticateDelegate: the access entry
+// names the delegation), before it says anything, even that it holds nothing: a member
 // cannot learn who holds a patient's records with a request the patient
 // did not sign. Both operations are idempotent, so a replay by the relay
 // within the window changes nothing and tells it nothing new.

@@ -69,7 +69,7 @@ type HolderAnswer struct {
 // answers with anything that does not verify is in the result with its
 // error.
 func (s *Service) Relay(ctx context.Context, raw []byte) (Result, error) {
-	q, err := s.check(ctx, raw, s.host.ID(), node.ErrInvalid)
+	q, _, err := s.check(ctx, raw, s.host.ID(), node.ErrInvalid)
 	if err != nil {
 		return Result{}, err
 	}

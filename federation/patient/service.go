@@ -42,10 +42,12 @@ type Ledger interface {
 
 // Authenticator checks a patient's signature against the keys members
 // attested, and that a key erasing has been in force for the charter's
-// key notice (consent.Service).
+// key notice; or a delegate's against the patient's delegations
+// (consent.Service).
 type Authenticator interface {
 	Authenticate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, signed wire.Opened, issued time.Time) error
 	Settled(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey) error
+	AuthenticateDelegate(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, scope consent.Scope, signed wire.Opened, issued time.Time) (consent.Acting, error)
 }
 
 // Options configure a Service.
@@ -164,7 +166,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 	if err := s.limits.Allow(from); err != nil {
 		return nil, err
 	}
-	q, err := s.check(ctx, raw, from, ErrSignature)
+	q, via, err := s.check(ctx, raw, from, ErrSignature)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +185,7 @@ func (s *Service) Answer(ctx context.Context, from peer.ID, raw []byte) ([]byte,
 		a.Nothing, a.Size = true, s.opts.Ledger.Size()
 		return a.Sign(s.opts.Key)
 	}
-	audit := consent.AccessEntry{Event: consent.EventPatientView, Requester: from, Permitted: true, Nonce: q.Nonce}
+	audit := consent.AccessEntry{Event: consent.EventPatientView, Requester: from, Permitted: true, Nonce: q.Nonce, Ref: via}
 	if q.Op == Erase {
 		// The payloads first: the entries about the patient then show it.
 		n, err := s.opts.Erase(ctx, q.Subject)
@@ -385,31 +387,52 @@ func keyDocument(e ledger.Entry) bool {
 	return err == nil && (d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval || d.Kind == consent.KindVeto)
 }
 
-// check parses a request relayed by from and authenticates the patient;
-// the cheap checks come first. A request naming another relay fails with
-// wrongRelay: a holder's refusal of a forwarded request (ErrSignature), or
-// a relay's of a request meant for another (node.ErrInvalid).
-func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRelay error) (Request, error) {
+// check parses a request relayed by from and authenticates who signed
+// it: the patient, or a delegate acting within a delegation in force for
+// the request's scope, whose delegation it returns (zero for the
+// patient). The cheap checks come first. A request naming another relay
+// fails with wrongRelay: a holder's refusal of a forwarded request
+// (ErrSignature), or a relay's of a request meant for another
+// (node.ErrInvalid).
+func (s *Service) check(ctx context.Context, raw []byte, from peer.ID, wrongRelay error) (Request, consent.ID, error) {
 	q, err := ParseRequest(raw)
 	if err != nil {
-		return q, err
+		return q, consent.ID{}, err
 	}
 	switch {
 	case q.Relay != from:
-		return q, fmt.Errorf("%w: the request names another centre as its relay", wrongRelay)
+		return q, consent.ID{}, fmt.Errorf("%w: the request names another centre as its relay", wrongRelay)
 	case q.Federation != s.opts.Charter().Federation:
-		return q, malformed("a request for federation %q", q.Federation)
+		return q, consent.ID{}, malformed("a request for federation %q", q.Federation)
 	}
 	if d := s.opts.Now().Sub(q.Time); d > MaxSkew || d < -MaxSkew {
-		return q, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Second), MaxSkew)
+		return q, consent.ID{}, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Second), MaxSkew)
 	}
-	if err := s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.signed, q.Time); err != nil {
-		return q, err
+	err = s.opts.Consent.Authenticate(ctx, q.Subject, q.Key, q.signed, q.Time)
+	if errors.Is(err, consent.ErrSignature) {
+		// Not the patient's key: perhaps a delegate's. Its refusal is
+		// told when the key is one (out of scope, out of term, in
+		// notice for an erasure), the patient's otherwise.
+		a, derr := s.opts.Consent.AuthenticateDelegate(ctx, q.Subject, q.Key, scopes[q.Op], q.signed, q.Time)
+		switch {
+		case derr == nil:
+			return q, a.Delegation, nil
+		case !errors.Is(derr, consent.ErrNotDelegate):
+			return q, consent.ID{}, derr
+		}
+	}
+	if err != nil {
+		return q, consent.ID{}, err
 	}
 	if q.Op == Erase {
 		if err := s.opts.Consent.Settled(ctx, q.Subject, q.Key); err != nil {
-			return q, err
+			return q, consent.ID{}, err
 		}
 	}
-	return q, nil
+	return q, consent.ID{}, nil
 }
+
+// scopes is the delegation scope each request needs of a delegate: a
+// delegate erasing must have held the scope for the key notice, as a
+// patient's key must have (consent.Patient.MayAct).
+var scopes = map[Op]consent.Scope{View: consent.ScopeView, Records: consent.ScopeRecords, Erase: consent.ScopeErasure}

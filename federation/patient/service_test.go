@@ -42,9 +42,17 @@ type centre struct {
 	withdraws atomic.Int32 // calls of Options.Withdraw
 }
 
-// attested authenticates the one key the test attested for its patient:
-// the signature check of consent.Service, without its consent sync.
-type attested struct{ key ed25519.PublicKey }
+// attested authenticates the one key the test attested for its patient,
+// and the one delegate it names, within the scope given: the signature
+// checks of consent.Service, without its consent sync.
+type attested struct {
+	key      ed25519.PublicKey
+	delegate ed25519.PublicKey
+	scope    consent.Scope
+}
+
+// testDelegation is the delegation the test's delegate acts under.
+var testDelegation = consent.ID{7}
 
 func (a attested) Authenticate(_ context.Context, _ ledger.Pseudonym, key ed25519.PublicKey, signed wire.Opened, _ time.Time) error {
 	if !a.key.Equal(key) || !signed.Verify(key) {
@@ -54,6 +62,18 @@ func (a attested) Authenticate(_ context.Context, _ ledger.Pseudonym, key ed2551
 }
 
 func (attested) Settled(context.Context, ledger.Pseudonym, ed25519.PublicKey) error { return nil }
+
+func (a attested) AuthenticateDelegate(_ context.Context, _ ledger.Pseudonym, key ed25519.PublicKey, s consent.Scope, signed wire.Opened, _ time.Time) (consent.Acting, error) {
+	switch {
+	case a.delegate == nil || !a.delegate.Equal(key):
+		return consent.Acting{}, consent.ErrNotDelegate
+	case s&^a.scope != 0:
+		return consent.Acting{}, fmt.Errorf("%w: the delegation does not cover %v", consent.ErrSignature, s)
+	case !signed.Verify(key):
+		return consent.Acting{}, consent.ErrSignature
+	}
+	return consent.Acting{Delegation: testDelegation, Delegate: key, Scope: a.scope}, nil
+}
 
 // startFed starts a centre for each name, every one a member, and
 // connects them; listed is what the directory says holds the patient.
@@ -100,7 +120,7 @@ func startFedWith(t *testing.T, patientKey ed25519.PublicKey, listed func() []pe
 		t.Cleanup(func() { h.Close() })
 		c.host, c.ledger = h, l
 		opts := patient.Options{
-			Key: c.key, Ledger: l, Consent: attested{patientKey},
+			Key: c.key, Ledger: l, Consent: attested{key: patientKey},
 			Erase: func(ctx context.Context, p ledger.Pseudonym) (int, error) {
 				c.erases.Add(1)
 				return eraseAll(ctx, l, p)
@@ -389,5 +409,59 @@ func TestRecordsAreSealedToThePatient(t *testing.T) {
 	x, err := consent.DecodeAccess(es[0])
 	if err != nil || x.Event != consent.EventPatientRecords || x.Released != 1 || x.Requester != a.id {
 		t.Fatalf("centre-b recorded %+v, %v", x, err)
+	}
+}
+
+// A delegate asks as the patient would, with their own key, within the
+// delegation's scope: a view is answered and recorded with the
+// delegation beside it; an erasure, beyond the scope, is refused at the
+// relay, and nothing is erased.
+func TestADelegateAsksWithinTheirScope(t *testing.T) {
+	ctx := context.Background()
+	patientKey, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	carer, _, err := consent.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs []*centre
+	cs = startFedWith(t, nil, func() []peer.ID { return []peer.ID{cs[1].id} }, func(o *patient.Options) {
+		o.Consent = attested{key: patientKey.Public().(ed25519.PublicKey), delegate: carer.Public().(ed25519.PublicKey), scope: consent.ScopeView}
+	}, "centre-a", "centre-b")
+	a, b := cs[0], cs[1]
+	p := ledger.Pseudonym(sha256.Sum256([]byte("delegate test patient")))
+	holdRecords(t, p, b)
+
+	res, err := a.svc.Relay(ctx, signedRequest(t, carer, patient.View, a.id, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(res.Holders, func(h patient.HolderAnswer) bool { return h.Holder == b.id })
+	if i < 0 || res.Holders[i].Err != nil || res.Holders[i].Nothing {
+		t.Fatalf("the delegate's view at centre-b: %+v", res.Holders)
+	}
+	last, err := b.ledger.Entry(ctx, b.ledger.Size()-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := consent.DecodeAccess(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Event != consent.EventPatientView || x.Ref != testDelegation {
+		t.Fatalf("centre-b recorded %s under %s, want the patient's view under the delegation %s", x.Event, x.Ref, testDelegation)
+	}
+
+	size := b.ledger.Size()
+	if _, err := a.svc.Relay(ctx, signedRequest(t, carer, patient.Erase, a.id, p)); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("an erasure by a delegate for the view alone: %v, want refused", err)
+	}
+	if _, err := b.svc.Answer(ctx, a.id, signedRequest(t, carer, patient.Erase, a.id, p)); !errors.Is(err, consent.ErrSignature) {
+		t.Fatalf("the same erasure at the holder: %v, want refused", err)
+	}
+	if b.erases.Load() != 0 || b.ledger.Size() != size {
+		t.Fatalf("a refused erasure erased %d times, the ledger from %d to %d entries", b.erases.Load(), size, b.ledger.Size())
 	}
 }

@@ -432,7 +432,11 @@ func viewBundle(res PatientResult) resource {
 				details: map[string]string{"record-index": strconv.FormatInt(e.Record, 10)}}.resource(res.Pseudonym)))
 		}
 		for _, q := range h.Requests {
-			add(marshal(auditEvent{index: q.Index, at: q.Time, holder: h.Name, event: q.Event, action: "R", centre: q.Centre, permitted: true}.resource(res.Pseudonym)))
+			var d map[string]string
+			if q.Delegation != "" {
+				d = map[string]string{"delegation": q.Delegation}
+			}
+			add(marshal(auditEvent{index: q.Index, at: q.Time, holder: h.Name, event: q.Event, action: "R", centre: q.Centre, permitted: true, details: d}.resource(res.Pseudonym)))
 		}
 		for _, k := range h.KeyEvents {
 			d := map[string]string{"attestation": k.Attestation}

@@ -122,6 +122,10 @@ func balpEvent(self, pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
 	if code, ok := purposeCodes[a.Purpose.String()]; ok {
 		ev.PurposeOfEvent = []fhir.CodeableConcept{*concept(coding(actReason, code, a.Purpose.String()))}
 	}
+	if a.Event.PatientsOwn() && !a.Ref.IsZero() {
+		// The patient's delegate asked, named by the delegation (RelatedPerson/<id>).
+		ev.Agent = append(ev.Agent, fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "AGNT", "agent")), Who: &fhir.Reference{Reference: ptr("RelatedPerson/" + a.Ref.String())}, Requestor: true})
+	}
 	if a.Staff != (ledger.StaffID{}) {
 		user := fhir.AuditEventAgent{Type: concept(coding(userTypeSystem, "humanuser", "human user")), Requestor: true,
 			Who:  &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(staffSystem + ":" + a.Centre), Value: ptr(a.Staff.String())}},

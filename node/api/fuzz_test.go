@@ -32,8 +32,11 @@ func FuzzHTTPBody(f *testing.F) {
 	slices.SortFunc(ops, func(x, y operation) int { return cmp.Or(cmp.Compare(x.path, y.path), cmp.Compare(x.method, y.method)) })
 	p := strings.Repeat("ab", 32)
 	seeds := map[string][]string{
-		"/v1/patients":                   {`{"identifier": {"system": "nhs", "value": "943 476 5919"}}`, `{"identifier": {"system": "nhs|x", "value": ""}}`},
-		"/v1/patients/{pseudonym}/keys":  {`{"publicKey": "` + strings.Repeat("0f", 32) + `"}`, `{"publicKey": "zz", "compromised": true}`},
+		"/v1/patients":                  {`{"identifier": {"system": "nhs", "value": "943 476 5919"}}`, `{"identifier": {"system": "nhs|x", "value": ""}}`},
+		"/v1/patients/{pseudonym}/keys": {`{"publicKey": "` + strings.Repeat("0f", 32) + `"}`, `{"publicKey": "zz", "compromised": true}`},
+		"/v1/patients/{pseudonym}/delegations": {`{"delegateKey": "` + strings.Repeat("0f", 32) + `", "relationship": "guardian", "scope": ["view", "consent"], "evidence": "court-order", "expires": "2027-06-01T00:00:00Z"}`,
+			`{"delegateKey": "zz", "relationship": "x", "scope": ["nope"], "evidence": "", "expires": "soon"}`},
+		"/v1/patients/{pseudonym}/delegations/approvals": {`{"delegation": "` + p + `"}`},
 		"/v1/records":                    {`{"patient": "` + p + `", "class": "lab-result", "data": "eA==", "occurred": "2026-11-01"}`, `{"identifier": {"system": "nhs", "value": "1"}, "class": "x", "data": "!"}`},
 		"/v1/records/{index}/amendments": {`{"patient": "` + p + `", "class": "lab-result", "data": "eA=="}`},
 		"/v1/query":                      {`{"patient": "` + p + `", "purpose": "treatment", "classes": ["lab-result"]}`, `{"patient": "` + p + `", "purpose": "research", "token": "AAAA"}`},

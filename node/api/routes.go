@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,6 +32,7 @@ type Centre interface {
 	PseudonymsOf(ctx context.Context, identifiers []string) ([]ledger.Pseudonym, error)
 	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (centre.ConsentDelivery, error)
+	Delegate(ctx context.Context, d consent.Delegation) (consent.ID, [32]byte, centre.ConsentDelivery, error)
 	AddRecord(ctx context.Context, r centre.RecordRequest) (centre.RecordResponse, error)
 	CheckRecord(ctx context.Context, r centre.RecordRequest) error
 	RecordAt(ctx context.Context, index int64) (centre.RecordMeta, error)
@@ -94,6 +96,21 @@ type KeyBody struct {
 // ApprovalBody approves an attestation that replaces a patient's key.
 type ApprovalBody struct {
 	Attestation string `json:"attestation" pattern:"^[0-9a-fA-F]{64}$" doc:"the attestation's hash, 64 hex digits, as GET /v1/patients/{pseudonym}/keys and the notifications list it"`
+}
+
+// DelegationBody is a registrar's delegation, for a patient who cannot
+// sign one.
+type DelegationBody struct {
+	DelegateKey  string    `json:"delegateKey" pattern:"^[0-9a-fA-F]{64}$" doc:"the delegate's public key, 64 hex digits (medfed patient keygen prints it)"`
+	Relationship string    `json:"relationship" doc:"how the delegate stands to the patient: parent, guardian, carer, attorney or relative"`
+	Scope        []string  `json:"scope" doc:"what the delegate may do: consent, view, records, erasure"`
+	Evidence     string    `json:"evidence" doc:"what the registrar saw: birth-record, court-order, power-of-attorney or capacity-assessment"`
+	Expires      time.Time `json:"expires" doc:"when the delegation ends, RFC 3339"`
+}
+
+// DelegationApprovalBody approves a registrar's delegation.
+type DelegationApprovalBody struct {
+	Delegation string `json:"delegation" pattern:"^[0-9a-fA-F]{64}$" doc:"the delegation's hash, 64 hex digits, as its creation answered and GET /v1/patients/{pseudonym}/delegations lists it"`
 }
 
 // RecordBody adds a record, or an amendment of one.
@@ -187,6 +204,21 @@ func (s *Server) table() []route {
 			answer:  KeyList{}, params: []param{pseudonymParam}, handle: s.keys,
 			op: "listKeys", tag: "patients", about: "Each attestation of the patient's keys with its hash, the centre and staff member who made it, and its status: in force, superseded, " +
 				"or a replacement awaiting its second approval or its notice."},
+		{method: "POST", pattern: "/v1/patients/{pseudonym}/delegations", auth: authStaff, roles: []string{"registrar"},
+			summary: "Make a delegation for a patient who cannot sign one, having seen the evidence",
+			body:    DelegationBody{}, answer: DelegationDelivery{}, params: []param{pseudonymParam}, handle: s.delegate,
+			op: "delegate", tag: "patients", about: "For a child with no key, or an adult who lacks capacity: this centre signs, on the registrar's word and the evidence named, " +
+				"that the delegate's key may act for the patient within the scope until the expiry. It counts once a second staff member approves it " +
+				"(POST .../delegations/approvals with the hash answered) and, when the patient has a key in force, after the charter's key notice, in which that key can veto it."},
+		{method: "GET", pattern: "/v1/patients/{pseudonym}/delegations", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
+			summary: "List a patient's delegations and where each stands",
+			answer:  DelegationList{}, params: []param{pseudonymParam}, handle: s.delegations,
+			op: "listDelegations", tag: "patients", about: "Each delegation of the patient's, the patient's own and registrars', with its ID, hash, delegate key, relationship, scope, term " +
+				"and status: in force, awaiting a second approval, in its notice period, vetoed, void, not yet in force, expired or revoked."},
+		{method: "POST", pattern: "/v1/patients/{pseudonym}/delegations/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
+			summary: "Approve a registrar's delegation",
+			body:    DelegationApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approveDelegation,
+			op: "approveDelegation", tag: "patients", about: "The second staff member a registrar's delegation needs, having checked the evidence: someone other than the registrar who made it."},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
 			summary: "Approve an attestation that replaces a patient's key",
 			body:    ApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approve,
@@ -398,6 +430,83 @@ func (s *Server) approve(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	d, err := s.node.Approve(ctx, p, att, staff)
+	if err != nil {
+		return nil, err
+	}
+	return ConsentDeliveryOf(d), nil
+}
+
+func (s *Server) delegate(ctx context.Context, c *call) (any, error) {
+	var b DelegationBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	p, err := c.pseudonym()
+	if err != nil {
+		return nil, err
+	}
+	d := consent.Delegation{Subject: p, Expires: b.Expires}
+	if d.Delegate, err = consent.ParsePublicKey(b.DelegateKey); err != nil {
+		return nil, err
+	}
+	if d.Relationship, err = consent.ParseRelationship(b.Relationship); err != nil {
+		return nil, err
+	}
+	if d.Evidence, err = consent.ParseEvidence(b.Evidence); err != nil {
+		return nil, err
+	}
+	for _, name := range b.Scope {
+		sc, err := consent.ParseScope(name)
+		if err != nil {
+			return nil, err
+		}
+		d.Scope |= sc
+	}
+	if d.Staff, err = c.staffID(); err != nil {
+		return nil, err
+	}
+	id, hash, del, err := s.node.Delegate(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return DelegationDelivery{ID: id.String(), Hash: hex.EncodeToString(hash[:]), ConsentDelivery: ConsentDeliveryOf(del)}, nil
+}
+
+func (s *Server) delegations(ctx context.Context, c *call) (any, error) {
+	p, err := c.pseudonym()
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.node.ShowConsent(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	cv := ConsentViewOf(v)
+	out := DelegationList{Pseudonym: cv.Pseudonym, Delegations: cv.Delegations, KeyNotice: cv.KeyNotice}
+	if out.Delegations == nil {
+		out.Delegations = []ConsentDelegation{} // none: an empty list, not null
+	}
+	return out, nil
+}
+
+func (s *Server) approveDelegation(ctx context.Context, c *call) (any, error) {
+	var b DelegationApprovalBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	p, err := c.pseudonym()
+	if err != nil {
+		return nil, err
+	}
+	h, err := consent.ParseHash(b.Delegation)
+	if err != nil {
+		return nil, err
+	}
+	staff, err := c.staffID()
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.node.Approve(ctx, p, h, staff)
 	if err != nil {
 		return nil, err
 	}

@@ -586,12 +586,14 @@ type PatientTransfer struct {
 }
 
 // PatientRequestSeen is one of the patient's own requests, as the holder
-// recorded it: which, when, and through which centre.
+// recorded it: which, when, through which centre, and whether a delegate
+// made it.
 type PatientRequestSeen struct {
-	Index  int64
-	Time   time.Time
-	Event  string // patient-view or patient-erase
-	Centre string // the relay
+	Index      int64
+	Time       time.Time
+	Event      string // patient-view, patient-erase or patient-records
+	Centre     string // the relay
+	Delegation string `json:",omitempty"` // the delegation a delegate made it under; absent: the patient
 }
 
 // PatientErasure is a record whose payload was erased.
@@ -635,7 +637,11 @@ func PatientResultOf(res centre.PatientResult) PatientResult {
 				Source: t.Source, Copy: t.Copy})
 		}
 		for _, q := range a.Requests {
-			h.Requests = append(h.Requests, PatientRequestSeen{Index: q.Index, Time: q.Time, Event: q.Event.String(), Centre: q.Centre})
+			seen := PatientRequestSeen{Index: q.Index, Time: q.Time, Event: q.Event.String(), Centre: q.Centre}
+			if !q.Delegation.IsZero() {
+				seen.Delegation = q.Delegation.String()
+			}
+			h.Requests = append(h.Requests, seen)
 		}
 		for _, k := range a.KeyEvents {
 			ev := PatientKeyEvent{Index: k.Index, Time: k.Time, Event: "key-" + k.Kind.String(), Centre: k.Centre, Attestation: consent.FormatHash(k.Attestation),
@@ -720,6 +726,22 @@ type ConsentDelegation struct {
 	// yet in force, expired or revoked.
 	Status  string
 	Revoked *time.Time `json:",omitempty"`
+	Hash    string     // the delegation document's, 64 hex digits: what a registrar's needs approved
+}
+
+// DelegationList is a patient's delegations, oldest first.
+type DelegationList struct {
+	Pseudonym   string
+	Delegations []ConsentDelegation
+	KeyNotice   time.Duration // how long a registrar's delegation waits, approved, when the patient has a key
+}
+
+// DelegationDelivery is a registrar's delegation made: its ID, the hash a
+// second staff member's approval names, and how far it reached.
+type DelegationDelivery struct {
+	ID   string
+	Hash string
+	ConsentDelivery
 }
 
 // KeyList is the attestations of a patient's key: Key is the one in
@@ -789,7 +811,7 @@ func ConsentViewOf(v centre.ConsentView) ConsentView {
 	}
 	for _, g := range v.Delegations {
 		cd := ConsentDelegation{ID: g.ID.String(), Delegate: consent.FormatPublicKey(g.Delegate), Relationship: g.Relationship.String(),
-			Expires: g.Expires, Issued: g.Issued, Registrar: g.Registrar, Status: g.Status.String()}
+			Expires: g.Expires, Issued: g.Issued, Registrar: g.Registrar, Status: g.Status.String(), Hash: hex.EncodeToString(g.Hash[:])}
 		for _, sc := range []consent.Scope{consent.ScopeConsent, consent.ScopeView, consent.ScopeRecords, consent.ScopeErasure} {
 			if g.Scope&sc != 0 {
 				cd.Scope = append(cd.Scope, sc.String())

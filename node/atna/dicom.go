@@ -187,6 +187,10 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 			m.Participants = append(m.Participants, activeParticipant{UserID: a.Staff.String() + "@" + a.Centre, IsRequestor: true,
 				Roles: []codedValue{{role, roleSystem, role}}})
 		}
+		if a.Event.PatientsOwn() && !a.Ref.IsZero() {
+			// The patient's delegate asked, under this delegation.
+			m.Participants = append(m.Participants, activeParticipant{UserID: "delegate:" + a.Ref.String(), IsRequestor: true, Roles: []codedValue{roleSource}})
+		}
 		m.Participants = append(m.Participants, activeParticipant{UserID: self, Roles: []codedValue{roleDestination}})
 		patient.Details = append(patient.Details, detail("action", a.Action.String()), detail("basis", a.Basis.String()))
 		if a.Reason != 0 {

@@ -224,6 +224,19 @@ func (n *Node) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, st
 	return n.delivery(d), nil
 }
 
+// Delegate has staff, a registrar who saw evidence, make a delegation for
+// a patient who cannot sign one (a child with no key, an adult who lacks
+// capacity): it counts once a second staff member approves it (Approve,
+// with the hash returned) and, when the patient has a key in force, after
+// the charter's key notice without the patient's veto.
+func (n *Node) Delegate(ctx context.Context, d consent.Delegation) (consent.ID, [32]byte, ConsentDelivery, error) {
+	doc, del, err := n.Consent.Delegate(ctx, d)
+	if err != nil {
+		return consent.ID{}, [32]byte{}, ConsentDelivery{}, err
+	}
+	return doc.Delegation.ID, doc.Hash(), n.delivery(del), nil
+}
+
 // Standing is where a patient's consent stands.
 type Standing uint8
 
@@ -306,6 +319,7 @@ type ConsentDelegation struct {
 	Registrar    string // the centre whose registrar made it; "" when the patient signed it
 	Status       consent.DelegationStatus
 	Revoked      time.Time // zero: not revoked
+	Hash         [32]byte  // the delegation document's: what a registrar's needs approved
 }
 
 // ShowConsent returns the consent of patient p as this centre holds it.
@@ -332,7 +346,7 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 	}
 	for _, g := range v.Delegations {
 		cd := ConsentDelegation{ID: g.ID, Delegate: g.Delegate, Relationship: g.Relationship, Scope: g.Scope, NotBefore: g.NotBefore,
-			Expires: g.Expires, Issued: g.Issued, Status: g.Status, Revoked: g.Revoked}
+			Expires: g.Expires, Issued: g.Issued, Status: g.Status, Revoked: g.Revoked, Hash: g.Hash}
 		if g.Staff != (ledger.StaffID{}) {
 			cd.Registrar = n.signerName(g.Signer)
 		}

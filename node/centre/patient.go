@@ -127,12 +127,14 @@ type PatientTransfer struct {
 }
 
 // PatientRequestSeen is one of the patient's own requests, as the holder
-// recorded it: which, when, and through which centre.
+// recorded it: which, when, through which centre, and whether a delegate
+// made it.
 type PatientRequestSeen struct {
-	Index  int64
-	Time   time.Time
-	Event  consent.Event // patient-view or patient-erase
-	Centre string        // the relay
+	Index      int64
+	Time       time.Time
+	Event      consent.Event // patient-view, patient-erase or patient-records
+	Centre     string        // the relay
+	Delegation consent.ID    // the delegation a delegate made it under; zero: the patient
 }
 
 // PatientKeyEvent is a change to who speaks for the patient, as the
@@ -200,8 +202,8 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 			if err != nil {
 				return err
 			}
-			if x.Event == consent.EventPatientView || x.Event == consent.EventPatientErase || x.Event == consent.EventPatientRecords {
-				h.Requests = append(h.Requests, PatientRequestSeen{Index: e.Index, Time: e.Time, Event: x.Event, Centre: n.memberName(x.Requester)})
+			if x.Event.PatientsOwn() {
+				h.Requests = append(h.Requests, PatientRequestSeen{Index: e.Index, Time: e.Time, Event: x.Event, Centre: n.memberName(x.Requester), Delegation: x.Ref})
 				continue
 			}
 			h.Accesses = append(h.Accesses, n.patientAccess(e, x))

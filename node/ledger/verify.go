@@ -316,18 +316,30 @@ func checkLeaf(n int64, data, blob []byte, front frontier) (Entry, []tlog.Hash, 
 // index holds one (those of buckets written before it kept blocks are
 // missing, and those above its watermark are in memory only), with its
 // hashes recomputed from the entries.
+// The rows are read in order with one cursor, as the blocks are checked.
 func (pc *postingCheck) checkBlock(ctx context.Context, b int64, want *hashBlock) error {
 	if !pc.blocks || b >= pc.watermark/blockLeaves {
 		return nil
 	}
-	var blob []byte
-	switch err := pc.tx.QueryRowContext(ctx, "SELECT hashes FROM blocks WHERE block = ?", b).Scan(&blob); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil
-	case err != nil:
+	if pc.blockRows == nil {
+		rows, err := pc.tx.QueryContext(ctx, "SELECT block, hashes FROM blocks WHERE block < ? ORDER BY block", pc.watermark/blockLeaves)
+		if err != nil {
+			return err
+		}
+		pc.blockRows, pc.stored = rows, -1
+	}
+	for pc.stored < b && pc.blockRows.Next() {
+		if err := pc.blockRows.Scan(&pc.stored, &pc.storedHashes); err != nil {
+			return err
+		}
+	}
+	if err := pc.blockRows.Err(); err != nil {
 		return err
 	}
-	if !bytes.Equal(blob, want.blob()) {
+	if pc.stored != b {
+		return nil // none kept for b
+	}
+	if !bytes.Equal(pc.storedHashes, want.blob()) {
 		return badIndex(b*blockLeaves, "blocks", "the pseudonym index's hash block of entries %d to %d does not match them", b*blockLeaves, b*blockLeaves+blockLeaves-1)
 	}
 	return nil
@@ -410,10 +422,15 @@ type postingCheck struct {
 	db        *sql.DB
 	tx        *sql.Tx
 	watermark int64
-	blocks    bool                // the index keeps hash blocks
-	bucket    int64               // the bucket loaded in want
-	want      map[int64]Pseudonym // postings of that bucket not yet matched
-	next      chan bucketLoad     // the next bucket, read ahead
+	blocks    bool // the index keeps hash blocks
+	// blockRows reads the blocks below the watermark in order; stored is
+	// the last one read, and storedHashes its hashes.
+	blockRows    *sql.Rows
+	stored       int64
+	storedHashes []byte
+	bucket       int64               // the bucket loaded in want
+	want         map[int64]Pseudonym // postings of that bucket not yet matched
+	next         chan bucketLoad     // the next bucket, read ahead
 }
 
 type bucketLoad struct {
@@ -553,6 +570,9 @@ func (pc *postingCheck) finish(ctx context.Context) error {
 func (pc *postingCheck) close() {
 	if pc.next != nil {
 		<-pc.next // the read ahead uses tx
+	}
+	if pc.blockRows != nil {
+		pc.blockRows.Close()
 	}
 	if pc.tx != nil {
 		pc.tx.Rollback()

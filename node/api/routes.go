@@ -417,11 +417,17 @@ func (s *Server) approve(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
+	return s.approveHash(ctx, c, b.Attestation)
+}
+
+// approveHash has the caller approve the attestation or the registrar's
+// delegation of the route's patient whose hash is hash, in hex.
+func (s *Server) approveHash(ctx context.Context, c *call, hash string) (any, error) {
 	p, err := c.pseudonym()
 	if err != nil {
 		return nil, err
 	}
-	att, err := consent.ParseHash(b.Attestation)
+	h, err := consent.ParseHash(hash)
 	if err != nil {
 		return nil, err
 	}
@@ -429,7 +435,7 @@ func (s *Server) approve(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.node.Approve(ctx, p, att, staff)
+	d, err := s.node.Approve(ctx, p, h, staff)
 	if err != nil {
 		return nil, err
 	}
@@ -494,23 +500,7 @@ func (s *Server) approveDelegation(ctx context.Context, c *call) (any, error) {
 	if err := c.decode(&b); err != nil {
 		return nil, err
 	}
-	p, err := c.pseudonym()
-	if err != nil {
-		return nil, err
-	}
-	h, err := consent.ParseHash(b.Delegation)
-	if err != nil {
-		return nil, err
-	}
-	staff, err := c.staffID()
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.node.Approve(ctx, p, h, staff)
-	if err != nil {
-		return nil, err
-	}
-	return ConsentDeliveryOf(d), nil
+	return s.approveHash(ctx, c, b.Delegation)
 }
 
 func (s *Server) addRecord(ctx context.Context, c *call) (any, error) {

@@ -31,31 +31,43 @@ func TestProofsFromHashBlocks(t *testing.T) {
 	proveAll := func(t *testing.T) {
 		t.Helper()
 		for _, size := range []int64{150, 100, 33} {
-			root, err := f.l.RootAt(ctx, size)
-			if err != nil {
-				t.Fatal(err)
+			indexes := make([]int64, size)
+			for i := range indexes {
+				indexes[i] = int64(i)
 			}
-			cp := ledger.Checkpoint{Origin: testOrigin, Size: size, Root: root}
-			for i := range size {
-				e, err := f.l.Entry(ctx, i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				leaf, err := e.Encode()
-				if err != nil {
-					t.Fatal(err)
-				}
-				p, err := f.l.ProveInclusion(ctx, i, size)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := ledger.VerifyInclusion(cp, i, leaf, p); err != nil {
-					t.Fatalf("entry %d in the tree of %d: %v", i, size, err)
-				}
-			}
+			proveIn(t, f.l, size, indexes...)
 		}
 	}
 	proveAll(t)
 	f.reopen(t)
 	proveAll(t)
+}
+
+// proveIn proves each entry of indexes in the tree of size entries of l,
+// and checks the proof against the tree's root.
+func proveIn(t *testing.T, l *ledger.Ledger, size int64, indexes ...int64) {
+	t.Helper()
+	ctx := context.Background()
+	root, err := l.RootAt(ctx, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := ledger.Checkpoint{Origin: testOrigin, Size: size, Root: root}
+	for _, i := range indexes {
+		e, err := l.Entry(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := l.ProveInclusion(ctx, i, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ledger.VerifyInclusion(cp, i, leaf, p); err != nil {
+			t.Fatalf("entry %d in the tree of %d: %v", i, size, err)
+		}
+	}
 }

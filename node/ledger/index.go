@@ -77,6 +77,7 @@ type pseudonymIndex struct {
 	watermark int64                 // entries below are on disk
 	mem       map[Pseudonym][]int64 // postings at or above the watermark
 	blocks    [][]byte              // complete hash blocks from the watermark on
+	noBlocks  bool                  // blocks went missing: none are kept until the next open
 	upTo      int64                 // entries below are on disk or in mem
 
 	kick chan struct{}
@@ -181,7 +182,9 @@ func (x *pseudonymIndex) add(ps []posting, blocks [][]byte, size int64) {
 	for _, p := range ps {
 		x.mem[p.subject] = append(x.mem[p.subject], p.idx)
 	}
-	x.blocks = append(x.blocks, blocks...)
+	if !x.noBlocks {
+		x.blocks = append(x.blocks, blocks...)
+	}
 	x.upTo = size
 	full := size-x.watermark >= indexBucket
 	x.mu.Unlock()
@@ -225,7 +228,18 @@ func (x *pseudonymIndex) flush(ctx context.Context) {
 				}
 			}
 		}
-		blocks := x.blocks[:indexBucket/blockLeaves]
+		blocks := x.blocks[:min(len(x.blocks), indexBucket/blockLeaves)]
+		switch {
+		case x.noBlocks:
+			blocks = nil
+		case len(blocks) < indexBucket/blockLeaves:
+			// Never so (every commit adds the blocks it completed, and
+			// catchUp those from the watermark on); were it so, the
+			// blocks would be numbered wrong: keep none, proofs read
+			// the entries' rows.
+			x.log.Error("pseudonym index: hash blocks missing from a bucket; keeping none", "bucket", from/indexBucket, "held", len(blocks))
+			blocks, x.noBlocks = nil, true
+		}
 		x.mu.Unlock()
 
 		// Entries of a bucket are final once appended, so the bucket can be
@@ -248,6 +262,9 @@ func (x *pseudonymIndex) flush(ctx context.Context) {
 			}
 		}
 		x.blocks = slices.Clone(x.blocks[len(blocks):])
+		if x.noBlocks {
+			x.blocks = nil
+		}
 		x.watermark = to
 		x.mu.Unlock()
 	}
@@ -288,7 +305,7 @@ func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting
 // held: a bucket written before the index kept blocks has none.
 func (x *pseudonymIndex) block(ctx context.Context, b int64) ([]byte, bool, error) {
 	x.mu.Lock()
-	if first := x.watermark / blockLeaves; b >= first {
+	if first := x.watermark / blockLeaves; b >= first || x.noBlocks {
 		// Above the watermark, in memory until its bucket is written;
 		// the watermark moves only once it is.
 		var blob []byte

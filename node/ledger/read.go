@@ -210,6 +210,9 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 	var blocks [2]int64
 	k := 0
 	wants = slices.DeleteFunc(wants, func(w want) bool {
+		if w.level >= cacheLevel {
+			return false // a subtree the upper cache has not got: its row
+		}
 		b, pos := blockOf(w.level, w.n)
 		switch {
 		case b == current:
@@ -276,6 +279,9 @@ func (l *Ledger) readBlock(ctx context.Context, block int64, wants []want, out [
 		return nil, fmt.Errorf("hash block %d: %d bytes", block, len(blob))
 	}
 	return slices.DeleteFunc(wants, func(w want) bool {
+		if w.level >= cacheLevel {
+			return false
+		}
 		b, pos := blockOf(w.level, w.n)
 		if b == block {
 			copy(out[w.pos][:], blob[pos*tlog.HashSize:])

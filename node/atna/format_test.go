@@ -24,6 +24,7 @@ var (
 	formatPatient = ledger.Pseudonym(sha256.Sum256([]byte("format test patient")))
 	formatTime    = time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
 	documentHash  = sha256.Sum256([]byte("a signed document"))
+	delegation    = consent.ID{0xde, 0x1e}
 )
 
 // formatEntries are one entry of each shape the audit trail has.
@@ -58,6 +59,8 @@ func formatEntries() map[string]centre.AuditEntry {
 		"erasure":     erasure,
 		"export":      out,
 		"import":      in,
+		// The patient's view, asked by their delegate under a delegation.
+		"delegate view": access(9, consent.AccessEntry{Event: consent.EventPatientView, Permitted: true, Ref: delegation}),
 	}
 }
 
@@ -151,6 +154,8 @@ func TestDICOMFormat(t *testing.T) {
 			participants: []participant{{"centre-a", false, "110153"}, {"centre-b", true, "110152"}}, object: "ledger-index", lifecycle: "10"},
 		{name: "import", event: "110107", action: "C", outcome: "0", types: []string{"transfer"},
 			participants: []participant{{"centre-b", false, "110153"}, {"centre-a", true, "110152"}}, object: "ledger-index", lifecycle: "2"},
+		{name: "delegate view", event: "110110", action: "R", outcome: "0", types: []string{"patient-view"},
+			participants: []participant{{"centre-b", true, "110153"}, {"delegate:" + delegation.String(), true, "110153"}, {"centre-a", false, "110152"}}},
 	}
 	entries := formatEntries()
 	f := atna.DICOM("centre-a")
@@ -243,6 +248,7 @@ func TestFHIRFormat(t *testing.T) {
 		Agent []struct {
 			Requestor bool
 			Who       struct {
+				Reference  string
 				Display    string
 				Identifier struct{ Value string }
 			}
@@ -260,8 +266,10 @@ func TestFHIRFormat(t *testing.T) {
 		typ     string
 		action  string
 		outcome string
+		agent   string // an agent's reference the event must have
 	}{
 		{name: "emergency", balp: "PatientQuery", typ: "rest", action: "E", outcome: "0"},
+		{name: "delegate view", balp: "PatientRead", typ: "rest", action: "R", outcome: "0", agent: "RelatedPerson/" + delegation.String()},
 		{name: "refused", balp: "PatientQuery", typ: "rest", action: "E", outcome: "4"},
 		{name: "contract", typ: "110110", action: "C", outcome: "0"},
 		{name: "revocation", typ: "110110", action: "U", outcome: "0"},
@@ -303,14 +311,15 @@ func TestFHIRFormat(t *testing.T) {
 			if len(ev.Entity) == 0 || ev.Entity[0].What.Identifier.Value != formatPatient.String() {
 				t.Fatalf("entities %+v, want the patient first", ev.Entity)
 			}
-			requestors := 0
+			requestors, named := 0, tt.agent == ""
 			for _, a := range ev.Agent {
 				if a.Requestor {
 					requestors++
 				}
+				named = named || (a.Requestor && a.Who.Reference == tt.agent)
 			}
-			if requestors == 0 {
-				t.Fatalf("agents %+v: no requestor", ev.Agent)
+			if requestors == 0 || !named {
+				t.Fatalf("agents %+v: no requestor, or none at %q", ev.Agent, tt.agent)
 			}
 		})
 	}

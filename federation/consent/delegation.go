@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -586,11 +587,11 @@ func delegationTakesEffect(p *Patient, d Document) error {
 // approves it (Approve, with its hash from Show's Delegations) and, when
 // the patient has a key in force, after the charter's key notice without
 // the patient's veto. Its ID is drawn when zero; its federation and issue
-// time are this centre's. It returns the document signed, whose hash the
-// approval names.
-func (s *Service) Delegate(ctx context.Context, d Delegation) (Document, Delivery, error) {
+// time are this centre's. It returns the delegation made and the hash of
+// its document, which the approval names.
+func (s *Service) Delegate(ctx context.Context, d Delegation) (Delegation, [32]byte, Delivery, error) {
 	if d.Staff.IsZero() || d.Evidence == 0 {
-		return Document{}, Delivery{}, malformed("a registrar's delegation names the registrar and the evidence seen")
+		return d, [32]byte{}, Delivery{}, malformed("a registrar's delegation names the registrar and the evidence seen")
 	}
 	if d.ID.IsZero() {
 		d.ID = NewID()
@@ -599,14 +600,10 @@ func (s *Service) Delegate(ctx context.Context, d Delegation) (Document, Deliver
 	d.Issued = s.now().UTC().Truncate(time.Second)
 	raw, err := SignDelegation(s.opts.Key, d)
 	if err != nil {
-		return Document{}, Delivery{}, err
-	}
-	doc, err := Parse(raw)
-	if err != nil {
-		return Document{}, Delivery{}, err
+		return d, [32]byte{}, Delivery{}, err
 	}
 	del, err := s.Submit(ctx, raw)
-	return doc, del, err
+	return d, sha256.Sum256(raw), del, err // a document's hash is its bytes' (Document.Hash)
 }
 
 // AuthenticateDelegate checks that signed, a request made at issued by

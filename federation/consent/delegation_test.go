@@ -515,7 +515,7 @@ func TestParentDelegateGrantsChildConsent(t *testing.T) {
 	f.refused("a delegation of a patient with no key", err, consent.ErrSignature, "no key is attested", sizes)
 
 	expires := now().Add(30 * day)
-	if _, _, err := a.svc.Delegate(ctx, consent.Delegation{Subject: patient, Delegate: pub("parent"), Relationship: consent.Parent,
+	if _, _, _, err := a.svc.Delegate(ctx, consent.Delegation{Subject: patient, Delegate: pub("parent"), Relationship: consent.Parent,
 		Scope: consent.ScopeConsent, Expires: expires, Staff: ledger.StaffID{1}, Evidence: consent.BirthRecord}); err != nil {
 		t.Fatal(err)
 	}

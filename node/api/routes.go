@@ -399,16 +399,24 @@ func (c *call) staffID() (ledger.StaffID, error) {
 	return consent.ParseStaffID(c.staff.ID)
 }
 
-func (s *Server) keys(ctx context.Context, c *call) (any, error) {
+// consentView is the consent of the route's patient, as this centre holds it.
+func (s *Server) consentView(ctx context.Context, c *call) (ConsentView, error) {
 	p, err := c.pseudonym()
 	if err != nil {
-		return nil, err
+		return ConsentView{}, err
 	}
 	v, err := s.node.ShowConsent(ctx, p)
 	if err != nil {
+		return ConsentView{}, err
+	}
+	return ConsentViewOf(v), nil
+}
+
+func (s *Server) keys(ctx context.Context, c *call) (any, error) {
+	cv, err := s.consentView(ctx, c)
+	if err != nil {
 		return nil, err
 	}
-	cv := ConsentViewOf(v)
 	return KeyList{Pseudonym: cv.Pseudonym, Key: cv.Key, Keys: cv.Keys, KeyNotice: cv.KeyNotice}, nil
 }
 
@@ -479,15 +487,10 @@ func (s *Server) delegate(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Server) delegations(ctx context.Context, c *call) (any, error) {
-	p, err := c.pseudonym()
+	cv, err := s.consentView(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.node.ShowConsent(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	cv := ConsentViewOf(v)
 	out := DelegationList{Pseudonym: cv.Pseudonym, Delegations: cv.Delegations, KeyNotice: cv.KeyNotice}
 	if out.Delegations == nil {
 		out.Delegations = []ConsentDelegation{} // none: an empty list, not null

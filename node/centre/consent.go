@@ -230,11 +230,11 @@ func (n *Node) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, st
 // with the hash returned) and, when the patient has a key in force, after
 // the charter's key notice without the patient's veto.
 func (n *Node) Delegate(ctx context.Context, d consent.Delegation) (consent.ID, [32]byte, ConsentDelivery, error) {
-	doc, del, err := n.Consent.Delegate(ctx, d)
+	made, hash, del, err := n.Consent.Delegate(ctx, d)
 	if err != nil {
 		return consent.ID{}, [32]byte{}, ConsentDelivery{}, err
 	}
-	return doc.Delegation.ID, doc.Hash(), n.delivery(del), nil
+	return made.ID, hash, n.delivery(del), nil
 }
 
 // Standing is where a patient's consent stands.

@@ -124,7 +124,7 @@ func balpEvent(self, pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
 	}
 	if a.Event.PatientsOwn() && !a.Ref.IsZero() {
 		// The patient's delegate asked, named by the delegation (RelatedPerson/<id>).
-		ev.Agent = append(ev.Agent, fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "AGNT", "agent")), Who: &fhir.Reference{Reference: ptr("RelatedPerson/" + a.Ref.String())}, Requestor: true})
+		ev.Agent = append(ev.Agent, delegateAgent(a.Ref))
 	}
 	if a.Staff != (ledger.StaffID{}) {
 		user := fhir.AuditEventAgent{Type: concept(coding(userTypeSystem, "humanuser", "human user")), Requestor: true,
@@ -218,7 +218,7 @@ func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 		case "patient":
 			signer = fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "PAT", "patient")), Who: patientRef(pseudonym), Requestor: true}
 		case "delegate": // named by the delegation they acted under (RelatedPerson/<id>)
-			signer = fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "AGNT", "agent")), Who: &fhir.Reference{Reference: ptr("RelatedPerson/" + d.Via.String())}, Requestor: true}
+			signer = delegateAgent(d.Via)
 		}
 		agents = append(agents, signer, destination(centreRef(self), false))
 		hash := hex.EncodeToString(d.Hash[:])
@@ -269,4 +269,10 @@ func coding(system, code, display string) fhir.Coding {
 // concept is a CodeableConcept of one coding.
 func concept(cd fhir.Coding) *fhir.CodeableConcept {
 	return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}}
+}
+
+// delegateAgent is the patient's delegate who asked or signed, named by
+// the delegation they acted under (RelatedPerson/<id>).
+func delegateAgent(via consent.ID) fhir.AuditEventAgent {
+	return fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "AGNT", "agent")), Who: &fhir.Reference{Reference: ptr("RelatedPerson/" + via.String())}, Requestor: true}
 }

@@ -189,7 +189,7 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 		}
 		if a.Event.PatientsOwn() && !a.Ref.IsZero() {
 			// The patient's delegate asked, under this delegation.
-			m.Participants = append(m.Participants, activeParticipant{UserID: "delegate:" + a.Ref.String(), IsRequestor: true, Roles: []codedValue{roleSource}})
+			m.Participants = append(m.Participants, activeParticipant{UserID: delegateUser(a.Ref), IsRequestor: true, Roles: []codedValue{roleSource}})
 		}
 		m.Participants = append(m.Participants, activeParticipant{UserID: self, Roles: []codedValue{roleDestination}})
 		patient.Details = append(patient.Details, detail("action", a.Action.String()), detail("basis", a.Basis.String()))
@@ -210,7 +210,7 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 		case "patient":
 			signer = "patient:" + pseudonym
 		case "delegate":
-			signer = "delegate:" + d.Via.String() // the delegation the delegate acted under
+			signer = delegateUser(d.Via)
 		}
 		m.Participants = append(m.Participants,
 			activeParticipant{UserID: signer, IsRequestor: true, Roles: []codedValue{roleSource}},
@@ -248,3 +248,7 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 	}
 	return append([]byte(`<?xml version="1.0" encoding="UTF-8"?>`), b...), nil
 }
+
+// delegateUser names the patient's delegate who asked or signed by the
+// delegation they acted under.
+func delegateUser(via consent.ID) string { return "delegate:" + via.String() }

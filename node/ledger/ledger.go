@@ -120,6 +120,10 @@ func (l *Ledger) Stats() Stats {
 }
 
 type appendReq struct {
+	// side, for a request of write rather than Append: a write of the
+	// ledger's file beside the entries (a witness's state, a mirror, a
+	// checkpoint), run in the batch's transaction under a savepoint.
+	side     func(ctx context.Context, tx *sql.Tx) error
 	encs     [][]byte
 	subjects []Pseudonym
 	first    int64

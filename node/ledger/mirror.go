@@ -104,31 +104,28 @@ func (l *Ledger) AddMirror(ctx context.Context, origin string, c MirrorChunk) (e
 	if c.Start < 0 || c.Count <= 0 || len(c.Blob) == 0 || len(c.Blob) > MaxMirrorChunk {
 		return 0, fmt.Errorf("%w: a mirror chunk of %d entries from %d, %d bytes", node.ErrInvalid, c.Count, c.Start, len(c.Blob))
 	}
-	tx, err := l.w.BeginTx(ctx, nil)
+	err = l.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if end, err = mirrorEnd(ctx, tx, origin); err != nil {
+			return err
+		}
+		if c.Start != end {
+			return fmt.Errorf("%w: it starts at %d, the mirror of %s ends at %d", ErrMirrorGap, c.Start, origin, end)
+		}
+		var cosigned int64
+		switch err := tx.QueryRowContext(ctx, "SELECT size FROM witnessed WHERE origin = ?", origin).Scan(&cosigned); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		}
+		if c.Start+c.Count > cosigned {
+			return fmt.Errorf("%w: a mirror of %s to %d, beyond the %d entries this centre cosigned", node.ErrInvalid, origin, c.Start+c.Count, cosigned)
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO mirrors (origin, start, count, blob, mac) VALUES (?, ?, ?, ?, ?)",
+			origin, c.Start, c.Count, c.Blob, l.mirrorMAC(origin, c))
+		return err
+	})
 	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	if end, err = mirrorEnd(ctx, tx, origin); err != nil {
-		return 0, err
-	}
-	if c.Start != end {
-		return end, fmt.Errorf("%w: it starts at %d, the mirror of %s ends at %d", ErrMirrorGap, c.Start, origin, end)
-	}
-	var cosigned int64
-	switch err := tx.QueryRowContext(ctx, "SELECT size FROM witnessed WHERE origin = ?", origin).Scan(&cosigned); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return end, err
-	}
-	if c.Start+c.Count > cosigned {
-		return end, fmt.Errorf("%w: a mirror of %s to %d, beyond the %d entries this centre cosigned", node.ErrInvalid, origin, c.Start+c.Count, cosigned)
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO mirrors (origin, start, count, blob, mac) VALUES (?, ?, ?, ?, ?)",
-		origin, c.Start, c.Count, c.Blob, l.mirrorMAC(origin, c)); err != nil {
-		return end, err
-	}
-	if err := tx.Commit(); err != nil {
 		return end, err
 	}
 	return c.Start + c.Count, nil

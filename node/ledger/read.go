@@ -453,15 +453,10 @@ func (l *Ledger) Sign(ctx context.Context) (SignedCheckpoint, error) {
 	if err != nil {
 		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
 	}
-	tx, err := l.w.BeginTx(ctx, nil)
-	if err != nil {
-		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)", head.Size, head.Root[:], msg); err != nil {
-		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
+	if err := l.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)", head.Size, head.Root[:], msg)
+		return err
+	}); err != nil {
 		return SignedCheckpoint{}, fmt.Errorf("ledger sign: %w", err)
 	}
 	l.latest = SignedCheckpoint{Checkpoint: head, Note: msg}
@@ -502,15 +497,10 @@ func (l *Ledger) MarkFinal(ctx context.Context, size int64, cosigned []byte) err
 	if err != nil || final.Checkpoint != sc.Checkpoint {
 		return fmt.Errorf("ledger mark final %d: the cosigned note is not this checkpoint", size)
 	}
-	tx, err := l.w.BeginTx(ctx, nil)
-	if err != nil {
+	if err := l.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE checkpoints SET cosigned = ? WHERE size = ?", cosigned, size)
 		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "UPDATE checkpoints SET cosigned = ? WHERE size = ?", cosigned, size); err != nil {
-		return fmt.Errorf("ledger mark final %d: %w", size, err)
-	}
-	if err := tx.Commit(); err != nil {
+	}); err != nil {
 		return fmt.Errorf("ledger mark final %d: %w", size, err)
 	}
 	l.signMu.Lock()

@@ -40,39 +40,40 @@ var ErrBlocked = node.E(node.Conflict, "log blocked after equivocation")
 // transaction: a crash cannot separate the check from the state it allowed,
 // so a witness never cosigns two histories however it is restarted. When
 // check fails nothing changes. A blocked log is refused before check runs.
+// The transaction is the next group commit's (see write): check runs on
+// the ledger's single writer, so it must be quick and must not call the
+// ledger.
 func (l *Ledger) Witness(ctx context.Context, origin string, check func(prev Witnessed, found bool) (Witnessed, error)) error {
-	tx, err := l.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("witness %s: %w", origin, err)
-	}
-	defer tx.Rollback()
-	var prev Witnessed
-	var root []byte
-	var blocked bool
-	err = tx.QueryRowContext(ctx, "SELECT size, root, note, blocked FROM witnessed WHERE origin = ?", origin).Scan(&prev.Size, &root, &prev.Note, &blocked)
-	found := err == nil
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("witness %s: %w", origin, err)
-	case blocked:
-		return fmt.Errorf("witness %s: %w", origin, ErrBlocked)
-	case len(root) != tlog.HashSize:
-		return fmt.Errorf("witness %s: stored root of %d bytes", origin, len(root))
-	default:
-		prev.Root = tlog.Hash(root)
-	}
-	next, err := check(prev, found)
+	err := l.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var prev Witnessed
+		var root []byte
+		var blocked bool
+		err := tx.QueryRowContext(ctx, "SELECT size, root, note, blocked FROM witnessed WHERE origin = ?", origin).Scan(&prev.Size, &root, &prev.Note, &blocked)
+		found := err == nil
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("witness %s: %w", origin, err)
+		case blocked:
+			return fmt.Errorf("witness %s: %w", origin, ErrBlocked)
+		case len(root) != tlog.HashSize:
+			return fmt.Errorf("witness %s: stored root of %d bytes", origin, len(root))
+		default:
+			prev.Root = tlog.Hash(root)
+		}
+		next, err := check(prev, found)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO witnessed (origin, size, root, note) VALUES (?, ?, ?, ?)
+			ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note`,
+			origin, next.Size, next.Root[:], next.Note); err != nil {
+			return fmt.Errorf("witness %s: %w", origin, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO witnessed (origin, size, root, note) VALUES (?, ?, ?, ?)
-		ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note`,
-		origin, next.Size, next.Root[:], next.Note); err != nil {
-		return fmt.Errorf("witness %s: %w", origin, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("witness %s: %w", origin, err)
 	}
 	l.witnessed.changed()
 	return nil
@@ -82,19 +83,17 @@ func (l *Ledger) Witness(ctx context.Context, origin string, check func(prev Wit
 // blocks the log: this centre cosigns none of its checkpoints until an
 // operator acts.
 func (l *Ledger) RecordEvidence(ctx context.Context, e Evidence) error {
-	tx, err := l.w.BeginTx(ctx, nil)
+	err := l.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO evidence (origin, held, offered, reason, seen) VALUES (?, ?, ?, ?, ?)",
+			e.Origin, e.Held, e.Offered, e.Reason, l.now().UnixNano()); err != nil {
+			return fmt.Errorf("recording evidence: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE witnessed SET blocked = 1 WHERE origin = ?", e.Origin); err != nil {
+			return fmt.Errorf("recording evidence: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "INSERT INTO evidence (origin, held, offered, reason, seen) VALUES (?, ?, ?, ?, ?)",
-		e.Origin, e.Held, e.Offered, e.Reason, l.now().UnixNano()); err != nil {
-		return fmt.Errorf("recording evidence: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE witnessed SET blocked = 1 WHERE origin = ?", e.Origin); err != nil {
-		return fmt.Errorf("recording evidence: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return err
 	}
 	l.witnessed.changed()

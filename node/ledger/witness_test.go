@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -142,5 +143,66 @@ func TestWitnessedLogsFollowEveryWrite(t *testing.T) {
 	}
 	if !held()[log].Blocked {
 		t.Fatal("WitnessedLogs does not show the log blocked after evidence")
+	}
+}
+
+// A witness's writes go through the ledger's group commit: beside 64
+// concurrent appenders, 32 of them, every other one refused by its check,
+// share the appends' commits; the refused ones store nothing and fail
+// alone, and every append and every accepted write is there after a
+// restart.
+func TestWritesShareTheAppendsCommitsAndFailAlone(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const appends, writes = 64 * 8, 32
+	refused := errors.New("refused")
+	origin := func(i int) string { return fmt.Sprintf("medfed/test-federation/centre-%02d", i) }
+	var wg sync.WaitGroup
+	for a := range 64 {
+		wg.Go(func() {
+			for i := range appends / 64 {
+				if _, err := f.l.Append(ctx, record(t, pseudonym(a), a*100+i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for i := range writes {
+		wg.Go(func() {
+			err := f.l.Witness(ctx, origin(i), func(ledger.Witnessed, bool) (ledger.Witnessed, error) {
+				if i%2 == 1 {
+					return ledger.Witnessed{Size: 99}, refused
+				}
+				return ledger.Witnessed{Size: int64(i + 1), Root: [32]byte{byte(i)}, Note: []byte("note")}, nil
+			})
+			switch {
+			case i%2 == 1 && !errors.Is(err, refused), i%2 == 0 && err != nil:
+				t.Errorf("write %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	commits := f.l.Stats().CommitSeconds.Count
+	if commits >= writes {
+		t.Errorf("%d appends and %d writes took %d commits: the writes did not share them", appends, writes, commits)
+	}
+	t.Logf("%d appends and %d writes in %d commits", appends, writes, commits)
+
+	f.reopen(t)
+	if f.l.Size() != appends {
+		t.Fatalf("%d entries after the restart, want %d", f.l.Size(), appends)
+	}
+	held, err := f.l.WitnessedLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != writes/2 {
+		t.Errorf("%d logs witnessed, want the %d accepted", len(held), writes/2)
+	}
+	for i := 0; i < writes; i += 2 {
+		if w := held[origin(i)]; w.Size != int64(i+1) || w.Root != ([32]byte{byte(i)}) {
+			t.Errorf("%s: held %+v", origin(i), w)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/medfed/medfed/federation/device"
 	httpapi "github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest"
 )
 
 // deviceReadings are what the test's glucose meter posts: two glucose
@@ -53,6 +54,12 @@ func TestDeviceReadingsReachAConsentedClinician(t *testing.T) {
 	root := t.TempDir()
 	file := func(name string) string { return filepath.Join(root, name) }
 	a, b := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b")
+	// centre-a's audit trail goes to its hospital's repository as FHIR
+	// AuditEvents.
+	audit := &auditExport{c: a, collector: nodetest.NewSyslogCollector(t), format: "fhir", facility: 10, hostname: "medfed.centre-a.test",
+		metrics: fmt.Sprintf("127.0.0.1:%d", nodetest.FreePort(t))}
+	audit.collector.Start()
+	a.extra = audit.env()
 	foundTwo(t, root, a, b)
 	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
 	grantTreatment(t, root, a, p)
@@ -268,5 +275,23 @@ func TestDeviceReadingsReachAConsentedClinician(t *testing.T) {
 	if !strings.Contains(out, "device "+deviceID) || !strings.Contains(out, "state     revoked") {
 		t.Errorf("device list printed:\n%s", out)
 	}
+
+	// The patient's view shows the registration and its end, and both
+	// reached the hospital's audit repository, valid FHIR AuditEvents.
+	out = a.run("patient", "view", "--key", file("patient.key"), "--pseudonym", p)
+	if !strings.Contains(out, "device "+deviceID+" registered for") || !strings.Contains(out, "device "+deviceID+" revoked") {
+		t.Errorf("the patient's view does not show the device registered and revoked:\n%s", out)
+	}
+	waitFor(t, 30*time.Second, "centre-a's audit export catches up", func() bool {
+		m, _ := scrape(t, audit.metrics)
+		return value(m, "medfed_audit_backlog_entries") == 0 && value(m, "medfed_audit_connected") == 1
+	})
+	audit.collector.Stop()
+	events := auditedOf(t, audit, "device", "device-revocation")
+	if len(events["device"]) != 1 || len(events["device-revocation"]) != 1 {
+		t.Fatalf("centre-a's audit repository holds %d device registrations and %d revocations, want 1 and 1", len(events["device"]), len(events["device-revocation"]))
+	}
+	validateFHIR(t, []string{writeJSONFile(t, file("audit-device.json"), json.RawMessage(events["device"][0])),
+		writeJSONFile(t, file("audit-device-revocation.json"), json.RawMessage(events["device-revocation"][0]))})
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
 }

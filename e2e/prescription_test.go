@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	httpapi "github.com/medfed/medfed/node/api"
 	node "github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
+	"github.com/medfed/medfed/node/nodetest"
 )
 
 // foundThreeWithoutKey founds centre-a, centre-b and centre-c from
@@ -94,6 +96,15 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 	a, b, c := newCentre(t, root, "centre-a"), newCentre(t, root, "centre-b"), newCentre(t, root, "centre-c")
 	all := []*centre{a, b, c}
 	logsIfFailed(t, all)
+	// The issuer's audit trail goes to its hospital's repository as FHIR
+	// AuditEvents, a pharmacy's to its own as DICOM audit messages.
+	issuerAudit := &auditExport{c: a, collector: nodetest.NewSyslogCollector(t), format: "fhir", facility: 10}
+	pharmacyAudit := &auditExport{c: b, collector: nodetest.NewSyslogCollector(t), format: "dicom", facility: 13}
+	for _, e := range []*auditExport{issuerAudit, pharmacyAudit} {
+		e.hostname, e.metrics = "medfed."+e.c.name+".test", fmt.Sprintf("127.0.0.1:%d", nodetest.FreePort(t))
+		e.collector.Start()
+		e.c.extra = e.env()
+	}
 	x := foundThreeWithoutKey(t, root, all)
 	prescriberTok, prescriber := staffMember(a, "clinician")
 	_, otherStaff := staffMember(a, "clinician")
@@ -302,6 +313,14 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 		}
 	}
 
+	for _, e := range []*auditExport{issuerAudit, pharmacyAudit} {
+		waitFor(t, 30*time.Second, e.c.name+"'s audit export catches up", func() bool {
+			m, _ := scrape(t, e.metrics)
+			return value(m, "medfed_audit_backlog_entries") == 0 && value(m, "medfed_audit_connected") == 1
+		})
+		e.collector.Stop()
+	}
+
 	// Afterwards: centre-a's ledger holds exactly one dispense per supply,
 	// and each pharmacy's the ones it was confirmed; no log holds a
 	// medication's code or name, nor the dosage.
@@ -339,8 +358,55 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 	if want := 2*len(rounds) + 2; received != want {
 		t.Errorf("the pharmacies recorded %d dispenses, want %d", received, want)
 	}
-	validateFHIR(t, []string{fhirDir})
+	// Every supply and cancellation reached the issuer's audit
+	// repository, and each supply centre-b was confirmed its own: the
+	// prescription by its index, never its medication.
+	supplies := 0
+	for _, fills := range dispensed {
+		supplies += len(fills)
+	}
+	events := auditedOf(t, issuerAudit, "dispense", "cancellation")
+	if len(events["dispense"]) != supplies || len(events["cancellation"]) != 2 { // the command's and the API's
+		t.Errorf("centre-a's audit repository holds %d dispenses and %d cancellations, want %d and 2", len(events["dispense"]), len(events["cancellation"]), supplies)
+	}
+	var auditFiles []string
+	for _, kind := range []string{"dispense", "cancellation"} {
+		for i, body := range events[kind][:min(3, len(events[kind]))] {
+			auditFiles = append(auditFiles, writeJSONFile(t, filepath.Join(root, fmt.Sprintf("audit-%s-%d.json", kind, i)), json.RawMessage(body)))
+		}
+	}
+	atPharmacy := auditedOf(t, pharmacyAudit, "dispense")["dispense"]
+	if len(atPharmacy) != receivedDispenses(t, b) {
+		t.Errorf("centre-b's audit repository holds %d dispenses, its ledger %d", len(atPharmacy), receivedDispenses(t, b))
+	}
+	for _, body := range atPharmacy {
+		if !bytes.Contains(body, []byte(`csd-code="110109"`)) || !bytes.Contains(body, []byte(`ParticipantObjectName>prescription<`)) {
+			t.Fatalf("centre-b's audit message of a dispense is not an Order Record update of the prescription: %s", body)
+		}
+	}
+	for _, e := range []*auditExport{issuerAudit, pharmacyAudit} {
+		for _, secret := range []string{"39732311000001104", "Paracetamol", "tablets up to four"} {
+			if bytes.Contains(e.collector.Raw(), []byte(secret)) {
+				t.Errorf("%s's audit repository received %q", e.c.name, secret)
+			}
+		}
+	}
+	validateFHIR(t, append([]string{fhirDir}, auditFiles...))
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// auditedOf returns the bodies of the messages of the given kinds that
+// export e's repository received, one per ledger entry, by kind.
+func auditedOf(t *testing.T, e *auditExport, kinds ...string) map[string][][]byte {
+	t.Helper()
+	out, seen := map[string][][]byte{}, map[int64]bool{}
+	for _, m := range e.collector.Messages() {
+		if slices.Contains(kinds, m.Kind) && !seen[m.Index] {
+			seen[m.Index] = true
+			out[m.Kind] = append(out[m.Kind], m.Body)
+		}
+	}
+	return out
 }
 
 // dispensesOf opens centre c's ledger (its node stopped) and returns the

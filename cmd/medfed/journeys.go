@@ -259,6 +259,10 @@ func mergePage(res *api.PatientResult, page api.PatientResult, cursors []patient
 		h.Erasures = append(h.Erasures, g.Erasures...)
 		h.Requests = append(h.Requests, g.Requests...)
 		h.KeyEvents = append(h.KeyEvents, g.KeyEvents...)
+		h.Dispenses = append(h.Dispenses, g.Dispenses...)
+		h.Cancellations = append(h.Cancellations, g.Cancellations...)
+		h.Devices = append(h.Devices, g.Devices...)
+		h.DeviceRevocations = append(h.DeviceRevocations, g.DeviceRevocations...)
 		h.Next, h.LedgerSize = g.Next, g.LedgerSize
 		if g.Status == "failed" {
 			h.Status, h.Error = g.Status, g.Error
@@ -366,6 +370,19 @@ func printPatient(w io.Writer, res api.PatientResult) {
 				fmt.Fprint(w, ", the keys before it reported lost or stolen")
 			}
 			fmt.Fprintln(w)
+		}
+		for _, d := range h.Dispenses {
+			fmt.Fprintf(w, "  %s  supply %d of %s's prescription %d dispensed by %s (pharmacist %s)\n", d.Time.Format(time.RFC3339), d.Fill, d.Issuer, d.Prescription, d.Pharmacy, d.Pharmacist)
+		}
+		for _, c := range h.Cancellations {
+			fmt.Fprintf(w, "  %s  prescription %d cancelled (%s) by prescriber %s\n", c.Time.Format(time.RFC3339), c.Prescription, c.Reason, c.Prescriber)
+		}
+		for _, d := range h.Devices {
+			fmt.Fprintf(w, "  %s  device %s registered for %s, %s to %s\n", d.Time.Format(time.RFC3339), d.Device, strings.Join(d.Classes, ", "),
+				d.NotBefore.Format(time.RFC3339), d.Expires.Format(time.RFC3339))
+		}
+		for _, r := range h.DeviceRevocations {
+			fmt.Fprintf(w, "  %s  device %s revoked (its registration, entry %d)\n", r.Time.Format(time.RFC3339), r.Device, r.Registration)
 		}
 	}
 }

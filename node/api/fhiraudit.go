@@ -127,9 +127,7 @@ func balpEvent(self, pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
 		ev.Agent = append(ev.Agent, delegateAgent(a.Ref))
 	}
 	if a.Staff != (ledger.StaffID{}) {
-		user := fhir.AuditEventAgent{Type: concept(coding(userTypeSystem, "humanuser", "human user")), Requestor: true,
-			Who:  &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(staffSystem + ":" + a.Centre), Value: ptr(a.Staff.String())}},
-			Role: []fhir.CodeableConcept{{Coding: []fhir.Coding{{System: ptr(roleSystem), Code: ptr(a.Role.String())}}}}}
+		user := staffAgent(a.Centre, a.Staff, a.Role.String())
 		user.PurposeOfUse = ev.PurposeOfEvent
 		ev.Agent = append(ev.Agent, user)
 	}
@@ -156,9 +154,11 @@ func balpEvent(self, pseudonym string, a centre.PatientAccess) fhir.AuditEvent {
 
 // The codes of the audit trail's events other than accesses.
 const (
-	kindSystem      = "urn:medfed:ledger-kind"
-	documentSystem  = "urn:medfed:consent-document" // a consent document, by the SHA-256 of its signed bytes
-	roleClassSystem = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+	kindSystem     = "urn:medfed:ledger-kind"
+	documentSystem = "urn:medfed:consent-document" // a consent document, by the SHA-256 of its signed bytes
+	// a device's registration or revocation, by the SHA-256 of what the patient signed
+	deviceStatementSystem = "urn:medfed:device-statement"
+	roleClassSystem       = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
 )
 
 // AuditEvent returns entry e of the audit trail of centre self (see
@@ -173,7 +173,7 @@ func AuditEvent(self string, e centre.AuditEntry) ([]byte, error) {
 	switch {
 	case e.Access != nil:
 		ev = balpEvent(self, e.Pseudonym.String(), *e.Access)
-	case e.Document != nil, e.Erasure != nil, e.Transfer != nil:
+	case e.Document != nil, e.Erasure != nil, e.Transfer != nil, e.Dispense != nil, e.Cancellation != nil, e.Device != nil, e.DeviceRevocation != nil:
 		ev = ledgerEvent(self, e)
 	default:
 		return nil, fmt.Errorf("audit event of entry %d: %w: a %s entry records nothing audited", e.Index, node.ErrInvalid, e.Kind)
@@ -189,9 +189,13 @@ func AuditEvent(self string, e centre.AuditEntry) ([]byte, error) {
 // with DICOM's event types (PS3.15 A.5.3): a consent document accepted is
 // a Patient Record event that creates, a revocation one that updates, an
 // erasure one that deletes; a record copied to another centre is an
-// Export, one copied here an Import. The requestor is whoever signed the
-// document (the patient, their delegate, or the attesting centre) or the centre the
-// record went to or came from; this centre is the observer.
+// Export, one copied here an Import; a prescription's supply dispensed,
+// or its cancellation, an Order Record event that updates; a device the
+// patient registered a Patient Record event that creates, its revocation
+// one that updates. The requestor is whoever signed the document (the
+// patient, their delegate, or the attesting centre), the centre the
+// record went to or came from, the pharmacist who claimed the supply or
+// the prescriber who cancelled; this centre is the observer.
 func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 	pseudonym := e.Pseudonym.String()
 	source := func(who *fhir.Reference, requestor bool) fhir.AuditEventAgent {
@@ -242,6 +246,36 @@ func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 		}
 		details = append(details, "direction: "+t.Direction.String(),
 			"record at the source: "+strconv.FormatInt(t.Source, 10), "copy at the destination: "+strconv.FormatInt(t.Copy, 10))
+	case e.Dispense != nil:
+		d := e.Dispense
+		typ, action = coding(dicomSystem, "110109", "Order Record"), fhir.AuditEventActionU
+		agents = append(agents, source(centreRef(d.Pharmacy), false), staffAgent(d.Pharmacy, d.Pharmacist, "pharmacist"), destination(centreRef(d.Issuer), false))
+		entities = append(entities, prescriptionEntity(d.Issuer, d.Prescription,
+			fmt.Sprintf("supply %d dispensed; the issuer's dispense entry %d", d.Fill, d.Confirmed)))
+	case e.Cancellation != nil:
+		c := e.Cancellation
+		typ, action = coding(dicomSystem, "110109", "Order Record"), fhir.AuditEventActionU
+		agents = append(agents, staffAgent(self, c.Prescriber, "prescriber"), destination(centreRef(self), false))
+		entities = append(entities, prescriptionEntity(self, c.Prescription, "cancelled: "+c.Reason.String()))
+	case e.Device != nil, e.DeviceRevocation != nil:
+		var statement [32]byte
+		var about string
+		if d := e.Device; d != nil {
+			statement = d.Statement
+			about = fmt.Sprintf("device %s registered for %s from %s until %s", d.Device, strings.Join(d.Classes, ", "),
+				d.NotBefore.UTC().Format(time.RFC3339), d.Expires.UTC().Format(time.RFC3339))
+		} else {
+			r := e.DeviceRevocation
+			action, statement = fhir.AuditEventActionU, r.Statement
+			about = fmt.Sprintf("device %s revoked; its registration was entry %d", r.Device, r.Registration)
+		}
+		agents = append(agents, fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "PAT", "patient")), Who: patientRef(pseudonym), Requestor: true},
+			destination(centreRef(self), false))
+		entities = append(entities, fhir.AuditEventEntity{
+			What: &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(deviceStatementSystem), Value: ptr(hex.EncodeToString(statement[:]))}},
+			Type: ptr(coding(entityTypeSystem, "2", "System Object")), Role: ptr(coding(objectRoleSystem, "4", "Domain Resource")),
+			Description: ptr(about),
+		})
 	}
 	if len(details) > 0 {
 		entities[0].Description = ptr(strings.Join(details, "; "))
@@ -269,6 +303,24 @@ func coding(system, code, display string) fhir.Coding {
 // concept is a CodeableConcept of one coding.
 func concept(cd fhir.Coding) *fhir.CodeableConcept {
 	return &fhir.CodeableConcept{Coding: []fhir.Coding{cd}}
+}
+
+// staffAgent is a member of staff of centre who acted, by their
+// pseudonymous staff ID, in role.
+func staffAgent(centre string, staff ledger.StaffID, role string) fhir.AuditEventAgent {
+	return fhir.AuditEventAgent{Type: concept(coding(userTypeSystem, "humanuser", "human user")), Requestor: true,
+		Who:  &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(staffSystem + ":" + centre), Value: ptr(staff.String())}},
+		Role: []fhir.CodeableConcept{{Coding: []fhir.Coding{{System: ptr(roleSystem), Code: ptr(role)}}}}}
+}
+
+// prescriptionEntity is the prescription of record entry index at its
+// issuing centre, the MedicationRequest this interface serves it as.
+func prescriptionEntity(issuer string, index int64, about string) fhir.AuditEventEntity {
+	return fhir.AuditEventEntity{
+		What: &fhir.Reference{Reference: ptr("MedicationRequest/" + resourceID(issuer, index))},
+		Type: ptr(coding(entityTypeSystem, "2", "System Object")), Role: ptr(coding(objectRoleSystem, "4", "Domain Resource")),
+		Name: ptr("prescription"), Description: ptr(about),
+	}
 }
 
 // delegateAgent is the patient's delegate who asked or signed, named by

@@ -522,8 +522,15 @@ type PatientHolder struct {
 	// vetoes the holder recorded: with the emergency starts and stops in
 	// Accesses, the patient's notifications, signed by the holder.
 	KeyEvents []PatientKeyEvent `json:",omitempty"`
-	Withdrawn bool              `json:",omitempty"` // erase: out of the directory
-	Problem   string            `json:",omitempty"`
+	// Dispenses and Cancellations are what became of the prescriptions
+	// (a dispense at the issuer and at the pharmacy each); Devices and
+	// DeviceRevocations, the devices the patient registered there.
+	Dispenses         []PatientDispense         `json:",omitempty"`
+	Cancellations     []PatientCancellation     `json:",omitempty"`
+	Devices           []PatientDevice           `json:",omitempty"`
+	DeviceRevocations []PatientDeviceRevocation `json:",omitempty"`
+	Withdrawn         bool                      `json:",omitempty"` // erase: out of the directory
+	Problem           string                    `json:",omitempty"`
 	// Sealed (records): the payloads of Records, sealed to the patient's
 	// key (HPKE; federation/patient.SealRecords says how to open them).
 	Sealed []byte `json:",omitempty"`
@@ -543,6 +550,47 @@ type PatientKeyEvent struct {
 	Key         string `json:",omitempty"`
 	Compromised bool   `json:",omitempty"`
 	Staff       string `json:",omitempty"`
+}
+
+// PatientDispense is a supply of a prescription dispensed.
+type PatientDispense struct {
+	Index        int64
+	Time         time.Time
+	Issuer       string // the issuing centre
+	Prescription int64  // the prescription's record entry at the issuer
+	Fill         int    // which supply: 1 the first, 2 the first repeat, …
+	Pharmacy     string
+	Pharmacist   string
+	Confirmed    int64 // the issuer's dispense entry
+}
+
+// PatientCancellation is a prescription its prescriber cancelled.
+type PatientCancellation struct {
+	Index        int64
+	Time         time.Time
+	Prescription int64
+	Prescriber   string
+	Reason       string
+}
+
+// PatientDevice is a device the patient registered.
+type PatientDevice struct {
+	Index     int64
+	Time      time.Time
+	Device    string
+	Classes   []string
+	NotBefore time.Time
+	Expires   time.Time
+	Statement string // the registration's hash
+}
+
+// PatientDeviceRevocation is a device the patient revoked.
+type PatientDeviceRevocation struct {
+	Index        int64
+	Time         time.Time
+	Device       string
+	Registration int64
+	Statement    string // the revocation's hash
 }
 
 // PatientRecord is a record a holder keeps about the patient (never its
@@ -650,6 +698,22 @@ func PatientResultOf(res centre.PatientResult) PatientResult {
 				ev.Key = consent.FormatPublicKey(k.Key)
 			}
 			h.KeyEvents = append(h.KeyEvents, ev)
+		}
+		for _, d := range a.Dispenses {
+			h.Dispenses = append(h.Dispenses, PatientDispense{Index: d.Index, Time: d.Time, Issuer: d.Issuer, Prescription: d.Prescription, Fill: d.Fill,
+				Pharmacy: d.Pharmacy, Pharmacist: staffOrEmpty(d.Pharmacist), Confirmed: d.Confirmed})
+		}
+		for _, c := range a.Cancellations {
+			h.Cancellations = append(h.Cancellations, PatientCancellation{Index: c.Index, Time: c.Time, Prescription: c.Prescription,
+				Prescriber: staffOrEmpty(c.Prescriber), Reason: c.Reason.String()})
+		}
+		for _, d := range a.Devices {
+			h.Devices = append(h.Devices, PatientDevice{Index: d.Index, Time: d.Time, Device: d.Device.String(), Classes: d.Classes,
+				NotBefore: d.NotBefore, Expires: d.Expires, Statement: consent.FormatHash(d.Statement)})
+		}
+		for _, r := range a.DeviceRevocations {
+			h.DeviceRevocations = append(h.DeviceRevocations, PatientDeviceRevocation{Index: r.Index, Time: r.Time, Device: r.Device.String(),
+				Registration: r.Registration, Statement: consent.FormatHash(r.Statement)})
 		}
 		out.Holders = append(out.Holders, h)
 	}

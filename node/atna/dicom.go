@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/medfed/medfed/federation/consent"
@@ -95,6 +96,7 @@ var (
 	eventSecurityAlert = codedValue{"110113", dcm, "Security Alert"}
 	eventExport        = codedValue{"110106", dcm, "Export"}
 	eventImport        = codedValue{"110107", dcm, "Import"}
+	eventOrderRecord   = codedValue{"110109", dcm, "Order Record"}
 	typeEmergencyStart = codedValue{"110127", dcm, "Emergency Override Started"}
 	typeEmergencyStop  = codedValue{"110138", dcm, "Emergency Override Stopped"}
 	roleSource         = codedValue{"110153", dcm, "Source Role ID"}
@@ -103,6 +105,7 @@ var (
 	idPatientNumber    = codedValue{"2", rfc3881, "Patient Number"}
 	idLedgerIndex      = codedValue{"ledger-index", medfedSystem, "Ledger entry index"}
 	idDocumentHash     = codedValue{"consent-document", medfedSystem, "SHA-256 of a signed consent document"}
+	idDeviceStatement  = codedValue{"device-statement", medfedSystem, "SHA-256 of a patient-signed device registration or revocation"}
 )
 
 // purposeCodes are the HL7 purposes of use of medfed's purposes.
@@ -133,7 +136,9 @@ func DICOM(self string) Format {
 // emergency access starting or stopping, a Security Alert of the
 // Emergency Override types. A consent document accepted is a Patient
 // Record create, a revocation an update, an erasure a delete; a transfer
-// an Export or an Import. The event type always carries medfed's own
+// an Export or an Import; a prescription's supply dispensed, or its
+// cancellation, an Order Record update; a device the patient registered
+// a Patient Record create, its revocation an update. The event type always carries medfed's own
 // name of the event as well. A refusal's outcome is 4, a minor failure,
 // as BALP's AuditEvent says.
 func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
@@ -239,6 +244,45 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 		m.Objects = append(m.Objects, participantObject{ID: strconv.FormatInt(t.Source, 10), Type: "2", Role: "3", LifeCycle: lifecycle,
 			IDType: idLedgerIndex, Name: "record",
 			Details: []objectDetail{detail("direction", t.Direction.String()), detail("copy", strconv.FormatInt(t.Copy, 10))}})
+	case e.Dispense != nil:
+		// A supply dispensed updates the prescription, an order: the
+		// pharmacy asked, the issuer decided.
+		d := e.Dispense
+		m.Event.ID, m.Event.Action = eventOrderRecord, "U"
+		m.Participants = append(m.Participants,
+			activeParticipant{UserID: d.Pharmacy, IsRequestor: true, Roles: []codedValue{roleSource}},
+			activeParticipant{UserID: d.Pharmacist.String() + "@" + d.Pharmacy, IsRequestor: true, Roles: []codedValue{{"pharmacist", roleSystem, "pharmacist"}}},
+			activeParticipant{UserID: d.Issuer, Roles: []codedValue{roleDestination}})
+		m.Objects = append(m.Objects, participantObject{ID: strconv.FormatInt(d.Prescription, 10), Type: "2", Role: "3", IDType: idLedgerIndex, Name: "prescription",
+			Details: []objectDetail{detail("issuer", d.Issuer), detail("fill", strconv.Itoa(d.Fill)), detail("confirmed", strconv.FormatInt(d.Confirmed, 10))}})
+	case e.Cancellation != nil:
+		c := e.Cancellation
+		m.Event.ID, m.Event.Action = eventOrderRecord, "U"
+		m.Participants = append(m.Participants,
+			activeParticipant{UserID: c.Prescriber.String() + "@" + self, IsRequestor: true, Roles: []codedValue{{"prescriber", roleSystem, "prescriber"}}},
+			activeParticipant{UserID: self, Roles: []codedValue{roleDestination}})
+		m.Objects = append(m.Objects, participantObject{ID: strconv.FormatInt(c.Prescription, 10), Type: "2", Role: "3", IDType: idLedgerIndex, Name: "prescription",
+			Details: []objectDetail{detail("cancelled", c.Reason.String())}})
+	case e.Device != nil, e.DeviceRevocation != nil:
+		// The patient signed the registration, or its end, as they sign
+		// consent: a Patient Record create, or update.
+		statement, name, details := [32]byte{}, "device registration", []objectDetail(nil)
+		if d := e.Device; d != nil {
+			m.Event.Action = "C"
+			statement = d.Statement
+			details = []objectDetail{detail("device", d.Device.String()), detail("classes", strings.Join(d.Classes, ",")),
+				detail("not-before", d.NotBefore.UTC().Format(time.RFC3339)), detail("expires", d.Expires.UTC().Format(time.RFC3339))}
+		} else {
+			r := e.DeviceRevocation
+			m.Event.Action, name = "U", "device revocation"
+			statement = r.Statement
+			details = []objectDetail{detail("device", r.Device.String()), detail("registration", strconv.FormatInt(r.Registration, 10))}
+		}
+		m.Event.ID = eventPatientRecord
+		m.Participants = append(m.Participants,
+			activeParticipant{UserID: "patient:" + pseudonym, IsRequestor: true, Roles: []codedValue{roleSource}},
+			activeParticipant{UserID: self, Roles: []codedValue{roleDestination}})
+		m.Objects = append(m.Objects, participantObject{ID: hex.EncodeToString(statement[:]), Type: "2", Role: "4", IDType: idDeviceStatement, Name: name, Details: details})
 	default:
 		return nil, fmt.Errorf("dicom audit message of entry %d: a %s entry records nothing audited", e.Index, e.Kind)
 	}

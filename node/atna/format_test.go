@@ -48,7 +48,21 @@ func formatEntries() map[string]centre.AuditEntry {
 	out.Transfer = &centre.PatientTransfer{Index: 7, Time: formatTime, Direction: query.Out, Centre: "centre-b", Source: 2, Copy: 11}
 	in := entry(8, ledger.KindTransfer)
 	in.Transfer = &centre.PatientTransfer{Index: 8, Time: formatTime, Direction: query.In, Centre: "centre-b", Source: 4, Copy: 7}
+	dispense := entry(10, ledger.KindDispense)
+	dispense.Dispense = &centre.PatientDispense{Index: 10, Time: formatTime, Issuer: "centre-a", Prescription: 3, Fill: 2,
+		Pharmacy: "pharmacy-b", Pharmacist: ledger.StaffID{0xcd}, Confirmed: 10}
+	cancellation := entry(11, ledger.KindCancellation)
+	cancellation.Cancellation = &centre.PatientCancellation{Index: 11, Time: formatTime, Prescription: 3, Prescriber: ledger.StaffID{0xef}, Reason: ledger.CancelAdverseReaction}
+	device := entry(12, ledger.KindDevice)
+	device.Device = &centre.PatientDevice{Index: 12, Time: formatTime, Device: ledger.DeviceID{0xd1}, Classes: []string{"glucose", "heart-rate"},
+		NotBefore: formatTime, Expires: formatTime.AddDate(1, 0, 0), Statement: documentHash}
+	deviceRevoke := entry(13, ledger.KindDeviceRevoke)
+	deviceRevoke.DeviceRevocation = &centre.PatientDeviceRevocation{Index: 13, Time: formatTime, Device: ledger.DeviceID{0xd1}, Registration: 12, Statement: documentHash}
 	return map[string]centre.AuditEntry{
+		"dispense":      dispense,
+		"cancellation":  cancellation,
+		"device":        device,
+		"device revoke": deviceRevoke,
 		"emergency": access(1, consent.AccessEntry{Event: consent.EventEmergencyStart, Staff: ledger.StaffID{0xab}, Role: consent.Clinician,
 			Action: consent.Access, Purpose: consent.Emergency, Permitted: true, Basis: consent.BasisEmergency, Reason: consent.Unconscious}),
 		"refused": access(2, consent.AccessEntry{Event: consent.EventAccess, Action: consent.Access, Purpose: consent.Research,
@@ -156,6 +170,15 @@ func TestDICOMFormat(t *testing.T) {
 			participants: []participant{{"centre-b", false, "110153"}, {"centre-a", true, "110152"}}, object: "ledger-index", lifecycle: "2"},
 		{name: "delegate view", event: "110110", action: "R", outcome: "0", types: []string{"patient-view"},
 			participants: []participant{{"centre-b", true, "110153"}, {"delegate:" + delegation.String(), true, "110153"}, {"centre-a", false, "110152"}}},
+		{name: "dispense", event: "110109", action: "U", outcome: "0", types: []string{"dispense"},
+			participants: []participant{{"pharmacy-b", true, "110153"}, {"cd000000000000000000000000000000@pharmacy-b", true, "pharmacist"}, {"centre-a", false, "110152"}},
+			object:       "ledger-index"},
+		{name: "cancellation", event: "110109", action: "U", outcome: "0", types: []string{"cancellation"},
+			participants: []participant{{"ef000000000000000000000000000000@centre-a", true, "prescriber"}, {"centre-a", false, "110152"}}, object: "ledger-index"},
+		{name: "device", event: "110110", action: "C", outcome: "0", types: []string{"device"},
+			participants: []participant{{"patient:" + formatPatient.String(), true, "110153"}, {"centre-a", false, "110152"}}, object: "device-statement"},
+		{name: "device revoke", event: "110110", action: "U", outcome: "0", types: []string{"device-revocation"},
+			participants: []participant{{"patient:" + formatPatient.String(), true, "110153"}, {"centre-a", false, "110152"}}, object: "device-statement"},
 	}
 	entries := formatEntries()
 	f := atna.DICOM("centre-a")
@@ -215,8 +238,10 @@ func TestDICOMFormat(t *testing.T) {
 				t.Fatalf("objects %+v, want the patient alone", m.Objects)
 			case tt.object != "" && (len(m.Objects) != 2 || m.Objects[1].IDType.Code != tt.object || m.Objects[1].LifeCycle != tt.lifecycle):
 				t.Fatalf("objects %+v, want a %s object with life cycle %q", m.Objects, tt.object, tt.lifecycle)
-			case tt.object == "consent-document" && m.Objects[1].ID != hex.EncodeToString(documentHash[:]):
+			case (tt.object == "consent-document" || tt.object == "device-statement") && m.Objects[1].ID != hex.EncodeToString(documentHash[:]):
 				t.Fatalf("document object %+v", m.Objects[1])
+			case tt.object == "ledger-index" && (tt.name == "dispense" || tt.name == "cancellation") && (m.Objects[1].ID != "3" || m.Objects[1].Name != "prescription"):
+				t.Fatalf("prescription object %+v, want entry 3", m.Objects[1])
 			}
 		})
 	}
@@ -232,6 +257,13 @@ func TestDICOMFormat(t *testing.T) {
 // id the FHIR interface serves it under.
 func TestFHIRFormat(t *testing.T) {
 	type coding struct{ System, Code string }
+	type entity struct {
+		What struct {
+			Reference  string
+			Identifier struct{ System, Value string }
+		}
+		Description string
+	}
 	type event struct {
 		ResourceType string `json:"resourceType"`
 		ID           string `json:"id"`
@@ -253,12 +285,7 @@ func TestFHIRFormat(t *testing.T) {
 				Identifier struct{ Value string }
 			}
 		}
-		Entity []struct {
-			What struct {
-				Identifier struct{ System, Value string }
-			}
-			Description string
-		}
+		Entity []entity
 	}
 	tests := []struct {
 		name    string
@@ -267,6 +294,7 @@ func TestFHIRFormat(t *testing.T) {
 		action  string
 		outcome string
 		agent   string // an agent's reference the event must have
+		entity  string // an entity's reference the event must have
 	}{
 		{name: "emergency", balp: "PatientQuery", typ: "rest", action: "E", outcome: "0"},
 		{name: "delegate view", balp: "PatientRead", typ: "rest", action: "R", outcome: "0", agent: "RelatedPerson/" + delegation.String()},
@@ -276,6 +304,10 @@ func TestFHIRFormat(t *testing.T) {
 		{name: "erasure", typ: "110110", action: "D", outcome: "0"},
 		{name: "export", typ: "110106", action: "R", outcome: "0"},
 		{name: "import", typ: "110107", action: "C", outcome: "0"},
+		{name: "dispense", typ: "110109", action: "U", outcome: "0", entity: "MedicationRequest/centre-a-3"},
+		{name: "cancellation", typ: "110109", action: "U", outcome: "0", entity: "MedicationRequest/centre-a-3"},
+		{name: "device", typ: "110110", action: "C", outcome: "0"},
+		{name: "device revoke", typ: "110110", action: "U", outcome: "0"},
 	}
 	f := atna.FHIR(func(e centre.AuditEntry) ([]byte, error) { return api.AuditEvent("centre-a", e) })
 	if f.MsgID != "FHIR+AuditEvent" {
@@ -320,6 +352,9 @@ func TestFHIRFormat(t *testing.T) {
 			}
 			if requestors == 0 || !named {
 				t.Fatalf("agents %+v: no requestor, or none at %q", ev.Agent, tt.agent)
+			}
+			if tt.entity != "" && !slices.ContainsFunc(ev.Entity, func(x entity) bool { return x.What.Reference == tt.entity }) {
+				t.Fatalf("entities %+v: none at %q", ev.Entity, tt.entity)
 			}
 		})
 	}

@@ -20,20 +20,22 @@ import (
 // Audited reports whether entries of kind k belong to the audit trail:
 // every question asked about a patient (access, emergency access,
 // directory lookups, the patient's own views and erasures), the consent
-// documents and revocations accepted, the payloads erased and the records
-// transferred. Records, amendments, charters and evaluations do not: they
-// say what is held, not who touched it.
+// documents and revocations accepted, the payloads erased, the records
+// transferred, the prescriptions' supplies dispensed and cancellations,
+// and the devices registered and revoked. Records, amendments, charters
+// and evaluations do not: they say what is held, not who touched it.
 func Audited(k ledger.Kind) bool {
 	switch k {
-	case ledger.KindAccess, ledger.KindConsent, ledger.KindRevocation, ledger.KindErasure, ledger.KindTransfer:
+	case ledger.KindAccess, ledger.KindConsent, ledger.KindRevocation, ledger.KindErasure, ledger.KindTransfer,
+		ledger.KindDispense, ledger.KindCancellation, ledger.KindDevice, ledger.KindDeviceRevoke:
 		return true
 	}
 	return false
 }
 
 // AuditEntry is one entry of the audit trail. It names the patient by
-// pseudonym only, as the ledger does. Exactly one of Access, Document,
-// Erasure and Transfer is set, by Kind.
+// pseudonym only, as the ledger does. Exactly one of its pointers is set,
+// by Kind.
 type AuditEntry struct {
 	Index     int64
 	Time      time.Time // when the ledger appended the entry (UTC)
@@ -44,6 +46,11 @@ type AuditEntry struct {
 	Document *ConsentDocument // KindConsent, KindRevocation: the document accepted
 	Erasure  *PatientErasure  // KindErasure: the record whose payload was erased
 	Transfer *PatientTransfer // KindTransfer: the record copied, and with whom
+
+	Dispense         *PatientDispense         // KindDispense: a prescription's supply, and who dispensed it
+	Cancellation     *PatientCancellation     // KindCancellation: the prescription cancelled, and why
+	Device           *PatientDevice           // KindDevice: the device the patient registered
+	DeviceRevocation *PatientDeviceRevocation // KindDeviceRevoke: the registration the patient ended
 }
 
 // Refused reports whether the entry records a question that was refused.
@@ -146,6 +153,30 @@ func (n *Node) auditEntry(e ledger.Entry) (AuditEntry, error) {
 			return AuditEntry{}, err
 		}
 		out.Transfer = &t
+	case ledger.KindDispense:
+		d, err := n.patientDispense(e)
+		if err != nil {
+			return AuditEntry{}, err
+		}
+		out.Dispense = &d
+	case ledger.KindCancellation:
+		c, err := patientCancellation(e)
+		if err != nil {
+			return AuditEntry{}, err
+		}
+		out.Cancellation = &c
+	case ledger.KindDevice:
+		d, err := patientDevice(e)
+		if err != nil {
+			return AuditEntry{}, err
+		}
+		out.Device = &d
+	case ledger.KindDeviceRevoke:
+		r, err := patientDeviceRevocation(e)
+		if err != nil {
+			return AuditEntry{}, err
+		}
+		out.DeviceRevocation = &r
 	default:
 		return AuditEntry{}, fmt.Errorf("a %s entry is not audited", e.Kind)
 	}

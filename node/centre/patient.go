@@ -86,8 +86,14 @@ type PatientHolder struct {
 	Erasures   []PatientErasure
 	Requests   []PatientRequestSeen // the patient's own views and erasures
 	KeyEvents  []PatientKeyEvent    // attestations of their key, approvals, vetoes
-	Withdrawn  bool                 // Erase: out of the directory
-	Sealed     []byte               // Records: the payloads, sealed to the patient's key
+	// Prescriptions' supplies and cancellations, and the devices the
+	// patient registered and revoked (patientevents.go).
+	Dispenses         []PatientDispense
+	Cancellations     []PatientCancellation
+	Devices           []PatientDevice
+	DeviceRevocations []PatientDeviceRevocation
+	Withdrawn         bool   // Erase: out of the directory
+	Sealed            []byte // Records: the payloads, sealed to the patient's key
 	// Proven: the entries of index below it are proven in the holder's
 	// final checkpoint, which its witnesses cosigned; zero: none is.
 	Proven int64
@@ -237,6 +243,30 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 				return err
 			}
 			h.Transfers = append(h.Transfers, t)
+		case ledger.KindDispense:
+			d, err := n.patientDispense(e)
+			if err != nil {
+				return err
+			}
+			h.Dispenses = append(h.Dispenses, d)
+		case ledger.KindCancellation:
+			c, err := patientCancellation(e)
+			if err != nil {
+				return err
+			}
+			h.Cancellations = append(h.Cancellations, c)
+		case ledger.KindDevice:
+			d, err := patientDevice(e)
+			if err != nil {
+				return err
+			}
+			h.Devices = append(h.Devices, d)
+		case ledger.KindDeviceRevoke:
+			r, err := patientDeviceRevocation(e)
+			if err != nil {
+				return err
+			}
+			h.DeviceRevocations = append(h.DeviceRevocations, r)
 		}
 	}
 	for i := range h.Records {

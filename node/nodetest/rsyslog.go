@@ -292,7 +292,7 @@ type SyslogMessage struct {
 	Body                     []byte
 }
 
-var syslogLine = regexp.MustCompile(`^<(\d+)>1 \S+ (\S+) (\S+) - (\S+) \[medfed@32473 ledger="([^"]*)" index="(\d+)" kind="([a-z]+)"\] \x{FEFF}(.*)$`)
+var syslogLine = regexp.MustCompile(`^<(\d+)>1 \S+ (\S+) (\S+) - (\S+) \[medfed@32473 ledger="([^"]*)" index="(\d+)" kind="([a-z-]+)"\] \x{FEFF}(.*)$`)
 
 // Messages returns the messages the collector has written so far, in
 // the order it wrote them; a last line rsyslogd has not ended yet is left

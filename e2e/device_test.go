@@ -59,7 +59,9 @@ func TestDeviceReadingsReachAConsentedClinician(t *testing.T) {
 	audit := &auditExport{c: a, collector: nodetest.NewSyslogCollector(t), format: "fhir", facility: 10, hostname: "medfed.centre-a.test",
 		metrics: fmt.Sprintf("127.0.0.1:%d", nodetest.FreePort(t))}
 	audit.collector.Start()
-	a.extra = audit.env()
+	// And its devices may add a reading an hour, 100 at once: the test's
+	// readings fit, a full batch more does not.
+	a.extra = append(audit.env(), "MEDFED_DEVICES_READINGS_PER_HOUR=1", "MEDFED_DEVICES_READINGS_BURST=100")
 	foundTwo(t, root, a, b)
 	p := pseudonymsOf(a, 1, "--nhs", nhsNumber)[0]
 	grantTreatment(t, root, a, p)
@@ -255,6 +257,14 @@ func TestDeviceReadingsReachAConsentedClinician(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second) // the device's bucket fills again
+	// Past the readings centre-a allows a device (devices.readings-burst):
+	// refused, nothing stored.
+	full := make([]string, device.MaxReadings)
+	for i := range full {
+		full[i] = deviceReadings(p)[2]
+	}
+	refused("a full batch past the device's readings", 503, batch(meter, full...), "over its rate of readings")
+	time.Sleep(time.Second) // the batch bucket, for the revocation's check below
 
 	// The patient revokes the device: its next batch is refused, nothing
 	// stored, and the readings it added stay released.

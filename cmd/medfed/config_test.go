@@ -680,7 +680,7 @@ func TestConfigKeys(t *testing.T) {
 		names = append(names, k.name)
 		envs = append(envs, k.env)
 	}
-	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "api.tls.cert", "api.tls.key", "api.tls.hosts", "api.tls.plain", "api.token-lifetime", "ledger.max-batch", "ledger.checkpoint-interval", "ledger.checkpoint-gap", "pseudonym.rate-limit", "pseudonym.rate-window", "pseudonym.systems", "records.classes", "records.locations", "records.types", "patient.page-size", "consent.lease", "prescription.over-prescription", "log.level", "log.format", "metrics.enabled", "metrics.listen", "tracing.endpoint", "tracing.sample-ratio", "audit.collector", "audit.format", "audit.ca-file", "audit.cert-file", "audit.key-file", "audit.server-name", "audit.hostname", "audit.facility"}
+	wantNames := []string{"centre.name", "federation.id", "data.dir", "p2p.listen", "p2p.psk-file", "api.listen", "api.tls.cert", "api.tls.key", "api.tls.hosts", "api.tls.plain", "api.token-lifetime", "ledger.max-batch", "ledger.checkpoint-interval", "ledger.checkpoint-gap", "pseudonym.rate-limit", "pseudonym.rate-window", "pseudonym.systems", "records.classes", "records.locations", "records.types", "patient.page-size", "consent.lease", "prescription.over-prescription", "devices.readings-per-hour", "devices.readings-burst", "log.level", "log.format", "metrics.enabled", "metrics.listen", "tracing.endpoint", "tracing.sample-ratio", "audit.collector", "audit.format", "audit.ca-file", "audit.cert-file", "audit.key-file", "audit.server-name", "audit.hostname", "audit.facility"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("keys = %q, want %q", names, wantNames)
 	}

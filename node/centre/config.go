@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -37,10 +38,12 @@ type Config struct {
 	Consent    ConsentConfig    `mapstructure:"consent"`
 	// Prescription tunes the prescriptions this centre issues.
 	Prescription PrescriptionConfig `mapstructure:"prescription"`
-	Log          LogConfig          `mapstructure:"log"`
-	Metrics      MetricsConfig      `mapstructure:"metrics"`
-	Tracing      TracingConfig      `mapstructure:"tracing"`
-	Audit        AuditConfig        `mapstructure:"audit"`
+	// Devices bounds the readings patients' devices add here.
+	Devices DeviceConfig  `mapstructure:"devices"`
+	Log     LogConfig     `mapstructure:"log"`
+	Metrics MetricsConfig `mapstructure:"metrics"`
+	Tracing TracingConfig `mapstructure:"tracing"`
+	Audit   AuditConfig   `mapstructure:"audit"`
 }
 
 // AuditConfig sends every access, emergency, lookup, consent, revocation,
@@ -322,6 +325,7 @@ func DefaultConfig() Config {
 		Patient:      PatientConfig{PageSize: 1 << 16},
 		Consent:      ConsentConfig{Lease: consent.DefaultLease},
 		Prescription: PrescriptionConfig{OverPrescription: OverPrescriptionTwoPrescribers},
+		Devices:      DeviceConfig{ReadingsPerHour: device.DefaultRate, ReadingsBurst: device.DefaultBurst},
 		Log:          LogConfig{Level: "info", Format: "text"},
 		Metrics:      MetricsConfig{Listen: DefaultMetricsListen},
 		Tracing:      TracingConfig{SampleRatio: 1},
@@ -505,6 +509,7 @@ func (c Config) Validate() error {
 	if r := c.Prescription.OverPrescription; r != "" && !slices.Contains(overPrescriptionRules, r) {
 		add("prescription.over-prescription", "%q is not one of %s", r, strings.Join(overPrescriptionRules, ", "))
 	}
+	c.Devices.check(add)
 
 	checkOneOf := func(field, value string, allowed []string) {
 		for _, a := range allowed {

@@ -271,6 +271,22 @@ func TestConfigValidate(t *testing.T) {
 			want:   "got -1ms",
 		},
 		{
+			name: "device bounds",
+			edit: func(c *centre.Config) { c.Devices = centre.DeviceConfig{ReadingsPerHour: 1, ReadingsBurst: 100} },
+		},
+		{
+			name:   "device rate zero",
+			edit:   func(c *centre.Config) { c.Devices.ReadingsPerHour = 0 },
+			fields: []string{"devices.readings-per-hour"},
+			want:   "got 0",
+		},
+		{
+			name:   "device burst under a batch",
+			edit:   func(c *centre.Config) { c.Devices.ReadingsBurst = 99 },
+			fields: []string{"devices.readings-burst"},
+			want:   "100 (a full batch)",
+		},
+		{
 			name:   "log level",
 			edit:   func(c *centre.Config) { c.Log.Level = "verbose" },
 			fields: []string{"log.level"},

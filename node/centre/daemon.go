@@ -182,7 +182,7 @@ func (n *Node) start(ctx context.Context, cfg Config, o startOptions) error {
 	if err := n.startPrescriptions(ctx, cfg.Prescription); err != nil {
 		return err
 	}
-	if err := n.startDevices(ctx, cfg.Records); err != nil {
+	if err := n.startDevices(ctx, cfg.Records, cfg.Devices); err != nil {
 		return err
 	}
 	n.interval, n.gap = cfg.Ledger.CheckpointInterval, min(cfg.Ledger.CheckpointGap, cfg.Ledger.CheckpointInterval)

@@ -18,7 +18,31 @@ import (
 // registered here (package federation/device).
 const DeviceFile = device.File
 
-func (n *Node) startDevices(ctx context.Context, cfg RecordsConfig) error {
+// DeviceConfig bounds what patients' devices add here.
+type DeviceConfig struct {
+	// ReadingsPerHour is how many readings one device may add an hour,
+	// on average: 1 to 1,000,000 (600: a reading every 6 seconds, more
+	// than a continuous glucose monitor or a heart-rate strap sends). A
+	// device past it is refused (503) until its bucket fills again, and
+	// only it.
+	ReadingsPerHour float64 `mapstructure:"readings-per-hour"`
+	// ReadingsBurst is how many it may add at once, after a time
+	// offline: from a full batch (federation/device.MaxReadings, 100) to
+	// 1,000,000 (600).
+	ReadingsBurst int `mapstructure:"readings-burst"`
+}
+
+// check reports the problems of c to add, by key.
+func (c DeviceConfig) check(add func(field, format string, args ...any)) {
+	if r := c.ReadingsPerHour; !(r >= 1 && r <= 1e6) {
+		add("devices.readings-per-hour", "must be between 1 and 1000000, got %v", r)
+	}
+	if b := c.ReadingsBurst; b < device.MaxReadings || b > 1e6 {
+		add("devices.readings-burst", "must be between %d (a full batch) and 1000000, got %d", device.MaxReadings, b)
+	}
+}
+
+func (n *Node) startDevices(ctx context.Context, cfg RecordsConfig, limits DeviceConfig) error {
 	r, err := device.Open(ctx, device.Options{
 		Federation: n.Federation(),
 		Centre:     n.Host.ID(),
@@ -28,6 +52,8 @@ func (n *Node) startDevices(ctx context.Context, cfg RecordsConfig) error {
 		Consent:    n.Consent,
 		AddRecords: n.Centre.addRecords,
 		Classes:    cfg.Classes,
+		Rate:       limits.ReadingsPerHour,
+		Burst:      limits.ReadingsBurst,
 		Now:        clock.Now,
 		Logger:     n.base,
 	})

@@ -66,7 +66,12 @@ type Confirmed struct {
 // Claim asks issuer for the next supply of the prescription at index,
 // opened by secret, for pharmacist. The confirmation is checked whole; a
 // refusal comes back as an error of the kind the issuer gave it, with the
-// issuer's reason.
+// issuer's reason. An answer lost on the way (the issuer could not be
+// reached, or the stream broke) is asked for again with the same claim,
+// up to claimTries times within the timeout: the issuer dispensed at most
+// once for it, and answers it again with that supply's confirmation, so
+// a supply the issuer recorded is not lost to the pharmacy, nor a second
+// one dispensed.
 func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret Secret, pharmacist ledger.StaffID) (Confirmed, error) {
 	claim := Claim{Federation: c.opts.Charter().Federation, Pharmacy: c.host.ID(), Issuer: issuer, Pharmacist: pharmacist,
 		Prescription: index, Secret: secret, Time: c.opts.Now().UTC()}
@@ -77,23 +82,43 @@ func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	var answer []byte
 	if issuer == c.host.ID() && c.opts.Local != nil {
-		answer, err = c.opts.Local(ctx, issuer, raw)
-	} else {
-		answer, err = wire.Ask(ctx, c.host, ProtocolID, issuer, opClaim, raw, maxConfirmation, maxReason)
-		var refused *wire.Refused
-		if errors.As(err, &refused) {
-			err = refusedError(refused)
-		} else if err != nil {
-			err = fmt.Errorf("%w: the issuing centre could not be asked: %v", node.ErrUnavailable, err)
+		answer, err := c.opts.Local(ctx, issuer, raw)
+		if err != nil {
+			return Confirmed{}, err
 		}
+		return c.verify(claim, answer)
 	}
-	if err != nil {
-		return Confirmed{}, err
+	var lost error
+	for try := range claimTries {
+		if try > 0 {
+			select {
+			case <-time.After(claimRetry << (try - 1)):
+			case <-ctx.Done():
+				return Confirmed{}, fmt.Errorf("%w: the issuing centre's answer was lost: %v", node.ErrUnavailable, lost)
+			}
+		}
+		answer, err := wire.Ask(ctx, c.host, ProtocolID, issuer, opClaim, raw, maxConfirmation, maxReason)
+		var refused *wire.Refused
+		switch {
+		case errors.As(err, &refused):
+			return Confirmed{}, refusedError(refused)
+		case err != nil:
+			lost = err
+			continue
+		}
+		return c.verify(claim, answer)
 	}
-	return c.verify(claim, answer)
+	return Confirmed{}, fmt.Errorf("%w: the issuing centre could not be asked (%d tries): %v", node.ErrUnavailable, claimTries, lost)
 }
+
+// A claim whose answer is lost is sent again claimTries times in all,
+// claimRetry after the first, twice as long after each next; all within
+// the client's timeout, and well within the claim's MaxSkew.
+const (
+	claimTries = 4
+	claimRetry = 200 * time.Millisecond
+)
 
 // refusedError turns an issuer's refusal into an error of the kind its
 // status carries.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -181,7 +182,10 @@ func refusal(err error) (byte, string) {
 
 // Claim checks a claim from member from and, when a supply is left,
 // dispenses it: the dispense entry is on the ledger before the signed
-// confirmation exists.
+// confirmation exists. A claim is answered once with a supply: the same
+// claim again (its nonce) is a pharmacy whose confirmation was lost on
+// the way, and gets the confirmation of the supply it dispensed, with
+// nothing appended; any other claim seen before is a replay.
 func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
 	if err := s.rate.Allow(from); err != nil {
 		return nil, err
@@ -202,9 +206,7 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	if d := s.now().Sub(c.Time); d > MaxSkew || d < -MaxSkew {
 		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
 	}
-	if !s.nonces.First(from, c.Nonce) {
-		return nil, ErrReplay
-	}
+	again := !s.nonces.First(from, c.Nonce)
 	unlock := s.locks.lock(c.Prescription)
 	defer unlock()
 	st, err := s.Status(ctx, c.Prescription)
@@ -220,8 +222,19 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	if st.Erased || subtle.ConstantTimeCompare(hash[:], st.Prescription.ClaimHash[:]) != 1 {
 		return nil, ErrNoPrescription
 	}
-	now := s.now()
 	p := st.Prescription
+	if again {
+		// Under the prescription's lock: a first try still running has
+		// appended its dispense, or failed, by now.
+		i := slices.IndexFunc(st.Dispenses, func(d Dispensed) bool { return d.Nonce == c.Nonce && peer.ID(d.Pharmacy) == from })
+		if i < 0 {
+			return nil, ErrReplay
+		}
+		d := st.Dispenses[i]
+		s.log.Info("prescription dispense confirmed again", "to", from, "pseudonym", st.Subject, "prescription", st.Index, "fill", d.Fill, "dispense", d.Index)
+		return s.confirm(fed, from, st, d.Fill, d.Index, c.Nonce, d.Time)
+	}
+	now := s.now()
 	switch {
 	case st.Cancelled != nil:
 		return nil, ErrCancelled
@@ -242,13 +255,26 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 		return nil, fmt.Errorf("prescription: recording the dispense: %w", err)
 	}
 	// Durable: the supply is dispensed whatever happens to the answer.
+	s.log.Info("prescription dispensed", "to", from, "pseudonym", st.Subject, "prescription", st.Index, "fill", fill, "of", p.Supplies(), "dispense", at)
+	// Confirmed at the entry's time, the same each time it is confirmed.
+	de, err := s.opts.Ledger.Entry(ctx, at)
+	if err != nil {
+		return nil, fmt.Errorf("prescription: reading the dispense back: %w", err)
+	}
+	return s.confirm(fed, from, st, fill, at, c.Nonce, de.Time)
+}
+
+// confirm signs the confirmation of supply fill of prescription st,
+// dispensed to pharmacy by entry dispense, appended at time at, for the
+// claim of nonce.
+func (s *Issuer) confirm(fed string, pharmacy peer.ID, st Status, fill uint8, dispense int64, nonce [16]byte, at time.Time) ([]byte, error) {
+	p := st.Prescription
 	content, err := p.Encode()
 	if err != nil {
 		return nil, err
 	}
-	conf := Confirmation{Federation: fed, Issuer: s.id, Pharmacy: from, Subject: st.Subject, Prescription: st.Index, Fill: fill,
-		Supplies: uint8(p.Supplies()), Dispense: at, Nonce: c.Nonce, Time: now.UTC(), Content: content}
-	s.log.Info("prescription dispensed", "to", from, "pseudonym", st.Subject, "prescription", st.Index, "fill", fill, "of", p.Supplies(), "dispense", at)
+	conf := Confirmation{Federation: fed, Issuer: s.id, Pharmacy: pharmacy, Subject: st.Subject, Prescription: st.Index, Fill: fill,
+		Supplies: uint8(p.Supplies()), Dispense: dispense, Nonce: nonce, Time: at.UTC(), Content: content}
 	return conf.Sign(s.opts.Key)
 }
 

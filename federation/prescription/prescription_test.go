@@ -379,20 +379,46 @@ func TestBadClaimsChangeNothing(t *testing.T) {
 		})
 	}
 
-	// A claim once, then its replay, also across a restart.
+	// A claim answered, then sent again (its confirmation lost on the
+	// way): the same confirmation, nothing appended; also across a
+	// restart. A claim refused (nothing left), sent again: a replay.
 	c := good()
 	raw := sign(c)
-	if _, err := f.issuer.Claim(ctx, pid, raw); err != nil {
+	first, err := f.issuer.Claim(ctx, pid, raw)
+	if err != nil {
 		t.Fatal(err)
 	}
 	size = f.l.Size()
-	if _, err := f.issuer.Claim(ctx, pid, raw); !errors.Is(err, prescription.ErrReplay) {
-		t.Fatalf("a replayed claim: %v", err)
+	refusedRaw := sign(good())
+	if _, err := f.issuer.Claim(ctx, pid, refusedRaw); !errors.Is(err, prescription.ErrNoneLeft) {
+		t.Fatalf("a claim of the only supply, dispensed: %v", err)
 	}
+	sameAnswer := func(when string) {
+		t.Helper()
+		again, err := f.issuer.Claim(ctx, pid, raw)
+		if err != nil {
+			t.Fatalf("a claim sent again %s: %v", when, err)
+		}
+		a, errA := prescription.ParseConfirmation(first)
+		b, errB := prescription.ParseConfirmation(again)
+		if errA != nil || errB != nil || a.Dispense != b.Dispense || a.Fill != b.Fill || a.Nonce != b.Nonce || !a.Time.Equal(b.Time) {
+			t.Fatalf("a claim sent again %s was confirmed as %+v, first as %+v (%v, %v)", when, b, a, errA, errB)
+		}
+		if f.l.Size() != size {
+			t.Fatalf("a claim sent again %s appended to the ledger", when)
+		}
+		// A replay while the issuer remembers its nonce; after a restart,
+		// which reads back the dispenses' nonces only, refused afresh.
+		if _, err := f.issuer.Claim(ctx, pid, refusedRaw); !errors.Is(err, prescription.ErrReplay) && (when == "at once" || !errors.Is(err, prescription.ErrNoneLeft)) {
+			t.Fatalf("a refused claim sent again %s: %v", when, err)
+		}
+		if _, err := f.issuer.Claim(ctx, stranger, raw); !errors.Is(err, prescription.ErrSignature) {
+			t.Fatalf("another member sending the claim %s: %v", when, err)
+		}
+	}
+	sameAnswer("at once")
 	f.restart()
-	if _, err := f.issuer.Claim(ctx, pid, raw); !errors.Is(err, prescription.ErrReplay) {
-		t.Fatalf("a claim replayed after a restart: %v", err)
-	}
+	sameAnswer("after a restart")
 	// A claim beyond the repeats.
 	if _, _, err := f.claim("pharmacy-b", index, secret); !errors.Is(err, prescription.ErrNoneLeft) {
 		t.Fatalf("a claim beyond the repeats: %v", err)

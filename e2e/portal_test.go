@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	httpapi "github.com/medfed/medfed/node/api"
 )
 
 // The people's pages in a real browser: each step is what a patient, a
@@ -83,10 +85,10 @@ func (p *person) text(sel string) string {
 	return s
 }
 
-// waitText waits until the element sel's text contains want.
+// waitText waits until the text of an element matching sel contains want.
 func (p *person) waitText(sel, want string) {
 	p.t.Helper()
-	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want)
+	js := fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).some(e => e.textContent.includes(%q))`, sel, want)
 	// Asked again and again rather than polled in the page: a form's
 	// submission replaces the page, and a poll with it.
 	deadline := time.Now().Add(90 * time.Second)
@@ -281,6 +283,28 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 		return false
 	})
 	patient.page("portal-records")
+
+	// centre-a's clinician prescribes, centre-b dispenses the first
+	// supply: the patient's records show the prescription, read in this
+	// browser, and their view the supply, at the issuer and the pharmacy.
+	var mr fhirMedicationRequest
+	x.must(t, 201, "POST", a.name, "/v1/prescriptions", clinicianToken, httpapi.PrescriptionBody{Patient: pseudonym,
+		Medication: httpapi.MedicationBody{System: "snomed", Code: "322236009", Display: "Paracetamol 500 mg oral tablet"},
+		Quantity:   32, Unit: "tablet", Repeats: 1, Dosage: "One or two tablets every 4 to 6 hours"}, &mr)
+	x.must(t, 200, "POST", b.name, "/v1/prescriptions/dispense", recorderB, httpapi.DispenseBody{Token: mr.token()}, nil)
+	patient.do("ask for the records", chromedp.Click(chromedp.CSS("#records")))
+	patient.waitText("#records-result dl.rx", "Paracetamol 500 mg oral tablet (SNOMED CT 322236009)")
+	patient.waitText("#records-result dl.rx", "32 tablet")
+	patient.waitText("#records-result dl.rx", "2 (the first and 1 repeat(s))")
+	patient.do("ask every centre", chromedp.Click(chromedp.CSS("#view")))
+	for _, holder := range []string{"centre-a", "centre-b"} {
+		waitFor(t, 30*time.Second, "the supply in "+holder+"'s part of the view", func() bool {
+			got, err := chromedp.Run(patient.ctx, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("#view-result section.holder")).some(s =>
+				s.querySelector("h3").textContent === "`+holder+`" && s.textContent.includes("supply 1 of centre-a's prescription") && s.textContent.includes("dispensed by centre-b"))`))
+			return err == nil && got
+		})
+	}
+	patient.page("portal-prescription")
 
 	// A token for centre-c's research team, for a day, one use; then
 	// withdrawn in one click.

@@ -273,6 +273,68 @@ function openDocument(p) {
   return { type: String(head.contentType || "application/octet-stream"), data: p.slice(i + n) };
 }
 
+// readPrescription reads a prescription's payload as its issuing centre
+// encoded it (federation/prescription's Encode); null for a payload that
+// is not one (a scanned paper prescription, say).
+const rxMagic = text("medfed/prescription/v1\n");
+function readPrescription(p) {
+  if (p.length < rxMagic.length || !rxMagic.every((x, i) => p[i] === x)) return null;
+  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  let i = rxMagic.length;
+  const need = (n) => {
+    if (i + n > p.length) throw new Error("a prescription is cut short");
+  };
+  const take = (n) => {
+    need(n);
+    i += n;
+    return p.slice(i - n, i);
+  };
+  const u8 = () => take(1)[0];
+  const str = (n) => new TextDecoder("utf-8", { fatal: true }).decode(take(n));
+  const time = () => {
+    need(8);
+    const t = Number(v.getBigUint64(i));
+    i += 8;
+    return new Date(t * 1000);
+  };
+  take(u8()); // the issuing centre's peer ID
+  take(16); // the prescriber's staff ID
+  const system = { 1: "dm+d", 2: "SNOMED CT" }[u8()] || "code";
+  const code = str(u8());
+  const display = str(u8());
+  need(4);
+  const quantity = v.getUint32(i);
+  i += 4;
+  const unit = str(u8());
+  const repeats = u8();
+  const from = time();
+  const until = time();
+  need(2);
+  const dosageLength = v.getUint16(i);
+  i += 2;
+  const dosage = str(dosageLength);
+  take(32); // the hash of the token's secret
+  if (i !== p.length) throw new Error("a prescription does not parse");
+  return { system, code, display, quantity, unit, repeats, from, until, dosage };
+}
+
+// showPrescription lists a prescription's content as facts.
+function showPrescription(rx) {
+  const dl = document.createElement("dl");
+  dl.className = "facts rx";
+  const supplies = rx.repeats ? `${rx.repeats + 1} (the first and ${rx.repeats} repeat(s))` : "1";
+  for (const [k, v] of [
+    ["Medication", `${rx.display} (${rx.system} ${rx.code})`],
+    ["Each supply", `${rx.quantity} ${rx.unit}`],
+    ["Dosage", rx.dosage || "as directed"],
+    ["Supplies", supplies],
+    ["Valid", `${when(rx.from)} to ${when(rx.until)}`],
+  ]) {
+    dl.append(Object.assign(document.createElement("dt"), { textContent: k }), Object.assign(document.createElement("dd"), { textContent: v }));
+  }
+  return dl;
+}
+
 async function getRecords(state) {
   const { pair, publicRaw } = await sealKey();
   const res = await signAndSubmit(state, await draft(state, "records", undefined, { seal: b64(publicRaw) }));
@@ -308,6 +370,17 @@ async function getRecords(state) {
       } else if (r.state === 2) {
         li.append(Object.assign(document.createElement("p"), { textContent: `Too large to send this way: ask ${h.Name} for a copy.` }));
       } else {
+        let rx = null;
+        try {
+          rx = meta.Class === "prescription" ? readPrescription(r.payload) : null;
+        } catch (e) {
+          li.append(Object.assign(document.createElement("p"), { className: "error", textContent: `A prescription that does not read: ${e.message}` }));
+        }
+        if (rx) {
+          li.append(showPrescription(rx));
+          ul.append(li);
+          continue;
+        }
         let doc;
         try {
           doc = openDocument(r.payload);
@@ -444,6 +517,21 @@ function showView(res) {
     sec.append(h.Accesses.length ? scroll : Object.assign(document.createElement("p"), { textContent: "No one has looked at your records here." }));
     for (const k of h.KeyEvents || []) {
       sec.append(Object.assign(document.createElement("p"), { className: "notice", textContent: `${when(k.Time)}: ${k.Event} by ${k.Centre}` }));
+    }
+    // What became of the prescriptions, and the devices registered here.
+    const events = [
+      ...(h.Dispenses || []).map((d) => [d.Time, `supply ${d.Fill} of ${d.Issuer}'s prescription ${d.Prescription} dispensed by ${d.Pharmacy}`]),
+      ...(h.Cancellations || []).map((c) => [c.Time, `prescription ${c.Prescription} cancelled by its prescriber (${c.Reason})`]),
+      ...(h.Devices || []).map((d) => [d.Time, `device ${d.Device} registered for ${d.Classes.join(", ")} until ${when(d.Expires)}`]),
+      ...(h.DeviceRevocations || []).map((r) => [r.Time, `device ${r.Device} revoked`]),
+    ];
+    if (events.length) {
+      const ul = document.createElement("ul");
+      ul.className = "events";
+      for (const [t, what] of events.sort((x, y) => (x[0] < y[0] ? -1 : 1))) {
+        ul.append(Object.assign(document.createElement("li"), { textContent: `${when(t)}: ${what}` }));
+      }
+      sec.append(ul);
     }
     if (h.Next) sec.append(Object.assign(document.createElement("p"), { className: "notice", textContent: `${h.Name} has more entries than one answer carries: not all are shown.` }));
     parts.push(sec);

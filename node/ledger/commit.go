@@ -34,8 +34,8 @@ import (
 // runs in the batch's transaction under a savepoint, so a write that
 // fails changes nothing and fails alone, and all share the batch's fsync.
 // Each checkpoint costs its log two writes and each of its seven
-// witnesses two; written alone, beside a centre's own appends, they were
-// more commits than the appends were.
+// witnesses two; written alone, each was a transaction and an fsync of
+// its own, holding the single writer from the appends meanwhile.
 
 // maxPatience bounds how long a commit waits for the appenders it expects.
 const maxPatience = 2 * time.Millisecond
@@ -276,6 +276,17 @@ func (b *batch) ack(err error) {
 // whole transaction, everyone's appends with it).
 func (l *Ledger) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	req := &appendReq{side: fn, done: make(chan struct{})}
+	if err := l.submit(ctx, req); err != nil {
+		return err
+	}
+	return req.err
+}
+
+// submit hands req to the commit loop and waits for its commit: the
+// commit's error, or the request's own, is then in req.err. ctx bounds
+// only the wait to be taken, counted in queued meanwhile; once taken,
+// req is committed or failed with its batch.
+func (l *Ledger) submit(ctx context.Context, req *appendReq) error {
 	l.queued.Add(1)
 	var err error
 	select {
@@ -290,5 +301,5 @@ func (l *Ledger) write(ctx context.Context, fn func(ctx context.Context, tx *sql
 		return err
 	}
 	<-req.done
-	return req.err
+	return nil
 }

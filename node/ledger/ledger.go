@@ -453,20 +453,9 @@ func (l *Ledger) Append(ctx context.Context, entries ...Entry) (int64, error) {
 		}
 		req.encs[i], req.subjects[i] = enc, e.Subject
 	}
-	l.queued.Add(1)
-	var err error
-	select {
-	case l.reqs <- req:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-l.quit:
-		err = ErrClosed
-	}
-	l.queued.Add(-1)
-	if err != nil {
+	if err := l.submit(ctx, req); err != nil {
 		return 0, fmt.Errorf("ledger append: %w", err)
 	}
-	<-req.done
 	if req.err != nil {
 		return 0, fmt.Errorf("ledger append: %w", req.err)
 	}

@@ -284,23 +284,25 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	})
 	patient.page("portal-records")
 
-	// centre-a's clinician prescribes, centre-b dispenses the first
+	// centre-b's clinician prescribes, centre-c dispenses the first
 	// supply: the patient's records show the prescription, read in this
-	// browser, and their view the supply, at the issuer and the pharmacy.
+	// browser, and their view the supply, at the issuer and the pharmacy,
+	// as centre-a relays it.
+	pharmacistC, _ := staffMember(c, "clinician")
 	var mr fhirMedicationRequest
-	x.must(t, 201, "POST", a.name, "/v1/prescriptions", clinicianToken, httpapi.PrescriptionBody{Patient: pseudonym,
+	x.must(t, 201, "POST", b.name, "/v1/prescriptions", recorderB, httpapi.PrescriptionBody{Patient: pseudonym,
 		Medication: httpapi.MedicationBody{System: "snomed", Code: "322236009", Display: "Paracetamol 500 mg oral tablet"},
 		Quantity:   32, Unit: "tablet", Repeats: 1, Dosage: "One or two tablets every 4 to 6 hours"}, &mr)
-	x.must(t, 200, "POST", b.name, "/v1/prescriptions/dispense", recorderB, httpapi.DispenseBody{Token: mr.token()}, nil)
+	x.must(t, 200, "POST", c.name, "/v1/prescriptions/dispense", pharmacistC, httpapi.DispenseBody{Token: mr.token()}, nil)
 	patient.do("ask for the records", chromedp.Click(chromedp.CSS("#records")))
 	patient.waitText("#records-result dl.rx", "Paracetamol 500 mg oral tablet (SNOMED CT 322236009)")
 	patient.waitText("#records-result dl.rx", "32 tablet")
 	patient.waitText("#records-result dl.rx", "2 (the first and 1 repeat(s))")
 	patient.do("ask every centre", chromedp.Click(chromedp.CSS("#view")))
-	for _, holder := range []string{"centre-a", "centre-b"} {
+	for _, holder := range []string{"centre-b", "centre-c"} {
 		waitFor(t, 30*time.Second, "the supply in "+holder+"'s part of the view", func() bool {
 			got, err := chromedp.Run(patient.ctx, chromedp.Evaluate[bool](`Array.from(document.querySelectorAll("#view-result section.holder")).some(s =>
-				s.querySelector("h3").textContent === "`+holder+`" && s.textContent.includes("supply 1 of centre-a's prescription") && s.textContent.includes("dispensed by centre-b"))`))
+				s.querySelector("h3").textContent === "`+holder+`" && s.textContent.includes("supply 1 of centre-b's prescription") && s.textContent.includes("dispensed by centre-c"))`))
 			return err == nil && got
 		})
 	}

@@ -154,7 +154,7 @@ func (n *Node) auditEntry(e ledger.Entry) (AuditEntry, error) {
 		}
 		out.Transfer = &t
 	case ledger.KindDispense:
-		d, err := n.patientDispense(e)
+		d, err := n.patientDispense(e, n.Centre.Name)
 		if err != nil {
 			return AuditEntry{}, err
 		}

@@ -244,7 +244,7 @@ func (n *Node) patientEntries(h *PatientHolder, a patient.HolderAnswer) error {
 			}
 			h.Transfers = append(h.Transfers, t)
 		case ledger.KindDispense:
-			d, err := n.patientDispense(e)
+			d, err := n.patientDispense(e, h.Name)
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,7 @@ import (
 type PatientDispense struct {
 	Index        int64
 	Time         time.Time
-	Issuer       string // the issuing centre; this centre when its own entry
+	Issuer       string // the issuing centre
 	Prescription int64  // the prescription's record entry at the issuer
 	Fill         int    // which supply: 1 the first, 2 the first repeat, …
 	Pharmacy     string // the dispensing member
@@ -60,8 +60,9 @@ type PatientDeviceRevocation struct {
 	Statement    [32]byte // SHA-256 of the revocation the patient signed
 }
 
-// patientDispense decodes dispense entry e.
-func (n *Node) patientDispense(e ledger.Entry) (PatientDispense, error) {
+// patientDispense decodes dispense entry e of the ledger of centre
+// holder: its own issue when the entry names no issuer.
+func (n *Node) patientDispense(e ledger.Entry, holder string) (PatientDispense, error) {
 	d, err := e.Dispense()
 	if err != nil {
 		return PatientDispense{}, err
@@ -70,7 +71,7 @@ func (n *Node) patientDispense(e ledger.Entry) (PatientDispense, error) {
 	if err != nil {
 		return PatientDispense{}, fmt.Errorf("dispense entry %d: the pharmacy: %w", e.Index, err)
 	}
-	out := PatientDispense{Index: e.Index, Time: e.Time, Issuer: n.Centre.Name, Prescription: d.Prescription, Fill: int(d.Fill),
+	out := PatientDispense{Index: e.Index, Time: e.Time, Issuer: holder, Prescription: d.Prescription, Fill: int(d.Fill),
 		Pharmacy: n.memberName(pharmacy), Pharmacist: d.Pharmacist, Confirmed: e.Index}
 	if len(d.Issuer) > 0 {
 		issuer, err := peer.IDFromBytes(d.Issuer)

@@ -138,9 +138,9 @@ func DICOM(self string) Format {
 // Record create, a revocation an update, an erasure a delete; a transfer
 // an Export or an Import; a prescription's supply dispensed, or its
 // cancellation, an Order Record update; a device the patient registered
-// a Patient Record create, its revocation an update. The event type always carries medfed's own
-// name of the event as well. A refusal's outcome is 4, a minor failure,
-// as BALP's AuditEvent says.
+// a Patient Record create, its revocation an update. The event type
+// always carries medfed's own name of the event as well. A refusal's
+// outcome is 4, a minor failure, as BALP's AuditEvent says.
 func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 	pseudonym := e.Pseudonym.String()
 	m := auditMessage{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,10 +93,7 @@ func (e *auditExport) trail(t *testing.T, x *api) (origin string, size int64, au
 // stopped in between, having stored the batch, is sent it again.
 func (e *auditExport) waitDelivered(t *testing.T, x *api) {
 	t.Helper()
-	waitFor(t, 30*time.Second, e.c.name+"'s audit export catches up", func() bool {
-		m, _ := scrape(t, e.metrics)
-		return value(m, "medfed_audit_backlog_entries") == 0 && value(m, "medfed_audit_connected") == 1
-	})
+	e.waitCaughtUp(t)
 	origin, _, audited := e.trail(t, x)
 	waitFor(t, 30*time.Second, fmt.Sprintf("the %d audited entries of %s reach its collector", len(audited), e.c.name), func() bool {
 		seen := map[int64]bool{}
@@ -111,6 +109,29 @@ func (e *auditExport) waitDelivered(t *testing.T, x *api) {
 		}
 		return true
 	})
+}
+
+// waitCaughtUp waits until the export's metrics say it has caught up
+// with the ledger: connected, with no backlog.
+func (e *auditExport) waitCaughtUp(t *testing.T) {
+	t.Helper()
+	waitFor(t, 30*time.Second, e.c.name+"'s audit export catches up", func() bool {
+		m, _ := scrape(t, e.metrics)
+		return value(m, "medfed_audit_backlog_entries") == 0 && value(m, "medfed_audit_connected") == 1
+	})
+}
+
+// audited returns the bodies of the messages of the given kinds that
+// the export's repository received, one per ledger entry, by kind.
+func (e *auditExport) audited(kinds ...string) map[string][][]byte {
+	out, seen := map[string][][]byte{}, map[int64]bool{}
+	for _, m := range e.collector.Messages() {
+		if slices.Contains(kinds, m.Kind) && !seen[m.Index] {
+			seen[m.Index] = true
+			out[m.Kind] = append(out[m.Kind], m.Body)
+		}
+	}
+	return out
 }
 
 // check, with the collector stopped (it has written all it received),

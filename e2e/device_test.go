@@ -292,12 +292,9 @@ func TestDeviceReadingsReachAConsentedClinician(t *testing.T) {
 	if !strings.Contains(out, "device "+deviceID+" registered for") || !strings.Contains(out, "device "+deviceID+" revoked") {
 		t.Errorf("the patient's view does not show the device registered and revoked:\n%s", out)
 	}
-	waitFor(t, 30*time.Second, "centre-a's audit export catches up", func() bool {
-		m, _ := scrape(t, audit.metrics)
-		return value(m, "medfed_audit_backlog_entries") == 0 && value(m, "medfed_audit_connected") == 1
-	})
+	audit.waitCaughtUp(t)
 	audit.collector.Stop()
-	events := auditedOf(t, audit, "device", "device-revocation")
+	events := audit.audited("device", "device-revocation")
 	if len(events["device"]) != 1 || len(events["device-revocation"]) != 1 {
 		t.Fatalf("centre-a's audit repository holds %d device registrations and %d revocations, want 1 and 1", len(events["device"]), len(events["device-revocation"]))
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -314,10 +313,7 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 	}
 
 	for _, e := range []*auditExport{issuerAudit, pharmacyAudit} {
-		waitFor(t, 30*time.Second, e.c.name+"'s audit export catches up", func() bool {
-			m, _ := scrape(t, e.metrics)
-			return value(m, "medfed_audit_backlog_entries") == 0 && value(m, "medfed_audit_connected") == 1
-		})
+		e.waitCaughtUp(t)
 		e.collector.Stop()
 	}
 
@@ -365,7 +361,7 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 	for _, fills := range dispensed {
 		supplies += len(fills)
 	}
-	events := auditedOf(t, issuerAudit, "dispense", "cancellation")
+	events := issuerAudit.audited("dispense", "cancellation")
 	if len(events["dispense"]) != supplies || len(events["cancellation"]) != 2 { // the command's and the API's
 		t.Errorf("centre-a's audit repository holds %d dispenses and %d cancellations, want %d and 2", len(events["dispense"]), len(events["cancellation"]), supplies)
 	}
@@ -375,7 +371,7 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 			auditFiles = append(auditFiles, writeJSONFile(t, filepath.Join(root, fmt.Sprintf("audit-%s-%d.json", kind, i)), json.RawMessage(body)))
 		}
 	}
-	atPharmacy := auditedOf(t, pharmacyAudit, "dispense")["dispense"]
+	atPharmacy := pharmacyAudit.audited("dispense")["dispense"]
 	if len(atPharmacy) != receivedDispenses(t, b) {
 		t.Errorf("centre-b's audit repository holds %d dispenses, its ledger %d", len(atPharmacy), receivedDispenses(t, b))
 	}
@@ -393,20 +389,6 @@ func TestPrescriptionsCannotBeFilledTwice(t *testing.T) {
 	}
 	validateFHIR(t, append([]string{fhirDir}, auditFiles...))
 	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
-}
-
-// auditedOf returns the bodies of the messages of the given kinds that
-// export e's repository received, one per ledger entry, by kind.
-func auditedOf(t *testing.T, e *auditExport, kinds ...string) map[string][][]byte {
-	t.Helper()
-	out, seen := map[string][][]byte{}, map[int64]bool{}
-	for _, m := range e.collector.Messages() {
-		if slices.Contains(kinds, m.Kind) && !seen[m.Index] {
-			seen[m.Index] = true
-			out[m.Kind] = append(out[m.Kind], m.Body)
-		}
-	}
-	return out
 }
 
 // dispensesOf opens centre c's ledger (its node stopped) and returns the

@@ -272,7 +272,7 @@ func ledgerEvent(self string, e centre.AuditEntry) fhir.AuditEvent {
 		agents = append(agents, fhir.AuditEventAgent{Type: concept(coding(roleClassSystem, "PAT", "patient")), Who: patientRef(pseudonym), Requestor: true},
 			destination(centreRef(self), false))
 		entities = append(entities, fhir.AuditEventEntity{
-			What: &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(deviceStatementSystem), Value: ptr(hex.EncodeToString(statement[:]))}},
+			What: &fhir.Reference{Identifier: &fhir.Identifier{System: ptr(deviceStatementSystem), Value: ptr(consent.FormatHash(statement))}},
 			Type: ptr(coding(entityTypeSystem, "2", "System Object")), Role: ptr(coding(objectRoleSystem, "4", "Domain Resource")),
 			Description: ptr(about),
 		})

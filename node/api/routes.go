@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -483,7 +482,7 @@ func (s *Server) delegate(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DelegationDelivery{ID: id.String(), Hash: hex.EncodeToString(hash[:]), ConsentDelivery: ConsentDeliveryOf(del)}, nil
+	return DelegationDelivery{ID: id.String(), Hash: consent.FormatHash(hash), ConsentDelivery: ConsentDeliveryOf(del)}, nil
 }
 
 func (s *Server) delegations(ctx context.Context, c *call) (any, error) {

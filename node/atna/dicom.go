@@ -282,7 +282,7 @@ func dicomMessage(self string, e centre.AuditEntry) ([]byte, error) {
 		m.Participants = append(m.Participants,
 			activeParticipant{UserID: "patient:" + pseudonym, IsRequestor: true, Roles: []codedValue{roleSource}},
 			activeParticipant{UserID: self, Roles: []codedValue{roleDestination}})
-		m.Objects = append(m.Objects, participantObject{ID: hex.EncodeToString(statement[:]), Type: "2", Role: "4", IDType: idDeviceStatement, Name: name, Details: details})
+		m.Objects = append(m.Objects, participantObject{ID: consent.FormatHash(statement), Type: "2", Role: "4", IDType: idDeviceStatement, Name: name, Details: details})
 	default:
 		return nil, fmt.Errorf("dicom audit message of entry %d: a %s entry records nothing audited", e.Index, e.Kind)
 	}

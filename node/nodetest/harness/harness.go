@@ -261,7 +261,10 @@ func Admit(ctx context.Context, cfg centre.Config, members ...*Node) (*Node, err
 		if m.Membership.Current().Version == want {
 			break
 		}
-		if _, err := m.Membership.Approve(ctx, req); err != nil {
+		// The quorum may be reached, and the version adopted here,
+		// between the check above and this approval: the approval is then
+		// refused, and the admission is done.
+		if _, err := m.Membership.Approve(ctx, req); err != nil && m.Membership.Current().Version != want {
 			return nil, err
 		}
 	}

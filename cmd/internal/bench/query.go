@@ -9,10 +9,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
+	"slices"
 	"sync"
 	"time"
 
@@ -286,24 +289,41 @@ func measureQueryFloor(ctx context.Context, env env, ids []peer.ID, patients []l
 }
 
 // cpuProfile writes a CPU profile of the federated queries to the file
-// MEDFED_CPUPROFILE names, when it names one: the queries alone, not the
+// MEDFED_CPUPROFILE names, and an execution trace (go tool trace: where
+// the goroutines wait, not only where the CPU goes) to the file
+// MEDFED_TRACE names, when they name one: the queries alone, not the
 // federation's founding nor the central floor.
 func cpuProfile() (stop func() error, err error) {
-	path := os.Getenv("MEDFED_CPUPROFILE")
-	if path == "" {
-		return func() error { return nil }, nil
+	var stops []func() error
+	stop = func() error {
+		var err error
+		for _, s := range slices.Backward(stops) {
+			err = errors.Join(err, s())
+		}
+		return err
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
+	for _, p := range []struct {
+		env   string
+		start func(io.Writer) error
+		stop  func()
+	}{{"MEDFED_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile}, {"MEDFED_TRACE", trace.Start, trace.Stop}} {
+		path := os.Getenv(p.env)
+		if path == "" {
+			continue
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("%s: %w", p.env, err), stop())
+		}
+		if err := p.start(f); err != nil {
+			return nil, errors.Join(fmt.Errorf("%s: %w", p.env, err), f.Close(), stop())
+		}
+		stops = append(stops, func() error {
+			p.stop()
+			return f.Close()
+		})
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return nil, errors.Join(fmt.Errorf("cpu profile: %w", err), f.Close())
-	}
-	return func() error {
-		pprof.StopCPUProfile()
-		return f.Close()
-	}, nil
+	return stop, nil
 }
 
 // latencyAndThroughput runs one: first one at a time (metric_p50_ms,

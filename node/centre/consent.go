@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node"
@@ -57,18 +58,37 @@ func (n *Node) startConsent(ctx context.Context, cfg ConsentConfig) error {
 // holders returns the members the directory lists as holding p's
 // records; with an error, those it found.
 func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
-	res, err := n.Directory.Lookup(ctx, p)
-	ids, herr := n.withSelf(ctx, p, res.Holders)
-	return ids, errors.Join(err, herr)
+	return n.lookupWithSelf(ctx, p, n.Directory.Lookup)
 }
 
 // everyHolder is holders read at every replica of p's key, not the
 // lookup's closest few: for a patient's own requests, which must miss no
 // holder and are rare.
 func (n *Node) everyHolder(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
-	res, err := n.Directory.LookupEvery(ctx, p)
-	ids, herr := n.withSelf(ctx, p, res.Holders)
-	return ids, errors.Join(err, herr)
+	return n.lookupWithSelf(ctx, p, n.Directory.LookupEvery)
+}
+
+// lookupWithSelf returns the holders lookup finds, with this centre added
+// when its own ledger holds records of p (see withSelf). The ledger is
+// read while the lookup runs, not after it: a query waits for the slower
+// of the two.
+func (n *Node) lookupWithSelf(ctx context.Context, p ledger.Pseudonym, lookup func(context.Context, ledger.Pseudonym) (directory.Result, error)) ([]peer.ID, error) {
+	type holding struct {
+		held bool
+		err  error
+	}
+	own := make(chan holding, 1)
+	go func() {
+		held, err := n.holds(ctx, p)
+		own <- holding{held, err}
+	}()
+	res, err := lookup(ctx, p)
+	h := <-own
+	ids := res.Holders
+	if h.held && !slices.Contains(ids, n.Host.ID()) {
+		ids = append(ids, n.Host.ID())
+	}
+	return ids, errors.Join(err, h.err)
 }
 
 // withSelf adds this centre to ids when its own ledger holds records of p

@@ -220,7 +220,9 @@ func (x *pseudonymIndex) flush(ctx context.Context) {
 			return
 		}
 		to := from + indexBucket
-		var ps []posting
+		// About a posting an entry: grown from nothing, the slice was
+		// copied at each doubling up to a bucket's size.
+		ps := make([]posting, 0, indexBucket)
 		for p, idxs := range x.mem {
 			for _, n := range idxs {
 				if n < to {

@@ -238,11 +238,39 @@ func (c *Client) Query(ctx context.Context, spec Spec) (res Result, err error) {
 		}
 		endSpan(span, outcome, err)
 	}()
+	if spec.LocalOnly && c.opts.Local == nil {
+		return res, errors.New("query: this centre answers no queries itself")
+	}
+	if spec.Action == 0 {
+		spec.Action = consent.Access
+	}
+	// One request for every holder: each keeps its nonce, and each seals
+	// to the same key under its own name (see Seal). The key is drawn and
+	// the request signed while the directory lookup runs: neither depends
+	// on the holders.
+	type signed struct {
+		key *SealingKey
+		q   Request
+		raw []byte
+		err error
+	}
+	request := make(chan signed, 1)
+	go func() {
+		var r signed
+		if r.key, r.err = NewSealingKey(); r.err != nil {
+			request <- r
+			return
+		}
+		r.q = Request{
+			Federation: c.opts.Charter().Federation, Requester: c.host.ID(), Staff: spec.Staff, Role: spec.Role,
+			Action: spec.Action, Purpose: spec.Purpose, Reason: spec.Reason, Classes: spec.Classes,
+			Subject: spec.Subject, Time: c.opts.Now().UTC(), Key: r.key.Public(), Token: spec.Token, Nonce: nonce,
+		}
+		r.raw, r.err = r.q.Sign(c.opts.Key)
+		request <- r
+	}()
 	var holders []peer.ID
 	if spec.LocalOnly {
-		if c.opts.Local == nil {
-			return res, errors.New("query: this centre answers no queries itself")
-		}
 		holders = []peer.ID{c.host.ID()}
 	} else if spec.Only != "" {
 		holders = []peer.ID{spec.Only}
@@ -253,29 +281,15 @@ func (c *Client) Query(ctx context.Context, spec Spec) (res Result, err error) {
 	if spec.OthersOnly {
 		holders = slices.DeleteFunc(holders, func(h peer.ID) bool { return h == c.host.ID() })
 	}
+	r := <-request
 	if len(holders) == 0 && err != nil {
 		return res, err
 	}
-	if spec.Action == 0 {
-		spec.Action = consent.Access
+	if r.err != nil {
+		return res, r.err
 	}
-	// One request for every holder: each keeps its nonce, and each seals
-	// to the same key under its own name (see Seal).
-	key, err := NewSealingKey()
-	if err != nil {
-		return res, err
-	}
-	q := Request{
-		Federation: c.opts.Charter().Federation, Requester: c.host.ID(), Staff: spec.Staff, Role: spec.Role,
-		Action: spec.Action, Purpose: spec.Purpose, Reason: spec.Reason, Classes: spec.Classes,
-		Subject: spec.Subject, Time: c.opts.Now().UTC(), Key: key.Public(), Token: spec.Token,
-	}
-	q.Nonce = nonce
+	q, key, raw := r.q, r.key, r.raw
 	res.Nonce = q.Nonce
-	raw, err := q.Sign(c.opts.Key)
-	if err != nil {
-		return res, err
-	}
 	res.Holders = make([]Answer, len(holders))
 	var wg sync.WaitGroup
 	for i, h := range holders {

@@ -84,11 +84,14 @@ func (n *Node) lookupWithSelf(ctx context.Context, p ledger.Pseudonym, lookup fu
 	}()
 	res, err := lookup(ctx, p)
 	h := <-own
-	ids := res.Holders
-	if h.held && !slices.Contains(ids, n.Host.ID()) {
-		ids = append(ids, n.Host.ID())
+	self := n.Host.ID()
+	if slices.Contains(res.Holders, self) {
+		return res.Holders, err // listed: what the ledger says changes nothing
 	}
-	return ids, errors.Join(err, h.err)
+	if h.held {
+		res.Holders = append(res.Holders, self)
+	}
+	return res.Holders, errors.Join(err, h.err)
 }
 
 // withSelf adds this centre to ids when its own ledger holds records of p

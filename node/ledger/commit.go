@@ -251,8 +251,14 @@ func (b *batch) commit() (time.Duration, error) {
 		l.tail.add(req.first, req.encs)
 	}
 	l.size, l.root, l.front, l.block = b.n, root, b.front, b.block
-	close(l.grown)
-	l.grown = make(chan struct{})
+	// A batch of side writes alone (a checkpoint signed or made final,
+	// another log witnessed or mirrored) did not grow the ledger: waking
+	// the publisher for it started its gap over, so that the next append
+	// waited up to a whole gap for its checkpoint.
+	if b.entries > 0 {
+		close(l.grown)
+		l.grown = make(chan struct{})
+	}
 	l.mu.Unlock()
 	return synced, nil
 }

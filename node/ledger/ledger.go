@@ -82,7 +82,7 @@ type Ledger struct {
 	upper upperCache
 	block hashBlock     // the hashes of the leaves of the block not complete yet
 	tail  tail          // the latest entries' encodings (tail.go)
-	grown chan struct{} // closed, and replaced, at each commit
+	grown chan struct{} // closed, and replaced, at each commit that appends
 
 	signMu sync.Mutex // serialises Sign; guards latest and final
 	latest SignedCheckpoint

@@ -305,6 +305,30 @@ func TestSignIsIdempotentForAnUnchangedTree(t *testing.T) {
 	}
 }
 
+// Grown wakes its waiter when entries are appended, not when a
+// checkpoint is signed or made final: a publisher woken by its own
+// checkpoint's writes waited out its gap before the next append's.
+func TestGrownOnlyByAppends(t *testing.T) {
+	f := newFixture(t)
+	f.appendN(t, 0, 3)
+	grown := f.l.Grown()
+	sc := f.sign(t)
+	if err := f.l.MarkFinal(context.Background(), sc.Size, sc.Note); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-grown:
+		t.Fatal("signing a checkpoint and making it final woke Grown's waiter")
+	default:
+	}
+	f.appendN(t, 3, 1)
+	select {
+	case <-grown:
+	default:
+		t.Fatal("an append did not wake Grown's waiter")
+	}
+}
+
 // A centre must never sign two inconsistent checkpoints, even when its
 // database is rewritten underneath it.
 func TestSignRefusesARewrittenHistory(t *testing.T) {

@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
 	mrand "math/rand/v2"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -151,30 +148,13 @@ func BenchmarkAppendOne(b *testing.B) {
 	}
 }
 
-// BenchmarkSQLiteCommitOne commits one row of an entry's size at a time
-// to a SQLite file in the ledger's durable settings (WAL,
-// synchronous=FULL): the fsync an append cannot do without.
+// BenchmarkSQLiteCommitOne is ledger.WriteFloor one row to a commit: the
+// durable SQLite commit of an entry's row, alone, that an append cannot
+// do without.
 func BenchmarkSQLiteCommitOne(b *testing.B) {
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "floor.db")+"?_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
-	if err != nil {
+	path := filepath.Join(b.TempDir(), "floor.db")
+	b.ResetTimer()
+	if _, err := ledger.WriteFloor(context.Background(), path, b.N, 1, 142); err != nil {
 		b.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	if _, err := db.Exec("CREATE TABLE t (i INTEGER PRIMARY KEY, data BLOB NOT NULL)"); err != nil {
-		b.Fatal(err)
-	}
-	row := make([]byte, 200)
-	for i := 0; b.Loop(); i++ {
-		tx, err := db.Begin()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := tx.Exec("INSERT INTO t (i, data) VALUES (?, ?)", i, row); err != nil {
-			b.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			b.Fatal(err)
-		}
 	}
 }

@@ -1165,23 +1165,14 @@ func (f *simFederation) measureCharterChange(ctx context.Context, m map[string]f
 				}
 			})
 		}
-		var err error
+		var council []*federation.Membership
 		for _, c := range f.centres[0].membership.Current().CouncilMembers() {
-			s := f.centres[slices.IndexFunc(f.centres, func(s *simCentre) bool { return s.c.ID() == c.ID })]
-			if s.membership.Current().Version == want {
-				break
-			}
-			// The version may be adopted here between the check above and
-			// this approval, which is then refused: the admission is done.
-			if _, err = s.membership.Approve(ctx, req); err != nil {
-				if s.membership.Current().Version == want {
-					err = nil
-					break
-				}
-				err = fmt.Errorf("approving the admission: %w", err)
-				stop()
-				break
-			}
+			council = append(council, f.centres[slices.IndexFunc(f.centres, func(s *simCentre) bool { return s.c.ID() == c.ID })].membership)
+		}
+		err := harness.ApproveAdmission(ctx, req, want, council...)
+		if err != nil {
+			err = fmt.Errorf("approving the admission: %w", err)
+			stop()
 		}
 		approved = time.Since(start)
 		wg.Wait()

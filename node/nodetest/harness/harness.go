@@ -257,16 +257,12 @@ func Admit(ctx context.Context, cfg centre.Config, members ...*Node) (*Node, err
 		return nil, err
 	}
 	want := members[0].Membership.Current().Version + 1
-	for _, m := range members {
-		if m.Membership.Current().Version == want {
-			break
-		}
-		// The quorum may be reached, and the version adopted here,
-		// between the check above and this approval: the approval is then
-		// refused, and the admission is done.
-		if _, err := m.Membership.Approve(ctx, req); err != nil && m.Membership.Current().Version != want {
-			return nil, err
-		}
+	ms := make([]*federation.Membership, len(members))
+	for i, m := range members {
+		ms[i] = m.Membership
+	}
+	if err := ApproveAdmission(ctx, req, want, ms...); err != nil {
+		return nil, err
 	}
 	if err := WaitFor(ctx, 10*time.Second, "the members adopt the version that admits "+cfg.Centre.Name, func() bool {
 		for _, m := range members {
@@ -282,6 +278,23 @@ func Admit(ctx context.Context, cfg centre.Config, members ...*Node) (*Node, err
 		return nil, err
 	}
 	return Start(ctx, cfg)
+}
+
+// ApproveAdmission has each of ms approve the join request req in turn,
+// until the one to approve next has adopted version want, the version
+// that admits the centre. The quorum may be reached, and the version
+// adopted there, between that check and its approval: the approval is
+// then refused, and the admission is done.
+func ApproveAdmission(ctx context.Context, req []byte, want uint64, ms ...*federation.Membership) error {
+	for _, m := range ms {
+		if m.Current().Version == want {
+			return nil
+		}
+		if _, err := m.Approve(ctx, req); err != nil && m.Current().Version != want {
+			return err
+		}
+	}
+	return nil
 }
 
 // WaitFor polls ok every 50 ms until it holds, for up to within; what

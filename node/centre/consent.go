@@ -56,57 +56,47 @@ func (n *Node) startConsent(ctx context.Context, cfg ConsentConfig) error {
 }
 
 // holders returns the members the directory lists as holding p's
-// records; with an error, those it found.
+// records, this centre with them when its own ledger holds some; with an
+// error, those it found.
 func (n *Node) holders(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
-	return n.lookupWithSelf(ctx, p, n.Directory.Lookup)
+	res, err, own := n.withOwn(ctx, p, n.Directory.Lookup)
+	return res.Holders, errors.Join(err, own)
 }
 
 // everyHolder is holders read at every replica of p's key, not the
 // lookup's closest few: for a patient's own requests, which must miss no
 // holder and are rare.
 func (n *Node) everyHolder(ctx context.Context, p ledger.Pseudonym) ([]peer.ID, error) {
-	return n.lookupWithSelf(ctx, p, n.Directory.LookupEvery)
+	res, err, own := n.withOwn(ctx, p, n.Directory.LookupEvery)
+	return res.Holders, errors.Join(err, own)
 }
 
-// lookupWithSelf returns the holders lookup finds, with this centre added
-// when its own ledger holds records of p (see withSelf). The ledger is
-// read while the lookup runs, not after it: a query waits for the slower
-// of the two.
-func (n *Node) lookupWithSelf(ctx context.Context, p ledger.Pseudonym, lookup func(context.Context, ledger.Pseudonym) (directory.Result, error)) ([]peer.ID, error) {
+// withOwn runs lookup for p and, beside it rather than after it, reads
+// this centre's own ledger: res lists this centre too when its ledger
+// holds records of p and the directory did not list it (this centre knows
+// what it holds without asking anyone, and its announcement may not have
+// reached the others yet). err is the lookup's error; own the ledger
+// read's, when the directory did not list this centre.
+func (n *Node) withOwn(ctx context.Context, p ledger.Pseudonym, lookup func(context.Context, ledger.Pseudonym) (directory.Result, error)) (res directory.Result, err, own error) {
 	type holding struct {
 		held bool
 		err  error
 	}
-	own := make(chan holding, 1)
+	ch := make(chan holding, 1)
 	go func() {
 		held, err := n.holds(ctx, p)
-		own <- holding{held, err}
+		ch <- holding{held, err}
 	}()
-	res, err := lookup(ctx, p)
-	h := <-own
+	res, err = lookup(ctx, p)
+	h := <-ch
 	self := n.Host.ID()
 	if slices.Contains(res.Holders, self) {
-		return res.Holders, err // listed: what the ledger says changes nothing
+		return res, err, nil // listed: what the ledger says changes nothing
 	}
 	if h.held {
 		res.Holders = append(res.Holders, self)
 	}
-	return res.Holders, errors.Join(err, h.err)
-}
-
-// withSelf adds this centre to ids when its own ledger holds records of p
-// and ids lacks it: this centre knows what it holds without asking anyone,
-// and its announcement may not have reached the others yet.
-func (n *Node) withSelf(ctx context.Context, p ledger.Pseudonym, ids []peer.ID) ([]peer.ID, error) {
-	self := n.Host.ID()
-	if slices.Contains(ids, self) {
-		return ids, nil
-	}
-	held, err := n.holds(ctx, p)
-	if err != nil || !held {
-		return ids, err
-	}
-	return append(ids, self), nil
+	return res, err, h.err
 }
 
 // holds reports whether the ledger holds records of p: the patients this

@@ -282,10 +282,18 @@ func (n *Node) Lookup(ctx context.Context, p ledger.Pseudonym) (Lookup, error) {
 }
 
 // lookup is Lookup, with this centre added when self is set and its own
-// ledger holds records of p (see withSelf).
+// ledger holds records of p (see withOwn).
 func (n *Node) lookup(ctx context.Context, p ledger.Pseudonym, self bool) (Lookup, error) {
 	start := time.Now()
-	res, err := n.Directory.Lookup(ctx, p)
+	var (
+		res      directory.Result
+		err, own error
+	)
+	if self {
+		res, err, own = n.withOwn(ctx, p, n.Directory.Lookup)
+	} else {
+		res, err = n.Directory.Lookup(ctx, p)
+	}
 	out := Lookup{Pseudonym: p, Answered: res.Answered, Elapsed: time.Since(start)}
 	if err != nil {
 		if !errors.Is(err, directory.ErrIncomplete) {
@@ -293,14 +301,11 @@ func (n *Node) lookup(ctx context.Context, p ledger.Pseudonym, self bool) (Looku
 		}
 		out.Problem = err
 	}
-	ids := res.Holders
-	if self {
-		if ids, err = n.withSelf(ctx, p, ids); err != nil {
-			return Lookup{}, err
-		}
+	if own != nil {
+		return Lookup{}, own
 	}
 	c := n.Membership.Current().Charter
-	for _, id := range ids {
+	for _, id := range res.Holders {
 		m, _ := c.Member(id)
 		out.Holders = append(out.Holders, Member{Name: m.Name, ID: id})
 	}

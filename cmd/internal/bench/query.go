@@ -127,7 +127,7 @@ func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error
 		return el, nil
 	}
 	m := map[string]float64{}
-	stop, err := cpuProfile()
+	stop, err := profileQueries()
 	if err != nil {
 		return nil, err
 	}
@@ -288,12 +288,12 @@ func measureQueryFloor(ctx context.Context, env env, ids []peer.ID, patients []l
 	return perS, nil
 }
 
-// cpuProfile writes a CPU profile of the federated queries to the file
+// profileQueries writes a CPU profile of the federated queries to the file
 // MEDFED_CPUPROFILE names, and an execution trace (go tool trace: where
 // the goroutines wait, not only where the CPU goes) to the file
 // MEDFED_TRACE names, when they name one: the queries alone, not the
 // federation's founding nor the central floor.
-func cpuProfile() (stop func() error, err error) {
+func profileQueries() (stop func() error, err error) {
 	var stops []func() error
 	stop = func() error {
 		var err error

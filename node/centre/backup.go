@@ -48,9 +48,9 @@ const RestoredFile = "restored"
 var backedUpDBs = []string{LedgerFile, records.File, DirectoryFile, "staff.db", "clients.db", DeviceFile}
 
 // notBackedUp are the files of a data directory a backup leaves out,
-// besides the SQLite files' journals: the derived index, and what only a
-// running node has.
-var notBackedUp = []string{"ledger-index.db", LockFile, "medfed.sock", RestoredFile}
+// besides the SQLite files' journals: the derived index and its hash
+// blocks, and what only a running node has.
+var notBackedUp = []string{"ledger-index.db", "ledger-blocks.bin", LockFile, "medfed.sock", RestoredFile}
 
 // plainFile reports whether name is a file of the data directory that a
 // backup copies as it is: its keys and shares, its certificate.

@@ -126,6 +126,8 @@ func checkLedger(ctx context.Context, cfg Config, pub ed25519.PublicKey, rep *Ch
 	}
 	var te *ledger.TamperError
 	switch {
+	case errors.As(err, &te) && te.Table == "blocks":
+		return nil, &DataError{File: filepath.Base(ledger.BlocksPath(path)), Table: te.Table, Row: te.Error(), Reason: "does not match the ledger"}
 	case errors.As(err, &te) && te.InIndex():
 		return nil, &DataError{File: filepath.Base(ledger.IndexPath(path)), Table: te.Table, Row: te.Error(), Reason: "does not match the ledger"}
 	case errors.As(err, &te):

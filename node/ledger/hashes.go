@@ -90,10 +90,10 @@ func (c upperCache) get(level int, n int64) (tlog.Hash, bool) {
 // blockLeaves is how many leaves a hash block covers: below the upper
 // cache, every stored hash an inclusion proof of a leaf needs is one of
 // its block's (the levels under cacheLevel pair leaves of one block), so
-// each complete block's hashes are kept together, derived data like the
-// pseudonym index and in its file (index.go): in memory until their
-// bucket is written, then in one row of its blocks table, which a proof
-// reads alone.
+// each complete block's hashes are kept together, derived data written
+// with the pseudonym index (index.go): in memory until their bucket is
+// written, then in the blocks file (BlocksPath), which a proof reads with
+// one pread.
 const blockLeaves = 1 << cacheLevel
 
 // hashBlock holds the stored hashes below cacheLevel of one block's

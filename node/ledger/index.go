@@ -6,11 +6,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The pseudonym index maps a patient's pseudonym to the entries about them.
@@ -24,6 +28,14 @@ import (
 // in one transaction to their own region of the index file, with the
 // watermark that says which buckets are on disk. A lookup probes each
 // bucket on disk (one seek each) and the memory.
+//
+// Beside the postings, each bucket written puts the hash blocks of its
+// entries (hashes.go) in a flat file, BlocksPath, block b at b·blockBytes:
+// an inclusion proof reads its block with one pread, where a row read
+// through SQLite cost it most of its time. The file is written and synced
+// before the bucket's transaction commits, so every block below the
+// watermark is on disk; Open cuts off what lies beyond it (a bucket whose
+// commit a crash lost), and rebuilds the index when the file is shorter.
 //
 // The index is derived data: its file is synchronous=NORMAL, and Open
 // rebuilds whatever is not on disk from the entries. Verify checks it.
@@ -42,15 +54,22 @@ var indexMigrations = []string{
 		size INTEGER NOT NULL       -- entries below this are on disk; a multiple of the bucket size
 	) STRICT;
 	INSERT INTO watermark (id, size) VALUES (0, 0);`,
-	// 2: the hash blocks of the buckets below the watermark (hashes.go):
-	// an inclusion proof reads its block's row rather than a row for each
-	// level. Buckets written before this step have none; their proofs
-	// read the entries' rows.
+	// 2: the hash blocks of the buckets below the watermark (hashes.go),
+	// one row each.
 	`CREATE TABLE blocks (
 		block  INTEGER PRIMARY KEY, -- leaves 32·block to 32·block+31
 		hashes BLOB NOT NULL        -- hashBlock: levels 0 to 4, 62 hashes
 	) STRICT;`,
+	// 3: the hash blocks move to their own file (BlocksPath), which a
+	// proof reads without SQLite; the index is rebuilt from the entries
+	// to write it.
+	`DROP TABLE blocks;
+	DELETE FROM postings;
+	UPDATE watermark SET size = 0;`,
 }
+
+// blockBytes is the size of one hash block in the blocks file.
+const blockBytes = len(hashBlock{}) * tlog.HashSize
 
 // indexApplicationID marks the index file ("mfIX").
 const indexApplicationID = 0x6d664958
@@ -62,22 +81,29 @@ func IndexPath(path string) string {
 	return strings.TrimSuffix(path, ext) + "-index" + ext
 }
 
+// BlocksPath returns where the hash blocks of the ledger at path live,
+// beside its index: "ledger.db" -> "ledger-blocks.bin".
+func BlocksPath(path string) string {
+	return strings.TrimSuffix(path, filepath.Ext(path)) + "-blocks.bin"
+}
+
 type posting struct {
 	idx     int64
 	subject Pseudonym
 }
 
 type pseudonymIndex struct {
-	w, r       *sql.DB
-	insert     *rowInserter
-	blockQuery *sql.Stmt // on r
-	log        *slog.Logger
+	w, r   *sql.DB
+	insert *rowInserter
+	blockf *os.File // the hash blocks below the watermark, and maybe a bucket's more
+	log    *slog.Logger
 
 	mu        sync.Mutex
 	watermark int64                 // entries below are on disk
 	mem       map[Pseudonym][]int64 // postings at or above the watermark
 	blocks    [][]byte              // complete hash blocks from the watermark on
 	noBlocks  bool                  // blocks went missing: none are kept until the next open
+	short     bool                  // the blocks file ends below the watermark: Open rebuilds
 	upTo      int64                 // entries below are on disk or in mem
 
 	kick chan struct{}
@@ -85,7 +111,7 @@ type pseudonymIndex struct {
 	done chan struct{}
 }
 
-func openIndex(ctx context.Context, path string, log *slog.Logger) (*pseudonymIndex, error) {
+func openIndex(ctx context.Context, path, blocksPath string, log *slog.Logger) (*pseudonymIndex, error) {
 	x := &pseudonymIndex{
 		log:  log,
 		mem:  map[Pseudonym][]int64{},
@@ -116,23 +142,45 @@ func openIndex(ctx context.Context, path string, log *slog.Logger) (*pseudonymIn
 		x.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
-	if x.blockQuery, err = x.r.PrepareContext(ctx, "SELECT hashes FROM blocks WHERE block = ?"); err != nil {
+	if err := x.openBlocks(blocksPath); err != nil {
 		x.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
 	return x, nil
 }
 
+// openBlocks opens the blocks file and cuts it at the watermark.
+func (x *pseudonymIndex) openBlocks(path string) error {
+	var err error
+	if x.blockf, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return err
+	}
+	fi, err := x.blockf.Stat()
+	if err != nil {
+		return err
+	}
+	switch need := x.watermark / blockLeaves * int64(blockBytes); {
+	case fi.Size() > need:
+		return x.blockf.Truncate(need)
+	case fi.Size() < need:
+		x.short = true
+	}
+	return nil
+}
+
 // catchUp puts the postings of entries [watermark, size) in memory, reading
 // them from the ledger; it first drops an index that claims more entries
 // than the ledger has.
 func (x *pseudonymIndex) catchUp(ctx context.Context, entries *sql.DB, size int64) error {
-	if x.watermark > size || x.watermark%indexBucket != 0 {
-		x.log.Warn("pseudonym index does not match the ledger; rebuilding it", "index", x.watermark, "ledger", size)
-		if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; DELETE FROM blocks; UPDATE watermark SET size = 0"); err != nil {
+	if x.watermark > size || x.watermark%indexBucket != 0 || x.short {
+		x.log.Warn("pseudonym index does not match the ledger; rebuilding it", "index", x.watermark, "ledger", size, "blocks_missing", x.short)
+		if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; UPDATE watermark SET size = 0"); err != nil {
 			return fmt.Errorf("pseudonym index: %w", err)
 		}
-		x.watermark = 0
+		if err := x.blockf.Truncate(0); err != nil {
+			return fmt.Errorf("pseudonym index: %w", err)
+		}
+		x.watermark, x.short = 0, false
 	}
 	x.upTo = x.watermark
 	rows, err := entries.QueryContext(ctx, "SELECT idx, data, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", x.watermark, size)
@@ -238,7 +286,8 @@ func (x *pseudonymIndex) flush(ctx context.Context) {
 			// Never so (every commit adds the blocks it completed, and
 			// catchUp those from the watermark on); were it so, the
 			// blocks would be numbered wrong: keep none, proofs read
-			// the entries' rows.
+			// the entries' rows, and the next Open, finding the file
+			// short, rebuilds the index.
 			x.log.Error("pseudonym index: hash blocks missing from a bucket; keeping none", "bucket", from/indexBucket, "held", len(blocks))
 			blocks, x.noBlocks = nil, true
 		}
@@ -292,8 +341,16 @@ func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting
 	if err := x.insert.insert(ctx, tx, args); err != nil {
 		return err
 	}
-	for i, b := range blocks {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO blocks (block, hashes) VALUES (?, ?)", from/blockLeaves+int64(i), b); err != nil {
+	// The blocks are durable before the watermark that covers them.
+	if len(blocks) > 0 {
+		buf := make([]byte, 0, len(blocks)*blockBytes)
+		for _, b := range blocks {
+			buf = append(buf, b...)
+		}
+		if _, err := x.blockf.WriteAt(buf, from/blockLeaves*int64(blockBytes)); err != nil {
+			return err
+		}
+		if err := x.blockf.Sync(); err != nil {
 			return err
 		}
 	}
@@ -304,8 +361,8 @@ func (x *pseudonymIndex) write(ctx context.Context, from, to int64, ps []posting
 }
 
 // block returns the hashes of complete block b, and whether they are
-// held: a bucket written before the index kept blocks has none.
-func (x *pseudonymIndex) block(ctx context.Context, b int64) ([]byte, bool, error) {
+// held: none are once blocks went missing (noBlocks).
+func (x *pseudonymIndex) block(b int64) ([]byte, bool, error) {
 	x.mu.Lock()
 	if first := x.watermark / blockLeaves; b >= first || x.noBlocks {
 		// Above the watermark, in memory until its bucket is written;
@@ -318,11 +375,11 @@ func (x *pseudonymIndex) block(ctx context.Context, b int64) ([]byte, bool, erro
 		return blob, blob != nil, nil
 	}
 	x.mu.Unlock()
-	var blob []byte
-	switch err := x.blockQuery.QueryRowContext(ctx, b).Scan(&blob); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, false, nil
-	case err != nil:
+	blob := make([]byte, blockBytes)
+	if _, err := x.blockf.ReadAt(blob, b*int64(blockBytes)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the file was cut below the watermark
+		}
 		return nil, false, fmt.Errorf("hash block %d: %w", b, err)
 	}
 	return blob, true, nil
@@ -388,8 +445,8 @@ func (x *pseudonymIndex) stop() error {
 
 func (x *pseudonymIndex) close() error {
 	errs := []error{x.insert.Close()}
-	if x.blockQuery != nil {
-		errs = append(errs, x.blockQuery.Close())
+	if x.blockf != nil {
+		errs = append(errs, x.blockf.Close())
 	}
 	for _, db := range []*sql.DB{x.r, x.w} {
 		if db != nil {

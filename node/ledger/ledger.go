@@ -225,7 +225,7 @@ func (l *Ledger) open(ctx context.Context, path string, pub ed25519.PublicKey) e
 	if err := l.loadLatest(ctx); err != nil {
 		return err
 	}
-	if l.index, err = openIndex(ctx, IndexPath(path), l.log); err != nil {
+	if l.index, err = openIndex(ctx, IndexPath(path), BlocksPath(path), l.log); err != nil {
 		return err
 	}
 	return l.index.catchUp(ctx, l.r, l.size)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -454,8 +455,7 @@ func TestPseudonymIndexAcrossBuckets(t *testing.T) {
 		t.Fatalf("verified size %d, want %d", rep.Size, total)
 	}
 	// Proofs of entries in the bucket written read its hash blocks, and
-	// the entries' rows where a bucket has none (an index written before
-	// it kept blocks).
+	// the entries' rows where the index holds none.
 	prove := func() {
 		t.Helper()
 		proveIn(t, f.l, total, 0, 31, 32, 12_345, 65_535, 65_536, total-1)
@@ -463,30 +463,77 @@ func TestPseudonymIndexAcrossBuckets(t *testing.T) {
 	f.l = openAt(t, f.path, f.key)
 	prove()
 	f.l.Close()
-	index := ledger.IndexPath(f.path)
-	if got := queryBlob(t, index, "SELECT hashes FROM blocks WHERE block = 385"); len(got) != 62*32 {
-		t.Fatalf("hash block 385 of %d bytes, want 62 hashes", len(got))
+	blocks := ledger.BlocksPath(f.path)
+	const blockBytes = 62 * 32
+	if fi, err := os.Stat(blocks); err != nil || fi.Size() != 2048*blockBytes {
+		t.Fatalf("hash blocks file: %v, %v; want the 2,048 blocks of one bucket", fi, err)
 	}
 	pub := f.key.Public().(ed25519.PublicKey)
 	var te *ledger.TamperError
-	tamper := func(what, query string, index int64) {
+	tamper := func(what string, change func(path string), index int64) {
 		t.Helper()
 		path := copyLedger(t, f.path)
-		execSQL(t, ledger.IndexPath(path), query)
+		change(path)
 		if _, err := ledger.Verify(ctx, path, pub); !errors.As(err, &te) || te.Index != index {
 			t.Fatalf("%s: %v, want entry %d", what, err, index)
 		}
 	}
-	// A posting moved to another patient is caught against its entry.
-	tamper("a posting moved", "UPDATE postings SET pseudonym = zeroblob(32) WHERE idx = 12", 12)
-	tamper("a hash block changed", "UPDATE blocks SET hashes = zeroblob(1984) WHERE block = 385", 385*32)
-	tamper("a hash block beyond the watermark", "INSERT INTO blocks SELECT 2048, hashes FROM blocks WHERE block = 0", 2048*32)
-	execSQL(t, index, "DELETE FROM blocks")
+	// A posting moved to another patient is caught against its entry,
+	// and so is a hash block changed.
+	tamper("a posting moved", func(path string) {
+		execSQL(t, ledger.IndexPath(path), "UPDATE postings SET pseudonym = zeroblob(32) WHERE idx = 12")
+	}, 12)
+	tamper("a hash block changed", func(path string) {
+		writeAt(t, ledger.BlocksPath(path), 385*blockBytes+100, []byte{0xff})
+	}, 385*32)
+
+	// A bucket's blocks written before a crash lost its commit lie beyond
+	// the watermark: Verify passes them, Open cuts them off.
+	writeAt(t, blocks, 2048*blockBytes, make([]byte, 5*blockBytes))
 	if _, err := ledger.Verify(ctx, f.path, pub); err != nil {
-		t.Fatalf("an index without hash blocks: %v", err)
+		t.Fatalf("blocks beyond the watermark: %v", err)
 	}
 	f.l = openAt(t, f.path, f.key)
 	prove()
+	f.l.Close()
+	if fi, err := os.Stat(blocks); err != nil || fi.Size() != 2048*blockBytes {
+		t.Fatalf("hash blocks file after open: %v, %v; want it cut at the watermark", fi, err)
+	}
+
+	// A file cut short: Verify passes the blocks it lacks, and Open
+	// rebuilds the index, blocks and all.
+	if err := os.Truncate(blocks, 100*blockBytes+7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Verify(ctx, f.path, pub); err != nil {
+		t.Fatalf("a blocks file cut short: %v", err)
+	}
+	f.l = openAt(t, f.path, f.key)
+	prove()
+	if got := count(); got != want {
+		t.Fatalf("after the rebuild: %d entries, want %d", got, want)
+	}
+	f.l.Close()
+	if fi, err := os.Stat(blocks); err != nil || fi.Size() != 2048*blockBytes {
+		t.Fatalf("hash blocks file after the rebuild: %v, %v; want one bucket's", fi, err)
+	}
+	if _, err := ledger.Verify(ctx, f.path, pub); err != nil {
+		t.Fatalf("after the rebuild: %v", err)
+	}
+	f.l = openAt(t, f.path, f.key)
+}
+
+// writeAt overwrites the file at path from offset off with b.
+func writeAt(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	file, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := file.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestAppendRefusesInvalidEntries(t *testing.T) {

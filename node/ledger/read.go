@@ -226,7 +226,7 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 	})
 	for _, b := range blocks[:k] {
 		var err error
-		if wants, err = l.readBlock(ctx, b, wants, out); err != nil {
+		if wants, err = l.readBlock(b, wants, out); err != nil {
 			return nil, err
 		}
 	}
@@ -264,18 +264,18 @@ func (l *Ledger) readStored(ctx context.Context, indexes []int64) ([]tlog.Hash, 
 }
 
 // readBlock reads those of the stored hashes wants that are in block
-// from its row, and returns the others. A block completed before the
-// ledger kept them has none: its hashes are returned with the others, to
-// read from their leaves' rows.
-func (l *Ledger) readBlock(ctx context.Context, block int64, wants []want, out []tlog.Hash) ([]want, error) {
+// from the index's copy of it, and returns the others. When the index
+// holds none (blocks went missing), its hashes are returned with the
+// others, to read from their leaves' rows.
+func (l *Ledger) readBlock(block int64, wants []want, out []tlog.Hash) ([]want, error) {
 	if l.index == nil {
 		return wants, nil // opening: the frontier is in the last block
 	}
-	blob, ok, err := l.index.block(ctx, block)
+	blob, ok, err := l.index.block(block)
 	if err != nil || !ok {
 		return wants, err
 	}
-	if len(blob) != len(hashBlock{})*tlog.HashSize {
+	if len(blob) != blockBytes {
 		return nil, fmt.Errorf("hash block %d: %d bytes", block, len(blob))
 	}
 	return slices.DeleteFunc(wants, func(w want) bool {

@@ -7,6 +7,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 
 	"golang.org/x/mod/sumdb/note"
@@ -43,13 +45,13 @@ type TamperError struct {
 	Checkpoint int64
 	Reason     string
 	// Table is the table the fault was found in: entries, checkpoints, or
-	// the pseudonym index's postings, blocks or watermark (IndexPath's
-	// file).
+	// the pseudonym index's postings or watermark (IndexPath's file), or
+	// blocks, its hash blocks (BlocksPath's file).
 	Table string
 }
 
-// InIndex reports whether the fault is in the pseudonym index's file
-// (IndexPath), not the ledger's.
+// InIndex reports whether the fault is in the pseudonym index's files
+// (IndexPath, BlocksPath), not the ledger's.
 func (e *TamperError) InIndex() bool {
 	return e.Table == "postings" || e.Table == "blocks" || e.Table == "watermark"
 }
@@ -106,7 +108,7 @@ func VerifyWith(ctx context.Context, path string, trust Trust) (Report, error) {
 		return Report{}, fmt.Errorf("ledger verify: %w", err)
 	}
 	defer tx.Rollback()
-	rep, err := verifyTx(ctx, tx, trust, IndexPath(path))
+	rep, err := verifyTx(ctx, tx, trust, path)
 	if err != nil {
 		var te *TamperError
 		if errors.As(err, &te) {
@@ -124,7 +126,8 @@ type storedCheckpoint struct {
 	cosigned []byte
 }
 
-func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, indexPath string) (Report, error) {
+// verifyTx checks the ledger in tx, and the index of the ledger at path.
+func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, path string) (Report, error) {
 	pub := trust.Key
 	var rep Report
 	var origin, key []byte
@@ -160,7 +163,7 @@ func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, indexPath string) (R
 		rep.LatestFinal = final[len(final)-1]
 	}
 
-	postings, err := openPostings(ctx, indexPath)
+	postings, err := openPostings(ctx, IndexPath(path), BlocksPath(path))
 	if err != nil {
 		return rep, err
 	}
@@ -199,7 +202,7 @@ func verifyTx(ctx context.Context, tx *sql.Tx, trust Trust, indexPath string) (R
 				return rep, err
 			}
 			if block.put(n, hs) {
-				if err := postings.checkBlock(ctx, n/blockLeaves, &block); err != nil {
+				if err := postings.checkBlock(n/blockLeaves, &block); err != nil {
 					return rep, err
 				}
 			}
@@ -312,34 +315,24 @@ func checkLeaf(n int64, data, blob []byte, front frontier) (Entry, []tlog.Hash, 
 	return e, hs, nil
 }
 
-// checkBlock compares the stored row of complete hash block b, when the
-// index holds one (those of buckets written before it kept blocks are
-// missing, and those above its watermark are in memory only), with its
-// hashes recomputed from the entries.
-// The rows are read in order with one cursor, as the blocks are checked.
-func (pc *postingCheck) checkBlock(ctx context.Context, b int64, want *hashBlock) error {
-	if !pc.blocks || b >= pc.watermark/blockLeaves {
+// checkBlock compares the stored copy of complete hash block b, when the
+// index holds one (those above its watermark are in memory only, and
+// those of a file cut short missing: Open rebuilds them), with its hashes
+// recomputed from the entries.
+func (pc *postingCheck) checkBlock(b int64, want *hashBlock) error {
+	if pc.blockf == nil || b >= pc.watermark/blockLeaves {
 		return nil
 	}
-	if pc.blockRows == nil {
-		rows, err := pc.tx.QueryContext(ctx, "SELECT block, hashes FROM blocks WHERE block < ? ORDER BY block", pc.watermark/blockLeaves)
-		if err != nil {
-			return err
-		}
-		pc.blockRows, pc.stored = rows, -1
+	if pc.stored == nil {
+		pc.stored = make([]byte, blockBytes)
 	}
-	for pc.stored < b && pc.blockRows.Next() {
-		if err := pc.blockRows.Scan(&pc.stored, &pc.storedHashes); err != nil {
-			return err
-		}
+	switch _, err := pc.blockf.ReadAt(pc.stored, b*int64(blockBytes)); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return fmt.Errorf("hash block %d: %w", b, err)
 	}
-	if err := pc.blockRows.Err(); err != nil {
-		return err
-	}
-	if pc.stored != b {
-		return nil // none kept for b
-	}
-	if !bytes.Equal(pc.storedHashes, want.blob()) {
+	if !bytes.Equal(pc.stored, want.blob()) {
 		return badIndex(b*blockLeaves, "blocks", "the pseudonym index's hash block of entries %d to %d does not match them", b*blockLeaves, b*blockLeaves+blockLeaves-1)
 	}
 	return nil
@@ -422,15 +415,11 @@ type postingCheck struct {
 	db        *sql.DB
 	tx        *sql.Tx
 	watermark int64
-	blocks    bool // the index keeps hash blocks
-	// blockRows reads the blocks below the watermark in order; stored is
-	// the last one read, and storedHashes its hashes.
-	blockRows    *sql.Rows
-	stored       int64
-	storedHashes []byte
-	bucket       int64               // the bucket loaded in want
-	want         map[int64]Pseudonym // postings of that bucket not yet matched
-	next         chan bucketLoad     // the next bucket, read ahead
+	blockf    *os.File            // the hash blocks, when the file is there
+	stored    []byte              // the block read last
+	bucket    int64               // the bucket loaded in want
+	want      map[int64]Pseudonym // postings of that bucket not yet matched
+	next      chan bucketLoad     // the next bucket, read ahead
 }
 
 type bucketLoad struct {
@@ -439,7 +428,7 @@ type bucketLoad struct {
 	err    error
 }
 
-func openPostings(ctx context.Context, path string) (*postingCheck, error) {
+func openPostings(ctx context.Context, path, blocksPath string) (*postingCheck, error) {
 	pc := &postingCheck{bucket: -1}
 	exists, err := checkApp(path, indexApplicationID)
 	if err != nil || !exists {
@@ -463,7 +452,12 @@ func openPostings(ctx context.Context, path string) (*postingCheck, error) {
 		pc.close()
 		return nil, badIndex(pc.watermark, "watermark", "the pseudonym index's watermark is not a bucket's end")
 	}
-	if err := pc.tx.QueryRowContext(ctx, "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'blocks'").Scan(&pc.blocks); err != nil {
+	// Blocks beyond the watermark are not checked: a bucket's are
+	// written before its commit, which Open cuts off when it never came.
+	switch pc.blockf, err = os.Open(blocksPath); {
+	case errors.Is(err, fs.ErrNotExist):
+		pc.blockf = nil
+	case err != nil:
 		pc.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
@@ -554,16 +548,6 @@ func (pc *postingCheck) finish(ctx context.Context) error {
 	if stray.Valid {
 		return badIndex(stray.Int64, "postings", "pseudonym index lists an entry beyond its watermark")
 	}
-	if !pc.blocks {
-		return nil
-	}
-	var block sql.NullInt64
-	if err := pc.tx.QueryRowContext(ctx, "SELECT MIN(block) FROM blocks WHERE block >= ?", pc.watermark/blockLeaves).Scan(&block); err != nil {
-		return err
-	}
-	if block.Valid {
-		return badIndex(block.Int64*blockLeaves, "blocks", "pseudonym index holds a hash block beyond its watermark")
-	}
 	return nil
 }
 
@@ -571,8 +555,8 @@ func (pc *postingCheck) close() {
 	if pc.next != nil {
 		<-pc.next // the read ahead uses tx
 	}
-	if pc.blockRows != nil {
-		pc.blockRows.Close()
+	if pc.blockf != nil {
+		pc.blockf.Close()
 	}
 	if pc.tx != nil {
 		pc.tx.Rollback()

@@ -46,7 +46,7 @@ func queryBlob(t testing.TB, path, query string, args ...any) []byte {
 func copyLedger(t testing.TB, path string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), filepath.Base(path))
-	for _, p := range []string{path, ledger.IndexPath(path)} {
+	for _, p := range []string{path, ledger.IndexPath(path), ledger.BlocksPath(path)} {
 		for _, suffix := range []string{"", "-wal"} {
 			src, err := os.Open(p + suffix)
 			if errors.Is(err, os.ErrNotExist) {

@@ -128,12 +128,17 @@ func measureAnnounce(ctx context.Context, env env, m map[string]float64) (err er
 	}
 	more := randomPseudonyms(big)
 	env.logf("directory: the joining centre announces %d more patients", big)
-	start = time.Now()
-	if err := joiner.Directory.Announce(ctx, more...); err != nil {
+	stop, err := profile("announce")
+	if err != nil {
 		return err
 	}
+	start = time.Now()
+	if err := joiner.Directory.Announce(ctx, more...); err != nil {
+		return errors.Join(err, stop())
+	}
 	env.logf("directory: Announce of %d returned after %v", big, time.Since(start).Round(time.Millisecond))
-	if took, err = waitStored(ctx, env, joiner, others, id, before+big*replication, start); err != nil {
+	took, err = waitStored(ctx, env, joiner, others, id, before+big*replication, start)
+	if err := errors.Join(err, stop()); err != nil {
 		return err
 	}
 	m["directory_announce_1m_s"] = took.Seconds()

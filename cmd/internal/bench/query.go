@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,7 +128,7 @@ func measureQuery(ctx context.Context, env env) (_ map[string]float64, err error
 		return el, nil
 	}
 	m := map[string]float64{}
-	stop, err := profileQueries()
+	stop, err := profile("query")
 	if err != nil {
 		return nil, err
 	}
@@ -288,12 +289,14 @@ func measureQueryFloor(ctx context.Context, env env, ids []peer.ID, patients []l
 	return perS, nil
 }
 
-// profileQueries writes a CPU profile of the federated queries to the file
-// MEDFED_CPUPROFILE names, and an execution trace (go tool trace: where
-// the goroutines wait, not only where the CPU goes) to the file
-// MEDFED_TRACE names, when they name one: the queries alone, not the
-// federation's founding nor the central floor.
-func profileQueries() (stop func() error, err error) {
+// profile writes a CPU profile of one phase of a suite, what (the query
+// suite's federated queries, "query", or the directory suite's million
+// announcements, "announce"), to the file MEDFED_CPUPROFILE names, and an
+// execution trace (go tool trace: where the goroutines wait, not only
+// where the CPU goes) to the file MEDFED_TRACE names, when they name one,
+// what added before the extension: MEDFED_CPUPROFILE=cpu.pprof writes
+// cpu-query.pprof and cpu-announce.pprof.
+func profile(what string) (stop func() error, err error) {
 	var stops []func() error
 	stop = func() error {
 		var err error
@@ -311,7 +314,8 @@ func profileQueries() (stop func() error, err error) {
 		if path == "" {
 			continue
 		}
-		f, err := os.Create(path)
+		ext := filepath.Ext(path)
+		f, err := os.Create(strings.TrimSuffix(path, ext) + "-" + what + ext)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("%s: %w", p.env, err), stop())
 		}

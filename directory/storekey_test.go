@@ -1,0 +1,282 @@
+package directory
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"maps"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+	"github.com/multiformats/go-base32"
+)
+
+// providerKey returns a provider record's key as kad-dht writes it, for a
+// random 34-byte key and 38-byte provider ID, and its key's prefix.
+func providerKey(t testing.TB) (key, prefix string) {
+	t.Helper()
+	k, p := make([]byte, 34), make([]byte, 38)
+	rand.Read(k)
+	rand.Read(p)
+	prefix = providersPrefix + base32.RawStdEncoding.EncodeToString(k)
+	return prefix + "/" + base32.RawStdEncoding.EncodeToString(p), prefix
+}
+
+func TestProviderKeysInBinary(t *testing.T) {
+	k, _ := providerKey(t)
+	tk := toTable(k)
+	if !tk.bin || len(tk.s) != 2+34+38 {
+		t.Fatalf("toTable(%s) = %d bytes, binary %v; want 74, binary", k, len(tk.s), tk.bin)
+	}
+	back, err := fromTable([]byte(tk.s))
+	if err != nil || back != k {
+		t.Fatalf("fromTable = %q, %v; want %q", back, err, k)
+	}
+	// Keys not in kad-dht's canonical form stay text.
+	for _, k := range []string{
+		"/records/providers/ABC",                                 // no provider
+		"/records/providers/AE/AE/AE",                            // a third part
+		"/records/providers/ae/AE",                               // lower case
+		"/records/providers/AB/AE",                               // non-canonical trailing bits
+		"/records/providers//AE",                                 // empty key
+		"/keys/0/AE",                                             // another namespace
+		"/records/providersX/AE/AE",                              // another name
+		"/records/providers/" + strings.Repeat("A", 420) + "/AE", // a key over 255 bytes
+	} {
+		if tk := toTable(k); tk.bin || tk.s != k {
+			t.Errorf("toTable(%q) in binary, want it as text", k)
+		}
+	}
+	for _, b := range [][]byte{nil, {1}, {1, 1, 7}, {2, 1, 7, 7}, {1, 0, 7, 7}, {1, 3, 7, 7}} {
+		if _, err := fromTable(b); !errors.Is(err, errBinaryKey) {
+			t.Errorf("fromTable(%x) = %v, want errBinaryKey", b, err)
+		}
+	}
+}
+
+// The store holds provider records' keys in binary and every other key as
+// text; its reads, prefix queries and counts see one set of text keys,
+// the overlay's and the table's merged, whatever the form each is held in.
+func TestStoreMixedKeys(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	model := map[string]string{} // text key -> value
+	put := func(k string) {
+		t.Helper()
+		if err := s.Put(ctx, ds.NewKey(k), []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+		model[k] = k
+	}
+	var prefixes []string
+	for range 20 {
+		k, prefix := providerKey(t)
+		put(k)
+		prefixes = append(prefixes, prefix)
+	}
+	// A second provider of the first key, and text keys around them.
+	p := make([]byte, 38)
+	rand.Read(p)
+	put(prefixes[0] + "/" + base32.RawStdEncoding.EncodeToString(p))
+	for _, k := range []string{"/records/providers/AB/AE", "/records/providers/ab/AE", "/keys/0/AE", "/place/last-reprovide", "/records/zz"} {
+		put(k)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, prefix := range append([]string{"/", "/records", "/records/providers", "/keys", "/records/providers/AB", "/records/providers/ab", "/records/provid"}, prefixes[:3]...) {
+			res, err := s.Query(ctx, dsq.Query{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err := res.Rest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, e := range entries {
+				if _, dup := got[e.Key]; dup {
+					t.Fatalf("%s: Query(%s) returns %s twice", when, prefix, e.Key)
+				}
+				got[e.Key] = string(e.Value)
+			}
+			want := map[string]string{}
+			for k, v := range model {
+				if prefix == "/" || strings.HasPrefix(k, prefix+"/") {
+					want[k] = v
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("%s: Query(%s) = %d keys, want %d: %v", when, prefix, len(got), len(want), slices.Sorted(maps.Keys(got)))
+			}
+			// Asked for key order, Query orders the text keys.
+			res, err = s.Query(ctx, dsq.Query{Prefix: prefix, Orders: []dsq.Order{dsq.OrderByKey{}}, KeysOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err = res.Rest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sort.SliceIsSorted(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key }) {
+				t.Fatalf("%s: Query(%s) ordered by key is not", when, prefix)
+			}
+		}
+		for k, v := range model {
+			got, err := s.Get(ctx, ds.NewKey(k))
+			if err != nil || string(got) != v {
+				t.Fatalf("%s: Get(%s) = %q, %v", when, k, got, err)
+			}
+		}
+		n, err := s.count(providersPrefix, "/"+base32.RawStdEncoding.EncodeToString(p))
+		if err != nil || n != 1 {
+			t.Fatalf("%s: %d records of the second provider counted, %v; want 1", when, n, err)
+		}
+		n, err = s.count(providersPrefix, "")
+		if err != nil || n != 23 {
+			t.Fatalf("%s: %d provider records counted, %v; want 23 (21 in binary, 2 as text)", when, n, err)
+		}
+	}
+	check("overlaid")
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	check("flushed")
+	// Half overlaid over the table: deletions and new values.
+	i := 0
+	for k := range model {
+		if i%2 == 0 {
+			if err := s.Delete(ctx, ds.NewKey(k)); err != nil {
+				t.Fatal(err)
+			}
+			delete(model, k)
+		}
+		i++
+	}
+	k, prefix := providerKey(t)
+	put(k)
+	prefixes[1] = prefix
+	put(prefixes[0] + "/" + base32.RawStdEncoding.EncodeToString(p))
+	for _, q := range []string{"/records/providers/AB/AE", "/keys/0/AE"} {
+		put(q)
+	}
+	// Counting flushes: check the rest before it.
+	res, err := s.Query(ctx, dsq.Query{Prefix: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := res.Rest()
+	if err != nil || len(entries) != len(model) {
+		t.Fatalf("overlaid over the table: %d keys, %v; want %d", len(entries), err, len(model))
+	}
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	var text, bin int
+	if err := s.db.QueryRow("SELECT count(*) FILTER (WHERE typeof(k) = 'text'), count(*) FILTER (WHERE typeof(k) = 'blob') FROM kv").Scan(&text, &bin); err != nil {
+		t.Fatal(err)
+	}
+	wantBin := 0
+	for k := range model {
+		if toTable(k).bin {
+			wantBin++
+		}
+	}
+	if bin != wantBin || text != len(model)-wantBin {
+		t.Fatalf("the table holds %d text and %d binary keys, want %d and %d", text, bin, len(model)-wantBin, wantBin)
+	}
+}
+
+// A store from before provider records' keys were held in binary has
+// them rewritten once as it opens, each with its value and MAC; the full
+// check passes it, and names a binary row changed.
+func TestStoreUpgradesProviderKeys(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "directory.db")
+	s, err := openStore(path, testRowKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for range 250 {
+		k, _ := providerKey(t)
+		keys = append(keys, k)
+	}
+	keys = append(keys, "/keys/0/AE", "/records/providers/ab/AE")
+	// Written as the store wrote them before: every key as text.
+	m := newMacer(testRowKey)
+	for _, k := range keys {
+		if _, err := s.db.Exec(insertRows, k, []byte(k), m.mac(k, []byte(k))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.db.Exec("PRAGMA user_version = 0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpgradeStore(path, testRowKey); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var text, bin int
+	if err := db.QueryRow("SELECT count(*) FILTER (WHERE typeof(k) = 'text'), count(*) FILTER (WHERE typeof(k) = 'blob') FROM kv").Scan(&text, &bin); err != nil {
+		t.Fatal(err)
+	}
+	if bin != 250 || text != 2 {
+		t.Fatalf("upgraded: %d text and %d binary keys, want 2 and 250", text, bin)
+	}
+	if n, err := CheckStore(ctx, path, testRowKey); err != nil || n != 252 {
+		t.Fatalf("check: %d rows, %v; want 252, nil", n, err)
+	}
+	s, err = openStore(path, testRowKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if v, err := s.Get(ctx, ds.NewKey(k)); err != nil || string(v) != k {
+			t.Fatalf("Get(%s) after the upgrade = %q, %v", k, v, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE kv SET v = x'00' WHERE k = (SELECT max(k) FROM kv)"); err != nil {
+		t.Fatal(err)
+	}
+	var te *TamperError
+	if _, err := CheckStore(ctx, path, testRowKey); !errors.As(err, &te) || !strings.HasPrefix(te.Key, providersPrefix) {
+		t.Fatalf("a binary row changed: %v, want a TamperError naming its text key", err)
+	}
+}
+
+// FuzzProviderKey: a table key in binary decodes to a text key that
+// encodes back to it, or is refused; a text key encoded in binary decodes
+// back to itself.
+func FuzzProviderKey(f *testing.F) {
+	k, _ := providerKey(f)
+	f.Add([]byte(toTable(k).s), k)
+	f.Add([]byte{1, 1, 0, 0}, "/records/providers/AE/AE")
+	f.Fuzz(func(t *testing.T, b []byte, text string) {
+		if k, err := fromTable(b); err == nil {
+			if tk := toTable(k); !tk.bin || tk.s != string(b) {
+				t.Fatalf("fromTable(%x) = %q, which toTable holds as %x", b, k, tk.s)
+			}
+		}
+		if tk := toTable(text); tk.bin {
+			if back, err := fromTable([]byte(tk.s)); err != nil || back != text {
+				t.Fatalf("toTable(%q) = %x, which decodes to %q, %v", text, tk.s, back, err)
+			}
+		}
+	})
+}

@@ -195,7 +195,9 @@ func openStore(path string, key []byte) (_ *store, err error) {
 // binaryProviderKeys brings a store from before provider records' keys
 // were held in binary (user_version 0) up to date, once, in one
 // transaction: each such row is written again under its binary key, with
-// its value and MAC (made over the text key), and its text row deleted.
+// its value and MAC (made over the text key), and its text row deleted,
+// upgradeChunk rows at a time so that a replica holding millions is never
+// held in memory.
 func binaryProviderKeys(db *sql.DB) error {
 	tx, err := db.Begin()
 	if err != nil {
@@ -206,45 +208,53 @@ func binaryProviderKeys(db *sql.DB) error {
 	if err := tx.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version >= 1 {
 		return err
 	}
-	lo, hi := prefixRange(providersPrefix)
-	rows, err := tx.Query("SELECT k, v, mac FROM kv WHERE k >= ? AND k < ?", lo, hi)
-	if err != nil {
-		return err
-	}
-	var puts, dels []any
-	for rows.Next() {
-		var k string
-		var v, mac []byte
-		if err := rows.Scan(&k, &v, &mac); err != nil {
-			rows.Close()
+	from, hi := prefixRange(providersPrefix)
+	for {
+		rows, err := tx.Query("SELECT k, v, mac FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?", from, hi, upgradeChunk)
+		if err != nil {
 			return err
 		}
-		if tk := toTable(k); tk.bin {
-			puts, dels = append(puts, tk.arg(), v, mac), append(dels, k)
+		var puts, dels []any
+		read := 0
+		for rows.Next() {
+			var k string
+			var v, mac []byte
+			if err := rows.Scan(&k, &v, &mac); err != nil {
+				rows.Close()
+				return err
+			}
+			read++
+			from = k + "\x00" // the next key after k
+			if tk := toTable(k); tk.bin {
+				puts, dels = append(puts, tk.arg(), v, mac), append(dels, k)
+			}
 		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return err
-	}
-	for len(puts) > 0 {
-		n := min(len(puts), 3*rowsPerStatement)
-		if _, err := tx.Exec(insertRows+strings.Repeat(",(?, ?, ?)", n/3-1), puts[:n]...); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
-		puts = puts[n:]
-	}
-	for len(dels) > 0 {
-		n := min(len(dels), rowsPerStatement)
-		if _, err := tx.Exec(deleteRows+strings.Repeat(",?", n-1)+")", dels[:n]...); err != nil {
-			return err
+		for chunk := range slices.Chunk(puts, 3*rowsPerStatement) {
+			if _, err := tx.Exec(insertRows+strings.Repeat(",(?, ?, ?)", len(chunk)/3-1), chunk...); err != nil {
+				return err
+			}
 		}
-		dels = dels[n:]
+		for chunk := range slices.Chunk(dels, rowsPerStatement) {
+			if _, err := tx.Exec(deleteRows+strings.Repeat(",?", len(chunk)-1)+")", chunk...); err != nil {
+				return err
+			}
+		}
+		if read < upgradeChunk {
+			break
+		}
 	}
 	if _, err := tx.Exec("PRAGMA user_version = 1"); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
+
+// upgradeChunk is how many rows binaryProviderKeys reads at a time (a
+// variable for the tests).
+var upgradeChunk = 10_000
 
 // UpgradeStore brings the directory database at path up to date, its
 // schema, the MACs of a store from before rows carried them (key is its

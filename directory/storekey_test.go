@@ -221,6 +221,9 @@ func TestStoreUpgradesProviderKeys(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// In chunks of 64 rows: the last one short.
+	defer func(n int) { upgradeChunk = n }(upgradeChunk)
+	upgradeChunk = 64
 	if err := UpgradeStore(path, testRowKey); err != nil {
 		t.Fatal(err)
 	}

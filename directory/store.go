@@ -358,9 +358,14 @@ func CheckStore(ctx context.Context, path string, key []byte) (int, error) {
 		if err := rows.Scan(&raw, &v, &mac); err != nil {
 			return n, fmt.Errorf("directory database %s: %w", path, err)
 		}
-		k, _, err := scanKey(raw)
-		if err != nil {
+		k, tk, err := scanKey(raw)
+		switch {
+		case err != nil:
 			return n, &TamperError{Key: fmt.Sprintf("%q", raw), Reason: "the row's key is not a key: " + err.Error()}
+		case !tk.bin && toTable(k).bin:
+			// The store never writes it so, nor reads it: only its
+			// binary twin.
+			return n, &TamperError{Key: k, Reason: "a provider record's key held as text"}
 		}
 		if !hmac.Equal(mac, m.mac(k, v)) {
 			return n, &TamperError{Key: k, Reason: "the row fails its MAC: changed or added without the centre's key"}
@@ -630,10 +635,10 @@ func (s *store) count(prefix, suffix string) (int, error) {
 	}
 	if suffix != "" {
 		peer, canonical := canonicalBase32(strings.TrimPrefix(suffix, "/"))
-		if !canonical || !strings.HasPrefix(suffix, "/") {
+		if !canonical || !strings.HasPrefix(suffix, "/") || len(peer) > 255 {
 			return n, nil
 		}
-		sfx = peer
+		sfx = peerSuffix(peer)
 	}
 	m, err := s.countRange(blo, bhi, sfx)
 	return n + m, err

@@ -17,7 +17,9 @@ import (
 // base32(provider), which the store holds under recordsNS: 136 bytes of
 // text for a 34-byte key and a 38-byte peer ID, most of each row. The
 // table holds such a key as a BLOB instead, 0x01, the key's length, the
-// key and the provider's ID: 74 bytes. Provider records arrive in random
+// key, the provider's ID and its length: 75 bytes. The lengths make a
+// key's records one range of the table (its prefix) and a provider's
+// records those that end in its ID and length (count). Provider records arrive in random
 // key order, so each one written dirties a leaf of the table of its own
 // unless the leaves are few; with rows 40 % shorter, inserting 120,000 of
 // them into a table of 600,000 (BenchmarkStoreFlush) cost 35 to 37 µs a
@@ -70,14 +72,19 @@ func toTable(k string) tableKey {
 	if !ok {
 		return tableKey{s: k}
 	}
-	b := make([]byte, 0, 2+len(key)+len(peer))
+	b := make([]byte, 0, 3+len(key)+len(peer))
 	b = append(append(append(b, providerTag, byte(len(key))), key...), peer...)
-	return tableKey{s: string(b), bin: true}
+	return tableKey{s: string(append(b, byte(len(peer)))), bin: true}
+}
+
+// peerSuffix is how a binary key ends when peer is its provider's ID.
+func peerSuffix(peer []byte) []byte {
+	return append(bytes.Clone(peer), byte(len(peer)))
 }
 
 // splitProviderKey returns the key and the provider's ID of a provider
 // record's text key, when it has exactly the form kad-dht writes: each
-// part canonical base32, the key at most 255 bytes, neither empty.
+// part canonical base32, neither empty nor over 255 bytes.
 func splitProviderKey(k string) (key, peer []byte, ok bool) {
 	rest, ok := strings.CutPrefix(k, providersPrefix)
 	if !ok {
@@ -92,7 +99,10 @@ func splitProviderKey(k string) (key, peer []byte, ok bool) {
 		return nil, nil, false
 	}
 	peer, ok = canonicalBase32(b)
-	return key, peer, ok
+	if !ok || len(peer) > 255 {
+		return nil, nil, false
+	}
+	return key, peer, true
 }
 
 // canonicalBase32 decodes s, non-empty, when encoding the result gives s
@@ -112,10 +122,10 @@ var errBinaryKey = errors.New("malformed binary provider key")
 
 // fromTable returns the text key of a key the table holds in binary.
 func fromTable(b []byte) (string, error) {
-	if len(b) < 4 || b[0] != providerTag || 2+int(b[1]) >= len(b) || b[1] == 0 {
+	if len(b) < 5 || b[0] != providerTag || b[1] == 0 || b[len(b)-1] == 0 || 3+int(b[1])+int(b[len(b)-1]) != len(b) {
 		return "", fmt.Errorf("%w (%d bytes)", errBinaryKey, len(b))
 	}
-	key, peer := b[2:2+int(b[1])], b[2+int(b[1]):]
+	key, peer := b[2:2+int(b[1])], b[2+int(b[1]):len(b)-1]
 	return providersPrefix + base32.RawStdEncoding.EncodeToString(key) + "/" + base32.RawStdEncoding.EncodeToString(peer), nil
 }
 

@@ -184,7 +184,7 @@ func checkCounts(out string) map[string]int {
 // The data directory of a centre the previous release made and stopped
 // (format 1, without a FORMAT file) is upgraded in place by the first
 // command of this medfed, "medfed check", which checks it as the old one
-// did, finds what the old one found, and says it is now format 2; its
+// did, finds what the old one found, and says it is now of the current format; its
 // ledger verifies; its node starts on it and serves what the old centre
 // recorded: every record's payload, the ledger of the same size, the
 // staff credentials, the EHR registered and the patient's consent.
@@ -354,7 +354,8 @@ func mapsWith(m map[string]int, k string, v int) map[string]int {
 // one; and nothing in it changes, not even the lock file's pid.
 func TestUpgradeRefusesANewerDataDirectory(t *testing.T) {
 	c := copyOldCentre(t)
-	newer := "medfed data directory\nformat 3\nwritten-by medfed v99.0.0\nsomething a newer medfed keeps\n"
+	next := node.CurrentFormat + 1
+	newer := fmt.Sprintf("medfed data directory\nformat %d\nwritten-by medfed v99.0.0\nsomething a newer medfed keeps\n", next)
 	if err := os.WriteFile(filepath.Join(c.dir, node.FormatFile), []byte(newer), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -372,11 +373,11 @@ func TestUpgradeRefusesANewerDataDirectory(t *testing.T) {
 		code, out, errOut := runCmd(t, cmd)
 		close(done)
 		if code != 1 {
-			t.Errorf("medfed %s on a format 3 directory exited %d, want 1: %s%s", strings.Join(args, " "), code, out, errOut)
+			t.Errorf("medfed %s on a format %d directory exited %d, want 1: %s%s", strings.Join(args, " "), next, code, out, errOut)
 		}
-		for _, want := range []string{"newer format", "format 3, written by medfed v99.0.0", fmt.Sprintf("knows formats up to %d", node.CurrentFormat), "run medfed v99.0.0, or a newer one, on it"} {
+		for _, want := range []string{"newer format", fmt.Sprintf("format %d, written by medfed v99.0.0", next), fmt.Sprintf("knows formats up to %d", node.CurrentFormat), "run medfed v99.0.0, or a newer one, on it"} {
 			if !strings.Contains(errOut, want) {
-				t.Errorf("medfed %s on a format 3 directory does not say %q: %s%s", strings.Join(args, " "), want, out, errOut)
+				t.Errorf("medfed %s on a format %d directory does not say %q: %s%s", strings.Join(args, " "), next, want, out, errOut)
 			}
 		}
 	}

@@ -35,7 +35,7 @@ import (
 // can read with cat:
 //
 //	medfed data directory
-//	format 2
+//	format 3
 //	written-by medfed v1.4.0 revision 4d44063...
 //
 // The first two lines keep this shape in every format, so that any medfed,
@@ -49,7 +49,7 @@ const FormatFile = "FORMAT"
 
 // CurrentFormat is the format of the data directories this medfed makes,
 // and the newest it can open.
-const CurrentFormat = 2
+const CurrentFormat = 3
 
 // ErrNewerFormat is the kind of error for a data directory (or a backup)
 // that a newer medfed made: this one changes nothing in it.
@@ -198,6 +198,11 @@ var formatSteps = []formatStep{
 	// holds is opened, which migrates it, so that a directory upgraded
 	// while its node is stopped is current throughout.
 	migrateFiles,
+	// 2 -> 3: directory.db holds provider records' keys in binary, and
+	// the ledger's hash blocks are in ledger-blocks.bin rather than
+	// ledger-index.db: a medfed of format 2 would miss the binary records
+	// and call their rows tampered, so it must refuse the directory.
+	migrateBlocksAndKeys,
 }
 
 // upgradeDataDir brings the data directory of cfg to CurrentFormat, step
@@ -277,10 +282,22 @@ func RegisterFileUpgrade(name string, up FileUpgrade) {
 // it creates none. Opening a file that is up to date changes nothing, so
 // it may run any number of times.
 func migrateFiles(ctx context.Context, u upgrade) error {
+	return migrateOnly(ctx, u, func(string) bool { return true })
+}
+
+// migrateBlocksAndKeys opens and closes the ledger, whose index moves its
+// hash blocks to their own file as it opens, and directory.db, whose
+// provider records' keys go binary, as migrateFiles does.
+func migrateBlocksAndKeys(ctx context.Context, u upgrade) error {
+	return migrateOnly(ctx, u, func(name string) bool { return name == LedgerFile || name == DirectoryFile })
+}
+
+// migrateOnly is migrateFiles for the files named that only says.
+func migrateOnly(ctx context.Context, u upgrade, only func(name string) bool) error {
 	dir := u.cfg.Data.Dir
 	holds := func(name string) bool {
 		_, err := os.Lstat(filepath.Join(dir, name))
-		return !errors.Is(err, fs.ErrNotExist)
+		return only(name) && !errors.Is(err, fs.ErrNotExist)
 	}
 	key, err := readKey(filepath.Join(dir, KeyFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -120,7 +120,7 @@ func TestFormatFileIsReadStrictly(t *testing.T) {
 	}{
 		{name: "current", text: "medfed data directory\nformat 2\nwritten-by medfed v1.0.0\n", want: dataFormat{2, "medfed v1.0.0"}},
 		{name: "newer, with more lines", text: "medfed data directory\nformat 7\nsomething new\nwritten-by medfed v9.0.0\nmore\n", want: dataFormat{7, "medfed v9.0.0"}},
-		{name: "newer, saying nothing of who wrote it", text: "medfed data directory\nformat 3\n\n", want: dataFormat{3, ""}},
+		{name: "newer, saying nothing of who wrote it", text: "medfed data directory\nformat 4\n\n", want: dataFormat{4, ""}},
 		{name: "empty", text: ""},
 		{name: "another header", text: "medfed backup v1\nformat 2\nwritten-by medfed v1.0.0\n"},
 		{name: "format 1, which has no file", text: "medfed data directory\nformat 1\nwritten-by medfed v1.0.0\n"},
@@ -334,7 +334,7 @@ func TestDataDirUpgradeGoesStepByStep(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, FormatFile)); !bytes.HasPrefix(b, []byte(formatHeader+"\nformat 4\n")) {
 		t.Fatalf("after every step: %s says %q, want format 4", FormatFile, b)
 	}
-	// This medfed knows format 2: the directory is now too new for it.
+	// This medfed knows formats up to CurrentFormat (3): the directory is now too new for it.
 	if _, err := readFormat(dir, CurrentFormat); !errors.Is(err, ErrNewerFormat) {
 		t.Fatalf("a format 4 directory read by a medfed of format %d: %v", CurrentFormat, err)
 	}
@@ -350,8 +350,8 @@ func TestDataDirFormatNewerIsRefusedUnchanged(t *testing.T) {
 		kind       error
 		want       []string
 	}{
-		{name: "newer", text: "medfed data directory\nformat 3\nwritten-by medfed v9.1.0\nlayout v3\n", kind: ErrNewerFormat,
-			want: []string{"format 3, written by medfed v9.1.0", "this is " + thisMedfed(), "knows formats up to 2", "run medfed v9.1.0, or a newer one, on it", "nothing in it was changed"}},
+		{name: "newer", text: "medfed data directory\nformat 4\nwritten-by medfed v9.1.0\nlayout v4\n", kind: ErrNewerFormat,
+			want: []string{"format 4, written by medfed v9.1.0", "this is " + thisMedfed(), fmt.Sprintf("knows formats up to %d", CurrentFormat), "run medfed v9.1.0, or a newer one, on it", "nothing in it was changed"}},
 		{name: "malformed", text: "medfed data directory\nformat three\n", kind: ErrNotDataDir,
 			want: []string{FormatFile + " is malformed", `"format three"`}},
 	} {
@@ -427,7 +427,7 @@ func TestBackupCarriesTheFormat(t *testing.T) {
 	if f := formatSays(t, to); f.Version != CurrentFormat {
 		t.Fatalf("the restored directory is format %d, want %d", f.Version, CurrentFormat)
 	}
-	newer := "medfed data directory\nformat 3\nwritten-by medfed v9.1.0\n"
+	newer := "medfed data directory\nformat 4\nwritten-by medfed v9.1.0\n"
 	if err := os.WriteFile(filepath.Join(back, FormatFile), []byte(newer), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -437,5 +437,66 @@ func TestBackupCarriesTheFormat(t *testing.T) {
 	}
 	if _, err := os.Stat(again); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the refused restore made its directory (%v)", err)
+	}
+}
+
+// The full check names ledger-blocks.bin, the hash blocks beside the
+// pseudonym index, when a block written there does not match the
+// entries: a ledger longer than an index bucket (65,536 entries), whose
+// first bucket's blocks are on disk.
+func TestCheckNamesTheBlocksFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("appends 70,000 entries")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := formatTestConfig(dir)
+	c, err := Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	key, err := readKey(filepath.Join(dir, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, filepath.Join(dir, LedgerFile), ledger.Options{Origin: ledger.Origin(cfg.Federation.ID, cfg.Centre.Name), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]ledger.Entry, 0, 5000)
+	for i := range 70_000 {
+		r := ledger.Record{Occurred: time.Date(2026, 5, 4, 0, 0, 0, 0, time.UTC), DataClass: "lab-result"}
+		h := sha256.Sum256(fmt.Append(nil, i))
+		copy(r.Payload[:], h[:])
+		r.Commitment = sha256.Sum256(h[:])
+		e, err := ledger.NewRecord(ledger.Pseudonym(sha256.Sum256(fmt.Append(nil, "patient", i%100))), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entries = append(entries, e); len(entries) == cap(entries) {
+			if _, err := l.Append(ctx, entries...); err != nil {
+				t.Fatal(err)
+			}
+			entries = entries[:0]
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	blocks := ledger.BlocksPath(filepath.Join(dir, LedgerFile))
+	f, err := os.OpenFile(blocks, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte{0xff, 0xff}, 100*62*32+7)
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	var de *DataError
+	if _, err := Check(ctx, cfg); !errors.As(err, &de) || de.File != "ledger-blocks.bin" || de.Table != "blocks" {
+		t.Fatalf("check of a changed hash block: %v, want a DataError naming ledger-blocks.bin", err)
 	}
 }

@@ -368,7 +368,7 @@ func (x *pseudonymIndex) block(b int64) ([]byte, bool, error) {
 		// Above the watermark, in memory until its bucket is written;
 		// the watermark moves only once it is.
 		var blob []byte
-		if i := b - first; i < int64(len(x.blocks)) {
+		if i := b - first; i >= 0 && i < int64(len(x.blocks)) {
 			blob = x.blocks[i]
 		}
 		x.mu.Unlock()

@@ -47,6 +47,11 @@ func measureDirectory(ctx context.Context, env env) (map[string]float64, error) 
 	if err := measureAnnounce(ctx, env, m); err != nil {
 		return nil, err
 	}
+	if !env.quick {
+		if err := measureMillionFloor(ctx, env, m); err != nil {
+			return nil, err
+		}
+	}
 	if err := measureLookup(ctx, env, m); err != nil {
 		return nil, err
 	}
@@ -144,6 +149,32 @@ func measureAnnounce(ctx context.Context, env env, m map[string]float64) (err er
 	m["directory_announce_1m_s"] = took.Seconds()
 	env.logf("directory: %d announcements stored at their replicas in %v", big, took.Round(time.Millisecond))
 	return waitRepaired(ctx, env, joiner, start)
+}
+
+// measureMillionFloor measures directory_announce_1m_floor_s, the floor
+// of directory_announce_1m_s: a million announcements' ADD_PROVIDER
+// messages alone (measureAnnounceFloor), sent by the tenth centre of a
+// federation of its own to the other nine, whose stores grow from empty
+// to what a million announcements leave there, as the replicas' stores
+// grew in the million's announce (which found about 100,000 there).
+func measureMillionFloor(ctx context.Context, env env, m map[string]float64) (err error) {
+	nodes, err := startFederation(ctx, filepath.Join(env.dir, "directory-floor"), 9, 10, time.Hour)
+	defer func() { err = errors.Join(err, nodes.Stop()) }()
+	if err != nil {
+		return err
+	}
+	joiner, others := nodes[9], nodes[:9]
+	st, err := joiner.Directory.Status(ctx)
+	if err != nil {
+		return err
+	}
+	const big = 1_000_000
+	perS, err := measureAnnounceFloor(ctx, env, joiner, others, big, st.Replication)
+	if err != nil {
+		return err
+	}
+	m["directory_announce_1m_floor_s"] = big / perS
+	return nil
 }
 
 // measureAnnounceFloor measures the floor of an announcement on this

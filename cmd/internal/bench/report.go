@@ -40,7 +40,7 @@ var metrics = []metric{
 	{name: "pseudonyms_per_s", about: "pseudonyms per second, one batch, key shared 2 of 3, asked by a founder", baseline: "pseudonyms_baseline_per_s", floor: "pseudonyms_floor_per_s", atLeast: 12_000, ofFloor: 0.8},
 	{name: "pseudonyms_nonholder_per_s", about: "the same, asked by a centre that holds no share", baseline: "pseudonyms_baseline_per_s", floor: "pseudonyms_floor_per_s"},
 	{name: "directory_announce_per_s", about: "patients announced per second until stored at their replicas, 10 centres", baseline: "directory_announce_baseline_per_s", floor: "directory_announce_floor_per_s", atLeast: 10_000, times: 10},
-	{name: "directory_announce_1m_s", about: "seconds to announce 1M patients until stored at their replicas", atMost: 45},
+	{name: "directory_announce_1m_s", about: "seconds to announce 1M patients until stored at their replicas", floor: "directory_announce_1m_floor_s", atMost: 45},
 	{name: "directory_lookup_p50_ms", about: "one-hop directory lookup, 20 centres, patients at 1 to 5", baseline: "directory_lookup_walk_p50_ms", central: "central_lookup_p50_ms", atMost: 3},
 	{name: "directory_lookup_p99_ms", about: "the same, p99", baseline: "directory_lookup_walk_p99_ms", central: "central_lookup_p99_ms", atMost: 15},
 	{name: "consent_decisions_per_s", about: "consent decisions per second on one core, 10 nested provisions", atLeast: 500_000},
@@ -73,6 +73,7 @@ var baselines = map[string]string{
 	"ledger_append_floor_per_s":         "the rows alone through SQLite, 64 to a commit, one writer (ledger.WriteFloor)",
 	"pseudonyms_floor_per_s":            "the protocol's group operations alone, in one process, every core (pseudonym.Floor)",
 	"directory_announce_floor_per_s":    "the ADD_PROVIDER messages alone, every core",
+	"directory_announce_1m_floor_s":     "the ADD_PROVIDER messages of 1M alone, every core, to the stores of a federation of its own",
 	"query_floor_per_s":                 "a query's signatures, HPKE and durable access entries alone, every core",
 }
 

@@ -19,12 +19,13 @@ import (
 // table holds such a key as a BLOB instead, 0x01, the key's length, the
 // key, the provider's ID and its length: 75 bytes. The lengths make a
 // key's records one range of the table (its prefix) and a provider's
-// records those that end in its ID and length (count). Provider records arrive in random
-// key order, so each one written dirties a leaf of the table of its own
-// unless the leaves are few; with rows 40 % shorter, inserting 120,000 of
-// them into a table of 600,000 (BenchmarkStoreFlush) cost 35 to 37 µs a
-// row against 43 to 45 in flushes of 6,000, 13 to 14 against 17 to 20 in
-// flushes of 60,000.
+// records those that end in its ID and length (count).
+//
+// Provider records arrive in random key order, so each one written
+// dirties a leaf of the table of its own unless the leaves are few; with
+// rows 40 % shorter, inserting 120,000 of them into a table of 600,000
+// (BenchmarkStoreFlush) cost 35 to 37 µs a row against 43 to 45 in
+// flushes of 6,000, 13 to 14 against 17 to 20 in flushes of 60,000.
 //
 // Only the table sees the binary form: the overlay, the MACs and every
 // caller see the text key. SQLite orders every TEXT before every BLOB,

@@ -232,15 +232,11 @@ func binaryProviderKeys(db *sql.DB) error {
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
-		for chunk := range slices.Chunk(puts, 3*rowsPerStatement) {
-			if _, err := tx.Exec(insertRows+strings.Repeat(",(?, ?, ?)", len(chunk)/3-1), chunk...); err != nil {
-				return err
-			}
+		if err := execRows(tx, insertRows, puts, 3); err != nil {
+			return err
 		}
-		for chunk := range slices.Chunk(dels, rowsPerStatement) {
-			if _, err := tx.Exec(deleteRows+strings.Repeat(",?", len(chunk)-1)+")", chunk...); err != nil {
-				return err
-			}
+		if err := execRows(tx, deleteRows, dels, 1); err != nil {
+			return err
 		}
 		if read < upgradeChunk {
 			break
@@ -316,12 +312,8 @@ func addMACs(db *sql.DB, key []byte) error {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
-	for len(args) > 0 {
-		n := min(len(args), 3*rowsPerStatement)
-		if _, err := tx.Exec(insertRows+strings.Repeat(",(?, ?, ?)", n/3-1), args[:n]...); err != nil {
-			return err
-		}
-		args = args[n:]
+	if err := execRows(tx, insertRows, args, 3); err != nil {
+		return err
 	}
 	return tx.Commit()
 }
@@ -446,17 +438,6 @@ func (s *store) commit(batch map[string]write) error {
 	defer tx.Rollback()
 	var puts, dels []any
 	m := newMacer(s.key)
-	run := func(stmt string, args []any, per int) error {
-		if len(args) == 0 {
-			return nil
-		}
-		q := stmt + strings.Repeat(","+rowOf(per), len(args)/per-1)
-		if per == 1 {
-			q += ")"
-		}
-		_, err := tx.Exec(q, args...)
-		return err
-	}
 	for _, r := range rows {
 		if r.w.del {
 			dels = append(dels, r.tk.arg())
@@ -464,22 +445,22 @@ func (s *store) commit(batch map[string]write) error {
 			puts = append(puts, r.tk.arg(), r.w.val, m.mac(r.k, r.w.val))
 		}
 		if len(puts) == 3*rowsPerStatement {
-			if err := run(insertRows, puts, 3); err != nil {
+			if err := execRows(tx, insertRows, puts, 3); err != nil {
 				return fmt.Errorf("directory store: %w", err)
 			}
 			puts = puts[:0]
 		}
 		if len(dels) == rowsPerStatement {
-			if err := run(deleteRows, dels, 1); err != nil {
+			if err := execRows(tx, deleteRows, dels, 1); err != nil {
 				return fmt.Errorf("directory store: %w", err)
 			}
 			dels = dels[:0]
 		}
 	}
-	if err := run(insertRows, puts, 3); err != nil {
+	if err := execRows(tx, insertRows, puts, 3); err != nil {
 		return fmt.Errorf("directory store: %w", err)
 	}
-	if err := run(deleteRows, dels, 1); err != nil {
+	if err := execRows(tx, deleteRows, dels, 1); err != nil {
 		return fmt.Errorf("directory store: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -494,11 +475,23 @@ const (
 	deleteRows       = "DELETE FROM kv WHERE k IN (?"
 )
 
-func rowOf(per int) string {
+// execRows runs stmt (insertRows or deleteRows) over args, per of them a
+// row, rowsPerStatement rows a statement.
+func execRows(tx *sql.Tx, stmt string, args []any, per int) error {
+	row := "?"
 	if per == 3 {
-		return "(?, ?, ?)"
+		row = "(?, ?, ?)"
 	}
-	return "?"
+	for chunk := range slices.Chunk(args, per*rowsPerStatement) {
+		q := stmt + strings.Repeat(","+row, len(chunk)/per-1)
+		if per == 1 {
+			q += ")"
+		}
+		if _, err := tx.Exec(q, chunk...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeTx runs f in a transaction of its own, committed when f returns
@@ -614,25 +607,17 @@ func (s *store) count(prefix, suffix string) (int, error) {
 	if err := s.flush(); err != nil {
 		return 0, err
 	}
-	lo, hi := prefixRange(prefix)
-	var textHi any = hi
-	if hi == "" {
-		textHi = []byte{} // every text key sorts before a BLOB
-	}
+	ranges := tableRanges(prefix)
 	var sfx any
 	if suffix != "" {
 		sfx = suffix
 	}
-	n, err := s.countRange(lo, textHi, sfx)
-	if err != nil {
-		return 0, err
+	n, err := s.countRange(ranges[0][0], ranges[0][1], sfx)
+	if err != nil || len(ranges) == 1 {
+		return n, err
 	}
 	// Provider records held in binary end in the provider's ID in
 	// binary: a suffix "/" + base32(ID) names theirs, and no other.
-	blo, bhi, ok := providerRange(prefix)
-	if !ok {
-		return n, nil
-	}
 	if suffix != "" {
 		peer, canonical := canonicalBase32(strings.TrimPrefix(suffix, "/"))
 		if !canonical || !strings.HasPrefix(suffix, "/") || len(peer) > 255 {
@@ -640,7 +625,7 @@ func (s *store) count(prefix, suffix string) (int, error) {
 		}
 		sfx = peerSuffix(peer)
 	}
-	m, err := s.countRange(blo, bhi, sfx)
+	m, err := s.countRange(ranges[1][0], ranges[1][1], sfx)
 	return n + m, err
 }
 
@@ -700,15 +685,7 @@ func (s *store) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
 	}
 	slices.SortFunc(over, func(a, b entry) int { return a.tk.compare(b.tk) })
 
-	// The table's keys in range: its text keys, then its binary ones.
-	var textHi any = hi
-	if hi == "" {
-		textHi = []byte{} // every text key sorts before a BLOB
-	}
-	ranges := [][2]any{{lo, textHi}}
-	if blo, bhi, ok := providerRange(q.Prefix); ok {
-		ranges = append(ranges, [2]any{blo, bhi})
-	}
+	ranges := tableRanges(q.Prefix)
 	var rows *sql.Rows
 	closeRows := func() error {
 		if rows == nil {
@@ -781,6 +758,22 @@ func (s *store) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
 	})
 	q.Prefix = "" // the range has applied it
 	return dsq.NaiveQueryApply(q, res), nil
+}
+
+// tableRanges returns the ranges [lo, hi) of the table's keys that are
+// the strict children of prefix, in the table's order: its text keys,
+// then, when there are any, its binary ones (providerRange).
+func tableRanges(prefix string) [][2]any {
+	lo, hi := prefixRange(prefix)
+	var textHi any = hi
+	if hi == "" {
+		textHi = []byte{} // every text key sorts before a BLOB
+	}
+	ranges := [][2]any{{lo, textHi}}
+	if blo, bhi, ok := providerRange(prefix); ok {
+		ranges = append(ranges, [2]any{blo, bhi})
+	}
+	return ranges
 }
 
 // prefixRange returns the key range [lo, hi) of the strict children of

@@ -103,7 +103,6 @@ type pseudonymIndex struct {
 	mem       map[Pseudonym][]int64 // postings at or above the watermark
 	blocks    [][]byte              // complete hash blocks from the watermark on
 	noBlocks  bool                  // blocks went missing: none are kept until the next open
-	short     bool                  // the blocks file ends below the watermark: Open rebuilds
 	upTo      int64                 // entries below are on disk or in mem
 
 	kick chan struct{}
@@ -142,15 +141,16 @@ func openIndex(ctx context.Context, path, blocksPath string, log *slog.Logger) (
 		x.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
-	if err := x.openBlocks(blocksPath); err != nil {
+	if err := x.openBlocks(ctx, blocksPath); err != nil {
 		x.close()
 		return nil, fmt.Errorf("pseudonym index: %w", err)
 	}
 	return x, nil
 }
 
-// openBlocks opens the blocks file and cuts it at the watermark.
-func (x *pseudonymIndex) openBlocks(path string) error {
+// openBlocks opens the blocks file and cuts it at the watermark; when it
+// ends below it, the index is emptied, to be rebuilt from the entries.
+func (x *pseudonymIndex) openBlocks(ctx context.Context, path string) error {
 	var err error
 	if x.blockf, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return err
@@ -163,8 +163,22 @@ func (x *pseudonymIndex) openBlocks(path string) error {
 	case fi.Size() > need:
 		return x.blockf.Truncate(need)
 	case fi.Size() < need:
-		x.short = true
+		x.log.Warn("pseudonym index: its hash blocks end before its watermark; rebuilding it", "blocks", fi.Size()/int64(blockBytes), "watermark", x.watermark)
+		return x.reset(ctx)
 	}
+	return nil
+}
+
+// reset empties the index, postings and blocks, to be rebuilt from the
+// entries.
+func (x *pseudonymIndex) reset(ctx context.Context) error {
+	if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; UPDATE watermark SET size = 0"); err != nil {
+		return err
+	}
+	if err := x.blockf.Truncate(0); err != nil {
+		return err
+	}
+	x.watermark = 0
 	return nil
 }
 
@@ -172,15 +186,11 @@ func (x *pseudonymIndex) openBlocks(path string) error {
 // them from the ledger; it first drops an index that claims more entries
 // than the ledger has.
 func (x *pseudonymIndex) catchUp(ctx context.Context, entries *sql.DB, size int64) error {
-	if x.watermark > size || x.watermark%indexBucket != 0 || x.short {
-		x.log.Warn("pseudonym index does not match the ledger; rebuilding it", "index", x.watermark, "ledger", size, "blocks_missing", x.short)
-		if _, err := x.w.ExecContext(ctx, "DELETE FROM postings; UPDATE watermark SET size = 0"); err != nil {
+	if x.watermark > size || x.watermark%indexBucket != 0 {
+		x.log.Warn("pseudonym index does not match the ledger; rebuilding it", "index", x.watermark, "ledger", size)
+		if err := x.reset(ctx); err != nil {
 			return fmt.Errorf("pseudonym index: %w", err)
 		}
-		if err := x.blockf.Truncate(0); err != nil {
-			return fmt.Errorf("pseudonym index: %w", err)
-		}
-		x.watermark, x.short = 0, false
 	}
 	x.upTo = x.watermark
 	rows, err := entries.QueryContext(ctx, "SELECT idx, data, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", x.watermark, size)

@@ -69,9 +69,19 @@ var recordsNS = ds.NewKey("/records")
 // naming a provider that is not a member, so an outsider that reaches the
 // DHT (the node's connection gater keeps them out; this is the second
 // wall) cannot make a centre store its announcements.
+//
+// It also answers for this centre's own announcements: reading a key's
+// records, which is how the DHT's provider manager reads them (a query
+// of the key's prefix), adds this centre's record when the keystore
+// holds the key. The record is the keystore's row, so nothing is written
+// a second time to announce a key, and a key withdrawn, which leaves the
+// keystore, goes with it.
 type memberRecords struct {
 	ds.Batching
 	isMember func(peer.ID) bool
+	self     peer.ID
+	// announced reports whether this centre announces key.
+	announced func(ctx context.Context, key mh.Multihash) (bool, error)
 }
 
 // ErrNotMember is returned when a provider record names a non-member.
@@ -90,6 +100,47 @@ func (m memberRecords) Batch(ctx context.Context) (ds.Batch, error) {
 		return nil, err
 	}
 	return memberBatch{b, m}, nil
+}
+
+// Query is the store's query, with this centre's own record added to the
+// records of a key it announces.
+func (m memberRecords) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
+	res, err := m.Batching.Query(ctx, q)
+	key, ok := recordsOf(q)
+	if err != nil || !ok {
+		return res, err
+	}
+	entries, err := res.Rest()
+	if err != nil {
+		return nil, err
+	}
+	own, err := m.announced(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	mine := recordKey(key, m.self).String()
+	if own && !slices.ContainsFunc(entries, func(e dsq.Entry) bool { return e.Key == mine }) {
+		v := binary.AppendVarint(nil, time.Now().UnixNano()) // as kad-dht writes a record's time
+		entries = append(entries, dsq.Entry{Key: mine, Value: v, Size: len(v)})
+	}
+	return dsq.ResultsWithEntries(q, entries), nil
+}
+
+// recordsOf returns the key whose records q reads, the provider manager's
+// query: no more than the prefix /providers/<key>.
+func recordsOf(q dsq.Query) (mh.Multihash, bool) {
+	if len(q.Filters) > 0 || len(q.Orders) > 0 || q.Limit > 0 || q.Offset > 0 || q.KeysOnly {
+		return nil, false
+	}
+	list := ds.NewKey(q.Prefix).List()
+	if len(list) != 2 || "/"+list[0]+"/" != records.ProvidersKeyPrefix {
+		return nil, false
+	}
+	key, err := base32.RawStdEncoding.DecodeString(list[1])
+	if err != nil {
+		return nil, false
+	}
+	return mh.Multihash(key), true
 }
 
 // check refuses a provider record, /providers/<key>/<provider>, whose
@@ -254,7 +305,11 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	if d.store, err = openStore(opts.Path, key); err != nil {
 		return nil, err
 	}
-	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember}
+	if d.keys, err = openKeystore(context.Background(), d.store); err != nil {
+		d.store.Close()
+		return nil, err
+	}
+	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember, h.ID(), d.keys.has}
 	if err := dropSweepProviderState(d.store); err != nil {
 		d.store.Close()
 		return nil, err
@@ -284,10 +339,6 @@ func New(h host.Host, opts Options) (*Directory, error) {
 	if d.messenger, err = pb.NewProtocolMessenger(d.dht.MessageSender()); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("directory: %w", err)
-	}
-	if d.keys, err = openKeystore(context.Background(), d.store); err != nil {
-		d.Close()
-		return nil, err
 	}
 	h.SetStreamHandler(WithdrawProtocolID, d.withdrawServer().Handle)
 	d.stop, d.repairDone = make(chan struct{}), make(chan struct{})
@@ -421,7 +472,7 @@ func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error 
 // at a time, in one transaction, before it queues them for the placement:
 // the placement sends the first batch while the next is written, and a
 // centre announcing a million patients never holds them all.
-const announceBatch = 1 << 14
+const announceBatch = 1 << 16
 
 // AnnounceNew is Announce, and returns how many of the pseudonyms were not
 // announced before (a pseudonym given twice counts once). Announcing more

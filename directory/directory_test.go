@@ -243,6 +243,45 @@ func TestWithdrawRemovesCentre(t *testing.T) {
 	}
 }
 
+// A centre answers for its own announcements from its keystore: a
+// lookup asking it finds it, with no record of its own written, and a
+// withdrawal takes the answer back.
+func TestOwnAnnouncementsAnswerFromTheKeystore(t *testing.T) {
+	f := newTestFedWith(t, 4, 3) // every member stores every key
+	ctx := context.Background()
+	ps := pseudonyms(5)
+	f.announce(heldAt(ps, 0))
+	askOwner := func(p ledger.Pseudonym) []peer.ID {
+		t.Helper()
+		provs, err := f.dirs[1].providersAt(ctx, f.ids[0], multihash(digest("test-fed", p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return provs
+	}
+	for _, p := range ps {
+		key := multihash(digest("test-fed", p))
+		if got := askOwner(p); !slices.Equal(got, []peer.ID{f.ids[0]}) {
+			t.Errorf("the announcer answers %v for its own key, want itself", got)
+		}
+		if has, err := f.dirs[0].recs.Has(ctx, recordKey(key, f.ids[0])); err != nil || has {
+			t.Errorf("the announcer wrote a record of its own (%v, %v)", has, err)
+		}
+	}
+	if n, err := f.dirs[0].Stored(f.ids[0]); err != nil || n != len(ps) {
+		t.Errorf("the announcer stores %d of its announcements (%v), want %d", n, err, len(ps))
+	}
+	if err := f.dirs[0].Withdraw(ctx, ps[:2]...); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		got := askOwner(p)
+		if withdrawn := i < 2; withdrawn != (len(got) == 0) {
+			t.Errorf("pseudonym %d (withdrawn: %v): the announcer answers %v", i, withdrawn, got)
+		}
+	}
+}
+
 func TestWithdrawalFromNonMemberIsRefused(t *testing.T) {
 	f := newTestFedWith(t, 12, 5)
 	f.mu.Lock()

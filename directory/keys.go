@@ -200,5 +200,17 @@ func (k *keystore) page(ctx context.Context, page int) ([]mh.Multihash, error) {
 	return out, nil
 }
 
+// has reports whether the keystore holds key.
+func (k *keystore) has(ctx context.Context, key mh.Multihash) (bool, error) {
+	var v []byte
+	switch err := k.s.get.QueryRowContext(ctx, keyRow(key)).Scan(&v); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("directory keystore: %w", err)
+	}
+	return true, nil
+}
+
 // len returns how many keys the keystore holds.
 func (k *keystore) len() int { return int(k.size.Load()) }

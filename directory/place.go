@@ -3,7 +3,6 @@ package directory
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,8 +28,9 @@ import (
 // written; the placement loop takes up to
 // placeBatch queued keys at a time, groups them by replica and sends each
 // replica its keys written back to back on a stream (ADD_PROVIDER, a
-// message a key), placeWorkers replicas at once, while it writes its own
-// records of them in one batch. A key that a replica of could not be sent
+// message a key), placeWorkers replicas at once. It writes no record of
+// its own: the keystore's row answers for this centre (memberRecords). A
+// key that a replica of could not be sent
 // goes to the repair's retries (repair.go), and every key sent is queued
 // for its repair too, which reads it back at each replica. Every
 // ReprovideInterval the loop sends the whole keystore again, a keyspace
@@ -249,14 +249,11 @@ func (d *Directory) reprovide(ctx context.Context) error {
 	return nil
 }
 
-// send sends each key to its replicas and stores this centre's own
-// record of it (which answers a lookup that asks this centre), and
-// returns how many keys reached every replica and those a replica of
-// which could not be sent (a key withdrawn meanwhile counts as neither).
+// send sends each key to its replicas and returns how many keys reached
+// every replica and those a replica of which could not be sent (a key
+// withdrawn meanwhile counts as neither).
 func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, failed []mh.Multihash) {
 	self := peer.AddrInfo{ID: d.host.ID(), Addrs: d.dht.FilteredAddrs()}
-	own := make(chan error, 1)
-	go func() { own <- d.storeOwn(ctx, keys, self.ID) }()
 	r := d.ring()
 	to := map[peer.ID][]mh.Multihash{}
 	for _, k := range keys {
@@ -287,11 +284,6 @@ func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, fa
 	}
 	close(jobs)
 	wg.Wait()
-	if err := <-own; err != nil {
-		// The replicas have them; this centre's own copy, which only a
-		// lookup asking this centre reads, is written at the next reprovide.
-		d.log.Warn("storing this centre's own announcements", "keys", len(keys), "err", err)
-	}
 	for _, k := range keys {
 		switch {
 		case bad[string(k)]:
@@ -302,29 +294,6 @@ func (d *Directory) send(ctx context.Context, keys []mh.Multihash) (sent int, fa
 		}
 	}
 	return sent, failed
-}
-
-// storeOwn stores this centre's own provider record of each key not
-// withdrawn, in one batch, as kad-dht's provider manager writes one (the
-// time as a varint). It holds the repair gate: a withdrawal, which drops
-// the own records, waits for it, and it sees the withdrawal after.
-func (d *Directory) storeOwn(ctx context.Context, keys []mh.Multihash, self peer.ID) error {
-	d.repairGate.RLock()
-	defer d.repairGate.RUnlock()
-	b, err := d.recs.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	now := binary.AppendVarint(nil, time.Now().UnixNano())
-	for _, k := range keys {
-		if d.wasWithdrawn(k) {
-			continue
-		}
-		if err := b.Put(ctx, recordKey(k, self), now); err != nil {
-			return err
-		}
-	}
-	return b.Commit(ctx)
 }
 
 // kadProtocol is the directory's Kademlia protocol, whose requests the

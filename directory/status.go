@@ -96,7 +96,10 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 }
 
 // Stored returns how many announcements by holder this centre stores
-// for the directory.
+// for the directory: its own are its keystore's.
 func (d *Directory) Stored(holder peer.ID) (int, error) {
+	if holder == d.host.ID() {
+		return d.keys.len(), nil
+	}
 	return d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "/"+base32.RawStdEncoding.EncodeToString([]byte(holder)))
 }

@@ -54,9 +54,9 @@ type store struct {
 	scan *sql.Stmt
 
 	mu       sync.Mutex
-	pending  map[string]write // newest writes, not yet being flushed
-	flushing map[string]write // writes the running flush is committing
-	failed   error            // the last flush failed: refuse writes until one succeeds
+	pending  *overlay // newest writes, not yet being flushed
+	flushing *overlay // writes the running flush is committing; nil between flushes
+	failed   error    // the last flush failed: refuse writes until one succeeds
 
 	flushMu sync.Mutex // one flush at a time
 	kick    chan struct{}
@@ -176,7 +176,7 @@ func openStore(path string, key []byte) (_ *store, err error) {
 	s := &store{
 		key:     key,
 		db:      db,
-		pending: map[string]write{},
+		pending: newOverlay(),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -390,24 +390,24 @@ func (s *store) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	if len(s.pending) == 0 {
+	if s.pending.len() == 0 {
 		s.mu.Unlock()
 		return nil
 	}
 	batch := s.pending
-	// A fresh map, not one the size of this batch: a map never shrinks,
-	// and a centre that announced a million patients at start would keep
-	// a table for a quarter of a million writes for good.
-	s.flushing, s.pending = batch, make(map[string]write)
+	// A fresh overlay, not one the size of this batch: a map never
+	// shrinks, and a centre that announced a million patients at start
+	// would keep a table for a quarter of a million writes for good.
+	s.flushing, s.pending = batch, newOverlay()
 	s.mu.Unlock()
 
-	err := s.commit(batch)
+	err := s.commit(batch.writes)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		for k, w := range s.pending { // newer writes win
-			batch[k] = w
+		for k, w := range s.pending.writes { // newer writes win
+			batch.set(k, w)
 		}
 		s.pending = batch
 	}
@@ -516,10 +516,13 @@ func (s *store) writeTx(ctx context.Context, f func(*sql.Tx) error) error {
 func (s *store) overlaid(k string) (write, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if w, ok := s.pending[k]; ok {
+	if w, ok := s.pending.writes[k]; ok {
 		return w, true
 	}
-	w, ok := s.flushing[k]
+	if s.flushing == nil {
+		return write{}, false
+	}
+	w, ok := s.flushing.writes[k]
 	return w, ok
 }
 
@@ -532,7 +535,7 @@ func (s *store) apply(ws map[string]write) error {
 		return err
 	}
 	for k, w := range ws {
-		s.pending[k] = w
+		s.pending.set(k, w)
 	}
 	return s.applied()
 }
@@ -546,14 +549,14 @@ func (s *store) applyOne(k string, w write) error {
 		s.mu.Unlock()
 		return err
 	}
-	s.pending[k] = w
+	s.pending.set(k, w)
 	return s.applied()
 }
 
 // applied unlocks s.mu, held by a write just overlaid, and flushes or has
 // the flusher flush if enough writes wait.
 func (s *store) applied() error {
-	n := len(s.pending)
+	n := s.pending.len()
 	s.mu.Unlock()
 	switch {
 	case n >= maxPending:
@@ -665,13 +668,9 @@ func (s *store) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
 	lo, hi := prefixRange(q.Prefix)
 	inRange := map[string]write{} // overlaid writes in range, newest
 	s.mu.Lock()
-	for _, m := range []map[string]write{s.flushing, s.pending} {
-		for k, w := range m {
-			if k >= lo && (hi == "" || k < hi) {
-				inRange[k] = w
-			}
-		}
-	}
+	prefix := ds.NewKey(q.Prefix).String()
+	s.flushing.under(prefix, lo, hi, inRange)
+	s.pending.under(prefix, lo, hi, inRange) // newer: it wins
 	s.mu.Unlock()
 	type entry struct {
 		dsq.Entry
@@ -798,8 +797,11 @@ func (s *store) Sync(ctx context.Context, prefix ds.Key) error {
 func (s *store) unflushedUnder(prefix string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range []map[string]write{s.pending, s.flushing} {
-		for k := range m {
+	for _, o := range []*overlay{s.pending, s.flushing} {
+		if o == nil {
+			continue
+		}
+		for k := range o.writes {
 			if strings.HasPrefix(k, prefix) {
 				return true
 			}

@@ -60,7 +60,9 @@ func TestProviderKeysInBinary(t *testing.T) {
 
 // The store holds provider records' keys in binary and every other key as
 // text; its reads, prefix queries and counts see one set of text keys,
-// the overlay's and the table's merged, whatever the form each is held in.
+// the overlay's and the table's merged, whatever the form each is held in,
+// and whether a query reads the overlay's list of a key's records or
+// passes over all its writes.
 func TestStoreMixedKeys(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
@@ -164,6 +166,9 @@ func TestStoreMixedKeys(t *testing.T) {
 	prefixes[1] = prefix
 	put(second, "v2")
 	put("/records/providers/AB/AE", "v2")
+	// A key deeper than a provider record's, under one's parent: a query
+	// of that parent passes over every overlaid write to find it.
+	put("/records/providers/AB/AE/deeper", "v2")
 	reads("overlaid over the table")
 	counts("overlaid over the table")
 	reads("flushed again")

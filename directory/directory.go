@@ -475,17 +475,15 @@ func (d *Directory) Announce(ctx context.Context, ps ...ledger.Pseudonym) error 
 const announceBatch = 1 << 16
 
 // AnnounceNew is Announce, and returns how many of the pseudonyms were not
-// announced before (a pseudonym given twice counts once). Announcing more
-// than announceBatch pseudonyms, it writes and queues them a batch at a
-// time, each batch once the placement has room for it (see maxQueued):
-// the batches before are on disk and queued whatever the error.
+// announced before (a pseudonym given twice counts once). It writes and
+// queues them announceBatch at a time, each batch once the placement has
+// room for it (see maxQueued), whoever calls: the batches before are on
+// disk and queued whatever the error.
 func (d *Directory) AnnounceNew(ctx context.Context, ps ...ledger.Pseudonym) (int, error) {
 	fresh, keys := 0, make([]mh.Multihash, 0, min(len(ps), announceBatch))
 	for batch := range slices.Chunk(ps, announceBatch) {
-		if len(ps) > announceBatch {
-			if err := d.waitForRoom(ctx); err != nil {
-				return fresh, fmt.Errorf("directory announce: %w", err)
-			}
+		if err := d.waitForRoom(ctx); err != nil {
+			return fresh, fmt.Errorf("directory announce: %w", err)
 		}
 		keys = keys[:0]
 		for _, p := range batch {

@@ -52,9 +52,9 @@ const (
 	// placeWorkers bounds the replicas sent to at once.
 	placeWorkers = 32
 	// maxQueued is how many keys may wait to be sent before an
-	// announcement of more than a batch waits for room (AnnounceNew), so
-	// that a centre announcing all its patients holds a few batches of
-	// keys, not all of them: the rest wait in the ledger.
+	// announcement waits for room (AnnounceNew), so that a centre
+	// announcing all its patients holds a few batches of keys, not all
+	// of them, however it hands them over: the rest wait in the ledger.
 	maxQueued = 2 * placeBatch
 )
 

@@ -100,8 +100,8 @@ func (n *Node) AnnounceHeld(ctx context.Context) (int, error) {
 }
 
 // heldBatch is how many pseudonyms AnnounceHeld reads before it announces
-// them.
-const heldBatch = 1 << 14
+// them: as many as the directory writes to its keystore in a transaction.
+const heldBatch = 1 << 16
 
 // withdrawErasedSince withdraws the patients of the records erased since
 // before (the records erased then) that hold nothing now, as their

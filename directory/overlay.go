@@ -9,32 +9,39 @@ import "strings"
 // of thousands of records of a centre announcing its patients in its
 // overlay: the list answers that query with the key's few writes, not
 // with a pass over every write, which took 1.7 ms at 60,000
-// (BenchmarkStoreQueryOverlaid: 11 µs with the list).
+// (BenchmarkStoreQueryOverlaid: 11 µs with the list). The list is made
+// at the overlay's first such query, not with each write: a replica
+// taking a centre's announcements while no lookup asks it (a centre's
+// start, a federation's night) pays nothing for it.
 type overlay struct {
 	writes map[string]write
 	// byKey lists the keys of the provider records among writes, each
-	// once, by their parent: providersPrefix and the key provided.
+	// once, by their parent: providersPrefix and the key provided. Nil
+	// until the first query of one key's records.
 	byKey map[string][]string
-	// other counts the writes under providersPrefix that are no provider
-	// record's (a path of another depth): while there is one, a query
-	// passes over every write.
+	// other counts, once byKey is made, the writes under providersPrefix
+	// that are no provider record's (a path of another depth): while
+	// there is one, a query passes over every write.
 	other int
 }
 
-func newOverlay() *overlay {
-	return &overlay{writes: map[string]write{}, byKey: map[string][]string{}}
-}
+func newOverlay() *overlay { return &overlay{writes: map[string]write{}} }
 
 // set overlays w on k.
 func (o *overlay) set(k string, w write) {
-	if _, ok := o.writes[k]; !ok {
-		if parent, ok := recordParent(k); ok {
-			o.byKey[parent] = append(o.byKey[parent], k)
-		} else if strings.HasPrefix(k, providersPrefix) {
-			o.other++
-		}
+	if _, ok := o.writes[k]; !ok && o.byKey != nil {
+		o.list(k)
 	}
 	o.writes[k] = w
+}
+
+// list adds k, a key new to o, to byKey.
+func (o *overlay) list(k string) {
+	if parent, ok := recordParent(k); ok {
+		o.byKey[parent] = append(o.byKey[parent], k)
+	} else if strings.HasPrefix(k, providersPrefix) {
+		o.other++
+	}
 }
 
 // len returns how many keys o writes.
@@ -51,6 +58,12 @@ func (o *overlay) len() int {
 func (o *overlay) under(prefix, lo, hi string, into map[string]write) {
 	if o == nil {
 		return
+	}
+	if isRecordParent(prefix) && o.byKey == nil {
+		o.byKey = map[string][]string{}
+		for k := range o.writes {
+			o.list(k)
+		}
 	}
 	if o.other == 0 && isRecordParent(prefix) {
 		for _, k := range o.byKey[prefix] {

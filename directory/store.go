@@ -225,7 +225,7 @@ func binaryProviderKeys(db *sql.DB) error {
 			}
 			read++
 			from = k + "\x00" // the next key after k
-			if tk := toTable(k); tk.bin {
+			if tk := toTable(k); tk.bin() {
 				puts, dels = append(puts, tk.arg(), v, mac), append(dels, k)
 			}
 		}
@@ -354,7 +354,7 @@ func CheckStore(ctx context.Context, path string, key []byte) (int, error) {
 		switch {
 		case err != nil:
 			return n, &TamperError{Key: fmt.Sprintf("%q", raw), Reason: "the row's key is not a key: " + err.Error()}
-		case !tk.bin && toTable(k).bin:
+		case !tk.bin() && toTable(k).bin():
 			// The store never writes it so, nor reads it: only its
 			// binary twin.
 			return n, &TamperError{Key: k, Reason: "a provider record's key held as text"}

@@ -38,17 +38,20 @@ var providersPrefix = recordsNS.String() + records.ProvidersKeyPrefix
 // providerTag starts a provider record's key in binary.
 const providerTag = 0x01
 
-// tableKey is a key as the table holds it: text, or a provider record's
-// in binary.
+// tableKey is a key as the table holds it: text (s), or a provider
+// record's in binary (b, never empty).
 type tableKey struct {
-	s   string
-	bin bool
+	s string
+	b []byte
 }
+
+// bin reports whether the table holds the key in binary.
+func (k tableKey) bin() bool { return k.b != nil }
 
 // arg is the key as a statement's argument: a BLOB for a binary key.
 func (k tableKey) arg() any {
-	if k.bin {
-		return []byte(k.s)
+	if k.bin() {
+		return k.b
 	}
 	return k.s
 }
@@ -57,12 +60,14 @@ func (k tableKey) arg() any {
 // binary one, each kind by its bytes.
 func (k tableKey) compare(o tableKey) int {
 	switch {
-	case k.bin == o.bin:
-		return strings.Compare(k.s, o.s)
-	case k.bin:
+	case k.bin() && o.bin():
+		return bytes.Compare(k.b, o.b)
+	case k.bin():
 		return 1
-	default:
+	case o.bin():
 		return -1
+	default:
+		return strings.Compare(k.s, o.s)
 	}
 }
 
@@ -75,7 +80,7 @@ func toTable(k string) tableKey {
 	}
 	b := make([]byte, 0, 3+len(key)+len(peer))
 	b = append(append(append(b, providerTag, byte(len(key))), key...), peer...)
-	return tableKey{s: string(append(b, byte(len(peer)))), bin: true}
+	return tableKey{b: append(b, byte(len(peer)))}
 }
 
 // peerSuffix is how a binary key ends when peer is its provider's ID.
@@ -107,13 +112,29 @@ func splitProviderKey(k string) (key, peer []byte, ok bool) {
 }
 
 // canonicalBase32 decodes s, non-empty, when encoding the result gives s
-// back.
+// back: s is in the alphabet, as long as the bytes' encoding, and the
+// bits of its last character beyond them are zero. (Checked so, not by
+// encoding the bytes again: a replica decodes two of these a provider
+// record it stores.)
 func canonicalBase32(s string) ([]byte, bool) {
 	if s == "" {
 		return nil, false
 	}
+	for i := range len(s) {
+		if c := s[i]; (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return nil, false
+		}
+	}
 	b, err := base32.RawStdEncoding.DecodeString(s)
-	if err != nil || len(b) == 0 || base32.RawStdEncoding.EncodeToString(b) != s {
+	if err != nil || len(b) == 0 || base32.RawStdEncoding.EncodedLen(len(b)) != len(s) {
+		return nil, false
+	}
+	last := s[len(s)-1]
+	v := last - 'A'
+	if last <= '7' {
+		v = last - '2' + 26
+	}
+	if spare := 5*len(s) - 8*len(b); v&(1<<spare-1) != 0 {
 		return nil, false
 	}
 	return b, true
@@ -138,7 +159,7 @@ func scanKey(v any) (string, tableKey, error) {
 		return v, tableKey{s: v}, nil
 	case []byte:
 		k, err := fromTable(v)
-		return k, tableKey{s: string(v), bin: true}, err
+		return k, tableKey{b: v}, err
 	default:
 		return "", tableKey{}, fmt.Errorf("a key of type %T", v)
 	}

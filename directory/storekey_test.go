@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -29,10 +30,10 @@ func providerKey(t testing.TB) (key, prefix string) {
 func TestProviderKeysInBinary(t *testing.T) {
 	k, _ := providerKey(t)
 	tk := toTable(k)
-	if !tk.bin || len(tk.s) != 3+34+38 {
-		t.Fatalf("toTable(%s) = %d bytes, binary %v; want 75, binary", k, len(tk.s), tk.bin)
+	if !tk.bin() || len(tk.b) != 3+34+38 {
+		t.Fatalf("toTable(%s) = %d bytes, binary %v; want 75, binary", k, len(tk.b), tk.bin())
 	}
-	back, err := fromTable([]byte(tk.s))
+	back, err := fromTable(tk.b)
 	if err != nil || back != k {
 		t.Fatalf("fromTable = %q, %v; want %q", back, err, k)
 	}
@@ -47,7 +48,7 @@ func TestProviderKeysInBinary(t *testing.T) {
 		"/records/providersX/AE/AE",                              // another name
 		"/records/providers/" + strings.Repeat("A", 420) + "/AE", // a key over 255 bytes
 	} {
-		if tk := toTable(k); tk.bin || tk.s != k {
+		if tk := toTable(k); tk.bin() || tk.s != k {
 			t.Errorf("toTable(%q) in binary, want it as text", k)
 		}
 	}
@@ -166,10 +167,15 @@ func TestStoreMixedKeys(t *testing.T) {
 	prefixes[1] = prefix
 	put(second, "v2")
 	put("/records/providers/AB/AE", "v2")
-	// A key deeper than a provider record's, under one's parent: a query
-	// of that parent passes over every overlaid write to find it.
+	reads("overlaid over the table") // the overlay lists its provider records
+	// Written once the overlay has its list: a provider record, and a key
+	// deeper than one under its parent, which a query of that parent
+	// passes over every overlaid write to find.
+	k, prefix = providerKey(t)
+	put(k, "v2 "+k)
+	prefixes[2] = prefix
 	put("/records/providers/AB/AE/deeper", "v2")
-	reads("overlaid over the table")
+	reads("overlaid after a query")
 	counts("overlaid over the table")
 	reads("flushed again")
 	var text, bin int
@@ -178,7 +184,7 @@ func TestStoreMixedKeys(t *testing.T) {
 	}
 	wantBin := 0
 	for k := range model {
-		if toTable(k).bin {
+		if toTable(k).bin() {
 			wantBin++
 		}
 	}
@@ -275,18 +281,34 @@ func TestStoreUpgradesProviderKeys(t *testing.T) {
 // back to itself.
 func FuzzProviderKey(f *testing.F) {
 	k, _ := providerKey(f)
-	f.Add([]byte(toTable(k).s), k)
+	f.Add(toTable(k).b, k)
 	f.Add([]byte{1, 1, 0, 0, 1}, "/records/providers/AE/AE")
 	f.Fuzz(func(t *testing.T, b []byte, text string) {
 		if k, err := fromTable(b); err == nil {
-			if tk := toTable(k); !tk.bin || tk.s != string(b) {
-				t.Fatalf("fromTable(%x) = %q, which toTable holds as %x", b, k, tk.s)
+			if tk := toTable(k); !tk.bin() || !bytes.Equal(tk.b, b) {
+				t.Fatalf("fromTable(%x) = %q, which toTable holds as %x", b, k, tk.b)
 			}
 		}
-		if tk := toTable(text); tk.bin {
-			if back, err := fromTable([]byte(tk.s)); err != nil || back != text {
-				t.Fatalf("toTable(%q) = %x, which decodes to %q, %v", text, tk.s, back, err)
+		if tk := toTable(text); tk.bin() {
+			if back, err := fromTable(tk.b); err != nil || back != text {
+				t.Fatalf("toTable(%q) = %x, which decodes to %q, %v", text, tk.b, back, err)
 			}
+		}
+	})
+}
+
+// FuzzCanonicalBase32: canonicalBase32 accepts exactly the strings that
+// decode to bytes whose encoding gives them back.
+func FuzzCanonicalBase32(f *testing.F) {
+	for _, s := range []string{"AE", "AF", "AA", "A", "AAA", "ae", "MFRGG", "MFRGGZ", "MFRGGZA", "ME======", "AE\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, ok := canonicalBase32(s)
+		d, err := base32.RawStdEncoding.DecodeString(s)
+		want := s != "" && err == nil && len(d) > 0 && base32.RawStdEncoding.EncodeToString(d) == s
+		if ok != want || (ok && !bytes.Equal(b, d)) {
+			t.Fatalf("canonicalBase32(%q) = %x, %v; decoding gives %x, %v, canonical %v", s, b, ok, d, err, want)
 		}
 	})
 }

@@ -82,6 +82,7 @@ type memberRecords struct {
 	self     peer.ID
 	// announced reports whether this centre announces key.
 	announced func(ctx context.Context, key mh.Multihash) (bool, error)
+	log       *slog.Logger
 }
 
 // ErrNotMember is returned when a provider record names a non-member.
@@ -110,16 +111,24 @@ func (m memberRecords) Query(ctx context.Context, q dsq.Query) (dsq.Results, err
 	if err != nil || !ok {
 		return res, err
 	}
+	defer res.Close()
 	entries, err := res.Rest()
 	if err != nil {
 		return nil, err
 	}
 	own, err := m.announced(ctx, key)
 	if err != nil {
-		return nil, err
+		// Others' records still answer: only this centre's is missing,
+		// from this answer.
+		m.log.Warn("reading the keystore for this centre's own announcement", "err", err)
+		return dsq.ResultsWithEntries(q, entries), nil
 	}
-	mine := recordKey(key, m.self).String()
-	if own && !slices.ContainsFunc(entries, func(e dsq.Entry) bool { return e.Key == mine }) {
+	if own {
+		// A record of its own in the table (written by AnnounceEach, or
+		// by a medfed from before) gives way to the fresh one: it may be
+		// about to expire.
+		mine := recordKey(key, m.self).String()
+		entries = slices.DeleteFunc(entries, func(e dsq.Entry) bool { return e.Key == mine })
 		v := binary.AppendVarint(nil, time.Now().UnixNano()) // as kad-dht writes a record's time
 		entries = append(entries, dsq.Entry{Key: mine, Value: v, Size: len(v)})
 	}
@@ -136,8 +145,8 @@ func recordsOf(q dsq.Query) (mh.Multihash, bool) {
 	if len(list) != 2 || "/"+list[0]+"/" != records.ProvidersKeyPrefix {
 		return nil, false
 	}
-	key, err := base32.RawStdEncoding.DecodeString(list[1])
-	if err != nil {
+	key, ok := canonicalBase32(list[1])
+	if !ok {
 		return nil, false
 	}
 	return mh.Multihash(key), true
@@ -309,7 +318,7 @@ func New(h host.Host, opts Options) (*Directory, error) {
 		d.store.Close()
 		return nil, err
 	}
-	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember, h.ID(), d.keys.has}
+	d.recs = memberRecords{namespace.Wrap(d.store, recordsNS), d.isMember, h.ID(), d.keys.has, d.log}
 	if err := dropSweepProviderState(d.store); err != nil {
 		d.store.Close()
 		return nil, err
@@ -476,14 +485,18 @@ const announceBatch = 1 << 16
 
 // AnnounceNew is Announce, and returns how many of the pseudonyms were not
 // announced before (a pseudonym given twice counts once). It writes and
-// queues them announceBatch at a time, each batch once the placement has
-// room for it (see maxQueued), whoever calls: the batches before are on
-// disk and queued whatever the error.
+// queues them announceBatch at a time. Announcing a batch's worth or
+// more (a centre's start, an import), it queues each batch once the
+// placement has room for it (see maxQueued): the batches before are on
+// disk and queued whatever the error. A smaller announcement, a record
+// written, never waits.
 func (d *Directory) AnnounceNew(ctx context.Context, ps ...ledger.Pseudonym) (int, error) {
 	fresh, keys := 0, make([]mh.Multihash, 0, min(len(ps), announceBatch))
 	for batch := range slices.Chunk(ps, announceBatch) {
-		if err := d.waitForRoom(ctx); err != nil {
-			return fresh, fmt.Errorf("directory announce: %w", err)
+		if len(ps) >= announceBatch {
+			if err := d.waitForRoom(ctx); err != nil {
+				return fresh, fmt.Errorf("directory announce: %w", err)
+			}
 		}
 		keys = keys[:0]
 		for _, p := range batch {

@@ -211,10 +211,12 @@ func TestNonMemberIsNeverReturned(t *testing.T) {
 			t.Errorf("centre %d stores %d announcements by the outsider (%v)", i, n, err)
 		}
 	}
-	// It holds its own record, and even a lookup from it finds only members.
-	n, err := out.Stored(h.ID())
-	if err != nil || n == 0 {
-		t.Fatalf("the outsider stores %d of its own announcements (%v)", n, err)
+	// It answers for itself, and even a lookup from it finds only members.
+	for _, p := range ps {
+		provs, err := out.providersAt(ctx, h.ID(), multihash(digest("test-fed", p)))
+		if err != nil || !slices.Equal(provs, []peer.ID{h.ID()}) {
+			t.Fatalf("the outsider answers %v (%v) for its own announcement", provs, err)
+		}
 	}
 	for _, p := range ps {
 		res, err := f.dirs[rand.IntN(12)].LookupWalk(ctx, p)
@@ -268,8 +270,8 @@ func TestOwnAnnouncementsAnswerFromTheKeystore(t *testing.T) {
 			t.Errorf("the announcer wrote a record of its own (%v, %v)", has, err)
 		}
 	}
-	if n, err := f.dirs[0].Stored(f.ids[0]); err != nil || n != len(ps) {
-		t.Errorf("the announcer stores %d of its announcements (%v), want %d", n, err, len(ps))
+	if st, err := f.dirs[0].Status(ctx); err != nil || st.Announced != len(ps) || st.Stored != 0 {
+		t.Errorf("the announcer's status %+v (%v): want %d announced, none stored for others", st, err, len(ps))
 	}
 	if err := f.dirs[0].Withdraw(ctx, ps[:2]...); err != nil {
 		t.Fatal(err)

@@ -52,9 +52,9 @@ const (
 	// placeWorkers bounds the replicas sent to at once.
 	placeWorkers = 32
 	// maxQueued is how many keys may wait to be sent before an
-	// announcement waits for room (AnnounceNew), so that a centre
-	// announcing all its patients holds a few batches of keys, not all
-	// of them, however it hands them over: the rest wait in the ledger.
+	// announcement of a batch or more waits for room (AnnounceNew), so
+	// that a centre announcing all its patients holds a few batches of
+	// keys, not all of them: the rest wait in the ledger.
 	maxQueued = 2 * placeBatch
 )
 
@@ -65,7 +65,7 @@ type placement struct {
 	sending  int
 	provided int64
 	wake     chan struct{}
-	room     chan struct{} // the loop took keys from the queue
+	room     chan struct{} // closed, and replaced, when the loop takes keys from the queue
 	done     chan struct{}
 	last     time.Time // the last reprovide that ended; zero before the first
 	started  time.Time
@@ -89,7 +89,7 @@ var lastReprovideKey = ds.NewKey("/place/last-reprovide")
 // startPlacement starts the placement loop, reading when the last
 // reprovide was.
 func (d *Directory) startPlacement(interval time.Duration) error {
-	d.place.wake, d.place.room, d.place.done = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+	d.place.wake, d.place.room, d.place.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	d.place.started, d.place.interval = time.Now().UTC(), interval
 	v, err := d.store.Get(context.Background(), lastReprovideKey)
 	switch {
@@ -119,16 +119,18 @@ func (d *Directory) enqueue(keys []mh.Multihash) {
 }
 
 // waitForRoom waits until fewer than maxQueued keys wait to be sent.
+// Every announcement waiting wakes when the loop takes keys, and looks
+// again.
 func (d *Directory) waitForRoom(ctx context.Context) error {
 	for {
 		d.place.mu.Lock()
-		queued := len(d.place.queue)
+		queued, room := len(d.place.queue), d.place.room
 		d.place.mu.Unlock()
 		if queued < maxQueued {
 			return nil
 		}
 		select {
-		case <-d.place.room:
+		case <-room:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-d.stop:
@@ -168,19 +170,7 @@ func (d *Directory) placeLoop() {
 	go func() { <-d.stop; cancel() }()
 	next := d.nextReprovide()
 	for {
-		d.place.mu.Lock()
-		keys := d.place.queue[:min(len(d.place.queue), placeBatch)]
-		d.place.queue = d.place.queue[len(keys):]
-		if len(d.place.queue) == 0 {
-			d.place.queue = nil // let the backing array go
-		}
-		d.place.sending = len(keys)
-		d.place.mu.Unlock()
-		if len(keys) > 0 {
-			select { // an announcement waiting for room may go on
-			case d.place.room <- struct{}{}:
-			default:
-			}
+		if keys := d.take(); len(keys) > 0 {
 			sent, _ := d.send(ctx, keys)
 			d.place.mu.Lock()
 			d.place.sending = 0
@@ -211,6 +201,24 @@ func (d *Directory) placeLoop() {
 		case <-time.After(time.Until(next)):
 		}
 	}
+}
+
+// take takes up to placeBatch keys from the queue to send, and wakes
+// the announcements waiting for room, which look again.
+func (d *Directory) take() []mh.Multihash {
+	d.place.mu.Lock()
+	defer d.place.mu.Unlock()
+	keys := d.place.queue[:min(len(d.place.queue), placeBatch)]
+	d.place.queue = d.place.queue[len(keys):]
+	if len(d.place.queue) == 0 {
+		d.place.queue = nil // let the backing array go
+	}
+	d.place.sending = len(keys)
+	if len(keys) > 0 {
+		close(d.place.room)
+		d.place.room = make(chan struct{})
+	}
+	return keys
 }
 
 // reprovide sends every key of the keystore to its replicas again, a

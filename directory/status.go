@@ -96,10 +96,8 @@ func (d *Directory) Status(ctx context.Context) (Status, error) {
 }
 
 // Stored returns how many announcements by holder this centre stores
-// for the directory: its own are its keystore's.
+// for the directory: provider records naming it. This centre's own
+// announcements are its keystore's rows, not records (memberRecords).
 func (d *Directory) Stored(holder peer.ID) (int, error) {
-	if holder == d.host.ID() {
-		return d.keys.len(), nil
-	}
 	return d.store.count(recordsNS.String()+records.ProvidersKeyPrefix, "/"+base32.RawStdEncoding.EncodeToString([]byte(holder)))
 }

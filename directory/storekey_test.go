@@ -168,12 +168,14 @@ func TestStoreMixedKeys(t *testing.T) {
 	put(second, "v2")
 	put("/records/providers/AB/AE", "v2")
 	reads("overlaid over the table") // the overlay lists its provider records
-	// Written once the overlay has its list: a provider record, and a key
-	// deeper than one under its parent, which a query of that parent
-	// passes over every overlaid write to find.
+	// A provider record written once the overlay has its list, read
+	// through it; then a key deeper than a record under a record's
+	// parent, which a query of that parent passes over every overlaid
+	// write to find.
 	k, prefix = providerKey(t)
 	put(k, "v2 "+k)
 	prefixes[2] = prefix
+	reads("listed after a query")
 	put("/records/providers/AB/AE/deeper", "v2")
 	reads("overlaid after a query")
 	counts("overlaid over the table")

@@ -39,8 +39,10 @@ const (
 var ErrWithdrawRefused = node.E(node.Forbidden, "withdrawal refused")
 
 // Withdraw stops announcing every pseudonym given: the keys leave the
-// keystore (no more reprovides), this centre's own provider record goes,
-// and every member that stores the announcement is asked to drop it.
+// keystore (no more reprovides, and no more answers for this centre
+// from it: memberRecords), any record of its own in the table goes
+// (AnnounceEach's, or one of a medfed from before), and every member
+// that stores the announcement is asked to drop it.
 // Members that could not be reached keep their copy until it expires
 // (at most 48 h after the last reprovide); the error names them.
 func (d *Directory) Withdraw(ctx context.Context, ps ...ledger.Pseudonym) error {

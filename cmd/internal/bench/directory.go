@@ -189,10 +189,10 @@ func measureMillionFloor(ctx context.Context, env env, m map[string]float64) (er
 // storing its provider record there (the store's overlay, then its
 // grouped SQLite transactions, the row's MAC). Left out: everything else
 // an announcement costs its announcer (the keystore's durable write, the
-// grouping by replica, its own record, the repair's reading back) and the
-// replicas' fewer records before (the floor's stores start empty). The n
-// keys are random, each sent to replication of the other centres in turn,
-// to all of them at once, so every core is busy as in the announce itself.
+// grouping by replica, the repair's reading back) and the replicas' fewer
+// records before (the floor's stores start empty). The n keys are random,
+// each sent to replication of the other centres in turn, to all of them
+// at once, so every core is busy as in the announce itself.
 func measureAnnounceFloor(ctx context.Context, env env, from *harness.Node, replicas []*harness.Node, n, replication int) (float64, error) {
 	to := make([][]mh.Multihash, len(replicas))
 	for i := range n {

@@ -13,13 +13,16 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -119,7 +122,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	results := map[string]float64{}
 	for _, s := range run {
 		e.logf("suite %s: %s", s.name, s.about)
-		m, err := s.run(ctx, e)
+		m, err := runSuite(ctx, e, s)
 		if err != nil {
 			return Report{}, fmt.Errorf("bench %s: %w", s.name, err)
 		}
@@ -132,6 +135,23 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	// as rows of the main table; the report's metrics keep them all.
 	r.Rows = slices.DeleteFunc(r.Rows, func(row Row) bool { return isScaleMetric(row.Metric) })
 	return r, nil
+}
+
+// runSuite runs s in a scratch directory of its own, which it removes
+// afterwards, and then has the system write back what it has not
+// written: so that no suite's files are written back while the next
+// suite measures, whose durable writes would wait behind them.
+func runSuite(ctx context.Context, e env, s suite) (map[string]float64, error) {
+	e.dir = filepath.Join(e.dir, s.name)
+	if err := os.Mkdir(e.dir, 0o700); err != nil {
+		return nil, err
+	}
+	m, err := s.run(ctx, e)
+	if err := errors.Join(err, os.RemoveAll(e.dir)); err != nil {
+		return nil, err
+	}
+	syscall.Sync()
+	return m, nil
 }
 
 func selectSuites(names []string) ([]suite, error) {

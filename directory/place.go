@@ -25,16 +25,15 @@ import (
 // membership, so no walk of the DHT finds them). Announce puts the keys
 // in the keystore and queues them, a batch at a time, no more than
 // maxQueued waiting, so that the first are sent while the next are
-// written; the placement loop takes up to
-// placeBatch queued keys at a time, groups them by replica and sends each
-// replica its keys written back to back on a stream (ADD_PROVIDER, a
-// message a key), placeWorkers replicas at once. It writes no record of
-// its own: the keystore's row answers for this centre (memberRecords). A
-// key that a replica of could not be sent
-// goes to the repair's retries (repair.go), and every key sent is queued
-// for its repair too, which reads it back at each replica. Every
-// ReprovideInterval the loop sends the whole keystore again, a keyspace
-// prefix at a time, well within provider records' 48 h validity.
+// written; the placement loop takes up to placeBatch queued keys at a
+// time, groups them by replica and sends each replica its keys written
+// back to back on a stream (ADD_PROVIDER, a message a key), placeWorkers
+// replicas at once. It writes no record of its own: the keystore's row
+// answers for this centre (memberRecords). A key that a replica of could
+// not be sent goes to the repair's retries (repair.go), and every key
+// sent is queued for its repair too, which reads it back at each replica.
+// Every ReprovideInterval the loop sends the whole keystore again, a
+// keyspace prefix at a time, well within provider records' 48 h validity.
 //
 // This is what go-libp2p-kad-dht's sweep provider did, without its two
 // faults at a federation's size: v0.42.1 allocates a keyspace region's

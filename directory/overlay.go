@@ -45,12 +45,7 @@ func (o *overlay) list(k string) {
 }
 
 // len returns how many keys o writes.
-func (o *overlay) len() int {
-	if o == nil {
-		return 0
-	}
-	return len(o.writes)
-}
+func (o *overlay) len() int { return len(o.writes) }
 
 // under adds to into the writes of o whose keys are strict children of
 // prefix, a clean key, in [lo, hi) (prefixRange's; hi empty for no
@@ -59,17 +54,19 @@ func (o *overlay) under(prefix, lo, hi string, into map[string]write) {
 	if o == nil {
 		return
 	}
-	if isRecordParent(prefix) && o.byKey == nil {
-		o.byKey = map[string][]string{}
-		for k := range o.writes {
-			o.list(k)
+	if isRecordParent(prefix) {
+		if o.byKey == nil {
+			o.byKey = map[string][]string{}
+			for k := range o.writes {
+				o.list(k)
+			}
 		}
-	}
-	if o.other == 0 && isRecordParent(prefix) {
-		for _, k := range o.byKey[prefix] {
-			into[k] = o.writes[k]
+		if o.other == 0 {
+			for _, k := range o.byKey[prefix] {
+				into[k] = o.writes[k]
+			}
+			return
 		}
-		return
 	}
 	for k, w := range o.writes {
 		if k >= lo && (hi == "" || k < hi) {

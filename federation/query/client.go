@@ -55,6 +55,7 @@ type ClientOptions struct {
 type Client struct {
 	host host.Host
 	opts ClientOptions
+	pool *wire.Pool // the streams kept open to holders
 
 	// finals holds each holder's last final checkpoint verified, under
 	// the charter version it was verified with: a holder's checkpoint
@@ -155,12 +156,15 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Client{host: h, opts: opts, finals: map[peer.ID][]verifiedFinal{}, tracer: tracer(opts.Tracer)}
+	c := &Client{host: h, opts: opts, pool: wire.NewPool(h, KeptProtocolID, ProtocolID), finals: map[peer.ID][]verifiedFinal{}, tracer: tracer(opts.Tracer)}
 	for i := range c.latency {
 		c.latency[i] = stats.NewHistogram(stats.LatencyBounds...)
 	}
 	return c, nil
 }
+
+// Close closes the streams kept open to holders.
+func (c *Client) Close() { c.pool.Close() }
 
 // Spec is what a clinician asks for.
 type Spec struct {
@@ -323,7 +327,7 @@ func (c *Client) ask(ctx context.Context, holder peer.ID, q Request, key *Sealin
 			err = &wire.Refused{Status: wire.StatusRefused, Reason: wire.Printable(reason[:min(len(reason), maxReason)])}
 		}
 	} else {
-		answer, err = wire.Ask(ctx, c.host, ProtocolID, holder, opQuery, raw, maxResponse, maxReason)
+		answer, err = c.pool.Ask(ctx, holder, opQuery, raw, maxResponse, maxReason)
 	}
 	if err != nil {
 		out.Err = err

@@ -32,6 +32,13 @@ import (
 // nothing is audited). A denial by consent is an answer, not a refusal.
 const ProtocolID = "/medfed/query/1"
 
+// KeptProtocolID is ProtocolID on a stream kept open for one request
+// after another, each answered before the next (wire.Pool): what a
+// querying centre asks a holder on, and ProtocolID when the holder does
+// not speak it. Opening a stream per request was a tenth of a busy
+// federation's CPU.
+const KeptProtocolID = "/medfed/query/2"
+
 const (
 	opQuery   byte = 1
 	opReceipt byte = 2 // a transfer's receipt (see Acknowledge): answered by status 0 and nothing
@@ -125,11 +132,15 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 		Admit: federation.MembersOnly(opts.Charter, "query"), Serve: s.serve, Refuse: peerRefusal, Log: s.log,
 	}
 	h.SetStreamHandler(ProtocolID, srv.Handle)
+	h.SetStreamHandler(KeptProtocolID, srv.HandleKept)
 	return s, nil
 }
 
 // Close stops answering.
-func (s *Holder) Close() { s.host.RemoveStreamHandler(ProtocolID) }
+func (s *Holder) Close() {
+	s.host.RemoveStreamHandler(ProtocolID)
+	s.host.RemoveStreamHandler(KeptProtocolID)
+}
 
 // NotHeld returns how many queries this holder answered about patients
 // it holds nothing of: counted, never on the ledger.

@@ -317,6 +317,6 @@ func (c *Client) Acknowledge(ctx context.Context, t Receipt) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	_, err = wire.Ask(ctx, c.host, ProtocolID, t.Holder, opReceipt, raw, maxReason, maxReason)
+	_, err = c.pool.Ask(ctx, t.Holder, opReceipt, raw, maxReason, maxReason)
 	return err
 }

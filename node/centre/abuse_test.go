@@ -70,6 +70,7 @@ var served = []struct {
 	{"oprf ceremony", pseudonym.CeremonyProtocolID, 1 + 32 + 2 + pseudonym.MaxCeremonyMessage}, // pseudonym ceremonyFrameHeader + MaxCeremonyMessage
 	{"consent", consent.ProtocolID, 256 * (4 + consent.MaxDocument)},                           // consent maxListLen
 	{"query", query.ProtocolID, 128 << 10},                                                     // query maxReceipt
+	{"query, kept stream", query.KeptProtocolID, 128 << 10},                                    // the same server's
 	{"patient", patientproto.ProtocolID, 4 << 10},                                              // patient maxRequest
 	{"prescription", prescription.ProtocolID, 1 << 10},                                         // prescription maxClaim
 	{"directory withdrawal", directory.WithdrawProtocolID, 32 * 65536},                         // directory 32 × maxWithdraw
@@ -984,7 +985,7 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 
 	// The rogue now keeps what it is sent and answers nothing.
 	got := make(chan []byte, 1)
-	d.Host.SetStreamHandler(query.ProtocolID, func(s network.Stream) {
+	silent := func(s network.Stream) {
 		if _, raw, err := wire.Read(s, 1<<20); err == nil {
 			select {
 			case got <- raw:
@@ -992,7 +993,16 @@ func TestAbuseAnnouncesPseudonymsItDoesNotHold(t *testing.T) {
 			}
 		}
 		s.Reset()
-	})
+	}
+	d.Host.SetStreamHandler(query.ProtocolID, silent)
+	d.Host.SetStreamHandler(query.KeptProtocolID, silent)
+	for _, c := range d.Host.Network().Conns() { // and drops the streams kept open to it
+		for _, s := range c.GetStreams() {
+			if s.Protocol() == query.KeptProtocolID {
+				s.Reset()
+			}
+		}
+	}
 	res, err = a.QueryRecords(ctx, centre.QueryRequest{Pseudonym: p, Asker: centre.Asker{Role: consent.Clinician, Purpose: consent.Treatment}})
 	if err != nil {
 		t.Fatal(err)

@@ -238,6 +238,9 @@ func (n *Node) close() error {
 	if n.holder != nil {
 		n.holder.Close()
 	}
+	if n.Query != nil {
+		n.Query.Close()
+	}
 	if n.prescriptions != nil {
 		n.prescriptions.Close()
 	}

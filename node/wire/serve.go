@@ -1,7 +1,10 @@
 package wire
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"time"
 
@@ -48,12 +51,8 @@ func (s *Server) Handle(st network.Stream) {
 		return
 	}
 	if err != nil {
-		s.Log.Info(s.Name+" request refused", "from", from, "err", err)
-		status, reason := StatusRefused, err.Error()
-		if s.Refuse != nil {
-			status, reason = s.Refuse(err)
-		}
-		if err := Write(st, status, []byte(reason[:min(len(reason), s.MaxReason)])); err != nil {
+		status, reason := s.refusal(from, err)
+		if err := Write(st, status, reason); err != nil {
 			s.Log.Debug(s.Name+" refusal not delivered", "to", from, "err", err)
 		}
 		return
@@ -61,6 +60,65 @@ func (s *Server) Handle(st network.Stream) {
 	if err := Write(st, StatusOK, answer); err != nil {
 		s.Log.Info(s.Name+" answer not delivered", "to", from, "err", err)
 	}
+}
+
+// HandleKept serves a stream kept open by a Pool: one request after
+// another, each answered before the next is read, each served as Handle
+// serves one (admitted after it is read, so that a refusal leaves the
+// stream at the next request), with Timeout for each, waiting for it
+// included. The stream ends when the requester closes its side between
+// two requests, and is reset on anything else: a frame that is not one,
+// a deadline passed, an answer not delivered.
+func (s *Server) HandleKept(st network.Stream) {
+	from := st.Conn().RemotePeer()
+	r := bufio.NewReader(st)
+	for {
+		if err := st.SetDeadline(time.Now().Add(s.Timeout)); err != nil {
+			s.Log.Debug(s.Name+" stream without a deadline", "err", err)
+			st.Reset()
+			return
+		}
+		if _, err := r.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				st.Close() // closed between two requests: done
+			} else {
+				st.Reset()
+			}
+			return
+		}
+		op, req, err := Read(r, s.Limit)
+		if err != nil {
+			s.Log.Debug(s.Name+" request unreadable", "from", from, "err", err)
+			st.Reset()
+			return
+		}
+		var answer []byte
+		if s.Admit != nil {
+			err = s.Admit(from)
+		}
+		if err == nil {
+			answer, err = s.work(from, op, req)
+		}
+		status := StatusOK
+		if err != nil {
+			status, answer = s.refusal(from, err)
+		}
+		if err := Write(st, status, answer); err != nil {
+			s.Log.Info(s.Name+" answer not delivered", "to", from, "err", err)
+			st.Reset()
+			return
+		}
+	}
+}
+
+// refusal is the status and the reason from is told of err.
+func (s *Server) refusal(from peer.ID, err error) (byte, []byte) {
+	s.Log.Info(s.Name+" request refused", "from", from, "err", err)
+	status, reason := StatusRefused, err.Error()
+	if s.Refuse != nil {
+		status, reason = s.Refuse(err)
+	}
+	return status, []byte(reason[:min(len(reason), s.MaxReason)])
 }
 
 // serve admits, reads and serves one request; read is false when the
@@ -76,8 +134,13 @@ func (s *Server) serve(st network.Stream, from peer.ID) (answer []byte, read boo
 		s.Log.Debug(s.Name+" request unreadable", "from", from, "err", err)
 		return nil, false, nil
 	}
+	answer, err = s.work(from, op, req)
+	return answer, true, err
+}
+
+// work serves one request within Work.
+func (s *Server) work(from peer.ID, op byte, req []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Work)
 	defer cancel()
-	answer, err = s.Serve(ctx, from, op, req)
-	return answer, true, err
+	return s.Serve(ctx, from, op, req)
 }

@@ -1,10 +1,12 @@
 // Package wire frames the messages of medfed's libp2p protocols, and
 // encodes the fields inside them. A frame is one byte (an operation in a
 // request, a status in an answer), a big-endian u32 length and that many
-// bytes of payload. Every protocol opens one stream per request: the
+// bytes of payload. A protocol opens one stream per request, the
 // requester writes one frame and closes its side, the other side answers
-// with one frame; Server (serve.go) is that other side, and Ask the
-// requester's. Writer and Reader (codec.go) build and parse canonical
+// with one frame (Server.Handle in serve.go is that side, and Ask the
+// requester's); or keeps a stream open for one request after another,
+// each answered before the next (Server.HandleKept, and Pool in
+// pool.go). Writer and Reader (codec.go) build and parse canonical
 // binary messages, and Message signs and opens them, the one way every
 // protocol signs what it sends. Errors are of kind node.Invalid for bytes
 // that are not what they should be.
@@ -21,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -109,6 +112,11 @@ func Exchange(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op
 	if err != nil {
 		return 0, nil, err
 	}
+	return once(ctx, s, op, payload, limit)
+}
+
+// once is Exchange on stream s, which it closes.
+func once(ctx context.Context, s network.Stream, op byte, payload []byte, limit int) (byte, []byte, error) {
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		if err := s.SetDeadline(dl); err != nil {

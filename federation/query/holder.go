@@ -103,9 +103,11 @@ type Holder struct {
 	pinned pinnedFinal // see provenIn
 
 	nonces *wire.ReplayWindow
+	server *wire.Server
 }
 
-// NewHolder answers /medfed/query/1 on h. The nonces of the access
+// NewHolder answers the query protocol on h, on streams of one request
+// (ProtocolID) and on kept streams (KeptProtocolID). The nonces of the access
 // entries of the last 2×MaxSkew are read back from the ledger, so a
 // request replayed across a restart is refused too.
 func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, error) {
@@ -133,13 +135,15 @@ func NewHolder(ctx context.Context, h host.Host, opts HolderOptions) (*Holder, e
 	}
 	h.SetStreamHandler(ProtocolID, srv.Handle)
 	h.SetStreamHandler(KeptProtocolID, srv.HandleKept)
+	s.server = srv
 	return s, nil
 }
 
-// Close stops answering.
+// Close stops answering, on the kept streams too.
 func (s *Holder) Close() {
 	s.host.RemoveStreamHandler(ProtocolID)
 	s.host.RemoveStreamHandler(KeptProtocolID)
+	s.server.Close()
 }
 
 // NotHeld returns how many queries this holder answered about patients

@@ -20,12 +20,19 @@ import (
 // rather than once per request. The peer serves the protocol Kept with
 // Server.HandleKept; a peer that speaks only One is asked as Ask asks, on
 // a stream of its own.
+//
+// A request must be safe to send twice: a kept stream that breaks before
+// any of the answer arrives is replaced and the request sent again
+// (Exchange), and the peer may have served it the first time. The query
+// protocol's are: a query carries a nonce its holder keeps (a repeat is
+// refused as a replay), and a receipt records each copy once.
 type Pool struct {
 	host      host.Host
 	kept, one protocol.ID
 
 	mu     sync.Mutex
 	free   map[peer.ID][]freeStream // the most recently used last
+	swept  time.Time                // when every peer's stale streams were last closed
 	closed bool
 }
 
@@ -36,10 +43,14 @@ type freeStream struct {
 
 const (
 	// keptIdle is how long a stream stays free before it is closed rather
-	// than used again: well within the Timeout a Server waits for the
-	// next request.
+	// than used again: well within a Server's Idle, how long it waits for
+	// the next request (4 times as long unless set).
 	keptIdle = 5 * time.Second
-	// keptFree is how many free streams are kept to each peer.
+	// keptFree is how many free streams are kept to each peer: as many
+	// as the requests a busy centre has in flight to one peer at once
+	// (tens of queries, a third of them to each holder), so that a burst
+	// does not open streams the next one could have used; beyond, a
+	// stream costs the peer a handler for nothing.
 	keptFree = 16
 )
 
@@ -70,7 +81,8 @@ func (p *Pool) Ask(ctx context.Context, to peer.ID, op byte, payload []byte, lim
 func (p *Pool) Exchange(ctx context.Context, to peer.ID, op byte, payload []byte, limit int) (byte, []byte, error) {
 	if s := p.take(to); s != nil {
 		status, answer, began, err := p.exchange(ctx, to, s, op, payload, limit)
-		if err == nil || began || ctx.Err() != nil {
+		dl, ok := ctx.Deadline()
+		if err == nil || began || ctx.Err() != nil || (ok && !time.Now().Before(dl)) {
 			return status, answer, err
 		}
 	}
@@ -105,11 +117,16 @@ func (p *Pool) exchange(ctx context.Context, to peer.ID, s network.Stream, op by
 	if err = Write(s, op, payload); err == nil {
 		status, answer, err = Read(r, limit)
 	}
-	ended := !stop() // ctx ended: the stream is reset
-	if err == nil && !ended {
+	if !stop() { // ctx ended: the stream is reset, the answer kept if whole
+		if err != nil {
+			err = errors.Join(err, ctx.Err())
+		}
+		return status, answer, r.n > 0, err
+	}
+	if err == nil {
 		err = s.SetDeadline(time.Time{})
 	}
-	if err != nil || ended {
+	if err != nil {
 		s.Reset()
 		if ctx.Err() != nil {
 			err = errors.Join(err, ctx.Err())
@@ -125,15 +142,9 @@ func (p *Pool) exchange(ctx context.Context, to peer.ID, s network.Stream, op by
 func (p *Pool) take(to peer.ID) network.Stream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closeStale(to, time.Now())
 	free := p.free[to]
-	stale := 0
-	for stale < len(free) && time.Since(free[stale].since) > keptIdle {
-		free[stale].s.Close()
-		stale++
-	}
-	free = free[stale:]
 	if len(free) == 0 {
-		delete(p.free, to)
 		return nil
 	}
 	s := free[len(free)-1].s
@@ -142,15 +153,40 @@ func (p *Pool) take(to peer.ID) network.Stream {
 }
 
 // put frees s for the next request to p, or closes it when the pool is
-// closed or keeps keptFree streams to p already.
+// closed or keeps keptFree streams to p already. Once every keptIdle, the
+// stale streams to every peer are closed: a peer asked once and never
+// again would keep them, and their handlers at the peer, until Close.
 func (p *Pool) put(to peer.ID, s network.Stream) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
+	if now.Sub(p.swept) > keptIdle {
+		for q := range p.free {
+			p.closeStale(q, now)
+		}
+		p.swept = now
+	}
 	if p.closed || len(p.free[to]) >= keptFree {
 		s.Close()
 		return
 	}
-	p.free[to] = append(p.free[to], freeStream{s: s, since: time.Now()})
+	p.free[to] = append(p.free[to], freeStream{s: s, since: now})
+}
+
+// closeStale closes the streams to q free longer than keptIdle. p.mu is
+// held.
+func (p *Pool) closeStale(q peer.ID, now time.Time) {
+	free := p.free[q]
+	stale := 0
+	for stale < len(free) && now.Sub(free[stale].since) > keptIdle {
+		free[stale].s.Close()
+		stale++
+	}
+	if stale == len(free) {
+		delete(p.free, q)
+	} else {
+		p.free[q] = free[stale:]
+	}
 }
 
 // Close closes every free stream; streams in use are closed as their

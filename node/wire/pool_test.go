@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -44,16 +46,26 @@ func pair(tb testing.TB) (from, to host.Host) {
 }
 
 // echo is a server answering a request with its payload, refusing the
-// payload "refuse", and counting the streams it was handed.
+// payload "refuse", and counting the streams it was handed and those
+// still being served.
 type echo struct {
 	wire.Server
-	streams atomic.Int64
+	streams, live atomic.Int64
+	shut          atomic.Bool // Admit refuses everyone
 }
 
-func newEcho(h host.Host, timeout time.Duration, serveKept bool) *echo {
+// newEcho serves on h; a kept stream waits idle for its next request.
+func newEcho(h host.Host, idle time.Duration, serveKept bool) *echo {
 	e := &echo{}
 	e.Server = wire.Server{
-		Name: "echo", Limit: 1 << 20, Timeout: timeout, Work: timeout, MaxReason: 64, Log: slog.New(slog.DiscardHandler),
+		Name: "echo", Limit: 1 << 20, Timeout: 10 * time.Second, Work: 10 * time.Second, Idle: idle, MaxReason: 64,
+		Log: slog.New(slog.DiscardHandler),
+		Admit: func(peer.ID) error {
+			if e.shut.Load() {
+				return errors.New("shut")
+			}
+			return nil
+		},
 		Serve: func(_ context.Context, _ peer.ID, op byte, req []byte) ([]byte, error) {
 			if string(req) == "refuse" {
 				return nil, errors.New("refused as asked")
@@ -62,7 +74,12 @@ func newEcho(h host.Host, timeout time.Duration, serveKept bool) *echo {
 		},
 	}
 	counted := func(handle network.StreamHandler) network.StreamHandler {
-		return func(s network.Stream) { e.streams.Add(1); handle(s) }
+		return func(s network.Stream) {
+			e.streams.Add(1)
+			e.live.Add(1)
+			defer e.live.Add(-1)
+			handle(s)
+		}
 	}
 	if serveKept {
 		h.SetStreamHandler(keptProto, counted(e.HandleKept))
@@ -71,11 +88,31 @@ func newEcho(h host.Host, timeout time.Duration, serveKept bool) *echo {
 	return e
 }
 
+// ask asks to for s through pool and checks the echo.
+func ask(t *testing.T, pool *wire.Pool, to peer.ID, s string) {
+	t.Helper()
+	got, err := pool.Ask(context.Background(), to, 3, []byte(s), 1<<10, 64)
+	if err != nil || string(got) != "\x03"+s {
+		t.Fatalf("asking %q: %q, %v", s, got, err)
+	}
+}
+
+// waitFor fails t unless cond holds within 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5 s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Requests one after another go on one stream, and a refusal leaves it
 // at the next request; requests in parallel each get their own answer.
 func TestPoolKeepsStreamsOpen(t *testing.T) {
 	from, to := pair(t)
-	srv := newEcho(to, 10*time.Second, true)
+	srv := newEcho(to, time.Minute, true)
 	pool := wire.NewPool(from, keptProto, oneProto)
 	defer pool.Close()
 	ctx := context.Background()
@@ -126,47 +163,76 @@ func TestPoolKeepsStreamsOpen(t *testing.T) {
 	}
 }
 
-// A kept stream the server gave up on (its wait for the next request
-// passed) is replaced without the requester seeing it; a peer that speaks
-// only the one-request protocol is asked on a stream per request.
+// A kept stream the server gave up on (no request for its Idle) is
+// replaced without the requester seeing it; a peer that speaks only the
+// one-request protocol is asked on a stream per request.
 func TestPoolReplacesStreamsAndFallsBack(t *testing.T) {
 	from, to := pair(t)
-	srv := newEcho(to, 200*time.Millisecond, true)
+	srv := newEcho(to, 300*time.Millisecond, true)
 	pool := wire.NewPool(from, keptProto, oneProto)
 	defer pool.Close()
-	ctx := context.Background()
-	for i := range 3 {
-		if _, err := pool.Ask(ctx, to.ID(), 1, []byte("hello"), 1<<10, 64); err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		time.Sleep(400 * time.Millisecond) // the server's wait passes: it resets the stream
+	ask(t, pool, to.ID(), "one")
+	ask(t, pool, to.ID(), "two")
+	if n := srv.streams.Load(); n != 1 {
+		t.Fatalf("2 requests one after the other opened %d streams, want 1", n)
 	}
-	if n := srv.streams.Load(); n != 3 {
-		t.Fatalf("3 requests, each after the server reset the last stream, opened %d streams, want 3", n)
+	waitFor(t, "the server to drop the idle stream", func() bool { return srv.live.Load() == 0 })
+	ask(t, pool, to.ID(), "three") // on the dropped stream first, then on a new one
+	ask(t, pool, to.ID(), "four")
+	if n := srv.streams.Load(); n != 2 {
+		t.Fatalf("2 more requests after the server dropped the stream opened %d streams in all, want 2", n)
 	}
 
 	old, other := pair(t)
-	srv = newEcho(other, 10*time.Second, false)
+	srv = newEcho(other, time.Minute, false)
 	pool = wire.NewPool(old, keptProto, oneProto)
 	defer pool.Close()
 	for i := range 3 {
-		got, err := pool.Ask(ctx, other.ID(), 2, []byte("hi"), 1<<10, 64)
-		if err != nil || string(got) != "\x02hi" {
-			t.Fatalf("request %d to a one-request peer: %q, %v", i, got, err)
-		}
+		ask(t, pool, other.ID(), fmt.Sprint(i))
 	}
 	if n := srv.streams.Load(); n != 3 {
 		t.Fatalf("3 requests to a one-request peer opened %d streams, want 3", n)
 	}
 }
 
-// A request whose context ends is abandoned, and its stream is not used
-// again; an answer over the limit is an error and
+// A peer refused between two requests is told so and its stream stays at
+// the next one; a pool closed closes its free streams, and a server
+// closed resets those it serves and takes no more.
+func TestPoolAndServerClose(t *testing.T) {
+	from, to := pair(t)
+	srv := newEcho(to, time.Minute, true)
+	pool := wire.NewPool(from, keptProto, oneProto)
+	ask(t, pool, to.ID(), "before")
+	srv.shut.Store(true)
+	var refused *wire.Refused
+	if _, err := pool.Ask(context.Background(), to.ID(), 3, []byte("shut"), 1<<10, 64); !errors.As(err, &refused) || refused.Reason != "shut" {
+		t.Fatalf("a request refused by Admit: %v, want the refusal", err)
+	}
+	srv.shut.Store(false)
+	ask(t, pool, to.ID(), "after")
+	if n := srv.streams.Load(); n != 1 {
+		t.Fatalf("3 requests, one refused, opened %d streams, want 1", n)
+	}
+	pool.Close()
+	waitFor(t, "the stream freed by the closed pool to end at the server", func() bool { return srv.live.Load() == 0 })
+
+	pool = wire.NewPool(from, keptProto, oneProto)
+	defer pool.Close()
+	ask(t, pool, to.ID(), "again")
+	srv.Close()
+	waitFor(t, "the closed server to end its kept stream", func() bool { return srv.live.Load() == 0 })
+	if _, err := pool.Ask(context.Background(), to.ID(), 3, []byte("closed"), 1<<10, 64); err == nil {
+		t.Fatal("a closed server answered on a kept stream")
+	}
+}
+
+// A request whose context ends on a kept stream is abandoned, neither
+// sent again nor its stream used again; an answer over the limit is an error and
 // leaves the next request unharmed.
 func TestPoolAbandonsStreamsMidRequest(t *testing.T) {
 	from, to := pair(t)
 	release := make(chan struct{})
-	srv := newEcho(to, 10*time.Second, true)
+	srv := newEcho(to, time.Minute, true)
 	serve := srv.Serve
 	srv.Serve = func(ctx context.Context, p peer.ID, op byte, req []byte) ([]byte, error) {
 		if string(req) == "slow" {
@@ -176,6 +242,7 @@ func TestPoolAbandonsStreamsMidRequest(t *testing.T) {
 	}
 	pool := wire.NewPool(from, keptProto, oneProto)
 	defer pool.Close()
+	ask(t, pool, to.ID(), "warm") // the slow request goes on this stream, kept
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err := pool.Ask(ctx, to.ID(), 1, []byte("slow"), 1<<10, 64)
 	cancel()
@@ -191,7 +258,7 @@ func TestPoolAbandonsStreamsMidRequest(t *testing.T) {
 		t.Fatalf("a request after two failed: %q, %v", got, err)
 	}
 	if n := srv.streams.Load(); n != 3 {
-		t.Fatalf("two failed requests and one more opened %d streams, want 3 (none reused after a failure)", n)
+		t.Fatalf("a request on a kept stream, two that failed and one more opened %d streams, want 3 (none reused after a failure, none sent again past its deadline)", n)
 	}
 }
 
@@ -199,7 +266,7 @@ func TestPoolAbandonsStreamsMidRequest(t *testing.T) {
 // the server answers nothing on it.
 func TestHandleKeptResetsOnGarbage(t *testing.T) {
 	from, to := pair(t)
-	newEcho(to, 10*time.Second, true)
+	newEcho(to, time.Minute, true)
 	s, err := from.NewStream(context.Background(), to.ID(), keptProto)
 	if err != nil {
 		t.Fatal(err)
@@ -218,8 +285,12 @@ func TestHandleKeptResetsOnGarbage(t *testing.T) {
 	if err := s.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, got, err := wire.Read(s, 1<<10); err == nil {
-		t.Fatalf("an oversized frame was answered: %q", got)
+	start := time.Now()
+	if _, got, err := wire.Read(s, 1<<10); !errors.Is(err, node.ErrUnavailable) || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("an oversized frame: %q, %v; want the stream reset", got, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the stream was reset after %v: left to a deadline", took)
 	}
 }
 
@@ -228,7 +299,7 @@ func TestHandleKeptResetsOnGarbage(t *testing.T) {
 // 8 per core at a time, over 127.0.0.1 TCP.
 func BenchmarkExchange(b *testing.B) {
 	from, to := pair(b)
-	newEcho(to, 10*time.Second, true)
+	newEcho(to, time.Minute, true)
 	benchExchange(b, func(ctx context.Context, req []byte) error {
 		_, err := wire.Ask(ctx, from, oneProto, to.ID(), 1, req, 1<<20, 64)
 		return err
@@ -237,7 +308,7 @@ func BenchmarkExchange(b *testing.B) {
 
 func BenchmarkPoolExchange(b *testing.B) {
 	from, to := pair(b)
-	newEcho(to, 10*time.Second, true)
+	newEcho(to, time.Minute, true)
 	pool := wire.NewPool(from, keptProto, oneProto)
 	defer pool.Close()
 	benchExchange(b, func(ctx context.Context, req []byte) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -18,22 +19,33 @@ const (
 	StatusRefused byte = 1 // the payload is the reason, in words
 )
 
-// Server answers the one-request streams of a protocol: a request is read
-// only from a peer Admit lets in, served within Work, and answered with
-// StatusOK and the answer, or a refusal: a status and a reason.
+// Server answers a protocol's requests: on streams of one request each
+// (Handle), or kept open for one after another (HandleKept). A request is
+// read only from a peer Admit lets in, served within Work, and answered
+// with StatusOK and the answer, or a refusal: a status and a reason.
 type Server struct {
 	Name      string        // the protocol, for logs
 	Limit     int           // the largest request payload read
-	Timeout   time.Duration // the stream's deadline
+	Timeout   time.Duration // to read, serve and answer one request
 	Work      time.Duration // how long Serve may take
 	MaxReason int           // the longest reason sent
-	// Admit refuses a peer before its request is read; nil admits all.
+	// Idle is how long a kept stream waits for its next request; when
+	// zero, 4 times as long as a Pool keeps a stream free, so that a
+	// requester drops a stream well before the server does.
+	Idle time.Duration
+	// Admit refuses a peer: before its request is read, and on a kept
+	// stream after each request is read too (a refusal then leaves the
+	// stream at the next request). nil admits all.
 	Admit func(from peer.ID) error
 	Serve func(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error)
 	// Refuse is the status and the reason a peer is told of err;
 	// StatusRefused and err's text when nil.
 	Refuse func(err error) (status byte, reason string)
 	Log    *slog.Logger
+
+	mu     sync.Mutex
+	kept   map[network.Stream]bool // the kept streams being served
+	closed bool
 }
 
 // Handle serves one stream; it is a network.StreamHandler.
@@ -64,16 +76,34 @@ func (s *Server) Handle(st network.Stream) {
 
 // HandleKept serves a stream kept open by a Pool: one request after
 // another, each answered before the next is read, each served as Handle
-// serves one (admitted after it is read, so that a refusal leaves the
-// stream at the next request), with Timeout for each, waiting for it
-// included. The stream ends when the requester closes its side between
-// two requests, and is reset on anything else: a frame that is not one,
-// a deadline passed, an answer not delivered.
+// serves one, within Timeout from its first byte. The stream ends when
+// the requester closes its side between two requests, and is reset on
+// anything else: no request for Idle, a frame that is not one, a
+// deadline passed, an answer not delivered, the server closed.
 func (s *Server) HandleKept(st network.Stream) {
+	if !s.keep(st) {
+		st.Reset()
+		return
+	}
+	defer s.drop(st)
 	from := st.Conn().RemotePeer()
+	if s.Admit != nil {
+		if err := s.Admit(from); err != nil {
+			status, reason := s.refusal(from, err)
+			if err := Write(st, status, reason); err != nil {
+				s.Log.Debug(s.Name+" refusal not delivered", "to", from, "err", err)
+			}
+			st.Close()
+			return
+		}
+	}
+	idle := s.Idle
+	if idle <= 0 {
+		idle = 4 * keptIdle
+	}
 	r := bufio.NewReader(st)
 	for {
-		if err := st.SetDeadline(time.Now().Add(s.Timeout)); err != nil {
+		if err := st.SetDeadline(time.Now().Add(idle)); err != nil {
 			s.Log.Debug(s.Name+" stream without a deadline", "err", err)
 			st.Reset()
 			return
@@ -84,6 +114,10 @@ func (s *Server) HandleKept(st network.Stream) {
 			} else {
 				st.Reset()
 			}
+			return
+		}
+		if err := st.SetDeadline(time.Now().Add(s.Timeout)); err != nil {
+			st.Reset()
 			return
 		}
 		op, req, err := Read(r, s.Limit)
@@ -109,6 +143,41 @@ func (s *Server) HandleKept(st network.Stream) {
 			return
 		}
 	}
+}
+
+// keep counts st among the kept streams served; false when the server is
+// closed.
+func (s *Server) keep(st network.Stream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.kept == nil {
+		s.kept = map[network.Stream]bool{}
+	}
+	s.kept[st] = true
+	return true
+}
+
+func (s *Server) drop(st network.Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.kept, st)
+}
+
+// Close resets the kept streams being served and refuses new ones: the
+// host's RemoveStreamHandler stops the streams to come, not those a
+// handler is serving, and a kept stream may be served for as long as the
+// connection lasts.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for st := range s.kept {
+		st.Reset()
+	}
+	clear(s.kept)
 }
 
 // refusal is the status and the reason from is told of err.

@@ -1,10 +1,11 @@
 // Package query is the cross-centre query, /medfed/query/1 (a stream per
 // request) and /medfed/query/2 (the same requests on streams kept open
 // between them): a clinician's centre asks every centre holding a
-// patient's records, in parallel, with a request it signs; each holder checks it, decides by the patient's
-// consent, writes the access to its ledger, and only then answers with
-// the records consent permits, each proven in its witnessed ledger and
-// its payload sealed to the requester.
+// patient's records, in parallel, with a request it signs; each holder
+// checks it, decides by the patient's consent, writes the access to its
+// ledger, and only then answers with the records consent permits, each
+// proven in its witnessed ledger and its payload sealed to the
+// requester.
 //
 // A holder refuses, without deciding anything (so without an access
 // entry), a request that is not a member's, not signed by the centre

@@ -64,13 +64,7 @@ func NewPool(h host.Host, kept, one protocol.ID) *Pool {
 // does; the context bounds it.
 func (p *Pool) Ask(ctx context.Context, to peer.ID, op byte, payload []byte, limit, maxReason int) ([]byte, error) {
 	status, answer, err := p.Exchange(ctx, to, op, payload, limit)
-	if err != nil {
-		return nil, err
-	}
-	if status != StatusOK {
-		return nil, &Refused{Status: status, Reason: Printable(answer[:min(len(answer), maxReason)])}
-	}
-	return answer, nil
+	return answerOf(status, answer, err, maxReason)
 }
 
 // Exchange sends one request frame to p and returns the answer frame, as

@@ -150,6 +150,11 @@ func (e *Refused) Error() string { return "refused: " + e.Reason }
 // cut to maxReason bytes and made Printable.
 func Ask(ctx context.Context, h host.Host, proto protocol.ID, p peer.ID, op byte, payload []byte, limit, maxReason int) ([]byte, error) {
 	status, answer, err := Exchange(ctx, h, proto, p, op, payload, limit)
+	return answerOf(status, answer, err, maxReason)
+}
+
+// answerOf is what Ask returns of an exchange's outcome.
+func answerOf(status byte, answer []byte, err error, maxReason int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}

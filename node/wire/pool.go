@@ -17,9 +17,9 @@ import (
 // them, one request at a time on each: opening a stream (yamux's frames,
 // multistream-select, a handler started at the peer) is three quarters
 // of a small exchange's CPU over libp2p, and a kept stream pays it once
-// rather than once per request. The peer serves the protocol Kept with
-// Server.HandleKept; a peer that speaks only One is asked as Ask asks, on
-// a stream of its own.
+// rather than once per request. The peer serves the kept protocol with
+// Server.HandleKept; a peer that speaks only the other (one request a
+// stream) is asked as Ask asks, on a stream of its own.
 //
 // A request must be safe to send twice: a kept stream that breaks before
 // any of the answer arrives is replaced and the request sent again
@@ -60,15 +60,15 @@ func NewPool(h host.Host, kept, one protocol.ID) *Pool {
 	return &Pool{host: h, kept: kept, one: one, free: map[peer.ID][]freeStream{}}
 }
 
-// Ask sends one request to p and returns the answer's payload, as Ask
-// does; the context bounds it.
+// Ask sends one request to peer to and returns the answer's payload, as
+// Ask does; the context bounds it.
 func (p *Pool) Ask(ctx context.Context, to peer.ID, op byte, payload []byte, limit, maxReason int) ([]byte, error) {
 	status, answer, err := p.Exchange(ctx, to, op, payload, limit)
 	return answerOf(status, answer, err, maxReason)
 }
 
-// Exchange sends one request frame to p and returns the answer frame, as
-// Exchange does. A free stream that fails before any of the answer
+// Exchange sends one request frame to peer to and returns the answer
+// frame, as Exchange does. A free stream that fails before any of the answer
 // arrives (the peer closed it, or its connection) is dropped and the
 // request sent once more on a new stream: the peer read none of it, or
 // answers a repeat as it answers a replay.
@@ -131,8 +131,8 @@ func (p *Pool) exchange(ctx context.Context, to peer.ID, s network.Stream, op by
 	return status, answer, true, nil
 }
 
-// take returns the most recently freed stream to p, closing those free
-// longer than keptIdle; nil when there is none.
+// take returns the most recently freed stream to peer to, closing those
+// free longer than keptIdle; nil when there is none.
 func (p *Pool) take(to peer.ID) network.Stream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -146,8 +146,8 @@ func (p *Pool) take(to peer.ID) network.Stream {
 	return s
 }
 
-// put frees s for the next request to p, or closes it when the pool is
-// closed or keeps keptFree streams to p already. Once every keptIdle, the
+// put frees s for the next request to peer to, or closes it when the
+// pool is closed or keeps keptFree streams to that peer already. Once every keptIdle, the
 // stale streams to every peer are closed: a peer asked once and never
 // again would keep them, and their handlers at the peer, until Close.
 func (p *Pool) put(to peer.ID, s network.Stream) {

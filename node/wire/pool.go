@@ -55,7 +55,7 @@ const (
 )
 
 // NewPool returns a pool asking peers through h on protocol kept, or one
-// when a peer does not speak kept; one may be empty.
+// when a peer does not speak kept.
 func NewPool(h host.Host, kept, one protocol.ID) *Pool {
 	return &Pool{host: h, kept: kept, one: one, free: map[peer.ID][]freeStream{}}
 }
@@ -80,7 +80,7 @@ func (p *Pool) Exchange(ctx context.Context, to peer.ID, op byte, payload []byte
 			return status, answer, err
 		}
 	}
-	s, err := p.host.NewStream(ctx, to, p.protocols()...)
+	s, err := p.host.NewStream(ctx, to, p.kept, p.one)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -89,13 +89,6 @@ func (p *Pool) Exchange(ctx context.Context, to peer.ID, op byte, payload []byte
 	}
 	status, answer, _, err := p.exchange(ctx, to, s, op, payload, limit)
 	return status, answer, err
-}
-
-func (p *Pool) protocols() []protocol.ID {
-	if p.one == "" {
-		return []protocol.ID{p.kept}
-	}
-	return []protocol.ID{p.kept, p.one}
 }
 
 // exchange asks on kept stream s and, when the answer came whole, frees

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/nodetest"
 	"github.com/medfed/medfed/node/wire"
 )
 
@@ -97,17 +98,6 @@ func ask(t *testing.T, pool *wire.Pool, to peer.ID, s string) {
 	}
 }
 
-// waitFor fails t unless cond holds within 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 5 s for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Requests one after another go on one stream, and a refusal leaves it
 // at the next request; requests in parallel each get their own answer.
 func TestPoolKeepsStreamsOpen(t *testing.T) {
@@ -176,7 +166,7 @@ func TestPoolReplacesStreamsAndFallsBack(t *testing.T) {
 	if n := srv.streams.Load(); n != 1 {
 		t.Fatalf("2 requests one after the other opened %d streams, want 1", n)
 	}
-	waitFor(t, "the server to drop the idle stream", func() bool { return srv.live.Load() == 0 })
+	nodetest.Eventually(t, 5*time.Second, "the server to drop the idle stream", func() bool { return srv.live.Load() == 0 })
 	ask(t, pool, to.ID(), "three") // on the dropped stream first, then on a new one
 	ask(t, pool, to.ID(), "four")
 	if n := srv.streams.Load(); n != 2 {
@@ -214,13 +204,13 @@ func TestPoolAndServerClose(t *testing.T) {
 		t.Fatalf("3 requests, one refused, opened %d streams, want 1", n)
 	}
 	pool.Close()
-	waitFor(t, "the stream freed by the closed pool to end at the server", func() bool { return srv.live.Load() == 0 })
+	nodetest.Eventually(t, 5*time.Second, "the stream freed by the closed pool to end at the server", func() bool { return srv.live.Load() == 0 })
 
 	pool = wire.NewPool(from, keptProto, oneProto)
 	defer pool.Close()
 	ask(t, pool, to.ID(), "again")
 	srv.Close()
-	waitFor(t, "the closed server to end its kept stream", func() bool { return srv.live.Load() == 0 })
+	nodetest.Eventually(t, 5*time.Second, "the closed server to end its kept stream", func() bool { return srv.live.Load() == 0 })
 	if _, err := pool.Ask(context.Background(), to.ID(), 3, []byte("closed"), 1<<10, 64); err == nil {
 		t.Fatal("a closed server answered on a kept stream")
 	}

@@ -33,9 +33,9 @@ type Server struct {
 	// zero, 4 times as long as a Pool keeps a stream free, so that a
 	// requester drops a stream well before the server does.
 	Idle time.Duration
-	// Admit refuses a peer: before its request is read, and on a kept
-	// stream after each request is read too (a refusal then leaves the
-	// stream at the next request). nil admits all.
+	// Admit refuses a peer before its request is read; on a kept stream,
+	// before the first and after each next one is read (a refusal then
+	// leaves the stream at the request after). nil admits all.
 	Admit func(from peer.ID) error
 	Serve func(ctx context.Context, from peer.ID, op byte, req []byte) ([]byte, error)
 	// Refuse is the status and the reason a peer is told of err;
@@ -63,10 +63,7 @@ func (s *Server) Handle(st network.Stream) {
 		return
 	}
 	if err != nil {
-		status, reason := s.refusal(from, err)
-		if err := Write(st, status, reason); err != nil {
-			s.Log.Debug(s.Name+" refusal not delivered", "to", from, "err", err)
-		}
+		s.refuse(st, from, err)
 		return
 	}
 	if err := Write(st, StatusOK, answer); err != nil {
@@ -89,10 +86,7 @@ func (s *Server) HandleKept(st network.Stream) {
 	from := st.Conn().RemotePeer()
 	if s.Admit != nil {
 		if err := s.Admit(from); err != nil {
-			status, reason := s.refusal(from, err)
-			if err := Write(st, status, reason); err != nil {
-				s.Log.Debug(s.Name+" refusal not delivered", "to", from, "err", err)
-			}
+			s.refuse(st, from, err)
 			st.Close()
 			return
 		}
@@ -102,7 +96,9 @@ func (s *Server) HandleKept(st network.Stream) {
 		idle = 4 * keptIdle
 	}
 	r := bufio.NewReader(st)
-	for {
+	// The first request was admitted with the stream; each next is
+	// admitted once it is read.
+	for admitted := true; ; admitted = false {
 		if err := st.SetDeadline(time.Now().Add(idle)); err != nil {
 			s.Log.Debug(s.Name+" stream without a deadline", "err", err)
 			st.Reset()
@@ -127,7 +123,7 @@ func (s *Server) HandleKept(st network.Stream) {
 			return
 		}
 		var answer []byte
-		if s.Admit != nil {
+		if !admitted && s.Admit != nil {
 			err = s.Admit(from)
 		}
 		if err == nil {
@@ -178,6 +174,14 @@ func (s *Server) Close() {
 		st.Reset()
 	}
 	clear(s.kept)
+}
+
+// refuse tells from why its request on st is refused.
+func (s *Server) refuse(st network.Stream, from peer.ID, err error) {
+	status, reason := s.refusal(from, err)
+	if err := Write(st, status, reason); err != nil {
+		s.Log.Debug(s.Name+" refusal not delivered", "to", from, "err", err)
+	}
 }
 
 // refusal is the status and the reason from is told of err.

@@ -274,6 +274,9 @@ func storeDSN(path string, cacheMiB int) string {
 	q.Set("_txlock", "immediate")
 	q.Set("_busy_timeout", "10000")
 	q.Set("_cache_size", strconv.Itoa(-1024*cacheMiB))
+	// Each connection keeps its last 32 statements prepared: a provider
+	// read or write then skips SQLite's parse and plan.
+	q.Set("_stmt_cache_size", "32")
 	u.RawQuery = q.Encode()
 	return u.String()
 }

@@ -107,6 +107,9 @@ func dsn(path string, create bool) (string, error) {
 		// Writers take the write lock at BEGIN, so two writers queue on the
 		// busy timeout instead of one failing to upgrade a read lock.
 		"_txlock": {"immediate"},
+		// Each connection keeps its last 32 statements prepared: a
+		// record read skips SQLite's parse and plan.
+		"_stmt_cache_size": {"32"},
 	}
 	return u.String() + "?" + q.Encode(), nil
 }

@@ -53,6 +53,7 @@ func TestBenchReport(t *testing.T) {
 		"ledger_append_per_s": 90_000, "ledger_append_baseline_per_s": 10_000,
 		"directory_lookup_p50_ms": 0.5, "directory_lookup_walk_p50_ms": 5, "central_lookup_p50_ms": 0.01,
 		"query_per_s": 300, "central_query_per_s": 3_000, "query_floor_per_s": 1_200,
+		"query_cpu_ms": 4, "central_query_cpu_ms": 0.5, "query_floor_cpu_ms": 1.6,
 		"centre_rss_mib": 500, "centre_empty_rss_mib": 40,
 		"pseudonyms_per_s": 12_500, "pseudonyms_floor_per_s": 16_000,
 		"cores_query_per_s_1": 200, "cores_query_per_s_2": 300,
@@ -69,7 +70,7 @@ func TestBenchReport(t *testing.T) {
 	if err := r.PrintCores(&cores); err != nil || !strings.Contains(cores.String(), "| `query_per_s` | 200 | 300 | 1.50× |") {
 		t.Errorf("the cores table: %v\n%s", err, cores.String())
 	}
-	if len(r.Rows) != 6 || r.Rows[len(r.Rows)-1].Metric != "something_new" {
+	if len(r.Rows) != 7 || r.Rows[len(r.Rows)-1].Metric != "something_new" {
 		t.Fatalf("rows: %+v", r.Rows)
 	}
 	check := func(metric string, times float64, met bool) {
@@ -93,6 +94,9 @@ func TestBenchReport(t *testing.T) {
 	}
 	if f := byName["query_per_s"].Floor; f == nil || f.Times != 0.25 {
 		t.Errorf("queries beside their floor: %+v", f)
+	}
+	if f := byName["query_cpu_ms"].Floor; f == nil || math.Abs(f.Times-0.4) > 1e-9 { // a time: the floor's over the figure
+		t.Errorf("a query's CPU beside its floor: %+v", f)
 	}
 	if b := byName["directory_lookup_p50_ms"].Baseline; b == nil || b.Times != 10 {
 		t.Errorf("lookup beside kad-dht's walk: %+v", b)

@@ -33,13 +33,17 @@ type ClientOptions struct {
 	// (Issuer.Claim), with the same checks as anyone's.
 	Local func(ctx context.Context, from peer.ID, raw []byte) ([]byte, error)
 	Now   func() time.Time // time.Now when nil
+	// Pending keeps the claims to other centres whose outcome is not
+	// known yet (see PendingClaims); none are kept when nil.
+	Pending *PendingClaims
 }
 
 // Client claims supplies of prescriptions for the pharmacists of its
 // centre.
 type Client struct {
-	host host.Host
-	opts ClientOptions
+	host  host.Host
+	opts  ClientOptions
+	locks keyedMutex // by prescription index: one claim of it at a time, with its pending claim
 }
 
 // NewClient returns a client sending from h.
@@ -61,6 +65,9 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 type Confirmed struct {
 	Confirmation
 	Prescription Prescription
+	// Renewed: the supply of an earlier claim of this centre, whose
+	// answer was lost, confirmed now; no new supply was dispensed.
+	Renewed bool
 }
 
 // Claim asks issuer for the next supply of the prescription at index,
@@ -72,7 +79,35 @@ type Confirmed struct {
 // once for it, and answers it again with that supply's confirmation, so
 // a supply the issuer recorded is not lost to the pharmacy, nor a second
 // one dispensed.
+//
+// With Pending, a claim whose outcome is still unknown when Claim gives
+// up (or when this centre stops) is kept, and the next claim of the
+// prescription sends it again first: its supply, when the issuer had
+// dispensed it, is what that claim returns (Renewed); only a refusal of
+// it for good lets a new claim be made.
 func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret Secret, pharmacist ledger.StaffID) (Confirmed, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	local := issuer == c.host.ID() && c.opts.Local != nil
+	if c.opts.Pending != nil && !local {
+		unlock := c.locks.lock(index)
+		defer unlock()
+		raw, earlier, err := c.opts.Pending.get(c.host.ID(), issuer, index)
+		if err != nil {
+			return Confirmed{}, err
+		}
+		if raw != nil {
+			got, err := c.settle(ctx, *earlier, raw)
+			if err == nil {
+				got.Renewed = true
+				return got, nil
+			}
+			if !final(err) {
+				return Confirmed{}, fmt.Errorf("an earlier claim of this prescription from this centre is still unanswered: %w", err)
+			}
+			// Refused for good: never dispensed, so a new claim may be.
+		}
+	}
 	claim := Claim{Federation: c.opts.Charter().Federation, Pharmacy: c.host.ID(), Issuer: issuer, Pharmacist: pharmacist,
 		Prescription: index, Secret: secret, Time: c.opts.Now().UTC()}
 	rand.Read(claim.Nonce[:])
@@ -80,25 +115,66 @@ func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret 
 	if err != nil {
 		return Confirmed{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
-	if issuer == c.host.ID() && c.opts.Local != nil {
+	if local {
 		answer, err := c.opts.Local(ctx, issuer, raw)
 		if err != nil {
 			return Confirmed{}, err
 		}
 		return c.verify(claim, answer)
 	}
+	if c.opts.Pending != nil {
+		if err := c.opts.Pending.put(issuer, index, raw); err != nil {
+			return Confirmed{}, err
+		}
+	}
+	return c.settle(ctx, claim, raw)
+}
+
+// settle sends claim, signed as raw, to its issuer until it is answered
+// or Claim gives up, and forgets it as pending once it is answered for
+// good: confirmed, or refused in a way that is final (see final).
+func (c *Client) settle(ctx context.Context, claim Claim, raw []byte) (Confirmed, error) {
+	got, err := c.send(ctx, claim, raw)
+	if c.opts.Pending != nil && (err == nil || final(err)) {
+		// Not forgotten, the confirmed supply is not handed over: the
+		// next claim gets it again, renewed, and hands it over then.
+		if derr := c.opts.Pending.drop(claim.Issuer, claim.Prescription); derr != nil {
+			return Confirmed{}, derr
+		}
+	}
+	return got, err
+}
+
+// final reports whether err, an issuer's refusal of a claim, is final:
+// the issuer read the prescription and will never dispense that claim
+// (stale, replayed, cancelled, none left, out of its validity, no such
+// prescription, a claim it cannot accept). Anything else (no answer,
+// an answer that does not verify, a rate limit, the issuer's own
+// failure) leaves the claim's outcome unknown.
+func final(err error) bool {
+	if errors.Is(err, ErrRejected) || errors.Is(err, errLost) {
+		return false
+	}
+	k := node.KindOf(err)
+	return k != node.Unavailable && k != node.Internal
+}
+
+// errLost is a claim whose every try's answer was lost.
+var errLost = node.E(node.Unavailable, "the issuing centre's answer was lost")
+
+// send sends claim, signed as raw, to its issuer, up to claimTries times
+// while the answers are lost, and checks the confirmation.
+func (c *Client) send(ctx context.Context, claim Claim, raw []byte) (Confirmed, error) {
 	var lost error
 	for try := range claimTries {
 		if try > 0 {
 			select {
 			case <-time.After(claimRetry << (try - 1)):
 			case <-ctx.Done():
-				return Confirmed{}, fmt.Errorf("%w: the issuing centre's answer was lost: %v", node.ErrUnavailable, lost)
+				return Confirmed{}, fmt.Errorf("%w: %v", errLost, lost)
 			}
 		}
-		answer, err := wire.Ask(ctx, c.host, ProtocolID, issuer, opClaim, raw, maxConfirmation, maxReason)
+		answer, err := wire.Ask(ctx, c.host, ProtocolID, claim.Issuer, opClaim, raw, maxConfirmation, maxReason)
 		var refused *wire.Refused
 		switch {
 		case errors.As(err, &refused):
@@ -109,7 +185,7 @@ func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret 
 		}
 		return c.verify(claim, answer)
 	}
-	return Confirmed{}, fmt.Errorf("%w: the issuing centre could not be asked (%d tries): %v", node.ErrUnavailable, claimTries, lost)
+	return Confirmed{}, fmt.Errorf("%w (%d tries): %v", errLost, claimTries, lost)
 }
 
 // A claim whose answer is lost is sent again claimTries times in all,

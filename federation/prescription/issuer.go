@@ -183,9 +183,12 @@ func refusal(err error) (byte, string) {
 // Claim checks a claim from member from and, when a supply is left,
 // dispenses it: the dispense entry is on the ledger before the signed
 // confirmation exists. A claim is answered once with a supply: the same
-// claim again (its nonce) is a pharmacy whose confirmation was lost on
-// the way, and gets the confirmation of the supply it dispensed, with
-// nothing appended; any other claim seen before is a replay.
+// claim again (its nonce), however late, is a pharmacy whose
+// confirmation was lost on the way, and gets the confirmation of the
+// supply it dispensed, with nothing appended; any other claim seen
+// before is a replay. A refusal once the prescription is read (stale,
+// replayed, cancelled, none left, out of its validity) is final: that
+// claim is never dispensed, and the pharmacy may claim anew.
 func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
 	if err := s.rate.Allow(from); err != nil {
 		return nil, err
@@ -203,10 +206,6 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	case c.Issuer != s.id:
 		return nil, wire.Malformed("prescription claim", "a claim for another issuing centre")
 	}
-	if d := s.now().Sub(c.Time); d > MaxSkew || d < -MaxSkew {
-		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
-	}
-	again := !s.nonces.First(from, c.Nonce)
 	unlock := s.locks.lock(c.Prescription)
 	defer unlock()
 	st, err := s.Status(ctx, c.Prescription)
@@ -223,16 +222,25 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 		return nil, ErrNoPrescription
 	}
 	p := st.Prescription
-	if again {
-		// Under the prescription's lock: a first try still running has
-		// appended its dispense, or failed, by now.
-		i := slices.IndexFunc(st.Dispenses, func(d Dispensed) bool { return d.Nonce == c.Nonce && peer.ID(d.Pharmacy) == from })
-		if i < 0 {
-			return nil, ErrReplay
-		}
+	// The same claim again, whenever it comes: a pharmacy whose answer
+	// was lost, asking again now or after a restart, gets the supply it
+	// was dispensed. Under the prescription's lock, so that a try still
+	// running has appended its dispense, or failed, by now; and before
+	// the claim's time is checked, so that a pharmacy that gave up and
+	// asks again later still learns of its supply.
+	if i := slices.IndexFunc(st.Dispenses, func(d Dispensed) bool { return d.Nonce == c.Nonce && peer.ID(d.Pharmacy) == from }); i >= 0 {
 		d := st.Dispenses[i]
 		s.log.Info("prescription dispense confirmed again", "to", from, "pseudonym", st.Subject, "prescription", st.Index, "fill", d.Fill, "dispense", d.Index)
 		return s.confirm(fed, from, st, d.Fill, d.Index, c.Nonce, d.Time)
+	}
+	// Every refusal from here on is final for this claim: it is stale for
+	// good, or its nonce is taken (under the lock, so that of two tries of
+	// one claim the one that takes the lock first is the first).
+	if d := s.now().Sub(c.Time); d > MaxSkew || d < -MaxSkew {
+		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
+	}
+	if !s.nonces.First(from, c.Nonce) {
+		return nil, ErrReplay
 	}
 	now := s.now()
 	switch {

@@ -2,6 +2,10 @@ package prescription_test
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,11 +13,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/prescription"
+	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/wire"
 )
@@ -91,5 +97,184 @@ func TestALostConfirmationIsAskedForAgain(t *testing.T) {
 	// The next claim, a new one, gets the repeat.
 	if got, err = client.Claim(ctx, ih.ID(), index, secret, ledger.StaffID{7}); err != nil || got.Fill != 2 || len(f.dispenses(index)) != 2 {
 		t.Fatalf("the repeat: supply %d, %v", got.Fill, err)
+	}
+}
+
+// lossyIssuer serves f's issuer on a mocknet host beside a pharmacy's,
+// losing answers as lose says: before the issuer sees the claim, or after
+// it answered (the stream reset either way), by the count of claims
+// asked so far (1 the first).
+func lossyIssuer(t *testing.T, f *issuerFixture, lose func(asked int32) (before, after bool)) (pharmacy host.Host, pharmacyKey []byte, issuer peer.ID) {
+	t.Helper()
+	net := mocknet.New()
+	t.Cleanup(func() { net.Close() })
+	hostFor := func(key []byte) host.Host {
+		sk, err := crypto.UnmarshalEd25519PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := net.AddPeer(sk, ma.StringCast("/ip4/127.0.0.1/tcp/4001"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	key, _ := testKey(t, "pharmacy-b")
+	ih, ph := hostFor(f.key), hostFor(key)
+	if err := net.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	ih.SetStreamHandler(prescription.ProtocolID, func(s network.Stream) {
+		defer s.Close()
+		_, req, err := wire.Read(s, 1<<20)
+		if err != nil {
+			s.Reset()
+			return
+		}
+		before, after := lose(asked.Add(1))
+		if before {
+			s.Reset()
+			return
+		}
+		answer, err := f.issuer.Claim(context.Background(), s.Conn().RemotePeer(), req)
+		if after {
+			s.Reset()
+			return
+		}
+		status := wire.StatusOK
+		if err != nil {
+			status, answer = prescription.Refusal(err)
+		}
+		if err := wire.Write(s, status, answer); err != nil {
+			t.Error(err)
+		}
+	})
+	return ph, key, ih.ID()
+}
+
+// A pharmacy that gave up on a claim (every try's answer lost, the issuer
+// having dispensed at the first) and asks again later, after a restart
+// and once the claim is long out of time, gets that supply, renewed: it
+// is handed over then, and no second supply is dispensed for it.
+func TestAClaimGivenUpIsRenewed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := newIssuerFixture(t)
+	defer func() { f.close() }()
+	index, secret := f.issue(1, "patient")
+	lost := atomic.Bool{}
+	lost.Store(true)
+	ph, key, issuer := lossyIssuer(t, f, func(int32) (bool, bool) { return false, lost.Load() })
+	dir := filepath.Join(t.TempDir(), "pending")
+	client := func() *prescription.Client {
+		pending, err := prescription.OpenPendingClaims(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
+			Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("a claim whose every answer was lost: %v", err)
+	}
+	ds := f.dispenses(index)
+	if len(ds) != 1 {
+		t.Fatalf("the issuer holds %d dispenses after the lost claim, want 1", len(ds))
+	}
+	// Still lost: the claim is kept, nothing more dispensed.
+	if _, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{8}); !errors.Is(err, node.ErrUnavailable) || len(f.dispenses(index)) != 1 {
+		t.Fatalf("asked again while still lost: %v, %d dispenses", err, len(f.dispenses(index)))
+	}
+	lost.Store(false)
+	f.setClock(f.clock().Add(2 * prescription.MaxSkew)) // the claim long out of time
+	got, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{8})
+	if err != nil || !got.Renewed || got.Fill != 1 || got.Dispense != ds[0].Index {
+		t.Fatalf("the renewed claim: %+v, %v; want supply 1 of entry %d, renewed", got, err, ds[0].Index)
+	}
+	if ds := f.dispenses(index); len(ds) != 1 || ds[0].Pharmacist != (ledger.StaffID{7}) {
+		t.Fatalf("the issuer holds %+v after the renewal, want the one dispense, for the first claim's pharmacist", ds)
+	}
+	// Answered: the next claim is a new one, and gets the repeat.
+	got, err = client().Claim(ctx, issuer, index, secret, ledger.StaffID{8})
+	if err != nil || got.Renewed || got.Fill != 2 || len(f.dispenses(index)) != 2 {
+		t.Fatalf("the repeat: %+v, %v", got, err)
+	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+		t.Fatalf("pending claims left: %v, %v", left, err)
+	}
+}
+
+// A claim given up that never reached the issuer is refused for good once
+// out of time; the next claim is then made anew, and dispensed once.
+func TestAClaimThatNeverArrivedIsMadeAnew(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := newIssuerFixture(t)
+	defer func() { f.close() }()
+	index, secret := f.issue(0, "patient")
+	ph, key, issuer := lossyIssuer(t, f, func(asked int32) (bool, bool) { return asked <= 4, false })
+	pending, err := prescription.OpenPendingClaims(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
+		Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) || len(f.dispenses(index)) != 0 {
+		t.Fatalf("a claim that never arrived: %v, %d dispenses", err, len(f.dispenses(index)))
+	}
+	f.setClock(f.clock().Add(2 * prescription.MaxSkew))
+	got, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{8})
+	if ds := f.dispenses(index); err != nil || got.Renewed || got.Fill != 1 || len(ds) != 1 || ds[0].Pharmacist != (ledger.StaffID{8}) {
+		t.Fatalf("the claim made anew: %+v, %v; the issuer holds %+v", got, err, ds)
+	}
+	// The only supply is gone: the next claim is refused, for good.
+	if _, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{8}); !errors.Is(err, node.ErrConflict) {
+		t.Fatalf("a claim beyond the supplies: %v", err)
+	}
+}
+
+// A pending claim's file that does not hold a claim of this pharmacy and
+// prescription stops the next claim of it with an error that names the
+// file, and nothing is sent.
+func TestAPendingClaimUnreadable(t *testing.T) {
+	f := newIssuerFixture(t)
+	defer func() { f.close() }()
+	index, secret := f.issue(0, "patient")
+	var asked atomic.Int32
+	ph, key, issuer := lossyIssuer(t, f, func(n int32) (bool, bool) { asked.Store(n); return true, false })
+	dir := t.TempDir()
+	pending, err := prescription.OpenPendingClaims(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
+		Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Claim(context.Background(), issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) {
+		t.Fatalf("a claim that never arrived: %v", err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("pending claims: %v, %v", files, err)
+	}
+	for _, spoilt := range [][]byte{[]byte("not a claim"), nil} {
+		if err := os.WriteFile(files[0], spoilt, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := asked.Load()
+		_, err = c.Claim(context.Background(), issuer, index, secret, ledger.StaffID{7})
+		if err == nil || !strings.Contains(err.Error(), files[0]) || asked.Load() != before || len(f.dispenses(index)) != 0 {
+			t.Fatalf("a spoilt pending claim (%q): %v, asked %d more times, %d dispenses", spoilt, err, asked.Load()-before, len(f.dispenses(index)))
+		}
 	}
 }

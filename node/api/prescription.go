@@ -130,12 +130,15 @@ type PrescriptionDispensed struct {
 	Time         time.Time
 	Content      PrescriptionContent
 	RecordError  string `json:",omitempty"`
+	// Renewed: the supply of an earlier claim from this centre whose
+	// answer was lost, dispensed then; no new one was dispensed.
+	Renewed bool `json:",omitempty"`
 }
 
 // PrescriptionDispensedOf is d's shape.
 func PrescriptionDispensedOf(d centre.DispenseResult) PrescriptionDispensed {
 	return PrescriptionDispensed{Issuer: d.Issuer, Pseudonym: d.Pseudonym.String(), Prescription: d.Prescription, Fill: d.Fill, Supplies: d.Supplies,
-		Dispense: d.Dispense, Recorded: d.Recorded, Time: d.Time, Content: PrescriptionContentOf(d.Issuer, d.Content), RecordError: ErrorText(d.Record)}
+		Dispense: d.Dispense, Recorded: d.Recorded, Time: d.Time, Content: PrescriptionContentOf(d.Issuer, d.Content), RecordError: ErrorText(d.Record), Renewed: d.Renewed}
 }
 
 // PrescriptionItem is one prescription released by its holder, with its

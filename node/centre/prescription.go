@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -43,6 +44,11 @@ var overPrescriptionRules = []string{OverPrescriptionTwoPrescribers, OverPrescri
 // valid: six months, as a prescription of most medicines in England.
 const DefaultValidity = 182 * 24 * time.Hour
 
+// PendingClaimsDir, in the data directory, keeps this centre's claims of
+// other centres' prescriptions whose outcome is not known yet
+// (prescription.PendingClaims).
+const PendingClaimsDir = "pending-claims"
+
 // ErrBadPrescription is returned for a prescription request that is not
 // valid.
 var ErrBadPrescription = node.E(node.Invalid, "invalid prescription")
@@ -73,7 +79,11 @@ func (n *Node) startPrescriptions(ctx context.Context, cfg PrescriptionConfig) e
 	if err != nil {
 		return err
 	}
-	n.Prescription, err = prescription.NewClient(n.Host, prescription.ClientOptions{Key: n.Centre.key, Charter: charter, Local: n.prescriptions.Claim, Now: clock.Now})
+	pending, err := prescription.OpenPendingClaims(filepath.Join(n.Centre.dir, PendingClaimsDir))
+	if err != nil {
+		return err
+	}
+	n.Prescription, err = prescription.NewClient(n.Host, prescription.ClientOptions{Key: n.Centre.key, Charter: charter, Local: n.prescriptions.Claim, Now: clock.Now, Pending: pending})
 	return err
 }
 
@@ -240,6 +250,10 @@ type DispenseResult struct {
 	// Record says why the dispense, confirmed by the issuer, could not be
 	// recorded on this centre's ledger: it is dispensed all the same.
 	Record error
+	// Renewed: the supply of an earlier claim from this centre whose
+	// answer was lost, dispensed then and confirmed now; no new supply
+	// was dispensed for this request.
+	Renewed bool
 }
 
 // ClaimDispense claims the next supply of the prescription the token
@@ -260,7 +274,7 @@ func (n *Node) ClaimDispense(ctx context.Context, r DispenseRequest) (DispenseRe
 		return DispenseResult{}, err
 	}
 	out := DispenseResult{Issuer: n.memberName(issuer), Pseudonym: d.Subject, Prescription: d.Confirmation.Prescription, Fill: int(d.Fill), Supplies: int(d.Supplies),
-		Dispense: d.Dispense, Recorded: d.Dispense, Time: d.Time, Content: d.Prescription}
+		Dispense: d.Dispense, Recorded: d.Dispense, Time: d.Time, Content: d.Prescription, Renewed: d.Renewed}
 	if issuer != n.Centre.ID() {
 		e, err := ledger.NewDispense(d.Subject, ledger.Dispense{Issuer: []byte(issuer), Prescription: out.Prescription, Fill: d.Fill, Pharmacy: []byte(n.Centre.ID()),
 			Pharmacist: r.Pharmacist, Nonce: d.Nonce, Confirmed: d.Dispense})

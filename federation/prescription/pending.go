@@ -1,0 +1,115 @@
+package prescription
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// PendingClaims are the claims a pharmacy sent whose outcome it does not
+// know: every try's answer was lost, or the pharmacy stopped while it
+// waited. Each is kept, durably, from before it is first sent until the
+// issuer answers it, one file per prescription, so that the next claim
+// of that prescription, after any time or a restart, sends the same
+// claim again first: the issuer confirms the supply it dispensed for it
+// (which the pharmacy then hands over, and no second one is dispensed),
+// or refuses it for good, and only then is a new claim made.
+//
+// A file holds the signed claim, its secret among it: the directory is
+// the centre's own, readable by it alone (0700, files 0600), like its
+// keys beside it.
+type PendingClaims struct {
+	dir string
+}
+
+// OpenPendingClaims opens the pending claims kept in dir, creating it.
+func OpenPendingClaims(dir string) (*PendingClaims, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("prescription: pending claims: %w", err)
+	}
+	return &PendingClaims{dir: dir}, nil
+}
+
+// path is the file of the claim pending for prescription index of issuer.
+func (p *PendingClaims) path(issuer peer.ID, index int64) string {
+	return filepath.Join(p.dir, hex.EncodeToString([]byte(issuer))+"-"+strconv.FormatInt(index, 10))
+}
+
+// get returns the claim pending for prescription index of issuer, nil
+// when there is none. A file that does not hold such a claim, signed by
+// pharmacy, is an error that names it: what became of that claim is then
+// for the issuer's ledger to say before it is removed.
+func (p *PendingClaims) get(pharmacy, issuer peer.ID, index int64) ([]byte, *Claim, error) {
+	path := p.path(issuer, index)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("prescription: pending claim %s: %w", path, err)
+	}
+	c, err := ParseClaim(raw)
+	if err == nil && (c.Pharmacy != pharmacy || c.Issuer != issuer || c.Prescription != index) {
+		err = errors.New("a claim of another pharmacy or prescription")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("prescription: pending claim %s is unreadable (%v): ask the issuing centre whether it dispensed, then remove the file", path, err)
+	}
+	return raw, &c, nil
+}
+
+// put keeps raw as the claim pending for prescription index of issuer,
+// durably when it returns: written whole to a file of its own, synced,
+// renamed into place, and the directory synced.
+func (p *PendingClaims) put(issuer peer.ID, index int64, raw []byte) error {
+	path := p.path(issuer, index)
+	err := func() error {
+		tmp, err := os.CreateTemp(p.dir, ".claim-*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name()) // nothing there once renamed
+		_, err = tmp.Write(raw)
+		if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			return err
+		}
+		return p.syncDir()
+	}()
+	if err != nil {
+		return fmt.Errorf("prescription: keeping a pending claim: %w", err)
+	}
+	return nil
+}
+
+// drop forgets the claim pending for prescription index of issuer, once
+// the issuer answered it.
+func (p *PendingClaims) drop(issuer peer.ID, index int64) error {
+	err := os.Remove(p.path(issuer, index))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		err = p.syncDir()
+	}
+	if err != nil {
+		return fmt.Errorf("prescription: forgetting an answered claim: %w", err)
+	}
+	return nil
+}
+
+func (p *PendingClaims) syncDir() error {
+	d, err := os.Open(p.dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}

@@ -149,7 +149,7 @@ no prescription there; 2 when the token is not one.`,
 		return printResult(cmd, asJSON, res, func(w io.Writer) error {
 			fmt.Fprintf(w, "dispensed supply %d of %d of %s's prescription %d (its dispense entry %d) for %s\n", res.Fill, res.Supplies, res.Issuer, res.Prescription, res.Dispense, res.Pseudonym)
 			if res.Renewed {
-				fmt.Fprintf(w, "this is the supply of an earlier claim from this centre whose answer was lost, dispensed then: no new one was\n")
+				fmt.Fprintf(w, "this supply answers an earlier claim from this centre with this token, whose every answer was lost: it is the one supply for both\n")
 			}
 			fmt.Fprintf(w, "hand over: %s\n", describeContent(res.Content))
 			if res.RecordError != "" {

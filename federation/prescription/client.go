@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -36,6 +37,7 @@ type ClientOptions struct {
 	// Pending keeps the claims to other centres whose outcome is not
 	// known yet (see PendingClaims); none are kept when nil.
 	Pending *PendingClaims
+	Logger  *slog.Logger // discarded when nil
 }
 
 // Client claims supplies of prescriptions for the pharmacists of its
@@ -43,7 +45,14 @@ type ClientOptions struct {
 type Client struct {
 	host  host.Host
 	opts  ClientOptions
-	locks keyedMutex // by prescription index: one claim of it at a time, with its pending claim
+	locks keyedMutex[prescriptionKey] // one claim of a prescription at a time, with its pending claim
+	log   *slog.Logger
+}
+
+// prescriptionKey names a prescription across the federation.
+type prescriptionKey struct {
+	issuer peer.ID
+	index  int64
 }
 
 // NewClient returns a client sending from h.
@@ -57,7 +66,11 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Client{host: h, opts: opts}, nil
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{host: h, opts: opts, log: log.With("component", "prescription")}, nil
 }
 
 // Confirmed is a supply the issuer confirmed: dispensed, its entry on
@@ -65,8 +78,10 @@ func NewClient(h host.Host, opts ClientOptions) (*Client, error) {
 type Confirmed struct {
 	Confirmation
 	Prescription Prescription
-	// Renewed: the supply of an earlier claim of this centre, whose
-	// answer was lost, confirmed now; no new supply was dispensed.
+	Pharmacist   ledger.StaffID // the claim's: the one the issuer recorded
+	// Renewed: the supply answers an earlier claim of this centre, with
+	// the same token, whose outcome was unknown (every answer lost); it
+	// is the one supply dispensed for both.
 	Renewed bool
 }
 
@@ -80,19 +95,20 @@ type Confirmed struct {
 // a supply the issuer recorded is not lost to the pharmacy, nor a second
 // one dispensed.
 //
-// With Pending, a claim whose outcome is still unknown when Claim gives
-// up (or when this centre stops) is kept, and the next claim of the
-// prescription sends it again first: its supply, when the issuer had
-// dispensed it, is what that claim returns (Renewed); only a refusal of
-// it for good lets a new claim be made.
+// With Pending, a claim to another centre whose outcome is still unknown
+// when Claim gives up (or when this centre stops) is kept, and the next
+// claim of the prescription with the same token sends it again first:
+// its supply, whether the issuer dispensed it then or does now, is what
+// that claim returns (Renewed); only a refusal that settles it (see
+// settledBase) lets a new claim be made.
 func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret Secret, pharmacist ledger.StaffID) (Confirmed, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	local := issuer == c.host.ID() && c.opts.Local != nil
 	if c.opts.Pending != nil && !local {
-		unlock := c.locks.lock(index)
+		unlock := c.locks.lock(prescriptionKey{issuer, index})
 		defer unlock()
-		raw, earlier, err := c.opts.Pending.get(c.host.ID(), issuer, index)
+		raw, earlier, err := c.opts.Pending.get(c.host.ID(), issuer, index, secret)
 		if err != nil {
 			return Confirmed{}, err
 		}
@@ -103,9 +119,10 @@ func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret 
 				return got, nil
 			}
 			if !final(err) {
-				return Confirmed{}, fmt.Errorf("an earlier claim of this prescription from this centre is still unanswered: %w", err)
+				return Confirmed{}, fmt.Errorf("prescription claim: an earlier claim of this prescription from this centre is still unanswered: %w", err)
 			}
-			// Refused for good: never dispensed, so a new claim may be.
+			// Settled: never dispensed, so a new claim may be.
+			c.log.Info("a pending claim settled without a supply", "prescription", index, "err", err)
 		}
 	}
 	claim := Claim{Federation: c.opts.Charter().Federation, Pharmacy: c.host.ID(), Issuer: issuer, Pharmacist: pharmacist,
@@ -123,7 +140,7 @@ func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret 
 		return c.verify(claim, answer)
 	}
 	if c.opts.Pending != nil {
-		if err := c.opts.Pending.put(issuer, index, raw); err != nil {
+		if err := c.opts.Pending.put(issuer, index, secret, raw); err != nil {
 			return Confirmed{}, err
 		}
 	}
@@ -132,32 +149,40 @@ func (c *Client) Claim(ctx context.Context, issuer peer.ID, index int64, secret 
 
 // settle sends claim, signed as raw, to its issuer until it is answered
 // or Claim gives up, and forgets it as pending once it is answered for
-// good: confirmed, or refused in a way that is final (see final).
+// good: confirmed, or refused so that it is settled (see final).
 func (c *Client) settle(ctx context.Context, claim Claim, raw []byte) (Confirmed, error) {
 	got, err := c.send(ctx, claim, raw)
-	if c.opts.Pending != nil && (err == nil || final(err)) {
-		// Not forgotten, the confirmed supply is not handed over: the
-		// next claim gets it again, renewed, and hands it over then.
-		if derr := c.opts.Pending.drop(claim.Issuer, claim.Prescription); derr != nil {
-			return Confirmed{}, derr
-		}
+	if c.opts.Pending == nil || (err != nil && !final(err)) {
+		return got, err
+	}
+	removed, derr := c.opts.Pending.drop(claim.Issuer, claim.Prescription, claim.Secret)
+	switch {
+	case derr == nil:
+	case removed:
+		// Gone, only not yet made durable: should it come back after a
+		// crash, its supply is confirmed again, renewed.
+		c.log.Warn("an answered claim's file removed but not synced", "prescription", claim.Prescription, "err", derr)
+	case err == nil:
+		// Still there, the supply is not handed over now: the next
+		// claim gets it again, renewed, and hands it over then.
+		return Confirmed{}, derr
+	default:
+		return Confirmed{}, errors.Join(err, derr)
 	}
 	return got, err
 }
 
-// final reports whether err, an issuer's refusal of a claim, is final:
-// the issuer read the prescription and will never dispense that claim
-// (stale, replayed, cancelled, none left, out of its validity, no such
-// prescription, a claim it cannot accept). Anything else (no answer,
-// an answer that does not verify, a rate limit, the issuer's own
+// final reports whether err, from sending a claim, settles it: the
+// issuer refused it after finding no supply dispensed for it, and never
+// dispenses it (settledBase). Anything else (no answer, an answer that
+// does not verify, a rate limit, a refusal at the door, the issuer's own
 // failure) leaves the claim's outcome unknown.
-func final(err error) bool {
-	if errors.Is(err, ErrRejected) || errors.Is(err, errLost) {
-		return false
-	}
-	k := node.KindOf(err)
-	return k != node.Unavailable && k != node.Internal
-}
+func final(err error) bool { return errors.As(err, new(settledRefusal)) }
+
+// settledRefusal is an issuer's refusal that settles its claim.
+type settledRefusal struct{ error }
+
+func (e settledRefusal) Unwrap() error { return e.error }
 
 // errLost is a claim whose every try's answer was lost.
 var errLost = node.E(node.Unavailable, "the issuing centre's answer was lost")
@@ -197,11 +222,14 @@ const (
 )
 
 // refusedError turns an issuer's refusal into an error of the kind its
-// status carries.
+// status carries, marked when it settles the claim.
 func refusedError(r *wire.Refused) error {
 	k := node.Unavailable
-	if r.Status >= refusedBase && r.Status < refusedBase+16 {
+	switch {
+	case r.Status >= refusedBase && r.Status < refusedBase+16:
 		k = node.Kind(r.Status - refusedBase)
+	case r.Status >= settledBase && r.Status < settledBase+16:
+		return settledRefusal{node.E(node.Kind(r.Status-settledBase), "the issuing centre refused the claim: "+r.Reason)}
 	}
 	return node.E(k, "the issuing centre refused the claim: "+r.Reason)
 }
@@ -227,5 +255,5 @@ func (c *Client) verify(claim Claim, raw []byte) (Confirmed, error) {
 	case int(conf.Supplies) != p.Supplies():
 		return Confirmed{}, fmt.Errorf("%w: a supply count that is not the prescription's", ErrRejected)
 	}
-	return Confirmed{Confirmation: conf, Prescription: p}, nil
+	return Confirmed{Confirmation: conf, Prescription: p, Pharmacist: claim.Pharmacist}, nil
 }

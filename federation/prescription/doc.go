@@ -25,17 +25,20 @@
 // issuer, pharmacist, index, secret, nonce, time, like a query's), sent to
 // the issuing centre, which refuses, before anything else, a non-member
 // (at the stream), a member over the charter's member rate, a bad
-// signature, a claim for another centre or federation, one more than
-// MaxSkew from its clock, and a nonce it has seen (nonces are read back
-// from its recent dispense entries at start, so a replay across a restart
-// is refused too). Then, holding the prescription's own lock (claims of
-// different prescriptions do not wait for each other; a cancellation
-// takes the same lock), it reads the prescription's dispense and
-// cancellation entries from its ledger, checks the secret, that the
-// prescription is not cancelled, is within its validity and has a supply
-// left, appends the dispense entry and only then answers with a
-// confirmation it signs (the supply number, the dispense entry's index,
-// the prescription's content for the pharmacist). Nothing about a
+// signature, and a claim for another centre or federation. Then, holding
+// the prescription's own lock (claims of different prescriptions do not
+// wait for each other; a cancellation takes the same lock), it reads the
+// prescription's dispense and cancellation entries from its ledger and
+// checks the secret. A supply already dispensed for the claim's nonce is
+// confirmed again, however late the claim comes: the pharmacy's answer
+// was lost. Otherwise it refuses a nonce it has seen (nonces are read
+// back from its recent dispense entries at start, so a replay across a
+// restart is refused too), a claim more than MaxSkew from its clock, and
+// a prescription cancelled, out of its validity or with no supply left;
+// each of these refusals settles the claim (settledBase: it is never
+// dispensed). Else it appends the dispense entry and only then answers
+// with a confirmation it signs (the supply number, the dispense entry's
+// index, the prescription's content for the pharmacist). Nothing about a
 // prescription is kept in memory between claims: the ledger is read under
 // the lock each time, so a restart forgets nothing and two pharmacies
 // claiming the last supply at the same moment get exactly one yes.
@@ -43,7 +46,9 @@
 // The pharmacy checks the confirmation (the issuer's signature, that it
 // answers its claim, that the content is the prescription the secret
 // opens) and records the dispense on its own ledger, naming the issuer's
-// entry. A refusal carries the error's kind in its status byte, so the
+// entry. A claim whose every answer was lost stays pending on its disk
+// (PendingClaims) and is sent again before the next claim of the same
+// prescription and token, until it is confirmed or settled. A refusal carries the error's kind in its status byte, so the
 // pharmacy's operator sees a conflict ("every supply ... is dispensed") as
 // a conflict, not as a failure of the network.
 package prescription

@@ -33,6 +33,21 @@ const opClaim byte = 1
 // error of kind k.
 const refusedBase byte = 0x10
 
+// settledBase is the first status of a refusal that settles the claim:
+// settledBase+k refuses with an error of kind k, given once the issuer
+// read the prescription and found no supply dispensed for the claim, and
+// it never dispenses that claim (see Claim). A pharmacy forgets a pending
+// claim refused so, and only so (Client).
+const settledBase byte = 0x20
+
+// settledError is a refusal that settles its claim (settledBase).
+type settledError struct{ error }
+
+func (e settledError) Unwrap() error { return e.error }
+
+// settled marks err as a refusal that settles its claim.
+func settled(err error) error { return settledError{err} }
+
 // MaxSkew is how far a claim's time may be from the issuer's clock.
 const MaxSkew = 30 * time.Second
 
@@ -91,7 +106,7 @@ type Issuer struct {
 	now   func() time.Time
 	log   *slog.Logger
 	rate  *federation.MemberRate
-	locks keyedMutex
+	locks keyedMutex[int64]
 
 	nonces *wire.ReplayWindow
 }
@@ -177,6 +192,9 @@ func refusal(err error) (byte, string) {
 	if k == node.Internal {
 		return refusedBase + byte(k), "the issuing centre could not answer (an internal error, logged there)"
 	}
+	if errors.As(err, new(settledError)) {
+		return settledBase + byte(k), err.Error()
+	}
 	return refusedBase + byte(k), err.Error()
 }
 
@@ -186,9 +204,10 @@ func refusal(err error) (byte, string) {
 // claim again (its nonce), however late, is a pharmacy whose
 // confirmation was lost on the way, and gets the confirmation of the
 // supply it dispensed, with nothing appended; any other claim seen
-// before is a replay. A refusal once the prescription is read (stale,
-// replayed, cancelled, none left, out of its validity) is final: that
-// claim is never dispensed, and the pharmacy may claim anew.
+// before is a replay. A refusal once the prescription is read and no
+// supply found for the claim (a secret that does not open it, replayed,
+// stale, cancelled, none left, out of its validity) settles the claim:
+// it is never dispensed, and the pharmacy may claim anew.
 func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, error) {
 	if err := s.rate.Allow(from); err != nil {
 		return nil, err
@@ -218,8 +237,12 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	// The secret first: whoever does not hold it learns nothing of the
 	// prescription, not even that it exists (or was erased).
 	hash := c.Secret.Hash()
-	if st.Erased || subtle.ConstantTimeCompare(hash[:], st.Prescription.ClaimHash[:]) != 1 {
+	switch {
+	case st.Erased:
 		return nil, ErrNoPrescription
+	case subtle.ConstantTimeCompare(hash[:], st.Prescription.ClaimHash[:]) != 1:
+		// For good: the secret's hash is in the prescription's record.
+		return nil, settled(ErrNoPrescription)
 	}
 	p := st.Prescription
 	// The same claim again, whenever it comes: a pharmacy whose answer
@@ -233,25 +256,27 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 		s.log.Info("prescription dispense confirmed again", "to", from, "pseudonym", st.Subject, "prescription", st.Index, "fill", d.Fill, "dispense", d.Index)
 		return s.confirm(fed, from, st, d.Fill, d.Index, c.Nonce, d.Time)
 	}
-	// Every refusal from here on is final for this claim: it is stale for
-	// good, or its nonce is taken (under the lock, so that of two tries of
-	// one claim the one that takes the lock first is the first).
-	if d := s.now().Sub(c.Time); d > MaxSkew || d < -MaxSkew {
-		return nil, fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew)
-	}
+	// Every refusal from here on settles the claim: its nonce is taken
+	// first (under the lock, so that of two tries of one claim the one
+	// that takes the lock first is the first, and a try that comes later
+	// is a replay even once a claim from the future is in time), then it
+	// is stale, or cannot be dispensed.
 	if !s.nonces.First(from, c.Nonce) {
-		return nil, ErrReplay
+		return nil, settled(ErrReplay)
+	}
+	if d := s.now().Sub(c.Time); d > MaxSkew || d < -MaxSkew {
+		return nil, settled(fmt.Errorf("%w: made %v from this centre's clock, at most %v", ErrStale, d.Round(time.Millisecond), MaxSkew))
 	}
 	now := s.now()
 	switch {
 	case st.Cancelled != nil:
-		return nil, ErrCancelled
+		return nil, settled(ErrCancelled)
 	case st.Left() == 0:
-		return nil, fmt.Errorf("%w: %d of %d", ErrNoneLeft, len(st.Dispenses), p.Supplies())
+		return nil, settled(fmt.Errorf("%w: %d of %d", ErrNoneLeft, len(st.Dispenses), p.Supplies()))
 	case now.Before(p.ValidFrom):
-		return nil, fmt.Errorf("%w: from %s", ErrNotYetValid, p.ValidFrom.Format(time.RFC3339))
+		return nil, settled(fmt.Errorf("%w: from %s", ErrNotYetValid, p.ValidFrom.Format(time.RFC3339)))
 	case !now.Before(p.ValidUntil):
-		return nil, fmt.Errorf("%w: on %s", ErrExpired, p.ValidUntil.Format(time.RFC3339))
+		return nil, settled(fmt.Errorf("%w: on %s", ErrExpired, p.ValidUntil.Format(time.RFC3339)))
 	}
 	fill := uint8(len(st.Dispenses) + 1)
 	e, err := ledger.NewDispense(st.Subject, ledger.Dispense{Prescription: st.Index, Fill: fill, Pharmacy: []byte(from), Pharmacist: c.Pharmacist, Nonce: c.Nonce})
@@ -264,8 +289,9 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	}
 	// Durable: the supply is dispensed whatever happens to the answer.
 	s.log.Info("prescription dispensed", "to", from, "pseudonym", st.Subject, "prescription", st.Index, "fill", fill, "of", p.Supplies(), "dispense", at)
-	// Confirmed at the entry's time, the same each time it is confirmed.
-	de, err := s.opts.Ledger.Entry(ctx, at)
+	// Confirmed at the entry's time, the same each time it is confirmed;
+	// read back whatever becomes of ctx, now that it is dispensed.
+	de, err := s.opts.Ledger.Entry(context.WithoutCancel(ctx), at)
 	if err != nil {
 		return nil, fmt.Errorf("prescription: reading the dispense back: %w", err)
 	}
@@ -398,13 +424,14 @@ func (s *Issuer) StatusesOf(ctx context.Context, p ledger.Pseudonym) ([]Status, 
 	return out, nil
 }
 
-// keyedMutex holds one lock per prescription index, while anyone holds
-// or waits for it: claims of one prescription are served one at a time,
-// those of different prescriptions side by side, and memory stays with
-// the claims in flight.
-type keyedMutex struct {
+// keyedMutex holds one lock per key (a prescription's index at the
+// issuer; a prescription, by issuer and index, at a pharmacy), while
+// anyone holds or waits for it: claims of one prescription are served
+// one at a time, those of different prescriptions side by side, and
+// memory stays with the claims in flight.
+type keyedMutex[K comparable] struct {
 	mu    sync.Mutex
-	locks map[int64]*keyedLock
+	locks map[K]*keyedLock
 }
 
 type keyedLock struct {
@@ -413,10 +440,10 @@ type keyedLock struct {
 }
 
 // lock takes the lock of k and returns its release.
-func (m *keyedMutex) lock(k int64) func() {
+func (m *keyedMutex[K]) lock(k K) func() {
 	m.mu.Lock()
 	if m.locks == nil {
-		m.locks = map[int64]*keyedLock{}
+		m.locks = map[K]*keyedLock{}
 	}
 	l := m.locks[k]
 	if l == nil {

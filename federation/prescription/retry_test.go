@@ -100,11 +100,20 @@ func TestALostConfirmationIsAskedForAgain(t *testing.T) {
 	}
 }
 
+// fate is what becomes of one claim sent to a lossyIssuer.
+type fate int
+
+const (
+	answered   fate = iota
+	lostBefore      // the stream reset before the issuer sees the claim
+	lostAfter       // the stream reset once the issuer answered it
+	limited         // refused at the door, as over the member rate
+)
+
 // lossyIssuer serves f's issuer on a mocknet host beside a pharmacy's,
-// losing answers as lose says: before the issuer sees the claim, or after
-// it answered (the stream reset either way), by the count of claims
-// asked so far (1 the first).
-func lossyIssuer(t *testing.T, f *issuerFixture, lose func(asked int32) (before, after bool)) (pharmacy host.Host, pharmacyKey []byte, issuer peer.ID) {
+// each claim meeting the fate of, by the count of claims asked so far (1
+// the first).
+func lossyIssuer(t *testing.T, f *issuerFixture, of func(asked int32) fate) (pharmacy host.Host, pharmacyKey []byte, issuer peer.ID) {
 	t.Helper()
 	net := mocknet.New()
 	t.Cleanup(func() { net.Close() })
@@ -132,15 +141,19 @@ func lossyIssuer(t *testing.T, f *issuerFixture, lose func(asked int32) (before,
 			s.Reset()
 			return
 		}
-		before, after := lose(asked.Add(1))
-		if before {
+		var answer []byte
+		switch of(asked.Add(1)) {
+		case lostBefore:
 			s.Reset()
 			return
-		}
-		answer, err := f.issuer.Claim(context.Background(), s.Conn().RemotePeer(), req)
-		if after {
+		case limited:
+			err = federation.ErrRateLimited
+		case lostAfter:
+			f.issuer.Claim(context.Background(), s.Conn().RemotePeer(), req)
 			s.Reset()
 			return
+		default:
+			answer, err = f.issuer.Claim(context.Background(), s.Conn().RemotePeer(), req)
 		}
 		status := wire.StatusOK
 		if err != nil {
@@ -153,32 +166,37 @@ func lossyIssuer(t *testing.T, f *issuerFixture, lose func(asked int32) (before,
 	return ph, key, ih.ID()
 }
 
+// pharmacyClient is a pharmacy's client on ph, its pending claims in dir.
+func pharmacyClient(t *testing.T, f *issuerFixture, ph host.Host, key []byte, dir string) *prescription.Client {
+	t.Helper()
+	pending, err := prescription.OpenPendingClaims(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
+		Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // A pharmacy that gave up on a claim (every try's answer lost, the issuer
 // having dispensed at the first) and asks again later, after a restart
 // and once the claim is long out of time, gets that supply, renewed: it
-// is handed over then, and no second supply is dispensed for it.
+// is handed over then, and no second supply is dispensed for it. A rate
+// limit meanwhile, or a claim with another token, leave it pending.
 func TestAClaimGivenUpIsRenewed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	f := newIssuerFixture(t)
 	defer func() { f.close() }()
 	index, secret := f.issue(1, "patient")
-	lost := atomic.Bool{}
-	lost.Store(true)
-	ph, key, issuer := lossyIssuer(t, f, func(int32) (bool, bool) { return false, lost.Load() })
+	var now atomic.Int32 // the fate of every claim from now on
+	now.Store(int32(lostAfter))
+	ph, key, issuer := lossyIssuer(t, f, func(int32) fate { return fate(now.Load()) })
 	dir := filepath.Join(t.TempDir(), "pending")
-	client := func() *prescription.Client {
-		pending, err := prescription.OpenPendingClaims(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
-			Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	client := func() *prescription.Client { return pharmacyClient(t, f, ph, key, dir) } // a pharmacy (re)started
 	if _, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) {
 		t.Fatalf("a claim whose every answer was lost: %v", err)
 	}
@@ -186,15 +204,24 @@ func TestAClaimGivenUpIsRenewed(t *testing.T) {
 	if len(ds) != 1 {
 		t.Fatalf("the issuer holds %d dispenses after the lost claim, want 1", len(ds))
 	}
-	// Still lost: the claim is kept, nothing more dispensed.
-	if _, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{8}); !errors.Is(err, node.ErrUnavailable) || len(f.dispenses(index)) != 1 {
-		t.Fatalf("asked again while still lost: %v, %d dispenses", err, len(f.dispenses(index)))
+	// Still lost, then over the rate: the claim is kept, nothing more
+	// dispensed.
+	for _, meanwhile := range []fate{lostBefore, limited} {
+		now.Store(int32(meanwhile))
+		if _, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{8}); !errors.Is(err, node.ErrUnavailable) || len(f.dispenses(index)) != 1 {
+			t.Fatalf("asked again while the issuer is %d: %v, %d dispenses", meanwhile, err, len(f.dispenses(index)))
+		}
 	}
-	lost.Store(false)
+	now.Store(int32(answered))
+	// Another token (someone else's, or a mistyped one) does not find the
+	// claim pending: it is a claim of its own, refused for good.
+	if _, err := client().Claim(ctx, issuer, index, prescription.NewSecret(), ledger.StaffID{8}); !errors.Is(err, node.ErrNotFound) {
+		t.Fatalf("another token: %v", err)
+	}
 	f.setClock(f.clock().Add(2 * prescription.MaxSkew)) // the claim long out of time
 	got, err := client().Claim(ctx, issuer, index, secret, ledger.StaffID{8})
-	if err != nil || !got.Renewed || got.Fill != 1 || got.Dispense != ds[0].Index {
-		t.Fatalf("the renewed claim: %+v, %v; want supply 1 of entry %d, renewed", got, err, ds[0].Index)
+	if err != nil || !got.Renewed || got.Fill != 1 || got.Dispense != ds[0].Index || got.Pharmacist != (ledger.StaffID{7}) {
+		t.Fatalf("the renewed claim: %+v, %v; want supply 1 of entry %d, renewed, for the first claim's pharmacist", got, err, ds[0].Index)
 	}
 	if ds := f.dispenses(index); len(ds) != 1 || ds[0].Pharmacist != (ledger.StaffID{7}) {
 		t.Fatalf("the issuer holds %+v after the renewal, want the one dispense, for the first claim's pharmacist", ds)
@@ -209,35 +236,41 @@ func TestAClaimGivenUpIsRenewed(t *testing.T) {
 	}
 }
 
-// A claim given up that never reached the issuer is refused for good once
-// out of time; the next claim is then made anew, and dispensed once.
-func TestAClaimThatNeverArrivedIsMadeAnew(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	f := newIssuerFixture(t)
-	defer func() { f.close() }()
-	index, secret := f.issue(0, "patient")
-	ph, key, issuer := lossyIssuer(t, f, func(asked int32) (bool, bool) { return asked <= 4, false })
-	pending, err := prescription.OpenPendingClaims(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
-		Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) || len(f.dispenses(index)) != 0 {
-		t.Fatalf("a claim that never arrived: %v, %d dispenses", err, len(f.dispenses(index)))
-	}
-	f.setClock(f.clock().Add(2 * prescription.MaxSkew))
-	got, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{8})
-	if ds := f.dispenses(index); err != nil || got.Renewed || got.Fill != 1 || len(ds) != 1 || ds[0].Pharmacist != (ledger.StaffID{8}) {
-		t.Fatalf("the claim made anew: %+v, %v; the issuer holds %+v", got, err, ds)
-	}
-	// The only supply is gone: the next claim is refused, for good.
-	if _, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{8}); !errors.Is(err, node.ErrConflict) {
-		t.Fatalf("a claim beyond the supplies: %v", err)
+// A claim given up that never reached the issuer is sent again with the
+// next: still in time, it is dispensed then, renewed; out of time, it is
+// refused so that it is settled, and the next claim is made anew. Either
+// way one supply is dispensed.
+func TestAClaimThatNeverArrived(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f := newIssuerFixture(t)
+		defer func() { f.close() }()
+		index, secret := f.issue(0, "patient")
+		ph, key, issuer := lossyIssuer(t, f, func(asked int32) fate {
+			if asked <= 4 {
+				return lostBefore
+			}
+			return answered
+		})
+		c := pharmacyClient(t, f, ph, key, t.TempDir())
+		if _, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) || len(f.dispenses(index)) != 0 {
+			t.Fatalf("a claim that never arrived: %v, %d dispenses", err, len(f.dispenses(index)))
+		}
+		if late {
+			f.setClock(f.clock().Add(2 * prescription.MaxSkew))
+		}
+		got, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{8})
+		// In time, the pending claim (pharmacist 7) is dispensed; late,
+		// the new one (8).
+		want := map[bool]ledger.StaffID{false: {7}, true: {8}}[late]
+		if ds := f.dispenses(index); err != nil || got.Renewed == late || got.Fill != 1 || got.Pharmacist != want || len(ds) != 1 || ds[0].Pharmacist != want {
+			t.Fatalf("late %v: the next claim: %+v, %v; the issuer holds %+v", late, got, err, ds)
+		}
+		// The only supply is gone: the next claim is refused, for good.
+		if _, err := c.Claim(ctx, issuer, index, secret, ledger.StaffID{8}); !errors.Is(err, node.ErrConflict) {
+			t.Fatalf("late %v: a claim beyond the supplies: %v", late, err)
+		}
 	}
 }
 
@@ -249,17 +282,9 @@ func TestAPendingClaimUnreadable(t *testing.T) {
 	defer func() { f.close() }()
 	index, secret := f.issue(0, "patient")
 	var asked atomic.Int32
-	ph, key, issuer := lossyIssuer(t, f, func(n int32) (bool, bool) { asked.Store(n); return true, false })
+	ph, key, issuer := lossyIssuer(t, f, func(n int32) fate { asked.Store(n); return lostBefore })
 	dir := t.TempDir()
-	pending, err := prescription.OpenPendingClaims(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := prescription.NewClient(ph, prescription.ClientOptions{Key: key, Pending: pending, Timeout: 5 * time.Second,
-		Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := pharmacyClient(t, f, ph, key, dir)
 	if _, err := c.Claim(context.Background(), issuer, index, secret, ledger.StaffID{7}); !errors.Is(err, node.ErrUnavailable) {
 		t.Fatalf("a claim that never arrived: %v", err)
 	}

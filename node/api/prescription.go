@@ -130,8 +130,9 @@ type PrescriptionDispensed struct {
 	Time         time.Time
 	Content      PrescriptionContent
 	RecordError  string `json:",omitempty"`
-	// Renewed: the supply of an earlier claim from this centre whose
-	// answer was lost, dispensed then; no new one was dispensed.
+	// Renewed: the supply answers an earlier claim from this centre, with
+	// the same token, whose outcome was unknown: the one supply dispensed
+	// for both.
 	Renewed bool `json:",omitempty"`
 }
 

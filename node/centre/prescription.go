@@ -46,7 +46,9 @@ const DefaultValidity = 182 * 24 * time.Hour
 
 // PendingClaimsDir, in the data directory, keeps this centre's claims of
 // other centres' prescriptions whose outcome is not known yet
-// (prescription.PendingClaims).
+// (prescription.PendingClaims). A backup leaves it out (it copies files,
+// not directories): a claim restored from one could have been answered,
+// and its supply handed over, since.
 const PendingClaimsDir = "pending-claims"
 
 // ErrBadPrescription is returned for a prescription request that is not
@@ -83,7 +85,8 @@ func (n *Node) startPrescriptions(ctx context.Context, cfg PrescriptionConfig) e
 	if err != nil {
 		return err
 	}
-	n.Prescription, err = prescription.NewClient(n.Host, prescription.ClientOptions{Key: n.Centre.key, Charter: charter, Local: n.prescriptions.Claim, Now: clock.Now, Pending: pending})
+	n.Prescription, err = prescription.NewClient(n.Host, prescription.ClientOptions{Key: n.Centre.key, Charter: charter, Local: n.prescriptions.Claim, Now: clock.Now,
+		Pending: pending, Logger: n.base})
 	return err
 }
 
@@ -250,9 +253,10 @@ type DispenseResult struct {
 	// Record says why the dispense, confirmed by the issuer, could not be
 	// recorded on this centre's ledger: it is dispensed all the same.
 	Record error
-	// Renewed: the supply of an earlier claim from this centre whose
-	// answer was lost, dispensed then and confirmed now; no new supply
-	// was dispensed for this request.
+	// Renewed: the supply answers an earlier claim from this centre,
+	// with the same token, whose outcome was unknown (every answer lost):
+	// the one supply dispensed for both, recorded for that claim's
+	// pharmacist.
 	Renewed bool
 }
 
@@ -277,7 +281,7 @@ func (n *Node) ClaimDispense(ctx context.Context, r DispenseRequest) (DispenseRe
 		Dispense: d.Dispense, Recorded: d.Dispense, Time: d.Time, Content: d.Prescription, Renewed: d.Renewed}
 	if issuer != n.Centre.ID() {
 		e, err := ledger.NewDispense(d.Subject, ledger.Dispense{Issuer: []byte(issuer), Prescription: out.Prescription, Fill: d.Fill, Pharmacy: []byte(n.Centre.ID()),
-			Pharmacist: r.Pharmacist, Nonce: d.Nonce, Confirmed: d.Dispense})
+			Pharmacist: d.Pharmacist, Nonce: d.Nonce, Confirmed: d.Dispense})
 		if err == nil {
 			out.Recorded, err = n.Centre.Ledger.Append(ctx, e)
 		}

@@ -230,18 +230,16 @@ func (s *Issuer) Claim(ctx context.Context, from peer.ID, raw []byte) ([]byte, e
 	st, err := s.Status(ctx, c.Prescription)
 	switch {
 	case errors.Is(err, ErrNoPrescription):
-		return nil, ErrNoPrescription
+		return nil, settled(ErrNoPrescription)
 	case err != nil:
 		return nil, err
 	}
 	// The secret first: whoever does not hold it learns nothing of the
-	// prescription, not even that it exists (or was erased).
+	// prescription, not even that it exists (or was erased). Each of
+	// these refusals settles the claim, and the same way as a claim of an
+	// index without a prescription: none is ever dispensed.
 	hash := c.Secret.Hash()
-	switch {
-	case st.Erased:
-		return nil, ErrNoPrescription
-	case subtle.ConstantTimeCompare(hash[:], st.Prescription.ClaimHash[:]) != 1:
-		// For good: the secret's hash is in the prescription's record.
+	if st.Erased || subtle.ConstantTimeCompare(hash[:], st.Prescription.ClaimHash[:]) != 1 {
 		return nil, settled(ErrNoPrescription)
 	}
 	p := st.Prescription

@@ -34,56 +34,22 @@ func TestALostConfirmationIsAskedForAgain(t *testing.T) {
 	f := newIssuerFixture(t)
 	defer func() { f.close() }()
 	index, secret := f.issue(1, "patient")
-
-	net := mocknet.New()
-	defer net.Close()
-	addr := ma.StringCast("/ip4/127.0.0.1/tcp/4001")
-	hostFor := func(key []byte) host.Host {
-		sk, err := crypto.UnmarshalEd25519PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := net.AddPeer(sk, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-	pharmacyKey, pharmacy := testKey(t, "pharmacy-b")
-	ih, ph := hostFor(f.key), hostFor(pharmacyKey)
-	if err := net.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
 	// The issuer's answers, the first of them lost once the issuer has
 	// dispensed: its stream reset instead of answered.
 	var asked atomic.Int32
-	ih.SetStreamHandler(prescription.ProtocolID, func(s network.Stream) {
-		defer s.Close()
-		_, req, err := wire.Read(s, 1<<20)
-		if err != nil {
-			t.Error(err)
-			s.Reset()
-			return
+	ph, pharmacyKey, issuer := lossyIssuer(t, f, func(n int32) fate {
+		asked.Store(n)
+		if n == 1 {
+			return lostAfter
 		}
-		answer, err := f.issuer.Claim(ctx, s.Conn().RemotePeer(), req)
-		if asked.Add(1) == 1 {
-			s.Reset()
-			return
-		}
-		status := wire.StatusOK
-		if err != nil {
-			status, answer = wire.StatusRefused, []byte(err.Error())
-		}
-		if err := wire.Write(s, status, answer); err != nil {
-			t.Error(err)
-		}
+		return answered
 	})
 	client, err := prescription.NewClient(ph, prescription.ClientOptions{Key: pharmacyKey,
 		Charter: func() federation.Charter { return federation.Charter{Federation: fed} }, Now: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := client.Claim(ctx, ih.ID(), index, secret, ledger.StaffID{7})
+	got, err := client.Claim(ctx, issuer, index, secret, ledger.StaffID{7})
 	if err != nil {
 		t.Fatalf("a claim whose first answer was lost: %v", err)
 	}
@@ -91,11 +57,11 @@ func TestALostConfirmationIsAskedForAgain(t *testing.T) {
 	if got.Fill != 1 || len(ds) != 1 || got.Dispense != ds[0].Index || asked.Load() != 2 {
 		t.Fatalf("confirmed supply %d (entry %d) after %d tries; the ledger holds %+v: want the one supply, asked twice", got.Fill, got.Dispense, asked.Load(), ds)
 	}
-	if ds[0].Pharmacy == nil || string(ds[0].Pharmacy) != string(pharmacy) {
+	if ds[0].Pharmacy == nil || peer.ID(ds[0].Pharmacy) != ph.ID() {
 		t.Fatalf("the dispense names pharmacy %x", ds[0].Pharmacy)
 	}
 	// The next claim, a new one, gets the repeat.
-	if got, err = client.Claim(ctx, ih.ID(), index, secret, ledger.StaffID{7}); err != nil || got.Fill != 2 || len(f.dispenses(index)) != 2 {
+	if got, err = client.Claim(ctx, issuer, index, secret, ledger.StaffID{7}); err != nil || got.Fill != 2 || len(f.dispenses(index)) != 2 {
 		t.Fatalf("the repeat: supply %d, %v", got.Fill, err)
 	}
 }

@@ -17,7 +17,7 @@ var floors = []struct {
 	name     string
 	packages []string
 }{
-	{"ground", []string{"node", "node/clock", "node/closest", "node/enum", "node/heap", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/stats", "node/wire", "node/wire/passkeytest"}},
+	{"ground", []string{"node", "node/clock", "node/closest", "node/durable", "node/enum", "node/heap", "node/ledger", "node/limit", "node/records", "node/schema", "node/sealed", "node/stats", "node/wire", "node/wire/passkeytest"}},
 	{"protocols", []string{"federation", "federation/consent", "federation/query", "federation/patient", "federation/prescription", "federation/device", "directory", "pseudonym"}},
 	{"centre", []string{"node/centre"}},
 	{"adapters", []string{"node/api", "node/smart", "node/web", "node/admin", "node/metrics", "node/atna", "node/tracing"}},

@@ -177,12 +177,7 @@ func (c *Client) settle(ctx context.Context, claim Claim, raw []byte) (Confirmed
 // dispenses it (settledBase). Anything else (no answer, an answer that
 // does not verify, a rate limit, a refusal at the door, the issuer's own
 // failure) leaves the claim's outcome unknown.
-func final(err error) bool { return errors.As(err, new(settledRefusal)) }
-
-// settledRefusal is an issuer's refusal that settles its claim.
-type settledRefusal struct{ error }
-
-func (e settledRefusal) Unwrap() error { return e.error }
+func final(err error) bool { return errors.As(err, new(settledError)) }
 
 // errLost is a claim whose every try's answer was lost.
 var errLost = node.E(node.Unavailable, "the issuing centre's answer was lost")
@@ -229,7 +224,7 @@ func refusedError(r *wire.Refused) error {
 	case r.Status >= refusedBase && r.Status < refusedBase+16:
 		k = node.Kind(r.Status - refusedBase)
 	case r.Status >= settledBase && r.Status < settledBase+16:
-		return settledRefusal{node.E(node.Kind(r.Status-settledBase), "the issuing centre refused the claim: "+r.Reason)}
+		return settled(node.E(node.Kind(r.Status-settledBase), "the issuing centre refused the claim: "+r.Reason))
 	}
 	return node.E(k, "the issuing centre refused the claim: "+r.Reason)
 }

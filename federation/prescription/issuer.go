@@ -40,7 +40,8 @@ const refusedBase byte = 0x10
 // claim refused so, and only so (Client).
 const settledBase byte = 0x20
 
-// settledError is a refusal that settles its claim (settledBase).
+// settledError is a refusal that settles its claim (settledBase): the
+// issuer's, and the pharmacy's reading of it.
 type settledError struct{ error }
 
 func (e settledError) Unwrap() error { return e.error }

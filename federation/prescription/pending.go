@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medfed/medfed/node/durable"
 )
 
 // PendingClaims are the claims a pharmacy sent whose outcome it does not
@@ -37,23 +38,19 @@ func OpenPendingClaims(dir string) (*PendingClaims, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("prescription: pending claims: %w", err)
 	}
-	p := &PendingClaims{dir: dir}
 	// The directory's own entry durable, before any claim in it is.
-	if err := (&PendingClaims{dir: filepath.Dir(dir)}).syncDir(); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("prescription: pending claims: %w", err)
 	}
-	temps, err := filepath.Glob(filepath.Join(dir, tempPattern))
+	temps, err := filepath.Glob(filepath.Join(dir, durable.TempPrefix+"*"))
 	for _, t := range temps {
 		err = errors.Join(err, os.Remove(t))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("prescription: pending claims: %w", err)
 	}
-	return p, nil
+	return &PendingClaims{dir: dir}, nil
 }
-
-// tempPattern names the files being written.
-const tempPattern = ".claim-*"
 
 // path is the file of the claim pending for prescription index of issuer
 // with secret.
@@ -93,23 +90,7 @@ func (p *PendingClaims) get(pharmacy, issuer peer.ID, index int64, secret Secret
 // with secret, durably when it returns: written whole to a file of its
 // own, synced, renamed into place, and the directory synced.
 func (p *PendingClaims) put(issuer peer.ID, index int64, secret Secret, raw []byte) error {
-	path := p.path(issuer, index, secret)
-	err := func() error {
-		tmp, err := os.CreateTemp(p.dir, tempPattern)
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name()) // nothing there once renamed
-		_, err = tmp.Write(raw)
-		if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return err
-		}
-		return p.syncDir()
-	}()
-	if err != nil {
+	if err := durable.Replace(p.path(issuer, index, secret), raw); err != nil {
 		return fmt.Errorf("prescription: keeping a pending claim: %w", err)
 	}
 	return nil
@@ -126,18 +107,8 @@ func (p *PendingClaims) drop(issuer peer.ID, index int64, secret Secret) (remove
 	case err != nil:
 		return false, fmt.Errorf("prescription: forgetting an answered claim: %w", err)
 	}
-	if err := p.syncDir(); err != nil {
+	if err := durable.SyncDir(p.dir); err != nil {
 		return true, fmt.Errorf("prescription: forgetting an answered claim: %w", err)
 	}
 	return true, nil
-}
-
-// syncDir makes the directory's entries durable: a file renamed into it
-// or removed from it.
-func (p *PendingClaims) syncDir() error {
-	d, err := os.Open(p.dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/medfed/medfed/node/centre"
+	"github.com/medfed/medfed/node/durable"
 )
 
 // CursorFile is the name of the outbox's cursor in the exporter's
@@ -60,7 +60,7 @@ func saveCursor(dir, origin string, next int64) error {
 	if err != nil {
 		return fmt.Errorf("atna cursor: %w", err)
 	}
-	if err := centre.ReplaceFile(filepath.Join(dir, CursorFile), append(b, '\n')); err != nil {
+	if err := durable.Replace(filepath.Join(dir, CursorFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("atna cursor: %w", err)
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/clock"
+	"github.com/medfed/medfed/node/durable"
 	"github.com/medfed/medfed/node/records"
 )
 
@@ -55,8 +56,8 @@ var notBackedUp = []string{"ledger-index.db", "ledger-blocks.bin", LockFile, "me
 // plainFile reports whether name is a file of the data directory that a
 // backup copies as it is: its keys and shares, its certificate.
 func plainFile(name string) bool {
-	if strings.HasPrefix(name, tempPrefix) {
-		return false // being written by ReplaceFile: the file it replaces is copied
+	if strings.HasPrefix(name, durable.TempPrefix) {
+		return false // being written (node/durable): the file it replaces is copied
 	}
 	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
 		if strings.HasSuffix(name, suffix) {
@@ -123,7 +124,7 @@ func (c *Centre) Backup(ctx context.Context, dst string) (Manifest, error) {
 		if err != nil {
 			return m, fmt.Errorf("backup: %w", err)
 		}
-		if err := writeNewFile(filepath.Join(dst, f.Name()), b); err != nil {
+		if err := durable.WriteNew(filepath.Join(dst, f.Name()), b); err != nil {
 			return m, fmt.Errorf("backup: %w", err)
 		}
 	}
@@ -141,7 +142,7 @@ func (c *Centre) Backup(ctx context.Context, dst string) (Manifest, error) {
 	if m.LedgerSize, err = ledgerSize(ctx, filepath.Join(dst, LedgerFile)); err != nil {
 		return m, fmt.Errorf("backup: %w", err)
 	}
-	if err := writeNewFile(filepath.Join(dst, ManifestFile), m.Encode()); err != nil {
+	if err := durable.WriteNew(filepath.Join(dst, ManifestFile), m.Encode()); err != nil {
 		return m, fmt.Errorf("backup: %w", err)
 	}
 	c.log.Info("backup made", "component", "node", "dir", dst, "ledger_size", m.LedgerSize)
@@ -206,7 +207,7 @@ func Restore(ctx context.Context, from string, cfg Config) (Manifest, error) {
 	if _, err := checkLedger(ctx, cfg, pub, &CheckReport{}); err != nil {
 		return fail(fmt.Errorf("the backup's ledger does not check out: %w", err))
 	}
-	if err := writeNewFile(filepath.Join(dir, RestoredFile), m.Encode()); err != nil {
+	if err := durable.WriteNew(filepath.Join(dir, RestoredFile), m.Encode()); err != nil {
 		return m, fmt.Errorf("restore: %w", err)
 	}
 	return m, nil

@@ -20,6 +20,7 @@ import (
 	"github.com/medfed/medfed/directory"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/clock"
+	"github.com/medfed/medfed/node/durable"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/node/records"
 )
@@ -148,7 +149,7 @@ func readFormat(dir string, known int) (dataFormat, error) {
 // one, whole.
 func writeFormat(dir string, version int) error {
 	f := dataFormat{Version: version, WrittenBy: thisMedfed()}
-	if err := ReplaceFile(filepath.Join(dir, FormatFile), f.encode()); err != nil {
+	if err := durable.Replace(filepath.Join(dir, FormatFile), f.encode()); err != nil {
 		return fmt.Errorf("data directory format: %w", err)
 	}
 	return nil

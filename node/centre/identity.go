@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"github.com/medfed/medfed/node"
+	"github.com/medfed/medfed/node/durable"
 )
 
 // The files of a centre's data directory.
@@ -51,7 +52,7 @@ func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeNewFile(path, pem.EncodeToMemory(&pem.Block{Type: keyPEMBlock, Bytes: der})); err != nil {
+	if err := durable.WriteNew(path, pem.EncodeToMemory(&pem.Block{Type: keyPEMBlock, Bytes: der})); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return readKey(path) // another process created it first
 		}
@@ -154,79 +155,4 @@ func derive(key ed25519.PrivateKey, purpose string) []byte {
 		panic(err) // HKDF fails only for a length over 255 hashes
 	}
 	return k
-}
-
-// writeNewFile writes data to a new file at path, mode 0600, so that path
-// either does not exist or holds all of data: it is written and synced
-// under a temporary name, then linked into place, which fails if path
-// exists, and the directory is synced.
-func writeNewFile(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// tempPrefix begins the names of the temporary files writeTemp makes.
-const tempPrefix = ".tmp-"
-
-// writeTemp writes data, synced, to a new temporary file (mode 0600) in
-// path's directory and returns its name; the caller links or renames it
-// into place and removes the name.
-func writeTemp(path string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
-	if err != nil {
-		return "", err
-	}
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	return tmp.Name(), nil
-}
-
-// ReplaceFile writes data to path, mode 0600, replacing what is there in
-// one rename, so that path holds either what it held or all of data, and
-// syncs the directory: a file of the data directory that changes often
-// (the audit export's cursor) is written so.
-func ReplaceFile(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	return renameFile(tmp, path)
-}
-
-// renameFile renames from to to, replacing it, and syncs the directory.
-func renameFile(from, to string) error {
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(to))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

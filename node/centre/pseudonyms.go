@@ -16,6 +16,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/node/clock"
+	"github.com/medfed/medfed/node/durable"
 	"github.com/medfed/medfed/node/ledger"
 	"github.com/medfed/medfed/pseudonym"
 )
@@ -95,7 +96,7 @@ func (c *Centre) installShare(keys *pseudonym.Keys, sealedFile []byte) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	return writeNewFile(path, data)
+	return durable.WriteNew(path, data)
 }
 
 // openShare opens and checks this centre's share in a sealed shares file.
@@ -116,7 +117,7 @@ func (c *Centre) openShare(keys *pseudonym.Keys, sealedFile []byte) (*pseudonym.
 // keepPending keeps share, this centre's share of a key a ceremony
 // produced, in PendingShareFile (mode 0600), replacing any pending one.
 func (c *Centre) keepPending(share *pseudonym.Share) error {
-	return ReplaceFile(filepath.Join(c.dir, PendingShareFile), pseudonym.EncodeShare(share))
+	return durable.Replace(filepath.Join(c.dir, PendingShareFile), pseudonym.EncodeShare(share))
 }
 
 // pendingShare reads the pending share and checks it is this centre's
@@ -134,7 +135,7 @@ func (c *Centre) installPending(keys *pseudonym.Keys) error {
 		}
 		return err
 	}
-	return renameFile(filepath.Join(c.dir, PendingShareFile), filepath.Join(c.dir, ShareFile))
+	return durable.Rename(filepath.Join(c.dir, PendingShareFile), filepath.Join(c.dir, ShareFile))
 }
 
 // readShare reads a share file and checks it is this centre's share of
@@ -179,7 +180,7 @@ func (c *Centre) shareOf(keys *pseudonym.Keys, starting bool) (*pseudonym.Share,
 	pending, err := c.pendingShare(keys)
 	switch {
 	case err == nil:
-		if err := renameFile(filepath.Join(c.dir, PendingShareFile), filepath.Join(c.dir, ShareFile)); err != nil {
+		if err := durable.Rename(filepath.Join(c.dir, PendingShareFile), filepath.Join(c.dir, ShareFile)); err != nil {
 			return nil, err
 		}
 		c.log.Info("pseudonym key share installed from the ceremony", "component", "pseudonym", "index", pending.Index)
@@ -222,7 +223,7 @@ func (c *Centre) drop(name, why string) error {
 		return err
 	}
 	c.log.Info("pseudonym key share deleted", "component", "pseudonym", "file", name, "why", why)
-	return syncDir(c.dir)
+	return durable.SyncDir(c.dir)
 }
 
 // ledgerAudit records each batch a holder evaluates on the ledger.

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/medfed/medfed/node/durable"
 )
 
 const keySize = 32 // AES-256
@@ -78,19 +80,10 @@ func createKey(path string) (key [keySize]byte, err error) {
 		}
 		return key, fmt.Errorf("records: installing key file %s: %w", path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return key, fmt.Errorf("records: installing key file %s: %w", path, err)
 	}
 	return key, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // newAEAD returns AES-256-GCM under key with a random 96-bit nonce that

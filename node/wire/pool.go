@@ -68,9 +68,9 @@ func (p *Pool) Ask(ctx context.Context, to peer.ID, op byte, payload []byte, lim
 }
 
 // Exchange sends one request frame to peer to and returns the answer
-// frame, as Exchange does. A free stream that fails before any of the answer
-// arrives (the peer closed it, or its connection) is dropped and the
-// request sent once more on a new stream: the peer read none of it, or
+// frame, as Exchange does. A free stream that fails before any of the
+// answer arrives (the peer closed it, or its connection) is dropped and
+// the request sent once more on a new stream: the peer read none of it, or
 // answers a repeat as it answers a replay.
 func (p *Pool) Exchange(ctx context.Context, to peer.ID, op byte, payload []byte, limit int) (byte, []byte, error) {
 	if s := p.take(to); s != nil {
@@ -140,9 +140,10 @@ func (p *Pool) take(to peer.ID) network.Stream {
 }
 
 // put frees s for the next request to peer to, or closes it when the
-// pool is closed or keeps keptFree streams to that peer already. Once every keptIdle, the
-// stale streams to every peer are closed: a peer asked once and never
-// again would keep them, and their handlers at the peer, until Close.
+// pool is closed or keeps keptFree streams to that peer already. Once
+// every keptIdle, the stale streams to every peer are closed: a peer
+// asked once and never again would keep them, and their handlers at the
+// peer, until Close.
 func (p *Pool) put(to peer.ID, s network.Stream) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

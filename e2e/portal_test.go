@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -230,9 +231,9 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	// with the passkey.
 	patient.do("fill in the consent form",
 		chromedp.Click(chromedp.CSS("#centre-centre-a")), chromedp.Click(chromedp.CSS("#role-clinician")),
-		chromedp.Click(chromedp.CSS("#purpose-treatment")), chromedp.Click(chromedp.CSS("#class-lab-result")))
+		chromedp.Click(chromedp.CSS("#purpose-treatment")), chromedp.Click(chromedp.CSS("#class-lab-result")), chromedp.Click(chromedp.CSS("#class-observation")))
 	patient.do("preview", chromedp.Click(chromedp.CSS("#preview-consent")), chromedp.WaitVisible(chromedp.CSS("#confirm")))
-	patient.waitText("#preview", "Clinicians at centre-a may see your lab results for treatment.")
+	patient.waitText("#preview", "Clinicians at centre-a may see your lab results and observations for treatment.")
 	patient.page("portal-consent-preview")
 	patient.do("sign the consent", chromedp.Click(chromedp.CSS("#sign")))
 	patient.waitText("#result", "in force everywhere")
@@ -307,6 +308,45 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 		})
 	}
 	patient.page("portal-prescription")
+
+	// The patient adds a note in their own words, previewed and signed
+	// with the passkey: centre-a keeps it as a record the patient wrote,
+	// and the clinician they let see their observations reads it.
+	const note = "Dizzy in the mornings since the new tablets."
+	patient.do("write a note", chromedp.SendKeys(chromedp.CSS("#note-text"), note))
+	patient.sign("#add-note", note, "Your note was signed and added to your records here")
+	patient.page("portal-note")
+	clinician.find(site(a), nhsNumber)
+	clinician.waitText("li.holder.answered", "centre-a")
+	clinician.do("open the note", chromedp.Evaluate[chromedp.Void](`Array.from(document.querySelectorAll("li.holder.answered")).find(li => li.textContent.includes("centre-a")).querySelector("button.link").click()`))
+	clinician.waitText("pre.doc", note)
+	clinician.waitText("pre.doc", "51855-5")
+	// As FHIR, the note is an Observation the patient performed, valid
+	// to both validators.
+	search := x.must(t, 200, "GET", a.name, "/fhir/Observation?patient="+pseudonym, clinicianToken, nil, nil)
+	var notes struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType, ValueString string
+				Performer                 []struct{ Reference string }
+				Code                      struct {
+					Coding []struct{ System, Code string }
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(search.raw, &notes); err != nil || len(notes.Entry) != 2 {
+		t.Fatalf("GET /fhir/Observation: %v, want the note and the outcome: %s", err, search.raw)
+	}
+	if r := notes.Entry[0].Resource; r.ResourceType != "Observation" || r.ValueString != note || len(r.Performer) != 1 || r.Performer[0].Reference != "Patient/"+pseudonym ||
+		len(r.Code.Coding) != 1 || r.Code.Coding[0].Code != "51855-5" {
+		t.Fatalf("the note as FHIR: %+v", r)
+	}
+	notesFile := filepath.Join(t.TempDir(), "notes.json")
+	if err := os.WriteFile(notesFile, search.raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validateFHIR(t, []string{notesFile})
 
 	// A token for centre-c's research team, for a day, one use; then
 	// withdrawn in one click.

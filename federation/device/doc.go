@@ -27,6 +27,12 @@
 // or past the device's rate; otherwise its readings become records, in
 // one atomic append.
 //
+// A patient adds their own notes the same way (Note, Registry.AddNote):
+// one Observation signed by the patient's own key, a passkey in the
+// portal, which the centre checks speaks for them; stored as a record
+// whose author is the patient (ledger.AuthorPatient), named by an ID of
+// the key (NoteAuthor), each note once, at a device's rate.
+//
 // Why a package of its own, on the protocols floor: the statements are a
 // patient's signed documents, like federation/patient's requests, and
 // the registry depends only on small interfaces of the ledger and of

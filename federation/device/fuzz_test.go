@@ -11,7 +11,7 @@ import (
 	"github.com/medfed/medfed/node/wire"
 )
 
-// fuzzSeeds are real statements and a batch, so that the fuzzer starts
+// fuzzSeeds are real statements, a batch and a note, so that the fuzzer starts
 // past the first length check.
 func fuzzSeeds(tb testing.TB) [][]byte {
 	tb.Helper()
@@ -30,7 +30,11 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return [][]byte{g, v, b}
+	n, err := Note{Federation: "f", Centre: "c", Subject: ledger.Pseudonym{1}, Nonce: [16]byte{4}, Time: at, Observation: []byte(`{"resourceType":"Observation","valueString":"a note"}`)}.Sign(patient)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{g, v, b, n}
 }
 
 // FuzzParse reads bytes from outside (an HTTP client's) as each message:
@@ -67,5 +71,7 @@ func FuzzParse(f *testing.F) {
 		check("revocation", err, revocationMessage, v.write, v.Key)
 		b, err := ParseBatch(data)
 		check("batch", err, batchMessage, b.write, b.Device)
+		n, err := ParseNote(data)
+		check("note", err, noteMessage, n.write, n.Key)
 	})
 }

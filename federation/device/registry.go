@@ -487,53 +487,67 @@ func (r *Registry) Take(ctx context.Context, raw []byte, readings []Reading) (Ta
 			return Taken{}, fmt.Errorf("reading %d: %w", i+1, err)
 		}
 	}
+	first, err := r.keep(ctx, ledger.AuthorDevice, id, b.Nonce, b.Subject, b.Time, recs, b.Readings)
+	if err != nil {
+		return Taken{}, err
+	}
+	return Taken{Subject: b.Subject, Device: id, First: first, Count: len(readings)}, nil
+}
+
+// keep stores recs, each with its payload, as records of patient p that
+// author id (of kind) wrote, once for nonce: under the author's lock, it
+// settles what a crash left pending, refuses a nonce taken before and an
+// author past its rate, and records the nonce before the records, so
+// that a crash between them is settled, not stored twice. A batch's time
+// t bounds how long its nonce is kept.
+func (r *Registry) keep(ctx context.Context, kind ledger.AuthorKind, id ledger.DeviceID, nonce [16]byte, p ledger.Pseudonym, t time.Time, recs []ledger.Record, payloads [][]byte) (int64, error) {
 	mu := &r.devices[id[0]%byte(len(r.devices))]
 	mu.Lock()
 	defer mu.Unlock()
-	if err := r.settle(ctx, id); err != nil {
-		return Taken{}, err
+	if err := r.settle(ctx, kind, id); err != nil {
+		return 0, err
 	}
-	expires := b.Time.Add(MaxSkew).UnixMilli()
+	expires := t.Add(MaxSkew).UnixMilli()
 	size := r.opts.Ledger.Size()
 	pending := sql.NullInt64{}
 	tx, err := r.store.DB.BeginTx(ctx, nil)
 	if err != nil {
-		return Taken{}, fmt.Errorf("device store: %w", err)
+		return 0, fmt.Errorf("device store: %w", err)
 	}
 	defer tx.Rollback()
 	var seen int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM batches WHERE device = ? AND nonce = ?`, id[:], b.Nonce[:]).Scan(&seen); err != nil {
-		return Taken{}, fmt.Errorf("device store: %w", err)
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM batches WHERE device = ? AND nonce = ?`, id[:], nonce[:]).Scan(&seen); err != nil {
+		return 0, fmt.Errorf("device store: %w", err)
 	}
 	if seen > 0 {
-		return Taken{}, ErrReplay
+		return 0, ErrReplay
 	}
-	if !r.rate.AllowN(string(id[:]), len(readings)) {
-		return Taken{}, ErrRate
+	if !r.rate.AllowN(string(id[:]), len(recs)) {
+		return 0, ErrRate
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM batches WHERE expires < ? AND first IS NOT NULL`, now.UnixMilli()); err != nil {
-		return Taken{}, fmt.Errorf("device store: %w", err)
+	if _, err := tx.ExecContext(ctx, `DELETE FROM batches WHERE expires < ? AND first IS NOT NULL`, r.opts.Now().UnixMilli()); err != nil {
+		return 0, fmt.Errorf("device store: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO batches (device, nonce, subject, expires, size, first, mac) VALUES (?, ?, ?, ?, ?, NULL, ?)`,
-		id[:], b.Nonce[:], b.Subject[:], expires, size, batchMAC(r.opts.RowKey, id, b.Nonce[:], b.Subject, expires, size, pending)); err != nil {
-		return Taken{}, fmt.Errorf("device store: %w", err)
+		id[:], nonce[:], p[:], expires, size, batchMAC(r.opts.RowKey, id, nonce[:], p, expires, size, pending)); err != nil {
+		return 0, fmt.Errorf("device store: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return Taken{}, fmt.Errorf("device store: %w", err)
+		return 0, fmt.Errorf("device store: %w", err)
 	}
-	first, err := r.opts.AddRecords(ctx, b.Subject, recs, b.Readings)
+	first, err := r.opts.AddRecords(ctx, p, recs, payloads)
 	if err != nil {
 		// Not stored: the nonce goes, so that the device may send the
 		// batch again. Should this fail too, settle finds it pending.
-		if _, derr := r.store.DB.ExecContext(context.WithoutCancel(ctx), `DELETE FROM batches WHERE device = ? AND nonce = ? AND first IS NULL`, id[:], b.Nonce[:]); derr != nil {
+		if _, derr := r.store.DB.ExecContext(context.WithoutCancel(ctx), `DELETE FROM batches WHERE device = ? AND nonce = ? AND first IS NULL`, id[:], nonce[:]); derr != nil {
 			r.log.Warn("a batch not stored stays pending", "device", id, "err", derr)
 		}
-		return Taken{}, err
+		return 0, err
 	}
-	if err := r.done(context.WithoutCancel(ctx), id, b.Nonce[:], b.Subject, expires, size, first); err != nil {
-		return Taken{}, err
+	if err := r.done(context.WithoutCancel(ctx), id, nonce[:], p, expires, size, first); err != nil {
+		return 0, err
 	}
-	return Taken{Subject: b.Subject, Device: id, First: first, Count: len(readings)}, nil
+	return first, nil
 }
 
 // done records that a batch's records start at first.
@@ -552,7 +566,7 @@ func (r *Registry) done(ctx context.Context, id ledger.DeviceID, nonce []byte, p
 // record of the device appended since, and otherwise forgotten, so that
 // the device may send it again. The device's lock is held, so no record
 // of the device was appended since but the batch's.
-func (r *Registry) settle(ctx context.Context, id ledger.DeviceID) error {
+func (r *Registry) settle(ctx context.Context, kind ledger.AuthorKind, id ledger.DeviceID) error {
 	rows, err := r.store.DB.QueryContext(ctx, `SELECT nonce, subject, expires, size, mac FROM batches WHERE device = ? AND first IS NULL`, id[:])
 	if err != nil {
 		return fmt.Errorf("device store: %w", err)
@@ -592,7 +606,7 @@ func (r *Registry) settle(ctx context.Context, id ledger.DeviceID) error {
 			if e.Index < x.size {
 				continue
 			}
-			if rec, err := e.Record(); err == nil && rec.AuthorKind == ledger.AuthorDevice && rec.Author == ledger.StaffID(id) {
+			if rec, err := e.Record(); err == nil && rec.AuthorKind == kind && rec.Author == ledger.StaffID(id) {
 				first = e.Index
 				break
 			}

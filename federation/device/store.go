@@ -25,7 +25,7 @@ const File = "devices.db"
 // revocation that ended it, each row MACed and the table sealed (package
 // node/sealed): a row changed, added, removed or put back by anything but
 // the centre authenticates no device. The batches table keeps each
-// batch's nonce until the batch could no longer be fresh, with the index
+// batch's (and each patient's note's) nonce until the batch could no longer be fresh, with the index
 // of its first record once it is stored: a batch whose records may or
 // may not have reached the ledger (a crash between the two) is settled
 // from the ledger before the device's next batch.
@@ -57,7 +57,7 @@ CREATE TABLE seal (
 	mac BLOB NOT NULL                -- HMAC-SHA256 of every registration's ID and MAC
 ) STRICT;
 CREATE TABLE batches (
-	device  BLOB NOT NULL,     -- the device's ID
+	device  BLOB NOT NULL,     -- the device's ID, or a note's author (NoteAuthor)
 	nonce   BLOB NOT NULL,     -- the batch's
 	subject BLOB NOT NULL,     -- the patient's pseudonym
 	expires INTEGER NOT NULL,  -- Unix milliseconds: when the row may go (the batch is stale by then)

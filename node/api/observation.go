@@ -18,6 +18,7 @@ import (
 
 	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -127,6 +128,7 @@ type deviceObservation struct {
 	EffectiveDateTime string         `json:"effectiveDateTime"`
 	ValueQuantity     *obsQuantity   `json:"valueQuantity,omitempty"`
 	Component         []obsComponent `json:"component,omitempty"`
+	ValueString       string         `json:"valueString,omitempty"` // a patient's note's text
 }
 
 // observation is a reading read: the Observation, and what the centre
@@ -149,6 +151,48 @@ var (
 // object of the elements above, a known LOINC code and the value (or, for
 // the blood pressure panel, the components) its code takes.
 func readObservation(b []byte) (observation, error) {
+	o, err := decodeObservation(b)
+	if err != nil {
+		return o, err
+	}
+	rc, ok := readingCodes[o.code]
+	if !ok {
+		return o, fmt.Errorf("LOINC %s is not a code a device's reading may carry here", o.code)
+	}
+	o.class = rc.class
+	if o.ValueString != "" {
+		return o, errors.New("a device's reading has no valueString")
+	}
+	if rc.units == nil { // the blood pressure panel
+		if o.ValueQuantity != nil || len(o.Component) != 2 {
+			return o, errors.New("a blood pressure panel has no value of its own, and two components: systolic (8480-6) and diastolic (8462-4)")
+		}
+		var seen []string
+		for _, c := range o.Component {
+			if err := c.Code.check("component code", loincSystem); err != nil {
+				return o, err
+			}
+			cc := loincOf(c.Code)
+			if (cc != "8480-6" && cc != "8462-4") || slices.Contains(seen, cc) || c.ValueQuantity == nil {
+				return o, errors.New("a blood pressure panel's components are systolic (8480-6) and diastolic (8462-4), each once, each with its value")
+			}
+			seen = append(seen, cc)
+			if err := c.ValueQuantity.check(readingCodes[cc].units); err != nil {
+				return o, err
+			}
+		}
+		return o, nil
+	}
+	if len(o.Component) > 0 || o.ValueQuantity == nil {
+		return o, fmt.Errorf("LOINC %s takes a valueQuantity and no component", o.code)
+	}
+	return o, o.ValueQuantity.check(rc.units)
+}
+
+// decodeObservation reads b as one JSON object of the elements above,
+// with a status, a dateTime and a LOINC code, leaving the value to the
+// caller.
+func decodeObservation(b []byte) (observation, error) {
 	var o observation
 	if !utf8.Valid(b) {
 		return o, errors.New("not UTF-8")
@@ -183,35 +227,65 @@ func readObservation(b []byte) (observation, error) {
 		return o, err
 	}
 	o.code = loincOf(o.Code)
-	rc, ok := readingCodes[o.code]
-	if !ok {
-		return o, fmt.Errorf("LOINC %s is not a code a device's reading may carry here", o.code)
+	return o, nil
+}
+
+// A patient's own note (federation/device.Note) is an Observation too:
+// LOINC 51855-5, Patient Note, its text the value (valueString), recorded
+// as an observation. The portal writes it (NoteObservation); the centre
+// reads it again as it reads a device's reading (ReadNote), and the FHIR
+// interface serves it with the patient as its performer.
+const (
+	noteCode    = "51855-5"
+	noteDisplay = "Patient Note"
+	noteClass   = "observation"
+	// MaxNoteText bounds a note's text, in bytes.
+	MaxNoteText = 2000
+)
+
+// NoteObservation returns the Observation that records text, a note
+// patient p wrote at time at.
+func NoteObservation(p ledger.Pseudonym, text string, at time.Time) ([]byte, error) {
+	o := deviceObservation{ResourceType: "Observation", Status: "final",
+		Code:    obsConcept{Coding: []obsCoding{{System: loincSystem, Code: noteCode, Display: noteDisplay}}},
+		Subject: &obsReference{Reference: "Patient/" + p.String()}, EffectiveDateTime: at.UTC().Format(time.RFC3339), ValueString: text}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
 	}
-	o.class = rc.class
-	if rc.units == nil { // the blood pressure panel
-		if o.ValueQuantity != nil || len(o.Component) != 2 {
-			return o, errors.New("a blood pressure panel has no value of its own, and two components: systolic (8480-6) and diastolic (8462-4)")
-		}
-		var seen []string
-		for _, c := range o.Component {
-			if err := c.Code.check("component code", loincSystem); err != nil {
-				return o, err
-			}
-			cc := loincOf(c.Code)
-			if (cc != "8480-6" && cc != "8462-4") || slices.Contains(seen, cc) || c.ValueQuantity == nil {
-				return o, errors.New("a blood pressure panel's components are systolic (8480-6) and diastolic (8462-4), each once, each with its value")
-			}
-			seen = append(seen, cc)
-			if err := c.ValueQuantity.check(readingCodes[cc].units); err != nil {
-				return o, err
-			}
-		}
-		return o, nil
+	if _, err := ReadNote(p, b); err != nil {
+		return nil, err
 	}
-	if len(o.Component) > 0 || o.ValueQuantity == nil {
-		return o, fmt.Errorf("LOINC %s takes a valueQuantity and no component", o.code)
+	return b, nil
+}
+
+// ReadNote reads b as the Observation of a note patient p wrote, and
+// returns what the centre records of it.
+func ReadNote(p ledger.Pseudonym, b []byte) (device.Reading, error) {
+	o, err := readNote(b)
+	if err == nil {
+		err = o.about(p)
 	}
-	return o, o.ValueQuantity.check(rc.units)
+	if err != nil {
+		return device.Reading{}, fmt.Errorf("%w: the note: %v", errBadRequest, err)
+	}
+	return device.Reading{Class: o.class, Occurred: o.effective}, nil
+}
+
+func readNote(b []byte) (observation, error) {
+	o, err := decodeObservation(b)
+	switch {
+	case err != nil:
+		return o, err
+	case o.code != noteCode:
+		return o, fmt.Errorf("a note is coded LOINC %s (%s), not %s", noteCode, noteDisplay, o.code)
+	case o.ValueQuantity != nil || len(o.Component) > 0 || len(o.Category) > 0:
+		return o, errors.New("a note has its text (valueString), and no valueQuantity, component or category")
+	case !fhirString(o.ValueString, MaxNoteText):
+		return o, fmt.Errorf("a note's text (valueString) is 1 to %d bytes of text", MaxNoteText)
+	}
+	o.class = noteClass
+	return o, nil
 }
 
 // about checks that the Observation is about patient p, when it says.
@@ -288,16 +362,18 @@ func fhirString(s string, max int) bool {
 type observationResource struct {
 	ResourceType      string            `json:"resourceType"`
 	ID                string            `json:"id"`
-	Contained         []deviceResource  `json:"contained"`
+	Contained         []deviceResource  `json:"contained,omitempty"`
 	Identifier        []fhir.Identifier `json:"identifier"`
 	Status            string            `json:"status"`
-	Category          []obsConcept      `json:"category"`
+	Category          []obsConcept      `json:"category,omitempty"`
 	Code              obsConcept        `json:"code"`
 	Subject           *fhir.Reference   `json:"subject"`
 	EffectiveDateTime string            `json:"effectiveDateTime"`
+	Performer         []fhir.Reference  `json:"performer,omitempty"` // a note's: the patient
 	ValueQuantity     *obsQuantity      `json:"valueQuantity,omitempty"`
+	ValueString       string            `json:"valueString,omitempty"`
 	Component         []obsComponent    `json:"component,omitempty"`
-	Device            fhir.Reference    `json:"device"`
+	Device            *fhir.Reference   `json:"device,omitempty"` // a reading's: the device
 }
 
 type deviceResource struct {
@@ -314,22 +390,36 @@ func observationOf(holder string, index int64, p ledger.Pseudonym, device string
 		rc := readingCodes[o.code]
 		category = []obsConcept{{Coding: []obsCoding{{System: categorySystem, Code: rc.category}}}}
 	}
-	r := observationResource{
-		ResourceType: "Observation", ID: resourceID(holder, index),
-		Contained:  []deviceResource{{ResourceType: "Device", ID: "device", Identifier: []fhir.Identifier{{System: ptr(deviceSystem), Value: ptr(device)}}}},
-		Identifier: []fhir.Identifier{{System: ptr(ledgerSystem(holder)), Value: ptr(strconv.FormatInt(index, 10))}},
-		Status:     o.Status, Category: category, Code: o.Code, Subject: patientRef(p.String()),
-		EffectiveDateTime: o.EffectiveDateTime, ValueQuantity: o.ValueQuantity, Component: o.Component,
-		Device: fhir.Reference{Reference: ptr("#device"), Type: ptr("Device")},
-	}
+	r := observationBase(holder, index, p, o)
+	r.Category = category
+	r.Contained = []deviceResource{{ResourceType: "Device", ID: "device", Identifier: []fhir.Identifier{{System: ptr(deviceSystem), Value: ptr(device)}}}}
+	r.Device = &fhir.Reference{Reference: ptr("#device"), Type: ptr("Device")}
 	return rawJSON(r)
+}
+
+// noteObservationOf is the patient's note at index of holder's ledger, as
+// the FHIR interface serves it: the patient its performer.
+func noteObservationOf(holder string, index int64, p ledger.Pseudonym, o observation) json.RawMessage {
+	r := observationBase(holder, index, p, o)
+	r.Performer = []fhir.Reference{*patientRef(p.String())}
+	r.ValueString = o.ValueString
+	return rawJSON(r)
+}
+
+func observationBase(holder string, index int64, p ledger.Pseudonym, o observation) observationResource {
+	return observationResource{
+		ResourceType: "Observation", ID: resourceID(holder, index),
+		Identifier: []fhir.Identifier{{System: ptr(ledgerSystem(holder)), Value: ptr(strconv.FormatInt(index, 10))}},
+		Status:     o.Status, Code: o.Code, Subject: patientRef(p.String()),
+		EffectiveDateTime: o.EffectiveDateTime, ValueQuantity: o.ValueQuantity, Component: o.Component,
+	}
 }
 
 func (s *Server) observationRoutes() []route {
 	fhirParam := func(name, about string) param { return param{name, "query", about} }
 	return []route{
 		{method: "GET", pattern: fhirBase + "/Observation", auth: authSystem, roles: []string{"clinician", "researcher"},
-			summary: "The readings the patient's devices contributed, across the federation: the federated query for their classes, for the token's purpose of use",
+			summary: "The readings the patient's devices contributed, and the notes the patient added, across the federation: the federated query for their classes, for the token's purpose of use",
 			params:  []param{fhirParam("patient", "the patient's pseudonym"), fhirParam("code", "LOINC codes, as code or http://loinc.org|code, separated by commas")},
 			handle:  s.scoped("Observation", 's', s.findObservations)},
 	}
@@ -374,24 +464,34 @@ func (s *Server) findObservations(ctx context.Context, c *call) (any, error) {
 	erased := 0
 	for _, h := range res.Holders {
 		for _, r := range h.Records {
-			if r.Record.AuthorKind != ledger.AuthorDevice {
+			var read func([]byte) (observation, error)
+			switch r.Record.AuthorKind {
+			case ledger.AuthorDevice:
+				read = readObservation
+			case ledger.AuthorPatient:
+				read = readNote
+			default:
 				continue
 			}
 			if r.Erased {
 				erased++
 				continue
 			}
-			o, err := readObservation(r.Payload)
-			if err != nil { // a device's reading was read so when it came
-				issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeProcessing, fmt.Sprintf("%s: record %d is a device's, but not an Observation", h.Name, r.Index)))
+			o, err := read(r.Payload)
+			if err != nil { // a device's reading, a patient's note, was read so when it came
+				issues = append(issues, issue(fhir.IssueSeverityWarning, fhir.IssueTypeProcessing, fmt.Sprintf("%s: record %d is a %s's, but not its Observation", h.Name, r.Index, r.Record.AuthorKind)))
 				continue
 			}
 			if len(codes) > 0 && !slices.Contains(codes, o.code) {
 				continue
 			}
 			id := resourceID(h.Name, r.Index)
+			res := observationOf(h.Name, r.Index, p, r.Record.Author.String(), o)
+			if r.Record.AuthorKind == ledger.AuthorPatient {
+				res = noteObservationOf(h.Name, r.Index, p, o)
+			}
 			b.Entry = append(b.Entry, fhir.BundleEntry{FullUrl: ptr(base + fhirBase + "/Observation/" + id),
-				Resource: observationOf(h.Name, r.Index, p, r.Record.Author.String(), o), Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
+				Resource: res, Search: &fhir.BundleEntrySearch{Mode: ptr(fhir.SearchEntryModeMatch)}})
 		}
 	}
 	b.Total = ptr(len(b.Entry))

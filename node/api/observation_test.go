@@ -75,3 +75,44 @@ func TestReadObservations(t *testing.T) {
 		})
 	}
 }
+
+// A patient's note is the Observation the portal writes: read back for
+// its class and time; a note of another shape, about another patient or
+// past its length is refused, and a device may not post one.
+func TestReadNote(t *testing.T) {
+	p := ledger.Pseudonym{0xab}
+	at := time.Date(2026, 6, 1, 8, 30, 0, 0, time.UTC)
+	b, err := api.NoteObservation(p, "Dizzy since the new tablets.\nWorse in the morning.", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := api.ReadNote(p, b)
+	if err != nil || got.Class != "observation" || !got.Occurred.Equal(at) {
+		t.Fatalf("the note read as %+v, %v", got, err)
+	}
+	if _, err := api.ReadObservations(p, [][]byte{b}); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("a note posted as a device's reading: %v", err)
+	}
+	note := func(s string) []byte {
+		return []byte(`{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "51855-5"}]}, "effectiveDateTime": "2026-06-01T07:30:00Z"` + s + `}`)
+	}
+	if _, err := api.ReadNote(p, note(`, "valueString": "fine"`)); err != nil {
+		t.Fatalf("a note without a subject: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"no text":             note(``),
+		"blank text":          note(`, "valueString": " \n "`),
+		"a control character": note(`, "valueString": "a\u0007b"`),
+		"a quantity too":      note(`, "valueString": "x", "valueQuantity": {"value": 1, "system": "http://unitsofmeasure.org", "code": "%"}`),
+		"another patient":     note(`, "valueString": "x", "subject": {"reference": "Patient/` + ledger.Pseudonym{0xcd}.String() + `"}`),
+		"an unknown element":  note(`, "valueString": "x", "note": []`),
+		"a heart rate":        []byte(`{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "effectiveDateTime": "2026-06-01T07:30:00Z", "valueString": "x"}`),
+	} {
+		if _, err := api.ReadNote(p, b); !errors.Is(err, node.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := api.NoteObservation(p, strings.Repeat("a", api.MaxNoteText+1), at); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("a note past its length: %v", err)
+	}
+}

@@ -197,3 +197,21 @@ func (n *Node) AddReadings(ctx context.Context, r ReadingsRequest) (ReadingsResu
 	}
 	return ReadingsResult{Pseudonym: t.Subject, Device: t.Device, First: t.First, Count: t.Count, Announce: n.Directory.Announce(ctx, t.Subject)}, nil
 }
+
+// NoteRequest is a note the patient signed (device.Note), and what the
+// API read of its Observation.
+type NoteRequest struct {
+	Note    []byte
+	Reading device.Reading
+}
+
+// AddNote checks a patient's signed note (device.Registry.AddNote) and
+// stores it as a record the patient wrote, then announces this centre
+// as a holder of the patient's records, as AddReadings does.
+func (n *Node) AddNote(ctx context.Context, r NoteRequest) (ReadingsResult, error) {
+	t, err := n.devices.AddNote(ctx, r.Note, r.Reading)
+	if err != nil {
+		return ReadingsResult{}, err
+	}
+	return ReadingsResult{Pseudonym: t.Subject, Device: t.Device, First: t.First, Count: t.Count, Announce: n.Directory.Announce(ctx, t.Subject)}, nil
+}

@@ -127,9 +127,20 @@ func TestRecordAuthorKind(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	anonymous := byDevice
-	anonymous.Author = ledger.StaffID{}
-	if _, err := ledger.NewRecord(p, anonymous); !errors.Is(err, node.ErrInvalid) {
-		t.Fatalf("a device's record naming no device: %v", err)
+	byPatient := staff
+	byPatient.AuthorKind = ledger.AuthorPatient
+	note, err := ledger.NewRecord(p, byPatient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := note.Record(); err != nil || got.AuthorKind != ledger.AuthorPatient || got.Author != staff.Author {
+		t.Fatalf("a patient's note came back as %+v, %v", got, err)
+	}
+	for _, r := range []ledger.Record{byDevice, byPatient} {
+		anonymous := r
+		anonymous.Author = ledger.StaffID{}
+		if _, err := ledger.NewRecord(p, anonymous); !errors.Is(err, node.ErrInvalid) {
+			t.Fatalf("a %s's record naming no author: %v", r.AuthorKind, err)
+		}
 	}
 }

@@ -14,9 +14,10 @@ import (
 type Record struct {
 	Occurred  time.Time // when the interaction happened (UTC)
 	DataClass string    // e.g. "lab-result", "imaging", "discharge-summary"
-	// Author is who wrote it: a staff ID of the centre's, or, with
-	// AuthorKind AuthorDevice, the ID of a device the patient registered
-	// (a DeviceID's bytes).
+	// Author is who wrote it: a staff ID of the centre's; with AuthorKind
+	// AuthorDevice, the ID of a device the patient registered (a
+	// DeviceID's bytes); with AuthorPatient, the ID of the patient's own
+	// key that signed it (federation/device.NoteAuthor).
 	Author     StaffID
 	AuthorKind AuthorKind
 	Location   string // department or site code; may be empty
@@ -65,9 +66,12 @@ const (
 	// AuthorDevice: a device the patient registered at the centre, by
 	// its DeviceID: a reading it contributed.
 	AuthorDevice AuthorKind = 1
+	// AuthorPatient: the patient themself, by the ID of the key they
+	// signed with: a note they added from the portal.
+	AuthorPatient AuthorKind = 2
 )
 
-var authorKinds = enum.New[AuthorKind]("author kind", []string{AuthorStaff: "staff", AuthorDevice: "device"})
+var authorKinds = enum.New[AuthorKind]("author kind", []string{AuthorStaff: "staff", AuthorDevice: "device", AuthorPatient: "patient"})
 
 func (k AuthorKind) String() string { return authorKinds.String(k) }
 
@@ -203,8 +207,8 @@ func (r Record) validate() error {
 	if !r.AuthorKind.Valid() {
 		return malformed("author kind %d", uint8(r.AuthorKind))
 	}
-	if r.AuthorKind == AuthorDevice && r.Author.IsZero() {
-		return malformed("a device's record names the device")
+	if r.AuthorKind != AuthorStaff && r.Author.IsZero() {
+		return malformed("a %s's record names the %s", r.AuthorKind, r.AuthorKind)
 	}
 	if r.Payload == ([16]byte{}) {
 		return malformed("record has no payload ID")

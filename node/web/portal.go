@@ -17,6 +17,7 @@ import (
 
 	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
+	"github.com/medfed/medfed/federation/device"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node"
 	"github.com/medfed/medfed/node/api"
@@ -181,7 +182,7 @@ const maxBody = 4 << 10
 
 // draftBody asks for a document or a request for the patient's key to
 // sign: a contract from the consent form, the revocation of the contract
-// in force, or a view of every holder.
+// in force, a view of every holder, or a note for their records here.
 type draftBody struct {
 	What      string       `json:"what"` // contract, revocation or view
 	Pseudonym string       `json:"pseudonym"`
@@ -191,6 +192,7 @@ type draftBody struct {
 	Seal      []byte       `json:"seal,omitempty"`   // records: the X25519 key the browser opens them with
 	Target    string       `json:"target,omitempty"` // revocation: the token to withdraw (its ID); the contract in force when empty
 	Token     *tokenForm   `json:"token,omitempty"`
+	Note      string       `json:"note,omitempty"` // note: its text
 }
 
 // tokenForm is a token for one grantee, for a while: a research team for
@@ -259,6 +261,9 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	if v.Standing == centre.InForce && v.Contract != nil {
 		inForce = &consent.Contract{ID: v.Contract.ID, Version: v.Contract.Version}
 	}
+	if b.What == "note" {
+		return s.draftNote(p, key, b.Passkey, b.Note, now)
+	}
 	var d consent.Draft
 	var preview []string
 	switch b.What {
@@ -309,10 +314,32 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		}
 		preview = []string{"Every centre erases every record it holds about you: the records are destroyed, and what remains on the ledgers says only that they existed and were erased. This cannot be undone."}
 	default:
-		return nil, badRequest("a draft of %q: contract, revocation or view", b.What)
+		return nil, badRequest("a draft of %q: contract, revocation, token, erasure, note, view, records or erase", b.What)
 	}
 	c := d.Challenge()
 	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview}, nil
+}
+
+// draftNote drafts the patient's note of text for their records at this
+// centre: the Observation that records it, in a note (device.Note) for
+// their key to sign.
+func (s *Server) draftNote(p ledger.Pseudonym, key ed25519.PublicKey, passkey bool, text string, now time.Time) (draftAnswer, error) {
+	obs, err := api.NoteObservation(p, text, now)
+	if err != nil {
+		return draftAnswer{}, err
+	}
+	n := device.Note{Federation: s.node.Federation(), Centre: s.self(), Subject: p, Time: now, Observation: obs}
+	rand.Read(n.Nonce[:])
+	raw, err := n.Draft(key, passkey)
+	if err != nil {
+		return draftAnswer{}, err
+	}
+	signed := wire.Signed(device.NoteContext, raw)
+	c := wire.Challenge(signed)
+	return draftAnswer{What: "note", Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{
+		"Add this note to your records at " + s.node.Name() + ", in your own words:", text,
+		"Staff you let see your observations may read it, at any centre; it is kept as any record is.",
+	}}, nil
 }
 
 // requestOps are the patient's requests the portal makes, by the name
@@ -420,6 +447,9 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 		}
 		return api.PatientResultOf(res), nil
 	}
+	if b.What == "note" {
+		return s.submitNote(ctx, key, b.Draft, b.Signature, pk)
+	}
 	d := consent.Draft{Key: key, Passkey: pk != nil, Bytes: b.Draft}
 	var doc []byte
 	if pk != nil {
@@ -449,6 +479,31 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 		return nil, err
 	}
 	return api.ConsentDeliveryOf(del), nil
+}
+
+// submitNote takes the patient's note, signed: the centre stores it as a
+// record they wrote, once their key is found to speak for them.
+func (s *Server) submitNote(ctx context.Context, key ed25519.PublicKey, draft, sig []byte, pk *wire.Passkey) (any, error) {
+	raw, err := device.SealNote(draft, sig, pk)
+	if err != nil {
+		return nil, err
+	}
+	n, err := device.ParseNote(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(n.Key, key) {
+		return nil, badRequest("not a note of this key")
+	}
+	reading, err := api.ReadNote(n.Subject, n.Observation)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.node.AddNote(ctx, centre.NoteRequest{Note: raw, Reading: reading})
+	if err != nil {
+		return nil, err
+	}
+	return api.ReadingsStoredOf(res), nil
 }
 
 var documentKinds = map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation, "token": consent.KindToken, "erasure": consent.KindErasure}

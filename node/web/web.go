@@ -34,6 +34,7 @@ type Centre interface {
 	SubmitConsent(ctx context.Context, doc []byte) (centre.ConsentDelivery, error)
 	ShowConsent(ctx context.Context, p ledger.Pseudonym) (centre.ConsentView, error)
 	PatientRelay(ctx context.Context, request []byte) (centre.PatientResult, error)
+	AddNote(ctx context.Context, r centre.NoteRequest) (centre.ReadingsResult, error)
 	QueryRecords(ctx context.Context, r centre.QueryRequest) (centre.QueryResult, error)
 	StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (centre.EmergencyStops, error)
 	Notices(after int64) []centre.Notice

@@ -122,17 +122,30 @@ const drafts = {
   contract: [1, 2], revocation: [1, 3], token: [1, 4], erasure: [1, 7],
 };
 
+// A note for the patient's records (version 1) names no kind: what the
+// key signs is made here from the draft under the note's context, never
+// taken from the centre, so that nothing but a note is signed.
+const noteContext = "medfed/device/v1 note";
+
 // sign signs a draft as the key's kind requires and submits it.
 async function signAndSubmit(state, draft) {
   const bytes = unb64(draft.draft);
-  const want = drafts[draft.what];
-  const version = want && want[0] | (state.kind === "passkey" ? 0x80 : 0);
-  if (!want || bytes[0] !== version || bytes[1] !== want[1]) throw new Error(`the centre sent something other than the ${draft.what} to sign: nothing was signed`);
+  const passkeyBit = state.kind === "passkey" ? 0x80 : 0;
+  let signed = unb64(draft.signed);
+  let challenge = unb64(draft.challenge);
+  if (draft.what === "note") {
+    if (bytes[0] !== (1 | passkeyBit)) throw new Error("the centre sent something other than a note to sign: nothing was signed");
+    signed = concat(text(noteContext), new Uint8Array([0]), bytes);
+    challenge = new Uint8Array(await crypto.subtle.digest("SHA-256", signed));
+  } else {
+    const want = drafts[draft.what];
+    if (!want || bytes[0] !== (want[0] | passkeyBit) || bytes[1] !== want[1]) throw new Error(`the centre sent something other than the ${draft.what} to sign: nothing was signed`);
+  }
   const body = { what: draft.what, draft: draft.draft, key: state.key };
   if (state.kind === "passkey") {
     const got = await navigator.credentials.get({
       publicKey: {
-        challenge: unb64(draft.challenge),
+        challenge,
         rpId: state.rpId,
         allowCredentials: [{ type: "public-key", id: unb64(state.credId) }],
         userVerification: "required",
@@ -148,7 +161,7 @@ async function signAndSubmit(state, draft) {
   } else {
     const pair = await idbGet("patient");
     if (!pair) throw new Error("this browser no longer holds your key: ask a registrar to attest a new one");
-    body.signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, pair.privateKey, unb64(draft.signed)));
+    body.signature = b64(await crypto.subtle.sign({ name: "Ed25519" }, pair.privateKey, signed));
   }
   return post("/portal/submit", body);
 }
@@ -633,6 +646,11 @@ async function run() {
         showPreview(await draft(state, "erasure"));
         return;
       }
+      if (d.what === "note") {
+        $("note-text").value = "";
+        say("result", `Your note was signed and added to your records here (entry ${got.First}).`);
+        return;
+      }
       if (d.what === "revocation" && d.target) {
         for (const t of state.tokens || []) if (t.id === d.target) t.revoked = true;
         save(state);
@@ -680,6 +698,14 @@ async function run() {
       const d = await draft(state, "revocation", undefined, { target: id });
       d.target = id;
       showPreview(d);
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
+  $("note-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      showPreview(await draft(state, "note", undefined, { note: $("note-text").value }));
     } catch (e) {
       say("result", `Not prepared: ${e.message}`, true);
     }

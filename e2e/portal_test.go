@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +19,11 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medfed/medfed/federation/device"
 	httpapi "github.com/medfed/medfed/node/api"
+	"github.com/medfed/medfed/node/ledger"
 )
 
 // The people's pages in a real browser: each step is what a patient, a
@@ -347,6 +353,44 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	validateFHIR(t, []string{notesFile})
+
+	// The patient registers their glucose meter by the key it shows,
+	// signed with the passkey; the meter's readings reach the clinician;
+	// revoked in one click, the meter adds nothing more.
+	meter := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x6d}, 32))
+	patient.do("fill in the device form", chromedp.SendKeys(chromedp.CSS("#device-key"), hex.EncodeToString(meter.Public().(ed25519.PublicKey))),
+		chromedp.SetValue(chromedp.CSS("#device-type"), "glucose-meter"), chromedp.Click(chromedp.CSS("#device-class-observation")))
+	patient.sign("#add-device", "Your glucose meter, device "+device.ID(meter.Public().(ed25519.PublicKey)).String()+", may add your observations to your records at centre-a", "is registered: it is in force")
+	patient.waitText("#devices", "Device "+device.ID(meter.Public().(ed25519.PublicKey)).String())
+	patient.page("portal-device")
+	var addr httpapi.DeviceAddress
+	x.must(t, 200, "GET", a.name, "/v1/devices/address", "", nil, &addr)
+	centreA, err := peer.Decode(addr.Centre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := ledger.ParsePseudonym(pseudonym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readings := deviceReadings(pseudonym)[:1]
+	batch := func(nonce byte) httpapi.ReadingsBody {
+		raw, err := device.Batch{Federation: addr.Federation, Centre: centreA, Subject: subject, Nonce: [16]byte{nonce, 0xb0}, Time: time.Now().UTC(),
+			Readings: [][]byte{[]byte(readings[0])}}.Sign(meter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return httpapi.ReadingsBody{Batch: raw}
+	}
+	x.must(t, 201, "POST", a.name, "/v1/devices/readings", "", batch(1), nil)
+	clinician.find(site(a), nhsNumber)
+	clinician.waitText("li.holder.answered", "centre-a")
+	clinician.waitText("li.holder.answered", "2 record(s) released")
+	patient.sign("#devices button.danger", "adds nothing more to your records at centre-a", "is revoked: it adds nothing more")
+	patient.waitText("#devices", "(revoked)")
+	if ans, err := x.do("POST", a.name, "/v1/devices/readings", "", batch(2)); err != nil || ans.status != 403 || !strings.Contains(string(ans.raw), "revoked") {
+		t.Fatalf("a batch of the revoked meter: %v, %d %s", err, ans.status, ans.raw)
+	}
 
 	// A token for centre-c's research team, for a day, one use; then
 	// withdrawn in one click.

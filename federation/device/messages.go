@@ -251,6 +251,23 @@ func (g Registration) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	return registrationMessage.Sign(key, g.write)
 }
 
+// Draft returns the registration before its signature, for a key the
+// patient's browser holds, as Note.Draft does; SealRegistration makes
+// the registration.
+func (g Registration) Draft(key ed25519.PublicKey, passkey bool) ([]byte, error) {
+	g.Key = key
+	if err := g.check(); err != nil {
+		return nil, err
+	}
+	return registrationMessage.Draft(passkey, g.write), nil
+}
+
+// SealRegistration returns a draft (Registration.Draft) signed, as
+// SealNote does.
+func SealRegistration(draft, sig []byte, p *wire.Passkey) ([]byte, error) {
+	return seal(registrationMessage, draft, sig, p, func(b []byte) error { _, err := ParseRegistration(b); return err })
+}
+
 // ParseRegistration decodes a signed registration; it accepts only what
 // Sign writes, and checks the signature against the key it carries.
 // Whether that key speaks for the patient is for the centre to check.
@@ -344,6 +361,41 @@ func (v Revocation) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, err
 	}
 	return revocationMessage.Sign(key, v.write)
+}
+
+// Draft returns the revocation before its signature, as
+// Registration.Draft does.
+func (v Revocation) Draft(key ed25519.PublicKey, passkey bool) ([]byte, error) {
+	v.Key = key
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	return revocationMessage.Draft(passkey, v.write), nil
+}
+
+// SealRevocation returns a draft (Revocation.Draft) signed, as SealNote
+// does.
+func SealRevocation(draft, sig []byte, p *wire.Passkey) ([]byte, error) {
+	return seal(revocationMessage, draft, sig, p, func(b []byte) error { _, err := ParseRevocation(b); return err })
+}
+
+// seal returns a draft of m signed by sig, an Ed25519 signature, or by a
+// passkey's assertion p when it is not nil, and checked by parse.
+func seal(m wire.Message, draft, sig []byte, p *wire.Passkey, parse func([]byte) error) ([]byte, error) {
+	var b []byte
+	var err error
+	if p != nil {
+		b, err = m.SealPasskey(draft, nil, *p)
+	} else {
+		b, err = m.Seal(draft, nil, sig)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := parse(b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // ParseRevocation decodes a signed revocation, as ParseRegistration.

@@ -106,20 +106,7 @@ func (n Note) Draft(key ed25519.PublicKey, passkey bool) ([]byte, error) {
 // or by a passkey's assertion p when it is not nil. The result is checked
 // as ParseNote checks any note.
 func SealNote(draft, sig []byte, p *wire.Passkey) ([]byte, error) {
-	var b []byte
-	var err error
-	if p != nil {
-		b, err = noteMessage.SealPasskey(draft, nil, *p)
-	} else {
-		b, err = noteMessage.Seal(draft, nil, sig)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := ParseNote(b); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return seal(noteMessage, draft, sig, p, func(b []byte) error { _, err := ParseNote(b); return err })
 }
 
 // ParseNote decodes a signed note; it accepts only what Sign and SealNote

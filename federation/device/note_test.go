@@ -102,30 +102,50 @@ func TestAPatientsNote(t *testing.T) {
 	}
 }
 
-// A note drafted for a key the browser holds, signed there and sealed,
-// is the note Sign makes; a draft for a passkey is refused a plain
-// signature.
-func TestANoteDraftedAndSealed(t *testing.T) {
+// A note, a registration and a revocation drafted for a key the browser
+// holds, signed there and sealed, are what Sign makes; a draft for a
+// passkey is refused a plain signature.
+func TestStatementsDraftedAndSealed(t *testing.T) {
 	w := newWorld(t, 3600, 100)
 	n := w.note("ada", 1, "drafted")
-	draft, err := n.Draft(pub(key("ada")), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := device.SealNote(draft, ed25519.Sign(key("ada"), wire.Signed(device.NoteContext, draft)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := n.Sign(key("ada"))
-	if err != nil || !bytes.Equal(raw, signed) {
-		t.Fatalf("sealed %x, signed %x (%v)", raw, signed, err)
-	}
-	passkeyDraft, err := n.Draft(pub(key("ada")), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := device.SealNote(passkeyDraft, ed25519.Sign(key("ada"), wire.Signed(device.NoteContext, passkeyDraft)), nil); !errors.Is(err, node.ErrInvalid) {
-		t.Fatalf("a passkey's draft sealed with an Ed25519 signature: %v", err)
+	g := w.registration("ada", "meter", "observation")
+	v := device.Revocation{Federation: federationID, Centre: here, Subject: pseudonym("ada"), Device: pub(key("meter")), Nonce: [16]byte{2}, Time: w.now}
+	for _, c := range []struct {
+		name    string
+		context string
+		draft   func(passkey bool) ([]byte, error)
+		sign    func() ([]byte, error)
+		seal    func(draft, sig []byte) ([]byte, error)
+	}{
+		{"note", device.NoteContext, func(p bool) ([]byte, error) { return n.Draft(pub(key("ada")), p) }, func() ([]byte, error) { return n.Sign(key("ada")) },
+			func(d, sig []byte) ([]byte, error) { return device.SealNote(d, sig, nil) }},
+		{"registration", device.RegistrationContext, func(p bool) ([]byte, error) { return g.Draft(pub(key("ada")), p) }, func() ([]byte, error) { return g.Sign(key("ada")) },
+			func(d, sig []byte) ([]byte, error) { return device.SealRegistration(d, sig, nil) }},
+		{"revocation", device.RevocationContext, func(p bool) ([]byte, error) { return v.Draft(pub(key("ada")), p) }, func() ([]byte, error) { return v.Sign(key("ada")) },
+			func(d, sig []byte) ([]byte, error) { return device.SealRevocation(d, sig, nil) }},
+	} {
+		draft, err := c.draft(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := c.seal(draft, ed25519.Sign(key("ada"), wire.Signed(c.context, draft)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := c.sign()
+		if err != nil || !bytes.Equal(raw, signed) {
+			t.Fatalf("%s: sealed %x, signed %x (%v)", c.name, raw, signed, err)
+		}
+		if _, err := c.seal(draft, ed25519.Sign(key("bob"), wire.Signed(c.context, draft))); !errors.Is(err, device.ErrSignature) {
+			t.Fatalf("%s: sealed with another key's signature: %v", c.name, err)
+		}
+		passkeyDraft, err := c.draft(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.seal(passkeyDraft, ed25519.Sign(key("ada"), wire.Signed(c.context, passkeyDraft))); !errors.Is(err, node.ErrInvalid) {
+			t.Fatalf("%s: a passkey's draft sealed with an Ed25519 signature: %v", c.name, err)
+		}
 	}
 	empty := n
 	empty.Observation = nil

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -48,10 +49,12 @@ func (s *Server) portal(w http.ResponseWriter, r *http.Request) {
 }
 
 type portalData struct {
-	Members  []string
-	Classes  []option
-	Roles    []option
-	Purposes []option
+	Members       []string
+	Classes       []option
+	Roles         []option
+	Purposes      []option
+	DeviceTypes   []option
+	DeviceClasses []option // the classes a device's readings are recorded as, of the centre's
 }
 
 type option struct{ Value, Label string }
@@ -67,6 +70,14 @@ func (s *Server) portalData() portalData {
 			label = w
 		}
 		d.Classes = append(d.Classes, option{c, label})
+	}
+	for _, c := range api.ReadingClasses() {
+		if i := slices.IndexFunc(d.Classes, func(o option) bool { return o.Value == c }); i >= 0 {
+			d.DeviceClasses = append(d.DeviceClasses, d.Classes[i])
+		}
+	}
+	for _, t := range device.Types() {
+		d.DeviceTypes = append(d.DeviceTypes, option{t, deviceTypeWords[t]})
 	}
 	d.Roles = []option{{"clinician", "Clinicians"}, {"researcher", "Researchers"}}
 	d.Purposes = []option{{"treatment", "My treatment"}, {"research", "Research"}}
@@ -192,7 +203,18 @@ type draftBody struct {
 	Seal      []byte       `json:"seal,omitempty"`   // records: the X25519 key the browser opens them with
 	Target    string       `json:"target,omitempty"` // revocation: the token to withdraw (its ID); the contract in force when empty
 	Token     *tokenForm   `json:"token,omitempty"`
-	Note      string       `json:"note,omitempty"` // note: its text
+	Note      string       `json:"note,omitempty"`      // note: its text
+	Device    *deviceForm  `json:"device,omitempty"`    // device: the registration's form
+	DeviceKey string       `json:"deviceKey,omitempty"` // device-revocation: the device's key, 64 hex digits
+}
+
+// deviceForm registers a device for a while: its key as the device shows
+// it, what it is and what it may add.
+type deviceForm struct {
+	Key     string   `json:"key"` // 64 hex digits
+	Type    string   `json:"type"`
+	Classes []string `json:"classes"`
+	Days    int      `json:"days"`
 }
 
 // tokenForm is a token for one grantee, for a while: a research team for
@@ -261,8 +283,11 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	if v.Standing == centre.InForce && v.Contract != nil {
 		inForce = &consent.Contract{ID: v.Contract.ID, Version: v.Contract.Version}
 	}
-	if b.What == "note" {
+	switch b.What {
+	case "note":
 		return s.draftNote(p, key, b.Passkey, b.Note, now)
+	case "device", "device-revocation":
+		return s.draftDevice(p, key, b, now)
 	}
 	var d consent.Draft
 	var preview []string
@@ -340,6 +365,96 @@ func (s *Server) draftNote(p ledger.Pseudonym, key ed25519.PublicKey, passkey bo
 		"Add this note to your records at " + s.node.Name() + ", in your own words:", text,
 		"Staff you let see your observations may read it, at any centre; it is kept as any record is.",
 	}}, nil
+}
+
+// draftDevice drafts the registration of a device from the form, or the
+// revocation of the device whose key is named, for the patient's key to
+// sign.
+func (s *Server) draftDevice(p ledger.Pseudonym, key ed25519.PublicKey, b draftBody, now time.Time) (draftAnswer, error) {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	var (
+		raw     []byte
+		context string
+		preview []string
+	)
+	if b.What == "device-revocation" {
+		dk, err := deviceKey(b.DeviceKey)
+		if err != nil {
+			return draftAnswer{}, err
+		}
+		v := device.Revocation{Federation: s.node.Federation(), Centre: s.self(), Subject: p, Device: dk, Nonce: nonce, Time: now}
+		if raw, err = v.Draft(key, b.Passkey); err != nil {
+			return draftAnswer{}, err
+		}
+		context = device.RevocationContext
+		preview = []string{"The device " + device.ID(dk).String() + " adds nothing more to your records at " + s.node.Name() + ", from now on. What it added stays in your records."}
+	} else {
+		f := b.Device
+		if f == nil {
+			return draftAnswer{}, badRequest("a device's registration needs its form")
+		}
+		dk, err := deviceKey(f.Key)
+		if err != nil {
+			return draftAnswer{}, err
+		}
+		t, err := device.ParseType(f.Type)
+		if err != nil {
+			return draftAnswer{}, err
+		}
+		if f.Days < 1 || f.Days > maxDeviceDays {
+			return draftAnswer{}, badRequest("a device is registered for 1 to %d days", maxDeviceDays)
+		}
+		classes := slices.Clone(f.Classes)
+		slices.Sort(classes)
+		classes = slices.Compact(classes)
+		for _, c := range classes {
+			if !slices.Contains(api.ReadingClasses(), c) || !slices.Contains(s.node.Classes(), c) {
+				return draftAnswer{}, badRequest("data class %q is not one a device's readings are recorded as here", c)
+			}
+		}
+		if len(classes) == 0 {
+			return draftAnswer{}, badRequest("tick what the device may add")
+		}
+		g := device.Registration{Federation: s.node.Federation(), Centre: s.self(), Subject: p, Device: dk, Type: t, Classes: classes,
+			NotBefore: now.Add(-deviceBackfill), Expires: now.Add(time.Duration(f.Days) * 24 * time.Hour), Nonce: nonce, Time: now}
+		if raw, err = g.Draft(key, b.Passkey); err != nil {
+			return draftAnswer{}, err
+		}
+		context = device.RegistrationContext
+		preview = []string{
+			fmt.Sprintf("Your %s, device %s, may add your %s to your records at %s, until %s.", deviceTypeWords[t.String()], device.ID(dk).String(),
+				words(classes, classWords, "and"), s.node.Name(), g.Expires.Format("2 January 2006")),
+			"It may send what it measured in the last day too. Each reading it sends is signed with its own key and kept as any record is; you can revoke it here at any time.",
+		}
+	}
+	signed := wire.Signed(context, raw)
+	c := wire.Challenge(signed)
+	return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: preview}, nil
+}
+
+// A device the portal registers may send what it measured in the day
+// before (a meter the patient already used keeps its readings), for up
+// to maxDeviceDays: within device.MaxLifetime with that day.
+const (
+	deviceBackfill = 24 * time.Hour
+	maxDeviceDays  = 731
+)
+
+// deviceKey reads a device's public key as the device shows it: 64 hex
+// digits.
+func deviceKey(s string) (ed25519.PublicKey, error) {
+	k, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(k) != ed25519.PublicKeySize {
+		return nil, badRequest("a device's key is the 64 hex digits it shows (medfed device keygen's .pub)")
+	}
+	return ed25519.PublicKey(k), nil
+}
+
+// deviceTypeWords name the device types as a patient reads them.
+var deviceTypeWords = map[string]string{
+	"glucose-meter": "glucose meter", "heart-rate-monitor": "heart rate monitor", "blood-pressure-monitor": "blood pressure monitor",
+	"pulse-oximeter": "pulse oximeter", "scale": "scale", "patient-app": "app",
 }
 
 // requestOps are the patient's requests the portal makes, by the name
@@ -447,8 +562,11 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 		}
 		return api.PatientResultOf(res), nil
 	}
-	if b.What == "note" {
+	switch b.What {
+	case "note":
 		return s.submitNote(ctx, key, b.Draft, b.Signature, pk)
+	case "device", "device-revocation":
+		return s.submitDevice(ctx, b.What, key, b.Draft, b.Signature, pk)
 	}
 	d := consent.Draft{Key: key, Passkey: pk != nil, Bytes: b.Draft}
 	var doc []byte
@@ -504,6 +622,47 @@ func (s *Server) submitNote(ctx context.Context, key ed25519.PublicKey, draft, s
 		return nil, err
 	}
 	return api.ReadingsStoredOf(res), nil
+}
+
+// submitDevice takes the patient's registration or revocation of a
+// device, signed: the centre registers or revokes the device once their
+// key is found to speak for them.
+func (s *Server) submitDevice(ctx context.Context, what string, key ed25519.PublicKey, draft, sig []byte, pk *wire.Passkey) (any, error) {
+	var (
+		v   centre.DeviceView
+		err error
+	)
+	if what == "device" {
+		raw, serr := device.SealRegistration(draft, sig, pk)
+		if serr != nil {
+			return nil, serr
+		}
+		g, perr := device.ParseRegistration(raw)
+		if perr != nil {
+			return nil, perr
+		}
+		if !bytes.Equal(g.Key, key) {
+			return nil, badRequest("not a registration of this key")
+		}
+		v, err = s.node.RegisterDevice(ctx, raw)
+	} else {
+		raw, serr := device.SealRevocation(draft, sig, pk)
+		if serr != nil {
+			return nil, serr
+		}
+		r, perr := device.ParseRevocation(raw)
+		if perr != nil {
+			return nil, perr
+		}
+		if !bytes.Equal(r.Key, key) {
+			return nil, badRequest("not a revocation of this key")
+		}
+		v, err = s.node.RevokeDevice(ctx, raw)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return api.DeviceRegistrationOf(v), nil
 }
 
 var documentKinds = map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation, "token": consent.KindToken, "erasure": consent.KindErasure}

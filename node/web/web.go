@@ -35,6 +35,8 @@ type Centre interface {
 	ShowConsent(ctx context.Context, p ledger.Pseudonym) (centre.ConsentView, error)
 	PatientRelay(ctx context.Context, request []byte) (centre.PatientResult, error)
 	AddNote(ctx context.Context, r centre.NoteRequest) (centre.ReadingsResult, error)
+	RegisterDevice(ctx context.Context, statement []byte) (centre.DeviceView, error)
+	RevokeDevice(ctx context.Context, statement []byte) (centre.DeviceView, error)
 	QueryRecords(ctx context.Context, r centre.QueryRequest) (centre.QueryResult, error)
 	StopEmergency(ctx context.Context, p ledger.Pseudonym, staff ledger.StaffID) (centre.EmergencyStops, error)
 	Notices(after int64) []centre.Notice

@@ -328,6 +328,45 @@ func TestPasskeyPatientAndRegistrar(t *testing.T) {
 		t.Fatalf("view: %d %s", r.status, r.body)
 	}
 
+	// A note or a device's registration the form gets wrong is refused
+	// at its draft, with nothing on the ledger; a note signed for one
+	// draft and sent with another is refused at its submission.
+	size = s.a.Centre.Ledger.Size()
+	meter := strings.Repeat("ab", 32)
+	for name, body := range map[string]map[string]any{
+		"an empty note":            {"what": "note", "note": " \n "},
+		"a note past its length":   {"what": "note", "note": strings.Repeat("a", api.MaxNoteText+1)},
+		"a device key of 31 bytes": {"what": "device", "device": map[string]any{"key": meter[:62], "type": "glucose-meter", "classes": []string{"observation"}, "days": 30}},
+		"a device of no type":      {"what": "device", "device": map[string]any{"key": meter, "type": "toaster", "classes": []string{"observation"}, "days": 30}},
+		"a device for no days":     {"what": "device", "device": map[string]any{"key": meter, "type": "scale", "classes": []string{"observation"}, "days": 0}},
+		"a device for 3 years":     {"what": "device", "device": map[string]any{"key": meter, "type": "scale", "classes": []string{"observation"}, "days": 1096}},
+		"a device adding letters":  {"what": "device", "device": map[string]any{"key": meter, "type": "scale", "classes": []string{"clinic-letter"}, "days": 30}},
+		"a device adding nothing":  {"what": "device", "device": map[string]any{"key": meter, "type": "scale", "days": 30}},
+		"a device's form missing":  {"what": "device"},
+		"a revocation of no key":   {"what": "device-revocation", "deviceKey": "not hex"},
+		"the patient's own key":    {"what": "device", "device": map[string]any{"key": enrolled.Key, "type": "scale", "classes": []string{"observation"}, "days": 30}},
+	} {
+		body["pseudonym"], body["key"], body["passkey"] = status.Pseudonym, enrolled.Key, true
+		if r := s.json(t, "/portal/draft", body, nil); r.status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	var note draft
+	if r := s.json(t, "/portal/draft", map[string]any{"what": "note", "note": "a note", "pseudonym": status.Pseudonym, "key": enrolled.Key, "passkey": true}, &note); r.status != 200 {
+		t.Fatalf("note draft: %d %s", r.status, r.body)
+	}
+	if r := s.json(t, "/portal/submit", map[string]any{"what": "note", "draft": note.Draft, "key": enrolled.Key, "passkey": passkeyProof(t, pk, pk.Assert(t, challenge))}, nil); r.status != http.StatusForbidden {
+		t.Errorf("a note with the view's assertion: %d %s", r.status, r.body)
+	}
+	if s.a.Centre.Ledger.Size() != size {
+		t.Fatal("a refused note or device reached the ledger")
+	}
+	copy(challenge[:], note.Challenge)
+	var stored api.ReadingsStored
+	if r := s.json(t, "/portal/submit", map[string]any{"what": "note", "draft": note.Draft, "key": enrolled.Key, "passkey": passkeyProof(t, pk, pk.Assert(t, challenge))}, &stored); r.status != 200 || stored.Count != 1 {
+		t.Fatalf("the note: %d %s", r.status, r.body)
+	}
+
 	// A session gone idle is over: the console asks to sign in again.
 	s.skew.Store(int64(web.IdleTimeout + time.Minute))
 	if r := s.form(t, registrar, "/console/attest", attest); r.status != http.StatusUnauthorized || !bytes.Contains(r.body, []byte("expired")) {

@@ -122,10 +122,16 @@ const drafts = {
   contract: [1, 2], revocation: [1, 3], token: [1, 4], erasure: [1, 7],
 };
 
-// A note for the patient's records (version 1) names no kind: what the
-// key signs is made here from the draft under the note's context, never
-// taken from the centre, so that nothing but a note is signed.
-const noteContext = "medfed/device/v1 note";
+// A note for the patient's records and a device's registration or
+// revocation (version 1) name no kind after their version: what the key
+// signs is made here from the draft under the message's context, never
+// taken from the centre, so that nothing but what was asked for is
+// signed.
+const contexts = {
+  note: "medfed/device/v1 note",
+  device: "medfed/device/v1 registration",
+  "device-revocation": "medfed/device/v1 revocation",
+};
 
 // sign signs a draft as the key's kind requires and submits it.
 async function signAndSubmit(state, draft) {
@@ -133,9 +139,9 @@ async function signAndSubmit(state, draft) {
   const passkeyBit = state.kind === "passkey" ? 0x80 : 0;
   let signed = unb64(draft.signed);
   let challenge = unb64(draft.challenge);
-  if (draft.what === "note") {
-    if (bytes[0] !== (1 | passkeyBit)) throw new Error("the centre sent something other than a note to sign: nothing was signed");
-    signed = concat(text(noteContext), new Uint8Array([0]), bytes);
+  if (contexts[draft.what]) {
+    if (bytes[0] !== (1 | passkeyBit)) throw new Error(`the centre sent something other than the ${draft.what} to sign: nothing was signed`);
+    signed = concat(text(contexts[draft.what]), new Uint8Array([0]), bytes);
     challenge = new Uint8Array(await crypto.subtle.digest("SHA-256", signed));
   } else {
     const want = drafts[draft.what];
@@ -444,6 +450,33 @@ function tokenValues() {
   return { centre: f.elements.centre.value, purposes: all("token-purposes"), classes: all("token-classes"), hours: Number(f.elements.hours.value), uses: Number(f.elements.uses.value) };
 }
 
+function deviceValues() {
+  const f = $("device-form");
+  return {
+    key: f.elements["device-key"].value.trim(),
+    type: f.elements["device-type"].value,
+    classes: Array.from(f.querySelectorAll(`input[name="device-classes"]:checked`), (i) => i.value),
+    days: Number(f.elements["device-days"].value),
+  };
+}
+
+function showDevices(state) {
+  const parts = (state.devices || []).map((d) => {
+    const div = document.createElement("div");
+    div.className = "device";
+    div.append(Object.assign(document.createElement("p"), {
+      textContent: `Device ${d.id} (${d.type}), may add your ${d.classes.join(", ")} until ${when(d.expires)}${d.revoked ? " (revoked)" : ""}`,
+    }));
+    if (!d.revoked) {
+      const b = Object.assign(document.createElement("button"), { type: "button", className: "danger", textContent: "Revoke this device" });
+      b.dataset.device = d.key;
+      div.append(b);
+    }
+    return div;
+  });
+  $("devices").replaceChildren(...parts);
+}
+
 function showTokens(state) {
   const list = state.tokens || [];
   const parts = list.map((t) => {
@@ -646,6 +679,15 @@ async function run() {
         showPreview(await draft(state, "erasure"));
         return;
       }
+      if (d.what === "device" || d.what === "device-revocation") {
+        const kept = (state.devices || []).filter((x) => x.key !== got.Key);
+        state.devices = [...kept, { key: got.Key, id: got.Device, type: got.Type, classes: got.Classes, expires: got.Expires, revoked: got.State === "revoked" }];
+        save(state);
+        showDevices(state);
+        if (d.what === "device") $("device-form").reset();
+        say("result", d.what === "device" ? `Your device ${got.Device} is registered: it is ${got.State}.` : `Your device ${got.Device} is revoked: it adds nothing more.`);
+        return;
+      }
       if (d.what === "note") {
         $("note-text").value = "";
         say("result", `Your note was signed and added to your records here (entry ${got.First}).`);
@@ -710,6 +752,23 @@ async function run() {
       say("result", `Not prepared: ${e.message}`, true);
     }
   });
+  $("device-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      showPreview(await draft(state, "device", undefined, { device: deviceValues() }));
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
+  $("devices").addEventListener("click", async (ev) => {
+    const key = ev.target.dataset && ev.target.dataset.device;
+    if (!key) return;
+    try {
+      showPreview(await draft(state, "device-revocation", undefined, { deviceKey: key }));
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
   $("erase").addEventListener("click", async () => {
     try {
       showPreview(await draft(state, "erase"));
@@ -718,6 +777,7 @@ async function run() {
     }
   });
   showTokens(state);
+  showDevices(state);
 }
 
 run().catch((e) => say("portal-status", e.message, true));

@@ -279,10 +279,11 @@ func (p *Patient) weighDelegations() []delegTerm {
 	return terms
 }
 
-// delegationRevoked returns the issue time of the first revocation of t
-// that counts: the patient's, signed with a key that counted then, or
-// the delegate's own under it (stepping down). Zero: none. A delegate
-// never revokes another's delegation.
+// delegationRevoked returns when the first revocation of t that counts
+// took effect: the patient's, signed with a key that counted then, or
+// the delegate's own under it (stepping down), at its issue; a
+// registrar's at its second approval. Zero: none. A delegate never
+// revokes another's delegation.
 func (p *Patient) delegationRevoked(t *delegTerm) time.Time {
 	var first time.Time
 	for _, d := range p.revocations {
@@ -290,17 +291,38 @@ func (p *Patient) delegationRevoked(t *delegTerm) time.Time {
 		if r.Target != t.ID {
 			continue
 		}
-		counts := false
-		if r.Delegation.IsZero() {
+		counts, at := false, r.Issued
+		switch {
+		case !r.Staff.IsZero():
+			// A member centre signed it (Service.accept checks): it
+			// counts once another staff member approved it.
+			var approved time.Time
+			approved, counts = p.approvedAt(d.Hash(), d.Signer, r.Staff)
+			at = later(approved, r.Issued)
+		case r.Delegation.IsZero():
 			counts, _ = p.keyValid(d.Signer, r.Issued)
-		} else {
+		default:
 			counts = r.Delegation == t.ID && d.Signer.Equal(t.Delegate)
 		}
-		if counts && (first.IsZero() || r.Issued.Before(first)) {
-			first = r.Issued
+		if counts && (first.IsZero() || at.Before(first)) {
+			first = at
 		}
 	}
 	return first
+}
+
+// registrarRevocation says why d, a registrar's revocation, cannot count
+// for patient p whoever holds it, or nil: a member centre signed it, and
+// it ends a delegation p holds (a registrar ends no contract or token:
+// those are the patient's own to withdraw).
+func (s *Service) registrarRevocation(p *Patient, d Document) error {
+	switch {
+	case !s.memberKey(d.Signer):
+		return fmt.Errorf("%w: a registrar's revocation not signed by a member centre", ErrSignature)
+	case p.delegation(d.Revocation.Target) == nil:
+		return fmt.Errorf("%w: a registrar's revocation ends a delegation, and this centre holds none %s", ErrConflict, d.Revocation.Target)
+	}
+	return nil
 }
 
 // errVoided: the patient's key that signed a delegation was reported lost
@@ -604,6 +626,24 @@ func (s *Service) Delegate(ctx context.Context, d Delegation) (Delegation, [32]b
 	}
 	del, err := s.Submit(ctx, raw)
 	return d, sha256.Sum256(raw), del, err // a document's hash is its bytes' (Document.Hash)
+}
+
+// EndDelegation has staff, a registrar who saw evidence (a court's order
+// ending a guardianship), end the delegation target for a patient who
+// cannot revoke it themself: this centre signs the revocation, and it
+// counts once a second staff member approves it (Approve, with the hash
+// returned), as a registrar's delegation does. The delegate's acts before
+// then stand.
+func (s *Service) EndDelegation(ctx context.Context, p ledger.Pseudonym, target ID, staff ledger.StaffID, ev Evidence) ([32]byte, Delivery, error) {
+	if staff.IsZero() || ev == 0 {
+		return [32]byte{}, Delivery{}, malformed("a registrar's revocation names the registrar and the evidence seen")
+	}
+	raw, err := SignRevocation(s.opts.Key, Revocation{Federation: s.federation(), Subject: p, Target: target, Issued: s.now().UTC().Truncate(time.Second), Staff: staff, Evidence: ev})
+	if err != nil {
+		return [32]byte{}, Delivery{}, err
+	}
+	del, err := s.Submit(ctx, raw)
+	return sha256.Sum256(raw), del, err
 }
 
 // AuthenticateDelegate checks that signed, a request made at issued by

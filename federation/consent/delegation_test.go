@@ -196,6 +196,73 @@ func TestParentDelegateForAChild(t *testing.T) {
 	}
 }
 
+// registrarEnding is centre's revocation of target, by registrar staff,
+// who saw a court order.
+func registrarEnding(t testing.TB, centre string, staff byte, target consent.ID, issued time.Time) consent.Document {
+	t.Helper()
+	raw, err := consent.SignRevocation(key(centre), consent.Revocation{Federation: fed, Subject: patient, Target: target, Issued: issued,
+		Staff: ledger.StaffID{staff}, Evidence: consent.CourtOrder})
+	return mustParse(t, raw, err)
+}
+
+// A registrar ends a delegation for a patient who cannot (a court ending
+// a guardianship): it counts from a second staff member's approval, not
+// the same registrar's; what the delegate did before then stands, after
+// it the delegate speaks for no one. A registrar's revocation of a
+// contract withdraws nothing.
+func TestARegistrarEndsADelegation(t *testing.T) {
+	now := t0.Add(5 * day)
+	made := registrarDelegation(t, consent.Delegation{})
+	approved := approval(t, "centre-b", 2, made, t0)
+	end := registrarEnding(t, "centre-a", 3, delegationID, t0.Add(day))
+	optOut := under(t, "parent", delegationID, consent.Contract{ID: consent.ID{5}, Base: consent.OptOut, Issued: t0.Add(time.Hour)})
+	for name, docs := range map[string][]consent.Document{
+		"not approved":                   {made, approved, end, optOut},
+		"approved by the same registrar": {made, approved, end, approval(t, "centre-a", 3, end, t0.Add(2*day)), optOut},
+	} {
+		p := patientAt(t, &now, docs...)
+		if g := p.Delegations(); len(g) != 1 || g[0].Status != consent.DelegationInForce {
+			t.Fatalf("%s: delegations %+v, want one in force", name, g)
+		}
+		if _, err := p.MayAct(pub("parent"), consent.ScopeConsent, now); err != nil {
+			t.Fatalf("%s: the parent may not act: %v", name, err)
+		}
+	}
+
+	p := patientAt(t, &now, made, approved, end, approval(t, "centre-b", 4, end, t0.Add(3*day)), optOut)
+	if g := p.Delegations(); len(g) != 1 || g[0].Status != consent.DelegationRevoked || !g[0].Revoked.Equal(t0.Add(3*day)) {
+		t.Fatalf("delegations %+v, want one revoked at its approval", g)
+	}
+	if _, err := p.MayAct(pub("parent"), consent.ScopeConsent, t0.Add(2*day)); err != nil {
+		t.Fatalf("before the ending's approval: %v", err)
+	}
+	if _, err := p.MayAct(pub("parent"), consent.ScopeConsent, t0.Add(4*day)); err == nil {
+		t.Fatal("after the ending's approval the parent may still act")
+	}
+	if s := p.Standing(); s.Contract == nil || s.Contract.ID != (consent.ID{5}) {
+		t.Fatalf("the contract the parent signed before: %+v, want it in force", s)
+	}
+
+	// The same, of the parent's contract: withdraws nothing.
+	p = patientAt(t, &now, made, approved, optOut, registrarEnding(t, "centre-a", 3, consent.ID{5}, t0.Add(day)))
+	if s := p.Standing(); s.Withdrawn || s.Contract == nil {
+		t.Fatalf("a registrar's revocation of a contract: %+v, want the contract in force", s)
+	}
+
+	// The encoding refuses a registrar's revocation under a delegation,
+	// without evidence, or with evidence and no registrar.
+	for name, r := range map[string]consent.Revocation{
+		"under a delegation":        {Staff: ledger.StaffID{3}, Evidence: consent.CourtOrder, Delegation: delegationID},
+		"without evidence":          {Staff: ledger.StaffID{3}},
+		"evidence and no registrar": {Evidence: consent.CourtOrder},
+	} {
+		r.Federation, r.Subject, r.Target, r.Issued = fed, patient, delegationID, t0
+		if _, err := consent.SignRevocation(key("centre-a"), r); err == nil {
+			t.Errorf("%s: signed", name)
+		}
+	}
+}
+
 // TestRegistrarDelegationWaitsForAPatientWithAKey: a registrar's delegation
 // of a patient who has a key waits the key notice after its approval, and
 // the patient's key can veto it until then, as a key replacement.

@@ -22,7 +22,7 @@
 //     token-max-lifetime after issue, for 1 to 1000 uses;
 //   - an Approval, signed by a member centre for a second staff member, of
 //     an attestation that replaces the patient's key, or of a delegation a
-//     registrar made;
+//     registrar made or ended;
 //   - a Veto, signed by the patient's key in force, of such an attestation
 //     or delegation;
 //   - an Erasure, signed by a patient's key in force for the key notice:
@@ -82,7 +82,12 @@
 // (a child with no key, an adult who lacks capacity) a registrar makes
 // the delegation (Service.Delegate) and a second staff member approves
 // it, as a key replacement; when the patient has a key in force it also
-// waits the key notice, in which that key can veto it. A key reported
+// waits the key notice, in which that key can veto it. A registrar ends
+// a delegation the same way (Service.EndDelegation: a court ending a
+// guardianship): a Revocation a member centre signs, naming the
+// registrar and the evidence, that counts from a second staff member's
+// approval; what the delegate signed before it stands, and a registrar
+// ends no contract or token. A key reported
 // lost or stolen voids the delegations it signed and all they let their
 // delegates sign.
 //

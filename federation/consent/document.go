@@ -150,13 +150,19 @@ type Erasure struct {
 // everything is denied but emergency access (as the charter and the
 // patient's last contract allow) and unrevoked tokens. A delegate steps
 // down by revoking its own delegation under it (Target and Delegation
-// the same).
+// the same). A registrar ends a delegation for a patient who cannot (a
+// court ending a guardianship): a member centre signs the revocation,
+// naming the registrar and the evidence they saw, and it counts from a
+// second staff member's approval (an Approval naming its hash), as a
+// registrar's delegation does.
 type Revocation struct {
 	Federation string
 	Subject    ledger.Pseudonym
 	Target     ID
 	Issued     time.Time
-	Delegation ID // the delegation its signer acts under; zero: the patient signed
+	Delegation ID             // the delegation its signer acts under; zero: the patient signed
+	Staff      ledger.StaffID // the registrar who ended a delegation; zero: the patient or a delegate signed
+	Evidence   Evidence       // what the registrar saw; zero with Staff
 }
 
 // Token grants one grantee temporary access within a scope: a staff
@@ -809,20 +815,39 @@ func decodeAttestation(b []byte) (*Attestation, error) {
 
 // Revocation body: str federation, [32] subject, [16] target, time
 // issued, delegation.
+// Revocation body: str federation, [32] subject, [16] target, time
+// issued; then, a delegate's, u8 1 and [16] its delegation; or, a
+// registrar's, u8 2, [16] staff and u8 evidence. The patient's has
+// neither, and reads as every revocation did before registrars' were.
 func (v *Revocation) write(w *writer) {
 	w.Str(v.Federation)
 	w.Bytes(v.Subject[:])
 	w.Bytes(v.Target[:])
 	w.Time(v.Issued)
 	writeVia(w, v.Delegation)
+	if !v.Staff.IsZero() {
+		w.U8(byRegistrar)
+		w.Bytes(v.Staff[:])
+		w.U8(uint8(v.Evidence))
+	}
 }
+
+// byRegistrar flags a registrar's revocation, after its head.
+const byRegistrar uint8 = 2
 
 func (v *Revocation) check() error {
 	if err := checkHead(v.Federation, v.Subject, v.Issued); err != nil {
 		return err
 	}
-	if v.Target.IsZero() {
+	switch {
+	case v.Target.IsZero():
 		return malformed("revocation of nothing")
+	case !v.Staff.IsZero() && !v.Delegation.IsZero():
+		return malformed("a registrar's revocation signed under a delegation")
+	case !v.Staff.IsZero() && !evidences.Valid(v.Evidence):
+		return malformed("a registrar's revocation names the evidence seen")
+	case v.Staff.IsZero() && v.Evidence != 0:
+		return malformed("evidence on a revocation no registrar made")
 	}
 	return nil
 }
@@ -833,7 +858,23 @@ func decodeRevocation(b []byte) (*Revocation, error) {
 	r.Fixed(v.Subject[:], "subject")
 	r.Fixed(v.Target[:], "target")
 	v.Issued = r.Time("issue time")
-	v.Delegation = readVia(r)
+	if r.Err() == nil && r.Len() > 0 {
+		switch f := r.U8("revocation flag"); f {
+		case viaDelegation:
+			r.Fixed(v.Delegation[:], "delegation")
+			if v.Delegation.IsZero() {
+				r.Fail("a zero delegation is written as none")
+			}
+		case byRegistrar:
+			r.Fixed(v.Staff[:], "staff")
+			v.Evidence = Evidence(r.U8("evidence"))
+			if v.Staff.IsZero() {
+				r.Fail("a zero staff member is written as none")
+			}
+		default:
+			r.Fail("revocation flag %d", f)
+		}
+	}
 	r.End("revocation")
 	if r.Err() != nil {
 		return nil, r.Err()

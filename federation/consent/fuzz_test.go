@@ -637,6 +637,7 @@ func FuzzDecodeRevocation(f *testing.F) {
 	fuzzBody(f, []*Revocation{
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC()},
 		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC(), Delegation: ID{9}},
+		{Federation: "medfed-fuzz", Subject: ledger.Pseudonym{1}, Target: ID{9}, Issued: time.Unix(1_780_000_000, 0).UTC(), Staff: ledger.StaffID{3}, Evidence: CourtOrder},
 	}, decodeRevocation)
 }
 

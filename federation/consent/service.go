@@ -484,7 +484,12 @@ func (s *Service) accept(ctx context.Context, e *entry, docs []Document, primary
 			}
 		case KindDelegation:
 			why = s.delegationSigner(trial, d)
-		case KindContract, KindRevocation, KindErasure:
+		case KindRevocation:
+			why = actSigner(trial, d)
+			if !d.Revocation.Staff.IsZero() {
+				why = s.registrarRevocation(trial, d)
+			}
+		case KindContract, KindErasure:
 			why = actSigner(trial, d)
 		default:
 			return 0, malformed("a %s is given to its grantee, not submitted", d.Kind)
@@ -623,6 +628,9 @@ func takesEffect(p *Patient, d Document) error {
 			return fmt.Errorf("%w: the contract would not be in force: a newer one is, or the patient's key was superseded before it was issued", ErrConflict)
 		}
 	case KindRevocation:
+		if !d.Revocation.Staff.IsZero() {
+			return nil // a registrar's: it counts from its approval
+		}
 		if ok, _ := p.signedValid(d); !ok {
 			return fmt.Errorf("%w: the revocation is signed by a key superseded before it was issued", ErrConflict)
 		}
@@ -640,6 +648,21 @@ func takesEffect(p *Patient, d Document) error {
 				return fmt.Errorf("%w: the approval does not count: the attestation replaces no key, or the staff member who attested it gave it", ErrConflict)
 			case d.Kind == KindVeto && k.Status != KeyVetoed:
 				return fmt.Errorf("%w: the veto does not count: the attestation took effect already, replaces no key, or the key that signed it was not in force", ErrConflict)
+			}
+		}
+		for _, r := range p.revocations {
+			if r.Hash() != d.attestationNamed() {
+				continue
+			}
+			switch {
+			case d.Kind == KindApproval && r.Revocation.Staff.IsZero():
+				return fmt.Errorf("%w: the approval does not count: the patient or a delegate signed the revocation, which needs none", ErrConflict)
+			case d.Kind == KindApproval:
+				if _, ok := p.approvedAt(r.Hash(), r.Signer, r.Revocation.Staff); !ok {
+					return fmt.Errorf("%w: the approval does not count: the staff member who made the revocation gave it", ErrConflict)
+				}
+			case d.Kind == KindVeto:
+				return fmt.Errorf("%w: a registrar's ending of a delegation is not vetoed", ErrConflict)
 			}
 		}
 		for _, g := range p.Delegations() {
@@ -776,14 +799,19 @@ func (s *Service) Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte,
 			found, needed, signer, maker = true, !g.Staff.IsZero(), g.signer, g.Staff
 		}
 	}
+	for _, d := range e.p.revocations {
+		if d.Hash() == att {
+			found, needed, signer, maker = true, !d.Revocation.Staff.IsZero(), d.Signer, d.Revocation.Staff
+		}
+	}
 	e.mu.Unlock()
 	switch {
 	case !found:
-		return Delivery{}, fmt.Errorf("consent: %w: no attestation or delegation %x for this patient", node.ErrNotFound, att[:8])
+		return Delivery{}, fmt.Errorf("consent: %w: no attestation, delegation or registrar's revocation %x for this patient", node.ErrNotFound, att[:8])
 	case !needed:
-		return Delivery{}, fmt.Errorf("%w: an attestation that replaces no key, or a delegation the patient signed, needs no approval", ErrConflict)
+		return Delivery{}, fmt.Errorf("%w: an attestation that replaces no key, or a delegation or revocation the patient signed, needs no approval", ErrConflict)
 	case signer.Equal(s.opts.Key.Public().(ed25519.PublicKey)) && maker == staff:
-		return Delivery{}, fmt.Errorf("%w: the staff member who attested a key or made a delegation cannot approve it", ErrSignature)
+		return Delivery{}, fmt.Errorf("%w: the staff member who attested a key, or made or ended a delegation, cannot approve it", ErrSignature)
 	}
 	raw, err := SignApproval(s.opts.Key, Approval{Federation: s.federation(), Subject: p, Attestation: att, Staff: staff, Issued: s.now().UTC().Truncate(time.Second)})
 	if err != nil {

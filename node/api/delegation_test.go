@@ -102,4 +102,45 @@ func TestARegistrarDelegatesForAPatientWhoCannotSign(t *testing.T) {
 	if !strings.Contains(string(seen.raw), made.ID) {
 		t.Fatalf("the view does not name the delegation %s beside the carer's request: %s", made.ID, seen.raw)
 	}
+
+	// The court ends the guardianship: the registrar ends the delegation
+	// on the order's evidence. Bad input, a clinician, or the ending of a
+	// contract instead, changes nothing; until a second staff member
+	// approves, the carer still sees the view, and the registrar cannot
+	// be that second member; from the approval on, the carer is refused.
+	endings := a.url + "/v1/patients/" + p + "/delegations/endings"
+	size = a.node.Centre.Ledger.Size()
+	for what, b := range map[string]map[string]any{
+		"no evidence":          {"delegation": made.ID},
+		"an unknown evidence":  {"delegation": made.ID, "evidence": "hearsay"},
+		"no delegation":        {"evidence": "court-order"},
+		"a delegation unknown": {"delegation": strings.Repeat("ab", 16), "evidence": "court-order"},
+	} {
+		if got := call(t, "POST", endings, registrar, b); got.status/100 != 4 {
+			t.Fatalf("%s: %d, want a refusal: %s", what, got.status, got.raw)
+		}
+	}
+	call(t, "POST", endings, a.token(t, "clinician"), map[string]any{"delegation": made.ID, "evidence": "court-order"}).want(t, 403, "a clinician ends a delegation")
+	if a.node.Centre.Ledger.Size() != size {
+		t.Fatal("a refused ending reached the ledger")
+	}
+	var ended api.DelegationDelivery
+	decode(t, call(t, "POST", endings, registrar, map[string]any{"delegation": made.ID, "evidence": "court-order"}).want(t, 200, "the registrar's ending").raw, &ended)
+	if ended.ID != made.ID || ended.Hash == made.Hash || !ended.Confirmed {
+		t.Fatalf("the ending answered %+v", ended)
+	}
+	if s := status(); s != "in force" {
+		t.Fatalf("before the ending's approval: %q", s)
+	}
+	call(t, "POST", a.url+"/v1/patient/view", "", map[string]any{"request": req}).want(t, 200, "the carer's view before the ending's approval")
+	call(t, "POST", a.url+approvals, registrar, map[string]any{"delegation": ended.Hash}).want(t, 403, "the registrar approves their own ending")
+	call(t, "POST", b.url+approvals, officerB, map[string]any{"delegation": ended.Hash}).want(t, 200, "a privacy officer approves the ending")
+	if s := status(); s != "revoked" {
+		t.Fatalf("after the ending's approval: %q", s)
+	}
+	again, err := centre.PatientRequest(a.cfg, patient.View, subject, carer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, "POST", a.url+"/v1/patient/view", "", map[string]any{"request": again}).want(t, 403, "the carer's view after the ending")
 }

@@ -32,6 +32,7 @@ type Centre interface {
 	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	Delegate(ctx context.Context, d consent.Delegation) (consent.ID, [32]byte, centre.ConsentDelivery, error)
+	EndDelegation(ctx context.Context, p ledger.Pseudonym, target consent.ID, staff ledger.StaffID, ev consent.Evidence) ([32]byte, centre.ConsentDelivery, error)
 	AddRecord(ctx context.Context, r centre.RecordRequest) (centre.RecordResponse, error)
 	CheckRecord(ctx context.Context, r centre.RecordRequest) error
 	RecordAt(ctx context.Context, index int64) (centre.RecordMeta, error)
@@ -107,9 +108,16 @@ type DelegationBody struct {
 	Expires      time.Time `json:"expires" doc:"when the delegation ends, RFC 3339"`
 }
 
-// DelegationApprovalBody approves a registrar's delegation.
+// DelegationApprovalBody approves a registrar's delegation, or a
+// registrar's ending of one.
 type DelegationApprovalBody struct {
-	Delegation string `json:"delegation" pattern:"^[0-9a-fA-F]{64}$" doc:"the delegation's hash, 64 hex digits, as its creation answered and GET /v1/patients/{pseudonym}/delegations lists it"`
+	Delegation string `json:"delegation" pattern:"^[0-9a-fA-F]{64}$" doc:"the hash, 64 hex digits, of the delegation as its creation answered and GET /v1/patients/{pseudonym}/delegations lists it, or of its ending as that answered"`
+}
+
+// DelegationEndingBody ends a delegation for a patient who cannot.
+type DelegationEndingBody struct {
+	Delegation string `json:"delegation" pattern:"^[0-9a-fA-F]{32}$" doc:"the delegation's ID, 32 hex digits, as GET /v1/patients/{pseudonym}/delegations lists it"`
+	Evidence   string `json:"evidence" doc:"what the registrar saw: court-order, power-of-attorney, capacity-assessment or birth-record"`
 }
 
 // RecordBody adds a record, or an amendment of one.
@@ -214,10 +222,16 @@ func (s *Server) table() []route {
 			answer:  DelegationList{}, params: []param{pseudonymParam}, handle: s.delegations,
 			op: "listDelegations", tag: "patients", about: "Each delegation of the patient's, the patient's own and registrars', with its ID, hash, delegate key, relationship, scope, term " +
 				"and status: in force, awaiting a second approval, in its notice period, vetoed, void, not yet in force, expired or revoked."},
+		{method: "POST", pattern: "/v1/patients/{pseudonym}/delegations/endings", auth: authStaff, roles: []string{"registrar"},
+			summary: "End a delegation for a patient who cannot revoke it, having seen the evidence",
+			body:    DelegationEndingBody{}, answer: DelegationDelivery{}, params: []param{pseudonymParam}, handle: s.endDelegation,
+			op: "endDelegation", tag: "patients", about: "A court ends a guardianship, a power of attorney is revoked: this centre signs, on the registrar's word and the evidence named, " +
+				"a revocation of the delegation. It counts once a second staff member approves it (POST .../delegations/approvals with the hash answered), from that approval: " +
+				"what the delegate signed before stands. A registrar ends delegations only, never a contract or a token."},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/delegations/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
-			summary: "Approve a registrar's delegation",
+			summary: "Approve a registrar's delegation, or a registrar's ending of one",
 			body:    DelegationApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approveDelegation,
-			op: "approveDelegation", tag: "patients", about: "The second staff member a registrar's delegation needs, having checked the evidence: someone other than the registrar who made it."},
+			op: "approveDelegation", tag: "patients", about: "The second staff member a registrar's delegation, or its ending, needs, having checked the evidence: someone other than the registrar who made it."},
 		{method: "POST", pattern: "/v1/patients/{pseudonym}/keys/approvals", auth: authStaff, roles: []string{"registrar", "privacy-officer"},
 			summary: "Approve an attestation that replaces a patient's key",
 			body:    ApprovalBody{}, answer: ConsentDelivery{}, params: []param{pseudonymParam}, handle: s.approve,
@@ -483,6 +497,34 @@ func (s *Server) delegate(ctx context.Context, c *call) (any, error) {
 		return nil, err
 	}
 	return DelegationDelivery{ID: id.String(), Hash: consent.FormatHash(hash), ConsentDelivery: ConsentDeliveryOf(del)}, nil
+}
+
+func (s *Server) endDelegation(ctx context.Context, c *call) (any, error) {
+	var b DelegationEndingBody
+	if err := c.decode(&b); err != nil {
+		return nil, err
+	}
+	p, err := c.pseudonym()
+	if err != nil {
+		return nil, err
+	}
+	target, err := consent.ParseID(b.Delegation)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := consent.ParseEvidence(b.Evidence)
+	if err != nil {
+		return nil, err
+	}
+	staff, err := c.staffID()
+	if err != nil {
+		return nil, err
+	}
+	hash, del, err := s.node.EndDelegation(ctx, p, target, staff, ev)
+	if err != nil {
+		return nil, err
+	}
+	return DelegationDelivery{ID: target.String(), Hash: consent.FormatHash(hash), ConsentDelivery: ConsentDeliveryOf(del)}, nil
 }
 
 func (s *Server) delegations(ctx context.Context, c *call) (any, error) {

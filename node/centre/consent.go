@@ -250,6 +250,18 @@ func (n *Node) Delegate(ctx context.Context, d consent.Delegation) (consent.ID, 
 	return made.ID, hash, n.delivery(del), nil
 }
 
+// EndDelegation has staff, a registrar who saw evidence (a court's order
+// ending a guardianship), end delegation target for a patient who cannot
+// revoke it themself: it counts once a second staff member approves it
+// (Approve, with the hash returned).
+func (n *Node) EndDelegation(ctx context.Context, p ledger.Pseudonym, target consent.ID, staff ledger.StaffID, ev consent.Evidence) ([32]byte, ConsentDelivery, error) {
+	hash, del, err := n.Consent.EndDelegation(ctx, p, target, staff, ev)
+	if err != nil {
+		return [32]byte{}, ConsentDelivery{}, err
+	}
+	return hash, n.delivery(del), nil
+}
+
 // Standing is where a patient's consent stands.
 type Standing uint8
 
@@ -374,11 +386,13 @@ func (n *Node) ShowConsent(ctx context.Context, p ledger.Pseudonym) (ConsentView
 
 // consentDocument is d as the views and the audit trail show it, with
 // who signed it: a member centre (an attestation, an approval, a
-// registrar's delegation), the patient's delegate, or the patient.
+// registrar's delegation or ending of one), the patient's delegate, or
+// the patient.
 func (n *Node) consentDocument(d consent.Document) ConsentDocument {
 	signer := "patient"
 	switch {
-	case d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval || d.Kind == consent.KindDelegation && d.Delegation.Staff != (ledger.StaffID{}):
+	case d.Kind == consent.KindAttestation || d.Kind == consent.KindApproval || d.Kind == consent.KindDelegation && d.Delegation.Staff != (ledger.StaffID{}) ||
+		d.Kind == consent.KindRevocation && d.Revocation.Staff != (ledger.StaffID{}):
 		signer = n.signerName(d.Signer)
 	case d.Via() != consent.ID{}:
 		signer = "delegate"

@@ -352,7 +352,17 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	if err := os.WriteFile(notesFile, search.raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	validateFHIR(t, []string{notesFile})
+	// And the query's DocumentReference names the patient as its author,
+	// never a Practitioner.
+	docs := x.must(t, 200, "POST", a.name, "/v1/query", clinicianToken, httpapi.QueryBody{Patient: pseudonym, Purpose: "treatment", Classes: []string{"observation"}}, nil)
+	if !strings.Contains(string(docs.raw), `"author":[{"reference":"Patient/`+pseudonym+`"`) || strings.Contains(string(docs.raw), "Practitioner") {
+		t.Fatalf("the note's DocumentReference does not name the patient as its author: %s", docs.raw)
+	}
+	docsFile := filepath.Join(t.TempDir(), "note-documents.json")
+	if err := os.WriteFile(docsFile, docs.raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validateFHIR(t, []string{notesFile, docsFile})
 
 	// The patient registers their glucose meter by the key it shows,
 	// signed with the passkey; the meter's readings reach the clinician;

@@ -814,8 +814,6 @@ func decodeAttestation(b []byte) (*Attestation, error) {
 }
 
 // Revocation body: str federation, [32] subject, [16] target, time
-// issued, delegation.
-// Revocation body: str federation, [32] subject, [16] target, time
 // issued; then, a delegate's, u8 1 and [16] its delegation; or, a
 // registrar's, u8 2, [16] staff and u8 evidence. The patient's has
 // neither, and reads as every revocation did before registrars' were.

@@ -156,20 +156,31 @@ func (p *Patient) clone() *Patient {
 // Documents returns the patient's documents in the order they arrived.
 func (p *Patient) Documents() []Document { return slices.Clone(p.docs) }
 
-// keyDocuments are the attestations, delegations, approvals and vetoes:
-// what every other document of the patient is weighed against.
+// keyDocuments are the attestations, delegations, registrars' endings
+// of delegations, approvals and vetoes: what every other document of the
+// patient is weighed against, and what an approval names.
 func (p *Patient) keyDocuments() []Document {
-	return slices.Concat(p.attestations, p.delegations, p.approvals, p.vetoes)
+	return slices.Concat(p.attestations, p.delegations, slices.DeleteFunc(slices.Clone(p.revocations), func(d Document) bool { return !isKeyDocument(d) }), p.approvals, p.vetoes)
+}
+
+// isKeyDocument reports whether d is one of keyDocuments'.
+func isKeyDocument(d Document) bool {
+	switch d.Kind {
+	case KindAttestation, KindDelegation, KindApproval, KindVeto:
+		return true
+	case KindRevocation:
+		return !d.Revocation.Staff.IsZero()
+	}
+	return false
 }
 
 // syncable returns at most n of the patient's documents for a sync: every
-// attestation, delegation, approval and veto (accept keeps them few),
-// then the newest of the others.
+// key document (accept keeps them few), then the newest of the others.
 func (p *Patient) syncable(n int) []Document {
 	out := p.keyDocuments()
 	var rest []Document
 	for _, d := range p.docs {
-		if d.Kind != KindAttestation && d.Kind != KindDelegation && d.Kind != KindApproval && d.Kind != KindVeto {
+		if !isKeyDocument(d) {
 			rest = append(rest, d)
 		}
 	}

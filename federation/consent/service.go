@@ -579,8 +579,10 @@ func (s *Service) carryOutErasure(ctx context.Context, e *entry) error {
 	return nil
 }
 
-// keyEvent puts an attestation, approval or veto in the notification
-// feed: the patient hears of every change to who speaks for them.
+// keyEvent puts an attestation, a registrar's delegation or ending of
+// one, an approval or a veto in the notification feed: the patient hears
+// of every change to who speaks for them, and staff of what awaits their
+// approval.
 func (s *Service) keyEvent(index int64, at time.Time, d Document) {
 	n := Notification{Index: index, Time: at, Subject: d.Subject(), Document: d.Kind}
 	switch d.Kind {
@@ -592,6 +594,11 @@ func (s *Service) keyEvent(index int64, at time.Time, d Document) {
 		n.Attestation = d.Veto.Attestation
 	case KindDelegation:
 		n.Attestation, n.Staff, n.Requester = d.Hash(), d.Delegation.Staff, s.memberID(d.Signer)
+	case KindRevocation:
+		if d.Revocation.Staff.IsZero() {
+			return
+		}
+		n.Attestation, n.Staff, n.Requester = d.Hash(), d.Revocation.Staff, s.memberID(d.Signer)
 	default:
 		return
 	}
@@ -661,7 +668,7 @@ func takesEffect(p *Patient, d Document) error {
 				if _, ok := p.approvedAt(r.Hash(), r.Signer, r.Revocation.Staff); !ok {
 					return fmt.Errorf("%w: the approval does not count: the staff member who made the revocation gave it", ErrConflict)
 				}
-			case d.Kind == KindVeto:
+			case d.Kind == KindVeto && !r.Revocation.Staff.IsZero():
 				return fmt.Errorf("%w: a registrar's ending of a delegation is not vetoed", ErrConflict)
 			}
 		}

@@ -154,8 +154,13 @@ func (r *Registry) AddNote(ctx context.Context, raw []byte, reading Reading) (Ta
 		return Taken{}, err
 	}
 	now := r.opts.Now()
-	if d := n.Time.Sub(now); d > MaxSkew || d < -MaxSkew {
-		return Taken{}, fmt.Errorf("%w: the note's time is more than %v from the centre's clock", ErrStale, MaxSkew)
+	switch d := n.Time.Sub(now); {
+	case d > MaxSkew:
+		return Taken{}, fmt.Errorf("%w: the note is dated more than %v ahead of the centre's clock", ErrStale, MaxSkew)
+	case d < -MaxSkew:
+		// Its nonce is kept only as long: a note signed so late is
+		// prepared and signed again.
+		return Taken{}, fmt.Errorf("%w: the note was prepared more than %v ago: prepare it and sign it again", ErrStale, MaxSkew)
 	}
 	switch {
 	case !r.classes[reading.Class]:

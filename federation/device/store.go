@@ -235,7 +235,7 @@ func checkBatches(ctx context.Context, tx *sql.Tx, key []byte) error {
 		copy(d[:], device)
 		copy(p[:], subj)
 		if len(device) != len(d) || len(subj) != len(p) || !hmac.Equal(mac, batchMAC(key, d, nonce, p, expires, size, first)) {
-			return &TamperError{Table: "batches", Row: "a batch of device " + hex.EncodeToString(device), Reason: "the row fails its MAC: changed or added without the centre's key"}
+			return &TamperError{Table: "batches", Row: "a batch of device (or a note of patient key) " + hex.EncodeToString(device), Reason: "the row fails its MAC: changed or added without the centre's key"}
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -115,8 +115,9 @@ func resourceID(centre string, index int64) string {
 }
 
 // docRef is a record as a DocumentReference; its author a staff member of
-// the centre (Practitioner), or with authorKind "device" a device of the
-// patient's, by its ID.
+// the centre (Practitioner), with authorKind "device" a device of the
+// patient's, by its ID, or with authorKind "patient" the patient (a note
+// of their own).
 func docRef(centre string, index int64, kind, pseudonym, class string, occurred time.Time, location, author, authorKind string, replaces int64, att fhir.Attachment) fhir.DocumentReference {
 	d := fhir.DocumentReference{
 		Id:         ptr(resourceID(centre, index)),
@@ -131,6 +132,8 @@ func docRef(centre string, index int64, kind, pseudonym, class string, occurred 
 	switch {
 	case authorKind == "device":
 		d.Author = []fhir.Reference{{Type: ptr("Device"), Identifier: &fhir.Identifier{System: ptr(deviceSystem), Value: ptr(author)}}}
+	case authorKind == "patient":
+		d.Author = []fhir.Reference{*patientRef(pseudonym)}
 	case author != "":
 		d.Author = []fhir.Reference{{Type: ptr("Practitioner"), Identifier: &fhir.Identifier{System: ptr(staffSystem + ":" + centre), Value: ptr(author)}}}
 	}

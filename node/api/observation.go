@@ -239,7 +239,9 @@ const (
 	noteCode    = "51855-5"
 	noteDisplay = "Patient Note"
 	noteClass   = "observation"
-	// MaxNoteText bounds a note's text, in bytes.
+	// MaxNoteText bounds a note's text, in bytes (UTF-8): written as an
+	// Observation, even with every character escaped, it stays within
+	// device.MaxReading.
 	MaxNoteText = 2000
 )
 
@@ -249,12 +251,18 @@ func NoteObservation(p ledger.Pseudonym, text string, at time.Time) ([]byte, err
 	o := deviceObservation{ResourceType: "Observation", Status: "final",
 		Code:    obsConcept{Coding: []obsCoding{{System: loincSystem, Code: noteCode, Display: noteDisplay}}},
 		Subject: &obsReference{Reference: "Patient/" + p.String()}, EffectiveDateTime: at.UTC().Format(time.RFC3339), ValueString: text}
-	b, err := json.Marshal(o)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<" as itself, not 6 bytes: a note's text counts as typed
+	if err := enc.Encode(o); err != nil {
 		return nil, err
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if _, err := ReadNote(p, b); err != nil {
 		return nil, err
+	}
+	if len(b) > device.MaxReading {
+		return nil, fmt.Errorf("%w: the note is too long once written as an Observation: make it shorter", errBadRequest)
 	}
 	return b, nil
 }

@@ -112,6 +112,9 @@ func TestReadNote(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	if _, err := api.NoteObservation(p, strings.Repeat(`<"\`, api.MaxNoteText/3), at); err != nil {
+		t.Fatalf("a note of characters JSON escapes: %v", err)
+	}
 	if _, err := api.NoteObservation(p, strings.Repeat("a", api.MaxNoteText+1), at); !errors.Is(err, node.ErrInvalid) {
 		t.Fatalf("a note past its length: %v", err)
 	}

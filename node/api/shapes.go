@@ -68,7 +68,9 @@ type RecordMeta struct {
 	Location  string `json:",omitempty"`
 	Author    string
 	// AuthorKind is "device" for a reading a device of the patient's
-	// added (Author is then its ID); empty for staff.
+	// added (Author is then its ID), "patient" for a note of the
+	// patient's own (Author: an ID of the key that signed it); empty for
+	// staff.
 	AuthorKind string `json:",omitempty"`
 	Replaces   int64  `json:",omitempty"`
 	Recorded   time.Time
@@ -367,7 +369,9 @@ type QueryRecord struct {
 	Location string `json:",omitempty"`
 	Author   string
 	// AuthorKind is "device" for a reading a device of the patient's
-	// added (Author is then its ID); empty for staff.
+	// added (Author is then its ID), "patient" for a note of the
+	// patient's own (Author: an ID of the key that signed it); empty for
+	// staff.
 	AuthorKind string `json:",omitempty"`
 	Replaces   int64  `json:",omitempty"`
 	Payload    []byte `json:",omitempty"`

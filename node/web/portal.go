@@ -195,7 +195,7 @@ const maxBody = 4 << 10
 // sign: a contract from the consent form, the revocation of the contract
 // in force, a view of every holder, or a note for their records here.
 type draftBody struct {
-	What      string       `json:"what"` // contract, revocation or view
+	What      string       `json:"what"` // contract, revocation, token, erasure, note, device, device-revocation, view, records or erase
 	Pseudonym string       `json:"pseudonym"`
 	Key       string       `json:"key"` // 64 hex digits
 	Passkey   bool         `json:"passkey"`
@@ -628,37 +628,30 @@ func (s *Server) submitNote(ctx context.Context, key ed25519.PublicKey, draft, s
 // device, signed: the centre registers or revokes the device once their
 // key is found to speak for them.
 func (s *Server) submitDevice(ctx context.Context, what string, key ed25519.PublicKey, draft, sig []byte, pk *wire.Passkey) (any, error) {
-	var (
-		v   centre.DeviceView
-		err error
-	)
-	if what == "device" {
-		raw, serr := device.SealRegistration(draft, sig, pk)
-		if serr != nil {
-			return nil, serr
-		}
-		g, perr := device.ParseRegistration(raw)
-		if perr != nil {
-			return nil, perr
-		}
-		if !bytes.Equal(g.Key, key) {
-			return nil, badRequest("not a registration of this key")
-		}
-		v, err = s.node.RegisterDevice(ctx, raw)
-	} else {
-		raw, serr := device.SealRevocation(draft, sig, pk)
-		if serr != nil {
-			return nil, serr
-		}
-		r, perr := device.ParseRevocation(raw)
-		if perr != nil {
-			return nil, perr
-		}
-		if !bytes.Equal(r.Key, key) {
-			return nil, badRequest("not a revocation of this key")
-		}
-		v, err = s.node.RevokeDevice(ctx, raw)
+	seal, act := device.SealRegistration, s.node.RegisterDevice
+	signer := func(raw []byte) (ed25519.PublicKey, error) {
+		g, err := device.ParseRegistration(raw)
+		return g.Key, err
 	}
+	if what == "device-revocation" {
+		seal, act = device.SealRevocation, s.node.RevokeDevice
+		signer = func(raw []byte) (ed25519.PublicKey, error) {
+			r, err := device.ParseRevocation(raw)
+			return r.Key, err
+		}
+	}
+	raw, err := seal(draft, sig, pk)
+	if err != nil {
+		return nil, err
+	}
+	k, err := signer(raw)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(k, key) {
+		return nil, badRequest("not a %s of this key", what)
+	}
+	v, err := act(ctx, raw)
 	if err != nil {
 		return nil, err
 	}

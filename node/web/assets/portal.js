@@ -124,9 +124,9 @@ const drafts = {
 
 // A note for the patient's records and a device's registration or
 // revocation (version 1) name no kind after their version: what the key
-// signs is made here from the draft under the message's context, never
-// taken from the centre, so that nothing but what was asked for is
-// signed.
+// signs is made here from the draft under the context of what the
+// patient asked for (draft checks that the centre's answer is that),
+// never taken from the centre's bytes.
 const contexts = {
   note: "medfed/device/v1 note",
   device: "medfed/device/v1 registration",
@@ -172,8 +172,12 @@ async function signAndSubmit(state, draft) {
   return post("/portal/submit", body);
 }
 
+// draft asks the centre for a draft of what; one of anything else is
+// refused before the patient sees it.
 async function draft(state, what, form, extra) {
-  return post("/portal/draft", { what, pseudonym: state.pseudonym, key: state.key, passkey: state.kind === "passkey", form, ...extra });
+  const d = await post("/portal/draft", { what, pseudonym: state.pseudonym, key: state.key, passkey: state.kind === "passkey", form, ...extra });
+  if (d.what !== what) throw new Error(`the centre sent a ${d.what} for a ${what}: nothing will be signed`);
+  return d;
 }
 
 function formValues() {

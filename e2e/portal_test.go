@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -481,6 +482,57 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	second.sign("#preview-consent", "Anyone at any centre of the federation may see all your records for research.", "in force everywhere")
 	second.do("ask every centre", chromedp.Click(chromedp.CSS("#view")))
 	second.waitText("#view-result", "centre(s) asked")
+
+	// A child with no key: their parent makes a passkey in their own
+	// portal; the registrar, having seen the birth record, names it the
+	// child's delegate for consent and the view. Until a registrar at
+	// centre-b approves, the parent signs nothing; then the parent's
+	// portal consents for the child and asks where their records are,
+	// each document and request naming the delegation.
+	const nhsChild = "4857773457"
+	parent := newPerson(t, browserCtx, "parent")
+	addVirtualAuthenticator(t, parent.ctx)
+	parentCode := parent.enrol(site(a), "#make-passkey")
+	registrar.do("name the parent the child's delegate", chromedp.Navigate(site(a)+"/console/"), chromedp.WaitVisible(chromedp.CSS("#delegate-nhs")),
+		chromedp.SendKeys(chromedp.CSS("#delegate-nhs"), nhsChild), chromedp.SendKeys(chromedp.CSS("#delegate-code"), parentCode),
+		chromedp.SetValue(chromedp.CSS("#delegate-relationship"), "parent"),
+		chromedp.Click(chromedp.CSS("#delegate-scope-consent")), chromedp.Click(chromedp.CSS("#delegate-scope-view")),
+		chromedp.SetValue(chromedp.CSS("#delegate-evidence"), "birth-record"),
+		chromedp.SetValue(chromedp.CSS("#delegate-until"), time.Now().AddDate(1, 0, 0).Format(time.DateOnly)),
+		chromedp.Submit(chromedp.CSS("#delegate-until")))
+	registrar.waitText(".alert.notice", "The delegation is made")
+	registrar.page("console-delegate")
+	made := regexp.MustCompile(`hash ([0-9a-f]{64})`).FindStringSubmatch(registrar.text(".alert.notice"))
+	if made == nil {
+		t.Fatalf("the delegation's notice shows no hash: %s", registrar.text(".alert.notice"))
+	}
+	parent.do("the portal after the delegation", chromedp.WaitVisible(chromedp.CSS("#home")))
+	parent.waitText("#portal-status", "You act for patient")
+	parent.do("fill in the consent form", chromedp.Click(chromedp.CSS("#purpose-treatment")))
+	parent.do("preview before the approval", chromedp.Click(chromedp.CSS("#preview-consent")))
+	parent.waitText("#result", "awaiting a second approval")
+
+	registrarTokenB, _ := staffMember(b, "registrar")
+	registrarB := newPerson(t, browserCtx, "registrar at centre-b")
+	registrarB.signIn(site(b), registrarTokenB)
+	registrarB.do("approve the delegation", chromedp.Navigate(site(b)+"/console/"), chromedp.WaitVisible(chromedp.CSS("#approve-nhs")),
+		chromedp.SendKeys(chromedp.CSS("#approve-nhs"), nhsChild), chromedp.SendKeys(chromedp.CSS("#approve-att"), made[1]),
+		chromedp.Submit(chromedp.CSS("#approve-att")))
+	registrarB.waitText(".alert.notice", "Approved")
+
+	parent.sign("#preview-consent", "Anyone at any centre of the federation may see all your records for treatment.", "in force everywhere")
+	parent.page("portal-delegate")
+	parent.do("ask every centre for the child", chromedp.Click(chromedp.CSS("#view")))
+	parent.waitText("#view-result", "centre(s) asked")
+	var delegations httpapi.DelegationList
+	attr, err = chromedp.Run(parent.ctx, chromedp.AttributeValue(chromedp.CSS("body"), "data-patient"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.must(t, 200, "GET", a.name, "/v1/patients/"+attr.Value+"/delegations", registrarToken, nil, &delegations)
+	if len(delegations.Delegations) != 1 || delegations.Delegations[0].Status != "in force" || delegations.Delegations[0].Relationship != "parent" {
+		t.Fatalf("the child's delegations: %+v", delegations)
+	}
 }
 
 // tamperSubmit makes the page's fetch flip a bit of the draft it submits

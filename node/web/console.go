@@ -70,6 +70,8 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		s.attest(ctx, w, r, p)
 	case "POST /console/approve":
 		s.approve(ctx, w, r, p)
+	case "POST /console/delegate":
+		s.delegate(ctx, w, r, p)
 	default:
 		s.problem(w, r, http.StatusNotFound, errors.New("no such page in the console"))
 	}
@@ -84,6 +86,7 @@ var routeRoles = map[string][]string{
 	"POST /console/emergency/stop": {"clinician"},
 	"POST /console/attest":         {"registrar"},
 	"POST /console/approve":        {"registrar"},
+	"POST /console/delegate":       {"registrar"},
 }
 
 func signInNotice(err error) string {
@@ -122,8 +125,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 type homeData struct {
 	Query, Register, Notices bool
 	Reasons                  []option
-	Feed                     []api.Notice
-	Emergencies              []emergencyBanner
+	// For a registrar's delegation: the codes a delegate stands by, what
+	// they may do, what was seen.
+	Relationships, Scopes, Evidences []option
+	Feed                             []api.Notice
+	Emergencies                      []emergencyBanner
 }
 
 type emergencyBanner struct {
@@ -139,12 +145,24 @@ var reasonOptions = []option{
 	{"public-health", "Public health emergency"},
 }
 
+var (
+	relationshipOptions = []option{{"parent", "Parent of a child"}, {"guardian", "Guardian a court appointed"}, {"attorney", "Holds a power of attorney"},
+		{"carer", "Carer"}, {"relative", "Another relative"}}
+	scopeOptions = []option{{"consent", "Give and withdraw consent"}, {"view", "See where the records are and who looked"},
+		{"records", "Get copies of the records"}, {"erasure", "Have the records erased"}}
+	evidenceOptions = []option{{"birth-record", "A birth record naming the parent"}, {"court-order", "A court's guardianship or deputyship order"},
+		{"power-of-attorney", "A registered power of attorney"}, {"capacity-assessment", "A clinician's assessment that the patient cannot decide"}}
+)
+
 func (s *Server) home(sess *session) homeData {
 	d := homeData{
 		Query:    slices.Contains([]string{"clinician", "researcher"}, sess.role),
 		Register: sess.role == "registrar",
 		Notices:  sess.role == "privacy-officer",
 		Reasons:  reasonOptions,
+	}
+	if d.Register {
+		d.Relationships, d.Scopes, d.Evidences = relationshipOptions, scopeOptions, evidenceOptions
 	}
 	if d.Notices {
 		for _, n := range s.node.Notices(-1) {
@@ -418,6 +436,60 @@ func (s *Server) approve(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return
 	}
 	s.done(w, p, "Approved. "+delivery(del))
+}
+
+// delegate makes, on the registrar's word and the evidence they saw, a
+// delegation for a patient who cannot sign one (a child with no key, an
+// adult who lacks capacity) to the key whose code the delegate's portal
+// shows. It counts once a second staff member approves it (approve, with
+// the hash shown); the delegate's portal goes on by itself then.
+func (s *Server) delegate(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
+	pseud, staff, err := s.registrarAct(ctx, r, p)
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	d := consent.Delegation{Subject: pseud, Staff: staff}
+	if d.Relationship, err = consent.ParseRelationship(r.PostFormValue("relationship")); err == nil {
+		d.Evidence, err = consent.ParseEvidence(r.PostFormValue("evidence"))
+	}
+	for _, v := range r.PostForm["scope"] {
+		if err != nil {
+			break
+		}
+		var sc consent.Scope
+		sc, err = consent.ParseScope(v)
+		d.Scope |= sc
+	}
+	if err == nil && d.Scope == 0 {
+		err = badRequest("tick what the delegate may do")
+	}
+	if err == nil {
+		var until time.Time
+		if until, err = time.Parse(time.DateOnly, r.PostFormValue("until")); err != nil {
+			err = badRequest("until: a date, 2027-06-01")
+		}
+		d.Expires = until.UTC()
+	}
+	if err != nil {
+		s.pageError(w, r, p, err)
+		return
+	}
+	e, ok := s.enrol.claim(r.PostFormValue("code"))
+	if !ok {
+		s.pageError(w, r, p, notFound("no key waits with that code: check it with the delegate, or have their portal make a new one"))
+		return
+	}
+	d.Delegate = e.key[:]
+	id, hash, del, err := s.node.Delegate(ctx, d)
+	if err != nil {
+		s.enrol.release(e.code)
+		s.pageError(w, r, p, err)
+		return
+	}
+	s.enrol.delegated(e.code, pseud, id)
+	s.done(w, p, fmt.Sprintf("The delegation is made (delegation %s, patient %s). It counts once a second staff member approves it, with the hash %s. %s",
+		id, pseud, consent.FormatHash(hash), delivery(del)))
 }
 
 // pageError shows an error on the console's page, with the status of

@@ -169,6 +169,9 @@ type codeBody struct {
 type enrolmentAnswer struct {
 	Attested  bool   `json:"attested"`
 	Pseudonym string `json:"pseudonym,omitempty"`
+	// Delegation: the key is a delegate's, named in this delegation for
+	// the patient; it speaks for them once the delegation is in force.
+	Delegation string `json:"delegation,omitempty"`
 }
 
 // enrolmentStatus tells the patient's browser whether its key was
@@ -186,7 +189,11 @@ func (s *Server) enrolmentStatus(_ context.Context, r *http.Request, w http.Resp
 	if e.patient.IsZero() {
 		return enrolmentAnswer{}, nil
 	}
-	return enrolmentAnswer{Attested: true, Pseudonym: e.patient.String()}, nil
+	a := enrolmentAnswer{Attested: true, Pseudonym: e.patient.String()}
+	if !e.delegation.IsZero() {
+		a.Delegation = e.delegation.String()
+	}
+	return a, nil
 }
 
 const maxBody = 4 << 10
@@ -206,6 +213,9 @@ type draftBody struct {
 	Note      string       `json:"note,omitempty"`      // note: its text
 	Device    *deviceForm  `json:"device,omitempty"`    // device: the registration's form
 	DeviceKey string       `json:"deviceKey,omitempty"` // device-revocation: the device's key, 64 hex digits
+	// Delegation, for a delegate's key: the delegation it acts under, 32
+	// hex digits; the document is signed under it.
+	Delegation string `json:"delegation,omitempty"`
 }
 
 // deviceForm registers a device for a while: its key as the device shows
@@ -270,13 +280,29 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{requestPreview[op]}}, nil
 	}
 	// A document changes the patient's consent: their key must be the
-	// one in force, and the contract to replace or revoke is the one in
-	// force.
+	// one in force, or a delegate's under a delegation in force (the
+	// document then names it), and the contract to replace or revoke is
+	// the one in force.
 	v, err := s.node.ShowConsent(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(v.Key, key) {
+	var via consent.ID
+	switch {
+	case b.Delegation != "":
+		if via, err = consent.ParseID(b.Delegation); err != nil {
+			return nil, err
+		}
+		i := slices.IndexFunc(v.Delegations, func(g centre.ConsentDelegation) bool { return g.ID == via && bytes.Equal(g.Delegate, key) })
+		switch {
+		case i < 0:
+			return nil, forbidden("no delegation of the patient names this key")
+		case v.Delegations[i].Status != consent.DelegationInForce:
+			return nil, forbidden("the delegation is " + v.Delegations[i].Status.String() + ": its delegate speaks for the patient only while it is in force")
+		case b.What == "note" || b.What == "device" || b.What == "device-revocation":
+			return nil, forbidden("a note or a device is the patient's own to sign")
+		}
+	case !bytes.Equal(v.Key, key):
 		return nil, forbidden("this key does not speak for the patient: a registrar has not attested it yet, or another key replaced it")
 	}
 	var inForce *consent.Contract
@@ -300,6 +326,7 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		if err != nil {
 			return nil, err
 		}
+		c.Delegation = via
 		if d, err = consent.DraftContract(key, b.Passkey, c); err != nil {
 			return nil, err
 		}
@@ -318,7 +345,7 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		default:
 			target = inForce.ID
 		}
-		if d, err = consent.DraftRevocation(key, b.Passkey, consent.Revocation{Federation: v.Federation, Subject: p, Target: target, Issued: now}); err != nil {
+		if d, err = consent.DraftRevocation(key, b.Passkey, consent.Revocation{Federation: v.Federation, Subject: p, Target: target, Issued: now, Delegation: via}); err != nil {
 			return nil, err
 		}
 	case "token":
@@ -329,12 +356,13 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		if err != nil {
 			return nil, err
 		}
+		t.Delegation = via
 		if d, err = consent.DraftToken(key, b.Passkey, t); err != nil {
 			return nil, err
 		}
 		preview = lines
 	case "erasure":
-		if d, err = consent.DraftErasure(key, b.Passkey, consent.Erasure{Federation: v.Federation, Subject: p, Issued: now}); err != nil {
+		if d, err = consent.DraftErasure(key, b.Passkey, consent.Erasure{Federation: v.Federation, Subject: p, Issued: now, Delegation: via}); err != nil {
 			return nil, err
 		}
 		preview = []string{"Every centre erases every record it holds about you: the records are destroyed, and what remains on the ledgers says only that they existed and were erased. This cannot be undone."}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
 
@@ -172,7 +173,10 @@ type enrolment struct {
 	passkey bool
 	made    time.Time
 	claimed bool             // a registrar is attesting it, or has
-	patient ledger.Pseudonym // set once attested
+	patient ledger.Pseudonym // set once attested, or once a delegation names it
+	// delegation is set when the key is a delegate's rather than the
+	// patient's: a registrar named it in a delegation for patient.
+	delegation consent.ID
 }
 
 type enrolments struct {
@@ -256,6 +260,16 @@ func (e *enrolments) attested(code string, p ledger.Pseudonym) {
 	defer e.mu.Unlock()
 	if x, ok := e.byCode[normalCode(code)]; ok {
 		x.patient = p
+	}
+}
+
+// delegated records that the key of code acts for patient p under
+// delegation id.
+func (e *enrolments) delegated(code string, p ledger.Pseudonym, id consent.ID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x, ok := e.byCode[normalCode(code)]; ok {
+		x.patient, x.delegation = p, id
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/federation"
+	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
@@ -31,6 +32,7 @@ type Centre interface {
 	PseudonymsOf(ctx context.Context, identifiers []string) ([]ledger.Pseudonym, error)
 	Attest(ctx context.Context, p ledger.Pseudonym, key ed25519.PublicKey, compromised bool, staff ledger.StaffID) (centre.ConsentDelivery, error)
 	Approve(ctx context.Context, p ledger.Pseudonym, att [32]byte, staff ledger.StaffID) (centre.ConsentDelivery, error)
+	Delegate(ctx context.Context, d consent.Delegation) (consent.ID, [32]byte, centre.ConsentDelivery, error)
 	SubmitConsent(ctx context.Context, doc []byte) (centre.ConsentDelivery, error)
 	ShowConsent(ctx context.Context, p ledger.Pseudonym) (centre.ConsentView, error)
 	PatientRelay(ctx context.Context, request []byte) (centre.PatientResult, error)

@@ -374,6 +374,57 @@ func TestPasskeyPatientAndRegistrar(t *testing.T) {
 	}
 }
 
+// The registrar's delegation form and a delegate's drafts: bad input is
+// refused, saying why, and changes nothing.
+func TestDelegateForms(t *testing.T) {
+	s := start(t)
+	registrar, csrf := s.signIn(t, "registrar")
+	// A delegation the registrar's form gets wrong, or for a code no key
+	// waits with, changes nothing; a draft under a delegation that does
+	// not name the key is refused.
+	size := s.a.Centre.Ledger.Size()
+	good := url.Values{"nhs": {"401 023 2137"}, "code": {"0000-0000"}, "relationship": {"parent"}, "scope": {"consent"}, "evidence": {"birth-record"}, "until": {"2030-01-01"}, "csrf": {csrf}}
+	for name, c := range map[string]struct {
+		field, value string
+		status       int
+	}{
+		"an unknown relationship":  {"relationship", "neighbour", http.StatusBadRequest},
+		"an unknown scope":         {"scope", "everything", http.StatusBadRequest},
+		"no scope":                 {"scope", "", http.StatusBadRequest},
+		"an unknown evidence":      {"evidence", "hearsay", http.StatusBadRequest},
+		"no date":                  {"until", "soon", http.StatusBadRequest},
+		"a code no key waits with": {"code", "1234-5678", http.StatusNotFound},
+	} {
+		v := url.Values{}
+		for k, vs := range good {
+			v[k] = vs
+		}
+		v.Set(c.field, c.value)
+		if c.value == "" {
+			v.Del(c.field)
+		}
+		if r := s.form(t, registrar, "/console/delegate", v); r.status != c.status {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	for name, c := range map[string]struct {
+		delegation string
+		status     int
+	}{
+		"a delegation that is no ID":      {"zz", http.StatusBadRequest},
+		"a delegation naming another key": {strings.Repeat("ab", 16), http.StatusForbidden},
+	} {
+		ask := map[string]any{"what": "revocation", "pseudonym": strings.Repeat("cd", 32), "key": strings.Repeat("ef", 32), "passkey": true, "delegation": c.delegation}
+		if r := s.json(t, "/portal/draft", ask, nil); r.status != c.status {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	if s.a.Centre.Ledger.Size() != size {
+		t.Fatal("a refused delegation reached the ledger")
+	}
+
+}
+
 // Every answer carries the Content-Security-Policy without inline script,
 // and the session cookie is Secure, HttpOnly and SameSite=Strict.
 func TestPagesHeaders(t *testing.T) {

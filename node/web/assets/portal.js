@@ -175,7 +175,7 @@ async function signAndSubmit(state, draft) {
 // draft asks the centre for a draft of what; one of anything else is
 // refused before the patient sees it.
 async function draft(state, what, form, extra) {
-  const d = await post("/portal/draft", { what, pseudonym: state.pseudonym, key: state.key, passkey: state.kind === "passkey", form, ...extra });
+  const d = await post("/portal/draft", { what, pseudonym: state.pseudonym, key: state.key, passkey: state.kind === "passkey", delegation: state.delegation, form, ...extra });
   if (d.what !== what) throw new Error(`the centre sent a ${d.what} for a ${what}: nothing will be signed`);
   return d;
 }
@@ -595,6 +595,7 @@ async function pollEnrolment(state) {
       const st = await post("/portal/enrolment", { code: state.code, key: state.key });
       if (st.attested) {
         state.pseudonym = st.pseudonym;
+        if (st.delegation) state.delegation = st.delegation;
         save(state);
         return;
       }
@@ -639,7 +640,16 @@ async function run() {
     if (!state.pseudonym) return;
   }
   show("home");
-  say("portal-status", `Signed in with your ${state.kind === "passkey" ? "passkey" : "browser key"}. Patient ${state.pseudonym}.`);
+  const keyKind = state.kind === "passkey" ? "passkey" : "browser key";
+  if (state.delegation) {
+    // A delegate signs for the patient under the delegation: what is
+    // the patient's own to sign (notes, devices) is not offered.
+    say("portal-status", `Signed in with your ${keyKind}. You act for patient ${state.pseudonym}, under delegation ${state.delegation}: what you sign names it.`);
+    for (const id of ["note-h", "device-h"]) $(id).closest(".card").hidden = true;
+    document.body.dataset.delegation = state.delegation;
+  } else {
+    say("portal-status", `Signed in with your ${keyKind}. Patient ${state.pseudonym}.`);
+  }
   document.body.dataset.patient = state.pseudonym;
 
   $("consent-form").addEventListener("submit", async (ev) => {

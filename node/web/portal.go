@@ -340,6 +340,13 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 				return nil, err
 			}
 			preview = []string{"Withdraw the token " + b.Target + " at every centre: it grants nothing from then on."}
+			if i := slices.IndexFunc(v.Delegations, func(g centre.ConsentDelegation) bool { return g.ID == target }); i >= 0 {
+				g := v.Delegations[i]
+				preview = []string{fmt.Sprintf("End the delegation %s of your %s at every centre: they act for you no more, from now on. What they signed before stands.", b.Target, g.Relationship)}
+				if target == via {
+					preview = []string{fmt.Sprintf("Step down from the delegation %s: you act for the patient no more, from now on. What you signed before stands.", b.Target)}
+				}
+			}
 		case inForce == nil:
 			return nil, conflict("you have no consent in force to withdraw")
 		default:
@@ -485,6 +492,30 @@ var deviceTypeWords = map[string]string{
 	"pulse-oximeter": "pulse oximeter", "scale": "scale", "patient-app": "app",
 }
 
+// viewAnswer is the patient's view, with who acts for them: every
+// delegation of theirs when the patient's key in force signed the view,
+// a delegate's own when theirs did (the request's signature is checked:
+// ParseRequest), none otherwise.
+type viewAnswer struct {
+	api.PatientResult
+	Delegations []api.ConsentDelegation `json:",omitempty"`
+}
+
+func (s *Server) viewAnswer(ctx context.Context, q patient.Request, res centre.PatientResult) (viewAnswer, error) {
+	out := viewAnswer{PatientResult: api.PatientResultOf(res)}
+	v, err := s.node.ShowConsent(ctx, q.Subject)
+	if err != nil {
+		return out, err
+	}
+	patientsOwn := bytes.Equal(v.Key, q.Key)
+	for _, g := range api.ConsentViewOf(v).Delegations {
+		if patientsOwn || g.Delegate == consent.FormatPublicKey(q.Key) {
+			out.Delegations = append(out.Delegations, g)
+		}
+	}
+	return out, nil
+}
+
 // requestOps are the patient's requests the portal makes, by the name
 // its script uses.
 var requestOps = map[string]patient.Op{"view": patient.View, "records": patient.Records, "erase": patient.Erase}
@@ -588,7 +619,10 @@ func (s *Server) submit(ctx context.Context, r *http.Request, w http.ResponseWri
 		if err != nil {
 			return nil, err
 		}
-		return api.PatientResultOf(res), nil
+		if op != patient.View {
+			return api.PatientResultOf(res), nil
+		}
+		return s.viewAnswer(ctx, q, res)
 	}
 	switch b.What {
 	case "note":

@@ -317,15 +317,30 @@ func TestPasskeyPatientAndRegistrar(t *testing.T) {
 		t.Fatalf("a replayed assertion: %d %s", r.status, r.body)
 	}
 
+	// A registrar names a carer (awaiting a second approval): the
+	// patient's view lists the delegation.
+	carer := make([]byte, 32)
+	carer[0] = 0xca
+	if _, _, _, err := s.a.Delegate(ctx, consent.Delegation{Subject: ledgerPseudonym(t, status.Pseudonym), Delegate: carer, Relationship: consent.Carer,
+		Scope: consent.ScopeView, Evidence: consent.CourtOrder, Expires: time.Now().UTC().Add(time.Hour).Truncate(time.Second), Staff: ledger.StaffID{9}}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The patient's view, signed by the passkey.
 	var view draft
 	if r := s.json(t, "/portal/draft", map[string]any{"what": "view", "pseudonym": status.Pseudonym, "key": enrolled.Key, "passkey": true}, &view); r.status != 200 {
 		t.Fatalf("view draft: %d %s", r.status, r.body)
 	}
 	copy(challenge[:], view.Challenge)
-	var res api.PatientResult
+	var res struct {
+		api.PatientResult
+		Delegations []api.ConsentDelegation
+	}
 	if r := s.json(t, "/portal/submit", map[string]any{"what": "view", "draft": view.Draft, "key": enrolled.Key, "passkey": passkeyProof(t, pk, pk.Assert(t, challenge))}, &res); r.status != 200 || res.Asked != 2 {
 		t.Fatalf("view: %d %s", r.status, r.body)
+	}
+	if len(res.Delegations) != 1 || res.Delegations[0].Relationship != "carer" || res.Delegations[0].Status != "awaiting a second approval" {
+		t.Fatalf("the patient's view lists the delegations %+v", res.Delegations)
 	}
 
 	// A note or a device's registration the form gets wrong is refused

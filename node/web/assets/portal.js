@@ -519,6 +519,29 @@ function when(t) {
 }
 
 // showView draws every holder and every access to the patient's records.
+// showDelegations lists who acts for the patient, as the view's answer
+// says (a delegate sees their own delegation alone), each with its end:
+// the patient ends a delegation, a delegate steps down from theirs.
+function showDelegations(state, list) {
+  const parts = (list || []).map((g) => {
+    const div = document.createElement("div");
+    div.className = "delegation";
+    const who = state.delegation ? "You act" : `Your ${g.Relationship} acts`;
+    const by = g.Registrar ? `, named by a registrar at ${g.Registrar}` : "";
+    div.append(Object.assign(document.createElement("p"), {
+      textContent: `${who} for ${state.delegation ? "the patient" : "you"} (${g.Scope.join(", ")}) until ${when(g.Expires)}${by}: ${g.Status}.`,
+    }));
+    if (!["revoked", "expired", "vetoed by the patient"].includes(g.Status)) {
+      const b = Object.assign(document.createElement("button"), { type: "button", className: "danger", textContent: state.delegation ? "Step down" : "End this delegation" });
+      b.dataset.delegation = g.ID;
+      div.append(b);
+    }
+    return div;
+  });
+  if (parts.length) parts.unshift(Object.assign(document.createElement("h3"), { textContent: state.delegation ? "Your delegation" : "Who acts for you" }));
+  $("delegations").replaceChildren(...parts);
+}
+
 function showView(res) {
   const out = $("view-result");
   const parts = [];
@@ -725,6 +748,7 @@ async function run() {
       const res = await signAndSubmit(state, await draft(state, "view"));
       notifications(res);
       showView(res);
+      showDelegations(state, res.Delegations);
       say("result", "Every centre answered or is named as not reached.");
     } catch (e) {
       say("result", `Not answered: ${e.message}`, true);
@@ -762,6 +786,15 @@ async function run() {
     ev.preventDefault();
     try {
       showPreview(await draft(state, "note", undefined, { note: $("note-text").value }));
+    } catch (e) {
+      say("result", `Not prepared: ${e.message}`, true);
+    }
+  });
+  $("delegations").addEventListener("click", async (ev) => {
+    const id = ev.target.dataset && ev.target.dataset.delegation;
+    if (!id) return;
+    try {
+      showPreview(await draft(state, "revocation", undefined, { target: id }));
     } catch (e) {
       say("result", `Not prepared: ${e.message}`, true);
     }

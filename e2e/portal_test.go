@@ -535,11 +535,10 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	}
 
 	// The view lists the parent's delegation; the parent steps down in
-	// one click, and signs for the child no more.
+	// one click, and their portal acts for the child no more.
 	parent.waitText("#delegations", "You act for the patient (consent, view)")
 	parent.sign("#delegations button.danger", "Step down from the delegation", "Your withdrawal was signed")
-	parent.do("preview after stepping down", chromedp.Click(chromedp.CSS("#preview-consent")))
-	parent.waitText("#result", "revoked")
+	parent.waitText("#portal-status", "You stepped down from the delegation")
 	x.must(t, 200, "GET", a.name, "/v1/patients/"+attr.Value+"/delegations", registrarToken, nil, &delegations)
 	if len(delegations.Delegations) != 1 || delegations.Delegations[0].Status != "revoked" {
 		t.Fatalf("the child's delegations after the parent stepped down: %+v", delegations)

@@ -320,7 +320,10 @@ func (s *Service) registrarRevocation(p *Patient, d Document) error {
 	case !s.memberKey(d.Signer):
 		return fmt.Errorf("%w: a registrar's revocation not signed by a member centre", ErrSignature)
 	case p.delegation(d.Revocation.Target) == nil:
-		return fmt.Errorf("%w: a registrar's revocation ends a delegation, and this centre holds none %s", ErrConflict, d.Revocation.Target)
+		return fmt.Errorf("%w: a registrar's revocation ends a delegation, and this centre holds no delegation %s", ErrConflict, d.Revocation.Target)
+	case !p.seen[d.Hash()] && len(p.registrarEndings()) >= maxDelegations:
+		// Key documents travel with every document of the patient's.
+		return fmt.Errorf("%w: the patient has %d registrars' endings of delegations, the most a patient may hold", ErrConflict, maxDelegations)
 	}
 	return nil
 }

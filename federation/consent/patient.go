@@ -160,7 +160,13 @@ func (p *Patient) Documents() []Document { return slices.Clone(p.docs) }
 // of delegations, approvals and vetoes: what every other document of the
 // patient is weighed against, and what an approval names.
 func (p *Patient) keyDocuments() []Document {
-	return slices.Concat(p.attestations, p.delegations, slices.DeleteFunc(slices.Clone(p.revocations), func(d Document) bool { return !isKeyDocument(d) }), p.approvals, p.vetoes)
+	return slices.Concat(p.attestations, p.delegations, p.registrarEndings(), p.approvals, p.vetoes)
+}
+
+// registrarEndings are the revocations registrars made: endings of
+// delegations, each waiting for or counting from its approval.
+func (p *Patient) registrarEndings() []Document {
+	return slices.DeleteFunc(slices.Clone(p.revocations), func(d Document) bool { return !isKeyDocument(d) })
 }
 
 // isKeyDocument reports whether d is one of keyDocuments'.

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -441,8 +442,9 @@ func (s *Server) approve(ctx context.Context, w http.ResponseWriter, r *http.Req
 // delegate makes, on the registrar's word and the evidence they saw, a
 // delegation for a patient who cannot sign one (a child with no key, an
 // adult who lacks capacity) to the key whose code the delegate's portal
-// shows. It counts once a second staff member approves it (approve, with
-// the hash shown); the delegate's portal goes on by itself then.
+// shows, until the end of the day named (UTC). The delegate's portal
+// goes on by itself at once; what it signs counts once a second staff
+// member approves the delegation (approve, with the hash shown).
 func (s *Server) delegate(ctx context.Context, w http.ResponseWriter, r *http.Request, p page) {
 	pseud, staff, err := s.registrarAct(ctx, r, p)
 	if err != nil {
@@ -469,11 +471,22 @@ func (s *Server) delegate(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if until, err = time.Parse(time.DateOnly, r.PostFormValue("until")); err != nil {
 			err = badRequest("until: a date, 2027-06-01")
 		}
-		d.Expires = until.UTC()
+		d.Expires = until.UTC().Add(24 * time.Hour)
 	}
 	if err != nil {
 		s.pageError(w, r, p, err)
 		return
+	}
+	if waiting, ok := s.enrol.get(r.PostFormValue("code")); ok {
+		v, err := s.node.ShowConsent(ctx, pseud)
+		if err != nil {
+			s.pageError(w, r, p, err)
+			return
+		}
+		if bytes.Equal(v.Key, waiting.key[:]) {
+			s.pageError(w, r, p, badRequest("that code is of the patient's own key: a delegate makes a key of their own, in their own portal"))
+			return
+		}
 	}
 	e, ok := s.enrol.claim(r.PostFormValue("code"))
 	if !ok {

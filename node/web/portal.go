@@ -248,7 +248,7 @@ type draftAnswer struct {
 	Preview   []string `json:"preview"`
 }
 
-func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWriter) (any, error) {
+func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWriter) (answer any, err error) {
 	var b draftBody
 	if err := api.DecodeJSON(w, r, &b, maxPortalBody); err != nil {
 		return nil, err
@@ -293,14 +293,8 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		if via, err = consent.ParseID(b.Delegation); err != nil {
 			return nil, err
 		}
-		i := slices.IndexFunc(v.Delegations, func(g centre.ConsentDelegation) bool { return g.ID == via && bytes.Equal(g.Delegate, key) })
-		switch {
-		case i < 0:
-			return nil, forbidden("no delegation of the patient names this key")
-		case v.Delegations[i].Status != consent.DelegationInForce:
-			return nil, forbidden("the delegation is " + v.Delegations[i].Status.String() + ": its delegate speaks for the patient only while it is in force")
-		case b.What == "note" || b.What == "device" || b.What == "device-revocation":
-			return nil, forbidden("a note or a device is the patient's own to sign")
+		if err := delegateMay(v, via, key, b); err != nil {
+			return nil, err
 		}
 	case !bytes.Equal(v.Key, key):
 		return nil, forbidden("this key does not speak for the patient: a registrar has not attested it yet, or another key replaced it")
@@ -315,6 +309,13 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	case "device", "device-revocation":
 		return s.draftDevice(p, key, b, now)
 	}
+	defer func() {
+		// A delegate reads what they sign as what it does for the patient.
+		if ans, ok := answer.(draftAnswer); ok && !via.IsZero() {
+			ans.Preview = append([]string{"For patient " + p.String() + ", under delegation " + via.String() + ":"}, ans.Preview...)
+			answer = ans
+		}
+	}()
 	var d consent.Draft
 	var preview []string
 	switch b.What {
@@ -378,6 +379,40 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	}
 	c := d.Challenge()
 	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview}, nil
+}
+
+// delegateMay says why the delegate's key may not sign b under
+// delegation via of the patient whose consent is v, or nil: the
+// delegation names the key and is in force with the scope b needs; a
+// delegate steps down from their own delegation whatever its state, and
+// ends no other; a note or a device is the patient's own.
+func delegateMay(v centre.ConsentView, via consent.ID, key ed25519.PublicKey, b draftBody) error {
+	i := slices.IndexFunc(v.Delegations, func(g centre.ConsentDelegation) bool { return g.ID == via && bytes.Equal(g.Delegate, key) })
+	if i < 0 {
+		return forbidden("no delegation of the patient names this key")
+	}
+	g := v.Delegations[i]
+	need := consent.ScopeConsent
+	switch b.What {
+	case "note", "device", "device-revocation":
+		return forbidden("a note or a device is the patient's own to sign")
+	case "erasure":
+		need = consent.ScopeErasure
+	case "revocation":
+		if b.Target == via.String() {
+			return nil // stepping down
+		}
+		if target, err := consent.ParseID(b.Target); err == nil && slices.ContainsFunc(v.Delegations, func(o centre.ConsentDelegation) bool { return o.ID == target }) {
+			return forbidden("a delegate ends no delegation but their own (they step down from it)")
+		}
+	}
+	switch {
+	case g.Status != consent.DelegationInForce:
+		return forbidden("the delegation is " + g.Status.String() + ": its delegate speaks for the patient only while it is in force")
+	case g.Scope&need != need:
+		return forbidden("the delegation does not let its delegate " + map[consent.Scope]string{consent.ScopeConsent: "give or withdraw consent", consent.ScopeErasure: "erase the records"}[need])
+	}
+	return nil
 }
 
 // draftNote drafts the patient's note of text for their records at this
@@ -505,7 +540,10 @@ func (s *Server) viewAnswer(ctx context.Context, q patient.Request, res centre.P
 	out := viewAnswer{PatientResult: api.PatientResultOf(res)}
 	v, err := s.node.ShowConsent(ctx, q.Subject)
 	if err != nil {
-		return out, err
+		// The holders answered, and recorded that they did: the view
+		// goes back without the list rather than not at all.
+		s.log.Warn("portal: the patient's delegations could not be read for their view", "pseudonym", q.Subject, "err", err)
+		return out, nil
 	}
 	patientsOwn := bytes.Equal(v.Key, q.Key)
 	for _, g := range api.ConsentViewOf(v).Delegations {

@@ -172,7 +172,7 @@ type enrolment struct {
 	key     [32]byte // an Ed25519 public key, or a passkey's ID
 	passkey bool
 	made    time.Time
-	claimed bool             // a registrar is attesting it, or has
+	claimed bool             // a registrar is attesting it or naming it a delegate, or has
 	patient ledger.Pseudonym // set once attested, or once a delegation names it
 	// delegation is set when the key is a delegate's rather than the
 	// patient's: a registrar named it in a delegation for patient.
@@ -233,8 +233,9 @@ func (e *enrolments) get(code string) (enrolment, bool) {
 	return *x, true
 }
 
-// claim takes the enrolment of code for one attestation: a code claimed
-// or attested already is not there to take.
+// claim takes the enrolment of code for one attestation or delegation: a
+// code claimed, attested or named a delegate already is not there to
+// take.
 func (e *enrolments) claim(code string) (enrolment, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -246,7 +247,7 @@ func (e *enrolments) claim(code string) (enrolment, bool) {
 	return *x, true
 }
 
-// release gives back a claim whose attestation failed.
+// release gives back a claim whose attestation or delegation failed.
 func (e *enrolments) release(code string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

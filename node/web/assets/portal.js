@@ -518,7 +518,6 @@ function when(t) {
   return new Date(t).toISOString().replace("T", " ").slice(0, 16) + " UTC";
 }
 
-// showView draws every holder and every access to the patient's records.
 // showDelegations lists who acts for the patient, as the view's answer
 // says (a delegate sees their own delegation alone), each with its end:
 // the patient ends a delegation, a delegate steps down from theirs.
@@ -542,6 +541,7 @@ function showDelegations(state, list) {
   $("delegations").replaceChildren(...parts);
 }
 
+// showView draws every holder and every access to the patient's records.
 function showView(res) {
   const out = $("view-result");
   const parts = [];
@@ -670,6 +670,10 @@ async function run() {
     say("portal-status", `Signed in with your ${keyKind}. You act for patient ${state.pseudonym}, under delegation ${state.delegation}: what you sign names it.`);
     for (const id of ["note-h", "device-h"]) $(id).closest(".card").hidden = true;
     document.body.dataset.delegation = state.delegation;
+    // Stepping down needs no view: the button is there from the start.
+    const down = Object.assign(document.createElement("button"), { type: "button", className: "danger", textContent: "Step down from this delegation" });
+    down.dataset.delegation = state.delegation;
+    $("delegations").replaceChildren(down);
   } else {
     say("portal-status", `Signed in with your ${keyKind}. Patient ${state.pseudonym}.`);
   }
@@ -730,7 +734,18 @@ async function run() {
         say("result", `Your note was signed and added to your records here (entry ${got.First}).`);
         return;
       }
+      if (d.what === "revocation" && d.target && d.target === state.delegation) {
+        // Stepped down: this browser acts for no one now.
+        localStorage.removeItem(store);
+        $("home").hidden = true;
+        say("portal-status", "You stepped down from the delegation: you act for the patient no more. Reload this page to start again.");
+        say("result", `Your withdrawal was signed and delivered to ${got.Delivered.length} centre(s).`);
+        return;
+      }
       if (d.what === "revocation" && d.target) {
+        for (const b of $("delegations").querySelectorAll("button[data-delegation]")) {
+          if (b.dataset.delegation === d.target) b.replaceWith(Object.assign(document.createElement("p"), { textContent: "(ended)" }));
+        }
         for (const t of state.tokens || []) if (t.id === d.target) t.revoked = true;
         save(state);
         showTokens(state);
@@ -794,7 +809,9 @@ async function run() {
     const id = ev.target.dataset && ev.target.dataset.delegation;
     if (!id) return;
     try {
-      showPreview(await draft(state, "revocation", undefined, { target: id }));
+      const d = await draft(state, "revocation", undefined, { target: id });
+      d.target = id;
+      showPreview(d);
     } catch (e) {
       say("result", `Not prepared: ${e.message}`, true);
     }

@@ -679,21 +679,24 @@ async function run() {
   }
   document.body.dataset.patient = state.pseudonym;
 
-  $("consent-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  // prepare asks for a draft of what and shows it for confirmation;
+  // target, when given, is what a revocation withdraws.
+  const prepare = async (what, form, extra, target) => {
     try {
-      showPreview(await draft(state, "contract", formValues()));
+      const d = await draft(state, what, form, extra);
+      if (target) d.target = target;
+      showPreview(d);
     } catch (e) {
       say("result", `Not prepared: ${e.message}`, true);
     }
-  });
-  $("revoke").addEventListener("click", async () => {
-    try {
-      showPreview(await draft(state, "revocation"));
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
+  };
+  const onSubmit = (id, fn) =>
+    $(id).addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      fn();
+    });
+  onSubmit("consent-form", () => prepare("contract", formValues()));
+  $("revoke").addEventListener("click", () => prepare("revocation"));
   $("cancel").addEventListener("click", () => {
     pending = null;
     $("confirm").hidden = true;
@@ -778,68 +781,20 @@ async function run() {
       say("result", `Not received: ${e.message}`, true);
     }
   });
-  $("token-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      showPreview(await draft(state, "token", undefined, { token: tokenValues() }));
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
-  $("tokens").addEventListener("click", async (ev) => {
-    const id = ev.target.dataset && ev.target.dataset.token;
-    if (!id) return;
-    try {
-      const d = await draft(state, "revocation", undefined, { target: id });
-      d.target = id;
-      showPreview(d);
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
-  $("note-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      showPreview(await draft(state, "note", undefined, { note: $("note-text").value }));
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
-  $("delegations").addEventListener("click", async (ev) => {
-    const id = ev.target.dataset && ev.target.dataset.delegation;
-    if (!id) return;
-    try {
-      const d = await draft(state, "revocation", undefined, { target: id });
-      d.target = id;
-      showPreview(d);
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
-  $("device-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      showPreview(await draft(state, "device", undefined, { device: deviceValues() }));
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
-  $("devices").addEventListener("click", async (ev) => {
-    const key = ev.target.dataset && ev.target.dataset.device;
-    if (!key) return;
-    try {
-      showPreview(await draft(state, "device-revocation", undefined, { deviceKey: key }));
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
-  $("erase").addEventListener("click", async () => {
-    try {
-      showPreview(await draft(state, "erase"));
-    } catch (e) {
-      say("result", `Not prepared: ${e.message}`, true);
-    }
-  });
+  onSubmit("token-form", () => prepare("token", undefined, { token: tokenValues() }));
+  onSubmit("note-form", () => prepare("note", undefined, { note: $("note-text").value }));
+  onSubmit("device-form", () => prepare("device", undefined, { device: deviceValues() }));
+  // The lists' buttons withdraw what they name: a token, a delegation,
+  // a device.
+  for (const [list, key] of [["tokens", "token"], ["delegations", "delegation"], ["devices", "device"]]) {
+    $(list).addEventListener("click", (ev) => {
+      const id = ev.target.dataset && ev.target.dataset[key];
+      if (!id) return;
+      if (key === "device") prepare("device-revocation", undefined, { deviceKey: id });
+      else prepare("revocation", undefined, { target: id }, id);
+    });
+  }
+  $("erase").addEventListener("click", () => prepare("erase"));
   showTokens(state);
   showDevices(state);
 }

@@ -543,6 +543,33 @@ func TestPeoplesPagesInABrowser(t *testing.T) {
 	if len(delegations.Delegations) != 1 || delegations.Delegations[0].Status != "revoked" {
 		t.Fatalf("the child's delegations after the parent stepped down: %+v", delegations)
 	}
+
+	// The second patient names a carer to see where their records are:
+	// the carer makes a key in their own portal and reads it out; the
+	// patient signs the delegation in theirs and hands over their patient
+	// number and the delegation, with which the carer's portal acts for
+	// them.
+	carer := newPerson(t, browserCtx, "carer")
+	carer.enrol(site(a), "#make-browser-key")
+	carerKey := carer.text("#key-id")
+	second.do("name the carer", chromedp.SendKeys(chromedp.CSS("#delegate-key"), carerKey),
+		chromedp.SetValue(chromedp.CSS("#delegate-relationship"), "carer"), chromedp.Click(chromedp.CSS("#delegate-scope-view")))
+	second.sign("#add-delegate", "Your carer, whose key is "+carerKey+", may see where your records are and who looked for you", "in force everywhere")
+	second.waitText("#delegate-handover", "Give them your patient number")
+	handover := regexp.MustCompile(`patient number ([0-9a-f]{64}) and the delegation ([0-9a-f]{32})`).FindStringSubmatch(second.text("#delegate-handover"))
+	if handover == nil {
+		t.Fatalf("the hand-over reads %q", second.text("#delegate-handover"))
+	}
+	carer.do("act for the patient", chromedp.SendKeys(chromedp.CSS("#act-patient"), handover[1]), chromedp.SendKeys(chromedp.CSS("#act-delegation"), handover[2]),
+		chromedp.Click(chromedp.CSS("#act-for")))
+	carer.do("the portal acting for the patient", chromedp.WaitVisible(chromedp.CSS("#home")))
+	carer.waitText("#portal-status", "You act for patient "+handover[1])
+	carer.do("ask every centre for the patient", chromedp.Click(chromedp.CSS("#view")))
+	carer.waitText("#view-result", "centre(s) asked")
+	carer.waitText("#delegations", "You act for the patient (view)")
+	// Outside its scope, the carer's consent is refused before it is shown.
+	carer.do("try to consent", chromedp.Click(chromedp.CSS("#preview-consent")))
+	carer.waitText("#result", "does not let its delegate give or withdraw consent")
 }
 
 // tamperSubmit makes the page's fetch flip a bit of the draft it submits

@@ -55,6 +55,8 @@ type portalData struct {
 	Purposes      []option
 	DeviceTypes   []option
 	DeviceClasses []option // the classes a device's readings are recorded as, of the centre's
+	Relationships []option
+	Scopes        []option
 }
 
 type option struct{ Value, Label string }
@@ -78,6 +80,10 @@ func (s *Server) portalData() portalData {
 	}
 	for _, t := range device.Types() {
 		d.DeviceTypes = append(d.DeviceTypes, option{t, deviceTypeWords[t]})
+	}
+	d.Relationships = []option{{"parent", "My parent"}, {"guardian", "My guardian"}, {"attorney", "Holds my power of attorney"}, {"carer", "My carer"}, {"relative", "Another relative"}}
+	for _, v := range []string{"consent", "view", "records", "erasure"} {
+		d.Scopes = append(d.Scopes, option{v, scopeWords[v]})
 	}
 	d.Roles = []option{{"clinician", "Clinicians"}, {"researcher", "Researchers"}}
 	d.Purposes = []option{{"treatment", "My treatment"}, {"research", "Research"}}
@@ -202,7 +208,7 @@ const maxBody = 4 << 10
 // sign: a contract from the consent form, the revocation of the contract
 // in force, a view of every holder, or a note for their records here.
 type draftBody struct {
-	What      string       `json:"what"` // contract, revocation, token, erasure, note, device, device-revocation, view, records or erase
+	What      string       `json:"what"` // contract, revocation, token, erasure, delegation, note, device, device-revocation, view, records or erase
 	Pseudonym string       `json:"pseudonym"`
 	Key       string       `json:"key"` // 64 hex digits
 	Passkey   bool         `json:"passkey"`
@@ -216,6 +222,18 @@ type draftBody struct {
 	// Delegation, for a delegate's key: the delegation it acts under, 32
 	// hex digits; the document is signed under it.
 	Delegation string `json:"delegation,omitempty"`
+	// Delegate: delegation, the patient's own naming of a delegate.
+	Delegate *delegateForm `json:"delegate,omitempty"`
+}
+
+// delegateForm names someone to act for the patient: the key their own
+// portal shows, how they stand to the patient, what they may do, and
+// for how many days.
+type delegateForm struct {
+	Key          string   `json:"key"` // 64 hex digits
+	Relationship string   `json:"relationship"`
+	Scope        []string `json:"scope"`
+	Days         int      `json:"days"`
 }
 
 // deviceForm registers a device for a while: its key as the device shows
@@ -246,6 +264,7 @@ type draftAnswer struct {
 	Signed    []byte   `json:"signed"`
 	Challenge []byte   `json:"challenge"`
 	Preview   []string `json:"preview"`
+	ID        string   `json:"id,omitempty"` // a delegation's: what the delegate's portal is given
 }
 
 func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWriter) (answer any, err error) {
@@ -318,6 +337,7 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	}()
 	var d consent.Draft
 	var preview []string
+	var id string // a delegation's, for the patient to hand over
 	switch b.What {
 	case "contract":
 		if b.Form == nil {
@@ -374,18 +394,72 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 			return nil, err
 		}
 		preview = []string{"Every centre erases every record it holds about you: the records are destroyed, and what remains on the ledgers says only that they existed and were erased. This cannot be undone."}
+	case "delegation":
+		g, lines, err := delegationOf(s.node.Federation(), p, now, b.Delegate)
+		if err != nil {
+			return nil, err
+		}
+		if d, err = consent.DraftDelegation(key, b.Passkey, g); err != nil {
+			return nil, err
+		}
+		preview, id = lines, g.ID.String()
 	default:
-		return nil, badRequest("a draft of %q: contract, revocation, token, erasure, note, view, records or erase", b.What)
+		return nil, badRequest("a draft of %q: contract, revocation, token, erasure, delegation, note, view, records or erase", b.What)
 	}
 	c := d.Challenge()
-	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview}, nil
+	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview, ID: id}, nil
 }
+
+// maxDelegateDays bounds a delegation the patient names in the portal:
+// two years, after which they name the delegate again.
+const maxDelegateDays = 731
+
+// delegationOf makes the delegation of patient p in federation fed that
+// the patient's form names, and says what it does in plain words.
+func delegationOf(fed string, p ledger.Pseudonym, now time.Time, f *delegateForm) (consent.Delegation, []string, error) {
+	if f == nil {
+		return consent.Delegation{}, nil, badRequest("a delegation needs its form")
+	}
+	key, err := consent.ParsePublicKey(strings.TrimSpace(f.Key))
+	if err != nil {
+		return consent.Delegation{}, nil, badRequest("the delegate's key is the 64 hex digits their portal shows")
+	}
+	g := consent.Delegation{ID: consent.NewID(), Federation: fed, Subject: p, Delegate: key, Issued: now}
+	if g.Relationship, err = consent.ParseRelationship(f.Relationship); err != nil {
+		return g, nil, err
+	}
+	var can []string
+	for _, v := range f.Scope {
+		sc, err := consent.ParseScope(v)
+		if err != nil {
+			return g, nil, err
+		}
+		g.Scope |= sc
+		can = append(can, scopeWords[v])
+	}
+	if g.Scope == 0 {
+		return g, nil, badRequest("tick what they may do for you")
+	}
+	if f.Days < 1 || f.Days > maxDelegateDays {
+		return g, nil, badRequest("a delegation runs for 1 to %d days", maxDelegateDays)
+	}
+	g.Expires = now.Add(time.Duration(f.Days) * 24 * time.Hour)
+	return g, []string{
+		fmt.Sprintf("Your %s, whose key is %s, may %s for you, until %s.", g.Relationship, consent.FormatPublicKey(key), strings.Join(can, ", "), g.Expires.Format("2 January 2006")),
+		"What they sign names this delegation, and you see it. You can end it here at any time; they can step down.",
+	}, nil
+}
+
+// scopeWords say what each scope lets a delegate do.
+var scopeWords = map[string]string{"consent": "give and withdraw your consent", "view": "see where your records are and who looked",
+	"records": "get copies of your records", "erasure": "have your records erased"}
 
 // delegateMay says why the delegate's key may not sign b under
 // delegation via of the patient whose consent is v, or nil: the
 // delegation names the key and is in force with the scope b needs; a
 // delegate steps down from their own delegation whatever its state, and
-// ends no other; a note or a device is the patient's own.
+// ends no other, and names no delegate; a note or a device is the
+// patient's own.
 func delegateMay(v centre.ConsentView, via consent.ID, key ed25519.PublicKey, b draftBody) error {
 	i := slices.IndexFunc(v.Delegations, func(g centre.ConsentDelegation) bool { return g.ID == via && bytes.Equal(g.Delegate, key) })
 	if i < 0 {
@@ -396,6 +470,8 @@ func delegateMay(v centre.ConsentView, via consent.ID, key ed25519.PublicKey, b 
 	switch b.What {
 	case "note", "device", "device-revocation":
 		return forbidden("a note or a device is the patient's own to sign")
+	case "delegation":
+		return forbidden("a delegate names no delegate of their own")
 	case "erasure":
 		need = consent.ScopeErasure
 	case "revocation":
@@ -758,7 +834,8 @@ func (s *Server) submitDevice(ctx context.Context, what string, key ed25519.Publ
 	return api.DeviceRegistrationOf(v), nil
 }
 
-var documentKinds = map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation, "token": consent.KindToken, "erasure": consent.KindErasure}
+var documentKinds = map[string]consent.Kind{"contract": consent.KindContract, "revocation": consent.KindRevocation, "token": consent.KindToken, "erasure": consent.KindErasure,
+	"delegation": consent.KindDelegation}
 
 // tokenAnswer is a signed token for the patient to hand over.
 type tokenAnswer struct {

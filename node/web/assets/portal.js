@@ -119,7 +119,7 @@ async function makeBrowserKey() {
 // else, whatever the server sent.
 const drafts = {
   view: [2, 1], erase: [2, 2], records: [2, 3],
-  contract: [1, 2], revocation: [1, 3], token: [1, 4], erasure: [1, 7],
+  contract: [1, 2], revocation: [1, 3], token: [1, 4], erasure: [1, 7], delegation: [1, 8],
 };
 
 // A note for the patient's records and a device's registration or
@@ -454,6 +454,16 @@ function tokenValues() {
   return { centre: f.elements.centre.value, purposes: all("token-purposes"), classes: all("token-classes"), hours: Number(f.elements.hours.value), uses: Number(f.elements.uses.value) };
 }
 
+function delegateValues() {
+  const f = $("delegate-form");
+  return {
+    key: f.elements["delegate-key"].value.trim(),
+    relationship: f.elements["delegate-relationship"].value,
+    scope: Array.from(f.querySelectorAll(`input[name="delegate-scope"]:checked`), (i) => i.value),
+    days: Number(f.elements["delegate-days"].value),
+  };
+}
+
 function deviceValues() {
   const f = $("device-form");
   return {
@@ -613,7 +623,7 @@ function showView(res) {
 }
 
 async function pollEnrolment(state) {
-  for (;;) {
+  while (!state.pseudonym) {
     try {
       const st = await post("/portal/enrolment", { code: state.code, key: state.key });
       if (st.attested) {
@@ -659,6 +669,21 @@ async function run() {
     $("code").textContent = state.code;
     $("key-id").textContent = state.key;
     say("portal-status", "Waiting for a registrar to attest your key…");
+    // Or the patient who named this key their delegate gave its holder
+    // their patient number and the delegation: what the key signs then
+    // names it, and each centre checks the delegation.
+    $("act-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const p = $("act-patient").value.trim().toLowerCase();
+      const id = $("act-delegation").value.trim().toLowerCase();
+      if (!/^[0-9a-f]{64}$/.test(p) || !/^[0-9a-f]{32}$/.test(id)) {
+        say("portal-status", "A patient number is 64 letters and digits, a delegation 32: check what you were given.", true);
+        return;
+      }
+      state.pseudonym = p;
+      state.delegation = id;
+      save(state);
+    });
     await pollEnrolment(state);
     if (!state.pseudonym) return;
   }
@@ -668,7 +693,7 @@ async function run() {
     // A delegate signs for the patient under the delegation: what is
     // the patient's own to sign (notes, devices) is not offered.
     say("portal-status", `Signed in with your ${keyKind}. You act for patient ${state.pseudonym}, under delegation ${state.delegation}: what you sign names it.`);
-    for (const id of ["note-h", "device-h"]) $(id).closest(".card").hidden = true;
+    for (const id of ["note-h", "device-h", "delegate-h"]) $(id).closest(".card").hidden = true;
     document.body.dataset.delegation = state.delegation;
     // Stepping down needs no view: the button is there from the start.
     const down = Object.assign(document.createElement("button"), { type: "button", className: "danger", textContent: "Step down from this delegation" });
@@ -753,7 +778,11 @@ async function run() {
         save(state);
         showTokens(state);
       }
-      const what = { contract: "Your consent", revocation: "Your withdrawal", erasure: "Your erasure" }[d.what];
+      if (d.what === "delegation") {
+        $("delegate-form").reset();
+        $("delegate-handover").textContent = `Give them your patient number ${state.pseudonym} and the delegation ${d.id}.`;
+      }
+      const what = { contract: "Your consent", revocation: "Your withdrawal", erasure: "Your erasure", delegation: "Your delegation" }[d.what];
       say("result", `${what} was signed and delivered to ${got.Delivered.length} centre(s)` +
         (got.Confirmed ? ": it is in force everywhere." : ": a majority has not confirmed it yet; it is sent again."));
     } catch (e) {
@@ -784,6 +813,7 @@ async function run() {
   onSubmit("token-form", () => prepare("token", undefined, { token: tokenValues() }));
   onSubmit("note-form", () => prepare("note", undefined, { note: $("note-text").value }));
   onSubmit("device-form", () => prepare("device", undefined, { device: deviceValues() }));
+  onSubmit("delegate-form", () => prepare("delegation", undefined, { delegate: delegateValues() }));
   // The lists' buttons withdraw what they name: a token, a delegation,
   // a device.
   for (const [list, key] of [["tokens", "token"], ["delegations", "delegation"], ["devices", "device"]]) {

@@ -267,7 +267,7 @@ type draftAnswer struct {
 	ID        string   `json:"id,omitempty"` // a delegation's: what the delegate's portal is given
 }
 
-func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWriter) (answer any, err error) {
+func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWriter) (any, error) {
 	var b draftBody
 	if err := api.DecodeJSON(w, r, &b, maxPortalBody); err != nil {
 		return nil, err
@@ -294,9 +294,7 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 		if err != nil {
 			return nil, err
 		}
-		signed := wire.Signed(patient.RequestContext, raw)
-		c := wire.Challenge(signed)
-		return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{requestPreview[op]}}, nil
+		return toSign(b.What, patient.RequestContext, raw, []string{requestPreview[op]}), nil
 	}
 	// A document changes the patient's consent: their key must be the
 	// one in force, or a delegate's under a delegation in force (the
@@ -328,13 +326,6 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	case "device", "device-revocation":
 		return s.draftDevice(p, key, b, now)
 	}
-	defer func() {
-		// A delegate reads what they sign as what it does for the patient.
-		if ans, ok := answer.(draftAnswer); ok && !via.IsZero() {
-			ans.Preview = append([]string{"For patient " + p.String() + ", under delegation " + via.String() + ":"}, ans.Preview...)
-			answer = ans
-		}
-	}()
 	var d consent.Draft
 	var preview []string
 	var id string // a delegation's, for the patient to hand over
@@ -406,6 +397,10 @@ func (s *Server) draft(ctx context.Context, r *http.Request, w http.ResponseWrit
 	default:
 		return nil, badRequest("a draft of %q: contract, revocation, token, erasure, delegation, note, view, records or erase", b.What)
 	}
+	if !via.IsZero() {
+		// A delegate reads what they sign as what it does for the patient.
+		preview = append([]string{"For patient " + p.String() + ", under delegation " + via.String() + ":"}, preview...)
+	}
 	c := d.Challenge()
 	return draftAnswer{What: b.What, Draft: d.Bytes, Signed: d.Signed(), Challenge: c[:], Preview: preview, ID: id}, nil
 }
@@ -420,9 +415,9 @@ func delegationOf(fed string, p ledger.Pseudonym, now time.Time, f *delegateForm
 	if f == nil {
 		return consent.Delegation{}, nil, badRequest("a delegation needs its form")
 	}
-	key, err := consent.ParsePublicKey(strings.TrimSpace(f.Key))
+	key, err := shownKey(f.Key, "the delegate's key is the 64 hex digits their portal shows")
 	if err != nil {
-		return consent.Delegation{}, nil, badRequest("the delegate's key is the 64 hex digits their portal shows")
+		return consent.Delegation{}, nil, err
 	}
 	g := consent.Delegation{ID: consent.NewID(), Federation: fed, Subject: p, Delegate: key, Issued: now}
 	if g.Relationship, err = consent.ParseRelationship(f.Relationship); err != nil {
@@ -505,12 +500,10 @@ func (s *Server) draftNote(p ledger.Pseudonym, key ed25519.PublicKey, passkey bo
 	if err != nil {
 		return draftAnswer{}, err
 	}
-	signed := wire.Signed(device.NoteContext, raw)
-	c := wire.Challenge(signed)
-	return draftAnswer{What: "note", Draft: raw, Signed: signed, Challenge: c[:], Preview: []string{
+	return toSign("note", device.NoteContext, raw, []string{
 		"Add this note to your records at " + s.node.Name() + ", in your own words:", text,
 		"Staff you let see your observations may read it, at any centre; it is kept as any record is.",
-	}}, nil
+	}), nil
 }
 
 // draftDevice drafts the registration of a device from the form, or the
@@ -574,9 +567,16 @@ func (s *Server) draftDevice(p ledger.Pseudonym, key ed25519.PublicKey, b draftB
 			"It may send what it measured in the last day too. Each reading it sends is signed with its own key and kept as any record is; you can revoke it here at any time.",
 		}
 	}
+	return toSign(b.What, context, raw, preview), nil
+}
+
+// toSign is the draft raw of what, for the patient's key to sign under
+// the message's context: as an Ed25519 key signs it, and a passkey's
+// challenge.
+func toSign(what, context string, raw []byte, preview []string) draftAnswer {
 	signed := wire.Signed(context, raw)
 	c := wire.Challenge(signed)
-	return draftAnswer{What: b.What, Draft: raw, Signed: signed, Challenge: c[:], Preview: preview}, nil
+	return draftAnswer{What: what, Draft: raw, Signed: signed, Challenge: c[:], Preview: preview}
 }
 
 // A device the portal registers may send what it measured in the day
@@ -590,11 +590,17 @@ const (
 // deviceKey reads a device's public key as the device shows it: 64 hex
 // digits.
 func deviceKey(s string) (ed25519.PublicKey, error) {
-	k, err := hex.DecodeString(strings.TrimSpace(s))
-	if err != nil || len(k) != ed25519.PublicKeySize {
-		return nil, badRequest("a device's key is the 64 hex digits it shows (medfed device keygen's .pub)")
+	return shownKey(s, "a device's key is the 64 hex digits it shows (medfed device keygen's .pub)")
+}
+
+// shownKey reads an Ed25519 key, or a passkey's ID, as a device or a
+// portal shows it: 64 hex digits; refusal says what it should be.
+func shownKey(s, refusal string) (ed25519.PublicKey, error) {
+	k, err := consent.ParsePublicKey(strings.TrimSpace(s))
+	if err != nil {
+		return nil, badRequest("%s", refusal)
 	}
-	return ed25519.PublicKey(k), nil
+	return k, nil
 }
 
 // deviceTypeWords name the device types as a patient reads them.

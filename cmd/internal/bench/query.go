@@ -354,6 +354,7 @@ func profile(what string) (stop func() error, err error) {
 func latencyAndThroughput(env env, what, metric string, one func(*rand.Rand) (time.Duration, error), m map[string]float64) error {
 	rng := rand.New(rand.NewPCG(5, 5))
 	var durations []time.Duration
+	began, cpu0 := time.Now(), processCPU()
 	for range env.pick(2000, 200) {
 		d, err := one(rng)
 		if err != nil {
@@ -363,7 +364,12 @@ func latencyAndThroughput(env env, what, metric string, one func(*rand.Rand) (ti
 	}
 	m[metric+"_p50_ms"] = percentileMillis(durations, 0.5)
 	m[metric+"_p99_ms"] = percentileMillis(durations, 0.99)
-	env.logf("query: %d %s one at a time: p50 %.2f ms, p99 %.2f ms", len(durations), what, m[metric+"_p50_ms"], m[metric+"_p99_ms"])
+	// The CPU time of one at a time, beside its latency: how much of the
+	// machine's two cores a lone query keeps busy, the checkpoints and
+	// witnessing its access entries cause included.
+	busy := processCPU() - cpu0
+	env.logf("query: %d %s one at a time: p50 %.2f ms, p99 %.2f ms; %.2f ms of CPU each, %.2f cores busy", len(durations), what,
+		m[metric+"_p50_ms"], m[metric+"_p99_ms"], cpuMillis(busy, len(durations)), busy.Seconds()/time.Since(began).Seconds())
 
 	const inFlight = 32
 	total := env.pick(10_000, 1_000)

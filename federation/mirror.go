@@ -74,16 +74,20 @@ func (s *MirrorSealer) ad(start, count int64) []byte {
 
 // Seal seals the encodings of the entries from start.
 func (s *MirrorSealer) Seal(start int64, encs [][]byte) (ledger.MirrorChunk, error) {
-	var w wire.Writer
+	// One buffer: the nonce, then the entries, sealed in place.
+	n, size := s.aead.NonceSize(), 0
+	for _, e := range encs {
+		size += 4 + len(e)
+	}
+	w := wire.Writer{B: make([]byte, n, n+size+s.aead.Overhead())}
+	if _, err := rand.Read(w.B); err != nil {
+		return ledger.MirrorChunk{}, err
+	}
 	for _, e := range encs {
 		w.Blob(e)
 	}
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return ledger.MirrorChunk{}, err
-	}
 	count := int64(len(encs))
-	return ledger.MirrorChunk{Start: start, Count: count, Blob: s.aead.Seal(nonce, nonce, w.B, s.ad(start, count))}, nil
+	return ledger.MirrorChunk{Start: start, Count: count, Blob: s.aead.Seal(w.B[:n], w.B[:n], w.B[n:], s.ad(start, count))}, nil
 }
 
 // Open returns the entries' encodings sealed in c, each checked to be the

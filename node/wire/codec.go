@@ -236,10 +236,14 @@ type Message struct {
 // Encode returns the version and the fields write writes: the message
 // as it is before its signature (and signer).
 func (m Message) Encode(write func(*Writer)) []byte {
-	w := Writer{B: []byte{m.Version}}
+	w := Writer{B: append(make([]byte, 0, encodeCap), m.Version)}
 	write(&w)
 	return w.B
 }
+
+// encodeCap is the room a message's encoding starts with: most fit, and
+// the rest grow from it in a few steps rather than a dozen.
+const encodeCap = 512
 
 // Draft returns the message before its signature, for a signer that
 // holds its key elsewhere (a patient's browser): Encode's bytes, with the
@@ -259,8 +263,13 @@ func (m Message) Sign(key ed25519.PrivateKey, write func(*Writer)) ([]byte, erro
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, Malformed(m.What, "not an Ed25519 private key")
 	}
-	draft := m.Encode(write)
-	return m.Seal(draft, key.Public().(ed25519.PublicKey), ed25519.Sign(key, Signed(m.Context, draft)))
+	// One buffer: what is signed (Signed's context, then the draft), and
+	// the message, the draft and what follows it, written in place.
+	w := Writer{B: make([]byte, 0, len(m.Context)+1+encodeCap)}
+	w.B = append(append(w.B, m.Context...), 0, m.Version)
+	write(&w)
+	sig := ed25519.Sign(key, w.B)
+	return m.seal(w.B[len(m.Context)+1:], key.Public().(ed25519.PublicKey), sig)
 }
 
 // Seal returns the message draft (Draft, Ed25519's) with its signer's key
@@ -270,7 +279,14 @@ func (m Message) Seal(draft []byte, signer ed25519.PublicKey, sig []byte) ([]byt
 	if len(draft) == 0 || draft[0] != m.Version || len(sig) != ed25519.SignatureSize {
 		return nil, Malformed(m.What, "not an Ed25519-signed draft and signature")
 	}
-	b := bytes.Clone(draft)
+	b := make([]byte, len(draft), len(draft)+ed25519.PublicKeySize+len(sig))
+	copy(b, draft)
+	return m.seal(b, signer, sig)
+}
+
+// seal appends the signer's key (when the message carries it) and the
+// signature to b, the draft, which it may write past.
+func (m Message) seal(b []byte, signer ed25519.PublicKey, sig []byte) ([]byte, error) {
 	if m.Signer {
 		if len(signer) != ed25519.PublicKeySize {
 			return nil, Malformed(m.What, "a signer's key of %d bytes", len(signer))

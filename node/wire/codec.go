@@ -236,14 +236,14 @@ type Message struct {
 // Encode returns the version and the fields write writes: the message
 // as it is before its signature (and signer).
 func (m Message) Encode(write func(*Writer)) []byte {
-	w := Writer{B: append(make([]byte, 0, encodeCap), m.Version)}
+	w := Writer{B: []byte{m.Version}}
 	write(&w)
 	return w.B
 }
 
-// encodeCap is the room a message's encoding starts with: most fit, and
-// the rest grow from it in a few steps rather than a dozen.
-const encodeCap = 512
+// signCap is the room Sign's buffer starts with, beside the context: most
+// messages fit, and the rest grow from it in a few steps, not a dozen.
+const signCap = 512
 
 // Draft returns the message before its signature, for a signer that
 // holds its key elsewhere (a patient's browser): Encode's bytes, with the
@@ -263,9 +263,9 @@ func (m Message) Sign(key ed25519.PrivateKey, write func(*Writer)) ([]byte, erro
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, Malformed(m.What, "not an Ed25519 private key")
 	}
-	// One buffer: what is signed (Signed's context, then the draft), and
-	// the message, the draft and what follows it, written in place.
-	w := Writer{B: make([]byte, 0, len(m.Context)+1+encodeCap)}
+	// One buffer, Signed(m.Context, draft): signed whole, and past the
+	// context, the draft, to which the signature is appended in place.
+	w := Writer{B: make([]byte, 0, len(m.Context)+1+signCap)}
 	w.B = append(append(w.B, m.Context...), 0, m.Version)
 	write(&w)
 	sig := ed25519.Sign(key, w.B)

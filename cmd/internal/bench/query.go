@@ -364,8 +364,8 @@ func latencyAndThroughput(env env, what, metric string, one func(*rand.Rand) (ti
 	}
 	m[metric+"_p50_ms"] = percentileMillis(durations, 0.5)
 	m[metric+"_p99_ms"] = percentileMillis(durations, 0.99)
-	// The CPU time of one at a time, beside its latency: how much of the
-	// machine's two cores a lone query keeps busy, the checkpoints and
+	// The CPU time of one at a time, beside its latency: how many of the
+	// machine's cores a lone query keeps busy, the checkpoints and
 	// witnessing its access entries cause included.
 	busy := processCPU() - cpu0
 	env.logf("query: %d %s one at a time: p50 %.2f ms, p99 %.2f ms; %.2f ms of CPU each, %.2f cores busy", len(durations), what,

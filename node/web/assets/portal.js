@@ -180,15 +180,19 @@ async function draft(state, what, form, extra) {
   return d;
 }
 
+// checked is the values of form f's ticked boxes named name.
+function checked(f, name) {
+  return Array.from(f.querySelectorAll(`input[name="${name}"]:checked`), (i) => i.value);
+}
+
 function formValues() {
   const f = $("consent-form");
-  const all = (name) => Array.from(f.querySelectorAll(`input[name="${name}"]:checked`), (i) => i.value);
   return {
-    centres: all("centres"),
-    roles: all("roles"),
-    purposes: all("purposes"),
-    classes: all("classes"),
-    except: all("except"),
+    centres: checked(f, "centres"),
+    roles: checked(f, "roles"),
+    purposes: checked(f, "purposes"),
+    classes: checked(f, "classes"),
+    except: checked(f, "except"),
     from: f.elements.from.value,
     until: f.elements.until.value,
   };
@@ -450,8 +454,7 @@ function notifications(res) {
 
 function tokenValues() {
   const f = $("token-form");
-  const all = (name) => Array.from(f.querySelectorAll(`input[name="${name}"]:checked`), (i) => i.value);
-  return { centre: f.elements.centre.value, purposes: all("token-purposes"), classes: all("token-classes"), hours: Number(f.elements.hours.value), uses: Number(f.elements.uses.value) };
+  return { centre: f.elements.centre.value, purposes: checked(f, "token-purposes"), classes: checked(f, "token-classes"), hours: Number(f.elements.hours.value), uses: Number(f.elements.uses.value) };
 }
 
 function delegateValues() {
@@ -459,7 +462,7 @@ function delegateValues() {
   return {
     key: f.elements["delegate-key"].value.trim(),
     relationship: f.elements["delegate-relationship"].value,
-    scope: Array.from(f.querySelectorAll(`input[name="delegate-scope"]:checked`), (i) => i.value),
+    scope: checked(f, "delegate-scope"),
     days: Number(f.elements["delegate-days"].value),
   };
 }
@@ -469,7 +472,7 @@ function deviceValues() {
   return {
     key: f.elements["device-key"].value.trim(),
     type: f.elements["device-type"].value,
-    classes: Array.from(f.querySelectorAll(`input[name="device-classes"]:checked`), (i) => i.value),
+    classes: checked(f, "device-classes"),
     days: Number(f.elements["device-days"].value),
   };
 }

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -75,10 +78,11 @@ type write struct {
 // keys are random, so while a flush's rows are few beside the table's
 // leaves each row dirties a leaf of its own, and a leaf costs its write
 // to the WAL and its copy back. Inserting 120,000 random provider records
-// into a table of 600,000 (BenchmarkStoreFlush) cost 35 to 37 µs a row in
-// flushes of 6,000, what a replica received in a second while a centre
-// announced a million patients, 16 µs in flushes of 30,000 and 11 to 14
-// in flushes of 60,000.
+// into a table of 600,000 (BenchmarkStoreFlush, 4 KiB pages) cost 35 to
+// 37 µs a row in flushes of 6,000, what a replica received in a second
+// while a centre announced a million patients, 16 µs in flushes of
+// 30,000 and 11 to 14 in flushes of 60,000 (with 16 KiB pages, pageSize:
+// 31, 10 and 6.4 to 6.7).
 // So the overlay is flushed every flushEvery rather than every second:
 // a replica that crashes loses the records of a few more seconds, which
 // their providers' next reprovide sends again, and the other replicas of
@@ -137,6 +141,9 @@ func openStore(path string, key []byte) (_ *store, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := createStore(abs); err != nil {
+		return nil, fmt.Errorf("directory database %s: %w", path, err)
+	}
 	// 8 MiB of page cache a connection, enough for the B-trees' inner
 	// pages; their leaves come from the system's file cache, which a
 	// centre's resident memory does not count. A connection idle for a
@@ -190,6 +197,38 @@ func openStore(path string, key []byte) (_ *store, err error) {
 	}
 	go s.flusher()
 	return s, nil
+}
+
+// pageSize is the size of a new directory database's pages, 16 KiB
+// rather than SQLite's 4. The rows a flush or a keystore write adds fall
+// at random across the table, so a large one dirties most of its leaves
+// whatever their size, and its cost is in the pages more than their
+// bytes: each costs its reads, its write to the WAL and its copy back.
+// Flushing 60,000 random provider records into a table of 600,000
+// (BenchmarkStoreFlush) took 9.4 to 9.6 µs a row with 4 KiB pages and
+// 6.4 to 6.7 with 16 KiB ones; 64 KiB pages gained a little more in the
+// directory's bench, for four times the bytes that a small write
+// commits. A lookup reads one leaf, 16 KiB from the system's file cache
+// rather than 4.
+const pageSize = 16384
+
+// createStore creates the directory database at path, with pageSize
+// pages and in WAL mode, when there is no file there: SQLite fixes a
+// database's page size at its first write, and a database in WAL mode
+// keeps it. A database created before keeps the page size it has.
+func createStore(path string) error {
+	switch _, err := os.Stat(path); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	db, err := sql.Open("sqlite3", fileDSN(path, url.Values{"mode": {"rwc"}}))
+	if err != nil {
+		return err
+	}
+	_, err = db.Exec(fmt.Sprintf("PRAGMA page_size = %d; PRAGMA journal_mode = WAL;", pageSize) + schema)
+	return errors.Join(err, db.Close())
 }
 
 // binaryProviderKeys brings a store from before provider records' keys
@@ -267,7 +306,6 @@ func UpgradeStore(path string, key []byte) error {
 // storeDSN is the address of the directory database at path, opened with
 // cacheMiB of page cache a connection.
 func storeDSN(path string, cacheMiB int) string {
-	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath()}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
@@ -277,7 +315,13 @@ func storeDSN(path string, cacheMiB int) string {
 	// Each connection keeps its last 32 statements prepared: a provider
 	// read or write then skips SQLite's parse and plan.
 	q.Set("_stmt_cache_size", "32")
-	u.RawQuery = q.Encode()
+	return fileDSN(path, q)
+}
+
+// fileDSN is the address of the SQLite file at path with the driver's
+// parameters q.
+func fileDSN(path string, q url.Values) string {
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: q.Encode()}
 	return u.String()
 }
 
@@ -433,7 +477,19 @@ func (s *store) commit(batch map[string]write) error {
 	for k, w := range batch {
 		rows = append(rows, row{k, toTable(k), w})
 	}
-	slices.SortFunc(rows, func(a, b row) int { return a.tk.compare(b.tk) })
+	// Sorted by the keys' leading bytes (sortPrefix), then, where two
+	// share them, the whole keys: the rows themselves are too long to
+	// move about, and most comparisons end at the prefix.
+	order := make([]sortKey, len(rows))
+	for i := range rows {
+		order[i] = sortKey{rows[i].tk.sortPrefix(), int32(i)}
+	}
+	slices.SortFunc(order, func(a, b sortKey) int {
+		if a.pre != b.pre {
+			return cmp.Compare(a.pre, b.pre)
+		}
+		return rows[a.i].tk.compare(rows[b.i].tk)
+	})
 	tx, err := s.db.Begin()
 	if err != nil {
 		return fmt.Errorf("directory store: %w", err)
@@ -441,7 +497,8 @@ func (s *store) commit(batch map[string]write) error {
 	defer tx.Rollback()
 	var puts, dels []any
 	m := newMacer(s.key)
-	for _, r := range rows {
+	for _, o := range order {
+		r := &rows[o.i]
 		if r.w.del {
 			dels = append(dels, r.tk.arg())
 		} else {

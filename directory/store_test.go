@@ -37,6 +37,74 @@ func TestStoreBatches(t *testing.T) {
 	dstest.RunBatchPutAndDeleteTest(t, openTestStore(t))
 }
 
+// TestStorePageSize checks that a new directory database has pageSize
+// pages in WAL mode, and that one created before with SQLite's 4 KiB
+// pages keeps them and reads and writes as before.
+func TestStorePageSize(t *testing.T) {
+	ctx := context.Background()
+	pages := func(path string) (size int, mode string) {
+		t.Helper()
+		db, err := sql.Open("sqlite3", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.QueryRow("PRAGMA page_size").Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		return size, mode
+	}
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.db")
+	s, err := openStore(fresh, testRowKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, mode := pages(fresh); size != pageSize || mode != "wal" {
+		t.Fatalf("a new store has %d-byte pages in %s mode, want %d in wal", size, mode, pageSize)
+	}
+
+	old := filepath.Join(dir, "old.db")
+	db, err := sql.Open("sqlite3", fileDSN(old, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;" + schema); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openStore(old, testRowKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := providerKey(t)
+	if err := s.Put(ctx, ds.NewKey(k), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, _ := pages(old); size != 4096 {
+		t.Fatalf("a store created with 4096-byte pages has %d-byte pages once opened", size)
+	}
+	s, err = openStore(old, testRowKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, err := s.Get(ctx, ds.NewKey(k)); err != nil || string(v) != "v" {
+		t.Fatalf("a provider record in a store with 4096-byte pages reads back as %q, %v", v, err)
+	}
+}
+
 // TestStoreSurvivesReopen checks that synced writes, flushed or not when
 // Sync is called, are on disk, and that deletions are too.
 func TestStoreSurvivesReopen(t *testing.T) {

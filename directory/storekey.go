@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -71,16 +72,55 @@ func (k tableKey) compare(o tableKey) int {
 	}
 }
 
+// sortPrefix returns a number that orders keys as compare does, where
+// two numbers differ: every text key's is 0, a binary key's is its first
+// 8 bytes (zero-padded) shifted right by one with the top bit set. A
+// provider record's first 8 bytes hold 4 of its key's digest, so that
+// at a flush's tens of thousands of rows the numbers seldom tie.
+func (k tableKey) sortPrefix() uint64 {
+	if !k.bin() {
+		return 0
+	}
+	var p [8]byte
+	copy(p[:], k.b)
+	return 1<<63 | binary.BigEndian.Uint64(p[:])>>1
+}
+
+// sortKey is a row's place in a flush's order: its key's sortPrefix and
+// its index among the flush's rows.
+type sortKey struct {
+	pre uint64
+	i   int32
+}
+
 // toTable returns how the table holds the key k: in binary when k is a
 // provider record's key in kad-dht's canonical form, as text otherwise.
+// The key and the provider's ID are decoded straight into the binary key,
+// each canonical base32, neither empty nor over 255 bytes: a replica
+// makes one of these for every provider record it stores.
 func toTable(k string) tableKey {
-	key, peer, ok := splitProviderKey(k)
+	rest, ok := strings.CutPrefix(k, providersPrefix)
 	if !ok {
 		return tableKey{s: k}
 	}
-	b := make([]byte, 0, 3+len(key)+len(peer))
-	b = append(append(append(b, providerTag, byte(len(key))), key...), peer...)
-	return tableKey{b: append(b, byte(len(peer)))}
+	key, peer, ok := strings.Cut(rest, "/")
+	if !ok {
+		return tableKey{s: k}
+	}
+	b := make([]byte, 2, 3+len(rest)*5/8)
+	b[0] = providerTag
+	b, ok = appendBase32(b, key)
+	n := len(b) - 2
+	if !ok || n > 255 {
+		return tableKey{s: k}
+	}
+	b[1] = byte(n)
+	b, ok = appendBase32(b, peer)
+	m := len(b) - 2 - n
+	if !ok || m > 255 {
+		return tableKey{s: k}
+	}
+	return tableKey{b: append(b, byte(m))}
 }
 
 // peerSuffix is how a binary key ends when peer is its provider's ID.
@@ -88,56 +128,41 @@ func peerSuffix(peer []byte) []byte {
 	return append(bytes.Clone(peer), byte(len(peer)))
 }
 
-// splitProviderKey returns the key and the provider's ID of a provider
-// record's text key, when it has exactly the form kad-dht writes: each
-// part canonical base32, neither empty nor over 255 bytes.
-func splitProviderKey(k string) (key, peer []byte, ok bool) {
-	rest, ok := strings.CutPrefix(k, providersPrefix)
-	if !ok {
-		return nil, nil, false
-	}
-	a, b, ok := strings.Cut(rest, "/")
-	if !ok {
-		return nil, nil, false
-	}
-	key, ok = canonicalBase32(a)
-	if !ok || len(key) > 255 {
-		return nil, nil, false
-	}
-	peer, ok = canonicalBase32(b)
-	if !ok || len(peer) > 255 {
-		return nil, nil, false
-	}
-	return key, peer, true
+// canonicalBase32 decodes s, non-empty, when encoding the result gives s
+// back (appendBase32).
+func canonicalBase32(s string) ([]byte, bool) {
+	return appendBase32(nil, s)
 }
 
-// canonicalBase32 decodes s, non-empty, when encoding the result gives s
-// back: s is in the alphabet, as long as the bytes' encoding, and the
-// bits of its last character beyond them are zero. (Checked so, not by
-// encoding the bytes again: a replica decodes two of these a provider
-// record it stores.)
-func canonicalBase32(s string) ([]byte, bool) {
+// appendBase32 appends to dst the bytes s encodes in unpadded base32
+// (RFC 4648's alphabet), when s is non-empty and encoding them gives s
+// back: s is in the alphabet, and the bits of its last character beyond
+// the bytes are fewer than a character's and zero. (Decoded so, without
+// the go-base32 package's copy of s and its result.)
+func appendBase32(dst []byte, s string) ([]byte, bool) {
 	if s == "" {
-		return nil, false
+		return dst, false
 	}
+	var acc uint64
+	bits := 0
 	for i := range len(s) {
-		if c := s[i]; (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
-			return nil, false
+		c := s[i]
+		var v byte
+		switch {
+		case c >= 'A' && c <= 'Z':
+			v = c - 'A'
+		case c >= '2' && c <= '7':
+			v = c - '2' + 26
+		default:
+			return dst, false
+		}
+		acc = acc<<5 | uint64(v)
+		if bits += 5; bits >= 8 {
+			bits -= 8
+			dst = append(dst, byte(acc>>bits))
 		}
 	}
-	b, err := base32.RawStdEncoding.DecodeString(s)
-	if err != nil || len(b) == 0 || base32.RawStdEncoding.EncodedLen(len(b)) != len(s) {
-		return nil, false
-	}
-	last := s[len(s)-1]
-	v := last - 'A'
-	if last <= '7' {
-		v = last - '2' + 26
-	}
-	if spare := 5*len(s) - 8*len(b); v&(1<<spare-1) != 0 {
-		return nil, false
-	}
-	return b, true
+	return dst, bits < 5 && acc&(1<<bits-1) == 0
 }
 
 var errBinaryKey = errors.New("malformed binary provider key")

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -311,6 +312,29 @@ func FuzzCanonicalBase32(f *testing.F) {
 		want := s != "" && err == nil && len(d) > 0 && base32.RawStdEncoding.EncodeToString(d) == s
 		if ok != want || (ok && !bytes.Equal(b, d)) {
 			t.Fatalf("canonicalBase32(%q) = %x, %v; decoding gives %x, %v, canonical %v", s, b, ok, d, err, want)
+		}
+	})
+}
+
+// FuzzSortPrefix: where two keys' sort prefixes differ, they order the
+// keys as compare does, text and binary alike.
+func FuzzSortPrefix(f *testing.F) {
+	f.Add([]byte{1, 2}, []byte{1, 2, 0}, "/a", "/b")
+	f.Add([]byte{1, 34, 0x12, 0x20, 0xff}, []byte{1, 34, 0x12, 0x21}, "", "/records")
+	f.Fuzz(func(t *testing.T, a, b []byte, s, u string) {
+		keys := []tableKey{{s: s}, {s: u}}
+		for _, k := range [][]byte{a, b} {
+			if len(k) > 0 {
+				keys = append(keys, tableKey{b: k})
+			}
+		}
+		for _, x := range keys {
+			for _, y := range keys {
+				px, py := x.sortPrefix(), y.sortPrefix()
+				if px != py && cmp.Compare(px, py) != x.compare(y) {
+					t.Fatalf("sortPrefix orders %+v and %+v as %d, compare as %d", x, y, cmp.Compare(px, py), x.compare(y))
+				}
+			}
 		}
 	})
 }

@@ -78,11 +78,11 @@ type write struct {
 // keys are random, so while a flush's rows are few beside the table's
 // leaves each row dirties a leaf of its own, and a leaf costs its write
 // to the WAL and its copy back. Inserting 120,000 random provider records
-// into a table of 600,000 (BenchmarkStoreFlush, 4 KiB pages) cost 35 to
-// 37 µs a row in flushes of 6,000, what a replica received in a second
-// while a centre announced a million patients, 16 µs in flushes of
-// 30,000 and 11 to 14 in flushes of 60,000 (with 16 KiB pages, pageSize:
-// 31, 10 and 6.4 to 6.7).
+// into a table of 600,000 (BenchmarkStoreFlush) cost, with 4 KiB pages
+// before pageSize, 35 to 37 µs a row in flushes of 6,000, what a replica
+// received in a second while a centre announced a million patients, 16
+// µs in flushes of 30,000 and 11 to 14 in flushes of 60,000; now 31, 9.5
+// to 10 and 6.4 to 6.7.
 // So the overlay is flushed every flushEvery rather than every second:
 // a replica that crashes loses the records of a few more seconds, which
 // their providers' next reprovide sends again, and the other replicas of
@@ -208,19 +208,21 @@ func openStore(path string, key []byte) (_ *store, err error) {
 // (BenchmarkStoreFlush) took 9.4 to 9.6 µs a row with 4 KiB pages and
 // 6.4 to 6.7 with 16 KiB ones; 64 KiB pages gained a little more in the
 // directory's bench, for four times the bytes that a small write
-// commits. A lookup reads one leaf, 16 KiB from the system's file cache
-// rather than 4.
+// commits. SQLite checkpoints the WAL every 1,000 pages, 16 MiB now
+// rather than 4, and a lookup reads one leaf, 16 KiB from the system's
+// file cache rather than 4.
 const pageSize = 16384
 
 // createStore creates the directory database at path, with pageSize
-// pages and in WAL mode, when there is no file there: SQLite fixes a
-// database's page size at its first write, and a database in WAL mode
-// keeps it. A database created before keeps the page size it has.
+// pages and in WAL mode, when there is none there or an empty file (one
+// left by a creation that failed): SQLite fixes a database's page size at
+// its first write, and a database in WAL mode keeps it. A database
+// created before keeps the page size it has.
 func createStore(path string) error {
-	switch _, err := os.Stat(path); {
-	case err == nil:
+	switch fi, err := os.Stat(path); {
+	case err == nil && fi.Size() > 0:
 		return nil
-	case !errors.Is(err, fs.ErrNotExist):
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
 	db, err := sql.Open("sqlite3", fileDSN(path, url.Values{"mode": {"rwc"}}))
@@ -482,7 +484,7 @@ func (s *store) commit(batch map[string]write) error {
 	// move about, and most comparisons end at the prefix.
 	order := make([]sortKey, len(rows))
 	for i := range rows {
-		order[i] = sortKey{rows[i].tk.sortPrefix(), int32(i)}
+		order[i] = sortKey{rows[i].tk.sortPrefix(), i}
 	}
 	slices.SortFunc(order, func(a, b sortKey) int {
 		if a.pre != b.pre {

@@ -70,6 +70,21 @@ func TestStorePageSize(t *testing.T) {
 		t.Fatalf("a new store has %d-byte pages in %s mode, want %d in wal", size, mode, pageSize)
 	}
 
+	// An empty file, left by a creation that failed, is created afresh.
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = openStore(empty, testRowKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, _ := pages(empty); size != pageSize {
+		t.Fatalf("a store opened on an empty file has %d-byte pages, want %d", size, pageSize)
+	}
+
 	old := filepath.Join(dir, "old.db")
 	db, err := sql.Open("sqlite3", fileDSN(old, nil))
 	if err != nil {

@@ -25,8 +25,9 @@ import (
 // Provider records arrive in random key order, so each one written
 // dirties a leaf of the table of its own unless the leaves are few; with
 // rows 40 % shorter, inserting 120,000 of them into a table of 600,000
-// (BenchmarkStoreFlush) cost 35 to 37 µs a row against 43 to 45 in
-// flushes of 6,000, 13 to 14 against 17 to 20 in flushes of 60,000.
+// (BenchmarkStoreFlush, with 4 KiB pages, before pageSize) cost 35 to 37
+// µs a row against 43 to 45 in flushes of 6,000, 13 to 14 against 17 to
+// 20 in flushes of 60,000.
 //
 // Only the table sees the binary form: the overlay, the MACs and every
 // caller see the text key. SQLite orders every TEXT before every BLOB,
@@ -75,8 +76,10 @@ func (k tableKey) compare(o tableKey) int {
 // sortPrefix returns a number that orders keys as compare does, where
 // two numbers differ: every text key's is 0, a binary key's is its first
 // 8 bytes (zero-padded) shifted right by one with the top bit set. A
-// provider record's first 8 bytes hold 4 of its key's digest, so that
-// at a flush's tens of thousands of rows the numbers seldom tie.
+// provider record's first 8 bytes hold 4 bytes of its key's digest (a
+// sha2-256 multihash), 31 bits of them in the number, so that among a
+// flush's tens of thousands of keys few numbers tie but those of one
+// key's records.
 func (k tableKey) sortPrefix() uint64 {
 	if !k.bin() {
 		return 0
@@ -90,7 +93,7 @@ func (k tableKey) sortPrefix() uint64 {
 // its index among the flush's rows.
 type sortKey struct {
 	pre uint64
-	i   int32
+	i   int
 }
 
 // toTable returns how the table holds the key k: in binary when k is a
@@ -105,6 +108,9 @@ func toTable(k string) tableKey {
 	}
 	key, peer, ok := strings.Cut(rest, "/")
 	if !ok {
+		return tableKey{s: k}
+	}
+	if len(key) > maxPart || len(peer) > maxPart {
 		return tableKey{s: k}
 	}
 	b := make([]byte, 2, 3+len(rest)*5/8)
@@ -122,6 +128,10 @@ func toTable(k string) tableKey {
 	}
 	return tableKey{b: append(b, byte(m))}
 }
+
+// maxPart is the length of the base32 of 255 bytes, the longest key or
+// provider ID a binary key holds.
+const maxPart = (255*8 + 4) / 5
 
 // peerSuffix is how a binary key ends when peer is its provider's ID.
 func peerSuffix(peer []byte) []byte {

@@ -48,10 +48,16 @@ func TestProviderKeysInBinary(t *testing.T) {
 		"/keys/0/AE",                                             // another namespace
 		"/records/providersX/AE/AE",                              // another name
 		"/records/providers/" + strings.Repeat("A", 420) + "/AE", // a key over 255 bytes
+		"/records/providers/AE/" + strings.Repeat("A", 410),      // a provider ID over 255 bytes
 	} {
 		if tk := toTable(k); tk.bin() || tk.s != k {
 			t.Errorf("toTable(%q) in binary, want it as text", k)
 		}
+	}
+	// The longest key and provider ID a binary key holds: 255 bytes each.
+	longest := providersPrefix + strings.Repeat("A", maxPart) + "/" + strings.Repeat("A", maxPart)
+	if tk := toTable(longest); !tk.bin() || len(tk.b) != 3+255+255 || tk.b[1] != 255 || tk.b[len(tk.b)-1] != 255 {
+		t.Errorf("toTable of a 255-byte key and provider ID = %x, binary %v; want 513 bytes, binary", tk.b, tk.bin())
 	}
 	for _, b := range [][]byte{nil, {1}, {1, 1, 7, 1}, {2, 1, 7, 7, 1}, {1, 0, 7, 7, 2}, {1, 1, 7, 7, 0}, {1, 3, 7, 7, 1}, {1, 1, 7, 7, 2}} {
 		if _, err := fromTable(b); !errors.Is(err, errBinaryKey) {

@@ -662,8 +662,12 @@ func (f *simFederation) patients(ctx context.Context, count int) ([]patient, err
 // (directory/repair.go), a request each: its checks so far give a
 // check's bytes, and how many it makes a second. It is not waited for.
 func (f *simFederation) measureAnnounce(ctx context.Context, replication int, m map[string]float64, key func(string) string) error {
-	// A thousand keys, as far as that makes at most 100,000 records.
-	k := f.env.pick(min(1000, max(50, 100_000/replication)), 60)
+	// A thousand keys, as far as that makes at most 100,000 records; 400
+	// in a quick run, so that at its smallest size each replica's new
+	// records (over 200, some 25 KiB) outgrow the room left in the pages
+	// its file has (a directory database's pages are 16 KiB), and the
+	// file's growth measures them.
+	k := f.env.pick(min(1000, max(50, 100_000/replication)), 400)
 	announcer := f.centres[len(f.centres)-1]
 	others := f.centres[:len(f.centres)-1]
 	id := announcer.c.ID()
@@ -694,8 +698,8 @@ func (f *simFederation) measureAnnounce(ctx context.Context, replication int, m 
 		return fmt.Errorf("%w (%d of %d)", err, stored-storedBefore, k*replication)
 	}
 	took := time.Since(start)
-	// The stores write what they were sent in the background, every
-	// second.
+	// The stores write what they were sent in the background; counting
+	// flushes them first.
 	time.Sleep(1500 * time.Millisecond)
 	sent := f.sent().since(before)
 	if stored, err = storedBy(others, id); err != nil {

@@ -141,7 +141,7 @@ func openStore(path string, key []byte) (_ *store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := createStore(abs); err != nil {
+	if err := createStore(abs, pageSize); err != nil {
 		return nil, fmt.Errorf("directory database %s: %w", path, err)
 	}
 	// 8 MiB of page cache a connection, enough for the B-trees' inner
@@ -213,12 +213,13 @@ func openStore(path string, key []byte) (_ *store, err error) {
 // file cache rather than 4.
 const pageSize = 16384
 
-// createStore creates the directory database at path, with pageSize
-// pages and in WAL mode, when there is none there or an empty file (one
-// left by a creation that failed): SQLite fixes a database's page size at
-// its first write, and a database in WAL mode keeps it. A database
-// created before keeps the page size it has.
-func createStore(path string) error {
+// createStore creates the directory database at path, with pages of
+// size bytes, when there is none there or an empty file (one left by a
+// creation that failed): SQLite fixes a database's page size at its first
+// write, here the switch to WAL mode, and a database in WAL mode keeps it.
+// A database created before keeps the page size it has; openStore writes
+// the schema.
+func createStore(path string, size int) error {
 	switch fi, err := os.Stat(path); {
 	case err == nil && fi.Size() > 0:
 		return nil
@@ -229,7 +230,7 @@ func createStore(path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = db.Exec(fmt.Sprintf("PRAGMA page_size = %d; PRAGMA journal_mode = WAL;", pageSize) + schema)
+	_, err = db.Exec(fmt.Sprintf("PRAGMA page_size = %d; PRAGMA journal_mode = WAL;", size))
 	return errors.Join(err, db.Close())
 }
 

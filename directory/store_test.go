@@ -57,15 +57,19 @@ func TestStorePageSize(t *testing.T) {
 		}
 		return size, mode
 	}
+	openClose := func(path string) {
+		t.Helper()
+		s, err := openStore(path, testRowKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dir := t.TempDir()
 	fresh := filepath.Join(dir, "fresh.db")
-	s, err := openStore(fresh, testRowKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	openClose(fresh)
 	if size, mode := pages(fresh); size != pageSize || mode != "wal" {
 		t.Fatalf("a new store has %d-byte pages in %s mode, want %d in wal", size, mode, pageSize)
 	}
@@ -75,28 +79,16 @@ func TestStorePageSize(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = openStore(empty, testRowKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	openClose(empty)
 	if size, _ := pages(empty); size != pageSize {
 		t.Fatalf("a store opened on an empty file has %d-byte pages, want %d", size, pageSize)
 	}
 
 	old := filepath.Join(dir, "old.db")
-	db, err := sql.Open("sqlite3", fileDSN(old, nil))
-	if err != nil {
+	if err := createStore(old, 4096); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;" + schema); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = openStore(old, testRowKey)
+	s, err := openStore(old, testRowKey)
 	if err != nil {
 		t.Fatal(err)
 	}

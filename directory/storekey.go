@@ -110,23 +110,21 @@ func toTable(k string) tableKey {
 	if !ok {
 		return tableKey{s: k}
 	}
-	if len(key) > maxPart || len(peer) > maxPart {
+	if len(key) > maxPart || len(peer) > maxPart { // over 255 bytes
 		return tableKey{s: k}
 	}
 	b := make([]byte, 2, 3+len(rest)*5/8)
 	b[0] = providerTag
 	b, ok = appendBase32(b, key)
+	if !ok {
+		return tableKey{s: k}
+	}
 	n := len(b) - 2
-	if !ok || n > 255 {
-		return tableKey{s: k}
-	}
 	b[1] = byte(n)
-	b, ok = appendBase32(b, peer)
-	m := len(b) - 2 - n
-	if !ok || m > 255 {
+	if b, ok = appendBase32(b, peer); !ok {
 		return tableKey{s: k}
 	}
-	return tableKey{b: append(b, byte(m))}
+	return tableKey{b: append(b, byte(len(b)-2-n))}
 }
 
 // maxPart is the length of the base32 of 255 bytes, the longest key or

@@ -698,8 +698,8 @@ func (f *simFederation) measureAnnounce(ctx context.Context, replication int, m 
 		return fmt.Errorf("%w (%d of %d)", err, stored-storedBefore, k*replication)
 	}
 	took := time.Since(start)
-	// The stores write what they were sent in the background; counting
-	// flushes them first.
+	// What is still in flight once the last record is counted settles
+	// before the messages are tallied (counting flushed the stores).
 	time.Sleep(1500 * time.Millisecond)
 	sent := f.sent().since(before)
 	if stored, err = storedBy(others, id); err != nil {

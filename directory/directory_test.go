@@ -496,29 +496,32 @@ func TestLookupAsksTheClosestOfManyMembers(t *testing.T) {
 
 // TestLookupEveryAsksEveryReplica: a holder's announcement lost at the 3
 // closest members is missed by Lookup, which asks those 3, and found by
-// LookupEvery, which asks every member that may store it.
+// LookupEvery, which asks every member that may store it. The holder is
+// one of the members farthest from the key: a holder among the 3 closest
+// answers for its own announcement, which no deletion takes away.
 func TestLookupEveryAsksEveryReplica(t *testing.T) {
 	f := newTestFedWith(t, 20, 5)
 	ctx := context.Background()
 	ps := pseudonyms(1)
-	h := holdings{ps[0]: {0}}
-	f.announce(h)
-	f.expect(h)
 	key := multihash(digest("test-fed", ps[0]))
 	closest := kb.SortClosestPeers(slices.Clone(f.ids), kb.ConvertKey(string(key)))
 	index := f.replicaSet(5).index
+	holder := closest[len(closest)-2]
+	asker := f.dirs[index[closest[len(closest)-1]]] // neither replica nor holder
+	h := holdings{ps[0]: {index[holder]}}
+	f.announce(h)
+	f.expect(h)
 	for _, id := range closest[:3] {
-		if err := f.dirs[index[id]].recs.Delete(ctx, recordKey(key, f.ids[0])); err != nil && !errors.Is(err, ds.ErrNotFound) {
+		if err := f.dirs[index[id]].recs.Delete(ctx, recordKey(key, holder)); err != nil && !errors.Is(err, ds.ErrNotFound) {
 			t.Fatal(err)
 		}
 	}
-	asker := f.dirs[index[closest[len(closest)-1]]] // no replica itself
 	res, err := asker.Lookup(ctx, ps[0])
-	if err != nil || len(res.Holders) != 0 {
-		t.Fatalf("Lookup after the 3 closest lost the announcement: %v, %v; want no holder", res.Holders, err)
+	if err != nil || res.Answered != 3 || len(res.Holders) != 0 {
+		t.Fatalf("Lookup after the 3 closest lost the announcement: %d answered (failed %v), holders %v, %v; want 3 and no holder", res.Answered, res.Failed, res.Holders, err)
 	}
 	res, err = asker.LookupEvery(ctx, ps[0])
-	if err != nil || res.Answered != 6 || !slices.Equal(res.Holders, []peer.ID{f.ids[0]}) {
+	if err != nil || res.Answered != 6 || !slices.Equal(res.Holders, []peer.ID{holder}) {
 		t.Fatalf("LookupEvery: %d answered, holders %v, %v; want 6 answered and the holder", res.Answered, res.Holders, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	fed "github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/api"
@@ -48,12 +49,19 @@ func (c *testCentre) token(t testing.TB, role string) string {
 // federation starts two founders, a and b, each with its API.
 func federation(t testing.TB) (a, b *testCentre) {
 	t.Helper()
+	return federationWith(t, nil)
+}
+
+// federationWith is federation under a policy changed by policy first
+// (the package's helper is named federation, hence fed).
+func federationWith(t testing.TB, policy func(*fed.Policy)) (a, b *testCentre) {
+	t.Helper()
 	root := t.TempDir()
 	cfgs := []centre.Config{nodetest.Config(t, root, "centre-a"), nodetest.Config(t, root, "centre-b")}
 	for i := range cfgs {
 		cfgs[i].Ledger.CheckpointInterval = 200 * time.Millisecond
 	}
-	nodetest.Found(t, cfgs...)
+	nodetest.FoundWith(t, policy, cfgs...)
 	var cs []*testCentre
 	for _, cfg := range cfgs {
 		n := nodetest.Start(t, cfg)

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
+	fed "github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/federation/patient"
 	"github.com/medfed/medfed/node/api"
 	"github.com/medfed/medfed/node/centre"
 	"github.com/medfed/medfed/node/ledger"
-	"github.com/medfed/medfed/node/nodetest"
 )
 
 // TestAbuseKeyTakeoverByOneRegistrar: a registrar attests a key of their
@@ -23,7 +23,12 @@ import (
 // patient's key vetoes it during the notice, and it never takes effect.
 // Every step is on the ledger and in the notification feed.
 func TestAbuseKeyTakeoverByOneRegistrar(t *testing.T) {
-	a, b := federation(t)
+	// A notice long enough for the steps between the approval and the
+	// veto on a loaded machine: a replacement takes effect a notice after
+	// the second its approval is dated to, so the tests' usual notice of
+	// one second left them between 0 and 1 s.
+	const notice = 10 * time.Second
+	a, b := federationWith(t, func(p *fed.Policy) { p.KeyNotice = notice })
 	registrar, clinicianB := a.token(t, "registrar"), b.token(t, "clinician")
 	officerA, officerB := a.token(t, "privacy-officer"), b.token(t, "privacy-officer")
 
@@ -59,7 +64,7 @@ func TestAbuseKeyTakeoverByOneRegistrar(t *testing.T) {
 	if v := consentView(); v.Key != patientPub || len(v.Keys) != 1 || v.Keys[0].Status != "in effect" {
 		t.Fatalf("after the first attestation: %+v", v)
 	}
-	nodetest.SettleKey() // the patient's key could erase now; the registrar's must not
+	time.Sleep(notice + time.Second) // the patient's key could erase now; the registrar's must not
 
 	// The takeover: one registrar attests mallory's key, "compromised".
 	attest(mallory, true).want(t, 200, "the registrar's own key")
@@ -95,9 +100,11 @@ func TestAbuseKeyTakeoverByOneRegistrar(t *testing.T) {
 	// A privacy officer at the other centre approves (deceived, say): the
 	// notice starts, and the patient's key vetoes it.
 	call(t, "POST", b.url+"/v1/patients/"+p+"/keys/approvals", officerB, map[string]any{"attestation": takeover}).want(t, 200, "a second approval")
-	if v := consentView(); v.Keys[1].Status != "in its notice period" || v.Keys[1].Effect == nil || v.Key != patientPub {
+	v = consentView()
+	if v.Keys[1].Status != "in its notice period" || v.Keys[1].Effect == nil || v.Key != patientPub {
 		t.Fatalf("after the approval: %+v", v)
 	}
+	effect := *v.Keys[1].Effect
 	att, err := consent.ParseHash(takeover)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +120,7 @@ func TestAbuseKeyTakeoverByOneRegistrar(t *testing.T) {
 	}
 	call(t, "POST", a.url+"/v1/consent", "", map[string]any{"document": forged}).want(t, 409, "a veto by the new key")
 	call(t, "POST", a.url+"/v1/consent", "", map[string]any{"document": veto}).want(t, 200, "the patient's veto")
-	nodetest.SettleKey() // the notice has passed
+	time.Sleep(time.Until(effect) + time.Second) // the notice has passed
 	if v := consentView(); v.Keys[1].Status != "vetoed by the patient" || v.Key != patientPub {
 		t.Fatalf("after the veto and the notice: %+v", v)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/federation"
 	"github.com/medfed/medfed/federation/consent"
 	"github.com/medfed/medfed/node/ledger"
 )
@@ -136,7 +137,7 @@ func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
 	f := newTestFedLease(t, lease, 5, 1)
 	// Issue times are to the second: a notice of 3 s is more than 2 s
 	// after the attestation, whatever second boundary grantAt crosses.
-	f.charter.Policy.KeyNotice = 3 * time.Second
+	f.tune(func(p *federation.Policy) { p.KeyNotice = 3 * time.Second })
 	a, b, c, d, e := f.members[0], f.members[1], f.members[2], f.members[3], f.members[4]
 	f.held = ids(t, b, c, d, e)
 	ctx := context.Background()
@@ -203,7 +204,10 @@ func TestErasureReachesHoldersTheDirectoryMisses(t *testing.T) {
 // (its lease file says how far they reach). centre-c, never told, then
 // reads the state again and denies.
 func TestRestartedMemberWaitsOutItsEarlierLeases(t *testing.T) {
-	f := newTestFed(t, 3, 1)
+	// Leases long enough to outlast centre-b's restart and the links
+	// before the revocation on a loaded machine: with leases of 1 s,
+	// centre-c's could run out first, and nothing would be waited for.
+	f := newTestFedLease(t, 10*time.Second, 3, 1)
 	a, b, c := f.members[0], f.members[1], f.members[2]
 	f.held = ids(t, b, c)
 	ctx := context.Background()

@@ -21,7 +21,7 @@ import (
 // not stand in for it.
 func TestConsentSetBoundsWritesAndReads(t *testing.T) {
 	f := newTestFed(t, 9, 1)
-	f.charter.Policy.ConsentReplicas = 3
+	f.tune(func(p *federation.Policy) { p.ConsentReplicas = 3 })
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 

@@ -137,6 +137,7 @@ func TestAbusePatientKeyFlood(t *testing.T) {
 	}
 	h := srv.Handler()
 	statuses := map[int]int{}
+	began := time.Now()
 	for i := range 30 {
 		req, err := centre.PatientRequest(a.cfg, patient.View, p, key)
 		if err != nil {
@@ -153,8 +154,12 @@ func TestAbusePatientKeyFlood(t *testing.T) {
 		h.ServeHTTP(w, r)
 		statuses[w.Code]++
 	}
-	if statuses[http.StatusTooManyRequests] != 20 || statuses[http.StatusForbidden] != 10 {
-		t.Fatalf("statuses %v: want the key's burst of 10 refused for the unattested key (403), the other 20 at its bound (429)", statuses)
+	// The key's bucket refills at 1 a second: on a loaded machine the
+	// flood may last long enough for a request or two more to pass it.
+	refilled := int(time.Since(began) / time.Second)
+	if refused, bounded := statuses[http.StatusForbidden], statuses[http.StatusTooManyRequests]; refused < 10 || refused > 10+refilled || refused+bounded != 30 {
+		t.Fatalf("statuses %v in %v: want the key's burst of 10 (and %d refilled at most) refused for the unattested key (403), the others at its bound (429)",
+			statuses, time.Since(began).Round(time.Millisecond), refilled)
 	}
 	if after := sizes(); after != before {
 		t.Fatalf("the flood changed the ledgers: %v, then %v", before, after)

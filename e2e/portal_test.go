@@ -97,23 +97,33 @@ func (p *person) text(sel string) string {
 func (p *person) waitText(sel, want string) {
 	p.t.Helper()
 	js := fmt.Sprintf(`Array.from(document.querySelectorAll(%q)).some(e => e.textContent.includes(%q))`, sel, want)
-	// Asked again and again rather than polled in the page: a form's
-	// submission replaces the page, and a poll with it.
+	p.until(fmt.Sprintf("wait for %q in %s", want, sel), js, 100*time.Millisecond, nil)
+}
+
+// until evaluates js in the page until it is true, for 90 s at most,
+// doing step first in each round when there is one; it returns the
+// rounds it took. Asked again and again rather than polled in the page:
+// a form's submission replaces the page, and a poll with it.
+func (p *person) until(what, js string, pause time.Duration, step func()) int {
+	p.t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
-	for {
+	for round := 1; ; round++ {
+		if step != nil {
+			step()
+		}
 		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 		found, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
 		cancel()
 		switch {
 		case err == nil && found:
-			return
+			return round
 		case time.Now().After(deadline):
 			if err == nil {
 				err = errors.New("not there after 90 s")
 			}
-			p.fail(fmt.Sprintf("wait for %q in %s", want, sel), err)
+			p.fail(what, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(pause)
 	}
 }
 
@@ -184,25 +194,9 @@ func (p *person) find(base, patient string) {
 func (p *person) findUntil(base, patient, holder, want string) {
 	p.t.Helper()
 	js := fmt.Sprintf(`Array.from(document.querySelectorAll("li.holder.answered")).some(li => li.querySelector("h2").textContent.includes(%q) && li.textContent.includes(%q))`, holder, want)
-	deadline := time.Now().Add(90 * time.Second)
-	for asked := 1; ; asked++ {
-		p.find(base, patient)
-		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-		found, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
-		cancel()
-		switch {
-		case err == nil && found:
-			if asked > 1 {
-				p.t.Logf("%s: %s's answer said %q when asked %d times", p.name, holder, want, asked)
-			}
-			return
-		case time.Now().After(deadline):
-			if err == nil {
-				err = errors.New("not there after 90 s")
-			}
-			p.fail(fmt.Sprintf("ask until %s's answer says %q", holder, want), err)
-		}
-		time.Sleep(500 * time.Millisecond)
+	asked := p.until(fmt.Sprintf("ask until %s's answer says %q", holder, want), js, 500*time.Millisecond, func() { p.find(base, patient) })
+	if asked > 1 {
+		p.t.Logf("%s: %s's answer said %q when asked %d times", p.name, holder, want, asked)
 	}
 }
 
